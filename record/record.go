@@ -1,0 +1,203 @@
+package record
+
+import (
+	"sync"
+	"time"
+)
+
+// Kind is how a route's response body is treated.
+type Kind uint8
+
+// Route kinds.
+const (
+	KindSSE Kind = iota // text/event-stream (or a plain JSON answer) from an LLM
+	KindRaw             // binary bytes, e.g. audio from a TTS endpoint
+)
+
+// String returns the config spelling of k.
+func (k Kind) String() string {
+	if k == KindRaw {
+		return "raw"
+	}
+	return "sse"
+}
+
+// Error types: the fixed, small set used for stream_logs.error_type and the
+// relay_errors_total{type} label. The empty string means no error.
+const (
+	ErrUpstreamConnect = "upstream_connect" // dial or TLS to the upstream failed
+	ErrUpstreamTimeout = "upstream_timeout" // no first byte, or silent past the idle timeout
+	ErrUpstreamReset   = "upstream_reset"   // the upstream broke the stream after it started
+	ErrUpstreamStatus  = "upstream_status"  // the upstream answered 4xx/5xx (relayed as is)
+	ErrUpstreamConfig  = "upstream_config"  // the route's provider key is not set
+	ErrClientClosed    = "client_closed"    // the client went away mid-stream
+	ErrUnauthorized    = "unauthorized"     // missing or unknown relay key
+	ErrForbidden       = "forbidden"        // X-Tenant-ID not allowed for the key
+	ErrNotFound        = "not_found"        // no route for the path
+	ErrRateLimited     = "rate_limited"     // refused by the tenant's bucket
+	ErrBodyTooLarge    = "body_too_large"   // request body over the route's limit
+	ErrBadRequest      = "bad_request"      // malformed request
+	ErrShuttingDown    = "shutting_down"    // arrived while the relay drains
+	ErrInternal        = "internal"         // a bug or resource failure in the relay
+)
+
+// ErrorTypes lists every error type, for metrics that pre-register labels.
+var ErrorTypes = []string{
+	ErrUpstreamConnect, ErrUpstreamTimeout, ErrUpstreamReset, ErrUpstreamStatus,
+	ErrUpstreamConfig, ErrClientClosed, ErrUnauthorized, ErrForbidden, ErrNotFound,
+	ErrRateLimited, ErrBodyTooLarge, ErrBadRequest, ErrShuttingDown, ErrInternal,
+}
+
+// IDLen is the length of a request id in bytes (hex characters).
+const IDLen = 32
+
+// None marks a duration that was never reached (no first byte, no token).
+const None time.Duration = -1
+
+// Record is everything the relay knows about one request once it has ended.
+type Record struct {
+	ID    [IDLen]byte // request id, lower-case hex; also the X-Request-Id header
+	Start time.Time   // when the request was received (wall clock)
+
+	Route    string // configured route name; "" when no route matched
+	Kind     Kind
+	Capture  bool   // full capture: request body and response chunks are stored
+	Tenant   string // tenant decided by the relay key (and X-Tenant-ID)
+	KeyID    string // short hash of the relay key, never the key itself
+	Instance string // relay instance name
+	Method   string
+	Path     string // request path without the query string
+	Upstream string // upstream base URL
+
+	Status    int    // status sent to the client
+	ErrorType string // one of the Err* constants, "" for none
+
+	TTFB     time.Duration // upstream first byte; None if never
+	TTFT     time.Duration // first content token (sse) or audio byte (raw); None if never
+	Duration time.Duration // until the last byte went to the client
+
+	BytesIn    int64 // request body bytes
+	BytesOut   int64 // response body bytes sent to the client
+	ChunkCount int   // response body reads relayed to the client
+
+	Model     string // from the request body, filled when the request ends
+	TokensIn  int64  // from the response's usage object; -1 when absent
+	TokensOut int64  // -1 when absent
+
+	ClientIP  string
+	UserAgent string
+
+	RequestHeaders  []byte // JSON object of the client's headers, secrets redacted
+	ResponseHeaders []byte // JSON object of the upstream's headers, secrets redacted
+	RequestBody     []byte // at most the capture limit
+	Chunks          Chunks // response chunks (data only when Capture is set)
+	Truncated       bool   // capture stopped at the limit; the stream went on
+
+	captureLimit int
+}
+
+// Chunks are the captured response chunks: the bytes of chunk i are
+// Data[Ends[i-1]:Ends[i]] and arrived AtMS[i] milliseconds after Start.
+type Chunks struct {
+	Data []byte
+	Ends []uint32
+	AtMS []uint32
+}
+
+// Len returns the number of captured chunks.
+func (c *Chunks) Len() int { return len(c.AtMS) }
+
+// Chunk returns the bytes of chunk i (empty when data was not captured).
+func (c *Chunks) Chunk(i int) []byte {
+	if i >= len(c.Ends) {
+		return nil
+	}
+	start := uint32(0)
+	if i > 0 {
+		start = c.Ends[i-1]
+	}
+	return c.Data[start:c.Ends[i]]
+}
+
+// maxChunkTimes bounds the chunk arrival times kept per request, so a
+// days-long audio stream cannot grow a record without limit.
+const maxChunkTimes = 1 << 20
+
+// keepCap is the largest buffer a released record keeps; larger ones are
+// dropped so that one huge stream does not pin memory in the pool.
+const keepCap = 1 << 20
+
+var pool = sync.Pool{New: func() any { return new(Record) }}
+
+// Acquire returns an empty record from the pool. captureLimit bounds the
+// bytes captured per direction (request body, response chunks).
+func Acquire(captureLimit int) *Record {
+	r := pool.Get().(*Record)
+	r.captureLimit = captureLimit
+	r.TTFB, r.TTFT = None, None
+	r.TokensIn, r.TokensOut = -1, -1
+	return r
+}
+
+// Release resets r and returns it to the pool.
+func Release(r *Record) {
+	reqH, respH, body := r.RequestHeaders[:0], r.ResponseHeaders[:0], r.RequestBody[:0]
+	chunks := Chunks{Data: r.Chunks.Data[:0], Ends: r.Chunks.Ends[:0], AtMS: r.Chunks.AtMS[:0]}
+	*r = Record{}
+	if cap(reqH) <= keepCap {
+		r.RequestHeaders = reqH
+	}
+	if cap(respH) <= keepCap {
+		r.ResponseHeaders = respH
+	}
+	if cap(body) <= keepCap {
+		r.RequestBody = body
+	}
+	if cap(chunks.Data) <= keepCap {
+		r.Chunks.Data = chunks.Data
+	}
+	if cap(chunks.AtMS) <= keepCap/4 {
+		r.Chunks.Ends, r.Chunks.AtMS = chunks.Ends, chunks.AtMS
+	}
+	pool.Put(r)
+}
+
+// CaptureLimit returns the per-direction capture limit in bytes.
+func (r *Record) CaptureLimit() int { return r.captureLimit }
+
+// SetRequestBody captures the request body up to the capture limit.
+func (r *Record) SetRequestBody(b []byte) {
+	if len(b) > r.captureLimit {
+		b = b[:r.captureLimit]
+		r.Truncated = true
+	}
+	r.RequestBody = append(r.RequestBody[:0], b...)
+}
+
+// AddChunk accounts one response chunk that arrived at offset at from Start:
+// its size and time always, its bytes when Capture is set and the limit
+// allows. It allocates only while the record's buffers grow.
+func (r *Record) AddChunk(b []byte, at time.Duration) {
+	r.ChunkCount++
+	r.BytesOut += int64(len(b))
+	if len(r.Chunks.AtMS) >= maxChunkTimes {
+		r.Truncated = true
+		return
+	}
+	if r.Capture && !r.Truncated {
+		if len(r.Chunks.Data)+len(b) > r.captureLimit {
+			r.Truncated = true
+		} else {
+			r.Chunks.Data = append(r.Chunks.Data, b...)
+		}
+	}
+	if r.Capture && r.Truncated {
+		// Times without bytes would no longer line up with the data.
+		return
+	}
+	r.Chunks.Ends = append(r.Chunks.Ends, uint32(len(r.Chunks.Data)))
+	r.Chunks.AtMS = append(r.Chunks.AtMS, uint32(at/time.Millisecond))
+}
+
+// IDString returns the request id as a string (allocates).
+func (r *Record) IDString() string { return string(r.ID[:]) }
