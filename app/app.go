@@ -1,0 +1,279 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/stream-relay/stream-relay/chlog"
+	"github.com/stream-relay/stream-relay/handlers"
+	"github.com/stream-relay/stream-relay/quota"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+)
+
+// App is a configured relay, ready to serve.
+type App struct {
+	cfg     *Config
+	log     *slog.Logger
+	fiber   *fiber.App
+	relay   *handlers.Relay
+	wd      *upstream.Watchdog
+	clients *upstream.Clients
+	store   *chlog.Writer
+	limiter *quota.Limiter
+}
+
+// New builds the relay from cfg. It starts the background parts (watchdog,
+// ClickHouse writer, limiter) but does not listen yet. Extra sinks receive
+// every finished record after the ClickHouse logger (tests, embedders).
+func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
+	a := &App{cfg: cfg, log: log, clients: upstream.NewClients()}
+	routes, err := a.routes()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := a.keys()
+	if err != nil {
+		return nil, err
+	}
+	a.store, err = chlog.New(chlog.Options{
+		URL:           cfg.Storage.ClickHouse.URL,
+		Database:      cfg.Storage.ClickHouse.Database,
+		Table:         cfg.Storage.ClickHouse.Table,
+		User:          cfg.Storage.ClickHouse.User,
+		Password:      cfg.Storage.ClickHouse.Password,
+		BatchRows:     cfg.Storage.ClickHouse.BatchRows,
+		BatchBytes:    cfg.Storage.ClickHouse.BatchBytes,
+		FlushInterval: cfg.Storage.ClickHouse.FlushInterval,
+		SpoolDir:      cfg.Storage.SpoolDir,
+		SpoolMaxBytes: cfg.Storage.ClickHouse.SpoolMaxBytes,
+		Durability:    cfg.Storage.ClickHouse.Durability,
+		TTLDays:       cfg.Storage.ClickHouse.TTLDays,
+		Logger:        log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	var limiter handlers.Limiter
+	if !cfg.RateLimit.Disabled {
+		a.limiter, err = quota.New(a.quotaOptions())
+		if err != nil {
+			_ = a.store.Close(context.Background())
+			return nil, err
+		}
+		limiter = a.limiter
+	}
+	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
+	a.relay, err = handlers.New(handlers.Options{
+		Routes:   upstream.NewTable(routes),
+		Keys:     keys,
+		Limiter:  limiter,
+		Sinks:    append([]handlers.Sink{a.store}, extra...),
+		Watchdog: a.wd,
+		Instance: cfg.Server.Instance,
+		Logger:   log,
+	})
+	if err != nil {
+		a.closeBackground(context.Background())
+		return nil, err
+	}
+	a.fiber = a.newFiber(routes)
+	a.logStart(routes)
+	return a, nil
+}
+
+func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
+	maxBody := a.cfg.Server.MaxBodyBytes
+	for _, r := range routes {
+		maxBody = max(maxBody, r.MaxBodyBytes)
+	}
+	f := fiber.New(fiber.Config{
+		DisableStartupMessage:     true,
+		BodyLimit:                 int(maxBody),
+		ReadTimeout:               a.cfg.Server.ReadTimeout,
+		IdleTimeout:               a.cfg.Server.IdleTimeout,
+		ReadBufferSize:            16 << 10,
+		WriteBufferSize:           16 << 10,
+		DisableDefaultContentType: true,
+		ErrorHandler:              a.relay.ServerError,
+		Network:                   "tcp",
+	})
+	f.Get("/healthz", a.relay.Healthz)
+	f.Get("/readyz", a.relay.Readyz)
+	f.Use(a.relay.Handle)
+	return f
+}
+
+func (a *App) routes() ([]*upstream.Route, error) {
+	var out []*upstream.Route
+	for _, rc := range a.cfg.Routes {
+		kind := record.KindSSE
+		if rc.Kind == "raw" {
+			kind = record.KindRaw
+		}
+		key := ""
+		if rc.AuthEnv != "" {
+			key = os.Getenv(rc.AuthEnv)
+		}
+		r, err := upstream.NewRoute(upstream.Options{
+			Name:               rc.Name,
+			Path:               rc.Path,
+			Upstream:           rc.Upstream,
+			Kind:               kind,
+			ProviderKey:        key,
+			KeyEnv:             rc.AuthEnv,
+			AuthHeader:         rc.AuthHeader,
+			Headers:            rc.Headers,
+			ConnectTimeout:     rc.ConnectTimeout,
+			FirstByteTimeout:   rc.FirstByteTimeout,
+			IdleTimeout:        rc.IdleTimeout,
+			Timeout:            a.cfg.Server.Timeout,
+			MaxConns:           rc.MaxConns,
+			TLSSkipVerify:      rc.TLSSkipVerify,
+			Capture:            rc.Capture == "full",
+			MaxCaptureBytes:    rc.MaxCaptureBytes,
+			MaxBodyBytes:       rc.MaxBodyBytes,
+			InjectIncludeUsage: rc.InjectIncludeUsage,
+		}, a.clients)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+func (a *App) keys() (*handlers.Keys, error) {
+	opts := make([]handlers.KeyOptions, 0, len(a.cfg.Auth.Keys))
+	for _, k := range a.cfg.Auth.Keys {
+		opts = append(opts, handlers.KeyOptions{Key: k.Key, KeySHA256: k.KeySHA256, Tenant: k.Tenant, Tenants: k.Tenants})
+	}
+	return handlers.NewKeys(opts)
+}
+
+func (a *App) quotaOptions() quota.Options {
+	rl := a.cfg.RateLimit
+	o := quota.Options{
+		RedisAddr:       a.cfg.Storage.Redis.Addr,
+		RedisPassword:   a.cfg.Storage.Redis.Password,
+		Default:         rl.Default,
+		Burst:           rl.Burst,
+		Tenants:         rl.Tenants,
+		TokensPerMinute: rl.TokensPerMinute,
+		TenantTokens:    rl.TenantTokens,
+		OnRedisError:    rl.OnRedisError,
+		Logger:          a.log,
+	}
+	keys, _ := a.keys()
+	for i, k := range a.cfg.Auth.Keys {
+		if k.RateLimit > 0 {
+			if o.Keys == nil {
+				o.Keys = map[string]int{}
+			}
+			o.Keys[keys.IDAt(i)] = k.RateLimit
+		}
+	}
+	return o
+}
+
+func (a *App) logStart(routes []*upstream.Route) {
+	for _, r := range routes {
+		if !r.Configured() {
+			a.log.Warn("provider key not set: requests on this route will fail with 502 upstream_config",
+				"route", r.Name, "auth_env", r.KeyEnv)
+		}
+	}
+	storage := "clickhouse " + a.cfg.Storage.ClickHouse.URL
+	if a.cfg.Storage.ClickHouse.URL == "" {
+		storage = "spool files only (no ClickHouse configured) in " + a.cfg.Storage.SpoolDir
+	}
+	limits := "redis " + a.cfg.Storage.Redis.Addr
+	switch {
+	case a.cfg.RateLimit.Disabled:
+		limits = "off"
+	case a.cfg.Storage.Redis.Addr == "":
+		limits = "in process (no Redis configured)"
+	}
+	if a.cfg.Storage.ClickHouse.Addr != "" && a.cfg.Storage.ClickHouse.URL == "" {
+		a.log.Warn("storage.clickhouse.addr is ignored: the relay writes over HTTP; set storage.clickhouse.url (e.g. http://localhost:8123)")
+	}
+	a.log.Info("stream-relay configured", "routes", len(routes), "keys", len(a.cfg.Auth.Keys),
+		"storage", storage, "rate_limits", limits, "instance", a.cfg.Server.Instance)
+}
+
+// Addr returns the configured listen address.
+func (a *App) Addr() string {
+	return net.JoinHostPort(a.cfg.Server.Host, strconv.Itoa(a.cfg.Server.Port))
+}
+
+// Listen opens the configured listener (TLS when configured).
+func (a *App) Listen() (net.Listener, error) {
+	ln, err := net.Listen("tcp", a.Addr())
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", a.Addr(), err)
+	}
+	if a.cfg.Server.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(a.cfg.Server.TLSCert, a.cfg.Server.TLSKey)
+		if err != nil {
+			_ = ln.Close()
+			return nil, fmt.Errorf("server.tls_cert: %w", err)
+		}
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	}
+	return ln, nil
+}
+
+// Serve serves on ln until Shutdown.
+func (a *App) Serve(ln net.Listener) error {
+	a.log.Info("stream-relay listening", "addr", ln.Addr().String())
+	return a.fiber.Listener(ln)
+}
+
+// Shutdown stops taking requests, lets in-flight streams finish within the
+// grace period (then cuts them), flushes the ClickHouse logger and closes
+// everything. It returns once all is done or ctx ends.
+func (a *App) Shutdown(ctx context.Context) error {
+	a.relay.Drain()
+	grace, cancel := context.WithTimeout(ctx, a.cfg.Server.ShutdownGrace)
+	defer cancel()
+	a.log.Info("shutting down: draining in-flight streams", "active", a.relay.Active(), "grace", a.cfg.Server.ShutdownGrace)
+	shut := make(chan error, 1)
+	go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
+	var errs []error
+	if err := a.relay.Wait(grace); err != nil {
+		a.log.Warn("grace period over: cutting streams still open", "active", a.relay.Active())
+		a.wd.AbortAll(record.ErrShuttingDown)
+		wait, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+		_ = a.relay.Wait(wait)
+		cancelWait()
+	}
+	if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		errs = append(errs, err)
+	}
+	a.closeBackground(ctx)
+	a.log.Info("shutdown complete")
+	return errors.Join(errs...)
+}
+
+func (a *App) closeBackground(ctx context.Context) {
+	if a.store != nil {
+		if err := a.store.Close(ctx); err != nil {
+			a.log.Error("closing the ClickHouse logger", "err", err)
+		}
+	}
+	if a.limiter != nil {
+		a.limiter.Close()
+	}
+	if a.wd != nil {
+		a.wd.Stop()
+	}
+	a.clients.CloseIdle()
+}

@@ -1,0 +1,221 @@
+package app
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole configuration file. Every field has a default (see
+// setDefaults and configs/config.yaml); the key names are the interface that
+// users write and must keep working.
+type Config struct {
+	Server    ServerConfig    `koanf:"server"`
+	Auth      AuthConfig      `koanf:"auth"`
+	Routes    []RouteConfig   `koanf:"routes"`
+	Storage   StorageConfig   `koanf:"storage"`
+	RateLimit RateLimitConfig `koanf:"rate_limit"`
+	Log       LogConfig       `koanf:"log"`
+	Metrics   MetricsConfig   `koanf:"metrics"`
+}
+
+// ServerConfig is the relay's own listener.
+type ServerConfig struct {
+	Host          string        `koanf:"host"`           // default "" (all interfaces)
+	Port          int           `koanf:"port"`           // default 8080
+	Timeout       time.Duration `koanf:"timeout"`        // longest one request may take, whole stream included; default 300s; 0 after defaults is impossible (negative is an error)
+	ReadTimeout   time.Duration `koanf:"read_timeout"`   // reading a request's headers and body; default 30s
+	IdleTimeout   time.Duration `koanf:"idle_timeout"`   // keep-alive connection idle; default 120s
+	ShutdownGrace time.Duration `koanf:"shutdown_grace"` // in-flight streams may finish this long after SIGTERM; default 30s
+	MaxBodyBytes  int64         `koanf:"max_body_bytes"` // request body limit (413 past it); default 32 MiB; a route may lower it
+	Instance      string        `koanf:"instance"`       // relay instance name in rows and logs; default the host name
+	TLSCert       string        `koanf:"tls_cert"`       // optional PEM certificate for the relay's own listener
+	TLSKey        string        `koanf:"tls_key"`        // its key; both or neither
+}
+
+// AuthConfig lists the relay keys callers present.
+type AuthConfig struct {
+	Keys []KeyConfig `koanf:"keys"`
+}
+
+// KeyConfig is one relay key: the key itself or its SHA-256 (hex), the tenant
+// it belongs to, and the other tenants it may name in X-Tenant-ID.
+type KeyConfig struct {
+	Key       string   `koanf:"key"`
+	KeySHA256 string   `koanf:"key_sha256"`
+	Tenant    string   `koanf:"tenant"`
+	Tenants   []string `koanf:"tenants"`
+	RateLimit int      `koanf:"rate_limit"` // optional requests/minute for this key (0 = tenant's limit only)
+}
+
+// RouteConfig is one relayed path.
+type RouteConfig struct {
+	Name               string            `koanf:"name"`
+	Path               string            `koanf:"path"`                 // exact, or a prefix when it ends in "/*"
+	Upstream           string            `koanf:"upstream"`             // absolute http(s) base URL
+	AuthEnv            string            `koanf:"auth_env"`             // environment variable holding the provider key
+	AuthHeader         string            `koanf:"auth_header"`          // default "Authorization" (sent as "Bearer <key>"); other headers get the bare key
+	Headers            map[string]string `koanf:"headers"`              // sent upstream when the client did not send them
+	Kind               string            `koanf:"kind"`                 // sse (default) | raw
+	ConnectTimeout     time.Duration     `koanf:"connect_timeout"`      // default 10s
+	FirstByteTimeout   time.Duration     `koanf:"first_byte_timeout"`   // until the upstream's response headers; default 120s
+	IdleTimeout        time.Duration     `koanf:"idle_timeout"`         // silence between chunks; default 120s
+	MaxBodyBytes       int64             `koanf:"max_body_bytes"`       // default server.max_body_bytes
+	MaxConns           int               `koanf:"max_conns"`            // connections to the upstream host; default 4096
+	Capture            string            `koanf:"capture"`              // full | meta; default full for sse, meta for raw
+	MaxCaptureBytes    int               `koanf:"max_capture_bytes"`    // per direction; default 4 MiB
+	InjectIncludeUsage bool              `koanf:"inject_include_usage"` // add stream_options.include_usage to OpenAI streaming requests
+	TLSSkipVerify      bool              `koanf:"tls_skip_verify"`      // accept any upstream certificate (never in production)
+}
+
+// StorageConfig is where rows and buckets live.
+type StorageConfig struct {
+	Redis      RedisConfig      `koanf:"redis"`
+	ClickHouse ClickHouseConfig `koanf:"clickhouse"`
+	SpoolDir   string           `koanf:"spool_dir"` // default data/spool
+}
+
+// RedisConfig is the shared rate-limit store; an empty addr keeps buckets in process.
+type RedisConfig struct {
+	Addr     string `koanf:"addr"`
+	Password string `koanf:"password"`
+}
+
+// ClickHouseConfig is the row store; an empty url writes spool files only.
+type ClickHouseConfig struct {
+	URL           string        `koanf:"url"`      // e.g. http://localhost:8123
+	Addr          string        `koanf:"addr"`     // the seed's native address; accepted and ignored with a warning (HTTP is used)
+	Database      string        `koanf:"database"` // default relay
+	Table         string        `koanf:"table"`    // default stream_logs
+	User          string        `koanf:"user"`
+	Password      string        `koanf:"password"`
+	BatchRows     int           `koanf:"batch_rows"`
+	BatchBytes    int           `koanf:"batch_bytes"`
+	FlushInterval time.Duration `koanf:"flush_interval"`
+	SpoolMaxBytes int64         `koanf:"spool_max_bytes"`
+	Durability    string        `koanf:"durability"` // batch (default) | wal
+	TTLDays       int           `koanf:"ttl_days"`
+}
+
+// RateLimitConfig is the tenants' token buckets.
+type RateLimitConfig struct {
+	Default         int              `koanf:"default"`           // requests per minute per tenant; default 100
+	Burst           int              `koanf:"burst"`             // bucket size; default = default
+	Tenants         map[string]int   `koanf:"tenants"`           // per-tenant requests per minute
+	TokensPerMinute int64            `koanf:"tokens_per_minute"` // optional token budget per tenant (0 = off)
+	TenantTokens    map[string]int64 `koanf:"tenant_tokens"`     // per-tenant token budgets
+	OnRedisError    string           `koanf:"on_redis_error"`    // local (default) | allow | deny
+	Disabled        bool             `koanf:"disabled"`          // no rate limiting at all
+}
+
+// LogConfig is the relay's own log.
+type LogConfig struct {
+	Level  string `koanf:"level"`  // debug | info (default) | warn | error
+	Format string `koanf:"format"` // text (default) | json
+}
+
+// MetricsConfig is the Prometheus endpoint.
+type MetricsConfig struct {
+	Addr string `koanf:"addr"` // "" serves /metrics on the main port; "host:port" serves it there instead
+}
+
+const (
+	defaultPort            = 8080
+	defaultTimeout         = 300 * time.Second
+	defaultReadTimeout     = 30 * time.Second
+	defaultIdleTimeout     = 120 * time.Second
+	defaultShutdownGrace   = 30 * time.Second
+	defaultMaxBodyBytes    = 32 << 20
+	defaultConnectTimeout  = 10 * time.Second
+	defaultFirstByte       = 120 * time.Second
+	defaultChunkIdle       = 120 * time.Second
+	defaultMaxConns        = 4096
+	defaultMaxCaptureBytes = 4 << 20
+	defaultRateLimit       = 100
+)
+
+func (c *Config) setDefaults(hostname string) {
+	s := &c.Server
+	if s.Port == 0 {
+		s.Port = defaultPort
+	}
+	if s.Timeout == 0 {
+		s.Timeout = defaultTimeout
+	}
+	if s.ReadTimeout == 0 {
+		s.ReadTimeout = defaultReadTimeout
+	}
+	if s.IdleTimeout == 0 {
+		s.IdleTimeout = defaultIdleTimeout
+	}
+	if s.ShutdownGrace == 0 {
+		s.ShutdownGrace = defaultShutdownGrace
+	}
+	if s.MaxBodyBytes == 0 {
+		s.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if s.Instance == "" {
+		s.Instance = hostname
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Kind == "" {
+			r.Kind = "sse"
+		}
+		if r.AuthHeader == "" {
+			r.AuthHeader = "Authorization"
+		}
+		if r.ConnectTimeout == 0 {
+			r.ConnectTimeout = defaultConnectTimeout
+		}
+		if r.FirstByteTimeout == 0 {
+			r.FirstByteTimeout = defaultFirstByte
+		}
+		if r.IdleTimeout == 0 {
+			r.IdleTimeout = defaultChunkIdle
+		}
+		if r.MaxBodyBytes == 0 {
+			r.MaxBodyBytes = s.MaxBodyBytes
+		}
+		if r.MaxConns == 0 {
+			r.MaxConns = defaultMaxConns
+		}
+		if r.Capture == "" {
+			r.Capture = "full"
+			if r.Kind == "raw" {
+				r.Capture = "meta"
+			}
+		}
+		if r.MaxCaptureBytes == 0 {
+			r.MaxCaptureBytes = defaultMaxCaptureBytes
+		}
+	}
+	if c.Storage.SpoolDir == "" {
+		c.Storage.SpoolDir = "data/spool"
+	}
+	if c.Storage.ClickHouse.Database == "" {
+		c.Storage.ClickHouse.Database = "relay"
+	}
+	if c.RateLimit.Default == 0 {
+		c.RateLimit.Default = defaultRateLimit
+	}
+	if c.RateLimit.OnRedisError == "" {
+		c.RateLimit.OnRedisError = "local"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+// fieldError is a configuration error that names the field and its value.
+type fieldError struct {
+	field string
+	value any
+	why   string
+}
+
+func (e *fieldError) Error() string {
+	return fmt.Sprintf("config: %s=%v: %s", e.field, e.value, e.why)
+}

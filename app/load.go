@@ -1,0 +1,352 @@
+package app
+
+import (
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/dotenv"
+	"github.com/knadh/koanf/parsers/yaml"
+	"github.com/knadh/koanf/providers/env"
+	"github.com/knadh/koanf/providers/file"
+	"github.com/knadh/koanf/v2"
+)
+
+// envPrefix starts every environment override: RELAY_SERVER__PORT=9000
+// sets server.port; a double underscore separates levels, because single
+// underscores belong to key names such as spool_dir.
+const envPrefix = "RELAY_"
+
+// sections are the top-level keys an environment override may address, so
+// that unrelated RELAY_* variables are ignored instead of rejected.
+var sections = map[string]bool{
+	"server": true, "auth": true, "routes": true, "storage": true,
+	"rate_limit": true, "log": true, "metrics": true,
+}
+
+// LoadEnvFile loads a .env file (KEY=VALUE lines) into the process
+// environment without overriding variables already set. A missing file is
+// not an error.
+func LoadEnvFile(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("config: env file %s: %w", path, err)
+	}
+	m, err := dotenv.Parser().Unmarshal(b)
+	if err != nil {
+		return fmt.Errorf("config: env file %s: %w", path, err)
+	}
+	for k, v := range m {
+		if _, set := os.LookupEnv(k); set {
+			continue
+		}
+		s, _ := v.(string)
+		if err := os.Setenv(k, s); err != nil {
+			return fmt.Errorf("config: env file %s: %s: %w", path, k, err)
+		}
+	}
+	return nil
+}
+
+// Load reads the YAML file at path, applies RELAY_* environment overrides,
+// fills defaults and validates. The error names the offending field.
+func Load(path string) (*Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	if err := k.Load(env.Provider(envPrefix, ".", envKey), nil); err != nil {
+		return nil, fmt.Errorf("config: environment: %w", err)
+	}
+	return decode(k)
+}
+
+// Parse is Load for YAML bytes, without environment overrides (tests).
+func Parse(b []byte) (*Config, error) {
+	k := koanf.New(".")
+	if err := k.Load(rawBytes(b), yaml.Parser()); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return decode(k)
+}
+
+func envKey(s string) string {
+	s = strings.ToLower(strings.TrimPrefix(s, envPrefix))
+	s = strings.ReplaceAll(s, "__", ".")
+	top, _, _ := strings.Cut(s, ".")
+	if !sections[top] || !strings.Contains(s, ".") {
+		return ""
+	}
+	return s
+}
+
+func decode(k *koanf.Koanf) (*Config, error) {
+	var c Config
+	dc := &mapstructure.DecoderConfig{
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			durationHook,
+			mapstructure.StringToSliceHookFunc(","),
+		),
+		ErrorUnused:      true,
+		WeaklyTypedInput: true,
+		Result:           &c,
+		TagName:          "koanf",
+	}
+	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
+		return nil, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	host, _ := os.Hostname()
+	c.setDefaults(host)
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// durationHook turns "30s" or a plain number of seconds into a Duration and
+// rejects anything else with the value in the message.
+func durationHook(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(time.Duration(0)) {
+		return data, nil
+	}
+	switch v := data.(type) {
+	case string:
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", v)
+		}
+		return d, nil
+	case int:
+		return time.Duration(v) * time.Second, nil
+	case int64:
+		return time.Duration(v) * time.Second, nil
+	case float64:
+		return time.Duration(v * float64(time.Second)), nil
+	}
+	return data, nil
+}
+
+func cleanDecodeError(err error) string {
+	s := err.Error()
+	s = strings.TrimPrefix(s, "decoding failed due to the following error(s):\n\n")
+	return strings.ReplaceAll(s, "\n", "; ")
+}
+
+func (c *Config) validate() error {
+	s := c.Server
+	if s.Port < 0 || s.Port > 65535 {
+		return &fieldError{"server.port", s.Port, "must be 1..65535"}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"server.timeout", s.Timeout}, {"server.read_timeout", s.ReadTimeout},
+		{"server.idle_timeout", s.IdleTimeout}, {"server.shutdown_grace", s.ShutdownGrace},
+		{"storage.clickhouse.flush_interval", c.Storage.ClickHouse.FlushInterval},
+	} {
+		if d.v < 0 {
+			return &fieldError{d.name, d.v, "must not be negative"}
+		}
+	}
+	if s.MaxBodyBytes < 0 {
+		return &fieldError{"server.max_body_bytes", s.MaxBodyBytes, "must not be negative"}
+	}
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		return &fieldError{"server.tls_cert", s.TLSCert, "tls_cert and tls_key go together"}
+	}
+	if err := c.validateRoutes(); err != nil {
+		return err
+	}
+	if err := c.validateKeys(); err != nil {
+		return err
+	}
+	rl := c.RateLimit
+	if rl.Default < 0 {
+		return &fieldError{"rate_limit.default", rl.Default, "must be > 0 requests per minute"}
+	}
+	if rl.Burst < 0 {
+		return &fieldError{"rate_limit.burst", rl.Burst, "must not be negative"}
+	}
+	for t, v := range rl.Tenants {
+		if v <= 0 {
+			return &fieldError{"rate_limit.tenants." + t, v, "must be > 0 requests per minute"}
+		}
+	}
+	if rl.TokensPerMinute < 0 {
+		return &fieldError{"rate_limit.tokens_per_minute", rl.TokensPerMinute, "must not be negative"}
+	}
+	switch rl.OnRedisError {
+	case "local", "allow", "deny":
+	default:
+		return &fieldError{"rate_limit.on_redis_error", rl.OnRedisError, "must be local, allow or deny"}
+	}
+	switch c.Storage.ClickHouse.Durability {
+	case "", "batch", "wal":
+	default:
+		return &fieldError{"storage.clickhouse.durability", c.Storage.ClickHouse.Durability, "must be batch or wal"}
+	}
+	if u := c.Storage.ClickHouse.URL; u != "" {
+		if err := checkHTTPURL(u); err != nil {
+			return &fieldError{"storage.clickhouse.url", u, err.Error()}
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return &fieldError{"log.level", c.Log.Level, "must be debug, info, warn or error"}
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return &fieldError{"log.format", c.Log.Format, "must be text or json"}
+	}
+	return nil
+}
+
+func (c *Config) validateRoutes() error {
+	if len(c.Routes) == 0 {
+		return &fieldError{"routes", "[]", "at least one route is required"}
+	}
+	names := map[string]bool{}
+	paths := map[string]bool{}
+	for i, r := range c.Routes {
+		f := func(name string) string { return fmt.Sprintf("routes[%d].%s", i, name) }
+		if r.Name == "" {
+			return &fieldError{f("name"), `""`, "required"}
+		}
+		if names[r.Name] {
+			return &fieldError{f("name"), r.Name, "duplicate route name"}
+		}
+		names[r.Name] = true
+		if !strings.HasPrefix(r.Path, "/") {
+			return &fieldError{f("path"), r.Path, `must start with "/"`}
+		}
+		if strings.Contains(strings.TrimSuffix(r.Path, "/*"), "*") || strings.ContainsAny(r.Path, ":?#") {
+			return &fieldError{f("path"), r.Path, `only a trailing "/*" wildcard is allowed`}
+		}
+		if paths[r.Path] {
+			return &fieldError{f("path"), r.Path, "duplicate path"}
+		}
+		paths[r.Path] = true
+		if err := checkHTTPURL(r.Upstream); err != nil {
+			return &fieldError{f("upstream"), r.Upstream, err.Error()}
+		}
+		switch r.Kind {
+		case "sse", "raw":
+		default:
+			return &fieldError{f("kind"), r.Kind, "must be sse or raw"}
+		}
+		switch r.Capture {
+		case "full", "meta":
+		default:
+			return &fieldError{f("capture"), r.Capture, "must be full or meta"}
+		}
+		if r.AuthHeader != "" && !validHeaderName(r.AuthHeader) {
+			return &fieldError{f("auth_header"), r.AuthHeader, "not a valid header name"}
+		}
+		for h, v := range r.Headers {
+			if !validHeaderName(h) {
+				return &fieldError{f("headers"), h, "not a valid header name"}
+			}
+			if strings.ContainsAny(v, "\r\n\x00") {
+				return &fieldError{f("headers." + h), "<value>", "contains CR, LF or NUL"}
+			}
+		}
+		for _, d := range []struct {
+			name string
+			v    time.Duration
+		}{{"connect_timeout", r.ConnectTimeout}, {"first_byte_timeout", r.FirstByteTimeout}, {"idle_timeout", r.IdleTimeout}} {
+			if d.v < 0 {
+				return &fieldError{f(d.name), d.v, "must not be negative"}
+			}
+		}
+		if r.MaxBodyBytes < 0 {
+			return &fieldError{f("max_body_bytes"), r.MaxBodyBytes, "must not be negative"}
+		}
+		if r.MaxConns < 0 {
+			return &fieldError{f("max_conns"), r.MaxConns, "must not be negative"}
+		}
+		if r.MaxCaptureBytes < 0 {
+			return &fieldError{f("max_capture_bytes"), r.MaxCaptureBytes, "must not be negative"}
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateKeys() error {
+	seen := map[string]bool{}
+	for i, k := range c.Auth.Keys {
+		f := func(name string) string { return fmt.Sprintf("auth.keys[%d].%s", i, name) }
+		switch {
+		case k.Key == "" && k.KeySHA256 == "":
+			return &fieldError{f("key"), `""`, "key or key_sha256 is required"}
+		case k.Key != "" && k.KeySHA256 != "":
+			return &fieldError{f("key_sha256"), "<set>", "give key or key_sha256, not both"}
+		case k.KeySHA256 != "":
+			if b, err := hex.DecodeString(k.KeySHA256); err != nil || len(b) != 32 {
+				return &fieldError{f("key_sha256"), "<set>", "must be 64 hex characters"}
+			}
+		}
+		if k.Tenant == "" {
+			return &fieldError{f("tenant"), `""`, "required"}
+		}
+		if k.RateLimit < 0 {
+			return &fieldError{f("rate_limit"), k.RateLimit, "must not be negative"}
+		}
+		id := k.Key + "|" + strings.ToLower(k.KeySHA256)
+		if seen[id] {
+			return &fieldError{f("key"), "<set>", "duplicate key"}
+		}
+		seen[id] = true
+	}
+	return nil
+}
+
+func checkHTTPURL(s string) error {
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("not a URL")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return errors.New("must be an absolute http or https URL")
+	}
+	if u.Host == "" {
+		return errors.New("has no host")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return errors.New("must not carry a query, fragment or user info")
+	}
+	return nil
+}
+
+func validHeaderName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// rawBytes is a koanf provider over bytes already in memory.
+type rawBytes []byte
+
+func (b rawBytes) ReadBytes() ([]byte, error) { return b, nil }
+func (b rawBytes) Read() (map[string]any, error) {
+	return nil, errors.New("rawBytes provider does not support Read")
+}

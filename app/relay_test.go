@@ -1,0 +1,436 @@
+package app
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/bench/mockllm"
+	"github.com/stream-relay/stream-relay/record"
+)
+
+func TestSSEStreamsThroughAndSwapsKeys(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions?api-version=2&x=1",
+		`{"model":"gpt-test","stream":true,"messages":[{"role":"user","content":"hi"}]}`,
+		map[string]string{"X-Tenant-ID": "other", mockllm.HeaderChunks: "5", "Connection": "keep-alive", "Cookie": "session=abc"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/event-stream") {
+		t.Errorf("content-type %q", ct)
+	}
+	id := resp.Header.Get("X-Request-Id")
+	if len(id) != record.IDLen {
+		t.Errorf("X-Request-Id %q", id)
+	}
+	ev := sseEvents(body)
+	// role frame + 5 content + finish + [DONE]
+	if len(ev) != 8 || ev[len(ev)-1] != "[DONE]" {
+		t.Fatalf("events %d: %q", len(ev), ev)
+	}
+	reqs := r.mock.Requests()
+	got := reqs[len(reqs)-1]
+	if got.Path != "/v1/chat/completions?api-version=2&x=1" {
+		t.Errorf("upstream path %q", got.Path)
+	}
+	if a := got.Header.Get("Authorization"); a != "Bearer "+providerKey {
+		t.Errorf("upstream Authorization %q", a)
+	}
+	for _, h := range []string{"X-Tenant-Id", "Cookie", "X-Api-Key"} {
+		if v := got.Header.Get(h); v != "" {
+			t.Errorf("upstream got %s: %q", h, v)
+		}
+	}
+	row := r.rows.wait(t, id)
+	if row.Route != "openai" || row.Tenant != "other" || row.Status != 200 || row.ErrorType != "" || row.Model != "gpt-test" {
+		t.Errorf("row %+v", row)
+	}
+	if row.TTFB < 0 || row.TTFT < row.TTFB || row.Duration < row.TTFT {
+		t.Errorf("timings ttfb=%v ttft=%v duration=%v", row.TTFB, row.TTFT, row.Duration)
+	}
+	if strings.Join(row.Chunks, "") != body {
+		t.Errorf("captured chunks differ from the body the client got")
+	}
+	if row.BytesOut != int64(len(body)) || len(row.ChunkTimes) != row.ChunkCount {
+		t.Errorf("bytes_out %d (body %d), chunk times %d, chunks %d", row.BytesOut, len(body), len(row.ChunkTimes), row.ChunkCount)
+	}
+	if strings.Contains(row.ReqHeaders, relayKey) || !strings.Contains(row.ReqHeaders, `"authorization":"[redacted]"`) {
+		t.Errorf("request headers not redacted: %s", row.ReqHeaders)
+	}
+	if strings.Contains(row.ReqHeaders, "session=abc") {
+		t.Errorf("cookie stored: %s", row.ReqHeaders)
+	}
+	var m map[string]string
+	if err := json.Unmarshal([]byte(row.RespHeaders), &m); err != nil || !strings.HasPrefix(m["content-type"], "text/event-stream") {
+		t.Errorf("response headers %s (%v)", row.RespHeaders, err)
+	}
+}
+
+// TestSSEArrivesChunkByChunk proves nothing is buffered: the mock sends the
+// role frame and two content events, then stalls; the client must see all
+// three while the upstream is still stalled.
+func TestSSEArrivesChunkByChunk(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions", `{"model":"m","stream":true}`,
+		map[string]string{mockllm.HeaderStallAfter: "2", mockllm.HeaderChunks: "10"})
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	got := make(chan []string, 1)
+	go func() {
+		var evs []string
+		for i := 0; i < 3; i++ {
+			e, err := nextEvent(br)
+			if err != nil {
+				break
+			}
+			evs = append(evs, e)
+		}
+		got <- evs
+	}()
+	select {
+	case evs := <-got:
+		if len(evs) != 3 || !strings.Contains(evs[0], `"role":"assistant"`) || !strings.Contains(evs[2], "tok1") {
+			t.Fatalf("events before the stall: %q", evs)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("events sent before the upstream stalled did not reach the client")
+	}
+}
+
+// TestTTFTAndUsage: TTFT falls between the first byte and the end (the
+// scanner's own tests cover which frames count), and usage is extracted.
+func TestTTFTAndUsage(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions", `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`,
+		map[string]string{mockllm.HeaderChunks: "3", mockllm.HeaderDelayMs: "150"})
+	readAll(t, resp)
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.TTFT < row.TTFB || row.TTFT >= row.Duration || row.Duration < 300*time.Millisecond {
+		t.Errorf("ttft %v ttfb %v duration %v", row.TTFT, row.TTFB, row.Duration)
+	}
+	if row.TokensIn <= 0 || row.TokensOut != 3 {
+		t.Errorf("openai usage in=%d out=%d", row.TokensIn, row.TokensOut)
+	}
+	resp = r.post(t, "/v1/messages", `{"model":"claude","stream":true}`,
+		map[string]string{mockllm.HeaderChunks: "3", mockllm.HeaderDelayMs: "150", "anthropic-version": "2026-10-21"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 || !strings.Contains(body, "message_stop") {
+		t.Fatalf("anthropic: %d %s", resp.StatusCode, body)
+	}
+	row = r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.TTFT < row.TTFB || row.TTFT >= row.Duration {
+		t.Errorf("anthropic ttft %v ttfb %v duration %v", row.TTFT, row.TTFB, row.Duration)
+	}
+	if row.TokensIn <= 0 || row.TokensOut != 3 {
+		t.Errorf("anthropic usage in=%d out=%d", row.TokensIn, row.TokensOut)
+	}
+	reqs := r.mock.Requests()
+	got := reqs[len(reqs)-1]
+	if got.Header.Get("X-Api-Key") != providerKey || got.Header.Get("Authorization") != "" {
+		t.Errorf("anthropic auth headers upstream: %v", got.Header)
+	}
+	if v := got.Header.Get("Anthropic-Version"); v != "2026-10-21" {
+		t.Errorf("client's anthropic-version replaced: %q", v)
+	}
+}
+
+func TestAnthropicStyleKeyAndDefaultHeader(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/messages", `{"model":"claude","stream":true}`,
+		map[string]string{"Authorization": "", "X-Api-Key": relayKey})
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("x-api-key relay key: %d %s", resp.StatusCode, body)
+	}
+	reqs := r.mock.Requests()
+	if v := reqs[len(reqs)-1].Header.Get("Anthropic-Version"); v != "2023-06-01" {
+		t.Errorf("default anthropic-version not added: %q", v)
+	}
+}
+
+func TestRawAudioBytesIdentical(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/audio/speech", `{"model":"tts-1","input":"hello","voice":"alloy"}`,
+		map[string]string{mockllm.HeaderChunks: "7", mockllm.HeaderChunkBytes: "5000"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "audio/mpeg" {
+		t.Fatalf("status %d content-type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	if want := mockllm.AudioBytes(7, 5000); !bytes.Equal([]byte(body), want) {
+		t.Fatalf("audio differs: got %d bytes, want %d", len(body), len(want))
+	}
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.TTFT < 0 || row.BytesOut != 35000 || strings.Join(row.Chunks, "") != "" || len(row.ChunkTimes) == 0 {
+		t.Errorf("raw row: ttfa %v bytes %d chunks %d times %d", row.TTFT, row.BytesOut, len(row.Chunks), len(row.ChunkTimes))
+	}
+	if row.ReqBody == "" {
+		t.Errorf("request body not kept for model extraction")
+	}
+}
+
+func TestNonStreamingJSONRelayedUnchanged(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions", `{"model":"m"}`, map[string]string{mockllm.HeaderChunks: "4"})
+	body := readAll(t, resp)
+	var v struct {
+		Object string `json:"object"`
+		Usage  struct {
+			CompletionTokens int `json:"completion_tokens"`
+		} `json:"usage"`
+	}
+	if err := json.Unmarshal([]byte(body), &v); err != nil || v.Object != "chat.completion" || v.Usage.CompletionTokens != 4 {
+		t.Fatalf("body %s (%v)", body, err)
+	}
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.TokensOut != 4 || row.TokensIn <= 0 || row.TTFT < 0 {
+		t.Errorf("row tokens %d/%d ttft %v", row.TokensIn, row.TokensOut, row.TTFT)
+	}
+}
+
+func TestUpstreamStatusAndBodyPassThrough(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions", `{"model":"m","stream":true}`, map[string]string{mockllm.HeaderStatus: "429"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 429 || !strings.Contains(body, "mock status 429") {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.Status != 429 || row.ErrorType != record.ErrUpstreamStatus || row.TTFT != record.None {
+		t.Errorf("row %+v", row)
+	}
+}
+
+func TestRejections(t *testing.T) {
+	r := startRelay(t, "")
+	tests := []struct {
+		name, path, body string
+		hdr              map[string]string
+		status           int
+		errType          string
+	}{
+		{"no key", "/v1/chat/completions", `{}`, map[string]string{"Authorization": ""}, 401, record.ErrUnauthorized},
+		{"wrong key", "/v1/chat/completions", `{}`, map[string]string{"Authorization": "Bearer sk-nope"}, 401, record.ErrUnauthorized},
+		{"tenant not allowed", "/v1/chat/completions", `{}`, map[string]string{"X-Tenant-ID": "second"}, 403, record.ErrForbidden},
+		{"no route", "/v1/unknown", `{}`, nil, 404, record.ErrNotFound},
+		{"body too large", "/v1/chat/completions", strings.Repeat("x", 70000), nil, 413, record.ErrBodyTooLarge},
+		{"provider key unset", "/nokey/v1/x", `{}`, nil, 502, record.ErrUpstreamConfig},
+		{"upstream refused", "/refused", `{}`, nil, 502, record.ErrUpstreamConnect},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := r.post(t, tt.path, tt.body, tt.hdr)
+			body := readAll(t, resp)
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
+			}
+			var e struct {
+				Error struct{ Type, Message string } `json:"error"`
+			}
+			if err := json.Unmarshal([]byte(body), &e); err != nil || e.Error.Type != tt.errType || e.Error.Message == "" {
+				t.Fatalf("error body %s (%v)", body, err)
+			}
+			for _, secret := range []string{relayKey, providerKey, "sk-nope"} {
+				if strings.Contains(body, secret) {
+					t.Errorf("error body leaks a key: %s", body)
+				}
+			}
+			id := resp.Header.Get("X-Request-Id")
+			if id == "" {
+				t.Fatal("no X-Request-Id on an error")
+			}
+			row := r.rows.wait(t, id)
+			if row.Status != tt.status || row.ErrorType != tt.errType {
+				t.Errorf("row status %d type %q", row.Status, row.ErrorType)
+			}
+		})
+	}
+}
+
+func TestUpstreamFirstByteTimeout(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderFirstByteDelay: "4000"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 504 || !strings.Contains(body, record.ErrUpstreamTimeout) {
+		t.Fatalf("status %d body %s", resp.StatusCode, body)
+	}
+}
+
+func TestUpstreamResetMidStream(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderResetAfter: "3"})
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Fatalf("client saw a clean end after an upstream reset: %q", b)
+	}
+	if !strings.Contains(string(b), "tok2") {
+		t.Errorf("chunks before the reset missing: %q", b)
+	}
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.ErrorType != record.ErrUpstreamReset {
+		t.Errorf("error_type %q", row.ErrorType)
+	}
+}
+
+func TestUpstreamIdleTimeoutEndsStream(t *testing.T) {
+	r := startRelay(t, "")
+	start := time.Now()
+	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderStallAfter: "1"})
+	defer resp.Body.Close()
+	_, err := io.ReadAll(resp.Body)
+	if err == nil {
+		t.Error("stream ended cleanly after an idle timeout")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("idle timeout of 2s took %v", d)
+	}
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.ErrorType != record.ErrUpstreamTimeout {
+		t.Errorf("error_type %q", row.ErrorType)
+	}
+	waitFor(t, 3*time.Second, func() bool { return r.mock.Closed() >= 1 }, "upstream connection not closed after the idle timeout")
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// rawStream opens a raw TCP connection, sends a streaming request and
+// reads until the response has at least n data events.
+func rawStream(t *testing.T, base string, hdr string, n int) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"model":"m","stream":true}`
+	req := "POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
+		"\r\nContent-Type: application/json\r\n" + hdr + "Content-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+	if _, err := c.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var got []byte
+	buf := make([]byte, 4096)
+	for strings.Count(string(got), "data: ") < n {
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("reading stream: %v (got %q)", err, got)
+		}
+		got = append(got, buf[:k]...)
+	}
+	return c
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func TestClientDisconnectClosesUpstream(t *testing.T) {
+	r := startRelay(t, "")
+	t.Run("while chunks flow", func(t *testing.T) {
+		before := r.mock.Closed()
+		c := rawStream(t, r.base, "X-Mock-Chunks: 100000\r\nX-Mock-Delay-Ms: 5\r\n", 3)
+		closedAt := time.Now()
+		_ = c.Close()
+		waitFor(t, 2*time.Second, func() bool { return r.mock.Closed() > before }, "upstream still open after the client left")
+		t.Logf("upstream closed %v after the client (flowing)", time.Since(closedAt))
+	})
+	t.Run("while upstream silent", func(t *testing.T) {
+		before := r.mock.Closed()
+		c := rawStream(t, r.base, "X-Mock-Stall-After: 1\r\n", 2)
+		time.Sleep(100 * time.Millisecond)
+		closedAt := time.Now()
+		_ = c.Close()
+		waitFor(t, 3*time.Second, func() bool { return r.mock.Closed() > before }, "upstream still open after the client left a silent stream")
+		t.Logf("upstream closed %v after the client (silent)", time.Since(closedAt))
+	})
+	waitFor(t, 3*time.Second, func() bool { return r.app.relay.Active() == 0 }, "requests still active")
+	r.rows.mu.Lock()
+	var closed int
+	for _, row := range r.rows.rows {
+		if row.ErrorType == record.ErrClientClosed {
+			closed++
+		}
+	}
+	r.rows.mu.Unlock()
+	if closed != 2 {
+		t.Errorf("%d rows with client_closed, want 2", closed)
+	}
+}
+
+func TestGracefulShutdownFinishesStreams(t *testing.T) {
+	r := startRelay(t, "")
+	type result struct {
+		body string
+		err  error
+	}
+	res := make(chan result, 1)
+	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderChunks: "10", mockllm.HeaderDelayMs: "100"})
+	go func() {
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		res <- result{string(b), err}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	stopped := make(chan struct{})
+	go func() { r.stop(t); close(stopped) }()
+	time.Sleep(100 * time.Millisecond)
+	// New connections are refused while the stream drains.
+	if c, err := net.DialTimeout("tcp", strings.TrimPrefix(r.base, "http://"), time.Second); err == nil {
+		c.Close()
+		t.Error("relay still accepts connections while shutting down")
+	}
+	got := <-res
+	if got.err != nil || !strings.Contains(got.body, "[DONE]") {
+		t.Fatalf("in-flight stream cut by shutdown: %v %q", got.err, got.body)
+	}
+	select {
+	case <-stopped:
+	case <-time.After(10 * time.Second):
+		t.Fatal("shutdown did not finish")
+	}
+}
+
+func TestHealthAndReady(t *testing.T) {
+	r := startRelay(t, "")
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get(r.base + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: %d", p, resp.StatusCode)
+		}
+	}
+	r.app.relay.Drain()
+	resp, err := http.Get(r.base + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != 503 {
+		t.Errorf("readyz while draining: %d", resp.StatusCode)
+	}
+}

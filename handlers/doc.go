@@ -1,0 +1,15 @@
+// Package handlers serves the relay's HTTP endpoints on Fiber: the relayed
+// routes, /healthz and /readyz.
+//
+// For a relayed request Relay.Handle
+//  1. stamps a record and an X-Request-Id,
+//  2. finds the route (404 when none),
+//  3. authenticates the relay key (401) and the X-Tenant-ID it may name (403),
+//  4. checks the body size (413) and the tenant's bucket (429),
+//  5. opens the upstream (502/504 before the first byte) and hands the
+//     stream to fasthttp, which copies it to the client chunk by chunk.
+//
+// When the request ends, however it ends, its record goes to the sinks
+// (ClickHouse rows, metrics, the token budget) and back to its pool.
+// Error responses share one JSON shape: {"error":{"type":...,"message":...}}.
+package handlers

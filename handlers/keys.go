@@ -1,0 +1,101 @@
+package handlers
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+)
+
+// KeyOptions is one configured relay key: the key itself or its SHA-256.
+type KeyOptions struct {
+	Key       string   // plain key; hashed at start-up and not kept
+	KeySHA256 string   // or its SHA-256, 64 hex characters
+	Tenant    string   // tenant the key belongs to
+	Tenants   []string // other tenants it may name in X-Tenant-ID
+}
+
+// Key is a relay key as kept in memory: only its hash.
+type Key struct {
+	hash    [32]byte
+	ID      string // short hash for rows and logs: first 12 hex characters of the SHA-256
+	Tenant  string
+	tenants map[string]string // allowed X-Tenant-ID values, each mapped to itself
+}
+
+// Keys looks relay keys up by the SHA-256 of the presented key. Only hashes
+// are kept, the map lookup reveals nothing usable about a key, and the final
+// comparison is constant-time.
+type Keys struct {
+	byHash map[[32]byte]*Key
+	ids    []string // key ids in configuration order
+}
+
+// NewKeys hashes and indexes the configured keys.
+func NewKeys(opts []KeyOptions) (*Keys, error) {
+	ks := &Keys{byHash: make(map[[32]byte]*Key, len(opts))}
+	for i, o := range opts {
+		var h [32]byte
+		switch {
+		case o.Key != "":
+			h = sha256.Sum256([]byte(o.Key))
+		case len(o.KeySHA256) == 64:
+			if _, err := hex.Decode(h[:], []byte(o.KeySHA256)); err != nil {
+				return nil, fmt.Errorf("handlers: keys[%d].key_sha256: not hex", i)
+			}
+		default:
+			return nil, fmt.Errorf("handlers: keys[%d]: key or key_sha256 required", i)
+		}
+		if o.Tenant == "" {
+			return nil, fmt.Errorf("handlers: keys[%d].tenant: required", i)
+		}
+		k := &Key{hash: h, ID: hex.EncodeToString(h[:6]), Tenant: o.Tenant, tenants: map[string]string{o.Tenant: o.Tenant}}
+		for _, t := range o.Tenants {
+			k.tenants[t] = t
+		}
+		ks.byHash[h] = k
+		ks.ids = append(ks.ids, k.ID)
+	}
+	return ks, nil
+}
+
+// IDAt returns the key id of the i-th configured key.
+func (ks *Keys) IDAt(i int) string { return ks.ids[i] }
+
+// Len returns the number of keys.
+func (ks *Keys) Len() int { return len(ks.byHash) }
+
+// Lookup returns the key matching the presented secret, or nil.
+func (ks *Keys) Lookup(secret []byte) *Key {
+	if len(secret) == 0 {
+		return nil
+	}
+	h := sha256.Sum256(secret)
+	k := ks.byHash[h]
+	if k == nil || subtle.ConstantTimeCompare(h[:], k.hash[:]) != 1 {
+		return nil
+	}
+	return k
+}
+
+// Allows reports whether the key may act for tenant (X-Tenant-ID).
+func (k *Key) Allows(tenant []byte) bool {
+	_, ok := k.tenants[string(tenant)]
+	return ok
+}
+
+// tenant returns the configured string equal to t, so that a record holds
+// no copy of request memory.
+func (k *Key) tenant(t []byte) string { return k.tenants[string(t)] }
+
+var bearer = []byte("bearer ")
+
+// credential returns the relay key from "Authorization: Bearer <key>" or,
+// failing that, from "x-api-key" (Anthropic-style clients).
+func credential(authorization, apiKey []byte) []byte {
+	if len(authorization) > len(bearer) && bytes.EqualFold(authorization[:len(bearer)], bearer) {
+		return bytes.TrimSpace(authorization[len(bearer):])
+	}
+	return bytes.TrimSpace(apiKey)
+}

@@ -1,0 +1,308 @@
+package handlers
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/stream-relay/stream-relay/quota"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+	"github.com/stream-relay/stream-relay/usage"
+	"github.com/valyala/fasthttp"
+)
+
+// Sink receives every finished record. It must copy what it keeps before it
+// returns and must not block on I/O: it runs on the request's goroutine.
+type Sink interface {
+	Write(r *record.Record)
+}
+
+// Limiter admits requests per tenant; quota.Limiter is the implementation.
+type Limiter interface {
+	Take(ctx context.Context, tenant, keyID string) quota.Decision
+	Debit(ctx context.Context, tenant string, tokens int64)
+}
+
+var _ Limiter = (*quota.Limiter)(nil)
+
+// Options wire a Relay.
+type Options struct {
+	Routes   *upstream.Table    // required
+	Keys     *Keys              // required; no keys means every relayed request is 401
+	Limiter  Limiter            // nil: no rate limits
+	Sinks    []Sink             // where finished records go
+	Watchdog *upstream.Watchdog // required for idle timeouts and client-gone detection
+	Instance string             // relay instance name for records
+	Logger   *slog.Logger       // default slog.Default()
+	// DefaultCaptureBytes bounds capture for requests that match no route;
+	// default 64 KiB.
+	DefaultCaptureBytes int
+}
+
+// Relay serves relayed routes.
+type Relay struct {
+	o        Options
+	log      *slog.Logger
+	draining atomic.Bool
+	inflight sync.WaitGroup
+	active   atomic.Int64
+}
+
+// New returns a Relay.
+func New(o Options) (*Relay, error) {
+	if o.Routes == nil {
+		return nil, errors.New("handlers: routes are required")
+	}
+	if o.Keys == nil {
+		return nil, errors.New("handlers: keys are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.DefaultCaptureBytes == 0 {
+		o.DefaultCaptureBytes = 64 << 10
+	}
+	return &Relay{o: o, log: o.Logger}, nil
+}
+
+// Drain makes the relay refuse new relayed requests (503) and /readyz fail;
+// in-flight streams go on.
+func (h *Relay) Drain() { h.draining.Store(true) }
+
+// Active returns the number of relayed requests in flight.
+func (h *Relay) Active() int64 { return h.active.Load() }
+
+// Wait blocks until every in-flight request has finished or ctx ends.
+func (h *Relay) Wait(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { h.inflight.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Handle is the Fiber handler for every relayed path.
+func (h *Relay) Handle(c *fiber.Ctx) error {
+	h.serve(c.Context())
+	return nil
+}
+
+var (
+	hdrRequestID = []byte("X-Request-Id")
+	hdrTenant    = []byte("X-Tenant-Id")
+	hdrAPIKey    = []byte("X-Api-Key")
+)
+
+// begin starts the record of a request: id, route, client facts.
+func (h *Relay) begin(ctx *fasthttp.RequestCtx) (*record.Record, *upstream.Route) {
+	now := time.Now()
+	path := ctx.Path()
+	rt := h.o.Routes.Find(path)
+	limit := h.o.DefaultCaptureBytes
+	if rt != nil {
+		limit = rt.MaxCaptureBytes
+	}
+	rec := record.Acquire(limit)
+	rec.Start = now
+	newRequestID(&rec.ID, now)
+	ctx.Response.Header.SetBytesKV(hdrRequestID, rec.ID[:])
+	h.inflight.Add(1)
+	h.active.Add(1)
+
+	rec.Instance = h.o.Instance
+	rec.Method = methodString(ctx.Method())
+	rec.Path = string(path)
+	rec.ClientIP = clientIP(ctx)
+	rec.UserAgent = string(ctx.Request.Header.UserAgent())
+	if rt != nil {
+		rec.Route, rec.Kind, rec.Capture, rec.Upstream = rt.Name, rt.Kind, rt.Capture, rt.Upstream
+	}
+	return rec, rt
+}
+
+func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
+	rec, rt := h.begin(ctx)
+	rec.BytesIn = int64(len(ctx.Request.Body()))
+	path := ctx.Path()
+	if rt == nil {
+		h.reject(ctx, rec, fasthttp.StatusNotFound, record.ErrNotFound, "no route for this path")
+		return
+	}
+	if h.draining.Load() {
+		h.reject(ctx, rec, fasthttp.StatusServiceUnavailable, record.ErrShuttingDown, "the relay is shutting down")
+		return
+	}
+	hdr := &ctx.Request.Header
+	key := h.o.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey)))
+	if key == nil {
+		h.reject(ctx, rec, fasthttp.StatusUnauthorized, record.ErrUnauthorized, "missing or unknown relay key")
+		return
+	}
+	rec.KeyID = key.ID
+	rec.Tenant = key.Tenant
+	if t := hdr.PeekBytes(hdrTenant); len(t) > 0 {
+		if !key.Allows(t) {
+			h.reject(ctx, rec, fasthttp.StatusForbidden, record.ErrForbidden, "X-Tenant-ID is not allowed for this relay key")
+			return
+		}
+		rec.Tenant = key.tenant(t)
+	}
+	body := ctx.Request.Body()
+	if int64(len(body)) > rt.MaxBodyBytes {
+		h.reject(ctx, rec, fasthttp.StatusRequestEntityTooLarge, record.ErrBodyTooLarge, "request body exceeds "+strconv.FormatInt(rt.MaxBodyBytes, 10)+" bytes")
+		return
+	}
+	if h.o.Limiter != nil {
+		d := h.o.Limiter.Take(ctx, rec.Tenant, rec.KeyID)
+		setRateHeaders(&ctx.Response.Header, d)
+		if !d.Allowed {
+			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))
+			h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, "rate limit exceeded for tenant")
+			return
+		}
+	}
+	rec.SetRequestBody(body)
+	var injected *[]byte
+	if rt.InjectIncludeUsage {
+		injected = bodyPool.Get().(*[]byte)
+		if b, ok := usage.InjectIncludeUsage((*injected)[:0], body); ok {
+			*injected = b
+			body = b
+		}
+	}
+	in := upstream.Request{
+		Ctx:    ctx,
+		Header: hdr,
+		Method: ctx.Method(),
+		Path:   path,
+		Query:  ctx.URI().QueryString(),
+		Body:   body,
+		Client: ctx.Conn(),
+	}
+	s, errType, status, err := rt.Open(&in, rec, &ctx.Response, h.o.Watchdog, h.finish)
+	if injected != nil {
+		bodyPool.Put(injected)
+	}
+	if err != nil {
+		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt))
+		return
+	}
+	s.SetBody(&ctx.Response)
+}
+
+var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func openErrorMessage(errType string, rt *upstream.Route) string {
+	switch errType {
+	case record.ErrUpstreamConfig:
+		return "route " + rt.Name + ": provider key " + rt.KeyEnv + " is not set on the relay"
+	case record.ErrUpstreamConnect:
+		return "route " + rt.Name + ": cannot connect to the upstream"
+	case record.ErrUpstreamTimeout:
+		return "route " + rt.Name + ": the upstream did not answer in time"
+	}
+	return "route " + rt.Name + ": the upstream closed the connection before answering"
+}
+
+// reject answers with a JSON error and finishes the record.
+func (h *Relay) reject(ctx *fasthttp.RequestCtx, rec *record.Record, status int, errType, msg string) {
+	writeError(ctx, status, errType, msg)
+	rec.Status = status
+	rec.ErrorType = errType
+	rec.Duration = time.Since(rec.Start)
+	h.finish(rec)
+}
+
+// finish hands a finished record to the sinks and returns it to its pool.
+func (h *Relay) finish(rec *record.Record) {
+	if rec.Duration == 0 {
+		rec.Duration = time.Since(rec.Start)
+	}
+	if rec.Status == 0 {
+		rec.Status = fasthttp.StatusOK
+	}
+	rec.Model = usage.Model(rec.RequestBody)
+	if rec.Capture && rec.Kind == record.KindSSE && !rec.Truncated {
+		if in, out, ok := usage.Find(rec.Chunks.Data); ok {
+			rec.TokensIn, rec.TokensOut = in, out
+		}
+	}
+	for _, s := range h.o.Sinks {
+		s.Write(rec)
+	}
+	if h.o.Limiter != nil && rec.TokensIn >= 0 {
+		h.o.Limiter.Debit(context.Background(), rec.Tenant, rec.TokensIn+max(rec.TokensOut, 0))
+	}
+	if h.log.Enabled(context.Background(), slog.LevelDebug) {
+		h.logRecord(rec)
+	}
+	record.Release(rec)
+	h.active.Add(-1)
+	h.inflight.Done()
+}
+
+func (h *Relay) logRecord(rec *record.Record) {
+	h.log.Debug("request",
+		"request_id", rec.IDString(), "route", rec.Route, "tenant", rec.Tenant, "key_id", rec.KeyID,
+		"method", rec.Method, "path", rec.Path, "status", rec.Status, "error_type", rec.ErrorType,
+		"ttfb_ms", ms(rec.TTFB), "ttft_ms", ms(rec.TTFT), "duration_ms", ms(rec.Duration),
+		"bytes_in", rec.BytesIn, "bytes_out", rec.BytesOut, "chunks", rec.ChunkCount,
+		"model", rec.Model, "tokens_in", rec.TokensIn, "tokens_out", rec.TokensOut, "truncated", rec.Truncated)
+}
+
+func ms(d time.Duration) float64 {
+	if d < 0 {
+		return -1
+	}
+	return float64(d.Microseconds()) / 1000
+}
+
+func setRateHeaders(h *fasthttp.ResponseHeader, d quota.Decision) {
+	if d.Limit <= 0 {
+		return
+	}
+	var b [20]byte
+	h.SetBytesV("X-RateLimit-Limit", strconv.AppendInt(b[:0], int64(d.Limit), 10))
+	h.SetBytesV("X-RateLimit-Remaining", strconv.AppendInt(b[:0], int64(max(d.Remaining, 0)), 10))
+	h.SetBytesV("X-RateLimit-Reset", strconv.AppendInt(b[:0], ceilSeconds(d.Reset), 10))
+}
+
+func ceilSeconds(d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+func methodString(m []byte) string {
+	switch string(m) {
+	case fasthttp.MethodPost:
+		return fasthttp.MethodPost
+	case fasthttp.MethodGet:
+		return fasthttp.MethodGet
+	case fasthttp.MethodPut:
+		return fasthttp.MethodPut
+	case fasthttp.MethodDelete:
+		return fasthttp.MethodDelete
+	case fasthttp.MethodPatch:
+		return fasthttp.MethodPatch
+	case fasthttp.MethodHead:
+		return fasthttp.MethodHead
+	case fasthttp.MethodOptions:
+		return fasthttp.MethodOptions
+	}
+	return string(m)
+}
+
+func clientIP(ctx *fasthttp.RequestCtx) string {
+	return ctx.RemoteIP().String()
+}

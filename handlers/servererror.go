@@ -1,0 +1,55 @@
+package handlers
+
+import (
+	"errors"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
+)
+
+// ServerError is the Fiber error handler: it answers failures that happen
+// before a handler runs (body over the server's limit, malformed or slow
+// requests) and errors returned by other handlers in the relay's JSON shape,
+// and logs a row for requests whose headers were read.
+func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
+	status := fiber.StatusInternalServerError
+	var fe *fiber.Error
+	if errors.As(err, &fe) {
+		status = fe.Code
+	}
+	errType, msg := record.ErrInternal, "internal error"
+	switch status {
+	case fiber.StatusRequestEntityTooLarge:
+		errType, msg = record.ErrBodyTooLarge, "request body too large"
+	case fiber.StatusNotFound:
+		errType, msg = record.ErrNotFound, "no route for this path"
+	case fiber.StatusRequestTimeout:
+		errType, msg = record.ErrBadRequest, "request not received in time"
+	case fiber.StatusRequestHeaderFieldsTooLarge:
+		errType, msg = record.ErrBadRequest, "request headers too large"
+	case fiber.StatusMethodNotAllowed:
+		errType, msg = record.ErrBadRequest, "method not allowed"
+	default:
+		if status >= 400 && status < 500 {
+			errType, msg = record.ErrBadRequest, "malformed request"
+		}
+	}
+	ctx := c.Context()
+	if len(ctx.Request.Header.Method()) == 0 {
+		// Nothing was read: just answer.
+		writeError(ctx, status, errType, msg)
+		return nil
+	}
+	h.rejectEarly(ctx, status, errType, msg)
+	return nil
+}
+
+// rejectEarly answers and logs a request that failed before serve ran.
+func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg string) {
+	rec, _ := h.begin(ctx)
+	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
+		rec.BytesIn = int64(cl)
+	}
+	h.reject(ctx, rec, status, errType, msg)
+}

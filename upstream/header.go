@@ -1,0 +1,205 @@
+package upstream
+
+import (
+	"bytes"
+
+	"github.com/valyala/fasthttp"
+)
+
+// hopByHop lists headers that belong to one connection (RFC 9110 7.6.1) and
+// headers the relay sets itself; none is copied from one side to the other.
+// Keys are lower case.
+var hopByHop = map[string]bool{
+	"connection":          true,
+	"keep-alive":          true,
+	"proxy-connection":    true,
+	"proxy-authenticate":  true,
+	"proxy-authorization": true,
+	"te":                  true,
+	"trailer":             true,
+	"transfer-encoding":   true,
+	"upgrade":             true,
+	"content-length":      true,
+	"host":                true,
+}
+
+// clientOnly are request headers the caller sends to the relay that must not
+// reach the upstream: the relay key and the relay's own tenant header.
+// Accept-Encoding is dropped so the upstream answers in plain bytes, which the
+// relay can scan for the first token and store for analysis.
+var clientOnly = map[string]bool{
+	"authorization":   true,
+	"x-api-key":       true,
+	"api-key":         true,
+	"x-tenant-id":     true,
+	"accept-encoding": true,
+	"cookie":          true,
+}
+
+// secret headers are redacted in captured header JSON.
+var secret = map[string]bool{
+	"authorization":       true,
+	"x-api-key":           true,
+	"api-key":             true,
+	"cookie":              true,
+	"set-cookie":          true,
+	"proxy-authorization": true,
+}
+
+// lowerKey returns an ASCII-lower-cased copy of k in buf (no allocation for
+// names up to len(buf)); the string conversion in a map index does not
+// allocate.
+func lowerKey(buf *[64]byte, k []byte) []byte {
+	if len(k) > len(buf) {
+		return bytes.ToLower(k)
+	}
+	for i, c := range k {
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return buf[:len(k)]
+}
+
+// listedInConnection reports whether the Connection header names key, which
+// makes key hop-by-hop for this message.
+func listedInConnection(conn, key []byte) bool {
+	for len(conn) > 0 {
+		var tok []byte
+		if i := bytes.IndexByte(conn, ','); i >= 0 {
+			tok, conn = conn[:i], conn[i+1:]
+		} else {
+			tok, conn = conn, nil
+		}
+		if bytes.EqualFold(bytes.TrimSpace(tok), key) {
+			return true
+		}
+	}
+	return false
+}
+
+// copyRequestHeaders copies the client's end-to-end headers to the upstream
+// request and appends them, redacted, as a JSON object to capture.
+func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader, capture []byte) []byte {
+	var lb [64]byte
+	connHdr := src.Peek("Connection")
+	capture = append(capture, '{')
+	first := true
+	for k, v := range src.All() {
+		lk := lowerKey(&lb, k)
+		if !first {
+			capture = append(capture, ',')
+		}
+		first = false
+		capture = appendJSONString(capture, lk)
+		capture = append(capture, ':')
+		if secret[string(lk)] {
+			capture = append(capture, `"[redacted]"`...)
+		} else {
+			capture = appendJSONString(capture, v)
+		}
+		if hopByHop[string(lk)] || clientOnly[string(lk)] || bytes.EqualFold(k, r.authKey) {
+			continue
+		}
+		if len(connHdr) > 0 && listedInConnection(connHdr, k) {
+			continue
+		}
+		if string(lk) == "content-type" {
+			dst.SetContentTypeBytes(v)
+			continue
+		}
+		if string(lk) == "user-agent" {
+			dst.SetUserAgentBytes(v)
+			continue
+		}
+		dst.AddBytesKV(k, v)
+	}
+	capture = append(capture, '}')
+	for _, h := range r.extra {
+		if len(src.PeekBytes(h[0])) == 0 {
+			dst.SetBytesKV(h[0], h[1])
+		}
+	}
+	if r.authValue != nil {
+		dst.SetBytesKV(r.authKey, r.authValue)
+	}
+	return capture
+}
+
+// copyResponseHeaders copies the upstream's end-to-end headers to the
+// client's response and appends them, redacted, as JSON to capture.
+func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHeader, capture []byte) []byte {
+	var lb [64]byte
+	connHdr := src.Peek("Connection")
+	capture = append(capture, '{')
+	first := true
+	for k, v := range src.All() {
+		lk := lowerKey(&lb, k)
+		if !first {
+			capture = append(capture, ',')
+		}
+		first = false
+		capture = appendJSONString(capture, lk)
+		capture = append(capture, ':')
+		if secret[string(lk)] {
+			capture = append(capture, `"[redacted]"`...)
+		} else {
+			capture = appendJSONString(capture, v)
+		}
+		if hopByHop[string(lk)] || string(lk) == "date" {
+			continue
+		}
+		if len(connHdr) > 0 && listedInConnection(connHdr, k) {
+			continue
+		}
+		switch string(lk) {
+		case "content-type":
+			dst.SetContentTypeBytes(v)
+		case "server":
+			dst.SetServerBytes(v)
+		default:
+			dst.AddBytesKV(k, v)
+		}
+	}
+	return append(capture, '}')
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string literal. Invalid UTF-8 is kept
+// byte for byte except that control characters are escaped; ClickHouse
+// stores bytes, and the JSON stays parseable for ASCII-safe consumers.
+func appendJSONString(dst, s []byte) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"':
+			dst = append(dst, '\\', '"')
+		case '\\':
+			dst = append(dst, '\\', '\\')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
+}
+
+// AppendJSONString is appendJSONString for other packages (error bodies).
+func AppendJSONString(dst []byte, s string) []byte {
+	return appendJSONString(dst, []byte(s))
+}

@@ -1,0 +1,182 @@
+package upstream
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// Watchdog watches every open stream from one goroutine. Each tick it
+//   - aborts streams silent for longer than their route's idle timeout or
+//     running longer than the request timeout (upstream_timeout), and
+//   - checks, for streams whose upstream has been silent for a while, whether
+//     the client has closed its connection (client_closed). While chunks
+//     flow a gone client shows up as a failed write; while the upstream is
+//     silent nothing is written, and fasthttp gives a body stream no signal
+//     of its own, so the watchdog peeks at the client socket.
+//
+// One goroutine and an intrusive list keep the cost per stream to two
+// pointer updates under a mutex at start and end.
+type Watchdog struct {
+	tick      time.Duration
+	peekAfter time.Duration
+
+	mu    sync.Mutex
+	head  *Stream
+	count int
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// WatchdogOptions tune the watchdog; zero values mean the defaults.
+type WatchdogOptions struct {
+	// Tick is how often streams are checked; default 100ms.
+	Tick time.Duration
+	// PeekAfter is how long an upstream must be silent before the client
+	// socket is checked, and how often it is checked again; default 250ms.
+	// A client that leaves a silent stream is noticed within about
+	// PeekAfter+Tick.
+	PeekAfter time.Duration
+}
+
+// NewWatchdog starts the watchdog goroutine; Stop ends it.
+func NewWatchdog(o WatchdogOptions) *Watchdog {
+	if o.Tick <= 0 {
+		o.Tick = 100 * time.Millisecond
+	}
+	if o.PeekAfter <= 0 {
+		o.PeekAfter = 250 * time.Millisecond
+	}
+	w := &Watchdog{tick: o.Tick, peekAfter: o.PeekAfter, stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// Stop ends the watchdog goroutine and waits for it.
+func (w *Watchdog) Stop() {
+	close(w.stop)
+	<-w.done
+}
+
+// Len returns the number of streams being watched (open streams).
+func (w *Watchdog) Len() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.count
+}
+
+// AbortAll ends every open stream with errType (shutdown past its grace).
+func (w *Watchdog) AbortAll(errType string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for s := w.head; s != nil; s = s.wdNext {
+		s.abort(errType)
+	}
+}
+
+func (w *Watchdog) track(s *Stream) {
+	w.mu.Lock()
+	s.wdTracked = true
+	s.wdNext = w.head
+	if w.head != nil {
+		w.head.wdPrev = s
+	}
+	w.head = s
+	w.count++
+	w.mu.Unlock()
+}
+
+func (w *Watchdog) untrack(s *Stream) {
+	w.mu.Lock()
+	if s.wdTracked {
+		if s.wdPrev != nil {
+			s.wdPrev.wdNext = s.wdNext
+		} else {
+			w.head = s.wdNext
+		}
+		if s.wdNext != nil {
+			s.wdNext.wdPrev = s.wdPrev
+		}
+		s.wdPrev, s.wdNext, s.wdTracked = nil, nil, false
+		w.count--
+	}
+	w.mu.Unlock()
+}
+
+func (w *Watchdog) run() {
+	defer close(w.done)
+	t := time.NewTicker(w.tick)
+	defer t.Stop()
+	var buf [1]byte
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		for s := w.head; s != nil; s = s.wdNext {
+			w.check(s, buf[:])
+		}
+		w.mu.Unlock()
+	}
+}
+
+// check runs under w.mu, so s cannot be released meanwhile.
+func (w *Watchdog) check(s *Stream, buf []byte) {
+	if s.reason.Load() != nil {
+		return
+	}
+	now := int64(time.Since(s.start))
+	last := s.lastRead.Load()
+	if last == 0 {
+		last = int64(s.rec.TTFB)
+	}
+	silent := time.Duration(now - last)
+	switch {
+	case s.route.IdleTimeout > 0 && silent > s.route.IdleTimeout:
+		s.abort(record.ErrUpstreamTimeout)
+		return
+	case s.route.Timeout > 0 && time.Duration(now) > s.route.Timeout:
+		s.abort(record.ErrUpstreamTimeout)
+		return
+	}
+	if silent < w.peekAfter || now < s.nextPeek || s.client == nil {
+		return
+	}
+	s.nextPeek = now + int64(w.peekAfter)
+	if clientGone(s.client, buf) {
+		s.abort(record.ErrClientClosed)
+	}
+}
+
+// clientGone peeks at the client's socket without consuming anything: a
+// zero-byte read means the client closed its side; an error other than "no
+// data yet" means the connection is broken. Pipelined bytes mean it is alive.
+func clientGone(c net.Conn, buf []byte) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false // e.g. TLS: a gone client is noticed by the next write
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	gone := false
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		switch {
+		case rerr == nil && n == 0:
+			gone = true
+		case rerr != nil && !errors.Is(rerr, syscall.EAGAIN) && !errors.Is(rerr, syscall.EINTR):
+			gone = true
+		}
+		return true // never wait for readiness
+	})
+	return gone || err != nil
+}
