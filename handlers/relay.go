@@ -31,12 +31,19 @@ type Limiter interface {
 
 var _ Limiter = (*quota.Limiter)(nil)
 
+// Observer is told when a relayed request starts; its end reaches the sinks
+// as the finished record. Metrics use it for streams open now.
+type Observer interface {
+	Start(r *record.Record)
+}
+
 // Options wire a Relay.
 type Options struct {
 	Routes   *upstream.Table    // required
 	Keys     *Keys              // required; no keys means every relayed request is 401
 	Limiter  Limiter            // nil: no rate limits
 	Sinks    []Sink             // where finished records go
+	Observer Observer           // nil: none
 	Watchdog *upstream.Watchdog // required for idle timeouts and client-gone detection
 	Instance string             // relay instance name for records
 	Logger   *slog.Logger       // default slog.Default()
@@ -125,6 +132,9 @@ func (h *Relay) begin(ctx *fasthttp.RequestCtx) (*record.Record, *upstream.Route
 	rec.UserAgent = string(ctx.Request.Header.UserAgent())
 	if rt != nil {
 		rec.Route, rec.Kind, rec.Capture, rec.Upstream = rt.Name, rt.Kind, rt.Capture, rt.Upstream
+	}
+	if h.o.Observer != nil {
+		h.o.Observer.Start(rec)
 	}
 	return rec, rt
 }
