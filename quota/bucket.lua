@@ -1,0 +1,111 @@
+-- Token buckets of one tenant, refilled by elapsed time on the server's clock.
+-- Every key carries the tenant's hash tag, so the script runs on one Redis
+-- Cluster node. The refill arithmetic mirrors bucket.go.
+--
+-- A bucket is a hash {t = tokens, ts = server time in ms of the last write};
+-- a missing bucket is full. It expires once it would be full again.
+--
+-- take:  KEYS  = req, blk, tok [, key req, key blk]
+--        ARGV  = "take", rpm (-1 = off), burst, tpm (0 = off) [, key rpm, key burst]
+--        Takes one token from every request bucket when all of them hold one
+--        and the token bucket is above zero. On refusal it writes the
+--        blocked-until key(s) with a PX expiry of the wait until the next
+--        token, which relay instances read through their client-side cache.
+--        Returns {allowed 0|1, req level, key level, tok level}, the levels
+--        after refill and before taking, as strings.
+-- debit: KEYS  = tok, blk
+--        ARGV  = "debit", tpm, tokens
+--        Drains the token bucket (it may go negative: debt). When it is at or
+--        below zero the tenant's blocked-until key is extended to the time it
+--        becomes positive. Returns the new level as a string.
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+
+local function level(key, rate, cap)
+  local v = redis.call('HMGET', key, 't', 'ts')
+  local x, ts = tonumber(v[1]), tonumber(v[2])
+  if x == nil or ts == nil then
+    return cap
+  end
+  if now > ts then
+    x = x + (now - ts) * rate
+  end
+  if x > cap then
+    x = cap
+  end
+  return x
+end
+
+local function store(key, x, rate, cap)
+  redis.call('HSET', key, 't', x, 'ts', now)
+  redis.call('PEXPIRE', key, math.ceil((cap - x) / rate) + 1000)
+end
+
+local function block(key, ms)
+  if ms < 1 then
+    ms = 1
+  end
+  if redis.call('PTTL', key) < ms then
+    redis.call('SET', key, ms, 'PX', ms)
+  end
+end
+
+if ARGV[1] == 'debit' then
+  local tpm, n = tonumber(ARGV[2]), tonumber(ARGV[3])
+  local rate = tpm / 60000
+  local x = level(KEYS[1], rate, tpm) - n
+  store(KEYS[1], x, rate, tpm)
+  if x <= 0 then
+    block(KEYS[2], math.floor(-x / rate) + 1)
+  end
+  return tostring(x)
+end
+
+local rpm, burst, tpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local keyed = #KEYS == 5
+local req, key, tok = 0, 0, 0
+local rrate, krate, trate
+local krpm, kburst
+if rpm > 0 then
+  rrate = rpm / 60000
+  req = level(KEYS[1], rrate, burst)
+end
+if keyed then
+  krpm, kburst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  krate = krpm / 60000
+  key = level(KEYS[4], krate, kburst)
+end
+if tpm > 0 then
+  trate = tpm / 60000
+  tok = level(KEYS[3], trate, tpm)
+end
+
+local tenantWait, keyWait = 0, 0
+if rpm > 0 and req < 1 then
+  tenantWait = math.ceil((1 - req) / rrate)
+end
+if tpm > 0 and tok <= 0 then
+  tenantWait = math.max(tenantWait, math.floor(-tok / trate) + 1)
+end
+if keyed and key < 1 then
+  keyWait = math.ceil((1 - key) / krate)
+end
+
+local allowed = 0
+if tenantWait == 0 and keyWait == 0 then
+  allowed = 1
+  if rpm > 0 then
+    store(KEYS[1], req - 1, rrate, burst)
+  end
+  if keyed then
+    store(KEYS[4], key - 1, krate, kburst)
+  end
+else
+  if tenantWait > 0 then
+    block(KEYS[2], tenantWait)
+  end
+  if keyWait > 0 then
+    block(KEYS[5], keyWait)
+  end
+end
+return {allowed, tostring(req), tostring(key), tostring(tok)}

@@ -1,0 +1,29 @@
+// Package quota admits or refuses each relay request per tenant with token
+// buckets, and charges finished streams against an optional per-tenant token
+// budget.
+//
+// Usage:
+//
+//	l, err := quota.New(quota.Options{RedisAddr: "127.0.0.1:6379", Default: 600})
+//	d := l.Take(ctx, tenant, keyID)   // once per request, before any upstream byte
+//	if !d.Allowed { /* 429 with d.RetryAfter */ }
+//	l.Debit(ctx, tenant, usage.TotalTokens) // after the stream ends
+//	st := l.Stats()                   // counters for the metrics package
+//	l.Close()                         // at shutdown
+//
+// With a Redis address the buckets live in Redis and are taken by one Lua
+// script that refills them with the server's clock, so every relay instance
+// shares one budget per tenant. Refusals and per-tenant limit overrides are
+// read through rueidis client-side caching (RESP3 tracking): a refused tenant
+// is refused again without a round trip until its next token is due. When
+// Redis is unreachable or slower than Options.Timeout the limiter switches to
+// Options.OnRedisError (in-process buckets by default) and switches back once
+// Redis answers again. Take never fails: a Redis outage never becomes a relay
+// error.
+//
+// Without a Redis address (the embedded default) the same bucket semantics run
+// in process.
+//
+// README.md in this directory explains the token budget and how an operator
+// changes a tenant's limit with HSET.
+package quota

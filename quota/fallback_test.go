@@ -1,0 +1,150 @@
+package quota
+
+import (
+	"context"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// deadAddr is a loopback address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+func TestFallbackPolicies(t *testing.T) {
+	tests := []struct {
+		give        string
+		wantAllowed bool
+		wantSource  Source
+	}{
+		{give: "", wantAllowed: true, wantSource: SourceLocal}, // "local" is the default
+		{give: OnErrorLocal, wantAllowed: true, wantSource: SourceLocal},
+		{give: OnErrorAllow, wantAllowed: true, wantSource: SourceBypass},
+		{give: OnErrorDeny, wantAllowed: false, wantSource: SourceBypass},
+	}
+	for _, tt := range tests {
+		t.Run("on_redis_error="+tt.give, func(t *testing.T) {
+			l, err := New(Options{RedisAddr: deadAddr(t), OnRedisError: tt.give, Default: 60, Burst: 2, ProbeInterval: time.Hour})
+			if err != nil {
+				t.Fatalf("unreachable Redis at start must not fail New: %v", err)
+			}
+			defer l.Close()
+			d := l.Take(context.Background(), "acme", "")
+			if d.Allowed != tt.wantAllowed || d.Source != tt.wantSource {
+				t.Fatalf("got %+v, want allowed=%v source=%v", d, tt.wantAllowed, tt.wantSource)
+			}
+			if !d.Allowed && d.RetryAfter <= 0 {
+				t.Fatalf("deny without RetryAfter: %+v", d)
+			}
+			if tt.wantSource == SourceLocal {
+				// The fallback keeps the limits: burst 2.
+				l.Take(context.Background(), "acme", "")
+				if d := l.Take(context.Background(), "acme", ""); d.Allowed {
+					t.Fatalf("local fallback admitted past the burst: %+v", d)
+				}
+			}
+			if st := l.Stats(); st.ToFallback != 1 || st.ToRedis != 0 {
+				t.Fatalf("stats %+v: want one switch to fallback", st)
+			}
+		})
+	}
+}
+
+func TestRedisKilledAndRestarted(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{
+		RedisAddr:     srv.addr,
+		Default:       600000, // never the limit here: every request must be admitted
+		Timeout:       200 * time.Millisecond,
+		ProbeInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+
+	// Load from a few goroutines while Redis dies and returns.
+	var stop atomic.Bool
+	var refused, total atomic.Int64
+	done := make(chan struct{})
+	for g := 0; g < 4; g++ {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for i := 0; !stop.Load(); i++ {
+				d := l.Take(ctx, "tenant"+strconv.Itoa(i%8), "")
+				total.Add(1)
+				if !d.Allowed {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	waitSource := func(want Source, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			if d := l.Take(ctx, "probe", ""); d.Source == want {
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		t.Fatalf("no decision from %v within %v; stats %+v", want, within, l.Stats())
+	}
+	waitSource(SourceRedis, time.Second)
+	srv.kill()
+	waitSource(SourceLocal, 2*time.Second)
+	time.Sleep(200 * time.Millisecond) // some load on the fallback
+	srv.start()
+	waitSource(SourceRedis, 5*time.Second)
+	time.Sleep(100 * time.Millisecond)
+	stop.Store(true)
+	for g := 0; g < 4; g++ {
+		<-done
+	}
+
+	st := l.Stats()
+	t.Logf("%d decisions, stats %+v", total.Load(), st)
+	if refused.Load() != 0 {
+		t.Fatalf("%d requests refused during the outage, want 0", refused.Load())
+	}
+	if st.ToFallback != 1 || st.ToRedis != 1 {
+		t.Fatalf("switches %+v: want exactly one each way", st)
+	}
+	if st.Admitted[SourceLocal] == 0 || st.Admitted[SourceRedis] == 0 || st.RedisErrors == 0 {
+		t.Fatalf("stats %+v: want decisions from both redis and local, and counted errors", st)
+	}
+}
+
+func TestFallbackContinuesFromRedisLevels(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{RedisAddr: srv.addr, Default: 60, Burst: 5, Timeout: time.Second, ProbeInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := 0; i < 5; i++ {
+		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+			t.Fatalf("burst request %d: %+v", i, d)
+		}
+	}
+	srv.kill()
+	// The first call after the kill may be the one that fails over; both
+	// must refuse: the tenant spent its burst in Redis.
+	for i := 0; i < 2; i++ {
+		if d := l.Take(ctx, "acme", ""); d.Allowed || d.Source != SourceLocal || d.Limit != 5 {
+			t.Fatalf("after the kill %+v: want refused by the local bucket continuing from Redis", d)
+		}
+	}
+}

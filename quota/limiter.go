@@ -1,0 +1,286 @@
+package quota
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Source says what decided a request.
+type Source uint8
+
+// Sources of a Decision.
+const (
+	// SourceLocal is an in-process bucket: the embedded mode, or the
+	// fallback while Redis is unavailable and OnRedisError is "local".
+	SourceLocal Source = iota
+	// SourceRedis is the bucket script in Redis.
+	SourceRedis
+	// SourceCache is a refusal served from the client-side cache of the
+	// tenant's blocked-until key, without a Redis round trip.
+	SourceCache
+	// SourceBypass is a decision that consulted no bucket: a tenant without
+	// any limit, or OnRedisError "allow"/"deny" while Redis is unavailable.
+	SourceBypass
+
+	// NumSources sizes arrays indexed by Source.
+	NumSources = 4
+)
+
+var sourceNames = [NumSources]string{"local", "redis", "cache", "bypass"}
+
+func (s Source) String() string {
+	if int(s) < len(sourceNames) {
+		return sourceNames[s]
+	}
+	return "unknown"
+}
+
+// Decision is one admission decision and what the relay's rate-limit headers
+// need.
+type Decision struct {
+	// Allowed admits the request.
+	Allowed bool
+	// Limit is the capacity of the request bucket that binds this tenant
+	// (the key's when that is tighter), for X-RateLimit-Limit. 0 when no
+	// request bucket applies (unlimited tenant, or a fallback that consulted
+	// none); the relay then omits the X-RateLimit headers.
+	Limit int
+	// Remaining is the whole tokens left in that bucket after this request,
+	// for X-RateLimit-Remaining. 0 on refusal.
+	Remaining int
+	// Reset is the time until that bucket is full again (Remaining would
+	// equal Limit), for X-RateLimit-Reset in seconds, rounded up. On refusal
+	// it is at least RetryAfter.
+	Reset time.Duration
+	// RetryAfter is, on refusal, the time until the next request can be
+	// admitted, for Retry-After in seconds, rounded up. 0 when admitted.
+	RetryAfter time.Duration
+	// Source says what decided.
+	Source Source
+}
+
+// Limiter decides admissions per tenant. It is safe for concurrent use.
+type Limiter struct {
+	o     Options
+	epoch time.Time
+	table table
+
+	redis *redisStore // nil in embedded mode
+	up    atomic.Bool // Redis decides; false = OnRedisError decides
+
+	life   sync.Mutex // guards closed and the probe's start
+	closed bool
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	stats counters
+}
+
+// New validates o, applies its defaults and returns a Limiter. A configured
+// Redis that cannot be reached yet is not an error: the limiter starts in
+// fallback, logs it, and switches to Redis once it answers.
+func New(o Options) (*Limiter, error) {
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	l := &Limiter{
+		o:     o,
+		epoch: time.Now().Add(-time.Second), // local clock starts > 0: 0 marks an untouched bucket
+		done:  make(chan struct{}),
+	}
+	l.table.init()
+	if o.RedisAddr == "" {
+		return l, nil
+	}
+	l.redis = newRedisStore(&l.o)
+	if err := l.redis.connect(); err != nil {
+		l.stats.redisErrors.Add(1)
+		l.enterFallback(err)
+	} else {
+		l.up.Store(true)
+	}
+	return l, nil
+}
+
+// Take decides one request of tenant made with the relay key keyID ("" when
+// unknown). It never fails: when Redis cannot decide within Options.Timeout
+// the OnRedisError policy does.
+func (l *Limiter) Take(ctx context.Context, tenant, keyID string) Decision {
+	ts := l.tenant(tenant)
+	ks := ts.key(&l.o, keyID)
+	var d Decision
+	if l.up.Load() {
+		var err error
+		d, err = l.takeRedis(ctx, ts, ks)
+		if err != nil {
+			if ctx.Err() == nil {
+				l.redisFailed(err)
+			}
+			d = l.fallback(ts, ks)
+		}
+	} else {
+		d = l.fallback(ts, ks)
+	}
+	l.stats.count(d)
+	return d
+}
+
+// Debit charges tokens used by a finished stream to the tenant's token
+// budget. It is a no-op when the tenant has no budget. Like Take it never
+// fails; while Redis is unavailable the in-process budget is charged.
+func (l *Limiter) Debit(ctx context.Context, tenant string, tokens int64) {
+	if tokens <= 0 {
+		return
+	}
+	ts := l.tenant(tenant)
+	if l.up.Load() {
+		// The stream's context is often already cancelled (client gone);
+		// the tokens were spent all the same.
+		err := l.debitRedis(context.WithoutCancel(ctx), ts, tokens)
+		if err == nil {
+			return
+		}
+		l.redisFailed(err)
+	}
+	l.debitLocal(ts, tokens)
+}
+
+// Close stops the background probe and closes the Redis client. Take and
+// Debit must not be called after Close.
+func (l *Limiter) Close() {
+	l.life.Lock()
+	if l.closed {
+		l.life.Unlock()
+		return
+	}
+	l.closed = true
+	close(l.done)
+	l.life.Unlock()
+	l.wg.Wait()
+	if l.redis != nil {
+		l.redis.close()
+	}
+}
+
+func (l *Limiter) tenant(name string) *tenantState {
+	return l.table.get(name, l.newTenant)
+}
+
+func (l *Limiter) newTenant(name string) *tenantState {
+	return newTenantState(&l.o, name)
+}
+
+// now is the limiter's monotonic clock in milliseconds, always > 0.
+func (l *Limiter) now() float64 {
+	return float64(time.Since(l.epoch)) / float64(time.Millisecond)
+}
+
+// fallback decides without Redis by Options.OnRedisError. In embedded mode
+// OnRedisError is irrelevant: the local bucket always decides.
+func (l *Limiter) fallback(ts *tenantState, ks *keyState) Decision {
+	if l.redis != nil {
+		switch l.o.OnRedisError {
+		case OnErrorAllow:
+			return Decision{Allowed: true, Source: SourceBypass}
+		case OnErrorDeny:
+			return Decision{RetryAfter: l.o.ProbeInterval, Reset: l.o.ProbeInterval, Source: SourceBypass}
+		}
+	}
+	return l.takeLocal(ts, ks)
+}
+
+// takeLocal decides with the in-process buckets and the tenant's last known
+// limits (file limits, plus the Redis overrides seen before an outage).
+// It does not allocate.
+func (l *Limiter) takeLocal(ts *tenantState, ks *keyState) Decision {
+	now := l.now()
+	kl := ks.limit()
+	ts.mu.Lock()
+	lim := ts.seen
+	if lim.rpm == Unlimited && kl == nil && lim.tpm <= 0 {
+		ts.mu.Unlock()
+		return Decision{Allowed: true, Source: SourceBypass}
+	}
+	var lv levels
+	if lim.rpm != Unlimited {
+		lv.req = ts.req.level(now, perMs(lim.rpm), float64(lim.burst))
+	}
+	if kl != nil {
+		lv.key = ks.req.level(now, perMs(kl.rpm), float64(kl.burst))
+	}
+	if lim.tpm > 0 {
+		lv.tok = ts.tok.level(now, perMs(lim.tpm), float64(lim.tpm))
+	}
+	ok := admits(lim, kl, lv)
+	if ok {
+		if lim.rpm != Unlimited {
+			ts.req.set(now, lv.req-1)
+		}
+		if kl != nil {
+			ks.req.set(now, lv.key-1)
+		}
+	}
+	ts.mu.Unlock()
+	return decide(lim, kl, lv, ok, SourceLocal)
+}
+
+func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
+	now := l.now()
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	tpm := ts.seen.tpm
+	if tpm <= 0 {
+		return
+	}
+	x := ts.tok.level(now, perMs(tpm), float64(tpm))
+	ts.tok.set(now, x-float64(tokens))
+}
+
+// redisFailed counts a Redis error and, on the first one while Redis was
+// deciding, switches to the fallback.
+func (l *Limiter) redisFailed(err error) {
+	l.stats.redisErrors.Add(1)
+	if l.up.CompareAndSwap(true, false) {
+		l.enterFallback(err)
+	}
+}
+
+// enterFallback logs the switch once, counts it and starts the probe that
+// switches back.
+func (l *Limiter) enterFallback(err error) {
+	l.life.Lock()
+	defer l.life.Unlock()
+	if l.closed {
+		return
+	}
+	l.stats.toFallback.Add(1)
+	l.o.Logger.Warn("quota: redis unavailable, deciding by fallback",
+		"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err)
+	l.wg.Add(1)
+	go l.probe()
+}
+
+// probe pings Redis every ProbeInterval while in fallback and switches back
+// to Redis on the first answer.
+func (l *Limiter) probe() {
+	defer l.wg.Done()
+	t := time.NewTicker(l.o.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.done:
+			return
+		case <-t.C:
+		}
+		if err := l.redis.ping(); err != nil {
+			continue
+		}
+		l.stats.toRedis.Add(1)
+		l.up.Store(true)
+		l.o.Logger.Info("quota: redis reachable again, deciding by redis", "redis_addr", l.o.RedisAddr)
+		return
+	}
+}

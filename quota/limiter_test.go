@@ -1,0 +1,324 @@
+package quota
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Semantics tests run twice: with the buckets in process (embedded mode) and
+// in the suite's Redis. Both must give the same answers.
+var modes = []struct {
+	name  string
+	redis bool
+}{{"local", false}, {"redis", true}}
+
+// newTestLimiter builds a Limiter for the mode. In Redis mode it uses a key
+// prefix of its own, a generous timeout (the machine is shared, a fallback
+// would make counts wrong) and fails the test if it ever fell back.
+func newTestLimiter(t *testing.T, redis bool, o Options) *Limiter {
+	t.Helper()
+	if redis {
+		if o.KeyPrefix == "" {
+			o.KeyPrefix = testPrefix(t)
+		}
+		o.RedisAddr, _ = sharedRedis(t, o.KeyPrefix)
+		if o.Timeout == 0 {
+			o.Timeout = 2 * time.Second
+		}
+	}
+	l, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if st := l.Stats(); redis && st.ToFallback != 0 {
+			t.Errorf("limiter fell back to %s during the test: %+v", o.OnRedisError, st)
+		}
+		l.Close()
+	})
+	return l
+}
+
+// wantSource checks that a decision came from the mode's own store.
+func wantSource(t *testing.T, redis bool, d Decision) {
+	t.Helper()
+	switch {
+	case !redis && d.Source != SourceLocal,
+		redis && d.Source != SourceRedis && d.Source != SourceCache:
+		t.Fatalf("decision %+v: source %v in mode redis=%v", d, d.Source, redis)
+	}
+}
+
+func TestBurstAdmitsExactlyCapacity(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			// 60/min is one token a second: the 25 requests finish long
+			// before a second token arrives.
+			l := newTestLimiter(t, m.redis, Options{Default: 60, Burst: 10})
+			ctx := context.Background()
+			admitted := 0
+			for i := 0; i < 25; i++ {
+				d := l.Take(ctx, "acme", "")
+				wantSource(t, m.redis, d)
+				if d.Limit != 10 {
+					t.Fatalf("request %d: Limit %d, want 10", i, d.Limit)
+				}
+				if d.Allowed {
+					if want := 9 - admitted; d.Remaining != want {
+						t.Fatalf("request %d: Remaining %d, want %d", i, d.Remaining, want)
+					}
+					if d.RetryAfter != 0 || d.Reset <= 0 || d.Reset > 10*time.Second {
+						t.Fatalf("admitted %+v: want RetryAfter 0, Reset in (0, 10s]", d)
+					}
+					admitted++
+					continue
+				}
+				if d.Remaining != 0 || d.RetryAfter <= 0 || d.RetryAfter > time.Second ||
+					d.Reset < d.RetryAfter || d.Reset > 10*time.Second {
+					t.Fatalf("refused %+v: want Remaining 0, RetryAfter in (0, 1s], Reset in [RetryAfter, 10s]", d)
+				}
+			}
+			if admitted != 10 {
+				t.Fatalf("admitted %d of 25, want 10", admitted)
+			}
+			if other := l.Take(ctx, "globex", ""); !other.Allowed || other.Remaining != 9 {
+				t.Fatalf("other tenant %+v: want admitted with 9 left", other)
+			}
+		})
+	}
+}
+
+func TestRefillOverTime(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			// 600/min: one token every 100ms.
+			l := newTestLimiter(t, m.redis, Options{Default: 600, Burst: 5})
+			ctx := context.Background()
+			for i := 0; i < 5; i++ {
+				if d := l.Take(ctx, "acme", ""); !d.Allowed {
+					t.Fatalf("request %d of the burst refused: %+v", i, d)
+				}
+			}
+			d := l.Take(ctx, "acme", "")
+			if d.Allowed || d.RetryAfter <= 0 || d.RetryAfter > 100*time.Millisecond {
+				t.Fatalf("after the burst %+v: want refused with RetryAfter in (0, 100ms]", d)
+			}
+			time.Sleep(350 * time.Millisecond) // three tokens, and a half
+			admitted := 0
+			for i := 0; i < 10; i++ {
+				if l.Take(ctx, "acme", "").Allowed {
+					admitted++
+				}
+			}
+			if admitted < 2 || admitted > 5 {
+				t.Fatalf("after 350ms admitted %d, want about 3 (2..5)", admitted)
+			}
+		})
+	}
+}
+
+func TestKeyLimitNarrowsTenant(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			l := newTestLimiter(t, m.redis, Options{Default: 600, Keys: map[string]int{"k1": 3}})
+			ctx := context.Background()
+			admitted := 0
+			for i := 0; i < 6; i++ {
+				d := l.Take(ctx, "acme", "k1")
+				wantSource(t, m.redis, d)
+				if d.Limit != 3 {
+					t.Fatalf("request %d with k1: Limit %d, want the key's 3", i, d.Limit)
+				}
+				if d.Allowed {
+					admitted++
+				} else if d.RetryAfter <= 0 || d.RetryAfter > 20*time.Second {
+					t.Fatalf("refused %+v: RetryAfter want (0, 20s]", d)
+				}
+			}
+			if admitted != 3 {
+				t.Fatalf("k1 admitted %d of 6, want 3", admitted)
+			}
+			// Refused k1 requests took nothing from the tenant: 597 left.
+			for i, key := range []string{"k2", ""} {
+				d := l.Take(ctx, "acme", key)
+				if want := 596 - i; !d.Allowed || d.Limit != 600 || d.Remaining != want {
+					t.Fatalf("key %q %+v: want admitted by the tenant bucket, %d of 600 left", key, d, want)
+				}
+			}
+		})
+	}
+}
+
+func TestTokenBudgetRefusesAfterDebit(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			l := newTestLimiter(t, m.redis, Options{
+				Default:         600,
+				TokensPerMinute: 1000,
+				TenantTokens:    map[string]int64{"free": 0},
+			})
+			ctx := context.Background()
+			if d := l.Take(ctx, "acme", ""); !d.Allowed {
+				t.Fatalf("fresh tenant refused: %+v", d)
+			}
+			l.Debit(ctx, "acme", 900)
+			if d := l.Take(ctx, "acme", ""); !d.Allowed {
+				t.Fatalf("refused with 100 tokens left: %+v", d)
+			}
+			// 500 in debt: 30s at 1000/min. Streams end with their context
+			// cancelled; the debit must still count.
+			done, cancel := context.WithCancel(ctx)
+			cancel()
+			l.Debit(done, "acme", 600)
+			d := l.Take(ctx, "acme", "")
+			if d.Allowed || d.RetryAfter < 29*time.Second || d.RetryAfter > 31*time.Second {
+				t.Fatalf("in debt %+v: want refused with RetryAfter about 30s", d)
+			}
+			if d.Reset < d.RetryAfter {
+				t.Fatalf("Reset %v before RetryAfter %v", d.Reset, d.RetryAfter)
+			}
+			l.Debit(ctx, "free", 1e9)
+			if d := l.Take(ctx, "free", ""); !d.Allowed {
+				t.Fatalf("tenant without a budget refused after Debit: %+v", d)
+			}
+		})
+	}
+}
+
+func TestUnlimitedBypasses(t *testing.T) {
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			l := newTestLimiter(t, m.redis, Options{Default: 1, Tenants: map[string]int{"vip": Unlimited}})
+			ctx := context.Background()
+			for i := 0; i < 20; i++ {
+				if d := l.Take(ctx, "vip", ""); !d.Allowed || d.Source != SourceBypass || d.Limit != 0 {
+					t.Fatalf("unlimited tenant %+v: want admitted, bypass, Limit 0", d)
+				}
+			}
+			if !l.Take(ctx, "acme", "").Allowed || l.Take(ctx, "acme", "").Allowed {
+				t.Fatal("Default 1: want the first request admitted and the second refused")
+			}
+		})
+	}
+}
+
+func TestInstancesShareOneBudget(t *testing.T) {
+	prefix := testPrefix(t)
+	o := Options{Default: 60, Burst: 20, KeyPrefix: prefix}
+	a := newTestLimiter(t, true, o)
+	b := newTestLimiter(t, true, o)
+	var mu sync.Mutex
+	admitted := 0
+	var wg sync.WaitGroup
+	for _, l := range []*Limiter{a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 30; i++ {
+				if l.Take(context.Background(), "acme", "").Allowed {
+					mu.Lock()
+					admitted++
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// One token a second refills while the 60 requests run.
+	if admitted < 20 || admitted > 21 {
+		t.Fatalf("two instances admitted %d together, want the one bucket's 20 (21 with a refill)", admitted)
+	}
+}
+
+func TestCacheRefusesWithoutRoundTrips(t *testing.T) {
+	srv := startOwnRedis(t) // commandstats of its own, no other test's commands
+	l, err := New(Options{RedisAddr: srv.addr, Default: 60, Burst: 3, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+			t.Fatalf("burst request %d: %+v", i, d)
+		}
+	}
+	first := l.Take(ctx, "acme", "") // the script refuses and writes blocked-until
+	if first.Allowed || first.Source != SourceRedis {
+		t.Fatalf("first refusal %+v: want refused by the script", first)
+	}
+	// The next refusals refetch the invalidated blocked-until key; the
+	// invalidation may reach the connection that serves cached reads a
+	// moment after the script's reply on another, so allow a few.
+	for i := 0; ; i++ {
+		if d := l.Take(ctx, "acme", ""); d.Source == SourceCache {
+			break
+		} else if d.Allowed || i == 10 {
+			t.Fatalf("refusal %d not cached: %+v", i, d)
+		}
+	}
+
+	before := commandCalls(t, srv.addr)
+	const n = 200
+	for i := 0; i < n; i++ {
+		d := l.Take(ctx, "acme", "")
+		if d.Allowed || d.Source != SourceCache {
+			t.Fatalf("cached refusal %d: %+v", i, d)
+		}
+		if d.RetryAfter <= 0 || d.RetryAfter > time.Second || d.Limit != 3 || d.Reset < d.RetryAfter {
+			t.Fatalf("cached refusal %d: headers %+v", i, d)
+		}
+	}
+	after := commandCalls(t, srv.addr)
+	for _, cmd := range []string{"evalsha", "eval", "get", "hmget", "multi", "client|caching"} {
+		if got := after[cmd] - before[cmd]; got != 0 {
+			t.Errorf("%d cached refusals sent %d %s to Redis, want 0", n, got, cmd)
+		}
+	}
+
+	// The cached refusal ends when the next token is due, not later.
+	time.Sleep(first.RetryAfter + 20*time.Millisecond)
+	if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+		t.Fatalf("after RetryAfter %v: %+v, want admitted by Redis", first.RetryAfter, d)
+	}
+}
+
+func TestHSETOverrideWithoutRestart(t *testing.T) {
+	l := newTestLimiter(t, true, Options{Default: 60, Burst: 2, CacheTTL: 5 * time.Second})
+	c := rawClient(t, l.o.RedisAddr)
+	ctx := context.Background()
+	if d := l.Take(ctx, "acme", ""); d.Limit != 2 {
+		t.Fatalf("before the override %+v: want Limit 2", d)
+	}
+	cfg := l.o.KeyPrefix + "{acme}:cfg"
+	if err := c.Do(ctx, c.B().Hset().Key(cfg).FieldValue().FieldValue("rpm", "6000").FieldValue("burst", "50").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	// Tracking invalidates the cached hash at once; CacheTTL bounds it.
+	deadline := time.Now().Add(l.o.CacheTTL + time.Second)
+	var d Decision
+	for time.Now().Before(deadline) {
+		if d = l.Take(ctx, "acme", ""); d.Limit == 50 && d.Allowed {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d.Limit != 50 || !d.Allowed {
+		t.Fatalf("after HSET burst 50: %+v", d)
+	}
+	if err := c.Do(ctx, c.B().Hset().Key(cfg).FieldValue().FieldValue("rpm", "-1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(l.o.CacheTTL + time.Second)
+	for time.Now().Before(deadline) {
+		if d = l.Take(ctx, "acme", ""); d.Source == SourceBypass {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if d.Source != SourceBypass || !d.Allowed {
+		t.Fatalf("after HSET rpm -1: %+v, want unlimited", d)
+	}
+}

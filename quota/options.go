@@ -1,0 +1,209 @@
+package quota
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Unlimited is the requests-per-minute value that turns a request bucket off:
+// Options.Default, an Options.Tenants entry or the rpm field of a tenant's
+// Redis override hash may be set to it.
+const Unlimited = -1
+
+// Fallback policies for Options.OnRedisError.
+const (
+	OnErrorLocal = "local"
+	OnErrorAllow = "allow"
+	OnErrorDeny  = "deny"
+)
+
+// Options configures a Limiter. The zero value of every field means its
+// default; New applies the defaults and rejects invalid values with an
+// *OptionError naming the field.
+type Options struct {
+	// RedisAddr is "host:port", or several comma-separated addresses of a
+	// Redis Cluster. Default "": buckets live in process (embedded mode).
+	RedisAddr string
+	// RedisPassword authenticates to Redis. It is never logged.
+	RedisPassword string
+
+	// Default is the request rate per tenant in requests per minute.
+	// Default 100. Unlimited (-1) turns the request bucket off; other values
+	// below 1 are rejected.
+	Default int
+	// Burst is the capacity of every request bucket: how many requests an
+	// idle tenant may send at once. Default 0: each bucket holds one minute's
+	// worth of its own rate (so a tenant override of 600/min bursts 600). A
+	// tenant's Redis override hash may set its own burst.
+	Burst int
+	// Tenants overrides Default per tenant (requests per minute, or
+	// Unlimited). Values in the tenant's Redis hash win over these.
+	Tenants map[string]int
+	// Keys limits single relay keys, by the key id the relay computes, in
+	// requests per minute. A key's bucket applies in addition to its
+	// tenant's: a request is admitted only when both have a token, so a key
+	// limit can narrow a tenant's budget but never widen it.
+	Keys map[string]int
+
+	// TokensPerMinute is the default per-tenant token budget that Debit
+	// drains. Default 0: no token budget.
+	TokensPerMinute int64
+	// TenantTokens overrides TokensPerMinute per tenant; 0 turns the budget
+	// off for that tenant.
+	TenantTokens map[string]int64
+
+	// OnRedisError decides requests while Redis is unreachable or slower than
+	// Timeout: "local" (default) runs in-process buckets with the same
+	// limits, "allow" admits everything, "deny" refuses everything.
+	OnRedisError string
+	// Timeout bounds one Redis decision before the limiter falls back.
+	// Default 50ms: Redis on the same network answers in well under a
+	// millisecond, so 50ms rides out GC pauses and a busy server without
+	// flapping, while a dead or blackholed Redis costs the requests in flight
+	// at most 50ms once: after the first failure the limiter decides by
+	// OnRedisError without waiting and a background probe finds Redis again.
+	Timeout time.Duration
+	// ProbeInterval is how often the background probe pings Redis while the
+	// limiter is in fallback. Default 1s.
+	ProbeInterval time.Duration
+	// CacheTTL bounds how long a tenant's override hash and "not blocked"
+	// answer are served from the client-side cache. Redis invalidates them as
+	// soon as they change; the TTL only limits staleness if an invalidation is
+	// lost. Default 30s.
+	CacheTTL time.Duration
+	// KeyPrefix starts every Redis key. Default "relay:rl:". It must not
+	// contain '{' or '}', which would break the per-tenant hash tag.
+	KeyPrefix string
+
+	// Logger receives the fallback switches. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// OptionError reports an invalid Options field. Field uses the name of the
+// configuration key (rate_limit.<field>).
+type OptionError struct {
+	Field  string
+	Value  any
+	Reason string
+}
+
+func (e *OptionError) Error() string {
+	return fmt.Sprintf("quota: %s=%v: %s", e.Field, e.Value, e.Reason)
+}
+
+func (o *Options) setDefaults() {
+	if o.Default == 0 {
+		o.Default = 100
+	}
+	if o.OnRedisError == "" {
+		o.OnRedisError = OnErrorLocal
+	}
+	if o.Timeout == 0 {
+		o.Timeout = 50 * time.Millisecond
+	}
+	if o.ProbeInterval == 0 {
+		o.ProbeInterval = time.Second
+	}
+	if o.CacheTTL == 0 {
+		o.CacheTTL = 30 * time.Second
+	}
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = "relay:rl:"
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+}
+
+// validate runs after setDefaults.
+func (o *Options) validate() error {
+	const rpmReason = "must be > 0, or -1 for unlimited"
+	if o.Default < 1 && o.Default != Unlimited {
+		return &OptionError{"default", o.Default, rpmReason}
+	}
+	if o.Burst < 0 {
+		return &OptionError{"burst", o.Burst, "must be >= 0 (0 = one minute's worth of the rate)"}
+	}
+	for name, v := range o.Tenants {
+		if v < 1 && v != Unlimited {
+			return &OptionError{"tenants." + name, v, rpmReason}
+		}
+	}
+	for id, v := range o.Keys {
+		if v < 1 {
+			return &OptionError{"keys." + id, v, "must be > 0"}
+		}
+	}
+	if o.TokensPerMinute < 0 {
+		return &OptionError{"tokens_per_minute", o.TokensPerMinute, "must be >= 0 (0 = off)"}
+	}
+	for name, v := range o.TenantTokens {
+		if v < 0 {
+			return &OptionError{"tenant_tokens." + name, v, "must be >= 0 (0 = off)"}
+		}
+	}
+	switch o.OnRedisError {
+	case OnErrorLocal, OnErrorAllow, OnErrorDeny:
+	default:
+		return &OptionError{"on_redis_error", o.OnRedisError, `must be "local", "allow" or "deny"`}
+	}
+	if o.Timeout < 0 {
+		return &OptionError{"timeout", o.Timeout, "must be > 0"}
+	}
+	if o.ProbeInterval < 0 {
+		return &OptionError{"probe_interval", o.ProbeInterval, "must be > 0"}
+	}
+	if o.CacheTTL < 0 {
+		return &OptionError{"cache_ttl", o.CacheTTL, "must be > 0"}
+	}
+	if strings.ContainsAny(o.KeyPrefix, "{}") {
+		return &OptionError{"key_prefix", o.KeyPrefix, "must not contain '{' or '}'"}
+	}
+	if o.RedisAddr != "" {
+		for _, a := range strings.Split(o.RedisAddr, ",") {
+			if strings.TrimSpace(a) == "" {
+				return &OptionError{"redis_addr", o.RedisAddr, "empty address in list"}
+			}
+		}
+	}
+	return nil
+}
+
+// addrs splits RedisAddr into rueidis InitAddress.
+func (o *Options) addrs() []string {
+	parts := strings.Split(o.RedisAddr, ",")
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
+// limits are the effective limits of one tenant.
+type limits struct {
+	rpm   int64 // requests per minute; Unlimited = no request bucket
+	burst int64 // request bucket capacity
+	tpm   int64 // token budget per minute; 0 = off
+}
+
+// fileLimits resolves a tenant's limits from Options alone.
+func (o *Options) fileLimits(tenant string) limits {
+	rpm := int64(o.Default)
+	if v, ok := o.Tenants[tenant]; ok {
+		rpm = int64(v)
+	}
+	tpm := o.TokensPerMinute
+	if v, ok := o.TenantTokens[tenant]; ok {
+		tpm = v
+	}
+	return limits{rpm: rpm, burst: o.burstFor(rpm), tpm: tpm}
+}
+
+// burstFor is the capacity of a request bucket refilling at rpm.
+func (o *Options) burstFor(rpm int64) int64 {
+	if o.Burst > 0 {
+		return int64(o.Burst)
+	}
+	return rpm
+}

@@ -1,0 +1,57 @@
+package quota
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestOptionsValidation(t *testing.T) {
+	tests := []struct {
+		name      string
+		give      Options
+		wantField string
+	}{
+		{"default negative", Options{Default: -5}, "default"},
+		{"burst negative", Options{Burst: -1}, "burst"},
+		{"tenant zero", Options{Tenants: map[string]int{"acme": 0}}, "tenants.acme"},
+		{"tenant below unlimited", Options{Tenants: map[string]int{"acme": -2}}, "tenants.acme"},
+		{"key zero", Options{Keys: map[string]int{"k1": 0}}, "keys.k1"},
+		{"tokens negative", Options{TokensPerMinute: -1}, "tokens_per_minute"},
+		{"tenant tokens negative", Options{TenantTokens: map[string]int64{"acme": -1}}, "tenant_tokens.acme"},
+		{"policy", Options{OnRedisError: "ignore"}, "on_redis_error"},
+		{"timeout", Options{Timeout: -1}, "timeout"},
+		{"prefix tag", Options{KeyPrefix: "rl:{x}:"}, "key_prefix"},
+		{"empty addr", Options{RedisAddr: "a:1,,b:2"}, "redis_addr"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.give)
+			var oe *OptionError
+			if !errors.As(err, &oe) || oe.Field != tt.wantField {
+				t.Fatalf("New: %v, want an *OptionError for %s", err, tt.wantField)
+			}
+			if !strings.HasPrefix(err.Error(), "quota: "+tt.wantField+"=") {
+				t.Fatalf("message %q does not name the field", err)
+			}
+		})
+	}
+}
+
+func TestOptionsDefaults(t *testing.T) {
+	l, err := New(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	o := l.o
+	if o.Default != 100 || o.OnRedisError != OnErrorLocal || o.Timeout <= 0 || o.KeyPrefix != "relay:rl:" || o.Logger == nil {
+		t.Fatalf("defaults not applied: %+v", o)
+	}
+	if lim := o.fileLimits("acme"); lim.burst != 100 {
+		t.Fatalf("burst default %d, want a minute's worth (100)", lim.burst)
+	}
+	if l.redis != nil {
+		t.Fatal("no RedisAddr must mean in-process buckets")
+	}
+}

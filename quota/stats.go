@@ -1,0 +1,46 @@
+package quota
+
+import "sync/atomic"
+
+// Stats are the limiter's counters since New, as plain numbers for the
+// metrics package. Arrays are indexed by Source.
+type Stats struct {
+	// Admitted and Refused count decisions by what decided them.
+	Admitted [NumSources]uint64
+	Refused  [NumSources]uint64
+	// ToFallback counts switches from Redis to OnRedisError (including a
+	// start without a reachable Redis); ToRedis counts switches back.
+	ToFallback uint64
+	ToRedis    uint64
+	// RedisErrors counts failed or timed-out Redis calls.
+	RedisErrors uint64
+}
+
+type counters struct {
+	admitted    [NumSources]atomic.Uint64
+	refused     [NumSources]atomic.Uint64
+	toFallback  atomic.Uint64
+	toRedis     atomic.Uint64
+	redisErrors atomic.Uint64
+}
+
+func (c *counters) count(d Decision) {
+	if d.Allowed {
+		c.admitted[d.Source].Add(1)
+	} else {
+		c.refused[d.Source].Add(1)
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (l *Limiter) Stats() Stats {
+	var s Stats
+	for i := range s.Admitted {
+		s.Admitted[i] = l.stats.admitted[i].Load()
+		s.Refused[i] = l.stats.refused[i].Load()
+	}
+	s.ToFallback = l.stats.toFallback.Load()
+	s.ToRedis = l.stats.toRedis.Load()
+	s.RedisErrors = l.stats.redisErrors.Load()
+	return s
+}

@@ -1,0 +1,136 @@
+package quota
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+// tableShards spreads tenants over independently locked maps so that
+// decisions for different tenants rarely contend.
+const tableShards = 64
+
+// table maps tenant names to their state. States are created once and never
+// removed: tenants come from the relay's key configuration, a bounded set.
+type table struct {
+	seed   maphash.Seed
+	shards [tableShards]shard
+}
+
+// shard uses an RWMutex because after a tenant's first request every lookup
+// is a read; writers only appear when a new tenant shows up.
+type shard struct {
+	mu sync.RWMutex
+	m  map[string]*tenantState
+}
+
+// tenantState is everything the limiter keeps per tenant: the Redis key names
+// (built once so the hot path does not concatenate), the limits from the file
+// and the last ones seen in Redis, and the in-process buckets.
+type tenantState struct {
+	name                           string
+	reqKey, blkKey, tokKey, cfgKey string
+	takeKeys                       []string // req, blk, tok: KEYS of the take script
+	debitKeys                      []string // tok, blk
+
+	file       limits
+	fixedBurst int64 // Options.Burst: 0 = each rate's minute's worth
+
+	mu    sync.Mutex // guards the fields below
+	seen  limits     // limits of the last decision, overrides included; the local fallback uses them
+	req   bucket
+	tok   bucket
+	keyed map[string]*keyState
+}
+
+// keyState is a relay key's own request bucket within its tenant. Its keys
+// share the tenant's hash tag, so the script can take from both atomically on
+// Redis Cluster.
+type keyState struct {
+	lim      keyLimit
+	reqKey   string
+	blkKey   string
+	takeKeys []string // req, blk, tok, key req, key blk
+	req      bucket   // guarded by the tenant's mu
+}
+
+func (t *table) init() {
+	t.seed = maphash.MakeSeed()
+	for i := range t.shards {
+		t.shards[i].m = make(map[string]*tenantState)
+	}
+}
+
+// get returns the tenant's state, creating it on first use with mk.
+func (t *table) get(name string, mk func(string) *tenantState) *tenantState {
+	s := &t.shards[maphash.String(t.seed, name)%tableShards]
+	s.mu.RLock()
+	ts := s.m[name]
+	s.mu.RUnlock()
+	if ts != nil {
+		return ts
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ts = s.m[name]; ts == nil {
+		ts = mk(name)
+		s.m[name] = ts
+	}
+	return ts
+}
+
+func newTenantState(o *Options, name string) *tenantState {
+	tag := o.KeyPrefix + "{" + name + "}:"
+	ts := &tenantState{
+		name:       name,
+		reqKey:     tag + "req",
+		blkKey:     tag + "blk",
+		tokKey:     tag + "tok",
+		cfgKey:     tag + "cfg",
+		file:       o.fileLimits(name),
+		fixedBurst: int64(o.Burst),
+		keyed:      make(map[string]*keyState),
+	}
+	ts.seen = ts.file
+	ts.takeKeys = []string{ts.reqKey, ts.blkKey, ts.tokKey}
+	ts.debitKeys = []string{ts.tokKey, ts.blkKey}
+	return ts
+}
+
+// key returns the state of a relay key that has its own limit in
+// Options.Keys, or nil. It takes ts.mu; the caller must not hold it.
+func (ts *tenantState) key(o *Options, id string) *keyState {
+	rpm, ok := o.Keys[id]
+	if !ok {
+		return nil
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if ks := ts.keyed[id]; ks != nil {
+		return ks
+	}
+	tag := o.KeyPrefix + "{" + ts.name + "}:k:" + id + ":"
+	ks := &keyState{
+		lim:    keyLimit{rpm: int64(rpm), burst: o.burstFor(int64(rpm))},
+		reqKey: tag + "req",
+		blkKey: tag + "blk",
+	}
+	ks.takeKeys = []string{ts.reqKey, ts.blkKey, ts.tokKey, ks.reqKey, ks.blkKey}
+	ts.keyed[id] = ks
+	return ks
+}
+
+// fileBurst is the capacity the file configuration gives a bucket of rpm.
+func (ts *tenantState) fileBurst(rpm int64) int64 {
+	if ts.fixedBurst > 0 {
+		return ts.fixedBurst
+	}
+	return rpm
+}
+
+// limit returns the key's limit, nil for a nil key.
+func (ks *keyState) limit() *keyLimit {
+	if ks == nil {
+		return nil
+	}
+	return &ks.lim
+}
