@@ -1,0 +1,171 @@
+package chlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/ch-go/compress"
+)
+
+// Exception is an error ClickHouse answered with (HTTP status >= 400).
+type Exception struct {
+	Status  int    // HTTP status
+	Code    int    // ClickHouse error code, 0 when not found in the answer
+	Message string // the server's text, trimmed
+}
+
+func (e *Exception) Error() string {
+	return fmt.Sprintf("clickhouse: http %d: code %d: %s", e.Status, e.Code, e.Message)
+}
+
+// errUnknownOutcome marks an insert that may or may not have been applied:
+// the request was sent but no answer came (timeout, reset).
+var errUnknownOutcome = errors.New("chlog: insert outcome unknown")
+
+// chClient talks to ClickHouse's HTTP interface with one reused net/http
+// client.
+type chClient struct {
+	base      string // URL without trailing slash
+	insertURL string
+	user, key string
+	hc        *http.Client
+	lz4       *compress.Writer
+	zbuf      []byte
+}
+
+// compressChunk is the raw size of one LZ4 frame in the request body; the
+// server's limit is far larger, smaller frames keep the scratch buffer small.
+const compressChunk = 1 << 20
+
+func newClient(o *Options) *chClient {
+	base := strings.TrimRight(o.URL, "/")
+	q := url.Values{}
+	q.Set("query", "INSERT INTO "+o.Database+"."+o.Table+" FORMAT Native")
+	// decompress=1: the body is ClickHouse's own LZ4 block format, which
+	// 18.16 and current servers read; cheaper to produce than gzip.
+	q.Set("decompress", "1")
+	return &chClient{
+		base:      base,
+		insertURL: base + "/?" + q.Encode(),
+		user:      o.User,
+		key:       o.Password,
+		hc: &http.Client{Transport: &http.Transport{
+			Proxy:               http.ProxyFromEnvironment,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 4,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+		lz4: compress.NewWriter(compress.LevelZero, compress.LZ4),
+	}
+}
+
+// insert sends one raw Native body. Not safe for concurrent use (the writer
+// holds its insert slot).
+func (c *chClient) insert(ctx context.Context, native []byte) error {
+	c.zbuf = c.zbuf[:0]
+	for p := native; len(p) > 0; {
+		n := min(len(p), compressChunk)
+		if err := c.lz4.Compress(p[:n]); err != nil {
+			return fmt.Errorf("compress: %w", err)
+		}
+		c.zbuf = append(c.zbuf, c.lz4.Data...)
+		p = p[n:]
+	}
+	return c.do(ctx, c.insertURL, c.zbuf, nil)
+}
+
+// query runs a statement and returns the answer's body.
+func (c *chClient) query(ctx context.Context, sql string) (string, error) {
+	var out bytes.Buffer
+	err := c.do(ctx, c.base+"/", []byte(sql), &out)
+	return out.String(), err
+}
+
+func (c *chClient) do(ctx context.Context, u string, body []byte, out *bytes.Buffer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	if c.user != "" {
+		req.Header.Set("X-ClickHouse-User", c.user)
+	}
+	if c.key != "" {
+		req.Header.Set("X-ClickHouse-Key", c.key)
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var op *net.OpError
+		if errors.As(err, &op) && op.Op == "dial" {
+			return err // never reached the server: certainly not applied
+		}
+		return fmt.Errorf("%w: %w", errUnknownOutcome, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return newException(resp.StatusCode, resp.Header.Get("X-ClickHouse-Exception-Code"), msg)
+	}
+	if out != nil {
+		if _, err := out.ReadFrom(resp.Body); err != nil {
+			return fmt.Errorf("%w: read answer: %w", errUnknownOutcome, err)
+		}
+		return nil
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
+
+func newException(status int, codeHeader string, msg []byte) *Exception {
+	e := &Exception{Status: status, Message: strings.TrimSpace(string(msg))}
+	e.Code, _ = strconv.Atoi(codeHeader)
+	if e.Code == 0 && strings.HasPrefix(e.Message, "Code: ") {
+		s := e.Message[len("Code: "):]
+		if i := strings.IndexAny(s, ",."); i > 0 {
+			e.Code, _ = strconv.Atoi(s[:i])
+		}
+	}
+	return e
+}
+
+// AsException returns the ClickHouse exception inside err, if any.
+func AsException(err error) (*Exception, bool) {
+	var e *Exception
+	ok := errors.As(err, &e)
+	return e, ok
+}
+
+// idsPresent counts rows whose request_id is first or last, to settle an
+// insert whose outcome is unknown. Block-level deduplication exists only for
+// Replicated tables, so this check is what keeps a re-send from duplicating.
+func (c *chClient) idsPresent(ctx context.Context, db, table string, first, last []byte) (int, error) {
+	q := "SELECT count() FROM " + db + "." + table + " WHERE request_id IN ('" + quoteID(first) + "', '" + quoteID(last) + "')"
+	s, err := c.query(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("count answer %q: %w", s, err)
+	}
+	return n, nil
+}
+
+// quoteID keeps only hex characters, so an id can never break the query.
+func quoteID(id []byte) string {
+	b := make([]byte, 0, len(id))
+	for _, c := range id {
+		if c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}

@@ -1,0 +1,264 @@
+package chlog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// Spool files hold one raw (uncompressed) Native block each, so
+//
+//	clickhouse-client --query "INSERT INTO relay.stream_logs FORMAT Native" < FILE
+//
+// loads one. The name carries what the replayer and the cap need without
+// opening the file:
+//
+//	<seq, 20 digits>-<rows>-<k|u>-<first request_id>-<last request_id>.native
+//
+// "u" marks a block whose earlier insert has an unknown outcome (a timeout,
+// or a WAL recovered after a crash): the replayer checks ClickHouse for its
+// first and last request_id before sending it. Files are written under a
+// ".tmp" name, fsync'd, renamed and the directory fsync'd.
+const spoolExt = ".native"
+
+type spoolFile struct {
+	name      string
+	seq       uint64
+	rows      int
+	unknown   bool
+	first     string
+	last      string
+	sizeBytes int64
+}
+
+func parseSpoolName(name string) (spoolFile, bool) {
+	if !strings.HasSuffix(name, spoolExt) {
+		return spoolFile{}, false
+	}
+	p := strings.Split(strings.TrimSuffix(name, spoolExt), "-")
+	if len(p) != 5 || (p[2] != "k" && p[2] != "u") {
+		return spoolFile{}, false
+	}
+	seq, err1 := strconv.ParseUint(p[0], 10, 64)
+	rows, err2 := strconv.Atoi(p[1])
+	if err1 != nil || err2 != nil {
+		return spoolFile{}, false
+	}
+	return spoolFile{name: name, seq: seq, rows: rows, unknown: p[2] == "u", first: p[3], last: p[4]}, true
+}
+
+func spoolName(seq uint64, rows int, unknown bool, first, last []byte) string {
+	flag := "k"
+	if unknown {
+		flag = "u"
+	}
+	return fmt.Sprintf("%020d-%d-%s-%s-%s%s", seq, rows, flag, quoteID(first), quoteID(last), spoolExt)
+}
+
+// spool is the directory of spooled blocks with its size accounting.
+type spool struct {
+	dir      string
+	maxBytes int64
+	w        *Writer // for logging and counters
+
+	mu       sync.Mutex
+	files    []spoolFile // oldest first
+	bytes    int64
+	inFlight string // being replayed: the cap must not delete it
+}
+
+func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
+	}
+	s := &spool{dir: dir, maxBytes: maxBytes, w: w}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".tmp") {
+			_ = os.Remove(filepath.Join(dir, e.Name())) // never renamed: its block went elsewhere or is in the WAL
+			continue
+		}
+		f, ok := parseSpoolName(e.Name())
+		if !ok {
+			continue
+		}
+		if info, err := e.Info(); err == nil {
+			f.sizeBytes = info.Size()
+		}
+		s.files = append(s.files, f)
+		s.bytes += f.sizeBytes
+	}
+	slices.SortFunc(s.files, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
+	s.publish()
+	if len(s.files) > 0 {
+		w.log.Info("chlog: spool holds blocks from before", "dir", dir, "files", len(s.files), "bytes", s.bytes)
+	}
+	return s, nil
+}
+
+// maxSeq returns the largest sequence number in the spool, 0 when empty.
+func (s *spool) maxSeq() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.files) == 0 {
+		return 0
+	}
+	return s.files[len(s.files)-1].seq
+}
+
+func (s *spool) has(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.files {
+		if f.seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// put writes one encoded block durably and then enforces the size cap.
+func (s *spool) put(seq uint64, rows int, unknown bool, first, last []byte, native []byte) error {
+	name := spoolName(seq, rows, unknown, first, last)
+	if err := writeDurable(s.dir, name, native); err != nil {
+		return fmt.Errorf("chlog: spool %s: %w", name, err)
+	}
+	f, _ := parseSpoolName(name)
+	f.sizeBytes = int64(len(native))
+	s.mu.Lock()
+	i, _ := slices.BinarySearchFunc(s.files, f, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
+	s.files = slices.Insert(s.files, i, f)
+	s.bytes += f.sizeBytes
+	s.mu.Unlock()
+	s.w.stats.rowsSpooled.Add(int64(rows))
+	s.w.log.Warn("chlog: spooled block", "file", name, "rows", rows, "bytes", len(native))
+	s.enforceCap()
+	return nil
+}
+
+// enforceCap deletes the oldest files while the spool is over its cap,
+// counting and logging the rows lost.
+func (s *spool) enforceCap() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := 0; s.bytes > s.maxBytes && i < len(s.files); {
+		f := s.files[i]
+		if f.name == s.inFlight {
+			i++
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.dir, f.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.w.log.Error("chlog: spool cap: delete", "file", f.name, "err", err)
+			i++
+			continue
+		}
+		s.files = slices.Delete(s.files, i, i+1)
+		s.bytes -= f.sizeBytes
+		s.w.stats.rowsDropped.Add(int64(f.rows))
+		s.w.log.Error("chlog: spool over its cap: dropped oldest block", "file", f.name, "rows", f.rows, "spool_max_bytes", s.maxBytes)
+	}
+	s.publish()
+}
+
+// next returns the oldest file and marks it in flight, or ok=false.
+func (s *spool) next() (spoolFile, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.files) == 0 {
+		return spoolFile{}, false
+	}
+	s.inFlight = s.files[0].name
+	return s.files[0], true
+}
+
+// done ends the replay of f; remove deletes it (after a successful insert).
+func (s *spool) done(f spoolFile, remove bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight = ""
+	if !remove {
+		return nil
+	}
+	if err := os.Remove(filepath.Join(s.dir, f.name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	_ = syncDir(s.dir)
+	if i := slices.IndexFunc(s.files, func(g spoolFile) bool { return g.name == f.name }); i >= 0 {
+		s.bytes -= s.files[i].sizeBytes
+		s.files = slices.Delete(s.files, i, i+1)
+	}
+	s.publish()
+	return nil
+}
+
+func (s *spool) publish() {
+	s.w.stats.spoolFiles.Store(int64(len(s.files)))
+	s.w.stats.spoolBytes.Store(s.bytes)
+}
+
+// writeDurable writes data to dir/name through a temporary file: written,
+// fsync'd, renamed, and the directory fsync'd, so a crash leaves either no
+// file or the whole file.
+func writeDurable(dir, name string, data []byte) error {
+	tmp := filepath.Join(dir, name+".tmp")
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, filepath.Join(dir, name))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// markUnknown renames f to carry the "u" flag, so that its next replay first
+// checks ClickHouse for its rows.
+func (s *spool) markUnknown(f spoolFile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := slices.IndexFunc(s.files, func(g spoolFile) bool { return g.name == f.name })
+	if i < 0 {
+		return
+	}
+	name := spoolName(f.seq, f.rows, true, []byte(f.first), []byte(f.last))
+	if err := os.Rename(filepath.Join(s.dir, f.name), filepath.Join(s.dir, name)); err != nil {
+		s.w.log.Error("chlog: spool: mark outcome unknown", "file", f.name, "err", err)
+		return
+	}
+	_ = syncDir(s.dir)
+	s.files[i].name, s.files[i].unknown = name, true
+	if s.inFlight == f.name {
+		s.inFlight = name
+	}
+}

@@ -1,0 +1,36 @@
+package chlog
+
+import "sync/atomic"
+
+// Stats are the writer's counters since New, for metrics.
+type Stats struct {
+	RowsWritten  int64 // rows confirmed in ClickHouse (live and replayed)
+	RowsSpooled  int64 // rows written to spool files
+	RowsReplayed int64 // spooled rows later inserted (also in RowsWritten)
+	RowsDropped  int64 // rows lost: spool cap, overload, write after Close, failed spool write
+	InsertErrors int64 // failed insert attempts, retries included
+	WALErrors    int64 // failed WAL writes or fsyncs
+	SpoolFiles   int64 // files in the spool now
+	SpoolBytes   int64 // bytes in the spool now
+}
+
+type counters struct {
+	rowsWritten, rowsSpooled, rowsReplayed, rowsDropped atomic.Int64
+	insertErrors, walErrors                             atomic.Int64
+	spoolFiles, spoolBytes                              atomic.Int64
+}
+
+// Stats returns a snapshot of the counters.
+func (w *Writer) Stats() Stats {
+	c := &w.stats
+	return Stats{
+		RowsWritten:  c.rowsWritten.Load(),
+		RowsSpooled:  c.rowsSpooled.Load(),
+		RowsReplayed: c.rowsReplayed.Load(),
+		RowsDropped:  c.rowsDropped.Load(),
+		InsertErrors: c.insertErrors.Load(),
+		WALErrors:    c.walErrors.Load(),
+		SpoolFiles:   c.spoolFiles.Load(),
+		SpoolBytes:   c.spoolBytes.Load(),
+	}
+}
