@@ -151,6 +151,12 @@ type relay struct {
 
 func startRelay(t *testing.T, extra string) *relay {
 	t.Helper()
+	return startRelayWith(t, extra, nil)
+}
+
+// startRelayWith is startRelay with a change to the parsed config.
+func startRelayWith(t *testing.T, extra string, mutate func(*Config)) *relay {
+	t.Helper()
 	mock, mockBase, err := mockllm.Listen("127.0.0.1:0", mockllm.Options{RequireKey: providerKey, StallTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -161,6 +167,9 @@ func startRelay(t *testing.T, extra string) *relay {
 	cfg, err := Parse([]byte(testConfig(mockBase, t.TempDir(), extra)))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if mutate != nil {
+		mutate(cfg)
 	}
 	return startApp(t, cfg, mock)
 }

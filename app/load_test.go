@@ -1,0 +1,142 @@
+package app
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimalRoute = `
+routes:
+  - name: openai
+    path: /v1/chat/completions
+    upstream: https://api.openai.com
+    auth_env: OPENAI_API_KEY
+`
+
+func TestShippedConfigLoads(t *testing.T) {
+	cfg, err := Load("../configs/config.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Port != 8080 || cfg.Server.Timeout != 300*time.Second || len(cfg.Routes) != 3 {
+		t.Errorf("server %+v, %d routes", cfg.Server, len(cfg.Routes))
+	}
+	tts := cfg.Routes[2]
+	if tts.Kind != "raw" || tts.Capture != "meta" || cfg.Routes[0].Capture != "full" {
+		t.Errorf("capture defaults: tts %s/%s openai %s", tts.Kind, tts.Capture, cfg.Routes[0].Capture)
+	}
+	if cfg.Routes[1].AuthHeader != "x-api-key" || cfg.Routes[1].Headers["anthropic-version"] != "2023-06-01" {
+		t.Errorf("anthropic route %+v", cfg.Routes[1])
+	}
+	if cfg.RateLimit.Default != 100 || cfg.RateLimit.Tenants["test-tenant"] != 600 {
+		t.Errorf("rate limit %+v", cfg.RateLimit)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(minimalRoute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := cfg.Routes[0]
+	if cfg.Server.Port != 8080 || cfg.Server.MaxBodyBytes != 32<<20 || r.Kind != "sse" || r.AuthHeader != "Authorization" ||
+		r.MaxCaptureBytes != 4<<20 || r.MaxBodyBytes != 32<<20 || cfg.Storage.SpoolDir != "data/spool" ||
+		cfg.Storage.ClickHouse.Database != "relay" || cfg.RateLimit.OnRedisError != "local" {
+		t.Errorf("defaults not applied: %+v %+v", cfg.Server, r)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "c.yaml")
+	if err := os.WriteFile(path, []byte(minimalRoute), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RELAY_SERVER__PORT", "9099")
+	t.Setenv("RELAY_STORAGE__CLICKHOUSE__URL", "http://127.0.0.1:8123")
+	t.Setenv("RELAY_STORAGE__SPOOL_DIR", "/tmp/x")
+	t.Setenv("RELAY_TEST_SOMETHING_ELSE", "ignored")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Server.Port != 9099 || cfg.Storage.ClickHouse.URL != "http://127.0.0.1:8123" || cfg.Storage.SpoolDir != "/tmp/x" {
+		t.Errorf("overrides not applied: port %d url %q spool %q", cfg.Server.Port, cfg.Storage.ClickHouse.URL, cfg.Storage.SpoolDir)
+	}
+}
+
+func TestEnvFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".env")
+	if err := os.WriteFile(path, []byte("STREAM_RELAY_TEST_A=from-file\nSTREAM_RELAY_TEST_B=from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("STREAM_RELAY_TEST_B", "from-env")
+	os.Unsetenv("STREAM_RELAY_TEST_A")
+	t.Cleanup(func() { os.Unsetenv("STREAM_RELAY_TEST_A") })
+	if err := LoadEnvFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("STREAM_RELAY_TEST_A") != "from-file" || os.Getenv("STREAM_RELAY_TEST_B") != "from-env" {
+		t.Errorf("A=%q B=%q", os.Getenv("STREAM_RELAY_TEST_A"), os.Getenv("STREAM_RELAY_TEST_B"))
+	}
+	if err := LoadEnvFile(filepath.Join(t.TempDir(), "missing")); err != nil {
+		t.Errorf("missing .env: %v", err)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	route := func(extra string) string {
+		return "routes:\n  - name: a\n    path: /a\n    upstream: http://x\n" + extra
+	}
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"unknown kind", route("    kind: websocket\n"), "routes[0].kind=websocket"},
+		{"duplicate path", route("  - name: b\n    path: /a\n    upstream: http://y\n"), "routes[1].path=/a: duplicate path"},
+		{"duplicate name", route("  - name: a\n    path: /b\n    upstream: http://y\n"), "routes[1].name=a: duplicate"},
+		{"relative upstream", "routes:\n  - name: a\n    path: /a\n    upstream: api.openai.com\n", "routes[0].upstream=api.openai.com"},
+		{"ftp upstream", "routes:\n  - name: a\n    path: /a\n    upstream: ftp://h\n", "routes[0].upstream=ftp://h"},
+		{"negative duration", route("    idle_timeout: -5s\n"), "routes[0].idle_timeout=-5s"},
+		{"negative server timeout", route("server:\n  timeout: -1s\n"), "server.timeout=-1s"},
+		{"bad duration", route("server:\n  timeout: soon\n"), `"soon" is not a duration`},
+		{"unknown field", route("server:\n  prot: 80\n"), "prot"},
+		{"unknown route field", route("    upstrem: http://x\n"), "upstrem"},
+		{"no routes", "server:\n  port: 80\n", "routes=[]"},
+		{"path without slash", "routes:\n  - name: a\n    path: a\n    upstream: http://x\n", "routes[0].path=a"},
+		{"bad capture", route("    capture: some\n"), "routes[0].capture=some"},
+		{"key and hash", route("auth:\n  keys:\n    - key: k\n      key_sha256: aa\n      tenant: t\n"), "auth.keys[0].key_sha256"},
+		{"bad hash", route("auth:\n  keys:\n    - key_sha256: zz\n      tenant: t\n"), "auth.keys[0].key_sha256"},
+		{"key without tenant", route("auth:\n  keys:\n    - key: k\n"), "auth.keys[0].tenant"},
+		{"bad on_redis_error", route("rate_limit:\n  on_redis_error: panic\n"), "rate_limit.on_redis_error=panic"},
+		{"bad durability", route("storage:\n  clickhouse:\n    durability: sometimes\n"), "storage.clickhouse.durability=sometimes"},
+		{"bad port", route("server:\n  port: 70000\n"), "server.port=70000"},
+		{"header injection", route("    headers: {x-a: \"v\\r\\nevil: 1\"}\n"), "routes[0].headers.x-a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not name %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	b, _ := os.ReadFile("../configs/config.yaml")
+	f.Add(b)
+	f.Add([]byte(minimalRoute))
+	f.Add([]byte("routes: [{name: a, path: /a, upstream: 'http://x', kind: raw}]"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cfg, err := Parse(b)
+		if err == nil && len(cfg.Routes) == 0 {
+			t.Fatal("config without routes accepted")
+		}
+	})
+}

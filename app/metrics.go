@@ -1,0 +1,55 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/gofiber/fiber/v2"
+	"github.com/stream-relay/stream-relay/telemetry"
+)
+
+// metricsContentType is the Prometheus text exposition format.
+const metricsContentType = "text/plain; version=0.0.4; charset=utf-8"
+
+// metricsHandler serves GET /metrics on the relay's own Fiber app.
+func metricsHandler(m *telemetry.Metrics) fiber.Handler {
+	return func(c *fiber.Ctx) error {
+		c.Set(fiber.HeaderContentType, metricsContentType)
+		m.WritePrometheus(c.Response().BodyWriter())
+		return nil
+	}
+}
+
+// serveAdmin serves GET /metrics on addr (metrics.addr), apart from relayed
+// traffic, until stop is called. net/http rather than a second Fiber app: the
+// admin port sees one scrape every few seconds, not the relay's load.
+func serveAdmin(addr string, m *telemetry.Metrics) (stop func(context.Context) error, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics.addr=%s: %w", addr, err)
+	}
+	return serveAdminOn(ln, m), nil
+}
+
+// serveAdminOn is serveAdmin on an open listener, which it closes on stop.
+func serveAdminOn(ln net.Listener, m *telemetry.Metrics) (stop func(context.Context) error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", metricsContentType)
+		m.WritePrometheus(w)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	return func(ctx context.Context) error {
+		err := srv.Shutdown(ctx)
+		if serveErr := <-done; !errors.Is(serveErr, http.ErrServerClosed) {
+			err = errors.Join(err, serveErr)
+		}
+		return err
+	}
+}
