@@ -25,6 +25,7 @@ demo: build
 ## test: start Redis and ClickHouse (installing them when missing), then the whole suite with -race
 test:
 	@$(SERVICES) start
+	@if command -v npm >/dev/null; then (cd deployments/sdkcheck && { cmp -s package-lock.json node_modules/.sdkcheck-lock || { npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.sdkcheck-lock; } || echo "make test: npm ci failed in deployments/sdkcheck; TestOfficialSDKs will skip (fail when CI is set)" >&2; }); fi
 	@eval "$$($(SERVICES) env)" && $(GO) test -race -count=1 -timeout 20m ./...
 
 ## test-short: unit tests only, no services needed
