@@ -13,6 +13,7 @@ import (
 
 	"github.com/stream-relay/stream-relay/bench/mockllm"
 	"github.com/stream-relay/stream-relay/record"
+	"go.uber.org/goleak"
 )
 
 func TestSSEStreamsThroughAndSwapsKeys(t *testing.T) {
@@ -347,6 +348,7 @@ func itoa(n int) string {
 }
 
 func TestClientDisconnectClosesUpstream(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
 	r := startRelay(t, "")
 	t.Run("while chunks flow", func(t *testing.T) {
 		before := r.mock.Closed()
@@ -377,6 +379,17 @@ func TestClientDisconnectClosesUpstream(t *testing.T) {
 	if closed != 2 {
 		t.Errorf("%d rows with client_closed, want 2", closed)
 	}
+	// Nothing the streams started outlives the relay. fasthttp's own
+	// housekeeping (per-host idle-connection cleaner, worker-pool cleaner,
+	// the process-wide Date updater) sleeps out its period; none is per
+	// stream.
+	r.stop(t)
+	_ = r.mock.Close()
+	testClient.CloseIdleConnections()
+	goleak.VerifyNone(t, ignore,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
 }
 
 func TestGracefulShutdownFinishesStreams(t *testing.T) {

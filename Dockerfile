@@ -1,0 +1,21 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: a static relay (and mock upstream) on a distroless base.
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/relay ./cmd/relay && \
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/mockllm ./cmd/mockllm
+
+FROM gcr.io/distroless/static-debian12:nonroot
+WORKDIR /app
+COPY --from=build /out/relay /out/mockllm /app/
+COPY configs/ /app/configs/
+# Spool files (and the WAL) live here; mount a volume to keep them across restarts.
+VOLUME ["/app/data"]
+EXPOSE 8080
+USER nonroot:nonroot
+ENTRYPOINT ["/app/relay"]
+CMD ["-config", "/app/configs/config.yaml"]

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# demo.sh: bin/mockllm on :9090, the relay on :8080 in front of it, one
+# streamed chat completion printed as it arrives, then both stop.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export DEMO_PROVIDER_KEY=sk-demo-provider
+log=$(mktemp -d)
+./bin/mockllm -addr 127.0.0.1:9090 -require-key "$DEMO_PROVIDER_KEY" 2>"$log/mockllm.log" &
+mock=$!
+./bin/relay -config configs/demo.yaml 2>"$log/relay.log" &
+relay=$!
+trap 'kill $relay $mock 2>/dev/null; wait 2>/dev/null || true' EXIT
+for _ in $(seq 1 50); do curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break; sleep 0.1; done
+
+echo "== POST /v1/chat/completions through the relay (10 chunks, 150 ms apart), as it arrives:"
+curl -sS -N -i http://127.0.0.1:8080/v1/chat/completions \
+  -H "Authorization: Bearer sk-relay-test-key-123" \
+  -H "Content-Type: application/json" \
+  -H "X-Tenant-ID: test-tenant" \
+  -H "X-Mock-Chunks: 10" -H "X-Mock-Delay-Ms: 150" \
+  -d '{"model":"gpt-4","messages":[{"role":"user","content":"Hello"}],"stream":true}'
+echo
+echo "== the relay's log line for it:"
+sleep 0.2
+grep 'msg=request' "$log/relay.log" | tail -1
