@@ -211,4 +211,3 @@ func TestClickHouseRestartUnderLoad(t *testing.T) {
 	}
 	t.Logf("served %d requests across a ClickHouse kill and restart; rows %d", want, len(rows))
 }
-
