@@ -16,6 +16,7 @@ import (
 	"github.com/stream-relay/stream-relay/handlers"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/telemetry"
 	"github.com/stream-relay/stream-relay/upstream"
 )
 
@@ -29,6 +30,9 @@ type App struct {
 	clients *upstream.Clients
 	store   *chlog.Writer
 	limiter *quota.Limiter
+	metrics *telemetry.Metrics
+	// stopAdmin stops the separate metrics listener; nil unless metrics.addr is set.
+	stopAdmin func(context.Context) error
 }
 
 // New builds the relay from cfg. It starts the background parts (watchdog,
@@ -44,6 +48,11 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	routeNames := make([]string, len(routes))
+	for i, r := range routes {
+		routeNames[i] = r.Name
+	}
+	a.metrics = telemetry.New(routeNames)
 	a.store, err = chlog.New(chlog.Options{
 		URL:           cfg.Storage.ClickHouse.URL,
 		Database:      cfg.Storage.ClickHouse.Database,
@@ -58,10 +67,12 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		Durability:    cfg.Storage.ClickHouse.Durability,
 		TTLDays:       cfg.Storage.ClickHouse.TTLDays,
 		Logger:        log,
+		OnInsert:      a.metrics.ObserveInsert,
 	})
 	if err != nil {
 		return nil, err
 	}
+	a.metrics.SetStorageStats(a.store.Stats)
 	var limiter handlers.Limiter
 	if !cfg.RateLimit.Disabled {
 		a.limiter, err = quota.New(a.quotaOptions())
@@ -70,13 +81,15 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 			return nil, err
 		}
 		limiter = a.limiter
+		a.metrics.SetLimiterStats(a.limiter.Stats)
 	}
 	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
 	a.relay, err = handlers.New(handlers.Options{
 		Routes:   upstream.NewTable(routes),
 		Keys:     keys,
 		Limiter:  limiter,
-		Sinks:    append([]handlers.Sink{a.store}, extra...),
+		Sinks:    append([]handlers.Sink{a.store, a.metrics}, extra...),
+		Observer: a.metrics,
 		Watchdog: a.wd,
 		Instance: cfg.Server.Instance,
 		Logger:   log,
@@ -86,6 +99,12 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		return nil, err
 	}
 	a.fiber = a.newFiber(routes)
+	if cfg.Metrics.Addr != "" {
+		if a.stopAdmin, err = serveAdmin(cfg.Metrics.Addr, a.metrics); err != nil {
+			a.closeBackground(context.Background())
+			return nil, err
+		}
+	}
 	a.logStart(routes)
 	return a, nil
 }
@@ -108,6 +127,9 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	})
 	f.Get("/healthz", a.relay.Healthz)
 	f.Get("/readyz", a.relay.Readyz)
+	if a.cfg.Metrics.Addr == "" {
+		f.Get("/metrics", metricsHandler(a.metrics))
+	}
 	f.Use(a.relay.Handle)
 	return f
 }
@@ -264,6 +286,11 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) closeBackground(ctx context.Context) {
+	if a.stopAdmin != nil {
+		if err := a.stopAdmin(ctx); err != nil {
+			a.log.Error("closing the metrics listener", "err", err)
+		}
+	}
 	if a.store != nil {
 		if err := a.store.Close(ctx); err != nil {
 			a.log.Error("closing the ClickHouse logger", "err", err)

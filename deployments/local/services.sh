@@ -21,6 +21,7 @@ install_missing() {
 	local pkgs=()
 	command -v redis-server >/dev/null || pkgs+=(redis-server)
 	command -v clickhouse-server >/dev/null || pkgs+=(clickhouse-server clickhouse-client)
+	command -v prometheus >/dev/null || pkgs+=(prometheus) # app/metrics_test.go runs it
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then
 		log "missing ${pkgs[*]} and not root: install them with apt-get"

@@ -1,0 +1,60 @@
+package telemetry
+
+import (
+	"io"
+	"strconv"
+
+	"github.com/stream-relay/stream-relay/chlog"
+	"github.com/stream-relay/stream-relay/quota"
+)
+
+// Scrape-time series are written as plain lines rather than through
+// metrics.WriteCounterUint64: with metrics.ExposeMetadata on, that helper
+// repeats the TYPE line for every series of a family, which Prometheus
+// rejects.
+
+// writeStorageStats writes the ClickHouse writer's counters and spool gauges.
+func writeStorageStats(w io.Writer, s chlog.Stats) {
+	b := make([]byte, 0, 512)
+	b = appendSample(b, "relay_storage_rows_written_total", s.RowsWritten)
+	b = appendSample(b, "relay_storage_rows_spooled_total", s.RowsSpooled)
+	b = appendSample(b, "relay_storage_rows_replayed_total", s.RowsReplayed)
+	b = appendSample(b, "relay_storage_rows_dropped_total", s.RowsDropped)
+	b = appendSample(b, "relay_storage_insert_errors_total", s.InsertErrors)
+	b = appendSample(b, "relay_storage_wal_errors_total", s.WALErrors)
+	b = appendSample(b, "relay_storage_spool_files", s.SpoolFiles)
+	b = appendSample(b, "relay_storage_spool_bytes", s.SpoolBytes)
+	_, _ = w.Write(b)
+}
+
+// limiterSeries are the decision series names, by result then quota.Source,
+// built once so that a scrape does not rebuild them.
+var limiterSeries = func() (s [2][quota.NumSources]string) {
+	for i := range quota.NumSources {
+		src := quota.Source(i).String()
+		s[0][i] = `relay_ratelimit_decisions_total{result="admitted",source="` + src + `"}`
+		s[1][i] = `relay_ratelimit_decisions_total{result="refused",source="` + src + `"}`
+	}
+	return s
+}()
+
+// writeLimiterStats writes the rate limiter's decisions and Redis health.
+func writeLimiterStats(w io.Writer, s quota.Stats) {
+	b := make([]byte, 0, 1024)
+	for i := range quota.NumSources {
+		b = appendSample(b, limiterSeries[0][i], int64(s.Admitted[i]))
+		b = appendSample(b, limiterSeries[1][i], int64(s.Refused[i]))
+	}
+	b = appendSample(b, `relay_ratelimit_switches_total{to="fallback"}`, int64(s.ToFallback))
+	b = appendSample(b, `relay_ratelimit_switches_total{to="redis"}`, int64(s.ToRedis))
+	b = appendSample(b, "relay_ratelimit_redis_errors_total", int64(s.RedisErrors))
+	_, _ = w.Write(b)
+}
+
+// appendSample appends one "series value" line.
+func appendSample(b []byte, series string, v int64) []byte {
+	b = append(b, series...)
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, '\n')
+}

@@ -1,0 +1,147 @@
+package telemetry
+
+import (
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/stream-relay/stream-relay/chlog"
+	"github.com/stream-relay/stream-relay/quota"
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// Unmatched is the route label of requests whose path matched no route.
+const Unmatched = "unmatched"
+
+// Bucket upper bounds in milliseconds. Relay timings span a 5 ms rejection
+// to a five-minute stream (server.timeout's default), and the interesting
+// SLO lines (TTFT under 250 ms, 1 s, 2.5 s) fall on bucket bounds, where
+// histogram_quantile is exact rather than interpolated.
+var (
+	requestBuckets = []float64{5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000, 30000, 60000, 120000, 300000}
+	storageBuckets = []float64{1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000}
+)
+
+// Metrics holds every series the relay exports. It is a handlers.Observer
+// (Start) and a handlers.Sink (Write); all its methods are safe for
+// concurrent use.
+type Metrics struct {
+	set    *metrics.Set
+	routes []*route // configured routes, then Unmatched last
+
+	storageWrite  *metrics.PrometheusHistogram
+	storageOK     *metrics.Counter
+	storageFailed *metrics.Counter
+	storageRows   *metrics.Counter
+
+	storageStats atomic.Pointer[func() chlog.Stats]
+	limiterStats atomic.Pointer[func() quota.Stats]
+}
+
+// New registers the series of the given route names (duplicates and empty
+// names are ignored) plus Unmatched on a metrics set of its own.
+func New(routes []string) *Metrics {
+	m := &Metrics{set: metrics.NewSet()}
+	seen := map[string]bool{"": true, Unmatched: true}
+	for _, name := range routes {
+		if seen[name] {
+			continue
+		}
+		seen[name] = true
+		m.routes = append(m.routes, newRoute(m.set, name))
+	}
+	m.routes = append(m.routes, newRoute(m.set, Unmatched))
+	m.storageWrite = m.set.NewPrometheusHistogramExt("relay_storage_write_ms", storageBuckets)
+	m.storageOK = m.set.NewCounter(`relay_storage_inserts_total{result="ok"}`)
+	m.storageFailed = m.set.NewCounter(`relay_storage_inserts_total{result="error"}`)
+	m.storageRows = m.set.NewCounter("relay_storage_insert_rows_total")
+	return m
+}
+
+// route returns the series of the named route; unknown names (and "", no
+// route matched) count as Unmatched. A scan beats a map here: a relay has a
+// handful of routes, and rec.Route shares its bytes with the configured
+// name, so each comparison is a length check and a pointer check.
+func (m *Metrics) route(name string) *route {
+	last := len(m.routes) - 1
+	for _, r := range m.routes[:last] {
+		if r.name == name {
+			return r
+		}
+	}
+	return m.routes[last]
+}
+
+// Start counts a stream as open on its route. It allocates nothing.
+func (m *Metrics) Start(rec *record.Record) {
+	m.route(rec.Route).active.Inc()
+}
+
+// Write accounts a finished request: it closes the stream Start opened and
+// updates the request, error, timing, byte and token series of its route.
+// It allocates nothing once a status code has been seen on the route.
+func (m *Metrics) Write(rec *record.Record) {
+	r := m.route(rec.Route)
+	r.active.Dec()
+	r.status(m.set, rec.Status).Inc()
+	if rec.ErrorType != "" {
+		r.errorCounter(rec.ErrorType).Inc()
+	}
+	r.duration.Update(ms(rec.Duration))
+	if rec.TTFB >= 0 {
+		r.ttfb.Update(ms(rec.TTFB))
+	}
+	if rec.TTFT >= 0 {
+		r.ttft.Update(ms(rec.TTFT))
+	}
+	r.bytesIn.AddInt64(rec.BytesIn)
+	r.bytesOut.AddInt64(rec.BytesOut)
+	if rec.TokensIn > 0 {
+		r.tokensIn.AddInt64(rec.TokensIn)
+	}
+	if rec.TokensOut > 0 {
+		r.tokensOut.AddInt64(rec.TokensOut)
+	}
+}
+
+// ObserveInsert records one ClickHouse insert (retries included) of a block
+// of rows; its signature is chlog.Options.OnInsert's.
+func (m *Metrics) ObserveInsert(d time.Duration, rows int, err error) {
+	m.storageWrite.Update(ms(d))
+	if err != nil {
+		m.storageFailed.Inc()
+		return
+	}
+	m.storageOK.Inc()
+	m.storageRows.Add(rows)
+}
+
+// SetStorageStats makes every scrape read the ClickHouse writer's counters
+// from f (chlog.Writer.Stats). Until it is called the storage health series
+// are absent.
+func (m *Metrics) SetStorageStats(f func() chlog.Stats) { m.storageStats.Store(&f) }
+
+// SetLimiterStats makes every scrape read the rate limiter's counters from f
+// (quota.Limiter.Stats). Until it is called, or with rate limits disabled,
+// the limiter series are absent.
+func (m *Metrics) SetLimiterStats(f func() quota.Stats) { m.limiterStats.Store(&f) }
+
+// WritePrometheus writes every series in the Prometheus text format (0.0.4):
+// the relay's own, storage and limiter health, then process (file
+// descriptors included) and Go runtime metrics.
+func (m *Metrics) WritePrometheus(w io.Writer) {
+	m.set.WritePrometheus(w)
+	if f := m.storageStats.Load(); f != nil && *f != nil {
+		writeStorageStats(w, (*f)())
+	}
+	if f := m.limiterStats.Load(); f != nil && *f != nil {
+		writeLimiterStats(w, (*f)())
+	}
+	metrics.WriteProcessMetrics(w)
+	// Open descriptors matter to a relay: every stream holds two sockets.
+	metrics.WriteFDMetrics(w)
+}
+
+// ms converts d to fractional milliseconds, the unit of every histogram.
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
