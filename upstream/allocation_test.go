@@ -10,9 +10,9 @@ import (
 	"github.com/stream-relay/stream-relay/record"
 )
 
-// TestStreamCopyAllocatesNothing: relaying a stream (read, stamp, capture,
-// scan for the first token, write and flush) allocates nothing per chunk
-// once the pooled record's buffers have grown.
+// TestStreamCopyAllocatesNothing: relaying a stream (decode the upstream's
+// chunked framing, stamp, capture, scan for the first token, write and
+// flush) allocates nothing once the pooled record's buffers have grown.
 func TestStreamCopyAllocatesNothing(t *testing.T) {
 	tests := []struct {
 		name    string
@@ -25,21 +25,21 @@ func TestStreamCopyAllocatesNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, cr := testStream(tt.kind, tt.capture, sseChunk)
+			src := newChunkedSource(sseChunk, 500)
+			s := testStream(tt.kind, tt.capture, src)
 			w := flushWriter{bufio.NewWriter(io.Discard)}
 			run := func() {
-				resetStream(s)
-				cr.left = 500
+				resetStream(s, src)
 				if _, err := s.WriteTo(w); err != nil {
 					t.Fatal(err)
 				}
 			}
 			run() // grow the record's buffers once, as a pooled record has
 			if n := testing.AllocsPerRun(20, run); n != 0 {
-				t.Errorf("%v allocations per 500-chunk stream, want 0", n)
+				t.Errorf("%v allocations per 500-event stream, want 0", n)
 			}
-			if s.rec.ChunkCount != 500 || s.rec.TTFT == record.None {
-				t.Errorf("chunks %d ttft %v", s.rec.ChunkCount, s.rec.TTFT)
+			if s.rec.BytesOut != int64(500*len(sseChunk)) || s.rec.TTFT == record.None {
+				t.Errorf("bytes %d ttft %v", s.rec.BytesOut, s.rec.TTFT)
 			}
 		})
 	}

@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,8 +15,10 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// Clients hands out one pooled keep-alive client per upstream host, so routes
-// that share a host share its connections.
+// Clients hands out one pooled keep-alive fasthttp.HostClient per upstream
+// host, so routes that share a host share its connections. The relay uses
+// the client's connection pool (dialing, limits, idle cleanup) and writes
+// requests with fasthttp, but reads responses itself (see bodyReader).
 type Clients struct {
 	mu      sync.Mutex
 	clients map[string]*fasthttp.HostClient
@@ -31,6 +35,10 @@ type clientOptions struct {
 	maxConns       int
 	skipVerify     bool
 }
+
+// readBufferSize is each upstream connection's read buffer: the most one
+// relayed read can carry.
+const readBufferSize = 32 << 10
 
 func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 	isTLS := u.Scheme == "https"
@@ -49,28 +57,20 @@ func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 		return c
 	}
 	d := &dialer{timeout: o.connectTimeout}
-	c := &fasthttp.HostClient{
-		Addr:                          addr,
-		IsTLS:                         isTLS,
-		Dial:                          d.dial,
-		MaxConns:                      o.maxConns,
-		MaxConnWaitTimeout:            o.connectTimeout,
-		MaxIdleConnDuration:           10 * time.Second,
-		StreamResponseBody:            true,
-		DisablePathNormalizing:        true,
-		NoDefaultUserAgentHeader:      true,
-		DisableHeaderNamesNormalizing: false,
-		ReadBufferSize:                16 << 10,
-		WriteBufferSize:               16 << 10,
-		MaxResponseBodySize:           0,
-		SecureErrorLogMessage:         true,
-	}
 	if isTLS {
-		c.TLSConfig = &tls.Config{
+		d.tls = &tls.Config{
 			ServerName:         u.Hostname(),
 			InsecureSkipVerify: o.skipVerify, //nolint:gosec // opt-in per route, documented
 			MinVersion:         tls.VersionTLS12,
 		}
+	}
+	c := &fasthttp.HostClient{
+		Addr:                addr,
+		Dial:                d.dial, // TLS included: fasthttp sees a plain connection
+		MaxConns:            o.maxConns,
+		MaxConnWaitTimeout:  o.connectTimeout,
+		MaxIdleConnDuration: 10 * time.Second,
+		WriteBufferSize:     16 << 10,
 	}
 	cs.clients[key] = c
 	return c
@@ -85,10 +85,11 @@ func (cs *Clients) CloseIdle() {
 	}
 }
 
-// dialer connects to an upstream and wraps the connection so that a Stream
-// can find it again (see conn).
+// dialer connects to an upstream (TLS too) and wraps the connection with
+// its own read buffer, which lives as long as the connection.
 type dialer struct {
 	timeout time.Duration
+	tls     *tls.Config
 }
 
 func (d *dialer) dial(addr string) (net.Conn, error) {
@@ -96,65 +97,59 @@ func (d *dialer) dial(addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &DialError{Err: err}
 	}
+	if d.tls != nil {
+		tc := tls.Client(c, d.tls)
+		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+		err := tc.HandshakeContext(ctx)
+		cancel()
+		if err != nil {
+			_ = c.Close()
+			return nil, &DialError{Err: err}
+		}
+		c = tc
+	}
 	uc := &conn{Conn: c}
-	uc.local.Addr = c.LocalAddr()
-	uc.local.conn = uc
+	uc.br = bufio.NewReaderSize(uc, readBufferSize)
 	return uc, nil
 }
 
-// DialError is a failure to connect to the upstream.
+// DialError is a failure to connect to the upstream (TCP or TLS).
 type DialError struct{ Err error }
 
 func (e *DialError) Error() string { return "upstream: connect: " + e.Err.Error() }
 func (e *DialError) Unwrap() error { return e.Err }
 
-// conn is an upstream connection. fasthttp keeps the net.Conn to itself, but
-// it does record conn.LocalAddr() in the Response; conn returns an address
-// that points back to the conn, which lets a Stream lift the first-byte
-// deadline that fasthttp set for the response headers, so it does not cut the
-// stream that follows.
+// conn is an upstream connection with its buffered reader. It counts the
+// bytes read from the socket, which tells a failed first attempt on a reused
+// connection (nothing came back: safe to retry) from a real answer.
 type conn struct {
 	net.Conn
-	local connAddr
+	br   *bufio.Reader
+	in   int64 // bytes read from the socket
+	uses int   // requests sent on this connection
 }
 
-type connAddr struct {
-	net.Addr
-	conn *conn
+func (c *conn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.in += int64(n)
+	return n, err
 }
-
-func (c *conn) LocalAddr() net.Addr { return &c.local }
-
-// connOf returns the upstream connection behind a response, if known.
-func connOf(resp *fasthttp.Response) *conn {
-	if a, ok := resp.LocalAddr().(*connAddr); ok {
-		return a.conn
-	}
-	return nil
-}
-
-var errTLS = errors.New("upstream: tls")
 
 // classifyOpenError maps a failure before the response headers to an error
 // type and a status for the client.
 func classifyOpenError(err error) (errType string, status int) {
 	var de *DialError
 	var te interface{ Timeout() bool }
-	var certErr *tls.CertificateVerificationError
-	var recErr tls.RecordHeaderError
-	var alert tls.AlertError
 	switch {
 	case errors.As(err, &de):
 		if errors.As(de.Err, &te) && te.Timeout() {
 			return record.ErrUpstreamConnect, fasthttp.StatusGatewayTimeout
 		}
 		return record.ErrUpstreamConnect, fasthttp.StatusBadGateway
-	case errors.As(err, &certErr), errors.As(err, &recErr), errors.As(err, &alert), errors.Is(err, errTLS):
-		return record.ErrUpstreamConnect, fasthttp.StatusBadGateway
-	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &te) && te.Timeout():
-		return record.ErrUpstreamTimeout, fasthttp.StatusGatewayTimeout
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
 		return record.ErrUpstreamConnect, fasthttp.StatusServiceUnavailable
+	case errors.Is(err, fasthttp.ErrTimeout), errors.As(err, &te) && te.Timeout():
+		return record.ErrUpstreamTimeout, fasthttp.StatusGatewayTimeout
 	}
 	return record.ErrUpstreamReset, fasthttp.StatusBadGateway
 }

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -13,8 +12,8 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// readBufSize is the copy buffer per stream: one upstream read, one client
-// write and flush. SSE events are far smaller; audio chunks rarely larger.
+// readBufSize is the copy buffer per stream: the most one relayed read (one
+// client write) carries.
 const readBufSize = 32 << 10
 
 // Finisher receives a stream's record once the stream has ended, whatever
@@ -23,7 +22,8 @@ type Finisher func(*record.Record)
 
 // Stream is one open upstream response being relayed to a client. It is the
 // client response's body stream: fasthttp calls WriteTo to copy the body and
-// CloseWithError when done, which ends the record and hands it to the
+// CloseWithError when done, which ends the record, returns the upstream
+// connection to its pool (or closes it) and hands the record to the
 // Finisher.
 type Stream struct {
 	route  *Route
@@ -31,10 +31,11 @@ type Stream struct {
 	finish Finisher
 	wd     *Watchdog
 
-	req  *fasthttp.Request
-	resp *fasthttp.Response
-	body io.Reader // upstream body stream; nil when fasthttp already read the body
-	up   *conn     // upstream connection, when known
+	hdr        fasthttp.ResponseHeader // the upstream's response headers
+	body       bodyReader
+	cc         any   // fasthttp's pooled connection handle (see releaseConn)
+	up         *conn // the same connection
+	closeAfter bool  // the connection cannot be reused after this response
 
 	client net.Conn // the client's connection, for the watchdog's liveness check
 	start  time.Time
@@ -56,116 +57,46 @@ var streamPool = sync.Pool{New: func() any {
 	return &Stream{buf: make([]byte, readBufSize)}
 }}
 
-// Request is what Open needs from the client's request.
-type Request struct {
-	Ctx    context.Context
-	Header *fasthttp.RequestHeader
-	Method []byte
-	Path   []byte // normalized request path
-	Query  []byte // raw query string, without '?'
-	Body   []byte
-	Client net.Conn
-}
-
-// Open sends the request upstream and waits for the response headers, which
-// it copies to resp (the client's response). On success the returned Stream
-// must be set as resp's body stream (SetBody does that); on failure the
-// error type and client status say why, and nothing was written to resp.
-func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, wd *Watchdog, finish Finisher) (*Stream, string, int, error) {
-	if !r.Configured() {
-		return nil, record.ErrUpstreamConfig, fasthttp.StatusBadGateway, ErrNoProviderKey
-	}
-	req := fasthttp.AcquireRequest()
-	up := fasthttp.AcquireResponse()
-	uri := req.URI()
-	uri.SetSchemeBytes(r.scheme)
-	uri.SetHostBytes(r.host)
-	uri.DisablePathNormalizing = true
-	pathBuf := uri.PathOriginal()[:0]
-	pathBuf = append(pathBuf, r.basePath...)
-	pathBuf = append(pathBuf, in.Path...)
-	uri.SetPathBytes(pathBuf)
-	uri.SetQueryStringBytes(in.Query)
-	req.Header.SetMethodBytes(in.Method)
-	req.Header.SetHostBytes(r.host)
-	rec.RequestHeaders = r.copyRequestHeaders(&req.Header, in.Header, rec.RequestHeaders[:0])
-	req.SetBodyRaw(in.Body)
-
-	err := r.client.DoDeadline(req, up, time.Now().Add(r.FirstByteTimeout))
-	rec.TTFB = time.Since(rec.Start)
-	if err != nil {
-		rec.TTFB = record.None
-		fasthttp.ReleaseRequest(req)
-		fasthttp.ReleaseResponse(up)
-		errType, status := classifyOpenError(err)
-		return nil, errType, status, err
-	}
-	s := streamPool.Get().(*Stream)
-	s.route, s.rec, s.finish, s.wd = r, rec, finish, wd
-	s.req, s.resp = req, up
-	s.client = in.Client
-	s.start = rec.Start
-	s.up = connOf(up)
-	if s.up != nil {
-		// Lift the first-byte deadline: from here the watchdog's idle and
-		// request timeouts govern the stream.
-		_ = s.up.SetReadDeadline(time.Time{})
-	}
-	s.body = up.BodyStream()
-
-	status := up.StatusCode()
-	rec.Status = status
-	if status >= 400 {
-		rec.ErrorType = record.ErrUpstreamStatus
-	}
-	resp.SetStatusCode(status)
-	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &up.Header, rec.ResponseHeaders[:0])
-	return s, "", 0, nil
-}
-
 // SetBody makes s the body of resp: fasthttp copies it with WriteTo after the
-// handler returns, preserving the upstream's Content-Length when it sent one.
+// handler returns. The body always goes to the client chunked, so that every
+// write is flushed at once whatever framing the upstream used.
 func (s *Stream) SetBody(resp *fasthttp.Response) {
-	size := s.resp.Header.ContentLength()
-	if size < 0 {
-		size = -1
-	}
-	if s.body == nil {
-		// fasthttp read the (empty or tiny) body already; SetBody copies it.
-		b := s.resp.Body()
-		s.account(b, time.Since(s.start))
-		resp.SetBody(b)
+	if s.body.done {
+		resp.ResetBody()
 		s.CloseWithError(nil)
 		return
 	}
 	if s.wd != nil {
 		s.wd.track(s)
 	}
-	resp.SetBodyStream(s, size)
+	resp.SetBodyStream(s, -1)
 }
 
-// Read is not used: fasthttp prefers WriteTo (see SupportsBodyWriteTo); it
-// exists because a body stream must be an io.Reader.
+// Read exists because a body stream must be an io.Reader; fasthttp uses
+// WriteTo (see SupportsBodyWriteTo).
 func (s *Stream) Read(p []byte) (int, error) {
-	if s.body == nil {
-		return 0, io.EOF
-	}
 	n, err := s.body.Read(p)
 	if n > 0 {
-		s.account(p[:n], time.Since(s.start))
+		at := time.Since(s.start)
+		s.lastRead.Store(int64(at))
+		s.account(p[:n], at)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.fail(record.ErrUpstreamReset)
 	}
 	return n, err
 }
 
 // SupportsBodyWriteTo tells fasthttp to call WriteTo, which writes each
-// upstream read straight to the client as one chunk with a flush, with no
+// relayed read straight to the client as one chunk with a flush, with no
 // goroutine or pipe in between.
 func (s *Stream) SupportsBodyWriteTo() bool { return true }
 
-// WriteTo copies the upstream body to w, one upstream read per write; fasthttp's
-// chunked writer flushes each write to the client. It returns when the
-// upstream ends, fails or is interrupted by the watchdog, or the client write
-// fails.
+// WriteTo copies the upstream body to w; fasthttp's chunked writer flushes
+// each write to the client. One write carries everything that had arrived
+// from the upstream, so a burst of events costs one flush and a lone event
+// goes out at once. It returns when the upstream ends, fails or is cut by
+// the watchdog, or the client write fails.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for {
@@ -184,15 +115,13 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			if errors.Is(err, io.EOF) {
 				return total, nil
 			}
-			if s.reason.Load() == nil {
-				s.fail(record.ErrUpstreamReset)
-			}
+			s.fail(record.ErrUpstreamReset)
 			return total, err
 		}
 	}
 }
 
-// account stamps the record for one upstream read.
+// account stamps the record for one relayed read.
 func (s *Stream) account(b []byte, at time.Duration) {
 	rec := s.rec
 	if rec.TTFT == record.None && rec.Status < 400 {
@@ -208,20 +137,19 @@ func (s *Stream) fail(errType string) {
 	s.reason.CompareAndSwap(nil, &errType)
 }
 
-// abort ends the stream from another goroutine (the watchdog): it records the
-// reason and interrupts a blocked upstream read by closing the connection.
+// abort ends the stream from another goroutine (the watchdog): it records
+// the reason and closes the upstream connection, which unblocks the read.
 func (s *Stream) abort(errType string) {
 	s.fail(errType)
-	if c, ok := s.body.(fasthttp.ReadCloserWithError); ok {
-		_ = c.CloseWithError(errAborted)
+	if s.up != nil {
+		_ = s.up.Close()
 	}
 }
 
-var errAborted = errors.New("upstream: stream aborted")
-
 // CloseWithError ends the stream: fasthttp calls it once the body was
 // written or writing failed. It finishes the record and releases
-// everything. Calling it more than once is harmless.
+// everything. Closing an upstream connection before its body ended is what
+// tells the upstream to stop generating.
 func (s *Stream) CloseWithError(err error) error {
 	if s.closed {
 		return nil
@@ -234,23 +162,49 @@ func (s *Stream) CloseWithError(err error) error {
 		s.fail(record.ErrClientClosed)
 	}
 	rec := s.rec
-	if p := s.reason.Load(); p != nil {
-		rec.ErrorType = *p
+	failed := s.reason.Load()
+	if failed != nil {
+		rec.ErrorType = *failed
 	}
 	rec.Duration = time.Since(s.start)
-	// Closing before EOF discards the upstream connection, which is what
-	// tells the upstream to stop generating.
-	_ = s.resp.CloseBodyStream()
-	fasthttp.ReleaseRequest(s.req)
-	fasthttp.ReleaseResponse(s.resp)
+	reuse := failed == nil && s.body.done && !s.closeAfter && s.up.br.Buffered() == 0
+	s.releaseConn(reuse)
 	finish := s.finish
 	s.release()
 	finish(rec)
 	return nil
 }
 
+// releaseConn returns the upstream connection to the pool or closes it.
+// fasthttp's connection handle has an unexported type; the method
+// expression below lets the compiler name it for the type assertion.
+func (s *Stream) releaseConn(reuse bool) {
+	if s.cc == nil {
+		return
+	}
+	cc := handleOf(s.cc, (*fasthttp.HostClient).AcquireConn)
+	if reuse {
+		s.route.client.ReleaseConn(cc)
+	} else {
+		s.route.client.CloseConn(cc)
+	}
+	s.cc, s.up = nil, nil
+}
+
+func handleOf[T any](v any, _ func(*fasthttp.HostClient, time.Duration, bool) (T, error)) T {
+	return v.(T)
+}
+
 func (s *Stream) release() {
-	buf := s.buf
-	*s = Stream{buf: buf}
+	s.hdr.Reset()
+	s.body = bodyReader{}
+	s.ttft.reset()
+	s.route, s.rec, s.finish, s.wd = nil, nil, nil, nil
+	s.cc, s.up, s.closeAfter, s.client = nil, nil, false, nil
+	s.start = time.Time{}
+	s.lastRead.Store(0)
+	s.reason.Store(nil)
+	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked = 0, nil, nil, false
+	s.closed = false
 	streamPool.Put(s)
 }

@@ -2,24 +2,39 @@ package upstream
 
 import (
 	"bufio"
-	"io"
+	"bytes"
+	"strconv"
 	"time"
 
 	"github.com/stream-relay/stream-relay/record"
 )
 
-// chunkReader yields the same chunk n times, like an upstream body stream.
-type chunkReader struct {
-	chunk []byte
-	left  int
+// chunkedSource is an upstream body in chunked framing that can be replayed.
+type chunkedSource struct {
+	data []byte
+	rd   bytes.Reader
+	br   *bufio.Reader
 }
 
-func (r *chunkReader) Read(p []byte) (int, error) {
-	if r.left == 0 {
-		return 0, io.EOF
+// newChunkedSource frames n copies of chunk, each as one HTTP chunk.
+func newChunkedSource(chunk []byte, n int) *chunkedSource {
+	var b []byte
+	for i := 0; i < n; i++ {
+		b = strconv.AppendInt(b, int64(len(chunk)), 16)
+		b = append(b, "\r\n"...)
+		b = append(b, chunk...)
+		b = append(b, "\r\n"...)
 	}
-	r.left--
-	return copy(p, r.chunk), nil
+	b = append(b, "0\r\n\r\n"...)
+	src := &chunkedSource{data: b}
+	src.rd.Reset(b)
+	src.br = bufio.NewReaderSize(&src.rd, 4096)
+	return src
+}
+
+func (c *chunkedSource) rewind() {
+	c.rd.Reset(c.data)
+	c.br.Reset(&c.rd)
 }
 
 // flushWriter flushes every write, as fasthttp's chunked body writer does.
@@ -33,26 +48,27 @@ func (f flushWriter) Write(p []byte) (int, error) {
 	return n, f.w.Flush()
 }
 
-// testStream is a Stream over an in-memory upstream body, for the copy
-// path's allocation tests and benchmarks.
-func testStream(kind record.Kind, capture bool, chunk []byte) (*Stream, *chunkReader) {
-	cr := &chunkReader{chunk: chunk}
+// testStream is a Stream over an in-memory chunked upstream body, for the
+// copy path's allocation tests and benchmarks.
+func testStream(kind record.Kind, capture bool, src *chunkedSource) *Stream {
 	rec := record.Acquire(64 << 20)
 	rec.Capture = capture
 	rec.Kind = kind
 	s := &Stream{
 		route: &Route{Options: Options{Kind: kind}},
 		rec:   rec,
-		body:  cr,
 		buf:   make([]byte, readBufSize),
 		start: time.Now(),
 	}
-	return s, cr
+	s.body.reset(src.br, bodyChunked, 0)
+	return s
 }
 
-// resetStream empties the record's buffers but keeps their capacity, as a
-// pooled record does between requests.
-func resetStream(s *Stream) {
+// resetStream rewinds the source and empties the record's buffers but keeps
+// their capacity, as a pooled record does between requests.
+func resetStream(s *Stream, src *chunkedSource) {
+	src.rewind()
+	s.body.reset(src.br, bodyChunked, 0)
 	r := s.rec
 	r.Chunks.Data, r.Chunks.Ends, r.Chunks.AtMS = r.Chunks.Data[:0], r.Chunks.Ends[:0], r.Chunks.AtMS[:0]
 	r.ChunkCount, r.BytesOut, r.Truncated, r.TTFT = 0, 0, false, record.None

@@ -1,0 +1,161 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
+)
+
+// Request is what Open needs from the client's request.
+type Request struct {
+	Ctx    context.Context
+	Header *fasthttp.RequestHeader
+	Method []byte
+	Path   []byte // normalized request path
+	Query  []byte // raw query string, without '?'
+	Body   []byte
+	Client net.Conn
+}
+
+// Open sends the request upstream and waits for the response headers, which
+// it copies to resp (the client's response). On success the returned Stream
+// must be set as resp's body with SetBody; on failure the error type and
+// client status say why, and nothing was written to resp.
+func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, wd *Watchdog, finish Finisher) (*Stream, string, int, error) {
+	if !r.Configured() {
+		return nil, record.ErrUpstreamConfig, fasthttp.StatusBadGateway, ErrNoProviderKey
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	r.buildRequest(req, in, rec)
+
+	s := streamPool.Get().(*Stream)
+	if err := s.exchange(r, req); err != nil {
+		s.release()
+		rec.TTFB = record.None
+		errType, status := classifyOpenError(err)
+		return nil, errType, status, err
+	}
+	rec.TTFB = time.Since(rec.Start)
+	s.route, s.rec, s.finish, s.wd = r, rec, finish, wd
+	s.client = in.Client
+	s.start = rec.Start
+
+	status := s.hdr.StatusCode()
+	rec.Status = status
+	if status >= 400 {
+		rec.ErrorType = record.ErrUpstreamStatus
+	}
+	resp.SetStatusCode(status)
+	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &s.hdr, rec.ResponseHeaders[:0])
+	return s, "", 0, nil
+}
+
+// buildRequest fills req: upstream URL, the client's end-to-end headers, the
+// provider key, the body as the client sent it (or with include_usage).
+func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Record) {
+	uri := req.URI()
+	uri.DisablePathNormalizing = true
+	uri.SetSchemeBytes(r.scheme)
+	uri.SetHostBytes(r.host)
+	pathBuf := append(uri.PathOriginal()[:0], r.basePath...)
+	pathBuf = append(pathBuf, in.Path...)
+	uri.SetPathBytes(pathBuf)
+	uri.SetQueryStringBytes(in.Query)
+	req.Header.SetMethodBytes(in.Method)
+	req.Header.SetHostBytes(r.host)
+	rec.RequestHeaders = r.copyRequestHeaders(&req.Header, in.Header, rec.RequestHeaders[:0])
+	req.SetBodyRaw(in.Body)
+}
+
+// exchange writes req on a pooled connection and reads the response
+// headers, leaving s ready to read the body. A reused keep-alive connection
+// that the upstream had closed shows up as an error before any byte came
+// back; then nothing was processed and the request is sent once more on a
+// fresh connection.
+func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
+	head := req.Header.IsHead()
+	for attempt := 0; ; attempt++ {
+		cc, err := r.client.AcquireConn(r.ConnectTimeout, false)
+		if err != nil {
+			return err
+		}
+		c, ok := cc.Conn().(*conn)
+		if !ok {
+			r.client.CloseConn(cc)
+			return errors.New("BUG: upstream connection not dialed by upstream.dialer")
+		}
+		reused := c.uses > 0
+		c.uses++
+		before := c.in
+		_ = c.SetDeadline(time.Now().Add(r.FirstByteTimeout))
+		bw := r.client.AcquireWriter(c)
+		err = req.Write(bw)
+		if err == nil {
+			err = bw.Flush()
+		}
+		r.client.ReleaseWriter(bw)
+		if err == nil {
+			err = readResponseHeader(&s.hdr, c.br, head)
+		}
+		if err != nil {
+			r.client.CloseConn(cc)
+			if reused && attempt == 0 && c.in == before && retryable(err) {
+				continue
+			}
+			return err
+		}
+		_ = c.SetDeadline(time.Time{})
+		s.cc, s.up = cc, c
+		s.closeAfter = s.hdr.ConnectionClose() || req.Header.ConnectionClose()
+		s.body.reset(c.br, bodyModeOf(&s.hdr, head), int64(max(s.hdr.ContentLength(), 0)))
+		if s.body.mode == bodyClose {
+			s.closeAfter = true
+		}
+		return nil
+	}
+}
+
+// readResponseHeader reads the status line and headers, skipping interim
+// 1xx responses (100 Continue, 103 Early Hints).
+func readResponseHeader(h *fasthttp.ResponseHeader, br *bufio.Reader, head bool) error {
+	for {
+		h.Reset()
+		if head {
+			h.SetNoDefaultContentType(true)
+		}
+		if err := h.Read(br); err != nil {
+			return err
+		}
+		if code := h.StatusCode(); code >= 200 || code == fasthttp.StatusSwitchingProtocols {
+			return nil
+		}
+	}
+}
+
+func bodyModeOf(h *fasthttp.ResponseHeader, head bool) bodyMode {
+	code := h.StatusCode()
+	switch cl := h.ContentLength(); {
+	case head || code < 200 || code == fasthttp.StatusNoContent || code == fasthttp.StatusNotModified:
+		return bodyNone
+	case cl >= 0:
+		return bodyFixed
+	case cl == -1:
+		return bodyChunked
+	}
+	return bodyClose
+}
+
+// retryable reports whether err looks like a keep-alive connection the
+// upstream had already closed.
+func retryable(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, fasthttp.ErrConnectionClosed)
+}
