@@ -1,0 +1,89 @@
+package handlers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+func TestKeysLookup(t *testing.T) {
+	sum := sha256.Sum256([]byte("sk-hashed"))
+	ks, err := NewKeys([]KeyOptions{
+		{Key: "sk-plain", Tenant: "a", Tenants: []string{"b"}},
+		{KeySHA256: strings.ToUpper(hex.EncodeToString(sum[:])), Tenant: "c"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		secret, tenant string
+	}{
+		{"sk-plain", "a"}, {"sk-hashed", "c"}, {"sk-nope", ""}, {"", ""}, {"sk-plai", ""},
+	}
+	for _, tt := range tests {
+		k := ks.Lookup([]byte(tt.secret))
+		got := ""
+		if k != nil {
+			got = k.Tenant
+		}
+		if got != tt.tenant {
+			t.Errorf("Lookup(%q) tenant %q, want %q", tt.secret, got, tt.tenant)
+		}
+	}
+	k := ks.Lookup([]byte("sk-plain"))
+	if !k.Allows([]byte("a")) || !k.Allows([]byte("b")) || k.Allows([]byte("c")) || k.tenant([]byte("b")) != "b" {
+		t.Error("tenant list not honoured")
+	}
+	if len(k.ID) != 12 || strings.Contains(k.ID, "plain") || ks.IDAt(0) != k.ID {
+		t.Errorf("key id %q", k.ID)
+	}
+}
+
+func TestNewKeysErrors(t *testing.T) {
+	for _, o := range []KeyOptions{{Tenant: "a"}, {Key: "k"}, {KeySHA256: strings.Repeat("z", 64), Tenant: "a"}} {
+		if _, err := NewKeys([]KeyOptions{o}); err == nil {
+			t.Errorf("NewKeys(%+v): no error", o)
+		}
+	}
+}
+
+func TestCredential(t *testing.T) {
+	tests := []struct{ auth, apiKey, want string }{
+		{"Bearer sk-1", "", "sk-1"},
+		{"bearer  sk-2 ", "", "sk-2"},
+		{"", "sk-3", "sk-3"},
+		{"Basic abc", "sk-4", "sk-4"},
+		{"Bearer sk-5", "sk-6", "sk-5"},
+		{"", "", ""},
+	}
+	for _, tt := range tests {
+		if got := string(credential([]byte(tt.auth), []byte(tt.apiKey))); got != tt.want {
+			t.Errorf("credential(%q, %q) = %q, want %q", tt.auth, tt.apiKey, got, tt.want)
+		}
+	}
+}
+
+func TestRequestIDsSortByTimeAndDiffer(t *testing.T) {
+	var a, b [record.IDLen]byte
+	now := time.Now()
+	newRequestID(&a, now)
+	newRequestID(&b, now.Add(time.Millisecond))
+	if string(a[:]) >= string(b[:]) {
+		t.Errorf("ids do not sort by time: %s %s", a, b)
+	}
+	seen := map[string]bool{}
+	for i := 0; i < 10000; i++ {
+		newRequestID(&a, now)
+		if seen[string(a[:])] {
+			t.Fatal("duplicate request id")
+		}
+		seen[string(a[:])] = true
+		if _, err := hex.DecodeString(string(a[:])); err != nil {
+			t.Fatalf("id %s is not hex", a)
+		}
+	}
+}
