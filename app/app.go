@@ -100,7 +100,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	}
 	a.fiber = a.newFiber(routes)
 	if cfg.Metrics.Addr != "" {
-		if a.stopAdmin, err = serveAdmin(cfg.Metrics.Addr, a.metrics); err != nil {
+		if a.stopAdmin, err = serveAdmin(cfg.Metrics.Addr, a.metrics, cfg.Metrics.PProf); err != nil {
 			a.closeBackground(context.Background())
 			return nil, err
 		}

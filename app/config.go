@@ -115,7 +115,8 @@ type LogConfig struct {
 
 // MetricsConfig is the Prometheus endpoint.
 type MetricsConfig struct {
-	Addr string `koanf:"addr"` // "" serves /metrics on the main port; "host:port" serves it there instead
+	Addr  string `koanf:"addr"`  // "" serves /metrics on the main port; "host:port" serves it there instead
+	PProf bool   `koanf:"pprof"` // also serve /debug/pprof/ on metrics.addr (needs addr)
 }
 
 const (

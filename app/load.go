@@ -205,6 +205,9 @@ func (c *Config) validate() error {
 	default:
 		return &fieldError{"log.level", c.Log.Level, "must be debug, info, warn or error"}
 	}
+	if c.Metrics.PProf && c.Metrics.Addr == "" {
+		return &fieldError{"metrics.pprof", true, "needs metrics.addr: profiles are never served on the relay's public port"}
+	}
 	switch c.Log.Format {
 	case "text", "json":
 	default:

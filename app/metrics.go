@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	httppprof "net/http/pprof"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -27,22 +28,31 @@ func metricsHandler(m *telemetry.Metrics) fiber.Handler {
 // serveAdmin serves GET /metrics on addr (metrics.addr), apart from relayed
 // traffic, until stop is called. net/http rather than a second Fiber app: the
 // admin port sees one scrape every few seconds, not the relay's load.
-func serveAdmin(addr string, m *telemetry.Metrics) (stop func(context.Context) error, err error) {
+// With pprof set it also serves net/http/pprof under /debug/pprof/, for
+// profiling under load; never on the relay's public port.
+func serveAdmin(addr string, m *telemetry.Metrics, pprof bool) (stop func(context.Context) error, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.addr=%s: %w", addr, err)
 	}
-	return serveAdminOn(ln, m), nil
+	return serveAdminOn(ln, m, pprof), nil
 }
 
 // serveAdminOn is serveAdmin on an open listener, which it closes on stop.
-func serveAdminOn(ln net.Listener, m *telemetry.Metrics) (stop func(context.Context) error) {
+func serveAdminOn(ln net.Listener, m *telemetry.Metrics, pprof bool) (stop func(context.Context) error) {
 	mux := http.NewServeMux()
+	if pprof {
+		mux.HandleFunc("/debug/pprof/", httppprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", httppprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", httppprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", httppprof.Trace)
+	}
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", metricsContentType)
 		m.WritePrometheus(w)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 120 * time.Second}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	return func(ctx context.Context) error {

@@ -205,7 +205,7 @@ func TestServeAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := serveAdminOn(ln, telemetry.New([]string{"tts"}))
+	stop := serveAdminOn(ln, telemetry.New([]string{"tts"}), false)
 	base := "http://" + ln.Addr().String()
 	if _, ok := getMetrics(t, base+"/metrics")[`relay_active_connections{route="tts"}`]; !ok {
 		t.Error("admin /metrics lacks relay_active_connections")
@@ -222,7 +222,7 @@ func TestServeAdmin(t *testing.T) {
 	if err := stop(ctx); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if _, err := serveAdmin("127.0.0.1:bad", nil); err == nil || !strings.Contains(err.Error(), "metrics.addr=127.0.0.1:bad") {
+	if _, err := serveAdmin("127.0.0.1:bad", nil, false); err == nil || !strings.Contains(err.Error(), "metrics.addr=127.0.0.1:bad") {
 		t.Errorf("bad addr: err %v, want one naming metrics.addr", err)
 	}
 }
