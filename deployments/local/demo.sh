@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh: bin/mockllm on :9090, the relay on :8080 in front of it, one
-# streamed chat completion printed as it arrives, then both stop.
+# streamed chat completion printed as it arrives, then five seconds of
+# traffic while the relay's Prometheus metrics are printed each second, then
+# both stop.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export DEMO_PROVIDER_KEY=sk-demo-provider
@@ -23,3 +25,23 @@ echo
 echo "== the relay's log line for it:"
 sleep 0.2
 grep 'msg=request' "$log/relay.log" | tail -1
+
+echo
+echo "== 5 s of traffic (8 concurrent streams, 20 chunks 50 ms apart); /metrics each second:"
+end=$((SECONDS + 5))
+workers=()
+for w in 1 2 3 4 5 6 7 8; do
+  ( while [ $SECONDS -lt $end ]; do
+      curl -sS -o /dev/null http://127.0.0.1:8080/v1/chat/completions \
+        -H "Authorization: Bearer sk-relay-test-key-123" -H "Content-Type: application/json" \
+        -H "X-Mock-Chunks: 20" -H "X-Mock-Delay-Ms: 50" -d '{"model":"gpt-4","stream":true}' || true
+    done ) &
+  workers+=($!)
+done
+for i in 1 2 3 4 5 6; do
+  sleep 1
+  echo "-- t=${i}s"
+  curl -sS http://127.0.0.1:8080/metrics |
+    grep -E '^(relay_requests_total\{route="openai",status="200"\}|relay_active_connections\{route="openai"\}|relay_ttft_ms_count\{route="openai"\}|relay_storage_rows_spooled_total)' || true
+done
+wait "${workers[@]}"
