@@ -85,35 +85,23 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	var lb [64]byte
 	connHdr := src.Peek("Connection")
 	capture = append(capture, '{')
-	first := true
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
-		if !first {
-			capture = append(capture, ',')
-		}
-		first = false
-		capture = appendJSONString(capture, lk)
-		capture = append(capture, ':')
-		if secret[string(lk)] {
-			capture = append(capture, `"[redacted]"`...)
-		} else {
-			capture = appendJSONString(capture, v)
-		}
+		capture = appendHeaderJSON(capture, lk, v)
 		if hopByHop[string(lk)] || clientOnly[string(lk)] || bytes.EqualFold(k, r.authKey) {
 			continue
 		}
 		if len(connHdr) > 0 && listedInConnection(connHdr, k) {
 			continue
 		}
-		if string(lk) == "content-type" {
+		switch string(lk) {
+		case "content-type":
 			dst.SetContentTypeBytes(v)
-			continue
-		}
-		if string(lk) == "user-agent" {
+		case "user-agent":
 			dst.SetUserAgentBytes(v)
-			continue
+		default:
+			dst.AddBytesKV(k, v)
 		}
-		dst.AddBytesKV(k, v)
 	}
 	capture = append(capture, '}')
 	for _, h := range r.extra {
@@ -127,26 +115,29 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	return capture
 }
 
+// appendHeaderJSON appends one "name":"value" member to a JSON object
+// being built in capture (after '{' or a previous member), redacting secrets.
+func appendHeaderJSON(capture, lowerName, value []byte) []byte {
+	if capture[len(capture)-1] != '{' {
+		capture = append(capture, ',')
+	}
+	capture = appendJSONString(capture, lowerName)
+	capture = append(capture, ':')
+	if secret[string(lowerName)] {
+		return append(capture, `"[redacted]"`...)
+	}
+	return appendJSONString(capture, value)
+}
+
 // copyResponseHeaders copies the upstream's end-to-end headers to the
 // client's response and appends them, redacted, as JSON to capture.
 func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHeader, capture []byte) []byte {
 	var lb [64]byte
 	connHdr := src.Peek("Connection")
 	capture = append(capture, '{')
-	first := true
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
-		if !first {
-			capture = append(capture, ',')
-		}
-		first = false
-		capture = appendJSONString(capture, lk)
-		capture = append(capture, ':')
-		if secret[string(lk)] {
-			capture = append(capture, `"[redacted]"`...)
-		} else {
-			capture = appendJSONString(capture, v)
-		}
+		capture = appendHeaderJSON(capture, lk, v)
 		if hopByHop[string(lk)] || string(lk) == "date" {
 			continue
 		}
