@@ -1,8 +1,10 @@
 package chlog
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -139,7 +141,12 @@ func (s *spool) put(seq uint64, rows int, unknown bool, first, last []byte, nati
 	s.bytes += f.sizeBytes
 	s.mu.Unlock()
 	s.w.stats.rowsSpooled.Add(int64(rows))
-	s.w.log.Warn("chlog: spooled block", "file", name, "rows", rows, "bytes", len(native))
+	// In embedded mode (no ClickHouse) the spool is the sink: routine, not a warning.
+	level := slog.LevelWarn
+	if s.w.ch == nil {
+		level = slog.LevelDebug
+	}
+	s.w.log.Log(context.Background(), level, "chlog: spooled block", "file", name, "rows", rows, "bytes", len(native))
 	s.enforceCap()
 	return nil
 }
