@@ -102,10 +102,10 @@ func TestRedisKilledAndRestarted(t *testing.T) {
 		t.Fatalf("no decision from %v within %v; stats %+v", want, within, l.Stats())
 	}
 	waitSource(SourceRedis, time.Second)
-	srv.kill()
+	srv.Kill()
 	waitSource(SourceLocal, 2*time.Second)
 	time.Sleep(200 * time.Millisecond) // some load on the fallback
-	srv.start()
+	srv.Start()
 	waitSource(SourceRedis, 5*time.Second)
 	time.Sleep(100 * time.Millisecond)
 	stop.Store(true)
@@ -139,7 +139,7 @@ func TestFallbackContinuesFromRedisLevels(t *testing.T) {
 			t.Fatalf("burst request %d: %+v", i, d)
 		}
 	}
-	srv.kill()
+	srv.Kill()
 	// The first call after the kill may be the one that fails over; both
 	// must refuse: the tenant spent its burst in Redis.
 	for i := 0; i < 2; i++ {

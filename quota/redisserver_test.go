@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,63 +15,19 @@ import (
 	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
-// ownRedis is a redis-server process of the test's own, on a free loopback
+// ownRedis is a redis-server process of the test's own on a free loopback
 // port: killing it, or counting its commands, disturbs no other test.
 type ownRedis struct {
-	tb   testing.TB
-	port int
+	*servicetest.Process
 	addr string
-	cmd  *exec.Cmd
 }
 
 // startOwnRedis starts a private redis-server and stops it when the test
 // ends. Without the binary it fails under CI and skips elsewhere.
 func startOwnRedis(tb testing.TB) *ownRedis {
 	tb.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		if os.Getenv("CI") != "" {
-			tb.Fatalf("redis-server is required in CI and not on PATH: %v", err)
-		}
-		tb.Skipf("SKIPPED: redis-server not on PATH (%v); install it or run deployments/local/services.sh start", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	_ = ln.Close()
-	r := &ownRedis{tb: tb, port: port, addr: "127.0.0.1:" + strconv.Itoa(port)}
-	r.start()
-	tb.Cleanup(r.kill)
-	return r
-}
-
-func (r *ownRedis) start() {
-	r.tb.Helper()
-	r.cmd = exec.Command("redis-server", "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--loglevel", "warning")
-	if err := r.cmd.Start(); err != nil {
-		r.tb.Fatalf("start redis-server: %v", err)
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		if c, err := net.DialTimeout("tcp", r.addr, 100*time.Millisecond); err == nil {
-			_ = c.Close()
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	r.tb.Fatalf("redis-server on %s did not come up", r.addr)
-}
-
-// kill stops the server with SIGKILL, like a crash.
-func (r *ownRedis) kill() {
-	if r.cmd == nil || r.cmd.Process == nil {
-		return
-	}
-	_ = r.cmd.Process.Kill()
-	_ = r.cmd.Wait()
-	r.cmd = nil
+	p, addr := servicetest.OwnRedis(tb)
+	return &ownRedis{Process: p, addr: addr}
 }
 
 // commandCalls returns calls per command from INFO commandstats, keyed by
