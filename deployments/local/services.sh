@@ -22,6 +22,7 @@ install_missing() {
 	command -v redis-server >/dev/null || pkgs+=(redis-server)
 	command -v clickhouse-server >/dev/null || pkgs+=(clickhouse-server clickhouse-client)
 	command -v prometheus >/dev/null || pkgs+=(prometheus) # app/metrics_test.go runs it
+	command -v curl >/dev/null || pkgs+=(curl)             # readiness checks below
 	[ ${#pkgs[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then
 		log "missing ${pkgs[*]} and not root: install them with apt-get"
