@@ -6,7 +6,7 @@ GO ?= go
 SERVICES := deployments/local/services.sh
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run demo test test-short bench lint services services-stop docker-up docker-down clean
+.PHONY: all build run demo test test-short chaos bench bench-quick lint services services-stop docker-up docker-down clean
 
 all: build
 
@@ -32,9 +32,27 @@ test:
 test-short:
 	$(GO) test -short -count=1 ./...
 
-bench: build
+## chaos: the chaos tests (app/chaos_*_test.go) with long settings, every fuzz target for
+## FUZZTIME (20s) each, then one table; SOAK_DURATION=30m for a long soak (default 2m).
+## make test runs the same tests with short settings (20s soak, 256 MiB body, 1,000 idle conns).
+chaos:
 	@$(SERVICES) start
-	@eval "$$($(SERVICES) env)" && $(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	@eval "$$($(SERVICES) env)" && GO=$(GO) bash deployments/local/chaos.sh
+
+## bench: every scenario of bench/run.sh (relay vs nginx vs direct, ~10 min) and the micro
+## benchmarks; writes bench/results/REPORT.md. BENCH_BIN/BENCH_SRC measure other binaries or
+## another tree (e.g. a snapshot worktree); bin/ is built first only when BENCH_BIN is bin.
+BENCH_BIN ?= bin
+BENCH_SRC ?= .
+BENCH_BUILD := $(if $(filter bin,$(BENCH_BIN)),build)
+
+bench: $(BENCH_BUILD)
+	@$(SERVICES) start
+	@eval "$$($(SERVICES) env)" && bash bench/run.sh -b $(BENCH_BIN) -s $(BENCH_SRC)
+
+## bench-quick: scenarios 1 and 2, short (< 2 min); writes bench/results/quick/REPORT.md
+bench-quick: $(BENCH_BUILD)
+	@bash bench/run.sh -q -b $(BENCH_BIN) -s $(BENCH_SRC)
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); exit 1; }

@@ -125,6 +125,7 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		ErrorHandler:              a.relay.ServerError,
 		Network:                   "tcp",
 	})
+	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
 	f.Get("/healthz", a.relay.Healthz)
 	f.Get("/readyz", a.relay.Readyz)
 	if a.cfg.Metrics.Addr == "" {

@@ -172,7 +172,14 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if h.o.Limiter != nil {
-		d := h.o.Limiter.Take(ctx, rec.Tenant, rec.KeyID)
+		// Not ctx: a *fasthttp.RequestCtx is reset and reused once the
+		// request ends, and a context.WithTimeout derived from it lets the
+		// timer goroutine read it (ctx.Value, via removeChild) when the
+		// deadline fires, concurrently with that reset: a data race the
+		// race detector caught with Redis paused (TestChaosRedisFailures).
+		// The limiter bounds its own calls; RequestCtx.Done only closes at
+		// server shutdown, so nothing is lost.
+		d := h.o.Limiter.Take(context.Background(), rec.Tenant, rec.KeyID)
 		setRateHeaders(&ctx.Response.Header, d)
 		if !d.Allowed {
 			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))

@@ -30,14 +30,23 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		errType, msg = record.ErrBadRequest, "request headers too large"
 	case fiber.StatusMethodNotAllowed:
 		errType, msg = record.ErrBadRequest, "method not allowed"
+	case fiber.StatusBadGateway:
+		// Fiber's server error handler maps a network error on the client's
+		// own connection (reset mid-request) to 502; it is the client that
+		// went away, not an upstream, and no 5xx must be counted for it.
+		status, errType, msg = fiber.StatusBadRequest, record.ErrClientClosed, "connection failed while reading the request"
 	default:
 		if status >= 400 && status < 500 {
 			errType, msg = record.ErrBadRequest, "malformed request"
 		}
 	}
 	ctx := c.Context()
-	if len(ctx.Request.Header.Method()) == 0 {
-		// Nothing was read: just answer.
+	if len(ctx.Request.Header.RawHeaders()) == 0 {
+		// The header block was never read whole (a reset or timeout before
+		// or inside it): there is no request to log, just answer. Method()
+		// is no test for this, it reads "GET" when unset; before, every
+		// port scan or slowloris connection became a row (path "/",
+		// often a 502).
 		writeError(ctx, status, errType, msg)
 		return nil
 	}

@@ -46,6 +46,36 @@ var secret = map[string]bool{
 	"proxy-authorization": true,
 }
 
+// validName reports whether k is an RFC 9110 token, as a field name must
+// be. fasthttp's parser accepts names with spaces ("X A: 1"), which the
+// relay would otherwise forward: another parser may read such a line
+// differently (a request smuggling primitive) or refuse the whole request.
+// Such fields are still captured, but not forwarded.
+func validName(k []byte) bool {
+	if len(k) == 0 {
+		return false
+	}
+	for _, c := range k {
+		if !tokenChar[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenChar = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
 // lowerKey returns an ASCII-lower-cased copy of k in buf (no allocation for
 // names up to len(buf)); the string conversion in a map index does not
 // allocate.
@@ -88,7 +118,7 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
 		capture = appendHeaderJSON(capture, lk, v)
-		if hopByHop[string(lk)] || clientOnly[string(lk)] || bytes.EqualFold(k, r.authKey) {
+		if hopByHop[string(lk)] || clientOnly[string(lk)] || bytes.EqualFold(k, r.authKey) || !validName(k) {
 			continue
 		}
 		if len(connHdr) > 0 && listedInConnection(connHdr, k) {
@@ -138,7 +168,7 @@ func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHea
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
 		capture = appendHeaderJSON(capture, lk, v)
-		if hopByHop[string(lk)] || string(lk) == "date" {
+		if hopByHop[string(lk)] || string(lk) == "date" || !validName(k) {
 			continue
 		}
 		if len(connHdr) > 0 && listedInConnection(connHdr, k) {

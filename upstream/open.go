@@ -66,7 +66,7 @@ func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Rec
 	uri.SetSchemeBytes(r.scheme)
 	uri.SetHostBytes(r.host)
 	pathBuf := append(uri.PathOriginal()[:0], r.basePath...)
-	pathBuf = append(pathBuf, in.Path...)
+	pathBuf = appendEscapedPath(pathBuf, in.Path)
 	uri.SetPathBytes(pathBuf)
 	uri.SetQueryStringBytes(in.Query)
 	req.Header.SetMethodBytes(in.Method)
@@ -158,4 +158,38 @@ func bodyModeOf(h *fasthttp.ResponseHeader, head bool) bodyMode {
 func retryable(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, fasthttp.ErrConnectionClosed)
+}
+
+// appendEscapedPath appends the decoded request path p percent-encoded
+// again. The relay routes on fasthttp's decoded, normalized path, and the
+// upstream URI is written as is (DisablePathNormalizing): without this a
+// client's %0d%0a or %20 reached the upstream's request line as raw bytes
+// (a request line with spaces, or one split into headers), and %25 became a
+// bare '%' that the upstream would decode a second time. Bytes other than
+// RFC 3986 pchar and '/' are encoded; the common path is copied as is.
+func appendEscapedPath(dst, p []byte) []byte {
+	for _, c := range p {
+		if pathSafe(c) {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', upperHex[c>>4], upperHex[c&0xf])
+	}
+	return dst
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// pathSafe reports whether c may stand unencoded in a URI path: unreserved,
+// sub-delims, ':', '@' and '/'.
+func pathSafe(c byte) bool {
+	switch {
+	case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		return true
+	}
+	switch c {
+	case '-', '.', '_', '~', '!', '$', '&', '\'', '(', ')', '*', '+', ',', ';', '=', ':', '@', '/':
+		return true
+	}
+	return false
 }

@@ -43,12 +43,17 @@ type Stream struct {
 	ttft   tokenScanner
 
 	// Written by the stream's goroutine, read by the watchdog.
-	lastRead  atomic.Int64 // nanoseconds since start of the last upstream read
-	reason    atomic.Pointer[string]
-	nextPeek  int64 // watchdog-owned: when to check the client next (ns since start)
-	wdPrev    *Stream
-	wdNext    *Stream
-	wdTracked bool
+	lastRead atomic.Int64 // nanoseconds since start of the last upstream read
+	// writeSince is 1 + nanoseconds since start when the client write in
+	// progress began, 0 between writes. A client that stops reading blocks
+	// the write (and, through it, the upstream); the watchdog gives such a
+	// client up after the route's idle timeout.
+	writeSince atomic.Int64
+	reason     atomic.Pointer[string]
+	nextPeek   int64 // watchdog-owned: when to check the client next (ns since start)
+	wdPrev     *Stream
+	wdNext     *Stream
+	wdTracked  bool
 
 	closed bool
 }
@@ -105,7 +110,10 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			at := time.Since(s.start)
 			s.lastRead.Store(int64(at))
 			s.account(s.buf[:n], at)
-			if _, werr := w.Write(s.buf[:n]); werr != nil {
+			s.writeSince.Store(int64(at) + 1)
+			_, werr := w.Write(s.buf[:n])
+			s.writeSince.Store(0)
+			if werr != nil {
 				s.fail(record.ErrClientClosed)
 				return total, werr
 			}
@@ -139,10 +147,18 @@ func (s *Stream) fail(errType string) {
 
 // abort ends the stream from another goroutine (the watchdog): it records
 // the reason and closes the upstream connection, which unblocks the read.
+// A write to a client that does not read is unblocked by a write deadline
+// in the past: closing the upstream alone would leave the stream's
+// goroutine stuck in that write for as long as the client stays connected.
+// The failed write ends the response, and fasthttp closes the client
+// connection, so the deadline never reaches another request.
 func (s *Stream) abort(errType string) {
 	s.fail(errType)
 	if s.up != nil {
 		_ = s.up.Close()
+	}
+	if s.client != nil && s.writeSince.Load() != 0 {
+		_ = s.client.SetWriteDeadline(time.Now())
 	}
 }
 
@@ -203,6 +219,7 @@ func (s *Stream) release() {
 	s.cc, s.up, s.closeAfter, s.client = nil, nil, false, nil
 	s.start = time.Time{}
 	s.lastRead.Store(0)
+	s.writeSince.Store(0)
 	s.reason.Store(nil)
 	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked = 0, nil, nil, false
 	s.closed = false

@@ -17,7 +17,11 @@ import (
 //     the client has closed its connection (client_closed). While chunks
 //     flow a gone client shows up as a failed write; while the upstream is
 //     silent nothing is written, and fasthttp gives a body stream no signal
-//     of its own, so the watchdog peeks at the client socket.
+//     of its own, so the watchdog peeks at the client socket, and
+//   - gives up clients that take no byte for the idle timeout while a write
+//     to them is blocked (client_closed), so that a client that stops
+//     reading cannot hold a stream, its goroutine and its upstream
+//     connection for ever.
 //
 // One goroutine and an intrusive list keep the cost per stream to two
 // pointer updates under a mutex at start and end.
@@ -133,6 +137,20 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 		return
 	}
 	now := int64(time.Since(s.start))
+	if ws := s.writeSince.Load(); ws != 0 {
+		// A client write is in progress: the upstream is back-pressured by
+		// the client, not silent. A client that takes no byte for the
+		// idle timeout is given up as gone; before this check such a
+		// stream was cut as upstream_timeout and its goroutine stayed
+		// blocked in the write until the client disconnected.
+		switch blocked := time.Duration(now - (ws - 1)); {
+		case s.route.IdleTimeout > 0 && blocked > s.route.IdleTimeout:
+			s.abort(record.ErrClientClosed)
+		case s.route.Timeout > 0 && time.Duration(now) > s.route.Timeout:
+			s.abort(record.ErrUpstreamTimeout)
+		}
+		return
+	}
 	last := s.lastRead.Load()
 	if last == 0 {
 		last = int64(s.rec.TTFB)

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# chaos.sh is `make chaos`: the chaos tests of app/chaos_*_test.go with their
+# long settings (CHAOS_LONG=1: 1 GiB upstream body, 10 s ClickHouse outage,
+# 9,000 idle keep-alive connections, a 2 min soak or SOAK_DURATION), then
+# every fuzz target for FUZZTIME each, then one table of what happened.
+# The tests write CHAOS|... and SOAK|... lines to CHAOS_REPORT; this script
+# adds one line per fuzz target and formats them. Run with the services up
+# (make chaos starts them). Exit status: non-zero when anything failed.
+set -uo pipefail
+
+GO=${GO:-go}
+FUZZTIME=${FUZZTIME:-20s}
+report=${CHAOS_REPORT:-$(pwd)/data/chaos-report.txt}
+mkdir -p "$(dirname "$report")"
+: >"$report"
+status=0
+
+# The soak runs in a test process of its own, first: the relay runs in the
+# test process, and RSS after the 9,000-connection test says nothing.
+run() { # log-name go-test-args...
+	local log=${report%.txt}-$1.log
+	shift
+	echo "chaos: go test $* (-race, long settings); log in $log" >&2
+	if ! CHAOS_LONG=1 CHAOS_REPORT="$report" $GO test -race -count=1 -timeout 60m -v "$@" ./app/ >"$log" 2>&1; then
+		status=1
+		grep -E '^\s*(--- FAIL|FAIL|panic)|_test.go:[0-9]+:' "$log" | grep -v 'CHAOS|\|SOAK|' | head -40 >&2
+	fi
+}
+run soak -run '^TestChaosSoak$'
+run tests -run 'Chaos' -skip '^TestChaosSoak$'
+
+fuzz() { # package target
+	local pkg=$1 target=$2 out execs bad=0
+	echo "chaos: fuzzing $target for $FUZZTIME" >&2
+	out=$($GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1) || bad=1
+	execs=$(grep -o 'execs: [0-9]*' <<<"$out" | tail -1 | grep -o '[0-9]*')
+	[ "$bad" = 1 ] && { status=1; grep -E 'Failing input|--- FAIL|_test.go' <<<"$out" | head -5 >&2; }
+	echo "CHAOS|fuzz/$target|${execs:-0}|${execs:-0}|0|$bad|-|-|-|-" >>"$report"
+}
+fuzz ./app/ FuzzParseConfig
+fuzz ./usage/ FuzzFind
+fuzz ./usage/ FuzzModel
+fuzz ./usage/ FuzzInjectIncludeUsage
+fuzz ./upstream/ FuzzBodyReader
+fuzz ./upstream/ FuzzTokenScanner
+fuzz ./upstream/ FuzzCopyRequestHeaders
+
+awk -F'|' '
+BEGIN { printf "%-44s %8s %8s %9s %10s %7s %7s %7s  %s\n", "scenario", "sent", "answered", "exp.errs", "unexp.errs", "stored", "spooled", "dropped", "leaks" }
+$1 == "CHAOS" { printf "%-44s %8s %8s %9s %10s %7s %7s %7s  %s\n", $2, $3, $4, $5, $6, $7, $8, $9, $10; if ($6 != "0" || ($10 != "none" && $10 != "-")) bad++ }
+$1 == "SOAK" { soak = soak sprintf("  %6s  rss %4s MiB  heap %4s MiB  goroutines %4s  fds %4s\n", $2, $3, $6, $4, $5) }
+END {
+	if (soak != "") printf "\nsoak series (after GC):\n%s", soak
+	printf "\n%s\n", bad ? bad " row(s) with unexpected errors or leaks" : "every row passed"
+}' "$report"
+exit $status
