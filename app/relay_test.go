@@ -367,6 +367,24 @@ func TestClientDisconnectClosesUpstream(t *testing.T) {
 		waitFor(t, 3*time.Second, func() bool { return r.mock.Closed() > before }, "upstream still open after the client left a silent stream")
 		t.Logf("upstream closed %v after the client (silent)", time.Since(closedAt))
 	})
+	t.Run("while the upstream has not answered", func(t *testing.T) {
+		before := r.mock.Closed()
+		c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := `{"model":"m"}`
+		req := "POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
+			"\r\nX-Mock-First-Byte-Delay-Ms: 1900\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+		if _, err := c.Write([]byte(req)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		closedAt := time.Now()
+		_ = c.Close()
+		waitFor(t, 1500*time.Millisecond, func() bool { return r.mock.Closed() > before }, "upstream still working after the client left before the first byte")
+		t.Logf("upstream closed %v after the client (before the first byte)", time.Since(closedAt))
+	})
 	waitFor(t, 3*time.Second, func() bool { return r.app.relay.Active() == 0 }, "requests still active")
 	r.rows.mu.Lock()
 	var closed int
@@ -376,8 +394,8 @@ func TestClientDisconnectClosesUpstream(t *testing.T) {
 		}
 	}
 	r.rows.mu.Unlock()
-	if closed != 2 {
-		t.Errorf("%d rows with client_closed, want 2", closed)
+	if closed != 3 {
+		t.Errorf("%d rows with client_closed, want 3", closed)
 	}
 	// Nothing the streams started outlives the relay. fasthttp's own
 	// housekeeping (per-host idle-connection cleaner, worker-pool cleaner,

@@ -180,7 +180,10 @@ func (r *Record) SetRequestBody(b []byte) {
 func (r *Record) AddChunk(b []byte, at time.Duration) {
 	r.ChunkCount++
 	r.BytesOut += int64(len(b))
-	if len(r.Chunks.AtMS) >= maxChunkTimes {
+	// Arrival times cost 8 bytes a chunk (end offset and time); they count
+	// against the capture limit too, so a long audio stream in meta mode
+	// cannot grow its record without bound.
+	if n := len(r.Chunks.AtMS); n >= maxChunkTimes || 8*n >= r.captureLimit {
 		r.Truncated = true
 		return
 	}

@@ -37,16 +37,20 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 	r.buildRequest(req, in, rec)
 
 	s := streamPool.Get().(*Stream)
-	if err := s.exchange(r, req); err != nil {
-		s.release()
-		rec.TTFB = record.None
-		errType, status := classifyOpenError(err)
-		return nil, errType, status, err
-	}
-	rec.TTFB = time.Since(rec.Start)
 	s.route, s.rec, s.finish, s.wd = r, rec, finish, wd
 	s.client = in.Client
 	s.start = rec.Start
+	if err := s.exchange(r, req); err != nil {
+		errType, status := classifyOpenError(err)
+		if p := s.reason.Load(); p != nil {
+			// The watchdog saw the client leave while the upstream thought.
+			errType, status = *p, statusClientClosed
+		}
+		s.release()
+		rec.TTFB = record.None
+		return nil, errType, status, err
+	}
+	rec.TTFB = time.Since(rec.Start)
 
 	status := s.hdr.StatusCode()
 	rec.Status = status
@@ -96,6 +100,10 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		c.uses++
 		before := c.in
 		_ = c.SetDeadline(time.Now().Add(r.FirstByteTimeout))
+		// While the upstream works on its answer (a non-streamed completion
+		// can take minutes) the watchdog checks that the client is still
+		// there; if it left, closing the connection stops the generation.
+		s.watchWaiting(c)
 		bw := r.client.AcquireWriter(c)
 		err = req.Write(bw)
 		if err == nil {
@@ -105,8 +113,12 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		if err == nil {
 			err = readResponseHeader(&s.hdr, c.br, head)
 		}
+		s.unwatchWaiting()
 		if err != nil {
 			r.client.CloseConn(cc)
+			if s.reason.Load() != nil {
+				return err
+			}
 			if reused && attempt == 0 && c.in == before && retryable(err) {
 				continue
 			}
@@ -193,3 +205,7 @@ func pathSafe(c byte) bool {
 	}
 	return false
 }
+
+// statusClientClosed is logged for a client that left before the upstream
+// answered (nginx's 499); the client never sees it.
+const statusClientClosed = 499

@@ -54,6 +54,7 @@ type Stream struct {
 	wdPrev     *Stream
 	wdNext     *Stream
 	wdTracked  bool
+	waiting    bool // watchdog-read under its mutex: the response headers are awaited
 
 	closed bool
 }
@@ -61,6 +62,27 @@ type Stream struct {
 var streamPool = sync.Pool{New: func() any {
 	return &Stream{buf: make([]byte, readBufSize)}
 }}
+
+// watchWaiting lets the watchdog check the client while the upstream
+// connection c has not answered yet.
+func (s *Stream) watchWaiting(c *conn) {
+	if s.wd == nil {
+		return
+	}
+	s.up = c
+	s.waiting = true
+	s.wd.track(s)
+}
+
+// unwatchWaiting ends watchWaiting; SetBody tracks the stream again.
+func (s *Stream) unwatchWaiting() {
+	if s.wd == nil {
+		return
+	}
+	s.wd.untrack(s)
+	s.waiting = false
+	s.up = nil
+}
 
 // SetBody makes s the body of resp: fasthttp copies it with WriteTo after the
 // handler returns. The body always goes to the client chunked, so that every
@@ -221,7 +243,7 @@ func (s *Stream) release() {
 	s.lastRead.Store(0)
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
-	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked = 0, nil, nil, false
+	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked, s.waiting = 0, nil, nil, false, false
 	s.closed = false
 	streamPool.Put(s)
 }

@@ -137,6 +137,17 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 		return
 	}
 	now := int64(time.Since(s.start))
+	if s.waiting {
+		// Before the response headers: the first-byte deadline bounds the
+		// wait; only the client's presence is the watchdog's business.
+		if now >= int64(w.peekAfter) && now >= s.nextPeek && s.client != nil {
+			s.nextPeek = now + int64(w.peekAfter)
+			if clientGone(s.client, buf) {
+				s.abort(record.ErrClientClosed)
+			}
+		}
+		return
+	}
 	if ws := s.writeSince.Load(); ws != 0 {
 		// A client write is in progress: the upstream is back-pressured by
 		// the client, not silent. A client that takes no byte for the
