@@ -1,0 +1,433 @@
+#!/usr/bin/env bash
+# bench/run.sh runs the benchmark scenarios of the relay against nginx and
+# against going straight to the mock upstream, all in one run on loopback,
+# then writes REPORT.md, the chart and the raw results.
+#
+#   bench/run.sh [-b BIN_DIR] [-s SRC_DIR] [-o OUT_DIR] [-q]
+#
+#   -b  directory with relay and mockllm binaries (default bin)
+#   -s  source tree for the micro benchmarks and the profile (default: this
+#       checkout); point it at a snapshot worktree to measure a fixed commit
+#   -o  results directory (default bench/results, or bench/results/quick with -q)
+#   -q  quick: scenarios 1 and 2 only, short, no micro benchmarks (< 2 min)
+#
+# Every process it starts is killed on exit; every loop is bounded. Redis and
+# ClickHouse are the ones deployments/local/services.sh starts (addresses from
+# RELAY_TEST_REDIS_ADDR / RELAY_TEST_CLICKHOUSE_URL); without them the
+# scenario-4 variants that need them are skipped and the report says so.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+bin=bin src=$repo out="" quick=0
+while getopts b:s:o:q opt; do
+	case $opt in
+	b) bin=$OPTARG ;;
+	s) src=$OPTARG ;;
+	o) out=$OPTARG ;;
+	q) quick=1 ;;
+	*) sed -n '2,14p' "$0" >&2; exit 2 ;;
+	esac
+done
+[ -n "$out" ] || { [ $quick = 1 ] && out=$here/results/quick || out=$here/results; }
+bin=$(cd "$bin" && pwd)
+src=$(cd "$src" && pwd)
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+for b in relay mockllm; do
+	[ -x "$bin/$b" ] || { echo "bench: $bin/$b missing (make build, or -b DIR)" >&2; exit 1; }
+done
+export PATH=$PATH:/usr/local/go/bin
+
+# Ports of this run, away from the defaults `make run` and `make demo` use.
+port_base=${BENCH_PORT_BASE:-19180}
+relay_port=$port_base nginx_port=$((port_base + 1)) mock_port=$((port_base + 2)) metrics_port=$((port_base + 3))
+redis_addr=${RELAY_TEST_REDIS_ADDR:-127.0.0.1:16379}
+ch_url=${RELAY_TEST_CLICKHOUSE_URL:-http://127.0.0.1:18123}
+ch_db=relay_bench
+relay_key=sk-relay-bench provider_key=bench-provider-key
+
+# Scenario sizes; the environment may override any of them.
+if [ $quick = 1 ]; then
+	: "${S1_ROUNDS:=1}" "${S1_SECS:=4}" "${S2_SECS:=6}" "${S2_RATES:=250}"
+else
+	: "${S1_ROUNDS:=3}" "${S1_SECS:=5}" "${S2_SECS:=10}" "${S2_RATES:=2000 1000 500 250}"
+fi
+: "${S1_CONNS:=64}" "${S2_CONNS:=512}" "${S3_CHUNKS:=30}"
+: "${S4_ROUNDS:=3}" "${S4_SECS:=4}" "${S5_ROUNDS:=3}" "${S5_SECS:=3}" "${MICRO_COUNT:=5}"
+
+tmp=$(mktemp -d /tmp/stream-relay-bench.XXXXXX)
+raw=$out/raw
+rm -rf "$raw" && mkdir -p "$raw" "$out/profiles"
+meta=$raw/meta.txt
+: >"$meta"
+pids=()
+t_start=$(date +%s)
+
+log() { printf 'bench %s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+note() { printf '%s=%s\n' "$1" "$2" >>"$meta"; }
+
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# stop ends one process this script started: TERM, then KILL after 10 s.
+stop() {
+	local pid=$1 i
+	kill "$pid" 2>/dev/null || return 0
+	for i in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+wait_http() { # url name
+	local i
+	for i in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.1; done
+	log "$2 did not answer $1"
+	return 1
+}
+
+# Streams hold a socket per side; 10,000 streams need ~20,000 in the relay.
+ulimit -Hn 1048576 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || ulimit -n 65536 2>/dev/null || true
+note nofile "$(ulimit -n)"
+# A relayed stream holds two sockets in the relay (client and upstream), so
+# the open-file limit caps scenario 3 below 10,000 when it is 20,000.
+nofile=$(ulimit -n)
+s3_max=$(((nofile - 200) / 2))
+s3_first=$((s3_max < 10000 ? s3_max / 100 * 100 : 10000))
+: "${S3_STREAMS:=$s3_first $((s3_first / 2)) 2000}"
+
+log "building loadgen and report into $tmp"
+(cd "$repo" && go build -o "$tmp/loadgen" ./bench/loadgen && go build -o "$tmp/report" ./bench/report)
+
+# Machine and run facts for the report.
+{
+	note date "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+	note cores "$(nproc)"
+	note cpu "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
+	note mem_mb "$(awk '/MemTotal/ {print int($2/1024)}' /proc/meminfo)"
+	note kernel "$(uname -r)"
+	note go "$(go version | awk '{print $3}')"
+	note nginx "$(nginx -v 2>&1 | sed 's/.*nginx\///')"
+	note commit "$(git -C "$src" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$src" diff --quiet 2>/dev/null || echo '+dirty')"
+	note bin_dir "$bin"
+	note quick "$quick"
+	note load_start "$(cut -d' ' -f1-3 /proc/loadavg)"
+	note busy_start "$(ps -eo pcpu=,comm= --sort=-pcpu | awk '$1 >= 10 {printf "%s %s%%; ", $2, $1}')"
+}
+
+# ---------------------------------------------------------------- processes
+
+log "starting mockllm on 127.0.0.1:$mock_port"
+"$bin/mockllm" -addr "127.0.0.1:$mock_port" >"$tmp/mockllm.log" 2>&1 &
+mock_pid=$!
+pids+=("$mock_pid")
+wait_http "http://127.0.0.1:$mock_port/healthz" mockllm
+
+log "starting nginx on 127.0.0.1:$nginx_port"
+mkdir -p "$tmp/nginx"
+sed -e "s#@PREFIX@#$tmp/nginx#g" -e "s#@MOCK_PORT@#$mock_port#g" -e "s#@NGINX_PORT@#$nginx_port#g" \
+	-e "s#@PROVIDER_KEY@#$provider_key#g" -e "s#@NOFILE@#$nofile#g" "$here/nginx/nginx.conf.tmpl" >"$tmp/nginx/nginx.conf"
+/usr/sbin/nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" &
+nginx_pid=$!
+pids+=("$nginx_pid")
+wait_http "http://127.0.0.1:$nginx_port/healthz" nginx || { tail -5 "$tmp/nginx/error.log" >&2; exit 1; }
+nginx_workers=""
+for _ in $(seq 1 50); do
+	nginx_workers=$(pgrep -P "$nginx_pid" | paste -sd+ -)
+	[ "$(echo "$nginx_workers" | tr '+' '\n' | grep -c .)" -ge 2 ] && break
+	sleep 0.1
+done
+
+# relay_config VARIANT writes a config for one variant, based on
+# bench/configs/relay.yaml, and prints its path. Variants:
+#   base      the file as it is: capture full (sse) / meta (raw) into spool files, no limits
+#   meta      capture meta on every route, spool files
+#   ch        capture full into the real ClickHouse
+#   redis     base plus rate limits through the real Redis (a limit never reached;
+#             on_redis_error stays local, and the run counts the switches)
+#   chredis   ch and redis together: what production runs
+#   p1        base with GOMAXPROCS=1: one scheduler thread, as one nginx worker
+#   slow      base with max_conns raised to hold scenario 3's streams
+relay_config() {
+	local v=$1 f=$tmp/relay-$1.yaml
+	sed -e "s#port: 8080#port: $relay_port#" -e "s#http://127.0.0.1:9090#http://127.0.0.1:$mock_port#" \
+		-e "s#spool_dir: .*#spool_dir: $tmp/spool-$v#" "$here/configs/relay.yaml" >"$f"
+	case $v in
+	meta) sed -i 's#^\(\s*\)kind: sse#\1kind: sse\n\1capture: meta#' "$f" ;;
+	slow) sed -i 's#^\(\s*\)kind: \(.*\)#\1kind: \2\n\1max_conns: 30000#' "$f" ;;
+	esac
+	printf 'metrics:\n  addr: 127.0.0.1:%s\n' "$metrics_port" >>"$f"
+	[ "$pprof" = 1 ] && printf '  pprof: true\n' >>"$f"
+	echo "$f"
+}
+
+# relay_env VARIANT prints the environment overrides of a variant.
+relay_env() {
+	echo BENCH_PROVIDER_KEY=$provider_key RELAY_SERVER__SHUTDOWN_GRACE=3s
+	[ "$1" = p1 ] && echo GOMAXPROCS=1
+	case $1 in ch | chredis) echo RELAY_STORAGE__CLICKHOUSE__URL="$ch_url" RELAY_STORAGE__CLICKHOUSE__DATABASE=$ch_db ;; esac
+	case $1 in redis | chredis)
+		echo RELAY_STORAGE__REDIS__ADDR="$redis_addr" RELAY_RATE_LIMIT__DISABLED=false \
+			RELAY_RATE_LIMIT__DEFAULT=100000000 ;;
+	esac
+}
+
+relay_pid="" relay_variant=""
+start_relay() { # variant
+	local cfg
+	relay_variant=$1
+	cfg=$(relay_config "$1")
+	(cd "$tmp" && exec env $(relay_env "$1") "$bin/relay" -config "$cfg" -env-file "$tmp/none.env") >"$tmp/relay-$1.log" 2>&1 &
+	relay_pid=$!
+	pids+=("$relay_pid")
+	if ! wait_http "http://127.0.0.1:$relay_port/readyz" "relay ($1)"; then
+		tail -5 "$tmp/relay-$1.log" >&2
+		return 1
+	fi
+}
+stop_relay() {
+	[ -n "$relay_pid" ] && stop "$relay_pid"
+	relay_pid=""
+	{ echo "== relay $relay_variant"; cat "$tmp/relay-$relay_variant.log"; } >>"$raw/relay.log" 2>/dev/null || true
+	rm -rf "$tmp"/spool-*
+}
+
+# The relay serves /debug/pprof on its metrics listener once it knows
+# metrics.pprof; an older relay rejects the key, so try once and fall back.
+pprof=1
+if ! start_relay base 2>/dev/null; then
+	pprof=0
+	start_relay base
+fi
+if [ $pprof = 1 ] && ! curl -fsS -o /dev/null "http://127.0.0.1:$metrics_port/debug/pprof/"; then pprof=0; fi
+stop_relay
+note pprof_endpoint $pprof
+log "relay pprof endpoint: $pprof"
+
+# ---------------------------------------------------------------- load
+
+base_of() { # path
+	case $1 in
+	direct) echo "http://127.0.0.1:$mock_port" ;;
+	nginx) echo "http://127.0.0.1:$nginx_port" ;;
+	*) echo "http://127.0.0.1:$relay_port" ;;
+	esac
+}
+watch_of() { # path
+	case $1 in
+	direct) echo "mock=$mock_pid" ;;
+	nginx) echo "nginx=$nginx_workers,mock=$mock_pid" ;;
+	*) echo "relay=$relay_pid,mock=$mock_pid" ;;
+	esac
+}
+auth_of() { case $1 in direct) echo "Bearer $provider_key" ;; *) echo "Bearer $relay_key" ;; esac; }
+
+# lg LABEL PATH FILE_SUFFIX ENDPOINT loadgen-args...: one measured load run.
+lg() {
+	local label=$1 path=$2 suffix=$3 endpoint=$4
+	shift 4
+	"$tmp/loadgen" -url "$(base_of "$path")$endpoint" -label "$label" -path "$path" \
+		-auth "$(auth_of "$path")" -watch "$(watch_of "$path")" \
+		-json "$raw/${label}_${path}${suffix}.json" "$@" | sed 's/^/  /' >&2
+}
+
+# with_relay VARIANT CMD...: run CMD with the relay variant up.
+with_relay() {
+	local v=$1
+	shift
+	start_relay "$v"
+	"$@"
+	stop_relay
+}
+
+chat=/v1/chat/completions speech=/v1/audio/speech
+
+# Scenario 1: short streams, closed loop; paths interleaved per round so the
+# machine's drift hits all of them alike.
+log "scenario 1: throughput, 20 chunks, no delay, $S1_CONNS connections, $S1_ROUNDS x ${S1_SECS}s"
+start_relay base
+for r in $(seq 1 "$S1_ROUNDS"); do
+	for p in direct nginx relay; do
+		if [ $p = relay ] && [ $pprof = 1 ] && [ "$r" = 1 ]; then
+			curl -fsS -o "$out/profiles/relay.cpu.pprof" \
+				"http://127.0.0.1:$metrics_port/debug/pprof/profile?seconds=$S1_SECS" &
+			prof_pid=$!
+			pids+=("$prof_pid")
+		fi
+		lg s1 $p "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S1_SECS}s" -warmup 1s
+		if [ $p = relay ] && [ $pprof = 1 ] && [ "$r" = 1 ]; then
+			wait "$prof_pid" || true
+			curl -fsS -o "$out/profiles/relay.alloc.pprof" "http://127.0.0.1:$metrics_port/debug/pprof/allocs" || true
+		fi
+	done
+done
+
+# Syscalls per stream, counted with strace -c on the proxy during a short
+# closed-loop run: ptrace slows everything, but the count per stream stays.
+if [ $quick = 0 ] && command -v strace >/dev/null; then
+	log "scenario 1: syscalls per stream (strace -c)"
+	for p in nginx relay; do
+		if [ $p = nginx ]; then targets=$(echo "$nginx_workers" | sed 's/+/ -p /g'); else targets=$relay_pid; fi
+		# shellcheck disable=SC2086
+		timeout 30 strace -f -c -o "$out/profiles/syscalls.$p.txt" -p $targets 2>/dev/null &
+		strace_pid=$!
+		pids+=("$strace_pid")
+		sleep 1
+		lg s1strace $p "" $chat -c "$S1_CONNS" -chunks 20 -d 3s -warmup 0s
+		kill -INT "$strace_pid" 2>/dev/null || true
+		wait "$strace_pid" 2>/dev/null || true
+	done
+fi
+stop_relay
+
+# Scenario 2: added latency at a fixed rate. The rates of S2_RATES are tried
+# in turn on the relay for 3 s (see report -sustained); the paths are then
+# measured at the rate after the first one it sustains.
+log "scenario 2: added latency, 20 chunks 5 ms apart, open loop"
+start_relay base
+rate="" max_ok=""
+read -r -a rates <<<"$S2_RATES"
+if [ ${#rates[@]} -eq 1 ]; then
+	rate=${rates[0]}
+else
+	for i in "${!rates[@]}"; do
+		try=${rates[$i]}
+		"$tmp/loadgen" -url "$(base_of relay)$chat" -auth "$(auth_of relay)" -c "$S2_CONNS" -rate "$try" \
+			-label s2trial -path "relay@$try" -watch "$(watch_of relay)" \
+			-chunks 20 -delay-ms 5 -d 3s -warmup 1s -json "$raw/s2trial_relay_$try.json" >/dev/null
+		if "$tmp/report" -sustained "$raw/s2trial_relay_$try.json"; then
+			# Measure one step below: a shared machine needs headroom, and
+			# added latency at saturation is only queueing.
+			max_ok=$try rate=${rates[$((i + 1))]:-$try}
+			break
+		fi
+		log "  relay does not sustain $try streams/s here"
+	done
+	[ -n "$rate" ] || rate=${rates[${#rates[@]}-1]}
+fi
+note s2_max_sustained "$max_ok"
+note s2_rate "$rate"
+note s2_rates_tried "$S2_RATES"
+log "  rate $rate streams/s"
+for p in direct nginx relay; do
+	lg s2 $p "" $chat -c "$S2_CONNS" -rate "$rate" -chunks 20 -delay-ms 5 -d "${S2_SECS}s" -warmup 2s
+done
+stop_relay
+
+if [ $quick = 0 ]; then
+	# Scenario 4: what capture and rate limits cost, scenario 1's load against
+	# relay variants, nginx as the anchor of each round.
+	have_ch=0 have_redis=0
+	curl -fsS "$ch_url/ping" 2>/dev/null | grep -q Ok && have_ch=1
+	redis-cli -u "redis://$redis_addr" ping 2>/dev/null | grep -q PONG && have_redis=1
+	note have_clickhouse $have_ch
+	note have_redis $have_redis
+	variants="base p1 meta"
+	[ $have_ch = 1 ] && variants="$variants ch"
+	[ $have_redis = 1 ] && variants="$variants redis"
+	[ $have_ch = 1 ] && [ $have_redis = 1 ] && variants="$variants chredis"
+	[ $have_ch = 1 ] && curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null
+	log "scenario 4: capture and limits: $variants, $S4_ROUNDS x ${S4_SECS}s"
+	for r in $(seq 1 "$S4_ROUNDS"); do
+		lg s4 nginx "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
+		for v in $variants; do
+			start_relay "$v"
+			lg s4 "relay-$v" "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
+			stop_relay
+			# Redis slower than 50 ms or a failed ClickHouse insert shows in the
+			# relay's log: the variant then measured the fallback, not the service.
+			note "s4_log_${v}_r$r" "redis fallbacks $(grep -c 'redis unavailable' "$tmp/relay-$v.log" || true), spooled blocks $(grep -c 'spooled block' "$tmp/relay-$v.log" || true)"
+		done
+	done
+	if [ $have_ch = 1 ]; then
+		note s4_ch_rows "$(curl -fsS "$ch_url/" --data-binary "SELECT count() FROM $ch_db.stream_logs" 2>/dev/null || echo 0)"
+		note s4_ch_bytes "$(curl -fsS "$ch_url/" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '$ch_db' AND active" 2>/dev/null || echo 0)"
+		curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null || true
+	fi
+
+	# Scenario 5: large bodies.
+	log "scenario 5: 1 MiB request bodies and 5 MiB audio responses"
+	start_relay base
+	for r in $(seq 1 "$S5_ROUNDS"); do
+		for p in direct nginx relay; do
+			lg s5body $p "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
+			lg s5audio $p "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
+		done
+	done
+	stop_relay
+
+	# Scenario 3 runs last: nginx keeps the memory of its 10,000 connections.
+	# Many slow streams: each connection sends one stream of
+	# S3_CHUNKS chunks one second apart; all open within 10 s.
+	for n in $S3_STREAMS; do
+		log "scenario 3: $n concurrent streams, one chunk per second"
+		ok=1
+		for p in relay nginx; do
+			[ $p = relay ] && start_relay slow
+			lg s3 $p "" $chat -c "$n" -per-conn 1 -ramp 10s -chunks "$S3_CHUNKS" -delay-ms 1000 \
+				-warmup 0s -d 90s -timeout 120s -grace 15s -buf 2048 -sample 1s
+			[ $p = relay ] && stop_relay
+			if ! "$tmp/report" -complete "$raw/s3_$p.json"; then ok=0; fi
+		done
+		note s3_streams "$n"
+		[ $ok = 1 ] && break
+		log "  $n streams did not all complete; trying fewer"
+	done
+fi
+
+stop "$nginx_pid"
+stop "$mock_pid"
+cp "$tmp/nginx/error.log" "$raw/nginx-error.log" 2>/dev/null || true
+note load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
+
+# ---------------------------------------------------------------- micro and profiles
+
+if [ $quick = 0 ]; then
+	log "micro benchmarks (-count $MICRO_COUNT) in $src"
+	note micro_count "$MICRO_COUNT"
+	[ -f "$out/micro.txt" ] && mv "$out/micro.txt" "$out/micro.prev.txt"
+	(cd "$src" && go test -run '^$' -bench . -benchmem -count "$MICRO_COUNT" -timeout 15m \
+		./upstream ./chlog ./quota ./telemetry ./usage ./app) >"$out/micro.txt" 2>&1 ||
+		log "micro benchmarks failed; see micro.txt"
+	if command -v benchstat >/dev/null && [ -f "$out/micro.prev.txt" ]; then
+		benchstat "$out/micro.prev.txt" "$out/micro.txt" >"$out/micro.benchstat.txt" 2>&1 || true
+	fi
+	if [ $pprof = 0 ]; then
+		# No live endpoint: profile the relay in process under BenchmarkStream20
+		# (client, relay and mock share the profile; the relay's frames are
+		# the handlers, upstream, record, chlog and fasthttp server ones).
+		log "profiling BenchmarkStream20/relay in process"
+		(cd "$src" && go test -run '^$' -bench 'Stream20/relay' -benchtime 4s -count 1 \
+			-o "$tmp/app.test" -cpuprofile "$out/profiles/relay.cpu.pprof" \
+			-memprofile "$out/profiles/relay.alloc.pprof" -memprofilerate 4096 ./app) \
+			>"$out/profiles/bench-stream20.txt" 2>&1 || log "profile run failed"
+	fi
+	# In process the profile also holds the benchmark's client and the mock:
+	# keep the relay's goroutines (its fasthttp server connections, the
+	# ClickHouse writer, the watchdog) and the GC they share.
+	focus=()
+	[ $pprof = 0 ] && focus=(-focus 'fasthttp\.\(\*Server\)|chlog\.|upstream\.\(\*Watchdog\)|runtime\.gcBgMarkWorker')
+	f=$out/profiles/relay.cpu.pprof
+	if [ -s "$f" ]; then
+		go tool pprof "${focus[@]}" -top -nodecount 40 "$f" >"$out/profiles/relay.cpu.top.txt" 2>/dev/null || true
+		go tool pprof "${focus[@]}" -top -nodecount 100000 "$f" >"$out/profiles/relay.cpu.flat.txt" 2>/dev/null || true
+		go tool pprof "${focus[@]}" -top -cum -nodecount 60 "$f" >"$out/profiles/relay.cpu.cum.txt" 2>/dev/null || true
+	fi
+	f=$out/profiles/relay.alloc.pprof
+	if [ -s "$f" ]; then
+		go tool pprof "${focus[@]}" -sample_index=alloc_space -top -nodecount 30 "$f" >"$out/profiles/relay.alloc_space.top.txt" 2>/dev/null || true
+		go tool pprof "${focus[@]}" -sample_index=alloc_objects -top -nodecount 30 "$f" >"$out/profiles/relay.alloc_objects.top.txt" 2>/dev/null || true
+	fi
+fi
+
+note runtime_s $(($(date +%s) - t_start))
+log "writing $out/REPORT.md"
+"$tmp/report" -in "$raw" -out "$out"
+log "done in $(($(date +%s) - t_start)) s"
