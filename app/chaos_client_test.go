@@ -288,9 +288,9 @@ func TestChaosMalformedRequests(t *testing.T) {
 }
 
 // TestChaosSlowReader: a client that reads nothing while the upstream
-// streams megabytes. The relay holds at most its copy buffer (32 KiB), the
-// upstream connection's read buffer (32 KiB), fasthttp's write buffer
-// (16 KiB) and the socket buffers the kernel grants; the upstream is
+// streams megabytes. The relay holds at most its copy buffer (16 KiB), the
+// upstream connection's read buffer (16 KiB), fasthttp's write buffer
+// (8 KiB) and the socket buffers the kernel grants; the upstream is
 // back-pressured (the mock's writes block), RSS stays flat, and after the
 // route's idle_timeout of a blocked write the relay gives the client up
 // (client_closed), closing the upstream.

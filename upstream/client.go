@@ -38,7 +38,7 @@ type clientOptions struct {
 
 // readBufferSize is each upstream connection's read buffer: the most one
 // relayed read can carry.
-const readBufferSize = 32 << 10
+const readBufferSize = 16 << 10
 
 func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 	isTLS := u.Scheme == "https"
@@ -70,7 +70,7 @@ func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 		MaxConns:            o.maxConns,
 		MaxConnWaitTimeout:  o.connectTimeout,
 		MaxIdleConnDuration: 10 * time.Second,
-		WriteBufferSize:     16 << 10,
+		WriteBufferSize:     8 << 10,
 	}
 	cs.clients[key] = c
 	return c

@@ -14,7 +14,7 @@ import (
 
 // readBufSize is the copy buffer per stream: the most one relayed read (one
 // client write) carries.
-const readBufSize = 32 << 10
+const readBufSize = 16 << 10
 
 // Finisher receives a stream's record once the stream has ended, whatever
 // the outcome; it must not keep the record after it returns.
