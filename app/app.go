@@ -62,6 +62,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		BatchRows:     cfg.Storage.ClickHouse.BatchRows,
 		BatchBytes:    cfg.Storage.ClickHouse.BatchBytes,
 		FlushInterval: cfg.Storage.ClickHouse.FlushInterval,
+		InsertTimeout: cfg.Storage.ClickHouse.InsertTimeout,
 		SpoolDir:      cfg.Storage.SpoolDir,
 		SpoolMaxBytes: cfg.Storage.ClickHouse.SpoolMaxBytes,
 		Durability:    cfg.Storage.ClickHouse.Durability,

@@ -530,3 +530,42 @@ func freeTCPPort(t *testing.T) int {
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
 }
+
+// TestChaosClickHousePaused: a private ClickHouse is frozen (SIGSTOP) under
+// load for longer than the insert timeout, so inserts end with an unknown
+// outcome (the server may still apply them when it wakes); those blocks are
+// spooled marked unknown and checked against the table before they are
+// re-sent. Every answered request is stored exactly once.
+func TestChaosClickHousePaused(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load test")
+	}
+	ch, url := servicetest.OwnClickHouse(t)
+	db := "relay"
+	r := startRelayWith(t, "", func(c *Config) {
+		withClickHouse(url, db)(c)
+		c.Storage.ClickHouse.FlushInterval = 100 * time.Millisecond
+		c.Storage.ClickHouse.BatchRows = 50
+		c.Storage.ClickHouse.InsertTimeout = time.Second
+	})
+	hdr := map[string]string{mockllm.HeaderChunks: "5", mockllm.HeaderDelayMs: "2"}
+	l := startLoad(t, r, 4, 100000, 5*time.Millisecond, hdr)
+	time.Sleep(time.Second)
+	ch.Signal(syscall.SIGSTOP)
+	time.Sleep(3 * time.Second)
+	ch.Signal(syscall.SIGCONT)
+	time.Sleep(time.Second)
+	l.finish()
+	store := r.app.store
+	waitFor(t, 60*time.Second, func() bool { return store.Stats().SpoolFiles == 0 }, "spool not replayed after ClickHouse woke up")
+	r.stop(t)
+	st := store.Stats()
+	got := chRows(t, url, db, int(l.answered.Load()))
+	missing, dup := exactlyOnce(l.ids, got)
+	res := chaosResult{scenario: "clickhouse/paused-3s", sent: l.sent.Load(), answered: l.answered.Load(),
+		unexpect: l.fivexx.Load() + l.other.Load() + missing + dup, stored: int64(len(got)), spooled: st.RowsSpooled, dropped: st.RowsDropped}
+	if res.unexpect != 0 || st.RowsDropped != 0 || int64(len(got)) != l.answered.Load() {
+		t.Errorf("ClickHouse paused: %+v; missing %d, duplicated %d, stats %+v", res, missing, dup, st)
+	}
+	res.emit(t)
+}

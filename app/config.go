@@ -91,6 +91,7 @@ type ClickHouseConfig struct {
 	BatchRows     int           `koanf:"batch_rows"`
 	BatchBytes    int           `koanf:"batch_bytes"`
 	FlushInterval time.Duration `koanf:"flush_interval"`
+	InsertTimeout time.Duration `koanf:"insert_timeout"` // one insert; default 30s
 	SpoolMaxBytes int64         `koanf:"spool_max_bytes"`
 	Durability    string        `koanf:"durability"` // batch (default) | wal
 	TTLDays       int           `koanf:"ttl_days"`

@@ -153,6 +153,7 @@ func (c *Config) validate() error {
 		{"server.timeout", s.Timeout}, {"server.read_timeout", s.ReadTimeout},
 		{"server.idle_timeout", s.IdleTimeout}, {"server.shutdown_grace", s.ShutdownGrace},
 		{"storage.clickhouse.flush_interval", c.Storage.ClickHouse.FlushInterval},
+		{"storage.clickhouse.insert_timeout", c.Storage.ClickHouse.InsertTimeout},
 	} {
 		if d.v < 0 {
 			return &fieldError{d.name, d.v, "must not be negative"}
