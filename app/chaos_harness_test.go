@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stream-relay/stream-relay/bench/mockllm"
 	"go.uber.org/goleak"
 )
 
@@ -112,22 +111,9 @@ func leaks(ignore goleak.Option) string {
 // indented by two spaces) added to the test config.
 func startChaosRelay(t *testing.T, routes string, mutate func(*Config)) *relay {
 	t.Helper()
-	mock, mockBase, err := mockllm.Listen("127.0.0.1:0", mockllm.Options{RequireKey: providerKey, StallTimeout: 20 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mock.Close() })
-	t.Setenv("TEST_PROVIDER_KEY", providerKey)
-	os.Unsetenv("TEST_UNSET_PROVIDER_KEY")
-	yaml := strings.Replace(testConfig(mockBase, t.TempDir(), ""), "storage:\n", routes+"storage:\n", 1)
-	cfg, err := Parse([]byte(yaml))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mutate != nil {
-		mutate(cfg)
-	}
-	return startApp(t, cfg, mock)
+	return startRelayYAML(t, func(yaml string) string {
+		return strings.Replace(yaml, "storage:\n", routes+"storage:\n", 1)
+	}, mutate)
 }
 
 // rawRoute is a YAML route item for a raw upstream at base.

@@ -157,6 +157,13 @@ func startRelay(t *testing.T, extra string) *relay {
 // startRelayWith is startRelay with a change to the parsed config.
 func startRelayWith(t *testing.T, extra string, mutate func(*Config)) *relay {
 	t.Helper()
+	return startRelayYAML(t, func(yaml string) string { return yaml + extra }, mutate)
+}
+
+// startRelayYAML starts a mock upstream and a relay in front of it from
+// testConfig, changed first as YAML (edit) and then as parsed (mutate).
+func startRelayYAML(t *testing.T, edit func(string) string, mutate func(*Config)) *relay {
+	t.Helper()
 	mock, mockBase, err := mockllm.Listen("127.0.0.1:0", mockllm.Options{RequireKey: providerKey, StallTimeout: 20 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +171,7 @@ func startRelayWith(t *testing.T, extra string, mutate func(*Config)) *relay {
 	t.Cleanup(func() { _ = mock.Close() })
 	t.Setenv("TEST_PROVIDER_KEY", providerKey)
 	os.Unsetenv("TEST_UNSET_PROVIDER_KEY")
-	cfg, err := Parse([]byte(testConfig(mockBase, t.TempDir(), extra)))
+	cfg, err := Parse([]byte(edit(testConfig(mockBase, t.TempDir(), ""))))
 	if err != nil {
 		t.Fatal(err)
 	}

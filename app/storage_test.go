@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -131,83 +129,4 @@ func TestRowsInClickHouse(t *testing.T) {
 			t.Errorf("product query returned nothing: %s", q)
 		}
 	}
-}
-
-// TestClickHouseRestartUnderLoad: a private ClickHouse is killed and
-// restarted while requests stream through the relay; every request served
-// ends up in ClickHouse exactly once.
-func TestClickHouseRestartUnderLoad(t *testing.T) {
-	if testing.Short() {
-		t.Skip("load test")
-	}
-	ch, url := servicetest.OwnClickHouse(t)
-	db := "relay"
-	r := startRelayWith(t, "", func(c *Config) {
-		withClickHouse(url, db)(c)
-		c.Storage.ClickHouse.FlushInterval = 100 * time.Millisecond
-		c.Storage.ClickHouse.BatchRows = 50
-	})
-	var (
-		mu     sync.Mutex
-		served = map[string]bool{}
-		failed atomic.Int64
-		stop   atomic.Bool
-		wg     sync.WaitGroup
-	)
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; i < 400 && !stop.Load(); i++ {
-				resp := r.post(t, "/v1/chat/completions", `{"model":"m","stream":true}`, map[string]string{mockllm.HeaderChunks: "5", mockllm.HeaderDelayMs: "2"})
-				body := readAll(t, resp)
-				if resp.StatusCode != 200 || !strings.Contains(body, "[DONE]") {
-					failed.Add(1)
-					continue
-				}
-				mu.Lock()
-				served[resp.Header.Get("X-Request-Id")] = true
-				mu.Unlock()
-			}
-		}()
-	}
-	time.Sleep(1 * time.Second)
-	ch.Kill()
-	time.Sleep(2 * time.Second)
-	ch.Start()
-	time.Sleep(1 * time.Second)
-	stop.Store(true)
-	wg.Wait()
-	if failed.Load() != 0 {
-		t.Errorf("%d requests failed while ClickHouse was down", failed.Load())
-	}
-	want := len(served)
-	deadline := time.Now().Add(60 * time.Second)
-	var count, distinct int
-	for time.Now().Before(deadline) {
-		rows, err := servicetest.TryQuery(url, db, "SELECT count() AS c, uniqExact(request_id) AS u FROM stream_logs")
-		if err == nil && len(rows) == 1 {
-			fmt.Sscan(fmt.Sprint(rows[0]["c"]), &count)
-			fmt.Sscan(fmt.Sprint(rows[0]["u"]), &distinct)
-			if count >= want {
-				break
-			}
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-	r.stop(t)
-	rows := servicetest.Query(t, url, db, "SELECT request_id FROM stream_logs")
-	got := map[string]int{}
-	for _, row := range rows {
-		got[row["request_id"].(string)]++
-	}
-	for id := range served {
-		if got[id] != 1 {
-			t.Errorf("request %s stored %d times", id, got[id])
-		}
-	}
-	if len(rows) != want {
-		t.Errorf("%d rows for %d requests served", len(rows), want)
-	}
-	t.Logf("served %d requests across a ClickHouse kill and restart; rows %d", want, len(rows))
 }
