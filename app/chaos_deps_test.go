@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stream-relay/stream-relay/bench/mockllm"
+	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
@@ -97,6 +97,20 @@ func exactlyOnce(ids map[string]bool, got map[string]int) (missing, dup int64) {
 	return missing, dup
 }
 
+// drainAndCount waits until the relay's spool is replayed (the replayer
+// backs off while inserts fail; a stop would keep the files for the next
+// start, which is correct but not what these tests check), stops the relay
+// and counts the load's requests in ClickHouse.
+func drainAndCount(t *testing.T, r *relay, url, db string, l *load) (st chlog.Stats, got map[string]int, missing, dup int64) {
+	t.Helper()
+	store := r.app.store
+	waitFor(t, 60*time.Second, func() bool { return store.Stats().SpoolFiles == 0 }, "spool not replayed into ClickHouse")
+	r.stop(t)
+	got = chRows(t, url, db, int(l.answered.Load()))
+	missing, dup = exactlyOnce(l.ids, got)
+	return store.Stats(), got, missing, dup
+}
+
 // TestChaosClickHouseOutage: a private ClickHouse is stopped for a while
 // under load (10s under make chaos, 4s by default) and restarted; then the
 // table is dropped under load (inserts fail, rows spool) and recreated.
@@ -150,15 +164,7 @@ func TestChaosClickHouseOutage(t *testing.T) {
 	servicetest.Exec(t, url, ddl)
 	time.Sleep(time.Second)
 	l2.finish()
-	store := r.app.store
-	// The replayer backs off while inserts fail; give it time to empty the
-	// spool into the recreated table before stopping (a stop would keep the
-	// files for the next start, which is correct but not this test).
-	waitFor(t, 60*time.Second, func() bool { return store.Stats().SpoolFiles == 0 }, "spool not replayed after the table came back")
-	r.stop(t)
-	st2 := store.Stats()
-	got = chRows(t, url, db, int(l2.answered.Load()))
-	missing, dup = exactlyOnce(l2.ids, got)
+	st2, got, missing, dup := drainAndCount(t, r, url, db, l2)
 	res = chaosResult{scenario: "clickhouse/table-dropped-2s", sent: l2.sent.Load(), answered: l2.answered.Load(),
 		unexpect: l2.fivexx.Load() + l2.other.Load() + missing + dup, stored: int64(len(got)),
 		spooled: st2.RowsSpooled - st1.RowsSpooled, dropped: st2.RowsDropped - st1.RowsDropped}
@@ -410,7 +416,7 @@ func startRelayProc(t *testing.T, dir string, storage string) *relayProc {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	port := freeTCPPort(t)
+	port := servicetest.FreePort(t)
 	cfg := fmt.Sprintf(`server:
   host: 127.0.0.1
   port: %d
@@ -521,16 +527,6 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // TestChaosClickHousePaused: a private ClickHouse is frozen (SIGSTOP) under
 // load for longer than the insert timeout, so inserts end with an unknown
 // outcome (the server may still apply them when it wakes); those blocks are
@@ -556,12 +552,7 @@ func TestChaosClickHousePaused(t *testing.T) {
 	ch.Signal(syscall.SIGCONT)
 	time.Sleep(time.Second)
 	l.finish()
-	store := r.app.store
-	waitFor(t, 60*time.Second, func() bool { return store.Stats().SpoolFiles == 0 }, "spool not replayed after ClickHouse woke up")
-	r.stop(t)
-	st := store.Stats()
-	got := chRows(t, url, db, int(l.answered.Load()))
-	missing, dup := exactlyOnce(l.ids, got)
+	st, got, missing, dup := drainAndCount(t, r, url, db, l)
 	res := chaosResult{scenario: "clickhouse/paused-3s", sent: l.sent.Load(), answered: l.answered.Load(),
 		unexpect: l.fivexx.Load() + l.other.Load() + missing + dup, stored: int64(len(got)), spooled: st.RowsSpooled, dropped: st.RowsDropped}
 	if res.unexpect != 0 || st.RowsDropped != 0 || int64(len(got)) != l.answered.Load() {

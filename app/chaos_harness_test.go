@@ -59,17 +59,24 @@ func (c chaosResult) emit(t *testing.T) {
 	line := strings.Join([]string{"CHAOS", c.scenario, num(c.sent, false), num(c.answered, false), num(c.expected, false),
 		num(c.unexpect, false), num(c.stored, c.storedNA), num(c.spooled, c.spooledNA), num(c.dropped, c.droppedNA), c.leaks}, "|")
 	t.Log(line)
-	if p := os.Getenv("CHAOS_REPORT"); p != "" {
-		chaosReportMu.Lock()
-		defer chaosReportMu.Unlock()
-		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			t.Errorf("CHAOS_REPORT: %v", err)
-			return
-		}
-		fmt.Fprintln(f, line)
-		_ = f.Close()
+	appendReport(t, line)
+}
+
+// appendReport appends a line to CHAOS_REPORT when set.
+func appendReport(t *testing.T, line string) {
+	p := os.Getenv("CHAOS_REPORT")
+	if p == "" {
+		return
 	}
+	chaosReportMu.Lock()
+	defer chaosReportMu.Unlock()
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Errorf("CHAOS_REPORT: %v", err)
+		return
+	}
+	fmt.Fprintln(f, line)
+	_ = f.Close()
 }
 
 // sinkOnly marks the stored/spooled/dropped columns as "-": the scenario

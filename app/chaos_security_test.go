@@ -37,7 +37,7 @@ func TestChaosNoSecretInAnyOutput(t *testing.T) {
 	}
 	url := servicetest.ClickHouse(t)
 	db := testDatabase(t, url)
-	metricsAddr := fmt.Sprintf("127.0.0.1:%d", freeTCPPort(t))
+	metricsAddr := servicetest.FreeAddr(t)
 	p := startRelayProc(t, "", fmt.Sprintf("metrics:\n  addr: %s\nstorage:\n  clickhouse:\n    url: %s\n    database: %s\n    flush_interval: 200ms\n", metricsAddr, url, db))
 	const wrongKey = "sk-wrong-but-secret-789"
 	secrets := []string{relayKey, providerKey, wrongKey}
@@ -134,7 +134,7 @@ func TestChaosTLSListener(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Server.Port = freeTCPPort(t)
+	cfg.Server.Port = servicetest.FreePort(t)
 	cfg.Server.TLSCert, cfg.Server.TLSKey = certFile, keyFile
 	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -169,20 +169,3 @@ func TestChaosSoak(t *testing.T) {
 	chaosResult{scenario: "soak/" + d.String(), sent: sent.Load(), answered: answered.Load(), expected: expectedErr.Load(),
 		unexpect: unexpected.Load() + sent.Load() - stored, stored: stored, spooled: st.RowsSpooled, dropped: st.RowsDropped, leaks: leak}.emit(t)
 }
-
-// appendReport appends a line to CHAOS_REPORT when set.
-func appendReport(t *testing.T, line string) {
-	p := os.Getenv("CHAOS_REPORT")
-	if p == "" {
-		return
-	}
-	chaosReportMu.Lock()
-	defer chaosReportMu.Unlock()
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Errorf("CHAOS_REPORT: %v", err)
-		return
-	}
-	fmt.Fprintln(f, line)
-	_ = f.Close()
-}

@@ -109,7 +109,7 @@ func TestMetricsEndpoint(t *testing.T) {
 // TestMetricsAdminAddr serves /metrics on metrics.addr and not on the main
 // port, where the path is an ordinary unmatched request.
 func TestMetricsAdminAddr(t *testing.T) {
-	addr := freeAddr(t)
+	addr := servicetest.FreeAddr(t)
 	r := startRelay(t, "metrics:\n  addr: "+addr+"\n")
 	series := getMetrics(t, "http://"+addr+"/metrics")
 	if _, ok := series[`relay_requests_total{route="openai",status="200"}`]; !ok {
@@ -256,18 +256,6 @@ func getMetrics(t *testing.T, u string) map[string]float64 {
 	return out
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // prometheusBinary finds Debian's prometheus: a test failure under CI, a
 // loud skip on a developer's machine without it.
 func prometheusBinary(t *testing.T) string {
@@ -301,7 +289,7 @@ func startPrometheus(t *testing.T, bin, target string) *prometheus {
 	if err := os.WriteFile(conf, bytes.ReplaceAll(tmpl, []byte("RELAY_TARGET"), []byte(target)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
+	addr := servicetest.FreeAddr(t)
 	p := &prometheus{base: "http://" + addr, log: filepath.Join(dir, "prometheus.log")}
 	logFile, err := os.Create(p.log)
 	if err != nil {

@@ -2,24 +2,13 @@ package quota
 
 import (
 	"context"
-	"net"
 	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
-)
 
-// deadAddr is a loopback address nothing listens on.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
+	"github.com/stream-relay/stream-relay/internal/servicetest"
+)
 
 func TestFallbackPolicies(t *testing.T) {
 	tests := []struct {
@@ -34,7 +23,7 @@ func TestFallbackPolicies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run("on_redis_error="+tt.give, func(t *testing.T) {
-			l, err := New(Options{RedisAddr: deadAddr(t), OnRedisError: tt.give, Default: 60, Burst: 2, ProbeInterval: time.Hour})
+			l, err := New(Options{RedisAddr: servicetest.FreeAddr(t), OnRedisError: tt.give, Default: 60, Burst: 2, ProbeInterval: time.Hour})
 			if err != nil {
 				t.Fatalf("unreachable Redis at start must not fail New: %v", err)
 			}

@@ -66,7 +66,8 @@ func (p *Process) Signal(sig os.Signal) {
 	}
 }
 
-func freePort(tb testing.TB) int {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(tb testing.TB) int {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -74,6 +75,13 @@ func freePort(tb testing.TB) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr returns a loopback address ("127.0.0.1:port") that was free a
+// moment ago: nothing listens there.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	return "127.0.0.1:" + strconv.Itoa(FreePort(tb))
 }
 
 func need(tb testing.TB, bin string) {
@@ -88,7 +96,7 @@ func need(tb testing.TB, bin string) {
 func OwnRedis(tb testing.TB) (*Process, string) {
 	tb.Helper()
 	need(tb, "redis-server")
-	port := strconv.Itoa(freePort(tb))
+	port := strconv.Itoa(FreePort(tb))
 	addr := "127.0.0.1:" + port
 	p := &Process{tb: tb, name: "redis-server", dir: tb.TempDir(),
 		args: []string{"--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"},
@@ -110,7 +118,7 @@ func OwnClickHouse(tb testing.TB) (*Process, string) {
 	tb.Helper()
 	need(tb, "clickhouse-server")
 	dir := tb.TempDir()
-	httpPort, tcpPort, interPort := freePort(tb), freePort(tb), freePort(tb)
+	httpPort, tcpPort, interPort := FreePort(tb), FreePort(tb), FreePort(tb)
 	url := "http://127.0.0.1:" + strconv.Itoa(httpPort)
 	for _, d := range []string{"tmp", "user_files", "format_schemas"} {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
