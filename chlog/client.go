@@ -68,9 +68,9 @@ func newClient(o *Options) *chClient {
 	}
 }
 
-// insert sends one raw Native body. Not safe for concurrent use (the writer
-// holds its insert slot).
-func (c *chClient) insert(ctx context.Context, native []byte) error {
+// insert sends one raw Native body under queryID. Not safe for concurrent
+// use (the writer holds its insert slot).
+func (c *chClient) insert(ctx context.Context, native []byte, queryID string) error {
 	c.zbuf = c.zbuf[:0]
 	for p := native; len(p) > 0; {
 		n := min(len(p), compressChunk)
@@ -80,7 +80,21 @@ func (c *chClient) insert(ctx context.Context, native []byte) error {
 		c.zbuf = append(c.zbuf, c.lz4.Data...)
 		p = p[n:]
 	}
-	return c.do(ctx, c.insertURL, c.zbuf, nil)
+	return c.do(ctx, c.insertURL+"&query_id="+queryID, c.zbuf, nil)
+}
+
+// running reports whether a query with queryID is still executing on the
+// server: an insert whose client gave up (timeout) may still be applied.
+func (c *chClient) running(ctx context.Context, queryID string) (bool, error) {
+	s, err := c.query(ctx, "SELECT count() FROM system.processes WHERE query_id = '"+queryID+"'")
+	if err != nil {
+		return false, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return false, fmt.Errorf("count answer %q: %w", s, err)
+	}
+	return n > 0, nil
 }
 
 // query runs a statement and returns the answer's body.

@@ -3,6 +3,7 @@ package chlog
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -38,10 +39,12 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 }
 
 // deliver inserts one encoded block holding the insert slot. unknown says an
-// earlier attempt may have been applied: ClickHouse is then asked for the
-// block's first and last request_id before a re-send (MergeTree, unlike
-// Replicated tables, does not deduplicate blocks). It returns whether the
-// outcome is still unknown when it gives up.
+// earlier attempt may have been applied: the relay then waits until the
+// server no longer runs that attempt (every attempt of a block carries the
+// same query_id, see queryID) and asks for the block's first and last
+// request_id before a re-send (MergeTree, unlike Replicated tables, does not
+// deduplicate blocks). It returns whether the outcome is still unknown when
+// it gives up.
 //
 // A block is one part per partition, inserted atomically per partition, so
 // "first and last present" means "all present" unless the block crossed
@@ -69,7 +72,7 @@ func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknow
 			unknown = false
 		}
 		ictx, cancel := context.WithTimeout(ctx, w.o.InsertTimeout)
-		err = w.ch.insert(ictx, native)
+		err = w.ch.insert(ictx, native, queryID(m))
 		cancel()
 		if err == nil {
 			w.stats.rowsWritten.Add(int64(m.rows))
@@ -89,10 +92,45 @@ func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknow
 	}
 }
 
-// present reports whether the block's rows are already in the table.
+// queryID names every insert attempt of a block alike: the block's sequence
+// number and its first request id (random), so blocks of different relay
+// instances never share one.
+func queryID(m blockMeta) string {
+	return "stream-relay-" + strconv.FormatUint(m.seq, 10) + "-" + quoteID(m.first[:])
+}
+
+// errStillRunning says an earlier attempt of a block still runs on the server.
+var errStillRunning = errors.New("chlog: an earlier insert of the block is still running")
+
+// unknownSettle is how long a resumed server gets to pick up requests it
+// had received but not started (a frozen server's backlog) before the relay
+// looks for an earlier attempt of a block.
+const unknownSettle = 500 * time.Millisecond
+
+// present reports whether the block's rows are already in the table, once
+// no earlier attempt of it is running any more.
 func (w *Writer) present(ctx context.Context, m blockMeta) (bool, error) {
+	select {
+	case <-time.After(unknownSettle):
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
 	qctx, cancel := context.WithTimeout(ctx, w.o.InsertTimeout)
 	defer cancel()
+	for {
+		run, err := w.ch.running(qctx, queryID(m))
+		if err != nil {
+			return false, err
+		}
+		if !run {
+			break
+		}
+		select {
+		case <-time.After(100 * time.Millisecond):
+		case <-qctx.Done():
+			return false, errStillRunning
+		}
+	}
 	n, err := w.ch.idsPresent(qctx, w.o.Database, w.o.Table, m.first[:], m.last[:])
 	if err != nil {
 		return false, err
