@@ -72,6 +72,11 @@ type StorageConfig struct {
 	Redis      RedisConfig      `koanf:"redis"`
 	ClickHouse ClickHouseConfig `koanf:"clickhouse"`
 	SpoolDir   string           `koanf:"spool_dir"` // default data/spool
+	// MaxBufferBytes bounds the captured bytes held in memory for storage,
+	// across all requests; 0 = chlog's default.
+	MaxBufferBytes int64 `koanf:"max_buffer_bytes"`
+	// OnOverload is the policy past max_buffer_bytes: degrade (default).
+	OnOverload string `koanf:"on_overload"`
 }
 
 // RedisConfig is the shared rate-limit store; an empty addr keeps buckets in process.
@@ -95,6 +100,9 @@ type ClickHouseConfig struct {
 	SpoolMaxBytes int64         `koanf:"spool_max_bytes"`
 	Durability    string        `koanf:"durability"` // batch (default) | wal
 	TTLDays       int           `koanf:"ttl_days"`
+	// Migrate adds missing columns with ALTER TABLE at start (default true);
+	// false: the relay refuses to start on a missing column.
+	Migrate *bool `koanf:"migrate"`
 }
 
 // RateLimitConfig is the tenants' token buckets.

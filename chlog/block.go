@@ -37,6 +37,7 @@ type block struct {
 	offsetData                                              *proto.ColUInt32
 	truncated                                               proto.ColUInt8
 	clientIP, userAgent, instance                           proto.ColStr
+	truncReason                                             proto.ColStr
 
 	input proto.Input
 }
@@ -82,6 +83,7 @@ func newBlock() *block {
 		{Name: "client_ip", Data: &b.clientIP},
 		{Name: "user_agent", Data: &b.userAgent},
 		{Name: "instance", Data: &b.instance},
+		{Name: "truncated_reason", Data: &b.truncReason},
 	}
 	return b
 }
@@ -138,6 +140,11 @@ func (b *block) add(r *record.Record) {
 	n += appendString(&b.clientIP, r.ClientIP)
 	n += appendString(&b.userAgent, r.UserAgent)
 	n += appendString(&b.instance, r.Instance)
+	reason := r.TruncatedReason
+	if reason == "" && r.Truncated {
+		reason = record.TruncMaxCapture
+	}
+	n += appendString(&b.truncReason, reason)
 	b.bytes += n
 }
 

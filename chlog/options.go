@@ -53,6 +53,19 @@ type Options struct {
 	// supports TTL (19.6 and later). 0 means none.
 	TTLDays int
 
+	// NoMigrate (storage.clickhouse.migrate: false) turns off the ALTERs
+	// that add missing columns: start-up then fails on a missing column
+	// instead of dropping its data.
+	NoMigrate bool
+
+	// MaxBufferBytes (storage.max_buffer_bytes) is the budget for captured
+	// bytes held in memory (records and blocks) across all requests. Past
+	// it, OnOverload decides. Default: see setDefaults.
+	MaxBufferBytes int64
+	// OnOverload (storage.on_overload) is what happens past MaxBufferBytes:
+	// OverloadDegrade (default) keeps every row.
+	OnOverload string
+
 	// Logger receives what the writer did (never row contents or secrets);
 	// default slog.Default().
 	Logger *slog.Logger
@@ -60,6 +73,15 @@ type Options struct {
 	// block (live or replayed) with its duration, rows and final error.
 	OnInsert func(d time.Duration, rows int, err error)
 }
+
+// Overload policies (storage.on_overload).
+const (
+	// OverloadDegrade: new requests capture meta only (their rows say
+	// truncated_reason storage_budget); when not even such rows can be
+	// queued, new requests are refused with 503 storage_overloaded. Every
+	// answered request keeps its row.
+	OverloadDegrade = "degrade"
+)
 
 // Durability modes.
 const (

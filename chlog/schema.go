@@ -37,6 +37,7 @@ var columns = [][2]string{
 	{"client_ip", "String"},
 	{"user_agent", "String"},
 	{"instance", "String"},
+	{"truncated_reason", "String"},
 }
 
 // bulkyColumns hold the captured bytes; on servers with codecs they get ZSTD.

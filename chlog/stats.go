@@ -12,12 +12,20 @@ type Stats struct {
 	WALErrors    int64 // failed WAL writes or fsyncs
 	SpoolFiles   int64 // files in the spool now
 	SpoolBytes   int64 // bytes in the spool now
+
+	RowsRejected  int64 // rows of blocks moved to spool_dir/rejected/ (can never be inserted as they are)
+	Blocked       int64 // 1 while the head block keeps failing with a schema error, else 0
+	BufferedBytes int64 // captured bytes held in memory now (records and blocks), against MaxBufferBytes
+	RowsDegraded  int64 // rows stored meta only because storage was over its memory budget
+	Refused       int64 // requests refused with 503 storage_overloaded
 }
 
 type counters struct {
 	rowsWritten, rowsSpooled, rowsReplayed, rowsDropped atomic.Int64
 	insertErrors, walErrors                             atomic.Int64
 	spoolFiles, spoolBytes                              atomic.Int64
+	rowsRejected, blocked, bufferedBytes                atomic.Int64
+	rowsDegraded, refused                               atomic.Int64
 }
 
 // Stats returns a snapshot of the counters.
@@ -32,5 +40,11 @@ func (w *Writer) Stats() Stats {
 		WALErrors:    c.walErrors.Load(),
 		SpoolFiles:   c.spoolFiles.Load(),
 		SpoolBytes:   c.spoolBytes.Load(),
+
+		RowsRejected:  c.rowsRejected.Load(),
+		Blocked:       c.blocked.Load(),
+		BufferedBytes: c.bufferedBytes.Load(),
+		RowsDegraded:  c.rowsDegraded.Load(),
+		Refused:       c.refused.Load(),
 	}
 }

@@ -39,6 +39,15 @@ const (
 	ErrBadRequest      = "bad_request"      // malformed request
 	ErrShuttingDown    = "shutting_down"    // arrived while the relay drains
 	ErrInternal        = "internal"         // a bug or resource failure in the relay
+	// ErrStorageOverloaded: refused (503) because not even a row without
+	// bodies could be queued for storage.
+	ErrStorageOverloaded = "storage_overloaded"
+)
+
+// Reasons for Record.TruncatedReason (stream_logs.truncated_reason).
+const (
+	TruncMaxCapture    = "max_capture_bytes" // the route's per-request capture limit
+	TruncStorageBudget = "storage_budget"    // storage over max_buffer_bytes: meta only
 )
 
 // ErrorTypes lists every error type, for metrics that pre-register labels.
@@ -46,6 +55,7 @@ var ErrorTypes = []string{
 	ErrUpstreamConnect, ErrUpstreamTimeout, ErrUpstreamReset, ErrUpstreamStatus,
 	ErrUpstreamConfig, ErrClientClosed, ErrUnauthorized, ErrForbidden, ErrNotFound,
 	ErrRateLimited, ErrBodyTooLarge, ErrBadRequest, ErrShuttingDown, ErrInternal,
+	ErrStorageOverloaded,
 }
 
 // IDLen is the length of a request id in bytes (hex characters).
@@ -92,6 +102,10 @@ type Record struct {
 	RequestBody     []byte // at most the capture limit
 	Chunks          Chunks // response chunks (data only when Capture is set)
 	Truncated       bool   // capture stopped at the limit; the stream went on
+	// TruncatedReason says why capture stopped or never began: "" when not
+	// truncated, TruncMaxCapture (the per-request limit) by default,
+	// TruncStorageBudget when storage was over its memory budget.
+	TruncatedReason string
 
 	captureLimit int
 }

@@ -24,6 +24,11 @@ func writeStorageStats(w io.Writer, s chlog.Stats) {
 	b = appendSample(b, "relay_storage_wal_errors_total", s.WALErrors)
 	b = appendSample(b, "relay_storage_spool_files", s.SpoolFiles)
 	b = appendSample(b, "relay_storage_spool_bytes", s.SpoolBytes)
+	b = appendSample(b, "relay_storage_rows_rejected_total", s.RowsRejected)
+	b = appendSample(b, "relay_storage_blocked", s.Blocked)
+	b = appendSample(b, "relay_storage_buffer_bytes", s.BufferedBytes)
+	b = appendSample(b, "relay_storage_rows_degraded_total", s.RowsDegraded)
+	b = appendSample(b, "relay_storage_refused_total", s.Refused)
 	_, _ = w.Write(b)
 }
 

@@ -1,4 +1,10 @@
 // Command relay runs stream-relay: bin/relay -config configs/config.yaml.
+//
+// Subcommands work on what the relay stored:
+//
+//	relay show REQUEST_ID [-config FILE] [--json]   one stored request, whole
+//	relay spool ls [-config FILE]                   queued and rejected spool files
+//	relay spool replay [--rejected] [-config FILE]  send spool files to ClickHouse now
 package main
 
 import (
@@ -9,6 +15,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,16 +23,40 @@ import (
 )
 
 func main() {
-	if err := run(); err != nil {
+	if err := run(os.Args[1:]); err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
 		os.Exit(1)
 	}
 }
 
-func run() error {
-	configPath := flag.String("config", "configs/config.yaml", "configuration file (YAML)")
-	envFile := flag.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
-	flag.Parse()
+// commands are the subcommands; with none, relay serves.
+var commands = map[string]func(args []string) error{
+	"show":  runShow,
+	"spool": runSpool,
+}
+
+func run(args []string) error {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, ok := commands[args[0]]
+		if !ok {
+			return fmt.Errorf("unknown command %q: commands are show, spool; flags alone (e.g. -config FILE) serve", args[0])
+		}
+		return cmd(args[1:])
+	}
+	return serve(args)
+}
+
+// serve runs the relay until SIGINT or SIGTERM.
+func serve(args []string) error {
+	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
+	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML)")
+	envFile := fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q: commands are show, spool; flags alone serve", fs.Arg(0))
+	}
 
 	if err := app.LoadEnvFile(*envFile); err != nil {
 		return err
