@@ -89,14 +89,15 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	}
 	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
 	a.relay, err = handlers.New(handlers.Options{
-		Routes:   upstream.NewTable(routes),
-		Keys:     keys,
-		Limiter:  limiter,
-		Sinks:    append([]handlers.Sink{a.store, a.metrics}, extra...),
-		Observer: a.metrics,
-		Watchdog: a.wd,
-		Instance: cfg.Server.Instance,
-		Logger:   log,
+		Routes:    upstream.NewTable(routes),
+		Keys:      keys,
+		Limiter:   limiter,
+		Sinks:     append([]handlers.Sink{a.store, a.metrics}, extra...),
+		Admission: a.store, // an answered request always has its row
+		Observer:  a.metrics,
+		Watchdog:  a.wd,
+		Instance:  cfg.Server.Instance,
+		Logger:    log,
 	})
 	if err != nil {
 		a.closeBackground(context.Background())
@@ -218,10 +219,7 @@ func (a *App) logStart(routes []*upstream.Route) {
 				"route", r.Name, "auth_env", r.KeyEnv)
 		}
 	}
-	storage := "clickhouse " + a.cfg.Storage.ClickHouse.URL
-	if a.cfg.Storage.ClickHouse.URL == "" {
-		storage = "spool files only (no ClickHouse configured) in " + a.cfg.Storage.SpoolDir
-	}
+	storage := a.cfg.storageSummary()
 	limits := "redis " + a.cfg.Storage.Redis.Addr
 	switch {
 	case a.cfg.RateLimit.Disabled:
@@ -229,8 +227,8 @@ func (a *App) logStart(routes []*upstream.Route) {
 	case a.cfg.Storage.Redis.Addr == "":
 		limits = "in process (no Redis configured)"
 	}
-	if a.cfg.Storage.ClickHouse.Addr != "" && a.cfg.Storage.ClickHouse.URL == "" {
-		a.log.Warn("storage.clickhouse.addr is ignored: the relay writes over HTTP; set storage.clickhouse.url (e.g. http://localhost:8123)")
+	if ch := a.cfg.Storage.ClickHouse; ch.Addr != "" && ch.URL != ClickHouseURLFromAddr(ch.Addr) {
+		a.log.Info("storage.clickhouse.addr is not used: storage.clickhouse.url is set and wins", "url", ch.URL, "addr", ch.Addr)
 	}
 	a.log.Info("stream-relay configured", "routes", len(routes), "keys", len(a.cfg.Auth.Keys),
 		"storage", storage, "rate_limits", limits, "instance", a.cfg.Server.Instance)

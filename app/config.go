@@ -2,6 +2,8 @@ package app
 
 import (
 	"fmt"
+	"net"
+	"strings"
 	"time"
 )
 
@@ -73,9 +75,12 @@ type StorageConfig struct {
 	ClickHouse ClickHouseConfig `koanf:"clickhouse"`
 	SpoolDir   string           `koanf:"spool_dir"` // default data/spool
 	// MaxBufferBytes bounds the captured bytes held in memory for storage,
-	// across all requests; 0 = chlog's default.
+	// across all requests; 0 = chlog's default (a quarter of the memory the
+	// process may use, at least 64 MiB, at most 1 GiB).
 	MaxBufferBytes int64 `koanf:"max_buffer_bytes"`
-	// OnOverload is the policy past max_buffer_bytes: degrade (default).
+	// OnOverload is the policy past max_buffer_bytes: degrade (default:
+	// meta-only rows, then 503 storage_overloaded; every answered request
+	// keeps its row).
 	OnOverload string `koanf:"on_overload"`
 }
 
@@ -88,7 +93,7 @@ type RedisConfig struct {
 // ClickHouseConfig is the row store; an empty url writes spool files only.
 type ClickHouseConfig struct {
 	URL           string        `koanf:"url"`      // e.g. http://localhost:8123
-	Addr          string        `koanf:"addr"`     // the seed's native address; accepted and ignored with a warning (HTTP is used)
+	Addr          string        `koanf:"addr"`     // native address (host:9000) of the product description: used as http://HOST:8123 when url is empty
 	Database      string        `koanf:"database"` // default relay
 	Table         string        `koanf:"table"`    // default stream_logs
 	User          string        `koanf:"user"`
@@ -202,8 +207,14 @@ func (c *Config) setDefaults(hostname string) {
 	if c.Storage.SpoolDir == "" {
 		c.Storage.SpoolDir = "data/spool"
 	}
+	if c.Storage.OnOverload == "" {
+		c.Storage.OnOverload = "degrade"
+	}
 	if c.Storage.ClickHouse.Database == "" {
 		c.Storage.ClickHouse.Database = "relay"
+	}
+	if ch := &c.Storage.ClickHouse; ch.URL == "" && ch.Addr != "" {
+		ch.URL = ClickHouseURLFromAddr(ch.Addr)
 	}
 	if c.RateLimit.Default == 0 {
 		c.RateLimit.Default = defaultRateLimit
@@ -217,6 +228,41 @@ func (c *Config) setDefaults(hostname string) {
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
+}
+
+// ClickHouseHTTPPort is the port storage.clickhouse.addr maps to: the relay
+// speaks ClickHouse's HTTP interface, not the native protocol of port 9000.
+const ClickHouseHTTPPort = "8123"
+
+// ClickHouseURLFromAddr turns storage.clickhouse.addr (host:port of the
+// native protocol, e.g. localhost:9000) into the HTTP URL the relay uses:
+// the same host on port 8123. A url set beside addr wins (setDefaults maps
+// only when url is empty).
+func ClickHouseURLFromAddr(addr string) string {
+	addr = strings.TrimSpace(addr)
+	if _, rest, ok := strings.Cut(addr, "://"); ok {
+		addr = rest // tcp://host:9000, clickhouse://host:9000
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = strings.Trim(addr, "[]") // no port given
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, ClickHouseHTTPPort)
+}
+
+// storageSummary is the storage= field of the start-up line.
+func (c *Config) storageSummary() string {
+	ch := c.Storage.ClickHouse
+	switch {
+	case ch.URL == "":
+		return "spool files only (no ClickHouse configured) in " + c.Storage.SpoolDir
+	case ch.Addr != "" && ch.URL == ClickHouseURLFromAddr(ch.Addr):
+		return "clickhouse " + ch.URL + " (HTTP port " + ClickHouseHTTPPort + " on the host of storage.clickhouse.addr " + ch.Addr + "; set url to choose another)"
+	}
+	return "clickhouse " + ch.URL
 }
 
 // fieldError is a configuration error that names the field and its value.

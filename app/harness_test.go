@@ -41,7 +41,7 @@ type rows struct {
 
 func newRows() *rows { return &rows{ch: make(chan struct{}, 1024)} }
 
-func (s *rows) Write(r *record.Record) {
+func (s *rows) Write(r *record.Record) error {
 	c := row{
 		ID: r.IDString(), Route: r.Route, Tenant: r.Tenant, KeyID: r.KeyID, Method: r.Method, Path: r.Path,
 		ErrorType: r.ErrorType, Model: r.Model, Status: r.Status, TTFB: r.TTFB, TTFT: r.TTFT, Duration: r.Duration,
@@ -59,6 +59,7 @@ func (s *rows) Write(r *record.Record) {
 	case s.ch <- struct{}{}:
 	default:
 	}
+	return nil
 }
 
 // wait returns the row with the given request id, waiting up to 5s for it.

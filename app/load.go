@@ -196,6 +196,12 @@ func (c *Config) validate() error {
 	default:
 		return &fieldError{"storage.clickhouse.durability", c.Storage.ClickHouse.Durability, "must be batch or wal"}
 	}
+	if c.Storage.OnOverload != "degrade" {
+		return &fieldError{"storage.on_overload", c.Storage.OnOverload, "must be degrade"}
+	}
+	if c.Storage.MaxBufferBytes < 0 {
+		return &fieldError{"storage.max_buffer_bytes", c.Storage.MaxBufferBytes, "must not be negative (0: a quarter of memory, at most 1 GiB)"}
+	}
 	if u := c.Storage.ClickHouse.URL; u != "" {
 		if err := checkHTTPURL(u); err != nil {
 			return &fieldError{"storage.clickhouse.url", u, err.Error()}

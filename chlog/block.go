@@ -19,6 +19,7 @@ type block struct {
 	seq         uint64 // spool and WAL name; increases over restarts
 	rows        int
 	bytes       int // approximate encoded size of the rows
+	held        int // bytes charged to the memory budget for it (writer.go)
 	first, last [record.IDLen]byte
 
 	id, route, tenant, keyID, model, method, path, upstream proto.ColStr

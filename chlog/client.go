@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/ClickHouse/ch-go/compress"
@@ -28,8 +29,16 @@ func (e *Exception) Error() string {
 }
 
 // errUnknownOutcome marks an insert that may or may not have been applied:
-// the request was sent but no answer came (timeout, reset).
+// the request was sent but no whole answer came (a timeout, a connection cut
+// before or while the answer was read, a 200 whose body broke off), a 5xx
+// without a ClickHouse exception code (a proxy's) came, or the server said
+// UNKNOWN_STATUS_OF_INSERT. Only a request that never reached the server
+// (dial error) or another exception the server answered is a plain failure.
 var errUnknownOutcome = errors.New("chlog: insert outcome unknown")
+
+// codeUnknownStatusOfInsert is ClickHouse's UNKNOWN_STATUS_OF_INSERT (a
+// replicated insert whose quorum write lost touch): an unknown outcome.
+const codeUnknownStatusOfInsert = 319
 
 // chClient talks to ClickHouse's HTTP interface with one reused net/http
 // client.
@@ -40,6 +49,10 @@ type chClient struct {
 	hc        *http.Client
 	lz4       *compress.Writer
 	zbuf      []byte
+
+	// dedupToken: the server knows insert_deduplication_token (ClickHouse
+	// 22.2 and later); every insert then carries one (see enableServerDedup).
+	dedupToken atomic.Bool
 }
 
 // compressChunk is the raw size of one LZ4 frame in the request body; the
@@ -68,9 +81,10 @@ func newClient(o *Options) *chClient {
 	}
 }
 
-// insert sends one raw Native body under queryID. Not safe for concurrent
-// use (the writer holds its insert slot).
-func (c *chClient) insert(ctx context.Context, native []byte, queryID string) error {
+// insert sends one raw Native body under queryID, with token as its
+// insert_deduplication_token where the server knows that setting. Not safe
+// for concurrent use (the writer holds its insert slot).
+func (c *chClient) insert(ctx context.Context, native []byte, queryID, token string) error {
 	c.zbuf = c.zbuf[:0]
 	for p := native; len(p) > 0; {
 		n := min(len(p), compressChunk)
@@ -80,7 +94,22 @@ func (c *chClient) insert(ctx context.Context, native []byte, queryID string) er
 		c.zbuf = append(c.zbuf, c.lz4.Data...)
 		p = p[n:]
 	}
-	return c.do(ctx, c.insertURL+"&query_id="+queryID, c.zbuf, nil)
+	err := c.do(ctx, c.insertURLFor(queryID, token), c.zbuf, nil)
+	if cap(c.zbuf) > keepBufferBytes {
+		c.zbuf = nil // a huge block's buffer is not kept at its peak
+	}
+	return err
+}
+
+// insertURLFor is the URL of one insert attempt. queryID and token are
+// built from quoteID'd ids and digits only, so they need no escaping; they
+// are escaped anyway.
+func (c *chClient) insertURLFor(queryID, token string) string {
+	u := c.insertURL + "&query_id=" + url.QueryEscape(queryID)
+	if c.dedupToken.Load() && token != "" {
+		u += "&insert_deduplication_token=" + url.QueryEscape(token)
+	}
+	return u
 }
 
 // running reports whether a query with queryID is still executing on the
@@ -105,9 +134,18 @@ func (c *chClient) query(ctx context.Context, sql string) (string, error) {
 }
 
 func (c *chClient) do(ctx context.Context, u string, body []byte, out *bytes.Buffer) error {
+	return c.doType(ctx, u, "", body, out)
+}
+
+// doType posts body (of content type ctype when set) to u. It writes the
+// answer into out, or discards it when out is nil.
+func (c *chClient) doType(ctx context.Context, u, ctype string, body []byte, out *bytes.Buffer) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
 	}
 	if c.user != "" {
 		req.Header.Set("X-ClickHouse-User", c.user)
@@ -126,7 +164,14 @@ func (c *chClient) do(ctx context.Context, u string, body []byte, out *bytes.Buf
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return newException(resp.StatusCode, resp.Header.Get("X-ClickHouse-Exception-Code"), msg)
+		e := newException(resp.StatusCode, resp.Header.Get("X-ClickHouse-Exception-Code"), msg)
+		if e.Code == 0 && e.Status >= 500 || e.Code == codeUnknownStatusOfInsert {
+			// A proxy's answer (ClickHouse's own names a code), such as a
+			// 504 after it forwarded the request, or the server saying
+			// itself it does not know: the insert may have been applied.
+			return fmt.Errorf("%w: %w", errUnknownOutcome, e)
+		}
+		return e
 	}
 	if out != nil {
 		if _, err := out.ReadFrom(resp.Body); err != nil {
@@ -134,8 +179,12 @@ func (c *chClient) do(ctx context.Context, u string, body []byte, out *bytes.Buf
 		}
 		return nil
 	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	return err
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+		// The server said 200 but the answer broke off: for an insert
+		// that is applied or not, nobody knows.
+		return fmt.Errorf("%w: read answer: %w", errUnknownOutcome, err)
+	}
+	return nil
 }
 
 func newException(status int, codeHeader string, msg []byte) *Exception {
@@ -157,23 +206,8 @@ func AsException(err error) (*Exception, bool) {
 	return e, ok
 }
 
-// idsPresent counts rows whose request_id is first or last, to settle an
-// insert whose outcome is unknown. Block-level deduplication exists only for
-// Replicated tables, so this check is what keeps a re-send from duplicating.
-func (c *chClient) idsPresent(ctx context.Context, db, table string, first, last []byte) (int, error) {
-	q := "SELECT count() FROM " + db + "." + table + " WHERE request_id IN ('" + quoteID(first) + "', '" + quoteID(last) + "')"
-	s, err := c.query(ctx, q)
-	if err != nil {
-		return 0, err
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		return 0, fmt.Errorf("count answer %q: %w", s, err)
-	}
-	return n, nil
-}
-
-// quoteID keeps only hex characters, so an id can never break the query.
+// quoteID keeps only ASCII letters and digits (request ids are hex), so an
+// id can never break a query, a URL or a file name.
 func quoteID(id []byte) string {
 	b := make([]byte, 0, len(id))
 	for _, c := range id {

@@ -65,6 +65,11 @@ func DecodeRows(data []byte) ([]Row, error) {
 // decodeBlocks calls fn with each block of data, decoded into a fresh block
 // whose columns are the current schema's.
 func decodeBlocks(data []byte, fn func(b *block) error) error {
+	// Lengths in hostile bytes would otherwise size allocations: walk them
+	// against the data's size first.
+	if err := checkNative(data); err != nil {
+		return fmt.Errorf("chlog: %w", err)
+	}
 	r := proto.NewReader(bytes.NewReader(data))
 	for n := 0; ; n++ {
 		b, err := decodeBlock(r)

@@ -60,7 +60,9 @@ type Options struct {
 
 	// MaxBufferBytes (storage.max_buffer_bytes) is the budget for captured
 	// bytes held in memory (records and blocks) across all requests. Past
-	// it, OnOverload decides. Default: see setDefaults.
+	// it, OnOverload decides. Default: a quarter of the memory the process
+	// may use (cgroup limit, else physical memory), at least 64 MiB, at most
+	// 1 GiB.
 	MaxBufferBytes int64
 	// OnOverload (storage.on_overload) is what happens past MaxBufferBytes:
 	// OverloadDegrade (default) keeps every row.
@@ -120,6 +122,12 @@ func (o *Options) setDefaults() {
 	if o.Durability == "" {
 		o.Durability = DurabilityBatch
 	}
+	if o.MaxBufferBytes == 0 {
+		o.MaxBufferBytes = defaultBufferBytes()
+	}
+	if o.OnOverload == "" {
+		o.OnOverload = OverloadDegrade
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -145,6 +153,10 @@ func (o *Options) validate() error {
 		return fmt.Errorf("chlog: spool_max_bytes=%d: must be > 0", o.SpoolMaxBytes)
 	case o.TTLDays < 0:
 		return fmt.Errorf("chlog: ttl_days=%d: must be >= 0", o.TTLDays)
+	case o.MaxBufferBytes < 4*rowSlot:
+		return fmt.Errorf("chlog: max_buffer_bytes=%d: must be at least %d", o.MaxBufferBytes, 4*rowSlot)
+	case o.OnOverload != OverloadDegrade:
+		return fmt.Errorf("chlog: on_overload=%q: must be %q", o.OnOverload, OverloadDegrade)
 	case o.Durability != DurabilityBatch && o.Durability != DurabilityWAL:
 		return fmt.Errorf("chlog: durability=%q: must be %q or %q", o.Durability, DurabilityBatch, DurabilityWAL)
 	}

@@ -2,15 +2,45 @@ package chlog
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
+// blockedLogEvery is how often the replayer repeats its error line while a
+// schema problem holds the queue.
+const blockedLogEvery = time.Minute
+
+// replayState is the replayer's memory across passes.
+type replayState struct {
+	lastLoud time.Time // last error line about a blocked queue
+	blocked  string    // the file the last loud line was about
+	// report, when set, hears of every file the pass settled or gave up on
+	// (relay spool replay prints it).
+	report func(ev replayEvent)
+}
+
+// replayEvent is what happened to one spool file in a replay pass.
+type replayEvent struct {
+	file   string
+	rows   int
+	what   string // "inserted", "rejected", "failed", "blocked"
+	reason string // why rejected, failed or blocked
+}
+
 // replayer re-sends spooled blocks oldest first whenever ClickHouse answers,
 // deleting each file only after its insert succeeded. It runs until Close.
+//
+// Close cancels w.ctx only after the flusher and the spooler wrote their
+// last blocks, so the replayer's exit is where the spool is done with: it
+// releases the spool directory's lock then.
 func (w *Writer) replayer() {
 	defer close(w.replayDone)
+	defer w.spool.unlock()
+	var st replayState
 	failures := 0
 	wait := w.o.FlushInterval
 	for {
@@ -23,7 +53,7 @@ func (w *Writer) replayer() {
 		case <-t.C:
 		}
 		t.Stop()
-		if w.replayAll() {
+		if w.replayAll(&st) {
 			failures = 0
 			wait = w.o.FlushInterval
 			continue
@@ -34,14 +64,18 @@ func (w *Writer) replayer() {
 }
 
 // replayAll sends spool files until the spool is empty (true) or an insert
-// fails (false).
-func (w *Writer) replayAll() bool {
+// fails (false). A file that can never be inserted as it is (it does not
+// verify, or the server says its bytes are broken) is moved to rejected/
+// and the pass goes on with the next one; a schema problem keeps the file
+// at the head and is loud (see failSchema).
+func (w *Writer) replayAll(st *replayState) bool {
 	if w.schemaPending.Load() {
 		ctx, cancel := context.WithTimeout(w.ctx, w.o.InsertTimeout)
 		err := w.ensureSchema(ctx)
 		cancel()
 		if err != nil {
 			w.log.Warn("chlog: ClickHouse still unreachable", "err", err)
+			st.emit(replayEvent{what: "failed", reason: err.Error()})
 			return false
 		}
 		w.schemaPending.Store(false)
@@ -50,13 +84,25 @@ func (w *Writer) replayAll() bool {
 		f, ok := w.spool.next()
 		if !ok {
 			w.down.Store(false)
+			w.unblock(st)
 			return true
 		}
 		data, err := os.ReadFile(filepath.Join(w.spool.dir, f.name))
+		if errors.Is(err, os.ErrNotExist) {
+			w.spool.forget(f)
+			w.log.Warn("chlog: replay: spool file vanished", "file", f.name)
+			continue
+		}
+		if err == nil {
+			err = verifySpool(data, f)
+		} else {
+			err = fmt.Errorf("read: %w", err)
+		}
 		if err != nil {
-			_ = w.spool.done(f, false)
-			w.log.Error("chlog: replay: read spool file", "file", f.name, "err", err)
-			return false
+			if !w.rejectHead(st, f, err.Error()) {
+				return false
+			}
+			continue
 		}
 		m := blockMeta{seq: f.seq, rows: f.rows}
 		copy(m.first[:], f.first)
@@ -66,14 +112,119 @@ func (w *Writer) replayAll() bool {
 			if unknown && !f.unknown {
 				w.spool.markUnknown(f) // the next attempt must check first
 			}
-			_ = w.spool.done(f, false)
-			w.log.Warn("chlog: replay failed; will retry", "file", f.name, "err", err)
+			// Only an answer about the insert itself says anything about
+			// the block: an outcome still unknown (the presence check
+			// failed) is transient whatever the error.
+			class := failTransient
+			if !unknown {
+				class = classify(err)
+			}
+			switch class {
+			case failReject:
+				if w.rejectHead(st, f, "ClickHouse refused the block: "+err.Error()) {
+					continue
+				}
+			case failSchema:
+				_ = w.spool.done(f, false)
+				w.blocked(st, f, err)
+				return false
+			default:
+				_ = w.spool.done(f, false)
+				w.log.Warn("chlog: replay failed; will retry", "file", f.name, "err", err)
+				st.emit(replayEvent{file: f.name, rows: f.rows, what: "failed", reason: err.Error()})
+			}
 			return false
 		}
 		if err := w.spool.done(f, true); err != nil {
 			w.log.Error("chlog: replay: delete spool file after insert", "file", f.name, "err", err)
 		}
+		w.unblock(st)
 		w.stats.rowsReplayed.Add(int64(f.rows))
 		w.log.Info("chlog: replayed spooled block", "file", f.name, "rows", f.rows)
+		st.emit(replayEvent{file: f.name, rows: f.rows, what: "inserted"})
 	}
+}
+
+// rejectHead moves the head file aside; false when even that failed (the
+// pass then stops and retries later).
+func (w *Writer) rejectHead(st *replayState, f spoolFile, reason string) bool {
+	if err := w.spool.reject(f, reason); err != nil {
+		_ = w.spool.done(f, false)
+		w.log.Error("chlog: replay: cannot move a bad spool file aside; will retry", "file", f.name, "reason", reason, "err", err)
+		st.emit(replayEvent{file: f.name, rows: f.rows, what: "failed", reason: err.Error()})
+		return false
+	}
+	w.unblock(st)
+	st.emit(replayEvent{file: f.name, rows: f.rows, what: "rejected", reason: reason})
+	return true
+}
+
+// blocked records that the head file failed with a schema error: the gauge
+// goes to 1 and an error line naming the column is logged, at most once a
+// minute (and at once for a new head file).
+func (w *Writer) blocked(st *replayState, f spoolFile, err error) {
+	w.stats.blocked.Store(1)
+	col := w.blockingColumn(err)
+	st.emit(replayEvent{file: f.name, rows: f.rows, what: "blocked", reason: col + ": " + err.Error()})
+	now := time.Now()
+	if st.blocked == f.name && now.Sub(st.lastLoud) < blockedLogEvery {
+		w.log.Debug("chlog: replay still blocked by a schema error", "file", f.name, "column", col)
+		return
+	}
+	st.blocked, st.lastLoud = f.name, now
+	w.log.Error("chlog: the table does not take the spooled blocks: the queue is blocked until the table is fixed (rows keep spooling)",
+		"column", col, "file", f.name, "rows", f.rows, "queued_files", w.Stats().SpoolFiles, "err", err)
+}
+
+// unblock ends a blocked state once the head moved on or the spool is empty.
+func (w *Writer) unblock(st *replayState) {
+	if w.stats.blocked.Swap(0) == 1 {
+		w.log.Info("chlog: replay unblocked", "after", st.blocked)
+	}
+	st.blocked = ""
+}
+
+func (st *replayState) emit(ev replayEvent) {
+	if st.report != nil {
+		st.report(ev)
+	}
+}
+
+// blockingColumn names the column behind a schema error: the one the
+// server's text names, else the ones whose table type differs from the
+// block's or that the table lacks (18.16 says only "Bad cast from type
+// DB::ColumnString to DB::ColumnVector<unsigned int>"), else "unknown".
+func (w *Writer) blockingColumn(err error) string {
+	if e, ok := AsException(err); ok {
+		if c := columnInMessage(e.Message); c != "" {
+			return c
+		}
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, 5*time.Second)
+	defer cancel()
+	q := "SELECT name, type FROM system.columns WHERE database = '" + w.o.Database + "' AND table = '" + w.o.Table + "' FORMAT TabSeparated"
+	ans, qerr := w.ch.query(ctx, q)
+	if qerr != nil {
+		return "unknown"
+	}
+	table := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(ans), "\n") {
+		if name, typ, ok := strings.Cut(line, "\t"); ok {
+			table[name] = typ
+		}
+	}
+	var diffs []string
+	for _, c := range newBlock().input {
+		want := string(c.Data.Type())
+		switch got, ok := table[c.Name]; {
+		case !ok:
+			diffs = append(diffs, c.Name+" (missing from the table)")
+		case got != want:
+			diffs = append(diffs, c.Name+" (table "+got+", block "+want+")")
+		}
+	}
+	if len(diffs) == 0 {
+		return "unknown"
+	}
+	return strings.Join(diffs, ", ")
 }

@@ -7,37 +7,56 @@ import (
 	"strings"
 )
 
-// columns is the table layout; names and order match block.input.
-var columns = [][2]string{
-	{"request_id", "String"},
-	{"created_at", "DateTime"},
-	{"route", "String"},
-	{"tenant_id", "String"},
-	{"key_id", "String"},
-	{"model", "String"},
-	{"method", "String"},
-	{"path", "String"},
-	{"upstream", "String"},
-	{"status", "UInt16"},
-	{"error_type", "String"},
-	{"ttfb_ms", "Nullable(UInt32)"},
-	{"ttft_ms", "Nullable(UInt32)"},
-	{"duration_ms", "UInt32"},
-	{"bytes_in", "UInt64"},
-	{"bytes_out", "UInt64"},
-	{"chunk_count", "UInt32"},
-	{"tokens_in", "Nullable(UInt64)"},
-	{"tokens_out", "Nullable(UInt64)"},
-	{"request_headers", "String"},
-	{"response_headers", "String"},
-	{"request_body", "String"},
-	{"response_chunks", "Array(String)"},
-	{"chunk_offsets_ms", "Array(UInt32)"},
-	{"truncated", "UInt8"},
-	{"client_ip", "String"},
-	{"user_agent", "String"},
-	{"instance", "String"},
-	{"truncated_reason", "String"},
+// schemaVersion is the version of the table layout below: the highest
+// since of any column. Raise it with each column added; never change or
+// remove a column of an earlier version (tables of older releases are
+// upgraded by adding what they lack, see migrate.go).
+//
+//	1: the first release's columns
+//	2: truncated_reason (why a capture was cut: max_capture, storage_budget)
+const schemaVersion = 2
+
+// column is one column of the table: its name, its ClickHouse type (as
+// system.columns spells it) and the schema version it arrived in.
+type column struct {
+	name, typ string
+	since     int
+}
+
+// columns is the table layout, declared once: CREATE TABLE, the start-up
+// comparison with system.columns and the ALTERs that add missing columns
+// all come from it. Names, types and order match block.input (checked by
+// TestSchemaMatchesBlock).
+var columns = []column{
+	{"request_id", "String", 1},
+	{"created_at", "DateTime", 1},
+	{"route", "String", 1},
+	{"tenant_id", "String", 1},
+	{"key_id", "String", 1},
+	{"model", "String", 1},
+	{"method", "String", 1},
+	{"path", "String", 1},
+	{"upstream", "String", 1},
+	{"status", "UInt16", 1},
+	{"error_type", "String", 1},
+	{"ttfb_ms", "Nullable(UInt32)", 1},
+	{"ttft_ms", "Nullable(UInt32)", 1},
+	{"duration_ms", "UInt32", 1},
+	{"bytes_in", "UInt64", 1},
+	{"bytes_out", "UInt64", 1},
+	{"chunk_count", "UInt32", 1},
+	{"tokens_in", "Nullable(UInt64)", 1},
+	{"tokens_out", "Nullable(UInt64)", 1},
+	{"request_headers", "String", 1},
+	{"response_headers", "String", 1},
+	{"request_body", "String", 1},
+	{"response_chunks", "Array(String)", 1},
+	{"chunk_offsets_ms", "Array(UInt32)", 1},
+	{"truncated", "UInt8", 1},
+	{"client_ip", "String", 1},
+	{"user_agent", "String", 1},
+	{"instance", "String", 1},
+	{"truncated_reason", "String", 2},
 }
 
 // bulkyColumns hold the captured bytes; on servers with codecs they get ZSTD.
@@ -67,8 +86,8 @@ func createTableSQL(db, table string, withCodecs bool) string {
 	var s strings.Builder
 	fmt.Fprintf(&s, "CREATE TABLE IF NOT EXISTS %s.%s (\n", db, table)
 	for i, c := range columns {
-		fmt.Fprintf(&s, "    %s %s", c[0], c[1])
-		if withCodecs && bulkyColumns[c[0]] {
+		fmt.Fprintf(&s, "    %s %s", c.name, c.typ)
+		if withCodecs && bulkyColumns[c.name] {
 			s.WriteString(" CODEC(ZSTD(3))")
 		}
 		if i < len(columns)-1 {
@@ -99,8 +118,10 @@ func (v serverVersion) atLeast(major, minor int) bool {
 
 func (v serverVersion) String() string { return fmt.Sprintf("%d.%d", v.major, v.minor) }
 
-// ensureSchema creates the database and table when missing and applies the
-// version-dependent extras, logging what it did.
+// ensureSchema creates the database and table when missing, brings an
+// existing table up to the schema (migrate.go) or refuses it with an error
+// wrapping ErrSchema, and applies the version-dependent extras, logging
+// what it did.
 func (w *Writer) ensureSchema(ctx context.Context) error {
 	vs, err := w.ch.query(ctx, "SELECT version()")
 	if err != nil {
@@ -123,8 +144,15 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 		if _, err := w.ch.query(ctx, createTableSQL(db, table, codecs)); err != nil {
 			return fmt.Errorf("chlog: table=%s.%s: create: %w", db, table, err)
 		}
-		w.log.Info("chlog: created table", "table", db+"."+table, "server_version", strings.TrimSpace(vs), "zstd_codecs", codecs)
+		w.log.Info("chlog: created table", "table", db+"."+table, "server_version", strings.TrimSpace(vs),
+			"schema_version", schemaVersion, "zstd_codecs", codecs)
 	}
+	// Also right after CREATE: IF NOT EXISTS is a no-op when another relay
+	// (perhaps an older release) created the table in between.
+	if err := w.migrate(ctx); err != nil {
+		return err
+	}
+	w.enableServerDedup(ctx, v)
 	if w.o.TTLDays > 0 {
 		if !v.atLeast(19, 6) {
 			w.log.Warn("chlog: server has no TTL; ttl_days ignored", "server_version", v.String(), "ttl_days", w.o.TTLDays)

@@ -38,17 +38,13 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 	return err
 }
 
-// deliver inserts one encoded block holding the insert slot. unknown says an
-// earlier attempt may have been applied: the relay then waits until the
-// server no longer runs that attempt (every attempt of a block carries the
-// same query_id, see queryID) and asks for the block's first and last
-// request_id before a re-send (MergeTree, unlike Replicated tables, does not
-// deduplicate blocks). It returns whether the outcome is still unknown when
-// it gives up.
-//
-// A block is one part per partition, inserted atomically per partition, so
-// "first and last present" means "all present" unless the block crossed
-// midnight and only one day's part landed; that case is logged.
+// deliver inserts one encoded block (native: one or several concatenated
+// raw Native blocks) holding the insert slot. unknown says an earlier
+// attempt may have been applied, in whole or in part: before a re-send the
+// relay then settles what is stored (missingRows, present.go) and sends only
+// the rest. An insert whose own outcome is unknown (errUnknownOutcome) is
+// settled the same way before its retry. It returns whether the outcome is
+// still unknown when it gives up.
 func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknown bool, retries int) (stillUnknown bool, err error) {
 	w.insertMu.Lock()
 	defer w.insertMu.Unlock()
@@ -58,21 +54,26 @@ func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknow
 			w.o.OnInsert(time.Since(start), m.rows, err)
 		}
 	}()
+	body, token := native, queryID(m)
 	for attempt := 0; ; attempt++ {
 		if unknown {
-			present, cerr := w.present(ctx, m)
+			r, cerr := w.missingRows(ctx, m, native)
 			if cerr != nil {
 				return true, cerr
 			}
-			if present {
+			if r.native == nil {
 				w.stats.rowsWritten.Add(int64(m.rows))
-				w.log.Info("chlog: block already in ClickHouse; not re-sent", "seq", m.seq, "rows", m.rows)
+				w.log.Info("chlog: block already in ClickHouse; not re-sent", "seq", m.seq, "rows", r.total)
 				return false, nil
 			}
+			if r.rows < r.total {
+				w.log.Info("chlog: block partly in ClickHouse; re-sending only the missing rows", "seq", m.seq, "rows", r.total, "missing", r.rows)
+			}
+			body, token = r.native, r.token
 			unknown = false
 		}
 		ictx, cancel := context.WithTimeout(ctx, w.o.InsertTimeout)
-		err = w.ch.insert(ictx, native, queryID(m))
+		err = w.ch.insert(ictx, body, queryID(m), token)
 		cancel()
 		if err == nil {
 			w.stats.rowsWritten.Add(int64(m.rows))
@@ -94,55 +95,10 @@ func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknow
 
 // queryID names every insert attempt of a block alike: the block's sequence
 // number and its first request id (random), so blocks of different relay
-// instances never share one.
+// instances never share one. It is also the block's
+// insert_deduplication_token where the server has that setting.
 func queryID(m blockMeta) string {
 	return "stream-relay-" + strconv.FormatUint(m.seq, 10) + "-" + quoteID(m.first[:])
-}
-
-// errStillRunning says an earlier attempt of a block still runs on the server.
-var errStillRunning = errors.New("chlog: an earlier insert of the block is still running")
-
-// unknownSettle is how long a resumed server gets to pick up requests it
-// had received but not started (a frozen server's backlog) before the relay
-// looks for an earlier attempt of a block.
-const unknownSettle = 500 * time.Millisecond
-
-// present reports whether the block's rows are already in the table, once
-// no earlier attempt of it is running any more.
-func (w *Writer) present(ctx context.Context, m blockMeta) (bool, error) {
-	select {
-	case <-time.After(unknownSettle):
-	case <-ctx.Done():
-		return false, ctx.Err()
-	}
-	qctx, cancel := context.WithTimeout(ctx, w.o.InsertTimeout)
-	defer cancel()
-	for {
-		run, err := w.ch.running(qctx, queryID(m))
-		if err != nil {
-			return false, err
-		}
-		if !run {
-			break
-		}
-		select {
-		case <-time.After(100 * time.Millisecond):
-		case <-qctx.Done():
-			return false, errStillRunning
-		}
-	}
-	n, err := w.ch.idsPresent(qctx, w.o.Database, w.o.Table, m.first[:], m.last[:])
-	if err != nil {
-		return false, err
-	}
-	want := 2
-	if m.first == m.last {
-		want = 1
-	}
-	if n > 0 && n < want {
-		w.log.Error("chlog: block partly in ClickHouse (crossed a partition?); not re-sent, some rows may be missing", "seq", m.seq, "rows", m.rows)
-	}
-	return n > 0, nil
 }
 
 // backoff returns the wait before retry attempt+1: 200ms doubling, at most 30s.

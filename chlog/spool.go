@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -68,6 +69,8 @@ type spool struct {
 	maxBytes int64
 	w        *Writer // for logging and counters
 
+	unlockOnce sync.Once
+
 	mu       sync.Mutex
 	files    []spoolFile // oldest first
 	bytes    int64
@@ -78,9 +81,13 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
 	}
+	if err := lockSpoolDir(dir); err != nil {
+		return nil, err
+	}
 	s := &spool{dir: dir, maxBytes: maxBytes, w: w}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
+		s.unlock()
 		return nil, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
 	}
 	for _, e := range ents {
@@ -88,8 +95,14 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 			_ = os.Remove(filepath.Join(dir, e.Name())) // never renamed: its block went elsewhere or is in the WAL
 			continue
 		}
+		if !strings.HasSuffix(e.Name(), spoolExt) || e.IsDir() {
+			continue // rejected/, wal/, the lock, an operator's notes
+		}
 		f, ok := parseSpoolName(e.Name())
 		if !ok {
+			// Never written by the relay under this name: its rows cannot be
+			// placed in the queue or checked against the name.
+			s.rejectFile(e.Name(), -1, "file name is not a spool name (<seq>-<rows>-<k|u>-<first id>-<last id>.native)")
 			continue
 		}
 		if info, err := e.Info(); err == nil {
@@ -104,6 +117,13 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 		w.log.Info("chlog: spool holds blocks from before", "dir", dir, "files", len(s.files), "bytes", s.bytes)
 	}
 	return s, nil
+}
+
+// unlock releases this spool's share of the directory lock, once: when the
+// writer is done with the spool (the replayer's exit, after the flusher's
+// and spooler's last writes; the end of ReplaySpool).
+func (s *spool) unlock() {
+	s.unlockOnce.Do(func() { unlockSpoolDir(s.dir) })
 }
 
 // maxSeq returns the largest sequence number in the spool, 0 when empty.
@@ -121,6 +141,27 @@ func (s *spool) has(seq uint64) bool {
 	defer s.mu.Unlock()
 	for _, f := range s.files {
 		if f.seq == seq {
+			return true
+		}
+	}
+	return false
+}
+
+// holdsID reports whether a spool file named for seq or an earlier
+// sequence number (a group commit names its file for its first block) holds
+// the request id. It reads files, newest first: for WAL recovery only.
+func (s *spool) holdsID(seq uint64, id []byte) bool {
+	s.mu.Lock()
+	var names []string
+	for _, f := range s.files {
+		if f.seq <= seq {
+			names = append(names, f.name)
+		}
+	}
+	s.mu.Unlock()
+	for i := len(names) - 1; i >= 0; i-- {
+		data, err := os.ReadFile(filepath.Join(s.dir, names[i]))
+		if err == nil && bytes.Contains(data, id) {
 			return true
 		}
 	}
@@ -268,4 +309,121 @@ func (s *spool) markUnknown(f spoolFile) {
 	if s.inFlight == f.name {
 		s.inFlight = name
 	}
+}
+
+// rejectedDir is the subdirectory of the spool for blocks that can never be
+// inserted as they are: FILE.native with FILE.error.txt (why) beside it.
+// Nothing there is sent, counted against spool_max_bytes or deleted by the
+// relay; `relay spool ls` lists them and `relay spool replay --rejected`
+// tries them again.
+const rejectedDir = "rejected"
+
+// errorFileName is the name of the reason file beside a rejected file.
+func errorFileName(name string) string {
+	return strings.TrimSuffix(name, spoolExt) + ".error.txt"
+}
+
+// reject moves the queued file f to rejected/ with reason beside it,
+// counts its rows as rejected and logs it once.
+func (s *spool) reject(f spoolFile, reason string) error {
+	if err := s.moveToRejected(f.name, reason); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.inFlight == f.name {
+		s.inFlight = ""
+	}
+	if i := slices.IndexFunc(s.files, func(g spoolFile) bool { return g.name == f.name }); i >= 0 {
+		s.bytes -= s.files[i].sizeBytes
+		s.files = slices.Delete(s.files, i, i+1)
+	}
+	s.publish()
+	s.mu.Unlock()
+	s.rejected(f.name, f.rows, reason)
+	return nil
+}
+
+// rejectFile moves a file that never entered the queue (its name is no
+// spool name) to rejected/. rows < 0: count them from the content if it
+// decodes, else 0.
+func (s *spool) rejectFile(name string, rows int, reason string) {
+	if rows < 0 {
+		rows = 0
+		if data, err := os.ReadFile(filepath.Join(s.dir, name)); err == nil {
+			if n, _, _, err := countRows(data); err == nil {
+				rows = n
+			}
+		}
+	}
+	if err := s.moveToRejected(name, reason); err != nil {
+		s.w.log.Error("chlog: spool: cannot move a bad file aside; it stays and is ignored", "file", name, "reason", reason, "err", err)
+		return
+	}
+	s.rejected(name, rows, reason)
+}
+
+func (s *spool) rejected(name string, rows int, reason string) {
+	s.w.stats.rowsRejected.Add(int64(rows))
+	s.w.log.Error("chlog: spool file rejected: it can never be inserted as it is; moved aside, the queue goes on",
+		"file", name, "rows", rows, "reason", reason, "moved_to", filepath.Join(s.dir, rejectedDir))
+}
+
+// moveToRejected writes the reason file, then renames name into rejected/.
+func (s *spool) moveToRejected(name, reason string) error {
+	rdir := filepath.Join(s.dir, rejectedDir)
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		return fmt.Errorf("chlog: spool: %w", err)
+	}
+	if err := writeDurable(rdir, errorFileName(name), []byte(strings.TrimSpace(reason)+"\n")); err != nil {
+		return fmt.Errorf("chlog: spool: write reason for %s: %w", name, err)
+	}
+	if err := os.Rename(filepath.Join(s.dir, name), filepath.Join(rdir, name)); err != nil {
+		_ = os.Remove(filepath.Join(rdir, errorFileName(name)))
+		return fmt.Errorf("chlog: spool: move %s aside: %w", name, err)
+	}
+	_ = syncDir(rdir)
+	return syncDir(s.dir)
+}
+
+// restore moves a rejected file back into the queue (relay spool replay
+// --rejected) and deletes its reason file. The name must parse.
+func (s *spool) restore(name string) (spoolFile, error) {
+	f, ok := parseSpoolName(name)
+	if !ok {
+		return spoolFile{}, fmt.Errorf("chlog: spool: %s: not a spool name", name)
+	}
+	rdir := filepath.Join(s.dir, rejectedDir)
+	if err := os.Rename(filepath.Join(rdir, name), filepath.Join(s.dir, name)); err != nil {
+		return spoolFile{}, fmt.Errorf("chlog: spool: move %s back: %w", name, err)
+	}
+	_ = os.Remove(filepath.Join(rdir, errorFileName(name)))
+	_ = syncDir(rdir)
+	_ = syncDir(s.dir)
+	if info, err := os.Stat(filepath.Join(s.dir, name)); err == nil {
+		f.sizeBytes = info.Size()
+	}
+	s.mu.Lock()
+	i, found := slices.BinarySearchFunc(s.files, f, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
+	if !found {
+		s.files = slices.Insert(s.files, i, f)
+		s.bytes += f.sizeBytes
+	}
+	s.publish()
+	s.mu.Unlock()
+	return f, nil
+}
+
+// forget drops f from the queue without touching the disk: its file
+// vanished (an operator, or `relay spool replay` of another process).
+func (s *spool) forget(f spoolFile) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight == f.name {
+		s.inFlight = ""
+	}
+	if i := slices.IndexFunc(s.files, func(g spoolFile) bool { return g.name == f.name }); i >= 0 {
+		s.bytes -= s.files[i].sizeBytes
+		s.files = slices.Delete(s.files, i, i+1)
+	}
+	s.publish()
 }

@@ -31,6 +31,14 @@ import (
 // background fsync covers its row (grouped: one fsync for all rows that
 // arrived meanwhile).
 //
+// A failed write or fsync is never taken for durable: wait returns its error
+// to every row the failed round covered (all of them, even those of another
+// segment that did sync: counted once in WALErrors, logged once). The
+// segment is cut back to the bytes that last synced and reopened, so later
+// records follow whole ones (recovery stops at the first torn record); when
+// even that fails the segment takes no more rows: the rest of its block is
+// reported not durable.
+//
 // Exactly once, step by step:
 //  1. the block is inserted, or written to the spool (fsync'd, renamed);
 //  2. only then is its segment deleted.
@@ -38,9 +46,10 @@ import (
 // A crash between 1 and 2 leaves both. At the next New a leftover segment is
 // dropped when a spool file with the same sequence number exists (step 1 was
 // the spool); otherwise its rows become a spool file flagged "u", whose
-// replay first asks ClickHouse for the block's first and last request_id and
-// skips the insert when they are there (step 1 was an insert). A torn last
-// record (bad length or CRC) is a row whose Write never returned; it is cut.
+// replay first asks ClickHouse which of the block's request_ids it has
+// (present.go) and sends only the others (step 1 was an insert, perhaps in
+// part). A torn last record (bad length or CRC) is a row whose Write never
+// returned successfully; it is cut.
 type wal struct {
 	dir string
 	w   *Writer
@@ -56,12 +65,16 @@ type wal struct {
 	appended uint64   // rows appended (tickets)
 
 	// Owned by the fsync goroutine.
-	file    *os.File
-	fileSeq uint64
+	file      *os.File
+	fileSeq   uint64
+	fileSize  int64  // bytes of file known synced
+	brokenSeq uint64 // segment that could not be cut back after a failure
+	lastSync  uint64 // tickets up to this were handled by a sync round
 
 	smu    sync.Mutex
 	cond   *sync.Cond
 	synced uint64
+	failed []walFailure // rounds whose write or fsync failed, oldest first
 
 	kick chan struct{}
 	stop chan struct{}
@@ -72,6 +85,21 @@ type walJob struct {
 	seq  uint64
 	data []byte
 }
+
+// walFailure is a sync round that failed: tickets lo+1..hi are not durable.
+// left counts the waits still to come; the entry goes when it reaches 0.
+type walFailure struct {
+	lo, hi, left uint64
+	err          error
+}
+
+// maxWALFailures bounds the failure list should some ticket never be waited
+// for; past it the two oldest entries merge, which can only report more
+// rows as not durable, never fewer.
+const maxWALFailures = 256
+
+// walFsync syncs a segment file; tests replace it to make fsync fail.
+var walFsync = (*os.File).Sync
 
 const walExt = ".wal"
 
@@ -128,6 +156,12 @@ func (l *wal) recover(seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("chlog: wal: %w", err)
 	}
+	if len(data) >= walHeader && l.w.spool.holdsID(seq, data[8:walHeader]) {
+		// Group commit wrote this block into a spool file named for an
+		// earlier block's sequence number.
+		l.w.log.Info("chlog: wal: segment's block was spooled (group commit) before the crash; dropping segment", "seq", seq)
+		return removeSynced(l.dir, path)
+	}
 	var native []byte
 	var first, last []byte
 	rows := 0
@@ -165,7 +199,12 @@ func (l *wal) appendLocked(r *record.Record) uint64 {
 	if err != nil {
 		l.w.stats.walErrors.Add(1)
 		l.w.log.Error("chlog: BUG: wal: encode row", "err", err)
-		return 0
+		l.appended++
+		l.smu.Lock()
+		l.failLocked(l.appended-1, l.appended, fmt.Errorf("encode row: %w", err))
+		l.smu.Unlock()
+		l.kickSync()
+		return l.appended
 	}
 	var h [8]byte
 	binary.LittleEndian.PutUint32(h[:], uint32(len(l.enc.Buf)))
@@ -199,13 +238,39 @@ func (l *wal) kickSync() {
 	}
 }
 
-// wait blocks until the fsync covering ticket is done.
-func (l *wal) wait(ticket uint64) {
+// wait blocks until the sync round covering ticket is done and returns its
+// error when it failed: the row is then not durable.
+func (l *wal) wait(ticket uint64) error {
 	l.smu.Lock()
+	defer l.smu.Unlock()
 	for l.synced < ticket {
 		l.cond.Wait()
 	}
-	l.smu.Unlock()
+	for i := range l.failed {
+		f := &l.failed[i]
+		if ticket <= f.lo || ticket > f.hi {
+			continue
+		}
+		err := f.err
+		if f.left--; f.left == 0 {
+			l.failed = append(l.failed[:i], l.failed[i+1:]...)
+		}
+		return fmt.Errorf("chlog: wal: row not durable: %w", err)
+	}
+	return nil
+}
+
+// failLocked records that tickets lo+1..hi failed. Guarded by smu.
+func (l *wal) failLocked(lo, hi uint64, err error) {
+	if hi <= lo {
+		return
+	}
+	if len(l.failed) >= maxWALFailures {
+		a, b := l.failed[0], l.failed[1]
+		l.failed[1] = walFailure{lo: a.lo, hi: b.hi, left: a.left + b.left + (b.lo - a.hi), err: b.err}
+		l.failed = l.failed[1:]
+	}
+	l.failed = append(l.failed, walFailure{lo: lo, hi: hi, left: hi - lo, err: err})
 }
 
 func (l *wal) close() {
@@ -250,12 +315,16 @@ func (l *wal) syncOnce() {
 	}
 	if err != nil {
 		w.stats.walErrors.Add(1)
-		w.log.Error("chlog: wal write", "err", err)
+		w.log.Error("chlog: wal write or fsync failed: the rows it covered are not durable", "rows", ticket-l.lastSync, "err", err)
 	}
 	l.smu.Lock()
+	if err != nil {
+		l.failLocked(l.lastSync, ticket, err)
+	}
 	l.synced = ticket
 	l.cond.Broadcast()
 	l.smu.Unlock()
+	l.lastSync = ticket
 
 	w.mu.Lock()
 	if l.spare == nil {
@@ -279,6 +348,15 @@ func (l *wal) writeSeg(seq uint64, data []byte, final bool) error {
 		_ = l.file.Close() // BUG guard: a segment left open; its data is synced
 		l.file = nil
 	}
+	if l.brokenSeq == seq && seq != 0 {
+		if final {
+			l.brokenSeq = 0
+		}
+		if len(data) == 0 {
+			return nil
+		}
+		return fmt.Errorf("segment %d damaged by an earlier failure; its later rows are not logged", seq)
+	}
 	if l.file == nil {
 		if len(data) == 0 {
 			return nil
@@ -287,23 +365,48 @@ func (l *wal) writeSeg(seq uint64, data []byte, final bool) error {
 		if err != nil {
 			return err
 		}
-		if err := syncDir(l.dir); err != nil {
+		st, err := f.Stat()
+		if err == nil {
+			err = syncDir(l.dir)
+		}
+		if err != nil {
 			_ = f.Close()
 			return err
 		}
-		l.file, l.fileSeq = f, seq
+		l.file, l.fileSeq, l.fileSize = f, seq, st.Size()
 	}
 	var err error
 	if len(data) > 0 {
 		if _, err = l.file.Write(data); err == nil {
-			err = l.file.Sync()
+			err = walFsync(l.file)
 		}
+		if err != nil {
+			// A failed write may have left part of a record, and after a
+			// failed fsync nobody knows what reached the disk: cut back to
+			// what last synced and reopen on the next round.
+			if terr := l.cutBack(); terr != nil {
+				l.brokenSeq = seq
+				err = errors.Join(err, fmt.Errorf("cut segment %d back: %w", seq, terr))
+			}
+			_ = l.file.Close()
+			l.file = nil
+			return err
+		}
+		l.fileSize += int64(len(data))
 	}
 	if final {
-		err = errors.Join(err, l.file.Close())
+		err = l.file.Close()
 		l.file = nil
 	}
 	return err
+}
+
+// cutBack truncates the open segment to the bytes known synced.
+func (l *wal) cutBack() error {
+	if err := l.file.Truncate(l.fileSize); err != nil {
+		return err
+	}
+	return walFsync(l.file)
 }
 
 func removeSynced(dir, path string) error {

@@ -1,8 +1,12 @@
 package chlog
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -92,5 +96,241 @@ func TestWALTornTail(t *testing.T) {
 	names := spoolNames(t, dir)
 	if len(names) != 1 || parseMust(t, names[0]).rows != 2 || !parseMust(t, names[0]).unknown {
 		t.Fatalf("spool %v; want one u-file of 2 rows", names)
+	}
+}
+
+// walRecovered crashes nothing itself: it opens a writer on dir (embedded),
+// which turns leftover WAL segments into spool files, and returns the ids
+// those files hold. Every file must decode whole.
+func walRecovered(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL})
+	closeWriter(t, w)
+	ids := map[string]bool{}
+	for _, name := range spoolNames(t, dir) {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := DecodeRows(data)
+		if err != nil {
+			t.Fatalf("recovered %s: %v", name, err)
+		}
+		for _, r := range rows {
+			ids[r.RequestID] = true
+		}
+	}
+	return ids
+}
+
+// failFsyncs makes the next n WAL fsyncs fail (n is changed by the test
+// while the writer runs).
+func failFsyncs(t *testing.T) *atomic.Int32 {
+	var n atomic.Int32
+	walFsync = func(f *os.File) error {
+		if n.Add(-1) >= 0 {
+			return errors.New("injected fsync failure")
+		}
+		n.Store(0)
+		return f.Sync()
+	}
+	t.Cleanup(func() { walFsync = (*os.File).Sync })
+	return &n
+}
+
+// TestWALFsyncFails: rows whose fsync failed are reported to their writer
+// (Write returns the error), counted and never taken for durable; rows
+// before and after are, and a crash recovers exactly those, whole.
+func TestWALFsyncFails(t *testing.T) {
+	failNext := failFsyncs(t)
+	dir := t.TempDir()
+	crashed := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
+	durable := map[string]bool{}
+	write := func(i int, wantErr bool) {
+		t.Helper()
+		r := sseRecord(i, 2)
+		id := string(r.ID[:])
+		err := crashed.Write(r)
+		if (err != nil) != wantErr {
+			t.Fatalf("row %d: Write = %v; want error %v", i, err, wantErr)
+		}
+		if err == nil {
+			durable[id] = true
+		}
+	}
+	for i := range 3 {
+		write(i, false)
+	}
+	for i := 3; i < 5; i++ {
+		failNext.Store(1)
+		write(i, true)
+	}
+	for i := 5; i < 7; i++ {
+		write(i, false)
+	}
+	if got := crashed.Stats().WALErrors; got != 2 {
+		t.Errorf("WALErrors = %d; want 2 (one per failed fsync)", got)
+	}
+	// crashed is abandoned without Close, like a crash.
+	got := walRecovered(t, dir)
+	if len(got) != len(durable) {
+		t.Errorf("recovered %d rows; want the %d durable ones", len(got), len(durable))
+	}
+	for id := range durable {
+		if !got[id] {
+			t.Errorf("durable row %s not recovered", id)
+		}
+	}
+}
+
+// TestWALCutBackFails: when the segment cannot even be cut back after a
+// failed fsync, the rest of its block is reported not durable; the next
+// block's segment is fine again.
+func TestWALCutBackFails(t *testing.T) {
+	failNext := failFsyncs(t)
+	w := newWriter(t, Options{SpoolDir: t.TempDir(), Durability: DurabilityWAL, FlushInterval: time.Hour})
+	if err := w.Write(sseRecord(0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	failNext.Store(2) // the row's fsync and the cut-back's
+	for i := 1; i < 3; i++ {
+		if err := w.Write(sseRecord(i, 2)); err == nil {
+			t.Fatalf("row %d: Write succeeded on a damaged segment", i)
+		}
+	}
+	flush(t, w) // embedded: the block goes to the spool; a new segment starts
+	if err := w.Write(sseRecord(3, 2)); err != nil {
+		t.Fatalf("Write in a new segment: %v", err)
+	}
+	if got := w.Stats().WALErrors; got != 2 {
+		t.Errorf("WALErrors = %d; want 2", got)
+	}
+	closeWriter(t, w)
+}
+
+// TestWALDiskFull fills a small tmpfs under the WAL (needs root and mount):
+// a write that fails for lack of space is reported and counted, the segment
+// stays readable, and once space is back rows are durable again.
+func TestWALDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v: %s); TestWALFsyncFails covers the failure path", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 96<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	crashed := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
+	durable := map[string]bool{}
+	failed := 0
+	for i := range 200 {
+		r := sseRecord(i, 4)
+		id := string(r.ID[:])
+		if err := crashed.Write(r); err != nil {
+			failed++
+			if !strings.Contains(err.Error(), "no space left") {
+				t.Fatalf("Write: %v; want no space left", err)
+			}
+			if failed == 3 {
+				break
+			}
+			continue
+		}
+		durable[id] = true
+	}
+	if failed == 0 || len(durable) == 0 {
+		t.Fatalf("%d rows durable, %d failed; want both", len(durable), failed)
+	}
+	if got := crashed.Stats().WALErrors; got < int64(failed) {
+		t.Errorf("WALErrors = %d; want >= %d", got, failed)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1000; i < 1003; i++ {
+		r := sseRecord(i, 4)
+		if err := crashed.Write(r); err != nil {
+			t.Fatalf("Write after space came back: %v", err)
+		}
+		durable[string(r.ID[:])] = true
+	}
+	got := walRecovered(t, dir)
+	for id := range durable {
+		if !got[id] {
+			t.Errorf("durable row %s not recovered", id)
+		}
+	}
+	if len(got) != len(durable) {
+		t.Errorf("recovered %d rows; want the %d durable ones", len(got), len(durable))
+	}
+}
+
+// TestWALRecoverGroupCommit: a crash after a group commit wrote several
+// blocks into one spool file (named for the first block) but before their
+// WAL segments were deleted. Recovery must find every block in that file and
+// recover none of them a second time.
+func TestWALRecoverGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	var segs [][]byte
+	var files []string
+	for b := range 2 {
+		w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
+		for i := range 3 {
+			if err := w.Write(sseRecord(10*b+i, 2)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seg := walFiles(t, dir)
+		if len(seg) != 1 {
+			t.Fatalf("block %d: segments %v", b, seg)
+		}
+		data, err := os.ReadFile(seg[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		segs = append(segs, data)
+		closeWriter(t, w)
+		names := spoolNames(t, dir)
+		files = append(files, names[len(names)-1])
+		_ = os.WriteFile(filepath.Join(dir, "wal", filepath.Base(seg[0])+".saved"), data, 0o644)
+	}
+	// Join the two spool files as group commit would, then put the
+	// segments back as if the crash came before their deletion.
+	f0, f1 := parseMust(t, files[0]), parseMust(t, files[1])
+	var joined []byte
+	for _, name := range files {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		joined = append(joined, data...)
+		if err := os.Remove(filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := spoolName(f0.seq, 6, false, []byte(f0.first), []byte(f1.last))
+	if err := os.WriteFile(filepath.Join(dir, group), joined, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	saved, _ := filepath.Glob(filepath.Join(dir, "wal", "*.saved"))
+	if len(saved) != 2 {
+		t.Fatalf("saved segments %v", saved)
+	}
+	for _, p := range saved {
+		if err := os.Rename(p, strings.TrimSuffix(p, ".saved")); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
+	closeWriter(t, w)
+	if f := walFiles(t, dir); len(f) != 0 {
+		t.Fatalf("WAL segments left: %v", f)
+	}
+	names := spoolNames(t, dir)
+	if len(names) != 1 || names[0] != group {
+		t.Fatalf("spool files %v; want only the group file %s", names, group)
 	}
 }

@@ -20,29 +20,32 @@ var (
 )
 
 // spoolQueue is how many cut blocks may wait for the spooler while the
-// sender is busy; past it the current block keeps growing up to overloadFactor
-// times the batch limits, then rows are dropped (and counted).
-const (
-	spoolQueue     = 4
-	overloadFactor = 4
-)
+// sender is busy; past it the current block keeps growing. Nothing is ever
+// dropped for lack of room: the memory budget (budget.go) bounds the bytes
+// held, by degrading capture and then refusing new requests.
+const spoolQueue = 64
+
+// keepBufferBytes: a block or an encode buffer that grew past this is
+// dropped after use instead of being kept for the next one, so that a burst
+// of huge rows does not pin memory at its peak.
+const keepBufferBytes = 4 << 20
 
 // Writer batches records into Native blocks and sends them to ClickHouse,
 // spooling what it cannot send. It is safe for concurrent use.
 type Writer struct {
-	o     Options
-	log   *slog.Logger
-	ch    *chClient // nil in embedded mode
-	spool *spool
-	wal   *wal // nil unless Durability is "wal"
-	stats counters
+	o      Options
+	log    *slog.Logger
+	ch     *chClient // nil in embedded mode
+	spool  *spool
+	wal    *wal // nil unless Durability is "wal"
+	stats  counters
+	budget *budget
 
-	mu         sync.Mutex // guards the fields below and the WAL's buffers
-	cur        *block
-	free       []*block
-	seq        uint64
-	closed     bool
-	overloaded bool // a drop was logged; reset when a block is handed off
+	mu     sync.Mutex // guards the fields below and the WAL's buffers
+	cur    *block
+	free   []*block
+	seq    uint64
+	closed bool
 
 	sendq    chan *block // at most one block waits for the sender
 	spoolq   chan *block
@@ -84,6 +87,8 @@ func New(o Options) (*Writer, error) {
 		stop:       make(chan struct{}),
 		replayDone: make(chan struct{}),
 	}
+	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
+	w.budget.keepForBlocks(o.BatchBytes)
 	w.ctx, w.cancel = context.WithCancel(context.Background())
 	var err error
 	if w.spool, err = openSpool(w, o.SpoolDir, o.SpoolMaxBytes); err != nil {
@@ -94,7 +99,8 @@ func New(o Options) (*Writer, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), o.InsertTimeout)
 		err := w.ensureSchema(ctx)
 		cancel()
-		if _, isCH := AsException(err); isCH {
+		if _, isCH := AsException(err); isCH || errors.Is(err, ErrSchema) {
+			w.spool.unlock()
 			return nil, err // the server answered: a configuration error
 		}
 		if err != nil {
@@ -110,6 +116,7 @@ func New(o Options) (*Writer, error) {
 	w.seq = max(uint64(time.Now().UnixNano()), w.spool.maxSeq()+1)
 	if o.Durability == DurabilityWAL {
 		if w.wal, err = openWAL(w); err != nil {
+			w.spool.unlock()
 			return nil, err
 		}
 	}
@@ -135,28 +142,49 @@ func (w *Writer) nextSeqLocked() uint64 {
 	return w.seq
 }
 
+// Admit reserves room in the memory budget for the row of a request about
+// to be served, and decides its capture: when the budget has no room for
+// it, capture is turned off and the row says so (Truncated,
+// TruncatedReason storage_budget). It returns false when not even a row
+// without bodies fits: the request must then be refused (503
+// storage_overloaded), and its record may still be written (stored when room
+// allows). Once Admit returned true, Write of r never fails for lack of
+// room. It allocates nothing.
+func (w *Writer) Admit(r *record.Record) bool {
+	return w.budget.admit(r)
+}
+
 // Write copies r into the current block. It never waits for ClickHouse or
-// the spool; in "wal" durability it waits for the fsync that covers r.
-func (w *Writer) Write(r *record.Record) {
+// the spool and never drops a row of an admitted request (nor of any record
+// written without Admit); in "wal" durability it waits for the fsync that
+// covers r. It returns ErrClosed after Close (the row is dropped and
+// counted) and, in "wal" durability, the error of a failed WAL write or
+// fsync (the row is then queued but not durable).
+func (w *Writer) Write(r *record.Record) error {
+	charged := r.Charged
+	if charged == 0 && r.ErrorType == record.ErrStorageOverloaded {
+		// Refused at admission: stored only when a row slot is free now.
+		if !w.budget.take(rowSlot, w.budget.limit) {
+			return nil // counted as refused by Admit
+		}
+		charged = rowSlot
+	}
+	// The budget now holds the row's bytes; the record must not charge again.
+	r.Budget, r.Charged = nil, 0
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
+		w.budget.release(charged)
 		w.stats.rowsDropped.Add(1)
 		w.log.Error("chlog: write after close: row dropped")
-		return
+		return ErrClosed
 	}
 	b := w.cur
-	if b.rows >= overloadFactor*w.o.BatchRows || b.bytes >= overloadFactor*w.o.BatchBytes {
-		logIt := !w.overloaded
-		w.overloaded = true
-		w.mu.Unlock()
-		w.stats.rowsDropped.Add(1)
-		if logIt {
-			w.log.Error("chlog: sender and spool both behind: dropping rows", "block_rows", b.rows, "block_bytes", b.bytes)
-		}
-		return
-	}
+	before := blockMem(b)
 	b.add(r)
+	d := blockMem(b) - before
+	b.held += d
+	w.budget.move(charged, int64(d))
 	var ticket uint64
 	if w.wal != nil {
 		ticket = w.wal.appendLocked(r)
@@ -166,8 +194,14 @@ func (w *Writer) Write(r *record.Record) {
 	}
 	w.mu.Unlock()
 	if ticket > 0 {
-		w.wal.wait(ticket)
+		return w.waitWAL(ticket)
 	}
+	return nil
+}
+
+// waitWAL waits for the fsync that covers ticket.
+func (w *Writer) waitWAL(ticket uint64) error {
+	return w.wal.wait(ticket)
 }
 
 // handOffLocked passes the full current block to the sender when it is free,
@@ -198,7 +232,6 @@ func (w *Writer) rotateLocked() {
 		w.cur = newBlock()
 	}
 	w.cur.seq = w.nextSeqLocked()
-	w.overloaded = false
 	if w.wal != nil {
 		w.wal.rotateLocked(old.seq, w.cur.seq)
 	}
@@ -214,13 +247,74 @@ func (w *Writer) cutLocked() *block {
 	return b
 }
 
+// blockMem approximates the memory b's columns hold: the rows' encoded
+// size plus the unused capacity of the columns that grow with captured
+// bytes and the positions of the chunk strings.
+func blockMem(b *block) int {
+	return b.bytes + cap(b.chunkData.Buf) - len(b.chunkData.Buf) + cap(b.reqBody.Buf) - len(b.reqBody.Buf) + 8*cap(b.chunkData.Pos)
+}
+
+// recycle keeps b for reuse unless its buffers grew past keepBufferBytes
+// (or two blocks are kept already): a huge block is left to the GC.
 func (w *Writer) recycle(b *block) {
+	if b.bytes > keepBufferBytes {
+		return
+	}
 	b.reset()
+	b.held = 0
 	w.mu.Lock()
 	if len(w.free) < 2 {
 		w.free = append(w.free, b)
 	}
 	w.mu.Unlock()
+}
+
+// idleTrimTicks: after this many flush intervals without a row, the writer
+// lets go of the buffers it keeps for reuse, so that memory returns to its
+// idle level after a burst.
+const idleTrimTicks = 3
+
+// trimLocked drops the blocks kept for reuse and gives the (empty) current
+// block fresh columns.
+func (w *Writer) trimLocked() {
+	w.free = nil
+	if w.cur.rows == 0 {
+		nb := newBlock()
+		nb.seq = w.cur.seq
+		w.cur = nb
+	}
+}
+
+// trimBuffer drops an encode buffer that grew past keepBufferBytes.
+func trimBuffer(buf *proto.Buffer) {
+	if cap(buf.Buf) > keepBufferBytes {
+		buf.Buf = nil
+	} else {
+		buf.Buf = buf.Buf[:0]
+	}
+}
+
+// sendBlock sends (or spools) b and then returns its bytes to the budget.
+// The encoded copy counts too: the block and its copy both live while it
+// is encoded, the copy until it is inserted or spooled.
+func (w *Writer) sendBlock(ctx context.Context, b *block, buf *proto.Buffer) error {
+	n := int64(b.held + b.bytes)
+	w.budget.move(0, int64(b.bytes))
+	err := w.send(ctx, b, buf)
+	w.budget.release(n)
+	trimBuffer(buf)
+	return err
+}
+
+// reserveBuffer grows buf so that n more bytes fit without the doublings
+// of append (each a copy left to the GC).
+func reserveBuffer(buf *proto.Buffer, n int) {
+	if len(buf.Buf)+n <= cap(buf.Buf) {
+		return
+	}
+	nb := make([]byte, len(buf.Buf), len(buf.Buf)+n+n/8+64<<10)
+	copy(nb, buf.Buf)
+	buf.Buf = nb
 }
 
 // Flush sends the current block (and any waiting one) now and returns the
@@ -263,6 +357,7 @@ func (w *Writer) Close(ctx context.Context) error {
 		if w.wal != nil {
 			w.wal.close()
 		}
+		w.spool.unlock() // embedded mode has no replayer to release it
 		close(done)
 	}()
 	select {
@@ -280,25 +375,35 @@ func (w *Writer) flusher() {
 	t := time.NewTicker(w.o.FlushInterval)
 	defer t.Stop()
 	var buf proto.Buffer
+	idle := 0 // ticks in a row without a row
 	for {
 		select {
 		case b := <-w.sendq:
-			w.send(w.ctx, b, &buf)
+			idle = 0
+			w.sendBlock(w.ctx, b, &buf)
 		case <-t.C:
 			w.mu.Lock()
 			b := w.cutLocked()
+			if b == nil {
+				if idle++; idle == idleTrimTicks {
+					w.trimLocked()
+					buf.Buf = nil
+				}
+			} else {
+				idle = 0
+			}
 			w.mu.Unlock()
 			if b != nil {
-				w.send(w.ctx, b, &buf)
+				w.sendBlock(w.ctx, b, &buf)
 			}
 		case req := <-w.flushReq:
 			var err error
 			for done := false; !done; {
 				select {
 				case b := <-w.sendq:
-					err = errors.Join(err, w.send(req.ctx, b, &buf))
+					err = errors.Join(err, w.sendBlock(req.ctx, b, &buf))
 				case b := <-w.spoolq:
-					err = errors.Join(err, w.send(req.ctx, b, &buf))
+					err = errors.Join(err, w.sendBlock(req.ctx, b, &buf))
 				default:
 					done = true
 				}
@@ -307,7 +412,7 @@ func (w *Writer) flusher() {
 			b := w.cutLocked()
 			w.mu.Unlock()
 			if b != nil {
-				err = errors.Join(err, w.send(req.ctx, b, &buf))
+				err = errors.Join(err, w.sendBlock(req.ctx, b, &buf))
 			}
 			req.done <- err
 		case <-w.stop:
@@ -323,20 +428,25 @@ func (w *Writer) flusher() {
 	}
 }
 
-// spooler writes blocks the sender had no time for to the spool.
+// spooler writes blocks the sender had no time for to the spool: all that
+// wait (up to BatchBytes) as one file with one fsync, so that it keeps up
+// with a sender that hands it every block.
 func (w *Writer) spooler() {
 	defer w.wg.Done()
-	var buf proto.Buffer
+	var g spoolScratch
 	for {
 		select {
 		case b := <-w.spoolq:
-			w.spoolBlock(b, &buf, false)
+			w.spoolGroup(&g, b)
+			if len(w.spoolq) == 0 {
+				g.buf.Buf = nil // spooling comes in bursts: keep nothing between them
+			}
 			w.kickReplayer()
 		case <-w.stop:
 			for {
 				select {
 				case b := <-w.spoolq:
-					w.spoolBlock(b, &buf, false)
+					w.spoolGroup(&g, b)
 				default:
 					return
 				}
@@ -345,26 +455,92 @@ func (w *Writer) spooler() {
 	}
 }
 
+// spoolScratch is the spooler's scratch space for one group commit.
+type spoolScratch struct {
+	buf  proto.Buffer
+	seqs []uint64
+}
+
+// spoolGroup encodes b and the blocks waiting behind it (up to BatchBytes)
+// back to back into one spool file: its name carries the first block's seq,
+// the total rows, the first and the last request id. Once the file is
+// durable, each block's WAL segment is released.
+func (w *Writer) spoolGroup(g *spoolScratch, b *block) {
+	g.buf.Reset()
+	g.seqs = g.seqs[:0]
+	var m blockMeta
+	var held int64
+	for b != nil {
+		held += int64(b.held + b.bytes)
+		w.budget.move(0, int64(b.bytes)) // the encoded copy
+		reserveBuffer(&g.buf, b.bytes)
+		mark := len(g.buf.Buf)
+		rows, seq, first, last := b.rows, b.seq, b.first, b.last
+		err := b.encode(&g.buf)
+		w.recycle(b)
+		if err != nil {
+			g.buf.Buf = g.buf.Buf[:mark]
+			w.stats.rowsDropped.Add(int64(rows))
+			w.log.Error("chlog: BUG: encode block", "rows", rows, "err", err)
+		} else if rows > 0 {
+			if m.rows == 0 {
+				m.seq, m.first = seq, first
+			}
+			m.rows += rows
+			m.last = last
+			g.seqs = append(g.seqs, seq)
+		}
+		b = nil
+		if len(g.buf.Buf) < w.o.BatchBytes {
+			select {
+			case b = <-w.spoolq:
+			default:
+			}
+		}
+	}
+	if m.rows > 0 {
+		w.spoolEncodedGroup(m, g.buf.Buf, g.seqs)
+	}
+	w.budget.release(held)
+	trimBuffer(&g.buf)
+}
+
 // spoolBlock encodes b into the spool and recycles it.
 func (w *Writer) spoolBlock(b *block, buf *proto.Buffer, unknown bool) {
+	n := int64(b.held + b.bytes)
+	w.budget.move(0, int64(b.bytes))
 	m, err := w.encode(b, buf)
-	if err != nil {
-		return
+	if err == nil {
+		w.spoolEncoded(m, buf.Buf, unknown)
 	}
-	w.spoolEncoded(m, buf.Buf, unknown)
+	w.budget.release(n)
+	trimBuffer(buf)
 }
 
 func (w *Writer) spoolEncoded(m blockMeta, native []byte, unknown bool) {
+	seqs := [1]uint64{m.seq}
+	w.putSpool(m, native, unknown, seqs[:])
+}
+
+// spoolEncodedGroup spools the blocks of seqs, encoded back to back in
+// native, as one file described by m.
+func (w *Writer) spoolEncodedGroup(m blockMeta, native []byte, seqs []uint64) {
+	w.putSpool(m, native, false, seqs)
+}
+
+func (w *Writer) putSpool(m blockMeta, native []byte, unknown bool, seqs []uint64) {
 	if err := w.spool.put(m.seq, m.rows, unknown, m.first[:], m.last[:], native); err != nil {
 		if w.wal != nil {
 			w.log.Error("chlog: spool write failed; rows stay in the WAL for the next start", "rows", m.rows, "err", err)
-			return // keep the segment
+			return // keep the segments
 		}
 		w.stats.rowsDropped.Add(int64(m.rows))
 		w.log.Error("chlog: spool write failed: rows dropped", "rows", m.rows, "err", err)
 		return
 	}
-	w.releaseWAL(m.seq)
+	for _, seq := range seqs {
+		w.releaseWAL(seq)
+	}
 }
 
 func (w *Writer) releaseWAL(seq uint64) {
@@ -396,6 +572,7 @@ type blockMeta struct {
 func (w *Writer) encode(b *block, buf *proto.Buffer) (blockMeta, error) {
 	m := blockMeta{seq: b.seq, rows: b.rows, first: b.first, last: b.last}
 	buf.Reset()
+	reserveBuffer(buf, b.bytes)
 	err := b.encode(buf)
 	w.recycle(b)
 	if err != nil {

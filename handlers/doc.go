@@ -2,7 +2,9 @@
 // routes, /healthz and /readyz.
 //
 // For a relayed request Relay.Handle
-//  1. stamps a record and an X-Request-Id,
+//  1. stamps a record and an X-Request-Id, and has storage admit it
+//     (Admission: full capture, meta only, or 503 storage_overloaded with
+//     Retry-After when not even a row without bodies could be stored),
 //  2. finds the route (404 when none),
 //  3. authenticates the relay key (401) and the X-Tenant-ID it may name (403),
 //  4. checks the body size (413) and the tenant's bucket (429),

@@ -19,8 +19,19 @@ import (
 
 // Sink receives every finished record. It must copy what it keeps before it
 // returns and must not block on I/O: it runs on the request's goroutine.
+// An error means the record was not kept as promised (storage closed, a
+// WAL write or fsync failed); the relay logs it, the sink counts it.
 type Sink interface {
-	Write(r *record.Record)
+	Write(r *record.Record) error
+}
+
+// Admission reserves storage for a request before the relay answers it;
+// chlog.Writer is the implementation. Admit may turn r's capture off (r
+// then says Truncated, TruncatedReason storage_budget); false means not even
+// a row without bodies can be stored: the request is refused with 503
+// storage_overloaded. An admitted record is always stored.
+type Admission interface {
+	Admit(r *record.Record) bool
 }
 
 // Limiter admits requests per tenant; quota.Limiter is the implementation.
@@ -39,14 +50,17 @@ type Observer interface {
 
 // Options wire a Relay.
 type Options struct {
-	Routes   *upstream.Table    // required
-	Keys     *Keys              // required; no keys means every relayed request is 401
-	Limiter  Limiter            // nil: no rate limits
-	Sinks    []Sink             // where finished records go
-	Observer Observer           // nil: none
-	Watchdog *upstream.Watchdog // required for idle timeouts and client-gone detection
-	Instance string             // relay instance name for records
-	Logger   *slog.Logger       // default slog.Default()
+	Routes  *upstream.Table // required
+	Keys    *Keys           // required; no keys means every relayed request is 401
+	Limiter Limiter         // nil: no rate limits
+	Sinks   []Sink          // where finished records go
+	// Admission, when set, is asked before a request is served (and before
+	// an early error is answered); nil admits everything.
+	Admission Admission
+	Observer  Observer           // nil: none
+	Watchdog  *upstream.Watchdog // required for idle timeouts and client-gone detection
+	Instance  string             // relay instance name for records
+	Logger    *slog.Logger       // default slog.Default()
 	// DefaultCaptureBytes bounds capture for requests that match no route;
 	// default 64 KiB.
 	DefaultCaptureBytes int
@@ -59,6 +73,7 @@ type Relay struct {
 	draining atomic.Bool
 	inflight sync.WaitGroup
 	active   atomic.Int64
+	sinkErrs sinkErrors
 }
 
 // New returns a Relay.
@@ -109,16 +124,17 @@ var (
 	hdrAPIKey    = []byte("X-Api-Key")
 )
 
-// begin starts the record of a request: id, route, client facts.
-func (h *Relay) begin(ctx *fasthttp.RequestCtx) (*record.Record, *upstream.Route) {
+// begin starts the record of a request: id, route, client facts, and its
+// admission by storage (admitted false: refuse it, see refuseOverloaded).
+func (h *Relay) begin(ctx *fasthttp.RequestCtx) (rec *record.Record, rt *upstream.Route, admitted bool) {
 	now := time.Now()
 	path := ctx.Path()
-	rt := h.o.Routes.Find(path)
+	rt = h.o.Routes.Find(path)
 	limit := h.o.DefaultCaptureBytes
 	if rt != nil {
 		limit = rt.MaxCaptureBytes
 	}
-	rec := record.Acquire(limit)
+	rec = record.Acquire(limit)
 	rec.Start = now
 	newRequestID(&rec.ID, now)
 	ctx.Response.Header.SetBytesKV(hdrRequestID, rec.ID[:])
@@ -136,13 +152,28 @@ func (h *Relay) begin(ctx *fasthttp.RequestCtx) (*record.Record, *upstream.Route
 	if h.o.Observer != nil {
 		h.o.Observer.Start(rec)
 	}
-	return rec, rt
+	admitted = h.o.Admission == nil || h.o.Admission.Admit(rec)
+	return rec, rt, admitted
+}
+
+// overloadRetryAfter is the Retry-After of a 503 storage_overloaded, in
+// seconds: about the time a spool group commit or an insert takes.
+var overloadRetryAfter = []byte("1")
+
+// refuseOverloaded answers a request storage could not admit.
+func (h *Relay) refuseOverloaded(ctx *fasthttp.RequestCtx, rec *record.Record) {
+	ctx.Response.Header.SetBytesV(fasthttp.HeaderRetryAfter, overloadRetryAfter)
+	h.reject(ctx, rec, fasthttp.StatusServiceUnavailable, record.ErrStorageOverloaded, "storage is overloaded; retry later")
 }
 
 func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
-	rec, rt := h.begin(ctx)
+	rec, rt, admitted := h.begin(ctx)
 	rec.BytesIn = int64(len(ctx.Request.Body()))
 	path := ctx.Path()
+	if !admitted {
+		h.refuseOverloaded(ctx, rec)
+		return
+	}
 	if rt == nil {
 		h.reject(ctx, rec, fasthttp.StatusNotFound, record.ErrNotFound, "no route for this path")
 		return
@@ -187,7 +218,12 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	rec.SetRequestBody(body)
+	if rec.TruncatedReason != record.TruncStorageBudget {
+		rec.SetRequestBody(body) // kept for the model even when not stored
+	}
+	if len(rec.RequestBody) == 0 {
+		rec.Model = usage.Model(body) // meta only by the storage budget
+	}
 	var injected *[]byte
 	if rt.InjectIncludeUsage {
 		injected = bodyPool.Get().(*[]byte)
@@ -247,14 +283,18 @@ func (h *Relay) finish(rec *record.Record) {
 	if rec.Status == 0 {
 		rec.Status = fasthttp.StatusOK
 	}
-	rec.Model = usage.Model(rec.RequestBody)
+	if rec.Model == "" {
+		rec.Model = usage.Model(rec.RequestBody)
+	}
 	if rec.Capture && rec.Kind == record.KindSSE && !rec.Truncated {
 		if in, out, ok := usage.Find(rec.Chunks.Data); ok {
 			rec.TokensIn, rec.TokensOut = in, out
 		}
 	}
 	for _, s := range h.o.Sinks {
-		s.Write(rec)
+		if err := s.Write(rec); err != nil {
+			h.sinkErrs.log(h.log, rec, err)
+		}
 	}
 	if h.o.Limiter != nil && rec.TokensIn >= 0 {
 		h.o.Limiter.Debit(context.Background(), rec.Tenant, rec.TokensIn+max(rec.TokensOut, 0))

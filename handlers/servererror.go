@@ -56,9 +56,13 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 
 // rejectEarly answers and logs a request that failed before serve ran.
 func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg string) {
-	rec, _ := h.begin(ctx)
+	rec, _, admitted := h.begin(ctx)
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
 		rec.BytesIn = int64(cl)
+	}
+	if !admitted {
+		h.refuseOverloaded(ctx, rec)
+		return
 	}
 	h.reject(ctx, rec, status, errType, msg)
 }

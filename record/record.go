@@ -107,7 +107,37 @@ type Record struct {
 	// TruncStorageBudget when storage was over its memory budget.
 	TruncatedReason string
 
+	// Budget, when set (by the storage sink at admission), is charged for
+	// the bytes the record captures while the request runs; Charged is what
+	// it holds for this record, handed over when the row is stored.
+	Budget  Budget
+	Charged int64
+
 	captureLimit int
+	starved      bool // Budget refused a charge: capture has stopped for good
+}
+
+// Budget is the storage memory budget a record's capture is charged
+// against (chlog implements it).
+type Budget interface {
+	// Charge takes n bytes for r (adding them to r.Charged) and reports
+	// whether they were available; on false nothing is taken.
+	Charge(r *Record, n int) bool
+}
+
+// charge asks the budget for n bytes; without a budget it always succeeds.
+// A refusal stops capture for good: the row says truncated, reason
+// TruncStorageBudget (unless an earlier reason was given).
+func (r *Record) charge(n int) bool {
+	if r.Budget == nil || r.Budget.Charge(r, n) {
+		return true
+	}
+	r.starved = true
+	r.Truncated = true
+	if r.TruncatedReason == "" {
+		r.TruncatedReason = TruncStorageBudget
+	}
+	return false
 }
 
 // Chunks are the captured response chunks: the bytes of chunk i are
@@ -139,7 +169,7 @@ const maxChunkTimes = 1 << 20
 
 // keepCap is the largest buffer a released record keeps; larger ones are
 // dropped so that one huge stream does not pin memory in the pool.
-const keepCap = 1 << 20
+const keepCap = 64 << 10
 
 var pool = sync.Pool{New: func() any { return new(Record) }}
 
@@ -179,13 +209,21 @@ func Release(r *Record) {
 // CaptureLimit returns the per-direction capture limit in bytes.
 func (r *Record) CaptureLimit() int { return r.captureLimit }
 
-// SetRequestBody captures the request body up to the capture limit.
+// SetRequestBody captures the request body up to the capture limit. When
+// the budget has no room for it, nothing is captured and capture stops.
 func (r *Record) SetRequestBody(b []byte) {
+	trunc := false
 	if len(b) > r.captureLimit {
 		b = b[:r.captureLimit]
-		r.Truncated = true
+		trunc = true
 	}
-	r.RequestBody = append(r.RequestBody[:0], b...)
+	r.RequestBody = r.RequestBody[:0]
+	if !growBytes(r, &r.RequestBody, len(b)) {
+		r.Capture = false // neither body nor chunks are stored
+		return
+	}
+	r.Truncated = r.Truncated || trunc
+	r.RequestBody = append(r.RequestBody, b...)
 }
 
 // AddChunk accounts one response chunk that arrived at offset at from Start:
@@ -197,23 +235,70 @@ func (r *Record) AddChunk(b []byte, at time.Duration) {
 	// Arrival times cost 8 bytes a chunk (end offset and time); they count
 	// against the capture limit too, so a long audio stream in meta mode
 	// cannot grow its record without bound.
+	if r.starved {
+		return
+	}
 	if n := len(r.Chunks.AtMS); n >= maxChunkTimes || 8*n >= r.captureLimit {
 		r.Truncated = true
 		return
 	}
-	if r.Capture && !r.Truncated {
+	if r.Capture {
+		// Times without bytes would no longer line up with the data.
+		if r.Truncated {
+			return
+		}
 		if len(r.Chunks.Data)+len(b) > r.captureLimit {
 			r.Truncated = true
-		} else {
-			r.Chunks.Data = append(r.Chunks.Data, b...)
+			return
 		}
 	}
-	if r.Capture && r.Truncated {
-		// Times without bytes would no longer line up with the data.
+	if r.Capture && !growBytes(r, &r.Chunks.Data, len(b)) {
 		return
+	}
+	if !growTimes(r, &r.Chunks.Ends) || !growTimes(r, &r.Chunks.AtMS) {
+		return
+	}
+	if r.Capture {
+		r.Chunks.Data = append(r.Chunks.Data, b...)
 	}
 	r.Chunks.Ends = append(r.Chunks.Ends, uint32(len(r.Chunks.Data)))
 	r.Chunks.AtMS = append(r.Chunks.AtMS, uint32(at/time.Millisecond))
+}
+
+// The capture buffers grow here rather than in append, so that the budget
+// is charged for the memory they really take (capacity, not length) before
+// it is taken: doubling, from a small start, never past the capture limit.
+
+// growBytes makes room for n more bytes in *s; false when the budget
+// refused (then *s is unchanged and capture has stopped).
+func growBytes(r *Record, s *[]byte, n int) bool {
+	need := len(*s) + n
+	if need <= cap(*s) {
+		return true
+	}
+	c := max(need, min(max(2*cap(*s), 4096), r.captureLimit))
+	if !r.charge(c - cap(*s)) {
+		return false
+	}
+	ns := make([]byte, len(*s), c)
+	copy(ns, *s)
+	*s = ns
+	return true
+}
+
+// growTimes makes room for one more chunk time (or end offset) in *s.
+func growTimes(r *Record, s *[]uint32) bool {
+	if len(*s) < cap(*s) {
+		return true
+	}
+	c := max(len(*s)+1, min(max(2*cap(*s), 64), r.captureLimit/8+1, maxChunkTimes))
+	if !r.charge(4 * (c - cap(*s))) {
+		return false
+	}
+	ns := make([]uint32, len(*s), c)
+	copy(ns, *s)
+	*s = ns
+	return true
 }
 
 // IDString returns the request id as a string (allocates).

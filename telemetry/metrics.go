@@ -80,8 +80,9 @@ func (m *Metrics) Start(rec *record.Record) {
 
 // Write accounts a finished request: it closes the stream Start opened and
 // updates the request, error, timing, byte and token series of its route.
-// It allocates nothing once a status code has been seen on the route.
-func (m *Metrics) Write(rec *record.Record) {
+// It allocates nothing once a status code has been seen on the route, and
+// never fails (the error is handlers.Sink's).
+func (m *Metrics) Write(rec *record.Record) error {
 	r := m.route(rec.Route)
 	r.active.Dec()
 	r.status(m.set, rec.Status).Inc()
@@ -103,6 +104,7 @@ func (m *Metrics) Write(rec *record.Record) {
 	if rec.TokensOut > 0 {
 		r.tokensOut.AddInt64(rec.TokensOut)
 	}
+	return nil
 }
 
 // ObserveInsert records one ClickHouse insert (retries included) of a block

@@ -1,8 +1,534 @@
 package main
 
-import "errors"
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/stream-relay/stream-relay/app"
+	"github.com/stream-relay/stream-relay/chlog"
+)
+
+// stdout is where subcommands print; tests swap it.
+var stdout io.Writer = os.Stdout
 
 // runShow prints one stored request: relay show REQUEST_ID [-config FILE] [--json].
-func runShow(args []string) error {
-	return errors.New("show: not implemented yet")
+func runShow(args []string) error { return runShowTo(args, stdout) }
+
+// runShowTo is runShow printing to w. Flags may come before or after the id.
+func runShowTo(args []string, w io.Writer) error {
+	fs := flag.NewFlagSet("relay show", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML): where the relay stores rows")
+	envFile := fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
+	asJSON := fs.Bool("json", false, "print the row as JSON (with the reassembled text)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: relay show REQUEST_ID [-config FILE] [--json]")
+		fs.PrintDefaults()
+	}
+	var ids []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil
+			}
+			return fmt.Errorf("show: %w", err)
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		ids = append(ids, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	if len(ids) != 1 {
+		return fmt.Errorf("show: want one request_id (the X-Request-Id a response carried), got %d: usage: relay show REQUEST_ID [-config FILE] [--json]", len(ids))
+	}
+	id := ids[0]
+	if !chlog.ValidRequestID(id) {
+		return fmt.Errorf("show: request_id=%q: must be 32 lower-case hex characters (the X-Request-Id header)", id)
+	}
+
+	if err := app.LoadEnvFile(*envFile); err != nil {
+		return err
+	}
+	cfg, err := app.Load(*configPath)
+	if err != nil {
+		return err
+	}
+	ch := cfg.Storage.ClickHouse
+	found, err := chlog.Find(context.Background(), chlog.FindOptions{
+		URL:      ch.URL,
+		Database: ch.Database,
+		Table:    ch.Table,
+		User:     ch.User,
+		Password: ch.Password,
+		SpoolDir: cfg.Storage.SpoolDir,
+	}, id)
+	if errors.Is(err, chlog.ErrNotFound) {
+		flush := ch.FlushInterval
+		if flush == 0 {
+			flush = time.Second
+		}
+		return fmt.Errorf("show: %w (a finished request's row is written within storage.clickhouse.flush_interval, %s: try again in a moment)", err, flush)
+	}
+	if err != nil {
+		return fmt.Errorf("show: %w", err)
+	}
+	v := newShown(found)
+	if *asJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(v)
+	}
+	return printShown(w, v)
+}
+
+// shown is the JSON shape of `relay show --json`: the stored row, bytes as
+// text where they are valid UTF-8 (headers as the JSON objects they are),
+// base64 otherwise (then the *_encoding field says "base64"), and what was
+// made of the response.
+type shown struct {
+	FoundIn  string   `json:"found_in"`
+	Rejected bool     `json:"rejected,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+
+	RequestID  string    `json:"request_id"`
+	CreatedAt  time.Time `json:"created_at"`
+	Route      string    `json:"route"`
+	Tenant     string    `json:"tenant_id"`
+	KeyID      string    `json:"key_id"`
+	Model      string    `json:"model"`
+	Method     string    `json:"method"`
+	Path       string    `json:"path"`
+	Upstream   string    `json:"upstream"`
+	Status     uint16    `json:"status"`
+	ErrorType  string    `json:"error_type"`
+	TTFBms     *uint32   `json:"ttfb_ms"`
+	TTFTms     *uint32   `json:"ttft_ms"`
+	DurationMS uint32    `json:"duration_ms"`
+	BytesIn    uint64    `json:"bytes_in"`
+	BytesOut   uint64    `json:"bytes_out"`
+	ChunkCount uint32    `json:"chunk_count"`
+	TokensIn   *uint64   `json:"tokens_in"`
+	TokensOut  *uint64   `json:"tokens_out"`
+	ClientIP   string    `json:"client_ip"`
+	UserAgent  string    `json:"user_agent"`
+	Instance   string    `json:"instance"`
+
+	RequestHeaders         json.RawMessage `json:"request_headers"`
+	ResponseHeaders        json.RawMessage `json:"response_headers"`
+	RequestBody            string          `json:"request_body"`
+	RequestBodyEncoding    string          `json:"request_body_encoding,omitempty"`
+	ResponseChunks         []string        `json:"response_chunks"`
+	ResponseChunksEncoding string          `json:"response_chunks_encoding,omitempty"`
+	ChunkOffsetsMS         []uint32        `json:"chunk_offsets_ms"`
+	Truncated              bool            `json:"truncated"`
+	TruncatedReason        string          `json:"truncated_reason"`
+	ResponseKind           string          `json:"response_kind"` // sse | body | raw | none
+	ResponseContentType    string          `json:"response_content_type"`
+	ResponseCapturedBytes  int             `json:"response_captured_bytes"`
+	Events                 []sseEvent      `json:"events,omitempty"`
+	Text                   string          `json:"text"`
+
+	requestBodyBytes, resp []byte // for the text view
+}
+
+func newShown(f *chlog.Found) *shown {
+	r := &f.Row
+	v := &shown{
+		FoundIn: f.Where, Rejected: f.Rejected, Warnings: f.Warnings,
+		RequestID: r.RequestID, CreatedAt: r.CreatedAt, Route: r.Route, Tenant: r.Tenant, KeyID: r.KeyID,
+		Model: r.Model, Method: r.Method, Path: r.Path, Upstream: r.Upstream, Status: r.Status,
+		ErrorType: r.ErrorType, TTFBms: r.TTFBms, TTFTms: r.TTFTms, DurationMS: r.DurationMS,
+		BytesIn: r.BytesIn, BytesOut: r.BytesOut, ChunkCount: r.ChunkCount,
+		TokensIn: r.TokensIn, TokensOut: r.TokensOut, ClientIP: r.ClientIP, UserAgent: r.UserAgent,
+		Instance: r.Instance, ChunkOffsetsMS: r.ChunkOffsetsMS,
+		Truncated: r.Truncated, TruncatedReason: r.TruncatedReason,
+		RequestHeaders: jsonOrString(r.RequestHeaders), ResponseHeaders: jsonOrString(r.ResponseHeaders),
+		requestBodyBytes: r.RequestBody,
+	}
+	v.RequestBody, v.RequestBodyEncoding = textOrBase64(r.RequestBody)
+	v.ResponseChunks = make([]string, len(r.Chunks))
+	allText := true
+	for _, c := range r.Chunks {
+		allText = allText && utf8.Valid(c)
+		v.resp = append(v.resp, c...)
+		v.ResponseCapturedBytes += len(c)
+	}
+	for i, c := range r.Chunks {
+		if allText {
+			v.ResponseChunks[i] = string(c)
+		} else {
+			v.ResponseChunks[i] = base64.StdEncoding.EncodeToString(c)
+		}
+	}
+	if !allText {
+		v.ResponseChunksEncoding = "base64"
+	}
+	v.ResponseContentType = headerValue(r.ResponseHeaders, "content-type")
+	switch {
+	case len(v.resp) == 0:
+		v.ResponseKind = "none"
+	case binaryType(v.ResponseContentType) || !utf8.Valid(v.resp):
+		v.ResponseKind = "raw"
+	default:
+		v.Events = parseSSE(v.resp)
+		if len(v.Events) > 0 {
+			v.ResponseKind = "sse"
+			var text strings.Builder
+			for _, e := range v.Events {
+				text.WriteString(eventText(e.Data))
+			}
+			v.Text = text.String()
+		} else {
+			v.ResponseKind = "body"
+			v.Text = eventText(string(v.resp))
+		}
+	}
+	return v
+}
+
+// jsonOrString keeps a stored JSON object as it is; anything else becomes
+// a JSON string.
+func jsonOrString(b []byte) json.RawMessage {
+	if len(b) > 0 && json.Valid(b) {
+		return b
+	}
+	s, _ := json.Marshal(string(b))
+	return s
+}
+
+func textOrBase64(b []byte) (s, encoding string) {
+	if utf8.Valid(b) {
+		return string(b), ""
+	}
+	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+// binaryType reports content types whose bytes are not text to reassemble.
+func binaryType(ct string) bool {
+	ct = strings.ToLower(ct)
+	for _, p := range []string{"audio/", "video/", "image/", "application/octet-stream"} {
+		if strings.HasPrefix(ct, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// headerValue returns the first value of name in a stored header object.
+func headerValue(hdr []byte, name string) string {
+	var found string
+	walkHeaders(hdr, func(k, v string) bool {
+		if strings.EqualFold(k, name) {
+			found = v
+			return false
+		}
+		return true
+	})
+	return found
+}
+
+// walkHeaders calls fn with each member of a stored header object, in
+// stored order (duplicates kept), until fn returns false. It reports
+// whether hdr was such an object.
+func walkHeaders(hdr []byte, fn func(k, v string) bool) bool {
+	dec := json.NewDecoder(bytes.NewReader(hdr))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return false
+	}
+	for dec.More() {
+		kt, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return false
+		}
+		k, _ := kt.(string)
+		s, ok := v.(string)
+		if !ok {
+			b, _ := json.Marshal(v)
+			s = string(b)
+		}
+		if !fn(k, s) {
+			return true
+		}
+	}
+	return true
+}
+
+// sseEvent is one server-sent event: its name (empty for the default
+// "message") and its data lines joined with "\n".
+type sseEvent struct {
+	Event string `json:"event,omitempty"`
+	Data  string `json:"data"`
+}
+
+// parseSSE splits a whole response stream into events. Chunks may cut or
+// join events anywhere; the caller passes their concatenation. A last event
+// without its blank line (a stream cut short) is kept.
+func parseSSE(b []byte) []sseEvent {
+	var out []sseEvent
+	var name string
+	var data []string
+	haveData := false
+	dispatch := func() {
+		if haveData {
+			out = append(out, sseEvent{Event: name, Data: strings.Join(data, "\n")})
+		}
+		name, data, haveData = "", nil, false
+	}
+	s := string(b)
+	for len(s) > 0 {
+		i := strings.IndexAny(s, "\r\n")
+		line := s
+		if i >= 0 {
+			line = s[:i]
+			if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+				i++
+			}
+			s = s[i+1:]
+		} else {
+			s = ""
+		}
+		if line == "" {
+			dispatch()
+			continue
+		}
+		field, value, _ := strings.Cut(line, ":")
+		value = strings.TrimPrefix(value, " ")
+		switch field {
+		case "data":
+			data, haveData = append(data, value), true
+		case "event":
+			name = value
+		}
+	}
+	dispatch()
+	return out
+}
+
+// eventText returns the text one event payload (or a whole JSON answer)
+// carries: OpenAI chat choices[].delta.content (or .message.content, .text),
+// Anthropic content_block_delta delta.text (or a message's content[].text),
+// OpenAI Responses response.output_text.delta delta. Anything else, [DONE]
+// included, carries none.
+func eventText(payload string) string {
+	var m struct {
+		Type    string `json:"type"`
+		Choices []struct {
+			Delta   struct{ Content any } `json:"delta"`
+			Message struct{ Content any } `json:"message"`
+			Text    string                `json:"text"`
+		} `json:"choices"`
+		Delta   json.RawMessage `json:"delta"`
+		Content []struct {
+			Type string `json:"type"`
+			Text string `json:"text"`
+		} `json:"content"`
+	}
+	if json.Unmarshal([]byte(payload), &m) != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, c := range m.Choices {
+		for _, v := range []any{c.Delta.Content, c.Message.Content} {
+			if s, ok := v.(string); ok {
+				b.WriteString(s)
+			}
+		}
+		b.WriteString(c.Text)
+	}
+	switch m.Type {
+	case "content_block_delta":
+		var d struct {
+			Text string `json:"text"`
+		}
+		if json.Unmarshal(m.Delta, &d) == nil {
+			b.WriteString(d.Text)
+		}
+	case "response.output_text.delta":
+		var s string
+		if json.Unmarshal(m.Delta, &s) == nil {
+			b.WriteString(s)
+		}
+	case "message":
+		for _, c := range m.Content {
+			if c.Type == "text" {
+				b.WriteString(c.Text)
+			}
+		}
+	}
+	return b.String()
+}
+
+// maxOffsetsShown keeps the text view of a long audio stream readable; the
+// JSON view has them all.
+const maxOffsetsShown = 40
+
+func printShown(w io.Writer, v *shown) error {
+	var b strings.Builder
+	line := func(label, format string, a ...any) {
+		fmt.Fprintf(&b, "%-18s %s\n", label, fmt.Sprintf(format, a...))
+	}
+	fmt.Fprintf(&b, "request %s\n", v.RequestID)
+	line("found in", "%s", v.FoundIn)
+	if v.Rejected {
+		line("", "REJECTED: this spool file can never be inserted as it is; it will not reach ClickHouse by itself (relay spool ls)")
+	}
+	for _, s := range v.Warnings {
+		line("warning", "%s", s)
+	}
+	line("created_at", "%s", v.CreatedAt.UTC().Format("2006-01-02 15:04:05 MST"))
+	line("route", "%s  %s %s -> %s", orDash(v.Route), v.Method, v.Path, orDash(v.Upstream))
+	line("tenant", "%s  (key %s)", orDash(v.Tenant), orDash(v.KeyID))
+	line("status", "%d", v.Status)
+	line("error_type", "%s", orDash(v.ErrorType))
+	line("model", "%s", orDash(v.Model))
+	line("tokens", "in %s, out %s", optU64(v.TokensIn), optU64(v.TokensOut))
+	line("timings", "ttfb %s, ttft %s, duration %d ms", optMS(v.TTFBms), optMS(v.TTFTms), v.DurationMS)
+	line("bytes", "in %d, out %d in %d chunks", v.BytesIn, v.BytesOut, v.ChunkCount)
+	line("chunk offsets ms", "%s", offsets(v.ChunkOffsetsMS))
+	line("client", "%s  %s", orDash(v.ClientIP), orDash(v.UserAgent))
+	line("instance", "%s", orDash(v.Instance))
+	if v.Truncated || v.TruncatedReason != "" {
+		line("truncated", "yes (%s): capture stopped; the stream itself went on", orDash(v.TruncatedReason))
+	}
+
+	b.WriteString("\nrequest headers (as stored, secrets redacted)\n")
+	printHeaders(&b, v.RequestHeaders)
+	b.WriteString("\nresponse headers\n")
+	printHeaders(&b, v.ResponseHeaders)
+
+	b.WriteString("\nrequest body\n")
+	switch {
+	case len(v.requestBodyBytes) == 0 && v.BytesIn > 0:
+		fmt.Fprintf(&b, "  (not stored: %d bytes; %s)\n", v.BytesIn, notStoredWhy(v))
+	case len(v.requestBodyBytes) == 0:
+		b.WriteString("  (empty)\n")
+	case v.RequestBodyEncoding == "":
+		b.WriteString(indent(v.RequestBody))
+	default:
+		fmt.Fprintf(&b, "  (%d bytes of binary; --json prints them as base64)\n", len(v.requestBodyBytes))
+	}
+
+	switch v.ResponseKind {
+	case "none":
+		b.WriteString("\nresponse\n")
+		if v.BytesOut > 0 {
+			fmt.Fprintf(&b, "  (not stored: %d bytes in %d chunks, content-type %s; %s)\n", v.BytesOut, v.ChunkCount, orDash(v.ResponseContentType), notStoredWhy(v))
+		} else {
+			b.WriteString("  (no response body)\n")
+		}
+	case "raw":
+		fmt.Fprintf(&b, "\nresponse (raw)\n  %d bytes sent, %d captured in %d chunks, content-type %s\n",
+			v.BytesOut, v.ResponseCapturedBytes, len(v.ResponseChunks), orDash(v.ResponseContentType))
+	case "sse":
+		fmt.Fprintf(&b, "\nresponse events (%d, from %d chunks)\n", len(v.Events), len(v.ResponseChunks))
+		for i, e := range v.Events {
+			name := ""
+			if e.Event != "" {
+				name = e.Event + " "
+			}
+			fmt.Fprintf(&b, "  [%d] %s%s\n", i+1, name, e.Data)
+		}
+		fmt.Fprintf(&b, "\ntext\n%s", indent(v.Text))
+	case "body":
+		fmt.Fprintf(&b, "\nresponse body (%d bytes, content-type %s)\n%s", v.ResponseCapturedBytes, orDash(v.ResponseContentType), indent(string(v.resp)))
+		if v.Text != "" {
+			fmt.Fprintf(&b, "\ntext\n%s", indent(v.Text))
+		}
+	}
+	if (v.ResponseKind == "sse" || v.ResponseKind == "body") && v.Truncated {
+		b.WriteString("  (capture was truncated: the text above is a prefix)\n")
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func notStoredWhy(v *shown) string {
+	if v.TruncatedReason != "" {
+		return "truncated_reason " + v.TruncatedReason
+	}
+	return "the route captures meta only"
+}
+
+func printHeaders(b *strings.Builder, raw json.RawMessage) {
+	n := 0
+	ok := walkHeaders(raw, func(k, v string) bool {
+		fmt.Fprintf(b, "  %s: %s\n", k, v)
+		n++
+		return true
+	})
+	switch {
+	case !ok:
+		var s string
+		if json.Unmarshal(raw, &s) == nil && s == "" {
+			b.WriteString("  (none stored)\n")
+			return
+		}
+		b.WriteString(indent(string(raw)))
+	case n == 0:
+		b.WriteString("  (none)\n")
+	}
+}
+
+func indent(s string) string {
+	if s == "" {
+		return "  (empty)\n"
+	}
+	s = strings.TrimRight(s, "\n")
+	return "  " + strings.ReplaceAll(s, "\n", "\n  ") + "\n"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func optMS(v *uint32) string {
+	if v == nil {
+		return "never"
+	}
+	return strconv.FormatUint(uint64(*v), 10) + " ms"
+}
+
+func optU64(v *uint64) string {
+	if v == nil {
+		return "unknown"
+	}
+	return strconv.FormatUint(*v, 10)
+}
+
+func offsets(o []uint32) string {
+	if len(o) == 0 {
+		return "-"
+	}
+	var b strings.Builder
+	for i, x := range o {
+		if i == maxOffsetsShown {
+			fmt.Fprintf(&b, " ... (%d more; --json has all)", len(o)-i)
+			break
+		}
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(strconv.FormatUint(uint64(x), 10))
+	}
+	return b.String()
 }

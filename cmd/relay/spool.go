@@ -1,8 +1,154 @@
 package main
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/stream-relay/stream-relay/app"
+	"github.com/stream-relay/stream-relay/chlog"
+)
+
+const spoolUsage = `usage:
+  relay spool ls [-config FILE] [-verify]
+      list the spool_dir: queued files (oldest first) and rejected/ files, with
+      rows, bytes, first and last request id and, for rejected files, why.
+      -verify reads every queued file and says which the relay would reject.
+  relay spool replay [-rejected] [-config FILE] [-v]
+      send the queued files to the configured ClickHouse now, oldest first, with
+      the relay's checks: a file that can never be inserted as it is goes to
+      rejected/. -rejected first verifies the rejected files again and puts the
+      ones that pass back into the queue. Stops at the first failure.
+      replay takes the spool_dir's lock: stop the relay that uses the same
+      spool_dir first (a running relay replays by itself once ClickHouse answers).`
 
 // runSpool lists or replays spool files: relay spool ls|replay [--rejected] [-config FILE].
 func runSpool(args []string) error {
-	return errors.New("spool: not implemented yet")
+	if len(args) == 0 {
+		return errors.New("spool: want a subcommand (ls or replay)\n" + spoolUsage)
+	}
+	switch args[0] {
+	case "ls":
+		return spoolLs(args[1:], stdout)
+	case "replay":
+		return spoolReplay(args[1:], stdout)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprintln(stdout, spoolUsage)
+		return nil
+	}
+	return fmt.Errorf("spool: unknown subcommand %q\n%s", args[0], spoolUsage)
+}
+
+// spoolFlags parses the flags common to the spool subcommands and loads the
+// configuration.
+func spoolFlags(name string, args []string, more func(fs *flag.FlagSet)) (*app.Config, error) {
+	fs := flag.NewFlagSet("relay spool "+name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the error below carries the usage
+	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML)")
+	envFile := fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
+	if more != nil {
+		more(fs)
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, fmt.Errorf("spool %s: %w\n%s", name, err, spoolUsage)
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("spool %s: unexpected argument %q\n%s", name, fs.Arg(0), spoolUsage)
+	}
+	if err := app.LoadEnvFile(*envFile); err != nil {
+		return nil, err
+	}
+	return app.Load(*configPath)
+}
+
+func spoolLs(args []string, out io.Writer) error {
+	var verify bool
+	cfg, err := spoolFlags("ls", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&verify, "verify", false, "read and check every queued file")
+	})
+	if err != nil {
+		return err
+	}
+	ents, err := chlog.ListSpool(cfg.Storage.SpoolDir, verify)
+	if err != nil {
+		return fmt.Errorf("spool ls: %w", err)
+	}
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "STATE\tFILE\tROWS\tBYTES\tFIRST REQUEST ID\tLAST REQUEST ID\tREASON")
+	var queued, rejected int
+	for _, e := range ents {
+		state := "queued"
+		if e.Rejected {
+			state = "rejected"
+			rejected++
+		} else {
+			queued++
+		}
+		if e.OutcomeUnknown {
+			state += "(u)"
+		}
+		rows := "?"
+		if e.Rows >= 0 {
+			rows = fmt.Sprint(e.Rows)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", state, e.File, rows, e.Bytes, dash(e.First), dash(e.Last), dash(e.Reason))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "%s: %d queued, %d rejected (in %s)\n", cfg.Storage.SpoolDir, queued, rejected, filepath.Join(cfg.Storage.SpoolDir, "rejected"))
+	return nil
+}
+
+func spoolReplay(args []string, out io.Writer) error {
+	var rejected, verbose bool
+	cfg, err := spoolFlags("replay", args, func(fs *flag.FlagSet) {
+		fs.BoolVar(&rejected, "rejected", false, "verify rejected files again and send those that pass")
+		fs.BoolVar(&verbose, "v", false, "also print the storage log to stderr")
+	})
+	if err != nil {
+		return err
+	}
+	ch := cfg.Storage.ClickHouse
+	if ch.URL == "" {
+		return errors.New("spool replay: storage.clickhouse.url is not set in the configuration: nowhere to send the spool to")
+	}
+	log := slog.New(slog.DiscardHandler)
+	if verbose {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	_, err = chlog.ReplaySpool(ctx, chlog.Options{
+		URL:           ch.URL,
+		Database:      ch.Database,
+		Table:         ch.Table,
+		User:          ch.User,
+		Password:      ch.Password,
+		InsertTimeout: ch.InsertTimeout,
+		SpoolDir:      cfg.Storage.SpoolDir,
+		SpoolMaxBytes: ch.SpoolMaxBytes,
+		TTLDays:       ch.TTLDays,
+		NoMigrate:     ch.Migrate != nil && !*ch.Migrate,
+		Logger:        log,
+	}, rejected, out)
+	if err != nil {
+		return fmt.Errorf("spool replay: %w", err)
+	}
+	return nil
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -44,6 +44,8 @@ fuzz ./usage/ FuzzInjectIncludeUsage
 fuzz ./upstream/ FuzzBodyReader
 fuzz ./upstream/ FuzzTokenScanner
 fuzz ./upstream/ FuzzCopyRequestHeaders
+fuzz ./chlog/ FuzzVerifySpool
+fuzz ./cmd/relay/ FuzzParseSSE
 
 awk -F'|' '
 BEGIN { printf "%-44s %8s %8s %9s %10s %7s %7s %7s  %s\n", "scenario", "sent", "answered", "exp.errs", "unexp.errs", "stored", "spooled", "dropped", "leaks" }

@@ -1,0 +1,228 @@
+package chlog
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// spooledRows decodes every spool file in dir into rows by request id.
+func spooledRows(t *testing.T, dir string) map[string]Row {
+	t.Helper()
+	got := map[string]Row{}
+	for _, name := range spoolNames(t, dir) {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := DecodeRows(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if f := parseMust(t, name); f.rows != len(rows) {
+			t.Fatalf("%s: name says %d rows, file holds %d", name, f.rows, len(rows))
+		}
+		for _, r := range rows {
+			got[r.RequestID] = r
+		}
+	}
+	return got
+}
+
+// streamRecord is a full-capture record as handlers make it: acquired with
+// limit, admitted by w, then fed chunks.
+func streamRecord(w *Writer, i, limit int) (*record.Record, bool) {
+	r := record.Acquire(limit)
+	r.ID = newID(i)
+	r.Start = time.Now()
+	r.Route, r.Kind, r.Capture, r.Status = "openai", record.KindSSE, true, 200
+	r.RequestHeaders = append(r.RequestHeaders, `{"content-type":"application/json"}`...)
+	ok := w.Admit(r)
+	return r, ok
+}
+
+// TestBudgetDegradeThenRefuse: records in flight fill the budget; new
+// requests are first admitted meta only (truncated_reason storage_budget),
+// then refused; a capture that grows past the budget stops (same reason).
+// Every admitted record is stored, nothing is dropped, and the budget is
+// back to zero once the blocks are spooled.
+func TestBudgetDegradeThenRefuse(t *testing.T) {
+	dir := t.TempDir()
+	const budgetBytes = 2 << 20
+	w := newWriter(t, Options{SpoolDir: dir, BatchRows: 1 << 20, BatchBytes: 1 << 30, FlushInterval: time.Hour, MaxBufferBytes: budgetBytes})
+	chunk := bytes.Repeat([]byte("x"), 8<<10)
+
+	var held []*record.Record
+	full, degraded, starved := 0, 0, 0
+	for i := 0; i < 1000; i++ {
+		r, ok := streamRecord(w, i, 512<<10)
+		if !ok {
+			if r.Capture {
+				t.Fatal("a refused record kept capture on")
+			}
+			// Refused: handlers answer 503 and still hand the record over.
+			r.Status, r.ErrorType = 503, record.ErrStorageOverloaded
+			if err := w.Write(r); err != nil {
+				t.Fatalf("write refused record: %v", err)
+			}
+			record.Release(r)
+			break
+		}
+		for c := 0; c < 55; c++ { // 440 KiB of chunks when full capture is on
+			r.AddChunk(chunk, time.Duration(c)*time.Millisecond)
+		}
+		switch {
+		case !r.Capture && r.TruncatedReason == record.TruncStorageBudget && r.Truncated && len(r.Chunks.Data) == 0:
+			degraded++
+		case r.Capture && r.TruncatedReason == record.TruncStorageBudget && r.Truncated:
+			starved++
+		case r.Capture && !r.Truncated && len(r.Chunks.Data) == 55*len(chunk):
+			full++
+		default:
+			t.Fatalf("record %d: capture %v truncated %v reason %q data %d", i, r.Capture, r.Truncated, r.TruncatedReason, len(r.Chunks.Data))
+		}
+		held = append(held, r)
+		if b := w.Stats().BufferedBytes; b > budgetBytes {
+			t.Fatalf("buffered %d bytes, over the budget %d", b, budgetBytes)
+		}
+	}
+	st := w.Stats()
+	if full == 0 || starved == 0 || degraded == 0 || st.Refused != 1 || st.RowsDegraded != int64(degraded+starved) {
+		t.Fatalf("full %d starved %d degraded %d, stats %+v", full, starved, degraded, st)
+	}
+	t.Logf("full %d, starved mid-stream %d, meta only %d, then refused; buffered %d of %d", full, starved, degraded, st.BufferedBytes, budgetBytes)
+
+	ids := map[string]bool{}
+	for _, r := range held {
+		ids[r.IDString()] = true
+		if err := w.Write(r); err != nil {
+			t.Fatalf("write admitted record: %v", err)
+		}
+		record.Release(r)
+		if b := w.Stats().BufferedBytes; b > budgetBytes {
+			t.Fatalf("buffered %d bytes after writes, over the budget %d", b, budgetBytes)
+		}
+	}
+	flush(t, w)
+	if st := w.Stats(); st.BufferedBytes != 0 || st.RowsDropped != 0 || st.RowsSpooled != int64(len(held)) {
+		t.Fatalf("after flush: %+v, want every one of %d rows spooled and nothing buffered", st, len(held))
+	}
+	closeWriter(t, w)
+	rows := spooledRows(t, dir)
+	for id := range ids {
+		row, ok := rows[id]
+		if !ok {
+			t.Fatalf("admitted request %s has no row", id)
+		}
+		if row.Truncated && row.TruncatedReason != record.TruncStorageBudget {
+			t.Errorf("row %s: truncated_reason %q", id, row.TruncatedReason)
+		}
+	}
+	if len(rows) != len(ids) {
+		t.Fatalf("%d rows for %d admitted requests (the refused one must not be stored without room)", len(rows), len(ids))
+	}
+}
+
+// TestBudgetWriteAfterClose: the row is dropped and counted, the error is
+// ErrClosed, and the record's reservation goes back to the budget.
+func TestBudgetWriteAfterClose(t *testing.T) {
+	w := newWriter(t, Options{SpoolDir: t.TempDir(), FlushInterval: time.Hour, MaxBufferBytes: 1 << 20})
+	r, ok := streamRecord(w, 1, 64<<10)
+	if !ok {
+		t.Fatal("refused with an empty budget")
+	}
+	r.AddChunk([]byte("data: x\n\n"), time.Millisecond)
+	closeWriter(t, w)
+	if err := w.Write(r); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Write after Close: %v, want ErrClosed", err)
+	}
+	if st := w.Stats(); st.BufferedBytes != 0 || st.RowsDropped != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestSpoolGroupCommit: blocks waiting for the spooler become one spool file
+// whose name counts all their rows and names the first and last request.
+func TestSpoolGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	w := &Writer{log: testLogger(t), spoolq: make(chan *block, spoolQueue)}
+	w.o.setDefaults()
+	w.budget = newBudget(64<<20, &w.stats)
+	var err error
+	if w.spool, err = openSpool(w, dir, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	var blocks []*block
+	var ids []string
+	for b := range 3 {
+		blk := newBlock()
+		blk.seq = uint64(100 + b)
+		for i := range 2 + b {
+			r := sseRecord(10*b+i, 3)
+			ids = append(ids, r.IDString())
+			before := blockMem(blk)
+			blk.add(r)
+			d := blockMem(blk) - before
+			blk.held += d
+			w.budget.move(0, int64(d))
+			record.Release(r)
+		}
+		blocks = append(blocks, blk)
+	}
+	w.spoolq <- blocks[1]
+	w.spoolq <- blocks[2]
+	var g spoolScratch
+	w.spoolGroup(&g, blocks[0])
+
+	names := spoolNames(t, dir)
+	if len(names) != 1 {
+		t.Fatalf("spool files %v; want one group file", names)
+	}
+	f := parseMust(t, names[0])
+	if f.seq != 100 || f.rows != 9 || string(f.first) != ids[0] || string(f.last) != ids[len(ids)-1] {
+		t.Fatalf("group file %s: seq %d rows %d", names[0], f.seq, f.rows)
+	}
+	rows := spooledRows(t, dir)
+	for _, id := range ids {
+		if _, ok := rows[id]; !ok {
+			t.Fatalf("row %s missing from the group file", id)
+		}
+	}
+	if st := w.Stats(); st.BufferedBytes != 0 || st.RowsSpooled != 9 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestHugeBlockNotKept: a block and an encode buffer that grew past
+// keepBufferBytes are dropped after use, not kept at their peak.
+func TestHugeBlockNotKept(t *testing.T) {
+	dir := t.TempDir()
+	w := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour, MaxBufferBytes: 256 << 20})
+	big := bytes.Repeat([]byte("y"), 1<<20)
+	for i := range 3 * keepBufferBytes >> 20 {
+		r := record.Acquire(4 << 20)
+		r.ID, r.Start, r.Capture = newID(i), time.Now(), true
+		r.AddChunk(big, time.Millisecond)
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+		record.Release(r)
+	}
+	flush(t, w)
+	w.mu.Lock()
+	for _, b := range append([]*block{w.cur}, w.free...) {
+		if n := cap(b.chunkData.Buf); n > 2*keepBufferBytes {
+			t.Errorf("a kept block holds a %d-byte chunk buffer", n)
+		}
+	}
+	w.mu.Unlock()
+	closeWriter(t, w)
+	if n := len(spooledRows(t, dir)); n != 3*keepBufferBytes>>20 {
+		t.Fatalf("%d rows spooled", n)
+	}
+}

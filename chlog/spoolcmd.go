@@ -1,0 +1,230 @@
+package chlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// SpoolEntry is one file of a spool directory: queued for ClickHouse or
+// set aside in rejected/.
+type SpoolEntry struct {
+	File     string // file name, in the spool directory or its rejected/ subdirectory
+	Rejected bool
+	// Rows, First and Last (request ids) come from the file name; for a
+	// name that is no spool name they come from the content when it decodes
+	// (Rows is -1 when neither tells).
+	Rows           int
+	First, Last    string
+	OutcomeUnknown bool  // an earlier insert may have been applied: checked before a re-send
+	Bytes          int64 // file size
+	// Reason is, for a rejected file, the first line of its .error.txt; for
+	// a queued file read with verify, why the replayer would reject it
+	// ("" when it verifies).
+	Reason string
+}
+
+// ListSpool lists the spool directory dir: queued files oldest first, then
+// rejected files. With verify, every file is read and checked as the
+// replayer would (size, Native blocks, rows and ids against the name).
+// It takes no lock and changes nothing.
+func ListSpool(dir string, verify bool) ([]SpoolEntry, error) {
+	queued, err := listDir(dir, false, verify)
+	if err != nil {
+		return nil, err
+	}
+	rejected, err := listDir(filepath.Join(dir, rejectedDir), true, verify)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	return append(queued, rejected...), nil
+}
+
+func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		if rejected {
+			return nil, err
+		}
+		return nil, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
+	}
+	var out []SpoolEntry
+	for _, e := range ents {
+		if e.IsDir() || !strings.HasSuffix(e.Name(), spoolExt) {
+			continue
+		}
+		ent := SpoolEntry{File: e.Name(), Rejected: rejected, Rows: -1}
+		if info, err := e.Info(); err == nil {
+			ent.Bytes = info.Size()
+		}
+		f, named := parseSpoolName(e.Name())
+		if named {
+			ent.Rows, ent.First, ent.Last, ent.OutcomeUnknown = f.rows, f.first, f.last, f.unknown
+		}
+		if rejected {
+			if b, err := os.ReadFile(filepath.Join(dir, errorFileName(e.Name()))); err == nil {
+				ent.Reason, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
+			}
+		}
+		if verify || !named {
+			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+			var problem error
+			switch {
+			case err != nil:
+				problem = err
+			case named:
+				problem = verifySpool(data, f)
+			default:
+				problem = errors.New("file name is not a spool name")
+				if n, first, last, err := countRows(data); err == nil {
+					ent.Rows, ent.First, ent.Last = n, quoteID([]byte(first)), quoteID([]byte(last))
+				}
+			}
+			if problem != nil && !rejected && verify {
+				ent.Reason = "will be rejected: " + problem.Error()
+			}
+		}
+		out = append(out, ent)
+	}
+	slices.SortFunc(out, func(a, b SpoolEntry) int { return strings.Compare(a.File, b.File) })
+	return out, nil
+}
+
+// ReplaySummary counts what ReplaySpool did.
+type ReplaySummary struct {
+	Inserted, InsertedRows int // files (rows) now in ClickHouse
+	Rejected               int // files moved to rejected/ by this pass
+	Kept                   int // files left in rejected/ by --rejected: they still do not verify
+	Restored               int // rejected files that verified and went back into the queue
+	Left                   int // files still queued when the pass stopped
+}
+
+// ReplaySpool sends the spool directory o.SpoolDir to the ClickHouse of o
+// now, oldest first, as the relay's replayer does (the same checks and
+// rejections), in one pass that stops at the first failure; it prints a
+// line per file to out. With rejected, files in rejected/ are verified
+// again first and those that pass go back into the queue (and so are sent
+// in this pass); the others stay, with their reason printed.
+//
+// It takes the spool directory's lock: it fails with ErrSpoolInUse while a
+// relay runs on the same spool_dir (that relay replays by itself).
+func ReplaySpool(ctx context.Context, o Options, rejected bool, out io.Writer) (ReplaySummary, error) {
+	var sum ReplaySummary
+	o.setDefaults()
+	if err := o.validate(); err != nil {
+		return sum, err
+	}
+	if o.URL == "" {
+		return sum, errors.New("chlog: url is empty (storage.clickhouse.url): nowhere to replay to")
+	}
+	// The same Writer as New makes, without its goroutines: this pass is
+	// the only one touching the spool (keep in step with New).
+	w := &Writer{
+		o:          o,
+		log:        o.Logger,
+		sendq:      make(chan *block, 1),
+		spoolq:     make(chan *block, spoolQueue),
+		flushReq:   make(chan flushReq),
+		kickRep:    make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		replayDone: make(chan struct{}),
+	}
+	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
+	w.ctx, w.cancel = context.WithCancel(ctx)
+	defer w.cancel()
+	// openSpool moves files whose name is no spool name aside; say so.
+	var badNames []string
+	if ents, err := os.ReadDir(o.SpoolDir); err == nil {
+		for _, e := range ents {
+			if _, ok := parseSpoolName(e.Name()); !ok && !e.IsDir() && strings.HasSuffix(e.Name(), spoolExt) {
+				badNames = append(badNames, e.Name())
+			}
+		}
+	}
+	var err error
+	if w.spool, err = openSpool(w, o.SpoolDir, o.SpoolMaxBytes); err != nil {
+		return sum, err
+	}
+	defer w.spool.unlock()
+	for _, name := range badNames {
+		sum.Rejected++
+		fmt.Fprintf(out, "rejected  %s  moved to %s/: not a spool name\n", name, rejectedDir)
+	}
+	w.ch = newClient(&w.o)
+	sctx, cancel := context.WithTimeout(w.ctx, o.InsertTimeout)
+	err = w.ensureSchema(sctx)
+	cancel()
+	if err != nil {
+		return sum, err
+	}
+	if rejected {
+		restoreRejected(w.spool, out, &sum)
+	}
+	st := replayState{report: func(ev replayEvent) {
+		switch ev.what {
+		case "inserted":
+			sum.Inserted++
+			sum.InsertedRows += ev.rows
+			fmt.Fprintf(out, "inserted  %s  rows=%d\n", ev.file, ev.rows)
+		case "rejected":
+			sum.Rejected++
+			fmt.Fprintf(out, "rejected  %s  rows=%d  moved to %s/: %s\n", ev.file, ev.rows, rejectedDir, ev.reason)
+		default:
+			fmt.Fprintf(out, "%-8s  %s  %s\n", ev.what, ev.file, ev.reason)
+		}
+	}}
+	done := w.replayAll(&st)
+	sum.Left = int(w.Stats().SpoolFiles)
+	fmt.Fprintf(out, "replay: %d files inserted (%d rows), %d rejected, %d restored from %s/, %d kept there, %d left in the queue\n",
+		sum.Inserted, sum.InsertedRows, sum.Rejected, sum.Restored, rejectedDir, sum.Kept, sum.Left)
+	if !done {
+		return sum, fmt.Errorf("chlog: replay stopped at the first failure; %d files left in %s", sum.Left, o.SpoolDir)
+	}
+	return sum, nil
+}
+
+// restoreRejected verifies every file in rejected/ and moves those that
+// pass back into the queue.
+func restoreRejected(s *spool, out io.Writer, sum *ReplaySummary) {
+	rdir := filepath.Join(s.dir, rejectedDir)
+	ents, err := os.ReadDir(rdir)
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			fmt.Fprintf(out, "rejected: %v\n", err)
+		}
+		return
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if e.IsDir() || !strings.HasSuffix(name, spoolExt) {
+			continue
+		}
+		f, ok := parseSpoolName(name)
+		if !ok {
+			sum.Kept++
+			fmt.Fprintf(out, "kept      %s  (in %s/): not a spool name; rename it <seq>-<rows>-k-<first id>-<last id>.native to replay it\n", name, rejectedDir)
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(rdir, name))
+		if err == nil {
+			err = verifySpool(data, f)
+		}
+		if err != nil {
+			sum.Kept++
+			fmt.Fprintf(out, "kept      %s  (in %s/): %v\n", name, rejectedDir, err)
+			continue
+		}
+		if _, err := s.restore(name); err != nil {
+			sum.Kept++
+			fmt.Fprintf(out, "kept      %s  (in %s/): %v\n", name, rejectedDir, err)
+			continue
+		}
+		sum.Restored++
+		fmt.Fprintf(out, "restored  %s  rows=%d: verifies; back in the queue\n", name, f.rows)
+	}
+}

@@ -1,0 +1,149 @@
+package chlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestReplaySpool: relay spool replay's engine sends the queue in order,
+// rejects what cannot be inserted and prints a line per file; with
+// rejected it puts a rejected file that verifies back and sends it.
+func TestReplaySpool(t *testing.T) {
+	chURL, db := testDB(t)
+	dir := t.TempDir()
+	mBad, _ := spoolTestBlock(t, 1, 0, 4)
+	writeSpoolFile(t, dir, nameOf(mBad), []byte("not a block"))
+	mGood, good := spoolTestBlock(t, 2, 10, 5)
+	writeSpoolFile(t, dir, nameOf(mGood), good)
+	writeSpoolFile(t, dir, "stray.native", []byte("x"))
+	// A good file an operator had set aside.
+	mAside, aside := spoolTestBlock(t, 3, 20, 3)
+	if err := os.MkdirAll(filepath.Join(dir, rejectedDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeSpoolFile(t, filepath.Join(dir, rejectedDir), nameOf(mAside), aside)
+	writeSpoolFile(t, filepath.Join(dir, rejectedDir), errorFileName(nameOf(mAside)), []byte("set aside by hand\n"))
+
+	ents, err := ListSpool(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.File+" "+e.Reason)
+	}
+	want := []string{
+		nameOf(mBad) + " will be rejected: not a Native block: native block 0: column 0 name: cut short",
+		nameOf(mGood) + " ",
+		"stray.native will be rejected: file name is not a spool name",
+		nameOf(mAside) + " set aside by hand",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("ListSpool:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if e := ents[1]; e.Rows != 5 || e.First != quoteID(mGood.first[:]) || e.Last != quoteID(mGood.last[:]) || e.Bytes != int64(len(good)) || e.Rejected {
+		t.Errorf("queued entry %+v", e)
+	}
+
+	var out bytes.Buffer
+	o := Options{URL: chURL, Database: db, SpoolDir: dir, Logger: testLogger(t)}
+	sum, err := ReplaySpool(context.Background(), o, false, &out)
+	t.Logf("replay:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != (ReplaySummary{Inserted: 1, InsertedRows: 5, Rejected: 2}) {
+		t.Errorf("summary %+v", sum)
+	}
+	for _, s := range []string{"rejected  stray.native", "rejected  " + nameOf(mBad), "inserted  " + nameOf(mGood) + "  rows=5"} {
+		if !strings.Contains(out.String(), s) {
+			t.Errorf("output lacks %q", s)
+		}
+	}
+	if n := count(t, chURL, db); n != 5 {
+		t.Errorf("%d rows; want 5", n)
+	}
+
+	out.Reset()
+	sum, err = ReplaySpool(context.Background(), o, true, &out)
+	t.Logf("replay --rejected:\n%s", out.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum != (ReplaySummary{Inserted: 1, InsertedRows: 3, Restored: 1, Kept: 2}) {
+		t.Errorf("summary %+v", sum)
+	}
+	if n := count(t, chURL, db); n != 8 {
+		t.Errorf("%d rows; want 8", n)
+	}
+	if _, err := os.Stat(filepath.Join(dir, rejectedDir, errorFileName(nameOf(mAside)))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the restored file's reason is still there: %v", err)
+	}
+	ents, _ = ListSpool(dir, false)
+	if len(ents) != 2 || !ents[0].Rejected || !ents[1].Rejected {
+		t.Errorf("after replay: %+v; want the two bad files in rejected/", ents)
+	}
+}
+
+// TestReplaySpoolInUse: another process holding the spool (a running
+// relay) makes replay refuse instead of sending the files twice.
+func TestReplaySpoolInUse(t *testing.T) {
+	flock, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("no flock(1)")
+	}
+	dir := t.TempDir()
+	// flock(1) takes the same kind of lock (flock(2)) on the same file.
+	cmd := exec.Command(flock, "-x", filepath.Join(dir, spoolLockName), "sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	waitFor(t, "flock(1) holds the lock", 10*time.Second, func() bool {
+		f, err := os.Open(filepath.Join(dir, spoolLockName))
+		if err != nil {
+			return false
+		}
+		defer f.Close()
+		return syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil
+	})
+	_, err = ReplaySpool(context.Background(), Options{URL: closedPortURL(t), SpoolDir: dir, Logger: testLogger(t)}, false, &bytes.Buffer{})
+	if !errors.Is(err, ErrSpoolInUse) {
+		t.Fatalf("ReplaySpool: %v; want ErrSpoolInUse", err)
+	}
+}
+
+// TestSpoolLockReleasedOnClose: a writer holds its spool directory against
+// other processes while it runs and lets go of it when closed.
+func TestSpoolLockReleasedOnClose(t *testing.T) {
+	flock, err := exec.LookPath("flock")
+	if err != nil {
+		t.Skip("no flock(1)")
+	}
+	chURL, db := testDB(t)
+	dir := t.TempDir()
+	tryLock := func() error {
+		return exec.Command(flock, "-n", filepath.Join(dir, spoolLockName), "true").Run()
+	}
+	w := newWriter(t, Options{URL: chURL, Database: db, SpoolDir: dir, FlushInterval: 50 * time.Millisecond})
+	w2 := newWriter(t, Options{URL: chURL, Database: db, SpoolDir: dir, FlushInterval: 50 * time.Millisecond}) // same process: shares it
+	if err := tryLock(); err == nil {
+		t.Fatal("another process took the lock of a running writer's spool")
+	}
+	closeWriter(t, w)
+	if err := tryLock(); err == nil {
+		t.Fatal("the lock went with the first of two writers")
+	}
+	closeWriter(t, w2)
+	if err := tryLock(); err != nil {
+		t.Fatalf("the lock is still held after Close: %v", err)
+	}
+}

@@ -1,0 +1,95 @@
+package chlog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+)
+
+// ErrSpoolInUse: another process holds the spool directory (a running
+// relay, or `relay spool replay`). Two processes replaying one spool would
+// send its files twice.
+var ErrSpoolInUse = errors.New("chlog: spool_dir is in use by another process")
+
+// spoolLockName is the lock file in the spool directory. A process that
+// opens a spool takes an exclusive flock on it and keeps it until the spool
+// is closed or the process exits (the kernel drops it then, also after
+// kill -9). Writers of the same process share it (counted), so a relay
+// restarted in-process (tests, embedders) is not locked out by itself.
+const spoolLockName = ".lock"
+
+var spoolLocks struct {
+	sync.Mutex
+	held map[string]*heldLock // by absolute dir
+}
+
+type heldLock struct {
+	f     *os.File
+	users int
+}
+
+// lockSpoolDir takes the process's lock on dir, or returns ErrSpoolInUse
+// naming the holder's pid. Each successful call needs one unlockSpoolDir.
+func lockSpoolDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
+	}
+	spoolLocks.Lock()
+	defer spoolLocks.Unlock()
+	if h := spoolLocks.held[abs]; h != nil {
+		if _, err := os.Stat(filepath.Join(abs, spoolLockName)); err == nil {
+			h.users++
+			return nil
+		}
+		// The directory was removed and made again: lock the new one.
+		_ = h.f.Close()
+		delete(spoolLocks.held, abs)
+	}
+	f, err := os.OpenFile(filepath.Join(abs, spoolLockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(f.Name())
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := ""
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				who = " by pid " + pid
+			}
+			return fmt.Errorf("%w: spool_dir=%s (lock file %s held%s; stop that relay first)", ErrSpoolInUse, dir, spoolLockName, who)
+		}
+		return fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	if spoolLocks.held == nil {
+		spoolLocks.held = map[string]*heldLock{}
+	}
+	spoolLocks.held[abs] = &heldLock{f: f, users: 1}
+	return nil
+}
+
+// unlockSpoolDir ends one use of the lock on dir; the last one releases it.
+func unlockSpoolDir(dir string) {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return
+	}
+	spoolLocks.Lock()
+	defer spoolLocks.Unlock()
+	h := spoolLocks.held[abs]
+	if h == nil {
+		return
+	}
+	if h.users--; h.users <= 0 {
+		_ = h.f.Close() // closing the descriptor drops the flock
+		delete(spoolLocks.held, abs)
+	}
+}

@@ -1,0 +1,236 @@
+package chlog
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// How cutProxy breaks the answer to an insert.
+const (
+	passThrough    = iota
+	cutBefore      // read the request, close the connection: never applied
+	cutAfter       // forward, the server applies it, close without an answer
+	brokenChunked  // forward, then answer 200 with a chunked body cut short
+	cutAfterOnce   // cutAfter for the first insert, then pass through
+	gatewayTimeout // forward, then answer 504 without an exception code
+)
+
+// cutProxy stands between the writer and the real ClickHouse and breaks
+// the connection of inserts at the point a test asks for. It is no fake of
+// ClickHouse: every request it lets through is answered by the server.
+type cutProxy struct {
+	t      testing.TB
+	target string
+	mode   atomic.Int32
+	hold   atomic.Bool  // answer presence lookups with 503
+	sent   atomic.Int32 // inserts forwarded to the server
+}
+
+func newCutProxy(t testing.TB, target string) (*cutProxy, string) {
+	p := &cutProxy{t: t, target: target}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	return p, srv.URL
+}
+
+func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
+	body, err := io.ReadAll(req.Body)
+	if err != nil {
+		return
+	}
+	query := req.URL.Query().Get("query")
+	insert := strings.HasPrefix(query, "INSERT")
+	if p.hold.Load() && strings.Contains(query, "request_id IN ids") {
+		http.Error(rw, "held by the test", http.StatusServiceUnavailable)
+		return
+	}
+	mode := int(p.mode.Load())
+	if insert && mode == cutBefore {
+		p.cut(rw, "")
+		return
+	}
+	fwd, err := http.NewRequest(http.MethodPost, p.target+req.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		p.t.Error(err)
+		return
+	}
+	for _, h := range []string{"Content-Type", "X-ClickHouse-User", "X-ClickHouse-Key"} {
+		if v := req.Header.Get(h); v != "" {
+			fwd.Header.Set(h, v)
+		}
+	}
+	resp, err := http.DefaultClient.Do(fwd)
+	if err != nil {
+		http.Error(rw, err.Error(), http.StatusBadGateway)
+		return
+	}
+	answer, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if insert {
+		p.sent.Add(1)
+		switch mode {
+		case cutAfterOnce:
+			p.mode.Store(passThrough)
+			fallthrough
+		case cutAfter:
+			p.cut(rw, "")
+			return
+		case gatewayTimeout:
+			http.Error(rw, "upstream timed out", http.StatusGatewayTimeout)
+			return
+		case brokenChunked:
+			p.cut(rw, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\n\r\n10\r\nOk.")
+			return
+		}
+	}
+	for _, h := range []string{"Content-Type", "X-ClickHouse-Exception-Code"} {
+		if v := resp.Header.Get(h); v != "" {
+			rw.Header().Set(h, v)
+		}
+	}
+	rw.WriteHeader(resp.StatusCode)
+	_, _ = rw.Write(answer)
+}
+
+// cut writes raw (if any) on the bare connection and closes it.
+func (p *cutProxy) cut(rw http.ResponseWriter, raw string) {
+	conn, buf, err := http.NewResponseController(rw).Hijack()
+	if err != nil {
+		p.t.Error(err)
+		return
+	}
+	if raw != "" {
+		_, _ = buf.WriteString(raw)
+		_ = buf.Flush()
+	}
+	_ = conn.Close()
+}
+
+// TestInsertOutcomeClass: a connection cut after the request was sent, and
+// a 200 whose body broke off, are unknown outcomes; a refused connection
+// and an exception the server answered are plain failures.
+func TestInsertOutcomeClass(t *testing.T) {
+	chURL, db := testDB(t)
+	if _, err := chQuery(chURL, "", "CREATE DATABASE "+db); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chQuery(chURL, db, createTableSQL(db, "stream_logs", false)); err != nil {
+		t.Fatal(err)
+	}
+	native, _ := encodeGroups(t, 1, roundTripRecords())
+	p, proxyURL := newCutProxy(t, chURL)
+	tests := []struct {
+		name    string
+		url     string
+		mode    int
+		table   string
+		unknown bool
+	}{
+		{"cut before the server saw it", proxyURL, cutBefore, "stream_logs", true},
+		{"cut after the server applied it", proxyURL, cutAfter, "stream_logs", true},
+		{"200 with a broken chunked body", proxyURL, brokenChunked, "stream_logs", true},
+		{"connection refused", closedPortURL(t), passThrough, "stream_logs", false},
+		{"exception", proxyURL, passThrough, "no_such_table", false},
+		{"gateway timeout after forwarding", proxyURL, gatewayTimeout, "stream_logs", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p.mode.Store(int32(tt.mode))
+			c := newClient(&Options{URL: tt.url, Database: db, Table: tt.table})
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			err := c.insert(ctx, native, "test-"+db+"-"+strings.ReplaceAll(tt.name, " ", "-"), "")
+			if err == nil {
+				t.Fatal("insert succeeded")
+			}
+			if got := errors.Is(err, errUnknownOutcome); got != tt.unknown {
+				t.Fatalf("unknown outcome = %v for %v; want %v", got, err, tt.unknown)
+			}
+		})
+	}
+}
+
+// TestUnknownOutcomeExactlyOnce: the writer's insert is cut (before or
+// after the server applied it, or its 200 answer breaks off); the block is
+// spooled flagged "u", and the replayer settles it against the real server
+// before any re-send: every row stored exactly once, the block re-sent only
+// when the server did not have it.
+func TestUnknownOutcomeExactlyOnce(t *testing.T) {
+	tests := []struct {
+		name     string
+		mode     int
+		forwards int32 // inserts the server received in all
+	}{
+		{"cut before", cutBefore, 1},
+		{"cut after applied", cutAfter, 1},
+		{"broken 200 after applied", brokenChunked, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chURL, db := testDB(t)
+			p, proxyURL := newCutProxy(t, chURL)
+			dir := t.TempDir()
+			w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour, Retries: -1})
+			p.hold.Store(true)
+			p.mode.Store(int32(tt.mode))
+			want := map[string]bool{}
+			for i := range 5 {
+				r := sseRecord(i, 3)
+				want[string(r.ID[:])] = true
+				w.Write(r)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			err := w.Flush(ctx)
+			cancel()
+			if !errors.Is(err, errUnknownOutcome) {
+				t.Fatalf("Flush: %v; want an unknown outcome", err)
+			}
+			names := spoolNames(t, dir)
+			if len(names) != 1 || !parseMust(t, names[0]).unknown {
+				t.Fatalf("spool %v; want one file flagged u", names)
+			}
+
+			p.mode.Store(passThrough)
+			p.hold.Store(false)
+			w.kickReplayer()
+			waitFor(t, "spool drained", 30*time.Second, func() bool { return w.Stats().SpoolFiles == 0 })
+			closeWriter(t, w)
+			assertExactlyOnce(t, chURL, db, want)
+			if got := p.sent.Load(); got != tt.forwards {
+				t.Errorf("server received %d inserts; want %d", got, tt.forwards)
+			}
+		})
+	}
+}
+
+// TestUnknownOutcomeRetryLive: with retries, the live sender settles an
+// insert cut after the server applied it before its retry: not re-sent.
+func TestUnknownOutcomeRetryLive(t *testing.T) {
+	chURL, db := testDB(t)
+	p, proxyURL := newCutProxy(t, chURL)
+	w := newWriter(t, Options{URL: proxyURL, Database: db, FlushInterval: time.Hour, Retries: 2})
+	p.mode.Store(cutAfterOnce)
+	want := map[string]bool{}
+	for i := range 4 {
+		r := sseRecord(i, 2)
+		want[string(r.ID[:])] = true
+		w.Write(r)
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	assertExactlyOnce(t, chURL, db, want)
+	if got := p.sent.Load(); got != 1 {
+		t.Errorf("server received %d inserts; want 1 (the cut one, found present)", got)
+	}
+	if s := w.Stats(); s.InsertErrors != 1 || s.RowsWritten != 4 {
+		t.Errorf("stats %+v; want 1 insert error, 4 rows written", s)
+	}
+}

@@ -1,0 +1,223 @@
+package chlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// verifySpool checks a spool file's bytes against its name before they are
+// sent: not empty, whole Native blocks (decodeBlocks reads every column of
+// every row), as many rows as the name says, and the name's first and last
+// request ids. A torn write (a crash mid-write on a file system that lost
+// the rename's ordering), random bytes or an empty file fail here and are
+// rejected; nothing is ever sent half.
+func verifySpool(data []byte, f spoolFile) error {
+	rows, first, last, err := countRows(data)
+	if err != nil {
+		return err
+	}
+	if rows != f.rows {
+		return fmt.Errorf("holds %d rows; its name says %d", rows, f.rows)
+	}
+	if quoteID([]byte(first)) != f.first || quoteID([]byte(last)) != f.last {
+		return fmt.Errorf("first and last request_id %s, %s; its name says %s, %s", first, last, f.first, f.last)
+	}
+	return nil
+}
+
+// countRows decodes every block of a spool file and returns its rows and
+// its first and last request ids. Bytes that are no Native blocks are an
+// error saying what is wrong; a panic in the decoder on hostile bytes is
+// one too.
+func countRows(data []byte) (rows int, first, last string, err error) {
+	if len(data) == 0 {
+		return 0, "", "", fmt.Errorf("empty file (0 bytes)")
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("not a Native block: decoder panicked: %v", p)
+		}
+	}()
+	if err := checkNative(data); err != nil {
+		return 0, "", "", fmt.Errorf("not a Native block: %w", err)
+	}
+	err = decodeBlocks(data, func(b *block) error {
+		if b.rows == 0 {
+			return nil
+		}
+		if rows == 0 {
+			first = b.id.Row(0)
+		}
+		rows += b.rows
+		last = b.id.Row(b.rows - 1)
+		return nil
+	})
+	if err != nil {
+		return 0, "", "", fmt.Errorf("not a Native block: %w", err)
+	}
+	if rows == 0 {
+		return 0, "", "", fmt.Errorf("no rows in %d bytes", len(data))
+	}
+	return rows, first, last, nil
+}
+
+// checkNative walks data as raw Native blocks without decoding them, so
+// that every length and count in it is checked against the bytes that are
+// really there before decodeBlocks allocates for them: a few random bytes
+// can claim a string of a terabyte. Only column types a relay writes (and
+// their plain relatives) are known; any other type is an error.
+func checkNative(data []byte) error {
+	r := nativeWalker{data: data}
+	for n := 0; r.pos < len(data); n++ {
+		if err := r.block(); err != nil {
+			return fmt.Errorf("native block %d: %w", n, err)
+		}
+	}
+	return nil
+}
+
+// nativeWalker reads through raw Native bytes, checking bounds.
+type nativeWalker struct {
+	data []byte
+	pos  int
+}
+
+var errCutShort = errors.New("cut short")
+
+func (r *nativeWalker) uvarint() (uint64, error) {
+	v, n := binary.Uvarint(r.data[r.pos:])
+	if n <= 0 {
+		return 0, errCutShort
+	}
+	r.pos += n
+	return v, nil
+}
+
+// skip moves past n bytes (n counted in uint64 so that no product overflows).
+func (r *nativeWalker) skip(n uint64) error {
+	if n > uint64(len(r.data)-r.pos) {
+		return errCutShort
+	}
+	r.pos += int(n)
+	return nil
+}
+
+func (r *nativeWalker) str() (string, error) {
+	n, err := r.uvarint()
+	if err != nil {
+		return "", err
+	}
+	start := r.pos
+	if err := r.skip(n); err != nil {
+		return "", err
+	}
+	return string(r.data[start:r.pos]), nil
+}
+
+func (r *nativeWalker) block() error {
+	cols, err := r.uvarint()
+	if err != nil {
+		return fmt.Errorf("columns: %w", err)
+	}
+	rows, err := r.uvarint()
+	if err != nil {
+		return fmt.Errorf("rows: %w", err)
+	}
+	switch {
+	case cols == 0 && rows == 0:
+		return nil // an end marker
+	case cols == 0 || cols > 10000 || rows > 1<<28:
+		return fmt.Errorf("implausible header: %d columns, %d rows", cols, rows)
+	}
+	for i := range cols {
+		name, err := r.str()
+		if err != nil {
+			return fmt.Errorf("column %d name: %w", i, err)
+		}
+		typ, err := r.str()
+		if err != nil {
+			return fmt.Errorf("column %s type: %w", name, err)
+		}
+		if err := r.column(typ, rows); err != nil {
+			return fmt.Errorf("column %s (%s): %w", name, typ, err)
+		}
+	}
+	return nil
+}
+
+// fixedWidth are the types of one fixed size per row.
+var fixedWidth = map[string]uint64{
+	"UInt8": 1, "Int8": 1, "Bool": 1, "UInt16": 2, "Int16": 2, "Date": 2,
+	"UInt32": 4, "Int32": 4, "Float32": 4, "DateTime": 4, "Date32": 4, "IPv4": 4,
+	"UInt64": 8, "Int64": 8, "Float64": 8,
+	"UInt128": 16, "Int128": 16, "UUID": 16, "IPv6": 16, "UInt256": 32, "Int256": 32,
+}
+
+// column moves past rows values of typ.
+func (r *nativeWalker) column(typ string, rows uint64) error {
+	if w, ok := fixedWidth[typ]; ok {
+		return r.skip(rows * w)
+	}
+	inner := func(prefix string) (string, bool) {
+		if strings.HasPrefix(typ, prefix+"(") && strings.HasSuffix(typ, ")") {
+			return typ[len(prefix)+1 : len(typ)-1], true
+		}
+		return "", false
+	}
+	switch {
+	case typ == "String":
+		for range rows {
+			n, err := r.uvarint()
+			if err != nil {
+				return err
+			}
+			if err := r.skip(n); err != nil {
+				return err
+			}
+		}
+		return nil
+	case strings.HasPrefix(typ, "DateTime("):
+		return r.skip(rows * 4)
+	case strings.HasPrefix(typ, "DateTime64("):
+		return r.skip(rows * 8)
+	case strings.HasPrefix(typ, "Enum8("):
+		return r.skip(rows)
+	case strings.HasPrefix(typ, "Enum16("):
+		return r.skip(rows * 2)
+	}
+	if t, ok := inner("FixedString"); ok {
+		n, err := strconv.ParseUint(t, 10, 32)
+		if err != nil {
+			return fmt.Errorf("bad size")
+		}
+		return r.skip(rows * n)
+	}
+	if t, ok := inner("Nullable"); ok {
+		if err := r.skip(rows); err != nil { // the null map
+			return err
+		}
+		return r.column(t, rows)
+	}
+	if t, ok := inner("Array"); ok {
+		var last uint64
+		for range rows {
+			if len(r.data)-r.pos < 8 {
+				return errCutShort
+			}
+			off := binary.LittleEndian.Uint64(r.data[r.pos:])
+			r.pos += 8
+			if off < last {
+				return fmt.Errorf("array offsets decrease")
+			}
+			last = off
+		}
+		if last > uint64(len(r.data)-r.pos) {
+			return fmt.Errorf("%d array elements in %d bytes: %w", last, len(r.data)-r.pos, errCutShort)
+		}
+		return r.column(t, last)
+	}
+	return fmt.Errorf("a column type the relay does not write")
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/chlog"
+	"github.com/stream-relay/stream-relay/internal/servicetest"
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// runSpoolArgs runs `relay spool args...` in process and returns what it
+// printed.
+func runSpoolArgs(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	old := stdout
+	stdout = &out
+	defer func() { stdout = old }()
+	err := run(append([]string{"spool"}, args...))
+	t.Logf("relay spool %s: err %v\n%s", strings.Join(args, " "), err, out.String())
+	return out.String(), err
+}
+
+func TestSpoolUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no subcommand", nil, "want a subcommand"},
+		{"unknown subcommand", []string{"list"}, `unknown subcommand "list"`},
+		{"unknown flag", []string{"ls", "-all"}, "flag provided but not defined: -all"},
+		{"positional argument", []string{"replay", "now"}, `unexpected argument "now"`},
+		{"replay flag on ls", []string{"ls", "-rejected"}, "flag provided but not defined: -rejected"},
+	}
+	for _, tt := range tests {
+		_, err := runSpoolArgs(t, tt.args...)
+		if err == nil || !strings.Contains(err.Error(), tt.want) || !strings.Contains(err.Error(), "usage:") {
+			t.Errorf("%s: %v; want an error saying %q with the usage", tt.name, err, tt.want)
+		}
+	}
+	if out, err := runSpoolArgs(t, "help"); err != nil || !strings.Contains(out, "relay spool replay") {
+		t.Errorf("help: %v %q", err, out)
+	}
+}
+
+// TestSpoolLsReplay: files spooled while no ClickHouse was configured plus a
+// corrupt one are listed, replayed into the ClickHouse of the config (the
+// corrupt one rejected), and listed again.
+func TestSpoolLsReplay(t *testing.T) {
+	chURL := servicetest.ClickHouse(t)
+	var rb [6]byte
+	_, _ = rand.Read(rb[:])
+	db := "relay_spoolcmd_test_" + hex.EncodeToString(rb[:])
+	t.Cleanup(func() { servicetest.Exec(t, chURL, "DROP DATABASE IF EXISTS "+db) })
+	spool := t.TempDir()
+
+	// Embedded mode: every block goes to a spool file.
+	w, err := chlog.New(chlog.Options{SpoolDir: spool, BatchRows: 3, FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 7 {
+		r := record.Acquire(1 << 10)
+		_, _ = rand.Read(rb[:])
+		copy(r.ID[:], fmt.Sprintf("%032x", i+1))
+		r.Start = time.Now().Truncate(time.Second)
+		r.Route, r.Method, r.Path, r.Status = "openai", "POST", "/v1/chat/completions", 200
+		w.Write(r)
+		record.Release(r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bad := "00000000000000000001-4-k-" + strings.Repeat("a", 32) + "-" + strings.Repeat("b", 32) + ".native"
+	if err := os.WriteFile(filepath.Join(spool, bad), []byte("\xde\xad\xbe\xef random bytes"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf("routes:\n  - name: openai\n    path: /v1/chat/completions\n    upstream: https://api.openai.com\nstorage:\n  spool_dir: %s\n  clickhouse:\n    url: %s\n    database: %s\n", spool, chURL, db)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noEnv := "-env-file=" + filepath.Join(t.TempDir(), "none.env")
+
+	out, err := runSpoolArgs(t, "ls", "-config", cfg, noEnv, "-verify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"queued  " + bad, "will be rejected: not a Native block",
+		strings.Repeat("0", 31) + "1", // the first request id of the first file
+		" queued, 0 rejected",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ls output lacks %q", want)
+		}
+	}
+
+	out, err = runSpoolArgs(t, "replay", "-config", cfg, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "rejected  "+bad) || !strings.Contains(out, " files inserted (7 rows), 1 rejected") {
+		t.Errorf("replay output unexpected")
+	}
+	rows := servicetest.Query(t, chURL, db, "SELECT count() AS n FROM stream_logs")
+	if n := fmt.Sprint(rows[0]["n"]); n != "7" {
+		t.Errorf("%s rows in ClickHouse; want 7", n)
+	}
+
+	out, err = runSpoolArgs(t, "ls", "-config", cfg, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "rejected  "+bad) || !strings.Contains(out, ": 0 queued, 1 rejected") || !strings.Contains(out, "not a Native block") {
+		t.Errorf("ls after replay unexpected")
+	}
+
+	out, err = runSpoolArgs(t, "replay", "--rejected", "-config", cfg, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "kept      "+bad) || !strings.Contains(out, "1 kept there") {
+		t.Errorf("replay --rejected output unexpected")
+	}
+}
+
+// TestSpoolReplayNeedsClickHouse: without a configured url there is
+// nothing to replay to; the error says which key.
+func TestSpoolReplayNeedsClickHouse(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf("routes:\n  - name: openai\n    path: /v1/chat/completions\n    upstream: https://api.openai.com\nstorage:\n  spool_dir: %s\n", t.TempDir())
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := runSpoolArgs(t, "replay", "-config", cfg, "-env-file=/nonexistent")
+	if err == nil || !strings.Contains(err.Error(), "storage.clickhouse.url") {
+		t.Errorf("%v; want an error naming storage.clickhouse.url", err)
+	}
+}
