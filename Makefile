@@ -22,11 +22,15 @@ run: build
 demo: build
 	@bash deployments/local/demo.sh
 
-## test: start Redis and ClickHouse (installing them when missing), then the whole suite with -race
+## test: start Redis and ClickHouse (installing them when missing), then the whole suite with -race,
+## then the zero-allocation tests without -race
 test:
 	@$(SERVICES) start
 	@if command -v npm >/dev/null; then (cd deployments/sdkcheck && { cmp -s package-lock.json node_modules/.sdkcheck-lock || { npm ci --no-audit --no-fund --silent && cp package-lock.json node_modules/.sdkcheck-lock; } || echo "make test: npm ci failed in deployments/sdkcheck; TestOfficialSDKs will skip (fail when CI is set)" >&2; }); fi
 	@eval "$$($(SERVICES) env)" && $(GO) test -race -count=1 -timeout 20m ./...
+	@# The zero-allocation tests carry //go:build !race (the race detector allocates): a second,
+	@# non-race pass runs just them (their names contain "Alloc") in the packages that have them.
+	@$(GO) test -count=1 -run Alloc $$(grep -rl --include='*_test.go' -e '^//go:build !race' . | xargs -n1 dirname | sort -u)
 
 ## test-short: unit tests only, no services needed
 test-short:

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -158,4 +159,37 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 	}
 	t.Logf("served %d requests; decisions redis=%d local=%d; switches to fallback %d, back %d",
 		ok.Load(), st.Admitted[quota.SourceRedis], st.Admitted[quota.SourceLocal], st.ToFallback, st.ToRedis)
+}
+
+// TestUnlimitedDefault: rate_limit.default -1 is "unlimited", as the README
+// says: it loads, and a tenant without its own limit is never refused.
+func TestUnlimitedDefault(t *testing.T) {
+	for _, mode := range []string{"in-process", "redis"} {
+		t.Run(mode, func(t *testing.T) {
+			addr := ""
+			if mode == "redis" {
+				addr = servicetest.Redis(t)
+			}
+			mutate, _ := withLimits(addr, quota.Unlimited, 0)
+			r := startRelayWith(t, "", mutate)
+			for i := range 120 { // more than the default of 100 a minute
+				resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderChunks: "1"})
+				readAll(t, resp)
+				if resp.StatusCode != 200 {
+					t.Fatalf("request %d of an unlimited tenant: %d", i, resp.StatusCode)
+				}
+			}
+		})
+	}
+	// And through the YAML, as an operator writes it.
+	cfg, err := Parse([]byte(minimalRoute + "rate_limit:\n  default: -1\n  tenants:\n    vip: -1\n"))
+	if err != nil {
+		t.Fatalf("default -1: %v", err)
+	}
+	if cfg.RateLimit.Default != quota.Unlimited || cfg.RateLimit.Tenants["vip"] != quota.Unlimited {
+		t.Fatalf("rate_limit %+v", cfg.RateLimit)
+	}
+	if _, err := Parse([]byte(minimalRoute + "rate_limit:\n  default: -2\n")); err == nil || !strings.Contains(err.Error(), "rate_limit.default") {
+		t.Fatalf("default -2: err = %v, want one naming rate_limit.default", err)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/stream-relay/stream-relay/quota"
 	"net/url"
 	"os"
 	"reflect"
@@ -172,15 +173,15 @@ func (c *Config) validate() error {
 		return err
 	}
 	rl := c.RateLimit
-	if rl.Default < 0 {
-		return &fieldError{"rate_limit.default", rl.Default, "must be > 0 requests per minute"}
+	if rl.Default < 0 && rl.Default != quota.Unlimited {
+		return &fieldError{"rate_limit.default", rl.Default, "must be > 0 requests per minute, or -1 for unlimited"}
 	}
 	if rl.Burst < 0 {
 		return &fieldError{"rate_limit.burst", rl.Burst, "must not be negative"}
 	}
 	for t, v := range rl.Tenants {
-		if v <= 0 {
-			return &fieldError{"rate_limit.tenants." + t, v, "must be > 0 requests per minute"}
+		if v <= 0 && v != quota.Unlimited {
+			return &fieldError{"rate_limit.tenants." + t, v, "must be > 0 requests per minute, or -1 for unlimited"}
 		}
 	}
 	if rl.TokensPerMinute < 0 {

@@ -37,6 +37,19 @@ out=$(cd "$out" && pwd)
 for b in relay mockllm; do
 	[ -x "$bin/$b" ] || { echo "bench: $bin/$b missing (make build, or -b DIR)" >&2; exit 1; }
 done
+# nginx is the reference: install it (Debian's package) when missing, as
+# deployments/local/services.sh does for Redis and ClickHouse.
+if [ ! -x /usr/sbin/nginx ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "bench: nginx missing and not root: apt-get install nginx" >&2
+		exit 1
+	fi
+	echo "bench: installing nginx" >&2
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null
+	# The package's own service must not hold port 80 or run at all here.
+	{ command -v service >/dev/null && service nginx stop; } >/dev/null 2>&1 || true
+fi
 export PATH=$PATH:/usr/local/go/bin
 
 # Ports of this run, away from the defaults `make run` and `make demo` use.
