@@ -55,6 +55,8 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	a.metrics = telemetry.New(routeNames)
 	a.store, err = chlog.New(chlog.Options{
 		URL:            cfg.Storage.ClickHouse.URL,
+		URLs:           cfg.Storage.ClickHouse.URLs,
+		Cluster:        cfg.Storage.ClickHouse.Cluster,
 		Database:       cfg.Storage.ClickHouse.Database,
 		Table:          cfg.Storage.ClickHouse.Table,
 		User:           cfg.Storage.ClickHouse.User,
@@ -77,6 +79,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		return nil, err
 	}
 	a.metrics.SetStorageStats(a.store.Stats)
+	a.metrics.SetStorageNodeErrors(a.store.NodeErrors)
 	var limiter handlers.Limiter
 	if !cfg.RateLimit.Disabled {
 		a.limiter, err = quota.New(a.quotaOptions())
@@ -130,6 +133,9 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		ErrorHandler:              a.relay.ServerError,
 		Network:                   "tcp",
 	})
+	// Before Fiber: it answers an unknown method itself, in plain text.
+	srv := f.Server()
+	srv.Handler = a.relay.CheckRequest(srv.Handler)
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
 	f.Get("/healthz", a.relay.Healthz)
 	f.Get("/readyz", a.relay.Readyz)
@@ -170,6 +176,7 @@ func (a *App) routes() ([]*upstream.Route, error) {
 			MaxCaptureBytes:    rc.MaxCaptureBytes,
 			MaxBodyBytes:       rc.MaxBodyBytes,
 			InjectIncludeUsage: rc.InjectIncludeUsage,
+			UnderscoreHeaders:  a.cfg.Server.UnderscoresInHeaders,
 		}, a.clients)
 		if err != nil {
 			return nil, err
@@ -259,7 +266,7 @@ func (a *App) Listen() (net.Listener, error) {
 // Serve serves on ln until Shutdown.
 func (a *App) Serve(ln net.Listener) error {
 	a.log.Info("stream-relay listening", "addr", ln.Addr().String())
-	return a.fiber.Listener(ln)
+	return a.fiber.Listener(edgeListener{ln})
 }
 
 // Shutdown stops taking requests, lets in-flight streams finish within the

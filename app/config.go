@@ -32,6 +32,9 @@ type ServerConfig struct {
 	Instance      string        `koanf:"instance"`       // relay instance name in rows and logs; default the host name
 	TLSCert       string        `koanf:"tls_cert"`       // optional PEM certificate for the relay's own listener
 	TLSKey        string        `koanf:"tls_key"`        // its key; both or neither
+	// UnderscoresInHeaders forwards request headers whose names hold "_";
+	// default false: they are dropped (still captured), as nginx does.
+	UnderscoresInHeaders bool `koanf:"underscores_in_headers"`
 }
 
 // AuthConfig lists the relay keys callers present.
@@ -93,6 +96,8 @@ type RedisConfig struct {
 // ClickHouseConfig is the row store; an empty url writes spool files only.
 type ClickHouseConfig struct {
 	URL           string        `koanf:"url"`      // e.g. http://localhost:8123
+	URLs          []string      `koanf:"urls"`     // nodes the relay may talk to, in order, the next one after a node fails; url alone = urls of one
+	Cluster       string        `koanf:"cluster"`  // name in remote_servers: <table>_local (replicated) and <table> (distributed) made ON CLUSTER; empty = one server
 	Addr          string        `koanf:"addr"`     // native address (host:9000) of the product description: used as http://HOST:8123 when url is empty
 	Database      string        `koanf:"database"` // default relay
 	Table         string        `koanf:"table"`    // default stream_logs
@@ -213,7 +218,7 @@ func (c *Config) setDefaults(hostname string) {
 	if c.Storage.ClickHouse.Database == "" {
 		c.Storage.ClickHouse.Database = "relay"
 	}
-	if ch := &c.Storage.ClickHouse; ch.URL == "" && ch.Addr != "" {
+	if ch := &c.Storage.ClickHouse; ch.URL == "" && len(ch.URLs) == 0 && ch.Addr != "" {
 		ch.URL = ClickHouseURLFromAddr(ch.Addr)
 	}
 	if c.RateLimit.Default == 0 {
@@ -257,6 +262,12 @@ func ClickHouseURLFromAddr(addr string) string {
 func (c *Config) storageSummary() string {
 	ch := c.Storage.ClickHouse
 	switch {
+	case len(ch.URLs) > 0 && ch.Cluster != "":
+		return "clickhouse cluster " + ch.Cluster + " via " + strings.Join(ch.URLs, ", ")
+	case ch.Cluster != "":
+		return "clickhouse cluster " + ch.Cluster + " via " + ch.URL
+	case len(ch.URLs) > 0:
+		return "clickhouse " + strings.Join(ch.URLs, ", ")
 	case ch.URL == "":
 		return "spool files only (no ClickHouse configured) in " + c.Storage.SpoolDir
 	case ch.Addr != "" && ch.URL == ClickHouseURLFromAddr(ch.Addr):

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -208,6 +209,9 @@ func (c *Config) validate() error {
 			return &fieldError{"storage.clickhouse.url", u, err.Error()}
 		}
 	}
+	if err := checkClickHouseNodes(&c.Storage.ClickHouse); err != nil {
+		return err
+	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
 	default:
@@ -319,6 +323,36 @@ func (c *Config) validateKeys() error {
 			return &fieldError{f("key"), "<set>", "duplicate key"}
 		}
 		seen[id] = true
+	}
+	return nil
+}
+
+// checkClickHouseNodes validates storage.clickhouse.urls and cluster.
+func checkClickHouseNodes(ch *ClickHouseConfig) error {
+	seen := map[string]bool{}
+	for i, u := range ch.URLs {
+		f := "storage.clickhouse.urls[" + strconv.Itoa(i) + "]"
+		if err := checkHTTPURL(u); err != nil {
+			return &fieldError{f, u, err.Error()}
+		}
+		if seen[strings.TrimRight(u, "/")] {
+			return &fieldError{f, u, "listed twice"}
+		}
+		seen[strings.TrimRight(u, "/")] = true
+	}
+	if ch.URL != "" && len(ch.URLs) > 0 && !seen[strings.TrimRight(ch.URL, "/")] {
+		return &fieldError{"storage.clickhouse.url", ch.URL, "not among storage.clickhouse.urls: set urls alone"}
+	}
+	if ch.Cluster == "" {
+		return nil
+	}
+	for i, r := range ch.Cluster {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
+			return &fieldError{"storage.clickhouse.cluster", ch.Cluster, "must match [A-Za-z_][A-Za-z0-9_]*"}
+		}
+	}
+	if ch.URL == "" && len(ch.URLs) == 0 {
+		return &fieldError{"storage.clickhouse.cluster", ch.Cluster, "needs storage.clickhouse.urls: the nodes to talk to"}
 	}
 	return nil
 }

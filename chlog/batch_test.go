@@ -147,8 +147,12 @@ func TestSpoolCap(t *testing.T) {
 	closeWriter(t, w)
 	names := spoolNames(t, dir)
 	st := w.Stats()
-	if len(names) >= 5 || st.RowsDropped != int64(4*(5-len(names))) || st.RowsSpooled != 20 {
-		t.Fatalf("files %v, stats %+v", names, st)
+	kept := 0 // group commit may put two waiting blocks in one file
+	for _, n := range names {
+		kept += parseMust(t, n).rows
+	}
+	if len(names) >= 5 || kept >= 20 || st.RowsDropped != int64(20-kept) || st.RowsSpooled != 20 {
+		t.Fatalf("files %v (%d rows), stats %+v", names, kept, st)
 	}
 	if st.SpoolBytes > 15<<10 || st.SpoolFiles != int64(len(names)) {
 		t.Fatalf("spool gauges %+v", st)

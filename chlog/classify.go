@@ -80,6 +80,11 @@ func (c failClass) String() string {
 //	252 TOO_MANY_PARTS, 285 TOO_FEW_LIVE_REPLICAS, 286 UNSATISFIED_QUORUM_FOR_PREVIOUS_WRITE,
 //	319 UNKNOWN_STATUS_OF_INSERT, 364 RECEIVED_ERROR_TOO_MANY_REQUESTS, 394 QUERY_WAS_CANCELLED,
 //	425 SYSTEM_ERROR, 439 CANNOT_SCHEDULE_TASK, 497 ACCESS_DENIED, 516 AUTHENTICATION_FAILED
+//	A cluster's (cluster.go; in cluster mode an unknown outcome, as a
+//	Distributed insert may have stored other shards' parts):
+//	279 ALL_CONNECTION_TRIES_FAILED (seen: a whole shard down), 242 and 225
+//	above (seen: ZooKeeper down), 999 KEEPER_EXCEPTION (ZooKeeper session
+//	lost during the insert)
 //
 // Besides exceptions: a refused connection, a timeout, a cut connection
 // (errUnknownOutcome) and an HTTP error without a ClickHouse code (a proxy's
@@ -90,7 +95,7 @@ var (
 		117, 128, 131, 190, 246, 261, 271, 321, 349, 377)
 	schemaCodes    = codeSet(8, 10, 16, 43, 44, 47, 53, 70, 122, 368, 386)
 	transientCodes = codeSet(60, 81, 159, 160, 164, 173, 192, 193, 194, 195, 201, 202, 203, 209, 210, 216, 218,
-		225, 236, 241, 242, 243, 252, 285, 286, 319, 364, 394, 425, 439, 497, 516)
+		225, 236, 241, 242, 243, 252, 279, 285, 286, 319, 364, 394, 425, 439, 497, 516, 999)
 )
 
 func codeSet(codes ...int) map[int]bool {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -41,18 +42,33 @@ var errUnknownOutcome = errors.New("chlog: insert outcome unknown")
 const codeUnknownStatusOfInsert = 319
 
 // chClient talks to ClickHouse's HTTP interface with one reused net/http
-// client.
+// client. It knows one or several nodes (Options.URLs) and sends to one of
+// them, the current one, until it fails (nodeFault): the next request then
+// goes to the next node.
 type chClient struct {
-	base      string // URL without trailing slash
-	insertURL string
-	user, key string
-	hc        *http.Client
-	lz4       *compress.Writer
-	zbuf      []byte
+	nodes   []*chNode
+	cur     atomic.Int32 // index into nodes of the node tried first
+	cluster string       // Options.Cluster: the inserts go to a Distributed table
+	// ddlTimeout is distributed_ddl_task_timeout (seconds) of ON CLUSTER
+	// statements (ddlTimeoutFor).
+	ddlTimeout int
+	log        *slog.Logger
+	user, key  string
+	hc         *http.Client
+	lz4        *compress.Writer
+	zbuf       []byte
 
 	// dedupToken: the server knows insert_deduplication_token (ClickHouse
 	// 22.2 and later); every insert then carries one (see enableServerDedup).
 	dedupToken atomic.Bool
+}
+
+// chNode is one ClickHouse node of Options.URLs.
+type chNode struct {
+	base      string // URL without trailing slash
+	insertURL string
+	label     string       // host:port, for logs and metrics (never credentials)
+	errors    atomic.Int64 // requests that failed with a fault of the node (nodeFault)
 }
 
 // compressChunk is the raw size of one LZ4 frame in the request body; the
@@ -60,17 +76,26 @@ type chClient struct {
 const compressChunk = 1 << 20
 
 func newClient(o *Options) *chClient {
-	base := strings.TrimRight(o.URL, "/")
+	urls := o.URLs
+	if len(urls) == 0 && o.URL != "" {
+		urls = []string{o.URL}
+	}
 	q := url.Values{}
 	q.Set("query", "INSERT INTO "+o.Database+"."+o.Table+" FORMAT Native")
 	// decompress=1: the body is ClickHouse's own LZ4 block format, which
 	// 18.16 and current servers read; cheaper to produce than gzip.
 	q.Set("decompress", "1")
-	return &chClient{
-		base:      base,
-		insertURL: base + "/?" + q.Encode(),
-		user:      o.User,
-		key:       o.Password,
+	if o.Cluster != "" {
+		// The Distributed table answers only once every shard has its
+		// part (or one failed): see cluster.go.
+		q.Set("insert_distributed_sync", "1")
+	}
+	c := &chClient{
+		cluster:    o.Cluster,
+		ddlTimeout: ddlTimeoutFor(o.InsertTimeout),
+		log:        o.Logger,
+		user:       o.User,
+		key:        o.Password,
 		hc: &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -79,11 +104,93 @@ func newClient(o *Options) *chClient {
 		}},
 		lz4: compress.NewWriter(compress.LevelZero, compress.LZ4),
 	}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	for _, u := range urls {
+		base := strings.TrimRight(u, "/")
+		c.nodes = append(c.nodes, &chNode{base: base, insertURL: base + "/?" + q.Encode(), label: nodeLabel(base)})
+	}
+	return c
+}
+
+// nodeLabel is the host:port of a node's URL: what logs and metrics name.
+func nodeLabel(base string) string {
+	u, err := url.Parse(base)
+	if err != nil || u.Host == "" {
+		return "unparseable-url"
+	}
+	if u.Port() == "" {
+		if u.Scheme == "https" {
+			return u.Host + ":443"
+		}
+		return u.Host + ":80"
+	}
+	return u.Host
+}
+
+// current returns the node requests go to now.
+func (c *chClient) current() (int, *chNode) {
+	i := int(c.cur.Load()) % len(c.nodes)
+	return i, c.nodes[i]
+}
+
+// nodeFault reports whether err says something about the node rather than
+// the request: it was not reached, cut the connection, did not answer in
+// time, or a 5xx without a ClickHouse code came (a proxy's). Another node
+// may do better.
+func nodeFault(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if e, ok := AsException(err); ok {
+		return e.Code == 0 && e.Status >= 500
+	}
+	return true
+}
+
+// failed notes that node i failed with err: when that was the node's fault
+// it is counted, and the next request goes to the next node.
+func (c *chClient) failed(i int, err error) {
+	if !nodeFault(err) {
+		return
+	}
+	n := c.nodes[i]
+	n.errors.Add(1)
+	if len(c.nodes) == 1 {
+		return
+	}
+	next := (i + 1) % len(c.nodes)
+	if c.cur.CompareAndSwap(int32(i), int32(next)) {
+		c.log.Warn("chlog: ClickHouse node failed; moving to the next node", "node", n.label, "next", c.nodes[next].label, "err", err)
+	}
+}
+
+// NodeError is an error of one ClickHouse node; errors.As finds it in the
+// errors of inserts and queries.
+type NodeError struct {
+	Node string // host:port of the node's URL
+	Err  error
+}
+
+func (e *NodeError) Error() string { return "node " + e.Node + ": " + e.Err.Error() }
+
+// Unwrap returns the node's error.
+func (e *NodeError) Unwrap() error { return e.Err }
+
+// failedNode returns the node an error names, or "".
+func failedNode(err error) string {
+	var ne *NodeError
+	if errors.As(err, &ne) {
+		return ne.Node
+	}
+	return ""
 }
 
 // insert sends one raw Native body under queryID, with token as its
-// insert_deduplication_token where the server knows that setting. Not safe
-// for concurrent use (the writer holds its insert slot).
+// insert_deduplication_token where the server knows that setting, to the
+// current node. Not safe for concurrent use (the writer holds its insert
+// slot).
 func (c *chClient) insert(ctx context.Context, native []byte, queryID, token string) error {
 	c.zbuf = c.zbuf[:0]
 	for p := native; len(p) > 0; {
@@ -94,43 +201,113 @@ func (c *chClient) insert(ctx context.Context, native []byte, queryID, token str
 		c.zbuf = append(c.zbuf, c.lz4.Data...)
 		p = p[n:]
 	}
-	err := c.do(ctx, c.insertURLFor(queryID, token), c.zbuf, nil)
+	i, n := c.current()
+	err := c.do(ctx, c.insertURLOn(n, queryID, token), c.zbuf, nil)
 	if cap(c.zbuf) > keepBufferBytes {
 		c.zbuf = nil // a huge block's buffer is not kept at its peak
 	}
-	return err
+	if err == nil {
+		return nil
+	}
+	c.failed(i, err)
+	if c.cluster != "" && !errors.Is(err, errUnknownOutcome) && classify(err) == failTransient && !dialFailed(err) {
+		// A Distributed insert that failed on the way (a shard down, a
+		// replica read-only, ZooKeeper gone) may have stored the parts
+		// of the other shards: see cluster.go.
+		err = fmt.Errorf("%w: %w", errUnknownOutcome, err)
+	}
+	return &NodeError{Node: n.label, Err: err}
 }
 
-// insertURLFor is the URL of one insert attempt. queryID and token are
-// built from quoteID'd ids and digits only, so they need no escaping; they
-// are escaped anyway.
+// insertURLFor is the URL of one insert attempt on the current node.
 func (c *chClient) insertURLFor(queryID, token string) string {
-	u := c.insertURL + "&query_id=" + url.QueryEscape(queryID)
+	_, n := c.current()
+	return c.insertURLOn(n, queryID, token)
+}
+
+// insertURLOn is the URL of one insert attempt on node n. queryID and
+// token are built from quoteID'd ids and digits only, so they need no
+// escaping; they are escaped anyway.
+func (c *chClient) insertURLOn(n *chNode, queryID, token string) string {
+	u := n.insertURL + "&query_id=" + url.QueryEscape(queryID)
 	if c.dedupToken.Load() && token != "" {
 		u += "&insert_deduplication_token=" + url.QueryEscape(token)
 	}
 	return u
 }
 
-// running reports whether a query with queryID is still executing on the
-// server: an insert whose client gave up (timeout) may still be applied.
+// dialFailed reports whether err is a request that never reached the
+// server.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// running reports whether a query with queryID (or a query it started on
+// another node, initial_query_id) still executes on any node: an insert
+// whose client gave up (timeout) may still be applied. A node that refuses
+// connections runs nothing; when no node answers at all, nothing can be
+// told and the error is returned.
 func (c *chClient) running(ctx context.Context, queryID string) (bool, error) {
-	s, err := c.query(ctx, "SELECT count() FROM system.processes WHERE query_id = '"+queryID+"'")
-	if err != nil {
-		return false, err
+	sql := "SELECT count() FROM system.processes WHERE query_id = '" + queryID + "' OR initial_query_id = '" + queryID + "'"
+	var firstErr error
+	answered := 0
+	for _, n := range c.nodes {
+		var out bytes.Buffer
+		err := c.do(ctx, n.base+"/", []byte(sql), &out)
+		if err != nil {
+			if firstErr == nil {
+				firstErr = &NodeError{Node: n.label, Err: err}
+			}
+			if dialFailed(err) {
+				continue
+			}
+			return false, firstErr
+		}
+		answered++
+		k, err := strconv.Atoi(strings.TrimSpace(out.String()))
+		if err != nil {
+			return false, fmt.Errorf("node %s: count answer %q: %w", n.label, out.String(), err)
+		}
+		if k > 0 {
+			return true, nil
+		}
 	}
-	n, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		return false, fmt.Errorf("count answer %q: %w", s, err)
+	if answered == 0 {
+		return false, firstErr
 	}
-	return n > 0, nil
+	return false, nil
 }
 
 // query runs a statement and returns the answer's body.
 func (c *chClient) query(ctx context.Context, sql string) (string, error) {
 	var out bytes.Buffer
-	err := c.do(ctx, c.base+"/", []byte(sql), &out)
+	err := c.post(ctx, "/", "", []byte(sql), &out)
 	return out.String(), err
+}
+
+// post sends body to path (with its query string) on the current node and,
+// while a node fails by its own fault, on the next ones, each node once.
+// For statements that may run twice: reads and idempotent DDL, never an
+// insert.
+func (c *chClient) post(ctx context.Context, path, ctype string, body []byte, out *bytes.Buffer) error {
+	var err error
+	for range c.nodes {
+		i, n := c.current()
+		if out != nil {
+			out.Reset()
+		}
+		err = c.doType(ctx, n.base+path, ctype, body, out)
+		if err == nil {
+			return nil
+		}
+		c.failed(i, err)
+		err = &NodeError{Node: n.label, Err: err}
+		if !nodeFault(err) || ctx.Err() != nil {
+			break
+		}
+	}
+	return err
 }
 
 func (c *chClient) do(ctx context.Context, u string, body []byte, out *bytes.Buffer) error {

@@ -23,8 +23,12 @@ import (
 // every field means its default.
 type FindOptions struct {
 	// URL is the ClickHouse HTTP URL; empty means embedded mode: only the
-	// spool directory and the WAL are searched.
+	// spool directory and the WAL are searched (unless URLs is set).
 	URL string
+	// URLs are ClickHouse nodes (storage.clickhouse.urls): the first that
+	// answers is asked. Default: [URL]. In a cluster, Table is the
+	// Distributed table, readable on every node.
+	URLs []string
 	// Database and Table name the table; defaults "relay" and "stream_logs".
 	Database, Table string
 	// User and Password are sent as headers, never logged or printed.
@@ -130,20 +134,28 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 		}
 	}
 
-	if o.URL != "" {
-		where := fmt.Sprintf("clickhouse %s.%s at %s", o.Database, o.Table, redactURL(o.URL))
+	// The first node that answers decides; a node that cannot be asked
+	// is a warning and the next one is asked.
+	for _, u := range o.URLs {
+		where := fmt.Sprintf("clickhouse %s.%s at %s", o.Database, o.Table, redactURL(u))
 		nf.Looked = append(nf.Looked, where)
-		row, err := findInClickHouse(ctx, &o, id)
+		row, err := findInClickHouse(ctx, &o, u, id)
 		if err != nil {
 			nf.Failed = append(nf.Failed, err.Error())
-		} else if row != nil {
+			continue
+		}
+		if row != nil {
 			return &Found{Row: *row, Where: where, Warnings: nf.Failed}, nil
 		}
+		break
 	}
 	return nil, nf
 }
 
 func (o *FindOptions) setDefaults() {
+	if len(o.URLs) == 0 && o.URL != "" {
+		o.URLs = []string{o.URL}
+	}
 	if o.Database == "" {
 		o.Database = "relay"
 	}
@@ -161,7 +173,7 @@ func (o *FindOptions) setDefaults() {
 // findInClickHouse runs one SELECT * ... FORMAT Native and decodes the
 // answer by column name: columns the relay does not know are skipped,
 // columns the table lacks are left zero. nil, nil means no such row.
-func findInClickHouse(ctx context.Context, o *FindOptions, id string) (*Row, error) {
+func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string) (*Row, error) {
 	if !isIdent(o.Database) || !isIdent(o.Table) {
 		return nil, fmt.Errorf("clickhouse: database=%q table=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Database, o.Table)
 	}
@@ -169,10 +181,10 @@ func findInClickHouse(ctx context.Context, o *FindOptions, id string) (*Row, err
 	defer cancel()
 	// id is validated hex: it cannot break out of the quotes.
 	sql := "SELECT * FROM " + o.Database + "." + o.Table + " WHERE request_id = '" + id + "' LIMIT 1 FORMAT Native"
-	u := strings.TrimRight(o.URL, "/") + "/"
+	u := strings.TrimRight(baseURL, "/") + "/"
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: url=%s: %w", redactURL(o.URL), err)
+		return nil, fmt.Errorf("clickhouse: url=%s: %w", redactURL(baseURL), err)
 	}
 	if o.User != "" {
 		req.Header.Set("X-ClickHouse-User", o.User)
@@ -182,7 +194,7 @@ func findInClickHouse(ctx context.Context, o *FindOptions, id string) (*Row, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: %s", redactErr(err, o))
+		return nil, fmt.Errorf("clickhouse: %s", redactErr(err, o, baseURL))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -331,9 +343,9 @@ func redactURL(s string) string {
 }
 
 // redactErr is err's text with the URL's password, if any, replaced.
-func redactErr(err error, o *FindOptions) string {
+func redactErr(err error, o *FindOptions, baseURL string) string {
 	s := err.Error()
-	if u, perr := url.Parse(o.URL); perr == nil && u.User != nil {
+	if u, perr := url.Parse(baseURL); perr == nil && u.User != nil {
 		if p, ok := u.User.Password(); ok && p != "" {
 			s = strings.ReplaceAll(s, p, "xxxxx")
 		}

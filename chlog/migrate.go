@@ -113,8 +113,14 @@ func incompatible(want string, have tableColumn) string {
 // ADD COLUMN, each logged, unless NoMigrate is set, which makes them a
 // SchemaError too; extra columns are left alone.
 func (w *Writer) migrate(ctx context.Context) error {
-	qt := w.o.Database + "." + w.o.Table
-	have, err := w.tableColumns(ctx)
+	return w.migrateTable(ctx, w.o.Table, "")
+}
+
+// migrateTable is migrate of table (in Options.Database), its ALTERs run
+// ON CLUSTER onCluster when that is set.
+func (w *Writer) migrateTable(ctx context.Context, table, onCluster string) error {
+	qt := w.o.Database + "." + table
+	have, err := w.tableColumnsOf(ctx, table)
 	if err != nil {
 		return err
 	}
@@ -127,15 +133,15 @@ func (w *Writer) migrate(ctx context.Context) error {
 			adds = append(adds, addColumnClause(c, p.after[i]))
 			faulty = append(faulty, c.name)
 		}
-		clauses = append(clauses, fmt.Sprintf("missing column(s) %s and storage.clickhouse.migrate is false: add them (ALTER TABLE %s %s) or set migrate: true",
-			strings.Join(names, ", "), qt, strings.Join(adds, ", ")))
+		clauses = append(clauses, fmt.Sprintf("missing column(s) %s and storage.clickhouse.migrate is false: add them (ALTER TABLE %s%s %s) or set migrate: true",
+			strings.Join(names, ", "), qt, onClusterClause(onCluster), strings.Join(adds, ", ")))
 	}
 	if len(clauses) > 0 {
 		return &SchemaError{Table: qt, Columns: faulty, msg: strings.Join(clauses, "; ")}
 	}
 	added := 0
 	for i, c := range p.missing {
-		ok, err := w.addColumn(ctx, c, p.after[i])
+		ok, err := w.addColumn(ctx, table, onCluster, c, p.after[i])
 		if err != nil {
 			return err
 		}
@@ -153,11 +159,11 @@ func (w *Writer) migrate(ctx context.Context) error {
 // addColumn runs one ALTER TABLE ... ADD COLUMN and reports whether it
 // added the column. When the ALTER fails because another relay added the
 // column meanwhile, that column is checked instead.
-func (w *Writer) addColumn(ctx context.Context, c column, after string) (bool, error) {
-	qt := w.o.Database + "." + w.o.Table
-	_, err := w.ch.query(ctx, "ALTER TABLE "+qt+" "+addColumnClause(c, after))
+func (w *Writer) addColumn(ctx context.Context, table, onCluster string, c column, after string) (bool, error) {
+	qt := w.o.Database + "." + table
+	_, err := w.ch.ddl(ctx, "ALTER TABLE "+qt+onClusterClause(onCluster)+" "+addColumnClause(c, after))
 	if err != nil {
-		have, err2 := w.tableColumns(ctx)
+		have, err2 := w.tableColumnsOf(ctx, table)
 		if err2 == nil {
 			for _, tc := range have {
 				if tc.Name == c.name && incompatible(c.typ, tc) == "" {
@@ -168,7 +174,11 @@ func (w *Writer) addColumn(ctx context.Context, c column, after string) (bool, e
 		}
 		return false, fmt.Errorf("chlog: table %s: add column %s %s: %w", qt, c.name, c.typ, err)
 	}
-	w.log.Warn("chlog: added missing column", "table", qt, "column", c.name, "type", c.typ, "after", after, "since_schema_version", c.since)
+	args := []any{"table", qt, "column", c.name, "type", c.typ, "after", after, "since_schema_version", c.since}
+	if onCluster != "" {
+		args = append(args, "on_cluster", onCluster)
+	}
+	w.log.Warn("chlog: added missing column", args...)
 	return true, nil
 }
 
@@ -180,26 +190,27 @@ func addColumnClause(c column, after string) string {
 	return s
 }
 
-// tableColumns reads the table's columns from system.columns. Database
-// and table are identifiers (Options.validate), safe to quote as they are.
-func (w *Writer) tableColumns(ctx context.Context) ([]tableColumn, error) {
+// tableColumnsOf reads table's columns from system.columns of the node the
+// client talks to. Database and table are identifiers (Options.validate),
+// safe to quote as they are.
+func (w *Writer) tableColumnsOf(ctx context.Context, table string) ([]tableColumn, error) {
 	q := "SELECT name, type, default_kind FROM system.columns WHERE database = '" + w.o.Database +
-		"' AND table = '" + w.o.Table + "' FORMAT JSONEachRow"
+		"' AND table = '" + table + "' FORMAT JSONEachRow"
 	body, err := w.ch.query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("chlog: table %s.%s: read system.columns: %w", w.o.Database, w.o.Table, err)
+		return nil, fmt.Errorf("chlog: table %s.%s: read system.columns: %w", w.o.Database, table, err)
 	}
 	var out []tableColumn
 	dec := json.NewDecoder(strings.NewReader(body))
 	for dec.More() {
 		var c tableColumn
 		if err := dec.Decode(&c); err != nil {
-			return nil, fmt.Errorf("chlog: table %s.%s: system.columns answer: %w", w.o.Database, w.o.Table, err)
+			return nil, fmt.Errorf("chlog: table %s.%s: system.columns answer: %w", w.o.Database, table, err)
 		}
 		out = append(out, c)
 	}
 	if len(out) == 0 {
-		return nil, fmt.Errorf("chlog: table %s.%s: no columns in system.columns", w.o.Database, w.o.Table)
+		return nil, fmt.Errorf("chlog: table %s.%s: no columns in system.columns", w.o.Database, table)
 	}
 	return out, nil
 }

@@ -3,14 +3,30 @@ package chlog
 import (
 	"fmt"
 	"log/slog"
+	"net/url"
+	"strings"
 	"time"
 )
 
 // Options configure a Writer. The zero value of every field means its default.
 type Options struct {
 	// URL is the ClickHouse HTTP URL, e.g. http://127.0.0.1:8123. Empty means
-	// embedded mode: every block goes to the spool directory.
+	// embedded mode: every block goes to the spool directory (unless URLs
+	// is set). URL alone is URLs of one.
 	URL string
+	// URLs (storage.clickhouse.urls) are the ClickHouse nodes the relay may
+	// talk to, tried in order: the writer stays on one until it fails
+	// (refused, cut, timed out, a 5xx without a ClickHouse code), then moves
+	// to the next for the next attempt. Default: [URL]. When both are set,
+	// URL must be one of URLs.
+	URLs []string
+	// Cluster (storage.clickhouse.cluster) is the cluster's name in the
+	// servers' remote_servers. Set, the relay creates ON CLUSTER a
+	// ReplicatedMergeTree table <Table>_local on every node and a
+	// Distributed table <Table> over it sharded by cityHash64(request_id),
+	// and inserts into the Distributed table synchronously (see cluster.go).
+	// Empty (default): one server, a plain MergeTree table.
+	Cluster string
 	// Database holds the table; default "relay".
 	Database string
 	// Table is the table name; default "stream_logs".
@@ -92,6 +108,12 @@ const (
 )
 
 func (o *Options) setDefaults() {
+	if len(o.URLs) == 0 && o.URL != "" {
+		o.URLs = []string{o.URL}
+	}
+	if o.URL == "" && len(o.URLs) > 0 {
+		o.URL = o.URLs[0]
+	}
 	if o.Database == "" {
 		o.Database = "relay"
 	}
@@ -159,6 +181,32 @@ func (o *Options) validate() error {
 		return fmt.Errorf("chlog: on_overload=%q: must be %q", o.OnOverload, OverloadDegrade)
 	case o.Durability != DurabilityBatch && o.Durability != DurabilityWAL:
 		return fmt.Errorf("chlog: durability=%q: must be %q or %q", o.Durability, DurabilityBatch, DurabilityWAL)
+	case o.Cluster != "" && !isIdent(o.Cluster):
+		return fmt.Errorf("chlog: cluster=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Cluster)
+	case o.Cluster != "" && len(o.URLs) == 0:
+		return fmt.Errorf("chlog: cluster=%s: needs urls (or url): the nodes to talk to", o.Cluster)
+	}
+	return o.validateURLs()
+}
+
+// validateURLs checks URLs (after setDefaults): each an http(s) URL with a
+// host, none twice, and URL among them.
+func (o *Options) validateURLs() error {
+	seen := make(map[string]bool, len(o.URLs))
+	for i, s := range o.URLs {
+		u, err := url.Parse(s)
+		switch {
+		case err != nil:
+			return fmt.Errorf("chlog: urls[%d]: %w", i, err)
+		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
+			return fmt.Errorf("chlog: urls[%d]=%s: must be http://host:port or https://host:port", i, u.Redacted())
+		case seen[strings.TrimRight(s, "/")]:
+			return fmt.Errorf("chlog: urls[%d]=%s: listed twice", i, u.Redacted())
+		}
+		seen[strings.TrimRight(s, "/")] = true
+	}
+	if o.URL != "" && !seen[strings.TrimRight(o.URL, "/")] {
+		return fmt.Errorf("chlog: url=%s: not among urls; set urls alone", redactURL(o.URL))
 	}
 	return nil
 }

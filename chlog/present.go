@@ -200,7 +200,7 @@ func (c *chClient) presentIDs(ctx context.Context, db, table string, lo, hi time
 	q.Set("ids_structure", "id String")
 	q.Set("ids_format", "TSV")
 	var out bytes.Buffer
-	if err := c.doType(ctx, c.base+"/?"+q.Encode(), mw.FormDataContentType(), body.Bytes(), &out); err != nil {
+	if err := c.post(ctx, "/?"+q.Encode(), mw.FormDataContentType(), body.Bytes(), &out); err != nil {
 		return nil, err
 	}
 	stored := make(map[string]bool, len(ids))

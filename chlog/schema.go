@@ -83,8 +83,14 @@ var bulkyColumns = map[string]bool{
 //     the matching granule alone. index_granularity 1024 instead of 8192
 //     makes that granule small, as rows carry kilobytes of captured bytes.
 func createTableSQL(db, table string, withCodecs bool) string {
+	return tableDDL(db, table, "", "MergeTree", withCodecs)
+}
+
+// tableDDL is the CREATE TABLE of the layout above with the given engine,
+// ON CLUSTER onCluster when that is set.
+func tableDDL(db, table, onCluster, engine string, withCodecs bool) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "CREATE TABLE IF NOT EXISTS %s.%s (\n", db, table)
+	fmt.Fprintf(&s, "CREATE TABLE IF NOT EXISTS %s.%s%s (\n", db, table, onClusterClause(onCluster))
 	for i, c := range columns {
 		fmt.Fprintf(&s, "    %s %s", c.name, c.typ)
 		if withCodecs && bulkyColumns[c.name] {
@@ -95,7 +101,7 @@ func createTableSQL(db, table string, withCodecs bool) string {
 		}
 		s.WriteString("\n")
 	}
-	s.WriteString(") ENGINE = MergeTree\nPARTITION BY toYYYYMMDD(created_at)\nORDER BY (route, created_at)\nSETTINGS index_granularity = 1024")
+	s.WriteString(") ENGINE = " + engine + "\nPARTITION BY toYYYYMMDD(created_at)\nORDER BY (route, created_at)\nSETTINGS index_granularity = 1024")
 	return s.String()
 }
 
@@ -125,9 +131,12 @@ func (v serverVersion) String() string { return fmt.Sprintf("%d.%d", v.major, v.
 func (w *Writer) ensureSchema(ctx context.Context) error {
 	vs, err := w.ch.query(ctx, "SELECT version()")
 	if err != nil {
-		return fmt.Errorf("chlog: url=%s: %w", w.o.URL, err)
+		return fmt.Errorf("chlog: urls: %w", err)
 	}
 	v := parseVersion(vs)
+	if w.o.Cluster != "" {
+		return w.ensureClusterSchema(ctx, v, strings.TrimSpace(vs))
+	}
 	db, table := w.o.Database, w.o.Table
 	exists, err := w.ch.query(ctx, "EXISTS TABLE "+db+"."+table)
 	if err != nil {
@@ -153,16 +162,24 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 		return err
 	}
 	w.enableServerDedup(ctx, v)
-	if w.o.TTLDays > 0 {
-		if !v.atLeast(19, 6) {
-			w.log.Warn("chlog: server has no TTL; ttl_days ignored", "server_version", v.String(), "ttl_days", w.o.TTLDays)
-			return nil
-		}
-		q := fmt.Sprintf("ALTER TABLE %s.%s MODIFY TTL created_at + INTERVAL %d DAY", db, table, w.o.TTLDays)
-		if _, err := w.ch.query(ctx, q); err != nil {
-			return fmt.Errorf("chlog: ttl_days=%d: %w", w.o.TTLDays, err)
-		}
-		w.log.Info("chlog: applied TTL", "table", db+"."+table, "ttl_days", w.o.TTLDays)
+	return w.applyTTL(ctx, v, table, "")
+}
+
+// applyTTL sets the TTL of db.table (ON CLUSTER onCluster when set) where
+// the server has TTL and ttl_days asks for one.
+func (w *Writer) applyTTL(ctx context.Context, v serverVersion, table, onCluster string) error {
+	if w.o.TTLDays <= 0 {
+		return nil
 	}
+	if !v.atLeast(19, 6) {
+		w.log.Warn("chlog: server has no TTL; ttl_days ignored", "server_version", v.String(), "ttl_days", w.o.TTLDays)
+		return nil
+	}
+	db := w.o.Database
+	q := fmt.Sprintf("ALTER TABLE %s.%s%s MODIFY TTL created_at + INTERVAL %d DAY", db, table, onClusterClause(onCluster), w.o.TTLDays)
+	if _, err := w.ch.ddl(ctx, q); err != nil {
+		return fmt.Errorf("chlog: ttl_days=%d: %w", w.o.TTLDays, err)
+	}
+	w.log.Info("chlog: applied TTL", "table", db+"."+table, "ttl_days", w.o.TTLDays)
 	return nil
 }

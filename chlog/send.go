@@ -81,7 +81,7 @@ func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknow
 		}
 		unknown = errors.Is(err, errUnknownOutcome)
 		w.stats.insertErrors.Add(1)
-		w.log.Warn("chlog: insert failed", "seq", m.seq, "rows", m.rows, "attempt", attempt+1, "outcome_unknown", unknown, "err", err)
+		w.log.Warn("chlog: insert failed", "seq", m.seq, "rows", m.rows, "attempt", attempt+1, "outcome_unknown", unknown, "node", failedNode(err), "err", err)
 		if attempt >= retries || ctx.Err() != nil {
 			return unknown, err
 		}

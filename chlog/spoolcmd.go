@@ -120,7 +120,7 @@ func ReplaySpool(ctx context.Context, o Options, rejected bool, out io.Writer) (
 		return sum, err
 	}
 	if o.URL == "" {
-		return sum, errors.New("chlog: url is empty (storage.clickhouse.url): nowhere to replay to")
+		return sum, errors.New("chlog: url is empty (storage.clickhouse.url or urls): nowhere to replay to")
 	}
 	// The same Writer as New makes, without its goroutines: this pass is
 	// the only one touching the spool (keep in step with New).

@@ -284,10 +284,10 @@ func (h *Relay) finish(rec *record.Record) {
 		rec.Status = fasthttp.StatusOK
 	}
 	if rec.Model == "" {
-		rec.Model = usage.Model(rec.RequestBody)
+		rec.Model = usage.RequestModel(rec.Path, rec.RequestBody)
 	}
-	if rec.Capture && rec.Kind == record.KindSSE && !rec.Truncated {
-		if in, out, ok := usage.Find(rec.Chunks.Data); ok {
+	if rec.Kind == record.KindSSE {
+		if in, out, ok := responseTokens(rec); ok {
 			rec.TokensIn, rec.TokensOut = in, out
 		}
 	}
@@ -305,6 +305,23 @@ func (h *Relay) finish(rec *record.Record) {
 	record.Release(rec)
 	h.active.Add(-1)
 	h.inflight.Done()
+}
+
+// responseTokens finds an sse response's token counts with its API's
+// rules: in the captured body when it is whole (as `relay reparse` does on
+// the stored row), else in the head and tail the record's window kept
+// (capture: meta, past max_capture_bytes, a storage budget).
+func responseTokens(rec *record.Record) (in, out int64, ok bool) {
+	api := usage.APIForPath(rec.Path)
+	var t usage.Tokens
+	if rec.Window == nil {
+		t.Scan(api, rec.Chunks.Data) // every response byte was captured
+	} else {
+		head, tail, _ := rec.Window.Parts()
+		t.Scan(api, head)
+		t.Scan(api, tail)
+	}
+	return t.Counts()
 }
 
 func (h *Relay) logRecord(rec *record.Record) {

@@ -98,7 +98,7 @@ func New(o Options) (*Limiter, error) {
 	l.redis = newRedisStore(&l.o)
 	if err := l.redis.connect(); err != nil {
 		l.stats.redisErrors.Add(1)
-		l.enterFallback(err)
+		l.enterFallback(err, "")
 	} else {
 		l.up.Store(true)
 	}
@@ -117,7 +117,7 @@ func (l *Limiter) Take(ctx context.Context, tenant, keyID string) Decision {
 		d, err = l.takeRedis(ctx, ts, ks)
 		if err != nil {
 			if ctx.Err() == nil {
-				l.redisFailed(err)
+				l.redisFailed(err, ts.cfgKey)
 			}
 			d = l.fallback(ts, ks)
 		}
@@ -143,7 +143,7 @@ func (l *Limiter) Debit(ctx context.Context, tenant string, tokens int64) {
 		if err == nil {
 			return
 		}
-		l.redisFailed(err)
+		l.redisFailed(err, ts.cfgKey)
 	}
 	l.debitLocal(ts, tokens)
 }
@@ -239,18 +239,18 @@ func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
 	ts.tok.set(now, x-float64(tokens))
 }
 
-// redisFailed counts a Redis error and, on the first one while Redis was
-// deciding, switches to the fallback.
-func (l *Limiter) redisFailed(err error) {
+// redisFailed counts a Redis error of a command on key and, on the first
+// one while Redis was deciding, switches to the fallback.
+func (l *Limiter) redisFailed(err error, key string) {
 	l.stats.redisErrors.Add(1)
 	if l.up.CompareAndSwap(true, false) {
-		l.enterFallback(err)
+		l.enterFallback(err, key)
 	}
 }
 
 // enterFallback logs the switch once, counts it and starts the probe that
-// switches back.
-func (l *Limiter) enterFallback(err error) {
+// switches back once key's node answers ("" = any node).
+func (l *Limiter) enterFallback(err error, key string) {
 	l.life.Lock()
 	defer l.life.Unlock()
 	if l.closed {
@@ -260,12 +260,15 @@ func (l *Limiter) enterFallback(err error) {
 	l.o.Logger.Warn("quota: redis unavailable, deciding by fallback",
 		"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err)
 	l.wg.Add(1)
-	go l.probe()
+	go l.probe(key)
 }
 
 // probe pings Redis every ProbeInterval while in fallback and switches back
-// to Redis on the first answer.
-func (l *Limiter) probe() {
+// to Redis on the first answer. On a Redis Cluster any node answers PING,
+// even one that refuses every key (CLUSTERDOWN) or beside a dead master, so
+// the probe asks the node that owns key, the one whose failure started the
+// fallback: a cluster that lost a master is not taken back until it heals.
+func (l *Limiter) probe(key string) {
 	defer l.wg.Done()
 	t := time.NewTicker(l.o.ProbeInterval)
 	defer t.Stop()
@@ -275,7 +278,7 @@ func (l *Limiter) probe() {
 			return
 		case <-t.C:
 		}
-		if err := l.redis.ping(); err != nil {
+		if err := l.redis.ping(key); err != nil {
 			continue
 		}
 		l.stats.toRedis.Add(1)

@@ -74,14 +74,19 @@ func (s *redisStore) connect() error {
 	return nil
 }
 
-// ping reports whether Redis answers within Timeout.
-func (s *redisStore) ping() error {
+// ping reports whether Redis answers within Timeout: a PING, or with key
+// set an EXISTS of key, which only the node owning key's slot answers, and
+// only while its cluster serves keys.
+func (s *redisStore) ping(key string) error {
 	if err := s.connect(); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
 	defer cancel()
 	c := s.client()
+	if key != "" {
+		return c.Do(ctx, c.B().Exists().Key(key).Build()).Error()
+	}
 	return c.Do(ctx, c.B().Ping().Build()).Error()
 }
 

@@ -113,6 +113,13 @@ type Record struct {
 	Budget  Budget
 	Charged int64
 
+	// Window keeps the head and tail of the part of an sse response that
+	// capture did not keep (capture meta, past max_capture_bytes, a storage
+	// budget), for its token counts. nil while every response byte is in
+	// Chunks.Data: a fully captured stream costs no window. Pooled, a fixed
+	// array: no allocation in steady state, no budget charge.
+	Window *Window
+
 	captureLimit int
 	starved      bool // Budget refused a charge: capture has stopped for good
 }
@@ -185,6 +192,9 @@ func Acquire(captureLimit int) *Record {
 
 // Release resets r and returns it to the pool.
 func Release(r *Record) {
+	if r.Window != nil {
+		releaseWindow(r.Window)
+	}
 	reqH, respH, body := r.RequestHeaders[:0], r.ResponseHeaders[:0], r.RequestBody[:0]
 	chunks := Chunks{Data: r.Chunks.Data[:0], Ends: r.Chunks.Ends[:0], AtMS: r.Chunks.AtMS[:0]}
 	*r = Record{}
@@ -232,37 +242,52 @@ func (r *Record) SetRequestBody(b []byte) {
 func (r *Record) AddChunk(b []byte, at time.Duration) {
 	r.ChunkCount++
 	r.BytesOut += int64(len(b))
+	if !r.addChunk(b, at) && r.Kind == KindSSE {
+		if r.Window == nil {
+			// The first byte capture did not keep: the window starts here,
+			// its head seeded with the captured start of the response.
+			r.Window = acquireWindow()
+			r.Window.Seed(r.Chunks.Data[:min(len(r.Chunks.Data), WindowHead)])
+		}
+		r.Window.Write(b)
+	}
+}
+
+// addChunk keeps b's time and, when capturing, its bytes; it reports
+// whether the bytes went into Chunks.Data.
+func (r *Record) addChunk(b []byte, at time.Duration) (captured bool) {
 	// Arrival times cost 8 bytes a chunk (end offset and time); they count
 	// against the capture limit too, so a long audio stream in meta mode
 	// cannot grow its record without bound.
 	if r.starved {
-		return
+		return false
 	}
 	if n := len(r.Chunks.AtMS); n >= maxChunkTimes || 8*n >= r.captureLimit {
 		r.Truncated = true
-		return
+		return false
 	}
 	if r.Capture {
 		// Times without bytes would no longer line up with the data.
 		if r.Truncated {
-			return
+			return false
 		}
 		if len(r.Chunks.Data)+len(b) > r.captureLimit {
 			r.Truncated = true
-			return
+			return false
 		}
 	}
 	if r.Capture && !growBytes(r, &r.Chunks.Data, len(b)) {
-		return
+		return false
 	}
 	if !growTimes(r, &r.Chunks.Ends) || !growTimes(r, &r.Chunks.AtMS) {
-		return
+		return false
 	}
 	if r.Capture {
 		r.Chunks.Data = append(r.Chunks.Data, b...)
 	}
 	r.Chunks.Ends = append(r.Chunks.Ends, uint32(len(r.Chunks.Data)))
 	r.Chunks.AtMS = append(r.Chunks.AtMS, uint32(at/time.Millisecond))
+	return r.Capture
 }
 
 // The capture buffers grow here rather than in append, so that the budget

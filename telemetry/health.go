@@ -32,6 +32,35 @@ func writeStorageStats(w io.Writer, s chlog.Stats) {
 	_, _ = w.Write(b)
 }
 
+// writeStorageNodes writes the failures of each ClickHouse node (host:port
+// of a configured URL; a label value needs no escaping of those).
+func writeStorageNodes(w io.Writer, nodes []chlog.NodeErrors) {
+	b := make([]byte, 0, 64*len(nodes))
+	for _, n := range nodes {
+		b = append(b, `relay_storage_node_errors_total{node="`...)
+		b = appendLabelValue(b, n.Node)
+		b = append(b, `"} `...)
+		b = strconv.AppendInt(b, n.Errors, 10)
+		b = append(b, '\n')
+	}
+	_, _ = w.Write(b)
+}
+
+// appendLabelValue appends s escaped as a Prometheus label value.
+func appendLabelValue(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '"':
+			b = append(b, '\\', c)
+		case '\n':
+			b = append(b, '\\', 'n')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
 // limiterSeries are the decision series names, by result then quota.Source,
 // built once so that a scrape does not rebuild them.
 var limiterSeries = func() (s [2][quota.NumSources]string) {

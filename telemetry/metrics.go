@@ -36,6 +36,7 @@ type Metrics struct {
 	storageRows   *metrics.Counter
 
 	storageStats atomic.Pointer[func() chlog.Stats]
+	storageNodes atomic.Pointer[func() []chlog.NodeErrors]
 	limiterStats atomic.Pointer[func() quota.Stats]
 }
 
@@ -124,6 +125,11 @@ func (m *Metrics) ObserveInsert(d time.Duration, rows int, err error) {
 // are absent.
 func (m *Metrics) SetStorageStats(f func() chlog.Stats) { m.storageStats.Store(&f) }
 
+// SetStorageNodeErrors makes every scrape write
+// relay_storage_node_errors_total{node} from f (chlog.Writer.NodeErrors):
+// one series per configured ClickHouse URL, so the labels stay bounded.
+func (m *Metrics) SetStorageNodeErrors(f func() []chlog.NodeErrors) { m.storageNodes.Store(&f) }
+
 // SetLimiterStats makes every scrape read the rate limiter's counters from f
 // (quota.Limiter.Stats). Until it is called, or with rate limits disabled,
 // the limiter series are absent.
@@ -136,6 +142,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	m.set.WritePrometheus(w)
 	if f := m.storageStats.Load(); f != nil && *f != nil {
 		writeStorageStats(w, (*f)())
+	}
+	if f := m.storageNodes.Load(); f != nil && *f != nil {
+		writeStorageNodes(w, (*f)())
 	}
 	if f := m.limiterStats.Load(); f != nil && *f != nil {
 		writeLimiterStats(w, (*f)())

@@ -10,23 +10,35 @@ import (
 	"github.com/stream-relay/stream-relay/record"
 )
 
+var (
+	responsesChunk = []byte("event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"token \"}\n\n")
+	geminiChunk    = []byte(`data: {"candidates": [{"content": {"parts": [{"text": "token "}],"role": "model"},"index": 0}],"usageMetadata": {"promptTokenCount": 9,"candidatesTokenCount": 1,"totalTokenCount": 10},"modelVersion": "gemini-2.0-flash"}` + "\r\n\r\n")
+)
+
 // TestStreamCopyAllocatesNothing: relaying a stream (decode the upstream's
-// chunked framing, stamp, capture, scan for the first token, write and
-// flush) allocates nothing once the pooled record's buffers have grown.
+// chunked framing, stamp, capture, feed the usage window, scan for the
+// first token with the path's API rules, write and flush) allocates nothing
+// once the pooled record's buffers have grown.
 func TestStreamCopyAllocatesNothing(t *testing.T) {
 	tests := []struct {
 		name    string
 		kind    record.Kind
 		capture bool
+		path    string
+		chunk   []byte
 	}{
-		{"sse full capture", record.KindSSE, true},
-		{"sse meta", record.KindSSE, false},
-		{"raw", record.KindRaw, false},
+		{"sse full capture", record.KindSSE, true, "/v1/chat/completions", sseChunk},
+		{"sse meta", record.KindSSE, false, "/v1/chat/completions", sseChunk},
+		{"raw", record.KindRaw, false, "/v1/audio/speech", sseChunk},
+		{"responses meta", record.KindSSE, false, "/v1/responses", responsesChunk},
+		{"gemini full capture", record.KindSSE, true, "/v1beta/models/gemini-2.0-flash:streamGenerateContent", geminiChunk},
+		{"generic path", record.KindSSE, false, "/custom", responsesChunk},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := newChunkedSource(sseChunk, 500)
+			src := newChunkedSource(tt.chunk, 500)
 			s := testStream(tt.kind, tt.capture, src)
+			s.rec.Path, s.rec.Status = tt.path, 200
 			w := flushWriter{bufio.NewWriter(io.Discard)}
 			run := func() {
 				resetStream(s, src)
@@ -38,8 +50,12 @@ func TestStreamCopyAllocatesNothing(t *testing.T) {
 			if n := testing.AllocsPerRun(20, run); n != 0 {
 				t.Errorf("%v allocations per 500-event stream, want 0", n)
 			}
-			if s.rec.BytesOut != int64(500*len(sseChunk)) || s.rec.TTFT == record.None {
+			if s.rec.BytesOut != int64(500*len(tt.chunk)) || s.rec.TTFT == record.None {
 				t.Errorf("bytes %d ttft %v", s.rec.BytesOut, s.rec.TTFT)
+			}
+			// Only bytes capture did not keep go to the window.
+			if want := tt.kind == record.KindSSE && !tt.capture; want != (s.rec.Window != nil && s.rec.Window.Len() > 0) {
+				t.Errorf("window %v for kind %v capture %v", s.rec.Window, tt.kind, tt.capture)
 			}
 		})
 	}

@@ -110,7 +110,9 @@ func listedInConnection(conn, key []byte) bool {
 }
 
 // copyRequestHeaders copies the client's end-to-end headers to the upstream
-// request and appends them, redacted, as a JSON object to capture.
+// request and appends them, redacted, as a JSON object to capture. Fields
+// that are not forwarded (hop-by-hop, the relay's own, invalid names,
+// underscores unless allowed) are captured all the same.
 func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader, capture []byte) []byte {
 	var lb [64]byte
 	connHdr := src.Peek("Connection")
@@ -119,6 +121,13 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 		lk := lowerKey(&lb, k)
 		capture = appendHeaderJSON(capture, lk, v)
 		if hopByHop[string(lk)] || clientOnly[string(lk)] || bytes.EqualFold(k, r.authKey) || !validName(k) {
+			continue
+		}
+		if !r.UnderscoreHeaders && bytes.IndexByte(k, '_') >= 0 {
+			// nginx's default (underscores_in_headers off): a server
+			// behind the upstream's own proxy may map "_" and "-" alike
+			// (CGI does), so Transfer_Encoding or X_Tenant_Id could stand
+			// for a header the relay never saw as such.
 			continue
 		}
 		if len(connHdr) > 0 && listedInConnection(connHdr, k) {

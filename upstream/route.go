@@ -40,6 +40,10 @@ type Options struct {
 	MaxBodyBytes    int64 // request body limit; default 32 MiB
 
 	InjectIncludeUsage bool // add stream_options.include_usage to streaming requests
+
+	// UnderscoreHeaders forwards request header fields whose names hold
+	// an underscore; by default (false) they are dropped, as nginx does.
+	UnderscoreHeaders bool
 }
 
 func (o *Options) setDefaults() {

@@ -154,8 +154,9 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // account stamps the record for one relayed read.
 func (s *Stream) account(b []byte, at time.Duration) {
 	rec := s.rec
-	if rec.TTFT == record.None && rec.Status < 400 {
-		if s.route.Kind == record.KindRaw || s.ttft.scan(b) {
+	if rec.TTFT == record.None {
+		s.ttft.start(rec, s.route.Kind)
+		if s.ttft.scan(b) {
 			rec.TTFT = at
 		}
 	}

@@ -3,40 +3,46 @@ package upstream
 import (
 	"strings"
 	"testing"
+
+	"github.com/stream-relay/stream-relay/record"
 )
 
+// TestTokenScanner: the stream's clock picks its rules from the request
+// path, and an error status or a raw route decide as before (the rules
+// themselves are tested in package usage, on recorded streams).
 func TestTokenScanner(t *testing.T) {
+	responsesDone := `data: {"type":"response.output_text.done","text":"Hi"}` + "\n\n"
 	tests := []struct {
 		name   string
+		path   string
+		kind   record.Kind
+		status int
 		chunks []string
 		want   int // index of the chunk that completes the first token; -1 none
 	}{
-		{"openai role frame then content", []string{
+		{"openai role frame then content", "/v1/chat/completions", record.KindSSE, 200, []string{
 			`data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}` + "\n\n",
 			`data: {"choices":[{"index":0,"delta":{"content":"Hel"},"finish_reason":null}]}` + "\n\n",
 		}, 1},
-		{"openai null content", []string{`data: {"delta":{"content":null}}` + "\n\n"}, -1},
-		{"reasoning counts", []string{`data: {"delta":{"role":"assistant","content":""}}`, `data: {"delta":{"reasoning_content":"Let"}}`}, 1},
-		{"tool call arguments", []string{`data: {"delta":{"tool_calls":[{"function":{"arguments":"{\"a"}}]}}`}, 0},
-		{"spaces around colon", []string{`data: {"delta": {"content" :  "x"}}`}, 0},
-		{"escaped first char", []string{`data: {"delta":{"content":"\n"}}`}, 0},
-		{"anthropic", []string{
-			"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"content\":[],\"usage\":{\"input_tokens\":5}}}\n\n",
-			"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
-			"event: ping\ndata: {\"type\":\"ping\"}\n\n",
-			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi\"}}\n\n",
-		}, 3},
-		{"anthropic thinking", []string{`data: {"delta":{"type":"thinking_delta","thinking":"hmm"}}`}, 0},
-		{"key split across reads", []string{`data: {"delta":{"con`, `tent":"x"}}`}, 1},
-		{"value split across reads", []string{`data: {"delta":{"content":"`, `x"}}`}, 1},
-		{"tiny reads", strings.Split(`data: {"delta":{"content":"yo"}}`, ""), len(`data: {"delta":{"content":"y`) - 1},
-		{"empty then end", []string{`data: {"delta":{"content":""}}`, "data: [DONE]\n\n"}, -1},
+		{"responses done is no token", "/v1/responses", record.KindSSE, 200, []string{responsesDone,
+			`data: {"type":"response.output_text.delta","delta":"Hi"}` + "\n\n"}, 1},
+		{"generic path takes done text", "/custom", record.KindSSE, 200, []string{responsesDone}, 0},
+		{"responses delta split", "/v1/responses", record.KindSSE, 200, []string{`data: {"type":"response.output_text.delta","del`, `ta":"x"}`}, 1},
+		{"gemini", "/v1beta/models/g:streamGenerateContent", record.KindSSE, 200, []string{
+			`data: {"candidates":[{"content":{"role":"model"}}],"usageMetadata":{"promptTokenCount":3}}` + "\r\n\r\n",
+			`data: {"candidates":[{"content":{"parts":[{"text":"A"}],"role":"model"}}]}` + "\r\n\r\n",
+		}, 1},
+		{"error status", "/v1/chat/completions", record.KindSSE, 429, []string{`{"error":{"message":"slow down","content":"x"}}`}, -1},
+		{"raw", "/v1/audio/speech", record.KindRaw, 200, []string{"\x00\x01"}, 0},
+		{"tiny reads", "/v1/chat/completions", record.KindSSE, 200, strings.Split(`data: {"delta":{"content":"yo"}}`, ""), len(`data: {"delta":{"content":"y`) - 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			rec := &record.Record{Path: tt.path, Status: tt.status}
 			var s tokenScanner
 			got := -1
 			for i, c := range tt.chunks {
+				s.start(rec, tt.kind)
 				if s.scan([]byte(c)) {
 					got = i
 					break
@@ -47,28 +53,4 @@ func TestTokenScanner(t *testing.T) {
 			}
 		})
 	}
-}
-
-func FuzzTokenScanner(f *testing.F) {
-	f.Add([]byte(`data: {"delta":{"content":"x"}}`), 3)
-	f.Add([]byte(`{"text":""}`), 1)
-	f.Fuzz(func(t *testing.T, b []byte, step int) {
-		if step <= 0 {
-			step = 1
-		}
-		var s tokenScanner
-		whole := hasContent(b)
-		split := false
-		for i := 0; i < len(b); i += step {
-			if s.scan(b[i:min(i+step, len(b))]) {
-				split = true
-				break
-			}
-		}
-		// Split scanning may miss nothing that a whole scan finds when keys
-		// and values are short; it must never find what is not there.
-		if split && !whole {
-			t.Fatalf("split scan found content a whole scan did not: %q", b)
-		}
-	})
 }

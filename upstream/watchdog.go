@@ -186,11 +186,15 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 
 // clientGone peeks at the client's socket without consuming anything: a
 // zero-byte read means the client closed its side; an error other than "no
-// data yet" means the connection is broken. Pipelined bytes mean it is alive.
+// data yet" means the connection is broken. Bytes waiting mean it is alive,
+// unless the client has also sent its FIN: over TLS a leaving client sends
+// a close_notify alert before it, which a peek cannot tell from data. A
+// TLS connection (or the relay's listener wrapper) is unwrapped to the TCP
+// socket beneath, so a gone TLS client is noticed as early as a plain one.
 func clientGone(c net.Conn, buf []byte) bool {
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return false // e.g. TLS: a gone client is noticed by the next write
+	sc := socketOf(c)
+	if sc == nil {
+		return false // not a socket: a gone client is noticed by the next write
 	}
 	rc, err := sc.SyscallConn()
 	if err != nil {
@@ -204,8 +208,27 @@ func clientGone(c net.Conn, buf []byte) bool {
 			gone = true
 		case rerr != nil && !errors.Is(rerr, syscall.EAGAIN) && !errors.Is(rerr, syscall.EINTR):
 			gone = true
+		case rerr == nil:
+			gone = peerClosed(fd)
 		}
 		return true // never wait for readiness
 	})
 	return gone || err != nil
+}
+
+// socketOf returns the socket under c: c itself, or what c wraps (a
+// *tls.Conn's NetConn, the relay listener's connection wrapper), a few
+// layers deep at most.
+func socketOf(c net.Conn) syscall.Conn {
+	for range 4 {
+		if sc, ok := c.(syscall.Conn); ok {
+			return sc
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil
+		}
+		c = w.NetConn()
+	}
+	return nil
 }

@@ -2,12 +2,48 @@
 
 package usage
 
-import "testing"
+import (
+	"os"
+	"testing"
+)
 
 func TestFindAllocs(t *testing.T) {
 	data := []byte(openAIStream + anthropicStream)
 	if n := testing.AllocsPerRun(100, func() { Find(data) }); n != 0 {
 		t.Fatalf("Find allocates %v times per run", n)
+	}
+}
+
+// TestAPIScanAllocs: the first-token scan and the usage scan of every API
+// allocate nothing, on the recorded streams.
+func TestAPIScanAllocs(t *testing.T) {
+	for _, tt := range []struct {
+		file string
+		api  API
+	}{
+		{"openai_chat.sse", OpenAIChat}, {"responses.sse", Responses}, {"anthropic.sse", Anthropic},
+		{"gemini_thinking.sse", Gemini}, {"responses.sse", Generic},
+	} {
+		if _, err := os.Stat("testdata/" + tt.file); err != nil {
+			t.Fatal(err)
+		}
+		r := loadStream(t, tt.file)
+		if n := testing.AllocsPerRun(100, func() {
+			var s ContentScanner
+			s.Start(tt.api, false, 200)
+			for i := range r.atMS {
+				if s.Scan(r.chunk(i)) {
+					break
+				}
+			}
+			FirstTokenChunk(tt.api, false, 200, len(r.atMS), r.data, r.ends)
+			var tk Tokens
+			tk.Scan(tt.api, r.data[:len(r.data)/2])
+			tk.Scan(tt.api, r.data[len(r.data)/2:])
+			FindAPI(tt.api, r.data)
+		}); n != 0 {
+			t.Errorf("%s (%v): %v allocations per run", tt.file, tt.api, n)
+		}
 	}
 }
 

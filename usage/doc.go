@@ -1,10 +1,16 @@
-// Package usage finds token counts and request facts in captured bytes by
-// bounded byte scans, never a full JSON decode, so the relay can call it
-// once per finished request without parsing cost on the hot path.
+// Package usage reads what an LLM response and its request say about
+// themselves, by bounded byte scans, never a full JSON decode, with one
+// table of rules per provider API (rules.go), shared by the relay's live
+// path and `relay reparse`:
 //
-//   - Find scans a response (a whole SSE stream or a JSON body) for the
-//     OpenAI or Anthropic usage object.
-//   - Model returns the top-level "model" of a JSON request body.
+//   - APIForPath picks the API (OpenAI chat, OpenAI Responses, Anthropic,
+//     Gemini, or Generic) from the request path.
+//   - ContentScanner finds the first generated content as the response's
+//     reads arrive (the first-token clock), without allocating;
+//     FirstTokenChunk runs it over stored chunks.
+//   - FindAPI (Find for Generic) and Tokens read the token counts of a
+//     whole response, or of its kept head and tail.
+//   - Model and RequestModel return the model a request names.
 //   - InjectIncludeUsage asks an OpenAI-style streaming request for its
 //     final usage chunk.
 package usage

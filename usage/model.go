@@ -1,5 +1,7 @@
 package usage
 
+import "strings"
+
 // maxModelScan bounds the bytes Model walks: "model" is nearly always among
 // the first members, and a request body can be megabytes of messages.
 const maxModelScan = 1 << 20
@@ -26,4 +28,29 @@ func Model(body []byte) string {
 			return string(v[1 : len(v)-1])
 		}
 	}
+}
+
+// RequestModel returns the model a request names: the top-level "model" of
+// its JSON body (Model) or, when the body has none, the one a Gemini path
+// carries (/v1beta/models/NAME:streamGenerateContent). "" when neither.
+func RequestModel(path string, body []byte) string {
+	if m := Model(body); m != "" {
+		return m
+	}
+	return PathModel(path)
+}
+
+// PathModel returns NAME of a path ending in /models/NAME:method (Gemini,
+// Vertex AI), or "". It does not allocate.
+func PathModel(path string) string {
+	i := strings.LastIndex(path, "/models/")
+	if i < 0 {
+		return ""
+	}
+	name := path[i+len("/models/"):]
+	j := strings.IndexByte(name, ':')
+	if j <= 0 || strings.IndexByte(name[:j], '/') >= 0 {
+		return ""
+	}
+	return name[:j]
 }

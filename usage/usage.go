@@ -2,57 +2,136 @@ package usage
 
 import "bytes"
 
-var usageKey = []byte(`"usage"`)
+// Find returns the token counts of a whole captured response (an SSE
+// stream or a JSON body) of an unknown API: FindAPI with Generic.
+func Find(data []byte) (in, out int64, ok bool) { return FindAPI(Generic, data) }
 
-// Find returns the token counts of the last usage object in data, a whole
-// captured response: an SSE stream or a JSON body, OpenAI or Anthropic.
+// FindAPI returns the token counts of a whole captured response of api: an
+// SSE stream or a JSON body.
 //
-// OpenAI puts "usage":{"prompt_tokens":P,"completion_tokens":C} in the final
-// stream chunk (when asked, see InjectIncludeUsage) or in a non-stream body.
-// Anthropic sends input_tokens in message_start and the running output_tokens
-// in message_delta. Across all usage objects the last prompt/input count and
-// the last completion/output count win. ok is false unless both were found:
-// the caller then stores NULL, not 0. Find does not allocate.
-func Find(data []byte) (in, out int64, ok bool) {
-	haveIn, haveOut := false, false
-	for off := 0; off < len(data); {
-		j := bytes.Index(data[off:], usageKey)
-		if j < 0 {
-			break
-		}
-		i := off + j + len(usageKey)
-		off = i
-		if off-len(usageKey) > 0 && data[off-len(usageKey)-1] == '\\' {
-			continue // an escaped quote: text inside a string
-		}
-		i = skipSpace(data, i)
-		if i >= len(data) || data[i] != ':' {
-			continue
-		}
-		o, isObj := openObj(data[i+1:])
-		if !isObj {
-			continue // "usage":null in OpenAI stream chunks
-		}
-		for {
-			k, v, more := o.next()
-			if !more {
-				break
-			}
-			n, num := parseUint(v)
-			if !num {
-				continue
-			}
-			switch string(k) { // no allocation: compiler-optimised comparison
-			case "prompt_tokens", "input_tokens":
-				in, haveIn = n, true
-			case "completion_tokens", "output_tokens":
-				out, haveOut = n, true
-			}
-		}
-		off = i + 1 + o.i
-	}
-	if !haveIn || !haveOut {
+// OpenAI chat puts "usage":{"prompt_tokens":P,"completion_tokens":C} in the
+// final stream chunk (when asked, see InjectIncludeUsage) or in a
+// non-stream body; the Responses API "usage":{"input_tokens",
+// "output_tokens"} in response.completed; Anthropic input_tokens in
+// message_start and the running output_tokens in message_delta; Gemini
+// "usageMetadata":{"promptTokenCount","candidatesTokenCount"} in every
+// chunk. Across all usage objects the last input count and the last output
+// count win. ok is false unless both were found: the caller then stores
+// NULL, not 0. FindAPI does not allocate.
+func FindAPI(api API, data []byte) (in, out int64, ok bool) {
+	var t Tokens
+	t.Scan(api, data)
+	return t.Counts()
+}
+
+// Tokens gathers token counts over several scans of one response, in
+// stream order: the head and the tail of a response whose middle was not
+// kept (record.Window).
+type Tokens struct {
+	In, Out         int64
+	HaveIn, HaveOut bool
+}
+
+// Counts returns the counts, ok only when both were found.
+func (t *Tokens) Counts() (in, out int64, ok bool) {
+	if !t.HaveIn || !t.HaveOut {
 		return 0, 0, false
 	}
-	return in, out, true
+	return t.In, t.Out, true
+}
+
+// Scan reads the usage objects of api in data, later ones overriding what
+// earlier scans found. data may start or end in the middle of an object: a
+// cut object is skipped. It does not allocate.
+func (t *Tokens) Scan(api API, data []byte) {
+	r := rulesFor(api)
+	if len(r.usage) == 1 {
+		t.scanKey(r, r.usage[0], data)
+		return
+	}
+	// Several container keys (Generic): visit the objects in stream order
+	// so that the last one wins across kinds too.
+	for off := 0; off < len(data); {
+		best, bestKey := -1, []byte(nil)
+		for _, k := range r.usage {
+			if j := bytes.Index(data[off:], k); j >= 0 && (best < 0 || j < best) {
+				best, bestKey = j, k
+			}
+		}
+		if best < 0 {
+			return
+		}
+		off = t.scanAt(r, bestKey, data, off+best)
+	}
+}
+
+// scanKey visits every object under key in data.
+func (t *Tokens) scanKey(r *rules, key, data []byte) {
+	for off := 0; off < len(data); {
+		j := bytes.Index(data[off:], key)
+		if j < 0 {
+			return
+		}
+		off = t.scanAt(r, key, data, off+j)
+	}
+}
+
+// scanAt reads the object under the key found at data[at:] and returns
+// where the search goes on.
+func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
+	i := at + len(key)
+	if at > 0 && data[at-1] == '\\' {
+		return i // an escaped quote: text inside a string
+	}
+	i = skipSpace(data, i)
+	if i >= len(data) || data[i] != ':' {
+		return i
+	}
+	o, isObj := openObj(data[i+1:])
+	if !isObj {
+		return i + 1 // "usage":null in OpenAI stream chunks
+	}
+	var in, out, plus int64
+	haveIn, haveOut, havePlus := false, false, false
+	for {
+		k, v, more := o.next()
+		if !more {
+			break
+		}
+		n, num := parseUint(v)
+		if !num {
+			continue
+		}
+		switch {
+		case oneOf(k, r.in):
+			in, haveIn = n, true
+		case oneOf(k, r.out):
+			out, haveOut = n, true
+		case oneOf(k, r.outPlus):
+			plus, havePlus = n, true
+		}
+	}
+	if o.err {
+		// A cut object (the end of a kept head, a truncated stream): what
+		// it held so far may be a partial count; keep none of it.
+		return i + 1 + max(o.i, 1)
+	}
+	if haveIn {
+		t.In, t.HaveIn = in, true
+	}
+	if haveOut || havePlus {
+		t.Out, t.HaveOut = out+plus, true
+	}
+	return i + 1 + o.i
+}
+
+// oneOf reports whether k is one of names (no allocation: the compiler
+// compares string(k) without converting).
+func oneOf(k []byte, names []string) bool {
+	for _, n := range names {
+		if string(k) == n {
+			return true
+		}
+	}
+	return false
 }

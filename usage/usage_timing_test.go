@@ -34,3 +34,45 @@ func BenchmarkInjectIncludeUsage(b *testing.B) {
 		dst, _ = InjectIncludeUsage(dst[:0], typicalRequest)
 	}
 }
+
+// BenchmarkFirstToken: the first-token scan of a recorded stream of each
+// API, read by read, up to the first content (what the relay does per
+// stream before the clock stops).
+func BenchmarkFirstToken(b *testing.B) {
+	for _, tt := range []struct {
+		file string
+		api  API
+	}{
+		{"openai_chat.sse", OpenAIChat}, {"responses.sse", Responses}, {"responses.sse", Generic},
+		{"anthropic.sse", Anthropic}, {"gemini_thinking.sse", Gemini},
+	} {
+		b.Run(tt.file+"/"+tt.api.String(), func(b *testing.B) {
+			r := loadStream(b, tt.file)
+			b.ReportAllocs()
+			for b.Loop() {
+				if FirstTokenChunk(tt.api, false, 200, len(r.atMS), r.data, r.ends) < 0 {
+					b.Fatal("no token")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkFindAPI: the usage scan of a whole recorded stream.
+func BenchmarkFindAPI(b *testing.B) {
+	for _, tt := range []struct {
+		file string
+		api  API
+	}{{"responses.sse", Responses}, {"gemini.sse", Gemini}, {"gemini.sse", Generic}} {
+		b.Run(tt.file+"/"+tt.api.String(), func(b *testing.B) {
+			r := loadStream(b, tt.file)
+			b.SetBytes(int64(len(r.data)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, _, ok := FindAPI(tt.api, r.data); !ok {
+					b.Fatal("no usage")
+				}
+			}
+		})
+	}
+}

@@ -5,6 +5,8 @@
 //	relay show REQUEST_ID [-config FILE] [--json]   one stored request, whole
 //	relay spool ls [-config FILE]                   queued and rejected spool files
 //	relay spool replay [--rejected] [-config FILE]  send spool files to ClickHouse now
+//	relay reparse [-config FILE] [--since TIME] [--route NAME] [--dry-run]
+//	                                                recompute ttft_ms, tokens and model of stored rows
 package main
 
 import (
@@ -31,15 +33,16 @@ func main() {
 
 // commands are the subcommands; with none, relay serves.
 var commands = map[string]func(args []string) error{
-	"show":  runShow,
-	"spool": runSpool,
+	"show":    runShow,
+	"spool":   runSpool,
+	"reparse": runReparse,
 }
 
 func run(args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, ok := commands[args[0]]
 		if !ok {
-			return fmt.Errorf("unknown command %q: commands are show, spool; flags alone (e.g. -config FILE) serve", args[0])
+			return fmt.Errorf("unknown command %q: commands are show, spool, reparse; flags alone (e.g. -config FILE) serve", args[0])
 		}
 		return cmd(args[1:])
 	}
@@ -55,7 +58,7 @@ func serve(args []string) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: commands are show, spool; flags alone serve", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q: commands are show, spool, reparse; flags alone serve", fs.Arg(0))
 	}
 
 	if err := app.LoadEnvFile(*envFile); err != nil {

@@ -68,6 +68,7 @@ func runShowTo(args []string, w io.Writer) error {
 	ch := cfg.Storage.ClickHouse
 	found, err := chlog.Find(context.Background(), chlog.FindOptions{
 		URL:      ch.URL,
+		URLs:     ch.URLs,
 		Database: ch.Database,
 		Table:    ch.Table,
 		User:     ch.User,

@@ -118,7 +118,7 @@ func spoolReplay(args []string, out io.Writer) error {
 		return err
 	}
 	ch := cfg.Storage.ClickHouse
-	if ch.URL == "" {
+	if ch.URL == "" && len(ch.URLs) == 0 {
 		return errors.New("spool replay: storage.clickhouse.url is not set in the configuration: nowhere to send the spool to")
 	}
 	log := slog.New(slog.DiscardHandler)
@@ -129,6 +129,8 @@ func spoolReplay(args []string, out io.Writer) error {
 	defer stop()
 	_, err = chlog.ReplaySpool(ctx, chlog.Options{
 		URL:           ch.URL,
+		URLs:          ch.URLs,
+		Cluster:       ch.Cluster,
 		Database:      ch.Database,
 		Table:         ch.Table,
 		User:          ch.User,

@@ -23,15 +23,21 @@ install_missing() {
 	command -v clickhouse-server >/dev/null || pkgs+=(clickhouse-server clickhouse-client)
 	command -v prometheus >/dev/null || pkgs+=(prometheus) # app/metrics_test.go runs it
 	command -v curl >/dev/null || pkgs+=(curl)             # readiness checks below
-	[ ${#pkgs[@]} -eq 0 ] && return 0
+	# The ClickHouse cluster tests (internal/servicetest) start ZooKeeper
+	# themselves; without recommends these two add no desktop Java.
+	local lean=()
+	[ -f /usr/share/java/zookeeper.jar ] || lean+=(zookeeper)
+	command -v java >/dev/null || lean+=(default-jre-headless)
+	[ ${#pkgs[@]} -eq 0 ] && [ ${#lean[@]} -eq 0 ] && return 0
 	if [ "$(id -u)" != 0 ]; then
-		log "missing ${pkgs[*]} and not root: install them with apt-get"
+		log "missing ${pkgs[*]} ${lean[*]} and not root: install them with apt-get"
 		return 1
 	fi
-	log "installing ${pkgs[*]}"
+	log "installing ${pkgs[*]} ${lean[*]}"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq >/dev/null
-	apt-get install -y -qq "${pkgs[@]}" >/dev/null
+	[ ${#pkgs[@]} -eq 0 ] || apt-get install -y -qq "${pkgs[@]}" >/dev/null
+	[ ${#lean[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
 }
 
 redis_up() { redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; }

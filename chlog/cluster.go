@@ -1,0 +1,250 @@
+package chlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A ClickHouse cluster (Options.Cluster set).
+//
+// Tables, all made ON CLUSTER so that every node has them:
+//
+//	<db>.<table>_local  ReplicatedMergeTree('/clickhouse/tables/{shard}/<db>.<table>_local', '{replica}'),
+//	                    the same columns, partitions and order as the single-server table
+//	<db>.<table>        Distributed(<cluster>, <db>, <table>_local, cityHash64(request_id))
+//
+// so the product's SQL (FROM <db>.<table>) runs unchanged on any node.
+//
+// Inserts go to the Distributed table of the current node with
+// insert_distributed_sync=1: the node splits the block by
+// cityHash64(request_id) and writes each shard's rows to one live replica
+// of that shard before it answers. Why this and not an insert per shard by
+// the relay: the cluster's layout (shards, weights, replicas, their native
+// ports) stays in remote_servers where the servers and every reader take it
+// from, the relay needs only HTTP URLs of some nodes, and a block is still
+// one request. The default asynchronous Distributed insert is not used: it
+// answers 200 with a shard down and keeps the rows in a queue on that
+// node's disk, out of reach of the relay's spool and of its exactly-once
+// checks.
+//
+// Exactly once. The split is deterministic (same rows, same order, same
+// shards), and ReplicatedMergeTree drops a part whose data it has seen
+// among its last replicated_deduplication_window (100) blocks, on either
+// replica, because the part's block id is written to ZooKeeper with the
+// part. An insert that fails after some shards stored their part (a shard
+// down: 279 ALL_CONNECTION_TRIES_FAILED; ZooKeeper gone or a replica
+// read-only: 225, 242; a node cut off midway) is therefore an unknown
+// outcome: the block is settled by the presence check (present.go, through
+// the Distributed table, so on every shard) before a re-send, which sends
+// only the rows not found. Rows of one shard and one partition are stored
+// as one part or not at all, so a shard's rows are found all or none; when
+// the check reads a replica that has not fetched a part yet, the re-sent
+// rows of that shard form the same part again and the replicas drop it.
+// The processes check asks every node (query_id or initial_query_id).
+//
+// insert_deduplication_token (current servers) is not sent in cluster
+// mode: with a token, a re-send of missing rows under a new token would no
+// longer be recognised by its data.
+
+// localSuffix names the replicated table under the Distributed one.
+const localSuffix = "_local"
+
+// onClusterClause is " ON CLUSTER name", or "" for no cluster.
+func onClusterClause(cluster string) string {
+	if cluster == "" {
+		return ""
+	}
+	return " ON CLUSTER " + cluster
+}
+
+// localTable is the name of the replicated table of the cluster.
+func (w *Writer) localTable() string { return w.o.Table + localSuffix }
+
+// replicatedEngine is the local table's engine: its ZooKeeper path is per
+// shard (macro {shard}), its replica name per node (macro {replica}).
+func replicatedEngine(db, local string) string {
+	return "ReplicatedMergeTree('/clickhouse/tables/{shard}/" + db + "." + local + "', '{replica}')"
+}
+
+// distributedDDL creates the Distributed table over the local one.
+func distributedDDL(db, table, local, cluster string) string {
+	return "CREATE TABLE IF NOT EXISTS " + db + "." + table + onClusterClause(cluster) +
+		" AS " + db + "." + local +
+		" ENGINE = Distributed(" + cluster + ", " + db + ", " + local + ", cityHash64(request_id))"
+}
+
+// ensureClusterSchema is ensureSchema for a cluster: what the node the
+// client talks to lacks is created ON CLUSTER (IF NOT EXISTS keeps that
+// harmless on nodes that have it), missing columns are added ON CLUSTER to
+// the local table, and a Distributed table that lacks columns is made
+// again over the local one. Nothing runs ON CLUSTER when the node has it
+// all: a relay starts with a node down.
+func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, version string) error {
+	db, table, local, cl := w.o.Database, w.o.Table, w.localTable(), w.o.Cluster
+	localEngine, err := w.tableEngine(ctx, local)
+	if err != nil {
+		return err
+	}
+	distEngine, err := w.tableEngine(ctx, table)
+	if err != nil {
+		return err
+	}
+	if localEngine != "" && !strings.HasPrefix(localEngine, "Replicated") {
+		return &SchemaError{Table: db + "." + local, Columns: nil,
+			msg: fmt.Sprintf("engine %s; with cluster %s it must be a Replicated*MergeTree (rename it away and let the relay create it)", localEngine, cl)}
+	}
+	if distEngine != "" && distEngine != "Distributed" {
+		return &SchemaError{Table: db + "." + table, Columns: nil,
+			msg: fmt.Sprintf("engine %s; with cluster %s it must be the Distributed table over %s (rename it away and let the relay create it)", distEngine, cl, local)}
+	}
+	if localEngine == "" || distEngine == "" {
+		if err := w.clusterDDL(ctx, "CREATE DATABASE IF NOT EXISTS "+db+onClusterClause(cl), "DATABASE "+db); err != nil {
+			return fmt.Errorf("chlog: database=%s cluster=%s: %w", db, cl, err)
+		}
+	}
+	if localEngine == "" {
+		codecs := v.atLeast(20, 1)
+		if err := w.clusterDDL(ctx, tableDDL(db, local, cl, replicatedEngine(db, local), codecs), "TABLE "+db+"."+local); err != nil {
+			return fmt.Errorf("chlog: table=%s.%s cluster=%s: create: %w", db, local, cl, err)
+		}
+		w.log.Info("chlog: created replicated table on the cluster", "table", db+"."+local, "cluster", cl,
+			"server_version", version, "schema_version", schemaVersion, "zstd_codecs", codecs)
+	} else {
+		w.log.Info("chlog: using existing replicated table", "table", db+"."+local, "cluster", cl, "server_version", version)
+	}
+	if err := w.migrateTable(ctx, local, cl); err != nil {
+		return err
+	}
+	if distEngine == "" {
+		if err := w.clusterDDL(ctx, distributedDDL(db, table, local, cl), "TABLE "+db+"."+table); err != nil {
+			return fmt.Errorf("chlog: table=%s.%s cluster=%s: create: %w", db, table, cl, err)
+		}
+		w.log.Info("chlog: created distributed table on the cluster", "table", db+"."+table, "over", local, "cluster", cl)
+	} else if err := w.syncDistributed(ctx); err != nil {
+		return err
+	}
+	w.log.Info("chlog: inserts go to the distributed table synchronously (insert_distributed_sync=1); replicas deduplicate re-sent parts",
+		"table", db+"."+table, "cluster", cl, "nodes", len(w.ch.nodes))
+	return w.applyTTL(ctx, v, local, cl)
+}
+
+// syncDistributed makes the Distributed table again when it lacks a column
+// the relay writes. ClickHouse 18.16 refuses ALTER ... ON CLUSTER of a
+// Distributed table over a cluster of replicated shards (code 371, "Table
+// isn't replicated, but shard is replicated according to its cluster
+// definition"), and the table holds no data (inserts are synchronous), so
+// it is dropped and created again ON CLUSTER from the local table. Inserts
+// of other relays in that moment fail with UNKNOWN_TABLE: an unknown
+// outcome in cluster mode, spooled and settled later.
+func (w *Writer) syncDistributed(ctx context.Context) error {
+	db, table, local, cl := w.o.Database, w.o.Table, w.localTable(), w.o.Cluster
+	have, err := w.tableColumnsOf(ctx, table)
+	if err != nil {
+		return err
+	}
+	p := planSchema(have)
+	if len(p.bad) > 0 {
+		return &SchemaError{Table: db + "." + table, Columns: p.badCols, msg: strings.Join(p.bad, "; ")}
+	}
+	if len(p.missing) == 0 {
+		return nil
+	}
+	var names []string
+	for _, c := range p.missing {
+		names = append(names, c.name)
+	}
+	if w.o.NoMigrate {
+		return &SchemaError{Table: db + "." + table, Columns: names,
+			msg: fmt.Sprintf("missing column(s) %s and storage.clickhouse.migrate is false: recreate it (DROP TABLE %s.%s%s; %s) or set migrate: true",
+				strings.Join(names, ", "), db, table, onClusterClause(cl), distributedDDL(db, table, local, cl))}
+	}
+	if err := w.clusterDDL(ctx, "DROP TABLE IF EXISTS "+db+"."+table+onClusterClause(cl), ""); err != nil {
+		return fmt.Errorf("chlog: table=%s.%s cluster=%s: drop to recreate: %w", db, table, cl, err)
+	}
+	if err := w.clusterDDL(ctx, distributedDDL(db, table, local, cl), "TABLE "+db+"."+table); err != nil {
+		return fmt.Errorf("chlog: table=%s.%s cluster=%s: recreate: %w", db, table, cl, err)
+	}
+	w.log.Warn("chlog: distributed table lacked columns; recreated over the local table", "table", db+"."+table,
+		"cluster", cl, "columns", strings.Join(names, ","))
+	return nil
+}
+
+// clusterDDL runs an ON CLUSTER statement. When it fails but what it makes
+// (exists: "DATABASE db" or "TABLE db.t"; "" for nothing) exists now on the
+// node the client talks to, the failure was elsewhere (a node down: "some
+// hosts will finish in the background", code 159) and is only logged: the
+// other nodes catch up from the DDL queue when back.
+func (w *Writer) clusterDDL(ctx context.Context, sql, exists string) error {
+	_, err := w.ch.ddl(ctx, sql)
+	if err == nil || exists == "" {
+		return err
+	}
+	if ans, qerr := w.ch.query(ctx, "EXISTS "+exists); qerr == nil && strings.TrimSpace(ans) == "1" {
+		w.log.Warn("chlog: ON CLUSTER statement failed on some node; it exists here, the others catch up when back",
+			"cluster", w.o.Cluster, "object", exists, "err", err)
+		return nil
+	}
+	return err
+}
+
+// tableEngine returns the engine of table in Options.Database on the node
+// the client talks to, "" when there is no such table.
+func (w *Writer) tableEngine(ctx context.Context, table string) (string, error) {
+	ans, err := w.ch.query(ctx, "SELECT engine FROM system.tables WHERE database = '"+w.o.Database+"' AND name = '"+table+"'")
+	if err != nil {
+		return "", fmt.Errorf("chlog: table %s.%s: read system.tables: %w", w.o.Database, table, err)
+	}
+	return strings.TrimSpace(ans), nil
+}
+
+// ddl runs a DDL statement. In cluster mode it waits for the whole answer
+// before the status is sent (wait_end_of_query=1: an ON CLUSTER statement
+// streams one row per host, and an error after the first row would come
+// with status 200) and bounds the wait for the hosts
+// (distributed_ddl_task_timeout, below the caller's timeout).
+func (c *chClient) ddl(ctx context.Context, sql string) (string, error) {
+	if c.cluster == "" {
+		return c.query(ctx, sql)
+	}
+	q := url.Values{}
+	q.Set("wait_end_of_query", "1")
+	q.Set("distributed_ddl_task_timeout", strconv.Itoa(c.ddlTimeout))
+	var out bytes.Buffer
+	err := c.post(ctx, "/?"+q.Encode(), "", []byte(sql), &out)
+	return out.String(), err
+}
+
+// ddlTimeoutFor is distributed_ddl_task_timeout in seconds for an insert
+// timeout d: half of it, so that the server's answer (naming the hosts
+// that did not finish) comes before the relay gives up.
+func ddlTimeoutFor(d time.Duration) int {
+	if d <= 0 {
+		d = 30 * time.Second
+	}
+	return max(1, int(d.Seconds()/2))
+}
+
+// NodeErrors is how often one ClickHouse node failed by its own fault
+// (refused, cut, timed out, a 5xx without a ClickHouse code).
+type NodeErrors struct {
+	Node   string // host:port of its URL
+	Errors int64
+}
+
+// NodeErrors returns the failure count of every node of Options.URLs, in
+// their order (nil in embedded mode).
+func (w *Writer) NodeErrors() []NodeErrors {
+	if w.ch == nil {
+		return nil
+	}
+	out := make([]NodeErrors, len(w.ch.nodes))
+	for i, n := range w.ch.nodes {
+		out[i] = NodeErrors{Node: n.label, Errors: n.errors.Load()}
+	}
+	return out
+}

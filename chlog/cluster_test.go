@@ -1,0 +1,512 @@
+package chlog
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/stream-relay/stream-relay/internal/servicetest"
+)
+
+// The cluster tests run against servicetest.ClickHouseCluster: ZooKeeper
+// and four ClickHouse servers, two shards of two replicas (node 0 and 1
+// are shard 1, node 2 and 3 shard 2), started once for the package and
+// stopped by TestMain. Each test has a database of its own.
+
+// clusterDB returns the cluster and a database unique to the test, dropped
+// on every node at the end.
+func clusterDB(t *testing.T) (*servicetest.CHCluster, string) {
+	t.Helper()
+	c := servicetest.ClickHouseCluster(t)
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	db := "relay_cl_" + hex.EncodeToString(b[:])
+	t.Cleanup(func() {
+		_, _ = chQuery(c.URLs[0], "", "DROP DATABASE IF EXISTS "+db+" ON CLUSTER "+c.Name)
+	})
+	return c, db
+}
+
+func clusterOptions(t *testing.T, c *servicetest.CHCluster, db string) Options {
+	return Options{URLs: c.URLs, Cluster: c.Name, Database: db, SpoolDir: t.TempDir(),
+		FlushInterval: 100 * time.Millisecond, InsertTimeout: 10 * time.Second, Logger: testLogger(t)}
+}
+
+// localCounts returns the rows of the local table on every node.
+func localCounts(t *testing.T, c *servicetest.CHCluster, db string) []int {
+	t.Helper()
+	out := make([]int, len(c.URLs))
+	for i, u := range c.URLs {
+		n, err := strconv.Atoi(mustQuery(t, u, db, "SELECT count() FROM stream_logs_local"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = n
+	}
+	return out
+}
+
+// shardTotals waits until both replicas of each shard hold the same rows
+// and returns the rows of shard 1 and shard 2.
+func shardTotals(t *testing.T, c *servicetest.CHCluster, db string) (s1, s2 int) {
+	t.Helper()
+	var n []int
+	start := time.Now()
+	c.SyncReplicas(30 * time.Second)
+	waitFor(t, "replicas in step", 60*time.Second, func() bool {
+		n = localCounts(t, c, db)
+		return n[0] == n[1] && n[2] == n[3]
+	})
+	if d := time.Since(start); d > time.Second {
+		t.Logf("replicas in step after %s", d.Round(time.Millisecond))
+	}
+	return n[0], n[2]
+}
+
+// assertClusterExactlyOnce checks every id of want is stored once, read
+// through the Distributed table of every node, and that the shards' local
+// tables add up to the same rows.
+func assertClusterExactlyOnce(t *testing.T, c *servicetest.CHCluster, db string, want map[string]bool) {
+	t.Helper()
+	// A read through the Distributed table asks one replica per shard;
+	// replication takes a moment.
+	s1, s2 := shardTotals(t, c, db)
+	for _, u := range c.URLs {
+		assertExactlyOnce(t, u, db, want)
+	}
+	if s1+s2 != len(want) || s1 == 0 || s2 == 0 {
+		t.Fatalf("shard rows %d + %d; want both > 0 and %d in all", s1, s2, len(want))
+	}
+	dups := mustQuery(t, c.URLs[0], db, "SELECT count() FROM (SELECT request_id FROM stream_logs GROUP BY request_id HAVING count() > 1)")
+	if dups != "0" {
+		t.Fatalf("%s request_ids stored more than once", dups)
+	}
+}
+
+// TestClusterSpread: rows spread over both shards by request_id, stored
+// once, readable through stream_logs on every node; the tables are the
+// single-server columns, in a ReplicatedMergeTree and a Distributed table.
+func TestClusterSpread(t *testing.T) {
+	c, db := clusterDB(t)
+	w := newWriter(t, clusterOptions(t, c, db))
+	want := map[string]bool{}
+	for i := range 300 {
+		r := sseRecord(i, 3)
+		want[string(r.ID[:])] = true
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	assertClusterExactlyOnce(t, c, db, want)
+	s1, s2 := shardTotals(t, c, db)
+	t.Logf("300 rows: shard 1 %d, shard 2 %d", s1, s2)
+
+	for i, u := range c.URLs {
+		engines := mustQuery(t, u, "", "SELECT name, engine FROM system.tables WHERE database = '"+db+"' ORDER BY name FORMAT TSV")
+		if engines != "stream_logs\tDistributed\nstream_logs_local\tReplicatedMergeTree" {
+			t.Fatalf("node %d tables:\n%s", i, engines)
+		}
+		for _, table := range []string{"stream_logs", "stream_logs_local"} {
+			got := mustQuery(t, u, "", "SELECT arrayStringConcat(groupArray(concat(name, ' ', type)), ', ') FROM (SELECT name, type FROM system.columns WHERE database = '"+db+"' AND table = '"+table+"')")
+			var wantCols []string
+			for _, col := range columns {
+				wantCols = append(wantCols, col.name+" "+col.typ)
+			}
+			if got != strings.Join(wantCols, ", ") {
+				t.Fatalf("node %d %s columns:\n%s\nwant\n%s", i, table, got, strings.Join(wantCols, ", "))
+			}
+		}
+	}
+	// The same row read back from every node.
+	var id string
+	for k := range want {
+		id = k
+		break
+	}
+	for _, u := range c.URLs {
+		f, err := Find(context.Background(), FindOptions{URLs: []string{closedPortURL(t), u}, Database: db, SpoolDir: t.TempDir()}, id)
+		if err != nil || f.Row.RequestID != id || len(f.Row.Chunks) != 3 {
+			t.Fatalf("Find on %s: %+v, %v", u, f, err)
+		}
+	}
+}
+
+// steadyWriter writes a row every few milliseconds until stop is called,
+// which returns the ids written.
+func steadyWriter(t *testing.T, w *Writer) (stop func() map[string]bool) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	want := map[string]bool{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; i < 100_000; i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			r := sseRecord(i, 2)
+			want[string(r.ID[:])] = true
+			if err := w.Write(r); err != nil {
+				t.Errorf("Write: %v", err)
+				return
+			}
+		}
+	}()
+	return func() map[string]bool {
+		close(done)
+		wg.Wait()
+		return want
+	}
+}
+
+// drain flushes and closes w after the spool emptied.
+func drain(t *testing.T, w *Writer, d time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_ = w.Flush(ctx) // may fail and spool: the replayer takes it
+	waitFor(t, "spool drained", d, func() bool { return w.Stats().SpoolFiles == 0 })
+	closeWriter(t, w)
+	if n := w.Stats().SpoolFiles; n != 0 {
+		t.Fatalf("%d spool files left", n)
+	}
+}
+
+// TestClusterReplicaKilled: the node the writer talks to, a replica of
+// shard 1, is killed with kill -9 under steady load and restarted with its
+// data: the writer moves to the next node, and every row is stored exactly
+// once, on both replicas once they caught up.
+func TestClusterReplicaKilled(t *testing.T) {
+	c, db := clusterDB(t)
+	o := clusterOptions(t, c, db)
+	o.Retries = 1
+	w := newWriter(t, o)
+	stop := steadyWriter(t, w)
+	time.Sleep(time.Second)
+	c.Kill(0)
+	killed := time.Now()
+	time.Sleep(time.Second)
+	c.Start(0)
+	t.Logf("node 0 down for %s (restart waits for its ZooKeeper session to expire)", time.Since(killed).Round(time.Millisecond))
+	time.Sleep(time.Second)
+	want := stop()
+	drain(t, w, 60*time.Second)
+	assertClusterExactlyOnce(t, c, db, want)
+	s := w.Stats()
+	ne := w.NodeErrors()
+	t.Logf("%d rows; stats %+v; node errors %+v", len(want), s, ne)
+	if ne[0].Errors == 0 {
+		t.Errorf("node errors %+v; want the killed node 0 counted", ne)
+	}
+}
+
+// TestClusterZooKeeperDown: ZooKeeper stopped for 5 s under steady load:
+// the replicated tables turn read-only, blocks are spooled and replayed
+// once they are writable again, every row exactly once.
+func TestClusterZooKeeperDown(t *testing.T) {
+	c, db := clusterDB(t)
+	o := clusterOptions(t, c, db)
+	o.Retries = -1
+	o.FlushInterval = 300 * time.Millisecond // fewer spool files to replay one by one
+	w := newWriter(t, o)
+	stop := steadyWriter(t, w)
+	time.Sleep(time.Second)
+	c.StopZooKeeper()
+	time.Sleep(5 * time.Second)
+	c.StartZooKeeper()
+	back := time.Now()
+	if !c.WaitWritable(30 * time.Second) {
+		t.Fatal("tables still read-only 30 s after ZooKeeper came back")
+	}
+	writable := time.Since(back)
+	want := stop()
+	// New rows wake the replayer; without them it retries with a backoff
+	// of up to 30 s.
+	w.kickReplayer()
+	drain(t, w, 60*time.Second)
+	t.Logf("tables writable %s after ZooKeeper came back, spool drained after %s",
+		writable.Round(time.Millisecond), time.Since(back).Round(time.Millisecond))
+	assertClusterExactlyOnce(t, c, db, want)
+	s := w.Stats()
+	t.Logf("%d rows; stats %+v", len(want), s)
+	if s.RowsSpooled == 0 || s.RowsReplayed == 0 {
+		t.Errorf("stats %+v; want rows spooled and replayed while ZooKeeper was down", s)
+	}
+}
+
+// TestClusterShardDown: both replicas of shard 2 down. The Distributed
+// insert fails (code 279): an unknown outcome, spooled. On 18.16 such an
+// insert stores nothing (the local shard's rows wait for the end of the
+// insert), but a failure while the shards commit one after the other can
+// leave one shard's part stored; the test makes that state by inserting
+// shard 1's rows of the block itself, as the Distributed table would have.
+// Once shard 2 is back the presence check finds shard 1's rows and only
+// shard 2's are sent. A plain re-send of the whole block is then dropped by
+// the replicas (identical parts): no duplicates either way.
+func TestClusterShardDown(t *testing.T) {
+	c, db := clusterDB(t)
+	var log schemaLog
+	o := clusterOptions(t, c, db)
+	o.Retries = -1
+	o.FlushInterval = time.Hour
+	o.Logger = log.logger()
+	w := newWriter(t, o)
+	c.Kill(2)
+	c.Kill(3)
+	want := map[string]bool{}
+	for i := range 100 {
+		r := sseRecord(i, 2)
+		want[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	flushErr := w.Flush(ctx)
+	cancel()
+	e, _ := AsException(flushErr)
+	if !errors.Is(flushErr, errUnknownOutcome) || e == nil || e.Code != 279 {
+		t.Fatalf("Flush: %v; want an unknown outcome with code 279", flushErr)
+	}
+	names := spoolNames(t, o.SpoolDir)
+	if len(names) != 1 || !parseMust(t, names[0]).unknown {
+		t.Fatalf("spool %v; want one file flagged u", names)
+	}
+	native, err := os.ReadFile(filepath.Join(o.SpoolDir, names[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	shard1 := shardRows(t, c.URLs[0], native, 0)
+	postNative(t, c.URLs[0], db+".stream_logs_local", shard1.native)
+
+	c.Start(2)
+	c.Start(3)
+	w.kickReplayer()
+	drain(t, w, 60*time.Second)
+	assertClusterExactlyOnce(t, c, db, want)
+	s1, s2 := shardTotals(t, c, db)
+	if s1 != shard1.rows {
+		t.Errorf("shard 1 has %d rows; %d were stored before the re-send", s1, shard1.rows)
+	}
+	if !strings.Contains(log.String(), "re-sending only the missing rows") {
+		t.Errorf("log lacks the partial re-send:\n%s", log.String())
+	}
+
+	// The same block again, as a re-send without the presence check
+	// would: every part is a copy, the replicas drop it.
+	postNative(t, c.URLs[1], db+".stream_logs", native)
+	assertClusterExactlyOnce(t, c, db, want)
+	t.Logf("shard 1 %d rows, shard 2 %d", s1, s2)
+}
+
+// shardRows returns the rows of the Native blocks in native that the
+// Distributed table sends to shard (0 or 1: cityHash64(request_id) % 2 with
+// two shards of equal weight), in their order, as one block.
+func shardRows(t *testing.T, chURL string, native []byte, shard int) (r resend) {
+	t.Helper()
+	blocks, ids, _, _, err := decodeForCheck(native)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := "SELECT arrayStringConcat(arrayMap(x -> toString(cityHash64(x) % 2), ['" + strings.Join(ids, "','") + "']), '')"
+	shards := mustQuery(t, chURL, "", q)
+	nb := newBlock()
+	k := 0
+	for _, b := range blocks {
+		for i := range b.rows {
+			if int(shards[k]-'0') == shard {
+				row := b.row(i)
+				nb.add(row.Record())
+			}
+			k++
+		}
+	}
+	r.rows = nb.rows
+	var buf proto.Buffer
+	if err := nb.encode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	r.native = buf.Buf
+	return r
+}
+
+// postNative inserts raw Native blocks into table (db.name) on one node,
+// synchronously when it is a Distributed table.
+func postNative(t *testing.T, chURL, table string, native []byte) {
+	t.Helper()
+	q := url.Values{"query": {"INSERT INTO " + table + " FORMAT Native"}, "insert_distributed_sync": {"1"}}
+	resp, err := http.Post(chURL+"/?"+q.Encode(), "application/octet-stream", bytes.NewReader(native))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("insert into %s: %s", table, b)
+	}
+}
+
+// TestClusterNodeRefused: the first node in urls refuses connections. The
+// writer moves on to the next one; every row is stored once and the log
+// and the node counter name the refusing node.
+func TestClusterNodeRefused(t *testing.T) {
+	c, db := clusterDB(t)
+	var log schemaLog
+	o := clusterOptions(t, c, db)
+	dead := closedPortURL(t)
+	o.URLs = append([]string{dead}, c.URLs...)
+	o.Logger = log.logger()
+	w := newWriter(t, o)
+	want := map[string]bool{}
+	for i := range 50 {
+		r := sseRecord(i, 2)
+		want[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	assertClusterExactlyOnce(t, c, db, want)
+	deadNode := strings.TrimPrefix(dead, "http://")
+	ne := w.NodeErrors()
+	if len(ne) != 5 || ne[0].Node != deadNode || ne[0].Errors == 0 || ne[1].Errors != 0 {
+		t.Fatalf("node errors %+v; want %s counted, the others not", ne, deadNode)
+	}
+	if !strings.Contains(log.String(), "node="+deadNode) {
+		t.Fatalf("log does not name node=%s:\n%s", deadNode, log.String())
+	}
+	if s := w.Stats(); s.RowsSpooled != 0 {
+		t.Errorf("stats %+v; want nothing spooled: the schema queries already moved on", s)
+	}
+}
+
+// TestClusterMigrate: tables of an older release (local and distributed
+// without truncated_reason) get the column on every node: ALTER ... ON
+// CLUSTER for the local table, the Distributed one made again (18.16
+// refuses ALTER ON CLUSTER of a Distributed table over replicated shards).
+func TestClusterMigrate(t *testing.T) {
+	c, db := clusterDB(t)
+	var old []string
+	for _, col := range columns {
+		if col.name != "truncated_reason" {
+			old = append(old, col.name+" "+col.typ)
+		}
+	}
+	ddl := func(sql string) {
+		t.Helper()
+		q := url.Values{"query": {sql}, "wait_end_of_query": {"1"}}
+		resp, err := http.Post(c.URLs[3]+"/?"+q.Encode(), "text/plain", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %s", sql, b)
+		}
+	}
+	ddl("CREATE DATABASE " + db + " ON CLUSTER " + c.Name)
+	ddl("CREATE TABLE " + db + ".stream_logs_local ON CLUSTER " + c.Name + " (" + strings.Join(old, ", ") + ") ENGINE = " +
+		replicatedEngine(db, "stream_logs_local") + " PARTITION BY toYYYYMMDD(created_at) ORDER BY (route, created_at)")
+	ddl(distributedDDL(db, "stream_logs", "stream_logs_local", c.Name))
+	ddl("INSERT INTO " + db + ".stream_logs (request_id, created_at, route) VALUES ('" + strings.Repeat("a", 32) + "', now(), 'old')")
+
+	var log schemaLog
+	o := clusterOptions(t, c, db)
+	o.Logger = log.logger()
+	w := newWriter(t, o)
+	want := map[string]bool{strings.Repeat("a", 32): true}
+	for i := range 20 {
+		r := sseRecord(i, 1)
+		r.TruncatedReason = "max_capture"
+		want[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	for i, u := range c.URLs {
+		for _, table := range []string{"stream_logs_local", "stream_logs"} {
+			n := mustQuery(t, u, "", "SELECT count() FROM system.columns WHERE database = '"+db+"' AND table = '"+table+"' AND name = 'truncated_reason' AND type = 'String'")
+			if n != "1" {
+				t.Fatalf("node %d: %s has no truncated_reason String column\n%s", i, table, log.String())
+			}
+		}
+	}
+	assertClusterExactlyOnce(t, c, db, want)
+	if n := mustQuery(t, c.URLs[2], db, "SELECT count() FROM stream_logs WHERE truncated_reason = 'max_capture'"); n != "20" {
+		t.Fatalf("%s rows with truncated_reason; want 20", n)
+	}
+	for _, line := range []string{"added missing column", "on_cluster=" + c.Name, "distributed table lacked columns; recreated"} {
+		if !strings.Contains(log.String(), line) {
+			t.Errorf("log lacks %q:\n%s", line, log.String())
+		}
+	}
+}
+
+// TestClusterOptionsValidate: urls and cluster errors name the field.
+func TestClusterOptionsValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		give Options
+		want string
+	}{
+		{"cluster without urls", Options{Cluster: "c"}, "chlog: cluster=c: needs urls (or url): the nodes to talk to"},
+		{"bad cluster", Options{URL: "http://a:1", Cluster: "c-1"}, `chlog: cluster="c-1": must match [A-Za-z_][A-Za-z0-9_]*`},
+		{"bad scheme", Options{URLs: []string{"http://a:1", "tcp://b:9000"}}, "chlog: urls[1]=tcp://b:9000: must be http://host:port or https://host:port"},
+		{"twice", Options{URLs: []string{"http://a:1", "http://a:1/"}}, "chlog: urls[1]=http://a:1/: listed twice"},
+		{"url not among urls", Options{URL: "http://b:1", URLs: []string{"http://a:1"}}, "chlog: url=http://b:1: not among urls; set urls alone"},
+		{"password redacted", Options{URLs: []string{"http://u:secret@a:1", "http://u:secret@a:1"}}, "chlog: urls[1]=http://u:xxxxx@a:1: listed twice"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.give.SpoolDir = t.TempDir()
+			_, err := New(tt.give)
+			if err == nil || err.Error() != tt.want {
+				t.Fatalf("err = %v; want %s", err, tt.want)
+			}
+		})
+	}
+}
+
+// TestClusterReplaySpool: relay spool replay sends a spool written without
+// ClickHouse to the cluster, past a first URL that refuses connections:
+// the tables are made ON CLUSTER, every row stored once.
+func TestClusterReplaySpool(t *testing.T) {
+	c, db := clusterDB(t)
+	dir := t.TempDir()
+	w := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
+	want := map[string]bool{}
+	for i := range 40 {
+		r := sseRecord(i, 2)
+		want[string(r.ID[:])] = true
+		_ = w.Write(r)
+		if i%10 == 9 {
+			flush(t, w)
+		}
+	}
+	closeWriter(t, w)
+	var out bytes.Buffer
+	o := Options{URLs: append([]string{closedPortURL(t)}, c.URLs...), Cluster: c.Name, Database: db, SpoolDir: dir, Logger: testLogger(t)}
+	sum, err := ReplaySpool(context.Background(), o, false, &out)
+	if err != nil || sum.Inserted != 4 || sum.InsertedRows != 40 || sum.Left != 0 {
+		t.Fatalf("ReplaySpool: %+v, %v\n%s", sum, err, out.String())
+	}
+	assertClusterExactlyOnce(t, c, db, want)
+}

@@ -1,0 +1,551 @@
+package chlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/usage"
+)
+
+// ReparseOptions say which stored rows Reparse recomputes and where they
+// are. The zero value of every field means its default.
+type ReparseOptions struct {
+	// URLs are ClickHouse nodes' HTTP URLs; the first that answers is read
+	// from. Required.
+	URLs []string
+	// Cluster, when set, is the cluster of a Distributed table over
+	// <Table>_local (see cluster.go): rows are read through the
+	// Distributed table and the mutations go to <Table>_local ON CLUSTER,
+	// waited for on every node of URLs.
+	Cluster string
+	// Database and Table name the table; defaults "relay" and "stream_logs".
+	Database, Table string
+	// User and Password are sent as headers, never logged or printed.
+	User, Password string
+
+	// Since selects rows created at or after it; zero means all rows.
+	Since time.Time
+	// Route selects one route's rows; "" means every route.
+	Route string
+	// Kinds are the configured routes' kinds: a raw route's first token
+	// is its first byte, an sse route's its first content by its API's
+	// rules. Rows of a route not listed are skipped (and counted).
+	Kinds map[string]record.Kind
+	// DryRun computes and counts the changes without writing them.
+	DryRun bool
+
+	// KeyRows is how many rows' keys (request_id, created_at, sizes) one
+	// SELECT pages through, in (created_at, request_id) order; default
+	// 20000. Each page scans the remaining keys, so pages are large.
+	KeyRows int
+	// BatchRows is how many rows' columns one SELECT reads; default 500.
+	// Rows carry their captured bytes: a batch is cut earlier at
+	// BatchBytes.
+	BatchRows int
+	// BatchBytes bounds the captured bytes (bytes_in + bytes_out) read per
+	// SELECT; default 64 MiB.
+	BatchBytes int64
+	// MutationRows is how many changed rows one ALTER TABLE ... UPDATE
+	// carries; default 20000. On ClickHouse 18.16 every mutation rewrites
+	// the table's parts, so a run makes as few as it can.
+	MutationRows int
+	// Timeout bounds each query; default 60s.
+	Timeout time.Duration
+	// WaitTimeout bounds the wait for the mutations to finish; default 30m.
+	WaitTimeout time.Duration
+}
+
+// ReparseResult counts what Reparse read and changed.
+type ReparseResult struct {
+	Rows    int // rows read
+	Skipped int // rows of routes whose kind is unknown (not in Kinds)
+	Changed int // rows with at least one column changed
+	// Per column: rows whose value changed.
+	TTFT, TokensIn, TokensOut, Model int
+	Mutations                        int // ALTER TABLE ... UPDATE statements sent (0 on a dry run)
+}
+
+func (o *ReparseOptions) setDefaults() {
+	if o.Database == "" {
+		o.Database = "relay"
+	}
+	if o.Table == "" {
+		o.Table = "stream_logs"
+	}
+	if o.KeyRows <= 0 {
+		o.KeyRows = 20000
+	}
+	if o.BatchRows <= 0 {
+		o.BatchRows = 500
+	}
+	if o.BatchBytes <= 0 {
+		o.BatchBytes = 64 << 20
+	}
+	if o.MutationRows <= 0 {
+		o.MutationRows = 20000
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.WaitTimeout <= 0 {
+		o.WaitTimeout = 30 * time.Minute
+	}
+}
+
+// Derived are the values of a stored row that the relay derives from its
+// bytes. A Known flag is false when the row does not hold what the value
+// is computed from (capture: meta, a capture cut before the answer): the
+// stored value is then left as it is.
+type Derived struct {
+	TTFTms              *uint32
+	TTFTKnown           bool
+	TokensIn, TokensOut *uint64
+	TokensKnown         bool
+	Model               string
+	ModelKnown          bool
+}
+
+// Derive recomputes a stored row's ttft_ms, tokens_in, tokens_out and model
+// with the code the relay runs on the live path: the first-token scan of
+// its API's rules over the stored chunks (which are the relayed reads, so
+// the chunk found is the read the relay stamped), the usage scan over the
+// whole captured response, and the request's model.
+func Derive(row *Row, kind record.Kind) Derived {
+	var d Derived
+	api := usage.APIForPath(row.Path)
+	n := len(row.ChunkOffsetsMS)
+	captured := len(row.Chunks) > 0 && len(row.Chunks) == n
+	var data []byte
+	var ends []uint32
+	if captured {
+		for _, c := range row.Chunks {
+			data = append(data, c...)
+			ends = append(ends, uint32(len(data)))
+		}
+	}
+	raw := kind == record.KindRaw
+	// An error status has no first token, a raw response's is its first
+	// read, an sse response's is found in its captured chunks.
+	if i := usage.FirstTokenChunk(api, raw, int(row.Status), n, data, ends); i >= 0 && (raw || captured) {
+		v := row.ChunkOffsetsMS[i]
+		d.TTFTms, d.TTFTKnown = &v, true
+	} else {
+		// None found: certain for an error status, and for a response
+		// whose reads are all there (no capture cut) to scan, or that had
+		// none; a cut capture or bytes not stored (meta) say nothing.
+		d.TTFTKnown = row.Status >= 400 || !row.Truncated && (raw || captured || n == 0)
+	}
+	if !raw && captured && !row.Truncated {
+		if in, out, ok := usage.FindAPI(api, data); ok {
+			i, o := uint64(in), uint64(out)
+			d.TokensIn, d.TokensOut = &i, &o
+		}
+		d.TokensKnown = true
+	}
+	if len(row.RequestBody) > 0 {
+		d.Model = usage.RequestModel(row.Path, row.RequestBody)
+	} else if row.Model == "" {
+		d.Model = usage.PathModel(row.Path)
+	}
+	d.ModelKnown = d.Model != ""
+	return d
+}
+
+// change is one row's corrected values.
+type change struct {
+	id        string
+	ttft      *uint32
+	setTTFT   bool
+	in, out   *uint64
+	setTokens [2]bool
+	model     string
+	setModel  bool
+}
+
+// Reparse recomputes ttft_ms, tokens_in, tokens_out and model of the
+// selected stored rows (Derive) and writes the values that differ with
+// ALTER TABLE ... UPDATE mutations, MutationRows rows each, waiting for
+// them to finish. It reads in bounded batches: the keys of KeyRows rows
+// in (created_at, request_id) order, then those rows' columns BatchRows
+// (or BatchBytes) at a time.
+func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
+	o.setDefaults()
+	if len(o.URLs) == 0 {
+		return nil, errors.New("chlog: reparse: urls: a ClickHouse URL is required")
+	}
+	for _, n := range []struct{ what, v string }{{"database", o.Database}, {"table", o.Table}, {"cluster", o.Cluster}} {
+		if n.v != "" && !isIdent(n.v) {
+			return nil, fmt.Errorf("chlog: reparse: %s=%q: must match [A-Za-z_][A-Za-z0-9_]*", n.what, n.v)
+		}
+	}
+	c := &reparseClient{o: &o}
+	res := &ReparseResult{}
+	var pending []change
+	flush := func() error {
+		if len(pending) == 0 || o.DryRun {
+			pending = pending[:0]
+			return nil
+		}
+		if err := c.mutate(ctx, pending); err != nil {
+			return err
+		}
+		res.Mutations++
+		pending = pending[:0]
+		return nil
+	}
+	var cur *Row // keyset cursor: the last row read
+	for {
+		keys, err := c.keys(ctx, cur)
+		if err != nil {
+			return res, err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		cur = &keys[len(keys)-1]
+		for start := 0; start < len(keys); {
+			end, size := start, int64(0)
+			for end < len(keys) && end-start < o.BatchRows && (end == start || size+int64(keys[end].BytesIn+keys[end].BytesOut) <= o.BatchBytes) {
+				size += int64(keys[end].BytesIn + keys[end].BytesOut)
+				end++
+			}
+			rows, err := c.rows(ctx, keys[start:end])
+			if err != nil {
+				return res, err
+			}
+			for i := range rows {
+				res.Rows++
+				ch, skipped := compare(&rows[i], &o, res)
+				if skipped {
+					res.Skipped++
+				}
+				if ch != nil {
+					res.Changed++
+					pending = append(pending, *ch)
+					if len(pending) >= o.MutationRows {
+						if err := flush(); err != nil {
+							return res, err
+						}
+					}
+				}
+			}
+			start = end
+		}
+		if len(keys) < o.KeyRows {
+			break
+		}
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	if res.Mutations > 0 {
+		if err := c.waitMutations(ctx); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
+}
+
+// compare derives row's values and returns the change to write, counting
+// it per column in res; nil when nothing differs.
+func compare(row *Row, o *ReparseOptions, res *ReparseResult) (ch *change, skipped bool) {
+	kind, ok := o.Kinds[row.Route]
+	if !ok {
+		return nil, true
+	}
+	d := Derive(row, kind)
+	c := change{id: row.RequestID}
+	if d.TTFTKnown && !eqPtr(d.TTFTms, row.TTFTms) {
+		c.ttft, c.setTTFT = d.TTFTms, true
+		res.TTFT++
+	}
+	if d.TokensKnown {
+		if !eqPtr(d.TokensIn, row.TokensIn) {
+			c.in, c.setTokens[0] = d.TokensIn, true
+			res.TokensIn++
+		}
+		if !eqPtr(d.TokensOut, row.TokensOut) {
+			c.out, c.setTokens[1] = d.TokensOut, true
+			res.TokensOut++
+		}
+	}
+	if d.ModelKnown && d.Model != row.Model {
+		c.model, c.setModel = d.Model, true
+		res.Model++
+	}
+	if !c.setTTFT && !c.setTokens[0] && !c.setTokens[1] && !c.setModel {
+		return nil, false
+	}
+	return &c, false
+}
+
+func eqPtr[T comparable](a, b *T) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return *a == *b
+}
+
+// reparseClient runs Reparse's queries over HTTP.
+type reparseClient struct {
+	o    *ReparseOptions
+	node int // index in URLs of the node that answered last
+}
+
+func (c *reparseClient) table() string { return c.o.Database + "." + c.o.Table }
+
+// where is the row selection of the options, as SQL.
+func (c *reparseClient) where() string {
+	var w []string
+	if !c.o.Since.IsZero() {
+		w = append(w, "created_at >= toDateTime("+strconv.FormatInt(c.o.Since.Unix(), 10)+")")
+	}
+	if c.o.Route != "" {
+		w = append(w, "route = "+quoteString(c.o.Route))
+	}
+	if len(w) == 0 {
+		return "1"
+	}
+	return strings.Join(w, " AND ")
+}
+
+// keys returns the request_id, created_at and sizes of the next KeyRows
+// rows after cur.
+func (c *reparseClient) keys(ctx context.Context, cur *Row) ([]Row, error) {
+	w := c.where()
+	if cur != nil {
+		t := strconv.FormatInt(cur.CreatedAt.Unix(), 10)
+		w += " AND (created_at > toDateTime(" + t + ") OR created_at = toDateTime(" + t + ") AND request_id > " + quoteString(cur.RequestID) + ")"
+	}
+	sql := "SELECT request_id, created_at, bytes_in, bytes_out FROM " + c.table() + " WHERE " + w +
+		" ORDER BY created_at, request_id LIMIT " + strconv.Itoa(c.o.KeyRows) + " FORMAT Native"
+	return c.selectRows(ctx, sql)
+}
+
+// rows reads the columns Derive needs of the rows of keys.
+func (c *reparseClient) rows(ctx context.Context, keys []Row) ([]Row, error) {
+	lo, hi := keys[0].CreatedAt, keys[0].CreatedAt
+	ids := make([]string, len(keys))
+	for i, k := range keys {
+		ids[i] = quoteString(k.RequestID)
+		if k.CreatedAt.Before(lo) {
+			lo = k.CreatedAt
+		}
+		if k.CreatedAt.After(hi) {
+			hi = k.CreatedAt
+		}
+	}
+	sql := "SELECT request_id, created_at, route, path, status, model, ttft_ms, tokens_in, tokens_out, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
+		c.table() + " WHERE created_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + ") AND created_at <= toDateTime(" + strconv.FormatInt(hi.Unix(), 10) +
+		") AND request_id IN (" + strings.Join(ids, ",") + ") FORMAT Native"
+	return c.selectRows(ctx, sql)
+}
+
+func (c *reparseClient) selectRows(ctx context.Context, sql string) ([]Row, error) {
+	data, err := c.query(ctx, sql)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := DecodeRows(data)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	return rows, nil
+}
+
+// mutate writes one batch of changes as one ALTER TABLE ... UPDATE (one
+// mutation; each column has its own UPDATE command, restricted to the rows
+// whose value changed, with the values looked up by request_id).
+func (c *reparseClient) mutate(ctx context.Context, changes []change) error {
+	var cmds []string
+	add := func(col, typ string, pick func(*change) (set, null bool, v string)) {
+		var ids, vals, nulls []string
+		for i := range changes {
+			set, null, v := pick(&changes[i])
+			switch {
+			case !set:
+			case null:
+				nulls = append(nulls, quoteString(changes[i].id))
+			default:
+				ids = append(ids, quoteString(changes[i].id))
+				vals = append(vals, v)
+			}
+		}
+		if len(ids) > 0 {
+			idList := strings.Join(ids, ",")
+			def := "to" + typ + "(0)"
+			arr := "CAST([" + strings.Join(vals, ",") + "] AS Array(" + typ + "))"
+			if typ == "String" {
+				def, arr = "''", "["+strings.Join(vals, ",")+"]"
+			}
+			cmds = append(cmds, "UPDATE "+col+" = transform(request_id, ["+idList+"], "+arr+", "+def+") WHERE request_id IN ("+idList+")")
+		}
+		if len(nulls) > 0 {
+			cmds = append(cmds, "UPDATE "+col+" = NULL WHERE request_id IN ("+strings.Join(nulls, ",")+")")
+		}
+	}
+	add("ttft_ms", "UInt32", func(ch *change) (bool, bool, string) {
+		if ch.ttft == nil {
+			return ch.setTTFT, true, ""
+		}
+		return ch.setTTFT, false, strconv.FormatUint(uint64(*ch.ttft), 10)
+	})
+	add("tokens_in", "UInt64", func(ch *change) (bool, bool, string) {
+		if ch.in == nil {
+			return ch.setTokens[0], true, ""
+		}
+		return ch.setTokens[0], false, strconv.FormatUint(*ch.in, 10)
+	})
+	add("tokens_out", "UInt64", func(ch *change) (bool, bool, string) {
+		if ch.out == nil {
+			return ch.setTokens[1], true, ""
+		}
+		return ch.setTokens[1], false, strconv.FormatUint(*ch.out, 10)
+	})
+	add("model", "String", func(ch *change) (bool, bool, string) {
+		return ch.setModel, false, quoteString(ch.model)
+	})
+	target := c.table()
+	if c.o.Cluster != "" {
+		target = c.o.Database + "." + c.o.Table + localSuffix + " ON CLUSTER " + c.o.Cluster
+	}
+	_, err := c.query(ctx, "ALTER TABLE "+target+" "+strings.Join(cmds, ", "))
+	if err != nil {
+		return fmt.Errorf("chlog: reparse: alter table %s: %w", target, err)
+	}
+	return nil
+}
+
+// waitMutations waits until no mutation of the table is unfinished, on
+// every node of a cluster (each replica applies its own).
+func (c *reparseClient) waitMutations(ctx context.Context) error {
+	table := c.o.Table
+	nodes := c.o.URLs[c.node : c.node+1]
+	if c.o.Cluster != "" {
+		table += localSuffix
+		nodes = c.o.URLs
+	}
+	sql := "SELECT count() FROM system.mutations WHERE database = " + quoteString(c.o.Database) +
+		" AND table = " + quoteString(table) + " AND is_done = 0"
+	deadline := time.Now().Add(c.o.WaitTimeout)
+	for _, u := range nodes {
+		for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
+			out, err := c.queryOn(ctx, u, sql)
+			if err != nil {
+				return fmt.Errorf("chlog: reparse: wait for mutations: %w", err)
+			}
+			n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+			if err != nil {
+				return fmt.Errorf("chlog: reparse: wait for mutations: answer %q", out)
+			}
+			if n == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("chlog: reparse: %d mutations of %s.%s at %s unfinished after %v (see system.mutations)", n, c.o.Database, table, redactURL(u), c.o.WaitTimeout)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(delay):
+			}
+		}
+	}
+	return nil
+}
+
+// query runs sql on the node that answered last, moving on to the next
+// node of URLs when one cannot be reached.
+func (c *reparseClient) query(ctx context.Context, sql string) ([]byte, error) {
+	var errs []error
+	for range c.o.URLs {
+		out, err := c.queryOn(ctx, c.o.URLs[c.node], sql)
+		if err == nil {
+			return out, nil
+		}
+		if _, ok := AsException(err); ok {
+			return nil, err // the server answered: another node would too
+		}
+		errs = append(errs, err)
+		c.node = (c.node + 1) % len(c.o.URLs)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// queryOn posts sql to the node at base and returns the answer.
+func (c *reparseClient) queryOn(ctx context.Context, base, sql string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.o.Timeout)
+	defer cancel()
+	// A batch of changes makes a long statement.
+	u := strings.TrimRight(base, "/") + "/?max_query_size=" + strconv.Itoa(max(len(sql)+1, 256<<10))
+	if c.o.Cluster != "" {
+		u += "&distributed_ddl_task_timeout=" + strconv.Itoa(int(c.o.Timeout/time.Second))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: url=%s: %w", redactURL(base), err)
+	}
+	if c.o.User != "" {
+		req.Header.Set("X-ClickHouse-User", c.o.User)
+	}
+	if c.o.Password != "" {
+		req.Header.Set("X-ClickHouse-Key", c.o.Password)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: %s", redactURL(base), c.redact(err, base))
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return nil, newException(resp.StatusCode, resp.Header.Get("X-ClickHouse-Exception-Code"), msg)
+	}
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse %s: read answer: %w", redactURL(base), err)
+	}
+	return data, nil
+}
+
+// redact is err's text without the password of base's URL or of the
+// options.
+func (c *reparseClient) redact(err error, base string) string {
+	s := err.Error()
+	if u, perr := url.Parse(base); perr == nil && u.User != nil {
+		if p, ok := u.User.Password(); ok && p != "" {
+			s = strings.ReplaceAll(s, p, "xxxxx")
+		}
+	}
+	if c.o.Password != "" {
+		s = strings.ReplaceAll(s, c.o.Password, "xxxxx")
+	}
+	return s
+}
+
+// quoteString is s as a ClickHouse string literal.
+func quoteString(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 2)
+	b.WriteByte('\'')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '\\', '\'':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case 0:
+			b.WriteString(`\0`)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	b.WriteByte('\'')
+	return b.String()
+}

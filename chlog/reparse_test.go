@@ -1,0 +1,282 @@
+package chlog
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// recordedRecord is a stored request whose response is a recorded stream
+// of usage/testdata ("#at MS" lines start each relayed read), with the
+// values an older relay stored for it.
+func recordedRecord(t *testing.T, i int, file, route, path string, capture bool, start time.Time) *record.Record {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "usage", "testdata", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := record.Acquire(4 << 20)
+	r.ID = newID(i)
+	r.Start = start
+	r.Route, r.Kind, r.Capture = route, record.KindSSE, capture
+	r.Method, r.Path, r.Status = "POST", path, 200
+	r.SetRequestBody([]byte(`{"stream":true,"input":"hi"}`))
+	var chunk []byte
+	at := -1
+	add := func() {
+		if at >= 0 {
+			r.AddChunk(chunk, time.Duration(at)*time.Millisecond)
+		}
+	}
+	for len(b) > 0 {
+		line := b
+		if j := bytes.IndexByte(b, '\n'); j >= 0 {
+			line, b = b[:j+1], b[j+1:]
+		} else {
+			b = nil
+		}
+		if ms, ok := bytes.CutPrefix(line, []byte("#at ")); ok {
+			add()
+			at, _ = strconv.Atoi(string(bytes.TrimSpace(ms)))
+			chunk = nil
+			continue
+		}
+		chunk = append(chunk, line...)
+	}
+	add()
+	return r
+}
+
+type storedValues struct{ ttft, in, out, model string }
+
+func storedRow(t *testing.T, chURL, db string, id [record.IDLen]byte) storedValues {
+	t.Helper()
+	rows := rowsOf(t, mustQuery(t, chURL, db, "SELECT ttft_ms, tokens_in, tokens_out, model FROM stream_logs WHERE request_id = '"+string(id[:])+"' FORMAT JSONEachRow"))
+	if len(rows) != 1 {
+		t.Fatalf("%d rows for %s", len(rows), id)
+	}
+	s := func(v any) string {
+		if v == nil {
+			return "NULL"
+		}
+		return fmt.Sprint(v)
+	}
+	return storedValues{s(rows[0]["ttft_ms"]), s(rows[0]["tokens_in"]), s(rows[0]["tokens_out"]), s(rows[0]["model"])}
+}
+
+// TestReparse stores rows as an older relay did (the Responses API's TTFT
+// stopped at response.output_text.done, Gemini without tokens or model),
+// then repairs them from their stored bytes: a dry run changes nothing, a
+// run writes the values the live path computes now, a second run finds
+// nothing to change. Rows that do not hold what a value is computed from
+// keep it.
+func TestReparse(t *testing.T) {
+	chURL, db := testDB(t)
+	w, err := New(Options{URL: chURL, Database: db, SpoolDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	old := now.Add(-72 * time.Hour)
+
+	resp := recordedRecord(t, 1, "responses.sse", "openai", "/v1/responses", true, now)
+	resp.TTFT, resp.TokensIn, resp.TokensOut = 804*time.Millisecond, 21, 9 // the old scanner's TTFT
+	gem := recordedRecord(t, 2, "gemini.sse", "gemini", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", true, now)
+	gem.TTFT, gem.TokensIn, gem.TokensOut = 520*time.Millisecond, -1, -1 // usageMetadata not read
+	gem.SetRequestBody([]byte(`{"contents":[{"parts":[{"text":"Tell a story"}]}]}`))
+	ant := recordedRecord(t, 3, "anthropic.sse", "anthropic", "/v1/messages", true, now)
+	ant.TTFT, ant.TokensIn, ant.TokensOut, ant.Model = 410*time.Millisecond, 472, 12, "claude" // right already
+	ant.SetRequestBody([]byte(`{"model":"claude","stream":true}`))
+	meta := recordedRecord(t, 4, "responses.sse", "openai", "/v1/responses", false, now)
+	meta.TTFT, meta.TokensIn, meta.TokensOut = 804*time.Millisecond, 21, 9 // no bytes stored: left alone
+	gone := recordedRecord(t, 5, "gemini.sse", "removed-route", "/v1beta/models/g:streamGenerateContent", true, now)
+	gone.TokensIn, gone.TokensOut = -1, -1 // its route's kind is unknown: skipped
+	oldResp := recordedRecord(t, 6, "responses.sse", "openai", "/v1/responses", true, old)
+	oldResp.TTFT, oldResp.TokensIn, oldResp.TokensOut = 804*time.Millisecond, 21, 9
+	gemTool := recordedRecord(t, 7, "gemini_tool.sse", "gemini", "/v1beta/models/gemini-2.0-flash-001:streamGenerateContent", true, now)
+	gemTool.TTFT, gemTool.TokensIn, gemTool.TokensOut, gemTool.Model = 640*time.Millisecond, -1, -1, "gemini-2.0-flash-001"
+	tts := record.Acquire(1 << 20)
+	tts.ID, tts.Start, tts.Route, tts.Kind, tts.Capture = newID(8), now, "tts", record.KindRaw, true
+	tts.Method, tts.Path, tts.Status, tts.TTFT = "POST", "/v1/audio/speech", 200, record.None
+	tts.AddChunk([]byte("RIFF\x00\x00\"text\":\"x\""), 75*time.Millisecond)
+	tts.AddChunk([]byte("\x01\x02"), 90*time.Millisecond)
+
+	recs := []*record.Record{resp, gem, ant, meta, gone, oldResp, gemTool, tts}
+	for _, r := range recs {
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWriter(t, w)
+
+	before := map[int]storedValues{}
+	for i, r := range recs {
+		before[i] = storedRow(t, chURL, db, r.ID)
+	}
+	if before[0].ttft != "804" || before[1].in != "NULL" {
+		t.Fatalf("rows not stored as the old relay did: %+v %+v", before[0], before[1])
+	}
+
+	opts := ReparseOptions{
+		URLs: []string{chURL}, Database: db,
+		Since:   now.Add(-time.Hour),
+		Kinds:   map[string]record.Kind{"openai": record.KindSSE, "gemini": record.KindSSE, "anthropic": record.KindSSE, "tts": record.KindRaw},
+		KeyRows: 3, BatchRows: 2, MutationRows: 2, // several pages, batches and mutations
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	dry := opts
+	dry.DryRun = true
+	res, err := Reparse(ctx, dry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := ReparseResult{Rows: 7, Skipped: 1, Changed: 4, TTFT: 3, TokensIn: 2, TokensOut: 2, Model: 1}
+	if *res != want {
+		t.Fatalf("dry run: %+v\nwant       %+v", *res, want)
+	}
+	for i, r := range recs {
+		if got := storedRow(t, chURL, db, r.ID); got != before[i] {
+			t.Fatalf("dry run changed row %d: %+v -> %+v", i, before[i], got)
+		}
+	}
+
+	res, err = Reparse(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.Mutations = 2
+	if *res != want {
+		t.Fatalf("run: %+v\nwant %+v", *res, want)
+	}
+	after := func(i int) storedValues { return storedRow(t, chURL, db, recs[i].ID) }
+	checks := []struct {
+		i    int
+		want storedValues
+	}{
+		{0, storedValues{"400", "21", "9", ""}},                 // Responses: first output_text.delta
+		{1, storedValues{"520", "9", "19", "gemini-2.0-flash"}}, // Gemini: usageMetadata, model from the path
+		{2, storedValues{"410", "472", "12", "claude"}},         // unchanged
+		{3, before[3]}, // meta: nothing to recompute from
+		{4, before[4]}, // unknown route
+		{5, before[5]}, // before --since
+		{6, storedValues{"700", "86", "13", "gemini-2.0-flash-001"}}, // an empty first text is no token
+		{7, storedValues{"75", "NULL", "NULL", ""}},                  // raw: the first read
+	}
+	for _, c := range checks {
+		if got := after(c.i); got != c.want {
+			t.Errorf("row %d: %+v, want %+v", c.i, got, c.want)
+		}
+	}
+	if n := mustQuery(t, chURL, "", "SELECT count() FROM system.mutations WHERE database = '"+db+"' AND is_done = 0"); n != "0" {
+		t.Errorf("%s mutations unfinished after Reparse returned", n)
+	}
+
+	res, err = Reparse(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Changed != 0 || res.Mutations != 0 || res.Rows != 7 {
+		t.Errorf("second run: %+v", *res)
+	}
+
+	// --route and no --since: the old row of that route is repaired too.
+	one := opts
+	one.Route, one.Since = "openai", time.Time{}
+	res, err = Reparse(ctx, one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 3 || res.Changed != 1 || res.TTFT != 1 || after(5).ttft != "400" {
+		t.Errorf("route openai, all times: %+v, old row %+v", *res, after(5))
+	}
+}
+
+// TestDerive: which values a stored row can give.
+func TestDerive(t *testing.T) {
+	u32 := func(v uint32) *uint32 { return &v }
+	row := Row{Path: "/v1/responses", Status: 200, ChunkOffsetsMS: []uint32{10, 20},
+		Chunks: [][]byte{[]byte(`data: {"type":"response.created","response":{"usage":null}}` + "\n\n"), []byte(`data: {"type":"response.output_text.delta","delta":"x"}` + "\n\n")}}
+	d := Derive(&row, record.KindSSE)
+	if !d.TTFTKnown || d.TTFTms == nil || *d.TTFTms != 20 || !d.TokensKnown || d.TokensIn != nil {
+		t.Errorf("captured: %+v", d)
+	}
+	trunc := row
+	trunc.Chunks, trunc.ChunkOffsetsMS, trunc.Truncated = trunc.Chunks[:1], trunc.ChunkOffsetsMS[:1], true
+	if d := Derive(&trunc, record.KindSSE); d.TTFTKnown || d.TokensKnown {
+		t.Errorf("truncated before the token: %+v", d)
+	}
+	meta := row
+	meta.Chunks = nil
+	if d := Derive(&meta, record.KindSSE); d.TTFTKnown || d.TokensKnown || d.ModelKnown {
+		t.Errorf("meta: %+v", d)
+	}
+	failed := meta
+	failed.Status, failed.TTFTms = 502, u32(5)
+	if d := Derive(&failed, record.KindSSE); !d.TTFTKnown || d.TTFTms != nil {
+		t.Errorf("error status: %+v", d)
+	}
+	if d := Derive(&meta, record.KindRaw); !d.TTFTKnown || d.TTFTms == nil || *d.TTFTms != 10 || d.TokensKnown {
+		t.Errorf("raw meta: %+v", d)
+	}
+	starved := meta
+	starved.ChunkOffsetsMS, starved.Truncated, starved.TTFTms = nil, true, u32(7)
+	if d := Derive(&starved, record.KindRaw); d.TTFTKnown {
+		t.Errorf("raw without chunk times (storage budget): %+v", d)
+	}
+	empty := Row{Path: "/v1/responses", Status: 200}
+	if d := Derive(&empty, record.KindSSE); !d.TTFTKnown || d.TTFTms != nil || d.TokensKnown {
+		t.Errorf("no response bytes at all: %+v", d)
+	}
+}
+
+// TestReparseCluster: on a cluster the rows are read through the
+// Distributed table and the mutations go to the replicated local table ON
+// CLUSTER; every replica of both shards ends with the repaired values.
+func TestReparseCluster(t *testing.T) {
+	c, db := clusterDB(t)
+	w := newWriter(t, clusterOptions(t, c, db))
+	now := time.Now().Truncate(time.Second)
+	var ids []string
+	for i := range 12 {
+		r := recordedRecord(t, 100+i, "responses.sse", "openai", "/v1/responses", true, now)
+		r.TTFT, r.TokensIn, r.TokensOut = 804*time.Millisecond, -1, -1
+		ids = append(ids, string(r.ID[:]))
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	if s1, s2 := shardTotals(t, c, db); s1+s2 != 12 || s1 == 0 || s2 == 0 {
+		t.Fatalf("shards hold %d + %d rows", s1, s2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Reparse(ctx, ReparseOptions{URLs: c.URLs, Cluster: c.Name, Database: db,
+		Kinds: map[string]record.Kind{"openai": record.KindSSE}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 12 || res.Changed != 12 || res.TTFT != 12 || res.TokensIn != 12 || res.Mutations != 1 {
+		t.Fatalf("reparse: %+v", *res)
+	}
+	for i, u := range c.URLs {
+		got := mustQuery(t, u, db, "SELECT count() FROM stream_logs_local WHERE ttft_ms = 400 AND tokens_in = 21 AND tokens_out = 9")
+		all := mustQuery(t, u, db, "SELECT count() FROM stream_logs_local")
+		if got != all || all == "0" {
+			t.Errorf("node %d: %s of %s local rows repaired", i, got, all)
+		}
+	}
+	if got := mustQuery(t, c.URLs[0], db, "SELECT count() FROM stream_logs WHERE ttft_ms = 400"); got != "12" {
+		t.Errorf("through the Distributed table: %s rows repaired, want 12", got)
+	}
+}

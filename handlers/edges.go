@@ -1,0 +1,263 @@
+package handlers
+
+import (
+	"bytes"
+	"strconv"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// HTTP/1.1 edges fasthttp and Fiber leave open: what they accept that they
+// should not, and what they wait on for read_timeout where an answer is due
+// at once. Two layers close them:
+//
+//   - CheckRequest wraps the server's handler and sees every request fasthttp
+//     parsed: an HTTP version it does not speak (505), a method Fiber does
+//     not route (Fiber answered a plain-text 400 and kept the connection),
+//     a header line ending in a bare LF (400). These get the JSON error, an
+//     X-Request-Id and a row, and the connection is closed.
+//   - CheckRequestStart looks at the first bytes of a request as they are
+//     read from the connection, for what never reaches a handler: a TLS
+//     ClientHello (or other binary) on a plain-HTTP port, and a request
+//     line or header block ending in bare LFs, which fasthttp waits on until
+//     read_timeout (it wants a CRLFCRLF) and then answers 408. These get the
+//     JSON error at once, no row (there is no request), and a close.
+//
+// Bare LF is refused rather than accepted as nginx does: RFC 9112 2.2 allows
+// both, and a proxy in front of the relay that does not end lines at a bare
+// LF would read such a header block differently (a smuggling primitive).
+
+// CheckRequest wraps next, the server's request handler (Fiber's), and
+// refuses what next would serve wrongly; see above.
+func (h *Relay) CheckRequest(next fasthttp.RequestHandler) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		status, msg := requestEdge(&ctx.Request.Header)
+		if status == 0 {
+			next(ctx)
+			return
+		}
+		ctx.SetConnectionClose()
+		h.rejectEarly(ctx, status, record.ErrBadRequest, msg)
+	}
+}
+
+// requestEdge returns the status and message a parsed request is refused
+// with, or 0.
+func requestEdge(hdr *fasthttp.RequestHeader) (int, string) {
+	// fasthttp lets any "HTTP/d.d" through and serves it as HTTP/1.x. A
+	// 1.x minor it does not know is 1.1 (RFC 9110 2.5, and nginx); another
+	// major is 505, as nginx answers HTTP/2.0 and HTTP/3.0 (it answers
+	// HTTP/0.9 with 400; 505 is the RFC's answer to a major version not
+	// supported).
+	if p := hdr.Protocol(); len(p) != len("HTTP/1.1") || p[5] != '1' {
+		return fasthttp.StatusHTTPVersionNotSupported, "HTTP version not supported"
+	}
+	if !knownMethod(hdr.Method()) {
+		return fasthttp.StatusBadRequest, "unknown request method"
+	}
+	if bareLF(hdr.RawHeaders()) {
+		return fasthttp.StatusBadRequest, "header line ends in a bare LF"
+	}
+	return 0, ""
+}
+
+// knownMethod reports whether m is one of the methods Fiber routes (its
+// default RequestMethods). Methods are case-sensitive (RFC 9110 9.1): "get"
+// is not GET.
+func knownMethod(m []byte) bool {
+	switch string(m) {
+	case fasthttp.MethodPost, fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodPut, fasthttp.MethodDelete,
+		fasthttp.MethodPatch, fasthttp.MethodOptions, fasthttp.MethodConnect, fasthttp.MethodTrace:
+		return true
+	}
+	return false
+}
+
+// bareLF reports whether b holds an LF that is not preceded by a CR.
+func bareLF(b []byte) bool {
+	off := 0
+	for {
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 {
+			return false
+		}
+		off += i
+		if off == 0 || b[off-1] != '\r' {
+			return true
+		}
+		off++
+	}
+}
+
+// Canned answers of CheckRequestStart: built once, written as they are.
+var (
+	respTLSOnPlain = cannedError(fasthttp.StatusBadRequest, "TLS handshake sent to a plain-HTTP port")
+	respNotHTTP    = cannedError(fasthttp.StatusBadRequest, "malformed request")
+	respBareLF     = cannedError(fasthttp.StatusBadRequest, "request line or header line ends in a bare LF")
+)
+
+// cannedError is a whole HTTP/1.1 response carrying the relay's JSON error,
+// closing the connection.
+func cannedError(status int, msg string) []byte {
+	body := append([]byte(`{"error":{"type":`), upstream.AppendJSONString(nil, record.ErrBadRequest)...)
+	body = append(body, `,"message":`...)
+	body = append(body, upstream.AppendJSONString(nil, msg)...)
+	body = append(body, "}}\n"...)
+	b := append([]byte("HTTP/1.1 "), strconv.Itoa(status)...)
+	b = append(b, ' ')
+	b = append(b, fasthttp.StatusMessage(status)...)
+	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\nConnection: close\r\n\r\n"...)
+	return append(b, body...)
+}
+
+// CheckRequestStart inspects b, the bytes of one read from a client
+// connection that begins a request, and returns the response to write
+// before closing the connection, or nil to go on. connStart is true for the
+// first read on the connection; later reads that begin a request (after a
+// response) are only judged when they start with a whole request line, as
+// a pipelined request may have been read before and b may be the middle of
+// one. Requests pipelined behind the first in b are judged too, as far as
+// their framing can be followed (no body, or a Content-Length within b).
+// Only b is looked at: a request line or header block that spans reads is
+// left to fasthttp and CheckRequest. It does not allocate.
+func CheckRequestStart(b []byte, connStart bool) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	if connStart {
+		switch c := b[0]; {
+		case c == 0x16: // TLS record type handshake: a ClientHello
+			return respTLSOnPlain
+		case !tokenByte[c] && c != '\r' && c != '\n':
+			// No request line starts so; fasthttp would wait for an LF
+			// that a binary protocol may never send.
+			return respNotHTTP
+		}
+	}
+	for range maxPipelined {
+		resp, rest := checkHead(b)
+		if resp != nil || len(rest) == 0 {
+			return resp
+		}
+		b = rest
+	}
+	return nil
+}
+
+// maxPipelined bounds the requests CheckRequestStart follows in one read.
+const maxPipelined = 16
+
+// checkHead checks the request line and header lines at the start of b
+// for bare LFs. rest is what follows the request's body when b holds the
+// whole request and its framing is known, else nil.
+func checkHead(b []byte) (resp, rest []byte) {
+	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
+		b = b[1:] // empty lines before the request line are ignored (RFC 9112 2.2)
+	}
+	lf := bytes.IndexByte(b, '\n')
+	if lf < 0 || !isRequestLine(b[:lf]) {
+		return nil, nil
+	}
+	if lf == 0 || b[lf-1] != '\r' {
+		return respBareLF, nil
+	}
+	bodyLen := 0
+	for b = b[lf+1:]; len(b) > 0; b = b[lf+1:] {
+		lf = bytes.IndexByte(b, '\n')
+		if lf < 0 {
+			return nil, nil
+		}
+		if lf == 0 || b[lf-1] != '\r' {
+			return respBareLF, nil
+		}
+		if lf == 1 { // CRLF CRLF: the block ends here, the body may hold anything
+			b = b[2:]
+			if bodyLen < 0 || bodyLen > len(b) {
+				return nil, nil
+			}
+			return nil, b[bodyLen:]
+		}
+		switch line := b[:lf-1]; line[0] | 0x20 {
+		case 'c':
+			if v, ok := fieldValue(line, "content-length"); ok {
+				bodyLen = smallLength(v)
+			}
+		case 't':
+			if _, ok := fieldValue(line, "transfer-encoding"); ok {
+				bodyLen = -1 // chunked: not followed here
+			}
+		}
+	}
+	return nil, nil
+}
+
+// fieldValue returns the value of header line when its name is name (lower
+// case), without surrounding spaces.
+func fieldValue(line []byte, name string) ([]byte, bool) {
+	if len(line) <= len(name) || line[len(name)] != ':' || !bytes.EqualFold(line[:len(name)], []byte(name)) {
+		return nil, false
+	}
+	return bytes.TrimSpace(line[len(name)+1:]), true
+}
+
+// smallLength parses a Content-Length of up to 9 digits; -1 otherwise.
+func smallLength(v []byte) int {
+	if len(v) == 0 || len(v) > 9 {
+		return -1
+	}
+	n := 0
+	for _, c := range v {
+		if !isDigit(c) {
+			return -1
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
+
+// isRequestLine reports whether line (without its LF) is a request line:
+// a method token, a space, a target, a space and "HTTP/d.d", with or
+// without the CR.
+func isRequestLine(line []byte) bool {
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	n := len(line)
+	if n < len("A / HTTP/1.1") {
+		return false
+	}
+	v := line[n-len(" HTTP/1.1"):]
+	if string(v[:6]) != " HTTP/" || v[7] != '.' || !isDigit(v[6]) || !isDigit(v[8]) {
+		return false
+	}
+	sp := bytes.IndexByte(line, ' ')
+	if sp <= 0 || sp >= n-len(" HTTP/1.1") {
+		return false
+	}
+	for _, c := range line[:sp] {
+		if !tokenByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// tokenByte marks the bytes of an RFC 9110 token (tchar).
+var tokenByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()

@@ -1,0 +1,107 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+func TestCheckRequestStart(t *testing.T) {
+	tests := []struct {
+		name      string
+		give      string
+		connStart bool
+		want      []byte
+	}{
+		{"CRLF request", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, nil},
+		{"CRLF request, body with bare LFs", "POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\na\n\nb", true, nil},
+		{"head split across reads", "GET / HTTP/1.1\r\nHost: a\r\nX-B:", true, nil},
+		{"request line split across reads", "GET / HTT", true, nil},
+		{"empty lines first", "\r\n\r\nGET / HTTP/1.1\r\n\r\n", true, nil},
+		{"bare LF request line", "GET / HTTP/1.1\nHost: a\r\n\r\n", true, respBareLF},
+		{"bare LF header", "GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n", true, respBareLF},
+		{"bare LF block end", "GET / HTTP/1.1\r\nHost: a\r\n\n", true, respBareLF},
+		{"bare LF everywhere, later request", "GET / HTTP/1.1\nHost: a\n\n", false, respBareLF},
+		{"TLS ClientHello", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", true, respTLSOnPlain},
+		{"binary", "\x00\x01\x02", true, respNotHTTP},
+		{"leading space", " GET / HTTP/1.1\r\n\r\n", true, respNotHTTP},
+		// Later reads may begin in the middle of a pipelined request: only
+		// a whole request line makes them judged.
+		{"later read, body bytes", "hello world\n\nmore", false, nil},
+		{"later read, binary", "\x16\x03\x01", false, nil},
+		{"later read, no version", "GET /\n\n", false, nil},
+		{"first read, no version (HTTP/0.9 form)", "GET /\n\n", true, nil},
+		{"empty", "", true, nil},
+		{"pipelined GETs", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", true, nil},
+		{"pipelined GET, then bare LF", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\nHost: a\n\n", true, respBareLF},
+		{"pipelined POST body, then bare LF", "POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\na\n\nbGET /b HTTP/1.1\nHost: a\n\n", true, respBareLF},
+		{"pipelined chunked POST: not followed", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\n\r\nGET /b HTTP/1.1\nX: 1\n\n", true, nil},
+		{"pipelined POST, body past the read", "POST / HTTP/1.1\r\nContent-Length: 500\r\n\r\nGET /b HTTP/1.1\nX: 1\n\n", true, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := CheckRequestStart([]byte(tt.give), tt.connStart); !bytes.Equal(got, tt.want) {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestRequestEdge(t *testing.T) {
+	tests := []struct {
+		give string
+		want int
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+		{"GET / HTTP/1.0\r\nHost: a\r\n\r\n", 0},
+		{"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 0},
+		{"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+		{"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505},
+		{"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505},
+		{"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"get / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n", 400},
+	}
+	for _, tt := range tests {
+		var h fasthttp.RequestHeader
+		if err := h.Read(bufioReader(tt.give)); err != nil {
+			t.Fatalf("%q: %v", tt.give, err)
+		}
+		if got, msg := requestEdge(&h); got != tt.want {
+			t.Errorf("%q: %d %q, want %d", tt.give, got, msg, tt.want)
+		}
+	}
+}
+
+func TestCannedErrorShape(t *testing.T) {
+	var resp fasthttp.Response
+	if err := resp.Read(bufioReader(string(respTLSOnPlain))); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != 400 || !resp.ConnectionClose() || string(resp.Header.ContentType()) != "application/json" ||
+		!bytes.HasPrefix(resp.Body(), []byte(`{"error":{"type":"bad_request","message":"TLS handshake`)) {
+		t.Errorf("%q", respTLSOnPlain)
+	}
+}
+
+func bufioReader(s string) *bufio.Reader { return bufio.NewReader(strings.NewReader(s)) }
+
+func FuzzCheckRequestStart(f *testing.F) {
+	for _, s := range []string{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET / HTTP/1.1\nHost: a\n\n", "\x16\x03\x01", "\r\n\nPOST /x HTTP/1.0\r\n\r\n"} {
+		f.Add([]byte(s), true)
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, connStart bool) {
+		got := CheckRequestStart(b, connStart)
+		if got != nil && !bytes.Equal(got, respBareLF) && !bytes.Equal(got, respTLSOnPlain) && !bytes.Equal(got, respNotHTTP) {
+			t.Fatalf("unknown answer %q", got)
+		}
+		// Lines that all end in CRLF are never refused for a bare LF.
+		if bytes.Equal(got, respBareLF) && !bareLF(b) {
+			t.Fatalf("refused for a bare LF it does not hold: %q", b)
+		}
+	})
+}

@@ -1,0 +1,63 @@
+package usage
+
+import "strings"
+
+// API is the wire format of a provider's response: it decides which keys
+// carry generated content (the first-token clock) and where the token
+// counts are (Find). The relay picks it from the request path (APIForPath),
+// on the live path and in `relay reparse` alike.
+type API uint8
+
+// The APIs with their own rules. Generic, for a path that names none of
+// them, applies the union of all rules.
+const (
+	Generic    API = iota // unknown path: every rule below at once
+	OpenAIChat            // OpenAI chat completions and compatible servers (vLLM, Ollama /v1, ...)
+	Responses             // OpenAI Responses API
+	Anthropic             // Anthropic messages
+	Gemini                // Google Gemini generateContent / streamGenerateContent
+)
+
+var apiNames = [...]string{
+	Generic:    "generic",
+	OpenAIChat: "openai-chat",
+	Responses:  "openai-responses",
+	Anthropic:  "anthropic",
+	Gemini:     "gemini",
+}
+
+// String returns the API's short name, as in the README's table.
+func (a API) String() string {
+	if int(a) < len(apiNames) {
+		return apiNames[a]
+	}
+	return "unknown"
+}
+
+// APIForPath returns the API that a request path (without the query string)
+// speaks, by its last segment, which is the same whatever prefix a route
+// adds:
+//
+//	.../chat/completions, .../completions        OpenAIChat
+//	.../responses, .../responses/{id}            Responses
+//	.../messages                                 Anthropic
+//	...:streamGenerateContent, ...:generateContent Gemini
+//
+// Anything else is Generic. It does not allocate.
+func APIForPath(path string) API {
+	switch {
+	case strings.HasSuffix(path, "/completions"):
+		return OpenAIChat
+	case strings.HasSuffix(path, "/responses"):
+		return Responses
+	case strings.HasSuffix(path, "/messages"):
+		return Anthropic
+	case strings.HasSuffix(path, ":streamGenerateContent"), strings.HasSuffix(path, ":generateContent"):
+		return Gemini
+	}
+	// GET /v1/responses/{id}?stream=true resumes a Responses stream.
+	if i := strings.LastIndexByte(path, '/'); i > 0 && strings.HasSuffix(path[:i], "/responses") && strings.HasPrefix(path[i+1:], "resp_") {
+		return Responses
+	}
+	return Generic
+}

@@ -1,0 +1,114 @@
+package usage
+
+// The per-API rules: which JSON keys carry generated content (they stop the
+// first-token clock) and where the token counts are. One table per API;
+// Generic is their union. The README's table says the same in prose.
+
+// valueKind is what must follow a content key for it to count.
+type valueKind uint8
+
+const (
+	nonEmptyString valueKind = iota // "key":"x..." (one character at least)
+	objectValue                     // "key":{...}
+)
+
+// contentKey is one key whose value is generated content.
+type contentKey struct {
+	key  []byte // with its quotes
+	kind valueKind
+}
+
+// rules are one API's.
+type rules struct {
+	content []contentKey
+	// usage are the keys of the objects that hold token counts, with quotes.
+	usage [][]byte
+	// in and out name the counts inside such an object: the last one met
+	// in an object wins. outPlus are added to out (Gemini's thinking tokens,
+	// which it bills as output but counts apart from the candidates').
+	in, out, outPlus []string
+}
+
+func strKey(k string) contentKey { return contentKey{[]byte(`"` + k + `"`), nonEmptyString} }
+func objKey(k string) contentKey { return contentKey{[]byte(`"` + k + `"`), objectValue} }
+
+var (
+	keyUsage         = []byte(`"usage"`)
+	keyUsageMetadata = []byte(`"usageMetadata"`)
+)
+
+var (
+	// OpenAI chat.completion.chunk: choices[].delta.content, the reasoning
+	// text of reasoning servers (vLLM, DeepSeek: reasoning_content; Ollama
+	// /v1, OpenRouter: reasoning), refusal, tool_calls[].function.arguments;
+	// legacy /v1/completions: choices[].text. The first frame's
+	// {"role":"assistant","content":""} carries none.
+	openAIChatRules = rules{
+		content: []contentKey{strKey("content"), strKey("reasoning_content"), strKey("reasoning"), strKey("refusal"), strKey("arguments"), strKey("text")},
+		usage:   [][]byte{keyUsage},
+		in:      []string{"prompt_tokens"},
+		out:     []string{"completion_tokens"},
+	}
+	// OpenAI Responses: every response.*.delta event carries its text in
+	// "delta" (output_text, reasoning_summary_text, reasoning_text,
+	// refusal, function_call_arguments, audio, audio.transcript, ...).
+	// response.created / in_progress / output_item.added /
+	// content_part.added / *.done / completed carry no "delta" and never
+	// stop the clock, although the done events repeat the text in "text"
+	// and "arguments". Usage: response.completed's response.usage.
+	responsesRules = rules{
+		content: []contentKey{strKey("delta")},
+		usage:   [][]byte{keyUsage},
+		in:      []string{"input_tokens"},
+		out:     []string{"output_tokens"},
+	}
+	// Anthropic messages: content_block_delta's text_delta.text,
+	// thinking_delta.thinking, input_json_delta.partial_json. message_start
+	// holds input_tokens (and output_tokens 1), message_delta the running
+	// output_tokens: the last of each wins.
+	anthropicRules = rules{
+		content: []contentKey{strKey("text"), strKey("thinking"), strKey("partial_json")},
+		usage:   [][]byte{keyUsage},
+		in:      []string{"input_tokens"},
+		out:     []string{"output_tokens"},
+	}
+	// Gemini: candidates[].content.parts[] with text (thought summaries
+	// too), functionCall, inlineData (audio, images) or executableCode.
+	// Every chunk repeats usageMetadata, the last one is complete.
+	geminiRules = rules{
+		content: []contentKey{strKey("text"), objKey("functionCall"), objKey("inlineData"), objKey("executableCode")},
+		usage:   [][]byte{keyUsageMetadata},
+		in:      []string{"promptTokenCount"},
+		out:     []string{"candidatesTokenCount"},
+		outPlus: []string{"thoughtsTokenCount"},
+	}
+	// Generic: all of the above, for a path that names no API, and the
+	// base64 "audio" of OpenAI's speech.audio.delta events (TTS with
+	// stream_format sse).
+	genericRules = rules{
+		content: []contentKey{
+			strKey("content"), strKey("text"), strKey("reasoning_content"), strKey("reasoning"), strKey("thinking"),
+			strKey("partial_json"), strKey("arguments"), strKey("refusal"), strKey("delta"), strKey("audio"),
+			objKey("functionCall"), objKey("inlineData"), objKey("executableCode"),
+		},
+		usage:   [][]byte{keyUsage, keyUsageMetadata},
+		in:      []string{"prompt_tokens", "input_tokens", "promptTokenCount"},
+		out:     []string{"completion_tokens", "output_tokens", "candidatesTokenCount"},
+		outPlus: []string{"thoughtsTokenCount"},
+	}
+)
+
+var rulesByAPI = [...]*rules{
+	Generic:    &genericRules,
+	OpenAIChat: &openAIChatRules,
+	Responses:  &responsesRules,
+	Anthropic:  &anthropicRules,
+	Gemini:     &geminiRules,
+}
+
+func rulesFor(a API) *rules {
+	if int(a) < len(rulesByAPI) {
+		return rulesByAPI[a]
+	}
+	return &genericRules
+}
