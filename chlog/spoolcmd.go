@@ -122,20 +122,9 @@ func ReplaySpool(ctx context.Context, o Options, rejected bool, out io.Writer) (
 	if o.URL == "" {
 		return sum, errors.New("chlog: url is empty (storage.clickhouse.url or urls): nowhere to replay to")
 	}
-	// The same Writer as New makes, without its goroutines: this pass is
-	// the only one touching the spool (keep in step with New).
-	w := &Writer{
-		o:          o,
-		log:        o.Logger,
-		sendq:      make(chan *block, 1),
-		spoolq:     make(chan *block, spoolQueue),
-		flushReq:   make(chan flushReq),
-		kickRep:    make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		replayDone: make(chan struct{}),
-	}
-	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
-	w.ctx, w.cancel = context.WithCancel(ctx)
+	// A Writer without its goroutines: this pass is the only one touching
+	// the spool.
+	w := makeWriter(ctx, o)
 	defer w.cancel()
 	// openSpool moves files whose name is no spool name aside; say so.
 	var badNames []string

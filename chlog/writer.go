@@ -77,19 +77,8 @@ func New(o Options) (*Writer, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	w := &Writer{
-		o:          o,
-		log:        o.Logger,
-		sendq:      make(chan *block, 1),
-		spoolq:     make(chan *block, spoolQueue),
-		flushReq:   make(chan flushReq),
-		kickRep:    make(chan struct{}, 1),
-		stop:       make(chan struct{}),
-		replayDone: make(chan struct{}),
-	}
-	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
+	w := makeWriter(context.Background(), o)
 	w.budget.keepForBlocks(o.BatchBytes)
-	w.ctx, w.cancel = context.WithCancel(context.Background())
 	var err error
 	if w.spool, err = openSpool(w, o.SpoolDir, o.SpoolMaxBytes); err != nil {
 		return nil, err
@@ -135,6 +124,25 @@ func New(o Options) (*Writer, error) {
 		close(w.replayDone)
 	}
 	return w, nil
+}
+
+// makeWriter makes a Writer's state from validated options, without
+// touching the spool or the server and without goroutines (New and
+// ReplaySpool build on it).
+func makeWriter(ctx context.Context, o Options) *Writer {
+	w := &Writer{
+		o:          o,
+		log:        o.Logger,
+		sendq:      make(chan *block, 1),
+		spoolq:     make(chan *block, spoolQueue),
+		flushReq:   make(chan flushReq),
+		kickRep:    make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		replayDone: make(chan struct{}),
+	}
+	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
+	w.ctx, w.cancel = context.WithCancel(ctx)
+	return w
 }
 
 func (w *Writer) nextSeqLocked() uint64 {
