@@ -1,6 +1,7 @@
 package servicetest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -105,6 +106,9 @@ func ClickHouseCluster(tb testing.TB) *CHCluster {
 		tb.Fatalf("clickhouse cluster: an earlier start failed: %v", clusterErr)
 	}
 	c, err := startCluster(tb)
+	for try := 1; try < 3 && errors.Is(err, errPortTaken); try++ {
+		c, err = startCluster(tb) // new ports
+	}
 	if err != nil {
 		clusterErr = err
 		tb.Fatalf("clickhouse cluster: %v", err)
@@ -325,11 +329,23 @@ func (c *CHCluster) startNode(i int) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The answer may come from another process's server that took the
+	// port first (test packages start clusters at the same time): the
+	// launch macro says whose it is.
+	rows, err := TryQuery(c.URLs[i], "", "SELECT substitution AS l FROM system.macros WHERE macro = 'launch'")
+	if err != nil || len(rows) != 1 || fmt.Sprint(rows[0]["l"]) != n.dir {
+		p.kill()
+		n.proc = nil
+		return fmt.Errorf("node %d (%s): %w (answer %v, %v)", i, c.URLs[i], errPortTaken, rows, err)
+	}
 	if !waitNoReadonly(c.URLs[i], 30*time.Second) {
 		return fmt.Errorf("node %d (%s): replicated tables still read-only after 30s", i, c.URLs[i])
 	}
 	return nil
 }
+
+// errPortTaken: a node's port answered for another server.
+var errPortTaken = errors.New("its port is served by another process")
 
 // waitNoReadonly waits until the server at u has no read-only replicated
 // table (system.replicas), or timeout passes.
@@ -376,7 +392,7 @@ func (c *CHCluster) writeConfigs() error {
 		n.configXML = filepath.Join(n.dir, "config.xml")
 		cfg := fmt.Sprintf(clusterConfigXML, n.dir, n.dir, n.http, n.tcp, n.inter,
 			n.dir, n.dir, n.dir, n.dir, filepath.Join(n.dir, "users.xml"),
-			c.Name, shards.String(), c.Name, c.zk.port, chZooKeeperSessionMs, n.shard, n.replica)
+			c.Name, shards.String(), c.Name, c.zk.port, chZooKeeperSessionMs, n.shard, n.replica, n.dir)
 		if err := os.WriteFile(n.configXML, []byte(cfg), 0o644); err != nil {
 			return err
 		}
@@ -426,7 +442,7 @@ const clusterConfigXML = `<?xml version="1.0"?>
     <session_timeout_ms>%d</session_timeout_ms>
     <operation_timeout_ms>3000</operation_timeout_ms>
   </zookeeper>
-  <macros><shard>%s</shard><replica>%s</replica></macros>
+  <macros><shard>%s</shard><replica>%s</replica><launch>%s</launch></macros>
   <distributed_ddl><path>/clickhouse/task_queue/ddl</path></distributed_ddl>
   <merge_tree><zookeeper_session_expiration_check_period>1</zookeeper_session_expiration_check_period></merge_tree>
   <builtin_dictionaries_reload_interval>3600</builtin_dictionaries_reload_interval>
