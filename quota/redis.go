@@ -60,6 +60,12 @@ func (s *redisStore) connect() error {
 		DisableRetry: true,
 		// Per connection; the cache holds two small entries per active tenant.
 		CacheSizeEachConn: 8 << 20,
+		// One pipelined connection per node: concurrent decisions share its
+		// round trips, and the probe that ends a fallback tests the very
+		// connection decisions use (with several, a second one still
+		// broken by a Redis restart failed the next decision: a second
+		// switch to the fallback).
+		PipelineMultiplex: -1,
 	})
 	if err != nil {
 		return err
