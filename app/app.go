@@ -33,13 +33,16 @@ type App struct {
 	metrics *telemetry.Metrics
 	// stopAdmin stops the separate metrics listener; nil unless metrics.addr is set.
 	stopAdmin func(context.Context) error
+	rl        reloadState // see Reload
 }
 
 // New builds the relay from cfg. It starts the background parts (watchdog,
 // ClickHouse writer, limiter) but does not listen yet. Extra sinks receive
 // every finished record after the ClickHouse logger (tests, embedders).
 func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
-	a := &App{cfg: cfg, log: log, clients: upstream.NewClients()}
+	a := &App{cfg: cfg, clients: upstream.NewClients()}
+	log = a.reloadable(log)
+	a.log, a.rl.cfg = log, cfg
 	routes, err := a.routes()
 	if err != nil {
 		return nil, err
@@ -89,6 +92,8 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		}
 		limiter = a.limiter
 		a.metrics.SetLimiterStats(a.limiter.Stats)
+		qo := a.quotaOptions()
+		a.rl.quota = &qo
 	}
 	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
 	a.relay, err = handlers.New(handlers.Options{
@@ -107,6 +112,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		return nil, err
 	}
 	a.fiber = a.newFiber(routes)
+	a.metrics.SetUpstreams(a.upstreamStatus)
 	if cfg.Metrics.Addr != "" {
 		if a.stopAdmin, err = serveAdmin(cfg.Metrics.Addr, a.metrics, cfg.Metrics.PProf); err != nil {
 			a.closeBackground(context.Background())
@@ -146,12 +152,19 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	return f
 }
 
-func (a *App) routes() ([]*upstream.Route, error) {
+func (a *App) routes() ([]*upstream.Route, error) { return a.routesOf(a.cfg) }
+
+// routesOf builds the routes of cfg (its routes section; the server section
+// is a.cfg's: a reload does not change it).
+func (a *App) routesOf(cfg *Config) ([]*upstream.Route, error) {
 	var out []*upstream.Route
-	for _, rc := range a.cfg.Routes {
+	for _, rc := range cfg.Routes {
 		kind := record.KindSSE
-		if rc.Kind == "raw" {
+		switch rc.Kind {
+		case "raw":
 			kind = record.KindRaw
+		case "ws":
+			kind = record.KindWS
 		}
 		key := ""
 		if rc.AuthEnv != "" {
@@ -165,6 +178,7 @@ func (a *App) routes() ([]*upstream.Route, error) {
 			ProviderKey:        key,
 			KeyEnv:             rc.AuthEnv,
 			AuthHeader:         rc.AuthHeader,
+			AuthQuery:          rc.AuthQuery,
 			Headers:            rc.Headers,
 			ConnectTimeout:     rc.ConnectTimeout,
 			FirstByteTimeout:   rc.FirstByteTimeout,
@@ -177,6 +191,10 @@ func (a *App) routes() ([]*upstream.Route, error) {
 			MaxBodyBytes:       rc.MaxBodyBytes,
 			InjectIncludeUsage: rc.InjectIncludeUsage,
 			UnderscoreHeaders:  a.cfg.Server.UnderscoresInHeaders,
+			Targets:            rc.targets(),
+			Failover:           upstream.FailoverOptions{On: rc.Failover.On, MaxAttempts: rc.Failover.MaxAttempts},
+			Health:             upstream.HealthOptions{MaxFails: rc.Health.MaxFails, Cooldown: rc.Health.Cooldown, MaxCooldown: rc.Health.MaxCooldown},
+			Logger:             a.log,
 		}, a.clients)
 		if err != nil {
 			return nil, err
@@ -186,16 +204,22 @@ func (a *App) routes() ([]*upstream.Route, error) {
 	return out, nil
 }
 
-func (a *App) keys() (*handlers.Keys, error) {
-	opts := make([]handlers.KeyOptions, 0, len(a.cfg.Auth.Keys))
-	for _, k := range a.cfg.Auth.Keys {
+func (a *App) keys() (*handlers.Keys, error) { return keysOf(a.cfg) }
+
+func keysOf(cfg *Config) (*handlers.Keys, error) {
+	opts := make([]handlers.KeyOptions, 0, len(cfg.Auth.Keys))
+	for _, k := range cfg.Auth.Keys {
 		opts = append(opts, handlers.KeyOptions{Key: k.Key, KeySHA256: k.KeySHA256, Tenant: k.Tenant, Tenants: k.Tenants})
 	}
 	return handlers.NewKeys(opts)
 }
 
-func (a *App) quotaOptions() quota.Options {
-	rl := a.cfg.RateLimit
+func (a *App) quotaOptions() quota.Options { return a.quotaOptionsOf(a.cfg) }
+
+// quotaOptionsOf is the limiter of cfg's rate_limit and keys (storage is
+// a.cfg's: a reload does not change it).
+func (a *App) quotaOptionsOf(cfg *Config) quota.Options {
+	rl := cfg.RateLimit
 	o := quota.Options{
 		RedisAddr:       a.cfg.Storage.Redis.Addr,
 		RedisPassword:   a.cfg.Storage.Redis.Password,
@@ -207,8 +231,8 @@ func (a *App) quotaOptions() quota.Options {
 		OnRedisError:    rl.OnRedisError,
 		Logger:          a.log,
 	}
-	keys, _ := a.keys()
-	for i, k := range a.cfg.Auth.Keys {
+	keys, _ := keysOf(cfg)
+	for i, k := range cfg.Auth.Keys {
 		if k.RateLimit > 0 {
 			if o.Keys == nil {
 				o.Keys = map[string]int{}
@@ -306,6 +330,7 @@ func (a *App) closeBackground(ctx context.Context) {
 			a.log.Error("closing the ClickHouse logger", "err", err)
 		}
 	}
+	a.closeRetired()
 	if a.limiter != nil {
 		a.limiter.Close()
 	}

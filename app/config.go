@@ -59,8 +59,9 @@ type RouteConfig struct {
 	Upstream           string            `koanf:"upstream"`             // absolute http(s) base URL
 	AuthEnv            string            `koanf:"auth_env"`             // environment variable holding the provider key
 	AuthHeader         string            `koanf:"auth_header"`          // default "Authorization" (sent as "Bearer <key>"); other headers get the bare key
+	AuthQuery          string            `koanf:"auth_query"`           // kind ws: send the provider key in this query parameter instead of auth_header
 	Headers            map[string]string `koanf:"headers"`              // sent upstream when the client did not send them
-	Kind               string            `koanf:"kind"`                 // sse (default) | raw
+	Kind               string            `koanf:"kind"`                 // sse (default) | raw | ws (WebSocket; see handlers/ws.go)
 	ConnectTimeout     time.Duration     `koanf:"connect_timeout"`      // default 10s
 	FirstByteTimeout   time.Duration     `koanf:"first_byte_timeout"`   // until the upstream's response headers; default 120s
 	IdleTimeout        time.Duration     `koanf:"idle_timeout"`         // silence between chunks; default 120s
@@ -70,6 +71,34 @@ type RouteConfig struct {
 	MaxCaptureBytes    int               `koanf:"max_capture_bytes"`    // per direction; default 4 MiB
 	InjectIncludeUsage bool              `koanf:"inject_include_usage"` // add stream_options.include_usage to OpenAI streaming requests
 	TLSSkipVerify      bool              `koanf:"tls_skip_verify"`      // accept any upstream certificate (never in production)
+	// Upstreams replaces upstream with several targets (give one or the
+	// other): weighted primaries, backups, each with its own key.
+	Upstreams []UpstreamConfig `koanf:"upstreams"`
+	Failover  FailoverConfig   `koanf:"failover"`
+	Health    HealthConfig     `koanf:"health"`
+}
+
+// UpstreamConfig is one target of a route's upstreams list.
+type UpstreamConfig struct {
+	Name    string `koanf:"name"`     // label in metrics, logs and rows; default the index
+	URL     string `koanf:"url"`      // absolute http(s) base URL (required)
+	AuthEnv string `koanf:"auth_env"` // variable holding this target's provider key; default the route's auth_env
+	Weight  int    `koanf:"weight"`   // default 1
+	Backup  bool   `koanf:"backup"`   // serves only while no primary is available
+}
+
+// FailoverConfig says when a request goes to another target, before its
+// first byte went to the client.
+type FailoverConfig struct {
+	On          []string `koanf:"on"`           // connect | timeout | 429 | 5xx; default [connect, timeout, 5xx]
+	MaxAttempts int      `koanf:"max_attempts"` // targets tried per request; default 2
+}
+
+// HealthConfig is the passive health of a route's targets.
+type HealthConfig struct {
+	MaxFails    int           `koanf:"max_fails"`    // consecutive failures that eject a target; default 3
+	Cooldown    time.Duration `koanf:"cooldown"`     // first ejection, doubling on each failed probe; default 10s
+	MaxCooldown time.Duration `koanf:"max_cooldown"` // default 5m
 }
 
 // StorageConfig is where rows and buckets live.

@@ -55,6 +55,7 @@ func LoadEnvFile(path string) error {
 		if err := os.Setenv(k, s); err != nil {
 			return fmt.Errorf("config: env file %s: %s: %w", path, k, err)
 		}
+		envFromFile.set(k, s) // a reload may change it (see reload.go)
 	}
 	return nil
 }
@@ -253,13 +254,23 @@ func (c *Config) validateRoutes() error {
 			return &fieldError{f("path"), r.Path, "duplicate path"}
 		}
 		paths[r.Path] = true
-		if err := checkHTTPURL(r.Upstream); err != nil {
+		if len(r.Upstreams) > 0 {
+			if err := r.validateUpstreams(f); err != nil {
+				return err
+			}
+		} else if err := checkHTTPURL(wsAsHTTP(r.Kind, r.Upstream)); err != nil {
 			return &fieldError{f("upstream"), r.Upstream, err.Error()}
 		}
+		if err := r.validateFailover(f); err != nil {
+			return err
+		}
 		switch r.Kind {
-		case "sse", "raw":
+		case "sse", "raw", "ws":
 		default:
-			return &fieldError{f("kind"), r.Kind, "must be sse or raw"}
+			return &fieldError{f("kind"), r.Kind, "must be sse, raw or ws"}
+		}
+		if err := checkAuthQuery(r.Kind, r.AuthQuery); err != nil {
+			return &fieldError{f("auth_query"), r.AuthQuery, err.Error()}
 		}
 		switch r.Capture {
 		case "full", "meta":

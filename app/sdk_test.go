@@ -23,9 +23,10 @@ var sdkcheckDir = filepath.Join("..", "deployments", "sdkcheck")
 type sdkReport struct {
 	Node   string `json:"node"`
 	OpenAI struct {
-		Version string  `json:"version"`
-		Stream  sdkCall `json:"stream"`
-		Create  sdkCall `json:"create"`
+		Version   string  `json:"version"`
+		Stream    sdkCall `json:"stream"`
+		Create    sdkCall `json:"create"`
+		Responses sdkCall `json:"responses"` // client.responses.create({stream: true})
 	} `json:"openai"`
 	Anthropic struct {
 		Version string  `json:"version"`
@@ -74,7 +75,12 @@ type sdkError struct {
 // calls.
 func TestOfficialSDKs(t *testing.T) {
 	node := requireSDKs(t)
-	r := startRelay(t, "")
+	r := startRelayWith(t, "", func(c *Config) {
+		// A Responses route: the openai route's settings on /v1/responses.
+		rc := c.Routes[0]
+		rc.Name, rc.Path = "responses", "/v1/responses"
+		c.Routes = append(c.Routes, rc)
+	})
 	const chunks = 7
 	want := mockTokens(chunks)
 
@@ -109,6 +115,12 @@ func TestOfficialSDKs(t *testing.T) {
 			agent: "OpenAI/JS " + rep.OpenAI.Version, text: rep.OpenAI.Create.Text,
 			usage:  usageOf(rep.OpenAI.Create.Usage, func(u *sdkUsage) *int64 { return u.CompletionTokens }),
 			deltas: -1,
+		},
+		{
+			name: "openai responses", call: rep.OpenAI.Responses, route: "responses", query: "openai-responses",
+			agent: "OpenAI/JS " + rep.OpenAI.Version, text: rep.OpenAI.Responses.Text,
+			usage:  usageOf(rep.OpenAI.Responses.Usage, func(u *sdkUsage) *int64 { return u.OutputTokens }),
+			deltas: rep.OpenAI.Responses.TextDeltas, streamed: true,
 		},
 		{
 			name: "anthropic stream", call: rep.Anthropic.Stream, route: "anthropic", query: "anthropic-stream",
@@ -158,6 +170,9 @@ func TestOfficialSDKs(t *testing.T) {
 			}
 			if tt.streamed && row.TokensOut != n {
 				t.Errorf("recorded tokens_out %d, want %d", row.TokensOut, n)
+			}
+			if tt.streamed && (row.TTFT < 0 || row.TTFT > row.Duration) {
+				t.Errorf("recorded ttft %v (duration %v)", row.TTFT, row.Duration)
 			}
 
 			up := upstreamRequest(t, r, "sdkcheck="+tt.query)

@@ -66,14 +66,37 @@ type Options struct {
 	DefaultCaptureBytes int
 }
 
+// Config is the part of a Relay that a reload replaces: routes, keys and
+// limits, swapped whole. A request reads it once, when it begins, and keeps
+// it: a stream stays on the routes (and targets) it started with.
+type Config struct {
+	Routes  *upstream.Table // required
+	Keys    *Keys           // required
+	Limiter Limiter         // nil: no rate limits
+}
+
+// Swap makes c the configuration of every request that begins from now on.
+func (h *Relay) Swap(c Config) error {
+	if c.Routes == nil || c.Keys == nil {
+		return errors.New("handlers: routes and keys are required")
+	}
+	h.cur.Store(&c)
+	return nil
+}
+
+// Config returns the configuration new requests begin with.
+func (h *Relay) Config() Config { return *h.cur.Load() }
+
 // Relay serves relayed routes.
 type Relay struct {
 	o        Options
+	cur      atomic.Pointer[Config]
 	log      *slog.Logger
 	draining atomic.Bool
 	inflight sync.WaitGroup
 	active   atomic.Int64
 	sinkErrs sinkErrors
+	ws       wsSessions // open WebSocket sessions (ws.go)
 }
 
 // New returns a Relay.
@@ -90,12 +113,17 @@ func New(o Options) (*Relay, error) {
 	if o.DefaultCaptureBytes == 0 {
 		o.DefaultCaptureBytes = 64 << 10
 	}
-	return &Relay{o: o, log: o.Logger}, nil
+	h := &Relay{o: o, log: o.Logger}
+	h.cur.Store(&Config{Routes: o.Routes, Keys: o.Keys, Limiter: o.Limiter})
+	return h, nil
 }
 
 // Drain makes the relay refuse new relayed requests (503) and /readyz fail;
-// in-flight streams go on.
-func (h *Relay) Drain() { h.draining.Store(true) }
+// in-flight streams go on, open WebSocket sessions are closed (1001).
+func (h *Relay) Drain() {
+	h.draining.Store(true)
+	h.ws.closeAll() // WebSocket sessions get 1001 at once (ws.go)
+}
 
 // Active returns the number of relayed requests in flight.
 func (h *Relay) Active() int64 { return h.active.Load() }
@@ -127,9 +155,14 @@ var (
 // begin starts the record of a request: id, route, client facts, and its
 // admission by storage (admitted false: refuse it, see refuseOverloaded).
 func (h *Relay) begin(ctx *fasthttp.RequestCtx) (rec *record.Record, rt *upstream.Route, admitted bool) {
+	return h.beginOn(ctx, h.cur.Load())
+}
+
+// beginOn is begin with the configuration the request keeps.
+func (h *Relay) beginOn(ctx *fasthttp.RequestCtx, cfg *Config) (rec *record.Record, rt *upstream.Route, admitted bool) {
 	now := time.Now()
 	path := ctx.Path()
-	rt = h.o.Routes.Find(path)
+	rt = cfg.Routes.Find(path)
 	limit := h.o.DefaultCaptureBytes
 	if rt != nil {
 		limit = rt.MaxCaptureBytes
@@ -167,7 +200,8 @@ func (h *Relay) refuseOverloaded(ctx *fasthttp.RequestCtx, rec *record.Record) {
 }
 
 func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
-	rec, rt, admitted := h.begin(ctx)
+	cfg := h.cur.Load()
+	rec, rt, admitted := h.beginOn(ctx, cfg)
 	rec.BytesIn = int64(len(ctx.Request.Body()))
 	path := ctx.Path()
 	if !admitted {
@@ -183,7 +217,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	hdr := &ctx.Request.Header
-	key := h.o.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey)))
+	key := cfg.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey)))
 	if key == nil {
 		h.reject(ctx, rec, fasthttp.StatusUnauthorized, record.ErrUnauthorized, "missing or unknown relay key")
 		return
@@ -202,7 +236,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		h.reject(ctx, rec, fasthttp.StatusRequestEntityTooLarge, record.ErrBodyTooLarge, "request body exceeds "+strconv.FormatInt(rt.MaxBodyBytes, 10)+" bytes")
 		return
 	}
-	if h.o.Limiter != nil {
+	if cfg.Limiter != nil {
 		// Not ctx: a *fasthttp.RequestCtx is reset and reused once the
 		// request ends, and a context.WithTimeout derived from it lets the
 		// timer goroutine read it (ctx.Value, via removeChild) when the
@@ -210,13 +244,17 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		// race detector caught with Redis paused (TestChaosRedisFailures).
 		// The limiter bounds its own calls; RequestCtx.Done only closes at
 		// server shutdown, so nothing is lost.
-		d := h.o.Limiter.Take(context.Background(), rec.Tenant, rec.KeyID)
+		d := cfg.Limiter.Take(context.Background(), rec.Tenant, rec.KeyID)
 		setRateHeaders(&ctx.Response.Header, d)
 		if !d.Allowed {
 			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))
 			h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, "rate limit exceeded for tenant")
 			return
 		}
+	}
+	if rt.Kind == record.KindWS {
+		h.serveWS(ctx, rec, rt) // ws.go
+		return
 	}
 	if rec.TruncatedReason != record.TruncStorageBudget {
 		rec.SetRequestBody(body) // kept for the model even when not stored
@@ -296,8 +334,9 @@ func (h *Relay) finish(rec *record.Record) {
 			h.sinkErrs.log(h.log, rec, err)
 		}
 	}
-	if h.o.Limiter != nil && rec.TokensIn >= 0 {
-		h.o.Limiter.Debit(context.Background(), rec.Tenant, rec.TokensIn+max(rec.TokensOut, 0))
+	// The current limiter: one a reload replaced may be closed by now.
+	if l := h.cur.Load().Limiter; l != nil && rec.TokensIn >= 0 {
+		l.Debit(context.Background(), rec.Tenant, rec.TokensIn+max(rec.TokensOut, 0))
 	}
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
 		h.logRecord(rec)

@@ -12,12 +12,16 @@ type Kind uint8
 const (
 	KindSSE Kind = iota // text/event-stream (or a plain JSON answer) from an LLM
 	KindRaw             // binary bytes, e.g. audio from a TTS endpoint
+	KindWS              // a WebSocket session relayed message by message (see AddMessage)
 )
 
 // String returns the config spelling of k.
 func (k Kind) String() string {
-	if k == KindRaw {
+	switch k {
+	case KindRaw:
 		return "raw"
+	case KindWS:
+		return "ws"
 	}
 	return "sse"
 }
@@ -242,7 +246,7 @@ func (r *Record) SetRequestBody(b []byte) {
 func (r *Record) AddChunk(b []byte, at time.Duration) {
 	r.ChunkCount++
 	r.BytesOut += int64(len(b))
-	if !r.addChunk(b, at) && r.Kind == KindSSE {
+	if !r.addChunk(nil, b, at) && r.Kind == KindSSE {
 		if r.Window == nil {
 			// The first byte capture did not keep: the window starts here,
 			// its head seeded with the captured start of the response.
@@ -253,9 +257,10 @@ func (r *Record) AddChunk(b []byte, at time.Duration) {
 	}
 }
 
-// addChunk keeps b's time and, when capturing, its bytes; it reports
-// whether the bytes went into Chunks.Data.
-func (r *Record) addChunk(b []byte, at time.Duration) (captured bool) {
+// addChunk keeps b's time and, when capturing, its bytes (after prefix,
+// which is stored with them); it reports whether the bytes went into
+// Chunks.Data.
+func (r *Record) addChunk(prefix, b []byte, at time.Duration) (captured bool) {
 	// Arrival times cost 8 bytes a chunk (end offset and time); they count
 	// against the capture limit too, so a long audio stream in meta mode
 	// cannot grow its record without bound.
@@ -271,18 +276,19 @@ func (r *Record) addChunk(b []byte, at time.Duration) (captured bool) {
 		if r.Truncated {
 			return false
 		}
-		if len(r.Chunks.Data)+len(b) > r.captureLimit {
+		if len(r.Chunks.Data)+len(prefix)+len(b) > r.captureLimit {
 			r.Truncated = true
 			return false
 		}
 	}
-	if r.Capture && !growBytes(r, &r.Chunks.Data, len(b)) {
+	if r.Capture && !growBytes(r, &r.Chunks.Data, len(prefix)+len(b)) {
 		return false
 	}
 	if !growTimes(r, &r.Chunks.Ends) || !growTimes(r, &r.Chunks.AtMS) {
 		return false
 	}
 	if r.Capture {
+		r.Chunks.Data = append(r.Chunks.Data, prefix...)
 		r.Chunks.Data = append(r.Chunks.Data, b...)
 	}
 	r.Chunks.Ends = append(r.Chunks.Ends, uint32(len(r.Chunks.Data)))

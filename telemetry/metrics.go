@@ -9,6 +9,7 @@ import (
 	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
 )
 
 // Unmatched is the route label of requests whose path matched no route.
@@ -28,7 +29,7 @@ var (
 // concurrent use.
 type Metrics struct {
 	set    *metrics.Set
-	routes []*route // configured routes, then Unmatched last
+	routes atomic.Pointer[[]*route] // configured routes, then Unmatched last; AddRoutes replaces it
 
 	storageWrite  *metrics.PrometheusHistogram
 	storageOK     *metrics.Counter
@@ -38,25 +39,23 @@ type Metrics struct {
 	storageStats atomic.Pointer[func() chlog.Stats]
 	storageNodes atomic.Pointer[func() []chlog.NodeErrors]
 	limiterStats atomic.Pointer[func() quota.Stats]
+	upstreams    atomic.Pointer[func() []upstream.TargetStatus]
+	reloads      reloadCounters
 }
 
 // New registers the series of the given route names (duplicates and empty
 // names are ignored) plus Unmatched on a metrics set of its own.
 func New(routes []string) *Metrics {
 	m := &Metrics{set: metrics.NewSet()}
-	seen := map[string]bool{"": true, Unmatched: true}
-	for _, name := range routes {
-		if seen[name] {
-			continue
-		}
-		seen[name] = true
-		m.routes = append(m.routes, newRoute(m.set, name))
-	}
-	m.routes = append(m.routes, newRoute(m.set, Unmatched))
+	rs := []*route{newRoute(m.set, Unmatched)}
+	m.routes.Store(&rs)
+	m.AddRoutes(routes)
 	m.storageWrite = m.set.NewPrometheusHistogramExt("relay_storage_write_ms", storageBuckets)
 	m.storageOK = m.set.NewCounter(`relay_storage_inserts_total{result="ok"}`)
 	m.storageFailed = m.set.NewCounter(`relay_storage_inserts_total{result="error"}`)
 	m.storageRows = m.set.NewCounter("relay_storage_insert_rows_total")
+	m.reloads.ok = m.set.NewCounter(`relay_config_reloads_total{result="ok"}`)
+	m.reloads.failed = m.set.NewCounter(`relay_config_reloads_total{result="error"}`)
 	return m
 }
 
@@ -65,13 +64,14 @@ func New(routes []string) *Metrics {
 // handful of routes, and rec.Route shares its bytes with the configured
 // name, so each comparison is a length check and a pointer check.
 func (m *Metrics) route(name string) *route {
-	last := len(m.routes) - 1
-	for _, r := range m.routes[:last] {
+	rs := *m.routes.Load()
+	last := len(rs) - 1
+	for _, r := range rs[:last] {
 		if r.name == name {
 			return r
 		}
 	}
-	return m.routes[last]
+	return rs[last]
 }
 
 // Start counts a stream as open on its route. It allocates nothing.
@@ -148,6 +148,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	}
 	if f := m.limiterStats.Load(); f != nil && *f != nil {
 		writeLimiterStats(w, (*f)())
+	}
+	if f := m.upstreams.Load(); f != nil && *f != nil {
+		writeUpstreams(w, (*f)())
 	}
 	metrics.WriteProcessMetrics(w)
 	// Open descriptors matter to a relay: every stream holds two sockets.

@@ -44,6 +44,9 @@ var secret = map[string]bool{
 	"cookie":              true,
 	"set-cookie":          true,
 	"proxy-authorization": true,
+	// Browsers cannot set headers on a WebSocket handshake, so providers
+	// take the key as a subprotocol ("openai-insecure-api-key.<key>").
+	"sec-websocket-protocol": true,
 }
 
 // validName reports whether k is an RFC 9110 token, as a field name must

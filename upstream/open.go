@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -24,14 +25,103 @@ type Request struct {
 	Client net.Conn
 }
 
-// Open sends the request upstream and waits for the response headers, which
-// it copies to resp (the client's response). On success the returned Stream
-// must be set as resp's body with SetBody; on failure the error type and
-// client status say why, and nothing was written to resp.
+// Open sends the request to one of the route's targets and waits for the
+// response headers, which it copies to resp (the client's response). A
+// failure the route fails over on (see FailoverOptions) sends the request,
+// body and all, to another target, as long as nothing has gone to the
+// client. On success the returned Stream must be set as resp's body with
+// SetBody; on failure the error type and client status say why, and nothing
+// was written to resp. The record's upstream says which target served, and
+// with more than one attempt its response headers carry
+// "x-relay-attempts": each target tried and its status or error.
 func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, wd *Watchdog, finish Finisher) (*Stream, string, int, error) {
 	if !r.Configured() {
 		return nil, record.ErrUpstreamConfig, fasthttp.StatusBadGateway, ErrNoProviderKey
 	}
+	var tries [MaxAttempts]attempt
+	var tried uint64
+	n := 0
+	for {
+		t := r.pool.pick(tried)
+		tried |= t.bit
+		rec.Upstream = t.recName
+		s, errType, status, err := t.route.exchangeOnce(in, rec, wd, finish)
+		n++
+		last := n >= r.Failover.MaxAttempts || r.pool.untried(tried) == 0
+		if err != nil {
+			tries[n-1] = attempt{label: t.label, errType: errType}
+			if status == statusClientClosed {
+				t.report(outcomeNeutral, 0, &r.Health, r.Logger, errType)
+				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
+				return nil, errType, status, err
+			}
+			t.report(outcomeFailed, 0, &r.Health, r.Logger, errType)
+			if last || !r.failsOverOn(errType, 0) {
+				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
+				return nil, errType, status, err
+			}
+			continue
+		}
+		code := s.hdr.StatusCode()
+		tries[n-1] = attempt{label: t.label, status: code}
+		switch {
+		case code == fasthttp.StatusTooManyRequests:
+			ra := retryAfter(&s.hdr)
+			t.report(outcomeFailed, ra, &r.Health, r.Logger, "status 429")
+		case code >= 500 && code <= 599:
+			t.report(outcomeFailed, 0, &r.Health, r.Logger, "status "+statusText(code))
+		default:
+			t.report(outcomeOK, 0, &r.Health, r.Logger, "")
+		}
+		if !last && r.failsOverOn("", code) {
+			s.discard()
+			continue
+		}
+		r.commit(s, rec, resp)
+		if n > 1 {
+			rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders, tries[:n], false)
+		}
+		return s, "", 0, nil
+	}
+}
+
+// attempt is the outcome of one try of a request.
+type attempt struct {
+	label   string
+	status  int
+	errType string
+}
+
+// failsOverOn reports whether an attempt that ended with errType (before
+// the headers) or status code goes to another target.
+func (r *Route) failsOverOn(errType string, code int) bool {
+	f := r.failover
+	switch errType {
+	case "":
+	case record.ErrUpstreamConnect, record.ErrUpstreamReset:
+		return f.connect
+	case record.ErrUpstreamTimeout:
+		return f.timeout
+	default:
+		return false
+	}
+	return code == fasthttp.StatusTooManyRequests && f.tooMany || code >= 500 && code <= 599 && f.server
+}
+
+// untried counts the configured targets not in tried.
+func (p *pool) untried(tried uint64) int {
+	n := 0
+	for _, t := range p.targets {
+		if tried&t.bit == 0 && t.route.Configured() {
+			n++
+		}
+	}
+	return n
+}
+
+// exchangeOnce sends the request to this route (one target) and reads the
+// response headers into the returned stream, which is not committed yet.
+func (r *Route) exchangeOnce(in *Request, rec *record.Record, wd *Watchdog, finish Finisher) (*Stream, string, int, error) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	r.buildRequest(req, in, rec)
@@ -50,8 +140,13 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		rec.TTFB = record.None
 		return nil, errType, status, err
 	}
-	rec.TTFB = time.Since(rec.Start)
+	return s, "", 0, nil
+}
 
+// commit makes s the answer: the record's first byte and status, and the
+// upstream's headers copied to the client's response.
+func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response) {
+	rec.TTFB = time.Since(rec.Start)
 	status := s.hdr.StatusCode()
 	rec.Status = status
 	if status >= 400 {
@@ -59,8 +154,59 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 	}
 	resp.SetStatusCode(status)
 	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &s.hdr, rec.ResponseHeaders[:0])
-	return s, "", 0, nil
 }
+
+// discard drops an answer the route fails over from: its connection is
+// closed (its body unread) and s goes back to the pool.
+func (s *Stream) discard() {
+	s.releaseConn(false)
+	s.release()
+}
+
+// appendAttempts adds "x-relay-attempts" to the JSON object of response
+// headers in dst ("" when alone: a new object): each attempt as
+// label=status or label=error_type, space-separated.
+func appendAttempts(dst []byte, tries []attempt, alone bool) []byte {
+	if len(tries) < 2 && !alone {
+		return dst
+	}
+	if alone {
+		if len(tries) < 2 {
+			return dst
+		}
+		dst = append(dst[:0], '{')
+	} else {
+		dst = dst[:len(dst)-1] // the closing brace
+		if dst[len(dst)-1] != '{' {
+			dst = append(dst, ',')
+		}
+	}
+	dst = append(dst, `"x-relay-attempts":"`...)
+	for i, a := range tries {
+		if i > 0 {
+			dst = append(dst, ' ')
+		}
+		dst = appendJSONInner(dst, a.label)
+		dst = append(dst, '=')
+		if a.errType != "" {
+			dst = append(dst, a.errType...)
+		} else {
+			dst = strconv.AppendInt(dst, int64(a.status), 10)
+		}
+	}
+	return append(dst, '"', '}')
+}
+
+// appendJSONInner appends s escaped as inside a JSON string.
+func appendJSONInner(dst []byte, s string) []byte {
+	n := len(dst)
+	dst = appendJSONString(dst, []byte(s)) // no allocation: the conversion does not escape
+	copy(dst[n:], dst[n+1:len(dst)-1])
+	return dst[:len(dst)-2]
+}
+
+// statusText is the decimal code of a 5xx, for log messages.
+func statusText(code int) string { return strconv.Itoa(code) }
 
 // buildRequest fills req: upstream URL, the client's end-to-end headers, the
 // provider key, the body as the client sent it (or with include_usage).

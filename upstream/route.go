@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/textproto"
 	"net/url"
 	"strings"
@@ -18,13 +19,14 @@ type Options struct {
 	Name     string      // route name, for records and metrics (required)
 	Path     string      // exact path, or a prefix when it ends in "/*" (required)
 	Upstream string      // absolute http(s) base URL; the request path is appended (required)
-	Kind     record.Kind // sse or raw
+	Kind     record.Kind // sse, raw or ws (Upstream may then be ws:// or wss://)
 
 	// ProviderKey is sent upstream in AuthHeader; "" with KeyEnv set means
 	// the variable was unset, and requests fail with upstream_config.
 	ProviderKey string
 	KeyEnv      string // name of the variable, for error messages
 	AuthHeader  string // default "Authorization", sent as "Bearer <key>"; other headers get the bare key
+	AuthQuery   string // kind ws: the key goes in this query parameter instead of AuthHeader
 
 	Headers map[string]string // sent when the client did not send them
 
@@ -44,6 +46,13 @@ type Options struct {
 	// UnderscoreHeaders forwards request header fields whose names hold
 	// an underscore; by default (false) they are dropped, as nginx does.
 	UnderscoreHeaders bool
+
+	// Targets, when set, are the route's upstreams (Upstream, ProviderKey
+	// and KeyEnv are then ignored); default one target made of those three.
+	Targets  []Target
+	Failover FailoverOptions
+	Health   HealthOptions
+	Logger   *slog.Logger // ejections and returns; default slog.Default()
 }
 
 func (o *Options) setDefaults() {
@@ -71,6 +80,11 @@ func (o *Options) setDefaults() {
 	if o.MaxBodyBytes == 0 {
 		o.MaxBodyBytes = 32 << 20
 	}
+	o.Failover.setDefaults()
+	o.Health.setDefaults()
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
 }
 
 // Route is one configured route, ready to open streams.
@@ -87,12 +101,16 @@ type Route struct {
 	authKey   []byte // header name
 	authValue []byte // "Bearer <key>" or the bare key; nil when not configured
 	extra     [][2][]byte
+
+	pool     *pool // the targets; nil on a target's own copy of the route
+	failover failoverSet
 }
 
 // ErrNoProviderKey is returned by Open when the route's provider key is unset.
 var ErrNoProviderKey = errors.New("upstream: provider key not set")
 
-// NewRoute validates o and binds the route to its host's pooled client.
+// NewRoute validates o and binds each of the route's targets to its host's
+// pooled client.
 func NewRoute(o Options, clients *Clients) (*Route, error) {
 	o.setDefaults()
 	if o.Name == "" {
@@ -101,34 +119,89 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	if !strings.HasPrefix(o.Path, "/") {
 		return nil, fmt.Errorf("upstream: route %s: path=%q: must start with /", o.Name, o.Path)
 	}
+	if o.Failover.MaxAttempts < 1 || o.Failover.MaxAttempts > MaxAttempts {
+		return nil, fmt.Errorf("upstream: route %s: failover.max_attempts=%d: must be 1..%d", o.Name, o.Failover.MaxAttempts, MaxAttempts)
+	}
+	r := &Route{Options: o}
+	for _, c := range o.Failover.On {
+		switch c {
+		case FailoverConnect:
+			r.failover.connect = true
+		case FailoverTimeout:
+			r.failover.timeout = true
+		case Failover429:
+			r.failover.tooMany = true
+		case Failover5xx:
+			r.failover.server = true
+		default:
+			return nil, fmt.Errorf("upstream: route %s: failover.on=%q: must be connect, timeout, 429 or 5xx", o.Name, c)
+		}
+	}
+	r.match, r.prefix = strings.CutSuffix(o.Path, "/*")
+	p, err := newPool(r, clients)
+	if err != nil {
+		return nil, err
+	}
+	r.pool = p
+	// The route itself speaks for its first target (Upstream, KeyEnv,
+	// Configured), as a one-target route always did.
+	first := p.targets[0].route
+	r.Upstream, r.ProviderKey, r.KeyEnv = first.Upstream, first.ProviderKey, first.KeyEnv
+	r.client, r.scheme, r.host, r.basePath = first.client, first.scheme, first.host, first.basePath
+	r.authKey, r.authValue, r.extra = first.authKey, first.authValue, first.extra
+	for _, t := range p.targets {
+		if t.route.Configured() {
+			r.authValue, r.KeyEnv = t.route.authValue, t.route.KeyEnv
+			break
+		}
+	}
+	return r, nil
+}
+
+// forTarget returns a copy of r bound to target to: its URL, key and client.
+func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
+	o := r.Options
+	o.Upstream, o.ProviderKey, o.KeyEnv, o.Targets = to.URL, to.ProviderKey, to.KeyEnv, nil
 	u, err := url.Parse(o.Upstream)
+	if err == nil && o.Kind == record.KindWS {
+		u.Scheme = httpScheme(u.Scheme) // see tunnel.go
+	}
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("upstream: route %s: upstream=%q: must be an absolute http(s) URL", o.Name, o.Upstream)
 	}
-	r := &Route{
+	t := &Route{
 		Options:  o,
 		scheme:   []byte(u.Scheme),
 		host:     []byte(u.Host),
 		basePath: strings.TrimSuffix(u.EscapedPath(), "/"),
 		authKey:  []byte(textproto.CanonicalMIMEHeaderKey(o.AuthHeader)),
+		match:    r.match,
+		prefix:   r.prefix,
 	}
-	r.match, r.prefix = strings.CutSuffix(o.Path, "/*")
 	if o.ProviderKey != "" {
 		if strings.EqualFold(o.AuthHeader, "Authorization") {
-			r.authValue = []byte("Bearer " + o.ProviderKey)
+			t.authValue = []byte("Bearer " + o.ProviderKey)
 		} else {
-			r.authValue = []byte(o.ProviderKey)
+			t.authValue = []byte(o.ProviderKey)
 		}
 	}
 	for k, v := range o.Headers {
-		r.extra = append(r.extra, [2][]byte{[]byte(k), []byte(v)})
+		t.extra = append(t.extra, [2][]byte{[]byte(k), []byte(v)})
 	}
-	r.client = clients.get(u, clientOptions{
+	t.client = clients.get(u, clientOptions{
 		connectTimeout: o.ConnectTimeout,
 		maxConns:       o.MaxConns,
 		skipVerify:     o.TLSSkipVerify,
 	})
-	return r, nil
+	return t, nil
+}
+
+func errTooManyTargets(route string, n int) error {
+	return fmt.Errorf("upstream: route %s: upstreams: %d targets: at most 64", route, n)
+}
+
+func errNoPrimary(route string) error {
+	return fmt.Errorf("upstream: route %s: upstreams: every target is a backup: at least one must be a primary", route)
 }
 
 // Configured reports whether the route has its provider key (or needs none).

@@ -23,6 +23,11 @@
 //     message_start, content_block_start, ping, N content_block_delta events,
 //     content_block_stop, message_delta and message_stop. Otherwise one
 //     message JSON object.
+//   - POST /v1/responses: OpenAI Responses. With "stream":true it sends
+//     response.created, response.in_progress, output_item.added,
+//     content_part.added, N response.output_text.delta events, the done
+//     events and response.completed with usage; otherwise the response
+//     object (responses.go).
 //   - POST /v1/audio/speech: N chunks of pseudo-random bytes as audio/mpeg, or
 //     audio/pcm when "response_format":"pcm"; AudioBytes reproduces them.
 //   - GET /healthz: 200 "ok".

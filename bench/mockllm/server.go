@@ -182,6 +182,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			api = chatEndpoint
 		case "/v1/messages":
 			api = messagesEndpoint
+		case "/v1/responses":
+			api = responsesEndpoint // responses.go
 		case "/v1/audio/speech":
 			api = speechEndpoint
 		}

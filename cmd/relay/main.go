@@ -49,7 +49,8 @@ func run(args []string) error {
 	return serve(args)
 }
 
-// serve runs the relay until SIGINT or SIGTERM.
+// serve runs the relay until SIGINT or SIGTERM; SIGHUP reloads the
+// configuration file and the env file.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
 	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML)")
@@ -82,12 +83,21 @@ func serve(args []string) error {
 	go func() { served <- a.Serve(ln) }()
 
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-served:
-		return err
-	case s := <-sig:
-		log.Info("signal received", "signal", s.String())
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+wait:
+	for {
+		select {
+		case err := <-served:
+			return err
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				// Reload logs its outcome; a refused file keeps the running config.
+				_ = a.Reload(*configPath, *envFile)
+				continue
+			}
+			log.Info("signal received", "signal", s.String())
+			break wait
+		}
 	}
 	signal.Stop(sig)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace+30*time.Second)

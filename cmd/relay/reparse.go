@@ -68,6 +68,9 @@ func runReparseTo(args []string, w io.Writer, now time.Time) error {
 	}
 	kinds := map[string]record.Kind{}
 	for _, r := range cfg.Routes {
+		if r.Kind == "ws" {
+			continue // a WebSocket session's row is not derived by stream rules: skipped
+		}
 		kinds[r.Name] = record.KindSSE
 		if r.Kind == "raw" {
 			kinds[r.Name] = record.KindRaw

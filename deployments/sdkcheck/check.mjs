@@ -101,7 +101,30 @@ async function openaiChecks() {
     });
   });
 
-  return { version: version('openai'), stream, create };
+  // The Responses API, streamed: typed events, text in output_text.delta,
+  // usage in response.completed.
+  const responses = await call(async (out) => {
+    const { data, response } = await client.responses
+      .create({ model: 'gpt-test', input: 'Say the test tokens.', stream: true }, { query: { sdkcheck: 'openai-responses' } })
+      .withResponse();
+    Object.assign(out, headersOf(response), { events: 0, text_deltas: 0, text: '', types: [], usage: null, final_text: null });
+    for await (const ev of data) {
+      out.events++;
+      if (!out.types.includes(ev.type)) out.types.push(ev.type);
+      if (ev.type === 'response.output_text.delta') {
+        out.text_deltas++;
+        out.text += ev.delta;
+      }
+      if (ev.type === 'response.completed') {
+        out.usage = ev.response.usage
+          ? { input_tokens: ev.response.usage.input_tokens, output_tokens: ev.response.usage.output_tokens }
+          : null;
+        out.final_text = ev.response.output_text ?? null;
+      }
+    }
+  });
+
+  return { version: version('openai'), stream, create, responses };
 }
 
 async function anthropicChecks() {

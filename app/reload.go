@@ -1,0 +1,383 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/knadh/koanf/parsers/dotenv"
+	"github.com/stream-relay/stream-relay/handlers"
+	"github.com/stream-relay/stream-relay/quota"
+	"github.com/stream-relay/stream-relay/upstream"
+)
+
+// reloadState is what Reload needs beside the running App.
+type reloadState struct {
+	mu      sync.Mutex     // one reload at a time
+	cfg     *Config        // the configuration applied last (a.cfg at start)
+	level   slog.LevelVar  // the log level a reload may change
+	quota   *quota.Options // options of the running limiter; nil: none
+	retired []*quota.Limiter
+}
+
+// retireDelay is how long a limiter a reload replaced stays open: requests
+// that began on the old configuration may still be taking from it (a Take
+// is bounded by the limiter's timeout, 50 ms by default).
+const retireDelay = 10 * time.Second
+
+// Reload re-reads the configuration file at path and the env file (KEY=VALUE
+// lines; variables it set before may change, those set outside it stay) and
+// applies what can change while serving: relay keys, routes and their
+// upstream pools, rate limits and the log level. Requests that began before
+// finish on the configuration they began with; connection pools of
+// unchanged upstream hosts, and the passive health of unchanged targets,
+// are kept. A file that does not load or validate changes nothing: the
+// error names the field, and it is logged once. Other sections (server,
+// storage, metrics) need a restart; a change there is logged and ignored.
+func (a *App) Reload(path, envFile string) error {
+	a.rl.mu.Lock()
+	defer a.rl.mu.Unlock()
+	err := a.reload(path, envFile)
+	a.metrics.ConfigReloaded(err == nil)
+	if err != nil {
+		a.log.Error("configuration reload refused: the running configuration stays", "err", err)
+	}
+	return err
+}
+
+func (a *App) reload(path, envFile string) error {
+	undo, envChanged, err := reloadEnvFile(envFile)
+	if err != nil {
+		undo()
+		return err
+	}
+	applied := false
+	defer func() {
+		if !applied {
+			undo()
+		}
+	}()
+	loaded, err := Load(path)
+	if err != nil {
+		return err
+	}
+	old := a.rl.cfg
+	next := *old
+	next.Auth, next.Routes, next.RateLimit, next.Log.Level = loaded.Auth, loaded.Routes, loaded.RateLimit, loaded.Log.Level
+
+	routes, err := a.routesOf(&next)
+	if err != nil {
+		return err
+	}
+	keys, err := keysOf(&next)
+	if err != nil {
+		return err
+	}
+	limiter, qo, err := a.reloadLimiter(&next)
+	if err != nil {
+		return err
+	}
+	cur := a.relay.Config()
+	prev := map[string]*upstream.Route{}
+	for _, r := range cur.Routes.Routes() {
+		prev[r.Name] = r
+	}
+	names := make([]string, len(routes))
+	for i, r := range routes {
+		r.Adopt(prev[r.Name])
+		names[i] = r.Name
+	}
+	a.metrics.AddRoutes(names)
+
+	var hl handlers.Limiter // a nil *quota.Limiter must stay a nil interface
+	if limiter != nil {
+		hl = limiter
+	}
+	if err := a.relay.Swap(handlers.Config{Routes: upstream.NewTable(routes), Keys: keys, Limiter: hl}); err != nil {
+		return err
+	}
+	applied = true
+	if limiter != a.limiter {
+		if a.limiter != nil {
+			a.retire(a.limiter)
+		}
+		a.limiter = limiter
+		a.rl.quota = qo
+		if limiter != nil {
+			a.metrics.SetLimiterStats(limiter.Stats)
+		}
+	}
+	var lv slog.Level
+	_ = lv.UnmarshalText([]byte(next.Log.Level))
+	a.rl.level.Set(lv)
+	a.rl.cfg = &next
+	a.logReload(old, &next, loaded, cur.Keys, keys, envChanged)
+	return nil
+}
+
+// reloadLimiter returns the limiter of next: the running one when its
+// options did not change, else a new one (nil with rate limits disabled).
+func (a *App) reloadLimiter(next *Config) (*quota.Limiter, *quota.Options, error) {
+	if next.RateLimit.Disabled {
+		return nil, nil, nil
+	}
+	qo := a.quotaOptionsOf(next)
+	if a.limiter != nil && a.rl.quota != nil && sameQuota(*a.rl.quota, qo) {
+		return a.limiter, a.rl.quota, nil
+	}
+	l, err := quota.New(qo)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l, &qo, nil
+}
+
+// sameQuota compares limiter options, the logger aside.
+func sameQuota(x, y quota.Options) bool {
+	x.Logger, y.Logger = nil, nil
+	return reflect.DeepEqual(x, y)
+}
+
+// retire closes a replaced limiter once requests that took from it are done.
+func (a *App) retire(l *quota.Limiter) {
+	a.rl.retired = append(a.rl.retired, l)
+	time.AfterFunc(retireDelay, l.Close) // Close is idempotent: Shutdown may close it first
+}
+
+// closeRetired closes the limiters reloads replaced (at shutdown).
+func (a *App) closeRetired() {
+	a.rl.mu.Lock()
+	defer a.rl.mu.Unlock()
+	for _, l := range a.rl.retired {
+		l.Close()
+	}
+	a.rl.retired = nil
+}
+
+// logReload writes the one line saying what a reload changed: counts and
+// names, never a key.
+func (a *App) logReload(old, next, loaded *Config, oldKeys, newKeys *handlers.Keys, envChanged []string) {
+	oldRoutes := map[string]RouteConfig{}
+	for _, r := range old.Routes {
+		oldRoutes[r.Name] = r
+	}
+	var added, changed, removed []string
+	for _, r := range next.Routes {
+		o, ok := oldRoutes[r.Name]
+		switch {
+		case !ok:
+			added = append(added, r.Name)
+		case !reflect.DeepEqual(o, r):
+			changed = append(changed, r.Name)
+		}
+		delete(oldRoutes, r.Name)
+	}
+	for name := range oldRoutes {
+		removed = append(removed, name)
+	}
+	sort.Strings(removed)
+	oldIDs := keyIDs(oldKeys, len(old.Auth.Keys))
+	newIDs := keyIDs(newKeys, len(next.Auth.Keys))
+	keysAdded, keysRemoved := 0, 0
+	for _, id := range newIDs {
+		if !slices.Contains(oldIDs, id) {
+			keysAdded++
+		}
+	}
+	for _, id := range oldIDs {
+		if !slices.Contains(newIDs, id) {
+			keysRemoved++
+		}
+	}
+	a.log.Info("configuration reloaded",
+		"routes", len(next.Routes), "routes_added", added, "routes_changed", changed, "routes_removed", removed,
+		"keys", len(next.Auth.Keys), "keys_added", keysAdded, "keys_removed", keysRemoved,
+		"rate_limits_changed", !reflect.DeepEqual(old.RateLimit, next.RateLimit), "env_file_changed", envChanged,
+		"log_level", next.Log.Level)
+	var restart []string
+	if !reflect.DeepEqual(old.Server, loaded.Server) {
+		restart = append(restart, "server")
+	}
+	if !reflect.DeepEqual(old.Storage, loaded.Storage) {
+		restart = append(restart, "storage")
+	}
+	if !reflect.DeepEqual(old.Metrics, loaded.Metrics) {
+		restart = append(restart, "metrics")
+	}
+	if old.Log.Format != loaded.Log.Format {
+		restart = append(restart, "log.format")
+	}
+	if len(restart) > 0 {
+		a.log.Warn("configuration changes that need a restart were not applied", "sections", restart)
+	}
+	maxBody := a.cfg.Server.MaxBodyBytes
+	for _, r := range old.Routes {
+		maxBody = max(maxBody, r.MaxBodyBytes)
+	}
+	for _, r := range next.Routes {
+		if r.MaxBodyBytes > maxBody {
+			a.log.Warn("a route's max_body_bytes above the largest at start applies only after a restart",
+				"route", r.Name, "max_body_bytes", r.MaxBodyBytes, "limit_now", maxBody)
+		}
+	}
+}
+
+func keyIDs(k *handlers.Keys, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = k.IDAt(i)
+	}
+	return out
+}
+
+// envFile remembers the variables the env file set, so that a reload may
+// change them; variables set outside it always win.
+type envFile struct {
+	mu   sync.Mutex
+	vars map[string]string
+}
+
+var envFromFile envFile
+
+func (e *envFile) set(k, v string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.vars == nil {
+		e.vars = map[string]string{}
+	}
+	e.vars[k] = v
+}
+
+// reloadEnvFile applies the env file at path again: a variable the file
+// set before takes its new value (or is unset when the file dropped it); a
+// variable set outside the file stays. undo puts everything back; changed
+// names the variables whose value changed (names only: values are keys).
+func reloadEnvFile(path string) (undo func(), changed []string, err error) {
+	undo = func() {}
+	if path == "" {
+		return undo, nil, nil
+	}
+	b, err := os.ReadFile(path)
+	m := map[string]any{}
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return undo, nil, fmt.Errorf("config: env file %s: %w", path, err)
+	default:
+		if m, err = dotenv.Parser().Unmarshal(b); err != nil {
+			return undo, nil, fmt.Errorf("config: env file %s: %w", path, err)
+		}
+	}
+	e := &envFromFile
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.vars == nil {
+		e.vars = map[string]string{}
+	}
+	type saved struct {
+		v, fileV      string
+		set, fromFile bool
+	}
+	before := map[string]saved{}
+	undo = func() {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for k, s := range before {
+			if s.set {
+				_ = os.Setenv(k, s.v)
+			} else {
+				_ = os.Unsetenv(k)
+			}
+			if s.fromFile {
+				e.vars[k] = s.fileV
+			} else {
+				delete(e.vars, k)
+			}
+		}
+	}
+	save := func(k string) {
+		if _, ok := before[k]; ok {
+			return
+		}
+		v, set := os.LookupEnv(k)
+		fv, ff := e.vars[k]
+		before[k] = saved{v: v, set: set, fileV: fv, fromFile: ff}
+	}
+	for k, v := range m {
+		s, _ := v.(string)
+		cur, set := os.LookupEnv(k)
+		fv, ours := e.vars[k]
+		if set && !(ours && cur == fv) {
+			continue // set outside the file
+		}
+		save(k)
+		if !set || cur != s {
+			changed = append(changed, k)
+		}
+		if err := os.Setenv(k, s); err != nil {
+			return undo, nil, fmt.Errorf("config: env file %s: %s: %w", path, k, err)
+		}
+		e.vars[k] = s
+	}
+	for k, fv := range e.vars {
+		if _, still := m[k]; still {
+			continue
+		}
+		if cur, set := os.LookupEnv(k); set && cur == fv {
+			save(k)
+			_ = os.Unsetenv(k)
+			changed = append(changed, k)
+		}
+		delete(e.vars, k)
+	}
+	sort.Strings(changed)
+	return undo, changed, nil
+}
+
+// levelHandler lets a reload change the log level of a handler built with a
+// fixed one: it decides Enabled from a LevelVar and hands records to the
+// wrapped handler (slog's handlers do not check the level again in Handle).
+type levelHandler struct {
+	inner slog.Handler
+	level *slog.LevelVar
+}
+
+func (h *levelHandler) Enabled(_ context.Context, l slog.Level) bool { return l >= h.level.Level() }
+func (h *levelHandler) Handle(ctx context.Context, r slog.Record) error {
+	return h.inner.Handle(ctx, r)
+}
+func (h *levelHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &levelHandler{inner: h.inner.WithAttrs(as), level: h.level}
+}
+func (h *levelHandler) WithGroup(name string) slog.Handler {
+	return &levelHandler{inner: h.inner.WithGroup(name), level: h.level}
+}
+
+// reloadable wraps log so that a reload can change its level. It starts at
+// the lowest level log enables, so that it logs exactly what log did.
+func (a *App) reloadable(log *slog.Logger) *slog.Logger {
+	lv := slog.LevelError + 4
+	for _, l := range []slog.Level{slog.LevelError, slog.LevelWarn, slog.LevelInfo, slog.LevelDebug} {
+		if log.Enabled(context.Background(), l) {
+			lv = l
+		}
+	}
+	a.rl.level.Set(lv)
+	return slog.New(&levelHandler{inner: log.Handler(), level: &a.rl.level})
+}
+
+// upstreamStatus is the health of every target of the routes serving now.
+func (a *App) upstreamStatus() []upstream.TargetStatus {
+	var out []upstream.TargetStatus
+	for _, r := range a.relay.Config().Routes.Routes() {
+		out = r.AppendTargets(out)
+	}
+	return out
+}

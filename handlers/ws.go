@@ -1,0 +1,202 @@
+package handlers
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// WebSocket routes (kind ws). A request on such a route has passed the
+// relay's checks as any other (relay key, tenant, rate limit: one token per
+// session, taken at the handshake; storage admission); then serveWS
+//  1. checks it is a WebSocket upgrade (426 otherwise, 400 when malformed),
+//  2. opens the upstream session (upstream.Route.DialWS): a refusal is
+//     relayed as the upstream answered it, a failure is 502/504,
+//  3. answers the client 101 with the upstream's subprotocol and
+//     end-to-end headers, and
+//  4. relays the session (upstream.Tunnel) on the hijacked connection.
+//
+// The session's row: status 101, ttfb_ms the upstream handshake, ttft_ms
+// from the first client message to the first upstream message after it,
+// every frame in response_chunks behind its direction and type (see
+// record.AddMessage), bytes_in/bytes_out the payload bytes each way, and
+// the close in response_headers (":ws-close-code", ":ws-close-reason",
+// ":ws-closed-by"), tokens summed over Realtime response.done events.
+
+// wsUpgrader answers the client's handshake. Origin is not checked: the
+// relay key travels in a header, which a cross-site page cannot set on a
+// WebSocket, so a forged cross-origin upgrade carries no key.
+var wsUpgrader = websocket.FastHTTPUpgrader{
+	ReadBufferSize:  4 << 10,
+	WriteBufferSize: 4 << 10,
+	CheckOrigin:     func(*fasthttp.RequestCtx) bool { return true },
+}
+
+// hijackGuard bounds the wait for fasthttp to hand over an upgraded
+// connection; it does not when writing the 101 fails, and then the session
+// is given up (client_closed) so its upstream and row are not left open.
+const hijackGuard = 10 * time.Second
+
+// wsSessions are the open WebSocket sessions, for Drain.
+type wsSessions struct {
+	mu   sync.Mutex
+	open map[*upstream.Tunnel]struct{}
+	shut bool
+}
+
+func (s *wsSessions) add(t *upstream.Tunnel) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shut {
+		return false
+	}
+	if s.open == nil {
+		s.open = map[*upstream.Tunnel]struct{}{}
+	}
+	s.open[t] = struct{}{}
+	return true
+}
+
+func (s *wsSessions) remove(t *upstream.Tunnel) {
+	s.mu.Lock()
+	delete(s.open, t)
+	s.mu.Unlock()
+}
+
+// closeAll ends every open session (1001, shutting_down) and refuses new
+// ones: a WebSocket session may last far longer than the shutdown grace,
+// so sessions are told at once and their clients may reconnect elsewhere.
+func (s *wsSessions) closeAll() {
+	s.mu.Lock()
+	s.shut = true
+	open := make([]*upstream.Tunnel, 0, len(s.open))
+	for t := range s.open {
+		open = append(open, t)
+	}
+	s.mu.Unlock()
+	for _, t := range open {
+		t.Close("relay shutting down", record.ErrShuttingDown)
+	}
+}
+
+var (
+	hdrUpgrade   = []byte("Upgrade")
+	hdrWSKey     = []byte("Sec-WebSocket-Key")
+	hdrWSVersion = []byte("Sec-WebSocket-Version")
+	hdrWSProto   = []byte("Sec-WebSocket-Protocol")
+	valWebSocket = []byte("websocket")
+)
+
+// serveWS serves an admitted, authorized request on a ws route (see above).
+func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route) {
+	hdr := &ctx.Request.Header
+	if !ctx.IsGet() || !websocket.FastHTTPIsWebSocketUpgrade(ctx) {
+		ctx.Response.Header.SetBytesKV(hdrUpgrade, valWebSocket)
+		h.reject(ctx, rec, fasthttp.StatusUpgradeRequired, record.ErrBadRequest,
+			"route "+rt.Name+" is a WebSocket route: send a GET with Upgrade: websocket")
+		return
+	}
+	if string(hdr.PeekBytes(hdrWSVersion)) != "13" || len(hdr.PeekBytes(hdrWSKey)) == 0 {
+		ctx.Response.Header.SetBytesKV(hdrWSVersion, []byte("13"))
+		h.reject(ctx, rec, fasthttp.StatusBadRequest, record.ErrBadRequest,
+			"WebSocket handshake needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key")
+		return
+	}
+	rec.Model = wsModel(ctx.QueryArgs())
+	in := upstream.Request{
+		Ctx:    ctx,
+		Header: hdr,
+		Method: ctx.Method(),
+		Path:   ctx.Path(),
+		Query:  ctx.URI().QueryString(),
+		Client: ctx.Conn(),
+	}
+	d := rt.DialWS(&in, rec)
+	if d.Conn == nil {
+		h.refuseWS(ctx, rec, rt, &d)
+		return
+	}
+	resp := &ctx.Response.Header
+	for k, vs := range d.Header {
+		for _, v := range vs {
+			resp.Add(k, v)
+		}
+	}
+	if p := d.Header.Get("Sec-WebSocket-Protocol"); p != "" {
+		resp.SetBytesKV(hdrWSProto, []byte(p))
+	}
+	rec.Status = fasthttp.StatusSwitchingProtocols
+
+	var claimed atomic.Bool
+	var guard *time.Timer
+	err := wsUpgrader.Upgrade(ctx, func(client *websocket.Conn) {
+		if !claimed.CompareAndSwap(false, true) {
+			return // given up by the guard
+		}
+		guard.Stop()
+		t := upstream.NewTunnel(rt, rec, client, d.Conn)
+		if h.ws.add(t) {
+			t.Run()
+			h.ws.remove(t)
+		} else {
+			t.Close("relay shutting down", record.ErrShuttingDown)
+			t.Run()
+		}
+		h.finish(rec)
+	})
+	if err != nil {
+		// Not expected: the handshake was checked above.
+		_ = d.Conn.Close()
+		rec.Status = ctx.Response.StatusCode()
+		rec.ErrorType = record.ErrBadRequest
+		rec.Duration = time.Since(rec.Start)
+		h.finish(rec)
+		return
+	}
+	guard = time.AfterFunc(hijackGuard, func() {
+		if !claimed.CompareAndSwap(false, true) {
+			return
+		}
+		_ = d.Conn.Close()
+		rec.ErrorType = record.ErrClientClosed
+		h.finish(rec)
+	})
+}
+
+// refuseWS answers a handshake the upstream refused or that failed.
+func (h *Relay) refuseWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route, d *upstream.WSDial) {
+	if d.ErrType != record.ErrUpstreamStatus {
+		h.reject(ctx, rec, d.Status, d.ErrType, openErrorMessage(d.ErrType, rt))
+		return
+	}
+	// The upstream's answer, relayed as it came (as an HTTP route relays a
+	// 4xx/5xx).
+	for k, vs := range d.Header {
+		for _, v := range vs {
+			ctx.Response.Header.Add(k, v)
+		}
+	}
+	ctx.SetStatusCode(d.Status)
+	if d.ContentType != "" {
+		ctx.SetContentType(d.ContentType)
+	}
+	ctx.SetBody(d.Body)
+	rec.Status = d.Status
+	rec.ErrorType = d.ErrType
+	rec.Duration = time.Since(rec.Start)
+	h.finish(rec)
+}
+
+// wsModel is the model a session names in its query (OpenAI Realtime's
+// ?model=, ElevenLabs' ?model_id=), or "".
+func wsModel(q *fasthttp.Args) string {
+	if m := q.Peek("model"); len(m) > 0 {
+		return string(m)
+	}
+	return string(q.Peek("model_id"))
+}

@@ -1,0 +1,38 @@
+package upstream
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// TestCapturedHeadersRedactSecrets: credentials, including a key a browser
+// WebSocket client sends as a subprotocol, never reach the stored headers.
+func TestCapturedHeadersRedactSecrets(t *testing.T) {
+	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider", KeyEnv: "K"}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src, dst fasthttp.RequestHeader
+	src.SetMethod("GET")
+	src.SetRequestURI("/v1/realtime")
+	for k, v := range map[string]string{
+		"Authorization":          "Bearer sk-client-1",
+		"X-Api-Key":              "sk-client-2",
+		"Sec-WebSocket-Protocol": "realtime, openai-insecure-api-key.sk-client-3",
+		"Cookie":                 "session=sk-client-4",
+		"X-Visible":              "kept",
+	} {
+		src.Set(k, v)
+	}
+	capture := string(r.copyRequestHeaders(&dst, &src, nil))
+	if strings.Contains(capture, "sk-client") {
+		t.Fatalf("a secret reached the captured headers: %s", capture)
+	}
+	for _, want := range []string{`"sec-websocket-protocol":"[redacted]"`, `"authorization":"[redacted]"`, `"x-visible":"kept"`} {
+		if !strings.Contains(capture, want) {
+			t.Errorf("captured headers %s lack %s", capture, want)
+		}
+	}
+}

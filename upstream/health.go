@@ -1,0 +1,151 @@
+package upstream
+
+import (
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// HealthOptions configure the passive health of a route's targets: a target
+// that fails MaxFails times in a row (connect error, reset or timeout before
+// the response headers, a 5xx, a 429 without Retry-After) is ejected for a
+// cool-down; once it is over one probe request is let through, and its
+// outcome brings the target back or ejects it again for twice as long.
+type HealthOptions struct {
+	MaxFails    int           // consecutive failures that eject; default 3
+	Cooldown    time.Duration // first ejection; default 10s
+	MaxCooldown time.Duration // the doubling stops here; default 5m
+}
+
+func (o *HealthOptions) setDefaults() {
+	if o.MaxFails == 0 {
+		o.MaxFails = 3
+	}
+	if o.Cooldown == 0 {
+		o.Cooldown = 10 * time.Second
+	}
+	if o.MaxCooldown == 0 {
+		o.MaxCooldown = 5 * time.Minute
+	}
+	o.MaxCooldown = max(o.MaxCooldown, o.Cooldown)
+}
+
+// health is one target's passive health. It outlives a reload when the
+// target is unchanged (see Route.Adopt), so that an ejected target stays
+// ejected and its counters keep counting.
+type health struct {
+	// until is when the ejection ends, in Unix nanoseconds; 0: healthy.
+	until atomic.Int64
+	// probing: the cool-down is over and one request is out to see whether
+	// the target is back; others skip it meanwhile.
+	probing   atomic.Bool
+	fails     atomic.Int32
+	ejections atomic.Uint64
+
+	mu       sync.Mutex // serializes ejections and returns
+	cooldown time.Duration
+}
+
+// outcome is what one attempt tells about its target.
+type outcome uint8
+
+const (
+	outcomeOK      outcome = iota // answered (any status but 5xx and 429)
+	outcomeFailed                 // connect, reset, timeout, 5xx, 429 without Retry-After
+	outcomeNeutral                // the client left: says nothing about the target
+)
+
+// available reports whether t may be picked now: healthy, or past its
+// cool-down with no probe out. Called under the pool's mutex.
+func (h *health) available(now int64) bool {
+	u := h.until.Load()
+	return u == 0 || now >= u && !h.probing.Load()
+}
+
+// claim marks the pick of a target past its cool-down as its probe. Called
+// under the pool's mutex, after available.
+func (h *health) claim(now int64) {
+	if u := h.until.Load(); u != 0 && now >= u {
+		h.probing.Store(true)
+	}
+}
+
+// healthy reports whether the target is not ejected (a probe counts as
+// ejected until it succeeds).
+func (h *health) healthy() bool { return h.until.Load() == 0 }
+
+// report accounts one attempt. retryAfter > 0 (a 429 carrying Retry-After)
+// ejects at once for that long.
+func (t *target) report(o outcome, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
+	h := t.health
+	switch o {
+	case outcomeNeutral:
+		h.probing.Store(false)
+		return
+	case outcomeOK:
+		h.fails.Store(0)
+		if h.until.Load() == 0 {
+			return
+		}
+		h.mu.Lock()
+		back := h.until.Load() != 0
+		h.until.Store(0)
+		h.probing.Store(false)
+		h.cooldown = 0
+		h.mu.Unlock()
+		if back {
+			log.Info("upstream target healthy again", "route", t.routeName, "target", t.label)
+		}
+		return
+	}
+	n := h.fails.Add(1)
+	probe := h.probing.Load()
+	if retryAfter <= 0 && int(n) < ho.MaxFails && !probe {
+		return
+	}
+	h.mu.Lock()
+	d := retryAfter
+	if d <= 0 {
+		switch {
+		case h.cooldown == 0:
+			h.cooldown = ho.Cooldown
+		case probe:
+			h.cooldown = min(2*h.cooldown, ho.MaxCooldown)
+		}
+		d = h.cooldown
+	}
+	d = min(d, ho.MaxCooldown)
+	fresh := h.until.Load() == 0 || probe
+	h.until.Store(time.Now().Add(d).UnixNano())
+	h.probing.Store(false)
+	h.fails.Store(0)
+	h.mu.Unlock()
+	if fresh {
+		h.ejections.Add(1)
+		log.Warn("upstream target ejected", "route", t.routeName, "target", t.label,
+			"reason", why, "for", d.String())
+	}
+}
+
+// retryAfter parses a Retry-After header: delay seconds or an HTTP date.
+// 0 when absent or unparsable.
+func retryAfter(h *fasthttp.ResponseHeader) time.Duration {
+	v := h.Peek(fasthttp.HeaderRetryAfter)
+	if len(v) == 0 {
+		return 0
+	}
+	if n, err := strconv.Atoi(string(v)); err == nil { // a 429 only: not the hot path
+		if n <= 0 {
+			return 0
+		}
+		return time.Duration(n) * time.Second
+	}
+	if at, err := time.Parse(time.RFC1123, string(v)); err == nil {
+		return time.Until(at)
+	}
+	return 0
+}

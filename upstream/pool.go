@@ -1,0 +1,196 @@
+package upstream
+
+import (
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Target is one upstream of a route: a base URL and the provider key sent to
+// it. A route with several targets spreads requests over them by weight and
+// fails over between them before the first byte.
+type Target struct {
+	// Name labels the target in metrics, logs and rows; default its index
+	// in the list ("0", "1", ...). Never the key.
+	Name        string
+	URL         string // absolute http(s) base URL (required)
+	ProviderKey string // "" with KeyEnv set: unset, the target is never picked
+	KeyEnv      string // name of the variable, for messages
+	Weight      int    // share among the primaries (or the backups); default 1
+	// Backup targets serve only while no primary is available.
+	Backup bool
+}
+
+// Failover conditions for FailoverOptions.On.
+const (
+	FailoverConnect = "connect" // no connection, or it closed before the response headers
+	FailoverTimeout = "timeout" // no response headers within first_byte_timeout
+	Failover429     = "429"     // the target answered 429
+	Failover5xx     = "5xx"     // the target answered 500..599
+)
+
+// MaxAttempts bounds FailoverOptions.MaxAttempts: the outcomes of one
+// request's attempts live in a fixed array.
+const MaxAttempts = 8
+
+// FailoverOptions say when a request goes to another target. A request is
+// re-sent only before its first byte went to the client.
+type FailoverOptions struct {
+	On          []string // default connect, timeout, 5xx
+	MaxAttempts int      // targets tried per request, the first included; default 2
+}
+
+func (o *FailoverOptions) setDefaults() {
+	if o.On == nil {
+		o.On = []string{FailoverConnect, FailoverTimeout, Failover5xx}
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 2
+	}
+}
+
+// failoverSet is FailoverOptions.On as flags.
+type failoverSet struct{ connect, timeout, tooMany, server bool }
+
+// target is a Target bound to its client: route is a copy of the parent
+// route carrying this target's URL, client and key, so that the stream
+// relays through the target's connection pool.
+type target struct {
+	Target
+	route     *Route
+	routeName string
+	label     string // Name, or the index
+	recName   string // what the row's upstream column says
+	health    *health
+	bit       uint64
+	current   int // smooth weighted round-robin state; guarded by pool.mu
+}
+
+// pool picks a route's target for each attempt.
+type pool struct {
+	mu        sync.Mutex
+	targets   []*target
+	primaries int // targets[:primaries] are primaries, the rest backups
+}
+
+// pick returns the next target not in tried: smooth weighted round-robin
+// among the available primaries, else among the available backups, else
+// (every target ejected) among all targets not tried, so that a route whose
+// targets are all ejected still tries one rather than failing at once. nil
+// when every configured target has been tried. It does not allocate.
+func (p *pool) pick(tried uint64) *target {
+	now := time.Now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	prim, back := p.targets[:p.primaries], p.targets[p.primaries:]
+	t := swrr(prim, tried, now, true)
+	if t == nil {
+		t = swrr(back, tried, now, true)
+	}
+	if t == nil {
+		t = swrr(prim, tried, now, false)
+	}
+	if t == nil {
+		t = swrr(back, tried, now, false)
+	}
+	if t != nil {
+		t.health.claim(now)
+	}
+	return t
+}
+
+// swrr is nginx's smooth weighted round-robin over the eligible targets of
+// ts: each gains its weight, the richest is picked and pays the total.
+func swrr(ts []*target, tried uint64, now int64, healthyOnly bool) *target {
+	var best *target
+	total := 0
+	for _, t := range ts {
+		if tried&t.bit != 0 || !t.route.Configured() || healthyOnly && !t.health.available(now) {
+			continue
+		}
+		t.current += t.Weight
+		total += t.Weight
+		if best == nil || t.current > best.current {
+			best = t
+		}
+	}
+	if best != nil {
+		best.current -= total
+	}
+	return best
+}
+
+// newPool binds o's targets (o.Targets, or Upstream and ProviderKey as one
+// target) to their clients.
+func newPool(parent *Route, clients *Clients) (*pool, error) {
+	ts := parent.Targets
+	if len(ts) == 0 {
+		ts = []Target{{URL: parent.Upstream, ProviderKey: parent.ProviderKey, KeyEnv: parent.KeyEnv}}
+	}
+	if len(ts) > 64 {
+		return nil, errTooManyTargets(parent.Name, len(ts))
+	}
+	p := &pool{}
+	var backups []*target
+	for i, to := range ts {
+		if to.Weight == 0 {
+			to.Weight = 1
+		}
+		label := to.Name
+		if label == "" {
+			label = strconv.Itoa(i)
+		}
+		r, err := parent.forTarget(to, clients)
+		if err != nil {
+			return nil, err
+		}
+		t := &target{Target: to, route: r, routeName: parent.Name, label: label, health: &health{}, bit: 1 << i}
+		t.recName = to.URL
+		if len(ts) > 1 || to.Name != "" {
+			t.recName = to.URL + "#" + label
+		}
+		if to.Backup {
+			backups = append(backups, t)
+		} else {
+			p.targets = append(p.targets, t)
+		}
+	}
+	p.primaries = len(p.targets)
+	if p.primaries == 0 {
+		return nil, errNoPrimary(parent.Name)
+	}
+	p.targets = append(p.targets, backups...)
+	return p, nil
+}
+
+// TargetStatus is one target's health, for metrics.
+type TargetStatus struct {
+	Route, Target string // route name, target name or index
+	Healthy       bool
+	Ejections     uint64 // ejections since the target was configured
+}
+
+// AppendTargets appends the status of every target of r to dst.
+func (r *Route) AppendTargets(dst []TargetStatus) []TargetStatus {
+	for _, t := range r.pool.targets {
+		dst = append(dst, TargetStatus{Route: r.Name, Target: t.label, Healthy: t.health.healthy(), Ejections: t.health.ejections.Load()})
+	}
+	return dst
+}
+
+// Adopt takes over the passive health of the targets of old (a route of the
+// configuration a reload replaces) that r still has unchanged: same route
+// name, label, URL and key variable. An ejected target stays ejected, and its
+// ejection count goes on.
+func (r *Route) Adopt(old *Route) {
+	if old == nil || old.Name != r.Name {
+		return
+	}
+	for _, t := range r.pool.targets {
+		for _, o := range old.pool.targets {
+			if o.label == t.label && o.URL == t.URL && o.KeyEnv == t.KeyEnv && o.ProviderKey == t.ProviderKey {
+				t.health = o.health
+			}
+		}
+	}
+}

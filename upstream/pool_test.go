@@ -1,0 +1,183 @@
+package upstream
+
+import (
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// poolRoute is a route over targets that are never dialed: picking needs
+// no network.
+func poolRoute(t testing.TB, ts ...Target) *Route {
+	t.Helper()
+	for i := range ts {
+		if ts[i].URL == "" {
+			ts[i].URL = "http://127.0.0.1:1"
+		}
+	}
+	r, err := NewRoute(Options{Name: "r", Path: "/p", Targets: ts, Logger: quiet}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func counts(r *Route, n int) map[string]int {
+	got := map[string]int{}
+	for range n {
+		got[r.pool.pick(0).label]++
+	}
+	return got
+}
+
+func TestSmoothWeightedRoundRobin(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a", Weight: 3}, Target{Name: "b", Weight: 1}, Target{Name: "c", Backup: true})
+	if got := counts(r, 1000); got["a"] != 750 || got["b"] != 250 || got["c"] != 0 {
+		t.Fatalf("picks %v, want a 750, b 250, c 0", got)
+	}
+	// Smooth: b never waits more than 3 picks, a never runs 4 in a row.
+	var seq []byte
+	for range 8 {
+		seq = append(seq, r.pool.pick(0).label[0])
+	}
+	for i := 0; i+4 <= len(seq); i++ {
+		if string(seq[i:i+4]) == "aaaa" {
+			t.Fatalf("sequence %s is not smooth", seq)
+		}
+	}
+}
+
+func TestPickSkipsTriedAndUnconfigured(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "nokey", KeyEnv: "UNSET"}, Target{Name: "b"})
+	if got := counts(r, 100); got["nokey"] != 0 || got["a"] != 50 || got["b"] != 50 {
+		t.Fatalf("picks %v", got)
+	}
+	a := r.pool.targets[0]
+	if tt := r.pool.pick(a.bit); tt == nil || tt.label != "b" {
+		t.Fatalf("pick after a = %v, want b", tt)
+	}
+	if tt := r.pool.pick(a.bit | r.pool.targets[2].bit); tt != nil {
+		t.Fatalf("pick with all tried = %s, want nil", tt.label)
+	}
+}
+
+func TestPassiveHealthEjectsAndProbes(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"}, Target{Name: "backup", Backup: true})
+	r.Health.Cooldown = 50 * time.Millisecond
+	a, b := r.pool.targets[0], r.pool.targets[1]
+	fail := func(t *target) { t.report(outcomeFailed, 0, &r.Health, quiet, "test") }
+	fail(a)
+	fail(a)
+	if !a.health.healthy() {
+		t.Fatal("ejected after 2 failures, max_fails is 3")
+	}
+	a.report(outcomeOK, 0, &r.Health, quiet, "")
+	fail(a)
+	fail(a)
+	if !a.health.healthy() {
+		t.Fatal("a success must reset the consecutive failures")
+	}
+	fail(a)
+	if a.health.healthy() || a.health.ejections.Load() != 1 {
+		t.Fatal("not ejected after 3 consecutive failures")
+	}
+	if got := counts(r, 10); got["b"] != 10 {
+		t.Fatalf("picks while a is ejected: %v", got)
+	}
+	for range 3 {
+		fail(b)
+	}
+	if got := counts(r, 10); got["backup"] != 10 {
+		t.Fatalf("picks while every primary is ejected: %v, want the backup", got)
+	}
+	time.Sleep(60 * time.Millisecond) // both cool-downs over
+	p1, p2, p3 := r.pool.pick(0), r.pool.pick(0), r.pool.pick(0)
+	if p1.label == "backup" || p2.label == "backup" || p1 == p2 || p3.label != "backup" {
+		t.Fatalf("after the cool-down: %s %s %s, want one probe each to a and b, then the backup", p1.label, p2.label, p3.label)
+	}
+	fail(a) // a's probe fails: twice the cool-down
+	b.report(outcomeOK, 0, &r.Health, quiet, "")
+	if !b.health.healthy() || a.health.healthy() || a.health.cooldown != 100*time.Millisecond || a.health.ejections.Load() != 2 {
+		t.Fatalf("b healthy %v, a healthy %v cooldown %v ejections %d", b.health.healthy(), a.health.healthy(), a.health.cooldown, a.health.ejections.Load())
+	}
+	// Every target ejected: one is still tried rather than none.
+	for range 3 {
+		fail(b)
+	}
+	fail(r.pool.targets[2])
+	fail(r.pool.targets[2])
+	fail(r.pool.targets[2])
+	if tt := r.pool.pick(0); tt == nil {
+		t.Fatal("nothing picked with every target ejected")
+	}
+}
+
+func TestRetryAfterEjectsForThatLong(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	var h fasthttp.ResponseHeader
+	h.Set("Retry-After", "1")
+	a.report(outcomeFailed, retryAfter(&h), &r.Health, quiet, "status 429")
+	if a.health.healthy() {
+		t.Fatal("a 429 with Retry-After must eject at once")
+	}
+	if left := time.Until(time.Unix(0, a.health.until.Load())); left < 900*time.Millisecond || left > time.Second {
+		t.Fatalf("ejected for %v, want 1s", left)
+	}
+	h.Set("Retry-After", time.Now().Add(3*time.Second).UTC().Format(time.RFC1123))
+	if d := retryAfter(&h); d < time.Second || d > 3*time.Second {
+		t.Fatalf("Retry-After as a date: %v", d)
+	}
+}
+
+func TestFailsOverOn(t *testing.T) {
+	r := poolRoute(t, Target{}, Target{})
+	tests := []struct {
+		errType string
+		code    int
+		want    bool
+	}{
+		{"upstream_connect", 0, true}, {"upstream_reset", 0, true}, {"upstream_timeout", 0, true},
+		{"client_closed", 0, false}, {"", 200, false}, {"", 404, false}, {"", 429, false},
+		{"", 500, true}, {"", 503, true},
+	}
+	for _, tt := range tests {
+		if got := r.failsOverOn(tt.errType, tt.code); got != tt.want {
+			t.Errorf("failsOverOn(%q, %d) = %v, want %v (defaults)", tt.errType, tt.code, got, tt.want)
+		}
+	}
+}
+
+func TestAppendAttempts(t *testing.T) {
+	tries := []attempt{{label: "a", errType: "upstream_connect"}, {label: "b", status: 200}}
+	got := string(appendAttempts([]byte(`{"content-type":"text/event-stream"}`), tries, false))
+	if want := `{"content-type":"text/event-stream","x-relay-attempts":"a=upstream_connect b=200"}`; got != want {
+		t.Errorf("got %s\nwant %s", got, want)
+	}
+	if got := string(appendAttempts([]byte(`{}`), tries, false)); got != `{"x-relay-attempts":"a=upstream_connect b=200"}` {
+		t.Errorf("empty object: %s", got)
+	}
+	if got := string(appendAttempts(nil, tries[:1], true)); got != "" {
+		t.Errorf("one failed attempt alone: %q, want nothing", got)
+	}
+	if got := string(appendAttempts(nil, tries, true)); got != `{"x-relay-attempts":"a=upstream_connect b=200"}` {
+		t.Errorf("alone: %s", got)
+	}
+}
+
+func TestAdoptKeepsHealthOfUnchangedTargets(t *testing.T) {
+	old := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	for range 3 {
+		old.pool.targets[0].report(outcomeFailed, 0, &old.Health, quiet, "test")
+	}
+	next := poolRoute(t, Target{Name: "a"}, Target{Name: "b", URL: "http://127.0.0.1:2"})
+	next.Adopt(old)
+	if next.pool.targets[0].health != old.pool.targets[0].health || next.pool.targets[1].health == old.pool.targets[1].health {
+		t.Fatal("a (unchanged) must keep its health, b (new URL) must not")
+	}
+}

@@ -1,0 +1,389 @@
+package upstream
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/usage"
+)
+
+// A Tunnel relays one WebSocket session between the client and the
+// upstream, message by message, both ways at once: text and binary
+// messages, pings and pongs, and the close frame with its code and reason,
+// each passed on as it was read. Every message is recorded (see
+// record.AddMessage). The session ends
+//   - when one side sends a close frame: it is passed on, and the other
+//     side's answering close frame passed back;
+//   - when one side vanishes (connection closed or broken without a close
+//     frame, or it takes no byte for the idle timeout): the other side gets
+//     a close frame, 1001 (client gone) or 1011 (upstream gone);
+//   - when a message exceeds MaxBodyBytes: both sides get 1009, the
+//     reason naming the sender (error_type body_too_large);
+//   - when no message went either way for the route's IdleTimeout: both
+//     sides get 1001 "idle timeout" (upstream_timeout);
+//   - on Close (the relay shutting down): both get 1001 (shutting_down).
+//
+// Once one side's end is seen, both connections are closed as soon as the
+// close handshake completes, and at most CloseWait later.
+type Tunnel struct {
+	route  *Route
+	rec    *record.Record
+	client *websocket.Conn
+	up     *websocket.Conn
+
+	mu          sync.Mutex // guards rec and the fields below while the pumps run
+	firstClient time.Duration
+	ending      bool
+	finished    bool // Run has completed rec: nothing may touch it
+	closeCode   int
+	closeReason string
+	closedBy    string
+	tokensIn    int64 // summed over the session's response.done events
+	tokensOut   int64
+	haveTokens  bool
+
+	last    atomic.Int64 // offset from rec.Start of the last frame, either way
+	ended   chan struct{}
+	endOnce sync.Once
+	cutOnce sync.Once
+}
+
+// CloseWait bounds the wait for the close handshake once a session ends:
+// past it both connections are closed whatever was answered.
+var CloseWait = time.Second
+
+// NewTunnel prepares the session of rec between client (the relay's side of
+// the client's connection) and up (from DialWS).
+func NewTunnel(route *Route, rec *record.Record, client, up *websocket.Conn) *Tunnel {
+	return &Tunnel{route: route, rec: rec, client: client, up: up, firstClient: record.None, ended: make(chan struct{})}
+}
+
+// Run relays messages until the session ends and both connections are
+// closed, then completes rec: the close (code, reason, who closed) as
+// members of its response headers JSON, and its duration. The caller
+// finishes rec.
+func (t *Tunnel) Run() {
+	limit := t.route.MaxBodyBytes
+	for _, c := range [...]*websocket.Conn{t.client, t.up} {
+		c.SetReadLimit(limit)
+		c.SetCloseHandler(func(int, string) error { return nil }) // answered by the other side, passed back
+	}
+	t.client.SetPingHandler(t.control(record.DirClient, record.MsgPing, t.up, websocket.PingMessage))
+	t.client.SetPongHandler(t.control(record.DirClient, record.MsgPong, t.up, websocket.PongMessage))
+	t.up.SetPingHandler(t.control(record.DirUpstream, record.MsgPing, t.client, websocket.PingMessage))
+	t.up.SetPongHandler(t.control(record.DirUpstream, record.MsgPong, t.client, websocket.PongMessage))
+	t.touch()
+	idle := t.watchIdle()
+
+	done := make(chan struct{}, 2)
+	go func() { t.pump(t.up, t.client, record.DirUpstream); done <- struct{}{} }()
+	go func() { t.pump(t.client, t.up, record.DirClient); done <- struct{}{} }()
+	<-done
+	// One side has ended: the other pump ends when the close handshake
+	// completes, or when CloseWait cuts both connections.
+	wait := time.NewTimer(CloseWait)
+	select {
+	case <-done:
+	case <-wait.C:
+		t.cut()
+		<-done
+	}
+	wait.Stop()
+	if idle != nil {
+		idle.Stop()
+	}
+	t.cut()
+
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.finished = true
+	t.rec.Duration = time.Since(t.rec.Start)
+	if t.haveTokens {
+		t.rec.TokensIn, t.rec.TokensOut = t.tokensIn, t.tokensOut
+	}
+	t.rec.ResponseHeaders = t.appendClose(t.rec.ResponseHeaders)
+}
+
+// Close ends the session from the relay: both sides get 1001 with reason,
+// and the record errType. It returns at once; Run returns once the close
+// handshake is over.
+func (t *Tunnel) Close(reason, errType string) {
+	t.end("relay", websocket.CloseGoingAway, reason, errType, true, true)
+}
+
+// Done is closed once the session has begun to end.
+func (t *Tunnel) Done() <-chan struct{} { return t.ended }
+
+// pump relays src's messages to dst until src ends or dst cannot take them.
+func (t *Tunnel) pump(src, dst *websocket.Conn, dir byte) {
+	var buf []byte
+	for {
+		typ, r, err := src.NextReader()
+		if err == nil {
+			buf, err = readMessage(r, buf[:0])
+		}
+		if err != nil {
+			t.readEnded(src, dst, dir, err)
+			return
+		}
+		t.note(dir, msgType(typ), buf)
+		_ = dst.SetWriteDeadline(t.writeDeadline())
+		if err := dst.WriteMessage(typ, buf); err != nil {
+			t.gone(other(dir))
+			return
+		}
+		if cap(buf) > 64<<10 {
+			buf = nil // a large message's buffer is not kept for the small ones after it
+		}
+	}
+}
+
+// readMessage appends the rest of the message r to buf. The connection's
+// read limit bounds it.
+func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, max(4<<10, cap(buf)))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+// readEnded handles the end of reading src (direction dir).
+func (t *Tunnel) readEnded(src, dst *websocket.Conn, dir byte, err error) {
+	var ce *websocket.CloseError
+	switch {
+	case errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure:
+		// A close frame: passed on with its code and reason. The first one
+		// ends the session; the other side's answer completes the
+		// handshake.
+		// Recorded before it is passed on: the answer may come back at once.
+		t.noteClose(dir, ce.Code, ce.Text)
+		t.end(sideName(dir), ce.Code, ce.Text, "", false, false)
+		_ = dst.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(ce.Code, ce.Text), time.Now().Add(time.Second))
+	case errors.Is(err, websocket.ErrReadLimit):
+		// The library has sent 1009 to src.
+		errType := record.ErrBodyTooLarge
+		reason := "client message exceeds " + strconv.FormatInt(t.route.MaxBodyBytes, 10) + " bytes"
+		if dir == record.DirUpstream {
+			reason = "upstream message exceeds " + strconv.FormatInt(t.route.MaxBodyBytes, 10) + " bytes"
+		}
+		t.end("relay", websocket.CloseMessageTooBig, reason, errType, dir == record.DirUpstream, dir == record.DirClient)
+	default:
+		t.gone(dir)
+	}
+}
+
+// gone ends the session for a side that vanished (direction dir is its
+// sending direction): the other side is told.
+func (t *Tunnel) gone(dir byte) {
+	if dir == record.DirClient {
+		t.end("client", websocket.CloseGoingAway, "client went away", record.ErrClientClosed, false, true)
+	} else {
+		t.end("upstream", websocket.CloseInternalServerErr, "upstream connection lost", record.ErrUpstreamReset, true, false)
+	}
+}
+
+// end records the first end of the session and sends the relay's own
+// close frames: to the client when toClient, to the upstream when toUp.
+func (t *Tunnel) end(by string, code int, reason, errType string, toClient, toUp bool) {
+	t.mu.Lock()
+	first := !t.ending && !t.finished
+	if first {
+		t.ending = true
+		t.closedBy, t.closeCode, t.closeReason = by, code, reason
+		if errType != "" && t.rec.ErrorType == "" {
+			t.rec.ErrorType = errType
+		}
+	}
+	t.mu.Unlock()
+	if !first {
+		return
+	}
+	msg := websocket.FormatCloseMessage(code, truncateReason(reason))
+	deadline := time.Now().Add(time.Second)
+	if toClient {
+		_ = t.client.WriteControl(websocket.CloseMessage, msg, deadline)
+	}
+	if toUp {
+		_ = t.up.WriteControl(websocket.CloseMessage, msg, deadline)
+	}
+	t.endOnce.Do(func() { close(t.ended) })
+	if toClient && toUp {
+		// Ended by the relay: neither pump has ended, each will when its
+		// side answers the close or CloseWait cuts it.
+		time.AfterFunc(CloseWait, t.cut)
+	}
+}
+
+// cut closes both connections. The client's is the server's hijacked
+// connection, whose Close does nothing until the hijack handler returns
+// (fasthttp closes it then): an expired deadline ends its pending reads
+// and writes now, and its socket is closed beneath when it can be reached.
+func (t *Tunnel) cut() {
+	t.cutOnce.Do(func() {
+		for _, c := range [...]net.Conn{t.client.NetConn(), t.up.NetConn()} {
+			_ = c.SetDeadline(time.Unix(1, 0))
+			if u, ok := c.(interface{ UnsafeConn() net.Conn }); ok {
+				c = u.UnsafeConn()
+			}
+			_ = c.Close()
+		}
+	})
+}
+
+// control returns the ping or pong handler of one side: the frame is
+// recorded and passed on to dst.
+func (t *Tunnel) control(dir, typ byte, dst *websocket.Conn, wsType int) func(string) error {
+	return func(data string) error {
+		t.note(dir, typ, []byte(data))
+		_ = dst.WriteControl(wsType, []byte(data), t.writeDeadline())
+		return nil
+	}
+}
+
+// note records one frame of direction dir.
+func (t *Tunnel) note(dir, typ byte, payload []byte) {
+	at := time.Since(t.rec.Start)
+	t.last.Store(int64(at))
+	data := typ == record.MsgText || typ == record.MsgBinary
+	var tk usage.Tokens
+	if dir == record.DirUpstream && typ == record.MsgText && bytes.Contains(payload, responseDone) {
+		tk.Scan(usage.Responses, payload)
+	}
+	t.mu.Lock()
+	t.rec.AddMessage(dir, typ, payload, at)
+	if in, out, ok := tk.Counts(); ok {
+		t.tokensIn, t.tokensOut, t.haveTokens = t.tokensIn+in, t.tokensOut+out, true
+	}
+	if data {
+		switch {
+		case dir == record.DirClient && t.firstClient == record.None:
+			t.firstClient = at
+		case dir == record.DirUpstream && t.firstClient != record.None && t.rec.TTFT == record.None:
+			t.rec.TTFT = at - t.firstClient
+		}
+	}
+	t.mu.Unlock()
+}
+
+// noteClose records a close frame: its chunk holds the code as text, its
+// bytes count the frame's payload (two bytes of code and the reason).
+func (t *Tunnel) noteClose(dir byte, code int, reason string) {
+	payload := appendCloseText(nil, code, reason)
+	t.note(dir, record.MsgClose, payload)
+	wire := len(websocket.FormatCloseMessage(code, reason))
+	t.mu.Lock()
+	if dir == record.DirClient {
+		t.rec.BytesIn += int64(wire - len(payload))
+	} else {
+		t.rec.BytesOut += int64(wire - len(payload))
+	}
+	t.mu.Unlock()
+}
+
+// responseDone marks the OpenAI Realtime event that ends a response and
+// carries its usage ("input_tokens", "output_tokens", as the Responses
+// API): a session's tokens are their sum over its responses.
+var responseDone = []byte(`"response.done"`)
+
+func (t *Tunnel) touch() { t.last.Store(int64(time.Since(t.rec.Start))) }
+
+func (t *Tunnel) writeDeadline() time.Time { return time.Now().Add(t.route.IdleTimeout) }
+
+// watchIdle ends the session when no frame went either way for the
+// route's idle timeout.
+func (t *Tunnel) watchIdle() *time.Timer {
+	idle := t.route.IdleTimeout
+	if idle <= 0 {
+		return nil
+	}
+	var tm *time.Timer
+	var mu sync.Mutex
+	check := func() {
+		silent := time.Since(t.rec.Start) - time.Duration(t.last.Load())
+		if silent >= idle {
+			t.end("relay", websocket.CloseGoingAway, "idle timeout", record.ErrUpstreamTimeout, true, true)
+			return
+		}
+		mu.Lock()
+		tm.Reset(idle - silent)
+		mu.Unlock()
+	}
+	mu.Lock()
+	tm = time.AfterFunc(idle, check)
+	mu.Unlock()
+	return tm
+}
+
+// appendClose adds the session's end to the response headers JSON object
+// h: ":ws-close-code", ":ws-close-reason" and ":ws-closed-by" (client,
+// upstream or relay). The ':' keeps the names apart from header names.
+func (t *Tunnel) appendClose(h []byte) []byte {
+	if len(h) == 0 || h[len(h)-1] != '}' {
+		h = append(h[:0], '{', '}')
+	}
+	h = h[:len(h)-1]
+	code := t.closeCode
+	by := t.closedBy
+	if by == "" {
+		by, code = "relay", websocket.CloseAbnormalClosure
+	}
+	h = appendHeaderJSON(h, []byte(":ws-close-code"), strconv.AppendInt(nil, int64(code), 10))
+	h = appendHeaderJSON(h, []byte(":ws-close-reason"), []byte(t.closeReason))
+	h = appendHeaderJSON(h, []byte(":ws-closed-by"), []byte(by))
+	return append(h, '}')
+}
+
+// appendCloseText is a close frame's recorded payload: the code in
+// decimal, a space and the reason.
+func appendCloseText(b []byte, code int, reason string) []byte {
+	b = strconv.AppendInt(b, int64(code), 10)
+	b = append(b, ' ')
+	return append(b, reason...)
+}
+
+// truncateReason keeps a close reason within a control frame's 123 bytes.
+func truncateReason(s string) string {
+	if len(s) > 123 {
+		return s[:123]
+	}
+	return s
+}
+
+func msgType(t int) byte {
+	if t == websocket.BinaryMessage {
+		return record.MsgBinary
+	}
+	return record.MsgText
+}
+
+func other(dir byte) byte {
+	if dir == record.DirClient {
+		return record.DirUpstream
+	}
+	return record.DirClient
+}
+
+func sideName(dir byte) string {
+	if dir == record.DirClient {
+		return "client"
+	}
+	return "upstream"
+}

@@ -1,0 +1,223 @@
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fasthttp/websocket"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
+)
+
+// httpScheme maps a ws route's ws:// and wss:// upstream schemes to the
+// http(s) schemes its handshake is sent with; others are returned as they
+// are.
+func httpScheme(s string) string {
+	switch strings.ToLower(s) {
+	case "ws":
+		return "http"
+	case "wss":
+		return "https"
+	}
+	return s
+}
+
+// WSDial is the upstream end of a WebSocket session after its handshake:
+// Conn on success; otherwise ErrType and Status say why, and, when the
+// upstream answered the upgrade with something other than 101, Body and
+// ContentType hold its answer (at most 1 KiB) to relay to the client.
+type WSDial struct {
+	Conn *websocket.Conn
+	// Header holds the upstream's end-to-end response headers to copy to
+	// the client's 101 (its subprotocol among them), or to its refusal.
+	Header http.Header
+
+	ErrType     string
+	Status      int
+	Body        []byte
+	ContentType string
+	Err         error
+}
+
+// wsSkipRequest are request headers of the client's handshake that belong
+// to its own connection with the relay: the Dialer writes its own.
+var wsSkipRequest = map[string]bool{
+	"sec-websocket-key":        true,
+	"sec-websocket-version":    true,
+	"sec-websocket-extensions": true, // no compression: messages are relayed as they are read
+	"sec-websocket-accept":     true,
+}
+
+// wsSkipResponse are upstream handshake response headers not copied to the
+// client's 101: the relay's own handshake with the client sets them.
+var wsSkipResponse = map[string]bool{
+	"sec-websocket-accept":     true,
+	"sec-websocket-extensions": true,
+	"date":                     true,
+}
+
+// DialWS opens the upstream side of a WebSocket session for the client's
+// handshake in: the route's URL (http and https become ws and wss) with the
+// request's path and query, the client's end-to-end headers, the provider
+// key in AuthHeader or, with AuthQuery, in that query parameter (a value
+// the client sent for it is dropped). rec gets the handshake's request
+// headers (redacted), the upstream's response headers and TTFB.
+func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
+	var hdr fasthttp.RequestHeader
+	rec.RequestHeaders = r.copyRequestHeaders(&hdr, in.Header, rec.RequestHeaders[:0])
+	if !r.Configured() {
+		return WSDial{ErrType: record.ErrUpstreamConfig, Status: fasthttp.StatusBadGateway, Err: ErrNoProviderKey}
+	}
+	h := make(http.Header, hdr.Len())
+	var lb [64]byte
+	for k, v := range hdr.All() {
+		lk := lowerKey(&lb, k)
+		if wsSkipRequest[string(lk)] || string(lk) == "host" {
+			continue
+		}
+		if r.AuthQuery != "" && string(lk) == strings.ToLower(r.AuthHeader) {
+			continue // the key goes in the query instead
+		}
+		ck := textproto.CanonicalMIMEHeaderKey(string(k))
+		h[ck] = append(h[ck], string(v))
+	}
+
+	var dialErr error
+	nd := &net.Dialer{Timeout: r.ConnectTimeout}
+	d := websocket.Dialer{
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := nd.DialContext(ctx, network, addr)
+			dialErr = err
+			return c, err
+		},
+		HandshakeTimeout: r.FirstByteTimeout,
+		TLSClientConfig:  &tls.Config{InsecureSkipVerify: r.TLSSkipVerify}, //nolint:gosec // the route's tls_skip_verify
+		ReadBufferSize:   4 << 10,
+		WriteBufferSize:  4 << 10,
+	}
+	conn, resp, err := d.DialContext(context.Background(), r.wsURL(in), h)
+	if err != nil {
+		rec.TTFB = record.None
+		out := WSDial{Err: err, ErrType: record.ErrUpstreamReset, Status: fasthttp.StatusBadGateway}
+		var ne net.Error
+		switch {
+		case resp != nil:
+			// Answered, but not with an upgrade: relayed as an HTTP answer.
+			rec.TTFB = time.Since(rec.Start)
+			out.ErrType, out.Status = record.ErrUpstreamStatus, resp.StatusCode
+			if resp.StatusCode < 400 {
+				out.Status = fasthttp.StatusBadGateway
+			}
+			out.Header = endToEnd(resp.Header)
+			out.ContentType = resp.Header.Get("Content-Type")
+			out.Body, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
+		case dialErr != nil:
+			out.ErrType = record.ErrUpstreamConnect
+		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
+			out.ErrType, out.Status = record.ErrUpstreamTimeout, fasthttp.StatusGatewayTimeout
+		}
+		return out
+	}
+	rec.TTFB = time.Since(rec.Start)
+	rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
+	return WSDial{Conn: conn, Header: endToEnd(resp.Header), Status: fasthttp.StatusSwitchingProtocols}
+}
+
+// wsURL is the upstream URL of the client's handshake.
+func (r *Route) wsURL(in *Request) string {
+	b := make([]byte, 0, 64+len(r.host)+len(r.basePath)+len(in.Path)+len(in.Query))
+	if string(r.scheme) == "https" {
+		b = append(b, "wss://"...)
+	} else {
+		b = append(b, "ws://"...)
+	}
+	b = append(b, r.host...)
+	b = append(b, r.basePath...)
+	b = appendEscapedPath(b, in.Path)
+	q := in.Query
+	sep := byte('?')
+	for len(q) > 0 {
+		var pair []byte
+		if i := indexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			pair, q = q, nil
+		}
+		if len(pair) == 0 || r.AuthQuery != "" && queryKeyIs(pair, r.AuthQuery) {
+			continue
+		}
+		b = append(b, sep)
+		b = append(b, pair...)
+		sep = '&'
+	}
+	if r.AuthQuery != "" {
+		b = append(b, sep)
+		b = append(b, url.QueryEscape(r.AuthQuery)...)
+		b = append(b, '=')
+		b = append(b, url.QueryEscape(r.ProviderKey)...)
+	}
+	return string(b)
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// queryKeyIs reports whether the query pair key[=value] has the key name,
+// once unescaped.
+func queryKeyIs(pair []byte, name string) bool {
+	k := pair
+	if i := indexByte(pair, '='); i >= 0 {
+		k = pair[:i]
+	}
+	uk, err := url.QueryUnescape(string(k))
+	return err == nil && uk == name || string(k) == name
+}
+
+// endToEnd returns the headers of an upstream handshake answer that may be
+// copied to the client's answer.
+func endToEnd(h http.Header) http.Header {
+	out := make(http.Header, len(h))
+	conn := []byte(h.Get("Connection"))
+	for k, vs := range h {
+		lk := strings.ToLower(k)
+		if hopByHop[lk] || wsSkipResponse[lk] || !validName([]byte(k)) || listedInConnection(conn, []byte(k)) {
+			continue
+		}
+		out[k] = vs
+	}
+	return out
+}
+
+// appendHTTPHeaderJSON appends h, redacted, as a JSON object (names lower
+// case, in order, repeated names once per value).
+func appendHTTPHeaderJSON(capture []byte, h http.Header) []byte {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	capture = append(capture, '{')
+	for _, k := range keys {
+		lk := []byte(strings.ToLower(k))
+		for _, v := range h[k] {
+			capture = appendHeaderJSON(capture, lk, []byte(v))
+		}
+	}
+	return append(capture, '}')
+}

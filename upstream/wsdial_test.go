@@ -1,0 +1,34 @@
+package upstream
+
+import (
+	"testing"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// TestWSURL: ws routes map http(s) and ws(s) upstreams to ws(s) URLs, keep
+// the client's query as it came and, with AuthQuery, replace any value the
+// client sent for the key's parameter by the provider key.
+func TestWSURL(t *testing.T) {
+	for _, tc := range []struct {
+		upstream, query, authQuery, want string
+	}{
+		{"https://api.example.com/", "model=gpt-realtime", "", "wss://api.example.com/v1/realtime?model=gpt-realtime"},
+		{"ws://127.0.0.1:9/base", "", "", "ws://127.0.0.1:9/base/v1/realtime"},
+		{"wss://api.example.com", "a=1&api_key=client-guess&b=2", "api_key", "wss://api.example.com/v1/realtime?a=1&b=2&api_key=prov%2Fkey"},
+		{"http://h", "api%5Fkey=x&&c", "api_key", "ws://h/v1/realtime?c&api_key=prov%2Fkey"},
+	} {
+		r, err := NewRoute(Options{Name: "rt", Path: "/v1/realtime", Upstream: tc.upstream, Kind: record.KindWS,
+			ProviderKey: "prov/key", AuthQuery: tc.authQuery}, NewClients())
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := r.wsURL(&Request{Path: []byte("/v1/realtime"), Query: []byte(tc.query)})
+		if got != tc.want {
+			t.Errorf("%s ? %s: got %s, want %s", tc.upstream, tc.query, got, tc.want)
+		}
+	}
+	if _, err := NewRoute(Options{Name: "rt", Path: "/x", Upstream: "ws://h"}, NewClients()); err == nil {
+		t.Error("an sse route took a ws:// upstream")
+	}
+}
