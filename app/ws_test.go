@@ -284,7 +284,13 @@ func TestWSSession(t *testing.T) {
 		t.Fatalf("close answer %v, want the upstream's echo of 4001", ce)
 	}
 	row := r.rows.wait(t, id)
+	// The upstream server records the close after it echoed it: give the
+	// recording a moment on a busy machine.
 	hdrs, _, closes := up.seen()
+	for deadline := time.Now().Add(5 * time.Second); len(closes) == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		hdrs, _, closes = up.seen()
+	}
 	if len(closes) != 1 || closes[0].Code != 4001 || closes[0].Text != "client done" {
 		t.Fatalf("upstream saw closes %v", closes)
 	}

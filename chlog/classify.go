@@ -46,6 +46,8 @@ func (c failClass) String() string {
 //	32 ATTEMPT_TO_READ_AFTER_EOF (seen: column count larger than the data)
 //	33 CANNOT_READ_ALL_DATA (seen: random bytes, a block cut short, a wrong row count)
 //	50 UNKNOWN_TYPE (seen, HTTP 404: a column type name that does not exist)
+//	62 SYNTAX_ERROR (seen: a wrong row count makes the server read row bytes
+//	    as the next column's type name; the INSERT text itself is the relay's own)
 //	3 UNEXPECTED_END_OF_FILE, 6 CANNOT_PARSE_TEXT, 9 SIZES_OF_COLUMNS_DOESNT_MATCH,
 //	13 SIZES_OF_COLUMNS_IN_TUPLE_DOESNT_MATCH, 15 DUPLICATE_COLUMN, 19 SIZE_OF_FIXED_STRING_DOESNT_MATCH,
 //	20 NUMBER_OF_COLUMNS_DOESNT_MATCH, 27 CANNOT_PARSE_INPUT_ASSERTION_FAILED,
@@ -91,7 +93,7 @@ func (c failClass) String() string {
 // 502) are transient. An unknown code is "schema", never "reject": a block
 // is set aside only when the server said its bytes are broken.
 var (
-	rejectCodes = codeSet(3, 6, 9, 13, 15, 19, 20, 27, 30, 31, 32, 33, 38, 39, 40, 41, 50, 72, 73, 89,
+	rejectCodes = codeSet(3, 6, 9, 13, 15, 19, 20, 27, 30, 31, 32, 33, 38, 39, 40, 41, 50, 62, 72, 73, 89,
 		117, 128, 131, 190, 246, 261, 271, 321, 349, 377)
 	schemaCodes    = codeSet(8, 10, 16, 43, 44, 47, 53, 70, 122, 368, 386)
 	transientCodes = codeSet(60, 81, 159, 160, 164, 173, 192, 193, 194, 195, 201, 202, 203, 209, 210, 216, 218,

