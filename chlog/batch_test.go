@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -157,9 +158,11 @@ func TestSpoolCap(t *testing.T) {
 	if st.SpoolBytes > 15<<10 || st.SpoolFiles != int64(len(names)) {
 		t.Fatalf("spool gauges %+v", st)
 	}
-	// The newest blocks survive: the first kept file is newer than all dropped.
-	if f := parseMust(t, names[0]); f.seq <= w.cur.seq-uint64(len(names))-1 {
-		t.Fatalf("oldest kept file %s is not among the newest", names[0])
+	// The newest rows survive: the kept files hold the last rows written
+	// (ids begin with the record's index in hex), the oldest went.
+	first, last := parseMust(t, names[0]).first, parseMust(t, names[len(names)-1]).last
+	if want := fmt.Sprintf("%08x", 20-kept); first[:8] != want || last[:8] != fmt.Sprintf("%08x", 19) {
+		t.Fatalf("kept files %v hold rows %s..%s; want the newest %d rows (from %s)", names, first[:8], last[:8], kept, want)
 	}
 }
 
