@@ -220,9 +220,18 @@ func (r *relay) stop(t *testing.T) {
 // post sends a request to the relay with the relay key and returns the response.
 func (r *relay) post(t *testing.T, path, body string, hdr map[string]string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, r.base+path, strings.NewReader(body))
+	resp, err := r.tryPost(path, body, hdr)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return resp
+}
+
+// tryPost is post that returns the client's error.
+func (r *relay) tryPost(path, body string, hdr map[string]string) (*http.Response, error) {
+	req, err := http.NewRequest(http.MethodPost, r.base+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+relayKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -233,11 +242,7 @@ func (r *relay) post(t *testing.T, path, body string, hdr map[string]string) *ht
 		}
 		req.Header.Set(k, v)
 	}
-	resp, err := testClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
+	return testClient.Do(req)
 }
 
 var testClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}

@@ -227,7 +227,16 @@ func TestRejections(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			resp := r.post(t, tt.path, tt.body, tt.hdr)
+			resp, err := r.tryPost(tt.path, tt.body, tt.hdr)
+			// A body over the server's limit is answered (413) and the
+			// connection closed before the body was read: a client still
+			// writing may see a reset instead of the answer. Another try.
+			for try := 1; err != nil && tt.status == 413 && strings.Contains(err.Error(), "reset") && try < 5; try++ {
+				resp, err = r.tryPost(tt.path, tt.body, tt.hdr)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
 			body := readAll(t, resp)
 			if resp.StatusCode != tt.status {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.status, body)
