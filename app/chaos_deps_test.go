@@ -443,8 +443,16 @@ log:
 	if err := os.WriteFile(path, []byte(cfg+storage), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return runRelayProc(t, bin, path, port)
+}
+
+// runRelayProc starts the relay binary bin with the config at path
+// (listening on port), with the test provider key and extra environment,
+// and waits until it answers /healthz; it is killed at the test's end.
+func runRelayProc(t *testing.T, bin, path string, port int, env ...string) *relayProc {
+	t.Helper()
 	cmd := exec.Command(bin, "-config", path, "-env-file", "/nonexistent")
-	cmd.Env = append(os.Environ(), "TEST_PROVIDER_KEY="+providerKey)
+	cmd.Env = append(append(os.Environ(), "TEST_PROVIDER_KEY="+providerKey), env...)
 	p := &relayProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &lockedBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {

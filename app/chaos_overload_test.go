@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -255,33 +254,8 @@ metrics:
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "-config", path, "-env-file", "/nonexistent")
-	cmd.Env = append(os.Environ(), "TEST_PROVIDER_KEY="+providerKey, "GOMEMLIMIT="+os.Getenv("OVERLOAD_GOMEMLIMIT"))
-	p := &overloadProc{relayProc: &relayProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &lockedBuffer{}},
-		spool: filepath.Join(dir, "spool"), metrics: "http://" + metricsAddr}
-	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-		}
-	})
-	hc := http.Client{Timeout: time.Second}
-	for i := 0; ; i++ {
-		resp, err := hc.Get(p.base + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			break
-		}
-		if i > 200 {
-			t.Fatalf("relay did not come up: %v\n%s", err, p.stderr.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return p
+	rp := runRelayProc(t, bin, path, port, "GOMEMLIMIT="+os.Getenv("OVERLOAD_GOMEMLIMIT"))
+	return &overloadProc{relayProc: rp, spool: filepath.Join(dir, "spool"), metrics: "http://" + metricsAddr}
 }
 
 // rssMiB is the relay process's resident memory.
