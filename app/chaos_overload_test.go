@@ -426,32 +426,8 @@ func TestChaosOverloadFastLargeStreams(t *testing.T) {
 	close(jobs)
 	wg.Wait()
 	c.CloseIdleConnections()
-	idleAfter, heapAfter := p.settleRSS(idle+32, 20*time.Second)
-	close(stop)
-	rows := p.stopAndCount(t)
-	tl := tally(results)
-	missing, degraded := checkRows(tl.answered, rows)
-	bound := overloadBound(idle, budget, workers)
-	t.Logf("relay runtime after the load: %v", p.memStats)
-	t.Logf("fast large streams: answered %d, refused %d, rows %d (meta only by budget %d); RSS idle %d MiB, peak %d MiB (bound %d; peak heap in use %d MiB), after %d MiB (heap in use %d MiB)",
-		len(tl.answered), tl.refused, len(rows), degraded, idle, peak.Load(), bound, peakHeap.Load(), idleAfter, heapAfter)
-	unexpected := missing + tl.failed
-	if len(tl.bad) > 0 {
-		t.Errorf("bad answers: %v", tl.bad[:min(len(tl.bad), 5)])
-	}
-	if missing != 0 {
-		t.Errorf("%d answered requests have no row", missing)
-	}
-	if peak.Load() > bound {
-		t.Errorf("peak RSS %d MiB over the bound %d MiB (idle %d + 3x budget + %d streams x %d KiB + 32)", peak.Load(), bound, idle, workers, perStreamKiB)
-		unexpected++
-	}
-	if idleAfter > idle+32 {
-		t.Errorf("RSS %d MiB after the load, idle was %d MiB", idleAfter, idle)
-		unexpected++
-	}
-	chaosResult{scenario: fmt.Sprintf("overload/fast-large-streams-%d(peak %dMiB)", large, peak.Load()), sent: int64(large + small),
-		answered: int64(len(tl.answered)), expected: tl.refused, unexpect: unexpected, stored: int64(len(rows)), spooled: int64(len(rows))}.emit(t)
+	p.verdict(t, fmt.Sprintf("overload/fast-large-streams-%d", large), "fast large streams", results, stop,
+		idle, budget, workers, peak, peakHeap, int64(large+small))
 }
 
 // TestChaosOverloadSlowReaders: 1,000 clients (100 by default) read large
@@ -493,15 +469,25 @@ func TestChaosOverloadSlowReaders(t *testing.T) {
 	}
 	wg.Wait()
 	c.CloseIdleConnections()
+	p.verdict(t, "overload/slow-readers-"+strconv.Itoa(readers), "slow readers", results, stop,
+		idle, budget, readers, peak, peakHeap, int64(readers))
+}
+
+// verdict waits for RSS to settle after an overload run, stops the relay,
+// checks that every answered request has its row and that RSS stayed
+// within overloadBound and came back near idle, and emits the chaos row.
+func (p *overloadProc) verdict(t *testing.T, scenario, what string, results []overloadResult, stop chan struct{},
+	idle, budget int64, streams int, peak, peakHeap *atomic.Int64, sent int64) {
+	t.Helper()
 	idleAfter, heapAfter := p.settleRSS(idle+32, 20*time.Second)
 	close(stop)
 	rows := p.stopAndCount(t)
 	tl := tally(results)
 	missing, degraded := checkRows(tl.answered, rows)
-	bound := overloadBound(idle, budget, readers)
+	bound := overloadBound(idle, budget, streams)
 	t.Logf("relay runtime after the load: %v", p.memStats)
-	t.Logf("slow readers: answered %d, refused %d, rows %d (meta only by budget %d); RSS idle %d MiB, peak %d MiB (bound %d; peak heap in use %d MiB), after %d MiB (heap in use %d MiB)",
-		len(tl.answered), tl.refused, len(rows), degraded, idle, peak.Load(), bound, peakHeap.Load(), idleAfter, heapAfter)
+	t.Logf("%s: answered %d, refused %d, rows %d (meta only by budget %d); RSS idle %d MiB, peak %d MiB (bound %d; peak heap in use %d MiB), after %d MiB (heap in use %d MiB)",
+		what, len(tl.answered), tl.refused, len(rows), degraded, idle, peak.Load(), bound, peakHeap.Load(), idleAfter, heapAfter)
 	unexpected := missing + tl.failed
 	if len(tl.bad) > 0 {
 		t.Errorf("bad answers: %v", tl.bad[:min(len(tl.bad), 5)])
@@ -510,13 +496,13 @@ func TestChaosOverloadSlowReaders(t *testing.T) {
 		t.Errorf("%d answered requests have no row", missing)
 	}
 	if peak.Load() > bound {
-		t.Errorf("peak RSS %d MiB over the bound %d MiB (idle %d + 3x budget + %d streams x %d KiB + 32)", peak.Load(), bound, idle, readers, perStreamKiB)
+		t.Errorf("peak RSS %d MiB over the bound %d MiB (idle %d + 3x budget + %d streams x %d KiB + 32)", peak.Load(), bound, idle, streams, perStreamKiB)
 		unexpected++
 	}
 	if idleAfter > idle+32 {
 		t.Errorf("RSS %d MiB after the load, idle was %d MiB", idleAfter, idle)
 		unexpected++
 	}
-	chaosResult{scenario: "overload/slow-readers-" + strconv.Itoa(readers) + fmt.Sprintf("(peak %dMiB)", peak.Load()), sent: int64(readers),
+	chaosResult{scenario: fmt.Sprintf("%s(peak %dMiB)", scenario, peak.Load()), sent: sent,
 		answered: int64(len(tl.answered)), expected: tl.refused, unexpect: unexpected, stored: int64(len(rows)), spooled: int64(len(rows))}.emit(t)
 }

@@ -3,10 +3,8 @@ package chlog
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"net/http"
 	"net/url"
@@ -221,22 +219,10 @@ func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string) (
 // the id's bytes at all. It returns the row and its file, the number of
 // files looked at, and the files that could not be read or decoded.
 func findInSpoolDir(dir string, id []byte) (row *Row, path string, files int, fails []string) {
-	ents, err := os.ReadDir(dir)
+	names, err := newestFirst(dir, spoolExt)
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			fails = append(fails, err.Error())
-		}
-		return nil, "", 0, fails
+		return nil, "", 0, append(fails, err.Error())
 	}
-	var names []string
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), spoolExt) {
-			names = append(names, e.Name())
-		}
-	}
-	// Names start with the block's sequence number: descending is newest first.
-	slices.Sort(names)
-	slices.Reverse(names)
 	for _, name := range names {
 		files++
 		p := filepath.Join(dir, name)
@@ -274,6 +260,28 @@ func findInSpoolDir(dir string, id []byte) (row *Row, path string, files int, fa
 	return nil, "", files, fails
 }
 
+// newestFirst lists the files of dir ending in ext, newest first (spool
+// and WAL names start with the block's sequence number). A missing dir is
+// no error: nothing was written there yet.
+func newestFirst(dir, ext string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if !e.IsDir() && strings.HasSuffix(e.Name(), ext) {
+			names = append(names, e.Name())
+		}
+	}
+	slices.Sort(names)
+	slices.Reverse(names)
+	return names, nil
+}
+
 // errStop ends decodeBlocks early once the row is found.
 var errStop = errors.New("stop")
 
@@ -281,21 +289,10 @@ var errStop = errors.New("stop")
 // record's header (see wal.go) picks the one record to decode. A torn or
 // still growing last record ends a segment's scan.
 func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []string) {
-	ents, err := os.ReadDir(dir)
+	names, err := newestFirst(dir, walExt)
 	if err != nil {
-		if !errors.Is(err, os.ErrNotExist) {
-			fails = append(fails, err.Error())
-		}
-		return nil, "", 0, fails
+		return nil, "", 0, append(fails, err.Error())
 	}
-	var names []string
-	for _, e := range ents {
-		if !e.IsDir() && strings.HasSuffix(e.Name(), walExt) {
-			names = append(names, e.Name())
-		}
-	}
-	slices.Sort(names)
-	slices.Reverse(names)
 	for _, name := range names {
 		segs++
 		p := filepath.Join(dir, name)
@@ -307,27 +304,21 @@ func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []
 			fails = append(fails, err.Error())
 			continue
 		}
-		for q := data; len(q) >= walHeader; {
-			n := int(binary.LittleEndian.Uint32(q))
-			if n > len(q)-walHeader {
-				break
+		var hit *Row
+		walRecords(data, func(rid, payload []byte) bool {
+			if !bytes.Equal(rid, id) {
+				return true
 			}
-			payload := q[walHeader : walHeader+n]
-			if bytes.Equal(q[8:walHeader], id) {
-				if crc32.ChecksumIEEE(payload) != binary.LittleEndian.Uint32(q[4:]) {
-					fails = append(fails, p+": record of this request_id has a bad CRC")
-					break
-				}
-				rows, err := DecodeRows(payload)
-				if err != nil {
-					fails = append(fails, fmt.Sprintf("%s: %v", p, err))
-					break
-				}
-				if len(rows) == 1 {
-					return &rows[0], p, segs, fails
-				}
+			rows, err := DecodeRows(payload)
+			if err != nil {
+				fails = append(fails, fmt.Sprintf("%s: %v", p, err))
+			} else if len(rows) == 1 {
+				hit = &rows[0]
 			}
-			q = q[walHeader+n:]
+			return false
+		})
+		if hit != nil {
+			return hit, p, segs, fails
 		}
 	}
 	return nil, "", segs, fails

@@ -165,19 +165,17 @@ func (l *wal) recover(seq uint64) error {
 	var native []byte
 	var first, last []byte
 	rows := 0
-	for p := data; len(p) >= walHeader; {
-		n := int(binary.LittleEndian.Uint32(p))
-		if n > len(p)-walHeader || crc32.ChecksumIEEE(p[walHeader:walHeader+n]) != binary.LittleEndian.Uint32(p[4:]) {
-			l.w.log.Warn("chlog: wal: torn record at the end of a segment cut", "seq", seq)
-			break
-		}
+	torn := walRecords(data, func(id, payload []byte) bool {
 		if first == nil {
-			first = p[8:walHeader]
+			first = id
 		}
-		last = p[8:walHeader]
-		native = append(native, p[walHeader:walHeader+n]...)
+		last = id
+		native = append(native, payload...)
 		rows++
-		p = p[walHeader+n:]
+		return true
+	})
+	if torn {
+		l.w.log.Warn("chlog: wal: torn record at the end of a segment cut", "seq", seq)
 	}
 	if rows > 0 {
 		if err := l.w.spool.put(seq, rows, true, first, last, native); err != nil {
@@ -186,6 +184,24 @@ func (l *wal) recover(seq uint64) error {
 		l.w.log.Info("chlog: wal: recovered rows from before a crash into the spool", "seq", seq, "rows", rows)
 	}
 	return removeSynced(l.dir, path)
+}
+
+// walRecords calls fn with the request id and payload of each whole record
+// of a segment, in order, until fn returns false. It reports whether it met
+// a torn record (a length past the end or a bad CRC: a write a crash cut),
+// which ends the segment.
+func walRecords(data []byte, fn func(id, payload []byte) bool) (torn bool) {
+	for p := data; len(p) >= walHeader; {
+		n := int(binary.LittleEndian.Uint32(p))
+		if n > len(p)-walHeader || crc32.ChecksumIEEE(p[walHeader:walHeader+n]) != binary.LittleEndian.Uint32(p[4:]) {
+			return true
+		}
+		if !fn(p[8:walHeader], p[walHeader:walHeader+n]) {
+			return false
+		}
+		p = p[walHeader+n:]
+	}
+	return false
 }
 
 func (l *wal) start() { go l.run() }

@@ -104,28 +104,9 @@ type shown struct {
 	Rejected bool     `json:"rejected,omitempty"`
 	Warnings []string `json:"warnings,omitempty"`
 
-	RequestID  string    `json:"request_id"`
-	CreatedAt  time.Time `json:"created_at"`
-	Route      string    `json:"route"`
-	Tenant     string    `json:"tenant_id"`
-	KeyID      string    `json:"key_id"`
-	Model      string    `json:"model"`
-	Method     string    `json:"method"`
-	Path       string    `json:"path"`
-	Upstream   string    `json:"upstream"`
-	Status     uint16    `json:"status"`
-	ErrorType  string    `json:"error_type"`
-	TTFBms     *uint32   `json:"ttfb_ms"`
-	TTFTms     *uint32   `json:"ttft_ms"`
-	DurationMS uint32    `json:"duration_ms"`
-	BytesIn    uint64    `json:"bytes_in"`
-	BytesOut   uint64    `json:"bytes_out"`
-	ChunkCount uint32    `json:"chunk_count"`
-	TokensIn   *uint64   `json:"tokens_in"`
-	TokensOut  *uint64   `json:"tokens_out"`
-	ClientIP   string    `json:"client_ip"`
-	UserAgent  string    `json:"user_agent"`
-	Instance   string    `json:"instance"`
+	// The stored row; the fields below with the same JSON names (headers,
+	// bodies, chunks) replace its byte slices in the output.
+	chlog.Row
 
 	RequestHeaders         json.RawMessage `json:"request_headers"`
 	ResponseHeaders        json.RawMessage `json:"response_headers"`
@@ -133,9 +114,6 @@ type shown struct {
 	RequestBodyEncoding    string          `json:"request_body_encoding,omitempty"`
 	ResponseChunks         []string        `json:"response_chunks"`
 	ResponseChunksEncoding string          `json:"response_chunks_encoding,omitempty"`
-	ChunkOffsetsMS         []uint32        `json:"chunk_offsets_ms"`
-	Truncated              bool            `json:"truncated"`
-	TruncatedReason        string          `json:"truncated_reason"`
 	ResponseKind           string          `json:"response_kind"` // sse | body | raw | none
 	ResponseContentType    string          `json:"response_content_type"`
 	ResponseCapturedBytes  int             `json:"response_captured_bytes"`
@@ -148,14 +126,7 @@ type shown struct {
 func newShown(f *chlog.Found) *shown {
 	r := &f.Row
 	v := &shown{
-		FoundIn: f.Where, Rejected: f.Rejected, Warnings: f.Warnings,
-		RequestID: r.RequestID, CreatedAt: r.CreatedAt, Route: r.Route, Tenant: r.Tenant, KeyID: r.KeyID,
-		Model: r.Model, Method: r.Method, Path: r.Path, Upstream: r.Upstream, Status: r.Status,
-		ErrorType: r.ErrorType, TTFBms: r.TTFBms, TTFTms: r.TTFTms, DurationMS: r.DurationMS,
-		BytesIn: r.BytesIn, BytesOut: r.BytesOut, ChunkCount: r.ChunkCount,
-		TokensIn: r.TokensIn, TokensOut: r.TokensOut, ClientIP: r.ClientIP, UserAgent: r.UserAgent,
-		Instance: r.Instance, ChunkOffsetsMS: r.ChunkOffsetsMS,
-		Truncated: r.Truncated, TruncatedReason: r.TruncatedReason,
+		FoundIn: f.Where, Rejected: f.Rejected, Warnings: f.Warnings, Row: *r,
 		RequestHeaders: jsonOrString(r.RequestHeaders), ResponseHeaders: jsonOrString(r.ResponseHeaders),
 		requestBodyBytes: r.RequestBody,
 	}
