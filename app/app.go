@@ -129,12 +129,19 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		maxBody = max(maxBody, r.MaxBodyBytes)
 	}
 	f := fiber.New(fiber.Config{
-		DisableStartupMessage:     true,
-		BodyLimit:                 int(maxBody),
-		ReadTimeout:               a.cfg.Server.ReadTimeout,
-		IdleTimeout:               a.cfg.Server.IdleTimeout,
-		ReadBufferSize:            8 << 10,
-		WriteBufferSize:           8 << 10,
+		DisableStartupMessage: true,
+		BodyLimit:             int(maxBody),
+		ReadTimeout:           a.cfg.Server.ReadTimeout,
+		IdleTimeout:           a.cfg.Server.IdleTimeout,
+		ReadBufferSize:        8 << 10,
+		// A stream's response is written mostly straight to the connection
+		// (upstream.Stream.WriteTo): the buffer carries heads and small
+		// answers, and is held for as long as a stream lasts.
+		WriteBufferSize: 4 << 10,
+		// The request's read buffer goes back to the pool once the request
+		// is read, the write buffer after each response: an open stream
+		// and an idle keep-alive connection hold neither.
+		ReduceMemoryUsage:         true,
 		DisableDefaultContentType: true,
 		ErrorHandler:              a.relay.ServerError,
 		Network:                   "tcp",

@@ -5,6 +5,9 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stream-relay/stream-relay/handlers"
@@ -27,6 +30,12 @@ func (l edgeListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	ec := &edgeConn{Conn: c, fresh: true, start: true}
+	if tc, ok := c.(*net.TCPConn); ok {
+		if raw, err := tc.SyscallConn(); err == nil {
+			ec.raw = raw
+			ec.rawFn = ec.rawPrefetch
+		}
+	}
 	if tc, ok := c.(*tls.Conn); ok {
 		// fasthttp finds TLS by the Handshake/ConnectionState methods
 		// (IsTLS, ALPN); keep them visible.
@@ -43,7 +52,28 @@ type edgeConn struct {
 	net.Conn
 	fresh bool // the next read begins a request
 	start bool // nothing was read yet on the connection
+
+	// The server (with ReduceMemoryUsage) waits for a request with a
+	// one-byte read, holding no buffer. The connection reads what arrived
+	// into a pooled buffer instead, checks it whole, and hands it out over
+	// the next reads; on a plain TCP socket the read happens in the
+	// poller's callback, so an idle connection holds no buffer either.
+	raw      syscall.RawConn
+	rawFn    func(fd uintptr) bool // rawPrefetch, bound once
+	pre      *prefetchBuf
+	preOff   int
+	preN     int
+	rawN     int
+	rawErrno error
 }
+
+// prefetchSize is the most a request's first read takes, as much as the
+// server's own read buffer would.
+const prefetchSize = 8 << 10
+
+type prefetchBuf struct{ b [prefetchSize]byte }
+
+var prefetchPool = sync.Pool{New: func() any { return new(prefetchBuf) }}
 
 // NetConn returns the wrapped connection: the watchdog peeks at the TCP
 // socket beneath.
@@ -53,6 +83,12 @@ func (c *edgeConn) NetConn() net.Conn { return c.Conn }
 // bytes checked; a refused request is answered here and the connection
 // reported as closed, which fasthttp takes without answering again.
 func (c *edgeConn) Read(p []byte) (int, error) {
+	if c.pre != nil {
+		return c.takePrefetched(p), nil
+	}
+	if c.fresh && len(p) < 64 {
+		return c.readPrefetch(p)
+	}
 	n, err := c.Conn.Read(p)
 	if !c.fresh || n <= 0 {
 		return n, err
@@ -64,6 +100,79 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 		return 0, io.EOF
 	}
 	return n, err
+}
+
+// readPrefetch reads what arrived of a request into a pooled buffer,
+// checks it and hands out the first of it.
+func (c *edgeConn) readPrefetch(p []byte) (int, error) {
+	var n int
+	var err error
+	if c.raw != nil {
+		c.rawN, c.rawErrno = 0, nil
+		if err = c.raw.Read(c.rawFn); err == nil {
+			n, err = c.rawN, c.rawErrno
+		}
+	} else {
+		c.pre = prefetchPool.Get().(*prefetchBuf)
+		n, err = c.Conn.Read(c.pre.b[:])
+	}
+	if n <= 0 {
+		c.releasePrefetch()
+		if err == nil {
+			err = io.EOF
+		}
+		return 0, err
+	}
+	c.preOff, c.preN = 0, n
+	start := c.start
+	c.fresh, c.start = false, false
+	if resp := handlers.CheckRequestStart(c.pre.b[:n], start); resp != nil {
+		c.releasePrefetch()
+		c.refuse(resp)
+		return 0, io.EOF
+	}
+	return c.takePrefetched(p), nil
+}
+
+// rawPrefetch runs in the poller with the socket's descriptor: it reads
+// into a pooled buffer, or gives the buffer back and waits when nothing
+// has arrived.
+func (c *edgeConn) rawPrefetch(fd uintptr) bool {
+	if c.pre == nil {
+		c.pre = prefetchPool.Get().(*prefetchBuf)
+	}
+	for {
+		n, err := syscall.Read(int(fd), c.pre.b[:])
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			c.releasePrefetch()
+			return false
+		}
+		c.rawN = max(n, 0)
+		if err != nil {
+			c.rawErrno = os.NewSyscallError("read", err)
+		}
+		return true
+	}
+}
+
+// takePrefetched copies prefetched bytes into p.
+func (c *edgeConn) takePrefetched(p []byte) int {
+	n := copy(p, c.pre.b[c.preOff:c.preN])
+	c.preOff += n
+	if c.preOff == c.preN {
+		c.releasePrefetch()
+	}
+	return n
+}
+
+func (c *edgeConn) releasePrefetch() {
+	if c.pre != nil {
+		prefetchPool.Put(c.pre)
+		c.pre = nil
+	}
 }
 
 // responseContinue is what fasthttp writes to a request with Expect:

@@ -12,12 +12,13 @@
 --        blocked-until key(s) with a PX expiry of the wait until the next
 --        token, which relay instances read through their client-side cache.
 --        Returns {allowed 0|1, req level, key level, tok level}, the levels
---        after refill and before taking, as strings.
+--        after refill and before taking, as integers in micro-tokens (an
+--        integer reply is read without allocating; strings are not).
 -- debit: KEYS  = tok, blk
 --        ARGV  = "debit", tpm, tokens
 --        Drains the token bucket (it may go negative: debt). When it is at or
 --        below zero the tenant's blocked-until key is extended to the time it
---        becomes positive. Returns the new level as a string.
+--        becomes positive. Returns the new level in micro-tokens.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 
@@ -34,6 +35,18 @@ local function level(key, rate, cap)
     x = cap
   end
   return x
+end
+
+-- micro converts a level to the integer micro-tokens of the reply, rounded
+-- to nearest and kept within what Redis converts to a 64-bit integer.
+local function micro(x)
+  local m = math.floor(x * 1000000 + 0.5)
+  if m > 9e18 then
+    return 9e18
+  elseif m < -9e18 then
+    return -9e18
+  end
+  return m
 end
 
 local function store(key, x, rate, cap)
@@ -58,7 +71,7 @@ if ARGV[1] == 'debit' then
   if x <= 0 then
     block(KEYS[2], math.floor(-x / rate) + 1)
   end
-  return tostring(x)
+  return micro(x)
 end
 
 local rpm, burst, tpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
@@ -108,4 +121,4 @@ else
     block(KEYS[5], keyWait)
   end
 end
-return {allowed, tostring(req), tostring(key), tostring(tok)}
+return {allowed, micro(req), micro(key), micro(tok)}

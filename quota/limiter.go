@@ -67,8 +67,9 @@ type Limiter struct {
 	epoch time.Time
 	table table
 
-	redis *redisStore // nil in embedded mode
-	up    atomic.Bool // Redis decides; false = OnRedisError decides
+	redis     *redisStore // nil in embedded mode
+	up        atomic.Bool // Redis decides; false = OnRedisError decides
+	deadlines deadlines   // bound Redis calls by Options.Timeout
 
 	life   sync.Mutex // guards closed and the probe's start
 	closed bool
@@ -92,6 +93,7 @@ func New(o Options) (*Limiter, error) {
 		done:  make(chan struct{}),
 	}
 	l.table.init()
+	l.deadlines.init(o.Timeout)
 	if o.RedisAddr == "" {
 		return l, nil
 	}
@@ -163,6 +165,7 @@ func (l *Limiter) Close() {
 	if l.redis != nil {
 		l.redis.close()
 	}
+	l.deadlines.stop()
 }
 
 func (l *Limiter) tenant(name string) *tenantState {

@@ -12,13 +12,11 @@ import (
 	"github.com/redis/rueidis"
 )
 
+// bucketLua is the one script that takes and debits buckets. It runs with
+// EVALSHA, and EVAL when the server does not know it (runScript).
+//
 //go:embed bucket.lua
 var bucketLua string
-
-// bucketScript is the one script that takes and debits buckets. rueidis runs
-// it with EVALSHA and falls back to EVAL when the server does not know it
-// (first use, restart, failover).
-var bucketScript = rueidis.NewLuaScript(bucketLua)
 
 // Fields of a tenant's override hash, relay:rl:{tenant}:cfg.
 var cfgFields = []string{"rpm", "burst", "tpm"}
@@ -103,29 +101,23 @@ func (s *redisStore) close() {
 }
 
 // takeRedis decides through Redis. In steady state an admitted request costs
-// one round trip (the script) and a refused one none: the blocked-until key
+// one round trip (the script) and a refused one none: the blocked-until keys
 // and the override hash come from the client-side cache, and Redis
-// invalidates both the moment they change.
+// invalidates them the moment they change. The reads and the script are
+// pinned commands built once per tenant, and the Redis call is bounded by a
+// shared deadline: an admitted decision allocates only the script's reply
+// and rueidis's cache key of the HMGET.
 func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) (Decision, error) {
 	c := l.redis.client()
 	if c == nil {
 		return Decision{}, errNoClient
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	ctx, cancel := l.deadlines.bound(ctx)
 	defer cancel()
 
 	ttl := l.o.CacheTTL
-	var multi [3]rueidis.CacheableTTL
-	multi[0] = rueidis.CT(c.B().Get().Key(ts.blkKey).Cache(), ttl)
-	multi[1] = rueidis.CT(c.B().Hmget().Key(ts.cfgKey).Field(cfgFields...).Cache(), ttl)
-	n := 2
-	if ks != nil {
-		multi[2] = rueidis.CT(c.B().Get().Key(ks.blkKey).Cache(), ttl)
-		n = 3
-	}
-	res := c.DoMultiCache(ctx, multi[:n]...)
-
-	lim, err := ts.overridden(res[1])
+	reads := ts.tenantCmds(c)
+	lim, err := ts.overridden(c.DoCache(ctx, reads.cfg, ttl))
 	if err != nil {
 		return Decision{}, err
 	}
@@ -133,14 +125,14 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 
 	// A blocked-until key exists exactly while its bucket cannot admit; its
 	// cache entry expires with it (rueidis caps the entry at the key's PTTL).
-	tenantWait, tenantHit, err := blockedFor(res[0])
+	tenantWait, tenantHit, err := blockedFor(c.DoCache(ctx, reads.blk, ttl))
 	if err != nil {
 		return Decision{}, err
 	}
 	var keyWait time.Duration
 	keyHit := true
 	if ks != nil {
-		if keyWait, keyHit, err = blockedFor(res[2]); err != nil {
+		if keyWait, keyHit, err = blockedFor(c.DoCache(ctx, ks.keyCmds(c).blk, ttl)); err != nil {
 			return Decision{}, err
 		}
 	}
@@ -157,21 +149,13 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 		ts.remember(lim, nil, nil, 0, false)
 		return Decision{Allowed: true, Source: SourceBypass}, nil
 	}
-	keys := ts.takeKeys
-	args := make([]string, 4, 6)
-	args[0] = "take"
-	args[1] = strconv.FormatInt(lim.rpm, 10)
-	args[2] = strconv.FormatInt(lim.burst, 10)
-	args[3] = strconv.FormatInt(lim.tpm, 10)
-	if kl != nil {
-		keys = ks.takeKeys
-		args = append(args, strconv.FormatInt(kl.rpm, 10), strconv.FormatInt(kl.burst, 10))
+	var t *takeCmd
+	if ks != nil {
+		t = take(c, &ks.take, ks.takeKeys, lim, kl)
+	} else {
+		t = take(c, &ts.take, ts.takeKeys, lim, nil)
 	}
-	vals, err := bucketScript.Exec(ctx, c, keys, args).ToArray()
-	if err != nil {
-		return Decision{}, err
-	}
-	allowed, lv, err := parseTake(vals)
+	allowed, lv, err := parseTake(runScript(ctx, c, t.cmd, t.keys, t.args))
 	if err != nil {
 		return Decision{}, err
 	}
@@ -211,10 +195,9 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 	if c == nil {
 		return errNoClient
 	}
-	ctx, cancel := context.WithTimeout(ctx, l.o.Timeout)
+	ctx, cancel := l.deadlines.bound(ctx)
 	defer cancel()
-	cfg := c.DoCache(ctx, c.B().Hmget().Key(ts.cfgKey).Field(cfgFields...).Cache(), l.o.CacheTTL)
-	lim, err := ts.overridden(cfg)
+	lim, err := ts.overridden(c.DoCache(ctx, ts.tenantCmds(c).cfg, l.o.CacheTTL))
 	if err != nil {
 		return err
 	}
@@ -222,8 +205,9 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 	if lim.tpm <= 0 {
 		return nil
 	}
-	args := []string{"debit", strconv.FormatInt(lim.tpm, 10), strconv.FormatInt(tokens, 10)}
-	return bucketScript.Exec(ctx, c, ts.debitKeys, args).Error()
+	args := [3]string{"debit", strconv.FormatInt(lim.tpm, 10), strconv.FormatInt(tokens, 10)}
+	cmd := c.B().Evalsha().Sha1(bucketSHA).Numkeys(2).Key(ts.debitKeys...).Arg(args[:]...).Build()
+	return runScript(ctx, c, cmd, ts.debitKeys, args[:]).Error()
 }
 
 // blockedFor reads a GET of a blocked-until key: the time left, 0 when the
@@ -282,24 +266,29 @@ func cfgInt(m *rueidis.RedisMessage) (int64, bool) {
 	return v, err == nil
 }
 
-// parseTake reads the script's {allowed, req, key, tok} reply.
-func parseTake(vals []rueidis.RedisMessage) (bool, levels, error) {
+// levelScale is the fixed point of the levels in the take script's reply:
+// micro-tokens as integers, which rueidis reads without allocating.
+const levelScale = 1e6
+
+// parseTake reads the script's {allowed, req, key, tok} reply, levels in
+// micro-tokens. The array is the reply's only allocation.
+func parseTake(r rueidis.RedisResult) (bool, levels, error) {
 	var lv levels
-	if len(vals) != 4 {
-		return false, lv, errors.New("quota: unexpected script reply")
-	}
-	allowed, err := vals[0].AsInt64()
+	vals, err := r.ToArray()
 	if err != nil {
 		return false, lv, err
 	}
-	for i, dst := range [3]*float64{&lv.req, &lv.key, &lv.tok} {
-		s, err := vals[i+1].ToString()
-		if err != nil {
-			return false, lv, err
-		}
-		if *dst, err = strconv.ParseFloat(s, 64); err != nil {
+	if len(vals) != 4 {
+		return false, lv, errors.New("quota: unexpected script reply")
+	}
+	var n [4]int64
+	for i := range vals {
+		if n[i], err = vals[i].ToInt64(); err != nil {
 			return false, lv, err
 		}
 	}
-	return allowed == 1, lv, nil
+	lv.req = float64(n[1]) / levelScale
+	lv.key = float64(n[2]) / levelScale
+	lv.tok = float64(n[3]) / levelScale
+	return n[0] == 1, lv, nil
 }

@@ -3,6 +3,7 @@ package quota
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 )
 
 // tableShards spreads tenants over independently locked maps so that
@@ -32,6 +33,9 @@ type tenantState struct {
 	takeKeys                       []string // req, blk, tok: KEYS of the take script
 	debitKeys                      []string // tok, blk
 
+	reads atomic.Pointer[readCmds] // pinned cached reads, built on first use
+	take  atomic.Pointer[takeCmd]  // pinned take script for the last limits
+
 	file       limits
 	fixedBurst int64 // Options.Burst: 0 = each rate's minute's worth
 
@@ -51,6 +55,9 @@ type keyState struct {
 	blkKey   string
 	takeKeys []string // req, blk, tok, key req, key blk
 	req      bucket   // guarded by the tenant's mu
+
+	reads atomic.Pointer[readCmds]
+	take  atomic.Pointer[takeCmd]
 }
 
 func (t *table) init() {

@@ -1,7 +1,6 @@
 package upstream
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"io"
@@ -29,163 +28,171 @@ const (
 	maxTrailerBytes  = 16 << 10 // trailer fields after the last chunk
 )
 
-// bodyReader reads an upstream response body straight from the
-// connection's buffered reader, decoding chunked framing itself. Unlike
-// fasthttp's body stream it returns in one Read every byte already received,
-// across chunk boundaries, and blocks only when nothing is buffered: one
-// upstream socket read becomes one client write and one flush, however many
-// SSE events it carried, and a lone event is never held back.
+// bodyReader decodes an upstream response body in place in its read
+// buffer, chunked framing included. next hands out everything already
+// received as one view, across chunk boundaries, and blocks only when
+// nothing is buffered: one upstream socket read becomes one client write
+// and one flush, however many SSE events it carried, and a lone event is
+// never held back.
 type bodyReader struct {
-	br    *bufio.Reader
+	rb    *readBuf
 	mode  bodyMode
-	left  int64 // fixed: bytes left; chunked: bytes left in the current chunk
+	left  int64 // fixed: bytes left; chunked: bytes left in the current chunk (-1: trailer next)
 	crlf  bool  // chunked: the CRLF after a chunk's data is still to be read
 	done  bool
 	total int64
 }
 
-func (b *bodyReader) reset(br *bufio.Reader, mode bodyMode, length int64) {
-	*b = bodyReader{br: br, mode: mode, left: length}
+func (b *bodyReader) reset(rb *readBuf, mode bodyMode, length int64) {
+	*b = bodyReader{rb: rb, mode: mode, left: length}
 	if mode == bodyNone || mode == bodyFixed && length == 0 {
 		b.done = true
 	}
 }
 
-// Read fills p with what has arrived, blocking only while nothing has.
-func (b *bodyReader) Read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) && !b.done {
-		if n > 0 && b.br.Buffered() == 0 {
-			break // never wait once there is something to hand on
+// view is a run of decoded body bytes, rb.buf[start:end]. The headroom
+// before start is always free to overwrite; tailFree says the two bytes
+// after end are too.
+type view struct {
+	start, end int
+	tailFree   bool
+}
+
+// next returns the body bytes that have arrived, waiting only while none
+// has; io.EOF once the body is complete. With an error it may still return
+// bytes, which came before the error. A view stays valid until the next
+// call.
+func (b *bodyReader) next() (view, error) {
+	for {
+		if b.done {
+			return view{}, io.EOF
 		}
-		var (
-			k   int
-			err error
-		)
-		switch b.mode {
-		case bodyFixed:
-			k, err = b.br.Read(p[n:min(int64(len(p)), int64(n)+b.left)])
-			b.left -= int64(k)
-			if b.left == 0 {
-				b.done = true
+		if b.rb.buffered() > 0 {
+			v, err := b.decode()
+			if v.end > v.start || err != nil {
+				return v, err
 			}
-			if err == io.EOF && !b.done {
+			if b.done {
+				return view{}, io.EOF
+			}
+		}
+		if err := b.rb.fill(); err != nil {
+			switch {
+			case errors.Is(err, errBufferFull):
+				if b.left < 0 {
+					err = errTrailerLarge
+				} else {
+					err = errChunkSize
+				}
+			case err == io.EOF && b.mode == bodyClose:
+				b.done = true
+				return view{}, io.EOF
+			case err == io.EOF:
 				err = io.ErrUnexpectedEOF
 			}
-		case bodyClose:
-			k, err = b.br.Read(p[n:])
-			if err == io.EOF {
-				b.done = true
-				err = nil
-			}
-		case bodyChunked:
-			k, err = b.readChunked(p[n:], n > 0)
-			if err == errWouldBlock {
-				err = nil
-				n += k
-				b.total += int64(k)
-				return n, nil
-			}
+			return view{}, err
 		}
-		n += k
+	}
+}
+
+// decode consumes what is buffered and returns the body bytes among it.
+func (b *bodyReader) decode() (view, error) {
+	rb := b.rb
+	start := rb.r
+	switch b.mode {
+	case bodyFixed:
+		k := int(min(b.left, int64(rb.buffered())))
+		rb.r += k
+		b.left -= int64(k)
 		b.total += int64(k)
-		if err != nil {
-			return n, err
-		}
+		b.done = b.left == 0
+		return view{start, rb.r, rb.r == rb.w}, nil
+	case bodyClose:
+		rb.r = rb.w
+		b.total += int64(rb.w - start)
+		return view{start, rb.w, true}, nil
 	}
-	if n == 0 && b.done {
-		return 0, io.EOF
-	}
-	return n, nil
-}
-
-var errWouldBlock = errors.New("would block")
-
-// readChunked reads chunk data into p. With noWait set it returns
-// errWouldBlock rather than wait for framing bytes that have not arrived.
-func (b *bodyReader) readChunked(p []byte, noWait bool) (int, error) {
-	if b.crlf {
-		if noWait && b.br.Buffered() < 2 {
-			return 0, errWouldBlock
+	buf, pos, out, w := rb.buf, rb.r, rb.r, rb.w
+	var err error
+	for pos < w && err == nil {
+		if b.crlf {
+			if buf[pos] == '\n' {
+				pos++
+			} else if buf[pos] != '\r' || pos+1 < w && buf[pos+1] != '\n' {
+				err = errChunkCRLF
+				break
+			} else if pos+1 == w {
+				break
+			} else {
+				pos += 2
+			}
+			b.crlf = false
+			continue
 		}
-		if err := readCRLF(b.br); err != nil {
-			return 0, err
-		}
-		b.crlf = false
-	}
-	if b.left == 0 {
-		if noWait && !lineBuffered(b.br) {
-			return 0, errWouldBlock
-		}
-		size, err := readChunkSize(b.br)
-		if err != nil {
-			return 0, err
-		}
-		if size == 0 {
-			if noWait && !trailerBuffered(b.br) {
-				// Put nothing back: remember that the size line was read.
+		if b.left == 0 {
+			i := bytes.IndexByte(buf[pos:w], '\n')
+			if i < 0 {
+				if w-pos > maxChunkSizeLine {
+					err = errChunkSize
+				}
+				break
+			}
+			var size int64
+			if size, err = parseChunkSize(buf[pos : pos+i+1]); err != nil {
+				break
+			}
+			pos += i + 1
+			b.left = size
+			if size == 0 {
 				b.left = -1
-				return 0, errWouldBlock
 			}
-			if err := skipTrailer(b.br); err != nil {
-				return 0, err
+			continue
+		}
+		if b.left < 0 {
+			end, ok := trailerEnd(buf[pos:w])
+			if !ok {
+				if w-pos > maxTrailerBytes {
+					err = errTrailerLarge
+				}
+				break
 			}
+			pos += end
 			b.done = true
-			return 0, nil
+			break
 		}
-		b.left = size
-	}
-	if b.left < 0 { // last chunk seen, trailer pending
-		if noWait && !trailerBuffered(b.br) {
-			return 0, errWouldBlock
+		k := int(min(b.left, int64(w-pos)))
+		if out != pos {
+			copy(buf[out:], buf[pos:pos+k])
 		}
-		if err := skipTrailer(b.br); err != nil {
-			return 0, err
-		}
-		b.done = true
-		return 0, nil
+		out += k
+		pos += k
+		b.left -= int64(k)
+		b.total += int64(k)
+		b.crlf = b.left == 0
 	}
-	want := min(int64(len(p)), b.left)
-	if noWait {
-		want = min(want, int64(b.br.Buffered()))
-	}
-	k, err := b.br.Read(p[:want])
-	b.left -= int64(k)
-	if b.left == 0 {
-		b.crlf = true
-	}
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	return k, err
+	rb.r = pos
+	return view{start, out, pos >= out+tailroom || pos == w && out == w}, err
 }
 
-// lineBuffered reports whether a whole line is already buffered.
-func lineBuffered(br *bufio.Reader) bool {
-	buf, _ := br.Peek(br.Buffered())
-	return bytes.IndexByte(buf, '\n') >= 0
-}
-
-// trailerBuffered reports whether the trailer section (ending in an empty
-// line) is already buffered.
-func trailerBuffered(br *bufio.Reader) bool {
-	buf, _ := br.Peek(br.Buffered())
-	return bytes.HasPrefix(buf, []byte("\r\n")) || bytes.HasPrefix(buf, []byte("\n")) ||
-		bytes.Contains(buf, []byte("\n\r\n")) || bytes.Contains(buf, []byte("\n\n"))
-}
-
-// readChunkSize reads "<hex>[;ext]\r\n".
-func readChunkSize(br *bufio.Reader) (int64, error) {
-	line, err := br.ReadSlice('\n')
-	if err != nil {
-		if err == bufio.ErrBufferFull || len(line) > maxChunkSizeLine {
-			return 0, errChunkSize
+// trailerEnd returns the length of the trailer section (fields and the
+// empty line that ends it) at the start of p, if p holds all of it.
+func trailerEnd(p []byte) (int, bool) {
+	pos := 0
+	for {
+		i := bytes.IndexByte(p[pos:], '\n')
+		if i < 0 {
+			return 0, false
 		}
-		if err == io.EOF {
-			return 0, io.ErrUnexpectedEOF
+		line := p[pos : pos+i+1]
+		pos += i + 1
+		if len(line) == 1 || len(line) == 2 && line[0] == '\r' {
+			return pos, true
 		}
-		return 0, err
 	}
+}
+
+// parseChunkSize parses a chunk-size line, "<hex>[;ext]\r\n".
+func parseChunkSize(line []byte) (int64, error) {
 	if len(line) > maxChunkSizeLine {
 		return 0, errChunkSize
 	}
@@ -213,45 +220,4 @@ func readChunkSize(br *bufio.Reader) (int64, error) {
 		n = n<<4 | int64(d)
 	}
 	return n, nil
-}
-
-func readCRLF(br *bufio.Reader) error {
-	c, err := br.ReadByte()
-	if err == nil && c == '\r' {
-		c, err = br.ReadByte()
-	}
-	if err != nil {
-		if err == io.EOF {
-			return io.ErrUnexpectedEOF
-		}
-		return err
-	}
-	if c != '\n' {
-		return errChunkCRLF
-	}
-	return nil
-}
-
-// skipTrailer reads trailer fields up to and including the empty line.
-func skipTrailer(br *bufio.Reader) error {
-	total := 0
-	for {
-		line, err := br.ReadSlice('\n')
-		total += len(line)
-		if total > maxTrailerBytes {
-			return errTrailerLarge
-		}
-		if err != nil {
-			if err == bufio.ErrBufferFull {
-				continue
-			}
-			if err == io.EOF {
-				return io.ErrUnexpectedEOF
-			}
-			return err
-		}
-		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
-			return nil
-		}
-	}
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/stream-relay/stream-relay/record"
@@ -36,9 +37,11 @@ type clientOptions struct {
 	skipVerify     bool
 }
 
-// readBufferSize is each upstream connection's read buffer: the most one
-// relayed read can carry.
-const readBufferSize = 16 << 10
+// headReaderSize is the buffer a response head is read with: the largest
+// head an upstream may send.
+const headReaderSize = 16 << 10
+
+var headReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, headReaderSize) }}
 
 func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 	isTLS := u.Scheme == "https"
@@ -109,7 +112,9 @@ func (d *dialer) dial(addr string) (net.Conn, error) {
 		c = tc
 	}
 	uc := &conn{Conn: c}
-	uc.br = bufio.NewReaderSize(uc, readBufferSize)
+	if tc, ok := c.(*net.TCPConn); ok {
+		uc.raw, _ = tc.SyscallConn()
+	}
 	return uc, nil
 }
 
@@ -124,9 +129,28 @@ func (e *DialError) Unwrap() error { return e.Err }
 // connection (nothing came back: safe to retry) from a real answer.
 type conn struct {
 	net.Conn
-	br   *bufio.Reader
-	in   int64 // bytes read from the socket
-	uses int   // requests sent on this connection
+	br   *bufio.Reader   // while a response head is read; pooled
+	raw  syscall.RawConn // a plain TCP connection's socket, for readBuf
+	in   int64           // bytes read from the socket
+	uses int             // requests sent on this connection
+}
+
+// acquireReader gives c a pooled reader for a response head.
+func (c *conn) acquireReader() {
+	if c.br == nil {
+		c.br = headReaders.Get().(*bufio.Reader)
+		c.br.Reset(c)
+	}
+}
+
+// releaseReader returns the head's reader; what it still buffered must
+// have been taken.
+func (c *conn) releaseReader() {
+	if c.br != nil {
+		c.br.Reset(nil)
+		headReaders.Put(c.br)
+		c.br = nil
+	}
 }
 
 func (c *conn) Read(p []byte) (int, error) {

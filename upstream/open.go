@@ -257,11 +257,13 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		}
 		r.client.ReleaseWriter(bw)
 		if err == nil {
+			c.acquireReader()
 			err = readResponseHeader(&s.hdr, c.br, head)
 		}
 		s.unwatchWaiting()
 		if err != nil {
 			r.client.CloseConn(cc)
+			c.releaseReader()
 			if s.reason.Load() != nil {
 				return err
 			}
@@ -273,7 +275,15 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		_ = c.SetDeadline(time.Time{})
 		s.cc, s.up = cc, c
 		s.closeAfter = s.hdr.ConnectionClose() || req.Header.ConnectionClose()
-		s.body.reset(c.br, bodyModeOf(&s.hdr, head), int64(max(s.hdr.ContentLength(), 0)))
+		// The body is read through the stream's own buffer, which is given
+		// back whenever it is empty; the head's reader goes back at once.
+		s.rb.reset(c, c.raw, &c.in)
+		if n := c.br.Buffered(); n > 0 {
+			p, _ := c.br.Peek(n)
+			s.rb.preload(p)
+		}
+		c.releaseReader()
+		s.body.reset(&s.rb, bodyModeOf(&s.hdr, head), int64(max(s.hdr.ContentLength(), 0)))
 		if s.body.mode == bodyClose {
 			s.closeAfter = true
 		}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,10 +12,6 @@ import (
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
-
-// readBufSize is the copy buffer per stream: the most one relayed read (one
-// client write) carries.
-const readBufSize = 16 << 10
 
 // Finisher receives a stream's record once the stream has ended, whatever
 // the outcome; it must not keep the record after it returns.
@@ -32,6 +29,7 @@ type Stream struct {
 	wd     *Watchdog
 
 	hdr        fasthttp.ResponseHeader // the upstream's response headers
+	rb         readBuf                 // the body's bytes as they arrive
 	body       bodyReader
 	cc         any   // fasthttp's pooled connection handle (see releaseConn)
 	up         *conn // the same connection
@@ -39,8 +37,11 @@ type Stream struct {
 
 	client net.Conn // the client's connection, for the watchdog's liveness check
 	start  time.Time
-	buf    []byte
 	ttft   tokenScanner
+	// unread is what Read has yet to hand out of the last view.
+	unread []byte
+	// readErr is the error that came with that view.
+	readErr error
 
 	// Written by the stream's goroutine, read by the watchdog.
 	lastRead atomic.Int64 // nanoseconds since start of the last upstream read
@@ -59,9 +60,7 @@ type Stream struct {
 	closed bool
 }
 
-var streamPool = sync.Pool{New: func() any {
-	return &Stream{buf: make([]byte, readBufSize)}
-}}
+var streamPool = sync.Pool{New: func() any { return new(Stream) }}
 
 // watchWaiting lets the watchdog check the client while the upstream
 // connection c has not answered yet.
@@ -102,16 +101,26 @@ func (s *Stream) SetBody(resp *fasthttp.Response) {
 // Read exists because a body stream must be an io.Reader; fasthttp uses
 // WriteTo (see SupportsBodyWriteTo).
 func (s *Stream) Read(p []byte) (int, error) {
-	n, err := s.body.Read(p)
-	if n > 0 {
-		at := time.Since(s.start)
-		s.lastRead.Store(int64(at))
-		s.account(p[:n], at)
+	if len(s.unread) == 0 {
+		if s.readErr != nil {
+			return 0, s.readErr
+		}
+		v, err := s.body.next()
+		s.readErr = err
+		if v.end > v.start {
+			s.relayed(v)
+			s.unread = s.rb.buf[v.start:v.end]
+		}
+		if err != nil && !errors.Is(err, io.EOF) {
+			s.fail(record.ErrUpstreamReset)
+		}
+		if len(s.unread) == 0 {
+			return 0, err
+		}
 	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		s.fail(record.ErrUpstreamReset)
-	}
-	return n, err
+	n := copy(p, s.unread)
+	s.unread = s.unread[n:]
+	return n, nil
 }
 
 // SupportsBodyWriteTo tells fasthttp to call WriteTo, which writes each
@@ -119,21 +128,29 @@ func (s *Stream) Read(p []byte) (int, error) {
 // goroutine or pipe in between.
 func (s *Stream) SupportsBodyWriteTo() bool { return true }
 
-// WriteTo copies the upstream body to w; fasthttp's chunked writer flushes
-// each write to the client. One write carries everything that had arrived
-// from the upstream, so a burst of events costs one flush and a lone event
-// goes out at once. It returns when the upstream ends, fails or is cut by
-// the watchdog, or the client write fails.
+// WriteTo copies the upstream body to w, fasthttp's chunked writer, which
+// flushes each write to the client. One write carries everything that had
+// arrived from the upstream, so a burst of events costs one flush and a
+// lone event goes out at once. The first write goes through w, behind the
+// response head fasthttp buffered; after it w's buffer is empty, and each
+// later one is framed in the read buffer's head and tail room and written
+// to the client's connection in one system call, without a copy. It
+// returns when the upstream ends, fails or is cut by the watchdog, or the
+// client write fails.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
+	direct := s.client != nil && isChunkedBodyWriter(w)
 	var total int64
 	for {
-		n, err := s.body.Read(s.buf)
-		if n > 0 {
-			at := time.Since(s.start)
-			s.lastRead.Store(int64(at))
-			s.account(s.buf[:n], at)
+		v, err := s.body.next()
+		if n := v.end - v.start; n > 0 {
+			at := s.relayed(v)
 			s.writeSince.Store(int64(at) + 1)
-			_, werr := w.Write(s.buf[:n])
+			var werr error
+			if direct && total > 0 && v.tailFree {
+				werr = s.writeFramed(v)
+			} else {
+				_, werr = w.Write(s.rb.buf[v.start:v.end])
+			}
 			s.writeSince.Store(0)
 			if werr != nil {
 				s.fail(record.ErrClientClosed)
@@ -149,6 +166,48 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 			return total, err
 		}
 	}
+}
+
+// relayed stamps the record for one view about to go to the client.
+func (s *Stream) relayed(v view) time.Duration {
+	at := time.Since(s.start)
+	s.lastRead.Store(int64(at))
+	s.account(s.rb.buf[v.start:v.end], at)
+	return at
+}
+
+// writeFramed writes v to the client as one HTTP chunk: the size line goes
+// in the head room before it, the CRLF in the free bytes after it.
+func (s *Stream) writeFramed(v view) error {
+	buf := s.rb.buf
+	n := v.end - v.start
+	p := v.start - 2 - hexLen(n)
+	for i, x := v.start-3, n; i >= p; i, x = i-1, x>>4 {
+		buf[i] = hexDigits[x&0xf]
+	}
+	buf[v.start-2], buf[v.start-1] = '\r', '\n'
+	buf[v.end], buf[v.end+1] = '\r', '\n'
+	_, err := s.client.Write(buf[p : v.end+2])
+	return err
+}
+
+// hexLen is the number of hex digits of n > 0.
+func hexLen(n int) int {
+	k := 1
+	for n >= 16 {
+		n >>= 4
+		k++
+	}
+	return k
+}
+
+// isChunkedBodyWriter reports whether w is fasthttp's writer of a chunked
+// response body, which flushes each write: after one, nothing of the
+// response waits in fasthttp's buffer, and chunks written straight to the
+// connection arrive in order. (The type is unexported; its name is the
+// check. reflect's String of a named type does not allocate.)
+func isChunkedBodyWriter(w io.Writer) bool {
+	return reflect.TypeOf(w).String() == "*fasthttp.chunkedBodyWriter"
 }
 
 // account stamps the record for one relayed read.
@@ -206,7 +265,7 @@ func (s *Stream) CloseWithError(err error) error {
 		rec.ErrorType = *failed
 	}
 	rec.Duration = time.Since(s.start)
-	reuse := failed == nil && s.body.done && !s.closeAfter && s.up.br.Buffered() == 0
+	reuse := failed == nil && s.body.done && !s.closeAfter && s.rb.buffered() == 0
 	s.releaseConn(reuse)
 	finish := s.finish
 	s.release()
@@ -236,7 +295,9 @@ func handleOf[T any](v any, _ func(*fasthttp.HostClient, time.Duration, bool) (T
 
 func (s *Stream) release() {
 	s.hdr.Reset()
+	s.rb.reset(nil, nil, nil)
 	s.body = bodyReader{}
+	s.unread, s.readErr = nil, nil
 	s.ttft.reset()
 	s.route, s.rec, s.finish, s.wd = nil, nil, nil, nil
 	s.cc, s.up, s.closeAfter, s.client = nil, nil, false, nil

@@ -13,7 +13,6 @@ import (
 type chunkedSource struct {
 	data []byte
 	rd   bytes.Reader
-	br   *bufio.Reader
 }
 
 // newChunkedSource frames n copies of chunk, each as one HTTP chunk.
@@ -28,13 +27,11 @@ func newChunkedSource(chunk []byte, n int) *chunkedSource {
 	b = append(b, "0\r\n\r\n"...)
 	src := &chunkedSource{data: b}
 	src.rd.Reset(b)
-	src.br = bufio.NewReaderSize(&src.rd, 4096)
 	return src
 }
 
 func (c *chunkedSource) rewind() {
 	c.rd.Reset(c.data)
-	c.br.Reset(&c.rd)
 }
 
 // flushWriter flushes every write, as fasthttp's chunked body writer does.
@@ -57,10 +54,10 @@ func testStream(kind record.Kind, capture bool, src *chunkedSource) *Stream {
 	s := &Stream{
 		route: &Route{Options: Options{Kind: kind}},
 		rec:   rec,
-		buf:   make([]byte, readBufSize),
 		start: time.Now(),
 	}
-	s.body.reset(src.br, bodyChunked, 0)
+	s.rb.reset(&src.rd, nil, nil)
+	s.body.reset(&s.rb, bodyChunked, 0)
 	return s
 }
 
@@ -68,7 +65,8 @@ func testStream(kind record.Kind, capture bool, src *chunkedSource) *Stream {
 // their capacity, as a pooled record does between requests.
 func resetStream(s *Stream, src *chunkedSource) {
 	src.rewind()
-	s.body.reset(src.br, bodyChunked, 0)
+	s.rb.reset(&src.rd, nil, nil)
+	s.body.reset(&s.rb, bodyChunked, 0)
 	r := s.rec
 	r.Chunks.Data, r.Chunks.Ends, r.Chunks.AtMS = r.Chunks.Data[:0], r.Chunks.Ends[:0], r.Chunks.AtMS[:0]
 	r.ChunkCount, r.BytesOut, r.Truncated, r.TTFT = 0, 0, false, record.None

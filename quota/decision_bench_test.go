@@ -1,0 +1,227 @@
+package quota
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// redisDecisionLimiter is a Limiter on the suite's Redis with a key prefix of
+// its own and limits no benchmark reaches: every Take runs the script.
+func redisDecisionLimiter(tb testing.TB, o Options) *Limiter {
+	tb.Helper()
+	if o.KeyPrefix == "" {
+		o.KeyPrefix = testPrefix(tb)
+	}
+	o.RedisAddr, _ = sharedRedis(tb, o.KeyPrefix)
+	if o.Timeout == 0 {
+		o.Timeout = 2 * time.Second
+	}
+	l, err := New(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(l.Close)
+	return l
+}
+
+// serverStats returns the numeric fields of Redis's INFO stats and cpu
+// sections ("total_reads_processed", "used_cpu_user", ...).
+func serverStats(tb testing.TB, addr string) map[string]float64 {
+	tb.Helper()
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("INFO stats cpu\r\n")); err != nil {
+		tb.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	head, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(head, "$") {
+		tb.Fatalf("INFO reply %q: %v", head, err)
+	}
+	n, _ := strconv.Atoi(strings.TrimSpace(head[1:]))
+	buf := make([]byte, n+2)
+	if _, err := io.ReadFull(br, buf); err != nil {
+		tb.Fatal(err)
+	}
+	out := make(map[string]float64)
+	for _, line := range strings.Split(string(buf), "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if x, err := strconv.ParseFloat(v, 64); err == nil {
+			out[k] = x
+		}
+	}
+	return out
+}
+
+// work is a snapshot of the CPU this process and the Redis server used and
+// of the server's read events and commands.
+type work struct {
+	self  time.Duration // user+system CPU of this process
+	redis map[string]float64
+}
+
+func snapshot(tb testing.TB, addr string) work {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return work{
+		self:  time.Duration(ru.Utime.Nano() + ru.Stime.Nano()),
+		redis: serverStats(tb, addr),
+	}
+}
+
+// reportWork reports per decision between two snapshots: the CPU this
+// process spent (the limiter and rueidis, benchmark loop included), the CPU
+// Redis spent, the read events Redis processed (one per batch of commands
+// that arrived together: a round trip of a pipelined connection) and the
+// commands it ran (the script's own TIME/HMGET/HSET/PEXPIRE included). On the
+// shared suite server other users' traffic adds to the Redis numbers.
+func reportWork(b *testing.B, before, after work) {
+	b.Helper()
+	n := float64(b.N)
+	r := func(k string) float64 { return after.redis[k] - before.redis[k] }
+	b.ReportMetric(float64(after.self-before.self)/n, "cpu-ns/op")
+	b.ReportMetric((r("used_cpu_user")+r("used_cpu_sys"))*1e9/n, "redis-cpu-ns/op")
+	b.ReportMetric((r("total_reads_processed")-1)/n, "redis-reads/op")
+	b.ReportMetric((r("total_commands_processed")-1)/n, "redis-cmds/op")
+}
+
+// measure runs decide b.N times (or across goroutines when it calls
+// RunParallel itself) and reports allocations and the work per decision.
+func measure(b *testing.B, l *Limiter, run func()) {
+	b.Helper()
+	before := snapshot(b, l.o.RedisAddr)
+	b.ReportAllocs()
+	b.ResetTimer()
+	run()
+	b.StopTimer()
+	reportWork(b, before, snapshot(b, l.o.RedisAddr))
+}
+
+// BenchmarkRedisDecision measures Take through the suite's real Redis
+// (RELAY_TEST_REDIS_ADDR): CPU and heap allocations per decision on the
+// relay's side and Redis's, and with RunParallel whether concurrent
+// decisions share round trips (redis-reads/op well below 1).
+func BenchmarkRedisDecision(b *testing.B) {
+	ctx := context.Background()
+	loop := func(b *testing.B, l *Limiter, tenant, key string, want Source) func() {
+		return func() {
+			for i := 0; i < b.N; i++ {
+				if d := l.Take(ctx, tenant, key); d.Source != want {
+					b.Fatalf("decision %d: %+v, want from %v", i, d, want)
+				}
+			}
+		}
+	}
+	b.Run("admitted", func(b *testing.B) {
+		l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40})
+		l.Take(ctx, "acme", "") // loads the script, fills the cache
+		measure(b, l, loop(b, l, "acme", "", SourceRedis))
+	})
+	b.Run("admitted-key", func(b *testing.B) {
+		l := redisDecisionLimiter(b, Options{Default: 1 << 30, Keys: map[string]int{"k1": 1 << 30}})
+		l.Take(ctx, "acme", "k1")
+		measure(b, l, loop(b, l, "acme", "k1", SourceRedis))
+	})
+	b.Run("refused-cache", func(b *testing.B) {
+		l := redisDecisionLimiter(b, Options{Default: 1, Burst: 1}) // next token in a minute
+		for i := 0; l.Take(ctx, "acme", "").Source != SourceCache; i++ {
+			if i == 10 {
+				b.Fatal("refusals are not served from the cache")
+			}
+		}
+		measure(b, l, loop(b, l, "acme", "", SourceCache))
+	})
+	b.Run("debit", func(b *testing.B) {
+		l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40})
+		l.Debit(ctx, "acme", 1)
+		measure(b, l, func() {
+			for i := 0; i < b.N; i++ {
+				l.Debit(ctx, "acme", 1)
+			}
+		})
+	})
+	// parallel: 32×GOMAXPROCS goroutines deciding for 16 tenants. Compare
+	// ns/op and redis-reads/op with "admitted" (one decision in flight).
+	b.Run("parallel", func(b *testing.B) {
+		l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40})
+		tenants := make([]string, 16)
+		for i := range tenants {
+			tenants[i] = "t" + strconv.Itoa(i)
+			l.Take(ctx, tenants[i], "")
+		}
+		b.SetParallelism(32)
+		measure(b, l, func() {
+			b.RunParallel(func(pb *testing.PB) {
+				for i := 0; pb.Next(); i++ {
+					if d := l.Take(ctx, tenants[i%len(tenants)], ""); d.Source != SourceRedis || !d.Allowed {
+						b.Errorf("decision: %+v", d)
+						return
+					}
+				}
+			})
+		})
+	})
+}
+
+// BenchmarkRedisDecisionPaced decides the way the relay does under scenario
+// 1's load: 64 goroutines, each deciding once and then holding its "stream"
+// for 5 to 15ms at random, so decisions arrive spread out (about 6,000/s)
+// rather than back to back or in lockstep. "harness" runs the same
+// goroutines and sleeps without deciding: subtract its cpu-ns/op (the
+// timers' wake-ups) from "decide"'s to get the decisions' own CPU in this
+// process; redis-cpu-ns/op is Redis's.
+func BenchmarkRedisDecisionPaced(b *testing.B) {
+	ctx := context.Background()
+	for _, decide := range []bool{false, true} {
+		name := "harness"
+		if decide {
+			name = "decide"
+		}
+		b.Run(name, func(b *testing.B) {
+			l := redisDecisionLimiter(b, Options{Default: 1 << 30})
+			const conns = 64
+			for i := 0; i < conns; i++ {
+				l.Take(ctx, "t"+strconv.Itoa(i%16), "")
+			}
+			measure(b, l, func() {
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				for g := 0; g < conns; g++ {
+					wg.Add(1)
+					go func(tenant string) {
+						defer wg.Done()
+						time.Sleep(rand.N(10 * time.Millisecond))
+						for next.Add(1) <= int64(b.N) {
+							if !decide {
+							} else if d := l.Take(ctx, tenant, ""); d.Source != SourceRedis {
+								b.Errorf("decision: %+v", d)
+								return
+							}
+							time.Sleep(5*time.Millisecond + rand.N(10*time.Millisecond))
+						}
+					}("t" + strconv.Itoa(g%16))
+				}
+				wg.Wait()
+			})
+		})
+	}
+}

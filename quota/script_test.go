@@ -1,0 +1,39 @@
+package quota
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestScriptReloadedAfterFlush: decisions send a pinned EVALSHA; a server
+// that lost the script (SCRIPT FLUSH, a restart, a failover to a replica
+// that never saw it) answers NOSCRIPT, and the same decision loads it with
+// EVAL instead of falling back.
+func TestScriptReloadedAfterFlush(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{RedisAddr: srv.addr, Default: 60, Burst: 10, Timeout: 2 * time.Second, ProbeInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	c := rawClient(t, srv.addr)
+	for round := 0; round < 3; round++ {
+		if err := c.Do(ctx, c.B().ScriptFlush().Build()).Error(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 2; i++ {
+			if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis || d.Remaining != 10-1-(2*round+i) {
+				t.Fatalf("round %d decision %d after SCRIPT FLUSH: %+v", round, i, d)
+			}
+		}
+	}
+	calls := commandCalls(t, srv.addr)
+	if calls["eval"] != 3 || calls["evalsha"] != 6 {
+		t.Errorf("commandstats %v: want 3 EVAL (one per flush) and 6 EVALSHA", calls)
+	}
+	if st := l.Stats(); st.ToFallback != 0 || st.RedisErrors != 0 {
+		t.Fatalf("stats %+v: a flushed script must not count as a Redis failure", st)
+	}
+}

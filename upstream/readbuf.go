@@ -1,0 +1,188 @@
+package upstream
+
+import (
+	"errors"
+	"io"
+	"sync"
+	"syscall"
+)
+
+// Read buffer layout: bytes [r:w] of buf are received and not yet consumed.
+// The first headroom bytes are never filled, and neither are the last
+// tailroom: a view handed to the client writer always has room before it
+// for a chunk-size line and after it for the closing CRLF, so one client
+// write frames and sends it without a copy.
+const (
+	readBufBytes = 32 << 10
+	headroom     = 16 // "%x\r\n" of any size that fits the buffer
+	tailroom     = 2  // "\r\n"
+)
+
+// errBufferFull is a fill with no room left: an unread line (a chunk size,
+// a trailer) does not fit the buffer.
+var errBufferFull = errors.New("upstream: read buffer full")
+
+// readBuf buffers an upstream response body. Its buffer comes from a pool
+// and goes back whenever everything received was consumed, and on a plain
+// TCP connection it is not even held while waiting for the next bytes: the
+// read happens inside the poller's callback, which gives the buffer back
+// when the socket has nothing. A stream idling between two events holds no
+// read buffer at all.
+type readBuf struct {
+	buf   []byte
+	box   *bufBox // the pooled holder of buf, nil when buf is not pooled
+	r, w  int
+	size  int // tests: a buffer of this size instead of a pooled one
+	count *int64
+
+	src io.Reader       // where bytes come from when raw is nil (TLS, tests)
+	raw syscall.RawConn // plain TCP: read in the poller's callback
+	// rawRead is r.rawCallback bound once, so that passing it to raw.Read
+	// allocates nothing.
+	rawRead func(fd uintptr) bool
+	rawN    int
+	rawErr  error
+	pending error // an error that came with bytes, returned by the next fill
+}
+
+// bufBox keeps a pooled buffer behind a pointer, so that returning it to
+// the pool allocates nothing.
+type bufBox struct{ b []byte }
+
+var readBufPool = sync.Pool{New: func() any { return &bufBox{b: make([]byte, readBufBytes)} }}
+
+// reset points r at a new source; raw, when set, is src's socket, read
+// directly, and count adds up the bytes read from it (src counts its own).
+func (r *readBuf) reset(src io.Reader, raw syscall.RawConn, count *int64) {
+	r.release()
+	if raw == nil {
+		count = nil
+	}
+	r.src, r.raw, r.count, r.pending = src, raw, count, nil
+	if raw != nil && r.rawRead == nil {
+		r.rawRead = r.rawCallback
+	}
+}
+
+// buffered returns the number of received bytes not yet consumed.
+func (r *readBuf) buffered() int { return r.w - r.r }
+
+func (r *readBuf) acquire() {
+	if r.size > 0 {
+		r.buf = make([]byte, r.size)
+	} else {
+		r.box = readBufPool.Get().(*bufBox)
+		r.buf = r.box.b
+	}
+	r.r, r.w = headroom, headroom
+}
+
+// release gives the buffer back; whatever it held is dropped.
+func (r *readBuf) release() {
+	if r.box != nil {
+		readBufPool.Put(r.box)
+	}
+	r.buf, r.box, r.r, r.w = nil, nil, 0, 0
+}
+
+// preload puts bytes already received (after a response head) in front.
+func (r *readBuf) preload(p []byte) {
+	if len(p) == 0 {
+		return
+	}
+	if r.buf == nil {
+		r.acquire()
+	}
+	r.w += copy(r.buf[r.w:len(r.buf)-tailroom], p)
+}
+
+// fill reads more bytes after those buffered, blocking until some arrive.
+// It makes room by moving unconsumed bytes to the front; errBufferFull
+// when there is none.
+func (r *readBuf) fill() error {
+	if r.pending != nil {
+		err := r.pending
+		r.pending = nil
+		return err
+	}
+	if r.buf != nil {
+		switch {
+		case r.r == r.w:
+			if r.raw != nil {
+				r.release() // the callback takes one when bytes are there
+			} else {
+				r.r, r.w = headroom, headroom
+			}
+		case r.r > headroom:
+			r.w = headroom + copy(r.buf[headroom:], r.buf[r.r:r.w])
+			r.r = headroom
+		}
+		if r.buf != nil && r.w >= len(r.buf)-tailroom {
+			return errBufferFull
+		}
+	}
+	var n int
+	var err error
+	if r.raw != nil {
+		r.rawN, r.rawErr = 0, nil
+		if err = r.raw.Read(r.rawRead); err == nil {
+			n, err = r.rawN, r.rawErr
+			if n == 0 && err == nil {
+				err = io.EOF
+			}
+		}
+	} else {
+		if r.buf == nil {
+			r.acquire()
+		}
+		n, err = r.src.Read(r.buf[r.w : len(r.buf)-tailroom])
+	}
+	if n > 0 {
+		r.w += n
+		if r.count != nil {
+			*r.count += int64(n)
+		}
+		r.pending = err
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// rawCallback runs inside the poller with the socket's descriptor: it
+// reads what has arrived into a buffer taken from the pool, and when
+// nothing has, gives the buffer back (if it holds nothing unread) and asks
+// to be called again once the socket is readable.
+func (r *readBuf) rawCallback(fd uintptr) bool {
+	if r.buf == nil {
+		r.acquire()
+	}
+	for {
+		n, err := syscall.Read(int(fd), r.buf[r.w:len(r.buf)-tailroom])
+		switch err {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			if r.r == r.w {
+				r.release()
+			}
+			return false
+		}
+		if n < 0 {
+			n = 0
+		}
+		r.rawN, r.rawErr = n, err
+		if err != nil {
+			r.rawErr = &rawReadError{errno: err}
+		}
+		return true
+	}
+}
+
+// rawReadError is a read system call's failure on the upstream socket.
+type rawReadError struct{ errno error }
+
+func (e *rawReadError) Error() string { return "upstream: read: " + e.errno.Error() }
+func (e *rawReadError) Unwrap() error { return e.errno }
