@@ -30,7 +30,7 @@ test:
 	@eval "$$($(SERVICES) env)" && $(GO) test -race -count=1 -timeout 20m ./...
 	@# The zero-allocation tests carry //go:build !race (the race detector allocates): a second,
 	@# non-race pass runs just them (their names contain "Alloc") in the packages that have them.
-	@$(GO) test -count=1 -run Alloc $$(grep -rl --include='*_test.go' -e '^//go:build !race' . | xargs -n1 dirname | sort -u)
+	@eval "$$($(SERVICES) env)" && $(GO) test -count=1 -run Alloc $$(grep -rl --include='*_test.go' -e '^//go:build !race' . | xargs -n1 dirname | sort -u)
 
 ## test-short: unit tests only, no services needed
 test-short:

@@ -137,7 +137,7 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		// A stream's response is written mostly straight to the connection
 		// (upstream.Stream.WriteTo): the buffer carries heads and small
 		// answers, and is held for as long as a stream lasts.
-		WriteBufferSize: 4 << 10,
+		WriteBufferSize: 2 << 10,
 		// The request's read buffer goes back to the pool once the request
 		// is read, the write buffer after each response: an open stream
 		// and an idle keep-alive connection hold neither.

@@ -60,3 +60,32 @@ func TestStreamCopyAllocatesNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestStreamFramedWriteAllocs: relaying a stream through the direct path
+// (each chunk framed in the read buffer's room and written to a real
+// socket) allocates nothing once the record's buffers have grown.
+func TestStreamFramedWriteAllocs(t *testing.T) {
+	client, server := tcpPair(t)
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			if _, err := server.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	src := newChunkedSource(sseChunk, 500)
+	s := testStream(record.KindSSE, true, src)
+	s.client = client
+	w := &chunkWriter{w: bufio.NewWriter(client)}
+	run := func() {
+		resetStream(s, src)
+		if _, err := s.copyTo(w, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(20, run); n != 0 {
+		t.Errorf("%v allocations per 500-event stream, want 0", n)
+	}
+}

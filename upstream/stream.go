@@ -138,7 +138,12 @@ func (s *Stream) SupportsBodyWriteTo() bool { return true }
 // returns when the upstream ends, fails or is cut by the watchdog, or the
 // client write fails.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	direct := s.client != nil && isChunkedBodyWriter(w)
+	return s.copyTo(w, s.client != nil && isChunkedBodyWriter(w))
+}
+
+// copyTo is WriteTo; direct says w frames chunks and flushes each write,
+// so that chunks after the first may go straight to s.client.
+func (s *Stream) copyTo(w io.Writer, direct bool) (int64, error) {
 	var total int64
 	for {
 		v, err := s.body.next()

@@ -1,0 +1,144 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net"
+	"net/http/httputil"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// chunkWriter frames each write as one HTTP chunk and flushes it, as
+// fasthttp's chunked body writer does.
+type chunkWriter struct {
+	w    *bufio.Writer
+	size [20]byte
+}
+
+func (c *chunkWriter) Write(p []byte) (int, error) {
+	c.w.Write(append(strconv.AppendInt(c.size[:0], int64(len(p)), 16), '\r', '\n'))
+	c.w.Write(p)
+	c.w.WriteString("\r\n")
+	return len(p), c.w.Flush()
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, _ := ln.Accept()
+		accepted <- c
+	}()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case server = <-accepted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no connection accepted")
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// TestStreamFramedWrites relays bodies whose bytes arrive in every kind of
+// split (mid-chunk, mid-size-line, mid-CRLF, many chunks per read) through
+// the direct path: what a client reads over a real socket is well-formed
+// chunked framing of exactly the upstream's body.
+func TestStreamFramedWrites(t *testing.T) {
+	var body []byte
+	var parts []string
+	for i := 0; i < 300; i++ {
+		p := sseChunk[:1+i*7%len(sseChunk)]
+		parts = append(parts, string(p))
+		body = append(body, p...)
+	}
+	wire := chunked(parts...)
+	for _, step := range []int{1, 2, 5, 13, 100, 4096, len(wire)} {
+		t.Run("step "+strconv.Itoa(step), func(t *testing.T) {
+			client, server := tcpPair(t)
+			got := make(chan []byte, 1)
+			go func() {
+				b, _ := io.ReadAll(server)
+				got <- b
+			}()
+			rec := record.Acquire(64 << 20)
+			rec.Capture, rec.Kind = true, record.KindSSE
+			s := &Stream{route: &Route{Options: Options{Kind: record.KindSSE}}, rec: rec, start: time.Now(), client: client}
+			s.rb.reset(&slowReader{data: wire, step: step}, nil, nil)
+			s.body.reset(&s.rb, bodyChunked, 0)
+			bw := bufio.NewWriter(client)
+			n, err := s.copyTo(&chunkWriter{w: bw}, true)
+			if err != nil || n != int64(len(body)) {
+				t.Fatalf("copied %d, %v; want %d", n, err, len(body))
+			}
+			client.Write([]byte("0\r\n\r\n"))
+			client.Close()
+			var raw []byte
+			select {
+			case raw = <-got:
+			case <-time.After(10 * time.Second):
+				t.Fatal("client read nothing")
+			}
+			decoded, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(raw)))
+			if err != nil || !bytes.Equal(decoded, body) {
+				t.Fatalf("client decoded %d bytes (%v), want %d", len(decoded), err, len(body))
+			}
+			if !bytes.Equal(rec.Chunks.Data, body) {
+				t.Errorf("captured %d bytes, want %d", len(rec.Chunks.Data), len(body))
+			}
+			s.rb.release()
+		})
+	}
+}
+
+// TestReadBufRawSocket decodes a chunked body that arrives over a real
+// TCP socket in pieces with pauses between them, read in the poller's
+// callback (the buffer goes back to the pool while the socket is idle).
+func TestReadBufRawSocket(t *testing.T) {
+	up, relay := tcpPair(t)
+	raw, err := relay.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire := chunked("data: 1\n\n", "data: 2\n\n", "data: 3\n\n")
+	go func() {
+		for i := 0; i < len(wire); i += 7 {
+			up.Write(wire[i:min(i+7, len(wire))])
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	var count int64
+	var rb readBuf
+	rb.reset(relay, raw, &count)
+	var b bodyReader
+	b.reset(&rb, bodyChunked, 0)
+	_ = relay.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var got []byte
+	for i := 0; i < 1000; i++ {
+		v, err := b.next()
+		got = append(got, rb.buf[v.start:v.end]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(got) != "data: 1\n\ndata: 2\n\ndata: 3\n\n" || count != int64(len(wire)) {
+		t.Fatalf("decoded %q, counted %d of %d bytes", got, count, len(wire))
+	}
+	rb.release()
+}
