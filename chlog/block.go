@@ -2,6 +2,7 @@ package chlog
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -16,10 +17,13 @@ const protocolVersion = 54412
 // block is one columnar Native block being filled. Its column buffers live as
 // long as the writer: blocks are recycled and Reset after encoding.
 type block struct {
-	seq         uint64 // spool and WAL name; increases over restarts
-	rows        int
-	bytes       int // approximate encoded size of the rows
-	held        int // bytes charged to the memory budget for it (writer.go)
+	seq   uint64 // spool and WAL name; increases over restarts
+	rows  int
+	bytes int // approximate encoded size of the rows
+	held  int // bytes charged to the memory budget for it (writer.go)
+	// uncharged is spare capacity the block brought from its last use
+	// (recycled): memory no row has taken yet, so not charged (writer.go).
+	uncharged   int
 	first, last [record.IDLen]byte
 
 	id, route, tenant, keyID, model, method, path, upstream proto.ColStr
@@ -122,10 +126,8 @@ func (b *block) add(r *record.Record) {
 	n += appendStr(&b.reqHeaders, r.RequestHeaders)
 	n += appendStr(&b.respHeaders, r.ResponseHeaders)
 	if r.Capture {
-		n += appendStr(&b.reqBody, r.RequestBody)
-		for i := range r.Chunks.Len() {
-			n += appendStr(b.chunkData, r.Chunks.Chunk(i)) + 8
-		}
+		n += appendBig(&b.reqBody, r.RequestBody)
+		n += b.appendChunks(&r.Chunks)
 	} else {
 		b.reqBody.AppendBytes(nil)
 	}
@@ -159,6 +161,51 @@ func (b *block) reset() {
 	b.input.Reset()
 	b.rows, b.bytes = 0, 0
 	b.first, b.last = [record.IDLen]byte{}, [record.IDLen]byte{}
+}
+
+// appendChunks adds the captured chunks of a row to the chunk strings: its
+// bytes in one copy (they lie back to back in c.Data), then a position per
+// chunk.
+func (b *block) appendChunks(c *record.Chunks) int {
+	if len(c.Ends) == 0 {
+		return 0
+	}
+	data := c.Data[:c.Ends[len(c.Ends)-1]]
+	col := b.chunkData
+	base := len(col.Buf)
+	growBuf(&col.Buf, len(data))
+	col.Buf = append(col.Buf, data...)
+	if need := len(col.Pos) + len(c.Ends); need > cap(col.Pos) {
+		col.Pos = slices.Grow(col.Pos, max(need, 2*cap(col.Pos))-len(col.Pos))
+	}
+	start := 0
+	for _, end := range c.Ends {
+		col.Pos = append(col.Pos, proto.Position{Start: base + start, End: base + int(end)})
+		start = int(end)
+	}
+	return len(data) + 8*len(c.Ends)
+}
+
+// appendBig appends v as one string of c, growing its bytes by growBuf.
+func appendBig(c *proto.ColStr, v []byte) int {
+	growBuf(&c.Buf, len(v))
+	c.AppendBytes(v)
+	return len(v)
+}
+
+// growBuf makes room for n more bytes in *buf: by a quarter, or to just
+// what is needed when that is more. Tighter than append's growth (which
+// may overshoot a large need by a quarter), as the budget charges
+// capacity; a recycled block (writer.go) needs no growth at all.
+func growBuf(buf *[]byte, n int) {
+	need := len(*buf) + n
+	c := cap(*buf)
+	if need <= c {
+		return
+	}
+	nb := make([]byte, len(*buf), max(need, c+c/4))
+	copy(nb, *buf)
+	*buf = nb
 }
 
 func appendStr(c *proto.ColStr, v []byte) int {

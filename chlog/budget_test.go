@@ -198,14 +198,18 @@ func TestSpoolGroupCommit(t *testing.T) {
 	}
 }
 
-// TestHugeBlockNotKept: a block and an encode buffer that grew past
-// keepBufferBytes are dropped after use, not kept at their peak.
+// TestHugeBlockNotKept: a block and an encode buffer that grew past the
+// writer's keep size are dropped after use, not kept at their peak.
 func TestHugeBlockNotKept(t *testing.T) {
 	dir := t.TempDir()
-	w := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour, MaxBufferBytes: 256 << 20})
-	big := bytes.Repeat([]byte("y"), 1<<20)
-	for i := range 3 * keepBufferBytes >> 20 {
-		r := record.Acquire(4 << 20)
+	w := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour, MaxBufferBytes: 256 << 20, BatchBytes: 1 << 20})
+	if w.keep != keepBufferBytes {
+		t.Fatalf("keep %d; want %d", w.keep, keepBufferBytes)
+	}
+	big := bytes.Repeat([]byte("y"), 6<<20) // one row past the keep size
+	const rows = 3
+	for i := range rows {
+		r := record.Acquire(8 << 20)
 		r.ID, r.Start, r.Capture = newID(i), time.Now(), true
 		r.AddChunk(big, time.Millisecond)
 		if err := w.Write(r); err != nil {
@@ -216,13 +220,13 @@ func TestHugeBlockNotKept(t *testing.T) {
 	flush(t, w)
 	w.mu.Lock()
 	for _, b := range append([]*block{w.cur}, w.free...) {
-		if n := cap(b.chunkData.Buf); n > 2*keepBufferBytes {
-			t.Errorf("a kept block holds a %d-byte chunk buffer", n)
+		if n := blockCap(b); n > w.keep {
+			t.Errorf("a kept block holds %d bytes of column buffers", n)
 		}
 	}
 	w.mu.Unlock()
 	closeWriter(t, w)
-	if n := len(spooledRows(t, dir)); n != 3*keepBufferBytes>>20 {
+	if n := len(spooledRows(t, dir)); n != rows {
 		t.Fatalf("%d rows spooled", n)
 	}
 }

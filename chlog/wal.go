@@ -12,8 +12,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/ClickHouse/ch-go/proto"
-
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -55,9 +53,8 @@ type wal struct {
 	w   *Writer
 
 	// Guarded by Writer.mu.
-	row      *block // scratch one-row block
-	enc      proto.Buffer
-	buf      []byte // records of the current segment not yet written
+	rows     lastRows // encodes a block's last row (walrow.go)
+	buf      []byte   // records of the current segment not yet written
 	spare    []byte
 	curSeq   uint64
 	final    []walJob // segments whose block was cut: write the tail, close
@@ -112,7 +109,6 @@ func openWAL(w *Writer) (*wal, error) {
 	l := &wal{
 		dir:  filepath.Join(w.o.SpoolDir, "wal"),
 		w:    w,
-		row:  newBlock(),
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
@@ -206,29 +202,19 @@ func walRecords(data []byte, fn func(id, payload []byte) bool) (torn bool) {
 
 func (l *wal) start() { go l.run() }
 
-// appendLocked encodes r as a WAL record and returns its ticket for wait.
-func (l *wal) appendLocked(r *record.Record) uint64 {
-	l.enc.Reset()
-	l.row.add(r)
-	err := l.row.encode(&l.enc)
-	l.row.reset()
+// appendLocked appends the WAL record of blk's last row, r's, which has
+// just joined it, and returns its ticket for wait.
+func (l *wal) appendLocked(r *record.Record, blk *block) uint64 {
+	var err error
+	l.buf, err = l.rows.appendWALRecord(l.buf, blk, r.ID[:])
+	l.appended++
 	if err != nil {
 		l.w.stats.walErrors.Add(1)
 		l.w.log.Error("chlog: BUG: wal: encode row", "err", err)
-		l.appended++
 		l.smu.Lock()
 		l.failLocked(l.appended-1, l.appended, fmt.Errorf("encode row: %w", err))
 		l.smu.Unlock()
-		l.kickSync()
-		return l.appended
 	}
-	var h [8]byte
-	binary.LittleEndian.PutUint32(h[:], uint32(len(l.enc.Buf)))
-	binary.LittleEndian.PutUint32(h[4:], crc32.ChecksumIEEE(l.enc.Buf))
-	l.buf = append(l.buf, h[:]...)
-	l.buf = append(l.buf, r.ID[:]...)
-	l.buf = append(l.buf, l.enc.Buf...)
-	l.appended++
 	l.kickSync()
 	return l.appended
 }
@@ -342,9 +328,17 @@ func (l *wal) syncOnce() {
 	l.smu.Unlock()
 	l.lastSync = ticket
 
+	// The largest buffer written (within the writer's keep size) becomes
+	// the next segment's: a segment's buffer then grows once, not per block.
+	spare := data
+	for _, j := range finals {
+		if cap(j.data) > cap(spare) && cap(j.data) <= w.keep {
+			spare = j.data
+		}
+	}
 	w.mu.Lock()
 	if l.spare == nil {
-		l.spare = data[:0]
+		l.spare = spare[:0]
 	}
 	w.mu.Unlock()
 

@@ -27,8 +27,20 @@ const spoolQueue = 64
 
 // keepBufferBytes: a block or an encode buffer that grew past this is
 // dropped after use instead of being kept for the next one, so that a burst
-// of huge rows does not pin memory at its peak.
+// of huge rows does not pin memory at its peak; unless the writer's blocks
+// are cut larger (keepBytes).
 const keepBufferBytes = 4 << 20
+
+// keepBytes is what a block's columns or an encode buffer may hold and still
+// be kept for the next block: two batches (a block is cut once its rows
+// reach BatchBytes, the last row may take it past), at least
+// keepBufferBytes, at most an eighth of the memory budget. Kept buffers
+// turn each block's growth (allocating, zeroing and copying its bytes
+// again) into none; the writer lets go of them after idleTrimTicks idle
+// flush intervals.
+func keepBytes(o *Options) int {
+	return max(keepBufferBytes, min(2*o.BatchBytes, int(o.MaxBufferBytes/8)))
+}
 
 // Writer batches records into Native blocks and sends them to ClickHouse,
 // spooling what it cannot send. It is safe for concurrent use.
@@ -40,6 +52,8 @@ type Writer struct {
 	wal    *wal // nil unless Durability is "wal"
 	stats  counters
 	budget *budget
+
+	keep int // keepBytes(o)
 
 	mu     sync.Mutex // guards the fields below and the WAL's buffers
 	cur    *block
@@ -141,6 +155,7 @@ func makeWriter(ctx context.Context, o Options) *Writer {
 		replayDone: make(chan struct{}),
 	}
 	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
+	w.keep = keepBytes(&o)
 	w.ctx, w.cancel = context.WithCancel(ctx)
 	return w
 }
@@ -188,14 +203,12 @@ func (w *Writer) Write(r *record.Record) error {
 		return ErrClosed
 	}
 	b := w.cur
-	before := blockMem(b)
 	b.add(r)
-	d := blockMem(b) - before
-	b.held += d
+	d := b.charge()
 	w.budget.move(charged, int64(d))
 	var ticket uint64
 	if w.wal != nil {
-		ticket = w.wal.appendLocked(r)
+		ticket = w.wal.appendLocked(r, b)
 	}
 	if b.rows >= w.o.BatchRows || b.bytes >= w.o.BatchBytes {
 		w.handOffLocked()
@@ -236,6 +249,7 @@ func (w *Writer) rotateLocked() {
 	old := w.cur
 	if n := len(w.free); n > 0 {
 		w.cur, w.free = w.free[n-1], w.free[:n-1]
+		w.cur.uncharged = blockMem(w.cur) // its spare capacity: no row's yet
 	} else {
 		w.cur = newBlock()
 	}
@@ -262,15 +276,41 @@ func blockMem(b *block) int {
 	return b.bytes + cap(b.chunkData.Buf) - len(b.chunkData.Buf) + cap(b.reqBody.Buf) - len(b.reqBody.Buf) + 8*cap(b.chunkData.Pos)
 }
 
-// recycle keeps b for reuse unless its buffers grew past keepBufferBytes
-// (or two blocks are kept already): a huge block is left to the GC.
+// charge brings b.held up to date after a row was added and returns by how
+// much it changed: b's memory (blockMem) less the spare capacity it was
+// recycled with that no row has taken yet. A recycled block is thus
+// charged its rows' bytes, and any capacity it grows beyond; a new one all
+// its capacity, as it grows.
+func (b *block) charge() int {
+	b.uncharged = min(b.uncharged, blockMem(b)-b.bytes)
+	d := blockMem(b) - b.uncharged - b.held
+	b.held += d
+	return d
+}
+
+// blockCap is the capacity of b's column buffers that grow with captured
+// bytes and headers.
+func blockCap(b *block) int {
+	return cap(b.chunkData.Buf) + cap(b.reqBody.Buf) + 16*cap(b.chunkData.Pos) + cap(b.reqHeaders.Buf) + cap(b.respHeaders.Buf)
+}
+
+// recycle keeps b for reuse unless its buffers grew past w.keep (or two
+// blocks are kept already): a huge block is left to the GC.
 func (w *Writer) recycle(b *block) {
-	if b.bytes > keepBufferBytes {
+	if b.bytes > w.keep || blockCap(b) > w.keep {
 		return
 	}
 	b.reset()
 	b.held = 0
 	w.mu.Lock()
+	if c := w.cur; c.rows == 0 && blockCap(c) < blockCap(b) {
+		// The current block is new and empty (no block was free when it
+		// started): b takes its place, rather than its growing from
+		// nothing while b waits.
+		b.seq = c.seq
+		b.uncharged = blockMem(b)
+		w.cur, b = b, c
+	}
 	if len(w.free) < 2 {
 		w.free = append(w.free, b)
 	}
@@ -293,9 +333,9 @@ func (w *Writer) trimLocked() {
 	}
 }
 
-// trimBuffer drops an encode buffer that grew past keepBufferBytes.
-func trimBuffer(buf *proto.Buffer) {
-	if cap(buf.Buf) > keepBufferBytes {
+// trimBuffer drops an encode buffer that grew past the writer's keep size.
+func (w *Writer) trimBuffer(buf *proto.Buffer) {
+	if cap(buf.Buf) > w.keep {
 		buf.Buf = nil
 	} else {
 		buf.Buf = buf.Buf[:0]
@@ -310,7 +350,7 @@ func (w *Writer) sendBlock(ctx context.Context, b *block, buf *proto.Buffer) err
 	w.budget.move(0, int64(b.bytes))
 	err := w.send(ctx, b, buf)
 	w.budget.release(n)
-	trimBuffer(buf)
+	w.trimBuffer(buf)
 	return err
 }
 
@@ -442,14 +482,21 @@ func (w *Writer) flusher() {
 func (w *Writer) spooler() {
 	defer w.wg.Done()
 	var g spoolScratch
+	t := time.NewTicker(w.o.FlushInterval)
+	defer t.Stop()
+	idle := 0 // ticks in a row without a block
 	for {
 		select {
 		case b := <-w.spoolq:
+			idle = 0
 			w.spoolGroup(&g, b)
-			if len(w.spoolq) == 0 {
-				g.buf.Buf = nil // spooling comes in bursts: keep nothing between them
-			}
 			w.kickReplayer()
+		case <-t.C:
+			// Spooling comes in bursts (or, without ClickHouse, steadily):
+			// the encode buffer is kept while blocks come, not after.
+			if idle++; idle == idleTrimTicks {
+				g.buf.Buf = nil
+			}
 		case <-w.stop:
 			for {
 				select {
@@ -510,7 +557,7 @@ func (w *Writer) spoolGroup(g *spoolScratch, b *block) {
 		w.spoolEncodedGroup(m, g.buf.Buf, g.seqs)
 	}
 	w.budget.release(held)
-	trimBuffer(&g.buf)
+	w.trimBuffer(&g.buf)
 }
 
 // spoolBlock encodes b into the spool and recycles it.
@@ -522,7 +569,7 @@ func (w *Writer) spoolBlock(b *block, buf *proto.Buffer, unknown bool) {
 		w.spoolEncoded(m, buf.Buf, unknown)
 	}
 	w.budget.release(n)
-	trimBuffer(buf)
+	w.trimBuffer(buf)
 }
 
 func (w *Writer) spoolEncoded(m blockMeta, native []byte, unknown bool) {

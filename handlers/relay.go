@@ -18,7 +18,9 @@ import (
 )
 
 // Sink receives every finished record. It must copy what it keeps before it
-// returns and must not block on I/O: it runs on the request's goroutine.
+// returns (the record's RequestBody may be the request's own buffer, which
+// fasthttp reuses once the request ended) and must not block on I/O: it
+// runs on the request's goroutine.
 // An error means the record was not kept as promised (storage closed, a
 // WAL write or fsync failed); the relay logs it, the sink counts it.
 type Sink interface {
@@ -257,7 +259,12 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if rec.TruncatedReason != record.TruncStorageBudget {
-		rec.SetRequestBody(body) // kept for the model even when not stored
+		// By reference, not a copy: fasthttp keeps the body until it resets
+		// the request, and a stream's record is finished while its response
+		// is written, before that (finish checks it all the same); the
+		// storage sink copies it into its block. Kept for the model even
+		// when not stored.
+		rec.BorrowRequestBody(body, &ctx.Request)
 	}
 	if len(rec.RequestBody) == 0 {
 		rec.Model = usage.Model(body) // meta only by the storage budget
@@ -320,6 +327,11 @@ func (h *Relay) finish(rec *record.Record) {
 	}
 	if rec.Status == 0 {
 		rec.Status = fasthttp.StatusOK
+	}
+	if !rec.BorrowedBodyValid() {
+		// fasthttp reset the request before the response ended (a path
+		// that does not write the response): the body is gone.
+		h.log.Warn("request body released before the record was written: stored without it", "request_id", rec.IDString())
 	}
 	if rec.Model == "" {
 		rec.Model = usage.RequestModel(rec.Path, rec.RequestBody)

@@ -20,3 +20,20 @@ func TestWindowAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per run", n)
 	}
 }
+
+// TestBorrowRequestBodyAllocs: capturing a large request body by reference
+// allocates nothing.
+func TestBorrowRequestBodyAllocs(t *testing.T) {
+	o := &owned{b: bytes.Repeat([]byte("x"), 1<<20)}
+	if n := testing.AllocsPerRun(50, func() {
+		r := Acquire(4 << 20)
+		r.Capture = true
+		r.BorrowRequestBody(o.b, o)
+		if !r.BorrowedBodyValid() {
+			t.Fatal("dropped")
+		}
+		Release(r)
+	}); n != 0 {
+		t.Fatalf("%v allocations per run", n)
+	}
+}

@@ -126,6 +126,16 @@ type Record struct {
 
 	captureLimit int
 	starved      bool // Budget refused a charge: capture has stopped for good
+	// bodyFrom is where a borrowed RequestBody lives (BorrowRequestBody);
+	// nil when RequestBody is the record's own buffer.
+	bodyFrom BodyOwner
+}
+
+// BodyOwner holds the bytes of a borrowed request body: *fasthttp.Request
+// is one. Body returns its current body; once that is no longer the
+// borrowed slice, the bytes are no longer the record's to read.
+type BodyOwner interface {
+	Body() []byte
 }
 
 // Budget is the storage memory budget a record's capture is charged
@@ -200,6 +210,9 @@ func Release(r *Record) {
 		releaseWindow(r.Window)
 	}
 	reqH, respH, body := r.RequestHeaders[:0], r.ResponseHeaders[:0], r.RequestBody[:0]
+	if r.bodyFrom != nil {
+		body = nil // borrowed: never the pool's to keep
+	}
 	chunks := Chunks{Data: r.Chunks.Data[:0], Ends: r.Chunks.Ends[:0], AtMS: r.Chunks.AtMS[:0]}
 	*r = Record{}
 	if cap(reqH) <= keepCap {
@@ -223,14 +236,16 @@ func Release(r *Record) {
 // CaptureLimit returns the per-direction capture limit in bytes.
 func (r *Record) CaptureLimit() int { return r.captureLimit }
 
-// SetRequestBody captures the request body up to the capture limit. When
-// the budget has no room for it, nothing is captured and capture stops.
+// SetRequestBody captures a copy of the request body up to the capture
+// limit. When the budget has no room for it, nothing is captured and
+// capture stops.
 func (r *Record) SetRequestBody(b []byte) {
 	trunc := false
 	if len(b) > r.captureLimit {
 		b = b[:r.captureLimit]
 		trunc = true
 	}
+	r.dropBorrowed()
 	r.RequestBody = r.RequestBody[:0]
 	if !growBytes(r, &r.RequestBody, len(b)) {
 		r.Capture = false // neither body nor chunks are stored
@@ -238,6 +253,63 @@ func (r *Record) SetRequestBody(b []byte) {
 	}
 	r.Truncated = r.Truncated || trunc
 	r.RequestBody = append(r.RequestBody, b...)
+}
+
+// BorrowRequestBody captures the request body up to the capture limit by
+// reference, without a copy: b must be owner's current body (owner.Body())
+// and stay unchanged for as long as owner says so, which the record checks
+// with BorrowedBodyValid before it is read after the request handler
+// returned. With Capture set the budget is charged len(b) (what the stored
+// row will hold), not the capacity of a buffer the record does not own;
+// when it has no room, nothing is captured and capture stops, as in
+// SetRequestBody. Without Capture the body is kept only for reading (the
+// model), not stored, and not charged.
+func (r *Record) BorrowRequestBody(b []byte, owner BodyOwner) {
+	trunc := false
+	if len(b) > r.captureLimit {
+		b = b[:r.captureLimit]
+		trunc = true
+	}
+	r.dropBorrowed()
+	if len(b) > 0 && r.Capture && !r.charge(len(b)) {
+		r.RequestBody = r.RequestBody[:0]
+		r.Capture = false // neither body nor chunks are stored
+		return
+	}
+	r.Truncated = r.Truncated || trunc
+	if len(b) == 0 {
+		r.RequestBody = r.RequestBody[:0]
+		return
+	}
+	r.RequestBody = b
+	r.bodyFrom = owner
+}
+
+// BorrowedBodyValid reports whether a borrowed request body (see
+// BorrowRequestBody) is still its owner's; when not, RequestBody is
+// dropped (the bytes may belong to another request by now) and the
+// capture charge for it stays with the record. It is true when the body
+// is not borrowed.
+func (r *Record) BorrowedBodyValid() bool {
+	if r.bodyFrom == nil {
+		return true
+	}
+	cur := r.bodyFrom.Body()
+	if len(cur) >= len(r.RequestBody) && (len(r.RequestBody) == 0 || &cur[0] == &r.RequestBody[0]) {
+		return true
+	}
+	r.RequestBody = nil
+	r.bodyFrom = nil
+	return false
+}
+
+// dropBorrowed forgets a borrowed body, so that RequestBody can take the
+// record's own buffer again.
+func (r *Record) dropBorrowed() {
+	if r.bodyFrom != nil {
+		r.RequestBody = nil
+		r.bodyFrom = nil
+	}
 }
 
 // AddChunk accounts one response chunk that arrived at offset at from Start:
@@ -307,7 +379,7 @@ func growBytes(r *Record, s *[]byte, n int) bool {
 	if need <= cap(*s) {
 		return true
 	}
-	c := max(need, min(max(2*cap(*s), 4096), r.captureLimit))
+	c := max(need, min(max(2*cap(*s), 1024), r.captureLimit))
 	if !r.charge(c - cap(*s)) {
 		return false
 	}
