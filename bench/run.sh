@@ -9,7 +9,8 @@
 #   -s  source tree for the micro benchmarks and the profile (default: this
 #       checkout); point it at a snapshot worktree to measure a fixed commit
 #   -o  results directory (default bench/results, or bench/results/quick with -q)
-#   -q  quick: scenarios 1 and 2 only, short, no micro benchmarks (< 2 min)
+#   -q  quick: scenarios 1, 2, 7 and a one-round scenario 4 (nginx, base,
+#       production shape), short, no micro benchmarks (< 2 min)
 #
 # Every process it starts is killed on exit; every loop is bounded. Redis and
 # ClickHouse are the ones deployments/local/services.sh starts (addresses from
@@ -26,7 +27,7 @@ while getopts b:s:o:q opt; do
 	s) src=$OPTARG ;;
 	o) out=$OPTARG ;;
 	q) quick=1 ;;
-	*) sed -n '2,14p' "$0" >&2; exit 2 ;;
+	*) sed -n '2,15p' "$0" >&2; exit 2 ;;
 	esac
 done
 [ -n "$out" ] || { [ $quick = 1 ] && out=$here/results/quick || out=$here/results; }
@@ -63,11 +64,15 @@ relay_key=sk-relay-bench provider_key=bench-provider-key
 # Scenario sizes; the environment may override any of them.
 if [ $quick = 1 ]; then
 	: "${S1_ROUNDS:=1}" "${S1_SECS:=4}" "${S2_SECS:=6}" "${S2_RATES:=250}"
+	: "${S4_ROUNDS:=1}" "${S4_SECS:=3}" "${S7_ROUNDS:=1}" "${S7_SECS:=2}"
 else
 	: "${S1_ROUNDS:=3}" "${S1_SECS:=5}" "${S2_SECS:=10}" "${S2_RATES:=2000 1000 500 250}"
+	: "${S4_ROUNDS:=3}" "${S4_SECS:=4}" "${S7_ROUNDS:=3}" "${S7_SECS:=3}"
 fi
 : "${S1_CONNS:=64}" "${S2_CONNS:=512}" "${S3_CHUNKS:=30}"
-: "${S4_ROUNDS:=3}" "${S4_SECS:=4}" "${S5_ROUNDS:=3}" "${S5_SECS:=3}" "${MICRO_COUNT:=5}"
+: "${S5_ROUNDS:=3}" "${S5_SECS:=3}" "${S7_RATE:=1000}" "${MICRO_COUNT:=5}"
+# MICRO=0 leaves out the micro benchmarks and the profile tops of a full run.
+: "${MICRO:=1}"
 
 tmp=$(mktemp -d /tmp/stream-relay-bench.XXXXXX)
 raw=$out/raw
@@ -116,8 +121,9 @@ s3_max=$(((nofile - 200) / 2))
 s3_first=$((s3_max < 10000 ? s3_max / 100 * 100 : 10000))
 : "${S3_STREAMS:=$s3_first $((s3_first / 2)) 2000}"
 
-log "building loadgen and report into $tmp"
-(cd "$repo" && go build -o "$tmp/loadgen" ./bench/loadgen && go build -o "$tmp/report" ./bench/report)
+log "building loadgen, vegetarun and report into $tmp"
+(cd "$repo" && go build -o "$tmp/loadgen" ./bench/loadgen && go build -o "$tmp/report" ./bench/report &&
+	go build -o "$tmp/vegetarun" ./bench/vegetarun)
 
 # Machine and run facts for the report.
 {
@@ -223,6 +229,18 @@ if [ $pprof = 1 ] && ! curl -fsS -o /dev/null "http://127.0.0.1:$metrics_port/de
 stop_relay
 note pprof_endpoint $pprof
 log "relay pprof endpoint: $pprof"
+
+# The production shape (relay variant chredis: full capture into ClickHouse,
+# every request decided through Redis) needs both services; without them the
+# report says it was not measured.
+have_ch=0 have_redis=0 prod=0
+curl -fsS "$ch_url/ping" 2>/dev/null | grep -q Ok && have_ch=1
+redis-cli -u "redis://$redis_addr" ping 2>/dev/null | grep -q PONG && have_redis=1
+[ $have_ch = 1 ] && [ $have_redis = 1 ] && prod=1
+note have_clickhouse $have_ch
+note have_redis $have_redis
+note have_production_shape $prod
+log "services: clickhouse $have_ch, redis $have_redis"
 
 # ---------------------------------------------------------------- load
 
@@ -333,48 +351,83 @@ for p in direct nginx relay; do
 	lg s2 $p "" $chat -c "$S2_CONNS" -rate "$rate" -chunks 20 -delay-ms 5 -d "${S2_SECS}s" -warmup 2s
 done
 stop_relay
+if [ $prod = 1 ]; then
+	start_relay chredis
+	lg s2 relay-chredis "" $chat -c "$S2_CONNS" -rate "$rate" -chunks 20 -delay-ms 5 -d "${S2_SECS}s" -warmup 2s
+	stop_relay
+fi
 
+# Scenario 7: a plain request rate driven by vegeta's library (vegetarun):
+# each target of bench/vegeta/targets.http (a non-streaming chat completion,
+# then a streamed one of 20 chunks) at S7_RATE requests/s through every path,
+# the paths interleaved in rounds (the report shows each one's median round).
+log "scenario 7: plain request rate (vegeta), $S7_RATE requests/s per target, $S7_ROUNDS x ${S7_SECS}s"
+note s7_rate "$S7_RATE"
+vr() { # path round
+	(cd "$repo" && "$tmp/vegetarun" -targets "$here/vegeta/targets.http" -root "$repo" -base "$(base_of "$1")" \
+		-auth "$(auth_of "$1")" -path "$1" -rate "$S7_RATE" -d "${S7_SECS}s" -warmup 1s \
+		-watch "$(watch_of "$1")" -json "$raw/rate_$1_r$2.json") 2>&1 | sed 's/^/  /' >&2 || log "vegetarun failed on $1"
+}
+for r in $(seq 1 "$S7_ROUNDS"); do
+	start_relay base
+	for p in direct nginx relay; do vr $p "$r"; done
+	stop_relay
+	if [ $prod = 1 ]; then
+		start_relay chredis
+		vr relay-chredis "$r"
+		stop_relay
+	fi
+done
+
+# Scenario 4: what capture and rate limits cost, scenario 1's load against
+# relay variants, nginx as the anchor of each round. Quick mode runs one
+# round of base and the production shape only.
 if [ $quick = 0 ]; then
-	# Scenario 4: what capture and rate limits cost, scenario 1's load against
-	# relay variants, nginx as the anchor of each round.
-	have_ch=0 have_redis=0
-	curl -fsS "$ch_url/ping" 2>/dev/null | grep -q Ok && have_ch=1
-	redis-cli -u "redis://$redis_addr" ping 2>/dev/null | grep -q PONG && have_redis=1
-	note have_clickhouse $have_ch
-	note have_redis $have_redis
 	variants="base p1 meta"
 	[ $have_ch = 1 ] && variants="$variants ch"
 	[ $have_redis = 1 ] && variants="$variants redis"
-	[ $have_ch = 1 ] && [ $have_redis = 1 ] && variants="$variants chredis"
-	[ $have_ch = 1 ] && curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null
-	log "scenario 4: capture and limits: $variants, $S4_ROUNDS x ${S4_SECS}s"
-	for r in $(seq 1 "$S4_ROUNDS"); do
-		lg s4 nginx "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
-		for v in $variants; do
-			start_relay "$v"
-			lg s4 "relay-$v" "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
-			stop_relay
-			# Redis slower than 50 ms or a failed ClickHouse insert shows in the
-			# relay's log: the variant then measured the fallback, not the service.
-			note "s4_log_${v}_r$r" "redis fallbacks $(grep -c 'redis unavailable' "$tmp/relay-$v.log" || true), spooled blocks $(grep -c 'spooled block' "$tmp/relay-$v.log" || true)"
-		done
+else
+	variants="base"
+fi
+[ $prod = 1 ] && variants="$variants chredis"
+[ $have_ch = 1 ] && curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null
+log "scenario 4: capture and limits: $variants, $S4_ROUNDS x ${S4_SECS}s"
+for r in $(seq 1 "$S4_ROUNDS"); do
+	lg s4 nginx "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
+	for v in $variants; do
+		start_relay "$v"
+		lg s4 "relay-$v" "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
+		stop_relay
+		# Redis slower than 50 ms or a failed ClickHouse insert shows in the
+		# relay's log: the variant then measured the fallback, not the service.
+		note "s4_log_${v}_r$r" "redis fallbacks $(grep -c 'redis unavailable' "$tmp/relay-$v.log" || true), spooled blocks $(grep -c 'spooled block' "$tmp/relay-$v.log" || true)"
 	done
-	if [ $have_ch = 1 ]; then
-		note s4_ch_rows "$(curl -fsS "$ch_url/" --data-binary "SELECT count() FROM $ch_db.stream_logs" 2>/dev/null || echo 0)"
-		note s4_ch_bytes "$(curl -fsS "$ch_url/" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '$ch_db' AND active" 2>/dev/null || echo 0)"
-		curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null || true
-	fi
+done
+if [ $have_ch = 1 ]; then
+	note s4_ch_rows "$(curl -fsS "$ch_url/" --data-binary "SELECT count() FROM $ch_db.stream_logs" 2>/dev/null || echo 0)"
+	note s4_ch_bytes "$(curl -fsS "$ch_url/" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '$ch_db' AND active" 2>/dev/null || echo 0)"
+	curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null || true
+fi
 
-	# Scenario 5: large bodies.
+if [ $quick = 0 ]; then
+	# Scenario 5: large bodies; the production shape in each round after
+	# the base relay.
 	log "scenario 5: 1 MiB request bodies and 5 MiB audio responses"
-	start_relay base
 	for r in $(seq 1 "$S5_ROUNDS"); do
+		start_relay base
 		for p in direct nginx relay; do
 			lg s5body $p "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
 			lg s5audio $p "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
 		done
+		stop_relay
+		if [ $prod = 1 ]; then
+			start_relay chredis
+			lg s5body relay-chredis "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
+			lg s5audio relay-chredis "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
+			stop_relay
+		fi
 	done
-	stop_relay
+	[ $have_ch = 1 ] && { curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null || true; }
 
 	# Scenario 3 runs last: nginx keeps the memory of its 10,000 connections.
 	# Many slow streams: each connection sends one stream of
@@ -400,9 +453,32 @@ stop "$mock_pid"
 cp "$tmp/nginx/error.log" "$raw/nginx-error.log" 2>/dev/null || true
 note load_end "$(cut -d' ' -f1-3 /proc/loadavg)"
 
+# Scenario 6: rows/s into ClickHouse, the relay's writer against
+# clickhouse-client with the same blocks on the same server (bench/chinsert),
+# alone on the machine once the proxies are stopped.
+if [ $quick = 0 ]; then
+	if [ ! -d "$repo/bench/chinsert" ]; then
+		note s6_status "not run: bench/chinsert is not in this tree"
+	elif [ $have_ch = 0 ]; then
+		note s6_status "not run: ClickHouse not reachable at $ch_url"
+	else
+		log "scenario 6: ClickHouse writer vs clickhouse-client (bench/chinsert)"
+		if ! (cd "$repo" && go build -o "$tmp/chinsert" ./bench/chinsert) >"$raw/chinsert.log" 2>&1; then
+			note s6_status "not run: bench/chinsert did not build (raw/chinsert.log)"
+		elif ! (cd "$repo" && RELAY_TEST_CLICKHOUSE_URL="$ch_url" timeout "${S6_TIMEOUT:-600}" "$tmp/chinsert" \
+			-out "$raw/chinsert.json") >>"$raw/chinsert.log" 2>&1; then
+			note s6_status "failed: bench/chinsert exited non-zero: $(tail -1 "$raw/chinsert.log" | tr -d '|' | cut -c1-160) (raw/chinsert.log)"
+			rm -f "$raw/chinsert.json"
+		else
+			note s6_status ok
+		fi
+		log "  $(grep '^s6_status=' "$meta" | cut -d= -f2-)"
+	fi
+fi
+
 # ---------------------------------------------------------------- micro and profiles
 
-if [ $quick = 0 ]; then
+if [ $quick = 0 ] && [ "$MICRO" = 1 ]; then
 	log "micro benchmarks (-count $MICRO_COUNT) in $src"
 	note micro_count "$MICRO_COUNT"
 	[ -f "$out/micro.txt" ] && mv "$out/micro.txt" "$out/micro.prev.txt"

@@ -63,7 +63,15 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	rep := &report{dir: *out, meta: meta, rs: rs}
+	rates, err := readRates(*in)
+	if err != nil {
+		return err
+	}
+	ch, err := readChInsert(filepath.Join(*in, chInsertFile))
+	if err != nil {
+		return err
+	}
+	rep := &report{dir: *out, meta: meta, rs: rs, rates: rates, chinsert: ch}
 	svg := rep.chart()
 	if svg != "" {
 		if err := os.WriteFile(filepath.Join(*out, "latency.svg"), []byte(svg), 0o644); err != nil {
@@ -156,22 +164,27 @@ func readResult(path string) (*Result, error) {
 	return r, nil
 }
 
+// readResults reads the loadgen's results: every JSON file of dir but the
+// vegeta runs (rate_*.json) and bench/chinsert's (chinsert.json).
 func readResults(dir string) ([]*Result, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
 	if err != nil {
 		return nil, err
 	}
-	if len(files) == 0 {
-		return nil, errors.New(dir + ": no results")
-	}
 	sort.Strings(files)
 	var rs []*Result
 	for _, f := range files {
+		if b := filepath.Base(f); strings.HasPrefix(b, ratePrefix) || b == chInsertFile {
+			continue
+		}
 		r, err := readResult(f)
 		if err != nil {
 			return nil, err
 		}
 		rs = append(rs, r)
+	}
+	if len(rs) == 0 {
+		return nil, errors.New(dir + ": no results")
 	}
 	return rs, nil
 }

@@ -11,10 +11,12 @@ import (
 
 // report builds REPORT.md from one run's results.
 type report struct {
-	dir  string
-	meta map[string]string
-	rs   []*Result
-	b    strings.Builder
+	dir      string
+	meta     map[string]string
+	rs       []*Result
+	rates    map[string][]*RateRun // scenario 7: rounds by path
+	chinsert *ChInsert             // scenario 6; nil when not run
+	b        strings.Builder
 }
 
 // runs returns the results of label and path, in file (round) order.
@@ -112,7 +114,7 @@ func (rp *report) markdown(chart bool) string {
 	m := rp.meta
 	kind := "`make bench`"
 	if m["quick"] == "1" {
-		kind = "`make bench-quick` (scenarios 1 and 2, short)"
+		kind = "`make bench-quick` (scenarios 1, 2 and 7, one round of scenario 4; short)"
 	}
 	rp.p("# stream-relay benchmarks\n\n")
 	rp.p("Written by %s on %s for commit %s (binaries from `%s`); the run took %s s.\n", kind, m["date"], m["commit"], m["bin_dir"], m["runtime_s"])
@@ -140,6 +142,8 @@ func (rp *report) markdown(chart bool) string {
 	rp.scenario3()
 	rp.scenario4()
 	rp.scenario5()
+	rp.scenario6()
+	rp.scenario7()
 	rp.profiles()
 	rp.micro()
 	return rp.b.String()
@@ -156,6 +160,15 @@ func (rp *report) warnings() {
 		}
 		if r.Errors > 0 || r.Unsent > 0 {
 			ws = append(ws, fmt.Sprintf("`%s` %s: %s failed of %d", r.Label, r.Path, errs(r), r.Requests+r.Unsent))
+		}
+	}
+	for _, p := range ratePaths {
+		for i, r := range rp.rates[p] {
+			for _, t := range r.Targets {
+				if !t.held(r.Rate) {
+					ws = append(ws, fmt.Sprintf("scenario 7 %s %s round %d: %s of %d requests/s sent, %s%% success", p, t.Name, i+1, num(t.SentRate), r.Rate, strconvPct(t.Success)))
+				}
+			}
 		}
 	}
 	if d := rp.med("s2", "direct"); d != nil && !d.sustained() {
@@ -196,49 +209,128 @@ func orNone(s string) string {
 	return strings.TrimSuffix(strings.TrimSpace(s), ";")
 }
 
+// headline is the table of one row per measured target: the base relay
+// and the production shape side by side, each with its ratio to nginx from
+// the same run (and, for the production shape of scenarios 1 and 4, from
+// scenario 4's rounds, where nginx runs first in every round).
 func (rp *report) headline() {
 	rp.p("## Headline\n\n")
+	rp.p("*relay* is the base config (capture into spool files, no limits); *production shape* is the relay the way production runs it: full capture into the real ClickHouse and every request decided through the real Redis (scenario 4's `chredis`). ")
+	rp.p("Each ratio is to nginx measured in the same run (in the same rounds where a scenario runs in rounds). Scenario 1 runs the base relay only; its production-shape cells come from scenario 4's rounds, against the nginx of those rounds (shown in the cell). – = not measured in this run.\n\n")
 	var rows [][]string
+	add := func(row ...string) { rows = append(rows, row) }
+	n4, p4, b4 := rp.med("s4", "nginx"), rp.med("s4", "relay-chredis"), rp.med("s4", "relay-base")
 	d, n, r := rp.med("s1", "direct"), rp.med("s1", "nginx"), rp.med("s1", "relay")
 	if d != nil && n != nil && r != nil {
-		rows = append(rows, []string{"1 throughput, 20-chunk streams, 64 conns (streams/s)", rps(d), rps(n), rps(r), ratio(r.RPS, n.RPS)})
-		if nc, rc := n.CPUPerReq["nginx"], r.CPUPerReq["relay"]; nc > 0 && rc > 0 {
-			rows = append(rows, []string{"1 proxy CPU per stream (µs, user+system)", "–", num(nc), num(rc), ratio(rc, nc)})
+		prod, pr := "–", "–"
+		if p4 != nil && n4 != nil {
+			prod, pr = rps(p4)+" (s4; nginx "+rps(n4)+")", ratio(p4.RPS, n4.RPS)
 		}
+		add("1 throughput, 20-chunk streams, 64 conns (streams/s)", rps(d), rps(n), rps(r), ratio(r.RPS, n.RPS), prod, pr)
+		nc, rc := n.CPUPerReq["nginx"], r.CPUPerReq["relay"]
+		prod, pr = "–", "–"
+		if p4 != nil && n4 != nil {
+			if pc, nc4 := p4.CPUPerReq["relay"], n4.CPUPerReq["nginx"]; pc > 0 && nc4 > 0 {
+				prod, pr = num(pc)+" (s4; nginx "+num(nc4)+")", ratio(pc, nc4)
+			}
+		}
+		if nc > 0 && rc > 0 {
+			add("1 proxy CPU per stream (µs, user+system)", "–", num(nc), num(rc), ratio(rc, nc), prod, pr)
+		}
+	}
+	if n4 != nil && (b4 != nil || p4 != nil) {
+		base, br, prod, pr := "–", "–", "–", "–"
+		if b4 != nil {
+			base, br = rps(b4), ratio(b4.RPS, n4.RPS)
+		}
+		if p4 != nil {
+			prod, pr = "**"+rps(p4)+"**", "**"+ratio(p4.RPS, n4.RPS)+"**"
+		}
+		add("4 same load, nginx first in each round (streams/s); target 1: production ≥ 1.0", "–", rps(n4), base, br, prod, pr)
+		base, br, prod, pr = "–", "–", "–", "–"
+		nc := n4.CPUPerReq["nginx"]
+		if b4 != nil {
+			base, br = cpuUs(b4, "relay"), ratio(b4.CPUPerReq["relay"], nc)
+		}
+		if p4 != nil {
+			prod, pr = "**"+cpuUs(p4, "relay")+"**", "**"+ratio(p4.CPUPerReq["relay"], nc)+"**"
+		}
+		add("4 proxy CPU per stream, same rounds (µs); target 1: production ≤ 1.1", "–", cpuUs(n4, "nginx"), base, br, prod, pr)
 	}
 	d, n, r = rp.med("s2", "direct"), rp.med("s2", "nginx"), rp.med("s2", "relay")
 	if d != nil && n != nil && r != nil {
-		rows = append(rows,
-			[]string{fmt.Sprintf("2 TTFT p50 at %s streams/s: added to direct (ms)", rp.meta["s2_rate"]), msf(d.FirstEvent.P50Ms) + " (base)",
-				signed(n.FirstEvent.P50Ms - d.FirstEvent.P50Ms), signed(r.FirstEvent.P50Ms - d.FirstEvent.P50Ms), "–"},
-			[]string{"2 TTFT p99: added to direct (ms)", msf(d.FirstEvent.P99Ms) + " (base)",
-				signed(n.FirstEvent.P99Ms - d.FirstEvent.P99Ms), signed(r.FirstEvent.P99Ms - d.FirstEvent.P99Ms), "–"},
-			[]string{"2 inter-chunk gap p99: added to direct (ms)", msf(d.Gap.P99Ms) + " (base)",
-				signed(n.Gap.P99Ms - d.Gap.P99Ms), signed(r.Gap.P99Ms - d.Gap.P99Ms), "–"})
+		p := rp.med("s2", "relay-chredis")
+		added := func(get func(*Result) float64) (string, string) {
+			if p == nil {
+				return "–", "–"
+			}
+			return signed(get(p) - get(d)), "–"
+		}
+		for _, q := range []struct {
+			name string
+			get  func(*Result) float64
+		}{
+			{fmt.Sprintf("2 TTFT p50 at %s streams/s: added to direct (ms)", rp.meta["s2_rate"]), func(x *Result) float64 { return x.FirstEvent.P50Ms }},
+			{"2 TTFT p99: added to direct (ms)", func(x *Result) float64 { return x.FirstEvent.P99Ms }},
+			{"2 TTFT p99.9: added to direct (ms)", func(x *Result) float64 { return x.FirstEvent.P999Ms }},
+			{"2 inter-chunk gap p99: added to direct (ms)", func(x *Result) float64 { return x.Gap.P99Ms }},
+		} {
+			prod, pr := added(q.get)
+			add(q.name, msf(q.get(d))+" (base)", signed(q.get(n)-q.get(d)), signed(q.get(r)-q.get(d)), "–", prod, pr)
+		}
 	}
 	n, r = rp.med("s3", "nginx"), rp.med("s3", "relay")
 	if n != nil && r != nil {
 		np, rpr := perStream(n, "nginx"), perStream(r, "relay")
-		rows = append(rows, []string{fmt.Sprintf("3 memory per open stream, %s slow streams (KiB)", rp.meta["s3_streams"]), "–", num(np), num(rpr), ratio(rpr, np)})
+		add(fmt.Sprintf("3 memory per open stream, %s slow streams (KiB)", rp.meta["s3_streams"]), "–", num(np), num(rpr), ratio(rpr, np), "–", "–")
 	}
 	b, ch, meta, red := rp.med("s4", "relay-base"), rp.med("s4", "relay-ch"), rp.med("s4", "relay-meta"), rp.med("s4", "relay-redis")
 	if ch != nil && meta != nil {
-		rows = append(rows, []string{"4 full capture into ClickHouse vs capture meta: streams/s (relay CPU µs/stream)", "–", "–",
-			rps(ch) + " vs " + rps(meta) + " (" + cpuUs(ch, "relay") + " vs " + cpuUs(meta, "relay") + ")", ratio(ch.RPS, meta.RPS)})
+		add("4 full capture into ClickHouse vs capture meta: streams/s (relay CPU µs/stream); ratio ch / meta", "–", "–",
+			rps(ch)+" vs "+rps(meta)+" ("+cpuUs(ch, "relay")+" vs "+cpuUs(meta, "relay")+")", ratio(ch.RPS, meta.RPS), "–", "–")
 	}
 	if red != nil && b != nil {
-		rows = append(rows, []string{"4 rate limits through Redis vs off: streams/s (relay CPU µs/stream)", "–", "–",
-			rps(red) + " vs " + rps(b) + " (" + cpuUs(red, "relay") + " vs " + cpuUs(b, "relay") + ")", ratio(red.RPS, b.RPS)})
+		add("4 rate limits through Redis vs off: streams/s (relay CPU µs/stream); ratio redis / base", "–", "–",
+			rps(red)+" vs "+rps(b)+" ("+cpuUs(red, "relay")+" vs "+cpuUs(b, "relay")+")", ratio(red.RPS, b.RPS), "–", "–")
 	}
-	d, n, r = rp.med("s5body", "direct"), rp.med("s5body", "nginx"), rp.med("s5body", "relay")
-	if d != nil && n != nil && r != nil {
-		rows = append(rows, []string{"5 1 MiB request bodies (requests/s)", rps(d), rps(n), rps(r), ratio(r.RPS, n.RPS)})
+	for _, l := range []struct{ label, name string }{{"s5body", "5 1 MiB request bodies (requests/s)"}, {"s5audio", "5 5 MiB raw audio responses (MB/s)"}} {
+		d, n, r := rp.med(l.label, "direct"), rp.med(l.label, "nginx"), rp.med(l.label, "relay")
+		if d == nil || n == nil || r == nil {
+			continue
+		}
+		v := func(x *Result) float64 { return x.RPS }
+		if l.label == "s5audio" {
+			v = func(x *Result) float64 { return x.MBps }
+		}
+		prod, pr := "–", "–"
+		if p := rp.med(l.label, "relay-chredis"); p != nil {
+			prod, pr = num(v(p)), ratio(v(p), v(n))
+		}
+		add(l.name, num(v(d)), num(v(n)), num(v(r)), ratio(v(r), v(n)), prod, pr)
 	}
-	d, n, r = rp.med("s5audio", "direct"), rp.med("s5audio", "nginx"), rp.med("s5audio", "relay")
-	if d != nil && n != nil && r != nil {
-		rows = append(rows, []string{"5 5 MiB raw audio responses (MB/s)", num(d.MBps), num(n.MBps), num(r.MBps), ratio(r.MBps, n.MBps)})
+	if c := rp.chinsert; c != nil {
+		add("6 rows/s into ClickHouse: writer vs clickhouse-client (ratio writer / client; target ≥ 0.9)", "–", "–",
+			orDashNum(c.WriterMedian)+" vs "+orDashNum(c.ClientMedian), ratioOrGiven(c.WriterMedian, c.ClientMedian, c.RatioWriterCl), "–", "–")
+	} else if st := rp.meta["s6_status"]; st != "" && st != "ok" {
+		add("6 rows/s into ClickHouse: writer vs clickhouse-client", "–", "–", st, "–", "–", "–")
 	}
-	rp.table([]string{"scenario", "direct", "nginx", "relay", "relay / nginx"}, rows)
+	for _, name := range rp.rateNames() {
+		d, dok := rp.rateTarget("direct", name)
+		n, nok := rp.rateTarget("nginx", name)
+		r, rok := rp.rateTarget("relay", name)
+		if !dok || !nok || !rok {
+			continue
+		}
+		rate := rp.rateOf("relay")
+		prod, pr, pc, pcr := "–", "–", "–", "–"
+		if p, ok := rp.rateTarget("relay-chredis", name); ok {
+			prod, pr = msf(p.Latency.P99Ms), ratio(p.Latency.P99Ms, n.Latency.P99Ms)
+			pc, pcr = cpuOf(p.CPUPerReq, "relay"), ratio(p.CPUPerReq["relay"], n.CPUPerReq["nginx"])
+		}
+		add(fmt.Sprintf("7 %s at %d requests/s (vegeta): latency p99 (ms)", name, rate), msf(d.Latency.P99Ms), msf(n.Latency.P99Ms), msf(r.Latency.P99Ms), ratio(r.Latency.P99Ms, n.Latency.P99Ms), prod, pr)
+		add(fmt.Sprintf("7 %s: proxy CPU per request (µs)", name), "–", cpuOf(n.CPUPerReq, "nginx"), cpuOf(r.CPUPerReq, "relay"), ratio(r.CPUPerReq["relay"], n.CPUPerReq["nginx"]), pc, pcr)
+	}
+	rp.table([]string{"scenario", "direct", "nginx", "relay", "relay / nginx", "production shape", "production / nginx"}, rows)
 }
 
 // perStream is a process group's resident memory per open stream at the
@@ -277,7 +369,7 @@ func (rp *report) scenario1() {
 			proxy = cpuUs(m, path)
 			csw = switchesPerReq(m, path)
 		}
-		rows = append(rows, []string{path, "**" + rps(m) + "**", strings.Join(rounds, ", "), ratio(m.RPS, n.RPS), ratio(m.RPS, d.RPS),
+		rows = append(rows, []string{path, "**" + rps(m) + "**", strings.Join(rounds, ", "), ratio(m.RPS, rpsOf(n)), ratio(m.RPS, d.RPS),
 			msf(m.TTFB.P50Ms), msf(m.TTFB.P99Ms), msf(m.Total.P50Ms), msf(m.Total.P99Ms),
 			proxy, csw, cpuUs(m, "mock"), cpuUs(m, "loadgen"), errs(m)})
 	}
@@ -310,9 +402,13 @@ func (rp *report) scenario2(chart bool) {
 	} else if rate, _ := strconv.ParseFloat(rp.meta["s2_rate"], 64); rate < 2000 {
 		rp.p("The issue asks for 2,000 streams/s, which this 2-core machine cannot carry through a proxy: the script tried the rates %s on the relay for 3 seconds each (sustained = 95%% of the rate finished, nothing unsent or failed, 99%% of requests sent within 5 ms of their intended time), the highest it sustained was %s, and the paths are measured one step below that (or at the lowest rate tried), so that added latency is the proxy's and not queueing for a saturated core; the trials are below the tables. ", rp.meta["s2_rates_tried"], orDash(rp.meta["s2_max_sustained"]))
 	}
-	rp.p("TTFT here is the arrival of the first SSE event; the gap is the time between consecutive events of one stream (nominally %.0f ms; the first and last events come back to back).\n\n", d.DelayMs)
+	rp.p("TTFT here is the arrival of the first SSE event; the gap is the time between consecutive events of one stream (nominally %.0f ms; the first and last events come back to back). ", d.DelayMs)
+	if rp.med("s2", "relay-chredis") != nil {
+		rp.p("*relay-chredis* is the production shape (scenario 4's `chredis`), measured after the other paths at the same rate. ")
+	}
+	rp.p("\n\n")
 	var rows [][]string
-	for _, path := range []string{"direct", "nginx", "relay"} {
+	for _, path := range []string{"direct", "nginx", "relay", "relay-chredis"} {
 		r := rp.med("s2", path)
 		if r == nil {
 			continue
@@ -328,7 +424,7 @@ func (rp *report) scenario2(chart bool) {
 	rp.table([]string{"path", "streams/s", "rate held", "TTFT p50", "p90", "p99", "p99.9", "gap p50", "p90", "p99", "p99.9", "stream p99", "errors"}, rows)
 
 	rows = nil
-	for _, path := range []string{"nginx", "relay"} {
+	for _, path := range []string{"nginx", "relay", "relay-chredis"} {
 		r := rp.med("s2", path)
 		if r == nil {
 			continue
@@ -405,8 +501,11 @@ func (rp *report) scenario4() {
 	rp.p("## 4. Capture and rate-limit cost\n\n")
 	b := rp.med("s4", "relay-base")
 	if b == nil {
-		rp.p("Not run (quick mode).\n\n")
+		rp.p("Not run.\n\n")
 		return
+	}
+	if rp.meta["quick"] == "1" {
+		rp.p("Quick mode: one round of nginx, base and (when Redis and ClickHouse answer) chredis only. ")
 	}
 	rp.p("Scenario 1's load (%d connections, %d chunks, no delay) against relay variants, each a config written from `bench/configs/relay.yaml`; %d rounds, nginx first in each round as the anchor, median round shown. ", b.Conns, b.Chunks, len(rp.runs("s4", "relay-base")))
 	rp.p("Variants: **base** = the file as is (capture full into spool files, no ClickHouse, no limits); **meta** = capture meta (no bodies, no chunks) into spool files; **ch** = capture full into the real ClickHouse (`services.sh`); **redis** = base plus rate limits through the real Redis (a limit of 10^8 requests/minute, so every request pays the Lua round trip and none is refused); **chredis** = ch and redis together, the production shape.\n\n")
@@ -421,7 +520,7 @@ func (rp *report) scenario4() {
 		rs := rp.runs("s4", path)
 		r := median(rs)
 		if r == nil {
-			if v == "ch" || v == "redis" || v == "chredis" {
+			if (v == "ch" || v == "redis" || v == "chredis") && rp.meta["quick"] != "1" || v == "chredis" {
 				rows = append(rows, []string{v, "skipped: service not reachable", "", "", "", "", "", ""})
 			}
 			continue
@@ -434,7 +533,7 @@ func (rp *report) scenario4() {
 		if v == "nginx" {
 			cpu = cpuUs(r, "nginx")
 		}
-		rows = append(rows, []string{v, "**" + rps(r) + "**", strings.Join(rounds, ", "), ratio(r.RPS, b.RPS), ratio(r.RPS, n.RPS), cpu, msf(r.Total.P99Ms), errs(r)})
+		rows = append(rows, []string{v, "**" + rps(r) + "**", strings.Join(rounds, ", "), ratio(r.RPS, b.RPS), ratio(r.RPS, rpsOf(n)), cpu, msf(r.Total.P99Ms), errs(r)})
 	}
 	rp.table([]string{"variant", "streams/s (median)", "rounds", "vs base", "vs nginx", "proxy CPU µs/stream", "stream p99 ms", "errors"}, rows)
 	var logs []string
@@ -464,24 +563,24 @@ func (rp *report) scenario5() {
 		rp.p("Not run (quick mode).\n\n")
 		return
 	}
-	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only.\n\n", len(rp.runs("s5body", "relay")))
+	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round.\n\n", len(rp.runs("s5body", "relay")))
 	var rows [][]string
 	for _, l := range []string{"s5body", "s5audio"} {
 		n := rp.med(l, "nginx")
-		for _, path := range []string{"direct", "nginx", "relay"} {
+		for _, path := range []string{"direct", "nginx", "relay", "relay-chredis"} {
 			r := rp.med(l, path)
 			if r == nil {
 				continue
 			}
 			rss := "–"
-			if p, ok := r.proc(path); ok {
+			if p, ok := r.proc(procName(path)); ok {
 				rss = num(float64(p.MaxRSSKB) / 1024)
 			}
 			cpu := "–"
 			if path != "direct" {
-				cpu = cpuUs(r, path)
+				cpu = cpuUs(r, procName(path))
 			}
-			rows = append(rows, []string{strings.TrimPrefix(l, "s5"), path, "**" + rps(r) + "**", num(r.MBps), ratio(r.RPS, n.RPS), msf(r.TTFB.P50Ms), msf(r.Total.P99Ms), rss, cpu, errs(r)})
+			rows = append(rows, []string{strings.TrimPrefix(l, "s5"), path, "**" + rps(r) + "**", num(r.MBps), ratio(r.RPS, rpsOf(n)), msf(r.TTFB.P50Ms), msf(r.Total.P99Ms), rss, cpu, errs(r)})
 		}
 	}
 	rp.table([]string{"", "path", "requests/s", "response MB/s", "vs nginx", "TTFB p50 ms", "total p99 ms", "proxy max RSS MiB", "proxy CPU µs/request", "errors"}, rows)
@@ -520,4 +619,13 @@ func headLines(s string, n int) string {
 		ls = ls[:n]
 	}
 	return strings.Join(ls, "")
+}
+
+// rpsOf is a result's throughput, 0 when the path did not run (ratio then
+// shows "–").
+func rpsOf(r *Result) float64 {
+	if r == nil {
+		return 0
+	}
+	return r.RPS
 }
