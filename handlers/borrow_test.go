@@ -1,0 +1,198 @@
+package handlers
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/stream-relay/stream-relay/bench/mockllm"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+)
+
+// bodyRows is a sink keeping a copy of each record's request body.
+type bodyRows struct {
+	mu   sync.Mutex
+	rows map[string]bodyRow
+}
+
+type bodyRow struct {
+	body      string
+	truncated bool
+	errType   string
+}
+
+func (s *bodyRows) Write(r *record.Record) error {
+	s.mu.Lock()
+	s.rows[r.IDString()] = bodyRow{body: string(r.RequestBody), truncated: r.Truncated, errType: r.ErrorType}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *bodyRows) get(id string) (bodyRow, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	r, ok := s.rows[id]
+	return r, ok
+}
+
+// borrowRelay serves the relay over a real fasthttp server (request
+// buffers released at reset, as the app runs it) in front of the mock
+// upstream, capturing up to captureLimit bytes of each request body.
+func borrowRelay(t *testing.T, captureLimit int) (addr string, sink *bodyRows) {
+	t.Helper()
+	mln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mock := mockllm.New(mockllm.Options{})
+	go mock.Serve(mln)
+	t.Cleanup(func() { _ = mock.Close() })
+	rt, err := upstream.NewRoute(upstream.Options{
+		Name: "openai", Path: "/v1/chat/completions", Upstream: "http://" + mln.Addr().String(),
+		Kind: record.KindSSE, Capture: true, MaxCaptureBytes: captureLimit, MaxBodyBytes: 8 << 20, ProviderKey: "pk",
+	}, upstream.NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := NewKeys([]KeyOptions{{Key: "sk-test", Tenant: "t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd := upstream.NewWatchdog(upstream.WatchdogOptions{})
+	t.Cleanup(wd.Stop)
+	sink = &bodyRows{rows: map[string]bodyRow{}}
+	h, err := New(Options{Routes: upstream.NewTable([]*upstream.Route{rt}), Keys: keys, Sinks: []Sink{sink}, Watchdog: wd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h.serve, ReduceMemoryUsage: true, MaxRequestBodySize: 8 << 20}
+	go srv.Serve(ln)
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln.Addr().String(), sink
+}
+
+// chatBody is a chat request of about n bytes, distinct for each seed.
+func chatBody(seed uint64, n int) []byte {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	b := []byte(fmt.Sprintf(`{"model":"m-%d","stream":true,"messages":[{"role":"user","content":"`, seed))
+	for len(b) < n {
+		b = append(b, byte('a'+rng.IntN(26)))
+	}
+	return append(b, `"}]}`...)
+}
+
+// TestBorrowedBodiesStored: request bodies captured by reference reach the
+// sink intact (cut at the capture limit) under concurrent requests whose
+// buffers fasthttp recycles, also when the client leaves mid-stream.
+func TestBorrowedBodiesStored(t *testing.T) {
+	const limit = 256 << 10
+	addr, sink := borrowRelay(t, limit)
+	client := &http.Client{Timeout: 30 * time.Second}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	type sent struct {
+		id   string
+		body []byte
+		left bool // the client left mid-stream
+	}
+	var mu sync.Mutex
+	var all []sent
+	for g := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 8 {
+				seed := uint64(g*100 + i)
+				body := chatBody(seed, 16<<10+int(seed*37%400)<<10)
+				left := i%4 == 3
+				id, err := borrowRequest(client, addr, body, left)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				all = append(all, sent{id: id, body: body, left: left})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, s := range all {
+		var row bodyRow
+		ok := false
+		for end := time.Now().Add(10 * time.Second); !ok && time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+			row, ok = sink.get(s.id)
+		}
+		if !ok {
+			t.Fatalf("request %s: no row", s.id)
+		}
+		if s.left && row.errType != record.ErrClientClosed {
+			t.Errorf("request %s: the client left, error type %q", s.id, row.errType)
+		}
+		want := s.body[:min(len(s.body), limit)]
+		if row.body != string(want) || row.truncated != (len(s.body) > limit) {
+			t.Fatalf("request %s (left %v, error %q): stored body of %d bytes (truncated %v) differs from the %d sent", s.id, s.left, row.errType, len(row.body), row.truncated, len(s.body))
+		}
+	}
+}
+
+// borrowRequest sends one chat request and returns its request id; left
+// makes the client close the connection once the answer has begun.
+func borrowRequest(client *http.Client, addr string, body []byte, left bool) (string, error) {
+	if !left {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer sk-test")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(mockllm.HeaderChunks, "10")
+		resp, err := client.Do(req)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+			return "", err
+		}
+		if resp.StatusCode != http.StatusOK {
+			return "", fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return resp.Header.Get("X-Request-Id"), nil
+	}
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	head := "POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer sk-test\r\nContent-Type: application/json\r\n" +
+		mockllm.HeaderChunks + ": 200\r\n" + mockllm.HeaderDelayMs + ": 20\r\nContent-Length: " + fmt.Sprint(len(body)) + "\r\n\r\n"
+	if _, err := c.Write(append([]byte(head), body...)); err != nil {
+		return "", err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		return "", fmt.Errorf("status %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+	}
+	return resp.Header.Get("X-Request-Id"), nil // closing leaves mid-stream
+}
