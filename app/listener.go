@@ -52,6 +52,10 @@ type edgeConn struct {
 	net.Conn
 	fresh bool // the next read begins a request
 	start bool // nothing was read yet on the connection
+	// tunnel is set (before the upgrade, by the request's goroutine) when
+	// the connection becomes a WebSocket session: reads and writes then
+	// pass straight through, from two goroutines.
+	tunnel bool
 
 	// The server (with ReduceMemoryUsage) waits for a request with a
 	// one-byte read, holding no buffer. The connection reads what arrived
@@ -101,6 +105,9 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Tunneled makes the connection a plain pipe for a WebSocket session.
+func (c *edgeConn) Tunneled() { c.tunnel, c.fresh = true, false }
 
 // readPrefetch reads what arrived of a request into a pooled buffer,
 // checks it and hands out the first of it.
@@ -181,7 +188,7 @@ var responseContinue = []byte("HTTP/1.1 100 ")
 
 // Write writes to the connection; what follows a response is a new request.
 func (c *edgeConn) Write(p []byte) (int, error) {
-	if !c.fresh && !bytes.HasPrefix(p, responseContinue) {
+	if !c.tunnel && !c.fresh && !bytes.HasPrefix(p, responseContinue) {
 		c.fresh = true
 	}
 	return c.Conn.Write(p)

@@ -132,6 +132,9 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 	}
 	rec.Status = fasthttp.StatusSwitchingProtocols
 
+	if t, ok := ctx.Conn().(tunneled); ok {
+		t.Tunneled() // no request starts on it any more
+	}
 	var claimed atomic.Bool
 	var guard *time.Timer
 	err := wsUpgrader.Upgrade(ctx, func(client *websocket.Conn) {
@@ -200,3 +203,9 @@ func wsModel(q *fasthttp.Args) string {
 	}
 	return string(q.Peek("model_id"))
 }
+
+// tunneled is a client connection that checks the start of each request
+// (the relay's listener); Tunneled tells it that the connection now carries
+// a WebSocket session, read and written from two goroutines, with no
+// requests to check.
+type tunneled interface{ Tunneled() }
