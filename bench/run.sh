@@ -466,11 +466,13 @@ if [ $quick = 0 ]; then
 		if ! (cd "$repo" && go build -o "$tmp/chinsert" ./bench/chinsert) >"$raw/chinsert.log" 2>&1; then
 			note s6_status "not run: bench/chinsert did not build (raw/chinsert.log)"
 		elif ! (cd "$repo" && RELAY_TEST_CLICKHOUSE_URL="$ch_url" timeout "${S6_TIMEOUT:-600}" "$tmp/chinsert" \
-			-out "$raw/chinsert.json") >>"$raw/chinsert.log" 2>&1; then
+			-cpuprofile "$out/profiles/chinsert.writer.cpu.pprof" -out "$raw/chinsert.json") >>"$raw/chinsert.log" 2>&1; then
 			note s6_status "failed: bench/chinsert exited non-zero: $(tail -1 "$raw/chinsert.log" | tr -d '|' | cut -c1-160) (raw/chinsert.log)"
 			rm -f "$raw/chinsert.json"
 		else
 			note s6_status ok
+			go tool pprof -top -nodecount 30 "$out/profiles/chinsert.writer.cpu.pprof" \
+				>"$out/profiles/chinsert.writer.cpu.top.txt" 2>/dev/null || true
 		fi
 		log "  $(grep '^s6_status=' "$meta" | cut -d= -f2-)"
 	fi

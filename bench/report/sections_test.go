@@ -1,0 +1,243 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func writeJSON(t *testing.T, dir, name string, v any) {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runReport writes meta.txt and runs the report over dir, returning
+// REPORT.md.
+func runReport(t *testing.T, dir, meta string) string {
+	t.Helper()
+	return runReportTo(t, dir, t.TempDir(), meta)
+}
+
+// runReportTo is runReport writing into out (where profiles/ may wait).
+func runReportTo(t *testing.T, dir, out, meta string) string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "meta.txt"), []byte(meta), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := run([]string{"-in", dir, "-out", out}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "REPORT.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// loadgen is a closed-loop loadgen result with a proxy's CPU per stream.
+func loadgen(label, path string, rps float64, proc string, cpu float64) Result {
+	r := Result{Label: label, Path: path, Mode: "closed", Conns: 64, Chunks: 20, WindowS: 4, Requests: int64(rps * 4), OK: int64(rps * 4), RPS: rps,
+		CPUPerReq: map[string]float64{"mock": 200, "loadgen": 50}}
+	if proc != "" {
+		r.CPUPerReq[proc] = cpu
+	}
+	return r
+}
+
+// headlineRow returns the headline table's row starting with prefix.
+func headlineRow(t *testing.T, md, prefix string) []string {
+	t.Helper()
+	head, _, _ := strings.Cut(md, "## 1.")
+	for _, l := range strings.Split(head, "\n") {
+		if strings.HasPrefix(l, "| "+prefix) {
+			cells := strings.Split(strings.Trim(l, "| "), " | ")
+			return cells
+		}
+	}
+	t.Fatalf("no headline row %q in:\n%s", prefix, head)
+	return nil
+}
+
+func TestHeadlineProductionShape(t *testing.T) {
+	dir := t.TempDir()
+	writeJSON(t, dir, "s1_direct_r1.json", loadgen("s1", "direct", 6000, "", 0))
+	writeJSON(t, dir, "s1_nginx_r1.json", loadgen("s1", "nginx", 5000, "nginx", 100))
+	writeJSON(t, dir, "s1_relay_r1.json", loadgen("s1", "relay", 5500, "relay", 110))
+	writeJSON(t, dir, "s4_nginx_r1.json", loadgen("s4", "nginx", 4800, "nginx", 104))
+	writeJSON(t, dir, "s4_relay-base_r1.json", loadgen("s4", "relay-base", 5280, "relay", 109.2))
+	writeJSON(t, dir, "s4_relay-chredis_r1.json", loadgen("s4", "relay-chredis", 3600, "relay", 156))
+	md := runReport(t, dir, "quick=0\ns6_status=not run: bench/chinsert is not in this tree\n")
+
+	if !strings.Contains(md, "| scenario | direct | nginx | relay | relay / nginx | production shape | production / nginx |") {
+		t.Fatalf("headline has no production-shape column:\n%s", md)
+	}
+	row := headlineRow(t, md, "1 throughput")
+	if row[3] != "5500" || row[4] != "1.10" || row[5] != "3600 (s4; nginx 4800)" || row[6] != "0.75" {
+		t.Errorf("throughput row = %q", row)
+	}
+	row = headlineRow(t, md, "1 proxy CPU per stream")
+	if row[5] != "156 (s4; nginx 104)" || row[6] != "1.50" {
+		t.Errorf("CPU row = %q", row)
+	}
+	row = headlineRow(t, md, "4 proxy CPU per stream, same rounds")
+	if row[2] != "104" || row[3] != "109" || row[4] != "1.05" || row[5] != "**156**" || row[6] != "**1.50**" {
+		t.Errorf("s4 CPU row = %q", row)
+	}
+	row = headlineRow(t, md, "4 same load")
+	if row[6] != "**0.75**" {
+		t.Errorf("s4 throughput row = %q", row)
+	}
+	if !strings.Contains(md, "Not run: bench/chinsert is not in this tree.") {
+		t.Errorf("scenario 6 does not say why it did not run")
+	}
+	row = headlineRow(t, md, "6 rows/s into ClickHouse")
+	if row[3] != "not run: bench/chinsert is not in this tree" {
+		t.Errorf("scenario 6 headline row = %q", row)
+	}
+}
+
+func TestHeadlineWithoutProductionShape(t *testing.T) {
+	dir := t.TempDir()
+	writeJSON(t, dir, "s1_direct_r1.json", loadgen("s1", "direct", 6000, "", 0))
+	writeJSON(t, dir, "s1_nginx_r1.json", loadgen("s1", "nginx", 5000, "nginx", 100))
+	writeJSON(t, dir, "s1_relay_r1.json", loadgen("s1", "relay", 5500, "relay", 110))
+	md := runReport(t, dir, "quick=1\n")
+	row := headlineRow(t, md, "1 throughput")
+	if row[5] != "–" || row[6] != "–" {
+		t.Errorf("throughput row without scenario 4 = %q", row)
+	}
+	if !strings.Contains(md, "## 6. Rows into ClickHouse") || !strings.Contains(md, "Not run (quick mode).") {
+		t.Errorf("scenario 6 in quick mode:\n%s", md)
+	}
+}
+
+// chInsertFixture is bench/chinsert's output schema with made-up numbers.
+const chInsertFixture = `{"rows": 200000, "row_bytes": 6656.4, "block_rows": 10000, "rounds": 3,
+ "writer_rows_per_s": [10500, 11200, 9800], "client_rows_per_s": [12000, 11800, 12500],
+ "http_rows_per_s": [11900, 12100, 11700], "writer_median": 10500, "client_median": 12000,
+ "http_median": 11900, "ratio_writer_client": 0.875, "server_cpu_us_per_row": 61.2,
+ "notes": "the server spent most of its time compressing."}`
+
+func TestChInsertSection(t *testing.T) {
+	dir := t.TempDir()
+	writeJSON(t, dir, "s1_direct_r1.json", loadgen("s1", "direct", 6000, "", 0))
+	if err := os.WriteFile(filepath.Join(dir, chInsertFile), []byte(chInsertFixture), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(out, "profiles"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	top := "      flat  flat%   sum%        cum   cum%\n     200ms 34.48% 34.48%      200ms 34.48%  runtime.memmove\n"
+	if err := os.WriteFile(filepath.Join(out, "profiles", "chinsert.writer.cpu.top.txt"), []byte(top), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	md := runReportTo(t, dir, out, "quick=0\ns6_status=ok\n")
+	_, s6, ok := strings.Cut(md, "## 6. Rows into ClickHouse")
+	if !ok {
+		t.Fatalf("no scenario 6:\n%s", md)
+	}
+	s6, _, _ = strings.Cut(s6, "## 7.")
+	for _, want := range []string{
+		"200000 rows per method and round (6656 bytes each in Native form, blocks of 10000 rows)",
+		"| relay writer (chlog) | **10500** | 10500, 11200, 9800 | 0.88 |",
+		"| clickhouse-client, FORMAT Native | **12000** | 12000, 11800, 12500 | 1.00 |",
+		"| plain HTTP POST, FORMAT Native | **11900** | 11900, 12100, 11700 | 0.99 |",
+		"ClickHouse server CPU per row during the writer's runs: 61.2 µs",
+		"Notes from bench/chinsert: the server spent most of its time compressing.",
+		"200ms 34.48% 34.48%      200ms 34.48%  runtime.memmove",
+	} {
+		if !strings.Contains(s6, want) {
+			t.Errorf("scenario 6 lacks %q:\n%s", want, s6)
+		}
+	}
+	row := headlineRow(t, md, "6 rows/s into ClickHouse")
+	if row[3] != "10500 vs 12000" || row[4] != "0.88" {
+		t.Errorf("scenario 6 headline row = %q", row)
+	}
+}
+
+func rateRun(path string, p99, cpu float64, success float64) RateRun {
+	proc := procName(path)
+	mk := func(name string, f float64) RateTarget {
+		t := RateTarget{Name: name, URL: "http://127.0.0.1:1/v1/chat/completions", Requests: 5000, SentRate: 1000, Throughput: 1000 * success, Success: success,
+			StatusCodes: map[string]int{"200": int(5000 * success)}, Latency: RateLatency{P50Ms: f * p99 / 3, P90Ms: f * p99 / 2, P99Ms: f * p99, MaxMs: f * p99 * 4},
+			CPUPerReq: map[string]float64{"mock": 130, "vegeta": 260}}
+		if success < 1 {
+			t.StatusCodes["502"] = 5000 - t.StatusCodes["200"]
+		}
+		if path != "direct" {
+			t.CPUPerReq[proc] = f * cpu
+		}
+		return t
+	}
+	return RateRun{Path: path, Rate: 1000, DurationS: 5, WarmupS: 1,
+		Targets: []RateTarget{mk("POST /v1/chat/completions", 1), mk("POST /v1/chat/completions stream", 2)}}
+}
+
+func TestRateSection(t *testing.T) {
+	dir := t.TempDir()
+	writeJSON(t, dir, "s1_direct_r1.json", loadgen("s1", "direct", 6000, "", 0))
+	writeJSON(t, dir, "rate_direct_r1.json", rateRun("direct", 0.5, 0, 1))
+	writeJSON(t, dir, "rate_nginx_r1.json", rateRun("nginx", 0.8, 100, 1))
+	writeJSON(t, dir, "rate_relay_r1.json", rateRun("relay", 0.9, 150, 1))
+	writeJSON(t, dir, "rate_relay-chredis_r1.json", rateRun("relay-chredis", 1.2, 200, 0.99))
+	// A stalled round and a fast one around the median round of the relay.
+	writeJSON(t, dir, "rate_relay_r2.json", rateRun("relay", 90, 900, 1))
+	writeJSON(t, dir, "rate_relay_r3.json", rateRun("relay", 0.7, 140, 1))
+	md := runReport(t, dir, "quick=1\n")
+
+	_, s7, ok := strings.Cut(md, "## 7. Plain request rate (vegeta)")
+	if !ok {
+		t.Fatalf("no scenario 7:\n%s", md)
+	}
+	s7, _, _ = strings.Cut(s7, "## Where")
+	for _, want := range []string{
+		"at **1000 requests/s** per target",
+		"in 3 round(s)",
+		"| POST /v1/chat/completions | relay | 1000 | 1000 | yes | 100.00 | 0.30 | 0.45 | 0.90 | 3.60 | 150 | 130 | 260 | 0 | 0.90, 90.00, 0.70 |",
+		"| POST /v1/chat/completions stream | nginx | 1000 | 1000 | yes | 100.00 | 0.53 | 0.80 | 1.60 | 6.40 | 200 | 130 | 260 | 0 |",
+		"| POST /v1/chat/completions | relay-chredis | 1000 | 990 | **no** | 99.00 |",
+		"status 502: 50",
+	} {
+		if !strings.Contains(s7, want) {
+			t.Errorf("scenario 7 lacks %q:\n%s", want, s7)
+		}
+	}
+	row := headlineRow(t, md, "7 POST /v1/chat/completions at 1000 requests/s")
+	if row[1] != "0.50" || row[2] != "0.80" || row[3] != "0.90" || row[4] != "1.12" || row[5] != "1.20" || row[6] != "1.50" {
+		t.Errorf("scenario 7 latency row = %q", row)
+	}
+	row = headlineRow(t, md, "7 POST /v1/chat/completions: proxy CPU")
+	if row[2] != "100" || row[3] != "150" || row[4] != "1.50" || row[5] != "200" || row[6] != "2.00" {
+		t.Errorf("scenario 7 CPU row = %q", row)
+	}
+	if !strings.Contains(md, "scenario 7 relay-chredis POST /v1/chat/completions round 1: 1000 of 1000 requests/s sent, 99.00% success") {
+		t.Errorf("no warning for the failed requests")
+	}
+}
+
+func TestReadResultsSkipsOtherPrograms(t *testing.T) {
+	dir := t.TempDir()
+	writeJSON(t, dir, "s1_relay_r1.json", loadgen("s1", "relay", 5500, "relay", 110))
+	writeJSON(t, dir, "rate_relay_r1.json", rateRun("relay", 1, 150, 1))
+	if err := os.WriteFile(filepath.Join(dir, chInsertFile), []byte(chInsertFixture), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := readResults(dir)
+	if err != nil || len(rs) != 1 || rs[0].Label != "s1" {
+		t.Errorf("readResults = %d results, %v", len(rs), err)
+	}
+	rates, err := readRates(dir)
+	if err != nil || len(rates["relay"]) != 1 || len(rates["relay"][0].Targets) != 2 {
+		t.Errorf("readRates = %v, %v", rates, err)
+	}
+}
