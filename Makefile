@@ -54,7 +54,7 @@ bench: $(BENCH_BUILD)
 	@$(SERVICES) start
 	@eval "$$($(SERVICES) env)" && bash bench/run.sh -b $(BENCH_BIN) -s $(BENCH_SRC)
 
-## bench-quick: scenarios 1 and 2, short (< 2 min); writes bench/results/quick/REPORT.md
+## bench-quick: scenarios 1, 2 and 7 and one round of 4, short (< 2 min); writes bench/results/quick/REPORT.md
 bench-quick: $(BENCH_BUILD)
 	@bash bench/run.sh -q -b $(BENCH_BIN) -s $(BENCH_SRC)
 

@@ -236,6 +236,8 @@ func (a *App) quotaOptionsOf(cfg *Config) quota.Options {
 		TokensPerMinute: rl.TokensPerMinute,
 		TenantTokens:    rl.TenantTokens,
 		OnRedisError:    rl.OnRedisError,
+		Lease:           rl.Lease,
+		LeaseTTL:        rl.LeaseTTL,
 		Logger:          a.log,
 	}
 	keys, _ := keysOf(cfg)

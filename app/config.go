@@ -152,6 +152,8 @@ type RateLimitConfig struct {
 	TokensPerMinute int64            `koanf:"tokens_per_minute"` // optional token budget per tenant (0 = off)
 	TenantTokens    map[string]int64 `koanf:"tenant_tokens"`     // per-tenant token budgets
 	OnRedisError    string           `koanf:"on_redis_error"`    // local (default) | allow | deny
+	Lease           int              `koanf:"lease"`             // requests one Redis decision may admit ahead; default 16, 1 = off
+	LeaseTTL        time.Duration    `koanf:"lease_ttl"`         // unused leased requests go back after this; default 1s
 	Disabled        bool             `koanf:"disabled"`          // no rate limiting at all
 }
 

@@ -189,6 +189,12 @@ func (c *Config) validate() error {
 	if rl.TokensPerMinute < 0 {
 		return &fieldError{"rate_limit.tokens_per_minute", rl.TokensPerMinute, "must not be negative"}
 	}
+	if rl.Lease < 0 {
+		return &fieldError{"rate_limit.lease", rl.Lease, "must be >= 1 (1 = off), or 0 for the default 16"}
+	}
+	if rl.LeaseTTL < 0 {
+		return &fieldError{"rate_limit.lease_ttl", rl.LeaseTTL, "must not be negative"}
+	}
 	switch rl.OnRedisError {
 	case "local", "allow", "deny":
 	default:

@@ -111,6 +111,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad hash", route("auth:\n  keys:\n    - key_sha256: zz\n      tenant: t\n"), "auth.keys[0].key_sha256"},
 		{"key without tenant", route("auth:\n  keys:\n    - key: k\n"), "auth.keys[0].tenant"},
 		{"bad on_redis_error", route("rate_limit:\n  on_redis_error: panic\n"), "rate_limit.on_redis_error=panic"},
+		{"negative lease", route("rate_limit:\n  lease: -1\n"), "rate_limit.lease=-1"},
+		{"negative lease_ttl", route("rate_limit:\n  lease_ttl: -1s\n"), "rate_limit.lease_ttl=-1s"},
 		{"bad durability", route("storage:\n  clickhouse:\n    durability: sometimes\n"), "storage.clickhouse.durability=sometimes"},
 		{"bad port", route("server:\n  port: 70000\n"), "server.port=70000"},
 		{"header injection", route("    headers: {x-a: \"v\\r\\nevil: 1\"}\n"), "routes[0].headers.x-a"},

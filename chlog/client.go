@@ -193,6 +193,11 @@ func failedNode(err error) string {
 // slot).
 func (c *chClient) insert(ctx context.Context, native []byte, queryID, token string) error {
 	c.zbuf = c.zbuf[:0]
+	if need := compressBound(len(native)); cap(c.zbuf) < need {
+		// Once, at its final size: growing by append would copy a block
+		// of tens of MiB (gathered blocks, send.go) again and again.
+		c.zbuf = make([]byte, 0, need)
+	}
 	for p := native; len(p) > 0; {
 		n := min(len(p), compressChunk)
 		if err := c.lz4.Compress(p[:n]); err != nil {
@@ -218,6 +223,18 @@ func (c *chClient) insert(ctx context.Context, native []byte, queryID, token str
 	}
 	return &NodeError{Node: n.label, Err: err}
 }
+
+// compressBound is the most bytes n raw bytes take in the LZ4-framed
+// body: LZ4's worst case per frame (n + n/255 + 16) plus the frame's
+// checksum and header.
+func compressBound(n int) int {
+	frames := (n + compressChunk - 1) / compressChunk
+	return n + n/255 + frames*(16+compressHeader)
+}
+
+// compressHeader is the per-frame overhead of ClickHouse's compressed
+// format besides LZ4's own: a 16-byte checksum and a 9-byte header.
+const compressHeader = 16 + 9
 
 // insertURLFor is the URL of one insert attempt on the current node.
 func (c *chClient) insertURLFor(queryID, token string) string {

@@ -6,14 +6,26 @@
 -- a missing bucket is full. It expires once it would be full again.
 --
 -- take:  KEYS  = req, blk, tok [, key req, key blk]
---        ARGV  = "take", rpm (-1 = off), burst, tpm (0 = off) [, key rpm, key burst]
+--        ARGV  = "take", rpm (-1 = off), burst, tpm (0 = off), lease
+--                [, key rpm, key burst]
 --        Takes one token from every request bucket when all of them hold one
 --        and the token bucket is above zero. On refusal it writes the
 --        blocked-until key(s) with a PX expiry of the wait until the next
 --        token, which relay instances read through their client-side cache.
---        Returns {allowed 0|1, req level, key level, tok level}, the levels
---        after refill and before taking, as integers in micro-tokens (an
---        integer reply is read without allocating; strings are not).
+--        With lease > 1 an admission takes a lease: up to lease tokens from
+--        every request bucket at once, but only as many as leave each bucket
+--        at least half full; fewer than 2 that way and it takes 1 as without
+--        a lease. So near the limit every request is still decided here.
+--        Returns {allowed 0|1, req level, key level, tok level, taken}, the
+--        levels after refill and before taking, as integers in micro-tokens
+--        (an integer reply is read without allocating; strings are not), and
+--        the tokens taken from each request bucket (0 on refusal).
+-- give:  KEYS  = req, blk, tok [, key req, key blk] (as take)
+--        ARGV  = "give", rpm (-1 = off), burst, tpm (0 = off), n
+--                [, key rpm, key burst]
+--        Returns n unused leased tokens to the request bucket(s), capped at
+--        their capacity, and deletes a blocked-until key whose buckets admit
+--        again, so that relays stop refusing from their caches. Returns 1.
 -- debit: KEYS  = tok, blk
 --        ARGV  = "debit", tpm, tokens
 --        Drains the token bucket (it may go negative: debt). When it is at or
@@ -74,7 +86,30 @@ if ARGV[1] == 'debit' then
   return micro(x)
 end
 
+if ARGV[1] == 'give' then
+  local rpm, burst, tpm, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+  if rpm > 0 then
+    local rate = rpm / 60000
+    local x = math.min(level(KEYS[1], rate, burst) + n, burst)
+    store(KEYS[1], x, rate, burst)
+    if x >= 1 and (tpm <= 0 or level(KEYS[3], tpm / 60000, tpm) > 0) then
+      redis.call('DEL', KEYS[2])
+    end
+  end
+  if #KEYS == 5 then
+    local krpm, kburst = tonumber(ARGV[6]), tonumber(ARGV[7])
+    local krate = krpm / 60000
+    local x = math.min(level(KEYS[4], krate, kburst) + n, kburst)
+    store(KEYS[4], x, krate, kburst)
+    if x >= 1 then
+      redis.call('DEL', KEYS[5])
+    end
+  end
+  return 1
+end
+
 local rpm, burst, tpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local lease = tonumber(ARGV[5])
 local keyed = #KEYS == 5
 local req, key, tok = 0, 0, 0
 local rrate, krate, trate
@@ -84,7 +119,7 @@ if rpm > 0 then
   req = level(KEYS[1], rrate, burst)
 end
 if keyed then
-  krpm, kburst = tonumber(ARGV[5]), tonumber(ARGV[6])
+  krpm, kburst = tonumber(ARGV[6]), tonumber(ARGV[7])
   krate = krpm / 60000
   key = level(KEYS[4], krate, kburst)
 end
@@ -104,14 +139,23 @@ if keyed and key < 1 then
   keyWait = math.ceil((1 - key) / krate)
 end
 
-local allowed = 0
+local allowed, n = 0, 0
 if tenantWait == 0 and keyWait == 0 then
-  allowed = 1
+  allowed, n = 1, lease
   if rpm > 0 then
-    store(KEYS[1], req - 1, rrate, burst)
+    n = math.min(n, math.floor(req - burst / 2))
   end
   if keyed then
-    store(KEYS[4], key - 1, krate, kburst)
+    n = math.min(n, math.floor(key - kburst / 2))
+  end
+  if n < 2 then
+    n = 1
+  end
+  if rpm > 0 then
+    store(KEYS[1], req - n, rrate, burst)
+  end
+  if keyed then
+    store(KEYS[4], key - n, krate, kburst)
   end
 else
   if tenantWait > 0 then
@@ -121,4 +165,4 @@ else
     block(KEYS[5], keyWait)
   end
 end
-return {allowed, micro(req), micro(key), micro(tok)}
+return {allowed, micro(req), micro(key), micro(tok), n}

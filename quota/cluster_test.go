@@ -127,7 +127,7 @@ func TestClusterThreeLimitersShareBudgets(t *testing.T) {
 				for i := 0; i < (attempts+5)/6; i++ {
 					for ti, tn := range tenants {
 						d := l.Take(ctx, tn, "")
-						if d.Source != SourceRedis && d.Source != SourceCache {
+						if d.Source != SourceRedis && d.Source != SourceCache && d.Source != SourceLease {
 							t.Errorf("decision from %v: %+v", d.Source, d)
 							return
 						}
@@ -282,7 +282,9 @@ func TestClusterMasterKilled(t *testing.T) {
 	ls := map[string]*Limiter{}
 	tenant := map[string]string{}
 	for _, p := range policies {
-		l, _ := clusterLimiters(t, rc, 1, Options{Default: 6, Burst: 10, KeyPrefix: prefix, OnRedisError: p,
+		// Lease 1: every decision asks Redis, so the first one after the
+		// kill meets it (a leased token would be admitted before).
+		l, _ := clusterLimiters(t, rc, 1, Options{Default: 6, Burst: 10, KeyPrefix: prefix, OnRedisError: p, Lease: 1,
 			Timeout: time.Second, ProbeInterval: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(t.Output(), nil)).With("policy", p)})
 		ls[p] = l[0]
 		tenant[p] = tenantOnNode(t, rc, prefix, "killed-"+p+"-", victim)

@@ -65,18 +65,19 @@ func (ks *keyState) keyCmds(c rueidis.Client) *readCmds {
 	return r
 }
 
-// take returns the pinned take script for lim, from slot when it was built
-// for the same limits. A changed override builds (and allocates) it anew,
-// once per change.
-func take(c rueidis.Client, slot *atomic.Pointer[takeCmd], keys []string, lim limits, kl *keyLimit) *takeCmd {
+// take returns the pinned take script for lim that asks for leases of up to
+// lease tokens, from slot when it was built for the same limits. A changed
+// override builds (and allocates) it anew, once per change.
+func take(c rueidis.Client, slot *atomic.Pointer[takeCmd], keys []string, lim limits, kl *keyLimit, lease int) *takeCmd {
 	if t := slot.Load(); t != nil && t.lim == lim {
 		return t
 	}
-	args := make([]string, 4, 6)
+	args := make([]string, 5, 7)
 	args[0] = "take"
 	args[1] = strconv.FormatInt(lim.rpm, 10)
 	args[2] = strconv.FormatInt(lim.burst, 10)
 	args[3] = strconv.FormatInt(lim.tpm, 10)
+	args[4] = strconv.Itoa(lease)
 	if kl != nil {
 		args = append(args, strconv.FormatInt(kl.rpm, 10), strconv.FormatInt(kl.burst, 10))
 	}

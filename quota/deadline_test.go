@@ -61,7 +61,8 @@ func TestDeadlinesBound(t *testing.T) {
 func TestStalledRedisFallsBackAfterTimeout(t *testing.T) {
 	srv := startOwnRedis(t)
 	const timeout = 300 * time.Millisecond
-	l, err := New(Options{RedisAddr: srv.addr, Default: 600, Timeout: timeout, ProbeInterval: 50 * time.Millisecond})
+	l, err := New(Options{RedisAddr: srv.addr, Default: 600, Timeout: timeout, ProbeInterval: 50 * time.Millisecond,
+		Lease: 1}) // every decision asks Redis
 	if err != nil {
 		t.Fatal(err)
 	}

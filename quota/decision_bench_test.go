@@ -105,42 +105,71 @@ func reportWork(b *testing.B, before, after work) {
 }
 
 // measure runs decide b.N times (or across goroutines when it calls
-// RunParallel itself) and reports allocations and the work per decision.
+// RunParallel itself) and reports allocations and the work per decision,
+// and with leases on the share of decisions admitted from a lease and the
+// script runs (leases granted and tokens given back) per decision.
 func measure(b *testing.B, l *Limiter, run func()) {
 	b.Helper()
 	before := snapshot(b, l.o.RedisAddr)
+	st0 := l.Stats()
 	b.ReportAllocs()
 	b.ResetTimer()
 	run()
 	b.StopTimer()
 	reportWork(b, before, snapshot(b, l.o.RedisAddr))
+	if l.o.Lease > 1 {
+		st := l.Stats()
+		n := float64(b.N)
+		b.ReportMetric(float64(st.Admitted[SourceLease]-st0.Admitted[SourceLease])/n, "leased/op")
+		b.ReportMetric(float64(st.Admitted[SourceRedis]-st0.Admitted[SourceRedis])/n, "scripts/op")
+		b.ReportMetric(float64(st.LeaseTokensReturned-st0.LeaseTokensReturned)/n, "returned/op")
+	}
+}
+
+// leaseModes are the lease sizes the decision benchmarks compare, run one
+// after the other within each -count round: "off" asks Redis for every
+// decision, "lease16" takes leases of the default size.
+var leaseModes = []struct {
+	name  string
+	lease int
+}{{"off", 1}, {"lease16", 16}}
+
+// admittedBy reports whether d is an admission from Redis or, with leases
+// on, from a lease.
+func admittedBy(d Decision, lease int) bool {
+	return d.Allowed && (d.Source == SourceRedis || lease > 1 && d.Source == SourceLease)
 }
 
 // BenchmarkRedisDecision measures Take through the suite's real Redis
 // (RELAY_TEST_REDIS_ADDR): CPU and heap allocations per decision on the
 // relay's side and Redis's, and with RunParallel whether concurrent
-// decisions share round trips (redis-reads/op well below 1).
+// decisions share round trips (redis-reads/op well below 1). The admitted
+// cases run with leases off and on (Options.Lease 16), interleaved.
 func BenchmarkRedisDecision(b *testing.B) {
 	ctx := context.Background()
 	loop := func(b *testing.B, l *Limiter, tenant, key string, want Source) func() {
 		return func() {
 			for i := 0; i < b.N; i++ {
-				if d := l.Take(ctx, tenant, key); d.Source != want {
+				if d := l.Take(ctx, tenant, key); d.Source != want && (l.o.Lease == 1 || d.Source != SourceLease) {
 					b.Fatalf("decision %d: %+v, want from %v", i, d, want)
 				}
 			}
 		}
 	}
-	b.Run("admitted", func(b *testing.B) {
-		l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40})
-		l.Take(ctx, "acme", "") // loads the script, fills the cache
-		measure(b, l, loop(b, l, "acme", "", SourceRedis))
-	})
-	b.Run("admitted-key", func(b *testing.B) {
-		l := redisDecisionLimiter(b, Options{Default: 1 << 30, Keys: map[string]int{"k1": 1 << 30}})
-		l.Take(ctx, "acme", "k1")
-		measure(b, l, loop(b, l, "acme", "k1", SourceRedis))
-	})
+	for _, m := range leaseModes {
+		b.Run("admitted/"+m.name, func(b *testing.B) {
+			l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40, Lease: m.lease})
+			l.Take(ctx, "acme", "") // loads the script, fills the cache
+			measure(b, l, loop(b, l, "acme", "", SourceRedis))
+		})
+	}
+	for _, m := range leaseModes {
+		b.Run("admitted-key/"+m.name, func(b *testing.B) {
+			l := redisDecisionLimiter(b, Options{Default: 1 << 30, Keys: map[string]int{"k1": 1 << 30}, Lease: m.lease})
+			l.Take(ctx, "acme", "k1")
+			measure(b, l, loop(b, l, "acme", "k1", SourceRedis))
+		})
+	}
 	b.Run("refused-cache", func(b *testing.B) {
 		l := redisDecisionLimiter(b, Options{Default: 1, Burst: 1}) // next token in a minute
 		for i := 0; l.Take(ctx, "acme", "").Source != SourceCache; i++ {
@@ -161,25 +190,27 @@ func BenchmarkRedisDecision(b *testing.B) {
 	})
 	// parallel: 32×GOMAXPROCS goroutines deciding for 16 tenants. Compare
 	// ns/op and redis-reads/op with "admitted" (one decision in flight).
-	b.Run("parallel", func(b *testing.B) {
-		l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40})
-		tenants := make([]string, 16)
-		for i := range tenants {
-			tenants[i] = "t" + strconv.Itoa(i)
-			l.Take(ctx, tenants[i], "")
-		}
-		b.SetParallelism(32)
-		measure(b, l, func() {
-			b.RunParallel(func(pb *testing.PB) {
-				for i := 0; pb.Next(); i++ {
-					if d := l.Take(ctx, tenants[i%len(tenants)], ""); d.Source != SourceRedis || !d.Allowed {
-						b.Errorf("decision: %+v", d)
-						return
+	for _, m := range leaseModes {
+		b.Run("parallel/"+m.name, func(b *testing.B) {
+			l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40, Lease: m.lease})
+			tenants := make([]string, 16)
+			for i := range tenants {
+				tenants[i] = "t" + strconv.Itoa(i)
+				l.Take(ctx, tenants[i], "")
+			}
+			b.SetParallelism(32)
+			measure(b, l, func() {
+				b.RunParallel(func(pb *testing.PB) {
+					for i := 0; pb.Next(); i++ {
+						if d := l.Take(ctx, tenants[i%len(tenants)], ""); !admittedBy(d, m.lease) {
+							b.Errorf("decision: %+v", d)
+							return
+						}
 					}
-				}
+				})
 			})
 		})
-	})
+	}
 }
 
 // BenchmarkRedisDecisionPaced decides the way the relay does under scenario
@@ -188,16 +219,19 @@ func BenchmarkRedisDecision(b *testing.B) {
 // rather than back to back or in lockstep. "harness" runs the same
 // goroutines and sleeps without deciding: subtract its cpu-ns/op (the
 // timers' wake-ups) from "decide"'s to get the decisions' own CPU in this
-// process; redis-cpu-ns/op is Redis's.
+// process; redis-cpu-ns/op is Redis's. "decide" runs with leases off and
+// on (Options.Lease 16), interleaved with "harness".
 func BenchmarkRedisDecisionPaced(b *testing.B) {
 	ctx := context.Background()
-	for _, decide := range []bool{false, true} {
-		name := "harness"
-		if decide {
-			name = "decide"
-		}
-		b.Run(name, func(b *testing.B) {
-			l := redisDecisionLimiter(b, Options{Default: 1 << 30})
+	modes := []struct {
+		name   string
+		decide bool
+		lease  int
+	}{{"harness", false, 1}, {"decide/off", true, 1}, {"decide/lease16", true, 16}}
+	for _, m := range modes {
+		decide := m.decide
+		b.Run(m.name, func(b *testing.B) {
+			l := redisDecisionLimiter(b, Options{Default: 1 << 30, Lease: m.lease})
 			const conns = 64
 			for i := 0; i < conns; i++ {
 				l.Take(ctx, "t"+strconv.Itoa(i%16), "")
@@ -212,7 +246,7 @@ func BenchmarkRedisDecisionPaced(b *testing.B) {
 						time.Sleep(rand.N(10 * time.Millisecond))
 						for next.Add(1) <= int64(b.N) {
 							if !decide {
-							} else if d := l.Take(ctx, tenant, ""); d.Source != SourceRedis {
+							} else if d := l.Take(ctx, tenant, ""); !admittedBy(d, m.lease) {
 								b.Errorf("decision: %+v", d)
 								return
 							}

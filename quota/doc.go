@@ -27,6 +27,15 @@
 // allocates twice and a cached refusal once. Concurrent decisions share the
 // round trips of one pipelined connection per Redis node.
 //
+// Leases (Options.Lease, default 16) spare most admissions the round trip:
+// while a tenant's buckets would stay at least half full, the script debits
+// up to Lease tokens at once and the relay admits the next requests of that
+// tenant (and relay key) from them, without Redis and without allocating
+// (Source "lease"). Near the limit every request is decided by the script as
+// before, so shared counts stay exact; a lease's unused tokens go back to
+// the buckets when it expires (Options.LeaseTTL) or when the tenant's
+// override hash or (with a token budget) its blocked-until key changes.
+//
 // Without a Redis address (the embedded default) the same bucket semantics run
 // in process.
 //

@@ -23,12 +23,15 @@ const (
 	// SourceBypass is a decision that consulted no bucket: a tenant without
 	// any limit, or OnRedisError "allow"/"deny" while Redis is unavailable.
 	SourceBypass
+	// SourceLease is an admission from a lease: tokens an earlier Redis
+	// decision of this relay took ahead for the tenant (Options.Lease).
+	SourceLease
 
 	// NumSources sizes arrays indexed by Source.
-	NumSources = 4
+	NumSources = 5
 )
 
-var sourceNames = [NumSources]string{"local", "redis", "cache", "bypass"}
+var sourceNames = [NumSources]string{"local", "redis", "cache", "bypass", "lease"}
 
 func (s Source) String() string {
 	if int(s) < len(sourceNames) {
@@ -70,6 +73,8 @@ type Limiter struct {
 	redis     *redisStore // nil in embedded mode
 	up        atomic.Bool // Redis decides; false = OnRedisError decides
 	deadlines deadlines   // bound Redis calls by Options.Timeout
+	leasing   bool        // Redis mode with Options.Lease > 1
+	givebacks givebacks   // unused lease tokens for the sweeper
 
 	life   sync.Mutex // guards closed and the probe's start
 	closed bool
@@ -92,12 +97,19 @@ func New(o Options) (*Limiter, error) {
 		epoch: time.Now().Add(-time.Second), // local clock starts > 0: 0 marks an untouched bucket
 		done:  make(chan struct{}),
 	}
+	l.givebacks.wake = make(chan struct{}, 1)
 	l.table.init()
 	l.deadlines.init(o.Timeout)
 	if o.RedisAddr == "" {
 		return l, nil
 	}
 	l.redis = newRedisStore(&l.o)
+	l.leasing = o.Lease > 1
+	if l.leasing {
+		l.redis.onInvalidations = l.invalidated
+		l.wg.Add(1)
+		go l.sweep()
+	}
 	if err := l.redis.connect(); err != nil {
 		l.stats.redisErrors.Add(1)
 		l.enterFallback(err, "")
@@ -115,6 +127,12 @@ func (l *Limiter) Take(ctx context.Context, tenant, keyID string) Decision {
 	ks := ts.key(&l.o, keyID)
 	var d Decision
 	if l.up.Load() {
+		if l.leasing {
+			if d, ok := l.takeLease(ts, ks); ok {
+				l.stats.count(d)
+				return d
+			}
+		}
 		var err error
 		d, err = l.takeRedis(ctx, ts, ks)
 		if err != nil {
@@ -162,6 +180,10 @@ func (l *Limiter) Close() {
 	close(l.done)
 	l.life.Unlock()
 	l.wg.Wait()
+	if l.leasing && l.up.Load() {
+		l.expireLeases(allLeases)
+		l.giveBackPending()
+	}
 	if l.redis != nil {
 		l.redis.close()
 	}
@@ -247,6 +269,9 @@ func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
 func (l *Limiter) redisFailed(err error, key string) {
 	l.stats.redisErrors.Add(1)
 	if l.up.CompareAndSwap(true, false) {
+		if l.leasing {
+			l.forgetLeases()
+		}
 		l.enterFallback(err, key)
 	}
 }

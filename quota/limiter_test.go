@@ -46,7 +46,7 @@ func wantSource(t *testing.T, redis bool, d Decision) {
 	t.Helper()
 	switch {
 	case !redis && d.Source != SourceLocal,
-		redis && d.Source != SourceRedis && d.Source != SourceCache:
+		redis && d.Source != SourceRedis && d.Source != SourceCache && d.Source != SourceLease:
 		t.Fatalf("decision %+v: source %v in mode redis=%v", d, d.Source, redis)
 	}
 }

@@ -63,7 +63,7 @@ func benchRedisLimiter(b *testing.B, o Options) (*Limiter, *ownRedis) {
 }
 
 func BenchmarkTakeRedisAdmitted(b *testing.B) {
-	l, srv := benchRedisLimiter(b, Options{Default: 1 << 30})
+	l, srv := benchRedisLimiter(b, Options{Default: 1 << 30, Lease: 1})
 	l.Take(context.Background(), "acme", "") // load the script, fill the cache
 	before := commandCalls(b, srv.addr)
 	benchTake(b, l, "acme", SourceRedis)

@@ -73,6 +73,18 @@ type Options struct {
 	// soon as they change; the TTL only limits staleness if an invalidation is
 	// lost. Default 30s.
 	CacheTTL time.Duration
+	// Lease is how many request tokens one Redis decision may take at once
+	// for a tenant (and relay key): the script debits them together and the
+	// relay admits the next Lease-1 requests of that tenant and key without
+	// a Redis round trip. The script leases only while the buckets stay at
+	// least half full after the debit, so near the limit every request is
+	// decided by Redis, exactly. Default 16; 1 turns leases off.
+	Lease int
+	// LeaseTTL is how long a lease's tokens may be used. Unused ones are then
+	// given back to the bucket (capped at its capacity). A lease is also
+	// dropped and given back as soon as the tenant's override hash or
+	// blocked-until key changes in Redis. Default 1s.
+	LeaseTTL time.Duration
 	// KeyPrefix starts every Redis key. Default "relay:rl:". It must not
 	// contain '{' or '}', which would break the per-tenant hash tag.
 	KeyPrefix string
@@ -111,6 +123,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.KeyPrefix == "" {
 		o.KeyPrefix = "relay:rl:"
+	}
+	if o.Lease == 0 {
+		o.Lease = 16
+	}
+	if o.LeaseTTL == 0 {
+		o.LeaseTTL = time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -157,6 +175,12 @@ func (o *Options) validate() error {
 	}
 	if o.CacheTTL < 0 {
 		return &OptionError{"cache_ttl", o.CacheTTL, "must be > 0"}
+	}
+	if o.Lease < 0 {
+		return &OptionError{"lease", o.Lease, "must be >= 1 (1 = off)"}
+	}
+	if o.LeaseTTL < 0 {
+		return &OptionError{"lease_ttl", o.LeaseTTL, "must be > 0"}
 	}
 	if strings.ContainsAny(o.KeyPrefix, "{}") {
 		return &OptionError{"key_prefix", o.KeyPrefix, "must not contain '{' or '}'"}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestOptionsValidation(t *testing.T) {
@@ -21,6 +22,8 @@ func TestOptionsValidation(t *testing.T) {
 		{"tenant tokens negative", Options{TenantTokens: map[string]int64{"acme": -1}}, "tenant_tokens.acme"},
 		{"policy", Options{OnRedisError: "ignore"}, "on_redis_error"},
 		{"timeout", Options{Timeout: -1}, "timeout"},
+		{"lease negative", Options{Lease: -1}, "lease"},
+		{"lease ttl negative", Options{LeaseTTL: -1}, "lease_ttl"},
 		{"prefix tag", Options{KeyPrefix: "rl:{x}:"}, "key_prefix"},
 		{"empty addr", Options{RedisAddr: "a:1,,b:2"}, "redis_addr"},
 	}
@@ -45,7 +48,8 @@ func TestOptionsDefaults(t *testing.T) {
 	}
 	defer l.Close()
 	o := l.o
-	if o.Default != 100 || o.OnRedisError != OnErrorLocal || o.Timeout <= 0 || o.KeyPrefix != "relay:rl:" || o.Logger == nil {
+	if o.Default != 100 || o.OnRedisError != OnErrorLocal || o.Timeout <= 0 || o.KeyPrefix != "relay:rl:" || o.Logger == nil ||
+		o.Lease != 16 || o.LeaseTTL != time.Second {
 		t.Fatalf("defaults not applied: %+v", o)
 	}
 	if lim := o.fileLimits("acme"); lim.burst != 100 {

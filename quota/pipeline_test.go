@@ -12,7 +12,7 @@ import (
 // (read events, INFO stats total_reads_processed) than there are decisions.
 func TestConcurrentDecisionsShareRoundTrips(t *testing.T) {
 	srv := startOwnRedis(t)
-	l, err := New(Options{RedisAddr: srv.addr, Default: 1 << 30, Timeout: 5 * time.Second, ProbeInterval: time.Hour})
+	l, err := New(Options{RedisAddr: srv.addr, Default: 1 << 30, Timeout: 5 * time.Second, ProbeInterval: time.Hour, Lease: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

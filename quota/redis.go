@@ -29,6 +29,10 @@ type redisStore struct {
 	o  *Options
 	mu sync.RWMutex // guards c; written at most once
 	c  rueidis.Client
+
+	// onInvalidations, when set, receives the keys whose client-side cache
+	// entries Redis invalidated.
+	onInvalidations func([]rueidis.RedisMessage)
 }
 
 func newRedisStore(o *Options) *redisStore {
@@ -64,6 +68,7 @@ func (s *redisStore) connect() error {
 		// broken by a Redis restart failed the next decision: a second
 		// switch to the fallback).
 		PipelineMultiplex: -1,
+		OnInvalidations:   s.onInvalidations,
 	})
 	if err != nil {
 		return err
@@ -137,7 +142,7 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 		}
 	}
 	if tenantWait > 0 || keyWait > 0 {
-		ts.remember(lim, nil, nil, 0, false)
+		l.remember(ts, lim, nil, nil, 0)
 		src := SourceRedis
 		if tenantHit && keyHit {
 			src = SourceCache
@@ -146,38 +151,47 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 	}
 
 	if lim.rpm == Unlimited && kl == nil && lim.tpm <= 0 {
-		ts.remember(lim, nil, nil, 0, false)
+		l.remember(ts, lim, nil, nil, 0)
 		return Decision{Allowed: true, Source: SourceBypass}, nil
 	}
 	var t *takeCmd
 	if ks != nil {
-		t = take(c, &ks.take, ks.takeKeys, lim, kl)
+		t = take(c, &ks.take, ks.takeKeys, lim, kl, l.o.Lease)
 	} else {
-		t = take(c, &ts.take, ts.takeKeys, lim, nil)
+		t = take(c, &ts.take, ts.takeKeys, lim, nil, l.o.Lease)
 	}
-	allowed, lv, err := parseTake(runScript(ctx, c, t.cmd, t.keys, t.args))
+	allowed, lv, n, err := parseTake(runScript(ctx, c, t.cmd, t.keys, t.args))
 	if err != nil {
 		return Decision{}, err
 	}
-	ts.remember(lim, ks, &lv, l.now(), allowed)
+	l.remember(ts, lim, ks, &lv, n)
 	return decide(lim, kl, lv, allowed, SourceRedis), nil
 }
 
-// remember keeps what Redis decided for the local fallback: the tenant's
-// effective limits and, after a script run, its bucket levels (lv, before the
-// take) at local time now. A switch to the fallback then continues from the
-// shared buckets' last known state instead of granting a fresh burst.
-func (ts *tenantState) remember(lim limits, ks *keyState, lv *levels, now float64, taken bool) {
+// remember keeps what Redis decided: the tenant's effective limits and,
+// after a script run that took n tokens (0 on refusal), its bucket levels
+// (lv, before the take) at local time now, for the local fallback, which
+// then continues from the shared buckets' last known state instead of
+// granting a fresh burst. Taking n > 1 grants a lease. New limits end the
+// tenant's leases.
+func (l *Limiter) remember(ts *tenantState, lim limits, ks *keyState, lv *levels, n int64) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	if lim != ts.seen {
+		l.dropLeases(ts)
+	}
 	ts.seen = lim
 	if lv == nil {
 		return
 	}
-	take := 0.0
-	if taken {
-		take = 1
+	now := l.now()
+	if n > 1 {
+		l.grant(ts, ks, lim, *lv, n, now)
+		l.stats.leases.Add(1)
 	}
+	// A lease's unused tokens stay in the in-process buckets (see
+	// spendLocal): only this request's token is taken.
+	take := float64(min(n, 1))
 	if lim.rpm != Unlimited {
 		ts.req.set(now, lv.req-take)
 	}
@@ -201,13 +215,23 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 	if err != nil {
 		return err
 	}
-	ts.remember(lim, nil, nil, 0, false)
+	l.remember(ts, lim, nil, nil, 0)
 	if lim.tpm <= 0 {
 		return nil
 	}
 	args := [3]string{"debit", strconv.FormatInt(lim.tpm, 10), strconv.FormatInt(tokens, 10)}
 	cmd := c.B().Evalsha().Sha1(bucketSHA).Numkeys(2).Key(ts.debitKeys...).Arg(args[:]...).Build()
-	return runScript(ctx, c, cmd, ts.debitKeys, args[:]).Error()
+	left, err := runScript(ctx, c, cmd, ts.debitKeys, args[:]).AsInt64()
+	if err != nil {
+		return err
+	}
+	if left <= 0 && l.leasing {
+		// The budget is exhausted: leased requests would pass it.
+		ts.mu.Lock()
+		l.dropLeases(ts)
+		ts.mu.Unlock()
+	}
+	return nil
 }
 
 // blockedFor reads a GET of a blocked-until key: the time left, 0 when the
@@ -270,25 +294,26 @@ func cfgInt(m *rueidis.RedisMessage) (int64, bool) {
 // micro-tokens as integers, which rueidis reads without allocating.
 const levelScale = 1e6
 
-// parseTake reads the script's {allowed, req, key, tok} reply, levels in
-// micro-tokens. The array is the reply's only allocation.
-func parseTake(r rueidis.RedisResult) (bool, levels, error) {
+// parseTake reads the script's {allowed, req, key, tok, taken} reply, levels
+// in micro-tokens, taken the tokens taken from each request bucket (more
+// than 1: a lease). The array is the reply's only allocation.
+func parseTake(r rueidis.RedisResult) (bool, levels, int64, error) {
 	var lv levels
 	vals, err := r.ToArray()
 	if err != nil {
-		return false, lv, err
+		return false, lv, 0, err
 	}
-	if len(vals) != 4 {
-		return false, lv, errors.New("quota: unexpected script reply")
+	if len(vals) != 5 {
+		return false, lv, 0, errors.New("quota: unexpected script reply")
 	}
-	var n [4]int64
+	var n [5]int64
 	for i := range vals {
 		if n[i], err = vals[i].ToInt64(); err != nil {
-			return false, lv, err
+			return false, lv, 0, err
 		}
 	}
 	lv.req = float64(n[1]) / levelScale
 	lv.key = float64(n[2]) / levelScale
 	lv.tok = float64(n[3]) / levelScale
-	return n[0] == 1, lv, nil
+	return n[0] == 1, lv, n[4], nil
 }

@@ -12,7 +12,7 @@ import (
 // EVAL instead of falling back.
 func TestScriptReloadedAfterFlush(t *testing.T) {
 	srv := startOwnRedis(t)
-	l, err := New(Options{RedisAddr: srv.addr, Default: 60, Burst: 10, Timeout: 2 * time.Second, ProbeInterval: time.Hour})
+	l, err := New(Options{RedisAddr: srv.addr, Default: 60, Burst: 10, Timeout: 2 * time.Second, ProbeInterval: time.Hour, Lease: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,10 @@ type Stats struct {
 	ToRedis    uint64
 	// RedisErrors counts failed or timed-out Redis calls.
 	RedisErrors uint64
+	// Leases counts Redis decisions that took a lease (more than one token);
+	// LeaseTokensReturned counts unused leased tokens given back.
+	Leases              uint64
+	LeaseTokensReturned uint64
 }
 
 type counters struct {
@@ -22,6 +26,8 @@ type counters struct {
 	toFallback  atomic.Uint64
 	toRedis     atomic.Uint64
 	redisErrors atomic.Uint64
+	leases      atomic.Uint64
+	gaveBack    atomic.Uint64
 }
 
 func (c *counters) count(d Decision) {
@@ -42,5 +48,7 @@ func (l *Limiter) Stats() Stats {
 	s.ToFallback = l.stats.toFallback.Load()
 	s.ToRedis = l.stats.toRedis.Load()
 	s.RedisErrors = l.stats.redisErrors.Load()
+	s.Leases = l.stats.leases.Load()
+	s.LeaseTokensReturned = l.stats.gaveBack.Load()
 	return s
 }

@@ -43,6 +43,7 @@ type tenantState struct {
 	seen  limits     // limits of the last decision, overrides included; the local fallback uses them
 	req   bucket
 	tok   bucket
+	lease lease // requests without a limited relay key
 	keyed map[string]*keyState
 }
 
@@ -55,6 +56,7 @@ type keyState struct {
 	blkKey   string
 	takeKeys []string // req, blk, tok, key req, key blk
 	req      bucket   // guarded by the tenant's mu
+	lease    lease    // guarded by the tenant's mu
 
 	reads atomic.Pointer[readCmds]
 	take  atomic.Pointer[takeCmd]
@@ -83,6 +85,31 @@ func (t *table) get(name string, mk func(string) *tenantState) *tenantState {
 		s.m[name] = ts
 	}
 	return ts
+}
+
+// find returns the tenant's state, nil when it has none.
+func (t *table) find(name string) *tenantState {
+	s := &t.shards[maphash.String(t.seed, name)%tableShards]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.m[name]
+}
+
+// each calls f for every tenant, holding no lock of the table while f runs.
+func (t *table) each(f func(*tenantState)) {
+	var batch []*tenantState
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.RLock()
+		batch = batch[:0]
+		for _, ts := range s.m {
+			batch = append(batch, ts)
+		}
+		s.mu.RUnlock()
+		for _, ts := range batch {
+			f(ts)
+		}
+	}
 }
 
 func newTenantState(o *Options, name string) *tenantState {
