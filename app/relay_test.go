@@ -190,6 +190,11 @@ func TestNonStreamingJSONRelayedUnchanged(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &v); err != nil || v.Object != "chat.completion" || v.Usage.CompletionTokens != 4 {
 		t.Fatalf("body %s (%v)", body, err)
 	}
+	// A whole body that came with the head goes out with its length, in
+	// one write, not as a chunked stream.
+	if resp.ContentLength != int64(len(body)) || len(resp.TransferEncoding) != 0 {
+		t.Errorf("content-length %d, transfer-encoding %v for a %d-byte body", resp.ContentLength, resp.TransferEncoding, len(body))
+	}
 	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
 	if row.TokensOut != 4 || row.TokensIn <= 0 || row.TTFT < 0 {
 		t.Errorf("row tokens %d/%d ttft %v", row.TokensIn, row.TokensOut, row.TTFT)

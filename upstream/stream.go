@@ -92,11 +92,31 @@ func (s *Stream) SetBody(resp *fasthttp.Response) {
 		s.CloseWithError(nil)
 		return
 	}
+	if s.body.mode == bodyFixed && s.body.left <= maxInlineBody && int64(s.rb.buffered()) >= s.body.left {
+		// The whole body came with the head (a non-streamed answer,
+		// typically): it goes out with the response head in one write,
+		// with its length, instead of as a chunked stream.
+		v, err := s.body.next()
+		if err == nil && s.body.done {
+			s.relayed(v)
+			resp.SetBody(s.rb.buf[v.start:v.end])
+			s.CloseWithError(nil)
+			return
+		}
+		s.fail(record.ErrUpstreamReset)
+		resp.ResetBody()
+		s.CloseWithError(nil)
+		return
+	}
 	if s.wd != nil {
 		s.wd.track(s)
 	}
 	resp.SetBodyStream(s, -1)
 }
+
+// maxInlineBody is the largest whole body SetBody copies into the response
+// instead of streaming it.
+const maxInlineBody = 64 << 10
 
 // Read exists because a body stream must be an io.Reader; fasthttp uses
 // WriteTo (see SupportsBodyWriteTo).
