@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stream-relay/stream-relay/bench/procstat"
 )
 
 // load is the shared state of one run.
@@ -37,11 +39,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	procs, err := parseWatch(o.Watch)
+	procs, err := procstat.ParseWatch(o.Watch)
 	if err != nil {
 		return err
 	}
-	procs = append(procs, proc{name: "loadgen", pids: []int{os.Getpid()}})
+	procs = append(procs, procstat.Group{Name: "loadgen", PIDs: []int{os.Getpid()}})
 	u, _ := url.Parse(o.URL)
 	l := &load{o: o, req: buildRequest(o), addr: u.Host, errs: map[string]int64{}, conns: map[*conn]struct{}{}}
 

@@ -3,17 +3,19 @@ package main
 import (
 	"sync"
 	"time"
+
+	"github.com/stream-relay/stream-relay/bench/procstat"
 )
 
 // sampler reads the watched processes' RSS and CPU time every period, and
 // at the two marks that bound the measured window.
 type sampler struct {
-	procs []proc
+	procs []procstat.Group
 	open  interface{ Load() int64 }
 
 	mu      sync.Mutex
 	samples []sample
-	marks   [2][]usage
+	marks   [2][]procstat.Usage
 	stopC   chan struct{}
 	doneC   chan struct{}
 }
@@ -22,17 +24,17 @@ type sampler struct {
 type sample struct {
 	at   int64
 	open int64
-	u    []usage
+	u    []procstat.Usage
 }
 
-func newSampler(procs []proc, open interface{ Load() int64 }) *sampler {
+func newSampler(procs []procstat.Group, open interface{ Load() int64 }) *sampler {
 	return &sampler{procs: procs, open: open, stopC: make(chan struct{}), doneC: make(chan struct{})}
 }
 
 func (s *sampler) read(switches bool) sample {
-	sm := sample{at: mono(), open: s.open.Load(), u: make([]usage, len(s.procs))}
+	sm := sample{at: mono(), open: s.open.Load(), u: make([]procstat.Usage, len(s.procs))}
 	for i := range s.procs {
-		sm.u[i], _ = s.procs[i].read(switches) // a process that exited reads as zero
+		sm.u[i], _ = s.procs[i].Read(switches) // a process that exited reads as zero
 	}
 	return sm
 }
@@ -92,30 +94,30 @@ func (s *sampler) results(window time.Duration) []ProcResult {
 	}
 	out := make([]ProcResult, len(s.procs))
 	for i, p := range s.procs {
-		r := ProcResult{Name: p.name, IdleRSSKB: s.samples[0].u[i].rssKB}
+		r := ProcResult{Name: p.Name, IdleRSSKB: s.samples[0].u[i].RSSKB}
 		var first, last *sample
 		for j := range s.samples {
 			sm := &s.samples[j]
-			r.MaxRSSKB = max(r.MaxRSSKB, sm.u[i].rssKB)
+			r.MaxRSSKB = max(r.MaxRSSKB, sm.u[i].RSSKB)
 			if most > 0 && sm.open*100 >= most*95 {
 				if first == nil {
 					first = sm
 				}
 				last = sm
-				if sm.u[i].rssKB > r.PeakRSSKB {
-					r.PeakRSSKB, r.PeakOpen = sm.u[i].rssKB, sm.open
+				if sm.u[i].RSSKB > r.PeakRSSKB {
+					r.PeakRSSKB, r.PeakOpen = sm.u[i].RSSKB, sm.open
 				}
 			}
 		}
 		if s.marks[0] != nil && s.marks[1] != nil {
-			r.CPUSeconds = float64(s.marks[1][i].ticks-s.marks[0][i].ticks) / clkTck
-			r.Switches = s.marks[1][i].csw - s.marks[0][i].csw
+			r.CPUSeconds = float64(s.marks[1][i].Ticks-s.marks[0][i].Ticks) / procstat.ClkTck
+			r.Switches = s.marks[1][i].CSW - s.marks[0][i].CSW
 			if window > 0 {
 				r.CPUPercent = 100 * r.CPUSeconds / window.Seconds()
 			}
 		}
 		if first != nil && last != nil && last.at > first.at {
-			r.PlateauCPU = 100 * float64(last.u[i].ticks-first.u[i].ticks) / clkTck /
+			r.PlateauCPU = 100 * float64(last.u[i].Ticks-first.u[i].Ticks) / procstat.ClkTck /
 				(float64(last.at-first.at) / 1e9)
 		}
 		out[i] = r

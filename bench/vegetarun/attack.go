@@ -6,6 +6,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/stream-relay/stream-relay/bench/procstat"
 )
 
 // Run is the JSON written for one path: every target's attack.
@@ -46,7 +48,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // attackTarget warms the path up at the rate, then attacks it for the
 // measured duration, counting the CPU the watched processes (and this
 // process, as "vegeta") spend meanwhile.
-func attackTarget(t vegeta.Target, o options, watch []proc) Target {
+func attackTarget(t vegeta.Target, o options, watch []procstat.Group) Target {
 	rate := vegeta.Rate{Freq: o.rate, Per: time.Second}
 	newAttacker := func() *vegeta.Attacker {
 		return vegeta.NewAttacker(vegeta.Timeout(o.timeout), vegeta.KeepAlive(true),
@@ -57,7 +59,7 @@ func attackTarget(t vegeta.Target, o options, watch []proc) Target {
 		for range newAttacker().Attack(targeter, rate, o.warmup, "warmup") {
 		}
 	}
-	watch = append(watch, proc{name: "vegeta", pids: []int{os.Getpid()}})
+	watch = append(watch, procstat.Group{Name: "vegeta", PIDs: []int{os.Getpid()}})
 	before := readTicks(watch)
 	var m vegeta.Metrics
 	for r := range newAttacker().Attack(targeter, rate, o.dur, "measured") {
@@ -77,7 +79,7 @@ func attackTarget(t vegeta.Target, o options, watch []proc) Target {
 	if m.Requests > 0 {
 		for name, a := range after {
 			if b, ok := before[name]; ok {
-				out.CPUPerReq[name] = float64(a-b) * (1e6 / clkTck) / float64(m.Requests)
+				out.CPUPerReq[name] = float64(a-b) * (1e6 / procstat.ClkTck) / float64(m.Requests)
 			}
 		}
 	}

@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/stream-relay/stream-relay/bench/procstat"
 )
 
 func main() {
@@ -70,7 +72,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	watch, err := parseWatch(o.watch)
+	watch, err := procstat.ParseWatch(o.watch)
 	if err != nil {
 		return err
 	}

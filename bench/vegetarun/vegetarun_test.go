@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/bench/procstat"
 )
 
 // TestTargetsFile reads the repository's own targets file the way run.sh
@@ -67,8 +69,8 @@ func TestAttack(t *testing.T) {
 		t.Fatal(err)
 	}
 	o := options{rate: 40, dur: time.Second, timeout: 10 * time.Second}
-	self := proc{name: "server", pids: []int{os.Getpid()}}
-	res := attackTarget(tgts[0], o, []proc{self})
+	self := procstat.Group{Name: "server", PIDs: []int{os.Getpid()}}
+	res := attackTarget(tgts[0], o, []procstat.Group{self})
 	if res.Requests == 0 || int64(res.Requests) != seen.Load() {
 		t.Errorf("counted %d requests, the server saw %d", res.Requests, seen.Load())
 	}
@@ -86,15 +88,5 @@ func TestAttack(t *testing.T) {
 	}
 	if _, ok := res.CPUPerReq["vegeta"]; !ok {
 		t.Errorf("no CPU for vegeta itself: %v", res.CPUPerReq)
-	}
-}
-
-func TestParseWatch(t *testing.T) {
-	ps, err := parseWatch("nginx=1+2,mock=3")
-	if err != nil || len(ps) != 2 || len(ps[0].pids) != 2 || ps[1].name != "mock" {
-		t.Errorf("parseWatch = %+v, %v", ps, err)
-	}
-	if _, err := parseWatch("nginx"); err == nil {
-		t.Error("parseWatch accepted a group without pids")
 	}
 }

@@ -1,4 +1,7 @@
-package main
+// Package procstat reads the CPU time, resident memory and context
+// switches of watched processes from /proc, for the benchmark programs
+// (bench/loadgen, bench/vegetarun).
+package procstat
 
 import (
 	"bytes"
@@ -8,58 +11,62 @@ import (
 	"strings"
 )
 
-// clkTck is USER_HZ, the unit of utime and stime in /proc/<pid>/stat; 100
+// ClkTck is USER_HZ, the unit of utime and stime in /proc/<pid>/stat; 100
 // on every Linux architecture Go supports.
-const clkTck = 100
+const ClkTck = 100
 
-// proc is a named group of processes sampled together: nginx's workers sum
+// Group is a named set of processes read together: nginx's workers sum
 // into one.
-type proc struct {
-	name string
-	pids []int
+type Group struct {
+	Name string
+	PIDs []int
 }
 
-func parseWatch(s string) ([]proc, error) {
-	var ps []proc
+// ParseWatch parses "name=pid[+pid...],name=...".
+func ParseWatch(s string) ([]Group, error) {
+	var gs []Group
 	if s == "" {
-		return ps, nil
+		return gs, nil
 	}
 	for _, item := range strings.Split(s, ",") {
 		name, list, ok := strings.Cut(item, "=")
 		if !ok || name == "" {
 			return nil, fmt.Errorf("watch=%q: want name=pid[+pid...]", item)
 		}
-		p := proc{name: name}
+		g := Group{Name: name}
 		for _, f := range strings.Split(list, "+") {
 			pid, err := strconv.Atoi(strings.TrimSpace(f))
 			if err != nil || pid <= 0 {
 				return nil, fmt.Errorf("watch=%q: bad pid %q", item, f)
 			}
-			p.pids = append(p.pids, pid)
+			g.PIDs = append(g.PIDs, pid)
 		}
-		ps = append(ps, p)
+		gs = append(gs, g)
 	}
-	return ps, nil
+	return gs, nil
 }
 
-// usage is one reading of a process group.
-type usage struct {
-	rssKB int64
-	ticks int64 // utime + stime
-	csw   int64 // context switches of all threads, voluntary and not; read at the marks only
+// Usage is one reading of a group.
+type Usage struct {
+	RSSKB int64
+	Ticks int64 // utime + stime
+	CSW   int64 // context switches of all threads, voluntary and not (when asked for)
 }
 
-func (p *proc) read(switches bool) (usage, error) {
-	var u usage
-	for _, pid := range p.pids {
-		r, err := readProc(strconv.Itoa(pid))
+// Read sums the group's processes; switches also counts context switches
+// (a directory walk per process: read it at marks, not every sample).
+func (g Group) Read(switches bool) (Usage, error) {
+	var u Usage
+	for _, pid := range g.PIDs {
+		p := strconv.Itoa(pid)
+		r, err := readProc(p)
 		if err != nil {
 			return u, err
 		}
-		u.rssKB += r.rssKB
-		u.ticks += r.ticks
+		u.RSSKB += r.RSSKB
+		u.Ticks += r.Ticks
 		if switches {
-			u.csw += readSwitches(strconv.Itoa(pid))
+			u.CSW += readSwitches(p)
 		}
 	}
 	return u, nil
@@ -97,8 +104,8 @@ func readSwitches(pid string) int64 {
 	return n
 }
 
-func readProc(pid string) (usage, error) {
-	var u usage
+func readProc(pid string) (Usage, error) {
+	var u Usage
 	st, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		return u, err
@@ -106,7 +113,7 @@ func readProc(pid string) (usage, error) {
 	if i := bytes.Index(st, []byte("VmRSS:")); i >= 0 {
 		f := bytes.Fields(st[i+6:])
 		if len(f) > 0 {
-			u.rssKB, _ = strconv.ParseInt(string(f[0]), 10, 64)
+			u.RSSKB, _ = strconv.ParseInt(string(f[0]), 10, 64)
 		}
 	}
 	stat, err := os.ReadFile("/proc/" + pid + "/stat")
@@ -123,8 +130,11 @@ func readProc(pid string) (usage, error) {
 	if len(f) < 14 {
 		return u, fmt.Errorf("/proc/%s/stat: %d fields", pid, len(f))
 	}
-	ut, _ := strconv.ParseInt(string(f[11]), 10, 64)
-	stt, _ := strconv.ParseInt(string(f[12]), 10, 64)
-	u.ticks = ut + stt
+	ut, err1 := strconv.ParseInt(string(f[11]), 10, 64)
+	stt, err2 := strconv.ParseInt(string(f[12]), 10, 64)
+	if err1 != nil || err2 != nil {
+		return u, fmt.Errorf("/proc/%s/stat: bad utime/stime", pid)
+	}
+	u.Ticks = ut + stt
 	return u, nil
 }
