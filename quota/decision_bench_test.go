@@ -1,11 +1,8 @@
 package quota
 
 import (
-	"bufio"
 	"context"
-	"io"
 	"math/rand/v2"
-	"net"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,26 +35,9 @@ func redisDecisionLimiter(tb testing.TB, o Options) *Limiter {
 // sections ("total_reads_processed", "used_cpu_user", ...).
 func serverStats(tb testing.TB, addr string) map[string]float64 {
 	tb.Helper()
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.Write([]byte("INFO stats cpu\r\n")); err != nil {
-		tb.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	head, err := br.ReadString('\n')
-	if err != nil || !strings.HasPrefix(head, "$") {
-		tb.Fatalf("INFO reply %q: %v", head, err)
-	}
-	n, _ := strconv.Atoi(strings.TrimSpace(head[1:]))
-	buf := make([]byte, n+2)
-	if _, err := io.ReadFull(br, buf); err != nil {
-		tb.Fatal(err)
-	}
+	info := redisInfo(tb, addr, "stats cpu")
 	out := make(map[string]float64)
-	for _, line := range strings.Split(string(buf), "\r\n") {
+	for _, line := range strings.Split(info, "\r\n") {
 		k, v, ok := strings.Cut(line, ":")
 		if !ok {
 			continue

@@ -30,16 +30,16 @@ func startOwnRedis(tb testing.TB) *ownRedis {
 	return &ownRedis{Process: p, addr: addr}
 }
 
-// commandCalls returns calls per command from INFO commandstats, keyed by
-// lower-case command name ("evalsha", "get", ...).
-func commandCalls(tb testing.TB, addr string) map[string]int64 {
+// redisInfo returns the text of INFO sections from the Redis at addr,
+// asked over a plain connection (not the limiter's client).
+func redisInfo(tb testing.TB, addr, sections string) string {
 	tb.Helper()
 	c, err := net.DialTimeout("tcp", addr, time.Second)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := c.Write([]byte("INFO commandstats\r\n")); err != nil {
+	if _, err := c.Write([]byte("INFO " + sections + "\r\n")); err != nil {
 		tb.Fatal(err)
 	}
 	br := bufio.NewReader(c)
@@ -52,8 +52,16 @@ func commandCalls(tb testing.TB, addr string) map[string]int64 {
 	if _, err := io.ReadFull(br, buf); err != nil {
 		tb.Fatal(err)
 	}
+	return string(buf)
+}
+
+// commandCalls returns calls per command from INFO commandstats, keyed by
+// lower-case command name ("evalsha", "get", ...).
+func commandCalls(tb testing.TB, addr string) map[string]int64 {
+	tb.Helper()
+	info := redisInfo(tb, addr, "commandstats")
 	out := make(map[string]int64)
-	for _, line := range strings.Split(string(buf), "\r\n") {
+	for _, line := range strings.Split(info, "\r\n") {
 		name, rest, ok := strings.Cut(line, ":calls=")
 		if !ok {
 			continue
