@@ -77,12 +77,15 @@ func TestStreamFramedWriteAllocs(t *testing.T) {
 	src := newChunkedSource(sseChunk, 500)
 	s := testStream(record.KindSSE, true, src)
 	s.client = client
-	w := &chunkWriter{w: bufio.NewWriter(client)}
+	bw := bufio.NewWriter(client)
+	w := &chunkWriter{w: bw}
 	run := func() {
 		resetStream(s, src)
-		if _, err := s.copyTo(w, true); err != nil {
+		if _, err := s.copyTo(w, bw); err != nil {
 			t.Fatal(err)
 		}
+		bw.WriteString("0\r\n\r\n")
+		bw.Flush()
 	}
 	run()
 	if n := testing.AllocsPerRun(20, run); n != 0 {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
 )
 
 // chunkWriter frames each write as one HTTP chunk and flushes it, as
@@ -80,11 +81,14 @@ func TestStreamFramedWrites(t *testing.T) {
 			s.rb.reset(&slowReader{data: wire, step: step}, nil, nil)
 			s.body.reset(&s.rb, bodyChunked, 0)
 			bw := bufio.NewWriter(client)
-			n, err := s.copyTo(&chunkWriter{w: bw}, true)
+			n, err := s.copyTo(&chunkWriter{w: bw}, bw)
 			if err != nil || n != int64(len(body)) {
 				t.Fatalf("copied %d, %v; want %d", n, err, len(body))
 			}
-			client.Write([]byte("0\r\n\r\n"))
+			// The last chunk may wait in bw for the terminator, as it
+			// waits in fasthttp's buffer.
+			bw.WriteString("0\r\n\r\n")
+			bw.Flush()
 			client.Close()
 			var raw []byte
 			select {
@@ -141,4 +145,53 @@ func TestReadBufRawSocket(t *testing.T) {
 		t.Fatalf("decoded %q, counted %d of %d bytes", got, count, len(wire))
 	}
 	rb.release()
+}
+
+// bodyWriterProbe is a response body stream that reports what
+// chunkedWriterBuffer makes of the writer fasthttp hands it.
+type bodyWriterProbe struct {
+	found *bufio.Writer
+	body  []byte
+}
+
+func (p *bodyWriterProbe) Read([]byte) (int, error)  { return 0, io.EOF }
+func (p *bodyWriterProbe) SupportsBodyWriteTo() bool { return true }
+func (p *bodyWriterProbe) WriteTo(w io.Writer) (int64, error) {
+	p.found = chunkedWriterBuffer(w)
+	n, err := w.Write(p.body)
+	return int64(n), err
+}
+
+// TestChunkedWriterBufferFound: the fasthttp in go.mod hands a body stream
+// its chunked writer with the buffer where chunkedWriterBuffer looks for
+// it; without it every chunk would take the slower path (and this test
+// says so when a fasthttp upgrade changes the writer).
+func TestChunkedWriterBufferFound(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	probe := &bodyWriterProbe{body: []byte("data: x\n\n")}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.Response.SetBodyStream(probe, -1)
+	}}
+	go srv.Serve(ln)
+	defer srv.Shutdown()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.Write([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"))
+	var resp fasthttp.Response
+	if err := resp.Read(bufio.NewReader(c)); err != nil {
+		t.Fatal(err)
+	}
+	if string(resp.Body()) != "data: x\n\n" {
+		t.Fatalf("body %q", resp.Body())
+	}
+	if probe.found == nil {
+		t.Fatal("chunkedWriterBuffer found no buffer under fasthttp's chunked body writer")
+	}
 }

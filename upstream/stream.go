@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -158,12 +159,21 @@ func (s *Stream) SupportsBodyWriteTo() bool { return true }
 // returns when the upstream ends, fails or is cut by the watchdog, or the
 // client write fails.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
-	return s.copyTo(w, s.client != nil && isChunkedBodyWriter(w))
+	var bw *bufio.Writer
+	if s.client != nil {
+		bw = chunkedWriterBuffer(w)
+	}
+	return s.copyTo(w, bw)
 }
 
-// copyTo is WriteTo; direct says w frames chunks and flushes each write,
-// so that chunks after the first may go straight to s.client.
-func (s *Stream) copyTo(w io.Writer, direct bool) (int64, error) {
+// copyTo is WriteTo. bw, when set, is the buffer under w, which frames
+// chunks and flushes each write: chunks after the first may then go
+// straight to s.client, and the last one is framed into bw without a
+// flush, so that it leaves with the terminating chunk fasthttp writes
+// next, in one write (with the response head too when the whole body came
+// at once).
+func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
+	direct := bw != nil
 	var total int64
 	for {
 		v, err := s.body.next()
@@ -171,8 +181,10 @@ func (s *Stream) copyTo(w io.Writer, direct bool) (int64, error) {
 			at := s.relayed(v)
 			s.writeSince.Store(int64(at) + 1)
 			var werr error
-			if direct && total > 0 && v.tailFree {
-				werr = s.writeFramed(v)
+			if direct && v.tailFree && err == nil && s.body.done {
+				_, werr = bw.Write(s.frame(v))
+			} else if direct && total > 0 && v.tailFree {
+				_, werr = s.client.Write(s.frame(v))
 			} else {
 				_, werr = w.Write(s.rb.buf[v.start:v.end])
 			}
@@ -201,9 +213,9 @@ func (s *Stream) relayed(v view) time.Duration {
 	return at
 }
 
-// writeFramed writes v to the client as one HTTP chunk: the size line goes
-// in the head room before it, the CRLF in the free bytes after it.
-func (s *Stream) writeFramed(v view) error {
+// frame makes v one HTTP chunk in place: the size line goes in the head
+// room before it, the CRLF in the free bytes after it.
+func (s *Stream) frame(v view) []byte {
 	buf := s.rb.buf
 	n := v.end - v.start
 	p := v.start - 2 - hexLen(n)
@@ -212,8 +224,7 @@ func (s *Stream) writeFramed(v view) error {
 	}
 	buf[v.start-2], buf[v.start-1] = '\r', '\n'
 	buf[v.end], buf[v.end+1] = '\r', '\n'
-	_, err := s.client.Write(buf[p : v.end+2])
-	return err
+	return buf[p : v.end+2]
 }
 
 // hexLen is the number of hex digits of n > 0.
@@ -226,13 +237,36 @@ func hexLen(n int) int {
 	return k
 }
 
-// isChunkedBodyWriter reports whether w is fasthttp's writer of a chunked
-// response body, which flushes each write: after one, nothing of the
-// response waits in fasthttp's buffer, and chunks written straight to the
-// connection arrive in order. (The type is unexported; its name is the
-// check. reflect's String of a named type does not allocate.)
-func isChunkedBodyWriter(w io.Writer) bool {
-	return reflect.TypeOf(w).String() == "*fasthttp.chunkedBodyWriter"
+// chunkedWriterBuffer returns the buffer under w when w is fasthttp's
+// writer of a chunked response body, else nil. That writer flushes each
+// write: after one, nothing of the response waits in the buffer, and
+// chunks written straight to the connection arrive in order. Its type is
+// unexported: it is recognized by name, and its buffer is its first field,
+// which is checked (once, with reflect) before it is read; a fasthttp whose
+// writer looks otherwise gets every write through w.
+func chunkedWriterBuffer(w io.Writer) *bufio.Writer {
+	t := reflect.TypeOf(w)
+	// reflect's String of a named type does not allocate.
+	if t == nil || t.String() != "*fasthttp.chunkedBodyWriter" || !chunkedLayoutOK(t) {
+		return nil
+	}
+	return (*struct{ w *bufio.Writer })(reflect.ValueOf(w).UnsafePointer()).w
+}
+
+var chunkedLayout struct {
+	once sync.Once
+	ok   bool
+}
+
+// chunkedLayoutOK reports whether t (a pointer to fasthttp's chunked body
+// writer) points to a struct whose first field is its *bufio.Writer.
+func chunkedLayoutOK(t reflect.Type) bool {
+	chunkedLayout.once.Do(func() {
+		e := t.Elem()
+		chunkedLayout.ok = e.Kind() == reflect.Struct && e.NumField() > 0 &&
+			e.Field(0).Offset == 0 && e.Field(0).Type == reflect.TypeOf((*bufio.Writer)(nil))
+	})
+	return chunkedLayout.ok
 }
 
 // account stamps the record for one relayed read.
