@@ -241,3 +241,35 @@ func clamp(v, hi int64) int64 {
 	}
 	return v
 }
+
+// blockSizes are the lengths a block's growing buffers reached: what a
+// new block is given (presize) when it follows it.
+type blockSizes struct {
+	chunkData, reqBody, reqHeaders, respHeaders, pos int
+}
+
+// sizes returns b's blockSizes, or none when b is empty or its buffers
+// hold more than most bytes in all. It must be taken while b is still the
+// writer's own, before it is handed off.
+func (b *block) sizes(most int) blockSizes {
+	if b.rows == 0 || blockCap(b) > most {
+		return blockSizes{}
+	}
+	return blockSizes{len(b.chunkData.Buf), len(b.reqBody.Buf), len(b.reqHeaders.Buf), len(b.respHeaders.Buf), len(b.chunkData.Pos)}
+}
+
+// presize gives a new block's growing buffers the sizes the block before
+// it reached, plus an eighth: in a burst, when no recycled block is free,
+// each new block would otherwise grow from nothing by a quarter at a time,
+// allocating, zeroing and copying its bytes several times over.
+func (b *block) presize(s blockSizes) {
+	if s == (blockSizes{}) {
+		return
+	}
+	sized := func(n int) []byte { return make([]byte, 0, n+n/8) }
+	b.chunkData.Buf = sized(s.chunkData)
+	b.reqBody.Buf = sized(s.reqBody)
+	b.reqHeaders.Buf = sized(s.reqHeaders)
+	b.respHeaders.Buf = sized(s.respHeaders)
+	b.chunkData.Pos = make([]proto.Position, 0, s.pos+s.pos/8)
+}

@@ -55,8 +55,7 @@ type chClient struct {
 	log        *slog.Logger
 	user, key  string
 	hc         *http.Client
-	lz4        *compress.Writer
-	zbuf       []byte
+	lz4        *compress.Writer // used by the insert in flight's body only
 
 	// dedupToken: the server knows insert_deduplication_token (ClickHouse
 	// 22.2 and later); every insert then carries one (see enableServerDedup).
@@ -192,25 +191,18 @@ func failedNode(err error) string {
 // current node. Not safe for concurrent use (the writer holds its insert
 // slot).
 func (c *chClient) insert(ctx context.Context, native []byte, queryID, token string) error {
-	c.zbuf = c.zbuf[:0]
-	if need := compressBound(len(native)); cap(c.zbuf) < need {
-		// Once, at its final size: growing by append would copy a block
-		// of tens of MiB (gathered blocks, send.go) again and again.
-		c.zbuf = make([]byte, 0, need)
-	}
-	for p := native; len(p) > 0; {
-		n := min(len(p), compressChunk)
-		if err := c.lz4.Compress(p[:n]); err != nil {
-			return fmt.Errorf("compress: %w", err)
-		}
-		c.zbuf = append(c.zbuf, c.lz4.Data...)
-		p = p[n:]
-	}
+	return c.insertMore(ctx, native, nil, queryID, token)
+}
+
+// insertMore is insert whose body, once native is sent, goes on with what
+// more returns (see zbody).
+func (c *chClient) insertMore(ctx context.Context, native []byte, more func() []byte, queryID, token string) error {
+	// A new body each time: a late Read of an earlier one must find it
+	// ended, not this insert's bytes.
+	body := &zbody{src: native, more: more, lz4: c.lz4}
 	i, n := c.current()
-	err := c.do(ctx, c.insertURLOn(n, queryID, token), c.zbuf, nil)
-	if cap(c.zbuf) > keepBufferBytes {
-		c.zbuf = nil // a huge block's buffer is not kept at its peak
-	}
+	err := c.doBody(ctx, c.insertURLOn(n, queryID, token), "", body, nil)
+	body.end()
 	if err == nil {
 		return nil
 	}
@@ -223,18 +215,6 @@ func (c *chClient) insert(ctx context.Context, native []byte, queryID, token str
 	}
 	return &NodeError{Node: n.label, Err: err}
 }
-
-// compressBound is the most bytes n raw bytes take in the LZ4-framed
-// body: LZ4's worst case per frame (n + n/255 + 16) plus the frame's
-// checksum and header.
-func compressBound(n int) int {
-	frames := (n + compressChunk - 1) / compressChunk
-	return n + n/255 + frames*(16+compressHeader)
-}
-
-// compressHeader is the per-frame overhead of ClickHouse's compressed
-// format besides LZ4's own: a 16-byte checksum and a 9-byte header.
-const compressHeader = 16 + 9
 
 // insertURLFor is the URL of one insert attempt on the current node.
 func (c *chClient) insertURLFor(queryID, token string) string {
@@ -334,7 +314,12 @@ func (c *chClient) do(ctx context.Context, u string, body []byte, out *bytes.Buf
 // doType posts body (of content type ctype when set) to u. It writes the
 // answer into out, or discards it when out is nil.
 func (c *chClient) doType(ctx context.Context, u, ctype string, body []byte, out *bytes.Buffer) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	return c.doBody(ctx, u, ctype, bytes.NewReader(body), out)
+}
+
+// doBody is doType with a body of unknown length (sent chunked).
+func (c *chClient) doBody(ctx context.Context, u, ctype string, body io.Reader, out *bytes.Buffer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, body)
 	if err != nil {
 		return err
 	}

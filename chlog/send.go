@@ -27,78 +27,87 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 		w.kickReplayer()
 		return nil
 	}
-	c := w.coalesce(&m, buf)
-	defer w.budget.release(c.held)
-	unknown, err := w.deliver(ctx, m, buf.Buf, false, w.o.Retries)
+	g := &gather{w: w, m: m, buf: buf, limit: w.coalesceLimit()}
+	defer func() { w.budget.release(g.held) }()
+	unknown, err := w.deliverGathering(ctx, m, buf.Buf, false, w.o.Retries, g)
+	m = g.m
 	if err == nil {
 		w.releaseWAL(m.seq)
-		for _, seq := range c.seqs {
+		for _, seq := range g.seqs {
 			w.releaseWAL(seq)
 		}
 		return nil
 	}
 	w.down.Store(true)
-	if len(c.seqs) == 0 {
+	if len(g.seqs) == 0 {
 		w.spoolEncoded(m, buf.Buf, unknown)
 	} else {
-		w.putSpool(m, buf.Buf, unknown, append([]uint64{m.seq}, c.seqs...))
+		w.putSpool(m, buf.Buf, unknown, append([]uint64{m.seq}, g.seqs...))
 	}
 	w.kickReplayer()
 	return err
 }
 
-// coalesced is what coalesce added to an insert: the blocks' sequence
-// numbers and the budget bytes they hold until the insert is done.
-type coalesced struct {
-	seqs []uint64
-	held int64
+// gather adds the blocks that wait for the sender (or the spooler) to the
+// insert in flight, behind the block it began with, up to limit encoded
+// bytes: the insert's body (zbody) asks for them as it runs out, so that
+// a burst (Write cutting blocks faster than one insert a block goes) goes
+// as one streamed insert. Each insert makes a part on the server, and at
+// 2000-row blocks of ~6.5 KiB rows the part per insert, not the bytes, is
+// what costs the server most (bench/chinsert on 18.16: ten such blocks as
+// one insert took ~20 us of server CPU a row, as ten inserts 36-54 us).
+// Blocks that come while nothing is being sent still go one by one.
+//
+// next runs on the HTTP transport's goroutine while the sender waits in
+// deliver; the sender reads m, seqs and held only after the body ended.
+type gather struct {
+	w     *Writer
+	m     blockMeta     // the insert's blocks so far
+	buf   *proto.Buffer // their encoding, back to back
+	limit int
+	seqs  []uint64 // the added blocks' sequence numbers: their WAL segments go with the insert
+	held  int64    // budget bytes the added blocks hold until the insert is done
+	ended bool     // the first attempt is over: the insert's blocks are fixed
 }
 
-// coalesce appends the blocks already waiting for the sender or the
-// spooler (a burst: Write cut them faster than one insert a block goes)
-// to the encoded block in buf, so that they go as one insert, up to
-// coalesceLimit bytes; m then describes them all. Each insert makes a part
-// on the server, and at 2000-row blocks of ~6.5 KiB rows the part per
-// insert, not the bytes, is what costs the server most (bench/chinsert on
-// 18.16: ten such blocks as one insert took ~20 us of server CPU a row, as
-// ten inserts 36-54 us, at 1.1-1.9x the rows/s). Blocks that come while
-// nothing waits still go one by one.
-func (w *Writer) coalesce(m *blockMeta, buf *proto.Buffer) coalesced {
-	var c coalesced
-	limit := w.coalesceLimit()
-	for len(buf.Buf) < limit {
-		var b *block
-		select {
-		case b = <-w.sendq:
-		case b = <-w.spoolq:
-		default:
-			return c
+// next encodes the next waiting block behind the others and returns the
+// whole encoding, or nil when no block waits or the insert is full.
+func (g *gather) next() []byte {
+	w := g.w
+	for !g.ended && len(g.buf.Buf) < g.limit {
+		b := w.sendq.pop()
+		if b == nil {
+			select {
+			case b = <-w.spoolq:
+			default:
+				return nil
+			}
 		}
-		n := int64(b.held + b.bytes)
 		w.budget.move(0, int64(b.bytes)) // the encoded copy, as sendBlock
-		c.held += n
-		if len(c.seqs) == 0 {
+		g.held += int64(b.held + b.bytes)
+		if len(g.seqs) == 0 {
 			// Room for the blocks waiting now (each about this one's
 			// size) in one allocation, within the limit.
-			waiting := 1 + len(w.sendq) + len(w.spoolq)
-			reserveBuffer(buf, min(waiting*b.bytes, max(limit-len(buf.Buf), 0)+b.bytes))
+			waiting := 1 + w.sendq.len() + len(w.spoolq)
+			reserveBuffer(g.buf, min(waiting*b.bytes, max(g.limit-len(g.buf.Buf), 0)+b.bytes))
 		}
-		growEncoded(buf, b.bytes)
-		mark := len(buf.Buf)
+		growEncoded(g.buf, b.bytes)
+		mark := len(g.buf.Buf)
 		rows, seq, last := b.rows, b.seq, b.last
-		err := b.encode(buf)
+		err := b.encode(g.buf)
 		w.recycle(b)
 		if err != nil {
-			buf.Buf = buf.Buf[:mark]
+			g.buf.Buf = g.buf.Buf[:mark]
 			w.stats.rowsDropped.Add(int64(rows))
 			w.log.Error("chlog: BUG: encode block", "rows", rows, "err", err)
 			continue
 		}
-		c.seqs = append(c.seqs, seq) // its WAL segment goes with the insert
-		m.rows += rows
-		m.last = last
+		g.seqs = append(g.seqs, seq)
+		g.m.rows += rows
+		g.m.last = last
+		return g.buf.Buf
 	}
-	return c
+	return nil
 }
 
 // growEncoded makes room for n more bytes in buf, at least doubling it:
@@ -129,6 +138,13 @@ func (w *Writer) coalesceLimit() int {
 // settled the same way before its retry. It returns whether the outcome is
 // still unknown when it gives up.
 func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknown bool, retries int) (stillUnknown bool, err error) {
+	return w.deliverGathering(ctx, m, native, unknown, retries, nil)
+}
+
+// deliverGathering is deliver whose first attempt (when g is set and the
+// outcome of nothing is unknown) takes in the blocks that wait meanwhile
+// (gather); native and m then grow to cover them for the retries.
+func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byte, unknown bool, retries int, g *gather) (stillUnknown bool, err error) {
 	w.insertMu.Lock()
 	defer w.insertMu.Unlock()
 	start := time.Now()
@@ -156,7 +172,14 @@ func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknow
 			unknown = false
 		}
 		ictx, cancel := context.WithTimeout(ctx, w.o.InsertTimeout)
-		err = w.ch.insert(ictx, body, queryID(m), token)
+		if g != nil && !g.ended {
+			err = w.ch.insertMore(ictx, body, g.next, queryID(m), token)
+			g.ended = true
+			m, native = g.m, g.buf.Buf
+			body = native
+		} else {
+			err = w.ch.insert(ictx, body, queryID(m), token)
+		}
 		cancel()
 		if err == nil {
 			w.stats.rowsWritten.Add(int64(m.rows))

@@ -61,7 +61,7 @@ type Writer struct {
 	seq    uint64
 	closed bool
 
-	sendq    chan *block // at most one block waits for the sender
+	sendq    *sendQueue // blocks waiting for the sender (sendqueue.go)
 	spoolq   chan *block
 	flushReq chan flushReq
 
@@ -147,7 +147,7 @@ func makeWriter(ctx context.Context, o Options) *Writer {
 	w := &Writer{
 		o:          o,
 		log:        o.Logger,
-		sendq:      make(chan *block, 1),
+		sendq:      newSendQueue(sendQueueBytes(&o)),
 		spoolq:     make(chan *block, spoolQueue),
 		flushReq:   make(chan flushReq),
 		kickRep:    make(chan struct{}, 1),
@@ -225,33 +225,32 @@ func (w *Writer) waitWAL(ticket uint64) error {
 	return w.wal.wait(ticket)
 }
 
-// handOffLocked passes the full current block to the sender when it is free,
-// else to the spooler, else leaves it growing.
+// handOffLocked queues the full current block for the sender while its
+// queue has room, else passes it to the spooler, else leaves it growing.
 func (w *Writer) handOffLocked() {
 	b := w.cur
-	if w.ch != nil && !w.down.Load() {
-		select {
-		case w.sendq <- b:
-			w.rotateLocked()
-			return
-		default:
-		}
+	next := b.sizes(w.keep) // before b is handed off
+	if w.ch != nil && !w.down.Load() && w.sendq.push(b, time.Now()) {
+		w.rotateLocked(next)
+		return
 	}
 	select {
 	case w.spoolq <- b:
-		w.rotateLocked()
+		w.rotateLocked(next)
 	default:
 	}
 }
 
-// rotateLocked starts a new current block (and WAL segment).
-func (w *Writer) rotateLocked() {
+// rotateLocked starts a new current block (and WAL segment): a recycled
+// one, else a new one of the given sizes.
+func (w *Writer) rotateLocked(next blockSizes) {
 	old := w.cur
 	if n := len(w.free); n > 0 {
 		w.cur, w.free = w.free[n-1], w.free[:n-1]
 		w.cur.uncharged = blockMem(w.cur) // its spare capacity: no row's yet
 	} else {
 		w.cur = newBlock()
+		w.cur.presize(next)
 	}
 	w.cur.seq = w.nextSeqLocked()
 	if w.wal != nil {
@@ -265,7 +264,7 @@ func (w *Writer) cutLocked() *block {
 		return nil
 	}
 	b := w.cur
-	w.rotateLocked()
+	w.rotateLocked(b.sizes(w.keep))
 	return b
 }
 
@@ -426,9 +425,11 @@ func (w *Writer) flusher() {
 	idle := 0 // ticks in a row without a row
 	for {
 		select {
-		case b := <-w.sendq:
+		case <-w.sendq.ready:
 			idle = 0
-			w.sendBlock(w.ctx, b, &buf)
+			for b := w.sendq.pop(); b != nil; b = w.sendq.pop() {
+				w.sendBlock(w.ctx, b, &buf)
+			}
 		case <-t.C:
 			w.mu.Lock()
 			b := w.cutLocked()
@@ -446,10 +447,11 @@ func (w *Writer) flusher() {
 			}
 		case req := <-w.flushReq:
 			var err error
+			for b := w.sendq.pop(); b != nil; b = w.sendq.pop() {
+				err = errors.Join(err, w.sendBlock(req.ctx, b, &buf))
+			}
 			for done := false; !done; {
 				select {
-				case b := <-w.sendq:
-					err = errors.Join(err, w.sendBlock(req.ctx, b, &buf))
 				case b := <-w.spoolq:
 					err = errors.Join(err, w.sendBlock(req.ctx, b, &buf))
 				default:
@@ -464,25 +466,22 @@ func (w *Writer) flusher() {
 			}
 			req.done <- err
 		case <-w.stop:
-			for {
-				select {
-				case b := <-w.sendq:
-					w.spoolBlock(b, &buf, false)
-				default:
-					return
-				}
+			for b := w.sendq.pop(); b != nil; b = w.sendq.pop() {
+				w.spoolBlock(b, &buf, false)
 			}
+			return
 		}
 	}
 }
 
 // spooler writes blocks the sender had no time for to the spool: all that
 // wait (up to BatchBytes) as one file with one fsync, so that it keeps up
-// with a sender that hands it every block.
+// with a sender that hands it every block. Every half flush interval it
+// also takes the blocks that have waited a flush interval for the sender.
 func (w *Writer) spooler() {
 	defer w.wg.Done()
 	var g spoolScratch
-	t := time.NewTicker(w.o.FlushInterval)
+	t := time.NewTicker(max(w.o.FlushInterval/2, time.Millisecond))
 	defer t.Stop()
 	idle := 0 // ticks in a row without a block
 	for {
@@ -491,10 +490,20 @@ func (w *Writer) spooler() {
 			idle = 0
 			w.spoolGroup(&g, b)
 			w.kickReplayer()
-		case <-t.C:
+		case now := <-t.C:
+			aged := false
+			for b := w.sendq.popAged(now.Add(-w.o.FlushInterval)); b != nil; b = w.sendq.popAged(now.Add(-w.o.FlushInterval)) {
+				w.spoolGroup(&g, b)
+				aged = true
+			}
+			if aged {
+				idle = 0
+				w.kickReplayer()
+				continue
+			}
 			// Spooling comes in bursts (or, without ClickHouse, steadily):
 			// the encode buffer is kept while blocks come, not after.
-			if idle++; idle == idleTrimTicks {
+			if idle++; idle == 2*idleTrimTicks {
 				g.buf.Buf = nil
 			}
 		case <-w.stop:

@@ -1,0 +1,137 @@
+package chlog
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/ch-go/compress"
+)
+
+// TestSendQueueBounds: the queue keeps blocks in order up to its byte
+// bound (an empty queue takes any block), and popAged takes only blocks
+// queued before the cutoff.
+func TestSendQueueBounds(t *testing.T) {
+	q := newSendQueue(100)
+	t0 := time.Now()
+	mk := func(n int) *block { return &block{bytes: n} }
+	big := mk(500)
+	if !q.push(big, t0) {
+		t.Fatal("an empty queue refused a block larger than its bound")
+	}
+	if q.push(mk(1), t0) {
+		t.Fatal("a full queue took another block")
+	}
+	if q.pop() != big || q.pop() != nil || q.len() != 0 {
+		t.Fatal("pop did not empty the queue in order")
+	}
+	a, b, c := mk(40), mk(40), mk(40)
+	if !q.push(a, t0) || !q.push(b, t0.Add(time.Second)) {
+		t.Fatal("blocks within the bound refused")
+	}
+	if q.push(c, t0) {
+		t.Fatal("block past the bound taken")
+	}
+	if got := q.popAged(t0.Add(-time.Millisecond)); got != nil {
+		t.Fatal("popAged took a block queued after the cutoff")
+	}
+	if got := q.popAged(t0.Add(time.Millisecond)); got != a {
+		t.Fatal("popAged did not take the aged block")
+	}
+	if got := q.popAged(t0.Add(time.Millisecond)); got != nil {
+		t.Fatal("popAged took a younger block")
+	}
+	if !q.push(c, t0) || q.len() != 2 || q.pop() != b || q.pop() != c {
+		t.Fatal("queue lost order after popAged")
+	}
+}
+
+// TestZBodyFrames: the body is the source compressed into ClickHouse's
+// frames, extended by more until it returns nothing new, and an ended
+// body cannot be read.
+func TestZBodyFrames(t *testing.T) {
+	src := bytes.Repeat([]byte("data: {\"delta\":\"tok\"}\n\n"), 3*compressChunk/20)
+	first := src[:compressChunk+100]
+	calls := 0
+	z := &zbody{src: first, lz4: compress.NewWriter(compress.LevelZero, compress.LZ4), more: func() []byte {
+		calls++
+		if calls == 1 {
+			return src // the rest appended
+		}
+		return nil
+	}}
+	framed, err := io.ReadAll(z)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	got := make([]byte, len(src))
+	r := compress.NewReader(bytes.NewReader(framed))
+	if _, err := io.ReadFull(r, got); err != nil {
+		t.Fatalf("decompress: %v", err)
+	}
+	if n, _ := r.Read(make([]byte, 1)); n != 0 {
+		t.Fatal("body longer than its source")
+	}
+	if !bytes.Equal(got, src) || calls != 2 {
+		t.Fatalf("decompressed %d bytes (want %d) after %d calls of more (want 2)", len(got), len(src), calls)
+	}
+	z.end()
+	if _, err := z.Read(make([]byte, 10)); !errors.Is(err, errBodyEnded) {
+		t.Fatalf("read after end: %v; want errBodyEnded", err)
+	}
+}
+
+// TestBurstOneStreamedInsert: blocks cut while an insert waits go into it
+// as it streams, in memory: one insert of every row, nothing spooled (the
+// sender once took one waiting block and spooled the rest).
+func TestBurstOneStreamedInsert(t *testing.T) {
+	chURL, db := testDB(t)
+	var inserts []int
+	w := newWriter(t, Options{URL: chURL, Database: db, BatchRows: 5, FlushInterval: time.Hour,
+		OnInsert: func(_ time.Duration, rows int, err error) {
+			if err == nil {
+				inserts = append(inserts, rows)
+			}
+		}})
+	want := map[string]bool{}
+	w.insertMu.Lock() // the sender's first insert waits until all blocks are cut
+	for i := range 25 {
+		r := sseRecord(i, 20)
+		want[string(r.ID[:])] = true
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.insertMu.Unlock()
+	waitFor(t, "rows in ClickHouse", 30*time.Second, func() bool { return count(t, chURL, db) == 25 })
+	closeWriter(t, w)
+	assertExactlyOnce(t, chURL, db, want)
+	if st := w.Stats(); st.RowsSpooled != 0 || len(inserts) != 1 || inserts[0] != 25 {
+		t.Fatalf("inserts %v, %d rows spooled; want one insert of 25 rows, none spooled", inserts, st.RowsSpooled)
+	}
+}
+
+// TestQueuedBlockSpooledAfterInterval: a block that waited a flush
+// interval for a busy sender goes to the spool, so the default
+// durability's crash window stays about one flush interval; it reaches
+// ClickHouse once, through the replayer.
+func TestQueuedBlockSpooledAfterInterval(t *testing.T) {
+	chURL, db := testDB(t)
+	w := newWriter(t, Options{URL: chURL, Database: db, BatchRows: 5, FlushInterval: 200 * time.Millisecond})
+	want := map[string]bool{}
+	w.insertMu.Lock() // the server is "busy": no insert can start
+	for i := range 10 {
+		r := sseRecord(i, 20)
+		want[string(r.ID[:])] = true
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "a waiting block spooled", 30*time.Second, func() bool { return w.Stats().RowsSpooled >= 5 })
+	w.insertMu.Unlock()
+	waitFor(t, "rows in ClickHouse", 30*time.Second, func() bool { return count(t, chURL, db) == 10 })
+	closeWriter(t, w)
+	assertExactlyOnce(t, chURL, db, want)
+}

@@ -1,0 +1,76 @@
+package chlog
+
+import (
+	"errors"
+	"io"
+	"sync"
+
+	"github.com/ClickHouse/ch-go/compress"
+)
+
+// zbody is an insert's request body: the encoded Native bytes compressed
+// into ClickHouse's LZ4 frames as the transport reads them, one frame
+// (compressChunk raw bytes) at a time. The server decompresses and parses
+// one frame while the next is compressed, on the other core, instead of
+// waiting for the whole body to be compressed first; and no buffer of the
+// whole compressed body is needed. When the bytes run out, more (if set)
+// may extend them: the writer appends the blocks that came meanwhile
+// (send.go, gather), so a burst goes as one insert, streamed, as
+// clickhouse-client sends one.
+//
+// The transport may still read a body after Do returned (net/http closes
+// it in its own goroutine on some errors), while the writer reuses the
+// encoded bytes and the compressor for the next insert: end makes every
+// later Read fail, and waits for a Read in progress.
+type zbody struct {
+	mu   sync.Mutex
+	src  []byte // raw bytes; src[off:] not yet compressed
+	off  int
+	more func() []byte // src with more bytes appended, or nil: the end
+	lz4  *compress.Writer
+	pend []byte // compressed bytes not yet read: lz4.Data's tail
+	done bool
+}
+
+var errBodyEnded = errors.New("chlog: insert body read after the insert ended")
+
+func (z *zbody) Read(p []byte) (int, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if z.done {
+		return 0, errBodyEnded
+	}
+	for len(z.pend) == 0 {
+		if z.off == len(z.src) {
+			if z.more == nil {
+				return 0, io.EOF
+			}
+			if s := z.more(); len(s) > len(z.src) {
+				z.src = s
+			} else {
+				z.more = nil
+				return 0, io.EOF
+			}
+		}
+		n := min(len(z.src)-z.off, compressChunk)
+		if err := z.lz4.Compress(z.src[z.off : z.off+n]); err != nil {
+			return 0, err
+		}
+		z.pend = z.lz4.Data
+		z.off += n
+	}
+	n := copy(p, z.pend)
+	z.pend = z.pend[n:]
+	return n, nil
+}
+
+// Close is the transport's; the body stays readable until end.
+func (z *zbody) Close() error { return nil }
+
+// end stops the body: src, the compressor and its buffer are the
+// writer's again once it returns.
+func (z *zbody) end() {
+	z.mu.Lock()
+	z.done, z.src, z.pend, z.more = true, nil, nil, nil
+	z.mu.Unlock()
+}
