@@ -4,7 +4,7 @@
 // interleaved in rounds, and writes the result as JSON (scenario 6 of
 // bench/run.sh; issue 12 target 6).
 //
-//	go run ./bench/chinsert -out chinsert.json [-rows 20000] [-rounds 3]
+//	go run ./bench/chinsert -out chinsert.json [-rows 20000] [-rounds 5]
 //
 // The server is RELAY_TEST_CLICKHOUSE_URL (default http://127.0.0.1:18123);
 // clickhouse-client talks to its native port (-tcp-port, else
@@ -49,7 +49,7 @@ func main() {
 	flag.StringVar(&c.clientPath, "client", "clickhouse-client", "clickhouse-client binary")
 	flag.StringVar(&clientArgs, "client-args", "", "extra arguments for clickhouse-client, space separated (e.g. \"--user u\")")
 	flag.IntVar(&c.rows, "rows", 20000, "rows per method per round")
-	flag.IntVar(&c.rounds, "rounds", 3, "rounds; the methods run interleaved, in a rotated order each round")
+	flag.IntVar(&c.rounds, "rounds", 5, "rounds; the methods run interleaved, in a rotated order each round (the machine is noisy: five give a steadier median)")
 	flag.IntVar(&c.blockRows, "block-rows", chlog.DefaultBatchRows, "rows per Native block (the writer's BatchRows)")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the writer runs to this file")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
