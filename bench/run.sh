@@ -216,6 +216,24 @@ stop_relay() {
 	relay_pid=""
 	{ echo "== relay $relay_variant"; cat "$tmp/relay-$relay_variant.log"; } >>"$raw/relay.log" 2>/dev/null || true
 	rm -rf "$tmp"/spool-*
+	case $relay_variant in ch | chredis) ch_settle ;; esac
+}
+
+# ch_settle waits (at most 60 s) until ClickHouse has no merge running, so
+# that the parts a variant inserted are not merged on these cores during
+# the next measurement (merging the 1 MiB bodies of scenario 5 takes
+# seconds of CPU). raw/meta.txt's ch_settle_ds is the time it waited in
+# all, in tenths of a second.
+settle_ds=0
+ch_settle() {
+	local i n
+	for i in $(seq 1 600); do
+		n=$(curl -fsS "$ch_url/" --data-binary "SELECT count() FROM system.merges" 2>/dev/null || echo 0)
+		[ "$n" = 0 ] && break
+		sleep 0.1
+	done
+	settle_ds=$((settle_ds + i - 1))
+	note ch_settle_ds "$settle_ds"
 }
 
 # The relay serves /debug/pprof on its metrics listener once it knows
@@ -423,6 +441,7 @@ if [ $quick = 0 ]; then
 		if [ $prod = 1 ]; then
 			start_relay chredis
 			lg s5body relay-chredis "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
+			ch_settle # the bodies' parts are merged before audio is measured
 			lg s5audio relay-chredis "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
 			stop_relay
 		fi

@@ -563,7 +563,7 @@ func (rp *report) scenario5() {
 		rp.p("Not run (quick mode).\n\n")
 		return
 	}
-	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round.\n\n", len(rp.runs("s5body", "relay")))
+	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round. After each run that wrote into ClickHouse the script waits until the server has no merge running (at most 60 s), so that merging those parts does not take the cores during the next measurement.\n\n", len(rp.runs("s5body", "relay")))
 	var rows [][]string
 	for _, l := range []string{"s5body", "s5audio"} {
 		n := rp.med(l, "nginx")
