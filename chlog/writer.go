@@ -491,8 +491,8 @@ func (w *Writer) spooler() {
 			w.spoolGroup(&g, b)
 			w.kickReplayer()
 		case now := <-t.C:
-			aged := false
-			for b := w.sendq.popAged(now.Add(-w.o.FlushInterval)); b != nil; b = w.sendq.popAged(now.Add(-w.o.FlushInterval)) {
+			aged, cutoff := false, now.Add(-w.o.FlushInterval)
+			for b := w.sendq.popAged(cutoff); b != nil; b = w.sendq.popAged(cutoff) {
 				w.spoolGroup(&g, b)
 				aged = true
 			}
