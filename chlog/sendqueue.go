@@ -23,7 +23,7 @@ type sendQueue struct {
 	blocks   []*block    // blocks[head:] wait
 	cutAt    []time.Time // when each block was queued
 	head     int
-	bytes    int         // rows' bytes of the blocks queued
+	bytes    int // rows' bytes of the blocks queued
 	maxBytes int
 	ready    chan struct{} // signalled when a block is queued
 }
