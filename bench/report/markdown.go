@@ -43,6 +43,37 @@ func median(rs []*Result) *Result {
 
 func (rp *report) med(label, path string) *Result { return median(rp.runs(label, path)) }
 
+// added is what path adds to the direct path in scenario 2, for the
+// quantile q: the difference of the two in each round (runs pair up by
+// round: their files sort by round), then the median over rounds. A tail
+// quantile of one 10-second run is a handful of streams, so one round
+// alone says little; the paired median is steadier.
+func (rp *report) added(path string, q func(*Result) float64) (float64, bool) {
+	ds, ps := rp.runs("s2", "direct"), rp.runs("s2", path)
+	for _, rs := range [][]*Result{ds, ps} {
+		sort.Slice(rs, func(i, j int) bool { return rs[i].file < rs[j].file })
+	}
+	n := min(len(ds), len(ps))
+	if n == 0 {
+		return 0, false
+	}
+	diffs := make([]float64, n)
+	for i := range n {
+		diffs[i] = q(ps[i]) - q(ds[i])
+	}
+	sort.Float64s(diffs)
+	return diffs[(n-1)/2], true
+}
+
+// addedCell is added as a table cell, "–" when not measured.
+func (rp *report) addedCell(path string, q func(*Result) float64) string {
+	v, ok := rp.added(path, q)
+	if !ok {
+		return "–"
+	}
+	return signed(v)
+}
+
 func (rp *report) p(format string, a ...any) { fmt.Fprintf(&rp.b, format, a...) }
 
 func (rp *report) table(head []string, rows [][]string) {
@@ -259,13 +290,6 @@ func (rp *report) headline() {
 	}
 	d, n, r = rp.med("s2", "direct"), rp.med("s2", "nginx"), rp.med("s2", "relay")
 	if d != nil && n != nil && r != nil {
-		p := rp.med("s2", "relay-chredis")
-		added := func(get func(*Result) float64) (string, string) {
-			if p == nil {
-				return "–", "–"
-			}
-			return signed(get(p) - get(d)), "–"
-		}
 		for _, q := range []struct {
 			name string
 			get  func(*Result) float64
@@ -275,8 +299,7 @@ func (rp *report) headline() {
 			{"2 TTFT p99.9: added to direct (ms)", func(x *Result) float64 { return x.FirstEvent.P999Ms }},
 			{"2 inter-chunk gap p99: added to direct (ms)", func(x *Result) float64 { return x.Gap.P99Ms }},
 		} {
-			prod, pr := added(q.get)
-			add(q.name, msf(q.get(d))+" (base)", signed(q.get(n)-q.get(d)), signed(q.get(r)-q.get(d)), "–", prod, pr)
+			add(q.name, msf(q.get(d))+" (base)", rp.addedCell("nginx", q.get), rp.addedCell("relay", q.get), "–", rp.addedCell("relay-chredis", q.get), "–")
 		}
 	}
 	n, r = rp.med("s3", "nginx"), rp.med("s3", "relay")
@@ -396,7 +419,7 @@ func (rp *report) scenario2(chart bool) {
 		rp.p("Not run.\n\n")
 		return
 	}
-	rp.p("Open loop at **%s streams/s**, %d chunks %.0f ms apart, %d connections available. Every request has an intended send time fixed by the rate, and latency counts from it, so a proxy that stalls cannot hide behind a slowed-down load generator (no coordinated omission). ", rp.meta["s2_rate"], d.Chunks, d.DelayMs, d.Conns)
+	rp.p("Open loop at **%s streams/s**, %d chunks %.0f ms apart, %d connections available. Every request has an intended send time fixed by the rate, and latency counts from it, so a proxy that stalls cannot hide behind a slowed-down load generator (no coordinated omission). The paths run interleaved, %d round(s) of each; the first table shows each path's round with the median throughput. ", rp.meta["s2_rate"], d.Chunks, d.DelayMs, d.Conns, len(rp.runs("s2", "direct")))
 	if tried := strings.Fields(rp.meta["s2_rates_tried"]); len(tried) == 1 {
 		rp.p("The rate is fixed at %s here (the issue's 2,000 streams/s is for the full run, which scales it down to what this machine sustains). ", tried[0])
 	} else if rate, _ := strconv.ParseFloat(rp.meta["s2_rate"], 64); rate < 2000 {
@@ -425,15 +448,21 @@ func (rp *report) scenario2(chart bool) {
 
 	rows = nil
 	for _, path := range []string{"nginx", "relay", "relay-chredis"} {
-		r := rp.med("s2", path)
-		if r == nil {
+		if rp.med("s2", path) == nil {
 			continue
 		}
-		rows = append(rows, []string{path + " − direct",
-			signed(r.FirstEvent.P50Ms - d.FirstEvent.P50Ms), signed(r.FirstEvent.P90Ms - d.FirstEvent.P90Ms), signed(r.FirstEvent.P99Ms - d.FirstEvent.P99Ms), signed(r.FirstEvent.P999Ms - d.FirstEvent.P999Ms),
-			signed(r.Gap.P50Ms - d.Gap.P50Ms), signed(r.Gap.P90Ms - d.Gap.P90Ms), signed(r.Gap.P99Ms - d.Gap.P99Ms), signed(r.Gap.P999Ms - d.Gap.P999Ms)})
+		row := []string{path + " − direct"}
+		for _, q := range []func(*Result) float64{
+			func(x *Result) float64 { return x.FirstEvent.P50Ms }, func(x *Result) float64 { return x.FirstEvent.P90Ms },
+			func(x *Result) float64 { return x.FirstEvent.P99Ms }, func(x *Result) float64 { return x.FirstEvent.P999Ms },
+			func(x *Result) float64 { return x.Gap.P50Ms }, func(x *Result) float64 { return x.Gap.P90Ms },
+			func(x *Result) float64 { return x.Gap.P99Ms }, func(x *Result) float64 { return x.Gap.P999Ms },
+		} {
+			row = append(row, rp.addedCell(path, q))
+		}
+		rows = append(rows, row)
 	}
-	rp.p("Added latency, milliseconds (quantile of the path minus the same quantile direct):\n\n")
+	rp.p("Added latency, milliseconds: in each round, the quantile of the path minus the same quantile direct; the median over %d rounds:\n\n", len(rp.runs("s2", "direct")))
 	rp.table([]string{"", "TTFT p50", "p90", "p99", "p99.9", "gap p50", "p90", "p99", "p99.9"}, rows)
 	if chart {
 		rp.p("![latency quantiles per path](latency.svg)\n\n")

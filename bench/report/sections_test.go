@@ -241,3 +241,30 @@ func TestReadResultsSkipsOtherPrograms(t *testing.T) {
 		t.Errorf("readRates = %v, %v", rates, err)
 	}
 }
+
+// TestScenario2PairedMedian: the added latency is the median over rounds
+// of each round's difference to direct, not the difference of one round.
+func TestScenario2PairedMedian(t *testing.T) {
+	dir := t.TempDir()
+	s2 := func(path string, p999 float64) Result {
+		r := Result{Label: "s2", Path: path, Mode: "open", Conns: 512, Chunks: 20, DelayMs: 5, Rate: 500, WindowS: 10, Requests: 5000, OK: 5000, RPS: 500}
+		r.FirstEvent.P50Ms, r.FirstEvent.P99Ms, r.FirstEvent.P999Ms = 1, 2, p999
+		return r
+	}
+	// direct's p99.9 jumps in round 2; the relay follows it: paired
+	// differences 1, 1, 9 (median 1), while one round alone may say 9.
+	for i, v := range [][3]float64{{3, 4, 4}, {20, 21, 21}, {4, 5, 13}} {
+		round := "_r" + string(rune('1'+i)) + ".json"
+		writeJSON(t, dir, "s2_direct"+round, s2("direct", v[0]))
+		writeJSON(t, dir, "s2_nginx"+round, s2("nginx", v[1]))
+		writeJSON(t, dir, "s2_relay"+round, s2("relay", v[2]))
+	}
+	md := runReport(t, dir, "quick=0\ns2_rate=500\n")
+	row := headlineRow(t, md, "2 TTFT p99.9")
+	if row[2] != "+1.00" || row[3] != "+1.00" || row[5] != "–" {
+		t.Fatalf("p99.9 row = %q; want nginx +1.00, relay +1.00 (paired medians), no production shape", row)
+	}
+	if !strings.Contains(md, "the median over 3 rounds") {
+		t.Errorf("scenario 2 does not say how many rounds the medians cover")
+	}
+}
