@@ -41,8 +41,9 @@ type Options struct {
 	// 7.3k rows/s; 2000 also keeps inserts under one a second up to 2000 rps.
 	BatchRows int
 	// BatchBytes cuts a block when its row data reaches this size; default
-	// 16 MiB, so full-capture rows of megabytes still make modest inserts and
-	// bounded memory (two blocks in flight at most, plus the spool queue).
+	// 16 MiB, so full-capture rows of megabytes still make modest inserts.
+	// Memory is bounded by MaxBufferBytes: blocks waiting for the sender
+	// hold at most a quarter of it (sendqueue.go).
 	BatchBytes int
 	// FlushInterval sends a non-empty block at least this often; default 1s.
 	// It bounds the crash window of the default durability mode and keeps

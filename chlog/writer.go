@@ -19,8 +19,9 @@ var (
 	ErrClosed = errors.New("chlog: writer closed")
 )
 
-// spoolQueue is how many cut blocks may wait for the spooler while the
-// sender is busy; past it the current block keeps growing. Nothing is ever
+// spoolQueue is how many cut blocks may wait for the spooler (when the
+// sender's queue is full, or ClickHouse is down); past it the current
+// block keeps growing. Nothing is ever
 // dropped for lack of room: the memory budget (budget.go) bounds the bytes
 // held, by degrading capture and then refusing new requests.
 const spoolQueue = 64
