@@ -58,6 +58,14 @@ type Stream struct {
 	wdTracked  bool
 	waiting    bool // watchdog-read under its mutex: the response headers are awaited
 
+	// parked is the client writer whose buffer is on the shelf while the
+	// stream is between its first chunk and its last (parkedwriter.go);
+	// parkedSize is that buffer's size, holder an empty writer struct kept
+	// for the next park.
+	parked     *bufio.Writer
+	parkedSize int
+	holder     *bufio.Writer
+
 	closed bool
 }
 
@@ -171,7 +179,8 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // straight to s.client, and the last one is framed into bw without a
 // flush, so that it leaves with the terminating chunk fasthttp writes
 // next, in one write (with the response head too when the whole body came
-// at once).
+// at once). In between, bw's buffer is parked (parkedwriter.go); it is
+// back whenever copyTo writes through w or bw, and when it returns.
 func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 	direct := bw != nil
 	var total int64
@@ -181,21 +190,31 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 			at := s.relayed(v)
 			s.writeSince.Store(int64(at) + 1)
 			var werr error
+			viaW := false
 			if direct && v.tailFree && err == nil && s.body.done {
+				s.restoreWriter()
 				_, werr = bw.Write(s.frame(v))
 			} else if direct && total > 0 && v.tailFree {
 				_, werr = s.client.Write(s.frame(v))
 			} else {
+				s.restoreWriter()
 				_, werr = w.Write(s.rb.buf[v.start:v.end])
+				viaW = true
 			}
 			s.writeSince.Store(0)
 			if werr != nil {
+				s.restoreWriter()
 				s.fail(record.ErrClientClosed)
 				return total, werr
 			}
 			total += int64(n)
+			if viaW && direct && err == nil && !s.body.done {
+				// w flushed: until the last chunk the writer carries nothing.
+				s.parkWriter(bw)
+			}
 		}
 		if err != nil {
+			s.restoreWriter()
 			if errors.Is(err, io.EOF) {
 				return total, nil
 			}
