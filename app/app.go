@@ -331,6 +331,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 }
 
 func (a *App) closeBackground(ctx context.Context) {
+	if a.relay != nil {
+		a.relay.Close()
+	}
 	if a.stopAdmin != nil {
 		if err := a.stopAdmin(ctx); err != nil {
 			a.log.Error("closing the metrics listener", "err", err)

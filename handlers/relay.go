@@ -99,6 +99,7 @@ type Relay struct {
 	active   atomic.Int64
 	sinkErrs sinkErrors
 	ws       wsSessions // open WebSocket sessions (ws.go)
+	helpers  helpers    // goroutines that serve requests up to the response head (handoff.go)
 }
 
 // New returns a Relay.
@@ -116,6 +117,7 @@ func New(o Options) (*Relay, error) {
 		o.DefaultCaptureBytes = 64 << 10
 	}
 	h := &Relay{o: o, log: o.Logger}
+	h.helpers.init()
 	h.cur.Store(&Config{Routes: o.Routes, Keys: o.Keys, Limiter: o.Limiter})
 	return h, nil
 }
@@ -142,9 +144,11 @@ func (h *Relay) Wait(ctx context.Context) error {
 	}
 }
 
-// Handle is the Fiber handler for every relayed path.
+// Handle is the Fiber handler for every relayed path. The request is served
+// up to its response head on a helper goroutine (handoff.go); the stream
+// itself is then written by the connection's own goroutine.
 func (h *Relay) Handle(c *fiber.Ctx) error {
-	h.serve(c.Context())
+	h.handOff(c.Context())
 	return nil
 }
 

@@ -1,0 +1,96 @@
+package handlers
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+)
+
+// A relayed request has two phases. Up to its response head it goes
+// through auth, limits, the record, the upstream connection and request,
+// and waits for the upstream's head: deep calls that grow a goroutine's
+// stack to 8 KiB. Then, for as long as the stream lasts (minutes, for an
+// LLM), the connection's goroutine only waits for the upstream and writes
+// to the client, some 2 KiB deep. Go never shrinks a waiting goroutine's
+// stack below four times what it uses, so a stream served the plain way
+// keeps the 8 KiB its first phase grew.
+//
+// handOff runs the first phase on a helper goroutine while the
+// connection's goroutine waits, shallow, for it to finish: the
+// connection's goroutine stays at 4 KiB for the whole stream, and the
+// helper's deep stack serves the next request. One stream open costs
+// 4 KiB of stack instead of 8; a request waiting for the upstream's head
+// holds both (12 KiB), and only for that wait.
+//
+// The handoff costs two goroutine switches a request. Idle helpers wait
+// for work; up to maxIdleHelpers of them are kept, the others end, and a
+// request that finds none idle starts a new one.
+
+// maxIdleHelpers bounds the helpers kept waiting for work: enough for the
+// requests that begin at once under load, few beside the streams they serve.
+const maxIdleHelpers = 64
+
+// helpers are the goroutines serving requests' first phase.
+type helpers struct {
+	work     chan *serveCall // unbuffered: a send succeeds when a helper is idle
+	idle     atomic.Int32    // helpers waiting on work, or about to
+	quit     chan struct{}   // closed by Close: idle helpers end
+	quitOnce sync.Once
+}
+
+// serveCall is one request's first phase, handed to a helper.
+type serveCall struct {
+	ctx  *fasthttp.RequestCtx
+	done chan struct{} // the helper is done with ctx
+}
+
+var serveCalls = sync.Pool{New: func() any { return &serveCall{done: make(chan struct{}, 1)} }}
+
+func (hs *helpers) init() {
+	hs.work = make(chan *serveCall)
+	hs.quit = make(chan struct{})
+}
+
+// handOff serves ctx up to its response head on a helper and returns when
+// the helper is done with it; the response body (a stream) is written
+// after the handler returns, on the calling goroutine.
+func (h *Relay) handOff(ctx *fasthttp.RequestCtx) {
+	call := serveCalls.Get().(*serveCall)
+	call.ctx = ctx
+	select {
+	case h.helpers.work <- call:
+	default:
+		go h.help(call)
+	}
+	<-call.done
+	call.ctx = nil
+	serveCalls.Put(call)
+}
+
+// help serves call, then waits for the next one, unless enough helpers are
+// idle already or the relay is closed.
+func (h *Relay) help(call *serveCall) {
+	hs := &h.helpers
+	for {
+		h.serve(call.ctx)
+		call.done <- struct{}{}
+		if hs.idle.Add(1) > maxIdleHelpers {
+			hs.idle.Add(-1)
+			return
+		}
+		select {
+		case call = <-hs.work:
+			hs.idle.Add(-1)
+		case <-hs.quit:
+			hs.idle.Add(-1)
+			return
+		}
+	}
+}
+
+// Close ends the idle helpers; a request served after it gets a helper of
+// its own, which ends with it.
+func (h *Relay) Close() {
+	h.helpers.quitOnce.Do(func() { close(h.helpers.quit) })
+}
