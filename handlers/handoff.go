@@ -4,6 +4,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
 
@@ -17,13 +18,15 @@ import (
 // keeps the 8 KiB its first phase grew.
 //
 // handOff runs the first phase on a helper goroutine while the
-// connection's goroutine waits, shallow, for it to finish: the
-// connection's goroutine stays at 4 KiB for the whole stream, and the
-// helper's deep stack serves the next request. One stream open costs
+// connection's goroutine waits, shallow, for it to finish, and so does
+// finishApart with the stream's end (the record's way to the sinks): the
+// connection's goroutine stays at 4 KiB for the whole stream and the next
+// ones on the connection, and the helper's deep stack serves other
+// requests. One stream open costs
 // 4 KiB of stack instead of 8; a request waiting for the upstream's head
 // holds both (12 KiB), and only for that wait.
 //
-// The handoff costs two goroutine switches a request. Idle helpers wait
+// Each handoff costs two goroutine switches, four a streamed request. Idle helpers wait
 // for work; up to maxIdleHelpers of them are kept, the others end, and a
 // request that finds none idle starts a new one.
 
@@ -39,10 +42,12 @@ type helpers struct {
 	quitOnce sync.Once
 }
 
-// serveCall is one request's first phase, handed to a helper.
+// serveCall is one request's first phase, or its record's way to the
+// sinks, handed to a helper.
 type serveCall struct {
 	ctx  *fasthttp.RequestCtx
-	done chan struct{} // the helper is done with ctx
+	rec  *record.Record // finish it, instead of serving ctx
+	done chan struct{}  // the helper is done with ctx or rec
 }
 
 var serveCalls = sync.Pool{New: func() any { return &serveCall{done: make(chan struct{}, 1)} }}
@@ -58,13 +63,29 @@ func (hs *helpers) init() {
 func (h *Relay) handOff(ctx *fasthttp.RequestCtx) {
 	call := serveCalls.Get().(*serveCall)
 	call.ctx = ctx
+	h.run(call)
+}
+
+// finishApart is the finisher of a stream copied after the handler
+// returned: the record's end (token counts from the captured body, the
+// sinks, the token budget) is as deep as the first phase, and runs on a
+// helper too, while the connection's goroutine waits.
+func (h *Relay) finishApart(rec *record.Record) {
+	call := serveCalls.Get().(*serveCall)
+	call.rec = rec
+	h.run(call)
+}
+
+// run hands call to an idle helper, or a new one, and waits until it is
+// done.
+func (h *Relay) run(call *serveCall) {
 	select {
 	case h.helpers.work <- call:
 	default:
 		go h.help(call)
 	}
 	<-call.done
-	call.ctx = nil
+	call.ctx, call.rec = nil, nil
 	serveCalls.Put(call)
 }
 
@@ -73,7 +94,11 @@ func (h *Relay) handOff(ctx *fasthttp.RequestCtx) {
 func (h *Relay) help(call *serveCall) {
 	hs := &h.helpers
 	for {
-		h.serve(call.ctx)
+		if call.rec != nil {
+			h.finish(call.rec)
+		} else {
+			h.serve(call.ctx)
+		}
 		call.done <- struct{}{}
 		if hs.idle.Add(1) > maxIdleHelpers {
 			hs.idle.Add(-1)

@@ -298,7 +298,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt))
 		return
 	}
-	s.SetBody(&ctx.Response)
+	s.SetBody(&ctx.Response, h.finishApart)
 }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}

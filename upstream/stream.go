@@ -94,8 +94,11 @@ func (s *Stream) unwatchWaiting() {
 
 // SetBody makes s the body of resp: fasthttp copies it with WriteTo after the
 // handler returns. The body always goes to the client chunked, so that every
-// write is flushed at once whatever framing the upstream used.
-func (s *Stream) SetBody(resp *fasthttp.Response) {
+// write is flushed at once whatever framing the upstream used. A body that
+// is whole already is set (or dropped) and the stream finished at once, by
+// Open's finisher; one streamed after the handler returns is finished by
+// later instead, when that is set.
+func (s *Stream) SetBody(resp *fasthttp.Response, later Finisher) {
 	if s.body.done {
 		resp.ResetBody()
 		s.CloseWithError(nil)
@@ -119,6 +122,9 @@ func (s *Stream) SetBody(resp *fasthttp.Response) {
 	}
 	if s.wd != nil {
 		s.wd.track(s)
+	}
+	if later != nil {
+		s.finish = later
 	}
 	resp.SetBodyStream(s, -1)
 }
