@@ -70,6 +70,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		InsertTimeout:  cfg.Storage.ClickHouse.InsertTimeout,
 		SpoolDir:       cfg.Storage.SpoolDir,
 		SpoolMaxBytes:  cfg.Storage.ClickHouse.SpoolMaxBytes,
+		Compression:    cfg.Storage.ClickHouse.Compression,
 		Durability:     cfg.Storage.ClickHouse.Durability,
 		TTLDays:        cfg.Storage.ClickHouse.TTLDays,
 		NoMigrate:      cfg.Storage.ClickHouse.Migrate != nil && !*cfg.Storage.ClickHouse.Migrate,
@@ -97,15 +98,16 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	}
 	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
 	a.relay, err = handlers.New(handlers.Options{
-		Routes:    upstream.NewTable(routes),
-		Keys:      keys,
-		Limiter:   limiter,
-		Sinks:     append([]handlers.Sink{a.store, a.metrics}, extra...),
-		Admission: a.store, // an answered request always has its row
-		Observer:  a.metrics,
-		Watchdog:  a.wd,
-		Instance:  cfg.Server.Instance,
-		Logger:    log,
+		Routes:      upstream.NewTable(routes),
+		Keys:        keys,
+		Limiter:     limiter,
+		Sinks:       append([]handlers.Sink{a.store, a.metrics}, extra...),
+		Admission:   a.store, // an answered request always has its row
+		Observer:    a.metrics,
+		Watchdog:    a.wd,
+		Instance:    cfg.Server.Instance,
+		SmallStacks: cfg.Server.SmallStacks,
+		Logger:      log,
 	})
 	if err != nil {
 		a.closeBackground(context.Background())

@@ -200,6 +200,11 @@ func (c *Config) validate() error {
 	default:
 		return &fieldError{"rate_limit.on_redis_error", rl.OnRedisError, "must be local, allow or deny"}
 	}
+	switch c.Storage.ClickHouse.Compression {
+	case "", "auto", "lz4", "none":
+	default:
+		return &fieldError{"storage.clickhouse.compression", c.Storage.ClickHouse.Compression, "must be auto, lz4 or none"}
+	}
 	switch c.Storage.ClickHouse.Durability {
 	case "", "batch", "wal":
 	default:

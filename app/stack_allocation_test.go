@@ -102,9 +102,9 @@ func startAnsweringUpstream(t *testing.T) string {
 	return "http://" + ln.Addr().String()
 }
 
-// TestStreamStackAllocation: an open stream costs its connection's
-// goroutine a 4 KiB stack, not the 8 KiB that serving the request up to
-// its head grows (handlers/handoff.go), also on a keep-alive connection
+// TestStreamStackAllocation: with server.small_stacks an open stream costs
+// its connection's goroutine a 4 KiB stack, not the 8 KiB that serving the
+// request up to its head grows (handlers/handoff.go), also on a keep-alive connection
 // after a whole stream (its end, the record's way to the sinks included).
 // The relay decides through Redis with a token budget, so a stream's end
 // charges its tokens there (the whole stream reports its usage).
@@ -119,6 +119,7 @@ func TestStreamStackAllocation(t *testing.T) {
 	whole := startAnsweringUpstream(t)
 	lim, _ := withLimits(servicetest.Redis(t), 1000000, 1000000)
 	r := startRelayWith(t, "", func(c *Config) {
+		c.Server.SmallStacks = true
 		lim(c)
 		c.RateLimit.TokensPerMinute = 1 << 40
 		for i := range c.Routes {

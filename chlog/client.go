@@ -67,6 +67,7 @@ type chNode struct {
 	base      string // URL without trailing slash
 	insertURL string
 	label     string       // host:port, for logs and metrics (never credentials)
+	compress  bool         // inserts go as LZ4 frames (Options.Compression)
 	errors    atomic.Int64 // requests that failed with a fault of the node (nodeFault)
 }
 
@@ -81,9 +82,6 @@ func newClient(o *Options) *chClient {
 	}
 	q := url.Values{}
 	q.Set("query", "INSERT INTO "+o.Database+"."+o.Table+" FORMAT Native")
-	// decompress=1: the body is ClickHouse's own LZ4 block format, which
-	// 18.16 and current servers read; cheaper to produce than gzip.
-	q.Set("decompress", "1")
 	if o.Cluster != "" {
 		// The Distributed table answers only once every shard has its
 		// part (or one failed): see cluster.go.
@@ -108,9 +106,42 @@ func newClient(o *Options) *chClient {
 	}
 	for _, u := range urls {
 		base := strings.TrimRight(u, "/")
-		c.nodes = append(c.nodes, &chNode{base: base, insertURL: base + "/?" + q.Encode(), label: nodeLabel(base)})
+		n := &chNode{base: base, label: nodeLabel(base), compress: compressTo(o.Compression, base)}
+		nq := q
+		if n.compress {
+			// decompress=1: the body is ClickHouse's own LZ4 block format,
+			// which 18.16 and current servers read; cheaper to produce
+			// than gzip.
+			nq = url.Values{"decompress": {"1"}}
+			for k, v := range q {
+				nq[k] = v
+			}
+		}
+		n.insertURL = base + "/?" + nq.Encode()
+		c.nodes = append(c.nodes, n)
 	}
 	return c
+}
+
+// compressTo reports whether inserts to the node at base go compressed:
+// with CompressionAuto, unless the node is on loopback.
+func compressTo(mode, base string) bool {
+	switch mode {
+	case CompressionNone:
+		return false
+	case CompressionLZ4:
+		return true
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return true
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // nodeLabel is the host:port of a node's URL: what logs and metrics name.
@@ -199,8 +230,11 @@ func (c *chClient) insert(ctx context.Context, native []byte, queryID, token str
 func (c *chClient) insertMore(ctx context.Context, native []byte, more func() []byte, queryID, token string) error {
 	// A new body each time: a late Read of an earlier one must find it
 	// ended, not this insert's bytes.
-	body := &zbody{src: native, more: more, lz4: c.lz4}
 	i, n := c.current()
+	body := &zbody{src: native, more: more}
+	if n.compress {
+		body.lz4 = c.lz4
+	}
 	err := c.doBody(ctx, c.insertURLOn(n, queryID, token), "", body, nil)
 	body.end()
 	if err == nil {

@@ -62,6 +62,12 @@ type Options struct {
 	// their rows counted as dropped. Default 1 GiB.
 	SpoolMaxBytes int64
 
+	// Compression of inserts: CompressionAuto (default) sends LZ4 frames
+	// to a node on another host and plain Native to one on loopback, where
+	// compressing only costs the relay and the server CPU; CompressionLZ4
+	// and CompressionNone choose for every node.
+	Compression string
+
 	// Durability is "batch" (default; a crash loses at most one flush interval
 	// of finished rows) or "wal" (each row is fsync'd to a write-ahead log
 	// before Write returns).
@@ -100,6 +106,13 @@ const (
 	// queued, new requests are refused with 503 storage_overloaded. Every
 	// answered request keeps its row.
 	OverloadDegrade = "degrade"
+)
+
+// Insert compressions (storage.clickhouse.compression).
+const (
+	CompressionAuto = "auto"
+	CompressionLZ4  = "lz4"
+	CompressionNone = "none"
 )
 
 // Durability modes.
@@ -145,6 +158,9 @@ func (o *Options) setDefaults() {
 	if o.Durability == "" {
 		o.Durability = DurabilityBatch
 	}
+	if o.Compression == "" {
+		o.Compression = CompressionAuto
+	}
 	if o.MaxBufferBytes == 0 {
 		o.MaxBufferBytes = defaultBufferBytes()
 	}
@@ -180,6 +196,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("chlog: max_buffer_bytes=%d: must be at least %d", o.MaxBufferBytes, 4*rowSlot)
 	case o.OnOverload != OverloadDegrade:
 		return fmt.Errorf("chlog: on_overload=%q: must be %q", o.OnOverload, OverloadDegrade)
+	case o.Compression != CompressionAuto && o.Compression != CompressionLZ4 && o.Compression != CompressionNone:
+		return fmt.Errorf("chlog: compression=%q: must be %q, %q or %q", o.Compression, CompressionAuto, CompressionLZ4, CompressionNone)
 	case o.Durability != DurabilityBatch && o.Durability != DurabilityWAL:
 		return fmt.Errorf("chlog: durability=%q: must be %q or %q", o.Durability, DurabilityBatch, DurabilityWAL)
 	case o.Cluster != "" && !isIdent(o.Cluster):

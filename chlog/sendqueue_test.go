@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,13 +84,77 @@ func TestZBodyFrames(t *testing.T) {
 	}
 }
 
+// TestZBodyPlain: without a compressor the body is the Native bytes as
+// they are, extended by more, in pieces of at most compressChunk.
+func TestZBodyPlain(t *testing.T) {
+	src := bytes.Repeat([]byte("0123456789"), compressChunk/4)
+	calls := 0
+	z := &zbody{src: src[:compressChunk+7], more: func() []byte {
+		calls++
+		if calls == 1 {
+			return src
+		}
+		return nil
+	}}
+	var got []byte
+	buf := make([]byte, 3*compressChunk)
+	for i := 0; i < 100; i++ {
+		n, err := z.Read(buf)
+		if n > compressChunk {
+			t.Fatalf("read %d bytes at once; want at most %d", n, compressChunk)
+		}
+		got = append(got, buf[:n]...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(got, src) || calls != 2 {
+		t.Fatalf("body of %d bytes (want %d) after %d calls of more (want 2)", len(got), len(src), calls)
+	}
+}
+
+// TestCompressionPerNode: auto compresses inserts to every node but one on
+// loopback, and says so to the server (decompress=1) exactly then.
+func TestCompressionPerNode(t *testing.T) {
+	tests := []struct {
+		mode, url string
+		want      bool
+	}{
+		{CompressionAuto, "http://127.0.0.1:8123", false},
+		{CompressionAuto, "http://127.3.4.5:8123", false},
+		{CompressionAuto, "http://[::1]:8123", false},
+		{CompressionAuto, "http://localhost:8123", false},
+		{CompressionAuto, "http://10.0.0.7:8123", true},
+		{CompressionAuto, "https://ch.example.com", true},
+		{CompressionLZ4, "http://127.0.0.1:8123", true},
+		{CompressionNone, "https://ch.example.com", false},
+	}
+	for _, tt := range tests {
+		c := newClient(&Options{URL: tt.url, Database: "relay", Table: "stream_logs", Compression: tt.mode})
+		n := c.nodes[0]
+		if n.compress != tt.want || strings.Contains(n.insertURL, "decompress=1") != tt.want {
+			t.Errorf("%s to %s: compress %v, insert URL %s; want compress %v", tt.mode, tt.url, n.compress, n.insertURL, tt.want)
+		}
+	}
+}
+
 // TestBurstOneStreamedInsert: blocks cut while an insert waits go into it
 // as it streams, in memory: one insert of every row, nothing spooled (the
-// sender once took one waiting block and spooled the rest).
+// sender once took one waiting block and spooled the rest); compressed or
+// not.
 func TestBurstOneStreamedInsert(t *testing.T) {
+	for _, mode := range []string{CompressionLZ4, CompressionNone} {
+		t.Run(mode, func(t *testing.T) { testBurstOneStreamedInsert(t, mode) })
+	}
+}
+
+func testBurstOneStreamedInsert(t *testing.T, compression string) {
 	chURL, db := testDB(t)
 	var inserts []int
-	w := newWriter(t, Options{URL: chURL, Database: db, BatchRows: 5, FlushInterval: time.Hour,
+	w := newWriter(t, Options{URL: chURL, Database: db, BatchRows: 5, FlushInterval: time.Hour, Compression: compression,
 		OnInsert: func(_ time.Duration, rows int, err error) {
 			if err == nil {
 				inserts = append(inserts, rows)

@@ -36,6 +36,7 @@ func TestOptionsValidate(t *testing.T) {
 		{"durability", Options{Durability: "fsync"}, `chlog: durability="fsync": must be "batch" or "wal"`},
 		{"database", Options{Database: "a;b"}, `chlog: database="a;b": must match [A-Za-z_][A-Za-z0-9_]*`},
 		{"retries", Options{Retries: -2}, "chlog: retries=-2: must be >= -1"},
+		{"compression", Options{Compression: "zstd"}, `chlog: compression="zstd": must be "auto", "lz4" or "none"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,9 +80,17 @@ func roundTripRecords() []*record.Record {
 	return []*record.Record{sse, raw, errRec, trunc}
 }
 
+// TestRowRoundTrip: every field of the representative rows reads back as
+// written, with inserts compressed or not.
 func TestRowRoundTrip(t *testing.T) {
+	for _, mode := range []string{CompressionLZ4, CompressionNone} {
+		t.Run(mode, func(t *testing.T) { testRowRoundTrip(t, mode) })
+	}
+}
+
+func testRowRoundTrip(t *testing.T, compression string) {
 	chURL, db := testDB(t)
-	w := newWriter(t, Options{URL: chURL, Database: db, FlushInterval: time.Hour})
+	w := newWriter(t, Options{URL: chURL, Database: db, FlushInterval: time.Hour, Compression: compression})
 	recs := roundTripRecords()
 	for _, r := range recs {
 		w.Write(r)

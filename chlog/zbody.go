@@ -10,7 +10,8 @@ import (
 
 // zbody is an insert's request body: the encoded Native bytes compressed
 // into ClickHouse's LZ4 frames as the transport reads them, one frame
-// (compressChunk raw bytes) at a time. The server decompresses and parses
+// (compressChunk raw bytes) at a time, or as they are when lz4 is nil
+// (Options.Compression). The server decompresses and parses
 // one frame while the next is compressed, on the other core, instead of
 // waiting for the whole body to be compressed first; and no buffer of the
 // whole compressed body is needed. When the bytes run out, more (if set)
@@ -26,9 +27,9 @@ type zbody struct {
 	mu   sync.Mutex
 	src  []byte // raw bytes; src[off:] not yet compressed
 	off  int
-	more func() []byte // src with more bytes appended, or nil: the end
-	lz4  *compress.Writer
-	pend []byte // compressed bytes not yet read: lz4.Data's tail
+	more func() []byte    // src with more bytes appended, or nil: the end
+	lz4  *compress.Writer // nil: the bytes go as they are
+	pend []byte           // bytes not yet read: lz4.Data's tail, or src's
 	done bool
 }
 
@@ -53,10 +54,14 @@ func (z *zbody) Read(p []byte) (int, error) {
 			}
 		}
 		n := min(len(z.src)-z.off, compressChunk)
-		if err := z.lz4.Compress(z.src[z.off : z.off+n]); err != nil {
-			return 0, err
+		if z.lz4 == nil {
+			z.pend = z.src[z.off : z.off+n]
+		} else {
+			if err := z.lz4.Compress(z.src[z.off : z.off+n]); err != nil {
+				return 0, err
+			}
+			z.pend = z.lz4.Data
 		}
-		z.pend = z.lz4.Data
 		z.off += n
 	}
 	n := copy(p, z.pend)

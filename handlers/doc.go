@@ -11,9 +11,10 @@
 //  5. opens the upstream (502/504 before the first byte) and hands the
 //     stream to fasthttp, which copies it to the client chunk by chunk.
 //
-// Steps 1 to 5 run on a helper goroutine while the connection's goroutine
-// waits; the stream is then copied by the connection's goroutine, whose
-// stack stays small for as long as the stream lasts (handoff.go).
+// With Options.SmallStacks, steps 1 to 5 run on a helper goroutine while
+// the connection's goroutine waits; the stream is then copied by the
+// connection's goroutine, whose stack stays small for as long as the
+// stream lasts (handoff.go).
 //
 // When the request ends, however it ends, its record goes to the sinks
 // (ClickHouse rows, metrics, the token budget) and back to its pool.

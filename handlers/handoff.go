@@ -17,7 +17,8 @@ import (
 // stack below four times what it uses, so a stream served the plain way
 // keeps the 8 KiB its first phase grew.
 //
-// handOff runs the first phase on a helper goroutine while the
+// With Options.SmallStacks, handOff runs the first phase on a helper
+// goroutine while the
 // connection's goroutine waits, shallow, for it to finish, and so does
 // finishApart with the stream's end (the record's way to the sinks): the
 // connection's goroutine stays at 4 KiB for the whole stream and the next
@@ -26,7 +27,11 @@ import (
 // 4 KiB of stack instead of 8; a request waiting for the upstream's head
 // holds both (12 KiB), and only for that wait.
 //
-// Each handoff costs two goroutine switches, four a streamed request. Idle helpers wait
+// Each handoff costs two goroutine switches, four a streamed request, and
+// below saturation the scheduler wakes another thread for each: measured
+// at 1,000 streams/s, 15 % more CPU per request (350-374 against 305-314
+// µs); in return, 2,000 open streams took 4.5 KiB less RSS each (25 against
+// 29.4 KiB). Hence an option, off by default. Idle helpers wait
 // for work; up to maxIdleHelpers of them are kept, the others end, and a
 // request that finds none idle starts a new one.
 

@@ -62,7 +62,10 @@ type Options struct {
 	Observer  Observer           // nil: none
 	Watchdog  *upstream.Watchdog // required for idle timeouts and client-gone detection
 	Instance  string             // relay instance name for records
-	Logger    *slog.Logger       // default slog.Default()
+	// SmallStacks serves requests up to their response head, and streams'
+	// ends, on helper goroutines (handoff.go).
+	SmallStacks bool
+	Logger      *slog.Logger // default slog.Default()
 	// DefaultCaptureBytes bounds capture for requests that match no route;
 	// default 64 KiB.
 	DefaultCaptureBytes int
@@ -144,11 +147,16 @@ func (h *Relay) Wait(ctx context.Context) error {
 	}
 }
 
-// Handle is the Fiber handler for every relayed path. The request is served
-// up to its response head on a helper goroutine (handoff.go); the stream
-// itself is then written by the connection's own goroutine.
+// Handle is the Fiber handler for every relayed path. With SmallStacks the
+// request is served up to its response head on a helper goroutine
+// (handoff.go); the stream itself is always written by the connection's
+// own goroutine.
 func (h *Relay) Handle(c *fiber.Ctx) error {
-	h.handOff(c.Context())
+	if h.o.SmallStacks {
+		h.handOff(c.Context())
+	} else {
+		h.serve(c.Context())
+	}
 	return nil
 }
 
@@ -298,7 +306,11 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt))
 		return
 	}
-	s.SetBody(&ctx.Response, h.finishApart)
+	var later upstream.Finisher
+	if h.o.SmallStacks {
+		later = h.finishApart
+	}
+	s.SetBody(&ctx.Response, later)
 }
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
