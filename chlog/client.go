@@ -107,17 +107,12 @@ func newClient(o *Options) *chClient {
 	for _, u := range urls {
 		base := strings.TrimRight(u, "/")
 		n := &chNode{base: base, label: nodeLabel(base), compress: compressTo(o.Compression, base)}
-		nq := q
+		n.insertURL = base + "/?" + q.Encode()
 		if n.compress {
-			// decompress=1: the body is ClickHouse's own LZ4 block format,
-			// which 18.16 and current servers read; cheaper to produce
-			// than gzip.
-			nq = url.Values{"decompress": {"1"}}
-			for k, v := range q {
-				nq[k] = v
-			}
+			// The body is ClickHouse's own LZ4 block format, which 18.16
+			// and current servers read; cheaper to produce than gzip.
+			n.insertURL += "&decompress=1"
 		}
-		n.insertURL = base + "/?" + nq.Encode()
 		c.nodes = append(c.nodes, n)
 	}
 	return c
