@@ -31,9 +31,10 @@ import (
 // below saturation the scheduler wakes another thread for each: measured
 // at 1,000 streams/s, 15 % more CPU per request (350-374 against 305-314
 // µs); in return, 2,000 open streams took 4.5 KiB less RSS each (25 against
-// 29.4 KiB). Hence an option, off by default. Idle helpers wait
-// for work; up to maxIdleHelpers of them are kept, the others end, and a
-// request that finds none idle starts a new one.
+// 29.4 KiB). Hence an option, off by default.
+//
+// Idle helpers wait for work; up to maxIdleHelpers of them are kept, the
+// others end, and a request that finds none idle starts a new one.
 
 // maxIdleHelpers bounds the helpers kept waiting for work: enough for the
 // requests that begin at once under load, few beside the streams they serve.

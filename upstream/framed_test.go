@@ -54,6 +54,46 @@ func tcpPair(t testing.TB) (client, server net.Conn) {
 	return client, server
 }
 
+// socketStream is a full-capture SSE stream that reads its upstream body
+// from src and writes to the client's end of a loopback TCP pair, through
+// bw (4 KiB) as fasthttp's chunked writer would. finish writes the
+// terminating chunk (the last chunk may wait in bw for it, as it waits in
+// fasthttp's buffer), closes the connection and returns the body the other
+// end decoded from the chunked framing it read.
+func socketStream(t *testing.T, src io.Reader) (s *Stream, bw *bufio.Writer, finish func() []byte) {
+	t.Helper()
+	client, server := tcpPair(t)
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(server)
+		got <- b
+	}()
+	rec := record.Acquire(64 << 20)
+	rec.Capture, rec.Kind = true, record.KindSSE
+	s = &Stream{route: &Route{Options: Options{Kind: record.KindSSE}}, rec: rec, start: time.Now(), client: client}
+	s.rb.reset(src, nil, nil)
+	s.body.reset(&s.rb, bodyChunked, 0)
+	bw = bufio.NewWriterSize(client, 4<<10)
+	finish = func() []byte {
+		t.Helper()
+		bw.WriteString("0\r\n\r\n")
+		bw.Flush()
+		client.Close()
+		var raw []byte
+		select {
+		case raw = <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("client read nothing")
+		}
+		decoded, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(raw)))
+		if err != nil {
+			t.Fatalf("client read no well-formed chunked body: %v (%d bytes decoded)", err, len(decoded))
+		}
+		return decoded
+	}
+	return s, bw, finish
+}
+
 // TestStreamFramedWrites relays bodies whose bytes arrive in every kind of
 // split (mid-chunk, mid-size-line, mid-CRLF, many chunks per read) through
 // the direct path: what a client reads over a real socket is well-formed
@@ -69,39 +109,16 @@ func TestStreamFramedWrites(t *testing.T) {
 	wire := chunked(parts...)
 	for _, step := range []int{1, 2, 5, 13, 100, 4096, len(wire)} {
 		t.Run("step "+strconv.Itoa(step), func(t *testing.T) {
-			client, server := tcpPair(t)
-			got := make(chan []byte, 1)
-			go func() {
-				b, _ := io.ReadAll(server)
-				got <- b
-			}()
-			rec := record.Acquire(64 << 20)
-			rec.Capture, rec.Kind = true, record.KindSSE
-			s := &Stream{route: &Route{Options: Options{Kind: record.KindSSE}}, rec: rec, start: time.Now(), client: client}
-			s.rb.reset(&slowReader{data: wire, step: step}, nil, nil)
-			s.body.reset(&s.rb, bodyChunked, 0)
-			bw := bufio.NewWriter(client)
+			s, bw, finish := socketStream(t, &slowReader{data: wire, step: step})
 			n, err := s.copyTo(&chunkWriter{w: bw}, bw)
 			if err != nil || n != int64(len(body)) {
 				t.Fatalf("copied %d, %v; want %d", n, err, len(body))
 			}
-			// The last chunk may wait in bw for the terminator, as it
-			// waits in fasthttp's buffer.
-			bw.WriteString("0\r\n\r\n")
-			bw.Flush()
-			client.Close()
-			var raw []byte
-			select {
-			case raw = <-got:
-			case <-time.After(10 * time.Second):
-				t.Fatal("client read nothing")
+			if decoded := finish(); !bytes.Equal(decoded, body) {
+				t.Fatalf("client decoded %d bytes, want %d", len(decoded), len(body))
 			}
-			decoded, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(raw)))
-			if err != nil || !bytes.Equal(decoded, body) {
-				t.Fatalf("client decoded %d bytes (%v), want %d", len(decoded), err, len(body))
-			}
-			if !bytes.Equal(rec.Chunks.Data, body) {
-				t.Errorf("captured %d bytes, want %d", len(rec.Chunks.Data), len(body))
+			if !bytes.Equal(s.rec.Chunks.Data, body) {
+				t.Errorf("captured %d bytes, want %d", len(s.rec.Chunks.Data), len(body))
 			}
 			s.rb.release()
 		})

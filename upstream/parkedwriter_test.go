@@ -1,15 +1,6 @@
 package upstream
 
-import (
-	"bufio"
-	"bytes"
-	"io"
-	"net/http/httputil"
-	"testing"
-	"time"
-
-	"github.com/stream-relay/stream-relay/record"
-)
+import "testing"
 
 // probeReader hands out data step bytes per read and calls probe before
 // each read, which is when a relayed stream waits for its upstream.
@@ -32,23 +23,12 @@ func TestStreamParksClientWriter(t *testing.T) {
 	parts := []string{"data: 1\n\n", "data: 2\n\n", "data: 3\n\n", "data: 4\n\n"}
 	wire := chunked(parts...)
 	for round := 0; round < 2; round++ {
-		client, server := tcpPair(t)
-		got := make(chan []byte, 1)
-		go func() {
-			b, _ := io.ReadAll(server)
-			got <- b
-		}()
-		rec := record.Acquire(64 << 20)
-		rec.Capture, rec.Kind = true, record.KindSSE
-		s := &Stream{route: &Route{Options: Options{Kind: record.KindSSE}}, rec: rec, start: time.Now(), client: client}
-		bw := bufio.NewWriterSize(client, 4<<10)
 		// One upstream read per chunk: reads 2 and 3 wait after a chunk was
 		// written and before the last one.
 		var sizes []int
 		src := &probeReader{slowReader: slowReader{data: wire, step: len(chunked(parts[0])) - len("0\r\n\r\n")}}
+		s, bw, finish := socketStream(t, src)
 		src.probe = func() { sizes = append(sizes, bw.Size()) }
-		s.rb.reset(src, nil, nil)
-		s.body.reset(&s.rb, bodyChunked, 0)
 		n, err := s.copyTo(&chunkWriter{w: bw}, bw)
 		if err != nil || n != int64(len("data: 1\n\n")*4) {
 			t.Fatalf("copied %d, %v", n, err)
@@ -62,18 +42,8 @@ func TestStreamParksClientWriter(t *testing.T) {
 		if s.parked != nil {
 			t.Fatal("a writer is still parked after copyTo returned")
 		}
-		bw.WriteString("0\r\n\r\n")
-		bw.Flush()
-		client.Close()
-		var raw []byte
-		select {
-		case raw = <-got:
-		case <-time.After(10 * time.Second):
-			t.Fatal("client read nothing")
-		}
-		decoded, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(raw)))
-		if err != nil || string(decoded) != "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n" {
-			t.Fatalf("client decoded %q (%v)", decoded, err)
+		if decoded := finish(); string(decoded) != "data: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n" {
+			t.Fatalf("client decoded %q", decoded)
 		}
 		s.rb.release()
 	}
