@@ -163,7 +163,7 @@ func startCluster(tb testing.TB) (*CHCluster, error) {
 		go func() { errs <- c.startNode(i) }()
 	}
 	for range c.nodes {
-		if e := <-errs; e != nil && err == nil {
+		if e := <-errs; e != nil && (err == nil || errors.Is(e, errPortTaken)) {
 			err = e
 		}
 	}
@@ -322,7 +322,7 @@ func (c *CHCluster) startNode(i int) error {
 		}
 		if p.exited() {
 			n.proc = nil
-			return fmt.Errorf("node %d (%s) exited at start; see %s", i, c.URLs[i], filepath.Join(n.dir, "error.log"))
+			return startFailure(i, c.URLs[i], filepath.Join(n.dir, "error.log"))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("node %d (%s) did not answer /ping within 60s; see %s", i, c.URLs[i], filepath.Join(n.dir, "error.log"))
@@ -346,6 +346,23 @@ func (c *CHCluster) startNode(i int) error {
 
 // errPortTaken: a node's port answered for another server.
 var errPortTaken = errors.New("its port is served by another process")
+
+// startFailure explains why node i exited at start, from the end of its
+// error log (the scratch directory holding it is removed when the start
+// fails). A port another process bound first (test packages start
+// clusters at the same time) is errPortTaken, so the caller retries with
+// new ports.
+func startFailure(i int, url, errorLog string) error {
+	text, _ := os.ReadFile(errorLog)
+	if len(text) > 2000 {
+		text = text[len(text)-2000:]
+	}
+	tail := strings.TrimSpace(string(text))
+	if strings.Contains(tail, "Address already in use") {
+		return fmt.Errorf("node %d (%s) exited at start: %w; log: %s", i, url, errPortTaken, tail)
+	}
+	return fmt.Errorf("node %d (%s) exited at start; log: %s", i, url, tail)
+}
 
 // waitNoReadonly waits until the server at u has no read-only replicated
 // table (system.replicas), or timeout passes.
