@@ -242,6 +242,7 @@ func (a *App) quotaOptionsOf(cfg *Config) quota.Options {
 		OnRedisError:    rl.OnRedisError,
 		Lease:           rl.Lease,
 		LeaseTTL:        rl.LeaseTTL,
+		RenewBelow:      rl.LeaseRenewBelow,
 		Logger:          a.log,
 	}
 	keys, _ := keysOf(cfg)

@@ -195,6 +195,13 @@ func (c *Config) validate() error {
 	if rl.LeaseTTL < 0 {
 		return &fieldError{"rate_limit.lease_ttl", rl.LeaseTTL, "must not be negative"}
 	}
+	lease := rl.Lease
+	if lease == 0 {
+		lease = 16 // quota's default
+	}
+	if rl.LeaseRenewBelow < -1 || lease > 1 && rl.LeaseRenewBelow >= lease {
+		return &fieldError{"rate_limit.lease_renew_below", rl.LeaseRenewBelow, "must be below rate_limit.lease, -1 for no renewals, or 0 for lease/4"}
+	}
 	switch rl.OnRedisError {
 	case "local", "allow", "deny":
 	default:

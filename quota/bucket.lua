@@ -20,6 +20,11 @@
 --        levels after refill and before taking, as integers in micro-tokens
 --        (an integer reply is read without allocating; strings are not), and
 --        the tokens taken from each request bucket (0 on refusal).
+-- renew: KEYS and ARGV as take, with "renew" first. A relay renewing a lease
+--        in the background, for no request of its own: it takes a lease
+--        exactly as take would, but never a single token, and writes no
+--        blocked-until key. Where take would grant no lease it takes nothing
+--        and returns allowed 0, taken 0.
 -- give:  KEYS  = req, blk, tok [, key req, key blk] (as take)
 --        ARGV  = "give", rpm (-1 = off), burst, tpm (0 = off), n
 --                [, key rpm, key burst]
@@ -108,6 +113,7 @@ if ARGV[1] == 'give' then
   return 1
 end
 
+local renew = ARGV[1] == 'renew'
 local rpm, burst, tpm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local lease = tonumber(ARGV[5])
 local keyed = #KEYS == 5
@@ -150,14 +156,17 @@ if tenantWait == 0 and keyWait == 0 then
   end
   if n < 2 then
     n = 1
+    if renew then
+      allowed, n = 0, 0
+    end
   end
-  if rpm > 0 then
+  if rpm > 0 and n > 0 then
     store(KEYS[1], req - n, rrate, burst)
   end
-  if keyed then
+  if keyed and n > 0 then
     store(KEYS[4], key - n, krate, kburst)
   end
-else
+elseif not renew then
   if tenantWait > 0 then
     block(KEYS[2], tenantWait)
   end

@@ -69,11 +69,24 @@ func (ks *keyState) keyCmds(c rueidis.Client) *readCmds {
 // lease tokens, from slot when it was built for the same limits. A changed
 // override builds (and allocates) it anew, once per change.
 func take(c rueidis.Client, slot *atomic.Pointer[takeCmd], keys []string, lim limits, kl *keyLimit, lease int) *takeCmd {
+	return scriptCmd(c, slot, "take", keys, lim, kl, lease)
+}
+
+// renewCmd returns the pinned renew script (a lease taken in the
+// background, for no request: bucket.lua) for lim, from slot when it was
+// built for the same limits.
+func renewCmd(c rueidis.Client, slot *atomic.Pointer[takeCmd], keys []string, lim limits, kl *keyLimit, lease int) *takeCmd {
+	return scriptCmd(c, slot, "renew", keys, lim, kl, lease)
+}
+
+// scriptCmd builds (or returns from slot) the script run of mode "take" or
+// "renew".
+func scriptCmd(c rueidis.Client, slot *atomic.Pointer[takeCmd], mode string, keys []string, lim limits, kl *keyLimit, lease int) *takeCmd {
 	if t := slot.Load(); t != nil && t.lim == lim {
 		return t
 	}
 	args := make([]string, 5, 7)
-	args[0] = "take"
+	args[0] = mode
 	args[1] = strconv.FormatInt(lim.rpm, 10)
 	args[2] = strconv.FormatInt(lim.burst, 10)
 	args[3] = strconv.FormatInt(lim.tpm, 10)

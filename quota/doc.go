@@ -34,7 +34,10 @@
 // (Source "lease"). Near the limit every request is decided by the script as
 // before, so shared counts stay exact; a lease's unused tokens go back to
 // the buckets when it expires (Options.LeaseTTL) or when the tenant's
-// override hash or (with a token budget) its blocked-until key changes.
+// override hash or (with a token budget) its blocked-until key changes. A
+// lease that a busy tenant uses up fast is renewed in the background before
+// it runs out (Options.RenewBelow, renew.go), so that tenant's requests do
+// not wait for Redis at all.
 //
 // Without a Redis address (the embedded default) the same bucket semantics run
 // in process.

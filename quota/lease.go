@@ -30,6 +30,8 @@ type lease struct {
 	lim     limits  // the tenant's limits at the grant
 	lv      levels  // the bucket levels before the grant's take
 	expires float64 // ms on the limiter's clock
+	// renewing: a renewal of this lease is queued or running (renew.go).
+	renewing bool
 }
 
 // giveBack is a lease's unused tokens on their way back to Redis.
@@ -76,6 +78,7 @@ func (l *Limiter) takeLease(ts *tenantState, ks *keyState) (Decision, bool) {
 	ls.used++
 	lim, lv := ls.lim, ls.lv
 	l.spendLocal(ts, ks, lim, now)
+	l.renewAhead(ts, ks, ls, now)
 	// The levels as if each request since the grant had taken its token;
 	// decide takes this request's. Refill since the grant is not counted
 	// (Remaining a little low), nor what other relays took since (a little
@@ -137,6 +140,7 @@ func (l *Limiter) forgetLeases() {
 	l.table.each(func(ts *tenantState) {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
+		ts.leaseGen++
 		ts.lease = lease{}
 		for _, ks := range ts.keyed {
 			ks.lease = lease{}
@@ -150,6 +154,7 @@ func (l *Limiter) forgetLeases() {
 // dropLeases ends every lease of the tenant (its own and its keys'). The
 // caller holds ts.mu.
 func (l *Limiter) dropLeases(ts *tenantState) {
+	ts.leaseGen++
 	l.release(ts, nil, &ts.lease)
 	for _, ks := range ts.keyed {
 		l.release(ts, ks, &ks.lease)

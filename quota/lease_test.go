@@ -10,11 +10,12 @@ import (
 
 // TestLeaseAdmitsWithOneScriptRun: with Lease 16 and a bucket far from its
 // limit, one script run admits 16 requests: the first from Redis, the next
-// 15 from the lease, counted by the server's own commandstats.
+// 15 from the lease, counted by the server's own commandstats. Renewals
+// are off here (renew_test.go has them).
 func TestLeaseAdmitsWithOneScriptRun(t *testing.T) {
 	srv := startOwnRedis(t)
 	l, err := New(Options{RedisAddr: srv.addr, Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour,
-		Timeout: 2 * time.Second, ProbeInterval: time.Hour})
+		RenewBelow: -1, Timeout: 2 * time.Second, ProbeInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestLeasesKeepSharedCountsExact(t *testing.T) {
 	const burst = 60
 	var ls []*Limiter
 	for i := 0; i < 3; i++ {
-		ls = append(ls, newTestLimiter(t, true, Options{Default: 1, Burst: burst, Lease: 16, KeyPrefix: prefix}))
+		ls = append(ls, newTestLimiter(t, true, Options{Default: 1, Burst: burst, Lease: 16, RenewBelow: -1, KeyPrefix: prefix}))
 	}
 	var admitted, fromLease, fromRedis atomic.Int64
 	var wg sync.WaitGroup

@@ -70,11 +70,12 @@ type Limiter struct {
 	epoch time.Time
 	table table
 
-	redis     *redisStore // nil in embedded mode
-	up        atomic.Bool // Redis decides; false = OnRedisError decides
-	deadlines deadlines   // bound Redis calls by Options.Timeout
-	leasing   bool        // Redis mode with Options.Lease > 1
-	givebacks givebacks   // unused lease tokens for the sweeper
+	redis     *redisStore  // nil in embedded mode
+	up        atomic.Bool  // Redis decides; false = OnRedisError decides
+	deadlines deadlines    // bound Redis calls by Options.Timeout
+	leasing   bool         // Redis mode with Options.Lease > 1
+	givebacks givebacks    // unused lease tokens for the sweeper
+	renewals  chan renewal // leases to renew in the background (nil: no renewals)
 
 	life   sync.Mutex // guards closed and the probe's start
 	closed bool
@@ -109,6 +110,11 @@ func New(o Options) (*Limiter, error) {
 		l.redis.onInvalidations = l.invalidated
 		l.wg.Add(1)
 		go l.sweep()
+		if o.RenewBelow > 0 {
+			l.renewals = make(chan renewal, renewQueue)
+			l.wg.Add(1)
+			go l.renewer()
+		}
 	}
 	if err := l.redis.connect(); err != nil {
 		l.stats.redisErrors.Add(1)

@@ -85,6 +85,16 @@ type Options struct {
 	// dropped and given back as soon as the tenant's override hash or
 	// blocked-until key changes in Redis. Default 1s.
 	LeaseTTL time.Duration
+	// RenewBelow renews a lease in the background when a leased admission
+	// leaves it this many tokens or fewer, and the lease went that far in
+	// less than half its LeaseTTL (a tenant that uses its leases up; a slow
+	// one lets them expire): one script run takes the next lease while the
+	// last tokens of this one are used, so a busy tenant's requests never
+	// wait for Redis. The renewal takes tokens only while the buckets stay
+	// at least half full, as a lease does, and it refuses no request: near
+	// the limit requests are decided by Redis one by one as before.
+	// Default Lease/4 (at least 1); -1 turns renewals off.
+	RenewBelow int
 	// KeyPrefix starts every Redis key. Default "relay:rl:". It must not
 	// contain '{' or '}', which would break the per-tenant hash tag.
 	KeyPrefix string
@@ -129,6 +139,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = time.Second
+	}
+	if o.RenewBelow == 0 {
+		o.RenewBelow = max(o.Lease/4, 1)
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -181,6 +194,9 @@ func (o *Options) validate() error {
 	}
 	if o.LeaseTTL < 0 {
 		return &OptionError{"lease_ttl", o.LeaseTTL, "must be > 0"}
+	}
+	if o.RenewBelow < -1 || o.RenewBelow >= o.Lease && o.Lease > 1 {
+		return &OptionError{"lease_renew_below", o.RenewBelow, "must be below lease, or -1 for no renewals"}
 	}
 	if strings.ContainsAny(o.KeyPrefix, "{}") {
 		return &OptionError{"key_prefix", o.KeyPrefix, "must not contain '{' or '}'"}

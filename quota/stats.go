@@ -14,9 +14,12 @@ type Stats struct {
 	ToRedis    uint64
 	// RedisErrors counts failed or timed-out Redis calls.
 	RedisErrors uint64
-	// Leases counts Redis decisions that took a lease (more than one token);
-	// LeaseTokensReturned counts unused leased tokens given back.
+	// Leases counts Redis script runs that took a lease (more than one
+	// token), renewals included; LeaseRenewals counts the renewals taken in
+	// the background (Options.RenewBelow); LeaseTokensReturned counts
+	// unused leased tokens given back.
 	Leases              uint64
+	LeaseRenewals       uint64
 	LeaseTokensReturned uint64
 }
 
@@ -27,6 +30,7 @@ type counters struct {
 	toRedis     atomic.Uint64
 	redisErrors atomic.Uint64
 	leases      atomic.Uint64
+	renewals    atomic.Uint64
 	gaveBack    atomic.Uint64
 }
 
@@ -49,6 +53,7 @@ func (l *Limiter) Stats() Stats {
 	s.ToRedis = l.stats.toRedis.Load()
 	s.RedisErrors = l.stats.redisErrors.Load()
 	s.Leases = l.stats.leases.Load()
+	s.LeaseRenewals = l.stats.renewals.Load()
 	s.LeaseTokensReturned = l.stats.gaveBack.Load()
 	return s
 }

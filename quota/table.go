@@ -35,6 +35,7 @@ type tenantState struct {
 
 	reads atomic.Pointer[readCmds] // pinned cached reads, built on first use
 	take  atomic.Pointer[takeCmd]  // pinned take script for the last limits
+	renew atomic.Pointer[takeCmd]  // pinned renew script for the last limits
 
 	file       limits
 	fixedBurst int64 // Options.Burst: 0 = each rate's minute's worth
@@ -45,6 +46,10 @@ type tenantState struct {
 	tok   bucket
 	lease lease // requests without a limited relay key
 	keyed map[string]*keyState
+	// leaseGen counts the times the tenant's leases were dropped (new
+	// limits, an invalidation, a switch to the fallback): a renewal that
+	// began before the last drop brings tokens that must not be used.
+	leaseGen uint64
 }
 
 // keyState is a relay key's own request bucket within its tenant. Its keys
@@ -60,6 +65,7 @@ type keyState struct {
 
 	reads atomic.Pointer[readCmds]
 	take  atomic.Pointer[takeCmd]
+	renew atomic.Pointer[takeCmd]
 }
 
 func (t *table) init() {

@@ -82,6 +82,9 @@ func writeLimiterStats(w io.Writer, s quota.Stats) {
 	b = appendSample(b, `relay_ratelimit_switches_total{to="fallback"}`, int64(s.ToFallback))
 	b = appendSample(b, `relay_ratelimit_switches_total{to="redis"}`, int64(s.ToRedis))
 	b = appendSample(b, "relay_ratelimit_redis_errors_total", int64(s.RedisErrors))
+	b = appendSample(b, "relay_ratelimit_leases_total", int64(s.Leases))
+	b = appendSample(b, "relay_ratelimit_lease_renewals_total", int64(s.LeaseRenewals))
+	b = appendSample(b, "relay_ratelimit_lease_tokens_returned_total", int64(s.LeaseTokensReturned))
 	_, _ = w.Write(b)
 }
 

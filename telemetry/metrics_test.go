@@ -215,6 +215,7 @@ func TestScrapeTimeStats(t *testing.T) {
 	qs.Admitted[quota.SourceRedis] = 7
 	qs.Refused[quota.SourceCache] = 2
 	qs.ToFallback, qs.ToRedis, qs.RedisErrors = 1, 1, 6
+	qs.Leases, qs.LeaseRenewals, qs.LeaseTokensReturned = 9, 8, 3
 	m.SetLimiterStats(func() quota.Stats { return qs })
 	got = scrape(t, m)
 	want := map[string]float64{
@@ -232,6 +233,9 @@ func TestScrapeTimeStats(t *testing.T) {
 		`relay_ratelimit_switches_total{to="fallback"}`:                     1,
 		`relay_ratelimit_switches_total{to="redis"}`:                        1,
 		"relay_ratelimit_redis_errors_total":                                6,
+		"relay_ratelimit_leases_total":                                      9,
+		"relay_ratelimit_lease_renewals_total":                              8,
+		"relay_ratelimit_lease_tokens_returned_total":                       3,
 	}
 	for series, v := range want {
 		if g, ok := got[series]; !ok || g != v {
