@@ -40,6 +40,13 @@ type ServerConfig struct {
 	// 4 KiB stack instead of 8 KiB; it costs two goroutine handoffs a
 	// streamed request (handlers/handoff.go). Default false.
 	SmallStacks bool `koanf:"small_stacks"`
+	// GCPercent is the Go garbage collector's target: the heap may grow
+	// this many percent over what was live at the last collection before
+	// the next one (GOGC). Default 25: the relay allocates next to nothing
+	// per request once warm, so collections stay rare, and each open
+	// stream costs about 5 KiB less RSS than at Go's 100 (gc.go). The GOGC
+	// environment variable, when set, wins.
+	GCPercent int `koanf:"gc_percent"`
 }
 
 // AuthConfig lists the relay keys callers present.
@@ -189,6 +196,7 @@ const (
 	defaultMaxConns        = 4096
 	defaultMaxCaptureBytes = 4 << 20
 	defaultRateLimit       = 100
+	defaultGCPercent       = 25
 )
 
 func (c *Config) setDefaults(hostname string) {
@@ -210,6 +218,9 @@ func (c *Config) setDefaults(hostname string) {
 	}
 	if s.MaxBodyBytes == 0 {
 		s.MaxBodyBytes = defaultMaxBodyBytes
+	}
+	if s.GCPercent == 0 {
+		s.GCPercent = defaultGCPercent
 	}
 	if s.Instance == "" {
 		s.Instance = hostname

@@ -165,6 +165,9 @@ func (c *Config) validate() error {
 	if s.MaxBodyBytes < 0 {
 		return &fieldError{"server.max_body_bytes", s.MaxBodyBytes, "must not be negative"}
 	}
+	if s.GCPercent < 0 {
+		return &fieldError{"server.gc_percent", s.GCPercent, "must be > 0 (Go's own default is 100), or 0 for the default 25"}
+	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return &fieldError{"server.tls_cert", s.TLSCert, "tls_cert and tls_key go together"}
 	}

@@ -44,7 +44,7 @@ func TestDefaults(t *testing.T) {
 	r := cfg.Routes[0]
 	if cfg.Server.Port != 8080 || cfg.Server.MaxBodyBytes != 32<<20 || r.Kind != "sse" || r.AuthHeader != "Authorization" ||
 		r.MaxCaptureBytes != 4<<20 || r.MaxBodyBytes != 32<<20 || cfg.Storage.SpoolDir != "data/spool" ||
-		cfg.Storage.ClickHouse.Database != "relay" || cfg.RateLimit.OnRedisError != "local" {
+		cfg.Storage.ClickHouse.Database != "relay" || cfg.RateLimit.OnRedisError != "local" || cfg.Server.GCPercent != 25 {
 		t.Errorf("defaults not applied: %+v %+v", cfg.Server, r)
 	}
 }
@@ -115,6 +115,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"negative lease_ttl", route("rate_limit:\n  lease_ttl: -1s\n"), "rate_limit.lease_ttl=-1s"},
 		{"renewal at the default lease", route("rate_limit:\n  lease_renew_below: 16\n"), "rate_limit.lease_renew_below=16"},
 		{"renewal at the lease", route("rate_limit:\n  lease: 8\n  lease_renew_below: 8\n"), "rate_limit.lease_renew_below=8"},
+		{"negative gc_percent", route("server:\n  gc_percent: -1\n"), "server.gc_percent=-1"},
 		{"renewal below -1", route("rate_limit:\n  lease_renew_below: -2\n"), "rate_limit.lease_renew_below=-2"},
 		{"bad durability", route("storage:\n  clickhouse:\n    durability: sometimes\n"), "storage.clickhouse.durability=sometimes"},
 		{"bad port", route("server:\n  port: 70000\n"), "server.port=70000"},

@@ -71,6 +71,9 @@ func serve(args []string) error {
 	}
 	log := app.NewLogger(cfg, os.Stderr)
 	slog.SetDefault(log)
+	if p, fromEnv := app.SetGCPercent(cfg); fromEnv {
+		log.Info("GOGC set: server.gc_percent ignored", "gc_percent", p)
+	}
 	a, err := app.New(cfg, log)
 	if err != nil {
 		return err
