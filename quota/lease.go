@@ -122,15 +122,20 @@ func (l *Limiter) grant(ts *tenantState, ks *keyState, lim limits, lv levels, n 
 // caller holds ts.mu.
 func (l *Limiter) release(ts *tenantState, ks *keyState, ls *lease) {
 	if ls.left > 0 {
-		l.givebacks.mu.Lock()
-		l.givebacks.pending = append(l.givebacks.pending, giveBack{ts: ts, ks: ks, lim: ls.lim, n: ls.left})
-		l.givebacks.mu.Unlock()
-		select {
-		case l.givebacks.wake <- struct{}{}:
-		default:
-		}
+		l.queueGiveBack(giveBack{ts: ts, ks: ks, lim: ls.lim, n: ls.left})
 	}
 	*ls = lease{}
+}
+
+// queueGiveBack queues g for the sweeper and wakes it.
+func (l *Limiter) queueGiveBack(g giveBack) {
+	l.givebacks.mu.Lock()
+	l.givebacks.pending = append(l.givebacks.pending, g)
+	l.givebacks.mu.Unlock()
+	select {
+	case l.givebacks.wake <- struct{}{}:
+	default:
+	}
 }
 
 // forgetLeases ends every lease and drops the queued give-backs without

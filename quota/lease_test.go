@@ -51,44 +51,59 @@ func TestLeaseAdmitsWithOneScriptRun(t *testing.T) {
 	}
 }
 
+// relays returns n limiters (n relays) with options o that share one key
+// prefix, and so one set of buckets per tenant.
+func relays(t *testing.T, n int, o Options) []*Limiter {
+	o.KeyPrefix = testPrefix(t)
+	ls := make([]*Limiter, n)
+	for i := range ls {
+		ls[i] = newTestLimiter(t, true, o)
+	}
+	return ls
+}
+
+// inWorkers runs work on k goroutines per limiter, all at once, and waits
+// for them.
+func inWorkers(ls []*Limiter, k int, work func(l *Limiter)) {
+	var wg sync.WaitGroup
+	for _, l := range ls {
+		for range k {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				work(l)
+			}()
+		}
+	}
+	wg.Wait()
+}
+
 // TestLeasesKeepSharedCountsExact: three limiters (three relays) with leases
 // share a bucket of 60 that does not refill while the test runs; 204
 // concurrent attempts are admitted exactly 60 times. Leases come only from
 // the bucket's upper half: at least 30 admissions were decided by Redis one
 // by one.
 func TestLeasesKeepSharedCountsExact(t *testing.T) {
-	prefix := testPrefix(t)
 	const burst = 60
-	var ls []*Limiter
-	for i := 0; i < 3; i++ {
-		ls = append(ls, newTestLimiter(t, true, Options{Default: 1, Burst: burst, Lease: 16, RenewBelow: -1, KeyPrefix: prefix}))
-	}
+	ls := relays(t, 3, Options{Default: 1, Burst: burst, Lease: 16, RenewBelow: -1})
 	var admitted, fromLease, fromRedis atomic.Int64
-	var wg sync.WaitGroup
-	for _, l := range ls {
-		for w := 0; w < 2; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; i < 34; i++ {
-					d := l.Take(context.Background(), "acme", "")
-					if !d.Allowed {
-						continue
-					}
-					admitted.Add(1)
-					switch d.Source {
-					case SourceLease:
-						fromLease.Add(1)
-					case SourceRedis:
-						fromRedis.Add(1)
-					default:
-						t.Errorf("admitted by %v: %+v", d.Source, d)
-					}
-				}
-			}()
+	inWorkers(ls, 2, func(l *Limiter) {
+		for i := 0; i < 34; i++ {
+			d := l.Take(context.Background(), "acme", "")
+			if !d.Allowed {
+				continue
+			}
+			admitted.Add(1)
+			switch d.Source {
+			case SourceLease:
+				fromLease.Add(1)
+			case SourceRedis:
+				fromRedis.Add(1)
+			default:
+				t.Errorf("admitted by %v: %+v", d.Source, d)
+			}
 		}
-	}
-	wg.Wait()
+	})
 	t.Logf("admitted %d: %d from Redis, %d from leases", admitted.Load(), fromRedis.Load(), fromLease.Load())
 	if admitted.Load() != burst {
 		t.Fatalf("admitted %d of 204, want exactly %d", admitted.Load(), burst)

@@ -77,13 +77,7 @@ func (l *Limiter) renew(r renewal) {
 		return
 	}
 	if r.ts.leaseGen != r.gen || r.ts.seen != r.lim {
-		l.givebacks.mu.Lock()
-		l.givebacks.pending = append(l.givebacks.pending, giveBack{ts: r.ts, ks: r.ks, lim: r.lim, n: n})
-		l.givebacks.mu.Unlock()
-		select {
-		case l.givebacks.wake <- struct{}{}:
-		default:
-		}
+		l.queueGiveBack(giveBack{ts: r.ts, ks: r.ks, lim: r.lim, n: n})
 		return
 	}
 	now := l.now()

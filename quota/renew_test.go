@@ -3,7 +3,6 @@ package quota
 import (
 	"context"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -204,31 +203,19 @@ func TestRenewalAfterDropGivesBack(t *testing.T) {
 // may still hold leased tokens, which Close gives back: the bucket then
 // holds exactly 400 minus the admissions, so no token was lost either.
 func TestRenewalsKeepSharedCountsExact(t *testing.T) {
-	prefix := testPrefix(t)
 	const burst = 400
-	var ls []*Limiter
-	for i := 0; i < 4; i++ {
-		ls = append(ls, newTestLimiter(t, true, Options{Default: 1, Burst: burst, Lease: 16, KeyPrefix: prefix}))
-	}
+	ls := relays(t, 4, Options{Default: 1, Burst: burst, Lease: 16})
 	var admitted atomic.Int64
-	var wg sync.WaitGroup
-	for _, l := range ls {
-		for w := 0; w < 2; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for refused, i := 0, 0; refused < 3 && i < 2*burst; i++ {
-					if d := l.Take(context.Background(), "acme", ""); d.Allowed {
-						admitted.Add(1)
-						refused = 0
-					} else {
-						refused++
-					}
-				}
-			}()
+	inWorkers(ls, 2, func(l *Limiter) {
+		for refused, i := 0, 0; refused < 3 && i < 2*burst; i++ {
+			if d := l.Take(context.Background(), "acme", ""); d.Allowed {
+				admitted.Add(1)
+				refused = 0
+			} else {
+				refused++
+			}
 		}
-	}
-	wg.Wait()
+	})
 	var renewals uint64
 	for _, l := range ls {
 		renewals += l.Stats().LeaseRenewals
