@@ -99,6 +99,32 @@ func bucketTokens(t *testing.T, addr, key string) float64 {
 	return v
 }
 
+// TestRenewalWithKeyLimit: a relay key's own lease is renewed from both its
+// bucket and the tenant's. After 8 keyed decisions (a lease of 8 and its
+// renewal of 8), a decision without the key sees 100 - 16 - 1 left.
+func TestRenewalWithKeyLimit(t *testing.T) {
+	l := newTestLimiter(t, true, Options{Default: 1, Burst: 100, Keys: map[string]int{"k1": 1}, Lease: 8, LeaseTTL: time.Hour})
+	ctx := context.Background()
+	for i := 0; i < 8; i++ {
+		want := SourceLease
+		if i == 0 {
+			want = SourceRedis
+		}
+		if d := l.Take(ctx, "acme", "k1"); !d.Allowed || d.Source != want || d.Remaining != 99-i {
+			t.Fatalf("keyed decision %d: %+v, want from %v with %d left", i, d, want, 99-i)
+		}
+		if i == 6 { // decision 5 left 2 (RenewBelow 2) and queued the renewal
+			waitRenewals(t, l, 1)
+		}
+	}
+	if d := l.Take(ctx, "acme", "k1"); !d.Allowed || d.Source != SourceLease || d.Remaining != 91 {
+		t.Fatalf("keyed decision 8: %+v, want from the renewed lease with 91 left", d)
+	}
+	if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis || d.Remaining != 100-16-1 {
+		t.Fatalf("decision without the key: %+v, want from Redis with %d left", d, 100-16-1)
+	}
+}
+
 // TestRenewalNotForSlowTenant: a lease used up to RenewBelow only after
 // half its LeaseTTL is not renewed: a tenant that slow would let the next
 // lease expire unused.
