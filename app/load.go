@@ -200,7 +200,7 @@ func (c *Config) validate() error {
 	}
 	lease := rl.Lease
 	if lease == 0 {
-		lease = 16 // quota's default
+		lease = quota.DefaultLease
 	}
 	if rl.LeaseRenewBelow < -1 || lease > 1 && rl.LeaseRenewBelow >= lease {
 		return &fieldError{"rate_limit.lease_renew_below", rl.LeaseRenewBelow, "must be below rate_limit.lease, -1 for no renewals, or 0 for lease/4"}

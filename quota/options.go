@@ -78,7 +78,7 @@ type Options struct {
 	// relay admits the next Lease-1 requests of that tenant and key without
 	// a Redis round trip. The script leases only while the buckets stay at
 	// least half full after the debit, so near the limit every request is
-	// decided by Redis, exactly. Default 16; 1 turns leases off.
+	// decided by Redis, exactly. Default DefaultLease; 1 turns leases off.
 	Lease int
 	// LeaseTTL is how long a lease's tokens may be used. Unused ones are then
 	// given back to the bucket (capped at its capacity). A lease is also
@@ -102,6 +102,9 @@ type Options struct {
 	// Logger receives the fallback switches. Default slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultLease is Options.Lease when it is 0.
+const DefaultLease = 16
 
 // OptionError reports an invalid Options field. Field uses the name of the
 // configuration key (rate_limit.<field>).
@@ -135,7 +138,7 @@ func (o *Options) setDefaults() {
 		o.KeyPrefix = "relay:rl:"
 	}
 	if o.Lease == 0 {
-		o.Lease = 16
+		o.Lease = DefaultLease
 	}
 	if o.LeaseTTL == 0 {
 		o.LeaseTTL = time.Second

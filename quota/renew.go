@@ -126,13 +126,10 @@ func (l *Limiter) renewScript(r renewal) (n int64, lv levels, ok bool) {
 	}
 	ctx, cancel := l.deadlines.bound(context.Background())
 	defer cancel()
-	allowed, lv, n, err := parseTake(runScript(ctx, c, t.cmd, t.keys, t.args))
+	_, lv, n, err := parseTake(runScript(ctx, c, t.cmd, t.keys, t.args)) // n is 0 when nothing was taken
 	if err != nil {
 		l.stats.redisErrors.Add(1)
 		return 0, lv, false
-	}
-	if !allowed {
-		return 0, lv, true
 	}
 	return n, lv, true
 }

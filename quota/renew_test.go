@@ -37,12 +37,7 @@ func TestRenewalKeepsTenantOffRedis(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	closed := false
-	defer func() {
-		if !closed {
-			l.Close()
-		}
-	}()
+	defer l.Close() // Close is idempotent: the test closes first
 	ctx := context.Background()
 	if d := l.Take(ctx, "warm-up", ""); !d.Allowed { // loads the script
 		t.Fatalf("warm-up %+v", d)
@@ -77,7 +72,6 @@ func TestRenewalKeepsTenantOffRedis(t *testing.T) {
 		t.Fatalf("stats %+v: want 3 more leases and 35 leased admissions", st)
 	}
 	l.Close()
-	closed = true
 	level := bucketTokens(t, srv.addr, l.tenant("acme").reqKey)
 	if level < burst-36 || level > burst-36+0.5 {
 		t.Fatalf("bucket holds %.3f tokens after 36 admissions and Close, want %d", level, burst-36)
