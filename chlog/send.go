@@ -58,23 +58,35 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 // one insert took ~20 us of server CPU a row, as ten inserts 36-54 us).
 // Blocks that come while nothing is being sent still go one by one.
 //
+// Each added block is encoded into a buffer of its own (a segment), so
+// that none is copied to join the others: growing one buffer for the
+// whole insert copied every block gathered so far again at each doubling,
+// into fresh memory (half the writer's CPU in bench/chinsert). Only an
+// insert that failed is joined into buf, for its retries or the spool.
+//
 // next runs on the HTTP transport's goroutine while the sender waits in
-// deliver; the sender reads m, seqs and held only after the body ended.
+// deliver; the sender reads m, seqs, segs and held only after the body
+// ended.
 type gather struct {
 	w     *Writer
 	m     blockMeta     // the insert's blocks so far
-	buf   *proto.Buffer // their encoding, back to back
+	buf   *proto.Buffer // the first block's encoding
+	segs  [][]byte      // the added blocks' encodings, in order
+	size  int           // encoded bytes of the insert so far
 	limit int
 	seqs  []uint64 // the added blocks' sequence numbers: their WAL segments go with the insert
 	held  int64    // budget bytes the added blocks hold until the insert is done
 	ended bool     // the first attempt is over: the insert's blocks are fixed
 }
 
-// next encodes the next waiting block behind the others and returns the
-// whole encoding, or nil when no block waits or the insert is full.
+// next encodes the next waiting block into a segment and returns it, or
+// nil when no block waits or the insert is full.
 func (g *gather) next() []byte {
 	w := g.w
-	for !g.ended && len(g.buf.Buf) < g.limit {
+	if g.size == 0 {
+		g.size = len(g.buf.Buf)
+	}
+	for !g.ended && g.size < g.limit {
 		b := w.sendq.pop()
 		if b == nil {
 			select {
@@ -85,39 +97,46 @@ func (g *gather) next() []byte {
 		}
 		w.budget.move(0, int64(b.bytes)) // the encoded copy, as sendBlock
 		g.held += int64(b.held + b.bytes)
-		if len(g.seqs) == 0 {
-			// Room for the blocks waiting now (each about this one's
-			// size) in one allocation, within the limit.
-			waiting := 1 + w.sendq.len() + len(w.spoolq)
-			reserveBuffer(g.buf, min(waiting*b.bytes, max(g.limit-len(g.buf.Buf), 0)+b.bytes))
-		}
-		growEncoded(g.buf, b.bytes)
-		mark := len(g.buf.Buf)
+		seg := proto.Buffer{Buf: w.segments.take(b.bytes)}
 		rows, seq, last := b.rows, b.seq, b.last
-		err := b.encode(g.buf)
+		err := b.encode(&seg)
 		w.recycle(b)
 		if err != nil {
-			g.buf.Buf = g.buf.Buf[:mark]
+			w.segments.give(seg.Buf)
 			w.stats.rowsDropped.Add(int64(rows))
 			w.log.Error("chlog: BUG: encode block", "rows", rows, "err", err)
 			continue
 		}
+		g.segs = append(g.segs, seg.Buf)
+		g.size += len(seg.Buf)
 		g.seqs = append(g.seqs, seq)
 		g.m.rows += rows
 		g.m.last = last
-		return g.buf.Buf
+		return seg.Buf
 	}
 	return nil
 }
 
-// growEncoded makes room for n more bytes in buf, at least doubling it:
-// reserveBuffer's growth by what one block needs would copy the gathered
-// blocks again for each block added.
-func growEncoded(buf *proto.Buffer, n int) {
-	if len(buf.Buf)+n <= cap(buf.Buf) {
+// join appends the segments to buf, whole: the insert as one encoding,
+// for its retries and the spool. The segments go back for reuse.
+func (g *gather) join() {
+	if len(g.segs) == 0 {
 		return
 	}
-	reserveBuffer(buf, max(n, cap(buf.Buf)))
+	reserveBuffer(g.buf, g.size-len(g.buf.Buf))
+	for _, s := range g.segs {
+		g.buf.Buf = append(g.buf.Buf, s...)
+	}
+	g.release()
+}
+
+// release gives the segments back for reuse.
+func (g *gather) release() {
+	for i, s := range g.segs {
+		g.w.segments.give(s)
+		g.segs[i] = nil
+	}
+	g.segs = g.segs[:0]
 }
 
 // coalesceLimit is the most encoded bytes one insert gathers: four
@@ -175,6 +194,11 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		if g != nil && !g.ended {
 			err = w.ch.insertMore(ictx, body, g.next, queryID(m), token)
 			g.ended = true
+			if err == nil {
+				g.release()
+			} else {
+				g.join()
+			}
 			m, native = g.m, g.buf.Buf
 			body = native
 		} else {

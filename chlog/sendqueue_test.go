@@ -50,8 +50,8 @@ func TestSendQueueBounds(t *testing.T) {
 }
 
 // TestZBodyFrames: the body is the source compressed into ClickHouse's
-// frames, extended by more until it returns nothing new, and an ended
-// body cannot be read.
+// frames, extended by the pieces more gives until it gives none, and an
+// ended body cannot be read.
 func TestZBodyFrames(t *testing.T) {
 	src := bytes.Repeat([]byte("data: {\"delta\":\"tok\"}\n\n"), 3*compressChunk/20)
 	first := src[:compressChunk+100]
@@ -59,7 +59,7 @@ func TestZBodyFrames(t *testing.T) {
 	z := &zbody{src: first, lz4: compress.NewWriter(compress.LevelZero, compress.LZ4), more: func() []byte {
 		calls++
 		if calls == 1 {
-			return src // the rest appended
+			return src[len(first):] // the rest, as a piece of its own
 		}
 		return nil
 	}}
@@ -85,14 +85,15 @@ func TestZBodyFrames(t *testing.T) {
 }
 
 // TestZBodyPlain: without a compressor the body is the Native bytes as
-// they are, extended by more, in pieces of at most compressChunk.
+// they are, extended by the pieces more gives, read in pieces of at most
+// compressChunk.
 func TestZBodyPlain(t *testing.T) {
 	src := bytes.Repeat([]byte("0123456789"), compressChunk/4)
 	calls := 0
 	z := &zbody{src: src[:compressChunk+7], more: func() []byte {
 		calls++
 		if calls == 1 {
-			return src
+			return src[compressChunk+7:]
 		}
 		return nil
 	}}
@@ -175,6 +176,57 @@ func testBurstOneStreamedInsert(t *testing.T, compression string) {
 	assertExactlyOnce(t, chURL, db, want)
 	if st := w.Stats(); st.RowsSpooled != 0 || len(inserts) != 1 || inserts[0] != 25 {
 		t.Fatalf("inserts %v, %d rows spooled; want one insert of 25 rows, none spooled", inserts, st.RowsSpooled)
+	}
+}
+
+// TestBurstCutInsertExactlyOnce: a streamed insert that gathered a
+// burst's blocks (each in its own buffer) and was cut keeps all of them:
+// retried live after the server applied it (found present, not re-sent),
+// or spooled as one file of every row when the server never saw it and
+// replayed; every row stored exactly once.
+func TestBurstCutInsertExactlyOnce(t *testing.T) {
+	tests := []struct {
+		name    string
+		mode    int
+		retries int
+	}{
+		{"cut after applied, retried live", cutAfterOnce, 2},
+		{"cut before, spooled and replayed", cutBefore, -1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			chURL, db := testDB(t)
+			p, proxyURL := newCutProxy(t, chURL)
+			dir := t.TempDir()
+			w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, BatchRows: 5,
+				FlushInterval: time.Hour, Retries: tt.retries})
+			p.mode.Store(int32(tt.mode))
+			want := map[string]bool{}
+			w.insertMu.Lock() // the first insert starts once all five blocks are cut
+			for i := range 25 {
+				r := sseRecord(i, 20)
+				want[string(r.ID[:])] = true
+				if err := w.Write(r); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w.insertMu.Unlock()
+			if tt.mode == cutBefore {
+				waitFor(t, "the cut insert spooled", 30*time.Second, func() bool { return w.Stats().RowsSpooled == 25 })
+				names := spoolNames(t, dir)
+				if len(names) != 1 || parseMust(t, names[0]).rows != 25 {
+					t.Fatalf("spool %v; want one file of all 25 rows", names)
+				}
+				p.mode.Store(passThrough)
+				w.kickReplayer()
+			}
+			waitFor(t, "rows in ClickHouse", 60*time.Second, func() bool { return count(t, chURL, db) == 25 })
+			closeWriter(t, w)
+			assertExactlyOnce(t, chURL, db, want)
+			if got := p.sent.Load(); got != 1 {
+				t.Errorf("server received %d inserts; want 1", got)
+			}
+		})
 	}
 }
 

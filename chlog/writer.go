@@ -63,6 +63,7 @@ type Writer struct {
 	closed bool
 
 	sendq    *sendQueue // blocks waiting for the sender (sendqueue.go)
+	segments segments   // buffers of gathered blocks, kept for reuse (segments.go)
 	spoolq   chan *block
 	flushReq chan flushReq
 
@@ -157,6 +158,7 @@ func makeWriter(ctx context.Context, o Options) *Writer {
 	}
 	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
 	w.keep = keepBytes(&o)
+	w.segments.max, w.segments.each = w.coalesceLimit(), w.keep
 	w.ctx, w.cancel = context.WithCancel(ctx)
 	return w
 }
@@ -438,6 +440,7 @@ func (w *Writer) flusher() {
 				if idle++; idle == idleTrimTicks {
 					w.trimLocked()
 					buf.Buf = nil
+					w.segments.drop()
 				}
 			} else {
 				idle = 0

@@ -15,9 +15,10 @@ import (
 // one frame while the next is compressed, on the other core, instead of
 // waiting for the whole body to be compressed first; and no buffer of the
 // whole compressed body is needed. When the bytes run out, more (if set)
-// may extend them: the writer appends the blocks that came meanwhile
-// (send.go, gather), so a burst goes as one insert, streamed, as
-// clickhouse-client sends one.
+// may give the next piece: the writer encodes the blocks that came
+// meanwhile (send.go, gather), each into its own buffer, so a burst goes
+// as one insert, streamed, as clickhouse-client sends one, and no piece is
+// copied to join the others.
 //
 // The transport may still read a body after Do returned (net/http closes
 // it in its own goroutine on some errors), while the writer reuses the
@@ -25,9 +26,9 @@ import (
 // later Read fail, and waits for a Read in progress.
 type zbody struct {
 	mu   sync.Mutex
-	src  []byte // raw bytes; src[off:] not yet compressed
+	src  []byte // the piece being sent, raw; src[off:] not yet compressed
 	off  int
-	more func() []byte    // src with more bytes appended, or nil: the end
+	more func() []byte    // the next piece, or nil: the end
 	lz4  *compress.Writer // nil: the bytes go as they are
 	pend []byte           // bytes not yet read: lz4.Data's tail, or src's
 	done bool
@@ -46,8 +47,8 @@ func (z *zbody) Read(p []byte) (int, error) {
 			if z.more == nil {
 				return 0, io.EOF
 			}
-			if s := z.more(); len(s) > len(z.src) {
-				z.src = s
+			if s := z.more(); len(s) > 0 {
+				z.src, z.off = s, 0
 			} else {
 				z.more = nil
 				return 0, io.EOF
