@@ -196,6 +196,7 @@ func (a *App) routesOf(cfg *Config) ([]*upstream.Route, error) {
 			IdleTimeout:        rc.IdleTimeout,
 			Timeout:            a.cfg.Server.Timeout,
 			MaxConns:           rc.MaxConns,
+			ReadBufferBytes:    rc.ReadBufferBytes,
 			TLSSkipVerify:      rc.TLSSkipVerify,
 			Capture:            rc.Capture == "full",
 			MaxCaptureBytes:    rc.MaxCaptureBytes,

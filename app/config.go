@@ -79,6 +79,7 @@ type RouteConfig struct {
 	IdleTimeout        time.Duration     `koanf:"idle_timeout"`         // silence between chunks; default 120s
 	MaxBodyBytes       int64             `koanf:"max_body_bytes"`       // default server.max_body_bytes
 	MaxConns           int               `koanf:"max_conns"`            // connections to the upstream host; default 4096
+	ReadBufferBytes    int               `koanf:"read_buffer_bytes"`    // a stream's upstream read buffer; default 32 KiB (sse), 256 KiB (raw)
 	Capture            string            `koanf:"capture"`              // full | meta; default full for sse, meta for raw
 	MaxCaptureBytes    int               `koanf:"max_capture_bytes"`    // per direction; default 4 MiB
 	InjectIncludeUsage bool              `koanf:"inject_include_usage"` // add stream_options.include_usage to OpenAI streaming requests

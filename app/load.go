@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/stream-relay/stream-relay/quota"
 	"net/url"
 	"os"
 	"reflect"
@@ -18,6 +17,9 @@ import (
 	"github.com/knadh/koanf/providers/env"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
+
+	"github.com/stream-relay/stream-relay/quota"
+	"github.com/stream-relay/stream-relay/upstream"
 )
 
 // envPrefix starts every environment override: RELAY_SERVER__PORT=9000
@@ -322,6 +324,9 @@ func (c *Config) validateRoutes() error {
 		}
 		if r.MaxConns < 0 {
 			return &fieldError{f("max_conns"), r.MaxConns, "must not be negative"}
+		}
+		if n := r.ReadBufferBytes; n != 0 && (n < upstream.MinReadBufferBytes || n > upstream.MaxReadBufferBytes) {
+			return &fieldError{f("read_buffer_bytes"), n, fmt.Sprintf("must be %d..%d (0: the default)", upstream.MinReadBufferBytes, upstream.MaxReadBufferBytes)}
 		}
 		if r.MaxCaptureBytes < 0 {
 			return &fieldError{f("max_capture_bytes"), r.MaxCaptureBytes, "must not be negative"}

@@ -107,6 +107,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"no routes", "server:\n  port: 80\n", "routes=[]"},
 		{"path without slash", "routes:\n  - name: a\n    path: a\n    upstream: http://x\n", "routes[0].path=a"},
 		{"bad capture", route("    capture: some\n"), "routes[0].capture=some"},
+		{"tiny read buffer", route("    read_buffer_bytes: 100\n"), "routes[0].read_buffer_bytes=100"},
+		{"huge read buffer", route("    read_buffer_bytes: 1073741824\n"), "routes[0].read_buffer_bytes=1073741824"},
 		{"key and hash", route("auth:\n  keys:\n    - key: k\n      key_sha256: aa\n      tenant: t\n"), "auth.keys[0].key_sha256"},
 		{"bad hash", route("auth:\n  keys:\n    - key_sha256: zz\n      tenant: t\n"), "auth.keys[0].key_sha256"},
 		{"key without tenant", route("auth:\n  keys:\n    - key: k\n"), "auth.keys[0].tenant"},

@@ -13,9 +13,9 @@ import (
 // for a chunk-size line and after it for the closing CRLF, so one client
 // write frames and sends it without a copy.
 const (
-	readBufBytes = 32 << 10
-	headroom     = 16 // "%x\r\n" of any size that fits the buffer
-	tailroom     = 2  // "\r\n"
+	readBufBytes = 32 << 10 // default size (Options.ReadBufferBytes)
+	headroom     = 16       // "%x\r\n" of any size that fits the buffer
+	tailroom     = 2        // "\r\n"
 )
 
 // errBufferFull is a fill with no room left: an unread line (a chunk size,
@@ -30,7 +30,9 @@ var errBufferFull = errors.New("upstream: read buffer full")
 // read buffer at all.
 type readBuf struct {
 	buf   []byte
-	box   *bufBox // the pooled holder of buf, nil when buf is not pooled
+	box   *bufBox  // the pooled holder of buf, nil when buf is not pooled
+	pool  *bufPool // where buffers come from; nil: readBufBytes ones
+	from  *bufPool // where box goes back to
 	r, w  int
 	size  int // tests: a buffer of this size instead of a pooled one
 	count *int64
@@ -49,7 +51,38 @@ type readBuf struct {
 // the pool allocates nothing.
 type bufBox struct{ b []byte }
 
-var readBufPool = sync.Pool{New: func() any { return &bufBox{b: make([]byte, readBufBytes)} }}
+// bufPool pools read buffers of one size. A route's size is its
+// Options.ReadBufferBytes: raw byte streams (audio) read in larger pieces
+// than SSE, fewer system calls a MiB, and a buffer is held only while
+// received bytes wait in it.
+type bufPool struct {
+	size int
+	p    sync.Pool
+}
+
+var bufPools = struct {
+	mu sync.Mutex
+	m  map[int]*bufPool
+}{m: map[int]*bufPool{}}
+
+// bufPoolOf returns the pool of n-byte read buffers (n <= 0: readBufBytes),
+// one per size for the process.
+func bufPoolOf(n int) *bufPool {
+	if n <= 0 {
+		n = readBufBytes
+	}
+	bufPools.mu.Lock()
+	defer bufPools.mu.Unlock()
+	p := bufPools.m[n]
+	if p == nil {
+		p = &bufPool{size: n}
+		p.p.New = func() any { return &bufBox{b: make([]byte, n)} }
+		bufPools.m[n] = p
+	}
+	return p
+}
+
+var defaultBufPool = bufPoolOf(readBufBytes)
 
 // reset points r at a new source; raw, when set, is src's socket, read
 // directly, and count adds up the bytes read from it (src counts its own).
@@ -71,7 +104,11 @@ func (r *readBuf) acquire() {
 	if r.size > 0 {
 		r.buf = make([]byte, r.size)
 	} else {
-		r.box = readBufPool.Get().(*bufBox)
+		p := r.pool
+		if p == nil {
+			p = defaultBufPool
+		}
+		r.box, r.from = p.p.Get().(*bufBox), p
 		r.buf = r.box.b
 	}
 	r.r, r.w = headroom, headroom
@@ -80,9 +117,9 @@ func (r *readBuf) acquire() {
 // release gives the buffer back; whatever it held is dropped.
 func (r *readBuf) release() {
 	if r.box != nil {
-		readBufPool.Put(r.box)
+		r.from.p.Put(r.box)
 	}
-	r.buf, r.box, r.r, r.w = nil, nil, 0, 0
+	r.buf, r.box, r.from, r.r, r.w = nil, nil, nil, 0, 0
 }
 
 // preload puts bytes already received (after a response head) in front.

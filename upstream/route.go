@@ -37,6 +37,12 @@ type Options struct {
 	MaxConns         int           // connections to the upstream host; default 4096
 	TLSSkipVerify    bool
 
+	// ReadBufferBytes is a stream's upstream read buffer, held only while
+	// received bytes wait in it; default 32 KiB, 256 KiB for KindRaw
+	// (audio arrives in bulk: larger reads and client writes, fewer system
+	// calls a MiB).
+	ReadBufferBytes int
+
 	Capture         bool  // keep the request body and response chunks
 	MaxCaptureBytes int   // per direction; default 4 MiB
 	MaxBodyBytes    int64 // request body limit; default 32 MiB
@@ -74,6 +80,9 @@ func (o *Options) setDefaults() {
 	if o.MaxConns == 0 {
 		o.MaxConns = 4096
 	}
+	if o.ReadBufferBytes == 0 {
+		o.ReadBufferBytes = DefaultReadBufferBytes(o.Kind)
+	}
 	if o.MaxCaptureBytes == 0 {
 		o.MaxCaptureBytes = 4 << 20
 	}
@@ -102,8 +111,23 @@ type Route struct {
 	authValue []byte // "Bearer <key>" or the bare key; nil when not configured
 	extra     [][2][]byte
 
-	pool     *pool // the targets; nil on a target's own copy of the route
+	pool     *pool    // the targets; nil on a target's own copy of the route
+	bufs     *bufPool // read buffers of ReadBufferBytes
 	failover failoverSet
+}
+
+// The bounds of Options.ReadBufferBytes.
+const (
+	MinReadBufferBytes = 4 << 10
+	MaxReadBufferBytes = 16 << 20
+)
+
+// DefaultReadBufferBytes is Options.ReadBufferBytes's default for kind.
+func DefaultReadBufferBytes(kind record.Kind) int {
+	if kind == record.KindRaw {
+		return 256 << 10
+	}
+	return readBufBytes
 }
 
 // ErrNoProviderKey is returned by Open when the route's provider key is unset.
@@ -122,7 +146,10 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	if o.Failover.MaxAttempts < 1 || o.Failover.MaxAttempts > MaxAttempts {
 		return nil, fmt.Errorf("upstream: route %s: failover.max_attempts=%d: must be 1..%d", o.Name, o.Failover.MaxAttempts, MaxAttempts)
 	}
-	r := &Route{Options: o}
+	if o.ReadBufferBytes < MinReadBufferBytes || o.ReadBufferBytes > MaxReadBufferBytes {
+		return nil, fmt.Errorf("upstream: route %s: read_buffer_bytes=%d: must be %d..%d", o.Name, o.ReadBufferBytes, MinReadBufferBytes, MaxReadBufferBytes)
+	}
+	r := &Route{Options: o, bufs: bufPoolOf(o.ReadBufferBytes)}
 	for _, c := range o.Failover.On {
 		switch c {
 		case FailoverConnect:
@@ -177,6 +204,7 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		authKey:  []byte(textproto.CanonicalMIMEHeaderKey(o.AuthHeader)),
 		match:    r.match,
 		prefix:   r.prefix,
+		bufs:     r.bufs,
 	}
 	if o.ProviderKey != "" {
 		if strings.EqualFold(o.AuthHeader, "Authorization") {
