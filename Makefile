@@ -51,7 +51,7 @@ BENCH_SRC ?= .
 BENCH_BUILD := $(if $(filter bin,$(BENCH_BIN)),build)
 
 bench: $(BENCH_BUILD)
-	@$(SERVICES) start
+	@RELAY_CLICKHOUSE_OWN_FS=1 $(SERVICES) start
 	@eval "$$($(SERVICES) env)" && bash bench/run.sh -b $(BENCH_BIN) -s $(BENCH_SRC)
 
 ## bench-quick: scenarios 1, 2 and 7 and one round of 4, short (< 2 min); writes bench/results/quick/REPORT.md

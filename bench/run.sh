@@ -260,6 +260,13 @@ redis-cli -u "redis://$redis_addr" ping 2>/dev/null | grep -q PONG && have_redis
 [ $have_ch = 1 ] && [ $have_redis = 1 ] && prod=1
 note have_clickhouse $have_ch
 note have_redis $have_redis
+# Where ClickHouse keeps its parts: make bench asks services.sh for a
+# filesystem of its own (RELAY_CLICKHOUSE_OWN_FS=1, see services.sh).
+if mountpoint -q "${RELAY_SERVICES_DIR:-/tmp/stream-relay-services}/clickhouse" 2>/dev/null; then
+	note ch_fs "a filesystem of its own (loop-mounted ext4, services.sh RELAY_CLICKHOUSE_OWN_FS=1)"
+else
+	note ch_fs "a directory of the machine's root filesystem"
+fi
 note have_production_shape $prod
 log "services: clickhouse $have_ch, redis $have_redis"
 

@@ -162,6 +162,7 @@ func (rp *report) markdown(chart bool) string {
 		{"Go", m["go"]},
 		{"nginx", m["nginx"]},
 		{"open files limit", m["nofile"]},
+		{"ClickHouse data on", orNone(m["ch_fs"])},
 		{"load average at start / end", m["load_start"] + " / " + m["load_end"]},
 		{"other processes above 10% CPU at start", orNone(m["busy_start"])},
 	})
