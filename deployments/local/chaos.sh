@@ -34,6 +34,11 @@ fuzz() { # package target
 	echo "chaos: fuzzing $target for $FUZZTIME" >&2
 	out=$($GO test -run '^$' -fuzz "^${target}\$" -fuzztime "$FUZZTIME" "$pkg" 2>&1) || bad=1
 	execs=$(grep -o 'execs: [0-9]*' <<<"$out" | tail -1 | grep -o '[0-9]*')
+	# A target that no longer exists fuzzes nothing and still passes: fail it.
+	if [ "${execs:-0}" = 0 ]; then
+		bad=1
+		echo "chaos: $target in $pkg ran no input (no such fuzz target?)" >&2
+	fi
 	[ "$bad" = 1 ] && { status=1; grep -E 'Failing input|--- FAIL|_test.go' <<<"$out" | head -5 >&2; }
 	echo "CHAOS|fuzz/$target|${execs:-0}|${execs:-0}|0|$bad|-|-|-|-" >>"$report"
 }
@@ -42,7 +47,8 @@ fuzz ./usage/ FuzzFind
 fuzz ./usage/ FuzzModel
 fuzz ./usage/ FuzzInjectIncludeUsage
 fuzz ./upstream/ FuzzBodyReader
-fuzz ./upstream/ FuzzTokenScanner
+fuzz ./usage/ FuzzContentScanner
+fuzz ./handlers/ FuzzCheckRequestStart
 fuzz ./upstream/ FuzzCopyRequestHeaders
 fuzz ./chlog/ FuzzVerifySpool
 fuzz ./cmd/relay/ FuzzParseSSE
