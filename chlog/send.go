@@ -27,7 +27,7 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 		w.kickReplayer()
 		return nil
 	}
-	g := &gather{w: w, m: m, buf: buf, limit: w.coalesceLimit()}
+	g := &gather{w: w, m: m, buf: buf, size: len(buf.Buf), limit: w.coalesceLimit()}
 	defer func() { w.budget.release(g.held) }()
 	unknown, err := w.deliverGathering(ctx, m, buf.Buf, false, w.o.Retries, g)
 	m = g.m
@@ -83,9 +83,6 @@ type gather struct {
 // nil when no block waits or the insert is full.
 func (g *gather) next() []byte {
 	w := g.w
-	if g.size == 0 {
-		g.size = len(g.buf.Buf)
-	}
 	for !g.ended && g.size < g.limit {
 		b := w.sendq.pop()
 		if b == nil {

@@ -277,8 +277,8 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		s.closeAfter = s.hdr.ConnectionClose() || req.Header.ConnectionClose()
 		// The body is read through the stream's own buffer, which is given
 		// back whenever it is empty; the head's reader goes back at once.
-		s.rb.pool = r.bufs
 		s.rb.reset(c, c.raw, &c.in)
+		s.rb.pool = r.bufs
 		if n := c.br.Buffered(); n > 0 {
 			p, _ := c.br.Peek(n)
 			s.rb.preload(p)

@@ -31,8 +31,7 @@ var errBufferFull = errors.New("upstream: read buffer full")
 type readBuf struct {
 	buf   []byte
 	box   *bufBox  // the pooled holder of buf, nil when buf is not pooled
-	pool  *bufPool // where buffers come from; nil: readBufBytes ones
-	from  *bufPool // where box goes back to
+	pool  *bufPool // where buffers come from and go back; nil: defaultBufPool
 	r, w  int
 	size  int // tests: a buffer of this size instead of a pooled one
 	count *int64
@@ -55,10 +54,7 @@ type bufBox struct{ b []byte }
 // Options.ReadBufferBytes: raw byte streams (audio) read in larger pieces
 // than SSE, fewer system calls a MiB, and a buffer is held only while
 // received bytes wait in it.
-type bufPool struct {
-	size int
-	p    sync.Pool
-}
+type bufPool struct{ p sync.Pool }
 
 var bufPools = struct {
 	mu sync.Mutex
@@ -75,7 +71,7 @@ func bufPoolOf(n int) *bufPool {
 	defer bufPools.mu.Unlock()
 	p := bufPools.m[n]
 	if p == nil {
-		p = &bufPool{size: n}
+		p = &bufPool{}
 		p.p.New = func() any { return &bufBox{b: make([]byte, n)} }
 		bufPools.m[n] = p
 	}
@@ -104,11 +100,7 @@ func (r *readBuf) acquire() {
 	if r.size > 0 {
 		r.buf = make([]byte, r.size)
 	} else {
-		p := r.pool
-		if p == nil {
-			p = defaultBufPool
-		}
-		r.box, r.from = p.p.Get().(*bufBox), p
+		r.box = r.bufPool().p.Get().(*bufBox)
 		r.buf = r.box.b
 	}
 	r.r, r.w = headroom, headroom
@@ -117,9 +109,18 @@ func (r *readBuf) acquire() {
 // release gives the buffer back; whatever it held is dropped.
 func (r *readBuf) release() {
 	if r.box != nil {
-		r.from.p.Put(r.box)
+		r.bufPool().p.Put(r.box)
 	}
-	r.buf, r.box, r.from, r.r, r.w = nil, nil, nil, 0, 0
+	r.buf, r.box, r.r, r.w = nil, nil, 0, 0
+}
+
+// bufPool is where r's buffers come from. r.pool changes only while r holds
+// none (Route.exchangeOnce sets it after reset).
+func (r *readBuf) bufPool() *bufPool {
+	if r.pool == nil {
+		return defaultBufPool
+	}
+	return r.pool
 }
 
 // preload puts bytes already received (after a response head) in front.
