@@ -81,7 +81,7 @@ func (o *Options) setDefaults() {
 		o.MaxConns = 4096
 	}
 	if o.ReadBufferBytes == 0 {
-		o.ReadBufferBytes = DefaultReadBufferBytes(o.Kind)
+		o.ReadBufferBytes = defaultReadBufferBytes(o.Kind)
 	}
 	if o.MaxCaptureBytes == 0 {
 		o.MaxCaptureBytes = 4 << 20
@@ -122,8 +122,8 @@ const (
 	MaxReadBufferBytes = 16 << 20
 )
 
-// DefaultReadBufferBytes is Options.ReadBufferBytes's default for kind.
-func DefaultReadBufferBytes(kind record.Kind) int {
+// defaultReadBufferBytes is Options.ReadBufferBytes's default for kind.
+func defaultReadBufferBytes(kind record.Kind) int {
 	if kind == record.KindRaw {
 		return 256 << 10
 	}

@@ -76,6 +76,10 @@ own_fs() {
 	if ch_up; then
 		log "restarting clickhouse on a filesystem of its own"
 		stop_clickhouse
+		if ch_up; then
+			log "a clickhouse this script did not start answers on $ch_http_port; its data stays where it is"
+			return 0
+		fi
 	fi
 	local img=$dir/clickhouse.img
 	mkdir -p "$dir/clickhouse"
