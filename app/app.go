@@ -14,6 +14,7 @@ import (
 	"github.com/gofiber/fiber/v2"
 	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/handlers"
+	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/telemetry"
@@ -291,6 +292,7 @@ func (a *App) Listen() (net.Listener, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listen %s: %w", a.Addr(), err)
 	}
+	ln = socket.Listener{Listener: ln} // beneath TLS too
 	if a.cfg.Server.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(a.cfg.Server.TLSCert, a.cfg.Server.TLSKey)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stream-relay/stream-relay/handlers"
+	"github.com/stream-relay/stream-relay/internal/socket"
 )
 
 // edgeListener wraps the relay's listener so that each connection is an
@@ -29,9 +30,10 @@ func (l edgeListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c = socket.Wrap(c) // when the listener did not (Serve with a plain one)
 	ec := &edgeConn{Conn: c, fresh: true, start: true}
-	if tc, ok := c.(*net.TCPConn); ok {
-		if raw, err := tc.SyscallConn(); err == nil {
+	if sc, ok := c.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
 			ec.raw = raw
 			ec.rawFn = ec.rawPrefetch
 		}
@@ -149,17 +151,17 @@ func (c *edgeConn) rawPrefetch(fd uintptr) bool {
 		c.pre = prefetchPool.Get().(*prefetchBuf)
 	}
 	for {
-		n, err := syscall.Read(int(fd), c.pre.b[:])
-		switch err {
+		n, errno := socket.Read(fd, c.pre.b[:])
+		switch errno {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			c.releasePrefetch()
 			return false
 		}
-		c.rawN = max(n, 0)
-		if err != nil {
-			c.rawErrno = os.NewSyscallError("read", err)
+		c.rawN = n
+		if errno != 0 {
+			c.rawErrno = os.NewSyscallError("read", errno)
 		}
 		return true
 	}

@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"errors"
 	"net"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/rueidis"
+
+	"github.com/stream-relay/stream-relay/internal/socket"
 )
 
 // bucketLua is the one script that takes and debits buckets. It runs with
@@ -69,6 +72,7 @@ func (s *redisStore) connect() error {
 		// switch to the fallback).
 		PipelineMultiplex: -1,
 		OnInvalidations:   s.onInvalidations,
+		DialCtxFn:         dialRedis,
 	})
 	if err != nil {
 		return err
@@ -316,4 +320,15 @@ func parseTake(r rueidis.RedisResult) (bool, levels, int64, error) {
 	lv.key = float64(n[2]) / levelScale
 	lv.tok = float64(n[3]) / levelScale
 	return n[0] == 1, lv, n[4], nil
+}
+
+// dialRedis connects to a Redis node over plain TCP whose reads and writes
+// skip the scheduler's system-call bookkeeping (package socket): every
+// decision is a write and a read on this connection.
+func dialRedis(ctx context.Context, addr string, d *net.Dialer, _ *tls.Config) (net.Conn, error) {
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return socket.Wrap(c), nil
 }

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
@@ -100,6 +101,7 @@ func (d *dialer) dial(addr string) (net.Conn, error) {
 	if err != nil {
 		return nil, &DialError{Err: err}
 	}
+	c = socket.Wrap(c) // beneath TLS too
 	if d.tls != nil {
 		tc := tls.Client(c, d.tls)
 		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
@@ -112,8 +114,8 @@ func (d *dialer) dial(addr string) (net.Conn, error) {
 		c = tc
 	}
 	uc := &conn{Conn: c}
-	if tc, ok := c.(*net.TCPConn); ok {
-		uc.raw, _ = tc.SyscallConn()
+	if sc, ok := c.(syscall.Conn); ok { // plain TCP (a *tls.Conn is none)
+		uc.raw, _ = sc.SyscallConn()
 	}
 	return uc, nil
 }

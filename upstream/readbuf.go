@@ -5,6 +5,8 @@ import (
 	"io"
 	"sync"
 	"syscall"
+
+	"github.com/stream-relay/stream-relay/internal/socket"
 )
 
 // Read buffer layout: bytes [r:w] of buf are received and not yet consumed.
@@ -198,8 +200,8 @@ func (r *readBuf) rawCallback(fd uintptr) bool {
 		r.acquire()
 	}
 	for {
-		n, err := syscall.Read(int(fd), r.buf[r.w:len(r.buf)-tailroom])
-		switch err {
+		n, errno := socket.Read(fd, r.buf[r.w:len(r.buf)-tailroom])
+		switch errno {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
@@ -208,12 +210,9 @@ func (r *readBuf) rawCallback(fd uintptr) bool {
 			}
 			return false
 		}
-		if n < 0 {
-			n = 0
-		}
-		r.rawN, r.rawErr = n, err
-		if err != nil {
-			r.rawErr = &rawReadError{errno: err}
+		r.rawN, r.rawErr = n, nil
+		if errno != 0 {
+			r.rawErr = &rawReadError{errno: errno}
 		}
 		return true
 	}

@@ -1,0 +1,34 @@
+//go:build !race
+
+package socket
+
+import (
+	"syscall"
+	"unsafe"
+)
+
+// Read reads from the non-blocking socket fd into p with a raw system call.
+// It returns the bytes read (0 at the end of the stream) or the errno.
+func Read(fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
+
+// Write writes p to the non-blocking socket fd with a raw system call. It
+// returns the bytes written, perhaps fewer than len(p), or the errno.
+func Write(fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
