@@ -131,7 +131,7 @@ func TestRedisKilledUnderLoad(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := 0; i < 2000 && !stop.Load(); i++ {
+			for i := 0; i < 20000 && !stop.Load(); i++ { // until stop: decisions must go on after the restart
 				resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderChunks: "2"})
 				readAll(t, resp)
 				if resp.StatusCode == 200 {
