@@ -45,7 +45,10 @@ import (
 // as one part or not at all, so a shard's rows are found all or none; when
 // the check reads a replica that has not fetched a part yet, the re-sent
 // rows of that shard form the same part again and the replicas drop it.
-// The processes check asks every node (query_id or initial_query_id).
+// The processes check asks every node (query_id or initial_query_id), and
+// the lookup counts only rows in parts registered in ZooKeeper
+// (registered.go: an insert answered 319 "Unknown status" can leave a part
+// that one replica serves and the server drops later).
 //
 // insert_deduplication_token (current servers) is not sent in cluster
 // mode: with a token, a re-send of missing rows under a new token would no

@@ -29,7 +29,9 @@ import (
 //     block's created_at range so that the server reads only the granules of
 //     those seconds (the key is (route, created_at); the partition is the
 //     day): the cost follows the block, not the table
-//     (BenchmarkPresenceCheck: flat from 10 thousand to 10 million rows),
+//     (BenchmarkPresenceCheck: flat from 10 thousand to 10 million rows);
+//     in a cluster only rows in parts registered in ZooKeeper count
+//     (registered.go),
 //  3. re-sends only the missing rows: nothing when all are there, the
 //     original bytes when none is, else a new block of the missing rows.
 //
@@ -83,7 +85,13 @@ func (w *Writer) lookupMissing(ctx context.Context, m blockMeta, native []byte) 
 	}
 	qctx, cancel := context.WithTimeout(ctx, w.o.InsertTimeout)
 	defer cancel()
-	stored, err := w.ch.presentIDs(qctx, w.o.Database, w.o.Table, lo, hi, ids)
+	var stored map[string]bool
+	orphans := 0
+	if w.o.Cluster != "" {
+		stored, orphans, err = w.registeredIDs(qctx, lo, hi, ids)
+	} else {
+		stored, err = w.ch.presentIDs(qctx, w.o.Database, w.o.Table, lo, hi, ids)
+	}
 	if e, ok := AsException(err); ok && (e.Code == codeUnknownTable || e.Code == codeUnknownDatabase) {
 		// No table, no rows: the insert itself meets (and handles) the
 		// missing table.
@@ -91,6 +99,10 @@ func (w *Writer) lookupMissing(ctx context.Context, m blockMeta, native []byte) 
 	}
 	if err != nil {
 		return resend{}, fmt.Errorf("chlog: presence check of block %d: %w", m.seq, err)
+	}
+	if orphans > 0 {
+		w.log.Warn("chlog: rows found only in parts ClickHouse has not registered in ZooKeeper (an insert that lost ZooKeeper while it committed); re-sending them",
+			"seq", m.seq, "rows", orphans)
 	}
 	r := resend{total: len(ids), token: queryID(m)}
 	switch {
@@ -182,25 +194,8 @@ func decodeForCheck(native []byte) (blocks []*block, ids []string, lo, hi time.T
 // presentIDs returns which of ids (quoteID'd) have a row in db.table whose
 // created_at lies in [lo, hi].
 func (c *chClient) presentIDs(ctx context.Context, db, table string, lo, hi time.Time, ids []string) (map[string]bool, error) {
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	part, err := mw.CreateFormFile("ids", "ids.tsv")
-	if err != nil {
-		return nil, err
-	}
-	for _, id := range ids {
-		_, _ = part.Write([]byte(id))
-		_, _ = part.Write([]byte{'\n'})
-	}
-	if err := mw.Close(); err != nil {
-		return nil, err
-	}
-	q := url.Values{}
-	q.Set("query", presenceSQL(db, table, lo, hi))
-	q.Set("ids_structure", "id String")
-	q.Set("ids_format", "TSV")
 	var out bytes.Buffer
-	if err := c.post(ctx, "/?"+q.Encode(), mw.FormDataContentType(), body.Bytes(), &out); err != nil {
+	if err := c.postIDs(ctx, presenceSQL(db, table, lo, hi), ids, &out); err != nil {
 		return nil, err
 	}
 	stored := make(map[string]bool, len(ids))
@@ -210,6 +205,29 @@ func (c *chClient) presentIDs(ctx context.Context, db, table string, lo, hi time
 		}
 	}
 	return stored, nil
+}
+
+// postIDs runs sql with ids as the external table "ids" (one column id
+// String) and writes the answer into out.
+func (c *chClient) postIDs(ctx context.Context, sql string, ids []string, out *bytes.Buffer) error {
+	var body bytes.Buffer
+	mw := multipart.NewWriter(&body)
+	part, err := mw.CreateFormFile("ids", "ids.tsv")
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		_, _ = part.Write([]byte(id))
+		_, _ = part.Write([]byte{'\n'})
+	}
+	if err := mw.Close(); err != nil {
+		return err
+	}
+	q := url.Values{}
+	q.Set("query", sql)
+	q.Set("ids_structure", "id String")
+	q.Set("ids_format", "TSV")
+	return c.post(ctx, "/?"+q.Encode(), mw.FormDataContentType(), body.Bytes(), out)
 }
 
 // presenceSQL is the lookup of the external table "ids" within a created_at

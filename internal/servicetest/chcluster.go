@@ -227,6 +227,16 @@ func (c *CHCluster) ZooKeeperAddr() string {
 	return "127.0.0.1:" + strconv.Itoa(c.zk.port)
 }
 
+// DeleteZooKeeperPath removes a ZooKeeper node and its children behind the
+// servers' backs (to make the state a lost connection leaves, say).
+func (c *CHCluster) DeleteZooKeeperPath(path string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.zk.deleteAll(path); err != nil {
+		c.tb.Fatalf("clickhouse cluster: %v", err)
+	}
+}
+
 // WaitWritable waits up to timeout until no running node has a read-only
 // replicated table (after StartZooKeeper, say), and reports whether that
 // happened.

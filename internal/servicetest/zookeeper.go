@@ -112,6 +112,21 @@ func (z *zooKeeper) serving() bool {
 	return strings.Contains(string(b), "Mode: standalone")
 }
 
+// deleteAll removes path and everything under it with ZooKeeper's own
+// command-line client (org.apache.zookeeper.ZooKeeperMain, one command,
+// then it exits).
+func (z *zooKeeper) deleteAll(path string) error {
+	cmd := exec.Command("java", "-Xmx64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+		"-Dzookeeper.root.logger=WARN,CONSOLE",
+		"-cp", zooKeeperConfDir+":"+zooKeeperJar+":/usr/share/java/slf4j-simple.jar",
+		"org.apache.zookeeper.ZooKeeperMain", "-server", "127.0.0.1:"+strconv.Itoa(z.port), "deleteall", path)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("zookeeper deleteall %s: %w: %s", path, err, out)
+	}
+	return nil
+}
+
 // stop kills the server (SIGKILL) and waits until it is reaped.
 func (z *zooKeeper) stop() {
 	if z.proc == nil {
