@@ -97,7 +97,11 @@ func newClient(o *Options) *chClient {
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConnsPerHost: 4,
-			IdleConnTimeout:     90 * time.Second,
+			// Below ClickHouse's keep_alive_timeout (3 s on 18.16, 10 s on
+			// current servers): a request sent on a connection the server
+			// is closing fails ("connection reset by peer"), and a cut
+			// insert is an unknown outcome to settle.
+			IdleConnTimeout: 2 * time.Second,
 		}},
 		lz4: compress.NewWriter(compress.LevelZero, compress.LZ4),
 	}

@@ -507,7 +507,7 @@ func shardRows(t *testing.T, chURL string, native []byte, shard int) (r resend) 
 func postNative(t *testing.T, chURL, table string, native []byte) {
 	t.Helper()
 	q := url.Values{"query": {"INSERT INTO " + table + " FORMAT Native"}, "insert_distributed_sync": {"1"}}
-	resp, err := http.Post(chURL+"/?"+q.Encode(), "application/octet-stream", bytes.NewReader(native))
+	resp, err := servicetest.HTTP.Post(chURL+"/?"+q.Encode(), "application/octet-stream", bytes.NewReader(native))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -566,7 +566,7 @@ func TestClusterMigrate(t *testing.T) {
 	ddl := func(sql string) {
 		t.Helper()
 		q := url.Values{"query": {sql}, "wait_end_of_query": {"1"}}
-		resp, err := http.Post(c.URLs[3]+"/?"+q.Encode(), "text/plain", nil)
+		resp, err := servicetest.HTTP.Post(c.URLs[3]+"/?"+q.Encode(), "text/plain", nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -39,7 +39,7 @@ func chQuery(chURL, db, sql string) (string, error) {
 		q.Set("database", db)
 	}
 	q.Set("output_format_json_quote_64bit_integers", "0")
-	resp, err := http.Post(chURL+"/?"+q.Encode(), "text/plain", strings.NewReader(sql))
+	resp, err := servicetest.HTTP.Post(chURL+"/?"+q.Encode(), "text/plain", strings.NewReader(sql))
 	if err != nil {
 		return "", err
 	}

@@ -278,7 +278,7 @@ func (c *CHCluster) SyncReplicas(timeout time.Duration) bool {
 // execWithTimeout runs a statement on u, the server's wait bounded by d.
 func execWithTimeout(u, sql string, d time.Duration) error {
 	secs := strconv.Itoa(max(1, int(d.Seconds())))
-	c := http.Client{Timeout: d + time.Second}
+	c := http.Client{Transport: Transport, Timeout: d + time.Second}
 	resp, err := c.Post(u+"/?receive_timeout="+secs+"&send_timeout="+secs, "text/plain", strings.NewReader(sql))
 	if err != nil {
 		return err
@@ -320,7 +320,7 @@ func (c *CHCluster) startNode(i int) error {
 		return err
 	}
 	n.proc = p
-	hc := http.Client{Timeout: time.Second}
+	hc := http.Client{Transport: Transport, Timeout: time.Second}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if resp, err := hc.Get(c.URLs[i] + "/ping"); err == nil {

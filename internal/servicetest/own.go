@@ -125,7 +125,7 @@ func OwnClickHouse(tb testing.TB) (*Process, string) {
 			tb.Fatal(err)
 		}
 	}
-	client := http.Client{Timeout: 500 * time.Millisecond}
+	client := http.Client{Transport: Transport, Timeout: 500 * time.Millisecond}
 	p := &Process{tb: tb, name: "clickhouse-server", dir: dir,
 		args: []string{"--config-file=/etc/clickhouse-server/config.xml", "--",
 			"--listen_host=127.0.0.1",

@@ -29,7 +29,7 @@ func TryQuery(baseURL, db, sql string) ([]map[string]any, error) {
 	if db != "" {
 		q.Set("database", db)
 	}
-	c := http.Client{Timeout: 30 * time.Second}
+	c := http.Client{Transport: Transport, Timeout: 30 * time.Second}
 	resp, err := c.Post(baseURL+"/?"+q.Encode(), "text/plain", nil)
 	if err != nil {
 		return nil, err
@@ -60,7 +60,7 @@ func TryQuery(baseURL, db, sql string) ([]map[string]any, error) {
 // Exec runs a statement that returns no rows (CREATE, DROP, ...).
 func Exec(tb testing.TB, baseURL, sql string) {
 	tb.Helper()
-	c := http.Client{Timeout: 30 * time.Second}
+	c := http.Client{Transport: Transport, Timeout: 30 * time.Second}
 	resp, err := c.Post(baseURL+"/?"+url.Values{"query": {sql}}.Encode(), "text/plain", nil)
 	if err != nil {
 		tb.Fatalf("clickhouse: %v", err)
