@@ -21,8 +21,9 @@ import (
 // stored on both replicas and four on neither right after; in another run
 // two stayed on the writing replica only, still there 20 s later. A check
 // that read such a replica took those rows for stored and never re-sent
-// them: TestClusterZooKeeperDown lost 32 rows (one shard's part of a block)
-// once in CI that way.
+// them. That is the likely way TestClusterZooKeeperDown once lost 32 rows in
+// CI (about one shard's share of a block; the servers' logs of that run
+// were gone).
 //
 // So in a cluster the check reads, through the Distributed table, each
 // row's part (_part) and the replica that served it (replica_path, joined
@@ -41,7 +42,7 @@ import (
 const registeredTries = 3
 
 // registeredRetryDelay is the pause between those reads.
-var registeredRetryDelay = time.Second
+const registeredRetryDelay = time.Second
 
 // servedRow is one row of the cluster presence query: a request id, the
 // part it was read from and the ZooKeeper path of the replica that read it.
