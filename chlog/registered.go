@@ -3,6 +3,7 @@ package chlog
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"strconv"
 	"strings"
 	"time"
@@ -26,16 +27,24 @@ import (
 // were gone).
 //
 // So in a cluster the check reads, through the Distributed table, each
-// row's part (_part) and the replica that served it (replica_path, joined
-// in on each shard: the join's subquery runs where the shard's rows are
-// read), then asks ZooKeeper (system.zookeeper on the node the relay talks
-// to) which parts each of those replicas has registered. A row counts as
-// stored only in a registered part. A row seen only in unregistered parts
-// may also be in a part that a merge or a fetch registered between the two
-// reads, so the check runs again (registeredTries in all, a second apart)
-// before such rows are taken for missing and re-sent. The re-sent part is
-// registered; the orphan stays visible on its replica, a second copy there,
-// until the server drops it.
+// row's part (_part) and the macros of the node that served it
+// (system.macros, joined in on each shard: the join's subquery runs where
+// the shard's rows are read), makes that replica's ZooKeeper path from the
+// table's engine arguments (system.tables' engine_full, e.g.
+// '/clickhouse/tables/{shard}/db.t' and '{replica}') and asks ZooKeeper
+// (system.zookeeper on the node the relay talks to) which parts that
+// replica has registered. A row counts as stored only in a registered part.
+// A row seen only in unregistered parts may also be in a part that a merge
+// or a fetch registered between the two reads, so the check runs again
+// (registeredTries in all, a second apart) before such rows are taken for
+// missing and re-sent. The re-sent part is registered; the orphan stays
+// visible on its replica, a second copy there, until the server drops it.
+//
+// system.replicas would name each replica's path directly, but reading it
+// on 18.16 coincided with a segmentation fault of the server (a null
+// ZooKeeper in zkutil::ZooKeeper::createImpl) in 1 of 16 fresh test
+// clusters, and in none of 16 without it; system.macros and system.tables
+// are plain in-memory tables.
 
 // registeredTries is how often the check reads a block whose rows are seen
 // only in unregistered parts before it re-sends them.
@@ -45,34 +54,43 @@ const registeredTries = 3
 const registeredRetryDelay = time.Second
 
 // servedRow is one row of the cluster presence query: a request id, the
-// part it was read from and the ZooKeeper path of the replica that read it.
+// part it was read from and the macros of the node that read it (see
+// servedSQL).
 type servedRow struct {
-	id, part, replica string
+	id, part, macros string
 }
 
 // registeredIDs returns which of ids have a row in a part that the replica
 // holding it has registered in ZooKeeper, within [lo, hi] (cluster mode).
 // orphans counts the ids seen only in unregistered parts on the last read.
 func (w *Writer) registeredIDs(ctx context.Context, lo, hi time.Time, ids []string) (stored map[string]bool, orphans int, err error) {
+	tpl, err := w.replicaTemplate(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
 	for try := 1; ; try++ {
-		rows, err := w.ch.servedRows(ctx, w.o.Database, w.o.Table, w.localTable(), lo, hi, ids)
+		rows, err := w.ch.servedRows(ctx, w.o.Database, w.o.Table, lo, hi, ids)
 		if err != nil {
 			return nil, 0, err
 		}
-		parts := map[string]map[string]bool{}
+		parts := map[string]map[string]bool{} // by the serving node's macros
 		for _, r := range rows {
-			if _, ok := parts[r.replica]; ok {
+			if _, ok := parts[r.macros]; ok {
 				continue
 			}
-			names, err := w.ch.registeredParts(ctx, r.replica)
+			path, err := tpl.replicaPath(r.macros)
 			if err != nil {
 				return nil, 0, err
 			}
-			parts[r.replica] = names
+			names, err := w.ch.registeredParts(ctx, path)
+			if err != nil {
+				return nil, 0, err
+			}
+			parts[r.macros] = names
 		}
 		stored = make(map[string]bool, len(rows))
 		for _, r := range rows {
-			if parts[r.replica][r.part] {
+			if parts[r.macros][r.part] {
 				stored[r.id] = true
 			}
 		}
@@ -94,13 +112,13 @@ func (w *Writer) registeredIDs(ctx context.Context, lo, hi time.Time, ids []stri
 }
 
 // servedRows runs the cluster presence query: for each of ids (an external
-// table, as in presentIDs) stored in [lo, hi], the part and the replica it
-// was read from. The replica comes from a join with system.replicas on the
-// column truncated (0 or 1 in every row), whose subquery each shard runs
-// itself; a scalar subquery would run once, on the node asked.
-func (c *chClient) servedRows(ctx context.Context, db, table, local string, lo, hi time.Time, ids []string) ([]servedRow, error) {
+// table, as in presentIDs) stored in [lo, hi], the part and the node it was
+// read from. The node's macros come from a join on the column truncated (0
+// or 1 in every row) whose subquery each shard runs itself; a scalar
+// subquery would run once, on the node asked.
+func (c *chClient) servedRows(ctx context.Context, db, table string, lo, hi time.Time, ids []string) ([]servedRow, error) {
 	var out bytes.Buffer
-	if err := c.postIDs(ctx, servedSQL(db, table, local, lo, hi), ids, &out); err != nil {
+	if err := c.postIDs(ctx, servedSQL(db, table, lo, hi), ids, &out); err != nil {
 		return nil, err
 	}
 	var rows []servedRow
@@ -110,17 +128,20 @@ func (c *chClient) servedRows(ctx context.Context, db, table, local string, lo, 
 			continue
 		}
 		if id := quoteID([]byte(f[0])); id != "" {
-			rows = append(rows, servedRow{id: id, part: unescapeTSV(f[1]), replica: unescapeTSV(f[2])})
+			rows = append(rows, servedRow{id: id, part: unescapeTSV(f[1]), macros: unescapeTSV(f[2])})
 		}
 	}
 	return rows, nil
 }
 
-// servedSQL is the query of servedRows.
-func servedSQL(db, table, local string, lo, hi time.Time) string {
-	return "SELECT DISTINCT request_id, _part, replica FROM " + db + "." + table +
-		" ANY INNER JOIN (SELECT arrayJoin([toUInt8(0), toUInt8(1)]) AS truncated, replica_path AS replica" +
-		" FROM system.replicas WHERE database = " + sqlString(db) + " AND table = " + sqlString(local) + ") USING truncated" +
+// servedSQL is the query of servedRows. A node's macros come as one string,
+// name and value joined by macroSep, pairs by pairSep (bytes TSV leaves
+// alone).
+func servedSQL(db, table string, lo, hi time.Time) string {
+	return "SELECT DISTINCT request_id, _part, macros FROM " + db + "." + table +
+		" ANY INNER JOIN (SELECT arrayJoin([toUInt8(0), toUInt8(1)]) AS truncated, macros FROM" +
+		" (SELECT arrayStringConcat(groupArray(concat(macro, '\\x1f', substitution)), '\\x1e') AS macros FROM system.macros))" +
+		" USING truncated" +
 		" WHERE created_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + ")" +
 		" AND created_at <= toDateTime(" + strconv.FormatInt(hi.Unix(), 10) + ")" +
 		" AND request_id IN ids FORMAT TSV"
@@ -141,6 +162,100 @@ func (c *chClient) registeredParts(ctx context.Context, replica string) (map[str
 		}
 	}
 	return names, nil
+}
+
+// Separators of servedSQL's macros string.
+const (
+	macroSep = "\x1f"
+	pairSep  = "\x1e"
+)
+
+// replicaTemplate is the local table's ZooKeeper path and replica name as
+// its engine arguments give them, macros unexpanded.
+type replicaTemplate struct {
+	path, replica string
+	db, table     string // for the {database} and {table} macros of current servers
+}
+
+// replicaTemplate reads the local table's engine arguments on the node the
+// relay talks to.
+func (w *Writer) replicaTemplate(ctx context.Context) (replicaTemplate, error) {
+	db, local := w.o.Database, w.localTable()
+	ans, err := w.ch.query(ctx, "SELECT engine_full FROM system.tables WHERE database = "+sqlString(db)+" AND name = "+sqlString(local)+" FORMAT TSV")
+	if err != nil {
+		return replicaTemplate{}, fmt.Errorf("chlog: table %s.%s: read its engine: %w", db, local, err)
+	}
+	// 18.16 shows the arguments' quotes escaped (\'/clickhouse/...\').
+	engine := strings.ReplaceAll(unescapeTSV(strings.TrimSpace(ans)), `\'`, `'`)
+	args := quotedArgs(engine, 2)
+	if !strings.HasPrefix(engine, "Replicated") || len(args) < 2 {
+		return replicaTemplate{}, fmt.Errorf("chlog: table %s.%s: engine %q names no ZooKeeper path and replica", db, local, engine)
+	}
+	return replicaTemplate{path: args[0], replica: args[1], db: db, table: local}, nil
+}
+
+// replicaPath is the ZooKeeper path of the replica on the node whose macros
+// servedSQL returned.
+func (t replicaTemplate) replicaPath(macros string) (string, error) {
+	m := map[string]string{"database": t.db, "table": t.table}
+	for pair := range strings.SplitSeq(macros, pairSep) {
+		if k, v, ok := strings.Cut(pair, macroSep); ok {
+			m[k] = v
+		}
+	}
+	path, err := expandMacros(t.path, m)
+	if err != nil {
+		return "", err
+	}
+	replica, err := expandMacros(t.replica, m)
+	if err != nil {
+		return "", err
+	}
+	return path + "/replicas/" + replica, nil
+}
+
+// expandMacros replaces each {name} in s by m[name].
+func expandMacros(s string, m map[string]string) (string, error) {
+	var b strings.Builder
+	for {
+		i := strings.IndexByte(s, '{')
+		if i < 0 {
+			b.WriteString(s)
+			return b.String(), nil
+		}
+		j := strings.IndexByte(s[i:], '}')
+		if j < 0 {
+			return "", fmt.Errorf("chlog: %q: unclosed macro", s)
+		}
+		name := s[i+1 : i+j]
+		v, ok := m[name]
+		if !ok {
+			return "", fmt.Errorf("chlog: %q: macro {%s} is not defined on the node", s, name)
+		}
+		b.WriteString(s[:i])
+		b.WriteString(v)
+		s = s[i+j+1:]
+	}
+}
+
+// quotedArgs returns the first n single-quoted string arguments of an
+// engine definition, unescaped (\' and \\).
+func quotedArgs(engine string, n int) []string {
+	var out []string
+	for i := 0; i < len(engine) && len(out) < n; i++ {
+		if engine[i] != '\'' {
+			continue
+		}
+		var b strings.Builder
+		for i++; i < len(engine) && engine[i] != '\''; i++ {
+			if engine[i] == '\\' && i+1 < len(engine) {
+				i++
+			}
+			b.WriteByte(engine[i])
+		}
+		out = append(out, b.String())
+	}
+	return out
 }
 
 // sqlString quotes s as a ClickHouse string literal.
