@@ -65,8 +65,8 @@ type servedRow struct {
 // orphans counts the ids seen only in unregistered parts on the last read.
 func (w *Writer) registeredIDs(ctx context.Context, lo, hi time.Time, ids []string) (stored map[string]bool, orphans int, err error) {
 	tpl, err := w.replicaTemplate(ctx)
-	if err != nil {
-		return nil, 0, err
+	if err != nil || tpl.path == "" {
+		return nil, 0, err // no local table here: nothing stored, as presentIDs finds
 	}
 	for try := 1; ; try++ {
 		rows, err := w.ch.servedRows(ctx, w.o.Database, w.o.Table, lo, hi, ids)
@@ -178,7 +178,7 @@ type replicaTemplate struct {
 }
 
 // replicaTemplate reads the local table's engine arguments on the node the
-// relay talks to.
+// relay talks to; the zero template when that node has no such table.
 func (w *Writer) replicaTemplate(ctx context.Context) (replicaTemplate, error) {
 	db, local := w.o.Database, w.localTable()
 	ans, err := w.ch.query(ctx, "SELECT engine_full FROM system.tables WHERE database = "+sqlString(db)+" AND name = "+sqlString(local)+" FORMAT TSV")
@@ -187,6 +187,9 @@ func (w *Writer) replicaTemplate(ctx context.Context) (replicaTemplate, error) {
 	}
 	// 18.16 shows the arguments' quotes escaped (\'/clickhouse/...\').
 	engine := strings.ReplaceAll(unescapeTSV(strings.TrimSpace(ans)), `\'`, `'`)
+	if engine == "" {
+		return replicaTemplate{}, nil
+	}
 	args := quotedArgs(engine, 2)
 	if !strings.HasPrefix(engine, "Replicated") || len(args) < 2 {
 		return replicaTemplate{}, fmt.Errorf("chlog: table %s.%s: engine %q names no ZooKeeper path and replica", db, local, engine)
