@@ -63,9 +63,11 @@ func registeredOnly(t *testing.T, u, db string) string {
 // registered.go.)
 func replicaZKPath(t *testing.T, u, db string) string {
 	t.Helper()
-	shard := mustQuery(t, u, "", "SELECT substitution FROM system.macros WHERE macro = 'shard'")
-	replica := mustQuery(t, u, "", "SELECT substitution FROM system.macros WHERE macro = 'replica'")
-	return "/clickhouse/tables/" + shard + "/" + db + ".stream_logs_local/replicas/" + replica
+	m := strings.Split(mustQuery(t, u, "", "SELECT substitution FROM system.macros WHERE macro IN ('shard', 'replica') ORDER BY macro DESC"), "\n")
+	if len(m) != 2 {
+		t.Fatalf("node %s: macros shard and replica: %q", u, m)
+	}
+	return "/clickhouse/tables/" + m[0] + "/" + db + ".stream_logs_local/replicas/" + m[1]
 }
 
 // localCounts returns the rows of the local table in registered parts on

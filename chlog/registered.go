@@ -151,7 +151,7 @@ func servedSQL(db, table string, lo, hi time.Time) string {
 // has registered there.
 func (c *chClient) registeredParts(ctx context.Context, replica string) (map[string]bool, error) {
 	var out bytes.Buffer
-	sql := "SELECT name FROM system.zookeeper WHERE path = " + sqlString(replica+"/parts") + " FORMAT TSV"
+	sql := "SELECT name FROM system.zookeeper WHERE path = " + quoteString(replica+"/parts") + " FORMAT TSV"
 	if err := c.post(ctx, "/", "", []byte(sql), &out); err != nil {
 		return nil, err
 	}
@@ -181,7 +181,7 @@ type replicaTemplate struct {
 // relay talks to; the zero template when that node has no such table.
 func (w *Writer) replicaTemplate(ctx context.Context) (replicaTemplate, error) {
 	db, local := w.o.Database, w.localTable()
-	ans, err := w.ch.query(ctx, "SELECT engine_full FROM system.tables WHERE database = "+sqlString(db)+" AND name = "+sqlString(local)+" FORMAT TSV")
+	ans, err := w.ch.query(ctx, "SELECT engine_full FROM system.tables WHERE database = "+quoteString(db)+" AND name = "+quoteString(local)+" FORMAT TSV")
 	if err != nil {
 		return replicaTemplate{}, fmt.Errorf("chlog: table %s.%s: read its engine: %w", db, local, err)
 	}
@@ -259,11 +259,6 @@ func quotedArgs(engine string, n int) []string {
 		out = append(out, b.String())
 	}
 	return out
-}
-
-// sqlString quotes s as a ClickHouse string literal.
-func sqlString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
 }
 
 // unescapeTSV undoes TSV's escaping of a field (\\, \t, \n and the like).

@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-func TestSQLStringAndUnescapeTSV(t *testing.T) {
+func TestQuoteStringAndUnescapeTSV(t *testing.T) {
 	for in, want := range map[string]string{
 		"/clickhouse/tables/01/db.t/replicas/r1": "'/clickhouse/tables/01/db.t/replicas/r1'",
 		`it's`:                                   `'it\'s'`,
@@ -13,8 +13,8 @@ func TestSQLStringAndUnescapeTSV(t *testing.T) {
 		``:                                       `''`,
 		`\'`:                                     `'\\\''`,
 	} {
-		if got := sqlString(in); got != want {
-			t.Errorf("sqlString(%q) = %s; want %s", in, got, want)
+		if got := quoteString(in); got != want {
+			t.Errorf("quoteString(%q) = %s; want %s", in, got, want)
 		}
 	}
 	for in, want := range map[string]string{

@@ -19,6 +19,8 @@ import (
 const (
 	zooKeeperJar     = "/usr/share/java/zookeeper.jar"
 	zooKeeperConfDir = "/etc/zookeeper/conf"
+	// zooKeeperClassPath serves the server and the command-line client.
+	zooKeeperClassPath = zooKeeperConfDir + ":" + zooKeeperJar + ":/usr/share/java/slf4j-simple.jar"
 )
 
 // zooKeeper is one standalone ZooKeeper 3.8 server on a loopback port,
@@ -72,7 +74,7 @@ func (z *zooKeeper) start() error {
 	}
 	p, err := startChild(z.dir, "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dzookeeper.log.dir="+z.dir, "-Dzookeeper.root.logger=WARN,CONSOLE",
-		"-cp", zooKeeperConfDir+":"+zooKeeperJar+":/usr/share/java/slf4j-simple.jar",
+		"-cp", zooKeeperClassPath,
 		"org.apache.zookeeper.server.ZooKeeperServerMain", filepath.Join(z.dir, "zoo.cfg"))
 	if err != nil {
 		return err
@@ -118,7 +120,7 @@ func (z *zooKeeper) serving() bool {
 func (z *zooKeeper) deleteAll(path string) error {
 	cmd := exec.Command("java", "-Xmx64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dzookeeper.root.logger=WARN,CONSOLE",
-		"-cp", zooKeeperConfDir+":"+zooKeeperJar+":/usr/share/java/slf4j-simple.jar",
+		"-cp", zooKeeperClassPath,
 		"org.apache.zookeeper.ZooKeeperMain", "-server", "127.0.0.1:"+strconv.Itoa(z.port), "deleteall", path)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
