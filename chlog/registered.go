@@ -40,11 +40,12 @@ import (
 // missing and re-sent. The re-sent part is registered; the orphan stays
 // visible on its replica, a second copy there, until the server drops it.
 //
-// system.replicas would name each replica's path directly, but reading it
-// on 18.16 coincided with a segmentation fault of the server (a null
-// ZooKeeper in zkutil::ZooKeeper::createImpl) in 1 of 16 fresh test
-// clusters, and in none of 16 without it; system.macros and system.tables
-// are plain in-memory tables.
+// system.replicas would name each replica's path directly. A first version
+// read it, and test clusters then lost a node to a segmentation fault (a
+// null ZooKeeper in zkutil::ZooKeeper::createImpl) in 1 of 16 fresh runs
+// under load; but a later CI run lost a node the same way before any such
+// query, so the link is not shown. system.macros and system.tables are
+// plain in-memory tables, and that is reason enough to prefer them.
 
 // registeredTries is how often the check reads a block whose rows are seen
 // only in unregistered parts before it re-sends them.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -170,8 +171,40 @@ func startCluster(tb testing.TB) (*CHCluster, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := c.settle(); err != nil {
+		return nil, err
+	}
 	ok = true
 	return c, nil
+}
+
+// settle runs one ON CLUSTER statement (a no-op DROP) until every node's
+// DDL worker executed it and every node still runs, restarting a node that
+// died meanwhile. 18.16's DDL worker can crash its server right after
+// start when its first ZooKeeper session is slow (segmentation fault in
+// zkutil::ZooKeeper::createImpl, seen under CI's load in the first cluster
+// test); once it has executed a statement, the session is up.
+func (c *CHCluster) settle() error {
+	var err error
+	for round := 1; round <= 3; round++ {
+		q := url.Values{"distributed_ddl_task_timeout": {"30"}, "wait_end_of_query": {"1"}}
+		err = postWithTimeout(c.URLs[0]+"/?"+q.Encode(), "DROP DATABASE IF EXISTS servicetest_settle ON CLUSTER "+c.Name, 40*time.Second)
+		died := false
+		for i, n := range c.nodes {
+			if n.proc != nil && !n.proc.exited() {
+				continue
+			}
+			died = true
+			c.tb.Logf("clickhouse cluster: node %d exited at start-up (see %s); starting it again", i, filepath.Join(n.dir, "error.log"))
+			if serr := c.startNode(i); serr != nil {
+				return serr
+			}
+		}
+		if err == nil && !died {
+			return nil
+		}
+	}
+	return fmt.Errorf("clickhouse cluster: nodes not settled after 3 rounds: %v", err)
 }
 
 // Kill kills node i with SIGKILL, like a crash, and returns once the
@@ -278,8 +311,14 @@ func (c *CHCluster) SyncReplicas(timeout time.Duration) bool {
 // execWithTimeout runs a statement on u, the server's wait bounded by d.
 func execWithTimeout(u, sql string, d time.Duration) error {
 	secs := strconv.Itoa(max(1, int(d.Seconds())))
-	c := http.Client{Transport: Transport, Timeout: d + time.Second}
-	resp, err := c.Post(u+"/?receive_timeout="+secs+"&send_timeout="+secs, "text/plain", strings.NewReader(sql))
+	return postWithTimeout(u+"/?receive_timeout="+secs+"&send_timeout="+secs, sql, d+time.Second)
+}
+
+// postWithTimeout posts sql to u (with its query string) and fails on a
+// status other than 200 or after d.
+func postWithTimeout(u, sql string, d time.Duration) error {
+	c := http.Client{Transport: Transport, Timeout: d}
+	resp, err := c.Post(u, "text/plain", strings.NewReader(sql))
 	if err != nil {
 		return err
 	}
