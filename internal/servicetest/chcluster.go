@@ -120,7 +120,8 @@ func ClickHouseCluster(tb testing.TB) *CHCluster {
 
 // StopClickHouseCluster stops the cluster if one was started: the
 // ClickHouse servers first (SIGTERM, so they close their ZooKeeper sessions),
-// then ZooKeeper, and removes the scratch directory. Call it from TestMain
+// then ZooKeeper, and removes the scratch directory (kept, with the
+// servers' logs, when RELAY_TEST_KEEP_CLUSTER is set). Call it from TestMain
 // after m.Run in every package that uses ClickHouseCluster.
 func StopClickHouseCluster() {
 	clusterMu.Lock()
@@ -185,17 +186,23 @@ func startCluster(tb testing.TB) (*CHCluster, error) {
 // zkutil::ZooKeeper::createImpl, seen under CI's load in the first cluster
 // test); once it has executed a statement, the session is up.
 func (c *CHCluster) settle() error {
+	const rounds = 5
 	var err error
-	for round := 1; round <= 3; round++ {
+	for round := 1; round <= rounds; round++ {
 		q := url.Values{"distributed_ddl_task_timeout": {"30"}, "wait_end_of_query": {"1"}}
 		err = postWithTimeout(c.URLs[0]+"/?"+q.Encode(), "DROP DATABASE IF EXISTS servicetest_settle ON CLUSTER "+c.Name, 40*time.Second)
+		if err != nil {
+			// A server that crashed closes its ports before its process
+			// is reaped: wait for that, or the round would not see it.
+			c.awaitDying(10 * time.Second)
+		}
 		died := false
 		for i, n := range c.nodes {
 			if n.proc != nil && !n.proc.exited() {
 				continue
 			}
 			died = true
-			c.tb.Logf("clickhouse cluster: node %d exited at start-up (see %s); starting it again", i, filepath.Join(n.dir, "error.log"))
+			c.tb.Logf("clickhouse cluster: node %d exited after start; starting it again; its log ends: %s", i, logTail(filepath.Join(n.dir, "error.log"), 1500))
 			if serr := c.startNode(i); serr != nil {
 				return serr
 			}
@@ -203,8 +210,20 @@ func (c *CHCluster) settle() error {
 		if err == nil && !died {
 			return nil
 		}
+		time.Sleep(time.Second)
 	}
-	return fmt.Errorf("clickhouse cluster: nodes not settled after 3 rounds: %v", err)
+	return fmt.Errorf("nodes not settled after %d rounds: %v", rounds, err)
+}
+
+// awaitDying waits up to d until every node whose HTTP port is closed has
+// exited, so that the caller finds it dead rather than running.
+func (c *CHCluster) awaitDying(d time.Duration) {
+	deadline := time.Now().Add(d)
+	for _, n := range c.nodes {
+		for n.proc != nil && !n.proc.exited() && !portOpen(n.http) && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 }
 
 // Kill kills node i with SIGKILL, like a crash, and returns once the
@@ -345,6 +364,10 @@ func (c *CHCluster) stop() {
 	if c.zk != nil {
 		c.zk.stop()
 	}
+	if os.Getenv("RELAY_TEST_KEEP_CLUSTER") != "" {
+		fmt.Fprintf(os.Stderr, "servicetest: RELAY_TEST_KEEP_CLUSTER is set: the cluster's logs and data stay in %s\n", c.dir)
+		return
+	}
 	_ = os.RemoveAll(c.dir)
 }
 
@@ -402,15 +425,20 @@ var errPortTaken = errors.New("its port is served by another process")
 // clusters at the same time) is errPortTaken, so the caller retries with
 // new ports.
 func startFailure(i int, url, errorLog string) error {
-	text, _ := os.ReadFile(errorLog)
-	if len(text) > 2000 {
-		text = text[len(text)-2000:]
-	}
-	tail := strings.TrimSpace(string(text))
+	tail := logTail(errorLog, 2000)
 	if strings.Contains(tail, "Address already in use") {
 		return fmt.Errorf("node %d (%s) exited at start: %w; log: %s", i, url, errPortTaken, tail)
 	}
 	return fmt.Errorf("node %d (%s) exited at start; log: %s", i, url, tail)
+}
+
+// logTail returns the last n bytes of a log file, trimmed.
+func logTail(path string, n int) string {
+	text, _ := os.ReadFile(path)
+	if len(text) > n {
+		text = text[len(text)-n:]
+	}
+	return strings.TrimSpace(string(text))
 }
 
 // waitNoReadonly waits until the server at u has no read-only replicated
