@@ -245,6 +245,7 @@ func (a *App) quotaOptionsOf(cfg *Config) quota.Options {
 		Lease:           rl.Lease,
 		LeaseTTL:        rl.LeaseTTL,
 		RenewBelow:      rl.LeaseRenewBelow,
+		LeaseMax:        rl.LeaseMax,
 		Logger:          a.log,
 	}
 	keys, _ := keysOf(cfg)

@@ -169,6 +169,7 @@ type RateLimitConfig struct {
 	Lease           int              `koanf:"lease"`             // requests one Redis decision may admit ahead; default 16, 1 = off
 	LeaseTTL        time.Duration    `koanf:"lease_ttl"`         // unused leased requests go back after this; default 1s
 	LeaseRenewBelow int              `koanf:"lease_renew_below"` // renew a busy tenant's lease in the background at this many left; default lease/4, -1 = off
+	LeaseMax        int              `koanf:"lease_max"`         // the most a busy tenant's lease grows to; default 16 × lease, = lease: fixed
 	Disabled        bool             `koanf:"disabled"`          // no rate limiting at all
 }
 

@@ -207,6 +207,9 @@ func (c *Config) validate() error {
 	if rl.LeaseRenewBelow < -1 || lease > 1 && rl.LeaseRenewBelow >= lease {
 		return &fieldError{"rate_limit.lease_renew_below", rl.LeaseRenewBelow, "must be below rate_limit.lease, -1 for no renewals, or 0 for lease/4"}
 	}
+	if rl.LeaseMax != 0 && rl.LeaseMax < lease {
+		return &fieldError{"rate_limit.lease_max", rl.LeaseMax, "must be >= rate_limit.lease, or 0 for 16 × lease"}
+	}
 	switch rl.OnRedisError {
 	case "local", "allow", "deny":
 	default:

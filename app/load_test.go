@@ -119,6 +119,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"renewal at the lease", route("rate_limit:\n  lease: 8\n  lease_renew_below: 8\n"), "rate_limit.lease_renew_below=8"},
 		{"negative gc_percent", route("server:\n  gc_percent: -1\n"), "server.gc_percent=-1"},
 		{"renewal below -1", route("rate_limit:\n  lease_renew_below: -2\n"), "rate_limit.lease_renew_below=-2"},
+		{"lease max below the lease", route("rate_limit:\n  lease: 32\n  lease_max: 16\n"), "rate_limit.lease_max=16"},
 		{"bad durability", route("storage:\n  clickhouse:\n    durability: sometimes\n"), "storage.clickhouse.durability=sometimes"},
 		{"bad port", route("server:\n  port: 70000\n"), "server.port=70000"},
 		{"header injection", route("    headers: {x-a: \"v\\r\\nevil: 1\"}\n"), "routes[0].headers.x-a"},

@@ -29,13 +29,14 @@ type readCmds struct {
 }
 
 // takeCmd is the EVALSHA take of one tenant (or tenant and key) for the
-// limits it was built with. keys and args rebuild it as an EVAL when the
+// limits and lease size it was built with. keys and args rebuild it as an EVAL when the
 // server does not know the script.
 type takeCmd struct {
-	lim  limits
-	cmd  rueidis.Completed
-	keys []string
-	args []string
+	lim   limits
+	lease int
+	cmd   rueidis.Completed
+	keys  []string
+	args  []string
 }
 
 // tenantCmds returns the tenant's pinned reads, building them on first use.
@@ -66,15 +67,16 @@ func (ks *keyState) keyCmds(c rueidis.Client) *readCmds {
 }
 
 // take returns the pinned take script for lim that asks for leases of up to
-// lease tokens, from slot when it was built for the same limits. A changed
-// override builds (and allocates) it anew, once per change.
+// lease tokens, from slot when it was built for the same limits and lease.
+// A changed override or lease size builds (and allocates) it anew, once per
+// change.
 func take(c rueidis.Client, slot *atomic.Pointer[takeCmd], keys []string, lim limits, kl *keyLimit, lease int) *takeCmd {
 	return scriptCmd(c, slot, "take", keys, lim, kl, lease)
 }
 
 // renewCmd returns the pinned renew script (a lease taken in the
-// background, for no request: bucket.lua) for lim, from slot when it was
-// built for the same limits.
+// background, for no request: bucket.lua) for lim and lease, from slot when
+// it was built for the same.
 func renewCmd(c rueidis.Client, slot *atomic.Pointer[takeCmd], keys []string, lim limits, kl *keyLimit, lease int) *takeCmd {
 	return scriptCmd(c, slot, "renew", keys, lim, kl, lease)
 }
@@ -82,7 +84,7 @@ func renewCmd(c rueidis.Client, slot *atomic.Pointer[takeCmd], keys []string, li
 // scriptCmd builds (or returns from slot) the script run of mode "take" or
 // "renew".
 func scriptCmd(c rueidis.Client, slot *atomic.Pointer[takeCmd], mode string, keys []string, lim limits, kl *keyLimit, lease int) *takeCmd {
-	if t := slot.Load(); t != nil && t.lim == lim {
+	if t := slot.Load(); t != nil && t.lim == lim && t.lease == lease {
 		return t
 	}
 	args := make([]string, 5, 7)
@@ -95,10 +97,11 @@ func scriptCmd(c rueidis.Client, slot *atomic.Pointer[takeCmd], mode string, key
 		args = append(args, strconv.FormatInt(kl.rpm, 10), strconv.FormatInt(kl.burst, 10))
 	}
 	t := &takeCmd{
-		lim:  lim,
-		cmd:  c.B().Evalsha().Sha1(bucketSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin(),
-		keys: keys,
-		args: args,
+		lim:   lim,
+		lease: lease,
+		cmd:   c.B().Evalsha().Sha1(bucketSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build().Pin(),
+		keys:  keys,
+		args:  args,
 	}
 	slot.Store(t)
 	return t

@@ -32,6 +32,46 @@ type lease struct {
 	expires float64 // ms on the limiter's clock
 	// renewing: a renewal of this lease is queued or running (renew.go).
 	renewing bool
+	// size is how many tokens the next grant or renewal asks for (0:
+	// Options.Lease). Unlike the rest it outlives the lease: see grow.
+	size int64
+}
+
+// want is how many tokens the next grant or renewal of ls asks for.
+func (l *Limiter) want(ls *lease) int64 {
+	if ls.size == 0 {
+		return int64(l.o.Lease)
+	}
+	return ls.size
+}
+
+// renewPoint is the number of tokens left at which ls is renewed ahead:
+// Options.RenewBelow scaled to the lease's size; 0 without renewals.
+func (l *Limiter) renewPoint(ls *lease) int64 {
+	if l.renewals == nil {
+		return 0
+	}
+	return int64(l.o.RenewBelow) * l.want(ls) / int64(l.o.Lease)
+}
+
+// grow doubles ls's size (up to Options.LeaseMax) when it reached its
+// renewal point within an eighth of LeaseTTL: at that rate a lease of this
+// size is gone before a renewal's round trip is sure to be back.
+func (l *Limiter) grow(ls *lease, now float64) {
+	ttl := float64(l.o.LeaseTTL) / float64(time.Millisecond)
+	if granted := ls.expires - ttl; now-granted < ttl/8 {
+		ls.size = min(2*l.want(ls), int64(l.o.LeaseMax))
+	}
+}
+
+// expire ends an expired lease; one that left more than half its size
+// unused halves the size of the next (down to Options.Lease). The caller
+// holds ts.mu.
+func (l *Limiter) expire(ts *tenantState, ks *keyState, ls *lease) {
+	if w := l.want(ls); ls.left > w/2 {
+		ls.size = max(w/2, int64(l.o.Lease))
+	}
+	l.release(ts, ks, ls)
 }
 
 // giveBack is a lease's unused tokens on their way back to Redis.
@@ -70,12 +110,15 @@ func (l *Limiter) takeLease(ts *tenantState, ks *keyState) (Decision, bool) {
 	}
 	now := l.now()
 	if now >= ls.expires {
-		l.release(ts, ks, ls)
+		l.expire(ts, ks, ls)
 		ts.mu.Unlock()
 		return Decision{}, false
 	}
 	ls.left--
 	ls.used++
+	if ls.left == l.renewPoint(ls) {
+		l.grow(ls, now)
+	}
 	lim, lv := ls.lim, ls.lv
 	l.spendLocal(ts, ks, lim, now)
 	l.renewAhead(ts, ks, ls, now)
@@ -124,7 +167,7 @@ func (l *Limiter) release(ts *tenantState, ks *keyState, ls *lease) {
 	if ls.left > 0 {
 		l.queueGiveBack(giveBack{ts: ts, ks: ks, lim: ls.lim, n: ls.left})
 	}
-	*ls = lease{}
+	*ls = lease{size: ls.size}
 }
 
 // queueGiveBack queues g for the sweeper and wakes it.
@@ -172,11 +215,11 @@ func (l *Limiter) expireLeases(now float64) {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
 		if ts.lease.left > 0 && now >= ts.lease.expires {
-			l.release(ts, nil, &ts.lease)
+			l.expire(ts, nil, &ts.lease)
 		}
 		for _, ks := range ts.keyed {
 			if ks.lease.left > 0 && now >= ks.lease.expires {
-				l.release(ts, ks, &ks.lease)
+				l.expire(ts, ks, &ks.lease)
 			}
 		}
 	})

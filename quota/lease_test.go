@@ -274,3 +274,71 @@ func TestLeaseWithKeyLimit(t *testing.T) {
 		t.Fatalf("second decision without the key: %+v, want from its lease", d)
 	}
 }
+
+// TestLeaseGrowsForBusyTenant: a lease used up within an eighth of its
+// LeaseTTL doubles for the next script run, up to LeaseMax: with Lease 16
+// and LeaseMax 64, 176 decisions take four script runs (16 + 32 + 64 + 64
+// tokens) instead of eleven, counted by the server's commandstats, and
+// Remaining still counts down by one per request. Renewals are off, so
+// every lease is taken by a request's own script run.
+func TestLeaseGrowsForBusyTenant(t *testing.T) {
+	srv := startOwnRedis(t)
+	const burst = 100000
+	l, err := New(Options{RedisAddr: srv.addr, Default: 1, Burst: burst, Lease: 16, LeaseMax: 64, LeaseTTL: time.Hour,
+		RenewBelow: -1, Timeout: 2 * time.Second, ProbeInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	if d := l.Take(ctx, "warm-up", ""); !d.Allowed { // loads the script
+		t.Fatalf("warm-up %+v", d)
+	}
+	before := commandCalls(t, srv.addr)
+	fromRedis := map[int]bool{0: true, 16: true, 48: true, 112: true}
+	for i := 0; i < 176; i++ {
+		want := SourceLease
+		if fromRedis[i] {
+			want = SourceRedis
+		}
+		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != want || d.Remaining != burst-1-i {
+			t.Fatalf("decision %d: %+v, want admitted from %v with %d left", i, d, want, burst-1-i)
+		}
+	}
+	after := commandCalls(t, srv.addr)
+	if got := after["evalsha"] - before["evalsha"]; got != 4 {
+		t.Fatalf("176 decisions ran the script %d times, want 4", got)
+	}
+	l.Close()
+	level := bucketTokens(t, srv.addr, l.tenant("acme").reqKey)
+	if level < burst-176 || level > burst-176+0.5 {
+		t.Fatalf("bucket holds %.3f tokens after 176 admissions and Close, want %d", level, burst-176)
+	}
+}
+
+// TestLeaseShrinksWhenUnused: a grown lease that expires with more than
+// half its tokens unused halves for the next grant, down to Lease: after
+// the tenant slows down, an instance no longer holds LeaseMax tokens it
+// does not use.
+func TestLeaseShrinksWhenUnused(t *testing.T) {
+	l := newTestLimiter(t, true, Options{Default: 1, Burst: 100000, Lease: 16, LeaseMax: 64, LeaseTTL: time.Hour, RenewBelow: -1})
+	ctx := context.Background()
+	for i := 0; i < 48; i++ { // leases of 16 and 32, both used up: the next asks for 64
+		l.Take(ctx, "acme", "")
+	}
+	ts := l.tenant("acme")
+	leaseLeft := func() int64 {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		return ts.lease.left
+	}
+	for i, want := range []int64{63, 31, 15, 15} {
+		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+			t.Fatalf("grant %d: %+v, want from Redis", i, d)
+		}
+		if got := leaseLeft(); got != want {
+			t.Fatalf("grant %d left %d tokens in the lease, want %d", i, got, want)
+		}
+		l.expireLeases(allLeases) // as LeaseTTL passing would: the tokens go back
+	}
+}

@@ -93,8 +93,18 @@ type Options struct {
 	// wait for Redis. The renewal takes tokens only while the buckets stay
 	// at least half full, as a lease does, and it refuses no request: near
 	// the limit requests are decided by Redis one by one as before.
-	// Default Lease/4 (at least 1); -1 turns renewals off.
+	// Default Lease/4 (at least 1); -1 turns renewals off. A lease grown
+	// past Lease (LeaseMax) is renewed at the same fraction of its size.
 	RenewBelow int
+	// LeaseMax is the most tokens a busy tenant's lease grows to. A lease
+	// starts at Lease tokens; one used down to its renewal point within an
+	// eighth of LeaseTTL doubles for the next grant or renewal, up to
+	// LeaseMax, and one that expires with more than half its tokens unused
+	// halves, down to Lease. At a few thousand requests per second a lease
+	// of 16 lasts a few milliseconds, less than a renewal's round trip on a
+	// busy machine: the tenant's requests waited for Redis again. Default
+	// 16 × Lease; Lease keeps every lease at Lease tokens.
+	LeaseMax int
 	// KeyPrefix starts every Redis key. Default "relay:rl:". It must not
 	// contain '{' or '}', which would break the per-tenant hash tag.
 	KeyPrefix string
@@ -105,6 +115,9 @@ type Options struct {
 
 // DefaultLease is Options.Lease when it is 0.
 const DefaultLease = 16
+
+// leaseGrowth is Options.LeaseMax's default in multiples of Lease.
+const leaseGrowth = 16
 
 // OptionError reports an invalid Options field. Field uses the name of the
 // configuration key (rate_limit.<field>).
@@ -145,6 +158,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.RenewBelow == 0 {
 		o.RenewBelow = max(o.Lease/4, 1)
+	}
+	if o.LeaseMax == 0 {
+		o.LeaseMax = leaseGrowth * o.Lease
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -197,6 +213,9 @@ func (o *Options) validate() error {
 	}
 	if o.LeaseTTL < 0 {
 		return &OptionError{"lease_ttl", o.LeaseTTL, "must be > 0"}
+	}
+	if o.LeaseMax < o.Lease {
+		return &OptionError{"lease_max", o.LeaseMax, "must be >= lease"}
 	}
 	if o.RenewBelow < -1 || o.RenewBelow >= o.Lease && o.Lease > 1 {
 		return &OptionError{"lease_renew_below", o.RenewBelow, "must be below lease, or -1 for no renewals"}

@@ -158,11 +158,17 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 		l.remember(ts, lim, nil, nil, 0)
 		return Decision{Allowed: true, Source: SourceBypass}, nil
 	}
+	size := l.o.Lease
+	if l.leasing {
+		ts.mu.Lock()
+		size = int(l.want(leaseOf(ts, ks)))
+		ts.mu.Unlock()
+	}
 	var t *takeCmd
 	if ks != nil {
-		t = take(c, &ks.take, ks.takeKeys, lim, kl, l.o.Lease)
+		t = take(c, &ks.take, ks.takeKeys, lim, kl, size)
 	} else {
-		t = take(c, &ts.take, ts.takeKeys, lim, nil, l.o.Lease)
+		t = take(c, &ts.take, ts.takeKeys, lim, nil, size)
 	}
 	allowed, lv, n, err := parseTake(runScript(ctx, c, t.cmd, t.keys, t.args))
 	if err != nil {

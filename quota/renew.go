@@ -23,26 +23,27 @@ import (
 const renewQueue = 1024
 
 // renewal is one lease to renew: its tenant (and key), the limits it was
-// granted under, and the tenant's leaseGen then.
+// granted under, the tenant's leaseGen then, and the tokens to ask for.
 type renewal struct {
-	ts  *tenantState
-	ks  *keyState
-	lim limits
-	gen uint64
+	ts   *tenantState
+	ks   *keyState
+	lim  limits
+	gen  uint64
+	size int
 }
 
-// renewAhead queues ls for renewal when a leased admission left it with
-// RenewBelow tokens or fewer within the first half of its time: a lease
-// used that fast runs out before it expires. The caller holds ts.mu.
+// renewAhead queues ls for renewal when a leased admission left it at its
+// renewal point or below within the first half of its time: a lease used
+// that fast runs out before it expires. The caller holds ts.mu.
 func (l *Limiter) renewAhead(ts *tenantState, ks *keyState, ls *lease, now float64) {
-	if l.renewals == nil || ls.renewing || ls.left > int64(l.o.RenewBelow) {
+	if l.renewals == nil || ls.renewing || ls.left > l.renewPoint(ls) {
 		return
 	}
 	if ls.expires-now < float64(l.o.LeaseTTL/2)/float64(time.Millisecond) {
 		return
 	}
 	select {
-	case l.renewals <- renewal{ts: ts, ks: ks, lim: ls.lim, gen: ts.leaseGen}:
+	case l.renewals <- renewal{ts: ts, ks: ks, lim: ls.lim, gen: ts.leaseGen, size: int(l.want(ls))}:
 		ls.renewing = true
 	default:
 	}
@@ -120,9 +121,9 @@ func (l *Limiter) renewScript(r renewal) (n int64, lv levels, ok bool) {
 	}
 	var t *takeCmd
 	if r.ks != nil {
-		t = renewCmd(c, &r.ks.renew, r.ks.takeKeys, r.lim, r.ks.limit(), l.o.Lease)
+		t = renewCmd(c, &r.ks.renew, r.ks.takeKeys, r.lim, r.ks.limit(), r.size)
 	} else {
-		t = renewCmd(c, &r.ts.renew, r.ts.takeKeys, r.lim, nil, l.o.Lease)
+		t = renewCmd(c, &r.ts.renew, r.ts.takeKeys, r.lim, nil, r.size)
 	}
 	ctx, cancel := l.deadlines.bound(context.Background())
 	defer cancel()

@@ -32,7 +32,7 @@ func TestRenewalKeepsTenantOffRedis(t *testing.T) {
 	srv := startOwnRedis(t)
 	const burst = 1000
 	// 1 request per minute: no refill worth a token while the test runs.
-	l, err := New(Options{RedisAddr: srv.addr, Default: 1, Burst: burst, Lease: 16, LeaseTTL: time.Hour,
+	l, err := New(Options{RedisAddr: srv.addr, Default: 1, Burst: burst, Lease: 16, LeaseMax: 16, LeaseTTL: time.Hour,
 		Timeout: 2 * time.Second, ProbeInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +97,7 @@ func bucketTokens(t *testing.T, addr, key string) float64 {
 // bucket and the tenant's. After 8 keyed decisions (a lease of 8 and its
 // renewal of 8), a decision without the key sees 100 - 16 - 1 left.
 func TestRenewalWithKeyLimit(t *testing.T) {
-	l := newTestLimiter(t, true, Options{Default: 1, Burst: 100, Keys: map[string]int{"k1": 1}, Lease: 8, LeaseTTL: time.Hour})
+	l := newTestLimiter(t, true, Options{Default: 1, Burst: 100, Keys: map[string]int{"k1": 1}, Lease: 8, LeaseMax: 8, LeaseTTL: time.Hour})
 	ctx := context.Background()
 	for i := 0; i < 8; i++ {
 		want := SourceLease
@@ -155,7 +155,7 @@ func TestRenewalNearLimitTakesNothing(t *testing.T) {
 	}
 	ts := l.tenant("acme")
 	ts.mu.Lock()
-	r := renewal{ts: ts, lim: ts.seen, gen: ts.leaseGen}
+	r := renewal{ts: ts, lim: ts.seen, gen: ts.leaseGen, size: 16}
 	ts.mu.Unlock()
 	n, lv, ok := l.renewScript(r)
 	if !ok || n != 0 || lv.req < 2 || lv.req > 2.5 {
@@ -194,7 +194,7 @@ func TestRenewalAfterDropGivesBack(t *testing.T) {
 	}
 	ts := l.tenant("acme")
 	ts.mu.Lock()
-	r := renewal{ts: ts, lim: ts.seen, gen: ts.leaseGen}
+	r := renewal{ts: ts, lim: ts.seen, gen: ts.leaseGen, size: 16}
 	l.dropLeases(ts) // the 15 unused tokens are queued for give-back
 	ts.mu.Unlock()
 	l.renew(r) // takes 16 more, which must go back too
