@@ -252,16 +252,17 @@ func (s *spool) publish() {
 	s.w.stats.spoolBytes.Store(s.bytes)
 }
 
-// writeDurable writes data to dir/name through a temporary file: written,
-// fsync'd, renamed, and the directory fsync'd, so a crash leaves either no
-// file or the whole file.
+// writeDurable writes data to dir/name through a temporary file: written
+// (around the page cache where it can: direct_linux.go), fsync'd, renamed,
+// and the directory fsync'd, so a crash leaves either no file or the whole
+// file.
 func writeDurable(dir, name string, data []byte) error {
 	tmp := filepath.Join(dir, name+".tmp")
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, direct, err := openSpoolTemp(tmp)
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	err = writeSpoolData(f, direct, data)
 	if err == nil {
 		err = f.Sync()
 	}
