@@ -14,16 +14,8 @@ import (
 // are off here (renew_test.go has them).
 func TestLeaseAdmitsWithOneScriptRun(t *testing.T) {
 	srv := startOwnRedis(t)
-	l, err := New(Options{RedisAddr: srv.addr, Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour,
-		RenewBelow: -1, Timeout: 2 * time.Second, ProbeInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := warmLimiter(t, srv, Options{Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour, RenewBelow: -1})
 	ctx := context.Background()
-	if d := l.Take(ctx, "warm-up", ""); !d.Allowed { // loads the script
-		t.Fatalf("warm-up %+v", d)
-	}
 	before := commandCalls(t, srv.addr)
 	first := l.Take(ctx, "acme", "")
 	if !first.Allowed || first.Source != SourceRedis || first.Remaining != 999 {
@@ -49,6 +41,23 @@ func TestLeaseAdmitsWithOneScriptRun(t *testing.T) {
 	if st := l.Stats(); st.Leases != 3 || st.Admitted[SourceLease] != 15 { // warm-up, acme, acme
 		t.Fatalf("stats %+v: want 3 leases and 15 leased admissions", st)
 	}
+}
+
+// warmLimiter returns a limiter with options o on srv (a 2 s timeout, no
+// probe), closed when the test ends, after one decision of another tenant
+// loaded the script: the server's command counts of the test start there.
+func warmLimiter(t *testing.T, srv *ownRedis, o Options) *Limiter {
+	t.Helper()
+	o.RedisAddr, o.Timeout, o.ProbeInterval = srv.addr, 2*time.Second, time.Hour
+	l, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close) // Close is idempotent: a test may close first
+	if d := l.Take(context.Background(), "warm-up", ""); !d.Allowed {
+		t.Fatalf("warm-up %+v", d)
+	}
+	return l
 }
 
 // relays returns n limiters (n relays) with options o that share one key
@@ -284,16 +293,8 @@ func TestLeaseWithKeyLimit(t *testing.T) {
 func TestLeaseGrowsForBusyTenant(t *testing.T) {
 	srv := startOwnRedis(t)
 	const burst = 100000
-	l, err := New(Options{RedisAddr: srv.addr, Default: 1, Burst: burst, Lease: 16, LeaseMax: 64, LeaseTTL: time.Hour,
-		RenewBelow: -1, Timeout: 2 * time.Second, ProbeInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	l := warmLimiter(t, srv, Options{Default: 1, Burst: burst, Lease: 16, LeaseMax: 64, LeaseTTL: time.Hour, RenewBelow: -1})
 	ctx := context.Background()
-	if d := l.Take(ctx, "warm-up", ""); !d.Allowed { // loads the script
-		t.Fatalf("warm-up %+v", d)
-	}
 	before := commandCalls(t, srv.addr)
 	fromRedis := map[int]bool{0: true, 16: true, 48: true, 112: true}
 	for i := 0; i < 176; i++ {

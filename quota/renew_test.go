@@ -32,16 +32,8 @@ func TestRenewalKeepsTenantOffRedis(t *testing.T) {
 	srv := startOwnRedis(t)
 	const burst = 1000
 	// 1 request per minute: no refill worth a token while the test runs.
-	l, err := New(Options{RedisAddr: srv.addr, Default: 1, Burst: burst, Lease: 16, LeaseMax: 16, LeaseTTL: time.Hour,
-		Timeout: 2 * time.Second, ProbeInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close() // Close is idempotent: the test closes first
+	l := warmLimiter(t, srv, Options{Default: 1, Burst: burst, Lease: 16, LeaseMax: 16, LeaseTTL: time.Hour})
 	ctx := context.Background()
-	if d := l.Take(ctx, "warm-up", ""); !d.Allowed { // loads the script
-		t.Fatalf("warm-up %+v", d)
-	}
 	warm := l.Stats().Leases
 	before := commandCalls(t, srv.addr)
 	check := func(i int, src Source) {
