@@ -37,7 +37,9 @@
 // override hash or (with a token budget) its blocked-until key changes. A
 // lease that a busy tenant uses up fast is renewed in the background before
 // it runs out (Options.RenewBelow, renew.go), so that tenant's requests do
-// not wait for Redis at all.
+// not wait for Redis at all; its leases double while it uses them up within
+// an eighth of their time and halve when one expires mostly unused, between
+// Lease and Options.LeaseMax (lease.go).
 //
 // Without a Redis address (the embedded default) the same bucket semantics run
 // in process.
