@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"unsafe"
 )
 
 // TestWriteDurableAroundPageCache: spool data of every shape comes back
@@ -18,6 +19,9 @@ func TestWriteDurableAroundPageCache(t *testing.T) {
 	big := make([]byte, 3<<20+123) // large: Go allocates it page-aligned
 	for i := range big {
 		big[i] = byte(i*7 + i>>12)
+	}
+	if uintptr(unsafe.Pointer(&big[0]))%directAlign != 0 {
+		t.Fatal("a 3 MiB buffer is not page-aligned: the direct head would never be written")
 	}
 	shapes := map[string][]byte{
 		"aligned, ragged tail": big,
