@@ -29,8 +29,8 @@ type readCmds struct {
 }
 
 // takeCmd is the EVALSHA take of one tenant (or tenant and key) for the
-// limits and lease size it was built with. keys and args rebuild it as an EVAL when the
-// server does not know the script.
+// limits and lease size it was built with. keys and args rebuild it as an
+// EVAL when the server does not know the script.
 type takeCmd struct {
 	lim   limits
 	lease int
