@@ -44,7 +44,8 @@ type block struct {
 	clientIP, userAgent, instance                           proto.ColStr
 	truncReason                                             proto.ColStr
 
-	input proto.Input
+	input   proto.Input
+	scratch sortScratch // sortRows' buffers
 }
 
 func newBlock() *block {
@@ -152,8 +153,11 @@ func (b *block) add(r *record.Record) {
 }
 
 // encode appends the block in raw Native format (the body of an
-// INSERT ... FORMAT Native, and a spool file's contents) to buf.
+// INSERT ... FORMAT Native, and a spool file's contents) to buf, its rows
+// first put in the table's key order (sortRows: first and last then name
+// the rows at either end of the encoding).
 func (b *block) encode(buf *proto.Buffer) error {
+	b.sortRows()
 	return proto.Block{Columns: len(b.input), Rows: b.rows}.EncodeRawBlock(buf, protocolVersion, b.input)
 }
 

@@ -35,14 +35,21 @@ func TestDecodeRoundTrip(t *testing.T) {
 	if len(rows) != 2*len(recs) {
 		t.Fatalf("decoded %d rows, want %d", len(rows), 2*len(recs))
 	}
-	if got, want := rows[0].RequestID, string(recs[0].ID[:]); got != want {
-		t.Fatalf("row 0 request_id %q, want %q", got, want)
+	// The block holds its rows in key order (order.go), not as added.
+	byID := map[string]Row{}
+	for _, r := range rows[:len(recs)] {
+		byID[r.RequestID] = r
 	}
-	if rows[3].TruncatedReason != "max_capture_bytes" || !rows[3].Truncated {
-		t.Fatalf("truncated row: %+v", rows[3])
+	for i, r := range recs {
+		if _, ok := byID[string(r.ID[:])]; !ok {
+			t.Fatalf("record %d (%s) not among the decoded rows", i, r.ID[:])
+		}
 	}
-	if rows[2].TTFBms != nil || rows[0].TTFBms == nil {
-		t.Fatalf("nullable ttfb: row 2 %v, row 0 %v", rows[2].TTFBms, rows[0].TTFBms)
+	if tr := byID[string(recs[3].ID[:])]; tr.TruncatedReason != "max_capture_bytes" || !tr.Truncated {
+		t.Fatalf("truncated row: %+v", tr)
+	}
+	if e, s := byID[string(recs[2].ID[:])], byID[string(recs[0].ID[:])]; e.TTFBms != nil || s.TTFBms == nil {
+		t.Fatalf("nullable ttfb: error row %v, sse row %v", e.TTFBms, s.TTFBms)
 	}
 	again := newBlock()
 	for i := range len(recs) {

@@ -1,7 +1,8 @@
 // Package chlog stores every finished request as one row of the ClickHouse
 // table stream_logs, whole: headers, request body and response chunks.
 //
-// Rows are copied into ch-go proto columns of the current Native block and
+// Rows are copied into ch-go proto columns of the current Native block,
+// put in the table's key order when it is encoded (order.go), and
 // group-committed over ClickHouse's HTTP interface as
 // INSERT INTO db.table FORMAT Native (LZ4-compressed with decompress=1),
 // which works on ClickHouse 18.16 as on current servers, unlike ch-go's TCP

@@ -95,8 +95,8 @@ func (g *gather) next() []byte {
 		w.budget.move(0, int64(b.bytes)) // the encoded copy, as sendBlock
 		g.held += int64(b.held + b.bytes)
 		seg := proto.Buffer{Buf: w.segments.take(b.bytes)}
+		err := b.encode(&seg) // sorts the rows: last after it
 		rows, seq, last := b.rows, b.seq, b.last
-		err := b.encode(&seg)
 		w.recycle(b)
 		if err != nil {
 			w.segments.give(seg.Buf)

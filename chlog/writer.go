@@ -543,8 +543,8 @@ func (w *Writer) spoolGroup(g *spoolScratch, b *block) {
 		w.budget.move(0, int64(b.bytes)) // the encoded copy
 		reserveBuffer(&g.buf, b.bytes)
 		mark := len(g.buf.Buf)
+		err := b.encode(&g.buf) // sorts the rows: first and last after it
 		rows, seq, first, last := b.rows, b.seq, b.first, b.last
-		err := b.encode(&g.buf)
 		w.recycle(b)
 		if err != nil {
 			g.buf.Buf = g.buf.Buf[:mark]
@@ -638,10 +638,10 @@ type blockMeta struct {
 // broken invariant (column lengths differ); it is logged and the rows counted
 // as dropped.
 func (w *Writer) encode(b *block, buf *proto.Buffer) (blockMeta, error) {
-	m := blockMeta{seq: b.seq, rows: b.rows, first: b.first, last: b.last}
 	buf.Reset()
 	reserveBuffer(buf, b.bytes)
-	err := b.encode(buf)
+	err := b.encode(buf) // sorts the rows: first and last after it
+	m := blockMeta{seq: b.seq, rows: b.rows, first: b.first, last: b.last}
 	w.recycle(b)
 	if err != nil {
 		w.stats.rowsDropped.Add(int64(m.rows))
