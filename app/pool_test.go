@@ -440,3 +440,95 @@ func TestPoolConfigErrorsNameTheField(t *testing.T) {
 		t.Errorf("valid pool: %v", err)
 	}
 }
+
+// silentServer accepts connections and reads what comes, but never answers:
+// an upstream that hangs before its first byte. It returns its URL and how
+// many connections it accepted.
+func silentServer(t *testing.T) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int64
+	var conns sync.WaitGroup
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			conns.Add(1)
+			go func() {
+				defer conns.Done()
+				_, _ = io.Copy(io.Discard, c) // until the relay gives up and closes
+				_ = c.Close()
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		_ = ln.Close()
+		conns.Wait()
+	})
+	return "http://" + ln.Addr().String(), &accepted
+}
+
+// TestPoolFailoverOnFirstByteTimeout: a target that never answers is given
+// up at the route's first-byte timeout (the watchdog ends the wait), and
+// the next target gets a whole first-byte timeout of its own: the requests
+// that tried the silent target first still succeed, and a route with only
+// that target answers 504 after about the timeout.
+func TestPoolFailoverOnFirstByteTimeout(t *testing.T) {
+	_, live := mock(t, providerKey)
+	silent, accepted := silentServer(t)
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	p := startPool(t, poolConfig(t, `
+  - name: pool
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    first_byte_timeout: 1s
+    failover: {on: [timeout]}
+    upstreams:
+      - {name: silent, url: "`+silent+`"}
+      - {name: live, url: "`+live+`", weight: 2}
+  - name: hang
+    path: /hang
+    auth_env: TEST_PROVIDER_KEY
+    first_byte_timeout: 1s
+    upstreams:
+      - {name: silent, url: "`+silent+`"}
+`, "rate_limit: {disabled: true}"))
+	// A first attempt cut at 1 s leaves the second one no time if the
+	// timeout counted from the request: the live target takes 500 ms to its
+	// first byte, which only a fresh timeout of its own allows.
+	slow := map[string]string{mockllm.HeaderFirstByteDelay: "500"}
+	for i := range 6 {
+		if code := p.try("/v1/chat/completions", slow); code != 200 {
+			t.Fatalf("request %d: status %d, want 200 (failed over from the silent target)", i, code)
+		}
+	}
+	start := time.Now()
+	if code := p.try("/hang", nil); code != 504 {
+		t.Fatalf("/hang: status %d, want 504", code)
+	}
+	// The watchdog checks every 100 ms; a loaded machine adds more.
+	if d := time.Since(start); d < time.Second || d > 20*time.Second {
+		t.Errorf("/hang answered after %v, want the first-byte timeout of 1 s (and not far past it)", d)
+	}
+	failedOver, hung := 0, 0
+	for _, r := range p.sink.all() {
+		switch {
+		case r.Route == "pool" && strings.Contains(r.RespHeaders, `"x-relay-attempts":"silent=upstream_timeout live=200"`):
+			failedOver++
+		case r.Route == "hang" && r.ErrorType == record.ErrUpstreamTimeout && r.Status == 504:
+			hung++
+		}
+	}
+	if failedOver < 1 || hung != 1 {
+		t.Errorf("%d pool rows failed over from silent to live (want >= 1), %d hang rows upstream_timeout/504 (want 1)", failedOver, hung)
+	}
+	if accepted.Load() < 2 {
+		t.Errorf("the silent target accepted %d connections, want >= 2", accepted.Load())
+	}
+}
