@@ -479,3 +479,31 @@ func TestHealthAndReady(t *testing.T) {
 		t.Errorf("readyz while draining: %d", resp.StatusCode)
 	}
 }
+
+// TestStreamOutlivesReadTimeout: server.read_timeout bounds reading the
+// request, not the stream. Its deadline stays armed on the client's socket
+// while the answer streams; the watchdog's check of a silent stream's
+// client must not take the expired deadline for a gone client (it did:
+// every stream past read_timeout whose upstream paused for 250 ms was cut
+// as client_closed).
+func TestStreamOutlivesReadTimeout(t *testing.T) {
+	r := startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  read_timeout: 1s\n", 1)
+	}, nil)
+	// 6 chunks 600 ms apart: 3 s, each pause long enough for the watchdog
+	// to look at the client (after 250 ms of silence).
+	start := time.Now()
+	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`,
+		map[string]string{mockllm.HeaderChunks: "6", mockllm.HeaderDelayMs: "600"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if n := strings.Count(body, "tok"); n != 6 || !strings.Contains(body, "[DONE]") {
+		t.Fatalf("%d of 6 chunks and no [DONE] after %v: %q", n, time.Since(start), body)
+	}
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.ErrorType != "" || row.ChunkCount < 6 {
+		t.Errorf("row error_type %q, %d chunks", row.ErrorType, row.ChunkCount)
+	}
+}

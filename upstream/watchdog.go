@@ -205,8 +205,15 @@ func clientGone(c net.Conn, buf []byte) bool {
 	if err != nil {
 		return true
 	}
+	// Control, not Read: Read first checks the socket's read deadline, and
+	// the server's read_timeout deadline, armed when the request began,
+	// stays armed for as long as the stream lasts. Through Read, every
+	// peek past read_timeout (30 s by default) failed and a stream's
+	// client looked gone as soon as its upstream fell silent for a moment.
+	// The peek never waits, so it needs neither the deadline nor the
+	// poller.
 	gone := false
-	err = rc.Read(func(fd uintptr) bool {
+	err = rc.Control(func(fd uintptr) {
 		n, _, rerr := syscall.Recvfrom(int(fd), buf, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		switch {
 		case rerr == nil && n == 0:
@@ -216,7 +223,6 @@ func clientGone(c net.Conn, buf []byte) bool {
 		case rerr == nil:
 			gone = peerClosed(fd)
 		}
-		return true // never wait for readiness
 	})
 	return gone || err != nil
 }
