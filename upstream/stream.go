@@ -56,8 +56,7 @@ type Stream struct {
 	wdPrev     *Stream
 	wdNext     *Stream
 	wdTracked  bool
-	waiting    bool  // watchdog-read under its mutex: the response headers are awaited
-	waitFrom   int64 // when the wait began (ns since start), for the first-byte timeout
+	waiting    bool // watchdog-read under its mutex: the response headers are awaited
 
 	// parked is the client writer whose buffer is on the shelf while the
 	// stream is between its first chunk and its last (parkedwriter.go);
@@ -80,7 +79,6 @@ func (s *Stream) watchWaiting(c *conn) {
 	}
 	s.up = c
 	s.waiting = true
-	s.waitFrom = int64(time.Since(s.start))
 	s.wd.track(s)
 }
 
@@ -391,7 +389,7 @@ func (s *Stream) release() {
 	s.lastRead.Store(0)
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
-	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked, s.waiting, s.waitFrom = 0, nil, nil, false, false, 0
+	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked, s.waiting = 0, nil, nil, false, false
 	s.closed = false
 	streamPool.Put(s)
 }

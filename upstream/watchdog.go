@@ -11,8 +11,7 @@ import (
 )
 
 // Watchdog watches every open stream from one goroutine. Each tick it
-//   - aborts streams whose upstream has not answered within the route's
-//     first-byte timeout, silent for longer than its idle timeout or
+//   - aborts streams silent for longer than their route's idle timeout or
 //     running longer than the request timeout (upstream_timeout), and
 //   - checks, for streams whose upstream has been silent for a while, whether
 //     the client has closed its connection (client_closed). While chunks
@@ -139,12 +138,8 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 	}
 	now := int64(time.Since(s.start))
 	if s.waiting {
-		// Before the response headers: the wait ends at the route's
-		// first-byte timeout, or when the client is gone.
-		if ft := s.route.FirstByteTimeout; ft > 0 && now-s.waitFrom > int64(ft) {
-			s.abort(record.ErrUpstreamTimeout)
-			return
-		}
+		// Before the response headers: the first-byte deadline bounds the
+		// wait; only the client's presence is the watchdog's business.
 		if now >= int64(w.peekAfter) && now >= s.nextPeek && s.client != nil {
 			s.nextPeek = now + int64(w.peekAfter)
 			if clientGone(s.client, buf) {
