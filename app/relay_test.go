@@ -507,3 +507,23 @@ func TestStreamOutlivesReadTimeout(t *testing.T) {
 		t.Errorf("row error_type %q, %d chunks", row.ErrorType, row.ChunkCount)
 	}
 }
+
+// TestSlowAnswerOutlivesReadTimeout: the same for an upstream slower to its
+// first byte than read_timeout (a long non-streamed completion): the
+// watchdog checks the waiting client, and an expired read deadline is no
+// gone client.
+func TestSlowAnswerOutlivesReadTimeout(t *testing.T) {
+	r := startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  read_timeout: 1s\n", 1)
+	}, nil)
+	// The anthropic route keeps the default first_byte_timeout (120 s).
+	resp := r.post(t, "/v1/messages", `{"stream":false}`, map[string]string{mockllm.HeaderFirstByteDelay: "2500"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d after a 2.5 s first byte with read_timeout 1s: %s", resp.StatusCode, body)
+	}
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.ErrorType != "" {
+		t.Errorf("row error_type %q", row.ErrorType)
+	}
+}
