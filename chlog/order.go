@@ -51,7 +51,7 @@ func (b *block) sortRows() {
 		perm = append(perm, i)
 	}
 	s.perm = perm
-	// Row numbers break ties: stable, at the cost of an unstable sort.
+	// Row numbers break ties, so the cheaper unstable sort gives a stable order.
 	slices.SortFunc(perm, func(i, j int) int {
 		if c := b.compareKeys(i, j); c != 0 {
 			return c
