@@ -480,6 +480,14 @@ func TestHealthAndReady(t *testing.T) {
 	}
 }
 
+// startRelayReadTimeout starts the test relay with server.read_timeout d.
+func startRelayReadTimeout(t *testing.T, d string) *relay {
+	t.Helper()
+	return startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  read_timeout: "+d+"\n", 1)
+	}, nil)
+}
+
 // TestStreamOutlivesReadTimeout: server.read_timeout bounds reading the
 // request, not the stream. Its deadline stays armed on the client's socket
 // while the answer streams; the watchdog's check of a silent stream's
@@ -487,9 +495,7 @@ func TestHealthAndReady(t *testing.T) {
 // every stream past read_timeout whose upstream paused for 250 ms was cut
 // as client_closed).
 func TestStreamOutlivesReadTimeout(t *testing.T) {
-	r := startRelayYAML(t, func(y string) string {
-		return strings.Replace(y, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  read_timeout: 1s\n", 1)
-	}, nil)
+	r := startRelayReadTimeout(t, "1s")
 	// 6 chunks 600 ms apart: 3 s, each pause long enough for the watchdog
 	// to look at the client (after 250 ms of silence).
 	start := time.Now()
@@ -513,9 +519,7 @@ func TestStreamOutlivesReadTimeout(t *testing.T) {
 // watchdog checks the waiting client, and an expired read deadline is no
 // gone client.
 func TestSlowAnswerOutlivesReadTimeout(t *testing.T) {
-	r := startRelayYAML(t, func(y string) string {
-		return strings.Replace(y, "  shutdown_grace: 5s\n", "  shutdown_grace: 5s\n  read_timeout: 1s\n", 1)
-	}, nil)
+	r := startRelayReadTimeout(t, "1s")
 	// The anthropic route keeps the default first_byte_timeout (120 s).
 	resp := r.post(t, "/v1/messages", `{"stream":false}`, map[string]string{mockllm.HeaderFirstByteDelay: "2500"})
 	body := readAll(t, resp)
