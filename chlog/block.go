@@ -35,7 +35,8 @@ type block struct {
 	bytesIn, bytesOut                                       proto.ColUInt64
 	chunkCount                                              proto.ColUInt32
 	tokensIn, tokensOut                                     *proto.ColNullable[uint64]
-	reqHeaders, respHeaders, reqBody                        proto.ColStr
+	reqHeaders, respHeaders                                 proto.ColStr
+	reqBody                                                 bodyCol
 	chunks                                                  *proto.ColArr[string]
 	chunkData                                               *proto.ColStr
 	offsets                                                 *proto.ColArr[uint32]
@@ -127,10 +128,10 @@ func (b *block) add(r *record.Record) {
 	n += appendStr(&b.reqHeaders, r.RequestHeaders)
 	n += appendStr(&b.respHeaders, r.ResponseHeaders)
 	if r.Capture {
-		n += appendBig(&b.reqBody, r.RequestBody)
+		n += b.reqBody.appendBody(r)
 		n += b.appendChunks(&r.Chunks)
 	} else {
-		b.reqBody.AppendBytes(nil)
+		b.reqBody.appendEmpty()
 	}
 	b.chunks.Offsets.Append(uint64(b.chunkData.Rows()))
 	*b.offsetData = append(*b.offsetData, r.Chunks.AtMS...)

@@ -177,6 +177,8 @@ func fillDefault(c proto.ColInput, rows int) {
 		switch c := c.(type) {
 		case *proto.ColStr:
 			c.Append("")
+		case *bodyCol:
+			c.appendEmpty()
 		case *proto.ColUInt8:
 			c.Append(0)
 		case *proto.ColUInt16:
@@ -225,7 +227,7 @@ func (b *block) row(i int) Row {
 		TokensOut:       nullable(b.tokensOut.Row(i)),
 		RequestHeaders:  bytes.Clone(b.reqHeaders.RowBytes(i)),
 		ResponseHeaders: bytes.Clone(b.respHeaders.RowBytes(i)),
-		RequestBody:     bytes.Clone(b.reqBody.RowBytes(i)),
+		RequestBody:     bytes.Clone(b.reqBody.row(i)),
 		ChunkOffsetsMS:  b.offsets.Row(i),
 		Truncated:       b.truncated.Row(i) != 0,
 		TruncatedReason: b.truncReason.Row(i),

@@ -1,7 +1,8 @@
 // Package chlog stores every finished request as one row of the ClickHouse
 // table stream_logs, whole: headers, request body and response chunks.
 //
-// Rows are copied into ch-go proto columns of the current Native block,
+// Rows are copied into ch-go proto columns of the current Native block
+// (a large request body is taken by reference instead: bodycol.go),
 // put in the table's key order when it is encoded (order.go), and
 // group-committed over ClickHouse's HTTP interface as
 // INSERT INTO db.table FORMAT Native (LZ4-compressed with decompress=1),

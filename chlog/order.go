@@ -30,6 +30,7 @@ type sortScratch struct {
 	u32  []uint32
 	u64  []uint64
 	dt   []proto.DateTime
+	refs [][]byte // the request bodies taken by reference (bodycol.go)
 	offs proto.ColUInt64
 	// The arrays' elements (chunks, chunk times), as many as their rows
 	// hold together: buffers of their own, so that each keeps its size.
@@ -61,10 +62,14 @@ func (b *block) sortRows() {
 
 	for _, c := range [...]*proto.ColStr{
 		&b.id, &b.route, &b.tenant, &b.keyID, &b.model, &b.method, &b.path, &b.upstream,
-		&b.errType, &b.reqHeaders, &b.respHeaders, &b.reqBody,
+		&b.errType, &b.reqHeaders, &b.respHeaders, &b.reqBody.ColStr,
 		&b.clientIP, &b.userAgent, &b.instance, &b.truncReason,
 	} {
 		c.Pos = permute(c.Pos, perm, &s.pos)
+	}
+	if len(b.reqBody.refs) > 0 {
+		b.reqBody.refs = permute(b.reqBody.refs, perm, &s.refs)
+		clear(s.refs[:cap(s.refs)]) // no stale hold on buffers given back
 	}
 	b.created.Data = permute(b.created.Data, perm, &s.dt)
 	b.status = permute(b.status, perm, &s.u16)

@@ -79,6 +79,8 @@ func encodeLast(col proto.ColInput, b *proto.Buffer) bool {
 	case *proto.ColStr:
 		p := c.Pos[len(c.Pos)-1]
 		putStr(b, c.Buf[p.Start:p.End])
+	case *bodyCol:
+		putStr(b, c.row(len(c.Pos)-1))
 	case *proto.ColDateTime:
 		b.PutUInt32(uint32(c.Data[len(c.Data)-1]))
 	case *proto.ColUInt8:

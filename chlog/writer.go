@@ -275,7 +275,7 @@ func (w *Writer) cutLocked() *block {
 // size plus the unused capacity of the columns that grow with captured
 // bytes and the positions of the chunk strings.
 func blockMem(b *block) int {
-	return b.bytes + cap(b.chunkData.Buf) - len(b.chunkData.Buf) + cap(b.reqBody.Buf) - len(b.reqBody.Buf) + 8*cap(b.chunkData.Pos)
+	return b.bytes + cap(b.chunkData.Buf) - len(b.chunkData.Buf) + cap(b.reqBody.Buf) - len(b.reqBody.Buf) + b.reqBody.spare + 8*cap(b.chunkData.Pos)
 }
 
 // charge brings b.held up to date after a row was added and returns by how
@@ -299,6 +299,7 @@ func blockCap(b *block) int {
 // recycle keeps b for reuse unless its buffers grew past w.keep (or two
 // blocks are kept already): a huge block is left to the GC.
 func (w *Writer) recycle(b *block) {
+	b.reqBody.release() // the request bodies it held by reference, encoded
 	if b.bytes > w.keep || blockCap(b) > w.keep {
 		return
 	}

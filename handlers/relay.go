@@ -55,7 +55,10 @@ type Options struct {
 	Routes  *upstream.Table // required
 	Keys    *Keys           // required; no keys means every relayed request is 401
 	Limiter Limiter         // nil: no rate limits
-	Sinks   []Sink          // where finished records go
+	// Sinks are where finished records go, in order. A sink may take a
+	// large request body by reference (record.TakeRequestBody), after
+	// which the sinks that follow see none: the storage comes last.
+	Sinks []Sink
 	// Admission, when set, is asked before a request is served (and before
 	// an early error is answered); nil admits everything.
 	Admission Admission

@@ -1,0 +1,92 @@
+package record
+
+import "sync"
+
+// A large request body goes from the request to the storage block by
+// reference (TakeRequestBody): the block holds the request's own body
+// buffer, and fasthttp reads the next request into a buffer the storage
+// gave back (GiveBodyBuffer) once its block was encoded. A captured 1 MiB
+// body is then copied once on its way to storage (into the encoding), not
+// twice, and neither side allocates in steady state.
+
+// TakeMin is the smallest captured request body taken by reference;
+// smaller ones are copied, which costs less than the hand-over.
+const TakeMin = 32 << 10
+
+// bodyBuffersMax bounds the bytes of the buffers kept for reuse: two
+// default blocks' worth of bodies (chlog's BatchBytes is 16 MiB).
+const bodyBuffersMax = 32 << 20
+
+// bodyBuffers are the body buffers given back, for the next takes.
+var bodyBuffers struct {
+	mu    sync.Mutex
+	list  [][]byte
+	bytes int
+}
+
+// BodySwapper is a body owner whose body buffer can be exchanged for
+// another: *fasthttp.Request is one (SwapBody gives its buffer away and
+// reads the next body into the one given).
+type BodySwapper interface {
+	BodyOwner
+	SwapBody(body []byte) []byte
+}
+
+// TakeRequestBody hands the captured request body over by reference: for a
+// body of at least TakeMin bytes borrowed from a BodySwapper (see
+// BorrowRequestBody) and still valid, the owner's buffer becomes the
+// caller's (buf, its whole capacity; body is RequestBody, a prefix of it)
+// and the owner gets a buffer given back earlier. The record no longer has
+// the body (RequestBody is nil): the bytes may be reused as soon as the
+// caller gives buf back (GiveBodyBuffer), so whoever reads the record
+// after the taker sees no body. handlers' sinks therefore put the storage
+// last. buf is nil when the body is not taken (then RequestBody is read
+// and copied as before).
+func (r *Record) TakeRequestBody() (body, buf []byte) {
+	sw, ok := r.bodyFrom.(BodySwapper)
+	if !ok || !r.Capture || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() {
+		return nil, nil
+	}
+	old := sw.SwapBody(spareBodyBuffer())
+	if len(old) < len(r.RequestBody) || &old[0] != &r.RequestBody[0] {
+		// Not the borrowed buffer after all (BorrowedBodyValid said it
+		// was): give it back untouched and copy as before.
+		GiveBodyBuffer(sw.SwapBody(old))
+		return nil, nil
+	}
+	body = r.RequestBody
+	r.RequestBody, r.bodyFrom = nil, nil
+	return body, old[:cap(old)]
+}
+
+// spareBodyBuffer returns a buffer given back, empty, or nil when none is
+// kept.
+func spareBodyBuffer() []byte {
+	bodyBuffers.mu.Lock()
+	defer bodyBuffers.mu.Unlock()
+	n := len(bodyBuffers.list)
+	if n == 0 {
+		return nil
+	}
+	b := bodyBuffers.list[n-1]
+	bodyBuffers.list[n-1] = nil
+	bodyBuffers.list = bodyBuffers.list[:n-1]
+	bodyBuffers.bytes -= cap(b)
+	return b[:0]
+}
+
+// GiveBodyBuffer gives back a buffer TakeRequestBody handed over, for a
+// later take to give to its owner; the buffers kept are bounded, and one
+// past the bound is left to the GC.
+func GiveBodyBuffer(b []byte) {
+	if cap(b) < TakeMin {
+		return
+	}
+	bodyBuffers.mu.Lock()
+	defer bodyBuffers.mu.Unlock()
+	if bodyBuffers.bytes+cap(b) > bodyBuffersMax {
+		return
+	}
+	bodyBuffers.list = append(bodyBuffers.list, b[:0])
+	bodyBuffers.bytes += cap(b)
+}

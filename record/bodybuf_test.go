@@ -1,0 +1,126 @@
+package record
+
+import (
+	"bytes"
+	"testing"
+)
+
+// swapOwner is a body owner that gives its buffer away as
+// *fasthttp.Request.SwapBody does.
+type swapOwner struct{ b []byte }
+
+func (o *swapOwner) Body() []byte { return o.b }
+
+func (o *swapOwner) SwapBody(b []byte) []byte {
+	old := o.b
+	o.b = b
+	return old
+}
+
+// TestTakeRequestBody: a large captured body borrowed from a swapper is
+// handed over by reference (the caller gets the owner's buffer, the owner
+// a buffer given back before), stays readable in the record until it is
+// released, and is never kept by the record pool; small bodies, meta
+// capture and bodies no longer the owner's are not taken.
+func TestTakeRequestBody(t *testing.T) {
+	given := make([]byte, 0, 3*TakeMin)
+	GiveBodyBuffer(given)
+
+	body := bytes.Repeat([]byte("0123456789abcdef"), TakeMin/8) // 2*TakeMin bytes
+	o := &swapOwner{b: append(make([]byte, 0, len(body)+100), body...)}
+	orig := o.b
+	r := Acquire(len(body) - 10) // the capture limit truncates
+	r.Capture = true
+	r.BorrowRequestBody(o.b, o)
+	got, buf := r.TakeRequestBody()
+	if buf == nil {
+		t.Fatal("a large borrowed body was not taken")
+	}
+	if &buf[0] != &orig[0] || cap(buf) != cap(orig) || len(buf) != cap(orig) {
+		t.Errorf("taken buffer is not the owner's whole buffer")
+	}
+	if len(got) != len(body)-10 || !bytes.Equal(got, body[:len(body)-10]) || &got[0] != &orig[0] {
+		t.Errorf("taken body: %d bytes, want the first %d of the owner's, by reference", len(got), len(body)-10)
+	}
+	if len(o.b) != 0 || cap(o.b) != cap(given) || &o.b[:1][0] != &given[:1][0] {
+		t.Errorf("owner's new buffer: len %d cap %d; want the one given back, empty", len(o.b), cap(o.b))
+	}
+	if r.RequestBody != nil {
+		t.Error("the record still has the body it handed over")
+	}
+	if again, b2 := r.TakeRequestBody(); b2 != nil || again != nil {
+		t.Error("a body was taken twice")
+	}
+	Release(r)
+	if r.RequestBody != nil {
+		t.Fatal("the pool kept a taken body")
+	}
+	GiveBodyBuffer(buf)
+	if s := spareBodyBuffer(); cap(s) != cap(orig) || len(s) != 0 {
+		t.Errorf("spare after give back: cap %d, want %d", cap(s), cap(orig))
+	}
+
+	// Not taken: small, meta only, owner no longer holding it, no swapper.
+	for name, setup := range map[string]func() (*Record, *swapOwner){
+		"small": func() (*Record, *swapOwner) {
+			o := &swapOwner{b: make([]byte, TakeMin-1)}
+			r := Acquire(1 << 20)
+			r.Capture = true
+			r.BorrowRequestBody(o.b, o)
+			return r, o
+		},
+		"meta": func() (*Record, *swapOwner) {
+			o := &swapOwner{b: make([]byte, 2*TakeMin)}
+			r := Acquire(1 << 20)
+			r.BorrowRequestBody(o.b, o)
+			return r, o
+		},
+		"reset": func() (*Record, *swapOwner) {
+			o := &swapOwner{b: make([]byte, 2*TakeMin)}
+			r := Acquire(1 << 20)
+			r.Capture = true
+			r.BorrowRequestBody(o.b, o)
+			o.b = make([]byte, 2*TakeMin) // the owner moved on
+			return r, o
+		},
+	} {
+		r, o := setup()
+		before := o.b
+		if body, buf := r.TakeRequestBody(); buf != nil || body != nil {
+			t.Errorf("%s: body taken", name)
+		}
+		if len(before) > 0 && &o.b[0] != &before[0] {
+			t.Errorf("%s: owner's buffer swapped", name)
+		}
+		Release(r)
+	}
+	r = Acquire(1 << 20)
+	r.Capture = true
+	r.BorrowRequestBody(make([]byte, 2*TakeMin), &owned{b: nil})
+	if _, buf := r.TakeRequestBody(); buf != nil {
+		t.Error("taken from an owner that cannot swap")
+	}
+	Release(r)
+}
+
+// TestBodyBuffersBounded: the buffers given back are kept up to
+// bodyBuffersMax bytes; tiny ones are not kept at all.
+func TestBodyBuffersBounded(t *testing.T) {
+	for spareBodyBuffer() != nil {
+	}
+	GiveBodyBuffer(make([]byte, 10))
+	if spareBodyBuffer() != nil {
+		t.Error("a buffer under TakeMin was kept")
+	}
+	each := bodyBuffersMax / 4
+	for range 6 {
+		GiveBodyBuffer(make([]byte, each))
+	}
+	n := 0
+	for spareBodyBuffer() != nil {
+		n++
+	}
+	if n != 4 {
+		t.Errorf("%d buffers of %d bytes kept; want 4 (bound %d)", n, each, bodyBuffersMax)
+	}
+}
