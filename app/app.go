@@ -102,8 +102,9 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		Routes:      upstream.NewTable(routes),
 		Keys:        keys,
 		Limiter:     limiter,
-		Sinks:       append(append([]handlers.Sink{a.metrics}, extra...), a.store), // storage last: it may take the body (record.TakeRequestBody)
-		Admission:   a.store,                                                       // an answered request always has its row
+		// The storage last: it may take the request body (record.TakeRequestBody).
+		Sinks:       append(append([]handlers.Sink{a.metrics}, extra...), a.store),
+		Admission:   a.store, // an answered request always has its row
 		Observer:    a.metrics,
 		Watchdog:    a.wd,
 		Instance:    cfg.Server.Instance,
