@@ -99,9 +99,9 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	}
 	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
 	a.relay, err = handlers.New(handlers.Options{
-		Routes:      upstream.NewTable(routes),
-		Keys:        keys,
-		Limiter:     limiter,
+		Routes:  upstream.NewTable(routes),
+		Keys:    keys,
+		Limiter: limiter,
 		// The storage last: it may take the request body (record.TakeRequestBody).
 		Sinks:       append(append([]handlers.Sink{a.metrics}, extra...), a.store),
 		Admission:   a.store, // an answered request always has its row
