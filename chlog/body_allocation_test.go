@@ -9,14 +9,12 @@ import (
 	"github.com/stream-relay/stream-relay/record"
 )
 
-// TestLargeBodyCaptureAllocs: the steady-state capture path of a request
-// with a 1 MiB body (admission, the body borrowed by the record, a 20-chunk
-// answer, Write into the current block, and every few rows a block cut and
-// recycled as a sent one is) allocates nothing once the writer's blocks have
-// grown: the body is copied once, into a column with room for it.
-func TestLargeBodyCaptureAllocs(t *testing.T) {
-	w := newWriter(t, Options{SpoolDir: t.TempDir(), FlushInterval: time.Hour, MaxBufferBytes: 1 << 30, BatchBytes: 4 << 20})
-	body := bigBody(1 << 20)
+// bodyRowWriter returns a write of one steady-state row with a 1 MiB
+// request body into w (admission, the body borrowed by the record from
+// the owner borrow gives, a 20-chunk answer, Write into the current block,
+// and every few rows a block cut and recycled as a sent one is), after
+// growing w's blocks as a running writer's have.
+func bodyRowWriter(t *testing.T, w *Writer, borrow func() (body []byte, owner record.BodyOwner)) func() {
 	chunk := []byte("data: {\"choices\":[{\"delta\":{\"content\":\"hello\"}}]}\n\n")
 	id := newID(1)
 	write := func() {
@@ -26,15 +24,26 @@ func TestLargeBodyCaptureAllocs(t *testing.T) {
 		if !w.Admit(r) {
 			t.Fatal("refused with an empty budget")
 		}
-		r.BorrowRequestBody(body.b, body)
+		r.BorrowRequestBody(borrow())
 		for c := range 20 {
 			r.AddChunk(chunk, time.Duration(c)*time.Millisecond)
 		}
 		writeRecycled(t, w, r)
 	}
-	for range 20 { // grow the blocks, as a running writer's have
+	for range 20 {
 		write()
 	}
+	return write
+}
+
+// TestLargeBodyCaptureAllocs: the steady-state capture path of a request
+// with a 1 MiB body from an owner that cannot hand its buffer over
+// allocates nothing once the writer's blocks have grown: the body is
+// copied once, into a column with room for it.
+func TestLargeBodyCaptureAllocs(t *testing.T) {
+	w := newWriter(t, Options{SpoolDir: t.TempDir(), FlushInterval: time.Hour, MaxBufferBytes: 1 << 30, BatchBytes: 4 << 20})
+	body := bigBody(1 << 20)
+	write := bodyRowWriter(t, w, func() ([]byte, record.BodyOwner) { return body.b, body })
 	if n := testing.AllocsPerRun(40, write); n != 0 {
 		t.Errorf("%v allocations per 1 MiB-body row, want 0", n)
 	}
@@ -55,25 +64,10 @@ func TestTakenBodyCaptureAllocs(t *testing.T) {
 	w := newWriter(t, Options{SpoolDir: t.TempDir(), FlushInterval: time.Hour, MaxBufferBytes: 1 << 30, BatchBytes: 4 << 20})
 	body := bigBody(1 << 20).b
 	owner := &swapOwner{}
-	chunk := []byte("data: {\"choices\":[{\"delta\":{\"content\":\"hello\"}}]}\n\n")
-	id := newID(1)
-	write := func() {
+	write := bodyRowWriter(t, w, func() ([]byte, record.BodyOwner) {
 		owner.b = append(owner.b[:0], body...) // the next request's body read
-		r := record.Acquire(4 << 20)
-		r.ID, r.Start = id, time.Now()
-		r.Route, r.Kind, r.Capture, r.Status = "openai", record.KindSSE, true, 200
-		if !w.Admit(r) {
-			t.Fatal("refused with an empty budget")
-		}
-		r.BorrowRequestBody(owner.b, owner)
-		for c := range 20 {
-			r.AddChunk(chunk, time.Duration(c)*time.Millisecond)
-		}
-		writeRecycled(t, w, r)
-	}
-	for range 20 {
-		write()
-	}
+		return owner.b, owner
+	})
 	if n := testing.AllocsPerRun(40, write); n != 0 {
 		t.Errorf("%v allocations per 1 MiB-body row taken by reference, want 0", n)
 	}

@@ -11,10 +11,9 @@ import (
 	"github.com/stream-relay/stream-relay/record"
 )
 
-// swapOwner gives its body buffer away as *fasthttp.Request.SwapBody does.
-type swapOwner struct{ b []byte }
-
-func (o *swapOwner) Body() []byte { return o.b }
+// swapOwner is a heldBody that gives its buffer away as
+// *fasthttp.Request.SwapBody does.
+type swapOwner struct{ heldBody }
 
 func (o *swapOwner) SwapBody(b []byte) []byte {
 	old := o.b
@@ -47,7 +46,7 @@ func bodyRows(borrow bool) ([]*record.Record, []*swapOwner) {
 		var o *swapOwner
 		if body != nil {
 			if borrow && len(body) >= record.TakeMin {
-				o = &swapOwner{b: body}
+				o = &swapOwner{heldBody{b: body}}
 				r.BorrowRequestBody(o.b, o)
 			} else {
 				r.SetRequestBody(body)
@@ -136,7 +135,7 @@ func TestBodyColEncodesAsColStr(t *testing.T) {
 	if len(got.reqBody.taken) != 0 || len(got.reqBody.refs) != 0 || got.reqBody.spare != 0 {
 		t.Fatalf("recycled block still holds %d taken buffers", len(got.reqBody.taken))
 	}
-	o := &swapOwner{b: bytes.Repeat([]byte("x"), 2*record.TakeMin)}
+	o := &swapOwner{heldBody{b: bytes.Repeat([]byte("x"), 2*record.TakeMin)}}
 	r := sseRecord(99, 1)
 	r.BorrowRequestBody(o.b, o)
 	if _, buf := r.TakeRequestBody(); buf == nil || o.b == nil || !bufs[&o.b[:1][0]] {
