@@ -34,7 +34,8 @@ type BodySwapper interface {
 
 // TakeRequestBody hands the captured request body over by reference: for a
 // body of at least TakeMin bytes borrowed from a BodySwapper (see
-// BorrowRequestBody) and still valid, the owner's buffer becomes the
+// BorrowRequestBody), still valid, and at least half its buffer's
+// capacity, the owner's buffer becomes the
 // caller's (buf, its whole capacity; body is RequestBody, a prefix of it)
 // and the owner gets a buffer given back earlier. The record no longer has
 // the body (RequestBody is nil): the bytes may be reused as soon as the
@@ -45,6 +46,11 @@ type BodySwapper interface {
 func (r *Record) TakeRequestBody() (body, buf []byte) {
 	sw, ok := r.bodyFrom.(BodySwapper)
 	if !ok || !r.Capture || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() {
+		return nil, nil
+	}
+	if cap(sw.Body()) > 2*len(r.RequestBody) {
+		// Mostly bytes the row does not keep (a body far past the capture
+		// limit): the block would hold them all; the part kept is copied.
 		return nil, nil
 	}
 	old := sw.SwapBody(spareBodyBuffer())

@@ -75,6 +75,13 @@ func TestTakeRequestBody(t *testing.T) {
 			r.BorrowRequestBody(o.b, o)
 			return r, o
 		},
+		"mostly past the capture limit": func() (*Record, *swapOwner) {
+			o := &swapOwner{b: make([]byte, 5*TakeMin)}
+			r := Acquire(2 * TakeMin)
+			r.Capture = true
+			r.BorrowRequestBody(o.b, o)
+			return r, o
+		},
 		"reset": func() (*Record, *swapOwner) {
 			o := &swapOwner{b: make([]byte, 2*TakeMin)}
 			r := Acquire(1 << 20)
