@@ -32,17 +32,17 @@ type BodySwapper interface {
 	SwapBody(body []byte) []byte
 }
 
-// TakeRequestBody hands the captured request body over by reference: for a
-// body of at least TakeMin bytes borrowed from a BodySwapper (see
+// TakeRequestBody hands the captured request body over by reference. For
+// a body of at least TakeMin bytes borrowed from a BodySwapper (see
 // BorrowRequestBody), still valid, and at least half its buffer's
-// capacity, the owner's buffer becomes the
-// caller's (buf, its whole capacity; body is RequestBody, a prefix of it)
-// and the owner gets a buffer given back earlier. The record no longer has
-// the body (RequestBody is nil): the bytes may be reused as soon as the
-// caller gives buf back (GiveBodyBuffer), so whoever reads the record
-// after the taker sees no body. handlers' sinks therefore put the storage
-// last. buf is nil when the body is not taken (then RequestBody is read
-// and copied as before).
+// capacity, the owner's buffer becomes the caller's (buf, its whole
+// capacity; body is RequestBody, a prefix of it) and the owner gets a
+// buffer given back earlier. The record no longer has the body
+// (RequestBody is nil): the bytes may be reused as soon as the caller
+// gives buf back (GiveBodyBuffer), so whoever reads the record after the
+// taker sees no body; handlers' sinks therefore put the storage last. buf
+// is nil when the body is not taken (then RequestBody is read and copied
+// as before).
 func (r *Record) TakeRequestBody() (body, buf []byte) {
 	sw, ok := r.bodyFrom.(BodySwapper)
 	if !ok || !r.Capture || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() {
