@@ -60,38 +60,26 @@ func TestTakeRequestBody(t *testing.T) {
 		t.Errorf("spare after give back: cap %d, want %d", cap(s), cap(orig))
 	}
 
-	// Not taken: small, meta only, owner no longer holding it, no swapper.
-	for name, setup := range map[string]func() (*Record, *swapOwner){
-		"small": func() (*Record, *swapOwner) {
-			o := &swapOwner{b: make([]byte, TakeMin-1)}
-			r := Acquire(1 << 20)
-			r.Capture = true
-			r.BorrowRequestBody(o.b, o)
-			return r, o
-		},
-		"meta": func() (*Record, *swapOwner) {
-			o := &swapOwner{b: make([]byte, 2*TakeMin)}
-			r := Acquire(1 << 20)
-			r.BorrowRequestBody(o.b, o)
-			return r, o
-		},
-		"mostly past the capture limit": func() (*Record, *swapOwner) {
-			o := &swapOwner{b: make([]byte, 5*TakeMin)}
-			r := Acquire(2 * TakeMin)
-			r.Capture = true
-			r.BorrowRequestBody(o.b, o)
-			return r, o
-		},
-		"reset": func() (*Record, *swapOwner) {
-			o := &swapOwner{b: make([]byte, 2*TakeMin)}
-			r := Acquire(1 << 20)
-			r.Capture = true
-			r.BorrowRequestBody(o.b, o)
-			o.b = make([]byte, 2*TakeMin) // the owner moved on
-			return r, o
-		},
+	// Not taken: small, meta only, mostly past the capture limit, owner no
+	// longer holding it, no swapper.
+	type borrowed struct {
+		size, limit int
+		capture     bool
+		moveOn      bool // the owner moved on to another body after the borrow
+	}
+	for name, c := range map[string]borrowed{
+		"small":                         {TakeMin - 1, 1 << 20, true, false},
+		"meta":                          {2 * TakeMin, 1 << 20, false, false},
+		"mostly past the capture limit": {5 * TakeMin, 2 * TakeMin, true, false},
+		"reset":                         {2 * TakeMin, 1 << 20, true, true},
 	} {
-		r, o := setup()
+		o := &swapOwner{b: make([]byte, c.size)}
+		r := Acquire(c.limit)
+		r.Capture = c.capture
+		r.BorrowRequestBody(o.b, o)
+		if c.moveOn {
+			o.b = make([]byte, c.size)
+		}
 		before := o.b
 		if body, buf := r.TakeRequestBody(); buf != nil || body != nil {
 			t.Errorf("%s: body taken", name)
