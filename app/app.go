@@ -102,7 +102,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		Routes:  upstream.NewTable(routes),
 		Keys:    keys,
 		Limiter: limiter,
-		// The storage last: it may take the request body (record.TakeRequestBody).
+		// The storage last: the last sink may take the request body (record.TakeRequestBody).
 		Sinks:       append(append([]handlers.Sink{a.metrics}, extra...), a.store),
 		Admission:   a.store, // an answered request always has its row
 		Observer:    a.metrics,

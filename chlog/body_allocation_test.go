@@ -25,6 +25,7 @@ func bodyRowWriter(t *testing.T, w *Writer, borrow func() (body []byte, owner re
 			t.Fatal("refused with an empty budget")
 		}
 		r.BorrowRequestBody(borrow())
+		r.LastReader() // as the relay's last sink reads it
 		for c := range 20 {
 			r.AddChunk(chunk, time.Duration(c)*time.Millisecond)
 		}

@@ -27,6 +27,7 @@ func bodyRecord(w *Writer, i int, body *heldBody, chunk []byte) *record.Record {
 		panic("refused with an empty budget")
 	}
 	r.BorrowRequestBody(body.b, body)
+	r.LastReader() // as the relay's last sink reads it
 	r.BytesIn = int64(len(body.b))
 	for c := range 20 {
 		r.AddChunk(chunk, time.Duration(c)*time.Millisecond)
@@ -148,6 +149,7 @@ func BenchmarkWrite1MiBBodyTaken(b *testing.B) {
 		owner.b = append(owner.b[:0], body...)
 		r := bodyRecord(w, i, none, chunk)
 		r.BorrowRequestBody(owner.b, owner)
+		r.LastReader() // as the relay's last sink reads it
 		return r
 	}
 	i := 0

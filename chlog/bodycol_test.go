@@ -48,6 +48,7 @@ func bodyRows(borrow bool) ([]*record.Record, []*swapOwner) {
 			if borrow && len(body) >= record.TakeMin {
 				o = &swapOwner{heldBody{b: body}}
 				r.BorrowRequestBody(o.b, o)
+				r.LastReader() // as the relay's last sink reads it
 			} else {
 				r.SetRequestBody(body)
 			}
@@ -138,6 +139,7 @@ func TestBodyColEncodesAsColStr(t *testing.T) {
 	o := &swapOwner{heldBody{b: bytes.Repeat([]byte("x"), 2*record.TakeMin)}}
 	r := sseRecord(99, 1)
 	r.BorrowRequestBody(o.b, o)
+	r.LastReader() // as the relay's last sink reads it
 	if _, buf := r.TakeRequestBody(); buf == nil || o.b == nil || !bufs[&o.b[:1][0]] {
 		t.Error("the next take did not give its owner a buffer the block gave back")
 	}

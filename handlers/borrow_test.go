@@ -48,8 +48,9 @@ func (s *bodyRows) get(id string) (bodyRow, bool) {
 
 // borrowRelay serves the relay over a real fasthttp server (request
 // buffers released at reset, as the app runs it) in front of the mock
-// upstream, capturing up to captureLimit bytes of each request body.
-func borrowRelay(t *testing.T, captureLimit int) (addr string, sink *bodyRows) {
+// upstream, capturing up to captureLimit bytes of each request body. Its
+// sinks are around, sink, after.
+func borrowRelay(t *testing.T, captureLimit int, around ...Sink) (addr string, sink *bodyRows) {
 	t.Helper()
 	mln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -72,7 +73,11 @@ func borrowRelay(t *testing.T, captureLimit int) (addr string, sink *bodyRows) {
 	wd := upstream.NewWatchdog(upstream.WatchdogOptions{})
 	t.Cleanup(wd.Stop)
 	sink = &bodyRows{rows: map[string]bodyRow{}}
-	h, err := New(Options{Routes: upstream.NewTable([]*upstream.Route{rt}), Keys: keys, Sinks: []Sink{sink}, Watchdog: wd})
+	sinks := []Sink{sink}
+	if len(around) == 2 {
+		sinks = []Sink{around[0], sink, around[1]}
+	}
+	h, err := New(Options{Routes: upstream.NewTable([]*upstream.Route{rt}), Keys: keys, Sinks: sinks, Watchdog: wd})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,6 +157,68 @@ func TestBorrowedBodiesStored(t *testing.T) {
 		if row.body != string(want) || row.truncated != (len(s.body) > limit) {
 			t.Fatalf("request %s (left %v, error %q): stored body of %d bytes (truncated %v) differs from the %d sent", s.id, s.left, row.errType, len(row.body), row.truncated, len(s.body))
 		}
+	}
+}
+
+// bodyTaker is a sink that takes large request bodies by reference, as the
+// storage does, and counts the bodies it got.
+type bodyTaker struct {
+	mu    sync.Mutex
+	taken int
+	bad   int // taken bodies that were not a request's
+}
+
+func (s *bodyTaker) Write(r *record.Record) error {
+	body, buf := r.TakeRequestBody()
+	if buf == nil {
+		return nil
+	}
+	s.mu.Lock()
+	s.taken++
+	if !bytes.HasPrefix(body, []byte(`{"model":"m-`)) {
+		s.bad++
+	}
+	s.mu.Unlock()
+	record.GiveBodyBuffer(buf)
+	return nil
+}
+
+// TestOnlyLastSinkTakesBody: a sink that takes request bodies takes none
+// when other sinks follow it, so that they see every body whole; the same
+// sink in the last place takes them. (Whether a body can be taken also
+// depends on the capacity of the buffer fasthttp's pool read it into; the
+// largest body here is larger than any earlier test's, so its buffer is
+// made for it.)
+func TestOnlyLastSinkTakesBody(t *testing.T) {
+	first, last := &bodyTaker{}, &bodyTaker{}
+	addr, rows := borrowRelay(t, 4<<20, first, last)
+	client := &http.Client{Timeout: 30 * time.Second}
+	const n = 6
+	var ids []string
+	var bodies [][]byte
+	for i := range n {
+		body := chatBody(uint64(i), 100<<10+i*(500<<10)) // 100 KiB to 2.5 MiB
+		id, err := borrowRequest(client, addr, body, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids, bodies = append(ids, id), append(bodies, body)
+	}
+	for i, id := range ids {
+		row, ok := rows.get(id)
+		if !ok || row.body != string(bodies[i]) {
+			t.Fatalf("request %d: the sink after the first taker got %d bytes of body, want the %d sent (row found: %v)", i, len(row.body), len(bodies[i]), ok)
+		}
+	}
+	first.mu.Lock()
+	last.mu.Lock()
+	defer first.mu.Unlock()
+	defer last.mu.Unlock()
+	if first.taken != 0 {
+		t.Errorf("the first of three sinks took %d bodies, want none", first.taken)
+	}
+	if last.taken == 0 || last.bad != 0 {
+		t.Errorf("the last sink took %d of %d bodies, %d of them not a request's; want some, all whole", last.taken, n, last.bad)
 	}
 }
 

@@ -55,9 +55,10 @@ type Options struct {
 	Routes  *upstream.Table // required
 	Keys    *Keys           // required; no keys means every relayed request is 401
 	Limiter Limiter         // nil: no rate limits
-	// Sinks are where finished records go, in order. A sink may take a
-	// large request body by reference (record.TakeRequestBody), after
-	// which the sinks that follow see none: the storage comes last.
+	// Sinks are where finished records go, in order. Only the last may
+	// take a large request body by reference (record.TakeRequestBody;
+	// the record says so, record.LastReader): the storage goes last, or its
+	// bodies are copied.
 	Sinks []Sink
 	// Admission, when set, is asked before a request is served (and before
 	// an early error is answered); nil admits everything.
@@ -360,7 +361,10 @@ func (h *Relay) finish(rec *record.Record) {
 			rec.TokensIn, rec.TokensOut = in, out
 		}
 	}
-	for _, s := range h.o.Sinks {
+	for i, s := range h.o.Sinks {
+		if i == len(h.o.Sinks)-1 {
+			rec.LastReader() // the last sink may take the body
+		}
 		if err := s.Write(rec); err != nil {
 			h.sinkErrs.log(h.log, rec, err)
 		}

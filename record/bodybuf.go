@@ -32,20 +32,24 @@ type BodySwapper interface {
 	SwapBody(body []byte) []byte
 }
 
+// LastReader says that whoever reads r from now on is the last to: no one
+// reads it after them, so they may take its body (TakeRequestBody).
+// handlers sets it before the last sink; Release clears it.
+func (r *Record) LastReader() { r.lastReader = true }
+
 // TakeRequestBody hands the captured request body over by reference. For
-// a body of at least TakeMin bytes borrowed from a BodySwapper (see
-// BorrowRequestBody), still valid, and at least half its buffer's
-// capacity, the owner's buffer becomes the caller's (buf, its whole
-// capacity; body is RequestBody, a prefix of it) and the owner gets a
-// buffer given back earlier. The record no longer has the body
-// (RequestBody is nil): the bytes may be reused as soon as the caller
-// gives buf back (GiveBodyBuffer), so whoever reads the record after the
-// taker sees no body; handlers' sinks therefore put the storage last. buf
-// is nil when the body is not taken (then RequestBody is read and copied
-// as before).
+// a record read by its last reader (LastReader), with a body of at least
+// TakeMin bytes borrowed from a BodySwapper (see BorrowRequestBody), still
+// valid, and at least half its buffer's capacity, the owner's buffer
+// becomes the caller's (buf, its whole capacity; body is RequestBody, a
+// prefix of it) and the owner gets a buffer given back earlier. The record
+// no longer has the body (RequestBody is nil): the bytes may be reused as
+// soon as the caller gives buf back (GiveBodyBuffer), which is why only
+// the last reader may take it. buf is nil when the body is not taken (then
+// RequestBody is read and copied as before).
 func (r *Record) TakeRequestBody() (body, buf []byte) {
 	sw, ok := r.bodyFrom.(BodySwapper)
-	if !ok || !r.Capture || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() {
+	if !ok || !r.lastReader || !r.Capture || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() {
 		return nil, nil
 	}
 	if cap(sw.Body()) > 2*len(r.RequestBody) {

@@ -21,7 +21,8 @@ func (o *swapOwner) SwapBody(b []byte) []byte {
 // handed over by reference (the caller gets the owner's buffer, the owner
 // a buffer given back before), stays readable in the record until it is
 // released, and is never kept by the record pool; small bodies, meta
-// capture and bodies no longer the owner's are not taken.
+// capture, bodies no longer the owner's and records not read by their last
+// reader are not taken.
 func TestTakeRequestBody(t *testing.T) {
 	given := make([]byte, 0, 3*TakeMin)
 	GiveBodyBuffer(given)
@@ -32,6 +33,7 @@ func TestTakeRequestBody(t *testing.T) {
 	r := Acquire(len(body) - 10) // the capture limit truncates
 	r.Capture = true
 	r.BorrowRequestBody(o.b, o)
+	r.LastReader()
 	got, buf := r.TakeRequestBody()
 	if buf == nil {
 		t.Fatal("a large borrowed body was not taken")
@@ -66,17 +68,22 @@ func TestTakeRequestBody(t *testing.T) {
 		size, limit int
 		capture     bool
 		moveOn      bool // the owner moved on to another body after the borrow
+		notLast     bool // a reader follows the one that tries to take
 	}
 	for name, c := range map[string]borrowed{
-		"small":                         {TakeMin - 1, 1 << 20, true, false},
-		"meta":                          {2 * TakeMin, 1 << 20, false, false},
-		"mostly past the capture limit": {5 * TakeMin, 2 * TakeMin, true, false},
-		"reset":                         {2 * TakeMin, 1 << 20, true, true},
+		"small":                         {TakeMin - 1, 1 << 20, true, false, false},
+		"meta":                          {2 * TakeMin, 1 << 20, false, false, false},
+		"mostly past the capture limit": {5 * TakeMin, 2 * TakeMin, true, false, false},
+		"reset":                         {2 * TakeMin, 1 << 20, true, true, false},
+		"not the last reader":           {2 * TakeMin, 1 << 20, true, false, true},
 	} {
 		o := &swapOwner{b: make([]byte, c.size)}
 		r := Acquire(c.limit)
 		r.Capture = c.capture
 		r.BorrowRequestBody(o.b, o)
+		if !c.notLast {
+			r.LastReader()
+		}
 		if c.moveOn {
 			o.b = make([]byte, c.size)
 		}
@@ -92,6 +99,7 @@ func TestTakeRequestBody(t *testing.T) {
 	r = Acquire(1 << 20)
 	r.Capture = true
 	r.BorrowRequestBody(make([]byte, 2*TakeMin), &owned{b: nil})
+	r.LastReader()
 	if _, buf := r.TakeRequestBody(); buf != nil {
 		t.Error("taken from an owner that cannot swap")
 	}

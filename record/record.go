@@ -129,6 +129,9 @@ type Record struct {
 	// bodyFrom is where a borrowed RequestBody lives (BorrowRequestBody);
 	// nil when RequestBody is the record's own buffer.
 	bodyFrom BodyOwner
+	// lastReader: whoever reads the record now is the last to (see
+	// LastReader); only then may the body be taken.
+	lastReader bool
 }
 
 // BodyOwner holds the bytes of a borrowed request body: *fasthttp.Request
