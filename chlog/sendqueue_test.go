@@ -117,6 +117,67 @@ func TestZBodyPlain(t *testing.T) {
 	}
 }
 
+// pieceWriter records each write it is given.
+type pieceWriter struct {
+	all    []byte
+	writes []int
+}
+
+func (w *pieceWriter) Write(p []byte) (int, error) {
+	w.all = append(w.all, p...)
+	w.writes = append(w.writes, len(p))
+	return len(p), nil
+}
+
+// TestZBodyWriteTo: written out (the transport's io.Copy), the body is the
+// same bytes as read, raw or compressed, in one write per piece (at most
+// compressChunk raw bytes, or one frame) instead of a copy per 32 KiB; an
+// ended body writes nothing.
+func TestZBodyWriteTo(t *testing.T) {
+	src := bytes.Repeat([]byte("data: {\"delta\":\"tok\"}\n\n"), 3*compressChunk/20)
+	cut := compressChunk + 100
+	for _, compressed := range []bool{false, true} {
+		newBody := func() *zbody {
+			calls := 0
+			z := &zbody{src: src[:cut], more: func() []byte {
+				calls++
+				if calls == 1 {
+					return src[cut:]
+				}
+				return nil
+			}}
+			if compressed {
+				z.lz4 = compress.NewWriter(compress.LevelZero, compress.LZ4)
+			}
+			return z
+		}
+		want, err := io.ReadAll(newBody())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var w pieceWriter
+		n, err := io.Copy(&w, newBody()) // as the transport copies it
+		if err != nil || n != int64(len(want)) || !bytes.Equal(w.all, want) {
+			t.Fatalf("compressed %v: WriteTo wrote %d bytes (%v), want the %d Read gives", compressed, n, err, len(want))
+		}
+		// Each piece in compressChunk parts; compressed, a frame each.
+		parts := func(n int) int { return (n + compressChunk - 1) / compressChunk }
+		if k := parts(cut) + parts(len(src)-cut); len(w.writes) != k {
+			t.Errorf("compressed %v: %d writes %v, want %d", compressed, len(w.writes), w.writes, k)
+		}
+		for _, k := range w.writes {
+			if !compressed && k > compressChunk {
+				t.Errorf("a write of %d raw bytes, want at most %d", k, compressChunk)
+			}
+		}
+		z := newBody()
+		z.end()
+		if n, err := z.WriteTo(&w); n != 0 || !errors.Is(err, errBodyEnded) {
+			t.Errorf("WriteTo after end: %d, %v; want 0, errBodyEnded", n, err)
+		}
+	}
+}
+
 // TestCompressionPerNode: auto compresses inserts to every node but one on
 // loopback, and says so to the server (decompress=1) exactly then.
 func TestCompressionPerNode(t *testing.T) {

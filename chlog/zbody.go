@@ -39,19 +39,63 @@ var errBodyEnded = errors.New("chlog: insert body read after the insert ended")
 func (z *zbody) Read(p []byte) (int, error) {
 	z.mu.Lock()
 	defer z.mu.Unlock()
+	if err := z.fill(); err != nil {
+		return 0, err
+	}
+	n := copy(p, z.pend)
+	z.pend = z.pend[n:]
+	return n, nil
+}
+
+// WriteTo writes the body to w a piece at a time (at most compressChunk
+// raw bytes, or one compressed frame), each straight from the encoded
+// block or the compressor: the transport (io.Copy) calls it instead of
+// Read, and writes each piece with one system call instead of copying it
+// into its buffer 32 KiB at a time. A piece is written under the lock, so
+// that end waits for a write in progress, as it waits for a Read.
+func (z *zbody) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for {
+		n, err := z.writePiece(w)
+		total += int64(n)
+		if err == io.EOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// writePiece writes the next piece to w; io.EOF when there is none.
+func (z *zbody) writePiece(w io.Writer) (int, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if err := z.fill(); err != nil {
+		return 0, err
+	}
+	n, err := w.Write(z.pend)
+	z.pend = z.pend[n:]
+	return n, err
+}
+
+// fill makes pend the next bytes of the body when it is empty: the rest of
+// the current piece, raw or compressed, or the next piece (more); io.EOF
+// when there are none. z.mu is held.
+func (z *zbody) fill() error {
 	if z.done {
-		return 0, errBodyEnded
+		return errBodyEnded
 	}
 	for len(z.pend) == 0 {
 		if z.off == len(z.src) {
 			if z.more == nil {
-				return 0, io.EOF
+				return io.EOF
 			}
 			if s := z.more(); len(s) > 0 {
 				z.src, z.off = s, 0
 			} else {
 				z.more = nil
-				return 0, io.EOF
+				return io.EOF
 			}
 		}
 		n := min(len(z.src)-z.off, compressChunk)
@@ -59,15 +103,13 @@ func (z *zbody) Read(p []byte) (int, error) {
 			z.pend = z.src[z.off : z.off+n]
 		} else {
 			if err := z.lz4.Compress(z.src[z.off : z.off+n]); err != nil {
-				return 0, err
+				return err
 			}
 			z.pend = z.lz4.Data
 		}
 		z.off += n
 	}
-	n := copy(p, z.pend)
-	z.pend = z.pend[n:]
-	return n, nil
+	return nil
 }
 
 // Close is the transport's; the body stays readable until end.
