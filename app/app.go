@@ -140,10 +140,14 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		ReadBufferSize:        8 << 10,
 		// A stream's response is written mostly straight to the connection
 		// (upstream.Stream.WriteTo): the buffer carries the head with the
-		// first chunk (a burst of events: with 2 KiB it took two writes,
-		// 4.1 writes a 20-event stream against 3.2 with 4 KiB) and small
-		// answers, and is held for as long as a stream lasts.
-		WriteBufferSize: 4 << 10,
+		// first chunk (a burst of events), the last chunk with the
+		// terminating one, and small answers whole; between its first and
+		// last chunk a stream holds none (upstream/parkedwriter.go). With
+		// 4 KiB, a 20-event answer that came at once, with its head and
+		// the rate-limit headers, took two writes (2.99 against 2.15 per
+		// stream, strace, scenario 4's production shape); with 2 KiB even
+		// more.
+		WriteBufferSize: 8 << 10,
 		// The request's read buffer goes back to the pool once the request
 		// is read, the write buffer after each response: an open stream
 		// and an idle keep-alive connection hold neither.

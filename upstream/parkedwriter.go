@@ -6,11 +6,11 @@ import (
 )
 
 // A stream's client writer (fasthttp's bufio.Writer under the chunked body
-// writer, 4 KiB) carries the response head and first chunk, and the last
-// chunk with the terminating one. Every chunk in between goes straight to
-// the client's connection (see copyTo), so between the first chunk and the
-// last the writer's buffer is parked: it waits on a shelf shared by all
-// streams and the writer holds none. A stream idling between two events
+// writer, 8 KiB in the app) carries the response head and first chunk, and
+// the last chunk with the terminating one. Every chunk in between goes
+// straight to the client's connection (see copyTo), so between the first
+// chunk and the last the writer's buffer is parked: it waits on a shelf
+// shared by all streams and the writer holds none. A stream idling between two events
 // then holds no write buffer, as it holds no read buffer (readBuf).
 //
 // Parking swaps the writer's whole struct with an empty one (bufio's
