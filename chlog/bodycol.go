@@ -31,11 +31,7 @@ type bodyCol struct {
 func (c *bodyCol) appendBody(r *record.Record) int {
 	body, buf := r.TakeRequestBody()
 	if buf == nil {
-		n := appendBig(&c.ColStr, r.RequestBody)
-		if len(c.refs) > 0 {
-			c.refs = append(c.refs, nil)
-		}
-		return n
+		return c.appendCopy(r.RequestBody)
 	}
 	for len(c.refs) < len(c.Pos) {
 		c.refs = append(c.refs, nil) // the rows copied before this one
@@ -48,11 +44,16 @@ func (c *bodyCol) appendBody(r *record.Record) int {
 }
 
 // appendEmpty adds an empty row (a record that captures no body).
-func (c *bodyCol) appendEmpty() {
-	c.AppendBytes(nil)
+func (c *bodyCol) appendEmpty() { c.appendCopy(nil) }
+
+// appendCopy adds v as a row copied into the column's own bytes and
+// returns its length.
+func (c *bodyCol) appendCopy(v []byte) int {
+	n := appendBig(&c.ColStr, v)
 	if len(c.refs) > 0 {
 		c.refs = append(c.refs, nil)
 	}
+	return n
 }
 
 // row returns the bytes of row i.
