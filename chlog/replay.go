@@ -21,6 +21,10 @@ type replayState struct {
 	// report, when set, hears of every file the pass settled or gave up on
 	// (relay spool replay prints it).
 	report func(ev replayEvent)
+	// singleThrough is the newest file of the last gathered insert the
+	// server refused: the files up to it go one an insert, so that only
+	// the one it refuses is moved aside.
+	singleThrough string
 }
 
 // replayEvent is what happened to one spool file in a replay pass.
@@ -107,10 +111,22 @@ func (w *Writer) replayAll(st *replayState) bool {
 		m := blockMeta{seq: f.seq, rows: f.rows}
 		copy(m.first[:], f.first)
 		copy(m.last[:], f.last)
-		unknown, err := w.deliver(w.ctx, m, data, f.unknown, 0)
+		var g *spoolGather
+		var unknown bool
+		if f.unknown || f.name <= st.singleThrough {
+			unknown, err = w.deliver(w.ctx, m, data, f.unknown, 0)
+		} else {
+			g = newSpoolGather(w, m, f, data)
+			unknown, err = w.deliverGathering(w.ctx, m, data, false, 0, g)
+		}
+		files := g.taken(f)
 		if err != nil {
-			if unknown && !f.unknown {
-				w.spool.markUnknown(f) // the next attempt must check first
+			if unknown {
+				for i, x := range files {
+					if !x.unknown {
+						files[i] = w.spool.markUnknown(x) // the next attempt must check first
+					}
+				}
 			}
 			// Only an answer about the insert itself says anything about
 			// the block: an outcome still unknown (the presence check
@@ -119,29 +135,46 @@ func (w *Writer) replayAll(st *replayState) bool {
 			if !unknown {
 				class = classify(err)
 			}
+			if class == failReject && len(files) > 1 {
+				// Which of the gathered files the server refused is
+				// not known: send them one by one until one goes in.
+				w.releaseFiles(files)
+				st.singleThrough = files[len(files)-1].name
+				w.log.Info("chlog: replay: a gathered insert was refused; sending its files one by one", "files", len(files), "err", err)
+				continue
+			}
 			switch class {
 			case failReject:
 				if w.rejectHead(st, f, "ClickHouse refused the block: "+err.Error()) {
 					continue
 				}
 			case failSchema:
-				_ = w.spool.done(f, false)
+				w.releaseFiles(files)
 				w.blocked(st, f, err)
 				return false
 			default:
-				_ = w.spool.done(f, false)
-				w.log.Warn("chlog: replay failed; will retry", "file", f.name, "err", err)
+				w.releaseFiles(files)
+				w.log.Warn("chlog: replay failed; will retry", "file", f.name, "files", len(files), "err", err)
 				st.emit(replayEvent{file: f.name, rows: f.rows, what: "failed", reason: err.Error()})
 			}
 			return false
 		}
-		if err := w.spool.done(f, true); err != nil {
-			w.log.Error("chlog: replay: delete spool file after insert", "file", f.name, "err", err)
-		}
 		w.unblock(st)
-		w.stats.rowsReplayed.Add(int64(f.rows))
-		w.log.Info("chlog: replayed spooled block", "file", f.name, "rows", f.rows)
-		st.emit(replayEvent{file: f.name, rows: f.rows, what: "inserted"})
+		for _, x := range files {
+			if err := w.spool.done(x, true); err != nil {
+				w.log.Error("chlog: replay: delete spool file after insert", "file", x.name, "err", err)
+			}
+			w.stats.rowsReplayed.Add(int64(x.rows))
+			w.log.Info("chlog: replayed spooled block", "file", x.name, "rows", x.rows, "files_in_insert", len(files))
+			st.emit(replayEvent{file: x.name, rows: x.rows, what: "inserted"})
+		}
+	}
+}
+
+// releaseFiles ends the replay of files without deleting them.
+func (w *Writer) releaseFiles(files []spoolFile) {
+	for _, x := range files {
+		_ = w.spool.done(x, false)
 	}
 }
 

@@ -157,10 +157,34 @@ func (w *Writer) deliver(ctx context.Context, m blockMeta, native []byte, unknow
 	return w.deliverGathering(ctx, m, native, unknown, retries, nil)
 }
 
-// deliverGathering is deliver whose first attempt (when g is set and the
-// outcome of nothing is unknown) takes in the blocks that wait meanwhile
-// (gather); native and m then grow to cover them for the retries.
-func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byte, unknown bool, retries int, g *gather) (stillUnknown bool, err error) {
+// gathering is what the first attempt of an insert takes in behind its
+// first block while it runs: the blocks waiting for the sender (gather) or
+// the spool files behind the one being replayed (spoolGather).
+type gathering interface {
+	// next returns the next encoded block for the insert's body, or nil
+	// when there is none (or no room): the body then ends.
+	next() []byte
+	// end is called once, when the first attempt is over (ok: inserted),
+	// and returns the insert as it now stands, for the retries.
+	end(ok bool) (blockMeta, []byte)
+}
+
+// end fixes the insert's blocks: on success the segments go back for
+// reuse, else they are joined into buf for the retries and the spool.
+func (g *gather) end(ok bool) (blockMeta, []byte) {
+	g.ended = true
+	if ok {
+		g.release()
+	} else {
+		g.join()
+	}
+	return g.m, g.buf.Buf
+}
+
+// deliverGathering is deliver whose first attempt (when g is set) takes in
+// what g gives meanwhile; native and m then grow to cover it for the
+// retries.
+func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byte, unknown bool, retries int, g gathering) (stillUnknown bool, err error) {
 	w.insertMu.Lock()
 	defer w.insertMu.Unlock()
 	start := time.Now()
@@ -188,16 +212,10 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 			unknown = false
 		}
 		ictx, cancel := context.WithTimeout(ctx, w.o.InsertTimeout)
-		if g != nil && !g.ended {
+		if g != nil {
 			err = w.ch.insertMore(ictx, body, g.next, queryID(m), token)
-			g.ended = true
-			if err == nil {
-				g.release()
-			} else {
-				g.join()
-			}
-			m, native = g.m, g.buf.Buf
-			body = native
+			m, native = g.end(err == nil)
+			body, g = native, nil
 		} else {
 			err = w.ch.insert(ictx, body, queryID(m), token)
 		}

@@ -74,7 +74,7 @@ type spool struct {
 	mu       sync.Mutex
 	files    []spoolFile // oldest first
 	bytes    int64
-	inFlight string // being replayed: the cap must not delete it
+	inFlight map[string]bool // being replayed: the cap must not delete them
 }
 
 func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
@@ -84,7 +84,7 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 	if err := lockSpoolDir(dir); err != nil {
 		return nil, err
 	}
-	s := &spool{dir: dir, maxBytes: maxBytes, w: w}
+	s := &spool{dir: dir, maxBytes: maxBytes, w: w, inFlight: map[string]bool{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		s.unlock()
@@ -199,7 +199,7 @@ func (s *spool) enforceCap() {
 	defer s.mu.Unlock()
 	for i := 0; s.bytes > s.maxBytes && i < len(s.files); {
 		f := s.files[i]
-		if f.name == s.inFlight {
+		if s.inFlight[f.name] {
 			i++
 			continue
 		}
@@ -223,15 +223,32 @@ func (s *spool) next() (spoolFile, bool) {
 	if len(s.files) == 0 {
 		return spoolFile{}, false
 	}
-	s.inFlight = s.files[0].name
+	s.inFlight[s.files[0].name] = true
 	return s.files[0], true
+}
+
+// nextAfter returns the file that follows prev in the queue and marks it in
+// flight, or ok=false when there is none or it waits for a presence check
+// (an unknown outcome): replay gathers only files known not to be stored.
+func (s *spool) nextAfter(prev spoolFile) (spoolFile, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, found := slices.BinarySearchFunc(s.files, prev, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
+	if found {
+		i++
+	}
+	if i >= len(s.files) || s.files[i].unknown {
+		return spoolFile{}, false
+	}
+	s.inFlight[s.files[i].name] = true
+	return s.files[i], true
 }
 
 // done ends the replay of f; remove deletes it (after a successful insert).
 func (s *spool) done(f spoolFile, remove bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.inFlight = ""
+	delete(s.inFlight, f.name)
 	if !remove {
 		return nil
 	}
@@ -292,24 +309,27 @@ func syncDir(dir string) error {
 }
 
 // markUnknown renames f to carry the "u" flag, so that its next replay first
-// checks ClickHouse for its rows.
-func (s *spool) markUnknown(f spoolFile) {
+// checks ClickHouse for its rows, and returns it as renamed (f itself when
+// it is no longer queued or the rename failed).
+func (s *spool) markUnknown(f spoolFile) spoolFile {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := slices.IndexFunc(s.files, func(g spoolFile) bool { return g.name == f.name })
 	if i < 0 {
-		return
+		return f
 	}
 	name := spoolName(f.seq, f.rows, true, []byte(f.first), []byte(f.last))
 	if err := os.Rename(filepath.Join(s.dir, f.name), filepath.Join(s.dir, name)); err != nil {
 		s.w.log.Error("chlog: spool: mark outcome unknown", "file", f.name, "err", err)
-		return
+		return f
 	}
 	_ = syncDir(s.dir)
 	s.files[i].name, s.files[i].unknown = name, true
-	if s.inFlight == f.name {
-		s.inFlight = name
+	if s.inFlight[f.name] {
+		delete(s.inFlight, f.name)
+		s.inFlight[name] = true
 	}
+	return s.files[i]
 }
 
 // rejectedDir is the subdirectory of the spool for blocks that can never be
@@ -331,9 +351,7 @@ func (s *spool) reject(f spoolFile, reason string) error {
 		return err
 	}
 	s.mu.Lock()
-	if s.inFlight == f.name {
-		s.inFlight = ""
-	}
+	delete(s.inFlight, f.name)
 	if i := slices.IndexFunc(s.files, func(g spoolFile) bool { return g.name == f.name }); i >= 0 {
 		s.bytes -= s.files[i].sizeBytes
 		s.files = slices.Delete(s.files, i, i+1)
@@ -419,9 +437,7 @@ func (s *spool) restore(name string) (spoolFile, error) {
 func (s *spool) forget(f spoolFile) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.inFlight == f.name {
-		s.inFlight = ""
-	}
+	delete(s.inFlight, f.name)
 	if i := slices.IndexFunc(s.files, func(g spoolFile) bool { return g.name == f.name }); i >= 0 {
 		s.bytes -= s.files[i].sizeBytes
 		s.files = slices.Delete(s.files, i, i+1)

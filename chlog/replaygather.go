@@ -1,0 +1,82 @@
+package chlog
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// spoolGather lets a replayed insert take in the spool files queued behind
+// the one it began with, oldest first, while it runs, up to limit bytes
+// (the writer's coalesceLimit): each insert makes a part on the server, so
+// a spool drained one insert per file costs ClickHouse a part (and its
+// merges) per file. Only files known not to be stored that read and verify
+// join; the first that does not ends the gathering and heads a later
+// insert, where the replayer's checks deal with it alone.
+//
+// next runs on the HTTP transport's goroutine while the replayer waits in
+// deliverGathering; the replayer reads files only after the body ended.
+type spoolGather struct {
+	w     *Writer
+	m     blockMeta   // the insert's rows so far
+	head  []byte      // the first file's bytes
+	last  spoolFile   // the newest file in the insert
+	files []spoolFile // taken behind the head, oldest first
+	datas [][]byte    // their bytes
+	size  int
+	limit int
+	ended bool
+}
+
+func newSpoolGather(w *Writer, m blockMeta, head spoolFile, data []byte) *spoolGather {
+	return &spoolGather{w: w, m: m, head: data, last: head, size: len(data), limit: w.coalesceLimit()}
+}
+
+// next reads the file behind the last one taken, or returns nil.
+func (g *spoolGather) next() []byte {
+	if g.ended || g.size >= g.limit {
+		return nil
+	}
+	f, ok := g.w.spool.nextAfter(g.last)
+	if !ok {
+		return nil
+	}
+	data, err := os.ReadFile(filepath.Join(g.w.spool.dir, f.name))
+	if err == nil {
+		err = verifySpool(data, f)
+	}
+	if err != nil {
+		_ = g.w.spool.done(f, false) // it heads a later insert, alone
+		return nil
+	}
+	g.files = append(g.files, f)
+	g.datas = append(g.datas, data)
+	g.size += len(data)
+	g.last = f
+	g.m.rows += f.rows
+	clear(g.m.last[:])
+	copy(g.m.last[:], f.last)
+	return data
+}
+
+// end returns the insert as sent: on failure its files joined, for the
+// retries.
+func (g *spoolGather) end(ok bool) (blockMeta, []byte) {
+	g.ended = true
+	if ok || len(g.datas) == 0 {
+		return g.m, g.head
+	}
+	joined := make([]byte, 0, g.size)
+	joined = append(joined, g.head...)
+	for _, d := range g.datas {
+		joined = append(joined, d...)
+	}
+	return g.m, joined
+}
+
+// taken returns the files of the insert: head and those gathered behind it.
+func (g *spoolGather) taken(head spoolFile) []spoolFile {
+	if g == nil {
+		return []spoolFile{head}
+	}
+	return append([]spoolFile{head}, g.files...)
+}
