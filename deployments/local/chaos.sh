@@ -39,7 +39,7 @@ fuzz() { # package target
 		bad=1
 		echo "chaos: $target in $pkg ran no input (no such fuzz target?)" >&2
 	fi
-	[ "$bad" = 1 ] && { status=1; grep -E 'Failing input|--- FAIL|_test.go' <<<"$out" | head -5 >&2; }
+	[ "$bad" = 1 ] && { status=1; grep -E 'Failing input|--- FAIL|_test.go|fuzzing process|deadline|panic|rror' <<<"$out" | head -8 >&2; }
 	echo "CHAOS|fuzz/$target|${execs:-0}|${execs:-0}|0|$bad|-|-|-|-" >>"$report"
 }
 fuzz ./app/ FuzzParseConfig
