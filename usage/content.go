@@ -85,7 +85,10 @@ func (s *ContentScanner) scan(keys []contentKey, b []byte) bool {
 func HasContent(api API, b []byte) bool { return hasContent(rulesFor(api).content, b) }
 
 // hasContent reports whether b holds a content key followed by the value
-// kind it needs.
+// kind it needs. Occurrences may overlap (`"text"text":"a`, not JSON but
+// possible in a broken stream): the search goes on one byte after each
+// match, so that a whole scan finds every key a scan of b in pieces (Scan,
+// which sees parts of b) can find.
 func hasContent(keys []contentKey, b []byte) bool {
 	for _, k := range keys {
 		rest := b
@@ -94,10 +97,10 @@ func hasContent(keys []contentKey, b []byte) bool {
 			if i < 0 {
 				break
 			}
-			rest = rest[i+len(k.key):]
-			if valueFollows(rest, k.kind) {
+			if valueFollows(rest[i+len(k.key):], k.kind) {
 				return true
 			}
+			rest = rest[i+1:]
 		}
 	}
 	return false
