@@ -28,6 +28,27 @@ func spoolTestBlock(t testing.TB, seq uint64, base, n int, extra ...proto.InputC
 	return blockMeta{seq: seq, rows: b.rows, first: b.first, last: b.last}, append([]byte(nil), buf.Buf...)
 }
 
+// refusedTestBlock is spoolTestBlock with an extra Bool column: ch-go
+// encodes it, ClickHouse 18.16 refuses the block ("Unknown data type
+// family: Bool"). Tests that need the refusal call skipUnlessBoolUnknown.
+func refusedTestBlock(t testing.TB, seq uint64, base, n int) (blockMeta, []byte) {
+	t.Helper()
+	flag := new(proto.ColBool)
+	for range n {
+		flag.Append(true)
+	}
+	return spoolTestBlock(t, seq, base, n, proto.InputColumn{Name: "flag", Data: flag})
+}
+
+// skipUnlessBoolUnknown skips t on a server that knows the Bool type (after
+// 18.16), where refusedTestBlock is inserted like any other.
+func skipUnlessBoolUnknown(t testing.TB, chURL string) {
+	t.Helper()
+	if v := mustQuery(t, chURL, "", "SELECT version()"); !strings.HasPrefix(v, "18.") {
+		t.Skipf("server %s knows the Bool type", v)
+	}
+}
+
 // TestClassifyServerErrors provokes each failure against the real server
 // and checks the class the replayer gives it; the codes in classify.go's
 // list marked "seen" are these.
@@ -44,11 +65,7 @@ func TestClassifyServerErrors(t *testing.T) {
 		return err
 	}
 	mutate := func(f func(b []byte) []byte) []byte { return f(append([]byte(nil), good...)) }
-	flag := new(proto.ColBool) // Bool: known to ch-go, unknown to 18.16
-	for range 5 {
-		flag.Append(true)
-	}
-	_, withBool := spoolTestBlock(t, 1, 100, 5, proto.InputColumn{Name: "flag", Data: flag})
+	_, withBool := refusedTestBlock(t, 1, 100, 5)
 	serverVersion := mustQuery(t, chURL, "", "SELECT version()")
 
 	tests := []struct {

@@ -13,8 +13,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/ClickHouse/ch-go/proto"
 )
 
 // spoolLog collects a writer's log lines (text format) for counting.
@@ -148,16 +146,10 @@ func TestRejectBadSpoolFiles(t *testing.T) {
 // server's text; the file behind it is inserted.
 func TestRejectByServer(t *testing.T) {
 	chURL, db := testDB(t)
-	if v := mustQuery(t, chURL, "", "SELECT version()"); !strings.HasPrefix(v, "18.") {
-		t.Skipf("server %s knows the Bool type", v)
-	}
+	skipUnlessBoolUnknown(t, chURL)
 	dir := t.TempDir()
 	log := &spoolLog{}
-	flag := new(proto.ColBool) // a type ch-go reads and 18.16 does not know
-	flag.Append(true)
-	flag.Append(false)
-	flag.Append(true)
-	mBool, withBool := spoolTestBlock(t, 20, 0, 3, proto.InputColumn{Name: "flag", Data: flag})
+	mBool, withBool := refusedTestBlock(t, 20, 0, 3)
 	writeSpoolFile(t, dir, nameOf(mBool), withBool)
 	mGood, good := spoolTestBlock(t, 21, 10, 4)
 	writeSpoolFile(t, dir, nameOf(mGood), good)

@@ -108,15 +108,13 @@ func (w *Writer) replayAll(st *replayState) bool {
 			}
 			continue
 		}
-		m := blockMeta{seq: f.seq, rows: f.rows}
-		copy(m.first[:], f.first)
-		copy(m.last[:], f.last)
+		m := f.meta()
 		var g *spoolGather
 		var unknown bool
 		if f.unknown || f.name <= st.singleThrough {
 			unknown, err = w.deliver(w.ctx, m, data, f.unknown, 0)
 		} else {
-			g = newSpoolGather(w, m, f, data)
+			g = newSpoolGather(w, f, data)
 			unknown, err = w.deliverGathering(w.ctx, m, data, false, 0, g)
 		}
 		files := g.taken(f)

@@ -16,19 +16,27 @@ import (
 // next runs on the HTTP transport's goroutine while the replayer waits in
 // deliverGathering; the replayer reads files only after the body ended.
 type spoolGather struct {
-	w     *Writer
-	m     blockMeta   // the insert's rows so far
-	head  []byte      // the first file's bytes
-	last  spoolFile   // the newest file in the insert
-	files []spoolFile // taken behind the head, oldest first
-	datas [][]byte    // their bytes
-	size  int
-	limit int
-	ended bool
+	w        *Writer
+	m        blockMeta   // the insert's rows so far
+	head     spoolFile   // the file the insert began with
+	headData []byte      // its bytes
+	files    []spoolFile // taken behind the head, oldest first
+	datas    [][]byte    // their bytes
+	size     int
+	limit    int
+	ended    bool
 }
 
-func newSpoolGather(w *Writer, m blockMeta, head spoolFile, data []byte) *spoolGather {
-	return &spoolGather{w: w, m: m, head: data, last: head, size: len(data), limit: w.coalesceLimit()}
+func newSpoolGather(w *Writer, head spoolFile, data []byte) *spoolGather {
+	return &spoolGather{w: w, m: head.meta(), head: head, headData: data, size: len(data), limit: w.coalesceLimit()}
+}
+
+// newest is the last file of the insert so far.
+func (g *spoolGather) newest() spoolFile {
+	if n := len(g.files); n > 0 {
+		return g.files[n-1]
+	}
+	return g.head
 }
 
 // next reads the file behind the last one taken, or returns nil.
@@ -36,7 +44,7 @@ func (g *spoolGather) next() []byte {
 	if g.ended || g.size >= g.limit {
 		return nil
 	}
-	f, ok := g.w.spool.nextAfter(g.last)
+	f, ok := g.w.spool.nextAfter(g.newest())
 	if !ok {
 		return nil
 	}
@@ -51,10 +59,8 @@ func (g *spoolGather) next() []byte {
 	g.files = append(g.files, f)
 	g.datas = append(g.datas, data)
 	g.size += len(data)
-	g.last = f
 	g.m.rows += f.rows
-	clear(g.m.last[:])
-	copy(g.m.last[:], f.last)
+	g.m.last = f.meta().last
 	return data
 }
 
@@ -63,20 +69,21 @@ func (g *spoolGather) next() []byte {
 func (g *spoolGather) end(ok bool) (blockMeta, []byte) {
 	g.ended = true
 	if ok || len(g.datas) == 0 {
-		return g.m, g.head
+		return g.m, g.headData
 	}
 	joined := make([]byte, 0, g.size)
-	joined = append(joined, g.head...)
+	joined = append(joined, g.headData...)
 	for _, d := range g.datas {
 		joined = append(joined, d...)
 	}
 	return g.m, joined
 }
 
-// taken returns the files of the insert: head and those gathered behind it.
+// taken returns the files of the insert: head (the file sent, when nothing
+// gathered) and those gathered behind it.
 func (g *spoolGather) taken(head spoolFile) []spoolFile {
 	if g == nil {
 		return []spoolFile{head}
 	}
-	return append([]spoolFile{head}, g.files...)
+	return append([]spoolFile{g.head}, g.files...)
 }

@@ -3,12 +3,9 @@ package chlog
 import (
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/ClickHouse/ch-go/proto"
 )
 
 // insertLog records the writer's insert attempts (Options.OnInsert).
@@ -70,28 +67,20 @@ func TestReplayGathersFiles(t *testing.T) {
 // so that only the refused one is moved aside, and every other row arrives.
 func TestReplayGatheredRefusal(t *testing.T) {
 	chURL, db := testDB(t)
-	if v := mustQuery(t, chURL, "", "SELECT version()"); !strings.HasPrefix(v, "18.") {
-		t.Skipf("server %s knows the Bool type", v)
-	}
+	skipUnlessBoolUnknown(t, chURL)
 	dir := t.TempDir()
 	want := 0
 	var bad blockMeta
 	for i := range 7 {
-		var extra []proto.InputColumn
 		if i == 3 {
-			flag := new(proto.ColBool) // known to ch-go, unknown to 18.16
-			for range 4 {
-				flag.Append(true)
-			}
-			extra = append(extra, proto.InputColumn{Name: "flag", Data: flag})
-		}
-		m, data := spoolTestBlock(t, uint64(40+i), 100*i, 4, extra...)
-		writeSpoolFile(t, dir, nameOf(m), data)
-		if i == 3 {
+			m, data := refusedTestBlock(t, uint64(40+i), 100*i, 4)
+			writeSpoolFile(t, dir, nameOf(m), data)
 			bad = m
-		} else {
-			want += m.rows
+			continue
 		}
+		m, data := spoolTestBlock(t, uint64(40+i), 100*i, 4)
+		writeSpoolFile(t, dir, nameOf(m), data)
+		want += m.rows
 	}
 	ins := &insertLog{}
 	log := &spoolLog{}

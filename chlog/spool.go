@@ -55,6 +55,15 @@ func parseSpoolName(name string) (spoolFile, bool) {
 	return spoolFile{name: name, seq: seq, rows: rows, unknown: p[2] == "u", first: p[3], last: p[4]}, true
 }
 
+// meta is the block meta the file's name gives: its seq, rows, first and
+// last request id (as the name carries them).
+func (f spoolFile) meta() blockMeta {
+	m := blockMeta{seq: f.seq, rows: f.rows}
+	copy(m.first[:], f.first)
+	copy(m.last[:], f.last)
+	return m
+}
+
 func spoolName(seq uint64, rows int, unknown bool, first, last []byte) string {
 	flag := "k"
 	if unknown {
