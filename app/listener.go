@@ -85,6 +85,10 @@ var prefetchPool = sync.Pool{New: func() any { return new(prefetchBuf) }}
 // socket beneath.
 func (c *edgeConn) NetConn() net.Conn { return c.Conn }
 
+// RawSocket returns the plain TCP socket beneath, nil over TLS: response
+// bytes the relay does not keep are spliced to it (upstream/splice.go).
+func (c *edgeConn) RawSocket() syscall.RawConn { return c.raw }
+
 // Read reads from the connection and, at the start of a request, has the
 // bytes checked; a refused request is answered here and the connection
 // reported as closed, which fasthttp takes without answering again.

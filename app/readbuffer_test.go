@@ -19,6 +19,8 @@ import (
 // another size: the HTTP chunks on the client's socket are the pieces the
 // relay read. The client waits before reading, so that the upstream's
 // bytes pile up in the relay's socket and each read takes a full buffer.
+// The route captures the audio: bytes a route does not keep are spliced
+// and never pass through the read buffer (TestRawAudioSpliced).
 func TestReadBufferPerRoute(t *testing.T) {
 	const chunks, chunkBytes = 128, 64 << 10 // 8 MiB
 	want := mockllm.AudioBytes(chunks, chunkBytes)
@@ -32,7 +34,7 @@ func TestReadBufferPerRoute(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := startRelayYAML(t, func(y string) string {
-				return strings.Replace(y, "kind: raw\n", "kind: raw\n"+tt.setting, 1)
+				return strings.Replace(y, "kind: raw\n", "kind: raw\n    capture: full\n    max_capture_bytes: 16777216\n"+tt.setting, 1)
 			}, nil)
 			c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
 			if err != nil {

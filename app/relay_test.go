@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -174,6 +175,49 @@ func TestRawAudioBytesIdentical(t *testing.T) {
 	}
 	if row.ReqBody == "" {
 		t.Errorf("request body not kept for model extraction")
+	}
+}
+
+// Audio the route does not keep (capture: meta, the raw default) is
+// spliced from the upstream's socket to the client's when it comes with a
+// Content-Length or in chunks of 96 KiB or more, and copied in 64 KiB
+// chunks: the client gets the same bytes either way, the row counts them
+// with their arrival times, and relay_spliced_bytes_total shows which
+// went without a copy. No other test of the package runs at the same
+// time, so the counter moves only with this one's requests.
+func TestRawAudioSpliced(t *testing.T) {
+	r := startRelay(t, "")
+	for _, tt := range []struct {
+		name          string
+		chunks, bytes int
+		length        string // X-Mock-Length
+		spliced       bool
+	}{
+		{"content length", 40, 64 << 10, "1", true},
+		{"128 KiB chunks", 20, 128 << 10, "0", true},
+		{"64 KiB chunks", 40, 64 << 10, "0", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			before := getMetrics(t, r.base+"/metrics")["relay_spliced_bytes_total"]
+			resp := r.post(t, "/v1/audio/speech", `{"model":"tts-1","input":"hello","voice":"alloy"}`,
+				map[string]string{mockllm.HeaderChunks: strconv.Itoa(tt.chunks), mockllm.HeaderChunkBytes: strconv.Itoa(tt.bytes), mockllm.HeaderLength: tt.length})
+			body := readAll(t, resp)
+			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "audio/mpeg" {
+				t.Fatalf("status %d content-type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+			}
+			want := mockllm.AudioBytes(tt.chunks, tt.bytes)
+			if !bytes.Equal([]byte(body), want) {
+				t.Fatalf("audio differs: got %d bytes, want %d", len(body), len(want))
+			}
+			row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+			if row.TTFT < 0 || row.BytesOut != int64(len(want)) || len(row.ChunkTimes) < 2 || row.ErrorType != "" {
+				t.Errorf("row: ttfa %v bytes %d times %d error %q", row.TTFT, row.BytesOut, len(row.ChunkTimes), row.ErrorType)
+			}
+			spliced := getMetrics(t, r.base+"/metrics")["relay_spliced_bytes_total"] - before
+			if tt.spliced && spliced < float64(len(want))/2 || !tt.spliced && spliced != 0 {
+				t.Errorf("relay_spliced_bytes_total rose by %.0f for %d bytes of audio; want most of them: %v", spliced, len(want), tt.spliced)
+			}
+		})
 	}
 }
 

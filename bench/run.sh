@@ -446,12 +446,13 @@ fi
 if [ $quick = 0 ]; then
 	# Scenario 5: large bodies; the production shape in each round after
 	# the base relay.
-	log "scenario 5: 1 MiB request bodies and 5 MiB audio responses"
+	log "scenario 5: 1 MiB request bodies and 5 MiB audio responses (chunked, and with a Content-Length)"
 	for r in $(seq 1 "$S5_ROUNDS"); do
 		start_relay base
 		for p in direct nginx relay; do
 			lg s5body $p "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
 			lg s5audio $p "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
+			lg s5audiolen $p "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -H "X-Mock-Length: 1" -d "${S5_SECS}s" -warmup 1s
 		done
 		stop_relay
 		if [ $prod = 1 ]; then
@@ -459,6 +460,7 @@ if [ $quick = 0 ]; then
 			lg s5body relay-chredis "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
 			ch_settle # the bodies' parts are merged before audio is measured
 			lg s5audio relay-chredis "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
+			lg s5audiolen relay-chredis "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -H "X-Mock-Length: 1" -d "${S5_SECS}s" -warmup 1s
 			stop_relay
 		fi
 	done

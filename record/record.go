@@ -332,6 +332,23 @@ func (r *Record) AddChunk(b []byte, at time.Duration) {
 	}
 }
 
+// NeedsChunkBytes reports whether AddChunk still has a use for the bytes
+// of the response's next chunks: to capture them, or (for an SSE response)
+// to keep its usage window. When it has none, AddChunkLen accounts a chunk
+// by its length alone, and its bytes need never enter the process.
+func (r *Record) NeedsChunkBytes() bool {
+	return r.Kind == KindSSE || r.Capture && !r.Truncated && !r.starved
+}
+
+// AddChunkLen is AddChunk for a chunk of n bytes that the record would not
+// keep (NeedsChunkBytes is false): it counts them and stamps their
+// arrival, as AddChunk would.
+func (r *Record) AddChunkLen(n int, at time.Duration) {
+	r.ChunkCount++
+	r.BytesOut += int64(n)
+	r.addChunk(nil, nil, at)
+}
+
 // addChunk keeps b's time and, when capturing, its bytes (after prefix,
 // which is stored with them); it reports whether the bytes went into
 // Chunks.Data.

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"fmt"
 	"io"
 	"sync/atomic"
 	"time"
@@ -152,6 +153,7 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	if f := m.upstreams.Load(); f != nil && *f != nil {
 		writeUpstreams(w, (*f)())
 	}
+	fmt.Fprintf(w, "# TYPE relay_spliced_bytes_total counter\nrelay_spliced_bytes_total %d\n", upstream.SplicedBytes())
 	metrics.WriteProcessMetrics(w)
 	// Open descriptors matter to a relay: every stream holds two sockets.
 	metrics.WriteFDMetrics(w)

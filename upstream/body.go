@@ -95,6 +95,35 @@ func (b *bodyReader) next() (view, error) {
 	}
 }
 
+// dataRun returns how many bytes of body data come next on the wire with
+// no framing among them: the rest of a fixed-length body, or of the
+// current chunk. 0 when framing (or the end, or an unknown length) is
+// next. Bytes already buffered are not counted: they are decoded first.
+func (b *bodyReader) dataRun() int64 {
+	switch {
+	case b.done:
+		return 0
+	case b.mode == bodyFixed:
+		return b.left
+	case b.mode == bodyChunked && b.left > 0 && !b.crlf:
+		return b.left
+	}
+	return 0
+}
+
+// skip accounts n bytes of the current run (dataRun) that were moved
+// without passing through the read buffer.
+func (b *bodyReader) skip(n int64) {
+	b.left -= n
+	b.total += n
+	switch b.mode {
+	case bodyFixed:
+		b.done = b.left == 0
+	case bodyChunked:
+		b.crlf = b.left == 0
+	}
+}
+
 // decode consumes what is buffered and returns the body bytes among it.
 func (b *bodyReader) decode() (view, error) {
 	rb := b.rb

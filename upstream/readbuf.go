@@ -46,6 +46,10 @@ type readBuf struct {
 	rawN    int
 	rawErr  error
 	pending error // an error that came with bytes, returned by the next fill
+	// max, when > 0, is the most one fill reads: after a spliced run of
+	// body bytes, the framing that follows is read without the data
+	// behind it, which can be spliced too (splice.go).
+	max int
 }
 
 // bufBox keeps a pooled buffer behind a pointer, so that returning it to
@@ -89,7 +93,7 @@ func (r *readBuf) reset(src io.Reader, raw syscall.RawConn, count *int64) {
 	if raw == nil {
 		count = nil
 	}
-	r.src, r.raw, r.count, r.pending = src, raw, count, nil
+	r.src, r.raw, r.count, r.pending, r.max = src, raw, count, nil, 0
 	if raw != nil && r.rawRead == nil {
 		r.rawRead = r.rawCallback
 	}
@@ -175,7 +179,7 @@ func (r *readBuf) fill() error {
 		if r.buf == nil {
 			r.acquire()
 		}
-		n, err = r.src.Read(r.buf[r.w : len(r.buf)-tailroom])
+		n, err = r.src.Read(r.buf[r.w:r.readEnd()])
 	}
 	if n > 0 {
 		r.w += n
@@ -191,6 +195,15 @@ func (r *readBuf) fill() error {
 	return err
 }
 
+// readEnd is where the next read into buf stops.
+func (r *readBuf) readEnd() int {
+	end := len(r.buf) - tailroom
+	if r.max > 0 && r.w+r.max < end {
+		end = r.w + r.max
+	}
+	return end
+}
+
 // rawCallback runs inside the poller with the socket's descriptor: it
 // reads what has arrived into a buffer taken from the pool, and when
 // nothing has, gives the buffer back (if it holds nothing unread) and asks
@@ -200,7 +213,7 @@ func (r *readBuf) rawCallback(fd uintptr) bool {
 		r.acquire()
 	}
 	for {
-		n, errno := socket.Read(fd, r.buf[r.w:len(r.buf)-tailroom])
+		n, errno := socket.Read(fd, r.buf[r.w:r.readEnd()])
 		switch errno {
 		case syscall.EINTR:
 			continue

@@ -66,6 +66,8 @@ type Stream struct {
 	parkedSize int
 	holder     *bufio.Writer
 
+	splice spliceState // splice.go
+
 	closed bool
 }
 
@@ -186,14 +188,39 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // flush, so that it leaves with the terminating chunk fasthttp writes
 // next, in one write (with the response head too when the whole body came
 // at once). In between, bw's buffer is parked (parkedwriter.go); it is
-// back whenever copyTo writes through w or bw, and when it returns.
+// back whenever copyTo writes through w or bw, and when it returns. Long
+// runs of bytes the record does not keep skip the read buffer: they are
+// spliced from socket to socket (splice.go).
 func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 	direct := bw != nil
 	var total int64
 	for {
+		if direct && total > 0 {
+			if run := s.spliceRun(); run > 0 {
+				n, err := s.spliceBody(run, nil, 0)
+				total += n
+				if err != nil {
+					s.restoreWriter()
+					return total, err
+				}
+				continue
+			}
+		}
 		v, err := s.body.next()
 		if n := v.end - v.start; n > 0 {
+			s.rb.max = 0
 			at := s.relayed(v)
+			if direct && total > 0 && err == nil && n <= maxSpliceLead {
+				if run := s.spliceRun(); run > 0 {
+					m, serr := s.spliceBody(run, s.rb.buf[v.start:v.end], v.start)
+					total += m
+					if serr != nil {
+						s.restoreWriter()
+						return total, serr
+					}
+					continue
+				}
+			}
 			s.writeSince.Store(int64(at) + 1)
 			var werr error
 			viaW := false
@@ -203,6 +230,9 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 			} else if direct && total > 0 && v.tailFree {
 				_, werr = s.client.Write(s.frame(v))
 			} else {
+				if direct {
+					s.payCRLF(bw)
+				}
 				s.restoreWriter()
 				_, werr = w.Write(s.rb.buf[v.start:v.end])
 				viaW = true
@@ -222,6 +252,9 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 		if err != nil {
 			s.restoreWriter()
 			if errors.Is(err, io.EOF) {
+				if direct {
+					s.payCRLF(bw)
+				}
 				return total, nil
 			}
 			s.fail(record.ErrUpstreamReset)
@@ -239,27 +272,13 @@ func (s *Stream) relayed(v view) time.Duration {
 }
 
 // frame makes v one HTTP chunk in place: the size line goes in the head
-// room before it, the CRLF in the free bytes after it.
+// room before it (after the CRLF a spliced chunk owes, if any), the CRLF in
+// the free bytes after it.
 func (s *Stream) frame(v view) []byte {
 	buf := s.rb.buf
-	n := v.end - v.start
-	p := v.start - 2 - hexLen(n)
-	for i, x := v.start-3, n; i >= p; i, x = i-1, x>>4 {
-		buf[i] = hexDigits[x&0xf]
-	}
-	buf[v.start-2], buf[v.start-1] = '\r', '\n'
+	head := s.sizeLine(buf, int64(v.end-v.start), v.start)
 	buf[v.end], buf[v.end+1] = '\r', '\n'
-	return buf[p : v.end+2]
-}
-
-// hexLen is the number of hex digits of n > 0.
-func hexLen(n int) int {
-	k := 1
-	for n >= 16 {
-		n >>= 4
-		k++
-	}
-	return k
+	return buf[v.start-len(head) : v.end+2]
 }
 
 // chunkedWriterBuffer returns the buffer under w when w is fasthttp's
@@ -390,6 +409,7 @@ func (s *Stream) release() {
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
 	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked, s.waiting = 0, nil, nil, false, false
+	s.splice.reset()
 	s.closed = false
 	streamPool.Put(s)
 }

@@ -66,9 +66,15 @@ func speechEndpoint(st *stream, req *apiRequest) {
 	size := st.ctl.chunkBytes
 	t := audio()
 	var wrap []byte // for the rare chunk that straddles the period
+	n := st.ctl.chunkCount(DefaultAudioChunks)
+	var length int64
+	if st.ctl.length {
+		length = int64(n) * int64(size)
+	}
 	st.run(&events{
 		contentType: ct,
-		n:           st.ctl.chunkCount(DefaultAudioChunks),
+		length:      length,
+		n:           n,
 		chunk: func(i int) []byte {
 			p := i * size % audioPeriod
 			if p+size <= audioPeriod {

@@ -17,6 +17,7 @@ func TestSpeech(t *testing.T) {
 		body       string
 		chunks     int // 0: header absent
 		chunkBytes int // 0: header absent
+		length     bool
 		wantType   string
 		wantLen    int
 	}{
@@ -26,6 +27,7 @@ func TestSpeech(t *testing.T) {
 		// The second chunk straddles the end of the generator's period.
 		{name: "wraps", body: `{}`, chunks: 2, chunkBytes: 700_000, wantType: "audio/mpeg", wantLen: 1_400_000},
 		{name: "empty body", body: ``, chunks: 1, chunkBytes: 1, wantType: "audio/mpeg", wantLen: 1},
+		{name: "content length", body: `{}`, chunks: 6, chunkBytes: 300_000, length: true, wantType: "audio/mpeg", wantLen: 1_800_000},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,12 +38,15 @@ func TestSpeech(t *testing.T) {
 			if tt.chunkBytes != 0 {
 				kv = append(kv, mockllm.HeaderChunkBytes, strconv.Itoa(tt.chunkBytes))
 			}
+			if tt.length {
+				kv = append(kv, mockllm.HeaderLength, "1")
+			}
 			resp := post(t, c, base+"/v1/audio/speech", tt.body, kv...)
 			if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != tt.wantType {
 				t.Fatalf("status = %d, Content-Type = %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 			}
-			if resp.ContentLength != -1 {
-				t.Errorf("ContentLength = %d, want a chunked stream", resp.ContentLength)
+			if wantCL := int64(-1); tt.length && resp.ContentLength != int64(tt.wantLen) || !tt.length && resp.ContentLength != wantCL {
+				t.Errorf("ContentLength = %d, want %d with X-Mock-Length %v", resp.ContentLength, tt.wantLen, tt.length)
 			}
 			got, err := io.ReadAll(resp.Body)
 			if err != nil {

@@ -17,6 +17,7 @@ const (
 	HeaderStallAfter     = "X-Mock-Stall-After"
 	HeaderResetAfter     = "X-Mock-Reset-After"
 	HeaderChunkBytes     = "X-Mock-Chunk-Bytes"
+	HeaderLength         = "X-Mock-Length"
 )
 
 // Defaults and bounds of the control headers.
@@ -39,9 +40,10 @@ type control struct {
 	chunkBytes int
 	delay      time.Duration
 	firstByte  time.Duration
-	status     int // 0: none
-	stallAfter int // never: unset
-	resetAfter int // never: unset
+	status     int  // 0: none
+	stallAfter int  // never: unset
+	resetAfter int  // never: unset
+	length     bool // audio: send Content-Length instead of chunked framing
 }
 
 // stops reports whether the stream is cut before chunk i (0 <= i <= chunks).
@@ -82,6 +84,11 @@ func parseControl(h http.Header) (control, error) {
 	if c.stallAfter != never && c.resetAfter != never {
 		return c, fmt.Errorf("mockllm: %s and %s: set at most one", HeaderStallAfter, HeaderResetAfter)
 	}
+	var length int
+	if length, err = headerInt(h, HeaderLength, 0, 0, 1); err != nil {
+		return c, err
+	}
+	c.length = length == 1
 	if c.delay, err = headerMs(h, HeaderDelayMs); err != nil {
 		return c, err
 	}

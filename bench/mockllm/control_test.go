@@ -54,6 +54,7 @@ func TestBadControlHeader(t *testing.T) {
 		{mockllm.HeaderResetAfter, "1.5"},
 		{mockllm.HeaderChunkBytes, "0"},
 		{mockllm.HeaderChunkBytes, "2000000"},
+		{mockllm.HeaderLength, "2"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.header+"="+tt.value, func(t *testing.T) {

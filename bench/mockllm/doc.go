@@ -59,6 +59,9 @@
 //     connection with a TCP RST instead. Exclusive with X-Mock-Stall-After.
 //   - X-Mock-Chunk-Bytes: B, the size of each audio chunk (default 4096,
 //     1..1048576).
+//   - X-Mock-Length: 1, send audio with a Content-Length (the whole size,
+//     known up front) instead of chunked framing; chunks are still written
+//     and flushed one at a time. 0 (the default): chunked.
 //
 // A non-streaming response is one piece, so on it X-Mock-Stall-After and
 // X-Mock-Reset-After take effect before the headers whatever K is, and

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 )
 
@@ -28,6 +29,7 @@ func newStream(s *Server, w http.ResponseWriter, r *http.Request, ctl *control) 
 // events. chunk's result is only used until the next call.
 type events struct {
 	contentType string
+	length      int64 // > 0: the body's size, sent as Content-Length
 	head        [][]byte
 	n           int
 	chunk       func(i int) []byte
@@ -40,6 +42,9 @@ func (st *stream) run(ev *events) {
 	h := st.w.Header()
 	h.Set("Content-Type", ev.contentType)
 	h.Set("Cache-Control", "no-cache")
+	if ev.length > 0 {
+		h.Set("Content-Length", strconv.FormatInt(ev.length, 10))
+	}
 	st.w.WriteHeader(http.StatusOK)
 	st.started = true
 	if !st.flush() {

@@ -206,7 +206,7 @@ func (rp *report) warnings() {
 	if d := rp.med("s2", "direct"); d != nil && !d.sustained() {
 		ws = append(ws, "scenario 2: even going direct the load did not hold its rate, so the machine was saturated or stalled while it ran; its added latencies mean little")
 	}
-	for _, l := range []string{"s1", "s4", "s5body", "s5audio"} {
+	for _, l := range []string{"s1", "s4", "s5body", "s5audio", "s5audiolen"} {
 		paths := map[string]bool{}
 		for _, r := range rp.rs {
 			if r.Label == l {
@@ -317,13 +317,13 @@ func (rp *report) headline() {
 		add("4 rate limits through Redis vs off: streams/s (relay CPU µs/stream); ratio redis / base", "–", "–",
 			rps(red)+" vs "+rps(b)+" ("+cpuUs(red, "relay")+" vs "+cpuUs(b, "relay")+")", ratio(red.RPS, b.RPS), "–", "–")
 	}
-	for _, l := range []struct{ label, name string }{{"s5body", "5 1 MiB request bodies (requests/s)"}, {"s5audio", "5 5 MiB raw audio responses (MB/s)"}} {
+	for _, l := range []struct{ label, name string }{{"s5body", "5 1 MiB request bodies (requests/s)"}, {"s5audio", "5 5 MiB raw audio responses (MB/s)"}, {"s5audiolen", "5 the same audio with a Content-Length (MB/s)"}} {
 		d, n, r := rp.med(l.label, "direct"), rp.med(l.label, "nginx"), rp.med(l.label, "relay")
 		if d == nil || n == nil || r == nil {
 			continue
 		}
 		v := func(x *Result) float64 { return x.RPS }
-		if l.label == "s5audio" {
+		if l.label != "s5body" {
 			v = func(x *Result) float64 { return x.MBps }
 		}
 		prod, pr := "–", "–"
@@ -593,9 +593,9 @@ func (rp *report) scenario5() {
 		rp.p("Not run (quick mode).\n\n")
 		return
 	}
-	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round. After each run that wrote into ClickHouse the script waits until the server has no merge running (at most 60 s), so that merging those parts does not take the cores during the next measurement.\n\n", len(rp.runs("s5body", "relay")))
+	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`) in chunked framing, as TTS providers stream; **audiolen**: the same bytes with a Content-Length (`X-Mock-Length: 1`), as a whole file comes. The relay splices audio it does not keep from socket to socket (`relay_spliced_bytes_total`): a Content-Length body in runs of up to 256 KiB, chunks of 96 KiB or more one by one; it copies the benchmark's 64 KiB chunks, where splicing was no cheaper (README, Spliced audio). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round. After each run that wrote into ClickHouse the script waits until the server has no merge running (at most 60 s), so that merging those parts does not take the cores during the next measurement.\n\n", len(rp.runs("s5body", "relay")))
 	var rows [][]string
-	for _, l := range []string{"s5body", "s5audio"} {
+	for _, l := range []string{"s5body", "s5audio", "s5audiolen"} {
 		n := rp.med(l, "nginx")
 		for _, path := range []string{"direct", "nginx", "relay", "relay-chredis"} {
 			r := rp.med(l, path)
