@@ -39,6 +39,7 @@ type bodyReader struct {
 	mode  bodyMode
 	left  int64 // fixed: bytes left; chunked: bytes left in the current chunk (-1: trailer next)
 	crlf  bool  // chunked: the CRLF after a chunk's data is still to be read
+	size  int64 // chunked: the size of the current (or last) chunk
 	done  bool
 	total int64
 }
@@ -171,7 +172,7 @@ func (b *bodyReader) decode() (view, error) {
 				break
 			}
 			pos += i + 1
-			b.left = size
+			b.left, b.size = size, size
 			if size == 0 {
 				b.left = -1
 			}

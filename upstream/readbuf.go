@@ -46,9 +46,9 @@ type readBuf struct {
 	rawN    int
 	rawErr  error
 	pending error // an error that came with bytes, returned by the next fill
-	// max, when > 0, is the most one fill reads: after a spliced run of
-	// body bytes, the framing that follows is read without the data
-	// behind it, which can be spliced too (splice.go).
+	// max, when > 0, is the most one fill reads: a body of large chunks
+	// is read up to the framing after each, leaving the next chunk's data
+	// in the socket to be spliced (Stream.readLimit).
 	max int
 }
 

@@ -206,9 +206,11 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 				continue
 			}
 		}
+		if direct {
+			s.rb.max = s.readLimit()
+		}
 		v, err := s.body.next()
 		if n := v.end - v.start; n > 0 {
-			s.rb.max = 0
 			at := s.relayed(v)
 			if direct && total > 0 && err == nil && n <= maxSpliceLead {
 				if run := s.spliceRun(); run > 0 {
