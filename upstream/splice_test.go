@@ -281,3 +281,45 @@ func TestSpliceAbortedWrite(t *testing.T) {
 		t.Errorf("reason %v, want %s", r, record.ErrClientClosed)
 	}
 }
+
+// A body of large chunks that piled up in the socket before the relay
+// read (a busy relay) is still spliced chunk by chunk: reads stop at the
+// framing after each chunk, instead of taking the head of the next one
+// and leaving too little of it to splice.
+func TestSpliceChunksBehind(t *testing.T) {
+	const chunks, size = 20, 128 << 10
+	var body, wire []byte
+	for i := 0; i < chunks; i++ {
+		part := audio(size)
+		part[0] = byte(i)
+		body = append(body, part...)
+		wire = strconv.AppendInt(wire, size, 16)
+		wire = append(wire, "\r\n"...)
+		wire = append(wire, part...)
+		wire = append(wire, "\r\n"...)
+	}
+	wire = append(wire, "0\r\n\r\n"...)
+	h := newSpliceHarness(t, bodyChunked, 0, false, true)
+	before := SplicedBytes()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := h.up.Write(wire)
+		errc <- err
+	}()
+	time.Sleep(200 * time.Millisecond) // the socket buffers fill before the first read
+	n, err := h.s.copyTo(h.w, h.bw)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("copied %d, %v; want %d", n, err, len(body))
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.finish(t)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("the client decoded %d bytes (%v), want the upstream's %d", len(got), err, len(body))
+	}
+	// All but the first chunk, less the few bytes read with each framing.
+	if spliced := SplicedBytes() - before; spliced < (chunks-1)*(size-framingRead) {
+		t.Errorf("%d of %d bytes were spliced; want every chunk after the first", spliced, len(body))
+	}
+}
