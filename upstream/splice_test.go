@@ -78,6 +78,30 @@ func (h *spliceHarness) finish(t *testing.T) ([]byte, error) {
 	return io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(raw)))
 }
 
+// relay runs the stream while write sends the upstream's response from
+// another goroutine (after letting it write for head start first), checks
+// that the client decoded exactly body, and returns how many bytes were
+// spliced meanwhile.
+func (h *spliceHarness) relay(t *testing.T, body []byte, headStart time.Duration, write func() error) int64 {
+	t.Helper()
+	before := SplicedBytes()
+	errc := make(chan error, 1)
+	go func() { errc <- write() }()
+	time.Sleep(headStart)
+	n, err := h.s.copyTo(h.w, h.bw)
+	if err != nil || n != int64(len(body)) {
+		t.Fatalf("copied %d, %v; want %d", n, err, len(body))
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	got, err := h.finish(t)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("the client decoded %d bytes (%v), want the upstream's %d", len(got), err, len(body))
+	}
+	return SplicedBytes() - before
+}
+
 // audio returns n bytes of a pattern that does not repeat within 251 bytes.
 func audio(n int) []byte {
 	b := make([]byte, n)
@@ -109,20 +133,7 @@ func writeSlowly(c net.Conn, p []byte, step int, pause time.Duration) error {
 func TestSpliceFixedBody(t *testing.T) {
 	body := audio(3<<20 + 12345)
 	h := newSpliceHarness(t, bodyFixed, int64(len(body)), false, true)
-	before := SplicedBytes()
-	errc := make(chan error, 1)
-	go func() { errc <- writeSlowly(h.up, body, 200<<10, 2*time.Millisecond) }()
-	n, err := h.s.copyTo(h.w, h.bw)
-	if err != nil || n != int64(len(body)) {
-		t.Fatalf("copied %d, %v; want %d", n, err, len(body))
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	got, err := h.finish(t)
-	if err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("the client decoded %d bytes (%v), want the upstream's %d", len(got), err, len(body))
-	}
+	spliced := h.relay(t, body, 0, func() error { return writeSlowly(h.up, body, 200<<10, 2*time.Millisecond) })
 	rec := h.s.rec
 	if rec.BytesOut != int64(len(body)) || h.in != int64(len(body)) {
 		t.Errorf("record counts %d bytes out, the connection %d read; want %d", rec.BytesOut, h.in, len(body))
@@ -131,7 +142,7 @@ func TestSpliceFixedBody(t *testing.T) {
 		t.Errorf("record: %d chunks, %d times, %d bytes kept; want >= 2 chunks, a time each, no bytes",
 			rec.ChunkCount, len(rec.Chunks.AtMS), len(rec.Chunks.Data))
 	}
-	if spliced := SplicedBytes() - before; spliced < int64(len(body))*9/10 {
+	if spliced < int64(len(body))*9/10 {
 		t.Errorf("%d of %d bytes were spliced; want nearly all (only the first read is copied)", spliced, len(body))
 	}
 	if !h.s.body.done || h.s.splice.pipe != nil || h.s.splice.crlfOwed {
@@ -163,27 +174,14 @@ func TestSpliceChunkedBody(t *testing.T) {
 	for _, step := range []int{7 << 10, 64 << 10, 1 << 20} {
 		t.Run("step "+strconv.Itoa(step), func(t *testing.T) {
 			h := newSpliceHarness(t, bodyChunked, 0, false, true)
-			before := SplicedBytes()
-			errc := make(chan error, 1)
-			go func() { errc <- writeSlowly(h.up, wire, step, time.Millisecond) }()
-			n, err := h.s.copyTo(h.w, h.bw)
-			if err != nil || n != int64(len(body)) {
-				t.Fatalf("copied %d, %v; want %d", n, err, len(body))
-			}
-			if err := <-errc; err != nil {
-				t.Fatal(err)
-			}
-			got, err := h.finish(t)
-			if err != nil || !bytes.Equal(got, body) {
-				t.Fatalf("the client decoded %d bytes (%v), want the upstream's %d", len(got), err, len(body))
-			}
+			spliced := h.relay(t, body, 0, func() error { return writeSlowly(h.up, wire, step, time.Millisecond) })
 			if h.s.rec.BytesOut != int64(len(body)) || h.in != int64(len(wire)) {
 				t.Errorf("record counts %d bytes out, the connection %d read; want %d and %d", h.s.rec.BytesOut, h.in, len(body), len(wire))
 			}
 			// At least one run of a large chunk (a read may take the head
 			// of a chunk with the framing before it); chunks under 96 KiB
 			// are copied.
-			if spliced := SplicedBytes() - before; spliced < minSpliceChunk {
+			if spliced < minSpliceChunk {
 				t.Errorf("%d bytes were spliced; want the large chunks' data", spliced)
 			}
 		})
@@ -195,19 +193,11 @@ func TestSpliceChunkedBody(t *testing.T) {
 func TestSpliceNotWhenCaptured(t *testing.T) {
 	body := audio(1 << 20)
 	h := newSpliceHarness(t, bodyFixed, int64(len(body)), true, true)
-	before := SplicedBytes()
-	go writeSlowly(h.up, body, 128<<10, time.Millisecond)
-	if n, err := h.s.copyTo(h.w, h.bw); err != nil || n != int64(len(body)) {
-		t.Fatalf("copied %d, %v; want %d", n, err, len(body))
-	}
-	got, err := h.finish(t)
-	if err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("the client decoded %d bytes (%v), want %d", len(got), err, len(body))
-	}
+	spliced := h.relay(t, body, 0, func() error { return writeSlowly(h.up, body, 128<<10, time.Millisecond) })
 	if !bytes.Equal(h.s.rec.Chunks.Data, body) {
 		t.Errorf("captured %d bytes, want all %d", len(h.s.rec.Chunks.Data), len(body))
 	}
-	if spliced := SplicedBytes() - before; spliced != 0 {
+	if spliced != 0 {
 		t.Errorf("%d bytes were spliced from a captured stream", spliced)
 	}
 }
@@ -300,26 +290,13 @@ func TestSpliceChunksBehind(t *testing.T) {
 	}
 	wire = append(wire, "0\r\n\r\n"...)
 	h := newSpliceHarness(t, bodyChunked, 0, false, true)
-	before := SplicedBytes()
-	errc := make(chan error, 1)
-	go func() {
+	// The socket buffers fill before the first read.
+	spliced := h.relay(t, body, 200*time.Millisecond, func() error {
 		_, err := h.up.Write(wire)
-		errc <- err
-	}()
-	time.Sleep(200 * time.Millisecond) // the socket buffers fill before the first read
-	n, err := h.s.copyTo(h.w, h.bw)
-	if err != nil || n != int64(len(body)) {
-		t.Fatalf("copied %d, %v; want %d", n, err, len(body))
-	}
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
-	got, err := h.finish(t)
-	if err != nil || !bytes.Equal(got, body) {
-		t.Fatalf("the client decoded %d bytes (%v), want the upstream's %d", len(got), err, len(body))
-	}
+		return err
+	})
 	// All but the first chunk, less the few bytes read with each framing.
-	if spliced := SplicedBytes() - before; spliced < (chunks-1)*(size-framingRead) {
+	if spliced < (chunks-1)*(size-framingRead) {
 		t.Errorf("%d of %d bytes were spliced; want every chunk after the first", spliced, len(body))
 	}
 }
