@@ -14,6 +14,7 @@ import (
 
 	"github.com/stream-relay/stream-relay/bench/mockllm"
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
 	"go.uber.org/goleak"
 )
 
@@ -293,12 +294,14 @@ func TestChaosMalformedRequests(t *testing.T) {
 // (8 KiB) and the socket buffers the kernel grants; the upstream is
 // back-pressured (the mock's writes block), RSS stays flat, and after the
 // route's idle_timeout of a blocked write the relay gives the client up
-// (client_closed), closing the upstream.
+// (client_closed), closing the upstream, whether the stream was copied or
+// spliced.
 func TestChaosSlowReader(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	r := startChaosRelay(t, "", func(c *Config) { c.Routes[2].IdleTimeout = 3 * time.Second })
 	const clients = 4
 	before := sampleProc()
+	spliced := upstream.SplicedBytes()
 	var conns []net.Conn
 	for i := 0; i < clients; i++ {
 		c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
@@ -307,8 +310,14 @@ func TestChaosSlowReader(t *testing.T) {
 		}
 		_ = c.(*net.TCPConn).SetReadBuffer(4096)
 		conns = append(conns, c)
-		// 64 MiB of audio per stream; the client reads nothing.
-		if _, err := io.WriteString(c, relayReq("/v1/audio/speech", "X-Mock-Chunks: 1024\r\nX-Mock-Chunk-Bytes: 65536\r\n", `{"model":"tts"}`)); err != nil {
+		// 64 MiB of audio per stream; the client reads nothing. Half the
+		// streams come with a Content-Length, which the relay splices:
+		// those block in a spliced write instead of a copied one.
+		hdr := "X-Mock-Chunks: 1024\r\nX-Mock-Chunk-Bytes: 65536\r\n"
+		if i%2 == 1 {
+			hdr += mockllm.HeaderLength + ": 1\r\n"
+		}
+		if _, err := io.WriteString(c, relayReq("/v1/audio/speech", hdr, `{"model":"tts"}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -338,6 +347,9 @@ func TestChaosSlowReader(t *testing.T) {
 		bytesOut += rw.BytesOut
 	}
 	t.Logf("bytes relayed to clients that did not read: %d KiB in total", bytesOut>>10)
+	if upstream.SplicedBytes() == spliced {
+		t.Error("no stream was spliced: the Content-Length ones should have been")
+	}
 	for _, c := range conns {
 		c.Close()
 	}
@@ -367,6 +379,8 @@ func TestChaosDisconnectEverywhere(t *testing.T) {
 	addr := strings.TrimPrefix(r.base, "http://")
 	full := relayReq("/v1/chat/completions", "X-Mock-Chunks: 1000\r\nX-Mock-Delay-Ms: 5\r\n", `{"model":"m","stream":true}`)
 	slowFirst := relayReq("/v1/chat/completions", "X-Mock-First-Byte-Delay-Ms: 500\r\nX-Mock-Chunks: 1000\r\nX-Mock-Delay-Ms: 5\r\n", `{"model":"m","stream":true}`)
+	// Audio with a Content-Length: spliced from socket to socket.
+	audio := relayReq("/v1/audio/speech", "X-Mock-Chunks: 1000\r\nX-Mock-Chunk-Bytes: 65536\r\nX-Mock-Delay-Ms: 5\r\n"+mockllm.HeaderLength+": 1\r\n", `{"model":"tts"}`)
 	points := []struct {
 		name string
 		do   func(c net.Conn)
@@ -388,6 +402,18 @@ func TestChaosDisconnectEverywhere(t *testing.T) {
 			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
 			got := 0
 			for got < 2000 {
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				got += n
+			}
+		}, record.ErrClientClosed},
+		{"mid spliced audio", func(c net.Conn) {
+			io.WriteString(c, audio)
+			buf := make([]byte, 64<<10)
+			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			for got := 0; got < 1<<20; {
 				n, err := c.Read(buf)
 				if err != nil {
 					return
@@ -433,10 +459,10 @@ func TestChaosDisconnectEverywhere(t *testing.T) {
 			unexpected++
 		}
 	}
-	// A row exists where the request was read whole: the three points after
+	// A row exists where the request was read whole: the four points after
 	// the request end as client_closed. A request cut short (even in its
 	// body) is no request: no row, and never a 5xx.
-	want := map[string]int64{record.ErrClientClosed: 3 * rounds, "": 5}
+	want := map[string]int64{record.ErrClientClosed: 4 * rounds, "": 5}
 	if counts[record.ErrClientClosed] != want[record.ErrClientClosed] || counts[""] != 5 || len(counts) != 2 {
 		t.Errorf("rows by error_type %v: want %v", counts, want)
 		unexpected++
