@@ -84,6 +84,8 @@ type spliceState struct {
 	want, n, inPipe int
 	errno           syscall.Errno
 	inFn, outFn     func(fd uintptr) bool
+	extraFn         func(fd uintptr)
+	peek            [1]byte
 
 	head [24]byte // a run's size line when no decoded bytes lead it
 }
@@ -215,7 +217,26 @@ func (s *Stream) spliceBody(run int64, lead []byte, leadAt int) (int64, error) {
 	sp.crlfOwed = true
 	pipePool.Put(p)
 	sp.pipe = nil
+	if s.body.done {
+		// A copied body's excess bytes would wait in the read buffer and
+		// keep the connection from its pool; a spliced one's wait in the
+		// socket, where the next response's head would be read from them.
+		if sp.extraFn == nil {
+			sp.extraFn = s.peekExtra
+		}
+		_ = s.rb.raw.Control(sp.extraFn)
+	}
 	return sent, nil
+}
+
+// peekExtra is the upstream socket's callback once a spliced body is
+// complete: bytes waiting after it (an upstream that sent more than its
+// Content-Length) mean the connection must not be reused.
+func (s *Stream) peekExtra(fd uintptr) {
+	n, _, err := syscall.Recvfrom(int(fd), s.splice.peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	if err == nil && n > 0 {
+		s.closeAfter = true
+	}
 }
 
 // readLimit is the most the next read may take (0: no limit). A chunked

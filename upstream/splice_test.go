@@ -300,3 +300,26 @@ func TestSpliceChunksBehind(t *testing.T) {
 		t.Errorf("%d of %d bytes were spliced; want every chunk after the first", spliced, len(body))
 	}
 }
+
+// An upstream that sends more than its Content-Length, with the body's
+// last bytes: a spliced body leaves the excess in the socket, so the
+// connection must not go back to its pool, where its next response would
+// be read from those bytes.
+func TestSpliceExcessNotReused(t *testing.T) {
+	body := audio(1 << 20)
+	for _, extra := range []int{0, 100} {
+		h := newSpliceHarness(t, bodyFixed, int64(len(body)), false, true)
+		tail := append(append([]byte(nil), body[512<<10:]...), audio(extra)...)
+		h.relay(t, body, 0, func() error {
+			if err := writeSlowly(h.up, body[:512<<10], 128<<10, time.Millisecond); err != nil {
+				return err
+			}
+			time.Sleep(50 * time.Millisecond) // the relay waits in a spliced run
+			_, err := h.up.Write(tail)
+			return err
+		})
+		if reusable := !h.s.closeAfter && h.s.rb.buffered() == 0; reusable != (extra == 0) {
+			t.Errorf("%d bytes past the body: the connection is reusable: %v", extra, reusable)
+		}
+	}
+}
