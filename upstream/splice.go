@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"sync"
@@ -256,7 +257,7 @@ func (s *Stream) readLimit() int {
 
 // errSpliceHead is a size line that did not fit an empty pipe, which
 // cannot happen short of a broken descriptor.
-var errSpliceHead = &rawReadError{errno: syscall.EIO}
+var errSpliceHead = errors.New("upstream: splice: the pipe refused a chunk's size line")
 
 // sizeLine writes a chunk's size line for n bytes (led by the CRLF owed,
 // if any, which it pays) so that it ends at buf[end], and returns it.
@@ -327,7 +328,8 @@ func (s *Stream) spliceOut(fd uintptr) bool {
 }
 
 // payCRLF writes the CRLF owed by a spliced chunk into bw, ahead of what
-// goes through bw next.
+// goes through bw next. A CRLF is owed only on the direct path, where bw
+// is set.
 func (s *Stream) payCRLF(bw *bufio.Writer) {
 	if s.splice.crlfOwed {
 		s.restoreWriter()

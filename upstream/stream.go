@@ -232,9 +232,7 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 			} else if direct && total > 0 && v.tailFree {
 				_, werr = s.client.Write(s.frame(v))
 			} else {
-				if direct {
-					s.payCRLF(bw)
-				}
+				s.payCRLF(bw)
 				s.restoreWriter()
 				_, werr = w.Write(s.rb.buf[v.start:v.end])
 				viaW = true
@@ -254,9 +252,7 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 		if err != nil {
 			s.restoreWriter()
 			if errors.Is(err, io.EOF) {
-				if direct {
-					s.payCRLF(bw)
-				}
+				s.payCRLF(bw)
 				return total, nil
 			}
 			s.fail(record.ErrUpstreamReset)
