@@ -61,6 +61,9 @@ const framingRead = 64
 // SplicedBytes.
 var spliced atomic.Int64
 
+// pipesHeld counts the pipes streams hold now (tests).
+var pipesHeld atomic.Int64
+
 // SplicedBytes returns how many response bytes went from an upstream to a
 // client with splice(2) since the process started, never entering it
 // (relay_spliced_bytes_total).
@@ -91,13 +94,10 @@ type spliceState struct {
 	head [24]byte // a run's size line when no decoded bytes lead it
 }
 
-// reset readies sp for another stream. A pipe still held (spliceRun found
-// one, and the stream ended before using it) is empty and goes back.
+// reset readies sp for another stream. Every run gives its pipe back (or
+// closes it) before it returns, so none is held here.
 func (sp *spliceState) reset() {
-	if sp.pipe != nil {
-		pipePool.Put(sp.pipe)
-	}
-	sp.pipe, sp.client, sp.lookedUp, sp.crlfOwed = nil, nil, false, false
+	sp.client, sp.lookedUp, sp.crlfOwed = nil, false, false
 }
 
 // rawSocket is a client connection that can give its plain TCP socket
@@ -142,10 +142,8 @@ func (s *Stream) spliceRun() int64 {
 	if run < least || s.rb.buffered() != 0 || s.rb.pending != nil || !s.spliceable() {
 		return 0
 	}
-	if s.splice.pipe == nil {
-		if s.splice.pipe = pipePool.Get().(*socket.Pipe); s.splice.pipe == nil {
-			return 0
-		}
+	if s.splice.pipe == nil && !s.getPipe() {
+		return 0
 	}
 	return min(run, maxSpliceRun)
 }
@@ -156,7 +154,7 @@ func (s *Stream) spliceRun() int64 {
 // its reason recorded.
 func (s *Stream) spliceBody(run int64, lead []byte, leadAt int) (int64, error) {
 	sp := &s.splice
-	p := sp.pipe
+	size := int64(sp.pipe.Size)
 	if sp.inFn == nil {
 		sp.inFn, sp.outFn = s.spliceIn, s.spliceOut
 	}
@@ -168,7 +166,7 @@ func (s *Stream) spliceBody(run int64, lead []byte, leadAt int) (int64, error) {
 	} else {
 		head = s.sizeLine(sp.head[:], run, len(sp.head))
 	}
-	if n, errno := socket.Write(p.W, head); errno != 0 || n != len(head) {
+	if n, errno := socket.Write(sp.pipe.W, head); errno != 0 || n != len(head) {
 		s.dropPipe()
 		s.fail(record.ErrClientClosed)
 		return 0, errSpliceHead
@@ -176,7 +174,7 @@ func (s *Stream) spliceBody(run int64, lead []byte, leadAt int) (int64, error) {
 	sp.inPipe = len(head)
 	sent := int64(len(lead))
 	for moved := int64(0); moved < run; {
-		sp.want, sp.n, sp.errno = int(min(run-moved, int64(p.Size))), 0, 0
+		sp.want, sp.n, sp.errno = int(min(run-moved, size)), 0, 0
 		err := s.rb.raw.Read(sp.inFn)
 		if err == nil && sp.errno != 0 {
 			err = &rawReadError{errno: sp.errno}
@@ -216,8 +214,7 @@ func (s *Stream) spliceBody(run int64, lead []byte, leadAt int) (int64, error) {
 		sent += int64(n)
 	}
 	sp.crlfOwed = true
-	pipePool.Put(p)
-	sp.pipe = nil
+	s.putPipe()
 	if s.body.done {
 		// A copied body's excess bytes would wait in the read buffer and
 		// keep the connection from its pool; a spliced one's wait in the
@@ -279,24 +276,54 @@ func (s *Stream) sizeLine(buf []byte, n int64, end int) []byte {
 	return buf[p:end]
 }
 
+// getPipe takes a pipe from the pool for s; false when none could be
+// opened.
+func (s *Stream) getPipe() bool {
+	if s.splice.pipe = pipePool.Get().(*socket.Pipe); s.splice.pipe == nil {
+		return false
+	}
+	pipesHeld.Add(1)
+	return true
+}
+
+// putPipe gives s's pipe, empty, back to the pool.
+func (s *Stream) putPipe() {
+	if s.splice.pipe != nil {
+		pipePool.Put(s.splice.pipe)
+		s.splice.pipe = nil
+		pipesHeld.Add(-1)
+	}
+}
+
 // dropPipe closes the pipe of a run that failed: it may still hold bytes.
 func (s *Stream) dropPipe() {
 	if s.splice.pipe != nil {
 		s.splice.pipe.Close()
 		s.splice.pipe = nil
+		pipesHeld.Add(-1)
 	}
 }
 
 // spliceIn is the upstream poller's callback: it splices what has arrived,
-// up to want bytes, into the pipe; false (wait) when nothing has.
+// up to want bytes, into the pipe; false (wait) when nothing has. An empty
+// pipe goes back to the pool for the wait, as an empty read buffer does: a
+// stream waiting for its upstream holds none, and takes one again when
+// bytes are there.
 func (s *Stream) spliceIn(fd uintptr) bool {
 	sp := &s.splice
+	if sp.pipe == nil && !s.getPipe() {
+		sp.errno = syscall.EMFILE
+		return true
+	}
 	for {
 		n, errno := socket.Splice(sp.pipe.W, fd, sp.want)
 		switch errno {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if sp.inPipe == 0 {
+				s.putPipe()
+			}
 			return false
 		}
 		sp.n, sp.errno = n, errno

@@ -323,3 +323,44 @@ func TestSpliceExcessNotReused(t *testing.T) {
 		}
 	}
 }
+
+// A spliced stream waiting for its upstream's next bytes holds no pipe, as
+// it holds no read buffer: the pipe goes back to the pool while the socket
+// is idle and is taken again when bytes arrive. No run keeps one after it
+// ends, whether it completed or failed.
+func TestSpliceIdleHoldsNoPipe(t *testing.T) {
+	body := audio(1 << 20)
+	h := newSpliceHarness(t, bodyFixed, int64(len(body)), false, true)
+	paused := make(chan struct{})
+	held := make(chan int64, 1)
+	go func() {
+		<-paused
+		time.Sleep(300 * time.Millisecond) // the relay has spliced all it got and waits
+		held <- pipesHeld.Load()
+	}()
+	h.relay(t, body, 0, func() error {
+		if err := writeSlowly(h.up, body[:300<<10], 100<<10, time.Millisecond); err != nil {
+			return err
+		}
+		close(paused)
+		time.Sleep(600 * time.Millisecond)
+		return writeSlowly(h.up, body[300<<10:], 100<<10, time.Millisecond)
+	})
+	if n := <-held; n != 0 {
+		t.Errorf("%d pipes held while the stream waited for its upstream; want 0", n)
+	}
+	if n := pipesHeld.Load(); n != 0 {
+		t.Errorf("%d pipes held after the stream ended", n)
+	}
+	cut := newSpliceHarness(t, bodyFixed, int64(len(body)), false, true)
+	go func() {
+		writeSlowly(cut.up, body[:600<<10], 100<<10, time.Millisecond)
+		cut.up.Close()
+	}()
+	if _, err := cut.s.copyTo(cut.w, cut.bw); err == nil {
+		t.Fatal("a cut upstream relayed whole")
+	}
+	if n := pipesHeld.Load(); n != 0 {
+		t.Errorf("%d pipes held after a failed run", n)
+	}
+}
