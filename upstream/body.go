@@ -112,8 +112,8 @@ func (b *bodyReader) dataRun() int64 {
 	return 0
 }
 
-// skip accounts n bytes of the current run (dataRun) that were moved
-// without passing through the read buffer.
+// skip accounts n bytes of the current run (dataRun) as consumed: decoded
+// from the read buffer, or moved without passing through it (splice.go).
 func (b *bodyReader) skip(n int64) {
 	b.left -= n
 	b.total += n
@@ -133,9 +133,7 @@ func (b *bodyReader) decode() (view, error) {
 	case bodyFixed:
 		k := int(min(b.left, int64(rb.buffered())))
 		rb.r += k
-		b.left -= int64(k)
-		b.total += int64(k)
-		b.done = b.left == 0
+		b.skip(int64(k))
 		return view{start, rb.r, rb.r == rb.w}, nil
 	case bodyClose:
 		rb.r = rb.w
@@ -196,9 +194,7 @@ func (b *bodyReader) decode() (view, error) {
 		}
 		out += k
 		pos += k
-		b.left -= int64(k)
-		b.total += int64(k)
-		b.crlf = b.left == 0
+		b.skip(int64(k))
 	}
 	rb.r = pos
 	return view{start, out, pos >= out+tailroom || pos == w && out == w}, err

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"errors"
 	"io"
-	"net"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -113,9 +112,7 @@ func (s *Stream) clientSocket() syscall.RawConn {
 		switch c := s.client.(type) {
 		case rawSocket:
 			sp.client = c.RawSocket()
-		case *net.TCPConn:
-			sp.client, _ = c.SyscallConn()
-		case *socket.Conn:
+		case syscall.Conn: // a TCP connection (a *tls.Conn is none)
 			sp.client, _ = c.SyscallConn()
 		}
 	}
