@@ -368,16 +368,17 @@ func startTLSRelay(t *testing.T) (r *relay, addr string, pool *x509.CertPool) {
 }
 
 // TestChaosEdgesTLSClientGone: a client that leaves a stream on the TLS listener
-// while the upstream is silent is noticed by the watchdog's peek at the TCP
-// socket under TLS (it was noticed only at the next write, so a silent
+// while the upstream is silent is noticed by the watchdog, which watches the
+// TCP socket under TLS (it was noticed only at the next write, so a silent
 // upstream ran into the idle timeout: upstream_timeout, and kept
 // generating meanwhile). Three ways of leaving: a TLS close (close_notify
-// alert, then FIN: bytes wait unread, the peek alone sees a live client),
+// alert, then FIN: bytes wait unread, which alone look like a live client),
 // a bare TCP close, and the alert followed by a reset (a client closing
 // with bytes unread). nginx 1.22.1 (ssl listener, proxy_buffering off, a
 // stalled upstream; the same three closes from a Go client) closes the
 // upstream connection about 1 ms after the client leaves, in all three
-// cases; the relay within its watchdog's peek interval (~300 ms).
+// cases; the relay within about 350 ms (its watchdog's tick, once the
+// upstream has been silent for 250 ms).
 func TestChaosEdgesTLSClientGone(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	r, addr, pool := startTLSRelay(t)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/stream-relay/stream-relay/record"
@@ -57,6 +58,12 @@ type Stream struct {
 	wdNext     *Stream
 	wdTracked  bool
 	waiting    bool // watchdog-read under its mutex: the response headers are awaited
+	// The client socket in the watchdog's hang-up set (hangup_linux.go),
+	// all watchdog-owned: hupSeq is 0 while not in it, -1 when it cannot
+	// be (the watchdog peeks instead).
+	hupRC  syscall.RawConn
+	hupFD  int32
+	hupSeq int32
 
 	// parked is the client writer whose buffer is on the shelf while the
 	// stream is between its first chunk and its last (parkedwriter.go);
@@ -407,6 +414,7 @@ func (s *Stream) release() {
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
 	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked, s.waiting = 0, nil, nil, false, false
+	s.hupRC, s.hupFD, s.hupSeq = nil, 0, 0
 	s.splice.reset()
 	s.closed = false
 	streamPool.Put(s)

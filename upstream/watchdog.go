@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -13,11 +14,13 @@ import (
 // Watchdog watches every open stream from one goroutine. Each tick it
 //   - aborts streams silent for longer than their route's idle timeout or
 //     running longer than the request timeout (upstream_timeout), and
-//   - checks, for streams whose upstream has been silent for a while, whether
-//     the client has closed its connection (client_closed). While chunks
-//     flow a gone client shows up as a failed write; while the upstream is
-//     silent nothing is written, and fasthttp gives a body stream no signal
-//     of its own, so the watchdog peeks at the client socket, and
+//   - watches, for streams whose upstream has been silent for a while,
+//     whether the client has closed its connection (client_closed). While
+//     chunks flow a gone client shows up as a failed write; while the
+//     upstream is silent nothing is written, and fasthttp gives a body
+//     stream no signal of its own. On Linux the client socket joins the
+//     watchdog's epoll set of hang-ups once (hangup_linux.go); elsewhere
+//     the watchdog peeks at it every PeekAfter, and
 //   - gives up clients that take no byte for the idle timeout while a write
 //     to them is blocked (client_closed), so that a client that stops
 //     reading cannot hold a stream, its goroutine and its upstream
@@ -32,6 +35,7 @@ type Watchdog struct {
 	mu    sync.Mutex
 	head  *Stream
 	count int
+	hup   *hangups // nil: peek at client sockets instead
 
 	stop chan struct{}
 	done chan struct{}
@@ -42,9 +46,9 @@ type WatchdogOptions struct {
 	// Tick is how often streams are checked; default 100ms.
 	Tick time.Duration
 	// PeekAfter is how long an upstream must be silent before the client
-	// socket is checked, and how often it is checked again; default 250ms.
-	// A client that leaves a silent stream is noticed within about
-	// PeekAfter+Tick.
+	// socket is watched (and, where it is peeked at, how often it is
+	// checked again); default 250ms. A client that leaves a silent stream
+	// is noticed within about PeekAfter+Tick.
 	PeekAfter time.Duration
 }
 
@@ -57,6 +61,7 @@ func NewWatchdog(o WatchdogOptions) *Watchdog {
 		o.PeekAfter = 250 * time.Millisecond
 	}
 	w := &Watchdog{tick: o.Tick, peekAfter: o.PeekAfter, stop: make(chan struct{}), done: make(chan struct{})}
+	w.hup = newHangups()
 	go w.run()
 	return w
 }
@@ -65,6 +70,9 @@ func NewWatchdog(o WatchdogOptions) *Watchdog {
 func (w *Watchdog) Stop() {
 	close(w.stop)
 	<-w.done
+	if w.hup != nil {
+		w.hup.close()
+	}
 }
 
 // Len returns the number of streams being watched (open streams).
@@ -108,6 +116,9 @@ func (w *Watchdog) untrack(s *Stream) {
 		}
 		s.wdPrev, s.wdNext, s.wdTracked = nil, nil, false
 		w.count--
+		if s.hupSeq > 0 {
+			w.hup.disarm(s)
+		}
 	}
 	w.mu.Unlock()
 }
@@ -117,6 +128,11 @@ func (w *Watchdog) run() {
 	t := time.NewTicker(w.tick)
 	defer t.Stop()
 	var buf [1]byte
+	hungUp := func(s *Stream) {
+		if s.reason.Load() == nil {
+			s.abort(record.ErrClientClosed)
+		}
+	}
 	for {
 		select {
 		case <-w.stop:
@@ -126,6 +142,9 @@ func (w *Watchdog) run() {
 		w.mu.Lock()
 		for s := w.head; s != nil; s = s.wdNext {
 			w.check(s, buf[:])
+		}
+		if w.hup != nil {
+			w.hup.poll(hungUp)
 		}
 		w.mu.Unlock()
 	}
@@ -140,11 +159,8 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 	if s.waiting {
 		// Before the response headers: the first-byte deadline bounds the
 		// wait; only the client's presence is the watchdog's business.
-		if now >= int64(w.peekAfter) && now >= s.nextPeek && s.client != nil {
-			s.nextPeek = now + int64(w.peekAfter)
-			if clientGone(s.client, buf) {
-				s.abort(record.ErrClientClosed)
-			}
+		if now >= int64(w.peekAfter) {
+			w.watchClient(s, now, buf)
 		}
 		return
 	}
@@ -175,13 +191,43 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 		s.abort(record.ErrUpstreamTimeout)
 		return
 	}
-	if silent < w.peekAfter || now < s.nextPeek || s.client == nil {
+	if silent >= w.peekAfter {
+		w.watchClient(s, now, buf)
+	}
+}
+
+// watchClient makes sure a leaving client of s is noticed: its socket joins
+// the hang-up set, once, or, where it cannot, is peeked at every peekAfter.
+func (w *Watchdog) watchClient(s *Stream, now int64, buf []byte) {
+	if s.hupSeq > 0 || now < s.nextPeek || s.client == nil {
 		return
+	}
+	if s.hupSeq == 0 && w.hup != nil {
+		if w.hup.arm(s) {
+			return
+		}
+		s.hupSeq = -1
 	}
 	s.nextPeek = now + int64(w.peekAfter)
 	if clientGone(s.client, buf) {
 		s.abort(record.ErrClientClosed)
 	}
+}
+
+// hupConn returns the socket under s's client connection (beneath TLS and
+// the listener's wrapper), looked up once.
+func (s *Stream) hupConn() syscall.RawConn {
+	if s.hupRC == nil && s.client != nil {
+		if rs, ok := s.client.(rawSocket); ok {
+			s.hupRC = rs.RawSocket()
+		}
+		if s.hupRC == nil {
+			if sc := socketOf(s.client); sc != nil {
+				s.hupRC, _ = sc.SyscallConn()
+			}
+		}
+	}
+	return s.hupRC
 }
 
 // clientGone peeks at the client's socket without consuming anything: a
@@ -192,6 +238,7 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 // TLS connection (or the relay's listener wrapper) is unwrapped to the TCP
 // socket beneath, so a gone TLS client is noticed as early as a plain one.
 func clientGone(c net.Conn, buf []byte) bool {
+	peeks.Add(1)
 	sc := socketOf(c)
 	if sc == nil {
 		return false // not a socket: a gone client is noticed by the next write
@@ -221,6 +268,9 @@ func clientGone(c net.Conn, buf []byte) bool {
 	})
 	return gone || err != nil
 }
+
+// peeks counts the peeks at client sockets (tests).
+var peeks atomic.Int64
 
 // socketOf returns the socket under c: c itself, or what c wraps (a
 // *tls.Conn's NetConn, the relay listener's connection wrapper), a few

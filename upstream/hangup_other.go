@@ -1,0 +1,13 @@
+//go:build !linux
+
+package upstream
+
+// hangups has no implementation here: the watchdog peeks at each silent
+// stream's client socket instead (hangup_linux.go).
+type hangups struct{}
+
+func newHangups() *hangups                 { return nil }
+func (h *hangups) arm(s *Stream) bool      { return false }
+func (h *hangups) disarm(s *Stream)        {}
+func (h *hangups) poll(gone func(*Stream)) {}
+func (h *hangups) close()                  {}
