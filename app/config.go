@@ -47,6 +47,10 @@ type ServerConfig struct {
 	// stream costs about 5 KiB less RSS than at Go's 100 (gc.go). The GOGC
 	// environment variable, when set, wins.
 	GCPercent int `koanf:"gc_percent"`
+	// GCFloorBytes is the least the heap may grow between two collections
+	// while the live heap grows, whatever GCPercent says of a small live
+	// heap (gc.go). Default 16 MiB; a negative value turns the floor off.
+	GCFloorBytes int64 `koanf:"gc_floor_bytes"`
 }
 
 // AuthConfig lists the relay keys callers present.
@@ -199,6 +203,7 @@ const (
 	defaultMaxCaptureBytes = 4 << 20
 	defaultRateLimit       = 100
 	defaultGCPercent       = 25
+	defaultGCFloorBytes    = 16 << 20
 )
 
 func (c *Config) setDefaults(hostname string) {
@@ -223,6 +228,9 @@ func (c *Config) setDefaults(hostname string) {
 	}
 	if s.GCPercent == 0 {
 		s.GCPercent = defaultGCPercent
+	}
+	if s.GCFloorBytes == 0 {
+		s.GCFloorBytes = defaultGCFloorBytes
 	}
 	if s.Instance == "" {
 		s.Instance = hostname
