@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -59,6 +60,9 @@ func (c failClass) String() string {
 //	190 SIZES_OF_ARRAYS_DOESNT_MATCH, 246 CORRUPTED_DATA, 261 UNKNOWN_BLOCK_INFO_FIELD,
 //	271 CANNOT_DECOMPRESS, 321 VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE,
 //	349 CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN, 377 ILLEGAL_SYNTAX_FOR_DATA_TYPE
+//	241 MEMORY_LIMIT_EXCEEDED when one allocation alone is larger than the
+//	    limit (seen: a wrong row count, where a length read from row bytes
+//	    asked for 512 TiB); otherwise transient, below
 //
 // Schema (retried, loud):
 //
@@ -100,6 +104,37 @@ var (
 		225, 236, 241, 242, 243, 252, 279, 285, 286, 319, 364, 394, 425, 439, 497, 516, 999)
 )
 
+const memoryLimitExceeded = 241
+
+// allocationBeyondLimit reports whether a MEMORY_LIMIT_EXCEEDED text says a
+// single allocation was larger than the limit itself: "... (attempt to
+// allocate chunk of 562949953421312 bytes), maximum: 9.31 GiB".
+func allocationBeyondLimit(msg string) bool {
+	_, rest, ok := strings.Cut(msg, "allocate chunk of ")
+	if !ok {
+		return false
+	}
+	digits, rest, ok := strings.Cut(rest, " bytes")
+	if !ok {
+		return false
+	}
+	chunk, err := strconv.ParseFloat(digits, 64)
+	if err != nil {
+		return false
+	}
+	_, rest, ok = strings.Cut(rest, "maximum: ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 2 {
+		return false
+	}
+	limit, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return false
+	}
+	scale := map[string]float64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30, "TiB": 1 << 40, "PiB": 1 << 50}[strings.TrimRight(f[1], ".,:;)")]
+	return scale > 0 && chunk > limit*scale
+}
+
 func codeSet(codes ...int) map[int]bool {
 	m := make(map[int]bool, len(codes))
 	for _, c := range codes {
@@ -118,6 +153,11 @@ func classify(err error) failClass {
 	case e.Code == 0:
 		return failTransient // an HTTP error without a ClickHouse code: a proxy, an overloaded server
 	case rejectCodes[e.Code]:
+		return failReject
+	case e.Code == memoryLimitExceeded && allocationBeyondLimit(e.Message):
+		// One allocation larger than the server allows a whole query: a
+		// length read from broken bytes (seen on 18.16: a block whose row
+		// count was raised asked for 512 TiB). No retry can store it.
 		return failReject
 	case transientCodes[e.Code]:
 		return failTransient
