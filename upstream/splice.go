@@ -86,8 +86,11 @@ type spliceState struct {
 	// The callbacks' arguments and results, and the callbacks bound once.
 	want, n, inPipe int
 	errno           syscall.Errno
+	noPipe          bool // spliceIn found no pipe to splice into
 	inFn, outFn     func(fd uintptr) bool
 	extraFn         func(fd uintptr)
+	copyFn          func(fd uintptr) bool // copyOut, bound once
+	copyP           []byte                // copyRest's bytes not yet written
 	peek            [1]byte
 
 	head [24]byte // a run's size line when no decoded bytes lead it
@@ -173,6 +176,18 @@ func (s *Stream) spliceBody(run int64, lead []byte, leadAt int) (int64, error) {
 	for moved := int64(0); moved < run; {
 		sp.want, sp.n, sp.errno = int(min(run-moved, size)), 0, 0
 		err := s.rb.raw.Read(sp.inFn)
+		if err == nil && sp.noPipe {
+			// The pipe went back to the pool for a wait and no other
+			// could be had (descriptors exhausted): the run's size line
+			// has gone out, so its rest is copied as it is.
+			sp.noPipe = false
+			n, err := s.copyRest(run - moved)
+			sent += n
+			if err != nil {
+				return sent, err
+			}
+			break
+		}
 		if err == nil && sp.errno != 0 {
 			err = &rawReadError{errno: sp.errno}
 		}
@@ -273,9 +288,82 @@ func (s *Stream) sizeLine(buf []byte, n int64, end int) []byte {
 	return buf[p:end]
 }
 
+// copyRest sends the last rest bytes of a run whose size line went out
+// with the first, read into the read buffer and written to the client as
+// they are: a stream that could not have a pipe again after a wait still
+// ends whole. It returns the bytes sent; an error ends the stream, with its
+// reason recorded.
+func (s *Stream) copyRest(rest int64) (int64, error) {
+	sp, rb := &s.splice, &s.rb
+	if sp.copyFn == nil {
+		sp.copyFn = s.copyOut
+	}
+	var sent int64
+	for rest > 0 {
+		rb.max = int(min(rest, 1<<30))
+		err := rb.fill()
+		rb.max = 0
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			s.fail(record.ErrUpstreamReset)
+			return sent, err
+		}
+		n := rb.buffered()
+		at := time.Since(s.start)
+		s.lastRead.Store(int64(at))
+		s.rec.AddChunkLen(n, at)
+		s.body.skip(int64(n))
+		sp.copyP = rb.buf[rb.r:rb.w]
+		rb.r = rb.w
+		s.writeSince.Store(int64(at) + 1)
+		sp.errno = 0
+		err = sp.client.Write(sp.copyFn)
+		s.writeSince.Store(0)
+		sp.copyP = nil
+		if err == nil && sp.errno != 0 {
+			err = sp.errno
+		}
+		if err != nil {
+			s.fail(record.ErrClientClosed)
+			return sent, err
+		}
+		rest -= int64(n)
+		sent += int64(n)
+	}
+	return sent, nil
+}
+
+// copyOut is the client poller's callback for copyRest: it writes copyP
+// until none is left (true) or the socket is full (false: wait).
+func (s *Stream) copyOut(fd uintptr) bool {
+	sp := &s.splice
+	for len(sp.copyP) > 0 {
+		n, errno := socket.Write(fd, sp.copyP)
+		switch errno {
+		case 0:
+			sp.copyP = sp.copyP[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			sp.errno = errno
+			return true
+		}
+	}
+	return true
+}
+
+// noPipes makes every pipe unavailable (tests: descriptors exhausted).
+var noPipes atomic.Bool
+
 // getPipe takes a pipe from the pool for s; false when none could be
 // opened.
 func (s *Stream) getPipe() bool {
+	if noPipes.Load() {
+		return false
+	}
 	if s.splice.pipe = pipePool.Get().(*socket.Pipe); s.splice.pipe == nil {
 		return false
 	}
@@ -309,7 +397,7 @@ func (s *Stream) dropPipe() {
 func (s *Stream) spliceIn(fd uintptr) bool {
 	sp := &s.splice
 	if sp.pipe == nil && !s.getPipe() {
-		sp.errno = syscall.EMFILE
+		sp.noPipe = true
 		return true
 	}
 	for {

@@ -364,3 +364,55 @@ func TestSpliceIdleHoldsNoPipe(t *testing.T) {
 		t.Errorf("%d pipes held after a failed run", n)
 	}
 }
+
+// TestSpliceNoPipeAfterWait: a stream whose pipe went back to the pool
+// while its upstream paused mid-run, and that can have none again
+// (descriptors exhausted), copies the rest instead of failing: the client
+// decodes the upstream's bytes exactly, and the record counts them all. A
+// Content-Length body, and 200 KiB chunks paused in the middle of one.
+func TestSpliceNoPipeAfterWait(t *testing.T) {
+	body := audio(1 << 20)
+	var wire []byte
+	for off := 0; off < len(body); off += 200 << 10 {
+		part := body[off:min(off+200<<10, len(body))]
+		wire = strconv.AppendInt(wire, int64(len(part)), 16)
+		wire = append(wire, "\r\n"...)
+		wire = append(wire, part...)
+		wire = append(wire, "\r\n"...)
+	}
+	wire = append(wire, "0\r\n\r\n"...)
+	for _, tt := range []struct {
+		name   string
+		mode   bodyMode
+		length int64
+		wire   []byte
+	}{
+		{"content-length", bodyFixed, int64(len(body)), body},
+		{"chunked", bodyChunked, 0, wire},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			defer noPipes.Store(false)
+			h := newSpliceHarness(t, tt.mode, tt.length, false, true)
+			spliced := h.relay(t, body, 0, func() error {
+				if err := writeSlowly(h.up, tt.wire[:300<<10], 100<<10, time.Millisecond); err != nil {
+					return err
+				}
+				time.Sleep(300 * time.Millisecond) // the relay has spliced all it got and waits
+				noPipes.Store(true)
+				return writeSlowly(h.up, tt.wire[300<<10:], 100<<10, time.Millisecond)
+			})
+			if spliced <= 0 || spliced >= int64(len(body)) {
+				t.Errorf("%d bytes spliced, want some (before the wait) and not all", spliced)
+			}
+			if r := h.s.reason.Load(); r != nil {
+				t.Errorf("the stream failed: %s", *r)
+			}
+			if h.s.rec.BytesOut != int64(len(body)) || h.in != int64(len(tt.wire)) {
+				t.Errorf("record counts %d bytes, %d read from the socket; want %d and %d", h.s.rec.BytesOut, h.in, len(body), len(tt.wire))
+			}
+			if n := pipesHeld.Load(); n != 0 {
+				t.Errorf("%d pipes held after the stream ended", n)
+			}
+		})
+	}
+}
