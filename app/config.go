@@ -49,7 +49,7 @@ type ServerConfig struct {
 	GCPercent int `koanf:"gc_percent"`
 	// GCFloorBytes is the least the heap may grow between two collections
 	// while the live heap grows, whatever GCPercent says of a small live
-	// heap (gc.go). Default 16 MiB; a negative value turns the floor off.
+	// heap (gc.go). Default 8 MiB; a negative value turns the floor off.
 	GCFloorBytes int64 `koanf:"gc_floor_bytes"`
 }
 
@@ -203,7 +203,7 @@ const (
 	defaultMaxCaptureBytes = 4 << 20
 	defaultRateLimit       = 100
 	defaultGCPercent       = 25
-	defaultGCFloorBytes    = 16 << 20
+	defaultGCFloorBytes    = 8 << 20
 )
 
 func (c *Config) setDefaults(hostname string) {
