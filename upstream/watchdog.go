@@ -70,9 +70,12 @@ func NewWatchdog(o WatchdogOptions) *Watchdog {
 func (w *Watchdog) Stop() {
 	close(w.stop)
 	<-w.done
+	w.mu.Lock()
 	if w.hup != nil {
 		w.hup.close()
+		w.hup = nil // streams that end later have nothing to take out
 	}
+	w.mu.Unlock()
 }
 
 // Len returns the number of streams being watched (open streams).
@@ -116,7 +119,7 @@ func (w *Watchdog) untrack(s *Stream) {
 		}
 		s.wdPrev, s.wdNext, s.wdTracked = nil, nil, false
 		w.count--
-		if s.hupSeq > 0 {
+		if s.hupSeq > 0 && w.hup != nil {
 			w.hup.disarm(s)
 		}
 	}
