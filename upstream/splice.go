@@ -89,8 +89,6 @@ type spliceState struct {
 	noPipe          bool // spliceIn found no pipe to splice into
 	inFn, outFn     func(fd uintptr) bool
 	extraFn         func(fd uintptr)
-	copyFn          func(fd uintptr) bool // copyOut, bound once
-	copyP           []byte                // copyRest's bytes not yet written
 	peek            [1]byte
 
 	head [24]byte // a run's size line when no decoded bytes lead it
@@ -289,15 +287,12 @@ func (s *Stream) sizeLine(buf []byte, n int64, end int) []byte {
 }
 
 // copyRest sends the last rest bytes of a run whose size line went out
-// with the first, read into the read buffer and written to the client as
-// they are: a stream that could not have a pipe again after a wait still
+// with the first, read into the read buffer and written to the client
+// connection as they are: a stream that could not have a pipe again after a wait still
 // ends whole. It returns the bytes sent; an error ends the stream, with its
 // reason recorded.
 func (s *Stream) copyRest(rest int64) (int64, error) {
-	sp, rb := &s.splice, &s.rb
-	if sp.copyFn == nil {
-		sp.copyFn = s.copyOut
-	}
+	rb := &s.rb
 	var sent int64
 	for rest > 0 {
 		rb.max = int(min(rest, 1<<30))
@@ -315,16 +310,11 @@ func (s *Stream) copyRest(rest int64) (int64, error) {
 		s.lastRead.Store(int64(at))
 		s.rec.AddChunkLen(n, at)
 		s.body.skip(int64(n))
-		sp.copyP = rb.buf[rb.r:rb.w]
+		p := rb.buf[rb.r:rb.w]
 		rb.r = rb.w
 		s.writeSince.Store(int64(at) + 1)
-		sp.errno = 0
-		err = sp.client.Write(sp.copyFn)
+		_, err = s.client.Write(p)
 		s.writeSince.Store(0)
-		sp.copyP = nil
-		if err == nil && sp.errno != 0 {
-			err = sp.errno
-		}
 		if err != nil {
 			s.fail(record.ErrClientClosed)
 			return sent, err
@@ -333,26 +323,6 @@ func (s *Stream) copyRest(rest int64) (int64, error) {
 		sent += int64(n)
 	}
 	return sent, nil
-}
-
-// copyOut is the client poller's callback for copyRest: it writes copyP
-// until none is left (true) or the socket is full (false: wait).
-func (s *Stream) copyOut(fd uintptr) bool {
-	sp := &s.splice
-	for len(sp.copyP) > 0 {
-		n, errno := socket.Write(fd, sp.copyP)
-		switch errno {
-		case 0:
-			sp.copyP = sp.copyP[n:]
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false
-		default:
-			sp.errno = errno
-			return true
-		}
-	}
-	return true
 }
 
 // noPipes makes every pipe unavailable (tests: descriptors exhausted).
