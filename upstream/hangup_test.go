@@ -21,22 +21,9 @@ type hangupPair struct {
 // a stream for each whose upstream sent its head and then nothing.
 func silentStreams(t *testing.T, w *Watchdog, n int) []hangupPair {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	pairs := make([]hangupPair, n)
 	for i := range pairs {
-		c, err := net.Dial("tcp", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc, err := ln.Accept()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close(); sc.Close() })
+		c, sc := tcpPair(t)
 		pairs[i] = hangupPair{client: c.(*net.TCPConn), s: watchedStream(w, sc)}
 	}
 	return pairs

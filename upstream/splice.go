@@ -198,10 +198,7 @@ func (s *Stream) spliceBody(run int64, lead []byte, leadAt int) (int64, error) {
 			return sent, err
 		}
 		n := sp.n
-		at := time.Since(s.start)
-		s.lastRead.Store(int64(at))
-		s.rec.AddChunkLen(n, at)
-		s.body.skip(int64(n))
+		at := s.arrivedUnkept(n)
 		if s.rb.count != nil {
 			*s.rb.count += int64(n)
 		}
@@ -286,6 +283,17 @@ func (s *Stream) sizeLine(buf []byte, n int64, end int) []byte {
 	return buf[p:end]
 }
 
+// arrivedUnkept accounts n body bytes of a run that just arrived and that
+// the record does not keep (a spliced or copied run): their time and length
+// as a chunk, and the body's progress. It returns their arrival time.
+func (s *Stream) arrivedUnkept(n int) time.Duration {
+	at := time.Since(s.start)
+	s.lastRead.Store(int64(at))
+	s.rec.AddChunkLen(n, at)
+	s.body.skip(int64(n))
+	return at
+}
+
 // copyRest sends the last rest bytes of a run whose size line went out
 // with the first, read into the read buffer and written to the client
 // connection as they are: a stream that could not have a pipe again after a wait still
@@ -306,10 +314,7 @@ func (s *Stream) copyRest(rest int64) (int64, error) {
 			return sent, err
 		}
 		n := rb.buffered()
-		at := time.Since(s.start)
-		s.lastRead.Store(int64(at))
-		s.rec.AddChunkLen(n, at)
-		s.body.skip(int64(n))
+		at := s.arrivedUnkept(n)
 		p := rb.buf[rb.r:rb.w]
 		rb.r = rb.w
 		s.writeSince.Store(int64(at) + 1)
