@@ -5,15 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 )
 
 // verifySpool checks a spool file's bytes against its name before they are
-// sent: not empty, whole Native blocks (decodeBlocks reads every column of
-// every row), as many rows as the name says, and the name's first and last
-// request ids. A torn write (a crash mid-write on a file system that lost
-// the rename's ordering), random bytes or an empty file fail here and are
-// rejected; nothing is ever sent half.
+// sent: not empty, whole Native blocks (every length and count walked
+// against the bytes, every column the schema knows of the schema's type), as
+// many rows as the name says, and the name's first and last request ids. A
+// torn write (a crash mid-write on a file system that lost the rename's
+// ordering), random bytes or an empty file fail here and are rejected;
+// nothing is ever sent half.
 func verifySpool(data []byte, f spoolFile) error {
 	rows, first, last, err := countRows(data)
 	if err != nil {
@@ -28,40 +28,27 @@ func verifySpool(data []byte, f spoolFile) error {
 	return nil
 }
 
-// countRows decodes every block of a spool file and returns its rows and
-// its first and last request ids. Bytes that are no Native blocks are an
-// error saying what is wrong; a panic in the decoder on hostile bytes is
-// one too.
+// countRows walks every block of a spool file and returns its rows and its
+// first and last request ids. It decodes nothing: the values are skipped
+// where they lie, so checking a block of 16 MiB of bodies before its replay
+// copies and allocates none of them. Bytes that are no Native blocks, or a
+// column of another type than the schema's, are an error saying what is
+// wrong. A block without request_id counts as ids "" (as decodeBlock fills
+// it).
 func countRows(data []byte) (rows int, first, last string, err error) {
 	if len(data) == 0 {
 		return 0, "", "", fmt.Errorf("empty file (0 bytes)")
 	}
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("not a Native block: decoder panicked: %v", p)
+	r := nativeWalker{data: data, schema: true}
+	for n := 0; r.pos < len(data); n++ {
+		if err := r.block(); err != nil {
+			return 0, "", "", fmt.Errorf("not a Native block: native block %d: %w", n, err)
 		}
-	}()
-	if err := checkNative(data); err != nil {
-		return 0, "", "", fmt.Errorf("not a Native block: %w", err)
 	}
-	err = decodeBlocks(data, func(b *block) error {
-		if b.rows == 0 {
-			return nil
-		}
-		if rows == 0 {
-			first = b.id.Row(0)
-		}
-		rows += b.rows
-		last = b.id.Row(b.rows - 1)
-		return nil
-	})
-	if err != nil {
-		return 0, "", "", fmt.Errorf("not a Native block: %w", err)
-	}
-	if rows == 0 {
+	if r.rows == 0 {
 		return 0, "", "", fmt.Errorf("no rows in %d bytes", len(data))
 	}
-	return rows, first, last, nil
+	return r.rows, string(r.first), string(r.last), nil
 }
 
 // checkNative walks data as raw Native blocks without decoding them, so
@@ -83,6 +70,13 @@ func checkNative(data []byte) error {
 type nativeWalker struct {
 	data []byte
 	pos  int
+
+	// With schema set, a column the schema knows must have its type, and
+	// the walk counts rows and keeps the first and last request_id (slices
+	// of data).
+	schema      bool
+	rows        int
+	first, last []byte
 }
 
 var errCutShort = errors.New("cut short")
@@ -105,16 +99,17 @@ func (r *nativeWalker) skip(n uint64) error {
 	return nil
 }
 
-func (r *nativeWalker) str() (string, error) {
+// str moves past a String and returns it: a slice of data, not a copy.
+func (r *nativeWalker) str() ([]byte, error) {
 	n, err := r.uvarint()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	start := r.pos
 	if err := r.skip(n); err != nil {
-		return "", err
+		return nil, err
 	}
-	return string(r.data[start:r.pos]), nil
+	return r.data[start:r.pos], nil
 }
 
 func (r *nativeWalker) block() error {
@@ -132,6 +127,7 @@ func (r *nativeWalker) block() error {
 	case cols == 0 || cols > 10000 || rows > 1<<28:
 		return fmt.Errorf("implausible header: %d columns, %d rows", cols, rows)
 	}
+	var first, last []byte // this block's request ids: "" without the column
 	for i := range cols {
 		name, err := r.str()
 		if err != nil {
@@ -141,11 +137,58 @@ func (r *nativeWalker) block() error {
 		if err != nil {
 			return fmt.Errorf("column %s type: %w", name, err)
 		}
+		if r.schema {
+			if want, ok := schemaType(name); ok && want != string(typ) {
+				return fmt.Errorf("column %s: type %s, schema has %s", name, typ, want)
+			}
+			if string(name) == "request_id" && rows > 0 {
+				if first, last, err = r.strEnds(rows); err != nil {
+					return fmt.Errorf("column %s (%s): %w", name, typ, err)
+				}
+				continue
+			}
+		}
 		if err := r.column(typ, rows); err != nil {
 			return fmt.Errorf("column %s (%s): %w", name, typ, err)
 		}
 	}
+	if rows > 0 {
+		if r.rows == 0 {
+			r.first = first
+		}
+		r.rows += int(rows)
+		r.last = last
+	}
 	return nil
+}
+
+// strEnds moves past rows String values and returns the first and the last.
+func (r *nativeWalker) strEnds(rows uint64) (first, last []byte, err error) {
+	for i := range rows {
+		n, err := r.uvarint()
+		if err != nil {
+			return nil, nil, err
+		}
+		start := r.pos
+		if err := r.skip(n); err != nil {
+			return nil, nil, err
+		}
+		if i == 0 {
+			first = r.data[start:r.pos]
+		}
+		last = r.data[start:r.pos]
+	}
+	return first, last, nil
+}
+
+// schemaType is the type the schema gives the column named name.
+func schemaType(name []byte) (string, bool) {
+	for _, c := range columns {
+		if c.name == string(name) {
+			return c.typ, true
+		}
+	}
+	return "", false
 }
 
 // fixedWidth are the types of one fixed size per row.
@@ -157,18 +200,21 @@ var fixedWidth = map[string]uint64{
 }
 
 // column moves past rows values of typ.
-func (r *nativeWalker) column(typ string, rows uint64) error {
-	if w, ok := fixedWidth[typ]; ok {
+func (r *nativeWalker) column(typ []byte, rows uint64) error {
+	if w, ok := fixedWidth[string(typ)]; ok {
 		return r.skip(rows * w)
 	}
-	inner := func(prefix string) (string, bool) {
-		if strings.HasPrefix(typ, prefix+"(") && strings.HasSuffix(typ, ")") {
-			return typ[len(prefix)+1 : len(typ)-1], true
+	// inner is T of prefix(T).
+	inner := func(prefix string) ([]byte, bool) {
+		n := len(prefix)
+		if len(typ) > n+1 && string(typ[:n]) == prefix && typ[n] == '(' && typ[len(typ)-1] == ')' {
+			return typ[n+1 : len(typ)-1], true
 		}
-		return "", false
+		return nil, false
 	}
+	hasPrefix := func(prefix string) bool { return len(typ) >= len(prefix) && string(typ[:len(prefix)]) == prefix }
 	switch {
-	case typ == "String":
+	case string(typ) == "String":
 		for range rows {
 			n, err := r.uvarint()
 			if err != nil {
@@ -179,17 +225,17 @@ func (r *nativeWalker) column(typ string, rows uint64) error {
 			}
 		}
 		return nil
-	case strings.HasPrefix(typ, "DateTime("):
+	case hasPrefix("DateTime("):
 		return r.skip(rows * 4)
-	case strings.HasPrefix(typ, "DateTime64("):
+	case hasPrefix("DateTime64("):
 		return r.skip(rows * 8)
-	case strings.HasPrefix(typ, "Enum8("):
+	case hasPrefix("Enum8("):
 		return r.skip(rows)
-	case strings.HasPrefix(typ, "Enum16("):
+	case hasPrefix("Enum16("):
 		return r.skip(rows * 2)
 	}
 	if t, ok := inner("FixedString"); ok {
-		n, err := strconv.ParseUint(t, 10, 32)
+		n, err := strconv.ParseUint(string(t), 10, 32)
 		if err != nil {
 			return fmt.Errorf("bad size")
 		}
