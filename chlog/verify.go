@@ -40,10 +40,8 @@ func countRows(data []byte) (rows int, first, last string, err error) {
 		return 0, "", "", fmt.Errorf("empty file (0 bytes)")
 	}
 	r := nativeWalker{data: data, schema: true}
-	for n := 0; r.pos < len(data); n++ {
-		if err := r.block(); err != nil {
-			return 0, "", "", fmt.Errorf("not a Native block: native block %d: %w", n, err)
-		}
+	if err := r.walk(); err != nil {
+		return 0, "", "", fmt.Errorf("not a Native block: %w", err)
 	}
 	if r.rows == 0 {
 		return 0, "", "", fmt.Errorf("no rows in %d bytes", len(data))
@@ -58,12 +56,7 @@ func countRows(data []byte) (rows int, first, last string, err error) {
 // their plain relatives) are known; any other type is an error.
 func checkNative(data []byte) error {
 	r := nativeWalker{data: data}
-	for n := 0; r.pos < len(data); n++ {
-		if err := r.block(); err != nil {
-			return fmt.Errorf("native block %d: %w", n, err)
-		}
-	}
-	return nil
+	return r.walk()
 }
 
 // nativeWalker reads through raw Native bytes, checking bounds.
@@ -80,6 +73,16 @@ type nativeWalker struct {
 }
 
 var errCutShort = errors.New("cut short")
+
+// walk moves past every block of data.
+func (r *nativeWalker) walk() error {
+	for n := 0; r.pos < len(r.data); n++ {
+		if err := r.block(); err != nil {
+			return fmt.Errorf("native block %d: %w", n, err)
+		}
+	}
+	return nil
+}
 
 func (r *nativeWalker) uvarint() (uint64, error) {
 	v, n := binary.Uvarint(r.data[r.pos:])
@@ -215,16 +218,8 @@ func (r *nativeWalker) column(typ []byte, rows uint64) error {
 	hasPrefix := func(prefix string) bool { return len(typ) >= len(prefix) && string(typ[:len(prefix)]) == prefix }
 	switch {
 	case string(typ) == "String":
-		for range rows {
-			n, err := r.uvarint()
-			if err != nil {
-				return err
-			}
-			if err := r.skip(n); err != nil {
-				return err
-			}
-		}
-		return nil
+		_, _, err := r.strEnds(rows)
+		return err
 	case hasPrefix("DateTime("):
 		return r.skip(rows * 4)
 	case hasPrefix("DateTime64("):
