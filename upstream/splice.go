@@ -296,9 +296,9 @@ func (s *Stream) arrivedUnkept(n int) time.Duration {
 
 // copyRest sends the last rest bytes of a run whose size line went out
 // with the first, read into the read buffer and written to the client
-// connection as they are: a stream that could not have a pipe again after a wait still
-// ends whole. It returns the bytes sent; an error ends the stream, with its
-// reason recorded.
+// connection as they are: a stream that could not have a pipe again after
+// a wait still ends whole. It returns the bytes sent; an error ends the
+// stream, with its reason recorded.
 func (s *Stream) copyRest(rest int64) (int64, error) {
 	rb := &s.rb
 	var sent int64
