@@ -10,7 +10,7 @@ import (
 
 // DefaultBatchRows is the rows per block a Writer cuts at unless
 // Options.BatchRows says otherwise.
-const DefaultBatchRows = 2000
+const DefaultBatchRows = 20000
 
 // EncodeBlocks returns the Native blocks a Writer would insert for recs,
 // cut every blockRows rows (DefaultBatchRows when <= 0): the exact bytes of

@@ -22,8 +22,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/stream-relay/stream-relay/chlog"
 )
 
 // config is what a run needs; flags fill it.
@@ -50,7 +48,7 @@ func main() {
 	flag.StringVar(&clientArgs, "client-args", "", "extra arguments for clickhouse-client, space separated (e.g. \"--user u\")")
 	flag.IntVar(&c.rows, "rows", 20000, "rows per method per round")
 	flag.IntVar(&c.rounds, "rounds", 5, "rounds; the methods run interleaved, in a rotated order each round (the machine is noisy: five give a steadier median)")
-	flag.IntVar(&c.blockRows, "block-rows", chlog.DefaultBatchRows, "rows per Native block (the writer's BatchRows)")
+	flag.IntVar(&c.blockRows, "block-rows", 2000, "rows per Native block, for the writer (its BatchRows) and the other clients alike")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the writer runs to this file")
 	flag.DurationVar(&c.timeout, "timeout", 10*time.Minute, "give up after this long")
 	flag.StringVar(&out, "out", "", "write the JSON result to this file")
