@@ -42,7 +42,7 @@ type Options struct {
 	// row falls with fewer, larger parts: measured on 18.16 sharing the 2
 	// cores (the relay's production shape, 64 connections, 20-chunk
 	// streams of ~4.5 KiB rows, about 3,500 rows a second, server CPU over
-	// 26 s windows, the allocator tuned as services.sh does), 31-37 us a
+	// 8-26 s windows, the allocator tuned as services.sh does), 31-37 us a
 	// row with 2000-row blocks against 20-27 us with 20000. Synchronous
 	// inserts of one block at a time (BenchmarkInsert) go no faster with
 	// larger blocks (2000: 26-29k rows/s, 20000: 21-24k), but the writer

@@ -103,8 +103,8 @@ own_fs() {
 # lazily freed (MADV_FREE: the kernel takes them back when it needs memory,
 # and until then they still count in RSS) instead of unmapped. Measured
 # with the relay's production shape (64 connections, 20-chunk streams, rows
-# into this server, 26 s windows): server CPU 43-47 -> 31-37 us a row
-# with 2000-row blocks, 35-38 -> 20-27 us with 20000-row blocks; RSS 1.6
+# into this server, 8-26 s windows): server CPU 43-47 -> 31-37 us a row
+# with 2000-row blocks, 32-43 -> 20-27 us with 20000-row blocks; RSS 1.6
 # GiB after a few minutes of that load (README, "ClickHouse's CPU per
 # row").
 ch_malloc_conf=${RELAY_CLICKHOUSE_MALLOC_CONF-oversize_threshold:0,muzzy_decay_ms:-1}
