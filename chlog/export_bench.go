@@ -8,10 +8,6 @@ import (
 	"github.com/stream-relay/stream-relay/record"
 )
 
-// DefaultBatchRows is the rows per block a Writer cuts at unless
-// Options.BatchRows says otherwise.
-const DefaultBatchRows = 20000
-
 // EncodeBlocks returns the Native blocks a Writer would insert for recs,
 // cut every blockRows rows (DefaultBatchRows when <= 0): the exact bytes of
 // each INSERT ... FORMAT Native body before compression, one slice per

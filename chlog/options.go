@@ -129,6 +129,10 @@ const (
 	DurabilityWAL   = "wal"
 )
 
+// DefaultBatchRows is the rows per block a Writer cuts at unless
+// Options.BatchRows says otherwise (see there).
+const DefaultBatchRows = 20000
+
 func (o *Options) setDefaults() {
 	if len(o.URLs) == 0 && o.URL != "" {
 		o.URLs = []string{o.URL}
