@@ -377,7 +377,7 @@ func (c *CHCluster) startNode(i int) error {
 	if n.proc != nil && !n.proc.exited() {
 		return nil
 	}
-	p, err := startChild(n.dir, "clickhouse-server", "--config-file="+n.configXML)
+	p, err := startChild(n.dir, clickHouseEnv(), "clickhouse-server", "--config-file="+n.configXML)
 	if err != nil {
 		return err
 	}

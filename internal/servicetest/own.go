@@ -19,6 +19,7 @@ type Process struct {
 	name  string
 	args  []string
 	dir   string
+	env   []string // nil: the test's own
 	ready func() bool
 	cmd   *exec.Cmd
 }
@@ -31,6 +32,7 @@ func (p *Process) Start() {
 	}
 	p.cmd = exec.Command(p.name, p.args...)
 	p.cmd.Dir = p.dir
+	p.cmd.Env = p.env
 	logf, err := os.OpenFile(filepath.Join(p.dir, "process.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err == nil {
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
@@ -126,7 +128,7 @@ func OwnClickHouse(tb testing.TB) (*Process, string) {
 		}
 	}
 	client := http.Client{Transport: Transport, Timeout: 500 * time.Millisecond}
-	p := &Process{tb: tb, name: "clickhouse-server", dir: dir,
+	p := &Process{tb: tb, name: "clickhouse-server", dir: dir, env: clickHouseEnv(),
 		args: []string{"--config-file=/etc/clickhouse-server/config.xml", "--",
 			"--listen_host=127.0.0.1",
 			"--http_port=" + strconv.Itoa(httpPort), "--tcp_port=" + strconv.Itoa(tcpPort),

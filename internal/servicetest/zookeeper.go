@@ -72,7 +72,7 @@ func (z *zooKeeper) start() error {
 	if z.proc != nil {
 		return nil
 	}
-	p, err := startChild(z.dir, "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+	p, err := startChild(z.dir, nil, "java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
 		"-Dzookeeper.log.dir="+z.dir, "-Dzookeeper.root.logger=WARN,CONSOLE",
 		"-cp", zooKeeperClassPath,
 		"org.apache.zookeeper.server.ZooKeeperServerMain", filepath.Join(z.dir, "zoo.cfg"))
@@ -146,12 +146,14 @@ type child struct {
 	done chan struct{}
 }
 
-// startChild starts name with args in dir, its output appended to
-// dir/process.log. The child gets SIGKILL when the test process dies, so
-// that a crashed test run leaves no servers behind.
-func startChild(dir, name string, args ...string) (*child, error) {
+// startChild starts name with args in dir and environment env (nil: the
+// test's own), its output appended to dir/process.log. The child gets
+// SIGKILL when the test process dies, so that a crashed test run leaves no
+// servers behind.
+func startChild(dir string, env []string, name string, args ...string) (*child, error) {
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
+	cmd.Env = env
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	logf, err := os.OpenFile(filepath.Join(dir, "process.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
