@@ -3,6 +3,8 @@ package chlog
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strconv"
@@ -136,14 +138,19 @@ func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, versi
 	return w.applyTTL(ctx, v, local, cl)
 }
 
-// syncDistributed makes the Distributed table again when it lacks a column
-// the relay writes. ClickHouse 18.16 refuses ALTER ... ON CLUSTER of a
-// Distributed table over a cluster of replicated shards (code 371, "Table
-// isn't replicated, but shard is replicated according to its cluster
-// definition"), and the table holds no data (inserts are synchronous), so
-// it is dropped and created again ON CLUSTER from the local table. Inserts
-// of other relays in that moment fail with UNKNOWN_TABLE: an unknown
-// outcome in cluster mode, spooled and settled later.
+// syncDistributed gives the cluster a new Distributed table when the one it
+// has lacks a column the relay writes. ClickHouse 18.16 refuses ALTER ...
+// ON CLUSTER of a Distributed table over a cluster of replicated shards
+// (code 371, "Table isn't replicated, but shard is replicated according to
+// its cluster definition"), and the table holds no data (inserts are
+// synchronous), so a new one is made from the local table under a name of
+// its own and swapped in by one RENAME ... ON CLUSTER, then the old one is
+// dropped. The table is never missing for longer than between the two
+// renames of that statement, so other relays' inserts go on; and a failure
+// before the swap leaves the old table in place (dropping it first left
+// the cluster without one, and made every insert fail, while the new one
+// was created, or for good if that failed). The names carry a random
+// suffix: relays migrating at once swap their own tables.
 func (w *Writer) syncDistributed(ctx context.Context) error {
 	db, table, local, cl := w.o.Database, w.o.Table, w.localTable(), w.o.Cluster
 	have, err := w.tableColumnsOf(ctx, table)
@@ -166,13 +173,29 @@ func (w *Writer) syncDistributed(ctx context.Context) error {
 			msg: fmt.Sprintf("missing column(s) %s and storage.clickhouse.migrate is false: recreate it (DROP TABLE %s.%s%s; %s) or set migrate: true",
 				strings.Join(names, ", "), db, table, onClusterClause(cl), distributedDDL(db, table, local, cl))}
 	}
-	if err := w.clusterDDL(ctx, "DROP TABLE IF EXISTS "+db+"."+table+onClusterClause(cl), ""); err != nil {
-		return fmt.Errorf("chlog: table=%s.%s cluster=%s: drop to recreate: %w", db, table, cl, err)
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	suffix := hex.EncodeToString(b[:])
+	next, old := table+"_new_"+suffix, table+"_old_"+suffix
+	if err := w.clusterDDL(ctx, distributedDDL(db, next, local, cl), "TABLE "+db+"."+next); err != nil {
+		return fmt.Errorf("chlog: table=%s.%s cluster=%s: create %s to swap in: %w", db, table, cl, next, err)
 	}
+	swap := "RENAME TABLE " + db + "." + table + " TO " + db + "." + old + ", " + db + "." + next + " TO " + db + "." + table + onClusterClause(cl)
+	if err := w.clusterDDL(ctx, swap, "TABLE "+db+"."+old); err != nil {
+		if _, derr := w.ch.ddl(ctx, "DROP TABLE IF EXISTS "+db+"."+next+onClusterClause(cl)); derr != nil {
+			w.log.Warn("chlog: could not drop the table made to swap in", "table", db+"."+next, "err", derr)
+		}
+		return fmt.Errorf("chlog: table=%s.%s cluster=%s: swap in %s: %w", db, table, cl, next, err)
+	}
+	// A node that had no Distributed table got none from the RENAME.
 	if err := w.clusterDDL(ctx, distributedDDL(db, table, local, cl), "TABLE "+db+"."+table); err != nil {
-		return fmt.Errorf("chlog: table=%s.%s cluster=%s: recreate: %w", db, table, cl, err)
+		return fmt.Errorf("chlog: table=%s.%s cluster=%s: create: %w", db, table, cl, err)
 	}
-	w.log.Warn("chlog: distributed table lacked columns; recreated over the local table", "table", db+"."+table,
+	if _, err := w.ch.ddl(ctx, "DROP TABLE IF EXISTS "+db+"."+old+onClusterClause(cl)); err != nil {
+		w.log.Warn("chlog: the Distributed table swapped out could not be dropped on every node; drop it by hand",
+			"table", db+"."+old, "cluster", cl, "err", err)
+	}
+	w.log.Warn("chlog: distributed table lacked columns; a new one over the local table was swapped in", "table", db+"."+table,
 		"cluster", cl, "columns", strings.Join(names, ","))
 	return nil
 }
