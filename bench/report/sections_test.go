@@ -268,3 +268,35 @@ func TestScenario2PairedMedian(t *testing.T) {
 		t.Errorf("scenario 2 does not say how many rounds the medians cover")
 	}
 }
+
+// TestScenario3BothCounts: scenario 3 at its largest count and again at
+// S3_ALSO's gives a headline row and two table rows per path for each.
+func TestScenario3BothCounts(t *testing.T) {
+	dir := t.TempDir()
+	slow := func(label, path string, open, idleKB, peakKB int64) Result {
+		r := Result{Label: label, Path: path, Mode: "closed", Conns: int(open), Chunks: 30, OK: open,
+			Procs: []Proc{{Name: path, PeakOpen: open, IdleRSSKB: idleKB, PeakRSSKB: peakKB, MaxRSSKB: peakKB}}}
+		return r
+	}
+	writeJSON(t, dir, "s1_direct_r1.json", loadgen("s1", "direct", 6000, "", 0))
+	writeJSON(t, dir, "s3_nginx.json", slow("s3", "nginx", 9900, 28000, 28000+9900*18))
+	writeJSON(t, dir, "s3_relay.json", slow("s3", "relay", 9900, 15000, 15000+9900*27))
+	writeJSON(t, dir, "s3small_nginx.json", slow("s3small", "nginx", 2000, 28000, 28000+2000*17))
+	writeJSON(t, dir, "s3small_relay.json", slow("s3small", "relay", 2000, 15000, 15000+2000*25))
+	md := runReport(t, dir, "quick=0\ns3_streams=9900\ns3small_streams=2000\n")
+	row := headlineRow(t, md, "3 memory per open stream, 9900 slow streams")
+	if row[2] != "18.0" || row[3] != "27.0" || row[4] != "1.50" {
+		t.Errorf("9900 row = %q", row)
+	}
+	row = headlineRow(t, md, "3 memory per open stream, 2000 slow streams")
+	if row[2] != "17.0" || row[3] != "25.0" || row[4] != "1.47" {
+		t.Errorf("2000 row = %q", row)
+	}
+	_, s3, _ := strings.Cut(md, "## 3. Many slow streams")
+	s3, _, _ = strings.Cut(s3, "## 4.")
+	for _, want := range []string{"| nginx | 9900 |", "| relay | 9900 |", "| nginx | 2000 |", "| relay | 2000 |", "again with 2000 streams"} {
+		if !strings.Contains(s3, want) {
+			t.Errorf("scenario 3 lacks %q:\n%s", want, s3)
+		}
+	}
+}
