@@ -98,7 +98,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		a.rl.quota = &qo
 	}
 	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
-	a.relay, err = handlers.New(handlers.Options{
+	ho := handlers.Options{
 		Routes:  upstream.NewTable(routes),
 		Keys:    keys,
 		Limiter: limiter,
@@ -110,7 +110,12 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		Instance:    cfg.Server.Instance,
 		SmallStacks: cfg.Server.SmallStacks,
 		Logger:      log,
-	})
+	}
+	if cfg.Server.Detached() {
+		// a.fiber is made below, before the relay serves anything.
+		ho.ServeConn = func(c net.Conn) error { return a.fiber.Server().ServeConn(c) }
+	}
+	a.relay, err = handlers.New(ho)
 	if err != nil {
 		a.closeBackground(context.Background())
 		return nil, err
@@ -158,6 +163,16 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	})
 	// Before Fiber: it answers an unknown method itself, in plain text.
 	srv := f.Server()
+	// A detached stream's connection outlives its hijack handler
+	// (handlers/detach.go); WebSocket sessions close theirs (handlers/ws.go).
+	srv.KeepHijackedConns = true
+	if a.cfg.Server.Detached() {
+		// The server's workers then serve a connection's first request
+		// only (a detached stream's goroutines serve the next ones): a
+		// burst of new connections leaves as many idle workers, each with
+		// a stack, which go after this long (fasthttp's default: 10 s).
+		srv.MaxIdleWorkerDuration = time.Second
+	}
 	srv.Handler = a.relay.CheckRequest(srv.Handler)
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
 	f.Get("/healthz", a.relay.Healthz)

@@ -120,8 +120,9 @@ func (h *Relay) help(call *serveCall) {
 	}
 }
 
-// Close ends the idle helpers; a request served after it gets a helper of
-// its own, which ends with it.
+// Close ends the idle helpers and the idle goroutines of detached streams
+// (detach.go); a request served after it gets one of its own, which ends
+// with it.
 func (h *Relay) Close() {
 	h.helpers.quitOnce.Do(func() { close(h.helpers.quit) })
 }

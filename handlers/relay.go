@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -69,7 +70,13 @@ type Options struct {
 	// SmallStacks serves requests up to their response head, and streams'
 	// ends, on helper goroutines (handoff.go).
 	SmallStacks bool
-	Logger      *slog.Logger // default slog.Default()
+	// ServeConn, when set, has streamed responses written apart from the
+	// server (detach.go), which then serves the connection's next requests
+	// through it (fasthttp.Server.ServeConn). The server must keep the
+	// connections it lets go of (KeepHijackedConns). Ignored with
+	// SmallStacks.
+	ServeConn func(net.Conn) error
+	Logger    *slog.Logger // default slog.Default()
 	// DefaultCaptureBytes bounds capture for requests that match no route;
 	// default 64 KiB.
 	DefaultCaptureBytes int
@@ -107,6 +114,7 @@ type Relay struct {
 	sinkErrs sinkErrors
 	ws       wsSessions // open WebSocket sessions (ws.go)
 	helpers  helpers    // goroutines that serve requests up to the response head (handoff.go)
+	detached detached   // goroutines that write detached streams and serve their connections (detach.go)
 }
 
 // New returns a Relay.
@@ -125,6 +133,7 @@ func New(o Options) (*Relay, error) {
 	}
 	h := &Relay{o: o, log: o.Logger}
 	h.helpers.init()
+	h.detached.init()
 	h.cur.Store(&Config{Routes: o.Routes, Keys: o.Keys, Limiter: o.Limiter})
 	return h, nil
 }
@@ -133,7 +142,8 @@ func New(o Options) (*Relay, error) {
 // in-flight streams go on, open WebSocket sessions are closed (1001).
 func (h *Relay) Drain() {
 	h.draining.Store(true)
-	h.ws.closeAll() // WebSocket sessions get 1001 at once (ws.go)
+	h.ws.closeAll()    // WebSocket sessions get 1001 at once (ws.go)
+	h.detached.drain() // connections waiting for a next request after a detached stream (detach.go)
 }
 
 // Active returns the number of relayed requests in flight.
@@ -313,6 +323,11 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 	var later upstream.Finisher
 	if h.o.SmallStacks {
 		later = h.finishApart
+	} else if h.o.ServeConn != nil && ctx.Request.Header.IsHTTP11() {
+		if s.Prepare(&ctx.Response, nil) {
+			h.detach(ctx, rec, s) // detach.go
+		}
+		return
 	}
 	s.SetBody(&ctx.Response, later)
 }

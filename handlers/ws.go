@@ -138,6 +138,9 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 	var claimed atomic.Bool
 	var guard *time.Timer
 	err := wsUpgrader.Upgrade(ctx, func(client *websocket.Conn) {
+		// The server keeps hijacked connections open (detach.go): the
+		// session's end closes it.
+		defer client.NetConn().Close()
 		if !claimed.CompareAndSwap(false, true) {
 			return // given up by the guard
 		}

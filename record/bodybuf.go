@@ -48,6 +48,12 @@ func (r *Record) LastReader() { r.lastReader = true }
 // the last reader may take it. buf is nil when the body is not taken (then
 // RequestBody is read and copied as before).
 func (r *Record) TakeRequestBody() (body, buf []byte) {
+	if r.takenBuf != nil && r.lastReader && r.Capture {
+		// Taken from its owner already (KeepBorrowedBody).
+		body, buf = r.RequestBody, r.takenBuf
+		r.RequestBody, r.takenBuf = nil, nil
+		return body, buf
+	}
 	sw, ok := r.bodyFrom.(BodySwapper)
 	if !ok || !r.lastReader || !r.Capture || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() {
 		return nil, nil

@@ -54,7 +54,7 @@ func TestTakeRequestBody(t *testing.T) {
 		t.Error("a body was taken twice")
 	}
 	Release(r)
-	if r.RequestBody != nil {
+	if cap(r.RequestBody) > 0 && &r.RequestBody[:1][0] == &orig[0] {
 		t.Fatal("the pool kept a taken body")
 	}
 	GiveBodyBuffer(buf)
@@ -126,4 +126,59 @@ func TestBodyBuffersBounded(t *testing.T) {
 	if n != 4 {
 		t.Errorf("%d buffers of %d bytes kept; want 4 (bound %d)", n, each, bodyBuffersMax)
 	}
+}
+
+// TestKeepBorrowedBody: a record that outlives its request keeps its
+// borrowed body: a large one by taking the owner's buffer (the owner gets
+// one given back earlier; the storage can still take it by reference and
+// the record pool never keeps it), a small one by a copy into the record's
+// own buffer; a body its owner no longer has is dropped.
+func TestKeepBorrowedBody(t *testing.T) {
+	given := make([]byte, 0, 3*TakeMin)
+	GiveBodyBuffer(given)
+	body := bytes.Repeat([]byte("0123456789abcdef"), TakeMin/8)
+	o := &swapOwner{b: append(make([]byte, 0, len(body)), body...)}
+	orig := o.b
+	r := Acquire(1 << 20)
+	r.Capture = true
+	r.BorrowRequestBody(o.b, o)
+	r.KeepBorrowedBody()
+	if cap(o.b) != cap(given) || len(o.b) != 0 {
+		t.Fatalf("owner's buffer after the keep: len %d cap %d; want the one given back", len(o.b), cap(o.b))
+	}
+	o.b = append(o.b, "the next request"...)
+	if !bytes.Equal(r.RequestBody, body) || &r.RequestBody[0] != &orig[0] || !r.BorrowedBodyValid() {
+		t.Fatal("the kept large body is not the owner's old buffer, whole")
+	}
+	r.LastReader()
+	got, buf := r.TakeRequestBody()
+	if &buf[0] != &orig[0] || !bytes.Equal(got, body) {
+		t.Fatal("the storage did not get the kept body by reference")
+	}
+	Release(r)
+	GiveBodyBuffer(buf)
+	_ = spareBodyBuffer()
+
+	small := []byte(`{"model":"m"}`)
+	o = &swapOwner{b: append([]byte(nil), small...)}
+	r = Acquire(1 << 20)
+	r.Capture = true
+	r.BorrowRequestBody(o.b, o)
+	r.KeepBorrowedBody()
+	copy(o.b, "XXXXXXXXXXXXX") // the owner reuses its buffer
+	if string(r.RequestBody) != string(small) {
+		t.Fatalf("kept small body = %q, want %q", r.RequestBody, small)
+	}
+	Release(r)
+
+	o = &swapOwner{b: append([]byte(nil), small...)}
+	r = Acquire(1 << 20)
+	r.Capture = true
+	r.BorrowRequestBody(o.b, o)
+	o.b = []byte("another body, another buffer")
+	r.KeepBorrowedBody()
+	if len(r.RequestBody) != 0 {
+		t.Fatalf("a body the owner no longer has was kept: %q", r.RequestBody)
+	}
+	Release(r)
 }

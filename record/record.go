@@ -132,6 +132,12 @@ type Record struct {
 	// lastReader: whoever reads the record now is the last to (see
 	// LastReader); only then may the body be taken.
 	lastReader bool
+	// ownBody is the record's own body buffer, set aside while RequestBody
+	// is borrowed or taken (KeepBorrowedBody), for its next use.
+	ownBody []byte
+	// takenBuf is the owner's body buffer KeepBorrowedBody took, whole;
+	// RequestBody is a prefix of it.
+	takenBuf []byte
 }
 
 // BodyOwner holds the bytes of a borrowed request body: *fasthttp.Request
@@ -213,8 +219,11 @@ func Release(r *Record) {
 		releaseWindow(r.Window)
 	}
 	reqH, respH, body := r.RequestHeaders[:0], r.ResponseHeaders[:0], r.RequestBody[:0]
-	if r.bodyFrom != nil {
-		body = nil // borrowed: never the pool's to keep
+	if r.bodyFrom != nil || r.takenBuf != nil || r.ownBody != nil {
+		body = r.ownBody[:0] // borrowed or taken: never the pool's to keep
+	}
+	if r.takenBuf != nil {
+		GiveBodyBuffer(r.takenBuf)
 	}
 	chunks := Chunks{Data: r.Chunks.Data[:0], Ends: r.Chunks.Ends[:0], AtMS: r.Chunks.AtMS[:0]}
 	*r = Record{}
@@ -284,6 +293,9 @@ func (r *Record) BorrowRequestBody(b []byte, owner BodyOwner) {
 		r.RequestBody = r.RequestBody[:0]
 		return
 	}
+	if r.ownBody == nil {
+		r.ownBody = r.RequestBody[:0]
+	}
 	r.RequestBody = b
 	r.bodyFrom = owner
 }
@@ -304,6 +316,30 @@ func (r *Record) BorrowedBodyValid() bool {
 	r.RequestBody = nil
 	r.bodyFrom = nil
 	return false
+}
+
+// KeepBorrowedBody makes a borrowed request body the record's own, for a
+// record that outlives its owner's request (a stream written after the
+// server let go of the request, handlers). A body of at least TakeMin
+// bytes whose owner can swap buffers is taken, its owner's buffer and all
+// (the owner gets one given back earlier, as in TakeRequestBody), so that
+// it still reaches the storage by reference; a smaller one is copied into
+// the record's own buffer. A body its owner no longer has is dropped, as
+// BorrowedBodyValid does.
+func (r *Record) KeepBorrowedBody() {
+	if r.bodyFrom == nil || !r.BorrowedBodyValid() {
+		return
+	}
+	if sw, ok := r.bodyFrom.(BodySwapper); ok && len(r.RequestBody) >= TakeMin && cap(sw.Body()) <= 2*len(r.RequestBody) {
+		old := sw.SwapBody(spareBodyBuffer())
+		if len(old) >= len(r.RequestBody) && &old[0] == &r.RequestBody[0] {
+			r.takenBuf, r.bodyFrom = old[:cap(old)], nil
+			return
+		}
+		GiveBodyBuffer(sw.SwapBody(old)) // not the borrowed buffer after all
+	}
+	r.RequestBody = append(r.ownBody[:0], r.RequestBody...)
+	r.ownBody, r.bodyFrom = nil, nil
 }
 
 // dropBorrowed forgets a borrowed body, so that RequestBody can take the

@@ -108,10 +108,19 @@ func (s *Stream) unwatchWaiting() {
 // Open's finisher; one streamed after the handler returns is finished by
 // later instead, when that is set.
 func (s *Stream) SetBody(resp *fasthttp.Response, later Finisher) {
+	if s.Prepare(resp, later) {
+		resp.SetBodyStream(s, -1)
+	}
+}
+
+// Prepare is SetBody for a caller that writes the stream itself
+// (WriteHijacked): false when the body went into resp whole, or the
+// stream ended, and nothing is left to write but resp.
+func (s *Stream) Prepare(resp *fasthttp.Response, later Finisher) bool {
 	if s.body.done {
 		resp.ResetBody()
 		s.CloseWithError(nil)
-		return
+		return false
 	}
 	if s.body.mode == bodyFixed && s.body.left <= maxInlineBody && int64(s.rb.buffered()) >= s.body.left {
 		// The whole body came with the head (a non-streamed answer,
@@ -122,12 +131,12 @@ func (s *Stream) SetBody(resp *fasthttp.Response, later Finisher) {
 			s.relayed(v)
 			resp.SetBody(s.rb.buf[v.start:v.end])
 			s.CloseWithError(nil)
-			return
+			return false
 		}
 		s.fail(record.ErrUpstreamReset)
 		resp.ResetBody()
 		s.CloseWithError(nil)
-		return
+		return false
 	}
 	if s.wd != nil {
 		s.wd.track(s)
@@ -135,7 +144,7 @@ func (s *Stream) SetBody(resp *fasthttp.Response, later Finisher) {
 	if later != nil {
 		s.finish = later
 	}
-	resp.SetBodyStream(s, -1)
+	return true
 }
 
 // maxInlineBody is the largest whole body SetBody copies into the response

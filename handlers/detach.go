@@ -1,0 +1,241 @@
+package handlers
+
+import (
+	"net"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// A stream written by the server's connection goroutine keeps, for as
+// long as it lasts, what the server holds for a request: the goroutine's
+// stack, grown to 8 KiB by the deep calls up to the response head, and the
+// request context with the request's headers (about 4 KiB). With
+// Options.ServeConn set, a streamed response is detached instead: once its
+// head is ready the handler takes the connection from the server
+// (fasthttp's Hijack), and a goroutine of the relay's own writes the head
+// and the stream, some 1.5 KiB deep, so its stack stays at 4 KiB; the
+// server's goroutine and request context go back to their pools at once.
+// The stream's end (its record's way to the sinks) and, when the stream
+// ended whole, the connection's next requests (ServeConn) are a server's,
+// a goroutine already grown for that.
+//
+// Measured with 2,000 open streams of one event a second (RSS at the
+// plateau minus idle, per stream): 26.1 KiB served by the server's
+// goroutine, 18.3 KiB detached. The price is three goroutine handoffs a
+// streamed request (the server's hijack goroutine, the writer, the next
+// server), each of which may wake another thread below saturation; in
+// interleaved rounds the relay's CPU per stream was the same within the
+// rounds' spread, at saturation and at 1,000 streams/s (README, "Memory
+// to plan for").
+//
+// The goroutines of both kinds are kept for reuse, up to maxIdleDetached
+// each: a new one would grow its stack again, copying it, at every
+// stream.
+
+// maxIdleDetached bounds the idle goroutines kept of each kind.
+const maxIdleDetached = 32
+
+// detached are the goroutines that write detached streams (writers) and
+// serve their connections' next requests (servers).
+type detached struct {
+	streams     chan detachedStream // unbuffered: a send succeeds when a writer is idle
+	ends        chan detachedEnd    // unbuffered: a send succeeds when a server is idle
+	idleWriters atomic.Int32
+	idleServers atomic.Int32
+
+	mu      sync.Mutex
+	serving map[net.Conn]struct{} // connections in ServeConn after a detached stream
+}
+
+// detachedStream is a stream handed to a writer.
+type detachedStream struct {
+	s    *upstream.Stream
+	c    net.Conn // from the server, for the next requests
+	head *[]byte  // the response head, from headPool
+	keep bool     // the connection may serve another request after it
+}
+
+var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func (d *detached) init() {
+	d.streams = make(chan detachedStream)
+	d.ends = make(chan detachedEnd)
+	d.serving = make(map[net.Conn]struct{})
+}
+
+// drain ends the waits for a next request of the connections served after
+// a detached stream: the server counts such a connection, served anew, as
+// idle only 5 s after it began serving it, so its shutdown would wait that
+// long for each. A read deadline in the past ends the wait now (the server
+// then closes the connection); a request being read is cut, and a request
+// being answered finishes, the connection closed after it.
+func (d *detached) drain() {
+	d.mu.Lock()
+	for c := range d.serving {
+		_ = c.SetReadDeadline(time.Unix(1, 0))
+	}
+	d.mu.Unlock()
+}
+
+// detach has s written apart from the server: see above. The request must
+// be HTTP/1.1 (chunked).
+func (h *Relay) detach(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream.Stream) {
+	rec.KeepBorrowedBody() // the request is reset once the server lets go of it
+	keep := !ctx.Request.Header.ConnectionClose() && !ctx.Response.Header.ConnectionClose()
+	if !keep {
+		ctx.Response.Header.SetConnectionClose()
+	}
+	ctx.Response.Header.SetContentLength(-1) // chunked
+	head := headPool.Get().(*[]byte)
+	*head = ctx.Response.Header.AppendBytes((*head)[:0])
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		j := detachedStream{s: s, c: c, head: head, keep: keep}
+		select {
+		case h.detached.streams <- j:
+		default:
+			go h.writeDetached(j)
+		}
+	})
+}
+
+// detachWriter is a goroutine that writes detached streams.
+type detachWriter struct {
+	rec  *record.Record    // the record of the stream just written
+	hold upstream.Finisher // keepRecord, bound once
+}
+
+// keepRecord takes a stream's finished record for a server to finish: the
+// record's way to the sinks is as deep as a request's first phase, and
+// would grow the writer's stack to 8 KiB for the streams it writes next.
+func (w *detachWriter) keepRecord(rec *record.Record) { w.rec = rec }
+
+// detachedEnd is a written stream's end, handed to a server: the record to
+// finish, and the connection to serve (keep) or close.
+type detachedEnd struct {
+	rec  *record.Record
+	c    net.Conn
+	keep bool
+}
+
+// writeDetached writes j's stream, then hands its end to a server, and
+// waits for the next stream unless enough writers are idle already or the
+// relay is closed.
+func (h *Relay) writeDetached(j detachedStream) {
+	d := &h.detached
+	w := &detachWriter{}
+	w.hold = w.keepRecord
+	for {
+		ok := j.s.WriteHijacked(j.head, &headPool, w.hold)
+		end := detachedEnd{rec: w.rec, c: j.c, keep: ok && j.keep && !h.draining.Load()}
+		w.rec = nil
+		if end.keep {
+			end.c = connUnder(end.c)
+		}
+		select {
+		case d.ends <- end:
+		default:
+			go h.serveDetached(end)
+		}
+		if d.idleWriters.Add(1) > maxIdleDetached {
+			d.idleWriters.Add(-1)
+			return
+		}
+		select {
+		case j = <-d.streams:
+			d.idleWriters.Add(-1)
+		case <-h.helpers.quit:
+			d.idleWriters.Add(-1)
+			return
+		}
+	}
+}
+
+// serveDetached finishes a written stream's record and serves its
+// connection's next requests (or closes it), then waits for the next end
+// unless enough servers are idle already or the relay is closed.
+func (h *Relay) serveDetached(end detachedEnd) {
+	d := &h.detached
+	for {
+		if end.rec != nil {
+			h.finish(end.rec)
+		}
+		if end.keep {
+			d.mu.Lock()
+			d.serving[end.c] = struct{}{}
+			d.mu.Unlock()
+			if h.draining.Load() { // Drain may have swept before the add
+				_ = end.c.SetReadDeadline(time.Unix(1, 0))
+			}
+			_ = h.o.ServeConn(end.c) // closes c unless a stream took it again
+			d.mu.Lock()
+			delete(d.serving, end.c)
+			d.mu.Unlock()
+		} else {
+			_ = end.c.Close()
+		}
+		if d.idleServers.Add(1) > maxIdleDetached {
+			d.idleServers.Add(-1)
+			return
+		}
+		select {
+		case end = <-d.ends:
+			d.idleServers.Add(-1)
+		case <-h.helpers.quit:
+			d.idleServers.Add(-1)
+			return
+		}
+	}
+}
+
+// hijackLayout is how connUnder reads fasthttp's hijacked connection: its
+// type and the index of its reader field, checked once.
+var hijackLayout struct {
+	once  sync.Once
+	typ   reflect.Type
+	field int // -1: the layout is not as expected
+}
+
+// connUnder returns the connection under c, fasthttp's hijacked one, when
+// c reads straight from it: nothing the client sent ahead (pipelined) is
+// buffered in front. Else, or when c is not what fasthttp's hijack is
+// known to give, c itself: serving it again wraps it once more, which is
+// correct, only slower. fasthttp's type is unexported: it is recognized by
+// name and its reader field r checked (once, with reflect) before it is
+// read.
+func connUnder(c net.Conn) net.Conn {
+	u, ok := c.(interface{ UnsafeConn() net.Conn })
+	if !ok {
+		return c
+	}
+	under := u.UnsafeConn()
+	v := reflect.ValueOf(c)
+	hijackLayout.once.Do(func() {
+		hijackLayout.field = -1
+		t := v.Type()
+		if t.Kind() != reflect.Pointer || t.String() != "*fasthttp.hijackConn" {
+			return
+		}
+		if f, ok := t.Elem().FieldByName("r"); ok && f.Type.Kind() == reflect.Interface && len(f.Index) == 1 {
+			hijackLayout.typ, hijackLayout.field = t, f.Index[0]
+		}
+	})
+	if hijackLayout.field < 0 || v.Type() != hijackLayout.typ {
+		return c
+	}
+	r := v.Elem().Field(hijackLayout.field)
+	if r.IsNil() {
+		return c
+	}
+	uv := reflect.ValueOf(under)
+	if r.Elem().Type() != uv.Type() || uv.Kind() != reflect.Pointer || r.Elem().Pointer() != uv.Pointer() {
+		return c // bytes the client sent ahead wait in a reader
+	}
+	return under
+}
