@@ -143,15 +143,8 @@ func (h *Relay) writeDetached(j detachedStream) {
 		default:
 			go h.serveDetached(end)
 		}
-		if d.idleWriters.Add(1) > maxIdleDetached {
-			d.idleWriters.Add(-1)
-			return
-		}
-		select {
-		case j = <-d.streams:
-			d.idleWriters.Add(-1)
-		case <-h.helpers.quit:
-			d.idleWriters.Add(-1)
+		var more bool
+		if j, more = nextJob(&d.idleWriters, maxIdleDetached, d.streams, h.helpers.quit); !more {
 			return
 		}
 	}
@@ -180,15 +173,8 @@ func (h *Relay) serveDetached(end detachedEnd) {
 		} else {
 			_ = end.c.Close()
 		}
-		if d.idleServers.Add(1) > maxIdleDetached {
-			d.idleServers.Add(-1)
-			return
-		}
-		select {
-		case end = <-d.ends:
-			d.idleServers.Add(-1)
-		case <-h.helpers.quit:
-			d.idleServers.Add(-1)
+		var more bool
+		if end, more = nextJob(&d.idleServers, maxIdleDetached, d.ends, h.helpers.quit); !more {
 			return
 		}
 	}

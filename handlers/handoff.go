@@ -106,17 +106,28 @@ func (h *Relay) help(call *serveCall) {
 			h.serve(call.ctx)
 		}
 		call.done <- struct{}{}
-		if hs.idle.Add(1) > maxIdleHelpers {
-			hs.idle.Add(-1)
+		var ok bool
+		if call, ok = nextJob(&hs.idle, maxIdleHelpers, hs.work, hs.quit); !ok {
 			return
 		}
-		select {
-		case call = <-hs.work:
-			hs.idle.Add(-1)
-		case <-hs.quit:
-			hs.idle.Add(-1)
-			return
-		}
+	}
+}
+
+// nextJob counts a goroutine of a kind (idle) idle while it waits for its
+// next job on jobs; false, at once, when most of its kind are idle already,
+// or when quit is closed: the goroutine is to end.
+func nextJob[T any](idle *atomic.Int32, most int32, jobs <-chan T, quit <-chan struct{}) (T, bool) {
+	var job T
+	if idle.Add(1) > most {
+		idle.Add(-1)
+		return job, false
+	}
+	defer idle.Add(-1)
+	select {
+	case job = <-jobs:
+		return job, true
+	case <-quit:
+		return job, false
 	}
 }
 

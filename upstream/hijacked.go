@@ -64,17 +64,7 @@ const hijackedWriterSize = 8 << 10
 // shelvedWriter returns a writer to c with a buffer from the shelf, or a
 // new one.
 func shelvedWriter(c io.Writer) *bufio.Writer {
-	var bw *bufio.Writer
-	writerShelf.mu.Lock()
-	for n := len(writerShelf.free); n > 0 && bw == nil; n-- {
-		bw = writerShelf.free[n-1]
-		writerShelf.free[n-1] = nil
-		writerShelf.free = writerShelf.free[:n-1]
-		if bw.Size() != hijackedWriterSize {
-			bw = nil
-		}
-	}
-	writerShelf.mu.Unlock()
+	bw := fromShelf(hijackedWriterSize)
 	if bw == nil {
 		return bufio.NewWriterSize(c, hijackedWriterSize)
 	}
@@ -85,9 +75,5 @@ func shelvedWriter(c io.Writer) *bufio.Writer {
 // shelveWriter puts bw's buffer back on the shelf.
 func shelveWriter(bw *bufio.Writer) {
 	bw.Reset(nil)
-	writerShelf.mu.Lock()
-	if len(writerShelf.free) < shelfMax {
-		writerShelf.free = append(writerShelf.free, bw)
-	}
-	writerShelf.mu.Unlock()
+	toShelf(bw)
 }

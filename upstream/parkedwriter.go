@@ -47,9 +47,31 @@ func (s *Stream) parkWriter(bw *bufio.Writer) {
 	holder.Reset(nil) // keeps the buffer, drops the connection
 	*bw = bufio.Writer{}
 	s.parked, s.parkedSize = bw, holder.Size()
+	toShelf(holder)
+}
+
+// fromShelf takes a shelved writer whose buffer has size bytes, nil when
+// the shelf has none (one of another size on the way is dropped: another
+// server's).
+func fromShelf(size int) *bufio.Writer {
+	writerShelf.mu.Lock()
+	defer writerShelf.mu.Unlock()
+	for n := len(writerShelf.free); n > 0; n-- {
+		bw := writerShelf.free[n-1]
+		writerShelf.free[n-1] = nil
+		writerShelf.free = writerShelf.free[:n-1]
+		if bw.Size() == size {
+			return bw
+		}
+	}
+	return nil
+}
+
+// toShelf puts bw, writing to nothing, on the shelf unless it is full.
+func toShelf(bw *bufio.Writer) {
 	writerShelf.mu.Lock()
 	if len(writerShelf.free) < shelfMax {
-		writerShelf.free = append(writerShelf.free, holder)
+		writerShelf.free = append(writerShelf.free, bw)
 	}
 	writerShelf.mu.Unlock()
 }
@@ -62,17 +84,7 @@ func (s *Stream) restoreWriter() {
 	if bw == nil {
 		return
 	}
-	var holder *bufio.Writer
-	writerShelf.mu.Lock()
-	for n := len(writerShelf.free); n > 0 && holder == nil; n-- {
-		holder = writerShelf.free[n-1]
-		writerShelf.free[n-1] = nil
-		writerShelf.free = writerShelf.free[:n-1]
-		if holder.Size() != s.parkedSize {
-			holder = nil // another server's buffer size: dropped
-		}
-	}
-	writerShelf.mu.Unlock()
+	holder := fromShelf(s.parkedSize)
 	if holder == nil {
 		holder = bufio.NewWriterSize(nil, s.parkedSize)
 	}
