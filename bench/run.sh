@@ -150,26 +150,44 @@ log "building loadgen, vegetarun and report into $tmp"
 
 # ---------------------------------------------------------------- processes
 
-log "starting mockllm on 127.0.0.1:$mock_port"
-"$bin/mockllm" -addr "127.0.0.1:$mock_port" >"$tmp/mockllm.log" 2>&1 &
-mock_pid=$!
-pids+=("$mock_pid")
-wait_http "http://127.0.0.1:$mock_port/healthz" mockllm
+# start_mock and start_nginx start the mock upstream and nginx (again, for
+# scenario 3: a process that held 10,000 connections keeps their memory,
+# and the next count's per-stream memory would start from it).
+start_mock() {
+	log "starting mockllm on 127.0.0.1:$mock_port"
+	"$bin/mockllm" -addr "127.0.0.1:$mock_port" >>"$tmp/mockllm.log" 2>&1 &
+	mock_pid=$!
+	pids+=("$mock_pid")
+	wait_http "http://127.0.0.1:$mock_port/healthz" mockllm
+}
 
-log "starting nginx on 127.0.0.1:$nginx_port"
-mkdir -p "$tmp/nginx"
-sed -e "s#@PREFIX@#$tmp/nginx#g" -e "s#@MOCK_PORT@#$mock_port#g" -e "s#@NGINX_PORT@#$nginx_port#g" \
-	-e "s#@PROVIDER_KEY@#$provider_key#g" -e "s#@NOFILE@#$nofile#g" "$here/nginx/nginx.conf.tmpl" >"$tmp/nginx/nginx.conf"
-/usr/sbin/nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" &
-nginx_pid=$!
-pids+=("$nginx_pid")
-wait_http "http://127.0.0.1:$nginx_port/healthz" nginx || { tail -5 "$tmp/nginx/error.log" >&2; exit 1; }
-nginx_workers=""
-for _ in $(seq 1 50); do
-	nginx_workers=$(pgrep -P "$nginx_pid" | paste -sd+ -)
-	[ "$(echo "$nginx_workers" | tr '+' '\n' | grep -c .)" -ge 2 ] && break
-	sleep 0.1
-done
+start_nginx() {
+	log "starting nginx on 127.0.0.1:$nginx_port"
+	mkdir -p "$tmp/nginx"
+	sed -e "s#@PREFIX@#$tmp/nginx#g" -e "s#@MOCK_PORT@#$mock_port#g" -e "s#@NGINX_PORT@#$nginx_port#g" \
+		-e "s#@PROVIDER_KEY@#$provider_key#g" -e "s#@NOFILE@#$nofile#g" "$here/nginx/nginx.conf.tmpl" >"$tmp/nginx/nginx.conf"
+	/usr/sbin/nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" -e "$tmp/nginx/error.log" &
+	nginx_pid=$!
+	pids+=("$nginx_pid")
+	wait_http "http://127.0.0.1:$nginx_port/healthz" nginx || { tail -5 "$tmp/nginx/error.log" >&2; exit 1; }
+	nginx_workers=""
+	for _ in $(seq 1 50); do
+		nginx_workers=$(pgrep -P "$nginx_pid" | paste -sd+ -)
+		[ "$(echo "$nginx_workers" | tr '+' '\n' | grep -c .)" -ge 2 ] && break
+		sleep 0.1
+	done
+}
+
+# restart_s3 gives scenario 3's next count a fresh mock and nginx.
+restart_s3() {
+	stop "$nginx_pid"
+	stop "$mock_pid"
+	start_mock
+	start_nginx
+}
+
+start_mock
+start_nginx
 
 # relay_config VARIANT writes a config for one variant, based on
 # bench/configs/relay.yaml, and prints its path. Variants:
@@ -475,6 +493,7 @@ if [ $quick = 0 ]; then
 	# S3_CHUNKS chunks one second apart; all open within 10 s.
 	for n in $S3_STREAMS; do
 		log "scenario 3: $n concurrent streams, one chunk per second"
+		restart_s3
 		ok=1
 		for p in relay nginx; do
 			[ $p = relay ] && start_relay slow
@@ -489,6 +508,7 @@ if [ $quick = 0 ]; then
 	done
 	if [ -n "$S3_ALSO" ] && [ "$S3_ALSO" != "$n" ]; then
 		log "scenario 3: also $S3_ALSO concurrent streams"
+		restart_s3
 		for p in relay nginx; do
 			[ $p = relay ] && start_relay slow
 			lg s3small $p "" $chat -c "$S3_ALSO" -per-conn 1 -ramp 10s -chunks "$S3_CHUNKS" -delay-ms 1000 \
