@@ -112,8 +112,8 @@ type detachWriter struct {
 }
 
 // keepRecord takes a stream's finished record for a server to finish: the
-// record's way to the sinks is as deep as a request's first phase, and
-// would grow the writer's stack to 8 KiB for the streams it writes next.
+// record's way to the sinks is as deep as a request's first phase, and is
+// kept off the writer's stack, which then writes further streams.
 func (w *detachWriter) keepRecord(rec *record.Record) { w.rec = rec }
 
 // detachedEnd is a written stream's end, handed to a server: the record to

@@ -54,25 +54,37 @@ func (r *Record) TakeRequestBody() (body, buf []byte) {
 		r.RequestBody, r.takenBuf = nil, nil
 		return body, buf
 	}
-	sw, ok := r.bodyFrom.(BodySwapper)
-	if !ok || !r.lastReader || !r.Capture || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() {
+	if !r.lastReader || !r.Capture {
 		return nil, nil
 	}
-	if cap(sw.Body()) > 2*len(r.RequestBody) {
-		// Mostly bytes the row does not keep (a body far past the capture
-		// limit): the block would hold them all; the part kept is copied.
+	if buf = r.takeOwnerBuffer(); buf == nil {
 		return nil, nil
+	}
+	body = r.RequestBody
+	r.RequestBody = nil
+	return body, buf
+}
+
+// takeOwnerBuffer takes a borrowed body's buffer, whole, from its owner,
+// which gets a buffer given back earlier in exchange; RequestBody stays a
+// prefix of it. nil, and nothing taken, when the owner cannot swap buffers,
+// the body is under TakeMin bytes or no longer the owner's, or the buffer
+// holds mostly bytes the record does not keep (a body far past the capture
+// limit: the block would hold them all; the part kept is copied instead).
+func (r *Record) takeOwnerBuffer() []byte {
+	sw, ok := r.bodyFrom.(BodySwapper)
+	if !ok || len(r.RequestBody) < TakeMin || !r.BorrowedBodyValid() || cap(sw.Body()) > 2*len(r.RequestBody) {
+		return nil
 	}
 	old := sw.SwapBody(spareBodyBuffer())
 	if len(old) < len(r.RequestBody) || &old[0] != &r.RequestBody[0] {
 		// Not the borrowed buffer after all (BorrowedBodyValid said it
-		// was): give it back untouched and copy as before.
+		// was): give it back untouched.
 		GiveBodyBuffer(sw.SwapBody(old))
-		return nil, nil
+		return nil
 	}
-	body = r.RequestBody
-	r.RequestBody, r.bodyFrom = nil, nil
-	return body, old[:cap(old)]
+	r.bodyFrom = nil
+	return old[:cap(old)]
 }
 
 // spareBodyBuffer returns a buffer given back, empty, or nil when none is

@@ -330,13 +330,8 @@ func (r *Record) KeepBorrowedBody() {
 	if r.bodyFrom == nil || !r.BorrowedBodyValid() {
 		return
 	}
-	if sw, ok := r.bodyFrom.(BodySwapper); ok && len(r.RequestBody) >= TakeMin && cap(sw.Body()) <= 2*len(r.RequestBody) {
-		old := sw.SwapBody(spareBodyBuffer())
-		if len(old) >= len(r.RequestBody) && &old[0] == &r.RequestBody[0] {
-			r.takenBuf, r.bodyFrom = old[:cap(old)], nil
-			return
-		}
-		GiveBodyBuffer(sw.SwapBody(old)) // not the borrowed buffer after all
+	if r.takenBuf = r.takeOwnerBuffer(); r.takenBuf != nil {
+		return
 	}
 	r.RequestBody = append(r.ownBody[:0], r.RequestBody...)
 	r.ownBody, r.bodyFrom = nil, nil
