@@ -11,13 +11,10 @@ import (
 // the client's connection the caller took from the server (fasthttp's
 // Hijack), as fasthttp's own writer would, and ends the stream. The head
 // goes into the writer's buffer first, with the first chunk after it, and
-// back to heads at once. The stream's end goes to finish, when set,
-// instead of the stream's finisher. ok is true when the whole response
+// back to heads at once. The stream is finished (its record handed on)
+// before the last chunk is flushed. ok is true when the whole response
 // went out: the connection may serve its next request.
-func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool, finish Finisher) (ok bool) {
-	if finish != nil {
-		s.finish = finish
-	}
+func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool) (ok bool) {
 	bw := shelvedWriter(s.client)
 	_, err := bw.Write(*head)
 	heads.Put(head)
