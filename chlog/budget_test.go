@@ -73,7 +73,7 @@ func TestBudgetDegradeThenRefuse(t *testing.T) {
 			record.Release(r)
 			break
 		}
-		for c := 0; c < 55; c++ { // 440 KiB of chunks when full capture is on
+		for c := 0; c < 63; c++ { // 504 KiB of chunks when full capture is on
 			r.AddChunk(chunk, time.Duration(c)*time.Millisecond)
 		}
 		switch {
@@ -81,7 +81,7 @@ func TestBudgetDegradeThenRefuse(t *testing.T) {
 			degraded++
 		case r.Capture && r.TruncatedReason == record.TruncStorageBudget && r.Truncated:
 			starved++
-		case r.Capture && !r.Truncated && len(r.Chunks.Data) == 55*len(chunk):
+		case r.Capture && !r.Truncated && len(r.Chunks.Data) == 63*len(chunk):
 			full++
 		default:
 			t.Fatalf("record %d: capture %v truncated %v reason %q data %d", i, r.Capture, r.Truncated, r.TruncatedReason, len(r.Chunks.Data))

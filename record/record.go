@@ -421,7 +421,7 @@ func (r *Record) addChunk(prefix, b []byte, at time.Duration) (captured bool) {
 
 // The capture buffers grow here rather than in append, so that the budget
 // is charged for the memory they really take (capacity, not length) before
-// it is taken: doubling, from a small start, never past the capture limit.
+// it is taken, never past the capture limit (see nextByteCap).
 
 // growBytes makes room for n more bytes in *s; false when the budget
 // refused (then *s is unchanged and capture has stopped).
@@ -430,7 +430,7 @@ func growBytes(r *Record, s *[]byte, n int) bool {
 	if need <= cap(*s) {
 		return true
 	}
-	c := max(need, min(max(2*cap(*s), 1024), r.captureLimit))
+	c := max(need, min(nextByteCap(cap(*s)), r.captureLimit))
 	if !r.charge(c - cap(*s)) {
 		return false
 	}
@@ -438,6 +438,32 @@ func growBytes(r *Record, s *[]byte, n int) bool {
 	copy(ns, *s)
 	*s = ns
 	return true
+}
+
+// byteCaps are the capacities a byte buffer grows through past
+// doubleBelow: about a quarter more each step, each one of Go's allocation
+// size classes (runtime/sizeclasses.go), so that no byte of the class is
+// wasted; past the last one, a quarter more in whole 8 KiB pages.
+var byteCaps = [...]int{5376, 6784, 8192, 10240, 12288, 16384, 20480, 24576, 32768}
+
+// doubleBelow is the capacity up to which buffers double.
+const doubleBelow = 4096
+
+// nextByteCap returns the capacity after c: doubling from 1 KiB up to
+// doubleBelow, then growing by about a quarter. An open stream holds its
+// captured chunks until it ends: doubling leaves a buffer up to half
+// empty (a 4.1 KiB stream held 8 KiB), a quarter at most a fifth.
+func nextByteCap(c int) int {
+	if c < doubleBelow {
+		return min(max(2*c, 1024), doubleBelow)
+	}
+	for _, bc := range byteCaps {
+		if bc > c {
+			return bc
+		}
+	}
+	const page = 8 << 10
+	return (c + c/4 + page - 1) / page * page
 }
 
 // growTimes makes room for one more chunk time (or end offset) in *s.
