@@ -330,6 +330,16 @@ with_relay() {
 
 chat=/v1/chat/completions speech=/v1/audio/speech
 
+# storage_note KEY notes the running relay's storage counters (rows stored,
+# captured meta only for the memory budget, dropped) as KEY in meta.txt:
+# at a gigabyte of captured bodies a second the storage, not the proxy,
+# may be what gives way, and the report says so.
+storage_note() {
+	local m
+	m=$(curl -fsS "http://127.0.0.1:$metrics_port/metrics" 2>/dev/null) || return 0
+	note "$1" "$(echo "$m" | awk '/^relay_storage_(rows_spooled|insert_rows|rows_degraded|rows_dropped)_total /{sub(/^relay_storage_/, "", $1); sub(/_total$/, "", $1); printf "%s=%s ", $1, $2}')"
+}
+
 # Scenario 1: short streams, closed loop; paths interleaved per round so the
 # machine's drift hits all of them alike.
 log "scenario 1: throughput, 20 chunks, no delay, $S1_CONNS connections, $S1_ROUNDS x ${S1_SECS}s"
@@ -473,6 +483,7 @@ if [ $quick = 0 ]; then
 		start_relay base
 		for p in direct nginx relay; do
 			lg s5body $p "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
+			[ $p = relay ] && storage_note s5body_storage_relay_r$r
 			lg s5audio $p "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
 			lg s5audiolen $p "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -H "X-Mock-Length: 1" -d "${S5_SECS}s" -warmup 1s
 		done
@@ -480,6 +491,7 @@ if [ $quick = 0 ]; then
 		if [ $prod = 1 ]; then
 			start_relay chredis
 			lg s5body relay-chredis "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
+			storage_note s5body_storage_relay-chredis_r$r
 			ch_settle # the bodies' parts are merged before audio is measured
 			lg s5audio relay-chredis "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -d "${S5_SECS}s" -warmup 1s
 			lg s5audiolen relay-chredis "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -H "X-Mock-Length: 1" -d "${S5_SECS}s" -warmup 1s

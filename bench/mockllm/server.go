@@ -3,7 +3,6 @@ package mockllm
 import (
 	"context"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -208,7 +207,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var req apiRequest
 	if len(body) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
+		if err := parseRequest(body, &req); err != nil {
 			writeError(w, http.StatusBadRequest, errTypeInvalid, "body: "+err.Error())
 			return
 		}

@@ -622,6 +622,27 @@ func (rp *report) scenario5() {
 		}
 	}
 	rp.table([]string{"", "path", "requests/s", "response MB/s", "vs nginx", "TTFB p50 ms", "total p99 ms", "proxy max RSS MiB", "proxy CPU µs/request", "errors"}, rows)
+	rp.bodyStorage()
+}
+
+// bodyStorage lists the relay's storage counters after each body run
+// (run.sh storage_note): rows stored, captured meta only because the
+// capture memory budget was full, dropped.
+func (rp *report) bodyStorage() {
+	var lines []string
+	for _, path := range []string{"relay", "relay-chredis"} {
+		for r := 1; ; r++ {
+			v, ok := rp.meta[fmt.Sprintf("s5body_storage_%s_r%d", path, r)]
+			if !ok {
+				break
+			}
+			lines = append(lines, fmt.Sprintf("- %s, round %d: %s", path, r, orDash(strings.TrimSpace(v))))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	rp.p("The relay's storage counters after each body run (since the relay started; `rows_degraded`: requests captured meta only because the capture memory budget was full; `rows_dropped`: rows the spool's size cap removed). A proxy that stores 1 MiB bodies at hundreds of requests a second writes hundreds of MB/s: where the disk or ClickHouse cannot keep up, the relay keeps answering and stores less of the body, and these counters show how much.\n\n%s\n\n", strings.Join(lines, "\n"))
 }
 
 func (rp *report) profiles() {
