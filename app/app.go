@@ -114,6 +114,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	if cfg.Server.Detached() {
 		// a.fiber is made below, before the relay serves anything.
 		ho.ServeConn = func(c net.Conn) error { return a.fiber.Server().ServeConn(c) }
+		ho.IdleWait = cfg.Server.IdleWait
 	}
 	a.relay, err = handlers.New(ho)
 	if err != nil {

@@ -46,6 +46,14 @@ type ServerConfig struct {
 	// holds a 4 KiB stack and no request context, about 8 KiB less RSS.
 	// Default true; ignored with small_stacks.
 	DetachStreams *bool `koanf:"detach_streams"`
+	// IdleWait: a detached stream whose last two events came this far
+	// apart or more waits for its next one without a goroutine, its
+	// upstream socket in the relay's own epoll set (upstream/idlewait.go):
+	// no stack while it waits, about 4 KiB less RSS per such stream, for
+	// an epoll re-arm and a goroutine handoff per event. Default 100ms
+	// (token streams, tens of milliseconds apart, wait in place); negative:
+	// never.
+	IdleWait time.Duration `koanf:"idle_wait"`
 	// GCPercent is the Go garbage collector's target: the heap may grow
 	// this many percent over what was live at the last collection before
 	// the next one (GOGC). Default 25: the relay allocates next to nothing
@@ -216,6 +224,7 @@ const (
 	defaultRateLimit       = 100
 	defaultGCPercent       = 25
 	defaultGCFloorBytes    = 8 << 20
+	defaultIdleWait        = 100 * time.Millisecond
 )
 
 func (c *Config) setDefaults(hostname string) {
@@ -243,6 +252,9 @@ func (c *Config) setDefaults(hostname string) {
 	}
 	if s.GCFloorBytes == 0 {
 		s.GCFloorBytes = defaultGCFloorBytes
+	}
+	if s.IdleWait == 0 {
+		s.IdleWait = defaultIdleWait
 	}
 	if s.Instance == "" {
 		s.Instance = hostname

@@ -128,6 +128,12 @@ func TestStreamStackAllocation(t *testing.T) {
 	t.Run("small_stacks", func(t *testing.T) {
 		streamStacks(t, func(c *Config) { c.Server.SmallStacks = true }, 7<<10, 0)
 	})
+	// A stream that waits for its next event in the idle set
+	// (server.idle_wait; here every wait after the first event) holds no
+	// goroutine: only the idle writers' share is left.
+	t.Run("idle_wait", func(t *testing.T) {
+		streamStacks(t, func(c *Config) { c.Server.IdleWait = time.Nanosecond }, 2<<10, 13<<10)
+	})
 }
 
 // streamStacks is TestStreamStackAllocation for the relay as configure

@@ -47,6 +47,7 @@ type detached struct {
 	ends        chan detachedEnd    // unbuffered: a send succeeds when a server is idle
 	idleWriters atomic.Int32
 	idleServers atomic.Int32
+	resume      func(*upstream.Stream) // Relay.resumeDetached, bound once
 
 	mu      sync.Mutex
 	serving map[net.Conn]struct{} // connections in ServeConn after a detached stream
@@ -95,17 +96,27 @@ func (h *Relay) detach(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream
 	*head = ctx.Response.Header.AppendBytes((*head)[:0])
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
-		j := detachedStream{s: s, c: c, head: head, keep: keep}
-		select {
-		case h.detached.streams <- j:
-		default:
-			go h.writeDetached(j)
-		}
+		s.SetHijacked(c, keep)
+		h.startDetached(detachedStream{s: s, c: c, head: head, keep: keep})
 	})
 }
 
-// detachedEnd is a written stream's end, handed to a server: the
-// connection to serve (keep) or close.
+// startDetached gives j to an idle writer, or to a new one.
+func (h *Relay) startDetached(j detachedStream) {
+	select {
+	case h.detached.streams <- j:
+	default:
+		go h.writeDetached(j)
+	}
+}
+
+// resumeDetached goes on with a stream whose upstream has more after a
+// wait without a writer (upstream/idlewait.go).
+func (h *Relay) resumeDetached(s *upstream.Stream) {
+	c, keep := s.Hijacked()
+	h.startDetached(detachedStream{s: s, c: c, keep: keep})
+}
+
 type detachedEnd struct {
 	c    net.Conn
 	keep bool
@@ -119,7 +130,16 @@ func (h *Relay) writeDetached(j detachedStream) {
 	for {
 		// The record is finished (in the WAL, with durability wal) before
 		// the response's end is flushed, as when the server writes it.
-		ok := j.s.WriteHijacked(j.head, &headPool)
+		ok, waiting := j.s.WriteHijacked(j.head, &headPool, d.resume, h.o.IdleWait)
+		if waiting {
+			// The stream waits for its upstream without this goroutine
+			// (upstream/idlewait.go); resumeDetached gives it to a writer.
+			var more bool
+			if j, more = nextJob(&d.idleWriters, maxIdleDetached, d.streams, h.helpers.quit); !more {
+				return
+			}
+			continue
+		}
 		end := detachedEnd{c: j.c, keep: ok && j.keep && !h.draining.Load()}
 		if end.keep {
 			end.c = connUnder(end.c)

@@ -76,7 +76,11 @@ type Options struct {
 	// connections it lets go of (KeepHijackedConns). Ignored with
 	// SmallStacks.
 	ServeConn func(net.Conn) error
-	Logger    *slog.Logger // default slog.Default()
+	// IdleWait: with ServeConn, a stream whose last two events came this
+	// far apart or more waits for its next one without a goroutine
+	// (upstream/idlewait.go); 0 or negative: never.
+	IdleWait time.Duration
+	Logger   *slog.Logger // default slog.Default()
 	// DefaultCaptureBytes bounds capture for requests that match no route;
 	// default 64 KiB.
 	DefaultCaptureBytes int
@@ -134,6 +138,7 @@ func New(o Options) (*Relay, error) {
 	h := &Relay{o: o, log: o.Logger}
 	h.helpers.init()
 	h.detached.init()
+	h.detached.resume = h.resumeDetached
 	h.cur.Store(&Config{Routes: o.Routes, Keys: o.Keys, Limiter: o.Limiter})
 	return h, nil
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // WriteHijacked writes the response head and then the stream, chunked, to
@@ -14,23 +15,47 @@ import (
 // back to heads at once. The stream is finished (its record handed on)
 // before the last chunk is flushed. ok is true when the whole response
 // went out: the connection may serve its next request.
-func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool) (ok bool) {
-	bw := shelvedWriter(s.client)
-	_, err := bw.Write(*head)
-	heads.Put(head)
+//
+// With wake set and idleGap > 0, a stream whose last two events came
+// idleGap or more apart and whose upstream is quiet (idlewait.go) returns
+// waiting (and not ok) with its writer's buffer put
+// away: wake(s) is called once the upstream has more (or the stream was
+// aborted), and the owner then calls WriteHijacked again (head is not used
+// again) to go on. From the return with waiting until wake, the stream is
+// not the caller's.
+func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool, wake func(*Stream), idleGap time.Duration) (ok, waiting bool) {
+	var err error
+	bw := s.hw
+	if bw == nil {
+		bw = shelvedWriter(s.client)
+		s.hw = bw
+		_, err = bw.Write(*head)
+		heads.Put(head)
+	}
 	if err == nil {
+		if idleGap > 0 {
+			s.wake, s.idleGap = wake, idleGap
+		}
 		cw := chunkFramer{w: bw}
 		_, err = s.copyTo(&cw, bw)
+		if err == errWouldBlock {
+			if s.idleWait() {
+				return false, true
+			}
+			s.wake = nil // no idle set: wait in place from now on
+			_, err = s.copyTo(&cw, bw)
+		}
 		if err == nil {
 			_, err = bw.WriteString("0\r\n\r\n")
 		}
 	}
+	s.restoreWriter() // a writer parked by an earlier wait
 	s.CloseWithError(err)
 	if err == nil {
 		err = bw.Flush()
 	}
 	shelveWriter(bw)
-	return err == nil
+	return err == nil, false
 }
 
 // chunkFramer frames each write as one chunk and flushes it, as fasthttp's

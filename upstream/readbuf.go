@@ -50,6 +50,9 @@ type readBuf struct {
 	// is read up to the framing after each, leaving the next chunk's data
 	// in the socket to be spliced (Stream.readLimit).
 	max int
+	// noWait: when nothing has arrived, fill returns errWouldBlock instead
+	// of waiting (idlewait.go).
+	noWait bool
 }
 
 // bufBox keeps a pooled buffer behind a pointer, so that returning it to
@@ -93,7 +96,7 @@ func (r *readBuf) reset(src io.Reader, raw syscall.RawConn, count *int64) {
 	if raw == nil {
 		count = nil
 	}
-	r.src, r.raw, r.count, r.pending, r.max = src, raw, count, nil, 0
+	r.src, r.raw, r.count, r.pending, r.max, r.noWait = src, raw, count, nil, 0, false
 	if raw != nil && r.rawRead == nil {
 		r.rawRead = r.rawCallback
 	}
@@ -220,6 +223,10 @@ func (r *readBuf) rawCallback(fd uintptr) bool {
 		case syscall.EAGAIN:
 			if r.r == r.w {
 				r.release()
+			}
+			if r.noWait {
+				r.rawN, r.rawErr = 0, errWouldBlock
+				return true
 			}
 			return false
 		}

@@ -75,6 +75,23 @@ type Stream struct {
 
 	splice spliceState // splice.go
 
+	// A hijacked stream whose upstream is quiet waits without a goroutine
+	// (idlewait.go): copied is what copyTo had written, hw the client
+	// writer, wake what resumes it, hc and hkeep its owner's connection,
+	// gap the time between its last two views, idleGap the gap from which
+	// it waits so; idleState, idleSeq and idleFD are its place in the idle
+	// set.
+	copied    int64
+	hw        *bufio.Writer
+	wake      func(*Stream)
+	hc        net.Conn
+	hkeep     bool
+	gap       time.Duration
+	idleGap   time.Duration
+	idleState atomic.Int32
+	idleSeq   int32
+	idleFD    int32
+
 	closed bool
 }
 
@@ -209,7 +226,7 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // spliced from socket to socket (splice.go).
 func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 	direct := bw != nil
-	var total int64
+	total := s.copied
 	for {
 		if direct && total > 0 {
 			if run := s.spliceRun(); run > 0 {
@@ -225,7 +242,15 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 		if direct {
 			s.rb.max = s.readLimit()
 		}
+		s.rb.noWait = s.wake != nil && total > 0 && s.gap >= s.idleGap
 		v, err := s.body.next()
+		if err == errWouldBlock {
+			s.copied = total
+			if bw != nil {
+				s.parkWriter(bw)
+			}
+			return total, err
+		}
 		if n := v.end - v.start; n > 0 {
 			at := s.relayed(v)
 			if direct && total > 0 && err == nil && n <= maxSpliceLead {
@@ -280,6 +305,7 @@ func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 // relayed stamps the record for one view about to go to the client.
 func (s *Stream) relayed(v view) time.Duration {
 	at := time.Since(s.start)
+	s.gap = at - time.Duration(s.lastRead.Load())
 	s.lastRead.Store(int64(at))
 	s.account(s.rb.buf[v.start:v.end], at)
 	return at
@@ -356,6 +382,7 @@ func (s *Stream) abort(errType string) {
 	if s.up != nil {
 		_ = s.up.Close()
 	}
+	s.cancelIdle()
 	if s.client != nil && s.writeSince.Load() != 0 {
 		_ = s.client.SetWriteDeadline(time.Now())
 	}
@@ -425,6 +452,9 @@ func (s *Stream) release() {
 	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked, s.waiting = 0, nil, nil, false, false
 	s.hupRC, s.hupFD, s.hupSeq = nil, 0, 0
 	s.splice.reset()
+	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0
+	s.idleState.Store(notIdle)
+	s.idleSeq, s.idleFD = 0, 0
 	s.closed = false
 	streamPool.Put(s)
 }
