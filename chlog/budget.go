@@ -51,6 +51,9 @@ type budget struct {
 	limit, ceiling int64
 	used           *atomic.Int64
 	c              *counters
+	// spoolHigh, when > 0, is the spool size from which new requests are
+	// admitted meta only (see admit).
+	spoolHigh int64
 }
 
 var _ record.Budget = (*budget)(nil)
@@ -96,7 +99,9 @@ func (b *budget) Charge(r *record.Record, n int) bool {
 }
 
 // admit reserves r's row slot and decides whether its full capture may
-// begin; false when not even the slot fits.
+// begin: not when the capture memory is near its ceiling, nor when the
+// spool is past spoolHigh (spoolFull); then r is stored meta only
+// (truncated_reason storage_budget). False when not even the slot fits.
 func (b *budget) admit(r *record.Record) bool {
 	if !b.take(rowSlot, b.limit) {
 		b.c.refused.Add(1)
@@ -105,13 +110,23 @@ func (b *budget) admit(r *record.Record) bool {
 	}
 	r.Charged = rowSlot
 	r.Budget = b
-	if r.Capture && b.used.Load()+int64(min(r.CaptureLimit(), captureFloor)) > b.ceiling {
+	if r.Capture && (b.used.Load()+int64(min(r.CaptureLimit(), captureFloor)) > b.ceiling || b.spoolFull()) {
 		r.Capture = false
 		r.Truncated = true
 		r.TruncatedReason = record.TruncStorageBudget
 		b.c.rowsDegraded.Add(1)
 	}
 	return true
+}
+
+// spoolFull reports whether the spool is past spoolHigh. With ClickHouse,
+// the spool holds what ClickHouse could not take yet; past its cap the
+// oldest files are deleted, rows and all. Before that, new requests are
+// captured meta only: a row without its bodies instead of no row. (The
+// embedded spool, without ClickHouse, is the store itself: it keeps the
+// newest rows whole and lets the oldest go, so it sets no spoolHigh.)
+func (b *budget) spoolFull() bool {
+	return b.spoolHigh > 0 && b.c.spoolBytes.Load() >= b.spoolHigh
 }
 
 // move turns a record's charge into a block's n bytes (n may be more or

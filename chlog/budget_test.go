@@ -230,3 +230,56 @@ func TestHugeBlockNotKept(t *testing.T) {
 		t.Fatalf("%d rows spooled", n)
 	}
 }
+
+// TestSpoolPressureDegradesCapture: with ClickHouse (here unreachable, so
+// blocks go to the spool), once the spool is three quarters of
+// spool_max_bytes a new request is admitted meta only (storage_budget)
+// rather than let the spool's cap delete rows; the embedded spool (no
+// ClickHouse), the store itself, keeps capturing.
+func TestSpoolPressureDegradesCapture(t *testing.T) {
+	for _, withCH := range []bool{true, false} {
+		t.Run(map[bool]string{true: "clickhouse", false: "embedded"}[withCH], func(t *testing.T) {
+			const spoolMax = 2 << 20
+			o := Options{SpoolMaxBytes: spoolMax, FlushInterval: 50 * time.Millisecond, BatchRows: 2}
+			if withCH {
+				o.URL = closedPortURL(t)
+			}
+			w := newWriter(t, o)
+			defer closeWriter(t, w)
+			chunk := bytes.Repeat([]byte("x"), 64<<10)
+			i := 0
+			for ; w.Stats().SpoolBytes < spoolMax*3/4; i++ {
+				if i == 200 {
+					t.Fatalf("the spool holds %d bytes after %d rows of 256 KiB", w.Stats().SpoolBytes, i)
+				}
+				r, ok := streamRecord(w, i, 512<<10)
+				if !ok || !r.Capture {
+					t.Fatalf("row %d (spool %d bytes): admitted %v, capture %v", i, w.Stats().SpoolBytes, ok, r.Capture)
+				}
+				for c := 0; c < 4; c++ {
+					r.AddChunk(chunk, time.Duration(c)*time.Millisecond)
+				}
+				if err := w.Write(r); err != nil {
+					t.Fatal(err)
+				}
+				record.Release(r)
+				waitFor(t, "the row spooled", 30*time.Second, func() bool { return w.Stats().RowsSpooled > int64(i) })
+			}
+			r, ok := streamRecord(w, i, 512<<10)
+			if !ok {
+				t.Fatal("a request refused")
+			}
+			degraded := !r.Capture && r.TruncatedReason == record.TruncStorageBudget
+			if degraded != withCH {
+				t.Errorf("spool %d of %d bytes: capture %v, reason %q; want degraded %v", w.Stats().SpoolBytes, spoolMax, r.Capture, r.TruncatedReason, withCH)
+			}
+			if err := w.Write(r); err != nil {
+				t.Fatal(err)
+			}
+			record.Release(r)
+			if st := w.Stats(); st.RowsDropped != 0 {
+				t.Errorf("rows dropped: %+v", st)
+			}
+		})
+	}
+}

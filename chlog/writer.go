@@ -95,6 +95,9 @@ func New(o Options) (*Writer, error) {
 	}
 	w := makeWriter(context.Background(), o)
 	w.budget.keepForBlocks(o.BatchBytes)
+	if o.URL != "" {
+		w.budget.spoolHigh = o.SpoolMaxBytes - o.SpoolMaxBytes/4
+	}
 	var err error
 	if w.spool, err = openSpool(w, o.SpoolDir, o.SpoolMaxBytes); err != nil {
 		return nil, err

@@ -51,7 +51,7 @@ const (
 // Reasons for Record.TruncatedReason (stream_logs.truncated_reason).
 const (
 	TruncMaxCapture    = "max_capture_bytes" // the route's per-request capture limit
-	TruncStorageBudget = "storage_budget"    // storage over max_buffer_bytes: meta only
+	TruncStorageBudget = "storage_budget"    // storage over max_buffer_bytes, or its spool 3/4 full with ClickHouse: meta only
 )
 
 // ErrorTypes lists every error type, for metrics that pre-register labels.
