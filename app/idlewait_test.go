@@ -46,6 +46,22 @@ func TestIdleWait(t *testing.T) {
 		return c, bufio.NewReader(c)
 	}
 
+	// silent starts a stream that falls silent for 20 s after its first
+	// event; before is the idle set's count of waits before it.
+	silent := func() (c net.Conn, resp *http.Response, before uint64) {
+		t.Helper()
+		c, br := dial()
+		before = upstream.IdleWaits()
+		if _, err := io.WriteString(c, request("X-Mock-Chunks: 3\r\nX-Mock-Delay-Ms: 20000\r\n")); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, resp, before
+	}
+
 	t.Run("whole", func(t *testing.T) {
 		c, br := dial()
 		before := upstream.IdleWaits()
@@ -73,15 +89,7 @@ func TestIdleWait(t *testing.T) {
 	})
 
 	t.Run("silent past the idle timeout", func(t *testing.T) {
-		c, br := dial()
-		before := upstream.IdleWaits()
-		if _, err := io.WriteString(c, request("X-Mock-Chunks: 3\r\nX-Mock-Delay-Ms: 20000\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, resp, before := silent()
 		got, _ := io.ReadAll(resp.Body) // cut: the chunked body ends early
 		if resp.StatusCode != http.StatusOK || !bytes.Contains(got, []byte("data: ")) {
 			t.Fatalf("status %d, %q", resp.StatusCode, got)
@@ -96,15 +104,7 @@ func TestIdleWait(t *testing.T) {
 	})
 
 	t.Run("client leaves", func(t *testing.T) {
-		c, br := dial()
-		before := upstream.IdleWaits()
-		if _, err := io.WriteString(c, request("X-Mock-Chunks: 3\r\nX-Mock-Delay-Ms: 20000\r\n")); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, resp, before := silent()
 		id := resp.Header.Get("X-Request-Id")
 		line, err := bufio.NewReader(resp.Body).ReadString('\n')
 		if err != nil || !strings.Contains(line, "data: ") {
