@@ -55,10 +55,8 @@ type detached struct {
 
 // detachedStream is a stream handed to a writer.
 type detachedStream struct {
-	s    *upstream.Stream
-	c    net.Conn // from the server, for the next requests
-	head *[]byte  // the response head, from headPool
-	keep bool     // the connection may serve another request after it
+	s    *upstream.Stream // its connection from the server: s.Hijacked
+	head *[]byte          // the response head, from headPool; nil once written
 }
 
 var headPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
@@ -97,7 +95,7 @@ func (h *Relay) detach(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream
 	ctx.HijackSetNoResponse(true)
 	ctx.Hijack(func(c net.Conn) {
 		s.SetHijacked(c, keep)
-		h.startDetached(detachedStream{s: s, c: c, head: head, keep: keep})
+		h.startDetached(detachedStream{s: s, head: head})
 	})
 }
 
@@ -113,10 +111,11 @@ func (h *Relay) startDetached(j detachedStream) {
 // resumeDetached goes on with a stream whose upstream has more after a
 // wait without a writer (upstream/idlewait.go).
 func (h *Relay) resumeDetached(s *upstream.Stream) {
-	c, keep := s.Hijacked()
-	h.startDetached(detachedStream{s: s, c: c, keep: keep})
+	h.startDetached(detachedStream{s: s})
 }
 
+// detachedEnd is a written stream's end, handed to a server: the
+// connection to serve (keep) or close.
 type detachedEnd struct {
 	c    net.Conn
 	keep bool
@@ -130,6 +129,7 @@ func (h *Relay) writeDetached(j detachedStream) {
 	for {
 		// The record is finished (in the WAL, with durability wal) before
 		// the response's end is flushed, as when the server writes it.
+		c, keep := j.s.Hijacked() // the stream is let go of once written
 		ok, waiting := j.s.WriteHijacked(j.head, &headPool, d.resume, h.o.IdleWait)
 		if waiting {
 			// The stream waits for its upstream without this goroutine
@@ -140,7 +140,7 @@ func (h *Relay) writeDetached(j detachedStream) {
 			}
 			continue
 		}
-		end := detachedEnd{c: j.c, keep: ok && j.keep && !h.draining.Load()}
+		end := detachedEnd{c: c, keep: ok && keep && !h.draining.Load()}
 		if end.keep {
 			end.c = connUnder(end.c)
 		}
