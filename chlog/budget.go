@@ -119,14 +119,15 @@ func (b *budget) admit(r *record.Record) bool {
 	return true
 }
 
-// spoolFull reports whether the spool is past spoolHigh. With ClickHouse,
-// the spool holds what ClickHouse could not take yet; past its cap the
-// oldest files are deleted, rows and all. Before that, new requests are
-// captured meta only: a row without its bodies instead of no row. (The
-// embedded spool, without ClickHouse, is the store itself: it keeps the
-// newest rows whole and lets the oldest go, so it sets no spoolHigh.)
+// spoolFull reports whether the spool, with what is buffered in memory
+// (and may go there next), is past spoolHigh. With ClickHouse, the spool
+// holds what ClickHouse could not take yet; past its cap the oldest files
+// are deleted, rows and all. Before that, new requests are captured meta
+// only: a row without its bodies instead of no row. (The embedded spool,
+// without ClickHouse, is the store itself: it keeps the newest rows whole
+// and lets the oldest go, so it sets no spoolHigh.)
 func (b *budget) spoolFull() bool {
-	return b.spoolHigh > 0 && b.c.spoolBytes.Load() >= b.spoolHigh
+	return b.spoolHigh > 0 && b.c.spoolBytes.Load()+b.used.Load() >= b.spoolHigh
 }
 
 // move turns a record's charge into a block's n bytes (n may be more or
