@@ -49,7 +49,6 @@ func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool, wake func(*Stream
 			_, err = bw.WriteString("0\r\n\r\n")
 		}
 	}
-	s.restoreWriter() // a writer parked by an earlier wait
 	s.CloseWithError(err)
 	if err == nil {
 		err = bw.Flush()

@@ -38,8 +38,8 @@ var idleWaits atomic.Uint64
 func IdleWaits() uint64 { return idleWaits.Load() }
 
 // SetHijacked keeps the connection a hijacked stream writes to and
-// whether it may serve another request after it, for the owner that
-// resumes the stream (Hijacked).
+// whether it may serve another request after it, for whichever of its
+// owner's goroutines writes it, first or after a wait (Hijacked).
 func (s *Stream) SetHijacked(c net.Conn, keep bool) { s.hc, s.hkeep = c, keep }
 
 // Hijacked returns what SetHijacked kept.
@@ -51,12 +51,10 @@ const (
 	inIdleSet
 )
 
-// resumeIdle ends s's wait if it is still waiting (whoever wins the
-// state's change calls wake), true when this call did.
-func (s *Stream) resumeIdle() bool {
-	if !s.idleState.CompareAndSwap(inIdleSet, notIdle) {
-		return false
+// resumeIdle ends s's wait if it is still waiting: whoever wins the
+// state's change (the set's goroutine or abort) calls wake.
+func (s *Stream) resumeIdle() {
+	if s.idleState.CompareAndSwap(inIdleSet, notIdle) {
+		s.wake(s)
 	}
-	s.wake(s)
-	return true
 }
