@@ -22,7 +22,8 @@ import (
 // the keep-alive connection serves the next request. A stream cut while
 // it waits so is cut as before: silent past the route's idle timeout it
 // ends with upstream_timeout, and a client that leaves ends it with
-// client_closed. With idle_wait negative no stream waits so.
+// client_closed. /metrics shows the streams waiting so and the waits. With
+// idle_wait negative no stream waits so.
 func TestIdleWait(t *testing.T) {
 	r := startRelayWith(t, "", func(c *Config) {
 		c.Server.IdleWait = time.Nanosecond // every wait after the first event
@@ -110,9 +111,16 @@ func TestIdleWait(t *testing.T) {
 		if err != nil || !strings.Contains(line, "data: ") {
 			t.Fatalf("first event: %q, %v", line, err)
 		}
-		for deadline := time.Now().Add(10 * time.Second); upstream.IdleWaits() == before; { // the stream is in the set
+		// The stream is in the set: /metrics counts it (relay_idle_streams)
+		// and its wait (relay_idle_waits_total).
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			m := getMetrics(t, r.base+"/metrics")
+			if m["relay_idle_streams"] >= 1 && m["relay_idle_waits_total"] > float64(before) {
+				break
+			}
 			if time.Now().After(deadline) {
-				t.Fatal("the stream never waited in the idle set")
+				t.Fatalf("the stream never waited in the idle set: relay_idle_streams %v, relay_idle_waits_total %v (%d before)",
+					m["relay_idle_streams"], m["relay_idle_waits_total"], before)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}

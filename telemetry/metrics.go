@@ -154,6 +154,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 		writeUpstreams(w, (*f)())
 	}
 	fmt.Fprintf(w, "# TYPE relay_spliced_bytes_total counter\nrelay_spliced_bytes_total %d\n", upstream.SplicedBytes())
+	// Quiet streams waiting without a goroutine (server.idle_wait).
+	fmt.Fprintf(w, "# TYPE relay_idle_streams gauge\nrelay_idle_streams %d\n", upstream.IdleStreams())
+	fmt.Fprintf(w, "# TYPE relay_idle_waits_total counter\nrelay_idle_waits_total %d\n", upstream.IdleWaits())
 	metrics.WriteProcessMetrics(w)
 	// Open descriptors matter to a relay: every stream holds two sockets.
 	metrics.WriteFDMetrics(w)

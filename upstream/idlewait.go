@@ -34,8 +34,13 @@ var errWouldBlock = errors.New("upstream: nothing to read yet")
 var idleWaits atomic.Uint64
 
 // IdleWaits returns how many times a quiet stream has waited for its next
-// event without a goroutine since the process started.
+// event without a goroutine since the process started
+// (relay_idle_waits_total).
 func IdleWaits() uint64 { return idleWaits.Load() }
+
+// IdleStreams returns how many streams wait in the idle set now
+// (relay_idle_streams); 0 where there is no set.
+func IdleStreams() int { return idle.len() }
 
 // SetHijacked keeps the connection a hijacked stream writes to and
 // whether it may serve another request after it, for whichever of its

@@ -12,7 +12,8 @@ import (
 // at once. Go's poller has the same sockets in its own set; an event here
 // consumes nothing there.
 type idleSet struct {
-	epfd    int // -1: no set (the streams wait in place)
+	epfd    int      // -1: no set (the streams wait in place)
+	file    *os.File // epfd's, for close
 	mu      sync.Mutex
 	streams map[int32]*Stream // by upstream descriptor, armed only
 	seq     int32
@@ -39,19 +40,32 @@ func (t *idleSet) open() {
 		syscall.Close(fd)
 		return
 	}
-	rc, err := os.NewFile(uintptr(fd), "upstream-idle-set").SyscallConn()
+	f := os.NewFile(uintptr(fd), "upstream-idle-set")
+	rc, err := f.SyscallConn()
 	if err != nil {
 		return
 	}
-	t.epfd, t.streams = fd, map[int32]*Stream{}
+	t.epfd, t.file, t.streams = fd, f, map[int32]*Stream{}
 	go t.run(rc)
+}
+
+// close closes the set, which ends its goroutine as a failed wait does
+// (fail): its streams are woken and wait in place from then on. The
+// process's set is never closed; tests close theirs.
+func (t *idleSet) close() error {
+	t.mu.Lock()
+	t.epfd = -1 // no stream enters from now on
+	t.mu.Unlock()
+	return t.file.Close()
 }
 
 // idleWait puts s into the idle set; false when it cannot (then nothing
 // changed and s waits in place). From a true return s is the set's until
 // it is woken, by the set or by abort.
-func (s *Stream) idleWait() bool {
-	t := &idle
+func (s *Stream) idleWait() bool { return idle.wait(s) }
+
+// wait is idleWait in the set t.
+func (t *idleSet) wait(s *Stream) bool {
 	if s.rb.raw == nil {
 		return false
 	}
@@ -92,11 +106,13 @@ func (s *Stream) idleWait() bool {
 
 // cancelIdle wakes s if it waits in the set: abort closed its upstream
 // socket, which leaves the set without an event.
-func (s *Stream) cancelIdle() {
+func (s *Stream) cancelIdle() { idle.cancel(s) }
+
+// cancel is cancelIdle in the set t.
+func (t *idleSet) cancel(s *Stream) {
 	if s.idleState.Load() != inIdleSet {
 		return
 	}
-	t := &idle
 	t.mu.Lock()
 	if t.streams[s.idleFD] == s {
 		delete(t.streams, s.idleFD)
@@ -105,8 +121,16 @@ func (s *Stream) cancelIdle() {
 	s.resumeIdle()
 }
 
+// len returns how many streams the set holds.
+func (t *idleSet) len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.streams)
+}
+
 // fail closes the set to new streams and wakes those in it, which then
-// wait in place: epoll_wait failed, which it does only when misused.
+// wait in place: epoll_wait failed (which it does only when misused) or
+// the set was closed.
 func (t *idleSet) fail() {
 	t.mu.Lock()
 	t.epfd = -1

@@ -6,3 +6,10 @@ package upstream
 func (s *Stream) idleWait() bool { return false }
 
 func (s *Stream) cancelIdle() {}
+
+// idleSet is empty here: no stream ever waits in it.
+type idleSet struct{}
+
+var idle idleSet
+
+func (idleSet) len() int { return 0 }
