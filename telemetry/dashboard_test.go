@@ -166,7 +166,7 @@ func TestDashboardNamesOnlyExportedMetrics(t *testing.T) {
 	for _, core := range []string{"relay_requests_total", "relay_errors_total", "relay_active_connections",
 		"relay_ttft_ms_bucket", "relay_duration_ms_bucket", "relay_storage_write_ms_bucket",
 		"relay_storage_rows_written_total", "relay_storage_rows_spooled_total", "relay_storage_rows_dropped_total",
-		"relay_storage_spool_bytes", "relay_ratelimit_decisions_total"} {
+		"relay_storage_spool_bytes", "relay_ratelimit_decisions_total", "relay_idle_streams"} {
 		if !used[core] {
 			t.Errorf("no panel shows %s", core)
 		}
