@@ -37,6 +37,9 @@ type Result struct {
 	SendLag     Summary            `json:"send_lag"` // open loop: actual send minus intended
 	Procs       []ProcResult       `json:"procs"`
 	CPUPerReqUs map[string]float64 `json:"cpu_us_per_req,omitempty"`
+	// UserPerReqUs is the part of CPUPerReqUs spent in user space: the rest
+	// is the kernel's (system calls, the network stack, page faults).
+	UserPerReqUs map[string]float64 `json:"user_cpu_us_per_req,omitempty"`
 }
 
 func (l *load) result(s *sampler, window time.Duration) *Result {
@@ -61,9 +64,10 @@ func (l *load) result(s *sampler, window time.Duration) *Result {
 		r.MBps = float64(l.bytes.Load()) / w / 1e6
 	}
 	if n := l.inWindow.Load(); n > 0 {
-		r.CPUPerReqUs = map[string]float64{}
+		r.CPUPerReqUs, r.UserPerReqUs = map[string]float64{}, map[string]float64{}
 		for _, p := range r.Procs {
 			r.CPUPerReqUs[p.Name] = p.CPUSeconds * 1e6 / float64(n)
+			r.UserPerReqUs[p.Name] = p.UserCPU * 1e6 / float64(n)
 		}
 	}
 	return r

@@ -80,6 +80,7 @@ type ProcResult struct {
 	PeakRSSKB  int64   `json:"peak_rss_kb"`     // highest sample while streams open >= 95% of the most
 	PeakOpen   int64   `json:"peak_open"`       // streams open at that sample
 	CPUSeconds float64 `json:"cpu_s"`           // user + system over the measured window
+	UserCPU    float64 `json:"user_cpu_s"`      // the part of CPUSeconds in user space
 	CPUPercent float64 `json:"cpu_pct"`         // of one core, over the measured window
 	PlateauCPU float64 `json:"plateau_cpu_pct"` // of one core while streams open >= 95% of the most
 	Switches   int64   `json:"ctx_switches"`    // context switches of all threads over the measured window
@@ -111,6 +112,7 @@ func (s *sampler) results(window time.Duration) []ProcResult {
 		}
 		if s.marks[0] != nil && s.marks[1] != nil {
 			r.CPUSeconds = float64(s.marks[1][i].Ticks-s.marks[0][i].Ticks) / procstat.ClkTck
+			r.UserCPU = float64(s.marks[1][i].User-s.marks[0][i].User) / procstat.ClkTck
 			r.Switches = s.marks[1][i].CSW - s.marks[0][i].CSW
 			if window > 0 {
 				r.CPUPercent = 100 * r.CPUSeconds / window.Seconds()

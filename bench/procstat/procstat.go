@@ -50,6 +50,7 @@ func ParseWatch(s string) ([]Group, error) {
 type Usage struct {
 	RSSKB int64
 	Ticks int64 // utime + stime
+	User  int64 // utime alone: the part of Ticks spent in user space
 	CSW   int64 // context switches of all threads, voluntary and not (when asked for)
 }
 
@@ -65,6 +66,7 @@ func (g Group) Read(switches bool) (Usage, error) {
 		}
 		u.RSSKB += r.RSSKB
 		u.Ticks += r.Ticks
+		u.User += r.User
 		if switches {
 			u.CSW += readSwitches(p)
 		}
@@ -135,6 +137,6 @@ func readProc(pid string) (Usage, error) {
 	if err1 != nil || err2 != nil {
 		return u, fmt.Errorf("/proc/%s/stat: bad utime/stime", pid)
 	}
-	u.Ticks = ut + stt
+	u.Ticks, u.User = ut+stt, ut
 	return u, nil
 }

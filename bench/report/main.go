@@ -108,6 +108,7 @@ type Result struct {
 	SendLag    Summary            `json:"send_lag"`
 	Procs      []Proc             `json:"procs"`
 	CPUPerReq  map[string]float64 `json:"cpu_us_per_req"`
+	UserPerReq map[string]float64 `json:"user_cpu_us_per_req"` // the user-space part of CPUPerReq
 	file       string
 }
 

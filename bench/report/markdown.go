@@ -269,6 +269,19 @@ func (rp *report) headline() {
 		if nc > 0 && rc > 0 {
 			add("1 proxy CPU per stream (µs, user+system)", "–", num(nc), num(rc), ratio(rc, nc), prod, pr)
 		}
+		// Where the difference lies: the kernel's share (system calls, the
+		// network stack) is the same work for any proxy; user space is the
+		// proxy's own code.
+		nu, ru := n.UserPerReq["nginx"], r.UserPerReq["relay"]
+		prod, pr = "–", "–"
+		if p4 != nil && n4 != nil {
+			if pu, nu4 := p4.UserPerReq["relay"], n4.UserPerReq["nginx"]; pu > 0 && nu4 > 0 {
+				prod, pr = num(pu)+" (s4; nginx "+num(nu4)+")", ratio(pu, nu4)
+			}
+		}
+		if nu > 0 && ru > 0 {
+			add("1 of which in user space (µs; the rest is the kernel's)", "–", num(nu), num(ru), ratio(ru, nu), prod, pr)
+		}
 	}
 	if n4 != nil && (b4 != nil || p4 != nil) {
 		base, br, prod, pr := "–", "–", "–", "–"
@@ -642,7 +655,7 @@ func (rp *report) bodyStorage() {
 	if len(lines) == 0 {
 		return
 	}
-	rp.p("The relay's storage counters after each body run (since the relay started; `rows_degraded`: requests captured meta only because the capture memory budget was full; `rows_dropped`: rows the spool's size cap removed). A proxy that stores 1 MiB bodies at hundreds of requests a second writes hundreds of MB/s: where the disk or ClickHouse cannot keep up, the relay keeps answering and stores less of the body, and these counters show how much.\n\n%s\n\n", strings.Join(lines, "\n"))
+	rp.p("The relay's storage counters after each body run (since the relay started; `rows_degraded`: requests captured meta only because the capture memory budget was full or, with ClickHouse, the spool and the bytes waiting for it reached three quarters of its cap; `rows_dropped`: rows the spool's size cap removed). A proxy that stores 1 MiB bodies at hundreds of requests a second writes hundreds of MB/s: where the disk or ClickHouse cannot keep up, the relay keeps answering and stores less of the body, and these counters show how much.\n\n%s\n\n", strings.Join(lines, "\n"))
 }
 
 func (rp *report) profiles() {

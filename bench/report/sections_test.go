@@ -45,9 +45,10 @@ func runReportTo(t *testing.T, dir, out, meta string) string {
 // loadgen is a closed-loop loadgen result with a proxy's CPU per stream.
 func loadgen(label, path string, rps float64, proc string, cpu float64) Result {
 	r := Result{Label: label, Path: path, Mode: "closed", Conns: 64, Chunks: 20, WindowS: 4, Requests: int64(rps * 4), OK: int64(rps * 4), RPS: rps,
-		CPUPerReq: map[string]float64{"mock": 200, "loadgen": 50}}
+		CPUPerReq: map[string]float64{"mock": 200, "loadgen": 50}, UserPerReq: map[string]float64{"mock": 150, "loadgen": 30}}
 	if proc != "" {
 		r.CPUPerReq[proc] = cpu
+		r.UserPerReq[proc] = cpu / 4 // a quarter in user space
 	}
 	return r
 }
@@ -86,6 +87,10 @@ func TestHeadlineProductionShape(t *testing.T) {
 	row = headlineRow(t, md, "1 proxy CPU per stream")
 	if row[5] != "156 (s4; nginx 104)" || row[6] != "1.50" {
 		t.Errorf("CPU row = %q", row)
+	}
+	row = headlineRow(t, md, "1 of which in user space")
+	if row[2] != "25.0" || row[3] != "27.5" || row[4] != "1.10" || row[5] != "39.0 (s4; nginx 26.0)" || row[6] != "1.50" {
+		t.Errorf("user-space CPU row = %q", row)
 	}
 	row = headlineRow(t, md, "4 proxy CPU per stream, same rounds")
 	if row[2] != "104" || row[3] != "109" || row[4] != "1.05" || row[5] != "**156**" || row[6] != "**1.50**" {
