@@ -37,29 +37,6 @@ func watchedStream(w *Watchdog, client net.Conn) *Stream {
 	return s
 }
 
-// waitFor polls cond under the watchdog's mutex for up to 20 s.
-func waitFor(t *testing.T, w *Watchdog, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		w.mu.Lock()
-		ok := cond()
-		w.mu.Unlock()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 20 s: not %s", what)
-		}
-	}
-}
-
-func reasonOf(s *Stream) string {
-	if r := s.reason.Load(); r != nil {
-		return *r
-	}
-	return ""
-}
-
 // TestWatchdogHangupSet: silent streams' client sockets join the watchdog's
 // epoll set once and are never peeked at; the clients that leave (a close,
 // a reset, a half-close), more than one epoll_wait returns, are all

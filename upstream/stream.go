@@ -54,8 +54,7 @@ type Stream struct {
 	writeSince atomic.Int64
 	reason     atomic.Pointer[string]
 	nextPeek   int64 // watchdog-owned: when to check the client next (ns since start)
-	wdPrev     *Stream
-	wdNext     *Stream
+	wdIndex    int   // watchdog-owned: s's entry in Watchdog.watched while wdTracked
 	wdTracked  bool
 	waiting    bool // watchdog-read under its mutex: the response headers are awaited
 	// The client socket in the watchdog's hang-up set (hangup_linux.go),
@@ -449,7 +448,7 @@ func (s *Stream) release() {
 	s.lastRead.Store(0)
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
-	s.nextPeek, s.wdPrev, s.wdNext, s.wdTracked, s.waiting = 0, nil, nil, false, false
+	s.nextPeek, s.wdIndex, s.wdTracked, s.waiting = 0, 0, false, false
 	s.hupRC, s.hupFD, s.hupSeq = nil, 0, 0
 	s.splice.reset()
 	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0

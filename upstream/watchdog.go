@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"errors"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -26,16 +27,26 @@ import (
 //     reading cannot hold a stream, its goroutine and its upstream
 //     connection for ever.
 //
-// One goroutine and an intrusive list keep the cost per stream to two
-// pointer updates under a mutex at start and end.
+// One goroutine and a slice of entries keep the cost per stream to an
+// append or a swap under a mutex at start and end. Each check notes in the
+// stream's entry when the stream next has something for it (its idle
+// timeout, its request timeout, its client's watch, each from what it
+// knows then); a tick passes the entries not due yet without touching
+// their streams. The entries lie together in memory and the streams do
+// not: 9,000 slow streams checked by walking a list of the streams
+// themselves cost 4 % of a core in cache misses alone (0.41 s of 10 s).
+// Only what moves such a time later happens between checks (an upstream
+// read); a stream that changes state (its response headers came) is
+// tracked anew and checked at the next tick.
 type Watchdog struct {
 	tick      time.Duration
 	peekAfter time.Duration
+	base      time.Time // the zero of clock
+	checks    uint64    // checks made, under mu (tests)
 
-	mu    sync.Mutex
-	head  *Stream
-	count int
-	hup   *hangups // nil: peek at client sockets instead
+	mu      sync.Mutex
+	watched []watched // the open streams, in no order
+	hup     *hangups  // nil: peek at client sockets instead
 
 	stop chan struct{}
 	done chan struct{}
@@ -60,7 +71,7 @@ func NewWatchdog(o WatchdogOptions) *Watchdog {
 	if o.PeekAfter <= 0 {
 		o.PeekAfter = 250 * time.Millisecond
 	}
-	w := &Watchdog{tick: o.Tick, peekAfter: o.PeekAfter, stop: make(chan struct{}), done: make(chan struct{})}
+	w := &Watchdog{tick: o.Tick, peekAfter: o.PeekAfter, base: time.Now(), stop: make(chan struct{}), done: make(chan struct{})}
 	w.hup = newHangups()
 	go w.run()
 	return w
@@ -82,43 +93,49 @@ func (w *Watchdog) Stop() {
 func (w *Watchdog) Len() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.count
+	return len(w.watched)
 }
 
 // AbortAll ends every open stream with errType (shutdown past its grace).
 func (w *Watchdog) AbortAll(errType string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for s := w.head; s != nil; s = s.wdNext {
-		s.abort(errType)
+	for _, e := range w.watched {
+		e.s.abort(errType)
 	}
 }
 
+// watched is a stream the watchdog watches and when it is due for a check
+// (on the watchdog's clock).
+type watched struct {
+	due int64
+	s   *Stream
+}
+
+// clock is the watchdog's time: nanoseconds since it started.
+func (w *Watchdog) clock() int64 { return int64(time.Since(w.base)) }
+
 func (w *Watchdog) track(s *Stream) {
 	w.mu.Lock()
-	s.wdTracked = true
-	s.wdNext = w.head
-	if w.head != nil {
-		w.head.wdPrev = s
-	}
-	w.head = s
-	w.count++
+	s.wdTracked, s.wdIndex = true, len(w.watched)
+	w.watched = append(w.watched, watched{due: 0, s: s}) // checked at the next tick
 	w.mu.Unlock()
 }
 
 func (w *Watchdog) untrack(s *Stream) {
 	w.mu.Lock()
 	if s.wdTracked {
-		if s.wdPrev != nil {
-			s.wdPrev.wdNext = s.wdNext
-		} else {
-			w.head = s.wdNext
+		// The last entry takes s's place.
+		i, last := s.wdIndex, len(w.watched)-1
+		w.watched[i] = w.watched[last]
+		w.watched[i].s.wdIndex = i
+		w.watched[last] = watched{}
+		w.watched = w.watched[:last]
+		if c := cap(w.watched); c > 4096 && last < c/4 {
+			// A burst of streams is over: give most of its room back.
+			w.watched = append(make([]watched, 0, c/2), w.watched...)
 		}
-		if s.wdNext != nil {
-			s.wdNext.wdPrev = s.wdPrev
-		}
-		s.wdPrev, s.wdNext, s.wdTracked = nil, nil, false
-		w.count--
+		s.wdIndex, s.wdTracked = 0, false
 		if s.hupSeq > 0 && w.hup != nil {
 			w.hup.disarm(s)
 		}
@@ -143,8 +160,11 @@ func (w *Watchdog) run() {
 		case <-t.C:
 		}
 		w.mu.Lock()
-		for s := w.head; s != nil; s = s.wdNext {
-			w.check(s, buf[:])
+		clock := w.clock()
+		for i := range w.watched {
+			if e := &w.watched[i]; clock >= e.due {
+				e.due = w.check(e.s, buf[:], clock)
+			}
 		}
 		if w.hup != nil {
 			w.hup.poll(hungUp)
@@ -153,19 +173,37 @@ func (w *Watchdog) run() {
 	}
 }
 
-// check runs under w.mu, so s cannot be released meanwhile.
-func (w *Watchdog) check(s *Stream, buf []byte) {
+// never is a due time that never comes.
+const never = math.MaxInt64
+
+// check checks s and returns when it is due next, on the clock of clock,
+// the time now. It runs under w.mu, so s cannot be released meanwhile.
+func (w *Watchdog) check(s *Stream, buf []byte, clock int64) int64 {
+	w.checks++
 	if s.reason.Load() != nil {
-		return
+		return never // ending: its end untracks it
 	}
 	now := int64(time.Since(s.start))
+	next := w.act(s, now, buf)
+	if next == never {
+		return never
+	}
+	return clock + max(next-now, 0)
+}
+
+// act does what s needs now (now: nanoseconds since its start) and
+// returns when, in the same time, it may need something next: a time
+// from which a check can act, never later (an upstream read since only
+// makes it earlier than needed). now itself means at the next tick.
+func (w *Watchdog) act(s *Stream, now int64, buf []byte) int64 {
+	peek := int64(w.peekAfter)
 	if s.waiting {
 		// Before the response headers: the first-byte deadline bounds the
 		// wait; only the client's presence is the watchdog's business.
-		if now >= int64(w.peekAfter) {
+		if now >= peek {
 			w.watchClient(s, now, buf)
 		}
-		return
+		return w.clientDue(s, peek)
 	}
 	if ws := s.writeSince.Load(); ws != 0 {
 		// A client write is in progress: the upstream is back-pressured by
@@ -179,7 +217,9 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 		case s.route.Timeout > 0 && time.Duration(now) > s.route.Timeout:
 			s.abort(record.ErrUpstreamTimeout)
 		}
-		return
+		// The write may end any time, and silence then counts from the
+		// read before it: check at every tick until it does.
+		return now
 	}
 	last := s.lastRead.Load()
 	if last == 0 {
@@ -189,14 +229,32 @@ func (w *Watchdog) check(s *Stream, buf []byte) {
 	switch {
 	case s.route.IdleTimeout > 0 && silent > s.route.IdleTimeout:
 		s.abort(record.ErrUpstreamTimeout)
-		return
+		return never
 	case s.route.Timeout > 0 && time.Duration(now) > s.route.Timeout:
 		s.abort(record.ErrUpstreamTimeout)
-		return
+		return never
 	}
 	if silent >= w.peekAfter {
 		w.watchClient(s, now, buf)
 	}
+	next := w.clientDue(s, last+peek)
+	if s.route.IdleTimeout > 0 {
+		next = min(next, last+int64(s.route.IdleTimeout)+1)
+	}
+	if s.route.Timeout > 0 {
+		next = min(next, int64(s.route.Timeout)+1)
+	}
+	return next
+}
+
+// clientDue returns when watchClient may next have something to do for s
+// if its upstream stays silent from now on, silent enough from quiet: never
+// once its client is in the hang-up set.
+func (w *Watchdog) clientDue(s *Stream, quiet int64) int64 {
+	if s.client == nil || s.hupSeq > 0 {
+		return never
+	}
+	return max(quiet, s.nextPeek)
 }
 
 // watchClient makes sure a leaving client of s is noticed: its socket joins
