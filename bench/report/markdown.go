@@ -259,28 +259,26 @@ func (rp *report) headline() {
 			prod, pr = rps(p4)+" (s4; nginx "+rps(n4)+")", ratio(p4.RPS, n4.RPS)
 		}
 		add("1 throughput, 20-chunk streams, 64 conns (streams/s)", rps(d), rps(n), rps(r), ratio(r.RPS, n.RPS), prod, pr)
-		nc, rc := n.CPUPerReq["nginx"], r.CPUPerReq["relay"]
-		prod, pr = "–", "–"
-		if p4 != nil && n4 != nil {
-			if pc, nc4 := p4.CPUPerReq["relay"], n4.CPUPerReq["nginx"]; pc > 0 && nc4 > 0 {
-				prod, pr = num(pc)+" (s4; nginx "+num(nc4)+")", ratio(pc, nc4)
+		// CPU per stream, then its user-space part: where the difference
+		// lies, as the kernel's share (system calls, the network stack) is
+		// the same work for any proxy and user space is the proxy's own code.
+		for _, c := range []struct {
+			name string
+			of   func(*Result) map[string]float64
+		}{
+			{"1 proxy CPU per stream (µs, user+system)", func(x *Result) map[string]float64 { return x.CPUPerReq }},
+			{"1 of which in user space (µs; the rest is the kernel's)", func(x *Result) map[string]float64 { return x.UserPerReq }},
+		} {
+			nc, rc := c.of(n)["nginx"], c.of(r)["relay"]
+			prod, pr := "–", "–"
+			if p4 != nil && n4 != nil {
+				if pc, nc4 := c.of(p4)["relay"], c.of(n4)["nginx"]; pc > 0 && nc4 > 0 {
+					prod, pr = num(pc)+" (s4; nginx "+num(nc4)+")", ratio(pc, nc4)
+				}
 			}
-		}
-		if nc > 0 && rc > 0 {
-			add("1 proxy CPU per stream (µs, user+system)", "–", num(nc), num(rc), ratio(rc, nc), prod, pr)
-		}
-		// Where the difference lies: the kernel's share (system calls, the
-		// network stack) is the same work for any proxy; user space is the
-		// proxy's own code.
-		nu, ru := n.UserPerReq["nginx"], r.UserPerReq["relay"]
-		prod, pr = "–", "–"
-		if p4 != nil && n4 != nil {
-			if pu, nu4 := p4.UserPerReq["relay"], n4.UserPerReq["nginx"]; pu > 0 && nu4 > 0 {
-				prod, pr = num(pu)+" (s4; nginx "+num(nu4)+")", ratio(pu, nu4)
+			if nc > 0 && rc > 0 {
+				add(c.name, "–", num(nc), num(rc), ratio(rc, nc), prod, pr)
 			}
-		}
-		if nu > 0 && ru > 0 {
-			add("1 of which in user space (µs; the rest is the kernel's)", "–", num(nu), num(ru), ratio(ru, nu), prod, pr)
 		}
 	}
 	if n4 != nil && (b4 != nil || p4 != nil) {
