@@ -43,6 +43,7 @@ func (t *idleSet) open() {
 	f := os.NewFile(uintptr(fd), "upstream-idle-set")
 	rc, err := f.SyscallConn()
 	if err != nil {
+		_ = f.Close()
 		return
 	}
 	t.epfd, t.file, t.streams = fd, f, map[int32]*Stream{}
