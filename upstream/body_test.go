@@ -146,3 +146,31 @@ func abs(n int) int {
 	}
 	return n
 }
+
+func TestParseChunkSize(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		n    int64
+		ok   bool
+	}{
+		{"1a\r\n", 26, true},
+		{"1A\n", 26, true},
+		{"0\r\n", 0, true},
+		{"1a;name=value\r\n", 26, true},
+		{"1a \t;ext\r\n", 26, true},
+		{"fffffffffffffff\r\n", 0xfffffffffffffff, true},
+		{"ffffffffffffffff\r\n", 0, false}, // 16 digits: could overflow
+		{"\r\n", 0, false},
+		{";ext\r\n", 0, false},
+		{" 1a\r\n", 0, false},
+		{"1g\r\n", 0, false},
+		{"-1\r\n", 0, false},
+		{"1a\r\r\n", 26, true},
+		{strings.Repeat("0", maxChunkSizeLine+1), 0, false},
+	} {
+		n, err := parseChunkSize([]byte(c.line))
+		if (err == nil) != c.ok || n != c.n {
+			t.Errorf("parseChunkSize(%q) = %d, %v; want %d, ok %v", c.line, n, err, c.n, c.ok)
+		}
+	}
+}

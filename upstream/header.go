@@ -6,47 +6,47 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// hopByHop lists headers that belong to one connection (RFC 9110 7.6.1) and
-// headers the relay sets itself; none is copied from one side to the other.
-// Keys are lower case.
-var hopByHop = map[string]bool{
-	"connection":          true,
-	"keep-alive":          true,
-	"proxy-connection":    true,
-	"proxy-authenticate":  true,
-	"proxy-authorization": true,
-	"te":                  true,
-	"trailer":             true,
-	"transfer-encoding":   true,
-	"upgrade":             true,
-	"content-length":      true,
-	"host":                true,
-}
+// headerClass is what the relay does with a header field, by its lower-case
+// name: see classOf.
+type headerClass uint8
 
-// clientOnly are request headers the caller sends to the relay that must not
-// reach the upstream: the relay key and the relay's own tenant header.
-// Accept-Encoding is dropped so the upstream answers in plain bytes, which the
-// relay can scan for the first token and store for analysis.
-var clientOnly = map[string]bool{
-	"authorization":   true,
-	"x-api-key":       true,
-	"api-key":         true,
-	"x-tenant-id":     true,
-	"accept-encoding": true,
-	"cookie":          true,
-}
+const (
+	// hopByHop: the field belongs to one connection (RFC 9110 7.6.1) or the
+	// relay sets it itself; it is copied from neither side to the other.
+	hopByHop headerClass = 1 << iota
+	// clientOnly: a request field the caller sends to the relay that must
+	// not reach the upstream: the relay key and the relay's own tenant
+	// header. Accept-Encoding is dropped so the upstream answers in plain
+	// bytes, which the relay can scan for the first token and store for
+	// analysis.
+	clientOnly
+	// secret: redacted in captured header JSON.
+	secret
+)
 
-// secret headers are redacted in captured header JSON.
-var secret = map[string]bool{
-	"authorization":       true,
-	"x-api-key":           true,
-	"api-key":             true,
-	"cookie":              true,
-	"set-cookie":          true,
-	"proxy-authorization": true,
-	// Browsers cannot set headers on a WebSocket handshake, so providers
-	// take the key as a subprotocol ("openai-insecure-api-key.<key>").
-	"sec-websocket-protocol": true,
+// classOf returns the class of the lower-case field name lk (0 for a field
+// copied and captured as it is). A switch rather than maps: the compiler
+// dispatches on the length first, and a request's dozen fields cost no
+// hashing.
+func classOf(lk []byte) headerClass {
+	switch string(lk) {
+	case "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+		"te", "trailer", "transfer-encoding", "upgrade", "content-length", "host":
+		return hopByHop
+	case "proxy-authorization":
+		return hopByHop | secret
+	case "authorization", "x-api-key", "api-key", "cookie":
+		return clientOnly | secret
+	case "x-tenant-id", "accept-encoding":
+		return clientOnly
+	case "set-cookie",
+		// Browsers cannot set headers on a WebSocket handshake, so
+		// providers take the key as a subprotocol
+		// ("openai-insecure-api-key.<key>").
+		"sec-websocket-protocol":
+		return secret
+	}
+	return 0
 }
 
 // validName reports whether k is an RFC 9110 token, as a field name must
@@ -119,11 +119,15 @@ func listedInConnection(conn, key []byte) bool {
 func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader, capture []byte) []byte {
 	var lb [64]byte
 	connHdr := src.Peek("Connection")
+	// Names go as the client wrote them, as nginx sends them (field names
+	// are case-insensitive): fasthttp would otherwise canonicalize each.
+	dst.DisableNormalizing()
 	capture = append(capture, '{')
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
-		capture = appendHeaderJSON(capture, lk, v)
-		if hopByHop[string(lk)] || clientOnly[string(lk)] || bytes.EqualFold(k, r.authKey) || !validName(k) {
+		class := classOf(lk)
+		capture = appendHeaderJSON(capture, lk, v, class)
+		if class&(hopByHop|clientOnly) != 0 || bytes.EqualFold(k, r.authKey) || !validName(k) {
 			continue
 		}
 		if !r.UnderscoreHeaders && bytes.IndexByte(k, '_') >= 0 {
@@ -158,14 +162,15 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 }
 
 // appendHeaderJSON appends one "name":"value" member to a JSON object
-// being built in capture (after '{' or a previous member), redacting secrets.
-func appendHeaderJSON(capture, lowerName, value []byte) []byte {
+// being built in capture (after '{' or a previous member), redacting secrets
+// (class is classOf(lowerName)).
+func appendHeaderJSON(capture, lowerName, value []byte, class headerClass) []byte {
 	if capture[len(capture)-1] != '{' {
 		capture = append(capture, ',')
 	}
 	capture = appendJSONString(capture, lowerName)
 	capture = append(capture, ':')
-	if secret[string(lowerName)] {
+	if class&secret != 0 {
 		return append(capture, `"[redacted]"`...)
 	}
 	return appendJSONString(capture, value)
@@ -176,11 +181,13 @@ func appendHeaderJSON(capture, lowerName, value []byte) []byte {
 func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHeader, capture []byte) []byte {
 	var lb [64]byte
 	connHdr := src.Peek("Connection")
+	dst.DisableNormalizing() // names as the upstream wrote them, as above
 	capture = append(capture, '{')
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
-		capture = appendHeaderJSON(capture, lk, v)
-		if hopByHop[string(lk)] || string(lk) == "date" || !validName(k) {
+		class := classOf(lk)
+		capture = appendHeaderJSON(capture, lk, v, class)
+		if class&hopByHop != 0 || string(lk) == "date" || !validName(k) {
 			continue
 		}
 		if len(connHdr) > 0 && listedInConnection(connHdr, k) {
@@ -200,6 +207,15 @@ func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHea
 
 const hexDigits = "0123456789abcdef"
 
+// jsonPlain marks the bytes appendJSONString copies as they are: all but
+// control characters, DEL, '"' and '\\'.
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\' && c != 0x7f
+	}
+	return t
+}()
+
 // appendJSONString appends s as a JSON string literal. Invalid UTF-8 is kept
 // byte for byte except that control characters are escaped; ClickHouse
 // stores bytes, and the JSON stays parseable for ASCII-safe consumers.
@@ -208,7 +224,7 @@ func appendJSONString(dst, s []byte) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c != 0x7f {
+		if jsonPlain[c] {
 			continue
 		}
 		dst = append(dst, s[start:i]...)

@@ -196,7 +196,7 @@ func endToEnd(h http.Header) http.Header {
 	conn := []byte(h.Get("Connection"))
 	for k, vs := range h {
 		lk := strings.ToLower(k)
-		if hopByHop[lk] || wsSkipResponse[lk] || !validName([]byte(k)) || listedInConnection(conn, []byte(k)) {
+		if classOf([]byte(lk))&hopByHop != 0 || wsSkipResponse[lk] || !validName([]byte(k)) || listedInConnection(conn, []byte(k)) {
 			continue
 		}
 		out[k] = vs
@@ -216,7 +216,7 @@ func appendHTTPHeaderJSON(capture []byte, h http.Header) []byte {
 	for _, k := range keys {
 		lk := []byte(strings.ToLower(k))
 		for _, v := range h[k] {
-			capture = appendHeaderJSON(capture, lk, []byte(v))
+			capture = appendHeaderJSON(capture, lk, []byte(v), classOf(lk))
 		}
 	}
 	return append(capture, '}')
