@@ -292,6 +292,17 @@ fi
 note have_production_shape $prod
 log "services: clickhouse $have_ch, redis $have_redis"
 
+# The servers' processes, when they listen on this machine: runs of relay
+# variants that use them watch their CPU too (they share these cores).
+listener_pid() { # port
+	ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -1 | cut -d= -f2
+}
+ch_pid="" redis_pid=""
+[ $have_ch = 1 ] && ch_pid=$(listener_pid "$(echo "$ch_url" | sed -E 's#^[a-z]+://[^:/]+:?([0-9]*).*#\1#')")
+[ $have_redis = 1 ] && redis_pid=$(listener_pid "${redis_addr##*:}")
+note clickhouse_pid_found "$([ -n "$ch_pid" ] && echo 1 || echo 0)"
+note redis_pid_found "$([ -n "$redis_pid" ] && echo 1 || echo 0)"
+
 # ---------------------------------------------------------------- load
 
 base_of() { # path
@@ -305,7 +316,12 @@ watch_of() { # path
 	case $1 in
 	direct) echo "mock=$mock_pid" ;;
 	nginx) echo "nginx=$nginx_workers,mock=$mock_pid" ;;
-	*) echo "relay=$relay_pid,mock=$mock_pid" ;;
+	*)
+		local w="relay=$relay_pid,mock=$mock_pid"
+		case $relay_variant in ch | chredis) [ -n "$ch_pid" ] && w="$w,clickhouse=$ch_pid" ;; esac
+		case $relay_variant in redis | chredis) [ -n "$redis_pid" ] && w="$w,redis=$redis_pid" ;; esac
+		echo "$w"
+		;;
 	esac
 }
 auth_of() { case $1 in direct) echo "Bearer $provider_key" ;; *) echo "Bearer $relay_key" ;; esac; }
@@ -458,6 +474,15 @@ fi
 [ $prod = 1 ] && variants="$variants chredis"
 [ $have_ch = 1 ] && curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null
 log "scenario 4: capture and limits: $variants, $S4_ROUNDS x ${S4_SECS}s"
+# ClickHouse's own counters over the scenario: rows inserted, rows its
+# background merges rewrote, and their time (what its CPU went to).
+ch_events() {
+	curl -fsS "$ch_url/" --data-binary "SELECT event, value FROM system.events WHERE event IN ('InsertedRows', 'MergedRows', 'MergesTimeMilliseconds') FORMAT TSV" 2>/dev/null || true
+}
+ch_event() { # events-text name
+	echo "$1" | awk -v n="$2" '$1 == n { print $2 }' | grep . || echo 0
+}
+[ $have_ch = 1 ] && ch_before=$(ch_events)
 for r in $(seq 1 "$S4_ROUNDS"); do
 	lg s4 nginx "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
 	for v in $variants; do
@@ -470,6 +495,10 @@ for r in $(seq 1 "$S4_ROUNDS"); do
 	done
 done
 if [ $have_ch = 1 ]; then
+	ch_after=$(ch_events)
+	for e in InsertedRows MergedRows MergesTimeMilliseconds; do
+		note "s4_ch_$e" "$(($(ch_event "$ch_after" $e) - $(ch_event "$ch_before" $e)))"
+	done
 	note s4_ch_rows "$(curl -fsS "$ch_url/" --data-binary "SELECT count() FROM $ch_db.stream_logs" 2>/dev/null || echo 0)"
 	note s4_ch_bytes "$(curl -fsS "$ch_url/" --data-binary "SELECT sum(bytes_on_disk) FROM system.parts WHERE database = '$ch_db' AND active" 2>/dev/null || echo 0)"
 	curl -fsS "$ch_url/" --data-binary "DROP DATABASE IF EXISTS $ch_db" >/dev/null || true

@@ -321,3 +321,31 @@ func TestBodyStorageCounters(t *testing.T) {
 		}
 	}
 }
+
+// TestServicesCPU: the production shape's ClickHouse and Redis servers,
+// watched by run.sh, show in scenario 4's table and the headline, and
+// ClickHouse's merge counters in a sentence.
+func TestServicesCPU(t *testing.T) {
+	dir := t.TempDir()
+	writeJSON(t, dir, "s4_nginx_r1.json", loadgen("s4", "nginx", 4800, "nginx", 104))
+	writeJSON(t, dir, "s4_relay-base_r1.json", loadgen("s4", "relay-base", 5280, "relay", 109.2))
+	prod := loadgen("s4", "relay-chredis", 4600, "relay", 120)
+	prod.CPUPerReq["clickhouse"] = 15.5
+	prod.CPUPerReq["redis"] = 1.5
+	writeJSON(t, dir, "s4_relay-chredis_r1.json", prod)
+	md := runReport(t, dir, "quick=0\ns4_ch_InsertedRows=1000\ns4_ch_MergedRows=2900\ns4_ch_MergesTimeMilliseconds=120\n")
+
+	row := headlineRow(t, md, "4 ClickHouse and Redis servers' CPU")
+	if row[5] != "17.0" {
+		t.Errorf("services CPU headline row = %q", row)
+	}
+	for _, want := range []string{
+		"| chredis | **4600** | 4600 | 0.87 | 0.96 | 120 | 17.0 |",
+		"| base | **5280** | 5280 | 1.00 | 1.10 | 109 | – |",
+		"1000 rows inserted; its background merges rewrote 2900 rows (2.9 per row inserted) in 120 ms",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("scenario 4 lacks %q:\n%s", want, md)
+		}
+	}
+}
