@@ -44,7 +44,7 @@ chaos:
 	@$(SERVICES) start
 	@eval "$$($(SERVICES) env)" && GO=$(GO) bash deployments/local/chaos.sh
 
-## bench: every scenario of bench/run.sh (relay vs nginx vs direct, ~10 min) and the micro
+## bench: every scenario of bench/run.sh (relay vs nginx vs direct, ~25 min) and the micro
 ## benchmarks; writes bench/results/REPORT.md. BENCH_BIN/BENCH_SRC measure other binaries or
 ## another tree (e.g. a snapshot worktree); bin/ is built first only when BENCH_BIN is bin.
 BENCH_BIN ?= bin
