@@ -14,6 +14,7 @@ import (
 
 	"github.com/stream-relay/stream-relay/bench/mockllm"
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
 	"go.uber.org/goleak"
 )
 
@@ -573,5 +574,31 @@ func TestSlowAnswerOutlivesReadTimeout(t *testing.T) {
 	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
 	if row.ErrorType != "" {
 		t.Errorf("row error_type %q", row.ErrorType)
+	}
+}
+
+// TestUpstreamRequestIDRenamed: an upstream that answers with its own
+// X-Request-Id (as OpenAI does) leaves the client one X-Request-Id, the
+// relay's row id; the upstream's comes as X-Upstream-Request-Id and stays
+// in the row's response headers under its own name.
+func TestUpstreamRequestIDRenamed(t *testing.T) {
+	r := startRelay(t, "")
+	resp := r.post(t, "/v1/chat/completions", `{"model":"gpt-test","stream":true}`,
+		map[string]string{mockllm.HeaderChunks: "2", mockllm.HeaderRequestID: "req_upstream_42"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	ids := resp.Header.Values("X-Request-Id")
+	if len(ids) != 1 || len(ids[0]) != record.IDLen {
+		t.Fatalf("X-Request-Id fields %q, want the relay's alone", ids)
+	}
+	if got := resp.Header.Values(upstream.UpstreamRequestID); len(got) != 1 || got[0] != "req_upstream_42" {
+		t.Errorf("%s fields %q", upstream.UpstreamRequestID, got)
+	}
+	row := r.rows.wait(t, ids[0])
+	var m map[string]string
+	if err := json.Unmarshal([]byte(row.RespHeaders), &m); err != nil || m["x-request-id"] != "req_upstream_42" {
+		t.Errorf("row response headers %s (%v)", row.RespHeaders, err)
 	}
 }

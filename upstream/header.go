@@ -49,6 +49,15 @@ func classOf(lk []byte) headerClass {
 	return 0
 }
 
+// UpstreamRequestID is the name under which an upstream's own X-Request-Id
+// (OpenAI sends one with every answer) reaches the client: X-Request-Id is
+// the relay's, the id of the request's row, and a client reading it (the
+// official SDKs do) must get that one alone. The row keeps the upstream's
+// field under its own name in response_headers.
+const UpstreamRequestID = "X-Upstream-Request-Id"
+
+var upstreamRequestIDKey = []byte(UpstreamRequestID)
+
 // validName reports whether k is an RFC 9110 token, as a field name must
 // be. fasthttp's parser accepts names with spaces ("X A: 1"), which the
 // relay would otherwise forward: another parser may read such a line
@@ -119,8 +128,8 @@ func listedInConnection(conn, key []byte) bool {
 func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader, capture []byte) []byte {
 	var lb [64]byte
 	connHdr := src.Peek("Connection")
-	// Names go as the client wrote them, as nginx sends them (field names
-	// are case-insensitive): fasthttp would otherwise canonicalize each.
+	// The names come canonical from fasthttp's parse of the client's
+	// request: adding them to dst need not canonicalize them again.
 	dst.DisableNormalizing()
 	capture = append(capture, '{')
 	for k, v := range src.All() {
@@ -181,7 +190,7 @@ func appendHeaderJSON(capture, lowerName, value []byte, class headerClass) []byt
 func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHeader, capture []byte) []byte {
 	var lb [64]byte
 	connHdr := src.Peek("Connection")
-	dst.DisableNormalizing() // names as the upstream wrote them, as above
+	dst.DisableNormalizing() // canonical from the parse already, as above
 	capture = append(capture, '{')
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
@@ -198,6 +207,8 @@ func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHea
 			dst.SetContentTypeBytes(v)
 		case "server":
 			dst.SetServerBytes(v)
+		case "x-request-id":
+			dst.AddBytesKV(upstreamRequestIDKey, v)
 		default:
 			dst.AddBytesKV(k, v)
 		}

@@ -199,6 +199,9 @@ func endToEnd(h http.Header) http.Header {
 		if classOf([]byte(lk))&hopByHop != 0 || wsSkipResponse[lk] || !validName([]byte(k)) || listedInConnection(conn, []byte(k)) {
 			continue
 		}
+		if lk == "x-request-id" {
+			k = UpstreamRequestID // X-Request-Id is the relay's (copyResponseHeaders)
+		}
 		out[k] = vs
 	}
 	return out

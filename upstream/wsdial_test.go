@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"net/http"
 	"testing"
 
 	"github.com/stream-relay/stream-relay/record"
@@ -30,5 +31,21 @@ func TestWSURL(t *testing.T) {
 	}
 	if _, err := NewRoute(Options{Name: "rt", Path: "/x", Upstream: "ws://h"}, NewClients()); err == nil {
 		t.Error("an sse route took a ws:// upstream")
+	}
+}
+
+// TestEndToEndRenamesRequestID: a WebSocket handshake answer's own
+// X-Request-Id goes to the client as X-Upstream-Request-Id (the relay's
+// X-Request-Id names the row); hop-by-hop fields stay behind.
+func TestEndToEndRenamesRequestID(t *testing.T) {
+	out := endToEnd(http.Header{"X-Request-Id": {"req_u1"}, "Connection": {"Upgrade"}, "Openai-Processing-Ms": {"5"}})
+	if got := out.Values("X-Request-Id"); len(got) != 0 {
+		t.Errorf("X-Request-Id copied: %q", got)
+	}
+	if got := out.Values(UpstreamRequestID); len(got) != 1 || got[0] != "req_u1" {
+		t.Errorf("%s = %q", UpstreamRequestID, got)
+	}
+	if out.Get("Openai-Processing-Ms") != "5" || out.Get("Connection") != "" {
+		t.Errorf("end-to-end fields %v", out)
 	}
 }

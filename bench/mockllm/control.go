@@ -18,6 +18,7 @@ const (
 	HeaderResetAfter     = "X-Mock-Reset-After"
 	HeaderChunkBytes     = "X-Mock-Chunk-Bytes"
 	HeaderLength         = "X-Mock-Length"
+	HeaderRequestID      = "X-Mock-Request-Id"
 )
 
 // Defaults and bounds of the control headers.
@@ -44,6 +45,7 @@ type control struct {
 	stallAfter int  // never: unset
 	resetAfter int  // never: unset
 	length     bool // audio: send Content-Length instead of chunked framing
+	requestID  string
 }
 
 // stops reports whether the stream is cut before chunk i (0 <= i <= chunks).
@@ -64,7 +66,7 @@ func (c *control) chunkCount(def int) int {
 }
 
 func parseControl(h http.Header) (control, error) {
-	c := control{chunks: -1, chunkBytes: DefaultChunkBytes, stallAfter: never, resetAfter: never}
+	c := control{chunks: -1, chunkBytes: DefaultChunkBytes, stallAfter: never, resetAfter: never, requestID: h.Get(HeaderRequestID)}
 	var err error
 	if c.chunks, err = headerInt(h, HeaderChunks, -1, 0, MaxChunks); err != nil {
 		return c, err

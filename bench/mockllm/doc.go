@@ -62,6 +62,8 @@
 //   - X-Mock-Length: 1, send audio with a Content-Length (the whole size,
 //     known up front) instead of chunked framing; chunks are still written
 //     and flushed one at a time. 0 (the default): chunked.
+//   - X-Mock-Request-Id: V, a streamed answer carries X-Request-Id: V, as
+//     OpenAI's answers carry their own request id.
 //
 // A non-streaming response is one piece, so on it X-Mock-Stall-After and
 // X-Mock-Reset-After take effect before the headers whatever K is, and

@@ -42,6 +42,9 @@ func (st *stream) run(ev *events) {
 	h := st.w.Header()
 	h.Set("Content-Type", ev.contentType)
 	h.Set("Cache-Control", "no-cache")
+	if st.ctl.requestID != "" {
+		h.Set("X-Request-Id", st.ctl.requestID)
+	}
 	if ev.length > 0 {
 		h.Set("Content-Length", strconv.FormatInt(ev.length, 10))
 	}
