@@ -1,7 +1,5 @@
 package usage
 
-import "bytes"
-
 // ContentScanLimit bounds the bytes scanned for the first token; a stream
 // with no content in its first ContentScanLimit bytes gets no TTFT.
 const ContentScanLimit = 1 << 20
@@ -93,7 +91,7 @@ func hasContent(keys []contentKey, b []byte) bool {
 	for _, k := range keys {
 		rest := b
 		for {
-			i := bytes.Index(rest, k.key)
+			i := indexKey(rest, k.key)
 			if i < 0 {
 				break
 			}
