@@ -121,13 +121,34 @@ func listedInConnection(conn, key []byte) bool {
 	return false
 }
 
+// connectionNames returns conn, a Connection header's value, when it
+// lists a field that is not hop-by-hop already, for listedInConnection to
+// look for; else nil. "keep-alive", which most clients send, then costs
+// no search for each field.
+func connectionNames(conn []byte) []byte {
+	var lb [64]byte
+	for rest := conn; len(rest) > 0; {
+		var tok []byte
+		if i := bytes.IndexByte(rest, ','); i >= 0 {
+			tok, rest = rest[:i], rest[i+1:]
+		} else {
+			tok, rest = rest, nil
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) > 0 && (len(tok) > len(lb) || classOf(lowerKey(&lb, tok))&hopByHop == 0) {
+			return conn
+		}
+	}
+	return nil
+}
+
 // copyRequestHeaders copies the client's end-to-end headers to the upstream
 // request and appends them, redacted, as a JSON object to capture. Fields
 // that are not forwarded (hop-by-hop, the relay's own, invalid names,
 // underscores unless allowed) are captured all the same.
 func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader, capture []byte) []byte {
 	var lb [64]byte
-	connHdr := src.Peek("Connection")
+	connHdr := connectionNames(src.Peek("Connection"))
 	// The names come canonical from fasthttp's parse of the client's
 	// request: adding them to dst need not canonicalize them again.
 	dst.DisableNormalizing()
@@ -189,7 +210,7 @@ func appendHeaderJSON(capture, lowerName, value []byte, class headerClass) []byt
 // client's response and appends them, redacted, as JSON to capture.
 func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHeader, capture []byte) []byte {
 	var lb [64]byte
-	connHdr := src.Peek("Connection")
+	connHdr := connectionNames(src.Peek("Connection"))
 	dst.DisableNormalizing() // canonical from the parse already, as above
 	capture = append(capture, '{')
 	for k, v := range src.All() {

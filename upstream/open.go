@@ -210,15 +210,22 @@ func statusText(code int) string { return strconv.Itoa(code) }
 
 // buildRequest fills req: upstream URL, the client's end-to-end headers, the
 // provider key, the body as the client sent it (or with include_usage).
+//
+// The request line's target is built here, escaped as appendEscapedPath
+// does, and set as it is: req's URI is never parsed or built (req.Write
+// then takes the target and Host as they are set).
 func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Record) {
-	uri := req.URI()
-	uri.DisablePathNormalizing = true
-	uri.SetSchemeBytes(r.scheme)
-	uri.SetHostBytes(r.host)
-	pathBuf := append(uri.PathOriginal()[:0], r.basePath...)
-	pathBuf = appendEscapedPath(pathBuf, in.Path)
-	uri.SetPathBytes(pathBuf)
-	uri.SetQueryStringBytes(in.Query)
+	var tb [256]byte
+	target := append(tb[:0], r.basePath...)
+	target = appendEscapedPath(target, in.Path)
+	if len(target) == 0 {
+		target = append(target, '/')
+	}
+	if len(in.Query) > 0 {
+		target = append(target, '?')
+		target = append(target, in.Query...)
+	}
+	req.Header.SetRequestURIBytes(target)
 	req.Header.SetMethodBytes(in.Method)
 	req.Header.SetHostBytes(r.host)
 	rec.RequestHeaders = r.copyRequestHeaders(&req.Header, in.Header, rec.RequestHeaders[:0])

@@ -199,7 +199,7 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 	t := &Route{
 		Options:  o,
 		scheme:   []byte(u.Scheme),
-		host:     []byte(u.Host),
+		host:     []byte(strings.ToLower(u.Host)), // as the Host header goes out
 		basePath: strings.TrimSuffix(u.EscapedPath(), "/"),
 		authKey:  []byte(textproto.CanonicalMIMEHeaderKey(o.AuthHeader)),
 		match:    r.match,
