@@ -649,7 +649,7 @@ func (rp *report) scenario5() {
 		rp.p("Not run (quick mode).\n\n")
 		return
 	}
-	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`) in chunked framing, as TTS providers stream; **audiolen**: the same bytes with a Content-Length (`X-Mock-Length: 1`), as a whole file comes. The relay splices audio it does not keep from socket to socket (`relay_spliced_bytes_total`): a Content-Length body in runs of up to 256 KiB, chunks of 96 KiB or more one by one; it copies the benchmark's 64 KiB chunks, where splicing was no cheaper (README, Spliced audio). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round. After each run that wrote into ClickHouse the script waits until the server has no merge running (at most 60 s), so that merging those parts does not take the cores during the next measurement.\n\n", len(rp.runs("s5body", "relay")))
+	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`) in chunked framing, as TTS providers stream; **audiolen**: the same bytes with a Content-Length (`X-Mock-Length: 1`), as a whole file comes. The relay splices audio it does not keep from socket to socket (`relay_spliced_bytes_total`): a Content-Length body in runs of up to 256 KiB, chunks of 96 KiB or more one by one; it copies the benchmark's 64 KiB chunks, where splicing was no cheaper (README, Spliced audio). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round. After the relay's body run the script waits until the relay has stored what it captured (no captured bytes held in memory and, in the production shape, none left in its spool for ClickHouse; at most 120 s), and after each run that wrote into ClickHouse until the server has no merge running (at most 60 s), so that neither storing nor merging the bodies takes the cores while audio is measured.\n\n", len(rp.runs("s5body", "relay")))
 	var rows [][]string
 	for _, l := range []string{"s5body", "s5audio", "s5audiolen"} {
 		n := rp.med(l, "nginx")
@@ -684,13 +684,17 @@ func (rp *report) bodyStorage() {
 			if !ok {
 				break
 			}
-			lines = append(lines, fmt.Sprintf("- %s, round %d: %s", path, r, orDash(strings.TrimSpace(v))))
+			line := fmt.Sprintf("- %s, round %d: %s", path, r, orDash(strings.TrimSpace(v)))
+			if ds, err := strconv.Atoi(rp.meta[fmt.Sprintf("s5body_idle_ds_%s_r%d", path, r)]); err == nil {
+				line += fmt.Sprintf("; storing them took %.1f s more", float64(ds)/10)
+			}
+			lines = append(lines, line)
 		}
 	}
 	if len(lines) == 0 {
 		return
 	}
-	rp.p("The relay's storage counters after each body run (since the relay started; `rows_degraded`: requests captured meta only because the capture memory budget was full or, with ClickHouse, the spool and the bytes waiting for it reached three quarters of its cap; `rows_dropped`: rows the spool's size cap removed). A proxy that stores 1 MiB bodies at hundreds of requests a second writes hundreds of MB/s: where the disk or ClickHouse cannot keep up, the relay keeps answering and stores less of the body, and these counters show how much.\n\n%s\n\n", strings.Join(lines, "\n"))
+	rp.p("The relay's storage counters after each body run (since the relay started; `rows_degraded`: requests captured meta only because the capture memory budget was full or, with ClickHouse, the spool and the bytes waiting for it reached three quarters of its cap; `rows_dropped`: rows the spool's size cap removed). A proxy that stores 1 MiB bodies at hundreds of requests a second writes hundreds of MB/s: where the disk or ClickHouse cannot keep up, the relay keeps answering and stores less of the body, and these counters show how much. The time after each run is how long the relay went on storing the run's rows (writing the spool; in the production shape, inserting them into ClickHouse) before audio was measured.\n\n%s\n\n", strings.Join(lines, "\n"))
 }
 
 func (rp *report) profiles() {

@@ -307,15 +307,16 @@ func TestScenario3BothCounts(t *testing.T) {
 }
 
 // TestBodyStorageCounters: the relay's storage counters noted after each
-// body run appear under scenario 5, per path and round.
+// body run appear under scenario 5, per path and round, with the time the
+// relay went on storing (run.sh storage_idle) where it was noted.
 func TestBodyStorageCounters(t *testing.T) {
 	dir := t.TempDir()
 	for _, p := range []string{"direct", "nginx", "relay"} {
 		writeJSON(t, dir, "s5body_"+p+"_r1.json", loadgen("s5body", p, 900, "", 0))
 	}
-	md := runReport(t, dir, "quick=0\ns5body_storage_relay_r1=rows_spooled=2700 rows_degraded=300 rows_dropped=0 \ns5body_storage_relay-chredis_r1=insert_rows=2100 rows_degraded=0 \n")
+	md := runReport(t, dir, "quick=0\ns5body_storage_relay_r1=rows_spooled=2700 rows_degraded=300 rows_dropped=0 \ns5body_storage_relay-chredis_r1=insert_rows=2100 rows_degraded=0 \ns5body_idle_ds_relay-chredis_r1=37\n")
 	_, s5, _ := strings.Cut(md, "## 5. Large bodies")
-	for _, want := range []string{"- relay, round 1: rows_spooled=2700 rows_degraded=300 rows_dropped=0\n", "- relay-chredis, round 1: insert_rows=2100 rows_degraded=0\n"} {
+	for _, want := range []string{"- relay, round 1: rows_spooled=2700 rows_degraded=300 rows_dropped=0\n", "- relay-chredis, round 1: insert_rows=2100 rows_degraded=0; storing them took 3.7 s more\n"} {
 		if !strings.Contains(s5, want) {
 			t.Errorf("scenario 5 lacks %q:\n%s", want, s5)
 		}
