@@ -73,3 +73,13 @@ func BenchmarkScanChat(b *testing.B) {
 		t.Scan(OpenAIChat, data)
 	}
 }
+
+// TestUsageKeysBounded: no API's rules have more container keys than the
+// scan keeps places for (a key past maxUsageKeys would go unsearched).
+func TestUsageKeysBounded(t *testing.T) {
+	for a := range API(len(apiNames)) {
+		if n := len(rulesFor(a).usage); n > maxUsageKeys {
+			t.Errorf("%v: %d usage keys, the scan keeps %d", a, n, maxUsageKeys)
+		}
+	}
+}
