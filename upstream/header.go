@@ -109,16 +109,21 @@ func lowerKey(buf *[64]byte, k []byte) []byte {
 func listedInConnection(conn, key []byte) bool {
 	for len(conn) > 0 {
 		var tok []byte
-		if i := bytes.IndexByte(conn, ','); i >= 0 {
-			tok, conn = conn[:i], conn[i+1:]
-		} else {
-			tok, conn = conn, nil
-		}
-		if bytes.EqualFold(bytes.TrimSpace(tok), key) {
+		tok, conn = nextToken(conn)
+		if bytes.EqualFold(tok, key) {
 			return true
 		}
 	}
 	return false
+}
+
+// nextToken splits a comma-separated list's first element, trimmed, from
+// the rest.
+func nextToken(list []byte) (tok, rest []byte) {
+	if i := bytes.IndexByte(list, ','); i >= 0 {
+		return bytes.TrimSpace(list[:i]), list[i+1:]
+	}
+	return bytes.TrimSpace(list), nil
 }
 
 // connectionNames returns conn, a Connection header's value, when it
@@ -129,12 +134,7 @@ func connectionNames(conn []byte) []byte {
 	var lb [64]byte
 	for rest := conn; len(rest) > 0; {
 		var tok []byte
-		if i := bytes.IndexByte(rest, ','); i >= 0 {
-			tok, rest = rest[:i], rest[i+1:]
-		} else {
-			tok, rest = rest, nil
-		}
-		tok = bytes.TrimSpace(tok)
+		tok, rest = nextToken(rest)
 		if len(tok) > 0 && (len(tok) > len(lb) || classOf(lowerKey(&lb, tok))&hopByHop == 0) {
 			return conn
 		}
