@@ -542,6 +542,11 @@ if [ $quick = 0 ]; then
 			lg s5audiolen $p "_r$r" $speech -c 16 -chunks 80 -chunk-bytes 65536 -buf 65536 -H "X-Mock-Length: 1" -d "${S5_SECS}s" -warmup 1s
 		done
 		stop_relay
+		# The base relay with the body not stored (capture meta): what is
+		# left of the relay's cost per body when storing it is taken away.
+		start_relay meta
+		lg s5body relay-meta "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s
+		stop_relay
 		if [ $prod = 1 ]; then
 			start_relay chredis
 			lg s5body relay-chredis "_r$r" $chat -c 16 -chunks 20 -body-bytes 1048576 -d "${S5_SECS}s" -warmup 1s

@@ -372,6 +372,9 @@ func (rp *report) headline() {
 			prod, pr = num(v(p)), ratio(v(p), v(n))
 		}
 		add(l.name, num(v(d)), num(v(n)), num(v(r)), ratio(v(r), v(n)), prod, pr)
+		if m := rp.med(l.label, "relay-meta"); m != nil && l.label == "s5body" {
+			add("5 the same bodies, not stored (relay with capture meta; requests/s)", "–", num(v(n)), num(v(m)), ratio(v(m), v(n)), "–", "–")
+		}
 	}
 	if c := rp.chinsert; c != nil {
 		add("6 rows/s into ClickHouse: writer vs clickhouse-client (ratio writer / client; target ≥ 0.9)", "–", "–",
@@ -649,11 +652,11 @@ func (rp *report) scenario5() {
 		rp.p("Not run (quick mode).\n\n")
 		return
 	}
-	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`) in chunked framing, as TTS providers stream; **audiolen**: the same bytes with a Content-Length (`X-Mock-Length: 1`), as a whole file comes. The relay splices audio it does not keep from socket to socket (`relay_spliced_bytes_total`): a Content-Length body in runs of up to 256 KiB, chunks of 96 KiB or more one by one; it copies the benchmark's 64 KiB chunks, where splicing was no cheaper (README, Spliced audio). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round. After the relay's body run the script waits until the relay has stored what it captured (no captured bytes held in memory and, in the production shape, none left in its spool for ClickHouse; at most 120 s), and after each run that wrote into ClickHouse until the server has no merge running (at most 60 s), so that neither storing nor merging the bodies takes the cores while audio is measured.\n\n", len(rp.runs("s5body", "relay")))
+	rp.p("16 connections, closed loop, %d rounds with the paths interleaved, median round shown. **body**: chat completions with a 1 MiB request body and a 20-chunk answer. **audio**: `/v1/audio/speech` answering 80 chunks of 64 KiB (5 MiB) of raw audio (`X-Mock-Chunks: 80`, `X-Mock-Chunk-Bytes: 65536`) in chunked framing, as TTS providers stream; **audiolen**: the same bytes with a Content-Length (`X-Mock-Length: 1`), as a whole file comes. The relay splices audio it does not keep from socket to socket (`relay_spliced_bytes_total`): a Content-Length body in runs of up to 256 KiB, chunks of 96 KiB or more one by one; it copies the benchmark's 64 KiB chunks, where splicing was no cheaper (README, Spliced audio). The relay runs the base config: on the sse route it captures the 1 MiB request body into the spool; the audio route captures meta only. *relay-meta* is the base relay with capture meta on the sse route (the body is read, sent upstream and counted, not stored), run after the base relay in each round: what the relay costs per body when storing it is taken away. *relay-chredis* is the production shape (body captured into ClickHouse, limits through Redis), run after the others in each round. After the relay's body run the script waits until the relay has stored what it captured (no captured bytes held in memory and, in the production shape, none left in its spool for ClickHouse; at most 120 s), and after each run that wrote into ClickHouse until the server has no merge running (at most 60 s), so that neither storing nor merging the bodies takes the cores while audio is measured.\n\n", len(rp.runs("s5body", "relay")))
 	var rows [][]string
 	for _, l := range []string{"s5body", "s5audio", "s5audiolen"} {
 		n := rp.med(l, "nginx")
-		for _, path := range []string{"direct", "nginx", "relay", "relay-chredis"} {
+		for _, path := range []string{"direct", "nginx", "relay", "relay-meta", "relay-chredis"} {
 			r := rp.med(l, path)
 			if r == nil {
 				continue
@@ -670,7 +673,24 @@ func (rp *report) scenario5() {
 		}
 	}
 	rp.table([]string{"", "path", "requests/s", "response MB/s", "vs nginx", "TTFB p50 ms", "total p99 ms", "proxy max RSS MiB", "proxy CPU µs/request", "errors"}, rows)
+	rp.bodyStorageCost()
 	rp.bodyStorage()
+}
+
+// bodyStorageCost says what storing the 1 MiB bodies cost the relay: its
+// CPU per request with the body captured (relay) against the same relay
+// with it not stored (relay-meta), in the same rounds.
+func (rp *report) bodyStorageCost() {
+	r, m := rp.med("s5body", "relay"), rp.med("s5body", "relay-meta")
+	if r == nil || m == nil || r.CPUPerReq == nil || m.CPUPerReq == nil {
+		return
+	}
+	rc, rok := r.CPUPerReq["relay"]
+	mc, mok := m.CPUPerReq["relay"]
+	if !rok || !mok {
+		return
+	}
+	rp.p("Storing the 1 MiB bodies (base config: into the spool files) cost the relay %s µs of CPU per request: %s with the body captured, %s with it not stored (relay-meta); %s vs %s requests/s.\n\n", num(rc-mc), num(rc), num(mc), rps(r), rps(m))
 }
 
 // bodyStorage lists the relay's storage counters after each body run
