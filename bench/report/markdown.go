@@ -682,10 +682,10 @@ func (rp *report) scenario5() {
 // with it not stored (relay-meta), in the same rounds.
 func (rp *report) bodyStorageCost() {
 	r, m := rp.med("s5body", "relay"), rp.med("s5body", "relay-meta")
-	if r == nil || m == nil || r.CPUPerReq == nil || m.CPUPerReq == nil {
+	if r == nil || m == nil {
 		return
 	}
-	rc, rok := r.CPUPerReq["relay"]
+	rc, rok := r.CPUPerReq["relay"] // a nil map reads as missing
 	mc, mok := m.CPUPerReq["relay"]
 	if !rok || !mok {
 		return
