@@ -68,7 +68,13 @@ func TestGCFloorPercent(t *testing.T) {
 // the first (the live heap grew from nothing), back to the configured one
 // once the heap is steady.
 func TestGCFloorFollowsCollections(t *testing.T) {
-	orig := debug.SetGCPercent(25)
+	// Collections off until the floor sets a percent: no collection of the
+	// runtime's own may run next to the test's first. runtime.GC waits for
+	// a cycle in progress and then runs one more, so one started by the
+	// runtime (at 25 % of a small heap, often) would take the floor's
+	// sentinel and, once the floor re-armed it, the next one too: the floor
+	// would see a steady heap before the test looked.
+	orig := debug.SetGCPercent(-1)
 	defer debug.SetGCPercent(orig)
 	g := startGCFloor(25, 1<<30)
 	defer g.stop()
