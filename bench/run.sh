@@ -246,17 +246,23 @@ stop_relay() {
 	case $relay_variant in ch | chredis) ch_settle ;; esac
 }
 
-# ch_settle waits (at most 60 s) until ClickHouse has no merge running, so
-# that the parts a variant inserted are not merged on these cores during
-# the next measurement (merging the 1 MiB bodies of scenario 5 takes
-# seconds of CPU). raw/meta.txt's ch_settle_ds is the time it waited in
-# all, in tenths of a second.
+# ch_settle waits (at most 60 s) until ClickHouse has had no merge running
+# for a second, so that the parts a variant inserted are not merged on these
+# cores during the next measurement (merging the 1 MiB bodies of scenario 5
+# takes seconds of CPU; one merge's end may be the next one's start).
+# raw/meta.txt's ch_settle_ds is the time it waited in all, in tenths of a
+# second.
 settle_ds=0
 ch_settle() {
-	local i n
+	local i n quiet=0
 	for i in $(seq 1 600); do
 		n=$(curl -fsS "$ch_url/" --data-binary "SELECT count() FROM system.merges" 2>/dev/null || echo 0)
-		[ "$n" = 0 ] && break
+		if [ "$n" = 0 ]; then
+			quiet=$((quiet + 1))
+			[ $quiet -ge 10 ] && break
+		else
+			quiet=0
+		fi
 		sleep 0.1
 	done
 	settle_ds=$((settle_ds + i - 1))
@@ -507,7 +513,12 @@ ch_event() { # events-text name
 [ $have_ch = 1 ] && ch_before=$(ch_events)
 for r in $(seq 1 "$S4_ROUNDS"); do
 	lg s4 nginx "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
-	for v in $variants; do
+	# Even rounds run the variants in reverse order, so that no variant
+	# always comes after the same one (redis after ch, whose parts
+	# ClickHouse may still be merging) or at the same point of the round.
+	order=$variants
+	[ $((r % 2)) = 0 ] && order=$(echo "$variants" | tr ' ' '\n' | tac | tr '\n' ' ')
+	for v in $order; do
 		start_relay "$v"
 		lg s4 "relay-$v" "_r$r" $chat -c "$S1_CONNS" -chunks 20 -d "${S4_SECS}s" -warmup 1s
 		stop_relay

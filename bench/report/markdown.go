@@ -587,8 +587,8 @@ func (rp *report) scenario4() {
 	if rp.meta["quick"] == "1" {
 		rp.p("Quick mode: one round of nginx, base and (when Redis and ClickHouse answer) chredis only. ")
 	}
-	rp.p("Scenario 1's load (%d connections, %d chunks, no delay) against relay variants, each a config written from `bench/configs/relay.yaml`; %d rounds, nginx first in each round as the anchor, median round shown. ", b.Conns, b.Chunks, len(rp.runs("s4", "relay-base")))
-	rp.p("Variants: **base** = the file as is (capture full into spool files, no ClickHouse, no limits); **meta** = capture meta (no bodies, no chunks) into spool files; **ch** = capture full into the real ClickHouse (`services.sh`); **redis** = base plus rate limits through the real Redis (a limit of 10^8 requests/minute, so every request pays the Lua round trip and none is refused); **chredis** = ch and redis together, the production shape.\n\n")
+	rp.p("Scenario 1's load (%d connections, %d chunks, no delay) against relay variants, each a config written from `bench/configs/relay.yaml`; %d rounds, nginx first in each round as the anchor, the variants in reverse order in even rounds (so that none always follows the same one), median round shown. ", b.Conns, b.Chunks, len(rp.runs("s4", "relay-base")))
+	rp.p("Variants: **base** = the file as is (capture full into spool files, no ClickHouse, no limits); **meta** = capture meta (no bodies, no chunks) into spool files; **ch** = capture full into the real ClickHouse (`services.sh`); **redis** = base plus rate limits through the real Redis (a limit of 10^8 requests/minute, so none is refused; every request is decided by the limiter, whose leases take tokens from Redis ahead, one Lua round trip for up to 256 requests of a busy tenant); **chredis** = ch and redis together, the production shape.\n\n")
 	rp.p("Also **p1** = base with `GOMAXPROCS=1`: one Go scheduler thread instead of two, the way one nginx worker is one thread.\n\n")
 	n := rp.med("s4", "nginx")
 	var rows [][]string
