@@ -372,3 +372,29 @@ func TestServicesCPU(t *testing.T) {
 		}
 	}
 }
+
+// TestLimiterPairs: scenario 4's back-to-back pairs of base and redis give
+// target 5 the median of the pairs' ratios, pairing the runs by file order.
+func TestLimiterPairs(t *testing.T) {
+	dir := t.TempDir()
+	writeJSON(t, dir, "s4_nginx_r1.json", loadgen("s4", "nginx", 5000, "nginx", 100))
+	writeJSON(t, dir, "s4_relay-base_r1.json", loadgen("s4", "relay-base", 5000, "relay", 100))
+	// The machine slows after pair 1; the pairs' ratios are 0.98, 0.90,
+	// 1.00, 1.02 (median 0.99). Runs paired by throughput instead of by
+	// file would give 0.95 to 0.99.
+	for i, p := range [][2]float64{{6000, 5900}, {4200, 3780}, {4000, 4000}, {3900, 3978}} {
+		suffix := "_p0" + string(rune('1'+i)) + ".json"
+		writeJSON(t, dir, "s4pair_relay-base"+suffix, loadgen("s4pair", "relay-base", p[0], "relay", 80))
+		writeJSON(t, dir, "s4pair_relay-redis"+suffix, loadgen("s4pair", "relay-redis", p[1], "relay", 84))
+	}
+	md := runReport(t, dir, "quick=0\ns4pair_secs=3\ns4pair_redis_fallbacks=0\n")
+	row := headlineRow(t, md, "4 the same, 4 back-to-back pairs")
+	if row[3] != "0.90 to 1.02" || row[4] != "**0.99**" {
+		t.Errorf("limiter pairs row = %q; want pairs 0.90 to 1.02, median 0.99", row)
+	}
+	for _, want := range []string{"4 pairs of 3 s each", "**0.99** (pairs from 0.90 to 1.02)", "base 80.0 µs, redis 84.0 µs", "did not answer in time): 0."} {
+		if !strings.Contains(md, want) {
+			t.Errorf("scenario 4 does not say %q", want)
+		}
+	}
+}
