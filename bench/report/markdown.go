@@ -43,15 +43,24 @@ func median(rs []*Result) *Result {
 
 func (rp *report) med(label, path string) *Result { return median(rp.runs(label, path)) }
 
-// pairRatios returns b's throughput over a's in each of label's pairs (the
-// nth run of a with the nth of b, in file order), sorted.
-func (rp *report) pairRatios(label, a, b string) []float64 {
-	as, bs := rp.runs(label, a), rp.runs(label, b)
+// paired returns label's runs of paths a and b, each in file (round or
+// pair) order and cut to the same count, so that as[i] and bs[i] ran
+// together.
+func (rp *report) paired(label, a, b string) (as, bs []*Result) {
+	as, bs = rp.runs(label, a), rp.runs(label, b)
 	for _, rs := range [][]*Result{as, bs} {
 		sort.Slice(rs, func(i, j int) bool { return rs[i].file < rs[j].file })
 	}
+	n := min(len(as), len(bs))
+	return as[:n], bs[:n]
+}
+
+// pairRatios returns b's throughput over a's in each of label's pairs
+// (paired), sorted.
+func (rp *report) pairRatios(label, a, b string) []float64 {
+	as, bs := rp.paired(label, a, b)
 	var out []float64
-	for i := range min(len(as), len(bs)) {
+	for i := range as {
 		if as[i].RPS > 0 {
 			out = append(out, bs[i].RPS/as[i].RPS)
 		}
@@ -76,11 +85,8 @@ func medianOf(xs []float64) float64 {
 // quantile of one 10-second run is a handful of streams, so one round
 // alone says little; the paired median is steadier.
 func (rp *report) added(path string, q func(*Result) float64) (float64, bool) {
-	ds, ps := rp.runs("s2", "direct"), rp.runs("s2", path)
-	for _, rs := range [][]*Result{ds, ps} {
-		sort.Slice(rs, func(i, j int) bool { return rs[i].file < rs[j].file })
-	}
-	n := min(len(ds), len(ps))
+	ds, ps := rp.paired("s2", "direct", path)
+	n := len(ds)
 	if n == 0 {
 		return 0, false
 	}
