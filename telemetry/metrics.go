@@ -154,6 +154,7 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 		writeUpstreams(w, (*f)())
 	}
 	fmt.Fprintf(w, "# TYPE relay_spliced_bytes_total counter\nrelay_spliced_bytes_total %d\n", upstream.SplicedBytes())
+	fmt.Fprintf(w, "# TYPE relay_upstream_empty_reads_total counter\nrelay_upstream_empty_reads_total %d\n", upstream.EmptyReads())
 	// Quiet streams waiting without a goroutine (server.idle_wait).
 	fmt.Fprintf(w, "# TYPE relay_idle_streams gauge\nrelay_idle_streams %d\n", upstream.IdleStreams())
 	fmt.Fprintf(w, "# TYPE relay_idle_waits_total counter\nrelay_idle_waits_total %d\n", upstream.IdleWaits())

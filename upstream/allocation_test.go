@@ -92,3 +92,45 @@ func TestStreamFramedWriteAllocs(t *testing.T) {
 		t.Errorf("%v allocations per 500-event stream, want 0", n)
 	}
 }
+
+// TestPollCopyAllocatesNothing: an SSE body from a real TCP upstream,
+// copied in the poller's callback (its events arriving in pieces, so that
+// it waits between them), allocates nothing once warm: the callback is
+// bound once per Stream.
+func TestPollCopyAllocatesNothing(t *testing.T) {
+	h := newPollHarness(t, record.KindSSE)
+	go io.Copy(io.Discard, h.peer)
+	parts := make([]string, 50)
+	for i := range parts {
+		parts[i] = string(sseChunk)
+	}
+	wire := chunked(parts...)
+	next := make(chan struct{})
+	wrote := make(chan error, 1)
+	go func() {
+		for range next {
+			wrote <- writeSlowly(h.up, wire, 4<<10, 0)
+		}
+	}()
+	defer close(next)
+	s := h.s
+	run := func() {
+		s.body.reset(&s.rb, bodyChunked, 0)
+		r := s.rec
+		r.Chunks.Data, r.Chunks.Ends, r.Chunks.AtMS = r.Chunks.Data[:0], r.Chunks.Ends[:0], r.Chunks.AtMS[:0]
+		r.ChunkCount, r.BytesOut, r.TTFT = 0, 0, record.None
+		s.ttft.reset()
+		s.copied = 0
+		next <- struct{}{}
+		if n, err := s.copyTo(h.w, h.bw); err != nil || n != int64(50*len(sseChunk)) {
+			t.Fatalf("copied %d, %v; want %d", n, err, 50*len(sseChunk))
+		}
+		if err := <-wrote; err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	if n := testing.AllocsPerRun(20, run); n != 0 {
+		t.Errorf("%v allocations per 50-event stream copied in the poller, want 0", n)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/stream-relay/stream-relay/internal/socket"
@@ -53,6 +54,12 @@ type readBuf struct {
 	// noWait: when nothing has arrived, fill returns errWouldBlock instead
 	// of waiting (idlewait.go).
 	noWait bool
+	// inCB: fill runs inside raw's poller callback, on descriptor fd, and
+	// returns errNeedWait instead of waiting; drained: the last read there
+	// took less than it asked for, so the socket is empty (pollcopy.go).
+	inCB    bool
+	drained bool
+	fd      uintptr
 }
 
 // bufBox keeps a pooled buffer behind a pointer, so that returning it to
@@ -97,6 +104,7 @@ func (r *readBuf) reset(src io.Reader, raw syscall.RawConn, count *int64) {
 		count = nil
 	}
 	r.src, r.raw, r.count, r.pending, r.max, r.noWait = src, raw, count, nil, 0, false
+	r.inCB, r.drained, r.fd = false, false, 0
 	if raw != nil && r.rawRead == nil {
 		r.rawRead = r.rawCallback
 	}
@@ -172,7 +180,15 @@ func (r *readBuf) fill() error {
 	var err error
 	if r.raw != nil {
 		r.rawN, r.rawErr = 0, nil
-		if err = r.raw.Read(r.rawRead); err == nil {
+		switch {
+		case !r.inCB:
+			err = r.raw.Read(r.rawRead)
+		case r.drained && !r.noWait:
+			return errNeedWait
+		case !r.rawCallback(r.fd):
+			return errNeedWait
+		}
+		if err == nil {
 			n, err = r.rawN, r.rawErr
 			if n == 0 && err == nil {
 				err = io.EOF
@@ -221,6 +237,7 @@ func (r *readBuf) rawCallback(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			emptyReads.Add(1)
 			if r.r == r.w {
 				r.release()
 			}
@@ -231,12 +248,23 @@ func (r *readBuf) rawCallback(fd uintptr) bool {
 			return false
 		}
 		r.rawN, r.rawErr = n, nil
+		r.drained = n < r.readEnd()-r.w
 		if errno != 0 {
 			r.rawErr = &rawReadError{errno: errno}
 		}
 		return true
 	}
 }
+
+// emptyReads counts upstream body reads that found nothing (EAGAIN), for
+// EmptyReads.
+var emptyReads atomic.Int64
+
+// EmptyReads returns how many upstream body reads found the socket empty
+// since the process started (relay_upstream_empty_reads_total): each is a
+// system call spent before a wait. Read in the poller's callback, an SSE
+// stream spends about one per stream (pollcopy.go).
+func EmptyReads() int64 { return emptyReads.Load() }
 
 // rawReadError is a read system call's failure on the upstream socket.
 type rawReadError struct{ errno error }

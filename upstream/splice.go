@@ -137,7 +137,9 @@ func (s *Stream) spliceRun() int64 {
 	if s.body.mode == bodyChunked {
 		least = minSpliceChunk
 	}
-	if run < least || s.rb.buffered() != 0 || s.rb.pending != nil || !s.spliceable() {
+	// In the poller's callback (an SSE body, never spliceable) a splice's
+	// own wait on the socket could not be had: its read lock is held.
+	if run < least || s.rb.inCB || s.rb.buffered() != 0 || s.rb.pending != nil || !s.spliceable() {
 		return 0
 	}
 	if s.splice.pipe == nil && !s.getPipe() {

@@ -34,6 +34,7 @@ func TestSpliceAllocatesNothing(t *testing.T) {
 		r.ChunkCount, r.BytesOut, r.TTFT = 0, 0, record.None
 		s.ttft.reset()
 		s.splice.crlfOwed = false // the test's client reads no framing
+		s.copied = 0
 		next <- struct{}{}
 		if n, err := s.copyTo(h.w, h.bw); err != nil || n != int64(len(body)) {
 			t.Fatalf("copied %d, %v; want %d", n, err, len(body))

@@ -73,6 +73,7 @@ type Stream struct {
 	holder     *bufio.Writer
 
 	splice spliceState // splice.go
+	poll   pollCopy    // pollcopy.go
 
 	// A hijacked stream whose upstream is quiet waits without a goroutine
 	// (idlewait.go): copied is what copyTo had written, hw the client
@@ -222,83 +223,102 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // at once). In between, bw's buffer is parked (parkedwriter.go); it is
 // back whenever copyTo writes through w or bw, and when it returns. Long
 // runs of bytes the record does not keep skip the read buffer: they are
-// spliced from socket to socket (splice.go).
+// spliced from socket to socket (splice.go). An SSE body from a plain TCP
+// upstream, which is never spliced, is copied inside the upstream socket's
+// poller callback instead (pollcopy.go).
 func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
-	direct := bw != nil
-	total := s.copied
+	if s.rb.raw != nil && s.rec.Kind == record.KindSSE {
+		return s.copyInPoller(w, bw)
+	}
 	for {
-		if direct && total > 0 {
-			if run := s.spliceRun(); run > 0 {
-				n, err := s.spliceBody(run, nil, 0)
-				total += n
-				if err != nil {
-					s.restoreWriter()
-					return total, err
-				}
-				continue
-			}
-		}
-		if direct {
-			s.rb.max = s.readLimit()
-		}
-		s.rb.noWait = s.wake != nil && total > 0 && s.gap >= s.idleGap
-		v, err := s.body.next()
-		if err == errWouldBlock {
-			s.copied = total
-			if bw != nil {
-				s.parkWriter(bw)
-			}
-			return total, err
-		}
-		if n := v.end - v.start; n > 0 {
-			at := s.relayed(v)
-			if direct && total > 0 && err == nil && n <= maxSpliceLead {
-				if run := s.spliceRun(); run > 0 {
-					m, serr := s.spliceBody(run, s.rb.buf[v.start:v.end], v.start)
-					total += m
-					if serr != nil {
-						s.restoreWriter()
-						return total, serr
-					}
-					continue
-				}
-			}
-			s.writeSince.Store(int64(at) + 1)
-			var werr error
-			viaW := false
-			if direct && v.tailFree && err == nil && s.body.done {
-				s.restoreWriter()
-				_, werr = bw.Write(s.frame(v))
-			} else if direct && total > 0 && v.tailFree {
-				_, werr = s.client.Write(s.frame(v))
-			} else {
-				s.payCRLF(bw)
-				s.restoreWriter()
-				_, werr = w.Write(s.rb.buf[v.start:v.end])
-				viaW = true
-			}
-			s.writeSince.Store(0)
-			if werr != nil {
-				s.restoreWriter()
-				s.fail(record.ErrClientClosed)
-				return total, werr
-			}
-			total += int64(n)
-			if viaW && direct && err == nil && !s.body.done {
-				// w flushed: until the last chunk the writer carries nothing.
-				s.parkWriter(bw)
-			}
-		}
-		if err != nil {
-			s.restoreWriter()
-			if errors.Is(err, io.EOF) {
-				s.payCRLF(bw)
-				return total, nil
-			}
-			s.fail(record.ErrUpstreamReset)
-			return total, err
+		if stop, err := s.copyStep(w, bw); stop {
+			return s.copied, err
 		}
 	}
+}
+
+// copyStep is one turn of copyTo's loop: it relays what has arrived (or
+// splices a run), waiting for it if need be. stop says copyTo is done,
+// with err; s.copied counts what went out. In the poller's callback
+// (copyInPoller) a step that would wait returns errNeedWait instead, not
+// stopping.
+func (s *Stream) copyStep(w io.Writer, bw *bufio.Writer) (stop bool, err error) {
+	direct := bw != nil
+	total := s.copied
+	if direct && total > 0 {
+		if run := s.spliceRun(); run > 0 {
+			n, err := s.spliceBody(run, nil, 0)
+			s.copied += n
+			if err != nil {
+				s.restoreWriter()
+				return true, err
+			}
+			return false, nil
+		}
+	}
+	if direct {
+		s.rb.max = s.readLimit()
+	}
+	s.rb.noWait = s.wake != nil && total > 0 && s.gap >= s.idleGap
+	v, err := s.body.next()
+	if err == errNeedWait {
+		return false, err
+	}
+	if err == errWouldBlock {
+		if bw != nil {
+			s.parkWriter(bw)
+		}
+		return true, err
+	}
+	if n := v.end - v.start; n > 0 {
+		at := s.relayed(v)
+		if direct && total > 0 && err == nil && n <= maxSpliceLead {
+			if run := s.spliceRun(); run > 0 {
+				m, serr := s.spliceBody(run, s.rb.buf[v.start:v.end], v.start)
+				s.copied += m
+				if serr != nil {
+					s.restoreWriter()
+					return true, serr
+				}
+				return false, nil
+			}
+		}
+		s.writeSince.Store(int64(at) + 1)
+		var werr error
+		viaW := false
+		if direct && v.tailFree && err == nil && s.body.done {
+			s.restoreWriter()
+			_, werr = bw.Write(s.frame(v))
+		} else if direct && total > 0 && v.tailFree {
+			_, werr = s.client.Write(s.frame(v))
+		} else {
+			s.payCRLF(bw)
+			s.restoreWriter()
+			_, werr = w.Write(s.rb.buf[v.start:v.end])
+			viaW = true
+		}
+		s.writeSince.Store(0)
+		if werr != nil {
+			s.restoreWriter()
+			s.fail(record.ErrClientClosed)
+			return true, werr
+		}
+		s.copied += int64(n)
+		if viaW && direct && err == nil && !s.body.done {
+			// w flushed: until the last chunk the writer carries nothing.
+			s.parkWriter(bw)
+		}
+	}
+	if err != nil {
+		s.restoreWriter()
+		if errors.Is(err, io.EOF) {
+			s.payCRLF(bw)
+			return true, nil
+		}
+		s.fail(record.ErrUpstreamReset)
+		return true, err
+	}
+	return false, nil
 }
 
 // relayed stamps the record for one view about to go to the client.
@@ -451,6 +471,7 @@ func (s *Stream) release() {
 	s.nextPeek, s.wdIndex, s.wdTracked, s.waiting = 0, 0, false, false
 	s.hupRC, s.hupFD, s.hupSeq = nil, 0, 0
 	s.splice.reset()
+	s.poll = pollCopy{fn: s.poll.fn}
 	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0
 	s.idleState.Store(notIdle)
 	s.idleSeq, s.idleFD = 0, 0
