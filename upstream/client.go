@@ -141,6 +141,7 @@ func (d *dialer) connect(addr string) (net.Conn, error) {
 	if sc, ok := c.(syscall.Conn); ok { // plain TCP (a *tls.Conn is none)
 		uc.raw, _ = sc.SyscallConn()
 	}
+	uc.sock, _ = c.(*socket.Conn)
 	return uc, nil
 }
 
@@ -157,8 +158,12 @@ type conn struct {
 	net.Conn
 	br   *bufio.Reader   // while a response head is read; pooled
 	raw  syscall.RawConn // a plain TCP connection's socket, for readBuf
+	sock *socket.Conn    // the same connection, nil over TLS
 	in   int64           // bytes read from the socket
 	uses int             // requests sent on this connection
+	// unsent is a request that goes out with the first read of its
+	// answer (heldrequest.go).
+	unsent []byte
 }
 
 // acquireReader gives c a pooled reader for a response head.
@@ -179,8 +184,32 @@ func (c *conn) releaseReader() {
 	}
 }
 
+// shutdown ends c both ways for the watchdog, from another goroutine: a
+// wait or read on it returns (the end of the stream), and the upstream
+// sees the end of the request. A plain TCP socket is shut down, not
+// closed: Close waits until every read in progress on it has returned,
+// and a stream copied in the poller's callback (pollcopy.go) is inside one
+// for as long as its client write blocks, which the watchdog unblocks only
+// after this. The stream closes c when it ends. Over TLS, c is closed.
+func (c *conn) shutdown() {
+	if c.raw == nil {
+		_ = c.Close()
+		return
+	}
+	_ = c.raw.Control(shutdownBoth)
+}
+
+func shutdownBoth(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RDWR) }
+
 func (c *conn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
+	var n int
+	var err error
+	if out := c.unsent; out != nil {
+		c.unsent = nil
+		n, err = c.sock.WriteThenRead(out, p)
+	} else {
+		n, err = c.Conn.Read(p)
+	}
 	c.in += int64(n)
 	return n, err
 }

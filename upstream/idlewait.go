@@ -18,8 +18,8 @@ import (
 // goroutine is free; when the socket has bytes, hangs up or fails, the set's
 // goroutine hands the stream back to its owner (wake), which resumes it
 // on a writer. The watchdog's abort (a timeout, the client gone, shutdown)
-// closes the upstream socket, which leaves the set without an event: abort
-// wakes the stream itself (cancelIdle). A handover costs two system calls
+// shuts the upstream socket down and wakes the stream itself (cancelIdle),
+// whether or not the set sees an event for it (the first wake wins). A handover costs two system calls
 // and a goroutine switch per event, so only streams whose last two events
 // came a gap (the owner's idleGap: app's server.idle_wait, 100 ms by
 // default) or more apart are handed over: token streams (tens of

@@ -105,8 +105,8 @@ func (t *idleSet) wait(s *Stream) bool {
 	return true
 }
 
-// cancelIdle wakes s if it waits in the set: abort closed its upstream
-// socket, which leaves the set without an event.
+// cancelIdle wakes s if it waits in the set: abort shut its upstream
+// socket down, and does not count on the set's seeing that.
 func (s *Stream) cancelIdle() { idle.cancel(s) }
 
 // cancel is cancelIdle in the set t.

@@ -257,15 +257,25 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		// can take minutes) the watchdog checks that the client is still
 		// there; if it left, closing the connection stops the generation.
 		s.watchWaiting(c)
-		bw := r.client.AcquireWriter(c)
-		err = req.Write(bw)
-		if err == nil {
-			err = bw.Flush()
+		var held *heldRequest
+		if c.sock != nil && len(req.Body()) <= maxHeldRequestBody {
+			held, err = holdRequest(req)
+			c.unsent = held.b
+		} else {
+			bw := r.client.AcquireWriter(c)
+			err = req.Write(bw)
+			if err == nil {
+				err = bw.Flush()
+			}
+			r.client.ReleaseWriter(bw)
 		}
-		r.client.ReleaseWriter(bw)
 		if err == nil {
 			c.acquireReader()
 			err = readResponseHeader(&s.hdr, c.br, head)
+		}
+		if held != nil {
+			c.unsent = nil
+			held.release()
 		}
 		s.unwatchWaiting()
 		if err != nil {

@@ -27,10 +27,12 @@ import (
 // the callback's first call, or after an event that came with bytes the
 // read had already taken, finds nothing.
 //
-// The descriptor cannot be closed under the callback: a watchdog's abort
-// closes the connection, which shows in the next wait, or, for a stream
-// that never waits (an upstream that floods), in the reason checked after
-// each step.
+// The callback holds the socket for as long as it runs, its client writes
+// included, and Close waits for it: the watchdog's abort therefore shuts
+// the socket down instead (conn.shutdown), which shows in the next wait or
+// read (the end of the stream, which an aborted stream never takes for
+// its body's end), or, for a stream that never waits (an upstream that
+// floods), in the reason checked after each step.
 
 // errNeedWait is readBuf.fill's answer inside the poller's callback when
 // the socket has nothing (or was drained by the last read): the callback

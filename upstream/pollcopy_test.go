@@ -38,6 +38,7 @@ func newPollHarness(t testing.TB, kind record.Kind) *pollHarness {
 	rec := record.Acquire(64 << 20)
 	rec.Capture, rec.Kind = true, kind
 	s := &Stream{route: &Route{Options: Options{Kind: kind}}, rec: rec, start: time.Now(), client: client}
+	s.up = &conn{Conn: relay, raw: raw} // what the watchdog's abort shuts down
 	var count int64
 	s.rb.reset(relay, raw, &count)
 	s.body.reset(&s.rb, bodyChunked, 0)
@@ -205,6 +206,73 @@ func TestPollCopyAbortWhileFlooded(t *testing.T) {
 	}
 	if r := h.s.reason.Load(); r == nil || *r != record.ErrUpstreamTimeout {
 		t.Errorf("reason %v, want %s", r, record.ErrUpstreamTimeout)
+	}
+	h.s.rb.release()
+}
+
+// TestPollCopyAbortWhileClientBlocked: the watchdog gives up a client that
+// stopped reading while its stream was being written in the upstream's
+// poller callback. The abort must not wait for that callback (closing the
+// upstream socket would: Close waits for the reads in progress, and this
+// one lasts until the client write returns, which the abort's own write
+// deadline brings about only after it), and the stream then ends.
+func TestPollCopyAbortWhileClientBlocked(t *testing.T) {
+	h := newPollHarness(t, record.KindSSE)
+	h.s.rec.Capture = false
+	_ = h.s.client.(*net.TCPConn).SetWriteBuffer(16 << 10)
+	_ = h.peer.(*net.TCPConn).SetReadBuffer(16 << 10) // and never read
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		frame := chunked(string(bytes.Repeat([]byte("x"), 1000)))
+		frame = frame[:len(frame)-5]
+		for i := 0; i < 1_000_000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := h.up.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.s.copyTo(h.w, h.bw)
+		done <- err
+	}()
+	// Wait for a client write that does not end (the same one seen twice,
+	// 100 ms apart).
+	blocked := false
+	for i := 0; i < 200 && !blocked; i++ {
+		ws := h.s.writeSince.Load()
+		time.Sleep(100 * time.Millisecond)
+		blocked = ws != 0 && h.s.writeSince.Load() == ws
+	}
+	if !blocked {
+		t.Fatal("the client write never blocked")
+	}
+	aborted := make(chan struct{})
+	go func() {
+		h.s.abort(record.ErrClientClosed)
+		close(aborted)
+	}()
+	select {
+	case <-aborted:
+	case <-time.After(10 * time.Second):
+		t.Fatal("abort blocked for 10 s behind the stream's client write")
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("an aborted stream copied to its end")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream kept going 10 s after its abort")
+	}
+	if r := h.s.reason.Load(); r == nil || *r != record.ErrClientClosed {
+		t.Errorf("reason %v, want %s", r, record.ErrClientClosed)
 	}
 	h.s.rb.release()
 }

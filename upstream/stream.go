@@ -311,7 +311,7 @@ func (s *Stream) copyStep(w io.Writer, bw *bufio.Writer) (stop bool, err error) 
 	}
 	if err != nil {
 		s.restoreWriter()
-		if errors.Is(err, io.EOF) {
+		if errors.Is(err, io.EOF) && s.reason.Load() == nil {
 			s.payCRLF(bw)
 			return true, nil
 		}
@@ -390,16 +390,17 @@ func (s *Stream) fail(errType string) {
 }
 
 // abort ends the stream from another goroutine (the watchdog): it records
-// the reason and closes the upstream connection, which unblocks the read.
+// the reason and shuts the upstream connection down, which unblocks the
+// read (the stream closes it when it ends).
 // A write to a client that does not read is unblocked by a write deadline
-// in the past: closing the upstream alone would leave the stream's
+// in the past: shutting the upstream down alone would leave the stream's
 // goroutine stuck in that write for as long as the client stays connected.
 // The failed write ends the response, and fasthttp closes the client
 // connection, so the deadline never reaches another request.
 func (s *Stream) abort(errType string) {
 	s.fail(errType)
 	if s.up != nil {
-		_ = s.up.Close()
+		s.up.shutdown()
 	}
 	s.cancelIdle()
 	if s.client != nil && s.writeSince.Load() != 0 {

@@ -20,6 +20,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -31,6 +32,7 @@ type Conn struct {
 	raw syscall.RawConn
 	rd  op
 	wr  op
+	x   exchange // WriteThenRead (exchange.go)
 }
 
 // op is the state of one read or write, handed to the poller's callback.
@@ -79,6 +81,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// emptyReads counts the reads that found nothing (tests).
+var emptyReads atomic.Int64
+
 // readOnce is the poller's read callback: true when it read bytes, the end
 // of the stream or an error; false (wait) on EAGAIN.
 func (c *Conn) readOnce(fd uintptr) bool {
@@ -88,6 +93,7 @@ func (c *Conn) readOnce(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			emptyReads.Add(1)
 			return false
 		}
 		c.rd.n, c.rd.err = n, errno
