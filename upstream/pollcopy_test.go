@@ -276,3 +276,37 @@ func TestPollCopyAbortWhileClientBlocked(t *testing.T) {
 	}
 	h.s.rb.release()
 }
+
+// TestAbortedUntilCloseBodyIsCut: a body that ends when the upstream closes
+// its connection, aborted by the watchdog. The abort shuts the socket down,
+// and the read then sees the end of the stream, as it would the body's end:
+// the stream must still end as cut (an error, so the client gets no
+// terminating chunk), on either copy path.
+func TestAbortedUntilCloseBodyIsCut(t *testing.T) {
+	for _, kind := range []record.Kind{record.KindSSE, record.KindRaw} {
+		h := newPollHarness(t, kind)
+		h.s.body.reset(&h.s.rb, bodyClose, 0)
+		seen := watchReads(h.peer)
+		if _, err := io.WriteString(h.up, "data: 1\n\n"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			_, err := h.s.copyTo(h.w, h.bw)
+			done <- err
+		}()
+		if err := seen.waitFor([]byte("data: 1\n\n")); err != nil {
+			t.Fatal(err)
+		}
+		h.s.abort(record.ErrUpstreamTimeout)
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Errorf("kind %v: an aborted body read until close ended as complete", kind)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("kind %v: the stream kept going 10 s after its abort", kind)
+		}
+		h.s.rb.release()
+	}
+}
