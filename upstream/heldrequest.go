@@ -15,6 +15,15 @@ import (
 // head (conn.Read), inside the poller callback that then waits for the
 // answer: one system call fewer a request. A larger body is written as
 // before, through the connection's writer, without the extra copy.
+//
+// Only on a reused keep-alive connection: the wait keeps the readiness of
+// bytes that arrive after it began, not of bytes already in the socket,
+// and a server may answer a new connection before it has read the request
+// (a test upstream did); the wait would then last until the first-byte
+// timeout. A reused connection has nothing in its socket (its last
+// response was read to the end, with nothing after it); a server that
+// sends bytes on it unasked closes it too (a 408), and the request written
+// into the closed connection brings a reset, which ends the wait.
 
 // maxHeldRequestBody is the largest request body held so: its copy costs
 // little, and a request this small fits an idle connection's socket

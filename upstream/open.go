@@ -258,7 +258,7 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		// there; if it left, closing the connection stops the generation.
 		s.watchWaiting(c)
 		var held *heldRequest
-		if c.sock != nil && len(req.Body()) <= maxHeldRequestBody {
+		if reused && c.sock != nil && len(req.Body()) <= maxHeldRequestBody {
 			held, err = holdRequest(req)
 			c.unsent = held.b
 		} else {

@@ -81,8 +81,12 @@ func (c *Conn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// emptyReads counts the reads that found nothing (tests).
+// emptyReads counts the reads that found nothing, for EmptyReads.
 var emptyReads atomic.Int64
+
+// EmptyReads returns how many reads of a Conn found nothing (EAGAIN, a
+// system call spent before a wait) since the process started.
+func EmptyReads() int64 { return emptyReads.Load() }
 
 // readOnce is the poller's read callback: true when it read bytes, the end
 // of the stream or an error; false (wait) on EAGAIN.

@@ -1,0 +1,94 @@
+package upstream
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/internal/socket"
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
+)
+
+// TestHeldRequest: requests on one keep-alive connection to an upstream
+// that answers a new connection before it reads the request, and later
+// requests 20 ms after it read them. The first request (a new connection)
+// is written and read as usual and gets its early answer, instead of
+// waiting for a readiness that came before its wait; the later ones, on
+// the reused connection, are written by the read of their answer, which
+// never finds the socket empty.
+func TestHeldRequest(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := io.WriteString(c, answer); err != nil { // before the request
+			return
+		}
+		br := bufio.NewReader(c)
+		for n := 0; ; n++ {
+			for { // the request head (the body is "{}", read with it below)
+				line, err := br.ReadString('\n')
+				if err != nil {
+					return
+				}
+				if line == "\r\n" {
+					break
+				}
+			}
+			if _, err := io.ReadFull(br, make([]byte, 2)); err != nil {
+				return
+			}
+			if n == 0 {
+				continue // answered already
+			}
+			time.Sleep(20 * time.Millisecond)
+			if _, err := io.WriteString(c, answer); err != nil {
+				return
+			}
+		}
+	}()
+	r, err := NewRoute(Options{Name: "t", Path: "/*", Upstream: "http://" + ln.Addr().String(), ProviderKey: "sk-p", KeyEnv: "K",
+		FirstByteTimeout: 20 * time.Second}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 4; i++ {
+		var h fasthttp.RequestHeader
+		h.SetMethod("POST")
+		h.SetRequestURI("/v1/x")
+		rec := record.Acquire(1 << 20)
+		var resp fasthttp.Response
+		in := &Request{Header: &h, Method: []byte("POST"), Path: []byte("/v1/x"), Body: []byte("{}")}
+		before := socket.EmptyReads()
+		start := time.Now()
+		s, errType, status, err := r.Open(in, rec, &resp, nil, func(*record.Record) {})
+		if err != nil {
+			t.Fatalf("request %d: Open after %v: %v (%s, %d)", i, time.Since(start), err, errType, status)
+		}
+		empty := socket.EmptyReads() - before
+		if s.Prepare(&resp, nil) {
+			t.Fatalf("request %d: the whole answer did not come with its head", i)
+		}
+		if string(resp.Body()) != "ok" {
+			t.Fatalf("request %d: body %q", i, resp.Body())
+		}
+		if i > 0 && empty != 0 {
+			t.Errorf("request %d, on the reused connection: %d reads of the answer found nothing, want 0", i, empty)
+		}
+	}
+	if n := r.client.ConnsCount(); n != 1 {
+		t.Errorf("%d upstream connections, want the one reused", n)
+	}
+}
