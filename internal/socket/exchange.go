@@ -24,9 +24,12 @@ type exchange struct {
 }
 
 // WriteThenRead writes out and reads what comes back into p, as Write then
-// Read would, without a read before the first wait. It must not run
-// alongside a Write or a Read of c. A socket too full for all of out (a
-// peer not reading) has the rest written by Write, and then Read.
+// Read would, without a read before the first wait. Bytes that were in the
+// socket before the call are not seen until more come (their readiness is
+// gone): use it only where none can be, such as on a connection whose
+// last answer was read to its end. It must not run alongside a Write or a
+// Read of c. A socket too full for all of out (a peer not reading) has the
+// rest written by Write, and then Read.
 func (c *Conn) WriteThenRead(out, p []byte) (int, error) {
 	x := &c.x
 	if x.fn == nil {
