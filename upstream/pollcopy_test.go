@@ -46,6 +46,38 @@ func newPollHarness(t testing.TB, kind record.Kind) *pollHarness {
 	return &pollHarness{s: s, up: up, peer: peer, bw: bw, w: &chunkWriter{w: bw}}
 }
 
+// flood has the upstream send 1,000-byte chunks without end (up to a
+// million, or until the test ends or the socket fails).
+func (h *pollHarness) flood(t *testing.T) {
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	frame := chunked(string(bytes.Repeat([]byte("x"), 1000)))
+	frame = frame[:len(frame)-5] // no terminating chunk
+	go func() {
+		for i := 0; i < 1_000_000; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := h.up.Write(frame); err != nil {
+				return
+			}
+		}
+	}()
+}
+
+// copyAsync runs copyTo on a goroutine of its own; its error comes on the
+// channel.
+func (h *pollHarness) copyAsync() <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.s.copyTo(h.w, h.bw)
+		done <- err
+	}()
+	return done
+}
+
 // seenBytes collects what a connection's far end reads, and lets a
 // goroutine wait until some bytes are among it.
 type seenBytes struct {
@@ -165,22 +197,7 @@ func TestPollCopyAbortWhileFlooded(t *testing.T) {
 	h := newPollHarness(t, record.KindSSE)
 	h.s.rec.Capture = false // a long stream: keep its size out of the test
 	seen := watchReads(h.peer)
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		frame := chunked(string(bytes.Repeat([]byte("x"), 1000)))
-		frame = frame[:len(frame)-5] // no terminating chunk
-		for i := 0; i < 1_000_000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := h.up.Write(frame); err != nil {
-				return
-			}
-		}
-	}()
+	h.flood(t)
 	go func() {
 		deadline := time.Now().Add(10 * time.Second)
 		for seen.n.Load() < 256<<10 && time.Now().Before(deadline) {
@@ -188,11 +205,7 @@ func TestPollCopyAbortWhileFlooded(t *testing.T) {
 		}
 		h.s.abort(record.ErrUpstreamTimeout)
 	}()
-	done := make(chan error, 1)
-	go func() {
-		_, err := h.s.copyTo(h.w, h.bw)
-		done <- err
-	}()
+	done := h.copyAsync()
 	select {
 	case err := <-done:
 		if err == nil {
@@ -221,27 +234,8 @@ func TestPollCopyAbortWhileClientBlocked(t *testing.T) {
 	h.s.rec.Capture = false
 	_ = h.s.client.(*net.TCPConn).SetWriteBuffer(16 << 10)
 	_ = h.peer.(*net.TCPConn).SetReadBuffer(16 << 10) // and never read
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		frame := chunked(string(bytes.Repeat([]byte("x"), 1000)))
-		frame = frame[:len(frame)-5]
-		for i := 0; i < 1_000_000; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := h.up.Write(frame); err != nil {
-				return
-			}
-		}
-	}()
-	done := make(chan error, 1)
-	go func() {
-		_, err := h.s.copyTo(h.w, h.bw)
-		done <- err
-	}()
+	h.flood(t)
+	done := h.copyAsync()
 	// Wait for a client write that does not end (the same one seen twice,
 	// 100 ms apart).
 	blocked := false
@@ -290,11 +284,7 @@ func TestAbortedUntilCloseBodyIsCut(t *testing.T) {
 		if _, err := io.WriteString(h.up, "data: 1\n\n"); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() {
-			_, err := h.s.copyTo(h.w, h.bw)
-			done <- err
-		}()
+		done := h.copyAsync()
 		if err := seen.waitFor([]byte("data: 1\n\n")); err != nil {
 			t.Fatal(err)
 		}
