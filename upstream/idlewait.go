@@ -19,12 +19,13 @@ import (
 // goroutine hands the stream back to its owner (wake), which resumes it
 // on a writer. The watchdog's abort (a timeout, the client gone, shutdown)
 // shuts the upstream socket down and wakes the stream itself (cancelIdle),
-// whether or not the set sees an event for it (the first wake wins). A handover costs two system calls
-// and a goroutine switch per event, so only streams whose last two events
-// came a gap (the owner's idleGap: app's server.idle_wait, 100 ms by
-// default) or more apart are handed over: token streams (tens of
-// milliseconds between events) wait in place; streams that pause (for a
-// tool, a long thought, a slow producer) hold no stack through the pause.
+// whether or not the set sees an event for it (the first wake wins). A
+// handover costs two system calls and a goroutine switch per event, so
+// only streams whose last two events came a gap (the owner's idleGap:
+// app's server.idle_wait, 100 ms by default) or more apart are handed
+// over: token streams (tens of milliseconds between events) wait in
+// place; streams that pause (for a tool, a long thought, a slow producer)
+// hold no stack through the pause.
 
 // errWouldBlock is readBuf.fill's answer when nothing has arrived and the
 // stream is not to wait for it (readBuf.noWait).

@@ -62,7 +62,7 @@ func (s *Stream) copyInPoller(w io.Writer, bw *bufio.Writer) (int64, error) {
 	}
 	pc.w, pc.bw, pc.err = w, bw, nil
 	err := s.rb.raw.Read(pc.fn)
-	s.rb.inCB = false
+	s.rb.inCB = false // set by each call of pollStep
 	if err == nil {
 		err = pc.err
 	} else {
@@ -86,13 +86,11 @@ func (s *Stream) pollStep(fd uintptr) bool {
 		stop, err := s.copyStep(pc.w, pc.bw)
 		switch {
 		case stop:
-			rb.inCB = false
 			pc.err = err
 			return true
 		case err == errNeedWait:
 			return false
 		case s.reason.Load() != nil:
-			rb.inCB = false
 			s.restoreWriter()
 			pc.err = errAborted
 			return true

@@ -128,7 +128,7 @@ func (sb *seenBytes) waitFor(want []byte) error {
 }
 
 // TestPollCopyWaitsWithoutEmptyReads: an upstream sends events one at a
-// time, each only once the client has the one before, so that the relay
+// time, each 5 ms after the client has the one before, so that the relay
 // waits for every event. An SSE stream, copied in the poller's callback,
 // reads each event once, without an empty read before its wait; a raw
 // stream, copied with a RawConn.Read per fill, tries a read before
@@ -155,6 +155,10 @@ func TestPollCopyWaitsWithoutEmptyReads(t *testing.T) {
 						wrote <- err
 						return
 					}
+					// Time for the relay's next read to come first: the
+					// classic path's then finds nothing (the contrast
+					// asserted below); the poller path's never tries.
+					time.Sleep(5 * time.Millisecond)
 				}
 				_, err := io.WriteString(h.up, "0\r\n\r\n")
 				wrote <- err
