@@ -223,13 +223,9 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // at once). In between, bw's buffer is parked (parkedwriter.go); it is
 // back whenever copyTo writes through w or bw, and when it returns. Long
 // runs of bytes the record does not keep skip the read buffer: they are
-// spliced from socket to socket (splice.go). An SSE body from a plain TCP
-// upstream, which is never spliced, is copied inside the upstream socket's
-// poller callback instead (pollcopy.go).
+// spliced from socket to socket (splice.go). A detached stream's writer
+// copies with copyDetached instead.
 func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
-	if s.rb.raw != nil && s.rec.Kind == record.KindSSE {
-		return s.copyInPoller(w, bw)
-	}
 	for {
 		if stop, err := s.copyStep(w, bw); stop {
 			return s.copied, err
