@@ -115,6 +115,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		// a.fiber is made below, before the relay serves anything.
 		ho.ServeConn = func(c net.Conn) error { return a.fiber.Server().ServeConn(c) }
 		ho.IdleWait = cfg.Server.IdleWait
+		ho.DetachAbove = *cfg.Server.DetachAbove
 	}
 	a.relay, err = handlers.New(ho)
 	if err != nil {

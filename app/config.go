@@ -46,6 +46,14 @@ type ServerConfig struct {
 	// holds a 4 KiB stack and no request context, about 8 KiB less RSS.
 	// Default true; ignored with small_stacks.
 	DetachStreams *bool `koanf:"detach_streams"`
+	// DetachAbove: with detach_streams, a stream is detached only while
+	// more than this many relayed requests are in flight, its own
+	// included; the server's goroutine writes the others. Detaching costs
+	// goroutine handoffs (a thread woken for each below saturation), which
+	// matter to many short streams and memory to many open ones: below
+	// the bound the extra stacks stay under its count times 8 KiB. Default
+	// 128 (at most 1 MiB); 0: every stream.
+	DetachAbove *int64 `koanf:"detach_above"`
 	// IdleWait: a detached stream whose last two events came this far
 	// apart or more waits for its next one without a goroutine, its
 	// upstream socket in the relay's own epoll set (upstream/idlewait.go):
@@ -67,13 +75,13 @@ type ServerConfig struct {
 	GCFloorBytes int64 `koanf:"gc_floor_bytes"`
 }
 
-// AuthConfig lists the relay keys callers present.
 // Detached reports whether streamed responses are detached from the
 // server: detach_streams (default true), unless small_stacks.
 func (s *ServerConfig) Detached() bool {
 	return (s.DetachStreams == nil || *s.DetachStreams) && !s.SmallStacks
 }
 
+// AuthConfig lists the relay keys callers present.
 type AuthConfig struct {
 	Keys []KeyConfig `koanf:"keys"`
 }
@@ -225,6 +233,7 @@ const (
 	defaultGCPercent       = 25
 	defaultGCFloorBytes    = 8 << 20
 	defaultIdleWait        = 100 * time.Millisecond
+	defaultDetachAbove     = 128
 )
 
 func (c *Config) setDefaults(hostname string) {
@@ -255,6 +264,10 @@ func (c *Config) setDefaults(hostname string) {
 	}
 	if s.IdleWait == 0 {
 		s.IdleWait = defaultIdleWait
+	}
+	if s.DetachAbove == nil {
+		n := int64(defaultDetachAbove)
+		s.DetachAbove = &n
 	}
 	if s.Instance == "" {
 		s.Instance = hostname

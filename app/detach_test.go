@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/upstream"
 )
 
 // TestDetachedStreams: streams written apart from the server
@@ -34,6 +36,15 @@ func TestDetachedStreams(t *testing.T) {
 // as given: false must behave the same.
 func streamsOnOneConnection(t *testing.T, detach bool) {
 	r := startRelayWith(t, "", func(c *Config) { c.Server.DetachStreams = &detach })
+	before := upstream.HijackedStreams()
+	defer func() {
+		// The first six streams (the pipelined pair and the one with
+		// Connection: close included) were detached, or none.
+		n := upstream.HijackedStreams() - before
+		if detach && n < 6 || !detach && n != 0 {
+			t.Errorf("detach_streams %v: %d streams detached", detach, n)
+		}
+	}()
 	addr := strings.TrimPrefix(r.base, "http://")
 	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
 	if err != nil {
@@ -124,5 +135,79 @@ func streamsOnOneConnection(t *testing.T, detach bool) {
 	got, _ := io.ReadAll(c10)
 	if !bytes.HasPrefix(got, []byte("HTTP/1.")) || !bytes.Contains(got, []byte(" 200 ")) || bytes.Count(got, []byte("data: ")) < 5 {
 		t.Errorf("HTTP/1.0 request: %q", got)
+	}
+}
+
+// TestDetachAbove: with server.detach_above N, a stream is detached only
+// while more than N relayed requests are in flight, its own included
+// (relay_detached_streams_total counts those). With N = 1: a stream alone
+// is written by the server's goroutine; one that begins while another is
+// open is detached; both are whole on the wire and in their rows. The
+// bound's default (128) leaves a lone stream to the server too.
+func TestDetachAbove(t *testing.T) {
+	one := int64(1)
+	r := startRelayWith(t, "", func(c *Config) { c.Server.DetachAbove = &one })
+	addr := strings.TrimPrefix(r.base, "http://")
+	body := `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	// open sends a stream's request and reads its response head.
+	open := func(hdr string) (*http.Response, net.Conn) {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		if _, err := io.WriteString(c, relayReq("/v1/chat/completions", hdr, body)); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("stream %q: %v, %v", hdr, resp, err)
+		}
+		return resp, c
+	}
+	// whole reads the rest of a stream and checks it against its row.
+	whole := func(what string, resp *http.Response, chunks int) {
+		t.Helper()
+		got, err := io.ReadAll(resp.Body)
+		if err != nil || bytes.Count(got, []byte("data: ")) < chunks {
+			t.Fatalf("%s: %v, %d events: %q", what, err, bytes.Count(got, []byte("data: ")), got)
+		}
+		row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+		if row.Status != http.StatusOK || row.ErrorType != "" || strings.Join(row.Chunks, "") != string(got) {
+			t.Fatalf("%s: row status %d error %q, %d chunks", what, row.Status, row.ErrorType, len(row.Chunks))
+		}
+	}
+
+	before := upstream.HijackedStreams()
+	resp, _ := open("X-Mock-Chunks: 5\r\n")
+	whole("a stream alone", resp, 5)
+	if n := upstream.HijackedStreams() - before; n != 0 {
+		t.Fatalf("a stream alone, detach_above 1: %d detached, want 0", n)
+	}
+
+	// A long stream stays open (50 events 40 ms apart) while a short one
+	// runs: the short one is the second in flight.
+	long, _ := open("X-Mock-Chunks: 50\r\nX-Mock-Delay-Ms: 40\r\n")
+	short, _ := open("X-Mock-Chunks: 5\r\n")
+	whole("the second stream in flight", short, 5)
+	if n := upstream.HijackedStreams() - before; n != 1 {
+		t.Errorf("the second stream in flight, detach_above 1: %d detached, want 1", n)
+	}
+	whole("the stream that began alone", long, 50)
+	if n := upstream.HijackedStreams() - before; n != 1 {
+		t.Errorf("after both streams: %d detached, want 1", n)
+	}
+
+	var c Config
+	c.setDefaults("relay")
+	if c.Server.DetachAbove == nil || *c.Server.DetachAbove != 128 {
+		t.Errorf("detach_above default: %v, want 128", c.Server.DetachAbove)
+	}
+	neg := int64(-1)
+	c.Server.DetachAbove = &neg
+	if err := c.validate(); err == nil || !strings.Contains(err.Error(), "server.detach_above") {
+		t.Errorf("detach_above -1: %v, want an error naming the field", err)
 	}
 }

@@ -97,6 +97,7 @@ server:
   port: 8080
   shutdown_grace: 5s
   max_body_bytes: 65536
+  detach_above: 0 # every stream detached, as under load (TestDetachAbove: the default)
 auth:
   keys:
     - key: ` + relayKey + `

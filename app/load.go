@@ -170,6 +170,9 @@ func (c *Config) validate() error {
 	if s.GCPercent < 0 {
 		return &fieldError{"server.gc_percent", s.GCPercent, "must be > 0 (Go's own default is 100), or 0 for the default 25"}
 	}
+	if s.DetachAbove != nil && *s.DetachAbove < 0 {
+		return &fieldError{"server.detach_above", *s.DetachAbove, "must not be negative (0: every stream is detached)"}
+	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return &fieldError{"server.tls_cert", s.TLSCert, "tls_cert and tls_key go together"}
 	}

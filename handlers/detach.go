@@ -35,6 +35,10 @@ import (
 // rounds' spread, at saturation and at 1,000 streams/s (README, "Memory
 // to plan for").
 //
+// Options.DetachAbove spares those handoffs where the memory matters
+// little: a stream is detached only while more requests than that are in
+// flight (Relay.active), its own included.
+//
 // The goroutines of both kinds are kept for reuse, up to maxIdleDetached
 // each: a new one would grow its stack again, copying it, at every
 // stream.

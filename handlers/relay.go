@@ -80,7 +80,12 @@ type Options struct {
 	// far apart or more waits for its next one without a goroutine
 	// (upstream/idlewait.go); 0 or negative: never.
 	IdleWait time.Duration
-	Logger   *slog.Logger // default slog.Default()
+	// DetachAbove: with ServeConn, a streamed response is detached only
+	// while more than this many relayed requests are in flight, its own
+	// included; the server's goroutine writes the others, as without
+	// ServeConn (detach.go). 0: every one.
+	DetachAbove int64
+	Logger      *slog.Logger // default slog.Default()
 	// DefaultCaptureBytes bounds capture for requests that match no route;
 	// default 64 KiB.
 	DefaultCaptureBytes int
@@ -328,7 +333,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 	var later upstream.Finisher
 	if h.o.SmallStacks {
 		later = h.finishApart
-	} else if h.o.ServeConn != nil && ctx.Request.Header.IsHTTP11() {
+	} else if h.o.ServeConn != nil && ctx.Request.Header.IsHTTP11() && h.active.Load() > h.o.DetachAbove {
 		if s.Prepare(&ctx.Response, nil) {
 			h.detach(ctx, rec, s) // detach.go
 		}

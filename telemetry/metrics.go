@@ -155,6 +155,8 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	}
 	fmt.Fprintf(w, "# TYPE relay_spliced_bytes_total counter\nrelay_spliced_bytes_total %d\n", upstream.SplicedBytes())
 	fmt.Fprintf(w, "# TYPE relay_upstream_empty_reads_total counter\nrelay_upstream_empty_reads_total %d\n", upstream.EmptyReads())
+	// Streams written by the relay's own goroutines (server.detach_streams, detach_above).
+	fmt.Fprintf(w, "# TYPE relay_detached_streams_total counter\nrelay_detached_streams_total %d\n", upstream.HijackedStreams())
 	// Quiet streams waiting without a goroutine (server.idle_wait).
 	fmt.Fprintf(w, "# TYPE relay_idle_streams gauge\nrelay_idle_streams %d\n", upstream.IdleStreams())
 	fmt.Fprintf(w, "# TYPE relay_idle_waits_total counter\nrelay_idle_waits_total %d\n", upstream.IdleWaits())

@@ -43,10 +43,22 @@ func IdleWaits() uint64 { return idleWaits.Load() }
 // (relay_idle_streams); 0 where there is no set.
 func IdleStreams() int { return idle.len() }
 
+// hijackedStreams counts the streams written after their server let go
+// of them (SetHijacked).
+var hijackedStreams atomic.Uint64
+
+// HijackedStreams returns how many streams have been written apart from
+// the server that read their requests since the process started
+// (relay_detached_streams_total).
+func HijackedStreams() uint64 { return hijackedStreams.Load() }
+
 // SetHijacked keeps the connection a hijacked stream writes to and
 // whether it may serve another request after it, for whichever of its
 // owner's goroutines writes it, first or after a wait (Hijacked).
-func (s *Stream) SetHijacked(c net.Conn, keep bool) { s.hc, s.hkeep = c, keep }
+func (s *Stream) SetHijacked(c net.Conn, keep bool) {
+	s.hc, s.hkeep = c, keep
+	hijackedStreams.Add(1)
+}
 
 // Hijacked returns what SetHijacked kept.
 func (s *Stream) Hijacked() (net.Conn, bool) { return s.hc, s.hkeep }
