@@ -125,6 +125,14 @@ func TestStreamStackAllocation(t *testing.T) {
 	t.Run("detached", func(t *testing.T) {
 		streamStacks(t, func(c *Config) {}, 8<<10, 13<<10)
 	})
+	// Written by the server's goroutine (detach_streams false, or fewer
+	// requests in flight than detach_above), a stream keeps the 8 KiB its
+	// first phase grew, and copying it in the poller's callback
+	// (upstream/pollcopy.go) must not double that: under 12 KiB a stream.
+	t.Run("server", func(t *testing.T) {
+		f := false
+		streamStacks(t, func(c *Config) { c.Server.DetachStreams = &f }, 12<<10, 0)
+	})
 	t.Run("small_stacks", func(t *testing.T) {
 		streamStacks(t, func(c *Config) { c.Server.SmallStacks = true }, 7<<10, 0)
 	})

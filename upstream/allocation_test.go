@@ -122,7 +122,7 @@ func TestPollCopyAllocatesNothing(t *testing.T) {
 		s.ttft.reset()
 		s.copied = 0
 		next <- struct{}{}
-		if n, err := s.copyDetached(h.w, h.bw); err != nil || n != int64(50*len(sseChunk)) {
+		if n, err := s.copyPolled(h.w, h.bw); err != nil || n != int64(50*len(sseChunk)) {
 			t.Fatalf("copied %d, %v; want %d", n, err, 50*len(sseChunk))
 		}
 		if err := <-wrote; err != nil {

@@ -37,13 +37,13 @@ func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool, wake func(*Stream
 			s.wake, s.idleGap = wake, idleGap
 		}
 		cw := chunkFramer{w: bw}
-		_, err = s.copyDetached(&cw, bw)
+		_, err = s.copyPolled(&cw, bw)
 		if err == errWouldBlock {
 			if s.idleWait() {
 				return false, true
 			}
 			s.wake = nil // no idle set: wait in place from now on
-			_, err = s.copyDetached(&cw, bw)
+			_, err = s.copyPolled(&cw, bw)
 		}
 		if err == nil {
 			_, err = bw.WriteString("0\r\n\r\n")

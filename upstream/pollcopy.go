@@ -27,14 +27,16 @@ import (
 // the callback's first call, or after an event that came with bytes the
 // read had already taken, finds nothing.
 //
-// Only a detached stream's writer (WriteHijacked) copies so: its goroutine
-// is shallow (about 1.5 KiB deep where the copy begins), and the
-// callback's frames (the poller's read, then the client write inside it)
-// still fit a 4 KiB stack. On the server's goroutine (fasthttp's WriteTo,
-// with detach_streams off or small_stacks) they did not: the stacks of
-// 400 open streams grew from 2.2-3.2 to 5.3-7.3 KiB a stream
-// (app TestStreamStackAllocation, small_stacks), most of them doubled to
-// 8 KiB.
+// A detached stream's writer (WriteHijacked) copies so, and so does the
+// server's goroutine (WriteTo): the writer is shallow (about 1.5 KiB deep
+// where the copy begins), and the callback's frames (the poller's read,
+// then the client write inside it) still fit a 4 KiB stack; the server's
+// goroutine was grown to 8 KiB by the request's first phase, and stays
+// there (app TestStreamStackAllocation, server: 8.3-10.0 KiB a stream,
+// 9.9-10.9 copied the classic way). A goroutine kept shallow on purpose
+// (handlers' small_stacks) copies the classic way: there the frames grew
+// the stacks of 400 open streams from 2.2-3.2 to 5.3-7.3 KiB a stream,
+// most of them doubled to 8 KiB.
 //
 // The callback holds the socket for as long as it runs, its client writes
 // included, and Close waits for it: the watchdog's abort therefore shuts
@@ -62,9 +64,10 @@ type pollCopy struct {
 	err error
 }
 
-// copyDetached is copyTo for a detached stream's writer: an SSE body from
-// a plain TCP upstream is copied in the upstream socket's poller callback.
-func (s *Stream) copyDetached(w io.Writer, bw *bufio.Writer) (int64, error) {
+// copyPolled is copyTo for a detached stream's writer and the server's
+// goroutine (WriteTo): an SSE body from a plain TCP upstream is copied in
+// the upstream socket's poller callback.
+func (s *Stream) copyPolled(w io.Writer, bw *bufio.Writer) (int64, error) {
 	if s.rb.raw != nil && s.rec.Kind == record.KindSSE {
 		return s.copyInPoller(w, bw)
 	}

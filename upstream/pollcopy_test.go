@@ -67,12 +67,12 @@ func (h *pollHarness) flood(t *testing.T) {
 	}()
 }
 
-// copyAsync runs copyDetached on a goroutine of its own; its error comes on the
+// copyAsync runs copyPolled on a goroutine of its own; its error comes on the
 // channel.
 func (h *pollHarness) copyAsync() <-chan error {
 	done := make(chan error, 1)
 	go func() {
-		_, err := h.s.copyDetached(h.w, h.bw)
+		_, err := h.s.copyPolled(h.w, h.bw)
 		done <- err
 	}()
 	return done
@@ -167,7 +167,7 @@ func TestPollCopyWaitsWithoutEmptyReads(t *testing.T) {
 				body = append(body, "data: "+strconv.Itoa(k)+"\n\n"...)
 			}
 			before := EmptyReads()
-			n, err := h.s.copyDetached(h.w, h.bw)
+			n, err := h.s.copyPolled(h.w, h.bw)
 			empty := EmptyReads() - before
 			if err != nil || n != int64(len(body)) {
 				t.Fatalf("copied %d, %v; want %d", n, err, len(body))

@@ -29,6 +29,10 @@ type Stream struct {
 	rec    *record.Record
 	finish Finisher
 	wd     *Watchdog
+	// apart: the stream is finished apart from the goroutine that writes
+	// it (Prepare's later), one kept shallow on purpose: WriteTo copies
+	// the classic way, without the poller callback's frames.
+	apart bool
 
 	hdr        fasthttp.ResponseHeader // the upstream's response headers
 	rb         readBuf                 // the body's bytes as they arrive
@@ -159,7 +163,7 @@ func (s *Stream) Prepare(resp *fasthttp.Response, later Finisher) bool {
 		s.wd.track(s)
 	}
 	if later != nil {
-		s.finish = later
+		s.finish, s.apart = later, true
 	}
 	return true
 }
@@ -206,11 +210,17 @@ func (s *Stream) SupportsBodyWriteTo() bool { return true }
 // later one is framed in the read buffer's head and tail room and written
 // to the client's connection in one system call, without a copy. It
 // returns when the upstream ends, fails or is cut by the watchdog, or the
-// client write fails.
+// client write fails. The server's goroutine, grown by the request's first
+// phase, copies an SSE body in the poller's callback as a detached
+// stream's writer does (pollcopy.go); one kept shallow (Prepare's later:
+// handlers' small_stacks) copies the classic way.
 func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	var bw *bufio.Writer
 	if s.client != nil {
 		bw = chunkedWriterBuffer(w)
+	}
+	if !s.apart {
+		return s.copyPolled(w, bw)
 	}
 	return s.copyTo(w, bw)
 }
@@ -223,8 +233,8 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 // at once). In between, bw's buffer is parked (parkedwriter.go); it is
 // back whenever copyTo writes through w or bw, and when it returns. Long
 // runs of bytes the record does not keep skip the read buffer: they are
-// spliced from socket to socket (splice.go). A detached stream's writer
-// copies with copyDetached instead.
+// spliced from socket to socket (splice.go). WriteTo and a detached
+// stream's writer copy with copyPolled instead.
 func (s *Stream) copyTo(w io.Writer, bw *bufio.Writer) (int64, error) {
 	for {
 		if stop, err := s.copyStep(w, bw); stop {
@@ -459,7 +469,7 @@ func (s *Stream) release() {
 	s.body = bodyReader{}
 	s.unread, s.readErr = nil, nil
 	s.ttft.reset()
-	s.route, s.rec, s.finish, s.wd = nil, nil, nil, nil
+	s.route, s.rec, s.finish, s.wd, s.apart = nil, nil, nil, nil, false
 	s.cc, s.up, s.closeAfter, s.client = nil, nil, false, nil
 	s.start = time.Time{}
 	s.lastRead.Store(0)
