@@ -15,12 +15,20 @@ import (
 // The set is the watchdog's alone: Go's poller has the same sockets in its
 // own epoll set, and an event here consumes nothing there. Everything runs
 // under the watchdog's mutex.
+//
+// A stream's upstream socket joins the set too when the stream is copied
+// in the poller's callback (pollcopy.go), to learn of an upstream close the
+// poller reported together with the bytes before it.
 type hangups struct {
 	epfd    int
 	streams map[int32]*Stream // by client descriptor, armed streams only
+	ups     map[int32]*Stream // by upstream descriptor, armed streams only
 	seq     int32             // tells an arming from an earlier one of the same descriptor
 	events  [128]syscall.EpollEvent
 }
+
+// watchesUpstreams: upstream sockets can join the set.
+const watchesUpstreams = true
 
 // newHangups opens the epoll set; nil when it cannot (the watchdog then
 // peeks, as on other systems).
@@ -29,7 +37,7 @@ func newHangups() *hangups {
 	if err != nil {
 		return nil
 	}
-	return &hangups{epfd: fd, streams: map[int32]*Stream{}}
+	return &hangups{epfd: fd, streams: map[int32]*Stream{}, ups: map[int32]*Stream{}}
 }
 
 // arm adds s's client socket to the set; false when it cannot be watched
@@ -39,20 +47,8 @@ func (h *hangups) arm(s *Stream) bool {
 	if rc == nil {
 		return false
 	}
-	h.seq++
-	if h.seq <= 0 {
-		h.seq = 1
-	}
-	seq, fd, errno := h.seq, int32(-1), syscall.Errno(0)
-	err := rc.Control(func(sysfd uintptr) {
-		fd = int32(sysfd)
-		ev := syscall.EpollEvent{Events: syscall.EPOLLRDHUP, Fd: fd, Pad: seq}
-		errno = epollCtl(h.epfd, syscall.EPOLL_CTL_ADD, sysfd, &ev)
-		if errno == syscall.EEXIST { // left behind by a stream whose removal failed
-			errno = epollCtl(h.epfd, syscall.EPOLL_CTL_MOD, sysfd, &ev)
-		}
-	})
-	if err != nil || errno != 0 {
+	fd, seq, ok := h.add(rc)
+	if !ok {
 		return false
 	}
 	if old := h.streams[fd]; old != nil {
@@ -63,29 +59,84 @@ func (h *hangups) arm(s *Stream) bool {
 	return true
 }
 
-// disarm removes s's client socket from the set, while the connection is
-// still open (the stream's end, before fasthttp may close it).
+// armUpstream adds s's upstream socket to the set; false when it cannot.
+func (h *hangups) armUpstream(s *Stream) bool {
+	if s.up == nil || s.up.raw == nil {
+		return false
+	}
+	fd, seq, ok := h.add(s.up.raw)
+	if !ok {
+		return false
+	}
+	if old := h.ups[fd]; old != nil {
+		old.upSeq = 0
+	}
+	h.ups[fd] = s
+	s.upFD, s.upSeq = fd, seq
+	return true
+}
+
+// add puts the socket under rc into the epoll set, armed for a hang-up,
+// and returns its descriptor and the arming's sequence number.
+func (h *hangups) add(rc syscall.RawConn) (fd, seq int32, ok bool) {
+	h.seq++
+	if h.seq <= 0 {
+		h.seq = 1
+	}
+	seq, fd = h.seq, -1
+	errno := syscall.Errno(0)
+	err := rc.Control(func(sysfd uintptr) {
+		fd = int32(sysfd)
+		ev := syscall.EpollEvent{Events: syscall.EPOLLRDHUP, Fd: fd, Pad: seq}
+		errno = epollCtl(h.epfd, syscall.EPOLL_CTL_ADD, sysfd, &ev)
+		if errno == syscall.EEXIST { // left behind by a stream whose removal failed
+			errno = epollCtl(h.epfd, syscall.EPOLL_CTL_MOD, sysfd, &ev)
+		}
+	})
+	return fd, seq, err == nil && errno == 0
+}
+
+// disarm removes s's sockets from the set, while the connections are
+// still open (the stream's end, before fasthttp may close the client's
+// and the stream closes or pools the upstream's).
 func (h *hangups) disarm(s *Stream) {
-	if s.hupSeq == 0 {
+	if s.hupSeq > 0 {
+		if h.streams[s.hupFD] == s {
+			delete(h.streams, s.hupFD)
+		}
+		h.remove(s.hupRC, s.hupFD)
+		s.hupSeq = 0
+	}
+	if s.upSeq > 0 {
+		if h.ups[s.upFD] == s {
+			delete(h.ups, s.upFD)
+		}
+		if s.up != nil {
+			h.remove(s.up.raw, s.upFD)
+		}
+		s.upSeq = 0
+	}
+}
+
+// remove takes the socket under rc, if still descriptor fd, out of the set.
+func (h *hangups) remove(rc syscall.RawConn, fd int32) {
+	if rc == nil {
 		return
 	}
-	if h.streams[s.hupFD] == s {
-		delete(h.streams, s.hupFD)
-	}
-	_ = s.hupRC.Control(func(sysfd uintptr) {
-		if int32(sysfd) == s.hupFD {
+	_ = rc.Control(func(sysfd uintptr) {
+		if int32(sysfd) == fd {
 			epollCtl(h.epfd, syscall.EPOLL_CTL_DEL, sysfd, nil)
 		}
 	})
-	s.hupSeq = 0
 }
 
-// poll calls gone for the armed streams whose client has left, without
-// waiting. A socket stays reported until its stream ends and removes it,
-// and the kernel reports ready sockets in turn, so with more gone clients
-// than one call returns, the rest come in the next ticks.
-func (h *hangups) poll(gone func(*Stream)) {
-	if len(h.streams) == 0 {
+// poll calls gone for the armed streams whose client has left and ended
+// for those whose upstream has, without waiting. A socket stays reported
+// until its stream ends and removes it, and the kernel reports ready
+// sockets in turn, so with more than one call returns, the rest come in
+// the next ticks.
+func (h *hangups) poll(gone, ended func(*Stream)) {
+	if len(h.streams) == 0 && len(h.ups) == 0 {
 		return
 	}
 	for range 4 {
@@ -96,6 +147,8 @@ func (h *hangups) poll(gone func(*Stream)) {
 		for _, ev := range h.events[:max(n, 0)] {
 			if s := h.streams[ev.Fd]; s != nil && s.hupSeq == ev.Pad {
 				gone(s)
+			} else if s := h.ups[ev.Fd]; s != nil && s.upSeq == ev.Pad {
+				ended(s)
 			}
 		}
 		if n < len(h.events) {

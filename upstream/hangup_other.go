@@ -6,8 +6,13 @@ package upstream
 // stream's client socket instead (hangup_linux.go).
 type hangups struct{}
 
-func newHangups() *hangups                 { return nil }
-func (h *hangups) arm(s *Stream) bool      { return false }
-func (h *hangups) disarm(s *Stream)        {}
-func (h *hangups) poll(gone func(*Stream)) {}
-func (h *hangups) close()                  {}
+func newHangups() *hangups                        { return nil }
+func (h *hangups) arm(s *Stream) bool             { return false }
+func (h *hangups) armUpstream(s *Stream) bool     { return false }
+func (h *hangups) disarm(s *Stream)               {}
+func (h *hangups) poll(gone, ended func(*Stream)) {}
+func (h *hangups) close()                         {}
+
+// watchesUpstreams: no upstream socket is watched here, so none is copied
+// in the poller's callback (pollcopy.go).
+const watchesUpstreams = false

@@ -38,6 +38,17 @@ import (
 // the stacks of 400 open streams from 2.2-3.2 to 5.3-7.3 KiB a stream,
 // most of them doubled to 8 KiB.
 //
+// The trust in a short read has one hole: the peer's FIN or reset, when
+// it arrived with the last bytes (before the poller reported them), comes
+// with no readiness of its own, and the wait after that read would last
+// until the idle timeout. A body that ends at the upstream's close is
+// therefore not copied so (copyPolled); for the others such an end cuts
+// the body, and the watchdog finds it: the upstream socket of a stream
+// silent for PeekAfter joins its epoll set of hang-ups, like the client's,
+// and one the peer closed is shut down for reading each tick until the
+// stream ends, which wakes the wait (Watchdog.wakeEnded). The read then
+// returns what it would have: the bytes left, the end, or the reset.
+//
 // The callback holds the socket for as long as it runs, its client writes
 // included, and Close waits for it: the watchdog's abort therefore shuts
 // the socket down instead (conn.shutdown), which shows in the next wait or
@@ -66,9 +77,13 @@ type pollCopy struct {
 
 // copyPolled is copyTo for a detached stream's writer and the server's
 // goroutine (WriteTo): an SSE body from a plain TCP upstream is copied in
-// the upstream socket's poller callback.
+// the upstream socket's poller callback, unless the upstream's close ends
+// it: a close that came with the body's last bytes is not reported apart
+// from them, and such a body's healthy end would wait for the watchdog.
+// Where the watchdog cannot watch upstream sockets (not Linux), nothing is
+// copied so.
 func (s *Stream) copyPolled(w io.Writer, bw *bufio.Writer) (int64, error) {
-	if s.rb.raw != nil && s.rec.Kind == record.KindSSE {
+	if watchesUpstreams && s.rb.raw != nil && s.rec.Kind == record.KindSSE && s.body.mode != bodyClose {
 		return s.copyInPoller(w, bw)
 	}
 	return s.copyTo(w, bw)

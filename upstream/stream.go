@@ -67,6 +67,9 @@ type Stream struct {
 	hupRC  syscall.RawConn
 	hupFD  int32
 	hupSeq int32
+	// The upstream socket in the same set (pollcopy.go), as hupFD, hupSeq.
+	upFD  int32
+	upSeq int32
 
 	// parked is the client writer whose buffer is on the shelf while the
 	// stream is between its first chunk and its last (parkedwriter.go);
@@ -476,7 +479,7 @@ func (s *Stream) release() {
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
 	s.nextPeek, s.wdIndex, s.wdTracked, s.waiting = 0, 0, false, false
-	s.hupRC, s.hupFD, s.hupSeq = nil, 0, 0
+	s.hupRC, s.hupFD, s.hupSeq, s.upFD, s.upSeq = nil, 0, 0, 0, 0
 	s.splice.reset()
 	s.poll = pollCopy{fn: s.poll.fn}
 	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0

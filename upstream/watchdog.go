@@ -22,6 +22,9 @@ import (
 //     stream no signal of its own. On Linux the client socket joins the
 //     watchdog's epoll set of hang-ups once (hangup_linux.go); elsewhere
 //     the watchdog peeks at it every PeekAfter, and
+//   - wakes a stream copied in its upstream's poller callback whose
+//     upstream closed without the poller telling it apart (pollcopy.go):
+//     its upstream socket joins the same epoll set, and
 //   - gives up clients that take no byte for the idle timeout while a write
 //     to them is blocked (client_closed), so that a client that stops
 //     reading cannot hold a stream, its goroutine and its upstream
@@ -136,7 +139,7 @@ func (w *Watchdog) untrack(s *Stream) {
 			w.watched = append(make([]watched, 0, c/2), w.watched...)
 		}
 		s.wdIndex, s.wdTracked = 0, false
-		if s.hupSeq > 0 && w.hup != nil {
+		if (s.hupSeq > 0 || s.upSeq > 0) && w.hup != nil {
 			w.hup.disarm(s)
 		}
 	}
@@ -153,6 +156,12 @@ func (w *Watchdog) run() {
 			s.abort(record.ErrClientClosed)
 		}
 	}
+	ended := func(s *Stream) {
+		if s.up != nil && s.up.raw != nil {
+			endWakes.Add(1)
+			_ = s.up.raw.Control(shutdownRead)
+		}
+	}
 	for {
 		select {
 		case <-w.stop:
@@ -167,7 +176,7 @@ func (w *Watchdog) run() {
 			}
 		}
 		if w.hup != nil {
-			w.hup.poll(hungUp)
+			w.hup.poll(hungUp, ended)
 		}
 		w.mu.Unlock()
 	}
@@ -236,8 +245,12 @@ func (w *Watchdog) act(s *Stream, now int64, buf []byte) int64 {
 	}
 	if silent >= w.peekAfter {
 		w.watchClient(s, now, buf)
+		w.watchUpstream(s)
 	}
 	next := w.clientDue(s, last+peek)
+	if w.upstreamUnwatched(s) {
+		next = min(next, last+peek)
+	}
 	if s.route.IdleTimeout > 0 {
 		next = min(next, last+int64(s.route.IdleTimeout)+1)
 	}
@@ -246,6 +259,33 @@ func (w *Watchdog) act(s *Stream, now int64, buf []byte) int64 {
 	}
 	return next
 }
+
+// watchUpstream adds the upstream socket of s, if copied in its poller's
+// callback, to the hang-up set, once: there an upstream that closed right
+// after its last bytes is seen (pollcopy.go).
+func (w *Watchdog) watchUpstream(s *Stream) {
+	if w.upstreamUnwatched(s) && !w.hup.armUpstream(s) {
+		s.upSeq = -1
+	}
+}
+
+// upstreamUnwatched reports whether s's upstream socket is to join the
+// hang-up set and has not yet: an SSE body framed by its length or chunks,
+// read from a plain TCP socket (the bodies copyPolled copies in the
+// poller's callback).
+func (w *Watchdog) upstreamUnwatched(s *Stream) bool {
+	return s.upSeq == 0 && w.hup != nil && s.up != nil && s.up.raw != nil &&
+		s.rec.Kind == record.KindSSE && s.body.mode != bodyClose
+}
+
+// shutdownRead shuts the socket fd down for reading: a wait for it
+// returns, and a read finds what is left (the bytes, then the end or the
+// peer's reset). The watchdog does so to an upstream socket its peer has
+// closed, whose stream may wait for a readiness that will not come.
+func shutdownRead(fd uintptr) { _ = syscall.Shutdown(int(fd), syscall.SHUT_RD) }
+
+// endWakes counts the shutdowns of closed upstream sockets (tests).
+var endWakes atomic.Int64
 
 // clientDue returns when watchClient may next have something to do for s
 // if its upstream stays silent from now on, silent enough from quiet: never
