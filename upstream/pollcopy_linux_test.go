@@ -125,5 +125,40 @@ func TestPollCopyUpstreamCloseWithLastBytes(t *testing.T) {
 	if n := endWakes.Load() - before; n < 1 {
 		t.Errorf("the stream ended without the watchdog's wake (%d); it cannot", n)
 	}
+	wd.untrack(h.s)
+	wd.mu.Lock()
+	left := len(wd.hup.ups)
+	wd.mu.Unlock()
+	if left != 0 || h.s.upSeq != 0 {
+		t.Errorf("after the stream's end %d upstream sockets stay in the hang-up set (upSeq %d)", left, h.s.upSeq)
+	}
 	h.s.rb.release()
+}
+
+// TestShutdownReadKeepsUnreadBytes: the watchdog shuts an upstream socket
+// whose peer closed down for reading, perhaps before its stream read the
+// last bytes; they must stay readable, then the end.
+func TestShutdownReadKeepsUnreadBytes(t *testing.T) {
+	up, relay := tcpPair(t)
+	sendLastWithFIN(t, up, "data: last\n\n")
+	rc, err := relay.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	closed := false
+	for !closed && time.Now().Before(deadline) {
+		_ = rc.Control(func(fd uintptr) { closed = peerClosed(fd) })
+		time.Sleep(time.Millisecond)
+	}
+	if !closed {
+		t.Fatal("the peer's FIN never arrived")
+	}
+	if err := rc.Control(shutdownRead); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(relay)
+	if err != nil || string(got) != "data: last\n\n" {
+		t.Fatalf("read %q, %v after the shutdown; want the bytes, then the end", got, err)
+	}
 }
