@@ -36,16 +36,7 @@ func sendLastWithFIN(t *testing.T, c net.Conn, p string) {
 // watchdog: such a body is not copied in the poller's callback, whose wait
 // after the short read of those bytes would never end.
 func TestUntilCloseBodyEndsWithLastBytes(t *testing.T) {
-	h := newPollHarness(t, record.KindSSE)
-	h.s.body.reset(&h.s.rb, bodyClose, 0)
-	seen := watchReads(h.peer)
-	if _, err := io.WriteString(h.up, "data: 1\n\n"); err != nil {
-		t.Fatal(err)
-	}
-	done := h.copyAsync()
-	if err := seen.waitFor([]byte("data: 1\n\n")); err != nil {
-		t.Fatal(err)
-	}
+	h, done := startUntilClose(t, record.KindSSE)
 	time.Sleep(50 * time.Millisecond) // the copy waits for more
 	sendLastWithFIN(t, h.up, "data: 2\n\n")
 	select {

@@ -282,16 +282,7 @@ func TestPollCopyAbortWhileClientBlocked(t *testing.T) {
 // terminating chunk), on either copy path.
 func TestAbortedUntilCloseBodyIsCut(t *testing.T) {
 	for _, kind := range []record.Kind{record.KindSSE, record.KindRaw} {
-		h := newPollHarness(t, kind)
-		h.s.body.reset(&h.s.rb, bodyClose, 0)
-		seen := watchReads(h.peer)
-		if _, err := io.WriteString(h.up, "data: 1\n\n"); err != nil {
-			t.Fatal(err)
-		}
-		done := h.copyAsync()
-		if err := seen.waitFor([]byte("data: 1\n\n")); err != nil {
-			t.Fatal(err)
-		}
+		h, done := startUntilClose(t, kind)
 		h.s.abort(record.ErrUpstreamTimeout)
 		select {
 		case err := <-done:
@@ -303,4 +294,22 @@ func TestAbortedUntilCloseBodyIsCut(t *testing.T) {
 		}
 		h.s.rb.release()
 	}
+}
+
+// startUntilClose starts copying a body of kind that ends when the upstream
+// closes, once the client has its first event: the copy is then waiting
+// for more. Its error comes on the channel.
+func startUntilClose(t *testing.T, kind record.Kind) (*pollHarness, <-chan error) {
+	t.Helper()
+	h := newPollHarness(t, kind)
+	h.s.body.reset(&h.s.rb, bodyClose, 0)
+	seen := watchReads(h.peer)
+	if _, err := io.WriteString(h.up, "data: 1\n\n"); err != nil {
+		t.Fatal(err)
+	}
+	done := h.copyAsync()
+	if err := seen.waitFor([]byte("data: 1\n\n")); err != nil {
+		t.Fatal(err)
+	}
+	return h, done
 }
