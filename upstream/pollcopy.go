@@ -83,10 +83,17 @@ type pollCopy struct {
 // Where the watchdog cannot watch upstream sockets (not Linux), nothing is
 // copied so.
 func (s *Stream) copyPolled(w io.Writer, bw *bufio.Writer) (int64, error) {
-	if watchesUpstreams && s.rb.raw != nil && s.rec.Kind == record.KindSSE && s.body.mode != bodyClose {
+	if s.pollable() {
 		return s.copyInPoller(w, bw)
 	}
 	return s.copyTo(w, bw)
+}
+
+// pollable reports whether copyPolled copies s's body in the poller's
+// callback: an SSE body framed by its length or chunks, read from a plain
+// TCP socket, where the watchdog can watch that socket.
+func (s *Stream) pollable() bool {
+	return watchesUpstreams && s.rb.raw != nil && s.rec.Kind == record.KindSSE && s.body.mode != bodyClose
 }
 
 // copyInPoller is copyTo for a stream read in the upstream socket's poller

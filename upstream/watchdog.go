@@ -270,12 +270,10 @@ func (w *Watchdog) watchUpstream(s *Stream) {
 }
 
 // upstreamUnwatched reports whether s's upstream socket is to join the
-// hang-up set and has not yet: an SSE body framed by its length or chunks,
-// read from a plain TCP socket (the bodies copyPolled copies in the
-// poller's callback).
+// hang-up set and has not yet: s's body is one copyPolled copies in the
+// poller's callback.
 func (w *Watchdog) upstreamUnwatched(s *Stream) bool {
-	return s.upSeq == 0 && w.hup != nil && s.up != nil && s.up.raw != nil &&
-		s.rec.Kind == record.KindSSE && s.body.mode != bodyClose
+	return s.upSeq == 0 && w.hup != nil && s.pollable()
 }
 
 // shutdownRead shuts the socket fd down for reading: a wait for it
