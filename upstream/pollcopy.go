@@ -46,8 +46,9 @@ import (
 // the body, and the watchdog finds it: the upstream socket of a stream
 // silent for PeekAfter joins its epoll set of hang-ups, like the client's,
 // and one the peer closed is shut down for reading each tick until the
-// stream ends, which wakes the wait (Watchdog.wakeEnded). The read then
-// returns what it would have: the bytes left, the end, or the reset.
+// stream ends, which wakes the wait (Watchdog.watchUpstream, shutdownRead).
+// The read then returns what it would have: the bytes left, the end, or
+// the reset.
 //
 // The callback holds the socket for as long as it runs, its client writes
 // included, and Close waits for it: the watchdog's abort therefore shuts
