@@ -274,6 +274,39 @@ func TestScenario2PairedMedian(t *testing.T) {
 	}
 }
 
+// TestScenario2NiceVariant: the production shape with ClickHouse yielding
+// the cores gets its own rows in scenario 2's tables, paired with direct
+// like the others, and its storage counters are listed.
+func TestScenario2NiceVariant(t *testing.T) {
+	dir := t.TempDir()
+	s2 := func(path string, p99 float64) Result {
+		r := Result{Label: "s2", Path: path, Mode: "open", Conns: 512, Chunks: 20, DelayMs: 5, Rate: 500, WindowS: 10, Requests: 5000, OK: 5000, RPS: 500}
+		r.FirstEvent.P50Ms, r.FirstEvent.P99Ms, r.FirstEvent.P999Ms = 1, p99, p99+1
+		return r
+	}
+	for i, v := range [][5]float64{{2, 3, 3, 5, 4}, {2, 3, 3, 6, 4.5}} {
+		round := "_r" + string(rune('1'+i)) + ".json"
+		for j, path := range []string{"direct", "nginx", "relay", "relay-chredis", "relay-chredis-nice"} {
+			writeJSON(t, dir, "s2_"+path+round, s2(path, v[j]))
+		}
+	}
+	md := runReport(t, dir, "quick=0\ns2_rate=500\ns2_storage_relay-chredis-nice_r1=insert_rows=9000 rows_spooled=0 \ns2_storage_relay-chredis-nice_r2=insert_rows=18000 rows_spooled=0 \n")
+	_, s2md, _ := strings.Cut(md, "## 2.")
+	s2md, _, _ = strings.Cut(s2md, "\n## ")
+	for _, want := range []string{
+		"*relay-chredis-nice* is the same relay with the ClickHouse server's threads at nice 19",
+		"| relay-chredis-nice | 500 | yes |",
+		// p99 added, paired: 2 and 2.5; the median of two rounds is the lower
+		"| relay-chredis-nice − direct | +0.00 | +0.00 | +2.00 | +2.00 |",
+		"| relay-chredis − direct | +0.00 | +0.00 | +3.00 | +3.00 |",
+		"- round 2: insert_rows=18000 rows_spooled=0",
+	} {
+		if !strings.Contains(s2md, want) {
+			t.Errorf("scenario 2 lacks %q:\n%s", want, s2md)
+		}
+	}
+}
+
 // TestScenario3BothCounts: scenario 3 at its largest count and again at
 // S3_ALSO's gives a headline row and two table rows per path for each.
 func TestScenario3BothCounts(t *testing.T) {
