@@ -20,11 +20,10 @@ import (
 // in the poller's callback (pollcopy.go), to learn of an upstream close the
 // poller reported together with the bytes before it.
 type hangups struct {
-	epfd    int
-	streams map[int32]*Stream // by client descriptor, armed streams only
-	ups     map[int32]*Stream // by upstream descriptor, armed streams only
-	seq     int32             // tells an arming from an earlier one of the same descriptor
-	events  [128]syscall.EpollEvent
+	epfd   int
+	sets   [2]map[int32]*Stream // by descriptor, armed streams only: [clientSide], [upstreamSide]
+	seq    int32                // tells an arming from an earlier one of the same descriptor
+	events [128]syscall.EpollEvent
 }
 
 // watchesUpstreams: upstream sockets can join the set.
@@ -37,13 +36,12 @@ func newHangups() *hangups {
 	if err != nil {
 		return nil
 	}
-	return &hangups{epfd: fd, streams: map[int32]*Stream{}, ups: map[int32]*Stream{}}
+	return &hangups{epfd: fd, sets: [2]map[int32]*Stream{{}, {}}}
 }
 
-// arm adds s's client socket to the set; false when it cannot be watched
-// this way (no socket, or a failure), and the caller peeks instead.
-func (h *hangups) arm(s *Stream) bool {
-	rc := s.hupConn()
+// arm adds s's socket rc, its side's (clientSide or upstreamSide), to the
+// set; false when it cannot be watched this way (no socket, or a failure).
+func (h *hangups) arm(s *Stream, side int, rc syscall.RawConn) bool {
 	if rc == nil {
 		return false
 	}
@@ -51,28 +49,12 @@ func (h *hangups) arm(s *Stream) bool {
 	if !ok {
 		return false
 	}
-	if old := h.streams[fd]; old != nil {
-		old.hupSeq = 0
+	set := h.sets[side]
+	if old := set[fd]; old != nil {
+		old.hupSock(side).seq = 0
 	}
-	h.streams[fd] = s
-	s.hupFD, s.hupSeq = fd, seq
-	return true
-}
-
-// armUpstream adds s's upstream socket to the set; false when it cannot.
-func (h *hangups) armUpstream(s *Stream) bool {
-	if s.up == nil || s.up.raw == nil {
-		return false
-	}
-	fd, seq, ok := h.add(s.up.raw)
-	if !ok {
-		return false
-	}
-	if old := h.ups[fd]; old != nil {
-		old.upSeq = 0
-	}
-	h.ups[fd] = s
-	s.upFD, s.upSeq = fd, seq
+	set[fd] = s
+	*s.hupSock(side) = hupSocket{fd: fd, seq: seq}
 	return true
 }
 
@@ -100,22 +82,21 @@ func (h *hangups) add(rc syscall.RawConn) (fd, seq int32, ok bool) {
 // still open (the stream's end, before fasthttp may close the client's
 // and the stream closes or pools the upstream's).
 func (h *hangups) disarm(s *Stream) {
-	if s.hupSeq > 0 {
-		if h.streams[s.hupFD] == s {
-			delete(h.streams, s.hupFD)
-		}
-		h.remove(s.hupRC, s.hupFD)
-		s.hupSeq = 0
+	h.drop(s, clientSide, s.hupRC)
+	h.drop(s, upstreamSide, s.upRaw())
+}
+
+// drop removes s's socket rc of side from the set, if there.
+func (h *hangups) drop(s *Stream, side int, rc syscall.RawConn) {
+	sock := s.hupSock(side)
+	if sock.seq <= 0 {
+		return
 	}
-	if s.upSeq > 0 {
-		if h.ups[s.upFD] == s {
-			delete(h.ups, s.upFD)
-		}
-		if s.up != nil {
-			h.remove(s.up.raw, s.upFD)
-		}
-		s.upSeq = 0
+	if h.sets[side][sock.fd] == s {
+		delete(h.sets[side], sock.fd)
 	}
+	h.remove(rc, sock.fd)
+	sock.seq = 0
 }
 
 // remove takes the socket under rc, if still descriptor fd, out of the set.
@@ -136,7 +117,7 @@ func (h *hangups) remove(rc syscall.RawConn, fd int32) {
 // sockets in turn, so with more than one call returns, the rest come in
 // the next ticks.
 func (h *hangups) poll(gone, ended func(*Stream)) {
-	if len(h.streams) == 0 && len(h.ups) == 0 {
+	if len(h.sets[clientSide]) == 0 && len(h.sets[upstreamSide]) == 0 {
 		return
 	}
 	for range 4 {
@@ -145,9 +126,9 @@ func (h *hangups) poll(gone, ended func(*Stream)) {
 			continue
 		}
 		for _, ev := range h.events[:max(n, 0)] {
-			if s := h.streams[ev.Fd]; s != nil && s.hupSeq == ev.Pad {
+			if s := h.sets[clientSide][ev.Fd]; s != nil && s.hupClient.seq == ev.Pad {
 				gone(s)
-			} else if s := h.ups[ev.Fd]; s != nil && s.upSeq == ev.Pad {
+			} else if s := h.sets[upstreamSide][ev.Fd]; s != nil && s.hupUp.seq == ev.Pad {
 				ended(s)
 			}
 		}

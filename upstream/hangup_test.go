@@ -50,7 +50,7 @@ func TestWatchdogHangupSet(t *testing.T) {
 	}
 	const n, leaving = 200, 150
 	pairs := silentStreams(t, w, n)
-	waitFor(t, w, "every stream armed", func() bool { return len(w.hup.streams) == n })
+	waitFor(t, w, "every stream armed", func() bool { return len(w.hup.sets[clientSide]) == n })
 
 	before := peeks.Load()
 	time.Sleep(15 * w.tick) // many ticks past PeekAfter
@@ -96,7 +96,7 @@ func TestWatchdogHangupSet(t *testing.T) {
 		w.untrack(p.s)
 	}
 	w.mu.Lock()
-	armed := len(w.hup.streams)
+	armed := len(w.hup.sets[clientSide])
 	w.mu.Unlock()
 	if armed != 0 {
 		t.Fatalf("%d sockets left in the set after every stream ended", armed)
@@ -106,7 +106,7 @@ func TestWatchdogHangupSet(t *testing.T) {
 	// its client's leaving noticed.
 	last := pairs[n-1]
 	next := watchedStream(w, last.s.client)
-	waitFor(t, w, "the next stream armed", func() bool { return next.hupSeq > 0 })
+	waitFor(t, w, "the next stream armed", func() bool { return next.hupClient.seq > 0 })
 	last.client.Close()
 	waitFor(t, w, "the next stream's client noticed", func() bool { return reasonOf(next) != "" })
 	if r := reasonOf(next); r != record.ErrClientClosed {

@@ -79,7 +79,7 @@ func TestPollCopyUpstreamCloseWithLastBytes(t *testing.T) {
 	}
 	// Quiet, open: the watchdog adds the upstream socket to its hang-up
 	// set and leaves the stream be.
-	looked := func() bool { wd.mu.Lock(); defer wd.mu.Unlock(); return h.s.upSeq > 0 }
+	looked := func() bool { wd.mu.Lock(); defer wd.mu.Unlock(); return h.s.hupUp.seq > 0 }
 	for i := 0; i < 3000 && !looked(); i++ {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -118,10 +118,10 @@ func TestPollCopyUpstreamCloseWithLastBytes(t *testing.T) {
 	}
 	wd.untrack(h.s)
 	wd.mu.Lock()
-	left := len(wd.hup.ups)
+	left := len(wd.hup.sets[upstreamSide])
 	wd.mu.Unlock()
-	if left != 0 || h.s.upSeq != 0 {
-		t.Errorf("after the stream's end %d upstream sockets stay in the hang-up set (upSeq %d)", left, h.s.upSeq)
+	if left != 0 || h.s.hupUp.seq != 0 {
+		t.Errorf("after the stream's end %d upstream sockets stay in the hang-up set (seq %d)", left, h.s.hupUp.seq)
 	}
 	h.s.rb.release()
 }

@@ -61,15 +61,12 @@ type Stream struct {
 	wdIndex    int   // watchdog-owned: s's entry in Watchdog.watched while wdTracked
 	wdTracked  bool
 	waiting    bool // watchdog-read under its mutex: the response headers are awaited
-	// The client socket in the watchdog's hang-up set (hangup_linux.go),
-	// all watchdog-owned: hupSeq is 0 while not in it, -1 when it cannot
-	// be (the watchdog peeks instead).
-	hupRC  syscall.RawConn
-	hupFD  int32
-	hupSeq int32
-	// The upstream socket in the same set (pollcopy.go), as hupFD, hupSeq.
-	upFD  int32
-	upSeq int32
+	// The client socket in the watchdog's hang-up set (hangup_linux.go;
+	// where it cannot be, the watchdog peeks instead) and the upstream
+	// socket in the same set (pollcopy.go), all watchdog-owned.
+	hupRC     syscall.RawConn
+	hupClient hupSocket
+	hupUp     hupSocket
 
 	// parked is the client writer whose buffer is on the shelf while the
 	// stream is between its first chunk and its last (parkedwriter.go);
@@ -479,7 +476,7 @@ func (s *Stream) release() {
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
 	s.nextPeek, s.wdIndex, s.wdTracked, s.waiting = 0, 0, false, false
-	s.hupRC, s.hupFD, s.hupSeq, s.upFD, s.upSeq = nil, 0, 0, 0, 0
+	s.hupRC, s.hupClient, s.hupUp = nil, hupSocket{}, hupSocket{}
 	s.splice.reset()
 	s.poll = pollCopy{fn: s.poll.fn}
 	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0

@@ -139,7 +139,7 @@ func (w *Watchdog) untrack(s *Stream) {
 			w.watched = append(make([]watched, 0, c/2), w.watched...)
 		}
 		s.wdIndex, s.wdTracked = 0, false
-		if (s.hupSeq > 0 || s.upSeq > 0) && w.hup != nil {
+		if (s.hupClient.seq > 0 || s.hupUp.seq > 0) && w.hup != nil {
 			w.hup.disarm(s)
 		}
 	}
@@ -264,8 +264,8 @@ func (w *Watchdog) act(s *Stream, now int64, buf []byte) int64 {
 // callback, to the hang-up set, once: there an upstream that closed right
 // after its last bytes is seen (pollcopy.go).
 func (w *Watchdog) watchUpstream(s *Stream) {
-	if w.upstreamUnwatched(s) && !w.hup.armUpstream(s) {
-		s.upSeq = -1
+	if w.upstreamUnwatched(s) && !w.hup.arm(s, upstreamSide, s.upRaw()) {
+		s.hupUp.seq = -1
 	}
 }
 
@@ -273,7 +273,7 @@ func (w *Watchdog) watchUpstream(s *Stream) {
 // hang-up set and has not yet: s's body is one copyPolled copies in the
 // poller's callback.
 func (w *Watchdog) upstreamUnwatched(s *Stream) bool {
-	return s.upSeq == 0 && w.hup != nil && s.pollable()
+	return s.hupUp.seq == 0 && w.hup != nil && s.pollable()
 }
 
 // shutdownRead shuts the socket fd down for reading: a wait for it
@@ -289,7 +289,7 @@ var endWakes atomic.Int64
 // if its upstream stays silent from now on, silent enough from quiet: never
 // once its client is in the hang-up set.
 func (w *Watchdog) clientDue(s *Stream, quiet int64) int64 {
-	if s.client == nil || s.hupSeq > 0 {
+	if s.client == nil || s.hupClient.seq > 0 {
 		return never
 	}
 	return max(quiet, s.nextPeek)
@@ -298,19 +298,48 @@ func (w *Watchdog) clientDue(s *Stream, quiet int64) int64 {
 // watchClient makes sure a leaving client of s is noticed: its socket joins
 // the hang-up set, once, or, where it cannot, is peeked at every peekAfter.
 func (w *Watchdog) watchClient(s *Stream, now int64, buf []byte) {
-	if s.hupSeq > 0 || now < s.nextPeek || s.client == nil {
+	if s.hupClient.seq > 0 || now < s.nextPeek || s.client == nil {
 		return
 	}
-	if s.hupSeq == 0 && w.hup != nil {
-		if w.hup.arm(s) {
+	if s.hupClient.seq == 0 && w.hup != nil {
+		if w.hup.arm(s, clientSide, s.hupConn()) {
 			return
 		}
-		s.hupSeq = -1
+		s.hupClient.seq = -1
 	}
 	s.nextPeek = now + int64(w.peekAfter)
 	if clientGone(s.client, buf) {
 		s.abort(record.ErrClientClosed)
 	}
+}
+
+// hupSocket is one of a stream's sockets in the watchdog's hang-up set:
+// its descriptor, and seq, the arming's number (0 while not in the set,
+// -1 when it cannot be).
+type hupSocket struct {
+	fd, seq int32
+}
+
+// The sides of a stream whose sockets join the hang-up set.
+const (
+	clientSide   = 0
+	upstreamSide = 1
+)
+
+// hupSock returns s's socket of side in the hang-up set.
+func (s *Stream) hupSock(side int) *hupSocket {
+	if side == clientSide {
+		return &s.hupClient
+	}
+	return &s.hupUp
+}
+
+// upRaw returns the socket under s's upstream connection, nil without one.
+func (s *Stream) upRaw() syscall.RawConn {
+	if s.up == nil {
+		return nil
+	}
+	return s.up.raw
 }
 
 // hupConn returns the socket under s's client connection (beneath TLS and
