@@ -151,7 +151,7 @@ func TestChInsertSection(t *testing.T) {
 		t.Fatalf("no scenario 6:\n%s", md)
 	}
 	s6, _, _ = strings.Cut(s6, "## 7.")
-	for _, want := range []string{
+	wantAll(t, "scenario 6", s6,
 		"200000 rows per method and round (6656 bytes each in Native form, blocks of 10000 rows)",
 		"| relay writer (chlog) | **10500** | 10500, 11200, 9800 | 0.88 |",
 		"| clickhouse-client, FORMAT Native | **12000** | 12000, 11800, 12500 | 1.00 |",
@@ -159,11 +159,7 @@ func TestChInsertSection(t *testing.T) {
 		"ClickHouse server CPU per row during the writer's runs: 61.2 µs",
 		"Notes from bench/chinsert: the server spent most of its time compressing.",
 		"200ms 34.48% 34.48%      200ms 34.48%  runtime.memmove",
-	} {
-		if !strings.Contains(s6, want) {
-			t.Errorf("scenario 6 lacks %q:\n%s", want, s6)
-		}
-	}
+	)
 	row := headlineRow(t, md, "6 rows/s into ClickHouse")
 	if row[3] != "10500 vs 12000" || row[4] != "0.88" {
 		t.Errorf("scenario 6 headline row = %q", row)
@@ -205,18 +201,14 @@ func TestRateSection(t *testing.T) {
 		t.Fatalf("no scenario 7:\n%s", md)
 	}
 	s7, _, _ = strings.Cut(s7, "## Where")
-	for _, want := range []string{
+	wantAll(t, "scenario 7", s7,
 		"at **1000 requests/s** per target",
 		"in 3 round(s)",
 		"| POST /v1/chat/completions | relay | 1000 | 1000 | yes | 100.00 | 0.30 | 0.45 | 0.90 | 3.60 | 150 | 130 | 260 | 0 | 0.90, 90.00, 0.70 |",
 		"| POST /v1/chat/completions stream | nginx | 1000 | 1000 | yes | 100.00 | 0.53 | 0.80 | 1.60 | 6.40 | 200 | 130 | 260 | 0 |",
 		"| POST /v1/chat/completions | relay-chredis | 1000 | 990 | **no** | 99.00 |",
 		"status 502: 50",
-	} {
-		if !strings.Contains(s7, want) {
-			t.Errorf("scenario 7 lacks %q:\n%s", want, s7)
-		}
-	}
+	)
 	row := headlineRow(t, md, "7 POST /v1/chat/completions at 1000 requests/s")
 	if row[1] != "0.50" || row[2] != "0.80" || row[3] != "0.90" || row[4] != "1.12" || row[5] != "1.20" || row[6] != "1.50" {
 		t.Errorf("scenario 7 latency row = %q", row)
@@ -293,18 +285,14 @@ func TestScenario2NiceVariant(t *testing.T) {
 	md := runReport(t, dir, "quick=0\ns2_rate=500\ns2_storage_relay-chredis-nice_r1=insert_rows=9000 rows_spooled=0 \ns2_storage_relay-chredis-nice_r2=insert_rows=18000 rows_spooled=0 \n")
 	_, s2md, _ := strings.Cut(md, "## 2.")
 	s2md, _, _ = strings.Cut(s2md, "\n## ")
-	for _, want := range []string{
+	wantAll(t, "scenario 2", s2md,
 		"*relay-chredis-nice* is the same relay with the ClickHouse server's threads at nice 19",
 		"| relay-chredis-nice | 500 | yes |",
 		// p99 added, paired: 2 and 2.5; the median of two rounds is the lower
 		"| relay-chredis-nice − direct | +0.00 | +0.00 | +2.00 | +2.00 |",
 		"| relay-chredis − direct | +0.00 | +0.00 | +3.00 | +3.00 |",
 		"- round 2: insert_rows=18000 rows_spooled=0",
-	} {
-		if !strings.Contains(s2md, want) {
-			t.Errorf("scenario 2 lacks %q:\n%s", want, s2md)
-		}
-	}
+	)
 }
 
 // TestScenario3BothCounts: scenario 3 at its largest count and again at
@@ -332,11 +320,7 @@ func TestScenario3BothCounts(t *testing.T) {
 	}
 	_, s3, _ := strings.Cut(md, "## 3. Many slow streams")
 	s3, _, _ = strings.Cut(s3, "## 4.")
-	for _, want := range []string{"| nginx | 9900 |", "| relay | 9900 |", "| nginx | 2000 |", "| relay | 2000 |", "again with 2000 streams"} {
-		if !strings.Contains(s3, want) {
-			t.Errorf("scenario 3 lacks %q:\n%s", want, s3)
-		}
-	}
+	wantAll(t, "scenario 3", s3, "| nginx | 9900 |", "| relay | 9900 |", "| nginx | 2000 |", "| relay | 2000 |", "again with 2000 streams")
 }
 
 // TestBodyStorageCounters: the relay's storage counters noted after each
@@ -349,11 +333,7 @@ func TestBodyStorageCounters(t *testing.T) {
 	}
 	md := runReport(t, dir, "quick=0\ns5body_storage_relay_r1=rows_spooled=2700 rows_degraded=300 rows_dropped=0 \ns5body_storage_relay-chredis_r1=insert_rows=2100 rows_degraded=0 \ns5body_idle_ds_relay-chredis_r1=37\n")
 	_, s5, _ := strings.Cut(md, "## 5. Large bodies")
-	for _, want := range []string{"- relay, round 1: rows_spooled=2700 rows_degraded=300 rows_dropped=0\n", "- relay-chredis, round 1: insert_rows=2100 rows_degraded=0; storing them took 3.7 s more\n"} {
-		if !strings.Contains(s5, want) {
-			t.Errorf("scenario 5 lacks %q:\n%s", want, s5)
-		}
-	}
+	wantAll(t, "scenario 5", s5, "- relay, round 1: rows_spooled=2700 rows_degraded=300 rows_dropped=0\n", "- relay-chredis, round 1: insert_rows=2100 rows_degraded=0; storing them took 3.7 s more\n")
 }
 
 // TestBodyNotStored: the body run of the relay with capture meta shows in
@@ -371,11 +351,7 @@ func TestBodyNotStored(t *testing.T) {
 		t.Errorf("headline row = %q, want nginx 1000, relay-meta 1100, ratio 1.10", got)
 	}
 	_, s5, _ := strings.Cut(md, "## 5. Large bodies")
-	for _, want := range []string{"| body | relay-meta | **1100** |", "cost the relay 230 µs of CPU per request: 750 with the body captured, 520 with it not stored (relay-meta); 900 vs 1100 requests/s."} {
-		if !strings.Contains(s5, want) {
-			t.Errorf("scenario 5 lacks %q:\n%s", want, s5)
-		}
-	}
+	wantAll(t, "scenario 5", s5, "| body | relay-meta | **1100** |", "cost the relay 230 µs of CPU per request: 750 with the body captured, 520 with it not stored (relay-meta); 900 vs 1100 requests/s.")
 }
 
 // TestServicesCPU: the production shape's ClickHouse and Redis servers,
@@ -395,15 +371,11 @@ func TestServicesCPU(t *testing.T) {
 	if row[5] != "17.0" {
 		t.Errorf("services CPU headline row = %q", row)
 	}
-	for _, want := range []string{
+	wantAll(t, "scenario 4", md,
 		"| chredis | **4600** | 4600 | 0.87 | 0.96 | 120 | 17.0 |",
 		"| base | **5280** | 5280 | 1.00 | 1.10 | 109 | – |",
 		"1000 rows inserted; its background merges rewrote 2900 rows (2.9 per row inserted) in 120 ms",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("scenario 4 lacks %q:\n%s", want, md)
-		}
-	}
+	)
 }
 
 // TestLimiterPairs: scenario 4's back-to-back pairs of base and redis give
@@ -428,6 +400,17 @@ func TestLimiterPairs(t *testing.T) {
 	for _, want := range []string{"4 pairs of 3 s each", "**0.99** (pairs from 0.90 to 1.02)", "base 80.0 µs, redis 84.0 µs", "did not answer in time): 0."} {
 		if !strings.Contains(md, want) {
 			t.Errorf("scenario 4 does not say %q", want)
+		}
+	}
+}
+
+// wantAll fails t for each of wants that text, a part of the report (what),
+// does not contain.
+func wantAll(t *testing.T, what, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(text, want) {
+			t.Errorf("%s lacks %q:\n%s", what, want, text)
 		}
 	}
 }
