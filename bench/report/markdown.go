@@ -741,12 +741,9 @@ func (rp *report) bodyStorageCost() {
 func (rp *report) bodyStorage() {
 	var lines []string
 	for _, path := range []string{"relay", "relay-chredis"} {
-		for r := 1; ; r++ {
-			v, ok := rp.meta[fmt.Sprintf("s5body_storage_%s_r%d", path, r)]
-			if !ok {
-				break
-			}
-			line := fmt.Sprintf("- %s, round %d: %s", path, r, orDash(strings.TrimSpace(v)))
+		for i, v := range rp.roundNotes("s5body_storage_" + path) {
+			r := i + 1
+			line := fmt.Sprintf("- %s, round %d: %s", path, r, orDash(v))
 			if ds, err := strconv.Atoi(rp.meta[fmt.Sprintf("s5body_idle_ds_%s_r%d", path, r)]); err == nil {
 				line += fmt.Sprintf("; storing them took %.1f s more", float64(ds)/10)
 			}
@@ -764,17 +761,26 @@ func (rp *report) bodyStorage() {
 // yielding ClickHouse server kept up with the rate.
 func (rp *report) niceStorage() {
 	var lines []string
-	for r := 1; ; r++ {
-		v, ok := rp.meta[fmt.Sprintf("s2_storage_relay-chredis-nice_r%d", r)]
-		if !ok {
-			break
-		}
-		lines = append(lines, fmt.Sprintf("- round %d: %s", r, orDash(strings.TrimSpace(v))))
+	for i, v := range rp.roundNotes("s2_storage_relay-chredis-nice") {
+		lines = append(lines, fmt.Sprintf("- round %d: %s", i+1, orDash(v)))
 	}
 	if len(lines) == 0 {
 		return
 	}
 	rp.p("The production-shape relay's storage counters after each *relay-chredis-nice* run (since the relay started, both production-shape runs of the round; `rows_spooled` counts rows the relay had to spool because ClickHouse did not take them in time):\n\n%s\n\n", strings.Join(lines, "\n"))
+}
+
+// roundNotes returns the notes prefix_r1, prefix_r2, ... of raw/meta.txt,
+// trimmed, up to the first round without one.
+func (rp *report) roundNotes(prefix string) []string {
+	var notes []string
+	for r := 1; ; r++ {
+		v, ok := rp.meta[fmt.Sprintf("%s_r%d", prefix, r)]
+		if !ok {
+			return notes
+		}
+		notes = append(notes, strings.TrimSpace(v))
+	}
 }
 
 func (rp *report) profiles() {
