@@ -382,3 +382,29 @@ type fieldError struct {
 func (e *fieldError) Error() string {
 	return fmt.Sprintf("config: %s=%v: %s", e.field, e.value, e.why)
 }
+
+// shownURL is a URL as a configuration error shows it: the user info and
+// the query or fragment, where credentials travel (a password, a Gemini
+// ?key=), are replaced by "redacted", so that an error on start-up or a
+// refused reload never writes them to a log.
+type shownURL string
+
+func (u shownURL) String() string {
+	s := string(u)
+	if i := strings.IndexAny(s, "?#"); i >= 0 {
+		s = s[:i+1] + "redacted"
+	}
+	rest := s
+	if i := strings.Index(s, "://"); i >= 0 {
+		rest = s[i+3:]
+	}
+	host := rest
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		host = rest[:i]
+	}
+	if at := strings.LastIndexByte(host, '@'); at >= 0 {
+		start := len(s) - len(rest)
+		s = s[:start] + "redacted" + s[start+at:]
+	}
+	return s
+}

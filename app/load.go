@@ -236,7 +236,7 @@ func (c *Config) validate() error {
 	}
 	if u := c.Storage.ClickHouse.URL; u != "" {
 		if err := checkHTTPURL(u); err != nil {
-			return &fieldError{"storage.clickhouse.url", u, err.Error()}
+			return &fieldError{"storage.clickhouse.url", shownURL(u), err.Error()}
 		}
 	}
 	if err := checkClickHouseNodes(&c.Storage.ClickHouse); err != nil {
@@ -288,7 +288,7 @@ func (c *Config) validateRoutes() error {
 				return err
 			}
 		} else if err := checkHTTPURL(wsAsHTTP(r.Kind, r.Upstream)); err != nil {
-			return &fieldError{f("upstream"), r.Upstream, err.Error()}
+			return &fieldError{f("upstream"), shownURL(r.Upstream), err.Error()}
 		}
 		if err := r.validateFailover(f); err != nil {
 			return err
@@ -376,15 +376,15 @@ func checkClickHouseNodes(ch *ClickHouseConfig) error {
 	for i, u := range ch.URLs {
 		f := "storage.clickhouse.urls[" + strconv.Itoa(i) + "]"
 		if err := checkHTTPURL(u); err != nil {
-			return &fieldError{f, u, err.Error()}
+			return &fieldError{f, shownURL(u), err.Error()}
 		}
 		if seen[strings.TrimRight(u, "/")] {
-			return &fieldError{f, u, "listed twice"}
+			return &fieldError{f, shownURL(u), "listed twice"}
 		}
 		seen[strings.TrimRight(u, "/")] = true
 	}
 	if ch.URL != "" && len(ch.URLs) > 0 && !seen[strings.TrimRight(ch.URL, "/")] {
-		return &fieldError{"storage.clickhouse.url", ch.URL, "not among storage.clickhouse.urls: set urls alone"}
+		return &fieldError{"storage.clickhouse.url", shownURL(ch.URL), "not among storage.clickhouse.urls: set urls alone"}
 	}
 	if ch.Cluster == "" {
 		return nil

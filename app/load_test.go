@@ -137,6 +137,44 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 	}
 }
 
+// TestConfigErrorsHideURLCredentials: a refused URL is named without its
+// user info or query, where passwords and provider keys travel: the error
+// goes to stderr on start-up and to the log on a refused reload.
+func TestConfigErrorsHideURLCredentials(t *testing.T) {
+	route := func(upstream string) string {
+		return "routes:\n  - name: a\n    path: /a\n    upstream: " + upstream + "\n"
+	}
+	tests := []struct {
+		name, yaml, want string
+	}{
+		{"upstream user info", route("http://ops:UPSTREAMPASS@10.0.0.1:9/v1"), "routes[0].upstream=http://redacted@10.0.0.1:9/v1"},
+		{"upstream query key", route("'http://h/v1beta?key=AIzaPROVIDERKEY'"), "routes[0].upstream=http://h/v1beta?redacted"},
+		{"upstream both", route("'https://u:PASS@h?key=PROVIDERKEY#x'"), "routes[0].upstream=https://redacted@h?redacted"},
+		{"pool target", "routes:\n  - name: a\n    path: /a\n    upstreams:\n      - url: 'http://h?key=PROVIDERKEY'\n",
+			"routes[0].upstreams[0].url=http://h?redacted"},
+		{"clickhouse url", route("http://x") + "storage:\n  clickhouse:\n    url: http://chuser:CHPASS@127.0.0.1:8123\n",
+			"storage.clickhouse.url=http://redacted@127.0.0.1:8123"},
+		{"clickhouse urls", route("http://x") + "storage:\n  clickhouse:\n    urls: ['http://a:8123', 'http://u:CHPASS@b:8123']\n",
+			"storage.clickhouse.urls[1]=http://redacted@b:8123"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not name %q", err, tt.want)
+			}
+			for _, secret := range []string{"PASS", "PROVIDERKEY"} {
+				if strings.Contains(err.Error(), secret) {
+					t.Errorf("error %q shows the credential", err)
+				}
+			}
+		})
+	}
+}
+
 func FuzzParseConfig(f *testing.F) {
 	b, _ := os.ReadFile("../configs/config.yaml")
 	f.Add(b)

@@ -12,7 +12,7 @@ import (
 // route.
 func (r *RouteConfig) validateUpstreams(f func(string) string) error {
 	if r.Upstream != "" {
-		return &fieldError{f("upstream"), r.Upstream, "give upstream or upstreams, not both"}
+		return &fieldError{f("upstream"), shownURL(r.Upstream), "give upstream or upstreams, not both"}
 	}
 	if r.Kind == "ws" {
 		return &fieldError{f("upstreams"), len(r.Upstreams), "kind ws takes one upstream: pools and failover are for sse and raw routes"}
@@ -25,7 +25,7 @@ func (r *RouteConfig) validateUpstreams(f func(string) string) error {
 	for i, u := range r.Upstreams {
 		g := func(name string) string { return f("upstreams[" + strconv.Itoa(i) + "]." + name) }
 		if err := checkHTTPURL(wsAsHTTP(r.Kind, u.URL)); err != nil {
-			return &fieldError{g("url"), u.URL, err.Error()}
+			return &fieldError{g("url"), shownURL(u.URL), err.Error()}
 		}
 		if u.Weight < 0 {
 			return &fieldError{g("weight"), u.Weight, "must not be negative (0: 1)"}

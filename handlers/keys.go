@@ -6,6 +6,9 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
+	"net/url"
+
+	"github.com/stream-relay/stream-relay/upstream"
 )
 
 // KeyOptions is one configured relay key: the key itself or its SHA-256.
@@ -91,11 +94,46 @@ func (k *Key) tenant(t []byte) string { return k.tenants[string(t)] }
 
 var bearer = []byte("bearer ")
 
-// credential returns the relay key from "Authorization: Bearer <key>" or,
-// failing that, from "x-api-key" (Anthropic-style clients).
-func credential(authorization, apiKey []byte) []byte {
+// credential returns the relay key a client sent: from "Authorization:
+// Bearer <key>", failing that from "x-api-key" (Anthropic's clients), from
+// "x-goog-api-key" (Gemini's), and failing those from the query parameter
+// "key" (Google's REST form, which the relay never forwards:
+// upstream.RelayKeyParam).
+func credential(authorization, apiKey, googKey, query []byte) []byte {
 	if len(authorization) > len(bearer) && bytes.EqualFold(authorization[:len(bearer)], bearer) {
 		return bytes.TrimSpace(authorization[len(bearer):])
 	}
-	return bytes.TrimSpace(apiKey)
+	if k := bytes.TrimSpace(apiKey); len(k) > 0 {
+		return k
+	}
+	if k := bytes.TrimSpace(googKey); len(k) > 0 {
+		return k
+	}
+	return queryValue(query, upstream.RelayKeyParam)
+}
+
+// queryValue returns the value of the first parameter called name in the
+// raw query string q, unescaped (nil when there is none).
+func queryValue(q []byte, name string) []byte {
+	for len(q) > 0 {
+		pair := q
+		if i := bytes.IndexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			q = nil
+		}
+		k, v, _ := bytes.Cut(pair, []byte{'='})
+		if string(k) != name {
+			continue
+		}
+		if bytes.IndexByte(v, '%') < 0 && bytes.IndexByte(v, '+') < 0 {
+			return v
+		}
+		u, err := url.QueryUnescape(string(v))
+		if err != nil {
+			return nil
+		}
+		return []byte(u)
+	}
+	return nil
 }

@@ -52,17 +52,25 @@ func TestNewKeysErrors(t *testing.T) {
 }
 
 func TestCredential(t *testing.T) {
-	tests := []struct{ auth, apiKey, want string }{
-		{"Bearer sk-1", "", "sk-1"},
-		{"bearer  sk-2 ", "", "sk-2"},
-		{"", "sk-3", "sk-3"},
-		{"Basic abc", "sk-4", "sk-4"},
-		{"Bearer sk-5", "sk-6", "sk-5"},
-		{"", "", ""},
+	tests := []struct{ auth, apiKey, googKey, query, want string }{
+		{"Bearer sk-1", "", "", "", "sk-1"},
+		{"bearer  sk-2 ", "", "", "", "sk-2"},
+		{"", "sk-3", "", "", "sk-3"},
+		{"Basic abc", "sk-4", "", "", "sk-4"},
+		{"Bearer sk-5", "sk-6", "", "", "sk-5"},
+		{"", "", "", "", ""},
+		{"", "", "sk-7", "key=other", "sk-7"},
+		{"", "sk-8", "sk-9", "", "sk-8"},
+		{"", "", "", "alt=sse&key=sk-10", "sk-10"},
+		{"", "", "", "key=sk%2D11&alt=sse", "sk-11"},
+		{"", "", "", "keys=sk-12&akey=x", ""},
+		{"", "", "", "key=%zz", ""},
+		{"Bearer sk-13", "", "", "key=sk-14", "sk-13"},
 	}
 	for _, tt := range tests {
-		if got := string(credential([]byte(tt.auth), []byte(tt.apiKey))); got != tt.want {
-			t.Errorf("credential(%q, %q) = %q, want %q", tt.auth, tt.apiKey, got, tt.want)
+		got := string(credential([]byte(tt.auth), []byte(tt.apiKey), []byte(tt.googKey), []byte(tt.query)))
+		if got != tt.want {
+			t.Errorf("credential(%q, %q, %q, %q) = %q, want %q", tt.auth, tt.apiKey, tt.googKey, tt.query, got, tt.want)
 		}
 	}
 }

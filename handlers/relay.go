@@ -185,9 +185,10 @@ func (h *Relay) Handle(c *fiber.Ctx) error {
 }
 
 var (
-	hdrRequestID = []byte("X-Request-Id")
-	hdrTenant    = []byte("X-Tenant-Id")
-	hdrAPIKey    = []byte("X-Api-Key")
+	hdrRequestID  = []byte("X-Request-Id")
+	hdrTenant     = []byte("X-Tenant-Id")
+	hdrAPIKey     = []byte("X-Api-Key")
+	hdrGoogAPIKey = []byte("X-Goog-Api-Key")
 )
 
 // begin starts the record of a request: id, route, client facts, and its
@@ -255,7 +256,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	hdr := &ctx.Request.Header
-	key := cfg.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey)))
+	key := cfg.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey), hdr.PeekBytes(hdrGoogAPIKey), ctx.URI().QueryString()))
 	if key == nil {
 		h.reject(ctx, rec, fasthttp.StatusUnauthorized, record.ErrUnauthorized, "missing or unknown relay key")
 		return

@@ -35,7 +35,7 @@ func classOf(lk []byte) headerClass {
 		return hopByHop
 	case "proxy-authorization":
 		return hopByHop | secret
-	case "authorization", "x-api-key", "api-key", "cookie":
+	case "authorization", "x-api-key", "api-key", "x-goog-api-key", "cookie":
 		return clientOnly | secret
 	case "x-tenant-id", "accept-encoding":
 		return clientOnly
@@ -156,8 +156,11 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
 		class := classOf(lk)
+		if bytes.EqualFold(k, r.authKey) {
+			class |= clientOnly | secret // the route's key header: the provider key's place
+		}
 		capture = appendHeaderJSON(capture, lk, v, class)
-		if class&(hopByHop|clientOnly) != 0 || bytes.EqualFold(k, r.authKey) || !validName(k) {
+		if class&(hopByHop|clientOnly) != 0 || !validName(k) {
 			continue
 		}
 		if !r.UnderscoreHeaders && bytes.IndexByte(k, '_') >= 0 {

@@ -10,7 +10,8 @@ import (
 // TestCapturedHeadersRedactSecrets: credentials, including a key a browser
 // WebSocket client sends as a subprotocol, never reach the stored headers.
 func TestCapturedHeadersRedactSecrets(t *testing.T) {
-	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider", KeyEnv: "K"}, NewClients())
+	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider", KeyEnv: "K",
+		AuthHeader: "Ocp-Apim-Subscription-Key"}, NewClients())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -18,11 +19,13 @@ func TestCapturedHeadersRedactSecrets(t *testing.T) {
 	src.SetMethod("GET")
 	src.SetRequestURI("/v1/realtime")
 	for k, v := range map[string]string{
-		"Authorization":          "Bearer sk-client-1",
-		"X-Api-Key":              "sk-client-2",
-		"Sec-WebSocket-Protocol": "realtime, openai-insecure-api-key.sk-client-3",
-		"Cookie":                 "session=sk-client-4",
-		"X-Visible":              "kept",
+		"Authorization":             "Bearer sk-client-1",
+		"X-Api-Key":                 "sk-client-2",
+		"Sec-WebSocket-Protocol":    "realtime, openai-insecure-api-key.sk-client-3",
+		"Cookie":                    "session=sk-client-4",
+		"X-Goog-Api-Key":            "sk-client-5",
+		"Ocp-Apim-Subscription-Key": "sk-client-6", // the route's own key header
+		"X-Visible":                 "kept",
 	} {
 		src.Set(k, v)
 	}
@@ -30,9 +33,16 @@ func TestCapturedHeadersRedactSecrets(t *testing.T) {
 	if strings.Contains(capture, "sk-client") {
 		t.Fatalf("a secret reached the captured headers: %s", capture)
 	}
-	for _, want := range []string{`"sec-websocket-protocol":"[redacted]"`, `"authorization":"[redacted]"`, `"x-visible":"kept"`} {
+	for _, want := range []string{`"sec-websocket-protocol":"[redacted]"`, `"authorization":"[redacted]"`, `"x-visible":"kept"`,
+		`"x-goog-api-key":"[redacted]"`, `"ocp-apim-subscription-key":"[redacted]"`} {
 		if !strings.Contains(capture, want) {
 			t.Errorf("captured headers %s lack %s", capture, want)
 		}
+	}
+	if v := string(dst.Peek("Ocp-Apim-Subscription-Key")); v != "sk-provider" {
+		t.Errorf("upstream key header %q, want the provider key", v)
+	}
+	if v := dst.Peek("X-Goog-Api-Key"); len(v) != 0 {
+		t.Errorf("the client's x-goog-api-key was forwarded: %q", v)
 	}
 }

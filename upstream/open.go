@@ -221,10 +221,7 @@ func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Rec
 	if len(target) == 0 {
 		target = append(target, '/')
 	}
-	if len(in.Query) > 0 {
-		target = append(target, '?')
-		target = append(target, in.Query...)
-	}
+	target = appendQuery(target, in.Query, "")
 	req.Header.SetRequestURIBytes(target)
 	req.Header.SetMethodBytes(in.Method)
 	req.Header.SetHostBytes(r.host)

@@ -144,7 +144,29 @@ func (r *Route) wsURL(in *Request) string {
 	b = append(b, r.host...)
 	b = append(b, r.basePath...)
 	b = appendEscapedPath(b, in.Path)
-	q := in.Query
+	b = appendQuery(b, in.Query, r.AuthQuery)
+	if r.AuthQuery != "" {
+		sep := byte('&')
+		if indexByte(b, '?') < 0 {
+			sep = '?'
+		}
+		b = append(b, sep)
+		b = append(b, url.QueryEscape(r.AuthQuery)...)
+		b = append(b, '=')
+		b = append(b, url.QueryEscape(r.ProviderKey)...)
+	}
+	return string(b)
+}
+
+// RelayKeyParam is the query parameter in which Google's clients send an
+// API key ("?key="): a client of the relay sends its relay key there
+// (handlers' credential), and the relay never forwards it.
+const RelayKeyParam = "key"
+
+// appendQuery appends "?" and the client's raw query q to the request
+// target b, without empty pairs, the relay key's parameter (RelayKeyParam)
+// and the parameter named drop (a ws route's AuthQuery, "" for none).
+func appendQuery(b, q []byte, drop string) []byte {
 	sep := byte('?')
 	for len(q) > 0 {
 		var pair []byte
@@ -153,20 +175,14 @@ func (r *Route) wsURL(in *Request) string {
 		} else {
 			pair, q = q, nil
 		}
-		if len(pair) == 0 || r.AuthQuery != "" && queryKeyIs(pair, r.AuthQuery) {
+		if len(pair) == 0 || queryKeyIs(pair, RelayKeyParam) || drop != "" && queryKeyIs(pair, drop) {
 			continue
 		}
 		b = append(b, sep)
 		b = append(b, pair...)
 		sep = '&'
 	}
-	if r.AuthQuery != "" {
-		b = append(b, sep)
-		b = append(b, url.QueryEscape(r.AuthQuery)...)
-		b = append(b, '=')
-		b = append(b, url.QueryEscape(r.ProviderKey)...)
-	}
-	return string(b)
+	return b
 }
 
 func indexByte(b []byte, c byte) int {
@@ -185,8 +201,14 @@ func queryKeyIs(pair []byte, name string) bool {
 	if i := indexByte(pair, '='); i >= 0 {
 		k = pair[:i]
 	}
+	if string(k) == name {
+		return true
+	}
+	if indexByte(k, '%') < 0 && indexByte(k, '+') < 0 {
+		return false // no escape: nothing to unescape (and no allocation)
+	}
 	uk, err := url.QueryUnescape(string(k))
-	return err == nil && uk == name || string(k) == name
+	return err == nil && uk == name
 }
 
 // endToEnd returns the headers of an upstream handshake answer that may be

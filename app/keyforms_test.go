@@ -1,0 +1,90 @@
+package app
+
+import (
+	"strings"
+	"testing"
+)
+
+// geminiRoute is a route that gives the provider key as Gemini takes it.
+const geminiRoute = `  - name: gemini
+    path: /v1beta/models/*
+    upstream: %BASE%
+    auth_env: TEST_PROVIDER_KEY
+    auth_header: x-goog-api-key
+`
+
+// TestRelayKeyInGoogleForms: Google's clients send their API key as
+// "x-goog-api-key" or "?key="; the relay takes its relay key in either,
+// never forwards the "key" parameter (it carries the relay key), and stores
+// neither the client's x-goog-api-key nor the route's own key header.
+func TestRelayKeyInGoogleForms(t *testing.T) {
+	r := startRelayYAML(t, func(y string) string {
+		base := y[strings.Index(y, "upstream: ")+len("upstream: "):]
+		base = base[:strings.IndexByte(base, '\n')]
+		return strings.Replace(y, "  - name: anthropic\n", strings.ReplaceAll(geminiRoute, "%BASE%", base)+"  - name: anthropic\n", 1)
+	}, nil)
+	const chat = `{"model":"m","stream":true}`
+	last := func() (path string, goog, auth string) {
+		reqs := r.mock.Requests()
+		got := reqs[len(reqs)-1]
+		return got.Path, got.Header.Get("X-Goog-Api-Key"), got.Header.Get("Authorization")
+	}
+
+	t.Run("query key", func(t *testing.T) {
+		resp := r.post(t, "/v1/chat/completions?alt=sse&key="+relayKey+"&x=1", chat, map[string]string{"Authorization": ""})
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		path, _, auth := last()
+		if path != "/v1/chat/completions?alt=sse&x=1" || auth != "Bearer "+providerKey {
+			t.Errorf("upstream got %q with Authorization %q", path, auth)
+		}
+	})
+	t.Run("x-goog-api-key", func(t *testing.T) {
+		resp := r.post(t, "/v1/chat/completions", chat, map[string]string{"Authorization": "", "X-Goog-Api-Key": relayKey})
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		_, goog, auth := last()
+		if goog != "" || auth != "Bearer "+providerKey {
+			t.Errorf("upstream got x-goog-api-key %q, Authorization %q", goog, auth)
+		}
+		row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+		if strings.Contains(row.ReqHeaders, relayKey) || !strings.Contains(row.ReqHeaders, `"x-goog-api-key":"[redacted]"`) {
+			t.Errorf("request headers not redacted: %s", row.ReqHeaders)
+		}
+	})
+	t.Run("wrong query key", func(t *testing.T) {
+		resp := r.post(t, "/v1/chat/completions?key=sk-not-a-relay-key", chat, map[string]string{"Authorization": ""})
+		body := readAll(t, resp)
+		if resp.StatusCode != 401 || strings.Contains(body, "sk-not-a-relay-key") {
+			t.Errorf("status %d: %s", resp.StatusCode, body)
+		}
+	})
+	t.Run("route keyed by x-goog-api-key", func(t *testing.T) {
+		const clientGoogleKey = "AIza-client-own-google-key"
+		resp := r.post(t, "/v1beta/models/gemini-x:streamGenerateContent?alt=sse&key="+relayKey, `{"contents":[]}`,
+			map[string]string{"Authorization": "", "X-Goog-Api-Key": clientGoogleKey})
+		// The relay key is the query's; the client's x-goog-api-key is
+		// not a relay key but comes first, so it is refused...
+		if body := readAll(t, resp); resp.StatusCode != 401 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		// ...and with the relay key in Authorization the request goes on.
+		resp = r.post(t, "/v1beta/models/gemini-x:streamGenerateContent?alt=sse&key="+relayKey, `{"contents":[]}`,
+			map[string]string{"X-Goog-Api-Key": clientGoogleKey})
+		readAll(t, resp)
+		path, goog, auth := last()
+		if path != "/v1beta/models/gemini-x:streamGenerateContent?alt=sse" || goog != providerKey || auth != "" {
+			t.Errorf("upstream got %q with x-goog-api-key %q, Authorization %q", path, goog, auth)
+		}
+		row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+		for _, secret := range []string{relayKey, clientGoogleKey, providerKey} {
+			if strings.Contains(row.ReqHeaders, secret) || strings.Contains(row.Path, secret) {
+				t.Errorf("row keeps a key: path %q, headers %s", row.Path, row.ReqHeaders)
+			}
+		}
+	})
+}
