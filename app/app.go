@@ -176,6 +176,7 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		srv.MaxIdleWorkerDuration = time.Second
 	}
 	srv.Handler = a.relay.CheckRequest(srv.Handler)
+	srv.HeaderReceived = a.relay.HeaderReceived // a 413 on a chunked body keeps its request (handlers/chunkedhead.go)
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
 	f.Get("/healthz", a.relay.Healthz)
 	f.Get("/readyz", a.relay.Readyz)

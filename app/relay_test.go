@@ -310,6 +310,60 @@ func TestRejections(t *testing.T) {
 			if row.Status != tt.status || row.ErrorType != tt.errType {
 				t.Errorf("row status %d type %q", row.Status, row.ErrorType)
 			}
+			// Every row's headers are JSON objects, redacted, refused or not.
+			var req, res map[string]string
+			if err := json.Unmarshal([]byte(row.ReqHeaders), &req); err != nil || req["content-type"] != "application/json" {
+				t.Errorf("request headers %q (%v)", row.ReqHeaders, err)
+			}
+			if a, ok := req["authorization"]; ok && a != "[redacted]" {
+				t.Errorf("authorization stored: %q", a)
+			}
+			if err := json.Unmarshal([]byte(row.RespHeaders), &res); err != nil || !strings.HasPrefix(res["content-type"], "application/json") {
+				t.Errorf("response headers %q (%v)", row.RespHeaders, err)
+			}
+		})
+	}
+}
+
+// TestOversizedBodyKeepsItsRequest: a body over the server's limit is
+// refused (413) before the relay's handlers run; chunked or framed by its
+// length, the answer has its X-Request-Id and the row its route and, when
+// the relay key is valid, its key and tenant.
+func TestOversizedBodyKeepsItsRequest(t *testing.T) {
+	r := startRelay(t, "")
+	body := strings.Repeat("b", 70000) // testConfig: max_body_bytes 65536
+	for _, tt := range []struct{ name, framing, body string }{
+		{"content-length", "Content-Length: " + strconv.Itoa(len(body)) + "\r\n", body},
+		{"chunked", "Transfer-Encoding: chunked\r\n", strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n"},
+		{"chunked in pieces", "Transfer-Encoding: chunked\r\n", strings.Repeat("4000\r\n"+body[:0x4000]+"\r\n", 5) + "0\r\n\r\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+			go func() {
+				// The relay may answer and close before it read it all.
+				_, _ = io.WriteString(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+"\r\n"+tt.framing+"\r\n"+tt.body)
+			}()
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			answer := readAll(t, resp)
+			if resp.StatusCode != 413 || !strings.Contains(answer, record.ErrBodyTooLarge) {
+				t.Fatalf("status %d: %s", resp.StatusCode, answer)
+			}
+			id := resp.Header.Get("X-Request-Id")
+			if id == "" {
+				t.Fatal("no X-Request-Id")
+			}
+			row := r.rows.wait(t, id)
+			if row.Status != 413 || row.ErrorType != record.ErrBodyTooLarge || row.Route != "openai" || row.Tenant != "test-tenant" || row.KeyID == "" {
+				t.Errorf("row %+v", row)
+			}
 		})
 	}
 }

@@ -256,13 +256,11 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	hdr := &ctx.Request.Header
-	key := cfg.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey), hdr.PeekBytes(hdrGoogAPIKey), ctx.URI().QueryString()))
+	key := requestKey(ctx, cfg, rec)
 	if key == nil {
 		h.reject(ctx, rec, fasthttp.StatusUnauthorized, record.ErrUnauthorized, "missing or unknown relay key")
 		return
 	}
-	rec.KeyID = key.ID
-	rec.Tenant = key.Tenant
 	if t := hdr.PeekBytes(hdrTenant); len(t) > 0 {
 		if !key.Allows(t) {
 			h.reject(ctx, rec, fasthttp.StatusForbidden, record.ErrForbidden, "X-Tenant-ID is not allowed for this relay key")
@@ -357,9 +355,18 @@ func openErrorMessage(errType string, rt *upstream.Route) string {
 	return "route " + rt.Name + ": the upstream closed the connection before answering"
 }
 
-// reject answers with a JSON error and finishes the record.
+// reject answers with a JSON error and finishes the record. A request
+// refused before its upstream request was built (which captures them) has
+// its headers and the answer's captured here, redacted, as every row has.
 func (h *Relay) reject(ctx *fasthttp.RequestCtx, rec *record.Record, status int, errType, msg string) {
 	writeError(ctx, status, errType, msg)
+	if len(rec.RequestHeaders) == 0 {
+		rt := h.cur.Load().Routes.Find(ctx.Path())
+		rec.RequestHeaders = rt.CaptureRequestHeaders(rec.RequestHeaders, &ctx.Request.Header)
+	}
+	if len(rec.ResponseHeaders) == 0 {
+		rec.ResponseHeaders = upstream.CaptureResponseHeaders(rec.ResponseHeaders, &ctx.Response.Header)
+	}
 	rec.Status = status
 	rec.ErrorType = errType
 	rec.Duration = time.Since(rec.Start)
@@ -475,6 +482,17 @@ func methodString(m []byte) string {
 		return fasthttp.MethodOptions
 	}
 	return string(m)
+}
+
+// requestKey returns the relay key ctx's request carries (nil: none, or
+// not one of cfg's), and names it and its tenant in rec.
+func requestKey(ctx *fasthttp.RequestCtx, cfg *Config, rec *record.Record) *Key {
+	hdr := &ctx.Request.Header
+	key := cfg.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey), hdr.PeekBytes(hdrGoogAPIKey), ctx.URI().QueryString()))
+	if key != nil {
+		rec.KeyID, rec.Tenant = key.ID, key.Tenant
+	}
+	return key
 }
 
 func clientIP(ctx *fasthttp.RequestCtx) string {

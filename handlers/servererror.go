@@ -41,7 +41,7 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		}
 	}
 	ctx := c.Context()
-	if len(ctx.Request.Header.RawHeaders()) == 0 {
+	if len(ctx.Request.Header.RawHeaders()) == 0 && !restoreChunkedHead(ctx, status) {
 		// The header block was never read whole (a reset or timeout before
 		// or inside it): there is no request to log, just answer. Method()
 		// is no test for this, it reads "GET" when unset; before, every
@@ -54,9 +54,14 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 	return nil
 }
 
-// rejectEarly answers and logs a request that failed before serve ran.
+// rejectEarly answers and logs a request that failed before serve ran. A
+// valid relay key in it names the key and its tenant in the row (an
+// oversized body is refused before the key is checked); an invalid one
+// changes nothing.
 func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg string) {
-	rec, _, admitted := h.begin(ctx)
+	cfg := h.cur.Load()
+	rec, _, admitted := h.beginOn(ctx, cfg)
+	requestKey(ctx, cfg, rec)
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
 		rec.BytesIn = int64(cl)
 	}

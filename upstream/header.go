@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bytes"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
@@ -194,6 +195,40 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	return capture
 }
 
+// CaptureRequestHeaders appends the request headers h, redacted, as the
+// JSON object a row stores, for a request refused before an upstream
+// request was built (copyRequestHeaders captures the others). r is the
+// request's route (its key header is redacted too), nil for none.
+func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader) []byte {
+	var lb [64]byte
+	var authKey []byte
+	if r != nil {
+		authKey = r.authKey
+	}
+	capture = append(capture, '{')
+	for k, v := range h.All() {
+		lk := lowerKey(&lb, k)
+		class := classOf(lk)
+		if len(authKey) > 0 && bytes.EqualFold(k, authKey) {
+			class |= secret
+		}
+		capture = appendHeaderJSON(capture, lk, v, class)
+	}
+	return append(capture, '}')
+}
+
+// CaptureResponseHeaders appends the response headers h, redacted, as the
+// JSON object a row stores: the relay's own answer to a refused request.
+func CaptureResponseHeaders(capture []byte, h *fasthttp.ResponseHeader) []byte {
+	var lb [64]byte
+	capture = append(capture, '{')
+	for k, v := range h.All() {
+		lk := lowerKey(&lb, k)
+		capture = appendHeaderJSON(capture, lk, v, classOf(lk))
+	}
+	return append(capture, '}')
+}
+
 // appendHeaderJSON appends one "name":"value" member to a JSON object
 // being built in capture (after '{' or a previous member), redacting secrets
 // (class is classOf(lowerName)).
@@ -242,18 +277,21 @@ func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHea
 
 const hexDigits = "0123456789abcdef"
 
-// jsonPlain marks the bytes appendJSONString copies as they are: all but
-// control characters, DEL, '"' and '\\'.
+// jsonPlain marks the bytes appendJSONString copies as they are: printable
+// ASCII but '"' and '\\'. Bytes from 0x80 are copied when they form valid
+// UTF-8.
 var jsonPlain = func() (t [256]bool) {
-	for c := 0x20; c < 256; c++ {
-		t[c] = c != '"' && c != '\\' && c != 0x7f
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\'
 	}
 	return t
 }()
 
-// appendJSONString appends s as a JSON string literal. Invalid UTF-8 is kept
-// byte for byte except that control characters are escaped; ClickHouse
-// stores bytes, and the JSON stays parseable for ASCII-safe consumers.
+// appendJSONString appends s as a JSON string literal, valid UTF-8 whatever
+// s holds: control characters are escaped, and so is each byte that is not
+// part of valid UTF-8, as the character of its value (\u00XX): header
+// values outside ASCII that are not UTF-8 are ISO-8859-1 (RFC 9110 5.5), and
+// no JSON reader (ClickHouse's, Python's) refuses the column.
 func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
 	start := 0
@@ -261,6 +299,12 @@ func appendJSONString(dst, s []byte) []byte {
 		c := s[i]
 		if jsonPlain[c] {
 			continue
+		}
+		if c >= utf8.RuneSelf {
+			if r, size := utf8.DecodeRune(s[i:]); r != utf8.RuneError || size > 1 {
+				i += size - 1
+				continue
+			}
 		}
 		dst = append(dst, s[start:i]...)
 		switch c {

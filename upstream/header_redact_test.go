@@ -1,8 +1,10 @@
 package upstream
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 )
@@ -44,5 +46,24 @@ func TestCapturedHeadersRedactSecrets(t *testing.T) {
 	}
 	if v := dst.Peek("X-Goog-Api-Key"); len(v) != 0 {
 		t.Errorf("the client's x-goog-api-key was forwarded: %q", v)
+	}
+}
+
+// TestCapturedHeadersAreUTF8JSON: a header value that is not UTF-8 (bytes
+// of ISO-8859-1, or broken) is stored as valid JSON, each such byte as the
+// character of its value; valid UTF-8 stays as it is.
+func TestCapturedHeadersAreUTF8JSON(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"a\xff\xfee", `"a\u00ff\u00fee"`},
+		{"caf\xc3\xa9", "\"caf\xc3\xa9\""},
+		{"cut \xe2\x82", `"cut \u00e2\u0082"`},
+		{"tab\tq\"\\", `"tab\tq\"\\"`},
+		{"\x7f", `"\u007f"`},
+	} {
+		got := string(appendJSONString(nil, []byte(tt.in)))
+		var back string
+		if got != tt.want || json.Unmarshal([]byte(got), &back) != nil || !utf8.ValidString(got) {
+			t.Errorf("appendJSONString(%q) = %s, want %s", tt.in, got, tt.want)
+		}
 	}
 }

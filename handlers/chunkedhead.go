@@ -1,0 +1,80 @@
+package handlers
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/valyala/fasthttp"
+)
+
+// A request whose chunked body outgrows the server's body limit is reset
+// by fasthttp (Request.ReadBody) before its error handler runs: the 413
+// would then have no route, no X-Request-Id and no row, while the same
+// body sent with a Content-Length (refused before it is read, the request
+// kept) has all three. So the header of each request whose body comes
+// chunked is copied when it arrives (HeaderReceived) and given back to the
+// request its error handler answers (restoreChunkedHead). Requests framed
+// by a Content-Length (almost all: the SDKs send one) cost a length check.
+
+// chunkedHeads maps the header of a request being read (the server's, in
+// its RequestCtx) to a copy made when it arrived. An entry lives until the
+// request reaches the relay's handlers or its error handler, or the next
+// request is read into the same context (a connection that broke inside a
+// chunked body reaches neither).
+type chunkedHeads struct {
+	m    sync.Map     // *fasthttp.RequestHeader -> *fasthttp.RequestHeader
+	live atomic.Int64 // entries in m, so that most requests skip it
+}
+
+var keptHeads chunkedHeads
+
+// HeaderReceived is the server's hook after a request's header block was
+// read and before its body is (fasthttp.Server.HeaderReceived): it keeps a
+// copy of a chunked request's header. It changes none of the server's
+// limits.
+func (h *Relay) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if hdr.ContentLength() == -1 {
+		keptHeads.keep(hdr)
+	} else {
+		keptHeads.forget(hdr)
+	}
+	return fasthttp.RequestConfig{}
+}
+
+func (k *chunkedHeads) keep(hdr *fasthttp.RequestHeader) {
+	c := new(fasthttp.RequestHeader)
+	hdr.CopyTo(c)
+	if _, loaded := k.m.Swap(hdr, c); !loaded {
+		k.live.Add(1)
+	}
+}
+
+// forget drops hdr's entry, if any: its request was read whole, or another
+// is being read.
+func (k *chunkedHeads) forget(hdr *fasthttp.RequestHeader) {
+	if k.live.Load() == 0 {
+		return
+	}
+	if _, ok := k.m.LoadAndDelete(hdr); ok {
+		k.live.Add(-1)
+	}
+}
+
+// restoreChunkedHead gives ctx's request back the header kept when it
+// arrived, when its chunked body outgrew the limit (status 413) and
+// fasthttp reset it since; it reports whether it did. Only that reset
+// leaves a 413 without a header, so the entry is this request's.
+func restoreChunkedHead(ctx *fasthttp.RequestCtx, status int) bool {
+	hdr := &ctx.Request.Header
+	if status != fasthttp.StatusRequestEntityTooLarge || keptHeads.live.Load() == 0 {
+		return false
+	}
+	v, ok := keptHeads.m.LoadAndDelete(hdr)
+	if !ok {
+		return false
+	}
+	keptHeads.live.Add(-1)
+	v.(*fasthttp.RequestHeader).CopyTo(hdr)
+	ctx.Request.SetRequestURIBytes(hdr.RequestURI()) // parsed again from the header
+	return true
+}

@@ -1,0 +1,54 @@
+package handlers
+
+import (
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// TestChunkedHeadsKeepOnlyWhatIsBeingRead: a chunked request's header is
+// kept from its arrival until it is read whole, answered with a 413, or the
+// next request is read into the same context; nothing else is kept.
+func TestChunkedHeadsKeepOnlyWhatIsBeingRead(t *testing.T) {
+	var h Relay
+	var ctx fasthttp.RequestCtx
+	hdr := &ctx.Request.Header
+	chunked := func() {
+		hdr.Reset()
+		hdr.SetMethod("POST")
+		hdr.SetRequestURI("/v1/chat/completions?x=1")
+		hdr.SetContentLength(-1)
+		h.HeaderReceived(hdr)
+	}
+	live := func() int64 { return keptHeads.live.Load() }
+	base := live()
+
+	chunked()
+	chunked() // the same context again: one entry
+	if live() != base+1 {
+		t.Fatalf("entries %d, want %d", live(), base+1)
+	}
+	if restoreChunkedHead(&ctx, fasthttp.StatusBadRequest) {
+		t.Error("restored for a status other than 413")
+	}
+	keptHeads.forget(hdr) // read whole (CheckRequest)
+	if live() != base {
+		t.Fatalf("entries %d after the request was read", live())
+	}
+
+	chunked()
+	hdr.SetContentLength(10)
+	h.HeaderReceived(hdr) // the next request, framed by its length
+	if live() != base {
+		t.Fatalf("entries %d after a request framed by its length", live())
+	}
+
+	chunked()
+	ctx.Request.Reset() // what fasthttp does when the body outgrows the limit
+	if !restoreChunkedHead(&ctx, fasthttp.StatusRequestEntityTooLarge) {
+		t.Fatal("header not restored")
+	}
+	if string(ctx.Path()) != "/v1/chat/completions" || string(ctx.Method()) != "POST" || live() != base {
+		t.Errorf("restored %s %s, entries %d", ctx.Method(), ctx.Path(), live())
+	}
+}
