@@ -176,7 +176,8 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		srv.MaxIdleWorkerDuration = time.Second
 	}
 	srv.Handler = a.relay.CheckRequest(srv.Handler)
-	srv.HeaderReceived = a.relay.HeaderReceived // a 413 on a chunked body keeps its request (handlers/chunkedhead.go)
+	// A 413 on a chunked body keeps its request (handlers/chunkedhead.go).
+	srv.HeaderReceived = a.relay.HeaderReceived
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
 	f.Get("/healthz", a.relay.Healthz)
 	f.Get("/readyz", a.relay.Readyz)
