@@ -329,6 +329,12 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt))
 		return
 	}
+	if !ctx.Request.Header.IsHTTP11() {
+		if s.Prepare(&ctx.Response, nil) {
+			h.answerHTTP10(ctx, rec, s) // http10.go
+		}
+		return
+	}
 	var later upstream.Finisher
 	if h.o.SmallStacks {
 		later = h.finishApart

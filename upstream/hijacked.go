@@ -98,3 +98,35 @@ func shelveWriter(bw *bufio.Writer) {
 	bw.Reset(nil)
 	toShelf(bw)
 }
+
+// WriteClosing writes the response head and then the stream as it comes,
+// unframed, to the client's connection the caller took from the server
+// (fasthttp's Hijack), and ends the stream: the answer to an HTTP/1.0
+// client, which reads no chunked framing and takes the end of a body of
+// unknown length from the connection's close (RFC 9112 6.3), which the
+// caller does next. The head goes out with the first bytes of the body;
+// each write is flushed.
+func (s *Stream) WriteClosing(head []byte) error {
+	bw := shelvedWriter(s.client)
+	_, err := bw.Write(head)
+	if err == nil {
+		_, err = s.copyPolled(flushingWriter{bw}, nil)
+	}
+	s.CloseWithError(err)
+	if err == nil {
+		err = bw.Flush()
+	}
+	shelveWriter(bw)
+	return err
+}
+
+// flushingWriter flushes its buffer after each write.
+type flushingWriter struct{ w *bufio.Writer }
+
+func (f flushingWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = f.w.Flush()
+	}
+	return n, err
+}

@@ -1,0 +1,77 @@
+package app
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/bench/mockllm"
+)
+
+// TestHTTP10ClientGetsUnframedBody: an HTTP/1.0 client reads no chunked
+// framing; its streamed answer comes unframed, ending with the connection's
+// close, event by event as for any client, and its row holds the body.
+// Detached (testConfig) and on the server's goroutine alike.
+func TestHTTP10ClientGetsUnframedBody(t *testing.T) {
+	for _, detach := range []string{"0", "100000"} {
+		r := startRelayYAML(t, func(y string) string {
+			return strings.Replace(y, "detach_above: 0", "detach_above: "+detach, 1)
+		}, nil)
+		for _, tt := range []struct {
+			name, path, body, hdr string
+			wantLen               int // 0: not checked
+		}{
+			{"sse", "/v1/chat/completions", `{"model":"m","stream":true}`, mockllm.HeaderChunks + ": 5\r\n" + mockllm.HeaderDelayMs + ": 20\r\n", 0},
+			{"audio chunked", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 4\r\n" + mockllm.HeaderChunkBytes + ": 1000\r\n", 4000},
+			{"audio with length", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 16\r\n" + mockllm.HeaderChunkBytes + ": 8192\r\n" + mockllm.HeaderLength + ": 1\r\n", 16 * 8192},
+		} {
+			t.Run("detach_above "+detach+"/"+tt.name, func(t *testing.T) {
+				c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				req := "POST " + tt.path + " HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer " + relayKey + "\r\n" + tt.hdr +
+					"Content-Type: application/json\r\nContent-Length: " + itoa(len(tt.body)) + "\r\n\r\n" + tt.body
+				if _, err := io.WriteString(c, req); err != nil {
+					t.Fatal(err)
+				}
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 || resp.Header.Get("Transfer-Encoding") != "" {
+					t.Fatalf("status %d, transfer encoding %v", resp.StatusCode, resp.TransferEncoding)
+				}
+				if resp.ContentLength >= 0 {
+					t.Fatalf("content length %d: this answer is streamed", resp.ContentLength)
+				}
+				got, err := io.ReadAll(br) // to the connection's close
+				if err != nil {
+					t.Fatal(err)
+				}
+				body := string(got)
+				row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+				if row.Status != 200 || row.ErrorType != "" || row.BytesOut != int64(len(body)) {
+					t.Errorf("row status %d error %q bytes_out %d, body %d bytes", row.Status, row.ErrorType, row.BytesOut, len(body))
+				}
+				if tt.wantLen > 0 {
+					if len(body) != tt.wantLen {
+						t.Errorf("audio %d bytes, want %d", len(body), tt.wantLen)
+					}
+					return
+				}
+				ev := sseEvents(body)
+				if len(ev) != 8 || ev[len(ev)-1] != "[DONE]" || strings.Join(row.Chunks, "") != body {
+					t.Errorf("events %q; row chunks match the body: %v", ev, strings.Join(row.Chunks, "") == body)
+				}
+			})
+		}
+	}
+}

@@ -1,0 +1,30 @@
+package handlers
+
+import (
+	"net"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+	"github.com/valyala/fasthttp"
+)
+
+// answerHTTP10 writes s to an HTTP/1.0 client: without chunked framing,
+// which such a client does not read (it would find the chunk sizes inside
+// its events or its audio), the body ending with the connection, which is
+// closed after it (RFC 9112 6.3). fasthttp frames every body of unknown
+// length as chunked, so the answer is written apart from it, on the
+// connection taken from the server, as a detached stream's is (detach.go).
+// A body that came whole with the head (Prepare false) has its length and
+// is not written here.
+func (h *Relay) answerHTTP10(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream.Stream) {
+	rec.KeepBorrowedBody() // the request is reset once the server lets go of it
+	hdr := &ctx.Response.Header
+	hdr.Del(fasthttp.HeaderTransferEncoding)
+	hdr.SetContentLength(-2) // identity: no length, Connection: close
+	head := hdr.AppendBytes(nil)
+	ctx.HijackSetNoResponse(true)
+	ctx.Hijack(func(c net.Conn) {
+		_ = s.WriteClosing(head)
+		_ = c.Close()
+	})
+}
