@@ -1,12 +1,13 @@
 // Command relay runs stream-relay: bin/relay -config configs/config.yaml.
 //
-// Subcommands work on what the relay stored:
+// Subcommands work on what the relay stored (relay help lists them):
 //
 //	relay show REQUEST_ID [-config FILE] [--json]   one stored request, whole
 //	relay spool ls [-config FILE]                   queued and rejected spool files
 //	relay spool replay [--rejected] [-config FILE]  send spool files to ClickHouse now
 //	relay reparse [-config FILE] [--since TIME] [--route NAME] [--dry-run]
 //	                                                recompute ttft_ms, tokens and model of stored rows
+//	relay help [COMMAND]                            the usage, or a command's
 package main
 
 import (
@@ -14,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -25,41 +27,76 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	err := run(os.Args[1:])
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "relay:", err)
-		os.Exit(1)
 	}
+	os.Exit(exitCode(err))
 }
 
-// commands are the subcommands; with none, relay serves.
-var commands = map[string]func(args []string) error{
-	"show":    runShow,
-	"spool":   runSpool,
-	"reparse": runReparse,
+// Exit statuses. Every command exits 0 on success and exitFailed on
+// failure; relay show tells a clean miss (exitFailed: retrying may help)
+// from a lookup that could not be made (exitShowError).
+const (
+	exitFailed    = 1
+	exitShowError = 2
+)
+
+// exitError is an error that ends relay with a status other than exitFailed.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// exitCode is the process status for run's error.
+func exitCode(err error) int {
+	if err == nil {
+		return 0
+	}
+	if e, ok := errors.AsType[*exitError](err); ok {
+		return e.code
+	}
+	return exitFailed
 }
 
 func run(args []string) error {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		cmd, ok := commands[args[0]]
-		if !ok {
-			return fmt.Errorf("unknown command %q: commands are show, spool, reparse; flags alone (e.g. -config FILE) serve", args[0])
+		if args[0] == "help" {
+			return runHelp(args[1:])
 		}
-		return cmd(args[1:])
+		c := findCommand(args[0])
+		if c == nil {
+			return fmt.Errorf("unknown command %q: commands are %s; flags alone (e.g. -config FILE) serve (relay help)", args[0], commandNames())
+		}
+		return c.run(args[1:])
 	}
 	return serve(args)
+}
+
+// serveFlags defines serve's flags on fs.
+func serveFlags(fs *flag.FlagSet) (configPath, envFile *string) {
+	configPath = fs.String("config", "configs/config.yaml", "configuration file (YAML)")
+	envFile = fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
+	return configPath, envFile
 }
 
 // serve runs the relay until SIGINT or SIGTERM; SIGHUP reloads the
 // configuration file and the env file.
 func serve(args []string) error {
 	fs := flag.NewFlagSet("relay", flag.ContinueOnError)
-	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML)")
-	envFile := fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
+	fs.SetOutput(io.Discard) // -h prints the usage below; errors carry a pointer to it
+	configPath, envFile := serveFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		return err
+		if errors.Is(err, flag.ErrHelp) {
+			return printUsage(stdout)
+		}
+		return fmt.Errorf("%w (relay help: usage and commands)", err)
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q: commands are show, spool, reparse; flags alone serve", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q: commands are %s; flags alone serve (relay help)", fs.Arg(0), commandNames())
 	}
 
 	if err := app.LoadEnvFile(*envFile); err != nil {

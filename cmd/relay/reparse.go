@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"strings"
 	"syscall"
@@ -19,6 +18,13 @@ import (
 
 const reparseUsage = "usage: relay reparse [-config FILE] [--since TIME] [--route NAME] [--dry-run]"
 
+// reparseStatus ends reparse's -h.
+var reparseStatus = fmt.Sprintf(`
+exit status: 0 done, %d failed (nothing is printed on stdout when no row
+could be read, e.g. ClickHouse unreachable; counts printed before an error
+are partial and say so)
+`, exitFailed)
+
 // runReparse recomputes ttft_ms, tokens_in, tokens_out and model of stored
 // rows from their stored bytes with the relay's current scanners and
 // writes the values that changed.
@@ -28,21 +34,17 @@ func runReparse(args []string) error { return runReparseTo(args, stdout, time.No
 // durations count back from.
 func runReparseTo(args []string, w io.Writer, now time.Time) error {
 	fs := flag.NewFlagSet("relay reparse", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs.SetOutput(io.Discard) // -h prints the usage to w; errors point to it
 	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML): where the relay stores rows, and the routes' kinds")
 	envFile := fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
 	since := fs.String("since", "", "only rows created at or after TIME: RFC 3339 (2026-11-30T08:00:00Z), a date (2026-11-30, UTC) or a duration back from now (24h)")
 	route := fs.String("route", "", "only rows of this route")
 	dryRun := fs.Bool("dry-run", false, "count the changes, write nothing")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), reparseUsage)
-		fs.PrintDefaults()
-	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return nil
+			return printFlagUsage(w, fs, reparseUsage+"\n\nflags:\n", reparseStatus)
 		}
-		return fmt.Errorf("reparse: %w", err)
+		return fmt.Errorf("reparse: %w (relay reparse -h)", err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("reparse: unexpected argument %q: %s", fs.Arg(0), reparseUsage)
@@ -96,17 +98,21 @@ func runReparseTo(args []string, w io.Writer, now time.Time) error {
 		Kinds:    kinds,
 		DryRun:   *dryRun,
 	})
-	if res != nil {
-		printReparse(w, res, *dryRun)
-	}
 	if err != nil {
-		return fmt.Errorf("reparse: %w", err)
+		if res == nil || res.Rows == 0 && res.Mutations == 0 {
+			// Nothing was read: a summary of zeros would look like a clean run.
+			return fmt.Errorf("reparse: no rows read (ClickHouse at %s): %w", strings.Join(urls, ", "), err)
+		}
+		printReparse(w, res, *dryRun, true)
+		return fmt.Errorf("reparse: stopped after %d rows read: %w", res.Rows, err)
 	}
+	printReparse(w, res, *dryRun, false)
 	return nil
 }
 
-// printReparse writes what a run read and changed.
-func printReparse(w io.Writer, res *chlog.ReparseResult, dryRun bool) {
+// printReparse writes what a run read and changed; stopped says an error
+// ended it early, so the counts are partial.
+func printReparse(w io.Writer, res *chlog.ReparseResult, dryRun, stopped bool) {
 	verb := "changed"
 	if dryRun {
 		verb = "would change"
@@ -124,6 +130,10 @@ func printReparse(w io.Writer, res *chlog.ReparseResult, dryRun bool) {
 		fmt.Fprintf(w, "  %-10s %d\n", c.name, c.n)
 	}
 	switch {
+	case stopped && dryRun:
+		fmt.Fprintln(w, "stopped early by the error below: partial counts; dry run: nothing written")
+	case stopped:
+		fmt.Fprintf(w, "stopped early by the error below: partial counts; mutations sent: %d\n", res.Mutations)
 	case dryRun:
 		fmt.Fprintln(w, "dry run: nothing written")
 	default:

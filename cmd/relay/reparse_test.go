@@ -109,3 +109,38 @@ func TestParseSince(t *testing.T) {
 		t.Error("negative duration accepted")
 	}
 }
+
+// TestReparseClickHouseDown: a run that could read nothing prints no
+// summary (it would look like a clean run of zero rows), only the error.
+func TestReparseClickHouseDown(t *testing.T) {
+	closed := closedClickHouse(t)
+	cfg := writeConfig(t, "  spool_dir: "+t.TempDir()+"\n  clickhouse:\n    url: "+closed+"\n")
+	for _, args := range [][]string{{"--dry-run"}, nil} {
+		out, err := reparse(t, append([]string{"-config", cfg}, args...)...)
+		if out != "" {
+			t.Errorf("reparse %v printed a summary:\n%s", args, out)
+		}
+		if err == nil || !strings.Contains(err.Error(), "no rows read") || !strings.Contains(err.Error(), closed) ||
+			!strings.Contains(err.Error(), "connection refused") || exitCode(err) != exitFailed {
+			t.Errorf("reparse %v: %v (exit %d); want the cause and exit %d", args, err, exitCode(err), exitFailed)
+		}
+	}
+}
+
+// TestPrintReparseStopped: counts printed before an error say they are partial.
+func TestPrintReparseStopped(t *testing.T) {
+	res := &chlog.ReparseResult{Rows: 3, Changed: 1, TTFT: 1, Mutations: 1}
+	for _, tt := range []struct {
+		dryRun bool
+		want   string
+	}{
+		{true, "stopped early by the error below: partial counts; dry run: nothing written\n"},
+		{false, "stopped early by the error below: partial counts; mutations sent: 1\n"},
+	} {
+		var b bytes.Buffer
+		printReparse(&b, res, tt.dryRun, true)
+		if !strings.Contains(b.String(), "rows read: 3\n") || !strings.HasSuffix(b.String(), tt.want) || strings.Contains(b.String(), "(finished)") {
+			t.Errorf("dry run %v:\n%s", tt.dryRun, b.String())
+		}
+	}
+}

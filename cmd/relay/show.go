@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,32 +18,57 @@ import (
 
 	"github.com/stream-relay/stream-relay/app"
 	"github.com/stream-relay/stream-relay/chlog"
+	"github.com/stream-relay/stream-relay/record"
 )
 
 // stdout is where subcommands print; tests swap it.
 var stdout io.Writer = os.Stdout
 
+const showUsage = `usage: relay show REQUEST_ID [-config FILE] [-env-file FILE] [--json]
+
+Prints the stored row of one request, REQUEST_ID being the X-Request-Id a
+response carried. It looks where a row goes on its way: the WAL
+(spool_dir/wal), the spool files, spool_dir/rejected, then ClickHouse when
+storage.clickhouse.url is set. Flags may come before or after the id.
+
+flags:
+`
+
+// showStatus documents show's exit statuses; the usage ends with it.
+var showStatus = fmt.Sprintf(`
+exit status:
+  0  the row was found and printed
+  %d  not found: every place was asked and none holds the row (a finished
+     request's row is written within storage.clickhouse.flush_interval: try
+     again in a moment)
+  %d  the lookup could not be made (ClickHouse unreachable, its database or
+     table missing, credentials refused), or a bad argument or configuration
+`, exitFailed, exitShowError)
+
 // runShow prints one stored request: relay show REQUEST_ID [-config FILE] [--json].
-func runShow(args []string) error { return runShowTo(args, stdout) }
+// Any failure but a clean miss exits with exitShowError.
+func runShow(args []string) error {
+	err := runShowTo(args, stdout)
+	if err == nil || errors.Is(err, chlog.ErrNotFound) {
+		return err
+	}
+	return &exitError{code: exitShowError, err: err}
+}
 
 // runShowTo is runShow printing to w. Flags may come before or after the id.
 func runShowTo(args []string, w io.Writer) error {
 	fs := flag.NewFlagSet("relay show", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
+	fs.SetOutput(io.Discard) // -h prints the usage to w; errors point to it
 	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML): where the relay stores rows")
 	envFile := fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
 	asJSON := fs.Bool("json", false, "print the row as JSON (with the reassembled text)")
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: relay show REQUEST_ID [-config FILE] [--json]")
-		fs.PrintDefaults()
-	}
 	var ids []string
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil
+				return printFlagUsage(w, fs, showUsage, showStatus)
 			}
-			return fmt.Errorf("show: %w", err)
+			return fmt.Errorf("show: %w (relay show -h)", err)
 		}
 		if fs.NArg() == 0 {
 			break
@@ -75,7 +101,10 @@ func runShowTo(args []string, w io.Writer) error {
 		Password: ch.Password,
 		SpoolDir: cfg.Storage.SpoolDir,
 	}, id)
-	if errors.Is(err, chlog.ErrNotFound) {
+	if nf, ok := errors.AsType[*chlog.NotFoundError](err); ok {
+		if lerr := lookupFailed(nf); lerr != nil {
+			return fmt.Errorf("show: %w", lerr)
+		}
 		flush := ch.FlushInterval
 		if flush == 0 {
 			flush = time.Second
@@ -431,8 +460,20 @@ func printShown(w io.Writer, v *shown) error {
 	return err
 }
 
+// refusals are the error types of requests the relay answered itself
+// before reaching the upstream: their rows carry no bodies, whatever the
+// route captures.
+var refusals = []string{
+	record.ErrUnauthorized, record.ErrForbidden, record.ErrNotFound, record.ErrBodyTooLarge,
+	record.ErrRateLimited, record.ErrStorageOverloaded, record.ErrShuttingDown, record.ErrBadRequest,
+}
+
+// notStoredWhy says why a body the row counts bytes of is not in it.
 func notStoredWhy(v *shown) string {
-	if v.TruncatedReason != "" {
+	switch {
+	case slices.Contains(refusals, v.ErrorType):
+		return "the request was refused before the upstream (error_type " + v.ErrorType + ")"
+	case v.TruncatedReason != "":
 		return "truncated_reason " + v.TruncatedReason
 	}
 	return "the route captures meta only"

@@ -362,3 +362,124 @@ func FuzzParseSSE(f *testing.F) {
 		}
 	})
 }
+
+// TestShowLookupFailed: when no ClickHouse node could be asked, show says
+// so as the error, naming the node and the cause, and exits 2; when one
+// answered, a miss is a clean not found (exit 1), whatever failed before.
+func TestShowLookupFailed(t *testing.T) {
+	chURL, db := showDB(t)
+	spool := t.TempDir()
+	w := newWriter(t, chlog.Options{URL: chURL, Database: db, SpoolDir: spool})
+	w.Write(sseSplit()) // makes the database and table
+	if err := w.Close(ctx30(t)); err != nil {
+		t.Fatal(err)
+	}
+	closed, closed2 := closedClickHouse(t), closedClickHouse(t)
+	for closed2 == closed { // the config refuses a node listed twice
+		closed2 = closedClickHouse(t)
+	}
+	id := strings.Repeat("cd", 16)
+	tests := []struct {
+		name, clickhouse string
+		code             int
+		want             []string
+	}{
+		{"unreachable", "    url: " + closed + "\n    database: " + db + "\n    password: pw-not-shown\n", exitShowError,
+			[]string{"could not be looked up", "clickhouse " + db + ".stream_logs at " + closed + ": ", "connection refused", "looked in: wal " + spool}},
+		{"database missing", "    url: " + chURL + "\n    database: " + db + "_missing\n", exitShowError,
+			[]string{"could not be looked up", "clickhouse " + db + "_missing.stream_logs at " + chURL + ": ", "code 81"}},
+		{"table missing", "    url: " + chURL + "\n    database: " + db + "\n    table: no_such_table\n", exitShowError,
+			[]string{"could not be looked up", db + ".no_such_table at " + chURL, "code 60"}},
+		{"user unknown", "    url: " + chURL + "\n    database: " + db + "\n    user: relay_show_test_nobody\n", exitShowError,
+			[]string{"could not be looked up", "relay_show_test_nobody"}},
+		{"every node down", "    urls: [" + closed + ", " + closed2 + "]\n    database: " + db + "\n", exitShowError,
+			[]string{"could not be looked up", "at " + closed + ": ", "; clickhouse " + db + ".stream_logs at " + closed2 + ": "}},
+		{"clean miss", "    url: " + chURL + "\n    database: " + db + "\n", exitFailed,
+			[]string{"not found", "try again"}},
+		{"first node down, second answers", "    urls: [" + closed + ", " + chURL + "]\n    database: " + db + "\n", exitFailed,
+			[]string{"not found", "failed: clickhouse: ", "try again"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := writeConfig(t, "  spool_dir: "+spool+"\n  clickhouse:\n"+tt.clickhouse)
+			_, err := show(t, id, "-config", cfg)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if got := exitCode(err); got != tt.code {
+				t.Errorf("exit %d, want %d: %v", got, tt.code, err)
+			}
+			mustContain(t, err.Error(), tt.want...)
+			if notFound := errors.Is(err, chlog.ErrNotFound); notFound != (tt.code == exitFailed) {
+				t.Errorf("errors.Is(ErrNotFound) = %v: %v", notFound, err)
+			}
+			if tt.code == exitShowError && strings.Contains(err.Error(), "try again") || strings.Contains(err.Error(), "pw-not-shown") {
+				t.Errorf("error: %v", err)
+			}
+		})
+	}
+}
+
+// refused is a row of a request the relay refused before the upstream on a
+// route that captures bodies: none stored, bytes_in counted.
+func refused(errType string, status uint16) chlog.Row {
+	return chlog.Row{Route: "openai", Status: status, ErrorType: errType, BytesIn: 76}
+}
+
+func TestShowNotStoredWhy(t *testing.T) {
+	tests := []struct {
+		name string
+		row  chlog.Row
+		want string
+	}{
+		{"unauthorized", refused(record.ErrUnauthorized, 401), "(not stored: 76 bytes; the request was refused before the upstream (error_type unauthorized))"},
+		{"forbidden", refused(record.ErrForbidden, 403), "refused before the upstream (error_type forbidden)"},
+		{"no route", refused(record.ErrNotFound, 404), "refused before the upstream (error_type not_found)"},
+		{"body too large", refused(record.ErrBodyTooLarge, 413), "refused before the upstream (error_type body_too_large)"},
+		{"rate limited", refused(record.ErrRateLimited, 429), "refused before the upstream"},
+		{"storage overloaded", refused(record.ErrStorageOverloaded, 503), "refused before the upstream"},
+		{"shutting down", refused(record.ErrShuttingDown, 503), "refused before the upstream"},
+		{"bad request", refused(record.ErrBadRequest, 400), "refused before the upstream"},
+		{"meta route", chlog.Row{Route: "openai", Status: 200, BytesIn: 76}, "(not stored: 76 bytes; the route captures meta only)"},
+		{"upstream error on a meta route", chlog.Row{Status: 500, ErrorType: record.ErrUpstreamStatus, BytesIn: 76}, "the route captures meta only"},
+		{"storage budget", chlog.Row{Status: 200, BytesIn: 76, Truncated: true, TruncatedReason: record.TruncStorageBudget}, "(not stored: 76 bytes; truncated_reason storage_budget)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b bytes.Buffer
+			if err := printShown(&b, newShown(&chlog.Found{Row: tt.row})); err != nil {
+				t.Fatal(err)
+			}
+			_, body, _ := strings.Cut(b.String(), "\nrequest body\n")
+			line, _, _ := strings.Cut(body, "\n")
+			if !strings.Contains(line, tt.want) {
+				t.Errorf("request body line %q lacks %q", line, tt.want)
+			}
+		})
+	}
+}
+
+// TestShowRefused: a 401 row stored by the writer, read back from the spool.
+func TestShowRefused(t *testing.T) {
+	spool := t.TempDir()
+	w := newWriter(t, chlog.Options{SpoolDir: spool})
+	r := record.Acquire(1 << 20)
+	r.ID = showID()
+	id := r.IDString()
+	r.Start = time.Now().Truncate(time.Second)
+	r.Route, r.Kind, r.Capture = "openai", record.KindSSE, true
+	r.Method, r.Path, r.Status, r.ErrorType = "POST", "/v1/chat/completions", 401, record.ErrUnauthorized
+	r.BytesIn = 76
+	w.Write(r)
+	if err := w.Close(ctx30(t)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := show(t, id, "-config", writeConfig(t, "  spool_dir: "+spool+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out, "error_type         unauthorized", "(not stored: 76 bytes; the request was refused before the upstream (error_type unauthorized))")
+	if strings.Contains(out, "meta only") {
+		t.Errorf("a refused request is not meta only:\n%s", out)
+	}
+}

@@ -28,7 +28,8 @@ const spoolUsage = `usage:
       rejected/. -rejected first verifies the rejected files again and puts the
       ones that pass back into the queue. Stops at the first failure.
       replay takes the spool_dir's lock: stop the relay that uses the same
-      spool_dir first (a running relay replays by itself once ClickHouse answers).`
+      spool_dir first (a running relay replays by itself once ClickHouse answers).
+exit status: 0 done, 1 failed`
 
 // runSpool lists or replays spool files: relay spool ls|replay [--rejected] [-config FILE].
 func runSpool(args []string) error {
