@@ -125,7 +125,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	a.fiber = a.newFiber(routes)
 	a.metrics.SetUpstreams(a.upstreamStatus)
 	if cfg.Metrics.Addr != "" {
-		if a.stopAdmin, err = serveAdmin(cfg.Metrics.Addr, a.metrics, cfg.Metrics.PProf); err != nil {
+		if a.stopAdmin, err = serveAdmin(cfg.Metrics.Addr, a.metrics, cfg.Metrics.PProf, a.relay.Ready); err != nil {
 			a.closeBackground(context.Background())
 			return nil, err
 		}

@@ -285,7 +285,9 @@ func TestChaosSIGTERMUnderLoad(t *testing.T) {
 	}
 	url := servicetest.ClickHouse(t)
 	db := testDatabase(t, url)
-	p := startRelayProc(t, "", fmt.Sprintf("storage:\n  clickhouse:\n    url: %s\n    database: %s\n    flush_interval: 1s\n", url, db))
+	admin := fmt.Sprintf("http://127.0.0.1:%d", servicetest.FreePort(t))
+	p := startRelayProc(t, "", fmt.Sprintf("metrics:\n  addr: %s\nstorage:\n  clickhouse:\n    url: %s\n    database: %s\n    flush_interval: 1s\n",
+		strings.TrimPrefix(admin, "http://"), url, db))
 	var (
 		sent, answered, cut, refused atomic.Int64
 		mu                           sync.Mutex
@@ -319,8 +321,21 @@ func TestChaosSIGTERMUnderLoad(t *testing.T) {
 		}()
 	}
 	time.Sleep(1500 * time.Millisecond)
+	if status := getStatus(admin + "/readyz"); status != 200 {
+		t.Errorf("admin /readyz before SIGTERM: %d", status)
+	}
 	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
+	}
+	// Through the drain the admin listener tells probes the relay is alive
+	// and takes no traffic (the relay's port no longer accepts).
+	var health, ready int
+	for i := 0; i < 500 && ready != 503; i++ {
+		health, ready = getStatus(admin+"/healthz"), getStatus(admin+"/readyz")
+		time.Sleep(10 * time.Millisecond)
+	}
+	if health != 200 || ready != 503 {
+		t.Errorf("admin during the drain: /healthz %d, /readyz %d", health, ready)
 	}
 	code := p.wait(t, 60*time.Second)
 	wg.Wait()
@@ -335,6 +350,18 @@ func TestChaosSIGTERMUnderLoad(t *testing.T) {
 		}
 	}
 	res.emit(t)
+}
+
+// getStatus returns the status of a GET of u, 0 when it failed.
+func getStatus(u string) int {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestChaosKill9WAL: kill -9 under load with durability wal; the relay

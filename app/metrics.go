@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	httppprof "net/http/pprof"
@@ -30,17 +31,33 @@ func metricsHandler(m *telemetry.Metrics) fiber.Handler {
 // admin port sees one scrape every few seconds, not the relay's load.
 // With pprof set it also serves net/http/pprof under /debug/pprof/, for
 // profiling under load; never on the relay's public port.
-func serveAdmin(addr string, m *telemetry.Metrics, pprof bool) (stop func(context.Context) error, err error) {
+func serveAdmin(addr string, m *telemetry.Metrics, pprof bool, ready func() bool) (stop func(context.Context) error, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("metrics.addr=%s: %w", addr, err)
 	}
-	return serveAdminOn(ln, m, pprof), nil
+	return serveAdminOn(ln, m, pprof, ready), nil
 }
 
 // serveAdminOn is serveAdmin on an open listener, which it closes on stop.
-func serveAdminOn(ln net.Listener, m *telemetry.Metrics, pprof bool) (stop func(context.Context) error) {
+// Besides /metrics it answers /healthz and /readyz (ready reports whether
+// the relay takes traffic): the admin listener stays open through the
+// drain, after the relay's own port stopped accepting connections.
+func serveAdminOn(ln net.Listener, m *telemetry.Metrics, pprof bool, ready func() bool) (stop func(context.Context) error) {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = io.WriteString(w, "draining\n")
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
 	if pprof {
 		mux.HandleFunc("/debug/pprof/", httppprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", httppprof.Cmdline)

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -205,7 +206,8 @@ func TestServeAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := serveAdminOn(ln, telemetry.New([]string{"tts"}), false)
+	var draining atomic.Bool
+	stop := serveAdminOn(ln, telemetry.New([]string{"tts"}), false, func() bool { return !draining.Load() })
 	base := "http://" + ln.Addr().String()
 	if _, ok := getMetrics(t, base+"/metrics")[`relay_active_connections{route="tts"}`]; !ok {
 		t.Error("admin /metrics lacks relay_active_connections")
@@ -217,12 +219,26 @@ func TestServeAdmin(t *testing.T) {
 	if readAll(t, resp); resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /metrics: status %d, want 405", resp.StatusCode)
 	}
+	for _, tt := range []struct {
+		draining bool
+		path     string
+		status   int
+	}{{false, "/healthz", 200}, {false, "/readyz", 200}, {true, "/healthz", 200}, {true, "/readyz", 503}} {
+		draining.Store(tt.draining)
+		resp, err := testClient.Get(base + tt.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readAll(t, resp); resp.StatusCode != tt.status {
+			t.Errorf("%s (draining %v): status %d %q, want %d", tt.path, tt.draining, resp.StatusCode, body, tt.status)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := stop(ctx); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if _, err := serveAdmin("127.0.0.1:bad", nil, false); err == nil || !strings.Contains(err.Error(), "metrics.addr=127.0.0.1:bad") {
+	if _, err := serveAdmin("127.0.0.1:bad", nil, false, nil); err == nil || !strings.Contains(err.Error(), "metrics.addr=127.0.0.1:bad") {
 		t.Errorf("bad addr: err %v, want one naming metrics.addr", err)
 	}
 }

@@ -9,7 +9,7 @@ func (h *Relay) Healthz(c *fiber.Ctx) error {
 
 // Readyz answers 200 while the relay takes traffic and 503 once it drains.
 func (h *Relay) Readyz(c *fiber.Ctx) error {
-	if h.draining.Load() {
+	if !h.Ready() {
 		return c.Status(fiber.StatusServiceUnavailable).SendString("draining\n")
 	}
 	return c.Status(fiber.StatusOK).SendString("ready\n")

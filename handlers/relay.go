@@ -156,6 +156,9 @@ func (h *Relay) Drain() {
 	h.detached.drain() // connections waiting for a next request after a detached stream (detach.go)
 }
 
+// Ready reports whether the relay takes traffic: false once it drains.
+func (h *Relay) Ready() bool { return !h.draining.Load() }
+
 // Active returns the number of relayed requests in flight.
 func (h *Relay) Active() int64 { return h.active.Load() }
 
