@@ -4,6 +4,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"reflect"
@@ -126,10 +127,14 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 	switch v := data.(type) {
 	case string:
 		d, err := time.ParseDuration(v)
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", v)
+		if err == nil {
+			return d, nil
 		}
-		return d, nil
+		// A plain number from the environment is seconds, as in YAML.
+		if f, ferr := strconv.ParseFloat(strings.TrimSpace(v), 64); ferr == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
+			return time.Duration(f * float64(time.Second)), nil
+		}
+		return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", v)
 	case int:
 		return time.Duration(v) * time.Second, nil
 	case int64:
@@ -166,6 +171,18 @@ func (c *Config) validate() error {
 	}
 	if s.MaxBodyBytes < 0 {
 		return &fieldError{"server.max_body_bytes", s.MaxBodyBytes, "must not be negative"}
+	}
+	ch := c.Storage.ClickHouse
+	for _, n := range []struct {
+		name string
+		v    int64
+	}{
+		{"storage.clickhouse.batch_rows", int64(ch.BatchRows)}, {"storage.clickhouse.batch_bytes", int64(ch.BatchBytes)},
+		{"storage.clickhouse.spool_max_bytes", ch.SpoolMaxBytes}, {"storage.clickhouse.ttl_days", int64(ch.TTLDays)},
+	} {
+		if n.v < 0 {
+			return &fieldError{n.name, n.v, "must not be negative (0: the default)"}
+		}
 	}
 	if s.GCPercent < 0 {
 		return &fieldError{"server.gc_percent", s.GCPercent, "must be > 0 (Go's own default is 100), or 0 for the default 25"}

@@ -59,12 +59,19 @@ func TestEnvOverrides(t *testing.T) {
 	t.Setenv("RELAY_STORAGE__CLICKHOUSE__URL", "http://127.0.0.1:8123")
 	t.Setenv("RELAY_STORAGE__SPOOL_DIR", "/tmp/x")
 	t.Setenv("RELAY_TEST_SOMETHING_ELSE", "ignored")
+	// A plain number is seconds, from the environment as in YAML.
+	t.Setenv("RELAY_STORAGE__CLICKHOUSE__FLUSH_INTERVAL", "2")
+	t.Setenv("RELAY_SERVER__SHUTDOWN_GRACE", "1.5")
+	t.Setenv("RELAY_SERVER__TIMEOUT", "90s")
 	cfg, err := Load(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Server.Port != 9099 || cfg.Storage.ClickHouse.URL != "http://127.0.0.1:8123" || cfg.Storage.SpoolDir != "/tmp/x" {
 		t.Errorf("overrides not applied: port %d url %q spool %q", cfg.Server.Port, cfg.Storage.ClickHouse.URL, cfg.Storage.SpoolDir)
+	}
+	if s := cfg.Server; cfg.Storage.ClickHouse.FlushInterval != 2*time.Second || s.ShutdownGrace != 1500*time.Millisecond || s.Timeout != 90*time.Second {
+		t.Errorf("durations: flush_interval %v shutdown_grace %v timeout %v", cfg.Storage.ClickHouse.FlushInterval, s.ShutdownGrace, s.Timeout)
 	}
 }
 
@@ -123,6 +130,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad durability", route("storage:\n  clickhouse:\n    durability: sometimes\n"), "storage.clickhouse.durability=sometimes"},
 		{"bad port", route("server:\n  port: 70000\n"), "server.port=70000"},
 		{"header injection", route("    headers: {x-a: \"v\\r\\nevil: 1\"}\n"), "routes[0].headers.x-a"},
+		{"negative batch_rows", route("storage:\n  clickhouse:\n    batch_rows: -1\n"), "storage.clickhouse.batch_rows=-1"},
+		{"negative ttl_days", route("storage:\n  clickhouse:\n    ttl_days: -3\n"), "storage.clickhouse.ttl_days=-3"},
+		{"negative spool_max_bytes", route("storage:\n  clickhouse:\n    spool_max_bytes: -1\n"), "storage.clickhouse.spool_max_bytes=-1"},
+		{"duration word", route("storage:\n  clickhouse:\n    flush_interval: 2x\n"), `"2x" is not a duration`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
