@@ -287,7 +287,9 @@ var errStop = errors.New("stop")
 
 // findInWAL reads the WAL segments of dir read-only. The request id in each
 // record's header (see wal.go) picks the one record to decode. A torn or
-// still growing last record ends a segment's scan.
+// still growing last record ends a segment's scan; a corrupt record is
+// skipped and the records after it are read (walscan.go), and the damage
+// is reported among the failed lookups.
 func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []string) {
 	names, err := newestFirst(dir, walExt)
 	if err != nil {
@@ -305,7 +307,7 @@ func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []
 			continue
 		}
 		var hit *Row
-		walRecords(data, func(rid, payload []byte) bool {
+		scan := walRecords(data, func(rid, payload []byte) bool {
 			if !bytes.Equal(rid, id) {
 				return true
 			}
@@ -317,6 +319,9 @@ func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []
 			}
 			return false
 		})
+		if scan.damaged() {
+			fails = append(fails, fmt.Sprintf("wal segment %s: %s", p, scan))
+		}
 		if hit != nil {
 			return hit, p, segs, fails
 		}

@@ -117,6 +117,63 @@ func TestFindWALTornTail(t *testing.T) {
 	_ = os.Remove(torn) // the writer's Close must not meet it
 }
 
+// TestFindWALCorruptFirstRecord: a segment whose first record's payload
+// the disk damaged still yields the records after it; the damage is
+// reported among the warnings.
+func TestFindWALCorruptFirstRecord(t *testing.T) {
+	dir := t.TempDir()
+	w, err := New(Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closeWriter(t, w)
+	var ids []string
+	for i := range 6 {
+		r := sseRecord(i, i+1)
+		ids = append(ids, r.IDString())
+		w.Write(r)
+	}
+	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*"+walExt))
+	if len(segs) != 1 {
+		t.Fatalf("segments %v", segs)
+	}
+	// A damaged copy that sorts first (newest), so that it is searched
+	// before the writer's own segment.
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipPayload(data, walOffsets(t, data), 0)
+	bad := filepath.Join(dir, "wal", "99999999999999999999"+walExt)
+	if err := os.WriteFile(bad, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(bad) // the writer's Close must not meet it
+
+	damageReported := func(f *Found) bool {
+		return len(f.Warnings) == 1 && strings.Contains(f.Warnings[0], bad) &&
+			strings.Contains(f.Warnings[0], "1 corrupt record(s) skipped (payload fails its CRC; the first at offset 0)")
+	}
+	for i, id := range ids[1:] {
+		f, err := find(t, FindOptions{SpoolDir: dir}, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Row.RequestID != id || len(f.Row.Chunks) != i+2 || f.Where != "wal segment "+bad || !damageReported(f) {
+			t.Errorf("row %d: found %+v", i+2, f)
+		}
+	}
+	// The damaged record's row is not taken from the damaged copy: it is
+	// found whole in the writer's segment.
+	f, err := find(t, FindOptions{SpoolDir: dir}, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.Row.RequestID != ids[0] || len(f.Row.Chunks) != 1 || f.Where != "wal segment "+segs[0] || !damageReported(f) {
+		t.Errorf("row 1: found %+v", f)
+	}
+}
+
 func TestFindClickHouseExtraAndMissingColumns(t *testing.T) {
 	chURL, db := testDB(t)
 	w, err := New(Options{URL: chURL, Database: db, SpoolDir: t.TempDir(), Logger: testLogger(t)})

@@ -348,9 +348,14 @@ func (s *spool) markUnknown(f spoolFile) spoolFile {
 // tries them again.
 const rejectedDir = "rejected"
 
-// errorFileName is the name of the reason file beside a rejected file.
+// errorFileName is the name of the reason file beside a rejected file (a
+// spool file, or a copy of a damaged WAL segment: copyToRejected).
 func errorFileName(name string) string {
-	return strings.TrimSuffix(name, spoolExt) + ".error.txt"
+	base, ok := strings.CutSuffix(name, spoolExt)
+	if !ok {
+		base = strings.TrimSuffix(name, walExt)
+	}
+	return base + ".error.txt"
 }
 
 // reject moves the queued file f to rejected/ with reason beside it,
@@ -398,12 +403,9 @@ func (s *spool) rejected(name string, rows int, reason string) {
 
 // moveToRejected writes the reason file, then renames name into rejected/.
 func (s *spool) moveToRejected(name, reason string) error {
-	rdir := filepath.Join(s.dir, rejectedDir)
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
-		return fmt.Errorf("chlog: spool: %w", err)
-	}
-	if err := writeDurable(rdir, errorFileName(name), []byte(strings.TrimSpace(reason)+"\n")); err != nil {
-		return fmt.Errorf("chlog: spool: write reason for %s: %w", name, err)
+	rdir, err := s.writeReason(name, reason)
+	if err != nil {
+		return err
 	}
 	if err := os.Rename(filepath.Join(s.dir, name), filepath.Join(rdir, name)); err != nil {
 		_ = os.Remove(filepath.Join(rdir, errorFileName(name)))
@@ -411,6 +413,35 @@ func (s *spool) moveToRejected(name, reason string) error {
 	}
 	_ = syncDir(rdir)
 	return syncDir(s.dir)
+}
+
+// copyToRejected writes data as rejected/name, durably, with the reason
+// file beside it, and returns the copy's path. It is for a damaged WAL
+// segment: its whole rows leave through the spool while its bytes stay for
+// the operator (the segment itself is deleted after).
+func (s *spool) copyToRejected(name string, data []byte, reason string) (string, error) {
+	rdir, err := s.writeReason(name, reason)
+	if err != nil {
+		return "", err
+	}
+	if err := writeDurable(rdir, name, data); err != nil {
+		_ = os.Remove(filepath.Join(rdir, errorFileName(name)))
+		return "", fmt.Errorf("chlog: spool: copy %s aside: %w", name, err)
+	}
+	return filepath.Join(rdir, name), nil
+}
+
+// writeReason creates rejected/ and writes the reason file of name there;
+// it returns rejected/'s path.
+func (s *spool) writeReason(name, reason string) (string, error) {
+	rdir := filepath.Join(s.dir, rejectedDir)
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		return "", fmt.Errorf("chlog: spool: %w", err)
+	}
+	if err := writeDurable(rdir, errorFileName(name), []byte(strings.TrimSpace(reason)+"\n")); err != nil {
+		return "", fmt.Errorf("chlog: spool: write reason for %s: %w", name, err)
+	}
+	return rdir, nil
 }
 
 // restore moves a rejected file back into the queue (relay spool replay

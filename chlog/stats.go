@@ -13,7 +13,7 @@ type Stats struct {
 	SpoolFiles   int64 // files in the spool now
 	SpoolBytes   int64 // bytes in the spool now
 
-	RowsRejected  int64 // rows of blocks moved to spool_dir/rejected/ (can never be inserted as they are)
+	RowsRejected  int64 // rows of blocks moved to spool_dir/rejected/ (can never be inserted as they are), and WAL records recovery could not read (their segment is copied there)
 	Blocked       int64 // 1 while the head block keeps failing with a schema error, else 0
 	BufferedBytes int64 // captured bytes held in memory now (records and blocks), against MaxBufferBytes
 	RowsDegraded  int64 // rows stored meta only because storage was over its memory budget

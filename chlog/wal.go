@@ -1,10 +1,8 @@
 package chlog
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,7 +31,7 @@ import (
 // to every row the failed round covered (all of them, even those of another
 // segment that did sync: counted once in WALErrors, logged once). The
 // segment is cut back to the bytes that last synced and reopened, so later
-// records follow whole ones (recovery stops at the first torn record); when
+// records follow whole ones (recovery cuts a torn last record); when
 // even that fails the segment takes no more rows: the rest of its block is
 // reported not durable.
 //
@@ -46,8 +44,12 @@ import (
 // the spool); otherwise its rows become a spool file flagged "u", whose
 // replay first asks ClickHouse which of the block's request_ids it has
 // (present.go) and sends only the others (step 1 was an insert, perhaps in
-// part). A torn last record (bad length or CRC) is a row whose Write never
-// returned successfully; it is cut.
+// part). A torn last record (a length past the end) is a row whose Write
+// never returned successfully; it is cut. A record the disk damaged later
+// (its payload fails its CRC) is skipped and the records after it are
+// recovered; a length that cannot be trusted ends the segment's recovery
+// there. Either way the segment is copied to spool_dir/rejected/ and its
+// unread records are counted in RowsRejected (walscan.go).
 type wal struct {
 	dir string
 	w   *Writer
@@ -161,7 +163,7 @@ func (l *wal) recover(seq uint64) error {
 	var native []byte
 	var first, last []byte
 	rows := 0
-	torn := walRecords(data, func(id, payload []byte) bool {
+	scan := walRecords(data, func(id, payload []byte) bool {
 		if first == nil {
 			first = id
 		}
@@ -170,8 +172,15 @@ func (l *wal) recover(seq uint64) error {
 		rows++
 		return true
 	})
-	if torn {
+	if scan.torn {
 		l.w.log.Warn("chlog: wal: torn record at the end of a segment cut", "seq", seq)
+	}
+	if scan.damaged() {
+		// Before the rows are spooled: once the spool holds seq, a
+		// restart drops the segment unread (see the top of recover).
+		if err := l.setAside(seq, data, scan, rows); err != nil {
+			return err
+		}
 	}
 	if rows > 0 {
 		if err := l.w.spool.put(seq, rows, true, first, last, native); err != nil {
@@ -180,24 +189,6 @@ func (l *wal) recover(seq uint64) error {
 		l.w.log.Info("chlog: wal: recovered rows from before a crash into the spool", "seq", seq, "rows", rows)
 	}
 	return removeSynced(l.dir, path)
-}
-
-// walRecords calls fn with the request id and payload of each whole record
-// of a segment, in order, until fn returns false. It reports whether it met
-// a torn record (a length past the end or a bad CRC: a write a crash cut),
-// which ends the segment.
-func walRecords(data []byte, fn func(id, payload []byte) bool) (torn bool) {
-	for p := data; len(p) >= walHeader; {
-		n := int(binary.LittleEndian.Uint32(p))
-		if n > len(p)-walHeader || crc32.ChecksumIEEE(p[walHeader:walHeader+n]) != binary.LittleEndian.Uint32(p[4:]) {
-			return true
-		}
-		if !fn(p[8:walHeader], p[walHeader:walHeader+n]) {
-			return false
-		}
-		p = p[walHeader+n:]
-	}
-	return false
 }
 
 func (l *wal) start() { go l.run() }
