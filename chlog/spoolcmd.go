@@ -55,21 +55,27 @@ func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
 	}
 	var out []SpoolEntry
 	for _, e := range ents {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), spoolExt) {
+		// rejected/ also keeps copies of damaged WAL segments (walscan.go):
+		// listed with their reason, never verified or replayed.
+		walCopy := rejected && strings.HasSuffix(e.Name(), walExt)
+		if e.IsDir() || !strings.HasSuffix(e.Name(), spoolExt) && !walCopy {
 			continue
 		}
 		ent := SpoolEntry{File: e.Name(), Rejected: rejected, Rows: -1}
 		if info, err := e.Info(); err == nil {
 			ent.Bytes = info.Size()
 		}
+		if walCopy {
+			ent.Reason = rejectReason(dir, e.Name())
+			out = append(out, ent)
+			continue
+		}
 		f, named := parseSpoolName(e.Name())
 		if named {
 			ent.Rows, ent.First, ent.Last, ent.OutcomeUnknown = f.rows, f.first, f.last, f.unknown
 		}
 		if rejected {
-			if b, err := os.ReadFile(filepath.Join(dir, errorFileName(e.Name()))); err == nil {
-				ent.Reason, _, _ = strings.Cut(strings.TrimSpace(string(b)), "\n")
-			}
+			ent.Reason = rejectReason(dir, e.Name())
 		}
 		if verify || !named {
 			data, err := os.ReadFile(filepath.Join(dir, e.Name()))
@@ -93,6 +99,17 @@ func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
 	}
 	slices.SortFunc(out, func(a, b SpoolEntry) int { return strings.Compare(a.File, b.File) })
 	return out, nil
+}
+
+// rejectReason returns the first line of the reason file beside the
+// rejected file name in dir ("" when there is none).
+func rejectReason(dir, name string) string {
+	b, err := os.ReadFile(filepath.Join(dir, errorFileName(name)))
+	if err != nil {
+		return ""
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
 }
 
 // ReplaySummary counts what ReplaySpool did.

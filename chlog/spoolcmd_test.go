@@ -31,6 +31,9 @@ func TestReplaySpool(t *testing.T) {
 	}
 	writeSpoolFile(t, filepath.Join(dir, rejectedDir), nameOf(mAside), aside)
 	writeSpoolFile(t, filepath.Join(dir, rejectedDir), errorFileName(nameOf(mAside)), []byte("set aside by hand\n"))
+	// A damaged WAL segment recovery kept (walscan.go): listed, not replayed.
+	writeSpoolFile(t, filepath.Join(dir, rejectedDir), "00000000000000000007"+walExt, []byte("damaged"))
+	writeSpoolFile(t, filepath.Join(dir, rejectedDir), errorFileName("00000000000000000007"+walExt), []byte("wal segment damaged\nmore\n"))
 
 	ents, err := ListSpool(dir, true)
 	if err != nil {
@@ -45,6 +48,7 @@ func TestReplaySpool(t *testing.T) {
 		nameOf(mGood) + " ",
 		"stray.native will be rejected: file name is not a spool name",
 		nameOf(mAside) + " set aside by hand",
+		"00000000000000000007" + walExt + " wal segment damaged",
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("ListSpool:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -88,8 +92,8 @@ func TestReplaySpool(t *testing.T) {
 		t.Errorf("the restored file's reason is still there: %v", err)
 	}
 	ents, _ = ListSpool(dir, false)
-	if len(ents) != 2 || !ents[0].Rejected || !ents[1].Rejected {
-		t.Errorf("after replay: %+v; want the two bad files in rejected/", ents)
+	if len(ents) != 3 || !ents[0].Rejected || !ents[1].Rejected || !ents[2].Rejected || !strings.HasSuffix(ents[1].File, walExt) {
+		t.Errorf("after replay: %+v; want the two bad files and the WAL copy in rejected/", ents)
 	}
 }
 
