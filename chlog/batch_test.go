@@ -1,13 +1,16 @@
 package chlog
 
 import (
+	"bytes"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -239,4 +242,45 @@ func loadWithClient(t testing.TB, db, path string) bool {
 	}
 	t.Logf("loaded %s with clickhouse-client", filepath.Base(path))
 	return true
+}
+
+// TestReplayLogCountsAttempts: while the table is missing (a transient
+// failure), the spooled block's replay fails pass after pass; each
+// failure's log line says which attempt it was.
+func TestReplayLogCountsAttempts(t *testing.T) {
+	chURL, db := testDB(t)
+	var logs lockedBuffer
+	w := newWriter(t, Options{URL: chURL, Database: db, FlushInterval: 50 * time.Millisecond, Retries: -1,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer closeWriter(t, w)
+	mustQuery(t, chURL, db, "DROP TABLE stream_logs")
+	w.Write(sseRecord(1, 3))
+	// The live insert (attempt 1, no retries), then the replay's passes
+	// (attempts 1, 2, 3: 800 ms, then 1.6 s apart).
+	waitFor(t, "four failed inserts", 30*time.Second, func() bool { return w.Stats().InsertErrors >= 4 })
+	out := logs.String()
+	for _, want := range []string{"attempt=1 ", "attempt=2 ", "attempt=3 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q among the failed inserts' lines:\n%s", want, out)
+		}
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a logger written from the writer's
+// goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

@@ -25,6 +25,9 @@ type replayState struct {
 	// server refused: the files up to it go one an insert, so that only
 	// the one it refuses is moved aside.
 	singleThrough string
+	// failedPasses counts the passes in a row that ended in a failed
+	// insert: the head file's earlier attempts, for the log.
+	failedPasses int
 }
 
 // replayEvent is what happened to one spool file in a replay pass.
@@ -57,6 +60,7 @@ func (w *Writer) replayer() {
 		case <-t.C:
 		}
 		t.Stop()
+		st.failedPasses = failures
 		if w.replayAll(&st) {
 			failures = 0
 			wait = w.o.FlushInterval
@@ -109,6 +113,7 @@ func (w *Writer) replayAll(st *replayState) bool {
 			continue
 		}
 		m := f.meta()
+		m.tried = st.failedPasses
 		var g *spoolGather
 		var unknown bool
 		if f.unknown || f.name <= st.singleThrough {
@@ -157,6 +162,7 @@ func (w *Writer) replayAll(st *replayState) bool {
 			}
 			return false
 		}
+		st.failedPasses = 0 // the next file has not failed yet
 		w.unblock(st)
 		for _, x := range files {
 			if err := w.spool.done(x, true); err != nil {

@@ -194,6 +194,7 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		}
 	}()
 	body, token := native, queryID(m)
+	tried := m.tried // m is the gathered files' own after an insert of them
 	for attempt := 0; ; attempt++ {
 		if unknown {
 			r, cerr := w.missingRows(ctx, m, native)
@@ -226,7 +227,7 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		}
 		unknown = errors.Is(err, errUnknownOutcome)
 		w.stats.insertErrors.Add(1)
-		w.log.Warn("chlog: insert failed", "seq", m.seq, "rows", m.rows, "attempt", attempt+1, "outcome_unknown", unknown, "node", failedNode(err), "err", err)
+		w.log.Warn("chlog: insert failed", "seq", m.seq, "rows", m.rows, "attempt", tried+attempt+1, "outcome_unknown", unknown, "node", failedNode(err), "err", err)
 		if attempt >= retries || ctx.Err() != nil {
 			return unknown, err
 		}

@@ -636,6 +636,7 @@ type blockMeta struct {
 	seq         uint64
 	rows        int
 	first, last [record.IDLen]byte
+	tried       int // failed inserts before this call (a replay's passes), for the log
 }
 
 // encode writes b into buf (reset first) and recycles b. An encode error is a
