@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -273,7 +272,7 @@ func TestChaosRedisFailures(t *testing.T) {
 type relayProc struct {
 	cmd    *execCmd
 	base   string
-	stderr *lockedBuffer
+	stderr *servicetest.Buffer
 }
 
 // TestChaosSIGTERMUnderLoad: the relay binary gets SIGTERM while streams
@@ -480,7 +479,7 @@ func runRelayProc(t *testing.T, bin, path string, port int, env ...string) *rela
 	t.Helper()
 	cmd := exec.Command(bin, "-config", path, "-env-file", "/nonexistent")
 	cmd.Env = append(append(os.Environ(), "TEST_PROVIDER_KEY="+providerKey), env...)
-	p := &relayProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &lockedBuffer{}}
+	p := &relayProc{cmd: cmd, base: fmt.Sprintf("http://127.0.0.1:%d", port), stderr: &servicetest.Buffer{}}
 	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -542,25 +541,6 @@ func (p *relayProc) wait(t *testing.T, d time.Duration) int {
 }
 
 type execCmd = exec.Cmd
-
-// lockedBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestChaosClickHousePaused: a private ClickHouse is frozen (SIGSTOP) under
 // load for longer than the insert timeout, so inserts end with an unknown

@@ -136,16 +136,22 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"duration word", route("storage:\n  clickhouse:\n    flush_interval: 2x\n"), `"2x" is not a duration`},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.yaml))
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not name %q", err, tt.want)
-			}
-		})
+		t.Run(tt.name, func(t *testing.T) { parseError(t, tt.yaml, tt.want) })
 	}
+}
+
+// parseError parses yaml, which must be refused with an error naming want,
+// and returns the error's text.
+func parseError(t *testing.T, yaml, want string) string {
+	t.Helper()
+	_, err := Parse([]byte(yaml))
+	if err == nil {
+		t.Fatal("no error")
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not name %q", err, want)
+	}
+	return err.Error()
 }
 
 // TestConfigErrorsHideURLCredentials: a refused URL is named without its
@@ -170,16 +176,10 @@ func TestConfigErrorsHideURLCredentials(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Parse([]byte(tt.yaml))
-			if err == nil {
-				t.Fatal("no error")
-			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("error %q does not name %q", err, tt.want)
-			}
+			msg := parseError(t, tt.yaml, tt.want)
 			for _, secret := range []string{"PASS", "PROVIDERKEY"} {
-				if strings.Contains(err.Error(), secret) {
-					t.Errorf("error %q shows the credential", err)
+				if strings.Contains(msg, secret) {
+					t.Errorf("error %q shows the credential", msg)
 				}
 			}
 		})

@@ -274,7 +274,7 @@ func TestSIGHUPReloadsRelayProcess(t *testing.T) {
 	writeFile(t, path, file(false))
 	cmd := exec.Command(bin, "-config", path, "-env-file", "/nonexistent")
 	cmd.Env = append(os.Environ(), "TEST_PROVIDER_KEY="+providerKey)
-	var out lockedBuffer
+	var out servicetest.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package chlog
 
 import (
-	"bytes"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,9 +9,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
 func count(t testing.TB, chURL, db string) int {
@@ -249,7 +249,7 @@ func loadWithClient(t testing.TB, db, path string) bool {
 // failure's log line says which attempt it was.
 func TestReplayLogCountsAttempts(t *testing.T) {
 	chURL, db := testDB(t)
-	var logs lockedBuffer
+	var logs servicetest.Buffer
 	w := newWriter(t, Options{URL: chURL, Database: db, FlushInterval: 50 * time.Millisecond, Retries: -1,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer closeWriter(t, w)
@@ -264,23 +264,4 @@ func TestReplayLogCountsAttempts(t *testing.T) {
 			t.Errorf("no %q among the failed inserts' lines:\n%s", want, out)
 		}
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for a logger written from the writer's
-// goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

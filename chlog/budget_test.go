@@ -3,8 +3,6 @@ package chlog
 import (
 	"bytes"
 	"errors"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -15,21 +13,8 @@ import (
 func spooledRows(t *testing.T, dir string) map[string]Row {
 	t.Helper()
 	got := map[string]Row{}
-	for _, name := range spoolNames(t, dir) {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := DecodeRows(data)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if f := parseMust(t, name); f.rows != len(rows) {
-			t.Fatalf("%s: name says %d rows, file holds %d", name, f.rows, len(rows))
-		}
-		for _, r := range rows {
-			got[r.RequestID] = r
-		}
+	for _, r := range spooledRowList(t, dir) {
+		got[r.RequestID] = r
 	}
 	return got
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -144,4 +145,26 @@ func waitFor(t testing.TB, what string, d time.Duration, cond func() bool) {
 		}
 	}
 	t.Fatalf("timed out waiting for %s", what)
+}
+
+// spooledRowList decodes the rows of every spool file in dir, oldest file
+// first; every file must decode whole and hold the rows its name says.
+func spooledRowList(t testing.TB, dir string) []Row {
+	t.Helper()
+	var all []Row
+	for _, name := range spoolNames(t, dir) {
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows, err := DecodeRows(data)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if f := parseMust(t, name); f.rows != len(rows) {
+			t.Fatalf("%s: name says %d rows, file holds %d", name, f.rows, len(rows))
+		}
+		all = append(all, rows...)
+	}
+	return all
 }

@@ -107,18 +107,8 @@ func walRecovered(t *testing.T, dir string) map[string]bool {
 	w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL})
 	closeWriter(t, w)
 	ids := map[string]bool{}
-	for _, name := range spoolNames(t, dir) {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := DecodeRows(data)
-		if err != nil {
-			t.Fatalf("recovered %s: %v", name, err)
-		}
-		for _, r := range rows {
-			ids[r.RequestID] = true
-		}
+	for _, r := range spooledRowList(t, dir) {
+		ids[r.RequestID] = true
 	}
 	return ids
 }

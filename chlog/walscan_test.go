@@ -61,21 +61,8 @@ func flipPayload(data []byte, offs []int, i int) {
 func spooledIDs(t *testing.T, dir string) map[string]int {
 	t.Helper()
 	ids := map[string]int{}
-	for _, name := range spoolNames(t, dir) {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		rows, err := DecodeRows(data)
-		if err != nil {
-			t.Fatalf("recovered %s: %v", name, err)
-		}
-		if f := parseMust(t, name); f.rows != len(rows) {
-			t.Errorf("%s holds %d rows", name, len(rows))
-		}
-		for _, r := range rows {
-			ids[r.RequestID]++
-		}
+	for _, r := range spooledRowList(t, dir) {
+		ids[r.RequestID]++
 	}
 	return ids
 }
