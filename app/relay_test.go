@@ -564,8 +564,8 @@ func TestHealthAndReady(t *testing.T) {
 			t.Fatal(err)
 		}
 		readAll(t, resp)
-		if resp.StatusCode != 200 {
-			t.Errorf("%s: %d", p, resp.StatusCode)
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+			t.Errorf("%s: %d, content type %q", p, resp.StatusCode, resp.Header.Get("Content-Type"))
 		}
 	}
 	r.app.relay.Drain()
