@@ -46,9 +46,9 @@ func LoadEnvFile(path string) error {
 	if err != nil {
 		return fmt.Errorf("config: env file %s: %w", path, err)
 	}
-	m, err := dotenv.Parser().Unmarshal(b)
+	m, err := parseEnvFile(path, b)
 	if err != nil {
-		return fmt.Errorf("config: env file %s: %w", path, err)
+		return err
 	}
 	for k, v := range m {
 		if _, set := os.LookupEnv(k); set {
@@ -446,6 +446,49 @@ func validHeaderName(s string) bool {
 		}
 	}
 	return true
+}
+
+// parseEnvFile parses the .env file at path, whose bytes are b; its error
+// names the line that does not parse, not its value (envFileProblem).
+func parseEnvFile(path string, b []byte) (map[string]any, error) {
+	m, err := dotenv.Parser().Unmarshal(b)
+	if err != nil {
+		return nil, fmt.Errorf("config: env file %s: %s", path, envFileProblem(b))
+	}
+	return m, nil
+}
+
+// envFileProblem says where a .env file the parser refused goes wrong
+// without quoting it: the parser's own message quotes the line, and a .env
+// file holds provider keys. It names the first line that does not parse on
+// its own, and the variable it sets when that much is readable.
+func envFileProblem(b []byte) string {
+	for i, line := range strings.Split(string(b), "\n") {
+		t := strings.TrimSpace(line)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if _, err := dotenv.Parser().Unmarshal([]byte(line)); err == nil {
+			continue
+		}
+		name, _, _ := strings.Cut(strings.TrimPrefix(t, "export "), "=")
+		name = strings.TrimSpace(name)
+		if !validEnvName(name) {
+			return fmt.Sprintf("line %d: not NAME=VALUE (the line is not shown: it may hold a key)", i+1)
+		}
+		return fmt.Sprintf("line %d (%s): the value does not parse, a quote not closed perhaps (it is not shown: it may hold a key)", i+1, name)
+	}
+	return "does not parse (a quoted value over several lines not closed, perhaps; the parser's message is not shown: it may quote a key)"
+}
+
+// validEnvName reports whether s is a shell variable name.
+func validEnvName(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // rawBytes is a koanf provider over bytes already in memory.

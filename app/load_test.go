@@ -94,6 +94,27 @@ func TestEnvFile(t *testing.T) {
 	}
 }
 
+// TestEnvFileErrorsHideValues: a .env file that does not parse is refused
+// naming the line (and the variable, when readable), never the value: the
+// error goes to stderr at start and to the log on a refused reload.
+func TestEnvFileErrorsHideValues(t *testing.T) {
+	for _, tt := range []struct{ name, file, want string }{
+		{"open quote", "OK_A=1\nKEY_A=\"sk-prov-LEAK1-SECRET\n", "line 2 (KEY_A)"},
+		{"no equals", "# comment\n\nKEY_A sk-prov-LEAK3-SECRET\n", "line 3: not NAME=VALUE"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), ".env")
+			if err := os.WriteFile(path, []byte(tt.file), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			err := LoadEnvFile(path)
+			if err == nil || !strings.Contains(err.Error(), tt.want) || strings.Contains(err.Error(), "SECRET") {
+				t.Errorf("error %v, want one naming %q without the value", err, tt.want)
+			}
+		})
+	}
+}
+
 func TestConfigErrorsNameTheField(t *testing.T) {
 	route := func(extra string) string {
 		return "routes:\n  - name: a\n    path: /a\n    upstream: http://x\n" + extra

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/knadh/koanf/parsers/dotenv"
 	"github.com/stream-relay/stream-relay/handlers"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/upstream"
@@ -271,8 +270,8 @@ func reloadEnvFile(path string) (undo func(), changed []string, err error) {
 	case err != nil:
 		return undo, nil, fmt.Errorf("config: env file %s: %w", path, err)
 	default:
-		if m, err = dotenv.Parser().Unmarshal(b); err != nil {
-			return undo, nil, fmt.Errorf("config: env file %s: %w", path, err)
+		if m, err = parseEnvFile(path, b); err != nil {
+			return undo, nil, err
 		}
 	}
 	e := &envFromFile

@@ -247,6 +247,12 @@ func TestReloadEnvFileProviderKey(t *testing.T) {
 		t.Fatalf("after a refused reload: %d", resp.StatusCode)
 	}
 	writeFile(t, path, string(good))
+	// A broken .env is refused naming its line, not the key on it.
+	writeFile(t, env, name+"=\"sk-half-quoted-SECRET\n")
+	if err := p.app.Reload(path, env); err == nil || !strings.Contains(err.Error(), "line 1 ("+name+")") || strings.Contains(err.Error(), "SECRET") {
+		t.Fatalf("broken .env: %v", err)
+	}
+	writeFile(t, env, name+"=wrong-key\n")
 	if err := p.app.Reload(path, env); err != nil {
 		t.Fatal(err)
 	}
