@@ -19,9 +19,7 @@ const geminiRoute = `  - name: gemini
 // neither the client's x-goog-api-key nor the route's own key header.
 func TestRelayKeyInGoogleForms(t *testing.T) {
 	r := startRelayYAML(t, func(y string) string {
-		base := y[strings.Index(y, "upstream: ")+len("upstream: "):]
-		base = base[:strings.IndexByte(base, '\n')]
-		return strings.Replace(y, "  - name: anthropic\n", strings.ReplaceAll(geminiRoute, "%BASE%", base)+"  - name: anthropic\n", 1)
+		return strings.Replace(y, "  - name: anthropic\n", strings.ReplaceAll(geminiRoute, "%BASE%", firstUpstream(y))+"  - name: anthropic\n", 1)
 	}, nil)
 	const chat = `{"model":"m","stream":true}`
 	last := func() (path string, goog, auth string) {

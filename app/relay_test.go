@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -655,4 +656,48 @@ func TestUpstreamRequestIDRenamed(t *testing.T) {
 	if err := json.Unmarshal([]byte(row.RespHeaders), &m); err != nil || m["x-request-id"] != "req_upstream_42" {
 		t.Errorf("row response headers %s (%v)", row.RespHeaders, err)
 	}
+}
+
+// TestUpstreamRateLimitHeadersRenamed: a provider's X-RateLimit-* fields
+// reach the client under X-Upstream-RateLimit-* when the relay's own limits
+// set those names, so that a client reads one value of each; without the
+// relay's limits they pass as they came.
+func TestUpstreamRateLimitHeadersRenamed(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.Header().Set("X-RateLimit-Limit", "999")
+		w.Header().Set("X-RateLimit-Remaining", "998")
+		w.Header().Set("X-RateLimit-Reset", "7")
+		_, _ = io.WriteString(w, "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n")
+	}))
+	defer up.Close()
+	for _, limits := range []bool{true, false} {
+		r := startRelayYAML(t, func(y string) string {
+			y = strings.Replace(y, "upstream: "+firstUpstream(y)+"\n", "upstream: "+up.URL+"\n", 1) // the openai route
+			if limits {
+				y = strings.Replace(y, "rate_limit:\n  disabled: true", "rate_limit:\n  default: 600", 1)
+			}
+			return y
+		}, nil)
+		resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, nil)
+		if body := readAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		own, theirs := resp.Header.Values("X-RateLimit-Limit"), resp.Header.Values("X-Upstream-RateLimit-Limit")
+		switch {
+		case limits && (len(own) != 1 || own[0] == "999" || len(theirs) != 1 || theirs[0] != "999" ||
+			resp.Header.Get("X-Upstream-RateLimit-Remaining") != "998" || resp.Header.Get("X-Upstream-RateLimit-Reset") != "7"):
+			t.Errorf("with the relay's limits: X-RateLimit-Limit %q, X-Upstream-RateLimit-Limit %q", own, theirs)
+		case !limits && (len(own) != 1 || own[0] != "999" || len(theirs) != 0):
+			t.Errorf("without the relay's limits: X-RateLimit-Limit %q, X-Upstream-RateLimit-Limit %q", own, theirs)
+		}
+	}
+}
+
+// firstUpstream returns the upstream of the first route of a testConfig
+// YAML: the mock's base URL.
+func firstUpstream(y string) string {
+	_, rest, _ := strings.Cut(y, "upstream: ")
+	base, _, _ := strings.Cut(rest, "\n")
+	return base
 }

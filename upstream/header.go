@@ -268,11 +268,37 @@ func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHea
 			dst.SetServerBytes(v)
 		case "x-request-id":
 			dst.AddBytesKV(upstreamRequestIDKey, v)
+		case "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset":
+			// The relay's own limits carry these names (set before the
+			// upstream answered): the provider's go under their own.
+			if len(dst.PeekBytes(k)) > 0 {
+				dst.AddBytesKV(upstreamRateLimitKey(lk), v)
+				continue
+			}
+			dst.AddBytesKV(k, v)
 		default:
 			dst.AddBytesKV(k, v)
 		}
 	}
 	return append(capture, '}')
+}
+
+var (
+	upstreamRateLimitLimit     = []byte("X-Upstream-RateLimit-Limit")
+	upstreamRateLimitRemaining = []byte("X-Upstream-RateLimit-Remaining")
+	upstreamRateLimitReset     = []byte("X-Upstream-RateLimit-Reset")
+)
+
+// upstreamRateLimitKey is the name under which an upstream's X-RateLimit-*
+// field (lower-case lk) reaches a client whose answer has the relay's own.
+func upstreamRateLimitKey(lk []byte) []byte {
+	switch string(lk) {
+	case "x-ratelimit-limit":
+		return upstreamRateLimitLimit
+	case "x-ratelimit-remaining":
+		return upstreamRateLimitRemaining
+	}
+	return upstreamRateLimitReset
 }
 
 const hexDigits = "0123456789abcdef"
