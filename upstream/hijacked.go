@@ -47,6 +47,8 @@ func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool, wake func(*Stream
 		}
 		if err == nil {
 			_, err = bw.WriteString("0\r\n\r\n")
+		} else {
+			s.answerCut(bw) // cutanswer.go
 		}
 	}
 	s.CloseWithError(err)
@@ -111,6 +113,9 @@ func (s *Stream) WriteClosing(head []byte) error {
 	_, err := bw.Write(head)
 	if err == nil {
 		_, err = s.copyPolled(flushingWriter{bw}, nil)
+		if err != nil {
+			s.answerCut(bw) // cutanswer.go
+		}
 	}
 	s.CloseWithError(err)
 	if err == nil {

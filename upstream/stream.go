@@ -219,10 +219,17 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	if s.client != nil {
 		bw = chunkedWriterBuffer(w)
 	}
+	var n int64
+	var err error
 	if !s.apart {
-		return s.copyPolled(w, bw)
+		n, err = s.copyPolled(w, bw)
+	} else {
+		n, err = s.copyTo(w, bw)
 	}
-	return s.copyTo(w, bw)
+	if err != nil {
+		s.answerCut(bw) // cutanswer.go
+	}
+	return n, err
 }
 
 // copyTo is WriteTo. bw, when set, is the buffer under w, which frames

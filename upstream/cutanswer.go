@@ -1,0 +1,59 @@
+package upstream
+
+import (
+	"bufio"
+	"strconv"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// An upstream that answers its head and then closes, resets or goes silent
+// before the first byte of its body used to leave the client an empty
+// reply: the response head waits in the client writer's buffer for the
+// body's first bytes (see WriteTo), and a failed copy closes the
+// connection without flushing it. Nothing has reached the client then, so
+// the relay can still answer as it does when the upstream fails before its
+// head: a 502 upstream_reset (504 upstream_timeout) with the request's
+// X-Request-Id, its row saying so.
+
+// answerCut replaces the response head waiting in bw, when none of the
+// body went out and the stream failed on its upstream's side, with the
+// relay's own error answer, and flushes it; it reports whether it did. The
+// connection is closed after it (its reads and the upstream's are in an
+// unknown state).
+func (s *Stream) answerCut(bw *bufio.Writer) bool {
+	failed := s.reason.Load()
+	if bw == nil || s.client == nil || s.copied > 0 || failed == nil || bw.Buffered() == 0 {
+		return false
+	}
+	status, msg := 502, "the upstream closed the connection before the first byte of its body"
+	switch *failed {
+	case record.ErrUpstreamReset:
+	case record.ErrUpstreamTimeout:
+		status, msg = 504, "the upstream sent no byte of its body in time"
+	default:
+		return false // the client's own doing, or the relay's shutdown
+	}
+	body := append([]byte(`{"error":{"type":"`+*failed+`","message":`), appendJSONString(nil, []byte("route "+s.route.Name+": "+msg))...)
+	body = append(body, "}}"...)
+	b := make([]byte, 0, 256+len(body))
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(status), 10)
+	if status == 502 {
+		b = append(b, " Bad Gateway"...)
+	} else {
+		b = append(b, " Gateway Timeout"...)
+	}
+	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\nX-Request-Id: "...)
+	b = append(b, s.rec.ID[:]...)
+	b = append(b, "\r\nConnection: close\r\n\r\n"...)
+	b = append(b, body...)
+	bw.Reset(s.client) // drops the buffered head
+	if _, err := bw.Write(b); err != nil || bw.Flush() != nil {
+		return false
+	}
+	s.rec.Status = status
+	return true
+}
