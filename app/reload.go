@@ -135,6 +135,7 @@ func (a *App) reloadLimiter(next *Config) (*quota.Limiter, *quota.Options, error
 	if err != nil {
 		return nil, nil, err
 	}
+	l.Adopt(a.limiter) // buckets (and a fallback) carry on across the reload
 	return l, &qo, nil
 }
 

@@ -180,6 +180,36 @@ func TestReloadAppliesKeysLimitsRoutesWhileAStreamGoesOn(t *testing.T) {
 	}
 }
 
+// TestReloadKeepsSpentBuckets: a reload that changes the rate limits builds
+// a new limiter, and the in-process buckets carry on in it: a tenant that
+// spent its burst stays refused.
+func TestReloadKeepsSpentBuckets(t *testing.T) {
+	_, base := mock(t, providerKey)
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.yaml")
+	writeFile(t, path, reloadConfig(base, filepath.Join(dir, "spool"), false, 3, ""))
+	p := startFromFile(t, path)
+	codes := func(n int) (got []int) {
+		for range n {
+			resp, _ := ask(t, p.base, "/v1/chat/completions", relayKey)
+			got = append(got, resp.StatusCode)
+		}
+		return got
+	}
+	if got := codes(4); fmt.Sprint(got) != "[200 200 200 429]" {
+		t.Fatalf("before the reload: %v", got)
+	}
+	writeFile(t, path, reloadConfig(base, filepath.Join(dir, "spool"), false, 4, ""))
+	if err := p.app.Reload(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	// 4 a minute refills one in 15 s: none within these requests.
+	if got := codes(2); fmt.Sprint(got) != "[429 429]" {
+		t.Fatalf("after the reload: %v, want the spent bucket still spent", got)
+	}
+}
+
 func TestReloadBrokenFileChangesNothing(t *testing.T) {
 	_, base := mock(t, providerKey)
 	t.Setenv("TEST_PROVIDER_KEY", providerKey)

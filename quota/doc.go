@@ -9,6 +9,7 @@
 //	if !d.Allowed { /* 429 with d.RetryAfter */ }
 //	l.Debit(ctx, tenant, usage.TotalTokens) // after the stream ends
 //	st := l.Stats()                   // counters for the metrics package
+//	next.Adopt(l)                     // a reload's new limiter carries l's buckets on
 //	l.Close()                         // at shutdown
 //
 // With a Redis address the buckets live in Redis and are taken by one Lua
@@ -16,10 +17,11 @@
 // shares one budget per tenant. Refusals and per-tenant limit overrides are
 // read through rueidis client-side caching (RESP3 tracking): a refused tenant
 // is refused again without a round trip until its next token is due. When
-// Redis is unreachable or slower than Options.Timeout the limiter switches to
+// Redis is unreachable, slower than Options.Timeout or refuses the script's
+// writes (out of memory, a read-only replica) the limiter switches to
 // Options.OnRedisError (in-process buckets by default) and switches back once
-// Redis answers again. Take never fails: a Redis outage never becomes a relay
-// error.
+// a probe run of the script succeeds (probe.go). Take never fails: a Redis
+// outage never becomes a relay error.
 //
 // The Redis path is built for the relay's hot path: each tenant's reads and
 // its take script are pinned rueidis commands built once, the script replies

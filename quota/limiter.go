@@ -77,10 +77,12 @@ type Limiter struct {
 	givebacks givebacks    // unused lease tokens for the sweeper
 	renewals  chan renewal // leases to renew in the background (nil: no renewals)
 
-	life   sync.Mutex // guards closed and the probe's start
-	closed bool
-	done   chan struct{}
-	wg     sync.WaitGroup
+	life    sync.Mutex // guards closed, probing and the probe's start
+	closed  bool
+	probing []string    // the probe's keys, of the last switch to the fallback
+	adopted atomic.Bool // a reload's limiter took over (Adopt): it logs the switches
+	done    chan struct{}
+	wg      sync.WaitGroup
 
 	stats counters
 }
@@ -118,7 +120,7 @@ func New(o Options) (*Limiter, error) {
 	}
 	if err := l.redis.connect(); err != nil {
 		l.stats.redisErrors.Add(1)
-		l.enterFallback(err, "")
+		l.enterFallback(err, nil)
 	} else {
 		l.up.Store(true)
 	}
@@ -143,7 +145,7 @@ func (l *Limiter) Take(ctx context.Context, tenant, keyID string) Decision {
 		d, err = l.takeRedis(ctx, ts, ks)
 		if err != nil {
 			if ctx.Err() == nil {
-				l.redisFailed(err, ts.cfgKey)
+				l.redisFailed(err, ts)
 			}
 			d = l.fallback(ts, ks)
 		}
@@ -169,7 +171,7 @@ func (l *Limiter) Debit(ctx context.Context, tenant string, tokens int64) {
 		if err == nil {
 			return
 		}
-		l.redisFailed(err, ts.cfgKey)
+		l.redisFailed(err, ts)
 	}
 	l.debitLocal(ts, tokens)
 }
@@ -270,21 +272,21 @@ func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
 	ts.tok.set(now, x-float64(tokens))
 }
 
-// redisFailed counts a Redis error of a command on key and, on the first
-// one while Redis was deciding, switches to the fallback.
-func (l *Limiter) redisFailed(err error, key string) {
+// redisFailed counts a Redis error of a command of tenant ts and, on the
+// first one while Redis was deciding, switches to the fallback.
+func (l *Limiter) redisFailed(err error, ts *tenantState) {
 	l.stats.redisErrors.Add(1)
 	if l.up.CompareAndSwap(true, false) {
 		if l.leasing {
 			l.forgetLeases()
 		}
-		l.enterFallback(err, key)
+		l.enterFallback(err, ts)
 	}
 }
 
 // enterFallback logs the switch once, counts it and starts the probe that
-// switches back once key's node answers ("" = any node).
-func (l *Limiter) enterFallback(err error, key string) {
+// switches back once Redis can decide for ts again (nil: any tenant).
+func (l *Limiter) enterFallback(err error, ts *tenantState) {
 	l.life.Lock()
 	defer l.life.Unlock()
 	if l.closed {
@@ -293,31 +295,5 @@ func (l *Limiter) enterFallback(err error, key string) {
 	l.stats.toFallback.Add(1)
 	l.o.Logger.Warn("quota: redis unavailable, deciding by fallback",
 		"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err)
-	l.wg.Add(1)
-	go l.probe(key)
-}
-
-// probe pings Redis every ProbeInterval while in fallback and switches back
-// to Redis on the first answer. On a Redis Cluster any node answers PING,
-// even one that refuses every key (CLUSTERDOWN) or beside a dead master, so
-// the probe asks the node that owns key, the one whose failure started the
-// fallback: a cluster that lost a master is not taken back until it heals.
-func (l *Limiter) probe(key string) {
-	defer l.wg.Done()
-	t := time.NewTicker(l.o.ProbeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.done:
-			return
-		case <-t.C:
-		}
-		if err := l.redis.ping(key); err != nil {
-			continue
-		}
-		l.stats.toRedis.Add(1)
-		l.up.Store(true)
-		l.o.Logger.Info("quota: redis reachable again, deciding by redis", "redis_addr", l.o.RedisAddr)
-		return
-	}
+	l.startProbe(l.o.probeKeys(ts))
 }

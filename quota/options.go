@@ -65,8 +65,9 @@ type Options struct {
 	// at most 50ms once: after the first failure the limiter decides by
 	// OnRedisError without waiting and a background probe finds Redis again.
 	Timeout time.Duration
-	// ProbeInterval is how often the background probe pings Redis while the
-	// limiter is in fallback. Default 1s.
+	// ProbeInterval is how often the background probe checks, while the
+	// limiter is in fallback, whether Redis can decide again (it runs the
+	// bucket script on a probe key: probe.go). Default 1s.
 	ProbeInterval time.Duration
 	// CacheTTL bounds how long a tenant's override hash and "not blocked"
 	// answer are served from the client-side cache. Redis invalidates them as

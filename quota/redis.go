@@ -87,22 +87,6 @@ func (s *redisStore) connect() error {
 	return nil
 }
 
-// ping reports whether Redis answers within Timeout: a PING, or with key
-// set an EXISTS of key, which only the node owning key's slot answers, and
-// only while its cluster serves keys.
-func (s *redisStore) ping(key string) error {
-	if err := s.connect(); err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), s.o.Timeout)
-	defer cancel()
-	c := s.client()
-	if key != "" {
-		return c.Do(ctx, c.B().Exists().Key(key).Build()).Error()
-	}
-	return c.Do(ctx, c.B().Ping().Build()).Error()
-}
-
 func (s *redisStore) close() {
 	if c := s.client(); c != nil {
 		c.Close()
@@ -126,7 +110,7 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 
 	ttl := l.o.CacheTTL
 	reads := ts.tenantCmds(c)
-	lim, err := ts.overridden(c.DoCache(ctx, reads.cfg, ttl))
+	lim, ov, err := l.overridden(ts, c.DoCache(ctx, reads.cfg, ttl))
 	if err != nil {
 		return Decision{}, err
 	}
@@ -146,7 +130,7 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 		}
 	}
 	if tenantWait > 0 || keyWait > 0 {
-		l.remember(ts, lim, nil, nil, 0)
+		l.remember(ts, lim, ov, nil, nil, 0)
 		src := SourceRedis
 		if tenantHit && keyHit {
 			src = SourceCache
@@ -155,7 +139,7 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 	}
 
 	if lim.rpm == Unlimited && kl == nil && lim.tpm <= 0 {
-		l.remember(ts, lim, nil, nil, 0)
+		l.remember(ts, lim, ov, nil, nil, 0)
 		return Decision{Allowed: true, Source: SourceBypass}, nil
 	}
 	size := l.o.Lease
@@ -174,23 +158,24 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 	if err != nil {
 		return Decision{}, err
 	}
-	l.remember(ts, lim, ks, &lv, n)
+	l.remember(ts, lim, ov, ks, &lv, n)
 	return decide(lim, kl, lv, allowed, SourceRedis), nil
 }
 
-// remember keeps what Redis decided: the tenant's effective limits and,
+// remember keeps what Redis decided: the tenant's effective limits (and the
+// overrides among them, which a reload's Adopt carries over) and,
 // after a script run that took n tokens (0 on refusal), its bucket levels
 // (lv, before the take) at local time now, for the local fallback, which
 // then continues from the shared buckets' last known state instead of
 // granting a fresh burst. Taking n > 1 grants a lease. New limits end the
 // tenant's leases.
-func (l *Limiter) remember(ts *tenantState, lim limits, ks *keyState, lv *levels, n int64) {
+func (l *Limiter) remember(ts *tenantState, lim limits, ov override, ks *keyState, lv *levels, n int64) {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	if lim != ts.seen {
 		l.dropLeases(ts)
 	}
-	ts.seen = lim
+	ts.seen, ts.ov = lim, ov
 	if lv == nil {
 		return
 	}
@@ -221,11 +206,11 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 	}
 	ctx, cancel := l.deadlines.bound(ctx)
 	defer cancel()
-	lim, err := ts.overridden(c.DoCache(ctx, ts.tenantCmds(c).cfg, l.o.CacheTTL))
+	lim, ov, err := l.overridden(ts, c.DoCache(ctx, ts.tenantCmds(c).cfg, l.o.CacheTTL))
 	if err != nil {
 		return err
 	}
-	l.remember(ts, lim, nil, nil, 0)
+	l.remember(ts, lim, ov, nil, nil, 0)
 	if lim.tpm <= 0 {
 		return nil
 	}
@@ -261,43 +246,6 @@ func blockedFor(r rueidis.RedisResult) (time.Duration, bool, error) {
 		return 0, hit, nil
 	}
 	return time.Duration(pttl) * time.Millisecond, hit, nil
-}
-
-// overridden merges the tenant's Redis override hash (HMGET rpm burst tpm)
-// into its file limits.
-// Malformed or out-of-range fields are ignored: an operator's typo must not
-// lift or zero a limit.
-func (ts *tenantState) overridden(r rueidis.RedisResult) (limits, error) {
-	vals, err := r.ToArray()
-	if err != nil {
-		return limits{}, err
-	}
-	lim := ts.file
-	burstSet := false
-	if len(vals) == len(cfgFields) {
-		if v, ok := cfgInt(&vals[0]); ok && (v > 0 || v == Unlimited) {
-			lim.rpm = v
-		}
-		if v, ok := cfgInt(&vals[1]); ok && v > 0 {
-			lim.burst, burstSet = v, true
-		}
-		if v, ok := cfgInt(&vals[2]); ok && v >= 0 {
-			lim.tpm = v
-		}
-	}
-	if !burstSet && lim.rpm != ts.file.rpm {
-		// A new rate without a burst gets the file's burst rule.
-		lim.burst = ts.fileBurst(lim.rpm)
-	}
-	return lim, nil
-}
-
-func cfgInt(m *rueidis.RedisMessage) (int64, bool) {
-	if m.IsNil() {
-		return 0, false
-	}
-	v, err := m.AsInt64()
-	return v, err == nil
 }
 
 // levelScale is the fixed point of the levels in the take script's reply:

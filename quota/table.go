@@ -40,12 +40,16 @@ type tenantState struct {
 	file       limits
 	fixedBurst int64 // Options.Burst: 0 = each rate's minute's worth
 
-	mu    sync.Mutex // guards the fields below
-	seen  limits     // limits of the last decision, overrides included; the local fallback uses them
-	req   bucket
-	tok   bucket
-	lease lease // requests without a limited relay key
-	keyed map[string]*keyState
+	mu   sync.Mutex // guards the fields below
+	seen limits     // limits of the last decision, overrides included; the local fallback uses them
+	ov   override   // the overrides in seen, which Adopt carries over to a reload's limiter
+	// ignored is, per field of the override hash, the last invalid value
+	// logged (ignoredOverride).
+	ignored [len(cfgWant)]ignoredValue
+	req     bucket
+	tok     bucket
+	lease   lease // requests without a limited relay key
+	keyed   map[string]*keyState
 	// leaseGen counts the times the tenant's leases were dropped (new
 	// limits, an invalidation, a switch to the fallback): a renewal that
 	// began before the last drop brings tokens that must not be used.
