@@ -439,7 +439,7 @@ func TestWSLimits(t *testing.T) {
 	}
 	readMsg(t, c)
 	_ = c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("y", 5000)))
-	if ce, _ := readClose(t, c, 5*time.Second); ce == nil || ce.Code != websocket.CloseMessageTooBig {
+	if ce, _ := readClose(t, c, 5*time.Second); ce == nil || ce.Code != websocket.CloseMessageTooBig || ce.Text != "client message exceeds 4096 bytes" {
 		t.Fatalf("client got %v for a message over the limit", ce)
 	}
 	c.Close()
@@ -477,6 +477,225 @@ func TestWSLimits(t *testing.T) {
 	}
 	if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.ErrorType != "upstream_timeout" {
 		t.Fatalf("row error %q", row.ErrorType)
+	}
+}
+
+// waitCloses waits until up has received n close frames, and returns them.
+func (u *wsUpstream) waitCloses(t *testing.T, n int) []websocket.CloseError {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, closes := u.seen()
+		if len(closes) >= n || time.Now().After(deadline) {
+			return closes
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWSTooBigReason: a message over max_body_bytes, either way, gets
+// both sides the relay's 1009 with the reason naming the sender (the
+// sender too, not the library's 1009 with no reason), and the row's close
+// reason is that one.
+func TestWSTooBigReason(t *testing.T) {
+	for _, tc := range []struct {
+		name, send, reason string
+	}{
+		{"client", strings.Repeat("y", 5000), "client message exceeds 4096 bytes"},
+		{"client, just over", strings.Repeat("y", 4097), "client message exceeds 4096 bytes"},
+		{"upstream", "big:5000", "upstream message exceeds 4096 bytes"},
+		{"upstream, just over", "big:4097", "upstream message exceeds 4096 bytes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := startWSUpstream(t, "Authorization", "")
+			r := startWSRelay(t, up, "", nil)
+			c, resp, err := dialWS(t, r.base, relayKey, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			readMsg(t, c)
+			// At the limit: relayed.
+			_ = c.WriteMessage(websocket.TextMessage, []byte("big:4096"))
+			if _, m := readMsg(t, c); len(m) != 4096 {
+				t.Fatalf("a message of max_body_bytes came as %d bytes", len(m))
+			}
+			_ = c.WriteMessage(websocket.TextMessage, []byte(tc.send))
+			ce, _ := readClose(t, c, 5*time.Second)
+			if ce == nil || ce.Code != websocket.CloseMessageTooBig || ce.Text != tc.reason {
+				t.Errorf("client got %v, want 1009 %q", ce, tc.reason)
+			}
+			closes := up.waitCloses(t, 1)
+			if len(closes) != 1 || closes[0].Code != websocket.CloseMessageTooBig || closes[0].Text != tc.reason {
+				t.Errorf("upstream got %v, want 1009 %q", closes, tc.reason)
+			}
+			row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+			for _, m := range []string{`":ws-close-code":"1009"`, `":ws-close-reason":"` + tc.reason + `"`, `":ws-closed-by":"relay"`} {
+				if !strings.Contains(row.RespHeaders, m) {
+					t.Errorf("response headers %s lack %s", row.RespHeaders, m)
+				}
+			}
+			if row.ErrorType != "body_too_large" {
+				t.Errorf("row error %q", row.ErrorType)
+			}
+		})
+	}
+}
+
+// TestWSIdleCloseBothSides: on an idle timeout every client and every
+// upstream gets the relay's own "1001 idle timeout", never the other
+// side's answer to it (the client's echo, 1001 with no reason, used to
+// reach the upstream first in most sessions).
+func TestWSIdleCloseBothSides(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	r := startWSRelay(t, up, "    idle_timeout: 200ms\n", nil)
+	const n = 16
+	clientCloses := make(chan *websocket.CloseError, n)
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		c, resp, err := dialWS(t, r.base, relayKey, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		ids[i] = resp.Header.Get("X-Request-Id")
+		readMsg(t, c)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The client library answers the close with its code and no
+			// reason, as browsers do.
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					var ce *websocket.CloseError
+					if !errors.As(err, &ce) {
+						ce = nil
+					}
+					clientCloses <- ce
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(clientCloses)
+	bad := 0
+	for ce := range clientCloses {
+		if ce == nil || ce.Code != websocket.CloseGoingAway || ce.Text != "idle timeout" {
+			bad++
+			t.Errorf("client got %v", ce)
+		}
+	}
+	closes := up.waitCloses(t, n)
+	if len(closes) != n {
+		t.Errorf("upstream got %d close frames, want %d", len(closes), n)
+	}
+	for _, ce := range closes {
+		if ce.Code != websocket.CloseGoingAway || ce.Text != "idle timeout" {
+			bad++
+			t.Errorf("upstream got %v", ce)
+		}
+	}
+	for _, id := range ids {
+		row := r.rows.wait(t, id)
+		if row.ErrorType != "upstream_timeout" || !strings.Contains(row.RespHeaders, `":ws-close-reason":"idle timeout"`) {
+			t.Errorf("row %q %s", row.ErrorType, row.RespHeaders)
+		}
+		// The client's echo is in the row, not passed on.
+		if !slices.Contains(row.Chunks, ">c1001 ") {
+			t.Errorf("the client's answer is not in the row: %q", row.Chunks)
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%d of %d closes were not the relay's 1001 idle timeout", bad, 2*n)
+	}
+}
+
+// TestWSKeySubprotocolNotForwarded: a browser's key entry in
+// Sec-WebSocket-Protocol ("openai-insecure-api-key.<key>") never reaches
+// the upstream; the other subprotocols do, the client's 101 names the one
+// the upstream chose, and the row redacts the field.
+func TestWSKeySubprotocolNotForwarded(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	r := startWSRelay(t, up, "", nil)
+	for _, tc := range []struct{ name, protocols, upstream, chosen string }{
+		{"with realtime", "realtime, openai-insecure-api-key." + relayKey + ", openai-beta.realtime-v1", "realtime, openai-beta.realtime-v1", "realtime"},
+		{"key entry alone", "openai-insecure-api-key." + relayKey, "", ""},
+		{"key entry first, upper case", "OPENAI-INSECURE-API-KEY." + relayKey + ",realtime", "realtime", "realtime"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, resp, err := dialWS(t, r.base, relayKey, http.Header{"Sec-Websocket-Protocol": {tc.protocols}})
+			if err != nil {
+				t.Fatalf("dial: %v (%v)", err, resp)
+			}
+			defer c.Close()
+			if c.Subprotocol() != tc.chosen {
+				t.Errorf("client's subprotocol %q, want %q", c.Subprotocol(), tc.chosen)
+			}
+			readMsg(t, c)
+			hs, _, _ := up.seen()
+			h := hs[len(hs)-1]
+			if got := strings.Join(h.Values("Sec-Websocket-Protocol"), ","); got != tc.upstream {
+				t.Errorf("upstream's Sec-WebSocket-Protocol %q, want %q", got, tc.upstream)
+			}
+			for k, vs := range h {
+				if v := strings.ToLower(strings.Join(vs, ",")); strings.Contains(v, relayKey) || strings.Contains(v, "openai-insecure-api-key") {
+					t.Errorf("the relay key's entry reached the upstream in %s: %q", k, vs)
+				}
+			}
+			if h.Get("Authorization") != "Bearer "+providerKey {
+				t.Errorf("upstream Authorization %q", h.Get("Authorization"))
+			}
+			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(time.Second))
+			readClose(t, c, 5*time.Second)
+			row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+			if strings.Contains(row.ReqHeaders, relayKey) || !strings.Contains(row.ReqHeaders, `"sec-websocket-protocol":"[redacted]"`) {
+				t.Errorf("row request headers %s", row.ReqHeaders)
+			}
+		})
+	}
+}
+
+// TestWSKeySubprotocolAuth: a browser client with no header of its own
+// sends its relay key as the subprotocol entry
+// "openai-insecure-api-key.<key>": the relay takes it (last, after every
+// other place a key may come), never forwards it, and answers the
+// subprotocol the upstream chose; a wrong key there is 401.
+func TestWSKeySubprotocolAuth(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	r := startWSRelay(t, up, "", nil)
+	c, resp, err := dialWS(t, r.base, "", http.Header{"Sec-Websocket-Protocol": {"realtime, openai-insecure-api-key." + relayKey}})
+	if err != nil {
+		t.Fatalf("dial: %v (%v)", err, resp)
+	}
+	defer c.Close()
+	if resp.StatusCode != 101 || c.Subprotocol() != "realtime" {
+		t.Fatalf("handshake: status %d subprotocol %q", resp.StatusCode, c.Subprotocol())
+	}
+	readMsg(t, c)
+	_ = c.WriteMessage(websocket.TextMessage, []byte("hi"))
+	if _, m := readMsg(t, c); m != "echo:hi" {
+		t.Fatalf("echo %q", m)
+	}
+	hs, _, _ := up.seen()
+	h := hs[len(hs)-1]
+	if got := h.Get("Sec-Websocket-Protocol"); got != "realtime" {
+		t.Errorf("upstream's Sec-WebSocket-Protocol %q", got)
+	}
+	if h.Get("Authorization") != "Bearer "+providerKey {
+		t.Errorf("upstream Authorization %q", h.Get("Authorization"))
+	}
+	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, ""), time.Now().Add(time.Second))
+	readClose(t, c, 5*time.Second)
+	row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	if row.Status != 101 || row.KeyID == "" || strings.Contains(row.ReqHeaders, relayKey) {
+		t.Errorf("row status %d key %q request headers %s", row.Status, row.KeyID, row.ReqHeaders)
+	}
+	_, resp, err = dialWS(t, r.base, "", http.Header{"Sec-Websocket-Protocol": {"realtime, openai-insecure-api-key.sk-wrong"}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong key in the subprotocol: %v %v", err, resp)
 	}
 }
 

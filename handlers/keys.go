@@ -9,6 +9,7 @@ import (
 	"net/url"
 
 	"github.com/stream-relay/stream-relay/upstream"
+	"github.com/valyala/fasthttp"
 )
 
 // KeyOptions is one configured relay key: the key itself or its SHA-256.
@@ -110,6 +111,44 @@ func credential(authorization, apiKey, googKey, query []byte) []byte {
 		return k
 	}
 	return queryValue(query, upstream.RelayKeyParam)
+}
+
+// requestCredential returns the relay key the request with header hdr and
+// raw query string query carries: credential's, and failing all of those,
+// as a WebSocket subprotocol entry (subprotocolKey), the one place a
+// browser can put a key on a WebSocket handshake. Requests with a key
+// elsewhere, and those with no Sec-WebSocket-Protocol, cost no allocation.
+func requestCredential(hdr *fasthttp.RequestHeader, query []byte) []byte {
+	if k := credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey), hdr.PeekBytes(hdrGoogAPIKey), query); len(k) > 0 {
+		return k
+	}
+	for k, v := range hdr.All() {
+		if bytes.EqualFold(k, hdrWSProto) {
+			if key := subprotocolKey(v); len(key) > 0 {
+				return key
+			}
+		}
+	}
+	return nil
+}
+
+// subprotocolKey returns the key of the first "openai-insecure-api-key.<key>"
+// entry (upstream.KeySubprotocol) of the comma-separated subprotocol list
+// protocols, or nil. upstream.Route.DialWS never forwards such an entry.
+func subprotocolKey(protocols []byte) []byte {
+	for len(protocols) > 0 {
+		p := protocols
+		if i := bytes.IndexByte(protocols, ','); i >= 0 {
+			p, protocols = protocols[:i], protocols[i+1:]
+		} else {
+			protocols = nil
+		}
+		p = bytes.TrimSpace(p)
+		if upstream.IsKeySubprotocol(p) {
+			return p[len(upstream.KeySubprotocol):]
+		}
+	}
+	return nil
 }
 
 // queryValue returns the value of the first parameter called name in the

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
 )
 
 func TestKeysLookup(t *testing.T) {
@@ -73,6 +75,60 @@ func TestCredential(t *testing.T) {
 			t.Errorf("credential(%q, %q, %q, %q) = %q, want %q", tt.auth, tt.apiKey, tt.googKey, tt.query, got, tt.want)
 		}
 	}
+}
+
+// TestSubprotocolKey: a relay key is taken from the first
+// "openai-insecure-api-key.<key>" entry of a Sec-WebSocket-Protocol list.
+func TestSubprotocolKey(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"realtime, openai-insecure-api-key.sk-1", "sk-1"},
+		{"openai-insecure-api-key.sk-2,realtime", "sk-2"},
+		{"realtime , OpenAI-Insecure-Api-Key.sk-3 , openai-beta.realtime-v1", "sk-3"},
+		{"realtime, openai-insecure-api-key.sk-4, openai-insecure-api-key.sk-5", "sk-4"},
+		{"realtime", ""},
+		{"openai-insecure-api-key", ""},
+		{"openai-insecure-api-key.", ""},
+		{"x-openai-insecure-api-key.sk-6", ""},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := string(subprotocolKey([]byte(tt.give))); got != tt.want {
+			t.Errorf("subprotocolKey(%q) = %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
+
+// TestRequestCredential: the subprotocol entry is the last resort, after
+// every other place a key may come in.
+func TestRequestCredential(t *testing.T) {
+	tests := []struct{ name, header, query, want string }{
+		{"bearer first", "Authorization: Bearer sk-1\r\nSec-WebSocket-Protocol: realtime, openai-insecure-api-key.sk-2\r\n", "", "sk-1"},
+		{"x-api-key first", "X-Api-Key: sk-3\r\nSec-WebSocket-Protocol: openai-insecure-api-key.sk-2\r\n", "", "sk-3"},
+		{"x-goog-api-key first", "X-Goog-Api-Key: sk-4\r\nSec-WebSocket-Protocol: openai-insecure-api-key.sk-2\r\n", "", "sk-4"},
+		{"query first", "Sec-WebSocket-Protocol: openai-insecure-api-key.sk-2\r\n", "key=sk-5", "sk-5"},
+		{"subprotocol", "Sec-WebSocket-Protocol: realtime, openai-insecure-api-key.sk-2\r\n", "model=m", "sk-2"},
+		{"second protocol line", "Sec-WebSocket-Protocol: realtime\r\nSec-WebSocket-Protocol: openai-insecure-api-key.sk-6\r\n", "", "sk-6"},
+		{"basic, no key entry", "Authorization: Basic abc\r\nSec-WebSocket-Protocol: realtime\r\n", "", ""},
+		{"nothing", "", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := requestHeader(t, tt.header)
+			if got := string(requestCredential(h, []byte(tt.query))); got != tt.want {
+				t.Errorf("requestCredential = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// requestHeader parses a GET's header fields (each line ending in CRLF).
+func requestHeader(t testing.TB, fields string) *fasthttp.RequestHeader {
+	t.Helper()
+	var h fasthttp.RequestHeader
+	if err := h.Read(bufio.NewReader(strings.NewReader("GET /v1/realtime HTTP/1.1\r\nHost: a\r\n" + fields + "\r\n"))); err != nil {
+		t.Fatal(err)
+	}
+	return &h
 }
 
 func TestRequestIDsSortByTimeAndDiffer(t *testing.T) {

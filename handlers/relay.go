@@ -497,7 +497,7 @@ func methodString(m []byte) string {
 // not one of cfg's), and names it and its tenant in rec.
 func requestKey(ctx *fasthttp.RequestCtx, cfg *Config, rec *record.Record) *Key {
 	hdr := &ctx.Request.Header
-	key := cfg.Keys.Lookup(credential(hdr.Peek(fasthttp.HeaderAuthorization), hdr.PeekBytes(hdrAPIKey), hdr.PeekBytes(hdrGoogAPIKey), ctx.URI().QueryString()))
+	key := cfg.Keys.Lookup(requestCredential(hdr, ctx.URI().QueryString()))
 	if key != nil {
 		rec.KeyID, rec.Tenant = key.ID, key.Tenant
 	}

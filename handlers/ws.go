@@ -29,8 +29,10 @@ import (
 // ":ws-closed-by"), tokens summed over Realtime response.done events.
 
 // wsUpgrader answers the client's handshake. Origin is not checked: the
-// relay key travels in a header, which a cross-site page cannot set on a
-// WebSocket, so a forged cross-origin upgrade carries no key.
+// relay key is never ambient (no cookie), so a cross-site page can only
+// send one it knows: in a header, which it cannot set on a WebSocket, or as
+// a subprotocol entry (requestCredential), which it can, but then the key
+// is its own and the page could as well use it from anywhere.
 var wsUpgrader = websocket.FastHTTPUpgrader{
 	ReadBufferSize:  4 << 10,
 	WriteBufferSize: 4 << 10,

@@ -32,6 +32,11 @@ import (
 //     sides get 1001 "idle timeout" (upstream_timeout);
 //   - on Close (the relay shutting down): both get 1001 (shutting_down).
 //
+// Each side gets one close frame: once the relay has sent a side its own,
+// a close frame from the other side (most often the echo of the relay's)
+// is recorded but not passed on, so that side sees the relay's code and
+// reason, whichever connection answers first.
+//
 // Once one side's end is seen, both connections are closed as soon as the
 // close handshake completes, and at most CloseWait later.
 type Tunnel struct {
@@ -47,7 +52,8 @@ type Tunnel struct {
 	closeCode   int
 	closeReason string
 	closedBy    string
-	tokensIn    int64 // summed over the session's response.done events
+	closeSent   [2]bool // a close frame was sent, or is being sent, to the client [0] or the upstream [1]
+	tokensIn    int64   // summed over the session's response.done events
 	tokensOut   int64
 	haveTokens  bool
 
@@ -72,9 +78,11 @@ func NewTunnel(route *Route, rec *record.Record, client, up *websocket.Conn) *Tu
 // members of its response headers JSON, and its duration. The caller
 // finishes rec.
 func (t *Tunnel) Run() {
-	limit := t.route.MaxBodyBytes
 	for _, c := range [...]*websocket.Conn{t.client, t.up} {
-		c.SetReadLimit(limit)
+		// No library read limit: past it the library answers 1009 itself,
+		// with no reason; readMessage enforces MaxBodyBytes and end sends
+		// the relay's own 1009 to both sides.
+		c.SetReadLimit(0)
 		c.SetCloseHandler(func(int, string) error { return nil }) // answered by the other side, passed back
 	}
 	t.client.SetPingHandler(t.control(record.DirClient, record.MsgPing, t.up, websocket.PingMessage))
@@ -126,10 +134,11 @@ func (t *Tunnel) Done() <-chan struct{} { return t.ended }
 // pump relays src's messages to dst until src ends or dst cannot take them.
 func (t *Tunnel) pump(src, dst *websocket.Conn, dir byte) {
 	var buf []byte
+	limit := t.route.MaxBodyBytes
 	for {
 		typ, r, err := src.NextReader()
 		if err == nil {
-			buf, err = readMessage(r, buf[:0])
+			buf, err = readMessage(r, buf[:0], limit)
 		}
 		if err != nil {
 			t.readEnded(src, dst, dir, err)
@@ -147,15 +156,27 @@ func (t *Tunnel) pump(src, dst *websocket.Conn, dir byte) {
 	}
 }
 
-// readMessage appends the rest of the message r to buf. The connection's
-// read limit bounds it.
-func readMessage(r io.Reader, buf []byte) ([]byte, error) {
+// errMessageTooBig: a message is longer than the route's MaxBodyBytes.
+var errMessageTooBig = errors.New("upstream: websocket message exceeds max_body_bytes")
+
+// readMessage appends the rest of the message r to buf, reading at most
+// limit+1 bytes of it: past limit it returns errMessageTooBig, and the
+// rest of the message is never read (nor buffered).
+func readMessage(r io.Reader, buf []byte, limit int64) ([]byte, error) {
 	for {
-		if len(buf) == cap(buf) {
-			buf = slices.Grow(buf, max(4<<10, cap(buf)))
+		end := cap(buf)
+		if int64(end) > limit {
+			end = int(limit + 1)
 		}
-		n, err := r.Read(buf[len(buf):cap(buf)])
+		if len(buf) == end {
+			buf = slices.Grow(buf, max(4<<10, cap(buf)))
+			continue
+		}
+		n, err := r.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, errMessageTooBig
+		}
 		if err == io.EOF {
 			return buf, nil
 		}
@@ -174,17 +195,23 @@ func (t *Tunnel) readEnded(src, dst *websocket.Conn, dir byte, err error) {
 		// ends the session; the other side's answer completes the
 		// handshake.
 		// Recorded before it is passed on: the answer may come back at once.
+		// Not passed on when dst has had a close frame already: the relay
+		// ended the session and this is src's answer to the relay's own.
 		t.noteClose(dir, ce.Code, ce.Text)
 		t.end(sideName(dir), ce.Code, ce.Text, "", false, false)
-		_ = dst.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(ce.Code, ce.Text), time.Now().Add(time.Second))
-	case errors.Is(err, websocket.ErrReadLimit):
-		// The library has sent 1009 to src.
-		errType := record.ErrBodyTooLarge
-		reason := "client message exceeds " + strconv.FormatInt(t.route.MaxBodyBytes, 10) + " bytes"
-		if dir == record.DirUpstream {
-			reason = "upstream message exceeds " + strconv.FormatInt(t.route.MaxBodyBytes, 10) + " bytes"
+		if t.claimClose(dst) {
+			_ = dst.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(ce.Code, ce.Text), time.Now().Add(time.Second))
 		}
-		t.end("relay", websocket.CloseMessageTooBig, reason, errType, dir == record.DirUpstream, dir == record.DirClient)
+	case errors.Is(err, errMessageTooBig), errors.Is(err, websocket.ErrReadLimit):
+		// The relay's 1009 to both sides, src included: the reason tells
+		// the sender what it did. (ErrReadLimit: the library's count of a
+		// message overflowed int64, and it has sent src its 1009 first.)
+		by := "client"
+		if dir == record.DirUpstream {
+			by = "upstream"
+		}
+		reason := by + " message exceeds " + strconv.FormatInt(t.route.MaxBodyBytes, 10) + " bytes"
+		t.end("relay", websocket.CloseMessageTooBig, reason, record.ErrBodyTooLarge, true, true)
 	default:
 		t.gone(dir)
 	}
@@ -203,6 +230,7 @@ func (t *Tunnel) gone(dir byte) {
 // end records the first end of the session and sends the relay's own
 // close frames: to the client when toClient, to the upstream when toUp.
 func (t *Tunnel) end(by string, code int, reason, errType string, toClient, toUp bool) {
+	reason = truncateReason(reason) // the row keeps what the sides got
 	t.mu.Lock()
 	first := !t.ending && !t.finished
 	if first {
@@ -211,12 +239,16 @@ func (t *Tunnel) end(by string, code int, reason, errType string, toClient, toUp
 		if errType != "" && t.rec.ErrorType == "" {
 			t.rec.ErrorType = errType
 		}
+		// Claimed before either frame is written: a side's answer to the
+		// first must not be passed to the other ahead of the relay's own
+		// (readEnded).
+		t.closeSent[0], t.closeSent[1] = toClient, toUp
 	}
 	t.mu.Unlock()
 	if !first {
 		return
 	}
-	msg := websocket.FormatCloseMessage(code, truncateReason(reason))
+	msg := websocket.FormatCloseMessage(code, reason)
 	deadline := time.Now().Add(time.Second)
 	if toClient {
 		_ = t.client.WriteControl(websocket.CloseMessage, msg, deadline)
@@ -230,6 +262,23 @@ func (t *Tunnel) end(by string, code int, reason, errType string, toClient, toUp
 		// side answers the close or CloseWait cuts it.
 		time.AfterFunc(CloseWait, t.cut)
 	}
+}
+
+// claimClose reports whether dst (the client's or the upstream's
+// connection) has had no close frame yet, and marks it as having one: the
+// caller sends it.
+func (t *Tunnel) claimClose(dst *websocket.Conn) bool {
+	i := 0
+	if dst == t.up {
+		i = 1
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closeSent[i] {
+		return false
+	}
+	t.closeSent[i] = true
+	return true
 }
 
 // cut closes both connections. The client's is the server's hijacked

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -67,9 +68,10 @@ var wsSkipResponse = map[string]bool{
 
 // DialWS opens the upstream side of a WebSocket session for the client's
 // handshake in: the route's URL (http and https become ws and wss) with the
-// request's path and query, the client's end-to-end headers, the provider
-// key in AuthHeader or, with AuthQuery, in that query parameter (a value
-// the client sent for it is dropped). rec gets the handshake's request
+// request's path and query, the client's end-to-end headers (its
+// subprotocols without a KeySubprotocol entry), the provider key in
+// AuthHeader or, with AuthQuery, in that query parameter (a value the
+// client sent for it is dropped). rec gets the handshake's request
 // headers (redacted), the upstream's response headers and TTFB.
 func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	var hdr fasthttp.RequestHeader
@@ -86,6 +88,11 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 		}
 		if r.AuthQuery != "" && string(lk) == strings.ToLower(r.AuthHeader) {
 			continue // the key goes in the query instead
+		}
+		if string(lk) == "sec-websocket-protocol" {
+			if v = appendSubprotocolsWithoutKey(nil, v); len(v) == 0 {
+				continue
+			}
 		}
 		ck := textproto.CanonicalMIMEHeaderKey(string(k))
 		h[ck] = append(h[ck], string(v))
@@ -131,6 +138,41 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	rec.TTFB = time.Since(rec.Start)
 	rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 	return WSDial{Conn: conn, Header: endToEnd(resp.Header), Status: fasthttp.StatusSwitchingProtocols}
+}
+
+// KeySubprotocol begins the Sec-WebSocket-Protocol entry in which a
+// browser, which cannot set headers on a WebSocket handshake, sends an API
+// key (OpenAI's Realtime clients: "openai-insecure-api-key.<key>"). A
+// client of the relay may send its relay key so (handlers'
+// requestCredential);
+// the relay never forwards such an entry, whatever key it holds.
+const KeySubprotocol = "openai-insecure-api-key."
+
+var keySubprotocol = []byte(KeySubprotocol)
+
+// appendSubprotocolsWithoutKey appends to dst the comma-separated
+// subprotocol list protocols without its KeySubprotocol entries (matched
+// whatever their case), each trimmed and joined by ", ".
+func appendSubprotocolsWithoutKey(dst, protocols []byte) []byte {
+	start := len(dst)
+	for rest := protocols; len(rest) > 0; {
+		var p []byte
+		p, rest = nextToken(rest)
+		if len(p) == 0 || IsKeySubprotocol(p) {
+			continue
+		}
+		if len(dst) > start {
+			dst = append(dst, ", "...)
+		}
+		dst = append(dst, p...)
+	}
+	return dst
+}
+
+// IsKeySubprotocol reports whether the subprotocol entry p carries a key
+// (begins with KeySubprotocol, whatever its case).
+func IsKeySubprotocol(p []byte) bool {
+	return len(p) >= len(keySubprotocol) && bytes.EqualFold(p[:len(keySubprotocol)], keySubprotocol)
 }
 
 // wsURL is the upstream URL of the client's handshake.

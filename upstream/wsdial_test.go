@@ -49,3 +49,21 @@ func TestEndToEndRenamesRequestID(t *testing.T) {
 		t.Errorf("end-to-end fields %v", out)
 	}
 }
+
+// TestSubprotocolsWithoutKey: a key entry of the client's subprotocols
+// ("openai-insecure-api-key.<key>", any case) never goes upstream; the
+// others go in order.
+func TestSubprotocolsWithoutKey(t *testing.T) {
+	tests := []struct{ give, want string }{
+		{"realtime, openai-insecure-api-key.sk-relay", "realtime"},
+		{"openai-insecure-api-key.sk-relay", ""},
+		{"realtime,OPENAI-INSECURE-API-KEY.x, openai-beta.realtime-v1 ,openai-project.p", "realtime, openai-beta.realtime-v1, openai-project.p"},
+		{" , realtime,, ", "realtime"},
+		{"openai-insecure-api-key", "openai-insecure-api-key"},
+	}
+	for _, tt := range tests {
+		if got := string(appendSubprotocolsWithoutKey(nil, []byte(tt.give))); got != tt.want {
+			t.Errorf("%q: got %q, want %q", tt.give, got, tt.want)
+		}
+	}
+}
