@@ -1,14 +1,8 @@
 package app
 
 import (
-	"bufio"
 	"encoding/json"
-	"io"
-	"net"
-	"net/http"
-	"strings"
 	"testing"
-	"time"
 
 	"github.com/stream-relay/stream-relay/bench/mockllm"
 	"github.com/stream-relay/stream-relay/record"
@@ -21,9 +15,7 @@ import (
 // server's goroutine, detached, and to an HTTP/1.0 client alike.
 func TestUpstreamCutBeforeBody(t *testing.T) {
 	for _, detach := range []string{"0", "100000"} {
-		r := startRelayYAML(t, func(y string) string {
-			return strings.Replace(y, "detach_above: 0", "detach_above: "+detach, 1)
-		}, nil)
+		r := startRelayDetachAbove(t, detach)
 		for _, tt := range []struct {
 			name, proto, ctl string
 			status           int
@@ -34,22 +26,7 @@ func TestUpstreamCutBeforeBody(t *testing.T) {
 			{"silent", "HTTP/1.1", mockllm.HeaderStallAfter + ": 0", 504, record.ErrUpstreamTimeout}, // testConfig: idle_timeout 2s
 		} {
 			t.Run("detach_above "+detach+"/"+tt.name, func(t *testing.T) {
-				c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				body := `{"model":"m","stream":true}`
-				req := "POST /v1/chat/completions " + tt.proto + "\r\nHost: x\r\nAuthorization: Bearer " + relayKey + "\r\n" + tt.ctl +
-					"\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
-				if _, err := io.WriteString(c, req); err != nil {
-					t.Fatal(err)
-				}
-				resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-				if err != nil {
-					t.Fatalf("no answer: %v", err)
-				}
+				resp, _ := rawPost(t, r.base, tt.proto, "/v1/chat/completions", tt.ctl+"\r\n", `{"model":"m","stream":true}`)
 				answer := readAll(t, resp)
 				var e struct {
 					Error struct{ Type, Message string } `json:"error"`

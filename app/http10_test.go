@@ -18,9 +18,7 @@ import (
 // Detached (testConfig) and on the server's goroutine alike.
 func TestHTTP10ClientGetsUnframedBody(t *testing.T) {
 	for _, detach := range []string{"0", "100000"} {
-		r := startRelayYAML(t, func(y string) string {
-			return strings.Replace(y, "detach_above: 0", "detach_above: "+detach, 1)
-		}, nil)
+		r := startRelayDetachAbove(t, detach)
 		for _, tt := range []struct {
 			name, path, body, hdr string
 			wantLen               int // 0: not checked
@@ -30,22 +28,7 @@ func TestHTTP10ClientGetsUnframedBody(t *testing.T) {
 			{"audio with length", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 16\r\n" + mockllm.HeaderChunkBytes + ": 8192\r\n" + mockllm.HeaderLength + ": 1\r\n", 16 * 8192},
 		} {
 			t.Run("detach_above "+detach+"/"+tt.name, func(t *testing.T) {
-				c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-				req := "POST " + tt.path + " HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer " + relayKey + "\r\n" + tt.hdr +
-					"Content-Type: application/json\r\nContent-Length: " + itoa(len(tt.body)) + "\r\n\r\n" + tt.body
-				if _, err := io.WriteString(c, req); err != nil {
-					t.Fatal(err)
-				}
-				br := bufio.NewReader(c)
-				resp, err := http.ReadResponse(br, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
+				resp, br := rawPost(t, r.base, "HTTP/1.0", tt.path, tt.hdr, tt.body)
 				if resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 || resp.Header.Get("Transfer-Encoding") != "" {
 					t.Fatalf("status %d, transfer encoding %v", resp.StatusCode, resp.TransferEncoding)
 				}
@@ -74,4 +57,38 @@ func TestHTTP10ClientGetsUnframedBody(t *testing.T) {
 			})
 		}
 	}
+}
+
+// startRelayDetachAbove is startRelay with server.detach_above set: "0"
+// detaches every stream (testConfig's), a large one none.
+func startRelayDetachAbove(t *testing.T, detach string) *relay {
+	t.Helper()
+	return startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "detach_above: 0", "detach_above: "+detach, 1)
+	}, nil)
+}
+
+// rawPost sends a JSON POST to the relay at base over a connection of its
+// own, in protocol proto ("HTTP/1.1", "HTTP/1.0"), with the relay key and
+// the header lines hdr (each ending in CRLF), and returns the answer's head
+// and the reader of what follows it. The connection closes with the test.
+func rawPost(t *testing.T, base, proto, path, hdr, body string) (*http.Response, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	req := "POST " + path + " " + proto + "\r\nHost: x\r\nAuthorization: Bearer " + relayKey + "\r\n" + hdr +
+		"Content-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	return resp, br
 }
