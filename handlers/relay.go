@@ -288,7 +288,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		setRateHeaders(&ctx.Response.Header, d)
 		if !d.Allowed {
 			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))
-			h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, "rate limit exceeded for tenant")
+			h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, "rate limit exceeded (the tenant's, or this relay key's); see Retry-After")
 			return
 		}
 	}
