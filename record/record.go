@@ -126,6 +126,10 @@ type Record struct {
 
 	captureLimit int
 	starved      bool // Budget refused a charge: capture has stopped for good
+	// chunksCut: the response's capture stopped at the limit (its bytes,
+	// or its chunk times). Truncated says that of either direction; a
+	// request body cut at the limit leaves the response's capture whole.
+	chunksCut bool
 	// bodyFrom is where a borrowed RequestBody lives (BorrowRequestBody);
 	// nil when RequestBody is the record's own buffer.
 	bodyFrom BodyOwner
@@ -368,7 +372,7 @@ func (r *Record) AddChunk(b []byte, at time.Duration) {
 // to keep its usage window. When it has none, AddChunkLen accounts a chunk
 // by its length alone, and its bytes need never enter the process.
 func (r *Record) NeedsChunkBytes() bool {
-	return r.Kind == KindSSE || r.Capture && !r.Truncated && !r.starved
+	return r.Kind == KindSSE || r.Capture && !r.chunksCut && !r.starved
 }
 
 // AddChunkLen is AddChunk for a chunk of n bytes that the record would not
@@ -391,16 +395,16 @@ func (r *Record) addChunk(prefix, b []byte, at time.Duration) (captured bool) {
 		return false
 	}
 	if n := len(r.Chunks.AtMS); n >= maxChunkTimes || 8*n >= r.captureLimit {
-		r.Truncated = true
+		r.Truncated, r.chunksCut = true, true
 		return false
 	}
 	if r.Capture {
 		// Times without bytes would no longer line up with the data.
-		if r.Truncated {
+		if r.chunksCut {
 			return false
 		}
 		if len(r.Chunks.Data)+len(prefix)+len(b) > r.captureLimit {
-			r.Truncated = true
+			r.Truncated, r.chunksCut = true, true
 			return false
 		}
 	}

@@ -44,6 +44,33 @@ func TestSetRequestBodyTruncates(t *testing.T) {
 	}
 }
 
+// TestRequestCutKeepsResponseWhole: the limit is per direction; a request
+// body cut at it leaves the response's capture, bytes and times, whole
+// (borrowed or copied alike).
+func TestRequestCutKeepsResponseWhole(t *testing.T) {
+	for _, borrow := range []bool{false, true} {
+		r := Acquire(64)
+		r.Capture = true
+		body := bytes.Repeat([]byte("0123456789"), 7)
+		if borrow {
+			r.BorrowRequestBody(body, fixedOwner(body))
+		} else {
+			r.SetRequestBody(body)
+		}
+		r.AddChunk([]byte("ab"), 1*time.Millisecond)
+		r.AddChunk([]byte("cd"), 2*time.Millisecond)
+		if !r.Truncated || !bytes.Equal(r.RequestBody, body[:64]) || string(r.Chunks.Data) != "abcd" || len(r.Chunks.AtMS) != 2 || !r.NeedsChunkBytes() {
+			t.Errorf("borrow %v: truncated %v body %q chunks %q times %v", borrow, r.Truncated, r.RequestBody, r.Chunks.Data, r.Chunks.AtMS)
+		}
+		Release(r)
+	}
+}
+
+// fixedOwner is a BodyOwner whose body never changes.
+type fixedOwner []byte
+
+func (o fixedOwner) Body() []byte { return o }
+
 func TestReleaseResetsAndKeepsSmallBuffers(t *testing.T) {
 	r := Acquire(1 << 20)
 	r.Capture = true
