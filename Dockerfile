@@ -7,13 +7,17 @@ RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/relay ./cmd/relay && \
-    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/mockllm ./cmd/mockllm
+    CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/mockllm ./cmd/mockllm && \
+    mkdir -p /out/data/spool
 
 FROM gcr.io/distroless/static-debian12:nonroot
 WORKDIR /app
 COPY --from=build /out/relay /out/mockllm /app/
 COPY configs/ /app/configs/
-# Spool files (and the WAL) live here; mount a volume to keep them across restarts.
+# Spool files (and the WAL) live here; mount a volume to keep them across
+# restarts. Owned by nonroot: a new named volume takes the ownership of the
+# directory it is mounted on, so the relay can write its spool there.
+COPY --from=build --chown=nonroot:nonroot /out/data /app/data
 VOLUME ["/app/data"]
 EXPOSE 8080
 USER nonroot:nonroot

@@ -70,10 +70,30 @@ func Load(path string) (*Config, error) {
 	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
+	if v := envListItem(os.Environ()); v != "" {
+		return nil, fmt.Errorf("config: environment: %s: list items (routes, auth.keys, storage.clickhouse.urls) cannot be set from the environment: set them in %s", v, path)
+	}
 	if err := k.Load(env.Provider(envPrefix, ".", envKey), nil); err != nil {
 		return nil, fmt.Errorf("config: environment: %w", err)
 	}
 	return decode(k)
+}
+
+// envListItem returns the first RELAY_ variable of environ that names an
+// item of a list (RELAY_ROUTES__0__UPSTREAM), "" when none does: the
+// decoder would refuse it as a map key "0" of a list, without saying why.
+func envListItem(environ []string) string {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		key := envKey(name)
+		for _, list := range []string{"routes.", "auth.keys.", "storage.clickhouse.urls."} {
+			rest, ok := strings.CutPrefix(key, list)
+			if idx, _, _ := strings.Cut(rest, "."); ok && idx != "" && strings.Trim(idx, "0123456789") == "" {
+				return name
+			}
+		}
+	}
+	return ""
 }
 
 // Parse is Load for YAML bytes, without environment overrides (tests).

@@ -70,6 +70,10 @@ func TestEnvOverrides(t *testing.T) {
 	if cfg.Server.Port != 9099 || cfg.Storage.ClickHouse.URL != "http://127.0.0.1:8123" || cfg.Storage.SpoolDir != "/tmp/x" {
 		t.Errorf("overrides not applied: port %d url %q spool %q", cfg.Server.Port, cfg.Storage.ClickHouse.URL, cfg.Storage.SpoolDir)
 	}
+	t.Setenv("RELAY_ROUTES__0__UPSTREAM", "http://127.0.0.1:1")
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "RELAY_ROUTES__0__UPSTREAM: list items") {
+		t.Errorf("a list item from the environment: %v", err)
+	}
 	if s := cfg.Server; cfg.Storage.ClickHouse.FlushInterval != 2*time.Second || s.ShutdownGrace != 1500*time.Millisecond || s.Timeout != 90*time.Second {
 		t.Errorf("durations: flush_interval %v shutdown_grace %v timeout %v", cfg.Storage.ClickHouse.FlushInterval, s.ShutdownGrace, s.Timeout)
 	}
