@@ -166,7 +166,8 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 }
 
 // applyTTL sets the TTL of db.table (ON CLUSTER onCluster when set) where
-// the server has TTL and ttl_days asks for one.
+// the server has TTL and ttl_days asks for one, and migrate is on (with
+// migrate off the relay runs no ALTER: the TTL is the operator's).
 func (w *Writer) applyTTL(ctx context.Context, v serverVersion, table, onCluster string) error {
 	if w.o.TTLDays <= 0 {
 		return nil
@@ -177,6 +178,10 @@ func (w *Writer) applyTTL(ctx context.Context, v serverVersion, table, onCluster
 	}
 	db := w.o.Database
 	q := fmt.Sprintf("ALTER TABLE %s.%s%s MODIFY TTL created_at + INTERVAL %d DAY", db, table, onClusterClause(onCluster), w.o.TTLDays)
+	if w.o.NoMigrate {
+		w.log.Warn("chlog: migrate is off, so the relay runs no ALTER: set the TTL yourself", "table", db+"."+table, "ttl_days", w.o.TTLDays, "alter", q)
+		return nil
+	}
 	if _, err := w.ch.ddl(ctx, q); err != nil {
 		return fmt.Errorf("chlog: ttl_days=%d: %w", w.o.TTLDays, err)
 	}

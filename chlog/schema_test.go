@@ -2,6 +2,7 @@ package chlog
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -331,5 +332,23 @@ func TestSchemaConcurrentStarts(t *testing.T) {
 	}
 	if got := tableLayout(t, chURL, db); got != strings.Join(want, ", ") {
 		t.Errorf("table after concurrent starts:\n%s\nwant\n%s", got, strings.Join(want, ", "))
+	}
+}
+
+// TestTTLNotAlteredWithMigrateOff: with migrate off the relay runs no
+// ALTER, the TTL's included; with it on, the ALTER is sent (here to a closed
+// port: the error says it was tried). 18.16 has no TTL, so the server's
+// version is given.
+func TestTTLNotAlteredWithMigrateOff(t *testing.T) {
+	for _, noMigrate := range []bool{true, false} {
+		o := Options{URL: closedPortURL(t), TTLDays: 3, NoMigrate: noMigrate, SpoolDir: t.TempDir(), Logger: testLogger(t)}
+		o.setDefaults()
+		w := makeWriter(context.Background(), o)
+		w.ch = newClient(&w.o)
+		err := w.applyTTL(context.Background(), serverVersion{19, 6}, "stream_logs", "")
+		w.cancel()
+		if noMigrate && err != nil || !noMigrate && err == nil {
+			t.Errorf("migrate off %v: err %v", noMigrate, err)
+		}
 	}
 }
