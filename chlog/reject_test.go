@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
 // spoolLog collects a writer's log lines (text format) for counting.
@@ -341,4 +343,32 @@ func TestCorruptHeadServerDownThenBack(t *testing.T) {
 	if st := w.Stats(); st.RowsRejected != 11 || st.RowsDropped != 0 {
 		t.Errorf("stats %+v; want 11 rows rejected (as the names say), none dropped", st)
 	}
+}
+
+// TestLateSchemaMismatchBlocks: ClickHouse down at start, its table of
+// another type when it answers: the queue is blocked (the gauge, an error
+// line) rather than "still unreachable", and moves on once the table is
+// fixed.
+func TestLateSchemaMismatchBlocks(t *testing.T) {
+	chURL, db := testDB(t)
+	closeWriter(t, newWriter(t, Options{URL: chURL, Database: db})) // the table
+	mustQuery(t, chURL, db, "ALTER TABLE stream_logs MODIFY COLUMN status String")
+	u, err := url.Parse(chURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &tcpProxy{addr: strings.TrimPrefix(closedPortURL(t), "http://"), target: u.Host}
+	var logs servicetest.Buffer
+	w := newWriter(t, Options{URL: "http://" + proxy.addr, Database: db, FlushInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	defer closeWriter(t, w)
+	w.Write(sseRecord(1, 3))
+	w.Write(sseRecord(2, 3))
+	proxy.Start(t)
+	waitFor(t, "the blocked gauge", 30*time.Second, func() bool { return w.Stats().Blocked == 1 })
+	if out := logs.String(); !strings.Contains(out, "the table does not take the relay's rows") || !strings.Contains(out, "status") {
+		t.Errorf("no error line naming the column:\n%s", out)
+	}
+	mustQuery(t, chURL, db, "ALTER TABLE stream_logs MODIFY COLUMN status UInt16")
+	waitFor(t, "the rows", 30*time.Second, func() bool { st := w.Stats(); return st.RowsReplayed == 2 && st.Blocked == 0 })
 }

@@ -82,7 +82,11 @@ func (w *Writer) replayAll(st *replayState) bool {
 		err := w.ensureSchema(ctx)
 		cancel()
 		if err != nil {
-			w.log.Warn("chlog: ClickHouse still unreachable", "err", err)
+			if errors.Is(err, ErrSchema) {
+				w.tableBlocked(st, err)
+			} else {
+				w.log.Warn("chlog: ClickHouse still unreachable", "err", err)
+			}
 			st.emit(replayEvent{what: "failed", reason: err.Error()})
 			return false
 		}
@@ -211,6 +215,23 @@ func (w *Writer) blocked(st *replayState, f spoolFile, err error) {
 	st.blocked, st.lastLoud = f.name, now
 	w.log.Error("chlog: the table does not take the spooled blocks: the queue is blocked until the table is fixed (rows keep spooling)",
 		"column", col, "file", f.name, "rows", f.rows, "queued_files", w.Stats().SpoolFiles, "err", err)
+}
+
+// tableBlocked records that ClickHouse, reachable at last, has a table
+// that cannot take the relay's rows (a column of another type: the check
+// start-up makes, made late because the server was down then). As for a
+// head file's schema error, the gauge goes to 1 and an error line naming
+// the columns is logged at most once a minute.
+func (w *Writer) tableBlocked(st *replayState, err error) {
+	w.stats.blocked.Store(1)
+	const table = "(the table)"
+	now := time.Now()
+	if st.blocked == table && now.Sub(st.lastLoud) < blockedLogEvery {
+		return
+	}
+	st.blocked, st.lastLoud = table, now
+	w.log.Error("chlog: the table does not take the relay's rows: the queue is blocked until the table is fixed (rows keep spooling)",
+		"queued_files", w.Stats().SpoolFiles, "err", err)
 }
 
 // unblock ends a blocked state once the head moved on or the spool is empty.
