@@ -3,6 +3,7 @@ package record
 import (
 	"bytes"
 	"testing"
+	"time"
 )
 
 // owned is a body owner whose current body can be swapped, as fasthttp
@@ -128,5 +129,30 @@ func TestBorrowRequestBodyMeta(t *testing.T) {
 	r.AddChunk([]byte("audio"), 0)
 	if r.Chunks.Len() != 1 {
 		t.Fatal("chunk times lost")
+	}
+}
+
+// TestRefusedBodyLeavesMetaWithTimes: a request body the storage budget
+// refuses makes the row meta only (truncated, storage_budget), as a row
+// degraded at admission is: its chunk times are still kept.
+func TestRefusedBodyLeavesMetaWithTimes(t *testing.T) {
+	for _, borrow := range []bool{false, true} {
+		r := Acquire(1 << 20)
+		r.Budget, r.Capture = &budgetOf{left: 512}, true
+		body := bytes.Repeat([]byte("x"), 4096)
+		if borrow {
+			r.BorrowRequestBody(body, &owned{b: body})
+		} else {
+			r.SetRequestBody(body)
+		}
+		for i := range 3 {
+			r.AddChunk([]byte("chunk"), time.Duration(i+1)*time.Millisecond)
+		}
+		if r.Capture || !r.Truncated || r.TruncatedReason != TruncStorageBudget || len(r.RequestBody) != 0 ||
+			len(r.Chunks.Data) != 0 || len(r.Chunks.AtMS) != 3 || r.Chunks.AtMS[2] != 3 {
+			t.Errorf("borrow %v: capture %v truncated %v (%q) body %d data %q times %v", borrow, r.Capture, r.Truncated,
+				r.TruncatedReason, len(r.RequestBody), r.Chunks.Data, r.Chunks.AtMS)
+		}
+		Release(r)
 	}
 }

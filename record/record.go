@@ -174,6 +174,15 @@ func (r *Record) charge(n int) bool {
 	return false
 }
 
+// metaOnly makes a record whose request body the budget refused a meta-only
+// one, as storage degrades a request at admission: neither body nor chunks
+// are stored, and the chunk times still are (each growth of theirs asks the
+// budget again; a refusal then stops them).
+func (r *Record) metaOnly() {
+	r.Capture = false
+	r.starved = false
+}
+
 // Chunks are the captured response chunks: the bytes of chunk i are
 // Data[Ends[i-1]:Ends[i]] and arrived AtMS[i] milliseconds after Start.
 type Chunks struct {
@@ -264,7 +273,7 @@ func (r *Record) SetRequestBody(b []byte) {
 	r.dropBorrowed()
 	r.RequestBody = r.RequestBody[:0]
 	if !growBytes(r, &r.RequestBody, len(b)) {
-		r.Capture = false // neither body nor chunks are stored
+		r.metaOnly()
 		return
 	}
 	r.Truncated = r.Truncated || trunc
@@ -289,7 +298,7 @@ func (r *Record) BorrowRequestBody(b []byte, owner BodyOwner) {
 	r.dropBorrowed()
 	if len(b) > 0 && r.Capture && !r.charge(len(b)) {
 		r.RequestBody = r.RequestBody[:0]
-		r.Capture = false // neither body nor chunks are stored
+		r.metaOnly()
 		return
 	}
 	r.Truncated = r.Truncated || trunc

@@ -53,7 +53,7 @@ func TestRequestCutKeepsResponseWhole(t *testing.T) {
 		r.Capture = true
 		body := bytes.Repeat([]byte("0123456789"), 7)
 		if borrow {
-			r.BorrowRequestBody(body, fixedOwner(body))
+			r.BorrowRequestBody(body, &owned{b: body})
 		} else {
 			r.SetRequestBody(body)
 		}
@@ -65,11 +65,6 @@ func TestRequestCutKeepsResponseWhole(t *testing.T) {
 		Release(r)
 	}
 }
-
-// fixedOwner is a BodyOwner whose body never changes.
-type fixedOwner []byte
-
-func (o fixedOwner) Body() []byte { return o }
 
 func TestReleaseResetsAndKeepsSmallBuffers(t *testing.T) {
 	r := Acquire(1 << 20)
