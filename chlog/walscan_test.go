@@ -121,7 +121,12 @@ func TestWALRecoverDamage(t *testing.T) {
 			},
 			want:     []int{0, 1},
 			rejected: 4,
-			log:      []string{"level=ERROR", "cannot be trusted", "records_not_read=4 "},
+			// Where the short length leads is one byte before the next
+			// header, which passes for one when the byte it takes for the
+			// start of the request id is lower-case hex (1 time in 16): the
+			// record is then skipped as corrupt and the scan stops at the
+			// next. Either way records 3 to 6 are lost and counted.
+			log: []string{"level=ERROR", "cannot be trusted", "rows_rejected=4 "},
 		},
 		{
 			name: "first record's payload and a torn tail",
