@@ -1,7 +1,6 @@
 package chlog
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -18,16 +17,7 @@ import (
 )
 
 // spoolLog collects a writer's log lines (text format) for counting.
-type spoolLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *spoolLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
+type spoolLog struct{ servicetest.Buffer }
 
 func (l *spoolLog) logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -35,10 +25,8 @@ func (l *spoolLog) logger() *slog.Logger {
 
 // lines returns the lines at level that contain every one of subs.
 func (l *spoolLog) lines(level string, subs ...string) []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	var out []string
-	for _, line := range strings.Split(l.b.String(), "\n") {
+	for _, line := range strings.Split(l.String(), "\n") {
 		if !strings.Contains(line, "level="+level) {
 			continue
 		}

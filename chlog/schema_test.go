@@ -1,7 +1,6 @@
 package chlog
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -74,22 +73,7 @@ func TestIncompatible(t *testing.T) {
 }
 
 // schemaLog collects a writer's log lines.
-type schemaLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *schemaLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *schemaLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type schemaLog struct{ servicetest.Buffer }
 
 func (l *schemaLog) logger() *slog.Logger { return slog.New(slog.NewTextHandler(l, nil)) }
 

@@ -190,14 +190,14 @@ func TestWALRecoverDamage(t *testing.T) {
 			if tt.alsoTorn {
 				want++
 				if len(log.lines("WARN", "torn record at the end of a segment cut")) != 1 {
-					t.Errorf("torn tail not logged:\n%s", log.b.String())
+					t.Errorf("torn tail not logged:\n%s", log.String())
 				}
 			}
 			if n := len(log.lines("WARN")) + len(log.lines("ERROR")); n != want {
-				t.Errorf("%d warnings or errors logged; want %d:\n%s", n, want, log.b.String())
+				t.Errorf("%d warnings or errors logged; want %d:\n%s", n, want, log.String())
 			}
 			if lines := log.lines("", tt.log...); len(lines) != 1 {
-				t.Errorf("no one log line with %q:\n%s", tt.log, log.b.String())
+				t.Errorf("no one log line with %q:\n%s", tt.log, log.String())
 			} else if tt.rejected > 0 && !bytes.Contains([]byte(lines[0]), []byte("segment="+seg)) {
 				t.Errorf("log line does not name the segment %s: %s", seg, lines[0])
 			}
