@@ -357,11 +357,7 @@ func TestWSUpstreamEnds(t *testing.T) {
 	up := startWSUpstream(t, "Authorization", "")
 	r := startWSRelay(t, up, "", nil)
 
-	c, resp, err := dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readMsg(t, c)
+	c, resp := openSession(t, r)
 	_ = c.WriteMessage(websocket.TextMessage, []byte("close:4400:upstream says bye"))
 	ce, _ := readClose(t, c, 5*time.Second)
 	if ce == nil || ce.Code != 4400 || ce.Text != "upstream says bye" {
@@ -373,12 +369,7 @@ func TestWSUpstreamEnds(t *testing.T) {
 		t.Fatalf("row %s %q %q", row.RespHeaders, row.Chunks, row.ErrorType)
 	}
 
-	c, resp, err = dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	readMsg(t, c)
+	c, resp = openSession(t, r)
 	sent := time.Now()
 	_ = c.WriteMessage(websocket.TextMessage, []byte("vanish"))
 	ce, at := readClose(t, c, 5*time.Second)
@@ -400,11 +391,7 @@ func TestWSUpstreamEnds(t *testing.T) {
 func TestWSClientVanishes(t *testing.T) {
 	up := startWSUpstream(t, "Authorization", "")
 	r := startWSRelay(t, up, "", nil)
-	c, resp, err := dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readMsg(t, c)
+	c, resp := openSession(t, r)
 	gone := time.Now()
 	_ = c.NetConn().Close()
 	select {
@@ -433,11 +420,7 @@ func TestWSLimits(t *testing.T) {
 	r := startWSRelay(t, up, "    idle_timeout: 500ms\n", nil)
 
 	// Client to upstream: too big.
-	c, resp, err := dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readMsg(t, c)
+	c, resp := openSession(t, r)
 	_ = c.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("y", 5000)))
 	if ce, _ := readClose(t, c, 5*time.Second); ce == nil || ce.Code != websocket.CloseMessageTooBig || ce.Text != "client message exceeds 4096 bytes" {
 		t.Fatalf("client got %v for a message over the limit", ce)
@@ -448,11 +431,7 @@ func TestWSLimits(t *testing.T) {
 	}
 
 	// Upstream to client: too big.
-	c, resp, err = dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readMsg(t, c)
+	c, resp = openSession(t, r)
 	_ = c.WriteMessage(websocket.TextMessage, []byte("big:5000"))
 	if ce, _ := readClose(t, c, 5*time.Second); ce == nil || ce.Code != websocket.CloseMessageTooBig || !strings.Contains(ce.Text, "upstream") {
 		t.Fatalf("client got %v for an upstream message over the limit", ce)
@@ -461,12 +440,7 @@ func TestWSLimits(t *testing.T) {
 	r.rows.wait(t, resp.Header.Get("X-Request-Id"))
 
 	// Idle.
-	c, resp, err = dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	readMsg(t, c)
+	c, resp = openSession(t, r)
 	start := time.Now()
 	ce, at := readClose(t, c, 5*time.Second)
 	if ce == nil || ce.Code != websocket.CloseGoingAway || ce.Text != "idle timeout" {
@@ -509,12 +483,7 @@ func TestWSTooBigReason(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			up := startWSUpstream(t, "Authorization", "")
 			r := startWSRelay(t, up, "", nil)
-			c, resp, err := dialWS(t, r.base, relayKey, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			readMsg(t, c)
+			c, resp := openSession(t, r)
 			// At the limit: relayed.
 			_ = c.WriteMessage(websocket.TextMessage, []byte("big:4096"))
 			if _, m := readMsg(t, c); len(m) != 4096 {
@@ -769,11 +738,7 @@ func TestWSRowInClickHouse(t *testing.T) {
 	db := testDatabase(t, chURL)
 	up := startWSUpstream(t, "Authorization", "")
 	r := startWSRelay(t, up, "", withClickHouse(chURL, db))
-	c, resp, err := dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readMsg(t, c)
+	c, resp := openSession(t, r)
 	_ = c.WriteMessage(websocket.TextMessage, []byte("stream:2"))
 	readMsg(t, c)
 	readMsg(t, c)
@@ -865,12 +830,7 @@ func TestWSLatency(t *testing.T) {
 func TestWSShutdown(t *testing.T) {
 	up := startWSUpstream(t, "Authorization", "")
 	r := startWSRelay(t, up, "", nil)
-	c, resp, err := dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	readMsg(t, c)
+	c, resp := openSession(t, r)
 	stopped := make(chan struct{})
 	go func() { r.app.relay.Drain(); close(stopped) }()
 	ce, _ := readClose(t, c, 5*time.Second)
@@ -932,12 +892,7 @@ func TestWSConfig(t *testing.T) {
 func TestWSUnansweredClose(t *testing.T) {
 	up := startWSUpstream(t, "Authorization", "")
 	r := startWSRelay(t, up, "", nil)
-	c, resp, err := dialWS(t, r.base, relayKey, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	readMsg(t, c)
+	c, resp := openSession(t, r)
 	_ = c.WriteMessage(websocket.TextMessage, []byte("vanish"))
 	row := r.rows.wait(t, resp.Header.Get("X-Request-Id")) // the client reads nothing meanwhile
 	if row.ErrorType != "upstream_reset" {
@@ -1013,4 +968,17 @@ func TestWSOverTLS(t *testing.T) {
 	if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.Status != 101 || row.ChunkCount != 2*n+3 || row.ErrorType != "" {
 		t.Fatalf("row status %d chunks %d error %q", row.Status, row.ChunkCount, row.ErrorType)
 	}
+}
+
+// openSession opens a session through r with the relay key, reads the
+// upstream's greeting and closes the client's side when the test ends.
+func openSession(t *testing.T, r *relay) (*websocket.Conn, *http.Response) {
+	t.Helper()
+	c, resp, err := dialWS(t, r.base, relayKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	readMsg(t, c)
+	return c, resp
 }
