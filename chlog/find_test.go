@@ -94,15 +94,8 @@ func TestFindWALTornTail(t *testing.T) {
 	id2 := r2.IDString()
 	w.Write(r1)
 	w.Write(r2)
-	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*"+walExt))
-	if len(segs) != 1 {
-		t.Fatalf("segments %v", segs)
-	}
 	// A copy of the segment with a torn record after it, as a crash leaves.
-	data, err := os.ReadFile(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, data := onlySegment(t, dir)
 	torn := filepath.Join(dir, "wal", "00000000000000000001"+walExt)
 	if err := os.WriteFile(torn, append(data, 200, 0, 0, 0, 1, 2), 0o644); err != nil {
 		t.Fatal(err)
@@ -133,16 +126,9 @@ func TestFindWALCorruptFirstRecord(t *testing.T) {
 		ids = append(ids, r.IDString())
 		w.Write(r)
 	}
-	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*"+walExt))
-	if len(segs) != 1 {
-		t.Fatalf("segments %v", segs)
-	}
 	// A damaged copy that sorts first (newest), so that it is searched
 	// before the writer's own segment.
-	data, err := os.ReadFile(segs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
+	seg, data := onlySegment(t, dir)
 	flipPayload(data, walOffsets(t, data), 0)
 	bad := filepath.Join(dir, "wal", "99999999999999999999"+walExt)
 	if err := os.WriteFile(bad, data, 0o644); err != nil {
@@ -169,7 +155,7 @@ func TestFindWALCorruptFirstRecord(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Row.RequestID != ids[0] || len(f.Row.Chunks) != 1 || f.Where != "wal segment "+segs[0] || !damageReported(f) {
+	if f.Row.RequestID != ids[0] || len(f.Row.Chunks) != 1 || f.Where != "wal segment "+seg || !damageReported(f) {
 		t.Errorf("row 1: found %+v", f)
 	}
 }
@@ -220,4 +206,18 @@ func TestFindBadID(t *testing.T) {
 			t.Errorf("id %q: %v", id, err)
 		}
 	}
+}
+
+// onlySegment returns the path and bytes of the one WAL segment under dir.
+func onlySegment(t *testing.T, dir string) (string, []byte) {
+	t.Helper()
+	segs, _ := filepath.Glob(filepath.Join(dir, "wal", "*"+walExt))
+	if len(segs) != 1 {
+		t.Fatalf("segments %v", segs)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return segs[0], data
 }
