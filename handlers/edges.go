@@ -2,7 +2,6 @@ package handlers
 
 import (
 	"bytes"
-	"strconv"
 
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/upstream"
@@ -102,17 +101,7 @@ var (
 // cannedError is a whole HTTP/1.1 response carrying the relay's JSON error,
 // closing the connection.
 func cannedError(status int, msg string) []byte {
-	body := append([]byte(`{"error":{"type":`), upstream.AppendJSONString(nil, record.ErrBadRequest)...)
-	body = append(body, `,"message":`...)
-	body = append(body, upstream.AppendJSONString(nil, msg)...)
-	body = append(body, "}}\n"...)
-	b := append([]byte("HTTP/1.1 "), strconv.Itoa(status)...)
-	b = append(b, ' ')
-	b = append(b, fasthttp.StatusMessage(status)...)
-	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\nConnection: close\r\n\r\n"...)
-	return append(b, body...)
+	return upstream.AppendErrorResponse(nil, status, record.ErrBadRequest, msg, nil)
 }
 
 // CheckRequestStart inspects b, the bytes of one read from a client

@@ -15,11 +15,7 @@ func writeError(ctx *fasthttp.RequestCtx, status int, errType, message string) {
 	ctx.Response.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("application/json")
 	p := errBufPool.Get().(*[]byte)
-	b := append((*p)[:0], `{"error":{"type":`...)
-	b = upstream.AppendJSONString(b, errType)
-	b = append(b, `,"message":`...)
-	b = upstream.AppendJSONString(b, message)
-	b = append(b, "}}\n"...)
+	b := upstream.AppendErrorBody((*p)[:0], errType, message)
 	ctx.Response.SetBody(b) // copies
 	*p = b
 	errBufPool.Put(p)

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"bufio"
-	"strconv"
 
 	"github.com/stream-relay/stream-relay/record"
 )
@@ -34,22 +33,7 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 	default:
 		return false // the client's own doing, or the relay's shutdown
 	}
-	body := append([]byte(`{"error":{"type":"`+*failed+`","message":`), appendJSONString(nil, []byte("route "+s.route.Name+": "+msg))...)
-	body = append(body, "}}"...)
-	b := make([]byte, 0, 256+len(body))
-	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(status), 10)
-	if status == 502 {
-		b = append(b, " Bad Gateway"...)
-	} else {
-		b = append(b, " Gateway Timeout"...)
-	}
-	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
-	b = append(b, "\r\nX-Request-Id: "...)
-	b = append(b, s.rec.ID[:]...)
-	b = append(b, "\r\nConnection: close\r\n\r\n"...)
-	b = append(b, body...)
+	b := AppendErrorResponse(nil, status, *failed, "route "+s.route.Name+": "+msg, s.rec.ID[:])
 	bw.Reset(s.client) // drops the buffered head
 	if _, err := bw.Write(b); err != nil || bw.Flush() != nil {
 		return false
