@@ -103,7 +103,9 @@ func (o *ReparseOptions) setDefaults() {
 // Derived are the values of a stored row that the relay derives from its
 // bytes. A Known flag is false when the row does not hold what the value
 // is computed from (capture: meta, a capture cut before the answer): the
-// stored value is then left as it is.
+// stored value is then left as it is. A row holds its whole request body
+// when the body stored is bytes_in long: an empty one when the request
+// had none.
 type Derived struct {
 	TTFTms              *uint32
 	TTFTKnown           bool
@@ -150,12 +152,24 @@ func Derive(row *Row, kind record.Kind) Derived {
 		}
 		d.TokensKnown = true
 	}
-	if len(row.RequestBody) > 0 {
+	// The model is the live path's: the request body's top-level "model",
+	// else the one a Gemini path names (usage.RequestModel), "" when
+	// neither; an empty body's is the path's alone.
+	switch {
+	case uint64(len(row.RequestBody)) == row.BytesIn:
+		// The whole body is stored, or the request had none: what it
+		// gives is certain, "" included.
+		d.Model, d.ModelKnown = usage.RequestModel(row.Path, row.RequestBody), true
+	case len(row.RequestBody) > 0:
+		// Cut at the capture limit: a model found in the part stored.
 		d.Model = usage.RequestModel(row.Path, row.RequestBody)
-	} else if row.Model == "" {
+		d.ModelKnown = d.Model != ""
+	case row.Model == "":
+		// Not stored (capture: meta, the storage budget): the live path
+		// read a body that named no model, so the path's, if it has one.
 		d.Model = usage.PathModel(row.Path)
+		d.ModelKnown = d.Model != ""
 	}
-	d.ModelKnown = d.Model != ""
 	return d
 }
 
@@ -343,7 +357,7 @@ func (c *reparseClient) rows(ctx context.Context, keys []Row) ([]Row, error) {
 			hi = k.CreatedAt
 		}
 	}
-	sql := "SELECT request_id, created_at, route, path, status, model, ttft_ms, tokens_in, tokens_out, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
+	sql := "SELECT request_id, created_at, route, path, status, model, ttft_ms, tokens_in, tokens_out, bytes_in, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
 		c.table() + " WHERE created_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + ") AND created_at <= toDateTime(" + strconv.FormatInt(hi.Unix(), 10) +
 		") AND request_id IN (" + strings.Join(ids, ",") + ") FORMAT Native"
 	return c.selectRows(ctx, sql)

@@ -215,7 +215,7 @@ func TestDerive(t *testing.T) {
 		t.Errorf("truncated before the token: %+v", d)
 	}
 	meta := row
-	meta.Chunks = nil
+	meta.Chunks, meta.BytesIn = nil, 40 // a request body sent, not stored
 	if d := Derive(&meta, record.KindSSE); d.TTFTKnown || d.TokensKnown || d.ModelKnown {
 		t.Errorf("meta: %+v", d)
 	}
@@ -235,6 +235,124 @@ func TestDerive(t *testing.T) {
 	empty := Row{Path: "/v1/responses", Status: 200}
 	if d := Derive(&empty, record.KindSSE); !d.TTFTKnown || d.TTFTms != nil || d.TokensKnown {
 		t.Errorf("no response bytes at all: %+v", d)
+	}
+}
+
+// TestDeriveModel: a row that holds its whole request body, or whose
+// request had none (bytes_in 0), gives the model the live path stores for
+// it, "" included: an empty body's is the path's, as a body's that names
+// none. A body not stored, or cut, gives only a model found.
+func TestDeriveModel(t *testing.T) {
+	const gemini = "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+	body := func(s string) ([]byte, uint64) { return []byte(s), uint64(len(s)) }
+	for _, tt := range []struct {
+		name      string
+		path      string
+		body      string
+		bytesIn   uint64 // of the request; len(body) when 0 and body is set
+		model     string // stored
+		want      string
+		wantKnown bool
+	}{
+		{"empty body, stale model", "/v1/chat/completions", "", 0, "gpt-stale", "", true},
+		{"empty body, none stored", "/v1/chat/completions", "", 0, "", "", true},
+		{"empty body, gemini path", gemini, "", 0, "gpt-stale", "gemini-2.0-flash", true},
+		{"body without model", "/v1/chat/completions", `{"messages":[]}`, 0, "gpt-stale", "", true},
+		{"body without model, gemini path", gemini, `{"contents":[]}`, 0, "gpt-stale", "gemini-2.0-flash", true},
+		{"body with model", "/v1/chat/completions", `{"model":"gpt-4o"}`, 0, "", "gpt-4o", true},
+		{"body not stored", "/v1/chat/completions", "", 40, "gpt-4o", "", false},
+		{"body not stored, none stored", gemini, "", 40, "", "gemini-2.0-flash", true},
+		{"body cut before the model", "/v1/chat/completions", `{"messages":[`, 4000, "gpt-4o", "", false},
+		{"body cut after the model", "/v1/chat/completions", `{"model":"gpt-4o","messages":[`, 4000, "", "gpt-4o", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			row := Row{Path: tt.path, Status: 200, Model: tt.model, BytesIn: tt.bytesIn}
+			if tt.body != "" {
+				var n uint64
+				row.RequestBody, n = body(tt.body)
+				if row.BytesIn == 0 {
+					row.BytesIn = n
+				}
+			}
+			if d := Derive(&row, record.KindSSE); d.Model != tt.want || d.ModelKnown != tt.wantKnown {
+				t.Errorf("model %q known %v, want %q known %v", d.Model, d.ModelKnown, tt.want, tt.wantKnown)
+			}
+		})
+	}
+}
+
+// TestReparseModel stores rows whose model an older relay got wrong, or
+// that hold nothing to tell, and repairs them against ClickHouse: a row
+// whose request had no body gets the model the live path stores for an
+// empty body (the path's, "" on most), as a row whose body names none
+// does; rows whose body was not stored, or was cut before its model, keep
+// theirs.
+func TestReparseModel(t *testing.T) {
+	chURL, db := testDB(t)
+	w, err := New(Options{URL: chURL, Database: db, SpoolDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	const gemini = "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+	rows := []struct {
+		path, body   string
+		bytesIn      int64 // len(body) when 0
+		capture      bool
+		stored, want string
+	}{
+		{"/v1/chat/completions", "", 0, true, "gpt-stale", ""},                       // no body: no model
+		{gemini, "", 0, true, "gpt-stale", "gemini-2.0-flash"},                       // no body: the path's
+		{"/v1/chat/completions", "", 0, false, "gpt-stale", ""},                      // meta, no body: as full
+		{"/v1/chat/completions", `{"messages":[]}`, 0, true, "gpt-stale", ""},        // a body that names none
+		{"/v1/chat/completions", "", 120, true, "gpt-4o", "gpt-4o"},                  // body not stored (budget)
+		{"/v1/chat/completions", `{"model":"gpt-4o"}`, 0, false, "gpt-4o", "gpt-4o"}, // meta: not stored
+		{"/v1/chat/completions", `{"messages":[`, 5000, true, "gpt-4o", "gpt-4o"},    // cut before the model
+		{"/v1/chat/completions", "", 0, true, "", ""},                                // right already
+	}
+	var ids [][record.IDLen]byte
+	for i, rw := range rows {
+		r := record.Acquire(1 << 20)
+		r.ID, r.Start = newID(200+i), now
+		r.Route, r.Kind, r.Capture = "openai", record.KindSSE, rw.capture
+		r.Method, r.Path, r.Status, r.Model = "POST", rw.path, 200, rw.stored
+		r.TTFT, r.TokensIn, r.TokensOut = record.None, -1, -1 // no response bytes: nothing else to change
+		if rw.body != "" {
+			r.SetRequestBody([]byte(rw.body))
+		}
+		r.BytesIn = rw.bytesIn
+		if r.BytesIn == 0 {
+			r.BytesIn = int64(len(rw.body))
+		}
+		ids = append(ids, r.ID)
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWriter(t, w)
+	for i, rw := range rows {
+		if got := storedRow(t, chURL, db, ids[i]); got.model != rw.stored || got.ttft != "NULL" {
+			t.Fatalf("row %d stored as %+v, want model %q and no TTFT", i, got, rw.stored)
+		}
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts := ReparseOptions{URLs: []string{chURL}, Database: db, Kinds: map[string]record.Kind{"openai": record.KindSSE}}
+	res, err := Reparse(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (ReparseResult{Rows: len(rows), Changed: 4, Model: 4, Mutations: 1}); *res != want {
+		t.Errorf("run: %+v\nwant %+v", *res, want)
+	}
+	for i, rw := range rows {
+		if got := storedRow(t, chURL, db, ids[i]); got.model != rw.want {
+			t.Errorf("row %d (%s, body %q, bytes_in %d): model %q, want %q", i, rw.path, rw.body, rw.bytesIn, got.model, rw.want)
+		}
+	}
+	if res, err := Reparse(ctx, opts); err != nil || res.Changed != 0 {
+		t.Errorf("second run: %+v (%v)", res, err)
 	}
 }
 

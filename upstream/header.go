@@ -2,6 +2,9 @@ package upstream
 
 import (
 	"bytes"
+	"encoding/binary"
+	"hash/maphash"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
@@ -40,6 +43,8 @@ func classOf(lk []byte) headerClass {
 		return clientOnly | secret
 	case "x-tenant-id", "accept-encoding":
 		return clientOnly
+	// Set-Cookie's values cannot be joined with commas: redacted, a
+	// repeat's reads "[redacted], [redacted]" (headerSet), unambiguous.
 	case "set-cookie",
 		// Browsers cannot set headers on a WebSocket handshake, so
 		// providers take the key as a subprotocol
@@ -149,6 +154,7 @@ func connectionNames(conn []byte) []byte {
 // underscores unless allowed) are captured all the same.
 func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader, capture []byte) []byte {
 	var lb [64]byte
+	var seen headerSet
 	connHdr := connectionNames(src.Peek("Connection"))
 	// The names come canonical from fasthttp's parse of the client's
 	// request: adding them to dst need not canonicalize them again.
@@ -160,7 +166,7 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 		if bytes.EqualFold(k, r.authKey) {
 			class |= clientOnly | secret // the route's key header: the provider key's place
 		}
-		capture = appendHeaderJSON(capture, lk, v, class)
+		capture = seen.add(capture, lk, v, class)
 		if class&(hopByHop|clientOnly) != 0 || !validName(k) {
 			continue
 		}
@@ -183,7 +189,7 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 			dst.AddBytesKV(k, v)
 		}
 	}
-	capture = append(capture, '}')
+	capture = seen.close(capture)
 	for _, h := range r.extra {
 		if len(src.PeekBytes(h[0])) == 0 {
 			dst.SetBytesKV(h[0], h[1])
@@ -201,6 +207,7 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 // request's route (its key header is redacted too), nil for none.
 func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader) []byte {
 	var lb [64]byte
+	var seen headerSet
 	var authKey []byte
 	if r != nil {
 		authKey = r.authKey
@@ -212,26 +219,29 @@ func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader)
 		if len(authKey) > 0 && bytes.EqualFold(k, authKey) {
 			class |= secret
 		}
-		capture = appendHeaderJSON(capture, lk, v, class)
+		capture = seen.add(capture, lk, v, class)
 	}
-	return append(capture, '}')
+	return seen.close(capture)
 }
 
 // CaptureResponseHeaders appends the response headers h, redacted, as the
 // JSON object a row stores: the relay's own answer to a refused request.
 func CaptureResponseHeaders(capture []byte, h *fasthttp.ResponseHeader) []byte {
 	var lb [64]byte
+	var seen headerSet
 	capture = append(capture, '{')
 	for k, v := range h.All() {
 		lk := lowerKey(&lb, k)
-		capture = appendHeaderJSON(capture, lk, v, classOf(lk))
+		capture = seen.add(capture, lk, v, classOf(lk))
 	}
-	return append(capture, '}')
+	return seen.close(capture)
 }
 
 // appendHeaderJSON appends one "name":"value" member to a JSON object
 // being built in capture (after '{' or a previous member), redacting secrets
-// (class is classOf(lowerName)).
+// (class is classOf(lowerName)). It is for names the object cannot hold
+// already (the relay's own ":ws-close-code" and the like); header fields
+// go through headerSet.add.
 func appendHeaderJSON(capture, lowerName, value []byte, class headerClass) []byte {
 	if capture[len(capture)-1] != '{' {
 		capture = append(capture, ',')
@@ -244,17 +254,237 @@ func appendHeaderJSON(capture, lowerName, value []byte, class headerClass) []byt
 	return appendJSONString(capture, value)
 }
 
+// redacted is what a captured secret's value reads.
+const redacted = "[redacted]"
+
+// headerNamesOnStack is how many distinct field names the capture of one
+// message tracks without allocating: requests and responses have a dozen
+// or two.
+const headerNamesOnStack = 32
+
+// headerSet builds the JSON object of a message's captured headers in a
+// buffer: after its '{', add appends each field, close ends it. A zero
+// headerSet is ready; it lives on its caller's stack, so that a message
+// with no more than headerNamesOnStack distinct names costs no
+// allocation, and one without repeats nothing copied twice.
+//
+// Each name is one member, as a JSON reader needs: a repeated field's
+// value (names are compared as lower case) is joined to the first's, after
+// ", " and in arrival order, as RFC 9110 5.3 combines them. Set-Cookie,
+// which cannot be combined so, is a secret: its member reads "[redacted],
+// [redacted]", one for each field, and loses nothing the row would keep.
+type headerSet struct {
+	// bits has bit hash>>58 set for each name's hash: a name whose bit is
+	// clear is new without a look at the names.
+	bits  uint64
+	n     int // members so far
+	first [headerNamesOnStack]headerName
+	more  *headerRepeats // nil until a name repeats or names outgrow first
+}
+
+// headerName is where one member of a captured-headers object lies in the
+// buffer that builds it: its escaped name at [at, at+n), its value's
+// closing quote at end; hash is nameHash's of the name.
+type headerName struct {
+	hash       uint64
+	at, n, end int
+}
+
+// headerRepeats is what a header object whose names repeat, or are many,
+// needs besides.
+type headerRepeats struct {
+	names []headerName // the members past headerSet.first
+	// joins are the values of repeated fields, escaped, in arrival order,
+	// each in the buffer after the members of its time (bytes that close
+	// leaves out of the object it builds again).
+	joins []headerJoin
+	few   [4]headerJoin // joins' first array: one allocation for a few repeats
+	// index finds a name's place by its indexHash once there are more than
+	// headerNamesOnStack: a client's thousand short fields cost a thousand
+	// lookups, not a million comparisons. A name whose hash is another's
+	// (the first keeps the key) is looked for through all.
+	index map[uint64]int
+}
+
+// headerJoin is a repeated field's value: escaped at [from, to) in the
+// buffer, to be joined to member's.
+type headerJoin struct{ member, from, to int }
+
+// indexSeed keys indexHash, which a client cannot make collide then.
+var indexSeed = maphash.MakeSeed()
+
+// indexHash is a name's key in headerRepeats.index.
+func indexHash(name []byte) uint64 { return maphash.Bytes(indexSeed, name) }
+
+// nameHash mixes the length and the first and last 8 bytes of name (all of
+// it up to 16 bytes long), for headerSet to compare the bytes of two names
+// only when their hashes are equal: two loads and two multiplications
+// whatever the name's length.
+func nameHash(name []byte) uint64 {
+	const k = 0x9e3779b97f4a7c15
+	var head, tail uint64
+	if len(name) < 8 {
+		for i, c := range name {
+			head |= uint64(c) << (8 * i)
+		}
+	} else {
+		head = binary.LittleEndian.Uint64(name)
+		tail = binary.LittleEndian.Uint64(name[len(name)-8:])
+	}
+	return ((head^uint64(len(name)))*k ^ tail) * k
+}
+
+// member returns the i-th member.
+func (s *headerSet) member(i int) *headerName {
+	if i < len(s.first) {
+		return &s.first[i]
+	}
+	return &s.more.names[i-len(s.first)]
+}
+
+// repeats returns s.more, made if need be.
+func (s *headerSet) repeats() *headerRepeats {
+	if s.more == nil {
+		m := new(headerRepeats)
+		m.joins = m.few[:0]
+		s.more = m
+	}
+	return s.more
+}
+
+// add appends the field lowerName: value to the object in capture. class
+// is classOf(lowerName): a secret's value reads "[redacted]".
+func (s *headerSet) add(capture, lowerName, value []byte, class headerClass) []byte {
+	start := len(capture)
+	if s.n > 0 {
+		capture = append(capture, ',')
+	}
+	capture = append(capture, '"')
+	at := len(capture)
+	capture = appendJSONChars(capture, lowerName)
+	name := capture[at:]
+	hash := nameHash(name)
+	bit := uint64(1) << (hash >> 58)
+	i := -1
+	if s.bits&bit != 0 || s.more != nil { // else a new name, known without a call
+		i = s.find(capture, name, hash)
+	}
+	if i >= 0 {
+		// Kept after the members until close joins it.
+		capture = capture[:start]
+		if class&secret != 0 {
+			capture = append(capture, redacted...)
+		} else {
+			capture = appendJSONChars(capture, value)
+		}
+		m := s.repeats()
+		m.joins = append(m.joins, headerJoin{i, start, len(capture)})
+		return capture
+	}
+	s.bits |= bit
+	capture = append(capture, '"', ':', '"')
+	if class&secret != 0 {
+		capture = append(capture, redacted...)
+	} else {
+		capture = appendJSONChars(capture, value)
+	}
+	p := headerName{hash: hash, at: at, n: len(name), end: len(capture)}
+	if s.n < len(s.first) {
+		s.first[s.n] = p
+	} else {
+		m := s.repeats()
+		m.names = append(m.names, p)
+	}
+	s.n++
+	if s.n > len(s.first) {
+		s.index(capture)
+	}
+	return append(capture, '"')
+}
+
+// find returns the place of the member named name (escaped, in capture;
+// hash is its nameHash), or -1 for a new name.
+func (s *headerSet) find(capture, name []byte, hash uint64) int {
+	if s.more != nil && s.more.index != nil {
+		i, ok := s.more.index[indexHash(name)]
+		if !ok {
+			return -1
+		}
+		if p := s.member(i); bytes.Equal(capture[p.at:p.at+p.n], name) {
+			return i
+		}
+		// Another name's hash: looked for through them all.
+	} else if s.bits&(1<<(hash>>58)) == 0 {
+		return -1
+	}
+	for i := range s.n {
+		if p := s.member(i); p.hash == hash && bytes.Equal(capture[p.at:p.at+p.n], name) {
+			return i
+		}
+	}
+	return -1
+}
+
+// index adds the last member to the index, made with all of them when it
+// is the first past headerNamesOnStack.
+func (s *headerSet) index(capture []byte) {
+	m := s.repeats()
+	from := s.n - 1
+	if m.index == nil {
+		m.index = make(map[uint64]int, 2*s.n)
+		from = 0
+	}
+	for i := from; i < s.n; i++ {
+		p := s.member(i)
+		h := indexHash(capture[p.at : p.at+p.n])
+		if _, taken := m.index[h]; !taken {
+			m.index[h] = i
+		}
+	}
+}
+
+// close ends the object in capture. The values of repeated fields, kept
+// after the members of their time, are joined to their first field's
+// member: the object is built again after itself, in one pass, and moved
+// into place.
+func (s *headerSet) close(capture []byte) []byte {
+	if s.more == nil || len(s.more.joins) == 0 {
+		return append(capture, '}')
+	}
+	joins := s.more.joins
+	slices.SortStableFunc(joins, func(a, b headerJoin) int { return a.member - b.member })
+	start := s.first[0].at - 2 // {"
+	built := len(capture)
+	capture = append(capture, '{')
+	for i := range s.n {
+		if i > 0 {
+			capture = append(capture, ',')
+		}
+		p := s.member(i)
+		capture = append(capture, capture[p.at-1:p.end]...) // "name":"value
+		for ; len(joins) > 0 && joins[0].member == i; joins = joins[1:] {
+			capture = append(capture, ',', ' ')
+			capture = append(capture, capture[joins[0].from:joins[0].to]...)
+		}
+		capture = append(capture, '"')
+	}
+	capture = append(capture, '}')
+	n := copy(capture[start:], capture[built:])
+	return capture[:start+n]
+}
+
 // copyResponseHeaders copies the upstream's end-to-end headers to the
 // client's response and appends them, redacted, as JSON to capture.
 func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHeader, capture []byte) []byte {
 	var lb [64]byte
+	var seen headerSet
 	connHdr := connectionNames(src.Peek("Connection"))
 	dst.DisableNormalizing() // canonical from the parse already, as above
 	capture = append(capture, '{')
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
 		class := classOf(lk)
-		capture = appendHeaderJSON(capture, lk, v, class)
+		capture = seen.add(capture, lk, v, class)
 		if class&hopByHop != 0 || string(lk) == "date" || !validName(k) {
 			continue
 		}
@@ -280,7 +510,7 @@ func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHea
 			dst.AddBytesKV(k, v)
 		}
 	}
-	return append(capture, '}')
+	return seen.close(capture)
 }
 
 var (
@@ -320,6 +550,13 @@ var jsonPlain = func() (t [256]bool) {
 // no JSON reader (ClickHouse's, Python's) refuses the column.
 func appendJSONString(dst, s []byte) []byte {
 	dst = append(dst, '"')
+	dst = appendJSONChars(dst, s)
+	return append(dst, '"')
+}
+
+// appendJSONChars appends s escaped as appendJSONString does, without the
+// quotes: the inside of a JSON string.
+func appendJSONChars(dst, s []byte) []byte {
 	start := 0
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -349,8 +586,7 @@ func appendJSONString(dst, s []byte) []byte {
 		}
 		start = i + 1
 	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+	return append(dst, s[start:]...)
 }
 
 // AppendJSONString is appendJSONString for other packages (error bodies).

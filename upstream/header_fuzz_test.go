@@ -16,7 +16,7 @@ import (
 // can send) and set directly (what any code path could set). The upstream
 // header block never carries a CR or LF inside a line (no injection), never
 // the client's credentials, always the provider key once; the captured
-// headers are valid JSON with the secrets redacted.
+// headers are valid JSON, each name once, with the secrets redacted.
 func FuzzCopyRequestHeaders(f *testing.F) {
 	f.Add([]byte("X-Test"), []byte("value"))
 	f.Add([]byte("Authorization"), []byte("Bearer sk-client-secret"))
@@ -25,6 +25,8 @@ func FuzzCopyRequestHeaders(f *testing.F) {
 	f.Add([]byte("Connection"), []byte("X-Api-Key, close"))
 	f.Add([]byte("x-api-key"), []byte("sk-client-secret"))
 	f.Add([]byte("Cookie\r\nX-Evil"), []byte("a"))
+	f.Add([]byte("authorization"), []byte("a"))
+	f.Add([]byte("HOST"), []byte("b"))
 	r, err := NewRoute(Options{Name: "fuzz", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider-fuzz", KeyEnv: "K"}, NewClients())
 	if err != nil {
 		f.Fatal(err)
@@ -39,6 +41,12 @@ func FuzzCopyRequestHeaders(f *testing.F) {
 			"\r\n" + string(name) + ": " + string(value) + "\r\n\r\n"
 		if parsed.Read(bufio.NewReader(strings.NewReader(raw))) == nil {
 			check(t, r, &parsed, clientSecret, true)
+		}
+		// The field twice, the second time lower case: one member.
+		var twice fasthttp.RequestHeader
+		raw = raw[:len(raw)-2] + strings.ToLower(string(name)) + ": " + string(value) + "\r\n\r\n"
+		if twice.Read(bufio.NewReader(strings.NewReader(raw))) == nil {
+			check(t, r, &twice, clientSecret, true)
 		}
 		var set fasthttp.RequestHeader
 		set.SetMethod("POST")
@@ -81,10 +89,14 @@ func check(t *testing.T, r *Route, src *fasthttp.RequestHeader, clientSecret str
 		t.Fatalf("provider key not sent exactly once: %q", block)
 	}
 	// Whatever bytes the header values hold, the capture is valid UTF-8
-	// JSON (appendJSONString escapes bytes that are not UTF-8).
+	// JSON (appendJSONString escapes bytes that are not UTF-8), each name
+	// once (a field repeating one of the request's is joined to it).
 	var m map[string]string
 	if err := json.Unmarshal(capture, &m); err != nil || !utf8.Valid(capture) {
 		t.Fatalf("captured headers not UTF-8 JSON: %q (%v)", capture, err)
+	}
+	if err := uniqueHeaderNames(capture); err != nil {
+		t.Fatalf("captured headers %q: %v", capture, err)
 	}
 	if bytes.Contains(capture, []byte(clientSecret)) || bytes.Contains(capture, []byte("sk-provider-fuzz")) {
 		t.Fatalf("a key in the captured headers: %q", capture)

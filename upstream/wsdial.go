@@ -272,19 +272,21 @@ func endToEnd(h http.Header) http.Header {
 }
 
 // appendHTTPHeaderJSON appends h, redacted, as a JSON object (names lower
-// case, in order, repeated names once per value).
+// case, in order, each once: a repeated field's values joined as
+// headerSet joins them).
 func appendHTTPHeaderJSON(capture []byte, h http.Header) []byte {
 	keys := make([]string, 0, len(h))
 	for k := range h {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
+	var seen headerSet
 	capture = append(capture, '{')
 	for _, k := range keys {
 		lk := []byte(strings.ToLower(k))
 		for _, v := range h[k] {
-			capture = appendHeaderJSON(capture, lk, []byte(v), classOf(lk))
+			capture = seen.add(capture, lk, []byte(v), classOf(lk))
 		}
 	}
-	return append(capture, '}')
+	return seen.close(capture)
 }
