@@ -21,6 +21,11 @@
 // slice; only the first request with a new status code on a route registers
 // its counter.
 //
+// Every family is written with its # TYPE line (metrics.ExposeMetadata,
+// turned on by New) and the relay's own with a # HELP description from the
+// families table (metadata.go); series written by hand at scrape time get
+// both from the same table.
+//
 // Storage and rate-limiter health are read at scrape time from the Stats
 // functions of chlog and quota, so those packages keep plain atomics and know
 // nothing of Prometheus.

@@ -1,7 +1,7 @@
 package telemetry
 
 import (
-	"fmt"
+	"bytes"
 	"io"
 	"sync/atomic"
 	"time"
@@ -45,8 +45,11 @@ type Metrics struct {
 }
 
 // New registers the series of the given route names (duplicates and empty
-// names are ignored) plus Unmatched on a metrics set of its own.
+// names are ignored) plus Unmatched on a metrics set of its own. It turns
+// on metrics.ExposeMetadata, process-wide (metadata.go): every family the
+// relay exports gets its # TYPE line.
 func New(routes []string) *Metrics {
+	exposeMetadata()
 	m := &Metrics{set: metrics.NewSet()}
 	rs := []*route{newRoute(m.set, Unmatched)}
 	m.routes.Store(&rs)
@@ -138,31 +141,43 @@ func (m *Metrics) SetLimiterStats(f func() quota.Stats) { m.limiterStats.Store(&
 
 // WritePrometheus writes every series in the Prometheus text format (0.0.4):
 // the relay's own, storage and limiter health, then process (file
-// descriptors included) and Go runtime metrics.
+// descriptors included) and Go runtime metrics. Every family has its
+// # TYPE line before its samples, and the relay's own a # HELP line with
+// its description (families).
 func (m *Metrics) WritePrometheus(w io.Writer) {
-	m.set.WritePrometheus(w)
+	var buf bytes.Buffer
+	m.set.WritePrometheus(&buf)
 	if f := m.storageStats.Load(); f != nil && *f != nil {
-		writeStorageStats(w, (*f)())
+		writeStorageStats(&buf, (*f)())
 	}
 	if f := m.storageNodes.Load(); f != nil && *f != nil {
-		writeStorageNodes(w, (*f)())
+		writeStorageNodes(&buf, (*f)())
 	}
 	if f := m.limiterStats.Load(); f != nil && *f != nil {
-		writeLimiterStats(w, (*f)())
+		writeLimiterStats(&buf, (*f)())
 	}
 	if f := m.upstreams.Load(); f != nil && *f != nil {
-		writeUpstreams(w, (*f)())
+		writeUpstreams(&buf, (*f)())
 	}
-	fmt.Fprintf(w, "# TYPE relay_spliced_bytes_total counter\nrelay_spliced_bytes_total %d\n", upstream.SplicedBytes())
-	fmt.Fprintf(w, "# TYPE relay_upstream_empty_reads_total counter\nrelay_upstream_empty_reads_total %d\n", upstream.EmptyReads())
-	// Streams written by the relay's own goroutines (server.detach_streams, detach_above).
-	fmt.Fprintf(w, "# TYPE relay_detached_streams_total counter\nrelay_detached_streams_total %d\n", upstream.HijackedStreams())
-	// Quiet streams waiting without a goroutine (server.idle_wait).
-	fmt.Fprintf(w, "# TYPE relay_idle_streams gauge\nrelay_idle_streams %d\n", upstream.IdleStreams())
-	fmt.Fprintf(w, "# TYPE relay_idle_waits_total counter\nrelay_idle_waits_total %d\n", upstream.IdleWaits())
-	metrics.WriteProcessMetrics(w)
+	writeStreamCounters(&buf)
+	metrics.WriteProcessMetrics(&buf)
 	// Open descriptors matter to a relay: every stream holds two sockets.
-	metrics.WriteFDMetrics(w)
+	metrics.WriteFDMetrics(&buf)
+	withHelp(w, buf.Bytes())
+}
+
+// writeStreamCounters writes the stream machinery's process-wide counters
+// (package upstream).
+func writeStreamCounters(w io.Writer) {
+	b := make([]byte, 0, 1024)
+	b = appendFamily(b, "relay_spliced_bytes_total", upstream.SplicedBytes())
+	b = appendFamily(b, "relay_upstream_empty_reads_total", upstream.EmptyReads())
+	// Streams written by the relay's own goroutines (server.detach_streams, detach_above).
+	b = appendFamily(b, "relay_detached_streams_total", int64(upstream.HijackedStreams()))
+	// Quiet streams waiting without a goroutine (server.idle_wait).
+	b = appendFamily(b, "relay_idle_streams", int64(upstream.IdleStreams()))
+	b = appendFamily(b, "relay_idle_waits_total", int64(upstream.IdleWaits()))
+	_, _ = w.Write(b)
 }
 
 // ms converts d to fractional milliseconds, the unit of every histogram.

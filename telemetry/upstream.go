@@ -1,8 +1,8 @@
 package telemetry
 
 import (
-	"fmt"
 	"io"
+	"strconv"
 	"sync"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -45,18 +45,32 @@ func writeUpstreams(w io.Writer, ts []upstream.TargetStatus) {
 	if len(ts) == 0 {
 		return
 	}
-	fmt.Fprintf(w, "# TYPE relay_upstream_healthy gauge\n")
+	b := make([]byte, 0, 512+128*len(ts))
+	b = appendMeta(b, "relay_upstream_healthy")
 	for _, t := range ts {
-		v := 0
+		v := int64(0)
 		if t.Healthy {
 			v = 1
 		}
-		fmt.Fprintf(w, "relay_upstream_healthy{route=\"%s\",target=\"%s\"} %d\n", escapeLabel(t.Route), escapeLabel(t.Target), v)
+		b = appendTargetSample(b, "relay_upstream_healthy", t, v)
 	}
-	fmt.Fprintf(w, "# TYPE relay_upstream_ejections_total counter\n")
+	b = appendMeta(b, "relay_upstream_ejections_total")
 	for _, t := range ts {
-		fmt.Fprintf(w, "relay_upstream_ejections_total{route=\"%s\",target=\"%s\"} %d\n", escapeLabel(t.Route), escapeLabel(t.Target), t.Ejections)
+		b = appendTargetSample(b, "relay_upstream_ejections_total", t, int64(t.Ejections))
 	}
+	_, _ = w.Write(b)
+}
+
+// appendTargetSample appends the sample of family name for target t.
+func appendTargetSample(b []byte, name string, t upstream.TargetStatus, v int64) []byte {
+	b = append(b, name...)
+	b = append(b, `{route="`...)
+	b = appendLabelValue(b, t.Route)
+	b = append(b, `",target="`...)
+	b = appendLabelValue(b, t.Target)
+	b = append(b, `"} `...)
+	b = strconv.AppendInt(b, v, 10)
+	return append(b, '\n')
 }
 
 // reloadCounters are relay_config_reloads_total{result}.

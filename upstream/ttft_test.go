@@ -26,6 +26,10 @@ func TestTokenScanner(t *testing.T) {
 		}, 1},
 		{"responses done is no token", "/v1/responses", record.KindSSE, 200, []string{responsesDone,
 			`data: {"type":"response.output_text.delta","delta":"Hi"}` + "\n\n"}, 1},
+		{"responses non-streamed body", "/v1/responses", record.KindSSE, 200, []string{
+			`{"id":"resp_1","object":"response","status":"completed","output":[{"type":"message","content":[`,
+			`{"type":"output_text","annotations":[],"text":"Hi"}]}],"text":{"format":{"type":"text"}}}`,
+		}, 1},
 		{"generic path takes done text", "/custom", record.KindSSE, 200, []string{responsesDone}, 0},
 		{"responses delta split", "/v1/responses", record.KindSSE, 200, []string{`data: {"type":"response.output_text.delta","del`, `ta":"x"}`}, 1},
 		{"gemini", "/v1beta/models/g:streamGenerateContent", record.KindSSE, 200, []string{

@@ -4,6 +4,7 @@ package usage
 
 import (
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -44,6 +45,24 @@ func TestAPIScanAllocs(t *testing.T) {
 		}); n != 0 {
 			t.Errorf("%s (%v): %v allocations per run", tt.file, tt.api, n)
 		}
+	}
+}
+
+// TestBodyScanAllocs: telling a non-streamed answer from a stream and
+// scanning it with its own rules allocates nothing either.
+func TestBodyScanAllocs(t *testing.T) {
+	b := []byte(strings.Replace(responseObject, "OUTPUT", `{"type":"message","content":[{"type":"output_text","text":"Hi"}]}`, 1))
+	if n := testing.AllocsPerRun(100, func() {
+		var s ContentScanner
+		s.Start(Responses, false, 200)
+		for off := 0; off < len(b); off += 64 {
+			if s.Scan(b[off:min(off+64, len(b))]) {
+				break
+			}
+		}
+		HasContent(Responses, b)
+	}); n != 0 {
+		t.Fatalf("%v allocations per run", n)
 	}
 }
 

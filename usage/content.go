@@ -14,11 +14,17 @@ const overlap = 32
 // The relay runs it on every relayed read; `relay reparse` runs it
 // (through FirstTokenChunk) on the stored chunks, which are those reads.
 // The zero value scans an SSE or JSON stream with the Generic rules.
+//
+// A response whose first byte other than white space opens a JSON value is
+// a non-streamed answer, one JSON body; anything else is an SSE stream. The
+// rules of an API whose response object carries its text under other keys
+// than its events do (OpenAI Responses) follow that shape.
 type ContentScanner struct {
 	api     API
 	raw     bool // any byte is the first token (audio)
 	off     bool // an error status: there is no first token
 	done    bool
+	shape   shape
 	tail    [overlap]byte
 	tailLen int
 	scanned int
@@ -37,7 +43,10 @@ func (s *ContentScanner) Scan(b []byte) bool {
 	if s.done || s.off || len(b) == 0 {
 		return false
 	}
-	if s.raw || s.scan(rulesFor(s.api).content, b) {
+	if s.shape == shapeUnknown {
+		s.shape = shapeOf(b)
+	}
+	if s.raw || s.scan(rulesFor(s.api).contentKeys(s.shape == shapeBody), b) {
 		s.done = true
 		return true
 	}
@@ -79,8 +88,12 @@ func (s *ContentScanner) scan(keys []contentKey, b []byte) bool {
 	return false
 }
 
-// HasContent reports whether b holds generated content by api's rules.
-func HasContent(api API, b []byte) bool { return hasContent(rulesFor(api).content, b) }
+// HasContent reports whether b, a whole response or its start, holds
+// generated content by api's rules for its shape (SSE stream or one JSON
+// body).
+func HasContent(api API, b []byte) bool {
+	return hasContent(rulesFor(api).contentKeys(shapeOf(b) == shapeBody), b)
+}
 
 // hasContent reports whether b holds a content key followed by the value
 // kind it needs. Occurrences may overlap (`"text"text":"a`, not JSON but

@@ -6,8 +6,9 @@
 //   - APIForPath picks the API (OpenAI chat, OpenAI Responses, Anthropic,
 //     Gemini, or Generic) from the request path.
 //   - ContentScanner finds the first generated content as the response's
-//     reads arrive (the first-token clock), without allocating;
-//     FirstTokenChunk runs it over stored chunks.
+//     reads arrive (the first-token clock), without allocating, in an SSE
+//     stream or a non-streamed JSON answer (shape.go); FirstTokenChunk
+//     runs it over stored chunks.
 //   - FindAPI (Find for Generic) and Tokens read the token counts of a
 //     whole response, or of its kept head and tail.
 //   - Model and RequestModel return the model a request names.

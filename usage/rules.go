@@ -20,7 +20,14 @@ type contentKey struct {
 
 // rules are one API's.
 type rules struct {
+	// content are the keys of generated content in a response: in its SSE
+	// events, and in a non-streamed answer (one JSON object) unless body
+	// says otherwise.
 	content []contentKey
+	// body, when not nil, replaces content for a non-streamed answer: an
+	// API whose events carry their text under other keys than its response
+	// object does.
+	body []contentKey
 	// usage are the keys of the objects that hold token counts, with quotes.
 	usage [][]byte
 	// in and out name the counts inside such an object: the last one met
@@ -56,8 +63,13 @@ var (
 	// content_part.added / *.done / completed carry no "delta" and never
 	// stop the clock, although the done events repeat the text in "text"
 	// and "arguments". Usage: response.completed's response.usage.
+	// A non-streamed answer is the response object alone, its output items
+	// whole: a message's output_text text or refusal, a reasoning item's
+	// summary_text or reasoning_text text, a function call's arguments.
+	// Its "text":{"format":...} setting is an object, not content.
 	responsesRules = rules{
 		content: []contentKey{strKey("delta")},
+		body:    []contentKey{strKey("text"), strKey("refusal"), strKey("arguments")},
 		usage:   [][]byte{keyUsage},
 		in:      []string{"input_tokens"},
 		out:     []string{"output_tokens"},
@@ -104,6 +116,15 @@ var rulesByAPI = [...]*rules{
 	Responses:  &responsesRules,
 	Anthropic:  &anthropicRules,
 	Gemini:     &geminiRules,
+}
+
+// contentKeys returns the content keys of a streamed response (SSE
+// events) or, when body is set, of a non-streamed one (one JSON object).
+func (r *rules) contentKeys(body bool) []contentKey {
+	if body && r.body != nil {
+		return r.body
+	}
+	return r.content
 }
 
 func rulesFor(a API) *rules {

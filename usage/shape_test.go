@@ -1,0 +1,104 @@
+package usage
+
+import (
+	"strings"
+	"testing"
+)
+
+// responseObject is a non-streamed OpenAI Responses answer in the API's own
+// layout (pretty-printed, as the API sends it) with output items in place
+// of OUTPUT.
+const responseObject = `{
+  "id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b",
+  "object": "response",
+  "created_at": 1741476542,
+  "status": "completed",
+  "error": null,
+  "incomplete_details": null,
+  "instructions": "Answer briefly.",
+  "model": "gpt-4.1-2025-04-14",
+  "output": [OUTPUT],
+  "parallel_tool_calls": true,
+  "reasoning": {"effort": null, "summary": null},
+  "store": true,
+  "text": {"format": {"type": "text"}, "verbosity": "medium"},
+  "tool_choice": "auto",
+  "tools": [{"type": "function", "name": "get_weather", "description": "Weather in a city", "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}],
+  "usage": {"input_tokens": 36, "output_tokens": 87, "total_tokens": 123},
+  "metadata": {}
+}`
+
+// TestResponsesBody: a non-streamed Responses answer (one JSON body) has
+// its first token where its output carries text (a message's output_text
+// or refusal, a reasoning summary, a function call's arguments), as a
+// non-streamed chat completion has it in message.content; its settings
+// ("text": {"format"}, instructions, tools) and empty items are none. A
+// stream's done events, which repeat the same keys, still are not: the
+// shape, not the API, decides.
+func TestResponsesBody(t *testing.T) {
+	with := func(output string) string { return strings.Replace(responseObject, "OUTPUT", output, 1) }
+	tests := []struct {
+		name, body string
+		want       bool
+	}{
+		{"message", with(`{"type": "message", "id": "msg_1", "status": "completed", "role": "assistant", "content": [{"type": "output_text", "annotations": [], "text": "Hi there."}]}`), true},
+		{"refusal", with(`{"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "refusal", "refusal": "I can't help with that."}]}`), true},
+		{"reasoning summary", with(`{"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "**Weighing options**"}], "encrypted_content": "gAAAAB"}`), true},
+		{"function call", with(`{"type": "reasoning", "id": "rs_1", "summary": []}, {"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather", "arguments": "{\"city\":\"Paris\"}", "status": "completed"}`), true},
+		{"no output", with(``), false},
+		{"empty text", with(`{"type": "message", "id": "msg_1", "role": "assistant", "content": [{"type": "output_text", "annotations": [], "text": ""}]}`), false},
+		{"encrypted reasoning only", with(`{"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "gAAAAB"}`), false},
+		{"done events of a stream", "\n" + `event: response.output_text.done
+data: {"type":"response.output_text.done","item_id":"m","output_index":0,"content_index":0,"text":"All at once."}
+
+event: response.completed
+data: {"type":"response.completed","response":{"output":[{"type":"message","content":[{"type":"output_text","text":"All at once."}]}]}}
+`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := []byte(tt.body)
+			if got := HasContent(Responses, b); got != tt.want {
+				t.Fatalf("HasContent = %v, want %v", got, tt.want)
+			}
+			// Read by read, however the body is cut (the first read may
+			// be white space alone), the scan finds it in the same place.
+			for _, step := range []int{1, 7, 64, len(b)} {
+				var s ContentScanner
+				s.Start(Responses, false, 200)
+				got := false
+				for off := 0; off < len(b) && !got; off += step {
+					got = s.Scan(b[off:min(off+step, len(b))])
+				}
+				if got != tt.want {
+					t.Fatalf("reads of %d bytes: found %v, want %v", step, got, tt.want)
+				}
+			}
+			// Generic finds the text too; a 400 has no first token.
+			if tt.want && !HasContent(Generic, b) {
+				t.Fatal("Generic rules miss it")
+			}
+			if i := FirstTokenChunk(Responses, false, 400, 1, b, []uint32{uint32(len(b))}); i != -1 {
+				t.Fatalf("status 400: first token in chunk %d", i)
+			}
+		})
+	}
+}
+
+// TestShapeOf: the first byte other than white space tells a JSON body
+// from an SSE stream.
+func TestShapeOf(t *testing.T) {
+	for in, want := range map[string]shape{
+		"":                 shapeUnknown,
+		" \r\n\t":          shapeUnknown,
+		`{"id":"resp_1"}`:  shapeBody,
+		"\n  [{}]":         shapeBody,
+		"data: {}\n\n":     shapeStream,
+		"event: x\n":       shapeStream,
+		": keep-alive\n\n": shapeStream,
+	} {
+		if got := shapeOf([]byte(in)); got != want {
+			t.Errorf("shapeOf(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
