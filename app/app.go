@@ -110,6 +110,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		Instance:    cfg.Server.Instance,
 		SmallStacks: cfg.Server.SmallStacks,
 		Logger:      log,
+		BodyLimit:   a.bodyLimit(routes),
 	}
 	if cfg.Server.Detached() {
 		// a.fiber is made below, before the relay serves anything.
@@ -134,14 +135,21 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	return a, nil
 }
 
-func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
-	maxBody := a.cfg.Server.MaxBodyBytes
+// bodyLimit is the server's limit on a request body: the largest of
+// server.max_body_bytes and the routes' own (a route's is checked when the
+// request is served).
+func (a *App) bodyLimit(routes []*upstream.Route) int64 {
+	limit := a.cfg.Server.MaxBodyBytes
 	for _, r := range routes {
-		maxBody = max(maxBody, r.MaxBodyBytes)
+		limit = max(limit, r.MaxBodyBytes)
 	}
+	return limit
+}
+
+func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	f := fiber.New(fiber.Config{
 		DisableStartupMessage: true,
-		BodyLimit:             int(maxBody),
+		BodyLimit:             int(a.bodyLimit(routes)),
 		ReadTimeout:           a.cfg.Server.ReadTimeout,
 		IdleTimeout:           a.cfg.Server.IdleTimeout,
 		ReadBufferSize:        8 << 10,
@@ -178,6 +186,12 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	srv.Handler = a.relay.CheckRequest(srv.Handler)
 	// A 413 on a chunked body keeps its request (handlers/chunkedhead.go).
 	srv.HeaderReceived = a.relay.HeaderReceived
+	// "Expect: 100-continue" is answered with a refusal when the relay
+	// would refuse the request whatever its body (handlers/expect.go).
+	srv.ExpectHandler = a.relay.ExpectContinue
+	// A header block fasthttp refused (a control character) is answered
+	// and logged as a request (handlers/readerror.go).
+	srv.ErrorHandler = a.relay.ReadError(srv.ErrorHandler)
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
 	f.Get("/healthz", a.relay.Healthz)
 	f.Get("/readyz", a.relay.Readyz)

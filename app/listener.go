@@ -18,8 +18,10 @@ import (
 // edgeConn: the first read of every request is shown to
 // handlers.CheckRequestStart, which catches what fasthttp would wait on
 // until read_timeout (a TLS ClientHello on the plain port, bare-LF line
-// ends). It costs one small struct per connection and one check per
-// request; reads within a request pass straight through.
+// ends), and keeps the head of a request fasthttp will refuse for a control
+// character in a header, to log it. It costs one small struct per
+// connection and one check per request; reads within a request pass
+// straight through.
 type edgeListener struct {
 	net.Listener
 }
@@ -58,6 +60,11 @@ type edgeConn struct {
 	// the connection becomes a WebSocket session: reads and writes then
 	// pass straight through, from two goroutines.
 	tunnel bool
+	// badHead is the head handlers.CheckRequestStart kept from the read
+	// that began the current request (nil almost always): the relay's
+	// error handler takes it to log a request fasthttp refused for a
+	// control character in a header.
+	badHead *handlers.BadHead
 
 	// The server (with ReduceMemoryUsage) waits for a request with a
 	// one-byte read, holding no buffer. The connection reads what arrived
@@ -105,11 +112,21 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	}
 	start := c.start
 	c.fresh, c.start = false, false
-	if resp := handlers.CheckRequestStart(p[:n], start); resp != nil {
+	resp, bad := handlers.CheckRequestStart(p[:n], start)
+	if resp != nil {
 		c.refuse(resp)
 		return 0, io.EOF
 	}
+	c.badHead = bad
 	return n, err
+}
+
+// TakeBadHead returns, once, the head handlers.CheckRequestStart kept from
+// the read that began the connection's current request.
+func (c *edgeConn) TakeBadHead() *handlers.BadHead {
+	bh := c.badHead
+	c.badHead = nil
+	return bh
 }
 
 // Tunneled makes the connection a plain pipe for a WebSocket session.
@@ -139,11 +156,13 @@ func (c *edgeConn) readPrefetch(p []byte) (int, error) {
 	c.preOff, c.preN = 0, n
 	start := c.start
 	c.fresh, c.start = false, false
-	if resp := handlers.CheckRequestStart(c.pre.b[:n], start); resp != nil {
+	resp, bad := handlers.CheckRequestStart(c.pre.b[:n], start)
+	if resp != nil {
 		c.releasePrefetch()
 		c.refuse(resp)
 		return 0, io.EOF
 	}
+	c.badHead = bad
 	return c.takePrefetched(p), nil
 }
 

@@ -22,7 +22,10 @@ import (
 //     ClientHello (or other binary) on a plain-HTTP port, and a request
 //     line or header block ending in bare LFs, which fasthttp waits on until
 //     read_timeout (it wants a CRLFCRLF) and then answers 408. These get the
-//     JSON error at once, no row (there is no request), and a close.
+//     JSON error at once, no row (there is no request), and a close. On the
+//     same pass it finds a header field with a control character, which
+//     fasthttp refuses without handing the request over: the head is kept
+//     for the error handler to log it (badhead.go).
 //
 // Bare LF is refused rather than accepted as nginx does: RFC 9112 2.2 allows
 // both, and a proxy in front of the relay that does not end lines at a bare
@@ -113,29 +116,38 @@ func cannedError(status int, msg string) []byte {
 // one. Requests pipelined behind the first in b are judged too, as far as
 // their framing can be followed (no body, or a Content-Length within b).
 // Only b is looked at: a request line or header block that spans reads is
-// left to fasthttp and CheckRequest. It does not allocate.
-func CheckRequestStart(b []byte, connStart bool) []byte {
+// left to fasthttp and CheckRequest. When the first request's header block
+// is whole in b and a field in it has a control character, bad is the
+// head to keep for the error handler (BadHead). It does not allocate,
+// but for bad.
+func CheckRequestStart(b []byte, connStart bool) (resp []byte, bad *BadHead) {
 	if len(b) == 0 {
-		return nil
+		return nil, nil
 	}
 	if connStart {
 		switch c := b[0]; {
 		case c == 0x16: // TLS record type handshake: a ClientHello
-			return respTLSOnPlain
+			return respTLSOnPlain, nil
 		case !tokenByte[c] && c != '\r' && c != '\n':
 			// No request line starts so; fasthttp would wait for an LF
 			// that a binary protocol may never send.
-			return respNotHTTP
+			return respNotHTTP, nil
 		}
 	}
-	for range maxPipelined {
-		resp, rest := checkHead(b)
-		if resp != nil || len(rest) == 0 {
-			return resp
+	for i := range maxPipelined {
+		r, rest, bh := checkHead(b, i == 0)
+		if i == 0 {
+			bad = bh
+		}
+		if r != nil {
+			return r, nil
+		}
+		if len(rest) == 0 {
+			return nil, bad
 		}
 		b = rest
 	}
-	return nil
+	return nil, bad
 }
 
 // maxPipelined bounds the requests CheckRequestStart follows in one read.
@@ -143,35 +155,44 @@ const maxPipelined = 16
 
 // checkHead checks the request line and header lines at the start of b
 // for bare LFs. rest is what follows the request's body when b holds the
-// whole request and its framing is known, else nil.
-func checkHead(b []byte) (resp, rest []byte) {
+// whole request and its framing is known, else nil. With scan, it also
+// looks for a control character in the header lines and returns the head
+// to keep when it finds one (bad) and b holds the whole header block.
+func checkHead(b []byte, scan bool) (resp, rest []byte, bad *BadHead) {
 	for len(b) > 0 && (b[0] == '\r' || b[0] == '\n') {
 		b = b[1:] // empty lines before the request line are ignored (RFC 9112 2.2)
 	}
 	lf := bytes.IndexByte(b, '\n')
 	if lf < 0 || !isRequestLine(b[:lf]) {
-		return nil, nil
+		return nil, nil, nil
 	}
 	if lf == 0 || b[lf-1] != '\r' {
-		return respBareLF, nil
+		return respBareLF, nil, nil
 	}
+	reqLine, fields := b[:lf+1], b[lf+1:]
+	control := false
 	bodyLen := 0
-	for b = b[lf+1:]; len(b) > 0; b = b[lf+1:] {
+	for b = fields; len(b) > 0; b = b[lf+1:] {
 		lf = bytes.IndexByte(b, '\n')
 		if lf < 0 {
-			return nil, nil
+			return nil, nil, nil
 		}
 		if lf == 0 || b[lf-1] != '\r' {
-			return respBareLF, nil
+			return respBareLF, nil, nil
 		}
 		if lf == 1 { // CRLF CRLF: the block ends here, the body may hold anything
+			if control {
+				bad = newBadHead(reqLine, fields[:len(fields)-len(b)])
+			}
 			b = b[2:]
 			if bodyLen < 0 || bodyLen > len(b) {
-				return nil, nil
+				return nil, nil, bad
 			}
-			return nil, b[bodyLen:]
+			return nil, b[bodyLen:], bad
 		}
-		switch line := b[:lf-1]; line[0] | 0x20 {
+		line := b[:lf-1]
+		control = control || (scan && hasControl(line))
+		switch line[0] | 0x20 {
 		case 'c':
 			if v, ok := fieldValue(line, "content-length"); ok {
 				bodyLen = smallLength(v)
@@ -182,7 +203,7 @@ func checkHead(b []byte) (resp, rest []byte) {
 			}
 		}
 	}
-	return nil, nil
+	return nil, nil, nil
 }
 
 // fieldValue returns the value of header line when its name is name (lower

@@ -43,7 +43,7 @@ func TestCheckRequestStart(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := CheckRequestStart([]byte(tt.give), tt.connStart); !bytes.Equal(got, tt.want) {
+			if got, _ := CheckRequestStart([]byte(tt.give), tt.connStart); !bytes.Equal(got, tt.want) {
 				t.Errorf("got %q, want %q", got, tt.want)
 			}
 		})
@@ -95,7 +95,10 @@ func FuzzCheckRequestStart(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, b []byte, connStart bool) {
-		got := CheckRequestStart(b, connStart)
+		got, bad := CheckRequestStart(b, connStart)
+		if bad != nil && got != nil {
+			t.Fatalf("a head kept for a refused read: %q", b)
+		}
 		if got != nil && !bytes.Equal(got, respBareLF) && !bytes.Equal(got, respTLSOnPlain) && !bytes.Equal(got, respNotHTTP) {
 			t.Fatalf("unknown answer %q", got)
 		}

@@ -23,9 +23,12 @@ func (h *Relay) CheckFraming(c *fiber.Ctx) error {
 		return c.Next()
 	}
 	ctx.SetConnectionClose()
-	h.rejectEarly(ctx, fasthttp.StatusBadRequest, record.ErrBadRequest, "both Transfer-Encoding and Content-Length")
+	h.rejectEarly(ctx, fasthttp.StatusBadRequest, record.ErrBadRequest, msgFraming)
 	return nil
 }
+
+// msgFraming is the message of CheckFraming's refusal.
+const msgFraming = "both Transfer-Encoding and Content-Length"
 
 // scanFraming reports whether the raw header block has Transfer-Encoding
 // and Content-Length fields, in any letter case.

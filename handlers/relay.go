@@ -86,6 +86,11 @@ type Options struct {
 	// ServeConn (detach.go). 0: every one.
 	DetachAbove int64
 	Logger      *slog.Logger // default slog.Default()
+	// BodyLimit is the server's limit on a request body (its
+	// MaxRequestBodySize): ExpectContinue refuses a larger declared
+	// Content-Length on a path no route has before the body is sent. 0:
+	// none.
+	BodyLimit int64
 	// DefaultCaptureBytes bounds capture for requests that match no route;
 	// default 64 KiB.
 	DefaultCaptureBytes int
@@ -202,9 +207,16 @@ func (h *Relay) begin(ctx *fasthttp.RequestCtx) (rec *record.Record, rt *upstrea
 
 // beginOn is begin with the configuration the request keeps.
 func (h *Relay) beginOn(ctx *fasthttp.RequestCtx, cfg *Config) (rec *record.Record, rt *upstream.Route, admitted bool) {
-	now := time.Now()
 	path := ctx.Path()
 	rt = cfg.Routes.Find(path)
+	rec, admitted = h.beginRecord(ctx, rt, ctx.Method(), path)
+	return rec, rt, admitted
+}
+
+// beginRecord is begin for a request with the given method and path on
+// route rt (nil: none), as far as they are known.
+func (h *Relay) beginRecord(ctx *fasthttp.RequestCtx, rt *upstream.Route, method, path []byte) (rec *record.Record, admitted bool) {
+	now := time.Now()
 	limit := h.o.DefaultCaptureBytes
 	if rt != nil {
 		limit = rt.MaxCaptureBytes
@@ -217,7 +229,7 @@ func (h *Relay) beginOn(ctx *fasthttp.RequestCtx, cfg *Config) (rec *record.Reco
 	h.active.Add(1)
 
 	rec.Instance = h.o.Instance
-	rec.Method = methodString(ctx.Method())
+	rec.Method = methodString(method)
 	rec.Path = string(path)
 	rec.ClientIP = clientIP(ctx)
 	rec.UserAgent = string(ctx.Request.Header.UserAgent())
@@ -228,7 +240,7 @@ func (h *Relay) beginOn(ctx *fasthttp.RequestCtx, cfg *Config) (rec *record.Reco
 		h.o.Observer.Start(rec)
 	}
 	admitted = h.o.Admission == nil || h.o.Admission.Admit(rec)
-	return rec, rt, admitted
+	return rec, admitted
 }
 
 // overloadRetryAfter is the Retry-After of a 503 storage_overloaded, in
@@ -254,44 +266,20 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		h.reject(ctx, rec, fasthttp.StatusNotFound, record.ErrNotFound, "no route for this path")
 		return
 	}
-	if h.draining.Load() {
-		h.reject(ctx, rec, fasthttp.StatusServiceUnavailable, record.ErrShuttingDown, "the relay is shutting down")
-		return
-	}
-	hdr := &ctx.Request.Header
-	key := requestKey(ctx, cfg, rec)
-	if key == nil {
-		h.reject(ctx, rec, fasthttp.StatusUnauthorized, record.ErrUnauthorized, "missing or unknown relay key")
-		return
-	}
-	if t := hdr.PeekBytes(hdrTenant); len(t) > 0 {
-		if !key.Allows(t) {
-			h.reject(ctx, rec, fasthttp.StatusForbidden, record.ErrForbidden, "X-Tenant-ID is not allowed for this relay key")
-			return
-		}
-		rec.Tenant = key.tenant(t)
-	}
-	body := ctx.Request.Body()
-	if int64(len(body)) > rt.MaxBodyBytes {
-		h.reject(ctx, rec, fasthttp.StatusRequestEntityTooLarge, record.ErrBodyTooLarge, "request body exceeds "+strconv.FormatInt(rt.MaxBodyBytes, 10)+" bytes")
+	v := h.gate(ctx, cfg, rt, rec.BytesIn)
+	v.name(rec)
+	if v.status != 0 {
+		h.reject(ctx, rec, v.status, v.errType, v.msg)
 		return
 	}
 	if cfg.Limiter != nil {
-		// Not ctx: a *fasthttp.RequestCtx is reset and reused once the
-		// request ends, and a context.WithTimeout derived from it lets the
-		// timer goroutine read it (ctx.Value, via removeChild) when the
-		// deadline fires, concurrently with that reset: a data race the
-		// race detector caught with Redis paused (TestChaosRedisFailures).
-		// The limiter bounds its own calls; RequestCtx.Done only closes at
-		// server shutdown, so nothing is lost.
-		d := cfg.Limiter.Take(context.Background(), rec.Tenant, rec.KeyID)
-		setRateHeaders(&ctx.Response.Header, d)
-		if !d.Allowed {
-			ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))
-			h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, "rate limit exceeded (the tenant's, or this relay key's); see Retry-After")
+		if d := takeRate(ctx, cfg, rec); !d.Allowed {
+			h.refuseRate(ctx, rec, d)
 			return
 		}
 	}
+	hdr := &ctx.Request.Header
+	body := ctx.Request.Body()
 	if rt.Kind == record.KindWS {
 		h.serveWS(ctx, rec, rt) // ws.go
 		return
@@ -329,7 +317,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		bodyPool.Put(injected)
 	}
 	if err != nil {
-		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt))
+		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt, err))
 		return
 	}
 	if !ctx.Request.Header.IsHTTP11() {
@@ -352,7 +340,16 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 
 var bodyPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-func openErrorMessage(errType string, rt *upstream.Route) string {
+// openErrorMessage is the message of the relay's answer to Open's failure
+// err of type errType.
+func openErrorMessage(errType string, rt *upstream.Route, err error) string {
+	if errors.Is(err, upstream.ErrCutBeforeBody) {
+		// The head came, then nothing (firstbody.go): said as the cut
+		// of a stream already handed over is (cutanswer.go).
+		if _, msg, ok := upstream.CutAnswer(errType); ok {
+			return "route " + rt.Name + ": " + msg
+		}
+	}
 	switch errType {
 	case record.ErrUpstreamConfig:
 		return "route " + rt.Name + ": provider key " + rt.KeyEnv + " is not set on the relay"

@@ -21,7 +21,7 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 	errType, msg := record.ErrInternal, "internal error"
 	switch status {
 	case fiber.StatusRequestEntityTooLarge:
-		errType, msg = record.ErrBodyTooLarge, "request body too large"
+		errType, msg = record.ErrBodyTooLarge, msgBodyTooLarge
 	case fiber.StatusNotFound:
 		errType, msg = record.ErrNotFound, "no route for this path"
 	case fiber.StatusRequestTimeout:
@@ -43,16 +43,20 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 	ctx := c.Context()
 	if len(ctx.Request.Header.RawHeaders()) == 0 && !restoreChunkedHead(ctx, status) {
 		// The header block was never read whole (a reset or timeout before
-		// or inside it): there is no request to log, just answer. Method()
-		// is no test for this, it reads "GET" when unset; before, every
-		// port scan or slowloris connection became a row (path "/",
-		// often a 502).
+		// or inside it; one read whole and refused went to ReadError):
+		// there is no request to log, just answer. Method() is no test for
+		// this, it reads "GET" when unset; before, every port scan or
+		// slowloris connection became a row (path "/", often a 502).
 		writeError(ctx, status, errType, msg)
 		return nil
 	}
 	h.rejectEarly(ctx, status, errType, msg)
 	return nil
 }
+
+// msgBodyTooLarge is the message of a 413 for a body over the server's
+// limit (Options.BodyLimit); a route's own limit names its size.
+const msgBodyTooLarge = "request body too large"
 
 // rejectEarly answers and logs a request that failed before serve ran. A
 // valid relay key in it names the key and its tenant in the row (an

@@ -179,7 +179,7 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 // refuseWS answers a handshake the upstream refused or that failed.
 func (h *Relay) refuseWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route, d *upstream.WSDial) {
 	if d.ErrType != record.ErrUpstreamStatus {
-		h.reject(ctx, rec, d.Status, d.ErrType, openErrorMessage(d.ErrType, rt))
+		h.reject(ctx, rec, d.Status, d.ErrType, openErrorMessage(d.ErrType, rt, nil))
 		return
 	}
 	// The upstream's answer, relayed as it came (as an HTTP route relays a

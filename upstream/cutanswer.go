@@ -13,7 +13,8 @@ import (
 // connection without flushing it. Nothing has reached the client then, so
 // the relay can still answer as it does when the upstream fails before its
 // head: a 502 upstream_reset (504 upstream_timeout) with the request's
-// X-Request-Id, its row saying so.
+// X-Request-Id, its row saying so. A route that can still fail over does so
+// instead (firstbody.go): this answer is for the last attempt.
 
 // answerCut replaces the response head waiting in bw, when none of the
 // body went out and the stream failed on its upstream's side, with the
@@ -25,12 +26,8 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 	if bw == nil || s.client == nil || s.copied > 0 || failed == nil || bw.Buffered() == 0 {
 		return false
 	}
-	status, msg := 502, "the upstream closed the connection before the first byte of its body"
-	switch *failed {
-	case record.ErrUpstreamReset:
-	case record.ErrUpstreamTimeout:
-		status, msg = 504, "the upstream sent no byte of its body in time"
-	default:
+	status, msg, ok := CutAnswer(*failed)
+	if !ok {
 		return false // the client's own doing, or the relay's shutdown
 	}
 	b := AppendErrorResponse(nil, status, *failed, "route "+s.route.Name+": "+msg, s.rec.ID[:])
@@ -40,4 +37,18 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 	}
 	s.rec.Status = status
 	return true
+}
+
+// CutAnswer returns the status and message of the relay's answer to an
+// upstream that failed after its response head and before the first byte
+// of its body with errType (upstream_reset or upstream_timeout); ok is
+// false for another error type.
+func CutAnswer(errType string) (status int, msg string, ok bool) {
+	switch errType {
+	case record.ErrUpstreamReset:
+		return 502, "the upstream closed the connection before the first byte of its body", true
+	case record.ErrUpstreamTimeout:
+		return 504, "the upstream sent no byte of its body in time", true
+	}
+	return 0, "", false
 }

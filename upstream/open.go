@@ -29,9 +29,11 @@ type Request struct {
 // response headers, which it copies to resp (the client's response). A
 // failure the route fails over on (see FailoverOptions) sends the request,
 // body and all, to another target, as long as nothing has gone to the
-// client. On success the returned Stream must be set as resp's body with
-// SetBody; on failure the error type and client status say why, and nothing
-// was written to resp. The record's upstream says which target served, and
+// client: before the headers, or after them and before the first byte of
+// the body (an attempt that may be followed by another waits for that
+// byte: firstbody.go). On success the returned Stream must be set as resp's
+// body with SetBody; on failure the error type and client status say why,
+// and nothing was written to resp. The record's upstream says which target served, and
 // with more than one attempt its response headers carry
 // "x-relay-attempts": each target tried and its status or error.
 func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, wd *Watchdog, finish Finisher) (*Stream, string, int, error) {
@@ -48,6 +50,19 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		s, errType, status, err := t.route.exchangeOnce(in, rec, wd, finish)
 		n++
 		last := n >= r.Failover.MaxAttempts || r.pool.untried(tried) == 0
+		var head time.Duration
+		if err == nil {
+			head = time.Since(rec.Start)
+			// Nothing has gone to the client until the body's first
+			// byte: a target that fails before it is failed over from
+			// as one that failed before its head (firstbody.go).
+			if !last && r.awaitsBody(s.hdr.StatusCode()) {
+				if errType, status, err = s.awaitBody(); err != nil {
+					s.discard()
+					rec.TTFB = record.None
+				}
+			}
+		}
 		if err != nil {
 			tries[n-1] = attempt{label: t.label, errType: errType}
 			if status == statusClientClosed {
@@ -77,7 +92,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 			s.discard()
 			continue
 		}
-		r.commit(s, rec, resp)
+		r.commit(s, rec, resp, head)
 		if n > 1 {
 			rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders, tries[:n], false)
 		}
@@ -143,10 +158,11 @@ func (r *Route) exchangeOnce(in *Request, rec *record.Record, wd *Watchdog, fini
 	return s, "", 0, nil
 }
 
-// commit makes s the answer: the record's first byte and status, and the
-// upstream's headers copied to the client's response.
-func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response) {
-	rec.TTFB = time.Since(rec.Start)
+// commit makes s the answer: the record's first byte (head: when its
+// response head came) and status, and the upstream's headers copied to the
+// client's response.
+func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, head time.Duration) {
+	rec.TTFB = head
 	status := s.hdr.StatusCode()
 	rec.Status = status
 	if status >= 400 {

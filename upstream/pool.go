@@ -23,10 +23,14 @@ type Target struct {
 
 // Failover conditions for FailoverOptions.On.
 const (
-	FailoverConnect = "connect" // no connection, or it closed before the response headers
-	FailoverTimeout = "timeout" // no response headers within first_byte_timeout
-	Failover429     = "429"     // the target answered 429
-	Failover5xx     = "5xx"     // the target answered 500..599
+	// FailoverConnect: no connection, or it closed (or was reset) before
+	// the response headers, or after them before the body's first byte.
+	FailoverConnect = "connect"
+	// FailoverTimeout: no response headers within first_byte_timeout, or
+	// no byte of the body within idle_timeout after them.
+	FailoverTimeout = "timeout"
+	Failover429     = "429" // the target answered 429
+	Failover5xx     = "5xx" // the target answered 500..599
 )
 
 // MaxAttempts bounds FailoverOptions.MaxAttempts: the outcomes of one

@@ -1,0 +1,73 @@
+package handlers
+
+import (
+	"errors"
+	"io"
+	"net"
+	"strings"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
+)
+
+// ReadError wraps next, the server's error handler (Fiber's, which maps
+// the error to a status and calls ServerError): a request whose header
+// block arrived whole and that fasthttp refused (headRefused) is answered
+// and logged here, as a request; every other error goes to next. Fiber
+// keeps only the error's text, and the text says no more than "400" for a
+// header fasthttp could not parse and for one the client broke off.
+func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp.RequestCtx, error) {
+	return func(ctx *fasthttp.RequestCtx, err error) {
+		if len(ctx.Request.Header.RawHeaders()) != 0 || !headRefused(err) {
+			next(ctx, err)
+			return
+		}
+		h.refuseHead(ctx)
+	}
+}
+
+// headerReadError begins the text of every error fasthttp returns from
+// reading a request's header block.
+const headerReadError = "error when reading request headers: "
+
+// headRefused reports whether err, from the server's read of a request,
+// says that its header block arrived whole and fasthttp refused it (a
+// control character, a malformed line or request line, no Host), not that
+// it did not arrive whole: the connection ended, broke or timed out inside
+// it, or it outgrew the read buffer (431).
+func headRefused(err error) bool {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &small), errors.As(err, &netErr):
+		return false
+	}
+	return strings.HasPrefix(err.Error(), headerReadError)
+}
+
+// badHeadKeeper is a connection that keeps the head CheckRequestStart
+// kept from the read that began its current request (app's edgeConn).
+type badHeadKeeper interface {
+	TakeBadHead() *BadHead
+}
+
+// refuseHead answers (400) and logs a request whose header block fasthttp
+// refused. With the head its connection kept (BadHead), the row has the
+// request's method, path, route, key and headers, the offending field
+// named by badValue in place of its value, and the answer names it too;
+// without, the row has no more than its id, time, client address and
+// status.
+func (h *Relay) refuseHead(ctx *fasthttp.RequestCtx) {
+	if k, ok := ctx.Conn().(badHeadKeeper); ok {
+		if bh := k.TakeBadHead(); bh != nil && bh.restore(&ctx.Request) {
+			h.rejectEarly(ctx, fasthttp.StatusBadRequest, record.ErrBadRequest, bh.message())
+			return
+		}
+	}
+	rec, admitted := h.beginRecord(ctx, nil, nil, nil)
+	if !admitted {
+		h.refuseOverloaded(ctx, rec)
+		return
+	}
+	h.reject(ctx, rec, fasthttp.StatusBadRequest, record.ErrBadRequest, "malformed request")
+}
