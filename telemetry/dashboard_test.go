@@ -21,7 +21,6 @@ import (
 
 	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/internal/servicetest"
-	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -113,19 +112,7 @@ func loadDashboard(t *testing.T) (prom, ch []query, templating []string) {
 // metric names (without labels) of its WritePrometheus output.
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
-	m := New([]string{"openai", "anthropic", "tts"})
-	for _, r := range []*record.Record{
-		finished("openai", 200, "", 150*time.Millisecond),
-		finished("tts", 502, record.ErrUpstreamReset, 20*time.Millisecond),
-		finished("", 404, record.ErrNotFound, record.None),
-	} {
-		m.Start(r)
-		m.Write(r)
-		record.Release(r)
-	}
-	m.ObserveInsert(12*time.Millisecond, 3, nil)
-	m.SetStorageStats(func() chlog.Stats { return chlog.Stats{RowsWritten: 3} })
-	m.SetLimiterStats(func() quota.Stats { return quota.Stats{} })
+	m := withTraffic("openai", "anthropic", "tts")
 	names := map[string]bool{}
 	for series := range scrape(t, m) {
 		name, _, _ := strings.Cut(series, "{")

@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/internal/servicetest"
-	"github.com/stream-relay/stream-relay/quota"
-	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/upstream"
 )
 
@@ -21,22 +18,10 @@ import (
 // description. The library's own families keep their TYPE; an empty HELP
 // is dropped.
 func TestExpositionMetadata(t *testing.T) {
-	m := New([]string{"openai", "tts"})
-	for _, r := range []*record.Record{
-		finished("openai", 200, "", 150*time.Millisecond),
-		finished("tts", 502, record.ErrUpstreamReset, 20*time.Millisecond),
-		finished("", 404, record.ErrNotFound, record.None),
-	} {
-		m.Start(r)
-		m.Write(r)
-		record.Release(r)
-	}
-	m.ObserveInsert(12*time.Millisecond, 3, nil)
-	m.SetStorageStats(func() chlog.Stats { return chlog.Stats{RowsWritten: 3} })
+	m := withTraffic("openai", "tts")
 	m.SetStorageNodeErrors(func() []chlog.NodeErrors {
 		return []chlog.NodeErrors{{Node: "ch1:8123", Errors: 2}, {Node: "ch2:8123"}}
 	})
-	m.SetLimiterStats(func() quota.Stats { return quota.Stats{} })
 	m.SetUpstreams(func() []upstream.TargetStatus {
 		return []upstream.TargetStatus{{Route: "openai", Target: "0", Healthy: true}, {Route: "openai", Target: "backup", Ejections: 1}}
 	})

@@ -258,3 +258,23 @@ func TestSetsAreIndependent(t *testing.T) {
 		t.Fatalf("a request on one Metrics shows on another: %v", got)
 	}
 }
+
+// withTraffic returns Metrics for routes that saw a stream, an upstream
+// reset and an unmatched path, one insert and its storage and limiter
+// sources set: every family the relay writes at scrape time has a sample.
+func withTraffic(routes ...string) *Metrics {
+	m := New(routes)
+	for _, r := range []*record.Record{
+		finished("openai", 200, "", 150*time.Millisecond),
+		finished("tts", 502, record.ErrUpstreamReset, 20*time.Millisecond),
+		finished("", 404, record.ErrNotFound, record.None),
+	} {
+		m.Start(r)
+		m.Write(r)
+		record.Release(r)
+	}
+	m.ObserveInsert(12*time.Millisecond, 3, nil)
+	m.SetStorageStats(func() chlog.Stats { return chlog.Stats{RowsWritten: 3} })
+	m.SetLimiterStats(func() quota.Stats { return quota.Stats{} })
+	return m
+}
