@@ -23,7 +23,10 @@ import (
 // Only an attempt that may be followed by another one waits: on the last
 // one (a route of one target, max_attempts 1, or no target left) the
 // stream starts at once, as before, and a cut then gets the client the
-// relay's own error answer.
+// relay's own error answer. Such an attempt's target is reported to its
+// passive health by the stream (Stream.pending): a success when the body's
+// first byte is relayed (or an empty body ends), a failure when the body is
+// cut before it, nothing when the client leaves first.
 
 // ErrCutBeforeBody is wrapped by the error Open returns when the target
 // that answered last sent its response head and then failed before the

@@ -12,8 +12,8 @@ import (
 
 // HealthOptions configure the passive health of a route's targets: a target
 // that fails MaxFails times in a row (connect error, reset or timeout before
-// the response headers, or before the body's first byte when another attempt
-// could follow, a 5xx, a 429 without Retry-After) is ejected for a
+// the response headers, or after them before the body's first byte, a 5xx,
+// a 429 without Retry-After) is ejected for a
 // cool-down; once it is over one probe request is let through, and its
 // outcome brings the target back or ejects it again for twice as long.
 type HealthOptions struct {

@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -51,12 +52,14 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		n++
 		last := n >= r.Failover.MaxAttempts || r.pool.untried(tried) == 0
 		var head time.Duration
+		awaited := false
 		if err == nil {
 			head = time.Since(rec.Start)
 			// Nothing has gone to the client until the body's first
 			// byte: a target that fails before it is failed over from
 			// as one that failed before its head (firstbody.go).
 			if !last && r.awaitsBody(s.hdr.StatusCode()) {
+				awaited = true
 				if errType, status, err = s.awaitBody(); err != nil {
 					s.discard()
 					rec.TTFB = record.None
@@ -85,8 +88,13 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 			t.report(outcomeFailed, ra, &r.Health, r.Logger, "status 429")
 		case code >= 500 && code <= 599:
 			t.report(outcomeFailed, 0, &r.Health, r.Logger, "status "+statusText(code))
-		default:
+		case awaited:
 			t.report(outcomeOK, 0, &r.Health, r.Logger, "")
+		default:
+			// The body's first byte has not come yet: the stream
+			// reports the target when it does, or when it is cut
+			// before it (settleHealth).
+			s.pending, s.pendingOf = t, r
 		}
 		if !last && r.failsOverOn("", code) {
 			s.discard()
@@ -170,6 +178,44 @@ func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, h
 	}
 	resp.SetStatusCode(status)
 	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &s.hdr, rec.ResponseHeaders[:0])
+	// "x-relay-attempts" in a row is the relay's record of its attempts
+	// (appendAttempts): an upstream's own field of that name is not
+	// stored, so that it can neither forge the record nor name it twice.
+	rec.ResponseHeaders = dropMember(rec.ResponseHeaders, attemptsMember)
+}
+
+// attemptsMember opens the "x-relay-attempts" member of a captured-headers
+// object: in valid JSON a '"' that is not escaped only delimits a string,
+// and a string followed by ':' is a member's name.
+const attemptsMember = `"x-relay-attempts":"`
+
+// dropMember removes from the JSON object of captured headers obj the
+// member that begins with member (its name, ':' and the value's opening
+// quote), if there is one; obj names each member once (header.go). It
+// does not allocate.
+func dropMember(obj []byte, member string) []byte {
+	i := bytes.Index(obj, []byte(member))
+	if i < 0 {
+		return obj
+	}
+	j := i + len(member)
+	for j < len(obj) && obj[j] != '"' {
+		if obj[j] == '\\' {
+			j++
+		}
+		j++
+	}
+	j++ // past the closing quote
+	if j > len(obj) {
+		return obj // not a captured object: left as it is
+	}
+	switch {
+	case i > 0 && obj[i-1] == ',':
+		i--
+	case j < len(obj) && obj[j] == ',':
+		j++
+	}
+	return append(obj[:i], obj[j:]...)
 }
 
 // discard drops an answer the route fails over from: its connection is

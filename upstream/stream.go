@@ -96,6 +96,13 @@ type Stream struct {
 	idleSeq   int32
 	idleFD    int32
 
+	// pending is the target that sent this answer's head when its
+	// passive health waits on the body (Open: the attempt did not await
+	// the body's first byte), pendingOf the route whose health options
+	// apply; settleHealth reports it once and clears it.
+	pending   *target
+	pendingOf *Route
+
 	closed bool
 }
 
@@ -336,6 +343,9 @@ func (s *Stream) copyStep(w io.Writer, bw *bufio.Writer) (stop bool, err error) 
 
 // relayed stamps the record for one view about to go to the client.
 func (s *Stream) relayed(v view) time.Duration {
+	if s.pending != nil {
+		s.settleHealth(outcomeOK, "") // the body's first byte came
+	}
 	at := time.Since(s.start)
 	s.gap = at - time.Duration(s.lastRead.Load())
 	s.lastRead.Store(int64(at))
@@ -397,6 +407,14 @@ func (s *Stream) account(b []byte, at time.Duration) {
 	rec.AddChunk(b, at)
 }
 
+// settleHealth reports o for the target whose passive health waited on
+// this answer's body (see Stream.pending), once.
+func (s *Stream) settleHealth(o outcome, why string) {
+	t, r := s.pending, s.pendingOf
+	s.pending, s.pendingOf = nil, nil
+	t.report(o, 0, &r.Health, r.Logger, why)
+}
+
 // fail records why the stream ended early; the first reason wins.
 func (s *Stream) fail(errType string) {
 	s.reason.CompareAndSwap(nil, &errType)
@@ -440,6 +458,19 @@ func (s *Stream) CloseWithError(err error) error {
 	failed := s.reason.Load()
 	if failed != nil {
 		rec.ErrorType = *failed
+	}
+	if s.pending != nil {
+		// No byte of the body was relayed: an empty body that ended
+		// well is a success, a cut on the upstream's side (cutanswer.go)
+		// the failure it is, the client leaving neither.
+		switch {
+		case failed == nil:
+			s.settleHealth(outcomeOK, "")
+		case *failed == record.ErrUpstreamReset || *failed == record.ErrUpstreamTimeout:
+			s.settleHealth(outcomeFailed, *failed)
+		default:
+			s.settleHealth(outcomeNeutral, *failed)
+		}
 	}
 	rec.Duration = time.Since(s.start)
 	reuse := failed == nil && s.body.done && !s.closeAfter && s.rb.buffered() == 0
@@ -489,6 +520,7 @@ func (s *Stream) release() {
 	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0
 	s.idleState.Store(notIdle)
 	s.idleSeq, s.idleFD = 0, 0
+	s.pending, s.pendingOf = nil, nil
 	s.closed = false
 	streamPool.Put(s)
 }
