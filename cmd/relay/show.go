@@ -181,7 +181,7 @@ func newShown(f *chlog.Found) *shown {
 	switch {
 	case len(v.resp) == 0:
 		v.ResponseKind = "none"
-	case binaryType(v.ResponseContentType) || !utf8.Valid(v.resp):
+	case binaryType(v.ResponseContentType) || !utf8.Valid(withoutCutRune(v.resp)):
 		v.ResponseKind = "raw"
 	default:
 		v.Events = parseSSE(v.resp)
@@ -198,6 +198,21 @@ func newShown(f *chlog.Found) *shown {
 		}
 	}
 	return v
+}
+
+// withoutCutRune is b without the first bytes of a multi-byte character
+// its end cuts short: a capture stopped at max_capture_bytes, or a stream
+// cut, between two reads that split a character, is still text.
+func withoutCutRune(b []byte) []byte {
+	for i := len(b) - 1; i >= 0 && i >= len(b)-utf8.UTFMax+1; i-- {
+		if utf8.RuneStart(b[i]) {
+			if !utf8.FullRune(b[i:]) {
+				return b[:i]
+			}
+			break
+		}
+	}
+	return b
 }
 
 // jsonOrString keeps a stored JSON object as it is; anything else becomes
@@ -325,17 +340,51 @@ func parseSSE(b []byte) []sseEvent {
 // eventText returns the text one event payload (or a whole JSON answer)
 // carries: OpenAI chat choices[].delta.content (or .message.content, .text),
 // Anthropic content_block_delta delta.text (or a message's content[].text),
-// OpenAI Responses response.output_text.delta delta. Anything else, [DONE]
-// included, carries none.
+// OpenAI Responses response.output_text.delta delta (or a response
+// object's output[].content[] output_text), Gemini
+// candidates[].content.parts[].text (thought summaries left out). A JSON
+// array (Gemini's streamGenerateContent without alt=sse) carries its
+// elements' text, those of a cut array's whole elements included. Anything
+// else, [DONE] included, carries none.
 func eventText(payload string) string {
+	if p := strings.TrimLeft(payload, " \t\r\n"); strings.HasPrefix(p, "[") {
+		dec := json.NewDecoder(strings.NewReader(p))
+		_, _ = dec.Token() // [
+		var b strings.Builder
+		for dec.More() {
+			var el json.RawMessage
+			if dec.Decode(&el) != nil {
+				break
+			}
+			if len(el) > 0 && el[0] == '{' { // one level: nested arrays carry none
+				b.WriteString(eventText(string(el)))
+			}
+		}
+		return b.String()
+	}
 	var m struct {
+		Candidates []struct {
+			Content struct {
+				Parts []struct {
+					Text    string `json:"text"`
+					Thought bool   `json:"thought"`
+				} `json:"parts"`
+			} `json:"content"`
+		} `json:"candidates"`
 		Type    string `json:"type"`
 		Choices []struct {
 			Delta   struct{ Content any } `json:"delta"`
 			Message struct{ Content any } `json:"message"`
 			Text    string                `json:"text"`
 		} `json:"choices"`
-		Delta   json.RawMessage `json:"delta"`
+		Delta json.RawMessage `json:"delta"`
+		// A non-streamed Responses object's output items.
+		Output []struct {
+			Content []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"content"`
+		} `json:"output"`
 		Content []struct {
 			Type string `json:"type"`
 			Text string `json:"text"`
@@ -352,6 +401,23 @@ func eventText(payload string) string {
 			}
 		}
 		b.WriteString(c.Text)
+	}
+	for _, c := range m.Candidates {
+		for _, p := range c.Content.Parts {
+			if !p.Thought {
+				b.WriteString(p.Text)
+			}
+		}
+	}
+	// A Responses object's output items; the events that carry one
+	// (response.completed, ...) have it under "response", not on top, so
+	// a stream's text is not counted twice.
+	for _, o := range m.Output {
+		for _, c := range o.Content {
+			if c.Type == "output_text" {
+				b.WriteString(c.Text)
+			}
+		}
 	}
 	switch m.Type {
 	case "content_block_delta":
@@ -444,7 +510,8 @@ func printShown(w io.Writer, v *shown) error {
 			if e.Event != "" {
 				name = e.Event + " "
 			}
-			fmt.Fprintf(&b, "  [%d] %s%s\n", i+1, name, e.Data)
+			// A multi-line payload's further lines stay indented under it.
+			fmt.Fprintf(&b, "  [%d] %s%s\n", i+1, name, strings.ReplaceAll(e.Data, "\n", "\n      "))
 		}
 		fmt.Fprintf(&b, "\ntext\n%s", indent(v.Text))
 	case "body":
@@ -456,8 +523,38 @@ func printShown(w io.Writer, v *shown) error {
 	if (v.ResponseKind == "sse" || v.ResponseKind == "body") && v.Truncated {
 		b.WriteString("  (capture was truncated: the text above is a prefix)\n")
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, termSafe(b.String()))
 	return err
+}
+
+// termSafe makes stored bytes safe to print on a terminal: control
+// characters but newline, tab and a CR LF line end (ESC, a lone CR, BEL,
+// DEL, the C1 range whose U+009B is a CSI) and bytes that are not UTF-8 (a character a capture cut
+// in two) are shown escaped (\x1b, \u009b, \xe7), so that a body, a header
+// or a model's text cannot move the cursor, rewrite what was printed,
+// retitle the window or hide lines. --json prints the stored text as is
+// (in JSON strings).
+func termSafe(s string) string {
+	unsafe := func(r rune) bool {
+		return (r < 0x20 && r != '\n' && r != '\t' && r != '\r') || (r >= 0x7f && r <= 0x9f)
+	}
+	var b strings.Builder
+	b.Grow(len(s) + 16)
+	for len(s) > 0 {
+		r, n := utf8.DecodeRuneInString(s)
+		switch {
+		case r == '\r' && strings.HasPrefix(s, "\r\n"):
+			b.WriteByte('\r') // a CR LF line end only ends the line
+		case r == utf8.RuneError && n == 1, r < 0x80 && unsafe(r), r == '\r':
+			fmt.Fprintf(&b, "\\x%02x", s[0])
+		case unsafe(r):
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteString(s[:n])
+		}
+		s = s[n:]
+	}
+	return b.String()
 }
 
 // refusals are the error types of requests the relay answered itself

@@ -324,6 +324,12 @@ func TestResponseText(t *testing.T) {
 		{"openai non-stream body", `{"object":"chat.completion","choices":[{"message":{"role":"assistant","content":"Whole answer"}}]}`, "body", "Whole answer", 0},
 		{"anthropic non-stream body", `{"type":"message","content":[{"type":"text","text":"Whole"}]}`, "body", "Whole", 0},
 		{"error body", `{"error":{"type":"rate_limited","message":"slow down"}}`, "body", "", 0},
+		{"openai responses non-stream body", `{"id":"resp_1","object":"response","status":"completed","output":[{"type":"reasoning","summary":[]},{"type":"message","role":"assistant","content":[{"type":"output_text","annotations":[],"text":"Whole "},{"type":"output_text","text":"answer"}]}],"usage":{"input_tokens":8,"output_tokens":3}}`, "body", "Whole answer", 0},
+		{"openai responses stream, completed event not counted twice", "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"ab\"}\n\n" +
+			"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"object\":\"response\",\"output\":[{\"type\":\"message\",\"content\":[{\"type\":\"output_text\",\"text\":\"ab\"}]}]}}\n\n", "sse", "ab", 2},
+		{"gemini generateContent body", `{"candidates":[{"content":{"parts":[{"text":"Hi "},{"text":"there"}],"role":"model"}}]}`, "body", "Hi there", 0},
+		{"gemini array cut short", "[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"ab\"}]}}]},\r\n{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"c\"}]}}]},\r\n{\"candidates\":[{\"content\":{\"parts\":[{\"te", "body", "abc", 0},
+		{"gemini sse, thought left out", "data: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"hmm\",\"thought\":true}]}}]}\r\n\r\ndata: {\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"yes\"}]}}]}\r\n\r\n", "sse", "yes", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -345,6 +351,23 @@ func TestResponseText(t *testing.T) {
 	v = newShown(&chlog.Found{Row: chlog.Row{Chunks: [][]byte{[]byte("data: {\"choices\":[{\"delta\":{\"content\":\"\xc3"), []byte("\xa9\"}}]}\n\n")}}})
 	if v.ResponseKind != "sse" || v.Text != "é" {
 		t.Errorf("split rune: kind %q text %q", v.ResponseKind, v.Text)
+	}
+}
+
+// TestShowMultiLineEvent: the lines of a multi-line data field stay under
+// their event, so that one reading "text" cannot pass for the text heading.
+func TestShowMultiLineEvent(t *testing.T) {
+	v := newShown(&chlog.Found{Row: chlog.Row{
+		ResponseHeaders: []byte(`{"content-type":"text/event-stream"}`),
+		Chunks:          [][]byte{[]byte("data: first\ndata: text\ndata: forged\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"real\"}}]}\n\n")},
+	}})
+	var out bytes.Buffer
+	if err := printShown(&out, v); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out.String(), "  [1] first\n      text\n      forged\n  [2] {", "\ntext\n  real\n")
+	if strings.Contains(out.String(), "\ntext\nforged") {
+		t.Errorf("an event's lines read as the text section:\n%s", out.String())
 	}
 }
 
