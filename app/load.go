@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/url"
 	"os"
 	"reflect"
@@ -415,12 +416,12 @@ func checkClickHouseNodes(ch *ClickHouseConfig) error {
 		if err := checkHTTPURL(u); err != nil {
 			return &fieldError{f, shownURL(u), err.Error()}
 		}
-		if seen[strings.TrimRight(u, "/")] {
+		if seen[clickHouseNodeKey(u)] {
 			return &fieldError{f, shownURL(u), "listed twice"}
 		}
-		seen[strings.TrimRight(u, "/")] = true
+		seen[clickHouseNodeKey(u)] = true
 	}
-	if ch.URL != "" && len(ch.URLs) > 0 && !seen[strings.TrimRight(ch.URL, "/")] {
+	if ch.URL != "" && len(ch.URLs) > 0 && !seen[clickHouseNodeKey(ch.URL)] {
 		return &fieldError{"storage.clickhouse.url", shownURL(ch.URL), "not among storage.clickhouse.urls: set urls alone"}
 	}
 	if ch.Cluster == "" {
@@ -435,6 +436,25 @@ func checkClickHouseNodes(ch *ClickHouseConfig) error {
 		return &fieldError{"storage.clickhouse.cluster", ch.Cluster, "needs storage.clickhouse.urls: the nodes to talk to"}
 	}
 	return nil
+}
+
+// clickHouseNodeKey is the node a checked ClickHouse URL names: its host
+// (any case) and port (the scheme's default when none is written), the
+// node="host:port" of relay_storage_node_errors_total. http and https on
+// one host:port are one node too.
+func clickHouseNodeKey(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return s
+	}
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 func checkHTTPURL(s string) error {

@@ -52,10 +52,13 @@ type chClient struct {
 	// ddlTimeout is distributed_ddl_task_timeout (seconds) of ON CLUSTER
 	// statements (ddlTimeoutFor).
 	ddlTimeout int
-	log        *slog.Logger
-	user, key  string
-	hc         *http.Client
-	lz4        *compress.Writer // used by the insert in flight's body only
+	// ddlHostDown: an ON CLUSTER statement of this schema check found a
+	// host that does not answer; the next ones wait ddlTimeoutHostDown.
+	ddlHostDown atomic.Bool
+	log         *slog.Logger
+	user, key   string
+	hc          *http.Client
+	lz4         *compress.Writer // used by the insert in flight's body only
 
 	// dedupToken: the server knows insert_deduplication_token (ClickHouse
 	// 22.2 and later); every insert then carries one (see enableServerDedup).

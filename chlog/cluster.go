@@ -91,6 +91,10 @@ func distributedDDL(db, table, local, cluster string) string {
 // all: a relay starts with a node down.
 func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, version string) error {
 	db, table, local, cl := w.o.Database, w.o.Table, w.localTable(), w.o.Cluster
+	if err := w.checkClusterName(ctx); err != nil {
+		return err
+	}
+	w.ch.ddlHostDown.Store(false) // each start finds out anew
 	localEngine, err := w.tableEngine(ctx, local)
 	if err != nil {
 		return err
@@ -98,6 +102,16 @@ func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, versi
 	distEngine, err := w.tableEngine(ctx, table)
 	if err != nil {
 		return err
+	}
+	if distEngine == "Distributed" {
+		full, err := w.engineFull(ctx, table)
+		if err != nil {
+			return err
+		}
+		if over := distributedClusterArg(full); over != "" && over != cl {
+			return &SchemaError{Table: db + "." + table, Columns: nil,
+				msg: fmt.Sprintf("Distributed over cluster %s, not %s: set storage.clickhouse.cluster to %s, or rename the table away and let the relay create it", over, cl, over)}
+		}
 	}
 	if localEngine != "" && !strings.HasPrefix(localEngine, "Replicated") {
 		return &SchemaError{Table: db + "." + local, Columns: nil,
@@ -205,17 +219,95 @@ func (w *Writer) syncDistributed(ctx context.Context) error {
 // node the client talks to, the failure was elsewhere (a node down: "some
 // hosts will finish in the background", code 159) and is only logged: the
 // other nodes catch up from the DDL queue when back.
+//
+// Once a statement found a host that does not answer (code 159), the
+// following ON CLUSTER statements wait for the hosts only briefly
+// (ddlTimeoutHostDown): each would wait the whole timeout for the same
+// host, and a start's statements together would outlast its budget.
 func (w *Writer) clusterDDL(ctx context.Context, sql, exists string) error {
 	_, err := w.ch.ddl(ctx, sql)
 	if err == nil || exists == "" {
 		return err
 	}
-	if ans, qerr := w.ch.query(ctx, "EXISTS "+exists); qerr == nil && strings.TrimSpace(ans) == "1" {
+	if w.existsHere(ctx, exists) {
+		if e, ok := AsException(err); ok && e.Code == codeDDLTimeout {
+			w.ch.ddlHostDown.Store(true)
+		}
 		w.log.Warn("chlog: ON CLUSTER statement failed on some node; it exists here, the others catch up when back",
 			"cluster", w.o.Cluster, "object", exists, "err", err)
 		return nil
 	}
 	return err
+}
+
+// codeDDLTimeout is TIMEOUT_EXCEEDED: an ON CLUSTER statement some hosts
+// did not finish within distributed_ddl_task_timeout.
+const codeDDLTimeout = 159
+
+// ddlTimeoutHostDown (seconds) is distributed_ddl_task_timeout once a host
+// is known not to answer: enough for the live ones (about 0.1 s).
+const ddlTimeoutHostDown = 1
+
+// existsHere reports whether "DATABASE db" or "TABLE db.t" exists on the
+// node the client talks to. 18.16 has no EXISTS DATABASE (a syntax error):
+// databases are looked up in system.databases.
+func (w *Writer) existsHere(ctx context.Context, what string) bool {
+	q := "EXISTS " + what
+	if db, ok := strings.CutPrefix(what, "DATABASE "); ok {
+		q = "SELECT count() FROM system.databases WHERE name = " + quoteString(db)
+	}
+	ans, err := w.ch.query(ctx, q)
+	return err == nil && strings.TrimSpace(ans) == "1"
+}
+
+// checkClusterName makes sure the node the client talks to has
+// Options.Cluster in its remote_servers (system.clusters): a misspelled
+// name would otherwise pass while the tables exist (nothing runs ON
+// CLUSTER then) and fail the next migration with code 170. The error is a
+// SchemaError: a configuration error that stops start-up.
+func (w *Writer) checkClusterName(ctx context.Context) error {
+	ans, err := w.ch.query(ctx, "SELECT DISTINCT cluster FROM system.clusters ORDER BY cluster FORMAT TSV")
+	if err != nil {
+		return fmt.Errorf("chlog: cluster=%s: read system.clusters: %w", w.o.Cluster, err)
+	}
+	var have []string
+	for l := range strings.SplitSeq(ans, "\n") {
+		if l = strings.TrimSpace(l); l == w.o.Cluster {
+			return nil
+		} else if l != "" {
+			have = append(have, l)
+		}
+	}
+	_, n := w.ch.current()
+	return &SchemaError{Table: w.o.Database + "." + w.o.Table, Columns: nil,
+		msg: fmt.Sprintf("cluster=%s: not in the remote_servers of node %s (it has: %s): storage.clickhouse.cluster must name the cluster of the relay's tables",
+			w.o.Cluster, n.label, strings.Join(have, ", "))}
+}
+
+// engineFull returns the engine with its arguments (system.tables'
+// engine_full, quotes unescaped) of table in Options.Database on the node
+// the client talks to, "" when there is no such table.
+func (w *Writer) engineFull(ctx context.Context, table string) (string, error) {
+	ans, err := w.ch.query(ctx, "SELECT engine_full FROM system.tables WHERE database = "+quoteString(w.o.Database)+" AND name = "+quoteString(table)+" FORMAT TSV")
+	if err != nil {
+		return "", fmt.Errorf("chlog: table %s.%s: read its engine: %w", w.o.Database, table, err)
+	}
+	return strings.ReplaceAll(unescapeTSV(strings.TrimSpace(ans)), `\'`, `'`), nil
+}
+
+// distributedClusterArg is the cluster a Distributed engine (engine_full)
+// reads and writes, "" for another engine.
+func distributedClusterArg(engine string) string {
+	engine = strings.ReplaceAll(engine, `\'`, `'`)
+	s, ok := strings.CutPrefix(engine, "Distributed(")
+	if !ok {
+		return ""
+	}
+	i := strings.IndexAny(s, ",)")
+	if i < 0 {
+		return ""
+	}
+	return strings.Trim(strings.TrimSpace(s[:i]), "'`\"")
 }
 
 // tableEngine returns the engine of table in Options.Database on the node
@@ -239,7 +331,11 @@ func (c *chClient) ddl(ctx context.Context, sql string) (string, error) {
 	}
 	q := url.Values{}
 	q.Set("wait_end_of_query", "1")
-	q.Set("distributed_ddl_task_timeout", strconv.Itoa(c.ddlTimeout))
+	timeout := c.ddlTimeout
+	if c.ddlHostDown.Load() {
+		timeout = min(timeout, ddlTimeoutHostDown)
+	}
+	q.Set("distributed_ddl_task_timeout", strconv.Itoa(timeout))
 	var out bytes.Buffer
 	err := c.post(ctx, "/?"+q.Encode(), "", []byte(sql), &out)
 	return out.String(), err

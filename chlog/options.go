@@ -231,15 +231,23 @@ func (o *Options) validateURLs() error {
 			return fmt.Errorf("chlog: urls[%d]: %w", i, err)
 		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 			return fmt.Errorf("chlog: urls[%d]=%s: must be http://host:port or https://host:port", i, u.Redacted())
-		case seen[strings.TrimRight(s, "/")]:
+		case seen[nodeKey(s)]:
 			return fmt.Errorf("chlog: urls[%d]=%s: listed twice", i, u.Redacted())
 		}
-		seen[strings.TrimRight(s, "/")] = true
+		seen[nodeKey(s)] = true
 	}
-	if o.URL != "" && !seen[strings.TrimRight(o.URL, "/")] {
+	if o.URL != "" && !seen[nodeKey(o.URL)] {
 		return fmt.Errorf("chlog: url=%s: not among urls; set urls alone", redactURL(o.URL))
 	}
 	return nil
+}
+
+// nodeKey is the node a URL names: its host:port label (the scheme's
+// default port when none is written), host in lower case. Two URLs of one
+// key are one node (http and https on one port included): one series of
+// relay_storage_node_errors_total, and no failover between them.
+func nodeKey(s string) string {
+	return strings.ToLower(nodeLabel(strings.TrimRight(s, "/")))
 }
 
 func isIdent(s string) bool {

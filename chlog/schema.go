@@ -146,6 +146,18 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 		return fmt.Errorf("chlog: database=%s: %w", db, err)
 	}
 	if strings.TrimSpace(exists) == "1" {
+		// The Distributed table of a cluster without cluster set would
+		// take inserts asynchronously: answered 200 with a shard down, the
+		// rows queued on the node's disk, out of reach of the spool and of
+		// the exactly-once checks.
+		full, err := w.engineFull(ctx, table)
+		if err != nil {
+			return err
+		}
+		if over := distributedClusterArg(full); over != "" {
+			return &SchemaError{Table: db + "." + table, Columns: nil,
+				msg: fmt.Sprintf("Distributed over cluster %s, but storage.clickhouse.cluster is not set: set it to %s (inserts then go synchronously to every shard), or point storage.clickhouse.table at a single-server table", over, over)}
+		}
 		w.log.Info("chlog: using existing table", "table", db+"."+table, "server_version", strings.TrimSpace(vs))
 	} else {
 		// Codecs came in 19.10; 20.1 is a conservative bound.

@@ -86,6 +86,13 @@ type flushReq struct {
 	done chan error
 }
 
+// unwellAtStart are the ClickHouse codes of the schema check at start that
+// say the cluster is unwell, not the configuration wrong (ZooKeeper gone:
+// 225, 999; a table read-only: 242; a host or a shard unreachable: 159,
+// 209, 210, 279): the writer starts spooling, as when no node answers, and
+// the replayer makes the schema once they pass.
+var unwellAtStart = codeSet(159, 209, 210, 225, 242, 279, 999)
+
 // New validates o, creates the database and table when missing (when a URL
 // is set), recovers a leftover WAL, and starts the background goroutines.
 func New(o Options) (*Writer, error) {
@@ -107,7 +114,7 @@ func New(o Options) (*Writer, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), o.InsertTimeout)
 		err := w.ensureSchema(ctx)
 		cancel()
-		if _, isCH := AsException(err); isCH || errors.Is(err, ErrSchema) {
+		if e, isCH := AsException(err); isCH && !unwellAtStart[e.Code] || errors.Is(err, ErrSchema) {
 			w.spool.unlock()
 			return nil, err // the server answered: a configuration error
 		}
