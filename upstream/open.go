@@ -16,14 +16,21 @@ import (
 )
 
 // Request is what Open needs from the client's request.
+//
+// When Ctx is the client's *fasthttp.RequestCtx, the path goes upstream as
+// the client sent it (its URI's PathOriginal: percent-encoding, "//" and
+// all), after the checks of clientPath; otherwise Path goes, re-encoded
+// (appendEscapedPath).
 type Request struct {
 	Ctx    context.Context
 	Header *fasthttp.RequestHeader
 	Method []byte
-	Path   []byte // normalized request path
+	Path   []byte // normalized request path: the route was found with it
 	Query  []byte // raw query string, without '?'
 	Body   []byte
 	Client net.Conn
+
+	raw []byte // the client's path as sent, checked by Open; nil: Path re-encoded
 }
 
 // Open sends the request to one of the route's targets and waits for the
@@ -41,6 +48,11 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 	if !r.Configured() {
 		return nil, record.ErrUpstreamConfig, fasthttp.StatusBadGateway, ErrNoProviderKey
 	}
+	raw, err := r.clientPath(in)
+	if err != nil {
+		return nil, record.ErrBadRequest, fasthttp.StatusBadRequest, err
+	}
+	in.raw = raw
 	var tries [MaxAttempts]attempt
 	var tried uint64
 	n := 0
@@ -273,13 +285,19 @@ func statusText(code int) string { return strconv.Itoa(code) }
 // buildRequest fills req: upstream URL, the client's end-to-end headers, the
 // provider key, the body as the client sent it (or with include_usage).
 //
-// The request line's target is built here, escaped as appendEscapedPath
-// does, and set as it is: req's URI is never parsed or built (req.Write
-// then takes the target and Host as they are set).
+// The request line's target is built here: the upstream URL's path, then
+// the client's path as it sent it (appendRawPath; clientPath checked it)
+// or, without it, the routed path escaped again (appendEscapedPath), then
+// the query (appendQuery); it is set as it is: req's URI is never parsed
+// or built (req.Write then takes the target and Host as they are set).
 func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Record) {
 	var tb [256]byte
 	target := append(tb[:0], r.basePath...)
-	target = appendEscapedPath(target, in.Path)
+	if in.raw != nil {
+		target = appendRawPath(target, in.raw)
+	} else {
+		target = appendEscapedPath(target, in.Path)
+	}
 	if len(target) == 0 {
 		target = append(target, '/')
 	}
@@ -424,6 +442,120 @@ func appendEscapedPath(dst, p []byte) []byte {
 }
 
 const upperHex = "0123456789ABCDEF"
+
+// appendRawPath appends the client's path p as it sent it: its
+// percent-escapes stay as they are (%2F is not a '/', %20 not a space), and
+// so do "//" and every other byte that may stand in a URI path. A byte that
+// may not (fasthttp's parser lets through bytes >= 0x80 and a few
+// characters RFC 3986 excludes, such as '"', '\' or '|') is encoded, so
+// the request line stays one valid line whatever the client sent.
+func appendRawPath(dst, p []byte) []byte {
+	for _, c := range p {
+		if pathSafe(c) || c == '%' {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', upperHex[c>>4], upperHex[c&0xf])
+	}
+	return dst
+}
+
+// ErrDotSegment is why clientPath refuses a path (400 bad_request).
+var ErrDotSegment = errors.New("the request path has a dot segment (\".\" or \"..\", maybe percent-encoded)")
+
+// clientPath returns the path the client sent, to go upstream in place of
+// the routed one, or nil when the client's request is not at hand (Ctx is
+// not its *fasthttp.RequestCtx).
+//
+// The route was found with fasthttp's normalized path: percent-decoded,
+// "//" collapsed, "." and ".." segments resolved. The path forwarded must
+// not reach anything on the upstream outside what the route maps, however
+// the upstream reads it, so the client's path is refused (400
+// bad_request) when it has a dot segment: "." or "..", with or without
+// percent-encoded dots, between '/', '\' or their encodings (%2F, %5C),
+// optionally followed by ";params" (ErrDotSegment). An upstream that
+// resolves it (every HTTP server does, some after decoding %2F) could
+// climb out of the upstream URL's base path or of the route's prefix.
+//
+// When the route's path does not stand in the client's literally, as an
+// exact route's whole path or a prefix route's prefix followed by '/' or
+// the end ("/v1%2Fchat/completions" or "/v1//chat/completions" for a route
+// on "/v1/chat/completions", which the relay's routing reads as that path
+// and an upstream may read as another), the routed (normalized) path goes
+// instead, as it did before the client's path was kept: nil, no error. A
+// base URL written with a trailing '/' gives such paths.
+//
+// Past the route's path the client's bytes are its own: %2F stays %2F
+// (Gemini's "models%2Fgemini-x:generateContent"), "//" stays "//".
+func (r *Route) clientPath(in *Request) ([]byte, error) {
+	rc, ok := in.Ctx.(*fasthttp.RequestCtx)
+	if !ok {
+		return nil, nil
+	}
+	p := rc.URI().PathOriginal()
+	if hasDotSegment(p) {
+		return nil, ErrDotSegment
+	}
+	if !r.spelledOut(p) {
+		return nil, nil // the routed path goes, as nginx's merge_slashes would
+	}
+	return p, nil
+}
+
+// hasDotSegment reports whether the raw path p has a "." or ".." segment,
+// read as an upstream that decodes everything might: %2E is a dot, '/',
+// '\', %2F and %5C separate segments, and a segment's ";params" do not
+// count. It does not allocate.
+func hasDotSegment(p []byte) bool {
+	dots := 0       // dots since the last separator; -1: the segment has something else
+	params := false // past a ';' in this segment
+	for i := 0; i <= len(p); i++ {
+		c := byte('/') // the end closes the last segment
+		if i < len(p) {
+			c = p[i]
+			if c == '%' && i+2 < len(p) {
+				if d, ok := unhex2(p[i+1], p[i+2]); ok {
+					c = d
+					i += 2
+				}
+			}
+		}
+		switch {
+		case c == '/' || c == '\\':
+			if dots == 1 || dots == 2 {
+				return true
+			}
+			dots, params = 0, false
+		case params:
+		case c == ';':
+			params = true
+		case c == '.' && dots >= 0:
+			dots++
+		default:
+			dots = -1
+		}
+	}
+	return false
+}
+
+// unhex2 decodes the two hex digits of a percent-escape.
+func unhex2(a, b byte) (byte, bool) {
+	x, ok1 := unhex(a)
+	y, ok2 := unhex(b)
+	return x<<4 | y, ok1 && ok2
+}
+
+func unhex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
+}
 
 // pathSafe reports whether c may stand unencoded in a URI path: unreserved,
 // sub-delims, ':', '@' and '/'.

@@ -244,6 +244,20 @@ func (r *Route) Matches(path string) bool {
 		strings.HasPrefix(path, r.match) && len(path) > len(r.match) && path[len(r.match)] == '/'
 }
 
+// spelledOut reports whether the raw (not decoded) path p spells out the
+// route's path: equal to an exact route's, or a prefix route's prefix
+// followed by '/' or the end. Matches on bytes, without allocating.
+func (r *Route) spelledOut(p []byte) bool {
+	m := r.match
+	if len(p) < len(m) || string(p[:len(m)]) != m {
+		return false
+	}
+	if !r.prefix {
+		return len(p) == len(m)
+	}
+	return len(p) == len(m) || p[len(m)] == '/'
+}
+
 // Table finds the route for a request path: exact paths first, then the
 // longest matching prefix.
 type Table struct {
