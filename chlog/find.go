@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -59,23 +60,54 @@ var ErrNotFound = errors.New("chlog: request not found")
 // characters.
 var ErrBadRequestID = errors.New("chlog: request_id must be 32 lower-case hex characters")
 
+// ErrIncomplete is the class of errors Find returns when the row is in
+// none of the places that answered but some shard of the Distributed table
+// did not answer: the row may be there, so this is no clean miss
+// (errors.Is(err, ErrNotFound) does not hold).
+var ErrIncomplete = errors.New("chlog: lookup incomplete: a shard did not answer")
+
 // NotFoundError lists the places Find looked in and the lookups that failed.
 type NotFoundError struct {
 	ID     string
 	Looked []string
 	Failed []string
+	// Unanswered are the shards that did not answer the node that was
+	// asked last ("shard 2 (127.0.0.1:9002, 127.0.0.1:9003)"; the
+	// addresses alone when the shard's number could not be told): the
+	// shards that answered do not hold the row, the others were not
+	// searched.
+	Unanswered []string
 }
 
 func (e *NotFoundError) Error() string {
 	s := fmt.Sprintf("chlog: request_id %s not found; looked in: %s", e.ID, strings.Join(e.Looked, "; "))
+	if len(e.Unanswered) > 0 {
+		s = fmt.Sprintf("chlog: request_id %s %s; looked in: %s", e.ID, e.UnansweredText(), strings.Join(e.Looked, "; "))
+	}
 	if len(e.Failed) > 0 {
 		s += "; failed: " + strings.Join(e.Failed, "; ")
 	}
 	return s
 }
 
-// Is makes errors.Is(err, ErrNotFound) hold.
-func (e *NotFoundError) Is(target error) bool { return target == ErrNotFound }
+// UnansweredText is the one line that says the miss is no answer: "not
+// found on the shards that answered; shard 2 (host:port, host:port) did
+// not answer". It is "" when every shard answered.
+func (e *NotFoundError) UnansweredText() string {
+	if len(e.Unanswered) == 0 {
+		return ""
+	}
+	return "not found on the shards that answered; " + strings.Join(e.Unanswered, ", ") + " did not answer"
+}
+
+// Is makes errors.Is(err, ErrNotFound) hold for a clean miss, and
+// errors.Is(err, ErrIncomplete) when a shard did not answer.
+func (e *NotFoundError) Is(target error) bool {
+	if len(e.Unanswered) > 0 {
+		return target == ErrIncomplete
+	}
+	return target == ErrNotFound
+}
 
 // ValidRequestID reports whether id is 32 lower-case hex characters, the
 // form of X-Request-Id and stream_logs.request_id.
@@ -133,21 +165,145 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 	}
 
 	// The first node that answers decides; a node that cannot be asked
-	// is a warning and the next one is asked.
+	// is a warning and the next one is asked. A node whose Distributed
+	// read fails because a whole shard is down (code 279 or 210) is asked
+	// again with skip_unavailable_shards=1: the shards that answer are
+	// searched, and a miss there names the shard that did not answer.
 	for _, u := range o.URLs {
 		where := fmt.Sprintf("clickhouse %s.%s at %s", o.Database, o.Table, redactURL(u))
 		nf.Looked = append(nf.Looked, where)
-		row, err := findInClickHouse(ctx, &o, u, id)
+		row, err := findInClickHouse(ctx, &o, u, id, false)
+		var unanswered []string
+		if e, ok := AsException(err); ok && shardUnavailable(e.Code) {
+			unanswered = unansweredShards(ctx, &o, u, e)
+			row, err = findInClickHouse(ctx, &o, u, id, true)
+		}
 		if err != nil {
 			nf.Failed = append(nf.Failed, err.Error())
 			continue
 		}
 		if row != nil {
-			return &Found{Row: *row, Where: where, Warnings: nf.Failed}, nil
+			f := &Found{Row: *row, Where: where, Warnings: nf.Failed}
+			if len(unanswered) > 0 {
+				f.Warnings = append(f.Warnings, fmt.Sprintf("%s did not answer %s (found on the shards that answered)", strings.Join(unanswered, ", "), where))
+			}
+			return f, nil
 		}
+		nf.Unanswered = unanswered
 		break
 	}
 	return nil, nf
+}
+
+// Codes of a Distributed read that failed because no replica of some shard
+// could be reached: ALL_CONNECTION_TRIES_FAILED and NETWORK_ERROR.
+const (
+	codeAllConnectionTriesFailed = 279
+	codeNetworkError             = 210
+)
+
+func shardUnavailable(code int) bool {
+	return code == codeAllConnectionTriesFailed || code == codeNetworkError
+}
+
+// addrInText matches the "(host:port)" ClickHouse writes after a
+// connection failure to another server.
+var addrInText = regexp.MustCompile(`\(([^()\s,]+:[0-9]+)\)`)
+
+// unansweredShards names the shards whose replicas the failed read e could
+// not reach: "shard N (host:port, ...)" from the addresses in the server's
+// text and system.clusters of the table's cluster. When the cluster cannot
+// be read it returns the addresses alone, and when the text names none,
+// the error's first line.
+func unansweredShards(ctx context.Context, o *FindOptions, baseURL string, e *Exception) []string {
+	var addrs []string
+	for _, m := range addrInText.FindAllStringSubmatch(e.Message, -1) {
+		if !slices.Contains(addrs, m[1]) {
+			addrs = append(addrs, m[1])
+		}
+	}
+	if len(addrs) == 0 {
+		return []string{"a shard (" + trimException(e) + ")"}
+	}
+	fallback := []string{"a shard (" + strings.Join(addrs, ", ") + ")"}
+	engine, err := chText(ctx, o, baseURL, nil, "SELECT engine_full FROM system.tables WHERE database = '"+o.Database+"' AND name = '"+o.Table+"' FORMAT TSV")
+	if err != nil {
+		return fallback
+	}
+	args, ok := strings.CutPrefix(strings.TrimSpace(engine), "Distributed(")
+	cluster, _, _ := strings.Cut(args, ",")
+	cluster = strings.Trim(strings.TrimSpace(cluster), "'`\"")
+	if !ok || !isIdent(cluster) {
+		return fallback
+	}
+	tsv, err := chText(ctx, o, baseURL, nil, "SELECT shard_num, host_name, host_address, port FROM system.clusters WHERE cluster = '"+cluster+"' ORDER BY shard_num, replica_num FORMAT TSV")
+	if err != nil {
+		return fallback
+	}
+	type shard struct {
+		num      string
+		replicas []string
+		down     bool
+	}
+	var shards []*shard
+	for _, line := range strings.Split(strings.TrimSpace(tsv), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 4 {
+			continue
+		}
+		if len(shards) == 0 || shards[len(shards)-1].num != f[0] {
+			shards = append(shards, &shard{num: f[0]})
+		}
+		sh := shards[len(shards)-1]
+		sh.replicas = append(sh.replicas, f[1]+":"+f[3])
+		if slices.Contains(addrs, f[1]+":"+f[3]) || slices.Contains(addrs, f[2]+":"+f[3]) {
+			sh.down = true
+		}
+	}
+	var out []string
+	for _, sh := range shards {
+		if sh.down {
+			out = append(out, "shard "+sh.num+" ("+strings.Join(sh.replicas, ", ")+")")
+		}
+	}
+	if len(out) == 0 {
+		return fallback
+	}
+	return out
+}
+
+// findError is a ClickHouse exception cut to its first line: a failed
+// Distributed read's text lists every connection try (kilobytes), which
+// is no use to an operator. The whole exception stays reachable with
+// AsException.
+type findError struct{ e *Exception }
+
+func (f *findError) Error() string {
+	return fmt.Sprintf("clickhouse: http %d: code %d: %s", f.e.Status, f.e.Code, trimException(f.e))
+}
+
+func (f *findError) Unwrap() error { return f.e }
+
+// maxExceptionText bounds the server text Find reports.
+const maxExceptionText = 300
+
+// trimException is the first line of e's text without the "Code: N,
+// e.displayText() = " prefix and the ", e.what() = ..." suffix.
+func trimException(e *Exception) string {
+	s, _, _ := strings.Cut(e.Message, "\n")
+	if rest, ok := strings.CutPrefix(s, "Code: "); ok {
+		if _, after, ok := strings.Cut(rest, "e.displayText() = "); ok {
+			s = after
+		}
+	}
+	if i := strings.LastIndex(s, ", e.what() = "); i >= 0 {
+		s = s[:i]
+	}
+	s = strings.TrimSuffix(strings.TrimSpace(s), " Log:")
+	if len(s) > maxExceptionText {
+		s = strings.ToValidUTF8(s[:maxExceptionText], "") + "..."
+	}
+	return s
 }
 
 func (o *FindOptions) setDefaults() {
@@ -171,15 +327,48 @@ func (o *FindOptions) setDefaults() {
 // findInClickHouse runs one SELECT * ... FORMAT Native and decodes the
 // answer by column name: columns the relay does not know are skipped,
 // columns the table lacks are left zero. nil, nil means no such row.
-func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string) (*Row, error) {
+// skipShards reads a Distributed table with skip_unavailable_shards=1.
+func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string, skipShards bool) (*Row, error) {
 	if !isIdent(o.Database) || !isIdent(o.Table) {
 		return nil, fmt.Errorf("clickhouse: database=%q table=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Database, o.Table)
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
 	// id is validated hex: it cannot break out of the quotes.
 	sql := "SELECT * FROM " + o.Database + "." + o.Table + " WHERE request_id = '" + id + "' LIMIT 1 FORMAT Native"
+	var settings url.Values
+	if skipShards {
+		settings = url.Values{"skip_unavailable_shards": {"1"}}
+	}
+	data, err := chQueryBytes(ctx, o, baseURL, settings, sql)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := DecodeRows(data)
+	if err != nil {
+		return nil, fmt.Errorf("clickhouse: %w", err)
+	}
+	for i := range rows {
+		if rows[i].RequestID == id {
+			return &rows[i], nil
+		}
+	}
+	return nil, nil
+}
+
+// chText is chQueryBytes as text.
+func chText(ctx context.Context, o *FindOptions, baseURL string, settings url.Values, sql string) (string, error) {
+	b, err := chQueryBytes(ctx, o, baseURL, settings, sql)
+	return string(b), err
+}
+
+// chQueryBytes POSTs sql to baseURL with settings as URL parameters and
+// returns the answer. A ClickHouse error comes back as a *findError.
+func chQueryBytes(ctx context.Context, o *FindOptions, baseURL string, settings url.Values, sql string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
 	u := strings.TrimRight(baseURL, "/") + "/"
+	if len(settings) > 0 {
+		u += "?" + settings.Encode()
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: url=%s: %w", redactURL(baseURL), err)
@@ -196,23 +385,14 @@ func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string) (
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		return nil, newException(resp.StatusCode, resp.Header.Get("X-ClickHouse-Exception-Code"), msg)
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<10))
+		return nil, &findError{newException(resp.StatusCode, resp.Header.Get("X-ClickHouse-Exception-Code"), msg)}
 	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, fmt.Errorf("clickhouse: read answer: %w", err)
 	}
-	rows, err := DecodeRows(data)
-	if err != nil {
-		return nil, fmt.Errorf("clickhouse: %w", err)
-	}
-	for i := range rows {
-		if rows[i].RequestID == id {
-			return &rows[i], nil
-		}
-	}
-	return nil, nil
+	return data, nil
 }
 
 // findInSpoolDir decodes the spool files of dir, newest first, that contain

@@ -17,6 +17,9 @@ import (
 // Find asks the nodes last, in order, stopping at the first that answers,
 // and records each failure as "clickhouse: CAUSE": when none answered, the
 // last len(nodes) failures are the nodes', in the same order.
+//
+// A miss on the shards that answered while another shard of the cluster
+// did not is no answer either: the row may be on that shard.
 func lookupFailed(nf *chlog.NotFoundError) error {
 	var nodes, local []string
 	for _, l := range nf.Looked {
@@ -25,6 +28,14 @@ func lookupFailed(nf *chlog.NotFoundError) error {
 		} else {
 			local = append(local, l)
 		}
+	}
+	if len(nf.Unanswered) > 0 {
+		msg := fmt.Sprintf("request_id %s could not be looked up: %s (%s); the local files do not hold it (looked in: %s)",
+			nf.ID, nf.UnansweredText(), nodes[len(nodes)-1], strings.Join(local, "; "))
+		if len(nf.Failed) > 0 {
+			msg += "; also failed: " + strings.Join(nf.Failed, "; ")
+		}
+		return errors.New(msg)
 	}
 	if len(nodes) == 0 || len(nf.Failed) < len(nodes) {
 		return nil
