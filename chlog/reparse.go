@@ -69,8 +69,8 @@ type ReparseResult struct {
 	Skipped int // rows of routes whose kind is unknown (not in Kinds)
 	Changed int // rows with at least one column changed
 	// Per column: rows whose value changed.
-	TTFT, TokensIn, TokensOut, Model int
-	Mutations                        int // ALTER TABLE ... UPDATE statements sent (0 on a dry run)
+	TTFT, TokensIn, TokensOut, Model, ErrorType int
+	Mutations                                   int // ALTER TABLE ... UPDATE statements sent (0 on a dry run)
 }
 
 func (o *ReparseOptions) setDefaults() {
@@ -113,13 +113,19 @@ type Derived struct {
 	TokensKnown         bool
 	Model               string
 	ModelKnown          bool
+	// StreamError: the stored chunks of an sse response hold an error
+	// event the provider sent in the stream (usage.HasStreamError), which
+	// makes the live path's error_type upstream_stream_error. False says
+	// nothing: bytes not stored, or a row stored before the relay looked.
+	StreamError bool
 }
 
-// Derive recomputes a stored row's ttft_ms, tokens_in, tokens_out and model
-// with the code the relay runs on the live path: the first-token scan of
-// its API's rules over the stored chunks (which are the relayed reads, so
-// the chunk found is the read the relay stamped), the usage scan over the
-// whole captured response, and the request's model.
+// Derive recomputes a stored row's ttft_ms, tokens_in, tokens_out, model
+// and in-stream error with the code the relay runs on the live path: the
+// first-token scan of its API's rules over the stored chunks (which are
+// the relayed reads, so the chunk found is the read the relay stamped),
+// the usage scan over the whole captured response, the request's model,
+// and the error-event scan over the stored chunks.
 func Derive(row *Row, kind record.Kind) Derived {
 	var d Derived
 	api := usage.APIForPath(row.Path)
@@ -144,6 +150,11 @@ func Derive(row *Row, kind record.Kind) Derived {
 		// whose reads are all there (no capture cut) to scan, or that had
 		// none; a cut capture or bytes not stored (meta) say nothing.
 		d.TTFTKnown = row.Status >= 400 || !row.Truncated && (raw || captured || n == 0)
+	}
+	if kind == record.KindSSE && captured {
+		// A capture cut short may still hold the error event: found is
+		// certain, not found says nothing.
+		d.StreamError = usage.HasStreamError(false, int(row.Status), data, ends)
 	}
 	if !raw && captured && !row.Truncated {
 		if in, out, ok := usage.FindAPI(api, data); ok {
@@ -182,6 +193,8 @@ type change struct {
 	setTokens [2]bool
 	model     string
 	setModel  bool
+	errType   string
+	setErr    bool
 }
 
 // Reparse recomputes ttft_ms, tokens_in, tokens_out and model of the
@@ -295,10 +308,26 @@ func compare(row *Row, o *ReparseOptions, res *ReparseResult) (ch *change, skipp
 		c.model, c.setModel = d.Model, true
 		res.Model++
 	}
-	if !c.setTTFT && !c.setTokens[0] && !c.setTokens[1] && !c.setModel {
+	if d.StreamError && row.ErrorType != record.ErrUpstreamStreamError && streamEndError(row.ErrorType) {
+		c.errType, c.setErr = record.ErrUpstreamStreamError, true
+		res.ErrorType++
+	}
+	if !c.setTTFT && !c.setTokens[0] && !c.setTokens[1] && !c.setModel && !c.setErr {
 		return nil, false
 	}
 	return &c, false
+}
+
+// streamEndError reports whether a row's error_type is one the live path
+// gives way to when the stream held an error event (the event came first:
+// what ended the stream after it is its consequence): none, or a stream
+// cut by either side.
+func streamEndError(t string) bool {
+	switch t {
+	case "", record.ErrUpstreamReset, record.ErrUpstreamTimeout, record.ErrClientClosed:
+		return true
+	}
+	return false
 }
 
 func eqPtr[T comparable](a, b *T) bool {
@@ -357,7 +386,7 @@ func (c *reparseClient) rows(ctx context.Context, keys []Row) ([]Row, error) {
 			hi = k.CreatedAt
 		}
 	}
-	sql := "SELECT request_id, created_at, route, path, status, model, ttft_ms, tokens_in, tokens_out, bytes_in, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
+	sql := "SELECT request_id, created_at, route, path, status, error_type, model, ttft_ms, tokens_in, tokens_out, bytes_in, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
 		c.table() + " WHERE created_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + ") AND created_at <= toDateTime(" + strconv.FormatInt(hi.Unix(), 10) +
 		") AND request_id IN (" + strings.Join(ids, ",") + ") FORMAT Native"
 	return c.selectRows(ctx, sql)
@@ -426,6 +455,9 @@ func (c *reparseClient) mutate(ctx context.Context, changes []change) error {
 	})
 	add("model", "String", func(ch *change) (bool, bool, string) {
 		return ch.setModel, false, quoteString(ch.model)
+	})
+	add("error_type", "String", func(ch *change) (bool, bool, string) {
+		return ch.setErr, false, quoteString(ch.errType)
 	})
 	target := c.table()
 	if c.o.Cluster != "" {

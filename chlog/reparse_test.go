@@ -398,3 +398,74 @@ func TestReparseCluster(t *testing.T) {
 		t.Errorf("through the Distributed table: %s rows repaired, want 12", got)
 	}
 }
+
+// TestReparseStreamError: rows stored before the relay looked for errors
+// inside a 200 stream get error_type upstream_stream_error from their
+// stored chunks (the event cut between two reads included), over none or
+// the cut that followed it; a stream whose content merely says "error", a
+// row with no bytes stored and an error status keep theirs.
+func TestReparseStreamError(t *testing.T) {
+	chURL, db := testDB(t)
+	w, err := New(Options{URL: chURL, Database: db, SpoolDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	mk := func(i int, path string, capture bool, status int, errType string, chunks ...string) *record.Record {
+		r := record.Acquire(1 << 20)
+		r.ID, r.Start, r.Route, r.Kind, r.Capture = newID(i), now, "llm", record.KindSSE, capture
+		r.Method, r.Path, r.Status, r.ErrorType = "POST", path, status, errType
+		r.SetRequestBody([]byte(`{"model":"m","stream":true}`))
+		for k, c := range chunks {
+			r.AddChunk([]byte(c), time.Duration(10*(k+1))*time.Millisecond)
+		}
+		return r
+	}
+	content := "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"error\"}}\n\n"
+	recs := []*record.Record{
+		// Anthropic's overloaded_error, cut inside "event: error".
+		mk(1, "/v1/messages", true, 200, "", content+"event: err", "or\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"),
+		// OpenAI-style, then the upstream broke the connection.
+		mk(2, "/v1/chat/completions", true, 200, record.ErrUpstreamReset, "data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\n", "data: {\"err", "or\":{\"message\":\"x\",\"type\":\"server_error\"}}\n\n"),
+		// Gemini's JSON array.
+		mk(3, "/v1beta/models/g:streamGenerateContent", true, 200, "", "[{\n  \"candidates\": []\n}\n", ",\r\n{\n  \"error\": {\n    \"code\": 500\n  }\n}\n]"),
+		// Content that says "error": no error.
+		mk(4, "/v1/messages", true, 200, "", content, content),
+		// capture: meta: no bytes stored, nothing to tell.
+		mk(5, "/v1/chat/completions", false, 200, "", "data: {\"error\":{\"message\":\"x\"}}\n\n"),
+		// An error status keeps upstream_status.
+		mk(6, "/v1/messages", true, 529, record.ErrUpstreamStatus, "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\n"),
+		// Typed live already.
+		mk(7, "/v1/chat/completions", true, 200, record.ErrUpstreamStreamError, "data: {\"error\":{\"message\":\"x\"}}\n\n"),
+	}
+	for _, r := range recs {
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	closeWriter(t, w)
+	errorType := func(i int) string {
+		return mustQuery(t, chURL, db, "SELECT error_type FROM stream_logs WHERE request_id = '"+string(recs[i].ID[:])+"'")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	opts := ReparseOptions{URLs: []string{chURL}, Database: db, Kinds: map[string]record.Kind{"llm": record.KindSSE}}
+	res, err := Reparse(ctx, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Rows != 7 || res.ErrorType != 3 || res.Mutations != 1 {
+		t.Fatalf("run: %+v, want 7 rows, 3 error types changed in 1 mutation", *res)
+	}
+	for i, want := range []string{
+		record.ErrUpstreamStreamError, record.ErrUpstreamStreamError, record.ErrUpstreamStreamError,
+		"", "", record.ErrUpstreamStatus, record.ErrUpstreamStreamError,
+	} {
+		if got := errorType(i); got != want {
+			t.Errorf("row %d: error_type %q, want %q", i+1, got, want)
+		}
+	}
+	if res, err := Reparse(ctx, opts); err != nil || res.Changed != 0 {
+		t.Errorf("second run: %+v %v", res, err)
+	}
+}

@@ -46,6 +46,12 @@ const (
 	// ErrStorageOverloaded: refused (503) because not even a row without
 	// bodies could be queued for storage.
 	ErrStorageOverloaded = "storage_overloaded"
+	// ErrUpstreamStreamError: the upstream answered 200 and then sent an
+	// error inside the stream (an SSE `event: error`, a `data:
+	// {"error":...}` or `{"type":"error",...}` event, a Gemini array
+	// element {"error":...}; see usage.StreamErrorScanner). The status
+	// stays 200: it is what the client got.
+	ErrUpstreamStreamError = "upstream_stream_error"
 )
 
 // Reasons for Record.TruncatedReason (stream_logs.truncated_reason).
@@ -59,7 +65,7 @@ var ErrorTypes = []string{
 	ErrUpstreamConnect, ErrUpstreamTimeout, ErrUpstreamReset, ErrUpstreamStatus,
 	ErrUpstreamConfig, ErrClientClosed, ErrUnauthorized, ErrForbidden, ErrNotFound,
 	ErrRateLimited, ErrBodyTooLarge, ErrBadRequest, ErrShuttingDown, ErrInternal,
-	ErrStorageOverloaded,
+	ErrStorageOverloaded, ErrUpstreamStreamError,
 }
 
 // IDLen is the length of a request id in bytes (hex characters).

@@ -398,12 +398,7 @@ func chunkedLayoutOK(t reflect.Type) bool {
 // account stamps the record for one relayed read.
 func (s *Stream) account(b []byte, at time.Duration) {
 	rec := s.rec
-	if rec.TTFT == record.None {
-		s.ttft.start(rec, s.route.Kind)
-		if s.ttft.scan(b) {
-			rec.TTFT = at
-		}
-	}
+	s.ttft.account(rec, s.route.Kind, b, at)
 	rec.AddChunk(b, at)
 }
 
@@ -456,7 +451,9 @@ func (s *Stream) CloseWithError(err error) error {
 	}
 	rec := s.rec
 	failed := s.reason.Load()
-	if failed != nil {
+	if failed != nil && rec.ErrorType != record.ErrUpstreamStreamError {
+		// An error the provider sent in the stream came first: it is why
+		// the stream ended, whatever followed (a reset, the client leaving).
 		rec.ErrorType = *failed
 	}
 	if s.pending != nil {

@@ -1,6 +1,8 @@
 package upstream
 
 import (
+	"time"
+
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/usage"
 )
@@ -9,8 +11,13 @@ import (
 // per-API rules are shared with `relay reparse`, started on the first read
 // with the API of the request path, the route's kind and the status. The
 // zero value scans with the Generic rules.
+//
+// It also watches every read for an error the provider sends inside the
+// response (usage.StreamErrorScanner: `event: error`, `data:
+// {"error":...}`), which the status (200, already sent) does not tell.
 type tokenScanner struct {
 	usage.ContentScanner
+	errs    usage.StreamErrorScanner
 	started bool
 }
 
@@ -23,8 +30,26 @@ func (s *tokenScanner) start(rec *record.Record, kind record.Kind) {
 	}
 	s.started = true
 	s.Start(usage.APIForPath(rec.Path), kind == record.KindRaw, rec.Status)
+	s.errs.Start(kind != record.KindSSE, rec.Status)
 }
 
 // scan reports whether b (the next bytes of the response) completes the
 // first token.
 func (s *tokenScanner) scan(b []byte) bool { return s.Scan(b) }
+
+// scanError reports whether b completes an error event of the provider's
+// (once: it reports false after that, at no cost).
+func (s *tokenScanner) scanError(b []byte) bool { return s.errs.Scan(b) }
+
+// account runs both scans of one relayed read on rec: the first token
+// stamps its TTFT at at, an error event types the record
+// upstream_stream_error.
+func (s *tokenScanner) account(rec *record.Record, kind record.Kind, b []byte, at time.Duration) {
+	s.start(rec, kind)
+	if rec.TTFT == record.None && s.scan(b) {
+		rec.TTFT = at
+	}
+	if s.scanError(b) {
+		rec.ErrorType = record.ErrUpstreamStreamError
+	}
+}

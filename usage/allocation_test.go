@@ -73,3 +73,26 @@ func TestInjectIncludeUsageAllocs(t *testing.T) {
 		t.Fatalf("InjectIncludeUsage allocates %v times per run", n)
 	}
 }
+
+// TestStreamErrorAllocs: the in-stream error watch allocates nothing, read
+// by read over the recorded streams and over an error cut between reads.
+func TestStreamErrorAllocs(t *testing.T) {
+	for _, f := range []string{"openai_chat.sse", "anthropic.sse", "responses.sse", "gemini_thinking.sse"} {
+		r := loadStream(t, f)
+		if n := testing.AllocsPerRun(100, func() { HasStreamError(false, 200, r.data, r.ends) }); n != 0 {
+			t.Errorf("%s: %v allocations per run", f, n)
+		}
+	}
+	for _, tt := range streamErrorCases {
+		b := []byte(tt.stream)
+		if n := testing.AllocsPerRun(100, func() {
+			var s StreamErrorScanner
+			s.Start(false, 200)
+			for off := 0; off < len(b); off += 7 {
+				s.Scan(b[off:min(off+7, len(b))])
+			}
+		}); n != 0 {
+			t.Errorf("%s: %v allocations per run", tt.name, n)
+		}
+	}
+}

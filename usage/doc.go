@@ -11,6 +11,10 @@
 //     runs it over stored chunks.
 //   - FindAPI (Find for Generic) and Tokens read the token counts of a
 //     whole response, or of its kept head and tail.
+//   - StreamErrorScanner finds an error the provider sends inside a 200
+//     response (an SSE `event: error`, a data object that starts with
+//     "error" or "type":"error"), read by read and without allocating;
+//     HasStreamError runs it over stored chunks.
 //   - Model and RequestModel return the model a request names.
 //   - InjectIncludeUsage asks an OpenAI-style streaming request for its
 //     final usage chunk.

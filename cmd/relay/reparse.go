@@ -126,7 +126,7 @@ func printReparse(w io.Writer, res *chlog.ReparseResult, dryRun, stopped bool) {
 	for _, c := range []struct {
 		name string
 		n    int
-	}{{"ttft_ms", res.TTFT}, {"tokens_in", res.TokensIn}, {"tokens_out", res.TokensOut}, {"model", res.Model}} {
+	}{{"ttft_ms", res.TTFT}, {"tokens_in", res.TokensIn}, {"tokens_out", res.TokensOut}, {"model", res.Model}, {"error_type", res.ErrorType}} {
 		fmt.Fprintf(w, "  %-10s %d\n", c.name, c.n)
 	}
 	switch {

@@ -1,0 +1,158 @@
+package app
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/internal/servicetest"
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// TestStreamErrorPerAPI: an error the provider sends inside a 200 stream
+// (Anthropic's event: error, an OpenAI-style data: {"error":...}, Gemini's
+// SSE and JSON-array forms, OpenAI Responses' error event), written by a
+// real upstream socket with the marker cut between two writes, gives the
+// row error_type upstream_stream_error and status 200, on a fully
+// captured route, a capture: meta one and one whose capture stops before
+// the error; a stream whose content merely says "error" gives none.
+func TestStreamErrorPerAPI(t *testing.T) {
+	tests := []struct {
+		name, path, stream string
+		cut                int // where the error write is cut in two, from the marker's start
+		wantErr            bool
+	}{
+		{"anthropic", "/v1/messages",
+			"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1}}}\n\n" +
+				"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n" +
+				"|event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n", 9, true},
+		{"openai-chat", "/v1/chat/completions",
+			"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
+				"|data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\"}}\n\n", 11, true},
+		{"gemini-sse", "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+			"data: {\"candidates\": [{\"content\": {\"parts\": [{\"text\": \"Hi\"}],\"role\": \"model\"}}]}\r\n\r\n" +
+				"|data: {\"error\": {\"code\": 503, \"message\": \"The model is overloaded.\", \"status\": \"UNAVAILABLE\"}}\r\n\r\n", 7, true},
+		{"gemini-array", "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+			"[{\n  \"candidates\": [\n    {\n      \"content\": {\n        \"parts\": [\n          {\n            \"text\": \"Hi\"\n          }\n        ]\n      }\n    }\n  ]\n}\n" +
+				"|,\r\n{\n  \"error\": {\n    \"code\": 500,\n    \"message\": \"Internal error\",\n    \"status\": \"INTERNAL\"\n  }\n}\n]", 8, true},
+		{"responses", "/v1/responses",
+			"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"error\":null}}\n\n" +
+				"|event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"x\",\"sequence_number\":2}\n\n", 3, true},
+		{"content-says-error", "/v1/messages",
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"error\"}}\n\n" +
+				"|event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\nevent: error\\ndata: {\\\"error\\\":1}\"}}\n\n" +
+				"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n", 40, false},
+	}
+	srv := &replayServer{streams: map[string]replayed{}, sent: map[string][]time.Duration{}}
+	for _, tt := range tests {
+		before, errPart, _ := strings.Cut(tt.stream, "|")
+		// Three writes: the content, then the error event cut inside its
+		// marker (the relay reads each write apart).
+		srv.streams[tt.name] = replayed{
+			chunks: [][]byte{[]byte(before), []byte(errPart[:tt.cut]), []byte(errPart[tt.cut:])},
+			atMS:   []int{0, 40, 80},
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	up := "http://" + ln.Addr().String()
+
+	url := servicetest.ClickHouse(t)
+	db := testDatabase(t, url)
+	routes := func(yaml string) string {
+		return strings.Replace(yaml, "routes:\n", `routes:
+  - name: replay-full
+    path: /full/*
+    upstream: `+up+`
+    auth_env: TEST_PROVIDER_KEY
+  - name: replay-meta
+    path: /meta/*
+    upstream: `+up+`
+    auth_env: TEST_PROVIDER_KEY
+    capture: meta
+  - name: replay-small
+    path: /small/*
+    upstream: `+up+`
+    auth_env: TEST_PROVIDER_KEY
+    max_capture_bytes: 64
+`, 1)
+	}
+	r := startRelayYAML(t, routes, withClickHouse(url, db))
+
+	type sent struct {
+		id, route string
+		test      int
+	}
+	var mu sync.Mutex
+	var all []sent
+	var wg sync.WaitGroup
+	for i, tt := range tests {
+		for _, prefix := range []string{"/full", "/meta", "/small"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				resp := r.post(t, prefix+tt.path, `{"model":"m","stream":true}`, map[string]string{"X-Replay": tt.name, "X-Replay-Id": fmt.Sprint(i, prefix)})
+				body := readAll(t, resp)
+				if resp.StatusCode != 200 || body != strings.Replace(tt.stream, "|", "", 1) {
+					t.Errorf("%s%s: status %d, body %q", prefix, tt.path, resp.StatusCode, body)
+				}
+				mu.Lock()
+				all = append(all, sent{resp.Header.Get("X-Request-Id"), "replay" + strings.Replace(prefix, "/", "-", 1), i})
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, s := range all {
+		tt := tests[s.test]
+		row := r.rows.wait(t, s.id)
+		want := ""
+		if tt.wantErr {
+			want = record.ErrUpstreamStreamError
+		}
+		if row.ErrorType != want || row.Status != 200 {
+			t.Errorf("%s %s: record status %d error_type %q, want 200 %q", s.route, tt.name, row.Status, row.ErrorType, want)
+		}
+	}
+
+	// The stored rows, and the README's errors query.
+	r.stop(t)
+	got := servicetest.Query(t, url, db, "SELECT request_id, status, error_type FROM stream_logs")
+	byID := map[string]map[string]any{}
+	for _, row := range got {
+		byID[row["request_id"].(string)] = row
+	}
+	wantErrors := 0
+	for _, s := range all {
+		tt := tests[s.test]
+		row := byID[s.id]
+		if row == nil {
+			t.Errorf("%s %s: no stored row", s.route, tt.name)
+			continue
+		}
+		want := ""
+		if tt.wantErr {
+			want = record.ErrUpstreamStreamError
+			wantErrors++
+		}
+		if fmt.Sprint(row["status"]) != "200" || fmt.Sprint(row["error_type"]) != want {
+			t.Errorf("%s %s: stored status %v error_type %q, want 200 %q", s.route, tt.name, row["status"], row["error_type"], want)
+		}
+	}
+	n := servicetest.Query(t, url, db, "SELECT count() AS n FROM stream_logs WHERE error_type = 'upstream_stream_error'")
+	if len(n) != 1 || fmt.Sprint(n[0]["n"]) != fmt.Sprint(wantErrors) {
+		t.Errorf("rows with error_type upstream_stream_error: %v, want %d", n, wantErrors)
+	}
+}

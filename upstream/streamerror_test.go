@@ -1,0 +1,72 @@
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"testing"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// TestStreamErrorRecord: an error event in a 200 stream types the record
+// upstream_stream_error, cut between two reads or not, and keeps that
+// type when the upstream then breaks the stream (the event came first);
+// a stream that only says "error" in its content and a raw route get
+// none, and a break with no error event stays upstream_reset.
+func TestStreamErrorRecord(t *testing.T) {
+	content := []byte(`data: {"choices":[{"delta":{"content":"error"}}]}` + "\n\n")
+	errEvent := []byte(`data: {"error":{"message":"overloaded","type":"server_error"}}` + "\n\n")
+	for _, tt := range []struct {
+		name   string
+		kind   record.Kind
+		chunks [][]byte
+		cut    bool // the body ends without its last chunk: the upstream broke it
+		want   string
+	}{
+		{"error", record.KindSSE, [][]byte{content, errEvent}, false, record.ErrUpstreamStreamError},
+		{"error-split", record.KindSSE, [][]byte{content, errEvent[:9], errEvent[9:]}, false, record.ErrUpstreamStreamError},
+		{"error-then-reset", record.KindSSE, [][]byte{content, errEvent}, true, record.ErrUpstreamStreamError},
+		{"content-only", record.KindSSE, [][]byte{content, content}, false, ""},
+		{"reset-only", record.KindSSE, [][]byte{content, content}, true, record.ErrUpstreamReset},
+		{"raw", record.KindRaw, [][]byte{content, errEvent}, false, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var b []byte
+			for _, c := range tt.chunks {
+				b = append(b, []byte(hexLen(len(c))+"\r\n")...)
+				b = append(b, c...)
+				b = append(b, "\r\n"...)
+			}
+			if !tt.cut {
+				b = append(b, "0\r\n\r\n"...)
+			}
+			src := &chunkedSource{data: b}
+			src.rd.Reset(b)
+			s := testStream(tt.kind, true, src)
+			s.rec.Status = 200
+			var got string
+			s.finish = func(rec *record.Record) { got = rec.ErrorType }
+			_, _ = s.WriteTo(flushWriter{bufio.NewWriter(io.Discard)})
+			if !bytes.Contains(s.rec.Chunks.Data, tt.chunks[len(tt.chunks)-1]) {
+				t.Fatalf("last chunk not relayed: %q", s.rec.Chunks.Data)
+			}
+			_ = s.CloseWithError(nil)
+			if got != tt.want {
+				t.Fatalf("error_type %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func hexLen(n int) string {
+	const digits = "0123456789abcdef"
+	var b []byte
+	for {
+		b = append([]byte{digits[n%16]}, b...)
+		n /= 16
+		if n == 0 {
+			return string(b)
+		}
+	}
+}
