@@ -47,11 +47,36 @@ func (s *bodies) all() []string {
 // byte of its body. It returns its URL and the bodies it received.
 func cutTarget(t *testing.T, mode string) (string, *bodies) {
 	t.Helper()
+	got := &bodies{}
+	url := rawTarget(t, func(c net.Conn, body []byte) {
+		got.add(body)
+		head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nX-Cut-Target: 1\r\n\r\n"
+		if mode == cutSizeLine {
+			head += "1a\r\n"
+		}
+		if _, err := io.WriteString(c, head); err != nil {
+			return
+		}
+		switch mode {
+		case cutReset:
+			time.Sleep(50 * time.Millisecond) // the head first, then the reset
+			_ = c.(*net.TCPConn).SetLinger(0)
+		case cutSilent:
+			_, _ = io.Copy(io.Discard, c) // until the relay closes
+		}
+	})
+	return url, got
+}
+
+// rawTarget is an upstream that reads each request, body and all, and
+// leaves its answer to answer; the connection closes after it. It returns
+// the upstream's URL.
+func rawTarget(t *testing.T, answer func(c net.Conn, body []byte)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := &bodies{}
 	var conns sync.WaitGroup
 	go func() {
 		for {
@@ -71,21 +96,7 @@ func cutTarget(t *testing.T, mode string) (string, *bodies) {
 				if err != nil {
 					return
 				}
-				got.add(b)
-				head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\nX-Cut-Target: 1\r\n\r\n"
-				if mode == cutSizeLine {
-					head += "1a\r\n"
-				}
-				if _, err := io.WriteString(c, head); err != nil {
-					return
-				}
-				switch mode {
-				case cutReset:
-					time.Sleep(50 * time.Millisecond) // the head first, then the reset
-					_ = c.(*net.TCPConn).SetLinger(0)
-				case cutSilent:
-					_, _ = io.Copy(io.Discard, c) // until the relay closes
-				}
+				answer(c, b)
 			}()
 		}
 	}()
@@ -93,7 +104,7 @@ func cutTarget(t *testing.T, mode string) (string, *bodies) {
 		_ = ln.Close()
 		conns.Wait()
 	})
-	return "http://" + ln.Addr().String(), got
+	return "http://" + ln.Addr().String()
 }
 
 // liveEvents is what a liveTarget streams: several events, each flushed on

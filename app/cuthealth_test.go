@@ -1,13 +1,12 @@
 package app
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -82,47 +81,12 @@ func TestCutBeforeBodyLastAttemptCountsForHealth(t *testing.T) {
 // then closes the connection: a stream cut after its first byte.
 func midCutTarget(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var conns sync.WaitGroup
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			go func() {
-				defer conns.Done()
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				_, _ = io.Copy(io.Discard, req.Body)
-				ev := "data: {\"n\":1}\n\n"
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"+
-					strings.ToLower(strconvHex(len(ev)))+"\r\n"+ev+"\r\n")
-				time.Sleep(50 * time.Millisecond)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		_ = ln.Close()
-		conns.Wait()
+	return rawTarget(t, func(c net.Conn, _ []byte) {
+		ev := "data: {\"n\":1}\n\n"
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"+
+			strconv.FormatInt(int64(len(ev)), 16)+"\r\n"+ev+"\r\n")
+		time.Sleep(50 * time.Millisecond)
 	})
-	return "http://" + ln.Addr().String()
-}
-
-func strconvHex(n int) string {
-	const digits = "0123456789abcdef"
-	s := ""
-	for ; n > 0; n /= 16 {
-		s = string(digits[n%16]) + s
-	}
-	return s
 }
 
 // TestCutAfterFirstByteNotCountedForHealth: a stream cut after the first

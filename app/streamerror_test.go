@@ -2,8 +2,6 @@ package app
 
 import (
 	"fmt"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -57,36 +55,7 @@ func TestStreamErrorPerAPI(t *testing.T) {
 			atMS:   []int{0, 40, 80},
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: srv}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	up := "http://" + ln.Addr().String()
-
-	url := servicetest.ClickHouse(t)
-	db := testDatabase(t, url)
-	routes := func(yaml string) string {
-		return strings.Replace(yaml, "routes:\n", `routes:
-  - name: replay-full
-    path: /full/*
-    upstream: `+up+`
-    auth_env: TEST_PROVIDER_KEY
-  - name: replay-meta
-    path: /meta/*
-    upstream: `+up+`
-    auth_env: TEST_PROVIDER_KEY
-    capture: meta
-  - name: replay-small
-    path: /small/*
-    upstream: `+up+`
-    auth_env: TEST_PROVIDER_KEY
-    max_capture_bytes: 64
-`, 1)
-	}
-	r := startRelayYAML(t, routes, withClickHouse(url, db))
+	r, url, db := replayRelay(t, srv, 64)
 
 	type sent struct {
 		id, route string

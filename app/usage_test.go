@@ -108,36 +108,7 @@ func TestTokensAndTTFTPerAPI(t *testing.T) {
 	for _, tt := range tests {
 		srv.streams[tt.file] = loadReplay(t, tt.file)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: srv}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	up := "http://" + ln.Addr().String()
-
-	url := servicetest.ClickHouse(t)
-	db := testDatabase(t, url)
-	routes := func(yaml string) string {
-		return strings.Replace(yaml, "routes:\n", `routes:
-  - name: replay-full
-    path: /full/*
-    upstream: `+up+`
-    auth_env: TEST_PROVIDER_KEY
-  - name: replay-meta
-    path: /meta/*
-    upstream: `+up+`
-    auth_env: TEST_PROVIDER_KEY
-    capture: meta
-  - name: replay-small
-    path: /small/*
-    upstream: `+up+`
-    auth_env: TEST_PROVIDER_KEY
-    max_capture_bytes: 600
-`, 1)
-	}
-	r := startRelayYAML(t, routes, withClickHouse(url, db))
+	r, url, db := replayRelay(t, srv, 600)
 
 	type sent struct {
 		id, replayID string
@@ -287,4 +258,42 @@ func TestTokenBudgetMetaRoute(t *testing.T) {
 	if resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("after 484 tokens of a 400 budget: status %d %s", resp.StatusCode, body)
 	}
+}
+
+// replayRelay starts an upstream serving srv's streams and a relay storing
+// into a database of its own in the test ClickHouse, with three routes to
+// that upstream: /full/* captures everything, /meta/* captures meta only,
+// /small/* cuts its capture at smallCapture bytes. It returns the relay, the
+// ClickHouse URL and the database.
+func replayRelay(t *testing.T, srv *replayServer, smallCapture int) (*relay, string, string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	up := "http://" + ln.Addr().String()
+	url := servicetest.ClickHouse(t)
+	db := testDatabase(t, url)
+	routes := func(yaml string) string {
+		return strings.Replace(yaml, "routes:\n", `routes:
+  - name: replay-full
+    path: /full/*
+    upstream: `+up+`
+    auth_env: TEST_PROVIDER_KEY
+  - name: replay-meta
+    path: /meta/*
+    upstream: `+up+`
+    auth_env: TEST_PROVIDER_KEY
+    capture: meta
+  - name: replay-small
+    path: /small/*
+    upstream: `+up+`
+    auth_env: TEST_PROVIDER_KEY
+    max_capture_bytes: `+strconv.Itoa(smallCapture)+`
+`, 1)
+	}
+	return startRelayYAML(t, routes, withClickHouse(url, db)), url, db
 }

@@ -430,9 +430,21 @@ func retryable(err error) bool {
 // (a request line with spaces, or one split into headers), and %25 became a
 // bare '%' that the upstream would decode a second time. Bytes other than
 // RFC 3986 pchar and '/' are encoded; the common path is copied as is.
-func appendEscapedPath(dst, p []byte) []byte {
+func appendEscapedPath(dst, p []byte) []byte { return appendPath(dst, p, false) }
+
+// appendRawPath appends the client's path p as it sent it: its
+// percent-escapes stay as they are (%2F is not a '/', %20 not a space), and
+// so do "//" and every other byte that may stand in a URI path. A byte that
+// may not (fasthttp's parser lets through bytes >= 0x80 and a few
+// characters RFC 3986 excludes, such as '"', '\' or '|') is encoded, so
+// the request line stays one valid line whatever the client sent.
+func appendRawPath(dst, p []byte) []byte { return appendPath(dst, p, true) }
+
+// appendPath appends p with every byte but RFC 3986 pchar and '/' (and '%'
+// when escaped says p's escapes are to stay) percent-encoded.
+func appendPath(dst, p []byte, escaped bool) []byte {
 	for _, c := range p {
-		if pathSafe(c) {
+		if pathSafe(c) || escaped && c == '%' {
 			dst = append(dst, c)
 			continue
 		}
@@ -442,23 +454,6 @@ func appendEscapedPath(dst, p []byte) []byte {
 }
 
 const upperHex = "0123456789ABCDEF"
-
-// appendRawPath appends the client's path p as it sent it: its
-// percent-escapes stay as they are (%2F is not a '/', %20 not a space), and
-// so do "//" and every other byte that may stand in a URI path. A byte that
-// may not (fasthttp's parser lets through bytes >= 0x80 and a few
-// characters RFC 3986 excludes, such as '"', '\' or '|') is encoded, so
-// the request line stays one valid line whatever the client sent.
-func appendRawPath(dst, p []byte) []byte {
-	for _, c := range p {
-		if pathSafe(c) || c == '%' {
-			dst = append(dst, c)
-			continue
-		}
-		dst = append(dst, '%', upperHex[c>>4], upperHex[c&0xf])
-	}
-	return dst
-}
 
 // ErrDotSegment is why clientPath refuses a path (400 bad_request).
 var ErrDotSegment = errors.New("the request path has a dot segment (\".\" or \"..\", maybe percent-encoded)")
