@@ -182,21 +182,10 @@ type cutAnswer struct {
 
 // postClose sends a streaming chat request with body to the relay over a
 // connection of its own, asking the relay to close it after the answer,
-// and reads everything until it does.
+// reads everything until it does and parses the answer.
 func postClose(t *testing.T, base, body string) cutAnswer {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + relayKey +
-		"\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	raw, err := io.ReadAll(c)
+	raw, err := sendClose(t, base, body)
 	if err != nil {
 		t.Fatalf("reading the answer: %v (got %q)", err, raw)
 	}
@@ -385,4 +374,23 @@ func waitPoolRows(t *testing.T, p *poolRelay, n int) []poolRow {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// sendClose sends a streaming chat request with body to the relay over a
+// connection of its own (Connection: close) and returns every byte until
+// the relay closes it, and the read's error.
+func sendClose(t *testing.T, base, body string) ([]byte, error) {
+	t.Helper()
+	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + relayKey +
+		"\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	return io.ReadAll(c)
 }

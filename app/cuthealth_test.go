@@ -119,18 +119,7 @@ func TestCutAfterFirstByteNotCountedForHealth(t *testing.T) {
 // closes it.
 func postRaw(t *testing.T, base, body string) string {
 	t.Helper()
-	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-	req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + relayKey +
-		"\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := io.ReadAll(c)
+	raw, _ := sendClose(t, base, body)
 	return string(raw)
 }
 

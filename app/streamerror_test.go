@@ -3,7 +3,6 @@ package app
 import (
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -57,33 +56,15 @@ func TestStreamErrorPerAPI(t *testing.T) {
 	}
 	r, url, db := replayRelay(t, srv, 64)
 
-	type sent struct {
-		id, route string
-		test      int
-	}
-	var mu sync.Mutex
-	var all []sent
-	var wg sync.WaitGroup
-	for i, tt := range tests {
-		for _, prefix := range []string{"/full", "/meta", "/small"} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resp := r.post(t, prefix+tt.path, `{"model":"m","stream":true}`, map[string]string{"X-Replay": tt.name, "X-Replay-Id": fmt.Sprint(i, prefix)})
-				body := readAll(t, resp)
-				if resp.StatusCode != 200 || body != strings.Replace(tt.stream, "|", "", 1) {
-					t.Errorf("%s%s: status %d, body %q", prefix, tt.path, resp.StatusCode, body)
-				}
-				mu.Lock()
-				all = append(all, sent{resp.Header.Get("X-Request-Id"), "replay" + strings.Replace(prefix, "/", "-", 1), i})
-				mu.Unlock()
-			}()
+	all := sendReplayRoutes(t, len(tests), func(i int, prefix, replayID string) string {
+		tt := tests[i]
+		resp := r.post(t, prefix+tt.path, `{"model":"m","stream":true}`, map[string]string{"X-Replay": tt.name, "X-Replay-Id": replayID})
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 || body != strings.Replace(tt.stream, "|", "", 1) {
+			t.Errorf("%s%s: status %d, body %q", prefix, tt.path, resp.StatusCode, body)
 		}
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+		return resp.Header.Get("X-Request-Id")
+	})
 	for _, s := range all {
 		tt := tests[s.test]
 		row := r.rows.wait(t, s.id)

@@ -110,35 +110,15 @@ func TestTokensAndTTFTPerAPI(t *testing.T) {
 	}
 	r, url, db := replayRelay(t, srv, 600)
 
-	type sent struct {
-		id, replayID string
-		test         int
-		route        string
-	}
-	var mu sync.Mutex
-	var all []sent
-	var wg sync.WaitGroup
-	for i, tt := range tests {
-		for _, prefix := range []string{"/full", "/meta", "/small"} {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				rid := fmt.Sprintf("%d%s", i, prefix)
-				resp := r.post(t, prefix+tt.path, `{"model":"m-`+tt.file+`","stream":true}`, map[string]string{"X-Replay": tt.file, "X-Replay-Id": rid})
-				body := readAll(t, resp)
-				if resp.StatusCode != 200 || !strings.Contains(body, string(srv.streams[tt.file].chunks[0])) {
-					t.Errorf("%s%s: status %d", prefix, tt.path, resp.StatusCode)
-				}
-				mu.Lock()
-				all = append(all, sent{resp.Header.Get("X-Request-Id"), rid, i, "replay" + strings.Replace(prefix, "/", "-", 1)})
-				mu.Unlock()
-			}()
+	all := sendReplayRoutes(t, len(tests), func(i int, prefix, replayID string) string {
+		tt := tests[i]
+		resp := r.post(t, prefix+tt.path, `{"model":"m-`+tt.file+`","stream":true}`, map[string]string{"X-Replay": tt.file, "X-Replay-Id": replayID})
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 || !strings.Contains(body, string(srv.streams[tt.file].chunks[0])) {
+			t.Errorf("%s%s: status %d", prefix, tt.path, resp.StatusCode)
 		}
-	}
-	wg.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
+		return resp.Header.Get("X-Request-Id")
+	})
 	// The record as the relay finished it (TTFT in nanoseconds).
 	var worst time.Duration
 	worstByFile := map[string]time.Duration{}
@@ -296,4 +276,41 @@ func replayRelay(t *testing.T, srv *replayServer, smallCapture int) (*relay, str
 `, 1)
 	}
 	return startRelayYAML(t, routes, withClickHouse(url, db)), url, db
+}
+
+// replaySent is one request sent through a replayRelay: its X-Request-Id,
+// its X-Replay-Id, its test case and the route it went to.
+type replaySent struct {
+	id, replayID string
+	test         int
+	route        string
+}
+
+// sendReplayRoutes sends test case i of n to each of replayRelay's three
+// routes (/full, /meta, /small), all at once, with post, which returns the
+// answer's X-Request-Id; the X-Replay-Id it is to send is i and the route's
+// prefix. It stops the test when a request failed.
+func sendReplayRoutes(t *testing.T, n int, post func(i int, prefix, replayID string) string) []replaySent {
+	t.Helper()
+	var mu sync.Mutex
+	var all []replaySent
+	var wg sync.WaitGroup
+	for i := range n {
+		for _, prefix := range []string{"/full", "/meta", "/small"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rid := fmt.Sprint(i, prefix)
+				id := post(i, prefix, rid)
+				mu.Lock()
+				all = append(all, replaySent{id, rid, i, "replay" + strings.Replace(prefix, "/", "-", 1)})
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	return all
 }
