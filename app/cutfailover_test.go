@@ -331,25 +331,7 @@ func TestCutBeforeBodyClientLeaves(t *testing.T) {
 	live, liveGot := liveTarget(t)
 	t.Setenv("TEST_PROVIDER_KEY", providerKey)
 	p := startPool(t, strings.Replace(cutPoolConfig(t, cut, live, "", "0"), "idle_timeout: 1s", "idle_timeout: 5m", 1))
-	c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := cutBody(100)
-	req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + relayKey +
-		"\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(cutGot.all()) == 0 { // the cut target has the request: its head is on its way
-		if time.Now().After(deadline) {
-			t.Fatal("the cut target got no request")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
-	_ = c.Close()
+	leaveWhileCut(t, p, cutGot)
 	r := waitPoolRows(t, p, 1)[0]
 	if r.ErrorType != record.ErrClientClosed || r.Upstream != cut+"#cut" {
 		t.Errorf("row %+v: want client_closed on the cut target", r)
@@ -381,16 +363,42 @@ func waitPoolRows(t *testing.T, p *poolRelay, n int) []poolRow {
 // the relay closes it, and the read's error.
 func sendClose(t *testing.T, base, body string) ([]byte, error) {
 	t.Helper()
+	c := dialChat(t, base, body, "Connection: close\r\n")
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	return io.ReadAll(c)
+}
+
+// dialChat opens a connection of its own to the relay at base and sends
+// a streaming chat request with body and the header lines extra on it.
+func dialChat(t *testing.T, base, body, extra string) net.Conn {
+	t.Helper()
 	c, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 	req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + relayKey +
-		"\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+		"\r\n" + extra + "Content-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
 	if _, err := io.WriteString(c, req); err != nil {
+		c.Close()
 		t.Fatal(err)
 	}
-	return io.ReadAll(c)
+	return c
+}
+
+// leaveWhileCut sends a streaming chat request to p, waits until the cut
+// target has it (its head is on its way) and a little more, and leaves:
+// the connection closes with the answer not yet begun.
+func leaveWhileCut(t *testing.T, p *poolRelay, cutGot *bodies) {
+	t.Helper()
+	c := dialChat(t, p.base, cutBody(100), "")
+	deadline := time.Now().Add(30 * time.Second)
+	for len(cutGot.all()) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the cut target got no request")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	_ = c.Close()
 }

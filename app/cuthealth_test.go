@@ -197,25 +197,7 @@ func TestCutBeforeBodyClientLeavesNotCounted(t *testing.T) {
 	t.Setenv("TEST_PROVIDER_KEY", providerKey)
 	y := cutPoolConfig(t, cut, live, "    failover: {max_attempts: 1}\n    health: {max_fails: 1, cooldown: 1m}", "0")
 	p := startPool(t, strings.Replace(y, "idle_timeout: 1s", "idle_timeout: 5m", 1))
-	c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := cutBody(100)
-	req := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + relayKey +
-		"\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
-	if _, err := io.WriteString(c, req); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(cutGot.all()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the cut target got no request")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
-	_ = c.Close()
+	leaveWhileCut(t, p, cutGot)
 	if r := waitPoolRows(t, p, 1)[0]; r.ErrorType != record.ErrClientClosed {
 		t.Fatalf("row %+v: want client_closed", r)
 	}

@@ -124,12 +124,7 @@ func TestClusterFirstStartNodeDown(t *testing.T) {
 	if w.schemaPending.Load() {
 		t.Fatalf("New took %v and left the schema pending (spooling):\n%s", took, log.String())
 	}
-	want := map[string]bool{}
-	for i := range 50 {
-		r := sseRecord(i, 2)
-		want[string(r.ID[:])] = true
-		_ = w.Write(r)
-	}
+	writeSSE(w, 50)
 	flush(t, w)
 	closeWriter(t, w)
 	if s := w.Stats(); s.RowsSpooled != 0 {
@@ -167,12 +162,7 @@ func TestClusterZooKeeperDownAtFirstStart(t *testing.T) {
 	if err != nil {
 		t.Fatalf("New with ZooKeeper down: %v", err)
 	}
-	want := map[string]bool{}
-	for i := range 50 {
-		r := sseRecord(i, 2)
-		want[string(r.ID[:])] = true
-		_ = w.Write(r)
-	}
+	want := writeSSE(w, 50)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	_ = w.Flush(ctx) // spooled
 	cancel()

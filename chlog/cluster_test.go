@@ -438,12 +438,7 @@ func TestClusterShardDown(t *testing.T) {
 	w := newWriter(t, o)
 	c.Kill(2)
 	c.Kill(3)
-	want := map[string]bool{}
-	for i := range 100 {
-		r := sseRecord(i, 2)
-		want[string(r.ID[:])] = true
-		_ = w.Write(r)
-	}
+	want := writeSSE(w, 100)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	flushErr := w.Flush(ctx)
 	cancel()
@@ -540,12 +535,7 @@ func TestClusterNodeRefused(t *testing.T) {
 	o.URLs = append([]string{dead}, c.URLs...)
 	o.Logger = log.logger()
 	w := newWriter(t, o)
-	want := map[string]bool{}
-	for i := range 50 {
-		r := sseRecord(i, 2)
-		want[string(r.ID[:])] = true
-		_ = w.Write(r)
-	}
+	want := writeSSE(w, 50)
 	flush(t, w)
 	closeWriter(t, w)
 	assertClusterExactlyOnce(t, c, db, want)

@@ -168,3 +168,15 @@ func spooledRowList(t testing.TB, dir string) []Row {
 	}
 	return all
 }
+
+// writeSSE writes n records of two chunks (sseRecord) to w, errors
+// ignored, and returns their ids.
+func writeSSE(w *Writer, n int) map[string]bool {
+	ids := map[string]bool{}
+	for i := range n {
+		r := sseRecord(i, 2)
+		ids[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	return ids
+}
