@@ -25,8 +25,7 @@ type ContentScanner struct {
 	off     bool // an error status: there is no first token
 	done    bool
 	shape   shape
-	tail    [overlap]byte
-	tailLen int
+	seam    seam // the bytes a key split between two reads began in
 	scanned int
 }
 
@@ -58,33 +57,12 @@ func (s *ContentScanner) scan(keys []contentKey, b []byte) bool {
 		return false
 	}
 	s.scanned += len(b)
-	if s.tailLen > 0 {
-		// Look at the seam: the kept tail plus the head of b.
-		var seam [2 * overlap]byte
-		n := copy(seam[:], s.tail[:s.tailLen])
-		n += copy(seam[n:], b)
-		if hasContent(keys, seam[:n]) {
-			return true
-		}
-	}
-	if hasContent(keys, b) {
+	var buf [2 * seamKeep]byte
+	j, covered := s.seam.join(&buf, b)
+	if j != nil && hasContent(keys, j) || covered < len(b) && hasContent(keys, b) {
 		return true
 	}
-	if len(b) >= overlap {
-		s.tailLen = copy(s.tail[:], b[len(b)-overlap:])
-	} else {
-		// Keep the last overlap bytes of tail+b.
-		var joined [2 * overlap]byte
-		n := copy(joined[:], s.tail[:s.tailLen])
-		n += copy(joined[n:], b)
-		if n > overlap {
-			copy(s.tail[:], joined[n-overlap:n])
-			n = overlap
-		} else {
-			copy(s.tail[:], joined[:n])
-		}
-		s.tailLen = n
-	}
+	s.seam.keepLast(b, overlap)
 	return false
 }
 

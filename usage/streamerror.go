@@ -63,15 +63,14 @@ type StreamErrorScanner struct {
 	open    bool
 	// JSON body: the last bytes seen (at most errOverlap); at the start one
 	// NUL, which stands for the start of the response.
-	tail    [errOverlap]byte
-	tailLen int
+	tail seam
 }
 
 // Start readies s for a new response: a raw (binary) response or an error
 // status (400 and up, whose whole body is an error already typed
 // upstream_status) is not scanned.
 func (s *StreamErrorScanner) Start(raw bool, status int) {
-	*s = StreamErrorScanner{off: raw || status >= 400, open: true, tailLen: 1}
+	*s = StreamErrorScanner{off: raw || status >= 400, open: true, tail: seam{n: 1}}
 }
 
 // Found reports whether an error event was seen.
@@ -274,19 +273,12 @@ func skipBlank(h []byte, i int) int {
 // scanBody looks for a JSON body's marker in b and in its seam with the
 // bytes before.
 func (s *StreamErrorScanner) scanBody(b []byte) bool {
-	var seam [2 * errOverlap]byte
-	n := copy(seam[:], s.tail[:s.tailLen])
-	n += copy(seam[n:], b)
-	if hasBodyError(seam[:n]) || n-s.tailLen < len(b) && hasBodyError(b) {
+	var buf [2 * seamKeep]byte
+	j, covered := s.tail.join(&buf, b)
+	if j != nil && hasBodyError(j) || covered < len(b) && hasBodyError(b) {
 		return true
 	}
-	if len(b) >= errOverlap {
-		s.tailLen = copy(s.tail[:], b[len(b)-errOverlap:])
-	} else {
-		k := min(n, errOverlap)
-		copy(s.tail[:], seam[n-k:n])
-		s.tailLen = k
-	}
+	s.tail.keepLast(b, errOverlap)
 	return false
 }
 
