@@ -29,6 +29,23 @@ type SpoolEntry struct {
 	Reason string
 }
 
+// SpoolDirMissing reports whether the spool directory dir does not exist:
+// nothing was spooled there yet (a relay creates it when it starts, and
+// relay show reads a missing one as empty). A path that exists and is not
+// a directory, or that cannot be looked at, is an error naming it.
+func SpoolDirMissing(dir string) (bool, error) {
+	info, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
+	case !info.IsDir():
+		return false, fmt.Errorf("chlog: spool_dir=%s: not a directory", dir)
+	}
+	return false, nil
+}
+
 // ListSpool lists the spool directory dir: queued files oldest first, then
 // rejected files. With verify, every file is read and checked as the
 // replayer would (size, Native blocks, rows and ids against the name).

@@ -151,3 +151,37 @@ func TestSpoolLockReleasedOnClose(t *testing.T) {
 		t.Fatalf("the lock is still held after Close: %v", err)
 	}
 }
+
+// TestSpoolDirMissing: a spool directory that does not exist is missing
+// (nothing spooled yet) and no error; one that exists is not missing; a
+// path that is a file, or lies under one, is an error naming it.
+func TestSpoolDirMissing(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	writeSpoolFile(t, dir, "file", []byte("x"))
+	for _, tt := range []struct {
+		path    string
+		missing bool
+		err     string
+	}{
+		{filepath.Join(dir, "nope"), true, ""},
+		{filepath.Join(dir, "nope", "deeper"), true, ""},
+		{dir, false, ""},
+		{file, false, "not a directory"},
+		{filepath.Join(file, "sub"), false, "not a directory"},
+	} {
+		missing, err := SpoolDirMissing(tt.path)
+		if missing != tt.missing {
+			t.Errorf("%s: missing %v, want %v", tt.path, missing, tt.missing)
+		}
+		switch {
+		case tt.err == "" && err != nil:
+			t.Errorf("%s: %v, want no error", tt.path, err)
+		case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err) || !strings.Contains(err.Error(), tt.path)):
+			t.Errorf("%s: %v, want an error naming the path and saying %q", tt.path, err, tt.err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "nope")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("looking created the directory: %v", err)
+	}
+}

@@ -29,7 +29,13 @@ const spoolUsage = `usage:
       ones that pass back into the queue. Stops at the first failure.
       replay takes the spool_dir's lock: stop the relay that uses the same
       spool_dir first (a running relay replays by itself once ClickHouse answers).
+A spool_dir that does not exist holds nothing: ls lists it as empty and replay
+sends nothing, each with a note on stderr (exit 0).
 exit status: 0 done, 1 failed`
+
+// spoolNotes takes the spool subcommands' notes that are not their output
+// (a missing spool_dir): stderr, swapped by tests.
+var spoolNotes io.Writer = os.Stderr
 
 // runSpool lists or replays spool files: relay spool ls|replay [--rejected] [-config FILE].
 func runSpool(args []string) error {
@@ -78,8 +84,15 @@ func spoolLs(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ents, err := chlog.ListSpool(cfg.Storage.SpoolDir, verify)
+	dir := cfg.Storage.SpoolDir
+	missing, err := chlog.SpoolDirMissing(dir)
 	if err != nil {
+		return fmt.Errorf("spool ls: %w", err)
+	}
+	var ents []chlog.SpoolEntry
+	if missing {
+		fmt.Fprintf(spoolNotes, "relay spool ls: spool_dir %s does not exist: nothing spooled, listed as empty\n", dir)
+	} else if ents, err = chlog.ListSpool(dir, verify); err != nil {
 		return fmt.Errorf("spool ls: %w", err)
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -105,7 +118,7 @@ func spoolLs(args []string, out io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "%s: %d queued, %d rejected (in %s)\n", cfg.Storage.SpoolDir, queued, rejected, filepath.Join(cfg.Storage.SpoolDir, "rejected"))
+	fmt.Fprintf(out, "%s: %d queued, %d rejected (in %s)\n", dir, queued, rejected, filepath.Join(dir, "rejected"))
 	return nil
 }
 
@@ -121,6 +134,15 @@ func spoolReplay(args []string, out io.Writer) error {
 	ch := cfg.Storage.ClickHouse
 	if ch.URL == "" && len(ch.URLs) == 0 {
 		return errors.New("spool replay: storage.clickhouse.url is not set in the configuration: nowhere to send the spool to")
+	}
+	// A missing spool_dir holds nothing to send: no lock taken, no
+	// directory created, ClickHouse not asked.
+	switch missing, err := chlog.SpoolDirMissing(cfg.Storage.SpoolDir); {
+	case err != nil:
+		return fmt.Errorf("spool replay: %w", err)
+	case missing:
+		fmt.Fprintf(spoolNotes, "relay spool replay: spool_dir %s does not exist: nothing to replay\n", cfg.Storage.SpoolDir)
+		return nil
 	}
 	log := slog.New(slog.DiscardHandler)
 	if verbose {

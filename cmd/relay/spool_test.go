@@ -152,3 +152,72 @@ func TestSpoolReplayNeedsClickHouse(t *testing.T) {
 		t.Errorf("%v; want an error naming storage.clickhouse.url", err)
 	}
 }
+
+// spoolConfig writes a configuration whose spool_dir is spool, with a
+// ClickHouse url nothing listens on, and returns its path.
+func spoolConfig(t *testing.T, spool string) string {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf("routes:\n  - name: openai\n    path: /v1/chat/completions\n    upstream: https://api.openai.com\nstorage:\n  spool_dir: %s\n  clickhouse:\n    url: http://127.0.0.1:1\n", spool)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// TestSpoolMissingDir: relay spool ls and replay on a spool_dir that does
+// not exist (nothing spooled yet) succeed as on an empty one, say so in
+// one line on stderr and create nothing (replay asks no ClickHouse); a
+// spool_dir that is a file, or lies under one, is an error naming it.
+func TestSpoolMissingDir(t *testing.T) {
+	var notes bytes.Buffer
+	old := spoolNotes
+	spoolNotes = &notes
+	defer func() { spoolNotes = old }()
+	noEnv := "-env-file=" + filepath.Join(t.TempDir(), "none.env")
+
+	spool := filepath.Join(t.TempDir(), "spool")
+	cfg := spoolConfig(t, spool)
+	for _, tt := range []struct {
+		args       []string
+		out, notes string
+	}{
+		{[]string{"ls"}, spool + ": 0 queued, 0 rejected", "relay spool ls: spool_dir " + spool + " does not exist: nothing spooled, listed as empty\n"},
+		{[]string{"ls", "-verify"}, spool + ": 0 queued, 0 rejected", "relay spool ls: spool_dir " + spool + " does not exist: nothing spooled, listed as empty\n"},
+		{[]string{"replay"}, "", "relay spool replay: spool_dir " + spool + " does not exist: nothing to replay\n"},
+		{[]string{"replay", "-rejected"}, "", "relay spool replay: spool_dir " + spool + " does not exist: nothing to replay\n"},
+	} {
+		notes.Reset()
+		out, err := runSpoolArgs(t, append(tt.args, "-config", cfg, noEnv)...)
+		if err != nil || exitCode(err) != 0 {
+			t.Errorf("%v: %v (exit %d), want success", tt.args, err, exitCode(err))
+		}
+		if !strings.Contains(out, tt.out) {
+			t.Errorf("%v: output %q, want it to say %q", tt.args, out, tt.out)
+		}
+		if notes.String() != tt.notes {
+			t.Errorf("%v: stderr %q, want %q", tt.args, notes.String(), tt.notes)
+		}
+		if _, err := os.Stat(spool); !os.IsNotExist(err) {
+			t.Fatalf("%v: the spool_dir was created (%v)", tt.args, err)
+		}
+	}
+
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{file, filepath.Join(file, "sub")} {
+		cfg := spoolConfig(t, path)
+		for _, sub := range []string{"ls", "replay"} {
+			notes.Reset()
+			_, err := runSpoolArgs(t, sub, "-config", cfg, noEnv)
+			if err == nil || exitCode(err) == 0 || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "not a directory") {
+				t.Errorf("%s on %s: %v (exit %d), want a failure naming the path", sub, path, err, exitCode(err))
+			}
+			if notes.Len() > 0 {
+				t.Errorf("%s on %s: stderr %q, want nothing", sub, path, notes.String())
+			}
+		}
+	}
+}
