@@ -119,6 +119,9 @@ func (b *budget) admit(r *record.Record) bool {
 	return true
 }
 
+// overloaded reports whether admit would refuse a row slot now.
+func (b *budget) overloaded() bool { return b.used.Load()+rowSlot > b.limit }
+
 // spoolFull reports whether the spool, with what is buffered in memory
 // (and may go there next), is past spoolHigh. With ClickHouse, the spool
 // holds what ClickHouse could not take yet; past its cap the oldest files

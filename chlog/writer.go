@@ -190,6 +190,11 @@ func (w *Writer) Admit(r *record.Record) bool {
 	return w.budget.admit(r)
 }
 
+// Overloaded reports whether Admit would refuse a row now, without
+// reserving one: the relay asks it before an `Expect: 100-continue` upload,
+// so that a client is not made to send a body only to be refused.
+func (w *Writer) Overloaded() bool { return w.budget.overloaded() }
+
 // Write copies r into the current block. It never waits for ClickHouse or
 // the spool and never drops a row of an admitted request (nor of any record
 // written without Admit); in "wal" durability it waits for the fsync that

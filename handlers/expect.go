@@ -23,9 +23,21 @@ import (
 // a row, the metrics), but on a closed connection. The refusals are those
 // that need no body: CheckRequest's and CheckFraming's, the drain, the
 // relay key, X-Tenant-ID, a declared Content-Length over the route's limit
-// (the server's for a path no route has) and the rate limit. Every other
-// request gets 100 Continue and goes the ordinary way. Only the storage's
-// admission waits for the body: it reserves a row, which takes a record.
+// (the server's for a path no route has), the storage's admission and the
+// rate limit. Every other request gets 100 Continue and goes the ordinary
+// way.
+//
+// The storage's admission (Admission.Admit) reserves a row, which takes the
+// request's record, and serve begins its own once the body is read: what
+// can be asked before the upload is whether the storage would refuse a row
+// now (storageProbe), without reserving one. When it would, the request is
+// begun and refused here as serve refuses it (Admit asked once, 503
+// storage_overloaded with Retry-After); an Admission that cannot tell
+// (no Overloaded method) leaves the decision to serve, after the upload.
+//
+// A request let through has spent its rate-limit token (one decision,
+// taken over by serve) even when its upload then fails: the limiter has
+// no way to give a token back.
 //
 // fasthttp's comment on ExpectHandler says the response must not be
 // modified: it is left alone on the way to 100 Continue (what is set then
@@ -40,7 +52,15 @@ func (h *Relay) ExpectContinue(ctx *fasthttp.RequestCtx) int {
 	cfg := h.cur.Load()
 	v := h.screenUnread(ctx, cfg)
 	if v.status == 0 {
-		if v.key == nil || cfg.Limiter == nil {
+		if v.key == nil {
+			return fasthttp.StatusContinue
+		}
+		if h.storageRefuses() {
+			// Before the limiter, as in serve: a refused request takes
+			// no token.
+			return h.refuseUnread(ctx, cfg, &v, nil)
+		}
+		if cfg.Limiter == nil {
 			return fasthttp.StatusContinue
 		}
 		// The limiter is asked once: serve takes this decision over
@@ -78,10 +98,11 @@ func (h *Relay) screenUnread(ctx *fasthttp.RequestCtx, cfg *Config) verdict {
 }
 
 // refuseUnread answers and logs a request refused before its body was read
-// (v's refusal, or the limiter's decision d when not nil) and returns the
-// answer's status: 503 when storage could not admit the request. Its row
-// counts the declared length as bytes in, as the row of a request whose
-// body is over the server's limit does.
+// (v's refusal, or the limiter's decision d when not nil; neither: the
+// storage's, storageRefuses) and returns the answer's status: 503 when
+// storage could not admit the request. Its row counts the declared length
+// as bytes in, as the row of a request whose body is over the server's
+// limit does.
 func (h *Relay) refuseUnread(ctx *fasthttp.RequestCtx, cfg *Config, v *verdict, d *quota.Decision) int {
 	hdr := &ctx.Request.Header
 	keptHeads.forget(hdr) // it will not reach the handlers (chunkedhead.go)
@@ -95,7 +116,11 @@ func (h *Relay) refuseUnread(ctx *fasthttp.RequestCtx, cfg *Config, v *verdict, 
 		rec.BytesIn = int64(cl)
 	}
 	switch {
-	case !admitted:
+	case !admitted, d == nil && v.status == 0:
+		// Without a refusal of its own the request is here because
+		// storageRefuses said the storage was full; Admit may have found
+		// room freed since (then the row is kept): refused all the same,
+		// its client told before it uploads.
 		h.refuseOverloaded(ctx, rec)
 	case d != nil:
 		setRateHeaders(&ctx.Response.Header, *d)
@@ -104,6 +129,20 @@ func (h *Relay) refuseUnread(ctx *fasthttp.RequestCtx, cfg *Config, v *verdict, 
 		h.reject(ctx, rec, v.status, v.errType, v.msg)
 	}
 	return ctx.Response.StatusCode()
+}
+
+// storageProbe is an Admission that can tell, without reserving anything,
+// that Admit would refuse a row now (for chlog.Writer: when its memory
+// budget has no room for another row slot).
+type storageProbe interface {
+	Overloaded() bool
+}
+
+// storageRefuses reports whether the storage's admission would refuse a
+// request now, when it can tell without reserving a row (storageProbe).
+func (h *Relay) storageRefuses() bool {
+	p, ok := h.o.Admission.(storageProbe)
+	return ok && p.Overloaded()
 }
 
 // earlyRate is the user value key of the limiter's decision taken for a

@@ -176,10 +176,11 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 	})
 }
 
-// refuseWS answers a handshake the upstream refused or that failed.
+// refuseWS answers a handshake the upstream refused or that failed, or
+// whose path the relay refused (400 bad_request, upstream.ErrDotSegment).
 func (h *Relay) refuseWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route, d *upstream.WSDial) {
 	if d.ErrType != record.ErrUpstreamStatus {
-		h.reject(ctx, rec, d.Status, d.ErrType, openErrorMessage(d.ErrType, rt, nil))
+		h.reject(ctx, rec, d.Status, d.ErrType, openErrorMessage(d.ErrType, rt, d.Err))
 		return
 	}
 	// The upstream's answer, relayed as it came (as an HTTP route relays a

@@ -68,16 +68,20 @@ var wsSkipResponse = map[string]bool{
 
 // DialWS opens the upstream side of a WebSocket session for the client's
 // handshake in: the route's URL (http and https become ws and wss) with the
-// request's path and query, the client's end-to-end headers (its
-// subprotocols without a KeySubprotocol entry), the provider key in
-// AuthHeader or, with AuthQuery, in that query parameter (a value the
-// client sent for it is dropped). rec gets the handshake's request
+// request's path, as an HTTP request's goes (wspath.go: a dot segment is
+// refused with 400 bad_request), and query, the client's end-to-end
+// headers (its subprotocols without a KeySubprotocol entry), the provider
+// key in AuthHeader or, with AuthQuery, in that query parameter (a value
+// the client sent for it is dropped). rec gets the handshake's request
 // headers (redacted), the upstream's response headers and TTFB.
 func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	var hdr fasthttp.RequestHeader
 	rec.RequestHeaders = r.copyRequestHeaders(&hdr, in.Header, rec.RequestHeaders[:0])
 	if !r.Configured() {
 		return WSDial{ErrType: record.ErrUpstreamConfig, Status: fasthttp.StatusBadGateway, Err: ErrNoProviderKey}
+	}
+	if err := r.checkWSPath(in); err != nil {
+		return WSDial{ErrType: record.ErrBadRequest, Status: fasthttp.StatusBadRequest, Err: err}
 	}
 	h := make(http.Header, hdr.Len())
 	var lb [64]byte
@@ -185,7 +189,7 @@ func (r *Route) wsURL(in *Request) string {
 	}
 	b = append(b, r.host...)
 	b = append(b, r.basePath...)
-	b = appendEscapedPath(b, in.Path)
+	b = appendWSPath(b, in)
 	b = appendQuery(b, in.Query, r.AuthQuery)
 	if r.AuthQuery != "" {
 		sep := byte('&')
