@@ -100,6 +100,7 @@ func TestTokensAndTTFTPerAPI(t *testing.T) {
 		{"responses_reasoning_tool.sse", "/v1/responses", 720, 75, 152},
 		{"responses_function_call.sse", "/v1/responses", 505, 64, 18},
 		{"anthropic.sse", "/v1/messages", 410, 472, 12},
+		{"anthropic_cache.sse", "/v1/messages", 410, 472 + 128 + 2048, 12}, // prompt cache writes and reads
 		{"anthropic_thinking_tool.sse", "/v1/messages", 520, 391, 89},
 		{"gemini.sse", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", 520, 9, 19},
 		{"gemini_thinking.sse", "/v1beta/models/gemini-2.5-flash:streamGenerateContent", 1400, 12, 148},

@@ -80,6 +80,7 @@ func TestAPIStreams(t *testing.T) {
 		{"responses_function_call.sse", "/openai/v1/responses", Responses, 505, 64, 18},
 		{"responses_refusal.sse", "/v1/responses", Responses, 345, 40, 7},
 		{"anthropic.sse", "/v1/messages", Anthropic, 410, 472, 12},
+		{"anthropic_cache.sse", "/v1/messages", Anthropic, 410, 472 + 128 + 2048, 12}, // prompt cache writes and reads
 		{"anthropic_thinking_tool.sse", "/anthropic/v1/messages", Anthropic, 520, 391, 89},
 		{"anthropic_tool_only.sse", "/v1/messages", Anthropic, 345, 350, 41},
 		{"gemini.sse", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", Gemini, 520, 9, 19},

@@ -34,7 +34,18 @@ type rules struct {
 	// in an object wins. outPlus are added to out (Gemini's thinking tokens,
 	// which it bills as output but counts apart from the candidates').
 	in, out, outPlus []string
+	// inPlus are added to in, each once, when the object holds an in count
+	// (Anthropic's prompt-cache writes and reads, which its input_tokens
+	// leaves out while OpenAI's and Gemini's prompt counts include them).
+	// At most maxInPlus.
+	inPlus []string
 }
+
+// maxInPlus bounds rules.inPlus (the counts are kept in an array).
+const maxInPlus = 2
+
+// anthropicCacheIn are Anthropic's input tokens outside input_tokens.
+var anthropicCacheIn = []string{"cache_creation_input_tokens", "cache_read_input_tokens"}
 
 func strKey(k string) contentKey { return contentKey{[]byte(`"` + k + `"`), nonEmptyString} }
 func objKey(k string) contentKey { return contentKey{[]byte(`"` + k + `"`), objectValue} }
@@ -77,11 +88,13 @@ var (
 	// Anthropic messages: content_block_delta's text_delta.text,
 	// thinking_delta.thinking, input_json_delta.partial_json. message_start
 	// holds input_tokens (and output_tokens 1), message_delta the running
-	// output_tokens: the last of each wins.
+	// output_tokens: the last of each wins. The prompt cache's tokens are
+	// input too (tokens_in is the whole prompt, as OpenAI's prompt_tokens).
 	anthropicRules = rules{
 		content: []contentKey{strKey("text"), strKey("thinking"), strKey("partial_json")},
 		usage:   [][]byte{keyUsage},
 		in:      []string{"input_tokens"},
+		inPlus:  anthropicCacheIn,
 		out:     []string{"output_tokens"},
 	}
 	// Gemini: candidates[].content.parts[] with text (thought summaries
@@ -105,6 +118,7 @@ var (
 		},
 		usage:   [][]byte{keyUsage, keyUsageMetadata},
 		in:      []string{"prompt_tokens", "input_tokens", "promptTokenCount"},
+		inPlus:  anthropicCacheIn,
 		out:     []string{"completion_tokens", "output_tokens", "candidatesTokenCount"},
 		outPlus: []string{"thoughtsTokenCount"},
 	}

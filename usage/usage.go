@@ -146,6 +146,7 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		return i + 1 // "usage":null in OpenAI stream chunks
 	}
 	var in, out, plus int64
+	var inPlus [maxInPlus]int64
 	haveIn, haveOut, havePlus := false, false, false
 	for {
 		k, v, more := o.next()
@@ -163,6 +164,12 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 			out, haveOut = n, true
 		case oneOf(k, r.outPlus):
 			plus, havePlus = n, true
+		default:
+			for j, name := range r.inPlus {
+				if string(k) == name {
+					inPlus[j] = n
+				}
+			}
 		}
 	}
 	if o.err {
@@ -171,6 +178,9 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		return i + 1 + max(o.i, 1)
 	}
 	if haveIn {
+		for _, n := range inPlus {
+			in += n
+		}
 		t.In, t.HaveIn = in, true
 	}
 	if haveOut || havePlus {
