@@ -34,7 +34,8 @@ type App struct {
 	metrics *telemetry.Metrics
 	// stopAdmin stops the separate metrics listener; nil unless metrics.addr is set.
 	stopAdmin func(context.Context) error
-	rl        reloadState // see Reload
+	rl        reloadState     // see Reload
+	served    servedListeners // the listeners Serve was given (serve.go)
 }
 
 // New builds the relay from cfg. It starts the background parts (watchdog,
@@ -329,7 +330,8 @@ func (a *App) Addr() string {
 func (a *App) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", a.Addr())
 	if err != nil {
-		return nil, fmt.Errorf("listen %s: %w", a.Addr(), err)
+		// err names the address: "listen tcp HOST:PORT: bind: ...".
+		return nil, fmt.Errorf("server.port=%d: %w", a.cfg.Server.Port, err)
 	}
 	ln = socket.Listener{Listener: ln} // beneath TLS too
 	if a.cfg.Server.TLSCert != "" {
@@ -343,10 +345,15 @@ func (a *App) Listen() (net.Listener, error) {
 	return ln, nil
 }
 
-// Serve serves on ln until Shutdown.
+// Serve serves on ln until Shutdown, and closes ln. Called after Shutdown
+// began, it returns nil at once.
 func (a *App) Serve(ln net.Listener) error {
+	ol := a.served.add(ln)
+	if ol == nil {
+		return nil
+	}
 	a.log.Info("stream-relay listening", "addr", ln.Addr().String())
-	return a.fiber.Listener(edgeListener{ln})
+	return a.fiber.Listener(edgeListener{ol})
 }
 
 // Shutdown stops taking requests, lets in-flight streams finish within the
@@ -358,6 +365,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 	defer cancel()
 	a.log.Info("shutting down: draining in-flight streams", "active", a.relay.Active(), "grace", a.cfg.Server.ShutdownGrace)
 	shut := make(chan error, 1)
+	// The listeners first: fasthttp closes only those its Serve has
+	// registered, and a Serve that began but had not registered its
+	// listener yet would then accept until the process ends.
+	a.served.close()
 	go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
 	var errs []error
 	if err := a.relay.Wait(grace); err != nil {

@@ -4,11 +4,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
 
+	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/upstream"
 )
@@ -118,18 +121,24 @@ func envKey(s string) string {
 
 func decode(k *koanf.Koanf) (*Config, error) {
 	var c Config
+	var md mapstructure.Metadata
 	dc := &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			durationHook,
 			mapstructure.StringToSliceHookFunc(","),
 		),
-		ErrorUnused:      true,
+		// Keys the Config does not have are collected (md.Unused, full
+		// paths) and refused below, all of them by name.
+		Metadata:         &md,
 		WeaklyTypedInput: true,
 		Result:           &c,
 		TagName:          "koanf",
 	}
 	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
 		return nil, fmt.Errorf("config: %s", cleanDecodeError(err))
+	}
+	if err := unknownKeys(md.Unused); err != nil {
+		return nil, err
 	}
 	host, _ := os.Hostname()
 	c.setDefaults(host)
@@ -164,6 +173,21 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 		return time.Duration(v * float64(time.Second)), nil
 	}
 	return data, nil
+}
+
+// unknownKeys is the error for keys of the file (or RELAY_* variables) that
+// name no setting, by their full paths (storage.clickhouse.usr,
+// routes[0].upstrem), sorted; nil when there are none.
+func unknownKeys(keys []string) error {
+	switch len(keys) {
+	case 0:
+		return nil
+	case 1:
+		return fmt.Errorf("config: unknown key %s", keys[0])
+	}
+	keys = slices.Clone(keys)
+	slices.Sort(keys)
+	return fmt.Errorf("config: unknown keys %s", strings.Join(keys, ", "))
 }
 
 func cleanDecodeError(err error) string {
@@ -235,6 +259,11 @@ func (c *Config) validate() error {
 	if rl.TokensPerMinute < 0 {
 		return &fieldError{"rate_limit.tokens_per_minute", rl.TokensPerMinute, "must not be negative"}
 	}
+	for _, t := range slices.Sorted(maps.Keys(rl.TenantTokens)) {
+		if v := rl.TenantTokens[t]; v < 0 {
+			return &fieldError{"rate_limit.tenant_tokens." + t, v, "must be >= 0 (0 = off)"}
+		}
+	}
 	if rl.Lease < 0 {
 		return &fieldError{"rate_limit.lease", rl.Lease, "must be >= 1 (1 = off), or 0 for the default 16"}
 	}
@@ -269,8 +298,19 @@ func (c *Config) validate() error {
 	if c.Storage.OnOverload != "degrade" {
 		return &fieldError{"storage.on_overload", c.Storage.OnOverload, "must be degrade"}
 	}
-	if c.Storage.MaxBufferBytes < 0 {
-		return &fieldError{"storage.max_buffer_bytes", c.Storage.MaxBufferBytes, "must not be negative (0: a quarter of memory, at most 1 GiB)"}
+	if n := c.Storage.MaxBufferBytes; n < 0 || n > 0 && n < chlog.MinBufferBytes {
+		return &fieldError{"storage.max_buffer_bytes", n, fmt.Sprintf("must be at least %d (0: a quarter of memory, at most 1 GiB)", chlog.MinBufferBytes)}
+	}
+	if db := c.Storage.ClickHouse.Database; !chlog.ValidIdent(db) {
+		return &fieldError{"storage.clickhouse.database", strconv.Quote(db), chlog.IdentRule}
+	}
+	if t := c.Storage.ClickHouse.Table; t != "" && !chlog.ValidIdent(t) {
+		return &fieldError{"storage.clickhouse.table", strconv.Quote(t), chlog.IdentRule + " (empty: stream_logs)"}
+	}
+	if a := c.Storage.Redis.Addr; a != "" {
+		if _, err := quota.ParseRedisAddr(a); err != nil {
+			return &fieldError{"storage.redis.addr", a, err.Error() + ` (host:port, or host:port,host:port,... for a Redis Cluster)`}
+		}
 	}
 	if u := c.Storage.ClickHouse.URL; u != "" {
 		if err := checkHTTPURL(u); err != nil {
@@ -287,6 +327,9 @@ func (c *Config) validate() error {
 	}
 	if c.Metrics.PProf && c.Metrics.Addr == "" {
 		return &fieldError{"metrics.pprof", true, "needs metrics.addr: profiles are never served on the relay's public port"}
+	}
+	if err := c.checkMetricsAddr(); err != nil {
+		return err
 	}
 	switch c.Log.Format {
 	case "text", "json":
@@ -416,45 +459,24 @@ func checkClickHouseNodes(ch *ClickHouseConfig) error {
 		if err := checkHTTPURL(u); err != nil {
 			return &fieldError{f, shownURL(u), err.Error()}
 		}
-		if seen[clickHouseNodeKey(u)] {
+		if seen[chlog.NodeKey(u)] {
 			return &fieldError{f, shownURL(u), "listed twice"}
 		}
-		seen[clickHouseNodeKey(u)] = true
+		seen[chlog.NodeKey(u)] = true
 	}
-	if ch.URL != "" && len(ch.URLs) > 0 && !seen[clickHouseNodeKey(ch.URL)] {
+	if ch.URL != "" && len(ch.URLs) > 0 && !seen[chlog.NodeKey(ch.URL)] {
 		return &fieldError{"storage.clickhouse.url", shownURL(ch.URL), "not among storage.clickhouse.urls: set urls alone"}
 	}
 	if ch.Cluster == "" {
 		return nil
 	}
-	for i, r := range ch.Cluster {
-		if !(r == '_' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || i > 0 && r >= '0' && r <= '9') {
-			return &fieldError{"storage.clickhouse.cluster", ch.Cluster, "must match [A-Za-z_][A-Za-z0-9_]*"}
-		}
+	if !chlog.ValidIdent(ch.Cluster) {
+		return &fieldError{"storage.clickhouse.cluster", ch.Cluster, chlog.IdentRule}
 	}
 	if ch.URL == "" && len(ch.URLs) == 0 {
 		return &fieldError{"storage.clickhouse.cluster", ch.Cluster, "needs storage.clickhouse.urls: the nodes to talk to"}
 	}
 	return nil
-}
-
-// clickHouseNodeKey is the node a checked ClickHouse URL names: its host
-// (any case) and port (the scheme's default when none is written), the
-// node="host:port" of relay_storage_node_errors_total. http and https on
-// one host:port are one node too.
-func clickHouseNodeKey(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return s
-	}
-	port := u.Port()
-	if port == "" {
-		port = "80"
-		if u.Scheme == "https" {
-			port = "443"
-		}
-	}
-	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }
 
 func checkHTTPURL(s string) error {
@@ -492,7 +514,9 @@ func validHeaderName(s string) bool {
 // names the line that does not parse, not its value (envFileProblem).
 func parseEnvFile(path string, b []byte) (map[string]any, error) {
 	m, err := dotenv.Parser().Unmarshal(b)
-	if err != nil {
+	if _, noName := m[""]; err != nil || noName {
+		// noName: a last line of words without "=" and without a line
+		// end, which the parser takes as a value with no name.
 		return nil, fmt.Errorf("config: env file %s: %s", path, envFileProblem(b))
 	}
 	return m, nil
@@ -508,7 +532,9 @@ func envFileProblem(b []byte) string {
 		if t == "" || strings.HasPrefix(t, "#") {
 			continue
 		}
-		if _, err := dotenv.Parser().Unmarshal([]byte(line)); err == nil {
+		// A line of words without "=" parses alone as a value with no
+		// name (the parser reads a name up to "=" across spaces).
+		if m, err := dotenv.Parser().Unmarshal([]byte(line)); err == nil && m[""] == nil {
 			continue
 		}
 		name, _, _ := strings.Cut(strings.TrimPrefix(t, "export "), "=")
@@ -537,4 +563,50 @@ type rawBytes []byte
 func (b rawBytes) ReadBytes() ([]byte, error) { return b, nil }
 func (b rawBytes) Read() (map[string]any, error) {
 	return nil, errors.New("rawBytes provider does not support Read")
+}
+
+// checkMetricsAddr refuses a metrics.addr that is not host:port, or that
+// is the relay's own listening address (server.host:server.port): the
+// second listener would fail to bind, and the error would not say which.
+func (c *Config) checkMetricsAddr() error {
+	addr := c.Metrics.Addr
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return &fieldError{"metrics.addr", addr, `must be host:port (":9090": every interface)`}
+	}
+	p, err := net.LookupPort("tcp", port)
+	if err != nil {
+		return &fieldError{"metrics.addr", addr, "not a port: " + port}
+	}
+	if p == 0 || p != c.Server.Port || !sameListenHost(host, c.Server.Host) {
+		return nil
+	}
+	own := net.JoinHostPort(c.Server.Host, strconv.Itoa(c.Server.Port))
+	return &fieldError{"metrics.addr", addr, "is the relay's own address (server.host:server.port " + own +
+		"): give metrics another port, or leave metrics.addr empty to serve /metrics on the relay's port"}
+}
+
+// sameListenHost reports whether listeners on hosts a and b (a
+// listening address's host part) would take the same port: one of them is
+// every interface ("", 0.0.0.0, ::), or both are one address however it is
+// written (localhost is 127.0.0.1, where Go listens for it).
+func sameListenHost(a, b string) bool {
+	ip := func(h string) net.IP {
+		h = strings.ToLower(strings.TrimSuffix(h, "."))
+		if h == "localhost" {
+			return net.IPv4(127, 0, 0, 1)
+		}
+		return net.ParseIP(h)
+	}
+	x, y := ip(a), ip(b)
+	switch {
+	case a == "" || b == "" || x != nil && x.IsUnspecified() || y != nil && y.IsUnspecified():
+		return true
+	case x != nil && y != nil:
+		return x.Equal(y)
+	}
+	return strings.EqualFold(a, b)
 }

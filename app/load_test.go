@@ -105,6 +105,9 @@ func TestEnvFileErrorsHideValues(t *testing.T) {
 	for _, tt := range []struct{ name, file, want string }{
 		{"open quote", "OK_A=1\nKEY_A=\"sk-prov-LEAK1-SECRET\n", "line 2 (KEY_A)"},
 		{"no equals", "# comment\n\nKEY_A sk-prov-LEAK3-SECRET\n", "line 3: not NAME=VALUE"},
+		// Words alone: the parser reads a name across spaces up to "=".
+		{"words alone", "A=1\njust words SECRET\nB=2\n", "line 2: not NAME=VALUE"},
+		{"words alone, last line", "A=1\njust words SECRET", "line 2: not NAME=VALUE"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), ".env")

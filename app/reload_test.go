@@ -223,7 +223,10 @@ func TestReloadBrokenFileChangesNothing(t *testing.T) {
 		{"bad kind", strings.Replace(reloadConfig(base, spool, true, 2, ""), "auth_env: TEST_PROVIDER_KEY", "auth_env: TEST_PROVIDER_KEY\n    kind: bogus", 1), "routes[0].kind"},
 		{"bad target", strings.Replace(reloadConfig(base, spool, true, 2, ""), "upstream: "+base, "upstreams: [{url: \"ftp://x\"}]", 1), "routes[0].upstreams[0].url"},
 		{"not yaml", "routes: [", "config"},
-		{"unknown field", good + "\nbogus_section: 1\n", "bogus_section"},
+		{"unknown field", good + "\nbogus_section: 1\n", "config: unknown key bogus_section"},
+		// Checked with the file, named as in it; not by the limiter.
+		{"negative tenant tokens", strings.Replace(good, "rate_limit:\n", "rate_limit:\n  tenant_tokens: {acme: -5}\n", 1),
+			"config: rate_limit.tenant_tokens.acme=-5: must be >= 0"},
 	}
 	for i, tt := range tests {
 		writeFile(t, path, tt.file)

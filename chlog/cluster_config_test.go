@@ -74,13 +74,22 @@ func TestDistributedClusterArg(t *testing.T) {
 
 // TestOptionsNodeListedTwiceSpelledDifferently: chlog.New (used by the
 // relay and its commands) refuses one node under two spellings, as it
-// refuses the same URL twice.
+// refuses the same URL twice: the loopback host named as localhost,
+// 127.0.0.1 or ::1 among them (no name is looked up).
 func TestOptionsNodeListedTwiceSpelledDifferently(t *testing.T) {
 	for _, pair := range [][2]string{
 		{"http://ch-1:8123", "http://CH-1:8123"},
 		{"http://ch-1", "http://ch-1:80"},
 		{"https://ch-1", "https://ch-1:443/"},
 		{"http://ch-1:8123", "https://ch-1:8123"},
+		{"http://localhost:8123", "http://127.0.0.1:8123"},
+		{"http://127.0.0.1:8123", "http://LocalHost:8123/"},
+		{"http://[::1]:8123", "http://localhost:8123"},
+		{"http://127.0.0.1:8123", "http://[::1]:8123"},
+		{"http://[0:0:0:0:0:0:0:1]:8123", "http://[::1]:8123"},
+		{"http://[::ffff:127.0.0.1]:8123", "http://127.0.0.1:8123"},
+		{"http://localhost.:8123", "http://localhost:8123"},
+		{"http://localhost", "https://127.0.0.1:80"},
 	} {
 		o := Options{URLs: []string{pair[0], pair[1]}, Cluster: "relay_cluster"}
 		o.setDefaults()
@@ -88,10 +97,22 @@ func TestOptionsNodeListedTwiceSpelledDifferently(t *testing.T) {
 			t.Errorf("urls %q: %v; want urls[1] ... listed twice", pair, err)
 		}
 	}
-	o := Options{URLs: []string{"http://ch-1:8123", "http://ch-1:8124", "http://ch-10:8123"}}
+	for _, urls := range [][]string{
+		{"http://ch-1:8123", "http://ch-1:8124", "http://ch-10:8123"},
+		{"http://localhost:8123", "http://127.0.0.1:8124", "http://[::1]:8125"},
+		{"http://127.0.0.1:8123", "http://127.0.0.2:8123", "http://localhost-2:8123"},
+	} {
+		o := Options{URLs: urls}
+		o.setDefaults()
+		if err := o.validate(); err != nil {
+			t.Errorf("three nodes %q: %v", urls, err)
+		}
+	}
+	// url names one of urls, spelled either way.
+	o := Options{URL: "http://localhost:8123", URLs: []string{"http://127.0.0.1:8123", "http://127.0.0.1:8124"}}
 	o.setDefaults()
 	if err := o.validate(); err != nil {
-		t.Errorf("three nodes: %v", err)
+		t.Errorf("url localhost among urls 127.0.0.1: %v", err)
 	}
 }
 

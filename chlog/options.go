@@ -3,6 +3,7 @@ package chlog
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"time"
@@ -184,12 +185,24 @@ func (o *Options) setDefaults() {
 	}
 }
 
+// IdentRule is what a database, table or cluster name must match
+// (ValidIdent): the names go into SQL unquoted.
+const IdentRule = "must match [A-Za-z_][A-Za-z0-9_]*"
+
+// ValidIdent reports whether s is a name the relay takes for a database,
+// table or cluster (IdentRule).
+func ValidIdent(s string) bool { return isIdent(s) }
+
+// MinBufferBytes is the least Options.MaxBufferBytes (storage.max_buffer_bytes)
+// the writer takes: room for four rows' slots of the budget.
+const MinBufferBytes = 4 * rowSlot
+
 func (o *Options) validate() error {
 	switch {
 	case !isIdent(o.Database):
-		return fmt.Errorf("chlog: database=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Database)
+		return fmt.Errorf("chlog: database=%q: %s", o.Database, IdentRule)
 	case !isIdent(o.Table):
-		return fmt.Errorf("chlog: table=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Table)
+		return fmt.Errorf("chlog: table=%q: %s", o.Table, IdentRule)
 	case o.BatchRows < 0:
 		return fmt.Errorf("chlog: batch_rows=%d: must be > 0", o.BatchRows)
 	case o.BatchBytes < 0:
@@ -204,8 +217,8 @@ func (o *Options) validate() error {
 		return fmt.Errorf("chlog: spool_max_bytes=%d: must be > 0", o.SpoolMaxBytes)
 	case o.TTLDays < 0:
 		return fmt.Errorf("chlog: ttl_days=%d: must be >= 0", o.TTLDays)
-	case o.MaxBufferBytes < 4*rowSlot:
-		return fmt.Errorf("chlog: max_buffer_bytes=%d: must be at least %d", o.MaxBufferBytes, 4*rowSlot)
+	case o.MaxBufferBytes < MinBufferBytes:
+		return fmt.Errorf("chlog: max_buffer_bytes=%d: must be at least %d", o.MaxBufferBytes, MinBufferBytes)
 	case o.OnOverload != OverloadDegrade:
 		return fmt.Errorf("chlog: on_overload=%q: must be %q", o.OnOverload, OverloadDegrade)
 	case o.Compression != CompressionAuto && o.Compression != CompressionLZ4 && o.Compression != CompressionNone:
@@ -213,7 +226,7 @@ func (o *Options) validate() error {
 	case o.Durability != DurabilityBatch && o.Durability != DurabilityWAL:
 		return fmt.Errorf("chlog: durability=%q: must be %q or %q", o.Durability, DurabilityBatch, DurabilityWAL)
 	case o.Cluster != "" && !isIdent(o.Cluster):
-		return fmt.Errorf("chlog: cluster=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Cluster)
+		return fmt.Errorf("chlog: cluster=%q: %s", o.Cluster, IdentRule)
 	case o.Cluster != "" && len(o.URLs) == 0:
 		return fmt.Errorf("chlog: cluster=%s: needs urls (or url): the nodes to talk to", o.Cluster)
 	}
@@ -231,23 +244,44 @@ func (o *Options) validateURLs() error {
 			return fmt.Errorf("chlog: urls[%d]: %w", i, err)
 		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 			return fmt.Errorf("chlog: urls[%d]=%s: must be http://host:port or https://host:port", i, u.Redacted())
-		case seen[nodeKey(s)]:
+		case seen[NodeKey(s)]:
 			return fmt.Errorf("chlog: urls[%d]=%s: listed twice", i, u.Redacted())
 		}
-		seen[nodeKey(s)] = true
+		seen[NodeKey(s)] = true
 	}
-	if o.URL != "" && !seen[nodeKey(o.URL)] {
+	if o.URL != "" && !seen[NodeKey(o.URL)] {
 		return fmt.Errorf("chlog: url=%s: not among urls; set urls alone", redactURL(o.URL))
 	}
 	return nil
 }
 
-// nodeKey is the node a URL names: its host:port label (the scheme's
+// NodeKey is the node a URL names: its host:port label (the scheme's
 // default port when none is written), host in lower case. Two URLs of one
 // key are one node (http and https on one port included): one series of
-// relay_storage_node_errors_total, and no failover between them.
-func nodeKey(s string) string {
-	return strings.ToLower(nodeLabel(strings.TrimRight(s, "/")))
+// relay_storage_node_errors_total, and no failover between them. The
+// loopback host is one host however it is written (loopbackHost):
+// localhost:8123 and 127.0.0.1:8123 are one node. No name is looked up.
+// The configuration check (storage.clickhouse.urls) uses the same rule.
+func NodeKey(s string) string {
+	label := strings.ToLower(nodeLabel(strings.TrimRight(s, "/")))
+	host, port, err := net.SplitHostPort(label)
+	if err != nil || !loopbackHost(host) {
+		return label
+	}
+	return net.JoinHostPort("localhost", port)
+}
+
+// loopbackHost reports whether host (lower case, without brackets) is the
+// local machine's loopback address as a URL usually names it: localhost
+// (with or without the root's trailing dot), 127.0.0.1 or ::1 in any
+// spelling. Other 127.x.y.z addresses are other hosts: local servers may
+// listen on each.
+func loopbackHost(host string) bool {
+	if host == "localhost" || host == "localhost." {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.Equal(net.IPv4(127, 0, 0, 1)) || ip.Equal(net.IPv6loopback))
 }
 
 func isIdent(s string) bool {

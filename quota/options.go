@@ -1,6 +1,7 @@
 package quota
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -225,21 +226,30 @@ func (o *Options) validate() error {
 		return &OptionError{"key_prefix", o.KeyPrefix, "must not contain '{' or '}'"}
 	}
 	if o.RedisAddr != "" {
-		for _, a := range strings.Split(o.RedisAddr, ",") {
-			if strings.TrimSpace(a) == "" {
-				return &OptionError{"redis_addr", o.RedisAddr, "empty address in list"}
-			}
+		if _, err := ParseRedisAddr(o.RedisAddr); err != nil {
+			return &OptionError{"redis_addr", o.RedisAddr, err.Error()}
 		}
 	}
 	return nil
 }
 
-// addrs splits RedisAddr into rueidis InitAddress.
-func (o *Options) addrs() []string {
-	parts := strings.Split(o.RedisAddr, ",")
+// ParseRedisAddr splits a RedisAddr ("host:port", or several
+// comma-separated addresses of a Redis Cluster) into its addresses, spaces
+// around each trimmed. An empty address in the list is an error.
+func ParseRedisAddr(s string) ([]string, error) {
+	parts := strings.Split(s, ",")
 	for i := range parts {
 		parts[i] = strings.TrimSpace(parts[i])
+		if parts[i] == "" {
+			return nil, errors.New("empty address in list")
+		}
 	}
+	return parts, nil
+}
+
+// addrs splits RedisAddr (validated) into rueidis InitAddress.
+func (o *Options) addrs() []string {
+	parts, _ := ParseRedisAddr(o.RedisAddr)
 	return parts
 }
 

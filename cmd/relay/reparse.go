@@ -119,7 +119,10 @@ func printReparse(w io.Writer, res *chlog.ReparseResult, dryRun, stopped bool) {
 	}
 	fmt.Fprintf(w, "rows read: %d", res.Rows)
 	if res.Skipped > 0 {
-		fmt.Fprintf(w, " (%d skipped: their route is not in the config)", res.Skipped)
+		// chlog skips a row whose route has no kind in Kinds: a ws
+		// route's (left out above), a route no longer in the config, and
+		// route '' (a request no route matched).
+		fmt.Fprintf(w, " (%d skipped: of ws routes, of routes not in the config, or of requests no route matched)", res.Skipped)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "rows %s: %d\n", verb, res.Changed)

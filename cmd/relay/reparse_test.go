@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -143,4 +145,61 @@ func TestPrintReparseStopped(t *testing.T) {
 			t.Errorf("dry run %v:\n%s", tt.dryRun, b.String())
 		}
 	}
+}
+
+// TestPrintReparseSkipped: the summary's skipped rows are said to be all
+// the rows reparse leaves: a ws route's, a route's no longer in the
+// config, and those of requests no route matched (route "").
+func TestPrintReparseSkipped(t *testing.T) {
+	var b bytes.Buffer
+	printReparse(&b, &chlog.ReparseResult{Rows: 10, Skipped: 4}, true, false)
+	want := "rows read: 10 (4 skipped: of ws routes, of routes not in the config, or of requests no route matched)\n"
+	if !strings.HasPrefix(b.String(), want) {
+		t.Errorf("summary:\n%s\nwant it to begin %q", b.String(), want)
+	}
+}
+
+// TestReparseSkipsRowsOfNoStreamRoute: the rows reparse skips, and the
+// summary counts, are those of a ws route, of a route no longer in the
+// config and of requests no route matched (route ""); a configured sse
+// route's row is read and reparsed.
+func TestReparseSkipsRowsOfNoStreamRoute(t *testing.T) {
+	chURL, db := showDB(t)
+	spool := t.TempDir()
+	w := newWriter(t, chlog.Options{URL: chURL, Database: db, SpoolDir: spool})
+	for _, route := range []string{"openai", "voice", "gone", ""} {
+		rec := responsesRow()
+		rec.Route = route
+		if route == "voice" {
+			rec.Kind = record.KindWS
+		}
+		w.Write(rec)
+	}
+	if err := w.Close(ctx30(t)); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	cfg := fmt.Sprintf(`routes:
+  - name: openai
+    path: /v1/chat/completions
+    upstream: https://api.openai.com
+  - name: voice
+    path: /v1/realtime
+    upstream: wss://api.openai.com
+    kind: ws
+storage:
+  spool_dir: %s
+  clickhouse:
+    url: %s
+    database: %s
+`, spool, chURL, db)
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := reparse(t, "-config", path, "--dry-run")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out, "rows read: 4 (3 skipped: of ws routes, of routes not in the config, or of requests no route matched)\n",
+		"rows would change: 1\n")
 }
