@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 //	"big:N"              sends a text message of N bytes
 //	"stream:N"           sends N text messages "delta-i"
 //	"done"               sends a response.done event with usage 20 in, 10 out
+//	"flood:N"            sends N binary messages of 4000 bytes (counted in flooded)
 //	anything else        echoed ("echo:" + text; binary as it came)
 type wsUpstream struct {
 	base string
@@ -40,6 +42,7 @@ type wsUpstream struct {
 	queries []url.Values
 	closes  []websocket.CloseError // close frames received
 	ended   chan time.Time         // when a session's read loop ended
+	flooded atomic.Int64           // messages "flood:N" has sent, all sessions
 }
 
 func startWSUpstream(t *testing.T, authHeader, authQuery string) *wsUpstream {
@@ -134,6 +137,15 @@ func (u *wsUpstream) session(c *websocket.Conn) {
 		case s == "done":
 			_ = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"response.done","event_id":"e1","response":{"id":"r1","status":"completed",`+
 				`"usage":{"total_tokens":30,"input_tokens":20,"output_tokens":10,"input_token_details":{"text_tokens":20,"audio_tokens":0}}}}`))
+		case strings.HasPrefix(s, "flood:"):
+			n, _ := strconv.Atoi(s[6:])
+			b := make([]byte, 4000)
+			for range n {
+				if c.WriteMessage(websocket.BinaryMessage, b) != nil {
+					break
+				}
+				u.flooded.Add(1)
+			}
 		case strings.HasPrefix(s, "stream:"):
 			n, _ := strconv.Atoi(s[7:])
 			for i := range n {

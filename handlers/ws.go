@@ -195,6 +195,11 @@ func (h *Relay) refuseWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstr
 		ctx.SetContentType(d.ContentType)
 	}
 	ctx.SetBody(d.Body)
+	if len(d.Body) > 0 {
+		// The row keeps the answer the client got, as an HTTP route's
+		// row keeps an upstream's 4xx/5xx body.
+		rec.AddChunk(d.Body, time.Since(rec.Start))
+	}
 	rec.Status = d.Status
 	rec.ErrorType = d.ErrType
 	rec.Duration = time.Since(rec.Start)

@@ -122,10 +122,15 @@ func (t *Tunnel) Run() {
 }
 
 // Close ends the session from the relay: both sides get 1001 with reason,
-// and the record errType. It returns at once; Run returns once the close
-// handshake is over.
+// and the record errType. It returns at once: the close frames are written
+// on a goroutine of their own, as a side that takes no bytes holds a write
+// for up to a second, and a shutdown closes every session (handlers'
+// closeAll) one after the other. Run returns once the close handshake is
+// over.
 func (t *Tunnel) Close(reason, errType string) {
-	t.end("relay", websocket.CloseGoingAway, reason, errType, true, true)
+	if reason, first := t.claimEnd("relay", websocket.CloseGoingAway, reason, errType, true, true); first {
+		go t.sendEnd(websocket.CloseGoingAway, reason, true, true)
+	}
 }
 
 // Done is closed once the session has begun to end.
@@ -230,24 +235,36 @@ func (t *Tunnel) gone(dir byte) {
 // end records the first end of the session and sends the relay's own
 // close frames: to the client when toClient, to the upstream when toUp.
 func (t *Tunnel) end(by string, code int, reason, errType string, toClient, toUp bool) {
+	if reason, first := t.claimEnd(by, code, reason, errType, toClient, toUp); first {
+		t.sendEnd(code, reason, toClient, toUp)
+	}
+}
+
+// claimEnd records the end of the session if it is the first, and returns
+// the reason as the sides get it (truncateReason) and whether it was; the
+// caller then sends the relay's close frames (sendEnd).
+func (t *Tunnel) claimEnd(by string, code int, reason, errType string, toClient, toUp bool) (string, bool) {
 	reason = truncateReason(reason) // the row keeps what the sides got
 	t.mu.Lock()
-	first := !t.ending && !t.finished
-	if first {
-		t.ending = true
-		t.closedBy, t.closeCode, t.closeReason = by, code, reason
-		if errType != "" && t.rec.ErrorType == "" {
-			t.rec.ErrorType = errType
-		}
-		// Claimed before either frame is written: a side's answer to the
-		// first must not be passed to the other ahead of the relay's own
-		// (readEnded).
-		t.closeSent[0], t.closeSent[1] = toClient, toUp
+	defer t.mu.Unlock()
+	if t.ending || t.finished {
+		return reason, false
 	}
-	t.mu.Unlock()
-	if !first {
-		return
+	t.ending = true
+	t.closedBy, t.closeCode, t.closeReason = by, code, reason
+	if errType != "" && t.rec.ErrorType == "" {
+		t.rec.ErrorType = errType
 	}
+	// Claimed before either frame is written: a side's answer to the
+	// first must not be passed to the other ahead of the relay's own
+	// (readEnded).
+	t.closeSent[0], t.closeSent[1] = toClient, toUp
+	return reason, true
+}
+
+// sendEnd sends the relay's close frames of the end claimEnd recorded: to
+// the client when toClient, to the upstream when toUp.
+func (t *Tunnel) sendEnd(code int, reason string, toClient, toUp bool) {
 	msg := websocket.FormatCloseMessage(code, reason)
 	deadline := time.Now().Add(time.Second)
 	if toClient {
