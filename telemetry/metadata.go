@@ -24,7 +24,7 @@ var families = map[string]family{
 	"relay_errors_total":       {"counter", "Requests that ended in an error, by route and error type (the error_type of stream_logs)."},
 	"relay_active_connections": {"gauge", "Requests in progress now, by route: streams open."},
 	"relay_duration_ms":        {"histogram", "Request duration in milliseconds, until the last byte reached the client, by route."},
-	"relay_ttft_ms":            {"histogram", "Time to the first content token (sse) or first audio byte (raw) in milliseconds, by route."},
+	"relay_ttft_ms":            {"histogram", "Time to the first content token (sse), first audio byte (raw) or first upstream message after the client's first (ws) in milliseconds, by route."},
 	"relay_ttfb_ms":            {"histogram", "Time to the upstream's first response byte in milliseconds, by route."},
 	"relay_bytes_in_total":     {"counter", "Request body bytes received from clients, by route."},
 	"relay_bytes_out_total":    {"counter", "Response body bytes sent to clients, by route."},
