@@ -179,8 +179,9 @@ func (r *Route) exchangeOnce(in *Request, rec *record.Record, wd *Watchdog, fini
 }
 
 // commit makes s the answer: the record's first byte (head: when its
-// response head came) and status, and the upstream's headers copied to the
-// client's response.
+// response head came) and status, and the upstream's status (with its
+// reason phrase for a code fasthttp has none for: setStatus) and headers
+// copied to the client's response.
 func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, head time.Duration) {
 	rec.TTFB = head
 	status := s.hdr.StatusCode()
@@ -188,7 +189,7 @@ func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, h
 	if status >= 400 {
 		rec.ErrorType = record.ErrUpstreamStatus
 	}
-	resp.SetStatusCode(status)
+	setStatus(resp, status, s.hdr.StatusMessage())
 	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &s.hdr, rec.ResponseHeaders[:0])
 	// "x-relay-attempts" in a row is the relay's record of its attempts
 	// (appendAttempts): an upstream's own field of that name is not

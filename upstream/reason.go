@@ -1,0 +1,63 @@
+package upstream
+
+import "github.com/valyala/fasthttp"
+
+// maxReasonLen bounds the reason phrase an upstream's status line can
+// pass to the client (reasonPhrase); a longer one is cut.
+const maxReasonLen = 64
+
+// unknownPhrase is fasthttp's reason phrase for a status code it has no
+// phrase for ("Unknown Status Code"): 0 is never a known code.
+var unknownPhrase = fasthttp.StatusMessage(0)
+
+// knownStatus reports whether fasthttp has a standard reason phrase for
+// code.
+func knownStatus(code int) bool {
+	return fasthttp.StatusMessage(code) != unknownPhrase
+}
+
+// setStatus sets the client's response resp to the upstream's status code.
+// A code fasthttp knows goes with its standard reason phrase; for one it
+// does not (Anthropic's 529 "Overloaded") the upstream's own phrase from
+// its status line goes along, made safe by reasonPhrase, instead of
+// fasthttp's "Unknown Status Code". It does not allocate once resp's
+// buffers have grown.
+func setStatus(resp *fasthttp.Response, code int, upstreamPhrase []byte) {
+	resp.SetStatusCode(code)
+	if knownStatus(code) {
+		return
+	}
+	var buf [maxReasonLen]byte
+	if p := reasonPhrase(buf[:0], upstreamPhrase); len(p) > 0 {
+		resp.Header.SetStatusMessage(p)
+	}
+}
+
+// reasonPhrase appends to dst (of capacity maxReasonLen at least) the
+// upstream's reason phrase p made safe to write in a status line: only
+// visible ASCII and spaces (any other byte, CR and LF among them, becomes
+// a space), runs of spaces folded into one, no leading or trailing space,
+// and at most maxReasonLen bytes. It returns dst unchanged for a phrase
+// with nothing visible left.
+func reasonPhrase(dst, p []byte) []byte {
+	start := len(dst)
+	space := false
+	for _, c := range p {
+		if c <= ' ' || c > '~' {
+			space = len(dst) > start
+			continue
+		}
+		if space {
+			if len(dst)-start+1 >= maxReasonLen {
+				break
+			}
+			dst = append(dst, ' ')
+			space = false
+		}
+		if len(dst)-start >= maxReasonLen {
+			break
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
