@@ -2,6 +2,8 @@ package app
 
 import (
 	"fmt"
+	"io"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -39,6 +41,17 @@ func TestStreamErrorPerAPI(t *testing.T) {
 		{"responses", "/v1/responses",
 			"event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\",\"error\":null}}\n\n" +
 				"|event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"x\",\"sequence_number\":2}\n\n", 3, true},
+		// The error key after other keys (OpenRouter), over two data
+		// lines, in a compact array: the marker cut anywhere.
+		{"openrouter", "/v1/chat/completions",
+			"data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"provider\":\"p\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
+				"|data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"provider\":\"p\",\"error\":{\"code\":502,\"message\":\"Provider disconnected\"},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}]}\n\n", 95, true},
+		{"multiline", "/v1/chat/completions",
+			"data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
+				"|data: {\"id\":\"c\",\ndata: \"error\":{\"message\":\"x\",\"type\":\"server_error\"}}\n\n", 26, true},
+		{"gemini-array-compact", "/v1beta/models/gemini-2.0-flash:streamGenerateContent",
+			"[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}],\"role\":\"model\"}}]}" +
+				"|,{\"error\":{\"code\":500,\"message\":\"Internal error\",\"status\":\"INTERNAL\"}}]", 6, true},
 		{"content-says-error", "/v1/messages",
 			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"error\"}}\n\n" +
 				"|event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"\\nevent: error\\ndata: {\\\"error\\\":1}\"}}\n\n" +
@@ -104,5 +117,80 @@ func TestStreamErrorPerAPI(t *testing.T) {
 	n := servicetest.Query(t, url, db, "SELECT count() AS n FROM stream_logs WHERE error_type = 'upstream_stream_error'")
 	if len(n) != 1 || fmt.Sprint(n[0]["n"]) != fmt.Sprint(wantErrors) {
 		t.Errorf("rows with error_type upstream_stream_error: %v, want %d", n, wantErrors)
+	}
+}
+
+// streamErrorTarget is an upstream that answers 200 with an SSE stream
+// whose second event is Anthropic's overloaded_error, each event its own
+// chunk, and ends the stream well.
+func streamErrorTarget(t *testing.T) (string, *bodies) {
+	t.Helper()
+	got := &bodies{}
+	url := rawTarget(t, func(c net.Conn, body []byte) {
+		got.add(body)
+		var b strings.Builder
+		b.WriteString("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+		for _, e := range streamErrorEvents {
+			fmt.Fprintf(&b, "%x\r\n%s\r\n", len(e), e)
+		}
+		b.WriteString("0\r\n\r\n")
+		_, _ = io.WriteString(c, b.String())
+	})
+	return url, got
+}
+
+var streamErrorEvents = []string{
+	"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+	"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n",
+}
+
+// TestStreamErrorCountsForHealth: a target whose 200 streams carry an
+// error event counts one failure a stream for its passive health, however
+// the success of its first body byte was counted: with max_fails 2 the
+// first such stream leaves it in, the second ejects it
+// (relay_upstream_ejections_total, relay_upstream_healthy), and the next
+// request goes to the other target. The client gets each stream whole, and
+// each row is typed upstream_stream_error with status 200. On the server's
+// goroutine and detached alike.
+func TestStreamErrorCountsForHealth(t *testing.T) {
+	// max_attempts 1: the stream counts its target at the body's first
+	// byte; 2: Open does, having waited for that byte (a failover could
+	// follow), and the stream's end still has the last word.
+	for _, tc := range []struct{ detach, attempts string }{{"0", "1"}, {"100000", "1"}, {"0", "2"}} {
+		t.Run("detach_above "+tc.detach+" max_attempts "+tc.attempts, func(t *testing.T) {
+			bad, badGot := streamErrorTarget(t)
+			live, liveGot := liveTarget(t)
+			p := cutPool(t, bad, live, "    failover: {max_attempts: "+tc.attempts+"}\n    health: {max_fails: 2, cooldown: 1m}", tc.detach)
+			ejections := `relay_upstream_ejections_total{route="pool",target="cut"}`
+			healthy := `relay_upstream_healthy{route="pool",target="cut"}`
+			for i := 1; i <= 2; i++ {
+				a := postClose(t, p.base, cutBody(100))
+				if a.status != 200 || a.body != strings.Join(streamErrorEvents, "") {
+					t.Fatalf("stream %d: status %d body %q", i, a.status, a.body)
+				}
+				rows := waitPoolRows(t, p, i)
+				if r := rows[i-1]; r.Status != 200 || r.ErrorType != record.ErrUpstreamStreamError || !strings.HasSuffix(r.Upstream, "#cut") {
+					t.Fatalf("stream %d: row %+v, want status 200, upstream_stream_error from cut", i, r)
+				}
+				ejected, up := " 0", " 1"
+				if i == 2 {
+					ejected, up = " 1", " 0"
+				}
+				// The row is written after the stream's health is settled.
+				if m := p.metric(ejections); !strings.HasSuffix(m, ejected) {
+					t.Fatalf("after %d error streams (max_fails 2): %q, want%s", i, m, ejected)
+				}
+				if m := p.metric(healthy); !strings.HasSuffix(m, up) {
+					t.Fatalf("after %d error streams (max_fails 2): %q, want%s", i, m, up)
+				}
+			}
+			a := postClose(t, p.base, cutBody(100))
+			if a.status != 200 || a.body != liveStream() {
+				t.Fatalf("after the ejection: status %d body %q: want the live target's stream", a.status, a.body)
+			}
+			if len(liveGot.all()) != 1 || len(badGot.all()) != 2 {
+				t.Errorf("live got %d, the erring target %d requests: want 1 and 2", len(liveGot.all()), len(badGot.all()))
+			}
+		})
 	}
 }

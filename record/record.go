@@ -47,9 +47,10 @@ const (
 	// bodies could be queued for storage.
 	ErrStorageOverloaded = "storage_overloaded"
 	// ErrUpstreamStreamError: the upstream answered 200 and then sent an
-	// error inside the stream (an SSE `event: error`, a `data:
-	// {"error":...}` or `{"type":"error",...}` event, a Gemini array
-	// element {"error":...}; see usage.StreamErrorScanner). The status
+	// error inside the stream (an SSE `event: error`, an event object
+	// with a top-level "error" key or starting with "type":"error", a
+	// Gemini array element {"error":...}; see usage.StreamErrorScanner).
+	// The status
 	// stays 200: it is what the client got.
 	ErrUpstreamStreamError = "upstream_stream_error"
 )

@@ -13,9 +13,18 @@ import (
 // HealthOptions configure the passive health of a route's targets: a target
 // that fails MaxFails times in a row (connect error, reset or timeout before
 // the response headers, or after them before the body's first byte, a 5xx,
-// a 429 without Retry-After) is ejected for a
-// cool-down; once it is over one probe request is let through, and its
-// outcome brings the target back or ejects it again for twice as long.
+// a 429 without Retry-After, an error event inside a 200 stream) is
+// ejected for a cool-down; once it is over one probe request is let
+// through, and its outcome brings the target back or ejects it again for
+// twice as long.
+//
+// An answer counts as a success when the first byte of its body comes (or
+// the body is empty): the stream is not awaited to its end. One whose
+// stream then carries an error event (record.ErrUpstreamStreamError: an
+// Anthropic overloaded_error, an OpenAI-style {"error":...}) is a failure
+// after all, counted when the stream ends (target.failLate): it takes back
+// what its success cleared, so that such streams in a row eject the target
+// as failures before the head do.
 type HealthOptions struct {
 	MaxFails    int           // consecutive failures that eject; default 3
 	Cooldown    time.Duration // first ejection; default 10s
@@ -82,36 +91,72 @@ func (h *health) healthy() bool { return h.until.Load() == 0 }
 // report accounts one attempt. retryAfter > 0 (a 429 carrying Retry-After)
 // ejects at once for that long.
 func (t *target) report(o outcome, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
-	h := t.health
 	switch o {
 	case outcomeNeutral:
-		h.probing.Store(false)
-		return
+		t.health.probing.Store(false)
 	case outcomeOK:
-		h.fails.Store(0)
-		if h.until.Load() == 0 {
-			return
-		}
-		h.mu.Lock()
-		back := h.until.Load() != 0
-		h.until.Store(0)
-		h.probing.Store(false)
-		h.cooldown = 0
-		h.mu.Unlock()
-		if back {
-			log.Info("upstream target healthy again", "route", t.routeName, "target", t.label)
-		}
-		return
+		t.succeed(log)
+	default:
+		t.fail(cleared{}, retryAfter, ho, log, why)
 	}
-	n := h.fails.Add(1)
+}
+
+// cleared is what a success took from its target's health: the count of
+// failures in a row it reset, and the cool-down of the ejection it ended
+// when it was the probe (0: it ended none). A stream found failed later
+// gives them back (failLate).
+type cleared struct {
+	fails    int32
+	cooldown time.Duration
+}
+
+// succeed accounts a success: the failures in a row start over, and a
+// probe brings its target back.
+func (t *target) succeed(log *slog.Logger) cleared {
+	h := t.health
+	c := cleared{fails: h.fails.Swap(0)}
+	if h.until.Load() == 0 {
+		return c
+	}
+	h.mu.Lock()
+	back := h.until.Load() != 0
+	if back {
+		c.cooldown = h.cooldown
+	}
+	h.until.Store(0)
+	h.probing.Store(false)
+	h.cooldown = 0
+	h.mu.Unlock()
+	if back {
+		log.Info("upstream target healthy again", "route", t.routeName, "target", t.label)
+	}
+	return c
+}
+
+// failLate accounts an attempt counted a success (succeed, which cleared
+// c) as the failure it turned out to be: its stream carried an error
+// event. The failures its success reset count again, with this one; a
+// probe it was ejects its target again for twice the cool-down, as a probe
+// that fails at once does (unless the target was ejected since).
+func (t *target) failLate(c cleared, ho *HealthOptions, log *slog.Logger, why string) {
+	t.fail(c, 0, ho, log, why)
+}
+
+// fail accounts a failure, on top of the ones a success cleared (c).
+func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
+	h := t.health
+	n := h.fails.Add(1 + c.fails)
 	probe := h.probing.Load()
-	if retryAfter <= 0 && int(n) < ho.MaxFails && !probe {
+	reprobe := c.cooldown > 0 && h.until.Load() == 0
+	if retryAfter <= 0 && int(n) < ho.MaxFails && !probe && !reprobe {
 		return
 	}
 	h.mu.Lock()
 	d := retryAfter
 	if d <= 0 {
 		switch {
+		case reprobe && h.cooldown == 0 && h.until.Load() == 0:
+			h.cooldown = min(2*c.cooldown, ho.MaxCooldown)
 		case h.cooldown == 0:
 			h.cooldown = ho.Cooldown
 		case probe:

@@ -101,7 +101,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		case code >= 500 && code <= 599:
 			t.report(outcomeFailed, 0, &r.Health, r.Logger, "status "+statusText(code))
 		case awaited:
-			t.report(outcomeOK, 0, &r.Health, r.Logger, "")
+			s.succeeded(t, r)
 		default:
 			// The body's first byte has not come yet: the stream
 			// reports the target when it does, or when it is cut

@@ -102,6 +102,13 @@ type Stream struct {
 	// apply; settleHealth reports it once and clears it.
 	pending   *target
 	pendingOf *Route
+	// served is that target once settleHealth counted it a success, and
+	// servedClear what the success cleared: a stream that turns out to
+	// carry an error event counts as its failure after all when it ends
+	// (target.failLate).
+	served      *target
+	servedOf    *Route
+	servedClear cleared
 
 	closed bool
 }
@@ -403,11 +410,33 @@ func (s *Stream) account(b []byte, at time.Duration) {
 }
 
 // settleHealth reports o for the target whose passive health waited on
-// this answer's body (see Stream.pending), once.
+// this answer's body (see Stream.pending), once. A success is kept
+// (Stream.served) for settleStreamError.
 func (s *Stream) settleHealth(o outcome, why string) {
 	t, r := s.pending, s.pendingOf
 	s.pending, s.pendingOf = nil, nil
+	if o == outcomeOK {
+		s.succeeded(t, r)
+		return
+	}
 	t.report(o, 0, &r.Health, r.Logger, why)
+}
+
+// succeeded counts the answer a success of its target t (of route r), and
+// keeps it for settleStreamError.
+func (s *Stream) succeeded(t *target, r *Route) {
+	s.served, s.servedOf, s.servedClear = t, r, t.succeed(r.Logger)
+}
+
+// settleStreamError counts the stream's target, a success so far, as
+// failed when the provider sent an error event inside the stream (the
+// record is typed upstream_stream_error), once the stream ends.
+func (s *Stream) settleStreamError() {
+	t, r := s.served, s.servedOf
+	s.served, s.servedOf = nil, nil
+	if t != nil && s.rec.ErrorType == record.ErrUpstreamStreamError {
+		t.failLate(s.servedClear, &r.Health, r.Logger, record.ErrUpstreamStreamError)
+	}
 }
 
 // fail records why the stream ended early; the first reason wins.
@@ -469,6 +498,7 @@ func (s *Stream) CloseWithError(err error) error {
 			s.settleHealth(outcomeNeutral, *failed)
 		}
 	}
+	s.settleStreamError()
 	rec.Duration = time.Since(s.start)
 	reuse := failed == nil && s.body.done && !s.closeAfter && s.rb.buffered() == 0
 	s.releaseConn(reuse)
@@ -518,6 +548,7 @@ func (s *Stream) release() {
 	s.idleState.Store(notIdle)
 	s.idleSeq, s.idleFD = 0, 0
 	s.pending, s.pendingOf = nil, nil
+	s.served, s.servedOf, s.servedClear = nil, nil, cleared{}
 	s.closed = false
 	streamPool.Put(s)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/stream-relay/stream-relay/record"
 )
@@ -68,5 +69,44 @@ func hexLen(n int) string {
 		if n == 0 {
 			return string(b)
 		}
+	}
+}
+
+// TestFailLate: an attempt counted a success at its first body byte whose
+// stream then carried an error event counts as a failure after all: the
+// failures in a row its success reset count again, with it (so that such
+// streams in a row eject the target), and a probe that turns out so ejects
+// its target again for twice the cool-down.
+func TestFailLate(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	r.Health.Cooldown = 50 * time.Millisecond
+	a := r.pool.targets[0]
+	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	c := a.succeed(quiet)
+	if c.fails != 1 || a.health.fails.Load() != 0 {
+		t.Fatalf("success cleared %+v, fails now %d: want 1 cleared, 0", c, a.health.fails.Load())
+	}
+	a.failLate(c, &r.Health, quiet, "test")
+	if n := a.health.fails.Load(); n != 2 || !a.health.healthy() {
+		t.Fatalf("after a late failure: fails %d healthy %v, want 2 and healthy", n, a.health.healthy())
+	}
+	a.failLate(a.succeed(quiet), &r.Health, quiet, "test")
+	if a.health.healthy() || a.health.ejections.Load() != 1 {
+		t.Fatalf("3 failures in a row (max_fails 3): healthy %v, ejections %d", a.health.healthy(), a.health.ejections.Load())
+	}
+	// The cool-down is over: a's probe.
+	time.Sleep(60 * time.Millisecond)
+	for i := 0; r.pool.pick(0) != a; i++ {
+		if i == 10 {
+			t.Fatal("a not picked after its cool-down")
+		}
+	}
+	c = a.succeed(quiet) // the probe's first byte: back
+	if !a.health.healthy() || c.cooldown != 50*time.Millisecond {
+		t.Fatalf("probe success: healthy %v, cleared %+v", a.health.healthy(), c)
+	}
+	a.failLate(c, &r.Health, quiet, "test")
+	if a.health.healthy() || a.health.cooldown != 100*time.Millisecond || a.health.ejections.Load() != 2 {
+		t.Fatalf("probe failed late: healthy %v, cool-down %v, ejections %d; want ejected for 100ms, 2", a.health.healthy(), a.health.cooldown, a.health.ejections.Load())
 	}
 }

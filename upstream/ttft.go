@@ -14,7 +14,10 @@ import (
 //
 // It also watches every read for an error the provider sends inside the
 // response (usage.StreamErrorScanner: `event: error`, `data:
-// {"error":...}`), which the status (200, already sent) does not tell.
+// {"error":...}`), which the status (200, already sent) does not tell: the
+// record is typed upstream_stream_error, and the stream's target counts it
+// a failure for its passive health when the stream ends
+// (Stream.settleStreamError).
 type tokenScanner struct {
 	usage.ContentScanner
 	errs    usage.StreamErrorScanner

@@ -12,8 +12,9 @@
 //   - FindAPI (Find for Generic) and Tokens read the token counts of a
 //     whole response, or of its kept head and tail.
 //   - StreamErrorScanner finds an error the provider sends inside a 200
-//     response (an SSE `event: error`, a data object that starts with
-//     "error" or "type":"error"), read by read and without allocating;
+//     response (an SSE `event: error`, an event object with a top-level
+//     "error" key or starting with "type":"error"), read by read and
+//     without allocating;
 //     HasStreamError runs it over stored chunks.
 //   - Model and RequestModel return the model a request names.
 //   - InjectIncludeUsage asks an OpenAI-style streaming request for its

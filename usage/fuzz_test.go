@@ -1,7 +1,9 @@
 package usage
 
 import (
+	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -95,4 +97,109 @@ func FuzzContentScanner(f *testing.F) {
 			t.Fatalf("%v: split scan found content a whole scan did not: %q", a, b)
 		}
 	})
+}
+
+// FuzzStreamError: the live scan finds an error whatever the reads' cuts
+// (the same answer as one read, and as one byte a read, where every SSE
+// event is cut and so walked whole: the events indexErrorKey lets pass
+// hold no key), and finds every error key a JSON decoder sees: a
+// top-level "error" whose value is an object or a string that is not
+// blank, in an SSE event's data (its data lines joined with line feeds) or
+// in a JSON body that is one object or one array of them.
+func FuzzStreamError(f *testing.F) {
+	for _, tt := range streamErrorCases {
+		f.Add([]byte(tt.stream), 7)
+	}
+	for _, tt := range streamNoErrorCases {
+		f.Add([]byte(tt.stream), 3)
+	}
+	f.Fuzz(func(t *testing.T, b []byte, step int) {
+		if len(b) > 1<<16 {
+			return
+		}
+		step = max(1, step%97)
+		whole := HasStreamError(false, 200, b, []uint32{uint32(len(b))})
+		var ends []uint32
+		for i := step; i < len(b); i += step {
+			ends = append(ends, uint32(i))
+		}
+		ends = append(ends, uint32(len(b)))
+		if split := HasStreamError(false, 200, b, ends); split != whole {
+			t.Fatalf("cut every %d bytes: %v, in one read: %v: %q", step, split, whole, b)
+		}
+		if len(b) <= 1<<12 {
+			ends = ends[:0]
+			for i := 1; i <= len(b); i++ {
+				ends = append(ends, uint32(i))
+			}
+			if bytewise := HasStreamError(false, 200, b, ends); bytewise != whole {
+				t.Fatalf("one byte a read: %v, in one read: %v: %q", bytewise, whole, b)
+			}
+		}
+		if !whole && decodedErrorKey(b) {
+			t.Fatalf("error key not found: %q", b)
+		}
+	})
+}
+
+// decodedErrorKey is FuzzStreamError's oracle, with encoding/json. It
+// leaves out what the scanner does not claim to read: keys spelled with
+// \u escapes, lines that end with a lone CR, a body of several values.
+func decodedErrorKey(b []byte) bool {
+	if bytes.Contains(b, []byte(`\u`)) || bytes.Contains(bytes.ReplaceAll(b, []byte("\r\n"), nil), []byte("\r")) {
+		return false
+	}
+	hasKey := func(v []byte) bool {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(v, &m) != nil {
+			return false
+		}
+		e := m["error"]
+		if len(e) == 0 {
+			return false
+		}
+		switch e[0] {
+		case '{':
+			return true
+		case '"':
+			return strings.Trim(string(e[1:len(e)-1]), " \t") != ""
+		}
+		return false
+	}
+	if shapeOf(b) == shapeBody {
+		if !json.Valid(b) {
+			return false
+		}
+		var elems []json.RawMessage
+		if json.Unmarshal(b, &elems) != nil {
+			return hasKey(b)
+		}
+		for _, e := range elems {
+			if hasKey(e) {
+				return true
+			}
+		}
+		return false
+	}
+	var data []byte
+	fed := false
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSuffix(line, "\r")
+		if line == "" {
+			if fed && hasKey(data) {
+				return true
+			}
+			data, fed = data[:0], false
+			continue
+		}
+		v, ok := strings.CutPrefix(line, "data:")
+		if !ok {
+			continue
+		}
+		if fed {
+			data = append(data, '\n')
+		}
+		data, fed = append(data, strings.TrimPrefix(v, " ")...), true
+	}
+	return fed && hasKey(data)
 }

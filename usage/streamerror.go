@@ -7,16 +7,17 @@ import "bytes"
 // (a model that writes "error" is no error):
 //
 //   - an SSE line "event: error" (Anthropic; OpenAI Responses);
-//   - an SSE data line whose JSON object starts with the key "error"
-//     (`data: {"error":{...}}`: OpenAI chat and compatible servers, vLLM,
-//     Gemini with alt=sse) or with "type":"error" (`data:
-//     {"type":"error",...}`: Anthropic, OpenAI Responses);
-//   - in a response that is JSON rather than SSE (a Gemini stream without
-//     alt=sse is one JSON array, an element at a time; Ollama's native API
-//     streams one JSON object a line), an object that starts with the key
-//     "error" at the start of the body, right after its opening '[', after
-//     a ',' that starts a line (Gemini writes its array's elements one per
-//     line), or whose '{' starts a line (a nested object is indented).
+//   - an SSE data line whose JSON object starts with "type":"error"
+//     (`data: {"type":"error",...}`: Anthropic, OpenAI Responses) or
+//     "type":"response.failed";
+//   - an error key (errorkey.go): the key "error", with an object or a
+//     string that is not empty as its value, among the top-level keys of
+//     an SSE event's JSON (`data: {"error":{...}}`: OpenAI chat and
+//     compatible servers, vLLM, Gemini with alt=sse; OpenRouter's chunk
+//     with "error" after "id" and "model"), of a JSON body's object, or of
+//     an element of a body that is an array (a Gemini stream without
+//     alt=sse is one JSON array, an element at a time), or of each object
+//     of NDJSON (Ollama's native API).
 //
 // Inside a JSON string a quote is always escaped and a line break is
 // "\n", two characters: the text of a content delta cannot look like any
@@ -24,15 +25,14 @@ import "bytes"
 // of these forms, and none of them is normal content in another.
 
 // errOverlap bounds the bytes kept across reads so that a marker split
-// between two reads is still found: the head of an SSE line (up to the end
-// of its marker), or the last bytes of a JSON body. A marker with more
-// white space than fits is not found.
+// between two reads is still found: the head of an SSE line, up to the end
+// of its marker. A marker with more white space than fits is not found.
 const errOverlap = 64
 
 // The SSE markers, each at the start of a line (sseLineError):
 //
-//	event: error                       event: response.failed
-//	data: {"error":                    data: {"type":"error"   data: {"type":"response.failed"
+//	event: error               event: response.failed
+//	data: {"type":"error"      data: {"type":"response.failed"
 //
 // with any spaces or tabs where JSON allows white space and after the
 // colon of the field, and a CR or LF right after an event's name.
@@ -41,17 +41,13 @@ var (
 	typeValues = [...]string{`"error"`, `"response.failed"`}
 )
 
-// bodyAnchor is what a JSON body's marker holds: the key "error" without
-// its first two bytes (a search for a word that starts with a letter as
-// common as 'e' is several times slower).
-var bodyAnchor = []byte(`rror"`)
-
 // StreamErrorScanner finds an error event in a response, read by read as
 // the bytes arrive, without allocating: the relay runs it on every relayed
 // read of an sse route's response, `relay reparse` (HasStreamError) on the
-// stored chunks. In an SSE stream it looks at the start of each line only
-// (one search for line feeds per read); a JSON body is searched whole.
-// The zero value is not ready: call Start.
+// stored chunks. In an SSE stream it looks at the start of each line (one
+// search for line feeds per read) and walks the events that may hold an
+// error key (errorkey.go); a JSON body is walked whole. The zero value is
+// not ready: call Start.
 type StreamErrorScanner struct {
 	off   bool // a raw route or an error status: nothing to find
 	found bool
@@ -61,16 +57,19 @@ type StreamErrorScanner struct {
 	line    [errOverlap]byte
 	lineLen int
 	open    bool
-	// JSON body: the last bytes seen (at most errOverlap); at the start one
-	// NUL, which stands for the start of the response.
-	tail seam
+	// SSE: the event the last read ended in, walked for an error key
+	// (walking) across the cut.
+	ev      sseWalk
+	walking bool
+	// JSON body: its walk for an error key.
+	body keyWalk
 }
 
 // Start readies s for a new response: a raw (binary) response or an error
 // status (400 and up, whose whole body is an error already typed
 // upstream_status) is not scanned.
 func (s *StreamErrorScanner) Start(raw bool, status int) {
-	*s = StreamErrorScanner{off: raw || status >= 400, open: true, tail: seam{n: 1}}
+	*s = StreamErrorScanner{off: raw || status >= 400, open: true}
 }
 
 // Found reports whether an error event was seen.
@@ -83,16 +82,18 @@ func (s *StreamErrorScanner) Scan(b []byte) bool {
 		return false
 	}
 	if s.shape == shapeUnknown {
-		s.shape = shapeOf(b)
+		if s.shape = shapeOf(b); s.shape == shapeBody && b[skipSpace(b, 0)] == '[' {
+			s.body.top = 1 // an array: its elements' keys count
+		}
 	}
 	var hit bool
 	switch s.shape {
 	case shapeStream:
-		hit = s.scanLines(b)
+		hit = s.scanLines(b) || s.scanEvents(b)
 	case shapeBody:
 		hit = s.scanBody(b)
 	default: // white space so far: keep both states
-		hit = s.scanLines(b) || s.scanBody(b)
+		hit = s.scanLines(b) || s.scanEvents(b) || s.scanBody(b)
 	}
 	s.found = hit
 	return hit
@@ -101,6 +102,17 @@ func (s *StreamErrorScanner) Scan(b []byte) bool {
 // scanLines looks for an SSE marker at the start of each line of b, and of
 // the line the last read ended in.
 func (s *StreamErrorScanner) scanLines(b []byte) bool {
+	if s.open && s.lineLen == 0 {
+		// Blank lines first: the line starts after them, as in the loop
+		// below.
+		k := 0
+		for k < len(b) && (b[k] == '\n' || b[k] == '\r') {
+			k++
+		}
+		if b = b[k:]; len(b) == 0 {
+			return false
+		}
+	}
 	if s.open && s.lineLen == 0 && plainData(b) {
 		s.open = false // the common case: the read starts with a data line
 	}
@@ -153,11 +165,10 @@ func (s *StreamErrorScanner) scanLines(b []byte) bool {
 	}
 }
 
-// plainData reports whether h starts with `data: {"` and a key that is
-// neither "error" nor "type": a data line with no error marker, told
-// without the full match.
+// plainData reports whether h starts with `data: {"` and a key that is not
+// "type": a data line with no marker, told without the full match.
 func plainData(h []byte) bool {
-	return len(h) > 8 && h[8] != 'e' && h[8] != 't' && h[7] == '"' && h[6] == '{' && h[5] == ' ' &&
+	return len(h) > 8 && h[8] != 't' && h[7] == '"' && h[6] == '{' && h[5] == ' ' &&
 		h[0] == 'd' && h[1] == 'a' && h[2] == 't' && h[3] == 'a' && h[4] == ':'
 }
 
@@ -205,16 +216,10 @@ func sseLineError(h []byte) (match, open bool) {
 		if i+1 == len(h) {
 			return false, true
 		}
-		var key string
-		switch h[i+1] {
-		case 'e':
-			key = `error"`
-		case 't':
-			key = `type"`
-		default:
+		if h[i+1] != 't' {
 			return false, false // the first key is another: most data lines
 		}
-		if i, st = lit(h, i+1, key); st != litOK {
+		if i, st = lit(h, i+1, `type"`); st != litOK {
 			return false, st == litShort
 		}
 		if i = skipBlank(h, i); i == len(h) {
@@ -222,9 +227,6 @@ func sseLineError(h []byte) (match, open bool) {
 		}
 		if h[i] != ':' {
 			return false, false
-		}
-		if key[0] == 'e' {
-			return true, false
 		}
 		if i = skipBlank(h, i+1); i == len(h) {
 			return false, true
@@ -270,17 +272,48 @@ func skipBlank(h []byte, i int) int {
 	return i
 }
 
-// scanBody looks for a JSON body's marker in b and in its seam with the
-// bytes before.
-func (s *StreamErrorScanner) scanBody(b []byte) bool {
-	var buf [2 * seamKeep]byte
-	j, covered := s.tail.join(&buf, b)
-	if j != nil && hasBodyError(j) || covered < len(b) && hasBodyError(b) {
-		return true
+// scanEvents walks for an error key the events of an SSE stream that may
+// hold one: the event the last read ended in, those of b that hold a
+// possible key (indexErrorKey), and the one b ends in, if b does not end an
+// event (its walk goes on in the next read). An event that starts and ends
+// in b without a possible key cannot hold the key: most reads are that.
+func (s *StreamErrorScanner) scanEvents(b []byte) bool {
+	pos := 0
+	if s.walking {
+		match, n, ended := s.ev.walk(b)
+		if match {
+			return true
+		}
+		if !ended {
+			return false
+		}
+		s.walking, pos = false, n
 	}
-	s.tail.keepLast(b, errOverlap)
+	for pos < len(b) {
+		var start int
+		if a := indexErrorKey(b[pos:]); a >= 0 {
+			start = eventStart(b, pos, pos+a)
+		} else if endsEvent(b) {
+			return false
+		} else {
+			start = eventStart(b, pos, len(b))
+		}
+		s.ev = sseWalk{}
+		match, n, ended := s.ev.walk(b[start:])
+		if match {
+			return true
+		}
+		if !ended {
+			s.walking = true
+			return false
+		}
+		pos = start + n
+	}
 	return false
 }
+
+// scanBody walks b, the next bytes of a JSON body, for an error key.
+func (s *StreamErrorScanner) scanBody(b []byte) bool { return s.body.feed(b) }
 
 // HasStreamError reports whether a stored response holds an error event;
 // data and ends hold its reads as in record.Chunks (chunk i is
@@ -300,64 +333,4 @@ func HasStreamError(raw bool, status int, data []byte, ends []uint32) bool {
 		start = end
 	}
 	return false
-}
-
-// hasBodyError reports whether b, part of a JSON body, holds a whole
-// marker: the key "error" first in an object that is the body, the first
-// element of the body's array, an element after a ',' that starts a line,
-// or an object whose '{' starts a line (NDJSON). A byte 0 stands for the
-// start of the response.
-func hasBodyError(b []byte) bool {
-	for off := 0; ; {
-		j := bytes.Index(b[off:], bodyAnchor)
-		if j < 0 {
-			return false
-		}
-		i := off + j // "error" is b[i-2 : i+len(bodyAnchor)]
-		if i >= 2 && b[i-1] == 'e' && b[i-2] == '"' {
-			a := skipSpace(b, i+len(bodyAnchor))
-			if a < len(b) && b[a] == ':' && bodyObjectStart(b, i-2) {
-				return true
-			}
-		}
-		off = i + 1
-	}
-}
-
-// bodyObjectStart reports whether the key whose opening quote is b[q] is
-// the first of the body's object, or of an element of its top-level array.
-func bodyObjectStart(b []byte, q int) bool {
-	p := backSpace(b, q)
-	if p == 0 || b[p-1] != '{' {
-		return false
-	}
-	if p >= 2 && (b[p-2] == '\n' || b[p-2] == '\r') {
-		// A '{' that starts a line: one object a line (Ollama's NDJSON),
-		// or Gemini's array element; a nested object is indented.
-		return true
-	}
-	p = backSpace(b, p-1)
-	if p == 0 {
-		return false
-	}
-	switch b[p-1] {
-	case 0:
-		return true // the body is the object
-	case '[':
-		p = backSpace(b, p-1)
-		return p > 0 && b[p-1] == 0 // the body's array
-	case ',':
-		// Gemini writes its array one element a line: "\n,\r\n{".
-		return p >= 2 && (b[p-2] == '\n' || b[p-2] == '\r')
-	}
-	return false
-}
-
-// backSpace returns the index just past the last byte before b[p] that is
-// not white space, or 0.
-func backSpace(b []byte, p int) int {
-	for p > 0 && isSpace(b[p-1]) {
-		p--
-	}
-	return p
 }

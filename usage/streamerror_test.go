@@ -30,6 +30,32 @@ var streamErrorCases = []struct {
 	{"ollama-ndjson", "{\"model\":\"llama3\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n{\"error\":\"an error was encountered while running the model\"}\n"},
 	{"error-first", "data: {\"error\":{\"message\":\"x\"}}\n\n"},
 	{"json-body", "{\"error\":{\"message\":\"x\",\"type\":\"server_error\"}}"},
+	// The error key after other keys: OpenRouter's mid-stream error chunk.
+	{"openrouter", "data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"provider\":\"p\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
+		"data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"provider\":\"p\",\"error\":{\"code\":502,\"message\":\"Provider disconnected\"},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}]}\n\n"},
+	{"key-late-string", "data: {\"id\": \"x\", \"error\" :\t\"boom\"}\n\n"},
+	{"key-after-nested", "data: {\"a\":{\"b\":[1,{\"c\":\"}\"}]},\"error\":{}}\n\n"},
+	// An event's JSON over several data lines, joined with line feeds.
+	{"multiline", "data: {\"id\":\"c\",\"choices\":[]}\n\ndata: {\"id\":\"c\",\ndata: \"error\":{\"message\":\"x\"}}\n\n"},
+	{"multiline-colon", "event: x\r\ndata: {\"error\"\r\ndata:\r\ndata: :\r\ndata:  {\"m\":1}}\r\n\r\n"},
+	// Compact JSON arrays on one line (Gemini without alt=sse).
+	{"array-compact-first", "[{\"error\":{\"code\":503,\"message\":\"x\",\"status\":\"UNAVAILABLE\"}}]"},
+	{"array-compact-later", "[{\"candidates\":[{\"content\":{\"parts\":[{\"text\":\"Hi\"}]}}]},{\"error\":{\"code\":500,\"message\":\"x\"}}]"},
+	// Blank lines before the marker, the last one a lone CR (SSE's line
+	// end too), cut anywhere.
+	{"event-after-blank-lines", "data: {\"a\":1}\n\r\n\revent: error\ndata: {}\n\n"},
+	{"ndjson-key-late", "{\"model\":\"m\",\"done\":false}\n{\"model\":\"m\",\"error\":\"boom\"}\n"},
+	// A possible key after others that cannot be one (indexErrorKey goes
+	// on past them), and one whose colon or value is on the next data line.
+	{"key-after-mirror", "data: {\"x\":\"mirror\",\"error\":{\"m\":1}}\n\n"},
+	{"key-after-nested-null", "data: {\"type\":\"response.x\",\"response\":{\"error\":null},\"error\":{\"code\":1}}\n\n"},
+	{"event-after-null-event", "data: {\"response\":{\"error\":null}}\n\ndata: {\"id\":1,\"error\":\"x\"}\n\n"},
+	{"multiline-value", "data: {\"id\":1,\"error\":\ndata: {\"m\":1}}\n\n"},
+	// Long texts (searched with textEnd past textRun bytes) with escapes
+	// on either side of its window, then the key.
+	{"long-text-then-key", "data: {\"text\":\"" + longText + "\",\"error\":{\"m\":1}}\n\n"},
+	{"long-text-body", "[{\"text\":\"" + longText + "\"},\n{\"error\":\"x\"}]"},
+	{"multiline-colon-crlf", "data: {\"id\":1,\"error\" \r\n: comment\r\ndata: : \"x\"}\r\n\r\n"},
 }
 
 // Normal streams that mention errors in their content or carry
@@ -50,7 +76,30 @@ var streamNoErrorCases = []struct {
 	{"gemini-array-nested", "[{\n  \"candidates\": [\n    {\n      \"content\": {\"parts\": [{\"functionCall\": {\"name\": \"f\", \"args\": {\"list\": [{\"error\": 1}]}}}]}\n    }\n  ]\n}\n]"},
 	{"ollama-ndjson-content", "{\"model\":\"llama3\",\"message\":{\"role\":\"assistant\",\"content\":\"error\"},\"done\":false}\n{\"model\":\"llama3\",\"message\":{\"error\":1},\"done\":true}\n"},
 	{"json-body-text", "{\"choices\":[{\"message\":{\"content\":\"error\"}}],\"error\":null}"},
+	{"content-error-key-text", "data: {\"choices\":[{\"delta\":{\"content\":\"\\\"error\\\": {\"}}]}\n\n"},
+	{"content-ends-error", "data: {\"choices\":[{\"delta\":{\"content\":\"mirror\"}}],\"x\":\"terror\"}\n\n"},
+	{"delta-error", "data: {\"choices\":[{\"index\":0,\"delta\":{\"error\":{\"message\":\"x\"}}}]}\n\n"},
+	{"error-empty-null-false", "data: {\"error\":null}\n\ndata: {\"id\":1,\"error\":\"\"}\n\ndata: {\"error\": false,\"x\":{\"error\":1}}\n\n"},
+	{"error-value-array-number", "data: {\"error\":[],\"e\":1}\n\ndata: {\"error\":0}\n\n"},
+	{"multiline-null", "data: {\"id\":\"c\",\ndata: \"error\":\ndata: null}\n\n"},
+	{"multiline-in-string", "data: {\"text\":\"a\ndata: \\\"error\\\":{}}\n\n"},
+	{"key-escaped", "data: {\"\\\"error\":{},\"err\\u006fr\":{}}\n\n"},
+	{"done", "data: {\"choices\":[]}\n\ndata: [DONE]\n\n"},
+	{"array-compact-nested", "[{\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"args\":{\"error\":{}}}}]}}],\"error\":null},{\"x\":[{\"error\":\"y\"}]}]"},
+	{"array-of-arrays", "[[{\"error\":{}}]]"},
+	{"event-data-not-json-object", "data: [{\"error\":{}}]\n\n"},
+	// Possible keys that are none: Responses' nested "error":null, a key
+	// whose value is no object or string, text that ends in "rror".
+	{"error-null-and-text", "data: {\"response\":{\"error\":null,\"x\":\"terror\"},\"error\" : null}\n\ndata: {\"a\":\"\\\"error\\\"\"}\n\n"},
+	{"long-text-escaped-key", "data: {\"text\":\"" + longText + "\\\",\\\"error\\\":{}," + longText + "\"}\n\n"},
+	{"long-text-escaped-key-body", "[{\"text\":\"" + longText + "\\\",\\\"error\\\":{}," + longText + "\"}]"},
+	{"long-text-line-feed-body", "[{\"text\":\"" + strings.Repeat("a", 40) + "\n\",\"error\":{}}]"},
+	{"error-key-nested-late", "data: {\"response\":{\"error\":null},\"output\":[{\"error\":{\"m\":1}}]}\n\n"},
 }
+
+// longText is the text of a long JSON string, with escapes (a quote among
+// them) before, at and past the bytes textEnd searches at a time.
+var longText = strings.Repeat("a", 40) + `\"` + strings.Repeat("b", 250) + `\\` + strings.Repeat("c", 300) + `\n\"`
 
 // scanPieces runs a live scanner over the stream cut at the given places.
 func scanPieces(stream string, cuts ...int) bool {
