@@ -61,7 +61,7 @@ func runShowTo(args []string, w io.Writer) error {
 	fs.SetOutput(io.Discard) // -h prints the usage to w; errors point to it
 	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML): where the relay stores rows")
 	envFile := fs.String("env-file", ".env", "KEY=VALUE file loaded into the environment if present")
-	asJSON := fs.Bool("json", false, "print the row as JSON (with the reassembled text)")
+	asJSON := fs.Bool("json", false, "print the row as JSON (with the reassembled text, or a WebSocket session's frames)")
 	var ids []string
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -143,11 +143,15 @@ type shown struct {
 	RequestBodyEncoding    string          `json:"request_body_encoding,omitempty"`
 	ResponseChunks         []string        `json:"response_chunks"`
 	ResponseChunksEncoding string          `json:"response_chunks_encoding,omitempty"`
-	ResponseKind           string          `json:"response_kind"` // sse | body | raw | none
+	ResponseKind           string          `json:"response_kind"` // sse | body | raw | ws | none
 	ResponseContentType    string          `json:"response_content_type"`
 	ResponseCapturedBytes  int             `json:"response_captured_bytes"`
 	Events                 []sseEvent      `json:"events,omitempty"`
 	Text                   string          `json:"text"`
+	// A WebSocket session's frames (response_kind ws): Frames[i]
+	// describes ResponseChunks[i], which keeps the stored bytes, prefix
+	// included.
+	Frames []wsFrame `json:"frames,omitempty"`
 
 	requestBodyBytes, resp []byte // for the text view
 }
@@ -179,6 +183,10 @@ func newShown(f *chlog.Found) *shown {
 	}
 	v.ResponseContentType = headerValue(r.ResponseHeaders, "content-type")
 	switch {
+	case isWSSession(r.Status, r.ResponseHeaders):
+		// Its chunks are frames, its bytes_in the client's messages.
+		v.ResponseKind = "ws"
+		v.Frames = wsFrames(r.Chunks, r.ChunkOffsetsMS)
 	case len(v.resp) == 0:
 		v.ResponseKind = "none"
 	case binaryType(v.ResponseContentType) || !utf8.Valid(withoutCutRune(v.resp)):
@@ -467,14 +475,27 @@ func printShown(w io.Writer, v *shown) error {
 	line("model", "%s", orDash(v.Model))
 	line("tokens", "in %s, out %s", optU64(v.TokensIn), optU64(v.TokensOut))
 	line("timings", "ttfb %s, ttft %s, duration %d ms", optMS(v.TTFBms), optMS(v.TTFTms), v.DurationMS)
-	line("bytes", "in %d, out %d in %d chunks", v.BytesIn, v.BytesOut, v.ChunkCount)
+	if v.ResponseKind == "ws" {
+		line("bytes", "in %d (client→upstream messages), out %d (upstream→client), %d frames", v.BytesIn, v.BytesOut, v.ChunkCount)
+	} else {
+		line("bytes", "in %d, out %d in %d chunks", v.BytesIn, v.BytesOut, v.ChunkCount)
+	}
 	line("chunk offsets ms", "%s", offsets(v.ChunkOffsetsMS))
 	line("client", "%s  %s", orDash(v.ClientIP), orDash(v.UserAgent))
 	line("instance", "%s", orDash(v.Instance))
 	if v.Truncated || v.TruncatedReason != "" {
-		line("truncated", "yes (%s): capture stopped; the stream itself went on", orDash(v.TruncatedReason))
+		what := "stream"
+		if v.ResponseKind == "ws" {
+			what = "session"
+		}
+		line("truncated", "yes (%s): capture stopped; the %s itself went on", orDash(v.TruncatedReason), what)
 	}
 
+	if v.ResponseKind == "ws" {
+		printWS(&b, v)
+		_, err := io.WriteString(w, termSafe(b.String()))
+		return err
+	}
 	b.WriteString("\nrequest headers (as stored, secrets redacted)\n")
 	printHeaders(&b, v.RequestHeaders)
 	b.WriteString("\nresponse headers\n")
