@@ -26,6 +26,11 @@ const (
 	clientOnly
 	// secret: redacted in captured header JSON.
 	secret
+	// keyEntries: a subprotocol list (Sec-WebSocket-Protocol), captured
+	// with the key of each entry that carries one (KeySubprotocol, the
+	// entries handlers' requestCredential takes a key from) redacted, the
+	// other entries ("realtime", "openai-beta.realtime-v1") kept.
+	keyEntries
 )
 
 // classOf returns the class of the lower-case field name lk (0 for a field
@@ -45,12 +50,13 @@ func classOf(lk []byte) headerClass {
 		return clientOnly
 	// Set-Cookie's values cannot be joined with commas: redacted, a
 	// repeat's reads "[redacted], [redacted]" (headerSet), unambiguous.
-	case "set-cookie",
-		// Browsers cannot set headers on a WebSocket handshake, so
-		// providers take the key as a subprotocol
-		// ("openai-insecure-api-key.<key>").
-		"sec-websocket-protocol":
+	case "set-cookie":
 		return secret
+	// Browsers cannot set headers on a WebSocket handshake, so providers
+	// take the key as a subprotocol ("openai-insecure-api-key.<key>"):
+	// that entry's key is redacted, the subprotocols kept.
+	case "sec-websocket-protocol":
+		return keyEntries
 	}
 	return 0
 }
@@ -372,22 +378,14 @@ func (s *headerSet) add(capture, lowerName, value []byte, class headerClass) []b
 	if i >= 0 {
 		// Kept after the members until close joins it.
 		capture = capture[:start]
-		if class&secret != 0 {
-			capture = append(capture, redacted...)
-		} else {
-			capture = appendJSONChars(capture, value)
-		}
+		capture = appendCapturedValue(capture, value, class)
 		m := s.repeats()
 		m.joins = append(m.joins, headerJoin{i, start, len(capture)})
 		return capture
 	}
 	s.bits |= bit
 	capture = append(capture, '"', ':', '"')
-	if class&secret != 0 {
-		capture = append(capture, redacted...)
-	} else {
-		capture = appendJSONChars(capture, value)
-	}
+	capture = appendCapturedValue(capture, value, class)
 	p := headerName{hash: hash, at: at, n: len(name), end: len(capture)}
 	if s.n < len(s.first) {
 		s.first[s.n] = p
@@ -400,6 +398,45 @@ func (s *headerSet) add(capture, lowerName, value []byte, class headerClass) []b
 		s.index(capture)
 	}
 	return append(capture, '"')
+}
+
+// appendCapturedValue appends the inside of the JSON string a field's
+// value is captured as (class is classOf of its name): "[redacted]" for a
+// secret, a subprotocol list with its keys redacted (keyEntries), else the
+// value escaped.
+func appendCapturedValue(capture, value []byte, class headerClass) []byte {
+	switch {
+	case class&secret != 0:
+		return append(capture, redacted...)
+	case class&keyEntries != 0:
+		return appendSubprotocolsRedacted(capture, value)
+	}
+	return appendJSONChars(capture, value)
+}
+
+// appendSubprotocolsRedacted appends the comma-separated subprotocol list
+// protocols escaped as appendJSONChars does, each entry that carries a key
+// (IsKeySubprotocol, trimmed as handlers' subprotocolKey trims it) cut
+// after its KeySubprotocol prefix and followed by "[redacted]":
+// "realtime, openai-insecure-api-key.[redacted]". Everything else, the
+// separators and spaces included, is kept as it came.
+func appendSubprotocolsRedacted(capture, protocols []byte) []byte {
+	for len(protocols) > 0 {
+		entry, rest, more := bytes.Cut(protocols, []byte{','})
+		if p := bytes.TrimSpace(entry); IsKeySubprotocol(p) {
+			lead := cap(entry) - cap(p) // the spaces before it: p is a subslice
+			capture = appendJSONChars(capture, entry[:lead+len(keySubprotocol)])
+			capture = append(capture, redacted...)
+			capture = appendJSONChars(capture, entry[lead+len(p):])
+		} else {
+			capture = appendJSONChars(capture, entry)
+		}
+		if more {
+			capture = append(capture, ',')
+		}
+		protocols = rest
+	}
+	return capture
 }
 
 // find returns the place of the member named name (escaped, in capture;

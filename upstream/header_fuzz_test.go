@@ -27,6 +27,7 @@ func FuzzCopyRequestHeaders(f *testing.F) {
 	f.Add([]byte("Cookie\r\nX-Evil"), []byte("a"))
 	f.Add([]byte("authorization"), []byte("a"))
 	f.Add([]byte("HOST"), []byte("b"))
+	f.Add([]byte("Sec-WebSocket-Protocol"), []byte("realtime, openai-insecure-api-key.k, openai-beta.realtime-v1"))
 	r, err := NewRoute(Options{Name: "fuzz", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider-fuzz", KeyEnv: "K"}, NewClients())
 	if err != nil {
 		f.Fatal(err)
@@ -101,4 +102,54 @@ func check(t *testing.T, r *Route, src *fasthttp.RequestHeader, clientSecret str
 	if bytes.Contains(capture, []byte(clientSecret)) || bytes.Contains(capture, []byte("sk-provider-fuzz")) {
 		t.Fatalf("a key in the captured headers: %q", capture)
 	}
+}
+
+// FuzzSubprotocolCapture: a Sec-WebSocket-Protocol value of any bytes is
+// captured as JSON in which each entry that carries a key (as handlers'
+// requestCredential reads one: split at commas, trimmed, IsKeySubprotocol)
+// reads its KeySubprotocol prefix and "[redacted]", and every other entry
+// is kept as it came: same entries, same order, nothing of a key left.
+func FuzzSubprotocolCapture(f *testing.F) {
+	f.Add([]byte("realtime, openai-insecure-api-key.abc, openai-beta.realtime-v1"))
+	f.Add([]byte("OPENAI-INSECURE-API-KEY.x,realtime"))
+	f.Add([]byte(" openai-insecure-api-key.\u00a0, \u0085openai-insecure-api-key.k\u2028"))
+	f.Add([]byte("a\"b\\, openai-insecure-api-key.\x00\xff,"))
+	r, err := NewRoute(Options{Name: "fuzz", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider-fuzz", KeyEnv: "K"}, NewClients())
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, value []byte) {
+		var src fasthttp.RequestHeader
+		src.SetMethod("GET")
+		src.SetRequestURI("/v1/realtime")
+		src.SetBytesKV([]byte("Sec-WebSocket-Protocol"), value)
+		in := src.Peek("Sec-WebSocket-Protocol") // as the capture reads it
+		capture := r.CaptureRequestHeaders(nil, &src)
+		var m map[string]string
+		if err := json.Unmarshal(capture, &m); err != nil || !utf8.Valid(capture) {
+			t.Fatalf("captured headers not UTF-8 JSON: %q (%v)", capture, err)
+		}
+		if !utf8.Valid(in) {
+			return // bytes that are not UTF-8 are escaped as characters: compared no further
+		}
+		got, want := strings.Split(m["sec-websocket-protocol"], ","), strings.Split(string(in), ",")
+		if len(in) == 0 {
+			want = []string{""}
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q captured as %q: %d entries, want %d", in, capture, len(got), len(want))
+		}
+		for i, w := range want {
+			p := bytes.TrimSpace([]byte(w))
+			if !IsKeySubprotocol(p) {
+				if got[i] != w {
+					t.Fatalf("%q captured as %q: entry %d %q, want %q", in, capture, i, got[i], w)
+				}
+				continue
+			}
+			if g := strings.TrimSpace(got[i]); g != string(p[:len(KeySubprotocol)])+redacted {
+				t.Fatalf("%q captured as %q: key entry %d reads %q", in, capture, i, g)
+			}
+		}
+	})
 }

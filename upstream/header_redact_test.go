@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -35,7 +36,7 @@ func TestCapturedHeadersRedactSecrets(t *testing.T) {
 	if strings.Contains(capture, "sk-client") {
 		t.Fatalf("a secret reached the captured headers: %s", capture)
 	}
-	for _, want := range []string{`"sec-websocket-protocol":"[redacted]"`, `"authorization":"[redacted]"`, `"x-visible":"kept"`,
+	for _, want := range []string{`"sec-websocket-protocol":"realtime, openai-insecure-api-key.[redacted]"`, `"authorization":"[redacted]"`, `"x-visible":"kept"`,
 		`"x-goog-api-key":"[redacted]"`, `"ocp-apim-subscription-key":"[redacted]"`} {
 		if !strings.Contains(capture, want) {
 			t.Errorf("captured headers %s lack %s", capture, want)
@@ -46,6 +47,53 @@ func TestCapturedHeadersRedactSecrets(t *testing.T) {
 	}
 	if v := dst.Peek("X-Goog-Api-Key"); len(v) != 0 {
 		t.Errorf("the client's x-goog-api-key was forwarded: %q", v)
+	}
+}
+
+// TestCapturedSubprotocolsRedactKeysOnly: a Sec-WebSocket-Protocol list
+// is stored with the key of each entry that carries one redacted (the
+// entries handlers' requestCredential takes a key from, whatever their case
+// and spaces) and every other entry kept as it came, in the request and in
+// the upstream's 101 alike.
+func TestCapturedSubprotocolsRedactKeysOnly(t *testing.T) {
+	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider", KeyEnv: "K"}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ in, want string }{
+		{"realtime, openai-beta.realtime-v1", "realtime, openai-beta.realtime-v1"},
+		{"realtime, openai-insecure-api-key.sk-1, openai-beta.realtime-v1", "realtime, openai-insecure-api-key.[redacted], openai-beta.realtime-v1"},
+		{"OPENAI-INSECURE-API-KEY.sk-2,realtime", "OPENAI-INSECURE-API-KEY.[redacted],realtime"},
+		{"  openai-insecure-api-key.sk-3  ,, x", "  openai-insecure-api-key.[redacted]  ,, x"},
+		{"openai-insecure-api-key.", "openai-insecure-api-key.[redacted]"},
+		{"openai-insecure-api-key", "openai-insecure-api-key"}, // no key: not an entry that carries one
+		{"x-openai-insecure-api-key.sk-4", "x-openai-insecure-api-key.sk-4"},
+		{"a\"b, openai-insecure-api-key.sk-5\"", `a\"b, openai-insecure-api-key.[redacted]`},
+	} {
+		var src, dst fasthttp.RequestHeader
+		src.SetMethod("GET")
+		src.SetRequestURI("/v1/realtime")
+		src.Set("Sec-WebSocket-Protocol", tt.in)
+		want := `{"sec-websocket-protocol":"` + tt.want + `"}`
+		if got := string(r.CaptureRequestHeaders(nil, &src)); got != want {
+			t.Errorf("request %q captured as %s, want %s", tt.in, got, want)
+		}
+		if got := string(r.copyRequestHeaders(&dst, &src, nil)); got != want {
+			t.Errorf("request %q copied, captured as %s, want %s", tt.in, got, want)
+		}
+		if got := string(appendHTTPHeaderJSON(nil, http.Header{"Sec-Websocket-Protocol": {tt.in}})); got != want {
+			t.Errorf("101 %q captured as %s, want %s", tt.in, got, want)
+		}
+	}
+	// Repeated, joined: each field's keys redacted.
+	var src fasthttp.RequestHeader
+	src.SetMethod("GET")
+	src.SetRequestURI("/v1/realtime")
+	src.Add("Sec-WebSocket-Protocol", "realtime")
+	src.Add("Sec-WebSocket-Protocol", "openai-insecure-api-key.sk-6")
+	want := `{"sec-websocket-protocol":"realtime, openai-insecure-api-key.[redacted]"}`
+	if got := string(r.CaptureRequestHeaders(nil, &src)); got != want {
+		t.Errorf("repeated field captured as %s, want %s", got, want)
 	}
 }
 

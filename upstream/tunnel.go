@@ -57,6 +57,9 @@ type Tunnel struct {
 	tokensOut   int64
 	haveTokens  bool
 
+	closeWait time.Duration // CloseWait when the session began
+	cutTimer  *time.Timer   // cuts both connections closeWait after the end (claimEnd)
+
 	last    atomic.Int64 // offset from rec.Start of the last frame, either way
 	ended   chan struct{}
 	endOnce sync.Once
@@ -64,13 +67,16 @@ type Tunnel struct {
 }
 
 // CloseWait bounds the wait for the close handshake once a session ends:
-// past it both connections are closed whatever was answered.
+// past it both connections are closed whatever was answered. It bounds
+// each close frame's write too: a side that takes no bytes holds the
+// write of its close frame until then, never the other side's. A session
+// keeps the value it began with.
 var CloseWait = time.Second
 
 // NewTunnel prepares the session of rec between client (the relay's side of
 // the client's connection) and up (from DialWS).
 func NewTunnel(route *Route, rec *record.Record, client, up *websocket.Conn) *Tunnel {
-	return &Tunnel{route: route, rec: rec, client: client, up: up, firstClient: record.None, ended: make(chan struct{})}
+	return &Tunnel{route: route, rec: rec, client: client, up: up, firstClient: record.None, ended: make(chan struct{}), closeWait: CloseWait}
 }
 
 // Run relays messages until the session ends and both connections are
@@ -95,17 +101,11 @@ func (t *Tunnel) Run() {
 	done := make(chan struct{}, 2)
 	go func() { t.pump(t.up, t.client, record.DirUpstream); done <- struct{}{} }()
 	go func() { t.pump(t.client, t.up, record.DirClient); done <- struct{}{} }()
+	// A pump ends only once the session's end is claimed (claimEnd), which
+	// starts the timer that cuts both connections CloseWait later: the
+	// other pump ends when the close handshake completes, or then.
 	<-done
-	// One side has ended: the other pump ends when the close handshake
-	// completes, or when CloseWait cuts both connections.
-	wait := time.NewTimer(CloseWait)
-	select {
-	case <-done:
-	case <-wait.C:
-		t.cut()
-		<-done
-	}
-	wait.Stop()
+	<-done
 	if idle != nil {
 		idle.Stop()
 	}
@@ -114,6 +114,9 @@ func (t *Tunnel) Run() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.finished = true
+	if t.cutTimer != nil {
+		t.cutTimer.Stop()
+	}
 	t.rec.Duration = time.Since(t.rec.Start)
 	if t.haveTokens {
 		t.rec.TokensIn, t.rec.TokensOut = t.tokensIn, t.tokensOut
@@ -124,7 +127,7 @@ func (t *Tunnel) Run() {
 // Close ends the session from the relay: both sides get 1001 with reason,
 // and the record errType. It returns at once: the close frames are written
 // on a goroutine of their own, as a side that takes no bytes holds a write
-// for up to a second, and a shutdown closes every session (handlers'
+// for up to CloseWait, and a shutdown closes every session (handlers'
 // closeAll) one after the other. Run returns once the close handshake is
 // over.
 func (t *Tunnel) Close(reason, errType string) {
@@ -205,7 +208,7 @@ func (t *Tunnel) readEnded(src, dst *websocket.Conn, dir byte, err error) {
 		t.noteClose(dir, ce.Code, ce.Text)
 		t.end(sideName(dir), ce.Code, ce.Text, "", false, false)
 		if t.claimClose(dst) {
-			_ = dst.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(ce.Code, ce.Text), time.Now().Add(time.Second))
+			_ = dst.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(ce.Code, ce.Text), time.Now().Add(t.closeWait))
 		}
 	case errors.Is(err, errMessageTooBig), errors.Is(err, websocket.ErrReadLimit):
 		// The relay's 1009 to both sides, src included: the reason tells
@@ -242,7 +245,10 @@ func (t *Tunnel) end(by string, code int, reason, errType string, toClient, toUp
 
 // claimEnd records the end of the session if it is the first, and returns
 // the reason as the sides get it (truncateReason) and whether it was; the
-// caller then sends the relay's close frames (sendEnd).
+// caller then sends the relay's close frames (sendEnd). The first claim
+// starts the timer that cuts both connections CloseWait later, before any
+// close frame is written: a write held by a side that takes no bytes does
+// not put the cut off.
 func (t *Tunnel) claimEnd(by string, code int, reason, errType string, toClient, toUp bool) (string, bool) {
 	reason = truncateReason(reason) // the row keeps what the sides got
 	t.mu.Lock()
@@ -251,6 +257,7 @@ func (t *Tunnel) claimEnd(by string, code int, reason, errType string, toClient,
 		return reason, false
 	}
 	t.ending = true
+	t.cutTimer = time.AfterFunc(t.closeWait, t.cut)
 	t.closedBy, t.closeCode, t.closeReason = by, code, reason
 	if errType != "" && t.rec.ErrorType == "" {
 		t.rec.ErrorType = errType
@@ -263,21 +270,31 @@ func (t *Tunnel) claimEnd(by string, code int, reason, errType string, toClient,
 }
 
 // sendEnd sends the relay's close frames of the end claimEnd recorded: to
-// the client when toClient, to the upstream when toUp.
+// the client when toClient, to the upstream when toUp. Both at once: a
+// side that takes no bytes holds the write of its own frame (until the cut
+// at most, claimEnd), not the other's. It returns once both writes have
+// returned; the client's, when there are two, runs on a goroutine of its
+// own, which has ended by then.
 func (t *Tunnel) sendEnd(code int, reason string, toClient, toUp bool) {
+	t.endOnce.Do(func() { close(t.ended) })
 	msg := websocket.FormatCloseMessage(code, reason)
-	deadline := time.Now().Add(time.Second)
-	if toClient {
+	deadline := time.Now().Add(t.closeWait)
+	var toClientDone chan struct{}
+	switch {
+	case toClient && toUp:
+		toClientDone = make(chan struct{})
+		go func() {
+			_ = t.client.WriteControl(websocket.CloseMessage, msg, deadline)
+			close(toClientDone)
+		}()
+	case toClient:
 		_ = t.client.WriteControl(websocket.CloseMessage, msg, deadline)
 	}
 	if toUp {
 		_ = t.up.WriteControl(websocket.CloseMessage, msg, deadline)
 	}
-	t.endOnce.Do(func() { close(t.ended) })
-	if toClient && toUp {
-		// Ended by the relay: neither pump has ended, each will when its
-		// side answers the close or CloseWait cuts it.
-		time.AfterFunc(CloseWait, t.cut)
+	if toClientDone != nil {
+		<-toClientDone
 	}
 }
 
