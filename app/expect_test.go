@@ -1,9 +1,7 @@
 package app
 
 import (
-	"bufio"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,8 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -26,28 +24,6 @@ func expectHead(path, hdr string, n int) string {
 	}
 	return "POST " + path + " HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n" + hdr +
 		"Expect: 100-continue\r\n" + framing + "\r\n\r\n"
-}
-
-// sendHead writes head on a new connection to addr and returns the first
-// answer to it (what a client that waits to upload reads), the reader of
-// what follows and the connection (closed with the test).
-func sendHead(t *testing.T, addr, head string) (*http.Response, *bufio.Reader, net.Conn) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := io.WriteString(c, head); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(c)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatalf("no answer to the head: %v", err)
-	}
-	return resp, br, c
 }
 
 // TestExpectContinueRefusedBeforeUpload: a request with "Expect:
@@ -100,7 +76,7 @@ func TestExpectContinueRefusedBeforeUpload(t *testing.T) {
 	for _, tt := range tests {
 		want[series(tt.path, tt.status)]++
 		t.Run(tt.name, func(t *testing.T) {
-			resp, br, _ := sendHead(t, addr, expectHead(tt.path, tt.hdr, tt.n))
+			resp, br, _ := servicetest.SendHead(t, addr, expectHead(tt.path, tt.hdr, tt.n))
 			if resp.StatusCode == http.StatusContinue {
 				t.Fatal("100 Continue: the client would upload its body before it is refused")
 			}
@@ -135,7 +111,7 @@ func TestExpectContinueRefusedBeforeUpload(t *testing.T) {
 	body := `{"model":"m","pad":"` + strings.Repeat("a", 3000) + `"}`
 	second := "Authorization: Bearer sk-relay-second\r\n"
 	for i := range 2 {
-		resp, br, c := sendHead(t, addr, expectHead("/v1/chat/completions", second, len(body)))
+		resp, br, c := servicetest.SendHead(t, addr, expectHead("/v1/chat/completions", second, len(body)))
 		if resp.StatusCode != http.StatusContinue {
 			t.Fatalf("request %d of tenant second: %d before its upload, want 100: %s", i, resp.StatusCode, readAll(t, resp))
 		}
@@ -153,7 +129,7 @@ func TestExpectContinueRefusedBeforeUpload(t *testing.T) {
 			t.Errorf("request %d: row bytes_in %d tenant %q", i, row.BytesIn, row.Tenant)
 		}
 	}
-	resp, _, _ := sendHead(t, addr, expectHead("/v1/chat/completions", second, len(body)))
+	resp, _, _ := servicetest.SendHead(t, addr, expectHead("/v1/chat/completions", second, len(body)))
 	if out := readAll(t, resp); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
 		resp.Header.Get("X-Ratelimit-Limit") != "2" || !resp.Close {
 		t.Fatalf("third request of tenant second: %d %v %s, want 429 with Retry-After before the upload", resp.StatusCode, resp.Header, out)

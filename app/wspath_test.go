@@ -2,13 +2,13 @@ package app
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -19,28 +19,14 @@ import (
 // spelled out; a path with a dot segment is refused with 400 bad_request,
 // a message naming the request path and a row, and reaches no upstream.
 func TestWSRawPathReachesUpstream(t *testing.T) {
-	targets := make(chan string, 16)
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		targets <- r.RequestURI
-		c, err := up.Upgrade(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	addr, targets := servicetest.WSTarget(t, func(c *websocket.Conn) {
 		_ = c.WriteMessage(websocket.TextMessage, []byte("hello"))
 		_, _, _ = c.ReadMessage() // until the client closes
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
+	})
 	r := startRelayYAML(t, func(y string) string {
 		return strings.Replace(y, "storage:\n", `  - name: realtime
     path: /v1/realtime/*
-    upstream: ws://`+ln.Addr().String()+`/base
+    upstream: ws://`+addr+`/base
     auth_env: TEST_PROVIDER_KEY
     kind: ws
 `+"storage:\n", 1)

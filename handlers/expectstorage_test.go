@@ -20,6 +20,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/stream-relay/stream-relay/bench/mockllm"
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/upstream"
@@ -143,23 +144,7 @@ func TestExpectContinueStorageRefusedBeforeUpload(t *testing.T) {
 	body := `{"model":"m","messages":[],"pad":"` + strings.Repeat("a", 3000) + `"}`
 	head := "POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nContent-Type: application/json\r\n" +
 		"Authorization: Bearer sk-test\r\nExpect: 100-continue\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
-	send := func() (*http.Response, *bufio.Reader, net.Conn) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
-		if _, err := io.WriteString(c, head); err != nil {
-			t.Fatal(err)
-		}
-		br := bufio.NewReader(c)
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatalf("no answer to the head: %v", err)
-		}
-		return resp, br, c
-	}
+	send := func() (*http.Response, *bufio.Reader, net.Conn) { return servicetest.SendHead(t, addr, head) }
 
 	st.full.Store(true)
 	resp, br, _ := send()

@@ -2,12 +2,10 @@ package upstream
 
 import (
 	"errors"
-	"net"
-	"net/http"
 	"testing"
 	"time"
 
-	"github.com/fasthttp/websocket"
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
@@ -18,21 +16,8 @@ import (
 // not spelled out; a dot segment is refused (400 bad_request,
 // ErrDotSegment) before the upstream is dialed.
 func TestDialWSClientPath(t *testing.T) {
-	targets := make(chan string, 8)
-	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		targets <- r.RequestURI
-		if c, err := up.Upgrade(w, r, nil); err == nil {
-			c.Close()
-		}
-	})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	r, err := NewRoute(Options{Name: "rt", Path: "/v1/realtime/*", Upstream: "ws://" + ln.Addr().String() + "/base",
+	addr, targets := servicetest.WSTarget(t, nil)
+	r, err := NewRoute(Options{Name: "rt", Path: "/v1/realtime/*", Upstream: "ws://" + addr + "/base",
 		Kind: record.KindWS, ProviderKey: "pk", ConnectTimeout: 10 * time.Second, FirstByteTimeout: 10 * time.Second}, NewClients())
 	if err != nil {
 		t.Fatal(err)

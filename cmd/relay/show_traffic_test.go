@@ -118,6 +118,31 @@ func startRelayProcess(t *testing.T, cfg string) (stop func()) {
 	return stop
 }
 
+// runShowRelay runs a relay process (startRelayProcess) with the relay key
+// sk-relay-show-test, the given routes (YAML list items) and a spool of its
+// own, and waits until it is ready. It returns its address, its config file
+// (for relay show) and its stop.
+func runShowRelay(t *testing.T, routes string) (addr, cfg string, stop func()) {
+	t.Helper()
+	addr = servicetest.FreeAddr(t)
+	host, port, _ := strings.Cut(addr, ":")
+	cfg = filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf(`server: {host: %s, port: %s, shutdown_grace: 5s}
+auth:
+  keys:
+    - {key: sk-relay-show-test, tenant: t1}
+routes:
+%sstorage:
+  spool_dir: %s
+`, host, port, routes, t.TempDir())
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop = startRelayProcess(t, cfg)
+	waitReady(t, "http://"+addr)
+	return addr, cfg, stop
+}
+
 func waitReady(t *testing.T, base string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -141,28 +166,12 @@ func waitReady(t *testing.T, base string) {
 // operator's terminal.
 func TestShowTextOfRealTraffic(t *testing.T) {
 	up := showUpstream(t)
-	addr := servicetest.FreeAddr(t)
-	host, port, _ := strings.Cut(addr, ":")
-	spool := t.TempDir()
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	yaml := fmt.Sprintf(`server: {host: %s, port: %s, shutdown_grace: 5s}
-auth:
-  keys:
-    - {key: sk-relay-show-test, tenant: t1}
-routes:
-  - {name: gemini, path: /v1beta/models/*, upstream: %q, auth_env: QA_GEMINI_KEY, auth_header: x-goog-api-key, kind: sse}
+	addr, cfg, stop := runShowRelay(t, fmt.Sprintf(`  - {name: gemini, path: /v1beta/models/*, upstream: %q, auth_env: QA_GEMINI_KEY, auth_header: x-goog-api-key, kind: sse}
   - {name: chat, path: /v1/chat/completions, upstream: %q, auth_env: QA_GEMINI_KEY, kind: sse, max_capture_bytes: 200}
   - {name: responses, path: /v1/responses, upstream: %q, auth_env: QA_GEMINI_KEY, kind: sse}
   - {name: anthropic, path: /v1/messages, upstream: %q, auth_env: QA_GEMINI_KEY, auth_header: x-api-key, kind: sse}
-storage:
-  spool_dir: %s
-`, host, port, up.URL, up.URL, up.URL, up.URL, spool)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
+`, up.URL, up.URL, up.URL, up.URL))
 	base := "http://" + addr
-	stop := startRelayProcess(t, cfg)
-	waitReady(t, base)
 
 	send := func(path, key, body string) string {
 		t.Helper()

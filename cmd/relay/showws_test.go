@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/stream-relay/stream-relay/chlog"
-	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -89,25 +86,9 @@ func readText(t *testing.T, c *websocket.Conn, want string) {
 // not a body).
 func TestShowWSSession(t *testing.T) {
 	up := startEchoWS(t)
-	addr := servicetest.FreeAddr(t)
-	host, port, _ := strings.Cut(addr, ":")
-	spool := t.TempDir()
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	yaml := fmt.Sprintf(`server: {host: %s, port: %s, shutdown_grace: 5s}
-auth:
-  keys:
-    - {key: sk-relay-show-test, tenant: t1}
-routes:
-  - {name: realtime, path: /v1/realtime, upstream: %q, auth_env: QA_GEMINI_KEY, kind: ws}
+	addr, cfg, stop := runShowRelay(t, fmt.Sprintf(`  - {name: realtime, path: /v1/realtime, upstream: %q, auth_env: QA_GEMINI_KEY, kind: ws}
   - {name: realtime-meta, path: /meta/realtime, upstream: %q, auth_env: QA_GEMINI_KEY, kind: ws, capture: meta}
-storage:
-  spool_dir: %s
-`, host, port, up, up, spool)
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	stop := startRelayProcess(t, cfg)
-	waitReady(t, "http://"+addr)
+`, up, up))
 
 	// A session the client closes: text (with a newline and an escape),
 	// binary, a ping.
