@@ -281,6 +281,7 @@ func (a *App) quotaOptionsOf(cfg *Config) quota.Options {
 		TokensPerMinute: rl.TokensPerMinute,
 		TenantTokens:    rl.TenantTokens,
 		OnRedisError:    rl.OnRedisError,
+		Timeout:         rl.RedisTimeout,
 		Lease:           rl.Lease,
 		LeaseTTL:        rl.LeaseTTL,
 		RenewBelow:      rl.LeaseRenewBelow,

@@ -198,6 +198,7 @@ type RateLimitConfig struct {
 	TokensPerMinute int64            `koanf:"tokens_per_minute"` // optional token budget per tenant (0 = off)
 	TenantTokens    map[string]int64 `koanf:"tenant_tokens"`     // per-tenant token budgets
 	OnRedisError    string           `koanf:"on_redis_error"`    // local (default) | allow | deny
+	RedisTimeout    time.Duration    `koanf:"redis_timeout"`     // longest wait for one Redis decision before on_redis_error; default 50ms
 	Lease           int              `koanf:"lease"`             // requests one Redis decision may admit ahead; default 16, 1 = off
 	LeaseTTL        time.Duration    `koanf:"lease_ttl"`         // unused leased requests go back after this; default 1s
 	LeaseRenewBelow int              `koanf:"lease_renew_below"` // renew a busy tenant's lease in the background at this many left; default lease/4, -1 = off

@@ -17,6 +17,8 @@ import (
 func TestConfigCheckedAtLoad(t *testing.T) {
 	base := "routes:\n  - name: a\n    path: /a\n    upstream: http://x\n"
 	tests := []struct{ name, yaml, want string }{
+		{"negative redis timeout", "rate_limit: {redis_timeout: -1s}\n",
+			"config: rate_limit.redis_timeout=-1s: must not be negative"},
 		{"negative tenant tokens", "rate_limit: {tenant_tokens: {acme: -5}}\n",
 			"config: rate_limit.tenant_tokens.acme=-5: must be >= 0 (0 = off)"},
 		{"database not a name", "storage: {clickhouse: {database: \"bad-db\"}}\n",

@@ -267,6 +267,9 @@ func (c *Config) validate() error {
 	if rl.Lease < 0 {
 		return &fieldError{"rate_limit.lease", rl.Lease, "must be >= 1 (1 = off), or 0 for the default 16"}
 	}
+	if rl.RedisTimeout < 0 {
+		return &fieldError{"rate_limit.redis_timeout", rl.RedisTimeout, "must not be negative (0: the default 50ms)"}
+	}
 	if rl.LeaseTTL < 0 {
 		return &fieldError{"rate_limit.lease_ttl", rl.LeaseTTL, "must not be negative"}
 	}
