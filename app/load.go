@@ -540,9 +540,11 @@ func envFileProblem(b []byte) string {
 		if m, err := dotenv.Parser().Unmarshal([]byte(line)); err == nil && m[""] == nil {
 			continue
 		}
-		name, _, _ := strings.Cut(strings.TrimPrefix(t, "export "), "=")
+		// Without "=" the line may be a bare key (ghp_..., sk_live_...),
+		// which would pass for a name: it is never shown.
+		name, _, hasEq := strings.Cut(strings.TrimPrefix(t, "export "), "=")
 		name = strings.TrimSpace(name)
-		if !validEnvName(name) {
+		if !hasEq || !validEnvName(name) {
 			return fmt.Sprintf("line %d: not NAME=VALUE (the line is not shown: it may hold a key)", i+1)
 		}
 		return fmt.Sprintf("line %d (%s): the value does not parse, a quote not closed perhaps (it is not shown: it may hold a key)", i+1, name)

@@ -108,6 +108,9 @@ func TestEnvFileErrorsHideValues(t *testing.T) {
 		// Words alone: the parser reads a name across spaces up to "=".
 		{"words alone", "A=1\njust words SECRET\nB=2\n", "line 2: not NAME=VALUE"},
 		{"words alone, last line", "A=1\njust words SECRET", "line 2: not NAME=VALUE"},
+		// A bare key looks like a variable name: without "=" it is not one.
+		{"bare key, last line", "A=1\nghp_SECRET123abc", "line 2: not NAME=VALUE"},
+		{"bare key", "A=1\nsk_live_SECRET9\nB=2\n", "line 2: not NAME=VALUE"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), ".env")
