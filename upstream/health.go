@@ -55,6 +55,9 @@ type health struct {
 	probing   atomic.Bool
 	fails     atomic.Int32
 	ejections atomic.Uint64
+	// successes counts successes, so that a late failure can tell whether
+	// another success came after the one it turns into a failure.
+	successes atomic.Uint64
 
 	mu       sync.Mutex // serializes ejections and returns
 	cooldown time.Duration
@@ -97,24 +100,26 @@ func (t *target) report(o outcome, retryAfter time.Duration, ho *HealthOptions, 
 	case outcomeOK:
 		t.succeed(log)
 	default:
-		t.fail(cleared{}, retryAfter, ho, log, why)
+		t.fail(cleared{}, retryAfter, ho, log, why, false)
 	}
 }
 
 // cleared is what a success took from its target's health: the count of
 // failures in a row it reset, and the cool-down of the ejection it ended
-// when it was the probe (0: it ended none). A stream found failed later
-// gives them back (failLate).
+// when it was the probe (0: it ended none), and which success it was (seq).
+// A stream found failed later gives them back (failLate) unless another
+// success came since.
 type cleared struct {
 	fails    int32
 	cooldown time.Duration
+	seq      uint64
 }
 
 // succeed accounts a success: the failures in a row start over, and a
 // probe brings its target back.
 func (t *target) succeed(log *slog.Logger) cleared {
 	h := t.health
-	c := cleared{fails: h.fails.Swap(0)}
+	c := cleared{fails: h.fails.Swap(0), seq: h.successes.Add(1)}
 	if h.until.Load() == 0 {
 		return c
 	}
@@ -135,18 +140,24 @@ func (t *target) succeed(log *slog.Logger) cleared {
 
 // failLate accounts an attempt counted a success (succeed, which cleared
 // c) as the failure it turned out to be: its stream carried an error
-// event. The failures its success reset count again, with this one; a
-// probe it was ejects its target again for twice the cool-down, as a probe
-// that fails at once does (unless the target was ejected since).
+// event. When no other success came since, the failures its success reset
+// count again, with this one, and a probe it was ejects its target again
+// for twice the cool-down, as a probe that fails at once does (unless the
+// target was ejected since). After another success it is one failure in a
+// row. It is never taken for the failure of a probe out meanwhile.
 func (t *target) failLate(c cleared, ho *HealthOptions, log *slog.Logger, why string) {
-	t.fail(c, 0, ho, log, why)
+	if t.health.successes.Load() != c.seq {
+		c = cleared{}
+	}
+	t.fail(c, 0, ho, log, why, true)
 }
 
-// fail accounts a failure, on top of the ones a success cleared (c).
-func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
+// fail accounts a failure, on top of the ones a success cleared (c); late:
+// of an attempt that ended after others may have begun (failLate).
+func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string, late bool) {
 	h := t.health
 	n := h.fails.Add(1 + c.fails)
-	probe := h.probing.Load()
+	probe := !late && h.probing.Load()
 	reprobe := c.cooldown > 0 && h.until.Load() == 0
 	if retryAfter <= 0 && int(n) < ho.MaxFails && !probe && !reprobe {
 		return

@@ -110,3 +110,42 @@ func TestFailLate(t *testing.T) {
 		t.Fatalf("probe failed late: healthy %v, cool-down %v, ejections %d; want ejected for 100ms, 2", a.health.healthy(), a.health.cooldown, a.health.ejections.Load())
 	}
 }
+
+// TestFailLateAfterAnotherSuccess: a stream found failed after another
+// answer of its target succeeded is one failure in a row, not the streak
+// its own success had cleared, and a probe that brought the target back
+// does not re-eject it once another answer succeeded since.
+func TestFailLateAfterAnotherSuccess(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	r.Health.Cooldown = 50 * time.Millisecond
+	a := r.pool.targets[0]
+	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	c := a.succeed(quiet) // stream A's first byte: clears 2
+	a.succeed(quiet)      // another answer succeeds
+	a.failLate(c, &r.Health, quiet, "test")
+	if n := a.health.fails.Load(); n != 1 || !a.health.healthy() || a.health.ejections.Load() != 0 {
+		t.Fatalf("late failure after another success: fails %d healthy %v ejections %d; want 1, healthy, 0",
+			n, a.health.healthy(), a.health.ejections.Load())
+	}
+
+	// Ejected, then its probe succeeds, then another answer does: the
+	// probe's stream failing late is one failure.
+	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	if a.health.healthy() {
+		t.Fatal("3 failures in a row: still healthy")
+	}
+	time.Sleep(60 * time.Millisecond)
+	for i := 0; r.pool.pick(0) != a; i++ {
+		if i == 10 {
+			t.Fatal("a not picked after its cool-down")
+		}
+	}
+	probe := a.succeed(quiet)
+	a.succeed(quiet)
+	a.failLate(probe, &r.Health, quiet, "test")
+	if !a.health.healthy() || a.health.ejections.Load() != 1 {
+		t.Fatalf("probe failed late after another success: healthy %v ejections %d; want healthy, 1", a.health.healthy(), a.health.ejections.Load())
+	}
+}
