@@ -34,12 +34,16 @@ type rules struct {
 	// in an object wins. outPlus are added to out (Gemini's thinking tokens,
 	// which it bills as output but counts apart from the candidates').
 	in, out, outPlus []string
-	// inPlus are added to in, each once, when the object holds an in count
-	// (Anthropic's prompt-cache writes and reads, which its input_tokens
-	// leaves out while OpenAI's and Gemini's prompt counts include them).
-	// At most maxInPlus.
+	// inPlus are added to in, each once, when the object's in count is
+	// Anthropic's input_tokens (its prompt-cache writes and reads, which
+	// input_tokens leaves out while OpenAI's prompt_tokens and Gemini's
+	// promptTokenCount include them: LiteLLM sends prompt_tokens beside
+	// cache_read_input_tokens, already counted). At most maxInPlus.
 	inPlus []string
 }
+
+// inPlusWith is the in key inPlus adds to.
+const inPlusWith = "input_tokens"
 
 // maxInPlus bounds rules.inPlus (the counts are kept in an array).
 const maxInPlus = 2

@@ -147,7 +147,7 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 	}
 	var in, out, plus int64
 	var inPlus [maxInPlus]int64
-	haveIn, haveOut, havePlus := false, false, false
+	haveIn, haveOut, havePlus, inTakesPlus := false, false, false, false
 	for {
 		k, v, more := o.next()
 		if !more {
@@ -159,7 +159,7 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		}
 		switch {
 		case oneOf(k, r.in):
-			in, haveIn = n, true
+			in, haveIn, inTakesPlus = n, true, string(k) == inPlusWith
 		case oneOf(k, r.out):
 			out, haveOut = n, true
 		case oneOf(k, r.outPlus):
@@ -178,8 +178,10 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		return i + 1 + max(o.i, 1)
 	}
 	if haveIn {
-		for _, n := range inPlus {
-			in += n
+		if inTakesPlus {
+			for _, n := range inPlus {
+				in += n
+			}
 		}
 		t.In, t.HaveIn = in, true
 	}

@@ -41,6 +41,7 @@ func TestFind(t *testing.T) {
 		{"anthropic body", `{"type":"message","usage":{"input_tokens":10,"cache_creation":{"ephemeral_5m_input_tokens":99},"output_tokens":20}}`, 10, 20, true},
 		{"anthropic prompt cache", `{"type":"message","usage":{"input_tokens":10,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":200},"output_tokens":20}}`, 3210, 20, true},
 		{"anthropic prompt cache streamed", `data: {"type":"message_start","message":{"usage":{"input_tokens":4,"cache_creation_input_tokens":0,"cache_read_input_tokens":1500,"output_tokens":1}}}` + "\n\n" + `data: {"type":"message_delta","usage":{"output_tokens":9}}`, 1504, 9, true},
+		{"prompt_tokens already hold the cache (LiteLLM)", `{"usage":{"prompt_tokens":3010,"completion_tokens":5,"cache_creation_input_tokens":0,"cache_read_input_tokens":3000}}`, 3010, 5, true},
 		{"cache reads without input_tokens count nothing", `data: {"type":"message_start","message":{"usage":{"input_tokens":4,"output_tokens":1}}}` + "\n\n" + `data: {"type":"message_delta","usage":{"cache_read_input_tokens":70,"output_tokens":9}}`, 4, 9, true},
 		{"no usage", `data: {"choices":[{"delta":{"content":"x"}}],"usage":null}` + "\n\ndata: [DONE]\n\n", 0, 0, false},
 		{"only escaped usage", `{"content":"\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}"}`, 0, 0, false},
@@ -113,5 +114,14 @@ func TestInjectIncludeUsage(t *testing.T) {
 				t.Fatalf("got %q; want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestInPlusFits: every API's inPlus fits the array scanAt keeps them in.
+func TestInPlusFits(t *testing.T) {
+	for a, r := range rulesByAPI {
+		if len(r.inPlus) > maxInPlus {
+			t.Errorf("API %d: %d inPlus names, at most %d", a, len(r.inPlus), maxInPlus)
+		}
 	}
 }
