@@ -19,6 +19,15 @@ const (
 	MsgClose  byte = 'c'
 )
 
+// The members a session's ResponseHeaders gain when it ends: the first
+// close code (1006 when no side nor the relay sent one), its reason as the
+// sides got it, and who closed ("client", "upstream" or "relay").
+const (
+	HeaderWSCloseCode   = ":ws-close-code"
+	HeaderWSCloseReason = ":ws-close-reason"
+	HeaderWSClosedBy    = ":ws-closed-by"
+)
+
 // AddMessage accounts one WebSocket message of direction dir (DirClient or
 // DirUpstream) and type typ (Msg*) that arrived at offset at from Start:
 // its payload size in BytesIn (client) or BytesOut (upstream), its time,

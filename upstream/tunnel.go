@@ -428,9 +428,9 @@ func (t *Tunnel) appendClose(h []byte) []byte {
 	if by == "" {
 		by, code = "relay", websocket.CloseAbnormalClosure
 	}
-	h = appendHeaderJSON(h, []byte(":ws-close-code"), strconv.AppendInt(nil, int64(code), 10), 0)
-	h = appendHeaderJSON(h, []byte(":ws-close-reason"), []byte(t.closeReason), 0)
-	h = appendHeaderJSON(h, []byte(":ws-closed-by"), []byte(by), 0)
+	h = appendHeaderJSON(h, []byte(record.HeaderWSCloseCode), strconv.AppendInt(nil, int64(code), 10), 0)
+	h = appendHeaderJSON(h, []byte(record.HeaderWSCloseReason), []byte(t.closeReason), 0)
+	h = appendHeaderJSON(h, []byte(record.HeaderWSClosedBy), []byte(by), 0)
 	return append(h, '}')
 }
 

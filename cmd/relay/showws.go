@@ -19,14 +19,6 @@ import (
 // chunk_offsets_ms their arrival, and the session's end is in the response
 // headers (":ws-close-code", ":ws-close-reason", ":ws-closed-by").
 
-// Names of the members upstream.Tunnel adds to a session's response
-// headers.
-const (
-	wsCloseCode   = ":ws-close-code"
-	wsCloseReason = ":ws-close-reason"
-	wsClosedBy    = ":ws-closed-by"
-)
-
 // maxPayloadShown bounds a text payload in the text view; maxBinaryShown
 // the bytes of a binary one shown in hex. The rest is counted ("... N more
 // bytes"); --json has the stored bytes.
@@ -62,7 +54,7 @@ type wsFrame struct {
 // tunnel started has no end recorded). A handshake the upstream or the
 // relay refused is an HTTP answer and shown as one.
 func isWSSession(status uint16, respHeaders []byte) bool {
-	return status == 101 || headerValue(respHeaders, wsCloseCode) != ""
+	return status == 101 || headerValue(respHeaders, record.HeaderWSCloseCode) != ""
 }
 
 // wsFrames decodes the stored chunks of a session row; offsets are the
@@ -179,7 +171,7 @@ func printWS(b *strings.Builder, v *shown) {
 
 // printWSEnd says who closed the session, with which code and reason.
 func printWSEnd(b *strings.Builder, v *shown) {
-	code, reason, by := headerValue(v.ResponseHeaders, wsCloseCode), headerValue(v.ResponseHeaders, wsCloseReason), headerValue(v.ResponseHeaders, wsClosedBy)
+	code, reason, by := headerValue(v.ResponseHeaders, record.HeaderWSCloseCode), headerValue(v.ResponseHeaders, record.HeaderWSCloseReason), headerValue(v.ResponseHeaders, record.HeaderWSClosedBy)
 	if code == "" {
 		b.WriteString("  (not recorded: the session never started relaying)\n")
 		return
