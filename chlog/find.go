@@ -233,7 +233,7 @@ func unansweredShards(ctx context.Context, o *FindOptions, baseURL string, e *Ex
 	args, ok := strings.CutPrefix(strings.TrimSpace(engine), "Distributed(")
 	cluster, _, _ := strings.Cut(args, ",")
 	cluster = strings.Trim(strings.TrimSpace(cluster), "'`\"")
-	if !ok || !isIdent(cluster) {
+	if !ok || !ValidIdent(cluster) {
 		return fallback
 	}
 	tsv, err := chText(ctx, o, baseURL, nil, "SELECT shard_num, host_name, host_address, port FROM system.clusters WHERE cluster = '"+cluster+"' ORDER BY shard_num, replica_num FORMAT TSV")
@@ -329,7 +329,7 @@ func (o *FindOptions) setDefaults() {
 // columns the table lacks are left zero. nil, nil means no such row.
 // skipShards reads a Distributed table with skip_unavailable_shards=1.
 func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string, skipShards bool) (*Row, error) {
-	if !isIdent(o.Database) || !isIdent(o.Table) {
+	if !ValidIdent(o.Database) || !ValidIdent(o.Table) {
 		return nil, fmt.Errorf("clickhouse: database=%q table=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Database, o.Table)
 	}
 	// id is validated hex: it cannot break out of the quotes.

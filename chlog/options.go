@@ -189,19 +189,15 @@ func (o *Options) setDefaults() {
 // (ValidIdent): the names go into SQL unquoted.
 const IdentRule = "must match [A-Za-z_][A-Za-z0-9_]*"
 
-// ValidIdent reports whether s is a name the relay takes for a database,
-// table or cluster (IdentRule).
-func ValidIdent(s string) bool { return isIdent(s) }
-
 // MinBufferBytes is the least Options.MaxBufferBytes (storage.max_buffer_bytes)
 // the writer takes: room for four rows' slots of the budget.
 const MinBufferBytes = 4 * rowSlot
 
 func (o *Options) validate() error {
 	switch {
-	case !isIdent(o.Database):
+	case !ValidIdent(o.Database):
 		return fmt.Errorf("chlog: database=%q: %s", o.Database, IdentRule)
-	case !isIdent(o.Table):
+	case !ValidIdent(o.Table):
 		return fmt.Errorf("chlog: table=%q: %s", o.Table, IdentRule)
 	case o.BatchRows < 0:
 		return fmt.Errorf("chlog: batch_rows=%d: must be > 0", o.BatchRows)
@@ -225,7 +221,7 @@ func (o *Options) validate() error {
 		return fmt.Errorf("chlog: compression=%q: must be %q, %q or %q", o.Compression, CompressionAuto, CompressionLZ4, CompressionNone)
 	case o.Durability != DurabilityBatch && o.Durability != DurabilityWAL:
 		return fmt.Errorf("chlog: durability=%q: must be %q or %q", o.Durability, DurabilityBatch, DurabilityWAL)
-	case o.Cluster != "" && !isIdent(o.Cluster):
+	case o.Cluster != "" && !ValidIdent(o.Cluster):
 		return fmt.Errorf("chlog: cluster=%q: %s", o.Cluster, IdentRule)
 	case o.Cluster != "" && len(o.URLs) == 0:
 		return fmt.Errorf("chlog: cluster=%s: needs urls (or url): the nodes to talk to", o.Cluster)
@@ -284,7 +280,9 @@ func loopbackHost(host string) bool {
 	return ip != nil && (ip.Equal(net.IPv4(127, 0, 0, 1)) || ip.Equal(net.IPv6loopback))
 }
 
-func isIdent(s string) bool {
+// ValidIdent reports whether s is a name the relay takes for a database,
+// table or cluster (IdentRule).
+func ValidIdent(s string) bool {
 	if s == "" {
 		return false
 	}

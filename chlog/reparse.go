@@ -209,7 +209,7 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 		return nil, errors.New("chlog: reparse: urls: a ClickHouse URL is required")
 	}
 	for _, n := range []struct{ what, v string }{{"database", o.Database}, {"table", o.Table}, {"cluster", o.Cluster}} {
-		if n.v != "" && !isIdent(n.v) {
+		if n.v != "" && !ValidIdent(n.v) {
 			return nil, fmt.Errorf("chlog: reparse: %s=%q: must match [A-Za-z_][A-Za-z0-9_]*", n.what, n.v)
 		}
 	}
