@@ -9,10 +9,13 @@ import (
 	"github.com/fasthttp/websocket"
 )
 
-// TestWSSubprotocolsInRow: a session's row keeps the subprotocols the
-// client offered and the one the upstream chose; of an entry that carries
-// the relay key ("openai-insecure-api-key.<key>") only the key is
-// redacted, whether the key authorized the session or another header did.
+// TestWSSubprotocolsInRow: a session's row keeps the known subprotocol
+// names the client offered ("realtime", "openai-beta.…") and the one the
+// upstream chose; of an entry that carries the relay key
+// ("openai-insecure-api-key.<key>") only the key is redacted, whether the
+// key authorized the session or another header did; any other entry (a
+// credential of another scheme, as Deepgram's "token, <key>") is
+// redacted whole.
 func TestWSSubprotocolsInRow(t *testing.T) {
 	up := startWSUpstream(t, "Authorization", "")
 	r := startWSRelay(t, up, "", nil)
@@ -20,7 +23,8 @@ func TestWSSubprotocolsInRow(t *testing.T) {
 		{"key in the subprotocols", "", "realtime, openai-insecure-api-key." + relayKey + ", openai-beta.realtime-v1",
 			"realtime, openai-insecure-api-key.[redacted], openai-beta.realtime-v1"},
 		{"key in Authorization", relayKey, "realtime, openai-beta.realtime-v1", "realtime, openai-beta.realtime-v1"},
-		{"both", relayKey, "OPENAI-INSECURE-API-KEY." + relayKey + ",realtime", "OPENAI-INSECURE-API-KEY.[redacted],realtime"},
+		{"both", relayKey, "OPENAI-INSECURE-API-KEY." + relayKey + ",realtime", "OPENAI-INSECURE-API-KEY.[redacted], realtime"},
+		{"another scheme's key", relayKey, "realtime, token, dg-secret-123", "realtime, token, [redacted]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, resp, err := dialWS(t, r.base, tc.key, http.Header{"Sec-Websocket-Protocol": {tc.protocols}})
@@ -38,8 +42,8 @@ func TestWSSubprotocolsInRow(t *testing.T) {
 			if want := `"sec-websocket-protocol":"` + tc.stored + `"`; !strings.Contains(row.ReqHeaders, want) {
 				t.Errorf("row request headers %s lack %s", row.ReqHeaders, want)
 			}
-			if strings.Contains(row.ReqHeaders, relayKey) || strings.Contains(row.RespHeaders, relayKey) {
-				t.Errorf("the relay key is in the row: %s %s", row.ReqHeaders, row.RespHeaders)
+			if strings.Contains(row.ReqHeaders, relayKey) || strings.Contains(row.RespHeaders, relayKey) || strings.Contains(row.ReqHeaders, "dg-secret") {
+				t.Errorf("a key is in the row: %s %s", row.ReqHeaders, row.RespHeaders)
 			}
 			if want := `"sec-websocket-protocol":"realtime"`; !strings.Contains(row.RespHeaders, want) {
 				t.Errorf("row response headers %s lack %s", row.RespHeaders, want)

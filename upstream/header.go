@@ -26,11 +26,10 @@ const (
 	clientOnly
 	// secret: redacted in captured header JSON.
 	secret
-	// keyEntries: a subprotocol list (Sec-WebSocket-Protocol), captured
-	// with the key of each entry that carries one (KeySubprotocol, the
-	// entries handlers' requestCredential takes a key from) redacted, the
-	// other entries ("realtime", "openai-beta.realtime-v1") kept.
-	keyEntries
+	// subprotocolList: a subprotocol list (Sec-WebSocket-Protocol),
+	// captured entry by entry: the known names that carry nothing secret
+	// kept, every other entry redacted (appendSubprotocolsRedacted).
+	subprotocolList
 )
 
 // classOf returns the class of the lower-case field name lk (0 for a field
@@ -53,10 +52,11 @@ func classOf(lk []byte) headerClass {
 	case "set-cookie":
 		return secret
 	// Browsers cannot set headers on a WebSocket handshake, so providers
-	// take the key as a subprotocol ("openai-insecure-api-key.<key>"):
-	// that entry's key is redacted, the subprotocols kept.
+	// take credentials as subprotocols ("openai-insecure-api-key.<key>",
+	// Deepgram's "token, <key>", Kubernetes' "base64url.bearer..."): only
+	// the names known to be no secret are kept.
 	case "sec-websocket-protocol":
-		return keyEntries
+		return subprotocolList
 	}
 	return 0
 }
@@ -402,41 +402,61 @@ func (s *headerSet) add(capture, lowerName, value []byte, class headerClass) []b
 
 // appendCapturedValue appends the inside of the JSON string a field's
 // value is captured as (class is classOf of its name): "[redacted]" for a
-// secret, a subprotocol list with its keys redacted (keyEntries), else the
-// value escaped.
+// secret, a subprotocol list redacted entry by entry (subprotocolList),
+// else the value escaped.
 func appendCapturedValue(capture, value []byte, class headerClass) []byte {
 	switch {
 	case class&secret != 0:
 		return append(capture, redacted...)
-	case class&keyEntries != 0:
+	case class&subprotocolList != 0:
 		return appendSubprotocolsRedacted(capture, value)
 	}
 	return appendJSONChars(capture, value)
 }
 
 // appendSubprotocolsRedacted appends the comma-separated subprotocol list
-// protocols escaped as appendJSONChars does, each entry that carries a key
-// (IsKeySubprotocol, trimmed as handlers' subprotocolKey trims it) cut
-// after its KeySubprotocol prefix and followed by "[redacted]":
-// "realtime, openai-insecure-api-key.[redacted]". Everything else, the
-// separators and spaces included, is kept as it came.
+// protocols escaped as appendJSONChars does, its entries trimmed (empty
+// ones left out) and joined by ", ". An entry is kept only when it is a
+// name known to carry nothing secret (publicSubprotocol); an entry that
+// carries a key (IsKeySubprotocol) keeps its KeySubprotocol prefix, as
+// sent, before "[redacted]"; any other entry, which may be a credential
+// of a scheme the relay does not know (Deepgram's "token, <key>"), reads
+// "[redacted]", one for each, so the count stays visible:
+// "realtime, openai-insecure-api-key.[redacted]", "token, [redacted]".
 func appendSubprotocolsRedacted(capture, protocols []byte) []byte {
-	for len(protocols) > 0 {
-		entry, rest, more := bytes.Cut(protocols, []byte{','})
-		if p := bytes.TrimSpace(entry); IsKeySubprotocol(p) {
-			lead := cap(entry) - cap(p) // the spaces before it: p is a subslice
-			capture = appendJSONChars(capture, entry[:lead+len(keySubprotocol)])
+	start := len(capture)
+	for rest := protocols; len(rest) > 0; {
+		var p []byte
+		p, rest = nextToken(rest)
+		if len(p) == 0 {
+			continue
+		}
+		if len(capture) > start {
+			capture = append(capture, ", "...)
+		}
+		switch {
+		case publicSubprotocol(p):
+			capture = appendJSONChars(capture, p)
+		case IsKeySubprotocol(p):
+			capture = appendJSONChars(capture, p[:len(keySubprotocol)])
 			capture = append(capture, redacted...)
-			capture = appendJSONChars(capture, entry[lead+len(p):])
-		} else {
-			capture = appendJSONChars(capture, entry)
+		default:
+			capture = append(capture, redacted...)
 		}
-		if more {
-			capture = append(capture, ',')
-		}
-		protocols = rest
 	}
 	return capture
+}
+
+// openAIBeta begins the subprotocol entries OpenAI's Realtime clients
+// name a beta with ("openai-beta.realtime-v1").
+var openAIBeta = []byte("openai-beta.")
+
+// publicSubprotocol reports whether the trimmed subprotocol entry p is a
+// name known to carry nothing secret, compared exactly: "realtime",
+// "token" (the bare word that names Deepgram's scheme, not the key after
+// it) or an "openai-beta." entry.
+func publicSubprotocol(p []byte) bool {
+	return string(p) == "realtime" || string(p) == "token" || bytes.HasPrefix(p, openAIBeta)
 }
 
 // find returns the place of the member named name (escaped, in capture;

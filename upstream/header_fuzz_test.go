@@ -105,15 +105,20 @@ func check(t *testing.T, r *Route, src *fasthttp.RequestHeader, clientSecret str
 }
 
 // FuzzSubprotocolCapture: a Sec-WebSocket-Protocol value of any bytes is
-// captured as JSON in which each entry that carries a key (as handlers'
-// requestCredential reads one: split at commas, trimmed, IsKeySubprotocol)
-// reads its KeySubprotocol prefix and "[redacted]", and every other entry
-// is kept as it came: same entries, same order, nothing of a key left.
+// captured as JSON whose entries (the value split at commas, trimmed,
+// empty ones left out, joined by ", ") are, in order: a known name
+// ("realtime", "token", "openai-beta.…", compared exactly) as it came, an entry that carries a key
+// (IsKeySubprotocol) as its KeySubprotocol prefix and "[redacted]", and
+// any other entry "[redacted]": the count of entries kept, nothing of an
+// unknown entry left.
 func FuzzSubprotocolCapture(f *testing.F) {
 	f.Add([]byte("realtime, openai-insecure-api-key.abc, openai-beta.realtime-v1"))
 	f.Add([]byte("OPENAI-INSECURE-API-KEY.x,realtime"))
 	f.Add([]byte(" openai-insecure-api-key.\u00a0, \u0085openai-insecure-api-key.k\u2028"))
 	f.Add([]byte("a\"b\\, openai-insecure-api-key.\x00\xff,"))
+	f.Add([]byte("token, dg-secret-123"))
+	f.Add([]byte("base64url.bearer.authorization.k8s.io.dG9rZW4, base64.binary.k8s.io"))
+	f.Add([]byte("openai-beta.\xff\"x ,, \u0085token\u00a0"))
 	r, err := NewRoute(Options{Name: "fuzz", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider-fuzz", KeyEnv: "K"}, NewClients())
 	if err != nil {
 		f.Fatal(err)
@@ -129,27 +134,24 @@ func FuzzSubprotocolCapture(f *testing.F) {
 		if err := json.Unmarshal(capture, &m); err != nil || !utf8.Valid(capture) {
 			t.Fatalf("captured headers not UTF-8 JSON: %q (%v)", capture, err)
 		}
-		if !utf8.Valid(in) {
-			return // bytes that are not UTF-8 are escaped as characters: compared no further
-		}
-		got, want := strings.Split(m["sec-websocket-protocol"], ","), strings.Split(string(in), ",")
-		if len(in) == 0 {
-			want = []string{""}
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%q captured as %q: %d entries, want %d", in, capture, len(got), len(want))
-		}
-		for i, w := range want {
-			p := bytes.TrimSpace([]byte(w))
-			if !IsKeySubprotocol(p) {
-				if got[i] != w {
-					t.Fatalf("%q captured as %q: entry %d %q, want %q", in, capture, i, got[i], w)
+		var want []string
+		for _, w := range bytes.Split(in, []byte(",")) {
+			switch p := bytes.TrimSpace(w); {
+			case len(p) == 0:
+			case string(p) == "realtime" || string(p) == "token" || bytes.HasPrefix(p, []byte("openai-beta.")):
+				var s string // as JSON reads it back: bytes that are not UTF-8 are escaped as characters
+				if err := json.Unmarshal(appendJSONString(nil, p), &s); err != nil {
+					t.Fatal(err)
 				}
-				continue
+				want = append(want, s)
+			case IsKeySubprotocol(p):
+				want = append(want, string(p[:len(KeySubprotocol)])+redacted)
+			default:
+				want = append(want, redacted)
 			}
-			if g := strings.TrimSpace(got[i]); g != string(p[:len(KeySubprotocol)])+redacted {
-				t.Fatalf("%q captured as %q: key entry %d reads %q", in, capture, i, g)
-			}
+		}
+		if got := m["sec-websocket-protocol"]; got != strings.Join(want, ", ") {
+			t.Fatalf("%q captured as %q, want %q", in, got, strings.Join(want, ", "))
 		}
 	})
 }

@@ -50,25 +50,37 @@ func TestCapturedHeadersRedactSecrets(t *testing.T) {
 	}
 }
 
-// TestCapturedSubprotocolsRedactKeysOnly: a Sec-WebSocket-Protocol list
-// is stored with the key of each entry that carries one redacted (the
-// entries handlers' requestCredential takes a key from, whatever their case
-// and spaces) and every other entry kept as it came, in the request and in
-// the upstream's 101 alike.
-func TestCapturedSubprotocolsRedactKeysOnly(t *testing.T) {
+// TestCapturedSubprotocolsKeepKnownNamesOnly: a Sec-WebSocket-Protocol
+// list is stored entry by entry, trimmed and joined by ", ": "realtime",
+// the bare "token" and "openai-beta." entries as they came, the key of an
+// "openai-insecure-api-key." entry (whatever its case) redacted after its
+// prefix, and every other entry, which may be another scheme's credential,
+// redacted whole, one "[redacted]" for each; in the request and in the
+// upstream's 101 alike.
+func TestCapturedSubprotocolsKeepKnownNamesOnly(t *testing.T) {
 	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider", KeyEnv: "K"}, NewClients())
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct{ in, want string }{
 		{"realtime, openai-beta.realtime-v1", "realtime, openai-beta.realtime-v1"},
+		{"realtime,openai-beta.realtime-v1", "realtime, openai-beta.realtime-v1"},
 		{"realtime, openai-insecure-api-key.sk-1, openai-beta.realtime-v1", "realtime, openai-insecure-api-key.[redacted], openai-beta.realtime-v1"},
-		{"OPENAI-INSECURE-API-KEY.sk-2,realtime", "OPENAI-INSECURE-API-KEY.[redacted],realtime"},
-		{"  openai-insecure-api-key.sk-3  ,, x", "  openai-insecure-api-key.[redacted]  ,, x"},
+		{"OPENAI-INSECURE-API-KEY.sk-2,realtime", "OPENAI-INSECURE-API-KEY.[redacted], realtime"},
+		{"  openai-insecure-api-key.sk-3  ,, x", "openai-insecure-api-key.[redacted], [redacted]"},
 		{"openai-insecure-api-key.", "openai-insecure-api-key.[redacted]"},
-		{"openai-insecure-api-key", "openai-insecure-api-key"}, // no key: not an entry that carries one
-		{"x-openai-insecure-api-key.sk-4", "x-openai-insecure-api-key.sk-4"},
-		{"a\"b, openai-insecure-api-key.sk-5\"", `a\"b, openai-insecure-api-key.[redacted]`},
+		{"openai-insecure-api-key", "[redacted]"}, // no key, and no name known
+		{"x-openai-insecure-api-key.sk-4", "[redacted]"},
+		{"a\"b, openai-insecure-api-key.sk-5\"", `[redacted], openai-insecure-api-key.[redacted]`},
+		// Deepgram's browser auth: the scheme kept, the key after it not.
+		{"token, dg-secret-123", "token, [redacted]"},
+		{"token,dg-secret-123", "token, [redacted]"},
+		{"tokendg-secret-123, Token", "[redacted], [redacted]"},
+		// Kubernetes' bearer token as a subprotocol.
+		{"base64url.bearer.authorization.k8s.io.c2stazhzLXNlY3JldA, base64.binary.k8s.io", "[redacted], [redacted]"},
+		{"Realtime, realtime-sk-6", "[redacted], [redacted]"},
+		{"openai-beta.x\"y", `openai-beta.x\"y`},
+		{" , ,", ""},
 	} {
 		var src, dst fasthttp.RequestHeader
 		src.SetMethod("GET")
