@@ -52,43 +52,14 @@ func (s *bodyRows) get(id string) (bodyRow, bool) {
 // sinks are around, sink, after.
 func borrowRelay(t *testing.T, captureLimit int, around ...Sink) (addr string, sink *bodyRows) {
 	t.Helper()
-	mln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mock := mockllm.New(mockllm.Options{})
-	go mock.Serve(mln)
-	t.Cleanup(func() { _ = mock.Close() })
-	rt, err := upstream.NewRoute(upstream.Options{
-		Name: "openai", Path: "/v1/chat/completions", Upstream: "http://" + mln.Addr().String(),
-		Kind: record.KindSSE, Capture: true, MaxCaptureBytes: captureLimit, MaxBodyBytes: 8 << 20, ProviderKey: "pk",
-	}, upstream.NewClients())
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := NewKeys([]KeyOptions{{Key: "sk-test", Tenant: "t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wd := upstream.NewWatchdog(upstream.WatchdogOptions{})
-	t.Cleanup(wd.Stop)
 	sink = &bodyRows{rows: map[string]bodyRow{}}
 	sinks := []Sink{sink}
 	if len(around) == 2 {
 		sinks = []Sink{around[0], sink, around[1]}
 	}
-	h, err := New(Options{Routes: upstream.NewTable([]*upstream.Route{rt}), Keys: keys, Sinks: sinks, Watchdog: wd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: h.serve, ReduceMemoryUsage: true, MaxRequestBodySize: 8 << 20}
-	go srv.Serve(ln)
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String(), sink
+	addr, _ = serveChatRelay(t, upstream.Options{Capture: true, MaxCaptureBytes: captureLimit}, Options{Sinks: sinks},
+		&fasthttp.Server{ReduceMemoryUsage: true, MaxRequestBodySize: 8 << 20}, false)
+	return addr, sink
 }
 
 // chatBody is a chat request of about n bytes, distinct for each seed.

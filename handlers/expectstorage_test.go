@@ -94,40 +94,10 @@ func (s *storageRows) wait(t *testing.T, id string) storageRow {
 // upstream; it returns the server's address, the rows and the mock.
 func storageRelay(t *testing.T, st Admission, lim Limiter) (string, *storageRows, *mockllm.Server) {
 	t.Helper()
-	mln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mock := mockllm.New(mockllm.Options{})
-	go mock.Serve(mln)
-	t.Cleanup(func() { _ = mock.Close() })
-	rt, err := upstream.NewRoute(upstream.Options{
-		Name: "openai", Path: "/v1/chat/completions", Upstream: "http://" + mln.Addr().String(),
-		Kind: record.KindSSE, MaxBodyBytes: 8 << 20, ProviderKey: "pk",
-	}, upstream.NewClients())
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := NewKeys([]KeyOptions{{Key: "sk-test", Tenant: "t"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wd := upstream.NewWatchdog(upstream.WatchdogOptions{})
-	t.Cleanup(wd.Stop)
 	rows := &storageRows{rows: map[string]storageRow{}}
-	h, err := New(Options{Routes: upstream.NewTable([]*upstream.Route{rt}), Keys: keys, Limiter: lim,
-		Sinks: []Sink{rows}, Admission: st, Watchdog: wd, BodyLimit: 8 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &fasthttp.Server{Handler: h.serve, ExpectHandler: h.ExpectContinue, MaxRequestBodySize: 8 << 20}
-	go srv.Serve(ln)
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String(), rows, mock
+	addr, mock := serveChatRelay(t, upstream.Options{}, Options{Limiter: lim, Sinks: []Sink{rows}, Admission: st, BodyLimit: 8 << 20},
+		&fasthttp.Server{MaxRequestBodySize: 8 << 20}, true)
+	return addr, rows, mock
 }
 
 // TestExpectContinueStorageRefusedBeforeUpload: while the storage cannot
