@@ -47,14 +47,7 @@ func TestWSRawPathReachesUpstream(t *testing.T) {
 			t.Errorf("%s: dial: %v (%v)", tc.target, err, resp)
 			continue
 		}
-		select {
-		case got := <-targets:
-			if got != tc.want {
-				t.Errorf("%s: upstream got %q, want %q", tc.target, got, tc.want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: nothing reached the upstream", tc.target)
-		}
+		servicetest.WantTarget(t, targets, tc.target, tc.want)
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, m, err := c.ReadMessage(); err != nil || string(m) != "hello" {
 			t.Errorf("%s: first message %q, %v", tc.target, m, err)

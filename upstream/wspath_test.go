@@ -49,14 +49,7 @@ func TestDialWSClientPath(t *testing.T) {
 			t.Errorf("%s: %d %s %v", tc.target, d.Status, d.ErrType, d.Err)
 			continue
 		}
-		select {
-		case got := <-targets:
-			if got != tc.want {
-				t.Errorf("%s: upstream got %q, want %q", tc.target, got, tc.want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("%s: nothing reached the upstream", tc.target)
-		}
+		servicetest.WantTarget(t, targets, tc.target, tc.want)
 	}
 	for _, target := range []string{"/v1/realtime/x/%2e%2e/y", "/v1/realtime/x/..%2Fy", "/v1/realtime/."} {
 		d := dial(target)

@@ -36,3 +36,18 @@ func WSTarget(tb testing.TB, serve func(*websocket.Conn)) (addr string, targets 
 	tb.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String(), got
 }
+
+// WantTarget takes the next request target a WSTarget reported and checks
+// it is want; sent names the client's target in the failure. It fails the
+// test when none comes within 10 s.
+func WantTarget(tb testing.TB, targets <-chan string, sent, want string) {
+	tb.Helper()
+	select {
+	case got := <-targets:
+		if got != want {
+			tb.Errorf("%s: upstream got %q, want %q", sent, got, want)
+		}
+	case <-time.After(10 * time.Second):
+		tb.Fatalf("%s: nothing reached the upstream", sent)
+	}
+}
