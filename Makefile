@@ -6,7 +6,7 @@ GO ?= go
 SERVICES := deployments/local/services.sh
 export PATH := $(PATH):/usr/local/go/bin
 
-.PHONY: all build run demo test test-short chaos bench bench-quick lint helm-lint services services-stop docker-up docker-down clean
+.PHONY: all build run demo test test-short chaos bench bench-quick lint helm-lint services services-stop docker-up docker-demo docker-down clean
 
 all: build
 
@@ -92,6 +92,10 @@ services-stop:
 
 docker-up:
 	docker compose -f deployments/docker/docker-compose.yml up -d --build
+
+## docker-demo: the same with configs/demo.yaml, whose routes go to the mock upstream
+docker-demo:
+	RELAY_CONFIG=/app/configs/demo.yaml docker compose -f deployments/docker/docker-compose.yml up -d --build
 
 docker-down:
 	docker compose -f deployments/docker/docker-compose.yml down
