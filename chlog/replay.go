@@ -128,7 +128,7 @@ func (w *Writer) replayAll(st *replayState) bool {
 		}
 		files := g.taken(f)
 		if err != nil {
-			if unknown {
+			if unknown || maybeStored(err) {
 				for i, x := range files {
 					if !x.unknown {
 						files[i] = w.spool.markUnknown(x) // the next attempt must check first
@@ -170,7 +170,13 @@ func (w *Writer) replayAll(st *replayState) bool {
 		w.unblock(st)
 		for _, x := range files {
 			if err := w.spool.done(x, true); err != nil {
-				w.log.Error("chlog: replay: delete spool file after insert", "file", x.name, "err", err)
+				// Its rows are in ClickHouse: it must never go again as a
+				// block known not to be stored. Flagged "u" (where the
+				// rename works) a restart checks before re-sending it; this
+				// process leaves it be.
+				y := w.spool.markUnknown(x)
+				w.spool.forget(y)
+				w.log.Error("chlog: replay: cannot delete spool file after its insert; left on disk, not sent again", "file", y.name, "outcome_unknown_flag", y.unknown, "err", err)
 			}
 			w.stats.rowsReplayed.Add(int64(x.rows))
 			w.log.Info("chlog: replayed spooled block", "file", x.name, "rows", x.rows, "files_in_insert", len(files))

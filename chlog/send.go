@@ -39,6 +39,7 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 		return nil
 	}
 	w.down.Store(true)
+	unknown = unknown || maybeStored(err)
 	if len(g.seqs) == 0 {
 		w.spoolEncoded(m, buf.Buf, unknown)
 	} else {
@@ -231,12 +232,27 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		if attempt >= retries || ctx.Err() != nil {
 			return unknown, err
 		}
+		unknown = unknown || maybeStored(err) // settled before the re-send
 		select {
 		case <-time.After(backoff(attempt)):
 		case <-ctx.Done():
 			return unknown, err
 		}
 	}
+}
+
+// maybeStored reports whether err is an exception ClickHouse answered to an
+// insert that may have stored the rows all the same: the server can fail
+// after it committed the table's part (a materialized view on the table
+// that throws while the block is pushed to it: 18.16 answers its error and
+// keeps the rows). Only the server saying the bytes are broken (the reject
+// class) comes before anything is written. A block that
+// failed so is checked (present.go) before it is sent again, like one
+// whose outcome is unknown; the error's class still decides what the
+// replayer does with it.
+func maybeStored(err error) bool {
+	_, answered := AsException(err)
+	return answered && !errors.Is(err, errUnknownOutcome) && classify(err) != failReject
 }
 
 // queryID names every insert attempt of a block alike: the block's sequence

@@ -403,8 +403,11 @@ func (w *Writer) Flush(ctx context.Context) error {
 }
 
 // Close sends or spools the current block and stops the goroutines. Rows
-// written after Close are dropped and counted. When ctx ends first, Close
-// returns its error; blocks still in hand are then spooled in the background.
+// written after Close are dropped and counted. When ctx ends first, the
+// inserts still in flight are abandoned (their blocks spooled, flagged
+// unknown when the server may have them) and Close returns ctx's error once
+// every block in hand is in the spool: a process that exits after Close
+// loses none.
 func (w *Writer) Close(ctx context.Context) error {
 	w.mu.Lock()
 	if w.closed {
@@ -429,6 +432,8 @@ func (w *Writer) Close(ctx context.Context) error {
 	select {
 	case <-done:
 	case <-ctx.Done():
+		w.cancel() // abandon the inserts in flight: their blocks go to the spool
+		<-done
 		return errors.Join(err, fmt.Errorf("chlog: close: %w", ctx.Err()))
 	}
 	return err
@@ -487,6 +492,14 @@ func (w *Writer) flusher() {
 			req.done <- err
 		case <-w.stop:
 			for b := w.sendq.pop(); b != nil; b = w.sendq.pop() {
+				w.spoolBlock(b, &buf, false)
+			}
+			// The current block: Close's Flush did not reach the flusher
+			// (its ctx ended while an insert was in flight).
+			w.mu.Lock()
+			b := w.cutLocked()
+			w.mu.Unlock()
+			if b != nil {
 				w.spoolBlock(b, &buf, false)
 			}
 			return
