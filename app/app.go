@@ -112,6 +112,7 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		SmallStacks: cfg.Server.SmallStacks,
 		Logger:      log,
 		BodyLimit:   a.bodyLimit(routes),
+		OwnPaths:    a.ownPaths(),
 	}
 	if cfg.Server.Detached() {
 		// a.fiber is made below, before the relay serves anything.
@@ -194,13 +195,33 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	// and logged as a request (handlers/readerror.go).
 	srv.ErrorHandler = a.relay.ReadError(srv.ErrorHandler)
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
-	f.Get("/healthz", a.relay.Healthz)
-	f.Get("/readyz", a.relay.Readyz)
-	if a.cfg.Metrics.Addr == "" {
-		f.Get("/metrics", metricsHandler(a.metrics))
+	for _, p := range a.ownPaths() {
+		f.Get(p, a.ownHandler(p))
 	}
 	f.Use(a.relay.Handle)
 	return f
+}
+
+// ownPaths are the paths the relay's server answers itself, for GET (and
+// so HEAD), in front of the routes: handlers.Options.OwnPaths has them too,
+// so that a request for one with Expect: 100-continue is let through.
+func (a *App) ownPaths() []string {
+	if a.cfg.Metrics.Addr == "" {
+		return []string{"/healthz", "/readyz", "/metrics"}
+	}
+	return []string{"/healthz", "/readyz"} // /metrics is on its own listener
+}
+
+// ownHandler is the handler of one of ownPaths.
+func (a *App) ownHandler(path string) fiber.Handler {
+	switch path {
+	case "/healthz":
+		return a.relay.Healthz
+	case "/readyz":
+		return a.relay.Readyz
+	default:
+		return metricsHandler(a.metrics)
+	}
 }
 
 func (a *App) routes() ([]*upstream.Route, error) { return a.routesOf(a.cfg) }

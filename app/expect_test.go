@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -219,5 +220,55 @@ func TestExpectContinueCurl(t *testing.T) {
 				t.Errorf("curl sent no Expect: row headers %s", row.ReqHeaders)
 			}
 		})
+	}
+}
+
+// TestExpectContinueOwnPaths: the paths the relay's server answers itself
+// (App.ownPaths, given to the handlers as OwnPaths) get 100 Continue and
+// their answer when a request for them asks for it, as Fiber matches them
+// (case and trailing slashes aside); a path no route has is refused 404
+// before the upload. With metrics.addr set, /metrics is not among them.
+func TestExpectContinueOwnPaths(t *testing.T) {
+	r := startRelayWith(t, "", nil)
+	addr := strings.TrimPrefix(r.base, "http://")
+	get := func(method, path string) string {
+		return method + " " + path + " HTTP/1.1\r\nHost: relay\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n"
+	}
+	for _, tt := range []struct {
+		method, path string
+		first, final int
+	}{
+		{"GET", "/healthz", 100, 200},
+		{"HEAD", "/READYZ/", 100, 200},
+		{"GET", "/metrics", 100, 200},
+		{"GET", "/nowhere", 404, 0},
+		{"POST", "/healthz", 404, 0},
+	} {
+		resp, br, c := servicetest.SendHead(t, addr, get(tt.method, tt.path))
+		if resp.StatusCode != tt.first {
+			t.Errorf("%s %s: %d before the upload, want %d", tt.method, tt.path, resp.StatusCode, tt.first)
+			continue
+		}
+		if tt.final == 0 {
+			continue
+		}
+		if _, err := c.Write([]byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(tt.method, "http://relay"+tt.path, nil)
+		final, err := http.ReadResponse(br, req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tt.method, tt.path, err)
+		}
+		_ = final.Body.Close()
+		if final.StatusCode != tt.final {
+			t.Errorf("%s %s: %d after the upload, want %d", tt.method, tt.path, final.StatusCode, tt.final)
+		}
+	}
+
+	apart := &App{cfg: &Config{}}
+	apart.cfg.Metrics.Addr = "127.0.0.1:9464"
+	if paths := apart.ownPaths(); slices.Contains(paths, "/metrics") {
+		t.Errorf("with metrics.addr set, the main port's own paths %v include /metrics", paths)
 	}
 }

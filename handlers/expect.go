@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
@@ -21,11 +22,12 @@ import (
 // its body holds is refused by its own path (reject), before the upload, so
 // it gets the answer it would get after it (the JSON error, X-Request-Id,
 // a row, the metrics), but on a closed connection. The refusals are those
-// that need no body: CheckRequest's and CheckFraming's, the drain, the
-// relay key, X-Tenant-ID, a declared Content-Length over the route's limit
-// (the server's for a path no route has), the storage's admission and the
-// rate limit. Every other request gets 100 Continue and goes the ordinary
-// way.
+// that need no body: CheckRequest's and CheckFraming's, a declared
+// Content-Length over the server's limit, a path no route has (404; but
+// the paths the server answers itself, Options.OwnPaths), the drain, the relay key,
+// X-Tenant-ID, a declared Content-Length over the route's limit, the
+// storage's admission and the rate limit. Every other request gets 100
+// Continue and goes the ordinary way.
 //
 // The storage's admission (Admission.Admit) reserves a row, which takes the
 // request's record, and serve begins its own once the body is read: what
@@ -36,8 +38,8 @@ import (
 // (no Overloaded method) leaves the decision to serve, after the upload.
 //
 // A request let through has spent its rate-limit token (one decision,
-// taken over by serve) even when its upload then fails: the limiter has
-// no way to give a token back.
+// taken over by serve); when its upload then fails, the token is given
+// back (earlyDecision, quota.Limiter.Refund).
 //
 // fasthttp's comment on ExpectHandler says the response must not be
 // modified: it is left alone on the way to 100 Continue (what is set then
@@ -67,7 +69,7 @@ func (h *Relay) ExpectContinue(ctx *fasthttp.RequestCtx) int {
 		// (takeRate), and a refusal saves the upload too.
 		d := cfg.Limiter.Take(context.Background(), v.tenant, v.key.ID)
 		if d.Allowed {
-			ctx.SetUserValue(earlyRate{}, d)
+			ctx.SetUserValue(earlyRate{}, &earlyDecision{d: d, lim: cfg.Limiter, tenant: v.tenant, keyID: v.key.ID})
 			return fasthttp.StatusContinue
 		}
 		return h.refuseUnread(ctx, cfg, &v, &d)
@@ -75,9 +77,12 @@ func (h *Relay) ExpectContinue(ctx *fasthttp.RequestCtx) int {
 	return h.refuseUnread(ctx, cfg, &v, nil)
 }
 
-// screenUnread runs the checks of a request whose body is not read yet;
-// a verdict without a key and without a refusal lets it go on unasked (no
-// route: Fiber's own routes, or the 404 serve gives).
+// screenUnread runs the checks of a request whose body is not read yet, in
+// the order the request meets them without Expect: CheckRequest's and
+// CheckFraming's, the server's body limit (fasthttp refuses a longer body
+// whatever the path), Fiber's own routes (served: a verdict without a key
+// and without a refusal lets the request go on unasked), a path no route
+// has (404, as serve answers it), then the route's gate.
 func (h *Relay) screenUnread(ctx *fasthttp.RequestCtx, cfg *Config) verdict {
 	hdr := &ctx.Request.Header
 	if status, msg := requestEdge(hdr); status != 0 { // CheckRequest's
@@ -86,15 +91,62 @@ func (h *Relay) screenUnread(ctx *fasthttp.RequestCtx, cfg *Config) verdict {
 	if te, cl := scanFraming(hdr.RawHeaders()); te && cl { // CheckFraming's
 		return verdict{status: fasthttp.StatusBadRequest, errType: record.ErrBadRequest, msg: msgFraming}
 	}
-	declared := int64(hdr.ContentLength()) // -1: chunked
-	rt := cfg.Routes.Find(ctx.Path())
-	if rt == nil {
-		if h.o.BodyLimit > 0 && declared > h.o.BodyLimit { // ServerError's
-			return verdict{status: fasthttp.StatusRequestEntityTooLarge, errType: record.ErrBodyTooLarge, msg: msgBodyTooLarge}
-		}
+	// -1: chunked.
+	declared := int64(hdr.ContentLength())
+	if h.o.BodyLimit > 0 && declared > h.o.BodyLimit { // ServerError's
+		return verdict{status: fasthttp.StatusRequestEntityTooLarge, errType: record.ErrBodyTooLarge, msg: msgBodyTooLarge}
+	}
+	if h.ownPath(hdr.Method(), ctx.URI().PathOriginal()) {
 		return verdict{}
 	}
+	rt := cfg.Routes.Find(ctx.Path())
+	if rt == nil {
+		return verdict{status: fasthttp.StatusNotFound, errType: record.ErrNotFound, msg: msgNoRoute}
+	}
 	return h.gate(ctx, cfg, rt, declared)
+}
+
+// msgNoRoute is the message of serve's 404, for a path no route has.
+const msgNoRoute = "no route for this path"
+
+// ownPath reports whether the server answers a request of method for path
+// itself (Options.OwnPaths; the request's path as sent, as Fiber matches
+// it): Fiber's matching ignores case and trailing slashes (CaseSensitive
+// and StrictRouting are off). It does not allocate.
+func (h *Relay) ownPath(method, path []byte) bool {
+	if string(method) != fasthttp.MethodGet && string(method) != fasthttp.MethodHead {
+		return false
+	}
+	for len(path) > 1 && path[len(path)-1] == '/' {
+		path = path[:len(path)-1]
+	}
+	for _, p := range h.o.OwnPaths {
+		if asciiEqualFold(path, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiEqualFold reports whether b equals s, ASCII letters compared without
+// case.
+func asciiEqualFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		c, d := b[i], s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if 'A' <= d && d <= 'Z' {
+			d += 'a' - 'A'
+		}
+		if c != d {
+			return false
+		}
+	}
+	return true
 }
 
 // refuseUnread answers and logs a request refused before its body was read
@@ -107,10 +159,13 @@ func (h *Relay) refuseUnread(ctx *fasthttp.RequestCtx, cfg *Config, v *verdict, 
 	hdr := &ctx.Request.Header
 	keptHeads.forget(hdr) // it will not reach the handlers (chunkedhead.go)
 	rec, _, admitted := h.beginOn(ctx, cfg)
-	if v.key != nil {
+	switch {
+	case v.key != nil:
 		v.name(rec)
-	} else {
-		requestKey(ctx, cfg, rec) // refused before the key was looked at
+	case v.errType != record.ErrNotFound:
+		// Refused before the key was looked at; serve's 404 names no
+		// key, nor does this one.
+		requestKey(ctx, cfg, rec)
 	}
 	if cl := hdr.ContentLength(); cl > 0 {
 		rec.BytesIn = int64(cl)
@@ -146,11 +201,50 @@ func (h *Relay) storageRefuses() bool {
 }
 
 // earlyRate is the user value key of the limiter's decision taken for a
-// request before its body was read.
+// request before its body was read (an *earlyDecision).
 type earlyRate struct{}
 
-// takenEarly returns the decision ExpectContinue took for ctx's request.
+// earlyDecision is the limiter's admission of a request taken before its
+// body was read, kept as the request's user value until serve takes it
+// over (takenEarly). fasthttp closes a user value that is an io.Closer
+// when it resets the request, after the request's answer, or without one
+// when the connection broke: a decision serve did not take over is then
+// given back to the limiter that took it (refunder). That is a request
+// whose upload failed (the client left or sent a short body; fasthttp ran
+// no handler), or one serve refused before it asks the limiter (storage,
+// or a reload's route, key or drain since), which without Expect would
+// have taken no token either.
+type earlyDecision struct {
+	d             quota.Decision
+	lim           Limiter
+	tenant, keyID string
+	taken         atomic.Bool // serve took the decision over, or it was given back
+}
+
+// Close gives the decision's token back unless serve took it over.
+func (e *earlyDecision) Close() error {
+	if !e.taken.CompareAndSwap(false, true) {
+		return nil
+	}
+	if r, ok := e.lim.(refunder); ok {
+		r.Refund(e.tenant, e.keyID, e.d)
+	}
+	return nil
+}
+
+// refunder is a Limiter that can give back the token of an admission
+// whose request was not served (quota.Limiter.Refund).
+type refunder interface {
+	Refund(tenant, keyID string, d quota.Decision)
+}
+
+// takenEarly returns the decision ExpectContinue took for ctx's request;
+// from then on it is the request's, not given back.
 func takenEarly(ctx *fasthttp.RequestCtx) (quota.Decision, bool) {
-	d, ok := ctx.UserValue(earlyRate{}).(quota.Decision)
-	return d, ok
+	e, ok := ctx.UserValue(earlyRate{}).(*earlyDecision)
+	if !ok {
+		return quota.Decision{}, false
+	}
+	e.taken.Store(true)
+	return e.d, true
 }

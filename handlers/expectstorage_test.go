@@ -95,7 +95,7 @@ func (s *storageRows) wait(t *testing.T, id string) storageRow {
 func storageRelay(t *testing.T, st Admission, lim Limiter) (string, *storageRows, *mockllm.Server) {
 	t.Helper()
 	rows := &storageRows{rows: map[string]storageRow{}}
-	addr, mock := serveChatRelay(t, upstream.Options{}, Options{Limiter: lim, Sinks: []Sink{rows}, Admission: st, BodyLimit: 8 << 20},
+	addr, mock := serveChatRelay(t, upstream.Options{}, Options{Limiter: lim, Sinks: []Sink{rows}, Admission: st, BodyLimit: 8 << 20, OwnPaths: []string{"/healthz", "/readyz", "/metrics"}},
 		&fasthttp.Server{MaxRequestBodySize: 8 << 20}, true)
 	return addr, rows, mock
 }

@@ -91,6 +91,10 @@ type Options struct {
 	// Content-Length on a path no route has before the body is sent. 0:
 	// none.
 	BodyLimit int64
+	// OwnPaths are the paths the server answers itself for GET and HEAD,
+	// in front of Handle (/healthz, ...): ExpectContinue lets a request
+	// for one through instead of refusing it 404 as a path no route has.
+	OwnPaths []string
 	// DefaultCaptureBytes bounds capture for requests that match no route;
 	// default 64 KiB.
 	DefaultCaptureBytes int

@@ -74,12 +74,15 @@ func (l *Limiter) expire(ts *tenantState, ks *keyState, ls *lease) {
 	l.release(ts, ks, ls)
 }
 
-// giveBack is a lease's unused tokens on their way back to Redis.
+// giveBack is a lease's unused tokens on their way back to Redis, or a
+// refunded request's token (refund.go).
 type giveBack struct {
 	ts  *tenantState
 	ks  *keyState
 	lim limits
 	n   int64
+	// refund: a request's token (Refund), not counted as a lease's.
+	refund bool
 }
 
 // givebacks queues unused lease tokens for the sweeper.
@@ -254,6 +257,12 @@ func (l *Limiter) giveBackPending() {
 	if len(p) == 0 {
 		return
 	}
+	l.give(p)
+}
+
+// give runs the give script for every give-back of p, within one
+// Options.Timeout; a failure is counted and its tokens dropped.
+func (l *Limiter) give(p []giveBack) {
 	c := l.redis.client()
 	if c == nil {
 		return
@@ -273,7 +282,7 @@ func (l *Limiter) giveBackPending() {
 		cmd := c.B().Evalsha().Sha1(bucketSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
 		if err := runScript(ctx, c, cmd, keys, args).Error(); err != nil {
 			l.stats.redisErrors.Add(1)
-		} else {
+		} else if !g.refund {
 			l.stats.gaveBack.Add(uint64(g.n))
 		}
 	}
