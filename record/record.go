@@ -53,6 +53,12 @@ const (
 	// The status
 	// stays 200: it is what the client got.
 	ErrUpstreamStreamError = "upstream_stream_error"
+	// ErrClientProtocolError, ErrUpstreamProtocolError: a WebSocket
+	// session's side broke the protocol (a close frame with a code never
+	// sent on the wire such as 1006, an unmasked client frame, a reserved
+	// opcode or bit): it got 1002, the other side the relay's close.
+	ErrClientProtocolError   = "client_protocol_error"
+	ErrUpstreamProtocolError = "upstream_protocol_error"
 )
 
 // Reasons for Record.TruncatedReason (stream_logs.truncated_reason).
@@ -66,7 +72,7 @@ var ErrorTypes = []string{
 	ErrUpstreamConnect, ErrUpstreamTimeout, ErrUpstreamReset, ErrUpstreamStatus,
 	ErrUpstreamConfig, ErrClientClosed, ErrUnauthorized, ErrForbidden, ErrNotFound,
 	ErrRateLimited, ErrBodyTooLarge, ErrBadRequest, ErrShuttingDown, ErrInternal,
-	ErrStorageOverloaded, ErrUpstreamStreamError,
+	ErrStorageOverloaded, ErrUpstreamStreamError, ErrClientProtocolError, ErrUpstreamProtocolError,
 }
 
 // IDLen is the length of a request id in bytes (hex characters).

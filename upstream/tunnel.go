@@ -30,7 +30,9 @@ import (
 //     reason naming the sender (error_type body_too_large);
 //   - when no message went either way for the route's IdleTimeout: both
 //     sides get 1001 "idle timeout" (upstream_timeout);
-//   - on Close (the relay shutting down): both get 1001 (shutting_down).
+//   - on Close (the relay shutting down): both get 1001 (shutting_down);
+//   - when one side breaks the protocol: it gets the library's 1002, the
+//     other side the relay's close (see brokeProtocol).
 //
 // Each side gets one close frame: once the relay has sent a side its own,
 // a close frame from the other side (most often the echo of the relay's)
@@ -221,6 +223,11 @@ func (t *Tunnel) readEnded(src, dst *websocket.Conn, dir byte, err error) {
 		reason := by + " message exceeds " + strconv.FormatInt(t.route.MaxBodyBytes, 10) + " bytes"
 		t.end("relay", websocket.CloseMessageTooBig, reason, record.ErrBodyTooLarge, true, true)
 	default:
+		if reason, ok := protocolErrorReason(err); ok {
+			// The library has sent src its 1002 (wsprotocol.go).
+			t.brokeProtocol(dir, reason)
+			return
+		}
 		t.gone(dir)
 	}
 }

@@ -152,6 +152,8 @@ type shown struct {
 	// describes ResponseChunks[i], which keeps the stored bytes, prefix
 	// included.
 	Frames []wsFrame `json:"frames,omitempty"`
+	// Its OpenAI Realtime text, turn by turn (Text: the assistant's).
+	Transcript []wsTurn `json:"transcript,omitempty"`
 
 	requestBodyBytes, resp []byte // for the text view
 }
@@ -186,7 +188,7 @@ func newShown(f *chlog.Found) *shown {
 	case isWSSession(r.Status, r.ResponseHeaders):
 		// Its chunks are frames, its bytes_in the client's messages.
 		v.ResponseKind = "ws"
-		v.Frames = wsFrames(r.Chunks, r.ChunkOffsetsMS)
+		v.setWS(r)
 	case len(v.resp) == 0:
 		v.ResponseKind = "none"
 	case binaryType(v.ResponseContentType) || !utf8.Valid(withoutCutRune(v.resp)):

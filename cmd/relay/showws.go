@@ -1,11 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
+	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -44,8 +47,134 @@ type wsFrame struct {
 	Bytes       int     `json:"bytes"`                // the payload's stored size (a close frame's: the code as text, a space, the reason)
 	CloseCode   int     `json:"close_code,omitempty"` // a close frame's code
 	CloseReason string  `json:"close_reason,omitempty"`
+	// AnswersRelay: a close frame that answers the relay's own close (the
+	// relay ended the session, or the other side vanished or broke the
+	// protocol and the relay closed this one): the side's part of the
+	// relay's close handshake, not a close of its own.
+	AnswersRelay bool `json:"answers_relay,omitempty"`
 
 	payload []byte
+}
+
+// setWS fills the session's parts of v from its row r: the frames, the
+// close frames that answer the relay's own, and the text of its OpenAI
+// Realtime events.
+func (v *shown) setWS(r *chlog.Row) {
+	v.Frames = wsFrames(r.Chunks, r.ChunkOffsetsMS)
+	markRelayAnswers(v.Frames, headerValue(r.ResponseHeaders, record.HeaderWSClosedBy), r.ErrorType)
+	v.Transcript = wsTranscript(v.Frames)
+	var text strings.Builder
+	for _, turn := range v.Transcript {
+		if turn.Role == "assistant" {
+			if text.Len() > 0 {
+				text.WriteByte('\n')
+			}
+			text.WriteString(turn.Text)
+		}
+	}
+	v.Text = text.String()
+}
+
+// markRelayAnswers marks the close frames that answer the relay's own
+// close frame. The relay sent one to both sides when it ended the session
+// itself (closed by relay: shutting down, a message too big, idle, a side
+// that broke the protocol), and to the side left when the other vanished
+// (closed by client with client_closed, by upstream with upstream_reset).
+// A side the relay sent its close to has no close frame of its own stored
+// before it: a close frame read first would have ended the session as
+// that side's (tunnel.go); so each of its close frames answers the
+// relay's.
+func markRelayAnswers(frames []wsFrame, closedBy, errType string) {
+	toClient := closedBy == "relay" || (closedBy == "upstream" && errType == record.ErrUpstreamReset)
+	toUpstream := closedBy == "relay" || (closedBy == "client" && errType == record.ErrClientClosed)
+	for i := range frames {
+		f := &frames[i]
+		if f.Type == "close" && ((f.Direction == "client" && toClient) || (f.Direction == "upstream" && toUpstream)) {
+			f.AnswersRelay = true
+		}
+	}
+}
+
+// A wsTurn is one utterance of an OpenAI Realtime session, in `relay show
+// --json`'s "transcript": the assistant's text or audio transcript of one
+// output item (its response.text.delta, response.output_text.delta,
+// response.audio_transcript.delta or response.output_audio_transcript.delta
+// events' deltas, joined), or the user's audio as transcribed
+// (conversation.item.input_audio_transcription.completed).
+type wsTurn struct {
+	AtMS *uint32 `json:"at_ms"` // arrival of its first event, from the handshake
+	Role string  `json:"role"`  // "assistant" or "user"
+	Text string  `json:"text"`
+}
+
+// realtimeTextMarks are in every frame wsTranscript decodes (the ends of
+// its event types' names, quoted): other frames, audio deltas above all,
+// are not decoded.
+var realtimeTextMarks = [][]byte{[]byte(`text.delta"`), []byte(`transcript.delta"`), []byte(`transcription.completed"`)}
+
+// wsTranscript returns the turns of a session's upstream text frames that
+// are OpenAI Realtime text events, in the order their first event came.
+// Deltas join the turn of their item_id (a response's deltas may be
+// interleaved with another item's events, such as the user's
+// transcription, which comes late); a frame that is not such an event
+// (other types, audio, a frame cut by the capture) adds nothing.
+func wsTranscript(frames []wsFrame) []wsTurn {
+	var turns []wsTurn
+	var texts []*strings.Builder // texts[i]: turns[i].Text, being joined
+	byItem := map[string]int{}   // role + item_id: index in turns
+	for i := range frames {
+		f := &frames[i]
+		if f.Direction != "upstream" || f.Type != "text" {
+			continue
+		}
+		if !containsAny(f.payload, realtimeTextMarks) {
+			continue
+		}
+		var e struct {
+			Type       string `json:"type"`
+			ItemID     string `json:"item_id"`
+			ResponseID string `json:"response_id"`
+			Delta      string `json:"delta"`
+			Transcript string `json:"transcript"`
+		}
+		if json.Unmarshal(f.payload, &e) != nil {
+			continue
+		}
+		var role, text string
+		switch e.Type {
+		case "response.text.delta", "response.output_text.delta", "response.audio_transcript.delta", "response.output_audio_transcript.delta":
+			role, text = "assistant", e.Delta
+		case "conversation.item.input_audio_transcription.completed":
+			role, text = "user", e.Transcript
+		default:
+			continue
+		}
+		key := role + " " + e.ItemID
+		if e.ItemID == "" {
+			key = role + " response " + e.ResponseID
+		}
+		j, ok := byItem[key]
+		if !ok {
+			j = len(turns)
+			byItem[key] = j
+			turns = append(turns, wsTurn{AtMS: f.AtMS, Role: role})
+			texts = append(texts, new(strings.Builder))
+		}
+		texts[j].WriteString(text)
+	}
+	for i := range turns {
+		turns[i].Text = texts[i].String()
+	}
+	return turns
+}
+
+func containsAny(p []byte, subs [][]byte) bool {
+	for _, s := range subs {
+		if bytes.Contains(p, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // isWSSession reports whether a stored row is a WebSocket session's: its
@@ -139,6 +268,7 @@ func printWS(b *strings.Builder, v *shown) {
 
 	b.WriteString("\nsession end\n")
 	printWSEnd(b, v)
+	printTranscript(b, v)
 
 	fmt.Fprintf(b, "\nframes (%d relayed, %d stored)\n", v.ChunkCount, len(v.Frames))
 	switch {
@@ -185,6 +315,10 @@ func printWSEnd(b *strings.Builder, v *shown) {
 	switch {
 	case n == 1006:
 		b.WriteString("  (neither side nor the relay sent a close frame)\n")
+	case by == "relay" && v.ErrorType == record.ErrClientProtocolError:
+		b.WriteString("  (the client broke the protocol: the relay's 1002 to it, with what it broke; the upstream got 1002 \"client protocol error: ...\")\n")
+	case by == "relay" && v.ErrorType == record.ErrUpstreamProtocolError:
+		b.WriteString("  (the upstream broke the protocol: the relay's 1002 to it, with what it broke; the client got 1011 \"upstream protocol error: ...\")\n")
 	case by == "relay":
 		fmt.Fprintf(b, "  (the relay's own close frame, sent to both sides; error_type %s)\n", orDash(v.ErrorType))
 	case by == "client" && v.ErrorType == record.ErrClientClosed:
@@ -210,7 +344,31 @@ func printFrame(b *strings.Builder, f *wsFrame) {
 	case "upstream":
 		dir = "upstream→client"
 	}
-	fmt.Fprintf(b, "  %8s  %-15s  %-6s  %s\n", at, dir, f.Type, framePayload(f))
+	note := ""
+	if f.AnswersRelay {
+		note = "  (answer to the relay's close)"
+	}
+	fmt.Fprintf(b, "  %8s  %-15s  %-6s  %s%s\n", at, dir, f.Type, framePayload(f), note)
+}
+
+// printTranscript prints the text of a session's OpenAI Realtime events
+// (wsTranscript), one turn a line, its further lines indented under it;
+// nothing for a session that has none.
+func printTranscript(b *strings.Builder, v *shown) {
+	if len(v.Transcript) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\ntext (%d turns, from OpenAI Realtime events; the frames below keep each event)\n", len(v.Transcript))
+	for _, turn := range v.Transcript {
+		text := strings.TrimRight(turn.Text, "\n")
+		if text == "" {
+			text = "(empty)"
+		}
+		fmt.Fprintf(b, "  %-9s  %s\n", turn.Role, strings.ReplaceAll(text, "\n", "\n             "))
+	}
+	if v.Truncated {
+		b.WriteString("  (capture was truncated: the text above is a prefix)\n")
+	}
 }
 
 // framePayload is how a frame's payload is shown on its line: text

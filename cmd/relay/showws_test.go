@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/fasthttp/websocket"
 	"github.com/stream-relay/stream-relay/chlog"
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -304,8 +307,9 @@ func TestShowWSRows(t *testing.T) {
 		"        20  upstream→client  binary  2000 bytes: ff f3 00 1b ff f3 00 1b ff f3 00 1b ff f3 00 1b ... 1984 more bytes\n",
 		"        30  upstream→client  ping    (empty)\n",
 		"        40  client→upstream  pong    (empty)\n",
-		"        50  client→upstream  close   1009 (message too big) \"client message exceeds 4096 bytes\"\n",
-		"        60  upstream→client  close   1009 (message too big)\n",
+		// Both sides' answers to the relay's 1009, marked as such.
+		"        50  client→upstream  close   1009 (message too big) \"client message exceeds 4096 bytes\"  (answer to the relay's close)\n",
+		"        60  upstream→client  close   1009 (message too big)  (answer to the relay's close)\n",
 		"closed by relay: 1009 (message too big) \"client message exceeds 4096 bytes\"",
 		"error_type body_too_large",
 		"x-upstream-session: sess-1",
@@ -361,4 +365,201 @@ func TestShowWSLongSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustContain(t, b.String(), "session end\n  (not recorded: the session never started relaying)\n", "frames (0 relayed, 0 stored)\n  (none)\n")
+}
+
+// startRealtimeWS is an OpenAI Realtime-like upstream on 127.0.0.1: it
+// greets with session.created and answers the client's text "go" with a
+// response whose text events are interleaved with audio and with the
+// transcription of the user's audio, which comes late as it does on the
+// real API, then response.done.
+func startRealtimeWS(t *testing.T) string {
+	t.Helper()
+	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	events := []string{
+		`{"type":"response.created","response":{"id":"resp_1"}}`,
+		`{"type":"response.audio_transcript.delta","response_id":"resp_1","item_id":"item_a","output_index":0,"content_index":0,"delta":"It is "}`,
+		`{"type":"response.audio.delta","response_id":"resp_1","item_id":"item_a","delta":"AAECAwQF"}`,
+		`{"type":"conversation.item.input_audio_transcription.completed","item_id":"item_u","content_index":0,"transcript":"What's the weather?"}`,
+		`{"type":"response.audio_transcript.delta","response_id":"resp_1","item_id":"item_a","delta":"sunny."}`,
+		`{"type":"response.output_text.delta","response_id":"resp_1","item_id":"item_b","delta":"Bring "}`,
+		`{"type":"response.text.delta","response_id":"resp_1","item_id":"item_b","delta":"a hat.\nOr not."}`,
+		`{"type":"response.done","response":{"id":"resp_1","status":"completed"}}`,
+	}
+	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.WriteMessage(websocket.TextMessage, []byte(`{"type":"session.created"}`))
+		for {
+			_, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if string(msg) != "go" {
+				continue
+			}
+			for _, e := range events {
+				if c.WriteMessage(websocket.TextMessage, []byte(e)) != nil {
+					return
+				}
+			}
+		}
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return "ws://" + ln.Addr().String()
+}
+
+// TestShowWSRealtimeText runs Realtime sessions through a running relay
+// that stores its rows in the real ClickHouse, and reads them back with
+// relay show: the text of the response and transcription events, turn by
+// turn in a text section (each turn joined from its item's deltas, the
+// frames still listed one by one) and in --json ("text", "transcript");
+// the close frame a side sent to answer the relay's own (the relay shut
+// down) is marked as such, in the text view and in --json.
+func TestShowWSRealtimeText(t *testing.T) {
+	chURL, db := showDB(t)
+	up := startRealtimeWS(t)
+	addr := servicetest.FreeAddr(t)
+	host, port, _ := strings.Cut(addr, ":")
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf(`server: {host: %s, port: %s, shutdown_grace: 5s}
+auth:
+  keys:
+    - {key: sk-relay-show-test, tenant: t1}
+routes:
+  - {name: realtime, path: /v1/realtime, upstream: %q, auth_env: QA_GEMINI_KEY, kind: ws}
+storage:
+  spool_dir: %s
+  clickhouse: {url: %q, database: %s, flush_interval: 200ms}
+`, host, port, up, t.TempDir(), chURL, db)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stop := startRelayProcess(t, cfg)
+	waitReady(t, "http://"+addr)
+
+	c, id := dialWS(t, "ws://"+addr+"/v1/realtime?model=gpt-realtime")
+	readText(t, c, `{"type":"session.created"}`)
+	if err := c.WriteMessage(websocket.TextMessage, []byte("go")); err != nil {
+		t.Fatal(err)
+	}
+	readText(t, c, `{"type":"response.done","response":{"id":"resp_1","status":"completed"}}`)
+	_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(1000, "bye"), time.Now().Add(5*time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			break
+		}
+	}
+	h, heldID := dialWS(t, "ws://"+addr+"/v1/realtime")
+	readText(t, h, `{"type":"session.created"}`)
+	held := make(chan error, 1)
+	go func() { // the library answers the relay's close
+		for {
+			if _, _, err := h.ReadMessage(); err != nil {
+				held <- err
+				return
+			}
+		}
+	}()
+	stop()
+	if err := <-held; !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("held session ended with %v, want 1001", err)
+	}
+
+	out, err := show(t, id, "-config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out, "found in           clickhouse "+db+".stream_logs",
+		"\ntext (3 turns, from OpenAI Realtime events; the frames below keep each event)\n"+
+			"  assistant  It is sunny.\n"+
+			"  user       What's the weather?\n"+
+			"  assistant  Bring a hat.\n"+
+			"             Or not.\n",
+		`upstream→client  text    {"type":"response.audio_transcript.delta","response_id":"resp_1","item_id":"item_a","output_index":0,"content_index":0,"delta":"It is "}`+"\n",
+		`upstream→client  text    {"type":"response.text.delta","response_id":"resp_1","item_id":"item_b","delta":"a hat.\nOr not."}`+"\n",
+		"client→upstream  close   1000 (normal closure) \"bye\"\n",
+		"upstream→client  close   1000 (normal closure)\n", // the ordinary handshake: not marked
+		"frames (12 relayed, 12 stored)",
+	)
+	var got struct {
+		Text       string    `json:"text"`
+		Transcript []wsTurn  `json:"transcript"`
+		Frames     []wsFrame `json:"frames"`
+	}
+	out, err = show(t, id, "-config", cfg, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("--json: %v\n%s", err, out)
+	}
+	if got.Text != "It is sunny.\nBring a hat.\nOr not." || len(got.Transcript) != 3 ||
+		got.Transcript[1].Role != "user" || got.Transcript[1].Text != "What's the weather?" || got.Transcript[0].AtMS == nil {
+		t.Errorf("--json text %q transcript %+v", got.Text, got.Transcript)
+	}
+	for _, f := range got.Frames {
+		if f.AnswersRelay {
+			t.Errorf("a frame of a session the client closed is marked as answering the relay: %+v", f)
+		}
+	}
+
+	out, err = show(t, heldID, "-config", cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out, "closed by relay: 1001 (going away) \"relay shutting down\"",
+		"client→upstream  close   1001 (going away)  (answer to the relay's close)\n",
+		"upstream→client  close   1001 (going away)  (answer to the relay's close)\n")
+	if strings.Contains(out, "\ntext (") {
+		t.Errorf("a session without Realtime text events shows a text section:\n%s", out)
+	}
+	out, err = show(t, heldID, "-config", cfg, "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got.Frames = nil
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatal(err)
+	}
+	var answers int
+	for _, f := range got.Frames {
+		if f.AnswersRelay != (f.Type == "close") {
+			t.Errorf("frame %+v: answers_relay %v", f, f.AnswersRelay)
+		}
+		if f.AnswersRelay {
+			answers++
+		}
+	}
+	if answers != 2 {
+		t.Errorf("%d frames answer the relay's close, want 2:\n%s", answers, out)
+	}
+}
+
+// TestShowWSProtocolErrorEnd: a session a side ended by breaking the
+// protocol says who broke it and what each side got; the other side's
+// answer to the relay's close is marked.
+func TestShowWSProtocolErrorEnd(t *testing.T) {
+	for _, tt := range []struct {
+		errType, answer, want string
+	}{
+		{record.ErrClientProtocolError, "<c1002 ", `the client broke the protocol: the relay's 1002 to it, with what it broke; the upstream got 1002 "client protocol error: ..."`},
+		{record.ErrUpstreamProtocolError, ">c1011 ", `the upstream broke the protocol: the relay's 1002 to it, with what it broke; the client got 1011 "upstream protocol error: ..."`},
+	} {
+		row := chlog.Row{Status: 101, ChunkCount: 2, ErrorType: tt.errType, ChunkOffsetsMS: []uint32{3, 9},
+			Chunks:          [][]byte{[]byte(">thi"), []byte(tt.answer)},
+			ResponseHeaders: []byte(`{":ws-close-code":"1002",":ws-close-reason":"bad MASK",":ws-closed-by":"relay"}`)}
+		var b bytes.Buffer
+		if err := printShown(&b, newShown(&chlog.Found{Row: row})); err != nil {
+			t.Fatal(err)
+		}
+		mustContain(t, b.String(), `closed by relay: 1002 (protocol error) "bad MASK"`, tt.want, "(answer to the relay's close)\n")
+	}
 }
