@@ -28,7 +28,7 @@ import (
 //	CHAOS|scenario|sent|answered|expected errors|unexpected errors|rows stored|rows spooled|rows dropped|leaks
 //
 // to t.Log and, when CHAOS_REPORT names a file, appended to it; `make chaos`
-// formats those lines into one table (deployments/local/chaos-table.awk).
+// formats those lines into one table (the awk program in deployments/local/chaos.sh).
 
 // chaosLong reports whether the long settings apply (make chaos sets
 // CHAOS_LONG=1): bigger counts and longer durations.

@@ -37,8 +37,9 @@ func soakDuration(t *testing.T) time.Duration {
 // open file descriptors every 10s (every minute from 10m on). Tolerances,
 // last sample against the first (taken after 10s of warm-up, both after a
 // GC, with the harness's row sink emptied, since it keeps every row): Go
-// heap +32 MiB, RSS +64 MiB, goroutines +50, fds +50; no unexpected
-// status; rows in ClickHouse equal requests sent.
+// heap +32 MiB, RSS +64 MiB (without -race only: see soakLeak),
+// goroutines +50, fds +50; no unexpected status; rows in ClickHouse equal
+// requests sent.
 func TestChaosSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak")
@@ -143,16 +144,10 @@ func TestChaosSoak(t *testing.T) {
 		stored += int64(n)
 	}
 	first, last := samples[0], samples[len(samples)-1]
-	leak := "none"
-	switch {
-	case last.heapKB-first.heapKB > 32<<10:
-		leak = fmt.Sprintf("heap +%dMiB", (last.heapKB-first.heapKB)>>10)
-	case last.rssKB-first.rssKB > 64<<10:
-		leak = fmt.Sprintf("rss +%dMiB", (last.rssKB-first.rssKB)>>10)
-	case last.goroutines-first.goroutines > 50:
-		leak = fmt.Sprintf("goroutines +%d", last.goroutines-first.goroutines)
-	case last.fds-first.fds > 50:
-		leak = fmt.Sprintf("fds +%d", last.fds-first.fds)
+	leak := soakLeak(first, last, raceDetector)
+	if raceDetector {
+		t.Logf("soak: RSS %+d MiB under the race detector, whose runtime keeps what it allocates: not asserted (heap %+d MiB is)",
+			(last.rssKB-first.rssKB)>>10, (last.heapKB-first.heapKB)>>10)
 	}
 	if leak != "none" {
 		t.Errorf("soak: %s (first %v, last %v)", leak, first, last)
@@ -168,4 +163,25 @@ func TestChaosSoak(t *testing.T) {
 		expectedErr.Load(), unexpected.Load(), strings.Join(series, ", "))
 	chaosResult{scenario: "soak/" + d.String(), sent: sent.Load(), answered: answered.Load(), expected: expectedErr.Load(),
 		unexpect: unexpected.Load() + sent.Load() - stored, stored: stored, spooled: st.RowsSpooled, dropped: st.RowsDropped, leaks: leak}.emit(t)
+}
+
+// soakLeak compares the soak's last sample with its first against the
+// tolerances of TestChaosSoak: "none", or what grew past them. RSS counts
+// only without the race detector (race): under it RSS also holds the race
+// runtime's shadow and metadata, which grow with the traffic seen and are
+// never returned (go.dev/issue/37233: about 6 MiB a minute at the soak's
+// rate, past +64 MiB after 11 minutes); the Go heap, goroutines and file
+// descriptors are the relay's either way.
+func soakLeak(first, last procSample, race bool) string {
+	switch {
+	case last.heapKB-first.heapKB > 32<<10:
+		return fmt.Sprintf("heap +%dMiB", (last.heapKB-first.heapKB)>>10)
+	case !race && last.rssKB-first.rssKB > 64<<10:
+		return fmt.Sprintf("rss +%dMiB", (last.rssKB-first.rssKB)>>10)
+	case last.goroutines-first.goroutines > 50:
+		return fmt.Sprintf("goroutines +%d", last.goroutines-first.goroutines)
+	case last.fds-first.fds > 50:
+		return fmt.Sprintf("fds +%d", last.fds-first.fds)
+	}
+	return "none"
 }
