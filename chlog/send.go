@@ -245,15 +245,23 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 // insert that may have stored the rows all the same: the server can fail
 // after it committed the table's part (a materialized view on the table
 // that throws while the block is pushed to it: 18.16 answers its error and
-// keeps the rows). Only the server saying the bytes are broken (the reject
-// class) comes before anything is written. A block that
-// failed so is checked (present.go) before it is sent again, like one
-// whose outcome is unknown; the error's class still decides what the
-// replayer does with it.
+// keeps the rows). The server saying the bytes are broken (the reject
+// class) and the exceptions a query gets before it runs (beforeRun: who
+// may run it, and whether it may run now) come before anything is written.
+// A block that failed so is checked (present.go) before it is sent again,
+// like one whose outcome is unknown; the error's class still decides what
+// the replayer does with it.
 func maybeStored(err error) bool {
-	_, answered := AsException(err)
-	return answered && !errors.Is(err, errUnknownOutcome) && classify(err) != failReject
+	e, answered := AsException(err)
+	return answered && !errors.Is(err, errUnknownOutcome) && !beforeRun[e.Code] && classify(err) != failReject
 }
+
+// beforeRun are the exception codes a query gets before it runs, so
+// before an insert writes anything: the user, the password, the address
+// or the grants refused (192-195, 497, 516), a readonly user (164), a
+// quota (201), too many queries at once (202), and a database that does
+// not exist (81).
+var beforeRun = codeSet(81, 164, 192, 193, 194, 195, 201, 202, 497, 516)
 
 // queryID names every insert attempt of a block alike: the block's sequence
 // number and its first request id (random), so blocks of different relay
