@@ -195,33 +195,38 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	// and logged as a request (handlers/readerror.go).
 	srv.ErrorHandler = a.relay.ReadError(srv.ErrorHandler)
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
-	for _, p := range a.ownPaths() {
-		f.Get(p, a.ownHandler(p))
+	for _, r := range a.ownRoutes() {
+		f.Get(r.path, r.handler)
 	}
 	f.Use(a.relay.Handle)
 	return f
 }
 
-// ownPaths are the paths the relay's server answers itself, for GET (and
-// so HEAD), in front of the routes: handlers.Options.OwnPaths has them too,
-// so that a request for one with Expect: 100-continue is let through.
-func (a *App) ownPaths() []string {
-	if a.cfg.Metrics.Addr == "" {
-		return []string{"/healthz", "/readyz", "/metrics"}
-	}
-	return []string{"/healthz", "/readyz"} // /metrics is on its own listener
+// ownRoute is a path the relay's server answers itself, for GET (and so
+// HEAD), in front of the routes, with its handler.
+type ownRoute struct {
+	path    string
+	handler fiber.Handler
 }
 
-// ownHandler is the handler of one of ownPaths.
-func (a *App) ownHandler(path string) fiber.Handler {
-	switch path {
-	case "/healthz":
-		return a.relay.Healthz
-	case "/readyz":
-		return a.relay.Readyz
-	default:
-		return metricsHandler(a.metrics)
+// ownRoutes are the relay's own paths: /healthz, /readyz, and /metrics
+// unless it is on its own listener (metrics.addr).
+func (a *App) ownRoutes() []ownRoute {
+	own := []ownRoute{{"/healthz", a.relay.Healthz}, {"/readyz", a.relay.Readyz}}
+	if a.cfg.Metrics.Addr == "" {
+		own = append(own, ownRoute{"/metrics", metricsHandler(a.metrics)})
 	}
+	return own
+}
+
+// ownPaths are ownRoutes' paths: handlers.Options.OwnPaths has them, so
+// that a request for one with Expect: 100-continue is let through.
+func (a *App) ownPaths() []string {
+	var paths []string
+	for _, r := range a.ownRoutes() {
+		paths = append(paths, r.path)
+	}
+	return paths
 }
 
 func (a *App) routes() ([]*upstream.Route, error) { return a.routesOf(a.cfg) }

@@ -1,64 +1,10 @@
 package chlog
 
 import (
-	"bytes"
 	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// hangProxy forwards every query to the real ClickHouse except inserts,
-// which it reads and then holds without an answer until the client gives
-// up: a server that hangs at shutdown.
-type hangProxy struct {
-	t      testing.TB
-	target string
-	held   atomic.Int32 // inserts being held
-}
-
-func newHangProxy(t testing.TB, target string) (*hangProxy, string) {
-	p := &hangProxy{t: t, target: target}
-	srv := httptest.NewServer(p)
-	t.Cleanup(srv.Close)
-	return p, srv.URL
-}
-
-func (p *hangProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
-	body, err := io.ReadAll(req.Body)
-	if err != nil {
-		return
-	}
-	if strings.HasPrefix(req.URL.Query().Get("query"), "INSERT") {
-		p.held.Add(1)
-		<-req.Context().Done()
-		return
-	}
-	fwd, err := http.NewRequest(http.MethodPost, p.target+req.URL.RequestURI(), bytes.NewReader(body))
-	if err != nil {
-		p.t.Error(err)
-		return
-	}
-	fwd.Header = req.Header.Clone()
-	resp, err := http.DefaultClient.Do(fwd)
-	if err != nil {
-		http.Error(rw, err.Error(), http.StatusBadGateway)
-		return
-	}
-	answer, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	for _, h := range []string{"Content-Type", "X-ClickHouse-Exception-Code"} {
-		if v := resp.Header.Get(h); v != "" {
-			rw.Header().Set(h, v)
-		}
-	}
-	rw.WriteHeader(resp.StatusCode)
-	_, _ = rw.Write(answer)
-}
 
 // TestCloseDeadlineSpoolsEverything: Close whose ctx ends while an insert
 // hangs (ClickHouse stuck at SIGTERM) must still leave every written row
@@ -69,13 +15,14 @@ func (p *hangProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 // process exiting after Close lost both, uncounted.
 func TestCloseDeadlineSpoolsEverything(t *testing.T) {
 	chURL, db := testDB(t)
-	p, proxyURL := newHangProxy(t, chURL)
+	p, proxyURL := newCutProxy(t, chURL)
+	p.mode.Store(hangInsert)
 	dir := t.TempDir()
 	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour,
 		BatchRows: 3, InsertTimeout: 20 * time.Second, Retries: -1})
 
 	ids := writeSSE(w, 3) // a full block: the flusher sends it, and hangs
-	waitFor(t, "the flusher's insert to hang", 30*time.Second, func() bool { return p.held.Load() > 0 })
+	waitFor(t, "the flusher's insert to hang", 30*time.Second, func() bool { return p.sent.Load() > 0 })
 	for id := range writeSSE(w, 2) { // the current block, while the flusher is busy
 		ids[id] = true
 	}

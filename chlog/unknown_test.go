@@ -21,6 +21,7 @@ const (
 	brokenChunked  // forward, then answer 200 with a chunked body cut short
 	cutAfterOnce   // cutAfter for the first insert, then pass through
 	gatewayTimeout // forward, then answer 504 without an exception code
+	hangInsert     // read the request, answer nothing until the client gives up: never applied
 )
 
 // cutProxy stands between the writer and the real ClickHouse and breaks
@@ -31,7 +32,7 @@ type cutProxy struct {
 	target string
 	mode   atomic.Int32
 	hold   atomic.Bool  // answer presence lookups with 503
-	sent   atomic.Int32 // inserts forwarded to the server
+	sent   atomic.Int32 // inserts forwarded to the server (or held: hangInsert)
 }
 
 func newCutProxy(t testing.TB, target string) (*cutProxy, string) {
@@ -55,6 +56,11 @@ func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	mode := int(p.mode.Load())
 	if insert && mode == cutBefore {
 		p.cut(rw, "")
+		return
+	}
+	if insert && mode == hangInsert {
+		p.sent.Add(1) // counted as held
+		<-req.Context().Done()
 		return
 	}
 	fwd, err := http.NewRequest(http.MethodPost, p.target+req.URL.RequestURI(), bytes.NewReader(body))

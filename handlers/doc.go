@@ -11,11 +11,11 @@
 //  5. opens the upstream (502/504 before the first byte) and hands the
 //     stream to fasthttp, which copies it to the client chunk by chunk.
 //
-// Steps 2 to 4 (gate.go) and storage admission also run when the header
-// of a request that asks for "Expect: 100-continue" arrives
-// (ExpectContinue): a request refused there is answered and logged before
-// its body is sent, and a token taken there goes back to the limiter when
-// the body never comes (earlyDecision).
+// The server's body limit, steps 2 to 4 (gate.go) and storage admission
+// also run when the header of a request that asks for "Expect:
+// 100-continue" arrives (ExpectContinue): a request refused there is
+// answered and logged before its body is sent, and a token taken there
+// goes back to the limiter when the body never comes (earlyDecision).
 //
 // With Options.SmallStacks, steps 1 to 5 run on a helper goroutine while
 // the connection's goroutine waits; the stream is then copied by the

@@ -5,9 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -133,31 +130,8 @@ func TestExpectContinueNoRouteRefusedBeforeUpload(t *testing.T) {
 // own for a body over 1 MiB, uploads nothing of a 2 MiB body to a path no
 // route has and gets the 404.
 func TestExpectContinueNoRouteCurl(t *testing.T) {
-	curl, err := exec.LookPath("curl")
-	if err != nil {
-		t.Skip("curl not installed")
-	}
 	addr, rows, _ := storageRelay(t, &fullStorage{}, nil)
-	p := filepath.Join(t.TempDir(), "large.json")
-	if err := os.WriteFile(p, []byte(`{"model":"m","pad":"`+strings.Repeat("a", 2<<20)+`"}`), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(curl, "-s", "-o", "/dev/null", "-D", "-", "-w", "\n%{http_code} %{size_upload}", "-m", "20",
-		"-H", "Content-Type: application/json", "-H", "Authorization: Bearer sk-test", "--data-binary", "@"+p,
-		"http://"+addr+"/v1/nowhere").Output()
-	if err != nil {
-		t.Fatalf("curl: %v: %s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if got := lines[len(lines)-1]; got != "404 0" {
-		t.Fatalf("curl: %q (status, bytes uploaded), want \"404 0\":\n%s", got, out)
-	}
-	var id string
-	for _, l := range lines {
-		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(k, "X-Request-Id") {
-			id = strings.TrimSpace(v)
-		}
-	}
+	id := curlLargeUpload(t, addr, "/v1/nowhere", "404 0")
 	if row := rows.wait(t, id); row.errType != record.ErrNotFound || row.keyID != "" {
 		t.Errorf("row %+v, want not_found naming no key", row)
 	}

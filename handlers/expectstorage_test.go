@@ -178,26 +178,38 @@ func TestExpectContinueStorageRefusedBeforeUpload(t *testing.T) {
 // 100-continue" on its own for a body over 1 MiB, uploads nothing of its
 // 2 MiB body when the storage is full, and gets the 503.
 func TestExpectContinueStorageRefusedCurl(t *testing.T) {
+	st := &fullStorage{}
+	st.full.Store(true)
+	addr, rows, _ := storageRelay(t, st, nil)
+	id := curlLargeUpload(t, addr, "/v1/chat/completions", "503 0")
+	if row := rows.wait(t, id); row.errType != record.ErrStorageOverloaded {
+		t.Errorf("row %+v, want storage_overloaded", row)
+	}
+}
+
+// curlLargeUpload posts a 2 MiB body to path with curl (which asks for
+// 100-continue on its own for a body over 1 MiB), checks its status and
+// bytes uploaded against want ("503 0") and returns the answer's
+// X-Request-Id. It skips the test where curl is not installed.
+func curlLargeUpload(t *testing.T, addr, path, want string) string {
+	t.Helper()
 	curl, err := exec.LookPath("curl")
 	if err != nil {
 		t.Skip("curl not installed")
 	}
-	st := &fullStorage{}
-	st.full.Store(true)
-	addr, rows, _ := storageRelay(t, st, nil)
 	p := filepath.Join(t.TempDir(), "large.json")
 	if err := os.WriteFile(p, []byte(`{"model":"m","pad":"`+strings.Repeat("a", 2<<20)+`"}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(curl, "-s", "-o", "/dev/null", "-D", "-", "-w", "\n%{http_code} %{size_upload}", "-m", "20",
 		"-H", "Content-Type: application/json", "-H", "Authorization: Bearer sk-test", "--data-binary", "@"+p,
-		"http://"+addr+"/v1/chat/completions").Output()
+		"http://"+addr+path).Output()
 	if err != nil {
 		t.Fatalf("curl: %v: %s", err, out)
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if got := lines[len(lines)-1]; got != "503 0" {
-		t.Fatalf("curl: %q (status, bytes uploaded), want \"503 0\":\n%s", got, out)
+	if got := lines[len(lines)-1]; got != want {
+		t.Fatalf("curl: %q (status, bytes uploaded), want %q:\n%s", got, want, out)
 	}
 	var id string
 	for _, l := range lines {
@@ -205,7 +217,5 @@ func TestExpectContinueStorageRefusedCurl(t *testing.T) {
 			id = strings.TrimSpace(v)
 		}
 	}
-	if row := rows.wait(t, id); row.errType != record.ErrStorageOverloaded {
-		t.Errorf("row %+v, want storage_overloaded", row)
-	}
+	return id
 }

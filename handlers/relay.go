@@ -88,8 +88,7 @@ type Options struct {
 	Logger      *slog.Logger // default slog.Default()
 	// BodyLimit is the server's limit on a request body (its
 	// MaxRequestBodySize): ExpectContinue refuses a larger declared
-	// Content-Length on a path no route has before the body is sent. 0:
-	// none.
+	// Content-Length on any path before the body is sent. 0: none.
 	BodyLimit int64
 	// OwnPaths are the paths the server answers itself for GET and HEAD,
 	// in front of Handle (/healthz, ...): ExpectContinue lets a request

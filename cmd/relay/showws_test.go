@@ -144,19 +144,7 @@ func TestShowWSSession(t *testing.T) {
 	readText(t, h, `{"type":"session.created"}`)
 	_ = h.WriteMessage(websocket.TextMessage, []byte("hold"))
 	readText(t, h, "echo:hold")
-	held := make(chan error, 1)
-	go func() { // reads the relay's close, which the library answers
-		for {
-			if _, _, err := h.ReadMessage(); err != nil {
-				held <- err
-				return
-			}
-		}
-	}()
-	stop()
-	if err := <-held; !websocket.IsCloseError(err, websocket.CloseGoingAway) {
-		t.Errorf("held session ended with %v, want 1001", err)
-	}
+	stopWithHeld(t, h, stop)
 
 	out, err := show(t, fullID, "-config", cfg)
 	if err != nil {
@@ -459,19 +447,7 @@ storage:
 	}
 	h, heldID := dialWS(t, "ws://"+addr+"/v1/realtime")
 	readText(t, h, `{"type":"session.created"}`)
-	held := make(chan error, 1)
-	go func() { // the library answers the relay's close
-		for {
-			if _, _, err := h.ReadMessage(); err != nil {
-				held <- err
-				return
-			}
-		}
-	}()
-	stop()
-	if err := <-held; !websocket.IsCloseError(err, websocket.CloseGoingAway) {
-		t.Fatalf("held session ended with %v, want 1001", err)
-	}
+	stopWithHeld(t, h, stop)
 
 	out, err := show(t, id, "-config", cfg)
 	if err != nil {
@@ -561,5 +537,24 @@ func TestShowWSProtocolErrorEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		mustContain(t, b.String(), `closed by relay: 1002 (protocol error) "bad MASK"`, tt.want, "(answer to the relay's close)\n")
+	}
+}
+
+// stopWithHeld stops the relay (stop) while the session h is open and
+// checks that h ends with the relay's 1001, which the library answers.
+func stopWithHeld(t *testing.T, h *websocket.Conn, stop func()) {
+	t.Helper()
+	held := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := h.ReadMessage(); err != nil {
+				held <- err
+				return
+			}
+		}
+	}()
+	stop()
+	if err := <-held; !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("held session ended with %v, want 1001", err)
 	}
 }
