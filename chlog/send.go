@@ -200,7 +200,18 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		if unknown {
 			r, cerr := w.missingRows(ctx, m, native)
 			if cerr != nil {
-				return true, cerr
+				// Nothing is known about the block yet: the check is an
+				// attempt like an insert, retried within the same budget.
+				w.log.Warn("chlog: presence check failed", "seq", m.seq, "rows", m.rows, "attempt", tried+attempt+1, "err", cerr)
+				if attempt >= retries || ctx.Err() != nil {
+					return true, cerr
+				}
+				select {
+				case <-time.After(backoff(attempt)):
+					continue
+				case <-ctx.Done():
+					return true, cerr
+				}
 			}
 			if r.native == nil {
 				w.stats.rowsWritten.Add(int64(m.rows))

@@ -32,6 +32,8 @@ type cutProxy struct {
 	target string
 	mode   atomic.Int32
 	hold   atomic.Bool  // answer presence lookups with 503
+	refuse atomic.Int32 // answer this many more presence lookups with 503
+	looked atomic.Int32 // presence lookups that reached the proxy
 	sent   atomic.Int32 // inserts forwarded to the server (or held: hangInsert)
 }
 
@@ -42,6 +44,19 @@ func newCutProxy(t testing.TB, target string) (*cutProxy, string) {
 	return p, srv.URL
 }
 
+// refused takes one of the lookups a test asked to refuse, if any is left.
+func (p *cutProxy) refused() bool {
+	for {
+		n := p.refuse.Load()
+		if n <= 0 {
+			return false
+		}
+		if p.refuse.CompareAndSwap(n, n-1) {
+			return true
+		}
+	}
+}
+
 func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	body, err := io.ReadAll(req.Body)
 	if err != nil {
@@ -49,9 +64,12 @@ func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	}
 	query := req.URL.Query().Get("query")
 	insert := strings.HasPrefix(query, "INSERT")
-	if p.hold.Load() && strings.Contains(query, "request_id IN ids") {
-		http.Error(rw, "held by the test", http.StatusServiceUnavailable)
-		return
+	if strings.Contains(query, "request_id IN ids") {
+		p.looked.Add(1)
+		if p.hold.Load() || p.refused() {
+			http.Error(rw, "held by the test", http.StatusServiceUnavailable)
+			return
+		}
 	}
 	mode := int(p.mode.Load())
 	if insert && mode == cutBefore {
@@ -242,5 +260,39 @@ func TestUnknownOutcomeRetryLive(t *testing.T) {
 	}
 	if s := w.Stats(); s.InsertErrors != 1 || s.RowsWritten != 4 {
 		t.Errorf("stats %+v; want 1 insert error, 4 rows written", s)
+	}
+}
+
+// TestPresenceCheckRetriedLive: the presence check before a live retry
+// fails once; the sender backs off and checks again within its retries
+// instead of giving up: the cut insert is found applied, not re-sent, and
+// nothing is spooled.
+func TestPresenceCheckRetriedLive(t *testing.T) {
+	chURL, db := testDB(t)
+	p, proxyURL := newCutProxy(t, chURL)
+	dir := t.TempDir()
+	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour, Retries: 3})
+	p.mode.Store(cutAfterOnce)
+	p.refuse.Store(1)
+	want := map[string]bool{}
+	for i := range 4 {
+		r := sseRecord(i, 2)
+		want[string(r.ID[:])] = true
+		w.Write(r)
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	assertExactlyOnce(t, chURL, db, want)
+	if got := p.sent.Load(); got != 1 {
+		t.Errorf("server received %d inserts; want 1 (the cut one, found present)", got)
+	}
+	if got := p.looked.Load(); got != 2 {
+		t.Errorf("presence lookups = %d; want 2 (one refused, one answered)", got)
+	}
+	if names := spoolNames(t, dir); len(names) != 0 {
+		t.Errorf("spool %v; want empty", names)
+	}
+	if s := w.Stats(); s.RowsWritten != 4 || s.RowsSpooled != 0 {
+		t.Errorf("stats %+v; want 4 rows written, none spooled", s)
 	}
 }
