@@ -22,6 +22,7 @@ func (l *Limiter) Adopt(prev *Limiter) {
 		return
 	}
 	prev.adopted.Store(true)
+	l.switchLog.takeOver(&prev.switchLog)
 	prev.table.each(func(pts *tenantState) { l.adoptTenant(prev, pts) })
 	if l.redis == nil || prev.redis == nil || prev.up.Load() {
 		return

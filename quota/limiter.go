@@ -84,7 +84,8 @@ type Limiter struct {
 	done    chan struct{}
 	wg      sync.WaitGroup
 
-	stats counters
+	stats     counters
+	switchLog switchLog // the level of each switch's log line
 }
 
 // New validates o, applies its defaults and returns a Limiter. A configured
@@ -100,6 +101,7 @@ func New(o Options) (*Limiter, error) {
 		epoch: time.Now().Add(-time.Second), // local clock starts > 0: 0 marks an untouched bucket
 		done:  make(chan struct{}),
 	}
+	l.switchLog.quiet = o.SwitchLogQuiet
 	l.givebacks.wake = make(chan struct{}, 1)
 	l.table.init()
 	l.deadlines.init(o.Timeout)
@@ -293,7 +295,11 @@ func (l *Limiter) enterFallback(err error, ts *tenantState) {
 		return
 	}
 	l.stats.toFallback.Add(1)
-	l.o.Logger.Warn("quota: redis unavailable, deciding by fallback",
-		"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err)
+	lv, muted := l.switchLog.toFallback(time.Now())
+	args := []any{"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err}
+	if muted > 0 {
+		args = append(args, "switches_logged_at_debug", muted)
+	}
+	l.o.Logger.Log(context.Background(), lv, "quota: redis unavailable, deciding by fallback", args...)
 	l.startProbe(l.o.probeKeys(ts))
 }

@@ -70,6 +70,11 @@ type Options struct {
 	// limiter is in fallback, whether Redis can decide again (it runs the
 	// bucket script on a probe key: probe.go). Default 1s.
 	ProbeInterval time.Duration
+	// SwitchLogQuiet is how long after a warning that Redis is unavailable
+	// further switches to the fallback are logged at debug level, as long
+	// as the next probe finds Redis again (switchlog.go): a busy host's
+	// missed deadlines do not fill the log. Default 1m.
+	SwitchLogQuiet time.Duration
 	// CacheTTL bounds how long a tenant's override hash and "not blocked"
 	// answer are served from the client-side cache. Redis invalidates them as
 	// soon as they change; the TTL only limits staleness if an invalidation is
@@ -146,6 +151,9 @@ func (o *Options) setDefaults() {
 	if o.ProbeInterval == 0 {
 		o.ProbeInterval = time.Second
 	}
+	if o.SwitchLogQuiet == 0 {
+		o.SwitchLogQuiet = time.Minute
+	}
 	if o.CacheTTL == 0 {
 		o.CacheTTL = 30 * time.Second
 	}
@@ -206,6 +214,9 @@ func (o *Options) validate() error {
 	}
 	if o.ProbeInterval < 0 {
 		return &OptionError{"probe_interval", o.ProbeInterval, "must be > 0"}
+	}
+	if o.SwitchLogQuiet < 0 {
+		return &OptionError{"switch_log_quiet", o.SwitchLogQuiet, "must be > 0"}
 	}
 	if o.CacheTTL < 0 {
 		return &OptionError{"cache_ttl", o.CacheTTL, "must be > 0"}

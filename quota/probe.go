@@ -65,11 +65,18 @@ func (l *Limiter) probe(keys []string) {
 		case <-t.C:
 		}
 		if err := l.redis.decides(keys); err != nil {
+			if warn, muted := l.switchLog.stillDown(time.Now()); warn && !l.adopted.Load() {
+				args := []any{"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err}
+				if muted > 0 {
+					args = append(args, "switches_logged_at_debug", muted)
+				}
+				l.o.Logger.Warn("quota: redis unavailable, deciding by fallback", args...)
+			}
 			continue
 		}
 		l.stats.toRedis.Add(1)
 		l.up.Store(true)
-		lv := slog.LevelInfo
+		lv := l.switchLog.toRedis()
 		if l.adopted.Load() {
 			// A reload's limiter took over (Adopt) and logs the switch.
 			lv = slog.LevelDebug
