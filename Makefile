@@ -40,6 +40,7 @@ test-short:
 ## chaos: the chaos tests (app/chaos_*_test.go) with long settings, every fuzz target for
 ## FUZZTIME (20s) each, then one table; SOAK_DURATION=30m for a long soak (default 2m).
 ## make test runs the same tests with short settings (20s soak, 256 MiB body, 1,000 idle conns).
+## The soak runs without -race here (its RSS bound only holds then); the other tests with -race.
 chaos:
 	@$(SERVICES) start
 	@eval "$$($(SERVICES) env)" && GO=$(GO) bash deployments/local/chaos.sh
