@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -296,10 +297,16 @@ func (l *Limiter) enterFallback(err error, ts *tenantState) {
 	}
 	l.stats.toFallback.Add(1)
 	lv, muted := l.switchLog.toFallback(time.Now())
+	l.logDown(lv, muted, err)
+	l.startProbe(l.o.probeKeys(ts))
+}
+
+// logDown logs at lv that Redis cannot decide (err), with the switches
+// muted before this line (switchlog.go).
+func (l *Limiter) logDown(lv slog.Level, muted int, err error) {
 	args := []any{"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err}
 	if muted > 0 {
 		args = append(args, "switches_logged_at_debug", muted)
 	}
 	l.o.Logger.Log(context.Background(), lv, "quota: redis unavailable, deciding by fallback", args...)
-	l.startProbe(l.o.probeKeys(ts))
 }

@@ -66,11 +66,7 @@ func (l *Limiter) probe(keys []string) {
 		}
 		if err := l.redis.decides(keys); err != nil {
 			if warn, muted := l.switchLog.stillDown(time.Now()); warn && !l.adopted.Load() {
-				args := []any{"on_redis_error", l.o.OnRedisError, "redis_addr", l.o.RedisAddr, "err", err}
-				if muted > 0 {
-					args = append(args, "switches_logged_at_debug", muted)
-				}
-				l.o.Logger.Warn("quota: redis unavailable, deciding by fallback", args...)
+				l.logDown(slog.LevelWarn, muted, err)
 			}
 			continue
 		}
