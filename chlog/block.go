@@ -47,6 +47,7 @@ type block struct {
 
 	input   proto.Input
 	scratch sortScratch // sortRows' buffers
+	gen     uint64      // resets so far: the grower's block is the one it measured
 }
 
 func newBlock() *block {
@@ -163,6 +164,7 @@ func (b *block) encode(buf *proto.Buffer) error {
 }
 
 func (b *block) reset() {
+	b.gen++
 	b.input.Reset()
 	b.rows, b.bytes = 0, 0
 	b.first, b.last = [record.IDLen]byte{}, [record.IDLen]byte{}

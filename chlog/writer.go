@@ -37,8 +37,8 @@ const keepBufferBytes = 4 << 20
 // reach BatchBytes, the last row may take it past), at least
 // keepBufferBytes, at most an eighth of the memory budget. Kept buffers
 // turn each block's growth (allocating, zeroing and copying its bytes
-// again) into none; the writer lets go of them after idleTrimTicks idle
-// flush intervals.
+// again) into none; the writer lets go of them after idleTrim without a
+// row.
 func keepBytes(o *Options) int {
 	return max(keepBufferBytes, min(2*o.BatchBytes, int(o.MaxBufferBytes/8)))
 }
@@ -54,7 +54,8 @@ type Writer struct {
 	stats  counters
 	budget *budget
 
-	keep int // keepBytes(o)
+	keep      int // keepBytes(o)
+	trimTicks int // idleTrimTicks(o)
 
 	mu     sync.Mutex // guards the fields below and the WAL's buffers
 	cur    *block
@@ -66,6 +67,8 @@ type Writer struct {
 	segments segments   // buffers of gathered blocks, kept for reuse (segments.go)
 	spoolq   chan *block
 	flushReq chan flushReq
+	growReq  chan struct{} // wakes the grower (reserve.go)
+	grown    atomic.Int64  // growths the grower made (tests)
 
 	insertMu sync.Mutex  // one insert in flight per writer
 	down     atomic.Bool // the last live insert failed: spool until replay succeeds
@@ -141,9 +144,10 @@ func New(o Options) (*Writer, error) {
 		w.wal.curSeq = w.cur.seq
 		w.wal.start()
 	}
-	w.wg.Add(2)
+	w.wg.Add(3)
 	go w.flusher()
 	go w.spooler()
+	go w.grower()
 	if w.ch != nil {
 		go w.replayer()
 	} else {
@@ -163,11 +167,13 @@ func makeWriter(ctx context.Context, o Options) *Writer {
 		spoolq:     make(chan *block, spoolQueue),
 		flushReq:   make(chan flushReq),
 		kickRep:    make(chan struct{}, 1),
+		growReq:    make(chan struct{}, 1),
 		stop:       make(chan struct{}),
 		replayDone: make(chan struct{}),
 	}
 	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
 	w.keep = keepBytes(&o)
+	w.trimTicks = idleTrimTicks(&o)
 	w.segments.max, w.segments.each = w.coalesceLimit(), w.keep
 	w.ctx, w.cancel = context.WithCancel(ctx)
 	return w
@@ -230,6 +236,8 @@ func (w *Writer) Write(r *record.Record) error {
 	}
 	if b.rows >= w.o.BatchRows || b.bytes >= w.o.BatchBytes {
 		w.handOffLocked()
+	} else if b.nearFull() {
+		w.wakeGrower() // reserve.go
 	}
 	w.mu.Unlock()
 	if ticket > 0 {
@@ -335,10 +343,17 @@ func (w *Writer) recycle(b *block) {
 	w.mu.Unlock()
 }
 
-// idleTrimTicks: after this many flush intervals without a row, the writer
-// lets go of the buffers it keeps for reuse, so that memory returns to its
-// idle level after a burst.
-const idleTrimTicks = 3
+// idleTrim: after this long without a row (at least three flush
+// intervals), the writer lets go of the buffers it keeps for reuse, so
+// that memory returns to its idle level after a burst. It was three flush
+// intervals (3 s): traffic that paused for a few seconds then grew the
+// blocks anew, and growing MiBs is what stalled streams (reserve.go).
+const idleTrim = time.Minute
+
+// idleTrimTicks is idleTrim in flush intervals.
+func idleTrimTicks(o *Options) int {
+	return max(3, int(idleTrim/o.FlushInterval))
+}
 
 // trimLocked drops the blocks kept for reuse and gives the (empty) current
 // block fresh columns.
@@ -458,7 +473,7 @@ func (w *Writer) flusher() {
 			w.mu.Lock()
 			b := w.cutLocked()
 			if b == nil {
-				if idle++; idle == idleTrimTicks {
+				if idle++; idle == w.trimTicks {
 					w.trimLocked()
 					buf.Buf = nil
 					w.segments.drop()
@@ -536,7 +551,7 @@ func (w *Writer) spooler() {
 			}
 			// Spooling comes in bursts (or, without ClickHouse, steadily):
 			// the encode buffer is kept while blocks come, not after.
-			if idle++; idle == 2*idleTrimTicks {
+			if idle++; idle == 2*w.trimTicks {
 				g.buf.Buf = nil
 			}
 		case <-w.stop:
