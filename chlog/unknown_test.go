@@ -240,59 +240,46 @@ func TestUnknownOutcomeExactlyOnce(t *testing.T) {
 }
 
 // TestUnknownOutcomeRetryLive: with retries, the live sender settles an
-// insert cut after the server applied it before its retry: not re-sent.
+// insert cut after the server applied it before its retry: not re-sent,
+// nothing spooled. When the presence check itself fails once, the sender
+// backs off and checks again within its retries instead of giving up.
 func TestUnknownOutcomeRetryLive(t *testing.T) {
-	chURL, db := testDB(t)
-	p, proxyURL := newCutProxy(t, chURL)
-	w := newWriter(t, Options{URL: proxyURL, Database: db, FlushInterval: time.Hour, Retries: 2})
-	p.mode.Store(cutAfterOnce)
-	want := map[string]bool{}
-	for i := range 4 {
-		r := sseRecord(i, 2)
-		want[string(r.ID[:])] = true
-		w.Write(r)
-	}
-	flush(t, w)
-	closeWriter(t, w)
-	assertExactlyOnce(t, chURL, db, want)
-	if got := p.sent.Load(); got != 1 {
-		t.Errorf("server received %d inserts; want 1 (the cut one, found present)", got)
-	}
-	if s := w.Stats(); s.InsertErrors != 1 || s.RowsWritten != 4 {
-		t.Errorf("stats %+v; want 1 insert error, 4 rows written", s)
-	}
-}
-
-// TestPresenceCheckRetriedLive: the presence check before a live retry
-// fails once; the sender backs off and checks again within its retries
-// instead of giving up: the cut insert is found applied, not re-sent, and
-// nothing is spooled.
-func TestPresenceCheckRetriedLive(t *testing.T) {
-	chURL, db := testDB(t)
-	p, proxyURL := newCutProxy(t, chURL)
-	dir := t.TempDir()
-	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour, Retries: 3})
-	p.mode.Store(cutAfterOnce)
-	p.refuse.Store(1)
-	want := map[string]bool{}
-	for i := range 4 {
-		r := sseRecord(i, 2)
-		want[string(r.ID[:])] = true
-		w.Write(r)
-	}
-	flush(t, w)
-	closeWriter(t, w)
-	assertExactlyOnce(t, chURL, db, want)
-	if got := p.sent.Load(); got != 1 {
-		t.Errorf("server received %d inserts; want 1 (the cut one, found present)", got)
-	}
-	if got := p.looked.Load(); got != 2 {
-		t.Errorf("presence lookups = %d; want 2 (one refused, one answered)", got)
-	}
-	if names := spoolNames(t, dir); len(names) != 0 {
-		t.Errorf("spool %v; want empty", names)
-	}
-	if s := w.Stats(); s.RowsWritten != 4 || s.RowsSpooled != 0 {
-		t.Errorf("stats %+v; want 4 rows written, none spooled", s)
+	for _, tt := range []struct {
+		name    string
+		refuse  int32 // presence lookups answered 503 first
+		retries int
+	}{
+		{"settled at once", 0, 2},
+		{"presence check refused once", 1, 3},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			chURL, db := testDB(t)
+			p, proxyURL := newCutProxy(t, chURL)
+			dir := t.TempDir()
+			w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour, Retries: tt.retries})
+			p.mode.Store(cutAfterOnce)
+			p.refuse.Store(tt.refuse)
+			want := map[string]bool{}
+			for i := range 4 {
+				r := sseRecord(i, 2)
+				want[string(r.ID[:])] = true
+				w.Write(r)
+			}
+			flush(t, w)
+			closeWriter(t, w)
+			assertExactlyOnce(t, chURL, db, want)
+			if got := p.sent.Load(); got != 1 {
+				t.Errorf("server received %d inserts; want 1 (the cut one, found present)", got)
+			}
+			if got, want := p.looked.Load(), 1+tt.refuse; got != want {
+				t.Errorf("presence lookups = %d; want %d", got, want)
+			}
+			if names := spoolNames(t, dir); len(names) != 0 {
+				t.Errorf("spool %v; want empty", names)
+			}
+			if s := w.Stats(); s.InsertErrors != 1 || s.RowsWritten != 4 || s.RowsSpooled != 0 {
+				t.Errorf("stats %+v; want 1 insert error, 4 rows written, none spooled", s)
+			}
+		})
 	}
 }
