@@ -41,17 +41,23 @@ func (b *block) bytesToGrow() [growBuffers]*[]byte {
 	return [growBuffers]*[]byte{&b.chunkData.Buf, &b.reqBody.Buf, &b.reqHeaders.Buf, &b.respHeaders.Buf}
 }
 
-// nearFull reports whether one of b's growing buffers of at least
-// growAheadMin bytes is three quarters full. The caller holds the lock.
+// crowded reports whether a buffer of c bytes (at least growAheadMin) of
+// which l are taken is three quarters full.
+func crowded(l, c int) bool { return c >= growAheadMin && l > c-c/4 }
+
+// positionBytes is the size of one chunk position (two ints).
+const positionBytes = 16
+
+// nearFull reports whether one of b's growing buffers is crowded. The
+// caller holds the lock.
 func (b *block) nearFull() bool {
 	for _, p := range b.bytesToGrow() {
-		if c := cap(*p); c >= growAheadMin && len(*p) > c-c/4 {
+		if crowded(len(*p), cap(*p)) {
 			return true
 		}
 	}
 	p := b.chunkData.Pos
-	c := cap(p)
-	return 16*c >= growAheadMin && len(p) > c-c/4
+	return crowded(positionBytes*len(p), positionBytes*cap(p))
 }
 
 // growth is what the grower makes for one block.
@@ -70,12 +76,12 @@ func (b *block) measure() (growth, bool) {
 	g := growth{b: b, gen: b.gen}
 	need := false
 	for i, p := range b.bytesToGrow() {
-		if c := cap(*p); c >= growAheadMin && len(*p) > c-c/4 {
+		if c := cap(*p); crowded(len(*p), c) {
 			g.caps[i] = c + c/2
 			need = true
 		}
 	}
-	if p := b.chunkData.Pos; 16*cap(p) >= growAheadMin && len(p) > cap(p)-cap(p)/4 {
+	if p := b.chunkData.Pos; crowded(positionBytes*len(p), positionBytes*cap(p)) {
 		g.npos = cap(p) + cap(p)/2
 		need = true
 	}
@@ -92,7 +98,7 @@ func (g *growth) alloc() {
 	}
 	if g.npos > 0 {
 		g.pos = make([]proto.Position, g.npos)
-		for i := 0; i < len(g.pos); i += pageSize / 16 {
+		for i := 0; i < len(g.pos); i += pageSize / positionBytes {
 			g.pos[i] = proto.Position{}
 		}
 		g.pos = g.pos[:0]
