@@ -15,8 +15,9 @@ import "github.com/ClickHouse/ch-go/proto"
 // the seconds its blocks grew.
 //
 // So the grower grows them ahead of need, on a goroutine of its own: once
-// a buffer of at least growAheadMin bytes is three quarters full, Write
-// wakes it; it sizes the buffers under the lock, allocates them half again
+// a buffer of at least growAheadMin bytes is three quarters full (and the
+// block will need more room before it is cut: measure), Write wakes it; it
+// sizes the buffers under the lock, allocates them half again
 // as large and touches their pages unlocked, and under the lock again only
 // copies the bytes already there (to pages in place: well under a
 // millisecond a MiB), when the block is still the one it measured (not
@@ -48,18 +49,6 @@ func crowded(l, c int) bool { return c >= growAheadMin && l > c-c/4 }
 // positionBytes is the size of one chunk position (two ints).
 const positionBytes = 16
 
-// nearFull reports whether one of b's growing buffers is crowded. The
-// caller holds the lock.
-func (b *block) nearFull() bool {
-	for _, p := range b.bytesToGrow() {
-		if crowded(len(*p), cap(*p)) {
-			return true
-		}
-	}
-	p := b.chunkData.Pos
-	return crowded(positionBytes*len(p), positionBytes*cap(p))
-}
-
 // growth is what the grower makes for one block.
 type growth struct {
 	b    *block // the block measured
@@ -70,22 +59,33 @@ type growth struct {
 	pos  []proto.Position
 }
 
-// measure sizes the buffers of b that are three quarters full, half again
-// as large. The caller holds the lock.
-func (b *block) measure() (growth, bool) {
+// measure sizes the crowded buffers of b half again as large, and reports
+// whether any is to grow. A buffer whose room left holds what the block
+// takes before batchBytes cut it is not grown (a block cut by size would
+// carry the new room unused, charged to the budget), nor is any when the
+// block's buffers would pass keep in all (it would not be kept for reuse:
+// recycle). Write asks it after each row (no allocation), the grower
+// before it grows. The caller holds the lock.
+func (b *block) measure(batchBytes, keep int) (growth, bool) {
 	g := growth{b: b, gen: b.gen}
-	need := false
+	left := batchBytes - b.bytes
+	if left <= 0 {
+		return g, false
+	}
+	need, total := false, blockCap(b)
 	for i, p := range b.bytesToGrow() {
-		if c := cap(*p); crowded(len(*p), c) {
+		if l, c := len(*p), cap(*p); crowded(l, c) && c-l < left {
 			g.caps[i] = c + c/2
+			total += c / 2
 			need = true
 		}
 	}
 	if p := b.chunkData.Pos; crowded(positionBytes*len(p), positionBytes*cap(p)) {
 		g.npos = cap(p) + cap(p)/2
+		total += positionBytes * (cap(p) / 2)
 		need = true
 	}
-	return g, need
+	return g, need && total <= keep
 }
 
 // alloc makes the buffers g measured, their pages touched. It runs
@@ -150,7 +150,7 @@ func (w *Writer) grower() {
 		case <-w.growReq:
 		}
 		w.mu.Lock()
-		g, ok := w.cur.measure()
+		g, ok := w.cur.measure(w.o.BatchBytes, w.keep)
 		w.mu.Unlock()
 		if !ok {
 			continue

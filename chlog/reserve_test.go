@@ -18,11 +18,6 @@ func TestGrowerGrowsAheadIntact(t *testing.T) {
 	chURL, db := testDB(t)
 	w := newWriter(t, Options{URL: chURL, Database: db, FlushInterval: time.Hour})
 	want := map[string]string{} // request_id: MD5 of its chunks
-	capNow := func() int {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		return cap(w.cur.chunkData.Buf)
-	}
 	i := 0
 	write := func() {
 		r := sseRecord(i, 1+i%20)
@@ -34,23 +29,30 @@ func TestGrowerGrowsAheadIntact(t *testing.T) {
 		}
 		i++
 	}
-	for round := int64(1); round <= 2; round++ {
+	// state reads, in one hold of the lock, whether the block wants to
+	// grow, its chunk bytes' capacity and the growths so far.
+	state := func() (grow bool, capacity int, grown int64) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		_, grow = w.cur.measure(w.o.BatchBytes, w.keep)
+		return grow, cap(w.cur.chunkData.Buf), w.grown.Load()
+	}
+	for round := range 2 {
 		for {
-			w.mu.Lock()
-			near := w.cur.nearFull()
-			w.mu.Unlock()
-			if near {
+			grow, before, g0 := state()
+			if grow {
+				// The grower is woken (or about to be): it grows once
+				// more, from at least this capacity.
+				waitFor(t, "the grower's growth", 30*time.Second, func() bool { return w.grown.Load() > g0 })
+				if _, got, _ := state(); got < before+before/2 {
+					t.Fatalf("round %d: chunk bytes' capacity %d after the grower, want at least %d", round, got, before+before/2)
+				}
 				break
 			}
 			if i > 20000 {
-				t.Fatalf("no buffer near full after %d rows", i)
+				t.Fatalf("no buffer crowded after %d rows", i)
 			}
 			write()
-		}
-		before := capNow()
-		waitFor(t, "the grower's growth", 30*time.Second, func() bool { return w.grown.Load() >= round })
-		if got := capNow(); got < before+before/2 {
-			t.Fatalf("round %d: chunk bytes' capacity %d after the grower, want at least %d", round, got, before+before/2)
 		}
 		for range 20 {
 			write() // into the grown buffers

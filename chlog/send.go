@@ -201,11 +201,12 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 			r, cerr := w.missingRows(ctx, m, native)
 			if cerr != nil {
 				// Nothing is known about the block yet: the check is an
-				// attempt like an insert, retried within the same budget.
-				w.log.Warn("chlog: presence check failed", "seq", m.seq, "rows", m.rows, "attempt", tried+attempt+1, "err", cerr)
+				// attempt like an insert, retried within the same budget
+				// (the caller logs the last one).
 				if attempt >= retries || ctx.Err() != nil {
 					return true, cerr
 				}
+				w.log.Warn("chlog: presence check failed; will check again", "seq", m.seq, "rows", m.rows, "attempt", tried+attempt+1, "err", cerr)
 				select {
 				case <-time.After(backoff(attempt)):
 					continue

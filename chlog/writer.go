@@ -80,7 +80,7 @@ type Writer struct {
 	stop       chan struct{}
 	ctx        context.Context // cancelled by Close after the final flush
 	cancel     context.CancelFunc
-	wg         sync.WaitGroup // flusher, spooler
+	wg         sync.WaitGroup // flusher, spooler, grower
 	replayDone chan struct{}
 }
 
@@ -236,7 +236,8 @@ func (w *Writer) Write(r *record.Record) error {
 	}
 	if b.rows >= w.o.BatchRows || b.bytes >= w.o.BatchBytes {
 		w.handOffLocked()
-	} else if b.nearFull() {
+	}
+	if _, grow := w.cur.measure(w.o.BatchBytes, w.keep); grow {
 		w.wakeGrower() // reserve.go
 	}
 	w.mu.Unlock()
@@ -298,7 +299,7 @@ func (w *Writer) cutLocked() *block {
 // size plus the unused capacity of the columns that grow with captured
 // bytes and the positions of the chunk strings.
 func blockMem(b *block) int {
-	return b.bytes + cap(b.chunkData.Buf) - len(b.chunkData.Buf) + cap(b.reqBody.Buf) - len(b.reqBody.Buf) + b.reqBody.spare + 8*cap(b.chunkData.Pos)
+	return b.bytes + cap(b.chunkData.Buf) - len(b.chunkData.Buf) + cap(b.reqBody.Buf) - len(b.reqBody.Buf) + b.reqBody.spare + positionBytes*cap(b.chunkData.Pos)
 }
 
 // charge brings b.held up to date after a row was added and returns by how
@@ -316,7 +317,7 @@ func (b *block) charge() int {
 // blockCap is the capacity of b's column buffers that grow with captured
 // bytes and headers.
 func blockCap(b *block) int {
-	return cap(b.chunkData.Buf) + cap(b.reqBody.Buf) + 16*cap(b.chunkData.Pos) + cap(b.reqHeaders.Buf) + cap(b.respHeaders.Buf)
+	return cap(b.chunkData.Buf) + cap(b.reqBody.Buf) + positionBytes*cap(b.chunkData.Pos) + cap(b.reqHeaders.Buf) + cap(b.respHeaders.Buf)
 }
 
 // recycle keeps b for reuse unless its buffers grew past w.keep (or two
@@ -435,7 +436,7 @@ func (w *Writer) Close(ctx context.Context) error {
 	close(w.stop)
 	done := make(chan struct{})
 	go func() {
-		w.wg.Wait() // flusher and spooler drain their queues into the spool
+		w.wg.Wait() // flusher and spooler drain their queues into the spool; the grower ends
 		w.cancel()  // stops a replay in flight; its file stays
 		<-w.replayDone
 		if w.wal != nil {

@@ -65,14 +65,21 @@ func (l *Limiter) probe(keys []string) {
 		case <-t.C:
 		}
 		if err := l.redis.decides(keys); err != nil {
-			if warn, muted := l.switchLog.stillDown(time.Now()); warn && !l.adopted.Load() {
+			// An adopted limiter leaves the muted outage to the one that
+			// took it over (its warning, from its own probe).
+			if l.adopted.Load() {
+				continue
+			}
+			if warn, muted := l.switchLog.stillDown(time.Now()); warn {
 				l.logDown(slog.LevelWarn, muted, err)
 			}
 			continue
 		}
+		// The level before the switch: a decision failing right after it
+		// starts the next outage, whose mute toRedis must not clear.
+		lv := l.switchLog.toRedis()
 		l.stats.toRedis.Add(1)
 		l.up.Store(true)
-		lv := l.switchLog.toRedis()
 		if l.adopted.Load() {
 			// A reload's limiter took over (Adopt) and logs the switch.
 			lv = slog.LevelDebug
