@@ -1,6 +1,10 @@
 package chlog
 
-import "github.com/ClickHouse/ch-go/proto"
+import (
+	"unsafe"
+
+	"github.com/ClickHouse/ch-go/proto"
+)
 
 // A block's growing buffers (the chunk bytes and their positions, copied
 // request bodies, the header strings) used to grow inside Write, under the
@@ -47,7 +51,7 @@ func (b *block) bytesToGrow() [growBuffers]*[]byte {
 func crowded(l, c int) bool { return c >= growAheadMin && l > c-c/4 }
 
 // positionBytes is the size of one chunk position (two ints).
-const positionBytes = 16
+const positionBytes = int(unsafe.Sizeof(proto.Position{}))
 
 // growth is what the grower makes for one block.
 type growth struct {
@@ -97,23 +101,21 @@ func (g *growth) alloc() {
 		}
 	}
 	if g.npos > 0 {
-		g.pos = make([]proto.Position, g.npos)
-		for i := 0; i < len(g.pos); i += pageSize / positionBytes {
-			g.pos[i] = proto.Position{}
-		}
-		g.pos = g.pos[:0]
+		g.pos = prefault(make([]proto.Position, g.npos))[:0]
 	}
 }
 
 // pageSize is the granule prefault touches.
 const pageSize = 4 << 10
 
-// prefault writes a byte of every page of b and returns it.
-func prefault(b []byte) []byte {
-	for i := 0; i < len(b); i += pageSize {
-		b[i] = 0
+// prefault writes an element on every page of s and returns it.
+func prefault[T any](s []T) []T {
+	var zero T
+	step := max(1, pageSize/int(unsafe.Sizeof(zero)))
+	for i := 0; i < len(s); i += step {
+		s[i] = zero
 	}
-	return b
+	return s
 }
 
 // adopt moves b's bytes into g's buffers where they are larger than b's

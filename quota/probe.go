@@ -67,11 +67,10 @@ func (l *Limiter) probe(keys []string) {
 		if err := l.redis.decides(keys); err != nil {
 			// An adopted limiter leaves the muted outage to the one that
 			// took it over (its warning, from its own probe).
-			if l.adopted.Load() {
-				continue
-			}
-			if warn, muted := l.switchLog.stillDown(time.Now()); warn {
-				l.logDown(slog.LevelWarn, muted, err)
+			if !l.adopted.Load() {
+				if warn, muted := l.switchLog.stillDown(time.Now()); warn {
+					l.logDown(slog.LevelWarn, muted, err)
+				}
 			}
 			continue
 		}
