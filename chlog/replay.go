@@ -170,19 +170,30 @@ func (w *Writer) replayAll(st *replayState) bool {
 		w.unblock(st)
 		for _, x := range files {
 			if err := w.spool.done(x, true); err != nil {
-				// Its rows are in ClickHouse: it must never go again as a
-				// block known not to be stored. Flagged "u" (where the
-				// rename works) a restart checks before re-sending it; this
-				// process leaves it be.
-				y := w.spool.markUnknown(x)
-				w.spool.forget(y)
-				w.log.Error("chlog: replay: cannot delete spool file after its insert; left on disk, not sent again", "file", y.name, "outcome_unknown_flag", y.unknown, "err", err)
+				w.undeletable(x, err)
 			}
 			w.stats.rowsReplayed.Add(int64(x.rows))
 			w.log.Info("chlog: replayed spooled block", "file", x.name, "rows", x.rows, "files_in_insert", len(files))
 			st.emit(replayEvent{file: x.name, rows: x.rows, what: "inserted"})
 		}
 	}
+}
+
+// undeletable settles a spool file inserted but not deleted (err): its rows
+// are in ClickHouse, so it must never go again as a block known not to be
+// stored. It is emptied (spool.empty), which no restart sends; where even
+// that fails it is flagged "u" (if the rename works), which a restart
+// checks before sending. This process leaves it be either way.
+func (w *Writer) undeletable(f spoolFile, err error) {
+	eerr := w.spool.empty(f)
+	if eerr == nil {
+		w.log.Error("chlog: replay: cannot delete spool file after its insert; emptied it instead, not sent again", "file", f.name, "err", err)
+		return
+	}
+	err = errors.Join(err, eerr)
+	y := w.spool.markUnknown(f)
+	w.spool.forget(y)
+	w.log.Error("chlog: replay: cannot delete or empty spool file after its insert; left on disk, not sent again by this process", "file", y.name, "outcome_unknown_flag", y.unknown, "err", err)
 }
 
 // releaseFiles ends the replay of files without deleting them.

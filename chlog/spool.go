@@ -27,6 +27,13 @@ import (
 // or a WAL recovered after a crash): the replayer checks ClickHouse for its
 // first and last request_id before sending it. Files are written under a
 // ".tmp" name, fsync'd, renamed and the directory fsync'd.
+//
+// A spool file that holds only insertedMark is one whose rows are in
+// ClickHouse: the replayer overwrites a file it inserted but cannot delete
+// (a directory that went read-only or append-only) with the mark, so that
+// no restart sends it again. Opening the spool deletes such files where it
+// can and never queues them. (An empty file is not taken for one: nothing
+// says its rows were stored, and it is rejected as damaged.)
 const spoolExt = ".native"
 
 type spoolFile struct {
@@ -80,9 +87,12 @@ type spool struct {
 
 	unlockOnce sync.Once
 
-	mu       sync.Mutex
-	files    []spoolFile // oldest first
-	bytes    int64
+	mu    sync.Mutex
+	files []spoolFile // oldest first
+	bytes int64
+	// emptied are files inserted and emptied but not deleted (empty):
+	// still on disk under their names, so their seqs are taken.
+	emptied  []spoolFile
 	inFlight map[string]bool // being replayed: the cap must not delete them
 }
 
@@ -116,6 +126,10 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 		}
 		if info, err := e.Info(); err == nil {
 			f.sizeBytes = info.Size()
+			if inserted(filepath.Join(dir, f.name), f.sizeBytes) {
+				s.dropEmptied(f)
+				continue
+			}
 		}
 		s.files = append(s.files, f)
 		s.bytes += f.sizeBytes
@@ -135,22 +149,41 @@ func (s *spool) unlock() {
 	s.unlockOnce.Do(func() { unlockSpoolDir(s.dir) })
 }
 
-// maxSeq returns the largest sequence number in the spool, 0 when empty.
+// dropEmptied deletes an emptied file found when the spool opens (its rows
+// are in ClickHouse), or remembers it when the delete fails.
+func (s *spool) dropEmptied(f spoolFile) {
+	err := os.Remove(filepath.Join(s.dir, f.name))
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	s.emptied = append(s.emptied, f)
+	s.w.log.Warn("chlog: spool: cannot delete an emptied spool file (its rows were inserted); not sent", "file", f.name, "err", err)
+}
+
+// maxSeq returns the largest sequence number in the spool, emptied files'
+// included, 0 when there is none.
 func (s *spool) maxSeq() uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.files) == 0 {
-		return 0
+	var m uint64
+	for _, f := range s.emptied {
+		m = max(m, f.seq)
 	}
-	return s.files[len(s.files)-1].seq
+	if len(s.files) > 0 {
+		m = max(m, s.files[len(s.files)-1].seq)
+	}
+	return m
 }
 
+// has reports whether a spool file, emptied or not, is named for seq.
 func (s *spool) has(seq uint64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, f := range s.files {
-		if f.seq == seq {
-			return true
+	for _, fs := range [2][]spoolFile{s.files, s.emptied} {
+		for _, f := range fs {
+			if f.seq == seq {
+				return true
+			}
 		}
 	}
 	return false
@@ -474,6 +507,48 @@ func (s *spool) restore(name string) (spoolFile, error) {
 
 // forget drops f from the queue without touching the disk: its file
 // vanished (an operator, or `relay spool replay` of another process).
+// insertedMark is all a spool file holds once the replayer emptied it
+// after its insert (spool.empty).
+const insertedMark = "stream-relay: inserted into ClickHouse; never sent again\n"
+
+// inserted reports whether the file at path, of size bytes, holds only
+// insertedMark.
+func inserted(path string, size int64) bool {
+	if size != int64(len(insertedMark)) {
+		return false
+	}
+	b, err := os.ReadFile(path)
+	return err == nil && string(b) == insertedMark
+}
+
+// empty overwrites f, whose rows were inserted but which could not be
+// deleted, with insertedMark and drops it from the queue: such a file is
+// never sent again, by this process or after a restart. It fails where
+// the file cannot be written either (the caller then falls back on
+// markUnknown). A crash within leaves the file empty or cut: rejected at
+// the next start as damaged, not sent.
+func (s *spool) empty(f spoolFile) error {
+	fd, err := os.OpenFile(filepath.Join(s.dir, f.name), os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return err
+	}
+	_, err = fd.WriteString(insertedMark)
+	if err == nil {
+		err = fd.Sync()
+	}
+	if cerr := fd.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	s.forget(f)
+	s.mu.Lock()
+	s.emptied = append(s.emptied, f)
+	s.mu.Unlock()
+	return nil
+}
+
 func (s *spool) forget(f spoolFile) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -25,7 +25,8 @@ type SpoolEntry struct {
 	Bytes          int64 // file size
 	// Reason is, for a rejected file, the first line of its .error.txt; for
 	// a queued file read with verify, why the replayer would reject it
-	// ("" when it verifies).
+	// ("" when it verifies); for a queued file emptied after its insert
+	// (spool.go), that it was.
 	Reason string
 }
 
@@ -93,6 +94,11 @@ func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
 		}
 		if rejected {
 			ent.Reason = rejectReason(dir, e.Name())
+		}
+		if named && !rejected && inserted(filepath.Join(dir, e.Name()), ent.Bytes) {
+			ent.Reason = "emptied after its insert (its rows are in ClickHouse): never sent; deleted at the next start"
+			out = append(out, ent)
+			continue
 		}
 		if verify || !named {
 			data, err := os.ReadFile(filepath.Join(dir, e.Name()))

@@ -1,7 +1,10 @@
 package chlog
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -23,9 +26,12 @@ func appendOnlyDir(t *testing.T, dir string) {
 
 // TestReplayUndeletableFileNotResent: a spool file inserted by the
 // replayer whose delete then fails (a directory that became read-only or
-// append-only) must not be sent again. Before the fix it stayed at the head
-// of the queue flagged "known not stored", and the replayer re-inserted it
-// in a tight loop: one more copy of every row per pass.
+// append-only) must not be sent again, by this process or after a
+// restart. Before the first fix it stayed at the head of the queue flagged
+// "known not stored", and the replayer re-inserted it in a tight loop: one
+// more copy of every row per pass. Before the second, a restart sent it
+// again unchecked when the directory refused its rename to "u" too; now
+// the file is emptied down to a mark that says so, and never sent.
 func TestReplayUndeletableFileNotResent(t *testing.T) {
 	chURL, db := testDB(t)
 	dir := t.TempDir()
@@ -34,23 +40,52 @@ func TestReplayUndeletableFileNotResent(t *testing.T) {
 	ew := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
 	ids := writeSSE(ew, 5)
 	closeWriter(t, ew)
-	if n := len(spoolNames(t, dir)); n != 1 {
-		t.Fatalf("spool files = %d, want 1", n)
+	names := spoolNames(t, dir)
+	if len(names) != 1 {
+		t.Fatalf("spool files = %d, want 1", len(names))
 	}
 	appendOnlyDir(t, dir)
 
-	w := newWriter(t, Options{URL: chURL, Database: db, SpoolDir: dir, FlushInterval: 100 * time.Millisecond})
-	defer closeWriter(t, w)
-	waitFor(t, "the spooled rows in ClickHouse", 60*time.Second, func() bool { return count(t, chURL, db) >= len(ids) })
-	// Let several replay passes go by: each would send the file again.
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		if n := count(t, chURL, db); n != len(ids) {
-			t.Fatalf("rows in ClickHouse = %d, want %d: the undeletable spool file was sent again", n, len(ids))
+	// stays checks over several replay passes (each would send the file
+	// again) that ClickHouse holds each row once.
+	stays := func(when string) {
+		t.Helper()
+		deadline := time.Now().Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			if n := count(t, chURL, db); n != len(ids) {
+				t.Fatalf("%s: rows in ClickHouse = %d, want %d: the undeletable spool file was sent again", when, n, len(ids))
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
-	if s := w.Stats(); s.RowsReplayed != int64(len(ids)) {
-		t.Errorf("RowsReplayed = %d, want %d", s.RowsReplayed, len(ids))
+	w := newWriter(t, Options{URL: chURL, Database: db, SpoolDir: dir, FlushInterval: 100 * time.Millisecond})
+	waitFor(t, "the spooled rows in ClickHouse", 60*time.Second, func() bool { return count(t, chURL, db) >= len(ids) })
+	stays("first writer")
+	if s := w.Stats(); s.RowsReplayed != int64(len(ids)) || s.SpoolFiles != 0 {
+		t.Errorf("RowsReplayed = %d, SpoolFiles = %d; want %d, 0", s.RowsReplayed, s.SpoolFiles, len(ids))
 	}
+	closeWriter(t, w)
+	info, err := os.Stat(filepath.Join(dir, names[0]))
+	if err != nil {
+		t.Fatalf("the undeletable file: %v", err)
+	}
+	if !inserted(filepath.Join(dir, names[0]), info.Size()) {
+		t.Fatalf("the undeletable file holds %d bytes after its insert, want only the inserted mark", info.Size())
+	}
+
+	ents, err := ListSpool(dir, true)
+	if err != nil || len(ents) != 1 || !strings.HasPrefix(ents[0].Reason, "emptied after its insert") {
+		t.Fatalf("ListSpool = %+v, %v; want the one file, listed as emptied", ents, err)
+	}
+
+	// A restart finds the emptied file: it neither sends nor counts it.
+	w2 := newWriter(t, Options{URL: chURL, Database: db, SpoolDir: dir, FlushInterval: 100 * time.Millisecond})
+	defer closeWriter(t, w2)
+	stays("after a restart")
+	if s := w2.Stats(); s.RowsReplayed != 0 || s.SpoolFiles != 0 || s.RowsDropped != 0 {
+		t.Errorf("after a restart: RowsReplayed = %d, SpoolFiles = %d, RowsDropped = %d; want 0, 0, 0", s.RowsReplayed, s.SpoolFiles, s.RowsDropped)
+	}
+	// A row written now takes a seq of its own, not the emptied file's.
+	id := writeSSE(w2, 1)
+	waitFor(t, "the new row in ClickHouse", 60*time.Second, func() bool { return count(t, chURL, db) == len(ids)+len(id) })
 }
