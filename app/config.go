@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"strings"
@@ -239,97 +240,47 @@ const (
 
 func (c *Config) setDefaults(hostname string) {
 	s := &c.Server
-	if s.Port == 0 {
-		s.Port = defaultPort
-	}
-	if s.Timeout == 0 {
-		s.Timeout = defaultTimeout
-	}
-	if s.ReadTimeout == 0 {
-		s.ReadTimeout = defaultReadTimeout
-	}
-	if s.IdleTimeout == 0 {
-		s.IdleTimeout = defaultIdleTimeout
-	}
-	if s.ShutdownGrace == 0 {
-		s.ShutdownGrace = defaultShutdownGrace
-	}
-	if s.MaxBodyBytes == 0 {
-		s.MaxBodyBytes = defaultMaxBodyBytes
-	}
-	if s.GCPercent == 0 {
-		s.GCPercent = defaultGCPercent
-	}
-	if s.GCFloorBytes == 0 {
-		s.GCFloorBytes = defaultGCFloorBytes
-	}
-	if s.IdleWait == 0 {
-		s.IdleWait = defaultIdleWait
-	}
+	s.Port = cmp.Or(s.Port, defaultPort)
+	s.Timeout = cmp.Or(s.Timeout, defaultTimeout)
+	s.ReadTimeout = cmp.Or(s.ReadTimeout, defaultReadTimeout)
+	s.IdleTimeout = cmp.Or(s.IdleTimeout, defaultIdleTimeout)
+	s.ShutdownGrace = cmp.Or(s.ShutdownGrace, defaultShutdownGrace)
+	s.MaxBodyBytes = cmp.Or(s.MaxBodyBytes, defaultMaxBodyBytes)
+	s.GCPercent = cmp.Or(s.GCPercent, defaultGCPercent)
+	s.GCFloorBytes = cmp.Or(s.GCFloorBytes, defaultGCFloorBytes)
+	s.IdleWait = cmp.Or(s.IdleWait, defaultIdleWait)
 	if s.DetachAbove == nil {
 		n := int64(defaultDetachAbove)
 		s.DetachAbove = &n
 	}
-	if s.Instance == "" {
-		s.Instance = hostname
-	}
+	s.Instance = cmp.Or(s.Instance, hostname)
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		if r.Kind == "" {
-			r.Kind = "sse"
-		}
-		if r.AuthHeader == "" {
-			r.AuthHeader = "Authorization"
-		}
-		if r.ConnectTimeout == 0 {
-			r.ConnectTimeout = defaultConnectTimeout
-		}
-		if r.FirstByteTimeout == 0 {
-			r.FirstByteTimeout = defaultFirstByte
-		}
-		if r.IdleTimeout == 0 {
-			r.IdleTimeout = defaultChunkIdle
-		}
-		if r.MaxBodyBytes == 0 {
-			r.MaxBodyBytes = s.MaxBodyBytes
-		}
-		if r.MaxConns == 0 {
-			r.MaxConns = defaultMaxConns
-		}
+		r.Kind = cmp.Or(r.Kind, "sse")
+		r.AuthHeader = cmp.Or(r.AuthHeader, "Authorization")
+		r.ConnectTimeout = cmp.Or(r.ConnectTimeout, defaultConnectTimeout)
+		r.FirstByteTimeout = cmp.Or(r.FirstByteTimeout, defaultFirstByte)
+		r.IdleTimeout = cmp.Or(r.IdleTimeout, defaultChunkIdle)
+		r.MaxBodyBytes = cmp.Or(r.MaxBodyBytes, s.MaxBodyBytes)
+		r.MaxConns = cmp.Or(r.MaxConns, defaultMaxConns)
 		if r.Capture == "" {
 			r.Capture = "full"
 			if r.Kind == "raw" {
 				r.Capture = "meta"
 			}
 		}
-		if r.MaxCaptureBytes == 0 {
-			r.MaxCaptureBytes = defaultMaxCaptureBytes
-		}
+		r.MaxCaptureBytes = cmp.Or(r.MaxCaptureBytes, defaultMaxCaptureBytes)
 	}
-	if c.Storage.SpoolDir == "" {
-		c.Storage.SpoolDir = "data/spool"
-	}
-	if c.Storage.OnOverload == "" {
-		c.Storage.OnOverload = "degrade"
-	}
-	if c.Storage.ClickHouse.Database == "" {
-		c.Storage.ClickHouse.Database = "relay"
-	}
+	c.Storage.SpoolDir = cmp.Or(c.Storage.SpoolDir, "data/spool")
+	c.Storage.OnOverload = cmp.Or(c.Storage.OnOverload, "degrade")
+	c.Storage.ClickHouse.Database = cmp.Or(c.Storage.ClickHouse.Database, "relay")
 	if ch := &c.Storage.ClickHouse; ch.URL == "" && len(ch.URLs) == 0 && ch.Addr != "" {
 		ch.URL = ClickHouseURLFromAddr(ch.Addr)
 	}
-	if c.RateLimit.Default == 0 {
-		c.RateLimit.Default = defaultRateLimit
-	}
-	if c.RateLimit.OnRedisError == "" {
-		c.RateLimit.OnRedisError = "local"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
+	c.RateLimit.Default = cmp.Or(c.RateLimit.Default, defaultRateLimit)
+	c.RateLimit.OnRedisError = cmp.Or(c.RateLimit.OnRedisError, "local")
+	c.Log.Level = cmp.Or(c.Log.Level, "info")
+	c.Log.Format = cmp.Or(c.Log.Format, "text")
 }
 
 // ClickHouseHTTPPort is the port storage.clickhouse.addr maps to: the relay
