@@ -532,3 +532,47 @@ func TestPoolFailoverOnFirstByteTimeout(t *testing.T) {
 		t.Errorf("the silent target accepted %d connections, want >= 2", accepted.Load())
 	}
 }
+
+// TestPoolFailoverWithinRequestTimeout: failover never takes a request past
+// the server's whole-request timeout. Three silent targets, a first-byte
+// timeout of 1 s and a request timeout of 1.5 s: the first attempt ends at
+// 1 s, the second is cut at 1.5 s, and no third is made. Before the fix
+// every attempt had a whole first-byte timeout of its own (the third
+// target was tried, the answer came after 3 s; at 8 attempts and the
+// defaults a request could wait 16 minutes against its 5).
+func TestPoolFailoverWithinRequestTimeout(t *testing.T) {
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	var urls [3]string
+	var accepted [3]*atomic.Int64
+	for i := range urls {
+		urls[i], accepted[i] = silentServer(t)
+	}
+	yaml := poolConfig(t, `
+  - name: pool
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    first_byte_timeout: 1s
+    failover: {on: [timeout], max_attempts: 3}
+    upstreams:
+      - {name: s1, url: "`+urls[0]+`"}
+      - {name: s2, url: "`+urls[1]+`"}
+      - {name: s3, url: "`+urls[2]+`"}
+`, "rate_limit: {disabled: true}")
+	yaml = strings.Replace(yaml, "shutdown_grace: 5s", "shutdown_grace: 5s\n  timeout: 1500ms", 1)
+	p := startPool(t, yaml)
+	start := time.Now()
+	if code := p.try("/v1/chat/completions", nil); code != 504 {
+		t.Fatalf("status %d, want 504", code)
+	}
+	if d := time.Since(start); d < 1500*time.Millisecond {
+		t.Errorf("answered after %v, before the request timeout of 1.5 s", d)
+	}
+	tried := accepted[0].Load() + accepted[1].Load() + accepted[2].Load()
+	if tried < 1 || tried > 2 {
+		t.Errorf("%d targets tried, want 2 (1 on a machine too busy to start the second within 1.5 s): none past the request timeout", tried)
+	}
+	rows := p.sink.all()
+	if len(rows) != 1 || rows[0].ErrorType != record.ErrUpstreamTimeout || strings.Count(rows[0].RespHeaders, "=upstream_timeout") != int(tried) {
+		t.Errorf("rows %+v: want one upstream_timeout row naming the %d attempts", rows, tried)
+	}
+}

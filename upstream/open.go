@@ -60,9 +60,12 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		t := r.pool.pick(tried)
 		tried |= t.bit
 		rec.Upstream = t.recName
+		// An attempt whose wait the whole request's Timeout cuts short
+		// (headDeadline) did not give the target its first-byte time.
+		short := t.route.Timeout > 0 && time.Until(rec.Start.Add(t.route.Timeout)) < t.route.FirstByteTimeout
 		s, errType, status, err := t.route.exchangeOnce(in, rec, wd, finish)
 		n++
-		last := n >= r.Failover.MaxAttempts || r.pool.untried(tried) == 0
+		last := n >= r.Failover.MaxAttempts || r.pool.untried(tried) == 0 || t.route.outOfTime(rec.Start)
 		var head time.Duration
 		awaited := false
 		if err == nil {
@@ -80,7 +83,9 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		}
 		if err != nil {
 			tries[n-1] = attempt{label: t.label, errType: errType}
-			if status == statusClientClosed {
+			if status == statusClientClosed || short && errType == record.ErrUpstreamTimeout && t.route.outOfTime(rec.Start) {
+				// The client left, or the request ran out of time: no
+				// verdict on the target, no other attempt.
 				t.report(outcomeNeutral, 0, &r.Health, r.Logger, errType)
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
@@ -310,6 +315,23 @@ func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Rec
 	req.SetBodyRaw(in.Body)
 }
 
+// headDeadline is when an attempt that starts now stops waiting for the
+// response head: FirstByteTimeout from now, but never past the whole
+// request's Timeout from start (failover tries do not add up past it).
+func (r *Route) headDeadline(start time.Time) time.Time {
+	d := time.Now().Add(r.FirstByteTimeout)
+	if end := start.Add(r.Timeout); r.Timeout > 0 && end.Before(d) {
+		return end
+	}
+	return d
+}
+
+// outOfTime reports whether a request that started at start has no time
+// left to wait for a head within its whole request's Timeout.
+func (r *Route) outOfTime(start time.Time) bool {
+	return r.Timeout > 0 && time.Since(start) >= r.Timeout
+}
+
 // exchange writes req on a pooled connection and reads the response
 // headers, leaving s ready to read the body. A reused keep-alive connection
 // that the upstream had closed shows up as an error before any byte came
@@ -330,7 +352,7 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		reused := c.uses > 0
 		c.uses++
 		before := c.in
-		_ = c.SetDeadline(time.Now().Add(r.FirstByteTimeout))
+		_ = c.SetDeadline(r.headDeadline(s.start))
 		// While the upstream works on its answer (a non-streamed completion
 		// can take minutes) the watchdog checks that the client is still
 		// there; if it left, closing the connection stops the generation.
