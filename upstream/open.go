@@ -317,10 +317,11 @@ func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Rec
 
 // headDeadline is when an attempt that starts now stops waiting for the
 // response head: FirstByteTimeout from now, but never past the whole
-// request's Timeout from start (failover tries do not add up past it).
+// request's Timeout from start (failover tries do not add up past it; a
+// zero start sets no such bound).
 func (r *Route) headDeadline(start time.Time) time.Time {
 	d := time.Now().Add(r.FirstByteTimeout)
-	if end := start.Add(r.Timeout); r.Timeout > 0 && end.Before(d) {
+	if end := start.Add(r.Timeout); r.Timeout > 0 && !start.IsZero() && end.Before(d) {
 		return end
 	}
 	return d
@@ -329,7 +330,7 @@ func (r *Route) headDeadline(start time.Time) time.Time {
 // outOfTime reports whether a request that started at start has no time
 // left to wait for a head within its whole request's Timeout.
 func (r *Route) outOfTime(start time.Time) bool {
-	return r.Timeout > 0 && time.Since(start) >= r.Timeout
+	return r.Timeout > 0 && !start.IsZero() && time.Since(start) >= r.Timeout
 }
 
 // exchange writes req on a pooled connection and reads the response
