@@ -75,12 +75,25 @@ func (q *sendQueue) popLocked() *block {
 	q.blocks[q.head] = nil
 	q.head++
 	q.bytes -= b.bytes
-	if q.head == len(q.blocks) {
+	switch {
+	case q.head == len(q.blocks):
 		// Empty: start again at the front, keeping the arrays.
 		q.blocks, q.cutAt, q.head = q.blocks[:0], q.cutAt[:0], 0
+	case q.head >= compactAfter && q.head >= len(q.blocks)/2:
+		// A queue that never empties (a server slower than the inflow)
+		// would otherwise grow its arrays by every block ever pushed:
+		// move what waits to the front.
+		n := copy(q.blocks, q.blocks[q.head:])
+		copy(q.cutAt, q.cutAt[q.head:])
+		clear(q.blocks[n:])
+		q.blocks, q.cutAt, q.head = q.blocks[:n], q.cutAt[:n], 0
 	}
 	return b
 }
+
+// compactAfter is how many popped blocks a queue that is not empty may
+// keep at the front of its arrays before it moves the waiting ones down.
+const compactAfter = 64
 
 // popAged takes the oldest block when it was queued before cutoff, or nil.
 func (q *sendQueue) popAged(cutoff time.Time) *block {

@@ -49,6 +49,38 @@ func TestSendQueueBounds(t *testing.T) {
 	}
 }
 
+// TestSendQueueNeverEmpty: a queue that never empties (one block pushed
+// for each popped, always some waiting) keeps its arrays bounded and its
+// order. Before the fix they grew by every block ever pushed.
+func TestSendQueueNeverEmpty(t *testing.T) {
+	q := newSendQueue(1 << 30)
+	t0 := time.Now()
+	var next, want int
+	push := func() {
+		if !q.push(&block{bytes: 1, rows: next}, t0.Add(time.Duration(next))) {
+			t.Fatal("push refused")
+		}
+		next++
+	}
+	for range 10 {
+		push()
+	}
+	for range 10000 {
+		push()
+		b := q.pop()
+		if b == nil || b.rows != want {
+			t.Fatalf("popped %v, want block %d", b, want)
+		}
+		want++
+	}
+	if q.len() != 10 || cap(q.blocks) > 4*compactAfter || cap(q.cutAt) > 4*compactAfter {
+		t.Fatalf("len %d, caps %d and %d after 10000 blocks through a queue of 10: want 10, and caps bounded", q.len(), cap(q.blocks), cap(q.cutAt))
+	}
+	if got := q.popAged(t0.Add(time.Duration(want))); got == nil || got.rows != want {
+		t.Fatalf("popAged after compaction: %v, want block %d (cutAt moved with its block)", got, want)
+	}
+}
+
 // TestZBodyFrames: the body is the source compressed into ClickHouse's
 // frames, extended by the pieces more gives until it gives none, and an
 // ended body cannot be read.
