@@ -17,15 +17,14 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 		return err
 	}
 	if w.ch == nil {
-		w.spoolEncoded(m, buf.Buf, false)
-		return nil
+		return w.spoolEncoded(m, buf.Buf, false)
 	}
 	if w.down.Load() {
 		// The replayer is draining the spool; joining its queue keeps the
 		// order and saves a doomed insert.
-		w.spoolEncoded(m, buf.Buf, false)
+		err := w.spoolEncoded(m, buf.Buf, false)
 		w.kickReplayer()
-		return nil
+		return err
 	}
 	g := &gather{w: w, m: m, buf: buf, size: len(buf.Buf), limit: w.coalesceLimit()}
 	defer func() { w.budget.release(g.held) }()
@@ -41,9 +40,9 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 	w.down.Store(true)
 	unknown = unknown || maybeStored(err)
 	if len(g.seqs) == 0 {
-		w.spoolEncoded(m, buf.Buf, unknown)
+		err = errors.Join(err, w.spoolEncoded(m, buf.Buf, unknown))
 	} else {
-		w.putSpool(m, buf.Buf, unknown, append([]uint64{m.seq}, g.seqs...))
+		err = errors.Join(err, w.putSpool(m, buf.Buf, unknown, append([]uint64{m.seq}, g.seqs...)))
 	}
 	w.kickReplayer()
 	return err

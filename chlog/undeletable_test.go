@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -88,4 +89,34 @@ func TestReplayUndeletableFileNotResent(t *testing.T) {
 	// A row written now takes a seq of its own, not the emptied file's.
 	id := writeSSE(w2, 1)
 	waitFor(t, "the new row in ClickHouse", 60*time.Second, func() bool { return count(t, chURL, db) == len(ids)+len(id) })
+}
+
+// TestSpoolWriteFailureReported: without ClickHouse (and without a WAL)
+// rows whose spool write fails are lost; Flush and Close must say so, not
+// only count and log it. Before the fix both returned nil.
+func TestSpoolWriteFailureReported(t *testing.T) {
+	dir := t.TempDir()
+	w := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
+	if out, err := exec.Command("chattr", "+i", dir).CombinedOutput(); err != nil {
+		closeWriter(t, w)
+		t.Skipf("chattr +i %s: %v: %s", dir, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("chattr", "-i", dir).CombinedOutput(); err != nil {
+			t.Errorf("chattr -i %s: %v: %s", dir, err, out)
+		}
+	})
+	ids := writeSSE(w, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.Flush(ctx); err == nil || !strings.Contains(err.Error(), "3 rows dropped") {
+		t.Errorf("Flush = %v, want the 3 rows dropped", err)
+	}
+	writeSSE(w, 2)
+	if err := w.Close(ctx); err == nil || !strings.Contains(err.Error(), "2 rows dropped") {
+		t.Errorf("Close = %v, want the 2 rows dropped", err)
+	}
+	if s := w.Stats(); s.RowsDropped != int64(len(ids)+2) {
+		t.Errorf("RowsDropped = %d, want %d", s.RowsDropped, len(ids)+2)
+	}
 }

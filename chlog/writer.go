@@ -62,6 +62,9 @@ type Writer struct {
 	free   []*block
 	seq    uint64
 	closed bool
+	// lostAtClose: rows the flusher or spooler could not spool as they
+	// stopped (closeLoss), for Close to return.
+	lostAtClose error
 
 	sendq    *sendQueue // blocks waiting for the sender (sendqueue.go)
 	segments segments   // buffers of gathered blocks, kept for reuse (segments.go)
@@ -424,7 +427,7 @@ func (w *Writer) Flush(ctx context.Context) error {
 // unknown when the server may have them) and Close returns ctx's error once
 // every block in hand is in the spool: a process that exits after Close
 // loses none.
-func (w *Writer) Close(ctx context.Context) error {
+func (w *Writer) Close(ctx context.Context) (err error) {
 	w.mu.Lock()
 	if w.closed {
 		w.mu.Unlock()
@@ -432,8 +435,13 @@ func (w *Writer) Close(ctx context.Context) error {
 	}
 	w.closed = true
 	w.mu.Unlock()
-	err := w.Flush(ctx)
+	err = w.Flush(ctx)
 	close(w.stop)
+	defer func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		err = errors.Join(err, w.lostAtClose)
+	}()
 	done := make(chan struct{})
 	go func() {
 		w.wg.Wait() // flusher and spooler drain their queues into the spool; the grower ends
@@ -453,6 +461,17 @@ func (w *Writer) Close(ctx context.Context) error {
 		return errors.Join(err, fmt.Errorf("chlog: close: %w", ctx.Err()))
 	}
 	return err
+}
+
+// closeLoss keeps, for Close to return, an error of the blocks the
+// flusher or the spooler spooled as they stopped: rows lost.
+func (w *Writer) closeLoss(err error) {
+	if err == nil {
+		return
+	}
+	w.mu.Lock()
+	w.lostAtClose = errors.Join(w.lostAtClose, err)
+	w.mu.Unlock()
 }
 
 // flusher is the sender: it inserts full blocks, cuts the current block
@@ -507,8 +526,9 @@ func (w *Writer) flusher() {
 			}
 			req.done <- err
 		case <-w.stop:
+			var err error
 			for b := w.sendq.pop(); b != nil; b = w.sendq.pop() {
-				w.spoolBlock(b, &buf, false)
+				err = errors.Join(err, w.spoolBlock(b, &buf, false))
 			}
 			// The current block: Close's Flush did not reach the flusher
 			// (its ctx ended while an insert was in flight).
@@ -516,8 +536,9 @@ func (w *Writer) flusher() {
 			b := w.cutLocked()
 			w.mu.Unlock()
 			if b != nil {
-				w.spoolBlock(b, &buf, false)
+				err = errors.Join(err, w.spoolBlock(b, &buf, false))
 			}
+			w.closeLoss(err)
 			return
 		}
 	}
@@ -559,7 +580,7 @@ func (w *Writer) spooler() {
 			for {
 				select {
 				case b := <-w.spoolq:
-					w.spoolGroup(&g, b)
+					w.closeLoss(w.spoolGroup(&g, b))
 				default:
 					return
 				}
@@ -578,7 +599,7 @@ type spoolScratch struct {
 // back to back into one spool file: its name carries the first block's seq,
 // the total rows, the first and the last request id. Once the file is
 // durable, each block's WAL segment is released.
-func (w *Writer) spoolGroup(g *spoolScratch, b *block) {
+func (w *Writer) spoolGroup(g *spoolScratch, b *block) error {
 	g.buf.Reset()
 	g.seqs = g.seqs[:0]
 	var m blockMeta
@@ -611,49 +632,57 @@ func (w *Writer) spoolGroup(g *spoolScratch, b *block) {
 			}
 		}
 	}
+	var err error
 	if m.rows > 0 {
-		w.spoolEncodedGroup(m, g.buf.Buf, g.seqs)
+		err = w.spoolEncodedGroup(m, g.buf.Buf, g.seqs)
 	}
 	w.budget.release(held)
 	w.trimBuffer(&g.buf)
+	return err
 }
 
-// spoolBlock encodes b into the spool and recycles it.
-func (w *Writer) spoolBlock(b *block, buf *proto.Buffer, unknown bool) {
+// spoolBlock encodes b into the spool and recycles it; the error says
+// its rows were lost.
+func (w *Writer) spoolBlock(b *block, buf *proto.Buffer, unknown bool) error {
 	n := int64(b.held + b.bytes)
 	w.budget.move(0, int64(b.bytes))
 	m, err := w.encode(b, buf)
 	if err == nil {
-		w.spoolEncoded(m, buf.Buf, unknown)
+		err = w.spoolEncoded(m, buf.Buf, unknown)
 	}
 	w.budget.release(n)
 	w.trimBuffer(buf)
+	return err
 }
 
-func (w *Writer) spoolEncoded(m blockMeta, native []byte, unknown bool) {
+func (w *Writer) spoolEncoded(m blockMeta, native []byte, unknown bool) error {
 	seqs := [1]uint64{m.seq}
-	w.putSpool(m, native, unknown, seqs[:])
+	return w.putSpool(m, native, unknown, seqs[:])
 }
 
 // spoolEncodedGroup spools the blocks of seqs, encoded back to back in
 // native, as one file described by m.
-func (w *Writer) spoolEncodedGroup(m blockMeta, native []byte, seqs []uint64) {
-	w.putSpool(m, native, false, seqs)
+func (w *Writer) spoolEncodedGroup(m blockMeta, native []byte, seqs []uint64) error {
+	return w.putSpool(m, native, false, seqs)
 }
 
-func (w *Writer) putSpool(m blockMeta, native []byte, unknown bool, seqs []uint64) {
+// putSpool writes a spool file and releases the WAL segments of its
+// blocks. It returns an error when the rows are lost: the spool write
+// failed and no WAL keeps them for the next start.
+func (w *Writer) putSpool(m blockMeta, native []byte, unknown bool, seqs []uint64) error {
 	if err := w.spool.put(m.seq, m.rows, unknown, m.first[:], m.last[:], native); err != nil {
 		if w.wal != nil {
 			w.log.Error("chlog: spool write failed; rows stay in the WAL for the next start", "rows", m.rows, "err", err)
-			return // keep the segments
+			return nil // keep the segments
 		}
 		w.stats.rowsDropped.Add(int64(m.rows))
 		w.log.Error("chlog: spool write failed: rows dropped", "rows", m.rows, "err", err)
-		return
+		return fmt.Errorf("chlog: %d rows dropped: %w", m.rows, err)
 	}
 	for _, seq := range seqs {
 		w.releaseWAL(seq)
 	}
+	return nil
 }
 
 func (w *Writer) releaseWAL(seq uint64) {
