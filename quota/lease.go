@@ -260,16 +260,17 @@ func (l *Limiter) giveBackPending() {
 	l.give(p)
 }
 
-// give runs the give script for every give-back of p, within one
-// Options.Timeout; a failure is counted and its tokens dropped.
+// give runs the give script for every give-back of p, each within
+// Options.Timeout; a failure is counted and its tokens dropped. After a
+// failure that used up its Timeout (Redis is not answering) the rest are
+// dropped and counted too, so that a long queue (every tenant's lease at
+// Close) costs one Timeout, not one per tenant.
 func (l *Limiter) give(p []giveBack) {
 	c := l.redis.client()
 	if c == nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
-	defer cancel()
-	for _, g := range p {
+	for i, g := range p {
 		keys := g.ts.takeKeys
 		args := []string{"give", strconv.FormatInt(g.lim.rpm, 10), strconv.FormatInt(g.lim.burst, 10),
 			strconv.FormatInt(g.lim.tpm, 10), strconv.FormatInt(g.n, 10)}
@@ -280,9 +281,17 @@ func (l *Limiter) give(p []giveBack) {
 			continue // no request bucket was debited
 		}
 		cmd := c.B().Evalsha().Sha1(bucketSHA).Numkeys(int64(len(keys))).Key(keys...).Arg(args...).Build()
-		if err := runScript(ctx, c, cmd, keys, args).Error(); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
+		err := runScript(ctx, c, cmd, keys, args).Error()
+		timedOut := ctx.Err() != nil
+		cancel()
+		switch {
+		case err != nil && timedOut:
+			l.stats.redisErrors.Add(uint64(len(p) - i))
+			return
+		case err != nil:
 			l.stats.redisErrors.Add(1)
-		} else if !g.refund {
+		case !g.refund:
 			l.stats.gaveBack.Add(uint64(g.n))
 		}
 	}

@@ -180,7 +180,13 @@ func (l *Limiter) remember(ts *tenantState, lim limits, ov override, ks *keyStat
 		return
 	}
 	now := l.now()
-	if n > 1 {
+	// A take answered after the switch to the fallback grants no lease:
+	// the switch ended every lease (forgetLeases) and the fallback's
+	// buckets, set below, count the leased tokens as the tenant's. A
+	// lease granted now would be spent twice, or given back to Redis
+	// after the fallback admitted its tokens. (redisFailed stores up
+	// before forgetLeases takes ts.mu, which this holds.)
+	if n > 1 && l.up.Load() {
 		l.grant(ts, ks, lim, *lv, n, now)
 		l.stats.leases.Add(1)
 	}

@@ -65,19 +65,24 @@ func (l *Limiter) renewer() {
 
 // renew runs the renew script for r and adds the tokens it took to the
 // lease. Tokens that can no longer be used under r's limits (the leases
-// were dropped meanwhile, or the limits changed) go back to the buckets;
-// when Redis failed, or the limiter switched to the fallback meanwhile,
-// nothing was taken or the fallback counts the tenant's tokens itself.
+// were dropped meanwhile, the limits changed, or the limiter switched to
+// the fallback, whose buckets do not hold them) go back to the buckets.
+// A renewal that finds the limiter on the fallback is not run.
 func (l *Limiter) renew(r renewal) {
 	ls := leaseOf(r.ts, r.ks)
-	n, lv, ok := l.renewScript(r)
+	var n int64
+	var lv levels
+	ok := false
+	if l.up.Load() {
+		n, lv, ok = l.renewScript(r)
+	}
 	r.ts.mu.Lock()
 	defer r.ts.mu.Unlock()
 	ls.renewing = false
-	if !ok || n == 0 || !l.up.Load() {
+	if !ok || n == 0 {
 		return
 	}
-	if r.ts.leaseGen != r.gen || r.ts.seen != r.lim {
+	if !l.up.Load() || r.ts.leaseGen != r.gen || r.ts.seen != r.lim {
 		l.queueGiveBack(giveBack{ts: r.ts, ks: r.ks, lim: r.lim, n: n})
 		return
 	}

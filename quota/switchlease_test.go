@@ -1,0 +1,95 @@
+package quota
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// TestNoLeaseGrantedAfterSwitch: a script run that answers after the
+// limiter switched to the fallback (a Take that was in flight when another
+// one timed out) grants no lease: the switch ended every lease, and the
+// fallback's buckets count the leased tokens as the tenant's. Before the
+// fix the late answer granted one, whose tokens the fallback admitted and
+// the sweeper later gave back to Redis: admitted twice.
+func TestNoLeaseGrantedAfterSwitch(t *testing.T) {
+	srv := startOwnRedis(t)
+	l := warmLimiter(t, srv, Options{Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour, RenewBelow: -1})
+	ts := l.tenant("acme")
+	lim := limits{rpm: 6000, burst: 1000}
+	lv := levels{req: 900}
+	l.up.Store(false) // as redisFailed does before forgetLeases
+	l.remember(ts, lim, override{}, nil, &lv, 16)
+	ts.mu.Lock()
+	left := ts.lease.left
+	ts.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("a take answered after the switch granted a lease of %d tokens, want none", left)
+	}
+	if got := ts.req.level(l.now(), perMs(lim.rpm), float64(lim.burst)); got < 898 || got > 900 {
+		t.Errorf("the fallback's bucket holds %.1f, want about 899 (the levels before the take, less this request)", got)
+	}
+	l.up.Store(true)
+	l.remember(ts, lim, override{}, nil, &lv, 16)
+	ts.mu.Lock()
+	left = ts.lease.left
+	ts.mu.Unlock()
+	if left != 15 {
+		t.Fatalf("with Redis up the same answer granted %d tokens, want 15", left)
+	}
+}
+
+// TestRenewalSkippedOnFallback: a renewal queued before the switch to the
+// fallback does not run the script once the limiter is on it (the tokens
+// it took would be no one's).
+func TestRenewalSkippedOnFallback(t *testing.T) {
+	srv := startOwnRedis(t)
+	l := warmLimiter(t, srv, Options{Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour, RenewBelow: -1})
+	ctx := context.Background()
+	if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+		t.Fatalf("first decision %+v", d)
+	}
+	ts := l.tenant("acme")
+	ts.mu.Lock()
+	r := renewal{ts: ts, lim: ts.seen, gen: ts.leaseGen, size: 16}
+	ts.mu.Unlock()
+	before := commandCalls(t, srv.addr)
+	l.up.Store(false)
+	l.renew(r)
+	if got := commandCalls(t, srv.addr)["evalsha"] - before["evalsha"]; got != 0 {
+		t.Fatalf("a renewal on the fallback ran the script %d times, want 0", got)
+	}
+	l.up.Store(true)
+	l.renew(r)
+	if got := commandCalls(t, srv.addr)["evalsha"] - before["evalsha"]; got != 1 {
+		t.Fatalf("a renewal with Redis up ran the script %d times, want 1", got)
+	}
+}
+
+// TestGiveBackEachWithinTimeout: at Close every tenant's lease goes back
+// to Redis, each give-back within Options.Timeout of its own. Before the
+// fix one Timeout covered the whole queue: past it every later give-back
+// failed and its tokens were lost to the tenants' shared buckets (a
+// rolling restart of a relay serving many tenants leaked a lease each).
+func TestGiveBackEachWithinTimeout(t *testing.T) {
+	const tenants = 2000
+	srv := startOwnRedis(t)
+	l := warmLimiter(t, srv, Options{Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour, RenewBelow: -1})
+	ctx := context.Background()
+	for i := range tenants {
+		if d := l.Take(ctx, fmt.Sprintf("t%d", i), ""); !d.Allowed || d.Source != SourceRedis {
+			t.Fatalf("tenant %d: %+v", i, d)
+		}
+	}
+	// One Timeout of 100 ms is far less than 2000 round trips take; each
+	// of them takes far less than 100 ms, even under -race on busy cores.
+	l.o.Timeout = 100 * time.Millisecond
+	start := time.Now()
+	l.Close()
+	st := l.Stats()
+	t.Logf("Close gave back %d tokens in %v", st.LeaseTokensReturned, time.Since(start))
+	if want := uint64(1+tenants) * 15; st.LeaseTokensReturned != want || st.RedisErrors != 0 {
+		t.Fatalf("Close gave back %d tokens with %d Redis errors, want %d (every lease's 15) and none", st.LeaseTokensReturned, st.RedisErrors, want)
+	}
+}
