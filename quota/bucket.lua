@@ -3,7 +3,8 @@
 -- Cluster node. The refill arithmetic mirrors bucket.go.
 --
 -- A bucket is a hash {t = tokens, ts = server time in ms of the last write};
--- a missing bucket is full. It expires once it would be full again.
+-- a missing bucket is full. It expires once it would be full again, and
+-- not within keepMs of its last write.
 --
 -- take:  KEYS  = req, blk, tok [, key req, key blk]
 --        ARGV  = "take", rpm (-1 = off), burst, tpm (0 = off), lease
@@ -66,9 +67,15 @@ local function micro(x)
   return m
 end
 
+-- A bucket outlives the time it takes to fill by at least keepMs: limits
+-- lowered meanwhile (an operator's HSET after a tenant ran its bucket dry or
+-- into debt) then apply to the level it had, where a bucket gone at the old
+-- rate's refill time would read as full under the new limits.
+local keepMs = 3600000
+
 local function store(key, x, rate, cap)
   redis.call('HSET', key, 't', x, 'ts', now)
-  redis.call('PEXPIRE', key, math.ceil((cap - x) / rate) + 1000)
+  redis.call('PEXPIRE', key, math.max(math.ceil((cap - x) / rate) + 1000, keepMs))
 end
 
 local function block(key, ms)

@@ -93,3 +93,41 @@ func TestGiveBackEachWithinTimeout(t *testing.T) {
 		t.Fatalf("Close gave back %d tokens with %d Redis errors, want %d (every lease's 15) and none", st.LeaseTokensReturned, st.RedisErrors, want)
 	}
 }
+
+// TestLoweredLimitKeepsEmptyBucket: a tenant that ran its bucket dry and
+// whose limit an operator then lowers stays refused at the new rate. Before
+// the fix the bucket expired once it would have been full at the old rate
+// (about 1.2 s here) and then read as full under the new limits: 20
+// requests admitted at once against a rate of one a minute.
+func TestLoweredLimitKeepsEmptyBucket(t *testing.T) {
+	prefix := testPrefix(t)
+	_, c := sharedRedis(t, prefix)
+	l := newTestLimiter(t, true, Options{Default: 6000, Burst: 20, Lease: 1, KeyPrefix: prefix})
+	ctx := context.Background()
+	drained := false
+	for range 500 {
+		if !l.Take(ctx, "acme", "").Allowed {
+			drained = true
+			break
+		}
+	}
+	if !drained {
+		t.Fatal("500 requests at 6000/min with a burst of 20 were all admitted")
+	}
+	cfg := prefix + "{acme}:cfg"
+	if err := c.Do(ctx, c.B().Hset().Key(cfg).FieldValue().FieldValue("rpm", "1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // past the old rate's refill of 20 tokens (0.2 s, expiry 1.2 s)
+	admitted := 0
+	for range 5 {
+		if d := l.Take(ctx, "acme", ""); d.Allowed {
+			admitted++
+		} else if d.Limit != 20 {
+			t.Fatalf("decision %+v: want the tenant's burst of 20 under the new rate", d)
+		}
+	}
+	if admitted > 1 {
+		t.Fatalf("%d of 5 requests admitted at 1/min right after the bucket ran dry, want at most 1", admitted)
+	}
+}
