@@ -392,7 +392,9 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		}
 		_ = c.SetDeadline(time.Time{})
 		s.cc, s.up = cc, c
-		s.closeAfter = s.hdr.ConnectionClose() || req.Header.ConnectionClose()
+		// A 101 on this route (the relay asked for no upgrade) switched
+		// the connection to another protocol: never reused.
+		s.closeAfter = s.hdr.ConnectionClose() || req.Header.ConnectionClose() || s.hdr.StatusCode() == fasthttp.StatusSwitchingProtocols
 		// The body is read through the stream's own buffer, which is given
 		// back whenever it is empty; the head's reader goes back at once.
 		s.rb.reset(c, c.raw, &c.in)

@@ -1,0 +1,83 @@
+package upstream
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
+)
+
+// TestSwitchedConnectionNotReused: an upstream that answers a plain
+// request with 101 Switching Protocols (the relay asked for no upgrade) and
+// then speaks another protocol on the connection: the connection is closed
+// after the answer, never reused. Before the fix it went back to the pool
+// (a 101 has no body), and the next request read the other protocol's bytes
+// as its answer.
+func TestSwitchedConnectionNotReused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var accepted atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+				br := bufio.NewReader(c)
+				for { // the request head; its body "{}" is read below
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				if _, err := io.ReadFull(br, make([]byte, 2)); err != nil {
+					return
+				}
+				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
+				time.Sleep(100 * time.Millisecond)
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nother") // the other protocol's bytes
+				_, _ = io.Copy(io.Discard, br)
+			}()
+		}
+	}()
+	r, err := NewRoute(Options{Name: "t", Path: "/*", Upstream: "http://" + ln.Addr().String(), ProviderKey: "sk-p", KeyEnv: "K",
+		FirstByteTimeout: 20 * time.Second}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		var h fasthttp.RequestHeader
+		h.SetMethod("POST")
+		h.SetRequestURI("/v1/x")
+		rec := record.Acquire(1 << 20)
+		var resp fasthttp.Response
+		in := &Request{Header: &h, Method: []byte("POST"), Path: []byte("/v1/x"), Body: []byte("{}")}
+		s, errType, status, err := r.Open(in, rec, &resp, nil, func(*record.Record) {})
+		if err != nil {
+			t.Fatalf("request %d: Open: %v (%s, %d)", i, err, errType, status)
+		}
+		if code := resp.StatusCode(); code != fasthttp.StatusSwitchingProtocols {
+			t.Fatalf("request %d: status %d, want the upstream's 101 (a reused connection answers 200 %q)", i, code, resp.Body())
+		}
+		s.Prepare(&resp, nil)
+		time.Sleep(200 * time.Millisecond) // the other protocol's bytes are on the connection now
+	}
+	if n := accepted.Load(); n != 2 {
+		t.Errorf("%d upstream connections for 2 requests answered 101, want 2 (none reused)", n)
+	}
+}
