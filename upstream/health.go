@@ -79,28 +79,36 @@ func (h *health) available(now int64) bool {
 	return u == 0 || now >= u && !h.probing.Load()
 }
 
-// claim marks the pick of a target past its cool-down as its probe. Called
-// under the pool's mutex, after available.
-func (h *health) claim(now int64) {
-	if u := h.until.Load(); u != 0 && now >= u {
+// claim marks the pick of a target past its cool-down as its probe, and
+// reports whether it did. Called under the pool's mutex, after available.
+func (h *health) claim(now int64) bool {
+	if u := h.until.Load(); u != 0 && now >= u && !h.probing.Load() {
 		h.probing.Store(true)
+		return true
 	}
+	return false
 }
 
 // healthy reports whether the target is not ejected (a probe counts as
 // ejected until it succeeds).
 func (h *health) healthy() bool { return h.until.Load() == 0 }
 
-// report accounts one attempt. retryAfter > 0 (a 429 carrying Retry-After)
-// ejects at once for that long.
-func (t *target) report(o outcome, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
+// report accounts one attempt; probe: the attempt was its target's probe
+// (pool.pick said so). retryAfter > 0 (a 429 carrying Retry-After) ejects
+// at once for that long. Only the probe's own outcome ends the probe: a
+// request that reached the target otherwise (picked before its ejection,
+// or with every target ejected) neither lets a second probe through by
+// leaving nor doubles the cool-down by failing.
+func (t *target) report(o outcome, probe bool, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
 	switch o {
 	case outcomeNeutral:
-		t.health.probing.Store(false)
+		if probe {
+			t.health.probing.Store(false)
+		}
 	case outcomeOK:
 		t.succeed(log)
 	default:
-		t.fail(cleared{}, retryAfter, ho, log, why, false)
+		t.fail(cleared{}, retryAfter, ho, log, why, probe)
 	}
 }
 
@@ -149,15 +157,15 @@ func (t *target) failLate(c cleared, ho *HealthOptions, log *slog.Logger, why st
 	if t.health.successes.Load() != c.seq {
 		c = cleared{}
 	}
-	t.fail(c, 0, ho, log, why, true)
+	t.fail(c, 0, ho, log, why, false)
 }
 
-// fail accounts a failure, on top of the ones a success cleared (c); late:
-// of an attempt that ended after others may have begun (failLate).
-func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string, late bool) {
+// fail accounts a failure, on top of the ones a success cleared (c);
+// probe: of its target's probe, still out (not a late failure: failLate).
+func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string, probe bool) {
 	h := t.health
 	n := h.fails.Add(1 + c.fails)
-	probe := !late && h.probing.Load()
+	probe = probe && h.probing.Load()
 	reprobe := c.cooldown > 0 && h.until.Load() == 0
 	if retryAfter <= 0 && int(n) < ho.MaxFails && !probe && !reprobe {
 		return

@@ -57,7 +57,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 	var tried uint64
 	n := 0
 	for {
-		t := r.pool.pick(tried)
+		t, probe := r.pool.pick(tried)
 		tried |= t.bit
 		rec.Upstream = t.recName
 		// An attempt whose wait the whole request's Timeout cuts short
@@ -86,11 +86,11 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 			if status == statusClientClosed || short && errType == record.ErrUpstreamTimeout && t.route.outOfTime(rec.Start) {
 				// The client left, or the request ran out of time: no
 				// verdict on the target, no other attempt.
-				t.report(outcomeNeutral, 0, &r.Health, r.Logger, errType)
+				t.report(outcomeNeutral, probe, 0, &r.Health, r.Logger, errType)
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
 			}
-			t.report(outcomeFailed, 0, &r.Health, r.Logger, errType)
+			t.report(outcomeFailed, probe, 0, &r.Health, r.Logger, errType)
 			if last || !r.failsOverOn(errType, 0) {
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
@@ -102,16 +102,16 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		switch {
 		case code == fasthttp.StatusTooManyRequests:
 			ra := retryAfter(&s.hdr)
-			t.report(outcomeFailed, ra, &r.Health, r.Logger, "status 429")
+			t.report(outcomeFailed, probe, ra, &r.Health, r.Logger, "status 429")
 		case code >= 500 && code <= 599:
-			t.report(outcomeFailed, 0, &r.Health, r.Logger, "status "+statusText(code))
+			t.report(outcomeFailed, probe, 0, &r.Health, r.Logger, "status "+statusText(code))
 		case awaited:
 			s.succeeded(t, r)
 		default:
 			// The body's first byte has not come yet: the stream
 			// reports the target when it does, or when it is cut
 			// before it (settleHealth).
-			s.pending, s.pendingOf = t, r
+			s.pending, s.pendingOf, s.pendingProbe = t, r, probe
 		}
 		if !last && r.failsOverOn("", code) {
 			s.discard()

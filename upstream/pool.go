@@ -81,13 +81,14 @@ type pool struct {
 // among the available primaries, else among the available backups, else
 // (every target ejected) among all targets not tried, so that a route whose
 // targets are all ejected still tries one rather than failing at once. nil
-// when every configured target has been tried. It does not allocate.
-func (p *pool) pick(tried uint64) *target {
+// when every configured target has been tried. probe: the pick is its
+// target's probe (its cool-down is over). It does not allocate.
+func (p *pool) pick(tried uint64) (t *target, probe bool) {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	prim, back := p.targets[:p.primaries], p.targets[p.primaries:]
-	t := swrr(prim, tried, now, true)
+	t = swrr(prim, tried, now, true)
 	if t == nil {
 		t = swrr(back, tried, now, true)
 	}
@@ -98,9 +99,9 @@ func (p *pool) pick(tried uint64) *target {
 		t = swrr(back, tried, now, false)
 	}
 	if t != nil {
-		t.health.claim(now)
+		probe = t.health.claim(now)
 	}
-	return t
+	return t, probe
 }
 
 // swrr is nginx's smooth weighted round-robin over the eligible targets of

@@ -30,7 +30,7 @@ func poolRoute(t testing.TB, ts ...Target) *Route {
 func counts(r *Route, n int) map[string]int {
 	got := map[string]int{}
 	for range n {
-		got[r.pool.pick(0).label]++
+		got[pickOne(r.pool, 0).label]++
 	}
 	return got
 }
@@ -43,7 +43,7 @@ func TestSmoothWeightedRoundRobin(t *testing.T) {
 	// Smooth: b never waits more than 3 picks, a never runs 4 in a row.
 	var seq []byte
 	for range 8 {
-		seq = append(seq, r.pool.pick(0).label[0])
+		seq = append(seq, pickOne(r.pool, 0).label[0])
 	}
 	for i := 0; i+4 <= len(seq); i++ {
 		if string(seq[i:i+4]) == "aaaa" {
@@ -58,10 +58,10 @@ func TestPickSkipsTriedAndUnconfigured(t *testing.T) {
 		t.Fatalf("picks %v", got)
 	}
 	a := r.pool.targets[0]
-	if tt := r.pool.pick(a.bit); tt == nil || tt.label != "b" {
+	if tt := pickOne(r.pool, a.bit); tt == nil || tt.label != "b" {
 		t.Fatalf("pick after a = %v, want b", tt)
 	}
-	if tt := r.pool.pick(a.bit | r.pool.targets[2].bit); tt != nil {
+	if tt := pickOne(r.pool, a.bit|r.pool.targets[2].bit); tt != nil {
 		t.Fatalf("pick with all tried = %s, want nil", tt.label)
 	}
 }
@@ -70,13 +70,13 @@ func TestPassiveHealthEjectsAndProbes(t *testing.T) {
 	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"}, Target{Name: "backup", Backup: true})
 	r.Health.Cooldown = 50 * time.Millisecond
 	a, b := r.pool.targets[0], r.pool.targets[1]
-	fail := func(t *target) { t.report(outcomeFailed, 0, &r.Health, quiet, "test") }
+	fail := func(t *target) { t.report(outcomeFailed, false, 0, &r.Health, quiet, "test") }
 	fail(a)
 	fail(a)
 	if !a.health.healthy() {
 		t.Fatal("ejected after 2 failures, max_fails is 3")
 	}
-	a.report(outcomeOK, 0, &r.Health, quiet, "")
+	a.report(outcomeOK, false, 0, &r.Health, quiet, "")
 	fail(a)
 	fail(a)
 	if !a.health.healthy() {
@@ -96,12 +96,12 @@ func TestPassiveHealthEjectsAndProbes(t *testing.T) {
 		t.Fatalf("picks while every primary is ejected: %v, want the backup", got)
 	}
 	time.Sleep(60 * time.Millisecond) // both cool-downs over
-	p1, p2, p3 := r.pool.pick(0), r.pool.pick(0), r.pool.pick(0)
+	p1, p2, p3 := pickOne(r.pool, 0), pickOne(r.pool, 0), pickOne(r.pool, 0)
 	if p1.label == "backup" || p2.label == "backup" || p1 == p2 || p3.label != "backup" {
 		t.Fatalf("after the cool-down: %s %s %s, want one probe each to a and b, then the backup", p1.label, p2.label, p3.label)
 	}
-	fail(a) // a's probe fails: twice the cool-down
-	b.report(outcomeOK, 0, &r.Health, quiet, "")
+	a.report(outcomeFailed, true, 0, &r.Health, quiet, "test") // a's probe fails: twice the cool-down
+	b.report(outcomeOK, false, 0, &r.Health, quiet, "")
 	if !b.health.healthy() || a.health.healthy() || a.health.cooldown != 100*time.Millisecond || a.health.ejections.Load() != 2 {
 		t.Fatalf("b healthy %v, a healthy %v cooldown %v ejections %d", b.health.healthy(), a.health.healthy(), a.health.cooldown, a.health.ejections.Load())
 	}
@@ -112,7 +112,7 @@ func TestPassiveHealthEjectsAndProbes(t *testing.T) {
 	fail(r.pool.targets[2])
 	fail(r.pool.targets[2])
 	fail(r.pool.targets[2])
-	if tt := r.pool.pick(0); tt == nil {
+	if tt := pickOne(r.pool, 0); tt == nil {
 		t.Fatal("nothing picked with every target ejected")
 	}
 }
@@ -122,7 +122,7 @@ func TestRetryAfterEjectsForThatLong(t *testing.T) {
 	a := r.pool.targets[0]
 	var h fasthttp.ResponseHeader
 	h.Set("Retry-After", "1")
-	a.report(outcomeFailed, retryAfter(&h), &r.Health, quiet, "status 429")
+	a.report(outcomeFailed, false, retryAfter(&h), &r.Health, quiet, "status 429")
 	if a.health.healthy() {
 		t.Fatal("a 429 with Retry-After must eject at once")
 	}
@@ -173,11 +173,63 @@ func TestAppendAttempts(t *testing.T) {
 func TestAdoptKeepsHealthOfUnchangedTargets(t *testing.T) {
 	old := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
 	for range 3 {
-		old.pool.targets[0].report(outcomeFailed, 0, &old.Health, quiet, "test")
+		old.pool.targets[0].report(outcomeFailed, false, 0, &old.Health, quiet, "test")
 	}
 	next := poolRoute(t, Target{Name: "a"}, Target{Name: "b", URL: "http://127.0.0.1:2"})
 	next.Adopt(old)
 	if next.pool.targets[0].health != old.pool.targets[0].health || next.pool.targets[1].health == old.pool.targets[1].health {
 		t.Fatal("a (unchanged) must keep its health, b (new URL) must not")
+	}
+}
+
+// pickOne is pool.pick's target, without whether it is a probe.
+func pickOne(p *pool, tried uint64) *target {
+	t, _ := p.pick(tried)
+	return t
+}
+
+// TestProbeOnlyEndedByItself: while a target's probe is out, another
+// request that reached the target (picked before its ejection, or with
+// every target ejected) neither lets a second probe through by leaving nor
+// doubles the cool-down by failing; the probe's own failure does.
+func TestProbeOnlyEndedByItself(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	r.Health.Cooldown = 50 * time.Millisecond
+	a := r.pool.targets[0]
+	for range 3 {
+		a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
+	}
+	if a.health.healthy() {
+		t.Fatal("not ejected after 3 failures")
+	}
+	time.Sleep(60 * time.Millisecond)
+	var probe bool
+	for i := 0; ; i++ {
+		var tt *target
+		if tt, probe = r.pool.pick(0); tt == a {
+			break
+		}
+		if i == 10 {
+			t.Fatal("a not picked after its cool-down")
+		}
+	}
+	if !probe {
+		t.Fatal("the first pick of a after its cool-down is not its probe")
+	}
+	// Another request to a (not the probe) whose client leaves.
+	a.report(outcomeNeutral, false, 0, &r.Health, quiet, "client left")
+	for range 10 {
+		if tt, p := r.pool.pick(0); tt == a || p {
+			t.Fatalf("picked %s (probe %v) while a's probe is out", tt.label, p)
+		}
+	}
+	// Another request to a fails: one failure, not the probe's.
+	a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
+	if a.health.cooldown != 50*time.Millisecond || !a.health.probing.Load() {
+		t.Fatalf("after a failure that is not the probe's: cool-down %v, probing %v; want 50ms, the probe still out", a.health.cooldown, a.health.probing.Load())
+	}
+	a.report(outcomeFailed, true, 0, &r.Health, quiet, "test") // the probe fails
+	if a.health.healthy() || a.health.cooldown != 100*time.Millisecond || a.health.probing.Load() {
+		t.Fatalf("after the probe failed: healthy %v, cool-down %v, probing %v; want ejected for 100ms, no probe", a.health.healthy(), a.health.cooldown, a.health.probing.Load())
 	}
 }

@@ -102,6 +102,8 @@ type Stream struct {
 	// apply; settleHealth reports it once and clears it.
 	pending   *target
 	pendingOf *Route
+	// pendingProbe: pending's attempt was its target's probe.
+	pendingProbe bool
 	// served is that target once settleHealth counted it a success, and
 	// servedClear what the success cleared: a stream that turns out to
 	// carry an error event counts as its failure after all when it ends
@@ -413,13 +415,13 @@ func (s *Stream) account(b []byte, at time.Duration) {
 // this answer's body (see Stream.pending), once. A success is kept
 // (Stream.served) for settleStreamError.
 func (s *Stream) settleHealth(o outcome, why string) {
-	t, r := s.pending, s.pendingOf
-	s.pending, s.pendingOf = nil, nil
+	t, r, probe := s.pending, s.pendingOf, s.pendingProbe
+	s.pending, s.pendingOf, s.pendingProbe = nil, nil, false
 	if o == outcomeOK {
 		s.succeeded(t, r)
 		return
 	}
-	t.report(o, 0, &r.Health, r.Logger, why)
+	t.report(o, probe, 0, &r.Health, r.Logger, why)
 }
 
 // succeeded counts the answer a success of its target t (of route r), and
@@ -547,7 +549,7 @@ func (s *Stream) release() {
 	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0
 	s.idleState.Store(notIdle)
 	s.idleSeq, s.idleFD = 0, 0
-	s.pending, s.pendingOf = nil, nil
+	s.pending, s.pendingOf, s.pendingProbe = nil, nil, false
 	s.served, s.servedOf, s.servedClear = nil, nil, cleared{}
 	s.closed = false
 	streamPool.Put(s)

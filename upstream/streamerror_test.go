@@ -81,7 +81,7 @@ func TestFailLate(t *testing.T) {
 	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
 	r.Health.Cooldown = 50 * time.Millisecond
 	a := r.pool.targets[0]
-	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
 	c := a.succeed(quiet)
 	if c.fails != 1 || a.health.fails.Load() != 0 {
 		t.Fatalf("success cleared %+v, fails now %d: want 1 cleared, 0", c, a.health.fails.Load())
@@ -96,7 +96,7 @@ func TestFailLate(t *testing.T) {
 	}
 	// The cool-down is over: a's probe.
 	time.Sleep(60 * time.Millisecond)
-	for i := 0; r.pool.pick(0) != a; i++ {
+	for i := 0; pickOne(r.pool, 0) != a; i++ {
 		if i == 10 {
 			t.Fatal("a not picked after its cool-down")
 		}
@@ -119,8 +119,8 @@ func TestFailLateAfterAnotherSuccess(t *testing.T) {
 	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
 	r.Health.Cooldown = 50 * time.Millisecond
 	a := r.pool.targets[0]
-	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
-	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
 	c := a.succeed(quiet) // stream A's first byte: clears 2
 	a.succeed(quiet)      // another answer succeeds
 	a.failLate(c, &r.Health, quiet, "test")
@@ -131,13 +131,13 @@ func TestFailLateAfterAnotherSuccess(t *testing.T) {
 
 	// Ejected, then its probe succeeds, then another answer does: the
 	// probe's stream failing late is one failure.
-	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
-	a.report(outcomeFailed, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
 	if a.health.healthy() {
 		t.Fatal("3 failures in a row: still healthy")
 	}
 	time.Sleep(60 * time.Millisecond)
-	for i := 0; r.pool.pick(0) != a; i++ {
+	for i := 0; pickOne(r.pool, 0) != a; i++ {
 		if i == 10 {
 			t.Fatal("a not picked after its cool-down")
 		}
