@@ -165,12 +165,14 @@ func (l *Limiter) grant(ts *tenantState, ks *keyState, lim limits, lv levels, n 
 }
 
 // release ends a lease and queues its unused tokens for the sweeper. The
-// caller holds ts.mu.
+// caller holds ts.mu. A renewal still queued or running stays marked: the
+// next lease queues none of its own until that one is done, so that an
+// instance never holds more than two leases' worth of a tenant's tokens.
 func (l *Limiter) release(ts *tenantState, ks *keyState, ls *lease) {
 	if ls.left > 0 {
 		l.queueGiveBack(giveBack{ts: ts, ks: ks, lim: ls.lim, n: ls.left})
 	}
-	*ls = lease{size: ls.size}
+	*ls = lease{size: ls.size, renewing: ls.renewing}
 }
 
 // queueGiveBack queues g for the sweeper and wakes it.

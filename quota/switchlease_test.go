@@ -131,3 +131,35 @@ func TestLoweredLimitKeepsEmptyBucket(t *testing.T) {
 		t.Fatalf("%d of 5 requests admitted at 1/min right after the bucket ran dry, want at most 1", admitted)
 	}
 }
+
+// TestOneRenewalAtATime: a lease that ends while its renewal is still
+// queued leaves the next lease marked as renewing, so that it queues no
+// second renewal before the first is done. Before the fix the next lease
+// queued its own, and both merged into it: more than the two leases' worth
+// of tokens the README allows one instance to hold.
+func TestOneRenewalAtATime(t *testing.T) {
+	srv := startOwnRedis(t)
+	l := warmLimiter(t, srv, Options{Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour})
+	ctx := context.Background()
+	if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+		t.Fatalf("first decision %+v", d)
+	}
+	ts := l.tenant("acme")
+	ts.mu.Lock()
+	ts.lease.renewing = true // as if a renewal were queued and not run yet
+	ts.lease.left = 0        // used up: the next decision asks Redis
+	ts.mu.Unlock()
+	if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+		t.Fatalf("decision after the lease ran out %+v: want Redis's", d)
+	}
+	// Down to the renewal point of the new lease (16: 15 left, renewed at 4).
+	for i := range 12 {
+		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceLease {
+			t.Fatalf("leased decision %d: %+v", i, d)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // a renewal queued now would have run
+	if n := l.Stats().LeaseRenewals; n != 0 {
+		t.Fatalf("%d renewals ran while one was still marked out, want 0", n)
+	}
+}
