@@ -306,8 +306,20 @@ func (l *Limiter) give(p []giveBack) {
 // an exhausted budget, which leased requests would pass, so its leases end
 // too; without a budget it is a request bucket running dry, and the leased
 // tokens, already debited, are the tenant's to use. nil (the whole cache was
-// flushed, or the connection lost) ends no lease: they expire by themselves.
+// flushed, or the connection lost) ends no lease, but Redis no longer tracks
+// any tenant's override hash for this relay: until a decision through Redis
+// reads it again, no lease is renewed, so that even a busy tenant's next
+// decision (its lease used up, or expired) reads the hash, and a change
+// made since applies within a lease.
 func (l *Limiter) invalidated(keys []rueidis.RedisMessage) {
+	if keys == nil {
+		l.table.each(func(ts *tenantState) {
+			ts.mu.Lock()
+			ts.untracked = true
+			ts.mu.Unlock()
+		})
+		return
+	}
 	for i := range keys {
 		k, err := keys[i].ToString()
 		if err != nil {

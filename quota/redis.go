@@ -176,6 +176,7 @@ func (l *Limiter) remember(ts *tenantState, lim limits, ov override, ks *keyStat
 		l.dropLeases(ts)
 	}
 	ts.seen, ts.ov = lim, ov
+	ts.untracked = false // the hash was just read, and is tracked again
 	if lv == nil {
 		return
 	}

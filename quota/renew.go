@@ -36,7 +36,7 @@ type renewal struct {
 // renewal point or below within the first half of its time: a lease used
 // that fast runs out before it expires. The caller holds ts.mu.
 func (l *Limiter) renewAhead(ts *tenantState, ks *keyState, ls *lease, now float64) {
-	if l.renewals == nil || ls.renewing || ls.left > l.renewPoint(ls) {
+	if l.renewals == nil || ls.renewing || ts.untracked || ls.left > l.renewPoint(ls) {
 		return
 	}
 	if ls.expires-now < float64(l.o.LeaseTTL/2)/float64(time.Millisecond) {

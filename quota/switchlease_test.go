@@ -163,3 +163,37 @@ func TestOneRenewalAtATime(t *testing.T) {
 		t.Fatalf("%d renewals ran while one was still marked out, want 0", n)
 	}
 }
+
+// TestReconnectStopsRenewalsUntilTracked: after the limiter's connection
+// is lost (CLIENT KILL: rueidis reconnects and flushes its client-side
+// cache), Redis no longer tells this relay when a tenant's override hash
+// changes. A busy tenant whose leases renewals kept topped up never asked
+// Redis again, so an HSET lowering its limit made after the reconnect never
+// applied. Now renewals wait until a decision reads the hash again.
+func TestReconnectStopsRenewalsUntilTracked(t *testing.T) {
+	srv := startOwnRedis(t)
+	prefix := testPrefix(t)
+	l := warmLimiter(t, srv, Options{Default: 6000, Burst: 1000, Lease: 16, LeaseTTL: time.Hour, KeyPrefix: prefix})
+	ctx := context.Background()
+	take := func() Decision {
+		d := l.Take(ctx, "acme", "")
+		time.Sleep(5 * time.Millisecond) // paced: renewals keep up
+		return d
+	}
+	for range 50 {
+		take()
+	}
+	c := rawClient(t, srv.addr)
+	redisDo(t, c, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+	for range 50 {
+		take()
+	}
+	redisDo(t, c, "HSET", prefix+"{acme}:cfg", "rpm", "600", "burst", "50")
+	for i := range 600 {
+		if d := take(); d.Limit == 50 {
+			t.Logf("the new limit applied %d decisions after the HSET", i)
+			return
+		}
+	}
+	t.Fatal("600 decisions after the HSET still saw the old limit")
+}

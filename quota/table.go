@@ -54,6 +54,11 @@ type tenantState struct {
 	// limits, an invalidation, a switch to the fallback): a renewal that
 	// began before the last drop brings tokens that must not be used.
 	leaseGen uint64
+	// untracked: the client-side cache was flushed (a reconnect) since
+	// the tenant's override hash was last read, so Redis no longer tells
+	// this relay when it changes. Its leases are not renewed until a
+	// decision through Redis reads the hash again (remember).
+	untracked bool
 }
 
 // keyState is a relay key's own request bucket within its tenant. Its keys
