@@ -54,6 +54,26 @@ func TestRelayKeyInGoogleForms(t *testing.T) {
 			t.Errorf("request headers not redacted: %s", row.ReqHeaders)
 		}
 	})
+	t.Run("subprotocol key on an HTTP route", func(t *testing.T) {
+		// The relay takes a key as a WebSocket subprotocol entry (a
+		// browser's WebSocket can put it nowhere else), on any route; on an
+		// HTTP route the header must not reach the upstream, which would
+		// log the relay key. Before the fix it was forwarded as sent.
+		resp := r.post(t, "/v1/chat/completions", chat, map[string]string{"Authorization": "", "Sec-WebSocket-Protocol": "openai-insecure-api-key." + relayKey})
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		reqs := r.mock.Requests()
+		got := reqs[len(reqs)-1]
+		if p := got.Header.Get("Sec-WebSocket-Protocol"); p != "" || got.Header.Get("Authorization") != "Bearer "+providerKey {
+			t.Errorf("upstream got Sec-WebSocket-Protocol %q, Authorization %q", p, got.Header.Get("Authorization"))
+		}
+		row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+		if strings.Contains(row.ReqHeaders, relayKey) {
+			t.Errorf("request headers not redacted: %s", row.ReqHeaders)
+		}
+	})
 	t.Run("wrong query key", func(t *testing.T) {
 		resp := r.post(t, "/v1/chat/completions?key=sk-not-a-relay-key", chat, map[string]string{"Authorization": ""})
 		body := readAll(t, resp)

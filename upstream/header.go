@@ -7,6 +7,7 @@ import (
 	"slices"
 	"unicode/utf8"
 
+	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
 
@@ -174,6 +175,12 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 		}
 		capture = seen.add(capture, lk, v, class)
 		if class&(hopByHop|clientOnly) != 0 || !validName(k) {
+			continue
+		}
+		if class&subprotocolList != 0 && r.Kind != record.KindWS {
+			// Means nothing outside a WebSocket handshake, and may carry
+			// the relay key (handlers take it there, as a browser's
+			// WebSocket must send it): never forwarded on an HTTP route.
 			continue
 		}
 		if !r.UnderscoreHeaders && bytes.IndexByte(k, '_') >= 0 {
