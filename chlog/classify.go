@@ -95,7 +95,9 @@ func (c failClass) String() string {
 // Besides exceptions: a refused connection, a timeout, a cut connection
 // (errUnknownOutcome) and an HTTP error without a ClickHouse code (a proxy's
 // 502) are transient. An unknown code is "schema", never "reject": a block
-// is set aside only when the server said its bytes are broken.
+// is set aside only when the server said its bytes are broken. A reject
+// code that came from another server's answer (fromAnotherServer: a shard's
+// replica died during a Distributed insert) is transient.
 var (
 	rejectCodes = codeSet(3, 6, 9, 13, 15, 19, 20, 27, 30, 31, 32, 33, 38, 39, 40, 41, 50, 62, 72, 73, 89,
 		117, 128, 131, 190, 246, 261, 271, 321, 349, 377)
@@ -152,6 +154,11 @@ func classify(err error) failClass {
 	switch {
 	case e.Code == 0:
 		return failTransient // an HTTP error without a ClickHouse code: a proxy, an overloaded server
+	case rejectCodes[e.Code] && fromAnotherServer(e.Message):
+		// The bytes that ran short were another server's answer (a
+		// shard's replica that died during a Distributed insert), not
+		// the block: transient, and in cluster mode an unknown outcome.
+		return failTransient
 	case rejectCodes[e.Code]:
 		return failReject
 	case e.Code == memoryLimitExceeded && allocationBeyondLimit(e.Message):
@@ -164,6 +171,15 @@ func classify(err error) failClass {
 	default:
 		return failSchema
 	}
+}
+
+// fromAnotherServer reports whether an exception text says the error came
+// while talking to another server of a cluster: ClickHouse adds "while
+// receiving packet from <host:port>" to what went wrong reading a remote
+// server's answer (Code 32, "Attempt to read after eof", when the server
+// died mid-query).
+func fromAnotherServer(msg string) bool {
+	return strings.Contains(msg, "while receiving packet from ")
 }
 
 // columnInMessage returns the column a ClickHouse error text names, or "".

@@ -153,6 +153,11 @@ func TestClassify(t *testing.T) {
 		{"memory limit, one allocation beyond it (current servers)", &Exception{Status: 500, Code: 241, Message: "Memory limit (for query) exceeded: would use 16.00 GiB (attempt to allocate chunk of 17179869184 bytes), maximum: 9.31 GiB.: While executing Native. (MEMORY_LIMIT_EXCEEDED)"}, failReject},
 		{"memory limit, a large allocation within it", &Exception{Status: 500, Code: 241, Message: "Memory limit (total) exceeded: would use 9.40 GiB (attempt to allocate chunk of 1073741824 bytes), maximum: 9.31 GiB"}, failTransient},
 		{"timeout exceeded", &Exception{Status: 500, Code: 159}, failTransient},
+		{"read after eof, the block's own bytes", &Exception{Status: 500, Code: 32, Message: "Code: 32, e.displayText() = DB::Exception: Attempt to read after eof, e.what() = DB::Exception"}, failReject},
+		// A shard's replica that died during a Distributed insert: the
+		// block is fine, and other shards may have stored theirs.
+		{"read after eof from another server", &Exception{Status: 500, Code: 32, Message: "Code: 32, e.displayText() = DB::Exception: Attempt to read after eof: while receiving packet from ch-2:9000, 127.0.0.1, e.what() = DB::Exception"}, failTransient},
+		{"cannot read all data from another server", &Exception{Status: 500, Code: 33, Message: "Cannot read all data. Bytes read: 3. Bytes expected: 8.: while receiving packet from ch-3:9000. (CANNOT_READ_ALL_DATA)"}, failTransient},
 		{"too many simultaneous queries", &Exception{Status: 500, Code: 202}, failTransient},
 		{"readonly", &Exception{Status: 500, Code: 164}, failTransient},
 		{"wrong password", &Exception{Status: 401, Code: 193}, failTransient},
