@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/ClickHouse/ch-go/proto"
@@ -130,7 +131,7 @@ func decodeBlock(r *proto.Reader) (*block, error) {
 				return nil, fmt.Errorf("column %s: unknown type %s", name, typ)
 			}
 			col = auto.Data
-		} else if want := col.Type().String(); want != typ {
+		} else if want := col.Type().String(); want != typ && !sameDateTime(want, typ) {
 			return nil, fmt.Errorf("column %s: type %s, schema has %s", name, typ, want)
 		}
 		if s, ok := col.(proto.StateDecoder); ok {
@@ -304,4 +305,11 @@ func tok64(v *uint64) int64 {
 		return -1
 	}
 	return int64(*v)
+}
+
+// sameDateTime reports whether a column of type have holds what one of
+// type want does: DateTime('Zone') for DateTime, the same UInt32 seconds (a
+// table made so passes migration: incompatible).
+func sameDateTime(want, have string) bool {
+	return want == "DateTime" && strings.HasPrefix(have, "DateTime(")
 }

@@ -324,20 +324,32 @@ func (o *FindOptions) setDefaults() {
 	}
 }
 
-// findInClickHouse runs one SELECT * ... FORMAT Native and decodes the
-// answer by column name: columns the relay does not know are skipped,
-// columns the table lacks are left zero. nil, nil means no such row.
+// findInClickHouse runs one SELECT ... FORMAT Native of the relay's
+// columns the table has (selectList) and decodes the answer by column
+// name: columns the table lacks are left zero. nil, nil means no such row.
 // skipShards reads a Distributed table with skip_unavailable_shards=1.
 func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string, skipShards bool) (*Row, error) {
 	if !ValidIdent(o.Database) || !ValidIdent(o.Table) {
 		return nil, fmt.Errorf("clickhouse: database=%q table=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Database, o.Table)
 	}
-	// id is validated hex: it cannot break out of the quotes.
-	sql := "SELECT * FROM " + o.Database + "." + o.Table + " WHERE request_id = '" + id + "' LIMIT 1 FORMAT Native"
 	var settings url.Values
 	if skipShards {
 		settings = url.Values{"skip_unavailable_shards": {"1"}}
 	}
+	// Only the relay's columns the table has: a column an operator added
+	// may be of a type the decoder does not read (LowCardinality, Decimal,
+	// Map), and SELECT * would fail every lookup.
+	names, err := chQueryBytes(ctx, o, baseURL, nil, "SELECT name FROM system.columns WHERE database = "+
+		quoteString(o.Database)+" AND table = "+quoteString(o.Table)+" FORMAT TabSeparated")
+	if err != nil {
+		return nil, err
+	}
+	list := selectList(strings.Fields(string(names)))
+	if list == "" {
+		return nil, fmt.Errorf("clickhouse: table %s.%s: not found, or none of the relay's columns", o.Database, o.Table)
+	}
+	// id is validated hex: it cannot break out of the quotes.
+	sql := "SELECT " + list + " FROM " + o.Database + "." + o.Table + " WHERE request_id = '" + id + "' LIMIT 1 FORMAT Native"
 	data, err := chQueryBytes(ctx, o, baseURL, settings, sql)
 	if err != nil {
 		return nil, err
@@ -530,4 +542,19 @@ func redactErr(err error, o *FindOptions, baseURL string) string {
 		s = strings.ReplaceAll(s, o.Password, "xxxxx")
 	}
 	return s
+}
+
+// selectList is the comma-separated names of the relay's columns (in the
+// table layout's order) among have, a table's column names; "" when none.
+func selectList(have []string) string {
+	var b strings.Builder
+	for _, c := range columns {
+		if slices.Contains(have, c.name) {
+			if b.Len() > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(c.name)
+		}
+	}
+	return b.String()
 }

@@ -166,7 +166,7 @@ func TestFindClickHouseExtraAndMissingColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustQuery(t, chURL, "", "ALTER TABLE "+db+".stream_logs ADD COLUMN extra_s String DEFAULT 'x', ADD COLUMN extra_a Array(Nullable(Int64)), ADD COLUMN extra_d Date DEFAULT today()")
+	mustQuery(t, chURL, "", "ALTER TABLE "+db+".stream_logs ADD COLUMN extra_s String DEFAULT 'x', ADD COLUMN extra_a Array(Nullable(Int64)), ADD COLUMN extra_d Date DEFAULT today(), ADD COLUMN extra_dec Decimal(9, 2) DEFAULT 1.5")
 	r := sseRecord(7, 5)
 	id := r.IDString()
 	w.Write(r)

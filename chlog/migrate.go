@@ -101,7 +101,7 @@ func incompatible(want string, have tableColumn) string {
 	case "ALIAS", "MATERIALIZED":
 		return "is " + have.DefaultKind + " " + typ + " and takes no inserted value, the relay writes " + want
 	}
-	if typ == want || want == "DateTime" && strings.HasPrefix(typ, "DateTime(") {
+	if typ == want || sameDateTime(want, typ) {
 		return ""
 	}
 	return "has type " + typ + ", the relay writes " + want
