@@ -674,6 +674,8 @@ func TestClusterOptionsValidate(t *testing.T) {
 		{"twice", Options{URLs: []string{"http://a:1", "http://a:1/"}}, "chlog: urls[1]=http://a:1/: listed twice"},
 		{"url not among urls", Options{URL: "http://b:1", URLs: []string{"http://a:1"}}, "chlog: url=http://b:1: not among urls; set urls alone"},
 		{"password redacted", Options{URLs: []string{"http://u:secret@a:1", "http://u:secret@a:1"}}, "chlog: urls[1]=http://u:xxxxx@a:1: listed twice"},
+		// url.Parse's own error quotes the whole URL, password and all.
+		{"unparseable, password not shown", Options{URLs: []string{"http://a:1", "http://u:secret@b:port"}}, `chlog: urls[1]: not a URL: invalid port ":port" after host`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

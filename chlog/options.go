@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -235,9 +236,13 @@ func (o *Options) validateURLs() error {
 	seen := make(map[string]bool, len(o.URLs))
 	for i, s := range o.URLs {
 		u, err := url.Parse(s)
+		var ue *url.Error
 		switch {
+		case errors.As(err, &ue):
+			// Not ue itself: it quotes the whole URL, password and all.
+			return fmt.Errorf("chlog: urls[%d]: not a URL: %w", i, ue.Err)
 		case err != nil:
-			return fmt.Errorf("chlog: urls[%d]: %w", i, err)
+			return fmt.Errorf("chlog: urls[%d]: not a URL", i)
 		case u.Scheme != "http" && u.Scheme != "https" || u.Host == "":
 			return fmt.Errorf("chlog: urls[%d]=%s: must be http://host:port or https://host:port", i, u.Redacted())
 		case seen[NodeKey(s)]:
