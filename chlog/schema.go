@@ -194,9 +194,25 @@ func (w *Writer) applyTTL(ctx context.Context, v serverVersion, table, onCluster
 		w.log.Warn("chlog: migrate is off, so the relay runs no ALTER: set the TTL yourself", "table", db+"."+table, "ttl_days", w.o.TTLDays, "alter", q)
 		return nil
 	}
+	// Set already (the usual start): no ALTER, which would start a TTL
+	// mutation on every start and, ON CLUSTER, wait for every node.
+	if engine, err := w.engineFull(ctx, table); err == nil && hasTTLDays(engine, w.o.TTLDays) {
+		return nil
+	}
 	if _, err := w.ch.ddl(ctx, q); err != nil {
-		return fmt.Errorf("chlog: ttl_days=%d: %w", w.o.TTLDays, err)
+		// Expiry is housekeeping: a TTL that cannot be set now (a node
+		// of the cluster down) must not stop inserts. The next start
+		// tries again.
+		w.log.Warn("chlog: could not set the TTL; rows are stored, and the next start tries again", "table", db+"."+table, "ttl_days", w.o.TTLDays, "err", err)
+		return nil
 	}
 	w.log.Info("chlog: applied TTL", "table", db+"."+table, "ttl_days", w.o.TTLDays)
 	return nil
+}
+
+// hasTTLDays reports whether a table's engine_full carries the TTL
+// applyTTL sets for days, as servers normalize it ("TTL created_at +
+// toIntervalDay(30)").
+func hasTTLDays(engine string, days int) bool {
+	return strings.Contains(engine, fmt.Sprintf("TTL created_at + toIntervalDay(%d)", days))
 }

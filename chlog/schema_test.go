@@ -345,3 +345,13 @@ func TestTTLNotAlteredWithMigrateOff(t *testing.T) {
 		}
 	}
 }
+
+// TestHasTTLDays: the TTL applyTTL sets is recognized in engine_full as
+// current servers write it, so a start with it set runs no ALTER (18.16,
+// here, has no TTL: the ALTER itself is not run in these tests).
+func TestHasTTLDays(t *testing.T) {
+	const engine = "MergeTree PARTITION BY toYYYYMMDD(created_at) ORDER BY (route, created_at) TTL created_at + toIntervalDay(30) SETTINGS index_granularity = 1024"
+	if !hasTTLDays(engine, 30) || hasTTLDays(engine, 3) || hasTTLDays(engine, 300) || hasTTLDays("MergeTree ORDER BY route", 30) {
+		t.Fatal("hasTTLDays does not tell 30 days from 3, 300 or none")
+	}
+}
