@@ -428,7 +428,10 @@ func (h *Relay) finish(rec *record.Record) {
 // responseTokens finds an sse response's token counts with its API's
 // rules: in the captured body when it is whole (as `relay reparse` does on
 // the stored row), else in the head and tail the record's window kept
-// (capture: meta, past max_capture_bytes, a storage budget).
+// (capture: meta, past max_capture_bytes, a storage budget). Where capture
+// kept more than the window's head (it stopped past it), all it kept is
+// scanned instead of the head: a usage event it holds counts, as reparse
+// counts it in the stored row.
 func responseTokens(rec *record.Record) (in, out int64, ok bool) {
 	api := usage.APIForPath(rec.Path)
 	var t usage.Tokens
@@ -436,6 +439,9 @@ func responseTokens(rec *record.Record) (in, out int64, ok bool) {
 		t.Scan(api, rec.Chunks.Data) // every response byte was captured
 	} else {
 		head, tail, _ := rec.Window.Parts()
+		if len(rec.Chunks.Data) > len(head) {
+			head = rec.Chunks.Data
+		}
 		t.Scan(api, head)
 		t.Scan(api, tail)
 	}
