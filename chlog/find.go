@@ -170,7 +170,7 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 	// again with skip_unavailable_shards=1: the shards that answer are
 	// searched, and a miss there names the shard that did not answer.
 	for _, u := range o.URLs {
-		where := fmt.Sprintf("clickhouse %s.%s at %s", o.Database, o.Table, redactURL(u))
+		where := fmt.Sprintf("clickhouse %s.%s at %s", o.Database, o.Table, RedactURL(u))
 		nf.Looked = append(nf.Looked, where)
 		row, err := findInClickHouse(ctx, &o, u, id, false)
 		var unanswered []string
@@ -383,7 +383,7 @@ func chQueryBytes(ctx context.Context, o *FindOptions, baseURL string, settings 
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: url=%s: %w", redactURL(baseURL), err)
+		return nil, fmt.Errorf("clickhouse: url=%s: %w", RedactURL(baseURL), err)
 	}
 	if o.User != "" {
 		req.Header.Set("X-ClickHouse-User", o.User)
@@ -521,8 +521,9 @@ func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []
 	return nil, "", segs, fails
 }
 
-// redactURL drops a password written into the URL.
-func redactURL(s string) string {
+// RedactURL is s with a password written into it replaced (for errors
+// and logs), or "(unparseable url)".
+func RedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparseable url)"

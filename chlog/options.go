@@ -251,7 +251,7 @@ func (o *Options) validateURLs() error {
 		seen[NodeKey(s)] = true
 	}
 	if o.URL != "" && !seen[NodeKey(o.URL)] {
-		return fmt.Errorf("chlog: url=%s: not among urls; set urls alone", redactURL(o.URL))
+		return fmt.Errorf("chlog: url=%s: not among urls; set urls alone", RedactURL(o.URL))
 	}
 	return nil
 }

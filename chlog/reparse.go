@@ -496,7 +496,7 @@ func (c *reparseClient) waitMutations(ctx context.Context) error {
 				break
 			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("chlog: reparse: %d mutations of %s.%s at %s unfinished after %v (see system.mutations)", n, c.o.Database, table, redactURL(u), c.o.WaitTimeout)
+				return fmt.Errorf("chlog: reparse: %d mutations of %s.%s at %s unfinished after %v (see system.mutations)", n, c.o.Database, table, RedactURL(u), c.o.WaitTimeout)
 			}
 			select {
 			case <-ctx.Done():
@@ -537,7 +537,7 @@ func (c *reparseClient) queryOn(ctx context.Context, base, sql string) ([]byte, 
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(sql))
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse: url=%s: %w", redactURL(base), err)
+		return nil, fmt.Errorf("clickhouse: url=%s: %w", RedactURL(base), err)
 	}
 	if c.o.User != "" {
 		req.Header.Set("X-ClickHouse-User", c.o.User)
@@ -547,7 +547,7 @@ func (c *reparseClient) queryOn(ctx context.Context, base, sql string) ([]byte, 
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse %s: %s", redactURL(base), c.redact(err, base))
+		return nil, fmt.Errorf("clickhouse %s: %s", RedactURL(base), c.redact(err, base))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
@@ -556,7 +556,7 @@ func (c *reparseClient) queryOn(ctx context.Context, base, sql string) ([]byte, 
 	}
 	data, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse %s: read answer: %w", redactURL(base), err)
+		return nil, fmt.Errorf("clickhouse %s: read answer: %w", RedactURL(base), err)
 	}
 	return data, nil
 }

@@ -58,6 +58,9 @@ func TestExitStatus(t *testing.T) {
 	const password = "s3cret-qa-password"
 	down := writeConfig(t, "  spool_dir: "+t.TempDir()+"\n  clickhouse:\n    url: "+chURL+"\n    user: qa\n    password: "+password+"\n")
 	embedded := writeConfig(t, "  spool_dir: "+t.TempDir()+"\n")
+	// The password written into the URL, as some operators try.
+	inURL := strings.Replace(chURL, "http://", "http://qa:"+password+"@", 1)
+	downInURL := writeConfig(t, "  spool_dir: "+t.TempDir()+"\n  clickhouse:\n    url: "+inURL+"\n")
 	id := strings.Repeat("ab", 16)
 	usage := []string{"usage:", "commands:", "\n  show REQUEST_ID ", "\n  spool ls|replay ", "\n  reparse ", "\n  help [COMMAND] ", "-config", "exit status:"}
 	showUsage := []string{"usage: relay show REQUEST_ID", "-json", "exit status:", "\n  1  not found", "\n  2  the lookup could not be made"}
@@ -81,6 +84,8 @@ func TestExitStatus(t *testing.T) {
 		{name: "reparse -h", args: []string{"reparse", "-h"}, stdout: []string{"usage: relay reparse", "-dry-run"}},
 		{name: "help spool", args: []string{"help", "spool"}, stdout: []string{"relay spool ls", "relay spool replay", "exit status:"}},
 		{name: "spool -h", args: []string{"spool", "-h"}, stdout: []string{"relay spool ls"}},
+		{name: "spool ls -h", args: []string{"spool", "ls", "-h"}, stdout: []string{"relay spool ls", "flags of spool ls:", "-verify"}},
+		{name: "spool replay -h", args: []string{"spool", "replay", "-h"}, stdout: []string{"relay spool replay", "flags of spool replay:", "-rejected"}},
 		{name: "help unknown", args: []string{"help", "nosuch"}, code: 1, stderr: []string{`unknown command "nosuch"`, "show, spool, reparse, help"}, onlyOneErr: true},
 		{name: "unknown command", args: []string{"nosuch"}, code: 1, stderr: []string{`unknown command "nosuch"`, "show, spool, reparse, help"}, onlyOneErr: true},
 		{name: "unknown flag", args: []string{"-nosuch"}, code: 1, stderr: []string{"flag provided but not defined: -nosuch", "relay help"}, notStderr: []string{"Usage of"}, onlyOneErr: true},
@@ -95,6 +100,11 @@ func TestExitStatus(t *testing.T) {
 		{
 			name: "reparse clickhouse unreachable", args: []string{"reparse", "--dry-run", "-config", down}, code: 1,
 			stderr: []string{"reparse: no rows read", chURL, "connection refused"}, notStderr: []string{password}, onlyOneErr: true,
+		},
+		{
+			// Refused by the configuration check, which does not show it.
+			name: "reparse, password in the url", args: []string{"reparse", "--dry-run", "-config", downInURL}, code: 1,
+			stderr: []string{"storage.clickhouse.url=", "must not carry"}, notStderr: []string{password}, onlyOneErr: true,
 		},
 	}
 	for _, tt := range tests {

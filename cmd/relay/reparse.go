@@ -101,7 +101,11 @@ func runReparseTo(args []string, w io.Writer, now time.Time) error {
 	if err != nil {
 		if res == nil || res.Rows == 0 && res.Mutations == 0 {
 			// Nothing was read: a summary of zeros would look like a clean run.
-			return fmt.Errorf("reparse: no rows read (ClickHouse at %s): %w", strings.Join(urls, ", "), err)
+			shown := make([]string, len(urls))
+			for i, u := range urls {
+				shown[i] = chlog.RedactURL(u)
+			}
+			return fmt.Errorf("reparse: no rows read (ClickHouse at %s): %w", strings.Join(shown, ", "), err)
 		}
 		printReparse(w, res, *dryRun, true)
 		return fmt.Errorf("reparse: stopped after %d rows read: %w", res.Rows, err)

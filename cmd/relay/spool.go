@@ -55,8 +55,9 @@ func runSpool(args []string) error {
 }
 
 // spoolFlags parses the flags common to the spool subcommands and loads the
-// configuration.
-func spoolFlags(name string, args []string, more func(fs *flag.FlagSet)) (*app.Config, error) {
+// configuration. With -h it prints the subcommand's usage to out and
+// returns nil, nil: the command is done, successfully.
+func spoolFlags(name string, args []string, out io.Writer, more func(fs *flag.FlagSet)) (*app.Config, error) {
 	fs := flag.NewFlagSet("relay spool "+name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // the error below carries the usage
 	configPath := fs.String("config", "configs/config.yaml", "configuration file (YAML)")
@@ -65,6 +66,9 @@ func spoolFlags(name string, args []string, more func(fs *flag.FlagSet)) (*app.C
 		more(fs)
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, printFlagUsage(out, fs, spoolUsage+"\n\nflags of spool "+name+":\n", "")
+		}
 		return nil, fmt.Errorf("spool %s: %w\n%s", name, err, spoolUsage)
 	}
 	if fs.NArg() > 0 {
@@ -78,10 +82,10 @@ func spoolFlags(name string, args []string, more func(fs *flag.FlagSet)) (*app.C
 
 func spoolLs(args []string, out io.Writer) error {
 	var verify bool
-	cfg, err := spoolFlags("ls", args, func(fs *flag.FlagSet) {
+	cfg, err := spoolFlags("ls", args, out, func(fs *flag.FlagSet) {
 		fs.BoolVar(&verify, "verify", false, "read and check every queued file")
 	})
-	if err != nil {
+	if err != nil || cfg == nil {
 		return err
 	}
 	dir := cfg.Storage.SpoolDir
@@ -124,11 +128,11 @@ func spoolLs(args []string, out io.Writer) error {
 
 func spoolReplay(args []string, out io.Writer) error {
 	var rejected, verbose bool
-	cfg, err := spoolFlags("replay", args, func(fs *flag.FlagSet) {
+	cfg, err := spoolFlags("replay", args, out, func(fs *flag.FlagSet) {
 		fs.BoolVar(&rejected, "rejected", false, "verify rejected files again and send those that pass")
 		fs.BoolVar(&verbose, "v", false, "also print the storage log to stderr")
 	})
-	if err != nil {
+	if err != nil || cfg == nil {
 		return err
 	}
 	ch := cfg.Storage.ClickHouse
