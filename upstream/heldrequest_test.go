@@ -38,16 +38,7 @@ func TestHeldRequest(t *testing.T) {
 		}
 		br := bufio.NewReader(c)
 		for n := 0; ; n++ {
-			for { // the request head (the body is "{}", read with it below)
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				if line == "\r\n" {
-					break
-				}
-			}
-			if _, err := io.ReadFull(br, make([]byte, 2)); err != nil {
+			if readPost(br) != nil {
 				return
 			}
 			if n == 0 {
@@ -59,26 +50,16 @@ func TestHeldRequest(t *testing.T) {
 			}
 		}
 	}()
-	r, err := NewRoute(Options{Name: "t", Path: "/*", Upstream: "http://" + ln.Addr().String(), ProviderKey: "sk-p", KeyEnv: "K",
-		FirstByteTimeout: 20 * time.Second}, NewClients())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := rawRoute(t, ln.Addr().String())
 	for i := 0; i < 4; i++ {
-		var h fasthttp.RequestHeader
-		h.SetMethod("POST")
-		h.SetRequestURI("/v1/x")
-		rec := record.Acquire(1 << 20)
-		var resp fasthttp.Response
-		in := &Request{Header: &h, Method: []byte("POST"), Path: []byte("/v1/x"), Body: []byte("{}")}
 		before := socket.EmptyReads()
 		start := time.Now()
-		s, errType, status, err := r.Open(in, rec, &resp, nil, func(*record.Record) {})
+		s, resp, errType, status, err := openPost(r)
 		if err != nil {
 			t.Fatalf("request %d: Open after %v: %v (%s, %d)", i, time.Since(start), err, errType, status)
 		}
 		empty := socket.EmptyReads() - before
-		if s.Prepare(&resp, nil) {
+		if s.Prepare(resp, nil) {
 			t.Fatalf("request %d: the whole answer did not come with its head", i)
 		}
 		if string(resp.Body()) != "ok" {
@@ -91,4 +72,43 @@ func TestHeldRequest(t *testing.T) {
 	if n := r.client.ConnsCount(); n != 1 {
 		t.Errorf("%d upstream connections, want the one reused", n)
 	}
+}
+
+// rawRoute is a route to the upstream at addr, for tests whose upstream
+// writes its answers byte by byte.
+func rawRoute(t *testing.T, addr string) *Route {
+	t.Helper()
+	r, err := NewRoute(Options{Name: "t", Path: "/*", Upstream: "http://" + addr, ProviderKey: "sk-p", KeyEnv: "K",
+		FirstByteTimeout: 20 * time.Second}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// openPost opens POST /v1/x with the body "{}" on r.
+func openPost(r *Route) (*Stream, *fasthttp.Response, string, int, error) {
+	var h fasthttp.RequestHeader
+	h.SetMethod("POST")
+	h.SetRequestURI("/v1/x")
+	resp := &fasthttp.Response{}
+	in := &Request{Header: &h, Method: []byte("POST"), Path: []byte("/v1/x"), Body: []byte("{}")}
+	s, errType, status, err := r.Open(in, record.Acquire(1<<20), resp, nil, func(*record.Record) {})
+	return s, resp, errType, status, err
+}
+
+// readPost reads, on the upstream's side, one request openPost sent: its
+// head and its body "{}".
+func readPost(br *bufio.Reader) error {
+	for {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return err
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	_, err := io.ReadFull(br, make([]byte, 2))
+	return err
 }

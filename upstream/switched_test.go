@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
 
@@ -36,16 +35,7 @@ func TestSwitchedConnectionNotReused(t *testing.T) {
 				defer c.Close()
 				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 				br := bufio.NewReader(c)
-				for { // the request head; its body "{}" is read below
-					line, err := br.ReadString('\n')
-					if err != nil {
-						return
-					}
-					if line == "\r\n" {
-						break
-					}
-				}
-				if _, err := io.ReadFull(br, make([]byte, 2)); err != nil {
+				if readPost(br) != nil {
 					return
 				}
 				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
@@ -55,26 +45,16 @@ func TestSwitchedConnectionNotReused(t *testing.T) {
 			}()
 		}
 	}()
-	r, err := NewRoute(Options{Name: "t", Path: "/*", Upstream: "http://" + ln.Addr().String(), ProviderKey: "sk-p", KeyEnv: "K",
-		FirstByteTimeout: 20 * time.Second}, NewClients())
-	if err != nil {
-		t.Fatal(err)
-	}
+	r := rawRoute(t, ln.Addr().String())
 	for i := range 2 {
-		var h fasthttp.RequestHeader
-		h.SetMethod("POST")
-		h.SetRequestURI("/v1/x")
-		rec := record.Acquire(1 << 20)
-		var resp fasthttp.Response
-		in := &Request{Header: &h, Method: []byte("POST"), Path: []byte("/v1/x"), Body: []byte("{}")}
-		s, errType, status, err := r.Open(in, rec, &resp, nil, func(*record.Record) {})
+		s, resp, errType, status, err := openPost(r)
 		if err != nil {
 			t.Fatalf("request %d: Open: %v (%s, %d)", i, err, errType, status)
 		}
 		if code := resp.StatusCode(); code != fasthttp.StatusSwitchingProtocols {
 			t.Fatalf("request %d: status %d, want the upstream's 101 (a reused connection answers 200 %q)", i, code, resp.Body())
 		}
-		s.Prepare(&resp, nil)
+		s.Prepare(resp, nil)
 		time.Sleep(200 * time.Millisecond) // the other protocol's bytes are on the connection now
 	}
 	if n := accepted.Load(); n != 2 {
