@@ -78,8 +78,17 @@ func TestHeldRequest(t *testing.T) {
 // writes its answers byte by byte.
 func rawRoute(t *testing.T, addr string) *Route {
 	t.Helper()
-	r, err := NewRoute(Options{Name: "t", Path: "/*", Upstream: "http://" + addr, ProviderKey: "sk-p", KeyEnv: "K",
-		FirstByteTimeout: 20 * time.Second}, NewClients())
+	return rawRouteWith(t, addr, nil)
+}
+
+// rawRouteWith is rawRoute with options changed by set.
+func rawRouteWith(t *testing.T, addr string, set func(*Options)) *Route {
+	t.Helper()
+	o := Options{Name: "t", Path: "/*", Upstream: "http://" + addr, ProviderKey: "sk-p", KeyEnv: "K", FirstByteTimeout: 20 * time.Second}
+	if set != nil {
+		set(&o)
+	}
+	r, err := NewRoute(o, NewClients())
 	if err != nil {
 		t.Fatal(err)
 	}

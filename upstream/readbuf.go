@@ -141,12 +141,24 @@ func (r *readBuf) bufPool() *bufPool {
 }
 
 // preload puts bytes already received (after a response head) in front.
+// They came through the head's reader (headReaderSize), which can hold
+// more than a route's read buffer (read_buffer_bytes down to 4 KiB): then
+// the stream reads on from a buffer of its own, large enough, not pooled,
+// until it is next released.
 func (r *readBuf) preload(p []byte) {
 	if len(p) == 0 {
 		return
 	}
 	if r.buf == nil {
 		r.acquire()
+	}
+	if len(p) > len(r.buf)-tailroom-r.w {
+		nb := make([]byte, r.w+len(p)+len(r.buf))
+		copy(nb[r.r:], r.buf[r.r:r.w])
+		if r.box != nil {
+			r.bufPool().p.Put(r.box)
+		}
+		r.buf, r.box = nb, nil
 	}
 	r.w += copy(r.buf[r.w:len(r.buf)-tailroom], p)
 }
