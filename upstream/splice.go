@@ -303,6 +303,10 @@ func (s *Stream) arrivedUnkept(n int) time.Duration {
 // stream, with its reason recorded.
 func (s *Stream) copyRest(rest int64) (int64, error) {
 	rb := &s.rb
+	// The run must end here, however long its upstream pauses: the step's
+	// idle wait (noWait, idlewait.go) would return errWouldBlock on an
+	// empty socket, and that is no failure.
+	rb.noWait = false
 	var sent int64
 	for rest > 0 {
 		rb.max = int(min(rest, 1<<30))

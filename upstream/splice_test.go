@@ -416,3 +416,34 @@ func TestSpliceNoPipeAfterWait(t *testing.T) {
 		})
 	}
 }
+
+// TestCopyRestWaitsThroughAPause: the no-pipe fallback's copy of a run's
+// rest waits for its bytes even in a step that would not wait for the next
+// event (a detached stream's idle wait set noWait). Before the fix the
+// empty socket's errWouldBlock cut the stream as upstream_reset.
+func TestCopyRestWaitsThroughAPause(t *testing.T) {
+	const n = 64 << 10
+	h := newSpliceHarness(t, bodyFixed, n, false, true)
+	h.s.rb.noWait = true // as the step set it after an idle gap
+	done := make(chan error, 1)
+	go func() {
+		_, err := h.s.copyRest(n)
+		done <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the socket is empty meanwhile
+	if _, err := h.up.Write(audio(n)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("copyRest: %v (reason %v)", err, h.s.reason.Load())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("copyRest did not return")
+	}
+	h.client.Close()
+	if got := <-h.got; !bytes.Equal(got, audio(n)) {
+		t.Fatalf("client got %d bytes, want the %d sent", len(got), n)
+	}
+}
