@@ -51,9 +51,20 @@ func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool, wake func(*Stream
 			s.answerCut(bw) // cutanswer.go
 		}
 	}
+	// Ended (CloseWithError), the stream is no longer the watchdog's: the
+	// last flush gets a write deadline of its own, so that a client that
+	// stops reading just then (a zero window) cannot hold the connection
+	// and this goroutine for ever.
+	c, idle := s.client, s.route.IdleTimeout
 	s.CloseWithError(err)
 	if err == nil {
+		if idle > 0 {
+			_ = c.SetWriteDeadline(time.Now().Add(idle))
+		}
 		err = bw.Flush()
+		if idle > 0 && err == nil {
+			_ = c.SetWriteDeadline(time.Time{})
+		}
 	}
 	shelveWriter(bw)
 	return err == nil, false
