@@ -994,3 +994,45 @@ func openSession(t *testing.T, r *relay) (*websocket.Conn, *http.Response) {
 	readMsg(t, c)
 	return c, resp
 }
+
+// TestWSSlowMessageIsTraffic: a message whose frames arrive slowly (a
+// large audio buffer uploaded over a slow link) is traffic: the session is
+// not ended as idle while its bytes keep coming, though the whole message
+// takes longer than idle_timeout. Before the fix only a whole message
+// counted, and this one was cut with 1001 "idle timeout" halfway.
+func TestWSSlowMessageIsTraffic(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	r := startWSRelay(t, up, "    idle_timeout: 1s\n", nil)
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, WriteBufferSize: 512}
+	c, _, err := d.Dial(strings.Replace(r.base, "http://", "ws://", 1)+"/v1/realtime?model=gpt-realtime", http.Header{"Authorization": {"Bearer " + relayKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	readMsg(t, c) // session.created
+	w, err := c.NextWriter(websocket.TextMessage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const pieces = 7 // each write past the buffer sends the frame before it: one every 250 ms
+	piece := strings.Repeat("z", 512)
+	for i := range pieces {
+		if i > 0 {
+			time.Sleep(250 * time.Millisecond)
+		}
+		if _, err := io.WriteString(w, piece); err != nil {
+			t.Fatalf("piece %d: %v", i, err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	typ, b, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("the session ended while the message came (%v)", err)
+	}
+	if want := "echo:" + strings.Repeat(piece, pieces); typ != websocket.TextMessage || string(b) != want {
+		t.Fatalf("got %d bytes, want the echo of the %d sent", len(b), pieces*len(piece))
+	}
+}

@@ -98,7 +98,7 @@ func (t *Tunnel) Run() {
 	t.up.SetPingHandler(t.control(record.DirUpstream, record.MsgPing, t.client, websocket.PingMessage))
 	t.up.SetPongHandler(t.control(record.DirUpstream, record.MsgPong, t.client, websocket.PongMessage))
 	t.touch()
-	idle := t.watchIdle()
+	stopIdle := t.watchIdle()
 
 	done := make(chan struct{}, 2)
 	go func() { t.pump(t.up, t.client, record.DirUpstream); done <- struct{}{} }()
@@ -108,9 +108,7 @@ func (t *Tunnel) Run() {
 	// other pump ends when the close handshake completes, or then.
 	<-done
 	<-done
-	if idle != nil {
-		idle.Stop()
-	}
+	stopIdle()
 	t.cut()
 
 	t.mu.Lock()
@@ -145,10 +143,11 @@ func (t *Tunnel) Done() <-chan struct{} { return t.ended }
 func (t *Tunnel) pump(src, dst *websocket.Conn, dir byte) {
 	var buf []byte
 	limit := t.route.MaxBodyBytes
+	progress := t.touch // bound once
 	for {
 		typ, r, err := src.NextReader()
 		if err == nil {
-			buf, err = readMessage(r, buf[:0], limit)
+			buf, err = readMessage(r, buf[:0], limit, progress)
 		}
 		if err != nil {
 			t.readEnded(src, dst, dir, err)
@@ -171,8 +170,10 @@ var errMessageTooBig = errors.New("upstream: websocket message exceeds max_body_
 
 // readMessage appends the rest of the message r to buf, reading at most
 // limit+1 bytes of it: past limit it returns errMessageTooBig, and the
-// rest of the message is never read (nor buffered).
-func readMessage(r io.Reader, buf []byte, limit int64) ([]byte, error) {
+// rest of the message is never read (nor buffered). progress, when not
+// nil, is called after each read that brought bytes: a large message
+// arriving slowly is traffic, not an idle session (watchIdle).
+func readMessage(r io.Reader, buf []byte, limit int64, progress func()) ([]byte, error) {
 	for {
 		end := cap(buf)
 		if int64(end) > limit {
@@ -184,6 +185,9 @@ func readMessage(r io.Reader, buf []byte, limit int64) ([]byte, error) {
 		}
 		n, err := r.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
+		if n > 0 && progress != nil {
+			progress()
+		}
 		if int64(len(buf)) > limit {
 			return buf, errMessageTooBig
 		}
@@ -398,28 +402,41 @@ func (t *Tunnel) touch() { t.last.Store(int64(time.Since(t.rec.Start))) }
 func (t *Tunnel) writeDeadline() time.Time { return time.Now().Add(t.route.IdleTimeout) }
 
 // watchIdle ends the session when no frame went either way for the
-// route's idle timeout.
-func (t *Tunnel) watchIdle() *time.Timer {
+// route's idle timeout. The returned stop ends the watch: once it
+// returned, no check runs or reads the record (a timer's Stop alone does
+// not wait for a check already running, which could also re-arm it).
+func (t *Tunnel) watchIdle() (stop func()) {
 	idle := t.route.IdleTimeout
 	if idle <= 0 {
-		return nil
+		return func() {}
 	}
 	var tm *time.Timer
 	var mu sync.Mutex
+	stopped := false
 	check := func() {
-		silent := time.Since(t.rec.Start) - time.Duration(t.last.Load())
-		if silent >= idle {
-			t.end("relay", websocket.CloseGoingAway, "idle timeout", record.ErrUpstreamTimeout, true, true)
+		mu.Lock()
+		if stopped {
+			mu.Unlock()
 			return
 		}
-		mu.Lock()
-		tm.Reset(idle - silent)
+		silent := time.Since(t.rec.Start) - time.Duration(t.last.Load())
+		if silent < idle {
+			tm.Reset(idle - silent)
+			mu.Unlock()
+			return
+		}
 		mu.Unlock()
+		t.end("relay", websocket.CloseGoingAway, "idle timeout", record.ErrUpstreamTimeout, true, true)
 	}
 	mu.Lock()
 	tm = time.AfterFunc(idle, check)
 	mu.Unlock()
-	return tm
+	return func() {
+		mu.Lock()
+		stopped = true
+		tm.Stop()
+		mu.Unlock()
+	}
 }
 
 // appendClose adds the session's end to the response headers JSON object

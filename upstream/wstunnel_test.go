@@ -33,7 +33,7 @@ func TestReadMessageLimit(t *testing.T) {
 				if half {
 					rd = iotest.HalfReader(r)
 				}
-				buf, err := readMessage(rd, nil, tt.limit)
+				buf, err := readMessage(rd, nil, tt.limit, nil)
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("half %v: err %v, want %v", half, err, tt.wantErr)
 				}
