@@ -20,6 +20,10 @@ COPY configs/ /app/configs/
 COPY --from=build --chown=nonroot:nonroot /out/data /app/data
 VOLUME ["/app/data"]
 EXPOSE 8080
+# In a container the listener must take every interface (the shipped
+# config says loopback); publish the port to the host's loopback unless the
+# config's relay keys are your own.
+ENV RELAY_SERVER__HOST=0.0.0.0
 USER nonroot:nonroot
 ENTRYPOINT ["/app/relay"]
 CMD ["-config", "/app/configs/config.yaml"]

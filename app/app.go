@@ -417,11 +417,6 @@ func (a *App) closeBackground(ctx context.Context) {
 	if a.relay != nil {
 		a.relay.Close()
 	}
-	if a.stopAdmin != nil {
-		if err := a.stopAdmin(ctx); err != nil {
-			a.log.Error("closing the metrics listener", "err", err)
-		}
-	}
 	if a.store != nil {
 		if err := a.store.Close(ctx); err != nil {
 			a.log.Error("closing the ClickHouse logger", "err", err)
@@ -435,4 +430,13 @@ func (a *App) closeBackground(ctx context.Context) {
 		a.wd.Stop()
 	}
 	a.clients.CloseIdle()
+	// Last: probes and scrapes see the process to its end, the storage's
+	// final flush included. Its own short bound: ctx may be spent by now.
+	if a.stopAdmin != nil {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := a.stopAdmin(sctx); err != nil {
+			a.log.Error("closing the metrics listener", "err", err)
+		}
+	}
 }
