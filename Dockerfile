@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Multi-stage build: a static relay (and mock upstream) on a distroless base.
-FROM golang:1.26-bookworm AS build
+# The patch release go.mod asks for: the image's toolchain is used as is.
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
