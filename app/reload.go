@@ -111,6 +111,8 @@ func (a *App) reload(path, envFile string) error {
 		a.rl.quota = qo
 		if limiter != nil {
 			a.metrics.SetLimiterStats(limiter.Stats)
+		} else {
+			a.metrics.SetLimiterStats(nil) // limits off: no closed limiter's counters
 		}
 	}
 	var lv slog.Level
@@ -145,10 +147,18 @@ func sameQuota(x, y quota.Options) bool {
 	return reflect.DeepEqual(x, y)
 }
 
-// retire closes a replaced limiter once requests that took from it are done.
+// retire closes a replaced limiter once requests that took from it are
+// done, and then forgets it (every reload that changes limits retires one:
+// kept, each would hold its tenant table until shutdown). The caller holds
+// a.rl.mu.
 func (a *App) retire(l *quota.Limiter) {
 	a.rl.retired = append(a.rl.retired, l)
-	time.AfterFunc(retireDelay, l.Close) // Close is idempotent: Shutdown may close it first
+	time.AfterFunc(retireDelay, func() {
+		l.Close() // idempotent: Shutdown may close it first
+		a.rl.mu.Lock()
+		a.rl.retired = slices.DeleteFunc(a.rl.retired, func(x *quota.Limiter) bool { return x == l })
+		a.rl.mu.Unlock()
+	})
 }
 
 // closeRetired closes the limiters reloads replaced (at shutdown).

@@ -111,6 +111,14 @@ func serve(args []string) error {
 	if p, fromEnv := app.SetGCPercent(cfg); fromEnv {
 		log.Info("GOGC set: server.gc_percent ignored", "gc_percent", p)
 	}
+	// Signals are taken from here to the end: one that came during start-up
+	// (schema checks, WAL recovery, the Redis dial) waits for the loop
+	// below, and one during the drain is logged, never the default exit
+	// that would cut the streams and lose the rows in hand. The buffer
+	// keeps a SIGTERM that follows SIGHUPs during a slow reload.
+	sig := make(chan os.Signal, 16)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sig)
 	a, err := app.New(cfg, log)
 	if err != nil {
 		return err
@@ -122,13 +130,17 @@ func serve(args []string) error {
 	served := make(chan error, 1)
 	go func() { served <- a.Serve(ln) }()
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var serveErr error
 wait:
 	for {
 		select {
-		case err := <-served:
-			return err
+		case serveErr = <-served:
+			// The listener failed (accept errors fasthttp takes as
+			// permanent): the streams in flight and the rows in hand still
+			// end as on SIGTERM.
+			log.Error("the relay's listener failed; shutting down", "err", serveErr)
+			served <- nil // for the wait after Shutdown
+			break wait
 		case s := <-sig:
 			if s == syscall.SIGHUP {
 				// Reload logs its outcome; a refused file keeps the running config.
@@ -139,10 +151,21 @@ wait:
 			break wait
 		}
 	}
-	signal.Stop(sig)
+	draining := make(chan struct{})
+	defer close(draining)
+	go func() {
+		for {
+			select {
+			case s := <-sig:
+				log.Warn("signal ignored: shutting down already", "signal", s.String())
+			case <-draining:
+				return
+			}
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace+30*time.Second)
 	defer cancel()
-	err = a.Shutdown(ctx)
+	err = errors.Join(serveErr, a.Shutdown(ctx))
 	if serr := <-served; serr != nil && !errors.Is(serr, context.Canceled) {
 		err = errors.Join(err, serr)
 	}
