@@ -126,7 +126,6 @@ type Relay struct {
 	cur      atomic.Pointer[Config]
 	log      *slog.Logger
 	draining atomic.Bool
-	inflight sync.WaitGroup
 	active   atomic.Int64
 	sinkErrs sinkErrors
 	ws       wsSessions // open WebSocket sessions (ws.go)
@@ -170,16 +169,21 @@ func (h *Relay) Ready() bool { return !h.draining.Load() }
 // Active returns the number of relayed requests in flight.
 func (h *Relay) Active() int64 { return h.active.Load() }
 
-// Wait blocks until every in-flight request has finished or ctx ends.
+// Wait blocks until every in-flight request has finished or ctx ends. It
+// watches the count of requests in flight (a sync.WaitGroup would panic
+// when a request refused during the drain was counted at the moment the
+// last stream ended with Wait waiting: Add concurrent with Wait).
 func (h *Relay) Wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() { h.inflight.Wait(); close(done) }()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for h.active.Load() > 0 {
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // Handle is the Fiber handler for every relayed path. With SmallStacks the
@@ -228,7 +232,6 @@ func (h *Relay) beginRecord(ctx *fasthttp.RequestCtx, rt *upstream.Route, method
 	rec.Start = now
 	newRequestID(&rec.ID, now)
 	ctx.Response.Header.SetBytesKV(hdrRequestID, rec.ID[:])
-	h.inflight.Add(1)
 	h.active.Add(1)
 
 	rec.Instance = h.o.Instance
@@ -422,7 +425,6 @@ func (h *Relay) finish(rec *record.Record) {
 	}
 	record.Release(rec)
 	h.active.Add(-1)
-	h.inflight.Done()
 }
 
 // responseTokens finds an sse response's token counts with its API's
