@@ -400,9 +400,16 @@ func (a *App) Shutdown(ctx context.Context) error {
 	var errs []error
 	if err := a.relay.Wait(grace); err != nil {
 		a.log.Warn("grace period over: cutting streams still open", "active", a.relay.Active())
-		a.wd.AbortAll(record.ErrShuttingDown)
+		// Again and again: a request that was dialing or between its
+		// answer's head and its stream when the first cut came is not
+		// the watchdog's yet, and would start streaming after it.
 		wait, cancelWait := context.WithTimeout(ctx, 5*time.Second)
-		_ = a.relay.Wait(wait)
+		for a.relay.Active() > 0 && wait.Err() == nil {
+			a.wd.AbortAll(record.ErrShuttingDown)
+			step, cancelStep := context.WithTimeout(wait, 100*time.Millisecond)
+			_ = a.relay.Wait(step)
+			cancelStep()
+		}
 		cancelWait()
 	}
 	if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
