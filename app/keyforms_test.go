@@ -106,3 +106,26 @@ func TestRelayKeyInGoogleForms(t *testing.T) {
 		}
 	})
 }
+
+// TestRouteHeaderWhereClientsIsNotForwarded: a route's configured header
+// goes upstream when the client's field of that name is one the relay does
+// not forward: a self-hosted server's key given as the route's
+// Authorization header (no auth_env), while the client's Authorization
+// carries the relay key. Before the fix the route's value was skipped
+// because the client had sent the field, and the upstream got none (401).
+func TestRouteHeaderWhereClientsIsNotForwarded(t *testing.T) {
+	r := startRelayYAML(t, func(y string) string {
+		// The first route (openai) without a provider key of its own.
+		return strings.Replace(y, "    auth_env: TEST_PROVIDER_KEY\n", `    headers: {Authorization: "Bearer `+providerKey+`"}
+`, 1)
+	}, nil)
+	resp := r.post(t, "/v1/chat/completions", `{"model":"m","stream":true}`, nil)
+	body := readAll(t, resp)
+	if resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	reqs := r.mock.Requests()
+	if got := reqs[len(reqs)-1].Header.Get("Authorization"); got != "Bearer "+providerKey {
+		t.Errorf("upstream got Authorization %q, want the route's", got)
+	}
+}

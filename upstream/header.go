@@ -204,7 +204,10 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	}
 	capture = seen.close(capture)
 	for _, h := range r.extra {
-		if len(src.PeekBytes(h[0])) == 0 {
+		// Unless the client's own value was forwarded: one the relay does
+		// not forward (Authorization, which carried the relay key; an
+		// underscore name; one listed in Connection) leaves the route's.
+		if len(dst.PeekBytes(h[0])) == 0 {
 			dst.SetBytesKV(h[0], h[1])
 		}
 	}
