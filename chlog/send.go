@@ -195,6 +195,10 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 	}()
 	body, token := native, queryID(m)
 	tried := m.tried // m is the gathered files' own after an insert of them
+	// partly: a presence check found some of the block's rows stored. The
+	// retries send only the rest, but the caller spools the whole block:
+	// it must go there flagged unknown, to be checked again, not re-sent.
+	partly := false
 	for attempt := 0; ; attempt++ {
 		if unknown {
 			r, cerr := w.missingRows(ctx, m, native)
@@ -219,6 +223,7 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 				return false, nil
 			}
 			if r.rows < r.total {
+				partly = true
 				w.log.Info("chlog: block partly in ClickHouse; re-sending only the missing rows", "seq", m.seq, "rows", r.total, "missing", r.rows)
 			}
 			body, token = r.native, r.token
@@ -241,13 +246,13 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		w.stats.insertErrors.Add(1)
 		w.log.Warn("chlog: insert failed", "seq", m.seq, "rows", m.rows, "attempt", tried+attempt+1, "outcome_unknown", unknown, "node", failedNode(err), "err", err)
 		if attempt >= retries || ctx.Err() != nil {
-			return unknown, err
+			return unknown || partly, err
 		}
 		unknown = unknown || maybeStored(err) // settled before the re-send
 		select {
 		case <-time.After(backoff(attempt)):
 		case <-ctx.Done():
-			return unknown, err
+			return unknown || partly, err
 		}
 	}
 }

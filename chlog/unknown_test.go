@@ -11,6 +11,10 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ClickHouse/ch-go/proto"
+
+	"github.com/stream-relay/stream-relay/record"
 )
 
 // How cutProxy breaks the answer to an insert.
@@ -22,6 +26,7 @@ const (
 	cutAfterOnce   // cutAfter for the first insert, then pass through
 	gatewayTimeout // forward, then answer 504 without an exception code
 	hangInsert     // read the request, answer nothing until the client gives up: never applied
+	refuseInsert   // answer an exception a query gets before it runs (202): never applied
 )
 
 // cutProxy stands between the writer and the real ClickHouse and breaks
@@ -74,6 +79,11 @@ func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	mode := int(p.mode.Load())
 	if insert && mode == cutBefore {
 		p.cut(rw, "")
+		return
+	}
+	if insert && mode == refuseInsert {
+		rw.Header().Set("X-ClickHouse-Exception-Code", "202")
+		http.Error(rw, "Code: 202, e.displayText() = DB::Exception: Too many simultaneous queries. Maximum: 1 (held by the test)", http.StatusInternalServerError)
 		return
 	}
 	if insert && mode == hangInsert {
@@ -281,5 +291,48 @@ func TestUnknownOutcomeRetryLive(t *testing.T) {
 				t.Errorf("stats %+v; want 1 insert error, 4 rows written, none spooled", s)
 			}
 		})
+	}
+}
+
+// TestPartlyStoredStaysUnknown: a block whose presence check found some of
+// its rows stored, and whose re-send of the rest then failed for good, is
+// given up as still unknown, so that it goes to the spool flagged "u" and
+// is checked again before it is sent. Before the fix the failure's own
+// verdict (known not stored) came back, the whole block was spooled "k",
+// and the replay sent the rows already stored a second time.
+func TestPartlyStoredStaysUnknown(t *testing.T) {
+	chURL, db := testDB(t)
+	p, proxyURL := newCutProxy(t, chURL)
+	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: t.TempDir(), FlushInterval: time.Hour, Retries: -1})
+	defer closeWriter(t, w)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs := make([]*record.Record, 10) // one set of rows: the same times in both blocks
+	for i := range recs {
+		recs[i] = sseRecord(i, 3)
+	}
+	encode := func(seq uint64, rs []*record.Record) (blockMeta, []byte) {
+		b := newBlock()
+		for _, r := range rs {
+			b.add(r)
+		}
+		var buf proto.Buffer
+		if err := b.encode(&buf); err != nil {
+			t.Fatal(err)
+		}
+		return blockMeta{seq: seq, rows: b.rows, first: b.first, last: b.last}, buf.Buf
+	}
+	m1, half := encode(1, recs[:5]) // rows 0..4, stored
+	if unknown, err := w.deliver(ctx, m1, half, false, 0); err != nil || unknown {
+		t.Fatalf("storing the first half: unknown %v, %v", unknown, err)
+	}
+	m2, whole := encode(2, recs) // rows 0..9
+	p.mode.Store(refuseInsert)
+	unknown, err := w.deliver(ctx, m2, whole, true, 0)
+	if err == nil || !unknown {
+		t.Fatalf("deliver = unknown %v, %v; want an error and the outcome still unknown (rows 0..4 stored)", unknown, err)
+	}
+	if got := p.looked.Load(); got != 1 {
+		t.Errorf("presence lookups = %d, want 1", got)
 	}
 }
