@@ -189,16 +189,16 @@ func (s *spool) has(seq uint64) bool {
 	return false
 }
 
-// holdsID reports whether a spool file named for seq or an earlier
-// sequence number (a group commit names its file for its first block) holds
-// the request id. It reads files, newest first: for WAL recovery only.
-func (s *spool) holdsID(seq uint64, id []byte) bool {
+// holdsID reports whether a spool file holds the request id, whatever
+// the sequence number it is named for: a file of several blocks is named
+// for the first block it took, which can be newer than blocks gathered
+// behind it (a block cut at a tick, then older ones waiting to be sent).
+// It reads files, newest first: for WAL recovery only.
+func (s *spool) holdsID(id []byte) bool {
 	s.mu.Lock()
-	var names []string
+	names := make([]string, 0, len(s.files))
 	for _, f := range s.files {
-		if f.seq <= seq {
-			names = append(names, f.name)
-		}
+		names = append(names, f.name)
 	}
 	s.mu.Unlock()
 	for i := len(names) - 1; i >= 0; i-- {

@@ -154,9 +154,9 @@ func (l *wal) recover(seq uint64) error {
 	if err != nil {
 		return fmt.Errorf("chlog: wal: %w", err)
 	}
-	if len(data) >= walHeader && l.w.spool.holdsID(seq, data[8:walHeader]) {
-		// Group commit wrote this block into a spool file named for an
-		// earlier block's sequence number.
+	if len(data) >= walHeader && l.w.spool.holdsID(data[8:walHeader]) {
+		// Group commit wrote this block into a spool file named for
+		// another block's sequence number.
 		l.w.log.Info("chlog: wal: segment's block was spooled (group commit) before the crash; dropping segment", "seq", seq)
 		return removeSynced(l.dir, path)
 	}

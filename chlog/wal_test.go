@@ -2,6 +2,7 @@ package chlog
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -258,12 +259,22 @@ func TestWALDiskFull(t *testing.T) {
 }
 
 // TestWALRecoverGroupCommit: a crash after a group commit wrote several
-// blocks into one spool file (named for the first block) but before their
-// WAL segments were deleted. Recovery must find every block in that file and
-// recover none of them a second time.
+// blocks into one spool file but before their WAL segments were deleted.
+// Recovery must find every block in that file and recover none of them a
+// second time, whichever block the file is named for: its first, which
+// can be the newer (a block cut at a tick, then older ones gathered behind
+// it). Before the fix a file named for the newer block was not searched
+// for the older one, whose rows were then recovered and stored twice.
 func TestWALRecoverGroupCommit(t *testing.T) {
+	for _, newerFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("newer first %v", newerFirst), func(t *testing.T) {
+			recoverGroupCommit(t, newerFirst)
+		})
+	}
+}
+
+func recoverGroupCommit(t *testing.T, newerFirst bool) {
 	dir := t.TempDir()
-	var segs [][]byte
 	var files []string
 	for b := range 2 {
 		w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
@@ -280,7 +291,6 @@ func TestWALRecoverGroupCommit(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		segs = append(segs, data)
 		closeWriter(t, w)
 		names := spoolNames(t, dir)
 		files = append(files, names[len(names)-1])
@@ -289,8 +299,14 @@ func TestWALRecoverGroupCommit(t *testing.T) {
 	// Join the two spool files as group commit would, then put the
 	// segments back as if the crash came before their deletion.
 	f0, f1 := parseMust(t, files[0]), parseMust(t, files[1])
+	order := files
+	group := spoolName(f0.seq, 6, false, []byte(f0.first), []byte(f1.last))
+	if newerFirst {
+		order = []string{files[1], files[0]}
+		group = spoolName(f1.seq, 6, false, []byte(f1.first), []byte(f0.last))
+	}
 	var joined []byte
-	for _, name := range files {
+	for _, name := range order {
 		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -300,7 +316,6 @@ func TestWALRecoverGroupCommit(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	group := spoolName(f0.seq, 6, false, []byte(f0.first), []byte(f1.last))
 	if err := os.WriteFile(filepath.Join(dir, group), joined, 0o644); err != nil {
 		t.Fatal(err)
 	}
