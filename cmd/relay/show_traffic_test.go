@@ -84,45 +84,59 @@ func showUpstream(t *testing.T) *httptest.Server {
 	return srv
 }
 
+// relayProc is a relay process the tests run: the test binary as
+// `relay -config cfg`.
+type relayProc struct {
+	cmd    *exec.Cmd
+	errOut *bytes.Buffer // its stderr
+	done   chan error    // its exit
+}
+
+// startRelayProc starts the test binary as `relay -config cfg`; it is
+// killed when the test ends if it still runs.
+func startRelayProc(t *testing.T, cfg string) *relayProc {
+	t.Helper()
+	p := &relayProc{cmd: exec.Command(os.Args[0], "-config", cfg), errOut: &bytes.Buffer{}, done: make(chan error, 1)}
+	p.cmd.Env = append(os.Environ(), relayMainEnv+"=1", "QA_GEMINI_KEY=provider-key")
+	p.cmd.Dir = t.TempDir()
+	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.errOut
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+	return p
+}
+
 // startRelayProcess runs the test binary as `relay -config cfg` and
 // returns stop, which sends SIGTERM and waits, so the rows are in
 // the spool when it returns.
 func startRelayProcess(t *testing.T, cfg string) (stop func()) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-config", cfg)
-	cmd.Env = append(os.Environ(), relayMainEnv+"=1", "QA_GEMINI_KEY=provider-key")
-	cmd.Dir = t.TempDir()
-	var errOut bytes.Buffer
-	cmd.Stdout, cmd.Stderr = io.Discard, &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	p := startRelayProc(t, cfg)
 	stopped := false
 	stop = func() {
 		if stopped {
 			return
 		}
 		stopped = true
-		_ = cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case <-done:
+		case <-p.done:
 		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-			t.Errorf("relay did not stop within 30 s; stderr:\n%s", errOut.String())
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			t.Errorf("relay did not stop within 30 s; stderr:\n%s", p.errOut.String())
 		}
 	}
 	t.Cleanup(stop)
 	return stop
 }
 
-// runShowRelay runs a relay process (startRelayProcess) with the relay key
-// sk-relay-show-test, the given routes (YAML list items) and a spool of its
-// own, and waits until it is ready. It returns its address, its config file
-// (for relay show) and its stop.
-func runShowRelay(t *testing.T, routes string) (addr, cfg string, stop func()) {
+// showRelayConfig writes the configuration of a relay process with the
+// relay key sk-relay-show-test, the given routes (YAML list items) and a
+// spool of its own, and returns its address and file.
+func showRelayConfig(t *testing.T, routes string) (addr, cfg string) {
 	t.Helper()
 	addr = servicetest.FreeAddr(t)
 	host, port, _ := strings.Cut(addr, ":")
@@ -138,6 +152,15 @@ routes:
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	return addr, cfg
+}
+
+// runShowRelay runs a relay process (startRelayProcess) of
+// showRelayConfig and waits until it is ready. It returns its address, its
+// config file (for relay show) and its stop.
+func runShowRelay(t *testing.T, routes string) (addr, cfg string, stop func()) {
+	t.Helper()
+	addr, cfg = showRelayConfig(t, routes)
 	stop = startRelayProcess(t, cfg)
 	waitReady(t, "http://"+addr)
 	return addr, cfg, stop

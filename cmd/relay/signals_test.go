@@ -2,19 +2,13 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
 // TestSignalsDuringDrain: a SIGHUP and a second SIGINT that come while the
@@ -35,38 +29,12 @@ func TestSignalsDuringDrain(t *testing.T) {
 		fmt.Fprint(w, "data: [DONE]\n\n")
 	}))
 	t.Cleanup(up.Close)
-	addr := servicetest.FreeAddr(t)
-	host, port, _ := strings.Cut(addr, ":")
-	cfg := filepath.Join(t.TempDir(), "config.yaml")
-	yaml := fmt.Sprintf(`server: {host: %s, port: %s, shutdown_grace: 20s}
-auth:
-  keys:
-    - {key: sk-relay-signal-test, tenant: t1}
-routes:
-  - {name: chat, path: /v1/chat/completions, upstream: %q, auth_env: QA_GEMINI_KEY}
-storage:
-  spool_dir: %s
-`, host, port, up.URL, t.TempDir())
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(os.Args[0], "-config", cfg)
-	cmd.Env = append(os.Environ(), relayMainEnv+"=1", "QA_GEMINI_KEY=provider-key")
-	cmd.Dir = t.TempDir()
-	var errOut bytes.Buffer
-	cmd.Stderr = &errOut
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-	})
+	addr, cfg := showRelayConfig(t, "  - {name: chat, path: /v1/chat/completions, upstream: \""+up.URL+"\", auth_env: QA_GEMINI_KEY}\n")
+	p := startRelayProc(t, cfg)
 	waitReady(t, "http://"+addr)
 
 	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
-	req.Header.Set("Authorization", "Bearer sk-relay-signal-test")
+	req.Header.Set("Authorization", "Bearer sk-relay-show-test")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -77,7 +45,7 @@ storage:
 		t.Fatalf("first line %q, %v", line, err)
 	}
 	for _, s := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT} {
-		if err := cmd.Process.Signal(s); err != nil {
+		if err := p.cmd.Process.Signal(s); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -85,17 +53,17 @@ storage:
 	var body strings.Builder
 	_, err = br.WriteTo(&body)
 	if err != nil || !strings.Contains(body.String(), fmt.Sprintf("e%d", events-1)) || !strings.HasSuffix(body.String(), "data: [DONE]\n\n") {
-		t.Fatalf("the stream in flight did not end whole (%v): %q\nstderr:\n%s", err, body.String(), errOut.String())
+		t.Fatalf("the stream in flight did not end whole (%v): %q\nstderr:\n%s", err, body.String(), p.errOut.String())
 	}
 	select {
-	case err := <-done:
+	case err := <-p.done:
 		if err != nil {
-			t.Fatalf("relay exited with %v; stderr:\n%s", err, errOut.String())
+			t.Fatalf("relay exited with %v; stderr:\n%s", err, p.errOut.String())
 		}
 	case <-time.After(60 * time.Second):
-		t.Fatalf("relay did not exit; stderr:\n%s", errOut.String())
+		t.Fatalf("relay did not exit; stderr:\n%s", p.errOut.String())
 	}
-	if n := strings.Count(errOut.String(), "signal ignored: shutting down already"); n != 2 {
-		t.Errorf("%d signals logged as ignored, want 2 (SIGHUP, SIGINT); stderr:\n%s", n, errOut.String())
+	if n := strings.Count(p.errOut.String(), "signal ignored: shutting down already"); n != 2 {
+		t.Errorf("%d signals logged as ignored, want 2 (SIGHUP, SIGINT); stderr:\n%s", n, p.errOut.String())
 	}
 }
