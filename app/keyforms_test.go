@@ -129,3 +129,29 @@ func TestRouteHeaderWhereClientsIsNotForwarded(t *testing.T) {
 		t.Errorf("upstream got Authorization %q, want the route's", got)
 	}
 }
+
+// TestIncludeUsageOnlyForChat: inject_include_usage adds stream_options to
+// chat completions requests only; a route that also carries other APIs
+// (here Anthropic's messages) sends their bodies as the client wrote
+// them. Before the fix every streaming JSON body got the parameter, which
+// the Responses and Messages APIs refuse.
+func TestIncludeUsageOnlyForChat(t *testing.T) {
+	r := startRelayWith(t, "", func(c *Config) {
+		c.Routes[0].InjectIncludeUsage = true // openai
+		c.Routes[1].InjectIncludeUsage = true // anthropic
+	})
+	for _, tt := range []struct {
+		path string
+		want bool
+	}{{"/v1/chat/completions", true}, {"/v1/messages", false}} {
+		resp := r.post(t, tt.path, `{"model":"m","stream":true}`, nil)
+		if body := readAll(t, resp); resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d: %s", tt.path, resp.StatusCode, body)
+		}
+		reqs := r.mock.Requests()
+		got := reqs[len(reqs)-1]
+		if has := strings.Contains(string(got.Body), `"stream_options"`); got.Path != tt.path || has != tt.want {
+			t.Errorf("%s: upstream got %s with body %s; stream_options wanted %v", tt.path, got.Path, got.Body, tt.want)
+		}
+	}
+}

@@ -302,7 +302,10 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		rec.Model = usage.Model(body) // meta only by the storage budget
 	}
 	var injected *[]byte
-	if rt.InjectIncludeUsage {
+	// Chat completions only: stream_options is theirs, and other APIs
+	// (Responses, Anthropic messages on a route that spans them) refuse
+	// a parameter they do not know.
+	if rt.InjectIncludeUsage && usage.APIForPath(rec.Path) == usage.OpenAIChat {
 		injected = bodyPool.Get().(*[]byte)
 		if b, ok := usage.InjectIncludeUsage((*injected)[:0], body); ok {
 			*injected = b
