@@ -54,7 +54,12 @@ func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 			addr += ":80"
 		}
 	}
-	key := fmt.Sprintf("%s|%s|%v", u.Scheme, addr, o.skipVerify)
+	// One pool per host and connection settings: routes to one host with
+	// the same settings share connections, and one with a max_conns or a
+	// connect_timeout of its own gets them (as the first route to reach
+	// the host used to fix them for all; a reload that changes them now
+	// takes effect, with a new pool).
+	key := fmt.Sprintf("%s|%s|%v|%d|%d", u.Scheme, addr, o.skipVerify, o.maxConns, o.connectTimeout)
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	if c, ok := cs.clients[key]; ok {
