@@ -363,6 +363,9 @@ func (c *Config) validateRoutes() error {
 		if strings.Contains(strings.TrimSuffix(r.Path, "/*"), "*") || strings.ContainsAny(r.Path, ":?#") {
 			return &fieldError{f("path"), r.Path, `only a trailing "/*" wildcard is allowed`}
 		}
+		if !normalizedPath(strings.TrimSuffix(r.Path, "/*")) {
+			return &fieldError{f("path"), r.Path, `must be a normalized path (no "//", no "." or ".." segment, no %-escape): requests are matched after normalization, so it would match none`}
+		}
 		if paths[r.Path] {
 			return &fieldError{f("path"), r.Path, "duplicate path"}
 		}
@@ -482,6 +485,21 @@ func checkClickHouseNodes(ch *ClickHouseConfig) error {
 	return nil
 }
 
+// normalizedPath reports whether p is a path as requests are matched:
+// no empty, "." or ".." segment and no %-escape (fasthttp decodes and
+// resolves those before the route is looked up).
+func normalizedPath(p string) bool {
+	if strings.Contains(p, "%") || strings.Contains(p, "//") {
+		return false
+	}
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
+}
+
 func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -492,6 +510,9 @@ func checkHTTPURL(s string) error {
 	}
 	if u.Host == "" {
 		return errors.New("has no host")
+	}
+	if strings.HasSuffix(u.Host, ":") {
+		return errors.New("has an empty port") // host: would be dialed as host::443
 	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return errors.New("must not carry a query, fragment or user info")

@@ -145,6 +145,11 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"unknown route field", route("    upstrem: http://x\n"), "upstrem"},
 		{"no routes", "server:\n  port: 80\n", "routes=[]"},
 		{"path without slash", "routes:\n  - name: a\n    path: a\n    upstream: http://x\n", "routes[0].path=a"},
+		// Requests are matched after normalization: these would match none.
+		{"path with //", "routes:\n  - name: a\n    path: /v1//chat/*\n    upstream: http://x\n", "routes[0].path=/v1//chat/*: must be a normalized path"},
+		{"path with a dot segment", "routes:\n  - name: a\n    path: /v1/./x\n    upstream: http://x\n", "routes[0].path=/v1/./x: must be a normalized path"},
+		{"path with an escape", "routes:\n  - name: a\n    path: /v1/chat%2Fcompletions\n    upstream: http://x\n", "routes[0].path=/v1/chat%2Fcompletions: must be a normalized path"},
+		{"upstream with an empty port", "routes:\n  - name: a\n    path: /a\n    upstream: \"https://api.example.com:/v1\"\n", "has an empty port"},
 		{"bad capture", route("    capture: some\n"), "routes[0].capture=some"},
 		{"tiny read buffer", route("    read_buffer_bytes: 100\n"), "routes[0].read_buffer_bytes=100"},
 		{"huge read buffer", route("    read_buffer_bytes: 1073741824\n"), "routes[0].read_buffer_bytes=1073741824"},
