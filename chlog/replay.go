@@ -92,6 +92,14 @@ func (w *Writer) replayAll(st *replayState) bool {
 		}
 		w.schemaPending.Store(false)
 	}
+	// The journal names the last insert's first file until the pass ends
+	// (spool_journal.go): a crash between two inserts only costs checks.
+	journaled := false
+	defer func() {
+		if journaled {
+			w.spool.endJournal()
+		}
+	}()
 	for {
 		f, ok := w.spool.next()
 		if !ok {
@@ -120,6 +128,7 @@ func (w *Writer) replayAll(st *replayState) bool {
 		m.tried = st.failedPasses
 		var g *spoolGather
 		var unknown bool
+		journaled = w.spool.journal(f) || journaled // spool_journal.go: a crash in the insert leaves f and those after it "u"
 		if f.unknown || f.name <= st.singleThrough {
 			unknown, err = w.deliver(w.ctx, m, data, f.unknown, 0)
 		} else {

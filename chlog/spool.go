@@ -135,6 +135,7 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 		s.bytes += f.sizeBytes
 	}
 	slices.SortFunc(s.files, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
+	s.recoverJournal() // spool_journal.go
 	s.publish()
 	if len(s.files) > 0 {
 		w.log.Info("chlog: spool holds blocks from before", "dir", dir, "files", len(s.files), "bytes", s.bytes)
