@@ -245,14 +245,18 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		unknown = errors.Is(err, errUnknownOutcome)
 		w.stats.insertErrors.Add(1)
 		w.log.Warn("chlog: insert failed", "seq", m.seq, "rows", m.rows, "attempt", tried+attempt+1, "outcome_unknown", unknown, "node", failedNode(err), "err", err)
+		// A partly stored block stays unknown unless the server refused
+		// the rest for good (its bytes, or the table): the caller then
+		// sets it aside or blocks on it by that error, as any refusal.
+		partlyOpen := partly && classify(err) == failTransient
 		if attempt >= retries || ctx.Err() != nil {
-			return unknown || partly, err
+			return unknown || partlyOpen, err
 		}
 		unknown = unknown || maybeStored(err) // settled before the re-send
 		select {
 		case <-time.After(backoff(attempt)):
 		case <-ctx.Done():
-			return unknown || partly, err
+			return unknown || partlyOpen, err
 		}
 	}
 }

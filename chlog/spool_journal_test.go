@@ -53,3 +53,34 @@ func TestReplayCutByCrashNotResent(t *testing.T) {
 		t.Errorf("the journal is still there after the replay (%v)", err)
 	}
 }
+
+// TestReplayWritesJournal: while a replay insert runs, the journal names
+// its first file; once the pass is over it is gone.
+func TestReplayWritesJournal(t *testing.T) {
+	chURL, db := testDB(t)
+	closeWriter(t, newWriter(t, Options{URL: chURL, Database: db})) // the table
+	dir := t.TempDir()
+	ew := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
+	want := writeSSE(ew, 4)
+	closeWriter(t, ew)
+	names := spoolNames(t, dir)
+	if len(names) != 1 {
+		t.Fatalf("spool files %v, want 1", names)
+	}
+	p, proxyURL := newCutProxy(t, chURL)
+	p.mode.Store(hangInsert)
+	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: 100 * time.Millisecond, InsertTimeout: 2 * time.Second})
+	defer closeWriter(t, w)
+	journal := filepath.Join(dir, replayJournalName)
+	waitFor(t, "a replay insert under way", 60*time.Second, func() bool { return p.sent.Load() > 0 })
+	if b, err := os.ReadFile(journal); err != nil || string(b) != names[0]+"\n" {
+		t.Fatalf("journal during the insert: %q, %v; want the file's name", b, err)
+	}
+	p.mode.Store(passThrough)
+	waitFor(t, "the spool to drain", 60*time.Second, func() bool { return w.Stats().SpoolFiles == 0 })
+	assertExactlyOnce(t, chURL, db, want)
+	waitFor(t, "the journal removed", 30*time.Second, func() bool {
+		_, err := os.Stat(journal)
+		return os.IsNotExist(err)
+	})
+}

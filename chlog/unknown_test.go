@@ -27,6 +27,7 @@ const (
 	gatewayTimeout // forward, then answer 504 without an exception code
 	hangInsert     // read the request, answer nothing until the client gives up: never applied
 	refuseInsert   // answer an exception a query gets before it runs (202): never applied
+	rejectInsert   // answer that the block's bytes are broken (33): never applied
 )
 
 // cutProxy stands between the writer and the real ClickHouse and breaks
@@ -84,6 +85,11 @@ func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if insert && mode == refuseInsert {
 		rw.Header().Set("X-ClickHouse-Exception-Code", "202")
 		http.Error(rw, "Code: 202, e.displayText() = DB::Exception: Too many simultaneous queries. Maximum: 1 (held by the test)", http.StatusInternalServerError)
+		return
+	}
+	if insert && mode == rejectInsert {
+		rw.Header().Set("X-ClickHouse-Exception-Code", "33")
+		http.Error(rw, "Code: 33, e.displayText() = DB::Exception: Cannot read all data (held by the test)", http.StatusInternalServerError)
 		return
 	}
 	if insert && mode == hangInsert {
@@ -334,5 +340,12 @@ func TestPartlyStoredStaysUnknown(t *testing.T) {
 	}
 	if got := p.looked.Load(); got != 1 {
 		t.Errorf("presence lookups = %d, want 1", got)
+	}
+	// The rest refused for good (broken bytes): known, so that the
+	// replayer sets the file aside rather than retrying it for ever.
+	p.mode.Store(rejectInsert)
+	unknown, err = w.deliver(ctx, m2, whole, true, 0)
+	if err == nil || unknown || classify(err) != failReject {
+		t.Fatalf("deliver = unknown %v, %v; want the refusal, known", unknown, err)
 	}
 }

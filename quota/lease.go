@@ -194,9 +194,11 @@ func (l *Limiter) forgetLeases() {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
 		ts.leaseGen++
-		ts.lease = lease{}
+		// A renewal still queued stays marked (release): the next lease
+		// queues none of its own before that one is done.
+		ts.lease = lease{renewing: ts.lease.renewing}
 		for _, ks := range ts.keyed {
-			ks.lease = lease{}
+			ks.lease = lease{renewing: ks.lease.renewing}
 		}
 	})
 	l.givebacks.mu.Lock()

@@ -162,6 +162,14 @@ func TestOneRenewalAtATime(t *testing.T) {
 	if n := l.Stats().LeaseRenewals; n != 0 {
 		t.Fatalf("%d renewals ran while one was still marked out, want 0", n)
 	}
+	// A switch to the fallback ends the lease but keeps the mark too.
+	l.forgetLeases()
+	ts.mu.Lock()
+	marked := ts.lease.renewing
+	ts.mu.Unlock()
+	if !marked {
+		t.Fatal("forgetLeases cleared the mark of a renewal still out")
+	}
 }
 
 // TestReconnectStopsRenewalsUntilTracked: after the limiter's connection

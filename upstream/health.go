@@ -82,11 +82,10 @@ func (h *health) available(now int64) bool {
 // claim marks the pick of a target past its cool-down as its probe, and
 // reports whether it did. Called under the pool's mutex, after available.
 func (h *health) claim(now int64) bool {
-	if u := h.until.Load(); u != 0 && now >= u && !h.probing.Load() {
-		h.probing.Store(true)
-		return true
-	}
-	return false
+	// CompareAndSwap: a reload's new pool shares the health of an
+	// unchanged target (Adopt) under a mutex of its own.
+	u := h.until.Load()
+	return u != 0 && now >= u && h.probing.CompareAndSwap(false, true)
 }
 
 // healthy reports whether the target is not ejected (a probe counts as

@@ -111,13 +111,17 @@ func serve(args []string) error {
 	if p, fromEnv := app.SetGCPercent(cfg); fromEnv {
 		log.Info("GOGC set: server.gc_percent ignored", "gc_percent", p)
 	}
-	// Signals are taken from here to the end: one that came during start-up
-	// (schema checks, WAL recovery, the Redis dial) waits for the loop
-	// below, and one during the drain is logged, never the default exit
-	// that would cut the streams and lose the rows in hand. The buffer
-	// keeps a SIGTERM that follows SIGHUPs during a slow reload.
+	// A SIGHUP is taken from here on: one during start-up (schema checks,
+	// WAL recovery, the Redis dial) waits for the loop below instead of
+	// killing the process. SIGINT and SIGTERM keep their default until
+	// the relay serves: a start-up has nothing in flight, and one that
+	// hangs on an unreachable dependency must stay easy to stop. From then
+	// on every signal is the loop's, and during the drain one is logged,
+	// never the default exit that would cut the streams and lose the rows
+	// in hand. The buffer keeps a SIGTERM that follows SIGHUPs during a
+	// slow reload.
 	sig := make(chan os.Signal, 16)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sig, syscall.SIGHUP)
 	defer signal.Stop(sig)
 	a, err := app.New(cfg, log)
 	if err != nil {
@@ -127,6 +131,7 @@ func serve(args []string) error {
 	if err != nil {
 		return err
 	}
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
 	served := make(chan error, 1)
 	go func() { served <- a.Serve(ln) }()
 
