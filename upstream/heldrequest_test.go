@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,19 +21,8 @@ import (
 // the reused connection, are written by the read of their answer, which
 // never finds the socket empty.
 func TestHeldRequest(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	const answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+	addr, _ := scriptedUpstream(t, func(c net.Conn) {
 		if _, err := io.WriteString(c, answer); err != nil { // before the request
 			return
 		}
@@ -49,8 +39,8 @@ func TestHeldRequest(t *testing.T) {
 				return
 			}
 		}
-	}()
-	r := rawRoute(t, ln.Addr().String())
+	})
+	r := rawRoute(t, addr)
 	for i := 0; i < 4; i++ {
 		before := socket.EmptyReads()
 		start := time.Now()
@@ -120,4 +110,32 @@ func readPost(br *bufio.Reader) error {
 	}
 	_, err := io.ReadFull(br, make([]byte, 2))
 	return err
+}
+
+// scriptedUpstream listens on loopback and runs serve on each connection it
+// accepts (closed after, with a deadline of a minute) until the test ends.
+// It returns the address and the count of connections accepted.
+func scriptedUpstream(t *testing.T, serve func(c net.Conn)) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	accepted := new(atomic.Int64)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+				serve(c)
+			}()
+		}
+	}()
+	return ln.Addr().String(), accepted
 }

@@ -20,29 +20,18 @@ func TestPreloadLargerThanReadBuffer(t *testing.T) {
 	body := strings.Repeat("0123456789abcdef", 700) // 11,200 bytes
 	for _, framing := range []string{"length", "chunked"} {
 		t.Run(framing, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { ln.Close() })
 			answer := fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
 			if framing == "chunked" {
 				answer = fmt.Sprintf("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n%x\r\n%s\r\n0\r\n\r\n", len(body), body)
 			}
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			addr, _ := scriptedUpstream(t, func(c net.Conn) {
 				if readPost(bufio.NewReader(c)) != nil {
 					return
 				}
 				_, _ = io.WriteString(c, answer) // head and body in one write
 				time.Sleep(5 * time.Second)
-			}()
-			r := rawRouteWith(t, ln.Addr().String(), func(o *Options) {
+			})
+			r := rawRouteWith(t, addr, func(o *Options) {
 				o.ReadBufferBytes, o.IdleTimeout = MinReadBufferBytes, 3*time.Second
 			})
 			s, resp, errType, status, err := openPost(r)

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,34 +17,17 @@ import (
 // (a 101 has no body), and the next request read the other protocol's bytes
 // as its answer.
 func TestSwitchedConnectionNotReused(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	var accepted atomic.Int64
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			accepted.Add(1)
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(60 * time.Second))
-				br := bufio.NewReader(c)
-				if readPost(br) != nil {
-					return
-				}
-				_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
-				time.Sleep(100 * time.Millisecond)
-				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nother") // the other protocol's bytes
-				_, _ = io.Copy(io.Discard, br)
-			}()
+	addr, accepted := scriptedUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if readPost(br) != nil {
+			return
 		}
-	}()
-	r := rawRoute(t, ln.Addr().String())
+		_, _ = io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: other\r\nConnection: Upgrade\r\n\r\n")
+		time.Sleep(100 * time.Millisecond)
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nother") // the other protocol's bytes
+		_, _ = io.Copy(io.Discard, br)
+	})
+	r := rawRoute(t, addr)
 	for i := range 2 {
 		s, resp, errType, status, err := openPost(r)
 		if err != nil {
