@@ -48,9 +48,9 @@ func (s *spool) recoverJournal() {
 	if errors.Is(err, os.ErrNotExist) {
 		return
 	}
-	head := strings.TrimSpace(string(b))
-	if err != nil || head == "" {
-		head = "" // unreadable: every file after "" is every file
+	head := strings.TrimSpace(string(b)) // unreadable or empty: "", before every file
+	if err != nil {
+		head = ""
 	}
 	flagged, left := 0, false
 	for _, f := range s.files {

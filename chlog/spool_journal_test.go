@@ -60,20 +60,14 @@ func TestReplayWritesJournal(t *testing.T) {
 	chURL, db := testDB(t)
 	closeWriter(t, newWriter(t, Options{URL: chURL, Database: db})) // the table
 	dir := t.TempDir()
-	ew := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
-	want := writeSSE(ew, 4)
-	closeWriter(t, ew)
-	names := spoolNames(t, dir)
-	if len(names) != 1 {
-		t.Fatalf("spool files %v, want 1", names)
-	}
+	want, name := spoolOneFile(t, dir, 4)
 	p, proxyURL := newCutProxy(t, chURL)
 	p.mode.Store(hangInsert)
 	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: 100 * time.Millisecond, InsertTimeout: 2 * time.Second})
 	defer closeWriter(t, w)
 	journal := filepath.Join(dir, replayJournalName)
 	waitFor(t, "a replay insert under way", 60*time.Second, func() bool { return p.sent.Load() > 0 })
-	if b, err := os.ReadFile(journal); err != nil || string(b) != names[0]+"\n" {
+	if b, err := os.ReadFile(journal); err != nil || string(b) != name+"\n" {
 		t.Fatalf("journal during the insert: %q, %v; want the file's name", b, err)
 	}
 	p.mode.Store(passThrough)

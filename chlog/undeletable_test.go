@@ -38,13 +38,7 @@ func TestReplayUndeletableFileNotResent(t *testing.T) {
 	dir := t.TempDir()
 	// Spool rows without ClickHouse (embedded mode), then make the
 	// directory refuse deletes.
-	ew := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
-	ids := writeSSE(ew, 5)
-	closeWriter(t, ew)
-	names := spoolNames(t, dir)
-	if len(names) != 1 {
-		t.Fatalf("spool files = %d, want 1", len(names))
-	}
+	ids, name := spoolOneFile(t, dir, 5)
 	appendOnlyDir(t, dir)
 
 	// stays checks over several replay passes (each would send the file
@@ -66,11 +60,11 @@ func TestReplayUndeletableFileNotResent(t *testing.T) {
 		t.Errorf("RowsReplayed = %d, SpoolFiles = %d; want %d, 0", s.RowsReplayed, s.SpoolFiles, len(ids))
 	}
 	closeWriter(t, w)
-	info, err := os.Stat(filepath.Join(dir, names[0]))
+	info, err := os.Stat(filepath.Join(dir, name))
 	if err != nil {
 		t.Fatalf("the undeletable file: %v", err)
 	}
-	if !inserted(filepath.Join(dir, names[0]), info.Size()) {
+	if !inserted(filepath.Join(dir, name), info.Size()) {
 		t.Fatalf("the undeletable file holds %d bytes after its insert, want only the inserted mark", info.Size())
 	}
 
@@ -119,4 +113,19 @@ func TestSpoolWriteFailureReported(t *testing.T) {
 	if s := w.Stats(); s.RowsDropped != int64(len(ids)+2) {
 		t.Errorf("RowsDropped = %d, want %d", s.RowsDropped, len(ids)+2)
 	}
+}
+
+// spoolOneFile spools n rows into dir through an embedded-mode writer (no
+// ClickHouse), as one file flagged "k", and returns their ids and the file's
+// name.
+func spoolOneFile(t *testing.T, dir string, n int) (map[string]bool, string) {
+	t.Helper()
+	ew := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
+	ids := writeSSE(ew, n)
+	closeWriter(t, ew)
+	names := spoolNames(t, dir)
+	if len(names) != 1 {
+		t.Fatalf("spool files %v, want 1", names)
+	}
+	return ids, names[0]
 }

@@ -70,12 +70,7 @@ func (l *Limiter) renewer() {
 // A renewal that finds the limiter on the fallback is not run.
 func (l *Limiter) renew(r renewal) {
 	ls := leaseOf(r.ts, r.ks)
-	var n int64
-	var lv levels
-	ok := false
-	if l.up.Load() {
-		n, lv, ok = l.renewScript(r)
-	}
+	n, lv, ok := l.renewScript(r)
 	r.ts.mu.Lock()
 	defer r.ts.mu.Unlock()
 	ls.renewing = false
@@ -117,11 +112,12 @@ func (l *Limiter) renew(r renewal) {
 
 // renewScript runs the renew script for r: the tokens it took (0 when
 // none) and the bucket levels before the take. ok is false when Redis
-// failed; that is counted, and left for the next request's decision to
-// find (it switches to the fallback).
+// failed (that is counted, and left for the next request's decision to
+// find: it switches to the fallback), and when the limiter is on the
+// fallback already: the script is then not run.
 func (l *Limiter) renewScript(r renewal) (n int64, lv levels, ok bool) {
 	c := l.redis.client()
-	if c == nil {
+	if c == nil || !l.up.Load() {
 		return 0, lv, false
 	}
 	var t *takeCmd

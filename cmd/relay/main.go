@@ -136,6 +136,7 @@ func serve(args []string) error {
 	go func() { served <- a.Serve(ln) }()
 
 	var serveErr error
+	serving := true // Serve has not returned
 wait:
 	for {
 		select {
@@ -144,7 +145,7 @@ wait:
 			// permanent): the streams in flight and the rows in hand still
 			// end as on SIGTERM.
 			log.Error("the relay's listener failed; shutting down", "err", serveErr)
-			served <- nil // for the wait after Shutdown
+			serving = false
 			break wait
 		case s := <-sig:
 			if s == syscall.SIGHUP {
@@ -171,8 +172,10 @@ wait:
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Server.ShutdownGrace+30*time.Second)
 	defer cancel()
 	err = errors.Join(serveErr, a.Shutdown(ctx))
-	if serr := <-served; serr != nil && !errors.Is(serr, context.Canceled) {
-		err = errors.Join(err, serr)
+	if serving {
+		if serr := <-served; serr != nil && !errors.Is(serr, context.Canceled) {
+			err = errors.Join(err, serr)
+		}
 	}
 	return err
 }
