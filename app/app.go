@@ -154,7 +154,14 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		BodyLimit:             int(a.bodyLimit(routes)),
 		ReadTimeout:           a.cfg.Server.ReadTimeout,
 		IdleTimeout:           a.cfg.Server.IdleTimeout,
-		ReadBufferSize:        8 << 10,
+		// A client must take each of the relay's own answers (errors,
+		// refusals, /healthz, a body that came whole) within the idle
+		// timeout: one that reads nothing, pipelining requests, held a
+		// connection, its goroutine and megabytes of kernel send buffer
+		// for as long as it stayed connected. Streams set their own
+		// deadlines (upstream/deadline.go).
+		WriteTimeout:   a.cfg.Server.IdleTimeout,
+		ReadBufferSize: 8 << 10,
 		// A stream's response is written mostly straight to the connection
 		// (upstream.Stream.WriteTo): the buffer carries the head with the
 		// first chunk (a burst of events), the last chunk with the

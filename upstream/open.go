@@ -169,6 +169,7 @@ func (r *Route) exchangeOnce(in *Request, rec *record.Record, wd *Watchdog, fini
 	s := streamPool.Get().(*Stream)
 	s.route, s.rec, s.finish, s.wd = r, rec, finish, wd
 	s.client = in.Client
+	s.rctx, _ = in.Ctx.(*fasthttp.RequestCtx)
 	s.start = rec.Start
 	if err := s.exchange(r, req); err != nil {
 		errType, status := classifyOpenError(err)

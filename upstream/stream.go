@@ -42,8 +42,13 @@ type Stream struct {
 	closeAfter bool  // the connection cannot be reused after this response
 
 	client net.Conn // the client's connection, for the watchdog's liveness check
-	start  time.Time
-	ttft   tokenScanner
+	// rctx is the client's request when fasthttp serves it (Request.Ctx):
+	// the stream sets the connection's write deadline through it
+	// (deadline.go), so that fasthttp knows and clears it after the
+	// response.
+	rctx  *fasthttp.RequestCtx
+	start time.Time
+	ttft  tokenScanner
 	// unread is what Read has yet to hand out of the last view.
 	unread []byte
 	// readErr is the error that came with that view.
@@ -181,6 +186,7 @@ func (s *Stream) Prepare(resp *fasthttp.Response, later Finisher) bool {
 	if later != nil {
 		s.finish, s.apart = later, true
 	}
+	s.ownWrites()
 	return true
 }
 
@@ -244,6 +250,8 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	}
 	if err != nil {
 		s.answerCut(bw) // cutanswer.go
+	} else {
+		s.boundLastFlush()
 	}
 	return n, err
 }
@@ -537,7 +545,7 @@ func (s *Stream) release() {
 	s.unread, s.readErr = nil, nil
 	s.ttft.reset()
 	s.route, s.rec, s.finish, s.wd, s.apart = nil, nil, nil, nil, false
-	s.cc, s.up, s.closeAfter, s.client = nil, nil, false, nil
+	s.cc, s.up, s.closeAfter, s.client, s.rctx = nil, nil, false, nil, nil
 	s.start = time.Time{}
 	s.lastRead.Store(0)
 	s.writeSince.Store(0)
