@@ -124,11 +124,7 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 		return
 	}
 	resp := &ctx.Response.Header
-	for k, vs := range d.Header {
-		for _, v := range vs {
-			resp.Add(k, v)
-		}
-	}
+	upstream.CopyWSHeader(resp, d.Header)
 	if p := d.Header.Get("Sec-WebSocket-Protocol"); p != "" {
 		resp.SetBytesKV(hdrWSProto, []byte(p))
 	}
@@ -185,11 +181,7 @@ func (h *Relay) refuseWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstr
 	}
 	// The upstream's answer, relayed as it came (as an HTTP route relays a
 	// 4xx/5xx).
-	for k, vs := range d.Header {
-		for _, v := range vs {
-			ctx.Response.Header.Add(k, v)
-		}
-	}
+	upstream.CopyWSHeader(&ctx.Response.Header, d.Header)
 	ctx.SetStatusCode(d.Status)
 	if d.ContentType != "" {
 		ctx.SetContentType(d.ContentType)

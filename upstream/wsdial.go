@@ -128,9 +128,14 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 			if resp.StatusCode < 400 {
 				out.Status = fasthttp.StatusBadGateway
 			}
+			// The refusal may repeat the request (a redirect's Location,
+			// an error quoting the URL or a header): the provider key is
+			// masked in what the client gets and the row keeps (keymask.go).
+			r.maskKeyInHeader(resp.Header)
 			out.Header = endToEnd(resp.Header)
 			out.ContentType = resp.Header.Get("Content-Type")
 			out.Body, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+			out.Body = r.maskKeyCut(out.Body)
 			rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 		case dialErr != nil:
 			out.ErrType = record.ErrUpstreamConnect
@@ -273,6 +278,26 @@ func endToEnd(h http.Header) http.Header {
 		out[k] = vs
 	}
 	return out
+}
+
+// CopyWSHeader adds the upstream's handshake answer headers h (WSDial's
+// Header) to the client's answer dst, as an HTTP route copies a response's:
+// an upstream's X-RateLimit-* field goes as X-Upstream-RateLimit-* where
+// dst has the relay's own.
+func CopyWSHeader(dst *fasthttp.ResponseHeader, h http.Header) {
+	for k, vs := range h {
+		lk := []byte(strings.ToLower(k))
+		name := []byte(k)
+		switch string(lk) {
+		case "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset":
+			if len(dst.PeekBytes(name)) > 0 {
+				name = upstreamRateLimitKey(lk)
+			}
+		}
+		for _, v := range vs {
+			dst.AddBytesK(name, v)
+		}
+	}
 }
 
 // appendHTTPHeaderJSON appends h, redacted, as a JSON object (names lower
