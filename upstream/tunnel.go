@@ -352,16 +352,19 @@ func (t *Tunnel) control(dir, typ byte, dst *websocket.Conn, wsType int) func(st
 	}
 }
 
-// note records one frame of direction dir.
+// note records one frame of direction dir. Its time is taken under the
+// lock, so that the two directions' frames are recorded in the order of
+// their times (a frame timed before the other side's first message and
+// recorded after it made a negative TTFT).
 func (t *Tunnel) note(dir, typ byte, payload []byte) {
-	at := time.Since(t.rec.Start)
-	t.last.Store(int64(at))
 	data := typ == record.MsgText || typ == record.MsgBinary
 	var tk usage.Tokens
 	if dir == record.DirUpstream && typ == record.MsgText && bytes.Contains(payload, responseDone) {
 		tk.Scan(usage.Responses, payload)
 	}
 	t.mu.Lock()
+	at := time.Since(t.rec.Start)
+	t.last.Store(int64(at))
 	t.rec.AddMessage(dir, typ, payload, at)
 	if in, out, ok := tk.Counts(); ok {
 		t.tokensIn, t.tokensOut, t.haveTokens = t.tokensIn+in, t.tokensOut+out, true
