@@ -75,6 +75,8 @@ func TestAPIStreams(t *testing.T) {
 		{"openai_chat_tool.sse", "/v1/chat/completions", OpenAIChat, 260, 61, 16},
 		{"vllm_reasoning.sse", "/v1/chat/completions", OpenAIChat, 180, 18, 103},
 		{"ollama_v1.sse", "/ollama/v1/chat/completions", OpenAIChat, 230, 31, 3},
+		{"openai_chat_audio.sse", "/v1/chat/completions", OpenAIChat, 455, 22, 48},      // audio.transcript; an id, expires_at or empty strings are not content
+		{"openai_chat_audio_data.sse", "/v1/chat/completions", OpenAIChat, 380, 17, 12}, // audio.data before any transcript
 		{"responses.sse", "/v1/responses", Responses, 400, 21, 9},
 		{"responses_reasoning_tool.sse", "/v1/responses", Responses, 720, 75, 152},
 		{"responses_function_call.sse", "/openai/v1/responses", Responses, 505, 64, 18},

@@ -26,7 +26,7 @@ func FuzzFind(f *testing.F) {
 }
 
 func FuzzModel(f *testing.F) {
-	for _, s := range []string{`{"model":"gpt"}`, `{"messages":[{"model":"x"}],"model":"y"}`, `{"model":"a\"b"}`, `{"model":`, `{`} {
+	for _, s := range []string{`{"model":"gpt"}`, `{"messages":[{"model":"x"}],"model":"y"}`, `{"model":"a\"b"}`, `{"model":`, `{`, `{"model":"a","model":"b"}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -43,7 +43,7 @@ func FuzzModel(f *testing.F) {
 }
 
 func FuzzInjectIncludeUsage(f *testing.F) {
-	for _, s := range []string{`{"stream":true}`, `{"model":"m","stream":true,"messages":[{"content":"{\"stream\":false}"}]}`, `{"stream":true,"stream_options":{}}`, `{}`, ` {"stream" :true } `, `{"stream":true`} {
+	for _, s := range []string{`{"stream":true}`, `{"model":"m","stream":true,"messages":[{"content":"{\"stream\":false}"}]}`, `{"stream":true,"stream_options":{}}`, `{}`, ` {"stream" :true } `, `{"stream":true`, `{"stream":true}trailing`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
@@ -55,7 +55,12 @@ func FuzzInjectIncludeUsage(f *testing.F) {
 			return
 		}
 		if !json.Valid(body) {
-			return // garbage after the object is kept as is
+			// Only a nested value can be malformed (not validated): the
+			// top level was, with nothing but white space after it.
+			if b := bytes.TrimRight(body, " \t\r\n"); b[len(b)-1] != '}' {
+				t.Fatalf("rewrote %q, which does not end its object", body)
+			}
+			return
 		}
 		if !json.Valid(out) {
 			t.Fatalf("invalid output %q from valid %q", out, body)

@@ -7,8 +7,11 @@ var includeUsage = []byte(`"stream_options":{"include_usage":true}`)
 // brace, when body is a JSON object whose top-level "stream" is true and which
 // has no top-level "stream_options". Otherwise (not streaming, options already
 // present even without include_usage, malformed) it returns dst unchanged and
-// false. The whole top level is walked first, so a malformed body is never
-// rewritten.
+// false. The whole top level is walked first: a body whose members,
+// commas, closing brace or anything but white space after that brace are
+// malformed is never rewritten. Nested values are skipped by bracket depth
+// and scalars taken as they are, not validated: a body malformed only
+// inside a value may be rewritten, as malformed as it was.
 func InjectIncludeUsage(dst, body []byte) ([]byte, bool) {
 	o, ok := openObj(body)
 	if !ok {
@@ -27,8 +30,8 @@ func InjectIncludeUsage(dst, body []byte) ([]byte, bool) {
 			return dst, false
 		}
 	}
-	if o.err || !stream {
-		return dst, false
+	if o.err || !stream || skipSpace(body, o.i) != len(body) {
+		return dst, false // malformed, not streaming, or bytes after the object
 	}
 	open := skipSpace(body, 0) + 1
 	dst = append(dst, body[:open]...)

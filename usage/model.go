@@ -10,7 +10,9 @@ const maxModelScan = 1 << 20
 // when absent or when the body is not a JSON object. Nested values (messages
 // and their content) are skipped whole, so a "model" key inside them is never
 // returned. String escapes are left as they are. The scan stops after
-// maxModelScan bytes.
+// maxModelScan bytes, and at the first "model": of a body that names it
+// twice the first is returned (an upstream's decoder may take the last),
+// so that a large body costs nothing past its head.
 func Model(body []byte) string {
 	if len(body) > maxModelScan {
 		body = body[:maxModelScan]

@@ -34,11 +34,12 @@ type rules struct {
 	// in an object wins. outPlus are added to out (Gemini's thinking tokens,
 	// which it bills as output but counts apart from the candidates').
 	in, out, outPlus []string
-	// inPlus are added to in, each once, when the object's in count is
-	// Anthropic's input_tokens (its prompt-cache writes and reads, which
-	// input_tokens leaves out while OpenAI's prompt_tokens and Gemini's
-	// promptTokenCount include them: LiteLLM sends prompt_tokens beside
-	// cache_read_input_tokens, already counted). At most maxInPlus.
+	// inPlus are added to in, each once, when the last in count is
+	// Anthropic's input_tokens, whichever usage object each came in (its
+	// prompt-cache writes and reads, which input_tokens leaves out while
+	// OpenAI's prompt_tokens and Gemini's promptTokenCount include them:
+	// LiteLLM sends prompt_tokens beside cache_read_input_tokens, already
+	// counted). At most maxInPlus.
 	inPlus []string
 }
 
@@ -63,13 +64,19 @@ var (
 	// OpenAI chat.completion.chunk: choices[].delta.content, the reasoning
 	// text of reasoning servers (vLLM, DeepSeek: reasoning_content; Ollama
 	// /v1, OpenRouter: reasoning), refusal, tool_calls[].function.arguments;
-	// legacy /v1/completions: choices[].text. The first frame's
-	// {"role":"assistant","content":""} carries none.
+	// legacy /v1/completions: choices[].text; audio output (gpt-4o-audio):
+	// delta.audio.transcript and delta.audio.data (base64), while content
+	// stays null. The first frame's {"role":"assistant","content":""}
+	// carries none, nor does an audio object with only its id and
+	// expires_at (or "" for transcript and data).
 	openAIChatRules = rules{
-		content: []contentKey{strKey("content"), strKey("reasoning_content"), strKey("reasoning"), strKey("refusal"), strKey("arguments"), strKey("text")},
-		usage:   [][]byte{keyUsage},
-		in:      []string{"prompt_tokens"},
-		out:     []string{"completion_tokens"},
+		content: []contentKey{
+			strKey("content"), strKey("reasoning_content"), strKey("reasoning"), strKey("refusal"), strKey("arguments"), strKey("text"),
+			strKey("transcript"), strKey("data"),
+		},
+		usage: [][]byte{keyUsage},
+		in:    []string{"prompt_tokens"},
+		out:   []string{"completion_tokens"},
 	}
 	// OpenAI Responses: every response.*.delta event carries its text in
 	// "delta" (output_text, reasoning_summary_text, reasoning_text,
@@ -118,6 +125,7 @@ var (
 		content: []contentKey{
 			strKey("content"), strKey("text"), strKey("reasoning_content"), strKey("reasoning"), strKey("thinking"),
 			strKey("partial_json"), strKey("arguments"), strKey("refusal"), strKey("delta"), strKey("audio"),
+			strKey("transcript"), strKey("data"),
 			objKey("functionCall"), objKey("inlineData"), objKey("executableCode"),
 		},
 		usage:   [][]byte{keyUsage, keyUsageMetadata},

@@ -15,9 +15,10 @@ func Find(data []byte) (in, out int64, ok bool) { return FindAPI(Generic, data) 
 // "output_tokens"} in response.completed; Anthropic input_tokens in
 // message_start and the running output_tokens in message_delta; Gemini
 // "usageMetadata":{"promptTokenCount","candidatesTokenCount"} in every
-// chunk. Across all usage objects the last input count and the last output
-// count win. ok is false unless both were found: the caller then stores
-// NULL, not 0. FindAPI does not allocate.
+// chunk. Across all usage objects the last value of each count wins (a
+// null or absent one changes nothing), and Anthropic's prompt-cache counts
+// are added to the last input_tokens wherever they came (Tokens). ok is
+// false unless both were found: the caller then stores NULL, not 0. FindAPI does not allocate.
 func FindAPI(api API, data []byte) (in, out int64, ok bool) {
 	var t Tokens
 	t.Scan(api, data)
@@ -27,9 +28,19 @@ func FindAPI(api API, data []byte) (in, out int64, ok bool) {
 // Tokens gathers token counts over several scans of one response, in
 // stream order: the head and the tail of a response whose middle was not
 // kept (record.Window).
+//
+// Each count is kept apart, the last value of each winning, and summed
+// only in Counts: Anthropic spreads one usage over message_start and
+// message_delta (input_tokens in the one, the prompt cache's counts in the
+// other, or all of them in the first and input_tokens again in the last),
+// so an object that holds some counts leaves the others as they were.
 type Tokens struct {
-	In, Out         int64
+	In, Out         int64 // the last in count (without inPlus) and out count
 	HaveIn, HaveOut bool
+	// inPlus are the last rules.inPlus counts, added to In when the last in
+	// count was Anthropic's input_tokens (inTakesPlus).
+	inPlus      [maxInPlus]int64
+	inTakesPlus bool
 }
 
 // Counts returns the counts, ok only when both were found.
@@ -37,7 +48,13 @@ func (t *Tokens) Counts() (in, out int64, ok bool) {
 	if !t.HaveIn || !t.HaveOut {
 		return 0, 0, false
 	}
-	return t.In, t.Out, true
+	in = t.In
+	if t.inTakesPlus {
+		for _, n := range t.inPlus {
+			in += n // each below 1e18 (parseUint): no overflow
+		}
+	}
+	return in, t.Out, true
 }
 
 // Scan reads the usage objects of api in data, later ones overriding what
@@ -147,6 +164,7 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 	}
 	var in, out, plus int64
 	var inPlus [maxInPlus]int64
+	var haveInPlus [maxInPlus]bool
 	haveIn, haveOut, havePlus, inTakesPlus := false, false, false, false
 	for {
 		k, v, more := o.next()
@@ -155,7 +173,7 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		}
 		n, num := parseUint(v)
 		if !num {
-			continue
+			continue // null, absent or not a count: the last one stays
 		}
 		switch {
 		case oneOf(k, r.in):
@@ -167,7 +185,7 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		default:
 			for j, name := range r.inPlus {
 				if string(k) == name {
-					inPlus[j] = n
+					inPlus[j], haveInPlus[j] = n, true
 				}
 			}
 		}
@@ -178,12 +196,12 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		return i + 1 + max(o.i, 1)
 	}
 	if haveIn {
-		if inTakesPlus {
-			for _, n := range inPlus {
-				in += n
-			}
+		t.In, t.HaveIn, t.inTakesPlus = in, true, inTakesPlus
+	}
+	for j, have := range haveInPlus {
+		if have {
+			t.inPlus[j] = inPlus[j]
 		}
-		t.In, t.HaveIn = in, true
 	}
 	if haveOut || havePlus {
 		t.Out, t.HaveOut = out+plus, true

@@ -42,7 +42,6 @@ func TestFind(t *testing.T) {
 		{"anthropic prompt cache", `{"type":"message","usage":{"input_tokens":10,"cache_creation_input_tokens":200,"cache_read_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":200},"output_tokens":20}}`, 3210, 20, true},
 		{"anthropic prompt cache streamed", `data: {"type":"message_start","message":{"usage":{"input_tokens":4,"cache_creation_input_tokens":0,"cache_read_input_tokens":1500,"output_tokens":1}}}` + "\n\n" + `data: {"type":"message_delta","usage":{"output_tokens":9}}`, 1504, 9, true},
 		{"prompt_tokens already hold the cache (LiteLLM)", `{"usage":{"prompt_tokens":3010,"completion_tokens":5,"cache_creation_input_tokens":0,"cache_read_input_tokens":3000}}`, 3010, 5, true},
-		{"cache reads without input_tokens count nothing", `data: {"type":"message_start","message":{"usage":{"input_tokens":4,"output_tokens":1}}}` + "\n\n" + `data: {"type":"message_delta","usage":{"cache_read_input_tokens":70,"output_tokens":9}}`, 4, 9, true},
 		{"no usage", `data: {"choices":[{"delta":{"content":"x"}}],"usage":null}` + "\n\ndata: [DONE]\n\n", 0, 0, false},
 		{"only escaped usage", `{"content":"\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}"}`, 0, 0, false},
 		{"truncated", `data: {"usage":{"prompt_tokens":12,"compl`, 0, 0, false},
@@ -74,6 +73,9 @@ func TestModel(t *testing.T) {
 		{"malformed before", `{"a":[1,2,"model":"x"`, ""},
 		{"empty", ``, ""},
 		{"tts", `{"model":"tts-1","input":"Hello","voice":"alloy"}`, "tts-1"},
+		{"malformed after", `{"model":"a","messages":[`, "a"},
+		// The first wins: the scan ends there, whatever the body's size.
+		{"duplicate", `{"model":"cheap","messages":[],"model":"expensive"}`, "cheap"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,6 +101,9 @@ func TestInjectIncludeUsage(t *testing.T) {
 		{"nested stream", `{"metadata":{"stream":true}}`, "", false},
 		{"stream string", `{"stream":"true"}`, "", false},
 		{"malformed", `{"stream":true,`, "", false},
+		{"trailing bytes", `{"model":"m","stream":true}trailing`, "", false},
+		{"second object", `{"stream":true} {"stream":true}`, "", false},
+		{"trailing white space", "{\"stream\":true} \r\n", "{" + ins + "\"stream\":true} \r\n", true},
 		{"array", `[{"stream":true}]`, "", false},
 		{"empty", ``, "", false},
 	}
@@ -114,6 +119,47 @@ func TestInjectIncludeUsage(t *testing.T) {
 				t.Fatalf("got %q; want %q", got, want)
 			}
 		})
+	}
+}
+
+// TestFindSplitUsage: Anthropic (and the gateways that speak it) may
+// spread one usage over message_start and message_delta; each count is
+// the last one sent, null or absent ones changing nothing, and the input
+// is input_tokens plus the prompt cache's counts wherever they came.
+func TestFindSplitUsage(t *testing.T) {
+	const start, delta = `data: {"type":"message_start","message":{"usage":`, "}}\n\n" + `data: {"type":"message_delta","usage":`
+	tests := []struct {
+		name, give string
+		in, out    int64
+	}{
+		{"cache in start, input_tokens again in delta",
+			start + `{"input_tokens":5,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"output_tokens":1}` + delta + `{"input_tokens":5,"output_tokens":15}}`, 2105, 15},
+		{"null cache in delta",
+			start + `{"input_tokens":5,"cache_creation_input_tokens":100,"cache_read_input_tokens":2000,"output_tokens":1}` + delta + `{"input_tokens":5,"cache_creation_input_tokens":null,"cache_read_input_tokens":null,"output_tokens":15}}`, 2105, 15},
+		{"cache only in delta (compatible gateways)",
+			start + `{"input_tokens":3602,"output_tokens":1}` + delta + `{"cache_read_input_tokens":3604,"output_tokens":9}}`, 7206, 9},
+		{"cache before input_tokens",
+			start + `{"cache_read_input_tokens":70,"output_tokens":1}` + delta + `{"input_tokens":4,"output_tokens":9}}`, 74, 9},
+		{"later cache count wins",
+			start + `{"input_tokens":4,"cache_read_input_tokens":70,"output_tokens":1}` + delta + `{"cache_read_input_tokens":80,"output_tokens":9}}`, 84, 9},
+	}
+	for _, tt := range tests {
+		for _, api := range []API{Anthropic, Generic} {
+			if in, out, ok := FindAPI(api, []byte(tt.give)); !ok || in != tt.in || out != tt.out {
+				t.Errorf("%s: FindAPI(%v) = %d, %d, %v; want %d, %d", tt.name, api, in, out, ok, tt.in, tt.out)
+			}
+		}
+		// The same with message_start in a kept head, the rest in the tail.
+		cut := len(start) + 1
+		for cut < len(tt.give) && tt.give[cut-1] != '\n' {
+			cut++
+		}
+		var tk Tokens
+		tk.Scan(Anthropic, []byte(tt.give[:cut]))
+		tk.Scan(Anthropic, []byte(tt.give[cut:]))
+		if in, out, ok := tk.Counts(); !ok || in != tt.in || out != tt.out {
+			t.Errorf("%s: head and tail: Counts = %d, %d, %v; want %d, %d", tt.name, in, out, ok, tt.in, tt.out)
+		}
 	}
 }
 
