@@ -64,19 +64,20 @@ func DecodeRows(data []byte) ([]Row, error) {
 }
 
 // decodeBlocks calls fn with each block of data, decoded into a fresh block
-// whose columns are the current schema's.
+// whose columns are the current schema's. Blocks are checked and decoded one
+// at a time, so that the good blocks before a damaged one still reach fn; the
+// damaged block ends the walk with an error naming it. Native blocks carry no
+// sync marker, so where a block after the damage starts cannot be told.
 func decodeBlocks(data []byte, fn func(b *block) error) error {
-	// Lengths in hostile bytes would otherwise size allocations: walk them
-	// against the data's size first.
-	if err := checkNative(data); err != nil {
-		return fmt.Errorf("chlog: %w", err)
-	}
-	r := proto.NewReader(bytes.NewReader(data))
-	for n := 0; ; n++ {
-		b, err := decodeBlock(r)
-		if errors.Is(err, errNoBlock) {
-			return nil
+	// Lengths in hostile bytes would otherwise size allocations: walk each
+	// block against the data's size before decoding it.
+	w := nativeWalker{data: data}
+	for n := 0; w.pos < len(data); n++ {
+		start := w.pos
+		if err := w.block(); err != nil {
+			return fmt.Errorf("chlog: native block %d: %w", n, err)
 		}
+		b, err := decodeBlock(proto.NewReader(bytes.NewReader(data[start:w.pos])))
 		if err != nil {
 			return fmt.Errorf("chlog: native block %d: %w", n, err)
 		}
@@ -87,6 +88,7 @@ func decodeBlocks(data []byte, fn func(b *block) error) error {
 			return err
 		}
 	}
+	return nil
 }
 
 // errNoBlock: the data ended where a block would start.

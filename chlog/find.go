@@ -77,6 +77,12 @@ type NotFoundError struct {
 	// shards that answered do not hold the row, the others were not
 	// searched.
 	Unanswered []string
+	// Unreadable are the directories under spool_dir (wal, the spool
+	// files, rejected) that exist but could not be listed, each naming
+	// spool_dir and the cause; they are among Failed too. The row may be
+	// in one of them, so the miss is no answer. A directory that does not
+	// exist is no failure: nothing was written there yet.
+	Unreadable []string
 }
 
 func (e *NotFoundError) Error() string {
@@ -138,9 +144,22 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 	nf := &NotFoundError{ID: id}
 	want := []byte(id)
 
+	// list names the files of dir; one that cannot be listed is recorded
+	// as unreadable.
+	list := func(dir, ext string) []string {
+		names, err := newestFirst(dir, ext)
+		if err != nil {
+			msg := fmt.Sprintf("spool_dir %s cannot be read: %v", o.SpoolDir, err)
+			nf.Unreadable = append(nf.Unreadable, msg)
+			nf.Failed = append(nf.Failed, msg)
+		}
+		return names
+	}
+
 	walDir := filepath.Join(o.SpoolDir, "wal")
-	row, path, n, fails := findInWAL(walDir, want)
-	nf.Looked = append(nf.Looked, fmt.Sprintf("wal %s (%d segments)", walDir, n))
+	segs := list(walDir, walExt)
+	row, path, fails := findInWAL(walDir, segs, want)
+	nf.Looked = append(nf.Looked, fmt.Sprintf("wal %s (%d segments)", walDir, len(segs)))
 	nf.Failed = append(nf.Failed, fails...)
 	if row != nil {
 		return &Found{Row: *row, Where: "wal segment " + path, Warnings: nf.Failed}, nil
@@ -148,12 +167,13 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 
 	for _, dir := range []string{o.SpoolDir, filepath.Join(o.SpoolDir, "rejected")} {
 		rejected := dir != o.SpoolDir
-		row, path, n, fails := findInSpoolDir(dir, want)
+		names := list(dir, spoolExt)
+		row, path, fails := findInSpoolDir(dir, names, want)
 		what := "spool"
 		if rejected {
 			what = "rejected"
 		}
-		nf.Looked = append(nf.Looked, fmt.Sprintf("%s %s (%d files)", what, dir, n))
+		nf.Looked = append(nf.Looked, fmt.Sprintf("%s %s (%d files)", what, dir, len(names)))
 		nf.Failed = append(nf.Failed, fails...)
 		if row != nil {
 			where := "spool file " + path
@@ -407,16 +427,11 @@ func chQueryBytes(ctx context.Context, o *FindOptions, baseURL string, settings 
 	return data, nil
 }
 
-// findInSpoolDir decodes the spool files of dir, newest first, that contain
-// the id's bytes at all. It returns the row and its file, the number of
-// files looked at, and the files that could not be read or decoded.
-func findInSpoolDir(dir string, id []byte) (row *Row, path string, files int, fails []string) {
-	names, err := newestFirst(dir, spoolExt)
-	if err != nil {
-		return nil, "", 0, append(fails, err.Error())
-	}
+// findInSpoolDir decodes the spool files names of dir (newest first) that
+// contain the id's bytes at all. It returns the row and its file, and the
+// files that could not be read or decoded.
+func findInSpoolDir(dir string, names []string, id []byte) (row *Row, path string, fails []string) {
 	for _, name := range names {
-		files++
 		p := filepath.Join(dir, name)
 		data, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
@@ -443,13 +458,13 @@ func findInSpoolDir(dir string, id []byte) (row *Row, path string, files int, fa
 			return nil
 		})
 		if hit != nil {
-			return hit, p, files, fails
+			return hit, p, fails
 		}
 		if derr != nil {
 			fails = append(fails, fmt.Sprintf("%s: %v", p, derr))
 		}
 	}
-	return nil, "", files, fails
+	return nil, "", fails
 }
 
 // newestFirst lists the files of dir ending in ext, newest first (spool
@@ -477,18 +492,17 @@ func newestFirst(dir, ext string) ([]string, error) {
 // errStop ends decodeBlocks early once the row is found.
 var errStop = errors.New("stop")
 
-// findInWAL reads the WAL segments of dir read-only. The request id in each
-// record's header (see wal.go) picks the one record to decode. A torn or
-// still growing last record ends a segment's scan; a corrupt record is
-// skipped and the records after it are read (walscan.go), and the damage
-// is reported among the failed lookups.
-func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []string) {
-	names, err := newestFirst(dir, walExt)
-	if err != nil {
-		return nil, "", 0, append(fails, err.Error())
-	}
+// findInWAL reads the WAL segments names of dir (newest first) read-only.
+// The request id in each record's header (see wal.go) picks the records to
+// decode. A torn or still growing last record ends a segment's scan; a
+// corrupt record is skipped and the records after it are read
+// (walscan.go), and the damage is reported among the failed lookups.
+//
+// The CRC covers the payload only: a header whose id was damaged can lead
+// to another request's whole record. Such a record (or one that does not
+// decode) is reported as damaged and the scan goes on.
+func findInWAL(dir string, names []string, id []byte) (row *Row, path string, fails []string) {
 	for _, name := range names {
-		segs++
 		p := filepath.Join(dir, name)
 		data, err := os.ReadFile(p)
 		if errors.Is(err, os.ErrNotExist) {
@@ -505,20 +519,30 @@ func findInWAL(dir string, id []byte) (row *Row, path string, segs int, fails []
 			}
 			rows, err := DecodeRows(payload)
 			if err != nil {
-				fails = append(fails, fmt.Sprintf("%s: %v", p, err))
-			} else if len(rows) == 1 {
-				hit = &rows[0]
+				fails = append(fails, fmt.Sprintf("wal segment %s: a record headed request_id %s does not decode, skipped: %v", p, id, err))
+				return true
 			}
-			return false
+			for i := range rows {
+				if rows[i].RequestID == string(id) {
+					hit = &rows[i]
+					return false
+				}
+			}
+			got := "no row"
+			if len(rows) > 0 {
+				got = fmt.Sprintf("request_id %q", rows[0].RequestID)
+			}
+			fails = append(fails, fmt.Sprintf("wal segment %s: a record headed request_id %s holds %s (damaged header), skipped", p, id, got))
+			return true
 		})
 		if scan.damaged() {
 			fails = append(fails, fmt.Sprintf("wal segment %s: %s", p, scan))
 		}
 		if hit != nil {
-			return hit, p, segs, fails
+			return hit, p, fails
 		}
 	}
-	return nil, "", segs, fails
+	return nil, "", fails
 }
 
 // RedactURL is s with a password written into it replaced (for errors

@@ -42,7 +42,8 @@ exit status:
      request's row is written within storage.clickhouse.flush_interval: try
      again in a moment)
   %d  the lookup could not be made (ClickHouse unreachable, its database or
-     table missing, credentials refused), or a bad argument or configuration
+     table missing, credentials refused; spool_dir exists but cannot be
+     read), or a bad argument or configuration
 `, exitFailed, exitShowError)
 
 // runShow prints one stored request: relay show REQUEST_ID [-config FILE] [--json].
