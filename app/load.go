@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -437,6 +438,10 @@ func (c *Config) validateKeys() error {
 			return &fieldError{f("key"), `""`, "key or key_sha256 is required"}
 		case k.Key != "" && k.KeySHA256 != "":
 			return &fieldError{f("key_sha256"), "<set>", "give key or key_sha256, not both"}
+		case strings.TrimSpace(k.Key) != k.Key:
+			// Callers' keys are read without surrounding white space: such
+			// a key could never match.
+			return &fieldError{f("key"), "<set>", "must not begin or end with white space"}
 		case k.KeySHA256 != "":
 			if b, err := hex.DecodeString(k.KeySHA256); err != nil || len(b) != 32 {
 				return &fieldError{f("key_sha256"), "<set>", "must be 64 hex characters"}
@@ -448,9 +453,15 @@ func (c *Config) validateKeys() error {
 		if k.RateLimit < 0 {
 			return &fieldError{f("rate_limit"), k.RateLimit, "must not be negative"}
 		}
-		id := k.Key + "|" + strings.ToLower(k.KeySHA256)
+		// A key and another entry's key_sha256 of it are the same key:
+		// compared as hashes (one entry would silently replace the other).
+		id := strings.ToLower(k.KeySHA256)
+		if k.Key != "" {
+			sum := sha256.Sum256([]byte(k.Key))
+			id = hex.EncodeToString(sum[:])
+		}
 		if seen[id] {
-			return &fieldError{f("key"), "<set>", "duplicate key"}
+			return &fieldError{f("key"), "<set>", "duplicate key (the same key, or its key_sha256, is listed before)"}
 		}
 		seen[id] = true
 	}

@@ -156,6 +156,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"key and hash", route("auth:\n  keys:\n    - key: k\n      key_sha256: aa\n      tenant: t\n"), "auth.keys[0].key_sha256"},
 		{"bad hash", route("auth:\n  keys:\n    - key_sha256: zz\n      tenant: t\n"), "auth.keys[0].key_sha256"},
 		{"key without tenant", route("auth:\n  keys:\n    - key: k\n"), "auth.keys[0].tenant"},
+		// The second entry is the first's key by its hash: one would replace the other.
+		{"key and its hash", route("auth:\n  keys:\n    - key: sk-dup\n      tenant: a\n    - key_sha256: 0E3A053EA7ECC6B6500136038808F3649B0B3ACC9867AAB6B8FACF6449648FEF\n      tenant: b\n"), "auth.keys[1].key=<set>: duplicate key"},
+		{"key with white space", route("auth:\n  keys:\n    - key: \"sk-x \"\n      tenant: a\n"), "auth.keys[0].key=<set>: must not begin or end with white space"},
 		{"bad on_redis_error", route("rate_limit:\n  on_redis_error: panic\n"), "rate_limit.on_redis_error=panic"},
 		{"negative lease", route("rate_limit:\n  lease: -1\n"), "rate_limit.lease=-1"},
 		{"negative lease_ttl", route("rate_limit:\n  lease_ttl: -1s\n"), "rate_limit.lease_ttl=-1s"},

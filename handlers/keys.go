@@ -54,6 +54,11 @@ func NewKeys(opts []KeyOptions) (*Keys, error) {
 		if o.Tenant == "" {
 			return nil, fmt.Errorf("handlers: keys[%d].tenant: required", i)
 		}
+		if _, dup := ks.byHash[h]; dup {
+			// One entry would replace the other: the key would act as
+			// the later tenant's.
+			return nil, fmt.Errorf("handlers: keys[%d]: duplicate key (the same key, or its key_sha256, is listed before)", i)
+		}
 		k := &Key{hash: h, ID: hex.EncodeToString(h[:6]), Tenant: o.Tenant, tenants: map[string]string{o.Tenant: o.Tenant}}
 		for _, t := range o.Tenants {
 			k.tenants[t] = t
