@@ -349,7 +349,7 @@ func (a *App) logStart(routes []*upstream.Route) {
 		limits = "in process (no Redis configured)"
 	}
 	if ch := a.cfg.Storage.ClickHouse; ch.Addr != "" && ch.URL != ClickHouseURLFromAddr(ch.Addr) {
-		a.log.Info("storage.clickhouse.addr is not used: storage.clickhouse.url is set and wins", "url", ch.URL, "addr", ch.Addr)
+		a.log.Info("storage.clickhouse.addr is not used: storage.clickhouse.url is set and wins", "url", shownURL(ch.URL), "addr", shownURL(ch.Addr))
 	}
 	a.log.Info("stream-relay configured", "routes", len(routes), "keys", len(a.cfg.Auth.Keys),
 		"storage", storage, "rate_limits", limits, "instance", a.cfg.Server.Instance)

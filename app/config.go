@@ -319,7 +319,7 @@ func (c *Config) storageSummary() string {
 	case ch.URL == "":
 		return "spool files only (no ClickHouse configured) in " + c.Storage.SpoolDir
 	case ch.Addr != "" && ch.URL == ClickHouseURLFromAddr(ch.Addr):
-		return "clickhouse " + ch.URL + " (HTTP port " + ClickHouseHTTPPort + " on the host of storage.clickhouse.addr " + ch.Addr + "; set url to choose another)"
+		return "clickhouse " + ch.URL + " (HTTP port " + ClickHouseHTTPPort + " on the host of storage.clickhouse.addr " + shownURL(ch.Addr).String() + "; set url to choose another)"
 	}
 	return "clickhouse " + ch.URL
 }

@@ -30,9 +30,9 @@ func TestConfigCheckedAtLoad(t *testing.T) {
 		{"negative buffer", "storage: {max_buffer_bytes: -1}\n",
 			"config: storage.max_buffer_bytes=-1: must be at least "},
 		{"empty redis address", "storage: {redis: {addr: \",\"}}\n",
-			"config: storage.redis.addr=,: empty address in list"},
+			"config: storage.redis.addr=[invalid]: empty address in list"},
 		{"empty redis address in a list", "storage: {redis: {addr: \"10.0.0.1:6379, ,10.0.0.2:6379\"}}\n",
-			"config: storage.redis.addr=10.0.0.1:6379, ,10.0.0.2:6379: empty address in list"},
+			"config: storage.redis.addr=[invalid]: empty address in list"},
 		// chlog.NodeKey: the loopback host however written is one node.
 		{"loopback node twice", "storage: {clickhouse: {urls: ['http://localhost:8123', 'http://127.0.0.1:8123']}}\n",
 			"config: storage.clickhouse.urls[1]=http://127.0.0.1:8123: listed twice"},

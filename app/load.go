@@ -313,7 +313,7 @@ func (c *Config) validate() error {
 	}
 	if a := c.Storage.Redis.Addr; a != "" {
 		if _, err := quota.ParseRedisAddr(a); err != nil {
-			return &fieldError{"storage.redis.addr", a, err.Error() + ` (host:port, or host:port,host:port,... for a Redis Cluster)`}
+			return &fieldError{"storage.redis.addr", quota.ShownRedisAddr(a), err.Error() + ` (host:port, or host:port,host:port,... for a Redis Cluster)`}
 		}
 	}
 	if u := c.Storage.ClickHouse.URL; u != "" {

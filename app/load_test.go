@@ -213,6 +213,14 @@ func TestConfigErrorsHideURLCredentials(t *testing.T) {
 			"storage.clickhouse.url=http://redacted@127.0.0.1:8123"},
 		{"clickhouse urls", route("http://x") + "storage:\n  clickhouse:\n    urls: ['http://a:8123', 'http://u:CHPASS@b:8123']\n",
 			"storage.clickhouse.urls[1]=http://redacted@b:8123"},
+		// A redis:// URL is not an address: refused, its password unshown
+		// (it was accepted, logged, and never connected).
+		{"redis url", route("http://x") + "storage:\n  redis:\n    addr: 'redis://:REDISPASS@127.0.0.1:6379'\n",
+			"storage.redis.addr=[invalid]: address 1 is a URL"},
+		{"redis cluster url", route("http://x") + "storage:\n  redis:\n    addr: '127.0.0.1:7000, u:PASS@127.0.0.1:7001'\n",
+			"storage.redis.addr=[invalid]: address 2 is a URL"},
+		{"redis without port", route("http://x") + "storage:\n  redis:\n    addr: 'localhost'\n",
+			"storage.redis.addr=[invalid]: address 1 is not host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -238,7 +240,7 @@ func (o *Options) validate() error {
 	}
 	if o.RedisAddr != "" {
 		if _, err := ParseRedisAddr(o.RedisAddr); err != nil {
-			return &OptionError{"redis_addr", o.RedisAddr, err.Error()}
+			return &OptionError{"redis_addr", ShownRedisAddr(o.RedisAddr), err.Error()}
 		}
 	}
 	return nil
@@ -246,7 +248,10 @@ func (o *Options) validate() error {
 
 // ParseRedisAddr splits a RedisAddr ("host:port", or several
 // comma-separated addresses of a Redis Cluster) into its addresses, spaces
-// around each trimmed. An empty address in the list is an error.
+// around each trimmed. An empty address in the list, or one that is not
+// host:port (a redis:// URL, whose password belongs in the password
+// setting), is an error; the error never quotes the address, which may
+// hold a password.
 func ParseRedisAddr(s string) ([]string, error) {
 	parts := strings.Split(s, ",")
 	for i := range parts {
@@ -254,8 +259,24 @@ func ParseRedisAddr(s string) ([]string, error) {
 		if parts[i] == "" {
 			return nil, errors.New("empty address in list")
 		}
+		if strings.Contains(parts[i], "://") || strings.Contains(parts[i], "@") {
+			return nil, fmt.Errorf("address %d is a URL, not host:port (a password goes in the password setting)", i+1)
+		}
+		_, port, err := net.SplitHostPort(parts[i])
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("address %d is not host:port", i+1)
+		}
 	}
 	return parts, nil
+}
+
+// ShownRedisAddr is s as errors and logs may show it: s itself when it is
+// a valid RedisAddr, "[invalid]" otherwise (it may hold a password).
+func ShownRedisAddr(s string) string {
+	if _, err := ParseRedisAddr(s); err != nil {
+		return "[invalid]"
+	}
+	return s
 }
 
 // addrs splits RedisAddr (validated) into rueidis InitAddress.
