@@ -122,6 +122,10 @@ type RouteConfig struct {
 	Upstreams []UpstreamConfig `koanf:"upstreams"`
 	Failover  FailoverConfig   `koanf:"failover"`
 	Health    HealthConfig     `koanf:"health"`
+
+	// maxBodyDefault: max_body_bytes was not set and took
+	// server.max_body_bytes, which a reload does not change (reload.go).
+	maxBodyDefault bool
 }
 
 // UpstreamConfig is one target of a route's upstreams list.
@@ -261,6 +265,7 @@ func (c *Config) setDefaults(hostname string) {
 		r.ConnectTimeout = cmp.Or(r.ConnectTimeout, defaultConnectTimeout)
 		r.FirstByteTimeout = cmp.Or(r.FirstByteTimeout, defaultFirstByte)
 		r.IdleTimeout = cmp.Or(r.IdleTimeout, defaultChunkIdle)
+		r.maxBodyDefault = r.MaxBodyBytes == 0
 		r.MaxBodyBytes = cmp.Or(r.MaxBodyBytes, s.MaxBodyBytes)
 		r.MaxConns = cmp.Or(r.MaxConns, defaultMaxConns)
 		if r.Capture == "" {

@@ -70,6 +70,15 @@ func (a *App) reload(path, envFile string) error {
 	old := a.rl.cfg
 	next := *old
 	next.Auth, next.Routes, next.RateLimit, next.Log.Level = loaded.Auth, loaded.Routes, loaded.RateLimit, loaded.Log.Level
+	for i := range next.Routes {
+		if r := &next.Routes[i]; r.maxBodyDefault {
+			// The server section is not reloaded: a route without its
+			// own limit keeps the running server.max_body_bytes (it
+			// took the file's new one, applied while the log said the
+			// server section was not).
+			r.MaxBodyBytes = old.Server.MaxBodyBytes
+		}
+	}
 
 	routes, err := a.routesOf(&next)
 	if err != nil {

@@ -377,3 +377,36 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// TestReloadLeavesServerBodyLimit: server.max_body_bytes changed in the
+// file is not applied by a reload (the server section needs a restart, as
+// the log says), nor through the routes that take it as their default; a
+// route's own max_body_bytes is.
+func TestReloadLeavesServerBodyLimit(t *testing.T) {
+	_, base := mock(t, providerKey)
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.yaml")
+	spool := filepath.Join(dir, "spool")
+	writeFile(t, path, reloadConfig(base, spool, false, 600, ""))
+	p := startFromFile(t, path)
+	if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 {
+		t.Fatalf("before the reload: %d %s", resp.StatusCode, body)
+	}
+	small := strings.Replace(reloadConfig(base, spool, false, 600, ""), "server:\n", "server:\n  max_body_bytes: 40\n", 1)
+	writeFile(t, path, small)
+	if err := p.app.Reload(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 {
+		t.Fatalf("after a reload that changed only server.max_body_bytes: %d %s", resp.StatusCode, body)
+	}
+	own := strings.Replace(small, "auth_env: TEST_PROVIDER_KEY\n", "auth_env: TEST_PROVIDER_KEY\n    max_body_bytes: 40\n", 1)
+	writeFile(t, path, own)
+	if err := p.app.Reload(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 413 {
+		t.Fatalf("after a reload that set the route's own max_body_bytes 40: %d %s", resp.StatusCode, body)
+	}
+}
