@@ -35,6 +35,7 @@ type App struct {
 	// stopAdmin stops the separate metrics listener; nil unless metrics.addr is set.
 	stopAdmin func(context.Context) error
 	rl        reloadState     // see Reload
+	limiters  limiterTotals   // the limiters' counters since start (limitertotals.go)
 	served    servedListeners // the listeners Serve was given (serve.go)
 }
 
@@ -94,7 +95,8 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 			return nil, err
 		}
 		limiter = a.limiter
-		a.metrics.SetLimiterStats(a.limiter.Stats)
+		a.limiters.add(a.limiter)
+		a.metrics.SetLimiterStats(a.limiters.stats)
 		qo := a.quotaOptions()
 		a.rl.quota = &qo
 	}

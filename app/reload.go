@@ -119,7 +119,8 @@ func (a *App) reload(path, envFile string) error {
 		a.limiter = limiter
 		a.rl.quota = qo
 		if limiter != nil {
-			a.metrics.SetLimiterStats(limiter.Stats)
+			a.limiters.add(limiter)
+			a.metrics.SetLimiterStats(a.limiters.stats)
 		} else {
 			a.metrics.SetLimiterStats(nil) // limits off: no closed limiter's counters
 		}
@@ -164,6 +165,7 @@ func (a *App) retire(l *quota.Limiter) {
 	a.rl.retired = append(a.rl.retired, l)
 	time.AfterFunc(retireDelay, func() {
 		l.Close() // idempotent: Shutdown may close it first
+		a.limiters.closed(l)
 		a.rl.mu.Lock()
 		a.rl.retired = slices.DeleteFunc(a.rl.retired, func(x *quota.Limiter) bool { return x == l })
 		a.rl.mu.Unlock()

@@ -410,3 +410,35 @@ func TestReloadLeavesServerBodyLimit(t *testing.T) {
 		t.Fatalf("after a reload that set the route's own max_body_bytes 40: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestReloadKeepsLimiterCounters: a reload that changes the limits
+// replaces the limiter; the decision counters go on from where they were
+// (they restarted at zero: a counter going down).
+func TestReloadKeepsLimiterCounters(t *testing.T) {
+	_, base := mock(t, providerKey)
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "relay.yaml")
+	spool := filepath.Join(dir, "spool")
+	writeFile(t, path, reloadConfig(base, spool, false, 600, ""))
+	p := startFromFile(t, path)
+	const admitted = `relay_ratelimit_decisions_total{result="admitted",source="local"}`
+	for range 5 {
+		if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+	}
+	if m := p.metric(admitted); m != admitted+" 5" {
+		t.Fatalf("before the reload: %q", m)
+	}
+	writeFile(t, path, reloadConfig(base, spool, false, 500, ""))
+	if err := p.app.Reload(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 || resp.Header.Get("X-RateLimit-Limit") != "500" {
+		t.Fatalf("after the reload: %d limit %q %s", resp.StatusCode, resp.Header.Get("X-RateLimit-Limit"), body)
+	}
+	if m := p.metric(admitted); m != admitted+" 6" {
+		t.Fatalf("after the reload and one more request: %q, want 6", m)
+	}
+}

@@ -57,3 +57,18 @@ func (l *Limiter) Stats() Stats {
 	s.LeaseTokensReturned = l.stats.gaveBack.Load()
 	return s
 }
+
+// Add adds o's counters to s: the counters of several limiters (one a
+// reload replaced and the one that took over) as one limiter's.
+func (s *Stats) Add(o Stats) {
+	for i := range s.Admitted {
+		s.Admitted[i] += o.Admitted[i]
+		s.Refused[i] += o.Refused[i]
+	}
+	s.ToFallback += o.ToFallback
+	s.ToRedis += o.ToRedis
+	s.RedisErrors += o.RedisErrors
+	s.Leases += o.Leases
+	s.LeaseRenewals += o.LeaseRenewals
+	s.LeaseTokensReturned += o.LeaseTokensReturned
+}
