@@ -25,6 +25,7 @@ import (
 
 	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/quota"
+	"github.com/stream-relay/stream-relay/telemetry"
 	"github.com/stream-relay/stream-relay/upstream"
 )
 
@@ -356,6 +357,10 @@ func (c *Config) validateRoutes() error {
 		}
 		if names[r.Name] {
 			return &fieldError{f("name"), r.Name, "duplicate route name"}
+		}
+		if r.Name == telemetry.Unmatched {
+			// The metrics' route label of requests no route matched.
+			return &fieldError{f("name"), r.Name, "reserved: the metrics label of requests no route matched"}
 		}
 		names[r.Name] = true
 		if !strings.HasPrefix(r.Path, "/") {

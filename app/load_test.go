@@ -136,6 +136,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"unknown kind", route("    kind: websocket\n"), "routes[0].kind=websocket"},
 		{"duplicate path", route("  - name: b\n    path: /a\n    upstream: http://y\n"), "routes[1].path=/a: duplicate path"},
 		{"duplicate name", route("  - name: a\n    path: /b\n    upstream: http://y\n"), "routes[1].name=a: duplicate"},
+		{"reserved name", "routes:\n  - name: unmatched\n    path: /a\n    upstream: http://x\n", "routes[0].name=unmatched: reserved"},
 		{"relative upstream", "routes:\n  - name: a\n    path: /a\n    upstream: api.openai.com\n", "routes[0].upstream=api.openai.com"},
 		{"ftp upstream", "routes:\n  - name: a\n    path: /a\n    upstream: ftp://h\n", "routes[0].upstream=ftp://h"},
 		{"negative duration", route("    idle_timeout: -5s\n"), "routes[0].idle_timeout=-5s"},
