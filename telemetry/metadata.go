@@ -27,7 +27,7 @@ var families = map[string]family{
 	"relay_ttft_ms":            {"histogram", "Time to the first content token (sse), first audio byte (raw) or first upstream message after the client's first (ws) in milliseconds, by route."},
 	"relay_ttfb_ms":            {"histogram", "Time to the upstream's first response byte in milliseconds, by route."},
 	"relay_bytes_in_total":     {"counter", "Request body bytes received from clients, by route."},
-	"relay_bytes_out_total":    {"counter", "Response body bytes sent to clients, by route."},
+	"relay_bytes_out_total":    {"counter", "Response body bytes read from upstreams for clients, by route (a client that left mid-stream is counted what was read for it)."},
 	"relay_tokens_total":       {"counter", "Tokens from the upstreams' usage objects, by route and direction (in: prompt, out: completion)."},
 
 	// Configuration.
