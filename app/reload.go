@@ -47,6 +47,7 @@ func (a *App) Reload(path, envFile string) error {
 	a.metrics.ConfigReloaded(err == nil)
 	if err != nil {
 		a.log.Error("configuration reload refused: the running configuration stays", "err", err)
+		a.clients.Keep(a.relay.Config().Routes.Routes()) // the refused routes' pools
 	}
 	return err
 }
@@ -112,6 +113,7 @@ func (a *App) reload(path, envFile string) error {
 		return err
 	}
 	applied = true
+	a.clients.Keep(routes) // the pools of hosts or settings no route has now
 	if limiter != a.limiter {
 		if a.limiter != nil {
 			a.retire(a.limiter)

@@ -85,6 +85,31 @@ func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 	return c
 }
 
+// Keep forgets the clients none of routes uses (a reload's new routes):
+// each reload that changed a host or its connection settings added a pool,
+// and none was ever dropped. A forgotten client's idle connections are
+// closed; requests still on it (begun on the old routes) finish, their
+// connections closed as they end.
+func (cs *Clients) Keep(routes []*Route) {
+	used := map[*fasthttp.HostClient]bool{}
+	for _, r := range routes {
+		if r.pool == nil {
+			continue
+		}
+		for _, t := range r.pool.targets {
+			used[t.route.client] = true
+		}
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for k, c := range cs.clients {
+		if !used[c] {
+			delete(cs.clients, k)
+			c.CloseIdleConnections()
+		}
+	}
+}
+
 // CloseIdle closes the idle connections of every client.
 func (cs *Clients) CloseIdle() {
 	cs.mu.Lock()

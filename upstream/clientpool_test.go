@@ -30,3 +30,37 @@ func TestClientPerConnectionSettings(t *testing.T) {
 		t.Fatalf("connect_timeout 2s got pool %p (wait %v)", d, d.MaxConnWaitTimeout)
 	}
 }
+
+// TestClientsKeepDropsUnusedPools: each reload that changes a host's
+// connection settings makes a pool; Keep with the new routes forgets the
+// pools no route uses (they were kept for the process's life).
+func TestClientsKeepDropsUnusedPools(t *testing.T) {
+	cs := NewClients()
+	routeWith := func(maxConns int) *Route {
+		r, err := NewRoute(Options{Name: "a", Path: "/a", Upstream: "http://127.0.0.1:9", ProviderKey: "pk", MaxConns: maxConns}, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	live := routeWith(10)
+	for n := 11; n < 20; n++ { // nine reloads, each with max_conns of its own
+		live = routeWith(n)
+		cs.Keep([]*Route{live})
+	}
+	if len(cs.clients) != 1 {
+		t.Fatalf("%d pools after nine reloads, want the live route's one", len(cs.clients))
+	}
+	if c := cs.get(mustURL(t, "http://127.0.0.1:9"), clientOptions{maxConns: 19, connectTimeout: live.ConnectTimeout}); c != live.pool.targets[0].route.client {
+		t.Fatal("the live route's pool was dropped")
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	t.Helper()
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
