@@ -412,6 +412,8 @@ func (a *App) Shutdown(ctx context.Context) error {
 		// Again and again: a request that was dialing or between its
 		// answer's head and its stream when the first cut came is not
 		// the watchdog's yet, and would start streaming after it.
+		// Connects too: one in progress would outlast the storage.
+		a.clients.AbortDials()
 		wait, cancelWait := context.WithTimeout(ctx, 5*time.Second)
 		for a.relay.Active() > 0 && wait.Err() == nil {
 			a.wd.AbortAll(record.ErrShuttingDown)

@@ -24,12 +24,24 @@ import (
 type Clients struct {
 	mu      sync.Mutex
 	clients map[string]*fasthttp.HostClient
+	abort   chan struct{} // closed by AbortDials
+	once    sync.Once
 }
 
 // NewClients returns an empty client set.
 func NewClients() *Clients {
-	return &Clients{clients: map[string]*fasthttp.HostClient{}}
+	return &Clients{clients: map[string]*fasthttp.HostClient{}, abort: make(chan struct{})}
 }
+
+// AbortDials ends every connect in progress, and fails every later one,
+// with ErrDialAborted: at shutdown, past the grace period, a request still
+// connecting (connect_timeout: 10 s by default) would otherwise go on
+// after the storage closed, and its row be lost. Such a request is
+// answered 503 shutting_down.
+func (cs *Clients) AbortDials() { cs.once.Do(func() { close(cs.abort) }) }
+
+// ErrDialAborted is the connect error after AbortDials.
+var ErrDialAborted = errors.New("upstream: connect given up: the relay is shutting down")
 
 // clientOptions are the per-host settings; routes of one host must agree.
 type clientOptions struct {
@@ -65,7 +77,7 @@ func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 	if c, ok := cs.clients[key]; ok {
 		return c
 	}
-	d := &dialer{timeout: o.connectTimeout}
+	d := &dialer{timeout: o.connectTimeout, abort: cs.abort}
 	if isTLS {
 		d.tls = &tls.Config{
 			ServerName:         u.Hostname(),
@@ -124,6 +136,7 @@ func (cs *Clients) CloseIdle() {
 type dialer struct {
 	timeout time.Duration
 	tls     *tls.Config
+	abort   <-chan struct{} // Clients.AbortDials
 }
 
 // dial connects on a goroutine of its own, which ends with it. The call
@@ -135,13 +148,27 @@ type dialer struct {
 // connection is one that waits on the network anyway; the hand-off costs
 // a few microseconds beside it.
 func (d *dialer) dial(addr string) (net.Conn, error) {
+	select {
+	case <-d.abort:
+		return nil, ErrDialAborted
+	default:
+	}
 	done := make(chan dialResult, 1)
 	go func() {
 		c, err := d.connect(addr)
 		done <- dialResult{c, err}
 	}()
-	r := <-done
-	return r.c, r.err
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-d.abort:
+		go func() { // the connect's end, closed unused
+			if r := <-done; r.c != nil {
+				_ = r.c.Close()
+			}
+		}()
+		return nil, ErrDialAborted
+	}
 }
 
 type dialResult struct {
@@ -250,6 +277,8 @@ func classifyOpenError(err error) (errType string, status int) {
 	var de *DialError
 	var te interface{ Timeout() bool }
 	switch {
+	case errors.Is(err, ErrDialAborted):
+		return record.ErrShuttingDown, fasthttp.StatusServiceUnavailable
 	case errors.As(err, &de):
 		if errors.As(de.Err, &te) && te.Timeout() {
 			return record.ErrUpstreamConnect, fasthttp.StatusGatewayTimeout

@@ -83,8 +83,9 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		}
 		if err != nil {
 			tries[n-1] = attempt{label: t.label, errType: errType}
-			if status == statusClientClosed || short && errType == record.ErrUpstreamTimeout && t.route.outOfTime(rec.Start) {
-				// The client left, or the request ran out of time: no
+			if status == statusClientClosed || errType == record.ErrShuttingDown || short && errType == record.ErrUpstreamTimeout && t.route.outOfTime(rec.Start) {
+				// The client left, the relay is shutting down (its
+				// connect given up), or the request ran out of time: no
 				// verdict on the target, no other attempt.
 				t.report(outcomeNeutral, probe, 0, &r.Health, r.Logger, errType)
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
