@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"syscall"
@@ -20,6 +21,16 @@ import (
 // goroutine and megabytes of send buffer for as long as the client stayed.
 func TestClientThatTakesNothingIsLetGo(t *testing.T) {
 	r := startRelayWith(t, "", func(c *Config) { c.Server.IdleTimeout = 2 * time.Second })
+	c := dialSmallWindow(t, strings.TrimPrefix(r.base, "http://"))
+	req := []byte("GET /no/such/route HTTP/1.1\r\nHost: relay\r\n\r\n")
+	fillUntilBlocked(t, c, []byte(strings.Repeat(string(req), 1000)))
+	waitClosedByRelay(t, c, req, "a client that has taken nothing for a minute (server.idle_timeout 2s)")
+}
+
+// dialSmallWindow connects to addr with a small receive buffer, so that
+// the relay's answers, unread, fill it soon.
+func dialSmallWindow(t *testing.T, addr string) net.Conn {
+	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
 		err := rc.Control(func(fd uintptr) {
@@ -27,28 +38,37 @@ func TestClientThatTakesNothingIsLetGo(t *testing.T) {
 		})
 		return errors.Join(err, serr)
 	}}
-	c, err := d.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	req := []byte("GET /no/such/route HTTP/1.1\r\nHost: relay\r\n\r\n")
-	pipelined := []byte(strings.Repeat(string(req), 1000))
-	// Until the relay stops reading (its answers fill the buffers first),
-	// at most 200 MB of requests.
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// fillUntilBlocked writes pipelined requests to c until the relay stops
+// reading them (its answers, unread, filled the buffers first), at most
+// 200 MB.
+func fillUntilBlocked(t *testing.T, c net.Conn, pipelined []byte) {
+	t.Helper()
 	for sent := 0; ; sent += len(pipelined) {
 		if sent > 200<<20 {
 			t.Fatalf("sent %d bytes of requests: the relay read them all, its answers never filling the buffers", sent)
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
 		if _, err := c.Write(pipelined); errors.Is(err, os.ErrDeadlineExceeded) {
-			break
+			return
 		} else if err != nil {
 			t.Fatalf("after %d bytes of requests: %v", sent, err)
 		}
 	}
-	// Alive, a connection takes a write or times out (its buffers full);
-	// closed by the relay (a reset: requests it had not read), it fails.
+}
+
+// waitClosedByRelay waits up to a minute for the relay to close c: alive,
+// a connection takes a write or times out (its buffers full); closed by
+// the relay (a reset: requests it had not read), it fails.
+func waitClosedByRelay(t *testing.T, c net.Conn, req []byte, who string) {
+	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		_ = c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -58,7 +78,7 @@ func TestClientThatTakesNothingIsLetGo(t *testing.T) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the relay still holds a connection whose client has taken nothing for a minute (server.idle_timeout 2s)")
+			t.Fatal("the relay still holds the connection of " + who)
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
@@ -88,4 +108,40 @@ func TestStreamOutlastsServerWriteTimeout(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamLastFlushHasDeadline: a stream's last bytes leave in the flush
+// fasthttp makes after the stream ended (an answer that came whole: all
+// of it), when the stream is no longer the watchdog's. A client that
+// pipelines such requests and reads nothing fills the buffers until one
+// of those flushes blocks; the route's idle_timeout bounds it, and the
+// relay closes the connection. It used to hold it for ever.
+func TestStreamLastFlushHasDeadline(t *testing.T) {
+	// Each answer chunked (no length), head and body in one write.
+	event := "data: " + strings.Repeat("x", 2900) + "\n\n"
+	up := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "text/event-stream")
+		_, _ = io.WriteString(w, event)
+	})}
+	uln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = up.Serve(uln) }()
+	t.Cleanup(func() { _ = up.Close() })
+	r := startRelayYAML(t, func(y string) string {
+		y = strings.Replace(y, "detach_above: 0", "detach_above: 100000", 1) // on the server's goroutine
+		return strings.Replace(y, "storage:\n", `  - name: whole
+    path: /whole
+    upstream: http://`+uln.Addr().String()+`
+    auth_env: TEST_PROVIDER_KEY
+    idle_timeout: 2s
+storage:
+`, 1)
+	}, nil)
+	c := dialSmallWindow(t, strings.TrimPrefix(r.base, "http://"))
+	req := "POST /whole HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey + "\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+	fillUntilBlocked(t, c, []byte(strings.Repeat(req, 100)))
+	waitClosedByRelay(t, c, []byte(req), "a client that stopped taking streamed answers (route idle_timeout 2s)")
 }
