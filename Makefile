@@ -4,7 +4,8 @@
 SHELL := /bin/bash
 GO ?= go
 SERVICES := deployments/local/services.sh
-export PATH := $(PATH):/usr/local/go/bin
+# /usr/sbin: Debian's clickhouse-server and nginx, which a user's PATH may lack (the tests look them up).
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 
 .PHONY: all build run demo test test-short chaos bench bench-quick lint helm-lint services services-stop docker-up docker-demo docker-down clean
 

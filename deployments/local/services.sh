@@ -11,6 +11,8 @@
 # RELAY_CLICKHOUSE_OWN_FS=1 (make bench sets it) puts ClickHouse's data on a
 # filesystem of its own, as a production server has its own disk: see own_fs.
 set -euo pipefail
+# Debian puts the servers in /usr/sbin, which a user's PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 dir=${RELAY_SERVICES_DIR:-/tmp/stream-relay-services}
 redis_port=${RELAY_REDIS_PORT:-16379}
@@ -26,6 +28,11 @@ install_missing() {
 	command -v clickhouse-server >/dev/null || pkgs+=(clickhouse-server clickhouse-client)
 	command -v prometheus >/dev/null || pkgs+=(prometheus) # app/metrics_test.go runs it
 	command -v curl >/dev/null || pkgs+=(curl)             # readiness checks below
+	command -v gcc >/dev/null || pkgs+=(gcc libc6-dev)     # go test -race needs cgo
+	# app/sdk_test.go streams through the relay with the official SDKs
+	# (make test runs npm ci in deployments/sdkcheck).
+	command -v node >/dev/null || pkgs+=(nodejs)
+	command -v npm >/dev/null || pkgs+=(npm)
 	# The ClickHouse cluster tests (internal/servicetest) start ZooKeeper
 	# themselves; without recommends these two add no desktop Java.
 	local lean=()
@@ -38,9 +45,31 @@ install_missing() {
 	fi
 	log "installing ${pkgs[*]} ${lean[*]}"
 	export DEBIAN_FRONTEND=noninteractive
-	apt-get update -qq >/dev/null
-	[ ${#pkgs[@]} -eq 0 ] || apt-get install -y -qq "${pkgs[@]}" >/dev/null
-	[ ${#lean[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null
+	# The packages' own system services (Redis on 6379, ClickHouse on
+	# 8123/9000, Prometheus on 9090, ZooKeeper) are not started by the
+	# install: policy-rc.d says no while it runs. The tests start their
+	# own servers on ports of their own.
+	local policy=/usr/sbin/policy-rc.d own_policy=
+	if [ ! -e "$policy" ]; then
+		printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && own_policy=1
+	fi
+	local rc=0
+	apt-get update -qq >/dev/null || rc=$?
+	[ $rc -ne 0 ] || [ ${#pkgs[@]} -eq 0 ] || apt-get install -y -qq "${pkgs[@]}" >/dev/null || rc=$?
+	[ $rc -ne 0 ] || [ ${#lean[@]} -eq 0 ] || apt-get install -y -qq --no-install-recommends "${lean[@]}" >/dev/null || rc=$?
+	[ -z "$own_policy" ] || rm -f "$policy"
+	# Nor do those installed here start at the next boot.
+	if [ $rc -eq 0 ] && [ -d /run/systemd/system ]; then
+		local units=() p
+		for p in "${pkgs[@]}" "${lean[@]}"; do
+			case $p in
+			redis-server | clickhouse-server | zookeeper) units+=("$p") ;;
+			prometheus) units+=(prometheus prometheus-node-exporter) ;;
+			esac
+		done
+		[ ${#units[@]} -eq 0 ] || systemctl disable --quiet "${units[@]}" 2>/dev/null || true
+	fi
+	return $rc
 }
 
 redis_up() { redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null | grep -q PONG; }

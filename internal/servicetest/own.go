@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -33,6 +34,9 @@ func (p *Process) Start() {
 	p.cmd = exec.Command(p.name, p.args...)
 	p.cmd.Dir = p.dir
 	p.cmd.Env = p.env
+	// Killed with the test binary, even one that a -timeout panic ends
+	// before its cleanups run.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	logf, err := os.OpenFile(filepath.Join(p.dir, "process.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err == nil {
 		p.cmd.Stdout, p.cmd.Stderr = logf, logf
