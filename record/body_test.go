@@ -156,3 +156,20 @@ func TestRefusedBodyLeavesMetaWithTimes(t *testing.T) {
 		Release(r)
 	}
 }
+
+// TestBorrowRequestBodyMetaOverLimit: on a meta route a request body past
+// max_capture_bytes is cut for reading only: nothing is stored, so the row
+// is not truncated (it said truncated, max_capture_bytes). Captured, the
+// same body is.
+func TestBorrowRequestBodyMetaOverLimit(t *testing.T) {
+	for _, capture := range []bool{false, true} {
+		o := &owned{b: bytes.Repeat([]byte("m"), 100)}
+		r := Acquire(64)
+		r.Capture = capture
+		r.BorrowRequestBody(o.b, o)
+		if len(r.RequestBody) != 64 || r.Truncated != capture {
+			t.Errorf("capture %v: body %d, truncated %v", capture, len(r.RequestBody), r.Truncated)
+		}
+		Release(r)
+	}
+}

@@ -314,7 +314,9 @@ func (r *Record) BorrowRequestBody(b []byte, owner BodyOwner) {
 		r.metaOnly()
 		return
 	}
-	r.Truncated = r.Truncated || trunc
+	// Without Capture nothing is stored: a body cut for reading is no
+	// truncated capture.
+	r.Truncated = r.Truncated || trunc && r.Capture
 	if len(b) == 0 {
 		r.RequestBody = r.RequestBody[:0]
 		return
