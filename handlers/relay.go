@@ -444,14 +444,27 @@ func responseTokens(rec *record.Record) (in, out int64, ok bool) {
 		t.Scan(api, rec.Chunks.Data) // every response byte was captured
 	} else {
 		head, tail, _ := rec.Window.Parts()
-		if len(rec.Chunks.Data) > len(head) {
-			head = rec.Chunks.Data
+		data := rec.Chunks.Data
+		if len(data) > len(head) {
+			head = data
 		}
 		t.Scan(api, head)
+		if len(data) > 0 && len(tail) > 0 && rec.Window.TailFollowsSeed() {
+			// The tail goes on where capture stopped: an event the cut
+			// split (a usage object) is scanned whole, across the seam.
+			// A count scanned twice is set again to the same value.
+			seam := data[max(0, len(data)-seamBytes):]
+			tail = append(append(make([]byte, 0, len(seam)+len(tail)), seam...), tail...)
+		}
 		t.Scan(api, tail)
 	}
 	return t.Counts()
 }
+
+// seamBytes is how much of the captured response's end responseTokens
+// scans again with a window's tail: more than the largest usage event
+// (OpenAI Responses' response.completed, about 9 KiB).
+const seamBytes = 16 << 10
 
 func (h *Relay) logRecord(rec *record.Record) {
 	h.log.Debug("request",

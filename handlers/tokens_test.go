@@ -50,3 +50,33 @@ data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"outpu
 		t.Fatalf("tokens %d/%d (ok %v), want 472/612", in, out, ok)
 	}
 }
+
+// TestResponseTokensAcrossCaptureCut: capture stopped inside the usage
+// event (max_capture_bytes, a read that ended in it); its rest is in the
+// window's tail. The two
+// halves are scanned as one: before, each was skipped as a cut object and
+// the row had no tokens.
+func TestResponseTokensAcrossCaptureCut(t *testing.T) {
+	var chunks []string
+	for i := 0; len(strings.Join(chunks, "")) < 4000; i++ {
+		chunks = append(chunks, fmt.Sprintf("data: {\"choices\":[{\"delta\":{\"content\":\"word %d \"}}]}\n\n", i))
+	}
+	before := len(strings.Join(chunks, ""))
+	usageEvent := `data: {"choices":[],"usage":{"prompt_tokens":11,"completion_tokens":22,"total_tokens":33}}` + "\n\n"
+	// A read ends inside the usage event, and the next does not fit.
+	limit := before + 40
+	chunks = append(chunks, usageEvent[:40], usageEvent[40:]+"data: [DONE]\n\n")
+	rec := record.Acquire(limit)
+	defer record.Release(rec)
+	rec.Kind, rec.Capture, rec.Path = record.KindSSE, true, "/v1/chat/completions"
+	for i, c := range chunks {
+		rec.AddChunk([]byte(c), time.Duration(i)*time.Millisecond)
+	}
+	if rec.Window == nil || len(rec.Chunks.Data) <= before || len(rec.Chunks.Data) >= before+len(usageEvent) {
+		t.Fatalf("capture kept %d bytes (window %v): want the cut inside the usage event (%d..%d)", len(rec.Chunks.Data), rec.Window != nil, before, before+len(usageEvent))
+	}
+	in, out, ok := responseTokens(rec)
+	if !ok || in != 11 || out != 22 {
+		t.Fatalf("tokens %d/%d (ok %v), want 11/22", in, out, ok)
+	}
+}

@@ -81,6 +81,14 @@ func (w *Window) Write(b []byte) {
 // Len returns the number of bytes written.
 func (w *Window) Len() int64 { return w.n }
 
+// TailFollowsSeed reports whether the tail holds every byte written after
+// a seeded head (capture stopped, Seed, and at most WindowTail bytes came
+// after): it then begins where the captured bytes ended, and an event cut
+// by the capture's end continues in it.
+func (w *Window) TailFollowsSeed() bool {
+	return w.seeded && w.n <= WindowHead+WindowTail
+}
+
 // Parts returns what the window holds in stream order. When the response
 // fit (whole), head is all of it and tail is nil; otherwise head is its
 // first WindowHead bytes and tail its last WindowTail, with a gap between.
