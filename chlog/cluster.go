@@ -80,7 +80,7 @@ func replicatedEngine(db, local string) string {
 func distributedDDL(db, table, local, cluster string) string {
 	return "CREATE TABLE IF NOT EXISTS " + db + "." + table + onClusterClause(cluster) +
 		" AS " + db + "." + local +
-		" ENGINE = Distributed(" + cluster + ", " + db + ", " + local + ", cityHash64(request_id))"
+		" ENGINE = Distributed(" + cluster + ", " + db + ", " + local + ", " + shardingKey + ")"
 }
 
 // ensureClusterSchema is ensureSchema for a cluster: what the node the
@@ -111,6 +111,10 @@ func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, versi
 		if over := distributedClusterArg(full); over != "" && over != cl {
 			return &SchemaError{Table: db + "." + table, Columns: nil,
 				msg: fmt.Sprintf("Distributed over cluster %s, not %s: set storage.clickhouse.cluster to %s, or rename the table away and let the relay create it", over, cl, over)}
+		}
+		if msg := distributedMismatch(full, db, local); msg != "" {
+			return &SchemaError{Table: db + "." + table, Columns: nil,
+				msg: msg + " (rename it away and let the relay create it)"}
 		}
 	}
 	if localEngine != "" && !strings.HasPrefix(localEngine, "Replicated") {
@@ -229,10 +233,7 @@ func (w *Writer) clusterDDL(ctx context.Context, sql, exists string) error {
 	if err == nil || exists == "" {
 		return err
 	}
-	if w.existsHere(ctx, exists) {
-		if e, ok := AsException(err); ok && e.Code == codeDDLTimeout {
-			w.ch.ddlHostDown.Store(true)
-		}
+	if w.ddlLeftToQueue(err) && w.existsHere(ctx, exists) {
 		w.log.Warn("chlog: ON CLUSTER statement failed on some node; it exists here, the others catch up when back",
 			"cluster", w.o.Cluster, "object", exists, "err", err)
 		return nil
@@ -240,9 +241,42 @@ func (w *Writer) clusterDDL(ctx context.Context, sql, exists string) error {
 	return err
 }
 
+// ddlLeftToQueue reports whether an ON CLUSTER statement's failure leaves
+// nothing undone once its object exists on this node: a host that did not
+// finish in time (code 159: it runs the statement from the DDL queue when
+// back; later statements then wait for the hosts only briefly) or one that
+// found the object made already (another relay's start). Any other error
+// on some host (read-only replica, a refused statement) means that host
+// may never have it: the start fails and is tried again, instead of
+// leaving a shard without the table or a column for good.
+func (w *Writer) ddlLeftToQueue(err error) bool {
+	e, ok := AsException(err)
+	if !ok {
+		return false
+	}
+	switch e.Code {
+	case codeDDLTimeout:
+		w.ch.ddlHostDown.Store(true)
+		return true
+	case codeIllegalColumn, codeDuplicateColumn, codeTableExists, codeDatabaseExists:
+		return true
+	}
+	return false
+}
+
 // codeDDLTimeout is TIMEOUT_EXCEEDED: an ON CLUSTER statement some hosts
 // did not finish within distributed_ddl_task_timeout.
 const codeDDLTimeout = 159
+
+// Codes of a DDL that found its object made already: ILLEGAL_COLUMN
+// ("Cannot add column ...: column with this name already exists" on
+// 18.16), DUPLICATE_COLUMN, TABLE_ALREADY_EXISTS, DATABASE_ALREADY_EXISTS.
+const (
+	codeIllegalColumn   = 44
+	codeDuplicateColumn = 15
+	codeTableExists     = 57
+	codeDatabaseExists  = 82
+)
 
 // ddlTimeoutHostDown (seconds) is distributed_ddl_task_timeout once a host
 // is known not to answer: enough for the live ones (about 0.1 s).
@@ -308,6 +342,62 @@ func distributedClusterArg(engine string) string {
 		return ""
 	}
 	return strings.Trim(strings.TrimSpace(s[:i]), "'`\"")
+}
+
+// shardingKey is the sharding key of the Distributed table the relay makes:
+// a block sent again goes to the shards it went to before, where the
+// replicas' deduplication drops what was stored already.
+const shardingKey = "cityHash64(request_id)"
+
+// distributedMismatch says how a Distributed engine (engine_full) differs
+// from the one the relay makes over db.local (with shardingKey), "" when it
+// does not. Over another table the relay would migrate one table and fill
+// another; with another key (rand(), none) a block sent again is split
+// over other shards than before, and its rows are stored twice.
+func distributedMismatch(engine, db, local string) string {
+	args := distributedArgs(engine)
+	switch {
+	case len(args) < 3:
+		return ""
+	case args[1] != db || args[2] != local:
+		return fmt.Sprintf("Distributed over %s.%s, not %s.%s", args[1], args[2], db, local)
+	case len(args) < 4 || strings.ReplaceAll(args[3], " ", "") != shardingKey:
+		key := "none"
+		if len(args) >= 4 {
+			key = args[3]
+		}
+		return fmt.Sprintf("Distributed with sharding key %s, not %s: a block sent again must reach the shards it reached before", key, shardingKey)
+	}
+	return ""
+}
+
+// distributedArgs returns the arguments of a Distributed engine as
+// system.tables' engine_full shows it, unquoted; nil for another engine.
+func distributedArgs(engine string) []string {
+	engine = strings.ReplaceAll(engine, `\'`, `'`)
+	s, ok := strings.CutPrefix(engine, "Distributed(")
+	if !ok {
+		return nil
+	}
+	var args []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '(':
+			depth++
+		case ')':
+			if depth == 0 {
+				return append(args, strings.Trim(strings.TrimSpace(s[start:i]), "'`\""))
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				args = append(args, strings.Trim(strings.TrimSpace(s[start:i]), "'`\""))
+				start = i + 1
+			}
+		}
+	}
+	return nil // no closing parenthesis
 }
 
 // tableEngine returns the engine of table in Options.Database on the node

@@ -199,3 +199,50 @@ func TestClusterZooKeeperDownAtFirstStart(t *testing.T) {
 	drain(t, w, 60*time.Second)
 	assertClusterExactlyOnce(t, c, db, want)
 }
+
+// TestDistributedMismatch: an existing Distributed table is the relay's
+// only over <db>.<table>_local with cityHash64(request_id) as its key:
+// over another table the relay would migrate one and fill the other, and
+// with another key a block sent again lands on other shards, stored twice.
+func TestDistributedMismatch(t *testing.T) {
+	for in, want := range map[string]string{
+		"Distributed(relay_cluster, relay, stream_logs_local, cityHash64(request_id))":               "",
+		`Distributed(\'relay_cluster\', \'relay\', \'stream_logs_local\', cityHash64( request_id ))`: "",
+		"Distributed(relay_cluster, relay, stream_logs_local, rand())":                               "sharding key rand()",
+		"Distributed(relay_cluster, relay, stream_logs_local)":                                       "sharding key none",
+		"Distributed(relay_cluster, other, stream_logs_local, cityHash64(request_id))":               "over other.stream_logs_local, not relay.stream_logs_local",
+		"Distributed(relay_cluster, relay, logs_v2, cityHash64(request_id))":                         "over relay.logs_v2",
+		"MergeTree PARTITION BY toYYYYMMDD(created_at) ORDER BY (route, created_at)":                 "",
+	} {
+		got := distributedMismatch(in, "relay", "stream_logs_local")
+		if want == "" && got != "" || want != "" && !strings.Contains(got, want) {
+			t.Errorf("distributedMismatch(%q) = %q; want %q", in, got, want)
+		}
+	}
+}
+
+// TestDDLLeftToQueue: an ON CLUSTER failure is let pass (its object being
+// on this node) only when nothing is left undone: a host that did not
+// answer in time runs it from the DDL queue when back (and the start's
+// next statements wait for hosts only briefly), or the object was made
+// already. Another host's own error (a read-only replica) fails the start:
+// that shard could otherwise stay without the table or column for good.
+func TestDDLLeftToQueue(t *testing.T) {
+	for _, tt := range []struct {
+		err      error
+		left     bool
+		hostDown bool
+	}{
+		{&Exception{Code: 159, Message: "Watching task is executing longer than distributed_ddl_task_timeout"}, true, true},
+		{&Exception{Code: 44, Message: "There was an error on [ch2:9000]: Code: 44, e.displayText() = DB::Exception: Cannot add column tokens_in: column with this name already exists"}, true, false},
+		{&Exception{Code: 57, Message: "Table relay.stream_logs_local already exists"}, true, false},
+		{&Exception{Code: 242, Message: "There was an error on [ch3:9000]: Code: 242, e.displayText() = DB::Exception: Table is in readonly mode"}, false, false},
+		{&Exception{Code: 0, Status: 502}, false, false},
+		{errors.New("connection refused"), false, false},
+	} {
+		w := &Writer{ch: &chClient{}}
+		if got := w.ddlLeftToQueue(tt.err); got != tt.left || w.ch.ddlHostDown.Load() != tt.hostDown {
+			t.Errorf("%v: left to the queue %v (host down %v), want %v (%v)", tt.err, got, w.ch.ddlHostDown.Load(), tt.left, tt.hostDown)
+		}
+	}
+}

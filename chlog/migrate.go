@@ -163,12 +163,19 @@ func (w *Writer) addColumn(ctx context.Context, table, onCluster string, c colum
 	qt := w.o.Database + "." + table
 	_, err := w.ch.ddl(ctx, "ALTER TABLE "+qt+onClusterClause(onCluster)+" "+addColumnClause(c, after))
 	if err != nil {
-		have, err2 := w.tableColumnsOf(ctx, table)
-		if err2 == nil {
-			for _, tc := range have {
-				if tc.Name == c.name && incompatible(c.typ, tc) == "" {
-					w.log.Info("chlog: missing column added meanwhile by another writer", "table", qt, "column", c.name, "type", c.typ)
-					return false, nil
+		// On a cluster only a failure that leaves nothing undone counts
+		// (ddlLeftToQueue: a host down runs it when back, or another
+		// relay added the column); one server's ALTER failed because
+		// another writer added the column meanwhile.
+		if onCluster == "" || w.ddlLeftToQueue(err) {
+			have, err2 := w.tableColumnsOf(ctx, table)
+			if err2 == nil {
+				for _, tc := range have {
+					if tc.Name == c.name && incompatible(c.typ, tc) == "" {
+						w.log.Info("chlog: missing column added meanwhile, or here and left to the DDL queue for a node that did not answer",
+							"table", qt, "column", c.name, "type", c.typ, "err", err)
+						return false, nil
+					}
 				}
 			}
 		}
