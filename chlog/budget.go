@@ -110,6 +110,15 @@ func (b *budget) admit(r *record.Record) bool {
 	}
 	r.Charged = rowSlot
 	r.Budget = b
+	// The buffers a pooled record kept are filled before any growth is
+	// charged: they are charged now, or let go of.
+	if n := int64(r.RetainedBytes()); n > 0 {
+		if b.take(n, b.ceiling) {
+			r.Charged += n
+		} else {
+			r.DropRetained()
+		}
+	}
 	if r.Capture && (b.used.Load()+int64(min(r.CaptureLimit(), captureFloor)) > b.ceiling || b.spoolFull()) {
 		r.Capture = false
 		r.Truncated = true

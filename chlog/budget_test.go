@@ -2,6 +2,7 @@ package chlog
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -266,5 +267,40 @@ func TestSpoolPressureDegradesCapture(t *testing.T) {
 				t.Errorf("rows dropped: %+v", st)
 			}
 		})
+	}
+}
+
+// TestBudgetChargesRetainedBuffers: a pooled record's kept buffers (up to
+// 64 KiB each) are charged at admission; capture into them was never
+// charged (only growth past them was), so streams under 64 KiB escaped the
+// budget. With no room for them they are let go of, and capture grows its
+// own, charged.
+func TestBudgetChargesRetainedBuffers(t *testing.T) {
+	w := newWriter(t, Options{SpoolDir: t.TempDir(), FlushInterval: time.Hour, MaxBufferBytes: 4 << 20})
+	r := record.Acquire(1 << 20)
+	r.ID, r.Start, r.Route, r.Kind, r.Capture, r.Status = newID(1), time.Now(), "openai", record.KindSSE, true, 200
+	r.RequestBody, r.Chunks.Data = make([]byte, 0, 16<<10), make([]byte, 0, 40000) // as a pooled record keeps them
+	r.Chunks.Ends, r.Chunks.AtMS = make([]uint32, 0, 1024), make([]uint32, 0, 1024)
+	retained := int64(16<<10 + 40000 + 8*1024)
+	if !w.Admit(r) {
+		t.Fatal("refused")
+	}
+	if r.Charged != rowSlot+retained {
+		t.Fatalf("charged %d at admission, want the row slot and the %d bytes of kept buffers", r.Charged, retained)
+	}
+	used := w.budget.used.Load()
+	r.AddChunk(bytes.Repeat([]byte("x"), 39000), 0) // fits the kept buffer
+	if w.budget.used.Load() != used {
+		t.Fatalf("capture into a charged buffer charged again: %d -> %d", used, w.budget.used.Load())
+	}
+	if err := w.Write(r); err != nil {
+		t.Fatal(err)
+	}
+	record.Release(r)
+	if err := w.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if u := w.budget.used.Load(); u != 0 {
+		t.Fatalf("budget %d after the row was spooled, want 0", u)
 	}
 }

@@ -271,6 +271,20 @@ func Release(r *Record) {
 	pool.Put(r)
 }
 
+// RetainedBytes is the capacity of the capture buffers r kept from the
+// pool (Release keeps them up to keepCap each), which capture fills before
+// it grows them: a budget charges it at admission, as each growth is
+// charged (growBytes), so that no captured byte goes uncounted.
+func (r *Record) RetainedBytes() int {
+	return cap(r.RequestBody) + cap(r.Chunks.Data) + 4*cap(r.Chunks.Ends) + 4*cap(r.Chunks.AtMS)
+}
+
+// DropRetained lets go of the buffers RetainedBytes counts (a budget with
+// no room for them): capture grows new ones, each growth charged.
+func (r *Record) DropRetained() {
+	r.RequestBody, r.Chunks = nil, Chunks{}
+}
+
 // CaptureLimit returns the per-direction capture limit in bytes.
 func (r *Record) CaptureLimit() int { return r.captureLimit }
 
