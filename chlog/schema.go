@@ -140,7 +140,13 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 	db, table := w.o.Database, w.o.Table
 	exists, err := w.ch.query(ctx, "EXISTS TABLE "+db+"."+table)
 	if err != nil {
-		exists = "0" // 18.16 errors when the database itself is missing
+		// 18.16 errors when the database itself is missing; any other
+		// error (a busy server) says nothing, and the checks of an
+		// existing table below must not be skipped on it.
+		if e, ok := AsException(err); !ok || e.Code != codeUnknownDatabase {
+			return fmt.Errorf("chlog: table=%s.%s: %w", db, table, err)
+		}
+		exists = "0"
 	}
 	if _, err := w.ch.query(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
 		return fmt.Errorf("chlog: database=%s: %w", db, err)
