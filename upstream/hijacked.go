@@ -120,6 +120,7 @@ func shelveWriter(bw *bufio.Writer) {
 // caller does next. The head goes out with the first bytes of the body;
 // each write is flushed.
 func (s *Stream) WriteClosing(head []byte) error {
+	s.rctx = nil // taken from the server: its request context is let go of
 	bw := shelvedWriter(s.client)
 	_, err := bw.Write(head)
 	if err == nil {

@@ -57,6 +57,7 @@ func HijackedStreams() uint64 { return hijackedStreams.Load() }
 // owner's goroutines writes it, first or after a wait (Hijacked).
 func (s *Stream) SetHijacked(c net.Conn, keep bool) {
 	s.hc, s.hkeep = c, keep
+	s.rctx = nil // the server lets go of the request's context: not held by the stream
 	hijackedStreams.Add(1)
 }
 
