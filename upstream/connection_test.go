@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"bufio"
 	"bytes"
+	"strings"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -67,4 +69,34 @@ func FuzzConnectionNames(f *testing.F) {
 			t.Fatalf("Connection %q lists %q, which is not hop-by-hop, but goes unsearched", conn, key)
 		}
 	})
+}
+
+// TestConnectionListedOnLaterLine: the Connection field's lines are one
+// list; a field named on the second line stays on its hop too (it went
+// upstream: only the first line was read).
+func TestConnectionListedOnLaterLine(t *testing.T) {
+	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-p", KeyEnv: "K"}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, first := range []string{"keep-alive", "close"} {
+		var src, dst fasthttp.RequestHeader
+		raw := "POST /v1/x HTTP/1.1\r\nHost: h\r\nConnection: " + first + "\r\nConnection: X-Secret\r\nX-Secret: s1\r\nX-Kept: 2\r\n\r\n"
+		if err := src.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+			t.Fatal(err)
+		}
+		r.copyRequestHeaders(&dst, &src, nil)
+		if v := dst.Peek("X-Secret"); len(v) != 0 || string(dst.Peek("X-Kept")) != "2" {
+			t.Errorf("request, Connection %s then X-Secret: X-Secret %q went upstream (X-Kept %q)", first, v, dst.Peek("X-Kept"))
+		}
+		var up, down fasthttp.ResponseHeader
+		rawResp := "HTTP/1.1 200 OK\r\nConnection: " + first + "\r\nConnection: X-Secret\r\nX-Secret: s1\r\nX-Kept: 2\r\nContent-Length: 0\r\n\r\n"
+		if err := up.Read(bufio.NewReader(strings.NewReader(rawResp))); err != nil {
+			t.Fatal(err)
+		}
+		copyResponseHeaders(&down, &up, nil)
+		if v := down.Peek("X-Secret"); len(v) != 0 || string(down.Peek("X-Kept")) != "2" {
+			t.Errorf("response, Connection %s then X-Secret: X-Secret %q reached the client (X-Kept %q)", first, v, down.Peek("X-Kept"))
+		}
+	}
 }

@@ -139,6 +139,25 @@ func nextToken(list []byte) (tok, rest []byte) {
 	return bytes.TrimSpace(list), nil
 }
 
+// connectionLines returns the Connection field's value: its lines joined
+// with commas into buf when there are several, as one list (RFC 9110
+// 7.6.1; a field named on a second line went upstream).
+func connectionLines(vals [][]byte, buf []byte) []byte {
+	switch len(vals) {
+	case 0:
+		return nil
+	case 1:
+		return vals[0]
+	}
+	for i, v := range vals {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, v...)
+	}
+	return buf
+}
+
 // connectionNames returns conn, a Connection header's value, when it
 // lists a field that is not hop-by-hop already, for listedInConnection to
 // look for; else nil. "keep-alive", which most clients send, then costs
@@ -162,7 +181,8 @@ func connectionNames(conn []byte) []byte {
 func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.RequestHeader, capture []byte) []byte {
 	var lb [64]byte
 	var seen headerSet
-	connHdr := connectionNames(src.Peek("Connection"))
+	var cb [256]byte
+	connHdr := connectionNames(connectionLines(src.PeekAll("Connection"), cb[:0]))
 	// The names come canonical from fasthttp's parse of the client's
 	// request: adding them to dst need not canonicalize them again.
 	dst.DisableNormalizing()
@@ -545,7 +565,8 @@ func (s *headerSet) close(capture []byte) []byte {
 func copyResponseHeaders(dst *fasthttp.ResponseHeader, src *fasthttp.ResponseHeader, capture []byte) []byte {
 	var lb [64]byte
 	var seen headerSet
-	connHdr := connectionNames(src.Peek("Connection"))
+	var cb [256]byte
+	connHdr := connectionNames(connectionLines(src.PeekAll("Connection"), cb[:0]))
 	dst.DisableNormalizing() // canonical from the parse already, as above
 	capture = append(capture, '{')
 	for k, v := range src.All() {
