@@ -439,3 +439,30 @@ func TestChaosEdgesTLSClientGone(t *testing.T) {
 	sinkOnly(chaosResult{scenario: "client/tls-client-gone", sent: sent, answered: sent, expected: sent - unexpected,
 		unexpect: unexpected, stored: r.rows.count(nil), leaks: lk}).emit(t)
 }
+
+// TestTraceAndConnectRefused: TRACE and CONNECT with a valid relay key are
+// refused (405) and never reach the provider: an upstream answering TRACE
+// echoes the request, the provider key in it.
+func TestTraceAndConnectRefused(t *testing.T) {
+	r := startRelay(t, "")
+	for _, m := range []string{"TRACE", "CONNECT"} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		_, _ = io.WriteString(c, m+" /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+"\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", m, err)
+		}
+		body := readAll(t, resp)
+		c.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("%s: %d %s, want 405", m, resp.StatusCode, body)
+		}
+	}
+	if n := r.mock.Count(); n != 0 {
+		t.Fatalf("the upstream got %d requests", n)
+	}
+}

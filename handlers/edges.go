@@ -60,6 +60,12 @@ func requestEdge(hdr *fasthttp.RequestHeader) (int, string) {
 	if !knownMethod(hdr.Method()) {
 		return fasthttp.StatusBadRequest, "unknown request method"
 	}
+	switch string(hdr.Method()) {
+	case fasthttp.MethodTrace, fasthttp.MethodConnect:
+		// No provider API takes them: a TRACE echoes the request it got,
+		// the provider key with it, and a CONNECT asks for a tunnel.
+		return fasthttp.StatusMethodNotAllowed, "method " + string(hdr.Method()) + " not allowed"
+	}
 	if bareLF(hdr.RawHeaders()) {
 		return fasthttp.StatusBadRequest, "header line ends in a bare LF"
 	}

@@ -63,6 +63,9 @@ func TestRequestEdge(t *testing.T) {
 		{"GET / HTTP/0.9\r\nHost: a\r\n\r\n", 505},
 		{"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"get / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+		// A TRACE would come back with the provider key in it.
+		{"TRACE /v1/chat/completions HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+		{"CONNECT /v1/chat/completions HTTP/1.1\r\nHost: a\r\n\r\n", 405},
 		{"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n", 400},
 	}
 	for _, tt := range tests {
