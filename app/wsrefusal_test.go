@@ -27,3 +27,39 @@ func TestWSRefusalRow(t *testing.T) {
 		t.Fatalf("row chunks %q (%d, %d bytes out), want the body the client got, %q", row.Chunks, row.ChunkCount, row.BytesOut, got)
 	}
 }
+
+// TestWSBadHandshakeTakesNoToken: a request on a ws route that is no
+// handshake the relay can relay (a POST: 426; a wrong version: 400) is
+// refused before the rate limit, and takes none of the tenant's tokens.
+func TestWSBadHandshakeTakesNoToken(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	mutate, _ := withLimits("", 60, 2)
+	r := startWSRelay(t, up, "", mutate)
+	for i := range 3 {
+		resp := r.post(t, "/v1/realtime", `{}`, nil)
+		readAll(t, resp)
+		if resp.StatusCode != http.StatusUpgradeRequired {
+			t.Fatalf("POST %d on the ws route: %d, want 426", i, resp.StatusCode)
+		}
+	}
+	hdr := http.Header{"Sec-WebSocket-Version": {"8"}, "Sec-WebSocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}, "Upgrade": {"websocket"}, "Connection": {"Upgrade"}}
+	req, _ := http.NewRequest(http.MethodGet, r.base+"/v1/realtime", nil)
+	req.Header = hdr
+	req.Header.Set("Authorization", "Bearer "+relayKey)
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("version 8 handshake: %d, want 400", resp.StatusCode)
+	}
+	// The burst of 2 is whole: two requests go through.
+	for i := range 2 {
+		resp := r.post(t, "/v1/chat/completions", `{"model":"m","stream":true}`, nil)
+		readAll(t, resp)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("request %d after the refused handshakes: %d, want 200 (their tokens were taken)", i, resp.StatusCode)
+		}
+	}
+}

@@ -278,6 +278,9 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		h.reject(ctx, rec, v.status, v.errType, v.msg)
 		return
 	}
+	if rt.Kind == record.KindWS && h.refuseBadHandshake(ctx, rec, rt) { // ws.go
+		return
+	}
 	if cfg.Limiter != nil {
 		if d := takeRate(ctx, cfg, rec); !d.Allowed {
 			h.refuseRate(ctx, rec, d)

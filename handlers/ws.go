@@ -94,21 +94,30 @@ var (
 	valWebSocket = []byte("websocket")
 )
 
-// serveWS serves an admitted, authorized request on a ws route (see above).
-func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route) {
+// refuseBadHandshake answers a request on a ws route that is no WebSocket
+// handshake the relay can relay, and reports whether it did. It runs
+// before the rate limit: a refusal that needs no upstream takes no token.
+func (h *Relay) refuseBadHandshake(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route) bool {
 	hdr := &ctx.Request.Header
 	if !ctx.IsGet() || !websocket.FastHTTPIsWebSocketUpgrade(ctx) {
 		ctx.Response.Header.SetBytesKV(hdrUpgrade, valWebSocket)
 		h.reject(ctx, rec, fasthttp.StatusUpgradeRequired, record.ErrBadRequest,
 			"route "+rt.Name+" is a WebSocket route: send a GET with Upgrade: websocket")
-		return
+		return true
 	}
 	if string(hdr.PeekBytes(hdrWSVersion)) != "13" || len(hdr.PeekBytes(hdrWSKey)) == 0 {
 		ctx.Response.Header.SetBytesKV(hdrWSVersion, []byte("13"))
 		h.reject(ctx, rec, fasthttp.StatusBadRequest, record.ErrBadRequest,
 			"WebSocket handshake needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key")
-		return
+		return true
 	}
+	return false
+}
+
+// serveWS serves an admitted, authorized request on a ws route (see above)
+// whose handshake refuseBadHandshake let through.
+func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route) {
+	hdr := &ctx.Request.Header
 	rec.Model = wsModel(ctx.QueryArgs())
 	in := upstream.Request{
 		Ctx:    ctx,
