@@ -701,3 +701,33 @@ func firstUpstream(y string) string {
 	base, _, _ := strings.Cut(rest, "\n")
 	return base
 }
+
+// TestMalformedChunkedBodyKeepsItsRequest: a chunked body that breaks
+// its framing after a whole header block is answered 400 with its
+// X-Request-Id, and its row names the route and the key (fasthttp had reset
+// the request before its error handler ran: no id, no row).
+func TestMalformedChunkedBodyKeepsItsRequest(t *testing.T) {
+	r := startRelay(t, "")
+	for _, body := range []string{"3\r\nabcX\r\n0\r\n\r\n", "zz\r\nabc\r\n0\r\n\r\n"} {
+		c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.WriteString(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+"\r\nTransfer-Encoding: chunked\r\n\r\n"+body)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		answer := readAll(t, resp)
+		c.Close()
+		id := resp.Header.Get("X-Request-Id")
+		if resp.StatusCode != 400 || id == "" {
+			t.Fatalf("body %q: status %d, X-Request-Id %q: %s", body, resp.StatusCode, id, answer)
+		}
+		row := r.rows.wait(t, id)
+		if row.Status != 400 || row.ErrorType != record.ErrBadRequest || row.Route != "openai" || row.KeyID == "" {
+			t.Errorf("body %q: row %+v", body, row)
+		}
+	}
+}

@@ -7,11 +7,11 @@ import (
 	"github.com/valyala/fasthttp"
 )
 
-// A request whose chunked body outgrows the server's body limit is reset
-// by fasthttp (Request.ReadBody) before its error handler runs: the 413
-// would then have no route, no X-Request-Id and no row, while the same
-// body sent with a Content-Length (refused before it is read, the request
-// kept) has all three. So the header of each request whose body comes
+// A request whose chunked body outgrows the server's body limit, or is
+// malformed or too slow, is reset by fasthttp (Request.ReadBody) before its
+// error handler runs: the 413 (400, 408) would then have no route, no
+// X-Request-Id and no row, while the same body sent with a Content-Length
+// refused for its size (before it is read, the request kept) has all three. So the header of each request whose body comes
 // chunked is copied when it arrives (HeaderReceived) and given back to the
 // request its error handler answers (restoreChunkedHead). Requests framed
 // by a Content-Length (almost all: the SDKs send one) cost a length check.
@@ -61,12 +61,14 @@ func (k *chunkedHeads) forget(hdr *fasthttp.RequestHeader) {
 }
 
 // restoreChunkedHead gives ctx's request back the header kept when it
-// arrived, when its chunked body outgrew the limit (status 413) and
-// fasthttp reset it since; it reports whether it did. Only that reset
-// leaves a 413 without a header, so the entry is this request's.
-func restoreChunkedHead(ctx *fasthttp.RequestCtx, status int) bool {
+// arrived, when reading its chunked body failed and fasthttp reset it since
+// (outgrown the limit: 413; malformed chunks: 400; too slow: 408); it
+// reports whether it did. The entry is this request's: made when its
+// header arrived, dropped when a request reaches the handlers or the next
+// header is read.
+func restoreChunkedHead(ctx *fasthttp.RequestCtx) bool {
 	hdr := &ctx.Request.Header
-	if status != fasthttp.StatusRequestEntityTooLarge || keptHeads.live.Load() == 0 {
+	if keptHeads.live.Load() == 0 {
 		return false
 	}
 	v, ok := keptHeads.m.LoadAndDelete(hdr)
