@@ -3,6 +3,7 @@ package handlers
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -21,10 +22,26 @@ import (
 // request reaches the relay's handlers or its error handler, or the next
 // request is read into the same context (a connection that broke inside a
 // chunked body reaches neither).
+//
+// An entry whose connection broke inside the body would stay until its
+// context is reused, and for good once the server's pool dropped that
+// context (the entry keeps it alive): keep sweeps out, once a minute at
+// most, entries older than staleHead, whose request no server still reads.
 type chunkedHeads struct {
-	m    sync.Map     // *fasthttp.RequestHeader -> *fasthttp.RequestHeader
-	live atomic.Int64 // entries in m, so that most requests skip it
+	m         sync.Map     // *fasthttp.RequestHeader -> *keptHead
+	live      atomic.Int64 // entries in m, so that most requests skip it
+	lastSweep atomic.Int64 // unix nanoseconds of the last sweep
 }
+
+// keptHead is a header copy and when it was made.
+type keptHead struct {
+	hdr fasthttp.RequestHeader
+	at  int64 // unix nanoseconds
+}
+
+// staleHead is the age past which a kept header's request is surely over:
+// far beyond any read timeout a body is read within.
+const staleHead = 10 * time.Minute
 
 var keptHeads chunkedHeads
 
@@ -42,11 +59,25 @@ func (h *Relay) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestConf
 }
 
 func (k *chunkedHeads) keep(hdr *fasthttp.RequestHeader) {
-	c := new(fasthttp.RequestHeader)
-	hdr.CopyTo(c)
+	now := time.Now().UnixNano()
+	c := &keptHead{at: now}
+	hdr.CopyTo(&c.hdr)
 	if _, loaded := k.m.Swap(hdr, c); !loaded {
 		k.live.Add(1)
 	}
+	if last := k.lastSweep.Load(); now-last > int64(time.Minute) && k.lastSweep.CompareAndSwap(last, now) {
+		k.sweep(now - int64(staleHead))
+	}
+}
+
+// sweep drops the entries made before the time before (unix nanoseconds).
+func (k *chunkedHeads) sweep(before int64) {
+	k.m.Range(func(key, v any) bool {
+		if v.(*keptHead).at < before && k.m.CompareAndDelete(key, v) {
+			k.live.Add(-1)
+		}
+		return true
+	})
 }
 
 // forget drops hdr's entry, if any: its request was read whole, or another
@@ -76,7 +107,7 @@ func restoreChunkedHead(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	keptHeads.live.Add(-1)
-	v.(*fasthttp.RequestHeader).CopyTo(hdr)
+	v.(*keptHead).hdr.CopyTo(hdr)
 	ctx.Request.SetRequestURIBytes(hdr.RequestURI()) // parsed again from the header
 	return true
 }

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -48,5 +49,28 @@ func TestChunkedHeadsKeepOnlyWhatIsBeingRead(t *testing.T) {
 	}
 	if string(ctx.Path()) != "/v1/chat/completions" || string(ctx.Method()) != "POST" || live() != base {
 		t.Errorf("restored %s %s, entries %d", ctx.Method(), ctx.Path(), live())
+	}
+}
+
+// TestChunkedHeadsSweepStale: an entry whose connection broke inside the
+// body (neither handler ran) goes once it is stale: it kept its request
+// context alive for good once the server's pool had dropped it.
+func TestChunkedHeadsSweepStale(t *testing.T) {
+	var h Relay
+	base := keptHeads.live.Load()
+	var broken fasthttp.RequestCtx
+	broken.Request.Header.SetMethod("POST")
+	broken.Request.Header.SetContentLength(-1)
+	h.HeaderReceived(&broken.Request.Header)
+	if keptHeads.live.Load() != base+1 {
+		t.Fatalf("entries %d, want %d", keptHeads.live.Load(), base+1)
+	}
+	keptHeads.sweep(time.Now().Add(-staleHead).UnixNano()) // fresh: kept
+	if keptHeads.live.Load() != base+1 {
+		t.Fatal("a fresh entry was swept")
+	}
+	keptHeads.sweep(time.Now().Add(time.Second).UnixNano()) // as if staleHead had passed
+	if _, ok := keptHeads.m.Load(&broken.Request.Header); ok || keptHeads.live.Load() != base {
+		t.Fatalf("stale entry kept (entries %d)", keptHeads.live.Load())
 	}
 }
