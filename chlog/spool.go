@@ -190,21 +190,63 @@ func (s *spool) has(seq uint64) bool {
 	return false
 }
 
-// holdsID reports whether a spool file holds the request id, whatever
-// the sequence number it is named for: a file of several blocks is named
-// for the first block it took, which can be newer than blocks gathered
-// behind it (a block cut at a tick, then older ones waiting to be sent).
-// It reads files, newest first: for WAL recovery only.
-func (s *spool) holdsID(id []byte) bool {
+// holdsRows reports whether one spool file holds every one of ids (raw
+// request ids, a WAL segment's) in its request_id column, whatever the
+// sequence number it is named for: a file of several blocks is named for
+// the first block it took, which can be newer than blocks gathered behind
+// it (a block cut at a tick, then older ones waiting to be sent). The file
+// named for seq is read first. Neither a file of the same sequence number
+// (another relay's copied in, a start within the same nanoseconds) nor one
+// whose bytes hold an id elsewhere (a captured body quoting it) counts: only
+// the column does. It reads files: for WAL recovery only.
+func (s *spool) holdsRows(seq uint64, ids [][]byte) bool {
+	if len(ids) == 0 {
+		return false
+	}
 	s.mu.Lock()
 	names := make([]string, 0, len(s.files))
 	for _, f := range s.files {
-		names = append(names, f.name)
+		if f.seq != seq {
+			names = append(names, f.name)
+		} else {
+			names = append([]string{f.name}, names...)
+		}
 	}
 	s.mu.Unlock()
-	for i := len(names) - 1; i >= 0; i-- {
-		data, err := os.ReadFile(filepath.Join(s.dir, names[i]))
-		if err == nil && bytes.Contains(data, id) {
+	for _, name := range names {
+		data, err := os.ReadFile(filepath.Join(s.dir, name))
+		if err != nil || !bytes.Contains(data, ids[0]) {
+			continue
+		}
+		_, have, _, _, err := decodeForCheck(data)
+		if err != nil {
+			continue
+		}
+		held := make(map[string]bool, len(have))
+		for _, id := range have {
+			held[id] = true
+		}
+		all := true
+		for _, id := range ids {
+			if !held[quoteID(id)] {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// hasEmptied reports whether an emptied file (inserted, then overwritten
+// with insertedMark) is named for seq.
+func (s *spool) hasEmptied(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range s.emptied {
+		if f.seq == seq {
 			return true
 		}
 	}

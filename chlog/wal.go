@@ -146,38 +146,45 @@ func (l *wal) segPath(seq uint64) string {
 // recover moves one leftover segment into the spool.
 func (l *wal) recover(seq uint64) error {
 	path := l.segPath(seq)
-	if l.w.spool.has(seq) {
-		l.w.log.Info("chlog: wal: segment's block was spooled before the crash; dropping segment", "seq", seq)
-		return removeSynced(l.dir, path)
-	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("chlog: wal: %w", err)
 	}
-	if len(data) >= walHeader && l.w.spool.holdsID(data[8:walHeader]) {
-		// Group commit wrote this block into a spool file named for
-		// another block's sequence number.
-		l.w.log.Info("chlog: wal: segment's block was spooled (group commit) before the crash; dropping segment", "seq", seq)
-		return removeSynced(l.dir, path)
-	}
 	var native []byte
 	var first, last []byte
+	var ids [][]byte
 	rows := 0
 	scan := walRecords(data, func(id, payload []byte) bool {
 		if first == nil {
 			first = id
 		}
 		last = id
+		ids = append(ids, id)
 		native = append(native, payload...)
 		rows++
 		return true
 	})
+	if l.w.spool.holdsRows(seq, ids) {
+		// Spooled before the crash (under its own sequence number or,
+		// by group commit, in a file named for another block's; or by a
+		// recovery that had spooled it, and set its damage aside, when
+		// the crash came): the spool file's request_id column holds
+		// every row the segment still has.
+		l.w.log.Info("chlog: wal: segment's rows were spooled before the crash; dropping segment", "seq", seq, "rows", rows)
+		return removeSynced(l.dir, path)
+	}
+	if rows > 0 && l.w.spool.hasEmptied(seq) {
+		// Inserted, its file emptied, before the crash, most likely:
+		// spooled again as unknown, the replay's presence check sends
+		// none of what is stored.
+		l.w.log.Info("chlog: wal: segment's block may have been inserted before the crash; spooled to be checked", "seq", seq, "rows", rows)
+	}
 	if scan.torn {
 		l.w.log.Warn("chlog: wal: torn record at the end of a segment cut", "seq", seq)
 	}
 	if scan.damaged() {
-		// Before the rows are spooled: once the spool holds seq, a
-		// restart drops the segment unread (see the top of recover).
+		// Before the rows are spooled: once the spool holds them, a
+		// restart drops the segment (holdsRows above).
 		if err := l.setAside(seq, data, scan, rows); err != nil {
 			return err
 		}

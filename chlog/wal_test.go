@@ -339,3 +339,75 @@ func recoverGroupCommit(t *testing.T, newerFirst bool) {
 		t.Fatalf("spool files %v; want only the group file %s", names, group)
 	}
 }
+
+// TestWALRecoverOnlyWhatTheSpoolHolds: a leftover segment is dropped only
+// when a spool file's request_id column holds its rows. It was dropped
+// when any spool file's bytes held its first id (a captured body quoting
+// it) or a spool file had its sequence number (another relay's, copied
+// in): rows confirmed durable, lost.
+func TestWALRecoverOnlyWhatTheSpoolHolds(t *testing.T) {
+	for _, tt := range []string{"id quoted in a body", "same sequence number"} {
+		t.Run(tt, func(t *testing.T) {
+			dir := t.TempDir()
+			a := sseRecord(1, 2)
+			w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
+			b := sseRecord(2, 2)
+			b.SetRequestBody(append([]byte(`{"note":"retry of `), append(a.ID[:], `"}`...)...)) // A's id, raw, in B's body
+			if err := w.Write(b); err != nil {
+				t.Fatal(err)
+			}
+			flush(t, w) // B spooled
+			bFile := spoolNames(t, dir)[0]
+			if err := w.Write(a); err != nil { // A durable in the WAL only
+				t.Fatal(err)
+			}
+			seg := walFiles(t, dir)
+			if len(seg) != 1 {
+				t.Fatalf("segments %v", seg)
+			}
+			data, err := os.ReadFile(seg[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			closeWriter(t, w)
+			// The crash: A's block never reached the spool, its segment stays.
+			for _, n := range spoolNames(t, dir) {
+				if n != bFile {
+					_ = os.Remove(filepath.Join(dir, n))
+				}
+			}
+			if err := os.WriteFile(seg[0], data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if tt == "same sequence number" {
+				// B's file renamed to A's segment's sequence number, as a
+				// file copied in from another relay could be named.
+				f := parseMust(t, bFile)
+				var aSeq uint64
+				fmt.Sscanf(filepath.Base(seg[0]), "%d", &aSeq)
+				if err := os.Rename(filepath.Join(dir, bFile), filepath.Join(dir, spoolName(aSeq, f.rows, false, []byte(f.first), []byte(f.last)))); err != nil {
+					t.Fatal(err)
+				}
+			}
+			w2 := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
+			closeWriter(t, w2)
+			found := false
+			for _, n := range spoolNames(t, dir) {
+				data, err := os.ReadFile(filepath.Join(dir, n))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rows, err := DecodeRows(data)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range rows {
+					found = found || r.RequestID == quoteID(a.ID[:])
+				}
+			}
+			if !found {
+				t.Fatalf("row A, durable in the WAL, is in no spool file after recovery (files %v)", spoolNames(t, dir))
+			}
+		})
+	}
+}
