@@ -703,12 +703,15 @@ func firstUpstream(y string) string {
 }
 
 // TestMalformedChunkedBodyKeepsItsRequest: a chunked body that breaks
-// its framing after a whole header block is answered 400 with its
+// its framing (a chunk's end, an extension) after a whole header block is
+// answered 400 with its
 // X-Request-Id, and its row names the route and the key (fasthttp had reset
 // the request before its error handler ran: no id, no row).
 func TestMalformedChunkedBodyKeepsItsRequest(t *testing.T) {
 	r := startRelay(t, "")
-	for _, body := range []string{"3\r\nabcX\r\n0\r\n\r\n", "zz\r\nabc\r\n0\r\n\r\n"} {
+	// Chunks that break their framing (fasthttp's ErrBrokenChunk): no CRLF
+	// after a chunk's data, an LF in a chunk extension.
+	for _, body := range []string{"3\r\nabcX\r\n0\r\n\r\n", "3;a\nb\r\nabc\r\n0\r\n\r\n"} {
 		c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
 		if err != nil {
 			t.Fatal(err)

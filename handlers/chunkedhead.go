@@ -9,10 +9,10 @@ import (
 )
 
 // A request whose chunked body outgrows the server's body limit, or is
-// malformed or too slow, is reset by fasthttp (Request.ReadBody) before its
-// error handler runs: the 413 (400, 408) would then have no route, no
-// X-Request-Id and no row, while the same body sent with a Content-Length
-// refused for its size (before it is read, the request kept) has all three. So the header of each request whose body comes
+// malformed, is reset by fasthttp (Request.ReadBody) before its error
+// handler runs: the 413 (400) would then have no route, no X-Request-Id
+// and no row, while the same body sent with a Content-Length refused for
+// its size (before it is read, the request kept) has all three. So the header of each request whose body comes
 // chunked is copied when it arrives (HeaderReceived) and given back to the
 // request its error handler answers (restoreChunkedHead). Requests framed
 // by a Content-Length (almost all: the SDKs send one) cost a length check.
@@ -93,10 +93,14 @@ func (k *chunkedHeads) forget(hdr *fasthttp.RequestHeader) {
 
 // restoreChunkedHead gives ctx's request back the header kept when it
 // arrived, when reading its chunked body failed and fasthttp reset it since
-// (outgrown the limit: 413; malformed chunks: 400; too slow: 408); it
+// (outgrown the limit: 413; malformed chunks: 400; ReadError decides); it
 // reports whether it did. The entry is this request's: made when its
-// header arrived, dropped when a request reaches the handlers or the next
-// header is read.
+// header arrived, replaced when the next header is read into the same
+// context. (A request that ended without a handler, its client gone at a
+// chunk boundary, leaves its entry: a header read that fails on the next
+// connection to use the context must not take it, hence ReadError's
+// bodyReadFailed. A body too slow, 408, is no such error: its answer has
+// no id and no row.)
 func restoreChunkedHead(ctx *fasthttp.RequestCtx) bool {
 	hdr := &ctx.Request.Header
 	if keptHeads.live.Load() == 0 {

@@ -18,12 +18,28 @@ import (
 // header fasthttp could not parse and for one the client broke off.
 func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp.RequestCtx, error) {
 	return func(ctx *fasthttp.RequestCtx, err error) {
+		if bodyReadFailed(err) {
+			// fasthttp reset the request: its header is given back
+			// (chunkedhead.go) for the answer's id and the row.
+			restoreChunkedHead(ctx)
+		}
 		if len(ctx.Request.Header.RawHeaders()) != 0 || !headRefused(err) {
 			next(ctx, err)
 			return
 		}
 		h.refuseHead(ctx)
 	}
+}
+
+// bodyReadFailed reports whether err is fasthttp's failure to read a
+// request's body after its header was read whole: too large, or chunks that
+// break their framing. Only such a request's header can be the one kept
+// for it (chunkedhead.go); a timeout or a reset may as well have cut a
+// header block short, whose connection's context may hold another
+// request's entry (one that ended without a handler).
+func bodyReadFailed(err error) bool {
+	var broken fasthttp.ErrBrokenChunk
+	return errors.Is(err, fasthttp.ErrBodyTooLarge) || errors.As(err, &broken)
 }
 
 // headerReadError begins the text of every error fasthttp returns from

@@ -41,7 +41,7 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		}
 	}
 	ctx := c.Context()
-	if len(ctx.Request.Header.RawHeaders()) == 0 && !restoreChunkedHead(ctx) {
+	if len(ctx.Request.Header.RawHeaders()) == 0 { // none given back by ReadError either
 		// The header block was never read whole (a reset or timeout before
 		// or inside it; one read whole and refused went to ReadError):
 		// there is no request to log, just answer. Method() is no test for
