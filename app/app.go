@@ -199,10 +199,10 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	srv.HeaderReceived = a.relay.HeaderReceived
 	// "Expect: 100-continue" is answered with a refusal when the relay
 	// would refuse the request whatever its body (handlers/expect.go).
-	srv.ExpectHandler = a.relay.ExpectContinue
+	srv.ExpectHandler = freshWriteDeadline(a.relay.ExpectContinue, a.cfg.Server.IdleTimeout)
 	// A header block fasthttp refused (a control character) is answered
 	// and logged as a request (handlers/readerror.go).
-	srv.ErrorHandler = a.relay.ReadError(srv.ErrorHandler)
+	srv.ErrorHandler = freshErrorDeadline(a.relay.ReadError(srv.ErrorHandler), a.cfg.Server.IdleTimeout)
 	f.Use(a.relay.CheckFraming) // before every route: /healthz too can be smuggled into
 	for _, r := range a.ownRoutes() {
 		f.Get(r.path, r.handler)

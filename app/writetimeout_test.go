@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"errors"
 	"io"
 	"net"
@@ -144,4 +145,41 @@ storage:
 	req := "POST /whole HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey + "\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 	fillUntilBlocked(t, c, []byte(strings.Repeat(req, 100)))
 	waitClosedByRelay(t, c, []byte(req), "a client that stopped taking streamed answers (route idle_timeout 2s)")
+}
+
+// TestAnswerAfterIdleKeepsItsOwnDeadline: on a kept connection, fasthttp's
+// answer to a request whose body it could not read comes before that
+// request's own write deadline is set; under the last answer's, passed
+// while the body came, it failed and the connection closed without an
+// answer (server.idle_timeout 1 s, the body too large after 2 s).
+func TestAnswerAfterIdleKeepsItsOwnDeadline(t *testing.T) {
+	r := startRelayWith(t, "", func(c *Config) {
+		c.Server.IdleTimeout, c.Server.ReadTimeout = time.Second, 20*time.Second
+	})
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	br := bufio.NewReader(c)
+	_, _ = io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	_, _ = io.WriteString(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+"\r\nTransfer-Encoding: chunked\r\n\r\n")
+	time.Sleep(2 * time.Second) // past the healthz answer's deadline
+	go func() {                 // testConfig: max_body_bytes 65536
+		_, _ = io.WriteString(c, "11000\r\n"+strings.Repeat("b", 0x11000)+"\r\n0\r\n\r\n")
+	}()
+	resp, err = http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to a body too large after the connection idled: %v", err)
+	}
+	readAll(t, resp)
+	if resp.StatusCode != 413 || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("status %d, X-Request-Id %q", resp.StatusCode, resp.Header.Get("X-Request-Id"))
+	}
 }
