@@ -95,3 +95,49 @@ func TestShutdownGivesUpConnects(t *testing.T) {
 		t.Fatalf("row %s %d", row.ErrorType, row.Status)
 	}
 }
+
+// TestShutdownGivesUpWSHandshakes: a WebSocket handshake still connecting
+// to its upstream when shutdown's grace period ends is given up as an HTTP
+// route's connect is: 503 shutting_down, its row before Shutdown returns.
+func TestShutdownGivesUpWSHandshakes(t *testing.T) {
+	addr := stuckListener(t)
+	r := startRelayYAML(t, func(y string) string {
+		y = strings.Replace(y, "shutdown_grace: 5s", "shutdown_grace: 1s", 1)
+		return strings.Replace(y, "storage:\n", "  - name: realtime\n    path: /v1/realtime\n    upstream: ws://"+addr+"\n    auth_env: TEST_PROVIDER_KEY\n    kind: ws\n    connect_timeout: 60s\n    first_byte_timeout: 60s\nstorage:\n", 1)
+	}, nil)
+	type answer struct {
+		resp *http.Response
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		_, resp, err := dialWS(t, r.base, relayKey, nil)
+		got <- answer{resp, err}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for r.app.relay.Active() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the handshake never reached the relay")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	if err := r.app.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	r.app = nil
+	a := <-got
+	if a.resp == nil {
+		t.Fatalf("no answer: %v", a.err)
+	}
+	body := readAll(t, a.resp)
+	if a.resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "shutting_down") {
+		t.Fatalf("answer %d %s", a.resp.StatusCode, body)
+	}
+	row := r.rows.wait(t, a.resp.Header.Get("X-Request-Id"))
+	if row.ErrorType != "shutting_down" || row.Status != http.StatusServiceUnavailable {
+		t.Fatalf("row %s %d", row.ErrorType, row.Status)
+	}
+}

@@ -24,21 +24,26 @@ import (
 type Clients struct {
 	mu      sync.Mutex
 	clients map[string]*fasthttp.HostClient
-	abort   chan struct{} // closed by AbortDials
-	once    sync.Once
+	// dials ends with AbortDials: the connects of HTTP routes (dialer) and
+	// the handshakes of WebSocket routes (DialWS) wait under it.
+	dials context.Context
+	abort context.CancelFunc
 }
 
 // NewClients returns an empty client set.
 func NewClients() *Clients {
-	return &Clients{clients: map[string]*fasthttp.HostClient{}, abort: make(chan struct{})}
+	cs := &Clients{clients: map[string]*fasthttp.HostClient{}}
+	cs.dials, cs.abort = context.WithCancel(context.Background())
+	return cs
 }
 
-// AbortDials ends every connect in progress, and fails every later one,
-// with ErrDialAborted: at shutdown, past the grace period, a request still
-// connecting (connect_timeout: 10 s by default) would otherwise go on
-// after the storage closed, and its row be lost. Such a request is
-// answered 503 shutting_down.
-func (cs *Clients) AbortDials() { cs.once.Do(func() { close(cs.abort) }) }
+// AbortDials ends every connect (and WebSocket handshake) in progress, and
+// fails every later one, with ErrDialAborted: at shutdown, past the grace
+// period, a request still connecting (connect_timeout: 10 s by default; a
+// handshake, first_byte_timeout) would otherwise go on after the storage
+// closed, and its row be lost. Such a request is answered 503
+// shutting_down.
+func (cs *Clients) AbortDials() { cs.abort() }
 
 // ErrDialAborted is the connect error after AbortDials.
 var ErrDialAborted = errors.New("upstream: connect given up: the relay is shutting down")
@@ -77,7 +82,7 @@ func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 	if c, ok := cs.clients[key]; ok {
 		return c
 	}
-	d := &dialer{timeout: o.connectTimeout, abort: cs.abort}
+	d := &dialer{timeout: o.connectTimeout, abort: cs.dials.Done()}
 	if isTLS {
 		d.tls = &tls.Config{
 			ServerName:         u.Hostname(),

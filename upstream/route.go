@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -101,6 +102,7 @@ type Route struct {
 	Options
 
 	client   *fasthttp.HostClient
+	dials    context.Context // Clients.AbortDials ends it: a WebSocket handshake waits under it
 	scheme   []byte
 	host     []byte
 	basePath string // upstream URL path without the trailing slash
@@ -174,7 +176,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	// Configured), as a one-target route always did.
 	first := p.targets[0].route
 	r.Upstream, r.ProviderKey, r.KeyEnv = first.Upstream, first.ProviderKey, first.KeyEnv
-	r.client, r.scheme, r.host, r.basePath = first.client, first.scheme, first.host, first.basePath
+	r.client, r.scheme, r.host, r.basePath, r.dials = first.client, first.scheme, first.host, first.basePath, first.dials
 	r.authKey, r.authValue, r.extra = first.authKey, first.authValue, first.extra
 	for _, t := range p.targets {
 		if t.route.Configured() {
@@ -216,6 +218,7 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 	for k, v := range o.Headers {
 		t.extra = append(t.extra, [2][]byte{[]byte(k), []byte(v)})
 	}
+	t.dials = clients.dials
 	t.client = clients.get(u, clientOptions{
 		connectTimeout: o.ConnectTimeout,
 		maxConns:       o.MaxConns,

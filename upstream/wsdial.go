@@ -115,7 +115,17 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 		ReadBufferSize:   4 << 10,
 		WriteBufferSize:  4 << 10,
 	}
-	conn, resp, err := d.DialContext(context.Background(), r.wsURL(in), h)
+	dials := r.dials
+	if dials == nil {
+		dials = context.Background() // a route not made by NewRoute (tests)
+	}
+	conn, resp, err := d.DialContext(dials, r.wsURL(in), h)
+	if err != nil && dials.Err() != nil && resp == nil {
+		// Given up at shutdown (Clients.AbortDials): no verdict on the
+		// upstream, answered 503 as an HTTP route's aborted connect is.
+		rec.TTFB = record.None
+		return WSDial{Err: ErrDialAborted, ErrType: record.ErrShuttingDown, Status: fasthttp.StatusServiceUnavailable}
+	}
 	if err != nil {
 		rec.TTFB = record.None
 		out := WSDial{Err: err, ErrType: record.ErrUpstreamReset, Status: fasthttp.StatusBadGateway}
