@@ -10,6 +10,11 @@ import (
 // it.
 var redactedKey = []byte("[redacted]")
 
+// minMaskedKey is the shortest provider key masked: a local server's
+// placeholder ("EMPTY", "ollama", "none") is no secret, and masking it
+// would garble the answer's words.
+const minMaskedKey = 8
+
 // minMaskedPrefix is the shortest end of an answer cut inside the key
 // (WebSocket refusals are kept to 1 KiB) that is masked as the key's
 // beginning.
@@ -20,7 +25,7 @@ const minMaskedPrefix = 4
 // An answer without the key comes back as it was.
 func (r *Route) maskKey(b []byte) []byte {
 	key := r.ProviderKey
-	if key == "" {
+	if len(key) < minMaskedKey {
 		return b
 	}
 	b = replaceAll(b, key)
@@ -33,7 +38,7 @@ func (r *Route) maskKey(b []byte) []byte {
 // maskKeyCut is maskKey for an answer cut short: an end of b that begins
 // the key is masked too.
 func (r *Route) maskKeyCut(b []byte) []byte {
-	if r.ProviderKey == "" {
+	if len(r.ProviderKey) < minMaskedKey {
 		return b
 	}
 	return maskCutKey(r.maskKey(b), r.ProviderKey)
@@ -60,7 +65,7 @@ func maskCutKey(b []byte, key string) []byte {
 
 // maskKeyInHeader masks the provider key in every value of h (maskKey).
 func (r *Route) maskKeyInHeader(h http.Header) {
-	if r.ProviderKey == "" {
+	if len(r.ProviderKey) < minMaskedKey {
 		return
 	}
 	for _, vs := range h {

@@ -144,8 +144,12 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 			r.maskKeyInHeader(resp.Header)
 			out.Header = endToEnd(resp.Header)
 			out.ContentType = resp.Header.Get("Content-Type")
-			out.Body, _ = io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-			out.Body = r.maskKeyCut(out.Body)
+			out.Body, _ = io.ReadAll(io.LimitReader(resp.Body, maxRefusalBody))
+			if len(out.Body) == maxRefusalBody {
+				out.Body = r.maskKeyCut(out.Body) // cut: maybe inside the key
+			} else {
+				out.Body = r.maskKey(out.Body)
+			}
 			rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 		case dialErr != nil:
 			out.ErrType = record.ErrUpstreamConnect
@@ -289,6 +293,10 @@ func endToEnd(h http.Header) http.Header {
 	}
 	return out
 }
+
+// maxRefusalBody is how much of an upstream's refusal of a handshake is
+// relayed (and kept in the row).
+const maxRefusalBody = 1 << 10
 
 // CopyWSHeader adds the upstream's handshake answer headers h (WSDial's
 // Header) to the client's answer dst, as an HTTP route copies a response's:
