@@ -226,6 +226,33 @@ type conn struct {
 	// unsent is a request that goes out with the first read of its
 	// answer (heldrequest.go).
 	unsent []byte
+	// For unreadWaiting: its callback, bound once, its buffer and answer.
+	peekFn  func(fd uintptr)
+	peekBuf [1]byte
+	peeked  bool
+}
+
+// unreadWaiting reports whether a plain TCP connection back from the pool
+// has bytes waiting, or its end: bytes that came after its last answer
+// ended (an upstream that sent more than its framing said, a 204 with a
+// body) would be read as the next request's answer, another client's, and
+// a closed one would fail it. One non-blocking peek; a TLS connection is not
+// looked at (its post-handshake messages would count).
+func (c *conn) unreadWaiting() bool {
+	if c.raw == nil {
+		return false
+	}
+	if c.peekFn == nil {
+		c.peekFn = c.peekOnce
+	}
+	c.peeked = false
+	_ = c.raw.Control(c.peekFn)
+	return c.peeked
+}
+
+func (c *conn) peekOnce(fd uintptr) {
+	_, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	c.peeked = err == nil // bytes, or the end (0 bytes); EAGAIN: none
 }
 
 // acquireReader gives c a pooled reader for a response head.

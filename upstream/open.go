@@ -353,6 +353,13 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 			return errors.New("BUG: upstream connection not dialed by upstream.dialer")
 		}
 		reused := c.uses > 0
+		if reused && c.unreadWaiting() {
+			// Not this request's answer: the connection goes, another is
+			// taken (the pool runs out of such ones: a new one is fresh).
+			r.client.CloseConn(cc)
+			attempt--
+			continue
+		}
 		c.uses++
 		before := c.in
 		_ = c.SetDeadline(r.headDeadline(s.start))
