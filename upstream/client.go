@@ -251,8 +251,8 @@ func (c *conn) unreadWaiting() bool {
 }
 
 func (c *conn) peekOnce(fd uintptr) {
-	_, _, err := syscall.Recvfrom(int(fd), c.peekBuf[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	c.peeked = err == nil // bytes, or the end (0 bytes); EAGAIN: none
+	_, errno := socket.Peek(fd, c.peekBuf[:])
+	c.peeked = errno == 0 // bytes, or the end (0 bytes); EAGAIN: none
 }
 
 // acquireReader gives c a pooled reader for a response head.

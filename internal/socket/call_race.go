@@ -27,3 +27,10 @@ func errnoOf(n int, err error) (int, syscall.Errno) {
 	}
 	return n, 0
 }
+
+// Peek looks at the bytes waiting on the socket fd without taking them;
+// under the race detector through the ordinary system call (see Read).
+func Peek(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, err := syscall.Recvfrom(int(fd), p, syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	return errnoOf(n, err)
+}

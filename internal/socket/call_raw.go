@@ -27,3 +27,18 @@ func rawIO(trap, fd uintptr, p []byte) (int, syscall.Errno) {
 	}
 	return int(n), 0
 }
+
+// Peek looks at the first bytes waiting on the socket fd (recv with
+// MSG_PEEK|MSG_DONTWAIT) without taking them, with a raw system call: the
+// bytes seen (0 at the end of the stream) or the errno (EAGAIN: none).
+func Peek(fd uintptr, p []byte) (int, syscall.Errno) {
+	if len(p) == 0 {
+		return 0, 0
+	}
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)),
+		syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), 0
+}
