@@ -233,7 +233,15 @@ func parseChunkSize(line []byte) (int64, error) {
 	for len(line) > 0 && (line[len(line)-1] == ' ' || line[len(line)-1] == '\t') {
 		line = line[:len(line)-1]
 	}
-	if len(line) == 0 || len(line) > 15 {
+	if len(line) == 0 {
+		return 0, errChunkSize
+	}
+	// Leading zeros are allowed (RFC 9112 7.1); fifteen significant hex
+	// digits at most, so that the size cannot overflow.
+	for len(line) > 1 && line[0] == '0' {
+		line = line[1:]
+	}
+	if len(line) > 15 {
 		return 0, errChunkSize
 	}
 	var n int64

@@ -160,6 +160,9 @@ func TestParseChunkSize(t *testing.T) {
 		{"1a \t;ext\r\n", 26, true},
 		{"fffffffffffffff\r\n", 0xfffffffffffffff, true},
 		{"ffffffffffffffff\r\n", 0, false}, // 16 digits: could overflow
+		{"0000000000000000030\r\n", 0x30, true}, // leading zeros are no digits of the size
+		{"00000000000000000\r\n", 0, true},
+		{"01000000000000000\r\n", 0, false}, // 16 significant digits
 		{"\r\n", 0, false},
 		{";ext\r\n", 0, false},
 		{" 1a\r\n", 0, false},
