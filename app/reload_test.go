@@ -58,6 +58,20 @@ func writeFile(t *testing.T, path, s string) {
 	}
 }
 
+// startReloadable starts a relay from a config file (reloadConfig: the
+// relay key, a limit of 600) in front of a mock and returns it, the mock's
+// base URL, the file's path and the spool directory, for the test to
+// rewrite the file and reload.
+func startReloadable(t *testing.T) (p *poolRelay, base, path, spool string) {
+	t.Helper()
+	_, base = mock(t, providerKey)
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	dir := t.TempDir()
+	path, spool = filepath.Join(dir, "relay.yaml"), filepath.Join(dir, "spool")
+	writeFile(t, path, reloadConfig(base, spool, false, 600, ""))
+	return startFromFile(t, path), base, path, spool
+}
+
 // startFromFile starts a relay from the config file at path.
 func startFromFile(t *testing.T, path string) *poolRelay {
 	t.Helper()
@@ -96,13 +110,7 @@ func ask(t *testing.T, base, path, key string) (*http.Response, string) {
 }
 
 func TestReloadAppliesKeysLimitsRoutesWhileAStreamGoesOn(t *testing.T) {
-	_, base := mock(t, providerKey)
-	t.Setenv("TEST_PROVIDER_KEY", providerKey)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "relay.yaml")
-	spool := filepath.Join(dir, "spool")
-	writeFile(t, path, reloadConfig(base, spool, false, 600, ""))
-	p := startFromFile(t, path)
+	p, base, path, spool := startReloadable(t)
 
 	// A stream begun before the reload: 20 events 50 ms apart.
 	req, _ := http.NewRequest(http.MethodPost, p.base+"/v1/chat/completions",
@@ -383,13 +391,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 // the log says), nor through the routes that take it as their default; a
 // route's own max_body_bytes is.
 func TestReloadLeavesServerBodyLimit(t *testing.T) {
-	_, base := mock(t, providerKey)
-	t.Setenv("TEST_PROVIDER_KEY", providerKey)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "relay.yaml")
-	spool := filepath.Join(dir, "spool")
-	writeFile(t, path, reloadConfig(base, spool, false, 600, ""))
-	p := startFromFile(t, path)
+	p, base, path, spool := startReloadable(t)
 	if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 {
 		t.Fatalf("before the reload: %d %s", resp.StatusCode, body)
 	}
@@ -415,13 +417,7 @@ func TestReloadLeavesServerBodyLimit(t *testing.T) {
 // replaces the limiter; the decision counters go on from where they were
 // (they restarted at zero: a counter going down).
 func TestReloadKeepsLimiterCounters(t *testing.T) {
-	_, base := mock(t, providerKey)
-	t.Setenv("TEST_PROVIDER_KEY", providerKey)
-	dir := t.TempDir()
-	path := filepath.Join(dir, "relay.yaml")
-	spool := filepath.Join(dir, "spool")
-	writeFile(t, path, reloadConfig(base, spool, false, 600, ""))
-	p := startFromFile(t, path)
+	p, base, path, spool := startReloadable(t)
 	const admitted = `relay_ratelimit_decisions_total{result="admitted",source="local"}`
 	for range 5 {
 		if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 {

@@ -57,13 +57,38 @@ func TestShutdownGivesUpConnects(t *testing.T) {
 		return strings.Replace(y, "  - name: refused\n    path: /refused\n    upstream: http://127.0.0.1:1\n",
 			"  - name: refused\n    path: /refused\n    upstream: http://"+addr+"\n    connect_timeout: 60s\n", 1)
 	}, nil)
+	shutdownWhileConnecting(t, r, func() (*http.Response, error) {
+		return r.tryPost("/refused", `{"model":"m","stream":true}`, nil)
+	})
+}
+
+// TestShutdownGivesUpWSHandshakes: a WebSocket handshake still connecting
+// to its upstream when shutdown's grace period ends is given up as an HTTP
+// route's connect is: 503 shutting_down, its row before Shutdown returns.
+func TestShutdownGivesUpWSHandshakes(t *testing.T) {
+	addr := stuckListener(t)
+	r := startRelayYAML(t, func(y string) string {
+		y = strings.Replace(y, "shutdown_grace: 5s", "shutdown_grace: 1s", 1)
+		return strings.Replace(y, "storage:\n", "  - name: realtime\n    path: /v1/realtime\n    upstream: ws://"+addr+"\n    auth_env: TEST_PROVIDER_KEY\n    kind: ws\n    connect_timeout: 60s\n    first_byte_timeout: 60s\nstorage:\n", 1)
+	}, nil)
+	shutdownWhileConnecting(t, r, func() (*http.Response, error) {
+		_, resp, err := dialWS(t, r.base, relayKey, nil)
+		return resp, err
+	})
+}
+
+// shutdownWhileConnecting sends a request with send, shuts r down once the
+// request is in flight (connecting to a stuck upstream), and checks its
+// answer and row: 503 shutting_down.
+func shutdownWhileConnecting(t *testing.T, r *relay, send func() (*http.Response, error)) {
+	t.Helper()
 	type answer struct {
 		resp *http.Response
 		err  error
 	}
 	got := make(chan answer, 1)
 	go func() {
-		resp, err := r.tryPost("/refused", `{"model":"m","stream":true}`, nil)
+		resp, err := send()
 		got <- answer{resp, err}
 	}()
 	deadline := time.Now().Add(30 * time.Second)
@@ -83,54 +108,8 @@ func TestShutdownGivesUpConnects(t *testing.T) {
 	took := time.Since(start)
 	r.app = nil // stopped
 	a := <-got
-	if a.err != nil {
-		t.Fatalf("no answer (shutdown took %v): %v", took, a.err)
-	}
-	body := readAll(t, a.resp)
-	if a.resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "shutting_down") {
-		t.Fatalf("answer %d %s", a.resp.StatusCode, body)
-	}
-	row := r.rows.wait(t, a.resp.Header.Get("X-Request-Id"))
-	if row.ErrorType != "shutting_down" || row.Status != http.StatusServiceUnavailable {
-		t.Fatalf("row %s %d", row.ErrorType, row.Status)
-	}
-}
-
-// TestShutdownGivesUpWSHandshakes: a WebSocket handshake still connecting
-// to its upstream when shutdown's grace period ends is given up as an HTTP
-// route's connect is: 503 shutting_down, its row before Shutdown returns.
-func TestShutdownGivesUpWSHandshakes(t *testing.T) {
-	addr := stuckListener(t)
-	r := startRelayYAML(t, func(y string) string {
-		y = strings.Replace(y, "shutdown_grace: 5s", "shutdown_grace: 1s", 1)
-		return strings.Replace(y, "storage:\n", "  - name: realtime\n    path: /v1/realtime\n    upstream: ws://"+addr+"\n    auth_env: TEST_PROVIDER_KEY\n    kind: ws\n    connect_timeout: 60s\n    first_byte_timeout: 60s\nstorage:\n", 1)
-	}, nil)
-	type answer struct {
-		resp *http.Response
-		err  error
-	}
-	got := make(chan answer, 1)
-	go func() {
-		_, resp, err := dialWS(t, r.base, relayKey, nil)
-		got <- answer{resp, err}
-	}()
-	deadline := time.Now().Add(30 * time.Second)
-	for r.app.relay.Active() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the handshake never reached the relay")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(200 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
-	defer cancel()
-	if err := r.app.Shutdown(ctx); err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
-	r.app = nil
-	a := <-got
 	if a.resp == nil {
-		t.Fatalf("no answer: %v", a.err)
+		t.Fatalf("no answer (shutdown took %v): %v", took, a.err)
 	}
 	body := readAll(t, a.resp)
 	if a.resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "shutting_down") {
