@@ -392,14 +392,47 @@ func (c *chClient) doBody(ctx context.Context, u, ctype string, body io.Reader, 
 		if _, err := out.ReadFrom(resp.Body); err != nil {
 			return fmt.Errorf("%w: read answer: %w", errUnknownOutcome, err)
 		}
+		if e := exceptionAtEnd(out.Bytes()); e != nil {
+			return e // the query failed after its answer began: not its result
+		}
 		return nil
 	}
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
+	// An insert answers 200 with nothing; a body is an exception the
+	// server sent after its status (a profile with
+	// send_progress_in_http_headers): applied in part, perhaps.
+	var answer bytes.Buffer
+	_, err = answer.ReadFrom(io.LimitReader(resp.Body, 4096))
+	if err == nil {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	if err != nil {
 		// The server said 200 but the answer broke off: for an insert
 		// that is applied or not, nobody knows.
 		return fmt.Errorf("%w: read answer: %w", errUnknownOutcome, err)
 	}
+	if e := exceptionAtEnd(answer.Bytes()); e != nil {
+		return fmt.Errorf("%w: %w", errUnknownOutcome, e)
+	}
 	return nil
+}
+
+// exceptionAtEnd returns the exception a 200 answer ends with, nil when it
+// ends without one: ClickHouse writes "Code: N, e.displayText() =
+// DB::Exception: ..." (18.16; "Code: N. DB::Exception: ..." on current
+// servers) as the answer's last line when the query fails after its status
+// was sent. Only the last line is looked at: a stored body that quotes such
+// a text is inside the answer, not its end.
+func exceptionAtEnd(b []byte) *Exception {
+	b = bytes.TrimRight(b, "\r\n ")
+	line := b[bytes.LastIndexByte(b, '\n')+1:]
+	if !bytes.HasPrefix(line, []byte("Code: ")) || !bytes.Contains(line, []byte("DB::Exception")) {
+		return nil
+	}
+	e := newException(http.StatusOK, "", line)
+	if e.Code == 0 {
+		return nil
+	}
+	return e
 }
 
 func newException(status int, codeHeader string, msg []byte) *Exception {

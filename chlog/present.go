@@ -198,9 +198,15 @@ func (c *chClient) presentIDs(ctx context.Context, db, table string, lo, hi time
 	if err := c.postIDs(ctx, presenceSQL(db, table, lo, hi), ids, &out); err != nil {
 		return nil, err
 	}
+	// Only the block's own ids count: a line that is not one (text of an
+	// answer gone wrong) must not make a row look stored.
+	asked := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		asked[id] = true
+	}
 	stored := make(map[string]bool, len(ids))
 	for line := range strings.Lines(out.String()) {
-		if id := quoteID([]byte(line)); id != "" {
+		if id := quoteID([]byte(line)); asked[id] {
 			stored[id] = true
 		}
 	}

@@ -122,13 +122,17 @@ func (c *chClient) servedRows(ctx context.Context, db, table string, lo, hi time
 	if err := c.postIDs(ctx, servedSQL(db, table, lo, hi), ids, &out); err != nil {
 		return nil, err
 	}
+	asked := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		asked[id] = true
+	}
 	var rows []servedRow
 	for line := range strings.Lines(out.String()) {
 		f := strings.Split(strings.TrimSuffix(line, "\n"), "\t")
 		if len(f) != 3 {
 			continue
 		}
-		if id := quoteID([]byte(f[0])); id != "" {
+		if id := quoteID([]byte(f[0])); asked[id] { // only the block's own ids
 			rows = append(rows, servedRow{id: id, part: unescapeTSV(f[1]), macros: unescapeTSV(f[2])})
 		}
 	}

@@ -28,6 +28,7 @@ const (
 	hangInsert     // read the request, answer nothing until the client gives up: never applied
 	refuseInsert   // answer an exception a query gets before it runs (202): never applied
 	rejectInsert   // answer that the block's bytes are broken (33): never applied
+	exceptionIn200 // answer 200 with an exception in the body (sent after the status): never applied
 )
 
 // cutProxy stands between the writer and the real ClickHouse and breaks
@@ -38,6 +39,7 @@ type cutProxy struct {
 	target string
 	mode   atomic.Int32
 	hold   atomic.Bool  // answer presence lookups with 503
+	junk   atomic.Bool  // answer presence lookups 200 with an exception as their body
 	refuse atomic.Int32 // answer this many more presence lookups with 503
 	looked atomic.Int32 // presence lookups that reached the proxy
 	sent   atomic.Int32 // inserts forwarded to the server (or held: hangInsert)
@@ -76,6 +78,10 @@ func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 			http.Error(rw, "held by the test", http.StatusServiceUnavailable)
 			return
 		}
+		if p.junk.Load() {
+			_, _ = io.WriteString(rw, "Code: 241, e.displayText() = DB::Exception: Memory limit (for query) exceeded (held by the test)\n")
+			return
+		}
 	}
 	mode := int(p.mode.Load())
 	if insert && mode == cutBefore {
@@ -90,6 +96,10 @@ func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 	if insert && mode == rejectInsert {
 		rw.Header().Set("X-ClickHouse-Exception-Code", "33")
 		http.Error(rw, "Code: 33, e.displayText() = DB::Exception: Cannot read all data (held by the test)", http.StatusInternalServerError)
+		return
+	}
+	if insert && mode == exceptionIn200 {
+		_, _ = io.WriteString(rw, "Code: 241, e.displayText() = DB::Exception: Memory limit (for query) exceeded (held by the test)\n")
 		return
 	}
 	if insert && mode == hangInsert {
@@ -216,6 +226,9 @@ func TestUnknownOutcomeExactlyOnce(t *testing.T) {
 		{"cut before", cutBefore, 1},
 		{"cut after applied", cutAfter, 1},
 		{"broken 200 after applied", brokenChunked, 1},
+		// A 200 whose body is an exception: not taken for a success
+		// (the rows were lost: Flush nil, nothing stored or spooled).
+		{"exception in a 200", exceptionIn200, 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,4 +361,36 @@ func TestPartlyStoredStaysUnknown(t *testing.T) {
 	if err == nil || unknown || classify(err) != failReject {
 		t.Fatalf("deliver = unknown %v, %v; want the refusal, known", unknown, err)
 	}
+}
+
+// TestPresenceCheckIgnoresJunk: a presence lookup answered 200 with an
+// exception as its body is no answer: the row is not taken for stored (an
+// error line counted as an id, and a one-row block looked stored: its row
+// was dropped from the spool, never inserted).
+func TestPresenceCheckIgnoresJunk(t *testing.T) {
+	chURL, db := testDB(t)
+	p, proxyURL := newCutProxy(t, chURL)
+	dir := t.TempDir()
+	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour, Retries: -1})
+	p.hold.Store(true)
+	p.mode.Store(cutBefore)
+	r := sseRecord(1, 3)
+	want := map[string]bool{string(r.ID[:]): true}
+	w.Write(r)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if err := w.Flush(ctx); !errors.Is(err, errUnknownOutcome) {
+		t.Fatalf("Flush: %v; want an unknown outcome", err)
+	}
+	cancel()
+	p.mode.Store(passThrough)
+	p.junk.Store(true)
+	p.hold.Store(false)
+	looked := p.looked.Load()
+	w.kickReplayer()
+	waitFor(t, "a presence lookup answered with junk", 30*time.Second, func() bool { return p.looked.Load() > looked })
+	p.junk.Store(false)
+	w.kickReplayer()
+	waitFor(t, "spool drained", 60*time.Second, func() bool { return w.Stats().SpoolFiles == 0 })
+	closeWriter(t, w)
+	assertExactlyOnce(t, chURL, db, want)
 }
