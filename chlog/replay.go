@@ -52,11 +52,19 @@ func (w *Writer) replayer() {
 	wait := w.o.FlushInterval
 	for {
 		t := time.NewTimer(wait)
+		// A block spooled while the last pass failed does not cut its
+		// backoff short: with traffic flowing, each one woke the replayer
+		// (an insert and a presence check a flush interval, for as long
+		// as the server stayed unwell).
+		kick := w.kickRep
+		if failures > 0 {
+			kick = nil
+		}
 		select {
 		case <-w.ctx.Done():
 			t.Stop()
 			return
-		case <-w.kickRep:
+		case <-kick:
 		case <-t.C:
 		}
 		t.Stop()

@@ -43,6 +43,7 @@ type cutProxy struct {
 	refuse atomic.Int32 // answer this many more presence lookups with 503
 	looked atomic.Int32 // presence lookups that reached the proxy
 	sent   atomic.Int32 // inserts forwarded to the server (or held: hangInsert)
+	tried  atomic.Int32 // inserts that reached the proxy, whatever it did with them
 }
 
 func newCutProxy(t testing.TB, target string) (*cutProxy, string) {
@@ -84,6 +85,9 @@ func (p *cutProxy) ServeHTTP(rw http.ResponseWriter, req *http.Request) {
 		}
 	}
 	mode := int(p.mode.Load())
+	if insert {
+		p.tried.Add(1)
+	}
 	if insert && mode == cutBefore {
 		p.cut(rw, "")
 		return
@@ -393,4 +397,28 @@ func TestPresenceCheckIgnoresJunk(t *testing.T) {
 	waitFor(t, "spool drained", 60*time.Second, func() bool { return w.Stats().SpoolFiles == 0 })
 	closeWriter(t, w)
 	assertExactlyOnce(t, chURL, db, want)
+}
+
+// TestReplayBacksOffUnderTraffic: while ClickHouse refuses inserts, the
+// replayer waits out its backoff (0.8 s, 1.6 s, 3.2 s, ...) although blocks
+// keep being spooled; each spooled block used to wake it, an insert
+// attempt every flush interval (about 25 in this test's 5 s).
+func TestReplayBacksOffUnderTraffic(t *testing.T) {
+	chURL, db := testDB(t)
+	p, proxyURL := newCutProxy(t, chURL)
+	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: t.TempDir(), FlushInterval: 200 * time.Millisecond, Retries: -1})
+	p.mode.Store(refuseInsert)
+	tried := p.tried.Load()
+	for i := range 25 { // a block every flush interval, 5 s
+		w.Write(sseRecord(i, 1))
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := p.tried.Load() - tried; n > 8 {
+		t.Fatalf("%d insert attempts in 5 s of refusals, want at most 8 (the first, then the backoff's)", n)
+	} else {
+		t.Logf("%d insert attempts in 5 s of refusals", n)
+	}
+	p.mode.Store(passThrough)
+	waitFor(t, "spool drained", 60*time.Second, func() bool { return w.Stats().SpoolFiles == 0 })
+	closeWriter(t, w)
 }
