@@ -48,6 +48,12 @@ local function level(key, rate, cap)
   end
   if now > ts then
     x = x + (now - ts) * rate
+  elseif ts > now then
+    -- Written at a later time than Redis now tells (a failover to a
+    -- replica whose clock is behind, a clock stepped back): the bucket
+    -- refills from now on. Left as it was, a refused tenant's bucket
+    -- (refusals do not store it) stayed empty until the clock caught up.
+    redis.call('HSET', key, 'ts', now)
   end
   if x > cap then
     x = cap

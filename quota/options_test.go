@@ -59,3 +59,37 @@ func TestOptionsDefaults(t *testing.T) {
 		t.Fatal("no RedisAddr must mean in-process buckets")
 	}
 }
+
+// TestProbeKeysShareASlot: the probe's script keys carry one hash tag, so
+// that a Redis Cluster takes them in one script (it refuses keys of several
+// slots; rueidis's cluster client panicked on them, with no tenant yet at a
+// start without Redis).
+func TestProbeKeysShareASlot(t *testing.T) {
+	o := Options{KeyPrefix: "relay:rl:"}
+	for _, ts := range []*tenantState{nil, {name: "acme"}} {
+		keys := o.probeKeys(ts)
+		tag := hashTag(keys[0])
+		if tag == "" {
+			t.Errorf("%v: key %s has no hash tag", ts, keys[0])
+		}
+		for _, k := range keys[1:] {
+			if hashTag(k) != tag {
+				t.Errorf("%v: keys %v are in different slots", ts, keys)
+			}
+		}
+	}
+}
+
+// hashTag is the part of key a Redis Cluster hashes: the first {...} with
+// something in it, "" for none (then the whole key is hashed).
+func hashTag(key string) string {
+	i := strings.IndexByte(key, '{')
+	if i < 0 {
+		return ""
+	}
+	j := strings.IndexByte(key[i+1:], '}')
+	if j <= 0 {
+		return ""
+	}
+	return key[i+1 : i+1+j]
+}

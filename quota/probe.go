@@ -30,13 +30,16 @@ var probeArgs = []string{"take", strconv.Itoa(probeRPM), strconv.Itoa(probeBurst
 
 // probeKeys are the KEYS of the probe's take script, in the hash tag of
 // ts's keys so that on a Redis Cluster the probe asks the node that owns
-// the tenant whose decision failed (nil ts: no tag, any tenant).
+// the tenant whose decision failed (nil ts: no tenant yet, a start without
+// Redis; a tag of their own). A script's keys must share a slot on a
+// Redis Cluster: three untagged keys did not, and rueidis's cluster client
+// panicked on them (the process died once the cluster came back).
 func (o *Options) probeKeys(ts *tenantState) []string {
-	base := o.KeyPrefix
+	tag := "{probe}"
 	if ts != nil {
-		base += "{" + ts.name + "}:"
+		tag = "{" + ts.name + "}"
 	}
-	base += "probe"
+	base := o.KeyPrefix + tag + ":probe"
 	return []string{base, base + ":blk", base + ":tok"}
 }
 

@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -35,5 +36,32 @@ func TestScriptReloadedAfterFlush(t *testing.T) {
 	}
 	if st := l.Stats(); st.ToFallback != 0 || st.RedisErrors != 0 {
 		t.Fatalf("stats %+v: a flushed script must not count as a Redis failure", st)
+	}
+}
+
+// TestBucketWrittenInTheFuture: a bucket whose last write is later than
+// Redis's clock says now (a failover to a replica whose clock is behind)
+// refills from now on. A refused tenant's bucket (refusals do not store
+// it) stayed empty until the clock caught up: two minutes of refusals here.
+func TestBucketWrittenInTheFuture(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{RedisAddr: srv.addr, Default: 60000, Burst: 1, Timeout: 2 * time.Second, ProbeInterval: time.Hour, Lease: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	if d := l.Take(ctx, "acme", ""); !d.Allowed {
+		t.Fatalf("first: %+v", d)
+	}
+	c := rawClient(t, srv.addr)
+	future := strconv.FormatInt(time.Now().Add(2*time.Minute).UnixMilli(), 10)
+	if err := c.Do(ctx, c.B().Hset().Key("relay:rl:{acme}:req").FieldValue().FieldValue("ts", future).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	l.Take(ctx, "acme", "") // refused or not: the bucket is empty; now the clock is read
+	time.Sleep(100 * time.Millisecond) // 100 tokens' worth at 60000/min
+	if d := l.Take(ctx, "acme", ""); !d.Allowed {
+		t.Fatalf("100 ms after a future write: %+v, want admitted (refilled from now)", d)
 	}
 }
