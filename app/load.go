@@ -455,6 +455,17 @@ func (c *Config) validateKeys() error {
 		if k.Tenant == "" {
 			return &fieldError{f("tenant"), `""`, "required"}
 		}
+		// A tenant names its Redis keys' hash tag ({tenant}): a brace in
+		// it would split the tag, and the limiter would take another
+		// tenant's override changes for its own.
+		if strings.ContainsAny(k.Tenant, "{}") {
+			return &fieldError{f("tenant"), k.Tenant, "must not contain '{' or '}'"}
+		}
+		for j, tn := range k.Tenants {
+			if tn == "" || strings.ContainsAny(tn, "{}") {
+				return &fieldError{f(fmt.Sprintf("tenants[%d]", j)), strconv.Quote(tn), "must be non-empty, without '{' or '}'"}
+			}
+		}
 		if k.RateLimit < 0 {
 			return &fieldError{f("rate_limit"), k.RateLimit, "must not be negative"}
 		}

@@ -159,6 +159,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"key without tenant", route("auth:\n  keys:\n    - key: k\n"), "auth.keys[0].tenant"},
 		// The second entry is the first's key by its hash: one would replace the other.
 		{"key and its hash", route("auth:\n  keys:\n    - key: sk-dup\n      tenant: a\n    - key_sha256: 0E3A053EA7ECC6B6500136038808F3649B0B3ACC9867AAB6B8FACF6449648FEF\n      tenant: b\n"), "auth.keys[1].key=<set>: duplicate key"},
+		{"tenant with a brace", route("auth:\n  keys:\n    - key: sk-a\n      tenant: \"a}b\"\n"), "auth.keys[0].tenant=a}b: must not contain"},
+		{"tenants with a brace", route("auth:\n  keys:\n    - key: sk-a\n      tenant: a\n      tenants: [\"{x\"]\n"), "auth.keys[0].tenants[0]"},
 		{"key with white space", route("auth:\n  keys:\n    - key: \"sk-x \"\n      tenant: a\n"), "auth.keys[0].key=<set>: must not begin or end with white space"},
 		{"bad on_redis_error", route("rate_limit:\n  on_redis_error: panic\n"), "rate_limit.on_redis_error=panic"},
 		{"negative lease", route("rate_limit:\n  lease: -1\n"), "rate_limit.lease=-1"},
