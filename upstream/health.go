@@ -195,6 +195,10 @@ func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, lo
 	}
 }
 
+// maxRetryAfter (seconds, a year) bounds a Retry-After's delay before it
+// becomes a Duration.
+const maxRetryAfter = 365 * 24 * 3600
+
 // retryAfter parses a Retry-After header: delay seconds or an HTTP date.
 // 0 when absent or unparsable.
 func retryAfter(h *fasthttp.ResponseHeader) time.Duration {
@@ -206,7 +210,9 @@ func retryAfter(h *fasthttp.ResponseHeader) time.Duration {
 		if n <= 0 {
 			return 0
 		}
-		return time.Duration(n) * time.Second
+		// Past what a Duration holds (292 years) it would wrap negative
+		// and read as none; any cool-down is capped at max_cooldown.
+		return time.Duration(min(n, maxRetryAfter)) * time.Second
 	}
 	if at, err := time.Parse(time.RFC1123, string(v)); err == nil {
 		return time.Until(at)

@@ -49,3 +49,38 @@ func TestLateBytesNotTheNextAnswer(t *testing.T) {
 		t.Errorf("%d upstream connections, want 2 (the dirty one dropped)", n)
 	}
 }
+
+// TestOwnConnectionLimitEjectsNoTarget: a request that finds the relay's
+// own max_conns for the host taken (fasthttp's ErrNoFreeConns) says nothing
+// about the upstream: its target stays in the pool. Healthy targets were
+// ejected for it (max_fails 1: at the first such request).
+func TestOwnConnectionLimitEjectsNoTarget(t *testing.T) {
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	addr, _ := scriptedUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		if readPost(br) != nil {
+			return
+		}
+		<-release // the first request's answer never comes: its connection stays taken
+	})
+	r := rawRouteWith(t, addr, func(o *Options) {
+		o.MaxConns, o.ConnectTimeout, o.FirstByteTimeout = 1, 300*time.Millisecond, 20*time.Second
+		o.Health.MaxFails = 1
+	})
+	go func() { _, _, _, _, _ = openPost(r) }() // holds the one connection
+	deadline := time.Now().Add(20 * time.Second)
+	for r.client.ConnsCount() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the first request never connected")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	_, _, errType, status, err := openPost(r)
+	if err == nil || status != 503 {
+		t.Fatalf("second request: %v (%s, %d), want 503: no free connection", err, errType, status)
+	}
+	if tg := r.pool.targets[0]; !tg.health.healthy() {
+		t.Fatal("the target was ejected for the relay's own connection limit")
+	}
+}

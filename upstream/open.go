@@ -65,7 +65,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		short := t.route.Timeout > 0 && time.Until(rec.Start.Add(t.route.Timeout)) < t.route.FirstByteTimeout
 		s, errType, status, err := t.route.exchangeOnce(in, rec, wd, finish)
 		n++
-		last := n >= r.Failover.MaxAttempts || r.pool.untried(tried) == 0 || t.route.outOfTime(rec.Start)
+		last := n >= r.Failover.MaxAttempts || r.pool.left(tried) == 0 || t.route.outOfTime(rec.Start)
 		var head time.Duration
 		awaited := false
 		if err == nil {
@@ -91,7 +91,13 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
 			}
-			t.report(outcomeFailed, probe, 0, &r.Health, r.Logger, errType)
+			verdict := outcomeFailed
+			if errors.Is(err, fasthttp.ErrNoFreeConns) {
+				// The relay's own max_conns ran out: no word on the
+				// target (healthy targets were ejected for it).
+				verdict = outcomeNeutral
+			}
+			t.report(verdict, probe, 0, &r.Health, r.Logger, errType)
 			if last || !r.failsOverOn(errType, 0) {
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
@@ -147,17 +153,6 @@ func (r *Route) failsOverOn(errType string, code int) bool {
 		return false
 	}
 	return code == fasthttp.StatusTooManyRequests && f.tooMany || code >= 500 && code <= 599 && f.server
-}
-
-// untried counts the configured targets not in tried.
-func (p *pool) untried(tried uint64) int {
-	n := 0
-	for _, t := range p.targets {
-		if tried&t.bit == 0 && t.route.Configured() {
-			n++
-		}
-	}
-	return n
 }
 
 // exchangeOnce sends the request to this route (one target) and reads the

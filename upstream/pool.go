@@ -80,9 +80,10 @@ type pool struct {
 // pick returns the next target not in tried: smooth weighted round-robin
 // among the available primaries, else among the available backups, else
 // (every target ejected) among all targets not tried, so that a route whose
-// targets are all ejected still tries one rather than failing at once. nil
-// when every configured target has been tried. probe: the pick is its
-// target's probe (its cool-down is over). It does not allocate.
+// targets are all ejected still tries one rather than failing at once
+// (Open retries only while left says so). nil when every configured target
+// has been tried. probe: the pick is its target's probe (its cool-down is
+// over). It does not allocate.
 func (p *pool) pick(tried uint64) (t *target, probe bool) {
 	now := time.Now().UnixNano()
 	p.mu.Lock()
@@ -102,6 +103,36 @@ func (p *pool) pick(tried uint64) (t *target, probe bool) {
 		probe = t.health.claim(now)
 	}
 	return t, probe
+}
+
+// anyAvailable reports whether a configured target is not ejected at now.
+// The caller holds p.mu.
+func (p *pool) anyAvailable(now int64) bool {
+	for _, t := range p.targets {
+		if t.route.Configured() && t.health.available(now) {
+			return true
+		}
+	}
+	return false
+}
+
+// left counts the targets a retry after those in tried may go to: the
+// available ones not tried, or, with none available at all, every
+// configured one not tried. With an available target left, even one tried
+// already, an ejected one's cool-down (an upstream's Retry-After) is kept:
+// a retry does not go there.
+func (p *pool) left(tried uint64) int {
+	now := time.Now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	any := p.anyAvailable(now)
+	n := 0
+	for _, t := range p.targets {
+		if tried&t.bit == 0 && t.route.Configured() && (!any || t.health.available(now)) {
+			n++
+		}
+	}
+	return n
 }
 
 // swrr is nginx's smooth weighted round-robin over the eligible targets of

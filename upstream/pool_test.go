@@ -233,3 +233,35 @@ func TestProbeOnlyEndedByItself(t *testing.T) {
 		t.Fatalf("after the probe failed: healthy %v, cool-down %v, probing %v; want ejected for 100ms, no probe", a.health.healthy(), a.health.cooldown, a.health.probing.Load())
 	}
 }
+
+// TestRetryKeepsEjectedTargetsCoolDown: a retry goes to an ejected target
+// only when no target is available at all; with one available (tried
+// already), an ejected target's cool-down (its Retry-After) is kept. The
+// retry used to go there, once every available target was tried.
+func TestRetryKeepsEjectedTargetsCoolDown(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a, b := r.pool.targets[0], r.pool.targets[1]
+	var h fasthttp.ResponseHeader
+	h.Set("Retry-After", "120")
+	a.report(outcomeFailed, false, retryAfter(&h), &r.Health, quiet, "status 429")
+	if n := r.pool.left(b.bit); n != 0 {
+		t.Fatalf("after b failed, %d targets left for a retry; want 0 (a is cooling down, b available)", n)
+	}
+	if n := r.pool.left(0); n != 1 {
+		t.Fatalf("%d targets left before any attempt, want 1 (b)", n)
+	}
+	b.report(outcomeFailed, false, retryAfter(&h), &r.Health, quiet, "status 429")
+	if n := r.pool.left(a.bit); n != 1 {
+		t.Fatalf("every target ejected, a tried: %d left, want 1 (b, ejected too: none is available)", n)
+	}
+}
+
+// TestRetryAfterHuge: a Retry-After past what a Duration holds ejects (for
+// max_cooldown) instead of wrapping negative and reading as none.
+func TestRetryAfterHuge(t *testing.T) {
+	var h fasthttp.ResponseHeader
+	h.Set("Retry-After", "9999999999")
+	if d := retryAfter(&h); d < time.Hour {
+		t.Fatalf("Retry-After 9999999999: %v", d)
+	}
+}
