@@ -159,7 +159,7 @@ func TestParseChunkSize(t *testing.T) {
 		{"1a;name=value\r\n", 26, true},
 		{"1a \t;ext\r\n", 26, true},
 		{"fffffffffffffff\r\n", 0xfffffffffffffff, true},
-		{"ffffffffffffffff\r\n", 0, false}, // 16 digits: could overflow
+		{"ffffffffffffffff\r\n", 0, false},      // 16 digits: could overflow
 		{"0000000000000000030\r\n", 0x30, true}, // leading zeros are no digits of the size
 		{"00000000000000000\r\n", 0, true},
 		{"01000000000000000\r\n", 0, false}, // 16 significant digits
