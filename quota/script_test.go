@@ -59,7 +59,7 @@ func TestBucketWrittenInTheFuture(t *testing.T) {
 	if err := c.Do(ctx, c.B().Hset().Key("relay:rl:{acme}:req").FieldValue().FieldValue("ts", future).Build()).Error(); err != nil {
 		t.Fatal(err)
 	}
-	l.Take(ctx, "acme", "") // refused or not: the bucket is empty; now the clock is read
+	l.Take(ctx, "acme", "")            // refused or not: the bucket is empty; now the clock is read
 	time.Sleep(100 * time.Millisecond) // 100 tokens' worth at 60000/min
 	if d := l.Take(ctx, "acme", ""); !d.Allowed {
 		t.Fatalf("100 ms after a future write: %+v, want admitted (refilled from now)", d)
