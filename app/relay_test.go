@@ -709,9 +709,9 @@ func firstUpstream(y string) string {
 // the request before its error handler ran: no id, no row).
 func TestMalformedChunkedBodyKeepsItsRequest(t *testing.T) {
 	r := startRelay(t, "")
-	// Chunks that break their framing (fasthttp's ErrBrokenChunk): no CRLF
-	// after a chunk's data, an LF in a chunk extension.
-	for _, body := range []string{"3\r\nabcX\r\n0\r\n\r\n", "3;a\nb\r\nabc\r\n0\r\n\r\n"} {
+	// Chunks that break their framing: no CRLF after a chunk's data, an LF
+	// in a chunk extension, a size that is no hex number.
+	for _, body := range []string{"3\r\nabcX\r\n0\r\n\r\n", "3;a\nb\r\nabc\r\n0\r\n\r\n", "zz\r\nabc\r\n0\r\n\r\n"} {
 		c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
 		if err != nil {
 			t.Fatal(err)

@@ -33,13 +33,19 @@ func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp
 
 // bodyReadFailed reports whether err is fasthttp's failure to read a
 // request's body after its header was read whole: too large, or chunks that
-// break their framing. Only such a request's header can be the one kept
+// break their framing (their sizes included). Only such a request's header can be the one kept
 // for it (chunkedhead.go); a timeout or a reset may as well have cut a
 // header block short, whose connection's context may hold another
 // request's entry (one that ended without a handler).
 func bodyReadFailed(err error) bool {
 	var broken fasthttp.ErrBrokenChunk
-	return errors.Is(err, fasthttp.ErrBodyTooLarge) || errors.As(err, &broken)
+	if errors.Is(err, fasthttp.ErrBodyTooLarge) || errors.As(err, &broken) {
+		return true
+	}
+	// A chunk size that is no hex number: fasthttp's hex reader serves
+	// chunk sizes alone, and its errors are not exported.
+	msg := err.Error()
+	return msg == "empty hex number" || msg == "too large hex number"
 }
 
 // headerReadError begins the text of every error fasthttp returns from
