@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/stream-relay/stream-relay/bench/mockllm"
@@ -37,6 +38,11 @@ func TestUpstreamCutBeforeBody(t *testing.T) {
 				row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
 				if row.Status != tt.status || row.ErrorType != tt.errType || row.BytesOut != 0 {
 					t.Errorf("row status %d error %q bytes_out %d", row.Status, row.ErrorType, row.BytesOut)
+				}
+				// The headers of the answer the client got, not the
+				// upstream's head it never saw.
+				if !strings.Contains(row.RespHeaders, `"content-type":"application/json"`) || strings.Contains(row.RespHeaders, "event-stream") {
+					t.Errorf("row response headers %s", row.RespHeaders)
 				}
 			})
 		}

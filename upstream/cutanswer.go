@@ -2,8 +2,10 @@ package upstream
 
 import (
 	"bufio"
+	"bytes"
 
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/valyala/fasthttp"
 )
 
 // An upstream that answers its head and then closes, resets or goes silent
@@ -36,6 +38,12 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 		return false
 	}
 	s.rec.Status = status
+	// The row's response headers are those of the answer the client got,
+	// not the upstream's head it never saw.
+	var h fasthttp.ResponseHeader
+	if h.Read(bufio.NewReader(bytes.NewReader(b))) == nil {
+		s.rec.ResponseHeaders = CaptureResponseHeaders(s.rec.ResponseHeaders[:0], &h)
+	}
 	return true
 }
 
