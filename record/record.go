@@ -104,8 +104,8 @@ type Record struct {
 	Duration time.Duration // until the last byte went to the client
 
 	BytesIn    int64 // request body bytes
-	BytesOut   int64 // response body bytes sent to the client
-	ChunkCount int   // response body reads relayed to the client
+	BytesOut   int64 // response body bytes relayed toward the client (counted as read, before the write)
+	ChunkCount int   // response body reads relayed toward the client
 
 	Model     string // from the request body, filled when the request ends
 	TokensIn  int64  // from the response's usage object; -1 when absent
