@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -23,9 +24,17 @@ import (
 // SetGCPercent applies server.gc_percent to the Go runtime unless the GOGC
 // environment variable is set, and returns the percent in effect and
 // whether it came from GOGC. Only the relay's main calls it: the setting
-// is the process's.
-func SetGCPercent(cfg *Config) (percent int, fromEnv bool) {
-	if os.Getenv("GOGC") != "" {
+// is the process's. processGOGC says GOGC was in the process's environment
+// at start, where the runtime read it; one that only the env file set
+// (LoadEnvFile, after the runtime started) is applied here, as the runtime
+// would have.
+func SetGCPercent(cfg *Config, processGOGC bool) (percent int, fromEnv bool) {
+	if v := os.Getenv("GOGC"); v != "" {
+		if !processGOGC {
+			if n, ok := parseGOGC(v); ok {
+				debug.SetGCPercent(n)
+			}
+		}
 		p := debug.SetGCPercent(100) // read it back: SetGCPercent returns the old value
 		debug.SetGCPercent(p)
 		return p, true
@@ -114,4 +123,14 @@ func (g *gcFloor) next(live int64) int {
 	need := (g.floor*100 + live - 1) / live
 	most := g.floor * 100 / (4 << 20)
 	return int(max(int64(g.percent), min(need, most)))
+}
+
+// parseGOGC reads a GOGC value as the runtime does: a percent, or "off"
+// (-1). ok is false for anything else (the runtime then keeps 100).
+func parseGOGC(v string) (int, bool) {
+	if v == "off" {
+		return -1, true
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
 }

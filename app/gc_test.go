@@ -17,7 +17,7 @@ func TestSetGCPercent(t *testing.T) {
 	t.Setenv("GOGC", "")
 	cfg := &Config{}
 	cfg.Server.GCPercent = 40
-	if p, fromEnv := SetGCPercent(cfg); p != 40 || fromEnv {
+	if p, fromEnv := SetGCPercent(cfg, false); p != 40 || fromEnv {
 		t.Fatalf("SetGCPercent = %d, %v; want 40 from the config", p, fromEnv)
 	}
 	if got := debug.SetGCPercent(40); got != 40 {
@@ -26,11 +26,19 @@ func TestSetGCPercent(t *testing.T) {
 
 	debug.SetGCPercent(70) // as the runtime would have from GOGC=70 at start
 	t.Setenv("GOGC", "70")
-	if p, fromEnv := SetGCPercent(cfg); p != 70 || !fromEnv {
+	if p, fromEnv := SetGCPercent(cfg, true); p != 70 || !fromEnv {
 		t.Fatalf("SetGCPercent with GOGC=70 = %d, %v; want 70 from the environment", p, fromEnv)
 	}
 	if got := debug.SetGCPercent(70); got != 70 {
 		t.Fatalf("runtime GC percent %d with GOGC set, want it left at 70", got)
+	}
+	// GOGC set by the env file only (after the runtime read the process's
+	// environment): applied here, as the runtime would have; it was taken
+	// for applied, and neither it nor gc_percent was.
+	debug.SetGCPercent(100)
+	t.Setenv("GOGC", "55")
+	if p, fromEnv := SetGCPercent(cfg, false); p != 55 || !fromEnv {
+		t.Fatalf("SetGCPercent with GOGC=55 from the env file = %d, %v; want 55", p, fromEnv)
 	}
 }
 

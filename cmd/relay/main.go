@@ -99,6 +99,7 @@ func serve(args []string) error {
 		return fmt.Errorf("unexpected argument %q: commands are %s; flags alone serve (relay help)", fs.Arg(0), commandNames())
 	}
 
+	_, processGOGC := os.LookupEnv("GOGC") // before the env file may set it
 	if err := app.LoadEnvFile(*envFile); err != nil {
 		return err
 	}
@@ -108,7 +109,7 @@ func serve(args []string) error {
 	}
 	log := app.NewLogger(cfg, os.Stderr)
 	slog.SetDefault(log)
-	if p, fromEnv := app.SetGCPercent(cfg); fromEnv {
+	if p, fromEnv := app.SetGCPercent(cfg, processGOGC); fromEnv {
 		log.Info("GOGC set: server.gc_percent ignored", "gc_percent", p)
 	}
 	// A SIGHUP is taken from here on: one during start-up (schema checks,
