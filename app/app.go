@@ -124,14 +124,14 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 	}
 	a.relay, err = handlers.New(ho)
 	if err != nil {
-		a.closeBackground(context.Background())
+		_ = a.closeBackground(context.Background())
 		return nil, err
 	}
 	a.fiber = a.newFiber(routes)
 	a.metrics.SetUpstreams(a.upstreamStatus)
 	if cfg.Metrics.Addr != "" {
 		if a.stopAdmin, err = serveAdmin(cfg.Metrics.Addr, a.metrics, cfg.Metrics.PProf, a.relay.Ready); err != nil {
-			a.closeBackground(context.Background())
+			_ = a.closeBackground(context.Background())
 			return nil, err
 		}
 	}
@@ -426,18 +426,24 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		errs = append(errs, err)
 	}
-	a.closeBackground(ctx)
+	// The storage's error too (rows it could not keep at exit): the
+	// process then exits with a failure, which a supervisor sees.
+	errs = append(errs, a.closeBackground(ctx))
 	a.log.Info("shutdown complete")
 	return errors.Join(errs...)
 }
 
-func (a *App) closeBackground(ctx context.Context) {
+// closeBackground closes what New started and returns the errors of the
+// storage's close (rows lost) and of the metrics listener's.
+func (a *App) closeBackground(ctx context.Context) error {
+	var errs []error
 	if a.relay != nil {
 		a.relay.Close()
 	}
 	if a.store != nil {
 		if err := a.store.Close(ctx); err != nil {
 			a.log.Error("closing the ClickHouse logger", "err", err)
+			errs = append(errs, fmt.Errorf("storage: %w", err))
 		}
 	}
 	a.closeRetired()
@@ -455,6 +461,8 @@ func (a *App) closeBackground(ctx context.Context) {
 		defer cancel()
 		if err := a.stopAdmin(sctx); err != nil {
 			a.log.Error("closing the metrics listener", "err", err)
+			errs = append(errs, fmt.Errorf("metrics listener: %w", err))
 		}
 	}
+	return errors.Join(errs...)
 }

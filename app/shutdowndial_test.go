@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"syscall"
@@ -118,5 +119,34 @@ func shutdownWhileConnecting(t *testing.T, r *relay, send func() (*http.Response
 	row := r.rows.wait(t, a.resp.Header.Get("X-Request-Id"))
 	if row.ErrorType != "shutting_down" || row.Status != http.StatusServiceUnavailable {
 		t.Fatalf("row %s %d", row.ErrorType, row.Status)
+	}
+}
+
+// TestShutdownReportsLostRows: rows the storage could not keep at exit (a
+// spool write that failed) make Shutdown fail, and the process exit with
+// a failure; it returned nil, and the relay exited 0 with rows lost.
+func TestShutdownReportsLostRows(t *testing.T) {
+	var spool string
+	r := startRelayWith(t, "", func(c *Config) {
+		c.Storage.ClickHouse.FlushInterval = time.Hour
+		spool = c.Storage.SpoolDir
+	})
+	resp := r.post(t, "/v1/chat/completions", `{"model":"m","stream":true}`, nil)
+	readAll(t, resp)
+	r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	// The spool directory gone, a file in its place: the last block
+	// cannot be written.
+	if err := os.RemoveAll(spool); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(spool, []byte("not a directory"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := r.app.Shutdown(ctx)
+	r.app = nil
+	if err == nil || !strings.Contains(err.Error(), "storage") {
+		t.Fatalf("Shutdown = %v; want the storage's lost rows", err)
 	}
 }
