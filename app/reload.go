@@ -69,6 +69,12 @@ func (a *App) reload(path, envFile string) error {
 		return err
 	}
 	old := a.rl.cfg
+	if len(loaded.Auth.Keys) == 0 && len(old.Auth.Keys) > 0 {
+		// Every request would be refused (401). More likely the file was
+		// read while being rewritten in place; a relay without keys
+		// starts so, it is not reloaded into it.
+		return fmt.Errorf("config: auth.keys: none in the file, %d running: refused (a file read half-written? write a new file and rename it into place; to serve without keys, restart)", len(old.Auth.Keys))
+	}
 	next := *old
 	next.Auth, next.Routes, next.RateLimit, next.Log.Level = loaded.Auth, loaded.Routes, loaded.RateLimit, loaded.Log.Level
 	for i := range next.Routes {

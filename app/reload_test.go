@@ -438,3 +438,17 @@ func TestReloadKeepsLimiterCounters(t *testing.T) {
 		t.Fatalf("after the reload and one more request: %q, want 6", m)
 	}
 }
+
+// TestReloadRefusesLosingEveryKey: a file without keys, while keys run, is
+// refused (read half-written, most likely); the running keys stay.
+func TestReloadRefusesLosingEveryKey(t *testing.T) {
+	p, base, path, spool := startReloadable(t)
+	noKeys := strings.Replace(reloadConfig(base, spool, false, 600, ""), "    - key: "+relayKey+"\n      tenant: test-tenant\n", "", 1)
+	writeFile(t, path, noKeys)
+	if err := p.app.Reload(path, ""); err == nil || !strings.Contains(err.Error(), "auth.keys") {
+		t.Fatalf("Reload = %v; want a refusal naming auth.keys", err)
+	}
+	if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 {
+		t.Fatalf("after the refused reload: %d %s", resp.StatusCode, body)
+	}
+}
