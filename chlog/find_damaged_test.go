@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // damagedSpool is a spool file's bytes whose first block holds one row of
@@ -86,10 +85,7 @@ func TestFindDamagedSpoolGoodBlock(t *testing.T) {
 // not taken for that request: it is reported and the search goes on.
 func TestFindWALDamagedHeaderID(t *testing.T) {
 	dir := t.TempDir()
-	w, err := New(Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := walWriter(t, dir)
 	defer closeWriter(t, w)
 	r1, r2 := sseRecord(1, 1), sseRecord(2, 2)
 	id1, id2 := r1.IDString(), r2.IDString()

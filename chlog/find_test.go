@@ -85,10 +85,7 @@ func TestFindSpoolAndRejected(t *testing.T) {
 
 func TestFindWALTornTail(t *testing.T) {
 	dir := t.TempDir()
-	w, err := New(Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := walWriter(t, dir)
 	defer closeWriter(t, w)
 	r1, r2 := sseRecord(1, 2), sseRecord(2, 4)
 	id2 := r2.IDString()
@@ -115,10 +112,7 @@ func TestFindWALTornTail(t *testing.T) {
 // reported among the warnings.
 func TestFindWALCorruptFirstRecord(t *testing.T) {
 	dir := t.TempDir()
-	w, err := New(Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w := walWriter(t, dir)
 	defer closeWriter(t, w)
 	var ids []string
 	for i := range 6 {
@@ -220,4 +214,16 @@ func onlySegment(t *testing.T, dir string) (string, []byte) {
 		t.Fatal(err)
 	}
 	return segs[0], data
+}
+
+// walWriter is a writer in WAL mode on dir that never sends (no ClickHouse)
+// nor flushes on its own (a flush interval of an hour): every row stays in
+// the WAL until the test closes it.
+func walWriter(t *testing.T, dir string) *Writer {
+	t.Helper()
+	w, err := New(Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
