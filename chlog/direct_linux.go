@@ -23,46 +23,25 @@ const directAlign = 4096
 // with O_DIRECT where the file system supports it (tmpfs does not: then
 // plainly), and reports which.
 func openSpoolTemp(path string) (*os.File, bool, error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_DIRECT, 0o644)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|syscall.O_DIRECT, spoolFileMode)
 	if err == nil {
 		return f, true, nil
 	}
 	if !errors.Is(err, syscall.EINVAL) {
 		return nil, false, err
 	}
-	f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	f, err = os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, spoolFileMode)
 	return f, false, err
 }
 
-// writeSpoolData writes data at the start of f, opened by openSpoolTemp.
-// With O_DIRECT the aligned head goes straight to the disk and the tail
-// (less than directAlign bytes) through the page cache; a buffer that is not
-// aligned (Go allocates large buffers page-aligned, small ones not) goes
-// through the page cache whole, as does everything when the file system
-// refuses the direct write.
-func writeSpoolData(f *os.File, direct bool, data []byte) error {
-	head := 0
-	if direct && uintptr(unsafe.Pointer(unsafe.SliceData(data)))%directAlign == 0 {
-		head = len(data) &^ (directAlign - 1)
+// directPrefix is how many leading bytes of data one O_DIRECT write may
+// take: whole directAlign units of a buffer that starts aligned (Go
+// allocates large buffers page-aligned, small ones not), else none.
+func directPrefix(data []byte) int {
+	if len(data) == 0 || uintptr(unsafe.Pointer(unsafe.SliceData(data)))%directAlign != 0 {
+		return 0
 	}
-	if head > 0 {
-		if _, err := f.Write(data[:head]); err != nil {
-			if !errors.Is(err, syscall.EINVAL) {
-				return err
-			}
-			head = 0 // alignment refused: all buffered, from the start
-		}
-	}
-	if head == len(data) {
-		return nil
-	}
-	if direct {
-		if err := clearDirect(f); err != nil {
-			return err
-		}
-	}
-	_, err := f.WriteAt(data[head:], int64(head))
-	return err
+	return len(data) &^ (directAlign - 1)
 }
 
 // clearDirect turns O_DIRECT off on f, for a tail that is not aligned.

@@ -156,10 +156,10 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 		return names
 	}
 
-	walDir := filepath.Join(o.SpoolDir, "wal")
-	segs := list(walDir, walExt)
-	row, path, fails := findInWAL(walDir, segs, want)
-	nf.Looked = append(nf.Looked, fmt.Sprintf("wal %s (%d segments)", walDir, len(segs)))
+	walPath := filepath.Join(o.SpoolDir, walDir)
+	segs := list(walPath, walExt)
+	row, path, fails := findInWAL(walPath, segs, want)
+	nf.Looked = append(nf.Looked, fmt.Sprintf("wal %s (%d segments)", walPath, len(segs)))
 	nf.Failed = append(nf.Failed, fails...)
 	if row != nil {
 		return &Found{Row: *row, Where: "wal segment " + path, Warnings: nf.Failed}, nil

@@ -14,7 +14,7 @@ import (
 	"sync"
 )
 
-// Spool files hold one raw (uncompressed) Native block each, so
+// Spool files hold raw (uncompressed) Native blocks, back to back, so
 //
 //	clickhouse-client --query "INSERT INTO relay.stream_logs FORMAT Native" < FILE
 //
@@ -97,7 +97,7 @@ type spool struct {
 }
 
 func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, spoolDirMode); err != nil {
 		return nil, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
 	}
 	if err := lockSpoolDir(dir); err != nil {
@@ -110,7 +110,7 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 		return nil, fmt.Errorf("chlog: spool_dir=%s: %w", dir, err)
 	}
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".tmp") {
+		if ownTemp(e.Name()) {
 			_ = os.Remove(filepath.Join(dir, e.Name())) // never renamed: its block went elsewhere or is in the WAL
 			continue
 		}
@@ -259,8 +259,27 @@ func (s *spool) put(seq uint64, rows int, unknown bool, first, last []byte, nati
 	if err := writeDurable(s.dir, name, native); err != nil {
 		return fmt.Errorf("chlog: spool %s: %w", name, err)
 	}
+	s.added(name, int64(len(native)), rows)
+	return nil
+}
+
+// putWritten commits t, a file written as it was encoded (spoolGroup),
+// with rest (what t.write left) appended, as one spool file, and then
+// enforces the size cap.
+func (s *spool) putWritten(t *spoolTemp, rest []byte, seq uint64, rows int, first, last []byte) error {
+	name := spoolName(seq, rows, false, first, last)
+	size := t.size(rest)
+	if err := t.commit(rest, name); err != nil {
+		return fmt.Errorf("chlog: spool %s: %w", name, err)
+	}
+	s.added(name, size, rows)
+	return nil
+}
+
+// added queues a spool file just made durable and enforces the size cap.
+func (s *spool) added(name string, size int64, rows int) {
 	f, _ := parseSpoolName(name)
-	f.sizeBytes = int64(len(native))
+	f.sizeBytes = size
 	s.mu.Lock()
 	i, _ := slices.BinarySearchFunc(s.files, f, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
 	s.files = slices.Insert(s.files, i, f)
@@ -272,9 +291,8 @@ func (s *spool) put(seq uint64, rows int, unknown bool, first, last []byte, nati
 	if s.w.ch == nil {
 		level = slog.LevelDebug
 	}
-	s.w.log.Log(context.Background(), level, "chlog: spooled block", "file", name, "rows", rows, "bytes", len(native))
+	s.w.log.Log(context.Background(), level, "chlog: spooled block", "file", name, "rows", rows, "bytes", size)
 	s.enforceCap()
-	return nil
 }
 
 // enforceCap deletes the oldest files while the spool is over its cap,
@@ -349,36 +367,18 @@ func (s *spool) done(f spoolFile, remove bool) error {
 	return nil
 }
 
+// ownTemp reports whether name is one of the spool's temporary files (a
+// spool file or the replay journal being written): a crash can leave them,
+// and opening the spool deletes them. An operator's own "*.tmp" is left
+// alone, as every file that is not the spool's.
+func ownTemp(name string) bool {
+	stem, ok := strings.CutSuffix(name, ".tmp")
+	return ok && (strings.HasSuffix(stem, spoolExt) || stem == replayJournalName)
+}
+
 func (s *spool) publish() {
 	s.w.stats.spoolFiles.Store(int64(len(s.files)))
 	s.w.stats.spoolBytes.Store(s.bytes)
-}
-
-// writeDurable writes data to dir/name through a temporary file: written
-// (around the page cache where it can: direct_linux.go), fsync'd, renamed,
-// and the directory fsync'd, so a crash leaves either no file or the whole
-// file.
-func writeDurable(dir, name string, data []byte) error {
-	tmp := filepath.Join(dir, name+".tmp")
-	f, direct, err := openSpoolTemp(tmp)
-	if err != nil {
-		return err
-	}
-	err = writeSpoolData(f, direct, data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dir, name))
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return syncDir(dir)
 }
 
 func syncDir(dir string) error {
@@ -511,7 +511,7 @@ func (s *spool) copyToRejected(name string, data []byte, reason string) (string,
 // it returns rejected/'s path.
 func (s *spool) writeReason(name, reason string) (string, error) {
 	rdir := filepath.Join(s.dir, rejectedDir)
-	if err := os.MkdirAll(rdir, 0o755); err != nil {
+	if err := os.MkdirAll(rdir, spoolDirMode); err != nil {
 		return "", fmt.Errorf("chlog: spool: %w", err)
 	}
 	if err := writeDurable(rdir, errorFileName(name), []byte(strings.TrimSpace(reason)+"\n")); err != nil {

@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,8 +15,12 @@ import (
 // SpoolEntry is one file of a spool directory: queued for ClickHouse or
 // set aside in rejected/.
 type SpoolEntry struct {
-	File     string // file name, in the spool directory or its rejected/ subdirectory
+	File     string // file name, in the spool directory or its rejected/ subdirectory; "wal/" and the name for a WAL segment
 	Rejected bool
+	// WAL is a segment a WAL left (a relay stopped or crashed with
+	// durability wal): its rows join the queue at the relay's next start
+	// or with relay spool replay.
+	WAL bool
 	// Rows, First and Last (request ids) come from the file name; for a
 	// name that is no spool name they come from the content when it decodes
 	// (Rows is -1 when neither tells).
@@ -48,11 +53,16 @@ func SpoolDirMissing(dir string) (bool, error) {
 }
 
 // ListSpool lists the spool directory dir: queued files oldest first, then
-// rejected files. With verify, every file is read and checked as the
-// replayer would (size, Native blocks, rows and ids against the name).
-// It takes no lock and changes nothing.
+// WAL segments not yet in the queue, then rejected files. With verify,
+// every file is read and checked as the replayer would (size, Native
+// blocks, rows and ids against the name). It takes no lock and changes
+// nothing.
 func ListSpool(dir string, verify bool) ([]SpoolEntry, error) {
 	queued, err := listDir(dir, false, verify)
+	if err != nil {
+		return nil, err
+	}
+	wal, err := listWAL(filepath.Join(dir, walDir))
 	if err != nil {
 		return nil, err
 	}
@@ -60,7 +70,54 @@ func ListSpool(dir string, verify bool) ([]SpoolEntry, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
-	return append(queued, rejected...), nil
+	return append(append(queued, wal...), rejected...), nil
+}
+
+// listWAL lists the segments in the WAL directory dir (none when it is
+// missing), oldest first, with the rows their whole records hold. A
+// running relay's own segment is listed too: its rows are those not yet
+// spooled or inserted.
+func listWAL(dir string) ([]SpoolEntry, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("chlog: wal %s: %w", dir, err)
+	}
+	var out []SpoolEntry
+	for _, e := range ents {
+		if _, ok := walSegmentSeq(e.Name()); !ok || e.IsDir() {
+			continue
+		}
+		ent := SpoolEntry{File: walDir + "/" + e.Name(), WAL: true, Rows: -1,
+			Reason: "WAL segment: its rows join the queue at the relay's next start, or with relay spool replay"}
+		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			ent.Reason = err.Error()
+			out = append(out, ent)
+			continue
+		}
+		ent.Bytes, ent.Rows = int64(len(data)), 0
+		s := walRecords(data, func(id, _ []byte) bool {
+			if ent.Rows == 0 {
+				ent.First = quoteID(id)
+			}
+			ent.Last = quoteID(id)
+			ent.Rows++
+			return true
+		})
+		if s.damaged() {
+			ent.Reason += "; damaged: " + s.String()
+		}
+		out = append(out, ent)
+	}
+	slices.SortFunc(out, func(a, b SpoolEntry) int {
+		x, _ := walSegmentSeq(strings.TrimPrefix(a.File, walDir+"/"))
+		y, _ := walSegmentSeq(strings.TrimPrefix(b.File, walDir+"/"))
+		return cmp.Compare(x, y)
+	})
+	return out, nil
 }
 
 func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
@@ -180,6 +237,15 @@ func ReplaySpool(ctx context.Context, o Options, rejected bool, out io.Writer) (
 		return sum, err
 	}
 	defer w.spool.unlock()
+	// Segments a WAL left (a relay stopped or crashed with durability
+	// wal) join the queue, as at a relay's start.
+	before := w.stats.rowsSpooled.Load()
+	if err := recoverWAL(w); err != nil {
+		return sum, err
+	}
+	if n := w.stats.rowsSpooled.Load() - before; n > 0 {
+		fmt.Fprintf(out, "recovered %s/  rows=%d  from WAL segments into the queue\n", walDir, n)
+	}
 	for _, name := range badNames {
 		sum.Rejected++
 		fmt.Fprintf(out, "rejected  %s  moved to %s/: not a spool name\n", name, rejectedDir)

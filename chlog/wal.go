@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"os"
@@ -102,6 +103,9 @@ var walFsync = (*os.File).Sync
 
 const walExt = ".wal"
 
+// walDir is the WAL's subdirectory of the spool directory.
+const walDir = "wal"
+
 // walHeader is length, CRC and request id.
 const walHeader = 4 + 4 + record.IDLen
 
@@ -109,43 +113,81 @@ const walHeader = 4 + 4 + record.IDLen
 // files (or drops them when their block was spooled already).
 func openWAL(w *Writer) (*wal, error) {
 	l := &wal{
-		dir:  filepath.Join(w.o.SpoolDir, "wal"),
+		dir:  filepath.Join(w.o.SpoolDir, walDir),
 		w:    w,
 		kick: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
 	l.cond = sync.NewCond(&l.smu)
-	if err := os.MkdirAll(l.dir, 0o755); err != nil {
+	if err := os.MkdirAll(l.dir, spoolDirMode); err != nil {
 		return nil, fmt.Errorf("chlog: spool_dir=%s: wal: %w", w.o.SpoolDir, err)
 	}
-	ents, err := os.ReadDir(l.dir)
-	if err != nil {
-		return nil, fmt.Errorf("chlog: spool_dir=%s: wal: %w", w.o.SpoolDir, err)
-	}
-	var seqs []uint64
-	for _, e := range ents {
-		if seq, err := strconv.ParseUint(strings.TrimSuffix(e.Name(), walExt), 10, 64); err == nil && strings.HasSuffix(e.Name(), walExt) {
-			seqs = append(seqs, seq)
-		}
-	}
-	slices.Sort(seqs)
-	for _, seq := range seqs {
-		if err := l.recover(seq); err != nil {
-			return nil, err
-		}
-		w.seq = max(w.seq, seq)
+	if err := l.recoverAll(); err != nil {
+		return nil, err
 	}
 	return l, nil
+}
+
+// recoverWAL turns the segments a WAL left in the spool directory (a relay
+// that ran with durability wal and stopped or crashed) into spool files
+// when the writer keeps no WAL itself: a start with durability batch left
+// them unread for good, and relay spool replay (ReplaySpool) sends them
+// with the rest.
+func recoverWAL(w *Writer) error {
+	l := &wal{dir: filepath.Join(w.o.SpoolDir, walDir), w: w}
+	return l.recoverAll()
+}
+
+// recoverAll moves every segment in l.dir into the spool, oldest first, and
+// the writer's sequence numbers past theirs. A missing directory has none.
+func (l *wal) recoverAll() error {
+	ents, err := os.ReadDir(l.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("chlog: spool_dir=%s: wal: %w", l.w.o.SpoolDir, err)
+	}
+	// Segments are named <seq, 20 digits>.wal; one renamed by hand (its
+	// number without the zeros, say) is read under its own name: looked
+	// for under the relay's, it failed the start.
+	type segment struct {
+		seq  uint64
+		name string
+	}
+	var segs []segment
+	for _, e := range ents {
+		if seq, ok := walSegmentSeq(e.Name()); ok {
+			segs = append(segs, segment{seq, e.Name()})
+		}
+	}
+	slices.SortFunc(segs, func(a, b segment) int { return cmp.Or(cmp.Compare(a.seq, b.seq), strings.Compare(a.name, b.name)) })
+	for _, s := range segs {
+		if err := l.recover(s.seq, filepath.Join(l.dir, s.name)); err != nil {
+			return err
+		}
+		l.w.seq = max(l.w.seq, s.seq)
+	}
+	return nil
+}
+
+// walSegmentSeq returns the sequence number of a WAL segment's file name.
+func walSegmentSeq(name string) (uint64, bool) {
+	stem, ok := strings.CutSuffix(name, walExt)
+	if !ok {
+		return 0, false
+	}
+	seq, err := strconv.ParseUint(stem, 10, 64)
+	return seq, err == nil
 }
 
 func (l *wal) segPath(seq uint64) string {
 	return filepath.Join(l.dir, fmt.Sprintf("%020d%s", seq, walExt))
 }
 
-// recover moves one leftover segment into the spool.
-func (l *wal) recover(seq uint64) error {
-	path := l.segPath(seq)
+// recover moves one leftover segment, the file at path, into the spool.
+func (l *wal) recover(seq uint64, path string) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("chlog: wal: %w", err)
@@ -369,7 +411,7 @@ func (l *wal) writeSeg(seq uint64, data []byte, final bool) error {
 		if len(data) == 0 {
 			return nil
 		}
-		f, err := os.OpenFile(l.segPath(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		f, err := os.OpenFile(l.segPath(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND, spoolFileMode)
 		if err != nil {
 			return err
 		}

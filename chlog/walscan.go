@@ -13,7 +13,8 @@ import (
 //
 //   - A torn tail: the last record runs past the end of the segment (or its
 //     header is cut short, or the segment ends in zeros where a crash left
-//     the file longer than its data). That is a write a crash cut; its row's
+//     the file longer than its data: from a record's start, or from a
+//     sector boundary inside the last record, tornInside). That is a write a crash cut; its row's
 //     Write never returned successfully, so nothing acknowledged is lost: it
 //     is cut, as it always was.
 //   - A corrupt record: its length fits the segment but its payload fails
@@ -95,6 +96,10 @@ func walRecords(data []byte, fn func(id, payload []byte) bool) (s walScan) {
 		end := off + walHeader + int(n)
 		payload := rest[walHeader : walHeader+int(n)]
 		if n == 0 || crc32.ChecksumIEEE(payload) != binary.LittleEndian.Uint32(rest[4:]) {
+			if tornInside(data, off+walHeader, end) {
+				s.torn = true
+				return s
+			}
 			if end < len(data) && !walHeaderLike(data[end:]) {
 				s.stop(data, off)
 				return s
@@ -112,6 +117,27 @@ func walRecords(data []byte, fn func(id, payload []byte) bool) (s walScan) {
 		off = end
 	}
 	return s
+}
+
+// walSector is the unit a crash leaves unwritten: a sector (a page is
+// eight of them) that never reached the disk reads as zeros.
+const walSector = 512
+
+// tornInside reports whether the record whose payload is data[from:end],
+// failing its CRC, is the last write, cut by a crash that kept the
+// segment's new length but not all of its bytes: from a sector boundary
+// within the record to the end of the segment everything is zeros. (A
+// crash leaves zeros from where the page or sector left unwritten begins,
+// seldom at a record's start: that case was the only torn one, and the
+// others were counted as damage, their rows as rejected, after an ordinary
+// power loss.)
+func tornInside(data []byte, from, end int) bool {
+	z := len(data)
+	for z > from && data[z-1] == 0 {
+		z--
+	}
+	k := (z + walSector - 1) / walSector * walSector
+	return k < end && k < len(data)
 }
 
 // stop ends the scan at off, counting the whole records after it.

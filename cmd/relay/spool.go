@@ -19,13 +19,16 @@ import (
 
 const spoolUsage = `usage:
   relay spool ls [-config FILE] [-verify]
-      list the spool_dir: queued files (oldest first) and rejected/ files, with
-      rows, bytes, first and last request id and, for rejected files, why.
+      list the spool_dir: queued files (oldest first), WAL segments not yet
+      queued (state wal: a relay stopped or crashed with durability wal left
+      them) and rejected/ files, with rows, bytes, first and last request id
+      and, for rejected files, why.
       -verify reads every queued file and says which the relay would reject.
   relay spool replay [-rejected] [-config FILE] [-v]
-      send the queued files to the configured ClickHouse now, oldest first, with
-      the relay's checks: a file that can never be inserted as it is goes to
-      rejected/. -rejected first verifies the rejected files again and puts the
+      queue the rows of WAL segments left in the spool_dir (as a relay's start
+      does), then send the queued files to the configured ClickHouse now,
+      oldest first, with the relay's checks: a file that can never be inserted
+      as it is goes to rejected/. -rejected first verifies the rejected files again and puts the
       ones that pass back into the queue. Stops at the first failure.
       replay takes the spool_dir's lock: stop the relay that uses the same
       spool_dir first (a running relay replays by itself once ClickHouse answers).
@@ -101,13 +104,18 @@ func spoolLs(args []string, out io.Writer) error {
 	}
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATE\tFILE\tROWS\tBYTES\tFIRST REQUEST ID\tLAST REQUEST ID\tREASON")
-	var queued, rejected int
+	var queued, rejected, walSegs, walRows int
 	for _, e := range ents {
 		state := "queued"
-		if e.Rejected {
+		switch {
+		case e.Rejected:
 			state = "rejected"
 			rejected++
-		} else {
+		case e.WAL:
+			state = "wal"
+			walSegs++
+			walRows += max(e.Rows, 0)
+		default:
 			queued++
 		}
 		if e.OutcomeUnknown {
@@ -123,6 +131,10 @@ func spoolLs(args []string, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "%s: %d queued, %d rejected (in %s)\n", dir, queued, rejected, filepath.Join(dir, "rejected"))
+	if walSegs > 0 {
+		fmt.Fprintf(out, "%s: %d WAL segment(s) with %d row(s), not yet queued: the relay's next start or relay spool replay queues them\n",
+			filepath.Join(dir, "wal"), walSegs, walRows)
+	}
 	return nil
 }
 

@@ -139,6 +139,64 @@ func TestSpoolLsReplay(t *testing.T) {
 	}
 }
 
+// TestSpoolLsReplayWAL: rows a relay with durability wal left in its WAL
+// (a crash: the writer is abandoned) are listed by ls (state wal, with
+// their rows) and sent by replay, as a relay's next start would send them;
+// both said "0 queued" and "0 files inserted", the rows untouched.
+func TestSpoolLsReplayWAL(t *testing.T) {
+	chURL := servicetest.ClickHouse(t)
+	var rb [6]byte
+	_, _ = rand.Read(rb[:])
+	db := "relay_spoolwal_test_" + hex.EncodeToString(rb[:])
+	t.Cleanup(func() { servicetest.Exec(t, chURL, "DROP DATABASE IF EXISTS "+db) })
+	spool := t.TempDir()
+	crashed, err := chlog.New(chlog.Options{SpoolDir: spool, Durability: chlog.DurabilityWAL, FlushInterval: time.Hour, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r := record.Acquire(1 << 10)
+		copy(r.ID[:], fmt.Sprintf("%032x", i+1))
+		r.Start = time.Now().Truncate(time.Second)
+		r.Route, r.Method, r.Path, r.Status = "openai", "POST", "/v1/chat/completions", 200
+		if err := crashed.Write(r); err != nil {
+			t.Fatal(err)
+		}
+		record.Release(r)
+	}
+	// crashed is never closed: its rows are in its WAL segment only.
+
+	cfg := filepath.Join(t.TempDir(), "config.yaml")
+	yaml := fmt.Sprintf("routes:\n  - name: openai\n    path: /v1/chat/completions\n    upstream: https://api.openai.com\nstorage:\n  spool_dir: %s\n  clickhouse:\n    url: %s\n    database: %s\n", spool, chURL, db)
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	noEnv := "-env-file=" + filepath.Join(t.TempDir(), "none.env")
+	out, err := runSpoolArgs(t, "ls", "-config", cfg, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"wal    wal/", strings.Repeat("0", 31) + "1", strings.Repeat("0", 31) + "3", "1 WAL segment(s) with 3 row(s), not yet queued"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ls output lacks %q", want)
+		}
+	}
+	out, err = runSpoolArgs(t, "replay", "-config", cfg, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "rows=3  from WAL segments into the queue") || !strings.Contains(out, " files inserted (3 rows)") {
+		t.Errorf("replay output unexpected")
+	}
+	rows := servicetest.Query(t, chURL, db, "SELECT count() AS n FROM stream_logs")
+	if n := fmt.Sprint(rows[0]["n"]); n != "3" {
+		t.Errorf("%s rows in ClickHouse; want 3", n)
+	}
+	if out, err = runSpoolArgs(t, "ls", "-config", cfg, noEnv); err != nil || strings.Contains(out, "WAL segment") {
+		t.Errorf("ls after replay: %v; want no WAL segment left", err)
+	}
+}
+
 // TestSpoolReplayNeedsClickHouse: without a configured url there is
 // nothing to replay to; the error says which key.
 func TestSpoolReplayNeedsClickHouse(t *testing.T) {
