@@ -196,13 +196,17 @@ func (w *Writer) syncDistributed(ctx context.Context) error {
 	suffix := hex.EncodeToString(b[:])
 	next, old := table+"_new_"+suffix, table+"_old_"+suffix
 	if err := w.clusterDDL(ctx, distributedDDL(db, next, local, cl), "TABLE "+db+"."+next); err != nil {
+		// Timed out, the CREATE still waits in the nodes' DDL queues (18.16
+		// holds a node's queue while an ALTER of the replicated table waits
+		// for a replica that is down) and runs when they move on: the DROP
+		// queued behind it removes the table then. Each failed start made
+		// one that stayed on every node for good.
+		w.dropSwapTable(ctx, next)
 		return fmt.Errorf("chlog: table=%s.%s cluster=%s: create %s to swap in: %w", db, table, cl, next, err)
 	}
 	swap := "RENAME TABLE " + db + "." + table + " TO " + db + "." + old + ", " + db + "." + next + " TO " + db + "." + table + onClusterClause(cl)
 	if err := w.clusterDDL(ctx, swap, "TABLE "+db+"."+old); err != nil {
-		if _, derr := w.ch.ddl(ctx, "DROP TABLE IF EXISTS "+db+"."+next+onClusterClause(cl)); derr != nil {
-			w.log.Warn("chlog: could not drop the table made to swap in", "table", db+"."+next, "err", derr)
-		}
+		w.dropSwapTable(ctx, next)
 		return fmt.Errorf("chlog: table=%s.%s cluster=%s: swap in %s: %w", db, table, cl, next, err)
 	}
 	// A node that had no Distributed table got none from the RENAME.
@@ -216,6 +220,21 @@ func (w *Writer) syncDistributed(ctx context.Context) error {
 	w.log.Warn("chlog: distributed table lacked columns; a new one over the local table was swapped in", "table", db+"."+table,
 		"cluster", cl, "columns", strings.Join(names, ","))
 	return nil
+}
+
+// dropSwapTable drops the table made to swap in (syncDistributed) on the
+// cluster after the swap failed; a node that does not finish it in time
+// runs it from its DDL queue, after the statements queued before it.
+func (w *Writer) dropSwapTable(ctx context.Context, next string) {
+	name := w.o.Database + "." + next
+	if _, err := w.ch.ddl(ctx, "DROP TABLE IF EXISTS "+name+onClusterClause(w.o.Cluster)); err != nil {
+		if e, ok := AsException(err); ok && e.Code == codeDDLTimeout {
+			w.ch.ddlHostDown.Store(true)
+			w.log.Warn("chlog: the table made to swap in is dropped when the nodes' DDL queues move on", "table", name, "err", err)
+			return
+		}
+		w.log.Warn("chlog: could not drop the table made to swap in; drop it by hand", "table", name, "err", err)
+	}
 }
 
 // clusterDDL runs an ON CLUSTER statement. When it fails but what it makes

@@ -557,8 +557,10 @@ func TestClusterNodeRefused(t *testing.T) {
 // CLUSTER for the local table, a new Distributed one swapped in by RENAME
 // (18.16 refuses ALTER ON CLUSTER of a Distributed table over replicated
 // shards), never missing on any node meanwhile, nothing of the swap left.
-func TestClusterMigrate(t *testing.T) {
-	c, db := clusterDB(t)
+// oldClusterTable makes the tables of a release without truncated_reason
+// on the cluster, through node 3, with one row (request id "a"*32).
+func oldClusterTable(t *testing.T, c *servicetest.CHCluster, db string) {
+	t.Helper()
 	var old []string
 	for _, col := range columns {
 		if col.name != "truncated_reason" {
@@ -588,6 +590,11 @@ func TestClusterMigrate(t *testing.T) {
 		replicatedEngine(db, "stream_logs_local") + " PARTITION BY toYYYYMMDD(created_at) ORDER BY (route, created_at)")
 	ddl(distributedDDL(db, "stream_logs", "stream_logs_local", c.Name))
 	ddl("INSERT INTO " + db + ".stream_logs (request_id, created_at, route) VALUES ('" + strings.Repeat("a", 32) + "', now(), 'old')")
+}
+
+func TestClusterMigrate(t *testing.T) {
+	c, db := clusterDB(t)
+	oldClusterTable(t, c, db)
 
 	// While the writer migrates, every node is asked again and again
 	// whether the Distributed table exists: the new one is swapped in by a
@@ -658,6 +665,53 @@ func TestClusterMigrate(t *testing.T) {
 		if !strings.Contains(log.String(), line) {
 			t.Errorf("log lacks %q:\n%s", line, log.String())
 		}
+	}
+}
+
+// TestClusterMigrateReplicaDown: a writer that must add a column starts
+// while a replica is down. 18.16's ON CLUSTER ALTER of the replicated table
+// holds the live nodes' DDL queues until the replica is back, so the new
+// Distributed table cannot be swapped in: the start fails and is tried
+// again while rows are spooled. Once the replica is back every row is
+// stored once, and the tables the failed starts made to swap in are gone
+// from every node (each failed start left one on every node for good).
+func TestClusterMigrateReplicaDown(t *testing.T) {
+	c, db := clusterDB(t)
+	oldClusterTable(t, c, db)
+	c.Kill(1)
+	t.Cleanup(func() { c.Start(1) }) // nothing when it is running
+	var log schemaLog
+	o := clusterOptions(t, c, db)
+	o.Logger = log.logger()
+	w := newWriter(t, o)
+	want := map[string]bool{strings.Repeat("a", 32): true}
+	for i := range 20 {
+		r := sseRecord(i, 1)
+		r.TruncatedReason = "max_capture"
+		want[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	waitFor(t, "two starts that failed to swap in the new Distributed table", 120*time.Second, func() bool {
+		return strings.Count(log.String(), "to swap in: ") >= 2
+	})
+	c.Start(1)
+	drain(t, w, 120*time.Second)
+	assertClusterExactlyOnce(t, c, db, want)
+	left := ""
+	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
+		left = ""
+		for i, u := range c.URLs {
+			ans, err := chQuery(u, "", "SELECT groupArray(name) FROM system.tables WHERE database = '"+db+"' AND name NOT IN ('stream_logs', 'stream_logs_local')")
+			if ans = strings.TrimSpace(ans); err != nil || ans != "[]" {
+				left += fmt.Sprintf("node %d: %s %v; ", i, ans, err)
+			}
+		}
+		if left == "" {
+			break
+		}
+	}
+	if left != "" {
+		t.Fatalf("tables of the swap left: %s", left)
 	}
 }
 
