@@ -92,7 +92,7 @@ func (cs *Clients) get(u *url.URL, o clientOptions) *fasthttp.HostClient {
 	}
 	c := &fasthttp.HostClient{
 		Addr:                addr,
-		Dial:                d.dial, // TLS included: fasthttp sees a plain connection
+		DialTimeout:         d.dial, // TLS included: fasthttp sees a plain connection
 		MaxConns:            o.maxConns,
 		MaxConnWaitTimeout:  o.connectTimeout,
 		MaxIdleConnDuration: 10 * time.Second,
@@ -152,7 +152,14 @@ type dialer struct {
 // process's resident memory after. A stream that needs a new upstream
 // connection is one that waits on the network anyway; the hand-off costs
 // a few microseconds beside it.
-func (d *dialer) dial(addr string) (net.Conn, error) {
+//
+// timeout is what fasthttp passes on from AcquireConn: the request's own
+// time left (Route.connectBudget) when that is shorter than the dialer's
+// connect timeout; 0 or longer, the connect timeout.
+func (d *dialer) dial(addr string, timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 || timeout > d.timeout {
+		timeout = d.timeout
+	}
 	select {
 	case <-d.abort:
 		return nil, ErrDialAborted
@@ -160,7 +167,7 @@ func (d *dialer) dial(addr string) (net.Conn, error) {
 	}
 	done := make(chan dialResult, 1)
 	go func() {
-		c, err := d.connect(addr)
+		c, err := d.connect(addr, timeout)
 		done <- dialResult{c, err}
 	}()
 	select {
@@ -182,15 +189,15 @@ type dialResult struct {
 }
 
 // connect is dial on the calling goroutine.
-func (d *dialer) connect(addr string) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", addr, d.timeout)
+func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, &DialError{Err: err}
 	}
 	c = socket.Wrap(c) // beneath TLS too
 	if d.tls != nil {
 		tc := tls.Client(c, d.tls)
-		ctx, cancel := context.WithTimeout(context.Background(), d.timeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {

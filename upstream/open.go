@@ -57,12 +57,21 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 	var tried uint64
 	n := 0
 	for {
+		if n > 0 && clientLeft(in) {
+			// A connect is not watched (the watchdog takes the client
+			// once there is a connection): a client that left during
+			// one gets no other attempt.
+			rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
+			return nil, record.ErrClientClosed, statusClientClosed, errClientLeft
+		}
 		t, probe := r.pool.pick(tried)
 		tried |= t.bit
 		rec.Upstream = t.recName
-		// An attempt whose wait the whole request's Timeout cuts short
-		// (headDeadline) did not give the target its first-byte time.
-		short := t.route.Timeout > 0 && time.Until(rec.Start.Add(t.route.Timeout)) < t.route.FirstByteTimeout
+		// An attempt whose connect or wait the whole request's Timeout
+		// cuts short (connectBudget, headDeadline) did not give the
+		// target its connect or first-byte time.
+		left := time.Until(rec.Start.Add(t.route.Timeout))
+		short := t.route.Timeout > 0 && (left < t.route.FirstByteTimeout || left < t.route.ConnectTimeout)
 		s, errType, status, err := t.route.exchangeOnce(in, rec, wd, finish)
 		n++
 		last := n >= r.Failover.MaxAttempts || r.pool.left(tried) == 0 || t.route.outOfTime(rec.Start)
@@ -83,7 +92,12 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		}
 		if err != nil {
 			tries[n-1] = attempt{label: t.label, errType: errType}
-			if status == statusClientClosed || errType == record.ErrShuttingDown || short && errType == record.ErrUpstreamTimeout && t.route.outOfTime(rec.Start) {
+			// The request's Timeout ended the attempt: its connect or
+			// head wait cut short, or the wait for the body's first
+			// byte (awaitBody waits up to the request's end).
+			cut := (short || awaited) && t.route.outOfTime(rec.Start) &&
+				(errType == record.ErrUpstreamTimeout || errType == record.ErrUpstreamConnect)
+			if status == statusClientClosed || errType == record.ErrShuttingDown || cut {
 				// The client left, the relay is shutting down (its
 				// connect given up), or the request ran out of time: no
 				// verdict on the target, no other attempt.
@@ -324,6 +338,21 @@ func (r *Route) headDeadline(start time.Time) time.Time {
 	return d
 }
 
+// connectBudget is how long an attempt that starts now may wait for a
+// free connection and connect: ConnectTimeout, but never past the whole
+// request's Timeout from start (a zero start sets no such bound). The
+// connect ran its whole ConnectTimeout, past the request's end, and then
+// the next target's.
+func (r *Route) connectBudget(start time.Time) time.Duration {
+	d := r.ConnectTimeout
+	if r.Timeout > 0 && !start.IsZero() {
+		if left := time.Until(start.Add(r.Timeout)); left < d {
+			d = max(left, time.Millisecond)
+		}
+	}
+	return d
+}
+
 // outOfTime reports whether a request that started at start has no time
 // left to wait for a head within its whole request's Timeout.
 func (r *Route) outOfTime(start time.Time) bool {
@@ -338,7 +367,7 @@ func (r *Route) outOfTime(start time.Time) bool {
 func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 	head := req.Header.IsHead()
 	for attempt := 0; ; attempt++ {
-		cc, err := r.client.AcquireConn(r.ConnectTimeout, false)
+		cc, err := r.client.AcquireConn(r.connectBudget(s.start), false)
 		if err != nil {
 			return err
 		}
@@ -594,6 +623,15 @@ func pathSafe(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// errClientLeft ends a request whose client left between two attempts.
+var errClientLeft = errors.New("upstream: the client left before an answer came")
+
+// clientLeft reports whether the client of in has gone (clientGone).
+func clientLeft(in *Request) bool {
+	var b [1]byte
+	return in.Client != nil && clientGone(in.Client, b[:])
 }
 
 // statusClientClosed is logged for a client that left before the upstream
