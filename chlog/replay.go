@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -115,11 +116,21 @@ func (w *Writer) replayAll(st *replayState) bool {
 			w.unblock(st)
 			return true
 		}
-		data, err := os.ReadFile(filepath.Join(w.spool.dir, f.name))
+		data, err := readSpoolFile(filepath.Join(w.spool.dir, f.name))
 		if errors.Is(err, os.ErrNotExist) {
 			w.spool.forget(f)
 			w.log.Warn("chlog: replay: spool file vanished", "file", f.name)
 			continue
+		}
+		if transientRead(err) {
+			// Out of file descriptors or memory for a moment (a surge of
+			// connections): nothing is wrong with the file. It was set
+			// aside as one that can never be inserted, its rows counted
+			// rejected.
+			_ = w.spool.done(f, false)
+			w.log.Warn("chlog: replay: cannot read a spool file now; will retry", "file", f.name, "err", err)
+			st.emit(replayEvent{file: f.name, rows: f.rows, what: "failed", reason: err.Error()})
+			return false
 		}
 		if err == nil {
 			err = verifySpool(data, f)
@@ -319,4 +330,16 @@ func (w *Writer) blockingColumn(err error) string {
 		return "unknown"
 	}
 	return strings.Join(diffs, ", ")
+}
+
+// readSpoolFile reads a queued spool file; tests replace it to make a read
+// fail.
+var readSpoolFile = os.ReadFile
+
+// transientRead reports whether a failed read says nothing about the file:
+// the process or the system ran out of descriptors or memory, or the call
+// was interrupted.
+func transientRead(err error) bool {
+	return err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOMEM) ||
+		errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EINTR))
 }

@@ -1,7 +1,6 @@
 package chlog
 
 import (
-	"os"
 	"path/filepath"
 )
 
@@ -48,7 +47,7 @@ func (g *spoolGather) next() []byte {
 	if !ok {
 		return nil
 	}
-	data, err := os.ReadFile(filepath.Join(g.w.spool.dir, f.name))
+	data, err := readSpoolFile(filepath.Join(g.w.spool.dir, f.name))
 	if err == nil {
 		err = verifySpool(data, f)
 	}
