@@ -3,6 +3,8 @@ package chlog
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -99,6 +101,7 @@ func newClient(o *Options) *chClient {
 		hc: &http.Client{Transport: &http.Transport{
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSHandshakeTimeout: 5 * time.Second, // https: a server that never finishes it is one not reached
 			MaxIdleConnsPerHost: 4,
 			// Below ClickHouse's keep_alive_timeout (3 s on 18.16, 10 s on
 			// current servers): a request sent on a connection the server
@@ -343,6 +346,21 @@ func (c *chClient) post(ctx context.Context, path, ctype string, body []byte, ou
 	return err
 }
 
+// handshakeFailed reports whether err is a TLS handshake (https) that
+// failed or timed out: nothing of the request was sent on that connection.
+// It was taken for an insert whose outcome is unknown, to be checked in the
+// table before it went again.
+func handshakeFailed(err error) bool {
+	var cv *tls.CertificateVerificationError
+	var ua x509.UnknownAuthorityError
+	var he x509.HostnameError
+	var ci x509.CertificateInvalidError
+	var rh tls.RecordHeaderError
+	var ae tls.AlertError
+	return errors.As(err, &cv) || errors.As(err, &ua) || errors.As(err, &he) || errors.As(err, &ci) ||
+		errors.As(err, &rh) || errors.As(err, &ae) || strings.Contains(err.Error(), "TLS handshake timeout")
+}
+
 func (c *chClient) do(ctx context.Context, u string, body []byte, out *bytes.Buffer) error {
 	return c.doType(ctx, u, "", body, out)
 }
@@ -371,7 +389,7 @@ func (c *chClient) doBody(ctx context.Context, u, ctype string, body io.Reader, 
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		var op *net.OpError
-		if errors.As(err, &op) && op.Op == "dial" {
+		if errors.As(err, &op) && op.Op == "dial" || handshakeFailed(err) {
 			return err // never reached the server: certainly not applied
 		}
 		return fmt.Errorf("%w: %w", errUnknownOutcome, err)
