@@ -222,6 +222,14 @@ func TestChaosEdgesRefused(t *testing.T) {
 			"nginx proxies it"},
 		{"bare LF header in a later read of the head", []string{"GET /healthz HTTP/1.1\r\nHost: relay\r\n", "X-A: 1\nX-B: 2\r\n\r\n"}, 400, "GET",
 			"nginx: 200, kept open"},
+		// fasthttp reads it as a request without a body: what follows was
+		// served as a second request (smuggled past a front proxy that
+		// frames to the connection's end).
+		{"Transfer-Encoding identity", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
+			"\r\nTransfer-Encoding: identity\r\n\r\nPOST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
+			"\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "RFC 9112 6.3: 400, closed"},
+		{"Transfer-Encoding IDENTITY", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: IDENTITY\r\n\r\n" +
+			"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n"}, 400, "POST", "RFC 9112 6.3: 400, closed"},
 	}
 	before := r.mock.Count()
 	var expected, unexpected int64

@@ -88,8 +88,8 @@ func (h *Relay) screenUnread(ctx *fasthttp.RequestCtx, cfg *Config) verdict {
 	if status, msg := requestEdge(hdr); status != 0 { // CheckRequest's
 		return verdict{status: status, errType: record.ErrBadRequest, msg: msg}
 	}
-	if te, cl := scanFraming(hdr.RawHeaders()); te && cl { // CheckFraming's
-		return verdict{status: fasthttp.StatusBadRequest, errType: record.ErrBadRequest, msg: msgFraming}
+	if msg := framingRefusal(hdr.RawHeaders()); msg != "" { // CheckFraming's
+		return verdict{status: fasthttp.StatusBadRequest, errType: record.ErrBadRequest, msg: msg}
 	}
 	// -1: chunked.
 	declared := int64(hdr.ContentLength())
