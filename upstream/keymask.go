@@ -4,6 +4,10 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"strings"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
 )
 
 // redactedKey replaces the provider key where an upstream's answer repeats
@@ -75,4 +79,51 @@ func (r *Route) maskKeyInHeader(h http.Header) {
 			}
 		}
 	}
+}
+
+// maskKeyInResponse masks the provider key (maskKey) in the header values
+// of an upstream's answer on an HTTP route, before they reach the client
+// and the row: an upstream that repeats the request (a redirect's Location
+// quoting the URL with auth_query's key, a debugging header echoing
+// Authorization) sent the key on. The header is only read unless a value
+// holds the key; then every value of that header name is set again, in
+// order. (The body passes untouched, as every streamed byte does.)
+func (r *Route) maskKeyInResponse(h *fasthttp.ResponseHeader) {
+	if r == nil || len(r.ProviderKey) < minMaskedKey {
+		return
+	}
+	var names []string
+	h.VisitAll(func(k, v []byte) {
+		if r.holdsKey(v) && !containsFold(names, k) {
+			names = append(names, string(k))
+		}
+	})
+	for _, name := range names {
+		var vals [][]byte
+		h.VisitAll(func(k, v []byte) {
+			if strings.EqualFold(unsafe.String(unsafe.SliceData(k), len(k)), name) {
+				vals = append(vals, r.maskKey(append([]byte(nil), v...)))
+			}
+		})
+		h.Del(name)
+		for _, v := range vals {
+			h.AddBytesV(name, v)
+		}
+	}
+}
+
+// holdsKey reports whether v holds the provider key as it is or as it goes
+// in a query.
+func (r *Route) holdsKey(v []byte) bool {
+	s := unsafe.String(unsafe.SliceData(v), len(v))
+	return strings.Contains(s, r.ProviderKey) || r.keyQuery != "" && strings.Contains(s, r.keyQuery)
+}
+
+func containsFold(names []string, k []byte) bool {
+	for _, n := range names {
+		if strings.EqualFold(n, string(k)) {
+			return true
+		}
+	}
+	return false
 }

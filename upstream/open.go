@@ -206,6 +206,7 @@ func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, h
 		rec.ErrorType = record.ErrUpstreamStatus
 	}
 	setStatus(resp, status, s.hdr.StatusMessage())
+	s.route.maskKeyInResponse(&s.hdr)
 	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &s.hdr, rec.ResponseHeaders[:0])
 	// "x-relay-attempts" in a row is the relay's record of its attempts
 	// (appendAttempts): an upstream's own field of that name is not

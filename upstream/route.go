@@ -111,6 +111,7 @@ type Route struct {
 
 	authKey   []byte // header name
 	authValue []byte // "Bearer <key>" or the bare key; nil when not configured
+	keyQuery  string // the provider key as it goes in a query, when that differs (keymask.go)
 	extra     [][2][]byte
 
 	pool     *pool    // the targets; nil on a target's own copy of the route
@@ -177,7 +178,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	first := p.targets[0].route
 	r.Upstream, r.ProviderKey, r.KeyEnv = first.Upstream, first.ProviderKey, first.KeyEnv
 	r.client, r.scheme, r.host, r.basePath, r.dials = first.client, first.scheme, first.host, first.basePath, first.dials
-	r.authKey, r.authValue, r.extra = first.authKey, first.authValue, first.extra
+	r.authKey, r.authValue, r.extra, r.keyQuery = first.authKey, first.authValue, first.extra, first.keyQuery
 	for _, t := range p.targets {
 		if t.route.Configured() {
 			r.authValue, r.KeyEnv = t.route.authValue, t.route.KeyEnv
@@ -207,6 +208,9 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		match:    r.match,
 		prefix:   r.prefix,
 		bufs:     r.bufs,
+	}
+	if q := url.QueryEscape(o.ProviderKey); q != o.ProviderKey {
+		t.keyQuery = q
 	}
 	if o.ProviderKey != "" {
 		if strings.EqualFold(o.AuthHeader, "Authorization") {
