@@ -190,6 +190,7 @@ type dialResult struct {
 
 // connect is dial on the calling goroutine.
 func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
+	deadline := time.Now().Add(timeout) // the TCP connect and the TLS handshake together
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, &DialError{Err: err}
@@ -197,7 +198,7 @@ func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
 	c = socket.Wrap(c) // beneath TLS too
 	if d.tls != nil {
 		tc := tls.Client(c, d.tls)
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		err := tc.HandshakeContext(ctx)
 		cancel()
 		if err != nil {

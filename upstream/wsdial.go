@@ -110,8 +110,16 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 			dialErr = err
 			return c, err
 		},
+		// wss: the TLS handshake is part of the connect, as on an HTTP
+		// route: within connect_timeout (it had first_byte_timeout), and a
+		// failed one (a certificate that does not verify) is
+		// upstream_connect (it was "closed before answering").
+		NetDialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := r.dialTLS(ctx, nd, network, addr)
+			dialErr = err
+			return c, err
+		},
 		HandshakeTimeout: r.FirstByteTimeout,
-		TLSClientConfig:  &tls.Config{InsecureSkipVerify: r.TLSSkipVerify}, //nolint:gosec // the route's tls_skip_verify
 		ReadBufferSize:   4 << 10,
 		WriteBufferSize:  4 << 10,
 	}
@@ -153,6 +161,9 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 			rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 		case dialErr != nil:
 			out.ErrType = record.ErrUpstreamConnect
+			if errors.As(dialErr, &ne) && ne.Timeout() {
+				out.Status = fasthttp.StatusGatewayTimeout // as an HTTP route's connect that timed out
+			}
 		case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, context.DeadlineExceeded):
 			out.ErrType, out.Status = record.ErrUpstreamTimeout, fasthttp.StatusGatewayTimeout
 		}
@@ -161,6 +172,24 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	rec.TTFB = time.Since(rec.Start)
 	rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 	return WSDial{Conn: conn, Header: endToEnd(resp.Header), Status: fasthttp.StatusSwitchingProtocols}
+}
+
+// dialTLS connects to addr and completes the TLS handshake, both within
+// the route's connect_timeout from the start of the dial.
+func (r *Route) dialTLS(ctx context.Context, nd *net.Dialer, network, addr string) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.ConnectTimeout)
+	defer cancel()
+	c, err := nd.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	host, _, _ := net.SplitHostPort(addr)
+	tc := tls.Client(c, &tls.Config{ServerName: host, InsecureSkipVerify: r.TLSSkipVerify}) //nolint:gosec // the route's tls_skip_verify
+	if err := tc.HandshakeContext(ctx); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // KeySubprotocol begins the Sec-WebSocket-Protocol entry in which a

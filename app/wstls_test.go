@@ -1,0 +1,69 @@
+package app
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// wssRelay starts a relay with a ws route to wss://addr: connect_timeout
+// 1s, first_byte_timeout 30s.
+func wssRelay(t *testing.T, addr string) *relay {
+	t.Helper()
+	return startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "storage:\n", "  - name: realtime\n    path: /v1/realtime\n    upstream: wss://"+addr+
+			"\n    auth_env: TEST_PROVIDER_KEY\n    kind: ws\n    connect_timeout: 1s\n    first_byte_timeout: 30s\nstorage:\n", 1)
+	}, nil)
+}
+
+// TestWSSUpstreamTLSFailures: a wss upstream whose TLS handshake fails (a
+// certificate that does not verify) or never ends is a failed connect, as
+// on an HTTP route: 502 upstream_connect, and 504 upstream_connect at
+// connect_timeout. They were upstream_reset ("closed the connection before
+// answering") and a wait of first_byte_timeout.
+func TestWSSUpstreamTLSFailures(t *testing.T) {
+	t.Run("certificate not trusted", func(t *testing.T) {
+		up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+		t.Cleanup(up.Close)
+		r := wssRelay(t, strings.TrimPrefix(up.URL, "https://"))
+		_, resp, err := dialWS(t, r.base, relayKey, nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusBadGateway {
+			t.Fatalf("handshake: %v %v; want 502", err, resp)
+		}
+		row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+		if row.ErrorType != record.ErrUpstreamConnect {
+			t.Errorf("row error_type %q; want %s", row.ErrorType, record.ErrUpstreamConnect)
+		}
+	})
+	t.Run("handshake never ends", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				t.Cleanup(func() { _ = c.Close() }) // silent: no TLS
+			}
+		}()
+		r := wssRelay(t, ln.Addr().String())
+		start := time.Now()
+		_, resp, err := dialWS(t, r.base, relayKey, nil) // the client waits 5 s
+		if err == nil || resp == nil || resp.StatusCode != http.StatusGatewayTimeout {
+			t.Fatalf("handshake after %s: %v %v; want 504 at connect_timeout (1s)", time.Since(start), err, resp)
+		}
+		row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+		if row.ErrorType != record.ErrUpstreamConnect {
+			t.Errorf("row error_type %q; want %s", row.ErrorType, record.ErrUpstreamConnect)
+		}
+	})
+}
