@@ -160,10 +160,35 @@ func (w *Writer) grower() {
 		g.alloc()
 		w.mu.Lock()
 		if !w.closed && w.cur == g.b && g.b.gen == g.gen {
-			g.b.adopt(&g)
-			w.grown.Add(1)
-			w.budget.move(0, int64(g.b.charge())) // the new capacity
+			w.adoptWithin(&g)
 		}
 		w.mu.Unlock()
 	}
+}
+
+// adoptWithin gives g's block the buffers g grew when the capacity they
+// add fits under the budget's capture ceiling: room ahead of need must not
+// take what is kept for rows. Otherwise they are dropped, and a row that
+// needs the room grows its buffer in Write. (The new capacity was charged
+// whatever the budget held: near the limit it took the budget past it;
+// seen, 2.3 of 2 MiB.) The caller holds the lock.
+func (w *Writer) adoptWithin(g *growth) {
+	b := g.b
+	var old [growBuffers][]byte
+	for i, p := range b.bytesToGrow() {
+		old[i] = *p
+	}
+	oldPos := b.chunkData.Pos
+	before := blockMem(b)
+	b.adopt(g)
+	extra := int64(blockMem(b) - before)
+	if extra > 0 && !w.budget.take(extra, w.budget.ceiling) {
+		for i, p := range b.bytesToGrow() {
+			*p = old[i] // the bytes are as they were: adopt only copied them
+		}
+		b.chunkData.Pos = oldPos
+		return
+	}
+	w.grown.Add(1)
+	w.budget.move(max(extra, 0), int64(b.charge())) // the new capacity, taken above
 }
