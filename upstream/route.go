@@ -220,7 +220,11 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		}
 	}
 	for k, v := range o.Headers {
-		t.extra = append(t.extra, [2][]byte{[]byte(k), []byte(v)})
+		// Canonical, as the client's names come from fasthttp's parse:
+		// the check for a client's own field compares them as they are
+		// (copyRequestHeaders), and `anthropic-version` as configured went
+		// upstream beside the client's Anthropic-Version.
+		t.extra = append(t.extra, [2][]byte{[]byte(textproto.CanonicalMIMEHeaderKey(k)), []byte(v)})
 	}
 	t.dials = clients.dials
 	t.client = clients.get(u, clientOptions{
