@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"reflect"
 	"slices"
@@ -228,7 +229,9 @@ func (a *App) logReload(old, next, loaded *Config, oldKeys, newKeys *handlers.Ke
 	a.log.Info("configuration reloaded",
 		"routes", len(next.Routes), "routes_added", added, "routes_changed", changed, "routes_removed", removed,
 		"keys", len(next.Auth.Keys), "keys_added", keysAdded, "keys_removed", keysRemoved,
-		"rate_limits_changed", !reflect.DeepEqual(old.RateLimit, next.RateLimit), "env_file_changed", envChanged,
+		"rate_limits_changed", !reflect.DeepEqual(old.RateLimit, next.RateLimit) ||
+			!maps.Equal(keyLimits(oldIDs, old.Auth.Keys), keyLimits(newIDs, next.Auth.Keys)),
+		"env_file_changed", envChanged,
 		"log_level", next.Log.Level)
 	var restart []string
 	if !reflect.DeepEqual(old.Server, loaded.Server) {
@@ -256,6 +259,19 @@ func (a *App) logReload(old, next, loaded *Config, oldKeys, newKeys *handlers.Ke
 				"route", r.Name, "max_body_bytes", r.MaxBodyBytes, "limit_now", maxBody)
 		}
 	}
+}
+
+// keyLimits maps the id of each key (ids, as keyIDs gives them for keys)
+// that has a rate_limit of its own to that limit: a key's limit is a rate
+// limit too (a reload that changed only one said rate_limits_changed=false).
+func keyLimits(ids []string, keys []KeyConfig) map[string]int {
+	m := map[string]int{}
+	for i, k := range keys {
+		if k.RateLimit != 0 && i < len(ids) {
+			m[ids[i]] = k.RateLimit
+		}
+	}
+	return m
 }
 
 func keyIDs(k *handlers.Keys, n int) []string {

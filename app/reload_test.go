@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -450,5 +451,34 @@ func TestReloadRefusesLosingEveryKey(t *testing.T) {
 	}
 	if resp, body := ask(t, p.base, "/v1/chat/completions", relayKey); resp.StatusCode != 200 {
 		t.Fatalf("after the refused reload: %d %s", resp.StatusCode, body)
+	}
+}
+
+// TestReloadLogCountsKeyLimits: a reload that changes only a key's own
+// rate_limit logs rate_limits_changed=true (it logged false, though the
+// new limit applied).
+func TestReloadLogCountsKeyLimits(t *testing.T) {
+	cfg := func(limit int) *Config {
+		return &Config{Auth: AuthConfig{Keys: []KeyConfig{{Key: relayKey, Tenant: "t", RateLimit: limit}}}}
+	}
+	for _, tt := range []struct {
+		before, after int
+		want          string
+	}{{0, 7, "rate_limits_changed=true"}, {7, 9, "rate_limits_changed=true"}, {7, 7, "rate_limits_changed=false"}} {
+		var out bytes.Buffer
+		old, next := cfg(tt.before), cfg(tt.after)
+		a := &App{log: slog.New(slog.NewTextHandler(&out, nil)), cfg: old}
+		oldKeys, err := keysOf(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		newKeys, err := keysOf(next)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.logReload(old, next, next, oldKeys, newKeys, nil)
+		if !strings.Contains(out.String(), tt.want) {
+			t.Errorf("key rate_limit %d -> %d: log %q; want %s", tt.before, tt.after, out.String(), tt.want)
+		}
 	}
 }
