@@ -142,6 +142,11 @@ func decode(k *koanf.Koanf) (*Config, error) {
 	if err := unknownKeys(md.Unused); err != nil {
 		return nil, err
 	}
+	// An explicit 0 read as unset and became the default (100), with no
+	// word; tenants' 0 is refused below.
+	if k.Exists("rate_limit.default") && c.RateLimit.Default == 0 {
+		return nil, &fieldError{"rate_limit.default", 0, "must be > 0 requests per minute, or -1 for unlimited (leave it out for the default, 100)"}
+	}
 	host, _ := os.Hostname()
 	c.setDefaults(host)
 	if err := c.validate(); err != nil {

@@ -163,6 +163,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"tenants with a brace", route("auth:\n  keys:\n    - key: sk-a\n      tenant: a\n      tenants: [\"{x\"]\n"), "auth.keys[0].tenants[0]"},
 		{"key with white space", route("auth:\n  keys:\n    - key: \"sk-x \"\n      tenant: a\n"), "auth.keys[0].key=<set>: must not begin or end with white space"},
 		{"bad on_redis_error", route("rate_limit:\n  on_redis_error: panic\n"), "rate_limit.on_redis_error=panic"},
+		// Read as unset, it became 100 without a word.
+		{"default rate 0", route("rate_limit:\n  default: 0\n"), "rate_limit.default=0: must be > 0"},
 		{"negative lease", route("rate_limit:\n  lease: -1\n"), "rate_limit.lease=-1"},
 		{"negative lease_ttl", route("rate_limit:\n  lease_ttl: -1s\n"), "rate_limit.lease_ttl=-1s"},
 		{"renewal at the default lease", route("rate_limit:\n  lease_renew_below: 16\n"), "rate_limit.lease_renew_below=16"},
