@@ -74,12 +74,18 @@ log:
 
 func startPool(t *testing.T, yaml string) *poolRelay {
 	t.Helper()
+	return startPoolLog(t, yaml, io.Discard)
+}
+
+// startPoolLog is startPool with the relay's log written to log.
+func startPoolLog(t *testing.T, yaml string, log io.Writer) *poolRelay {
+	t.Helper()
 	cfg, err := Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
 	}
 	sink := &poolRows{}
-	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), sink)
+	a, err := New(cfg, slog.New(slog.NewTextHandler(log, nil)), sink)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -66,4 +67,31 @@ func TestWSSUpstreamTLSFailures(t *testing.T) {
 			t.Errorf("row error_type %q; want %s", row.ErrorType, record.ErrUpstreamConnect)
 		}
 	})
+}
+
+// TestEjectionSaysWhyTheConnectFailed: a target ejected because its TLS
+// certificate does not verify is logged with what TLS said; the log said
+// upstream_connect, as for a refused port.
+func TestEjectionSaysWhyTheConnectFailed(t *testing.T) {
+	up := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(up.Close)
+	live, _ := liveTarget(t)
+	var log servicetest.Buffer
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	p := startPoolLog(t, poolConfig(t, `
+  - name: pool
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    health: {max_fails: 1, cooldown: 1h}
+    upstreams:
+      - {name: tls, url: "`+up.URL+`", weight: 1000000}
+      - {name: live, url: "`+live+`"}
+`, "rate_limit: {disabled: true}"), &log)
+	if a := postClose(t, p.base, cutBody(100)); a.status != 200 {
+		t.Fatalf("status %d; want 200 from the live target", a.status)
+	}
+	waitPoolRows(t, p, 1)
+	if s := log.String(); !strings.Contains(s, "upstream target ejected") || !strings.Contains(s, "x509") {
+		t.Fatalf("log %q; want the ejection with what TLS said (x509)", s)
+	}
 }

@@ -111,7 +111,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 				// target (healthy targets were ejected for it).
 				verdict = outcomeNeutral
 			}
-			t.report(verdict, probe, 0, &r.Health, r.Logger, errType)
+			t.report(verdict, probe, 0, &r.Health, r.Logger, failReason(errType, err))
 			if last || !r.failsOverOn(errType, 0) {
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
@@ -624,6 +624,19 @@ func pathSafe(c byte) bool {
 		return true
 	}
 	return false
+}
+
+// failReason is why an attempt failed, for the ejection's log line: the
+// error type, and for a failed connect what the network or TLS said (a
+// certificate that does not verify was told from a refused port by
+// nothing). Only a connect's error is quoted: it names an address, never
+// bytes of an answer.
+func failReason(errType string, err error) string {
+	var de *DialError
+	if errors.As(err, &de) {
+		return errType + " (" + de.Err.Error() + ")"
+	}
+	return errType
 }
 
 // errClientLeft ends a request whose client left between two attempts.
