@@ -1,6 +1,7 @@
 package app
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -54,5 +55,31 @@ func TestResponseHeadersMaskProviderKey(t *testing.T) {
 	r := waitPoolRows(t, p, 1)[0]
 	if strings.Contains(r.RespHeaders, providerKey) || !strings.Contains(r.RespHeaders, "[redacted]") {
 		t.Errorf("row's response headers %s: want the key masked", r.RespHeaders)
+	}
+}
+
+// TestNoContentTypeInvented: an upstream answer without Content-Type
+// reaches the client and the row without one; fasthttp's default
+// (text/plain; charset=utf-8) was added as if the upstream had sent it.
+func TestNoContentTypeInvented(t *testing.T) {
+	up := rawTarget(t, func(c net.Conn, _ []byte) {
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+	})
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	p := startPool(t, poolConfig(t, `
+  - name: plain
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    upstream: `+up+`
+`, "rate_limit: {disabled: true}"))
+	a := postClose(t, p.base, cutBody(100))
+	if a.status != 200 || a.body != "hello" {
+		t.Fatalf("status %d body %q", a.status, a.body)
+	}
+	if strings.Contains(strings.ToLower(a.raw), "content-type") {
+		t.Errorf("the client got a Content-Type the upstream never sent: %q", a.raw)
+	}
+	if r := waitPoolRows(t, p, 1)[0]; strings.Contains(r.RespHeaders, "content-type") {
+		t.Errorf("row's response headers %s: a content-type the upstream never sent", r.RespHeaders)
 	}
 }

@@ -206,6 +206,7 @@ func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, h
 		rec.ErrorType = record.ErrUpstreamStatus
 	}
 	setStatus(resp, status, s.hdr.StatusMessage())
+	resp.Header.SetNoDefaultContentType(true) // the upstream's, or none
 	s.route.maskKeyInResponse(&s.hdr)
 	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &s.hdr, rec.ResponseHeaders[:0])
 	// "x-relay-attempts" in a row is the relay's record of its attempts
@@ -407,6 +408,9 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		if err == nil {
 			c.acquireReader()
 			err = readResponseHeader(&s.hdr, c.br, head)
+			if err == nil && s.hdr.StatusCode() == fasthttp.StatusSwitchingProtocols {
+				err = errUnaskedSwitch // the connection goes (below)
+			}
 		}
 		if held != nil {
 			c.unsent = nil
@@ -451,9 +455,10 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 func readResponseHeader(h *fasthttp.ResponseHeader, br *bufio.Reader, head bool) error {
 	for {
 		h.Reset()
-		if head {
-			h.SetNoDefaultContentType(true)
-		}
+		// What the upstream sent, no more: fasthttp would give an answer
+		// without Content-Type its default (text/plain), which reached the
+		// client and the row as the upstream's.
+		h.SetNoDefaultContentType(true)
 		if err := h.Read(br); err != nil {
 			return err
 		}
@@ -638,6 +643,12 @@ func failReason(errType string, err error) string {
 	}
 	return errType
 }
+
+// errUnaskedSwitch is an upstream's 101 on an HTTP route: the relay asks
+// for no upgrade, so the answer is broken (relayed, it reached the client
+// as a 101 without Upgrade, the upstream's bytes after it dropped, and the
+// row looked like a success).
+var errUnaskedSwitch = errors.New("upstream: answered 101 Switching Protocols to a request that asked for no upgrade")
 
 // errClientLeft ends a request whose client left between two attempts.
 var errClientLeft = errors.New("upstream: the client left before an answer came")
