@@ -372,7 +372,7 @@ func openErrorMessage(errType string, rt *upstream.Route, err error) string {
 	case record.ErrBadRequest: // the path (upstream.ErrDotSegment)
 		return "route " + rt.Name + ": " + err.Error()
 	}
-	return "route " + rt.Name + ": the upstream closed the connection before answering"
+	return "route " + rt.Name + ": the upstream closed the connection before answering, or its answer was malformed"
 }
 
 // reject answers with a JSON error and finishes the record. A request

@@ -54,7 +54,7 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 func CutAnswer(errType string) (status int, msg string, ok bool) {
 	switch errType {
 	case record.ErrUpstreamReset:
-		return 502, "the upstream closed the connection before the first byte of its body", true
+		return 502, "the upstream closed the connection, or broke its body's framing, before the first byte of its body", true
 	case record.ErrUpstreamTimeout:
 		return 504, "the upstream sent no byte of its body in time", true
 	}
