@@ -1,7 +1,6 @@
 package app
 
 import (
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,21 +41,7 @@ func TestWSSUpstreamTLSFailures(t *testing.T) {
 		}
 	})
 	t.Run("handshake never ends", func(t *testing.T) {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				t.Cleanup(func() { _ = c.Close() }) // silent: no TLS
-			}
-		}()
-		r := wssRelay(t, ln.Addr().String())
+		r := wssRelay(t, servicetest.SilentListener(t)) // silent: no TLS
 		start := time.Now()
 		_, resp, err := dialWS(t, r.base, relayKey, nil) // the client waits 5 s
 		if err == nil || resp == nil || resp.StatusCode != http.StatusGatewayTimeout {

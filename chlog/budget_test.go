@@ -134,17 +134,36 @@ func TestBudgetWriteAfterClose(t *testing.T) {
 	}
 }
 
-// TestSpoolGroupCommit: blocks waiting for the spooler become one spool file
-// whose name counts all their rows and names the first and last request.
-func TestSpoolGroupCommit(t *testing.T) {
-	dir := t.TempDir()
-	w := &Writer{log: testLogger(t), spoolq: make(chan *block, spoolQueue)}
+// spoolerWriter is a Writer with what spoolGroup needs and no goroutines:
+// options o (defaults set), a 64 MiB budget and the spool in dir.
+func spoolerWriter(t *testing.T, dir string, o Options) *Writer {
+	t.Helper()
+	w := &Writer{o: o, log: testLogger(t), spoolq: make(chan *block, spoolQueue)}
 	w.o.setDefaults()
 	w.budget = newBudget(64<<20, &w.stats)
 	var err error
 	if w.spool, err = openSpool(w, dir, 1<<30); err != nil {
 		t.Fatal(err)
 	}
+	return w
+}
+
+// addHeld adds r to blk and charges what blk grew by to w's budget, as
+// Write does, and releases r.
+func addHeld(w *Writer, blk *block, r *record.Record) {
+	before := blockMem(blk)
+	blk.add(r)
+	d := blockMem(blk) - before
+	blk.held += d
+	w.budget.move(0, int64(d))
+	record.Release(r)
+}
+
+// TestSpoolGroupCommit: blocks waiting for the spooler become one spool file
+// whose name counts all their rows and names the first and last request.
+func TestSpoolGroupCommit(t *testing.T) {
+	dir := t.TempDir()
+	w := spoolerWriter(t, dir, Options{})
 	var blocks []*block
 	var ids []string
 	for b := range 3 {
@@ -153,12 +172,7 @@ func TestSpoolGroupCommit(t *testing.T) {
 		for i := range 2 + b {
 			r := sseRecord(10*b+i, 3)
 			ids = append(ids, r.IDString())
-			before := blockMem(blk)
-			blk.add(r)
-			d := blockMem(blk) - before
-			blk.held += d
-			w.budget.move(0, int64(d))
-			record.Release(r)
+			addHeld(w, blk, r)
 		}
 		blocks = append(blocks, blk)
 	}
@@ -194,14 +208,7 @@ func TestSpoolGroupCommit(t *testing.T) {
 // budget is given back whole.
 func TestSpoolGroupPastBatch(t *testing.T) {
 	dir := t.TempDir()
-	w := &Writer{log: testLogger(t), spoolq: make(chan *block, spoolQueue)}
-	w.o.BatchBytes, w.o.MaxBufferBytes = 64<<10, 64<<20
-	w.o.setDefaults()
-	w.budget = newBudget(64<<20, &w.stats)
-	var err error
-	if w.spool, err = openSpool(w, dir, 1<<30); err != nil {
-		t.Fatal(err)
-	}
+	w := spoolerWriter(t, dir, Options{BatchBytes: 64 << 10, MaxBufferBytes: 64 << 20})
 	if lim := w.coalesceLimit(); lim != 256<<10 {
 		t.Fatalf("coalesce limit %d; want four batches", lim)
 	}
@@ -214,12 +221,7 @@ func TestSpoolGroupPastBatch(t *testing.T) {
 			r := sseRecord(10*b+i, 3)
 			r.AddChunk(bytes.Repeat([]byte{'a' + byte(b)}, 30000+777*i+b), time.Second) // ragged: no block ends aligned
 			ids[r.IDString()] = true
-			before := blockMem(blk)
-			blk.add(r)
-			d := blockMem(blk) - before
-			blk.held += d
-			w.budget.move(0, int64(d))
-			record.Release(r)
+			addHeld(w, blk, r)
 		}
 		blocks = append(blocks, blk)
 	}

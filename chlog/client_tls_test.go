@@ -3,11 +3,12 @@ package chlog
 import (
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
 // TestHTTPSHandshakeFailureNotSent: an https ClickHouse whose certificate
@@ -18,21 +19,7 @@ import (
 func TestHTTPSHandshakeFailureNotSent(t *testing.T) {
 	untrusted := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	t.Cleanup(untrusted.Close)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { _ = c.Close() }) // silent: no TLS
-		}
-	}()
-	for name, u := range map[string]string{"untrusted certificate": untrusted.URL, "silent server": "https://" + ln.Addr().String()} {
+	for name, u := range map[string]string{"untrusted certificate": untrusted.URL, "silent server": "https://" + servicetest.SilentListener(t)} {
 		t.Run(name, func(t *testing.T) {
 			c := newClient(&Options{URL: u, Database: "relay"})
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
