@@ -635,13 +635,7 @@ func TestClusterMigrate(t *testing.T) {
 		t.Errorf("the distributed table was missing in %d of %d polls during the migration; want at most 2 of at least 100",
 			missing.Load(), polls.Load())
 	}
-	want := map[string]bool{strings.Repeat("a", 32): true}
-	for i := range 20 {
-		r := sseRecord(i, 1)
-		r.TruncatedReason = "max_capture"
-		want[string(r.ID[:])] = true
-		_ = w.Write(r)
-	}
+	want := writeTruncatedRows(w)
 	flush(t, w)
 	closeWriter(t, w)
 	for i, u := range c.URLs {
@@ -652,10 +646,8 @@ func TestClusterMigrate(t *testing.T) {
 			}
 		}
 	}
-	for i, u := range c.URLs {
-		if left := mustQuery(t, u, "", "SELECT groupArray(name) FROM system.tables WHERE database = '"+db+"' AND name NOT IN ('stream_logs', 'stream_logs_local')"); left != "[]" {
-			t.Errorf("node %d keeps tables of the swap: %s", i, left)
-		}
+	if left := swapTablesLeft(c, db); left != "" {
+		t.Errorf("tables of the swap left: %s", left)
 	}
 	assertClusterExactlyOnce(t, c, db, want)
 	if n := mustQuery(t, c.URLs[2], db, "SELECT count() FROM stream_logs WHERE truncated_reason = 'max_capture'"); n != "20" {
@@ -666,6 +658,32 @@ func TestClusterMigrate(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", line, log.String())
 		}
 	}
+}
+
+// writeTruncatedRows writes 20 rows with truncated_reason (the column the
+// old table lacks) and returns their ids with the old table's row ("a"*32).
+func writeTruncatedRows(w *Writer) map[string]bool {
+	want := map[string]bool{strings.Repeat("a", 32): true}
+	for i := range 20 {
+		r := sseRecord(i, 1)
+		r.TruncatedReason = "max_capture"
+		want[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	return want
+}
+
+// swapTablesLeft names, node by node, the tables of db other than the
+// relay's two (a migration's swap tables); "" when there are none.
+func swapTablesLeft(c *servicetest.CHCluster, db string) string {
+	left := ""
+	for i, u := range c.URLs {
+		ans, err := chQuery(u, "", "SELECT groupArray(name) FROM system.tables WHERE database = '"+db+"' AND name NOT IN ('stream_logs', 'stream_logs_local')")
+		if ans = strings.TrimSpace(ans); err != nil || ans != "[]" {
+			left += fmt.Sprintf("node %d: %s %v; ", i, ans, err)
+		}
+	}
+	return left
 }
 
 // TestClusterMigrateReplicaDown: a writer that must add a column starts
@@ -684,13 +702,7 @@ func TestClusterMigrateReplicaDown(t *testing.T) {
 	o := clusterOptions(t, c, db)
 	o.Logger = log.logger()
 	w := newWriter(t, o)
-	want := map[string]bool{strings.Repeat("a", 32): true}
-	for i := range 20 {
-		r := sseRecord(i, 1)
-		r.TruncatedReason = "max_capture"
-		want[string(r.ID[:])] = true
-		_ = w.Write(r)
-	}
+	want := writeTruncatedRows(w)
 	waitFor(t, "two starts that failed to swap in the new Distributed table", 120*time.Second, func() bool {
 		return strings.Count(log.String(), "to swap in: ") >= 2
 	})
@@ -699,14 +711,7 @@ func TestClusterMigrateReplicaDown(t *testing.T) {
 	assertClusterExactlyOnce(t, c, db, want)
 	left := ""
 	for end := time.Now().Add(60 * time.Second); time.Now().Before(end); time.Sleep(500 * time.Millisecond) {
-		left = ""
-		for i, u := range c.URLs {
-			ans, err := chQuery(u, "", "SELECT groupArray(name) FROM system.tables WHERE database = '"+db+"' AND name NOT IN ('stream_logs', 'stream_logs_local')")
-			if ans = strings.TrimSpace(ans); err != nil || ans != "[]" {
-				left += fmt.Sprintf("node %d: %s %v; ", i, ans, err)
-			}
-		}
-		if left == "" {
+		if left = swapTablesLeft(c, db); left == "" {
 			break
 		}
 	}

@@ -413,24 +413,35 @@ func TestWALRecoverOnlyWhatTheSpoolHolds(t *testing.T) {
 	}
 }
 
-// TestWALSegmentRenamed: a segment whose name lost its leading zeros (an
-// operator's copy, say) is recovered under its own name; looked for under
-// the relay's, it failed the start.
-func TestWALSegmentRenamed(t *testing.T) {
-	dir := t.TempDir()
+// crashedWAL writes n rows of the given chunks through a writer with
+// durability wal on dir, which is then abandoned (a crash: never closed),
+// and returns the rows' ids and the one WAL segment that holds them.
+func crashedWAL(t *testing.T, dir string, n, chunks int) (want map[string]bool, seg string) {
+	t.Helper()
 	crashed := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
-	want := map[string]bool{}
-	for i := range 3 {
-		r := sseRecord(i, 2)
+	want = map[string]bool{}
+	for i := range n {
+		r := sseRecord(i, chunks)
 		want[string(r.ID[:])] = true
-		crashed.Write(r)
+		if err := crashed.Write(r); err != nil {
+			t.Fatal(err)
+		}
 	}
 	segs := walFiles(t, dir)
 	if len(segs) != 1 {
 		t.Fatalf("segments %v", segs)
 	}
-	short := filepath.Join(filepath.Dir(segs[0]), strings.TrimLeft(filepath.Base(segs[0]), "0"))
-	if err := os.Rename(segs[0], short); err != nil {
+	return want, segs[0]
+}
+
+// TestWALSegmentRenamed: a segment whose name lost its leading zeros (an
+// operator's copy, say) is recovered under its own name; looked for under
+// the relay's, it failed the start.
+func TestWALSegmentRenamed(t *testing.T) {
+	dir := t.TempDir()
+	want, seg := crashedWAL(t, dir, 3, 2)
+	short := filepath.Join(filepath.Dir(seg), strings.TrimLeft(filepath.Base(seg), "0"))
+	if err := os.Rename(seg, short); err != nil {
 		t.Fatal(err)
 	}
 	got := walRecovered(t, dir)
@@ -452,13 +463,7 @@ func TestWALSegmentRenamed(t *testing.T) {
 // it left them unread, for good.
 func TestWALRecoveredWithoutWAL(t *testing.T) {
 	dir := t.TempDir()
-	crashed := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
-	want := map[string]bool{}
-	for i := range 3 {
-		r := sseRecord(i, 2)
-		want[string(r.ID[:])] = true
-		crashed.Write(r)
-	}
+	want, _ := crashedWAL(t, dir, 3, 2)
 	w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityBatch})
 	closeWriter(t, w)
 	got := map[string]bool{}
@@ -479,12 +484,8 @@ func TestWALRecoveredWithoutWAL(t *testing.T) {
 // rejected copy or a rejected row. It was counted as corruption.
 func TestWALZeroTailInsideRecord(t *testing.T) {
 	dir := t.TempDir()
-	crashed := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
-	for i := range 3 {
-		crashed.Write(sseRecord(i, 20))
-	}
-	segs := walFiles(t, dir)
-	data, err := os.ReadFile(segs[0])
+	_, seg := crashedWAL(t, dir, 3, 20)
+	data, err := os.ReadFile(seg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +498,7 @@ func TestWALZeroTailInsideRecord(t *testing.T) {
 		t.Fatalf("last record at %d of %d bytes: no sector boundary inside it", last, len(data))
 	}
 	clear(data[k:])
-	if err := os.WriteFile(segs[0], data, 0o600); err != nil {
+	if err := os.WriteFile(seg, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL})
