@@ -201,8 +201,7 @@ func TestSpoolGroupCommit(t *testing.T) {
 }
 
 // TestSpoolGroupPastBatch: waiting blocks go into one spool file up to the
-// coalesce limit (four batches here), not one batch: each file costs two
-// fsyncs, which bound how fast a busy disk takes the spool. The blocks are
+// coalesce limit (four batches here), not one batch. The blocks are
 // written as they are encoded (O_DIRECT for the aligned part, the rest
 // carried into the next block's write); every row decodes back, and the
 // budget is given back whole.

@@ -1,7 +1,6 @@
 package chlog
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,21 +77,15 @@ func ListSpool(dir string, verify bool) ([]SpoolEntry, error) {
 // running relay's own segment is listed too: its rows are those not yet
 // spooled or inserted.
 func listWAL(dir string) ([]SpoolEntry, error) {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
+	segs, err := walSegments(dir)
 	if err != nil {
 		return nil, fmt.Errorf("chlog: wal %s: %w", dir, err)
 	}
 	var out []SpoolEntry
-	for _, e := range ents {
-		if _, ok := walSegmentSeq(e.Name()); !ok || e.IsDir() {
-			continue
-		}
-		ent := SpoolEntry{File: walDir + "/" + e.Name(), WAL: true, Rows: -1,
+	for _, e := range segs {
+		ent := SpoolEntry{File: walDir + "/" + e.name, WAL: true, Rows: -1,
 			Reason: "WAL segment: its rows join the queue at the relay's next start, or with relay spool replay"}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		data, err := os.ReadFile(filepath.Join(dir, e.name))
 		if err != nil {
 			ent.Reason = err.Error()
 			out = append(out, ent)
@@ -112,11 +105,6 @@ func listWAL(dir string) ([]SpoolEntry, error) {
 		}
 		out = append(out, ent)
 	}
-	slices.SortFunc(out, func(a, b SpoolEntry) int {
-		x, _ := walSegmentSeq(strings.TrimPrefix(a.File, walDir+"/"))
-		y, _ := walSegmentSeq(strings.TrimPrefix(b.File, walDir+"/"))
-		return cmp.Compare(x, y)
-	})
 	return out, nil
 }
 

@@ -142,27 +142,10 @@ func recoverWAL(w *Writer) error {
 // recoverAll moves every segment in l.dir into the spool, oldest first, and
 // the writer's sequence numbers past theirs. A missing directory has none.
 func (l *wal) recoverAll() error {
-	ents, err := os.ReadDir(l.dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
+	segs, err := walSegments(l.dir)
 	if err != nil {
 		return fmt.Errorf("chlog: spool_dir=%s: wal: %w", l.w.o.SpoolDir, err)
 	}
-	// Segments are named <seq, 20 digits>.wal; one renamed by hand (its
-	// number without the zeros, say) is read under its own name: looked
-	// for under the relay's, it failed the start.
-	type segment struct {
-		seq  uint64
-		name string
-	}
-	var segs []segment
-	for _, e := range ents {
-		if seq, ok := walSegmentSeq(e.Name()); ok {
-			segs = append(segs, segment{seq, e.Name()})
-		}
-	}
-	slices.SortFunc(segs, func(a, b segment) int { return cmp.Or(cmp.Compare(a.seq, b.seq), strings.Compare(a.name, b.name)) })
 	for _, s := range segs {
 		if err := l.recover(s.seq, filepath.Join(l.dir, s.name)); err != nil {
 			return err
@@ -170,6 +153,34 @@ func (l *wal) recoverAll() error {
 		l.w.seq = max(l.w.seq, s.seq)
 	}
 	return nil
+}
+
+// walSegment is a segment file of the WAL directory.
+type walSegment struct {
+	seq  uint64
+	name string
+}
+
+// walSegments lists the segments in dir, oldest first; none when dir is
+// missing. Segments are named <seq, 20 digits>.wal; one renamed by hand
+// (its number without the zeros, say) is listed under its own name:
+// looked for under the relay's, it failed the start.
+func walSegments(dir string) ([]walSegment, error) {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var segs []walSegment
+	for _, e := range ents {
+		if seq, ok := walSegmentSeq(e.Name()); ok && !e.IsDir() {
+			segs = append(segs, walSegment{seq, e.Name()})
+		}
+	}
+	slices.SortFunc(segs, func(a, b walSegment) int { return cmp.Or(cmp.Compare(a.seq, b.seq), strings.Compare(a.name, b.name)) })
+	return segs, nil
 }
 
 // walSegmentSeq returns the sequence number of a WAL segment's file name.
