@@ -72,24 +72,6 @@ func (p *Process) Signal(sig os.Signal) {
 	}
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(tb testing.TB) int {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
-// FreeAddr returns a loopback address ("127.0.0.1:port") that was free a
-// moment ago: nothing listens there.
-func FreeAddr(tb testing.TB) string {
-	tb.Helper()
-	return "127.0.0.1:" + strconv.Itoa(FreePort(tb))
-}
-
 func need(tb testing.TB, bin string) {
 	tb.Helper()
 	if _, err := exec.LookPath(bin); err != nil {
