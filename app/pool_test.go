@@ -24,6 +24,7 @@ type poolRow struct {
 	Route, Upstream, ErrorType, RespHeaders string
 	Status                                  int
 	TTFB                                    time.Duration
+	Chunks                                  string // the captured response bytes
 }
 
 // poolRows is a sink keeping poolRows.
@@ -35,7 +36,7 @@ type poolRows struct {
 func (s *poolRows) Write(r *record.Record) error {
 	s.mu.Lock()
 	s.rows = append(s.rows, poolRow{Route: r.Route, Upstream: r.Upstream, ErrorType: r.ErrorType,
-		RespHeaders: string(r.ResponseHeaders), Status: r.Status, TTFB: r.TTFB})
+		RespHeaders: string(r.ResponseHeaders), Status: r.Status, TTFB: r.TTFB, Chunks: string(r.Chunks.Data)})
 	s.mu.Unlock()
 	return nil
 }

@@ -1,11 +1,13 @@
 package app
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestResponseHeadersMaskProviderKey: an upstream that repeats the request
@@ -81,5 +83,88 @@ func TestNoContentTypeInvented(t *testing.T) {
 	}
 	if r := waitPoolRows(t, p, 1)[0]; strings.Contains(r.RespHeaders, "content-type") {
 		t.Errorf("row's response headers %s: a content-type the upstream never sent", r.RespHeaders)
+	}
+}
+
+// TestErrorBodyMasksProviderKey: an upstream whose error answer repeats
+// the provider key in its body (a refusal quoting the key it got) does not
+// hand it to the client or the row, however the body comes: whole with
+// the head, chunked with the key split between two writes, longer than the
+// relay takes in one piece, and on a raw route that splices bodies it does
+// not keep. The body keeps its length (a Content-Length stays true), and
+// the rest of it is as the upstream sent it.
+func TestErrorBodyMasksProviderKey(t *testing.T) {
+	long := strings.Repeat("x", 200<<10)
+	tests := []struct {
+		name, path string
+		answer     func(c net.Conn)
+		want       string // the body the client should get
+	}{
+		{"whole", "/v1/chat/completions", func(c net.Conn) {
+			b := `{"error":"invalid key ` + providerKey + `"}`
+			_, _ = io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(b))+"\r\n\r\n"+b)
+		}, `{"error":"invalid key [redacted]************"}`},
+		{"chunked split", "/v1/chat/completions", func(c net.Conn) {
+			_, _ = io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nTransfer-Encoding: chunked\r\n\r\n10\r\nkey: sk-provider\r\n")
+			time.Sleep(200 * time.Millisecond) // two reads for the relay
+			_, _ = io.WriteString(c, "c\r\n-secret-456!\r\n0\r\n\r\n")
+		}, "key: **********************!"},
+		{"long", "/v1/chat/completions", func(c net.Conn) {
+			b := long + providerKey + long
+			_, _ = io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: "+itoa(len(b))+"\r\n\r\n"+b)
+		}, long + "[redacted]************" + long},
+		{"raw route", "/v1/audio/speech", func(c net.Conn) {
+			b := long + providerKey + long
+			_, _ = io.WriteString(c, "HTTP/1.1 401 Unauthorized\r\nContent-Length: "+itoa(len(b))+"\r\n\r\n")
+			time.Sleep(200 * time.Millisecond) // the body after the head: spliceable
+			_, _ = io.WriteString(c, b)
+		}, long + "[redacted]************" + long},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			up := rawTarget(t, func(c net.Conn, _ []byte) { tt.answer(c) })
+			t.Setenv("TEST_PROVIDER_KEY", providerKey)
+			p := startPool(t, poolConfig(t, `
+  - name: chat
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    upstream: `+up+`
+  - name: speech
+    path: /v1/audio/speech
+    kind: raw
+    auth_env: TEST_PROVIDER_KEY
+    upstream: `+up+`
+`, "rate_limit: {disabled: true}"))
+			c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+			body := `{"model":"m","input":"hi"}`
+			_, err = io.WriteString(c, "POST "+tt.path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+
+				"\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(resp.Body)
+			if err != nil {
+				t.Fatalf("body: %v", err)
+			}
+			if string(got) != tt.want {
+				if i := strings.Index(string(got), providerKey[:8]); i >= 0 {
+					t.Fatalf("status %d: the client got the provider key: %q", resp.StatusCode, got[max(0, i-20):min(len(got), i+40)])
+				}
+				t.Fatalf("status %d: body of %d bytes, want %d: %.200q", resp.StatusCode, len(got), len(tt.want), got)
+			}
+			r := waitPoolRows(t, p, 1)[0]
+			if strings.Contains(r.Chunks, providerKey) || strings.Contains(r.Chunks, "secret-456") {
+				t.Errorf("the row's response bytes hold the provider key")
+			}
+		})
 	}
 }

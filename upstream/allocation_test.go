@@ -134,3 +134,14 @@ func TestPollCopyAllocatesNothing(t *testing.T) {
 		t.Errorf("%v allocations per 50-event stream copied in the poller, want 0", n)
 	}
 }
+
+// TestBodyMaskAllocations: masking a read allocates nothing.
+func TestBodyMaskAllocations(t *testing.T) {
+	r := &Route{Options: Options{ProviderKey: "sk-abc/def+123456"}, keyQuery: "sk-abc%2Fdef%2B123456"}
+	var m bodyMask
+	m.start(r, 401)
+	b := []byte(`{"error":"bad key sk-abc/def+123456"} sk-abc`)
+	if n := testing.AllocsPerRun(100, func() { m.apply(b) }); n != 0 {
+		t.Errorf("%v allocations per read", n)
+	}
+}

@@ -87,7 +87,8 @@ func (r *Route) maskKeyInHeader(h http.Header) {
 // quoting the URL with auth_query's key, a debugging header echoing
 // Authorization) sent the key on. The header is only read unless a value
 // holds the key; then every value of that header name is set again, in
-// order. (The body passes untouched, as every streamed byte does.)
+// order. (The body of an answer of status 300 and up is masked as it
+// streams: bodyMask.)
 func (r *Route) maskKeyInResponse(h *fasthttp.ResponseHeader) {
 	if r == nil || len(r.ProviderKey) < minMaskedKey {
 		return
@@ -126,4 +127,84 @@ func containsFold(names []string, k []byte) bool {
 		}
 	}
 	return false
+}
+
+// bodyMask masks the provider key in the body of an answer that is no
+// success (status 300 and up: an error page or a redirect quoting the
+// request) as it goes to the client and the row, in place and at the same
+// length, so that a Content-Length or a chunk's size stays true: a whole
+// key becomes "[redacted]" padded with '*' to its length, a piece of one
+// '*'s. Success bodies pass untouched and unscanned. A key split between
+// two reads is masked on both sides: a read that ends in the key's first
+// minMaskedPrefix bytes or more has that end masked at once (it is on its
+// way out before the next read comes) and the next read's beginning is
+// masked when it goes on with the key. An ordinary text that ends a read
+// in the key's beginning loses those bytes to '*'s.
+type bodyMask struct {
+	on    bool
+	forms [2]string // the key, and as it goes in a query when that differs
+	// carry is, per form, how many of its first bytes ended the last read.
+	carry [2]int
+}
+
+// start arms m for an answer of status from route r.
+func (m *bodyMask) start(r *Route, status int) {
+	*m = bodyMask{}
+	if r == nil || status < 300 || len(r.ProviderKey) < minMaskedKey {
+		return
+	}
+	m.on, m.forms[0], m.forms[1] = true, r.ProviderKey, r.keyQuery
+}
+
+// apply masks b, the next read of the body, in place.
+func (m *bodyMask) apply(b []byte) {
+	for i, key := range m.forms {
+		if key == "" {
+			continue
+		}
+		if c := m.carry[i]; c > 0 {
+			m.carry[i] = 0
+			rest := key[c:]
+			n := min(len(rest), len(b))
+			if string(b[:n]) == rest[:n] {
+				stars(b[:n])
+				if n < len(rest) { // b is all key, and more is to come
+					m.carry[i] = c + n
+					continue
+				}
+			}
+		}
+		for j := 0; ; {
+			k := bytes.Index(b[j:], []byte(key))
+			if k < 0 {
+				break
+			}
+			j += k
+			redact(b[j : j+len(key)])
+			j += len(key)
+		}
+		for n := min(len(key)-1, len(b)); n >= minMaskedPrefix; n-- {
+			if string(b[len(b)-n:]) == key[:n] {
+				stars(b[len(b)-n:])
+				m.carry[i] = n
+				break
+			}
+		}
+	}
+}
+
+// redact overwrites a whole key in place: "[redacted]" and '*'s to its
+// length ('*'s alone when it is shorter).
+func redact(b []byte) {
+	if len(b) < len(redactedKey) {
+		stars(b)
+		return
+	}
+	stars(b[copy(b, redactedKey):])
+}
+
+func stars(b []byte) {
+	for i := range b {
+		b[i] = '*'
+	}
 }

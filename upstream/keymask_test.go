@@ -31,3 +31,52 @@ func TestMaskKey(t *testing.T) {
 		t.Errorf("placeholder key masked: %q", got)
 	}
 }
+
+// TestBodyMask: an answer that is no success has the provider key masked in
+// its body in place, at the same length, as it is and query-escaped, also
+// where reads split it; a read that ends in the key's beginning loses it
+// even when the next read does not go on with the key; success bodies and
+// a placeholder key are left alone.
+func TestBodyMask(t *testing.T) {
+	const key = "sk-abc/def+123456"
+	r := &Route{Options: Options{ProviderKey: key}, keyQuery: "sk-abc%2Fdef%2B123456"}
+	for _, tt := range []struct {
+		name   string
+		status int
+		reads  []string
+		want   string
+	}{
+		{"no key", 401, []string{`{"error":"bad key"}`}, `{"error":"bad key"}`},
+		{"whole", 401, []string{`{"error":"bad key sk-abc/def+123456"}`}, `{"error":"bad key [redacted]*******"}`},
+		{"twice and escaped", 400, []string{"sk-abc/def+123456 and ?k=sk-abc%2Fdef%2B123456."},
+			"[redacted]******* and ?k=[redacted]***********."},
+		{"split", 401, []string{`key "sk-abc/d`, `ef+123456" refused`}, `key "*****************" refused`},
+		{"split three ways", 502, []string{"x sk-ab", "c/def+", "123456 y"}, "x ***************** y"},
+		{"end is no key", 401, []string{"sk-abc", " is a prefix"}, "****** is a prefix"},
+		{"success", 200, []string{"echo sk-abc/def+123456"}, "echo sk-abc/def+123456"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var m bodyMask
+			m.start(r, tt.status)
+			var got []byte
+			for _, read := range tt.reads {
+				b := []byte(read)
+				if m.on {
+					m.apply(b)
+				}
+				if len(b) != len(read) {
+					t.Fatalf("read %q masked to %q: length changed", read, b)
+				}
+				got = append(got, b...)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got %q, want %q", got, tt.want)
+			}
+		})
+	}
+	var m bodyMask
+	m.start(&Route{Options: Options{ProviderKey: "EMPTY"}}, 401)
+	if m.on {
+		t.Error("a placeholder key is masked")
+	}
+}

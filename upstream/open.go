@@ -208,6 +208,7 @@ func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, h
 	setStatus(resp, status, s.hdr.StatusMessage())
 	resp.Header.SetNoDefaultContentType(true) // the upstream's, or none
 	s.route.maskKeyInResponse(&s.hdr)
+	s.mask.start(s.route, status)
 	rec.ResponseHeaders = copyResponseHeaders(&resp.Header, &s.hdr, rec.ResponseHeaders[:0])
 	// "x-relay-attempts" in a row is the relay's record of its attempts
 	// (appendAttempts): an upstream's own field of that name is not

@@ -121,11 +121,11 @@ func (s *Stream) clientSocket() syscall.RawConn {
 }
 
 // spliceable reports whether the body's bytes may be spliced from here
-// on: the record keeps none of them (and has its first byte's time), and
-// both sockets are plain TCP.
+// on: the record keeps none of them (and has its first byte's time), none
+// is masked (bodyMask), and both sockets are plain TCP.
 func (s *Stream) spliceable() bool {
 	rec := s.rec
-	return s.rb.raw != nil && rec.TTFT != record.None && !rec.NeedsChunkBytes() && s.clientSocket() != nil
+	return s.rb.raw != nil && rec.TTFT != record.None && !rec.NeedsChunkBytes() && !s.mask.on && s.clientSocket() != nil
 }
 
 // spliceRun returns how many body bytes can be spliced next, 0 when they

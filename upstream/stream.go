@@ -49,6 +49,7 @@ type Stream struct {
 	rctx  *fasthttp.RequestCtx
 	start time.Time
 	ttft  tokenScanner
+	mask  bodyMask // the provider key in an answer that is no success (keymask.go)
 	// unread is what Read has yet to hand out of the last view.
 	unread []byte
 	// readErr is the error that came with that view.
@@ -358,8 +359,12 @@ func (s *Stream) copyStep(w io.Writer, bw *bufio.Writer) (stop bool, err error) 
 	return false, nil
 }
 
-// relayed stamps the record for one view about to go to the client.
+// relayed stamps the record for one view about to go to the client,
+// masking the provider key in it first where the answer asks for that.
 func (s *Stream) relayed(v view) time.Duration {
+	if s.mask.on {
+		s.mask.apply(s.rb.buf[v.start:v.end])
+	}
 	if s.pending != nil {
 		s.settleHealth(outcomeOK, "") // the body's first byte came
 	}
@@ -544,6 +549,7 @@ func (s *Stream) release() {
 	s.body = bodyReader{}
 	s.unread, s.readErr = nil, nil
 	s.ttft.reset()
+	s.mask = bodyMask{}
 	s.route, s.rec, s.finish, s.wd, s.apart = nil, nil, nil, nil, false
 	s.cc, s.up, s.closeAfter, s.client, s.rctx = nil, nil, false, nil, nil
 	s.start = time.Time{}
