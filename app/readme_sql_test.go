@@ -54,6 +54,13 @@ func TestReadmeSQL(t *testing.T) {
 		}
 	}
 
+	// A row of an earlier day, which no "today" query may count: on 18.16
+	// a DateTime compared with today() (a Date) compares seconds with
+	// days, and every row ever stored passed "created_at > today()".
+	servicetest.Exec(t, url, "INSERT INTO "+db+".stream_logs (request_id, created_at, route, tenant_id, status, "+
+		"tokens_in, tokens_out, ttft_ms, duration_ms) VALUES ('yesterday', toDateTime(today()) - 3600, 'openai', "+
+		"'test-tenant', 200, 1000, 1000, 5, 10)")
+
 	blocks := readmeSQL(t)
 	if len(blocks) < 3 {
 		t.Fatalf("README has %d sql blocks", len(blocks))
