@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/valyala/fasthttp"
 )
 
@@ -36,7 +37,7 @@ type chunkedHeads struct {
 // keptHead is a header copy and when it was made.
 type keptHead struct {
 	hdr fasthttp.RequestHeader
-	at  int64 // unix nanoseconds
+	at  int64 // mono.Now
 }
 
 // staleHead is the age past which a kept header's request is surely over:
@@ -59,7 +60,7 @@ func (h *Relay) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestConf
 }
 
 func (k *chunkedHeads) keep(hdr *fasthttp.RequestHeader) {
-	now := time.Now().UnixNano()
+	now := mono.Now()
 	c := &keptHead{at: now}
 	hdr.CopyTo(&c.hdr)
 	if _, loaded := k.m.Swap(hdr, c); !loaded {
@@ -70,7 +71,7 @@ func (k *chunkedHeads) keep(hdr *fasthttp.RequestHeader) {
 	}
 }
 
-// sweep drops the entries made before the time before (unix nanoseconds).
+// sweep drops the entries made before the time before (mono.Now).
 func (k *chunkedHeads) sweep(before int64) {
 	k.m.Range(func(key, v any) bool {
 		if v.(*keptHead).at < before && k.m.CompareAndDelete(key, v) {

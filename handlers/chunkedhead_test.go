@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"testing"
 	"time"
 
@@ -65,11 +66,11 @@ func TestChunkedHeadsSweepStale(t *testing.T) {
 	if keptHeads.live.Load() != base+1 {
 		t.Fatalf("entries %d, want %d", keptHeads.live.Load(), base+1)
 	}
-	keptHeads.sweep(time.Now().Add(-staleHead).UnixNano()) // fresh: kept
+	keptHeads.sweep(mono.Now() - int64(staleHead)) // fresh: kept
 	if keptHeads.live.Load() != base+1 {
 		t.Fatal("a fresh entry was swept")
 	}
-	keptHeads.sweep(time.Now().Add(time.Second).UnixNano()) // as if staleHead had passed
+	keptHeads.sweep(mono.Now() + int64(time.Second)) // as if staleHead had passed
 	if _, ok := keptHeads.m.Load(&broken.Request.Header); ok || keptHeads.live.Load() != base {
 		t.Fatalf("stale entry kept (entries %d)", keptHeads.live.Load())
 	}

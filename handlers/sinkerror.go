@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -17,12 +18,12 @@ const sinkErrEvery = 10 * time.Second
 // storage closed) at error level, rate-limited. The sinks count them
 // (relay_storage_wal_errors_total).
 type sinkErrors struct {
-	last       atomic.Int64 // unix nanoseconds of the last line
+	last       atomic.Int64 // mono.Now of the last line
 	suppressed atomic.Int64 // failures since the last line
 }
 
 func (e *sinkErrors) log(l *slog.Logger, rec *record.Record, err error) {
-	now := time.Now().UnixNano()
+	now := mono.Now()
 	last := e.last.Load()
 	if now-last < int64(sinkErrEvery) || !e.last.CompareAndSwap(last, now) {
 		e.suppressed.Add(1)

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/valyala/fasthttp"
 )
 
@@ -48,7 +49,8 @@ func (o *HealthOptions) setDefaults() {
 // target is unchanged (see Route.Adopt), so that an ejected target stays
 // ejected and its counters keep counting.
 type health struct {
-	// until is when the ejection ends, in Unix nanoseconds; 0: healthy.
+	// until is when the ejection ends, on the monotonic clock (mono.Now);
+	// 0: healthy.
 	until atomic.Int64
 	// probing: the cool-down is over and one request is out to see whether
 	// the target is back; others skip it meanwhile.
@@ -184,7 +186,7 @@ func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, lo
 	}
 	d = min(d, ho.MaxCooldown)
 	fresh := h.until.Load() == 0 || probe
-	h.until.Store(time.Now().Add(d).UnixNano())
+	h.until.Store(mono.Now() + int64(d))
 	h.probing.Store(false)
 	h.fails.Store(0)
 	h.mu.Unlock()

@@ -3,7 +3,8 @@ package upstream
 import (
 	"strconv"
 	"sync"
-	"time"
+
+	"github.com/stream-relay/stream-relay/internal/mono"
 )
 
 // Target is one upstream of a route: a base URL and the provider key sent to
@@ -85,7 +86,7 @@ type pool struct {
 // has been tried. probe: the pick is its target's probe (its cool-down is
 // over). It does not allocate.
 func (p *pool) pick(tried uint64) (t *target, probe bool) {
-	now := time.Now().UnixNano()
+	now := mono.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	prim, back := p.targets[:p.primaries], p.targets[p.primaries:]
@@ -122,7 +123,7 @@ func (p *pool) anyAvailable(now int64) bool {
 // already, an ejected one's cool-down (an upstream's Retry-After) is kept:
 // a retry does not go there.
 func (p *pool) left(tried uint64) int {
-	now := time.Now().UnixNano()
+	now := mono.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	any := p.anyAvailable(now)
