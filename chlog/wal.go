@@ -62,6 +62,10 @@ type wal struct {
 	curSeq   uint64
 	final    []walJob // segments whose block was cut: write the tail, close
 	deletes  []uint64 // segments whose block is safe
+	// unlogged counts, per segment, the rows whose write into it failed:
+	// the segment does not keep them, so a block that cannot be spooled
+	// either loses them (Writer.spooled). An entry goes with the segment.
+	unlogged map[uint64]int
 	appended uint64   // rows appended (tickets)
 
 	// Owned by the fsync goroutine.
@@ -281,6 +285,7 @@ func (l *wal) rotateLocked(oldSeq, newSeq uint64) {
 // releaseLocked deletes the segment of a block that is inserted or spooled.
 func (l *wal) releaseLocked(seq uint64) {
 	l.deletes = append(l.deletes, seq)
+	delete(l.unlogged, seq)
 	l.kickSync()
 }
 
@@ -311,6 +316,23 @@ func (l *wal) wait(ticket uint64) error {
 		return fmt.Errorf("chlog: wal: row not durable: %w", err)
 	}
 	return nil
+}
+
+// unloggedLocked returns how many rows of the blocks of seqs their
+// segments do not keep (their write failed). The caller holds Writer.mu.
+func (l *wal) unloggedLocked(seqs []uint64) int {
+	n := 0
+	for _, seq := range seqs {
+		n += l.unlogged[seq]
+	}
+	return n
+}
+
+// walRowCount counts the records of a segment's bytes.
+func walRowCount(data []byte) int {
+	n := 0
+	walRecords(data, func(_, _ []byte) bool { n++; return true })
+	return n
 }
 
 // failLocked records that tickets lo+1..hi failed. Guarded by smu.
@@ -360,11 +382,18 @@ func (l *wal) syncOnce() {
 	w.mu.Unlock()
 
 	var err error
+	var lost []walJob // the jobs whose rows the segments do not keep
 	for _, j := range finals {
-		err = errors.Join(err, l.writeSeg(j.seq, j.data, true))
+		if e := l.writeSeg(j.seq, j.data, true); e != nil {
+			err = errors.Join(err, e)
+			lost = append(lost, j)
+		}
 	}
 	if len(data) > 0 {
-		err = errors.Join(err, l.writeSeg(seq, data, false))
+		if e := l.writeSeg(seq, data, false); e != nil {
+			err = errors.Join(err, e)
+			lost = append(lost, walJob{seq: seq, data: data})
+		}
 	}
 	if err != nil {
 		w.stats.walErrors.Add(1)
@@ -390,6 +419,15 @@ func (l *wal) syncOnce() {
 	w.mu.Lock()
 	if l.spare == nil {
 		l.spare = spare[:0]
+	}
+	for _, j := range lost {
+		// A segment released meanwhile (its block inserted) is gone.
+		if !slices.Contains(dels, j.seq) && !slices.Contains(l.deletes, j.seq) {
+			if l.unlogged == nil {
+				l.unlogged = map[uint64]int{}
+			}
+			l.unlogged[j.seq] += walRowCount(j.data)
+		}
 	}
 	w.mu.Unlock()
 

@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -512,5 +513,50 @@ func TestWALZeroTailInsideRecord(t *testing.T) {
 	names := spoolNames(t, dir)
 	if len(names) != 1 || parseMust(t, names[0]).rows != 2 {
 		t.Fatalf("spool %v; want one file of the 2 whole rows", names)
+	}
+}
+
+// TestWALAndSpoolBothFail: on a full disk a block's rows whose WAL write
+// failed, and whose spool write then fails too, are kept nowhere: they are
+// counted dropped, and only the rows the WAL did keep are recovered (needs
+// root and mount, as TestWALDiskFull). Before, the log said every row
+// stayed in the WAL and none was counted.
+func TestWALAndSpoolBothFail(t *testing.T) {
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs here (%v: %s)", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	w := newWriter(t, Options{SpoolDir: dir, Durability: DurabilityWAL, FlushInterval: time.Hour})
+	for i := range 2 {
+		if err := w.Write(sseRecord(i, 4)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, 256<<10), 0o644); err == nil {
+		t.Fatal("the filler fit: the disk is not full")
+	}
+	failed := 0
+	for i := 2; i < 5; i++ {
+		if err := w.Write(sseRecord(i, 4)); err != nil {
+			failed++
+		}
+	}
+	if failed != 3 {
+		t.Fatalf("%d of 3 rows failed on a full disk", failed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_ = w.Flush(ctx) // the spool write fails: the disk is full
+	if got := w.Stats().RowsDropped; got != 3 {
+		t.Errorf("RowsDropped = %d; want the 3 rows neither the WAL nor the spool kept", got)
+	}
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	// w is abandoned without Close, like a crash.
+	if got := walRecovered(t, dir); len(got) != 2 {
+		t.Errorf("recovered %d rows; want the 2 the WAL kept", len(got))
 	}
 }

@@ -699,13 +699,23 @@ func (w *Writer) putSpool(m blockMeta, native []byte, unknown bool, seqs []uint6
 
 // spooled ends the spooling of m's rows (the blocks of seqs) that err
 // says failed or not: done, their WAL segments are released; failed, the
-// WAL keeps them for the next start, and without a WAL they are counted
-// dropped and the returned error says so.
+// WAL keeps them for the next start, and those it does not keep (their WAL
+// write failed too: a full or read-only disk fails both), or all of them
+// without a WAL, are counted dropped and the returned error says so.
 func (w *Writer) spooled(m blockMeta, seqs []uint64, err error) error {
 	if err != nil {
 		if w.wal != nil {
-			w.log.Error("chlog: spool write failed; rows stay in the WAL for the next start", "rows", m.rows, "err", err)
-			return nil // keep the segments
+			w.mu.Lock()
+			lost := min(w.wal.unloggedLocked(seqs), m.rows)
+			w.mu.Unlock()
+			if lost == 0 {
+				w.log.Error("chlog: spool write failed; rows stay in the WAL for the next start", "rows", m.rows, "err", err)
+				return nil // keep the segments
+			}
+			w.stats.rowsDropped.Add(int64(lost))
+			w.log.Error("chlog: spool write failed, and so had the WAL writes of some of its rows: those are dropped, the rest stay in the WAL for the next start",
+				"rows", m.rows, "dropped", lost, "err", err)
+			return fmt.Errorf("chlog: %d rows dropped: %w", lost, err)
 		}
 		w.stats.rowsDropped.Add(int64(m.rows))
 		w.log.Error("chlog: spool write failed: rows dropped", "rows", m.rows, "err", err)
