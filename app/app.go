@@ -389,7 +389,7 @@ func (a *App) Serve(ln net.Listener) error {
 		return nil
 	}
 	a.log.Info("stream-relay listening", "addr", ln.Addr().String())
-	return a.fiber.Listener(edgeListener{ol})
+	return a.fiber.Listener(edgeListener{Listener: ol, retry: &acceptRetry{log: a.log, count: a.metrics.AcceptFailed}})
 }
 
 // Shutdown stops taking requests, lets in-flight streams finish within the

@@ -3,14 +3,18 @@ package app
 import (
 	"bytes"
 	"crypto/tls"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/stream-relay/stream-relay/handlers"
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/internal/socket"
 )
 
@@ -24,14 +28,31 @@ import (
 // straight through.
 type edgeListener struct {
 	net.Listener
+	retry *acceptRetry
 }
 
-// Accept wraps the next connection.
+// Accept wraps the next connection. An accept that fails for want of a
+// resource (acceptRetryable) is tried again after a pause: fasthttp takes
+// any error but a timeout for the listener's end, and the relay shut down
+// when a burst of connections used up its file descriptors.
 func (l edgeListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+	var pause time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil {
+			return l.wrap(c), nil
+		}
+		if !acceptRetryable(err) || l.retry == nil {
+			return nil, err
+		}
+		pause = min(max(2*pause, minAcceptPause), maxAcceptPause)
+		l.retry.failed(err)
+		time.Sleep(pause)
 	}
+}
+
+// wrap makes c an edgeConn.
+func (l edgeListener) wrap(c net.Conn) net.Conn {
 	c = socket.Wrap(c) // when the listener did not (Serve with a plain one)
 	ec := &edgeConn{Conn: c, fresh: true, start: true}
 	if sc, ok := c.(syscall.Conn); ok {
@@ -43,9 +64,48 @@ func (l edgeListener) Accept() (net.Conn, error) {
 	if tc, ok := c.(*tls.Conn); ok {
 		// fasthttp finds TLS by the Handshake/ConnectionState methods
 		// (IsTLS, ALPN); keep them visible.
-		return &edgeTLSConn{edgeConn: ec, tls: tc}, nil
+		return &edgeTLSConn{edgeConn: ec, tls: tc}
 	}
-	return ec, nil
+	return ec
+}
+
+// The pause before an accept is tried again doubles from minAcceptPause up
+// to maxAcceptPause, as net/http's server does: connections wait in the
+// kernel's backlog meanwhile, and the ones being served go on.
+const (
+	minAcceptPause = 5 * time.Millisecond
+	maxAcceptPause = time.Second
+)
+
+// acceptRetryable reports whether a failed accept says the process or the
+// system is short of a resource for the moment (file descriptors, memory,
+// socket buffers), or the connection was gone before it was taken: the
+// listener itself is fine.
+func acceptRetryable(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) || errors.Is(err, syscall.ENOBUFS) ||
+		errors.Is(err, syscall.ENOMEM) || errors.Is(err, syscall.ECONNABORTED)
+}
+
+// acceptRetry counts and logs the accepts tried again: one warning per
+// acceptLogEvery at most, with the failures since the last.
+type acceptRetry struct {
+	log        *slog.Logger
+	count      func() // the failures' counter (relay_accept_errors_total)
+	last       atomic.Int64
+	suppressed atomic.Int64
+}
+
+const acceptLogEvery = 10 * time.Second
+
+func (r *acceptRetry) failed(err error) {
+	r.count()
+	now, last := mono.Now(), r.last.Load()
+	if last != 0 && now-last < int64(acceptLogEvery) || !r.last.CompareAndSwap(last, now) {
+		r.suppressed.Add(1)
+		return
+	}
+	r.log.Warn("accepting a connection failed for want of a resource; new connections wait in the backlog, served ones go on",
+		"err", err, "failures_since_last", r.suppressed.Swap(0))
 }
 
 // edgeConn is a client connection that knows when a read begins a request:

@@ -31,6 +31,7 @@ var families = map[string]family{
 	"relay_tokens_total":       {"counter", "Tokens from the upstreams' usage objects, by route and direction (in: prompt, out: completion)."},
 
 	// Configuration.
+	"relay_accept_errors_total":  {"counter", "Accepts of client connections that failed for want of a resource (file descriptors, memory) and were tried again after a pause; the connections wait in the backlog meanwhile."},
 	"relay_config_reloads_total": {"counter", "Configuration reloads, by result (ok: applied, error: refused, the old configuration runs on)."},
 
 	// Storage: the ClickHouse writer's inserts (ObserveInsert) and its

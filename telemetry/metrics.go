@@ -42,6 +42,7 @@ type Metrics struct {
 	limiterStats atomic.Pointer[func() quota.Stats]
 	upstreams    atomic.Pointer[func() []upstream.TargetStatus]
 	reloads      reloadCounters
+	acceptErrs   *metrics.Counter
 }
 
 // New registers the series of the given route names (duplicates and empty
@@ -60,6 +61,7 @@ func New(routes []string) *Metrics {
 	m.storageRows = m.set.NewCounter("relay_storage_insert_rows_total")
 	m.reloads.ok = m.set.NewCounter(`relay_config_reloads_total{result="ok"}`)
 	m.reloads.failed = m.set.NewCounter(`relay_config_reloads_total{result="error"}`)
+	m.acceptErrs = m.set.NewCounter("relay_accept_errors_total")
 	return m
 }
 

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
@@ -88,15 +87,15 @@ func showUpstream(t *testing.T) *httptest.Server {
 // `relay -config cfg`.
 type relayProc struct {
 	cmd    *exec.Cmd
-	errOut *bytes.Buffer // its stderr
-	done   chan error    // its exit
+	errOut *servicetest.Buffer // its stderr, read while it runs
+	done   chan error          // its exit
 }
 
 // startRelayProc starts the test binary as `relay -config cfg`; it is
 // killed when the test ends if it still runs.
 func startRelayProc(t *testing.T, cfg string) *relayProc {
 	t.Helper()
-	p := &relayProc{cmd: exec.Command(os.Args[0], "-config", cfg), errOut: &bytes.Buffer{}, done: make(chan error, 1)}
+	p := &relayProc{cmd: exec.Command(os.Args[0], "-config", cfg), errOut: &servicetest.Buffer{}, done: make(chan error, 1)}
 	p.cmd.Env = append(os.Environ(), relayMainEnv+"=1", "QA_GEMINI_KEY=provider-key")
 	p.cmd.Dir = t.TempDir()
 	p.cmd.Stdout, p.cmd.Stderr = io.Discard, p.errOut
