@@ -60,6 +60,11 @@ func TestReadmeSQL(t *testing.T) {
 	servicetest.Exec(t, url, "INSERT INTO "+db+".stream_logs (request_id, created_at, route, tenant_id, status, "+
 		"tokens_in, tokens_out, ttft_ms, duration_ms) VALUES ('yesterday', toDateTime(today()) - 3600, 'openai', "+
 		"'test-tenant', 200, 1000, 1000, 5, 10)")
+	// A WebSocket session: its gaps are the user's pauses and its duration
+	// the session's; no stall or speed query may take it for a stream.
+	servicetest.Exec(t, url, "INSERT INTO "+db+".stream_logs (request_id, created_at, route, model, tenant_id, status, "+
+		"tokens_in, tokens_out, ttft_ms, duration_ms, chunk_offsets_ms) VALUES ('ws-session', now(), 'realtime', 'ws-model', "+
+		"'ws-tenant', 101, NULL, 200, 400, 9000, [500, 900, 8000, 8010])")
 
 	blocks := readmeSQL(t)
 	if len(blocks) < 3 {
@@ -105,6 +110,13 @@ func TestReadmeSQL(t *testing.T) {
 				t.Errorf("stored chunks differ from the stream the client got")
 			}
 		default:
+			if strings.Contains(q, "-- Stalls") || strings.Contains(q, "-- Output speed") {
+				for _, row := range rows {
+					if row["request_id"] == "ws-session" || row["model"] == "ws-model" {
+						t.Errorf("README query %d takes a WebSocket session for a stream: %v", i, row)
+					}
+				}
+			}
 			if strings.Contains(q, "error_type") && strings.Contains(q, "GROUP BY route, error_type") {
 				if len(rows) != 1 || fmt.Sprint(rows[0]["requests"]) != "2" {
 					t.Errorf("errors query: %v", rows)
