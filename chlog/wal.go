@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/stream-relay/stream-relay/record"
 )
@@ -151,12 +152,28 @@ func (l *wal) recoverAll() error {
 		return fmt.Errorf("chlog: spool_dir=%s: wal: %w", l.w.o.SpoolDir, err)
 	}
 	for _, s := range segs {
-		if err := l.recover(s.seq, filepath.Join(l.dir, s.name)); err != nil {
+		l.w.seq = max(l.w.seq, s.seq)
+		err := l.recover(s.seq, filepath.Join(l.dir, s.name))
+		if noSpace(err) {
+			// A full disk would keep the relay from starting at all (and
+			// from serving) until an operator freed it. The segment
+			// stays where it is, whole, for the next start or relay
+			// spool replay; rows of this run meet the full disk as they
+			// would have anyway (counted).
+			l.w.log.Error("chlog: wal: no space to recover a segment into the spool; it stays in wal/ for the next start or relay spool replay",
+				"seq", s.seq, "err", err)
+			continue
+		}
+		if err != nil {
 			return err
 		}
-		l.w.seq = max(l.w.seq, s.seq)
 	}
 	return nil
+}
+
+// noSpace reports whether err says the disk (or the user's quota) is full.
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
 }
 
 // walSegment is a segment file of the WAL directory.
