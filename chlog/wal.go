@@ -335,6 +335,22 @@ func (l *wal) wait(ticket uint64) error {
 	return nil
 }
 
+// settle waits until every row appended so far has had its sync round,
+// done or failed: a block cut and spooled before its segment's last rows
+// were written learns then whether the segment keeps them. Not after
+// close.
+func (l *wal) settle() {
+	l.w.mu.Lock()
+	t := l.appended
+	l.w.mu.Unlock()
+	l.kickSync()
+	l.smu.Lock()
+	for l.synced < t {
+		l.cond.Wait()
+	}
+	l.smu.Unlock()
+}
+
 // unloggedLocked returns how many rows of the blocks of seqs their
 // segments do not keep (their write failed). The caller holds Writer.mu.
 func (l *wal) unloggedLocked(seqs []uint64) int {
@@ -416,6 +432,21 @@ func (l *wal) syncOnce() {
 		w.stats.walErrors.Add(1)
 		w.log.Error("chlog: wal write or fsync failed: the rows it covered are not durable", "rows", ticket-l.lastSync, "err", err)
 	}
+	if len(lost) > 0 {
+		// Before the rows' writers wake: a block spooled right after must
+		// find them counted.
+		w.mu.Lock()
+		for _, j := range lost {
+			// A segment released meanwhile (its block inserted) is gone.
+			if !slices.Contains(dels, j.seq) && !slices.Contains(l.deletes, j.seq) {
+				if l.unlogged == nil {
+					l.unlogged = map[uint64]int{}
+				}
+				l.unlogged[j.seq] += walRowCount(j.data)
+			}
+		}
+		w.mu.Unlock()
+	}
 	l.smu.Lock()
 	if err != nil {
 		l.failLocked(l.lastSync, ticket, err)
@@ -436,15 +467,6 @@ func (l *wal) syncOnce() {
 	w.mu.Lock()
 	if l.spare == nil {
 		l.spare = spare[:0]
-	}
-	for _, j := range lost {
-		// A segment released meanwhile (its block inserted) is gone.
-		if !slices.Contains(dels, j.seq) && !slices.Contains(l.deletes, j.seq) {
-			if l.unlogged == nil {
-				l.unlogged = map[uint64]int{}
-			}
-			l.unlogged[j.seq] += walRowCount(j.data)
-		}
 	}
 	w.mu.Unlock()
 

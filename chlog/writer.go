@@ -705,6 +705,7 @@ func (w *Writer) putSpool(m blockMeta, native []byte, unknown bool, seqs []uint6
 func (w *Writer) spooled(m blockMeta, seqs []uint64, err error) error {
 	if err != nil {
 		if w.wal != nil {
+			w.wal.settle() // the WAL's round of the block's last rows
 			w.mu.Lock()
 			lost := min(w.wal.unloggedLocked(seqs), m.rows)
 			w.mu.Unlock()
