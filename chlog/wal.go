@@ -57,17 +57,17 @@ type wal struct {
 	w   *Writer
 
 	// Guarded by Writer.mu.
-	rows     lastRows // encodes a block's last row (walrow.go)
-	buf      []byte   // records of the current segment not yet written
-	spare    []byte
-	curSeq   uint64
-	final    []walJob // segments whose block was cut: write the tail, close
-	deletes  []uint64 // segments whose block is safe
+	rows    lastRows // encodes a block's last row (walrow.go)
+	buf     []byte   // records of the current segment not yet written
+	spare   []byte
+	curSeq  uint64
+	final   []walJob // segments whose block was cut: write the tail, close
+	deletes []uint64 // segments whose block is safe
 	// unlogged counts, per segment, the rows whose write into it failed:
 	// the segment does not keep them, so a block that cannot be spooled
 	// either loses them (Writer.spooled). An entry goes with the segment.
 	unlogged map[uint64]int
-	appended uint64   // rows appended (tickets)
+	appended uint64 // rows appended (tickets)
 
 	// Owned by the fsync goroutine.
 	file      *os.File
