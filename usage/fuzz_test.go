@@ -208,3 +208,32 @@ func decodedErrorKey(b []byte) bool {
 	}
 	return fed && hasKey(data)
 }
+
+// FuzzSkipString: the quote-to-quote skip ends every string where a walk
+// byte by byte does.
+func FuzzSkipString(f *testing.F) {
+	for _, s := range []string{`"a"`, `"a\"b"`, `"a\\"`, `"\\\"x"`, `"\\\\"`, `"unterminated\"`, `"\`, `x"a"`, `""`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := skipString(b, 0), skipStringBytewise(b, 0); got != want {
+			t.Fatalf("skipString(%q) = %d; byte by byte %d", b, got, want)
+		}
+	})
+}
+
+// skipStringBytewise is skipString written the plain way.
+func skipStringBytewise(b []byte, i int) int {
+	if i >= len(b) || b[i] != '"' {
+		return -1
+	}
+	for i++; i < len(b); i++ {
+		switch b[i] {
+		case '\\':
+			i++
+		case '"':
+			return i + 1
+		}
+	}
+	return -1
+}

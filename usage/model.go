@@ -2,21 +2,17 @@ package usage
 
 import "strings"
 
-// maxModelScan bounds the bytes Model walks: "model" is nearly always among
-// the first members, and a request body can be megabytes of messages.
-const maxModelScan = 1 << 20
-
 // Model returns the top-level "model" string of the JSON request body, or ""
 // when absent or when the body is not a JSON object. Nested values (messages
 // and their content) are skipped whole, so a "model" key inside them is never
-// returned. String escapes are left as they are. The scan stops after
-// maxModelScan bytes, and at the first "model": of a body that names it
-// twice the first is returned (an upstream's decoder may take the last),
-// so that a large body costs nothing past its head.
+// returned. String escapes are left as they are. The scan stops at the
+// first "model": of a body that names it twice the first is returned (an
+// upstream's decoder may take the last), so that a large body whose model
+// comes first costs nothing past its head. One whose model comes last (the
+// OpenAI SDKs send "messages" first) is walked whole: its strings are
+// skipped quote to quote, a megabyte of base64 image in one step (a cut at
+// 1 MiB left such requests without a model).
 func Model(body []byte) string {
-	if len(body) > maxModelScan {
-		body = body[:maxModelScan]
-	}
 	o, ok := openObj(body)
 	if !ok {
 		return ""

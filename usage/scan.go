@@ -1,5 +1,7 @@
 package usage
 
+import "bytes"
+
 // obj walks the members of one JSON object without decoding it: each call to
 // next returns the raw key (without quotes) and the raw value bytes. It never
 // allocates and stops at the first malformed byte (err is then set).
@@ -88,15 +90,23 @@ func skipString(b []byte, i int) int {
 	if i >= len(b) || b[i] != '"' {
 		return -1
 	}
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	// From quote to quote (IndexByte: a megabyte of base64 image in one
+	// step); a quote after an odd run of backslashes is escaped.
+	for i++; ; {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
 		}
+		q := i + j
+		n := 0
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q + 1
+		}
+		i = q + 1
 	}
-	return -1
 }
 
 // skipValue returns the index just past the value that starts at b[i], or

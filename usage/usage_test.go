@@ -1,6 +1,7 @@
 package usage
 
 import (
+	"strings"
 	"testing"
 )
 
@@ -76,6 +77,12 @@ func TestModel(t *testing.T) {
 		{"malformed after", `{"model":"a","messages":[`, "a"},
 		// The first wins: the scan ends there, whatever the body's size.
 		{"duplicate", `{"model":"cheap","messages":[],"model":"expensive"}`, "cheap"},
+		{"escaped quote and backslash", `{"messages":[{"content":"say \"model\": \\"}],"model":"m2"}`, "m2"},
+		{"escaped quote last", `{"messages":[{"content":"\"model\":\"x\""}],"model":"m3"}`, "m3"},
+		// An image of 1.5 MiB in base64 before the model, in the OpenAI
+		// SDKs' order: a cut at 1 MiB left it without one.
+		{"large image first", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` +
+			strings.Repeat("iVBORw0KGgo", 150<<10) + `"}}]}],"model":"gpt-4o","stream":true}`, "gpt-4o"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

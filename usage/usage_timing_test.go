@@ -26,6 +26,21 @@ func BenchmarkModel(b *testing.B) {
 	}
 }
 
+// largeImageRequest is a chat request with 4 MiB of base64 image before
+// its model, in the order the OpenAI SDKs send.
+var largeImageRequest = []byte(`{"messages":[{"role":"user","content":[{"type":"text","text":"what is this?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,` +
+	strings.Repeat("iVBORw0KGgoAAAANSUhEUg", 4<<20/22) + `"}}]}],"model":"gpt-4o","stream":true}`)
+
+func BenchmarkModelLargeImageFirst(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(largeImageRequest)))
+	for b.Loop() {
+		if Model(largeImageRequest) != "gpt-4o" {
+			b.Fatal("no model")
+		}
+	}
+}
+
 func BenchmarkInjectIncludeUsage(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(typicalRequest)))
