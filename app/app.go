@@ -101,20 +101,22 @@ func New(cfg *Config, log *slog.Logger, extra ...handlers.Sink) (*App, error) {
 		a.rl.quota = &qo
 	}
 	a.wd = upstream.NewWatchdog(upstream.WatchdogOptions{})
+	proxies, _ := handlers.ParseProxies(cfg.Server.TrustedProxies) // validated at load (load.go)
 	ho := handlers.Options{
 		Routes:  upstream.NewTable(routes),
 		Keys:    keys,
 		Limiter: limiter,
 		// The storage last: the last sink may take the request body (record.TakeRequestBody).
-		Sinks:       append(append([]handlers.Sink{a.metrics}, extra...), a.store),
-		Admission:   a.store, // an answered request always has its row
-		Observer:    a.metrics,
-		Watchdog:    a.wd,
-		Instance:    cfg.Server.Instance,
-		SmallStacks: cfg.Server.SmallStacks,
-		Logger:      log,
-		BodyLimit:   a.bodyLimit(routes),
-		OwnPaths:    a.ownPaths(),
+		Sinks:          append(append([]handlers.Sink{a.metrics}, extra...), a.store),
+		Admission:      a.store, // an answered request always has its row
+		Observer:       a.metrics,
+		Watchdog:       a.wd,
+		Instance:       cfg.Server.Instance,
+		SmallStacks:    cfg.Server.SmallStacks,
+		TrustedProxies: proxies,
+		Logger:         log,
+		BodyLimit:      a.bodyLimit(routes),
+		OwnPaths:       a.ownPaths(),
 	}
 	if cfg.Server.Detached() {
 		// a.fiber is made below, before the relay serves anything.

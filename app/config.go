@@ -33,6 +33,10 @@ type ServerConfig struct {
 	Instance      string        `koanf:"instance"`       // relay instance name in rows and logs; default the host name
 	TLSCert       string        `koanf:"tls_cert"`       // optional PEM certificate for the relay's own listener
 	TLSKey        string        `koanf:"tls_key"`        // its key; both or neither
+	// TrustedProxies are the load balancers (addresses or CIDR prefixes)
+	// whose X-Forwarded-For names a request's client_ip; default none:
+	// client_ip is the connection's peer.
+	TrustedProxies []string `koanf:"trusted_proxies"`
 	// UnderscoresInHeaders forwards request headers whose names hold "_";
 	// default false: they are dropped (still captured), as nginx does.
 	UnderscoresInHeaders bool `koanf:"underscores_in_headers"`

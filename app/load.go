@@ -24,6 +24,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/stream-relay/stream-relay/chlog"
+	"github.com/stream-relay/stream-relay/handlers"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/telemetry"
 	"github.com/stream-relay/stream-relay/upstream"
@@ -241,6 +242,11 @@ func (c *Config) validate() error {
 	}
 	if s.DetachAbove != nil && *s.DetachAbove < 0 {
 		return &fieldError{"server.detach_above", *s.DetachAbove, "must not be negative (0: every stream is detached)"}
+	}
+	for i, p := range s.TrustedProxies {
+		if _, err := handlers.ParseProxies([]string{p}); err != nil {
+			return &fieldError{fmt.Sprintf("server.trusted_proxies[%d]", i), p, "must be an IP address or a CIDR prefix (10.0.0.0/8)"}
+		}
 	}
 	if (s.TLSCert == "") != (s.TLSKey == "") {
 		return &fieldError{"server.tls_cert", s.TLSCert, "tls_cert and tls_key go together"}

@@ -67,6 +67,9 @@ type Options struct {
 	Observer  Observer           // nil: none
 	Watchdog  *upstream.Watchdog // required for idle timeouts and client-gone detection
 	Instance  string             // relay instance name for records
+	// TrustedProxies are the proxies whose X-Forwarded-For names the
+	// client_ip of a request they forward (clientip.go); none by default.
+	TrustedProxies Proxies
 	// SmallStacks serves requests up to their response head, and streams'
 	// ends, on helper goroutines (handoff.go).
 	SmallStacks bool
@@ -237,7 +240,7 @@ func (h *Relay) beginRecord(ctx *fasthttp.RequestCtx, rt *upstream.Route, method
 	rec.Instance = h.o.Instance
 	rec.Method = methodString(method)
 	rec.Path = string(path)
-	rec.ClientIP = clientIP(ctx)
+	rec.ClientIP = h.clientIP(ctx)
 	rec.UserAgent = string(ctx.Request.Header.UserAgent())
 	if rt != nil {
 		rec.Route, rec.Kind, rec.Capture, rec.Upstream = rt.Name, rt.Kind, rt.Capture, rt.Upstream
@@ -533,6 +536,3 @@ func requestKey(ctx *fasthttp.RequestCtx, cfg *Config, rec *record.Record) *Key 
 	return key
 }
 
-func clientIP(ctx *fasthttp.RequestCtx) string {
-	return ctx.RemoteIP().String()
-}
