@@ -535,4 +535,3 @@ func requestKey(ctx *fasthttp.RequestCtx, cfg *Config, rec *record.Record) *Key 
 	}
 	return key
 }
-
