@@ -9,12 +9,11 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/stream-relay/stream-relay/handlers"
-	"github.com/stream-relay/stream-relay/internal/mono"
+	"github.com/stream-relay/stream-relay/internal/ratelog"
 	"github.com/stream-relay/stream-relay/internal/socket"
 )
 
@@ -89,23 +88,19 @@ func acceptRetryable(err error) bool {
 // acceptRetry counts and logs the accepts tried again: one warning per
 // acceptLogEvery at most, with the failures since the last.
 type acceptRetry struct {
-	log        *slog.Logger
-	count      func() // the failures' counter (relay_accept_errors_total)
-	last       atomic.Int64
-	suppressed atomic.Int64
+	log   *slog.Logger
+	count func() // the failures' counter (relay_accept_errors_total)
+	every ratelog.Every
 }
 
 const acceptLogEvery = 10 * time.Second
 
 func (r *acceptRetry) failed(err error) {
 	r.count()
-	now, last := mono.Now(), r.last.Load()
-	if last != 0 && now-last < int64(acceptLogEvery) || !r.last.CompareAndSwap(last, now) {
-		r.suppressed.Add(1)
-		return
+	if ok, suppressed := r.every.Allow(acceptLogEvery); ok {
+		r.log.Warn("accepting a connection failed for want of a resource; new connections wait in the backlog, served ones go on",
+			"err", err, "failures_since_last", suppressed)
 	}
-	r.log.Warn("accepting a connection failed for want of a resource; new connections wait in the backlog, served ones go on",
-		"err", err, "failures_since_last", r.suppressed.Swap(0))
 }
 
 // edgeConn is a client connection that knows when a read begins a request:

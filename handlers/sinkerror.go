@@ -2,10 +2,9 @@ package handlers
 
 import (
 	"log/slog"
-	"sync/atomic"
 	"time"
 
-	"github.com/stream-relay/stream-relay/internal/mono"
+	"github.com/stream-relay/stream-relay/internal/ratelog"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -18,17 +17,12 @@ const sinkErrEvery = 10 * time.Second
 // storage closed) at error level, rate-limited. The sinks count them
 // (relay_storage_wal_errors_total).
 type sinkErrors struct {
-	last       atomic.Int64 // mono.Now of the last line
-	suppressed atomic.Int64 // failures since the last line
+	every ratelog.Every
 }
 
 func (e *sinkErrors) log(l *slog.Logger, rec *record.Record, err error) {
-	now := mono.Now()
-	last := e.last.Load()
-	if now-last < int64(sinkErrEvery) || !e.last.CompareAndSwap(last, now) {
-		e.suppressed.Add(1)
-		return
+	if ok, suppressed := e.every.Allow(sinkErrEvery); ok {
+		l.Error("storage did not keep a finished request's row as promised",
+			"request_id", rec.IDString(), "err", err, "suppressed_since_last", suppressed)
 	}
-	l.Error("storage did not keep a finished request's row as promised",
-		"request_id", rec.IDString(), "err", err, "suppressed_since_last", e.suppressed.Swap(0))
 }

@@ -137,9 +137,12 @@ func containsFold(names []string, k []byte) bool {
 // '*'s. Success bodies pass untouched and unscanned. A key split between
 // two reads is masked on both sides: a read that ends in the key's first
 // minMaskedPrefix bytes or more has that end masked at once (it is on its
-// way out before the next read comes) and the next read's beginning is
-// masked when it goes on with the key. An ordinary text that ends a read
-// in the key's beginning loses those bytes to '*'s.
+// way out before the next read comes; fewer are left as they are) and the
+// next read's beginning is masked when it goes on with the key. An
+// ordinary text that ends a read in the key's first 4 bytes or more loses
+// them to '*'s. (A key whose beginning repeats inside itself may be cut
+// where only the shorter repeat is its start; provider keys' random parts
+// make that as rare as a chance match.)
 type bodyMask struct {
 	on    bool
 	forms [2]string // the key, and as it goes in a query when that differs
@@ -156,23 +159,31 @@ func (m *bodyMask) start(r *Route, status int) {
 	m.on, m.forms[0], m.forms[1] = true, r.ProviderKey, r.keyQuery
 }
 
-// apply masks b, the next read of the body, in place.
+// apply masks b, the next read of the body, in place. What it finds is
+// found on the bytes as they came, for both forms, before any is masked:
+// the forms share their beginning, and one form's '*'s hid the other's.
 func (m *bodyMask) apply(b []byte) {
+	var cont, tail [2]int // per form: b's first bytes that go on with a cut key; b's last that begin one
 	for i, key := range m.forms {
 		if key == "" {
 			continue
 		}
 		if c := m.carry[i]; c > 0 {
-			m.carry[i] = 0
 			rest := key[c:]
-			n := min(len(rest), len(b))
-			if string(b[:n]) == rest[:n] {
-				stars(b[:n])
-				if n < len(rest) { // b is all key, and more is to come
-					m.carry[i] = c + n
-					continue
-				}
+			if n := min(len(rest), len(b)); string(b[:n]) == rest[:n] {
+				cont[i] = n
 			}
+		}
+		for n := min(len(key)-1, len(b)); n >= 1; n-- {
+			if string(b[len(b)-n:]) == key[:n] {
+				tail[i] = n
+				break
+			}
+		}
+	}
+	for _, key := range m.forms {
+		if key == "" {
+			continue
 		}
 		for j := 0; ; {
 			k := bytes.Index(b[j:], []byte(key))
@@ -183,11 +194,24 @@ func (m *bodyMask) apply(b []byte) {
 			redact(b[j : j+len(key)])
 			j += len(key)
 		}
-		for n := min(len(key)-1, len(b)); n >= minMaskedPrefix; n-- {
-			if string(b[len(b)-n:]) == key[:n] {
-				stars(b[len(b)-n:])
-				m.carry[i] = n
-				break
+	}
+	for i, key := range m.forms {
+		if key == "" {
+			continue
+		}
+		c := m.carry[i]
+		stars(b[:cont[i]])
+		switch {
+		case cont[i] > 0 && cont[i] == len(b) && c+cont[i] < len(key):
+			m.carry[i] = c + cont[i] // b is all key, and more is to come
+		default:
+			// A key's first bytes at the end: carried whatever their
+			// number, so that its rest is masked in the next read;
+			// masked here from minMaskedPrefix bytes on (fewer, "sk-",
+			// say nothing and are too common an ending).
+			m.carry[i] = tail[i]
+			if tail[i] >= minMaskedPrefix {
+				stars(b[len(b)-tail[i]:])
 			}
 		}
 	}

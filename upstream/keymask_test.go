@@ -54,6 +54,12 @@ func TestBodyMask(t *testing.T) {
 		{"split three ways", 502, []string{"x sk-ab", "c/def+", "123456 y"}, "x ***************** y"},
 		{"end is no key", 401, []string{"sk-abc", " is a prefix"}, "****** is a prefix"},
 		{"success", 200, []string{"echo sk-abc/def+123456"}, "echo sk-abc/def+123456"},
+		// A cut 1 to 3 bytes into the key: those stay, the rest is masked.
+		{"split after 3", 401, []string{"key sk-", "abc/def+123456 refused"}, "key sk-************** refused"},
+		{"split after 1", 401, []string{"key s", "k-abc/def+123456 refused"}, "key s**************** refused"},
+		// The forms share "sk-abc": the raw form's '*'s hid the query
+		// form's beginning, and its rest went out.
+		{"query form split in the shared part", 401, []string{"?k=sk-abc", "%2Fdef%2B123456 x"}, "?k=********************* x"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var m bodyMask
