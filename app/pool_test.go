@@ -25,7 +25,7 @@ type poolRow struct {
 	Status                                  int
 	TTFB                                    time.Duration
 	Chunks                                  string // the captured response bytes
-	ClientIP                                string
+	ClientIP, Model                         string
 }
 
 // poolRows is a sink keeping poolRows.
@@ -37,7 +37,7 @@ type poolRows struct {
 func (s *poolRows) Write(r *record.Record) error {
 	s.mu.Lock()
 	s.rows = append(s.rows, poolRow{Route: r.Route, Upstream: r.Upstream, ErrorType: r.ErrorType,
-		RespHeaders: string(r.ResponseHeaders), Status: r.Status, TTFB: r.TTFB, Chunks: string(r.Chunks.Data), ClientIP: r.ClientIP})
+		RespHeaders: string(r.ResponseHeaders), Status: r.Status, TTFB: r.TTFB, Chunks: string(r.Chunks.Data), ClientIP: r.ClientIP, Model: r.Model})
 	s.mu.Unlock()
 	return nil
 }

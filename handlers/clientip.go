@@ -27,6 +27,11 @@ func ParseProxies(list []string) (Proxies, error) {
 			}
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
+		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+			// ::ffff:10.0.0.0/104 is 10.0.0.0/8: peers are compared
+			// unmapped.
+			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+		}
 		ps = append(ps, p.Masked())
 	}
 	return ps, nil

@@ -8,7 +8,7 @@ import (
 )
 
 func TestClientIP(t *testing.T) {
-	proxies, err := ParseProxies([]string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32"})
+	proxies, err := ParseProxies([]string{"10.0.0.0/8", "192.0.2.1", "2001:db8::/32", "::ffff:172.16.0.0/108", "::ffff:198.18.0.1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,6 +31,8 @@ func TestClientIP(t *testing.T) {
 		{"IPv6 with a port", "10.1.2.3", []string{"[2001:db9::1]:443"}, true, "2001:db9::1"},
 		{"IPv6 proxy", "2001:db8::5", []string{"203.0.113.8"}, true, "203.0.113.8"},
 		{"IPv4-mapped entry", "10.1.2.3", []string{"::ffff:203.0.113.9"}, true, "203.0.113.9"},
+		{"proxy given IPv4-mapped, as a prefix", "172.16.4.4", []string{"203.0.113.10"}, true, "203.0.113.10"},
+		{"proxy given IPv4-mapped", "198.18.0.1", []string{"203.0.113.11"}, true, "203.0.113.11"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

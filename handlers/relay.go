@@ -304,8 +304,12 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		// when not stored.
 		rec.BorrowRequestBody(body, &ctx.Request)
 	}
-	if len(rec.RequestBody) == 0 {
-		rec.Model = usage.Model(body) // meta only by the storage budget
+	if len(rec.RequestBody) < len(body) {
+		// Meta only by the storage budget, or the body cut at the capture
+		// limit: finish would look for the model in what is kept, and a
+		// model after megabytes of messages (an image first, the OpenAI
+		// SDKs' order) is past it.
+		rec.Model = usage.Model(body)
 	}
 	var injected *[]byte
 	// Chat completions only: stream_options is theirs, and other APIs
