@@ -460,6 +460,9 @@ func readResponseHeader(h *fasthttp.ResponseHeader, br *bufio.Reader, head bool)
 		// without Content-Type its default (text/plain), which reached the
 		// client and the row as the upstream's.
 		h.SetNoDefaultContentType(true)
+		if err := checkStatusCode(br); err != nil {
+			return err
+		}
 		if err := h.Read(br); err != nil {
 			return err
 		}
@@ -467,6 +470,35 @@ func readResponseHeader(h *fasthttp.ResponseHeader, br *bufio.Reader, head bool)
 			return nil
 		}
 	}
+}
+
+// errBadStatus is an answer whose status code is outside 100..599: fasthttp
+// read "000" as 200 (the client and the row got a success), took "099" for
+// an interim answer and waited for another until the timeout, and relayed
+// "600" as it came, no 5xx for failover or health (RFC 9110 15: a client
+// treats such a code as 5xx; the relay's answer is 502, the connection
+// closed).
+var errBadStatus = errors.New("upstream: status code outside 100..599")
+
+// checkStatusCode looks at the status line about to be read from br and
+// refuses a code outside 100..599. A line too short to hold one, or whose
+// code is not three digits, is left to fasthttp, which refuses it.
+func checkStatusCode(br *bufio.Reader) error {
+	b, err := br.Peek(len("HTTP/1.1 200"))
+	if err != nil || b[8] != ' ' {
+		return nil
+	}
+	code := 0
+	for _, c := range b[9:12] {
+		if c < '0' || c > '9' {
+			return nil
+		}
+		code = 10*code + int(c-'0')
+	}
+	if code < 100 || code > 599 {
+		return errBadStatus
+	}
+	return nil
 }
 
 func bodyModeOf(h *fasthttp.ResponseHeader, head bool) bodyMode {

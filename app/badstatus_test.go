@@ -1,0 +1,44 @@
+package app
+
+import (
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/stream-relay/stream-relay/record"
+)
+
+// TestUpstreamStatusOutOfRange: an upstream answer whose status code is
+// outside 100..599 is a malformed answer, 502 at once: fasthttp read 000
+// as 200 (a success for the client and the row), took 099 for an interim
+// answer and waited for the next until the timeout, and relayed 600 as it
+// came.
+func TestUpstreamStatusOutOfRange(t *testing.T) {
+	for _, line := range []string{"000 Z", "099 Small", "600 Big"} {
+		t.Run(line, func(t *testing.T) {
+			up := rawTarget(t, func(c net.Conn, _ []byte) {
+				_, _ = io.WriteString(c, "HTTP/1.1 "+line+"\r\nContent-Length: 2\r\n\r\nok")
+				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+				_, _ = io.Copy(io.Discard, c) // open until the relay closes
+			})
+			t.Setenv("TEST_PROVIDER_KEY", providerKey)
+			p := startPool(t, poolConfig(t, `
+  - name: chat
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    first_byte_timeout: 20s
+    upstream: `+up+`
+`, "rate_limit: {disabled: true}"))
+			// Waiting for another head would end in first_byte_timeout's
+			// 504: the status says whether the relay waited.
+			a := postClose(t, p.base, cutBody(100))
+			if a.status != 502 {
+				t.Fatalf("status %d: %q; want 502", a.status, a.raw)
+			}
+			if r := waitPoolRows(t, p, 1)[0]; r.Status != 502 || r.ErrorType != record.ErrUpstreamReset {
+				t.Errorf("row %+v; want 502 upstream_reset", r)
+			}
+		})
+	}
+}
