@@ -168,3 +168,45 @@ func TestErrorBodyMasksProviderKey(t *testing.T) {
 		})
 	}
 }
+
+// TestNoContentTypeInventedUpstream: a request sent without Content-Type
+// reaches the upstream without one; fasthttp's default
+// (application/octet-stream) went upstream, unlike the row says.
+func TestNoContentTypeInventedUpstream(t *testing.T) {
+	got := make(chan []string, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Values("Content-Type")
+		_, _ = io.WriteString(w, "{}")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	p := startPool(t, poolConfig(t, `
+  - name: chat
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    upstream: http://`+ln.Addr().String()+`
+`, "rate_limit: {disabled: true}"))
+	c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"model":"m"}`
+	if _, err := io.WriteString(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+
+		"\r\nConnection: close\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ct := <-got:
+		if len(ct) != 0 {
+			t.Errorf("the upstream got Content-Type %q; the client sent none", ct)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the upstream got no request")
+	}
+}

@@ -325,6 +325,10 @@ func (r *Route) buildRequest(req *fasthttp.Request, in *Request, rec *record.Rec
 	req.Header.SetRequestURIBytes(target)
 	req.Header.SetMethodBytes(in.Method)
 	req.Header.SetHostBytes(r.host)
+	// The client's Content-Type or none: fasthttp's default
+	// (application/octet-stream) went upstream on bodies sent without one,
+	// unlike the row says, and a provider may refuse it.
+	req.Header.SetNoDefaultContentType(true)
 	rec.RequestHeaders = r.copyRequestHeaders(&req.Header, in.Header, rec.RequestHeaders[:0])
 	req.SetBodyRaw(in.Body)
 }
