@@ -69,6 +69,13 @@ func requestEdge(hdr *fasthttp.RequestHeader) (int, string) {
 	if bareLF(hdr.RawHeaders()) {
 		return fasthttp.StatusBadRequest, "header line ends in a bare LF"
 	}
+	for range hdr.Trailers() {
+		// fasthttp reads a chunked body's trailer fields into the header
+		// (RFC 9110 6.5.1 forbids the merge): a trailing X-Tenant-ID was
+		// judged as the request's own, and the row showed none. No
+		// provider API takes request trailers.
+		return fasthttp.StatusBadRequest, "request trailers are not supported"
+	}
 	return 0, ""
 }
 
