@@ -399,6 +399,7 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		// there; if it left, closing the connection stops the generation.
 		s.watchWaiting(c)
 		var held *heldRequest
+		early := false // the upstream answered before it took the whole request
 		if reused && c.sock != nil && len(req.Body()) <= maxHeldRequestBody {
 			held, err = holdRequest(req)
 			c.unsent = held.b
@@ -409,13 +410,23 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 				err = bw.Flush()
 			}
 			r.client.ReleaseWriter(bw)
+			if err != nil && peerStopped(err) {
+				// An upstream may refuse a body as it comes (413 to an
+				// upload too large, 401 to a bad key) and close without
+				// reading the rest: its answer is waiting, and it is the
+				// answer (RFC 9112 9.5), not a reset that ejects the target.
+				c.acquireReader()
+				if readResponseHeader(&s.hdr, c.br, head) == nil {
+					err, early = nil, true
+				}
+			}
 		}
-		if err == nil {
+		if err == nil && !early {
 			c.acquireReader()
 			err = readResponseHeader(&s.hdr, c.br, head)
-			if err == nil && s.hdr.StatusCode() == fasthttp.StatusSwitchingProtocols {
-				err = errUnaskedSwitch // the connection goes (below)
-			}
+		}
+		if err == nil && s.hdr.StatusCode() == fasthttp.StatusSwitchingProtocols {
+			err = errUnaskedSwitch // the connection goes (below)
 		}
 		if held != nil {
 			c.unsent = nil
@@ -437,7 +448,7 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		s.cc, s.up = cc, c
 		// A 101 on this route (the relay asked for no upgrade) switched
 		// the connection to another protocol: never reused.
-		s.closeAfter = s.hdr.ConnectionClose() || req.Header.ConnectionClose() || s.hdr.StatusCode() == fasthttp.StatusSwitchingProtocols
+		s.closeAfter = early || s.hdr.ConnectionClose() || req.Header.ConnectionClose() || s.hdr.StatusCode() == fasthttp.StatusSwitchingProtocols
 		// The body is read through the stream's own buffer, which is given
 		// back whenever it is empty; the head's reader goes back at once.
 		s.rb.reset(c, c.raw, &c.in)
@@ -516,6 +527,12 @@ func bodyModeOf(h *fasthttp.ResponseHeader, head bool) bodyMode {
 		return bodyChunked
 	}
 	return bodyClose
+}
+
+// peerStopped reports whether a failed write says the upstream closed or
+// reset the connection.
+func peerStopped(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // retryable reports whether err looks like a keep-alive connection the
