@@ -20,6 +20,10 @@ type SpoolEntry struct {
 	// durability wal): its rows join the queue at the relay's next start
 	// or with relay spool replay.
 	WAL bool
+	// Spooled is a WAL segment whose rows a queued file holds already (a
+	// crash came between spooling them and deleting it): the relay's next
+	// start drops it, and its rows are not pending twice.
+	Spooled bool
 	// Rows, First and Last (request ids) come from the file name; for a
 	// name that is no spool name they come from the content when it decodes
 	// (Rows is -1 when neither tells).
@@ -61,7 +65,7 @@ func ListSpool(dir string, verify bool) ([]SpoolEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	wal, err := listWAL(filepath.Join(dir, walDir))
+	wal, err := listWAL(filepath.Join(dir, walDir), queuedSpool(dir, queued))
 	if err != nil {
 		return nil, err
 	}
@@ -72,11 +76,23 @@ func ListSpool(dir string, verify bool) ([]SpoolEntry, error) {
 	return append(append(queued, wal...), rejected...), nil
 }
 
+// queuedSpool is a spool of the queued files listed, for holdsRows.
+func queuedSpool(dir string, queued []SpoolEntry) *spool {
+	sp := &spool{dir: dir}
+	for _, e := range queued {
+		if f, ok := parseSpoolName(e.File); ok {
+			sp.files = append(sp.files, f)
+		}
+	}
+	return sp
+}
+
 // listWAL lists the segments in the WAL directory dir (none when it is
-// missing), oldest first, with the rows their whole records hold. A
-// running relay's own segment is listed too: its rows are those not yet
-// spooled or inserted.
-func listWAL(dir string) ([]SpoolEntry, error) {
+// missing), oldest first, with the rows their whole records hold, and
+// whether the queue sp holds those rows already (as the next start finds
+// them). A running relay's own segment is listed too: its rows are those
+// not yet spooled or inserted.
+func listWAL(dir string, sp *spool) ([]SpoolEntry, error) {
 	segs, err := walSegments(dir)
 	if err != nil {
 		return nil, fmt.Errorf("chlog: wal %s: %w", dir, err)
@@ -92,16 +108,22 @@ func listWAL(dir string) ([]SpoolEntry, error) {
 			continue
 		}
 		ent.Bytes, ent.Rows = int64(len(data)), 0
+		var ids [][]byte
 		s := walRecords(data, func(id, _ []byte) bool {
 			if ent.Rows == 0 {
 				ent.First = quoteID(id)
 			}
 			ent.Last = quoteID(id)
 			ent.Rows++
+			ids = append(ids, id)
 			return true
 		})
 		if s.damaged() {
 			ent.Reason += "; damaged: " + s.String()
+		}
+		if sp.holdsRows(e.seq, ids) {
+			ent.Spooled = true
+			ent.Reason = "WAL segment whose rows are queued already (a crash came between spooling them and deleting it): the relay's next start drops it"
 		}
 		out = append(out, ent)
 	}

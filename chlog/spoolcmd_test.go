@@ -185,3 +185,37 @@ func TestSpoolDirMissing(t *testing.T) {
 		t.Errorf("looking created the directory: %v", err)
 	}
 }
+
+// TestListSpoolWALAlreadyQueued: a WAL segment whose rows a queued file
+// holds (a crash between spooling them and deleting the segment) is listed
+// as such, not as rows still to queue: relay spool ls counted them twice.
+func TestListSpoolWALAlreadyQueued(t *testing.T) {
+	dir := t.TempDir()
+	_, seg := crashedWAL(t, dir, 3, 2)
+	data, err := os.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walRecovered(t, dir) // the rows go into a spool file, the segment goes
+	if err := os.WriteFile(seg, data, 0o600); err != nil { // as if the crash came before its delete
+		t.Fatal(err)
+	}
+	ents, err := ListSpool(dir, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var queued, wal int
+	for _, e := range ents {
+		switch {
+		case e.WAL && !e.Spooled:
+			t.Errorf("segment %s listed as rows still to queue; its rows are queued", e.File)
+		case e.WAL:
+			wal++
+		case !e.Rejected:
+			queued += e.Rows
+		}
+	}
+	if queued != 3 || wal != 1 {
+		t.Errorf("queued rows %d, segments already queued %d; want 3 and 1", queued, wal)
+	}
+}

@@ -111,6 +111,8 @@ func spoolLs(args []string, out io.Writer) error {
 		case e.Rejected:
 			state = "rejected"
 			rejected++
+		case e.WAL && e.Spooled:
+			state = "wal(queued)"
 		case e.WAL:
 			state = "wal"
 			walSegs++
