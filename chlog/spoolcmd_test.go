@@ -196,7 +196,7 @@ func TestListSpoolWALAlreadyQueued(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	walRecovered(t, dir) // the rows go into a spool file, the segment goes
+	walRecovered(t, dir)                                   // the rows go into a spool file, the segment goes
 	if err := os.WriteFile(seg, data, 0o600); err != nil { // as if the crash came before its delete
 		t.Fatal(err)
 	}
