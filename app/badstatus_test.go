@@ -22,14 +22,7 @@ func TestUpstreamStatusOutOfRange(t *testing.T) {
 				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				_, _ = io.Copy(io.Discard, c) // open until the relay closes
 			})
-			t.Setenv("TEST_PROVIDER_KEY", providerKey)
-			p := startPool(t, poolConfig(t, `
-  - name: chat
-    path: /v1/chat/completions
-    auth_env: TEST_PROVIDER_KEY
-    first_byte_timeout: 20s
-    upstream: `+up+`
-`, "rate_limit: {disabled: true}"))
+			p := chatPool(t, up, "    first_byte_timeout: 20s\n")
 			// Waiting for another head would end in first_byte_timeout's
 			// 504: the status says whether the relay waited.
 			a := postClose(t, p.base, cutBody(100))

@@ -189,6 +189,20 @@ func postClose(t *testing.T, base, body string) cutAnswer {
 	if err != nil {
 		t.Fatalf("reading the answer: %v (got %q)", err, raw)
 	}
+	return parseAnswer(t, raw)
+}
+
+// sendRaw writes req, a whole raw request (which should ask for the
+// connection's close), on a connection of its own to the relay at base
+// and parses the answer read until the relay closes it.
+func sendRaw(t *testing.T, base, req string) cutAnswer {
+	t.Helper()
+	return parseAnswer(t, []byte(rawExchange(t, base, req, 60*time.Second)))
+}
+
+// parseAnswer parses raw, every byte a client read off its connection.
+func parseAnswer(t *testing.T, raw []byte) cutAnswer {
+	t.Helper()
 	br := bufio.NewReader(bytes.NewReader(raw))
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil {

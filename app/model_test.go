@@ -11,19 +11,11 @@ import (
 // finish looked for it in the captured head only.
 func TestModelPastCaptureLimit(t *testing.T) {
 	up, _ := liveTarget(t)
-	t.Setenv("TEST_PROVIDER_KEY", providerKey)
 	body := `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` +
 		strings.Repeat("iVBORw0KGgo", 20<<10) + `"}}]}],"model":"gpt-4o","stream":true}`
 	for _, capture := range []string{"full", "meta"} {
 		t.Run(capture, func(t *testing.T) {
-			p := startPool(t, poolConfig(t, `
-  - name: chat
-    path: /v1/chat/completions
-    auth_env: TEST_PROVIDER_KEY
-    capture: `+capture+`
-    max_capture_bytes: 65536
-    upstream: `+up+`
-`, "rate_limit: {disabled: true}"))
+			p := chatPool(t, up, "    capture: "+capture+"\n    max_capture_bytes: 65536\n")
 			c := dialChat(t, p.base, body, "Connection: close\r\n")
 			defer c.Close()
 			if r := waitPoolRows(t, p, 1)[0]; r.Model != "gpt-4o" {

@@ -101,6 +101,20 @@ func startPoolLog(t *testing.T, yaml string, log io.Writer) *poolRelay {
 	return &poolRelay{relay: r, sink: sink}
 }
 
+// chatPool starts a relay with one route, chat, at /v1/chat/completions
+// to the upstream at up, with the route options in extra (YAML lines
+// indented by four spaces) and no rate limits.
+func chatPool(t *testing.T, up, extra string) *poolRelay {
+	t.Helper()
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	return startPool(t, poolConfig(t, `
+  - name: chat
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    upstream: `+up+`
+`+extra, "rate_limit: {disabled: true}"))
+}
+
 // mock starts a mock LLM requiring key; it is closed when the test ends.
 func mock(t *testing.T, key string) (*mockllm.Server, string) {
 	t.Helper()

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"bufio"
 	"io"
 	"net"
 	"net/http"
@@ -135,31 +134,14 @@ func TestErrorBodyMasksProviderKey(t *testing.T) {
     auth_env: TEST_PROVIDER_KEY
     upstream: `+up+`
 `, "rate_limit: {disabled: true}"))
-			c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			_ = c.SetDeadline(time.Now().Add(60 * time.Second))
 			body := `{"model":"m","input":"hi"}`
-			_, err = io.WriteString(c, "POST "+tt.path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+
+			a := sendRaw(t, p.base, "POST "+tt.path+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+
 				"\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := io.ReadAll(resp.Body)
-			if err != nil {
-				t.Fatalf("body: %v", err)
-			}
-			if string(got) != tt.want {
-				if i := strings.Index(string(got), providerKey[:8]); i >= 0 {
-					t.Fatalf("status %d: the client got the provider key: %q", resp.StatusCode, got[max(0, i-20):min(len(got), i+40)])
+			if got := a.body; got != tt.want {
+				if i := strings.Index(got, providerKey[:8]); i >= 0 {
+					t.Fatalf("status %d: the client got the provider key: %q", a.status, got[max(0, i-20):min(len(got), i+40)])
 				}
-				t.Fatalf("status %d: body of %d bytes, want %d: %.200q", resp.StatusCode, len(got), len(tt.want), got)
+				t.Fatalf("status %d: body of %d bytes, want %d: %.200q", a.status, len(got), len(tt.want), got)
 			}
 			r := waitPoolRows(t, p, 1)[0]
 			if strings.Contains(r.Chunks, providerKey) || strings.Contains(r.Chunks, "secret-456") {
@@ -184,23 +166,10 @@ func TestNoContentTypeInventedUpstream(t *testing.T) {
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
-	t.Setenv("TEST_PROVIDER_KEY", providerKey)
-	p := startPool(t, poolConfig(t, `
-  - name: chat
-    path: /v1/chat/completions
-    auth_env: TEST_PROVIDER_KEY
-    upstream: http://`+ln.Addr().String()+`
-`, "rate_limit: {disabled: true}"))
-	c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	p := chatPool(t, "http://"+ln.Addr().String(), "")
 	body := `{"model":"m"}`
-	if _, err := io.WriteString(c, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+
-		"\r\nConnection: close\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body); err != nil {
-		t.Fatal(err)
-	}
+	sendRaw(t, p.base, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+
+		"\r\nConnection: close\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
 	select {
 	case ct := <-got:
 		if len(ct) != 0 {
