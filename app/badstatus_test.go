@@ -3,6 +3,7 @@ package app
 import (
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,10 +16,11 @@ import (
 // answer and waited for the next until the timeout, and relayed 600 as it
 // came.
 func TestUpstreamStatusOutOfRange(t *testing.T) {
-	for _, line := range []string{"000 Z", "099 Small", "600 Big"} {
-		t.Run(line, func(t *testing.T) {
+	// fasthttp skips empty lines before a status line; so must the check.
+	for _, line := range []string{"HTTP/1.1 000 Z", "HTTP/1.1 099 Small", "HTTP/1.1 600 Big", "\r\n\r\nHTTP/1.1 000 Z"} {
+		t.Run(strings.TrimSpace(line), func(t *testing.T) {
 			up := rawTarget(t, func(c net.Conn, _ []byte) {
-				_, _ = io.WriteString(c, "HTTP/1.1 "+line+"\r\nContent-Length: 2\r\n\r\nok")
+				_, _ = io.WriteString(c, line+"\r\nContent-Length: 2\r\n\r\nok")
 				_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 				_, _ = io.Copy(io.Discard, c) // open until the relay closes
 			})

@@ -495,12 +495,26 @@ func readResponseHeader(h *fasthttp.ResponseHeader, br *bufio.Reader, head bool)
 // closed).
 var errBadStatus = errors.New("upstream: status code outside 100..599")
 
-// checkStatusCode looks at the status line about to be read from br and
-// refuses a code outside 100..599. A line too short to hold one, or whose
-// code is not three digits, is left to fasthttp, which refuses it.
+// checkStatusCode looks at the status line about to be read from br (past
+// the empty lines fasthttp skips before it) and refuses a code outside
+// 100..599. A line too short to hold one, or whose code is not three
+// digits, is left to fasthttp, which refuses it.
 func checkStatusCode(br *bufio.Reader) error {
-	b, err := br.Peek(len("HTTP/1.1 200"))
-	if err != nil || b[8] != ' ' {
+	skip := 0
+	for ; ; skip++ {
+		b, err := br.Peek(skip + 1)
+		if err != nil || skip >= maxLeadingEOL {
+			return nil
+		}
+		if c := b[skip]; c != '\r' && c != '\n' {
+			break
+		}
+	}
+	b, err := br.Peek(skip + len("HTTP/1.1 200"))
+	if err != nil {
+		return nil
+	}
+	if b = b[skip:]; b[8] != ' ' {
 		return nil
 	}
 	code := 0
@@ -515,6 +529,10 @@ func checkStatusCode(br *bufio.Reader) error {
 	}
 	return nil
 }
+
+// maxLeadingEOL bounds the line ends checkStatusCode skips before a
+// status line; past it fasthttp judges the answer.
+const maxLeadingEOL = 256
 
 func bodyModeOf(h *fasthttp.ResponseHeader, head bool) bodyMode {
 	code := h.StatusCode()
