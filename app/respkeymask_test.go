@@ -66,13 +66,7 @@ func TestNoContentTypeInvented(t *testing.T) {
 	up := rawTarget(t, func(c net.Conn, _ []byte) {
 		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
 	})
-	t.Setenv("TEST_PROVIDER_KEY", providerKey)
-	p := startPool(t, poolConfig(t, `
-  - name: plain
-    path: /v1/chat/completions
-    auth_env: TEST_PROVIDER_KEY
-    upstream: `+up+`
-`, "rate_limit: {disabled: true}"))
+	p := chatPool(t, up, "")
 	a := postClose(t, p.base, cutBody(100))
 	if a.status != 200 || a.body != "hello" {
 		t.Fatalf("status %d body %q", a.status, a.body)
