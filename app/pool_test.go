@@ -23,7 +23,8 @@ import (
 type poolRow struct {
 	Route, Upstream, ErrorType, RespHeaders string
 	Status                                  int
-	TTFB                                    time.Duration
+	TTFB, TTFT                              time.Duration
+	TokensOut                               int64
 	Chunks                                  string // the captured response bytes
 	ClientIP, Model                         string
 }
@@ -37,7 +38,7 @@ type poolRows struct {
 func (s *poolRows) Write(r *record.Record) error {
 	s.mu.Lock()
 	s.rows = append(s.rows, poolRow{Route: r.Route, Upstream: r.Upstream, ErrorType: r.ErrorType,
-		RespHeaders: string(r.ResponseHeaders), Status: r.Status, TTFB: r.TTFB, Chunks: string(r.Chunks.Data), ClientIP: r.ClientIP, Model: r.Model})
+		RespHeaders: string(r.ResponseHeaders), Status: r.Status, TTFB: r.TTFB, TTFT: r.TTFT, TokensOut: r.TokensOut, Chunks: string(r.Chunks.Data), ClientIP: r.ClientIP, Model: r.Model})
 	s.mu.Unlock()
 	return nil
 }

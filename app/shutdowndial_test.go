@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -79,8 +80,9 @@ func TestShutdownGivesUpWSHandshakes(t *testing.T) {
 }
 
 // shutdownWhileConnecting sends a request with send, shuts r down once the
-// request is in flight (connecting to a stuck upstream), and checks its
-// answer and row: 503 shutting_down.
+// request is in flight (connecting to a stuck upstream, or waiting for its
+// answer), and checks its answer and row: 503 shutting_down, the message
+// saying so.
 func shutdownWhileConnecting(t *testing.T, r *relay, send func() (*http.Response, error)) {
 	t.Helper()
 	type answer struct {
@@ -113,7 +115,7 @@ func shutdownWhileConnecting(t *testing.T, r *relay, send func() (*http.Response
 		t.Fatalf("no answer (shutdown took %v): %v", took, a.err)
 	}
 	body := readAll(t, a.resp)
-	if a.resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "shutting_down") {
+	if a.resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "shutting_down") || !strings.Contains(body, "the relay is shutting down") {
 		t.Fatalf("answer %d %s", a.resp.StatusCode, body)
 	}
 	row := r.rows.wait(t, a.resp.Header.Get("X-Request-Id"))
@@ -149,4 +151,34 @@ func TestShutdownReportsLostRows(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "storage") {
 		t.Fatalf("Shutdown = %v; want the storage's lost rows", err)
 	}
+}
+
+// TestShutdownCutsHeadWait: a request whose upstream has not answered
+// when shutdown's grace period ends is answered 503 shutting_down, saying
+// the relay is shutting down; it was answered 499 (a client that left)
+// with "the upstream closed the connection", and its row said 499.
+func TestShutdownCutsHeadWait(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			t.Cleanup(func() { _ = c.Close() })
+			go func() { _, _ = io.Copy(io.Discard, c) }() // takes the request, never answers
+		}
+	}()
+	r := startRelayYAML(t, func(y string) string {
+		y = strings.Replace(y, "shutdown_grace: 5s", "shutdown_grace: 1s", 1)
+		return strings.Replace(y, "  - name: refused\n    path: /refused\n    upstream: http://127.0.0.1:1\n",
+			"  - name: refused\n    path: /refused\n    upstream: http://"+ln.Addr().String()+"\n    first_byte_timeout: 60s\n", 1)
+	}, nil)
+	shutdownWhileConnecting(t, r, func() (*http.Response, error) {
+		return r.tryPost("/refused", `{"model":"m","stream":true}`, nil)
+	})
 }

@@ -427,9 +427,12 @@ func (w *Writer) Flush(ctx context.Context) error {
 // Close sends or spools the current block and stops the goroutines. Rows
 // written after Close are dropped and counted. When ctx ends first, the
 // inserts still in flight are abandoned (their blocks spooled, flagged
-// unknown when the server may have them) and Close returns ctx's error once
-// every block in hand is in the spool: a process that exits after Close
-// loses none.
+// unknown when the server may have them), and Close returns once every
+// block in hand is in the spool: a process that exits after Close loses
+// none. Its error says which rows were lost (a spool write that failed,
+// with no WAL to keep them); inserts that failed or were abandoned are no
+// error of Close's, their rows being in the spool for the next start (the
+// relay exited 1, as for rows lost, when ClickHouse failed at its exit).
 func (w *Writer) Close(ctx context.Context) (err error) {
 	w.mu.Lock()
 	if w.closed {
@@ -438,7 +441,12 @@ func (w *Writer) Close(ctx context.Context) (err error) {
 	}
 	w.closed = true
 	w.mu.Unlock()
-	err = w.Flush(ctx)
+	if ferr := w.Flush(ctx); ferr != nil {
+		err = lostOnly(ferr)
+		if err == nil {
+			w.log.Warn("chlog: close: the last insert failed or was cut short; its rows are in the spool for the next start", "err", ferr)
+		}
+	}
 	close(w.stop)
 	defer func() {
 		w.mu.Lock()
@@ -461,9 +469,38 @@ func (w *Writer) Close(ctx context.Context) (err error) {
 	case <-ctx.Done():
 		w.cancel() // abandon the inserts in flight: their blocks go to the spool
 		<-done
-		return errors.Join(err, fmt.Errorf("chlog: close: %w", ctx.Err()))
 	}
 	return err
+}
+
+// rowsLost marks an error that means rows were lost: neither inserted nor
+// kept in the spool or the WAL.
+type rowsLost struct{ error }
+
+func (e rowsLost) Unwrap() error { return e.error }
+
+// lostOnly returns the parts of err (joined errors are looked into) that
+// are rowsLost, nil when there are none.
+func lostOnly(err error) error {
+	var lost rowsLost
+	switch e := err.(type) {
+	case nil:
+		return nil
+	case rowsLost:
+		return e
+	case interface{ Unwrap() []error }:
+		var errs []error
+		for _, x := range e.Unwrap() {
+			if l := lostOnly(x); l != nil {
+				errs = append(errs, l)
+			}
+		}
+		return errors.Join(errs...)
+	}
+	if errors.As(err, &lost) {
+		return lost
+	}
+	return nil
 }
 
 // closeLoss keeps, for Close to return, an error of the blocks the
@@ -716,11 +753,11 @@ func (w *Writer) spooled(m blockMeta, seqs []uint64, err error) error {
 			w.stats.rowsDropped.Add(int64(lost))
 			w.log.Error("chlog: spool write failed, and so had the WAL writes of some of its rows: those are dropped, the rest stay in the WAL for the next start",
 				"rows", m.rows, "dropped", lost, "err", err)
-			return fmt.Errorf("chlog: %d rows dropped: %w", lost, err)
+			return rowsLost{fmt.Errorf("chlog: %d rows dropped: %w", lost, err)}
 		}
 		w.stats.rowsDropped.Add(int64(m.rows))
 		w.log.Error("chlog: spool write failed: rows dropped", "rows", m.rows, "err", err)
-		return fmt.Errorf("chlog: %d rows dropped: %w", m.rows, err)
+		return rowsLost{fmt.Errorf("chlog: %d rows dropped: %w", m.rows, err)}
 	}
 	for _, seq := range seqs {
 		w.releaseWAL(seq)
@@ -764,6 +801,7 @@ func (w *Writer) encode(b *block, buf *proto.Buffer) (blockMeta, error) {
 	if err != nil {
 		w.stats.rowsDropped.Add(int64(m.rows))
 		w.log.Error("chlog: BUG: encode block", "rows", m.rows, "err", err)
+		err = rowsLost{fmt.Errorf("chlog: %d rows dropped: encode: %w", m.rows, err)}
 	}
 	return m, err
 }

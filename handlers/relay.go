@@ -376,6 +376,8 @@ func openErrorMessage(errType string, rt *upstream.Route, err error) string {
 		return "route " + rt.Name + ": cannot connect to the upstream"
 	case record.ErrUpstreamTimeout:
 		return "route " + rt.Name + ": the upstream did not answer in time"
+	case record.ErrShuttingDown: // cut at the end of shutdown_grace
+		return "route " + rt.Name + ": the relay is shutting down"
 	case record.ErrBadRequest: // the path (upstream.ErrDotSegment)
 		return "route " + rt.Name + ": " + err.Error()
 	}

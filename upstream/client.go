@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
@@ -191,10 +192,12 @@ type dialResult struct {
 // connect is dial on the calling goroutine.
 func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
 	deadline := time.Now().Add(timeout) // the TCP connect and the TLS handshake together
+	began := mono.Now()
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
 		return nil, &DialError{Err: err}
 	}
+	rtt := time.Duration(mono.Now() - began)
 	c = socket.Wrap(c) // beneath TLS too
 	if d.tls != nil {
 		tc := tls.Client(c, d.tls)
@@ -207,7 +210,7 @@ func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
 		}
 		c = tc
 	}
-	uc := &conn{Conn: c}
+	uc := &conn{Conn: c, rtt: rtt}
 	if sc, ok := c.(syscall.Conn); ok { // plain TCP (a *tls.Conn is none)
 		uc.raw, _ = sc.SyscallConn()
 	}
@@ -231,6 +234,7 @@ type conn struct {
 	sock *socket.Conn    // the same connection, nil over TLS
 	in   int64           // bytes read from the socket
 	uses int             // requests sent on this connection
+	rtt  time.Duration   // how long its TCP connect took: about one round trip
 	// unsent is a request that goes out with the first read of its
 	// answer (heldrequest.go).
 	unsent []byte

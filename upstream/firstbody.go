@@ -101,7 +101,7 @@ func (s *Stream) cutOrFine(err error) (string, int, error) {
 	errType, status := classifyOpenError(err)
 	if p := s.reason.Load(); p != nil {
 		// The watchdog saw the client leave (or the relay shut down).
-		errType, status = *p, statusClientClosed
+		errType, status = *p, cutStatus(*p)
 	}
 	return errType, status, &cutError{err}
 }

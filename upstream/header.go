@@ -21,9 +21,10 @@ const (
 	hopByHop headerClass = 1 << iota
 	// clientOnly: a request field the caller sends to the relay that must
 	// not reach the upstream: the relay key and the relay's own tenant
-	// header. Accept-Encoding is dropped so the upstream answers in plain
-	// bytes, which the relay can scan for the first token and store for
-	// analysis.
+	// header. The client's Accept-Encoding is dropped and the relay asks
+	// for identity instead (copyRequestHeaders), so the upstream answers in
+	// plain bytes, which the relay can scan for the first token and store
+	// for analysis.
 	clientOnly
 	// secret: redacted in captured header JSON.
 	secret
@@ -231,11 +232,22 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 			dst.SetBytesKV(h[0], h[1])
 		}
 	}
+	if r.Kind != record.KindWS && len(dst.PeekBytes(acceptEncodingKey)) == 0 {
+		// A request without Accept-Encoding accepts any coding (RFC 9110
+		// 12.5.3): an upstream may gzip, and the client (which may have
+		// refused gzip) and the row would get compressed bytes.
+		dst.SetBytesKV(acceptEncodingKey, identityCoding)
+	}
 	if r.authValue != nil {
 		dst.SetBytesKV(r.authKey, r.authValue)
 	}
 	return capture
 }
+
+var (
+	acceptEncodingKey = []byte("Accept-Encoding")
+	identityCoding    = []byte("identity")
+)
 
 // CaptureRequestHeaders appends the request headers h, redacted, as the
 // JSON object a row stores, for a request refused before an upstream

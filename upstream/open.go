@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
@@ -185,7 +186,7 @@ func (r *Route) exchangeOnce(in *Request, rec *record.Record, wd *Watchdog, fini
 		errType, status := classifyOpenError(err)
 		if p := s.reason.Load(); p != nil {
 			// The watchdog saw the client leave while the upstream thought.
-			errType, status = *p, statusClientClosed
+			errType, status = *p, cutStatus(*p)
 		}
 		s.release()
 		rec.TTFB = record.None
@@ -370,7 +371,7 @@ func (r *Route) outOfTime(start time.Time) bool {
 // headers, leaving s ready to read the body. A reused keep-alive connection
 // that the upstream had closed shows up as an error before any byte came
 // back; then nothing was processed and the request is sent once more on a
-// fresh connection.
+// fresh connection (resendable says when that is surely the case).
 func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 	head := req.Header.IsHead()
 	for attempt := 0; ; attempt++ {
@@ -393,6 +394,7 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 		}
 		c.uses++
 		before := c.in
+		sent := mono.Now()
 		_ = c.SetDeadline(r.headDeadline(s.start))
 		// While the upstream works on its answer (a non-streamed completion
 		// can take minutes) the watchdog checks that the client is still
@@ -439,7 +441,7 @@ func (s *Stream) exchange(r *Route, req *fasthttp.Request) error {
 			if s.reason.Load() != nil {
 				return err
 			}
-			if reused && attempt == 0 && c.in == before && retryable(err) {
+			if reused && attempt == 0 && c.in == before && retryable(err) && resendable(req, c, sent) {
 				continue
 			}
 			return err
@@ -475,6 +477,9 @@ func readResponseHeader(h *fasthttp.ResponseHeader, br *bufio.Reader, head bool)
 		// without Content-Type its default (text/plain), which reached the
 		// client and the row as the upstream's.
 		h.SetNoDefaultContentType(true)
+		if err := awaitHeadEnd(br); err != nil {
+			return err
+		}
 		if err := checkStatusCode(br); err != nil {
 			return err
 		}
@@ -530,6 +535,69 @@ func checkStatusCode(br *bufio.Reader) error {
 	return nil
 }
 
+// errBareLFHead is an answer head whose blank line ends in a bare LF
+// ("\n\n"): fasthttp waits for a CRLFCRLF that never comes, and the
+// client waited first_byte_timeout (120 s by default) for a 504 from an
+// upstream that had answered, malformed, at once. It is refused at once
+// instead, as fasthttp refuses the same head when the upstream closes
+// after it: 502, the connection closed.
+var errBareLFHead = errors.New("upstream: answer head ended by a bare LF, not CRLF")
+
+// awaitHeadEnd waits until br holds the blank line that ends the answer
+// head about to be read, and refuses a head that a bare LF ends. Any other
+// failure to peek (the connection ended, a timeout, a head larger than the
+// buffer) is left to fasthttp's read, which reports it.
+func awaitHeadEnd(br *bufio.Reader) error {
+	for n := 1; ; {
+		if _, err := br.Peek(n); err != nil {
+			return nil
+		}
+		b, _ := br.Peek(br.Buffered())
+		switch headEnd(b) {
+		case headEndCRLF:
+			return nil
+		case headEndBare:
+			return errBareLFHead
+		}
+		n = len(b) + 1
+	}
+}
+
+// What headEnd found.
+const (
+	headEndNone = iota // no blank line yet
+	headEndCRLF        // the first blank line is CRLF after a CRLF
+	headEndBare        // the first blank line, or the line end before it, is a bare LF
+)
+
+// headEnd finds the first blank line of the head at the start of b, past
+// the line ends fasthttp skips before a status line.
+func headEnd(b []byte) int {
+	i := 0
+	for i < len(b) && (b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	for {
+		j := bytes.IndexByte(b[i:], '\n')
+		if j < 0 {
+			return headEndNone
+		}
+		i += j + 1 // past a line's LF
+		rest := b[i:]
+		switch {
+		case len(rest) == 0 || (rest[0] == '\r' && len(rest) == 1):
+			return headEndNone
+		case rest[0] == '\n':
+			return headEndBare
+		case rest[0] == '\r' && rest[1] == '\n':
+			if b[i-2] == '\r' {
+				return headEndCRLF
+			}
+			return headEndBare
+		}
+	}
+}
+
 // maxLeadingEOL bounds the line ends checkStatusCode skips before a
 // status line; past it fasthttp judges the answer.
 const maxLeadingEOL = 256
@@ -552,6 +620,34 @@ func bodyModeOf(h *fasthttp.ResponseHeader, head bool) bodyMode {
 func peerStopped(err error) bool {
 	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
+
+// resendable reports whether a request that failed on a reused connection
+// without a byte of answer, its sending begun at sent (mono), may go once
+// more on another connection. A keep-alive connection the upstream closed
+// as it sat idle (its FIN on the way as the request went out) fails within
+// about one round trip of the sending; one whose upstream took the request,
+// worked on it and then dropped the connection fails later, and sending a
+// POST again would run (and bill) the generation twice, unrecorded: an
+// upstream that took the request is answered 502 upstream_reset, as Go's
+// and nginx's clients leave such a request. The round trip is the
+// connection's TCP connect time, plus staleSlack for a busy machine's
+// scheduling. Idempotent methods and requests with an Idempotency-Key are
+// sent again whenever they fail so.
+func resendable(req *fasthttp.Request, c *conn, sent int64) bool {
+	if time.Duration(mono.Now()-sent) <= c.rtt+staleSlack {
+		return true
+	}
+	switch string(req.Header.Method()) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodOptions, fasthttp.MethodTrace,
+		fasthttp.MethodPut, fasthttp.MethodDelete:
+		return true
+	}
+	return len(req.Header.Peek("Idempotency-Key")) > 0 || len(req.Header.Peek("X-Idempotency-Key")) > 0
+}
+
+// staleSlack is what resendable allows past a connection's round trip for
+// the failure of a stale keep-alive connection to be seen.
+var staleSlack = 50 * time.Millisecond
 
 // retryable reports whether err looks like a keep-alive connection the
 // upstream had already closed.
@@ -729,6 +825,16 @@ var errClientLeft = errors.New("upstream: the client left before an answer came"
 func clientLeft(in *Request) bool {
 	var b [1]byte
 	return in.Client != nil && clientGone(in.Client, b[:])
+}
+
+// cutStatus is the status of a request the watchdog cut, for reason,
+// before its answer began: 503 when the relay's shutdown cut it (its
+// shutting_down as a request refused then has), else 499 (the client left).
+func cutStatus(reason string) int {
+	if reason == record.ErrShuttingDown {
+		return fasthttp.StatusServiceUnavailable
+	}
+	return statusClientClosed
 }
 
 // statusClientClosed is logged for a client that left before the upstream
