@@ -2,10 +2,12 @@ package app
 
 import (
 	"compress/gzip"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/stream-relay/stream-relay/record"
@@ -78,5 +80,33 @@ func TestUpstreamAskedForIdentity(t *testing.T) {
 	defer mu.Unlock()
 	if len(asked) != 2 || asked[0] != "identity" || asked[1] != "gzip" {
 		t.Errorf("upstream was asked for Accept-Encoding %q; want identity, then the route's gzip", asked)
+	}
+}
+
+// TestCompressedRequestModel: a request body sent gzip'd (Content-Encoding:
+// gzip) goes to the upstream and into the row as it came, and the row's
+// model is read from its decoded bytes; it was empty.
+func TestCompressedRequestModel(t *testing.T) {
+	var got atomic.Value
+	up := rawTarget(t, func(c net.Conn, reqBody []byte) {
+		got.Store(string(reqBody))
+		_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+	})
+	p := chatPool(t, up, "")
+	var zb strings.Builder
+	zw := gzip.NewWriter(&zb)
+	_, _ = zw.Write([]byte(`{"messages":[{"role":"user","content":"hi"}],"model":"gpt-4o-mini"}`))
+	_ = zw.Close()
+	body := zb.String()
+	a := sendRaw(t, p.base, "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+relayKey+
+		"\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\nContent-Length: "+itoa(len(body))+"\r\nConnection: close\r\n\r\n"+body)
+	if a.status != http.StatusOK {
+		t.Fatalf("status %d: %q", a.status, a.raw)
+	}
+	if b, _ := got.Load().(string); b != body {
+		t.Errorf("upstream got the body %q; want the gzip'd body as it came", b)
+	}
+	if r := waitPoolRows(t, p, 1)[0]; r.Model != "gpt-4o-mini" {
+		t.Errorf("row's model %q; want gpt-4o-mini", r.Model)
 	}
 }

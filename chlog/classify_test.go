@@ -205,3 +205,19 @@ func TestColumnInMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestRefusalReasonOfMemoryLimit: a block refused for one allocation beyond
+// the memory limit is rejected with a reason that tells the operator how
+// to send it again when the limit, not the bytes, was the cause (it said
+// the block could never be inserted); other refusals keep the server's
+// text alone.
+func TestRefusalReasonOfMemoryLimit(t *testing.T) {
+	mem := &Exception{Status: 500, Code: 241, Message: "Memory limit (for user) exceeded: would use 10.50 MiB (attempt to allocate chunk of 8388576 bytes), maximum: 3.81 MiB"}
+	if got := refusalReason(mem); !strings.Contains(got, "max_memory_usage") || !strings.Contains(got, "relay spool replay -rejected") || !strings.Contains(got, "8388576") {
+		t.Errorf("reason %q: want the remedy and the server's text", got)
+	}
+	broken := &Exception{Status: 500, Code: 33, Message: "Cannot read all data"}
+	if got := refusalReason(broken); got != "ClickHouse refused the block: "+broken.Error() {
+		t.Errorf("reason %q", got)
+	}
+}

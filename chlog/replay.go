@@ -170,6 +170,7 @@ func (w *Writer) replayAll(st *replayState) bool {
 			if !unknown {
 				class = classify(err)
 			}
+			w.tableGone(err)
 			if class == failReject && len(files) > 1 {
 				// Which of the gathered files the server refused is
 				// not known: send them one by one until one goes in.
@@ -180,7 +181,7 @@ func (w *Writer) replayAll(st *replayState) bool {
 			}
 			switch class {
 			case failReject:
-				if w.rejectHead(st, f, "ClickHouse refused the block: "+err.Error()) {
+				if w.rejectHead(st, f, refusalReason(err)) {
 					continue
 				}
 			case failSchema:
@@ -205,6 +206,18 @@ func (w *Writer) replayAll(st *replayState) bool {
 			st.emit(replayEvent{file: x.name, rows: x.rows, what: "inserted"})
 		}
 	}
+}
+
+// refusalReason is what a rejected file's reason says of err, the server's
+// refusal. One allocation beyond the memory limit is most often a length
+// read from broken bytes, but a block of large rows under a small
+// max_memory_usage gets the same answer: the reason says how to send it
+// again then.
+func refusalReason(err error) string {
+	if e, ok := AsException(err); ok && e.Code == memoryLimitExceeded {
+		return "ClickHouse refused the block: one allocation is beyond its memory limit (a length read from broken bytes, or rows larger than max_memory_usage allows: if the limit is the cause, raise it and run relay spool replay -rejected): " + err.Error()
+	}
+	return "ClickHouse refused the block: " + err.Error()
 }
 
 // undeletable settles a spool file inserted but not deleted (err): its rows

@@ -148,9 +148,6 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 		}
 		exists = "0"
 	}
-	if _, err := w.ch.query(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
-		return fmt.Errorf("chlog: database=%s: %w", db, err)
-	}
 	if strings.TrimSpace(exists) == "1" {
 		// The Distributed table of a cluster without cluster set would
 		// take inserts asynchronously: answered 200 with a shard down, the
@@ -166,6 +163,12 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 		}
 		w.log.Info("chlog: using existing table", "table", db+"."+table, "server_version", strings.TrimSpace(vs))
 	} else {
+		// Only now: a user allowed to insert but not to run DDL (the
+		// operator made the table) is refused even a CREATE DATABASE IF
+		// NOT EXISTS of a database that exists.
+		if _, err := w.ch.query(ctx, "CREATE DATABASE IF NOT EXISTS "+db); err != nil {
+			return fmt.Errorf("chlog: database=%s: %w", db, err)
+		}
 		// Codecs came in 19.10; 20.1 is a conservative bound.
 		codecs := v.atLeast(20, 1)
 		if _, err := w.ch.query(ctx, createTableSQL(db, table, codecs)); err != nil {

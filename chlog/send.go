@@ -38,6 +38,7 @@ func (w *Writer) send(ctx context.Context, b *block, buf *proto.Buffer) error {
 		return nil
 	}
 	w.down.Store(true)
+	w.tableGone(err)
 	unknown = unknown || maybeStored(err)
 	if len(g.seqs) == 0 {
 		err = errors.Join(err, w.spoolEncoded(m, buf.Buf, unknown))

@@ -75,8 +75,9 @@ type Writer struct {
 
 	insertMu sync.Mutex  // one insert in flight per writer
 	down     atomic.Bool // the last live insert failed: spool until replay succeeds
-	// schemaPending: New could not reach the server; the replayer creates
-	// the database and table before it sends anything.
+	// schemaPending: New could not reach the server, or an insert found
+	// the table gone (tableGone); the replayer creates the database and
+	// table before it sends anything.
 	schemaPending atomic.Bool
 	kickRep       chan struct{}
 
@@ -95,9 +96,20 @@ type flushReq struct {
 // unwellAtStart are the ClickHouse codes of the schema check at start that
 // say the cluster is unwell, not the configuration wrong (ZooKeeper gone:
 // 225, 999; a table read-only: 242; a host or a shard unreachable: 159,
-// 209, 210, 279): the writer starts spooling, as when no node answers, and
-// the replayer makes the schema once they pass.
-var unwellAtStart = codeSet(159, 209, 210, 225, 242, 279, 999)
+// 209, 210, 279; a server busy or short of memory or disk for the moment:
+// 173, 202, 203, 236, 241, 243, 394, 425, 439; a quota spent: 201): the
+// writer starts spooling, as when no node answers, and the replayer makes
+// the schema once they pass. (202 and 241 made the relay exit.)
+var unwellAtStart = codeSet(159, 173, 201, 202, 203, 209, 210, 225, 236, 241, 242, 243, 279, 394, 425, 439, 999)
+
+// tableGone notes an insert error that says the table or its database is
+// missing (dropped while the relay ran): the replayer makes the schema
+// again before its next insert, as at a start the server missed.
+func (w *Writer) tableGone(err error) {
+	if e, ok := AsException(err); ok && (e.Code == codeUnknownTable || e.Code == codeUnknownDatabase) {
+		w.schemaPending.Store(true)
+	}
+}
 
 // New validates o, creates the database and table when missing (when a URL
 // is set), recovers a leftover WAL, and starts the background goroutines.

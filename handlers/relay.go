@@ -311,6 +311,11 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		// SDKs' order) is past it.
 		rec.Model = usage.Model(body)
 	}
+	if ce := ctx.Request.Header.Peek(fasthttp.HeaderContentEncoding); len(ce) > 0 && rec.Model == "" {
+		// A compressed body (sent and stored as it came): finish's scan
+		// of it would find no model.
+		rec.Model = usage.CodedModel(ce, body)
+	}
 	var injected *[]byte
 	// Chat completions only: stream_options is theirs, and other APIs
 	// (Responses, Anthropic messages on a route that spans them) refuse
