@@ -162,6 +162,11 @@ func (s *Stream) SetBody(resp *fasthttp.Response, later Finisher) {
 func (s *Stream) Prepare(resp *fasthttp.Response, later Finisher) bool {
 	if s.body.done {
 		resp.ResetBody()
+		if cl := s.hdr.ContentLength(); cl > 0 && s.rctx != nil && s.rctx.IsHead() {
+			// A HEAD answer's length is the GET's (RFC 9110 9.3.2):
+			// the client's, with no body (fasthttp skips it for HEAD).
+			resp.Header.SetContentLength(cl)
+		}
 		s.CloseWithError(nil)
 		return false
 	}
