@@ -244,16 +244,19 @@ func loadWithClient(t testing.TB, db, path string) bool {
 	return true
 }
 
-// TestReplayLogCountsAttempts: while the table is missing (a transient
-// failure), the spooled block's replay fails pass after pass; each
-// failure's log line says which attempt it was.
+// TestReplayLogCountsAttempts: while the server refuses inserts for the
+// moment (too many parts, a transient failure), the spooled block's replay
+// fails pass after pass; each failure's log line says which attempt it
+// was.
 func TestReplayLogCountsAttempts(t *testing.T) {
 	chURL, db := testDB(t)
+	_, proxyURL := newRefusingProxy(t, chURL, map[string]string{
+		"INSERT": "Code: 252, e.displayText() = DB::Exception: Too many parts (300). Merges are processing significantly slower than inserts., e.what() = DB::Exception",
+	})
 	var logs servicetest.Buffer
-	w := newWriter(t, Options{URL: chURL, Database: db, FlushInterval: 50 * time.Millisecond, Retries: -1,
+	w := newWriter(t, Options{URL: proxyURL, Database: db, FlushInterval: 50 * time.Millisecond, Retries: -1,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	defer closeWriter(t, w)
-	mustQuery(t, chURL, db, "DROP TABLE stream_logs")
 	w.Write(sseRecord(1, 3))
 	// The live insert (attempt 1, no retries), then the replay's passes
 	// (attempts 1, 2, 3: 800 ms, then 1.6 s apart).
