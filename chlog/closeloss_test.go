@@ -2,6 +2,9 @@ package chlog
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -48,5 +51,47 @@ func TestCloseDeadlineSpoolsEverything(t *testing.T) {
 	}
 	if s := w.Stats(); s.RowsDropped != 0 {
 		t.Errorf("RowsDropped = %d, want 0", s.RowsDropped)
+	}
+}
+
+// TestCloseReportsRowsLostAfterDeadline: an insert that hangs past Close's
+// deadline is abandoned and its block spooled; when that spool write
+// fails (the spool directory gone), its rows are lost, and Close says so.
+// Its error went nowhere (the flusher's send and Close's own Flush had no
+// reader left), and Close returned nil with the rows counted dropped. Both
+// ways: a full block the flusher sends itself, and the current block
+// Close's Flush sends.
+func TestCloseReportsRowsLostAfterDeadline(t *testing.T) {
+	for _, rows := range []int{3, 2} {
+		t.Run(fmt.Sprintf("%d rows", rows), func(t *testing.T) {
+			chURL, db := testDB(t)
+			p, proxyURL := newCutProxy(t, chURL)
+			p.mode.Store(hangInsert)
+			dir := t.TempDir()
+			w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour,
+				BatchRows: 3, InsertTimeout: 20 * time.Second, Retries: -1})
+			writeSSE(w, rows)
+			gone := make(chan struct{})
+			go func() {
+				defer close(gone)
+				for end := time.Now().Add(30 * time.Second); p.sent.Load() == 0 && time.Now().Before(end); {
+					time.Sleep(5 * time.Millisecond)
+				}
+				_ = os.RemoveAll(dir) // the spool can no longer be written
+			}()
+			if rows == 3 {
+				<-gone // the flusher's insert hangs before Close begins
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			err := w.Close(ctx)
+			<-gone
+			if s := w.Stats(); s.RowsDropped != int64(rows) {
+				t.Fatalf("%d rows dropped, want %d (the spool write must fail): %+v", s.RowsDropped, rows, s)
+			}
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("%d rows dropped", rows)) {
+				t.Errorf("Close: %v; want the %d rows dropped", err, rows)
+			}
+		})
 	}
 }

@@ -62,8 +62,14 @@ type Writer struct {
 	free   []*block
 	seq    uint64
 	closed bool
-	// lostAtClose: rows the flusher or spooler could not spool as they
-	// stopped (closeLoss), for Close to return.
+
+	// closing is set when Close begins; from then on every loss of rows
+	// (a rowsLost error, made by lose) is kept in lostAtClose, under
+	// lossMu, for Close to return, whoever met it: an insert abandoned at
+	// Close's deadline whose spool write failed has no caller left to
+	// read its error.
+	closing     atomic.Bool
+	lossMu      sync.Mutex
 	lostAtClose error
 
 	sendq    *sendQueue // blocks waiting for the sender (sendqueue.go)
@@ -453,17 +459,16 @@ func (w *Writer) Close(ctx context.Context) (err error) {
 	}
 	w.closed = true
 	w.mu.Unlock()
-	if ferr := w.Flush(ctx); ferr != nil {
-		err = lostOnly(ferr)
-		if err == nil {
-			w.log.Warn("chlog: close: the last insert failed or was cut short; its rows are in the spool for the next start", "err", ferr)
-		}
+	w.closing.Store(true)
+	if ferr := w.Flush(ctx); ferr != nil && lostOnly(ferr) == nil {
+		// Its losses, if any, are in lostAtClose (lose).
+		w.log.Warn("chlog: close: the last insert failed or was cut short; its rows are in the spool for the next start", "err", ferr)
 	}
 	close(w.stop)
 	defer func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		err = errors.Join(err, w.lostAtClose)
+		w.lossMu.Lock()
+		defer w.lossMu.Unlock()
+		err = w.lostAtClose
 	}()
 	done := make(chan struct{})
 	go func() {
@@ -515,15 +520,16 @@ func lostOnly(err error) error {
 	return nil
 }
 
-// closeLoss keeps, for Close to return, an error of the blocks the
-// flusher or the spooler spooled as they stopped: rows lost.
-func (w *Writer) closeLoss(err error) {
-	if err == nil {
-		return
+// lose returns err, a loss of rows, as a rowsLost error, and keeps it for
+// Close to return once Close has begun (closing).
+func (w *Writer) lose(err error) error {
+	lost := rowsLost{err}
+	if w.closing.Load() {
+		w.lossMu.Lock()
+		w.lostAtClose = errors.Join(w.lostAtClose, lost)
+		w.lossMu.Unlock()
 	}
-	w.mu.Lock()
-	w.lostAtClose = errors.Join(w.lostAtClose, err)
-	w.mu.Unlock()
+	return lost
 }
 
 // flusher is the sender: it inserts full blocks, cuts the current block
@@ -578,9 +584,10 @@ func (w *Writer) flusher() {
 			}
 			req.done <- err
 		case <-w.stop:
-			var err error
+			// Spool what is left; the losses, if any, are in
+			// lostAtClose (lose).
 			for b := w.sendq.pop(); b != nil; b = w.sendq.pop() {
-				err = errors.Join(err, w.spoolBlock(b, &buf, false))
+				_ = w.spoolBlock(b, &buf, false)
 			}
 			// The current block: Close's Flush did not reach the flusher
 			// (its ctx ended while an insert was in flight).
@@ -588,9 +595,8 @@ func (w *Writer) flusher() {
 			b := w.cutLocked()
 			w.mu.Unlock()
 			if b != nil {
-				err = errors.Join(err, w.spoolBlock(b, &buf, false))
+				_ = w.spoolBlock(b, &buf, false)
 			}
-			w.closeLoss(err)
 			return
 		}
 	}
@@ -633,7 +639,7 @@ func (w *Writer) spooler() {
 			for {
 				select {
 				case b := <-w.spoolq:
-					w.closeLoss(w.spoolGroup(&g, b))
+					_ = w.spoolGroup(&g, b) // its losses are in lostAtClose (lose)
 				default:
 					return
 				}
@@ -765,11 +771,11 @@ func (w *Writer) spooled(m blockMeta, seqs []uint64, err error) error {
 			w.stats.rowsDropped.Add(int64(lost))
 			w.log.Error("chlog: spool write failed, and so had the WAL writes of some of its rows: those are dropped, the rest stay in the WAL for the next start",
 				"rows", m.rows, "dropped", lost, "err", err)
-			return rowsLost{fmt.Errorf("chlog: %d rows dropped: %w", lost, err)}
+			return w.lose(fmt.Errorf("chlog: %d rows dropped: %w", lost, err))
 		}
 		w.stats.rowsDropped.Add(int64(m.rows))
 		w.log.Error("chlog: spool write failed: rows dropped", "rows", m.rows, "err", err)
-		return rowsLost{fmt.Errorf("chlog: %d rows dropped: %w", m.rows, err)}
+		return w.lose(fmt.Errorf("chlog: %d rows dropped: %w", m.rows, err))
 	}
 	for _, seq := range seqs {
 		w.releaseWAL(seq)
@@ -813,7 +819,7 @@ func (w *Writer) encode(b *block, buf *proto.Buffer) (blockMeta, error) {
 	if err != nil {
 		w.stats.rowsDropped.Add(int64(m.rows))
 		w.log.Error("chlog: BUG: encode block", "rows", m.rows, "err", err)
-		err = rowsLost{fmt.Errorf("chlog: %d rows dropped: encode: %w", m.rows, err)}
+		err = w.lose(fmt.Errorf("chlog: %d rows dropped: encode: %w", m.rows, err))
 	}
 	return m, err
 }

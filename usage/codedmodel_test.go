@@ -56,3 +56,16 @@ func TestCodedModel(t *testing.T) {
 		})
 	}
 }
+
+// TestCodedModelBounded: a small gzip body that inflates to far more than
+// the bound (a bomb) is scanned up to the bound: its model, past it, is not
+// found, and the next body is read as usual.
+func TestCodedModelBounded(t *testing.T) {
+	bomb := gzipped(t, `{"messages":[{"role":"user","content":"`+strings.Repeat("0", 64<<20)+`"}],"model":"m"}`)
+	if got := CodedModel([]byte("gzip"), bomb); got != "" {
+		t.Errorf("model %q past the bound; want none", got)
+	}
+	if m := CodedModel([]byte("gzip"), gzipped(t, `{"model":"gpt-4o"}`)); m != "gpt-4o" {
+		t.Errorf("model %q after the bomb; want gpt-4o", m)
+	}
+}
