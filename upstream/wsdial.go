@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/fasthttp/websocket"
@@ -103,11 +104,15 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	}
 
 	var dialErr error
+	var dialed atomic.Pointer[net.Conn] // for watchClient to cut the wait for the 101
 	nd := &net.Dialer{Timeout: r.ConnectTimeout}
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := nd.DialContext(ctx, network, addr)
 			dialErr = err
+			if err == nil {
+				dialed.Store(&c)
+			}
 			return c, err
 		},
 		// wss: the TLS handshake is part of the connect, as on an HTTP
@@ -117,6 +122,9 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 		NetDialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := r.dialTLS(ctx, nd, network, addr)
 			dialErr = err
+			if err == nil {
+				dialed.Store(&c)
+			}
 			return c, err
 		},
 		HandshakeTimeout: r.FirstByteTimeout,
@@ -127,7 +135,21 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	if dials == nil {
 		dials = context.Background() // a route not made by NewRoute (tests)
 	}
-	conn, resp, err := d.DialContext(dials, r.wsURL(in), h)
+	ctx, left := watchClient(dials, in, func() {
+		// The dialer reads the answer without looking at ctx: the
+		// connection's deadline ends that read.
+		if c := dialed.Load(); c != nil {
+			_ = (*c).SetDeadline(time.Now())
+		}
+	})
+	conn, resp, err := d.DialContext(ctx, r.wsURL(in), h)
+	if gone := left(); err != nil && resp == nil && gone {
+		// The client left while the upstream had not answered: the
+		// connection is given up now (it was held until
+		// first_byte_timeout), as an HTTP route's watchdog does.
+		rec.TTFB = record.None
+		return WSDial{Err: errClientLeft, ErrType: record.ErrClientClosed, Status: statusClientClosed}
+	}
 	if err != nil && dials.Err() != nil && resp == nil {
 		// Given up at shutdown (Clients.AbortDials): no verdict on the
 		// upstream, answered 503 as an HTTP route's aborted connect is.
@@ -172,6 +194,51 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	rec.TTFB = time.Since(rec.Start)
 	rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 	return WSDial{Conn: conn, Header: endToEnd(resp.Header), Status: fasthttp.StatusSwitchingProtocols}
+}
+
+// clientWatchEvery is how often watchClient looks at the client.
+const clientWatchEvery = 100 * time.Millisecond
+
+// watchClient returns a context derived from parent that ends, and calls
+// gone, when the client of in hangs up, looked at every clientWatchEvery
+// until the returned left is called; left stops the watch and reports
+// whether the client was found gone. A WebSocket client sends nothing
+// before the upstream's 101 comes (RFC 6455 4.1), so a peek that finds its
+// end finds it gone.
+func watchClient(parent context.Context, in *Request, gone func()) (context.Context, func() bool) {
+	if in.Client == nil {
+		return parent, func() bool { return false }
+	}
+	ctx, cancel := context.WithCancel(parent)
+	var left atomic.Bool
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(clientWatchEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if clientLeft(in) {
+					left.Store(true)
+					cancel()
+					gone()
+					return
+				}
+			}
+		}
+	}()
+	return ctx, func() bool {
+		close(stop)
+		<-done
+		cancel()
+		return left.Load()
+	}
 }
 
 // dialTLS connects to addr and completes the TLS handshake, both within
