@@ -95,3 +95,39 @@ func TestCloseReportsRowsLostAfterDeadline(t *testing.T) {
 		})
 	}
 }
+
+// TestHungInsertCurrentBlockSpooled: while the flusher's insert hangs
+// (ClickHouse stopped), rows written meanwhile reach the spool within
+// about a flush interval, so a crash loses no more (batch durability's
+// promise); they stayed in the current block in memory until the insert
+// timed out, the flusher being the only one to cut it.
+func TestHungInsertCurrentBlockSpooled(t *testing.T) {
+	chURL, db := testDB(t)
+	p, proxyURL := newCutProxy(t, chURL)
+	p.mode.Store(hangInsert)
+	dir := t.TempDir()
+	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: 200 * time.Millisecond,
+		InsertTimeout: 60 * time.Second, Retries: -1})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_ = w.Close(ctx)
+	}()
+	_ = w.Write(sseRecord(0, 2))
+	waitFor(t, "the flusher's insert to hang", 30*time.Second, func() bool { return p.sent.Load() > 0 })
+	want := map[string]bool{}
+	for i := range 3 {
+		r := sseRecord(10+i, 2)
+		want[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	waitFor(t, "the rows written during the hang in the spool", 30*time.Second, func() bool {
+		n := 0
+		for _, r := range spooledRowList(t, dir) {
+			if want[r.RequestID] {
+				n++
+			}
+		}
+		return n == len(want)
+	})
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ClickHouse/ch-go/proto"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -71,6 +72,11 @@ type Writer struct {
 	closing     atomic.Bool
 	lossMu      sync.Mutex
 	lostAtClose error
+
+	// sendingSince is when (mono) the flusher's insert in progress began,
+	// 0 between inserts: while one hangs, the flusher cuts no block, and
+	// the spooler cuts and spools the current one (rescueCurrent).
+	sendingSince atomic.Int64
 
 	sendq    *sendQueue // blocks waiting for the sender (sendqueue.go)
 	segments segments   // buffers of gathered blocks, kept for reuse (segments.go)
@@ -406,7 +412,9 @@ func (w *Writer) trimBuffer(buf *proto.Buffer) {
 func (w *Writer) sendBlock(ctx context.Context, b *block, buf *proto.Buffer) error {
 	n := int64(b.held + b.bytes)
 	w.budget.move(0, int64(b.bytes))
+	w.sendingSince.Store(mono.Now())
 	err := w.send(ctx, b, buf)
+	w.sendingSince.Store(0)
 	w.budget.release(n)
 	w.trimBuffer(buf)
 	return err
@@ -612,7 +620,8 @@ func (w *Writer) spooler() {
 	var g spoolScratch
 	t := time.NewTicker(max(w.o.FlushInterval/2, time.Millisecond))
 	defer t.Stop()
-	idle := 0 // ticks in a row without a block
+	idle := 0         // ticks in a row without a block
+	var rescued int64 // when (mono) rescueCurrent last cut a block
 	for {
 		select {
 		case b := <-w.spoolq:
@@ -622,6 +631,10 @@ func (w *Writer) spooler() {
 		case now := <-t.C:
 			aged, cutoff := false, now.Add(-w.o.FlushInterval)
 			for b := w.sendq.popAged(cutoff); b != nil; b = w.sendq.popAged(cutoff) {
+				w.spoolGroup(&g, b)
+				aged = true
+			}
+			if b := w.rescueCurrent(&rescued); b != nil {
 				w.spoolGroup(&g, b)
 				aged = true
 			}
@@ -646,6 +659,32 @@ func (w *Writer) spooler() {
 			}
 		}
 	}
+}
+
+// rescueCurrent cuts the current block for the spooler when the flusher,
+// which cuts it every FlushInterval, has been inside one insert for longer
+// than that (ClickHouse hanging): its rows would wait in memory until the
+// insert timed out (30 s by default), and a crash in batch mode lost them
+// all, not about one flush interval's. At most one cut a FlushInterval
+// (rescued, when the last was); nil when there is nothing to cut, and with
+// a WAL, which keeps the rows already.
+func (w *Writer) rescueCurrent(rescued *int64) *block {
+	if w.wal != nil {
+		return nil
+	}
+	now := mono.Now()
+	since := w.sendingSince.Load()
+	every := int64(w.o.FlushInterval)
+	if since == 0 || now-since <= every || now-*rescued < every {
+		return nil
+	}
+	w.mu.Lock()
+	b := w.cutLocked()
+	w.mu.Unlock()
+	if b != nil {
+		*rescued = now
+	}
+	return b
 }
 
 // spoolScratch is the spooler's scratch space for one group commit.
