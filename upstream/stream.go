@@ -63,10 +63,14 @@ type Stream struct {
 	// client up after the route's idle timeout.
 	writeSince atomic.Int64
 	reason     atomic.Pointer[string]
-	nextPeek   int64 // watchdog-owned: when to check the client next (ns since start)
-	wdIndex    int   // watchdog-owned: s's entry in Watchdog.watched while wdTracked
-	wdTracked  bool
-	waiting    bool // watchdog-read under its mutex: the response headers are awaited
+	// Watchdog-owned, for a client write that blocks (progressOf): the
+	// write they belong to (its writeSince), the client socket's unsent
+	// bytes when last looked at, and when (ns since start) they last fell.
+	outqWrite, outqSeen, outqFell int64
+	nextPeek                      int64 // watchdog-owned: when to check the client next (ns since start)
+	wdIndex                       int   // watchdog-owned: s's entry in Watchdog.watched while wdTracked
+	wdTracked                     bool
+	waiting                       bool // watchdog-read under its mutex: the response headers are awaited
 	// The client socket in the watchdog's hang-up set (hangup_linux.go;
 	// where it cannot be, the watchdog peeks instead) and the upstream
 	// socket in the same set (pollcopy.go), all watchdog-owned.
@@ -562,6 +566,7 @@ func (s *Stream) release() {
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
 	s.nextPeek, s.wdIndex, s.wdTracked, s.waiting = 0, 0, false, false
+	s.outqWrite, s.outqSeen, s.outqFell = 0, 0, 0
 	s.hupRC, s.hupClient, s.hupUp = nil, hupSocket{}, hupSocket{}
 	s.splice.reset()
 	s.poll = pollCopy{fn: s.poll.fn}

@@ -220,7 +220,7 @@ func (w *Watchdog) act(s *Stream, now int64, buf []byte) int64 {
 		// idle timeout is given up as gone; before this check such a
 		// stream was cut as upstream_timeout and its goroutine stayed
 		// blocked in the write until the client disconnected.
-		switch blocked := time.Duration(now - (ws - 1)); {
+		switch blocked := time.Duration(now - s.progressOf(ws, now)); {
 		case s.route.IdleTimeout > 0 && blocked > s.route.IdleTimeout:
 			s.abort(record.ErrClientClosed)
 		case s.route.Timeout > 0 && time.Duration(now) > s.route.Timeout:
@@ -365,6 +365,33 @@ func (s *Stream) hupConn() syscall.RawConn {
 // a close_notify alert before it, which a peek cannot tell from data. A
 // TLS connection (or the relay's listener wrapper) is unwrapped to the TCP
 // socket beneath, so a gone TLS client is noticed as early as a plain one.
+// progressOf returns when (ns since start) the client last took a byte
+// of the write in progress that began at ws (writeSince): the write's
+// start, or later when the client socket's unsent bytes have fallen since.
+// One write of a large read blocks until most of it has drained into a
+// send buffer the kernel grows to megabytes, so a client reading steadily
+// but slowly (a few hundred KB/s) was cut as gone at the idle timeout,
+// taking bytes all along. The socket is looked at (one ioctl, unsentBytes)
+// only once the write has blocked for half the idle timeout; where it
+// cannot be, the write's start stands.
+func (s *Stream) progressOf(ws, now int64) int64 {
+	began := ws - 1
+	idle := int64(s.route.IdleTimeout)
+	if idle <= 0 || now-began <= idle/2 || s.client == nil {
+		return began
+	}
+	if s.outqWrite != ws {
+		s.outqWrite, s.outqSeen, s.outqFell = ws, -1, began
+	}
+	if q, ok := unsentBytes(s.client); ok {
+		if s.outqSeen >= 0 && q < s.outqSeen {
+			s.outqFell = now
+		}
+		s.outqSeen = q
+	}
+	return s.outqFell
+}
+
 func clientGone(c net.Conn, buf []byte) bool {
 	peeks.Add(1)
 	sc := socketOf(c)
