@@ -173,3 +173,46 @@ func TestNoContentTypeInventedUpstream(t *testing.T) {
 		t.Fatal("the upstream got no request")
 	}
 }
+
+// TestRouteHeaderSecretMasked: a route with no provider key whose headers
+// send the credential (a self-hosted server's key, as the README shows)
+// has it masked where the upstream's answer repeats it, in headers and in
+// an error body, as a provider key is; it reached the client and the row
+// in clear.
+func TestRouteHeaderSecretMasked(t *testing.T) {
+	const secret = "SELFKEY-4d3c2b1a0f9e"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Echo-Auth", r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"key `+r.Header.Get("X-Api-Key")+` refused"}`)
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	p := startPool(t, poolConfig(t, `
+  - name: selfhosted
+    path: /v1/chat/completions
+    upstream: http://`+ln.Addr().String()+`
+    headers:
+      Authorization: Bearer `+secret+`
+      X-Api-Key: `+secret+`
+`, "rate_limit: {disabled: true}"))
+	a := postClose(t, p.base, cutBody(100))
+	if a.status != http.StatusUnauthorized {
+		t.Fatalf("status %d: %q", a.status, a.raw)
+	}
+	if strings.Contains(a.raw, secret) {
+		t.Errorf("the client got the route's secret: %q", a.raw)
+	}
+	if got := a.header.Get("X-Echo-Auth"); got != "Bearer [redacted]" {
+		t.Errorf("X-Echo-Auth %q; want the secret masked", got)
+	}
+	r := waitPoolRows(t, p, 1)[0]
+	if strings.Contains(r.RespHeaders, secret) || strings.Contains(r.Chunks, secret) || !strings.Contains(r.Chunks, "[redacted]") {
+		t.Errorf("row: headers %s, body %q; want the secret masked", r.RespHeaders, r.Chunks)
+	}
+}

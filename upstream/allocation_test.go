@@ -137,7 +137,7 @@ func TestPollCopyAllocatesNothing(t *testing.T) {
 
 // TestBodyMaskAllocations: masking a read allocates nothing.
 func TestBodyMaskAllocations(t *testing.T) {
-	r := &Route{Options: Options{ProviderKey: "sk-abc/def+123456"}, keyQuery: "sk-abc%2Fdef%2B123456"}
+	r := &Route{Options: Options{ProviderKey: "sk-abc/def+123456"}, secret: "sk-abc/def+123456", keyQuery: "sk-abc%2Fdef%2B123456"}
 	var m bodyMask
 	m.start(r, 401)
 	b := []byte(`{"error":"bad key sk-abc/def+123456"} sk-abc`)

@@ -24,11 +24,12 @@ const minMaskedKey = 8
 // beginning.
 const minMaskedPrefix = 4
 
-// maskKey returns b with every occurrence of the route's provider key, as
-// it is and as it goes in a query (auth_query), replaced by "[redacted]".
+// maskKey returns b with every occurrence of the route's secret (its
+// provider key, or without one a credential its headers send), as it is
+// and as it goes in a query (auth_query), replaced by "[redacted]".
 // An answer without the key comes back as it was.
 func (r *Route) maskKey(b []byte) []byte {
-	key := r.ProviderKey
+	key := r.secret
 	if len(key) < minMaskedKey {
 		return b
 	}
@@ -42,10 +43,10 @@ func (r *Route) maskKey(b []byte) []byte {
 // maskKeyCut is maskKey for an answer cut short: an end of b that begins
 // the key is masked too.
 func (r *Route) maskKeyCut(b []byte) []byte {
-	if len(r.ProviderKey) < minMaskedKey {
+	if len(r.secret) < minMaskedKey {
 		return b
 	}
-	return maskCutKey(r.maskKey(b), r.ProviderKey)
+	return maskCutKey(r.maskKey(b), r.secret)
 }
 
 // replaceAll replaces every occurrence of key in b by redactedKey.
@@ -69,7 +70,7 @@ func maskCutKey(b []byte, key string) []byte {
 
 // maskKeyInHeader masks the provider key in every value of h (maskKey).
 func (r *Route) maskKeyInHeader(h http.Header) {
-	if len(r.ProviderKey) < minMaskedKey {
+	if len(r.secret) < minMaskedKey {
 		return
 	}
 	for _, vs := range h {
@@ -90,7 +91,7 @@ func (r *Route) maskKeyInHeader(h http.Header) {
 // order. (The body of an answer of status 300 and up is masked as it
 // streams: bodyMask.)
 func (r *Route) maskKeyInResponse(h *fasthttp.ResponseHeader) {
-	if r == nil || len(r.ProviderKey) < minMaskedKey {
+	if r == nil || len(r.secret) < minMaskedKey {
 		return
 	}
 	var names []string
@@ -117,7 +118,7 @@ func (r *Route) maskKeyInResponse(h *fasthttp.ResponseHeader) {
 // in a query.
 func (r *Route) holdsKey(v []byte) bool {
 	s := unsafe.String(unsafe.SliceData(v), len(v))
-	return strings.Contains(s, r.ProviderKey) || r.keyQuery != "" && strings.Contains(s, r.keyQuery)
+	return strings.Contains(s, r.secret) || r.keyQuery != "" && strings.Contains(s, r.keyQuery)
 }
 
 func containsFold(names []string, k []byte) bool {
@@ -153,10 +154,10 @@ type bodyMask struct {
 // start arms m for an answer of status from route r.
 func (m *bodyMask) start(r *Route, status int) {
 	*m = bodyMask{}
-	if r == nil || status < 300 || len(r.ProviderKey) < minMaskedKey {
+	if r == nil || status < 300 || len(r.secret) < minMaskedKey {
 		return
 	}
-	m.on, m.forms[0], m.forms[1] = true, r.ProviderKey, r.keyQuery
+	m.on, m.forms[0], m.forms[1] = true, r.secret, r.keyQuery
 }
 
 // apply masks b, the next read of the body, in place. What it finds is

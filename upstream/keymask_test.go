@@ -7,7 +7,7 @@ import "testing"
 // masked too, the end of a whole one not; a placeholder key (shorter than
 // minMaskedKey) is left alone, the answer's words with it.
 func TestMaskKey(t *testing.T) {
-	r := &Route{Options: Options{ProviderKey: "sk-abc/def+123"}}
+	r := &Route{Options: Options{ProviderKey: "sk-abc/def+123"}, secret: "sk-abc/def+123"}
 	for _, tt := range []struct {
 		in, want string
 		cut      bool
@@ -26,7 +26,7 @@ func TestMaskKey(t *testing.T) {
 			t.Errorf("%q (cut %v): %q, want %q", tt.in, tt.cut, got, tt.want)
 		}
 	}
-	short := &Route{Options: Options{ProviderKey: "none"}}
+	short := &Route{Options: Options{ProviderKey: "none"}, secret: "none"}
 	if got := short.maskKeyCut([]byte("none of the models")); string(got) != "none of the models" {
 		t.Errorf("placeholder key masked: %q", got)
 	}
@@ -39,7 +39,7 @@ func TestMaskKey(t *testing.T) {
 // a placeholder key are left alone.
 func TestBodyMask(t *testing.T) {
 	const key = "sk-abc/def+123456"
-	r := &Route{Options: Options{ProviderKey: key}, keyQuery: "sk-abc%2Fdef%2B123456"}
+	r := &Route{Options: Options{ProviderKey: key}, secret: key, keyQuery: "sk-abc%2Fdef%2B123456"}
 	for _, tt := range []struct {
 		name   string
 		status int
@@ -81,7 +81,7 @@ func TestBodyMask(t *testing.T) {
 		})
 	}
 	var m bodyMask
-	m.start(&Route{Options: Options{ProviderKey: "EMPTY"}}, 401)
+	m.start(&Route{Options: Options{ProviderKey: "EMPTY"}, secret: "EMPTY"}, 401)
 	if m.on {
 		t.Error("a placeholder key is masked")
 	}

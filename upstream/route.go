@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -111,8 +112,12 @@ type Route struct {
 
 	authKey   []byte // header name
 	authValue []byte // "Bearer <key>" or the bare key; nil when not configured
-	keyQuery  string // the provider key as it goes in a query, when that differs (keymask.go)
-	extra     [][2][]byte
+	keyQuery  string // secret as it goes in a query, when that differs (keymask.go)
+	// secret is what answers are masked for (keymask.go): the provider
+	// key, or without one a credential the route's headers send
+	// (headerSecret).
+	secret string
+	extra  [][2][]byte
 
 	pool     *pool    // the targets; nil on a target's own copy of the route
 	bufs     *bufPool // read buffers of ReadBufferBytes
@@ -178,7 +183,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	first := p.targets[0].route
 	r.Upstream, r.ProviderKey, r.KeyEnv = first.Upstream, first.ProviderKey, first.KeyEnv
 	r.client, r.scheme, r.host, r.basePath, r.dials = first.client, first.scheme, first.host, first.basePath, first.dials
-	r.authKey, r.authValue, r.extra, r.keyQuery = first.authKey, first.authValue, first.extra, first.keyQuery
+	r.authKey, r.authValue, r.extra, r.keyQuery, r.secret = first.authKey, first.authValue, first.extra, first.keyQuery, first.secret
 	for _, t := range p.targets {
 		if t.route.Configured() {
 			r.authValue, r.KeyEnv = t.route.authValue, t.route.KeyEnv
@@ -209,7 +214,8 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		prefix:   r.prefix,
 		bufs:     r.bufs,
 	}
-	if q := url.QueryEscape(o.ProviderKey); q != o.ProviderKey {
+	t.secret = cmp.Or(o.ProviderKey, headerSecret(o.Headers))
+	if q := url.QueryEscape(t.secret); q != t.secret {
 		t.keyQuery = q
 	}
 	if o.ProviderKey != "" {
@@ -233,6 +239,28 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		skipVerify:     o.TLSSkipVerify,
 	})
 	return t, nil
+}
+
+// headerSecret returns the credential a route's headers send (a
+// self-hosted server's key in Authorization or X-Api-Key, with no
+// auth_env), without its scheme ("Bearer "), or "": an upstream's answer
+// that repeats it is masked as one that repeats a provider key. With
+// several, the longest.
+func headerSecret(h map[string]string) string {
+	var found string
+	var lb [64]byte
+	for k, v := range h {
+		if classOf(lowerKey(&lb, []byte(k)))&secret == 0 {
+			continue
+		}
+		if _, cred, ok := strings.Cut(strings.TrimSpace(v), " "); ok && !strings.ContainsAny(cred, " ") {
+			v = cred // "Bearer KEY", "Basic B64"
+		}
+		if v = strings.TrimSpace(v); len(v) > len(found) {
+			found = v
+		}
+	}
+	return found
 }
 
 func errTooManyTargets(route string, n int) error {
