@@ -131,3 +131,22 @@ func TestHungInsertCurrentBlockSpooled(t *testing.T) {
 		return n == len(want)
 	})
 }
+
+// TestCloseReportsSpoolCapDrops: rows the spool's cap deletes once Close
+// has begun (the last block it spools pushes the spool over
+// spool_max_bytes) are lost, and Close says so; they were counted dropped
+// and Close returned nil.
+func TestCloseReportsSpoolCapDrops(t *testing.T) {
+	dir := t.TempDir()
+	w := newWriter(t, Options{SpoolDir: dir, SpoolMaxBytes: 1000, FlushInterval: time.Hour})
+	writeSSE(w, 5) // one block of about 3.5 KB: over the cap once spooled
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err := w.Close(ctx)
+	if s := w.Stats(); s.RowsDropped != 5 {
+		t.Fatalf("%d rows dropped, want 5 (the block over the cap): %+v", s.RowsDropped, s)
+	}
+	if err == nil || !strings.Contains(err.Error(), "5 rows dropped") {
+		t.Errorf("Close: %v; want the 5 rows dropped", err)
+	}
+}

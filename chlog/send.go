@@ -3,6 +3,7 @@ package chlog
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -103,6 +104,7 @@ func (g *gather) next() []byte {
 			w.segments.give(seg.Buf)
 			w.stats.rowsDropped.Add(int64(rows))
 			w.log.Error("chlog: BUG: encode block", "rows", rows, "err", err)
+			_ = w.lose(fmt.Errorf("chlog: %d rows dropped: encode: %w", rows, err))
 			continue
 		}
 		g.segs = append(g.segs, seg.Buf)

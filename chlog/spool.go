@@ -315,6 +315,7 @@ func (s *spool) enforceCap() {
 		s.bytes -= f.sizeBytes
 		s.w.stats.rowsDropped.Add(int64(f.rows))
 		s.w.log.Error("chlog: spool over its cap: dropped oldest block", "file", f.name, "rows", f.rows, "spool_max_bytes", s.maxBytes)
+		_ = s.w.lose(fmt.Errorf("chlog: %d rows dropped: spool over spool_max_bytes %d (file %s)", f.rows, s.maxBytes, f.name))
 	}
 	s.publish()
 }

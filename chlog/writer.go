@@ -723,6 +723,7 @@ func (w *Writer) spoolGroup(g *spoolScratch, b *block) error {
 			g.buf.Buf = g.buf.Buf[:mark]
 			w.stats.rowsDropped.Add(int64(rows))
 			w.log.Error("chlog: BUG: encode block", "rows", rows, "err", err)
+			_ = w.lose(fmt.Errorf("chlog: %d rows dropped: encode: %w", rows, err))
 		} else if rows > 0 {
 			if m.rows == 0 {
 				m.seq, m.first = seq, first
