@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -104,14 +105,14 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	}
 
 	var dialErr error
-	var dialed atomic.Pointer[net.Conn] // for watchClient to cut the wait for the 101
+	var up upstreamDial // for watchClient to cut the wait for the 101
 	nd := &net.Dialer{Timeout: r.ConnectTimeout}
 	d := websocket.Dialer{
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := nd.DialContext(ctx, network, addr)
 			dialErr = err
 			if err == nil {
-				dialed.Store(&c)
+				up.dialed(c)
 			}
 			return c, err
 		},
@@ -123,7 +124,7 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 			c, err := r.dialTLS(ctx, nd, network, addr)
 			dialErr = err
 			if err == nil {
-				dialed.Store(&c)
+				up.dialed(c)
 			}
 			return c, err
 		},
@@ -135,13 +136,7 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	if dials == nil {
 		dials = context.Background() // a route not made by NewRoute (tests)
 	}
-	ctx, left := watchClient(dials, in, func() {
-		// The dialer reads the answer without looking at ctx: the
-		// connection's deadline ends that read.
-		if c := dialed.Load(); c != nil {
-			_ = (*c).SetDeadline(time.Now())
-		}
-	})
+	ctx, left := watchClient(dials, in, up.cut)
 	conn, resp, err := d.DialContext(ctx, r.wsURL(in), h)
 	if gone := left(); err != nil && resp == nil && gone {
 		// The client left while the upstream had not answered: the
@@ -194,6 +189,34 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	rec.TTFB = time.Since(rec.Start)
 	rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 	return WSDial{Conn: conn, Header: endToEnd(resp.Header), Status: fasthttp.StatusSwitchingProtocols}
+}
+
+// upstreamDial is the connection a WebSocket dial made, for watchClient to
+// cut: the dialer reads the upstream's answer without looking at its ctx,
+// and sets the connection's deadlines itself, so the connection is closed.
+// A cut before the connection exists closes it as it comes.
+type upstreamDial struct {
+	mu    sync.Mutex
+	c     net.Conn
+	isCut bool
+}
+
+func (u *upstreamDial) dialed(c net.Conn) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.c = c
+	if u.isCut {
+		_ = c.Close()
+	}
+}
+
+func (u *upstreamDial) cut() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.isCut = true
+	if u.c != nil {
+		_ = u.c.Close()
+	}
 }
 
 // clientWatchEvery is how often watchClient looks at the client.
