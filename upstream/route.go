@@ -242,26 +242,34 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 }
 
 // headerSecret returns the credential a route's headers send (a
-// self-hosted server's key in Authorization or X-Api-Key, with no
-// auth_env), without its scheme ("Bearer "), or "": an upstream's answer
-// that repeats it is masked as one that repeats a provider key. With
-// several, the longest.
+// self-hosted server's key, with no auth_env), or "": an upstream's answer
+// that repeats it is masked as one that repeats a provider key. One
+// credential, the first of secretHeaders the headers set: Authorization's
+// past its scheme ("Bearer KEY"), the others' whole. Cookies are not
+// looked at (a cookie string is no one key).
 func headerSecret(h map[string]string) string {
-	var found string
-	var lb [64]byte
-	for k, v := range h {
-		if classOf(lowerKey(&lb, []byte(k)))&secret == 0 {
-			continue
-		}
-		if _, cred, ok := strings.Cut(strings.TrimSpace(v), " "); ok && !strings.ContainsAny(cred, " ") {
-			v = cred // "Bearer KEY", "Basic B64"
-		}
-		if v = strings.TrimSpace(v); len(v) > len(found) {
-			found = v
+	for _, name := range secretHeaders {
+		for k, v := range h {
+			if !strings.EqualFold(k, name) {
+				continue
+			}
+			v = strings.TrimSpace(v)
+			if name == "Authorization" {
+				if _, cred, ok := strings.Cut(v, " "); ok {
+					v = strings.TrimSpace(cred)
+				}
+			}
+			if v != "" {
+				return v
+			}
 		}
 	}
-	return found
+	return ""
 }
+
+// secretHeaders are the request headers headerSecret takes a route's
+// credential from, in order.
+var secretHeaders = []string{"Authorization", "X-Api-Key", "Api-Key", "X-Goog-Api-Key"}
 
 func errTooManyTargets(route string, n int) error {
 	return fmt.Errorf("upstream: route %s: upstreams: %d targets: at most 64", route, n)
