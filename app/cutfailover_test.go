@@ -73,10 +73,30 @@ func cutTarget(t *testing.T, mode string) (string, *bodies) {
 // the upstream's URL.
 func rawTarget(t *testing.T, answer func(c net.Conn, body []byte)) string {
 	t.Helper()
+	return "http://" + connTarget(t, func(c net.Conn) {
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		b, err := io.ReadAll(req.Body)
+		if err != nil {
+			return
+		}
+		answer(c, b)
+	})
+}
+
+// connTarget is an upstream on loopback that runs serve on each connection
+// it accepts; a connection closes when its serve returns, or at the test's
+// end, which waits for every serve. It returns the upstream's address.
+func connTarget(t *testing.T, serve func(c net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
 	var conns sync.WaitGroup
 	go func() {
 		for {
@@ -85,26 +105,31 @@ func rawTarget(t *testing.T, answer func(c net.Conn, body []byte)) string {
 				return
 			}
 			conns.Add(1)
+			mu.Lock()
+			open[c] = true
+			mu.Unlock()
 			go func() {
 				defer conns.Done()
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				b, err := io.ReadAll(req.Body)
-				if err != nil {
-					return
-				}
-				answer(c, b)
+				defer func() {
+					mu.Lock()
+					delete(open, c)
+					mu.Unlock()
+					_ = c.Close()
+				}()
+				serve(c)
 			}()
 		}
 	}()
 	t.Cleanup(func() {
 		_ = ln.Close()
+		mu.Lock()
+		for c := range open {
+			_ = c.Close()
+		}
+		mu.Unlock()
 		conns.Wait()
 	})
-	return "http://" + ln.Addr().String()
+	return ln.Addr().String()
 }
 
 // liveEvents is what a liveTarget streams: several events, each flushed on

@@ -18,40 +18,26 @@ import (
 // skipped the answer: 502 upstream_reset, and the target was ejected for
 // a client's oversized upload.
 func TestUpstreamEarlyAnswerDuringUpload(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	up := connTarget(t, func(c net.Conn) {
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		br := bufio.NewReader(c)
+		for { // the head only
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(30 * time.Second))
-				br := bufio.NewReader(c)
-				for { // the head only
-					line, err := br.ReadString('\n')
-					if err != nil || line == "\r\n" {
-						break
-					}
-				}
-				body := `{"error":"too large"}` + "\n"
-				_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: "+
-					itoa(len(body))+"\r\nConnection: close\r\n\r\n"+body)
-			}()
 		}
-	}()
+		body := `{"error":"too large"}` + "\n"
+		_, _ = io.WriteString(c, "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: "+
+			itoa(len(body))+"\r\nConnection: close\r\n\r\n"+body)
+	})
 	t.Setenv("TEST_PROVIDER_KEY", providerKey)
 	p := startPool(t, poolConfig(t, `
   - name: chat
     path: /v1/chat/completions
     auth_env: TEST_PROVIDER_KEY
     upstreams:
-      - {name: strict, url: "http://`+ln.Addr().String()+`"}
+      - {name: strict, url: "http://`+up+`"}
     health: {max_fails: 1, cooldown: 1m}
 `, "rate_limit: {disabled: true}"))
 	big := `{"model":"m","input":"` + strings.Repeat("x", 4<<20) + `"}`

@@ -158,25 +158,11 @@ func TestShutdownReportsLostRows(t *testing.T) {
 // the relay is shutting down; it was answered 499 (a client that left)
 // with "the upstream closed the connection", and its row said 499.
 func TestShutdownCutsHeadWait(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			t.Cleanup(func() { _ = c.Close() })
-			go func() { _, _ = io.Copy(io.Discard, c) }() // takes the request, never answers
-		}
-	}()
+	up := connTarget(t, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) }) // takes the request, never answers
 	r := startRelayYAML(t, func(y string) string {
 		y = strings.Replace(y, "shutdown_grace: 5s", "shutdown_grace: 1s", 1)
 		return strings.Replace(y, "  - name: refused\n    path: /refused\n    upstream: http://127.0.0.1:1\n",
-			"  - name: refused\n    path: /refused\n    upstream: http://"+ln.Addr().String()+"\n    first_byte_timeout: 60s\n", 1)
+			"  - name: refused\n    path: /refused\n    upstream: http://"+up+"\n    first_byte_timeout: 60s\n", 1)
 	}, nil)
 	shutdownWhileConnecting(t, r, func() (*http.Response, error) {
 		return r.tryPost("/refused", `{"model":"m","stream":true}`, nil)

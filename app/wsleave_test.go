@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,32 +16,26 @@ import (
 // connection closed soon after, its row client_closed; the relay held it
 // until first_byte_timeout (120 s by default), and the upstream went on.
 func TestWSClientLeavesDuringHandshake(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ln.Close() })
 	closed := make(chan time.Time, 1)
 	asked := make(chan struct{})
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	var first sync.Once
+	up := connTarget(t, func(c net.Conn) {
 		_ = c.SetReadDeadline(time.Now().Add(90 * time.Second))
 		var b [1]byte
 		if _, err := c.Read(b[:]); err == nil {
-			close(asked)
+			first.Do(func() { close(asked) })
 		}
 		_, _ = io.Copy(io.Discard, c) // takes the handshake, never answers: until the relay closes
-		closed <- time.Now()
-	}()
+		select {
+		case closed <- time.Now():
+		default:
+		}
+	})
 	t.Setenv("TEST_PROVIDER_KEY", providerKey)
 	p := startPool(t, poolConfig(t, `
   - name: realtime
     path: /v1/realtime
-    upstream: ws://`+ln.Addr().String()+`
+    upstream: ws://`+up+`
     auth_env: TEST_PROVIDER_KEY
     kind: ws
     first_byte_timeout: 90s
