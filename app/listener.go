@@ -120,6 +120,13 @@ type edgeConn struct {
 	// error handler takes it to log a request fasthttp refused for a
 	// control character in a header.
 	badHead *handlers.BadHead
+	// kept is the prefetch buffer of the read that began the current
+	// request, kept once its bytes were handed out until the request
+	// reaches a handler or the error handler (keptN bytes): a request
+	// whose body does not arrive in time (408) is then logged with its
+	// head (handlers.ReadError), which fasthttp has reset by then.
+	kept  *prefetchBuf
+	keptN int
 
 	// The server (with ReduceMemoryUsage) waits for a request with a
 	// one-byte read, holding no buffer. The connection reads what arrived
@@ -158,8 +165,11 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	if c.pre != nil {
 		return c.takePrefetched(p), nil
 	}
-	if c.fresh && len(p) < 64 {
-		return c.readPrefetch(p)
+	if c.fresh {
+		c.DropHead()
+		if len(p) < 64 {
+			return c.readPrefetch(p)
+		}
 	}
 	n, err := c.Conn.Read(p)
 	if !c.fresh || n <= 0 {
@@ -245,14 +255,33 @@ func (c *edgeConn) rawPrefetch(fd uintptr) bool {
 	}
 }
 
-// takePrefetched copies prefetched bytes into p.
+// takePrefetched copies prefetched bytes into p; the buffer, handed out
+// whole, is kept as the request's head (KeptHead).
 func (c *edgeConn) takePrefetched(p []byte) int {
 	n := copy(p, c.pre.b[c.preOff:c.preN])
 	c.preOff += n
 	if c.preOff == c.preN {
-		c.releasePrefetch()
+		c.kept, c.keptN, c.pre = c.pre, c.preN, nil
 	}
 	return n
+}
+
+// KeptHead returns the bytes of the read that began the connection's
+// current request, valid until DropHead; nil once it reached a handler,
+// or when the read was not a prefetch (handlers.ReadError).
+func (c *edgeConn) KeptHead() []byte {
+	if c.kept == nil {
+		return nil
+	}
+	return c.kept.b[:c.keptN]
+}
+
+// DropHead gives the kept head's buffer back to its pool.
+func (c *edgeConn) DropHead() {
+	if c.kept != nil {
+		prefetchPool.Put(c.kept)
+		c.kept = nil
+	}
 }
 
 func (c *edgeConn) releasePrefetch() {

@@ -89,9 +89,14 @@ func (bh *BadHead) message() string {
 // restore parses the kept head into req's header, as if fasthttp had read
 // it; false when it cannot: fasthttp refuses more in it than the fields
 // with a control character (no Host, a request target it does not take).
-func (bh *BadHead) restore(req *fasthttp.Request) bool {
+func (bh *BadHead) restore(req *fasthttp.Request) bool { return restoreHead(req, bh.clean) }
+
+// restoreHead parses head, a request's header block with its empty line,
+// into req's header, as if fasthttp had read it; false when fasthttp
+// refuses it.
+func restoreHead(req *fasthttp.Request, head []byte) bool {
 	hdr := &req.Header
-	if err := hdr.Read(bufio.NewReaderSize(bytes.NewReader(bh.clean), len(bh.clean)+16)); err != nil {
+	if err := hdr.Read(bufio.NewReaderSize(bytes.NewReader(head), len(head)+16)); err != nil {
 		hdr.Reset()
 		return false
 	}

@@ -100,8 +100,8 @@ func (k *chunkedHeads) forget(hdr *fasthttp.RequestHeader) {
 // context. (A request that ended without a handler, its client gone at a
 // chunk boundary, leaves its entry: a header read that fails on the next
 // connection to use the context must not take it, hence ReadError's
-// bodyReadFailed. A body too slow, 408, is no such error: its answer has
-// no id and no row.)
+// bodyReadFailed. A body too slow, 408, is no such error: its head comes
+// from its connection instead, slowbody.go.)
 func restoreChunkedHead(ctx *fasthttp.RequestCtx) bool {
 	hdr := &ctx.Request.Header
 	if keptHeads.live.Load() == 0 {

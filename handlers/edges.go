@@ -36,6 +36,7 @@ import (
 func (h *Relay) CheckRequest(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		keptHeads.forget(&ctx.Request.Header) // read whole (chunkedhead.go)
+		dropHead(ctx)                         // (slowbody.go)
 		status, msg := requestEdge(&ctx.Request.Header)
 		if status == 0 {
 			next(ctx)

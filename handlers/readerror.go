@@ -23,6 +23,7 @@ func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp
 			// (chunkedhead.go) for the answer's id and the row.
 			restoreChunkedHead(ctx)
 		}
+		restoreSlowBodyHead(ctx, err) // the same for a body too slow (slowbody.go)
 		if len(ctx.Request.Header.RawHeaders()) != 0 || !headRefused(err) {
 			next(ctx, err)
 			return
