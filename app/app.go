@@ -213,6 +213,22 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	return f
 }
 
+// warnUnsetKeys logs the routes and targets whose provider key variable is
+// unset, at start and on each reload.
+func (a *App) warnUnsetKeys(routes []*upstream.Route) {
+	for _, r := range routes {
+		if !r.Configured() {
+			a.log.Warn("provider key not set: requests on this route will fail with 502 upstream_config",
+				"route", r.Name, "auth_env", r.KeyEnv)
+			continue
+		}
+		for _, t := range r.UnsetTargets() {
+			a.log.Warn("provider key not set: this target of the route is never picked",
+				"route", r.Name, "target", t.Target, "auth_env", t.KeyEnv)
+		}
+	}
+}
+
 // ownRoute is a path the relay's server answers itself, for GET (and so
 // HEAD), in front of the routes, with its handler.
 type ownRoute struct {
@@ -338,12 +354,7 @@ func (a *App) quotaOptionsOf(cfg *Config) quota.Options {
 }
 
 func (a *App) logStart(routes []*upstream.Route) {
-	for _, r := range routes {
-		if !r.Configured() {
-			a.log.Warn("provider key not set: requests on this route will fail with 502 upstream_config",
-				"route", r.Name, "auth_env", r.KeyEnv)
-		}
-	}
+	a.warnUnsetKeys(routes)
 	storage := a.cfg.storageSummary()
 	limits := "redis " + a.cfg.Storage.Redis.Addr
 	switch {

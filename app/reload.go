@@ -121,6 +121,7 @@ func (a *App) reload(path, envFile string) error {
 	}
 	applied = true
 	a.clients.Keep(routes) // the pools of hosts or settings no route has now
+	a.warnUnsetKeys(routes)
 	if limiter != a.limiter {
 		if a.limiter != nil {
 			a.retire(a.limiter)

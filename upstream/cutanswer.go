@@ -39,12 +39,47 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 	}
 	s.rec.Status = status
 	// The row's response headers are those of the answer the client got,
-	// not the upstream's head it never saw.
+	// not the upstream's head it never saw; the record of the attempts
+	// stays, its last one's status become this failure.
+	tries := cutAttempts(s.rec.ResponseHeaders, *failed)
 	var h fasthttp.ResponseHeader
 	if h.Read(bufio.NewReader(bytes.NewReader(b))) == nil {
 		s.rec.ResponseHeaders = CaptureResponseHeaders(s.rec.ResponseHeaders[:0], &h)
+		if tries != nil {
+			s.rec.ResponseHeaders = appendMember(s.rec.ResponseHeaders, tries)
+		}
 	}
 	return true
+}
+
+// cutAttempts returns the "x-relay-attempts" member of the captured
+// response headers hdr (appendAttempts), its last attempt's status
+// replaced by errType; nil when hdr has none (one attempt).
+func cutAttempts(hdr []byte, errType string) []byte {
+	i := bytes.Index(hdr, []byte(attemptsMember))
+	if i < 0 {
+		return nil
+	}
+	v := hdr[i+len(attemptsMember):]
+	end := bytes.IndexByte(v, '"')
+	eq := bytes.LastIndexByte(v[:max(end, 0)], '=')
+	if end < 0 || eq < 0 {
+		return nil
+	}
+	m := append([]byte(nil), hdr[i:i+len(attemptsMember)+eq+1]...)
+	return append(append(m, errType...), '"')
+}
+
+// appendMember adds member (`"name":"value"`) to the JSON object in dst.
+func appendMember(dst, member []byte) []byte {
+	if len(dst) < 2 || dst[len(dst)-1] != '}' {
+		return dst
+	}
+	dst = dst[:len(dst)-1]
+	if dst[len(dst)-1] != '{' {
+		dst = append(dst, ',')
+	}
+	return append(append(dst, member...), '}')
 }
 
 // CutAnswer returns the status and message of the relay's answer to an

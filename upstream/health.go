@@ -94,20 +94,27 @@ func (h *health) claim(now int64) bool {
 // ejected until it succeeds).
 func (h *health) healthy() bool { return h.until.Load() == 0 }
 
-// report accounts one attempt; probe: the attempt was its target's probe
-// (pool.pick said so). retryAfter > 0 (a 429 carrying Retry-After) ejects
+// picked is what an attempt's pick knew of its target: whether it was its
+// probe (pool.pick said so), and how many times it had been ejected.
+type picked struct {
+	probe bool
+	epoch uint64
+}
+
+// report accounts one attempt, picked as p. retryAfter > 0 (a 429 carrying Retry-After) ejects
 // at once for that long. Only the probe's own outcome ends the probe: a
 // request that reached the target otherwise (picked before its ejection,
 // or with every target ejected) neither lets a second probe through by
 // leaving nor doubles the cool-down by failing.
-func (t *target) report(o outcome, probe bool, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
+func (t *target) report(o outcome, p picked, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
+	probe := p.probe
 	switch o {
 	case outcomeNeutral:
 		if probe {
 			t.health.probing.Store(false)
 		}
 	case outcomeOK:
-		t.succeed(log)
+		t.succeed(p.epoch, log)
 	default:
 		t.fail(cleared{}, retryAfter, ho, log, why, probe)
 	}
@@ -124,15 +131,23 @@ type cleared struct {
 	seq      uint64
 }
 
-// succeed accounts a success: the failures in a row start over, and a
-// probe brings its target back.
-func (t *target) succeed(log *slog.Logger) cleared {
+// succeed accounts a success of an attempt picked when its target had been
+// ejected epoch times (health.ejections): the failures in a row start
+// over, and the probe, or a request picked while the target was ejected
+// (every target was), brings it back. One picked before the target's
+// latest ejection (in flight when a 429 with Retry-After or failures in a
+// row ejected it) does not end that ejection.
+func (t *target) succeed(epoch uint64, log *slog.Logger) cleared {
 	h := t.health
 	c := cleared{fails: h.fails.Swap(0), seq: h.successes.Add(1)}
 	if h.until.Load() == 0 {
 		return c
 	}
 	h.mu.Lock()
+	if h.ejections.Load() != epoch { // ejected since it was picked
+		h.mu.Unlock()
+		return c
+	}
 	back := h.until.Load() != 0
 	if back {
 		c.cooldown = h.cooldown
@@ -186,7 +201,9 @@ func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, lo
 	}
 	d = min(d, ho.MaxCooldown)
 	fresh := h.until.Load() == 0 || probe
-	h.until.Store(mono.Now() + int64(d))
+	// An ejection under way is never shortened: a 429's Retry-After
+	// stands against the failures of requests that were in flight.
+	h.until.Store(max(mono.Now()+int64(d), h.until.Load()))
 	h.probing.Store(false)
 	h.fails.Store(0)
 	h.mu.Unlock()

@@ -66,6 +66,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 			return nil, record.ErrClientClosed, statusClientClosed, errClientLeft
 		}
 		t, probe := r.pool.pick(tried)
+		pk := picked{probe: probe, epoch: t.health.ejections.Load()}
 		tried |= t.bit
 		rec.Upstream = t.recName
 		// An attempt whose connect or wait the whole request's Timeout
@@ -102,7 +103,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 				// The client left, the relay is shutting down (its
 				// connect given up), or the request ran out of time: no
 				// verdict on the target, no other attempt.
-				t.report(outcomeNeutral, probe, 0, &r.Health, r.Logger, errType)
+				t.report(outcomeNeutral, pk, 0, &r.Health, r.Logger, errType)
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
 			}
@@ -112,7 +113,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 				// target (healthy targets were ejected for it).
 				verdict = outcomeNeutral
 			}
-			t.report(verdict, probe, 0, &r.Health, r.Logger, failReason(errType, err))
+			t.report(verdict, pk, 0, &r.Health, r.Logger, failReason(errType, err))
 			if last || !r.failsOverOn(errType, 0) {
 				rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
 				return nil, errType, status, err
@@ -124,16 +125,16 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 		switch {
 		case code == fasthttp.StatusTooManyRequests:
 			ra := retryAfter(&s.hdr)
-			t.report(outcomeFailed, probe, ra, &r.Health, r.Logger, "status 429")
+			t.report(outcomeFailed, pk, ra, &r.Health, r.Logger, "status 429")
 		case code >= 500 && code <= 599:
-			t.report(outcomeFailed, probe, 0, &r.Health, r.Logger, "status "+statusText(code))
+			t.report(outcomeFailed, pk, 0, &r.Health, r.Logger, "status "+statusText(code))
 		case awaited:
-			s.succeeded(t, r)
+			s.succeeded(t, r, pk)
 		default:
 			// The body's first byte has not come yet: the stream
 			// reports the target when it does, or when it is cut
 			// before it (settleHealth).
-			s.pending, s.pendingOf, s.pendingProbe = t, r, probe
+			s.pending, s.pendingOf, s.pendingPick = t, r, pk
 		}
 		if !last && r.failsOverOn("", code) {
 			s.discard()

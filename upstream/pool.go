@@ -200,6 +200,27 @@ func newPool(parent *Route, clients *Clients) (*pool, error) {
 	return p, nil
 }
 
+// UnsetTarget is a target of a route of several whose provider key
+// variable is unset: it is never picked.
+type UnsetTarget struct {
+	Target, KeyEnv string // name or index, and the variable
+}
+
+// UnsetTargets returns the targets of r whose key is unset, when r has
+// more than one (a route of one says so itself: Configured).
+func (r *Route) UnsetTargets() []UnsetTarget {
+	if len(r.pool.targets) < 2 {
+		return nil
+	}
+	var out []UnsetTarget
+	for _, t := range r.pool.targets {
+		if !t.route.Configured() {
+			out = append(out, UnsetTarget{Target: t.label, KeyEnv: t.route.KeyEnv})
+		}
+	}
+	return out
+}
+
 // TargetStatus is one target's health, for metrics.
 type TargetStatus struct {
 	Route, Target string // route name, target name or index
@@ -210,7 +231,9 @@ type TargetStatus struct {
 // AppendTargets appends the status of every target of r to dst.
 func (r *Route) AppendTargets(dst []TargetStatus) []TargetStatus {
 	for _, t := range r.pool.targets {
-		dst = append(dst, TargetStatus{Route: r.Name, Target: t.label, Healthy: t.health.healthy(), Ejections: t.health.ejections.Load()})
+		// A target without its key is never picked: not healthy.
+		healthy := t.health.healthy() && t.route.Configured()
+		dst = append(dst, TargetStatus{Route: r.Name, Target: t.label, Healthy: healthy, Ejections: t.health.ejections.Load()})
 	}
 	return dst
 }

@@ -71,13 +71,13 @@ func TestPassiveHealthEjectsAndProbes(t *testing.T) {
 	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"}, Target{Name: "backup", Backup: true})
 	r.Health.Cooldown = 50 * time.Millisecond
 	a, b := r.pool.targets[0], r.pool.targets[1]
-	fail := func(t *target) { t.report(outcomeFailed, false, 0, &r.Health, quiet, "test") }
+	fail := func(t *target) { t.report(outcomeFailed, pickedNow(t, false), 0, &r.Health, quiet, "test") }
 	fail(a)
 	fail(a)
 	if !a.health.healthy() {
 		t.Fatal("ejected after 2 failures, max_fails is 3")
 	}
-	a.report(outcomeOK, false, 0, &r.Health, quiet, "")
+	a.report(outcomeOK, pickedNow(a, false), 0, &r.Health, quiet, "")
 	fail(a)
 	fail(a)
 	if !a.health.healthy() {
@@ -101,8 +101,8 @@ func TestPassiveHealthEjectsAndProbes(t *testing.T) {
 	if p1.label == "backup" || p2.label == "backup" || p1 == p2 || p3.label != "backup" {
 		t.Fatalf("after the cool-down: %s %s %s, want one probe each to a and b, then the backup", p1.label, p2.label, p3.label)
 	}
-	a.report(outcomeFailed, true, 0, &r.Health, quiet, "test") // a's probe fails: twice the cool-down
-	b.report(outcomeOK, false, 0, &r.Health, quiet, "")
+	a.report(outcomeFailed, pickedNow(a, true), 0, &r.Health, quiet, "test") // a's probe fails: twice the cool-down
+	b.report(outcomeOK, pickedNow(b, false), 0, &r.Health, quiet, "")
 	if !b.health.healthy() || a.health.healthy() || a.health.cooldown != 100*time.Millisecond || a.health.ejections.Load() != 2 {
 		t.Fatalf("b healthy %v, a healthy %v cooldown %v ejections %d", b.health.healthy(), a.health.healthy(), a.health.cooldown, a.health.ejections.Load())
 	}
@@ -123,7 +123,7 @@ func TestRetryAfterEjectsForThatLong(t *testing.T) {
 	a := r.pool.targets[0]
 	var h fasthttp.ResponseHeader
 	h.Set("Retry-After", "1")
-	a.report(outcomeFailed, false, retryAfter(&h), &r.Health, quiet, "status 429")
+	a.report(outcomeFailed, pickedNow(a, false), retryAfter(&h), &r.Health, quiet, "status 429")
 	if a.health.healthy() {
 		t.Fatal("a 429 with Retry-After must eject at once")
 	}
@@ -177,7 +177,7 @@ func TestAppendAttempts(t *testing.T) {
 func TestAdoptKeepsHealthOfUnchangedTargets(t *testing.T) {
 	old := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
 	for range 3 {
-		old.pool.targets[0].report(outcomeFailed, false, 0, &old.Health, quiet, "test")
+		old.pool.targets[0].report(outcomeFailed, pickedNow(old.pool.targets[0], false), 0, &old.Health, quiet, "test")
 	}
 	next := poolRoute(t, Target{Name: "a"}, Target{Name: "b", URL: "http://127.0.0.1:2"})
 	next.Adopt(old)
@@ -201,7 +201,7 @@ func TestProbeOnlyEndedByItself(t *testing.T) {
 	r.Health.Cooldown = 50 * time.Millisecond
 	a := r.pool.targets[0]
 	for range 3 {
-		a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
+		a.report(outcomeFailed, pickedNow(a, false), 0, &r.Health, quiet, "test")
 	}
 	if a.health.healthy() {
 		t.Fatal("not ejected after 3 failures")
@@ -221,18 +221,18 @@ func TestProbeOnlyEndedByItself(t *testing.T) {
 		t.Fatal("the first pick of a after its cool-down is not its probe")
 	}
 	// Another request to a (not the probe) whose client leaves.
-	a.report(outcomeNeutral, false, 0, &r.Health, quiet, "client left")
+	a.report(outcomeNeutral, pickedNow(a, false), 0, &r.Health, quiet, "client left")
 	for range 10 {
 		if tt, p := r.pool.pick(0); tt == a || p {
 			t.Fatalf("picked %s (probe %v) while a's probe is out", tt.label, p)
 		}
 	}
 	// Another request to a fails: one failure, not the probe's.
-	a.report(outcomeFailed, false, 0, &r.Health, quiet, "test")
+	a.report(outcomeFailed, pickedNow(a, false), 0, &r.Health, quiet, "test")
 	if a.health.cooldown != 50*time.Millisecond || !a.health.probing.Load() {
 		t.Fatalf("after a failure that is not the probe's: cool-down %v, probing %v; want 50ms, the probe still out", a.health.cooldown, a.health.probing.Load())
 	}
-	a.report(outcomeFailed, true, 0, &r.Health, quiet, "test") // the probe fails
+	a.report(outcomeFailed, pickedNow(a, true), 0, &r.Health, quiet, "test") // the probe fails
 	if a.health.healthy() || a.health.cooldown != 100*time.Millisecond || a.health.probing.Load() {
 		t.Fatalf("after the probe failed: healthy %v, cool-down %v, probing %v; want ejected for 100ms, no probe", a.health.healthy(), a.health.cooldown, a.health.probing.Load())
 	}
@@ -247,14 +247,14 @@ func TestRetryKeepsEjectedTargetsCoolDown(t *testing.T) {
 	a, b := r.pool.targets[0], r.pool.targets[1]
 	var h fasthttp.ResponseHeader
 	h.Set("Retry-After", "120")
-	a.report(outcomeFailed, false, retryAfter(&h), &r.Health, quiet, "status 429")
+	a.report(outcomeFailed, pickedNow(a, false), retryAfter(&h), &r.Health, quiet, "status 429")
 	if n := r.pool.left(b.bit); n != 0 {
 		t.Fatalf("after b failed, %d targets left for a retry; want 0 (a is cooling down, b available)", n)
 	}
 	if n := r.pool.left(0); n != 1 {
 		t.Fatalf("%d targets left before any attempt, want 1 (b)", n)
 	}
-	b.report(outcomeFailed, false, retryAfter(&h), &r.Health, quiet, "status 429")
+	b.report(outcomeFailed, pickedNow(b, false), retryAfter(&h), &r.Health, quiet, "status 429")
 	if n := r.pool.left(a.bit); n != 1 {
 		t.Fatalf("every target ejected, a tried: %d left, want 1 (b, ejected too: none is available)", n)
 	}
@@ -267,5 +267,38 @@ func TestRetryAfterHuge(t *testing.T) {
 	h.Set("Retry-After", "9999999999")
 	if d := retryAfter(&h); d < time.Hour {
 		t.Fatalf("Retry-After 9999999999: %v", d)
+	}
+}
+
+// pickedNow is how an attempt picked t now would be: its probe or not.
+func pickedNow(t *target, probe bool) picked {
+	return picked{probe: probe, epoch: t.health.ejections.Load()}
+}
+
+// TestEjectionNotShortened: a 429's Retry-After ejection stands against the
+// failures of requests picked before it (they may lengthen it, never
+// shorten it) and against their successes; the success of a request
+// picked after it began (while every target was ejected) ends it.
+func TestEjectionNotShortened(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Hour}
+	before := pickedNow(a, false) // in flight when the 429 comes
+	a.report(outcomeFailed, pickedNow(a, false), 30*time.Minute, ho, quiet, "status 429")
+	left := func() time.Duration { return time.Duration(a.health.until.Load() - mono.Now()) }
+	if l := left(); l < 29*time.Minute {
+		t.Fatalf("ejected for %v after Retry-After: 1800", l)
+	}
+	a.report(outcomeFailed, before, 0, ho, quiet, "upstream_reset")
+	if l := left(); l < 29*time.Minute {
+		t.Fatalf("a failure of a request in flight cut the Retry-After ejection to %v", l)
+	}
+	a.report(outcomeOK, before, 0, ho, quiet, "")
+	if a.health.healthy() {
+		t.Fatal("the success of a request picked before the ejection ended it")
+	}
+	a.report(outcomeOK, pickedNow(a, false), 0, ho, quiet, "")
+	if !a.health.healthy() {
+		t.Fatal("the success of a request picked while ejected did not end the ejection")
 	}
 }

@@ -63,6 +63,9 @@ type Stream struct {
 	// client up after the route's idle timeout.
 	writeSince atomic.Int64
 	reason     atomic.Pointer[string]
+	// overTime: the watchdog cut the stream at the request's Timeout (not
+	// for the upstream's silence): no verdict on its target.
+	overTime atomic.Bool
 	// Watchdog-owned, for a client write that blocks (progressOf): the
 	// write they belong to (its writeSince), the client socket's unsent
 	// bytes when last looked at, and when (ns since start) they last fell.
@@ -112,8 +115,8 @@ type Stream struct {
 	// apply; settleHealth reports it once and clears it.
 	pending   *target
 	pendingOf *Route
-	// pendingProbe: pending's attempt was its target's probe.
-	pendingProbe bool
+	// pendingPick: how pending's attempt was picked.
+	pendingPick picked
 	// served is that target once settleHealth counted it a success, and
 	// servedClear what the success cleared: a stream that turns out to
 	// carry an error event counts as its failure after all when it ends
@@ -437,19 +440,19 @@ func (s *Stream) account(b []byte, at time.Duration) {
 // this answer's body (see Stream.pending), once. A success is kept
 // (Stream.served) for settleStreamError.
 func (s *Stream) settleHealth(o outcome, why string) {
-	t, r, probe := s.pending, s.pendingOf, s.pendingProbe
-	s.pending, s.pendingOf, s.pendingProbe = nil, nil, false
+	t, r, p := s.pending, s.pendingOf, s.pendingPick
+	s.pending, s.pendingOf, s.pendingPick = nil, nil, picked{}
 	if o == outcomeOK {
-		s.succeeded(t, r)
+		s.succeeded(t, r, p)
 		return
 	}
-	t.report(o, probe, 0, &r.Health, r.Logger, why)
+	t.report(o, p, 0, &r.Health, r.Logger, why)
 }
 
 // succeeded counts the answer a success of its target t (of route r), and
 // keeps it for settleStreamError.
-func (s *Stream) succeeded(t *target, r *Route) {
-	s.served, s.servedOf, s.servedClear = t, r, t.succeed(r.Logger)
+func (s *Stream) succeeded(t *target, r *Route, p picked) {
+	s.served, s.servedOf, s.servedClear = t, r, t.succeed(p.epoch, r.Logger)
 }
 
 // settleStreamError counts the stream's target, a success so far, as
@@ -512,11 +515,12 @@ func (s *Stream) CloseWithError(err error) error {
 	if s.pending != nil {
 		// No byte of the body was relayed: an empty body that ended
 		// well is a success, a cut on the upstream's side (cutanswer.go)
-		// the failure it is, the client leaving neither.
+		// the failure it is, the client leaving or the request's own
+		// Timeout neither (as for an attempt that is not the last: Open).
 		switch {
 		case failed == nil:
 			s.settleHealth(outcomeOK, "")
-		case *failed == record.ErrUpstreamReset || *failed == record.ErrUpstreamTimeout:
+		case (*failed == record.ErrUpstreamReset || *failed == record.ErrUpstreamTimeout) && !s.overTime.Load():
 			s.settleHealth(outcomeFailed, *failed)
 		default:
 			s.settleHealth(outcomeNeutral, *failed)
@@ -565,6 +569,7 @@ func (s *Stream) release() {
 	s.lastRead.Store(0)
 	s.writeSince.Store(0)
 	s.reason.Store(nil)
+	s.overTime.Store(false)
 	s.nextPeek, s.wdIndex, s.wdTracked, s.waiting = 0, 0, false, false
 	s.outqWrite, s.outqSeen, s.outqFell = 0, 0, 0
 	s.hupRC, s.hupClient, s.hupUp = nil, hupSocket{}, hupSocket{}
@@ -573,7 +578,7 @@ func (s *Stream) release() {
 	s.copied, s.hw, s.wake, s.hc, s.hkeep, s.gap, s.idleGap = 0, nil, nil, nil, false, 0, 0
 	s.idleState.Store(notIdle)
 	s.idleSeq, s.idleFD = 0, 0
-	s.pending, s.pendingOf, s.pendingProbe = nil, nil, false
+	s.pending, s.pendingOf, s.pendingPick = nil, nil, picked{}
 	s.served, s.servedOf, s.servedClear = nil, nil, cleared{}
 	s.closed = false
 	streamPool.Put(s)

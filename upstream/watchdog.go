@@ -240,6 +240,7 @@ func (w *Watchdog) act(s *Stream, now int64, buf []byte) int64 {
 		s.abort(record.ErrUpstreamTimeout)
 		return never
 	case s.route.Timeout > 0 && time.Duration(now) > s.route.Timeout:
+		s.overTime.Store(true)
 		s.abort(record.ErrUpstreamTimeout)
 		return never
 	}
