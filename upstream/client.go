@@ -199,7 +199,11 @@ func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
 	}
 	rtt := time.Duration(mono.Now() - began)
 	c = socket.Wrap(c) // beneath TLS too
+	var beneath syscall.RawConn
 	if d.tls != nil {
+		if sc, ok := c.(syscall.Conn); ok {
+			beneath, _ = sc.SyscallConn()
+		}
 		tc := tls.Client(c, d.tls)
 		ctx, cancel := context.WithDeadline(context.Background(), deadline)
 		err := tc.HandshakeContext(ctx)
@@ -210,7 +214,7 @@ func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
 		}
 		c = tc
 	}
-	uc := &conn{Conn: c, rtt: rtt}
+	uc := &conn{Conn: c, rtt: rtt, tlsTCP: beneath}
 	if sc, ok := c.(syscall.Conn); ok { // plain TCP (a *tls.Conn is none)
 		uc.raw, _ = sc.SyscallConn()
 	}
@@ -231,6 +235,9 @@ type conn struct {
 	net.Conn
 	br   *bufio.Reader   // while a response head is read; pooled
 	raw  syscall.RawConn // a plain TCP connection's socket, for readBuf
+	// tlsTCP is the TCP socket beneath a TLS connection, for
+	// unreadWaiting; nil for plain TCP.
+	tlsTCP syscall.RawConn
 	sock *socket.Conn    // the same connection, nil over TLS
 	in   int64           // bytes read from the socket
 	uses int             // requests sent on this connection
@@ -244,22 +251,44 @@ type conn struct {
 	peeked  bool
 }
 
-// unreadWaiting reports whether a plain TCP connection back from the pool
-// has bytes waiting, or its end: bytes that came after its last answer
-// ended (an upstream that sent more than its framing said, a 204 with a
-// body) would be read as the next request's answer, another client's, and
-// a closed one would fail it. One non-blocking peek; a TLS connection is not
-// looked at (its post-handshake messages would count).
+// unreadWaiting reports whether a connection back from the pool has bytes
+// waiting, or its end: bytes that came after its last answer ended (an
+// upstream that sent more than its framing said, a 204 with a body, a 408
+// sent on an idle connection before closing it) would be read as the next
+// request's answer, another client's, and a closed one would fail it. One
+// non-blocking peek at the TCP socket; over TLS also what the TLS layer
+// holds already decrypted or in whole records (tlsHolds).
 func (c *conn) unreadWaiting() bool {
-	if c.raw == nil {
+	sock := c.raw
+	if c.tlsTCP != nil {
+		sock = c.tlsTCP
+	}
+	if sock == nil {
 		return false
 	}
 	if c.peekFn == nil {
 		c.peekFn = c.peekOnce
 	}
 	c.peeked = false
-	_ = c.raw.Control(c.peekFn)
-	return c.peeked
+	_ = sock.Control(c.peekFn)
+	if c.peeked || c.tlsTCP == nil {
+		return c.peeked
+	}
+	return c.tlsHolds()
+}
+
+// tlsHolds reports whether the TLS layer of c holds bytes of an answer
+// nobody asked for, or the connection's end: a record read with the last
+// answer's end whose plaintext was not all taken, or a whole record read
+// with it. A read with its deadline already passed hands those out
+// without touching the socket (its timeout is no lasting error of the TLS
+// connection's).
+func (c *conn) tlsHolds() bool {
+	_ = c.Conn.SetReadDeadline(time.Unix(1, 0))
+	n, err := c.Conn.Read(c.peekBuf[:])
+	_ = c.Conn.SetReadDeadline(time.Time{})
+	var ne net.Error
+	return n > 0 || !errors.As(err, &ne) || !ne.Timeout()
 }
 
 func (c *conn) peekOnce(fd uintptr) {
