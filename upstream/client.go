@@ -233,15 +233,15 @@ func (e *DialError) Unwrap() error { return e.Err }
 // connection (nothing came back: safe to retry) from a real answer.
 type conn struct {
 	net.Conn
-	br   *bufio.Reader   // while a response head is read; pooled
-	raw  syscall.RawConn // a plain TCP connection's socket, for readBuf
+	br  *bufio.Reader   // while a response head is read; pooled
+	raw syscall.RawConn // a plain TCP connection's socket, for readBuf
 	// tlsTCP is the TCP socket beneath a TLS connection, for
 	// unreadWaiting; nil for plain TCP.
 	tlsTCP syscall.RawConn
-	sock *socket.Conn    // the same connection, nil over TLS
-	in   int64           // bytes read from the socket
-	uses int             // requests sent on this connection
-	rtt  time.Duration   // how long its TCP connect took: about one round trip
+	sock   *socket.Conn  // the same connection, nil over TLS
+	in     int64         // bytes read from the socket
+	uses   int           // requests sent on this connection
+	rtt    time.Duration // how long its TCP connect took: about one round trip
 	// unsent is a request that goes out with the first read of its
 	// answer (heldrequest.go).
 	unsent []byte
