@@ -72,7 +72,12 @@ func (s *redisStore) connect() error {
 		// switch to the fallback).
 		PipelineMultiplex: -1,
 		OnInvalidations:   s.onInvalidations,
-		DialCtxFn:         dialRedis,
+		// A Redis Cluster's slots are re-read every second: a master that
+		// hangs (a partition) rather than dies left its slots to it until
+		// its connection's write timeout (10 s) even after a replica had
+		// taken them over. Ignored by a single Redis.
+		ClusterOption: rueidis.ClusterOption{ShardsRefreshInterval: time.Second},
+		DialCtxFn:     dialRedis,
 	})
 	if err != nil {
 		return err

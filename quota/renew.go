@@ -128,7 +128,22 @@ func (l *Limiter) renewScript(r renewal) (n int64, lv levels, ok bool) {
 	}
 	ctx, cancel := l.deadlines.bound(context.Background())
 	defer cancel()
-	_, lv, n, err := parseTake(runScript(ctx, c, t.cmd, t.keys, t.args)) // n is 0 when nothing was taken
+	// A busy tenant's requests are decided by its leases and never read its
+	// override hash: the renewal reads it, from Redis and not the
+	// client-side cache, whose tracking stays with the node that owned the
+	// tenant's slot before a reshard moved it (an HSET on the new owner
+	// would then never reach this instance). Changed limits end the leases
+	// (remember) instead of renewing them.
+	lim, ov, err := l.overridden(r.ts, c.Do(ctx, c.B().Hmget().Key(r.ts.cfgKey).Field(cfgFields...).Build()))
+	if err != nil {
+		l.stats.redisErrors.Add(1)
+		return 0, lv, false
+	}
+	if lim != r.lim {
+		l.remember(r.ts, lim, ov, nil, nil, 0)
+		return 0, lv, false
+	}
+	_, lv, n, err = parseTake(runScript(ctx, c, t.cmd, t.keys, t.args)) // n is 0 when nothing was taken
 	if err != nil {
 		l.stats.redisErrors.Add(1)
 		return 0, lv, false
