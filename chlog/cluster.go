@@ -180,6 +180,7 @@ func (w *Writer) syncDistributed(ctx context.Context) error {
 		return &SchemaError{Table: db + "." + table, Columns: p.badCols, msg: strings.Join(p.bad, "; ")}
 	}
 	if len(p.missing) == 0 {
+		w.dropSwappedOut(ctx)
 		return nil
 	}
 	var names []string
@@ -209,17 +210,60 @@ func (w *Writer) syncDistributed(ctx context.Context) error {
 		w.dropSwapTable(ctx, next)
 		return fmt.Errorf("chlog: table=%s.%s cluster=%s: swap in %s: %w", db, table, cl, next, err)
 	}
+	// The swap is done: what follows gets time of its own, as the start's
+	// deadline may be spent by now (a shard down makes each ON CLUSTER
+	// statement wait), and a swapped-out table left behind was never
+	// dropped (dropSwappedOut drops such at the next start).
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.o.InsertTimeout)
+	defer cancel()
 	// A node that had no Distributed table got none from the RENAME.
-	if err := w.clusterDDL(ctx, distributedDDL(db, table, local, cl), "TABLE "+db+"."+table); err != nil {
-		return fmt.Errorf("chlog: table=%s.%s cluster=%s: create: %w", db, table, cl, err)
-	}
+	created := w.clusterDDL(ctx, distributedDDL(db, table, local, cl), "TABLE "+db+"."+table)
 	if _, err := w.ch.ddl(ctx, "DROP TABLE IF EXISTS "+db+"."+old+onClusterClause(cl)); err != nil {
-		w.log.Warn("chlog: the Distributed table swapped out could not be dropped on every node; drop it by hand",
+		w.log.Warn("chlog: the Distributed table swapped out could not be dropped on every node; the next start drops it",
 			"table", db+"."+old, "cluster", cl, "err", err)
+	}
+	if created != nil {
+		return fmt.Errorf("chlog: table=%s.%s cluster=%s: create: %w", db, table, cl, created)
 	}
 	w.log.Warn("chlog: distributed table lacked columns; a new one over the local table was swapped in", "table", db+"."+table,
 		"cluster", cl, "columns", strings.Join(names, ","))
 	return nil
+}
+
+// dropSwappedOut drops the Distributed tables an earlier migration swapped
+// out and could not drop (named table_old_ and 8 hex digits): they read the
+// same local tables, and a query over every table of the database counted
+// each row twice. A relay migrating at this moment drops its own as well;
+// a table made to swap in (_new_) is left alone. Failures are logged.
+func (w *Writer) dropSwappedOut(ctx context.Context) {
+	db, table, cl := w.o.Database, w.o.Table, w.o.Cluster
+	out, err := w.ch.query(ctx, "SELECT name FROM system.tables WHERE database = "+quoteString(db)+
+		" AND match(name, "+quoteString("^"+regexpQuote(table)+"_old_[0-9a-f]{8}$")+") FORMAT TabSeparated")
+	if err != nil {
+		w.log.Warn("chlog: could not look for Distributed tables an earlier migration left", "database", db, "err", err)
+		return
+	}
+	for _, old := range strings.Fields(out) {
+		if _, err := w.ch.ddl(ctx, "DROP TABLE IF EXISTS "+db+"."+old+onClusterClause(cl)); err != nil {
+			w.log.Warn("chlog: could not drop the Distributed table an earlier migration swapped out; drop it by hand",
+				"table", db+"."+old, "cluster", cl, "err", err)
+			continue
+		}
+		w.log.Info("chlog: dropped the Distributed table an earlier migration swapped out", "table", db+"."+old, "cluster", cl)
+	}
+}
+
+// regexpQuote escapes the characters of s that a ClickHouse (re2) regular
+// expression reads as operators.
+func regexpQuote(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`\.+*?()|[]{}^$`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 // dropSwapTable drops the table made to swap in (syncDistributed) on the

@@ -772,3 +772,25 @@ func TestClusterReplaySpool(t *testing.T) {
 	}
 	assertClusterExactlyOnce(t, c, db, want)
 }
+
+// TestClusterDropsSwappedOutTable: a Distributed table an earlier migration
+// swapped out and could not drop (its start's deadline spent by a shard
+// that was down) is dropped from every node at the next start; it read the
+// same local tables, so a query over the database's tables counted every
+// row twice. A table of another name is left alone.
+func TestClusterDropsSwappedOutTable(t *testing.T) {
+	c, db := clusterDB(t)
+	w := newWriter(t, clusterOptions(t, c, db))
+	closeWriter(t, w)
+	for _, name := range []string{"stream_logs_old_0badf00d", "stream_logs_old_keep"} {
+		mustQuery(t, c.URLs[0], "", distributedDDL(db, name, "stream_logs_local", c.Name))
+	}
+	w = newWriter(t, clusterOptions(t, c, db))
+	closeWriter(t, w)
+	for i, u := range c.URLs {
+		got := mustQuery(t, u, "", "SELECT groupArray(name) FROM system.tables WHERE database = '"+db+"' AND name LIKE 'stream_logs_old%'")
+		if got != "['stream_logs_old_keep']" {
+			t.Errorf("node %d: swapped-out tables left %s, want only the one of another name", i, got)
+		}
+	}
+}

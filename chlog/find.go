@@ -352,9 +352,14 @@ func findInClickHouse(ctx context.Context, o *FindOptions, baseURL, id string, s
 	if !ValidIdent(o.Database) || !ValidIdent(o.Table) {
 		return nil, fmt.Errorf("clickhouse: database=%q table=%q: must match [A-Za-z_][A-Za-z0-9_]*", o.Database, o.Table)
 	}
-	var settings url.Values
+	// A replica more than a second behind (its replication queue waiting)
+	// is not asked while another of its shard is current: it answered
+	// "not found" for rows its shard has (ClickHouse uses replicas up to
+	// 300 s behind by default). Ignored for a table that is no
+	// Distributed one.
+	settings := url.Values{"max_replica_delay_for_distributed_queries": {"1"}}
 	if skipShards {
-		settings = url.Values{"skip_unavailable_shards": {"1"}}
+		settings.Set("skip_unavailable_shards", "1")
 	}
 	// Only the relay's columns the table has: a column an operator added
 	// may be of a type the decoder does not read (LowCardinality, Decimal,

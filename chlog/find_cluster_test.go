@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestClusterFindShardDown: both replicas of shard 2 killed (kill -9).
@@ -105,4 +106,59 @@ func checkShortText(t *testing.T, s string) {
 	if strings.Contains(s, "\n") || strings.Contains(s, "e.what()") || strings.Contains(s, "e.displayText()") || len(s) > 1000 {
 		t.Fatalf("%d bytes, server text not trimmed:\n%s", len(s), s)
 	}
+}
+
+// TestClusterFindLaggingReplica: a row on a shard one of whose replicas has
+// not fetched it yet (its replication queue behind: here SYSTEM STOP
+// FETCHES) is found on every lookup. The Distributed read picks a replica
+// per shard at random, and one up to 300 s behind (ClickHouse's default)
+// answered "not found" for a row that is stored.
+func TestClusterFindLaggingReplica(t *testing.T) {
+	c, db := clusterDB(t)
+	w := newWriter(t, clusterOptions(t, c, db))
+	// Neither replica of shard 2 fetches; the one the insert reaches has
+	// the rows, the other stays behind.
+	fetches := func(i int, on bool) {
+		verb := "STOP"
+		if on {
+			verb = "START"
+		}
+		mustQuery(t, c.URLs[i], "", "SYSTEM "+verb+" FETCHES "+db+".stream_logs_local")
+	}
+	fetches(2, false)
+	fetches(3, false)
+	t.Cleanup(func() {
+		for _, i := range []int{2, 3} {
+			_, _ = chQuery(c.URLs[i], "", "SYSTEM START FETCHES "+db+".stream_logs_local")
+		}
+	})
+	for i := range 40 {
+		if err := w.Write(sseRecord(i, 2)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	onNode := func(i int) []string {
+		return strings.Fields(mustQuery(t, c.URLs[i], db, "SELECT request_id FROM stream_logs_local"))
+	}
+	lagging, behind := onNode(2), 3
+	if len(lagging) == 0 {
+		lagging, behind = onNode(3), 2
+	}
+	if len(lagging) == 0 || len(onNode(behind)) != 0 {
+		t.Fatalf("shard 2 rows on its replicas: %d and %d; want them on one", len(onNode(2)), len(onNode(3)))
+	}
+	fetches(5-behind, true)     // the current one: it has them all
+	time.Sleep(2 * time.Second) // the replica's delay grows past a second
+	o := FindOptions{URLs: []string{c.URLs[0]}, Database: db, SpoolDir: t.TempDir()}
+	for _, id := range lagging {
+		for try := range 6 {
+			f, err := find(t, o, id)
+			if err != nil || f.Row.RequestID != id {
+				t.Fatalf("row %s, stored on one replica of its shard, lookup %d: %+v, %v", id, try+1, f, err)
+			}
+		}
+	}
+	t.Logf("%d rows stored on one replica of shard 2 found 6 times each", len(lagging))
 }
