@@ -189,6 +189,9 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	// A detached stream's connection outlives its hijack handler
 	// (handlers/detach.go); WebSocket sessions close theirs (handlers/ws.go).
 	srv.KeepHijackedConns = true
+	// A detached stream whose hijack handler never ran is ended when its
+	// connection closes (handlers/detach.go).
+	srv.ConnState = closeGuarded
 	if a.cfg.Server.Detached() {
 		// The server's workers then serve a connection's first request
 		// only (a detached stream's goroutines serve the next ones): a

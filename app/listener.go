@@ -9,12 +9,14 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/stream-relay/stream-relay/handlers"
 	"github.com/stream-relay/stream-relay/internal/ratelog"
 	"github.com/stream-relay/stream-relay/internal/socket"
+	"github.com/valyala/fasthttp"
 )
 
 // edgeListener wraps the relay's listener so that each connection is an
@@ -127,6 +129,10 @@ type edgeConn struct {
 	// head (handlers.ReadError), which fasthttp has reset by then.
 	kept  *prefetchBuf
 	keptN int
+	// hijackEnd ends a detached stream whose hijack handler fasthttp never
+	// ran (handlers.hijackGuarded); the server's ConnState runs it when the
+	// connection closes (closeGuarded).
+	hijackEnd atomic.Pointer[func()]
 
 	// The server (with ReduceMemoryUsage) waits for a request with a
 	// one-byte read, holding no buffer. The connection reads what arrived
@@ -274,6 +280,36 @@ func (c *edgeConn) KeptHead() []byte {
 		return nil
 	}
 	return c.kept.b[:c.keptN]
+}
+
+// GuardHijack keeps f to run if the server closes the connection before the
+// hijack handler clears it (nil).
+func (c *edgeConn) GuardHijack(f func()) {
+	if f == nil {
+		c.hijackEnd.Store(nil)
+		return
+	}
+	c.hijackEnd.Store(&f)
+}
+
+// closeGuarded is the server's ConnState hook: a connection closed with a
+// hijack still guarded runs its guard.
+func closeGuarded(c net.Conn, st fasthttp.ConnState) {
+	if st != fasthttp.StateClosed {
+		return
+	}
+	var ec *edgeConn
+	switch v := c.(type) {
+	case *edgeConn:
+		ec = v
+	case *edgeTLSConn:
+		ec = v.edgeConn
+	default:
+		return
+	}
+	if f := ec.hijackEnd.Swap(nil); f != nil {
+		(*f)()
+	}
 }
 
 // DropHead gives the kept head's buffer back to its pool.

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"errors"
 	"io"
 	"net"
 	"reflect"
@@ -99,11 +100,35 @@ func (h *Relay) detach(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream
 	head := headPool.Get().(*[]byte)
 	*head = ctx.Response.Header.AppendBytes((*head)[:0])
 	ctx.HijackSetNoResponse(true)
+	g, _ := ctx.Conn().(hijackGuarded)
+	if g != nil {
+		g.GuardHijack(func() {
+			headPool.Put(head)
+			_ = s.CloseWithError(errHijackNotRun)
+		})
+	}
 	ctx.Hijack(func(c net.Conn) {
+		if g != nil {
+			g.GuardHijack(nil)
+		}
 		s.SetHijacked(c, keep)
 		h.startDetached(detachedStream{s: s, head: head})
 	})
 }
+
+// hijackGuarded is a client connection that runs a function when the server
+// closes it without having run its hijack handler (app's edgeConn):
+// fasthttp does not run the handler when writing out answers it held for
+// pipelining, or clearing the connection's deadlines, fails first. The
+// stream was then never written nor ended: its upstream connection, its
+// record (no row) and the relay's count of requests in flight (a drain
+// that waited its whole grace) were held for good.
+type hijackGuarded interface {
+	GuardHijack(f func()) // nil: the handler runs
+}
+
+// errHijackNotRun ends a stream whose hijack handler never ran.
+var errHijackNotRun = errors.New("handlers: the connection closed before the stream could be written")
 
 // startDetached gives j to an idle writer, or to a new one.
 func (h *Relay) startDetached(j detachedStream) {

@@ -1,0 +1,98 @@
+package app
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// deadlineFailListener accepts connections whose SetDeadline fails, once
+// armed, when it would clear the deadlines (as fasthttp does right before
+// it runs a hijack handler): a connection the kernel had already closed.
+type deadlineFailListener struct {
+	net.Listener
+	armed *atomic.Bool
+}
+
+func (l deadlineFailListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return deadlineFailConn{Conn: c, armed: l.armed}, nil
+}
+
+type deadlineFailConn struct {
+	net.Conn
+	armed *atomic.Bool
+}
+
+func (c deadlineFailConn) SetDeadline(t time.Time) error {
+	if t.IsZero() && c.armed.Load() {
+		return errors.New("test: the connection broke")
+	}
+	return c.Conn.SetDeadline(t)
+}
+
+// TestDetachedHijackNotRun: when fasthttp cannot hand a detached stream's
+// connection over (it does not run the hijack handler when clearing the
+// deadlines or writing out answers held for pipelining fails), the stream
+// is still ended when the server closes the connection: its row is
+// written (client_closed) and the relay counts no request in flight, so a
+// drain does not wait for it. Before, the stream, its upstream connection
+// and its record were held for good.
+func TestDetachedHijackNotRun(t *testing.T) {
+	_, up := mock(t, providerKey)
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	y := strings.Replace(poolConfig(t, `
+  - name: chat
+    path: /v1/chat/completions
+    auth_env: TEST_PROVIDER_KEY
+    upstream: `+up+`
+`, "rate_limit: {disabled: true}"), "  shutdown_grace: 5s", "  shutdown_grace: 5s\n  detach_above: 0", 1)
+	cfg, err := Parse([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &poolRows{}
+	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	armed := new(atomic.Bool)
+	r := &relay{app: a, base: "http://" + tcp.Addr().String(), done: make(chan error, 1)}
+	go func() { r.done <- a.Serve(deadlineFailListener{Listener: tcp, armed: armed}) }()
+	t.Cleanup(func() { r.stop(t) })
+
+	armed.Store(true)
+	c, err := net.Dial("tcp", tcp.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`
+	if _, err := io.WriteString(c, relayReq("/v1/chat/completions", "", body)); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, _ := io.ReadAll(c) // the server closes it: the stream could not be handed over
+	rows := waitPoolRows(t, &poolRelay{relay: r, sink: sink}, 1)
+	if rows[0].ErrorType != "client_closed" {
+		t.Errorf("row %+v, want client_closed (the client got %q)", rows[0], got)
+	}
+	for deadline := time.Now().Add(20 * time.Second); a.relay.Active() != 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := a.relay.Active(); n != 0 {
+		t.Errorf("%d requests still counted in flight", n)
+	}
+}
