@@ -86,10 +86,11 @@ anything else, naming the value.
 {{- end -}}
 {{- end -}}
 
-{{/* server.shutdown_grace in whole seconds (relay default 30s). */}}
+{{/* server.shutdown_grace in whole seconds (relay default 30s; 0 is unset to the relay, so the default too). */}}
 {{- define "stream-relay.shutdownGraceSeconds" -}}
 {{- $server := .Values.config.server | default dict -}}
-{{- include "stream-relay.seconds" (dict "value" $server.shutdown_grace "default" "30s" "name" "config.server.shutdown_grace") -}}
+{{- $s := include "stream-relay.seconds" (dict "value" $server.shutdown_grace "default" "30s" "name" "config.server.shutdown_grace") | int -}}
+{{- if eq $s 0 -}}30{{- else -}}{{- $s -}}{{- end -}}
 {{- end -}}
 
 {{/* terminationGracePeriodSeconds: preStop sleep + shutdown_grace + margin, or the override. */}}
