@@ -231,14 +231,18 @@ func (w *Writer) syncDistributed(ctx context.Context) error {
 }
 
 // dropSwappedOut drops the Distributed tables an earlier migration swapped
-// out and could not drop (named table_old_ and 8 hex digits): they read the
+// out and could not drop (named table_old_ and 8 hex digits, Distributed
+// over the local table; found on the node asked): they read the
 // same local tables, and a query over every table of the database counted
 // each row twice. A relay migrating at this moment drops its own as well;
 // a table made to swap in (_new_) is left alone. Failures are logged.
 func (w *Writer) dropSwappedOut(ctx context.Context) {
 	db, table, cl := w.o.Database, w.o.Table, w.o.Cluster
+	// Distributed tables over the local table only: a table an operator
+	// made (stream_logs_old_20250101, a dated copy) holds data.
 	out, err := w.ch.query(ctx, "SELECT name FROM system.tables WHERE database = "+quoteString(db)+
-		" AND match(name, "+quoteString("^"+regexpQuote(table)+"_old_[0-9a-f]{8}$")+") FORMAT TabSeparated")
+		" AND match(name, "+quoteString("^"+regexpQuote(table)+"_old_[0-9a-f]{8}$")+")"+
+		" AND engine = 'Distributed' AND position(engine_full, "+quoteString(w.localTable())+") > 0 FORMAT TabSeparated")
 	if err != nil {
 		w.log.Warn("chlog: could not look for Distributed tables an earlier migration left", "database", db, "err", err)
 		return

@@ -161,4 +161,12 @@ func TestClusterFindLaggingReplica(t *testing.T) {
 		}
 	}
 	t.Logf("%d rows stored on one replica of shard 2 found 6 times each", len(lagging))
+	// A readonly=1 user may change no setting: its lookup is made without
+	// (once the replica caught up: it may be asked then).
+	fetches(behind, true)
+	c.SyncReplicas(30 * time.Second)
+	o.User = "reader"
+	if f, err := find(t, o, lagging[0]); err != nil || f.Row.RequestID != lagging[0] {
+		t.Fatalf("row %s looked up by a readonly user: %+v, %v", lagging[0], f, err)
+	}
 }

@@ -56,12 +56,20 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 // response headers hdr (appendAttempts), its last attempt's status
 // replaced by errType; nil when hdr has none (one attempt).
 func cutAttempts(hdr []byte, errType string) []byte {
-	i := bytes.Index(hdr, []byte(attemptsMember))
+	i := bytes.LastIndex(hdr, []byte(attemptsMember)) // the relay's, appended last
 	if i < 0 {
 		return nil
 	}
 	v := hdr[i+len(attemptsMember):]
-	end := bytes.IndexByte(v, '"')
+	end := -1
+	for j := 0; j < len(v); j++ { // the closing quote: labels may hold escaped ones
+		if v[j] == '\\' {
+			j++
+		} else if v[j] == '"' {
+			end = j
+			break
+		}
+	}
 	eq := bytes.LastIndexByte(v[:max(end, 0)], '=')
 	if end < 0 || eq < 0 {
 		return nil

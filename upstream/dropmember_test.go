@@ -51,3 +51,20 @@ func TestCommitStoresRelayAttemptsOnce(t *testing.T) {
 		t.Errorf("commit allocates %v times with an upstream X-Relay-Attempts", n)
 	}
 }
+
+// TestCutAttempts: the record of attempts survives the relay's own answer
+// to a last target cut before its body, its last status replaced, whatever
+// the target names hold (a quote is escaped in the JSON).
+func TestCutAttempts(t *testing.T) {
+	tries := []attempt{{label: "dead", errType: "upstream_connect"}, {label: `cut "eu"=1`, status: 200}}
+	hdr := appendAttempts([]byte(`{"content-type":"text/event-stream"}`), tries, false)
+	m := cutAttempts(hdr, "upstream_reset")
+	got := string(appendMember([]byte(`{"x-request-id":"1"}`), m))
+	want := `{"x-request-id":"1","x-relay-attempts":"dead=upstream_connect cut \"eu\"=1=upstream_reset"}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	if m := cutAttempts([]byte(`{"a":"b"}`), "upstream_reset"); m != nil {
+		t.Fatalf("one attempt: %s, want none", m)
+	}
+}

@@ -57,6 +57,10 @@ type health struct {
 	probing   atomic.Bool
 	fails     atomic.Int32
 	ejections atomic.Uint64
+	// epoch counts the ejections and their lengthenings (a later failure
+	// or 429 while ejected), under mu: a success of an attempt picked at
+	// an earlier epoch does not end the ejection (succeed).
+	epoch atomic.Uint64
 	// successes counts successes, so that a late failure can tell whether
 	// another success came after the one it turns into a failure.
 	successes atomic.Uint64
@@ -114,7 +118,7 @@ func (t *target) report(o outcome, p picked, retryAfter time.Duration, ho *Healt
 			t.health.probing.Store(false)
 		}
 	case outcomeOK:
-		t.succeed(p.epoch, log)
+		t.succeed(p, log)
 	default:
 		t.fail(cleared{}, retryAfter, ho, log, why, probe)
 	}
@@ -131,20 +135,23 @@ type cleared struct {
 	seq      uint64
 }
 
-// succeed accounts a success of an attempt picked when its target had been
-// ejected epoch times (health.ejections): the failures in a row start
-// over, and the probe, or a request picked while the target was ejected
-// (every target was), brings it back. One picked before the target's
-// latest ejection (in flight when a 429 with Retry-After or failures in a
-// row ejected it) does not end that ejection.
-func (t *target) succeed(epoch uint64, log *slog.Logger) cleared {
+// succeed accounts a success of an attempt picked as p: the failures in a
+// row start over, and the probe, or a request picked while the target was
+// ejected (every target was), brings it back. One picked before the
+// ejection, or before its last lengthening (in flight when a 429 with
+// Retry-After or failures in a row ejected it or made it longer), does not
+// end it; a probe so overtaken lets the next one through.
+func (t *target) succeed(p picked, log *slog.Logger) cleared {
 	h := t.health
 	c := cleared{fails: h.fails.Swap(0), seq: h.successes.Add(1)}
 	if h.until.Load() == 0 {
 		return c
 	}
 	h.mu.Lock()
-	if h.ejections.Load() != epoch { // ejected since it was picked
+	if h.epoch.Load() != p.epoch { // ejected, or ejected longer, since it was picked
+		if p.probe {
+			h.probing.Store(false)
+		}
 		h.mu.Unlock()
 		return c
 	}
@@ -203,6 +210,7 @@ func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, lo
 	fresh := h.until.Load() == 0 || probe
 	// An ejection under way is never shortened: a 429's Retry-After
 	// stands against the failures of requests that were in flight.
+	h.epoch.Add(1)
 	h.until.Store(max(mono.Now()+int64(d), h.until.Load()))
 	h.probing.Store(false)
 	h.fails.Store(0)

@@ -66,7 +66,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 			return nil, record.ErrClientClosed, statusClientClosed, errClientLeft
 		}
 		t, probe := r.pool.pick(tried)
-		pk := picked{probe: probe, epoch: t.health.ejections.Load()}
+		pk := picked{probe: probe, epoch: t.health.epoch.Load()}
 		tried |= t.bit
 		rec.Upstream = t.recName
 		// An attempt whose connect or wait the whole request's Timeout

@@ -272,7 +272,7 @@ func TestRetryAfterHuge(t *testing.T) {
 
 // pickedNow is how an attempt picked t now would be: its probe or not.
 func pickedNow(t *target, probe bool) picked {
-	return picked{probe: probe, epoch: t.health.ejections.Load()}
+	return picked{probe: probe, epoch: t.health.epoch.Load()}
 }
 
 // TestEjectionNotShortened: a 429's Retry-After ejection stands against the
@@ -300,5 +300,28 @@ func TestEjectionNotShortened(t *testing.T) {
 	a.report(outcomeOK, pickedNow(a, false), 0, ho, quiet, "")
 	if !a.health.healthy() {
 		t.Fatal("the success of a request picked while ejected did not end the ejection")
+	}
+}
+
+// TestProbeOvertakenByRetryAfter: a probe out when a request in flight gets
+// a 429 with Retry-After (the ejection made longer) does not end that
+// ejection by its success, and lets the next probe through once it is over.
+func TestProbeOvertakenByRetryAfter(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Hour}
+	a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503")
+	a.health.until.Store(mono.Now() - 1) // the cool-down is over
+	if !a.health.claim(mono.Now()) {
+		t.Fatal("no probe let through after the cool-down")
+	}
+	probe := pickedNow(a, true)
+	a.report(outcomeFailed, pickedNow(a, false), 30*time.Minute, ho, quiet, "status 429") // one in flight
+	a.report(outcomeOK, probe, 0, ho, quiet, "")
+	if a.health.healthy() {
+		t.Fatal("the probe's success ended the Retry-After ejection that came after it was picked")
+	}
+	if a.health.probing.Load() {
+		t.Fatal("the overtaken probe still blocks the next one")
 	}
 }

@@ -452,7 +452,7 @@ func (s *Stream) settleHealth(o outcome, why string) {
 // succeeded counts the answer a success of its target t (of route r), and
 // keeps it for settleStreamError.
 func (s *Stream) succeeded(t *target, r *Route, p picked) {
-	s.served, s.servedOf, s.servedClear = t, r, t.succeed(p.epoch, r.Logger)
+	s.served, s.servedOf, s.servedClear = t, r, t.succeed(p, r.Logger)
 }
 
 // settleStreamError counts the stream's target, a success so far, as

@@ -82,7 +82,7 @@ func TestFailLate(t *testing.T) {
 	r.Health.Cooldown = 50 * time.Millisecond
 	a := r.pool.targets[0]
 	a.report(outcomeFailed, pickedNow(a, false), 0, &r.Health, quiet, "test")
-	c := a.succeed(a.health.ejections.Load(), quiet)
+	c := a.succeed(pickedNow(a, false), quiet)
 	if c.fails != 1 || a.health.fails.Load() != 0 {
 		t.Fatalf("success cleared %+v, fails now %d: want 1 cleared, 0", c, a.health.fails.Load())
 	}
@@ -90,7 +90,7 @@ func TestFailLate(t *testing.T) {
 	if n := a.health.fails.Load(); n != 2 || !a.health.healthy() {
 		t.Fatalf("after a late failure: fails %d healthy %v, want 2 and healthy", n, a.health.healthy())
 	}
-	a.failLate(a.succeed(a.health.ejections.Load(), quiet), &r.Health, quiet, "test")
+	a.failLate(a.succeed(pickedNow(a, false), quiet), &r.Health, quiet, "test")
 	if a.health.healthy() || a.health.ejections.Load() != 1 {
 		t.Fatalf("3 failures in a row (max_fails 3): healthy %v, ejections %d", a.health.healthy(), a.health.ejections.Load())
 	}
@@ -101,7 +101,7 @@ func TestFailLate(t *testing.T) {
 			t.Fatal("a not picked after its cool-down")
 		}
 	}
-	c = a.succeed(a.health.ejections.Load(), quiet) // the probe's first byte: back
+	c = a.succeed(pickedNow(a, false), quiet) // the probe's first byte: back
 	if !a.health.healthy() || c.cooldown != 50*time.Millisecond {
 		t.Fatalf("probe success: healthy %v, cleared %+v", a.health.healthy(), c)
 	}
@@ -121,8 +121,8 @@ func TestFailLateAfterAnotherSuccess(t *testing.T) {
 	a := r.pool.targets[0]
 	a.report(outcomeFailed, pickedNow(a, false), 0, &r.Health, quiet, "test")
 	a.report(outcomeFailed, pickedNow(a, false), 0, &r.Health, quiet, "test")
-	c := a.succeed(a.health.ejections.Load(), quiet) // stream A's first byte: clears 2
-	a.succeed(a.health.ejections.Load(), quiet)      // another answer succeeds
+	c := a.succeed(pickedNow(a, false), quiet) // stream A's first byte: clears 2
+	a.succeed(pickedNow(a, false), quiet)      // another answer succeeds
 	a.failLate(c, &r.Health, quiet, "test")
 	if n := a.health.fails.Load(); n != 1 || !a.health.healthy() || a.health.ejections.Load() != 0 {
 		t.Fatalf("late failure after another success: fails %d healthy %v ejections %d; want 1, healthy, 0",
@@ -142,8 +142,8 @@ func TestFailLateAfterAnotherSuccess(t *testing.T) {
 			t.Fatal("a not picked after its cool-down")
 		}
 	}
-	probe := a.succeed(a.health.ejections.Load(), quiet)
-	a.succeed(a.health.ejections.Load(), quiet)
+	probe := a.succeed(pickedNow(a, false), quiet)
+	a.succeed(pickedNow(a, false), quiet)
 	a.failLate(probe, &r.Health, quiet, "test")
 	if !a.health.healthy() || a.health.ejections.Load() != 1 {
 		t.Fatalf("probe failed late after another success: healthy %v ejections %d; want healthy, 1", a.health.healthy(), a.health.ejections.Load())

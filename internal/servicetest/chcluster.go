@@ -545,8 +545,9 @@ const clusterConfigXML = `<?xml version="1.0"?>
 </yandex>
 `
 
-// clusterUsersXML: the default user without password from loopback, and a
-// default profile whose timeouts fail fast.
+// clusterUsersXML: the default user without password from loopback, a
+// default profile whose timeouts fail fast, and "reader", a readonly=1 user
+// (who may change no setting), as operators give the read-back.
 const clusterUsersXML = `<?xml version="1.0"?>
 <yandex>
   <profiles>
@@ -557,6 +558,10 @@ const clusterUsersXML = `<?xml version="1.0"?>
       <insert_quorum_timeout>10000</insert_quorum_timeout>
       <connect_timeout_with_failover_ms>200</connect_timeout_with_failover_ms>
     </default>
+    <readonly>
+      <readonly>1</readonly>
+      <load_balancing>random</load_balancing>
+    </readonly>
   </profiles>
   <users>
     <default>
@@ -565,6 +570,12 @@ const clusterUsersXML = `<?xml version="1.0"?>
       <profile>default</profile>
       <quota>default</quota>
     </default>
+    <reader>
+      <password></password>
+      <networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
+      <profile>readonly</profile>
+      <quota>default</quota>
+    </reader>
   </users>
   <quotas>
     <default>
