@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -37,6 +38,9 @@ type App struct {
 	rl        reloadState     // see Reload
 	limiters  limiterTotals   // the limiters' counters since start (limitertotals.go)
 	served    servedListeners // the listeners Serve was given (serve.go)
+	// certs is the listener's certificate source (certs.go); nil without
+	// TLS. Reload reloads it.
+	certs atomic.Pointer[certSource]
 }
 
 // New builds the relay from cfg. It starts the background parts (watchdog,
@@ -387,12 +391,13 @@ func (a *App) Listen() (net.Listener, error) {
 	}
 	ln = socket.Listener{Listener: ln} // beneath TLS too
 	if a.cfg.Server.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(a.cfg.Server.TLSCert, a.cfg.Server.TLSKey)
+		certs, err := newCertSource(a.cfg.Server.TLSCert, a.cfg.Server.TLSKey, a.log)
 		if err != nil {
 			_ = ln.Close()
-			return nil, fmt.Errorf("server.tls_cert: %w", err)
+			return nil, err
 		}
-		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+		a.certs.Store(certs)
+		ln = tls.NewListener(ln, certs.config())
 	}
 	return ln, nil
 }

@@ -45,6 +45,9 @@ func (a *App) Reload(path, envFile string) error {
 	a.rl.mu.Lock()
 	defer a.rl.mu.Unlock()
 	err := a.reload(path, envFile)
+	if c := a.certs.Load(); c != nil {
+		_ = c.reload() // the files, whatever the config says (its server section is not reloaded)
+	}
 	a.metrics.ConfigReloaded(err == nil)
 	if err != nil {
 		a.log.Error("configuration reload refused: the running configuration stays", "err", err)

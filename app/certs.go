@@ -1,0 +1,118 @@
+package app
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/stream-relay/stream-relay/internal/mono"
+)
+
+// certSource serves the relay listener's certificate and takes a new one
+// when its files change: cert-manager and Kubernetes rotate a mounted
+// Secret in place, and a certificate read once at start expired under a
+// relay that ran on. A handshake looks at the files' modification times at
+// most once every certCheck (two stats); SIGHUP reloads them at once
+// (Reload). A pair that does not load (half written, the key not the
+// certificate's) leaves the one in use, with a warning.
+type certSource struct {
+	certFile, keyFile string
+	log               *slog.Logger
+
+	cur     atomic.Pointer[tls.Certificate]
+	checked atomic.Int64 // mono.Now of the last look at the files
+
+	mu               sync.Mutex // one reload at a time; guards the times
+	certMod, keyMod  time.Time  // of the pair in use
+	failMod, failKey time.Time  // of a pair that failed to load, not tried again
+}
+
+// certCheck is how often a handshake looks whether the files changed.
+var certCheck = 30 * time.Second
+
+// newCertSource loads the pair; an error names server.tls_cert.
+func newCertSource(certFile, keyFile string, log *slog.Logger) (*certSource, error) {
+	s := &certSource{certFile: certFile, keyFile: keyFile, log: log}
+	s.checked.Store(mono.Now())
+	if err := s.load(); err != nil {
+		return nil, fmt.Errorf("server.tls_cert: %w", err)
+	}
+	return s, nil
+}
+
+// config is the listener's TLS configuration, its certificate from s.
+func (s *certSource) config() *tls.Config {
+	return &tls.Config{GetCertificate: s.get, MinVersion: tls.VersionTLS12}
+}
+
+// get is tls.Config.GetCertificate.
+func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	now := mono.Now()
+	if last := s.checked.Load(); now-last >= int64(certCheck) && s.checked.CompareAndSwap(last, now) {
+		s.reloadChanged()
+	}
+	return s.cur.Load(), nil
+}
+
+// reloadChanged reloads the pair when a file changed since it was loaded.
+func (s *certSource) reloadChanged() {
+	cm, km, err := s.modTimes()
+	if err != nil {
+		s.log.Warn("server.tls_cert: cannot look at the certificate files; the certificate in use stays", "err", err)
+		return
+	}
+	s.mu.Lock()
+	changed := (!cm.Equal(s.certMod) || !km.Equal(s.keyMod)) && (!cm.Equal(s.failMod) || !km.Equal(s.failKey))
+	s.mu.Unlock()
+	if changed {
+		_ = s.reload()
+	}
+}
+
+// reload loads the pair again; on failure the certificate in use stays.
+func (s *certSource) reload() error {
+	if err := s.load(); err != nil {
+		s.log.Warn("server.tls_cert: the new certificate does not load; the one in use stays", "err", err)
+		return err
+	}
+	leaf := s.cur.Load().Leaf
+	s.log.Info("server.tls_cert: certificate loaded", "subject", leaf.Subject.String(), "not_after", leaf.NotAfter)
+	return nil
+}
+
+func (s *certSource) load() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cm, km, err := s.modTimes()
+	if err != nil {
+		return err
+	}
+	pair, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
+	if err == nil && pair.Leaf == nil {
+		pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
+	}
+	if err != nil {
+		s.failMod, s.failKey = cm, km
+		return err
+	}
+	s.cur.Store(&pair)
+	s.certMod, s.keyMod = cm, km
+	return nil
+}
+
+func (s *certSource) modTimes() (cert, key time.Time, err error) {
+	ci, err := os.Stat(s.certFile)
+	if err != nil {
+		return cert, key, err
+	}
+	ki, err := os.Stat(s.keyFile)
+	if err != nil {
+		return cert, key, err
+	}
+	return ci.ModTime(), ki.ModTime(), nil
+}

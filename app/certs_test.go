@@ -1,0 +1,81 @@
+package app
+
+import (
+	"bytes"
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// TestTLSCertificateRotation: the relay's listener takes a certificate
+// rotated in place (as cert-manager and a mounted Secret do) at the next
+// handshake once its files changed, keeps the one in use when the new files
+// do not load, and reloads them at once on SIGHUP (Reload). Before, the
+// certificate read at start was served until the process ended, expired or
+// not.
+func TestTLSCertificateRotation(t *testing.T) {
+	r, addr, _ := startTLSRelay(t)
+	certFile, keyFile := r.app.cfg.Server.TLSCert, r.app.cfg.Server.TLSKey
+	served := func() []byte {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test's own certificate
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	// rotate puts a new pair in place of the served one, renamed over it
+	// as a Secret's update swaps its files.
+	stamp := time.Now()
+	rotate := func() {
+		t.Helper()
+		cf, kf, _ := selfSigned(t, t.TempDir())
+		stamp = stamp.Add(2 * time.Second)
+		for _, p := range [][2]string{{cf, certFile}, {kf, keyFile}} {
+			if err := os.Chtimes(p[0], stamp, stamp); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(p[0], p[1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	saved := certCheck
+	t.Cleanup(func() { certCheck = saved })
+	certCheck = 0 // every handshake looks at the files
+
+	first := served()
+	rotate()
+	second := served()
+	if bytes.Equal(first, second) {
+		t.Fatal("the rotated certificate was not served")
+	}
+	if again := served(); !bytes.Equal(again, second) {
+		t.Fatal("the served certificate changed with no new files")
+	}
+
+	// A half-written certificate file: the one in use stays.
+	stamp = stamp.Add(2 * time.Second)
+	if err := os.WriteFile(certFile, []byte("-----BEGIN CERTIFICATE-----\nhalf"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_ = os.Chtimes(certFile, stamp, stamp)
+	if got := served(); !bytes.Equal(got, second) {
+		t.Fatal("a certificate file that does not load replaced the one in use")
+	}
+
+	// SIGHUP reloads at once, whatever the time since the last look.
+	certCheck = time.Hour
+	rotate()
+	if got := served(); !bytes.Equal(got, second) {
+		t.Fatal("the files were looked at before certCheck")
+	}
+	_ = r.app.Reload(filepath.Join(t.TempDir(), "no-config.yaml"), "") // the config reload fails; the certificate does not
+	if got := served(); bytes.Equal(got, second) {
+		t.Fatal("SIGHUP did not reload the certificate")
+	}
+}
