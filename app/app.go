@@ -204,8 +204,6 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		srv.MaxIdleWorkerDuration = time.Second
 	}
 	srv.Handler = a.relay.CheckRequest(srv.Handler)
-	// A 413 on a chunked body keeps its request (handlers/chunkedhead.go).
-	srv.HeaderReceived = a.relay.HeaderReceived
 	// "Expect: 100-continue" is answered with a refusal when the relay
 	// would refuse the request whatever its body (handlers/expect.go).
 	srv.ExpectHandler = freshWriteDeadline(a.relay.ExpectContinue, a.cfg.Server.IdleTimeout)

@@ -35,8 +35,7 @@ import (
 // refuses what next would serve wrongly; see above.
 func (h *Relay) CheckRequest(next fasthttp.RequestHandler) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
-		keptHeads.forget(&ctx.Request.Header) // read whole (chunkedhead.go)
-		dropHead(ctx)                         // (slowbody.go)
+		dropHead(ctx) // read whole (kepthead.go)
 		status, msg := requestEdge(&ctx.Request.Header)
 		if status == 0 {
 			next(ctx)

@@ -157,7 +157,7 @@ func asciiEqualFold(b []byte, s string) bool {
 // limit does.
 func (h *Relay) refuseUnread(ctx *fasthttp.RequestCtx, cfg *Config, v *verdict, d *quota.Decision) int {
 	hdr := &ctx.Request.Header
-	keptHeads.forget(hdr) // it will not reach the handlers (chunkedhead.go)
+	dropHead(ctx) // it will not reach the handlers (kepthead.go)
 	rec, _, admitted := h.beginOn(ctx, cfg)
 	switch {
 	case v.key != nil:

@@ -18,12 +18,9 @@ import (
 // header fasthttp could not parse and for one the client broke off.
 func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp.RequestCtx, error) {
 	return func(ctx *fasthttp.RequestCtx, err error) {
-		if bodyReadFailed(err) {
-			// fasthttp reset the request: its header is given back
-			// (chunkedhead.go) for the answer's id and the row.
-			restoreChunkedHead(ctx)
-		}
-		restoreSlowBodyHead(ctx, err) // the same for a body too slow (slowbody.go)
+		// fasthttp reset a request whose body it failed to read: its
+		// head is given back for the answer's id and the row (kepthead.go).
+		restoreKeptHead(ctx, err)
 		if len(ctx.Request.Header.RawHeaders()) != 0 || !headRefused(err) {
 			next(ctx, err)
 			return
@@ -34,10 +31,7 @@ func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp
 
 // bodyReadFailed reports whether err is fasthttp's failure to read a
 // request's body after its header was read whole: too large, or chunks that
-// break their framing (their sizes included). Only such a request's header can be the one kept
-// for it (chunkedhead.go); a timeout or a reset may as well have cut a
-// header block short, whose connection's context may hold another
-// request's entry (one that ended without a handler).
+// break their framing (their sizes included).
 func bodyReadFailed(err error) bool {
 	var broken fasthttp.ErrBrokenChunk
 	if errors.Is(err, fasthttp.ErrBodyTooLarge) || errors.As(err, &broken) {
