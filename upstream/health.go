@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stream-relay/stream-relay/internal/mono"
+	"github.com/stream-relay/stream-relay/internal/ratelog"
 	"github.com/valyala/fasthttp"
 )
 
@@ -64,6 +65,12 @@ type health struct {
 	// successes counts successes, so that a late failure can tell whether
 	// another success came after the one it turns into a failure.
 	successes atomic.Uint64
+
+	// A target that flaps (a provider failing every other request) is
+	// ejected and back twice a few requests: one line of each kind per
+	// healthLogEvery, the next saying how many it stood for (the metrics
+	// count every one).
+	ejectLog, backLog ratelog.Every
 
 	mu       sync.Mutex // serializes ejections and returns
 	cooldown time.Duration
@@ -164,7 +171,9 @@ func (t *target) succeed(p picked, log *slog.Logger) cleared {
 	h.cooldown = 0
 	h.mu.Unlock()
 	if back {
-		log.Info("upstream target healthy again", "route", t.routeName, "target", t.label)
+		if ok, n := h.backLog.Allow(healthLogEvery); ok {
+			log.Info("upstream target healthy again", "route", t.routeName, "target", t.label, "returns_not_logged", n)
+		}
 	}
 	return c
 }
@@ -217,10 +226,15 @@ func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, lo
 	h.mu.Unlock()
 	if fresh {
 		h.ejections.Add(1)
-		log.Warn("upstream target ejected", "route", t.routeName, "target", t.label,
-			"reason", why, "for", d.String())
+		if ok, n := h.ejectLog.Allow(healthLogEvery); ok {
+			log.Warn("upstream target ejected", "route", t.routeName, "target", t.label,
+				"reason", why, "for", d.String(), "ejections_not_logged", n)
+		}
 	}
 }
+
+// healthLogEvery spaces out a target's ejection and return log lines.
+const healthLogEvery = 10 * time.Second
 
 // maxRetryAfter (seconds, a year) bounds a Retry-After's delay before it
 // becomes a Duration.

@@ -1,12 +1,14 @@
 package upstream
 
 import (
-	"github.com/stream-relay/stream-relay/internal/mono"
+	"bytes"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/valyala/fasthttp"
 )
 
@@ -323,5 +325,28 @@ func TestProbeOvertakenByRetryAfter(t *testing.T) {
 	}
 	if a.health.probing.Load() {
 		t.Fatal("the overtaken probe still blocks the next one")
+	}
+}
+
+// TestFlappingTargetLogsSpacedOut: a target ejected and back again and
+// again (a provider failing every other request, max_fails 1) logs one line
+// of each kind per healthLogEvery, not one every other request; the
+// ejections are all counted.
+func TestFlappingTargetLogsSpacedOut(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Minute}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	for range 20 {
+		a.report(outcomeFailed, pickedNow(a, false), 0, ho, log, "status 500")
+		a.report(outcomeOK, pickedNow(a, false), 0, ho, log, "")
+	}
+	if n := a.health.ejections.Load(); n != 20 {
+		t.Fatalf("%d ejections counted, want 20", n)
+	}
+	out := buf.String()
+	if e, b := strings.Count(out, "upstream target ejected"), strings.Count(out, "upstream target healthy again"); e != 1 || b != 1 {
+		t.Fatalf("%d ejection and %d return lines for 20 of each within %v, want 1 and 1:\n%s", e, b, healthLogEvery, out)
 	}
 }
