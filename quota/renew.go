@@ -3,8 +3,6 @@ package quota
 import (
 	"context"
 	"time"
-
-	"github.com/redis/rueidis"
 )
 
 // A busy tenant uses its lease up in a fraction of LeaseTTL, and then one
@@ -134,21 +132,21 @@ func (l *Limiter) renewScript(r renewal) (n int64, lv levels, ok bool) {
 	// override hash: the renewal reads it, from Redis and not the
 	// client-side cache, whose tracking stays with the node that owned the
 	// tenant's slot before a reshard moved it (an HSET on the new owner
-	// would then never reach this instance). One round trip: the read and
-	// the script go together (one slot, one node). Changed limits end the
-	// leases (remember), and renew gives the tokens taken back.
-	rs := c.DoMulti(ctx, c.B().Hmget().Key(r.ts.cfgKey).Field(cfgFields...).Build(), t.cmd)
-	res := rs[1]
-	if e, ok := rueidis.IsRedisErr(res.Error()); ok && e.IsNoScript() {
-		res = runScript(ctx, c, t.cmd, t.keys, t.args)
-	}
-	_, lv, n, err := parseTake(res) // n is 0 when nothing was taken
+	// would then never reach this instance). Changed limits end the leases
+	// (remember) instead of renewing them.
+	lim, ov, err := l.overridden(r.ts, c.Do(ctx, c.B().Hmget().Key(r.ts.cfgKey).Field(cfgFields...).Build()))
 	if err != nil {
 		l.stats.redisErrors.Add(1)
 		return 0, lv, false
 	}
-	if lim, ov, err := l.overridden(r.ts, rs[0]); err == nil && lim != r.lim {
+	if lim != r.lim {
 		l.remember(r.ts, lim, ov, nil, nil, 0)
+		return 0, lv, false
+	}
+	_, lv, n, err = parseTake(runScript(ctx, c, t.cmd, t.keys, t.args)) // n is 0 when nothing was taken
+	if err != nil {
+		l.stats.redisErrors.Add(1)
+		return 0, lv, false
 	}
 	return n, lv, true
 }
