@@ -194,15 +194,10 @@ func (l *Limiter) forgetLeases() {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
 		ts.leaseGen++
-		// The fallback's first admissions use these leases' tokens,
-		// which Redis has counted already: they are owed back by none
-		// (chargeOwed).
-		ts.owed -= max(ts.lease.left, 0)
 		// A renewal still queued stays marked (release): the next lease
 		// queues none of its own before that one is done.
 		ts.lease = lease{renewing: ts.lease.renewing}
 		for _, ks := range ts.keyed {
-			ks.owed -= max(ks.lease.left, 0)
 			ks.lease = lease{renewing: ks.lease.renewing}
 		}
 	})
@@ -270,13 +265,13 @@ func (l *Limiter) chargeOwed() {
 		defer ts.mu.Unlock()
 		if ts.owed > 0 {
 			p = append(p, giveBack{ts: ts, lim: ts.seen, n: -ts.owed})
+			ts.owed = 0
 		}
-		ts.owed = 0
 		for _, ks := range ts.keyed {
 			if ks.owed > 0 {
 				p = append(p, giveBack{ts: ts, ks: ks, lim: ts.seen, n: -ks.owed})
+				ks.owed = 0
 			}
-			ks.owed = 0
 		}
 		if ts.owedTokens > 0 {
 			debts, tokens = append(debts, ts), append(tokens, ts.owedTokens)
