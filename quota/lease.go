@@ -250,46 +250,6 @@ func (l *Limiter) sweep() {
 	}
 }
 
-// chargeOwed charges the Redis buckets with what the local fallback
-// admitted and debited while Redis could not decide: the shared buckets
-// refilled meanwhile as the in-process ones did, and without the charge
-// every tenant the instance decided locally (on a healthy master too) got
-// up to one more burst per outage. The probe runs it once Redis decides
-// again; failures are counted and the charge dropped.
-func (l *Limiter) chargeOwed() {
-	var p []giveBack
-	var debts []*tenantState
-	var tokens []int64
-	l.table.each(func(ts *tenantState) {
-		ts.mu.Lock()
-		defer ts.mu.Unlock()
-		if ts.owed > 0 {
-			p = append(p, giveBack{ts: ts, lim: ts.seen, n: -ts.owed})
-			ts.owed = 0
-		}
-		for _, ks := range ts.keyed {
-			if ks.owed > 0 {
-				p = append(p, giveBack{ts: ts, ks: ks, lim: ts.seen, n: -ks.owed})
-				ks.owed = 0
-			}
-		}
-		if ts.owedTokens > 0 {
-			debts, tokens = append(debts, ts), append(tokens, ts.owedTokens)
-			ts.owedTokens = 0
-		}
-	})
-	if len(p) > 0 {
-		l.give(p)
-	}
-	for i, ts := range debts {
-		ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
-		if err := l.debitRedis(ctx, ts, tokens[i]); err != nil {
-			l.stats.redisErrors.Add(1)
-		}
-		cancel()
-	}
-}
-
 // giveBackPending runs the give script for every queued give-back. Failures
 // are counted and the tokens dropped: the tenant is under-admitted by them
 // until its buckets refill, never over-admitted.
@@ -335,7 +295,7 @@ func (l *Limiter) give(p []giveBack) {
 			return
 		case err != nil:
 			l.stats.redisErrors.Add(1)
-		case !g.refund && g.n > 0: // a charge (chargeOwed) gives nothing back
+		case !g.refund:
 			l.stats.gaveBack.Add(uint64(g.n))
 		}
 	}

@@ -258,13 +258,6 @@ func (l *Limiter) takeLocal(ts *tenantState, ks *keyState) Decision {
 		if kl != nil {
 			ks.req.set(now, lv.key-1)
 		}
-		if l.redis != nil { // Redis's fallback: charged when it decides again
-			if ks != nil {
-				ks.owed++
-			} else {
-				ts.owed++
-			}
-		}
 	}
 	ts.mu.Unlock()
 	return decide(lim, kl, lv, ok, SourceLocal)
@@ -280,9 +273,6 @@ func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
 	}
 	x := ts.tok.level(now, perMs(tpm), float64(tpm))
 	ts.tok.set(now, x-float64(tokens))
-	if l.redis != nil {
-		ts.owedTokens += tokens
-	}
 }
 
 // redisFailed counts a Redis error of a command of tenant ts and, on the

@@ -82,7 +82,6 @@ func (l *Limiter) probe(keys []string) {
 		lv := l.switchLog.toRedis()
 		l.stats.toRedis.Add(1)
 		l.up.Store(true)
-		l.chargeOwed()
 		if l.adopted.Load() {
 			// A reload's limiter took over (Adopt) and logs the switch.
 			lv = slog.LevelDebug

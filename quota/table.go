@@ -59,10 +59,6 @@ type tenantState struct {
 	// this relay when it changes. Its leases are not renewed until a
 	// decision through Redis reads the hash again (remember).
 	untracked bool
-	// owed is what the local fallback admitted of the tenant's requests
-	// without a limited key, and owedTokens what it debited of its token
-	// budget, not yet charged to the Redis buckets (chargeOwed).
-	owed, owedTokens int64
 }
 
 // keyState is a relay key's own request bucket within its tenant. Its keys
@@ -75,7 +71,6 @@ type keyState struct {
 	takeKeys []string // req, blk, tok, key req, key blk
 	req      bucket   // guarded by the tenant's mu
 	lease    lease    // guarded by the tenant's mu
-	owed     int64    // as tenantState.owed, for the key's requests; guarded by the tenant's mu
 
 	reads atomic.Pointer[readCmds]
 	take  atomic.Pointer[takeCmd]
