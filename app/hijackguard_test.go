@@ -47,6 +47,12 @@ func (c deadlineFailConn) SetDeadline(t time.Time) error {
 // drain does not wait for it. Before, the stream, its upstream connection
 // and its record were held for good.
 func TestDetachedHijackNotRun(t *testing.T) {
+	for _, proto := range []string{"HTTP/1.1", "HTTP/1.0"} { // 1.0: the answer written apart (http10.go)
+		t.Run(proto, func(t *testing.T) { hijackNotRun(t, proto) })
+	}
+}
+
+func hijackNotRun(t *testing.T, proto string) {
 	_, up := mock(t, providerKey)
 	t.Setenv("TEST_PROVIDER_KEY", providerKey)
 	y := strings.Replace(poolConfig(t, `
@@ -80,7 +86,8 @@ func TestDetachedHijackNotRun(t *testing.T) {
 	}
 	defer c.Close()
 	body := `{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"hi"}]}`
-	if _, err := io.WriteString(c, relayReq("/v1/chat/completions", "", body)); err != nil {
+	req := strings.Replace(relayReq("/v1/chat/completions", "", body), " HTTP/1.1\r\n", " "+proto+"\r\n", 1)
+	if _, err := io.WriteString(c, req); err != nil {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))

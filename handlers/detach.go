@@ -100,17 +100,12 @@ func (h *Relay) detach(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream
 	head := headPool.Get().(*[]byte)
 	*head = ctx.Response.Header.AppendBytes((*head)[:0])
 	ctx.HijackSetNoResponse(true)
-	g, _ := ctx.Conn().(hijackGuarded)
-	if g != nil {
-		g.GuardHijack(func() {
-			headPool.Put(head)
-			_ = s.CloseWithError(errHijackNotRun)
-		})
-	}
+	g := guardHijack(ctx, func() {
+		headPool.Put(head)
+		_ = s.CloseWithError(errHijackNotRun)
+	})
 	ctx.Hijack(func(c net.Conn) {
-		if g != nil {
-			g.GuardHijack(nil)
-		}
+		g.done()
 		s.SetHijacked(c, keep)
 		h.startDetached(detachedStream{s: s, head: head})
 	})
@@ -125,6 +120,28 @@ func (h *Relay) detach(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream
 // that waited its whole grace) were held for good.
 type hijackGuarded interface {
 	GuardHijack(f func()) // nil: the handler runs
+}
+
+// hijackClaim is the guard of one hijack (guardHijack).
+type hijackClaim struct{ c hijackGuarded }
+
+// guardHijack has end run if ctx's connection closes before its hijack
+// handler runs; the handler calls done first. A connection that cannot
+// guard (fasthttp's wrapper, when bytes the client sent ahead wait in its
+// reader) gets no guard.
+func guardHijack(ctx *fasthttp.RequestCtx, end func()) hijackClaim {
+	g, _ := ctx.Conn().(hijackGuarded)
+	if g != nil {
+		g.GuardHijack(end)
+	}
+	return hijackClaim{g}
+}
+
+// done clears the guard: the hijack handler runs.
+func (g hijackClaim) done() {
+	if g.c != nil {
+		g.c.GuardHijack(nil)
+	}
 }
 
 // errHijackNotRun ends a stream whose hijack handler never ran.

@@ -23,7 +23,9 @@ func (h *Relay) answerHTTP10(ctx *fasthttp.RequestCtx, rec *record.Record, s *up
 	hdr.SetContentLength(-2) // identity: no length, Connection: close
 	head := hdr.AppendBytes(nil)
 	ctx.HijackSetNoResponse(true)
+	g := guardHijack(ctx, func() { _ = s.CloseWithError(errHijackNotRun) })
 	ctx.Hijack(func(c net.Conn) {
+		g.done()
 		_ = s.WriteClosing(head)
 		_ = c.Close()
 	})

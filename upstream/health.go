@@ -147,7 +147,7 @@ type cleared struct {
 // ejected (every target was), brings it back. One picked before the
 // ejection, or before its last lengthening (in flight when a 429 with
 // Retry-After or failures in a row ejected it or made it longer), does not
-// end it; a probe so overtaken lets the next one through.
+// end it (a probe so overtaken had its claim ended by that failure: fail).
 func (t *target) succeed(p picked, log *slog.Logger) cleared {
 	h := t.health
 	c := cleared{fails: h.fails.Swap(0), seq: h.successes.Add(1)}
@@ -156,9 +156,6 @@ func (t *target) succeed(p picked, log *slog.Logger) cleared {
 	}
 	h.mu.Lock()
 	if h.epoch.Load() != p.epoch { // ejected, or ejected longer, since it was picked
-		if p.probe {
-			h.probing.Store(false)
-		}
 		h.mu.Unlock()
 		return c
 	}

@@ -350,3 +350,27 @@ func TestFlappingTargetLogsSpacedOut(t *testing.T) {
 		t.Fatalf("%d ejection and %d return lines for 20 of each within %v, want 1 and 1:\n%s", e, b, healthLogEvery, out)
 	}
 }
+
+// TestOvertakenProbeLeavesNewerProbe: the late success of a probe whose
+// ejection was made longer meanwhile does not end the claim of the probe
+// let through after that longer ejection: one probe at a time.
+func TestOvertakenProbeLeavesNewerProbe(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Hour}
+	a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503")
+	a.health.until.Store(mono.Now() - 1)
+	if !a.health.claim(mono.Now()) {
+		t.Fatal("no first probe")
+	}
+	first := pickedNow(a, true)
+	a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503") // one in flight: longer
+	a.health.until.Store(mono.Now() - 1)
+	if !a.health.claim(mono.Now()) {
+		t.Fatal("no second probe after the longer ejection")
+	}
+	a.report(outcomeOK, first, 0, ho, quiet, "")
+	if a.health.claim(mono.Now()) {
+		t.Fatal("a third probe went out while the second was still out")
+	}
+}
