@@ -242,7 +242,7 @@ func (w *Writer) dropSwappedOut(ctx context.Context) {
 	// made (stream_logs_old_20250101, a dated copy) holds data.
 	out, err := w.ch.query(ctx, "SELECT name FROM system.tables WHERE database = "+quoteString(db)+
 		" AND match(name, "+quoteString("^"+regexpQuote(table)+"_old_[0-9a-f]{8}$")+")"+
-		" AND engine = 'Distributed' AND position(engine_full, "+quoteString(w.localTable())+") > 0 FORMAT TabSeparated")
+		" AND engine = 'Distributed' AND match(engine_full, "+quoteString("[ ,'\"`]"+regexpQuote(w.localTable())+"[ ,'\"`)]")+") FORMAT TabSeparated")
 	if err != nil {
 		w.log.Warn("chlog: could not look for Distributed tables an earlier migration left", "database", db, "err", err)
 		return

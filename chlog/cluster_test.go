@@ -787,13 +787,16 @@ func TestClusterDropsSwappedOutTable(t *testing.T) {
 	for _, name := range []string{"stream_logs_old_0badf00d", "stream_logs_old_keep"} {
 		mustQuery(t, c.URLs[0], "", distributedDDL(db, name, "stream_logs_local", c.Name))
 	}
+	// Of the swapped-out name, over another table (stream_logs_local2).
+	mustQuery(t, c.URLs[0], "", "CREATE TABLE "+db+".stream_logs_local2 ON CLUSTER "+c.Name+" (request_id String) ENGINE = MergeTree ORDER BY request_id")
+	mustQuery(t, c.URLs[0], "", distributedDDL(db, "stream_logs_old_0000cafe", "stream_logs_local2", c.Name))
 	mustQuery(t, c.URLs[0], "", "CREATE TABLE "+db+".stream_logs_old_20250101 ON CLUSTER "+c.Name+
 		" (x UInt8) ENGINE = MergeTree ORDER BY x")
 	w = newWriter(t, clusterOptions(t, c, db))
 	closeWriter(t, w)
 	for i, u := range c.URLs {
 		got := mustQuery(t, u, "", "SELECT groupArray(name) FROM (SELECT name FROM system.tables WHERE database = '"+db+"' AND name LIKE 'stream_logs_old%' ORDER BY name)")
-		if got != "['stream_logs_old_20250101','stream_logs_old_keep']" {
+		if got != "['stream_logs_old_0000cafe','stream_logs_old_20250101','stream_logs_old_keep']" {
 			t.Errorf("node %d: tables left %s, want the dated copy and the one of another name", i, got)
 		}
 	}
