@@ -3,7 +3,6 @@ package app
 import (
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -61,26 +60,11 @@ func hijackNotRun(t *testing.T, proto string) {
     auth_env: TEST_PROVIDER_KEY
     upstream: `+up+`
 `, "rate_limit: {disabled: true}"), "  shutdown_grace: 5s", "  shutdown_grace: 5s\n  detach_above: 0", 1)
-	cfg, err := Parse([]byte(y))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sink := &poolRows{}
-	a, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), sink)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	armed := new(atomic.Bool)
-	r := &relay{app: a, base: "http://" + tcp.Addr().String(), done: make(chan error, 1)}
-	go func() { r.done <- a.Serve(deadlineFailListener{Listener: tcp, armed: armed}) }()
-	t.Cleanup(func() { r.stop(t) })
-
+	p := startPoolOn(t, y, io.Discard, func(ln net.Listener) net.Listener { return deadlineFailListener{Listener: ln, armed: armed} })
+	a := p.app
 	armed.Store(true)
-	c, err := net.Dial("tcp", tcp.Addr().String())
+	c, err := net.Dial("tcp", strings.TrimPrefix(p.base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +76,7 @@ func hijackNotRun(t *testing.T, proto string) {
 	}
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got, _ := io.ReadAll(c) // the server closes it: the stream could not be handed over
-	rows := waitPoolRows(t, &poolRelay{relay: r, sink: sink}, 1)
+	rows := waitPoolRows(t, p, 1)
 	if rows[0].ErrorType != "client_closed" {
 		t.Errorf("row %+v, want client_closed (the client got %q)", rows[0], got)
 	}

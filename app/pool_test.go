@@ -83,6 +83,12 @@ func startPool(t *testing.T, yaml string) *poolRelay {
 // startPoolLog is startPool with the relay's log written to log.
 func startPoolLog(t *testing.T, yaml string, log io.Writer) *poolRelay {
 	t.Helper()
+	return startPoolOn(t, yaml, log, func(ln net.Listener) net.Listener { return ln })
+}
+
+// startPoolOn is startPoolLog serving on wrap's listener around a loopback one.
+func startPoolOn(t *testing.T, yaml string, log io.Writer, wrap func(net.Listener) net.Listener) *poolRelay {
+	t.Helper()
 	cfg, err := Parse([]byte(yaml))
 	if err != nil {
 		t.Fatal(err)
@@ -97,7 +103,7 @@ func startPoolLog(t *testing.T, yaml string, log io.Writer) *poolRelay {
 		t.Fatal(err)
 	}
 	r := &relay{app: a, base: "http://" + ln.Addr().String(), done: make(chan error, 1)}
-	go func() { r.done <- a.Serve(ln) }()
+	go func() { r.done <- a.Serve(wrap(ln)) }()
 	t.Cleanup(func() { r.stop(t) })
 	return &poolRelay{relay: r, sink: sink}
 }

@@ -1,10 +1,10 @@
 package app
 
 import (
-	"bytes"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
 // TestPoolLastCutKeepsAttempts: when the last target answers its head and
@@ -81,31 +81,13 @@ func TestPoolServerTimeoutLeavesHealth(t *testing.T) {
 	}
 }
 
-// lockedBuffer is a log destination safe for the relay's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestPoolUnsetKeyTarget: a target of a pool whose key variable is unset is
 // never picked; the start-up log names it and its variable, and its
 // relay_upstream_healthy reads 0.
 func TestPoolUnsetKeyTarget(t *testing.T) {
 	_, up := mock(t, "")
 	t.Setenv("HK_A", providerKey)
-	var log lockedBuffer
+	var log servicetest.Buffer
 	y := poolConfig(t, `
   - name: pool
     path: /v1/chat/completions
