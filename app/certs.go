@@ -27,9 +27,20 @@ type certSource struct {
 	cur     atomic.Pointer[tls.Certificate]
 	checked atomic.Int64 // mono.Now of the last look at the files
 
-	mu               sync.Mutex // one reload at a time; guards the times
-	certMod, keyMod  time.Time  // of the pair in use
-	failMod, failKey time.Time  // of a pair that failed to load, not tried again
+	mu          sync.Mutex // one reload at a time; guards the stamps
+	inUse, fail fileStamps // of the pair in use, of one that failed to load (not tried again)
+}
+
+// fileStamps tells two versions of the pair's files apart: modification
+// times and sizes (a file rewritten in place within one tick of a coarse
+// clock keeps its time, rarely its size as well).
+type fileStamps struct {
+	certMod, keyMod   time.Time
+	certSize, keySize int64
+}
+
+func (a fileStamps) same(b fileStamps) bool {
+	return a.certMod.Equal(b.certMod) && a.keyMod.Equal(b.keyMod) && a.certSize == b.certSize && a.keySize == b.keySize
 }
 
 // certCheck is how often a handshake looks whether the files changed.
@@ -61,13 +72,13 @@ func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 
 // reloadChanged reloads the pair when a file changed since it was loaded.
 func (s *certSource) reloadChanged() {
-	cm, km, err := s.modTimes()
+	st, err := s.stamps()
 	if err != nil {
 		s.log.Warn("server.tls_cert: cannot look at the certificate files; the certificate in use stays", "err", err)
 		return
 	}
 	s.mu.Lock()
-	changed := (!cm.Equal(s.certMod) || !km.Equal(s.keyMod)) && (!cm.Equal(s.failMod) || !km.Equal(s.failKey))
+	changed := !st.same(s.inUse) && !st.same(s.fail)
 	s.mu.Unlock()
 	if changed {
 		_ = s.reload()
@@ -88,7 +99,7 @@ func (s *certSource) reload() error {
 func (s *certSource) load() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cm, km, err := s.modTimes()
+	st, err := s.stamps()
 	if err != nil {
 		return err
 	}
@@ -97,22 +108,22 @@ func (s *certSource) load() error {
 		pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
 	}
 	if err != nil {
-		s.failMod, s.failKey = cm, km
+		s.fail = st
 		return err
 	}
 	s.cur.Store(&pair)
-	s.certMod, s.keyMod = cm, km
+	s.inUse = st
 	return nil
 }
 
-func (s *certSource) modTimes() (cert, key time.Time, err error) {
+func (s *certSource) stamps() (fileStamps, error) {
 	ci, err := os.Stat(s.certFile)
 	if err != nil {
-		return cert, key, err
+		return fileStamps{}, err
 	}
 	ki, err := os.Stat(s.keyFile)
 	if err != nil {
-		return cert, key, err
+		return fileStamps{}, err
 	}
-	return ci.ModTime(), ki.ModTime(), nil
+	return fileStamps{certMod: ci.ModTime(), keyMod: ki.ModTime(), certSize: ci.Size(), keySize: ki.Size()}, nil
 }

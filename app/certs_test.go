@@ -50,6 +50,7 @@ func TestTLSCertificateRotation(t *testing.T) {
 
 	first := served()
 	rotate()
+	keyStamp := stamp // the key file's time from now on
 	second := served()
 	if bytes.Equal(first, second) {
 		t.Fatal("the rotated certificate was not served")
@@ -67,6 +68,27 @@ func TestTLSCertificateRotation(t *testing.T) {
 	if got := served(); !bytes.Equal(got, second) {
 		t.Fatal("a certificate file that does not load replaced the one in use")
 	}
+	// Its write then ends within the same tick of the file system's clock:
+	// the same times as when it failed, another size. The pair is taken.
+	cf, kf, _ := selfSigned(t, t.TempDir())
+	for _, p := range []struct {
+		from, to string
+		at       time.Time
+	}{{cf, certFile, stamp}, {kf, keyFile, keyStamp}} {
+		b, err := os.ReadFile(p.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p.to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_ = os.Chtimes(p.to, p.at, p.at)
+	}
+	third := served()
+	if bytes.Equal(third, second) {
+		t.Fatal("a pair finished within the same file time as a half-written one was never taken")
+	}
+	second = third
 
 	// SIGHUP reloads at once, whatever the time since the last look.
 	certCheck = time.Hour

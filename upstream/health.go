@@ -67,10 +67,14 @@ type health struct {
 	successes atomic.Uint64
 
 	// A target that flaps (a provider failing every other request) is
-	// ejected and back twice a few requests: one line of each kind per
-	// healthLogEvery, the next saying how many it stood for (the metrics
-	// count every one).
-	ejectLog, backLog ratelog.Every
+	// ejected and back every few requests: an ejection no longer than
+	// healthLogEvery is logged once per healthLogEvery at most (the next
+	// line says how many were not), a longer one always, and a return when
+	// the ejection it ends was (ejectLogged), so that the last line of a
+	// target never says the opposite of a state that lasts. The metrics
+	// count every one.
+	ejectLog    ratelog.Every
+	ejectLogged atomic.Bool
 
 	mu       sync.Mutex // serializes ejections and returns
 	cooldown time.Duration
@@ -118,7 +122,9 @@ type picked struct {
 // or with every target ejected) neither lets a second probe through by
 // leaving nor doubles the cool-down by failing.
 func (t *target) report(o outcome, p picked, retryAfter time.Duration, ho *HealthOptions, log *slog.Logger, why string) {
-	probe := p.probe
+	// A probe overtaken by a later ejection or lengthening (whose failure
+	// ended its claim) says nothing of the probe let through since.
+	probe := p.probe && p.epoch == t.health.epoch.Load()
 	switch o {
 	case outcomeNeutral:
 		if probe {
@@ -167,10 +173,8 @@ func (t *target) succeed(p picked, log *slog.Logger) cleared {
 	h.probing.Store(false)
 	h.cooldown = 0
 	h.mu.Unlock()
-	if back {
-		if ok, n := h.backLog.Allow(healthLogEvery); ok {
-			log.Info("upstream target healthy again", "route", t.routeName, "target", t.label, "returns_not_logged", n)
-		}
+	if back && h.ejectLogged.Swap(false) {
+		log.Info("upstream target healthy again", "route", t.routeName, "target", t.label)
 	}
 	return c
 }
@@ -223,9 +227,15 @@ func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, lo
 	h.mu.Unlock()
 	if fresh {
 		h.ejections.Add(1)
-		if ok, n := h.ejectLog.Allow(healthLogEvery); ok {
+		var n int64
+		logged := d > healthLogEvery // a long one always: the last line must not say "healthy again"
+		if !logged {
+			logged, n = h.ejectLog.Allow(healthLogEvery)
+		}
+		h.ejectLogged.Store(logged)
+		if logged {
 			log.Warn("upstream target ejected", "route", t.routeName, "target", t.label,
-				"reason", why, "for", d.String(), "ejections_not_logged", n)
+				"reason", why, "for", d.String(), "short_ejections_not_logged", n)
 		}
 	}
 }

@@ -374,3 +374,54 @@ func TestOvertakenProbeLeavesNewerProbe(t *testing.T) {
 		t.Fatal("a third probe went out while the second was still out")
 	}
 }
+
+// TestLastHealthLineTellsLastingState: after spaced-out lines, an ejection
+// that lasts (a 429 with Retry-After of an hour) is logged, whatever came
+// just before: the last line never says "healthy again" of a target that
+// stays ejected, nor "ejected" of one back for good.
+func TestLastHealthLineTellsLastingState(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	ho := &HealthOptions{MaxFails: 1, Cooldown: 5 * time.Second, MaxCooldown: 2 * time.Hour}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	last := func() string {
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		return lines[len(lines)-1]
+	}
+	a.report(outcomeFailed, pickedNow(a, false), 0, ho, log, "status 500")
+	a.report(outcomeOK, pickedNow(a, false), 0, ho, log, "")
+	a.report(outcomeFailed, pickedNow(a, false), 0, ho, log, "status 500") // short: not logged
+	a.report(outcomeOK, pickedNow(a, false), 0, ho, log, "")               // its return: not logged either
+	if !strings.Contains(last(), "healthy again") {
+		t.Fatalf("last line %q, want the target healthy", last())
+	}
+	a.report(outcomeFailed, pickedNow(a, false), time.Hour, ho, log, "status 429")
+	if !strings.Contains(last(), "upstream target ejected") || a.health.healthy() {
+		t.Fatalf("ejected for an hour, last line %q", last())
+	}
+}
+
+// TestOvertakenProbeLeavingKeepsNewerProbe: the client of a probe overtaken
+// by a lengthened ejection leaves after the next probe went out: the next
+// probe's claim stands.
+func TestOvertakenProbeLeavingKeepsNewerProbe(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Hour}
+	a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503")
+	a.health.until.Store(mono.Now() - 1)
+	if !a.health.claim(mono.Now()) {
+		t.Fatal("no first probe")
+	}
+	first := pickedNow(a, true)
+	a.report(outcomeFailed, pickedNow(a, false), time.Minute, ho, quiet, "status 429")
+	a.health.until.Store(mono.Now() - 1)
+	if !a.health.claim(mono.Now()) {
+		t.Fatal("no second probe")
+	}
+	a.report(outcomeNeutral, first, 0, ho, quiet, "client left")
+	if !a.health.probing.Load() {
+		t.Fatal("the overtaken probe's client leaving ended the newer probe's claim")
+	}
+}
