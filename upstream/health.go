@@ -110,7 +110,8 @@ func (h *health) claim(now int64) bool {
 func (h *health) healthy() bool { return h.until.Load() == 0 }
 
 // picked is what an attempt's pick knew of its target: whether it was its
-// probe (pool.pick said so), and how many times it had been ejected.
+// probe (pool.pick said so), and its health's epoch then (its ejections
+// and their lengthenings).
 type picked struct {
 	probe bool
 	epoch uint64
