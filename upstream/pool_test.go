@@ -351,27 +351,30 @@ func TestFlappingTargetLogsSpacedOut(t *testing.T) {
 	}
 }
 
-// TestOvertakenProbeLeavesNewerProbe: the late success of a probe whose
-// ejection was made longer meanwhile does not end the claim of the probe
-// let through after that longer ejection: one probe at a time.
+// TestOvertakenProbeLeavesNewerProbe: a probe whose ejection was made
+// longer meanwhile (a failure, a 429 of a request in flight) says nothing
+// of the probe let through after that longer ejection, whether it
+// succeeds late or its client leaves: one probe at a time.
 func TestOvertakenProbeLeavesNewerProbe(t *testing.T) {
-	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
-	a := r.pool.targets[0]
-	ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Hour}
-	a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503")
-	a.health.until.Store(mono.Now() - 1)
-	if !a.health.claim(mono.Now()) {
-		t.Fatal("no first probe")
-	}
-	first := pickedNow(a, true)
-	a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503") // one in flight: longer
-	a.health.until.Store(mono.Now() - 1)
-	if !a.health.claim(mono.Now()) {
-		t.Fatal("no second probe after the longer ejection")
-	}
-	a.report(outcomeOK, first, 0, ho, quiet, "")
-	if a.health.claim(mono.Now()) {
-		t.Fatal("a third probe went out while the second was still out")
+	for _, late := range []outcome{outcomeOK, outcomeNeutral} {
+		r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+		a := r.pool.targets[0]
+		ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Hour}
+		a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503")
+		a.health.until.Store(mono.Now() - 1)
+		if !a.health.claim(mono.Now()) {
+			t.Fatal("no first probe")
+		}
+		first := pickedNow(a, true)
+		a.report(outcomeFailed, pickedNow(a, false), time.Minute, ho, quiet, "status 429") // one in flight: longer
+		a.health.until.Store(mono.Now() - 1)
+		if !a.health.claim(mono.Now()) {
+			t.Fatal("no second probe after the longer ejection")
+		}
+		a.report(late, first, 0, ho, quiet, "")
+		if !a.health.probing.Load() || a.health.claim(mono.Now()) {
+			t.Fatalf("the first probe's late outcome %d ended the second probe's claim", late)
+		}
 	}
 }
 
@@ -399,29 +402,5 @@ func TestLastHealthLineTellsLastingState(t *testing.T) {
 	a.report(outcomeFailed, pickedNow(a, false), time.Hour, ho, log, "status 429")
 	if !strings.Contains(last(), "upstream target ejected") || a.health.healthy() {
 		t.Fatalf("ejected for an hour, last line %q", last())
-	}
-}
-
-// TestOvertakenProbeLeavingKeepsNewerProbe: the client of a probe overtaken
-// by a lengthened ejection leaves after the next probe went out: the next
-// probe's claim stands.
-func TestOvertakenProbeLeavingKeepsNewerProbe(t *testing.T) {
-	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
-	a := r.pool.targets[0]
-	ho := &HealthOptions{MaxFails: 1, Cooldown: 10 * time.Second, MaxCooldown: time.Hour}
-	a.report(outcomeFailed, pickedNow(a, false), 0, ho, quiet, "status 503")
-	a.health.until.Store(mono.Now() - 1)
-	if !a.health.claim(mono.Now()) {
-		t.Fatal("no first probe")
-	}
-	first := pickedNow(a, true)
-	a.report(outcomeFailed, pickedNow(a, false), time.Minute, ho, quiet, "status 429")
-	a.health.until.Store(mono.Now() - 1)
-	if !a.health.claim(mono.Now()) {
-		t.Fatal("no second probe")
-	}
-	a.report(outcomeNeutral, first, 0, ho, quiet, "client left")
-	if !a.health.probing.Load() {
-		t.Fatal("the overtaken probe's client leaving ended the newer probe's claim")
 	}
 }
