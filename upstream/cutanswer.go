@@ -83,11 +83,17 @@ func appendMember(dst, member []byte) []byte {
 	if len(dst) < 2 || dst[len(dst)-1] != '}' {
 		return dst
 	}
+	return append(append(openMember(dst), member...), '}')
+}
+
+// openMember opens the JSON object in dst, a non-empty one, for one more
+// member: its closing brace taken off and, after another member, a comma.
+func openMember(dst []byte) []byte {
 	dst = dst[:len(dst)-1]
 	if dst[len(dst)-1] != '{' {
 		dst = append(dst, ',')
 	}
-	return append(append(dst, member...), '}')
+	return dst
 }
 
 // CutAnswer returns the status and message of the relay's answer to an

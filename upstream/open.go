@@ -272,10 +272,7 @@ func appendAttempts(dst []byte, tries []attempt, alone bool) []byte {
 		}
 		dst = append(dst[:0], '{')
 	} else {
-		dst = dst[:len(dst)-1] // the closing brace
-		if dst[len(dst)-1] != '{' {
-			dst = append(dst, ',')
-		}
+		dst = openMember(dst)
 	}
 	dst = append(dst, `"x-relay-attempts":"`...)
 	for i, a := range tries {
