@@ -95,3 +95,80 @@ func TestSlowBodyRow(t *testing.T) {
 		t.Errorf("%d rows after the slowloris and pipelined cases, want 1 (the served request's)", n)
 	}
 }
+
+// TestCutBodyRow: a client that ends its connection inside a request body
+// (an upload given up, a half-close before the body is whole) still leaves a
+// row when the request's head arrived whole: status 400, client_closed, the
+// route, key and headers; a client that half-closed reads the answer and
+// its X-Request-Id. Before, such a request was answered without an id and
+// left no row at all.
+func TestCutBodyRow(t *testing.T) {
+	r := startChaosRelay(t, "", nil)
+	addr := strings.TrimPrefix(r.base, "http://")
+	body := `{"model":"gpt-cut","stream":true,"messages":[]}`
+	full := relayReq("/v1/chat/completions", "X-Case: %s\r\n", body)
+	head := full[:len(full)-len(body)]
+	idRe := regexp.MustCompile(`(?i)\r\nX-Request-Id: ([0-9a-f]+)\r\n`)
+
+	// cut writes req, then half-closes (or closes) the connection and reads
+	// what comes back.
+	cut := func(req string, half bool) string {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		if !half {
+			return ""
+		}
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got, _ := io.ReadAll(c)
+		return string(got)
+	}
+	check := func(name string, row row) {
+		t.Helper()
+		if row.Status != 400 || row.ErrorType != "client_closed" || row.Route != "openai" || row.Method != "POST" ||
+			row.Path != "/v1/chat/completions" || row.Tenant != "test-tenant" {
+			t.Errorf("%s: row %+v", name, row)
+		}
+		if strings.Contains(row.ReqHeaders, relayKey) {
+			t.Errorf("%s: row's request headers carry the relay key: %q", name, row.ReqHeaders)
+		}
+	}
+
+	got := cut(strings.Replace(head, "%s", "half", 1)+body[:10], true)
+	if statusOf(got) != 400 {
+		t.Fatalf("half-closed inside the body: answered %q, want a 400", got)
+	}
+	m := idRe.FindStringSubmatch(got)
+	if m == nil {
+		t.Fatalf("half-closed inside the body: 400 without X-Request-Id: %q", got)
+	}
+	check("half-closed", r.rows.wait(t, m[1]))
+
+	// A client that leaves altogether reads nothing; its row is found by
+	// its header.
+	closed := func(row row) bool { return strings.Contains(row.ReqHeaders, `"x-case":"closed"`) }
+	cut(strings.Replace(head, "%s", "closed", 1)+body[:10], false)
+	deadline := time.Now().Add(20 * time.Second)
+	for r.rows.count(closed) == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	n := 0
+	for _, row := range r.rows.all() {
+		if closed(row) {
+			n++
+			check("closed", row)
+		}
+	}
+	if n != 1 {
+		t.Errorf("closed inside the body: %d rows, want 1", n)
+	}
+}

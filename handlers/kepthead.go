@@ -3,6 +3,7 @@ package handlers
 import (
 	"bytes"
 	"errors"
+	"io"
 	"net"
 	"strings"
 
@@ -41,9 +42,9 @@ func dropHead(ctx *fasthttp.RequestCtx) {
 }
 
 // restoreKeptHead gives ctx's request back the head its connection kept,
-// when err is a failure to read its body (bodyReadFailed, or a timeout that
-// is not the header block's: fasthttp's header read errors carry
-// headerReadError) and the kept read holds the whole header block; it
+// when err is a failure to read its body (bodyReadFailed, bodyCutShort, or
+// a timeout that is not the header block's: fasthttp's header read errors
+// carry headerReadError) and the kept read holds the whole header block; it
 // reports whether it did. The kept head is dropped either way.
 func restoreKeptHead(ctx *fasthttp.RequestCtx, err error) bool {
 	k, ok := ctx.Conn().(headKeeper)
@@ -53,7 +54,7 @@ func restoreKeptHead(ctx *fasthttp.RequestCtx, err error) bool {
 	defer k.DropHead()
 	var ne net.Error
 	timedOut := errors.As(err, &ne) && ne.Timeout() && !strings.HasPrefix(err.Error(), headerReadError)
-	if !timedOut && !bodyReadFailed(err) {
+	if !timedOut && !bodyReadFailed(err) && !bodyCutShort(err) {
 		return false
 	}
 	raw := k.KeptHead()
@@ -62,4 +63,16 @@ func restoreKeptHead(ctx *fasthttp.RequestCtx, err error) bool {
 		return false
 	}
 	return restoreHead(&ctx.Request, raw[:end+4])
+}
+
+// bodyCutShort reports whether err says that the client's connection ended
+// (closed, half-closed or reset) inside a request body: fasthttp returns
+// io.ErrUnexpectedEOF, or the socket's error, as they are for a body, and
+// prefixes every header block's read error with headerReadError.
+func bodyCutShort(err error) bool {
+	if strings.HasPrefix(err.Error(), headerReadError) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) || (errors.As(err, &ne) && !ne.Timeout())
 }

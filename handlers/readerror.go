@@ -20,7 +20,13 @@ func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp
 	return func(ctx *fasthttp.RequestCtx, err error) {
 		// fasthttp reset a request whose body it failed to read: its
 		// head is given back for the answer's id and the row (kepthead.go).
-		restoreKeptHead(ctx, err)
+		if restoreKeptHead(ctx, err) && bodyCutShort(err) {
+			// The client ended its connection inside the body: Fiber would
+			// call that a malformed request (or, for a reset, an upstream's
+			// 502); it is the client that left.
+			h.rejectEarly(ctx, fasthttp.StatusBadRequest, record.ErrClientClosed, msgBodyCut)
+			return
+		}
 		if len(ctx.Request.Header.RawHeaders()) != 0 || !headRefused(err) {
 			next(ctx, err)
 			return
@@ -28,6 +34,10 @@ func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp
 		h.refuseHead(ctx)
 	}
 }
+
+// msgBodyCut answers a request whose client ended its connection inside
+// the body (a half-closed client still reads it).
+const msgBodyCut = "the connection ended inside the request body"
 
 // bodyReadFailed reports whether err is fasthttp's failure to read a
 // request's body after its header was read whole: too large, or chunks that
