@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
@@ -384,8 +385,15 @@ func (a *App) Addr() string {
 func (a *App) Listen() (net.Listener, error) {
 	ln, err := net.Listen("tcp", a.Addr())
 	if err != nil {
-		// err names the address: "listen tcp HOST:PORT: bind: ...".
-		return nil, fmt.Errorf("server.port=%d: %w", a.cfg.Server.Port, err)
+		// err names the address: "listen tcp HOST:PORT: bind: ...". A
+		// port taken or refused is the port's; a host that does not
+		// resolve or is not this machine's is the host's.
+		field := fmt.Sprintf("server.port=%d", a.cfg.Server.Port)
+		var dnsErr *net.DNSError
+		if errors.As(err, &dnsErr) || errors.Is(err, syscall.EADDRNOTAVAIL) {
+			field = fmt.Sprintf("server.host=%s", a.cfg.Server.Host)
+		}
+		return nil, fmt.Errorf("%s: %w", field, err)
 	}
 	ln = socket.Listener{Listener: ln} // beneath TLS too
 	if a.cfg.Server.TLSCert != "" {

@@ -80,6 +80,9 @@ func Load(path string) (*Config, error) {
 	if v := envListItem(os.Environ()); v != "" {
 		return nil, fmt.Errorf("config: environment: %s: list items (routes, auth.keys, storage.clickhouse.urls) cannot be set from the environment: set them in %s", v, path)
 	}
+	if err := envTypo(os.Environ()); err != nil {
+		return nil, err
+	}
 	if err := k.Load(env.Provider(envPrefix, ".", envKey), nil); err != nil {
 		return nil, fmt.Errorf("config: environment: %w", err)
 	}
@@ -89,18 +92,66 @@ func Load(path string) (*Config, error) {
 // envListItem returns the first RELAY_ variable of environ that names an
 // item of a list (RELAY_ROUTES__0__UPSTREAM), "" when none does: the
 // decoder would refuse it as a map key "0" of a list, without saying why.
+//
+// The lists of objects are refused whole too (RELAY_ROUTES__NAME,
+// RELAY_AUTH__KEYS=...): the decoder took the map for a list of one item
+// and the file's routes or keys were replaced by it, without a word. A
+// list of strings may be given whole, comma-separated
+// (RELAY_STORAGE__CLICKHOUSE__URLS).
 func envListItem(environ []string) string {
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		key := envKey(name)
-		for _, list := range []string{"routes.", "auth.keys.", "storage.clickhouse.urls."} {
-			rest, ok := strings.CutPrefix(key, list)
-			if idx, _, _ := strings.Cut(rest, "."); ok && idx != "" && strings.Trim(idx, "0123456789") == "" {
+		for _, list := range []string{"routes", "auth.keys"} {
+			if key == list || strings.HasPrefix(key, list+".") {
 				return name
 			}
 		}
+		if strings.HasPrefix(key, "storage.clickhouse.urls.") {
+			return name
+		}
 	}
 	return ""
+}
+
+// envTypo refuses a RELAY_ variable that is meant as a setting but names
+// none, which would be ignored without a word: one whose first level is
+// no section (RELAY_SEVRER__PORT), or a section and a key joined by a
+// single underscore (RELAY_SERVER_PORT). Other RELAY_ variables (the
+// scripts' RELAY_CLICKHOUSE_HTTP_PORT, RELAY_TEST_REDIS_ADDR) are left
+// alone.
+func envTypo(environ []string) error {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		rest, ok := strings.CutPrefix(name, envPrefix)
+		if !ok {
+			continue
+		}
+		rest = strings.ToLower(rest)
+		if top, _, nested := strings.Cut(rest, "__"); nested && !sections[top] {
+			return fmt.Errorf("config: environment: %s: no setting has this name: its first level %q is none of %s", name, top, sectionList())
+		}
+		if strings.Contains(rest, "__") {
+			continue
+		}
+		for sec := range sections {
+			if strings.HasPrefix(rest, sec+"_") {
+				return fmt.Errorf("config: environment: %s: levels are separated by a double underscore (%s%s__%s)",
+					name, envPrefix, strings.ToUpper(sec), strings.ToUpper(rest[len(sec)+1:]))
+			}
+		}
+	}
+	return nil
+}
+
+// sectionList names the sections, sorted: server, auth, ...
+func sectionList() string {
+	names := make([]string, 0, len(sections))
+	for s := range sections {
+		names = append(names, s)
+	}
+	slices.Sort(names)
+	return strings.Join(names, ", ")
 }
 
 // Parse is Load for YAML bytes, without environment overrides (tests).
@@ -128,6 +179,7 @@ func decode(k *koanf.Koanf) (*Config, error) {
 	dc := &mapstructure.DecoderConfig{
 		DecodeHook: mapstructure.ComposeDecodeHookFunc(
 			durationHook,
+			wholeNumberHook,
 			mapstructure.StringToSliceHookFunc(","),
 		),
 		// Keys the Config does not have are collected (md.Unused, full
@@ -170,17 +222,61 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 		}
 		// A plain number from the environment is seconds, as in YAML.
 		if f, ferr := strconv.ParseFloat(strings.TrimSpace(v), 64); ferr == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
-			return time.Duration(f * float64(time.Second)), nil
+			return secondsDuration(f)
 		}
 		return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", v)
 	case int:
-		return time.Duration(v) * time.Second, nil
+		return secondsDuration(float64(v))
 	case int64:
-		return time.Duration(v) * time.Second, nil
+		return secondsDuration(float64(v))
 	case float64:
-		return time.Duration(v * float64(time.Second)), nil
+		return secondsDuration(v)
 	}
 	return data, nil
+}
+
+// wholeNumberHook refuses a number for an integer setting that is not a
+// whole number, or too large for one: the weak decoding truncated 2.9 to 2
+// (and 0.9 tokens a minute to 0, no budget) and wrapped 2^64-1 to -1.
+func wholeNumberHook(from, to reflect.Type, data any) (any, error) {
+	var bits int
+	switch to.Kind() {
+	case reflect.Int, reflect.Int64, reflect.Uint, reflect.Uint64:
+		bits = 64
+	case reflect.Int32, reflect.Uint32:
+		bits = 32
+	default:
+		return data, nil
+	}
+	if to == reflect.TypeOf(time.Duration(0)) {
+		return data, nil
+	}
+	limit := math.Ldexp(1, bits-1) // 2^63 or 2^31: past any signed value
+	switch v := data.(type) {
+	case float64:
+		if v != math.Trunc(v) {
+			return nil, fmt.Errorf("%v is not a whole number", v)
+		}
+		if v >= limit || v < -limit {
+			return nil, fmt.Errorf("%.0f is too large", v)
+		}
+	case uint64:
+		if float64(v) >= limit {
+			return nil, fmt.Errorf("%d is too large", v)
+		}
+	}
+	return data, nil
+}
+
+// secondsDuration is a number of seconds as a duration; one past what a
+// duration holds (about 292 years) is an error, not a wrapped value (2^64 ns
+// read as 290 ms).
+func secondsDuration(secs float64) (time.Duration, error) {
+	ns := secs * float64(time.Second)
+	if math.IsNaN(ns) || ns >= math.MaxInt64 || ns <= math.MinInt64 {
+		return 0, fmt.Errorf("%v seconds is not a duration this relay can hold (at most %d)", secs, int64(math.MaxInt64/int64(time.Second)))
+	}
+	return time.Duration(ns), nil
 }
 
 // unknownKeys is the error for keys of the file (or RELAY_* variables) that
@@ -387,6 +483,16 @@ func (c *Config) validateRoutes() error {
 			return &fieldError{f("path"), r.Path, "duplicate path"}
 		}
 		paths[r.Path] = true
+		// The kind first: a misspelled kind on a ws route made its wss://
+		// upstream the field named.
+		switch r.Kind {
+		case "sse", "raw", "ws":
+		default:
+			return &fieldError{f("kind"), r.Kind, "must be sse, raw or ws"}
+		}
+		if err := checkEnvName(f("auth_env"), r.AuthEnv); err != nil {
+			return err
+		}
 		if len(r.Upstreams) > 0 {
 			if err := r.validateUpstreams(f); err != nil {
 				return err
@@ -396,11 +502,6 @@ func (c *Config) validateRoutes() error {
 		}
 		if err := r.validateFailover(f); err != nil {
 			return err
-		}
-		switch r.Kind {
-		case "sse", "raw", "ws":
-		default:
-			return &fieldError{f("kind"), r.Kind, "must be sse, raw or ws"}
 		}
 		if err := checkAuthQuery(r.Kind, r.AuthQuery); err != nil {
 			return &fieldError{f("auth_query"), r.AuthQuery, err.Error()}
@@ -612,6 +713,18 @@ func envFileProblem(b []byte) string {
 }
 
 // validEnvName reports whether s is a shell variable name.
+// checkEnvName refuses an auth_env (field) that is not an environment
+// variable's name. The value is not shown: what is found there instead of a
+// name is most often the provider key itself, pasted by mistake, and the
+// error goes to the log.
+func checkEnvName(field, name string) error {
+	if name == "" || validEnvName(name) {
+		return nil
+	}
+	return fmt.Errorf("config: %s: must name the environment variable that holds the provider key "+
+		"(letters, digits and _, not beginning with a digit), not hold the key: the value is not shown", field)
+}
+
 func validEnvName(s string) bool {
 	for i, c := range s {
 		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {

@@ -251,3 +251,114 @@ func FuzzParseConfig(f *testing.F) {
 		}
 	})
 }
+
+// TestEnvMisspelled: RELAY_ variables meant as settings that name none are
+// refused by name instead of ignored, and the lists of objects cannot be
+// replaced from the environment without an index either (the decoder took
+// RELAY_ROUTES__NAME for a list of one route, and the file's routes were
+// gone). Other RELAY_ variables (the scripts') are left alone.
+func TestEnvMisspelled(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(minimalRoute), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"RELAY_SERVER_PORT":         "RELAY_SERVER_PORT: levels are separated by a double underscore (RELAY_SERVER__PORT)",
+		"RELAY_RATE_LIMIT_DEFAULT":  "(RELAY_RATE_LIMIT__DEFAULT)",
+		"RELAY_SEVRER__PORT":        `RELAY_SEVRER__PORT: no setting has this name: its first level "sevrer"`,
+		"RELAY_ROUTES__NAME":        "RELAY_ROUTES__NAME: list items",
+		"RELAY_AUTH__KEYS__KEY":     "RELAY_AUTH__KEYS__KEY: list items",
+		"RELAY_AUTH__KEYS":          "RELAY_AUTH__KEYS: list items",
+		"RELAY_SERVER__TIMEOUT":     "is not a duration this relay can hold",
+		"RELAY_RATE_LIMIT__DEFAULT": "'rate_limit.default'",
+	} {
+		t.Run(name, func(t *testing.T) {
+			v := "21313"
+			switch name {
+			case "RELAY_SERVER__TIMEOUT":
+				v = "99999999999999"
+			case "RELAY_RATE_LIMIT__DEFAULT":
+				v = "2.5"
+			}
+			t.Setenv(name, v)
+			if _, err := Load(path); err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s=%s: %v, want an error containing %q", name, v, err, want)
+			}
+		})
+	}
+	t.Setenv("RELAY_CLICKHOUSE_HTTP_PORT", "18123")
+	t.Setenv("RELAY_SERVICES_DIR", "/tmp/x")
+	t.Setenv("RELAY_STORAGE__CLICKHOUSE__URLS", "http://127.0.0.1:1,http://127.0.0.1:2")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := cfg.Storage.ClickHouse.URLs; len(got) != 2 {
+		t.Errorf("a whole list of strings from the environment: %q", got)
+	}
+}
+
+// TestNumbersRefused: an integer setting given a fraction, or a number past
+// what it holds, is refused naming the field (it was truncated: 0.9 tokens
+// a minute became 0, no budget at all; 2^64-1 became -1), and so is a
+// duration in seconds past what a duration holds (2^64 ns wrapped to
+// 290 ms: every stream cut at 0.3 s).
+func TestNumbersRefused(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"rate_limit: {default: 2.9}", "'rate_limit.default' 2.9 is not a whole number"},
+		{"rate_limit: {tokens_per_minute: 0.9}", "'rate_limit.tokens_per_minute' 0.9 is not a whole number"},
+		{"rate_limit: {tenants: {acme: 1.5}}", "1.5 is not a whole number"},
+		{"rate_limit: {default: 99999999999999999999}", "'rate_limit.default' 100000000000000000000 is too large"},
+		{"rate_limit: {burst: 18446744073709551615}", "'rate_limit.burst' 18446744073709551615 is too large"},
+		{"server: {timeout: 18446744074}", "'server.timeout' 1.8446744074e+10 seconds is not a duration"},
+		{"server: {timeout: 1e300}", "'server.timeout' 1e+300 seconds is not a duration"},
+	} {
+		_, err := Parse([]byte(minimalRoute + tc.yaml + "\n"))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error containing %q", tc.yaml, err, tc.want)
+		}
+	}
+	cfg, err := Parse([]byte(minimalRoute + "rate_limit: {default: 60.0}\nserver: {timeout: 1.5}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RateLimit.Default != 60 || cfg.Server.Timeout != 1500*time.Millisecond {
+		t.Errorf("whole float and fractional seconds: default %d timeout %v", cfg.RateLimit.Default, cfg.Server.Timeout)
+	}
+}
+
+// TestAuthEnvNotAKey: an auth_env that is not a variable's name (a provider
+// key pasted in its place) is refused at load, and the error does not show
+// it: it was accepted, logged in the "provider key not set" warning and sent
+// to every caller in the route's 502.
+func TestAuthEnvNotAKey(t *testing.T) {
+	const pasted = "sk-proj-SECRETPASTEDKEY"
+	for _, y := range []string{
+		strings.Replace(minimalRoute, "auth_env: OPENAI_API_KEY", "auth_env: "+pasted, 1),
+		`
+routes:
+  - name: pool
+    path: /v1/chat/completions
+    upstreams:
+      - url: https://api.openai.com
+        auth_env: ` + pasted + `
+`,
+	} {
+		_, err := Parse([]byte(y))
+		if err == nil || !strings.Contains(err.Error(), "auth_env: must name the environment variable") {
+			t.Errorf("pasted key in auth_env: %v", err)
+		} else if strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("the error shows the value: %v", err)
+		}
+	}
+}
+
+// TestKindNamedFirst: a misspelled kind on a WebSocket route is named, not
+// its wss:// upstream (valid only for kind ws).
+func TestKindNamedFirst(t *testing.T) {
+	y := strings.Replace(minimalRoute, "upstream: https://api.openai.com", "upstream: wss://api.openai.com\n    kind: websocket", 1)
+	_, err := Parse([]byte(y))
+	if err == nil || !strings.Contains(err.Error(), "routes[0].kind=websocket: must be sse, raw or ws") {
+		t.Errorf("misspelled kind: %v", err)
+	}
+}

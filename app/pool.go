@@ -27,6 +27,9 @@ func (r *RouteConfig) validateUpstreams(f func(string) string) error {
 		if err := checkHTTPURL(wsAsHTTP(r.Kind, u.URL)); err != nil {
 			return &fieldError{g("url"), shownURL(u.URL), err.Error()}
 		}
+		if err := checkEnvName(g("auth_env"), u.AuthEnv); err != nil {
+			return err
+		}
 		if u.Weight < 0 {
 			return &fieldError{g("weight"), u.Weight, "must not be negative (0: 1)"}
 		}
