@@ -322,3 +322,44 @@ func TestHSETOverrideWithoutRestart(t *testing.T) {
 		t.Fatalf("after HSET rpm -1: %+v, want unlimited", d)
 	}
 }
+
+// TestCachedRefusalLongWait: a refusal from the client-side cache says how
+// long the block really lasts, also when that is longer than the cache's
+// TTL: rueidis caps a cached key's PTTL at the TTL, and a tenant blocked for
+// a minute was told Retry-After 30 (the default TTL; 2 s here) again and
+// again, retrying early each time. Also for a relay key's own block.
+func TestCachedRefusalLongWait(t *testing.T) {
+	l := newTestLimiter(t, true, Options{
+		Default: 1, Burst: 1, Keys: map[string]int{"k1": 1},
+		CacheTTL: 2 * time.Second,
+	})
+	ctx := context.Background()
+	for _, c := range []struct{ tenant, key string }{{"acme", ""}, {"beta", "k1"}} {
+		if d := l.Take(ctx, c.tenant, c.key); !d.Allowed {
+			t.Fatalf("%s/%q: first request %+v", c.tenant, c.key, d)
+		}
+		first := l.Take(ctx, c.tenant, c.key)
+		if first.Allowed || first.RetryAfter < 50*time.Second {
+			t.Fatalf("%s/%q: refusal by the script %+v, want about a minute's wait", c.tenant, c.key, first)
+		}
+		cached := 0
+		for i := 0; i < 50 && cached < 5; i++ {
+			d := l.Take(ctx, c.tenant, c.key)
+			if d.Allowed {
+				t.Fatalf("%s/%q: refusal %d admitted: %+v", c.tenant, c.key, i, d)
+			}
+			if d.Source == SourceCache {
+				cached++
+			}
+			// The wait only shrinks with the time the test took (well
+			// under 10 s), never to the cache's TTL.
+			if d.RetryAfter < 40*time.Second || d.RetryAfter > first.RetryAfter || d.Reset < d.RetryAfter {
+				t.Fatalf("%s/%q: refusal %d (%v) says RetryAfter %v Reset %v, want close to %v",
+					c.tenant, c.key, i, d.Source, d.RetryAfter, d.Reset, first.RetryAfter)
+			}
+		}
+		if cached == 0 {
+			t.Errorf("%s/%q: no refusal came from the cache", c.tenant, c.key)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/rueidis"
@@ -123,14 +124,14 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 
 	// A blocked-until key exists exactly while its bucket cannot admit; its
 	// cache entry expires with it (rueidis caps the entry at the key's PTTL).
-	tenantWait, tenantHit, err := blockedFor(c.DoCache(ctx, reads.blk, ttl))
+	tenantWait, tenantHit, err := blockWait(ctx, c, reads.blk, ts.blkKey, &ts.blkUntil, ttl)
 	if err != nil {
 		return Decision{}, err
 	}
 	var keyWait time.Duration
 	keyHit := true
 	if ks != nil {
-		if keyWait, keyHit, err = blockedFor(c.DoCache(ctx, ks.keyCmds(c).blk, ttl)); err != nil {
+		if keyWait, keyHit, err = blockWait(ctx, c, ks.keyCmds(c).blk, ks.blkKey, &ks.blkUntil, ttl); err != nil {
 			return Decision{}, err
 		}
 	}
@@ -239,6 +240,35 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 		ts.mu.Unlock()
 	}
 	return nil
+}
+
+// blockWait is the time left on the blocked-until key named key, read
+// through the client-side cache (cmd, a GET of it), and whether the cache
+// answered. rueidis caps a cached key's PTTL at the cache's TTL, so a wait
+// at the cap may be longer: the key's own PTTL is asked then, once per
+// fetch of the key (the answer is kept in until as a local deadline), and
+// cached reads of the same block use that deadline. A block shorter than
+// the TTL costs nothing more than before.
+func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key string, until *atomic.Int64, ttl time.Duration) (time.Duration, bool, error) {
+	wait, hit, err := blockedFor(c.DoCache(ctx, cmd, ttl))
+	if err != nil || wait == 0 || wait < ttl-time.Second {
+		return wait, hit, err
+	}
+	if u := until.Load(); hit && u != 0 {
+		// A deadline no earlier than the cached wait is this block's (a
+		// new block is a new fetch: a miss).
+		if left := time.Until(time.Unix(0, u)); left >= wait {
+			return left, hit, nil
+		}
+	}
+	ms, err := c.Do(ctx, c.B().Pttl().Key(key).Build()).AsInt64()
+	if err != nil || ms <= 0 {
+		// Gone meanwhile, or not known: the cached wait stands.
+		return wait, hit, nil
+	}
+	left := time.Duration(ms) * time.Millisecond
+	until.Store(time.Now().Add(left).UnixNano())
+	return max(left, wait), hit, nil
 }
 
 // blockedFor reads a GET of a blocked-until key: the time left, 0 when the

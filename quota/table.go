@@ -36,6 +36,9 @@ type tenantState struct {
 	reads atomic.Pointer[readCmds] // pinned cached reads, built on first use
 	take  atomic.Pointer[takeCmd]  // pinned take script for the last limits
 	renew atomic.Pointer[takeCmd]  // pinned renew script for the last limits
+	// blkUntil is when the tenant's block ends, by its PTTL, asked when
+	// the cached wait was at the cache's TTL (blockWait); unix ns, 0: none.
+	blkUntil atomic.Int64
 
 	file       limits
 	fixedBurst int64 // Options.Burst: 0 = each rate's minute's worth
@@ -72,9 +75,10 @@ type keyState struct {
 	req      bucket   // guarded by the tenant's mu
 	lease    lease    // guarded by the tenant's mu
 
-	reads atomic.Pointer[readCmds]
-	take  atomic.Pointer[takeCmd]
-	renew atomic.Pointer[takeCmd]
+	reads    atomic.Pointer[readCmds]
+	take     atomic.Pointer[takeCmd]
+	renew    atomic.Pointer[takeCmd]
+	blkUntil atomic.Int64 // as tenantState's
 }
 
 func (t *table) init() {
