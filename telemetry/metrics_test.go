@@ -275,6 +275,7 @@ func withTraffic(routes ...string) *Metrics {
 	}
 	m.ObserveInsert(12*time.Millisecond, 3, nil)
 	m.SetStorageStats(func() chlog.Stats { return chlog.Stats{RowsWritten: 3} })
+	m.SetStorageNodeErrors(func() []chlog.NodeErrors { return []chlog.NodeErrors{{Node: "127.0.0.1:8123", Errors: 1}} })
 	m.SetLimiterStats(func() quota.Stats { return quota.Stats{} })
 	return m
 }
