@@ -437,8 +437,8 @@ func (h *Relay) finish(rec *record.Record) {
 		}
 	}
 	// The current limiter: one a reload replaced may be closed by now.
-	if l := h.cur.Load().Limiter; l != nil && rec.TokensIn >= 0 {
-		l.Debit(context.Background(), rec.Tenant, rec.TokensIn+max(rec.TokensOut, 0))
+	if l := h.cur.Load().Limiter; l != nil {
+		l.Debit(context.Background(), rec.Tenant, chargedTokens(rec))
 	}
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
 		h.logRecord(rec)
