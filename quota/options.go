@@ -15,6 +15,12 @@ import (
 // Redis override hash may be set to it.
 const Unlimited = -1
 
+// MaxLimit is the largest rate, burst or token budget a limit may have, in
+// the file or an override: a trillion a minute. The buckets count in
+// micro-tokens, and past about 9 * 10^12 their levels (and the
+// X-RateLimit-* headers) no longer come out right; -1 is for no limit.
+const MaxLimit = 1_000_000_000_000
+
 // Fallback policies for Options.OnRedisError.
 const (
 	OnErrorLocal = "local"
@@ -181,6 +187,9 @@ func (o *Options) setDefaults() {
 
 // validate runs after setDefaults.
 func (o *Options) validate() error {
+	if err := o.validateMax(); err != nil {
+		return err
+	}
 	const rpmReason = "must be > 0, or -1 for unlimited"
 	if o.Default < 1 && o.Default != Unlimited {
 		return &OptionError{"default", o.Default, rpmReason}
@@ -311,4 +320,31 @@ func (o *Options) burstFor(rpm int64) int64 {
 		return int64(o.Burst)
 	}
 	return rpm
+}
+
+// validateMax refuses a limit above MaxLimit.
+func (o *Options) validateMax() error {
+	const reason = "must be at most 10^12 (-1: unlimited)"
+	over := func(name string, v int64) error {
+		if v > MaxLimit {
+			return &OptionError{name, v, reason}
+		}
+		return nil
+	}
+	errs := []error{over("default", int64(o.Default)), over("burst", int64(o.Burst)), over("tokens_per_minute", o.TokensPerMinute)}
+	for name, v := range o.Tenants {
+		errs = append(errs, over("tenants."+name, int64(v)))
+	}
+	for id, v := range o.Keys {
+		errs = append(errs, over("keys."+id, int64(v)))
+	}
+	for name, v := range o.TenantTokens {
+		errs = append(errs, over("tenant_tokens."+name, v))
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

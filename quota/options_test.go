@@ -26,6 +26,12 @@ func TestOptionsValidation(t *testing.T) {
 		{"lease ttl negative", Options{LeaseTTL: -1}, "lease_ttl"},
 		{"prefix tag", Options{KeyPrefix: "rl:{x}:"}, "key_prefix"},
 		{"empty addr", Options{RedisAddr: "a:1,,b:2"}, "redis_addr"},
+		{"default past the largest limit", Options{Default: MaxLimit + 1}, "default"},
+		{"burst past the largest limit", Options{Burst: MaxLimit + 1}, "burst"},
+		{"tenant past the largest limit", Options{Tenants: map[string]int{"acme": MaxLimit + 1}}, "tenants.acme"},
+		{"key past the largest limit", Options{Keys: map[string]int{"k1": MaxLimit + 1}}, "keys.k1"},
+		{"tokens past the largest limit", Options{TokensPerMinute: MaxLimit + 1}, "tokens_per_minute"},
+		{"tenant tokens past the largest limit", Options{TenantTokens: map[string]int64{"acme": MaxLimit + 1}}, "tenant_tokens.acme"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

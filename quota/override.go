@@ -38,7 +38,8 @@ type ignoredValue struct {
 
 // overridden reads the tenant's override hash (HMGET rpm burst tpm) and
 // merges it into the file limits. Malformed or out-of-range fields (rpm 0
-// or below -1, burst 0 or below, tpm below 0, anything not an integer) are
+// or below -1, burst 0 or below, tpm below 0, any above MaxLimit, anything
+// not an integer) are
 // ignored: an operator's typo must not lift or zero a limit. Each one is
 // logged once per tenant, field and value (ignoredOverride); a valid hash
 // costs nothing more.
@@ -56,7 +57,7 @@ func (l *Limiter) overridden(ts *tenantState, r rueidis.RedisResult) (limits, ov
 			}
 			v, err := m.AsInt64()
 			switch {
-			case err != nil:
+			case err != nil, v > MaxLimit:
 			case i == 0 && (v > 0 || v == Unlimited):
 				ov.rpm = v
 				continue
@@ -98,7 +99,7 @@ func (l *Limiter) ignoredOverride(ts *tenantState, i int, m *rueidis.RedisMessag
 
 // cfgWant says, per field of cfgFields, which values an override may take.
 var cfgWant = [...]string{
-	"an integer > 0, or -1 for unlimited",
-	"an integer > 0",
-	"an integer >= 0 (0 = no token budget)",
+	"an integer from 1 to 10^12, or -1 for unlimited",
+	"an integer from 1 to 10^12",
+	"an integer from 0 to 10^12 (0 = no token budget)",
 }

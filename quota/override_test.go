@@ -25,6 +25,12 @@ func TestIgnoredOverrideWarnsOnce(t *testing.T) {
 		{name: "burst zero", field: "burst", value: "0", wantLimit: 5},
 		{name: "burst negative", field: "burst", value: "-1", wantLimit: 5},
 		{name: "tpm negative", field: "tpm", value: "-1", wantLimit: 5},
+		// Past MaxLimit the buckets' levels and headers came out wrong
+		// (Remaining 8999999999999 of 10^15; none at all at 2^63-1).
+		{name: "rpm past the largest limit", field: "rpm", value: "1000000000000001", wantLimit: 5},
+		{name: "rpm the largest integer", field: "rpm", value: "9223372036854775807", wantLimit: 5},
+		{name: "burst past the largest limit", field: "burst", value: "1000000000001", wantLimit: 5},
+		{name: "tpm past the largest limit", field: "tpm", value: "1000000000001", wantLimit: 5},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
