@@ -354,6 +354,9 @@ func (c *Config) validate() error {
 		return err
 	}
 	rl := c.RateLimit
+	if err := rl.checkMax(); err != nil {
+		return err
+	}
 	if rl.Default < 0 && rl.Default != quota.Unlimited {
 		return &fieldError{"rate_limit.default", rl.Default, "must be > 0 requests per minute, or -1 for unlimited"}
 	}
@@ -578,6 +581,9 @@ func (c *Config) validateKeys() error {
 				return &fieldError{f(fmt.Sprintf("tenants[%d]", j)), strconv.Quote(tn), "must be non-empty, without '{' or '}'"}
 			}
 		}
+		if k.RateLimit > quota.MaxLimit {
+			return &fieldError{f("rate_limit"), k.RateLimit, "must be at most 10^12"}
+		}
 		if k.RateLimit < 0 {
 			return &fieldError{f("rate_limit"), k.RateLimit, "must not be negative"}
 		}
@@ -786,4 +792,29 @@ func sameListenHost(a, b string) bool {
 		return x.Equal(y)
 	}
 	return strings.EqualFold(a, b)
+}
+
+// checkMax refuses a rate, burst or token budget above quota.MaxLimit, by
+// its field, at load (and on SIGHUP) rather than when the limiter is made.
+func (rl RateLimitConfig) checkMax() error {
+	const why = "must be at most 10^12 (-1: unlimited)"
+	for _, f := range []struct {
+		name string
+		v    int64
+	}{{"rate_limit.default", int64(rl.Default)}, {"rate_limit.burst", int64(rl.Burst)}, {"rate_limit.tokens_per_minute", rl.TokensPerMinute}} {
+		if f.v > quota.MaxLimit {
+			return &fieldError{f.name, f.v, why}
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(rl.Tenants)) {
+		if v := rl.Tenants[t]; v > quota.MaxLimit {
+			return &fieldError{"rate_limit.tenants." + t, v, why}
+		}
+	}
+	for _, t := range slices.Sorted(maps.Keys(rl.TenantTokens)) {
+		if v := rl.TenantTokens[t]; v > quota.MaxLimit {
+			return &fieldError{"rate_limit.tenant_tokens." + t, v, why}
+		}
+	}
+	return nil
 }

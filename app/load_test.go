@@ -312,6 +312,8 @@ func TestNumbersRefused(t *testing.T) {
 		{"rate_limit: {burst: 18446744073709551615}", "'rate_limit.burst' 18446744073709551615 is too large"},
 		{"server: {timeout: 18446744074}", "'server.timeout' 1.8446744074e+10 seconds is not a duration"},
 		{"server: {timeout: 1e300}", "'server.timeout' 1e+300 seconds is not a duration"},
+		{"rate_limit: {default: 1000000000001}", "config: rate_limit.default=1000000000001: must be at most 10^12"},
+		{"rate_limit: {tenant_tokens: {acme: 1000000000001}}", "config: rate_limit.tenant_tokens.acme=1000000000001: must be at most 10^12"},
 	} {
 		_, err := Parse([]byte(minimalRoute + tc.yaml + "\n"))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
