@@ -389,7 +389,7 @@ func TestChaosDisconnectEverywhere(t *testing.T) {
 		{"before headers", func(c net.Conn) {}, ""},
 		{"mid request line", func(c net.Conn) { io.WriteString(c, full[:10]) }, ""},
 		{"mid headers", func(c net.Conn) { io.WriteString(c, full[:60]) }, ""},
-		{"mid body upload", func(c net.Conn) { io.WriteString(c, full[:len(full)-5]) }, ""},
+		{"mid body upload", func(c net.Conn) { io.WriteString(c, full[:len(full)-5]) }, record.ErrClientClosed},
 		{"waiting for first byte", func(c net.Conn) { io.WriteString(c, slowFirst); time.Sleep(150 * time.Millisecond) }, record.ErrClientClosed},
 		{"after response headers", func(c net.Conn) {
 			io.WriteString(c, full)
@@ -459,10 +459,10 @@ func TestChaosDisconnectEverywhere(t *testing.T) {
 			unexpected++
 		}
 	}
-	// A row exists where the request was read whole: the four points after
-	// the request end as client_closed. A request cut short (even in its
-	// body) is no request: no row, and never a 5xx.
-	want := map[string]int64{record.ErrClientClosed: 4 * rounds, "": 5}
+	// A row exists where the request's head was read whole: the point in
+	// its body and the four after the request end as client_closed. A
+	// request cut short in its head is no request: no row, and never a 5xx.
+	want := map[string]int64{record.ErrClientClosed: 5 * rounds, "": 5}
 	if counts[record.ErrClientClosed] != want[record.ErrClientClosed] || counts[""] != 5 || len(counts) != 2 {
 		t.Errorf("rows by error_type %v: want %v", counts, want)
 		unexpected++
