@@ -719,16 +719,43 @@ func envFileProblem(b []byte) string {
 }
 
 // validEnvName reports whether s is a shell variable name.
-// checkEnvName refuses an auth_env (field) that is not an environment
-// variable's name. The value is not shown: what is found there instead of a
-// name is most often the provider key itself, pasted by mistake, and the
+// checkEnvName refuses an auth_env (field) that cannot be the name of the
+// variable holding a provider key, but the key itself, pasted in its
+// place: one beginning as providers' keys do (keyPrefixes), or with a
+// character no variable name in a Kubernetes Secret or a Docker env file
+// has (letters, digits, '_', '-' and '.', not beginning with a digit: envFrom
+// makes variables such as openai-api-key). The value is not shown: the
 // error goes to the log.
 func checkEnvName(field, name string) error {
-	if name == "" || validEnvName(name) {
+	if name == "" || envFromName(name) && !looksLikeKey(name) {
 		return nil
 	}
 	return fmt.Errorf("config: %s: must name the environment variable that holds the provider key "+
-		"(letters, digits and _, not beginning with a digit), not hold the key: the value is not shown", field)
+		"(letters, digits, _, - and ., not beginning with a digit), not hold the key: the value is not shown", field)
+}
+
+// keyPrefixes begin providers' API keys (OpenAI, Anthropic, Google, xAI,
+// Groq, Perplexity, Replicate, Hugging Face).
+var keyPrefixes = []string{"sk-", "sk_", "AIza", "xai-", "gsk_", "pplx-", "r8_", "hf_"}
+
+func looksLikeKey(s string) bool {
+	for _, p := range keyPrefixes {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// envFromName reports whether s is a name Kubernetes accepts for an
+// environment variable (and so may be set by envFrom from a Secret's key).
+func envFromName(s string) bool {
+	for i, c := range s {
+		if !(c == '_' || c == '-' || c == '.' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
 }
 
 func validEnvName(s string) bool {

@@ -355,6 +355,24 @@ routes:
 	}
 }
 
+// TestAuthEnvKubernetesNames: a variable named as Kubernetes' envFrom names
+// them after a Secret's keys (openai-api-key, provider.key) is a valid
+// auth_env; the check refuses only what cannot be one.
+func TestAuthEnvKubernetesNames(t *testing.T) {
+	for _, name := range []string{"OPENAI_API_KEY", "openai-api-key", "provider.key", "_K1"} {
+		y := strings.Replace(minimalRoute, "auth_env: OPENAI_API_KEY", "auth_env: "+name, 1)
+		if _, err := Parse([]byte(y)); err != nil {
+			t.Errorf("auth_env %s: %v", name, err)
+		}
+	}
+	for _, name := range []string{"sk-ant-api03-abc", "AIzaSyA-abc", "1KEY", "key with space", "a=b"} {
+		y := strings.Replace(minimalRoute, "auth_env: OPENAI_API_KEY", "auth_env: \""+name+"\"", 1)
+		if _, err := Parse([]byte(y)); err == nil || strings.Contains(err.Error(), name) {
+			t.Errorf("auth_env %q: %v, want refused without showing it", name, err)
+		}
+	}
+}
+
 // TestKindNamedFirst: a misspelled kind on a WebSocket route is named, not
 // its wss:// upstream (valid only for kind ws).
 func TestKindNamedFirst(t *testing.T) {

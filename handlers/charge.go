@@ -1,6 +1,11 @@
 package handlers
 
-import "github.com/stream-relay/stream-relay/record"
+import (
+	"bytes"
+
+	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/usage"
+)
 
 // Token budgets are charged from the usage a response carries, and OpenAI
 // sends it with a stream's last event: a client that left before it (or an
@@ -13,39 +18,43 @@ import "github.com/stream-relay/stream-relay/record"
 // little over what the provider counts).
 const promptBytesPerToken = 4
 
-// streamBytesPerToken estimates the tokens of a response from its bytes: an
-// SSE event of OpenAI chat or Responses carries one token in about 150-230
-// bytes, an Anthropic text delta a few tokens in about 120; Gemini sends its
-// usage with every chunk, so its streams are seldom estimated.
-const streamBytesPerToken = 128
+// streamBytesPerToken estimates the tokens of an SSE response from its
+// bytes: an event of OpenAI chat or Responses carries one token in about
+// 150-230 bytes, an Anthropic text delta a few tokens in about 120.
+// jsonBytesPerToken is for a non-streamed answer, one JSON body whose usage
+// comes at its end: its text is most of its bytes.
+const (
+	streamBytesPerToken = 128
+	jsonBytesPerToken   = 4
+)
 
 // chargedTokens returns the tokens a finished record charges to its
-// tenant's token budget: its usage when the response carried it whole, else
-// an estimate for an answer the upstream began (a 2xx head came), and 0 for
-// requests the upstream refused or never saw.
+// tenant's token budget: the usage the response carried when it came (OpenAI
+// chat and Responses send it once, at the end; Gemini a running count with
+// every chunk), else an estimate for an LLM answer the upstream began (a
+// 2xx head came), and what usage came, if any, for everything else (audio,
+// WebSocket sessions, refusals, the upstream's own errors).
 func chargedTokens(rec *record.Record) int64 {
-	complete := rec.ErrorType == ""
-	if rec.TokensIn >= 0 && complete {
-		return rec.TokensIn + max(rec.TokensOut, 0)
-	}
+	found := max(rec.TokensIn, 0) + max(rec.TokensOut, 0)
 	if rec.Kind != record.KindSSE || rec.TTFB < 0 || rec.Status < 200 || rec.Status >= 300 {
-		// Not an LLM route (audio bytes are no tokens; a WebSocket
-		// session is charged from its own events), no answer began (a
-		// refusal, or the upstream failed before its head), or the
-		// upstream's own error: what usage came is all.
-		return max(rec.TokensIn, 0) + max(rec.TokensOut, 0)
+		return found
 	}
-	in := rec.TokensIn
-	if in < 0 {
-		in = rec.BytesIn / promptBytesPerToken
+	cut := rec.ErrorType != ""
+	switch {
+	case rec.TokensIn >= 0 && !(cut && usage.APIForPath(rec.Path) == usage.Anthropic):
+		return found
+	case rec.TokensIn >= 0:
+		// Anthropic cut: message_start's output count is a placeholder
+		// (usually 1) until message_delta, which may not have come.
+		return rec.TokensIn + max(rec.TokensOut, outEstimate(rec))
 	}
-	out := rec.TokensOut
-	if est := rec.BytesOut / streamBytesPerToken; !complete && est > out {
-		// Cut: a count found so far (Anthropic's placeholder of 1 in
-		// message_start) is not the stream's.
-		out = est
-	} else if out < 0 {
-		out = est
+	return rec.BytesIn/promptBytesPerToken + outEstimate(rec)
+}
+
+// outEstimate is the output tokens estimated from the response's bytes.
+func outEstimate(rec *record.Record) int64 {
+	if bytes.Contains(rec.ResponseHeaders, []byte("text/event-stream")) {
+		return rec.BytesOut / streamBytesPerToken
 	}
-	return in + out
+	return rec.BytesOut / jsonBytesPerToken
 }

@@ -376,7 +376,9 @@ func openErrorMessage(errType string, rt *upstream.Route, err error) string {
 	}
 	switch errType {
 	case record.ErrUpstreamConfig:
-		return "route " + rt.Name + ": provider key " + rt.KeyEnv + " is not set on the relay"
+		// The variable's name is the operator's business (the relay's
+		// start and reload warn with it), not the caller's.
+		return "route " + rt.Name + ": its provider key is not set on the relay"
 	case record.ErrUpstreamConnect:
 		return "route " + rt.Name + ": cannot connect to the upstream"
 	case record.ErrUpstreamTimeout:
