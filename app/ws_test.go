@@ -73,6 +73,12 @@ func startWSUpstreamTLS(t *testing.T, authHeader, authQuery, certFile, keyFile s
 			return
 		}
 		hdr := http.Header{"X-Upstream-Session": {"sess-1"}}
+		if r.URL.Query().Get("echo") == "1" {
+			// A debugging upstream that repeats the request in its
+			// answer: the provider key with it.
+			hdr.Set("X-Echo-Auth", r.Header.Get(authHeader))
+			hdr.Set("X-Echo-Url", r.URL.String())
+		}
 		if p := r.Header.Get("Sec-WebSocket-Protocol"); p != "" {
 			hdr.Set("Sec-WebSocket-Protocol", strings.Split(p, ",")[0])
 		}

@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/stream-relay/stream-relay/record"
@@ -122,6 +123,9 @@ type Route struct {
 	pool     *pool    // the targets; nil on a target's own copy of the route
 	bufs     *bufPool // read buffers of ReadBufferBytes
 	failover failoverSet
+	// wsConns counts a ws route's open upstream connections (handshakes
+	// included), against MaxConns: a session holds one for its life.
+	wsConns *atomic.Int64
 }
 
 // The bounds of Options.ReadBufferBytes.
@@ -157,7 +161,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	if o.ReadBufferBytes < MinReadBufferBytes || o.ReadBufferBytes > MaxReadBufferBytes {
 		return nil, fmt.Errorf("upstream: route %s: read_buffer_bytes=%d: must be %d..%d", o.Name, o.ReadBufferBytes, MinReadBufferBytes, MaxReadBufferBytes)
 	}
-	r := &Route{Options: o, bufs: bufPoolOf(o.ReadBufferBytes)}
+	r := &Route{Options: o, bufs: bufPoolOf(o.ReadBufferBytes), wsConns: new(atomic.Int64)}
 	for _, c := range o.Failover.On {
 		switch c {
 		case FailoverConnect:

@@ -77,14 +77,68 @@ var wsSkipResponse = map[string]bool{
 // the client sent for it is dropped). rec gets the handshake's request
 // headers (redacted), the upstream's response headers and TTFB.
 func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
-	var hdr fasthttp.RequestHeader
-	rec.RequestHeaders = r.copyRequestHeaders(&hdr, in.Header, rec.RequestHeaders[:0])
 	if !r.Configured() {
+		var hdr fasthttp.RequestHeader
+		rec.RequestHeaders = r.copyRequestHeaders(&hdr, in.Header, rec.RequestHeaders[:0])
 		return WSDial{ErrType: record.ErrUpstreamConfig, Status: fasthttp.StatusBadGateway, Err: ErrNoProviderKey}
 	}
 	if err := r.checkWSPath(in); err != nil {
 		return WSDial{ErrType: record.ErrBadRequest, Status: fasthttp.StatusBadRequest, Err: err}
 	}
+	slot, ok := r.takeWSConn()
+	if !ok {
+		// As an HTTP route whose max_conns ran out (ErrNoFreeConns).
+		return WSDial{ErrType: record.ErrUpstreamConnect, Status: fasthttp.StatusServiceUnavailable, Err: errWSConnsFull}
+	}
+	out := r.dialWS(in, rec, slot)
+	if out.Conn == nil {
+		slot.free()
+	}
+	return out
+}
+
+// errWSConnsFull refuses a session when the route's max_conns upstream
+// connections are open.
+var errWSConnsFull = errors.New("upstream: the route's max_conns connections to the upstream are all in use")
+
+// takeWSConn takes one of the route's MaxConns upstream connections for a
+// session, or reports that none is free.
+func (r *Route) takeWSConn() (*wsSlot, bool) {
+	n := r.wsConns
+	if n == nil {
+		n = new(atomic.Int64) // a route not made by NewRoute (tests)
+	}
+	if n.Add(1) > int64(r.MaxConns) && r.MaxConns > 0 {
+		n.Add(-1)
+		return nil, false
+	}
+	return &wsSlot{n: n}, true
+}
+
+// wsSlot is a session's place among the route's upstream connections: freed
+// once, when its connection closes (slotConn) or the dial fails.
+type wsSlot struct {
+	once sync.Once
+	n    *atomic.Int64
+}
+
+func (s *wsSlot) free() { s.once.Do(func() { s.n.Add(-1) }) }
+
+// slotConn is an upstream connection that frees its slot when closed.
+type slotConn struct {
+	net.Conn
+	slot *wsSlot
+}
+
+func (c slotConn) Close() error {
+	c.slot.free()
+	return c.Conn.Close()
+}
+
+// dialWS is DialWS once the session has its slot.
+func (r *Route) dialWS(in *Request, rec *record.Record, slot *wsSlot) WSDial {
+	var hdr fasthttp.RequestHeader
+	rec.RequestHeaders = r.copyRequestHeaders(&hdr, in.Header, rec.RequestHeaders[:0])
 	h := make(http.Header, hdr.Len())
 	var lb [64]byte
 	for k, v := range hdr.All() {
@@ -111,10 +165,12 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := nd.DialContext(ctx, network, addr)
 			dialErr = err
-			if err == nil {
-				up.dialed(c)
+			if err != nil {
+				return nil, err
 			}
-			return c, err
+			c = slotConn{Conn: c, slot: slot}
+			up.dialed(c)
+			return c, nil
 		},
 		// wss: the TLS handshake is part of the connect, as on an HTTP
 		// route: within connect_timeout (it had first_byte_timeout), and a
@@ -123,10 +179,12 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 		NetDialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := r.dialTLS(ctx, nd, network, addr)
 			dialErr = err
-			if err == nil {
-				up.dialed(c)
+			if err != nil {
+				return nil, err
 			}
-			return c, err
+			c = slotConn{Conn: c, slot: slot}
+			up.dialed(c)
+			return c, nil
 		},
 		HandshakeTimeout: r.FirstByteTimeout,
 		ReadBufferSize:   4 << 10,
@@ -187,6 +245,10 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 		return out
 	}
 	rec.TTFB = time.Since(rec.Start)
+	// An upgrade's headers may repeat the request too (a debugging header
+	// echoing Authorization, a URL with auth_query's key): masked as a
+	// refusal's are.
+	r.maskKeyInHeader(resp.Header)
 	rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 	return WSDial{Conn: conn, Header: endToEnd(resp.Header), Status: fasthttp.StatusSwitchingProtocols}
 }
@@ -245,6 +307,12 @@ func watchClient(parent context.Context, in *Request, gone func()) (context.Cont
 			case <-stop:
 				return
 			case <-ctx.Done():
+				if parent.Err() != nil {
+					// Given up (Clients.AbortDials, at shutdown): the
+					// dialer does not read its ctx while it waits for
+					// the 101, so the connection is closed under it.
+					gone()
+				}
 				return
 			case <-t.C:
 				if clientLeft(in) {
