@@ -3,6 +3,7 @@ package app
 import (
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +140,66 @@ func TestWSShutdownInHandshake(t *testing.T) {
 	}
 	if row := r.rows.wait(t, got.resp.Header.Get("X-Request-Id")); row.ErrorType != "shutting_down" {
 		t.Errorf("row %+v, want shutting_down", row)
+	}
+}
+
+// slowConn reads at most 256 KiB every 20 ms: about 13 MB/s.
+type slowConn struct{ net.Conn }
+
+func (c slowConn) Read(p []byte) (int, error) {
+	time.Sleep(20 * time.Millisecond)
+	return c.Conn.Read(p[:min(len(p), 256<<10)])
+}
+
+// TestWSSlowReaderBigMessage: a client that reads a large message slowly
+// but steadily (24 MiB at about 13 MB/s: longer than idle_timeout, and more
+// than the sockets' buffers hold) gets it whole: the write of a message
+// has idle_timeout and a second a 64 KiB, and a message being written is
+// no idle session. Before, the one write deadline of idle_timeout cut it
+// mid-message, and the row said client_closed.
+func TestWSSlowReaderBigMessage(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	r := startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "storage:\n", `  - name: realtime
+    path: /v1/realtime
+    upstream: `+strings.Replace(up.base, "http://", "ws://", 1)+`
+    auth_env: TEST_PROVIDER_KEY
+    kind: ws
+    capture: meta
+    max_body_bytes: 33554432
+    idle_timeout: 1s
+storage:
+`, 1)
+	}, nil)
+	d := websocket.Dialer{
+		HandshakeTimeout: 10 * time.Second,
+		NetDial: func(network, addr string) (net.Conn, error) {
+			c, err := net.Dial(network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return slowConn{c}, nil
+		},
+	}
+	c, resp, err := d.Dial(strings.Replace(r.base, "http://", "ws://", 1)+"/v1/realtime?model=m",
+		http.Header{"Authorization": {"Bearer " + relayKey}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	readMsg(t, c) // session.created
+	const n = 24 << 20
+	if err := c.WriteMessage(websocket.TextMessage, []byte("big:"+strconv.Itoa(n))); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	_, msg, err := c.ReadMessage()
+	if err != nil || len(msg) != n {
+		t.Fatalf("read %d of %d bytes: %v", len(msg), n, err)
+	}
+	_ = c.Close()
+	// The row tells the bytes relayed: the whole message, once.
+	if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.BytesOut < n || row.BytesOut > n+4096 {
+		t.Errorf("row bytes_out %d, want the message's %d and the session's small ones", row.BytesOut, n)
 	}
 }

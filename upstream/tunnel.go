@@ -63,6 +63,7 @@ type Tunnel struct {
 	cutTimer  *time.Timer   // cuts both connections closeWait after the end (claimEnd)
 
 	last    atomic.Int64 // offset from rec.Start of the last frame, either way
+	writing atomic.Int32 // messages being written now (pump), either way
 	ended   chan struct{}
 	endOnce sync.Once
 	cutOnce sync.Once
@@ -154,11 +155,15 @@ func (t *Tunnel) pump(src, dst *websocket.Conn, dir byte) {
 			return
 		}
 		t.note(dir, msgType(typ), buf)
-		_ = dst.SetWriteDeadline(t.writeDeadline())
-		if err := dst.WriteMessage(typ, buf); err != nil {
+		_ = dst.SetWriteDeadline(t.messageDeadline(len(buf)))
+		t.writing.Add(1)
+		err = dst.WriteMessage(typ, buf)
+		t.writing.Add(-1)
+		if err != nil {
 			t.gone(other(dir))
 			return
 		}
+		t.touch() // a message that took long to write was traffic all along
 		if cap(buf) > 64<<10 {
 			buf = nil // a large message's buffer is not kept for the small ones after it
 		}
@@ -404,6 +409,18 @@ func (t *Tunnel) touch() { t.last.Store(int64(time.Since(t.rec.Start))) }
 
 func (t *Tunnel) writeDeadline() time.Time { return time.Now().Add(t.route.IdleTimeout) }
 
+// writeRate is the slowest reading a message's write allows beside the
+// idle timeout: a side that takes a large message at this rate or faster
+// is reading, not idle (one deadline of idle_timeout for the whole write
+// cut a client reading 10 MB at 1.3 MB/s after 2 s, as if it had left).
+const writeRate = 64 << 10 // bytes a second
+
+// messageDeadline bounds the write of a message of n bytes: the idle
+// timeout, and a second more for every writeRate bytes.
+func (t *Tunnel) messageDeadline(n int) time.Time {
+	return time.Now().Add(t.route.IdleTimeout + time.Duration(n/writeRate)*time.Second)
+}
+
 // watchIdle ends the session when no frame went either way for the
 // route's idle timeout. The returned stop ends the watch: once it
 // returned, no check runs or reads the record (a timer's Stop alone does
@@ -423,6 +440,9 @@ func (t *Tunnel) watchIdle() (stop func()) {
 			return
 		}
 		silent := time.Since(t.rec.Start) - time.Duration(t.last.Load())
+		if t.writing.Load() > 0 {
+			silent = 0 // a message being written: its own deadline bounds it
+		}
 		if silent < idle {
 			tm.Reset(idle - silent)
 			mu.Unlock()
