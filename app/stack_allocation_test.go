@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/stream-relay/stream-relay/internal/servicetest"
+	"github.com/stream-relay/stream-relay/quota"
 )
 
 // holdingUpstream answers every connection with a stream's head and first
@@ -158,7 +159,7 @@ func streamStacks(t *testing.T, configure func(*Config), bound, heapBound float6
 	r := startRelayWith(t, "", func(c *Config) {
 		configure(c)
 		lim(c)
-		c.RateLimit.TokensPerMinute = 1 << 40
+		c.RateLimit.TokensPerMinute = quota.MaxLimit
 		for i := range c.Routes {
 			switch c.Routes[i].Name {
 			case "openai":

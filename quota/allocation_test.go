@@ -10,7 +10,7 @@ import (
 func TestLocalDecisionDoesNotAllocate(t *testing.T) {
 	l, err := New(Options{
 		Default:         1 << 30,
-		TokensPerMinute: 1 << 40,
+		TokensPerMinute: MaxLimit,
 		Keys:            map[string]int{"k1": 1 << 30},
 	})
 	if err != nil {

@@ -138,7 +138,7 @@ func BenchmarkRedisDecision(b *testing.B) {
 	}
 	for _, m := range leaseModes {
 		b.Run("admitted/"+m.name, func(b *testing.B) {
-			l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40, Lease: m.lease})
+			l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: MaxLimit, Lease: m.lease})
 			l.Take(ctx, "acme", "") // loads the script, fills the cache
 			measure(b, l, loop(b, l, "acme", "", SourceRedis))
 		})
@@ -160,7 +160,7 @@ func BenchmarkRedisDecision(b *testing.B) {
 		measure(b, l, loop(b, l, "acme", "", SourceCache))
 	})
 	b.Run("debit", func(b *testing.B) {
-		l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40})
+		l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: MaxLimit})
 		l.Debit(ctx, "acme", 1)
 		measure(b, l, func() {
 			for i := 0; i < b.N; i++ {
@@ -172,7 +172,7 @@ func BenchmarkRedisDecision(b *testing.B) {
 	// ns/op and redis-reads/op with "admitted" (one decision in flight).
 	for _, m := range leaseModes {
 		b.Run("parallel/"+m.name, func(b *testing.B) {
-			l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: 1 << 40, Lease: m.lease})
+			l := redisDecisionLimiter(b, Options{Default: 1 << 30, TokensPerMinute: MaxLimit, Lease: m.lease})
 			tenants := make([]string, 16)
 			for i := range tenants {
 				tenants[i] = "t" + strconv.Itoa(i)

@@ -22,12 +22,12 @@ func TestRedisDecisionAllocs(t *testing.T) {
 		wantSource Source
 		max        float64
 	}{
-		{"admitted", Options{Default: 1 << 30, TokensPerMinute: 1 << 40, Lease: 1}, "", SourceRedis, 2},
+		{"admitted", Options{Default: 1 << 30, TokensPerMinute: MaxLimit, Lease: 1}, "", SourceRedis, 2},
 		{"admitted with key limit", Options{Default: 1 << 30, Keys: map[string]int{"k1": 1 << 30}, Lease: 1}, "k1", SourceRedis, 2},
 		{"refused from cache", Options{Default: 1, Burst: 1}, "", SourceCache, 1},
 		// A lease of 1<<20 tokens outlasts the measurement: every decision
 		// is served from it, with no Redis call.
-		{"leased", Options{Default: 1 << 30, TokensPerMinute: 1 << 40, Lease: 1 << 20, LeaseTTL: time.Hour}, "", SourceLease, 0},
+		{"leased", Options{Default: 1 << 30, TokensPerMinute: MaxLimit, Lease: 1 << 20, LeaseTTL: time.Hour}, "", SourceLease, 0},
 		{"leased with key limit", Options{Default: 1 << 30, Keys: map[string]int{"k1": 1 << 30}, Lease: 1 << 20, LeaseTTL: time.Hour}, "k1", SourceLease, 0},
 	}
 	for _, tt := range tests {
