@@ -11,7 +11,9 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
+	"github.com/stream-relay/stream-relay/internal/ratelog"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -81,6 +83,8 @@ type wal struct {
 	synced uint64
 	failed []walFailure // rounds whose write or fsync failed, oldest first
 
+	failLog ratelog.Every // spaces the lines of failed sync rounds
+
 	kick chan struct{}
 	stop chan struct{}
 	done chan struct{}
@@ -102,6 +106,9 @@ type walFailure struct {
 // for; past it the two oldest entries merge, which can only report more
 // rows as not durable, never fewer.
 const maxWALFailures = 256
+
+// walFailLogEvery spaces the log lines of failed WAL sync rounds.
+const walFailLogEvery = 10 * time.Second
 
 // walFsync syncs a segment file; tests replace it to make fsync fail.
 var walFsync = (*os.File).Sync
@@ -430,7 +437,13 @@ func (l *wal) syncOnce() {
 	}
 	if err != nil {
 		w.stats.walErrors.Add(1)
-		w.log.Error("chlog: wal write or fsync failed: the rows it covered are not durable", "rows", ticket-l.lastSync, "err", err)
+		// A full or failing disk fails every round (one a row at low
+		// concurrency): a line every 10 s at most, counting the others
+		// (relay_storage_wal_errors_total counts each).
+		if ok, more := l.failLog.Allow(walFailLogEvery); ok {
+			w.log.Error("chlog: wal write or fsync failed: the rows it covered are not durable", "rows", ticket-l.lastSync,
+				"err", err, "failures_not_logged", more)
+		}
 	}
 	if len(lost) > 0 {
 		// Before the rows' writers wake: a block spooled right after must

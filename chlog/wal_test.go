@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/internal/servicetest"
 )
 
 func walFiles(t testing.TB, dir string) []string {
@@ -593,5 +596,29 @@ func TestWALRecoverOnFullDisk(t *testing.T) {
 		if !got[id] {
 			t.Errorf("row %s not recovered once space was back", id)
 		}
+	}
+}
+
+// TestWALFailuresLoggedSpaced: a disk that fails every WAL sync round (full,
+// failing) gets one log line per 10 s, saying how many it stands for, not a
+// line per row; every failure is still counted.
+func TestWALFailuresLoggedSpaced(t *testing.T) {
+	failNext := failFsyncs(t)
+	var logs servicetest.Buffer
+	w := newWriter(t, Options{SpoolDir: t.TempDir(), Durability: DurabilityWAL, FlushInterval: time.Hour,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	const n = 20
+	for i := range n {
+		failNext.Store(1)
+		if err := w.Write(sseRecord(i, 2)); err == nil {
+			t.Fatalf("row %d: Write succeeded with its fsync failing", i)
+		}
+		flush(t, w) // a new segment for the next row
+	}
+	if got := w.Stats().WALErrors; got < n {
+		t.Errorf("WALErrors = %d; want at least %d", got, n)
+	}
+	if got := strings.Count(logs.String(), "wal write or fsync failed"); got != 1 {
+		t.Errorf("%d log lines for %d failed sync rounds within 10 s, want 1:\n%s", got, n, logs.String())
 	}
 }
