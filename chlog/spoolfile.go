@@ -2,6 +2,7 @@ package chlog
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -35,9 +36,17 @@ type spoolTemp struct {
 }
 
 // createSpoolTemp creates dir/name+".tmp" (truncating a leftover).
+// A spool_dir removed under the running relay (an operator's rm -rf) is
+// made again, with its mode: else every later block was dropped until a
+// restart.
 func createSpoolTemp(dir, name string) (*spoolTemp, error) {
 	path := filepath.Join(dir, name+".tmp")
 	f, direct, err := openSpoolTemp(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		if err = os.MkdirAll(dir, spoolDirMode); err == nil {
+			f, direct, err = openSpoolTemp(path)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}

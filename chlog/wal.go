@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -513,6 +514,13 @@ func (l *wal) writeSeg(seq uint64, data []byte, final bool) error {
 			return nil
 		}
 		f, err := os.OpenFile(l.segPath(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND, spoolFileMode)
+		if errors.Is(err, fs.ErrNotExist) {
+			// The directory was removed under the relay: made again
+			// (createSpoolTemp does the same for the spool's).
+			if err = os.MkdirAll(l.dir, spoolDirMode); err == nil {
+				f, err = os.OpenFile(l.segPath(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND, spoolFileMode)
+			}
+		}
 		if err != nil {
 			return err
 		}
