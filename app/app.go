@@ -301,6 +301,7 @@ func (a *App) routesOf(cfg *Config) ([]*upstream.Route, error) {
 			MaxCaptureBytes:    rc.MaxCaptureBytes,
 			MaxBodyBytes:       rc.MaxBodyBytes,
 			InjectIncludeUsage: rc.InjectIncludeUsage,
+			Methods:            rc.Methods,
 			UnderscoreHeaders:  a.cfg.Server.UnderscoresInHeaders,
 			Targets:            rc.targets(),
 			Failover:           upstream.FailoverOptions{On: rc.Failover.On, MaxAttempts: rc.Failover.MaxAttempts},

@@ -121,6 +121,11 @@ type RouteConfig struct {
 	MaxCaptureBytes    int               `koanf:"max_capture_bytes"`    // per direction; default 4 MiB
 	InjectIncludeUsage bool              `koanf:"inject_include_usage"` // add stream_options.include_usage to OpenAI streaming requests
 	TLSSkipVerify      bool              `koanf:"tls_skip_verify"`      // accept any upstream certificate (never in production)
+	// Methods are the HTTP methods relayed on the route; others get 405.
+	// Default: POST and OPTIONS on an exact path (one endpoint: a GET of
+	// OpenAI's /v1/chat/completions lists the project's stored
+	// completions, every tenant's under a shared key), any on a prefix.
+	Methods []string `koanf:"methods"`
 	// Upstreams replaces upstream with several targets (give one or the
 	// other): weighted primaries, backups, each with its own key.
 	Upstreams []UpstreamConfig `koanf:"upstreams"`
@@ -279,6 +284,9 @@ func (c *Config) setDefaults(hostname string) {
 			}
 		}
 		r.MaxCaptureBytes = cmp.Or(r.MaxCaptureBytes, defaultMaxCaptureBytes)
+		if r.Methods == nil && r.Kind != "ws" && !strings.HasSuffix(r.Path, "/*") {
+			r.Methods = []string{"POST", "OPTIONS"}
+		}
 	}
 	c.Storage.SpoolDir = cmp.Or(c.Storage.SpoolDir, "data/spool")
 	c.Storage.OnOverload = cmp.Or(c.Storage.OnOverload, "degrade")

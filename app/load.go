@@ -496,6 +496,9 @@ func (c *Config) validateRoutes() error {
 		if err := checkEnvName(f("auth_env"), r.AuthEnv); err != nil {
 			return err
 		}
+		if err := checkMethods(f("methods"), r.Kind, r.Methods); err != nil {
+			return err
+		}
 		if len(r.Upstreams) > 0 {
 			if err := r.validateUpstreams(f); err != nil {
 				return err
@@ -841,6 +844,27 @@ func (rl RateLimitConfig) checkMax() error {
 	for _, t := range slices.Sorted(maps.Keys(rl.TenantTokens)) {
 		if v := rl.TenantTokens[t]; v > quota.MaxLimit {
 			return &fieldError{"rate_limit.tenant_tokens." + t, v, why}
+		}
+	}
+	return nil
+}
+
+// routeMethods are the methods a route may relay (TRACE and CONNECT are
+// refused on every route).
+var routeMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+
+// checkMethods refuses a route's methods that name no relayed method, and
+// any on a ws route, whose handshake is a GET.
+func checkMethods(field, kind string, methods []string) error {
+	if len(methods) == 0 {
+		return nil
+	}
+	if kind == "ws" {
+		return &fieldError{field, strings.Join(methods, ","), "a ws route takes GET handshakes only: leave methods out"}
+	}
+	for _, m := range methods {
+		if !slices.Contains(routeMethods, m) {
+			return &fieldError{field, m, "must be one of " + strings.Join(routeMethods, ", ") + " (upper case)"}
 		}
 	}
 	return nil

@@ -38,7 +38,10 @@ type Options struct {
 	IdleTimeout      time.Duration // silence between chunks; default 120s
 	Timeout          time.Duration // whole request; default 300s
 	MaxConns         int           // connections to the upstream host; default 4096
-	TLSSkipVerify    bool
+	// Methods are the request methods the route relays (AllowsMethod);
+	// nil: any.
+	Methods       []string
+	TLSSkipVerify bool
 
 	// ReadBufferBytes is a stream's upstream read buffer, held only while
 	// received bytes wait in it; default 32 KiB, 256 KiB for KindRaw
@@ -354,4 +357,17 @@ func (t *Table) Routes() []*Route {
 		out = append(out, r)
 	}
 	return append(out, t.prefixes...)
+}
+
+// AllowsMethod reports whether the route relays requests of method m.
+func (r *Route) AllowsMethod(m []byte) bool {
+	if r.Methods == nil {
+		return true
+	}
+	for _, a := range r.Methods {
+		if a == string(m) {
+			return true
+		}
+	}
+	return false
 }
