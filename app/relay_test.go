@@ -313,6 +313,10 @@ func TestRejections(t *testing.T) {
 			if row.Status != tt.status || row.ErrorType != tt.errType {
 				t.Errorf("row status %d type %q", row.Status, row.ErrorType)
 			}
+			if tt.status == 404 && (row.Tenant != "test-tenant" || row.KeyID == "") {
+				// Path probing with a valid key is told whose.
+				t.Errorf("404 row of a request with a valid key: tenant %q key %q", row.Tenant, row.KeyID)
+			}
 			// Every row's headers are JSON objects, redacted, refused or not.
 			var req, res map[string]string
 			if err := json.Unmarshal([]byte(row.ReqHeaders), &req); err != nil || req["content-type"] != "application/json" {

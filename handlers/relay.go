@@ -272,6 +272,9 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if rt == nil {
+		// A valid relay key names its key and tenant in the row: path
+		// probing by a caller with a key is told whose.
+		requestKey(ctx, cfg, rec)
 		h.reject(ctx, rec, fasthttp.StatusNotFound, record.ErrNotFound, "no route for this path")
 		return
 	}
