@@ -162,9 +162,9 @@ func (h *Relay) refuseUnread(ctx *fasthttp.RequestCtx, cfg *Config, v *verdict, 
 	switch {
 	case v.key != nil:
 		v.name(rec)
-	case v.errType != record.ErrNotFound:
-		// Refused before the key was looked at; serve's 404 names no
-		// key, nor does this one.
+	case v.errType != record.ErrNotFound || admitted:
+		// Refused before the key was looked at; a 404 names the key, as
+		// serve's does (a 404 the storage refused names none there).
 		requestKey(ctx, cfg, rec)
 	}
 	if cl := hdr.ContentLength(); cl > 0 {

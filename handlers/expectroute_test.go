@@ -132,7 +132,7 @@ func TestExpectContinueNoRouteRefusedBeforeUpload(t *testing.T) {
 func TestExpectContinueNoRouteCurl(t *testing.T) {
 	addr, rows, _ := storageRelay(t, &fullStorage{}, nil)
 	id := curlLargeUpload(t, addr, "/v1/nowhere", "404 0")
-	if row := rows.wait(t, id); row.errType != record.ErrNotFound || row.keyID != "" {
-		t.Errorf("row %+v, want not_found naming no key", row)
+	if row := rows.wait(t, id); row.errType != record.ErrNotFound || row.keyID == "" {
+		t.Errorf("row %+v, want not_found naming the caller's key", row)
 	}
 }

@@ -131,6 +131,7 @@ type Relay struct {
 	draining atomic.Bool
 	active   atomic.Int64
 	sinkErrs sinkErrors
+	openErrs openErrors
 	ws       wsSessions // open WebSocket sessions (ws.go)
 	helpers  helpers    // goroutines that serve requests up to the response head (handoff.go)
 	detached detached   // goroutines that write detached streams and serve their connections (detach.go)
@@ -348,6 +349,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		bodyPool.Put(injected)
 	}
 	if err != nil {
+		h.openErrs.log(h.log, rec, errType, err)
 		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt, err))
 		return
 	}

@@ -26,3 +26,24 @@ func (e *sinkErrors) log(l *slog.Logger, rec *record.Record, err error) {
 			"request_id", rec.IDString(), "err", err, "suppressed_since_last", suppressed)
 	}
 }
+
+// openErrors logs, rate-limited like sinkErrors, why an upstream failed
+// before it answered (the DNS lookup, the refused connect, the TLS
+// handshake, the timeout): the client's 502 or 504 says only "cannot
+// connect to the upstream", and the row no more. The error names the
+// upstream's address, never a key.
+type openErrors struct {
+	every ratelog.Every
+}
+
+func (e *openErrors) log(l *slog.Logger, rec *record.Record, errType string, err error) {
+	switch errType {
+	case record.ErrUpstreamConnect, record.ErrUpstreamTimeout, record.ErrUpstreamReset:
+	default:
+		return // the client left, the relay is stopping, or no key: said elsewhere
+	}
+	if ok, suppressed := e.every.Allow(sinkErrEvery); ok {
+		l.Warn("upstream failed before answering", "route", rec.Route, "error_type", errType,
+			"request_id", rec.IDString(), "err", err, "suppressed_since_last", suppressed)
+	}
+}

@@ -477,7 +477,11 @@ func printShown(w io.Writer, v *shown) error {
 	line("error_type", "%s", orDash(v.ErrorType))
 	line("model", "%s", orDash(v.Model))
 	line("tokens", "in %s, out %s", optU64(v.TokensIn), optU64(v.TokensOut))
-	line("timings", "ttfb %s, ttft %s, duration %d ms", optMS(v.TTFBms), optMS(v.TTFTms), v.DurationMS)
+	first := "ttft" // the first token; of a raw (audio) answer, its first byte
+	if v.ResponseKind == "raw" || binaryType(v.ResponseContentType) {
+		first = "ttfa"
+	}
+	line("timings", "ttfb %s, %s %s, duration %d ms", optMS(v.TTFBms), first, optMS(v.TTFTms), v.DurationMS)
 	if v.ResponseKind == "ws" {
 		line("bytes", "in %d (client→upstream messages), out %d (upstream→client), %d frames", v.BytesIn, v.BytesOut, v.ChunkCount)
 	} else {

@@ -214,7 +214,7 @@ func TestShowClickHouse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustContain(t, out, "response (raw)", "1000 bytes sent, 1000 captured in 2 chunks, content-type audio/mpeg", "ttft 60 ms")
+	mustContain(t, out, "response (raw)", "1000 bytes sent, 1000 captured in 2 chunks, content-type audio/mpeg", "ttfa 60 ms")
 	out, err = show(t, rawID, "-config", cfg, "-json")
 	if err != nil {
 		t.Fatal(err)
