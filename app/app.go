@@ -290,6 +290,7 @@ func (a *App) routesOf(cfg *Config) ([]*upstream.Route, error) {
 			AuthHeader:         rc.AuthHeader,
 			AuthQuery:          rc.AuthQuery,
 			Headers:            rc.Headers,
+			SetHeaders:         rc.SetHeaders,
 			ConnectTimeout:     rc.ConnectTimeout,
 			FirstByteTimeout:   rc.FirstByteTimeout,
 			IdleTimeout:        rc.IdleTimeout,

@@ -110,6 +110,7 @@ type RouteConfig struct {
 	AuthHeader         string            `koanf:"auth_header"`          // default "Authorization" (sent as "Bearer <key>"); other headers get the bare key
 	AuthQuery          string            `koanf:"auth_query"`           // kind ws: send the provider key in this query parameter instead of auth_header
 	Headers            map[string]string `koanf:"headers"`              // sent upstream when the client did not send them
+	SetHeaders         map[string]string `koanf:"set_headers"`          // always sent upstream, replacing the client's (a pinned OpenAI-Project)
 	Kind               string            `koanf:"kind"`                 // sse (default) | raw | ws (WebSocket; see handlers/ws.go)
 	ConnectTimeout     time.Duration     `koanf:"connect_timeout"`      // default 10s
 	FirstByteTimeout   time.Duration     `koanf:"first_byte_timeout"`   // until the upstream's response headers; default 120s

@@ -520,12 +520,17 @@ func (c *Config) validateRoutes() error {
 		if r.AuthHeader != "" && !validHeaderName(r.AuthHeader) {
 			return &fieldError{f("auth_header"), r.AuthHeader, "not a valid header name"}
 		}
-		for h, v := range r.Headers {
-			if !validHeaderName(h) {
-				return &fieldError{f("headers"), h, "not a valid header name"}
-			}
-			if strings.ContainsAny(v, "\r\n\x00") {
-				return &fieldError{f("headers." + h), "<value>", "contains CR, LF or NUL"}
+		for _, set := range []struct {
+			name string
+			m    map[string]string
+		}{{"headers", r.Headers}, {"set_headers", r.SetHeaders}} {
+			for h, v := range set.m {
+				if !validHeaderName(h) {
+					return &fieldError{f(set.name), h, "not a valid header name"}
+				}
+				if strings.ContainsAny(v, "\r\n\x00") {
+					return &fieldError{f(set.name + "." + h), "<value>", "contains CR, LF or NUL"}
+				}
 			}
 		}
 		for _, d := range []struct {

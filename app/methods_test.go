@@ -95,3 +95,37 @@ func TestRouteMethodsConfig(t *testing.T) {
 		t.Errorf("prefix route %q, route with methods %q", cfg.Routes[1].Methods, cfg.Routes[2].Methods)
 	}
 }
+
+// TestRouteSetHeaders: a route's set_headers reach the upstream whatever
+// the client sent under their names (a tenant changing a pinned
+// OpenAI-Project, twice over), while its headers stay defaults the client
+// may replace. Before, a client's own header always won.
+func TestRouteSetHeaders(t *testing.T) {
+	r := startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "    path: /v1/chat/completions\n",
+			"    path: /v1/chat/completions\n    set_headers: {OpenAI-Project: proj_pinned}\n    headers: {OpenAI-Organization: org_default}\n", 1)
+	}, nil)
+	req, err := http.NewRequest("POST", r.base+"/v1/chat/completions", strings.NewReader(`{"model":"m","stream":true}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+relayKey)
+	req.Header["Openai-Project"] = []string{"proj_other", "proj_third"}
+	req.Header.Set("OpenAI-Organization", "org_client")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	reqs := r.mock.Requests()
+	if len(reqs) == 0 {
+		t.Fatal("the upstream got no request")
+	}
+	h := reqs[len(reqs)-1].Header
+	if got := h.Values("Openai-Project"); len(got) != 1 || got[0] != "proj_pinned" {
+		t.Errorf("upstream's OpenAI-Project %q, want only the route's proj_pinned", got)
+	}
+	if got := h.Get("Openai-Organization"); got != "org_client" {
+		t.Errorf("upstream's OpenAI-Organization %q, want the client's (headers are defaults)", got)
+	}
+}

@@ -232,6 +232,10 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 			dst.SetBytesKV(h[0], h[1])
 		}
 	}
+	for _, h := range r.forced {
+		dst.DelBytes(h[0]) // every value the client sent under the name
+		dst.SetBytesKV(h[0], h[1])
+	}
 	if r.Kind != record.KindWS && len(dst.PeekBytes(acceptEncodingKey)) == 0 {
 		// A request without Accept-Encoding accepts any coding (RFC 9110
 		// 12.5.3): an upstream may gzip, and the client (which may have

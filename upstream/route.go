@@ -32,6 +32,10 @@ type Options struct {
 	AuthQuery   string // kind ws: the key goes in this query parameter instead of AuthHeader
 
 	Headers map[string]string // sent when the client did not send them
+	// SetHeaders are always sent, replacing what the client sent under
+	// the same name: a setting the operator pins per route (an
+	// OpenAI-Project, an internal token), which a tenant must not change.
+	SetHeaders map[string]string
 
 	ConnectTimeout   time.Duration // default 10s
 	FirstByteTimeout time.Duration // until the response headers; default 120s
@@ -122,6 +126,7 @@ type Route struct {
 	// (headerSecret).
 	secret string
 	extra  [][2][]byte
+	forced [][2][]byte // SetHeaders, canonical names
 
 	pool     *pool    // the targets; nil on a target's own copy of the route
 	bufs     *bufPool // read buffers of ReadBufferBytes
@@ -191,6 +196,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	r.Upstream, r.ProviderKey, r.KeyEnv = first.Upstream, first.ProviderKey, first.KeyEnv
 	r.client, r.scheme, r.host, r.basePath, r.dials = first.client, first.scheme, first.host, first.basePath, first.dials
 	r.authKey, r.authValue, r.extra, r.keyQuery, r.secret = first.authKey, first.authValue, first.extra, first.keyQuery, first.secret
+	r.forced = first.forced
 	for _, t := range p.targets {
 		if t.route.Configured() {
 			r.authValue, r.KeyEnv = t.route.authValue, t.route.KeyEnv
@@ -238,6 +244,9 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		// (copyRequestHeaders), and `anthropic-version` as configured went
 		// upstream beside the client's Anthropic-Version.
 		t.extra = append(t.extra, [2][]byte{[]byte(textproto.CanonicalMIMEHeaderKey(k)), []byte(v)})
+	}
+	for k, v := range o.SetHeaders {
+		t.forced = append(t.forced, [2][]byte{[]byte(textproto.CanonicalMIMEHeaderKey(k)), []byte(v)})
 	}
 	t.dials = clients.dials
 	t.client = clients.get(u, clientOptions{
