@@ -543,12 +543,18 @@ func (l *wal) writeSeg(seq uint64, data []byte, final bool) error {
 			// A failed write may have left part of a record, and after a
 			// failed fsync nobody knows what reached the disk: cut back to
 			// what last synced and reopen on the next round.
-			if terr := l.cutBack(); terr != nil {
+			terr := l.cutBack()
+			if terr != nil {
 				l.brokenSeq = seq
 				err = errors.Join(err, fmt.Errorf("cut segment %d back: %w", seq, terr))
 			}
 			_ = l.file.Close()
 			l.file = nil
+			if terr == nil && l.fileSize == 0 {
+				// Nothing in it: not left behind, one a failed round
+				// (a full disk left a file a block until the next start).
+				_ = os.Remove(l.segPath(seq))
+			}
 			return err
 		}
 		l.fileSize += int64(len(data))

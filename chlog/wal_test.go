@@ -618,6 +618,11 @@ func TestWALFailuresLoggedSpaced(t *testing.T) {
 	if got := w.Stats().WALErrors; got < n {
 		t.Errorf("WALErrors = %d; want at least %d", got, n)
 	}
+	for _, f := range walFiles(t, w.o.SpoolDir) {
+		if st, err := os.Stat(f); err == nil && st.Size() == 0 {
+			t.Errorf("empty WAL segment left behind by a failed round: %s", f)
+		}
+	}
 	if got := strings.Count(logs.String(), "wal write or fsync failed"); got != 1 {
 		t.Errorf("%d log lines for %d failed sync rounds within 10 s, want 1:\n%s", got, n, logs.String())
 	}
