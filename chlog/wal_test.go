@@ -613,15 +613,15 @@ func TestWALFailuresLoggedSpaced(t *testing.T) {
 		if err := w.Write(sseRecord(i, 2)); err == nil {
 			t.Fatalf("row %d: Write succeeded with its fsync failing", i)
 		}
+		for _, f := range walFiles(t, w.o.SpoolDir) {
+			if st, err := os.Stat(f); err == nil && st.Size() == 0 {
+				t.Fatalf("row %d: empty WAL segment left behind by the failed round: %s", i, f)
+			}
+		}
 		flush(t, w) // a new segment for the next row
 	}
 	if got := w.Stats().WALErrors; got < n {
 		t.Errorf("WALErrors = %d; want at least %d", got, n)
-	}
-	for _, f := range walFiles(t, w.o.SpoolDir) {
-		if st, err := os.Stat(f); err == nil && st.Size() == 0 {
-			t.Errorf("empty WAL segment left behind by a failed round: %s", f)
-		}
 	}
 	if got := strings.Count(logs.String(), "wal write or fsync failed"); got != 1 {
 		t.Errorf("%d log lines for %d failed sync rounds within 10 s, want 1:\n%s", got, n, logs.String())
