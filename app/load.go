@@ -861,8 +861,11 @@ var routeMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OP
 // checkMethods refuses a route's methods that name no relayed method, and
 // any on a ws route, whose handshake is a GET.
 func checkMethods(field, kind string, methods []string) error {
-	if len(methods) == 0 {
+	if methods == nil {
 		return nil
+	}
+	if len(methods) == 0 {
+		return &fieldError{field, "[]", "must name at least one method (leave it out for the default)"}
 	}
 	if kind == "ws" {
 		return &fieldError{field, strings.Join(methods, ","), "a ws route takes GET handshakes only: leave methods out"}

@@ -79,6 +79,7 @@ func TestRouteMethodsConfig(t *testing.T) {
 		{"routes: [{name: a, path: /a, upstream: 'https://x', methods: [get]}]", "routes[0].methods=get: must be one of"},
 		{"routes: [{name: a, path: /a, upstream: 'https://x', methods: [TRACE]}]", "routes[0].methods=TRACE"},
 		{"routes: [{name: a, path: /a, upstream: 'wss://x', kind: ws, methods: [GET]}]", "routes[0].methods=GET: a ws route takes GET handshakes only"},
+		{"routes: [{name: a, path: /a, upstream: 'https://x', methods: []}]", "routes[0].methods=[]: must name at least one method"},
 	} {
 		if _, err := Parse([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)

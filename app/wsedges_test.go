@@ -154,8 +154,8 @@ func (c slowConn) Read(p []byte) (int, error) {
 // TestWSSlowReaderBigMessage: a client that reads a large message slowly
 // but steadily (24 MiB at about 13 MB/s: longer than idle_timeout, and more
 // than the sockets' buffers hold) gets it whole: the write of a message
-// has idle_timeout and a second a 64 KiB, and a message being written is
-// no idle session. Before, the one write deadline of idle_timeout cut it
+// has idle_timeout and a second a MiB, and a message being written is no
+// idle session. Before, the one write deadline of idle_timeout cut it
 // mid-message, and the row said client_closed.
 func TestWSSlowReaderBigMessage(t *testing.T) {
 	up := startWSUpstream(t, "Authorization", "")
@@ -201,5 +201,42 @@ storage:
 	// The row tells the bytes relayed: the whole message, once.
 	if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.BytesOut < n || row.BytesOut > n+4096 {
 		t.Errorf("row bytes_out %d, want the message's %d and the session's small ones", row.BytesOut, n)
+	}
+}
+
+// TestWSStalledReaderBigMessage: a client that reads nothing while a large
+// message is written to it holds the session idle_timeout and a second a
+// MiB of the message at most (here 1 s + 16 s), not the several minutes a
+// slower rate allowed (8 minutes for 30 MiB at 64 KiB a second).
+func TestWSStalledReaderBigMessage(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	r := startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "storage:\n", `  - name: realtime
+    path: /v1/realtime
+    upstream: `+strings.Replace(up.base, "http://", "ws://", 1)+`
+    auth_env: TEST_PROVIDER_KEY
+    kind: ws
+    capture: meta
+    max_body_bytes: 33554432
+    idle_timeout: 1s
+storage:
+`, 1)
+	}, nil)
+	c, resp, err := dialWS(t, r.base, relayKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	readMsg(t, c) // session.created; nothing is read after it
+	if err := c.WriteMessage(websocket.TextMessage, []byte("big:"+strconv.Itoa(16<<20))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-up.ended:
+	case <-time.After(90 * time.Second):
+		t.Fatal("the session was still open 90 s after its client stopped reading (bound: 17 s)")
+	}
+	if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.ErrorType == "" {
+		t.Errorf("row of a session its relay ended: error_type empty")
 	}
 }

@@ -37,13 +37,13 @@ type spoolTemp struct {
 
 // createSpoolTemp creates dir/name+".tmp" (truncating a leftover).
 // A spool_dir removed under the running relay (an operator's rm -rf) is
-// made again, with its mode: else every later block was dropped until a
+// made again (remakeSpoolDir): else every later block was dropped until a
 // restart.
 func createSpoolTemp(dir, name string) (*spoolTemp, error) {
 	path := filepath.Join(dir, name+".tmp")
 	f, direct, err := openSpoolTemp(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		if err = os.MkdirAll(dir, spoolDirMode); err == nil {
+		if err = remakeSpoolDir(dir); err == nil {
 			f, direct, err = openSpoolTemp(path)
 		}
 	}

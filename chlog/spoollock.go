@@ -3,6 +3,7 @@ package chlog
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -31,6 +32,10 @@ var spoolLocks struct {
 type heldLock struct {
 	f     *os.File
 	users int
+	// parentDev is the device of the spool_dir's parent when the lock was
+	// taken: remakeSpoolDir makes the directory again only there.
+	parentDev uint64
+	hasDev    bool
 }
 
 // lockSpoolDir takes the process's lock on dir, or returns ErrSpoolInUse
@@ -72,7 +77,62 @@ func lockSpoolDir(dir string) error {
 	if spoolLocks.held == nil {
 		spoolLocks.held = map[string]*heldLock{}
 	}
-	spoolLocks.held[abs] = &heldLock{f: f, users: 1}
+	h := &heldLock{f: f, users: 1}
+	h.parentDev, h.hasDev = deviceOf(filepath.Dir(abs))
+	spoolLocks.held[abs] = h
+	return nil
+}
+
+// deviceOf returns the device of the file system path is on.
+func deviceOf(path string) (uint64, bool) {
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return 0, false
+	}
+	return uint64(st.Dev), true //nolint:unconvert // Dev is uint32 on some platforms
+}
+
+// errSpoolDirGone: the spool_dir was removed under the running relay and
+// cannot be made again where it was.
+var errSpoolDirGone = errors.New("chlog: spool_dir was removed")
+
+// remakeSpoolDir makes dir, a spool_dir this process holds the lock of,
+// again after it was removed under the running relay (an operator's
+// rm -rf), and takes the lock of the new directory: else every later block
+// was dropped until a restart, and a second relay could open the same
+// directory. Only the directory itself is made, and only where its parent
+// is still on the file system it was on: a spool_dir on a mount that went
+// away (its parent now the empty mount point on the root file system) is
+// not made again there.
+func remakeSpoolDir(dir string) error {
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	spoolLocks.Lock()
+	defer spoolLocks.Unlock()
+	h := spoolLocks.held[abs]
+	if h == nil {
+		return fmt.Errorf("%w: %s", errSpoolDirGone, dir)
+	}
+	if dev, ok := deviceOf(filepath.Dir(abs)); !ok || !h.hasDev || dev != h.parentDev {
+		return fmt.Errorf("%w: %s, and its parent is no longer on the file system it was on (unmounted?): not made again", errSpoolDirGone, dir)
+	}
+	if err := os.Mkdir(abs, spoolDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%w: %s: %w", errSpoolDirGone, dir, err)
+	}
+	f, err := os.OpenFile(filepath.Join(abs, spoolLockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("%w: spool_dir=%s was removed and made again by another process", ErrSpoolInUse, dir)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	_ = h.f.Close()
+	h.f = f
 	return nil
 }
 

@@ -515,10 +515,17 @@ func (l *wal) writeSeg(seq uint64, data []byte, final bool) error {
 		}
 		f, err := os.OpenFile(l.segPath(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND, spoolFileMode)
 		if errors.Is(err, fs.ErrNotExist) {
-			// The directory was removed under the relay: made again
-			// (createSpoolTemp does the same for the spool's).
-			if err = os.MkdirAll(l.dir, spoolDirMode); err == nil {
-				f, err = os.OpenFile(l.segPath(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND, spoolFileMode)
+			// The directory was removed under the relay: made again, the
+			// spool_dir first if it went too (remakeSpoolDir).
+			if _, serr := os.Stat(filepath.Dir(l.dir)); errors.Is(serr, fs.ErrNotExist) {
+				err = remakeSpoolDir(filepath.Dir(l.dir))
+			} else {
+				err = nil
+			}
+			if err == nil {
+				if err = os.Mkdir(l.dir, spoolDirMode); err == nil || errors.Is(err, fs.ErrExist) {
+					f, err = os.OpenFile(l.segPath(seq), os.O_CREATE|os.O_WRONLY|os.O_APPEND, spoolFileMode)
+				}
 			}
 		}
 		if err != nil {

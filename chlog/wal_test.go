@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -655,6 +656,16 @@ func TestSpoolDirRemoved(t *testing.T) {
 			}
 			if got := len(spooledRowList(t, dir)); got != 3 {
 				t.Errorf("%d rows in the spool made again, want 3", got)
+			}
+			// The directory made again is locked again: another process
+			// (another open of the lock file) cannot take it.
+			f, err := os.Open(filepath.Join(dir, spoolLockName))
+			if err != nil {
+				t.Fatalf("no lock file in the spool made again: %v", err)
+			}
+			defer f.Close()
+			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
+				t.Errorf("the spool made again is not locked: flock = %v", err)
 			}
 		})
 	}

@@ -3,6 +3,7 @@ package handlers
 import (
 	"context"
 	"strconv"
+	"strings"
 
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
@@ -23,10 +24,10 @@ type verdict struct {
 
 // gate runs the checks a request on route rt passes before its upstream is
 // asked, in order: the relay drains (503), the relay key (401), X-Tenant-ID
-// (403), the body's length (413). bodyLen is the body's length, or the
+// (403), the route's methods (405), the body's length (413). bodyLen is the body's length, or the
 // length a request whose body is not read yet declares (negative: unknown,
 // a chunked body). Rate limits are left to the caller (takeRate). It does
-// not allocate, but for the message of a 413.
+// not allocate, but for the messages of a 405 and a 413.
 func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, bodyLen int64) verdict {
 	if h.draining.Load() {
 		return verdict{status: fasthttp.StatusServiceUnavailable, errType: record.ErrShuttingDown, msg: "the relay is shutting down"}
@@ -43,6 +44,14 @@ func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, 
 			return v
 		}
 		v.tenant = key.tenant(t)
+	}
+	if !rt.AllowsMethod(ctx.Method()) {
+		// After the key: a caller without one learns nothing of the
+		// route's methods. RFC 9110 asks a 405 for its Allow header.
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, strings.Join(rt.Methods, ", "))
+		v.status, v.errType = fasthttp.StatusMethodNotAllowed, record.ErrBadRequest
+		v.msg = "method " + string(ctx.Method()) + " is not relayed on this route (allowed: " + strings.Join(rt.Methods, ", ") + ")"
+		return v
 	}
 	if bodyLen > rt.MaxBodyBytes {
 		v.status, v.errType = fasthttp.StatusRequestEntityTooLarge, record.ErrBodyTooLarge

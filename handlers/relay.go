@@ -285,10 +285,6 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		h.reject(ctx, rec, v.status, v.errType, v.msg)
 		return
 	}
-	if !rt.AllowsMethod(ctx.Method()) {
-		h.refuseMethod(ctx, rec, rt)
-		return
-	}
 	if rt.Kind == record.KindWS && h.refuseBadHandshake(ctx, rec, rt) { // ws.go
 		return
 	}

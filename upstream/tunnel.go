@@ -413,7 +413,9 @@ func (t *Tunnel) writeDeadline() time.Time { return time.Now().Add(t.route.IdleT
 // idle timeout: a side that takes a large message at this rate or faster
 // is reading, not idle (one deadline of idle_timeout for the whole write
 // cut a client reading 10 MB at 1.3 MB/s after 2 s, as if it had left).
-const writeRate = 64 << 10 // bytes a second
+// It also bounds how long a side that reads nothing holds a session with a
+// large message: at 64 KiB/s a 30 MiB one held it 8 minutes.
+const writeRate = 1 << 20 // bytes a second
 
 // messageDeadline bounds the write of a message of n bytes: the idle
 // timeout, and a second more for every writeRate bytes.
