@@ -193,11 +193,18 @@ func TestRouteHeaderSecretMasked(t *testing.T) {
 	})}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })
+	// The credential in headers (a default), or in set_headers (forced).
+	for _, field := range []string{"headers", "set_headers"} {
+		t.Run(field, func(t *testing.T) { routeSecretMasked(t, ln.Addr().String(), field, secret) })
+	}
+}
+
+func routeSecretMasked(t *testing.T, addr, field, secret string) {
 	p := startPool(t, poolConfig(t, `
   - name: selfhosted
     path: /v1/chat/completions
-    upstream: http://`+ln.Addr().String()+`
-    headers:
+    upstream: http://`+addr+`
+    `+field+`:
       Authorization: Bearer `+secret+`
       X-Api-Key: `+secret+`
 `, "rate_limit: {disabled: true}"))

@@ -227,7 +227,7 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		prefix:   r.prefix,
 		bufs:     r.bufs,
 	}
-	t.secret = cmp.Or(o.ProviderKey, headerSecret(o.Headers))
+	t.secret = cmp.Or(o.ProviderKey, headerSecret(o.SetHeaders), headerSecret(o.Headers))
 	if q := url.QueryEscape(t.secret); q != t.secret {
 		t.keyQuery = q
 	}
