@@ -143,6 +143,26 @@ func TestWSShutdownInHandshake(t *testing.T) {
 	}
 }
 
+// bigMessageRelay starts a Realtime-like upstream and a relay whose ws
+// route takes messages of up to 32 MiB, captures meta only and has an
+// idle_timeout of 1 s.
+func bigMessageRelay(t *testing.T) (*wsUpstream, *relay) {
+	t.Helper()
+	up := startWSUpstream(t, "Authorization", "")
+	return up, startRelayYAML(t, func(y string) string {
+		return strings.Replace(y, "storage:\n", `  - name: realtime
+    path: /v1/realtime
+    upstream: `+strings.Replace(up.base, "http://", "ws://", 1)+`
+    auth_env: TEST_PROVIDER_KEY
+    kind: ws
+    capture: meta
+    max_body_bytes: 33554432
+    idle_timeout: 1s
+storage:
+`, 1)
+	}, nil)
+}
+
 // slowConn reads at most 256 KiB every 20 ms: about 13 MB/s.
 type slowConn struct{ net.Conn }
 
@@ -158,19 +178,7 @@ func (c slowConn) Read(p []byte) (int, error) {
 // idle session. Before, the one write deadline of idle_timeout cut it
 // mid-message, and the row said client_closed.
 func TestWSSlowReaderBigMessage(t *testing.T) {
-	up := startWSUpstream(t, "Authorization", "")
-	r := startRelayYAML(t, func(y string) string {
-		return strings.Replace(y, "storage:\n", `  - name: realtime
-    path: /v1/realtime
-    upstream: `+strings.Replace(up.base, "http://", "ws://", 1)+`
-    auth_env: TEST_PROVIDER_KEY
-    kind: ws
-    capture: meta
-    max_body_bytes: 33554432
-    idle_timeout: 1s
-storage:
-`, 1)
-	}, nil)
+	_, r := bigMessageRelay(t)
 	d := websocket.Dialer{
 		HandshakeTimeout: 10 * time.Second,
 		NetDial: func(network, addr string) (net.Conn, error) {
@@ -209,19 +217,7 @@ storage:
 // MiB of the message at most (here 1 s + 16 s), not the several minutes a
 // slower rate allowed (8 minutes for 30 MiB at 64 KiB a second).
 func TestWSStalledReaderBigMessage(t *testing.T) {
-	up := startWSUpstream(t, "Authorization", "")
-	r := startRelayYAML(t, func(y string) string {
-		return strings.Replace(y, "storage:\n", `  - name: realtime
-    path: /v1/realtime
-    upstream: `+strings.Replace(up.base, "http://", "ws://", 1)+`
-    auth_env: TEST_PROVIDER_KEY
-    kind: ws
-    capture: meta
-    max_body_bytes: 33554432
-    idle_timeout: 1s
-storage:
-`, 1)
-	}, nil)
+	up, r := bigMessageRelay(t)
 	c, resp, err := dialWS(t, r.base, relayKey, nil)
 	if err != nil {
 		t.Fatal(err)
