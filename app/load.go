@@ -520,6 +520,9 @@ func (c *Config) validateRoutes() error {
 		if r.AuthHeader != "" && !validHeaderName(r.AuthHeader) {
 			return &fieldError{f("auth_header"), r.AuthHeader, "not a valid header name"}
 		}
+		if err := r.checkSetHeaders(f); err != nil {
+			return err
+		}
 		for _, set := range []struct {
 			name string
 			m    map[string]string
@@ -873,6 +876,26 @@ func checkMethods(field, kind string, methods []string) error {
 	for _, m := range methods {
 		if !slices.Contains(routeMethods, m) {
 			return &fieldError{field, m, "must be one of " + strings.Join(routeMethods, ", ") + " (upper case)"}
+		}
+	}
+	return nil
+}
+
+// checkSetHeaders refuses a set_headers entry in the provider key's place:
+// the route's auth_header while the route sends a key (auth_env, on it or
+// a target), or on a ws route with auth_query (that header is dropped from
+// its handshake). The key would replace it without a word.
+func (r *RouteConfig) checkSetHeaders(f func(string) string) error {
+	keyed := r.AuthEnv != "" || r.AuthQuery != ""
+	for _, u := range r.Upstreams {
+		keyed = keyed || u.AuthEnv != ""
+	}
+	if !keyed {
+		return nil
+	}
+	for h := range r.SetHeaders {
+		if strings.EqualFold(h, r.AuthHeader) {
+			return &fieldError{f("set_headers"), h, "is the route's auth_header, where its provider key goes (auth_env or auth_query): the key would replace it"}
 		}
 	}
 	return nil

@@ -80,6 +80,8 @@ func TestRouteMethodsConfig(t *testing.T) {
 		{"routes: [{name: a, path: /a, upstream: 'https://x', methods: [TRACE]}]", "routes[0].methods=TRACE"},
 		{"routes: [{name: a, path: /a, upstream: 'wss://x', kind: ws, methods: [GET]}]", "routes[0].methods=GET: a ws route takes GET handshakes only"},
 		{"routes: [{name: a, path: /a, upstream: 'https://x', methods: []}]", "routes[0].methods=[]: must name at least one method"},
+		{"routes: [{name: a, path: /a, upstream: 'https://x', auth_env: K, set_headers: {authorization: x}}]", "routes[0].set_headers=authorization: is the route's auth_header"},
+		{"routes: [{name: a, path: /a, upstream: 'wss://x', kind: ws, auth_query: k, set_headers: {Authorization: x}}]", "routes[0].set_headers=Authorization: is the route's auth_header"},
 	} {
 		if _, err := Parse([]byte(tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)

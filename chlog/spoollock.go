@@ -115,7 +115,16 @@ func remakeSpoolDir(dir string) error {
 	if h == nil {
 		return fmt.Errorf("%w: %s", errSpoolDirGone, dir)
 	}
-	if dev, ok := deviceOf(filepath.Dir(abs)); !ok || !h.hasDev || dev != h.parentDev {
+	if held, err := h.f.Stat(); err == nil {
+		if now, err := os.Stat(filepath.Join(abs, spoolLockName)); err == nil && os.SameFile(held, now) {
+			return nil // made again and locked by another of this writer's goroutines
+		}
+	}
+	dev, ok := deviceOf(filepath.Dir(abs))
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: %s, and its parent %s too: not made again (make the parent, and the relay makes the spool_dir in it)", errSpoolDirGone, dir, filepath.Dir(abs))
+	case !h.hasDev || dev != h.parentDev:
 		return fmt.Errorf("%w: %s, and its parent is no longer on the file system it was on (unmounted?): not made again", errSpoolDirGone, dir)
 	}
 	if err := os.Mkdir(abs, spoolDirMode); err != nil && !errors.Is(err, fs.ErrExist) {

@@ -667,6 +667,11 @@ func TestSpoolDirRemoved(t *testing.T) {
 			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); !errors.Is(err, syscall.EWOULDBLOCK) {
 				t.Errorf("the spool made again is not locked: flock = %v", err)
 			}
+			// Another of the writer's goroutines finding it gone at the
+			// same time finds it made again by this process, not "in use".
+			if err := remakeSpoolDir(dir); err != nil {
+				t.Errorf("remaking a spool_dir this process made again: %v", err)
+			}
 		})
 	}
 }

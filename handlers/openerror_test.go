@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 
@@ -39,5 +40,50 @@ func TestUpstreamFailureLogged(t *testing.T) {
 	}
 	if !strings.Contains(out, "connection refused") || !strings.Contains(out, "error_type=upstream_connect") || strings.Contains(out, "Bearer pk") {
 		t.Errorf("log line does not say why: %s", out)
+	}
+}
+
+// TestUpstreamEchoNotLogged: an upstream that answers with the request's own
+// bytes (no HTTP status line) fails the relay's read of its head, whose
+// error quotes them: the provider key and the prompt. That error is not
+// logged; only causes that quote nothing of the upstream's are.
+func TestUpstreamEchoNotLogged(t *testing.T) {
+	var logs servicetest.Buffer
+	echo, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = echo.Close() })
+	go func() {
+		for {
+			c, err := echo.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				n, _ := c.Read(buf)
+				_, _ = c.Write(buf[:n])
+			}()
+		}
+	}()
+	addr, _ := serveChatRelay(t, upstream.Options{Upstream: "http://" + echo.Addr().String()},
+		Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))}, &fasthttp.Server{}, false)
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.SetRequestURI("http://" + addr + "/v1/chat/completions")
+	req.Header.SetMethod("POST")
+	req.Header.Set("Authorization", "Bearer sk-test")
+	req.SetBodyString(`{"model":"m","messages":[{"role":"user","content":"my private prompt"}]}`)
+	if err := fasthttp.Do(req, resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode() != fasthttp.StatusBadGateway {
+		t.Fatalf("status %d, want 502", resp.StatusCode())
+	}
+	if out := logs.String(); strings.Contains(out, "Bearer pk") || strings.Contains(out, "private prompt") {
+		t.Errorf("the log quotes the echoed request:\n%s", out)
 	}
 }

@@ -27,7 +27,10 @@ func serveChatRelay(t *testing.T, route upstream.Options, o Options, srv *fastht
 	mock := mockllm.New(mockllm.Options{})
 	go mock.Serve(mln)
 	t.Cleanup(func() { _ = mock.Close() })
-	route.Name, route.Path, route.Upstream = "openai", "/v1/chat/completions", "http://"+mln.Addr().String()
+	route.Name, route.Path = "openai", "/v1/chat/completions"
+	if route.Upstream == "" { // else the test's own upstream
+		route.Upstream = "http://" + mln.Addr().String()
+	}
 	route.Kind, route.MaxBodyBytes, route.ProviderKey = record.KindSSE, 8<<20, "pk"
 	rt, err := upstream.NewRoute(route, upstream.NewClients())
 	if err != nil {

@@ -1,11 +1,14 @@
 package handlers
 
 import (
+	"errors"
 	"log/slog"
 	"time"
 
 	"github.com/stream-relay/stream-relay/internal/ratelog"
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
+	"github.com/valyala/fasthttp"
 )
 
 // sinkErrEvery is the least time between two log lines about failed sink
@@ -27,23 +30,35 @@ func (e *sinkErrors) log(l *slog.Logger, rec *record.Record, err error) {
 	}
 }
 
-// openErrors logs, rate-limited like sinkErrors, why an upstream failed
-// before it answered (the DNS lookup, the refused connect, the TLS
-// handshake, the timeout): the client's 502 or 504 says only "cannot
-// connect to the upstream", and the row no more. The error names the
-// upstream's address, never a key.
+// openErrors logs, rate-limited like sinkErrors, why an upstream could not
+// be reached (the DNS lookup, the refused connect, the TLS handshake, the
+// connect's timeout, the relay's own max_conns) or did not answer in time:
+// the client's 502 or 504 says only "cannot connect to the upstream", and
+// the row no more. Only those causes are logged: an error about what the
+// upstream sent back (a broken answer) may quote its bytes, and an upstream
+// that echoes the request would put the provider key and the prompt in the
+// log.
 type openErrors struct {
 	every ratelog.Every
 }
 
 func (e *openErrors) log(l *slog.Logger, rec *record.Record, errType string, err error) {
-	switch errType {
-	case record.ErrUpstreamConnect, record.ErrUpstreamTimeout, record.ErrUpstreamReset:
+	var cause string
+	var de *upstream.DialError
+	switch {
+	case errType == record.ErrUpstreamConnect && errors.As(err, &de):
+		cause = de.Err.Error() // the dialer's and TLS's own words: no bytes of the upstream's
+	case errType == record.ErrUpstreamConnect && errors.Is(err, fasthttp.ErrNoFreeConns):
+		cause = "the route's max_conns connections to the upstream are all in use"
+	case errType == record.ErrUpstreamConnect && errors.Is(err, upstream.ErrWSConnsFull):
+		cause = err.Error()
+	case errType == record.ErrUpstreamTimeout:
+		cause = "no answer within first_byte_timeout (or the connect's connect_timeout)"
 	default:
-		return // the client left, the relay is stopping, or no key: said elsewhere
+		return // the client left, the relay is stopping, no key, or a broken answer: said elsewhere
 	}
 	if ok, suppressed := e.every.Allow(sinkErrEvery); ok {
 		l.Warn("upstream failed before answering", "route", rec.Route, "error_type", errType,
-			"request_id", rec.IDString(), "err", err, "suppressed_since_last", suppressed)
+			"request_id", rec.IDString(), "cause", cause, "suppressed_since_last", suppressed)
 	}
 }

@@ -185,6 +185,7 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 // whose path the relay refused (400 bad_request, upstream.ErrDotSegment).
 func (h *Relay) refuseWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstream.Route, d *upstream.WSDial) {
 	if d.ErrType != record.ErrUpstreamStatus {
+		h.openErrs.log(h.log, rec, d.ErrType, d.Err)
 		h.reject(ctx, rec, d.Status, d.ErrType, openErrorMessage(d.ErrType, rt, d.Err))
 		return
 	}

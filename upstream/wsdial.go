@@ -88,7 +88,7 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	slot, ok := r.takeWSConn()
 	if !ok {
 		// As an HTTP route whose max_conns ran out (ErrNoFreeConns).
-		return WSDial{ErrType: record.ErrUpstreamConnect, Status: fasthttp.StatusServiceUnavailable, Err: errWSConnsFull}
+		return WSDial{ErrType: record.ErrUpstreamConnect, Status: fasthttp.StatusServiceUnavailable, Err: ErrWSConnsFull}
 	}
 	out := r.dialWS(in, rec, slot)
 	if out.Conn == nil {
@@ -97,9 +97,9 @@ func (r *Route) DialWS(in *Request, rec *record.Record) WSDial {
 	return out
 }
 
-// errWSConnsFull refuses a session when the route's max_conns upstream
+// ErrWSConnsFull refuses a session when the route's max_conns upstream
 // connections are open.
-var errWSConnsFull = errors.New("upstream: the route's max_conns connections to the upstream are all in use")
+var ErrWSConnsFull = errors.New("upstream: the route's max_conns connections to the upstream are all in use")
 
 // takeWSConn takes one of the route's MaxConns upstream connections for a
 // session, or reports that none is free.
@@ -236,6 +236,7 @@ func (r *Route) dialWS(in *Request, rec *record.Record, slot *wsSlot) WSDial {
 			rec.ResponseHeaders = appendHTTPHeaderJSON(rec.ResponseHeaders[:0], resp.Header)
 		case dialErr != nil:
 			out.ErrType = record.ErrUpstreamConnect
+			out.Err = &DialError{Err: dialErr} // the connect's own error, as an HTTP route's
 			if errors.As(dialErr, &ne) && ne.Timeout() {
 				out.Status = fasthttp.StatusGatewayTimeout // as an HTTP route's connect that timed out
 			}
