@@ -882,13 +882,18 @@ func checkMethods(field, kind string, methods []string) error {
 }
 
 // checkSetHeaders refuses a set_headers entry in the provider key's place:
-// the route's auth_header while the route sends a key (auth_env, on it or
-// a target), or on a ws route with auth_query (that header is dropped from
-// its handshake). The key would replace it without a word.
+// the route's auth_header while every request of the route sends a key
+// (auth_env on the route or on every target), or on a ws route with
+// auth_query (that header is dropped from its handshake). The key would
+// replace it without a word. In a pool whose targets are keyed and not,
+// the entry goes to those without a key (a self-hosted one's token).
 func (r *RouteConfig) checkSetHeaders(f func(string) string) error {
 	keyed := r.AuthEnv != "" || r.AuthQuery != ""
-	for _, u := range r.Upstreams {
-		keyed = keyed || u.AuthEnv != ""
+	if !keyed && len(r.Upstreams) > 0 {
+		keyed = true
+		for _, u := range r.Upstreams {
+			keyed = keyed && u.AuthEnv != ""
+		}
 	}
 	if !keyed {
 		return nil

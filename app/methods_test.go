@@ -87,6 +87,11 @@ func TestRouteMethodsConfig(t *testing.T) {
 			t.Errorf("%s: %v, want %q", tc.yaml, err, tc.want)
 		}
 	}
+	// A pool with a keyed target and one without: the entry is the
+	// unkeyed target's credential.
+	if _, err := Parse([]byte("routes: [{name: d, path: /d, upstreams: [{name: x, url: 'https://x', auth_env: K}, {name: y, url: 'https://y'}], set_headers: {Authorization: 'Bearer t'}}]")); err != nil {
+		t.Errorf("set_headers Authorization on a pool with an unkeyed target: %v", err)
+	}
 	cfg, err := Parse([]byte("routes: [{name: a, path: /a, upstream: 'https://x'}, {name: b, path: /b/*, upstream: 'https://x'}, {name: c, path: /c, upstream: 'https://x', methods: [GET, POST]}]"))
 	if err != nil {
 		t.Fatal(err)
