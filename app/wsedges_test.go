@@ -3,6 +3,8 @@ package app
 import (
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,18 +53,32 @@ func TestWSUpgradeKeyMasked(t *testing.T) {
 // once a session ended. Before, max_conns did nothing on ws routes.
 func TestWSMaxConns(t *testing.T) {
 	up := startWSUpstream(t, "Authorization", "")
-	r := startWSRelay(t, up, "    max_conns: 1\n", nil)
+	var yaml string
+	r := startRelayYAML(t, func(y string) string {
+		yaml = strings.Replace(y, "storage:\n", wsRoute(up, "    max_conns: 1\n")+"storage:\n", 1)
+		return yaml
+	}, nil)
 	first, _, err := dialWS(t, r.base, relayKey, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	readMsg(t, first) // session.created: the session runs
-	_, resp, err := dialWS(t, r.base, relayKey, nil)
-	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Fatalf("second session with max_conns 1: %v %+v", err, resp)
+	// A reload, even of the same file, makes new routes: the count goes on.
+	path := filepath.Join(t.TempDir(), "relay.yaml")
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
 	}
-	if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.ErrorType != "upstream_connect" {
-		t.Errorf("refused session's row: %+v", row)
+	for i := range 2 {
+		_, resp, err := dialWS(t, r.base, relayKey, nil)
+		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("second session with max_conns 1 (reloads before it: %d): %v %+v", i, err, resp)
+		}
+		if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.ErrorType != "upstream_connect" {
+			t.Errorf("refused session's row: %+v", row)
+		}
+		if err := r.app.Reload(path, ""); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_ = first.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(5*time.Second))
 	_, _ = readClose(t, first, 10*time.Second)

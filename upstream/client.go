@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -25,6 +26,10 @@ import (
 type Clients struct {
 	mu      sync.Mutex
 	clients map[string]*fasthttp.HostClient
+	// wsConns count the open upstream connections of each ws route (by
+	// name and upstream), against its max_conns: kept here, they outlive
+	// a reload's new routes, as the HTTP routes' pools do.
+	wsConns map[string]*atomic.Int64
 	// dials ends with AbortDials: the connects of HTTP routes (dialer) and
 	// the handshakes of WebSocket routes (DialWS) wait under it.
 	dials context.Context
@@ -36,6 +41,22 @@ func NewClients() *Clients {
 	cs := &Clients{clients: map[string]*fasthttp.HostClient{}}
 	cs.dials, cs.abort = context.WithCancel(context.Background())
 	return cs
+}
+
+// wsCounter returns the count of open upstream connections of the ws route
+// named key (its name and upstream), made at first use.
+func (cs *Clients) wsCounter(key string) *atomic.Int64 {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.wsConns == nil {
+		cs.wsConns = map[string]*atomic.Int64{}
+	}
+	n := cs.wsConns[key]
+	if n == nil {
+		n = new(atomic.Int64)
+		cs.wsConns[key] = n
+	}
+	return n
 }
 
 // AbortDials ends every connect (and WebSocket handshake) in progress, and

@@ -132,7 +132,8 @@ type Route struct {
 	bufs     *bufPool // read buffers of ReadBufferBytes
 	failover failoverSet
 	// wsConns counts a ws route's open upstream connections (handshakes
-	// included), against MaxConns: a session holds one for its life.
+	// included), against MaxConns: a session holds one for its life. The
+	// Clients' count (wsCounter): a reload's route goes on with it.
 	wsConns *atomic.Int64
 }
 
@@ -169,7 +170,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	if o.ReadBufferBytes < MinReadBufferBytes || o.ReadBufferBytes > MaxReadBufferBytes {
 		return nil, fmt.Errorf("upstream: route %s: read_buffer_bytes=%d: must be %d..%d", o.Name, o.ReadBufferBytes, MinReadBufferBytes, MaxReadBufferBytes)
 	}
-	r := &Route{Options: o, bufs: bufPoolOf(o.ReadBufferBytes), wsConns: new(atomic.Int64)}
+	r := &Route{Options: o, bufs: bufPoolOf(o.ReadBufferBytes)}
 	for _, c := range o.Failover.On {
 		switch c {
 		case FailoverConnect:
@@ -196,7 +197,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	r.Upstream, r.ProviderKey, r.KeyEnv = first.Upstream, first.ProviderKey, first.KeyEnv
 	r.client, r.scheme, r.host, r.basePath, r.dials = first.client, first.scheme, first.host, first.basePath, first.dials
 	r.authKey, r.authValue, r.extra, r.keyQuery, r.secret = first.authKey, first.authValue, first.extra, first.keyQuery, first.secret
-	r.forced = first.forced
+	r.forced, r.wsConns = first.forced, first.wsConns
 	for _, t := range p.targets {
 		if t.route.Configured() {
 			r.authValue, r.KeyEnv = t.route.authValue, t.route.KeyEnv
@@ -249,6 +250,9 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 		t.forced = append(t.forced, [2][]byte{[]byte(textproto.CanonicalMIMEHeaderKey(k)), []byte(v)})
 	}
 	t.dials = clients.dials
+	if o.Kind == record.KindWS {
+		t.wsConns = clients.wsCounter(o.Name + "|" + o.Upstream)
+	}
 	t.client = clients.get(u, clientOptions{
 		connectTimeout: o.ConnectTimeout,
 		maxConns:       o.MaxConns,
