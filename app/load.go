@@ -729,7 +729,6 @@ func envFileProblem(b []byte) string {
 	return "does not parse (a quoted value over several lines not closed, perhaps; the parser's message is not shown: it may quote a key)"
 }
 
-// validEnvName reports whether s is a shell variable name.
 // checkEnvName refuses an auth_env (field) that cannot be the name of the
 // variable holding a provider key, but the key itself, pasted in its
 // place: one beginning as providers' keys do (keyPrefixes), or with a
@@ -769,6 +768,7 @@ func envFromName(s string) bool {
 	return s != ""
 }
 
+// validEnvName reports whether s is a shell variable name.
 func validEnvName(s string) bool {
 	for i, c := range s {
 		if !(c == '_' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || i > 0 && c >= '0' && c <= '9') {

@@ -24,9 +24,9 @@ type verdict struct {
 
 // gate runs the checks a request on route rt passes before its upstream is
 // asked, in order: the relay drains (503), the relay key (401), X-Tenant-ID
-// (403), the route's methods (405), the body's length (413). bodyLen is the body's length, or the
-// length a request whose body is not read yet declares (negative: unknown,
-// a chunked body). Rate limits are left to the caller (takeRate). It does
+// (403), the route's methods (405), the body's length (413). bodyLen is the
+// body's length, or the length a request whose body is not read yet
+// declares (negative: unknown, a chunked body). Rate limits are left to the caller (takeRate). It does
 // not allocate, but for the messages of a 405 and a 413.
 func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, bodyLen int64) verdict {
 	if h.draining.Load() {
@@ -48,9 +48,10 @@ func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, 
 	if !rt.AllowsMethod(ctx.Method()) {
 		// After the key: a caller without one learns nothing of the
 		// route's methods. RFC 9110 asks a 405 for its Allow header.
-		ctx.Response.Header.Set(fasthttp.HeaderAllow, strings.Join(rt.Methods, ", "))
+		allow := strings.Join(rt.Methods, ", ")
+		ctx.Response.Header.Set(fasthttp.HeaderAllow, allow)
 		v.status, v.errType = fasthttp.StatusMethodNotAllowed, record.ErrBadRequest
-		v.msg = "method " + string(ctx.Method()) + " is not relayed on this route (allowed: " + strings.Join(rt.Methods, ", ") + ")"
+		v.msg = "method " + string(ctx.Method()) + " is not relayed on this route (allowed: " + allow + ")"
 		return v
 	}
 	if bodyLen > rt.MaxBodyBytes {
