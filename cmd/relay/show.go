@@ -525,6 +525,10 @@ func printShown(w io.Writer, v *shown) error {
 		b.WriteString("\nresponse\n")
 		if v.BytesOut > 0 {
 			fmt.Fprintf(&b, "  (not stored: %d bytes in %d chunks, content-type %s; %s)\n", v.BytesOut, v.ChunkCount, orDash(v.ResponseContentType), notStoredWhy(v))
+		} else if v.ErrorType != "" && v.Status >= 400 {
+			// The relay's own JSON error answer (a refusal, an upstream it
+			// could not reach) is not stored as chunks.
+			fmt.Fprintf(&b, "  (no upstream response body: the relay answered %d error_type %s itself)\n", v.Status, v.ErrorType)
 		} else {
 			b.WriteString("  (no response body)\n")
 		}

@@ -506,3 +506,25 @@ func TestShowRefused(t *testing.T) {
 		t.Errorf("a refused request is not meta only:\n%s", out)
 	}
 }
+
+// TestShowRelayAnswered: a row whose answer the relay wrote itself (no
+// upstream body: a refusal, an upstream it could not reach) says so where
+// the response goes, not "(no response body)" as if the client got none.
+func TestShowRelayAnswered(t *testing.T) {
+	for _, tc := range []struct {
+		row  chlog.Row
+		want string
+	}{
+		{chlog.Row{Route: "openai", Status: 502, ErrorType: record.ErrUpstreamConfig}, "(no upstream response body: the relay answered 502 error_type upstream_config itself)"},
+		{refused(record.ErrUnauthorized, 401), "(no upstream response body: the relay answered 401 error_type unauthorized itself)"},
+		{chlog.Row{Route: "openai", Status: 200}, "(no response body)"},
+	} {
+		var b bytes.Buffer
+		if err := printShown(&b, newShown(&chlog.Found{Row: tc.row})); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(b.String(), tc.want) {
+			t.Errorf("status %d %s: output lacks %q:\n%s", tc.row.Status, tc.row.ErrorType, tc.want, b.String())
+		}
+	}
+}
