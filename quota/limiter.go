@@ -167,6 +167,15 @@ func (l *Limiter) Debit(ctx context.Context, tenant string, tokens int64) {
 		return
 	}
 	ts := l.tenant(tenant)
+	ts.mu.Lock()
+	budget := ts.seen.tpm > 0
+	ts.mu.Unlock()
+	if !budget {
+		// No budget by the limits of the tenant's last decision, which
+		// read its override hash: nothing to charge, and no Redis work
+		// (the relay charges every stream, most of them estimates).
+		return
+	}
 	if l.up.Load() {
 		// The stream's context is often already cancelled (client gone);
 		// the tokens were spent all the same.

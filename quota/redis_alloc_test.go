@@ -54,3 +54,19 @@ func TestRedisDecisionAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestDebitWithoutBudgetAllocs: a tenant without a token budget is charged
+// nothing, and the charge costs no allocation and no Redis work: the relay
+// charges every stream, an estimate where its usage did not come (most
+// OpenAI streams without include_usage), and each one took a bounded
+// context and a read of the override hash before.
+func TestDebitWithoutBudgetAllocs(t *testing.T) {
+	l := newTestLimiter(t, true, Options{Default: 1 << 30, Lease: 1})
+	ctx := context.Background()
+	if d := l.Take(ctx, "acme", ""); !d.Allowed {
+		t.Fatalf("decision %+v", d)
+	}
+	if n := testing.AllocsPerRun(200, func() { l.Debit(ctx, "acme", 250) }); n != 0 {
+		t.Errorf("Debit without a budget: %.1f allocations, want 0", n)
+	}
+}
