@@ -56,24 +56,10 @@ func lockSpoolDir(dir string) error {
 		_ = h.f.Close()
 		delete(spoolLocks.held, abs)
 	}
-	f, err := os.OpenFile(filepath.Join(abs, spoolLockName), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := takeLockFile(abs, dir)
 	if err != nil {
-		return fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
+		return err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		holder, _ := os.ReadFile(f.Name())
-		_ = f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			who := ""
-			if pid := strings.TrimSpace(string(holder)); pid != "" {
-				who = " by pid " + pid
-			}
-			return fmt.Errorf("%w: spool_dir=%s (lock file %s held%s; stop that relay first)", ErrSpoolInUse, dir, spoolLockName, who)
-		}
-		return fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	if spoolLocks.held == nil {
 		spoolLocks.held = map[string]*heldLock{}
 	}
@@ -130,16 +116,10 @@ func remakeSpoolDir(dir string) error {
 	if err := os.Mkdir(abs, spoolDirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("%w: %s: %w", errSpoolDirGone, dir, err)
 	}
-	f, err := os.OpenFile(filepath.Join(abs, spoolLockName), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := takeLockFile(abs, dir)
 	if err != nil {
-		return fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
+		return err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("%w: spool_dir=%s was removed and made again by another process", ErrSpoolInUse, dir)
-	}
-	_ = f.Truncate(0)
-	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
 	_ = h.f.Close()
 	h.f = f
 	return nil
@@ -161,4 +141,29 @@ func unlockSpoolDir(dir string) {
 		_ = h.f.Close() // closing the descriptor drops the flock
 		delete(spoolLocks.held, abs)
 	}
+}
+
+// takeLockFile opens the lock file in abs (the spool_dir dir, absolute) and
+// takes its exclusive flock for this process, writing the pid into it; it
+// returns ErrSpoolInUse naming the holder's pid when another process has it.
+func takeLockFile(abs, dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(abs, spoolLockName), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		holder, _ := os.ReadFile(f.Name())
+		_ = f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			who := ""
+			if pid := strings.TrimSpace(string(holder)); pid != "" {
+				who = " by pid " + pid
+			}
+			return nil, fmt.Errorf("%w: spool_dir=%s (lock file %s held%s; stop that relay first)", ErrSpoolInUse, dir, spoolLockName, who)
+		}
+		return nil, fmt.Errorf("chlog: spool_dir=%s: lock: %w", dir, err)
+	}
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	return f, nil
 }
