@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"net"
@@ -18,6 +19,13 @@ import (
 // header fasthttp could not parse and for one the client broke off.
 func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp.RequestCtx, error) {
 	return func(ctx *fasthttp.RequestCtx, err error) {
+		var small *fasthttp.ErrSmallBuffer
+		if errors.As(err, &small) {
+			if !h.refuseLargeHead(ctx) {
+				next(ctx, err)
+			}
+			return
+		}
 		// fasthttp reset a request whose body it failed to read: its
 		// head is given back for the answer's id and the row (kepthead.go).
 		if restoreKeptHead(ctx, err) && bodyCutShort(err) {
@@ -34,6 +42,38 @@ func (h *Relay) ReadError(next func(*fasthttp.RequestCtx, error)) func(*fasthttp
 		h.refuseHead(ctx)
 	}
 }
+
+// refuseLargeHead answers (431) and logs a request whose header block
+// outgrew the server's read buffer, with what the read that began it
+// holds (headKeeper): its request line and the header lines that came
+// whole in it, so that the row has its method, path, route and, when the
+// key's line was among them, its key and tenant. It reports false, and
+// answers nothing, when the connection kept no such read or its lines do
+// not parse as a request's head (a request line alone over the buffer):
+// there is then no request to log. The kept head is dropped either way.
+func (h *Relay) refuseLargeHead(ctx *fasthttp.RequestCtx) bool {
+	k, ok := ctx.Conn().(headKeeper)
+	if !ok {
+		return false
+	}
+	defer k.DropHead()
+	raw := k.KeptHead()
+	end := bytes.LastIndexByte(raw, '\n')
+	if end < 0 || len(ctx.Request.Header.RawHeaders()) != 0 {
+		return false
+	}
+	head := make([]byte, 0, end+3)
+	head = append(append(head, raw[:end+1]...), '\r', '\n')
+	if !restoreHead(&ctx.Request, head) {
+		return false
+	}
+	h.rejectEarly(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, record.ErrBadRequest, msgHeadTooLarge)
+	return true
+}
+
+// msgHeadTooLarge answers a request whose header block outgrew the
+// server's read buffer.
+const msgHeadTooLarge = "request headers too large"
 
 // msgBodyCut answers a request whose client ended its connection inside
 // the body (a half-closed client still reads it).

@@ -27,7 +27,7 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 	case fiber.StatusRequestTimeout:
 		errType, msg = record.ErrBadRequest, "request not received in time"
 	case fiber.StatusRequestHeaderFieldsTooLarge:
-		errType, msg = record.ErrBadRequest, "request headers too large"
+		errType, msg = record.ErrBadRequest, msgHeadTooLarge
 	case fiber.StatusMethodNotAllowed:
 		errType, msg = record.ErrBadRequest, "method not allowed"
 	case fiber.StatusBadGateway:
