@@ -3,8 +3,6 @@ package app
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"regexp"
 	"strings"
 	"testing"
@@ -20,23 +18,7 @@ import (
 // buffer is no request to log: 431 without an id, no row.
 func TestLargeHeadRow(t *testing.T) {
 	r := startChaosRelay(t, "", nil)
-	addr := strings.TrimPrefix(r.base, "http://")
 	idRe := regexp.MustCompile(`(?i)\r\nX-Request-Id: ([0-9a-f]+)\r\n`)
-
-	exchange := func(req string) string {
-		t.Helper()
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if _, err := io.WriteString(c, req); err != nil {
-			t.Fatal(err)
-		}
-		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		got, _ := io.ReadAll(c)
-		return string(got)
-	}
 
 	// 120 fields of 100 bytes: 12 KiB of head, sent in one write.
 	var pad strings.Builder
@@ -47,7 +29,7 @@ func TestLargeHeadRow(t *testing.T) {
 	}
 	body := `{"model":"gpt-large-head","stream":true,"messages":[]}`
 	req := relayReq("/v1/chat/completions", "X-Case: large-head\r\n"+pad.String(), body)
-	got := exchange(req)
+	got := rawExchange(t, r.base, req, 20*time.Second)
 	if statusOf(got) != 431 {
 		t.Fatalf("answered %.200q, want a 431", got)
 	}
@@ -86,7 +68,7 @@ func TestLargeHeadRow(t *testing.T) {
 	// A request line over the buffer: nothing to log.
 	before := r.rows.count(nil)
 	long := "POST /v1/chat/completions?q=" + strings.Repeat("x", 9000) + " HTTP/1.1\r\nHost: relay\r\n\r\n"
-	got = exchange(long)
+	got = rawExchange(t, r.base, long, 20*time.Second)
 	if statusOf(got) != 431 || idRe.MatchString(got) {
 		t.Errorf("request line over the buffer: answered %.200q, want 431 without an id", got)
 	}
