@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"strings"
 
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/usage"
@@ -31,24 +32,43 @@ const (
 // chargedTokens returns the tokens a finished record charges to its
 // tenant's token budget: the usage the response carried when it came (OpenAI
 // chat and Responses send it once, at the end; Gemini a running count with
-// every chunk), else an estimate for an LLM answer the upstream began (a
-// 2xx head came), and what usage came, if any, for everything else (audio,
-// WebSocket sessions, refusals, the upstream's own errors).
+// every chunk), else an estimate for a generation the upstream began (a 2xx
+// head came to a POST on a generating path: generates), and what usage
+// came, if any, for everything else (audio, WebSocket sessions, refusals,
+// the upstream's own errors, and calls that generate nothing: a model list,
+// embeddings, a token count, a transcription's upload, which an estimate
+// from their bytes charged by the megabyte).
 func chargedTokens(rec *record.Record) int64 {
 	found := max(rec.TokensIn, 0) + max(rec.TokensOut, 0)
-	if rec.Kind != record.KindSSE || rec.TTFB < 0 || rec.Status < 200 || rec.Status >= 300 {
+	if rec.Kind != record.KindSSE || rec.TTFB < 0 || rec.Status < 200 || rec.Status >= 300 || !generates(rec) {
 		return found
 	}
 	cut := rec.ErrorType != ""
+	api := usage.APIForPath(rec.Path)
+	// Anthropic's message_start carries a placeholder output count (usually
+	// 1) until message_delta, which a cut stream may not have had; so may
+	// a path that names no API (Anthropic on Vertex: :streamRawPredict).
+	placeholder := cut && (api == usage.Anthropic || api == usage.Generic)
 	switch {
-	case rec.TokensIn >= 0 && !(cut && usage.APIForPath(rec.Path) == usage.Anthropic):
+	case rec.TokensIn >= 0 && !placeholder:
 		return found
 	case rec.TokensIn >= 0:
-		// Anthropic cut: message_start's output count is a placeholder
-		// (usually 1) until message_delta, which may not have come.
 		return rec.TokensIn + max(rec.TokensOut, outEstimate(rec))
 	}
 	return rec.BytesIn/promptBytesPerToken + outEstimate(rec)
+}
+
+// generates reports whether rec is a request for a generation, which the
+// estimate may charge: a POST to a path of an API with its own usage rules
+// (usage.APIForPath: chat and legacy completions, Responses, Anthropic
+// messages, Gemini generateContent) or to Vertex AI's raw predictions
+// (Anthropic's models there).
+func generates(rec *record.Record) bool {
+	if rec.Method != "POST" {
+		return false
+	}
+	p := rec.Path
+	return usage.APIForPath(p) != usage.Generic || strings.HasSuffix(p, ":rawPredict") || strings.HasSuffix(p, ":streamRawPredict")
 }
 
 // outEstimate is the output tokens estimated from the response's bytes.

@@ -10,8 +10,10 @@ import (
 // TestChargedTokens: the usage found when the response carried it, even
 // when the stream was cut after it; an estimate from the bytes for an LLM
 // answer cut before its usage (SSE: 128 bytes a token; one JSON body: 4),
-// with none at all, or with Anthropic's placeholder output count; nothing
-// made up for audio, refusals or the upstream's own errors.
+// with none at all, or with Anthropic's placeholder output count (on a path
+// that names no API too: Vertex); nothing made up for audio, refusals, the
+// upstream's own errors, or calls that generate nothing (a model list,
+// embeddings, a token count, an upload to transcribe, a GET).
 func TestChargedTokens(t *testing.T) {
 	const sse, json = `{"content-type":"text/event-stream"}`, `{"content-type":"application/json"}`
 	for _, tc := range []struct {
@@ -38,8 +40,19 @@ func TestChargedTokens(t *testing.T) {
 		{"refused before the upstream", record.KindSSE, "/v1/chat/completions", 429, record.None, record.ErrRateLimited, -1, -1, 400, 90, json, 0},
 		{"upstream error", record.KindSSE, "/v1/chat/completions", 500, time.Millisecond, record.ErrUpstreamStatus, -1, -1, 400, 1280, json, 0},
 		{"left before the head", record.KindSSE, "/v1/chat/completions", 499, record.None, record.ErrClientClosed, -1, -1, 400, 0, "", 0},
+		{"model list", record.KindSSE, "/v1/models", 200, time.Millisecond, "", -1, -1, 0, 8818, json, 0},
+		{"embeddings", record.KindSSE, "/v1/embeddings", 200, time.Millisecond, "", -1, -1, 400, 20000, json, 0},
+		{"token count", record.KindSSE, "/v1/messages/count_tokens", 200, time.Millisecond, "", -1, -1, 40000, 30, json, 0},
+		{"transcription upload", record.KindSSE, "/v1/audio/transcriptions", 200, time.Millisecond, "", -1, -1, 2 << 20, 400, json, 0},
+		{"stored completions listed", record.KindSSE, "/v1/chat/completions", 200, time.Millisecond, "", -1, -1, 0, 40000, json, 0},
+		{"vertex anthropic cut: placeholder output", record.KindSSE, "/v1/projects/p/locations/l/publishers/anthropic/models/m:streamRawPredict", 200, time.Millisecond, record.ErrClientClosed, 1125, 1, 400, 21046, sse, 1125 + 164},
+		{"vertex anthropic cut before message_start", record.KindSSE, "/v1/projects/p/locations/l/publishers/anthropic/models/m:streamRawPredict", 200, time.Millisecond, record.ErrClientClosed, -1, -1, 400, 0, sse, 100},
 	} {
-		rec := &record.Record{Kind: tc.kind, Path: tc.path, Status: tc.status, TTFB: tc.ttfb, ErrorType: tc.errType,
+		method := "POST"
+		if tc.name == "model list" || tc.name == "stored completions listed" {
+			method = "GET"
+		}
+		rec := &record.Record{Kind: tc.kind, Method: method, Path: tc.path, Status: tc.status, TTFB: tc.ttfb, ErrorType: tc.errType,
 			TokensIn: tc.in, TokensOut: tc.out, BytesIn: tc.bin, BytesOut: tc.bout, ResponseHeaders: []byte(tc.headers)}
 		if got := chargedTokens(rec); got != tc.want {
 			t.Errorf("%s: charged %d, want %d", tc.name, got, tc.want)

@@ -106,30 +106,20 @@ func (p *pool) pick(tried uint64) (t *target, probe bool) {
 	return t, probe
 }
 
-// anyAvailable reports whether a configured target is not ejected at now.
-// The caller holds p.mu.
-func (p *pool) anyAvailable(now int64) bool {
-	for _, t := range p.targets {
-		if t.route.Configured() && t.health.available(now) {
-			return true
-		}
-	}
-	return false
-}
-
 // left counts the targets a retry after those in tried may go to: the
-// available ones not tried, or, with none available at all, every
-// configured one not tried. With an available target left, even one tried
-// already, an ejected one's cool-down (an upstream's Retry-After) is kept:
-// a retry does not go there.
+// available ones not tried. An ejected target's cool-down (an upstream's
+// Retry-After) is kept by retries: with every target ejected, a request
+// still gets its one attempt (pick takes an ejected target then), but no
+// other; before, each request went on to every ejected target up to
+// max_attempts, hitting a provider that had asked for a pause that many
+// times over, and waiting first_byte_timeout on each hung one.
 func (p *pool) left(tried uint64) int {
 	now := mono.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	any := p.anyAvailable(now)
 	n := 0
 	for _, t := range p.targets {
-		if tried&t.bit == 0 && t.route.Configured() && (!any || t.health.available(now)) {
+		if tried&t.bit == 0 && t.route.Configured() && t.health.available(now) {
 			n++
 		}
 	}

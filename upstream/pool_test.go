@@ -240,10 +240,12 @@ func TestProbeOnlyEndedByItself(t *testing.T) {
 	}
 }
 
-// TestRetryKeepsEjectedTargetsCoolDown: a retry goes to an ejected target
-// only when no target is available at all; with one available (tried
-// already), an ejected target's cool-down (its Retry-After) is kept. The
-// retry used to go there, once every available target was tried.
+// TestRetryKeepsEjectedTargetsCoolDown: a retry never goes to an ejected
+// target: its cool-down (its Retry-After) is kept whether another target is
+// available (tried already) or none is; a request still gets its first
+// attempt when every target is ejected. The retry used to go there once
+// every available target was tried, and with none available each request
+// went to every ejected target in turn.
 func TestRetryKeepsEjectedTargetsCoolDown(t *testing.T) {
 	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
 	a, b := r.pool.targets[0], r.pool.targets[1]
@@ -257,8 +259,11 @@ func TestRetryKeepsEjectedTargetsCoolDown(t *testing.T) {
 		t.Fatalf("%d targets left before any attempt, want 1 (b)", n)
 	}
 	b.report(outcomeFailed, pickedNow(b, false), retryAfter(&h), &r.Health, quiet, "status 429")
-	if n := r.pool.left(a.bit); n != 1 {
-		t.Fatalf("every target ejected, a tried: %d left, want 1 (b, ejected too: none is available)", n)
+	if n := r.pool.left(a.bit); n != 0 {
+		t.Fatalf("every target ejected, a tried: %d left, want 0 (b is cooling down too)", n)
+	}
+	if tg, _ := r.pool.pick(0); tg == nil {
+		t.Fatal("every target ejected: no target picked for a request's first attempt, want one")
 	}
 }
 

@@ -101,8 +101,12 @@ var (
 	// holds input_tokens (and output_tokens 1), message_delta the running
 	// output_tokens: the last of each wins. The prompt cache's tokens are
 	// input too (tokens_in is the whole prompt, as OpenAI's prompt_tokens).
+	// A non-streamed answer is the message whole: a text or thinking
+	// block's text, or a tool_use block's input object (an answer that is
+	// only a tool call has no text).
 	anthropicRules = rules{
 		content: []contentKey{strKey("text"), strKey("thinking"), strKey("partial_json")},
+		body:    []contentKey{strKey("text"), strKey("thinking"), objKey("input")},
 		usage:   [][]byte{keyUsage},
 		in:      []string{"input_tokens"},
 		inPlus:  anthropicCacheIn,

@@ -102,3 +102,43 @@ func TestShapeOf(t *testing.T) {
 		}
 	}
 }
+
+// TestAnthropicBody: a non-streamed Anthropic message has its first token
+// in a text or thinking block, or in a tool_use block's input when the
+// answer is only a tool call (it has no text); a message with no content
+// block has none.
+func TestAnthropicBody(t *testing.T) {
+	msg := func(content string) string {
+		return `{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[` + content +
+			`],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":40,"output_tokens":30}}`
+	}
+	tests := []struct {
+		name, body string
+		want       bool
+	}{
+		{"text", msg(`{"type":"text","text":"Hello"}`), true},
+		{"thinking", msg(`{"type":"thinking","thinking":"Let me see","signature":"abc"}`), true},
+		{"tool use only", msg(`{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}`), true},
+		{"no content", msg(``), false},
+		{"empty text", msg(`{"type":"text","text":""}`), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := []byte(tt.body)
+			if got := HasContent(Anthropic, b); got != tt.want {
+				t.Fatalf("HasContent = %v, want %v", got, tt.want)
+			}
+			for _, step := range []int{1, 7, len(b)} {
+				var s ContentScanner
+				s.Start(Anthropic, false, 200)
+				got := false
+				for off := 0; off < len(b) && !got; off += step {
+					got = s.Scan(b[off:min(off+step, len(b))])
+				}
+				if got != tt.want {
+					t.Fatalf("reads of %d bytes: found %v, want %v", step, got, tt.want)
+				}
+			}
+		})
+	}
+}
