@@ -437,29 +437,44 @@ func (a *App) Shutdown(ctx context.Context) error {
 	go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
 	var errs []error
 	if err := a.relay.Wait(grace); err != nil {
-		a.log.Warn("grace period over: cutting streams still open", "active", a.relay.Active())
-		// Again and again: a request that was dialing or between its
-		// answer's head and its stream when the first cut came is not
-		// the watchdog's yet, and would start streaming after it.
-		// Connects too: one in progress would outlast the storage.
-		a.clients.AbortDials()
-		wait, cancelWait := context.WithTimeout(ctx, 5*time.Second)
-		for a.relay.Active() > 0 && wait.Err() == nil {
-			a.wd.AbortAll(record.ErrShuttingDown)
-			step, cancelStep := context.WithTimeout(wait, 100*time.Millisecond)
-			_ = a.relay.Wait(step)
-			cancelStep()
-		}
-		cancelWait()
+		a.cutOpen(ctx)
 	}
 	if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		errs = append(errs, err)
+	}
+	// A request whose upload was under way when the drain began is served
+	// (handlers' gate), and reaches the relay only once its body is whole:
+	// Wait may have found none in flight before it did. The server's
+	// shutdown waited for its connection within the grace period; what is
+	// still open now is cut before the storage closes.
+	if a.relay.Active() > 0 {
+		a.cutOpen(ctx)
 	}
 	// The storage's error too (rows it could not keep at exit): the
 	// process then exits with a failure, which a supervisor sees.
 	errs = append(errs, a.closeBackground(ctx))
 	a.log.Info("shutdown complete")
 	return errors.Join(errs...)
+}
+
+// cutOpen ends the relayed requests still open when the grace period is
+// over (503 shutting_down for one not answered yet, a cut stream for the
+// others), waiting up to 5 s for them to end.
+func (a *App) cutOpen(ctx context.Context) {
+	a.log.Warn("grace period over: cutting streams still open", "active", a.relay.Active())
+	// Again and again: a request that was dialing or between its
+	// answer's head and its stream when the first cut came is not
+	// the watchdog's yet, and would start streaming after it.
+	// Connects too: one in progress would outlast the storage.
+	a.clients.AbortDials()
+	wait, cancelWait := context.WithTimeout(ctx, 5*time.Second)
+	defer cancelWait()
+	for a.relay.Active() > 0 && wait.Err() == nil {
+		a.wd.AbortAll(record.ErrShuttingDown)
+		step, cancelStep := context.WithTimeout(wait, 100*time.Millisecond)
+		_ = a.relay.Wait(step)
+		cancelStep()
+	}
 }
 
 // closeBackground closes what New started and returns the errors of the

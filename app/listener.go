@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stream-relay/stream-relay/handlers"
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/internal/ratelog"
 	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/valyala/fasthttp"
@@ -113,6 +114,10 @@ type edgeConn struct {
 	net.Conn
 	fresh bool // the next read begins a request
 	start bool // nothing was read yet on the connection
+	// began is when (mono) the read that began the current request
+	// returned: a request that had begun arriving when the relay began to
+	// drain is still served (RequestBegan).
+	began int64
 	// tunnel is set (before the upgrade, by the request's goroutine) when
 	// the connection becomes a WebSocket session: reads and writes then
 	// pass straight through, from two goroutines.
@@ -182,7 +187,7 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 		return n, err
 	}
 	start := c.start
-	c.fresh, c.start = false, false
+	c.fresh, c.start, c.began = false, false, mono.Now()
 	resp, bad := handlers.CheckRequestStart(p[:n], start)
 	if resp != nil {
 		c.refuse(resp)
@@ -191,6 +196,10 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	c.badHead = bad
 	return n, err
 }
+
+// RequestBegan returns when (mono) the read that began the connection's
+// current request returned.
+func (c *edgeConn) RequestBegan() int64 { return c.began }
 
 // TakeBadHead returns, once, the head handlers.CheckRequestStart kept from
 // the read that began the connection's current request.
@@ -226,7 +235,7 @@ func (c *edgeConn) readPrefetch(p []byte) (int, error) {
 	}
 	c.preOff, c.preN = 0, n
 	start := c.start
-	c.fresh, c.start = false, false
+	c.fresh, c.start, c.began = false, false, mono.Now()
 	resp, bad := handlers.CheckRequestStart(c.pre.b[:n], start)
 	if resp != nil {
 		c.releasePrefetch()

@@ -29,7 +29,7 @@ type verdict struct {
 // declares (negative: unknown, a chunked body). Rate limits are left to the caller (takeRate). It does
 // not allocate, but for the messages of a 405 and a 413.
 func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, bodyLen int64) verdict {
-	if h.draining.Load() {
+	if h.draining.Load() && !h.begunBeforeDrain(ctx) {
 		return verdict{status: fasthttp.StatusServiceUnavailable, errType: record.ErrShuttingDown, msg: "the relay is shutting down"}
 	}
 	hdr := &ctx.Request.Header
@@ -59,6 +59,26 @@ func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, 
 		v.msg = "request body exceeds " + strconv.FormatInt(rt.MaxBodyBytes, 10) + " bytes"
 	}
 	return v
+}
+
+// requestBeginner is a client connection that knows when the read that
+// began its current request came (app's edgeConn).
+type requestBeginner interface {
+	RequestBegan() int64
+}
+
+// begunBeforeDrain reports whether ctx's request had begun to arrive when
+// the relay began to drain: its body may have been uploading for seconds
+// (a long prompt, a file to transcribe), and refusing it once the body is
+// whole threw that away, with shutdown_grace left to serve it. A request
+// that came later, or whose connection cannot tell (TLS), is refused.
+func (h *Relay) begunBeforeDrain(ctx *fasthttp.RequestCtx) bool {
+	b, ok := ctx.Conn().(requestBeginner)
+	if !ok {
+		return false
+	}
+	at := b.RequestBegan()
+	return at != 0 && at < h.drainedAt.Load()
 }
 
 // name names v's key and tenant in rec, when v has a key.

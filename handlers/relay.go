@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/quota"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/upstream"
@@ -129,12 +130,15 @@ type Relay struct {
 	cur      atomic.Pointer[Config]
 	log      *slog.Logger
 	draining atomic.Bool
-	active   atomic.Int64
-	sinkErrs sinkErrors
-	openErrs openErrors
-	ws       wsSessions // open WebSocket sessions (ws.go)
-	helpers  helpers    // goroutines that serve requests up to the response head (handoff.go)
-	detached detached   // goroutines that write detached streams and serve their connections (detach.go)
+	// drainedAt is when (mono) Drain began: a request that had begun
+	// arriving before is still served (gate).
+	drainedAt atomic.Int64
+	active    atomic.Int64
+	sinkErrs  sinkErrors
+	openErrs  openErrors
+	ws        wsSessions // open WebSocket sessions (ws.go)
+	helpers   helpers    // goroutines that serve requests up to the response head (handoff.go)
+	detached  detached   // goroutines that write detached streams and serve their connections (detach.go)
 }
 
 // New returns a Relay.
@@ -160,8 +164,11 @@ func New(o Options) (*Relay, error) {
 }
 
 // Drain makes the relay refuse new relayed requests (503) and /readyz fail;
-// in-flight streams go on, open WebSocket sessions are closed (1001).
+// in-flight streams go on, and so do requests that had begun to arrive (an
+// upload under way: begunBeforeDrain); open WebSocket sessions are closed
+// (1001).
 func (h *Relay) Drain() {
+	h.drainedAt.CompareAndSwap(0, mono.Now())
 	h.draining.Store(true)
 	h.ws.closeAll()    // WebSocket sessions get 1001 at once (ws.go)
 	h.detached.drain() // connections waiting for a next request after a detached stream (detach.go)

@@ -79,31 +79,54 @@ type pool struct {
 }
 
 // pick returns the next target not in tried: smooth weighted round-robin
-// among the available primaries, else among the available backups, else
-// (every target ejected) among all targets not tried, so that a route whose
-// targets are all ejected still tries one rather than failing at once
+// among the available primaries with a free connection (below their
+// max_conns), else among such backups, else among the available primaries
+// and then backups whatever their connections (the attempt waits for one),
+// else (every target ejected) among all targets not tried, so that a route
+// whose targets are all ejected still tries one rather than failing at once
 // (Open retries only while left says so). nil when every configured target
 // has been tried. probe: the pick is its target's probe (its cool-down is
 // over). It does not allocate.
+//
+// A target at its max_conns is passed over while another has room, as
+// nginx's max_conns does: its attempt would wait up to connect_timeout for
+// a connection another request gives back, and then fail over, while the
+// other target sat idle (and the row blamed the busy one's upstream).
 func (p *pool) pick(tried uint64) (t *target, probe bool) {
 	now := mono.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	prim, back := p.targets[:p.primaries], p.targets[p.primaries:]
-	t = swrr(prim, tried, now, true)
-	if t == nil {
-		t = swrr(back, tried, now, true)
+	first := roomy
+	if len(p.targets) == 1 {
+		first = available // no other to prefer: no count to take
 	}
-	if t == nil {
-		t = swrr(prim, tried, now, false)
-	}
-	if t == nil {
-		t = swrr(back, tried, now, false)
+	for need := first; need <= anyTarget && t == nil; need++ {
+		if t = swrr(prim, tried, now, need); t == nil {
+			t = swrr(back, tried, now, need)
+		}
 	}
 	if t != nil {
 		probe = t.health.claim(now)
 	}
 	return t, probe
+}
+
+// What swrr asks of a target, from the most to the least.
+const (
+	roomy     = iota // available, and below its max_conns
+	available        // not ejected (or its probe is due)
+	anyTarget        // configured
+)
+
+// full reports whether t's connections to its upstream are all taken: as
+// many open as its max_conns, none idle.
+func (t *target) full() bool {
+	c, limit := t.route.client, t.route.MaxConns
+	if c == nil || limit <= 0 {
+		return false
+	}
+	return c.ConnsCount()-c.IdleConnsCount() >= limit
 }
 
 // left counts the targets a retry after those in tried may go to: the
@@ -126,13 +149,14 @@ func (p *pool) left(tried uint64) int {
 	return n
 }
 
-// swrr is nginx's smooth weighted round-robin over the eligible targets of
-// ts: each gains its weight, the richest is picked and pays the total.
-func swrr(ts []*target, tried uint64, now int64, healthyOnly bool) *target {
+// swrr is nginx's smooth weighted round-robin over the targets of ts that
+// are not in tried and meet need: each gains its weight, the richest is
+// picked and pays the total.
+func swrr(ts []*target, tried uint64, now int64, need int) *target {
 	var best *target
 	total := 0
 	for _, t := range ts {
-		if tried&t.bit != 0 || !t.route.Configured() || healthyOnly && !t.health.available(now) {
+		if tried&t.bit != 0 || !t.route.Configured() || need <= available && !t.health.available(now) || need == roomy && t.full() {
 			continue
 		}
 		t.current += t.Weight

@@ -1,0 +1,82 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDrainServesUploadUnderWay: a request whose body was still uploading
+// when the relay began to drain (SIGTERM) is served within shutdown_grace,
+// answer, id and row, as an in-flight stream is; it was answered 503
+// shutting_down once its body was whole, the upload thrown away with grace
+// left. A request that begins after the drain is still refused.
+func TestDrainServesUploadUnderWay(t *testing.T) {
+	r := startRelay(t, "")
+	addr := strings.TrimPrefix(r.base, "http://")
+	body := `{"model":"gpt-upload","stream":true,"messages":[{"role":"user","content":"` + strings.Repeat("x", 4000) + `"}]}`
+	full := relayReq("/v1/chat/completions", "", body)
+	split := len(full) - len(body) + 100 // the head and the body's first 100 bytes
+
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, full[:split]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the head read: the request has begun
+
+	stopped := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		stopped <- r.app.Shutdown(ctx)
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for r.app.relay.Ready() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if r.app.relay.Ready() {
+		t.Fatal("the relay did not begin to drain")
+	}
+
+	// A request begun now, on a connection of its own: refused. (The
+	// listener may be closed already: then it cannot begin at all.)
+	if late, err := net.Dial("tcp", addr); err == nil {
+		_ = late.SetDeadline(time.Now().Add(20 * time.Second))
+		_, _ = io.WriteString(late, relayReq("/v1/chat/completions", "", `{"model":"late","stream":true}`))
+		got, _ := io.ReadAll(late)
+		late.Close()
+		if s := statusOf(string(got)); s != 0 && s != 503 {
+			t.Errorf("a request begun after the drain: status %d, want 503 (or no connection)", s)
+		}
+	}
+
+	if _, err := io.WriteString(c, full[split:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, _ := io.ReadAll(c)
+	resp := string(got)
+	if statusOf(resp) != 200 || !strings.Contains(resp, "data: [DONE]") {
+		t.Fatalf("the upload under way at the drain: answered %.300q, want a whole 200 stream", resp)
+	}
+	m := regexp.MustCompile(`(?i)\r\nX-Request-Id: ([0-9a-f]+)\r\n`).FindStringSubmatch(resp)
+	if m == nil {
+		t.Fatal("no X-Request-Id")
+	}
+	if err := <-stopped; err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+	r.app = nil
+	row := r.rows.wait(t, m[1])
+	if row.Status != 200 || row.ErrorType != "" {
+		t.Errorf("row: status %d error %q, want 200 and none", row.Status, row.ErrorType)
+	}
+}
