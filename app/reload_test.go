@@ -3,6 +3,7 @@ package app
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -481,4 +483,64 @@ func TestReloadLogCountsKeyLimits(t *testing.T) {
 			t.Errorf("key rate_limit %d -> %d: log %q; want %s", tt.before, tt.after, out.String(), tt.want)
 		}
 	}
+}
+
+// TestReloadLogsChangedKeys: a reload that changes what a key may do (its
+// tenant, the tenants it may act for) says so in its log line
+// (keys_changed), never showing the key; it said keys_added=0
+// keys_removed=0 and nothing else, so an authorization change left no trace.
+func TestReloadLogsChangedKeys(t *testing.T) {
+	_, base := mock(t, providerKey)
+	t.Setenv("TEST_PROVIDER_KEY", providerKey)
+	dir := t.TempDir()
+	path, spool := filepath.Join(dir, "relay.yaml"), filepath.Join(dir, "spool")
+	conf := func(tenant string) string {
+		c := reloadConfig(base, spool, true, 600, "")
+		c = strings.Replace(c, "level: error", "level: info", 1)
+		return strings.Replace(c, "      tenant: second\n", "      tenant: "+tenant+"\n", 1)
+	}
+	writeFile(t, path, conf("second"))
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var log lockedBuffer
+	a, err := New(cfg, slog.New(slog.NewTextHandler(&log, nil)), &poolRows{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = a.Shutdown(ctx)
+	})
+	writeFile(t, path, conf("third"))
+	if err := a.Reload(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	out := log.String()
+	if !strings.Contains(out, "configuration reloaded") || !strings.Contains(out, "keys_changed=1") {
+		t.Fatalf("reload log does not count the changed key: %s", out)
+	}
+	if strings.Contains(out, secondKey) || strings.Contains(out, relayKey) {
+		t.Fatal("the reload log shows a key")
+	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for a logger and a reader at once.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
