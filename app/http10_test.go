@@ -2,10 +2,12 @@ package app
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,28 +16,49 @@ import (
 
 // TestHTTP10ClientGetsUnframedBody: an HTTP/1.0 client reads no chunked
 // framing; its streamed answer comes unframed, ending with the connection's
-// close, event by event as for any client, and its row holds the body.
-// Detached (testConfig) and on the server's goroutine alike.
+// close, event by event as for any client, and its row holds the body. An
+// upstream's Content-Length goes with it, and a body the upstream cut short
+// ends with a reset, not the close that ends a whole one: before, such a
+// client read a cut answer as complete. Detached (testConfig) and on the
+// server's goroutine alike.
 func TestHTTP10ClientGetsUnframedBody(t *testing.T) {
+	const audioLen = 16 * 8192
 	for _, detach := range []string{"0", "100000"} {
 		r := startRelayDetachAbove(t, detach)
 		for _, tt := range []struct {
 			name, path, body, hdr string
-			wantLen               int // 0: not checked
+			wantLen               int   // 0: not checked
+			wantCL                int64 // the Content-Length the client is told; -1: none
+			cut                   bool  // the upstream resets the stream
 		}{
-			{"sse", "/v1/chat/completions", `{"model":"m","stream":true}`, mockllm.HeaderChunks + ": 5\r\n" + mockllm.HeaderDelayMs + ": 20\r\n", 0},
-			{"audio chunked", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 4\r\n" + mockllm.HeaderChunkBytes + ": 1000\r\n", 4000},
-			{"audio with length", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 16\r\n" + mockllm.HeaderChunkBytes + ": 8192\r\n" + mockllm.HeaderLength + ": 1\r\n", 16 * 8192},
+			{"sse", "/v1/chat/completions", `{"model":"m","stream":true}`, mockllm.HeaderChunks + ": 5\r\n" + mockllm.HeaderDelayMs + ": 20\r\n", 0, -1, false},
+			{"audio chunked", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 4\r\n" + mockllm.HeaderChunkBytes + ": 1000\r\n", 4000, -1, false},
+			{"audio with length", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 16\r\n" + mockllm.HeaderChunkBytes + ": 8192\r\n" + mockllm.HeaderLength + ": 1\r\n", audioLen, audioLen, false},
+			{"sse cut", "/v1/chat/completions", `{"model":"m","stream":true}`, mockllm.HeaderChunks + ": 10\r\n" + mockllm.HeaderDelayMs + ": 20\r\n" + mockllm.HeaderResetAfter + ": 3\r\n", 0, -1, true},
+			{"audio with length cut", "/v1/audio/speech", `{"input":"hi"}`, mockllm.HeaderChunks + ": 16\r\n" + mockllm.HeaderChunkBytes + ": 8192\r\n" + mockllm.HeaderLength + ": 1\r\n" + mockllm.HeaderResetAfter + ": 4\r\n", 0, audioLen, true},
 		} {
 			t.Run("detach_above "+detach+"/"+tt.name, func(t *testing.T) {
 				resp, br := rawPost(t, r.base, "HTTP/1.0", tt.path, tt.hdr, tt.body)
 				if resp.StatusCode != 200 || len(resp.TransferEncoding) != 0 || resp.Header.Get("Transfer-Encoding") != "" {
 					t.Fatalf("status %d, transfer encoding %v", resp.StatusCode, resp.TransferEncoding)
 				}
-				if resp.ContentLength >= 0 {
-					t.Fatalf("content length %d: this answer is streamed", resp.ContentLength)
+				if resp.ContentLength != tt.wantCL {
+					t.Fatalf("content length %d, want %d (the upstream's, or none)", resp.ContentLength, tt.wantCL)
 				}
 				got, err := io.ReadAll(br) // to the connection's close
+				if tt.cut {
+					if !errors.Is(err, syscall.ECONNRESET) {
+						t.Fatalf("a body cut short ended with %v after %d bytes, want a reset", err, len(got))
+					}
+					if tt.wantCL > 0 && int64(len(got)) >= tt.wantCL {
+						t.Fatalf("cut body: %d bytes of %d", len(got), tt.wantCL)
+					}
+					row := r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+					if row.ErrorType != "upstream_reset" {
+						t.Errorf("cut body: row error %q, want upstream_reset", row.ErrorType)
+					}
+					return
+				}
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -15,12 +15,20 @@ import (
 // length as chunked, so the answer is written apart from it, on the
 // connection taken from the server, as a detached stream's is (detach.go).
 // A body that came whole with the head (Prepare false) has its length and
-// is not written here.
+// is not written here. An upstream's Content-Length goes with it, and a
+// body cut short ends with a reset, not an ordinary close: either way the
+// client can tell it from a whole one.
 func (h *Relay) answerHTTP10(ctx *fasthttp.RequestCtx, rec *record.Record, s *upstream.Stream) {
 	rec.KeepBorrowedBody() // the request is reset once the server lets go of it
 	hdr := &ctx.Response.Header
 	hdr.Del(fasthttp.HeaderTransferEncoding)
-	hdr.SetContentLength(-2) // identity: no length, Connection: close
+	if n := s.Length(); n >= 0 {
+		// The upstream's length: a client can tell a body cut short.
+		hdr.SetContentLength(int(n))
+		hdr.SetConnectionClose()
+	} else {
+		hdr.SetContentLength(-2) // identity: no length, Connection: close
+	}
 	head := hdr.AppendBytes(nil)
 	ctx.HijackSetNoResponse(true)
 	g := guardHijack(ctx, func() { _ = s.CloseWithError(errHijackNotRun) })

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"io"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -125,8 +126,10 @@ func (s *Stream) WriteClosing(head []byte) error {
 	_, err := bw.Write(head)
 	if err == nil {
 		_, err = s.copyPolled(flushingWriter{bw}, nil)
-		if err != nil {
-			s.answerCut(bw) // cutanswer.go
+		if err != nil && !s.answerCut(bw) { // cutanswer.go
+			// Cut inside the body: a close that looks like its end
+			// would hand the client a body cut short as whole.
+			resetOnClose(s.client)
 		}
 	}
 	s.CloseWithError(err)
@@ -146,4 +149,31 @@ func (f flushingWriter) Write(p []byte) (int, error) {
 		err = f.w.Flush()
 	}
 	return n, err
+}
+
+// resetOnClose has the close of c (a client connection, maybe wrapped)
+// send a reset instead of the ordinary end of the stream (SO_LINGER 0):
+// an HTTP/1.0 client reads a body without a length to the connection's
+// end, and can tell a body cut short only by the reset.
+func resetOnClose(c net.Conn) {
+	for c != nil {
+		switch v := c.(type) {
+		case interface{ SetLinger(sec int) error }: // a TCP connection
+			_ = v.SetLinger(0)
+			return
+		case interface{ NetConn() net.Conn }:
+			c = v.NetConn()
+		default:
+			return
+		}
+	}
+}
+
+// Length returns the length of the upstream's body as its Content-Length
+// declared it, or -1 when it declared none (chunked, or ended by the close).
+func (s *Stream) Length() int64 {
+	if s.body.mode != bodyFixed {
+		return -1
+	}
+	return int64(s.hdr.ContentLength())
 }
