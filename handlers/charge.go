@@ -47,8 +47,10 @@ func chargedTokens(rec *record.Record) int64 {
 	api := usage.APIForPath(rec.Path)
 	// Anthropic's message_start carries a placeholder output count (usually
 	// 1) until message_delta, which a cut stream may not have had; so may
-	// a path that names no API (Anthropic on Vertex: :streamRawPredict).
-	placeholder := cut && (api == usage.Anthropic || api == usage.Generic)
+	// a path that names no API (Anthropic on Vertex: :streamRawPredict),
+	// where an output count above 1 is another model's real one (Mistral on
+	// Vertex sends OpenAI's usage, at the end).
+	placeholder := cut && (api == usage.Anthropic || api == usage.Generic && rec.TokensOut <= 1)
 	switch {
 	case rec.TokensIn >= 0 && !placeholder:
 		return found
@@ -62,18 +64,28 @@ func chargedTokens(rec *record.Record) int64 {
 // estimate may charge: a POST to a path of an API with its own usage rules
 // (usage.APIForPath: chat and legacy completions, Responses, Anthropic
 // messages, Gemini generateContent) or to Vertex AI's raw predictions
-// (Anthropic's models there).
+// (Anthropic's models there), or a GET that resumes a Responses stream
+// (GET /v1/responses/{id}?stream=true: a background response's output,
+// streamed).
 func generates(rec *record.Record) bool {
-	if rec.Method != "POST" {
-		return false
-	}
 	p := rec.Path
-	return usage.APIForPath(p) != usage.Generic || strings.HasSuffix(p, ":rawPredict") || strings.HasSuffix(p, ":streamRawPredict")
+	switch rec.Method {
+	case "POST":
+		return usage.APIForPath(p) != usage.Generic || strings.HasSuffix(p, ":rawPredict") || strings.HasSuffix(p, ":streamRawPredict")
+	case "GET":
+		return usage.APIForPath(p) == usage.Responses && isSSE(rec)
+	}
+	return false
+}
+
+// isSSE reports whether rec's answer is an SSE stream.
+func isSSE(rec *record.Record) bool {
+	return bytes.Contains(rec.ResponseHeaders, []byte("text/event-stream"))
 }
 
 // outEstimate is the output tokens estimated from the response's bytes.
 func outEstimate(rec *record.Record) int64 {
-	if bytes.Contains(rec.ResponseHeaders, []byte("text/event-stream")) {
+	if isSSE(rec) {
 		return rec.BytesOut / streamBytesPerToken
 	}
 	return rec.BytesOut / jsonBytesPerToken

@@ -1,6 +1,7 @@
 package handlers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -46,10 +47,13 @@ func TestChargedTokens(t *testing.T) {
 		{"transcription upload", record.KindSSE, "/v1/audio/transcriptions", 200, time.Millisecond, "", -1, -1, 2 << 20, 400, json, 0},
 		{"stored completions listed", record.KindSSE, "/v1/chat/completions", 200, time.Millisecond, "", -1, -1, 0, 40000, json, 0},
 		{"vertex anthropic cut: placeholder output", record.KindSSE, "/v1/projects/p/locations/l/publishers/anthropic/models/m:streamRawPredict", 200, time.Millisecond, record.ErrClientClosed, 1125, 1, 400, 21046, sse, 1125 + 164},
+		{"vertex mistral cut after its usage", record.KindSSE, "/v1/projects/p/locations/l/publishers/mistralai/models/m:streamRawPredict", 200, time.Millisecond, record.ErrClientClosed, 12, 300, 400, 88000, sse, 312},
+		{"responses stream resumed, cut", record.KindSSE, "/v1/responses/resp_abc123", 200, time.Millisecond, record.ErrClientClosed, -1, -1, 0, 12800, sse, 100},
+		{"response retrieved, no usage yet", record.KindSSE, "/v1/responses/resp_abc123", 200, time.Millisecond, "", -1, -1, 0, 4000, json, 0},
 		{"vertex anthropic cut before message_start", record.KindSSE, "/v1/projects/p/locations/l/publishers/anthropic/models/m:streamRawPredict", 200, time.Millisecond, record.ErrClientClosed, -1, -1, 400, 0, sse, 100},
 	} {
 		method := "POST"
-		if tc.name == "model list" || tc.name == "stored completions listed" {
+		if tc.name == "model list" || tc.name == "stored completions listed" || strings.HasPrefix(tc.name, "respons") {
 			method = "GET"
 		}
 		rec := &record.Record{Kind: tc.kind, Method: method, Path: tc.path, Status: tc.status, TTFB: tc.ttfb, ErrorType: tc.errType,

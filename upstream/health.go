@@ -96,6 +96,13 @@ func (h *health) available(now int64) bool {
 	return u == 0 || now >= u && !h.probing.Load()
 }
 
+// cooled reports whether the target is past its cool-down (or not
+// ejected): its probe may be out.
+func (h *health) cooled(now int64) bool {
+	u := h.until.Load()
+	return u == 0 || now >= u
+}
+
 // claim marks the pick of a target past its cool-down as its probe, and
 // reports whether it did. Called under the pool's mutex, after available.
 func (h *health) claim(now int64) bool {

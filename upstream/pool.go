@@ -82,7 +82,9 @@ type pool struct {
 // among the available primaries with a free connection (below their
 // max_conns), else among such backups, else among the available primaries
 // and then backups whatever their connections (the attempt waits for one),
-// else (every target ejected) among all targets not tried, so that a route
+// else among those past their cool-down whose probe is out (rather than
+// one still asking for a pause), else (every target cooling down) among
+// all targets not tried, so that a route
 // whose targets are all ejected still tries one rather than failing at once
 // (Open retries only while left says so). nil when every configured target
 // has been tried. probe: the pick is its target's probe (its cool-down is
@@ -116,6 +118,7 @@ func (p *pool) pick(tried uint64) (t *target, probe bool) {
 const (
 	roomy     = iota // available, and below its max_conns
 	available        // not ejected (or its probe is due)
+	cooled           // past its cool-down, its probe maybe out (health.cooled)
 	anyTarget        // configured
 )
 
@@ -129,9 +132,10 @@ func (t *target) full() bool {
 	return c.ConnsCount()-c.IdleConnsCount() >= limit
 }
 
-// left counts the targets a retry after those in tried may go to: the
-// available ones not tried. An ejected target's cool-down (an upstream's
-// Retry-After) is kept by retries: with every target ejected, a request
+// left counts the targets a retry after those in tried may go to: those
+// not tried and not in a cool-down (available, or past it with their
+// probe out). An ejected target's cool-down (an upstream's Retry-After)
+// is kept by retries: with every target cooling down, a request
 // still gets its one attempt (pick takes an ejected target then), but no
 // other; before, each request went on to every ejected target up to
 // max_attempts, hitting a provider that had asked for a pause that many
@@ -142,7 +146,7 @@ func (p *pool) left(tried uint64) int {
 	defer p.mu.Unlock()
 	n := 0
 	for _, t := range p.targets {
-		if tried&t.bit == 0 && t.route.Configured() && t.health.available(now) {
+		if tried&t.bit == 0 && t.route.Configured() && t.health.cooled(now) {
 			n++
 		}
 	}
@@ -156,7 +160,8 @@ func swrr(ts []*target, tried uint64, now int64, need int) *target {
 	var best *target
 	total := 0
 	for _, t := range ts {
-		if tried&t.bit != 0 || !t.route.Configured() || need <= available && !t.health.available(now) || need == roomy && t.full() {
+		if tried&t.bit != 0 || !t.route.Configured() || need <= available && !t.health.available(now) ||
+			need == cooled && !t.health.cooled(now) || need == roomy && t.full() {
 			continue
 		}
 		t.current += t.Weight

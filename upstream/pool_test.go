@@ -409,3 +409,32 @@ func TestLastHealthLineTellsLastingState(t *testing.T) {
 		t.Fatalf("ejected for an hour, last line %q", last())
 	}
 }
+
+// TestProbingTargetBeforeCoolingOne: with one target past its cool-down
+// and its probe out, and the other still in a Retry-After, a request goes
+// to the first, not round-robin to the one that asked for a pause, and a
+// retry after the paused one may go there too.
+func TestProbingTargetBeforeCoolingOne(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a, b := r.pool.targets[0], r.pool.targets[1]
+	var long, short fasthttp.ResponseHeader
+	long.Set("Retry-After", "120")
+	short.Set("Retry-After", "1")
+	b.report(outcomeFailed, pickedNow(b, false), retryAfter(&long), &r.Health, quiet, "status 429")
+	a.report(outcomeFailed, pickedNow(a, false), retryAfter(&short), &r.Health, quiet, "status 429")
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.health.cooled(mono.Now()) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if tg, probe := r.pool.pick(0); tg != a || !probe {
+		t.Fatalf("past a's cool-down: picked %v (probe %v), want a's probe", tg.label, probe)
+	}
+	for i := range 4 {
+		if tg, probe := r.pool.pick(0); tg != a || probe {
+			t.Fatalf("pick %d while a's probe is out and b is paused: %s (probe %v), want a, no second probe", i, tg.label, probe)
+		}
+	}
+	if n := r.pool.left(b.bit); n != 1 {
+		t.Fatalf("after b failed: %d targets left, want 1 (a, past its cool-down)", n)
+	}
+}
