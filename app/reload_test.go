@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -504,7 +503,7 @@ func TestReloadLogsChangedKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log lockedBuffer
+	var log servicetest.Buffer
 	a, err := New(cfg, slog.New(slog.NewTextHandler(&log, nil)), &poolRows{})
 	if err != nil {
 		t.Fatal(err)
@@ -525,22 +524,4 @@ func TestReloadLogsChangedKeys(t *testing.T) {
 	if strings.Contains(out, secondKey) || strings.Contains(out, relayKey) {
 		t.Fatal("the reload log shows a key")
 	}
-}
-
-// lockedBuffer is a bytes.Buffer safe for a logger and a reader at once.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
