@@ -448,8 +448,16 @@ func (a *App) Shutdown(ctx context.Context) error {
 	// shutdown waited for its connection within the grace period; what is
 	// still open now is cut before the storage closes.
 	if a.relay.Active() > 0 {
-		a.cutOpen(ctx)
+		// The server counts no hijacked connection (a detached stream, an
+		// HTTP/1.0 answer): what is open now gets what is left of the
+		// grace period before the cut.
+		if err := a.relay.Wait(grace); err != nil {
+			a.cutOpen(ctx)
+		}
 	}
+	// Past the grace period: a request still arriving is refused, begun
+	// before the drain or not.
+	a.relay.EndGrace()
 	// The storage's error too (rows it could not keep at exit): the
 	// process then exits with a failure, which a supervisor sees.
 	errs = append(errs, a.closeBackground(ctx))

@@ -14,12 +14,16 @@ import (
 // when the relay began to drain (SIGTERM) is served within shutdown_grace,
 // answer, id and row, as an in-flight stream is; it was answered 503
 // shutting_down once its body was whole, the upload thrown away with grace
-// left. A request that begins after the drain is still refused.
+// left; and its stream, detached, must not be cut before the grace period
+// ends. A request that begins after the drain is still refused.
 func TestDrainServesUploadUnderWay(t *testing.T) {
 	r := startRelay(t, "")
 	addr := strings.TrimPrefix(r.base, "http://")
 	body := `{"model":"gpt-upload","stream":true,"messages":[{"role":"user","content":"` + strings.Repeat("x", 4000) + `"}]}`
-	full := relayReq("/v1/chat/completions", "", body)
+	// 20 events 100 ms apart: the answer outlasts the server's own wait
+	// for its connections, which does not count a detached stream
+	// (testConfig detaches every one).
+	full := relayReq("/v1/chat/completions", "X-Mock-Chunks: 20\r\nX-Mock-Delay-Ms: 100\r\n", body)
 	split := len(full) - len(body) + 100 // the head and the body's first 100 bytes
 
 	c, err := net.Dial("tcp", addr)

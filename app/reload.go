@@ -289,14 +289,22 @@ func keysChanged(oldIDs []string, old []KeyConfig, newIDs []string, next []KeyCo
 		if j < 0 || j >= len(old) || i >= len(next) {
 			continue
 		}
-		// The same key, written as it is or as its hash: no change.
+		// The same key, written as it is or as its hash, its tenants in
+		// another order: no change.
 		a, b := old[j], next[i]
-		a.Key, a.KeySHA256, b.Key, b.KeySHA256 = "", "", "", ""
-		if !reflect.DeepEqual(a, b) {
+		if a.Tenant != b.Tenant || a.RateLimit != b.RateLimit || !sameSet(a.Tenants, b.Tenants) {
 			n++
 		}
 	}
 	return n
+}
+
+// sameSet reports whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
 }
 
 func keyIDs(k *handlers.Keys, n int) []string {

@@ -83,9 +83,22 @@ func (d *detached) init() {
 func (d *detached) drain() {
 	d.mu.Lock()
 	for c := range d.serving {
-		_ = c.SetReadDeadline(time.Unix(1, 0))
+		stopReading(c)
 	}
 	d.mu.Unlock()
+}
+
+// stopReading ends c's reads at once, so that the server serving it sees
+// its end and closes it: its reading side shut (a read deadline in the
+// past, where it cannot be, as over TLS). A deadline alone did not hold:
+// the server sets its own when it begins to wait for a request, and a
+// connection swept (or found draining) just before ServeConn began waited
+// for its read_timeout instead of closing at the drain.
+func stopReading(c net.Conn) {
+	if cr, ok := c.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
+		return
+	}
+	_ = c.SetReadDeadline(time.Unix(1, 0))
 }
 
 // detach has s written apart from the server: see above. The request must
@@ -215,7 +228,7 @@ func (h *Relay) serveDetached(end detachedEnd) {
 			d.serving[end.c] = struct{}{}
 			d.mu.Unlock()
 			if h.draining.Load() { // Drain may have swept before the add
-				_ = end.c.SetReadDeadline(time.Unix(1, 0))
+				stopReading(end.c)
 			}
 			_ = h.o.ServeConn(end.c) // closes c unless a stream took it again
 			d.mu.Lock()

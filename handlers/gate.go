@@ -74,7 +74,7 @@ type requestBeginner interface {
 // that came later, or whose connection cannot tell (TLS), is refused.
 func (h *Relay) begunBeforeDrain(ctx *fasthttp.RequestCtx) bool {
 	b, ok := ctx.Conn().(requestBeginner)
-	if !ok {
+	if !ok || h.graceOver.Load() {
 		return false
 	}
 	at := b.RequestBegan()

@@ -133,6 +133,7 @@ type Relay struct {
 	// drainedAt is when (mono) Drain began: a request that had begun
 	// arriving before is still served (gate).
 	drainedAt atomic.Int64
+	graceOver atomic.Bool // EndGrace: no request is served any more
 	active    atomic.Int64
 	sinkErrs  sinkErrors
 	openErrs  openErrors
@@ -173,6 +174,10 @@ func (h *Relay) Drain() {
 	h.ws.closeAll()    // WebSocket sessions get 1001 at once (ws.go)
 	h.detached.drain() // connections waiting for a next request after a detached stream (detach.go)
 }
+
+// EndGrace ends the drain's grace period: from now on every request is
+// refused, also one that had begun to arrive before the drain.
+func (h *Relay) EndGrace() { h.graceOver.Store(true) }
 
 // Ready reports whether the relay takes traffic: false once it drains.
 func (h *Relay) Ready() bool { return !h.draining.Load() }

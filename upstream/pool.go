@@ -132,10 +132,11 @@ func (t *target) full() bool {
 	return c.ConnsCount()-c.IdleConnsCount() >= limit
 }
 
-// left counts the targets a retry after those in tried may go to: those
-// not tried and not in a cool-down (available, or past it with their
-// probe out). An ejected target's cool-down (an upstream's Retry-After)
-// is kept by retries: with every target cooling down, a request
+// left counts the targets a retry after those in tried may go to: the
+// available ones not tried, or, with none available at all, those past
+// their cool-down (their probe out). An ejected target's cool-down (an
+// upstream's Retry-After) is kept by retries: with every target cooling
+// down, a request
 // still gets its one attempt (pick takes an ejected target then), but no
 // other; before, each request went on to every ejected target up to
 // max_attempts, hitting a provider that had asked for a pause that many
@@ -144,13 +145,32 @@ func (p *pool) left(tried uint64) int {
 	now := mono.Now()
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// With a target available (tried or not), a retry goes only to an
+	// available one: one whose probe is out is skipped, as by new
+	// requests. With none, one past its cool-down (its probe out) may
+	// take it, not one still in its cool-down.
+	need := cooled
+	if p.anyAvailable(now) {
+		need = available
+	}
 	n := 0
 	for _, t := range p.targets {
-		if tried&t.bit == 0 && t.route.Configured() && t.health.cooled(now) {
+		if tried&t.bit == 0 && t.route.Configured() && (need == available && t.health.available(now) || need == cooled && t.health.cooled(now)) {
 			n++
 		}
 	}
 	return n
+}
+
+// anyAvailable reports whether a configured target is available at now.
+// The caller holds p.mu.
+func (p *pool) anyAvailable(now int64) bool {
+	for _, t := range p.targets {
+		if t.route.Configured() && t.health.available(now) {
+			return true
+		}
+	}
+	return false
 }
 
 // swrr is nginx's smooth weighted round-robin over the targets of ts that

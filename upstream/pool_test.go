@@ -438,3 +438,24 @@ func TestProbingTargetBeforeCoolingOne(t *testing.T) {
 		t.Fatalf("after b failed: %d targets left, want 1 (a, past its cool-down)", n)
 	}
 }
+
+// TestRetrySkipsProbingTarget: with a target available, a retry does not
+// go to one whose probe is out ("one probe request is let through, others
+// skip the target meanwhile").
+func TestRetrySkipsProbingTarget(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a, b := r.pool.targets[0], r.pool.targets[1]
+	var short fasthttp.ResponseHeader
+	short.Set("Retry-After", "1")
+	b.report(outcomeFailed, pickedNow(b, false), retryAfter(&short), &r.Health, quiet, "status 429")
+	deadline := time.Now().Add(10 * time.Second)
+	for !b.health.cooled(mono.Now()) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !b.health.claim(mono.Now()) {
+		t.Fatal("b's probe not claimed")
+	}
+	if n := r.pool.left(a.bit); n != 0 {
+		t.Fatalf("a available and failed, b's probe out: %d targets left for a retry, want 0", n)
+	}
+}
