@@ -71,7 +71,8 @@ type requestBeginner interface {
 // the relay began to drain: its body may have been uploading for seconds
 // (a long prompt, a file to transcribe), and refusing it once the body is
 // whole threw that away, with shutdown_grace left to serve it. A request
-// that came later, or whose connection cannot tell (TLS), is refused.
+// that came later, or whose connection cannot tell, is refused, and so is
+// every one once the grace period is over (EndGrace).
 func (h *Relay) begunBeforeDrain(ctx *fasthttp.RequestCtx) bool {
 	b, ok := ctx.Conn().(requestBeginner)
 	if !ok || h.graceOver.Load() {

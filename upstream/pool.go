@@ -84,9 +84,9 @@ type pool struct {
 // and then backups whatever their connections (the attempt waits for one),
 // else among those past their cool-down whose probe is out (rather than
 // one still asking for a pause), else (every target cooling down) among
-// all targets not tried, so that a route
-// whose targets are all ejected still tries one rather than failing at once
-// (Open retries only while left says so). nil when every configured target
+// all targets not tried, so that a route whose targets are all ejected
+// still tries one rather than failing at once (Open retries only while
+// left says so). nil when every configured target
 // has been tried. probe: the pick is its target's probe (its cool-down is
 // over). It does not allocate.
 //
@@ -122,6 +122,19 @@ const (
 	anyTarget        // configured
 )
 
+// meets reports whether t is what need asks at now.
+func (t *target) meets(need int, now int64) bool {
+	switch need {
+	case roomy:
+		return t.health.available(now) && !t.full()
+	case available:
+		return t.health.available(now)
+	case cooled:
+		return t.health.cooled(now)
+	}
+	return true
+}
+
 // full reports whether t's connections to its upstream are all taken: as
 // many open as its max_conns, none idle.
 func (t *target) full() bool {
@@ -136,9 +149,8 @@ func (t *target) full() bool {
 // available ones not tried, or, with none available at all, those past
 // their cool-down (their probe out). An ejected target's cool-down (an
 // upstream's Retry-After) is kept by retries: with every target cooling
-// down, a request
-// still gets its one attempt (pick takes an ejected target then), but no
-// other; before, each request went on to every ejected target up to
+// down, a request still gets its one attempt (pick takes an ejected target
+// then), but no other; before, each request went on to every ejected target up to
 // max_attempts, hitting a provider that had asked for a pause that many
 // times over, and waiting first_byte_timeout on each hung one.
 func (p *pool) left(tried uint64) int {
@@ -155,7 +167,7 @@ func (p *pool) left(tried uint64) int {
 	}
 	n := 0
 	for _, t := range p.targets {
-		if tried&t.bit == 0 && t.route.Configured() && (need == available && t.health.available(now) || need == cooled && t.health.cooled(now)) {
+		if tried&t.bit == 0 && t.route.Configured() && t.meets(need, now) {
 			n++
 		}
 	}
@@ -180,8 +192,7 @@ func swrr(ts []*target, tried uint64, now int64, need int) *target {
 	var best *target
 	total := 0
 	for _, t := range ts {
-		if tried&t.bit != 0 || !t.route.Configured() || need <= available && !t.health.available(now) ||
-			need == cooled && !t.health.cooled(now) || need == roomy && t.full() {
+		if tried&t.bit != 0 || !t.route.Configured() || !t.meets(need, now) {
 			continue
 		}
 		t.current += t.Weight
