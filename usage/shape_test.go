@@ -142,3 +142,28 @@ func TestAnthropicBody(t *testing.T) {
 		})
 	}
 }
+
+// TestBodyUsageLastObjectWhole: in a non-streamed answer the last usage
+// object counts whole: one the model wrote into a tool call's input (an
+// object, not escaped) leaves no count behind, though the answer's own
+// usage has no prompt-cache fields. It was counted field by field, as a
+// stream's, and a tool input's cache_read_input_tokens of 987654 was added
+// to the prompt.
+func TestBodyUsageLastObjectWhole(t *testing.T) {
+	body := `{"id":"msg_1","type":"message","role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"f",` +
+		`"input":{"usage":{"input_tokens":1,"output_tokens":1,"cache_read_input_tokens":987654}}}],` +
+		`"stop_reason":"tool_use","usage":{"input_tokens":40,"output_tokens":30}}`
+	for _, api := range []API{Anthropic, Generic} {
+		in, out, ok := FindAPI(api, []byte(body))
+		if !ok || in != 40 || out != 30 {
+			t.Errorf("%v: tokens %d/%d (%v), want 40/30", api, in, out, ok)
+		}
+	}
+	// A stream still takes each count's last value across its events:
+	// message_start's input and cache counts, message_delta's output.
+	stream := "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":5,\"output_tokens\":1}}}\n\n" +
+		"event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":7}}\n\n"
+	if in, out, ok := FindAPI(Anthropic, []byte(stream)); !ok || in != 15 || out != 7 {
+		t.Errorf("stream: tokens %d/%d (%v), want 15/7", in, out, ok)
+	}
+}

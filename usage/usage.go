@@ -15,8 +15,9 @@ func Find(data []byte) (in, out int64, ok bool) { return FindAPI(Generic, data) 
 // "output_tokens"} in response.completed; Anthropic input_tokens in
 // message_start and the running output_tokens in message_delta; Gemini
 // "usageMetadata":{"promptTokenCount","candidatesTokenCount"} in every
-// chunk. Across all usage objects the last value of each count wins (a
-// null or absent one changes nothing), and Anthropic's prompt-cache counts
+// chunk. Across all usage objects of a stream the last value of each count
+// wins (a null or absent one changes nothing), in a JSON body the last
+// object whole, and Anthropic's prompt-cache counts
 // are added to the last input_tokens wherever they came (Tokens). ok is
 // false unless both were found: the caller then stores NULL, not 0. FindAPI does not allocate.
 func FindAPI(api API, data []byte) (in, out int64, ok bool) {
@@ -41,6 +42,12 @@ type Tokens struct {
 	// count was Anthropic's input_tokens (inTakesPlus).
 	inPlus      [maxInPlus]int64
 	inTakesPlus bool
+	// shape is the response's, told by the first scan: in one JSON body
+	// (a non-streamed answer) a usage object replaces all that came
+	// before it, so that an object nested in the content (a tool call's
+	// input the model wrote, {"usage":{"cache_read_input_tokens":...}})
+	// leaves nothing behind once the answer's own usage, last, comes.
+	shape shape
 }
 
 // Counts returns the counts, ok only when both were found.
@@ -61,6 +68,9 @@ func (t *Tokens) Counts() (in, out int64, ok bool) {
 // earlier scans found. data may start or end in the middle of an object: a
 // cut object is skipped. It does not allocate.
 func (t *Tokens) Scan(api API, data []byte) {
+	if t.shape == shapeUnknown {
+		t.shape = shapeOf(data)
+	}
 	r := rulesFor(api)
 	if len(r.usage) == 1 {
 		t.scanKey(r, r.usage[0], data)
@@ -194,6 +204,9 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		// A cut object (the end of a kept head, a truncated stream): what
 		// it held so far may be a partial count; keep none of it.
 		return i + 1 + max(o.i, 1)
+	}
+	if t.shape == shapeBody && (haveIn || haveOut || havePlus || haveInPlus != [maxInPlus]bool{}) {
+		*t = Tokens{shape: shapeBody}
 	}
 	if haveIn {
 		t.In, t.HaveIn, t.inTakesPlus = in, true, inTakesPlus
