@@ -31,13 +31,14 @@ func (e *Exception) Error() string {
 	return fmt.Sprintf("clickhouse: http %d: code %d: %s", e.Status, e.Code, e.Message)
 }
 
-// errUnknownOutcome marks an insert that may or may not have been applied:
-// the request was sent but no whole answer came (a timeout, a connection cut
+// errUnknownOutcome marks an insert (or another statement: the start-up's
+// schema check) that may or may not have been applied: the request was
+// sent but no whole answer came (a timeout, a connection cut
 // before or while the answer was read, a 200 whose body broke off), a 5xx
 // without a ClickHouse exception code (a proxy's) came, or the server said
 // UNKNOWN_STATUS_OF_INSERT. Only a request that never reached the server
 // (dial error) or another exception the server answered is a plain failure.
-var errUnknownOutcome = errors.New("chlog: insert outcome unknown")
+var errUnknownOutcome = errors.New("chlog: no whole answer from ClickHouse (an insert's outcome unknown)")
 
 // codeUnknownStatusOfInsert is ClickHouse's UNKNOWN_STATUS_OF_INSERT (a
 // replicated insert whose quorum write lost touch): an unknown outcome.

@@ -44,6 +44,10 @@ func keepBytes(o *Options) int {
 	return max(keepBufferBytes, min(2*o.BatchBytes, int(o.MaxBufferBytes/8)))
 }
 
+// startWaitNote is how long the start-up's schema check waits for
+// ClickHouse before it logs that it is waiting.
+const startWaitNote = 5 * time.Second
+
 // Writer batches records into Native blocks and sends them to ClickHouse,
 // spooling what it cannot send. It is safe for concurrent use.
 type Writer struct {
@@ -142,7 +146,14 @@ func New(o Options) (*Writer, error) {
 	if o.URL != "" {
 		w.ch = newClient(&w.o)
 		ctx, cancel := context.WithTimeout(context.Background(), o.InsertTimeout)
+		// A server that takes the connection and never answers held the
+		// start silent for the whole insert_timeout: say what it waits for.
+		slow := time.AfterFunc(startWaitNote, func() {
+			w.log.Warn("chlog: ClickHouse has not answered the start-up schema check yet; the relay starts once it answers, or spooling after insert_timeout",
+				"waited", startWaitNote, "insert_timeout", o.InsertTimeout)
+		})
 		err := w.ensureSchema(ctx)
+		slow.Stop()
 		cancel()
 		if e, isCH := AsException(err); isCH && !unwellAtStart[e.Code] || errors.Is(err, ErrSchema) {
 			w.spool.unlock()
