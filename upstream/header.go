@@ -40,8 +40,12 @@ const (
 // hashing.
 func classOf(lk []byte) headerClass {
 	switch string(lk) {
+	// Expect too: the relay answered the client's 100-continue itself and
+	// sends the body whole; an upstream that answered its Expect with a
+	// final status without reading the body (417) read that body as the
+	// connection's next request, whose answer went to the next client.
 	case "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-		"te", "trailer", "transfer-encoding", "upgrade", "content-length", "host":
+		"te", "trailer", "transfer-encoding", "upgrade", "content-length", "host", "expect":
 		return hopByHop
 	case "proxy-authorization":
 		return hopByHop | secret
