@@ -1,9 +1,11 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
+	"net/http"
 	"regexp"
 	"strings"
 	"testing"
@@ -17,6 +19,13 @@ import (
 // left; and its stream, detached, must not be cut before the grace period
 // ends. A request that begins after the drain is still refused.
 func TestDrainServesUploadUnderWay(t *testing.T) {
+	t.Run("new connection", func(t *testing.T) { drainUpload(t, false) })
+	// The connection's next request after a detached stream, served by
+	// the detached writer's server, which the drain sweeps.
+	t.Run("after a detached stream", func(t *testing.T) { drainUpload(t, true) })
+}
+
+func drainUpload(t *testing.T, afterStream bool) {
 	r := startRelay(t, "")
 	addr := strings.TrimPrefix(r.base, "http://")
 	body := `{"model":"gpt-upload","stream":true,"messages":[{"role":"user","content":"` + strings.Repeat("x", 4000) + `"}]}`
@@ -31,22 +40,45 @@ func TestDrainServesUploadUnderWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	br := bufio.NewReader(c)
+	if afterStream {
+		first := strings.Replace(relayReq("/v1/chat/completions", "", `{"model":"first","stream":true}`), "Connection: close\r\n", "", 1)
+		if _, err := io.WriteString(c, first); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), "[DONE]") {
+			t.Fatalf("first stream: %d %v", resp.StatusCode, err)
+		}
+		resp.Body.Close()
+		time.Sleep(200 * time.Millisecond) // its connection back with a server
+	}
 	if _, err := io.WriteString(c, full[:split]); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // the head read: the request has begun
 
-	stopped := make(chan error, 1)
+	a := r.app
+	var shutErr error
+	stopped := make(chan struct{})
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		stopped <- r.app.Shutdown(ctx)
+		shutErr = a.Shutdown(ctx)
+		close(stopped)
 	}()
+	// Shut down here, not again by the harness's cleanup (which runs
+	// after this one), whatever the test's outcome.
+	t.Cleanup(func() { <-stopped; r.app = nil })
 	deadline := time.Now().Add(10 * time.Second)
-	for r.app.relay.Ready() && time.Now().Before(deadline) {
+	for a.relay.Ready() && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if r.app.relay.Ready() {
+	if a.relay.Ready() {
 		t.Fatal("the relay did not begin to drain")
 	}
 
@@ -66,7 +98,7 @@ func TestDrainServesUploadUnderWay(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-	got, _ := io.ReadAll(c)
+	got, _ := io.ReadAll(br)
 	resp := string(got)
 	if statusOf(resp) != 200 || !strings.Contains(resp, "data: [DONE]") {
 		t.Fatalf("the upload under way at the drain: answered %.300q, want a whole 200 stream", resp)
@@ -75,10 +107,10 @@ func TestDrainServesUploadUnderWay(t *testing.T) {
 	if m == nil {
 		t.Fatal("no X-Request-Id")
 	}
-	if err := <-stopped; err != nil {
-		t.Errorf("shutdown: %v", err)
+	<-stopped
+	if shutErr != nil {
+		t.Errorf("shutdown: %v", shutErr)
 	}
-	r.app = nil
 	row := r.rows.wait(t, m[1])
 	if row.Status != 200 || row.ErrorType != "" {
 		t.Errorf("row: status %d error %q, want 200 and none", row.Status, row.ErrorType)

@@ -118,6 +118,10 @@ type edgeConn struct {
 	// returned: a request that had begun arriving when the relay began to
 	// drain is still served (RequestBegan).
 	began int64
+	// busy is set from the read that began a request until an answer is
+	// written: the drain's sweep of detached connections leaves such a
+	// connection to finish its request (Idle), from another goroutine.
+	busy atomic.Bool
 	// tunnel is set (before the upgrade, by the request's goroutine) when
 	// the connection becomes a WebSocket session: reads and writes then
 	// pass straight through, from two goroutines.
@@ -188,6 +192,7 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	}
 	start := c.start
 	c.fresh, c.start, c.began = false, false, mono.Now()
+	c.busy.Store(true)
 	resp, bad := handlers.CheckRequestStart(p[:n], start)
 	if resp != nil {
 		c.refuse(resp)
@@ -200,6 +205,10 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 // RequestBegan returns when (mono) the read that began the connection's
 // current request returned.
 func (c *edgeConn) RequestBegan() int64 { return c.began }
+
+// Idle reports whether the connection waits for a request: none begun
+// since the last answer was written. Safe from any goroutine.
+func (c *edgeConn) Idle() bool { return !c.busy.Load() }
 
 // TakeBadHead returns, once, the head handlers.CheckRequestStart kept from
 // the read that began the connection's current request.
@@ -236,6 +245,7 @@ func (c *edgeConn) readPrefetch(p []byte) (int, error) {
 	c.preOff, c.preN = 0, n
 	start := c.start
 	c.fresh, c.start, c.began = false, false, mono.Now()
+	c.busy.Store(true)
 	resp, bad := handlers.CheckRequestStart(c.pre.b[:n], start)
 	if resp != nil {
 		c.releasePrefetch()
@@ -344,6 +354,7 @@ var responseContinue = []byte("HTTP/1.1 100 ")
 func (c *edgeConn) Write(p []byte) (int, error) {
 	if !c.tunnel && !c.fresh && !bytes.HasPrefix(p, responseContinue) {
 		c.fresh = true
+		c.busy.Store(false)
 	}
 	return c.Conn.Write(p)
 }

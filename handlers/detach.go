@@ -83,9 +83,21 @@ func (d *detached) init() {
 func (d *detached) drain() {
 	d.mu.Lock()
 	for c := range d.serving {
+		if i, ok := c.(idler); ok && !i.Idle() {
+			// A request under way (an upload) is served (gate's
+			// begunBeforeDrain); the server closes the connection
+			// after its answer, as it shuts down.
+			continue
+		}
 		stopReading(c)
 	}
 	d.mu.Unlock()
+}
+
+// idler is a client connection that knows whether it waits for a request
+// (app's edgeConn).
+type idler interface {
+	Idle() bool
 }
 
 // stopReading ends c's reads at once, so that the server serving it sees
