@@ -107,8 +107,20 @@ type idler interface {
 // connection swept (or found draining) just before ServeConn began waited
 // for its read_timeout instead of closing at the drain.
 func stopReading(c net.Conn) {
-	if cr, ok := c.(interface{ CloseRead() error }); ok && cr.CloseRead() == nil {
-		return
+	// The TCP socket under the connection's wrappers (app's edgeConn
+	// embeds a net.Conn: its CloseRead is not promoted).
+	for u := c; u != nil; {
+		if cr, ok := u.(interface{ CloseRead() error }); ok {
+			if cr.CloseRead() == nil {
+				return
+			}
+			break
+		}
+		nc, ok := u.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		u = nc.NetConn()
 	}
 	_ = c.SetReadDeadline(time.Unix(1, 0))
 }
