@@ -64,13 +64,7 @@ data: {"type":"response.completed","response":{"output":[{"type":"message","cont
 			// Read by read, however the body is cut (the first read may
 			// be white space alone), the scan finds it in the same place.
 			for _, step := range []int{1, 7, 64, len(b)} {
-				var s ContentScanner
-				s.Start(Responses, false, 200)
-				got := false
-				for off := 0; off < len(b) && !got; off += step {
-					got = s.Scan(b[off:min(off+step, len(b))])
-				}
-				if got != tt.want {
+				if got := scanInReads(Responses, b, step); got != tt.want {
 					t.Fatalf("reads of %d bytes: found %v, want %v", step, got, tt.want)
 				}
 			}
@@ -129,13 +123,7 @@ func TestAnthropicBody(t *testing.T) {
 				t.Fatalf("HasContent = %v, want %v", got, tt.want)
 			}
 			for _, step := range []int{1, 7, len(b)} {
-				var s ContentScanner
-				s.Start(Anthropic, false, 200)
-				got := false
-				for off := 0; off < len(b) && !got; off += step {
-					got = s.Scan(b[off:min(off+step, len(b))])
-				}
-				if got != tt.want {
+				if got := scanInReads(Anthropic, b, step); got != tt.want {
 					t.Fatalf("reads of %d bytes: found %v, want %v", step, got, tt.want)
 				}
 			}
@@ -166,4 +154,17 @@ func TestBodyUsageLastObjectWhole(t *testing.T) {
 	if in, out, ok := FindAPI(Anthropic, []byte(stream)); !ok || in != 15 || out != 7 {
 		t.Errorf("stream: tokens %d/%d (%v), want 15/7", in, out, ok)
 	}
+}
+
+// scanInReads reports whether a ContentScanner for api finds the first
+// token in b read step bytes at a time.
+func scanInReads(api API, b []byte, step int) bool {
+	var s ContentScanner
+	s.Start(api, false, 200)
+	for off := 0; off < len(b); off += step {
+		if s.Scan(b[off:min(off+step, len(b))]) {
+			return true
+		}
+	}
+	return false
 }
