@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/upstream"
 	"github.com/valyala/fasthttp"
@@ -107,20 +108,8 @@ type idler interface {
 // connection swept (or found draining) just before ServeConn began waited
 // for its read_timeout instead of closing at the drain.
 func stopReading(c net.Conn) {
-	// The TCP socket under the connection's wrappers (app's edgeConn
-	// embeds a net.Conn: its CloseRead is not promoted).
-	for u := c; u != nil; {
-		if cr, ok := u.(interface{ CloseRead() error }); ok {
-			if cr.CloseRead() == nil {
-				return
-			}
-			break
-		}
-		nc, ok := u.(interface{ NetConn() net.Conn })
-		if !ok {
-			break
-		}
-		u = nc.NetConn()
+	if cr, ok := socket.Under[interface{ CloseRead() error }](c); ok && cr.CloseRead() == nil {
+		return
 	}
 	_ = c.SetReadDeadline(time.Unix(1, 0))
 }
@@ -225,7 +214,7 @@ func (h *Relay) writeDetached(j detachedStream) {
 			}
 			continue
 		}
-		end := detachedEnd{c: c, keep: ok && keep && !h.draining.Load()}
+		end := detachedEnd{c: c, keep: ok && keep && !h.draining()}
 		if end.keep {
 			end.c = connUnder(end.c)
 		}
@@ -251,7 +240,7 @@ func (h *Relay) serveDetached(end detachedEnd) {
 			d.mu.Lock()
 			d.serving[end.c] = struct{}{}
 			d.mu.Unlock()
-			if h.draining.Load() { // Drain may have swept before the add
+			if h.draining() { // Drain may have swept before the add
 				stopReading(end.c)
 			}
 			_ = h.o.ServeConn(end.c) // closes c unless a stream took it again

@@ -29,7 +29,7 @@ type verdict struct {
 // declares (negative: unknown, a chunked body). Rate limits are left to the caller (takeRate). It does
 // not allocate, but for the messages of a 405 and a 413.
 func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, bodyLen int64) verdict {
-	if h.draining.Load() && !h.begunBeforeDrain(ctx) {
+	if h.draining() && !h.begunBeforeDrain(ctx) {
 		return verdict{status: fasthttp.StatusServiceUnavailable, errType: record.ErrShuttingDown, msg: "the relay is shutting down"}
 	}
 	hdr := &ctx.Request.Header

@@ -126,12 +126,11 @@ func (h *Relay) Config() Config { return *h.cur.Load() }
 
 // Relay serves relayed routes.
 type Relay struct {
-	o        Options
-	cur      atomic.Pointer[Config]
-	log      *slog.Logger
-	draining atomic.Bool
-	// drainedAt is when (mono) Drain began: a request that had begun
-	// arriving before is still served (gate).
+	o   Options
+	cur atomic.Pointer[Config]
+	log *slog.Logger
+	// drainedAt is when (mono) Drain began, 0 before (draining): a
+	// request that had begun arriving before is still served (gate).
 	drainedAt atomic.Int64
 	graceOver atomic.Bool // EndGrace: no request is served any more
 	active    atomic.Int64
@@ -170,7 +169,6 @@ func New(o Options) (*Relay, error) {
 // (1001).
 func (h *Relay) Drain() {
 	h.drainedAt.CompareAndSwap(0, mono.Now())
-	h.draining.Store(true)
 	h.ws.closeAll()    // WebSocket sessions get 1001 at once (ws.go)
 	h.detached.drain() // connections waiting for a next request after a detached stream (detach.go)
 }
@@ -180,7 +178,10 @@ func (h *Relay) Drain() {
 func (h *Relay) EndGrace() { h.graceOver.Store(true) }
 
 // Ready reports whether the relay takes traffic: false once it drains.
-func (h *Relay) Ready() bool { return !h.draining.Load() }
+func (h *Relay) Ready() bool { return !h.draining() }
+
+// draining reports whether Drain began.
+func (h *Relay) draining() bool { return h.drainedAt.Load() != 0 }
 
 // Active returns the number of relayed requests in flight.
 func (h *Relay) Active() int64 { return h.active.Load() }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/stream-relay/stream-relay/internal/socket"
 )
 
 // WriteHijacked writes the response head and then the stream, chunked, to
@@ -156,16 +158,8 @@ func (f flushingWriter) Write(p []byte) (int, error) {
 // an HTTP/1.0 client reads a body without a length to the connection's
 // end, and can tell a body cut short only by the reset.
 func resetOnClose(c net.Conn) {
-	for c != nil {
-		switch v := c.(type) {
-		case interface{ SetLinger(sec int) error }: // a TCP connection
-			_ = v.SetLinger(0)
-			return
-		case interface{ NetConn() net.Conn }:
-			c = v.NetConn()
-		default:
-			return
-		}
+	if tc, ok := socket.Under[interface{ SetLinger(sec int) error }](c); ok {
+		_ = tc.SetLinger(0)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -429,18 +430,8 @@ func clientGone(c net.Conn, buf []byte) bool {
 var peeks atomic.Int64
 
 // socketOf returns the socket under c: c itself, or what c wraps (a
-// *tls.Conn's NetConn, the relay listener's connection wrapper), a few
-// layers deep at most.
+// *tls.Conn's NetConn, the relay listener's connection wrapper).
 func socketOf(c net.Conn) syscall.Conn {
-	for range 4 {
-		if sc, ok := c.(syscall.Conn); ok {
-			return sc
-		}
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil
-		}
-		c = w.NetConn()
-	}
-	return nil
+	sc, _ := socket.Under[syscall.Conn](c)
+	return sc
 }
