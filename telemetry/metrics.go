@@ -30,7 +30,7 @@ var (
 // concurrent use.
 type Metrics struct {
 	set    *metrics.Set
-	routes atomic.Pointer[[]*route] // configured routes, then Unmatched last; AddRoutes replaces it
+	routes atomic.Pointer[[]*route] // configured and retired routes, then Unmatched last; AddRoutes and KeepRoutes replace it
 
 	storageWrite  *metrics.PrometheusHistogram
 	storageOK     *metrics.Counter
@@ -43,6 +43,8 @@ type Metrics struct {
 	upstreams    atomic.Pointer[func() []upstream.TargetStatus]
 	reloads      reloadCounters
 	acceptErrs   *metrics.Counter
+
+	now func() time.Time // time.Now; tests move it (KeepRoutes)
 }
 
 // New registers the series of the given route names (duplicates and empty
@@ -51,7 +53,7 @@ type Metrics struct {
 // relay exports gets its # TYPE line.
 func New(routes []string) *Metrics {
 	exposeMetadata()
-	m := &Metrics{set: metrics.NewSet()}
+	m := &Metrics{set: metrics.NewSet(), now: time.Now}
 	rs := []*route{newRoute(m.set, Unmatched)}
 	m.routes.Store(&rs)
 	m.AddRoutes(routes)
@@ -147,6 +149,7 @@ func (m *Metrics) SetLimiterStats(f func() quota.Stats) { m.limiterStats.Store(&
 // # TYPE line before its samples, and the relay's own a # HELP line with
 // its description (families).
 func (m *Metrics) WritePrometheus(w io.Writer) {
+	m.dropRetired()
 	var buf bytes.Buffer
 	m.set.WritePrometheus(&buf)
 	if f := m.storageStats.Load(); f != nil && *f != nil {

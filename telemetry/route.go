@@ -28,6 +28,10 @@ type route struct {
 	tokensIn, tokensOut  *metrics.Counter
 	errors               []*metrics.Counter // aligned with record.ErrorTypes
 	statuses             [600]atomic.Pointer[metrics.Counter]
+
+	// retired is when a reload removed the route (Unix nanoseconds), 0
+	// while it is configured (KeepRoutes).
+	retired atomic.Int64
 }
 
 func newRoute(set *metrics.Set, name string) *route {

@@ -14,7 +14,8 @@ import (
 var addRoutesMu sync.Mutex
 
 // AddRoutes registers the series of route names not seen before (a reload
-// adding routes). Those of removed routes stay, at their last values.
+// adding routes). Those of removed routes stay until KeepRoutes retires
+// them.
 func (m *Metrics) AddRoutes(names []string) {
 	addRoutesMu.Lock()
 	defer addRoutesMu.Unlock()
