@@ -124,7 +124,7 @@ func (a *App) reload(path, envFile string) error {
 	}
 	applied = true
 	a.metrics.KeepRoutes(names) // the series of removed routes go once idle
-	a.clients.Keep(routes) // the pools of hosts or settings no route has now
+	a.clients.Keep(routes)      // the pools of hosts or settings no route has now
 	a.warnUnsetKeys(routes)
 	if limiter != a.limiter {
 		if a.limiter != nil {

@@ -68,6 +68,9 @@ func (s *replayServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/event-stream")
+	if strings.HasSuffix(r.Header.Get("X-Replay"), ".ndjson") {
+		w.Header().Set("Content-Type", "application/x-ndjson") // Ollama's native API
+	}
 	w.WriteHeader(http.StatusOK)
 	var sent []time.Duration
 	for i, c := range st.chunks {
@@ -104,6 +107,8 @@ func TestTokensAndTTFTPerAPI(t *testing.T) {
 		{"anthropic_thinking_tool.sse", "/v1/messages", 520, 391, 89},
 		{"gemini.sse", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", 520, 9, 19},
 		{"gemini_thinking.sse", "/v1beta/models/gemini-2.5-flash:streamGenerateContent", 1400, 12, 148},
+		{"ollama_chat.ndjson", "/api/chat", 240, 18, 47},
+		{"ollama_generate.ndjson", "/api/generate", 205, 31, 12},
 	}
 	srv := &replayServer{streams: map[string]replayed{}, sent: map[string][]time.Duration{}}
 	for _, tt := range tests {

@@ -63,7 +63,7 @@ func chargedTokens(rec *record.Record) int64 {
 // generates reports whether rec is a request for a generation, which the
 // estimate may charge: a POST to a path of an API with its own usage rules
 // (usage.APIForPath: chat and legacy completions, Responses, Anthropic
-// messages, Gemini generateContent) or to Vertex AI's raw predictions
+// messages, Gemini generateContent, Ollama's /api/chat and /api/generate) or to Vertex AI's raw predictions
 // (Anthropic's models there), or a GET that resumes a Responses stream
 // (GET /v1/responses/{id}?stream=true: a background response's output,
 // streamed).
@@ -83,9 +83,11 @@ func isSSE(rec *record.Record) bool {
 	return bytes.Contains(rec.ResponseHeaders, []byte("text/event-stream"))
 }
 
-// outEstimate is the output tokens estimated from the response's bytes.
+// outEstimate is the output tokens estimated from the response's bytes: a
+// stream of events (SSE, or Ollama's NDJSON lines of about 120 bytes a
+// token) by the event, a JSON body by its text.
 func outEstimate(rec *record.Record) int64 {
-	if isSSE(rec) {
+	if isSSE(rec) || bytes.Contains(rec.ResponseHeaders, []byte("application/x-ndjson")) {
 		return rec.BytesOut / streamBytesPerToken
 	}
 	return rec.BytesOut / jsonBytesPerToken

@@ -17,6 +17,7 @@ import (
 // embeddings, a token count, an upload to transcribe, a GET).
 func TestChargedTokens(t *testing.T) {
 	const sse, json = `{"content-type":"text/event-stream"}`, `{"content-type":"application/json"}`
+	const ndjson = `{"content-type":"application/x-ndjson"}`
 	for _, tc := range []struct {
 		name      string
 		kind      record.Kind
@@ -51,9 +52,12 @@ func TestChargedTokens(t *testing.T) {
 		{"responses stream resumed, cut", record.KindSSE, "/v1/responses/resp_abc123", 200, time.Millisecond, record.ErrClientClosed, -1, -1, 0, 12800, sse, 100},
 		{"response retrieved, no usage yet", record.KindSSE, "/v1/responses/resp_abc123", 200, time.Millisecond, "", -1, -1, 0, 4000, json, 0},
 		{"vertex anthropic cut before message_start", record.KindSSE, "/v1/projects/p/locations/l/publishers/anthropic/models/m:streamRawPredict", 200, time.Millisecond, record.ErrClientClosed, -1, -1, 400, 0, sse, 100},
+		{"ollama whole", record.KindSSE, "/api/chat", 200, time.Millisecond, "", 18, 47, 400, 6000, ndjson, 65},
+		{"ollama cut before its counts", record.KindSSE, "/api/generate", 200, time.Millisecond, record.ErrClientClosed, -1, -1, 400, 12800, ndjson, 100 + 100},
+		{"ollama model list", record.KindSSE, "/api/tags", 200, time.Millisecond, "", -1, -1, 0, 8000, json, 0},
 	} {
 		method := "POST"
-		if tc.name == "model list" || tc.name == "stored completions listed" || strings.HasPrefix(tc.name, "respons") {
+		if strings.HasSuffix(tc.name, "model list") || tc.name == "stored completions listed" || strings.HasPrefix(tc.name, "respons") {
 			method = "GET"
 		}
 		rec := &record.Record{Kind: tc.kind, Method: method, Path: tc.path, Status: tc.status, TTFB: tc.ttfb, ErrorType: tc.errType,

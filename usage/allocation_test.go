@@ -23,7 +23,7 @@ func TestAPIScanAllocs(t *testing.T) {
 		api  API
 	}{
 		{"openai_chat.sse", OpenAIChat}, {"responses.sse", Responses}, {"anthropic.sse", Anthropic},
-		{"gemini_thinking.sse", Gemini}, {"responses.sse", Generic},
+		{"gemini_thinking.sse", Gemini}, {"responses.sse", Generic}, {"ollama_chat.ndjson", Ollama},
 	} {
 		if _, err := os.Stat("testdata/" + tt.file); err != nil {
 			t.Fatal(err)

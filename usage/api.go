@@ -16,6 +16,7 @@ const (
 	Responses             // OpenAI Responses API
 	Anthropic             // Anthropic messages
 	Gemini                // Google Gemini generateContent / streamGenerateContent
+	Ollama                // Ollama's native API: /api/chat, /api/generate (NDJSON)
 )
 
 var apiNames = [...]string{
@@ -24,6 +25,7 @@ var apiNames = [...]string{
 	Responses:  "openai-responses",
 	Anthropic:  "anthropic",
 	Gemini:     "gemini",
+	Ollama:     "ollama",
 }
 
 // String returns the API's short name, as in the README's table.
@@ -42,6 +44,7 @@ func (a API) String() string {
 //	.../responses, .../responses/{id}            Responses
 //	.../messages                                 Anthropic
 //	...:streamGenerateContent, ...:generateContent Gemini
+//	.../api/chat, .../api/generate               Ollama
 //
 // Anything else is Generic. It does not allocate.
 func APIForPath(path string) API {
@@ -54,6 +57,8 @@ func APIForPath(path string) API {
 		return Anthropic
 	case strings.HasSuffix(path, ":streamGenerateContent"), strings.HasSuffix(path, ":generateContent"):
 		return Gemini
+	case strings.HasSuffix(path, "/api/chat"), strings.HasSuffix(path, "/api/generate"):
+		return Ollama
 	}
 	// GET /v1/responses/{id}?stream=true resumes a Responses stream.
 	if i := strings.LastIndexByte(path, '/'); i > 0 && strings.HasSuffix(path[:i], "/responses") && strings.HasPrefix(path[i+1:], "resp_") {

@@ -88,6 +88,9 @@ func TestAPIStreams(t *testing.T) {
 		{"gemini.sse", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", Gemini, 520, 9, 19},
 		{"gemini_thinking.sse", "/v1beta/models/gemini-2.5-flash:streamGenerateContent", Gemini, 1400, 12, 20 + 128},
 		{"gemini_tool.sse", "/v1/projects/p/locations/us-central1/publishers/google/models/gemini-2.0-flash-001:streamGenerateContent", Gemini, 700, 86, 13},
+		{"ollama_chat.ndjson", "/api/chat", Ollama, 240, 18, 47}, // thinking first; an empty content is none
+		{"ollama_generate.ndjson", "/ollama/api/generate", Ollama, 205, 31, 12},
+		{"ollama_tool.ndjson", "/api/chat", Ollama, 410, 173, 22}, // arguments is an object
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -96,8 +99,14 @@ func TestAPIStreams(t *testing.T) {
 				t.Fatalf("APIForPath(%q) = %v, want %v", tt.path, got, tt.api)
 			}
 			// The stored-row path (relay reparse) and the live path (one
-			// Scan per read) give the same chunk; Generic agrees on these.
-			for _, api := range []API{tt.api, Generic} {
+			// Scan per read) give the same chunk; Generic agrees on these
+			// but Ollama's native API (its counts are no usage object, its
+			// tool call's arguments an object).
+			apis := []API{tt.api, Generic}
+			if tt.api == Ollama {
+				apis = apis[:1]
+			}
+			for _, api := range apis {
 				i := FirstTokenChunk(api, false, 200, len(r.atMS), r.data, r.ends)
 				if i < 0 || r.atMS[i] != tt.ttftMS {
 					t.Fatalf("%v: first token in chunk %d, want the one at %d ms", api, i, tt.ttftMS)
@@ -140,7 +149,7 @@ func TestAPIStreams(t *testing.T) {
 			if !ok || in != tt.in || out != tt.out {
 				t.Fatalf("FindAPI = %d, %d, %v; want %d, %d", in, out, ok, tt.in, tt.out)
 			}
-			if in, out, ok := Find(r.data); !ok || in != tt.in || out != tt.out {
+			if in, out, ok := Find(r.data); tt.api != Ollama && (!ok || in != tt.in || out != tt.out) {
 				t.Fatalf("Find (generic) = %d, %d, %v; want %d, %d", in, out, ok, tt.in, tt.out)
 			}
 			// An error status has no first token; a raw response's first
@@ -197,7 +206,10 @@ func TestAPIForPath(t *testing.T) {
 		{"/v1beta/models/gemini-2.0-flash:streamGenerateContent", Gemini},
 		{"/v1beta/models/gemini-2.0-flash:generateContent", Gemini},
 		{"/v1/audio/speech", Generic},
-		{"/api/chat", Generic},
+		{"/api/chat", Ollama},
+		{"/ollama/api/generate", Ollama},
+		{"/api/tags", Generic},
+		{"/api/embed", Generic},
 		{"", Generic},
 	}
 	for _, tt := range tests {
@@ -242,5 +254,25 @@ func TestRequestModel(t *testing.T) {
 		if got := RequestModel(tt.path, []byte(tt.body)); got != tt.want {
 			t.Errorf("RequestModel(%q, %q) = %q, want %q", tt.path, tt.body, got, tt.want)
 		}
+	}
+}
+
+// TestOllamaCountsInParts: Ollama's counts are members of its last line;
+// a number the end of a kept head cut is not a count, and the tail's whole
+// line gives both.
+func TestOllamaCountsInParts(t *testing.T) {
+	const last = `{"model":"llama3.2","response":"","done":true,"prompt_eval_count":31,"eval_count":128,"eval_duration":9}` + "\n"
+	cut := len(last) - len(`28,"eval_duration":9}`+"\n")
+	var tk Tokens
+	tk.Scan(Ollama, []byte(`{"model":"llama3.2","response":"Hi","done":false}`+"\n"+last[:cut]))
+	if in, out, ok := tk.Counts(); ok || tk.HaveOut || in != 0 || out != 0 {
+		t.Fatalf("head cut inside eval_count: Counts = %d, %d, %v (HaveOut %v); want no output count", in, out, ok, tk.HaveOut)
+	}
+	if !tk.HaveIn || tk.In != 31 {
+		t.Fatalf("head: prompt_eval_count = %d (%v), want 31", tk.In, tk.HaveIn)
+	}
+	tk.Scan(Ollama, []byte(last[10:]))
+	if in, out, ok := tk.Counts(); !ok || in != 31 || out != 128 {
+		t.Fatalf("Counts = %d, %d, %v; want 31, 128", in, out, ok)
 	}
 }

@@ -16,6 +16,9 @@ func FuzzIndexKey(f *testing.F) {
 	for a := range API(len(apiNames)) {
 		r := rulesFor(a)
 		keys = append(keys, r.usage...)
+		if r.flatIn != nil {
+			keys = append(keys, r.flatIn, r.flatOut)
+		}
 		for _, k := range r.content {
 			keys = append(keys, k.key)
 		}

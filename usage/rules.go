@@ -30,6 +30,10 @@ type rules struct {
 	body []contentKey
 	// usage are the keys of the objects that hold token counts, with quotes.
 	usage [][]byte
+	// flatIn and flatOut, when set, are the keys (with quotes) of counts
+	// that are members of the response's own objects, in no usage object
+	// (Ollama's last line); usage, in and out are then unused.
+	flatIn, flatOut []byte
 	// in and out name the counts inside such an object: the last one met
 	// in an object wins. outPlus are added to out (Gemini's thinking tokens,
 	// which it bills as output but counts apart from the candidates').
@@ -122,7 +126,18 @@ var (
 		out:     []string{"candidatesTokenCount"},
 		outPlus: []string{"thoughtsTokenCount"},
 	}
-	// Generic: all of the above, for a path that names no API, and the
+	// Ollama's native API streams NDJSON, one JSON object a line: /api/chat
+	// with message.content (message.thinking of a thinking model,
+	// message.tool_calls[].function.arguments, an object), /api/generate
+	// with response (and thinking). The last line ("done":true, its
+	// content "") carries prompt_eval_count and eval_count beside the
+	// timings; a non-streamed answer is that line with the whole text.
+	ollamaRules = rules{
+		content: []contentKey{strKey("content"), strKey("response"), strKey("thinking"), objKey("arguments")},
+		flatIn:  []byte(`"prompt_eval_count"`),
+		flatOut: []byte(`"eval_count"`),
+	}
+	// Generic: all of the above but Ollama's, for a path that names no API, and the
 	// base64 "audio" of OpenAI's speech.audio.delta events (TTS with
 	// stream_format sse).
 	genericRules = rules{
@@ -146,6 +161,7 @@ var rulesByAPI = [...]*rules{
 	Responses:  &responsesRules,
 	Anthropic:  &anthropicRules,
 	Gemini:     &geminiRules,
+	Ollama:     &ollamaRules,
 }
 
 // contentKeys returns the content keys of a streamed response (SSE

@@ -72,6 +72,10 @@ func (t *Tokens) Scan(api API, data []byte) {
 		t.shape = shapeOf(data)
 	}
 	r := rulesFor(api)
+	if r.flatIn != nil {
+		t.scanFlat(r, data)
+		return
+	}
 	if len(r.usage) == 1 {
 		t.scanKey(r, r.usage[0], data)
 		return
@@ -220,6 +224,55 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 		t.Out, t.HaveOut = out+plus, true
 	}
 	return i + 1 + o.i
+}
+
+// scanFlat reads the counts of rules whose counts stand as plain members
+// (rules.flatIn, flatOut): every `"name":N`, the last of each winning. A
+// member inside a string (its quotes escaped) is text, and a number that
+// data's end may have cut is skipped. indexKey finds "eval_count" apart
+// from "prompt_eval_count": its opening quote must be there.
+func (t *Tokens) scanFlat(r *rules, data []byte) {
+	for i, key := range [2][]byte{r.flatIn, r.flatOut} {
+		for off := 0; off < len(data); {
+			j := indexKey(data[off:], key)
+			if j < 0 {
+				break
+			}
+			n, next, ok := flatCount(data, off+j, len(key))
+			off = next
+			switch {
+			case !ok:
+			case i == 0:
+				t.In, t.HaveIn, t.inTakesPlus = n, true, false
+			default:
+				t.Out, t.HaveOut = n, true
+			}
+		}
+	}
+}
+
+// flatCount reads the count after the key of keyLen bytes (quotes
+// included) at data[at:]: a colon, white space, digits and a byte that
+// ends them. next is where the search goes on.
+func flatCount(data []byte, at, keyLen int) (n int64, next int, ok bool) {
+	i := at + keyLen
+	if at > 0 && data[at-1] == '\\' {
+		return 0, i, false // an escaped quote: text inside a string
+	}
+	i = skipSpace(data, i)
+	if i >= len(data) || data[i] != ':' {
+		return 0, i, false
+	}
+	i = skipSpace(data, i+1)
+	start := i
+	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
+		i++
+	}
+	if i >= len(data) {
+		return 0, i, false // the end of data may have cut the number
+	}
+	n, ok = parseUint(data[start:i])
+	return n, i, ok
 }
 
 // oneOf reports whether k is one of names (no allocation: the compiler
