@@ -67,6 +67,49 @@ func classOf(lk []byte) headerClass {
 	return 0
 }
 
+// fieldClass is classOf for a client's request field: a name that spells
+// '-' as '_' or a space ("X_Api_Key", "X Api Key") takes the class of the
+// name it stands for. A CGI-style server behind the upstream, or nginx with
+// underscores_in_headers on, reads it as that name: it may carry the relay
+// key (never forwarded, redacted in the row) or frame the body
+// (Transfer_Encoding, never forwarded).
+func fieldClass(lk []byte) headerClass {
+	c := classOf(lk)
+	if c != 0 || len(lk) > 64 || bytes.IndexAny(lk, "_ \t") < 0 {
+		return c
+	}
+	var b [64]byte
+	for i, ch := range lk {
+		b[i] = dashed(ch)
+	}
+	return classOf(b[:len(lk)])
+}
+
+// dashed returns c with '_', ' ' and tab read as '-' and ASCII lower-cased.
+func dashed(c byte) byte {
+	switch {
+	case c == '_' || c == ' ' || c == '\t':
+		return '-'
+	case c >= 'A' && c <= 'Z':
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// sameField reports whether a and b name one field, as fieldClass reads
+// names: case aside, and '_' or a space for '-'.
+func sameField(a, b []byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if dashed(a[i]) != dashed(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
 // UpstreamRequestID is the name under which an upstream's own X-Request-Id
 // (OpenAI sends one with every answer) reaches the client: X-Request-Id is
 // the relay's, the id of the request's row, and a client reading it (the
@@ -194,8 +237,8 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	capture = append(capture, '{')
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
-		class := classOf(lk)
-		if bytes.EqualFold(k, r.authKey) {
+		class := fieldClass(lk)
+		if sameField(k, r.authKey) {
 			class |= clientOnly | secret // the route's key header: the provider key's place
 		}
 		capture = seen.add(capture, lk, v, class)
@@ -271,8 +314,8 @@ func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader)
 	capture = append(capture, '{')
 	for k, v := range h.All() {
 		lk := lowerKey(&lb, k)
-		class := classOf(lk)
-		if len(authKey) > 0 && bytes.EqualFold(k, authKey) {
+		class := fieldClass(lk)
+		if len(authKey) > 0 && sameField(k, authKey) {
 			class |= secret
 		}
 		capture = seen.add(capture, lk, v, class)

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"bufio"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -125,5 +126,37 @@ func TestCapturedHeadersAreUTF8JSON(t *testing.T) {
 		if got != tt.want || json.Unmarshal([]byte(got), &back) != nil || !utf8.ValidString(got) {
 			t.Errorf("appendJSONString(%q) = %s, want %s", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestCapturedHeadersRedactSpelledSecrets: a credential's name spelled
+// with "_" or spaces for "-" (as a CGI-style server reads it) is redacted
+// in the row and never forwarded, even with underscores allowed; so is the
+// route's own key header spelled so.
+func TestCapturedHeadersRedactSpelledSecrets(t *testing.T) {
+	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-provider", KeyEnv: "K",
+		AuthHeader: "Ocp-Apim-Subscription-Key", UnderscoreHeaders: true}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX_Api_Key: sk-client-1\r\nX Api Key: sk-client-2\r\n" +
+		"API_KEY: sk-client-3\r\nOcp_Apim_Subscription_Key: sk-client-4\r\nX_Goog_Api_Key: sk-client-5\r\nX_Plain: kept\r\nContent-Length: 0\r\n\r\n"
+	var req fasthttp.Request
+	if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
+		t.Fatal(err)
+	}
+	var dst fasthttp.RequestHeader
+	capture := string(r.copyRequestHeaders(&dst, &req.Header, nil))
+	if strings.Contains(capture, "sk-client") {
+		t.Fatalf("a secret reached the captured headers: %s", capture)
+	}
+	if !strings.Contains(capture, `"x_plain":"kept"`) {
+		t.Errorf("captured headers %s lack x_plain", capture)
+	}
+	if strings.Contains(dst.String(), "sk-client") || string(dst.Peek("X_plain")) != "kept" {
+		t.Errorf("upstream request head:\n%s", dst.String())
+	}
+	if capture := string(r.CaptureRequestHeaders(nil, &req.Header)); strings.Contains(capture, "sk-client") {
+		t.Fatalf("a secret reached the headers of a refused request: %s", capture)
 	}
 }
