@@ -6,7 +6,9 @@ import "bytes"
 // line went out, is seen by its event structure, never by the word alone
 // (a model that writes "error" is no error):
 //
-//   - an SSE line "event: error" (Anthropic; OpenAI Responses);
+//   - an SSE line "event: error" (Anthropic; OpenAI Responses), or a line
+//     of a field named error ("error: {...}": llama.cpp's server), which
+//     SSE readers skip as a field they do not know;
 //   - an SSE data line whose JSON object starts with "type":"error"
 //     (`data: {"type":"error",...}`: Anthropic, OpenAI Responses) or
 //     "type":"response.failed";
@@ -31,6 +33,7 @@ const errOverlap = 64
 
 // The SSE markers, each at the start of a line (sseLineError):
 //
+//	error:
 //	event: error               event: response.failed
 //	data: {"type":"error"      data: {"type":"response.failed"
 //
@@ -181,6 +184,10 @@ func sseLineError(h []byte) (match, open bool) {
 	}
 	switch h[0] {
 	case 'e':
+		if len(h) > 1 && h[1] == 'r' {
+			_, st := lit(h, 0, "error:")
+			return st == litOK, st == litShort
+		}
 		i, st := lit(h, 0, "event:")
 		if st != litOK {
 			return false, st == litShort

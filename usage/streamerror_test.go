@@ -29,6 +29,9 @@ var streamErrorCases = []struct {
 	{"gemini-array-first", "[{\n  \"error\": {\n    \"code\": 500,\n    \"message\": \"x\"\n  }\n}\n]"},
 	{"ollama-ndjson", "{\"model\":\"llama3\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n{\"error\":\"an error was encountered while running the model\"}\n"},
 	{"error-first", "data: {\"error\":{\"message\":\"x\"}}\n\n"},
+	// llama.cpp's server: an SSE field named error.
+	{"llama.cpp", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
+		"error: {\"code\":500,\"message\":\"llama_decode failed\",\"type\":\"server_error\"}\n\n"},
 	{"json-body", "{\"error\":{\"message\":\"x\",\"type\":\"server_error\"}}"},
 	// The error key after other keys: OpenRouter's mid-stream error chunk.
 	{"openrouter", "data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"provider\":\"p\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
@@ -70,6 +73,7 @@ var streamNoErrorCases = []struct {
 	{"error-key-nested", "data: {\"candidates\":[{\"content\":{\"parts\":[{\"functionCall\":{\"name\":\"f\",\"args\":{\"error\":\"x\"}}}]}}]}\n\n"},
 	{"error-key-not-first", "data: {\"id\":\"c\",\"error\":null}\n\n"},
 	{"responses-error-null", "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"error\":null}}\n\n"},
+	{"field-errors", "errors: {}\n\nerror_x: 1\n\nerr: {}\n\n"},
 	{"event-errors", "event: errors\ndata: {\"type\":\"errors\"}\n\nevent: content_error\ndata: {\"type\":\"x_error\"}\n\n"},
 	{"type-response-other", "event: response.failed_x\ndata: {\"type\":\"response.failedx\"}\n\ndata: {\"type\":\"response.completed\"}\n\n"},
 	{"data-error-string", "data: \"error\"\n\ndata: error\n\n"},
