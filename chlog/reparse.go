@@ -156,7 +156,11 @@ func Derive(row *Row, kind record.Kind) Derived {
 		// certain, not found says nothing.
 		d.StreamError = usage.HasStreamError(false, int(row.Status), data, ends)
 	}
-	if !raw && captured && !row.Truncated {
+	// A read's tokens (GET, HEAD: a stored answer fetched again) are the
+	// live path's choice, which took what came before into account
+	// (handlers' retrievals): they are left as they are.
+	read := row.Method == "GET" || row.Method == "HEAD"
+	if !raw && captured && !row.Truncated && !read {
 		if in, out, ok := usage.FindAPI(api, data); ok {
 			i, o := uint64(in), uint64(out)
 			d.TokensIn, d.TokensOut = &i, &o
@@ -386,7 +390,7 @@ func (c *reparseClient) rows(ctx context.Context, keys []Row) ([]Row, error) {
 			hi = k.CreatedAt
 		}
 	}
-	sql := "SELECT request_id, created_at, route, path, status, error_type, model, ttft_ms, tokens_in, tokens_out, bytes_in, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
+	sql := "SELECT request_id, created_at, route, method, path, status, error_type, model, ttft_ms, tokens_in, tokens_out, bytes_in, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
 		c.table() + " WHERE created_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + ") AND created_at <= toDateTime(" + strconv.FormatInt(hi.Unix(), 10) +
 		") AND request_id IN (" + strings.Join(ids, ",") + ") FORMAT Native"
 	return c.selectRows(ctx, sql)

@@ -209,6 +209,11 @@ func TestDerive(t *testing.T) {
 	if !d.TTFTKnown || d.TTFTms == nil || *d.TTFTms != 20 || !d.TokensKnown || d.TokensIn != nil {
 		t.Errorf("captured: %+v", d)
 	}
+	read := row
+	read.Method = "GET" // a response fetched again: its tokens are the live path's (handlers' retrievals)
+	if d := Derive(&read, record.KindSSE); !d.TTFTKnown || d.TokensKnown {
+		t.Errorf("a read: %+v", d)
+	}
 	trunc := row
 	trunc.Chunks, trunc.ChunkOffsetsMS, trunc.Truncated = trunc.Chunks[:1], trunc.ChunkOffsetsMS[:1], true
 	if d := Derive(&trunc, record.KindSSE); d.TTFTKnown || d.TokensKnown {

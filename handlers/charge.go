@@ -37,7 +37,8 @@ const (
 // came, if any, for everything else (audio, WebSocket sessions, refusals,
 // the upstream's own errors, and calls that generate nothing: a model list,
 // embeddings, a token count, a transcription's upload, which an estimate
-// from their bytes charged by the megabyte).
+// from their bytes charged by the megabyte). A read's usage was set to 0
+// before (retrievals.go) unless it is the first of a background response.
 func chargedTokens(rec *record.Record) int64 {
 	found := max(rec.TokensIn, 0) + max(rec.TokensOut, 0)
 	if rec.Kind != record.KindSSE || rec.TTFB < 0 || rec.Status < 200 || rec.Status >= 300 || !generates(rec) {

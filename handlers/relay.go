@@ -136,9 +136,10 @@ type Relay struct {
 	active    atomic.Int64
 	sinkErrs  sinkErrors
 	openErrs  openErrors
-	ws        wsSessions // open WebSocket sessions (ws.go)
-	helpers   helpers    // goroutines that serve requests up to the response head (handoff.go)
-	detached  detached   // goroutines that write detached streams and serve their connections (detach.go)
+	ws        wsSessions  // open WebSocket sessions (ws.go)
+	helpers   helpers     // goroutines that serve requests up to the response head (handoff.go)
+	detached  detached    // goroutines that write detached streams and serve their connections (detach.go)
+	retrieved *retrievals // the Responses responses whose usage was charged (retrievals.go)
 }
 
 // New returns a Relay.
@@ -155,7 +156,7 @@ func New(o Options) (*Relay, error) {
 	if o.DefaultCaptureBytes == 0 {
 		o.DefaultCaptureBytes = 64 << 10
 	}
-	h := &Relay{o: o, log: o.Logger}
+	h := &Relay{o: o, log: o.Logger, retrieved: newRetrievals()}
 	h.helpers.init()
 	h.detached.init()
 	h.detached.resume = h.resumeDetached
@@ -445,6 +446,9 @@ func (h *Relay) finish(rec *record.Record) {
 	}
 	if rec.Kind == record.KindSSE {
 		if in, out, ok := responseTokens(rec); ok {
+			if !h.retrieved.chargesUsage(rec) {
+				in, out = 0, 0 // a read of a generation charged before (retrievals.go)
+			}
 			rec.TokensIn, rec.TokensOut = in, out
 		}
 	}

@@ -1,0 +1,97 @@
+package app
+
+import (
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestReadsChargeNoRepeatUsage: a read of a generation that ran before
+// (a finished Responses response polled, a stored chat completion fetched)
+// charges nothing and its row counts 0 tokens: three polls spent three
+// times a response's tokens and the tenant was refused. A response that
+// ran in the background, whose usage only a read carries, is charged at
+// its first read, once.
+func TestReadsChargeNoRepeatUsage(t *testing.T) {
+	const (
+		fg     = `{"id":"resp_fg1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Hi"}]}],"usage":{"input_tokens":36,"output_tokens":87,"total_tokens":123}}`
+		bg     = `{"id":"resp_bg1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Yo"}]}],"usage":{"input_tokens":100,"output_tokens":100,"total_tokens":200}}`
+		stored = `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"message":{"content":"Hey"}}],"usage":{"prompt_tokens":150,"completion_tokens":150}}`
+	)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		p := strings.TrimPrefix(r.URL.Path, "/reads") // the route's prefix goes upstream
+		switch {
+		case r.Method == "POST" && p == "/v1/responses", p == "/v1/responses/resp_fg1":
+			_, _ = w.Write([]byte(fg))
+		case p == "/v1/responses/resp_bg1":
+			_, _ = w.Write([]byte(bg))
+		case p == "/v1/chat/completions/chatcmpl-1":
+			_, _ = w.Write([]byte(stored))
+		default:
+			http.NotFound(w, r)
+		}
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	limits, _ := withLimits("", 100, 100)
+	r := startRelayYAML(t, func(yaml string) string {
+		return strings.Replace(yaml, "routes:\n", `routes:
+  - name: openai-reads
+    path: /reads/*
+    upstream: http://`+ln.Addr().String()+`
+    auth_env: TEST_PROVIDER_KEY
+`, 1)
+	}, func(c *Config) {
+		limits(c)
+		c.RateLimit.TokensPerMinute = 450 // 123 + 200 charged; polls charged again spent it
+	})
+	send := func(method, path string) (int, row) {
+		t.Helper()
+		req, err := http.NewRequest(method, r.base+path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if method == "POST" {
+			req, err = http.NewRequest(method, r.base+path, strings.NewReader(`{"model":"gpt-x","input":"Hi"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+		}
+		req.Header.Set("Authorization", "Bearer "+relayKey)
+		resp, err := testClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: status %d %.200s", method, path, resp.StatusCode, body)
+		}
+		return resp.StatusCode, r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	}
+	type want struct {
+		method, path string
+		in, out      int64
+	}
+	for i, w := range []want{
+		{"POST", "/reads/v1/responses", 36, 87},
+		{"GET", "/reads/v1/responses/resp_fg1", 0, 0}, // charged with its POST
+		{"GET", "/reads/v1/responses/resp_fg1", 0, 0},
+		{"GET", "/reads/v1/responses/resp_bg1", 100, 100}, // the first read of a background response
+		{"GET", "/reads/v1/responses/resp_bg1", 0, 0},
+		{"GET", "/reads/v1/responses/resp_bg1", 0, 0},
+		{"GET", "/reads/v1/chat/completions/chatcmpl-1", 0, 0},
+		{"GET", "/reads/v1/chat/completions/chatcmpl-1", 0, 0},
+	} {
+		_, rw := send(w.method, w.path)
+		if rw.TokensIn != w.in || rw.TokensOut != w.out {
+			t.Errorf("request %d, %s %s: row tokens %d/%d, want %d/%d", i, w.method, w.path, rw.TokensIn, rw.TokensOut, w.in, w.out)
+		}
+	}
+}
