@@ -41,7 +41,7 @@ func TestRetrievalsNoteOnce(t *testing.T) {
 func TestResponseID(t *testing.T) {
 	for give, want := range map[string]string{
 		`event: response.created` + "\n" + `data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_68c1","object":"response"}}`: "resp_68c1",
-		`{"id":"resp_abc","object":"response","status":"queued"}`: "resp_abc",
+		`{"id":"resp_abc","object":"response","status":"queued"}`:                                                                                    "resp_abc",
 		`{"id":"chatcmpl-1"}`: "",
 		`{"id":"resp_cut`:     "",
 	} {

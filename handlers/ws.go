@@ -40,8 +40,10 @@ var wsUpgrader = websocket.FastHTTPUpgrader{
 }
 
 // hijackGuard bounds the wait for fasthttp to hand over an upgraded
-// connection; it does not when writing the 101 fails, and then the session
-// is given up (client_closed) so its upstream and row are not left open.
+// connection on a client connection that cannot tell when the server
+// closed it (serveWS's giveUp): fasthttp does not when writing the 101
+// fails, and the session is then given up (client_closed) so its upstream
+// and row are not left open.
 const hijackGuard = 10 * time.Second
 
 // wsSessions are the open WebSocket sessions, for Drain.
@@ -144,7 +146,23 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 	}
 	var claimed atomic.Bool
 	var guard *time.Timer
+	// giveUp ends a session whose hijack handler fasthttp did not run:
+	// writing the 101 failed (a client that reset the connection right
+	// after its handshake). It runs when the server closes the connection
+	// (guardHijack), or after hijackGuard on a connection that cannot
+	// guard: the upstream session (and its max_conns slot) is not held,
+	// and the row says the client left before it got the 101.
+	giveUp := func() {
+		if !claimed.CompareAndSwap(false, true) {
+			return
+		}
+		_ = d.Conn.Close()
+		rec.Status, rec.ErrorType = upstream.StatusClientClosed, record.ErrClientClosed
+		h.finish(rec)
+	}
+	g := guardHijack(ctx, giveUp)
 	err := wsUpgrader.Upgrade(ctx, func(client *websocket.Conn) {
+		g.done()
 		// The server keeps hijacked connections open (detach.go): the
 		// session's end closes it.
 		defer client.NetConn().Close()
@@ -164,6 +182,7 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 	})
 	if err != nil {
 		// Not expected: the handshake was checked above.
+		g.done()
 		_ = d.Conn.Close()
 		rec.Status = ctx.Response.StatusCode()
 		rec.ErrorType = record.ErrBadRequest
@@ -171,14 +190,7 @@ func (h *Relay) serveWS(ctx *fasthttp.RequestCtx, rec *record.Record, rt *upstre
 		h.finish(rec)
 		return
 	}
-	guard = time.AfterFunc(hijackGuard, func() {
-		if !claimed.CompareAndSwap(false, true) {
-			return
-		}
-		_ = d.Conn.Close()
-		rec.ErrorType = record.ErrClientClosed
-		h.finish(rec)
-	})
+	guard = time.AfterFunc(hijackGuard, giveUp)
 }
 
 // refuseWS answers a handshake the upstream refused or that failed, or

@@ -63,7 +63,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 			// once there is a connection): a client that left during
 			// one gets no other attempt.
 			rec.ResponseHeaders = appendAttempts(rec.ResponseHeaders[:0], tries[:n], true)
-			return nil, record.ErrClientClosed, statusClientClosed, errClientLeft
+			return nil, record.ErrClientClosed, StatusClientClosed, errClientLeft
 		}
 		t, probe := r.pool.pick(tried)
 		pk := picked{probe: probe, epoch: t.health.epoch.Load()}
@@ -99,7 +99,7 @@ func (r *Route) Open(in *Request, rec *record.Record, resp *fasthttp.Response, w
 			// byte (awaitBody waits up to the request's end).
 			cut := (short || awaited) && t.route.outOfTime(rec.Start) &&
 				(errType == record.ErrUpstreamTimeout || errType == record.ErrUpstreamConnect)
-			if status == statusClientClosed || errType == record.ErrShuttingDown || cut {
+			if status == StatusClientClosed || errType == record.ErrShuttingDown || cut {
 				// The client left, the relay is shutting down (its
 				// connect given up), or the request ran out of time: no
 				// verdict on the target, no other attempt.
@@ -832,9 +832,9 @@ func cutStatus(reason string) int {
 	if reason == record.ErrShuttingDown {
 		return fasthttp.StatusServiceUnavailable
 	}
-	return statusClientClosed
+	return StatusClientClosed
 }
 
-// statusClientClosed is logged for a client that left before the upstream
+// StatusClientClosed is logged for a client that left before the upstream
 // answered (nginx's 499); the client never sees it.
-const statusClientClosed = 499
+const StatusClientClosed = 499

@@ -47,8 +47,8 @@ type Tunnel struct {
 	client *websocket.Conn
 	up     *websocket.Conn
 
-	mu          sync.Mutex // guards rec and the fields below while the pumps run
-	firstClient time.Duration
+	mu          sync.Mutex    // guards rec and the fields below while the pumps run
+	clockFrom   time.Duration // the TTFT clock's start (sessionclock.go); record.None before the client spoke
 	ending      bool
 	finished    bool // Run has completed rec: nothing may touch it
 	closeCode   int
@@ -63,6 +63,7 @@ type Tunnel struct {
 	cutTimer  *time.Timer   // cuts both connections closeWait after the end (claimEnd)
 
 	last    atomic.Int64 // offset from rec.Start of the last frame, either way
+	clocked atomic.Bool  // the session's TTFT is known: messages are no longer looked into
 	writing atomic.Int32 // messages being written now (pump), either way
 	ended   chan struct{}
 	endOnce sync.Once
@@ -79,7 +80,7 @@ var CloseWait = time.Second
 // NewTunnel prepares the session of rec between client (the relay's side of
 // the client's connection) and up (from DialWS).
 func NewTunnel(route *Route, rec *record.Record, client, up *websocket.Conn) *Tunnel {
-	return &Tunnel{route: route, rec: rec, client: client, up: up, firstClient: record.None, ended: make(chan struct{}), closeWait: CloseWait}
+	return &Tunnel{route: route, rec: rec, client: client, up: up, clockFrom: record.None, ended: make(chan struct{}), closeWait: CloseWait}
 }
 
 // Run relays messages until the session ends and both connections are
@@ -363,6 +364,11 @@ func (t *Tunnel) control(dir, typ byte, dst *websocket.Conn, wsType int) func(st
 // recorded after it made a negative TTFT).
 func (t *Tunnel) note(dir, typ byte, payload []byte) {
 	data := typ == record.MsgText || typ == record.MsgBinary
+	var restarts, output bool
+	if data && !t.clocked.Load() {
+		restarts = restartsClock(dir, typ, payload)
+		output = dir == record.DirUpstream && isOutput(typ, payload)
+	}
 	var tk usage.Tokens
 	if dir == record.DirUpstream && typ == record.MsgText && bytes.Contains(payload, responseDone) {
 		tk.Scan(usage.Responses, payload)
@@ -374,12 +380,14 @@ func (t *Tunnel) note(dir, typ byte, payload []byte) {
 	if in, out, ok := tk.Counts(); ok {
 		t.tokensIn, t.tokensOut, t.haveTokens = t.tokensIn+in, t.tokensOut+out, true
 	}
-	if data {
+	if data && t.rec.TTFT == record.None {
+		// The session's clock (sessionclock.go).
 		switch {
-		case dir == record.DirClient && t.firstClient == record.None:
-			t.firstClient = at
-		case dir == record.DirUpstream && t.firstClient != record.None && t.rec.TTFT == record.None:
-			t.rec.TTFT = at - t.firstClient
+		case dir == record.DirClient && t.clockFrom == record.None, restarts && t.clockFrom != record.None:
+			t.clockFrom = at
+		case dir == record.DirUpstream && t.clockFrom != record.None && output:
+			t.rec.TTFT = at - t.clockFrom
+			t.clocked.Store(true)
 		}
 	}
 	t.mu.Unlock()

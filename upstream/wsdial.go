@@ -201,7 +201,7 @@ func (r *Route) dialWS(in *Request, rec *record.Record, slot *wsSlot) WSDial {
 		// connection is given up now (it was held until
 		// first_byte_timeout), as an HTTP route's watchdog does.
 		rec.TTFB = record.None
-		return WSDial{Err: errClientLeft, ErrType: record.ErrClientClosed, Status: statusClientClosed}
+		return WSDial{Err: errClientLeft, ErrType: record.ErrClientClosed, Status: StatusClientClosed}
 	}
 	if err != nil && dials.Err() != nil && resp == nil {
 		// Given up at shutdown (Clients.AbortDials): no verdict on the
