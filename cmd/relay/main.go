@@ -29,7 +29,7 @@ import (
 func main() {
 	err := run(os.Args[1:])
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "relay:", err)
+		fmt.Fprintln(os.Stderr, "relay:", termSafe(err.Error())) // an error may quote bytes from disk
 	}
 	os.Exit(exitCode(err))
 }

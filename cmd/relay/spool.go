@@ -45,11 +45,14 @@ func runSpool(args []string) error {
 	if len(args) == 0 {
 		return errors.New("spool: want a subcommand (ls or replay)\n" + spoolUsage)
 	}
+	// A damaged file's column names, quoted in its reason, are bytes from
+	// disk: shown escaped (termSafe), as relay show shows stored bytes.
+	out := termWriter{stdout}
 	switch args[0] {
 	case "ls":
-		return spoolLs(args[1:], stdout)
+		return spoolLs(args[1:], out)
 	case "replay":
-		return spoolReplay(args[1:], stdout)
+		return spoolReplay(args[1:], out)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprintln(stdout, spoolUsage)
 		return nil
@@ -194,4 +197,16 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// termWriter writes what it is given through termSafe: control characters
+// and bytes that are not UTF-8 escaped. Each write is whole lines (or a
+// tabwriter's flush of them), so no character is split between two.
+type termWriter struct{ w io.Writer }
+
+func (t termWriter) Write(p []byte) (int, error) {
+	if _, err := io.WriteString(t.w, termSafe(string(p))); err != nil {
+		return 0, err
+	}
+	return len(p), nil
 }

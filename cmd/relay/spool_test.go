@@ -279,3 +279,26 @@ func TestSpoolMissingDir(t *testing.T) {
 		}
 	}
 }
+
+// TestSpoolLsEscapesDamage: a damaged spool file whose bytes make a
+// column name of terminal escapes (a window title, colours) is listed
+// with them escaped, as relay show escapes stored bytes; the reason kept
+// beside a rejected file is printed escaped again by every later ls.
+func TestSpoolLsEscapesDamage(t *testing.T) {
+	spool := filepath.Join(t.TempDir(), "spool")
+	if err := os.MkdirAll(spool, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	name := []byte("\x1b]2;TITLE\x07\x1b[31mRED\x1b[0m\x9b")
+	data := append(append([]byte{1, 1, byte(len(name))}, name...), 3, 'F', 'o', 'o')
+	id := "01a245f2a236855def9d118167de9b3c"
+	if err := os.WriteFile(filepath.Join(spool, "01796469857073799999-1-k-"+id+"-"+id+".native"), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := spoolConfig(t, spool)
+	noEnv := "-env-file=" + filepath.Join(t.TempDir(), "none.env")
+	out, _ := runSpoolArgs(t, "ls", "-verify", "-config", cfg, noEnv)
+	if strings.ContainsAny(out, "\x1b\x07") || strings.Contains(out, "\u009b") || !strings.Contains(out, `\x1b]2;TITLE`) {
+		t.Fatalf("spool ls -verify printed raw control bytes, or not the column name escaped: %q", out)
+	}
+}
