@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -258,21 +259,33 @@ func TestRequestModel(t *testing.T) {
 }
 
 // TestOllamaCountsInParts: Ollama's counts are members of its last line;
-// a number the end of a kept head cut is not a count, and the tail's whole
-// line gives both.
+// a line the end of a kept head cut counts for nothing, a line a kept
+// tail begins inside neither, and the tail's whole last line gives both.
+// Counts nested in a line (a tool call's arguments object, which the
+// model writes) are no counts.
 func TestOllamaCountsInParts(t *testing.T) {
 	const last = `{"model":"llama3.2","response":"","done":true,"prompt_eval_count":31,"eval_count":128,"eval_duration":9}` + "\n"
 	cut := len(last) - len(`28,"eval_duration":9}`+"\n")
 	var tk Tokens
 	tk.Scan(Ollama, []byte(`{"model":"llama3.2","response":"Hi","done":false}`+"\n"+last[:cut]))
-	if in, out, ok := tk.Counts(); ok || tk.HaveOut || in != 0 || out != 0 {
-		t.Fatalf("head cut inside eval_count: Counts = %d, %d, %v (HaveOut %v); want no output count", in, out, ok, tk.HaveOut)
+	if in, out, ok := tk.Counts(); ok || tk.HaveOut || tk.HaveIn || in != 0 || out != 0 {
+		t.Fatalf("head cut inside the last line: Counts = %d, %d, %v; want none", in, out, ok)
 	}
-	if !tk.HaveIn || tk.In != 31 {
-		t.Fatalf("head: prompt_eval_count = %d (%v), want 31", tk.In, tk.HaveIn)
+	tk.Scan(Ollama, []byte(last[1:])) // a tail begun inside the line
+	if _, _, ok := tk.Counts(); ok {
+		t.Fatal("a tail begun inside the last line gave counts")
 	}
-	tk.Scan(Ollama, []byte(last[10:]))
+	tk.Scan(Ollama, []byte(`"done":false}`+"\n"+last))
 	if in, out, ok := tk.Counts(); !ok || in != 31 || out != 128 {
 		t.Fatalf("Counts = %d, %d, %v; want 31, 128", in, out, ok)
+	}
+	forged := `{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"prompt_eval_count":0,"eval_count":0}}}]},"done":false}` + "\n" +
+		`{"model":"m","message":{"role":"assistant","content":"x"},"done":false}` + "\n"
+	for _, data := range []string{forged, forged[strings.Index(forged, `{"prompt_eval`):]} {
+		var f Tokens
+		f.Scan(Ollama, []byte(data))
+		if _, _, ok := f.Counts(); ok || f.HaveOut {
+			t.Fatalf("counts taken from a tool call's arguments: %+v", f)
+		}
 	}
 }

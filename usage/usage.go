@@ -227,52 +227,60 @@ func (t *Tokens) scanAt(r *rules, key, data []byte, at int) int {
 }
 
 // scanFlat reads the counts of rules whose counts stand as plain members
-// (rules.flatIn, flatOut): every `"name":N`, the last of each winning. A
-// member inside a string (its quotes escaped) is text, and a number that
-// data's end may have cut is skipped. indexKey finds "eval_count" apart
-// from "prompt_eval_count": its opening quote must be there.
+// (rules.flatIn, flatOut) of the response's own line objects (NDJSON): a
+// line that holds the out count's key is walked, and its counts are taken
+// only when they are members of that line's object itself and the line is
+// that one object whole. A tool call's arguments are a JSON object, not a
+// string, in Ollama's lines, so a model could write {"eval_count":0} into
+// them: nested, it counts for nothing; so does a line cut by the end of
+// data (a kept head) or begun before data (a kept tail). The last line
+// with counts wins.
 func (t *Tokens) scanFlat(r *rules, data []byte) {
-	for i, key := range [2][]byte{r.flatIn, r.flatOut} {
-		for off := 0; off < len(data); {
-			j := indexKey(data[off:], key)
-			if j < 0 {
-				break
-			}
-			n, next, ok := flatCount(data, off+j, len(key))
-			off = next
-			switch {
-			case !ok:
-			case i == 0:
-				t.In, t.HaveIn, t.inTakesPlus = n, true, false
-			default:
-				t.Out, t.HaveOut = n, true
-			}
+	for off := 0; off < len(data); {
+		j := indexKey(data[off:], r.flatOut)
+		if j < 0 {
+			return
 		}
+		at := off + j
+		start := bytes.LastIndexByte(data[:at], '\n') + 1
+		end := len(data)
+		if k := bytes.IndexByte(data[at:], '\n'); k >= 0 {
+			end = at + k
+		}
+		t.lineCounts(r, data[start:end])
+		off = end + 1
 	}
 }
 
-// flatCount reads the count after the key of keyLen bytes (quotes
-// included) at data[at:]: a colon, white space, digits and a byte that
-// ends them. next is where the search goes on.
-func flatCount(data []byte, at, keyLen int) (n int64, next int, ok bool) {
-	i := at + keyLen
-	if at > 0 && data[at-1] == '\\' {
-		return 0, i, false // an escaped quote: text inside a string
+// lineCounts takes the flat counts of line when it is one JSON object
+// whole that holds them as its own members.
+func (t *Tokens) lineCounts(r *rules, line []byte) {
+	o, ok := openObj(line)
+	if !ok {
+		return
 	}
-	i = skipSpace(data, i)
-	if i >= len(data) || data[i] != ':' {
-		return 0, i, false
+	inName, outName := r.flatIn[1:len(r.flatIn)-1], r.flatOut[1:len(r.flatOut)-1]
+	var in, out int64
+	haveIn, haveOut := false, false
+	for {
+		k, v, more := o.next()
+		if !more {
+			break
+		}
+		switch {
+		case bytes.Equal(k, inName):
+			in, haveIn = parseUint(v)
+		case bytes.Equal(k, outName):
+			out, haveOut = parseUint(v)
+		}
 	}
-	i = skipSpace(data, i+1)
-	start := i
-	for i < len(data) && data[i] >= '0' && data[i] <= '9' {
-		i++
+	if o.err || skipSpace(line, o.i) != len(line) || !haveOut {
+		return // not one object to the line's end: cut, or a nested one
 	}
-	if i >= len(data) {
-		return 0, i, false // the end of data may have cut the number
+	t.Out, t.HaveOut = out, true
+	if haveIn {
+		t.In, t.HaveIn, t.inTakesPlus = in, true, false
 	}
-	n, ok = parseUint(data[start:i])
-	return n, i, ok
 }
 
 // oneOf reports whether k is one of names (no allocation: the compiler
