@@ -8,7 +8,9 @@ import "bytes"
 //
 //   - an SSE line "event: error" (Anthropic; OpenAI Responses), or a line
 //     of a field named error ("error: {...}": llama.cpp's server), which
-//     SSE readers skip as a field they do not know;
+//     SSE readers skip as a field they do not know, in a response that
+//     began as SSE does (with a field or a comment: a text body whose
+//     line begins "error:" is no event);
 //   - an SSE data line whose JSON object starts with "type":"error"
 //     (`data: {"type":"error",...}`: Anthropic, OpenAI Responses) or
 //     "type":"response.failed";
@@ -66,6 +68,42 @@ type StreamErrorScanner struct {
 	walking bool
 	// JSON body: its walk for an error key.
 	body keyWalk
+	// sse: the response began with an SSE field (startsSSE), so that a
+	// line "error: ..." is llama.cpp's error event, not a line of a text
+	// body (a build log, a transcript) that begins so.
+	sse, sseKnown bool
+	head          [maxSSEStart]byte // the response's first bytes while they do not tell (decideSSE)
+	headLen       int
+}
+
+// sseStarts are the lines an SSE stream begins with: a field the relayed
+// APIs send first, or a comment.
+var sseStarts = [...]string{"data:", "event:", "id:", "retry:", ":"}
+
+// maxSSEStart is the longest of sseStarts.
+const maxSSEStart = len("retry:")
+
+// decideSSE tells from the response's first bytes (b, after any kept
+// from earlier reads too short to tell) whether it began as SSE does.
+func (s *StreamErrorScanner) decideSSE(b []byte) {
+	if s.headLen == 0 {
+		b = b[skipSpace(b, 0):]
+	}
+	n := s.headLen + copy(s.head[s.headLen:], b)
+	head := s.head[:n]
+	for _, p := range &sseStarts {
+		if len(head) >= len(p) && string(head[:len(p)]) == p {
+			s.sse, s.sseKnown = true, true
+			return
+		}
+	}
+	undecided := false
+	for _, p := range &sseStarts {
+		if len(head) < len(p) && string(head) == p[:len(head)] {
+			undecided = true
+		}
+	}
+	s.headLen, s.sseKnown = n, !undecided || n == len(s.head)
 }
 
 // Start readies s for a new response: a raw (binary) response or an error
@@ -88,6 +126,9 @@ func (s *StreamErrorScanner) Scan(b []byte) bool {
 		if s.shape = shapeOf(b); s.shape == shapeBody && b[skipSpace(b, 0)] == '[' {
 			s.body.top = 1 // an array: its elements' keys count
 		}
+	}
+	if !s.sseKnown && s.shape != shapeUnknown {
+		s.decideSSE(b)
 	}
 	var hit bool
 	switch s.shape {
@@ -124,7 +165,7 @@ func (s *StreamErrorScanner) scanLines(b []byte) bool {
 		if s.lineLen > 0 {
 			head = s.line[:s.lineLen+copy(s.line[s.lineLen:], b)]
 		}
-		match, open := sseLineError(head)
+		match, open := sseLineError(head, s.sse)
 		if match {
 			return true
 		}
@@ -157,7 +198,7 @@ func (s *StreamErrorScanner) scanLines(b []byte) bool {
 		if c := b[i]; c != 'e' && c != 'd' || plainData(b[i:]) {
 			continue // most lines: neither event: nor data: of an error
 		}
-		match, open := sseLineError(b[i:])
+		match, open := sseLineError(b[i:], s.sse)
 		if match {
 			return true
 		}
@@ -176,15 +217,19 @@ func plainData(h []byte) bool {
 }
 
 // sseLineError reports whether the line that starts h is an error marker
-// (match), or whether h ends before that is decided (open). Most lines are
+// (match), or whether h ends before that is decided (open). errField says
+// an "error:" field line counts (the response began as SSE does). Most lines are
 // told at their first bytes: it is on the path of every relayed read.
-func sseLineError(h []byte) (match, open bool) {
+func sseLineError(h []byte, errField bool) (match, open bool) {
 	if len(h) == 0 {
 		return false, true
 	}
 	switch h[0] {
 	case 'e':
 		if len(h) > 1 && h[1] == 'r' {
+			if !errField {
+				return false, false
+			}
 			_, st := lit(h, 0, "error:")
 			return st == litOK, st == litShort
 		}

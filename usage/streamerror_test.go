@@ -30,6 +30,7 @@ var streamErrorCases = []struct {
 	{"ollama-ndjson", "{\"model\":\"llama3\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n{\"error\":\"an error was encountered while running the model\"}\n"},
 	{"error-first", "data: {\"error\":{\"message\":\"x\"}}\n\n"},
 	// llama.cpp's server: an SSE field named error.
+	{"llama.cpp-first", ": ping\n\nerror: {\"code\":500}\n\n"},
 	{"llama.cpp", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
 		"error: {\"code\":500,\"message\":\"llama_decode failed\",\"type\":\"server_error\"}\n\n"},
 	{"json-body", "{\"error\":{\"message\":\"x\",\"type\":\"server_error\"}}"},
@@ -74,6 +75,9 @@ var streamNoErrorCases = []struct {
 	{"error-key-not-first", "data: {\"id\":\"c\",\"error\":null}\n\n"},
 	{"responses-error-null", "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"status\":\"completed\",\"error\":null}}\n\n"},
 	{"field-errors", "errors: {}\n\nerror_x: 1\n\nerr: {}\n\n"},
+	// Text bodies whose line begins "error:" (a build log, a transcript).
+	{"text-body-error-line", "Build log follows:\nerror: the disk was full\n"},
+	{"text-body-error-first", "error: not an event\n"},
 	{"event-errors", "event: errors\ndata: {\"type\":\"errors\"}\n\nevent: content_error\ndata: {\"type\":\"x_error\"}\n\n"},
 	{"type-response-other", "event: response.failed_x\ndata: {\"type\":\"response.failedx\"}\n\ndata: {\"type\":\"response.completed\"}\n\n"},
 	{"data-error-string", "data: \"error\"\n\ndata: error\n\n"},
