@@ -445,10 +445,11 @@ func (h *Relay) finish(rec *record.Record) {
 		rec.Model = usage.RequestModel(rec.Path, rec.RequestBody)
 	}
 	if rec.Kind == record.KindSSE {
-		if in, out, ok := responseTokens(rec); ok {
-			if !h.retrieved.chargesUsage(rec) {
-				in, out = 0, 0 // a read of a generation charged before (retrievals.go)
-			}
+		in, out, ok := responseTokens(rec)
+		if h.retrieved.zeroUsage(rec, ok) {
+			in, out, ok = 0, 0, true // a read of a generation charged before (retrievals.go)
+		}
+		if ok {
 			rec.TokensIn, rec.TokensOut = in, out
 		}
 	}

@@ -23,8 +23,9 @@ import (
 // its id (polled as JSON, or streamed with stream=true). Its usage is
 // charged at the first read that carries it, per tenant and response id;
 // later reads of the same response count 0. A response whose own POST
-// carried its usage (it did not run in the background) is noted then, and
-// no read charges it again. The notes are kept in this process only: with
+// carried its usage (it did not run in the background; or its cancel) is
+// noted then, and no read charges it again: nor the estimate of a resumed
+// stream of it that was cut before its usage came. The notes are kept in this process only: with
 // several relay instances, each may charge a background response once.
 
 // maxRetrievals bounds the response ids noted in one generation of
@@ -43,21 +44,23 @@ func newRetrievals() *retrievals {
 	return &retrievals{seed: maphash.MakeSeed(), cur: map[uint64]struct{}{}}
 }
 
-// note marks id's usage charged for tenant and reports whether it was
-// not before.
-func (r *retrievals) note(tenant string, id []byte) bool {
+// key is the pair's key in the notes.
+func (r *retrievals) key(tenant string, id []byte) uint64 {
 	var h maphash.Hash
 	h.SetSeed(r.seed)
 	h.WriteString(tenant)
 	h.WriteByte(0)
 	h.Write(id)
-	k := h.Sum64()
+	return h.Sum64()
+}
+
+// note marks id's usage charged for tenant and reports whether it was
+// not before.
+func (r *retrievals) note(tenant string, id []byte) bool {
+	k := r.key(tenant, id)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.cur[k]; ok {
-		return false
-	}
-	if _, ok := r.prev[k]; ok {
+	if r.has(k) {
 		return false
 	}
 	if len(r.cur) >= maxRetrievals {
@@ -67,22 +70,45 @@ func (r *retrievals) note(tenant string, id []byte) bool {
 	return true
 }
 
-// chargesUsage reports whether the usage found in rec's answer is charged
-// to its tenant (and counted in its row): always for a request that is no
-// read; for a read only the first of a Responses response by its id. It
-// notes the id of a Responses generation that carried its usage.
-func (r *retrievals) chargesUsage(rec *record.Record) bool {
+// seen reports whether id's usage was charged for tenant.
+func (r *retrievals) seen(tenant string, id []byte) bool {
+	k := r.key(tenant, id)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.has(k)
+}
+
+func (r *retrievals) has(k uint64) bool {
+	_, cur := r.cur[k]
+	_, prev := r.prev[k]
+	return cur || prev
+}
+
+// zeroUsage reports whether rec's usage is to count 0 tokens (its row
+// and its charge): found says usage was found in its answer. A read
+// counts 0 when it carries usage, but the first read of a Responses
+// response by its id that carries it; and a read of a response already
+// charged counts 0 without usage too (a resumed stream cut again would be
+// charged an estimate). A request that is no read carrying usage has its
+// Responses id noted (a POST creating, or cancelling, a response).
+func (r *retrievals) zeroUsage(rec *record.Record, found bool) bool {
 	read := rec.Method == "GET" || rec.Method == "HEAD"
+	if !read {
+		if found && strings.Contains(rec.Path, "/responses") {
+			if id := responseID(answerHead(rec)); id != nil {
+				r.note(rec.Tenant, id)
+			}
+		}
+		return false
+	}
 	if usage.APIForPath(rec.Path) != usage.Responses || rec.Status < 200 || rec.Status >= 300 {
-		return !read
+		return found
 	}
-	var id []byte
-	if read {
-		id = []byte(rec.Path[strings.LastIndexByte(rec.Path, '/')+1:])
-	} else if id = responseID(answerHead(rec)); id == nil {
-		return true
+	id := []byte(rec.Path[strings.LastIndexByte(rec.Path, '/')+1:])
+	if found {
+		return !r.note(rec.Tenant, id)
 	}
-	return r.note(rec.Tenant, id) || !read
+	return r.seen(rec.Tenant, id)
 }
 
 // responseIDKey opens the id of a Responses response object, as the first
