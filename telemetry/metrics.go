@@ -44,7 +44,8 @@ type Metrics struct {
 	reloads      reloadCounters
 	acceptErrs   *metrics.Counter
 
-	now func() time.Time // time.Now; tests move it (KeepRoutes)
+	now  func() time.Time // time.Now; tests move it (KeepRoutes)
+	born time.Time        // now() at New: retirements are timed from it, on the monotonic clock
 }
 
 // New registers the series of the given route names (duplicates and empty
@@ -54,6 +55,7 @@ type Metrics struct {
 func New(routes []string) *Metrics {
 	exposeMetadata()
 	m := &Metrics{set: metrics.NewSet(), now: time.Now}
+	m.born = m.now()
 	rs := []*route{newRoute(m.set, Unmatched)}
 	m.routes.Store(&rs)
 	m.AddRoutes(routes)
@@ -93,7 +95,6 @@ func (m *Metrics) Start(rec *record.Record) {
 // never fails (the error is handlers.Sink's).
 func (m *Metrics) Write(rec *record.Record) error {
 	r := m.route(rec.Route)
-	r.active.Dec()
 	r.status(m.set, rec.Status).Inc()
 	if rec.ErrorType != "" {
 		r.errorCounter(rec.ErrorType).Inc()
@@ -113,6 +114,9 @@ func (m *Metrics) Write(rec *record.Record) error {
 	if rec.TokensOut > 0 {
 		r.tokensOut.AddInt64(rec.TokensOut)
 	}
+	// Last: a route a reload removed keeps its series while a stream is
+	// open on it (KeepRoutes), so this request's counts land first.
+	r.active.Dec()
 	return nil
 }
 

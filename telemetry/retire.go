@@ -24,7 +24,7 @@ func (m *Metrics) KeepRoutes(names []string) {
 	for _, n := range names {
 		keep[n] = true
 	}
-	now := m.now().UnixNano()
+	now := m.since()
 	rs := *m.routes.Load()
 	for _, r := range rs[:len(rs)-1] {
 		switch {
@@ -47,7 +47,7 @@ func (m *Metrics) dropRetired() {
 
 func (m *Metrics) dropRetiredLocked() {
 	old := *m.routes.Load()
-	now := m.now().UnixNano()
+	now := m.since()
 	var rs []*route
 	for i, r := range old {
 		if r.due(now) {
@@ -65,6 +65,10 @@ func (m *Metrics) dropRetiredLocked() {
 		m.routes.Store(&rs)
 	}
 }
+
+// since is the time since New (monotonic), in nanoseconds, plus one: never
+// 0, the value of a route not retired.
+func (m *Metrics) since() int64 { return int64(m.now().Sub(m.born)) + 1 }
 
 // due reports whether r's series may go: retired retireAfter ago or more,
 // with no stream open.

@@ -20,7 +20,7 @@ func routeSeries(got map[string]float64, name string) int {
 func TestKeepRoutesDropsRemovedRoutesOnceIdle(t *testing.T) {
 	m := New([]string{"old", "stays"})
 	clock := time.Unix(1_800_000_000, 0)
-	m.now = func() time.Time { return clock }
+	m.now, m.born = func() time.Time { return clock }, clock
 	teapot := finished("old", 418, "", time.Millisecond) // a status registered on first use
 	m.Start(teapot)
 	m.Write(teapot)
@@ -66,5 +66,20 @@ func TestKeepRoutesDropsRemovedRoutesOnceIdle(t *testing.T) {
 	got = scrape(t, m)
 	if got[`relay_requests_total{route="stays",status="200"}`] != 1 {
 		t.Fatalf("route stays, configured again, lost its series: %d left", routeSeries(got, "stays"))
+	}
+
+	// Removed and due, then configured again by a reload: a scrape between
+	// its AddRoutes and its KeepRoutes leaves the series.
+	m.AddRoutes([]string{"again"})
+	m.KeepRoutes([]string{"new"})
+	clock = clock.Add(2 * retireAfter)
+	m.AddRoutes([]string{"new", "again"})
+	if n := routeSeries(scrape(t, m), "again"); n < 50 {
+		t.Fatalf("route again, configured again, lost its series to a scrape before KeepRoutes: %d left", n)
+	}
+	m.KeepRoutes([]string{"new", "again"})
+	clock = clock.Add(2 * retireAfter)
+	if n := routeSeries(scrape(t, m), "again"); n < 50 {
+		t.Fatalf("route again lost its series: %d left", n)
 	}
 }

@@ -29,7 +29,7 @@ type route struct {
 	errors               []*metrics.Counter // aligned with record.ErrorTypes
 	statuses             [600]atomic.Pointer[metrics.Counter]
 
-	// retired is when a reload removed the route (Unix nanoseconds), 0
+	// retired is when a reload removed the route (Metrics.since), 0
 	// while it is configured (KeepRoutes).
 	retired atomic.Int64
 }

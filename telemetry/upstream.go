@@ -21,8 +21,17 @@ func (m *Metrics) AddRoutes(names []string) {
 	defer addRoutesMu.Unlock()
 	old := *m.routes.Load()
 	seen := map[string]bool{"": true}
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
 	for _, r := range old {
 		seen[r.name] = true
+		if want[r.name] {
+			// Configured again before its series went: they stay (a
+			// scrape before KeepRoutes must not drop them).
+			r.retired.Store(0)
+		}
 	}
 	rs := append([]*route(nil), old[:len(old)-1]...)
 	for _, name := range names {
