@@ -238,11 +238,17 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	for k, v := range src.All() {
 		lk := lowerKey(&lb, k)
 		class := fieldClass(lk)
+		spelled := class != classOf(lk) // a special field's name spelled with '_' or spaces
 		if sameField(k, r.authKey) {
+			spelled = spelled || !bytes.EqualFold(k, r.authKey)
 			class |= clientOnly | secret // the route's key header: the provider key's place
 		}
 		capture = seen.add(capture, lk, v, class)
-		if class&(hopByHop|clientOnly) != 0 || !validName(k) {
+		if class&(hopByHop|clientOnly) != 0 || spelled || !validName(k) {
+			// A spelled one is never forwarded either: the upstream's
+			// server may read it as the field (Sec_WebSocket_Protocol
+			// with a key entry, which the dialer strips only from the
+			// field itself).
 			continue
 		}
 		if class&subprotocolList != 0 && r.Kind != record.KindWS {

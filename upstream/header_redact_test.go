@@ -8,6 +8,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
 
@@ -140,7 +141,8 @@ func TestCapturedHeadersRedactSpelledSecrets(t *testing.T) {
 		t.Fatal(err)
 	}
 	raw := "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX_Api_Key: sk-client-1\r\nX Api Key: sk-client-2\r\n" +
-		"API_KEY: sk-client-3\r\nOcp_Apim_Subscription_Key: sk-client-4\r\nX_Goog_Api_Key: sk-client-5\r\nX_Plain: kept\r\nContent-Length: 0\r\n\r\n"
+		"API_KEY: sk-client-3\r\nOcp_Apim_Subscription_Key: sk-client-4\r\nX_Goog_Api_Key: sk-client-5\r\nX_Plain: kept\r\n" +
+		"Sec_WebSocket_Protocol: realtime, openai-insecure-api-key.sk-client-6\r\nContent-Length: 0\r\n\r\n"
 	var req fasthttp.Request
 	if err := req.Read(bufio.NewReader(strings.NewReader(raw))); err != nil {
 		t.Fatal(err)
@@ -158,5 +160,17 @@ func TestCapturedHeadersRedactSpelledSecrets(t *testing.T) {
 	}
 	if capture := string(r.CaptureRequestHeaders(nil, &req.Header)); strings.Contains(capture, "sk-client") {
 		t.Fatalf("a secret reached the headers of a refused request: %s", capture)
+	}
+	// On a WebSocket route, where the subprotocol list itself goes on (its
+	// key entry stripped by the dialer), a spelled one does not.
+	ws, err := NewRoute(Options{Name: "w", Path: "/v1/realtime", Upstream: "ws://127.0.0.1:1", ProviderKey: "sk-provider", KeyEnv: "K",
+		Kind: record.KindWS, UnderscoreHeaders: true}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wdst fasthttp.RequestHeader
+	ws.copyRequestHeaders(&wdst, &req.Header, nil)
+	if h := wdst.String(); strings.Contains(h, "sk-client-6") || strings.Contains(h, "sk-client-1") {
+		t.Errorf("ws upstream request head:\n%s", h)
 	}
 }

@@ -1,40 +1,75 @@
 package upstream
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/stream-relay/stream-relay/record"
 )
 
-// TestSessionOutput: which upstream messages stop a session's TTFT clock.
+// TestSessionOutput: which upstream messages stop a session's TTFT clock,
+// in the shapes of the session APIs relayed.
 func TestSessionOutput(t *testing.T) {
 	for _, tt := range []struct {
-		typ  byte
 		msg  string
 		want bool
 	}{
-		{record.MsgText, `{"type":"response.output_audio.delta","event_id":"e","delta":"UklGRg=="}`, true},
-		{record.MsgText, `{"type":"response.audio_transcript.delta","delta":"Hel"}`, true},
-		{record.MsgText, `{"type":"response.text.delta","delta":""}`, false},
-		{record.MsgText, `{"type":"session.updated","session":{"instructions":"x","voice":"alloy"}}`, false},
-		{record.MsgText, `{"type":"conversation.item.created","item":{"content":[{"type":"input_text","text":"Hello"}]}}`, false},
-		{record.MsgText, `{"type":"conversation.item.input_audio_transcription.delta","delta":"Hi"}`, false},
-		{record.MsgText, `{"type":"error","error":{"message":"x"}}`, false},
-		{record.MsgText, `{"type":"response.created","response":{"output":[]}}`, false},
-		{record.MsgText, `{"audio":"//uQxAAAAAAA","isFinal":null}`, true}, // ElevenLabs stream-input
-		{record.MsgText, `{"isFinal":true}`, false},
-		{record.MsgText, `{"setupComplete":{}}`, false}, // Gemini Live
-		{record.MsgText, `{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm","data":"AAA"}}]}}}`, true},
-		{record.MsgText, `echo:hi`, true},
-		{record.MsgBinary, "\x00\x01", true},
+		// OpenAI Realtime.
+		{`{"type":"response.output_audio.delta","event_id":"event_1","response_id":"resp_1","item_id":"item_1","output_index":0,"content_index":0,"delta":"UklGRg=="}`, true},
+		{`{"type":"response.audio_transcript.delta","delta":"Hel"}`, true},
+		{`{"type":"response.function_call_arguments.delta","delta":"{\"a"}`, true},
+		{`{"type":"response.text.delta","delta":""}`, false},
+		{`{"type":"response.created","response":{"output":[]}}`, false},
+		{`{"type":"session.updated","session":{"instructions":"x","voice":"alloy"}}`, false},
+		{`{"type":"conversation.item.created","item":{"content":[{"type":"input_text","text":"Hello"}]}}`, false},
+		{`{"type":"conversation.item.input_audio_transcription.delta","delta":"Hi"}`, false},
+		{`{"type":"input_audio_buffer.speech_stopped","audio_end_ms":1}`, false},
+		{`{"type":"error","error":{"message":"x"}}`, false},
+		{`{"type":"rate_limits.updated","rate_limits":[]}`, false},
+		// ElevenLabs stream-input and agents.
+		{`{"audio":"//uQxAAAAAAA","isFinal":null}`, true},
+		{`{"type":"audio","audio_event":{"audio_base_64":"AAAA","event_id":1}}`, true},
+		{`{"type":"agent_response","agent_response_event":{"agent_response":"Hi"}}`, true},
+		{`{"type":"conversation_initiation_metadata","conversation_initiation_metadata_event":{}}`, false},
+		{`{"type":"ping","ping_event":{"event_id":1}}`, false},
+		{`{"type":"user_transcript","user_transcription_event":{"user_transcript":"hi"}}`, false},
+		// Gemini Live (its JSON comes in binary frames too).
+		{`{"setupComplete":{}}`, false},
+		{`{"serverContent":{"inputTranscription":{"text":"hello"}}}`, false},
+		{`{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm","data":"AAA"}}]}}}`, true},
+		{`{"toolCall":{"functionCalls":[{"name":"f","args":{}}]}}`, true},
+		// Deepgram agents.
+		{`{"type":"Welcome","request_id":"x"}`, false},
+		{`{"type":"SettingsApplied"}`, false},
+		{`{"type":"ConversationText","role":"user","content":"Hello there"}`, false},
+		{`{"type":"ConversationText","role":"assistant","content":"Hi!"}`, true},
+		// Not JSON: audio, or words.
+		{`echo:hi`, true},
+		{"\x00\x01\x02", true},
+		// A delta past the part looked at is not seen.
+		{`{"type":"response.audio.delta","item_id":"` + strings.Repeat("x", 300) + `","delta":"AAAA"}`, false},
 	} {
-		if got := isOutput(tt.typ, []byte(tt.msg)); got != tt.want {
-			t.Errorf("isOutput(%q) = %v, want %v", tt.msg, got, tt.want)
+		if got := isOutput([]byte(tt.msg)); got != tt.want {
+			t.Errorf("isOutput(%.80q) = %v, want %v", tt.msg, got, tt.want)
 		}
 	}
-	if !restartsClock(record.DirClient, record.MsgText, []byte(`{"type":"response.create","response":{}}`)) ||
-		!restartsClock(record.DirUpstream, record.MsgText, []byte(`{"type":"input_audio_buffer.speech_stopped","audio_end_ms":1}`)) ||
-		restartsClock(record.DirClient, record.MsgText, []byte(`{"type":"input_audio_buffer.append","audio":"x"}`)) {
-		t.Error("restartsClock")
+	for _, tt := range []struct {
+		dir  byte
+		msg  string
+		want bool
+	}{
+		{record.DirClient, `{"type":"response.create","response":{}}`, true},
+		{record.DirClient, `{"clientContent":{"turns":[],"turnComplete":true}}`, true},
+		{record.DirClient, `{"realtimeInput":{"activityEnd":{}}}`, true},
+		{record.DirClient, `{"type":"input_audio_buffer.append","audio":"x"}`, false},
+		{record.DirClient, `{"type":"session.update","session":{}}`, false},
+		{record.DirUpstream, `{"type":"input_audio_buffer.speech_stopped","audio_end_ms":1}`, true},
+		{record.DirUpstream, `{"type":"ConversationText","role":"user","content":"Hello"}`, true},
+		{record.DirUpstream, `{"type":"user_transcript","user_transcription_event":{"user_transcript":"hi"}}`, true},
+		{record.DirUpstream, `{"type":"response.create"}`, false},
+	} {
+		if got := restartsClock(tt.dir, []byte(tt.msg)); got != tt.want {
+			t.Errorf("restartsClock(%c, %.60q) = %v, want %v", tt.dir, tt.msg, got, tt.want)
+		}
 	}
 }

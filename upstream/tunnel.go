@@ -366,8 +366,8 @@ func (t *Tunnel) note(dir, typ byte, payload []byte) {
 	data := typ == record.MsgText || typ == record.MsgBinary
 	var restarts, output bool
 	if data && !t.clocked.Load() {
-		restarts = restartsClock(dir, typ, payload)
-		output = dir == record.DirUpstream && isOutput(typ, payload)
+		restarts = restartsClock(dir, payload)
+		output = dir == record.DirUpstream && isOutput(payload)
 	}
 	var tk usage.Tokens
 	if dir == record.DirUpstream && typ == record.MsgText && bytes.Contains(payload, responseDone) {
