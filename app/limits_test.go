@@ -193,3 +193,23 @@ func TestUnlimitedDefault(t *testing.T) {
 		t.Fatalf("default -2: err = %v, want one naming rate_limit.default", err)
 	}
 }
+
+// TestRedisDownDenySaysSo: with Redis unavailable and on_redis_error deny,
+// the 429 says the limiter is unavailable, not that the tenant spent its
+// limit (it spent nothing): the caller, the row and the log could not
+// tell an outage from overuse.
+func TestRedisDownDenySaysSo(t *testing.T) {
+	mutate, _ := withLimits(servicetest.FreeAddr(t), 600, 600) // nothing listens there
+	r := startRelayWith(t, "", func(c *Config) {
+		mutate(c)
+		c.RateLimit.OnRedisError = "deny"
+	})
+	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderChunks: "1"})
+	body := readAll(t, resp)
+	if resp.StatusCode != 429 || !strings.Contains(body, "rate limiter unavailable") || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q: %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if row := r.rows.wait(t, resp.Header.Get("X-Request-Id")); row.ErrorType != "rate_limited" {
+		t.Errorf("row error %q", row.ErrorType)
+	}
+}

@@ -38,7 +38,7 @@ func (e *Exception) Error() string {
 // without a ClickHouse exception code (a proxy's) came, or the server said
 // UNKNOWN_STATUS_OF_INSERT. Only a request that never reached the server
 // (dial error) or another exception the server answered is a plain failure.
-var errUnknownOutcome = errors.New("chlog: no whole answer from ClickHouse (an insert's outcome unknown)")
+var errUnknownOutcome = errors.New("chlog: no whole answer from ClickHouse (to an insert: its outcome unknown)")
 
 // codeUnknownStatusOfInsert is ClickHouse's UNKNOWN_STATUS_OF_INSERT (a
 // replicated insert whose quorum write lost touch): an unknown outcome.

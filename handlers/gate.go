@@ -109,8 +109,13 @@ func takeRate(ctx *fasthttp.RequestCtx, cfg *Config, rec *record.Record) quota.D
 }
 
 // refuseRate answers a request the limiter refused (decision d): 429 with
-// Retry-After.
+// Retry-After. A refusal that consulted no bucket (Redis unavailable with
+// on_redis_error deny) says so: the tenant spent nothing.
 func (h *Relay) refuseRate(ctx *fasthttp.RequestCtx, rec *record.Record, d quota.Decision) {
 	ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.FormatInt(ceilSeconds(d.RetryAfter), 10))
-	h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, "rate limit exceeded (the tenant's, or this relay key's); see Retry-After")
+	msg := "rate limit exceeded (the tenant's, or this relay key's); see Retry-After"
+	if d.Source == quota.SourceBypass {
+		msg = "rate limiter unavailable (Redis did not answer, and rate_limit.on_redis_error is deny): refused without a limit spent; see Retry-After"
+	}
+	h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, msg)
 }
