@@ -145,3 +145,24 @@ func TestBodyMaskAllocations(t *testing.T) {
 		t.Errorf("%v allocations per read", n)
 	}
 }
+
+// TestSessionClockAllocs: looking at a session's messages for its clock
+// allocates nothing.
+func TestSessionClockAllocs(t *testing.T) {
+	msgs := [][]byte{
+		[]byte(`{"type":"response.output_audio.delta","event_id":"e","response_id":"r","item_id":"i","output_index":0,"content_index":0,"delta":"UklGRg=="}`),
+		[]byte(`{"client_content": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}], "turn_complete": true}}`),
+		[]byte(`{"type": "ConversationText", "role": "user", "content": "Hello"}`),
+		[]byte(`{"setupComplete":{}}`),
+		[]byte("\x00\x01\x02"),
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		for _, m := range msgs {
+			restartsClock(record.DirClient, m)
+			restartsClock(record.DirUpstream, m)
+			isOutput(m)
+		}
+	}); n != 0 {
+		t.Fatalf("%v allocations per run", n)
+	}
+}

@@ -6,57 +6,53 @@ import (
 	"github.com/stream-relay/stream-relay/record"
 )
 
-// A WebSocket session's TTFT runs from the client's latest request for
-// output to the upstream's first output after it. Counting the first
-// upstream message after the client's first one measured an
-// acknowledgement: every OpenAI Realtime client begins with
-// session.update, which the server answers at once with session.updated,
-// so sessions whose audio came a second later showed 0.1 ms.
+// A WebSocket session's TTFT runs from the end of the user's turn to the
+// upstream's first output after it. Counting the first upstream message
+// after the client's first one measured an acknowledgement: every OpenAI
+// Realtime client begins with session.update, which the server answers at
+// once with session.updated, so sessions whose audio came a second later
+// showed 0.1 ms.
 //
 // The clock starts at the client's first data message, and starts again,
 // until the first output, at a message that ends the user's turn: a
-// client's Realtime response.create or Gemini Live turnComplete /
-// activityEnd, an upstream's Realtime input_audio_buffer.speech_stopped
-// (with server-side voice detection the server answers on its own, and
-// the client's microphone stream never pauses), ElevenLabs agents'
-// user_transcript or Deepgram agents' user ConversationText.
+// client's Realtime response.create or Gemini Live turnComplete (in
+// clientContent) or activityEnd, an upstream's Realtime
+// input_audio_buffer.speech_stopped (with server-side voice detection the
+// server answers on its own, and the client's microphone stream never
+// pauses), ElevenLabs agents' user_transcript or Deepgram agents'
+// ConversationText of role user.
 //
-// An output is any upstream data message but those known to be none: a
-// Realtime event (its type's first member) is output only when it is a
-// response.* event with a non-empty delta (session.*, conversation.*,
-// which repeat the client's own text, input_audio_buffer.*, rate_limits.*,
-// error, response.created ... are not); and acknowledgements and the
-// user's own words of the other session APIs (Gemini Live setupComplete
-// and inputTranscription, Deepgram Welcome, SettingsApplied,
-// UserStartedSpeaking, AgentThinking, ElevenLabs
-// conversation_initiation_metadata and ping) are not. A binary message
-// that is no JSON (audio) and a text message that is no JSON are output.
-// Only the first sessionEventHead bytes of a message are looked at.
+// An output is any upstream data message but those known to be none: an
+// event whose "type" is Realtime's is output only when it is a response.*
+// event with a non-empty delta (session.*, conversation.*, which repeat
+// the client's own text, input_audio_buffer.*, rate_limits.*, error,
+// response.created ... are not); other APIs' acknowledgements, status
+// events and the user's own words (notOutputTypes, notOutputKeys) are not.
+// A binary message that is no JSON (audio) and a text message that is no
+// JSON are output. Only the first sessionEventHead bytes of a message are
+// looked at, but for a Gemini clientContent's turnComplete, which follows
+// the turns' text.
 
 // sessionEventHead bounds the bytes of a message looked at: an event's
 // type, and a Realtime delta's "delta", come within them.
 const sessionEventHead = 256
 
 var (
-	// turnEnds restart the clock: [0] client messages, [1] upstream ones.
-	turnEnds = [2][][]byte{
-		{[]byte(`"response.create"`), []byte(`"turnComplete":true`), []byte(`"activityEnd"`)},
-		{[]byte(`"input_audio_buffer.speech_stopped"`), []byte(`"user_transcript"`), []byte(`"role":"user"`)},
-	}
-	realtimeType = []byte(`"type":"`)
 	// realtimeNotOutput are the Realtime event type prefixes that carry no
-	// generated output.
-	realtimeNotOutput = [...][]byte{
-		[]byte("session."), []byte("transcription_session."), []byte("conversation."),
-		[]byte("input_audio_buffer."), []byte("output_audio_buffer."), []byte("rate_limits."), []byte("error"),
+	// generated output; a "response." one does when it has a delta.
+	realtimeNotOutput = [...]string{
+		"session.", "transcription_session.", "conversation.", "input_audio_buffer.",
+		"output_audio_buffer.", "rate_limits.", "error",
 	}
-	realtimeResponse = []byte("response.")
-	nonEmptyDelta    = []byte(`"delta":"`)
-	// notOutput mark the other session APIs' messages that are no output.
-	notOutput = [...][]byte{
-		[]byte(`"setupComplete"`), []byte(`"inputTranscription"`), []byte(`"Welcome"`), []byte(`"SettingsApplied"`),
-		[]byte(`"UserStartedSpeaking"`), []byte(`"AgentThinking"`), []byte(`"conversation_initiation_metadata"`),
-		[]byte(`"type":"ping"`),
+	// notOutputTypes are other session APIs' event types that are no
+	// output: ElevenLabs agents', Deepgram agents'.
+	notOutputTypes = [...]string{
+		"conversation_initiation_metadata", "ping", "vad_score", "internal_tentative_agent_response", "user_transcript",
+		"Welcome", "SettingsApplied", "UserStartedSpeaking", "AgentThinking", "Warning", "Error",
+	}
+	// notOutputKeys are Gemini Live's messages that are no output.
+	notOutputKeys = [...][]byte{
+		[]byte(`"setupComplete"`), []byte(`"inputTranscription"`), []byte(`"sessionResumptionUpdate"`), []byte(`"goAway"`),
 	}
 )
 
@@ -68,6 +64,46 @@ func sessionHead(payload []byte) ([]byte, bool) {
 	return head, len(t) > 0 && t[0] == '{'
 }
 
+// memberValue returns the raw value after the first "key" (quotes
+// included in key) in b, past the colon and white space, or nil.
+func memberValue(b []byte, key string) []byte {
+	for off := 0; off < len(b); {
+		i := bytes.Index(b[off:], []byte(key))
+		if i < 0 {
+			return nil
+		}
+		j := skipBlanks(b, off+i+len(key))
+		if j < len(b) && b[j] == ':' {
+			return b[skipBlanks(b, j+1):]
+		}
+		off += i + 1
+	}
+	return nil
+}
+
+func skipBlanks(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// stringValue returns the string a member's raw value v holds, without
+// its quotes (up to the next quote), or nil when v is no string.
+func stringValue(v []byte) []byte {
+	if len(v) == 0 || v[0] != '"' {
+		return nil
+	}
+	v = v[1:]
+	if i := bytes.IndexByte(v, '"'); i >= 0 {
+		return v[:i]
+	}
+	return v
+}
+
+// isTrue reports whether the raw value v is true.
+func isTrue(v []byte) bool { return bytes.HasPrefix(v, []byte("true")) }
+
 // restartsClock reports whether a data message of direction dir ends the
 // user's turn: the clock starts again from it.
 func restartsClock(dir byte, payload []byte) bool {
@@ -75,14 +111,22 @@ func restartsClock(dir byte, payload []byte) bool {
 	if !isJSON {
 		return false
 	}
-	i := 0
-	if dir == record.DirUpstream {
-		i = 1
-	}
-	for _, m := range turnEnds[i] {
-		if bytes.Contains(head, m) {
+	typ := stringValue(memberValue(head, `"type"`))
+	if dir == record.DirClient {
+		switch {
+		case string(typ) == "response.create":
 			return true
+		case memberValue(head, `"clientContent"`) != nil || memberValue(head, `"client_content"`) != nil:
+			// turnComplete follows the turns' text: the whole message.
+			return isTrue(memberValue(payload, `"turnComplete"`)) || isTrue(memberValue(payload, `"turn_complete"`))
 		}
+		return memberValue(head, `"activityEnd"`) != nil || memberValue(head, `"activity_end"`) != nil
+	}
+	switch string(typ) {
+	case "input_audio_buffer.speech_stopped", "user_transcript":
+		return true
+	case "ConversationText":
+		return string(stringValue(memberValue(head, `"role"`))) == "user"
 	}
 	return false
 }
@@ -93,20 +137,24 @@ func isOutput(payload []byte) bool {
 	if !isJSON {
 		return len(payload) > 0 // audio, or a plain-text protocol's words
 	}
-	if i := bytes.Index(head, realtimeType); i >= 0 {
-		v := head[i+len(realtimeType):]
-		if bytes.HasPrefix(v, realtimeResponse) {
-			j := bytes.Index(head, nonEmptyDelta)
-			return j >= 0 && j+len(nonEmptyDelta) < len(head) && head[j+len(nonEmptyDelta)] != '"'
+	if typ := stringValue(memberValue(head, `"type"`)); typ != nil {
+		if bytes.HasPrefix(typ, []byte("response.")) {
+			d := stringValue(memberValue(head, `"delta"`))
+			return len(d) > 0
 		}
 		for _, p := range &realtimeNotOutput {
-			if bytes.HasPrefix(v, p) {
+			if bytes.HasPrefix(typ, []byte(p)) {
+				return false
+			}
+		}
+		for _, t := range &notOutputTypes {
+			if string(typ) == t {
 				return false
 			}
 		}
 	}
-	for _, m := range &notOutput {
-		if bytes.Contains(head, m) {
+	for _, k := range &notOutputKeys {
+		if bytes.Contains(head, k) {
 			return false
 		}
 	}

@@ -38,8 +38,13 @@ func TestSessionOutput(t *testing.T) {
 		{`{"serverContent":{"inputTranscription":{"text":"hello"}}}`, false},
 		{`{"serverContent":{"modelTurn":{"parts":[{"inlineData":{"mimeType":"audio/pcm","data":"AAA"}}]}}}`, true},
 		{`{"toolCall":{"functionCalls":[{"name":"f","args":{}}]}}`, true},
+		{`{"type": "ping", "ping_event": {"event_id": 1}}`, false},
+		{`{"type":"vad_score","vad_score_event":{"vad_score":0.9}}`, false},
+		{`{"type":"internal_tentative_agent_response","tentative_agent_response_internal_event":{}}`, false},
+		{`{"sessionResumptionUpdate":{"newHandle":"h"}}`, false},
 		// Deepgram agents.
 		{`{"type":"Welcome","request_id":"x"}`, false},
+		{`{"type":"Warning","description":"x"}`, false},
 		{`{"type":"SettingsApplied"}`, false},
 		{`{"type":"ConversationText","role":"user","content":"Hello there"}`, false},
 		{`{"type":"ConversationText","role":"assistant","content":"Hi!"}`, true},
@@ -67,6 +72,14 @@ func TestSessionOutput(t *testing.T) {
 		{record.DirUpstream, `{"type":"ConversationText","role":"user","content":"Hello"}`, true},
 		{record.DirUpstream, `{"type":"user_transcript","user_transcription_event":{"user_transcript":"hi"}}`, true},
 		{record.DirUpstream, `{"type":"response.create"}`, false},
+		// Spaced JSON (Python's json.dumps), snake case, and a turnComplete
+		// after the turns' text.
+		{record.DirClient, `{"client_content": {"turns": [{"role": "user", "parts": [{"text": "hi"}]}], "turn_complete": true}}`, true},
+		{record.DirClient, `{"clientContent":{"turns":[{"role":"user","parts":[{"text":"` + strings.Repeat("a", 400) + `"}]}],"turnComplete":true}}`, true},
+		{record.DirClient, `{"clientContent":{"turns":[],"turnComplete":false}}`, false},
+		{record.DirUpstream, `{"type": "ConversationText", "role": "user", "content": "Hello"}`, true},
+		// Realtime's echo of the user's item is no end of a turn.
+		{record.DirUpstream, `{"type":"conversation.item.created","event_id":"e","item":{"id":"i","type":"message","role":"user","content":[]}}`, false},
 	} {
 		if got := restartsClock(tt.dir, []byte(tt.msg)); got != tt.want {
 			t.Errorf("restartsClock(%c, %.60q) = %v, want %v", tt.dir, tt.msg, got, tt.want)
