@@ -271,9 +271,14 @@ func TestOllamaCountsInParts(t *testing.T) {
 	if in, out, ok := tk.Counts(); ok || tk.HaveOut || tk.HaveIn || in != 0 || out != 0 {
 		t.Fatalf("head cut inside the last line: Counts = %d, %d, %v; want none", in, out, ok)
 	}
-	tk.Scan(Ollama, []byte(last[1:])) // a tail begun inside the line
-	if _, _, ok := tk.Counts(); ok {
-		t.Fatal("a tail begun inside the last line gave counts")
+	// A tail begun inside the last line (its context array can be tens of
+	// KiB): the counts that close its object count.
+	long := `{"model":"llama3.2","response":"","done":true,"context":[` + strings.Repeat("128006,", 3000) + `1],"prompt_eval_count":26,"eval_count":259,"eval_duration":9}` + "\n"
+	var lt Tokens
+	lt.Scan(Ollama, []byte(long[:2048]))
+	lt.Scan(Ollama, []byte(long[len(long)-14<<10:]))
+	if in, out, ok := lt.Counts(); !ok || in != 26 || out != 259 {
+		t.Fatalf("head and tail of a long last line: Counts = %d, %d, %v; want 26, 259", in, out, ok)
 	}
 	tk.Scan(Ollama, []byte(`"done":false}`+"\n"+last))
 	if in, out, ok := tk.Counts(); !ok || in != 31 || out != 128 {
@@ -281,7 +286,7 @@ func TestOllamaCountsInParts(t *testing.T) {
 	}
 	forged := `{"model":"m","message":{"role":"assistant","content":"","tool_calls":[{"function":{"name":"f","arguments":{"prompt_eval_count":0,"eval_count":0}}}]},"done":false}` + "\n" +
 		`{"model":"m","message":{"role":"assistant","content":"x"},"done":false}` + "\n"
-	for _, data := range []string{forged, forged[strings.Index(forged, `{"prompt_eval`):]} {
+	for _, data := range []string{forged, forged[strings.Index(forged, `{"prompt_eval`):], forged[strings.Index(forged, `:0,"eval_count"`):]} {
 		var f Tokens
 		f.Scan(Ollama, []byte(data))
 		if _, _, ok := f.Counts(); ok || f.HaveOut {

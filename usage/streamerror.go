@@ -9,8 +9,9 @@ import "bytes"
 //   - an SSE line "event: error" (Anthropic; OpenAI Responses), or a line
 //     of a field named error ("error: {...}": llama.cpp's server), which
 //     SSE readers skip as a field they do not know, in a response that
-//     began as SSE does (with a field or a comment: a text body whose
-//     line begins "error:" is no event);
+//     began as SSE does (with a field or a comment), or with a JSON object
+//     as its value (llama.cpp may send it first): a text body's line
+//     "error: the disk was full" is no event;
 //   - an SSE data line whose JSON object starts with "type":"error"
 //     (`data: {"type":"error",...}`: Anthropic, OpenAI Responses) or
 //     "type":"response.failed";
@@ -218,7 +219,8 @@ func plainData(h []byte) bool {
 
 // sseLineError reports whether the line that starts h is an error marker
 // (match), or whether h ends before that is decided (open). errField says
-// an "error:" field line counts (the response began as SSE does). Most lines are
+// an "error:" field line counts (the response began as SSE does); else
+// only one whose value is a JSON object does. Most lines are
 // told at their first bytes: it is on the path of every relayed read.
 func sseLineError(h []byte, errField bool) (match, open bool) {
 	if len(h) == 0 {
@@ -227,11 +229,16 @@ func sseLineError(h []byte, errField bool) (match, open bool) {
 	switch h[0] {
 	case 'e':
 		if len(h) > 1 && h[1] == 'r' {
-			if !errField {
-				return false, false
+			i, st := lit(h, 0, "error:")
+			if st != litOK || errField {
+				return st == litOK, st == litShort
 			}
-			_, st := lit(h, 0, "error:")
-			return st == litOK, st == litShort
+			// A response that did not begin as SSE (llama.cpp's first
+			// event may be this error): its value must be a JSON object.
+			if i = skipBlank(h, i); i == len(h) {
+				return false, true
+			}
+			return h[i] == '{', false
 		}
 		i, st := lit(h, 0, "event:")
 		if st != litOK {

@@ -31,6 +31,7 @@ var streamErrorCases = []struct {
 	{"error-first", "data: {\"error\":{\"message\":\"x\"}}\n\n"},
 	// llama.cpp's server: an SSE field named error.
 	{"llama.cpp-first", ": ping\n\nerror: {\"code\":500}\n\n"},
+	{"llama.cpp-error-only", "error: {\"code\":400,\"message\":\"the request exceeds the available context size\",\"type\":\"exceed_context_size_error\"}\n\n"},
 	{"llama.cpp", "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
 		"error: {\"code\":500,\"message\":\"llama_decode failed\",\"type\":\"server_error\"}\n\n"},
 	{"json-body", "{\"error\":{\"message\":\"x\",\"type\":\"server_error\"}}"},

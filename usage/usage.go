@@ -253,11 +253,18 @@ func (t *Tokens) scanFlat(r *rules, data []byte) {
 }
 
 // lineCounts takes the flat counts of line when it is one JSON object
-// whole that holds them as its own members.
+// whole that holds them as its own members; or, for a line whose start
+// data does not hold (a kept tail begun inside Ollama's last line, whose
+// context array can be tens of KiB), when its members from the first
+// count on close the line's object: a count nested in a tool call's
+// arguments is followed by more closing brackets.
 func (t *Tokens) lineCounts(r *rules, line []byte) {
 	o, ok := openObj(line)
 	if !ok {
-		return
+		o, ok = tailMembers(line, r.flatIn, r.flatOut)
+		if !ok {
+			return
+		}
 	}
 	inName, outName := r.flatIn[1:len(r.flatIn)-1], r.flatOut[1:len(r.flatOut)-1]
 	var in, out int64
@@ -281,6 +288,28 @@ func (t *Tokens) lineCounts(r *rules, line []byte) {
 	if haveIn {
 		t.In, t.HaveIn, t.inTakesPlus = in, true, false
 	}
+}
+
+// tailMembers positions a member walk at the comma before the first of
+// the keys in line (a line cut at its start), as if inside its object.
+func tailMembers(line []byte, keys ...[]byte) (obj, bool) {
+	at := -1
+	for _, k := range keys {
+		if i := indexKey(line, k); i >= 0 && (at < 0 || i < at) {
+			at = i
+		}
+	}
+	if at <= 0 {
+		return obj{}, false
+	}
+	i := at - 1
+	for i > 0 && isSpace(line[i]) {
+		i--
+	}
+	if line[i] != ',' {
+		return obj{}, false
+	}
+	return obj{b: line, i: i, n: 1}, true
 }
 
 // oneOf reports whether k is one of names (no allocation: the compiler
