@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -224,8 +225,15 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 func (a *App) warnUnsetKeys(routes []*upstream.Route) {
 	for _, r := range routes {
 		if !r.Configured() {
+			envs := []string{}
+			for _, t := range r.UnsetTargets() {
+				envs = append(envs, t.KeyEnv)
+			}
+			if len(envs) == 0 {
+				envs = append(envs, r.KeyEnv)
+			}
 			a.log.Warn("provider key not set: requests on this route will fail with 502 upstream_config",
-				"route", r.Name, "auth_env", r.KeyEnv)
+				"route", r.Name, "auth_env", strings.Join(envs, ","))
 			continue
 		}
 		for _, t := range r.UnsetTargets() {
@@ -234,6 +242,12 @@ func (a *App) warnUnsetKeys(routes []*upstream.Route) {
 		}
 	}
 }
+
+// keyFromEnv returns the provider key in the environment variable env,
+// without the white space around it: a key read from a secret file often
+// keeps the file's last line feed, which went upstream as a trailing space
+// ("Bearer sk-... "), and the provider refused the key.
+func keyFromEnv(env string) string { return strings.TrimSpace(os.Getenv(env)) }
 
 // ownRoute is a path the relay's server answers itself, for GET (and so
 // HEAD), in front of the routes, with its handler.
@@ -278,7 +292,7 @@ func (a *App) routesOf(cfg *Config) ([]*upstream.Route, error) {
 		}
 		key := ""
 		if rc.AuthEnv != "" {
-			key = os.Getenv(rc.AuthEnv)
+			key = keyFromEnv(rc.AuthEnv)
 		}
 		r, err := upstream.NewRoute(upstream.Options{
 			Name:               rc.Name,

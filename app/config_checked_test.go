@@ -114,7 +114,6 @@ func TestMetricsAddrNotTheRelaysOwn(t *testing.T) {
 		{"  host: 127.0.0.1\n  port: 19419\n", "127.0.0.1:19420"},
 		{"  host: 127.0.0.1\n  port: 19419\n", "127.0.0.2:19419"},
 		{"  host: 127.0.0.1\n  port: 19419\n", "[::1]:19419"},
-		{"  port: 19419\n", "127.0.0.1:0"},
 	} {
 		yaml := base + "server:\n" + tt.server + "metrics:\n  addr: '" + tt.metrics + "'\n"
 		if _, err := Parse([]byte(yaml)); err != nil {

@@ -35,6 +35,13 @@ import (
 // underscores belong to key names such as spool_dir.
 const envPrefix = "RELAY_"
 
+// minFlushInterval is the shortest storage.clickhouse.flush_interval.
+const minFlushInterval = 10 * time.Millisecond
+
+// maxLease bounds rate_limit.lease: the limiter's lease_max is 16 of it,
+// and larger leases take more of a budget than one relay can spend.
+const maxLease = 1_000_000
+
 // sections are the top-level keys an environment override may address, so
 // that unrelated RELAY_* variables are ignored instead of rejected.
 var sections = map[string]bool{
@@ -318,6 +325,10 @@ func (c *Config) validate() error {
 			return &fieldError{d.name, d.v, "must not be negative"}
 		}
 	}
+	if fi := c.Storage.ClickHouse.FlushInterval; fi > 0 && fi < minFlushInterval {
+		// A ticker this fast spins a core with nothing to flush.
+		return &fieldError{"storage.clickhouse.flush_interval", fi, "must be at least 10ms (0: the default)"}
+	}
 	if s.MaxBodyBytes < 0 {
 		return &fieldError{"server.max_body_bytes", s.MaxBodyBytes, "must not be negative"}
 	}
@@ -376,8 +387,11 @@ func (c *Config) validate() error {
 			return &fieldError{"rate_limit.tenant_tokens." + t, v, "must be >= 0 (0 = off)"}
 		}
 	}
-	if rl.Lease < 0 {
-		return &fieldError{"rate_limit.lease", rl.Lease, "must be >= 1 (1 = off), or 0 for the default 16"}
+	if rl.Lease < 0 || rl.Lease > maxLease {
+		return &fieldError{"rate_limit.lease", rl.Lease, "must be 1..1000000 (1 = off), or 0 for the default 16"}
+	}
+	if rl.LeaseMax < 0 || rl.LeaseMax > 16*maxLease {
+		return &fieldError{"rate_limit.lease_max", rl.LeaseMax, "must be at most 16000000, or 0 for 16 × lease"}
 	}
 	if rl.RedisTimeout < 0 {
 		return &fieldError{"rate_limit.redis_timeout", rl.RedisTimeout, "must not be negative (0: the default 50ms)"}
@@ -519,6 +533,9 @@ func (c *Config) validateRoutes() error {
 		}
 		if r.AuthHeader != "" && !validHeaderName(r.AuthHeader) {
 			return &fieldError{f("auth_header"), r.AuthHeader, "not a valid header name"}
+		}
+		if r.AuthHeader != "" && upstream.FramingHeader(r.AuthHeader) {
+			return &fieldError{f("auth_header"), r.AuthHeader, "names a field the relay sets or drops itself (Host, Content-Length, Transfer-Encoding, Connection ...): the key would go nowhere, or into access logs"}
 		}
 		if err := r.checkSetHeaders(f); err != nil {
 			return err
@@ -670,6 +687,11 @@ func checkHTTPURL(s string) error {
 	if strings.HasSuffix(u.Host, ":") {
 		return errors.New("has an empty port") // host: would be dialed as host::443
 	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return errors.New("has port " + p + ": must be 1..65535")
+		}
+	}
 	if u.RawQuery != "" || u.Fragment != "" || u.User != nil {
 		return errors.New("must not carry a query, fragment or user info")
 	}
@@ -802,7 +824,11 @@ func (c *Config) checkMetricsAddr() error {
 	if err != nil {
 		return &fieldError{"metrics.addr", addr, "not a port: " + port}
 	}
-	if p == 0 || p != c.Server.Port || !sameListenHost(host, c.Server.Host) {
+	if p == 0 {
+		// An ephemeral port nobody is told of: Prometheus could not find it.
+		return &fieldError{"metrics.addr", addr, "needs a fixed port (1..65535)"}
+	}
+	if p != c.Server.Port || !sameListenHost(host, c.Server.Host) {
 		return nil
 	}
 	own := net.JoinHostPort(c.Server.Host, strconv.Itoa(c.Server.Port))
@@ -835,7 +861,7 @@ func sameListenHost(a, b string) bool {
 // checkMax refuses a rate, burst or token budget above quota.MaxLimit, by
 // its field, at load (and on SIGHUP) rather than when the limiter is made.
 func (rl RateLimitConfig) checkMax() error {
-	const why = "must be at most 10^12 (-1: unlimited)"
+	const why = "must be at most 10^12"
 	for _, f := range []struct {
 		name string
 		v    int64

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/bench/mockllm"
 )
 
 const minimalRoute = `
@@ -179,6 +181,21 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"negative ttl_days", route("storage:\n  clickhouse:\n    ttl_days: -3\n"), "storage.clickhouse.ttl_days=-3"},
 		{"negative spool_max_bytes", route("storage:\n  clickhouse:\n    spool_max_bytes: -1\n"), "storage.clickhouse.spool_max_bytes=-1"},
 		{"duration word", route("storage:\n  clickhouse:\n    flush_interval: 2x\n"), `"2x" is not a duration`},
+		// A ticker this fast spun a core with nothing to flush.
+		{"tiny flush_interval", route("storage:\n  clickhouse:\n    flush_interval: 1ns\n"), "storage.clickhouse.flush_interval=1ns: must be at least 10ms"},
+		// Dialed, they failed every request as 502 upstream_connect.
+		{"upstream port too large", "routes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:99999\n", "routes[0].upstream=http://127.0.0.1:99999: has port 99999: must be 1..65535"},
+		{"upstream port 0", "routes:\n  - name: a\n    path: /a\n    upstream: http://127.0.0.1:0\n", "has port 0"},
+		{"clickhouse port", route("storage:\n  clickhouse:\n    url: http://127.0.0.1:99999\n"), "storage.clickhouse.url=http://127.0.0.1:99999: has port 99999"},
+		// 16 × lease overflowed into a negative lease_max the operator never set.
+		{"huge lease", route("rate_limit:\n  lease: 1000000000000000000\n"), "rate_limit.lease=1000000000000000000: must be 1..1000000"},
+		{"limit above the bound", route("rate_limit:\n  burst: 1000000000001\n"), "rate_limit.burst=1000000000001: must be at most 10^12"},
+		// The key went upstream as the Host, or nowhere.
+		{"auth_header Host", route("    auth_env: K\n    auth_header: Host\n"), "routes[0].auth_header=Host: names a field the relay sets or drops itself"},
+		{"auth_header Content-Length", route("    auth_env: K\n    auth_header: content-length\n"), "routes[0].auth_header=content-length"},
+		{"failover on ws", "routes:\n  - name: a\n    path: /a\n    upstream: ws://x\n    kind: ws\n    failover:\n      on: [429]\n", "routes[0].failover"},
+		{"health on ws", "routes:\n  - name: a\n    path: /a\n    upstream: ws://x\n    kind: ws\n    health:\n      max_fails: 1\n", "routes[0].health"},
+		{"metrics on port 0", route("metrics:\n  addr: 127.0.0.1:0\n"), "metrics.addr=127.0.0.1:0: needs a fixed port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { parseError(t, tt.yaml, tt.want) })
@@ -380,5 +397,16 @@ func TestKindNamedFirst(t *testing.T) {
 	_, err := Parse([]byte(y))
 	if err == nil || !strings.Contains(err.Error(), "routes[0].kind=websocket: must be sse, raw or ws") {
 		t.Errorf("misspelled kind: %v", err)
+	}
+}
+
+// TestProviderKeyTrimmed: a provider key read from a secret file keeps
+// its last line feed; sent as "Bearer KEY " the provider refused it. The
+// white space around a key is dropped.
+func TestProviderKeyTrimmed(t *testing.T) {
+	r := startRelayWith(t, "", func(*Config) { t.Setenv("TEST_PROVIDER_KEY", " "+providerKey+"\r\n") })
+	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderChunks: "1"})
+	if body := readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
 	}
 }

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"os"
 	"strconv"
 	"time"
 
@@ -53,6 +52,12 @@ func (r *RouteConfig) validateUpstreams(f func(string) string) error {
 
 // validateFailover checks a route's failover and health settings.
 func (r *RouteConfig) validateFailover(f func(string) string) error {
+	if r.Kind == "ws" && (r.Failover.On != nil || r.Failover.MaxAttempts != 0) {
+		return &fieldError{f("failover"), r.Failover.On, "not for a ws route: a session is never retried on another target"}
+	}
+	if r.Kind == "ws" && r.Health != (HealthConfig{}) {
+		return &fieldError{f("health"), r.Health.MaxFails, "not for a ws route: its one upstream has no passive health"}
+	}
 	for i, c := range r.Failover.On {
 		switch c {
 		case upstream.FailoverConnect, upstream.FailoverTimeout, upstream.Failover429, upstream.Failover5xx:
@@ -88,7 +93,7 @@ func (r *RouteConfig) targets() []upstream.Target {
 		}
 		t := upstream.Target{Name: u.Name, URL: u.URL, KeyEnv: env, Weight: u.Weight, Backup: u.Backup}
 		if env != "" {
-			t.ProviderKey = os.Getenv(env)
+			t.ProviderKey = keyFromEnv(env)
 		}
 		out = append(out, t)
 	}

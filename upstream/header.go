@@ -67,6 +67,17 @@ func classOf(lk []byte) headerClass {
 	return 0
 }
 
+// FramingHeader reports whether name is a field the relay sets or drops
+// itself on the way upstream (hop-by-hop, Host, Content-Length, Expect
+// ...): a route's provider key cannot go in it.
+func FramingHeader(name string) bool {
+	var lb [64]byte
+	if len(name) > len(lb) {
+		return false
+	}
+	return fieldClass(lowerKey(&lb, []byte(name)))&hopByHop != 0
+}
+
 // fieldClass is classOf for a client's request field: a name that spells
 // '-' as '_' or a space ("X_Api_Key", "X Api Key") takes the class of the
 // name it stands for. A CGI-style server behind the upstream, or nginx with
