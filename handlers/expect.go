@@ -168,7 +168,7 @@ func (h *Relay) refuseUnread(ctx *fasthttp.RequestCtx, cfg *Config, v *verdict, 
 		requestKey(ctx, cfg, rec)
 	}
 	if cl := hdr.ContentLength(); cl > 0 {
-		rec.BytesIn = int64(cl)
+		rec.BytesIn, rec.BytesInDeclared = int64(cl), true
 	}
 	switch {
 	case !admitted, d == nil && v.status == 0:

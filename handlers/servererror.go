@@ -67,7 +67,7 @@ func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg s
 	rec, _, admitted := h.beginOn(ctx, cfg)
 	requestKey(ctx, cfg, rec)
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
-		rec.BytesIn = int64(cl)
+		rec.BytesIn, rec.BytesInDeclared = int64(cl), true
 	}
 	if !admitted {
 		h.refuseOverloaded(ctx, rec)

@@ -103,9 +103,13 @@ type Record struct {
 	TTFT     time.Duration // first content token (sse) or audio byte (raw); None if never
 	Duration time.Duration // until the last byte went to the client
 
-	BytesIn    int64 // request body bytes
-	BytesOut   int64 // response body bytes relayed toward the client (counted as read, before the write)
-	ChunkCount int   // response body reads relayed toward the client
+	BytesIn int64 // request body bytes
+	// BytesInDeclared says BytesIn is the Content-Length a request refused
+	// before its body was read declared, not bytes received: the row keeps
+	// it (what the client meant to send), the byte counters do not.
+	BytesInDeclared bool
+	BytesOut        int64 // response body bytes relayed toward the client (counted as read, before the write)
+	ChunkCount      int   // response body reads relayed toward the client
 
 	Model     string // from the request body, filled when the request ends
 	TokensIn  int64  // from the response's usage object; -1 when absent

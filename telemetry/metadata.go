@@ -50,7 +50,7 @@ var families = map[string]family{
 	"relay_storage_rows_rejected_total": {"counter", "Rows set aside in spool_dir/rejected/ because they can never be inserted as they are."},
 	"relay_storage_blocked":             {"gauge", "1 while the head of the spool keeps failing with a schema error, else 0."},
 	"relay_storage_buffer_bytes":        {"gauge", "Captured bytes held in memory for storage now, against storage.max_buffer_bytes."},
-	"relay_storage_rows_degraded_total": {"counter", "Rows stored meta only (no bodies) because storage was over its memory budget."},
+	"relay_storage_rows_degraded_total": {"counter", "Rows admitted meta only (no bodies) because storage was over its memory budget or the spool near its cap (such a row may still be dropped at the cap: relay_storage_rows_dropped_total)."},
 	"relay_storage_refused_total":       {"counter", "Requests refused with 503 storage_overloaded."},
 	"relay_storage_node_errors_total":   {"counter", "Failures of each configured ClickHouse node, by node (host:port)."},
 

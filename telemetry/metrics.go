@@ -106,7 +106,9 @@ func (m *Metrics) Write(rec *record.Record) error {
 	if rec.TTFT >= 0 {
 		r.ttft.Update(ms(rec.TTFT))
 	}
-	r.bytesIn.AddInt64(rec.BytesIn)
+	if !rec.BytesInDeclared {
+		r.bytesIn.AddInt64(rec.BytesIn) // bytes received: not a refused body's declared length
+	}
 	r.bytesOut.AddInt64(rec.BytesOut)
 	if rec.TokensIn > 0 {
 		r.tokensIn.AddInt64(rec.TokensIn)

@@ -279,3 +279,33 @@ func withTraffic(routes ...string) *Metrics {
 	m.SetLimiterStats(func() quota.Stats { return quota.Stats{} })
 	return m
 }
+
+// TestDeclaredBytesNotCounted: a request refused before its body was read
+// keeps its declared Content-Length in its row, but the byte counter counts
+// bytes received: one 150-byte request declaring a petabyte moved it by a
+// petabyte.
+func TestDeclaredBytesNotCounted(t *testing.T) {
+	m := New([]string{"r"})
+	refused := finished("r", 413, record.ErrBodyTooLarge, 0)
+	refused.BytesIn, refused.BytesInDeclared = 1<<50, true
+	m.Start(refused)
+	m.Write(refused)
+	read := finished("r", 200, "", 0)
+	m.Start(read)
+	m.Write(read)
+	if got := scrape(t, m)[`relay_bytes_in_total{route="r"}`]; got != 100 {
+		t.Fatalf("relay_bytes_in_total = %v, want the 100 bytes read", got)
+	}
+}
+
+// TestCommonStatusesUpFront: the statuses every ws route (101) and client
+// that leaves early (499) make exist before their first request, so that
+// rate() and increase() see that one.
+func TestCommonStatusesUpFront(t *testing.T) {
+	got := scrape(t, New([]string{"r"}))
+	for _, st := range []string{"101", "499", "405", "408", "431", "505"} {
+		if v, ok := got[`relay_requests_total{route="r",status="`+st+`"}`]; !ok || v != 0 {
+			t.Errorf("status %s: %v (registered %v), want 0 before any request", st, v, ok)
+		}
+	}
+}

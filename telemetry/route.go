@@ -11,8 +11,10 @@ import (
 
 // commonStatuses are registered up front on every route, so that their
 // series exist (at 0) before the first such request: rate() and increase()
-// need a sample before the first increment to see it.
-var commonStatuses = []int{200, 400, 401, 403, 404, 413, 429, 500, 502, 503, 504}
+// need a sample before the first increment to see it. 101 is every
+// WebSocket session's, 499 a client's that left before the answer; the
+// others are the relay's own refusals and the usual upstream answers.
+var commonStatuses = []int{101, 200, 400, 401, 403, 404, 405, 408, 413, 426, 429, 431, 499, 500, 502, 503, 504, 505}
 
 // otherStatus is the slot of status codes outside 100..599.
 const otherStatus = 0

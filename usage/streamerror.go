@@ -107,11 +107,13 @@ func (s *StreamErrorScanner) decideSSE(b []byte) {
 	s.headLen, s.sseKnown = n, !undecided || n == len(s.head)
 }
 
-// Start readies s for a new response: a raw (binary) response or an error
-// status (400 and up, whose whole body is an error already typed
-// upstream_status) is not scanned.
+// Start readies s for a new response: only a success (2xx) of an sse
+// route is scanned. A raw (binary) response is not, nor an error status
+// (400 and up, whose whole body is an error already typed
+// upstream_status), nor a redirect's page (3xx), whose body may well hold
+// {"error":...} without being an error inside a stream.
 func (s *StreamErrorScanner) Start(raw bool, status int) {
-	*s = StreamErrorScanner{off: raw || status >= 400, open: true}
+	*s = StreamErrorScanner{off: raw || status < 200 || status >= 300, open: true}
 }
 
 // Found reports whether an error event was seen.

@@ -203,6 +203,11 @@ func TestStreamErrorOff(t *testing.T) {
 	if HasStreamError(false, 500, b, ends) || HasStreamError(true, 200, b, ends) {
 		t.Fatal("scanned")
 	}
+	// A redirect's page may hold {"error":...}: no error inside a stream.
+	body := []byte(`{"error":{"message":"moved"}}`)
+	if HasStreamError(false, 302, body, []uint32{uint32(len(body))}) || HasStreamError(false, 101, b, ends) {
+		t.Fatal("a 3xx or 1xx answer scanned")
+	}
 	if !HasStreamError(false, 200, b, ends) {
 		t.Fatal("not found")
 	}
