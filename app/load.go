@@ -443,6 +443,14 @@ func (c *Config) validate() error {
 	}
 	if u := c.Storage.ClickHouse.URL; u != "" {
 		if err := checkHTTPURL(u); err != nil {
+			if a := c.Storage.ClickHouse.Addr; a != "" && u == ClickHouseURLFromAddr(a) {
+				// The url was made from addr (setDefaults): name what was set.
+				shown := a
+				if i := strings.LastIndexByte(a, '@'); i >= 0 {
+					shown = "redacted@" + a[i+1:] // user info may hold a password
+				}
+				return &fieldError{"storage.clickhouse.addr", shown, "must be host:port (the relay uses that host's HTTP port, 8123; or set storage.clickhouse.url)"}
+			}
 			return &fieldError{"storage.clickhouse.url", shownURL(u), err.Error()}
 		}
 	}

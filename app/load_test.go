@@ -196,6 +196,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"failover on ws", "routes:\n  - name: a\n    path: /a\n    upstream: ws://x\n    kind: ws\n    failover:\n      on: [429]\n", "routes[0].failover"},
 		{"health on ws", "routes:\n  - name: a\n    path: /a\n    upstream: ws://x\n    kind: ws\n    health:\n      max_fails: 1\n", "routes[0].health"},
 		{"metrics on port 0", route("metrics:\n  addr: 127.0.0.1:0\n"), "metrics.addr=127.0.0.1:0: needs a fixed port"},
+		// Named under url, which the operator never set.
+		{"bad clickhouse addr", route("storage:\n  clickhouse:\n    addr: \"user:pw@host:9000:9\"\n"), "config: storage.clickhouse.addr=redacted@host:9000:9: must be host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { parseError(t, tt.yaml, tt.want) })
