@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -197,7 +198,7 @@ func decode(k *koanf.Koanf) (*Config, error) {
 		TagName:          "koanf",
 	}
 	if err := k.UnmarshalWithConf("", &c, koanf.UnmarshalConf{DecoderConfig: dc}); err != nil {
-		return nil, fmt.Errorf("config: %s", cleanDecodeError(err))
+		return nil, fmt.Errorf("config: %s", cleanDecodeError(k, err))
 	}
 	if err := unknownKeys(md.Unused); err != nil {
 		return nil, err
@@ -301,10 +302,34 @@ func unknownKeys(keys []string) error {
 	return fmt.Errorf("config: unknown keys %s", strings.Join(keys, ", "))
 }
 
-func cleanDecodeError(err error) string {
+func cleanDecodeError(k *koanf.Koanf, err error) string {
 	s := err.Error()
 	s = strings.TrimPrefix(s, "decoding failed due to the following error(s):\n\n")
-	return strings.ReplaceAll(s, "\n", "; ")
+	return numberValues.ReplaceAllStringFunc(strings.ReplaceAll(s, "\n", "; "), func(m string) string {
+		// A field that wants a number or a bool says what it got: such a
+		// value is no secret (strings, where keys and tokens go, are
+		// never shown).
+		sub := numberValues.FindStringSubmatch(m)
+		if v := k.Get(sub[1]); v != nil {
+			return fmt.Sprintf("%s=%q: must be %s (%s)", sub[1], fmt.Sprint(v), kindWord(sub[2]), sub[2])
+		}
+		return m
+	})
+}
+
+// numberValues matches mapstructure's error for a field of a number or
+// bool type given text it cannot read, up to its reason.
+var numberValues = regexp.MustCompile(`'([a-z0-9_.]+)' cannot parse value as '((?:u?int|float)(?:8|16|32|64)?|bool)': [^;]*`)
+
+// kindWord names what a Go kind of a setting wants.
+func kindWord(kind string) string {
+	switch {
+	case kind == "bool":
+		return "true or false"
+	case strings.HasPrefix(kind, "float"):
+		return "a number"
+	}
+	return "a whole number"
 }
 
 func (c *Config) validate() error {
@@ -869,18 +894,18 @@ func sameListenHost(a, b string) bool {
 // checkMax refuses a rate, burst or token budget above quota.MaxLimit, by
 // its field, at load (and on SIGHUP) rather than when the limiter is made.
 func (rl RateLimitConfig) checkMax() error {
-	const why = "must be at most 10^12"
+	const why, orUnlimited = "must be at most 10^12", "must be at most 10^12 (-1: unlimited)"
 	for _, f := range []struct {
-		name string
-		v    int64
-	}{{"rate_limit.default", int64(rl.Default)}, {"rate_limit.burst", int64(rl.Burst)}, {"rate_limit.tokens_per_minute", rl.TokensPerMinute}} {
+		name, why string
+		v         int64
+	}{{"rate_limit.default", orUnlimited, int64(rl.Default)}, {"rate_limit.burst", why, int64(rl.Burst)}, {"rate_limit.tokens_per_minute", why, rl.TokensPerMinute}} {
 		if f.v > quota.MaxLimit {
-			return &fieldError{f.name, f.v, why}
+			return &fieldError{f.name, f.v, f.why}
 		}
 	}
 	for _, t := range slices.Sorted(maps.Keys(rl.Tenants)) {
 		if v := rl.Tenants[t]; v > quota.MaxLimit {
-			return &fieldError{"rate_limit.tenants." + t, v, why}
+			return &fieldError{"rate_limit.tenants." + t, v, orUnlimited}
 		}
 	}
 	for _, t := range slices.Sorted(maps.Keys(rl.TenantTokens)) {

@@ -193,6 +193,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		// The key went upstream as the Host, or nowhere.
 		{"auth_header Host", route("    auth_env: K\n    auth_header: Host\n"), "routes[0].auth_header=Host: names a field the relay sets or drops itself"},
 		{"auth_header Content-Length", route("    auth_env: K\n    auth_header: content-length\n"), "routes[0].auth_header=content-length"},
+		// The value is shown for number and bool fields (never a string's: keys go there).
+		{"size with a unit", route("server:\n  max_body_bytes: 10 MB\n"), `server.max_body_bytes="10 MB": must be a whole number`},
+		{"bool word", route("server:\n  detach_streams: maybe\n"), `server.detach_streams="maybe": must be true or false`},
+		{"default above the bound", route("rate_limit:\n  default: 2000000000000\n"), "rate_limit.default=2000000000000: must be at most 10^12 (-1: unlimited)"},
 		{"failover on ws", "routes:\n  - name: a\n    path: /a\n    upstream: ws://x\n    kind: ws\n    failover:\n      on: [429]\n", "routes[0].failover"},
 		{"health on ws", "routes:\n  - name: a\n    path: /a\n    upstream: ws://x\n    kind: ws\n    health:\n      max_fails: 1\n", "routes[0].health"},
 		{"metrics on port 0", route("metrics:\n  addr: 127.0.0.1:0\n"), "metrics.addr=127.0.0.1:0: needs a fixed port"},
@@ -289,7 +293,7 @@ func TestEnvMisspelled(t *testing.T) {
 		"RELAY_AUTH__KEYS__KEY":     "RELAY_AUTH__KEYS__KEY: list items",
 		"RELAY_AUTH__KEYS":          "RELAY_AUTH__KEYS: list items",
 		"RELAY_SERVER__TIMEOUT":     "is not a duration this relay can hold",
-		"RELAY_RATE_LIMIT__DEFAULT": "'rate_limit.default'",
+		"RELAY_RATE_LIMIT__DEFAULT": `rate_limit.default="2.5": must be a whole number`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			v := "21313"
@@ -406,6 +410,11 @@ func TestKindNamedFirst(t *testing.T) {
 // its last line feed; sent as "Bearer KEY " the provider refused it. The
 // white space around a key is dropped.
 func TestProviderKeyTrimmed(t *testing.T) {
+	// Proxy-Authorization takes a route's key (an authenticating proxy in
+	// front of a self-hosted model): not refused as a field the relay drops.
+	if _, err := Parse([]byte(minimalRoute + "    auth_header: Proxy-Authorization\n")); err != nil {
+		t.Fatalf("auth_header Proxy-Authorization: %v", err)
+	}
 	r := startRelayWith(t, "", func(*Config) { t.Setenv("TEST_PROVIDER_KEY", " "+providerKey+"\r\n") })
 	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderChunks: "1"})
 	if body := readAll(t, resp); resp.StatusCode != 200 {

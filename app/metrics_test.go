@@ -396,3 +396,21 @@ func (p *prometheus) waitFor(ctx context.Context, t *testing.T, q string, ok fun
 		}
 	}
 }
+
+// TestBytesInCountsBodiesReceived: relay_bytes_in_total counts the body
+// bytes received: a refusal that read the whole body first (a 505)
+// counts them, one before the body (413 over max_body_bytes, declaring a
+// petabyte) counts nothing, though each row keeps the declared length.
+func TestBytesInCountsBodiesReceived(t *testing.T) {
+	r := startRelay(t, "")
+	body := strings.Repeat("x", 1000)
+	rawExchange(t, r.base, "POST /v1/chat/completions HTTP/2.0\r\nHost: relay\r\nContent-Length: 1000\r\n\r\n"+body, 10*time.Second)
+	rawExchange(t, r.base, "POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nContent-Length: 888888888888888\r\n\r\nabc", 10*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for r.rows.count(nil) < 2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := getMetrics(t, r.base+"/metrics")[`relay_bytes_in_total{route="openai"}`]; got != 1000 {
+		t.Errorf("relay_bytes_in_total = %v, want the 1000 bytes received", got)
+	}
+}

@@ -52,7 +52,7 @@ func (r *RouteConfig) validateUpstreams(f func(string) string) error {
 
 // validateFailover checks a route's failover and health settings.
 func (r *RouteConfig) validateFailover(f func(string) string) error {
-	if r.Kind == "ws" && (r.Failover.On != nil || r.Failover.MaxAttempts != 0) {
+	if r.Kind == "ws" && (len(r.Failover.On) > 0 || r.Failover.MaxAttempts != 0) {
 		return &fieldError{f("failover"), r.Failover.On, "not for a ws route: a session is never retried on another target"}
 	}
 	if r.Kind == "ws" && r.Health != (HealthConfig{}) {

@@ -67,7 +67,9 @@ func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg s
 	rec, _, admitted := h.beginOn(ctx, cfg)
 	requestKey(ctx, cfg, rec)
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
-		rec.BytesIn, rec.BytesInDeclared = int64(cl), true
+		// Declared, not received, unless the body was read whole before
+		// the refusal (a 505, a bad method: fasthttp reads it first).
+		rec.BytesIn, rec.BytesInDeclared = int64(cl), len(ctx.Request.Body()) != cl
 	}
 	if !admitted {
 		h.refuseOverloaded(ctx, rec)

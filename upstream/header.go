@@ -75,7 +75,11 @@ func FramingHeader(name string) bool {
 	if len(name) > len(lb) {
 		return false
 	}
-	return fieldClass(lowerKey(&lb, []byte(name)))&hopByHop != 0
+	c := fieldClass(lowerKey(&lb, []byte(name)))
+	// Proxy-Authorization is hop-by-hop for a client's request, but a
+	// route's key goes in it (an authenticating proxy, Cloud IAP in front
+	// of a self-hosted model) as set last on the upstream request.
+	return c&hopByHop != 0 && c&secret == 0
 }
 
 // fieldClass is classOf for a client's request field: a name that spells
