@@ -91,7 +91,11 @@ func (w *Writer) replayAll(st *replayState) bool {
 		err := w.ensureSchema(ctx)
 		cancel()
 		if err != nil {
-			if errors.Is(err, ErrSchema) {
+			// As at start (NewWriter): an answer of the server that is not
+			// a passing unwellness (a user without DDL rights, a view where
+			// the table should be) is the table's fault, loud and blocking,
+			// not "unreachable".
+			if e, isCH := AsException(err); isCH && !unwellAtStart[e.Code] || errors.Is(err, ErrSchema) {
 				w.tableBlocked(st, err)
 			} else {
 				w.log.Warn("chlog: ClickHouse still unreachable", "err", err)

@@ -152,3 +152,32 @@ func TestStartWhileServerBusy(t *testing.T) {
 		})
 	}
 }
+
+// TestLateMigrationRefusedBlocks: a server that comes up after the start
+// and refuses the migration (a user without DDL rights, a table missing a
+// column) blocks the queue loudly (relay_storage_blocked), as such a
+// table makes the start fail; it was logged as "still unreachable",
+// retried for good with the blocked gauge at 0.
+func TestLateMigrationRefusedBlocks(t *testing.T) {
+	chURL, db := testDB(t)
+	closeWriter(t, newWriter(t, Options{URL: chURL, Database: db}))
+	if _, err := chQuery(chURL, db, "ALTER TABLE stream_logs DROP COLUMN truncated_reason"); err != nil {
+		t.Fatal(err)
+	}
+	p, proxyURL := newRefusingProxy(t, chURL, map[string]string{
+		// Unwell at start (a network error between replicas): spooling.
+		"SELECT version()": "Code: 210, e.displayText() = DB::NetException: Connection refused, e.what() = DB::NetException",
+	})
+	w := newWriter(t, Options{URL: proxyURL, Database: db, FlushInterval: time.Hour})
+	defer closeWriter(t, w)
+	writeFrom(t, w, 0, 2)
+	p.refuse.Store(&map[string]string{
+		"ALTER": "Code: 392, e.displayText() = DB::Exception: Cannot execute query. DDL queries are prohibited for the user, e.what() = DB::Exception",
+	})
+	waitFor(t, "the queue blocked", 60*time.Second, func() bool { return w.Stats().Blocked == 1 })
+	p.refuse.Store(&map[string]string{})
+	waitFor(t, "the column added and the rows in", 60*time.Second, func() bool { return tableRows(chURL, db) == 2 })
+	if b := w.Stats().Blocked; b != 0 {
+		t.Errorf("blocked %d after the rows went in", b)
+	}
+}
