@@ -161,6 +161,9 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 			return &SchemaError{Table: db + "." + table, Columns: nil,
 				msg: fmt.Sprintf("Distributed over cluster %s, but storage.clickhouse.cluster is not set: set it to %s (inserts then go synchronously to every shard), or point storage.clickhouse.table at a single-server table", over, over)}
 		}
+		if err := w.checkEngine(ctx, table); err != nil {
+			return err
+		}
 		w.log.Info("chlog: using existing table", "table", db+"."+table, "server_version", strings.TrimSpace(vs))
 	} else {
 		// Only now: a user allowed to insert but not to run DDL (the
@@ -184,6 +187,36 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 	}
 	w.enableServerDedup(ctx, v)
 	return w.applyTTL(ctx, v, table, "")
+}
+
+// storingEngines keep every row inserted, as it was sent.
+var storingEngines = map[string]bool{
+	"MergeTree": true, "ReplicatedMergeTree": true, "Distributed": true,
+	"Log": true, "TinyLog": true, "StripeLog": true, "Buffer": true,
+}
+
+// checkEngine refuses an existing table whose engine does not keep each
+// row as sent: a Summing, Replacing, Aggregating or Collapsing MergeTree
+// folds rows of one key (route, second) together, Null drops them, Memory
+// loses them at a restart, a view takes no inserts. Each was answered
+// "fits" and rows were lost or every insert failed. A Buffer in front of a
+// table is taken with a warning: the relay migrates the Buffer's columns,
+// not its destination's.
+func (w *Writer) checkEngine(ctx context.Context, table string) error {
+	ans, err := w.ch.query(ctx, "SELECT engine FROM system.tables WHERE database = "+quoteString(w.o.Database)+" AND name = "+quoteString(table)+" FORMAT TSV")
+	if err != nil {
+		return fmt.Errorf("chlog: table %s.%s: read its engine: %w", w.o.Database, table, err)
+	}
+	engine := strings.TrimSpace(ans)
+	switch {
+	case engine == "Buffer":
+		w.log.Warn("chlog: the table is a Buffer: the relay adds missing columns to it, not to its destination table; ALTER the destination too after an upgrade",
+			"table", w.o.Database+"."+table)
+	case !storingEngines[engine]:
+		return &SchemaError{Table: w.o.Database + "." + table,
+			msg: "engine " + engine + " does not keep each row as sent (it folds rows of one key, drops them, loses them at a restart, or takes no inserts): use a MergeTree or ReplicatedMergeTree table, or point storage.clickhouse.table elsewhere"}
+	}
+	return nil
 }
 
 // applyTTL sets the TTL of db.table (ON CLUSTER onCluster when set) where
