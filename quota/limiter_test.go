@@ -361,5 +361,11 @@ func TestCachedRefusalLongWait(t *testing.T) {
 		if cached == 0 {
 			t.Errorf("%s/%q: no refusal came from the cache", c.tenant, c.key)
 		}
+		// Later, the cached entry's own wait has counted down from the
+		// TTL below a second; the block has most of its minute left.
+		time.Sleep(1200 * time.Millisecond)
+		if d := l.Take(ctx, c.tenant, c.key); d.Allowed || d.RetryAfter < 40*time.Second {
+			t.Errorf("%s/%q: 1.2 s later: %+v (%v), want the block's whole wait", c.tenant, c.key, d, d.Source)
+		}
 	}
 }

@@ -251,15 +251,23 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 // the TTL costs nothing more than before.
 func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key string, until *atomic.Int64, ttl time.Duration) (time.Duration, bool, error) {
 	wait, hit, err := blockedFor(c.DoCache(ctx, cmd, ttl))
-	if err != nil || wait == 0 || wait < ttl-time.Second {
+	if err != nil || wait == 0 {
 		return wait, hit, err
 	}
 	if u := until.Load(); hit && u != 0 {
 		// A deadline no earlier than the cached wait is this block's (a
-		// new block is a new fetch: a miss).
+		// new block is a new fetch: a miss). Looked at before the cap
+		// below: the cached wait counts down from the cap, and 5 s after
+		// the fetch a block of minutes read 25 s.
 		if left := time.Until(time.Unix(0, u)); left >= wait {
 			return left, hit, nil
 		}
+	}
+	if wait < ttl-time.Second {
+		if !hit {
+			until.Store(0) // a new, short block: an older deadline is not its
+		}
+		return wait, hit, nil
 	}
 	ms, err := c.Do(ctx, c.B().Pttl().Key(key).Build()).AsInt64()
 	if err != nil || ms <= 0 {
