@@ -470,9 +470,11 @@ func (c *Config) validate() error {
 		if err := checkHTTPURL(u); err != nil {
 			if a := c.Storage.ClickHouse.Addr; a != "" && u == ClickHouseURLFromAddr(a) {
 				// The url was made from addr (setDefaults): name what was set.
-				shown := a
-				if i := strings.LastIndexByte(a, '@'); i >= 0 {
-					shown = "redacted@" + a[i+1:] // user info may hold a password
+				// User info, a query and a fragment may hold a password.
+				shown, _, _ := strings.Cut(a, "?")
+				shown, _, _ = strings.Cut(shown, "#")
+				if i := strings.LastIndexByte(shown, '@'); i >= 0 {
+					shown = "redacted@" + shown[i+1:]
 				}
 				return &fieldError{"storage.clickhouse.addr", shown, "must be host:port (the relay uses that host's HTTP port, 8123; or set storage.clickhouse.url)"}
 			}

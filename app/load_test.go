@@ -202,6 +202,7 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"metrics on port 0", route("metrics:\n  addr: 127.0.0.1:0\n"), "metrics.addr=127.0.0.1:0: needs a fixed port"},
 		// Named under url, which the operator never set.
 		{"bad clickhouse addr", route("storage:\n  clickhouse:\n    addr: \"user:pw@host:9000:9\"\n"), "config: storage.clickhouse.addr=redacted@host:9000:9: must be host:port"},
+		{"bad clickhouse addr with a query", route("storage:\n  clickhouse:\n    addr: \"host:9000:9?password=PASS#PASS\"\n"), "config: storage.clickhouse.addr=host:9000:9: must be host:port"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { parseError(t, tt.yaml, tt.want) })

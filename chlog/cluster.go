@@ -117,9 +117,11 @@ func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, versi
 				msg: msg + " (rename it away and let the relay create it)"}
 		}
 	}
-	if localEngine != "" && !strings.HasPrefix(localEngine, "Replicated") {
+	if localEngine != "" && localEngine != "ReplicatedMergeTree" && localEngine != "SharedMergeTree" {
+		// A Replicated Summing or Replacing MergeTree folds rows of one
+		// key (route, second) together: it must be the plain one.
 		return &SchemaError{Table: db + "." + local, Columns: nil,
-			msg: fmt.Sprintf("engine %s; with cluster %s it must be a Replicated*MergeTree (rename it away and let the relay create it)", localEngine, cl)}
+			msg: fmt.Sprintf("engine %s; with cluster %s it must be a ReplicatedMergeTree, which keeps each row as sent (rename it away and let the relay create it)", localEngine, cl)}
 	}
 	if distEngine != "" && distEngine != "Distributed" {
 		return &SchemaError{Table: db + "." + table, Columns: nil,

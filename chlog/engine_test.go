@@ -14,6 +14,9 @@ import (
 func TestEngineChecked(t *testing.T) {
 	chURL, db := testDB(t)
 	closeWriter(t, newWriter(t, Options{URL: chURL, Database: db, Table: "src"}))
+	if _, err := chQuery(chURL, db, "CREATE TABLE sink AS src ENGINE = Null"); err != nil {
+		t.Fatal(err)
+	}
 	for _, tt := range []struct {
 		ddl    string
 		refuse string
@@ -23,6 +26,8 @@ func TestEngineChecked(t *testing.T) {
 		{"CREATE TABLE stream_logs AS src ENGINE = Memory", "engine Memory"},
 		{"CREATE VIEW stream_logs AS SELECT * FROM src", "engine View"},
 		{"CREATE TABLE stream_logs AS src ENGINE = Buffer(" + db + ", src, 1, 1, 1, 1, 1000000, 1, 100000000)", ""},
+		// A Buffer over Null lost every row.
+		{"CREATE TABLE stream_logs AS src ENGINE = Buffer(" + db + ", sink, 1, 1, 1, 1, 1000000, 1, 100000000)", "a Buffer over " + db + ".sink of engine Null"},
 	} {
 		if _, err := chQuery(chURL, db, tt.ddl); err != nil {
 			t.Fatal(err)

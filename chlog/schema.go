@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -189,10 +190,12 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 	return w.applyTTL(ctx, v, table, "")
 }
 
-// storingEngines keep every row inserted, as it was sent.
+// storingEngines keep every row inserted, as it was sent. (SharedMergeTree
+// is ClickHouse Cloud's MergeTree. The Log engines keep rows, but cannot
+// be ALTERed: a table of one must have every column already.)
 var storingEngines = map[string]bool{
-	"MergeTree": true, "ReplicatedMergeTree": true, "Distributed": true,
-	"Log": true, "TinyLog": true, "StripeLog": true, "Buffer": true,
+	"MergeTree": true, "ReplicatedMergeTree": true, "SharedMergeTree": true, "Distributed": true,
+	"Log": true, "TinyLog": true, "StripeLog": true,
 }
 
 // checkEngine refuses an existing table whose engine does not keep each
@@ -200,23 +203,66 @@ var storingEngines = map[string]bool{
 // folds rows of one key (route, second) together, Null drops them, Memory
 // loses them at a restart, a view takes no inserts. Each was answered
 // "fits" and rows were lost or every insert failed. A Buffer in front of a
-// table is taken with a warning: the relay migrates the Buffer's columns,
-// not its destination's.
+// table is taken, with a warning (the relay migrates the Buffer's
+// columns, not its destination's), when its destination passes the same
+// checks: a Buffer over Null lost every row, one over an asynchronous
+// Distributed table got around that refusal.
 func (w *Writer) checkEngine(ctx context.Context, table string) error {
-	ans, err := w.ch.query(ctx, "SELECT engine FROM system.tables WHERE database = "+quoteString(w.o.Database)+" AND name = "+quoteString(table)+" FORMAT TSV")
+	name := w.o.Database + "." + table
+	engine, full, err := w.engineOf(ctx, w.o.Database, table)
 	if err != nil {
-		return fmt.Errorf("chlog: table %s.%s: read its engine: %w", w.o.Database, table, err)
+		return err
 	}
-	engine := strings.TrimSpace(ans)
-	switch {
-	case engine == "Buffer":
+	if engine == "Buffer" {
+		db, dest, ok := bufferDestination(full)
+		if !ok {
+			return &SchemaError{Table: name, msg: "a Buffer whose destination table cannot be read from its engine (" + full + ")"}
+		}
+		destEngine, destFull, err := w.engineOf(ctx, db, dest)
+		if err != nil {
+			return err
+		}
+		if over := distributedClusterArg(destFull); over != "" {
+			return &SchemaError{Table: name, msg: fmt.Sprintf("a Buffer over %s.%s, Distributed over cluster %s, but storage.clickhouse.cluster is not set: point storage.clickhouse.table at a single-server table", db, dest, over)}
+		}
+		if destEngine != "Distributed" && !storingEngines[destEngine] {
+			return &SchemaError{Table: name, msg: fmt.Sprintf("a Buffer over %s.%s of engine %s, which does not keep each row as sent: use a MergeTree or ReplicatedMergeTree table", db, dest, cmp.Or(destEngine, "(missing)"))}
+		}
 		w.log.Warn("chlog: the table is a Buffer: the relay adds missing columns to it, not to its destination table; ALTER the destination too after an upgrade",
-			"table", w.o.Database+"."+table)
-	case !storingEngines[engine]:
-		return &SchemaError{Table: w.o.Database + "." + table,
+			"table", name, "destination", db+"."+dest)
+		return nil
+	}
+	if !storingEngines[engine] {
+		return &SchemaError{Table: name,
 			msg: "engine " + engine + " does not keep each row as sent (it folds rows of one key, drops them, loses them at a restart, or takes no inserts): use a MergeTree or ReplicatedMergeTree table, or point storage.clickhouse.table elsewhere"}
 	}
 	return nil
+}
+
+// engineOf reads a table's engine and engine_full.
+func (w *Writer) engineOf(ctx context.Context, db, table string) (engine, full string, err error) {
+	ans, err := w.ch.query(ctx, "SELECT engine, engine_full FROM system.tables WHERE database = "+quoteString(db)+" AND name = "+quoteString(table)+" FORMAT TSV")
+	if err != nil {
+		return "", "", fmt.Errorf("chlog: table %s.%s: read its engine: %w", db, table, err)
+	}
+	engine, full, _ = strings.Cut(strings.TrimRight(ans, "\n"), "\t")
+	return engine, strings.ReplaceAll(unescapeTSV(full), `\'`, `'`), nil
+}
+
+// bufferDestination reads the destination database and table of a Buffer
+// engine (engine_full "Buffer(db, table, num_layers, ...)").
+func bufferDestination(full string) (db, table string, ok bool) {
+	args, ok := strings.CutPrefix(strings.TrimSpace(full), "Buffer(")
+	if !ok {
+		return "", "", false
+	}
+	parts := strings.SplitN(args, ",", 3)
+	if len(parts) < 3 {
+		return "", "", false
+	}
+	unquote := func(s string) string { return strings.Trim(strings.TrimSpace(s), "'`\"") }
+	db, table = unquote(parts[0]), unquote(parts[1])
+	return db, table, db != "" && table != ""
 }
 
 // applyTTL sets the TTL of db.table (ON CLUSTER onCluster when set) where
