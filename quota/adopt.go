@@ -33,15 +33,24 @@ func (l *Limiter) Adopt(prev *Limiter) {
 	if keys == nil {
 		keys = l.o.probeKeys(nil)
 	}
+	// The outage goes on in l: prev, retired, counts its switch back now
+	// (closed before Redis returns, it never would), and l counts its own
+	// switch to the fallback and, once Redis decides again, back: across
+	// both, relay_ratelimit_switches_total comes out even after the outage
+	// and one apart during it, as without a reload.
+	if prev.owesSwitch.Swap(false) {
+		prev.stats.toRedis.Add(1)
+	}
 	l.life.Lock()
 	defer l.life.Unlock()
 	if l.closed || !l.up.CompareAndSwap(true, false) {
-		return // closed, or New found no Redis and probes already
+		return // closed, or New found no Redis, counted it and probes already
 	}
 	if l.leasing {
 		l.forgetLeases()
 	}
 	l.stats.toFallback.Add(1)
+	l.owesSwitch.Store(true)
 	l.startProbe(keys)
 }
 

@@ -124,3 +124,40 @@ func TestAdoptNil(t *testing.T) {
 		t.Fatalf("%+v: want a full bucket", d)
 	}
 }
+
+// TestAdoptCountsOneOutageOnce: a reload during a Redis outage hands the
+// outage to the new limiter: across both, the switches to the fallback and
+// back come out even once Redis returns. The retired limiter, closed
+// before Redis returned, never counted its switch back:
+// relay_ratelimit_switches_total stayed unbalanced for good, and a
+// dashboard comparing them showed the relay in fallback.
+func TestAdoptCountsOneOutageOnce(t *testing.T) {
+	srv := startOwnRedis(t)
+	o := Options{RedisAddr: srv.addr, Default: 600, Lease: 1, Timeout: 200 * time.Millisecond, ProbeInterval: 50 * time.Millisecond}
+	l1, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	l1.Take(ctx, "acme", "")
+	srv.Kill()
+	if d := l1.Take(ctx, "acme", ""); d.Source != SourceLocal {
+		t.Fatalf("with Redis killed: %+v", d)
+	}
+	l2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	l2.Adopt(l1)
+	l1.Close() // retired before Redis returns
+	srv.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for l2.Take(ctx, "acme", "").Source != SourceRedis && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	s1, s2 := l1.Stats(), l2.Stats()
+	if fb, back := s1.ToFallback+s2.ToFallback, s1.ToRedis+s2.ToRedis; fb != back || s2.ToRedis != 1 {
+		t.Fatalf("switches over both limiters: %d to the fallback, %d back; want as many back (l1 %+v, l2 %+v)", fb, back, s1, s2)
+	}
+}

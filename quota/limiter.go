@@ -82,6 +82,11 @@ type Limiter struct {
 	closed  bool
 	probing []string    // the probe's keys, of the last switch to the fallback
 	adopted atomic.Bool // a reload's limiter took over (Adopt): it logs the switches
+	// owesSwitch: this limiter counted the current outage's switch to the
+	// fallback and counts the switch back when Redis decides again; Adopt
+	// hands it to the limiter taking over, so that one outage counts one
+	// switch each way across a reload (relay_ratelimit_switches_total).
+	owesSwitch atomic.Bool
 	done    chan struct{}
 	wg      sync.WaitGroup
 
@@ -305,6 +310,7 @@ func (l *Limiter) enterFallback(err error, ts *tenantState) {
 		return
 	}
 	l.stats.toFallback.Add(1)
+	l.owesSwitch.Store(true)
 	lv, muted := l.switchLog.toFallback(time.Now())
 	l.logDown(lv, muted, err)
 	l.startProbe(l.o.probeKeys(ts))

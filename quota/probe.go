@@ -80,7 +80,9 @@ func (l *Limiter) probe(keys []string) {
 		// The level before the switch: a decision failing right after it
 		// starts the next outage, whose mute toRedis must not clear.
 		lv := l.switchLog.toRedis()
-		l.stats.toRedis.Add(1)
+		if l.owesSwitch.Swap(false) {
+			l.stats.toRedis.Add(1) // not a limiter that handed its outage over (Adopt)
+		}
 		l.up.Store(true)
 		if l.adopted.Load() {
 			// A reload's limiter took over (Adopt) and logs the switch.
