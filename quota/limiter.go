@@ -87,8 +87,8 @@ type Limiter struct {
 	// hands it to the limiter taking over, so that one outage counts one
 	// switch each way across a reload (relay_ratelimit_switches_total).
 	owesSwitch atomic.Bool
-	done    chan struct{}
-	wg      sync.WaitGroup
+	done       chan struct{}
+	wg         sync.WaitGroup
 
 	stats     counters
 	switchLog switchLog // the level of each switch's log line
