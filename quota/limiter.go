@@ -83,9 +83,10 @@ type Limiter struct {
 	probing []string    // the probe's keys, of the last switch to the fallback
 	adopted atomic.Bool // a reload's limiter took over (Adopt): it logs the switches
 	// owesSwitch: this limiter counted the current outage's switch to the
-	// fallback and counts the switch back when Redis decides again; Adopt
-	// hands it to the limiter taking over, so that one outage counts one
-	// switch each way across a reload (relay_ratelimit_switches_total).
+	// fallback and counts the switch back when Redis decides again, or
+	// when a reload's limiter takes the outage over (Adopt), so that the
+	// switches each way come out even across a reload
+	// (relay_ratelimit_switches_total).
 	owesSwitch atomic.Bool
 	done       chan struct{}
 	wg         sync.WaitGroup
