@@ -188,6 +188,20 @@ func startWSRelay(t *testing.T, up *wsUpstream, routeExtra string, mutate func(*
 	}, mutate)
 }
 
+// startWSRelayFor starts a relay whose ws route goes to a WebSocket
+// upstream of the test's own, served by h.
+func startWSRelayFor(t *testing.T, h http.Handler) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return startWSRelay(t, &wsUpstream{base: "http://" + ln.Addr().String()}, "", nil)
+}
+
 // dialWS opens a session through the relay (or directly, with key "").
 func dialWS(t *testing.T, base, key string, hdr http.Header) (*websocket.Conn, *http.Response, error) {
 	t.Helper()

@@ -40,14 +40,7 @@ func TestWSClientResetBeforeUpgrade(t *testing.T) {
 			}
 		}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	r := startWSRelay(t, &wsUpstream{base: "http://" + ln.Addr().String()}, "", nil)
+	r := startWSRelayFor(t, mux)
 
 	// The reset comes while the upstream dial runs (slow) or, racing the
 	// upstream's quick 101, as the relay writes its own: the second is the

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -59,14 +58,7 @@ func TestWSRealtimeTTFT(t *testing.T) {
 			}
 		}
 	})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	r := startWSRelay(t, &wsUpstream{base: "http://" + ln.Addr().String()}, "", nil)
+	r := startWSRelayFor(t, mux)
 
 	for _, vad := range []bool{false, true} {
 		c, resp, err := dialWS(t, r.base, relayKey, nil)
