@@ -166,7 +166,8 @@ func newShown(f *chlog.Found) *shown {
 		RequestHeaders: jsonOrString(r.RequestHeaders), ResponseHeaders: jsonOrString(r.ResponseHeaders),
 		requestBodyBytes: r.RequestBody,
 	}
-	v.RequestBody, v.RequestBodyEncoding = textOrBase64(r.RequestBody)
+	// A body cut at max_capture_bytes may end inside a character: still text.
+	v.RequestBody, v.RequestBodyEncoding = textOrBase64(r.RequestBody, uint64(len(r.RequestBody)) < r.BytesIn)
 	v.ResponseChunks = make([]string, len(r.Chunks))
 	allText := true
 	for _, c := range r.Chunks {
@@ -192,7 +193,9 @@ func newShown(f *chlog.Found) *shown {
 		v.setWS(r)
 	case len(v.resp) == 0:
 		v.ResponseKind = "none"
-	case binaryType(v.ResponseContentType) || !utf8.Valid(withoutCutRune(v.resp)):
+	case binaryType(v.ResponseContentType) || !textType(v.ResponseContentType) && !utf8.Valid(withoutCutRune(v.resp)):
+		// A text type with a byte that is no UTF-8 (a server's Latin-1)
+		// is still text: its events are read, the byte shown escaped.
 		v.ResponseKind = "raw"
 	default:
 		v.Events = parseSSE(v.resp)
@@ -236,11 +239,19 @@ func jsonOrString(b []byte) json.RawMessage {
 	return s
 }
 
-func textOrBase64(b []byte) (s, encoding string) {
-	if utf8.Valid(b) {
+// textOrBase64 returns b as text when it is UTF-8 (but for a character a
+// cut at its end split, when cut says it may be), else as base64.
+func textOrBase64(b []byte, cut bool) (s, encoding string) {
+	if utf8.Valid(b) || cut && utf8.Valid(withoutCutRune(b)) {
 		return string(b), ""
 	}
 	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+// textType reports content types whose bytes are text: events or JSON.
+func textType(ct string) bool {
+	ct = strings.ToLower(ct)
+	return strings.HasPrefix(ct, "text/") || strings.Contains(ct, "json")
 }
 
 // binaryType reports content types whose bytes are not text to reassemble.
@@ -308,6 +319,7 @@ type sseEvent struct {
 // join events anywhere; the caller passes their concatenation. A last event
 // without its blank line (a stream cut short) is kept.
 func parseSSE(b []byte) []sseEvent {
+	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // a byte order mark, which SSE readers drop
 	var out []sseEvent
 	var name string
 	var data []string
@@ -516,6 +528,9 @@ func printShown(w io.Writer, v *shown) error {
 		b.WriteString("  (empty)\n")
 	case v.RequestBodyEncoding == "":
 		b.WriteString(indent(v.RequestBody))
+		if uint64(len(v.requestBodyBytes)) < v.BytesIn {
+			fmt.Fprintf(&b, "  (capture was truncated: %d of %d bytes)\n", len(v.requestBodyBytes), v.BytesIn)
+		}
 	default:
 		fmt.Fprintf(&b, "  (%d bytes of binary; --json prints them as base64)\n", len(v.requestBodyBytes))
 	}

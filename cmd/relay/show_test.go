@@ -371,6 +371,44 @@ func TestShowMultiLineEvent(t *testing.T) {
 	}
 }
 
+// TestShowTextWithBadBytes: a text/event-stream answer with a byte that
+// is no UTF-8 (a server's Latin-1 "é") is read as events (the byte shown
+// escaped in them, replaced in the text), and its first token is a ttft (it was shown as raw audio, no
+// events, "ttfa"); a stream that begins with a byte order mark has its
+// events; a request body cut at max_capture_bytes inside a character is
+// text, said to be cut (it was "binary").
+func TestShowTextWithBadBytes(t *testing.T) {
+	for _, tt := range []struct {
+		name, chunk, want string
+	}{
+		{"latin-1", "data: {\"choices\":[{\"delta\":{\"content\":\"caf\xe9 \"}}]}\n\ndata: {\"choices\":[{\"delta\":{\"content\":\"ok\"}}]}\n\n", "\ntext\n  caf\ufffd ok\n"}, // the JSON decoder's replacement character
+		{"bom", "\xef\xbb\xbfdata: {\"choices\":[{\"delta\":{\"content\":\"bom\"}}]}\n\n", "\ntext\n  bom\n"},
+	} {
+		v := newShown(&chlog.Found{Row: chlog.Row{
+			Status: 200, ResponseHeaders: []byte(`{"content-type":"text/event-stream"}`), Chunks: [][]byte{[]byte(tt.chunk)},
+		}})
+		var out bytes.Buffer
+		if err := printShown(&out, v); err != nil {
+			t.Fatal(err)
+		}
+		if v.ResponseKind != "sse" {
+			t.Errorf("%s: response kind %q, want sse", tt.name, v.ResponseKind)
+		}
+		mustContain(t, out.String(), tt.want)
+	}
+	body := []byte(`{"model":"m","messages":[{"content":"` + strings.Repeat("é", 20))
+	body = body[:len(body)-1] // cut inside the last é
+	v := newShown(&chlog.Found{Row: chlog.Row{Status: 200, RequestBody: body, BytesIn: uint64(len(body) + 100)}})
+	if v.RequestBodyEncoding != "" {
+		t.Fatalf("a cut body is %q", v.RequestBodyEncoding)
+	}
+	var out bytes.Buffer
+	if err := printShown(&out, v); err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, out.String(), `{"model":"m"`, "(capture was truncated: ")
+}
+
 func FuzzParseSSE(f *testing.F) {
 	for _, s := range []string{"data: x\n\n", "event: a\r\ndata: b\r\n\r\n", ":c\rdata\r\r", "data:", "\n\n\n", "data: {\"type\":\"content_block_delta\",\"delta\":\"x\"}\n\n"} {
 		f.Add([]byte(s))
