@@ -7,11 +7,9 @@ import "bytes"
 // (a model that writes "error" is no error):
 //
 //   - an SSE line "event: error" (Anthropic; OpenAI Responses), or a line
-//     of a field named error ("error: {...}": llama.cpp's server), which
-//     SSE readers skip as a field they do not know, in a response that
-//     began as SSE does (with a field or a comment), or with a JSON object
-//     as its value (llama.cpp may send it first): a text body's line
-//     "error: the disk was full" is no event;
+//     of a field named error whose value is a JSON object ("error: {...}":
+//     llama.cpp's server), which SSE readers skip as a field they do not
+//     know (a text body's line "error: the disk was full" is none);
 //   - an SSE data line whose JSON object starts with "type":"error"
 //     (`data: {"type":"error",...}`: Anthropic, OpenAI Responses) or
 //     "type":"response.failed";
@@ -36,7 +34,7 @@ const errOverlap = 64
 
 // The SSE markers, each at the start of a line (sseLineError):
 //
-//	error:
+//	error: {
 //	event: error               event: response.failed
 //	data: {"type":"error"      data: {"type":"response.failed"
 //
@@ -69,42 +67,6 @@ type StreamErrorScanner struct {
 	walking bool
 	// JSON body: its walk for an error key.
 	body keyWalk
-	// sse: the response began with an SSE field (startsSSE), so that a
-	// line "error: ..." is llama.cpp's error event, not a line of a text
-	// body (a build log, a transcript) that begins so.
-	sse, sseKnown bool
-	head          [maxSSEStart]byte // the response's first bytes while they do not tell (decideSSE)
-	headLen       int
-}
-
-// sseStarts are the lines an SSE stream begins with: a field the relayed
-// APIs send first, or a comment.
-var sseStarts = [...]string{"data:", "event:", "id:", "retry:", ":"}
-
-// maxSSEStart is the longest of sseStarts.
-const maxSSEStart = len("retry:")
-
-// decideSSE tells from the response's first bytes (b, after any kept
-// from earlier reads too short to tell) whether it began as SSE does.
-func (s *StreamErrorScanner) decideSSE(b []byte) {
-	if s.headLen == 0 {
-		b = b[skipSpace(b, 0):]
-	}
-	n := s.headLen + copy(s.head[s.headLen:], b)
-	head := s.head[:n]
-	for _, p := range &sseStarts {
-		if len(head) >= len(p) && string(head[:len(p)]) == p {
-			s.sse, s.sseKnown = true, true
-			return
-		}
-	}
-	undecided := false
-	for _, p := range &sseStarts {
-		if len(head) < len(p) && string(head) == p[:len(head)] {
-			undecided = true
-		}
-	}
-	s.headLen, s.sseKnown = n, !undecided || n == len(s.head)
 }
 
 // Start readies s for a new response: only a success (2xx) of an sse
@@ -129,9 +91,6 @@ func (s *StreamErrorScanner) Scan(b []byte) bool {
 		if s.shape = shapeOf(b); s.shape == shapeBody && b[skipSpace(b, 0)] == '[' {
 			s.body.top = 1 // an array: its elements' keys count
 		}
-	}
-	if !s.sseKnown && s.shape != shapeUnknown {
-		s.decideSSE(b)
 	}
 	var hit bool
 	switch s.shape {
@@ -168,7 +127,7 @@ func (s *StreamErrorScanner) scanLines(b []byte) bool {
 		if s.lineLen > 0 {
 			head = s.line[:s.lineLen+copy(s.line[s.lineLen:], b)]
 		}
-		match, open := sseLineError(head, s.sse)
+		match, open := sseLineError(head)
 		if match {
 			return true
 		}
@@ -201,7 +160,7 @@ func (s *StreamErrorScanner) scanLines(b []byte) bool {
 		if c := b[i]; c != 'e' && c != 'd' || plainData(b[i:]) {
 			continue // most lines: neither event: nor data: of an error
 		}
-		match, open := sseLineError(b[i:], s.sse)
+		match, open := sseLineError(b[i:])
 		if match {
 			return true
 		}
@@ -220,23 +179,21 @@ func plainData(h []byte) bool {
 }
 
 // sseLineError reports whether the line that starts h is an error marker
-// (match), or whether h ends before that is decided (open). errField says
-// an "error:" field line counts (the response began as SSE does); else
-// only one whose value is a JSON object does. Most lines are
+// (match), or whether h ends before that is decided (open). Most lines are
 // told at their first bytes: it is on the path of every relayed read.
-func sseLineError(h []byte, errField bool) (match, open bool) {
+func sseLineError(h []byte) (match, open bool) {
 	if len(h) == 0 {
 		return false, true
 	}
 	switch h[0] {
 	case 'e':
 		if len(h) > 1 && h[1] == 'r' {
+			// llama.cpp's "error: {...}": a JSON object must follow, so
+			// that a text body's line "error: the disk was full" is none.
 			i, st := lit(h, 0, "error:")
-			if st != litOK || errField {
-				return st == litOK, st == litShort
+			if st != litOK {
+				return false, st == litShort
 			}
-			// A response that did not begin as SSE (llama.cpp's first
-			// event may be this error): its value must be a JSON object.
 			if i = skipBlank(h, i); i == len(h) {
 				return false, true
 			}
