@@ -142,6 +142,9 @@ type edgeConn struct {
 	// ran (handlers.hijackGuarded); the server's ConnState runs it when the
 	// connection closes (closeGuarded).
 	hijackEnd atomic.Pointer[func()]
+	// linger makes Close end the sending side and read what the client
+	// still sends first (linger.go).
+	linger atomic.Bool
 
 	// The server (with ReduceMemoryUsage) waits for a request with a
 	// one-byte read, holding no buffer. The connection reads what arrived

@@ -67,6 +67,7 @@ func (h *Relay) refuseLargeHead(ctx *fasthttp.RequestCtx) bool {
 	if !restoreHead(&ctx.Request, head) {
 		return false
 	}
+	linger(ctx) // a body may follow the head
 	h.rejectEarly(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, record.ErrBadRequest, msgHeadTooLarge)
 	return true
 }

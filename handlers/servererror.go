@@ -41,6 +41,9 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		}
 	}
 	ctx := c.Context()
+	if status == fiber.StatusRequestEntityTooLarge || status == fiber.StatusRequestHeaderFieldsTooLarge {
+		linger(ctx) // the client is still sending its body
+	}
 	if len(ctx.Request.Header.RawHeaders()) == 0 { // none given back by ReadError either
 		// The header block was never read whole (a reset or timeout before
 		// or inside it; one read whole and refused went to ReadError):
@@ -52,6 +55,19 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 	}
 	h.rejectEarly(ctx, status, errType, msg)
 	return nil
+}
+
+// lingerer is a client connection whose close can linger (app's edgeConn):
+// it reads and discards what the client still sends before it closes, so
+// that the client reads the refusal instead of a reset.
+type lingerer interface{ Linger() }
+
+// linger makes ctx's connection linger at its close: a refusal is being
+// written while the client still sends its request.
+func linger(ctx *fasthttp.RequestCtx) {
+	if l, ok := ctx.Conn().(lingerer); ok {
+		l.Linger()
+	}
 }
 
 // msgBodyTooLarge is the message of a 413 for a body over the server's
