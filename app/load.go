@@ -470,11 +470,17 @@ func (c *Config) validate() error {
 		if err := checkHTTPURL(u); err != nil {
 			if a := c.Storage.ClickHouse.Addr; a != "" && u == ClickHouseURLFromAddr(a) {
 				// The url was made from addr (setDefaults): name what was set.
-				// User info, a query and a fragment may hold a password.
-				shown, _, _ := strings.Cut(a, "?")
-				shown, _, _ = strings.Cut(shown, "#")
+				// User info, a query and a fragment may hold a password (which
+				// may hold '?', '#' or '@' itself): all but the host part after
+				// the last '@', and that up to a '?' or '#', is hidden.
+				shown := a
 				if i := strings.LastIndexByte(shown, '@'); i >= 0 {
-					shown = "redacted@" + shown[i+1:]
+					shown = shown[i+1:]
+				}
+				shown, _, _ = strings.Cut(shown, "?")
+				shown, _, _ = strings.Cut(shown, "#")
+				if shown != a {
+					shown = "redacted:" + shown
 				}
 				return &fieldError{"storage.clickhouse.addr", shown, "must be host:port (the relay uses that host's HTTP port, 8123; or set storage.clickhouse.url)"}
 			}

@@ -161,3 +161,35 @@ func TestAdoptCountsOneOutageOnce(t *testing.T) {
 		t.Fatalf("switches over both limiters: %d to the fallback, %d back; want as many back (l1 %+v, l2 %+v)", fb, back, s1, s2)
 	}
 }
+
+// TestAdoptOutageAfterReload: an outage that the retired limiter finds
+// after the reload (a request or a stream's debit still through it),
+// closed before Redis returns, comes out even too.
+func TestAdoptOutageAfterReload(t *testing.T) {
+	srv := startOwnRedis(t)
+	o := Options{RedisAddr: srv.addr, Default: 600, Lease: 1, Timeout: 200 * time.Millisecond, ProbeInterval: 50 * time.Millisecond}
+	l1, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l2, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	l2.Adopt(l1)
+	ctx := context.Background()
+	srv.Kill()
+	l1.Take(ctx, "acme", "")
+	l2.Take(ctx, "acme", "")
+	l1.Close()
+	srv.Start()
+	deadline := time.Now().Add(30 * time.Second)
+	for l2.Take(ctx, "acme", "").Source != SourceRedis && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	s1, s2 := l1.Stats(), l2.Stats()
+	if fb, back := s1.ToFallback+s2.ToFallback, s1.ToRedis+s2.ToRedis; fb != back || fb == 0 {
+		t.Fatalf("switches over both limiters: %d to the fallback, %d back (l1 %+v, l2 %+v)", fb, back, s1, s2)
+	}
+}

@@ -206,6 +206,12 @@ func (l *Limiter) Close() {
 	close(l.done)
 	l.life.Unlock()
 	l.wg.Wait()
+	if l.owesSwitch.Swap(false) {
+		// Closed in a fallback it counted (a retired limiter that found
+		// Redis down after a reload): its probe will not count the switch
+		// back, the limiter serving now counts its own.
+		l.stats.toRedis.Add(1)
+	}
 	if l.leasing && l.up.Load() {
 		l.expireLeases(allLeases)
 		l.giveBackPending()

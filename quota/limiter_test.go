@@ -3,6 +3,7 @@ package quota
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -367,5 +368,49 @@ func TestCachedRefusalLongWait(t *testing.T) {
 		if d := l.Take(ctx, c.tenant, c.key); d.Allowed || d.RetryAfter < 40*time.Second {
 			t.Errorf("%s/%q: 1.2 s later: %+v (%v), want the block's whole wait", c.tenant, c.key, d, d.Source)
 		}
+	}
+}
+
+// TestLiftedBlockForgetsItsDeadline: a long block whose end was asked
+// (its PTTL), lifted by the operator (a higher rpm, the block key
+// deleted), leaves no old deadline behind: a later, short refusal says its
+// own short wait, also from requests that share a cache fetch (rueidis
+// marks them hits). About 4 % of such refusals said the old block's ~60 s.
+func TestLiftedBlockForgetsItsDeadline(t *testing.T) {
+	l := newTestLimiter(t, true, Options{Default: 1, Burst: 1, CacheTTL: 2 * time.Second})
+	c := rawClient(t, l.o.RedisAddr)
+	ctx := context.Background()
+	l.Take(ctx, "acme", "")
+	for range 3 {
+		if d := l.Take(ctx, "acme", ""); d.Allowed || d.RetryAfter < 40*time.Second {
+			t.Fatalf("the tenant's first block: %+v", d)
+		}
+	}
+	cfg, blk := l.o.KeyPrefix+"{acme}:cfg", l.tenant("acme").blkKey
+	if err := c.Do(ctx, c.B().Hset().Key(cfg).FieldValue().FieldValue("rpm", "60").FieldValue("burst", "1").Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, c.B().Del().Key(blk).Build()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	var long, refused atomic.Int64
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 4 {
+				if d := l.Take(ctx, "acme", ""); !d.Allowed {
+					refused.Add(1)
+					if d.RetryAfter > 5*time.Second {
+						long.Add(1)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if refused.Load() == 0 || long.Load() != 0 {
+		t.Fatalf("%d of %d refusals at rpm 60 said more than 5 s", long.Load(), refused.Load())
 	}
 }

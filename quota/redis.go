@@ -242,31 +242,38 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 	return nil
 }
 
+// blockDeadline is a block's end by its key's PTTL (until, unix ns), kept
+// with the end of the cached entry it was asked beside (entry): a later
+// cached read of that entry ends at the same time, one of another entry
+// (a block that began after the first was lifted) does not, and its own
+// wait stands. 0: none asked.
+type blockDeadline struct{ until, entry atomic.Int64 }
+
+// sameEntry is how far two reads' ends of one cached entry may differ
+// (the cached PTTL is in milliseconds, read at different times).
+const sameEntry = 100 * time.Millisecond
+
 // blockWait is the time left on the blocked-until key named key, read
 // through the client-side cache (cmd, a GET of it), and whether the cache
 // answered. rueidis caps a cached key's PTTL at the cache's TTL, so a wait
 // at the cap may be longer: the key's own PTTL is asked then, once per
-// fetch of the key (the answer is kept in until as a local deadline), and
-// cached reads of the same block use that deadline. A block shorter than
-// the TTL costs nothing more than before.
-func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key string, until *atomic.Int64, ttl time.Duration) (time.Duration, bool, error) {
+// fetch of the key (the answer is kept in d), and cached reads of the same
+// entry use that deadline, also once their own wait has counted down below
+// the cap (5 s after the fetch, a block of minutes read 25 s). A block
+// shorter than the TTL costs nothing more than before.
+func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key string, d *blockDeadline, ttl time.Duration) (time.Duration, bool, error) {
 	wait, hit, err := blockedFor(c.DoCache(ctx, cmd, ttl))
 	if err != nil || wait == 0 {
 		return wait, hit, err
 	}
-	if u := until.Load(); hit && u != 0 {
-		// A deadline no earlier than the cached wait is this block's (a
-		// new block is a new fetch: a miss). Looked at before the cap
-		// below: the cached wait counts down from the cap, and 5 s after
-		// the fetch a block of minutes read 25 s.
-		if left := time.Until(time.Unix(0, u)); left >= wait {
+	now := time.Now()
+	entryEnd := now.Add(wait).UnixNano()
+	if u := d.until.Load(); hit && u != 0 && abs(entryEnd-d.entry.Load()) < int64(sameEntry) {
+		if left := time.Unix(0, u).Sub(now); left >= wait {
 			return left, hit, nil
 		}
 	}
 	if wait < ttl-time.Second {
-		if !hit {
-			until.Store(0) // a new, short block: an older deadline is not its
-		}
 		return wait, hit, nil
 	}
 	ms, err := c.Do(ctx, c.B().Pttl().Key(key).Build()).AsInt64()
@@ -275,8 +282,16 @@ func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key
 		return wait, hit, nil
 	}
 	left := time.Duration(ms) * time.Millisecond
-	until.Store(time.Now().Add(left).UnixNano())
+	d.entry.Store(entryEnd)
+	d.until.Store(now.Add(left).UnixNano())
 	return max(left, wait), hit, nil
+}
+
+func abs(n int64) int64 {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // blockedFor reads a GET of a blocked-until key: the time left, 0 when the

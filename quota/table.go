@@ -37,8 +37,8 @@ type tenantState struct {
 	take  atomic.Pointer[takeCmd]  // pinned take script for the last limits
 	renew atomic.Pointer[takeCmd]  // pinned renew script for the last limits
 	// blkUntil is when the tenant's block ends, by its PTTL, asked when
-	// the cached wait was at the cache's TTL (blockWait); unix ns, 0: none.
-	blkUntil atomic.Int64
+	// the cached wait was at the cache's TTL (blockWait).
+	blkUntil blockDeadline
 
 	file       limits
 	fixedBurst int64 // Options.Burst: 0 = each rate's minute's worth
@@ -78,7 +78,7 @@ type keyState struct {
 	reads    atomic.Pointer[readCmds]
 	take     atomic.Pointer[takeCmd]
 	renew    atomic.Pointer[takeCmd]
-	blkUntil atomic.Int64 // as tenantState's
+	blkUntil blockDeadline // as tenantState's
 }
 
 func (t *table) init() {
