@@ -47,3 +47,26 @@ func TestEngineChecked(t *testing.T) {
 		}
 	}
 }
+
+// TestBufferDestination: a Buffer's destination as ClickHouse writes it in
+// engine_full: currentDatabase() and an empty name are the Buffer's own
+// database, a quoted name may hold a comma.
+func TestBufferDestination(t *testing.T) {
+	for _, tt := range []struct{ full, db, table string }{
+		{"Buffer(relay, stream_logs_dst, 16, 10, 100, 10000, 1000000, 10000000, 100000000)", "relay", "stream_logs_dst"},
+		{"Buffer(currentDatabase(), src, 1, 1, 1, 1, 1000000, 1, 100000000)", "own", "src"},
+		{"Buffer('', src, 1, 1, 1, 1, 1, 1, 1)", "own", "src"},
+		{"Buffer(db, `we,ird`, 1, 1, 1, 1, 1, 1, 1)", "db", "we,ird"},
+		{"Buffer('d\\'b', 't', 1)", "d'b", "t"},
+	} {
+		db, table, ok := bufferDestination(tt.full, "own")
+		if !ok || db != tt.db || table != tt.table {
+			t.Errorf("bufferDestination(%q) = %q, %q, %v; want %q, %q", tt.full, db, table, ok, tt.db, tt.table)
+		}
+	}
+	for _, full := range []string{"MergeTree", "Buffer(db)", "Buffer(db, 'unclosed"} {
+		if _, _, ok := bufferDestination(full, "own"); ok {
+			t.Errorf("bufferDestination(%q) read a destination", full)
+		}
+	}
+}

@@ -214,7 +214,7 @@ func (w *Writer) checkEngine(ctx context.Context, table string) error {
 		return err
 	}
 	if engine == "Buffer" {
-		db, dest, ok := bufferDestination(full)
+		db, dest, ok := bufferDestination(full, w.o.Database)
 		if !ok {
 			return &SchemaError{Table: name, msg: "a Buffer whose destination table cannot be read from its engine (" + full + ")"}
 		}
@@ -250,19 +250,54 @@ func (w *Writer) engineOf(ctx context.Context, db, table string) (engine, full s
 }
 
 // bufferDestination reads the destination database and table of a Buffer
-// engine (engine_full "Buffer(db, table, num_layers, ...)").
-func bufferDestination(full string) (db, table string, ok bool) {
-	args, ok := strings.CutPrefix(strings.TrimSpace(full), "Buffer(")
+// engine (engine_full "Buffer(db, table, num_layers, ...)"): each a quoted
+// or bare identifier; currentDatabase() and an empty name mean the
+// Buffer's own database, own.
+func bufferDestination(full, own string) (db, table string, ok bool) {
+	rest, ok := strings.CutPrefix(strings.TrimSpace(full), "Buffer(")
 	if !ok {
 		return "", "", false
 	}
-	parts := strings.SplitN(args, ",", 3)
-	if len(parts) < 3 {
+	db, rest, ok = engineArg(rest)
+	if !ok {
 		return "", "", false
 	}
-	unquote := func(s string) string { return strings.Trim(strings.TrimSpace(s), "'`\"") }
-	db, table = unquote(parts[0]), unquote(parts[1])
-	return db, table, db != "" && table != ""
+	if table, _, ok = engineArg(rest); !ok || table == "" {
+		return "", "", false
+	}
+	if db == "" || db == "currentDatabase()" {
+		db = own
+	}
+	return db, table, true
+}
+
+// engineArg reads one argument of an engine's list, a quoted identifier
+// (', ` or ", a backslash escaping the next byte) or a bare one up to the
+// next comma, and returns it and what follows its comma.
+func engineArg(s string) (arg, rest string, ok bool) {
+	s = strings.TrimLeft(s, " ")
+	if s == "" {
+		return "", "", false
+	}
+	if q := s[0]; q == '\'' || q == '`' || q == '"' {
+		var b strings.Builder
+		for i := 1; i < len(s); i++ {
+			switch c := s[i]; {
+			case c == '\\' && i+1 < len(s):
+				i++
+				b.WriteByte(s[i])
+			case c == q:
+				rest = strings.TrimLeft(s[i+1:], " ")
+				rest, ok = strings.CutPrefix(rest, ",")
+				return b.String(), rest, ok
+			default:
+				b.WriteByte(c)
+			}
+		}
+		return "", "", false
+	}
+	arg, rest, ok = strings.Cut(s, ",")
+	return strings.TrimSpace(arg), rest, ok
 }
 
 // applyTTL sets the TTL of db.table (ON CLUSTER onCluster when set) where
