@@ -358,6 +358,13 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 	if injected != nil {
 		bodyPool.Put(injected)
 	}
+	if h.draining() {
+		// The answer's head goes out during the drain: it says the
+		// connection ends with it, so that the client sends its next
+		// request on a new connection (another instance) rather than into
+		// the close that follows, unanswered.
+		ctx.Response.Header.SetConnectionClose()
+	}
 	if err != nil {
 		h.openErrs.log(h.log, rec, errType, err)
 		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt, err))
