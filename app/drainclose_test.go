@@ -2,7 +2,6 @@ package app
 
 import (
 	"bufio"
-	"context"
 	"io"
 	"net"
 	"net/http"
@@ -32,15 +31,7 @@ func TestDrainAnswersSayClose(t *testing.T) {
 				t.Fatal(err)
 			}
 			time.Sleep(300 * time.Millisecond) // the request is with the upstream
-			a := r.app
-			stopped := make(chan struct{})
-			go func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_ = a.Shutdown(ctx)
-				close(stopped)
-			}()
-			t.Cleanup(func() { <-stopped; r.app = nil })
+			beginShutdown(t, r)
 			_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 			if err != nil {

@@ -63,17 +63,7 @@ func drainUpload(t *testing.T, afterStream bool) {
 	time.Sleep(300 * time.Millisecond) // the head read: the request has begun
 
 	a := r.app
-	var shutErr error
-	stopped := make(chan struct{})
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		shutErr = a.Shutdown(ctx)
-		close(stopped)
-	}()
-	// Shut down here, not again by the harness's cleanup (which runs
-	// after this one), whatever the test's outcome.
-	t.Cleanup(func() { <-stopped; r.app = nil })
+	stopped, shutErr := beginShutdown(t, r)
 	deadline := time.Now().Add(10 * time.Second)
 	for a.relay.Ready() && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
@@ -108,11 +98,29 @@ func drainUpload(t *testing.T, afterStream bool) {
 		t.Fatal("no X-Request-Id")
 	}
 	<-stopped
-	if shutErr != nil {
-		t.Errorf("shutdown: %v", shutErr)
+	if *shutErr != nil {
+		t.Errorf("shutdown: %v", *shutErr)
 	}
 	row := r.rows.wait(t, m[1])
 	if row.Status != 200 || row.ErrorType != "" {
 		t.Errorf("row: status %d error %q, want 200 and none", row.Status, row.ErrorType)
 	}
+}
+
+// beginShutdown starts r's shutdown (SIGTERM's drain) and returns a channel
+// closed when it returned, and where its error then is. The harness's own
+// cleanup (which runs after this one) does not shut it down again.
+func beginShutdown(t *testing.T, r *relay) (<-chan struct{}, *error) {
+	t.Helper()
+	a := r.app
+	var err error
+	stopped := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		err = a.Shutdown(ctx)
+		close(stopped)
+	}()
+	t.Cleanup(func() { <-stopped; r.app = nil })
+	return stopped, &err
 }
