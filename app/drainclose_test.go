@@ -45,3 +45,34 @@ func TestDrainAnswersSayClose(t *testing.T) {
 		})
 	}
 }
+
+// TestDrainRefusalsSayClose: a refusal written during the drain (a request
+// begun on a kept-alive connection after the signal) says Connection:
+// close too.
+func TestDrainRefusalsSayClose(t *testing.T) {
+	r := startRelay(t, "")
+	c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := r.app
+	beginShutdown(t, r)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.relay.Ready() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	req := strings.Replace(relayReq("/v1/chat/completions", "", `{"model":"m","stream":true}`), "Connection: close\r\n", "", 1)
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 || !resp.Close {
+		t.Errorf("a request begun during the drain: status %d, Connection %q; want 503 saying close", resp.StatusCode, resp.Header.Get("Connection"))
+	}
+}

@@ -184,6 +184,16 @@ func (h *Relay) Ready() bool { return !h.draining() }
 // draining reports whether Drain began.
 func (h *Relay) draining() bool { return h.drainedAt.Load() != 0 }
 
+// closeIfDraining makes an answer whose head goes out during the drain say
+// Connection: close, a refusal's too: the connection ends with it, and the
+// client sends its next request on a new connection (another instance)
+// rather than into the close that follows, unanswered.
+func (h *Relay) closeIfDraining(ctx *fasthttp.RequestCtx) {
+	if h.draining() {
+		ctx.Response.Header.SetConnectionClose()
+	}
+}
+
 // Active returns the number of relayed requests in flight.
 func (h *Relay) Active() int64 { return h.active.Load() }
 
@@ -278,6 +288,7 @@ func (h *Relay) refuseOverloaded(ctx *fasthttp.RequestCtx, rec *record.Record) {
 }
 
 func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
+	h.closeIfDraining(ctx)
 	cfg := h.cur.Load()
 	rec, rt, admitted := h.beginOn(ctx, cfg)
 	rec.BytesIn = int64(len(ctx.Request.Body()))
@@ -358,13 +369,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 	if injected != nil {
 		bodyPool.Put(injected)
 	}
-	if h.draining() {
-		// The answer's head goes out during the drain: it says the
-		// connection ends with it, so that the client sends its next
-		// request on a new connection (another instance) rather than into
-		// the close that follows, unanswered.
-		ctx.Response.Header.SetConnectionClose()
-	}
+	h.closeIfDraining(ctx) // the drain may have begun while the upstream answered
 	if err != nil {
 		h.openErrs.log(h.log, rec, errType, err)
 		h.reject(ctx, rec, status, errType, openErrorMessage(errType, rt, err))

@@ -79,6 +79,7 @@ const msgBodyTooLarge = "request body too large"
 // oversized body is refused before the key is checked); an invalid one
 // changes nothing.
 func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg string) {
+	h.closeIfDraining(ctx)
 	cfg := h.cur.Load()
 	rec, _, admitted := h.beginOn(ctx, cfg)
 	requestKey(ctx, cfg, rec)

@@ -242,16 +242,18 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 	return nil
 }
 
-// blockDeadline is a block's end by its key's PTTL (until, unix ns), kept
-// with the end of the cached entry it was asked beside (entry): a later
-// cached read of that entry ends at the same time, one of another entry
-// (a block that began after the first was lifted) does not, and its own
-// wait stands. 0: none asked.
-type blockDeadline struct{ until, entry atomic.Int64 }
+// blockDeadline is a block's end by its key's PTTL, kept with the cached
+// entry it was asked beside (its absolute expiry, rueidis' CachePXAT, the
+// same for every read of that entry): a later cached read of the same entry
+// uses it, one of another entry (a block that began after the first was
+// lifted) does not, and its own wait stands. nil: none asked. One pointer,
+// so that a read never pairs one entry with another's deadline.
+type blockDeadline struct{ p atomic.Pointer[blockEnd] }
 
-// sameEntry is how far two reads' ends of one cached entry may differ
-// (the cached PTTL is in milliseconds, read at different times).
-const sameEntry = 100 * time.Millisecond
+type blockEnd struct {
+	until time.Time // the block's end
+	entry int64     // the cached entry's expiry, unix ms
+}
 
 // blockWait is the time left on the blocked-until key named key, read
 // through the client-side cache (cmd, a GET of it), and whether the cache
@@ -262,14 +264,12 @@ const sameEntry = 100 * time.Millisecond
 // the cap (5 s after the fetch, a block of minutes read 25 s). A block
 // shorter than the TTL costs nothing more than before.
 func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key string, d *blockDeadline, ttl time.Duration) (time.Duration, bool, error) {
-	wait, hit, err := blockedFor(c.DoCache(ctx, cmd, ttl))
+	wait, entry, hit, err := blockedFor(c.DoCache(ctx, cmd, ttl))
 	if err != nil || wait == 0 {
 		return wait, hit, err
 	}
-	now := time.Now()
-	entryEnd := now.Add(wait).UnixNano()
-	if u := d.until.Load(); hit && u != 0 && abs(entryEnd-d.entry.Load()) < int64(sameEntry) {
-		if left := time.Unix(0, u).Sub(now); left >= wait {
+	if e := d.p.Load(); hit && e != nil && e.entry == entry {
+		if left := time.Until(e.until); left >= wait {
 			return left, hit, nil
 		}
 	}
@@ -282,35 +282,28 @@ func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key
 		return wait, hit, nil
 	}
 	left := time.Duration(ms) * time.Millisecond
-	d.entry.Store(entryEnd)
-	d.until.Store(now.Add(left).UnixNano())
+	d.p.Store(&blockEnd{until: time.Now().Add(left), entry: entry})
 	return max(left, wait), hit, nil
 }
 
-func abs(n int64) int64 {
-	if n < 0 {
-		return -n
-	}
-	return n
-}
-
 // blockedFor reads a GET of a blocked-until key: the time left, 0 when the
-// key does not exist, and whether the answer came from the local cache.
-func blockedFor(r rueidis.RedisResult) (time.Duration, bool, error) {
-	hit := r.IsCacheHit()
+// key does not exist, the cached entry's expiry (unix ms), and whether the
+// answer came from the local cache.
+func blockedFor(r rueidis.RedisResult) (wait time.Duration, entry int64, hit bool, err error) {
+	hit = r.IsCacheHit()
 	if err := r.Error(); err != nil {
 		if rueidis.IsRedisNil(err) {
-			return 0, hit, nil
+			return 0, 0, hit, nil
 		}
-		return 0, hit, err
+		return 0, 0, hit, err
 	}
 	pttl := r.CachePTTL()
 	if pttl <= 0 {
 		// Expired this very millisecond, or no expiry known: let the
 		// script decide.
-		return 0, hit, nil
+		return 0, 0, hit, nil
 	}
-	return time.Duration(pttl) * time.Millisecond, hit, nil
+	return time.Duration(pttl) * time.Millisecond, r.CachePXAT(), hit, nil
 }
 
 // levelScale is the fixed point of the levels in the take script's reply:
