@@ -387,15 +387,22 @@ func (w *Writer) checkClusterName(ctx context.Context) error {
 			w.o.Cluster, n.label, strings.Join(have, ", "))}
 }
 
+// engineOf reads a table's engine and engine_full.
+func (w *Writer) engineOf(ctx context.Context, db, table string) (engine, full string, err error) {
+	ans, err := w.ch.query(ctx, "SELECT engine, engine_full FROM system.tables WHERE database = "+quoteString(db)+" AND name = "+quoteString(table)+" FORMAT TSV")
+	if err != nil {
+		return "", "", fmt.Errorf("chlog: table %s.%s: read its engine: %w", db, table, err)
+	}
+	engine, full, _ = strings.Cut(strings.TrimRight(ans, "\n"), "\t")
+	return engine, strings.ReplaceAll(unescapeTSV(full), `\'`, `'`), nil
+}
+
 // engineFull returns the engine with its arguments (system.tables'
 // engine_full, quotes unescaped) of table in Options.Database on the node
 // the client talks to, "" when there is no such table.
 func (w *Writer) engineFull(ctx context.Context, table string) (string, error) {
-	ans, err := w.ch.query(ctx, "SELECT engine_full FROM system.tables WHERE database = "+quoteString(w.o.Database)+" AND name = "+quoteString(table)+" FORMAT TSV")
-	if err != nil {
-		return "", fmt.Errorf("chlog: table %s.%s: read its engine: %w", w.o.Database, table, err)
-	}
-	return strings.ReplaceAll(unescapeTSV(strings.TrimSpace(ans)), `\'`, `'`), nil
+	_, full, err := w.engineOf(ctx, w.o.Database, table)
+	return full, err
 }
 
 // distributedClusterArg is the cluster a Distributed engine (engine_full)
@@ -472,11 +479,8 @@ func distributedArgs(engine string) []string {
 // tableEngine returns the engine of table in Options.Database on the node
 // the client talks to, "" when there is no such table.
 func (w *Writer) tableEngine(ctx context.Context, table string) (string, error) {
-	ans, err := w.ch.query(ctx, "SELECT engine FROM system.tables WHERE database = '"+w.o.Database+"' AND name = '"+table+"'")
-	if err != nil {
-		return "", fmt.Errorf("chlog: table %s.%s: read system.tables: %w", w.o.Database, table, err)
-	}
-	return strings.TrimSpace(ans), nil
+	engine, _, err := w.engineOf(ctx, w.o.Database, table)
+	return engine, err
 }
 
 // ddl runs a DDL statement. In cluster mode it waits for the whole answer

@@ -154,7 +154,7 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 		// take inserts asynchronously: answered 200 with a shard down, the
 		// rows queued on the node's disk, out of reach of the spool and of
 		// the exactly-once checks.
-		full, err := w.engineFull(ctx, table)
+		engine, full, err := w.engineOf(ctx, db, table)
 		if err != nil {
 			return err
 		}
@@ -162,7 +162,7 @@ func (w *Writer) ensureSchema(ctx context.Context) error {
 			return &SchemaError{Table: db + "." + table, Columns: nil,
 				msg: fmt.Sprintf("Distributed over cluster %s, but storage.clickhouse.cluster is not set: set it to %s (inserts then go synchronously to every shard), or point storage.clickhouse.table at a single-server table", over, over)}
 		}
-		if err := w.checkEngine(ctx, table); err != nil {
+		if err := w.checkEngine(ctx, table, engine, full); err != nil {
 			return err
 		}
 		w.log.Info("chlog: using existing table", "table", db+"."+table, "server_version", strings.TrimSpace(vs))
@@ -207,12 +207,8 @@ var storingEngines = map[string]bool{
 // columns, not its destination's), when its destination passes the same
 // checks: a Buffer over Null lost every row, one over an asynchronous
 // Distributed table got around that refusal.
-func (w *Writer) checkEngine(ctx context.Context, table string) error {
+func (w *Writer) checkEngine(ctx context.Context, table, engine, full string) error {
 	name := w.o.Database + "." + table
-	engine, full, err := w.engineOf(ctx, w.o.Database, table)
-	if err != nil {
-		return err
-	}
 	if engine == "Buffer" {
 		db, dest, ok := bufferDestination(full, w.o.Database)
 		if !ok {
@@ -237,16 +233,6 @@ func (w *Writer) checkEngine(ctx context.Context, table string) error {
 			msg: "engine " + engine + " does not keep each row as sent (it folds rows of one key, drops them, loses them at a restart, or takes no inserts): use a MergeTree or ReplicatedMergeTree table, or point storage.clickhouse.table elsewhere"}
 	}
 	return nil
-}
-
-// engineOf reads a table's engine and engine_full.
-func (w *Writer) engineOf(ctx context.Context, db, table string) (engine, full string, err error) {
-	ans, err := w.ch.query(ctx, "SELECT engine, engine_full FROM system.tables WHERE database = "+quoteString(db)+" AND name = "+quoteString(table)+" FORMAT TSV")
-	if err != nil {
-		return "", "", fmt.Errorf("chlog: table %s.%s: read its engine: %w", db, table, err)
-	}
-	engine, full, _ = strings.Cut(strings.TrimRight(ans, "\n"), "\t")
-	return engine, strings.ReplaceAll(unescapeTSV(full), `\'`, `'`), nil
 }
 
 // bufferDestination reads the destination database and table of a Buffer
