@@ -16,7 +16,8 @@ import (
 // its first read, once.
 func TestReadsChargeNoRepeatUsage(t *testing.T) {
 	const (
-		fg     = `{"id":"resp_fg1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Hi"}]}],"usage":{"input_tokens":36,"output_tokens":87,"total_tokens":123}}`
+		// OpenAI indents a non-streamed body: the id is found all the same.
+		fg     = "{\n  \"id\": \"resp_fg1\",\n  " + `"object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Hi"}]}],"usage":{"input_tokens":36,"output_tokens":87,"total_tokens":123}}`
 		bg     = `{"id":"resp_bg1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Yo"}]}],"usage":{"input_tokens":100,"output_tokens":100,"total_tokens":200}}`
 		stored = `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"message":{"content":"Hey"}}],"usage":{"prompt_tokens":150,"completion_tokens":150}}`
 	)

@@ -111,27 +111,53 @@ func (r *retrievals) zeroUsage(rec *record.Record, found bool) bool {
 	return r.seen(rec.Tenant, id)
 }
 
-// responseIDKey opens the id of a Responses response object, as the first
-// event of its stream (response.created) and its JSON body begin.
-var responseIDKey = []byte(`"id":"resp_`)
+// responseIDKey is the member that holds a Responses response object's
+// id, as the first event of its stream (response.created) and its JSON body
+// begin; responseIDPrefix begins the id's value.
+var (
+	responseIDKey    = []byte(`"id"`)
+	responseIDPrefix = []byte(`"resp_`)
+)
 
 // responseIDScan bounds the bytes searched for the id: it comes within
 // the first hundred.
 const responseIDScan = 1024
 
-// responseID returns the response id ("resp_...") in head, or nil.
+// responseID returns the response id ("resp_...") in head, or nil. The
+// member may be written compact or pretty-printed (OpenAI indents a
+// non-streamed body: "id": "resp_...").
 func responseID(head []byte) []byte {
 	head = head[:min(len(head), responseIDScan)]
-	i := bytes.Index(head, responseIDKey)
-	if i < 0 {
-		return nil
+	for from := 0; ; {
+		i := bytes.Index(head[from:], responseIDKey)
+		if i < 0 {
+			return nil
+		}
+		from += i + len(responseIDKey)
+		v := skipJSONSpace(head, from)
+		if v == len(head) || head[v] != ':' {
+			continue
+		}
+		v = skipJSONSpace(head, v+1)
+		if !bytes.HasPrefix(head[v:], responseIDPrefix) {
+			continue
+		}
+		id := head[v+1:]
+		j := bytes.IndexByte(id, '"')
+		if j < 0 {
+			return nil
+		}
+		return id[:j]
 	}
-	id := head[i+len(`"id":"`):]
-	j := bytes.IndexByte(id, '"')
-	if j < 0 {
-		return nil
+}
+
+// skipJSONSpace returns the index of the first byte of b at or after i that
+// is not JSON whitespace.
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
-	return id[:j]
+	return i
 }
 
 // answerHead returns the first bytes of rec's answer that were kept: the

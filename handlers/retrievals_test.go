@@ -42,8 +42,11 @@ func TestResponseID(t *testing.T) {
 	for give, want := range map[string]string{
 		`event: response.created` + "\n" + `data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_68c1","object":"response"}}`: "resp_68c1",
 		`{"id":"resp_abc","object":"response","status":"queued"}`:                                                                                    "resp_abc",
-		`{"id":"chatcmpl-1"}`: "",
-		`{"id":"resp_cut`:     "",
+		"{\n  \"id\": \"resp_pretty\",\n  \"object\": \"response\"\n}":                                                                               "resp_pretty",
+		`{"id" :	"resp_tab"}`:                        "resp_tab",
+		`{"item":{"id":"msg_1"},"id":"resp_second"}`: "resp_second",
+		`{"id":"chatcmpl-1"}`:                        "",
+		`{"id":"resp_cut`:                            "",
 	} {
 		if got := string(responseID([]byte(give))); got != want {
 			t.Errorf("responseID(%.40q) = %q, want %q", give, got, want)
