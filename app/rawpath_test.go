@@ -116,6 +116,9 @@ func TestRawPathReachesUpstream(t *testing.T) {
 		{"/v1beta/models//x/", relayKey, "/base/v1beta/models//x/"},
 		{"/v1beta/a|b", relayKey, "/base/v1beta/a%7Cb"},
 		{"/v1/raw/completions?x=%2F&key=" + relayKey + "&y", "", "/v1/raw/completions?x=%2F&y"},
+		// Empty pairs are the client's: forwarded as sent.
+		{"/v1/raw/completions?a=1&&b=%41&", relayKey, "/v1/raw/completions?a=1&&b=%41&"},
+		{"/v1/raw/completions?key=" + relayKey + "&&", "", "/v1/raw/completions"},
 		{"http://relay.test/v1beta/abs%2Fform?q=1", relayKey, "/base/v1beta/abs%2Fform?q=1"},
 		// The route's own part not spelled out: the routed path goes.
 		{"/v1beta%2Fmodels/x", relayKey, "/base/v1beta/models/x"},

@@ -417,23 +417,26 @@ func (r *Route) wsURL(in *Request) string {
 const RelayKeyParam = "key"
 
 // appendQuery appends "?" and the client's raw query q to the request
-// target b, without empty pairs, the relay key's parameter (RelayKeyParam)
-// and the parameter named drop (a ws route's AuthQuery, "" for none).
+// target b, as sent but for the relay key's parameter (RelayKeyParam) and
+// the parameter named drop (a ws route's AuthQuery, "" for none). Empty
+// pairs after the first pair kept stay ("a=1&&b" is forwarded so).
 func appendQuery(b, q []byte, drop string) []byte {
 	sep := byte('?')
 	for len(q) > 0 {
-		var pair []byte
+		pair, more := q, false
 		if i := indexByte(q, '&'); i >= 0 {
-			pair, q = q[:i], q[i+1:]
+			pair, q, more = q[:i], q[i+1:], true
 		} else {
-			pair, q = q, nil
+			q = nil
 		}
-		if len(pair) == 0 || queryKeyIs(pair, RelayKeyParam) || drop != "" && queryKeyIs(pair, drop) {
-			continue
+		if (len(pair) > 0 || sep == '&') && !queryKeyIs(pair, RelayKeyParam) && (drop == "" || !queryKeyIs(pair, drop)) {
+			b = append(b, sep)
+			b = append(b, pair...)
+			sep = '&'
 		}
-		b = append(b, sep)
-		b = append(b, pair...)
-		sep = '&'
+		if more && len(q) == 0 && sep == '&' {
+			b = append(b, '&') // a trailing empty pair
+		}
 	}
 	return b
 }

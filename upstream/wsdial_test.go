@@ -18,6 +18,10 @@ func TestWSURL(t *testing.T) {
 		{"ws://127.0.0.1:9/base", "", "", "ws://127.0.0.1:9/base/v1/realtime"},
 		{"wss://api.example.com", "a=1&api_key=client-guess&b=2", "api_key", "wss://api.example.com/v1/realtime?a=1&b=2&api_key=prov%2Fkey"},
 		{"http://h", "api%5Fkey=x&&c", "api_key", "ws://h/v1/realtime?c&api_key=prov%2Fkey"},
+		// Empty pairs after the first kept are the client's: kept.
+		{"http://h", "a=1&&b&", "", "ws://h/v1/realtime?a=1&&b&"},
+		{"http://h", "key=relay&&x&&", "", "ws://h/v1/realtime?x&&"},
+		{"http://h", "&key=relay", "", "ws://h/v1/realtime"},
 	} {
 		r, err := NewRoute(Options{Name: "rt", Path: "/v1/realtime", Upstream: tc.upstream, Kind: record.KindWS,
 			ProviderKey: "prov/key", AuthQuery: tc.authQuery}, NewClients())
