@@ -52,8 +52,10 @@ type budget struct {
 	used           *atomic.Int64
 	c              *counters
 	// spoolHigh, when > 0, is the spool size from which new requests are
-	// admitted meta only (see admit).
-	spoolHigh int64
+	// admitted meta only (see admit): three quarters of the spool's cap
+	// (spool_max_bytes, or less on a file system with less room:
+	// spool.measureDisk).
+	spoolHigh atomic.Int64
 }
 
 var _ record.Budget = (*budget)(nil)
@@ -139,7 +141,8 @@ func (b *budget) overloaded() bool { return b.used.Load()+rowSlot > b.limit }
 // without ClickHouse, is the store itself: it keeps the newest rows whole
 // and lets the oldest go, so it sets no spoolHigh.)
 func (b *budget) spoolFull() bool {
-	return b.spoolHigh > 0 && b.c.spoolBytes.Load()+b.used.Load() >= b.spoolHigh
+	high := b.spoolHigh.Load()
+	return high > 0 && b.c.spoolBytes.Load()+b.used.Load() >= high
 }
 
 // move turns a record's charge into a block's n bytes (n may be more or

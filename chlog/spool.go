@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Spool files hold raw (uncompressed) Native blocks, back to back, so
@@ -94,6 +95,10 @@ type spool struct {
 	// still on disk under their names, so their seqs are taken.
 	emptied  []spoolFile
 	inFlight map[string]bool // being replayed: the cap must not delete them
+	// room is the most the spool may hold on its file system (its files
+	// plus the space still available there, less a reserve for the next
+	// file: measureDisk), -1 when unknown; capLocked takes it with maxBytes.
+	room atomic.Int64
 }
 
 func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
@@ -104,6 +109,7 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 		return nil, err
 	}
 	s := &spool{dir: dir, maxBytes: maxBytes, w: w, inFlight: map[string]bool{}}
+	s.room.Store(-1)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		s.unlock()
@@ -136,6 +142,7 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 	}
 	slices.SortFunc(s.files, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
 	s.recoverJournal() // spool_journal.go
+	s.measureDisk()
 	s.publish()
 	if len(s.files) > 0 {
 		w.log.Info("chlog: spool holds blocks from before", "dir", dir, "files", len(s.files), "bytes", s.bytes)
@@ -256,7 +263,7 @@ func (s *spool) hasEmptied(seq uint64) bool {
 // put writes one encoded block durably and then enforces the size cap.
 func (s *spool) put(seq uint64, rows int, unknown bool, first, last []byte, native []byte) error {
 	name := spoolName(seq, rows, unknown, first, last)
-	if err := writeDurable(s.dir, name, native); err != nil {
+	if err := s.writeDurable(name, native); err != nil {
 		return fmt.Errorf("chlog: spool %s: %w", name, err)
 	}
 	s.added(name, int64(len(native)), rows)
@@ -269,7 +276,13 @@ func (s *spool) put(seq uint64, rows int, unknown bool, first, last []byte, nati
 func (s *spool) putWritten(t *spoolTemp, rest []byte, seq uint64, rows int, first, last []byte) error {
 	name := spoolName(seq, rows, false, first, last)
 	size := t.size(rest)
-	if err := t.commit(rest, name); err != nil {
+	err := s.roomFor(len(rest), func() error { return t.appendTail(rest) })
+	if err == nil {
+		err = t.commit(nil, name)
+	} else {
+		t.abort()
+	}
+	if err != nil {
 		return fmt.Errorf("chlog: spool %s: %w", name, err)
 	}
 	s.added(name, size, rows)
@@ -292,15 +305,36 @@ func (s *spool) added(name string, size int64, rows int) {
 		level = slog.LevelDebug
 	}
 	s.w.log.Log(context.Background(), level, "chlog: spooled block", "file", name, "rows", rows, "bytes", size)
+	s.measureDisk()
 	s.enforceCap()
 }
 
-// enforceCap deletes the oldest files while the spool is over its cap,
-// counting and logging the rows lost.
+// enforceCap deletes the oldest files while the spool is over its cap
+// (capLocked), counting and logging the rows lost.
 func (s *spool) enforceCap() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for i := 0; s.bytes > s.maxBytes && i < len(s.files); {
+	limit, disk := s.capLocked()
+	s.dropOldestLocked(func() bool { return s.bytes > limit }, disk)
+	s.publish()
+}
+
+// capLocked is the spool's cap now: spool_max_bytes, or what its file
+// system has room for when that is less (disk).
+func (s *spool) capLocked() (limit int64, disk bool) {
+	if r := s.room.Load(); r >= 0 && r < s.maxBytes {
+		return r, true
+	}
+	return s.maxBytes, false
+}
+
+// dropOldestLocked deletes the oldest files not being replayed while more
+// says so, counting and logging the rows lost; disk says the file system
+// is full (else the spool is over spool_max_bytes). It reports whether it
+// deleted any.
+func (s *spool) dropOldestLocked(more func() bool, disk bool) bool {
+	dropped := false
+	for i := 0; more() && i < len(s.files); {
 		f := s.files[i]
 		if s.inFlight[f.name] {
 			i++
@@ -313,11 +347,88 @@ func (s *spool) enforceCap() {
 		}
 		s.files = slices.Delete(s.files, i, i+1)
 		s.bytes -= f.sizeBytes
+		dropped = true
 		s.w.stats.rowsDropped.Add(int64(f.rows))
+		if disk {
+			s.w.log.Error("chlog: spool_dir's file system is full: dropped the oldest spool file to make room for new rows",
+				"file", f.name, "rows", f.rows, "dir", s.dir)
+			_ = s.w.lose(fmt.Errorf("chlog: %d rows dropped: spool_dir's file system full (file %s)", f.rows, f.name))
+			continue
+		}
 		s.w.log.Error("chlog: spool over its cap: dropped oldest block", "file", f.name, "rows", f.rows, "spool_max_bytes", s.maxBytes)
 		_ = s.w.lose(fmt.Errorf("chlog: %d rows dropped: spool over spool_max_bytes %d (file %s)", f.rows, s.maxBytes, f.name))
 	}
-	s.publish()
+	return dropped
+}
+
+// measureDisk reads the room left on the spool's file system and sets the
+// spool's room from it: its files plus that space, less a reserve for the
+// next file (a group of blocks: the coalesce limit, or a quarter of the
+// room on a small file system). With ClickHouse, the budget's spoolHigh
+// follows (new rows meta only past three quarters of the cap). Without a
+// reading, only spool_max_bytes caps the spool.
+func (s *spool) measureDisk() {
+	avail := diskAvail(s.dir)
+	if avail < 0 {
+		s.room.Store(-1)
+		return
+	}
+	s.mu.Lock()
+	total := s.bytes + avail
+	s.mu.Unlock()
+	reserve := min(int64(s.w.coalesceLimit()), total/4)
+	s.room.Store(max(total-reserve, 0))
+	if b := s.w.budget; b != nil && s.w.o.URL != "" {
+		limit := s.maxBytes
+		if r := s.room.Load(); r < limit {
+			limit = r
+		}
+		b.spoolHigh.Store(max(limit-limit/4, 1))
+	}
+}
+
+// roomFor runs write, which appends n bytes to a spool file; when the
+// file system is full it makes room for them by deleting the oldest spool
+// files (as the cap does: the newest rows are kept whole) and runs it
+// again, until it succeeds, fails otherwise, or no file is left to delete.
+func (s *spool) roomFor(n int, write func() error) error {
+	for {
+		err := write()
+		if err == nil || !diskFull(err) {
+			return err
+		}
+		s.mu.Lock()
+		goal := s.bytes - int64(n)
+		freed := s.dropOldestLocked(func() bool { return s.bytes > goal }, true)
+		s.publish()
+		s.mu.Unlock()
+		if !freed {
+			return err
+		}
+	}
+}
+
+// writeDurable writes data durably as the spool file name (writeDurable),
+// making room on a full file system (roomFor).
+func (s *spool) writeDurable(name string, data []byte) error {
+	t, err := createSpoolTemp(s.dir, name)
+	if err != nil {
+		return err
+	}
+	n := 0
+	if err := s.roomFor(len(data), func() error {
+		var err error
+		n, err = t.write(data)
+		return err
+	}); err != nil {
+		t.abort()
+		return err
+	}
+	if err := s.roomFor(len(data)-n, func() error { return t.appendTail(data[n:]) }); err != nil {
+		t.abort()
+		return err
+	}
+	return t.commit(nil, name)
 }
 
 // next returns the oldest file and marks it in flight, or ok=false.

@@ -114,13 +114,7 @@ func (t *spoolTemp) commit(rest []byte, name string) error {
 }
 
 func (t *spoolTemp) finish(rest []byte) error {
-	var err error
-	if len(rest) > 0 {
-		if err = t.buffered(); err == nil {
-			_, err = t.f.WriteAt(rest, t.off)
-			t.off += int64(len(rest))
-		}
-	}
+	err := t.appendTail(rest)
 	if err == nil {
 		err = t.f.Sync()
 	}
@@ -128,6 +122,23 @@ func (t *spoolTemp) finish(rest []byte) error {
 		err = cerr
 	}
 	return err
+}
+
+// appendTail appends rest through the page cache (what write left over:
+// less than an aligned unit). On error nothing counts as written, and the
+// same bytes may be appended again.
+func (t *spoolTemp) appendTail(rest []byte) error {
+	if len(rest) == 0 {
+		return nil
+	}
+	if err := t.buffered(); err != nil {
+		return err
+	}
+	if _, err := t.f.WriteAt(rest, t.off); err != nil {
+		return err
+	}
+	t.off += int64(len(rest))
+	return nil
 }
 
 // abort closes and removes the temporary file.

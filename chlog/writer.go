@@ -137,7 +137,7 @@ func New(o Options) (*Writer, error) {
 	w := makeWriter(context.Background(), o)
 	w.budget.keepForBlocks(o.BatchBytes)
 	if o.URL != "" {
-		w.budget.spoolHigh = o.SpoolMaxBytes - o.SpoolMaxBytes/4
+		w.budget.spoolHigh.Store(o.SpoolMaxBytes - o.SpoolMaxBytes/4)
 	}
 	var err error
 	if w.spool, err = openSpool(w, o.SpoolDir, o.SpoolMaxBytes); err != nil {
@@ -640,6 +640,7 @@ func (w *Writer) spooler() {
 			w.spoolGroup(&g, b)
 			w.kickReplayer()
 		case now := <-t.C:
+			w.spool.measureDisk() // other writers fill the disk too
 			aged, cutoff := false, now.Add(-w.o.FlushInterval)
 			for b := w.sendq.popAged(cutoff); b != nil; b = w.sendq.popAged(cutoff) {
 				w.spoolGroup(&g, b)
