@@ -127,6 +127,17 @@ func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, versi
 		return &SchemaError{Table: db + "." + table, Columns: nil,
 			msg: fmt.Sprintf("engine %s; with cluster %s it must be the Distributed table over %s (rename it away and let the relay create it)", distEngine, cl, local)}
 	}
+	// An insert found a node of the cluster without the tables (dropped
+	// there, or a replica added since): make them ON CLUSTER although this
+	// node has them (IF NOT EXISTS leaves the others alone); the re-check
+	// found this node whole, said "fits", and every insert routed to that
+	// node failed again, for good.
+	gone := w.goneOnNode.Swap(nil)
+	if gone != nil && localEngine != "" && distEngine != "" {
+		w.log.Warn("chlog: a node of the cluster lacks the table: creating it ON CLUSTER where missing",
+			"node", *gone, "table", db+"."+local, "cluster", cl)
+		localEngine, distEngine = "", ""
+	}
 	if localEngine == "" || distEngine == "" {
 		if err := w.clusterDDL(ctx, "CREATE DATABASE IF NOT EXISTS "+db+onClusterClause(cl), "DATABASE "+db); err != nil {
 			return fmt.Errorf("chlog: database=%s cluster=%s: %w", db, cl, err)

@@ -248,6 +248,10 @@ func (w *Writer) deliverGathering(ctx context.Context, m blockMeta, native []byt
 		unknown = errors.Is(err, errUnknownOutcome)
 		w.stats.insertErrors.Add(1)
 		w.log.Warn("chlog: insert failed", "seq", m.seq, "rows", m.rows, "attempt", tried+attempt+1, "outcome_unknown", unknown, "node", failedNode(err), "err", err)
+		// Noted at each failed attempt: a retry the Distributed table
+		// routes to another replica succeeds, and the node without the
+		// table was never made whole (tableGone).
+		w.tableGone(err)
 		// A partly stored block stays unknown unless the server refused
 		// the rest for good (its bytes, or the table): the caller then
 		// sets it aside or blocks on it by that error, as any refusal.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,7 +96,12 @@ type Writer struct {
 	// the table gone (tableGone); the replayer creates the database and
 	// table before it sends anything.
 	schemaPending atomic.Bool
-	kickRep       chan struct{}
+	// goneOnNode, with a cluster, is the node an insert found without the
+	// table (the host its error was "Received from", or "" when it does not
+	// say): the re-check makes the tables ON CLUSTER even when the node
+	// the client talks to has them (ensureClusterSchema).
+	goneOnNode atomic.Pointer[string]
+	kickRep    chan struct{}
 
 	stop       chan struct{}
 	ctx        context.Context // cancelled by Close after the final flush
@@ -123,8 +129,23 @@ var unwellAtStart = codeSet(159, 173, 201, 202, 203, 209, 210, 225, 236, 241, 24
 // again before its next insert, as at a start the server missed.
 func (w *Writer) tableGone(err error) {
 	if e, ok := AsException(err); ok && (e.Code == codeUnknownTable || e.Code == codeUnknownDatabase) {
+		if w.o.Cluster != "" {
+			node := receivedFrom(e.Message)
+			w.goneOnNode.Store(&node)
+		}
 		w.schemaPending.Store(true)
 	}
+}
+
+// receivedFrom returns the host a Distributed table's error names as the
+// one it came from ("Received from host:port."), or "".
+func receivedFrom(msg string) string {
+	_, rest, ok := strings.Cut(msg, "Received from ")
+	if !ok {
+		return ""
+	}
+	host, _, _ := strings.Cut(rest, " ")
+	return strings.TrimRight(host, ".,:")
 }
 
 // New validates o, creates the database and table when missing (when a URL
