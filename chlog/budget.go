@@ -52,10 +52,14 @@ type budget struct {
 	used           *atomic.Int64
 	c              *counters
 	// spoolHigh, when > 0, is the spool size from which new requests are
-	// admitted meta only (see admit): three quarters of the spool's cap
-	// (spool_max_bytes, or less on a file system with less room:
-	// spool.measureDisk).
-	spoolHigh atomic.Int64
+	// admitted meta only (see admit): three quarters of spool_max_bytes.
+	spoolHigh int64
+	// diskHigh is the same for the room on the spool's file system
+	// (spool.diskShortLocked; -1 when unknown), heeded while the writer
+	// spools (down): with ClickHouse taking the rows, a small disk under
+	// an empty spool made every request meta only.
+	diskHigh atomic.Int64
+	down     *atomic.Bool
 }
 
 var _ record.Budget = (*budget)(nil)
@@ -63,7 +67,9 @@ var _ record.Budget = (*budget)(nil)
 // newBudget keeps an eighth of the limit above the capture ceiling for rows
 // without bodies; see keepForBlocks.
 func newBudget(limit int64, c *counters) *budget {
-	return &budget{limit: limit, ceiling: limit - limit/8, used: &c.bufferedBytes, c: c}
+	b := &budget{limit: limit, ceiling: limit - limit/8, used: &c.bufferedBytes, c: c}
+	b.diskHigh.Store(-1)
+	return b
 }
 
 // keepForBlocks widens the room kept above the capture ceiling to cover
@@ -141,8 +147,15 @@ func (b *budget) overloaded() bool { return b.used.Load()+rowSlot > b.limit }
 // without ClickHouse, is the store itself: it keeps the newest rows whole
 // and lets the oldest go, so it sets no spoolHigh.)
 func (b *budget) spoolFull() bool {
-	high := b.spoolHigh.Load()
-	return high > 0 && b.c.spoolBytes.Load()+b.used.Load() >= high
+	if b.spoolHigh <= 0 {
+		return false
+	}
+	n := b.c.spoolBytes.Load() + b.used.Load()
+	if n >= b.spoolHigh {
+		return true
+	}
+	d := b.diskHigh.Load()
+	return d >= 0 && n >= d && b.down != nil && b.down.Load()
 }
 
 // move turns a record's charge into a block's n bytes (n may be more or

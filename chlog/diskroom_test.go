@@ -1,8 +1,12 @@
 package chlog
 
 import (
+	"bytes"
 	"context"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -116,4 +120,110 @@ func TestSpoolDiskFullClickHouseDown(t *testing.T) {
 	if len(last) > 0 {
 		t.Fatalf("%d of the last round's 20 rows are not in the spool", len(last))
 	}
+}
+
+// fillDisk writes a file into dir until its file system is full.
+func fillDisk(t *testing.T, dir string) {
+	t.Helper()
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	chunk := make([]byte, 4096)
+	for range 1 << 16 {
+		if _, err := f.Write(chunk); err != nil {
+			if !diskFull(err) {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatal("the file system never filled")
+}
+
+// TestSpoolGroupDiskFull: a group of blocks the spooler writes meets a
+// full disk: the oldest files make room and the group is written (the
+// group's appends were not retried: the newest rows were dropped whole
+// while the older files stayed).
+func TestSpoolGroupDiskFull(t *testing.T) {
+	dir := mountSmall(t, "1m")
+	w := newWriter(t, Options{URL: "http://127.0.0.1:1", SpoolDir: dir, FlushInterval: time.Hour, InsertTimeout: 5 * time.Second})
+	for round := range 3 {
+		for i := range 20 {
+			_ = w.Write(sseRecord(round*20+i, 40))
+		}
+		_ = w.Flush(context.Background())
+	}
+	before := len(spoolNames(t, dir))
+	fillDisk(t, dir)
+	newest := map[string]bool{}
+	for i := range 20 {
+		r := sseRecord(100+i, 40)
+		newest[string(r.ID[:])] = true
+		_ = w.Write(r)
+	}
+	w.mu.Lock()
+	b := w.cutLocked()
+	w.mu.Unlock()
+	var g spoolScratch
+	if err := w.spoolGroup(&g, b); err != nil {
+		t.Fatalf("spoolGroup on a full disk with %d older files: %v", before, err)
+	}
+	closeWriter(t, w)
+	if after := len(spoolNames(t, dir)); after >= before+1 {
+		t.Fatalf("%d spool files before, %d after: none let go", before, after)
+	}
+	for _, r := range spooledRowList(t, dir) {
+		delete(newest, r.RequestID)
+	}
+	if len(newest) > 0 {
+		t.Fatalf("%d of the newest 20 rows not spooled", len(newest))
+	}
+}
+
+// TestSpoolDiskFullNoUselessDrop: a block larger than the spool's files
+// and the space left together cannot be written however many files go:
+// none goes (all were deleted, and then the block was dropped too).
+func TestSpoolDiskFullNoUselessDrop(t *testing.T) {
+	dir := mountSmall(t, "1m")
+	w := newWriter(t, Options{SpoolDir: dir, FlushInterval: time.Hour})
+	for round := range 3 {
+		for i := range 20 {
+			_ = w.Write(sseRecord(round*20+i, 40))
+		}
+		flush(t, w)
+	}
+	before := spoolNames(t, dir)
+	r := sseRecord(100, 0)
+	r.AddChunk(bytes.Repeat([]byte{'x'}, 1200<<10), time.Millisecond)
+	_ = w.Write(r)
+	if err := w.Flush(context.Background()); err == nil {
+		t.Fatal("a 1.2 MiB row on a 1 MiB file system: Flush says it was stored")
+	}
+	if after := spoolNames(t, dir); !slices.Equal(before, after) {
+		t.Fatalf("spool files %v before, %v after: deleted for a block that could never fit", before, after)
+	}
+	if got := w.Stats().RowsDropped; got != 1 {
+		t.Fatalf("rows dropped %d; want the big row's 1", got)
+	}
+}
+
+// TestDiskFullClickHouseUp: with ClickHouse taking the rows and nothing
+// spooled, a full disk under spool_dir does not make requests meta only
+// (a room of 0 made every admission meta only).
+func TestDiskFullClickHouseUp(t *testing.T) {
+	chURL, db := testDB(t)
+	dir := mountSmall(t, "1m")
+	fillDisk(t, dir)
+	w := newWriter(t, Options{URL: chURL, Database: db, SpoolDir: dir, FlushInterval: time.Hour})
+	defer closeWriter(t, w)
+	r := sseRecord(1, 2)
+	if !w.Admit(r) {
+		t.Fatal("admission refused")
+	}
+	if !r.Capture {
+		t.Fatalf("captured meta only (%s) with ClickHouse up and an empty spool", r.TruncatedReason)
+	}
+	_ = w.Write(r)
 }

@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // Spool files hold raw (uncompressed) Native blocks, back to back, so
@@ -95,10 +94,6 @@ type spool struct {
 	// still on disk under their names, so their seqs are taken.
 	emptied  []spoolFile
 	inFlight map[string]bool // being replayed: the cap must not delete them
-	// room is the most the spool may hold on its file system (its files
-	// plus the space still available there, less a reserve for the next
-	// file: measureDisk), -1 when unknown; capLocked takes it with maxBytes.
-	room atomic.Int64
 }
 
 func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
@@ -109,7 +104,6 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 		return nil, err
 	}
 	s := &spool{dir: dir, maxBytes: maxBytes, w: w, inFlight: map[string]bool{}}
-	s.room.Store(-1)
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		s.unlock()
@@ -305,27 +299,23 @@ func (s *spool) added(name string, size int64, rows int) {
 		level = slog.LevelDebug
 	}
 	s.w.log.Log(context.Background(), level, "chlog: spooled block", "file", name, "rows", rows, "bytes", size)
-	s.measureDisk()
 	s.enforceCap()
 }
 
-// enforceCap deletes the oldest files while the spool is over its cap
-// (capLocked), counting and logging the rows lost.
+// enforceCap deletes the oldest files while the spool is over
+// spool_max_bytes, or while the file system holding it has less than a
+// reserve for the next file left (diskShortLocked), counting and logging
+// the rows lost: a filling disk caps the spool as spool_max_bytes does.
 func (s *spool) enforceCap() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	limit, disk := s.capLocked()
-	s.dropOldestLocked(func() bool { return s.bytes > limit }, disk)
-	s.publish()
-}
-
-// capLocked is the spool's cap now: spool_max_bytes, or what its file
-// system has room for when that is less (disk).
-func (s *spool) capLocked() (limit int64, disk bool) {
-	if r := s.room.Load(); r >= 0 && r < s.maxBytes {
-		return r, true
+	s.dropOldestLocked(func() bool { return s.bytes > s.maxBytes }, false)
+	if short := s.diskShortLocked(); short > 0 {
+		goal := s.bytes - short
+		s.dropOldestLocked(func() bool { return s.bytes > goal }, true)
+		s.diskShortLocked()
 	}
-	return s.maxBytes, false
+	s.publish()
 }
 
 // dropOldestLocked deletes the oldest files not being replayed while more
@@ -361,36 +351,47 @@ func (s *spool) dropOldestLocked(more func() bool, disk bool) bool {
 	return dropped
 }
 
-// measureDisk reads the room left on the spool's file system and sets the
-// spool's room from it: its files plus that space, less a reserve for the
-// next file (a group of blocks: the coalesce limit, or a quarter of the
-// room on a small file system). With ClickHouse, the budget's spoolHigh
-// follows (new rows meta only past three quarters of the cap). Without a
-// reading, only spool_max_bytes caps the spool.
+// measureDisk reads the room left on the spool's file system
+// (diskShortLocked), for the budget's view of it.
 func (s *spool) measureDisk() {
-	avail := diskAvail(s.dir)
-	if avail < 0 {
-		s.room.Store(-1)
-		return
-	}
 	s.mu.Lock()
-	total := s.bytes + avail
+	s.diskShortLocked()
 	s.mu.Unlock()
-	reserve := min(int64(s.w.coalesceLimit()), total/4)
-	s.room.Store(max(total-reserve, 0))
-	if b := s.w.budget; b != nil && s.w.o.URL != "" {
-		limit := s.maxBytes
-		if r := s.room.Load(); r < limit {
-			limit = r
-		}
-		b.spoolHigh.Store(max(limit-limit/4, 1))
-	}
 }
 
-// roomFor runs write, which appends n bytes to a spool file; when the
-// file system is full it makes room for them by deleting the oldest spool
-// files (as the cap does: the newest rows are kept whole) and runs it
-// again, until it succeeds, fails otherwise, or no file is left to delete.
+// diskShortLocked reads the space still available on the spool's file
+// system and returns how much less than the reserve kept for the next
+// file that is (0 when not short, or unknown). The reserve is a group of
+// blocks (the coalesce limit), or a quarter of the room the spool has there
+// (its files plus the space available) on a small file system. It also
+// tells the budget, with ClickHouse, the spool size from which new rows are
+// captured meta only while the writer spools (three quarters of that room
+// less the reserve; none when statfs fails). Read under s.mu, so that a
+// file deleted (done, the cap) is gone from both the disk and s.bytes.
+func (s *spool) diskShortLocked() int64 {
+	avail := diskAvail(s.dir)
+	b := s.w.budget
+	if avail < 0 {
+		if b != nil {
+			b.diskHigh.Store(-1)
+		}
+		return 0
+	}
+	total := s.bytes + avail
+	reserve := min(int64(s.w.coalesceLimit()), total/4)
+	if b != nil && s.w.o.URL != "" {
+		room := total - reserve
+		b.diskHigh.Store(room - room/4)
+	}
+	return max(reserve-avail, 0)
+}
+
+// roomFor runs write, which takes n more bytes on the spool's file system
+// (or an inode: n 0); when that is full it makes room by deleting the
+// oldest spool files (as the cap does: the newest rows are kept whole) and
+// runs it again, until it succeeds, fails otherwise, or no deletion can
+// make room (no file left that is not being replayed, or n more than all
+// of them and the space available together: nothing is deleted then).
 func (s *spool) roomFor(n int, write func() error) error {
 	for {
 		err := write()
@@ -398,8 +399,17 @@ func (s *spool) roomFor(n int, write func() error) error {
 			return err
 		}
 		s.mu.Lock()
-		goal := s.bytes - int64(n)
-		freed := s.dropOldestLocked(func() bool { return s.bytes > goal }, true)
+		var deletable int64
+		for _, f := range s.files {
+			if !s.inFlight[f.name] {
+				deletable += f.sizeBytes
+			}
+		}
+		freed := false
+		if avail := diskAvail(s.dir); avail < 0 || int64(n) <= avail+deletable {
+			goal := s.bytes - max(int64(n)-max(avail, 0), 1)
+			freed = s.dropOldestLocked(func() bool { return s.bytes > goal }, true)
+		}
 		s.publish()
 		s.mu.Unlock()
 		if !freed {
@@ -408,23 +418,40 @@ func (s *spool) roomFor(n int, write func() error) error {
 	}
 }
 
-// writeDurable writes data durably as the spool file name (writeDurable),
-// making room on a full file system (roomFor).
-func (s *spool) writeDurable(name string, data []byte) error {
-	t, err := createSpoolTemp(s.dir, name)
-	if err != nil {
+// createTemp is createSpoolTemp making room on a full file system.
+func (s *spool) createTemp(name string) (*spoolTemp, error) {
+	var t *spoolTemp
+	err := s.roomFor(0, func() error {
+		var err error
+		t, err = createSpoolTemp(s.dir, name)
 		return err
-	}
+	})
+	return t, err
+}
+
+// write is t.write making room on a full file system.
+func (s *spool) write(t *spoolTemp, data []byte) (int, error) {
 	n := 0
-	if err := s.roomFor(len(data), func() error {
+	err := s.roomFor(len(data), func() error {
 		var err error
 		n, err = t.write(data)
 		return err
-	}); err != nil {
-		t.abort()
+	})
+	return n, err
+}
+
+// writeDurable writes data durably as the spool file name (writeDurable),
+// making room on a full file system (roomFor).
+func (s *spool) writeDurable(name string, data []byte) error {
+	t, err := s.createTemp(name)
+	if err != nil {
 		return err
 	}
-	if err := s.roomFor(len(data)-n, func() error { return t.appendTail(data[n:]) }); err != nil {
+	n, err := s.write(t, data)
+	if err == nil {
+		err = s.roomFor(len(data)-n, func() error { return t.appendTail(data[n:]) })
+	}
+	if err != nil {
 		t.abort()
 		return err
 	}

@@ -158,7 +158,7 @@ func New(o Options) (*Writer, error) {
 	w := makeWriter(context.Background(), o)
 	w.budget.keepForBlocks(o.BatchBytes)
 	if o.URL != "" {
-		w.budget.spoolHigh.Store(o.SpoolMaxBytes - o.SpoolMaxBytes/4)
+		w.budget.spoolHigh = o.SpoolMaxBytes - o.SpoolMaxBytes/4
 	}
 	var err error
 	if w.spool, err = openSpool(w, o.SpoolDir, o.SpoolMaxBytes); err != nil {
@@ -234,6 +234,7 @@ func makeWriter(ctx context.Context, o Options) *Writer {
 		replayDone: make(chan struct{}),
 	}
 	w.budget = newBudget(o.MaxBufferBytes, &w.stats)
+	w.budget.down = &w.down
 	w.keep = keepBytes(&o)
 	w.trimTicks = idleTrimTicks(&o)
 	w.segments.max, w.segments.each = w.coalesceLimit(), w.keep
@@ -767,11 +768,11 @@ func (w *Writer) spoolGroup(g *spoolScratch, b *block) error {
 		}
 		if m.rows > 0 && werr == nil {
 			if t == nil {
-				t, werr = createSpoolTemp(w.spool.dir, fmt.Sprintf("%020d-group%s", m.seq, spoolExt))
+				t, werr = w.spool.createTemp(fmt.Sprintf("%020d-group%s", m.seq, spoolExt))
 			}
 			if werr == nil {
 				var n int
-				n, werr = t.write(g.buf.Buf)
+				n, werr = w.spool.write(t, g.buf.Buf)
 				g.buf.Buf = g.buf.Buf[:copy(g.buf.Buf, g.buf.Buf[n:])] // the part not written waits for the next
 			}
 		}
