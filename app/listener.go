@@ -131,6 +131,10 @@ type edgeConn struct {
 	// error handler takes it to log a request fasthttp refused for a
 	// control character in a header.
 	badHead *handlers.BadHead
+	// pending is the refusal (handlers.CheckRequestStart) of a request
+	// pipelined behind others in the read that began them: written, and
+	// the connection ended, once the server asks for bytes past them.
+	pending []byte
 	// kept is the prefetch buffer of the read that began the current
 	// request, kept once its bytes were handed out until the request
 	// reaches a handler or the error handler (keptN bytes): a request
@@ -183,6 +187,14 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	if c.pre != nil {
 		return c.takePrefetched(p), nil
 	}
+	if c.pending != nil {
+		// The requests read before the refused one are answered: the
+		// server asks for the next.
+		resp := c.pending
+		c.pending = nil
+		c.refuse(resp)
+		return 0, io.EOF
+	}
 	if c.fresh {
 		c.DropHead()
 		if len(p) < 64 {
@@ -196,10 +208,13 @@ func (c *edgeConn) Read(p []byte) (int, error) {
 	start := c.start
 	c.fresh, c.start, c.began = false, false, mono.Now()
 	c.busy.Store(true)
-	resp, bad := handlers.CheckRequestStart(p[:n], start)
+	resp, cut, bad := handlers.CheckRequestStart(p[:n], start)
 	if resp != nil {
-		c.refuse(resp)
-		return 0, io.EOF
+		if cut == 0 {
+			c.refuse(resp)
+			return 0, io.EOF
+		}
+		c.pending, n = resp, cut // the requests before it are served first
 	}
 	c.badHead = bad
 	return n, err
@@ -222,7 +237,7 @@ func (c *edgeConn) TakeBadHead() *handlers.BadHead {
 }
 
 // Tunneled makes the connection a plain pipe for a WebSocket session.
-func (c *edgeConn) Tunneled() { c.tunnel, c.fresh = true, false }
+func (c *edgeConn) Tunneled() { c.tunnel, c.fresh, c.pending = true, false, nil }
 
 // readPrefetch reads what arrived of a request into a pooled buffer,
 // checks it and hands out the first of it.
@@ -249,11 +264,14 @@ func (c *edgeConn) readPrefetch(p []byte) (int, error) {
 	start := c.start
 	c.fresh, c.start, c.began = false, false, mono.Now()
 	c.busy.Store(true)
-	resp, bad := handlers.CheckRequestStart(c.pre.b[:n], start)
+	resp, cut, bad := handlers.CheckRequestStart(c.pre.b[:n], start)
 	if resp != nil {
-		c.releasePrefetch()
-		c.refuse(resp)
-		return 0, io.EOF
+		if cut == 0 {
+			c.releasePrefetch()
+			c.refuse(resp)
+			return 0, io.EOF
+		}
+		c.pending, c.preN = resp, cut // the requests before it are served first
 	}
 	c.badHead = bad
 	return c.takePrefetched(p), nil

@@ -10,7 +10,7 @@ import (
 // scanHead is the head CheckRequestStart keeps from a connection's first
 // read b.
 func scanHead(b string) *BadHead {
-	_, bh := CheckRequestStart([]byte(b), true)
+	_, _, bh := CheckRequestStart([]byte(b), true)
 	return bh
 }
 

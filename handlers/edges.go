@@ -66,8 +66,12 @@ func requestEdge(hdr *fasthttp.RequestHeader) (int, string) {
 		// the provider key with it, and a CONNECT asks for a tunnel.
 		return fasthttp.StatusMethodNotAllowed, "method " + string(hdr.Method()) + " not allowed"
 	}
-	if bareLF(hdr.RawHeaders()) {
+	raw := hdr.RawHeaders()
+	if bareLF(raw) {
 		return fasthttp.StatusBadRequest, "header line ends in a bare LF"
+	}
+	if obsFold(raw) {
+		return fasthttp.StatusBadRequest, "header line folded (obs-fold)"
 	}
 	for range hdr.Trailers() {
 		// fasthttp reads a chunked body's trailer fields into the header
@@ -107,6 +111,28 @@ func bareLF(b []byte) bool {
 	}
 }
 
+// obsFold reports whether the raw header block b holds a line that begins
+// with a space or tab: a continuation of the line before (obs-fold, RFC
+// 9112 5.2), or whitespace before the first field. fasthttp joins a fold
+// to the line before; a proxy in front that does not would read another
+// Content-Length, Authorization or field of its own there, as with a bare
+// LF: refused (400), as the RFC allows.
+func obsFold(b []byte) bool {
+	if len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		return true
+	}
+	for off := 0; ; {
+		i := bytes.IndexByte(b[off:], '\n')
+		if i < 0 || off+i+1 >= len(b) {
+			return false
+		}
+		off += i + 1
+		if b[off] == ' ' || b[off] == '\t' {
+			return true
+		}
+	}
+}
+
 // Canned answers of CheckRequestStart: built once, written as they are.
 var (
 	respTLSOnPlain = cannedError(fasthttp.StatusBadRequest, "TLS handshake sent to a plain-HTTP port")
@@ -127,40 +153,44 @@ func cannedError(status int, msg string) []byte {
 // response) are only judged when they start with a whole request line, as
 // a pipelined request may have been read before and b may be the middle of
 // one. Requests pipelined behind the first in b are judged too, as far as
-// their framing can be followed (no body, or a Content-Length within b).
-// Only b is looked at: a request line or header block that spans reads is
-// left to fasthttp and CheckRequest. When the first request's header block
-// is whole in b and a field in it has a control character, bad is the
-// head to keep for the error handler (BadHead). It does not allocate,
-// but for bad.
-func CheckRequestStart(b []byte, connStart bool) (resp []byte, bad *BadHead) {
+// their framing can be followed (no body, a Content-Length or a chunked
+// body within b); when one of those is refused, cut is where it begins:
+// the requests before it are served (b[:cut]) and resp is written when the
+// next request would begin (one bad request refused the good ones before
+// it, unanswered). Only b is looked at: a request line or header block
+// that spans reads is left to fasthttp and CheckRequest. When the first
+// request's header block is whole in b and a field in it has a control
+// character, bad is the head to keep for the error handler (BadHead). It
+// does not allocate, but for bad.
+func CheckRequestStart(b []byte, connStart bool) (resp []byte, cut int, bad *BadHead) {
 	if len(b) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	if connStart {
 		switch c := b[0]; {
 		case c == 0x16: // TLS record type handshake: a ClientHello
-			return respTLSOnPlain, nil
+			return respTLSOnPlain, 0, nil
 		case !tokenByte[c] && c != '\r' && c != '\n':
 			// No request line starts so; fasthttp would wait for an LF
 			// that a binary protocol may never send.
-			return respNotHTTP, nil
+			return respNotHTTP, 0, nil
 		}
 	}
+	whole := len(b)
 	for i := range maxPipelined {
 		r, rest, bh := checkHead(b, i == 0)
 		if i == 0 {
 			bad = bh
 		}
 		if r != nil {
-			return r, nil
+			return r, whole - len(b), bad
 		}
 		if len(rest) == 0 {
-			return nil, bad
+			return nil, 0, bad
 		}
 		b = rest
 	}
-	return nil, bad
+	return nil, 0, bad
 }
 
 // maxPipelined bounds the requests CheckRequestStart follows in one read.
@@ -198,6 +228,9 @@ func checkHead(b []byte, scan bool) (resp, rest []byte, bad *BadHead) {
 				bad = newBadHead(reqLine, fields[:len(fields)-len(b)])
 			}
 			b = b[2:]
+			if bodyLen < 0 {
+				bodyLen = chunkedLen(b)
+			}
 			if bodyLen < 0 || bodyLen > len(b) {
 				return nil, nil, bad
 			}
@@ -212,11 +245,62 @@ func checkHead(b []byte, scan bool) (resp, rest []byte, bad *BadHead) {
 			}
 		case 't':
 			if _, ok := fieldValue(line, "transfer-encoding"); ok {
-				bodyLen = -1 // chunked: not followed here
+				bodyLen = -1 // chunked: followed by chunkedLen
 			}
 		}
 	}
 	return nil, nil, nil
+}
+
+// chunkedLen returns the length of the chunked body at the start of b,
+// its last chunk and empty trailer section included, or -1 when b does not
+// hold it whole or it is not plain chunked framing (the server refuses
+// that; nothing after it is followed then). Chunk sizes take at most 8 hex
+// digits, chunk extensions are skipped.
+func chunkedLen(b []byte) int {
+	off := 0
+	for range len(b) {
+		lf := bytes.IndexByte(b[off:], '\n')
+		if lf < 1 || b[off+lf-1] != '\r' {
+			return -1
+		}
+		line := b[off : off+lf-1]
+		size, digits := 0, 0
+		for digits < len(line) && digits <= 8 && hexVal(line[digits]) >= 0 {
+			size = size<<4 | hexVal(line[digits])
+			digits++
+		}
+		if digits == 0 || digits > 8 || digits < len(line) && line[digits] != ';' && line[digits] != ' ' && line[digits] != '\t' {
+			return -1
+		}
+		off += lf + 1
+		if size == 0 {
+			// The last chunk: an empty trailer section (trailers are
+			// refused anyway: not followed).
+			if len(b)-off < 2 || b[off] != '\r' || b[off+1] != '\n' {
+				return -1
+			}
+			return off + 2
+		}
+		if len(b)-off < size+2 || b[off+size] != '\r' || b[off+size+1] != '\n' {
+			return -1
+		}
+		off += size + 2
+	}
+	return -1
+}
+
+// hexVal is the value of the hex digit c, or -1.
+func hexVal(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
 }
 
 // fieldValue returns the value of header line when its name is name (lower

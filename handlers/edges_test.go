@@ -36,15 +36,33 @@ func TestCheckRequestStart(t *testing.T) {
 		{"first read, no version (HTTP/0.9 form)", "GET /\n\n", true, nil},
 		{"empty", "", true, nil},
 		{"pipelined GETs", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n", true, nil},
+		// A refused request behind others: they are served first (cut is
+		// where it begins).
 		{"pipelined GET, then bare LF", "GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\nHost: a\n\n", true, respBareLF},
-		{"pipelined POST body, then bare LF", "POST / HTTP/1.1\r\ncontent-length: 5\r\n\r\na\n\nbGET /b HTTP/1.1\nHost: a\n\n", true, respBareLF},
-		{"pipelined chunked POST: not followed", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\n\r\nGET /b HTTP/1.1\nX: 1\n\n", true, nil},
+		{"pipelined POST body, then bare LF", "POST / HTTP/1.1\r\ncontent-length: 4\r\n\r\na\n\nbGET /b HTTP/1.1\nHost: a\n\n", true, respBareLF},
+		{"pipelined chunked POST, then bare LF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n\n\n\r\n0\r\n\r\nGET /b HTTP/1.1\nX: 1\n\n", true, respBareLF},
+		{"pipelined chunked POST with extensions, then bare LF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nA;x=1\r\n0123456789\r\n0;y\r\n\r\nPOST /p/second HTTP/1.1\nHost: x\r\n\r\n", true, respBareLF},
+		{"pipelined chunked POST, body past the read", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n20\r\nabc\r\nGET /b HTTP/1.1\nX: 1\n\n", true, nil},
+		{"pipelined chunked POST, bad size: not followed", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n0\r\n\r\nGET /b HTTP/1.1\nX: 1\n\n", true, nil},
 		{"pipelined POST, body past the read", "POST / HTTP/1.1\r\nContent-Length: 500\r\n\r\nGET /b HTTP/1.1\nX: 1\n\n", true, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got, _ := CheckRequestStart([]byte(tt.give), tt.connStart); !bytes.Equal(got, tt.want) {
+			got, cut, _ := CheckRequestStart([]byte(tt.give), tt.connStart)
+			if !bytes.Equal(got, tt.want) {
 				t.Errorf("got %q, want %q", got, tt.want)
+			}
+			// The refused request is the last that begins with a request
+			// line in give: the ones before it are served.
+			want := 0
+			if tt.want != nil && strings.Contains(tt.name, "pipelined") {
+				want = strings.LastIndex(tt.give, "GET /b")
+				if want < 0 {
+					want = strings.LastIndex(tt.give, "POST /p/second")
+				}
+			}
+			if cut != want {
+				t.Errorf("cut %d, want %d", cut, want)
 			}
 		})
 	}
@@ -67,6 +85,11 @@ func TestRequestEdge(t *testing.T) {
 		{"TRACE /v1/chat/completions HTTP/1.1\r\nHost: a\r\n\r\n", 405},
 		{"CONNECT /v1/chat/completions HTTP/1.1\r\nHost: a\r\n\r\n", 405},
 		{"GET / HTTP/1.1\r\nHost: a\nX: 1\r\n\r\n", 400},
+		// obs-fold: a proxy in front that does not unfold reads other
+		// fields there.
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n 5\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer\r\n\tsk-x\r\n\r\n", 400},
+		{"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1 2\r\n\r\n", 0},
 	}
 	for _, tt := range tests {
 		var h fasthttp.RequestHeader
@@ -98,8 +121,8 @@ func FuzzCheckRequestStart(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, b []byte, connStart bool) {
-		got, bad := CheckRequestStart(b, connStart)
-		if bad != nil && got != nil {
+		got, cut, bad := CheckRequestStart(b, connStart)
+		if bad != nil && got != nil && cut == 0 {
 			t.Fatalf("a head kept for a refused read: %q", b)
 		}
 		if got != nil && !bytes.Equal(got, respBareLF) && !bytes.Equal(got, respTLSOnPlain) && !bytes.Equal(got, respNotHTTP) {

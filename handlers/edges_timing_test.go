@@ -8,6 +8,6 @@ func BenchmarkCheckRequestStart(b *testing.B) {
 	b.SetBytes(int64(len(req)))
 	b.ReportAllocs()
 	for b.Loop() {
-		_, _ = CheckRequestStart(req, true)
+		_, _, _ = CheckRequestStart(req, true)
 	}
 }

@@ -54,6 +54,25 @@ func TestConnectionListedFields(t *testing.T) {
 	}
 }
 
+// TestHTTP2SettingsNotForwarded: HTTP2-Settings belongs to the Upgrade to
+// h2c the relay drops: it stays behind too, listed in Connection or not
+// (it went upstream alone).
+func TestHTTP2SettingsNotForwarded(t *testing.T) {
+	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-p", KeyEnv: "K"}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src, dst fasthttp.RequestHeader
+	src.SetMethod("POST")
+	src.SetRequestURI("/v1/x")
+	src.Set("Upgrade", "h2c")
+	src.Set("HTTP2-Settings", "AAMAAABkAAQAoAAAAAIAAAAA")
+	r.copyRequestHeaders(&dst, &src, nil)
+	if h := bytes.ToLower(dst.Header()); bytes.Contains(h, []byte("http2-settings")) || bytes.Contains(h, []byte("upgrade")) {
+		t.Fatalf("forwarded: %q", dst.Header())
+	}
+}
+
 // FuzzConnectionNames: when connectionNames lets a Connection value go
 // unsearched, every field it lists is hop-by-hop already (a field name is
 // never empty: validName is checked first).

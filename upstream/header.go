@@ -44,8 +44,10 @@ func classOf(lk []byte) headerClass {
 	// sends the body whole; an upstream that answered its Expect with a
 	// final status without reading the body (417) read that body as the
 	// connection's next request, whose answer went to the next client.
+	// HTTP2-Settings goes with the Upgrade to h2c it belongs to (RFC 7540
+	// 3.2.1: a connection-specific field).
 	case "connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-		"te", "trailer", "transfer-encoding", "upgrade", "content-length", "host", "expect":
+		"te", "trailer", "transfer-encoding", "upgrade", "content-length", "host", "expect", "http2-settings":
 		return hopByHop
 	case "proxy-authorization":
 		return hopByHop | secret
