@@ -26,5 +26,9 @@ EXPOSE 8080
 # config's relay keys are your own.
 ENV RELAY_SERVER__HOST=0.0.0.0
 USER nonroot:nonroot
+# The image has no shell or curl: the relay asks its own /readyz (503 while
+# it drains or cannot store). A listener on another port or with TLS:
+# override with relay health -url https://127.0.0.1:PORT/readyz -insecure.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/app/relay", "health"]
 ENTRYPOINT ["/app/relay"]
 CMD ["-config", "/app/configs/config.yaml"]

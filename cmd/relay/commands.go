@@ -21,6 +21,7 @@ var commands = []command{
 	{"show", "REQUEST_ID", "print one stored request, whole: row, headers, bodies, events and their text", runShow},
 	{"spool", "ls|replay", "list the queued and rejected spool files, or send them to ClickHouse now", runSpool},
 	{"reparse", "", "recompute ttft_ms, tokens and model of stored rows from their stored bytes", runReparse},
+	{"health", "[-url URL]", "ask a running relay whether it is ready (its /readyz): exit 0 when it is", runHealth},
 }
 
 func findCommand(name string) *command {
@@ -32,7 +33,7 @@ func findCommand(name string) *command {
 	return nil
 }
 
-// commandNames is "show, spool, reparse, help".
+// commandNames is "show, spool, reparse, health, help".
 func commandNames() string {
 	names := make([]string, 0, len(commands)+1)
 	for _, c := range commands {

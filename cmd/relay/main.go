@@ -7,6 +7,7 @@
 //	relay spool replay [--rejected] [-config FILE]  send spool files to ClickHouse now
 //	relay reparse [-config FILE] [--since TIME] [--route NAME] [--dry-run]
 //	                                                recompute ttft_ms, tokens and model of stored rows
+//	relay health [-url URL]                         exit 0 when a running relay is ready
 //	relay help [COMMAND]                            the usage, or a command's
 package main
 
