@@ -27,7 +27,7 @@ EXPOSE 8080
 ENV RELAY_SERVER__HOST=0.0.0.0
 USER nonroot:nonroot
 # The image has no shell or curl: the relay asks its own /readyz (503 while
-# it drains or cannot store). A listener on another port or with TLS:
+# it drains). A listener on another port or with TLS:
 # override with relay health -url https://127.0.0.1:PORT/readyz -insecure.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 CMD ["/app/relay", "health"]
 ENTRYPOINT ["/app/relay"]

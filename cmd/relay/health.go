@@ -14,7 +14,7 @@ import (
 const healthUsage = `usage: relay health [-url URL] [-timeout D] [-insecure]
 
 Asks a running relay whether it is ready: GET URL (the relay's /readyz,
-which says 503 while it drains or cannot store), exit 0 on 200, 1 otherwise.
+which says 503 from SIGTERM on, while it drains), exit 0 on 200, 1 otherwise.
 For a container's health check, where the image has no shell or curl:
   HEALTHCHECK CMD ["/app/relay", "health"]
 flags:
