@@ -298,9 +298,18 @@ func (r *Route) Adopt(old *Route) {
 	}
 	for _, t := range r.pool.targets {
 		for _, o := range old.pool.targets {
-			if o.label == t.label && o.URL == t.URL && o.KeyEnv == t.KeyEnv && o.ProviderKey == t.ProviderKey {
-				t.health = o.health
+			if o.label != t.label {
+				continue
 			}
+			if o.URL == t.URL && o.KeyEnv == t.KeyEnv && o.ProviderKey == t.ProviderKey {
+				t.health = o.health
+				continue
+			}
+			// Another target under the same label (an unnamed target's is
+			// its index): it starts healthy, but its ejections go on from
+			// the old count, relay_upstream_ejections_total{route,target}
+			// being one series (it went down: a counter reset to Prometheus).
+			t.health.ejections.Store(o.health.ejections.Load())
 		}
 	}
 }

@@ -186,6 +186,18 @@ func TestAdoptKeepsHealthOfUnchangedTargets(t *testing.T) {
 	if next.pool.targets[0].health != old.pool.targets[0].health || next.pool.targets[1].health == old.pool.targets[1].health {
 		t.Fatal("a (unchanged) must keep its health, b (new URL) must not")
 	}
+	// A changed target under the old label starts healthy, its ejections
+	// counted on from the old target's: the metric is one counter series.
+	old2 := poolRoute(t, Target{}, Target{})
+	for range 3 {
+		old2.pool.targets[1].report(outcomeFailed, pickedNow(old2.pool.targets[1], false), 0, &old2.Health, quiet, "test")
+	}
+	next2 := poolRoute(t, Target{}, Target{URL: "http://127.0.0.1:3"})
+	next2.Adopt(old2)
+	st := next2.AppendTargets(nil)
+	if len(st) != 2 || st[1].Target != "1" || st[1].Ejections != 1 || !st[1].Healthy {
+		t.Fatalf("target 1 after a URL change: %+v; want healthy with the old target's 1 ejection", st)
+	}
 }
 
 // pickOne is pool.pick's target, without whether it is a probe.
