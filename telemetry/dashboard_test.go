@@ -22,6 +22,7 @@ import (
 	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/internal/servicetest"
 	"github.com/stream-relay/stream-relay/record"
+	"github.com/stream-relay/stream-relay/upstream"
 )
 
 var dashboardPath = filepath.Join("..", "deployments", "grafana", "dashboards", "stream-relay.json")
@@ -113,6 +114,9 @@ func loadDashboard(t *testing.T) (prom, ch []query, templating []string) {
 func exportedNames(t *testing.T) map[string]bool {
 	t.Helper()
 	m := withTraffic("openai", "anthropic", "tts")
+	m.SetUpstreams(func() []upstream.TargetStatus {
+		return []upstream.TargetStatus{{Route: "openai", Target: "0", Healthy: true, Ejections: 1}}
+	})
 	names := map[string]bool{}
 	for series := range scrape(t, m) {
 		name, _, _ := strings.Cut(series, "{")
