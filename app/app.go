@@ -419,6 +419,7 @@ func (a *App) Listen() (net.Listener, error) {
 			return nil, err
 		}
 		a.certs.Store(certs)
+		a.metrics.SetCertExpiry(certs.notAfter)
 		ln = tls.NewListener(ln, certs.config())
 	}
 	return ln, nil

@@ -19,7 +19,11 @@ import (
 // relay that ran on. A handshake looks at the files' modification times at
 // most once every certCheck (two stats); SIGHUP reloads them at once
 // (Reload). A pair that does not load (half written, the key not the
-// certificate's) leaves the one in use, with a warning.
+// certificate's), or whose certificate has expired while the one in use
+// has not, leaves the one in use, with a warning: an expired certificate
+// taken on a rotation that wrote an old file cut every client off. At
+// start an expired certificate is an error; one that expires within
+// certSoon is warned of, at start and at each load.
 type certSource struct {
 	certFile, keyFile string
 	log               *slog.Logger
@@ -45,6 +49,9 @@ func (a fileStamps) same(b fileStamps) bool {
 
 // certCheck is how often a handshake looks whether the files changed.
 var certCheck = 30 * time.Second
+
+// certSoon: a certificate loaded with less time than this left is warned of.
+const certSoon = 7 * 24 * time.Hour
 
 // newCertSource loads the pair; an error names server.tls_cert.
 func newCertSource(certFile, keyFile string, log *slog.Logger) (*certSource, error) {
@@ -96,6 +103,29 @@ func (s *certSource) reload() error {
 	return nil
 }
 
+// notAfter is when the certificate in use expires.
+func (s *certSource) notAfter() time.Time { return s.cur.Load().Leaf.NotAfter }
+
+// checkValidity refuses leaf when it has expired, unless the certificate in
+// use (cur, nil at start) has too; it warns when leaf expires within
+// certSoon or is not valid yet (a clock behind the issuer's: taken all the
+// same, or a rotation would leave the old one in use until it expired).
+func (s *certSource) checkValidity(leaf *x509.Certificate, cur *tls.Certificate) error {
+	now := time.Now()
+	if now.After(leaf.NotAfter) && (cur == nil || !now.After(cur.Leaf.NotAfter)) {
+		return fmt.Errorf("certificate %q expired at %s", leaf.Subject.String(), leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	switch {
+	case now.Before(leaf.NotBefore):
+		s.log.Warn("server.tls_cert: the certificate is not valid yet (this machine's clock or the issuer's is off); clients will refuse it until then",
+			"subject", leaf.Subject.String(), "not_before", leaf.NotBefore)
+	case leaf.NotAfter.Sub(now) < certSoon:
+		s.log.Warn("server.tls_cert: the certificate expires soon; rotate it",
+			"subject", leaf.Subject.String(), "not_after", leaf.NotAfter, "left", leaf.NotAfter.Sub(now).Round(time.Minute).String())
+	}
+	return nil
+}
+
 func (s *certSource) load() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -106,6 +136,9 @@ func (s *certSource) load() error {
 	pair, err := tls.LoadX509KeyPair(s.certFile, s.keyFile)
 	if err == nil && pair.Leaf == nil {
 		pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0])
+	}
+	if err == nil {
+		err = s.checkValidity(pair.Leaf, s.cur.Load())
 	}
 	if err != nil {
 		s.fail = st

@@ -3,8 +3,12 @@ package app
 import (
 	"bytes"
 	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -100,4 +104,62 @@ func TestTLSCertificateRotation(t *testing.T) {
 	if got := served(); bytes.Equal(got, second) {
 		t.Fatal("SIGHUP did not reload the certificate")
 	}
+}
+
+// TestTLSCertificateExpired: an expired certificate is refused at start
+// (an error naming it) and on a rotation, where the one in use stays and
+// the reload counts as refused; relay_tls_cert_expiry_timestamp_seconds
+// says when the one in use expires. Before, an expired pair written by a
+// rotation was taken (logged at INFO) and every client was cut off.
+func TestTLSCertificateExpired(t *testing.T) {
+	dir := t.TempDir()
+	ecf, ekf, _ := selfSignedValid(t, dir, time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour))
+	if _, err := newCertSource(ecf, ekf, slog.New(slog.DiscardHandler)); err == nil || !strings.Contains(err.Error(), "expired") {
+		t.Fatalf("an expired certificate at start: %v; want an error saying it expired", err)
+	}
+
+	r, addr, _ := startTLSRelay(t)
+	served := func() *x509.Certificate {
+		t.Helper()
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) //nolint:gosec // a test's own certificate
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0]
+	}
+	before := served()
+	for _, p := range [][2]string{{ecf, r.app.cfg.Server.TLSCert}, {ekf, r.app.cfg.Server.TLSKey}} {
+		b, err := os.ReadFile(p[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = r.app.Reload(filepath.Join(t.TempDir(), "no-config.yaml"), "")
+	if got := served(); !bytes.Equal(got.Raw, before.Raw) {
+		t.Fatalf("an expired certificate (not after %s) replaced the one in use", got.NotAfter)
+	}
+	var m bytes.Buffer
+	r.app.metrics.WritePrometheus(&m)
+	want := fmt.Sprintf("relay_tls_cert_expiry_timestamp_seconds %d\n", before.NotAfter.Unix())
+	if !strings.Contains(m.String(), want) || !strings.Contains(m.String(), `relay_config_reloads_total{result="error"} 1`) {
+		t.Fatalf("metrics lack %q or the refused reload:\n%s", want, grepLines(m.String(), "tls_cert", "config_reloads"))
+	}
+}
+
+// grepLines returns the lines of s that hold any of subs.
+func grepLines(s string, subs ...string) string {
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		for _, sub := range subs {
+			if strings.Contains(line, sub) {
+				b.WriteString(line)
+				break
+			}
+		}
+	}
+	return b.String()
 }

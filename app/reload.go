@@ -45,10 +45,13 @@ func (a *App) Reload(path, envFile string) error {
 	a.rl.mu.Lock()
 	defer a.rl.mu.Unlock()
 	err := a.reload(path, envFile)
+	var certErr error
 	if c := a.certs.Load(); c != nil {
-		_ = c.reload() // the files, whatever the config says (its server section is not reloaded)
+		certErr = c.reload() // the files, whatever the config says (its server section is not reloaded)
 	}
-	a.metrics.ConfigReloaded(err == nil)
+	// A certificate refused counts as a reload refused: the rotation asked
+	// for did not happen (its warning says why).
+	a.metrics.ConfigReloaded(err == nil && certErr == nil)
 	if err != nil {
 		a.log.Error("configuration reload refused: the running configuration stays", "err", err)
 		a.clients.Keep(a.relay.Config().Routes.Routes()) // the refused routes' pools

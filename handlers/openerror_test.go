@@ -1,12 +1,14 @@
 package handlers
 
 import (
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 	"testing"
 
 	"github.com/stream-relay/stream-relay/internal/servicetest"
+	"github.com/stream-relay/stream-relay/record"
 	"github.com/stream-relay/stream-relay/upstream"
 	"github.com/valyala/fasthttp"
 )
@@ -85,5 +87,30 @@ func TestUpstreamEchoNotLogged(t *testing.T) {
 	}
 	if out := logs.String(); strings.Contains(out, "Bearer pk") || strings.Contains(out, "private prompt") {
 		t.Errorf("the log quotes the echoed request:\n%s", out)
+	}
+}
+
+// TestUpstreamFailureLoggedPerRoute: each route's cause is logged, once per
+// 10 s each: one limit for all logged the first route's cause (a
+// self-signed certificate) and counted the others' (a wrong host name, an
+// expired certificate) as suppressed, and no row or answer held them.
+func TestUpstreamFailureLoggedPerRoute(t *testing.T) {
+	var logs servicetest.Buffer
+	l := slog.New(slog.NewTextHandler(&logs, nil))
+	var e openErrors
+	for i, route := range []string{"self-signed", "self-signed", "wrong-host", "expired"} {
+		rec := record.Acquire(0)
+		rec.Route = route
+		e.log(l, rec, record.ErrUpstreamConnect, &upstream.DialError{Err: fmt.Errorf("tls: cause %d of %s", i, route)})
+		record.Release(rec)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "upstream failed before answering"); n != 3 {
+		t.Fatalf("%d lines, want one per route:\n%s", n, out)
+	}
+	for _, want := range []string{"cause 0 of self-signed", "cause 2 of wrong-host", "cause 3 of expired"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("no %q in:\n%s", want, out)
+		}
 	}
 }

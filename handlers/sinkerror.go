@@ -3,6 +3,7 @@ package handlers
 import (
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/stream-relay/stream-relay/internal/ratelog"
@@ -37,9 +38,34 @@ func (e *sinkErrors) log(l *slog.Logger, rec *record.Record, err error) {
 // the row no more. Only those causes are logged: an error about what the
 // upstream sent back (a broken answer) may quote its bytes, and an upstream
 // that echoes the request would put the provider key and the prompt in the
-// log.
+// log. The rate is per route (one line per route each sinkErrEvery): a
+// shared one logged the first route's cause and suppressed the others' (a
+// wrong host name, an expired certificate), which no row or answer holds.
 type openErrors struct {
-	every ratelog.Every
+	mu      sync.Mutex
+	byRoute map[string]*ratelog.Every // at most maxOpenErrRoutes
+	shared  ratelog.Every             // the routes past that
+}
+
+// maxOpenErrRoutes bounds openErrors' routes (a reload's new names add).
+const maxOpenErrRoutes = 1024
+
+// every returns route's rate limit.
+func (e *openErrors) every(route string) *ratelog.Every {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if ev := e.byRoute[route]; ev != nil {
+		return ev
+	}
+	if len(e.byRoute) >= maxOpenErrRoutes {
+		return &e.shared
+	}
+	if e.byRoute == nil {
+		e.byRoute = map[string]*ratelog.Every{}
+	}
+	ev := new(ratelog.Every)
+	e.byRoute[route] = ev
+	return ev
 }
 
 func (e *openErrors) log(l *slog.Logger, rec *record.Record, errType string, err error) {
@@ -57,7 +83,7 @@ func (e *openErrors) log(l *slog.Logger, rec *record.Record, errType string, err
 	default:
 		return // the client left, the relay is stopping, no key, or a broken answer: said elsewhere
 	}
-	if ok, suppressed := e.every.Allow(sinkErrEvery); ok {
+	if ok, suppressed := e.every(rec.Route).Allow(sinkErrEvery); ok {
 		l.Warn("upstream failed before answering", "route", rec.Route, "error_type", errType,
 			"request_id", rec.IDString(), "cause", cause, "suppressed_since_last", suppressed)
 	}

@@ -117,6 +117,7 @@ func exportedNames(t *testing.T) map[string]bool {
 	m.SetUpstreams(func() []upstream.TargetStatus {
 		return []upstream.TargetStatus{{Route: "openai", Target: "0", Healthy: true, Ejections: 1}}
 	})
+	m.SetCertExpiry(func() time.Time { return time.Unix(1893456000, 0) })
 	names := map[string]bool{}
 	for series := range scrape(t, m) {
 		name, _, _ := strings.Cut(series, "{")

@@ -71,6 +71,9 @@ var families = map[string]family{
 	"relay_detached_streams_total":     {"counter", "Streams written by the relay's own goroutines after the server let go of their connection."},
 	"relay_idle_streams":               {"gauge", "Streams waiting now for their next event without a goroutine (server.idle_wait)."},
 	"relay_idle_waits_total":           {"counter", "Waits of quiet streams for their next event without a goroutine (server.idle_wait)."},
+
+	// The listener's certificate (SetCertExpiry).
+	"relay_tls_cert_expiry_timestamp_seconds": {"gauge", "When the listener's certificate in use expires (server.tls_cert), in Unix seconds."},
 }
 
 // exposeMetadata turns on metrics.ExposeMetadata, which is process-wide:

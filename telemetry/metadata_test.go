@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stream-relay/stream-relay/chlog"
 	"github.com/stream-relay/stream-relay/internal/servicetest"
@@ -26,6 +27,7 @@ func TestExpositionMetadata(t *testing.T) {
 		return []upstream.TargetStatus{{Route: "openai", Target: "0", Healthy: true}, {Route: "openai", Target: "backup", Ejections: 1}}
 	})
 	m.ConfigReloaded(true)
+	m.SetCertExpiry(func() time.Time { return time.Unix(1893456000, 0) })
 	var buf bytes.Buffer
 	m.WritePrometheus(&buf)
 	fams, err := servicetest.ParseExposition(buf.Bytes())

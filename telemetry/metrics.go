@@ -41,6 +41,7 @@ type Metrics struct {
 	storageNodes atomic.Pointer[func() []chlog.NodeErrors]
 	limiterStats atomic.Pointer[func() quota.Stats]
 	upstreams    atomic.Pointer[func() []upstream.TargetStatus]
+	certExpiry   atomic.Pointer[func() time.Time]
 	reloads      reloadCounters
 	acceptErrs   *metrics.Counter
 
@@ -144,6 +145,11 @@ func (m *Metrics) SetStorageStats(f func() chlog.Stats) { m.storageStats.Store(&
 // one series per configured ClickHouse URL, so the labels stay bounded.
 func (m *Metrics) SetStorageNodeErrors(f func() []chlog.NodeErrors) { m.storageNodes.Store(&f) }
 
+// SetCertExpiry makes every scrape write
+// relay_tls_cert_expiry_timestamp_seconds from f: when the listener's
+// certificate in use expires (server.tls_cert), for an alert well before.
+func (m *Metrics) SetCertExpiry(f func() time.Time) { m.certExpiry.Store(&f) }
+
 // SetLimiterStats makes every scrape read the rate limiter's counters from f
 // (quota.Limiter.Stats). Until it is called, or with rate limits disabled,
 // the limiter series are absent.
@@ -169,6 +175,9 @@ func (m *Metrics) WritePrometheus(w io.Writer) {
 	}
 	if f := m.upstreams.Load(); f != nil && *f != nil {
 		writeUpstreams(&buf, (*f)())
+	}
+	if f := m.certExpiry.Load(); f != nil && *f != nil {
+		buf.Write(appendFamily(nil, "relay_tls_cert_expiry_timestamp_seconds", (*f)().Unix()))
 	}
 	writeStreamCounters(&buf)
 	metrics.WriteProcessMetrics(&buf)
