@@ -123,7 +123,7 @@ func TestClassifyServerErrors(t *testing.T) {
 	if _, err := w2.deliver(context.Background(), m, nil, false, 0); err != nil {
 		t.Logf("empty body: %v", err)
 	}
-	if err := verifySpool(nil, spoolFile{rows: 5}); err == nil {
+	if _, _, err := verifySpool(nil, spoolFile{rows: 5}); err == nil {
 		t.Error("verifySpool accepts an empty file")
 	}
 

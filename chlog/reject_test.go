@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -223,7 +224,7 @@ func TestVerifySpool(t *testing.T) {
 		{"end marker only", []byte{0, 0}, file(m1), "no rows"},
 	}
 	for _, tt := range tests {
-		err := verifySpool(tt.data, tt.f)
+		_, _, err := verifySpool(tt.data, tt.f)
 		switch {
 		case tt.want == "" && err != nil:
 			t.Errorf("%s: %v; want valid", tt.name, err)
@@ -243,7 +244,7 @@ func FuzzVerifySpool(f *testing.F) {
 	f.Add([]byte{1, 1, 1, 'a', 5, 'A', 'r', 'r', 'a', 'y'})
 	f.Add([]byte("00\xe7\xe7\xe7\xe7\xe70")) // a column name of ~1.6 TB: the decoder ran out of memory
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if err := verifySpool(data, spoolFile{rows: 1 << 30}); err == nil {
+		if _, _, err := verifySpool(data, spoolFile{rows: 1 << 30}); err == nil {
 			t.Fatalf("%d bytes verify as 2^30 rows", len(data))
 		}
 	})
@@ -359,4 +360,70 @@ func TestLateSchemaMismatchBlocks(t *testing.T) {
 	}
 	mustQuery(t, chURL, db, "ALTER TABLE stream_logs MODIFY COLUMN status UInt16")
 	waitFor(t, "the rows", 30*time.Second, func() bool { st := w.Stats(); return st.RowsReplayed == 2 && st.Blocked == 0 })
+}
+
+// TestVerifySpoolTrailingBytes: bytes after whole blocks that hold the rows
+// the file's name says (first and last id too) are not the relay's: the
+// rows are kept without them. Fewer rows before the stray bytes stay an
+// error (a torn file).
+func TestVerifySpoolTrailingBytes(t *testing.T) {
+	m1, b1 := spoolTestBlock(t, 1, 0, 3)
+	m2, b2 := spoolTestBlock(t, 1, 10, 2)
+	both := append(append([]byte(nil), b1...), b2...)
+	five := parseMust(t, nameOf(blockMeta{seq: 1, rows: 5, first: m1.first, last: m2.last}))
+	junk := bytes.Repeat([]byte{0xfe, 0x07, 'x'}, 1000)
+	for _, tc := range []struct {
+		name     string
+		data     []byte
+		f        spoolFile
+		keep     int // bytes kept; -1: an error
+		trailing int
+	}{
+		{"a newline after one block", append(append([]byte(nil), b1...), '\n'), parseMust(t, nameOf(m1)), len(b1), 1},
+		{"3000 bytes after two blocks", append(append([]byte(nil), both...), junk...), five, len(both), len(junk)},
+		{"stray bytes after 3 of 5 rows", append(append([]byte(nil), b1...), junk...), five, -1, 0},
+		{"whole", both, five, len(both), 0},
+	} {
+		kept, trailing, err := verifySpool(tc.data, tc.f)
+		switch {
+		case tc.keep < 0 && err == nil:
+			t.Errorf("%s: verifies (%d bytes kept); want an error", tc.name, len(kept))
+		case tc.keep >= 0 && (err != nil || len(kept) != tc.keep || trailing != tc.trailing || !bytes.Equal(kept, tc.data[:tc.keep])):
+			t.Errorf("%s: %d bytes kept, %d trailing, %v; want %d, %d", tc.name, len(kept), trailing, err, tc.keep, tc.trailing)
+		}
+	}
+}
+
+// TestSpoolTrailingBytesReplayed: a spool file with a newline appended (an
+// operator's editor, a stray echo >>) is replayed into ClickHouse, every
+// row once; its rows were all rejected, and `relay spool replay -rejected`
+// could not take them back either.
+func TestSpoolTrailingBytesReplayed(t *testing.T) {
+	chURL, db := testDB(t)
+	dir := t.TempDir()
+	down := newWriter(t, Options{URL: closedPortURL(t), Database: db, SpoolDir: dir, FlushInterval: time.Hour, Retries: -1})
+	want := writeSSE(down, 30)
+	_ = down.Flush(context.Background())
+	closeWriter(t, down)
+	names := spoolNames(t, dir)
+	if len(names) == 0 {
+		t.Fatal("nothing spooled")
+	}
+	for _, n := range names {
+		f, err := os.OpenFile(filepath.Join(dir, n), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = f.Write([]byte("\n"))
+		_ = f.Close()
+	}
+	w := newWriter(t, Options{URL: chURL, Database: db, SpoolDir: dir, FlushInterval: 50 * time.Millisecond})
+	waitFor(t, "spool drained", 30*time.Second, func() bool { return w.Stats().SpoolFiles == 0 })
+	closeWriter(t, w)
+	if st := w.Stats(); st.RowsRejected != 0 || st.RowsReplayed != int64(len(want)) {
+		t.Fatalf("stats %+v; want %d rows replayed, none rejected", st, len(want))
+	}
+	if n := count(t, chURL, db); n != len(want) {
+		t.Fatalf("%d rows in ClickHouse; want %d", n, len(want))
+	}
 }

@@ -137,7 +137,11 @@ func (w *Writer) replayAll(st *replayState) bool {
 			return false
 		}
 		if err == nil {
-			err = verifySpool(data, f)
+			var trailing int
+			if data, trailing, err = verifySpool(data, f); trailing > 0 {
+				w.log.Warn("chlog: replay: bytes after a spool file's rows are not the relay's: its rows are sent without them",
+					"file", f.name, "rows", f.rows, "trailing_bytes", trailing)
+			}
 		} else {
 			err = fmt.Errorf("read: %w", err)
 		}

@@ -49,7 +49,11 @@ func (g *spoolGather) next() []byte {
 	}
 	data, err := readSpoolFile(filepath.Join(g.w.spool.dir, f.name))
 	if err == nil {
-		err = verifySpool(data, f)
+		var trailing int
+		if data, trailing, err = verifySpool(data, f); trailing > 0 {
+			g.w.log.Warn("chlog: replay: bytes after a spool file's rows are not the relay's: its rows are sent without them",
+				"file", f.name, "rows", f.rows, "trailing_bytes", trailing)
+		}
 	}
 	if err != nil {
 		_ = g.w.spool.done(f, false) // it heads a later insert, alone

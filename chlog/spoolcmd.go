@@ -174,7 +174,10 @@ func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
 			case err != nil:
 				problem = err
 			case named:
-				problem = verifySpool(data, f)
+				var trailing int
+				if _, trailing, problem = verifySpool(data, f); trailing > 0 {
+					ent.Reason = fmt.Sprintf("%d bytes after its rows are not the relay's: its rows are sent without them", trailing)
+				}
 			default:
 				problem = errors.New("file name is not a spool name")
 				if n, first, last, err := countRows(data); err == nil {
@@ -317,7 +320,7 @@ func restoreRejected(s *spool, out io.Writer, sum *ReplaySummary) {
 		}
 		data, err := os.ReadFile(filepath.Join(rdir, name))
 		if err == nil {
-			err = verifySpool(data, f)
+			_, _, err = verifySpool(data, f)
 		}
 		if err != nil {
 			sum.Kept++

@@ -13,19 +13,42 @@ import (
 // many rows as the name says, and the name's first and last request ids. A
 // torn write (a crash mid-write on a file system that lost the rename's
 // ordering), random bytes or an empty file fail here and are rejected;
-// nothing is ever sent half.
-func verifySpool(data []byte, f spoolFile) error {
+// nothing is ever sent half. Bytes after whole blocks that hold exactly the
+// rows the name says, first and last id included, are not the relay's (a
+// stray write appended to the file): kept is data without them, and
+// trailing their length (the file's rows were all rejected for a newline).
+func verifySpool(data []byte, f spoolFile) (kept []byte, trailing int, err error) {
 	rows, first, last, err := countRows(data)
 	if err != nil {
-		return err
+		if n := wholeRowsPrefix(data, f); n > 0 {
+			return data[:n], len(data) - n, nil
+		}
+		return nil, 0, err
 	}
 	if rows != f.rows {
-		return fmt.Errorf("holds %d rows; its name says %d", rows, f.rows)
+		return nil, 0, fmt.Errorf("holds %d rows; its name says %d", rows, f.rows)
 	}
 	if quoteID([]byte(first)) != f.first || quoteID([]byte(last)) != f.last {
-		return fmt.Errorf("first and last request_id %s, %s; its name says %s, %s", first, last, f.first, f.last)
+		return nil, 0, fmt.Errorf("first and last request_id %s, %s; its name says %s, %s", first, last, f.first, f.last)
 	}
-	return nil
+	return data, 0, nil
+}
+
+// wholeRowsPrefix returns the length of the whole blocks at the start of
+// data when they hold the rows f's name says, its first and last request
+// id, and bytes that are no block follow; else 0.
+func wholeRowsPrefix(data []byte, f spoolFile) int {
+	r := nativeWalker{data: data, schema: true}
+	for r.pos < len(r.data) {
+		start := r.pos
+		if err := r.block(); err != nil {
+			if r.rows == f.rows && r.rows > 0 && quoteID(r.first) == f.first && quoteID(r.last) == f.last {
+				return start
+			}
+			return 0
+		}
+	}
+	return 0
 }
 
 // countRows walks every block of a spool file and returns its rows and its

@@ -35,26 +35,26 @@ func TestVerifySpoolChecksSchemaTypes(t *testing.T) {
 	ids := strValues("id-a", "id-b")
 	f := spoolFile{rows: 2, first: "ida", last: "idb"}
 	good := nativeBlock(2, [3]string{"request_id", "String", ids}, [3]string{"status", "UInt16", "\x01\x00\x02\x00"})
-	if err := verifySpool(good, f); err != nil {
+	if _, _, err := verifySpool(good, f); err != nil {
 		t.Fatalf("a valid block: %v", err)
 	}
 	// A column the schema knows, of another type: refused before sending,
 	// as the decoder did.
 	bad := nativeBlock(2, [3]string{"request_id", "String", ids}, [3]string{"status", "String", strValues("1", "2")})
-	if err := verifySpool(bad, f); err == nil || !strings.Contains(err.Error(), "column status: type String, schema has UInt16") {
+	if _, _, err := verifySpool(bad, f); err == nil || !strings.Contains(err.Error(), "column status: type String, schema has UInt16") {
 		t.Errorf("status as String: %v; want the column and both types named", err)
 	}
 	// A column the schema does not know is only walked.
 	extra := nativeBlock(2, [3]string{"request_id", "String", ids}, [3]string{"note", "String", strValues("x", "y")})
-	if err := verifySpool(extra, f); err != nil {
+	if _, _, err := verifySpool(extra, f); err != nil {
 		t.Errorf("an unknown column: %v; want valid", err)
 	}
 	// No request_id: the ids are "" (as decodeBlock fills them).
 	noID := nativeBlock(2, [3]string{"status", "UInt16", "\x01\x00\x02\x00"})
-	if err := verifySpool(noID, spoolFile{rows: 2}); err != nil {
+	if _, _, err := verifySpool(noID, spoolFile{rows: 2}); err != nil {
 		t.Errorf("no request_id column: %v; want valid with empty ids", err)
 	}
-	if err := verifySpool(noID, f); err == nil || !strings.Contains(err.Error(), "first and last request_id") {
+	if _, _, err := verifySpool(noID, f); err == nil || !strings.Contains(err.Error(), "first and last request_id") {
 		t.Errorf("no request_id column against a name with ids: %v", err)
 	}
 }
