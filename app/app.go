@@ -187,8 +187,14 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		// and an idle keep-alive connection hold neither.
 		ReduceMemoryUsage:         true,
 		DisableDefaultContentType: true,
-		ErrorHandler:              a.relay.ServerError,
-		Network:                   "tcp",
+		// A multipart body (an audio upload to /v1/audio/transcriptions)
+		// goes upstream and into the row as the client sent it: parsed on
+		// arrival, fasthttp dropped the raw body and rebuilt it from the
+		// form (the fields first, the files last; the row's body was
+		// empty).
+		DisablePreParseMultipartForm: true,
+		ErrorHandler:                 a.relay.ServerError,
+		Network:                      "tcp",
 	})
 	// Before Fiber: it answers an unknown method itself, in plain text.
 	srv := f.Server()
