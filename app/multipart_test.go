@@ -82,4 +82,7 @@ func TestMultipartPassedThrough(t *testing.T) {
 	if !bytes.Equal([]byte(row.ReqBody), sent) || row.Truncated {
 		t.Errorf("row's request body %d bytes (truncated %v), %d sent", len(row.ReqBody), row.Truncated, len(sent))
 	}
+	if row.Model != "whisper-1" {
+		t.Errorf("row's model %q; want the form's whisper-1", row.Model)
+	}
 }

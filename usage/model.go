@@ -29,10 +29,14 @@ func Model(body []byte) string {
 }
 
 // RequestModel returns the model a request names: the top-level "model" of
-// its JSON body (Model) or, when the body has none, the one a Gemini path
-// carries (/v1beta/models/NAME:streamGenerateContent). "" when neither.
+// its JSON body (Model), the "model" field of a multipart body (FormModel:
+// an audio upload) or, when the body has neither, the one a Gemini path
+// carries (/v1beta/models/NAME:streamGenerateContent). "" when none.
 func RequestModel(path string, body []byte) string {
 	if m := Model(body); m != "" {
+		return m
+	}
+	if m := FormModel(body); m != "" {
 		return m
 	}
 	return PathModel(path)
