@@ -166,8 +166,10 @@ func newShown(f *chlog.Found) *shown {
 		RequestHeaders: jsonOrString(r.RequestHeaders), ResponseHeaders: jsonOrString(r.ResponseHeaders),
 		requestBodyBytes: r.RequestBody,
 	}
-	// A body cut at max_capture_bytes may end inside a character: still text.
-	v.RequestBody, v.RequestBodyEncoding = textOrBase64(r.RequestBody, uint64(len(r.RequestBody)) < r.BytesIn)
+	// JSON carries the bytes as they are: a body cut at max_capture_bytes
+	// inside a character is base64 too (as text its last bytes became
+	// U+FFFD, and the stored bytes could not be had back).
+	v.RequestBody, v.RequestBodyEncoding = textOrBase64(r.RequestBody)
 	v.ResponseChunks = make([]string, len(r.Chunks))
 	allText := true
 	for _, c := range r.Chunks {
@@ -239,10 +241,9 @@ func jsonOrString(b []byte) json.RawMessage {
 	return s
 }
 
-// textOrBase64 returns b as text when it is UTF-8 (but for a character a
-// cut at its end split, when cut says it may be), else as base64.
-func textOrBase64(b []byte, cut bool) (s, encoding string) {
-	if utf8.Valid(b) || cut && utf8.Valid(withoutCutRune(b)) {
+// textOrBase64 returns b as text when it is UTF-8, else as base64.
+func textOrBase64(b []byte) (s, encoding string) {
+	if utf8.Valid(b) {
 		return string(b), ""
 	}
 	return base64.StdEncoding.EncodeToString(b), "base64"
@@ -526,8 +527,10 @@ func printShown(w io.Writer, v *shown) error {
 		fmt.Fprintf(&b, "  (not stored: %d bytes; %s)\n", v.BytesIn, notStoredWhy(v))
 	case len(v.requestBodyBytes) == 0:
 		b.WriteString("  (empty)\n")
-	case v.RequestBodyEncoding == "":
-		b.WriteString(indent(v.RequestBody))
+	case v.RequestBodyEncoding == "" || uint64(len(v.requestBodyBytes)) < v.BytesIn && utf8.Valid(withoutCutRune(v.requestBodyBytes)):
+		// Text, or text cut inside a character at max_capture_bytes (the
+		// terminal shows the cut byte as it can; --json keeps it).
+		b.WriteString(indent(string(v.requestBodyBytes)))
 		if uint64(len(v.requestBodyBytes)) < v.BytesIn {
 			fmt.Fprintf(&b, "  (capture was truncated: %d of %d bytes)\n", len(v.requestBodyBytes), v.BytesIn)
 		}
