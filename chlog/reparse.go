@@ -61,6 +61,10 @@ type ReparseOptions struct {
 	Timeout time.Duration
 	// WaitTimeout bounds the wait for the mutations to finish; default 30m.
 	WaitTimeout time.Duration
+	// Note, when set, is told what the run waits on (mutations of the
+	// table left unfinished before it, the wait's progress), as lines
+	// for an operator.
+	Note func(line string)
 }
 
 // ReparseResult counts what Reparse read and changed.
@@ -220,16 +224,22 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 	c := &reparseClient{o: &o}
 	res := &ReparseResult{}
 	var pending []change
+	cost := 0 // pending's AST elements (mutationCost), a few per command besides
 	flush := func() error {
 		if len(pending) == 0 || o.DryRun {
-			pending = pending[:0]
+			pending, cost = pending[:0], 0
 			return nil
+		}
+		if res.Mutations == 0 {
+			if err := c.noteUnfinished(ctx); err != nil {
+				return err
+			}
 		}
 		if err := c.mutate(ctx, pending); err != nil {
 			return err
 		}
 		res.Mutations++
-		pending = pending[:0]
+		pending, cost = pending[:0], 0
 		return nil
 	}
 	var cur *Row // keyset cursor: the last row read
@@ -260,7 +270,13 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 				}
 				if ch != nil {
 					res.Changed++
+					if n := mutationCost(ch); cost+n > maxMutationAST {
+						if err := flush(); err != nil {
+							return res, err
+						}
+					}
 					pending = append(pending, *ch)
+					cost += mutationCost(ch)
 					if len(pending) >= o.MutationRows {
 						if err := flush(); err != nil {
 							return res, err
@@ -345,6 +361,31 @@ func eqPtr[T comparable](a, b *T) bool {
 type reparseClient struct {
 	o    *ReparseOptions
 	node int // index in URLs of the node that answered last
+	// before holds, per node URL, the mutations of the table unfinished
+	// when this run sent its first: not waited for (another run's, or one
+	// that fails for good: 18.16 keeps it unfinished and says nothing).
+	before map[string][]string
+}
+
+// maxMutationAST bounds the AST elements of one ALTER TABLE ... UPDATE
+// (mutationCost): ClickHouse refuses a statement of more than
+// max_ast_elements (50,000 by default; a cluster's nodes parse the ON
+// CLUSTER statement with their own settings), and three changed columns of
+// 20,000 rows came to 60,000 ("AST is too big"), the same first batch at
+// every run.
+const maxMutationAST = 40_000
+
+// mutationCost is the AST elements change adds to a mutation: its id in
+// the IN list of each column's command (transform's arrays of ids and
+// values are literals, one element each whatever their length).
+func mutationCost(ch *change) int {
+	n := 0
+	for _, set := range [...]bool{ch.setTTFT, ch.setTokens[0], ch.setTokens[1], ch.setModel, ch.setErr} {
+		if set {
+			n++
+		}
+	}
+	return n
 }
 
 func (c *reparseClient) table() string { return c.o.Database + "." + c.o.Table }
@@ -474,25 +515,67 @@ func (c *reparseClient) mutate(ctx context.Context, changes []change) error {
 	return nil
 }
 
-// waitMutations waits until no mutation of the table is unfinished, on
-// every node of a cluster (each replica applies its own).
-func (c *reparseClient) waitMutations(ctx context.Context) error {
-	table := c.o.Table
-	nodes := c.o.URLs[c.node : c.node+1]
+// mutationNodes are the nodes whose mutations of the table a run waits
+// for, and the table there: every node of a cluster (each replica applies
+// its own), else the one that answered last.
+func (c *reparseClient) mutationNodes() (nodes []string, table string) {
 	if c.o.Cluster != "" {
-		table += localSuffix
-		nodes = c.o.URLs
+		return c.o.URLs, c.o.Table + localSuffix
 	}
-	sql := "SELECT count() FROM system.mutations WHERE database = " + quoteString(c.o.Database) +
-		" AND table = " + quoteString(table) + " AND is_done = 0"
+	return c.o.URLs[c.node : c.node+1], c.o.Table
+}
+
+// noteUnfinished records, before the run's first mutation, the mutations of
+// the table that are unfinished on each node (before), and tells Note of
+// them: the run's own apply after them, so one that never finishes holds
+// them too.
+func (c *reparseClient) noteUnfinished(ctx context.Context) error {
+	nodes, table := c.mutationNodes()
+	c.before = map[string][]string{}
+	for _, u := range nodes {
+		out, err := c.queryOn(ctx, u, "SELECT mutation_id FROM system.mutations WHERE database = "+quoteString(c.o.Database)+
+			" AND table = "+quoteString(table)+" AND is_done = 0 FORMAT TabSeparated")
+		if err != nil {
+			return fmt.Errorf("chlog: reparse: look for unfinished mutations: %w", err)
+		}
+		ids := strings.Fields(string(out))
+		c.before[u] = ids
+		if len(ids) > 0 && c.o.Note != nil {
+			c.o.Note(fmt.Sprintf("%d mutation(s) of %s.%s at %s were unfinished before this run (%s; see system.mutations): this run's apply after them, and wait while one of them never finishes",
+				len(ids), c.o.Database, table, RedactURL(u), strings.Join(ids, ", ")))
+		}
+	}
+	return nil
+}
+
+// waitNoteEvery is how often the wait for mutations tells Note how many
+// are left.
+const waitNoteEvery = 30 * time.Second
+
+// waitMutations waits until the mutations of the table this run sent (those
+// unfinished and not in before) are done, on every node of a cluster.
+func (c *reparseClient) waitMutations(ctx context.Context) error {
+	nodes, table := c.mutationNodes()
 	deadline := time.Now().Add(c.o.WaitTimeout)
 	for _, u := range nodes {
+		sql := "SELECT count(), sum(parts_to_do) FROM system.mutations WHERE database = " + quoteString(c.o.Database) +
+			" AND table = " + quoteString(table) + " AND is_done = 0"
+		if ids := c.before[u]; len(ids) > 0 {
+			quoted := make([]string, len(ids))
+			for i, id := range ids {
+				quoted[i] = quoteString(id)
+			}
+			sql += " AND mutation_id NOT IN (" + strings.Join(quoted, ",") + ")"
+		}
+		sql += " FORMAT TabSeparated"
+		noted := time.Now()
 		for delay := 50 * time.Millisecond; ; delay = min(2*delay, 2*time.Second) {
 			out, err := c.queryOn(ctx, u, sql)
 			if err != nil {
 				return fmt.Errorf("chlog: reparse: wait for mutations: %w", err)
 			}
-			n, err := strconv.Atoi(strings.TrimSpace(string(out)))
+			cnt, parts, _ := strings.Cut(strings.TrimSpace(string(out)), "\t")
+			n, err := strconv.Atoi(cnt)
 			if err != nil {
 				return fmt.Errorf("chlog: reparse: wait for mutations: answer %q", out)
 			}
@@ -501,6 +584,10 @@ func (c *reparseClient) waitMutations(ctx context.Context) error {
 			}
 			if time.Now().After(deadline) {
 				return fmt.Errorf("chlog: reparse: %d mutations of %s.%s at %s unfinished after %v (see system.mutations)", n, c.o.Database, table, RedactURL(u), c.o.WaitTimeout)
+			}
+			if c.o.Note != nil && time.Since(noted) >= waitNoteEvery {
+				noted = time.Now()
+				c.o.Note(fmt.Sprintf("waiting for %d mutation(s) of %s.%s at %s (%s parts to do)", n, c.o.Database, table, RedactURL(u), parts))
 			}
 			select {
 			case <-ctx.Done():

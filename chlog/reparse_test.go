@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -472,5 +473,92 @@ func TestReparseStreamError(t *testing.T) {
 	}
 	if res, err := Reparse(ctx, opts); err != nil || res.Changed != 0 {
 		t.Errorf("second run: %+v %v", res, err)
+	}
+}
+
+// TestReparseManyColumnsManyRows: 17,000 rows each with three columns to
+// change (a Gemini row's tokens_in, tokens_out and model) fit no single
+// mutation under ClickHouse's max_ast_elements (50,000: one IN list entry
+// a column a row); they go in several, and every row is repaired. One
+// mutation of MutationRows (20,000) rows was refused ("AST is too big") at
+// every run, and nothing was written.
+func TestReparseManyColumnsManyRows(t *testing.T) {
+	chURL, db := testDB(t)
+	w, err := New(Options{URL: chURL, Database: db, SpoolDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	gem := recordedRecord(t, 2, "gemini.sse", "gemini", "/v1beta/models/gemini-2.0-flash:streamGenerateContent", true, now)
+	gem.TTFT, gem.TokensIn, gem.TokensOut = 520*time.Millisecond, -1, -1
+	gem.SetRequestBody([]byte(`{"contents":[{"parts":[{"text":"Tell a story"}]}]}`))
+	seed := gem.IDString()
+	if err := w.Write(gem); err != nil {
+		t.Fatal(err)
+	}
+	closeWriter(t, w)
+	const copies = 17_000
+	var cols []string
+	for _, c := range columns {
+		if c.name == "request_id" {
+			cols = append(cols, "lower(hex(MD5(toString(number))))")
+			continue
+		}
+		cols = append(cols, c.name)
+	}
+	mustQuery(t, chURL, db, "INSERT INTO stream_logs SELECT "+strings.Join(cols, ", ")+" FROM stream_logs CROSS JOIN numbers("+
+		strconv.Itoa(copies)+") WHERE request_id = '"+seed+"'")
+	var notes []string
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Reparse(ctx, ReparseOptions{URLs: []string{chURL}, Database: db,
+		Kinds: map[string]record.Kind{"gemini": record.KindSSE}, Note: func(l string) { notes = append(notes, l) }})
+	if err != nil {
+		t.Fatalf("%v (%+v)", err, res)
+	}
+	if res.Changed != copies+1 || res.Model != copies+1 || res.Mutations < 2 {
+		t.Fatalf("%+v; want %d rows changed in several mutations", *res, copies+1)
+	}
+	if n := mustQuery(t, chURL, db, "SELECT count() FROM stream_logs WHERE tokens_in = 9 AND tokens_out = 19 AND model = 'gemini-2.0-flash'"); n != strconv.Itoa(copies+1) {
+		t.Fatalf("%s rows repaired, want %d", n, copies+1)
+	}
+	if len(notes) != 0 {
+		t.Errorf("notes with no mutation left from before: %q", notes)
+	}
+}
+
+// TestReparseWaitsOnlyForItsOwn: a mutation of the table that never
+// finishes (18.16 keeps a failing one unfinished, saying nothing) is
+// named before the run's own, which queue behind it; the wait counts only
+// the run's own. Before, the run waited silently on it for WaitTimeout.
+func TestReparseWaitsOnlyForItsOwn(t *testing.T) {
+	chURL, db := testDB(t)
+	w, err := New(Options{URL: chURL, Database: db, SpoolDir: t.TempDir(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().Truncate(time.Second)
+	resp := recordedRecord(t, 1, "responses.sse", "openai", "/v1/responses", true, now)
+	resp.TTFT, resp.TokensIn, resp.TokensOut = 804*time.Millisecond, 21, 9
+	if err := w.Write(resp); err != nil {
+		t.Fatal(err)
+	}
+	closeWriter(t, w)
+	mustQuery(t, chURL, db, "ALTER TABLE stream_logs UPDATE instance = toString(throwIf(route = 'openai')) WHERE route = 'openai'")
+	var notes []string
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	res, err := Reparse(ctx, ReparseOptions{URLs: []string{chURL}, Database: db, WaitTimeout: 3 * time.Second,
+		Kinds: map[string]record.Kind{"openai": record.KindSSE}, Note: func(l string) { notes = append(notes, l) }})
+	if res == nil || res.Mutations != 1 {
+		t.Fatalf("%+v, %v; want one mutation sent", res, err)
+	}
+	if len(notes) == 0 || !strings.Contains(notes[0], "1 mutation(s) of "+db+".stream_logs") || !strings.Contains(notes[0], "unfinished before this run") {
+		t.Fatalf("notes %q; want the mutation left from before named", notes)
+	}
+	// Its own queues behind the one that never finishes: the wait ends at
+	// WaitTimeout counting its own only.
+	if err == nil || !strings.Contains(err.Error(), "1 mutations of "+db+".stream_logs") {
+		t.Fatalf("err %v; want its own one mutation unfinished", err)
 	}
 }

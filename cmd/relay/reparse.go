@@ -97,6 +97,7 @@ func runReparseTo(args []string, w io.Writer, now time.Time) error {
 		Route:    *route,
 		Kinds:    kinds,
 		DryRun:   *dryRun,
+		Note:     func(line string) { fmt.Fprintln(stderr, "relay: reparse: "+termSafe(line)) },
 	})
 	if err != nil {
 		if res == nil || res.Rows == 0 && res.Mutations == 0 {

@@ -24,6 +24,9 @@ import (
 // stdout is where subcommands print; tests swap it.
 var stdout io.Writer = os.Stdout
 
+// stderr is where commands write notes beside their output (a test sets it).
+var stderr io.Writer = os.Stderr
+
 const showUsage = `usage: relay show REQUEST_ID [-config FILE] [-env-file FILE] [--json]
 
 Prints the stored row of one request, REQUEST_ID being the X-Request-Id a
