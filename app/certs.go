@@ -95,7 +95,7 @@ func (s *certSource) reloadChanged() {
 // reload loads the pair again; on failure the certificate in use stays.
 func (s *certSource) reload() error {
 	if err := s.load(); err != nil {
-		s.log.Warn("server.tls_cert: the new certificate does not load; the one in use stays", "err", err)
+		s.log.Warn("server.tls_cert: the new certificate is refused (it does not load, or has expired); the one in use stays", "err", err)
 		return err
 	}
 	leaf := s.cur.Load().Leaf
