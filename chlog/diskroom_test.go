@@ -227,3 +227,40 @@ func TestDiskFullClickHouseUp(t *testing.T) {
 	}
 	_ = w.Write(r)
 }
+
+// TestSpoolDirRemovedQueueForgets: spool_dir removed under a running relay (ClickHouse
+// down, files queued): the queue forgets the files that went with it,
+// counting their rows dropped, and later rows are spooled into the
+// directory made again. The gauges said the files were there until a
+// replay reached them, which with ClickHouse down never came.
+func TestSpoolDirRemovedQueueForgets(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	w := newWriter(t, Options{URL: "http://127.0.0.1:1", SpoolDir: dir, FlushInterval: 100 * time.Millisecond, InsertTimeout: 5 * time.Second})
+	for round := range 3 {
+		for i := range 10 {
+			_ = w.Write(sseRecord(round*10+i, 2))
+		}
+		_ = w.Flush(context.Background())
+	}
+	if st := w.Stats(); st.SpoolFiles == 0 || st.RowsSpooled != 30 {
+		t.Fatalf("stats %+v; want 30 rows spooled", st)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the removed files forgotten", 30*time.Second, func() bool { return w.Stats().SpoolFiles == 0 })
+	if st := w.Stats(); st.SpoolBytes != 0 || st.RowsDropped != 30 {
+		t.Fatalf("stats %+v; want no spool bytes and 30 rows dropped", st)
+	}
+	for i := range 5 {
+		_ = w.Write(sseRecord(100+i, 2))
+	}
+	_ = w.Flush(context.Background())
+	closeWriter(t, w)
+	if st := w.Stats(); st.SpoolFiles != 1 || st.RowsDropped != 30 {
+		t.Fatalf("stats %+v; want the new rows spooled in one file", st)
+	}
+	if n := len(spooledRowList(t, dir)); n != 5 {
+		t.Fatalf("%d rows in the remade spool_dir; want 5", n)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -94,6 +95,10 @@ type spool struct {
 	// still on disk under their names, so their seqs are taken.
 	emptied  []spoolFile
 	inFlight map[string]bool // being replayed: the cap must not delete them
+	// dirInfo is spool_dir as last seen (checkDirLocked): a directory
+	// removed, or removed and made again, under the running relay takes
+	// the queued files with it.
+	dirInfo os.FileInfo
 }
 
 func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
@@ -136,6 +141,7 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 	}
 	slices.SortFunc(s.files, func(a, b spoolFile) int { return strings.Compare(a.name, b.name) })
 	s.recoverJournal() // spool_journal.go
+	s.dirInfo, _ = os.Stat(dir)
 	s.measureDisk()
 	s.publish()
 	if len(s.files) > 0 {
@@ -369,6 +375,7 @@ func (s *spool) measureDisk() {
 // less the reserve; none when statfs fails). Read under s.mu, so that a
 // file deleted (done, the cap) is gone from both the disk and s.bytes.
 func (s *spool) diskShortLocked() int64 {
+	s.checkDirLocked()
 	avail := diskAvail(s.dir)
 	b := s.w.budget
 	if avail < 0 {
@@ -384,6 +391,42 @@ func (s *spool) diskShortLocked() int64 {
 		b.diskHigh.Store(room - room/4)
 	}
 	return max(reserve-avail, 0)
+}
+
+// checkDirLocked looks whether spool_dir is still the directory last seen:
+// when it was removed (an operator's rm -rf), or removed and made again
+// (createSpoolTemp remakes it), the queued files that are gone are dropped
+// from the queue, counted and logged; the spool's gauges said they were
+// there until a replay reached them, which with ClickHouse down never
+// came. One stat a call while the directory stays.
+func (s *spool) checkDirLocked() {
+	now, err := os.Stat(s.dir)
+	if err == nil && s.dirInfo != nil && os.SameFile(now, s.dirInfo) {
+		return
+	}
+	if err == nil {
+		s.dirInfo = now
+	}
+	gone, rows := 0, 0
+	for i := 0; i < len(s.files); {
+		f := s.files[i]
+		if _, err := os.Stat(filepath.Join(s.dir, f.name)); s.inFlight[f.name] || !errors.Is(err, fs.ErrNotExist) {
+			i++
+			continue
+		}
+		s.files = slices.Delete(s.files, i, i+1)
+		s.bytes -= f.sizeBytes
+		gone++
+		rows += f.rows
+	}
+	if gone == 0 {
+		return
+	}
+	s.w.stats.rowsDropped.Add(int64(rows))
+	s.w.log.Error("chlog: spool_dir was removed under the running relay: its queued spool files went with it",
+		"dir", s.dir, "files", gone, "rows", rows)
+	_ = s.w.lose(fmt.Errorf("chlog: %d rows dropped: spool_dir %s removed (%d files)", rows, s.dir, gone))
+	s.publish()
 }
 
 // roomFor runs write, which takes n more bytes on the spool's file system
