@@ -427,3 +427,30 @@ func TestSpoolTrailingBytesReplayed(t *testing.T) {
 		t.Fatalf("%d rows in ClickHouse; want %d", n, len(want))
 	}
 }
+
+// TestListSpoolRejectedTrailingBytes: relay spool ls -verify on a file set
+// aside in rejected/ that verifies now (a newline appended) keeps its
+// rejection's reason and says it verifies; the reason was replaced by one
+// saying its rows "are sent", which a rejected file's are not.
+func TestListSpoolRejectedTrailingBytes(t *testing.T) {
+	m1, b1 := spoolTestBlock(t, 1, 0, 3)
+	dir := t.TempDir()
+	rdir := filepath.Join(dir, rejectedDir)
+	if err := os.MkdirAll(rdir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	name := nameOf(m1)
+	if err := os.WriteFile(filepath.Join(rdir, name), append(append([]byte(nil), b1...), '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rdir, errorFileName(name)), []byte("ClickHouse refused the block: Code: 33\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := ListSpool(dir, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 1 || !strings.HasPrefix(ents[0].Reason, "ClickHouse refused the block: Code: 33") || !strings.Contains(ents[0].Reason, "verifies now") {
+		t.Fatalf("%+v; want the rejection's reason kept, saying it verifies now", ents)
+	}
+}

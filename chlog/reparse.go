@@ -225,9 +225,10 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 	res := &ReparseResult{}
 	var pending []change
 	cost := 0 // pending's AST elements (mutationCost), a few per command besides
+	stmt := 0 // pending's statement bytes (mutationBytes), with a cluster
 	flush := func() error {
 		if len(pending) == 0 || o.DryRun {
-			pending, cost = pending[:0], 0
+			pending, cost, stmt = pending[:0], 0, 0
 			return nil
 		}
 		if res.Mutations == 0 {
@@ -239,7 +240,7 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 			return err
 		}
 		res.Mutations++
-		pending, cost = pending[:0], 0
+		pending, cost, stmt = pending[:0], 0, 0
 		return nil
 	}
 	var cur *Row // keyset cursor: the last row read
@@ -270,13 +271,17 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 				}
 				if ch != nil {
 					res.Changed++
-					if n := mutationCost(ch); cost+n > maxMutationAST {
+					n, b := mutationCost(ch), 0
+					if o.Cluster != "" {
+						b = mutationBytes(ch)
+					}
+					if cost+n > maxMutationAST || stmt+b > maxClusterMutationBytes {
 						if err := flush(); err != nil {
 							return res, err
 						}
 					}
 					pending = append(pending, *ch)
-					cost += mutationCost(ch)
+					cost, stmt = cost+n, stmt+b
 					if len(pending) >= o.MutationRows {
 						if err := flush(); err != nil {
 							return res, err
@@ -374,6 +379,33 @@ type reparseClient struct {
 // 20,000 rows came to 60,000 ("AST is too big"), the same first batch at
 // every run.
 const maxMutationAST = 40_000
+
+// maxClusterMutationBytes bounds an ON CLUSTER mutation's statement
+// (mutationBytes): each node's DDL worker parses it with its own
+// max_query_size (256 KiB by default; the relay sets it only on the node it
+// sends to), and ZooKeeper keeps it in one node of at most 1 MiB. 1,501 rows
+// with three changed columns came to 262 KB: refused on the other nodes
+// ("Max query size exceeded"), the same first batch at every run.
+const maxClusterMutationBytes = 200 << 10
+
+// mutationBytes is about what change adds to a mutation's statement: for
+// each column it sets, its quoted id in transform's array and in the IN
+// list, and the value.
+func mutationBytes(ch *change) int {
+	id := len(ch.id) + 3 // quoted, a comma
+	n := 0
+	add := func(set bool, v int) {
+		if set {
+			n += 2*id + v + 1
+		}
+	}
+	add(ch.setTTFT, 10)
+	add(ch.setTokens[0], 20)
+	add(ch.setTokens[1], 20)
+	add(ch.setModel, 2*len(ch.model)+3)
+	add(ch.setErr, 2*len(ch.errType)+3)
+	return n
+}
 
 // mutationCost is the AST elements change adds to a mutation: its id in
 // the IN list of each column's command (transform's arrays of ids and

@@ -405,6 +405,49 @@ func TestReparseCluster(t *testing.T) {
 	}
 }
 
+// TestReparseClusterManyRows: 1,600 rows each with three columns to change
+// make ON CLUSTER statements no larger than the nodes' own max_query_size
+// (256 KiB): several mutations, every row repaired on every replica. One
+// statement of 336 KB was refused on the other nodes ("Max query size
+// exceeded") at every run.
+func TestReparseClusterManyRows(t *testing.T) {
+	c, db := clusterDB(t)
+	w := newWriter(t, clusterOptions(t, c, db))
+	now := time.Now().Truncate(time.Second)
+	const rows = 1600
+	for i := range rows {
+		r := recordedRecord(t, 1000+i, "responses.sse", "openai", "/v1/responses", true, now)
+		r.TTFT, r.TokensIn, r.TokensOut = 804*time.Millisecond, -1, -1
+		if err := w.Write(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flush(t, w)
+	closeWriter(t, w)
+	c.SyncReplicas(30 * time.Second) // every row readable through the Distributed table
+	if got := mustQuery(t, c.URLs[0], db, "SELECT count() FROM stream_logs"); got != strconv.Itoa(rows) {
+		t.Fatalf("%s rows through the Distributed table; want %d", got, rows)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := Reparse(ctx, ReparseOptions{URLs: c.URLs, Cluster: c.Name, Database: db,
+		Kinds: map[string]record.Kind{"openai": record.KindSSE}})
+	if err != nil {
+		t.Fatalf("%v (%+v)", err, res)
+	}
+	if res.Changed != rows || res.Mutations < 2 {
+		t.Fatalf("reparse: %+v; want %d rows changed in several mutations", *res, rows)
+	}
+	c.SyncReplicas(30 * time.Second)
+	for i, u := range c.URLs {
+		got := mustQuery(t, u, db, "SELECT count() FROM stream_logs_local WHERE ttft_ms = 400 AND tokens_in = 21 AND tokens_out = 9")
+		all := mustQuery(t, u, db, "SELECT count() FROM stream_logs_local")
+		if got != all || all == "0" {
+			t.Errorf("node %d: %s of %s local rows repaired", i, got, all)
+		}
+	}
+}
+
 // TestReparseStreamError: rows stored before the relay looked for errors
 // inside a 200 stream get error_type upstream_stream_error from their
 // stored chunks (the event cut between two reads included), over none or

@@ -175,7 +175,14 @@ func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
 				problem = err
 			case named:
 				var trailing int
-				if _, trailing, problem = verifySpool(data, f); trailing > 0 {
+				_, trailing, problem = verifySpool(data, f)
+				switch {
+				case trailing == 0:
+				case rejected:
+					// Its reason stays the rejection's; it verifies now
+					// (replay -rejected takes it back).
+					ent.Reason += fmt.Sprintf(" (verifies now: %d bytes after its rows are not the relay's and are left out; relay spool replay -rejected sends it)", trailing)
+				default:
 					ent.Reason = fmt.Sprintf("%d bytes after its rows are not the relay's: its rows are sent without them", trailing)
 				}
 			default:

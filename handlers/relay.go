@@ -337,8 +337,12 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		// Meta only by the storage budget, or the body cut at the capture
 		// limit: finish would look for the model in what is kept, and a
 		// model after megabytes of messages (an image first, the OpenAI
-		// SDKs' order) is past it.
+		// SDKs' order) is past it; so is a multipart upload's model
+		// field, which the SDKs send after the file.
 		rec.Model = usage.Model(body)
+		if rec.Model == "" {
+			rec.Model = usage.FormModel(body)
+		}
 	}
 	if ce := ctx.Request.Header.Peek(fasthttp.HeaderContentEncoding); len(ce) > 0 && rec.Model == "" {
 		// A compressed body (sent and stored as it came): finish's scan
