@@ -248,6 +248,9 @@ func TestChaosEdgesRefused(t *testing.T) {
 			"\r\nContent-Length:\r\n 2\r\n\r\n{}"}, 400, "POST", "nginx: 400, closed"},
 		{"folded Authorization", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer\r\n\t" + relayKey +
 			"\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: 400, closed"},
+		// fasthttp keeps the last: the upstream got no Content-Type.
+		{"Content-Type twice", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
+			"\r\nContent-Type: application/json\r\nContent-Type:\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: proxies both"},
 	}
 	before := r.mock.Count()
 	var expected, unexpected int64

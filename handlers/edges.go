@@ -73,6 +73,12 @@ func requestEdge(hdr *fasthttp.RequestHeader) (int, string) {
 	if obsFold(raw) {
 		return fasthttp.StatusBadRequest, "header line folded (obs-fold)"
 	}
+	if fieldRepeated(raw, "content-type:") {
+		// fasthttp keeps one Content-Type, the last: the upstream got
+		// the other (none at all when the last was empty), and the row
+		// the same, while the client, or a proxy in front, meant another.
+		return fasthttp.StatusBadRequest, "Content-Type repeated"
+	}
 	for range hdr.Trailers() {
 		// fasthttp reads a chunked body's trailer fields into the header
 		// (RFC 9110 6.5.1 forbids the merge): a trailing X-Tenant-ID was
@@ -131,6 +137,37 @@ func obsFold(b []byte) bool {
 			return true
 		}
 	}
+}
+
+// fieldRepeated reports whether more than one line of the raw header
+// block b begins with prefix ("name:", lower case), whatever its case.
+func fieldRepeated(b []byte, prefix string) bool {
+	seen := false
+	for len(b) > 0 {
+		if len(b) >= len(prefix) && asciiPrefixFold(b, prefix) {
+			if seen {
+				return true
+			}
+			seen = true
+		}
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return false
+		}
+		b = b[i+1:]
+	}
+	return false
+}
+
+// asciiPrefixFold reports whether b begins with prefix (lower case ASCII),
+// whatever the case of b's letters.
+func asciiPrefixFold(b []byte, prefix string) bool {
+	for i := range len(prefix) {
+		if c := b[i]; c|0x20 != prefix[i] && c != prefix[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // Canned answers of CheckRequestStart: built once, written as they are.

@@ -90,6 +90,11 @@ func TestRequestEdge(t *testing.T) {
 		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n 5\r\n\r\n", 400},
 		{"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer\r\n\tsk-x\r\n\r\n", 400},
 		{"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1 2\r\n\r\n", 0},
+		// fasthttp keeps the last Content-Type: the upstream got another
+		// than the client meant, or none.
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: text/plain\r\ncontent-TYPE: application/json\r\n\r\n", 400},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Type:\r\n\r\n", 400},
+		{"POST / HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nX-Content-Type: a\r\nContent-Type2: b\r\n\r\n", 0},
 	}
 	for _, tt := range tests {
 		var h fasthttp.RequestHeader

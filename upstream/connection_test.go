@@ -119,3 +119,44 @@ func TestConnectionListedOnLaterLine(t *testing.T) {
 		}
 	}
 }
+
+// TestRouteHeaderClientValueKept: a route's headers entry goes upstream only
+// when the client sent no value of its own under that name: an empty one
+// (the route's replaced it) and two lines (the route's replaced the first)
+// go as sent.
+func TestRouteHeaderClientValueKept(t *testing.T) {
+	r, err := NewRoute(Options{Name: "t", Path: "/v1/*", Upstream: "http://127.0.0.1:1", ProviderKey: "sk-p", KeyEnv: "K",
+		Headers: map[string]string{"anthropic-version": "2023-06-01", "x-route-h": "rv"}}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		set  [][2]string
+		want []string // lines that must be in the upstream head, lower-cased
+		not  []string
+	}{
+		{"none", nil, []string{"anthropic-version: 2023-06-01", "x-route-h: rv"}, nil},
+		{"empty", [][2]string{{"Anthropic-Version", ""}}, []string{"anthropic-version: \r\n"}, []string{"2023-06-01"}},
+		{"two lines", [][2]string{{"X-Route-H", ""}, {"X-Route-H", "client-val"}}, []string{"x-route-h: \r\n", "x-route-h: client-val"}, []string{": rv"}},
+	} {
+		var src, dst fasthttp.RequestHeader
+		src.SetMethod("POST")
+		src.SetRequestURI("/v1/x")
+		for _, kv := range tc.set {
+			src.Add(kv[0], kv[1])
+		}
+		r.copyRequestHeaders(&dst, &src, nil)
+		h := strings.ToLower(string(dst.Header()))
+		for _, w := range tc.want {
+			if !strings.Contains(h, w) {
+				t.Errorf("%s: no %q in %q", tc.name, w, h)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(h, n) {
+				t.Errorf("%s: %q in %q", tc.name, n, h)
+			}
+		}
+	}
+}

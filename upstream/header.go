@@ -247,6 +247,7 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	var lb [64]byte
 	var seen headerSet
 	var cb [256]byte
+	var sent uint64 // r.extra's fields the client's own values went out under (bit i: r.extra[i])
 	connHdr := connectionNames(connectionLines(src.PeekAll("Connection"), cb[:0]))
 	// The names come canonical from fasthttp's parse of the client's
 	// request: adding them to dst need not canonicalize them again.
@@ -284,6 +285,11 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 		if len(connHdr) > 0 && listedInConnection(connHdr, k) {
 			continue
 		}
+		for i, h := range r.extra {
+			if i < 64 && bytes.EqualFold(k, h[0]) {
+				sent |= 1 << i
+			}
+		}
 		switch string(lk) {
 		case "content-type":
 			dst.SetContentTypeBytes(v)
@@ -294,11 +300,13 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 		}
 	}
 	capture = seen.close(capture)
-	for _, h := range r.extra {
-		// Unless the client's own value was forwarded: one the relay does
-		// not forward (Authorization, which carried the relay key; an
-		// underscore name; one listed in Connection) leaves the route's.
-		if len(dst.PeekBytes(h[0])) == 0 {
+	for i, h := range r.extra {
+		// Unless the client's own value was forwarded, empty or repeated
+		// as it was (the route's replaced an empty one, and the first of
+		// two): one the relay does not forward (Authorization, which
+		// carried the relay key; an underscore name; one listed in
+		// Connection) leaves the route's.
+		if i < 64 && sent&(1<<i) == 0 || i >= 64 && len(dst.PeekBytes(h[0])) == 0 {
 			dst.SetBytesKV(h[0], h[1])
 		}
 	}
