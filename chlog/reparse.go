@@ -275,6 +275,13 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 					if o.Cluster != "" {
 						b = mutationBytes(ch)
 					}
+					if b > maxClusterMutationBytes {
+						// A derived model of ~100 KB: no ON CLUSTER
+						// statement can carry it; counted, not written.
+						res.Changed--
+						res.Skipped++
+						continue
+					}
 					if cost+n > maxMutationAST || stmt+b > maxClusterMutationBytes {
 						if err := flush(); err != nil {
 							return res, err

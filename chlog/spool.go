@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // Spool files hold raw (uncompressed) Native blocks, back to back, so
@@ -401,16 +402,16 @@ func (s *spool) diskShortLocked() int64 {
 // came. One stat a call while the directory stays.
 func (s *spool) checkDirLocked() {
 	now, err := os.Stat(s.dir)
-	if err == nil && s.dirInfo != nil && os.SameFile(now, s.dirInfo) {
+	if err == nil && now.IsDir() && s.dirInfo != nil && os.SameFile(now, s.dirInfo) && s.oldestThereLocked() {
 		return
 	}
-	if err == nil {
+	if err == nil && now.IsDir() {
 		s.dirInfo = now
 	}
 	gone, rows := 0, 0
 	for i := 0; i < len(s.files); {
 		f := s.files[i]
-		if _, err := os.Stat(filepath.Join(s.dir, f.name)); s.inFlight[f.name] || !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(s.dir, f.name)); s.inFlight[f.name] || !vanished(err) {
 			i++
 			continue
 		}
@@ -427,6 +428,25 @@ func (s *spool) checkDirLocked() {
 		"dir", s.dir, "files", gone, "rows", rows)
 	_ = s.w.lose(fmt.Errorf("chlog: %d rows dropped: spool_dir %s removed (%d files)", rows, s.dir, gone))
 	s.publish()
+}
+
+// oldestThereLocked reports whether the oldest queued file not being
+// replayed is on disk (or none is queued): a directory removed and made
+// again may get its inode back, as ext4 gives it, and look the same.
+func (s *spool) oldestThereLocked() bool {
+	for _, f := range s.files {
+		if !s.inFlight[f.name] {
+			_, err := os.Stat(filepath.Join(s.dir, f.name))
+			return !vanished(err)
+		}
+	}
+	return true
+}
+
+// vanished reports whether err from a stat says the file is not there: no
+// such file, or spool_dir no longer a directory.
+func vanished(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
 }
 
 // roomFor runs write, which takes n more bytes on the spool's file system

@@ -303,7 +303,8 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 	for i, h := range r.extra {
 		// Unless the client's own value was forwarded, empty or repeated
 		// as it was (the route's replaced an empty one, and the first of
-		// two): one the relay does not forward (Authorization, which
+		// two; fasthttp keeps no empty User-Agent or Content-Type, so
+		// the route's goes there): one the relay does not forward (Authorization, which
 		// carried the relay key; an underscore name; one listed in
 		// Connection) leaves the route's.
 		if i < 64 && sent&(1<<i) == 0 || i >= 64 && len(dst.PeekBytes(h[0])) == 0 {
