@@ -155,9 +155,10 @@ func Derive(row *Row, kind record.Kind) Derived {
 		// none; a cut capture or bytes not stored (meta) say nothing.
 		d.TTFTKnown = row.Status >= 400 || !row.Truncated && (raw || captured || n == 0)
 	}
-	if kind == record.KindSSE && captured {
+	if kind == record.KindSSE && captured && !(usage.IsRead(row.Method) && !usage.EventStream(row.ResponseHeaders)) {
 		// A capture cut short may still hold the error event: found is
-		// certain, not found says nothing.
+		// certain, not found says nothing. A read of stored objects is not
+		// scanned, as live (upstream's tokenScanner).
 		d.StreamError = usage.HasStreamError(false, int(row.Status), data, ends)
 	}
 	// A read's tokens (GET, HEAD: a stored answer fetched again) are the
@@ -470,7 +471,7 @@ func (c *reparseClient) rows(ctx context.Context, keys []Row) ([]Row, error) {
 			hi = k.CreatedAt
 		}
 	}
-	sql := "SELECT request_id, created_at, route, method, path, status, error_type, model, ttft_ms, tokens_in, tokens_out, bytes_in, request_body, response_chunks, chunk_offsets_ms, truncated FROM " +
+	sql := "SELECT request_id, created_at, route, method, path, status, error_type, model, ttft_ms, tokens_in, tokens_out, bytes_in, request_body, response_headers, response_chunks, chunk_offsets_ms, truncated FROM " +
 		c.table() + " WHERE created_at >= toDateTime(" + strconv.FormatInt(lo.Unix(), 10) + ") AND created_at <= toDateTime(" + strconv.FormatInt(hi.Unix(), 10) +
 		") AND request_id IN (" + strings.Join(ids, ",") + ") FORMAT Native"
 	return c.selectRows(ctx, sql)

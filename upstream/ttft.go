@@ -33,7 +33,13 @@ func (s *tokenScanner) start(rec *record.Record, kind record.Kind) {
 	}
 	s.started = true
 	s.Start(usage.APIForPath(rec.Path), kind == record.KindRaw, rec.Status)
-	s.errs.Start(kind != record.KindSSE, rec.Status)
+	// A read (GET, HEAD) answers with stored objects, which may tell of
+	// errors of their own (a batch's error file, a job's "error"): none is
+	// this request's, nor its target's fault. A read that resumes a stream
+	// (GET /v1/responses/{id}?stream=true) is scanned: its events are a
+	// generation's.
+	storedRead := usage.IsRead(rec.Method) && !usage.EventStream(rec.ResponseHeaders)
+	s.errs.Start(kind != record.KindSSE || storedRead, rec.Status)
 }
 
 // scan reports whether b (the next bytes of the response) completes the

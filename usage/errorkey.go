@@ -4,8 +4,8 @@ import "bytes"
 
 // An error key is the key "error" among the top-level keys of an event's
 // JSON object, with a value that says there is an error: an object or a
-// string that is not blank ("error":null, "", " ", false, 0 or [] is no
-// error). It may come after other keys (OpenRouter sends its mid-stream
+// string that is not blank ("error":null, {}, "", " ", false, 0 or [] is
+// no error). It may come after other keys (OpenRouter sends its mid-stream
 // error as a chunk with "id", "model" and the rest first, "choices"
 // after), and an SSE event's JSON may be cut over several data lines,
 // which SSE joins with line feeds. The key is told from the word by the
@@ -91,6 +91,7 @@ const (
 	nxColon         // the ':' after the key "error"
 	nxValue         // the value of the key "error"
 	nxString        // the text of its string value: '"' after blanks is a blank one
+	nxObject        // inside its object value: '}' after blanks is an empty one
 )
 
 // keyWalk finds an error key in JSON text fed piece by piece. Its zero
@@ -169,6 +170,9 @@ walk:
 			switch next {
 			case nxValue:
 				next = nxString
+			case nxObject:
+				match = true // a key: the object is not empty
+				break walk
 			case nxString:
 				next = nxNone // "error":"": empty
 			case nxKey:
@@ -181,9 +185,20 @@ walk:
 		switch next {
 		case nxValue:
 			if c == '{' {
-				match = true
-				break walk
+				// Not yet: "error":{} (a stored fine-tuning job's) is no
+				// error.
+				depth++
+				next = nxObject
+				continue
 			}
+		case nxObject:
+			if c == '}' {
+				depth--
+				next = nxNone
+				continue
+			}
+			match = true
+			break walk
 		case nxString:
 			match = true // the first byte of a string that is not empty
 			break walk

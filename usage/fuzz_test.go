@@ -165,7 +165,8 @@ func decodedErrorKey(b []byte) bool {
 		}
 		switch e[0] {
 		case '{':
-			return true
+			var o map[string]json.RawMessage
+			return json.Unmarshal(e, &o) == nil && len(o) > 0 // {} is no error
 		case '"':
 			return strings.Trim(string(e[1:len(e)-1]), " \t") != ""
 		}

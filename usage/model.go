@@ -1,6 +1,9 @@
 package usage
 
-import "strings"
+import (
+	"bytes"
+	"strings"
+)
 
 // Model returns the top-level "model" string of the JSON request body, or ""
 // when absent or when the body is not a JSON object. Nested values (messages
@@ -55,4 +58,15 @@ func PathModel(path string) string {
 		return ""
 	}
 	return name[:j]
+}
+
+// IsRead reports whether method reads what is stored (GET, HEAD): its
+// answer generates nothing, and errors it tells of (a batch's error file, a
+// job's "error") are no error of the request's.
+func IsRead(method string) bool { return method == "GET" || method == "HEAD" }
+
+// EventStream reports whether captured response headers (the row's JSON
+// object) say text/event-stream.
+func EventStream(responseHeaders []byte) bool {
+	return bytes.Contains(responseHeaders, []byte("text/event-stream"))
 }

@@ -39,7 +39,7 @@ var streamErrorCases = []struct {
 	{"openrouter", "data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"provider\":\"p\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n" +
 		"data: {\"id\":\"gen-1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"x\",\"provider\":\"p\",\"error\":{\"code\":502,\"message\":\"Provider disconnected\"},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}]}\n\n"},
 	{"key-late-string", "data: {\"id\": \"x\", \"error\" :\t\"boom\"}\n\n"},
-	{"key-after-nested", "data: {\"a\":{\"b\":[1,{\"c\":\"}\"}]},\"error\":{}}\n\n"},
+	{"key-after-nested", "data: {\"a\":{\"b\":[1,{\"c\":\"}\"}]},\"error\":{\"code\":1}}\n\n"},
 	// An event's JSON over several data lines, joined with line feeds.
 	{"multiline", "data: {\"id\":\"c\",\"choices\":[]}\n\ndata: {\"id\":\"c\",\ndata: \"error\":{\"message\":\"x\"}}\n\n"},
 	{"multiline-colon", "event: x\r\ndata: {\"error\"\r\ndata:\r\ndata: :\r\ndata:  {\"m\":1}}\r\n\r\n"},
@@ -69,6 +69,9 @@ var streamNoErrorCases = []struct {
 	name, stream string
 }{
 	{"content-error", "data: {\"choices\":[{\"delta\":{\"content\":\"error\"}}]}\n\n"},
+	// A stored fine-tuning job's "error":{} (with white space too).
+	{"error-empty-object", `{"object":"fine_tuning.job","status":"succeeded","error":{}}`},
+	{"error-empty-object-spaced", "data: {\"id\":\"x\",\"error\":{ \n }}\n\n"},
 	{"text-error", "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"error\"}}\n\n"},
 	{"text-looks-like-event", "data: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"\\nevent: error\\ndata: {\\\"error\\\":{},\\\"type\\\":\\\"error\\\"}\"}}\n\n"},
 	{"type-error-nested", "data: {\"type\":\"content_block_start\",\"content_block\":{\"type\":\"error\"}}\n\n"},
@@ -198,7 +201,7 @@ func TestStreamErrorRecorded(t *testing.T) {
 // TestStreamErrorOff: an error status (its body is the error, typed
 // upstream_status) and a raw response are not scanned.
 func TestStreamErrorOff(t *testing.T) {
-	b := []byte("data: {\"error\":{}}\n\n")
+	b := []byte("data: {\"error\":{\"code\":1}}\n\n")
 	ends := []uint32{uint32(len(b))}
 	if HasStreamError(false, 500, b, ends) || HasStreamError(true, 200, b, ends) {
 		t.Fatal("scanned")

@@ -1,0 +1,80 @@
+package app
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// TestStoredReadsNoStreamError: a read of stored objects that tell of
+// errors of their own (a Batch's error file, a fine-tuning job's "error")
+// is no error inside a stream: its row keeps no error type, and its
+// target's health no failure. Each such GET was typed
+// upstream_stream_error and counted against the target (6 of them
+// ejected a pool's two targets for a minute). A POST answered with an
+// error object is still one; and "error":{} is no error.
+func TestStoredReadsNoStreamError(t *testing.T) {
+	const errLine = `{"id":"batch_req_9","custom_id":"r9","response":null,"error":{"code":"batch_expired","message":"expired"}}` + "\n"
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/content"):
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write([]byte(errLine))
+		case strings.Contains(r.URL.Path, "/fine_tuning/"):
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"object":"fine_tuning.job","id":"ftjob-abc","status":"succeeded","error":{}}`))
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write([]byte(`{"error":{"message":"overloaded","type":"server_error"}}`))
+		}
+	})}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	r := startRelayYAML(t, func(yaml string) string {
+		return strings.Replace(yaml, "routes:\n", `routes:
+  - name: files
+    path: /files-api/*
+    upstream: http://`+ln.Addr().String()+`
+    auth_env: TEST_PROVIDER_KEY
+`, 1)
+	}, nil)
+	do := func(method, path string) row {
+		t.Helper()
+		var body io.Reader
+		if method == "POST" {
+			body = strings.NewReader(`{"model":"m"}`)
+		}
+		req, err := http.NewRequest(method, r.base+path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+relayKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s %s: status %d", method, path, resp.StatusCode)
+		}
+		return r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+	}
+	for range 4 {
+		if got := do("GET", "/files-api/v1/files/file-err/content"); got.ErrorType != "" {
+			t.Fatalf("GET of a batch error file: error_type %q, want none", got.ErrorType)
+		}
+	}
+	if got := do("GET", "/files-api/v1/fine_tuning/jobs/ftjob-abc"); got.ErrorType != "" {
+		t.Fatalf("GET of a job with \"error\":{}: error_type %q, want none", got.ErrorType)
+	}
+	if got := do("POST", "/files-api/v1/chat/completions"); got.ErrorType != "upstream_stream_error" {
+		t.Fatalf("POST answered 200 with an error object: error_type %q, want upstream_stream_error", got.ErrorType)
+	}
+}
