@@ -164,9 +164,12 @@ func Derive(row *Row, kind record.Kind) Derived {
 	// A read's tokens (GET, HEAD: a stored answer fetched again) are the
 	// live path's choice, which took what came before into account
 	// (handlers' retrievals): they are left as they are.
+	// Nor are a stored object's (usage.StoredObject: 0 live).
 	read := row.Method == "GET" || row.Method == "HEAD"
-	if !raw && captured && !row.Truncated && !read {
-		if in, out, ok := usage.FindAPI(api, data); ok {
+	if !raw && captured && !row.Truncated && !read && !usage.StoredObject(row.Path) {
+		var t usage.Tokens
+		t.Scan(api, data)
+		if in, out, ok := t.CountsFor(row.Path); ok {
 			i, o := uint64(in), uint64(out)
 			d.TokensIn, d.TokensOut = &i, &o
 		}

@@ -516,7 +516,7 @@ func responseTokens(rec *record.Record) (in, out int64, ok bool) {
 		}
 		t.Scan(api, tail)
 	}
-	return t.Counts()
+	return t.CountsFor(rec.Path)
 }
 
 // seamBytes is how much of the captured response's end responseTokens

@@ -92,6 +92,9 @@ func (r *retrievals) has(k uint64) bool {
 // charged an estimate). A request that is no read carrying usage has its
 // Responses id noted (a POST creating, or cancelling, a response).
 func (r *retrievals) zeroUsage(rec *record.Record, found bool) bool {
+	if usage.StoredObject(rec.Path) {
+		return found
+	}
 	read := rec.Method == "GET" || rec.Method == "HEAD"
 	if !read {
 		if found && strings.Contains(rec.Path, "/responses") {

@@ -53,7 +53,9 @@ func APIForPath(path string) API {
 		return OpenAIChat
 	case strings.HasSuffix(path, "/responses"):
 		return Responses
-	case strings.HasSuffix(path, "/messages"):
+	case strings.HasSuffix(path, "/messages") && !strings.Contains(path, "/threads/") && !strings.Contains(path, "/chat/completions/"):
+		// Not an Assistants thread's messages (POST adds one: nothing is
+		// generated) nor a stored chat completion's.
 		return Anthropic
 	case strings.HasSuffix(path, ":streamGenerateContent"), strings.HasSuffix(path, ":generateContent"):
 		return Gemini
@@ -65,4 +67,14 @@ func APIForPath(path string) API {
 		return Responses
 	}
 	return Generic
+}
+
+// StoredObject reports whether path names a stored object whose usage, if
+// its answer shows any, is not the request's: a batch (OpenAI's Batch API,
+// Anthropic's message batches: its requests' usage, which no read charges
+// either; a cancel charged the whole batch's), or a stored chat completion
+// (POST /v1/chat/completions/{id} updates its metadata and answers with it:
+// its usage was charged again). Its row and charge count 0 tokens.
+func StoredObject(path string) bool {
+	return strings.Contains(path, "/batches") || strings.Contains(path, "/chat/completions/")
 }

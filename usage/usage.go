@@ -1,6 +1,9 @@
 package usage
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
 // Find returns the token counts of a whole captured response (an SSE
 // stream or a JSON body) of an unknown API: FindAPI with Generic.
@@ -48,6 +51,16 @@ type Tokens struct {
 	// input the model wrote, {"usage":{"cache_read_input_tokens":...}})
 	// leaves nothing behind once the answer's own usage, last, comes.
 	shape shape
+}
+
+// CountsFor is Counts for a response to path: an embeddings answer's usage
+// has an input count alone ({"prompt_tokens":8,"total_tokens":8}), whose
+// output is 0 (it was dropped, stored NULL, charged nothing).
+func (t *Tokens) CountsFor(path string) (in, out int64, ok bool) {
+	if t.HaveIn && !t.HaveOut && strings.HasSuffix(path, "/embeddings") {
+		t.Out, t.HaveOut = 0, true
+	}
+	return t.Counts()
 }
 
 // Counts returns the counts, ok only when both were found.
