@@ -62,6 +62,9 @@ func TestStoredObjectsChargeNothing(t *testing.T) {
 		{"/objs/v1/threads/thread_1/messages", `{"role":"user","content":"` + strings.Repeat("hello ", 60) + `"}`, -1, -1},
 		{"/objs/v1/embeddings", `{"model":"text-embedding-3-small","input":"hello"}`, 8, 0},
 		{"/objs/v1/embeddings", `{"model":"text-embedding-3-small","input":"hello"}`, 8, 0},
+		// A generation path with a trailing slash is no stored object: its
+		// usage counts (a substring test made it 0).
+		{"/objs/v1/chat/completions/", `{"model":"m"}`, 900, 100},
 	} {
 		req, err := http.NewRequest("POST", r.base+tc.path, strings.NewReader(tc.body))
 		if err != nil {

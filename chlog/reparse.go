@@ -279,12 +279,17 @@ func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 					if o.Cluster != "" {
 						b = mutationBytes(ch)
 					}
-					if b > maxClusterMutationBytes {
+					if b > maxClusterMutationBytes && ch.setModel {
 						// A derived model of ~100 KB: no ON CLUSTER
-						// statement can carry it; counted, not written.
-						res.Changed--
-						res.Skipped++
-						continue
+						// statement can carry it. The row's other
+						// changes are written.
+						ch.setModel = false
+						res.Model--
+						n, b = mutationCost(ch), mutationBytes(ch)
+						if n == 0 {
+							res.Changed--
+							continue
+						}
 					}
 					if cost+n > maxMutationAST || stmt+b > maxClusterMutationBytes {
 						if err := flush(); err != nil {

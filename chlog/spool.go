@@ -399,7 +399,8 @@ func (s *spool) diskShortLocked() int64 {
 // (createSpoolTemp remakes it), the queued files that are gone are dropped
 // from the queue, counted and logged; the spool's gauges said they were
 // there until a replay reached them, which with ClickHouse down never
-// came. One stat a call while the directory stays.
+// came. Two stats a call (the directory, the oldest queued file) while the
+// directory stays.
 func (s *spool) checkDirLocked() {
 	now, err := os.Stat(s.dir)
 	if err == nil && now.IsDir() && s.dirInfo != nil && os.SameFile(now, s.dirInfo) && s.oldestThereLocked() {

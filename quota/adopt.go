@@ -61,11 +61,15 @@ type adopted struct {
 	req, tok       float64
 	hasReq, hasTok bool
 	keys           []adoptedKey
+	// owed, owedTokens: the fallback's admissions and debits prev has not
+	// charged to Redis (chargeBack); l charges them once Redis decides.
+	owed, owedTokens int64
 }
 
 type adoptedKey struct {
 	id    string
 	level float64
+	owed  int64
 }
 
 // adoptTenant copies pts, a tenant of prev, into l.
@@ -83,9 +87,12 @@ func (l *Limiter) adoptTenant(prev *Limiter, pts *tenantState) {
 	}
 	for id, ks := range pts.keyed {
 		if ks.req.last != 0 {
-			a.keys = append(a.keys, adoptedKey{id, ks.req.level(now, perMs(ks.lim.rpm), float64(ks.lim.burst))})
+			a.keys = append(a.keys, adoptedKey{id, ks.req.level(now, perMs(ks.lim.rpm), float64(ks.lim.burst)), ks.owed})
+			ks.owed = 0
 		}
 	}
+	a.owed, a.owedTokens = pts.owed, pts.owedTokens
+	pts.owed, pts.owedTokens = 0, 0
 	pts.mu.Unlock()
 	if !a.hasReq && !a.hasTok && len(a.keys) == 0 && a.ov == (override{}) {
 		return // a tenant prev never decided for: l's own start is the same
@@ -110,6 +117,9 @@ func (l *Limiter) adoptTenant(prev *Limiter, pts *tenantState) {
 	for i, ks := range kss {
 		if ks != nil {
 			ks.req.set(now, min(a.keys[i].level, float64(ks.lim.burst)))
+			ks.owed += a.keys[i].owed
 		}
 	}
+	ts.owed += a.owed
+	ts.owedTokens += a.owedTokens
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -135,5 +136,66 @@ func TestFallbackContinuesFromRedisLevels(t *testing.T) {
 		if d := l.Take(ctx, "acme", ""); d.Allowed || d.Source != SourceLocal || d.Limit != 5 {
 			t.Fatalf("after the kill %+v: want refused by the local bucket continuing from Redis", d)
 		}
+	}
+}
+
+// TestFallbackChargedBack: what the local fallback admits while Redis
+// cannot decide is charged to the shared bucket once Redis decides again:
+// the bucket's level the fallback went on from is not spent a second time.
+// Before, a tenant with 7 of 10 left admitted 5 in the fallback and then 7
+// more through Redis (and every other relay in the fallback spent the same
+// 7 again).
+func TestFallbackChargedBack(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{RedisAddr: srv.addr, Default: 6, Burst: 10, Timeout: 200 * time.Millisecond,
+		ProbeInterval: 50 * time.Millisecond, Lease: 1}) // every decision asks Redis; 6/min: no refill to speak of
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	for i := range 3 {
+		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceRedis {
+			t.Fatalf("take %d before the stall: %+v", i, d)
+		}
+	}
+	srv.Signal(syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			srv.Signal(syscall.SIGCONT)
+		}
+	}()
+	for i := range 5 {
+		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceLocal {
+			t.Fatalf("take %d in the stall: %+v, want admitted by the fallback", i, d)
+		}
+	}
+	srv.Signal(syscall.SIGCONT)
+	stopped = false
+	deadline := time.Now().Add(20 * time.Second)
+	for l.Stats().ToRedis == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not back on Redis 20s after SIGCONT: %+v", l.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st := l.Stats(); st.ChargedBack != 5 {
+		t.Errorf("stats %+v: want the fallback's 5 admissions charged back", st)
+	}
+	// 10 - 3 - 5 charged (- 1 more when the decision the stall cut ran in
+	// Redis late): 2 left at most, plus what refilled (0.1 a second).
+	admitted := 0
+	for range 12 {
+		d := l.Take(ctx, "acme", "")
+		if d.Source != SourceRedis && d.Source != SourceCache {
+			t.Fatalf("after the switch back: %+v", d)
+		}
+		if d.Allowed {
+			admitted++
+		}
+	}
+	if admitted > 3 {
+		t.Fatalf("%d admitted through Redis after the stall; want at most 3 (the fallback's 5 charged)", admitted)
 	}
 }

@@ -83,6 +83,9 @@ type giveBack struct {
 	n   int64
 	// refund: a request's token (Refund), not counted as a lease's.
 	refund bool
+	// charge: n < 0, the fallback's admissions charged back (chargeBack),
+	// not counted as a lease's.
+	charge bool
 }
 
 // givebacks queues unused lease tokens for the sweeper.
@@ -295,7 +298,7 @@ func (l *Limiter) give(p []giveBack) {
 			return
 		case err != nil:
 			l.stats.redisErrors.Add(1)
-		case !g.refund:
+		case !g.refund && !g.charge:
 			l.stats.gaveBack.Add(uint64(g.n))
 		}
 	}

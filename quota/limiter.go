@@ -279,6 +279,15 @@ func (l *Limiter) takeLocal(ts *tenantState, ks *keyState) Decision {
 		if kl != nil {
 			ks.req.set(now, lv.key-1)
 		}
+		if l.redis != nil {
+			// Owed to the shared buckets (chargeBack): the key's
+			// charge takes from the tenant's bucket too.
+			if kl != nil {
+				ks.owed++
+			} else if lim.rpm != Unlimited {
+				ts.owed++
+			}
+		}
 	}
 	ts.mu.Unlock()
 	return decide(lim, kl, lv, ok, SourceLocal)
@@ -294,6 +303,61 @@ func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
 	}
 	x := ts.tok.level(now, perMs(tpm), float64(tpm))
 	ts.tok.set(now, x-float64(tokens))
+	if l.redis != nil {
+		ts.owedTokens += tokens
+	}
+}
+
+// chargeBack charges Redis, once it decides again, with what the fallback
+// admitted and debited in-process meanwhile (tenantState.owed): its local
+// buckets went on from the levels Redis last gave this relay, which every
+// relay in the fallback spent again, and which were still in Redis after
+// the switch back (two relays admitted +30 % over a window with one switch
+// each way). The charge takes the requests from the shared buckets (they
+// may go below 0: later requests wait for the refill) and the tokens from
+// the budget; one script run per tenant and relay key. A failure drops the
+// rest (counted): the tenant is over-admitted by them, as before.
+func (l *Limiter) chargeBack() {
+	var reqs []giveBack
+	type owedTok struct {
+		ts *tenantState
+		n  int64
+	}
+	var toks []owedTok
+	l.table.each(func(ts *tenantState) {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		if ts.owed > 0 {
+			reqs = append(reqs, giveBack{ts: ts, lim: ts.seen, n: -ts.owed, charge: true})
+			ts.owed = 0
+		}
+		for _, ks := range ts.keyed {
+			if ks.owed > 0 {
+				reqs = append(reqs, giveBack{ts: ts, ks: ks, lim: ts.seen, n: -ks.owed, charge: true})
+				ks.owed = 0
+			}
+		}
+		if ts.owedTokens > 0 {
+			toks = append(toks, owedTok{ts, ts.owedTokens})
+			ts.owedTokens = 0
+		}
+	})
+	var charged int64
+	for _, g := range reqs {
+		charged -= g.n
+	}
+	if len(reqs) > 0 {
+		l.give(reqs)
+	}
+	for _, t := range toks {
+		if err := l.debitRedis(context.Background(), t.ts, t.n); err != nil {
+			l.stats.redisErrors.Add(1)
+		}
+	}
+	if charged > 0 || len(toks) > 0 {
+		l.stats.chargedBack.Add(uint64(charged))
+		l.o.Logger.Debug("quota: charged redis with the fallback's admissions", "requests", charged, "tenants_with_tokens", len(toks))
+	}
 }
 
 // redisFailed counts a Redis error of a command of tenant ts and, on the

@@ -79,6 +79,9 @@ func (l *Limiter) probe(keys []string) {
 		}
 		// The level before the switch: a decision failing right after it
 		// starts the next outage, whose mute toRedis must not clear.
+		// The fallback's admissions are charged first: the first decisions
+		// through Redis see the buckets with them taken.
+		l.chargeBack()
 		lv := l.switchLog.toRedis()
 		if l.owesSwitch.Swap(false) {
 			l.stats.toRedis.Add(1) // not a limiter that handed its outage over (Adopt)
@@ -89,6 +92,7 @@ func (l *Limiter) probe(keys []string) {
 			lv = slog.LevelDebug
 		}
 		l.o.Logger.Log(context.Background(), lv, "quota: redis reachable again, deciding by redis", "redis_addr", l.o.RedisAddr)
+		l.chargeBack() // what the fallback admitted during the first
 		return
 	}
 }

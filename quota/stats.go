@@ -21,6 +21,9 @@ type Stats struct {
 	Leases              uint64
 	LeaseRenewals       uint64
 	LeaseTokensReturned uint64
+	// ChargedBack counts requests the fallback admitted in-process that
+	// were charged to Redis once it decided again (chargeBack).
+	ChargedBack uint64
 }
 
 type counters struct {
@@ -32,6 +35,7 @@ type counters struct {
 	leases      atomic.Uint64
 	renewals    atomic.Uint64
 	gaveBack    atomic.Uint64
+	chargedBack atomic.Uint64
 }
 
 func (c *counters) count(d Decision) {
@@ -55,6 +59,7 @@ func (l *Limiter) Stats() Stats {
 	s.Leases = l.stats.leases.Load()
 	s.LeaseRenewals = l.stats.renewals.Load()
 	s.LeaseTokensReturned = l.stats.gaveBack.Load()
+	s.ChargedBack = l.stats.chargedBack.Load()
 	return s
 }
 
@@ -71,4 +76,5 @@ func (s *Stats) Add(o Stats) {
 	s.Leases += o.Leases
 	s.LeaseRenewals += o.LeaseRenewals
 	s.LeaseTokensReturned += o.LeaseTokensReturned
+	s.ChargedBack += o.ChargedBack
 }

@@ -62,6 +62,12 @@ type tenantState struct {
 	// this relay when it changes. Its leases are not renewed until a
 	// decision through Redis reads the hash again (remember).
 	untracked bool
+	// owed and owedTokens are what the fallback admitted and debited
+	// in-process (requests without a limited relay key, tokens) while
+	// Redis could not decide: charged to Redis on the way back
+	// (chargeBack), so that an outage does not let the tenant spend the
+	// buckets' levels again.
+	owed, owedTokens int64
 }
 
 // keyState is a relay key's own request bucket within its tenant. Its keys
@@ -74,6 +80,7 @@ type keyState struct {
 	takeKeys []string // req, blk, tok, key req, key blk
 	req      bucket   // guarded by the tenant's mu
 	lease    lease    // guarded by the tenant's mu
+	owed     int64    // requests the fallback admitted (tenantState.owed); guarded by the tenant's mu
 
 	reads    atomic.Pointer[readCmds]
 	take     atomic.Pointer[takeCmd]

@@ -92,6 +92,7 @@ func writeLimiterStats(w io.Writer, s quota.Stats) {
 	b = appendFamily(b, "relay_ratelimit_leases_total", int64(s.Leases))
 	b = appendFamily(b, "relay_ratelimit_lease_renewals_total", int64(s.LeaseRenewals))
 	b = appendFamily(b, "relay_ratelimit_lease_tokens_returned_total", int64(s.LeaseTokensReturned))
+	b = appendFamily(b, "relay_ratelimit_fallback_charged_total", int64(s.ChargedBack))
 	_, _ = w.Write(b)
 }
 

@@ -61,6 +61,7 @@ var families = map[string]family{
 	"relay_ratelimit_leases_total":                {"counter", "Redis script runs that took a lease of tokens, renewals included."},
 	"relay_ratelimit_lease_renewals_total":        {"counter", "Leases renewed in the background before they ran out."},
 	"relay_ratelimit_lease_tokens_returned_total": {"counter", "Unused leased tokens given back to the buckets."},
+	"relay_ratelimit_fallback_charged_total":      {"counter", "Requests the fallback admitted in-process, charged to Redis once it decided again."},
 
 	// Upstream targets (writeUpstreams) and the stream machinery's
 	// process-wide counters (WritePrometheus).

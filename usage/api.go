@@ -75,6 +75,42 @@ func APIForPath(path string) API {
 // either; a cancel charged the whole batch's), or a stored chat completion
 // (POST /v1/chat/completions/{id} updates its metadata and answers with it:
 // its usage was charged again). Its row and charge count 0 tokens.
+//
+// Only those shapes match, at the path's end (a route's prefix goes
+// before): .../batches, .../batches/{id}, .../batches/{id}/cancel or
+// /results; .../chat/completions/{id} and .../chat/completions/{id}/messages.
+// A generation path with a trailing slash (.../chat/completions/) or under
+// a prefix named batches is none (a substring test counted them 0 tokens).
 func StoredObject(path string) bool {
-	return strings.Contains(path, "/batches") || strings.Contains(path, "/chat/completions/")
+	rest, ok := objectUnder(path, "/batches")
+	if ok && (rest == "" || oneSegment(rest, "", "/cancel", "/results")) {
+		return true
+	}
+	rest, ok = objectUnder(path, "/chat/completions")
+	return ok && oneSegment(rest, "", "/messages")
+}
+
+// objectUnder returns what follows the last collection (such as
+// "/batches") in path, and whether path has it.
+func objectUnder(path, collection string) (rest string, ok bool) {
+	i := strings.LastIndex(path, collection)
+	if i < 0 {
+		return "", false
+	}
+	return path[i+len(collection):], true
+}
+
+// oneSegment reports whether rest is "/{id}" followed by one of tails
+// ("" for nothing), id not empty.
+func oneSegment(rest string, tails ...string) bool {
+	id, ok := strings.CutPrefix(rest, "/")
+	if !ok {
+		return false
+	}
+	for _, tail := range tails {
+		if v, ok := strings.CutSuffix(id, tail); ok && v != "" && !strings.Contains(v, "/") {
+			return true
+		}
+	}
+	return false
 }

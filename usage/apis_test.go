@@ -294,3 +294,24 @@ func TestOllamaCountsInParts(t *testing.T) {
 		}
 	}
 }
+
+func TestStoredObject(t *testing.T) {
+	for path, want := range map[string]bool{
+		"/v1/batches":                              true,
+		"/v1/batches/batch_1":                      true,
+		"/v1/batches/batch_1/cancel":               true,
+		"/v1/messages/batches/msgbatch_1/results":  true,
+		"/v1/chat/completions/chatcmpl-1":          true,
+		"/v1/chat/completions/chatcmpl-1/messages": true,
+		"/v1/chat/completions":                     false,
+		"/v1/chat/completions/":                    false, // a trailing slash: a generation
+		"/batches/v1/chat/completions":             false, // a route prefix named batches
+		"/objs/v1/batches/batch_1/cancel":          true,
+		"/v1/batches/batch_1/other/thing":          false,
+		"/v1/responses":                            false,
+	} {
+		if got := StoredObject(path); got != want {
+			t.Errorf("StoredObject(%q) = %v, want %v", path, got, want)
+		}
+	}
+}
