@@ -27,6 +27,9 @@ func TestStoredReadsNoStreamError(t *testing.T) {
 		case strings.HasSuffix(r.URL.Path, "/content"):
 			w.Header().Set("Content-Type", "application/octet-stream")
 			_, _ = w.Write([]byte(errLine))
+		case strings.HasSuffix(r.URL.Path, "/results"):
+			w.Header().Set("Content-Type", "application/x-jsonl")
+			_, _ = w.Write([]byte(`{"custom_id":"r1","result":{"type":"succeeded","message":{"content":[{"type":"text","text":"Hi"}],"usage":{"input_tokens":5,"output_tokens":2}}}}` + "\n"))
 		case strings.Contains(r.URL.Path, "/fine_tuning/"):
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"object":"fine_tuning.job","id":"ftjob-abc","status":"succeeded","error":{}}`))
@@ -67,9 +70,18 @@ func TestStoredReadsNoStreamError(t *testing.T) {
 		return r.rows.wait(t, resp.Header.Get("X-Request-Id"))
 	}
 	for range 4 {
-		if got := do("GET", "/files-api/v1/files/file-err/content"); got.ErrorType != "" {
+		got := do("GET", "/files-api/v1/files/file-err/content")
+		if got.ErrorType != "" {
 			t.Fatalf("GET of a batch error file: error_type %q, want none", got.ErrorType)
 		}
+		// Nothing was generated: no first token (its "message" key made
+		// one, a route's TTFT of 1 ms).
+		if got.TTFT >= 0 {
+			t.Fatalf("GET of a batch error file: TTFT %v, want none", got.TTFT)
+		}
+	}
+	if got := do("GET", "/files-api/v1/messages/batches/msgbatch_1/results"); got.TTFT >= 0 {
+		t.Fatalf("GET of a message batch's results: TTFT %v, want none (nothing was generated)", got.TTFT)
 	}
 	if got := do("GET", "/files-api/v1/fine_tuning/jobs/ftjob-abc"); got.ErrorType != "" {
 		t.Fatalf("GET of a job with \"error\":{}: error_type %q, want none", got.ErrorType)

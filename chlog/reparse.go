@@ -144,9 +144,13 @@ func Derive(row *Row, kind record.Kind) Derived {
 		}
 	}
 	raw := kind == record.KindRaw
+	storedRead := !raw && usage.StoredRead(row.Method, row.ResponseHeaders)
 	// An error status has no first token, a raw response's is its first
-	// read, an sse response's is found in its captured chunks.
-	if i := usage.FirstTokenChunk(api, raw, int(row.Status), n, data, ends); i >= 0 && (raw || captured) {
+	// read, an sse response's is found in its captured chunks; a read of
+	// stored objects has none (as live: upstream's tokenScanner).
+	if storedRead {
+		d.TTFTKnown = true
+	} else if i := usage.FirstTokenChunk(api, raw, int(row.Status), n, data, ends); i >= 0 && (raw || captured) {
 		v := row.ChunkOffsetsMS[i]
 		d.TTFTms, d.TTFTKnown = &v, true
 	} else {
@@ -155,7 +159,7 @@ func Derive(row *Row, kind record.Kind) Derived {
 		// none; a cut capture or bytes not stored (meta) say nothing.
 		d.TTFTKnown = row.Status >= 400 || !row.Truncated && (raw || captured || n == 0)
 	}
-	if kind == record.KindSSE && captured && !(usage.IsRead(row.Method) && !usage.EventStream(row.ResponseHeaders)) {
+	if kind == record.KindSSE && captured && !storedRead {
 		// A capture cut short may still hold the error event: found is
 		// certain, not found says nothing. A read of stored objects is not
 		// scanned, as live (upstream's tokenScanner).

@@ -35,10 +35,14 @@ func (s *tokenScanner) start(rec *record.Record, kind record.Kind) {
 	s.Start(usage.APIForPath(rec.Path), kind == record.KindRaw, rec.Status)
 	// A read (GET, HEAD) answers with stored objects, which may tell of
 	// errors of their own (a batch's error file, a job's "error"): none is
-	// this request's, nor its target's fault. A read that resumes a stream
-	// (GET /v1/responses/{id}?stream=true) is scanned: its events are a
-	// generation's.
-	storedRead := usage.IsRead(rec.Method) && !usage.EventStream(rec.ResponseHeaders)
+	// this request's, nor its target's fault; and it has no first token (a
+	// file's content read in 1 ms was a route's TTFT). A read that resumes
+	// a stream (GET /v1/responses/{id}?stream=true) is scanned: its events
+	// are a generation's.
+	storedRead := kind == record.KindSSE && usage.StoredRead(rec.Method, rec.ResponseHeaders)
+	if storedRead {
+		s.Stop()
+	}
 	s.errs.Start(kind != record.KindSSE || storedRead, rec.Status)
 }
 

@@ -36,6 +36,10 @@ func (s *ContentScanner) Start(api API, raw bool, status int) {
 	*s = ContentScanner{api: api, raw: raw, off: status >= 400}
 }
 
+// Stop makes Scan report false from now on: a response that has no first
+// token (a read of stored objects: StoredRead).
+func (s *ContentScanner) Stop() { s.off = true }
+
 // Scan reports whether b, the next bytes of the response, completes the
 // first token. After it did once, Scan reports false.
 func (s *ContentScanner) Scan(b []byte) bool {

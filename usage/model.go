@@ -70,3 +70,11 @@ func IsRead(method string) bool { return method == "GET" || method == "HEAD" }
 func EventStream(responseHeaders []byte) bool {
 	return bytes.Contains(responseHeaders, []byte("text/event-stream"))
 }
+
+// StoredRead reports whether a request read stored objects (a read not
+// answered with an event stream): nothing was generated, so its answer has
+// no first token, and errors it tells of are not its own. A read that
+// resumes a stream (GET /v1/responses/{id}?stream=true) is none.
+func StoredRead(method string, responseHeaders []byte) bool {
+	return IsRead(method) && !EventStream(responseHeaders)
+}
