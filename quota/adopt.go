@@ -118,6 +118,8 @@ func (l *Limiter) adoptTenant(prev *Limiter, pts *tenantState) {
 		if ks != nil {
 			ks.req.set(now, min(a.keys[i].level, float64(ks.lim.burst)))
 			ks.owed += a.keys[i].owed
+		} else {
+			ts.owed += a.keys[i].owed // the key lost its limit: the tenant's bucket took them
 		}
 	}
 	ts.owed += a.owed

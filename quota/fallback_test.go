@@ -199,3 +199,80 @@ func TestFallbackChargedBack(t *testing.T) {
 		t.Fatalf("%d admitted through Redis after the stall; want at most 3 (the fallback's 5 charged)", admitted)
 	}
 }
+
+// TestFallbackChargeNotCancelled: a decision a cancelled request cut short
+// while Redis decides goes to the fallback but owes nothing: no switch
+// back would come to collect it (it was charged at the next outage's end).
+func TestFallbackChargeNotCancelled(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{RedisAddr: srv.addr, Default: 6, Burst: 10, Lease: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 4 {
+		_ = l.Take(ctx, "acme", "")
+	}
+	ts := l.tenant("acme")
+	ts.mu.Lock()
+	owed := ts.owed
+	ts.mu.Unlock()
+	if owed != 0 || !l.up.Load() {
+		t.Fatalf("owed %d after cancelled decisions with Redis up (up %v); want 0", owed, l.up.Load())
+	}
+}
+
+// TestFallbackChargeLeasedTokens: the unused tokens of a lease the switch
+// to the fallback dropped were debited in Redis already: what the fallback
+// admits of them is not charged again.
+func TestFallbackChargeLeasedTokens(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{RedisAddr: srv.addr, Default: 6, Burst: 10, Lease: 4, Timeout: 200 * time.Millisecond,
+		ProbeInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	if d := l.Take(ctx, "acme", ""); !d.Allowed {
+		t.Fatalf("first take: %+v", d)
+	}
+	ts := l.tenant("acme")
+	ts.mu.Lock()
+	left := ts.lease.left
+	ts.mu.Unlock()
+	if left == 0 {
+		t.Fatal("no lease taken")
+	}
+	srv.Signal(syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			srv.Signal(syscall.SIGCONT)
+		}
+	}()
+	if d := l.Take(ctx, "other", ""); d.Source != SourceLocal { // its timeout switches the relay
+		t.Fatalf("other's take in the stall: %+v", d)
+	}
+	admitted := int64(0)
+	for range 20 {
+		if d := l.Take(ctx, "acme", ""); d.Allowed {
+			admitted++
+		}
+	}
+	srv.Signal(syscall.SIGCONT)
+	stopped = false
+	deadline := time.Now().Add(20 * time.Second)
+	for l.Stats().ToRedis == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not back on Redis: %+v", l.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// other's one admission, and acme's less its unused lease.
+	if got, want := l.Stats().ChargedBack, uint64(1+admitted-left); got != want {
+		t.Fatalf("charged back %d; want %d (acme admitted %d in the fallback, %d of them leased tokens Redis had debited)", got, want, admitted, left)
+	}
+}

@@ -197,10 +197,16 @@ func (l *Limiter) forgetLeases() {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
 		ts.leaseGen++
+		// Redis debited the unused tokens, and the in-process buckets
+		// count them as the tenant's: what the fallback admits of them is
+		// no debt (owed starts below 0 by them; chargeBack gives back
+		// what is left).
+		ts.owed -= ts.lease.left
 		// A renewal still queued stays marked (release): the next lease
 		// queues none of its own before that one is done.
 		ts.lease = lease{renewing: ts.lease.renewing}
 		for _, ks := range ts.keyed {
+			ks.owed -= ks.lease.left
 			ks.lease = lease{renewing: ks.lease.renewing}
 		}
 	})
@@ -255,7 +261,8 @@ func (l *Limiter) sweep() {
 
 // giveBackPending runs the give script for every queued give-back. Failures
 // are counted and the tokens dropped: the tenant is under-admitted by them
-// until its buckets refill, never over-admitted.
+// until its buckets refill (a charge dropped, chargeBack's, over-admits
+// by it instead).
 func (l *Limiter) giveBackPending() {
 	l.givebacks.mu.Lock()
 	p := l.givebacks.pending
@@ -298,7 +305,11 @@ func (l *Limiter) give(p []giveBack) {
 			return
 		case err != nil:
 			l.stats.redisErrors.Add(1)
-		case !g.refund && !g.charge:
+		case g.charge && g.n < 0:
+			l.stats.chargedBack.Add(uint64(-g.n))
+		case g.charge:
+			l.stats.gaveBack.Add(uint64(g.n)) // lease tokens the fallback did not use
+		case !g.refund:
 			l.stats.gaveBack.Add(uint64(g.n))
 		}
 	}

@@ -279,9 +279,11 @@ func (l *Limiter) takeLocal(ts *tenantState, ks *keyState) Decision {
 		if kl != nil {
 			ks.req.set(now, lv.key-1)
 		}
-		if l.redis != nil {
+		if l.redis != nil && !l.up.Load() {
 			// Owed to the shared buckets (chargeBack): the key's
-			// charge takes from the tenant's bucket too.
+			// charge takes from the tenant's bucket too. Only in a
+			// fallback: a decision a cancelled request cut short, Redis
+			// up, owes nothing that a switch back would collect.
 			if kl != nil {
 				ks.owed++
 			} else if lim.rpm != Unlimited {
@@ -303,7 +305,7 @@ func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
 	}
 	x := ts.tok.level(now, perMs(tpm), float64(tpm))
 	ts.tok.set(now, x-float64(tokens))
-	if l.redis != nil {
+	if l.redis != nil && !l.up.Load() {
 		ts.owedTokens += tokens
 	}
 }
@@ -315,8 +317,11 @@ func (l *Limiter) debitLocal(ts *tenantState, tokens int64) {
 // the switch back (two relays admitted +30 % over a window with one switch
 // each way). The charge takes the requests from the shared buckets (they
 // may go below 0: later requests wait for the refill) and the tokens from
-// the budget; one script run per tenant and relay key. A failure drops the
-// rest (counted): the tenant is over-admitted by them, as before.
+// the budget; one script run per tenant and relay key. A tenant that used
+// fewer than the unused lease tokens the switch dropped (forgetLeases: owed
+// starts below 0 by them, since Redis had debited them) gets the rest back.
+// After a failure that used up its Timeout the rest is dropped (counted in
+// the Redis errors): those tenants are over-admitted by what they owed.
 func (l *Limiter) chargeBack() {
 	var reqs []giveBack
 	type owedTok struct {
@@ -327,12 +332,12 @@ func (l *Limiter) chargeBack() {
 	l.table.each(func(ts *tenantState) {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
-		if ts.owed > 0 {
+		if ts.owed != 0 {
 			reqs = append(reqs, giveBack{ts: ts, lim: ts.seen, n: -ts.owed, charge: true})
 			ts.owed = 0
 		}
 		for _, ks := range ts.keyed {
-			if ks.owed > 0 {
+			if ks.owed != 0 {
 				reqs = append(reqs, giveBack{ts: ts, ks: ks, lim: ts.seen, n: -ks.owed, charge: true})
 				ks.owed = 0
 			}
@@ -342,21 +347,21 @@ func (l *Limiter) chargeBack() {
 			ts.owedTokens = 0
 		}
 	})
-	var charged int64
-	for _, g := range reqs {
-		charged -= g.n
-	}
 	if len(reqs) > 0 {
 		l.give(reqs)
 	}
-	for _, t := range toks {
-		if err := l.debitRedis(context.Background(), t.ts, t.n); err != nil {
+	for i, t := range toks {
+		ctx, cancel := context.WithTimeout(context.Background(), l.o.Timeout)
+		err := l.debitRedis(ctx, t.ts, t.n)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err != nil {
 			l.stats.redisErrors.Add(1)
+			if timedOut {
+				l.stats.redisErrors.Add(uint64(len(toks) - i - 1))
+				break
+			}
 		}
-	}
-	if charged > 0 || len(toks) > 0 {
-		l.stats.chargedBack.Add(uint64(charged))
-		l.o.Logger.Debug("quota: charged redis with the fallback's admissions", "requests", charged, "tenants_with_tokens", len(toks))
 	}
 }
 
