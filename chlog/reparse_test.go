@@ -422,12 +422,13 @@ func TestReparseClusterManyRows(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	flush(t, w)
-	closeWriter(t, w)
-	c.SyncReplicas(30 * time.Second) // every row readable through the Distributed table
-	if got := mustQuery(t, c.URLs[0], db, "SELECT count() FROM stream_logs"); got != strconv.Itoa(rows) {
-		t.Fatalf("%s rows through the Distributed table; want %d", got, rows)
-	}
+	drain(t, w, 90*time.Second) // blocks a busy cluster did not take at once are replayed
+	c.SyncReplicas(30 * time.Second)
+	// Every row readable through the Distributed table (one replica a
+	// shard, which may still be fetching).
+	waitFor(t, "every row through the Distributed table", 60*time.Second, func() bool {
+		return mustQuery(t, c.URLs[0], db, "SELECT count() FROM stream_logs") == strconv.Itoa(rows)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	res, err := Reparse(ctx, ReparseOptions{URLs: c.URLs, Cluster: c.Name, Database: db,
