@@ -250,6 +250,62 @@ func (r *relay) tryPost(path, body string, hdr map[string]string) (*http.Respons
 	return testClient.Do(req)
 }
 
+// relayTo starts an upstream serving h and a relay with a route named name
+// on path prefix (prefix/*) to it, its key from TEST_PROVIDER_KEY, the
+// rest of the configuration the harness's; routeExtra is more YAML for
+// the route (indented four spaces), mutate changes the Config (or nil).
+func relayTo(t *testing.T, name, prefix, routeExtra string, h http.HandlerFunc, mutate func(*Config)) *relay {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: h}
+	go func() { _ = hs.Serve(ln) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	return startRelayYAML(t, func(yaml string) string {
+		return strings.Replace(yaml, "routes:\n", `routes:
+  - name: `+name+`
+    path: `+prefix+`/*
+    upstream: http://`+ln.Addr().String()+`
+    auth_env: TEST_PROVIDER_KEY
+`+routeExtra, 1)
+	}, mutate)
+}
+
+// request sends method path to the relay with the relay key (body, when
+// not empty, as JSON) and returns the response, its body read.
+func (r *relay) request(t *testing.T, method, path, body string) (*http.Response, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, r.base+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+relayKey)
+	resp, err := testClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, readAll(t, resp)
+}
+
+// servedRow is request wanting status 200; it returns the request's row.
+func (r *relay) servedRow(t *testing.T, method, path, body string) row {
+	t.Helper()
+	resp, got := r.request(t, method, path, body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("%s %s: status %d %.200s", method, path, resp.StatusCode, got)
+	}
+	return r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+}
+
 var testClient = &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
 
 // readAll reads and closes a response body.

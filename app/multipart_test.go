@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"io"
 	"mime/multipart"
-	"net"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 )
@@ -18,27 +16,13 @@ func audioRelay(t *testing.T, routeExtra string) (r *relay, last func() []byte) 
 	t.Helper()
 	var mu sync.Mutex
 	var got []byte
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	r = relayTo(t, "audio", "/v1/audio", routeExtra, func(w http.ResponseWriter, r *http.Request) {
 		b, _ := io.ReadAll(r.Body)
 		mu.Lock()
 		got = b
 		mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"text":"hello"}`))
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	r = startRelayYAML(t, func(yaml string) string {
-		return strings.Replace(yaml, "routes:\n", `routes:
-  - name: audio
-    path: /v1/audio/*
-    upstream: http://`+ln.Addr().String()+`
-    auth_env: TEST_PROVIDER_KEY
-`+routeExtra, 1)
 	}, nil)
 	return r, func() []byte {
 		mu.Lock()

@@ -2,7 +2,6 @@ package app
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,11 +16,7 @@ import (
 // error object is still one; and "error":{} is no error.
 func TestStoredReadsNoStreamError(t *testing.T) {
 	const errLine = `{"id":"batch_req_9","custom_id":"r9","response":null,"error":{"code":"batch_expired","message":"expired"}}` + "\n"
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	r := relayTo(t, "files", "/files-api", "", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		switch {
 		case strings.HasSuffix(r.URL.Path, "/content"):
@@ -37,37 +32,14 @@ func TestStoredReadsNoStreamError(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			_, _ = w.Write([]byte(`{"error":{"message":"overloaded","type":"server_error"}}`))
 		}
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	r := startRelayYAML(t, func(yaml string) string {
-		return strings.Replace(yaml, "routes:\n", `routes:
-  - name: files
-    path: /files-api/*
-    upstream: http://`+ln.Addr().String()+`
-    auth_env: TEST_PROVIDER_KEY
-`, 1)
 	}, nil)
 	do := func(method, path string) row {
 		t.Helper()
-		var body io.Reader
+		body := ""
 		if method == "POST" {
-			body = strings.NewReader(`{"model":"m"}`)
+			body = `{"model":"m"}`
 		}
-		req, err := http.NewRequest(method, r.base+path, body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+relayKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		readAll(t, resp)
-		if resp.StatusCode != 200 {
-			t.Fatalf("%s %s: status %d", method, path, resp.StatusCode)
-		}
-		return r.rows.wait(t, resp.Header.Get("X-Request-Id"))
+		return r.servedRow(t, method, path, body)
 	}
 	for range 4 {
 		got := do("GET", "/files-api/v1/files/file-err/content")

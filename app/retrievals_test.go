@@ -64,25 +64,13 @@ func TestReadsChargeNoRepeatUsage(t *testing.T) {
 	})
 	send := func(method, path string, status int) (int, row) {
 		t.Helper()
-		req, err := http.NewRequest(method, r.base+path, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		body := ""
 		if method == "POST" {
-			req, err = http.NewRequest(method, r.base+path, strings.NewReader(`{"model":"gpt-x","input":"Hi"}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Header.Set("Content-Type", "application/json")
+			body = `{"model":"gpt-x","input":"Hi"}`
 		}
-		req.Header.Set("Authorization", "Bearer "+relayKey)
-		resp, err := testClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := readAll(t, resp)
+		resp, got := r.request(t, method, path, body)
 		if resp.StatusCode != status {
-			t.Fatalf("%s %s: status %d %.200s", method, path, resp.StatusCode, body)
+			t.Fatalf("%s %s: status %d %.200s", method, path, resp.StatusCode, got)
 		}
 		return resp.StatusCode, r.rows.wait(t, resp.Header.Get("X-Request-Id"))
 	}

@@ -2,7 +2,6 @@ package app
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,11 +16,8 @@ import (
 // nothing), the update the completion's again, the thread message an
 // Anthropic-style estimate of ~650, and embeddings nothing (NULL).
 func TestStoredObjectsChargeNothing(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	limits, _ := withLimits("", 100, 100)
+	r := relayTo(t, "objects", "/objs", "", func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		p := strings.TrimPrefix(r.URL.Path, "/objs")
@@ -37,17 +33,6 @@ func TestStoredObjectsChargeNothing(t *testing.T) {
 		default:
 			http.NotFound(w, r)
 		}
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	limits, _ := withLimits("", 100, 100)
-	r := startRelayYAML(t, func(yaml string) string {
-		return strings.Replace(yaml, "routes:\n", `routes:
-  - name: objects
-    path: /objs/*
-    upstream: http://`+ln.Addr().String()+`
-    auth_env: TEST_PROVIDER_KEY
-`, 1)
 	}, func(c *Config) {
 		limits(c)
 		c.RateLimit.TokensPerMinute = 300
@@ -66,17 +51,7 @@ func TestStoredObjectsChargeNothing(t *testing.T) {
 		// usage counts (a substring test made it 0).
 		{"/objs/v1/chat/completions/", `{"model":"m"}`, 900, 100},
 	} {
-		req, err := http.NewRequest("POST", r.base+tc.path, strings.NewReader(tc.body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+relayKey)
-		resp, err := testClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body := readAll(t, resp)
+		resp, body := r.request(t, "POST", tc.path, tc.body)
 		if resp.StatusCode != 200 {
 			t.Fatalf("request %d, POST %s: status %d %.200s (the budget spent by the ones before)", i, tc.path, resp.StatusCode, body)
 		}
