@@ -276,3 +276,47 @@ func TestFallbackChargeLeasedTokens(t *testing.T) {
 		t.Fatalf("charged back %d; want %d (acme admitted %d in the fallback, %d of them leased tokens Redis had debited)", got, want, admitted, left)
 	}
 }
+
+// TestFallbackRefundNotCharged: an admission of the fallback refunded (a
+// request not served: an upload cut after 100-continue) is not charged to
+// Redis at the switch back: 400 such in a short outage charged 400 and
+// locked the tenant out for minutes.
+func TestFallbackRefundNotCharged(t *testing.T) {
+	srv := startOwnRedis(t)
+	l, err := New(Options{RedisAddr: srv.addr, Default: 6, Burst: 10, Lease: 1, Timeout: 200 * time.Millisecond,
+		ProbeInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	srv.Signal(syscall.SIGSTOP)
+	stopped := true
+	defer func() {
+		if stopped {
+			srv.Signal(syscall.SIGCONT)
+		}
+	}()
+	if d := l.Take(ctx, "other", ""); d.Source != SourceLocal { // its timeout switches the relay
+		t.Fatalf("take in the stall: %+v", d)
+	}
+	for range 8 {
+		d := l.Take(ctx, "acme", "")
+		if !d.Allowed || d.Source != SourceLocal {
+			t.Fatalf("acme in the stall: %+v", d)
+		}
+		l.Refund("acme", "", d)
+	}
+	srv.Signal(syscall.SIGCONT)
+	stopped = false
+	deadline := time.Now().Add(20 * time.Second)
+	for l.Stats().ToRedis == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("not back on Redis: %+v", l.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := l.Stats().ChargedBack; got != 1 {
+		t.Fatalf("charged back %d; want other's 1 (acme's 8 were refunded)", got)
+	}
+}

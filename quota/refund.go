@@ -47,6 +47,17 @@ func (l *Limiter) Refund(tenant, keyID string, d Decision) {
 	now := l.now()
 	lim := ts.seen
 	unspendLocal(ts, ks, lim, now)
+	if l.redis != nil && !l.up.Load() {
+		// The fallback decides: the token is its own again, not owed to
+		// Redis at the switch back (an admission refunded was charged
+		// there: 400 aborted uploads in a short outage locked the tenant
+		// out for minutes); one Redis or a lease gave is owed back to it.
+		if ks.limit() != nil {
+			ks.owed--
+		} else if lim.rpm != Unlimited {
+			ts.owed--
+		}
+	}
 	if d.Source != SourceLocal && l.up.Load() {
 		toRedis = d.Source == SourceRedis || !l.refundLease(leaseOf(ts, ks), lim, now)
 	}
