@@ -77,17 +77,18 @@ func APIForPath(path string) API {
 // its usage was charged again). Its row and charge count 0 tokens.
 //
 // Only those shapes match, at the path's end (a route's prefix goes
-// before): .../batches, .../batches/{id}, .../batches/{id}/cancel or
-// /results; .../chat/completions/{id} and .../chat/completions/{id}/messages.
-// A generation path with a trailing slash (.../chat/completions/) or under
-// a prefix named batches is none (a substring test counted them 0 tokens).
+// before), the id by its provider's prefix: .../batches,
+// .../batches/batch_... or msgbatch_..., with /cancel or /results;
+// .../chat/completions/chatcmpl-..., with /messages. A generation path with
+// a trailing slash (.../chat/completions/), or an Azure deployment named
+// batches (/openai/deployments/batches/completions), is none.
 func StoredObject(path string) bool {
 	rest, ok := objectUnder(path, "/batches")
-	if ok && (rest == "" || oneSegment(rest, "", "/cancel", "/results")) {
+	if ok && (rest == "" || oneObject(rest, []string{"batch_", "msgbatch_"}, "", "/cancel", "/results")) {
 		return true
 	}
 	rest, ok = objectUnder(path, "/chat/completions")
-	return ok && oneSegment(rest, "", "/messages")
+	return ok && oneObject(rest, []string{"chatcmpl-"}, "", "/messages")
 }
 
 // objectUnder returns what follows the last collection (such as
@@ -100,16 +101,22 @@ func objectUnder(path, collection string) (rest string, ok bool) {
 	return path[i+len(collection):], true
 }
 
-// oneSegment reports whether rest is "/{id}" followed by one of tails
-// ("" for nothing), id not empty.
-func oneSegment(rest string, tails ...string) bool {
+// oneObject reports whether rest is "/{id}" followed by one of tails ("" for
+// nothing), id beginning with one of prefixes.
+func oneObject(rest string, prefixes []string, tails ...string) bool {
 	id, ok := strings.CutPrefix(rest, "/")
 	if !ok {
 		return false
 	}
 	for _, tail := range tails {
-		if v, ok := strings.CutSuffix(id, tail); ok && v != "" && !strings.Contains(v, "/") {
-			return true
+		v, ok := strings.CutSuffix(id, tail)
+		if !ok || strings.Contains(v, "/") {
+			continue
+		}
+		for _, p := range prefixes {
+			if strings.HasPrefix(v, p) && len(v) > len(p) {
+				return true
+			}
 		}
 	}
 	return false

@@ -309,6 +309,11 @@ func TestStoredObject(t *testing.T) {
 		"/objs/v1/batches/batch_1/cancel":          true,
 		"/v1/batches/batch_1/other/thing":          false,
 		"/v1/responses":                            false,
+		// An Azure deployment named batches serves generations.
+		"/openai/deployments/batches/completions": false,
+		"/openai/deployments/batches/embeddings":  false,
+		"/batches/responses":                      false,
+		"/v1/chat/completions/messages":           false,
 	} {
 		if got := StoredObject(path); got != want {
 			t.Errorf("StoredObject(%q) = %v, want %v", path, got, want)
