@@ -159,27 +159,14 @@ func TestFallbackChargedBack(t *testing.T) {
 			t.Fatalf("take %d before the stall: %+v", i, d)
 		}
 	}
-	srv.Signal(syscall.SIGSTOP)
-	stopped := true
-	defer func() {
-		if stopped {
-			srv.Signal(syscall.SIGCONT)
-		}
-	}()
+	resume := stall(t, srv)
 	for i := range 5 {
 		if d := l.Take(ctx, "acme", ""); !d.Allowed || d.Source != SourceLocal {
 			t.Fatalf("take %d in the stall: %+v, want admitted by the fallback", i, d)
 		}
 	}
-	srv.Signal(syscall.SIGCONT)
-	stopped = false
-	deadline := time.Now().Add(20 * time.Second)
-	for l.Stats().ToRedis == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not back on Redis 20s after SIGCONT: %+v", l.Stats())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	resume()
+	waitBackOnRedis(t, l)
 	if st := l.Stats(); st.ChargedBack != 5 {
 		t.Errorf("stats %+v: want the fallback's 5 admissions charged back", st)
 	}
@@ -246,13 +233,7 @@ func TestFallbackChargeLeasedTokens(t *testing.T) {
 	if left == 0 {
 		t.Fatal("no lease taken")
 	}
-	srv.Signal(syscall.SIGSTOP)
-	stopped := true
-	defer func() {
-		if stopped {
-			srv.Signal(syscall.SIGCONT)
-		}
-	}()
+	resume := stall(t, srv)
 	if d := l.Take(ctx, "other", ""); d.Source != SourceLocal { // its timeout switches the relay
 		t.Fatalf("other's take in the stall: %+v", d)
 	}
@@ -262,15 +243,8 @@ func TestFallbackChargeLeasedTokens(t *testing.T) {
 			admitted++
 		}
 	}
-	srv.Signal(syscall.SIGCONT)
-	stopped = false
-	deadline := time.Now().Add(20 * time.Second)
-	for l.Stats().ToRedis == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("not back on Redis: %+v", l.Stats())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	resume()
+	waitBackOnRedis(t, l)
 	// other's one admission, and acme's less its unused lease.
 	if got, want := l.Stats().ChargedBack, uint64(1+admitted-left); got != want {
 		t.Fatalf("charged back %d; want %d (acme admitted %d in the fallback, %d of them leased tokens Redis had debited)", got, want, admitted, left)
@@ -290,13 +264,7 @@ func TestFallbackRefundNotCharged(t *testing.T) {
 	}
 	defer l.Close()
 	ctx := context.Background()
-	srv.Signal(syscall.SIGSTOP)
-	stopped := true
-	defer func() {
-		if stopped {
-			srv.Signal(syscall.SIGCONT)
-		}
-	}()
+	resume := stall(t, srv)
 	if d := l.Take(ctx, "other", ""); d.Source != SourceLocal { // its timeout switches the relay
 		t.Fatalf("take in the stall: %+v", d)
 	}
@@ -307,16 +275,37 @@ func TestFallbackRefundNotCharged(t *testing.T) {
 		}
 		l.Refund("acme", "", d)
 	}
-	srv.Signal(syscall.SIGCONT)
-	stopped = false
+	resume()
+	waitBackOnRedis(t, l)
+	if got := l.Stats().ChargedBack; got != 1 {
+		t.Fatalf("charged back %d; want other's 1 (acme's 8 were refunded)", got)
+	}
+}
+
+// stall stops srv (SIGSTOP: the connection stays open, nothing comes back)
+// and returns the function that resumes it; the test's end resumes it too.
+func stall(t *testing.T, srv *ownRedis) (resume func()) {
+	t.Helper()
+	srv.Signal(syscall.SIGSTOP)
+	stopped := true
+	resume = func() {
+		if stopped {
+			stopped = false
+			srv.Signal(syscall.SIGCONT)
+		}
+	}
+	t.Cleanup(resume)
+	return resume
+}
+
+// waitBackOnRedis waits until l switched back to Redis.
+func waitBackOnRedis(t *testing.T, l *Limiter) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for l.Stats().ToRedis == 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("not back on Redis: %+v", l.Stats())
+			t.Fatalf("not back on Redis 20s after SIGCONT: %+v", l.Stats())
 		}
 		time.Sleep(20 * time.Millisecond)
-	}
-	if got := l.Stats().ChargedBack; got != 1 {
-		t.Fatalf("charged back %d; want other's 1 (acme's 8 were refunded)", got)
 	}
 }
