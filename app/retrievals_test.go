@@ -2,7 +2,6 @@ package app
 
 import (
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -21,11 +20,8 @@ func TestReadsChargeNoRepeatUsage(t *testing.T) {
 		bg     = `{"id":"resp_bg1","object":"response","status":"completed","output":[{"type":"message","content":[{"type":"output_text","text":"Yo"}]}],"usage":{"input_tokens":100,"output_tokens":100,"total_tokens":200}}`
 		stored = `{"id":"chatcmpl-1","object":"chat.completion","choices":[{"message":{"content":"Hey"}}],"usage":{"prompt_tokens":150,"completion_tokens":150}}`
 	)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	limits, _ := withLimits("", 100, 100)
+	r := relayTo(t, "openai-reads", "/reads", "", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		p := strings.TrimPrefix(r.URL.Path, "/reads") // the route's prefix goes upstream
 		switch {
@@ -47,17 +43,6 @@ func TestReadsChargeNoRepeatUsage(t *testing.T) {
 		default:
 			http.NotFound(w, r)
 		}
-	})}
-	go func() { _ = hs.Serve(ln) }()
-	t.Cleanup(func() { _ = hs.Close() })
-	limits, _ := withLimits("", 100, 100)
-	r := startRelayYAML(t, func(yaml string) string {
-		return strings.Replace(yaml, "routes:\n", `routes:
-  - name: openai-reads
-    path: /reads/*
-    upstream: http://`+ln.Addr().String()+`
-    auth_env: TEST_PROVIDER_KEY
-`, 1)
 	}, func(c *Config) {
 		limits(c)
 		c.RateLimit.TokensPerMinute = 600 // 123 + 200 + 200 charged; polls charged again spent it

@@ -169,7 +169,7 @@ func Derive(row *Row, kind record.Kind) Derived {
 	// live path's choice, which took what came before into account
 	// (handlers' retrievals): they are left as they are.
 	// Nor are a stored object's (usage.StoredObject: 0 live).
-	read := row.Method == "GET" || row.Method == "HEAD"
+	read := usage.IsRead(row.Method)
 	if !raw && captured && !row.Truncated && !read && !usage.StoredObject(row.Path) {
 		var t usage.Tokens
 		t.Scan(api, data)

@@ -81,7 +81,7 @@ func generates(rec *record.Record) bool {
 
 // isSSE reports whether rec's answer is an SSE stream.
 func isSSE(rec *record.Record) bool {
-	return bytes.Contains(rec.ResponseHeaders, []byte("text/event-stream"))
+	return usage.EventStream(rec.ResponseHeaders)
 }
 
 // outEstimate is the output tokens estimated from the response's bytes: a

@@ -95,7 +95,7 @@ func (r *retrievals) zeroUsage(rec *record.Record, found bool) bool {
 	if usage.StoredObject(rec.Path) {
 		return found
 	}
-	read := rec.Method == "GET" || rec.Method == "HEAD"
+	read := usage.IsRead(rec.Method)
 	if !read {
 		if found && strings.Contains(rec.Path, "/responses") {
 			if id := responseID(answerHead(rec)); id != nil {
