@@ -131,8 +131,10 @@ func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, versi
 	// there, or a replica added since): make them ON CLUSTER although this
 	// node has them (IF NOT EXISTS leaves the others alone); the re-check
 	// found this node whole, said "fits", and every insert routed to that
-	// node failed again, for good.
-	gone := w.goneOnNode.Swap(nil)
+	// node failed again, for good. The node is forgotten only once the
+	// schema is whole: a CREATE that fails (a timeout, the writer closing)
+	// is tried again at the next check, not dropped with the note.
+	gone := w.goneOnNode.Load()
 	if gone != nil && localEngine != "" && distEngine != "" {
 		w.log.Warn("chlog: a node of the cluster lacks the table: creating it ON CLUSTER where missing",
 			"node", *gone, "table", db+"."+local, "cluster", cl)
@@ -166,7 +168,13 @@ func (w *Writer) ensureClusterSchema(ctx context.Context, v serverVersion, versi
 	}
 	w.log.Info("chlog: inserts go to the distributed table synchronously (insert_distributed_sync=1); replicas deduplicate re-sent parts",
 		"table", db+"."+table, "cluster", cl, "nodes", len(w.ch.nodes))
-	return w.applyTTL(ctx, v, local, cl)
+	if err := w.applyTTL(ctx, v, local, cl); err != nil {
+		return err
+	}
+	if gone != nil {
+		w.goneOnNode.CompareAndSwap(gone, nil)
+	}
+	return nil
 }
 
 // syncDistributed gives the cluster a new Distributed table when the one it
