@@ -361,20 +361,21 @@ type shownURL string
 
 func (u shownURL) String() string {
 	s := string(u)
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i+1] + "redacted"
-	}
-	rest := s
+	start := 0
 	if i := strings.Index(s, "://"); i >= 0 {
-		rest = s[i+3:]
+		start = i + 3
 	}
-	host := rest
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		host = rest[:i]
+	head, rest := s[:start], s[start:]
+	// The user info ends at the last '@': a password may hold '/', '?' or
+	// '#' (base64 does), which end the host in a parsed URL, so cutting
+	// there first showed the password. A path with an '@' loses more than
+	// it needs to, which a message can afford.
+	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		head += "redacted"
+		rest = rest[at:]
 	}
-	if at := strings.LastIndexByte(host, '@'); at >= 0 {
-		start := len(s) - len(rest)
-		s = s[:start] + "redacted" + s[start+at:]
+	if i := strings.IndexAny(rest, "?#"); i >= 0 {
+		rest = rest[:i+1] + "redacted"
 	}
-	return s
+	return head + rest
 }

@@ -19,7 +19,6 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/dotenv"
-	"github.com/knadh/koanf/parsers/yaml"
 	"github.com/knadh/koanf/providers/env"
 	"github.com/knadh/koanf/providers/file"
 	"github.com/knadh/koanf/v2"
@@ -82,7 +81,7 @@ func LoadEnvFile(path string) error {
 // fills defaults and validates. The error names the offending field.
 func Load(path string) (*Config, error) {
 	k := koanf.New(".")
-	if err := k.Load(file.Provider(path), yaml.Parser()); err != nil {
+	if err := k.Load(file.Provider(path), yamlText{}); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
 	if v := envListItem(os.Environ()); v != "" {
@@ -165,7 +164,7 @@ func sectionList() string {
 // Parse is Load for YAML bytes, without environment overrides (tests).
 func Parse(b []byte) (*Config, error) {
 	k := koanf.New(".")
-	if err := k.Load(rawBytes(b), yaml.Parser()); err != nil {
+	if err := k.Load(rawBytes(b), yamlText{}); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	return decode(k)
@@ -260,6 +259,23 @@ func wholeNumberHook(from, to reflect.Type, data any) (any, error) {
 		return data, nil
 	}
 	limit := math.Ldexp(1, bits-1) // 2^63 or 2^31: past any signed value
+	if v, ok := data.(string); ok {
+		// A number the file wrote in a form of its own ("60.0", "1e3":
+		// see yamlText) or the environment gave: a whole number written
+		// as a float is that number, as when YAML read it as a float.
+		s := strings.TrimSpace(v)
+		if _, err := strconv.ParseInt(s, 0, 64); err == nil {
+			return data, nil
+		}
+		if _, err := strconv.ParseUint(s, 0, 64); err == nil {
+			return data, nil
+		}
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f != math.Trunc(f) {
+			return data, nil // the decoder names the field and the kind
+		}
+		data = f // too large is said below
+	}
 	switch v := data.(type) {
 	case float64:
 		if v != math.Trunc(v) {

@@ -253,6 +253,15 @@ func TestConfigErrorsHideURLCredentials(t *testing.T) {
 		// password too.
 		{"clickhouse addr", route("http://x") + "storage:\n  clickhouse:\n    addr: \"user:PASS@host:9000:9\"\n", "storage.clickhouse.addr=redacted:host:9000:9: must be host:port"},
 		{"clickhouse addr with a query", route("http://x") + "storage:\n  clickhouse:\n    addr: \"host:9000:9?password=PASS#PASS\"\n", "storage.clickhouse.addr=redacted:host:9000:9: must be host:port"},
+		// A password holding '/', '?' or '#' (base64 does) ends no host
+		// here: those ended it and showed the password.
+		{"clickhouse url, a password with /", route("http://x") + "storage:\n  clickhouse:\n    url: 'http://default:Zx9/QwPASS@ch.internal:8123'\n",
+			"storage.clickhouse.url=http://redacted@ch.internal:8123: not a URL"},
+		{"upstream, a password with / and +", route("'https://svc:tok/en-PASS+x@llm.internal'"), "routes[0].upstream=https://redacted@llm.internal"},
+		{"clickhouse url, a password with #", route("http://x") + "storage:\n  clickhouse:\n    url: 'http://default:Zx9#PASS@ch.internal:8123'\n",
+			"storage.clickhouse.url=http://redacted@ch.internal:8123"},
+		{"clickhouse url, a password with ?", route("http://x") + "storage:\n  clickhouse:\n    url: 'http://default:Zx9?PASS@ch.internal:8123/?x=1'\n",
+			"storage.clickhouse.url=http://redacted@ch.internal:8123/?redacted"},
 		{"clickhouse addr, a password with # ? @", route("http://x") + "storage:\n  clickhouse:\n    addr: \"user:PASS#?@PASS@host:9000:9\"\n", "storage.clickhouse.addr=redacted:host:9000:9: must be host:port"},
 	}
 	for _, tt := range tests {
@@ -355,6 +364,58 @@ func TestNumbersRefused(t *testing.T) {
 	if cfg.RateLimit.Default != 60 || cfg.Server.Timeout != 1500*time.Millisecond {
 		t.Errorf("whole float and fractional seconds: default %d timeout %v", cfg.RateLimit.Default, cfg.Server.Timeout)
 	}
+}
+
+// TestTextKeptAsWritten: a setting that is text gets an unquoted value as
+// written where YAML reads it as a number, a bool or a date that gives
+// other text back: the key 0123456789 was the key "123456789" (the caller
+// sending the configured key got 401), the password 012345 the octal
+// "5349", 9.10 "9.1", an unquoted anthropic-version a refused time. A
+// setting that is a number reads such text as YAML would.
+func TestTextKeptAsWritten(t *testing.T) {
+	cfg, err := Parse([]byte(`
+auth:
+  keys:
+    - {key: 0123456789, tenant: 007}
+    - {key: 0x1F2E3D4C, tenant: True}
+    - {key: 1e3, tenant: 12}
+storage:
+  clickhouse: {password: 012345, user: 2023-06-01}
+  redis: {password: 9.10}
+server: {port: 0x1F90, timeout: 1.50}
+rate_limit: {default: 60.0, burst: 1e3, tenants: {"007": 010}}
+routes:
+  - name: a
+    path: /a
+    upstream: http://x
+    headers: {anthropic-version: 2023-06-01, x-n: 1, x-f: 0.50}
+    failover: {on: [429, 5xx]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := cfg.Auth.Keys
+	for i, want := range [][2]string{{"0123456789", "007"}, {"0x1F2E3D4C", "True"}, {"1e3", "12"}} {
+		if keys[i].Key != want[0] || keys[i].Tenant != want[1] {
+			t.Errorf("key %d = %q tenant %q, want %q %q", i, keys[i].Key, keys[i].Tenant, want[0], want[1])
+		}
+	}
+	if ch := cfg.Storage.ClickHouse; ch.Password != "012345" || ch.User != "2023-06-01" || cfg.Storage.Redis.Password != "9.10" {
+		t.Errorf("passwords %q %q, user %q", ch.Password, cfg.Storage.Redis.Password, ch.User)
+	}
+	if h := cfg.Routes[0].Headers; h["anthropic-version"] != "2023-06-01" || h["x-n"] != "1" || h["x-f"] != "0.50" {
+		t.Errorf("headers %v", h)
+	}
+	if on := cfg.Routes[0].Failover.On; len(on) != 2 || on[0] != "429" {
+		t.Errorf("failover.on %q", on)
+	}
+	// Numbers read as YAML reads them: 0x1F90 and octal 010 too.
+	if cfg.Server.Port != 8080 || cfg.Server.Timeout != 1500*time.Millisecond || cfg.RateLimit.Default != 60 ||
+		cfg.RateLimit.Burst != 1000 || cfg.RateLimit.Tenants["007"] != 8 {
+		t.Errorf("numbers: port %d timeout %v default %d burst %d tenant %d", cfg.Server.Port, cfg.Server.Timeout,
+			cfg.RateLimit.Default, cfg.RateLimit.Burst, cfg.RateLimit.Tenants["007"])
+	}
+	parseError(t, minimalRoute+"rate_limit: {default: 2.50}\n", `rate_limit.default="2.50": must be a whole number`)
 }
 
 // TestAuthEnvNotAKey: an auth_env that is not a variable's name (a provider
