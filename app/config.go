@@ -353,6 +353,10 @@ func (e *fieldError) Error() string {
 	return fmt.Sprintf("config: %s=%v: %s", e.field, e.value, e.why)
 }
 
+// RedactURL is s as the relay shows a URL in a message: its user info and
+// its query or fragment replaced by "redacted" (see shownURL).
+func RedactURL(s string) string { return shownURL(s).String() }
+
 // shownURL is a URL as a configuration error shows it: the user info and
 // the query or fragment, where credentials travel (a password, a Gemini
 // ?key=), are replaced by "redacted", so that an error on start-up or a

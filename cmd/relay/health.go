@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"time"
+
+	"github.com/stream-relay/stream-relay/app"
 )
 
 // healthUsage is relay health's usage.
@@ -48,15 +51,28 @@ func runHealth(args []string) error {
 	}
 	c := &http.Client{Transport: tr, Timeout: *timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	// The URL is shown without its user info and query, as in the
+	// relay's own configuration errors: a health check's output lands in
+	// an orchestrator's events.
+	shown := app.RedactURL(*url)
 	resp, err := c.Get(*url)
 	if err != nil {
-		return fmt.Errorf("health: %w", err)
+		var ue *neturl.Error
+		if errors.As(err, &ue) && ue.Op == "parse" {
+			// The parser's reason quotes the part it could not read:
+			// a password holding '/' ends up in it.
+			return fmt.Errorf("health: -url %s: not a URL", shown)
+		}
+		if errors.As(err, &ue) {
+			return fmt.Errorf("health: %s %s: %w", ue.Op, shown, ue.Err)
+		}
+		return fmt.Errorf("health: %s: %w", shown, err)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("health: %s answered %d: %s", *url, resp.StatusCode, body)
+		return fmt.Errorf("health: %s answered %d: %s", shown, resp.StatusCode, body)
 	}
-	fmt.Fprintf(stdout, "%s: %d %s\n", *url, resp.StatusCode, body)
+	fmt.Fprintf(stdout, "%s: %d %s\n", shown, resp.StatusCode, body)
 	return nil
 }

@@ -24,6 +24,17 @@ func TestHealth(t *testing.T) {
 	if code != 1 || !strings.Contains(errOut, "relay: health:") {
 		t.Fatalf("nothing listening: exit %d, stderr %q", code, errOut)
 	}
+	// A URL's password and query are not shown, answered or not.
+	for _, u := range []string{"http://u:HPASS@" + addr + "/nope?key=HQKEY", "http://u:HPASS/x@" + addr + "/nope?key=HQKEY"} {
+		_, errOut, code = relayExec(t, "health", "-url", u)
+		if code != 1 || !strings.Contains(errOut, "http://redacted@"+addr+"/nope?redacted") || strings.Contains(errOut, "HPASS") || strings.Contains(errOut, "HQKEY") {
+			t.Fatalf("URL with credentials: exit %d, stderr %q", code, errOut)
+		}
+	}
+	_, errOut, code = relayExec(t, "health", "-url", "http://u:HPASS@"+servicetest.FreeAddr(t)+"/?key=HQKEY", "-timeout", "5s")
+	if code != 1 || strings.Contains(errOut, "HPASS") || strings.Contains(errOut, "HQKEY") || !strings.Contains(errOut, "redacted") {
+		t.Fatalf("URL with credentials, refused: exit %d, stderr %q", code, errOut)
+	}
 	_, errOut, code = relayExec(t, "health", "-timeout", "0s")
 	if code != 1 || !strings.Contains(errOut, "-timeout=0s") {
 		t.Fatalf("-timeout 0: exit %d, stderr %q", code, errOut)
