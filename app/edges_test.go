@@ -248,6 +248,12 @@ func TestChaosEdgesRefused(t *testing.T) {
 			"\r\nContent-Length:\r\n 2\r\n\r\n{}"}, 400, "POST", "nginx: 400, closed"},
 		{"folded Authorization", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer\r\n\t" + relayKey +
 			"\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: 400, closed"},
+		// A credential's line folded onto another field: fasthttp joined
+		// it into X-Foo's value, and the row stored the key there.
+		{"a credential on a continuation line", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nX-Foo: 1\r\n Authorization: Bearer " + relayKey +
+			"\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: 400, closed"},
+		{"an API key on a tab continuation line, head too large", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nX-Foo: 1\r\n\tX-Api-Key: " + relayKey +
+			"\r\nX-Pad: " + strings.Repeat("p", 9000) + "\r\nContent-Length: 2\r\n\r\n{}"}, 431, "POST", "nginx: 400, closed"},
 		// fasthttp keeps the last: the upstream got no Content-Type.
 		{"Content-Type twice", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
 			"\r\nContent-Type: application/json\r\nContent-Type:\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: proxies both"},
@@ -273,6 +279,9 @@ func TestChaosEdgesRefused(t *testing.T) {
 			row := r.rows.wait(t, id)
 			if row.Status != tt.status || row.ErrorType != record.ErrBadRequest || row.Method != tt.method {
 				t.Errorf("row %d %q %q, want %d bad_request %q", row.Status, row.ErrorType, row.Method, tt.status, tt.method)
+			}
+			if strings.Contains(row.ReqHeaders, relayKey[4:]) {
+				t.Errorf("the row stores the relay key: %.300s", row.ReqHeaders)
 			}
 		})
 		if passed {

@@ -343,6 +343,8 @@ func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader)
 	if r != nil {
 		authKey = r.authKey
 	}
+	raw := h.RawHeaders()
+	folds := bytes.Contains(raw, []byte("\n ")) || bytes.Contains(raw, []byte("\n\t"))
 	capture = append(capture, '{')
 	for k, v := range h.All() {
 		lk := lowerKey(&lb, k)
@@ -350,9 +352,37 @@ func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader)
 		if len(authKey) > 0 && sameField(k, authKey) {
 			class |= secret
 		}
+		if folds && foldedField(raw, k) {
+			// fasthttp joined the continuation lines (obs-fold, refused)
+			// onto this field's value: a line there may be a credential's
+			// ("X-Foo: 1\r\n Authorization: Bearer ...") that was stored
+			// as X-Foo's value.
+			class |= secret
+		}
 		capture = seen.add(capture, lk, v, class)
 	}
 	return seen.close(capture)
+}
+
+// foldedField reports whether a field named name in the raw header block
+// raw is followed by a continuation line (one beginning with a space or a
+// tab).
+func foldedField(raw, name []byte) bool {
+	for len(raw) > 0 {
+		line := raw
+		next := []byte(nil)
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, next = raw[:i], raw[i+1:]
+		}
+		raw = next
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' || len(next) == 0 || (next[0] != ' ' && next[0] != '\t') {
+			continue
+		}
+		if n, _, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(bytes.TrimRight(n, " \t"), name) {
+			return true
+		}
+	}
+	return false
 }
 
 // CaptureResponseHeaders appends the response headers h, redacted, as the
