@@ -100,17 +100,28 @@ func decide(lim limits, kl *keyLimit, lv levels, allowed bool, src Source) Decis
 	return d
 }
 
-// blockedDecision is a refusal answered from a cached blocked-until key that
-// expires in pttl: the bucket held less than one token when it was written,
-// so it is full one token interval per missing token later.
-func blockedDecision(lim limits, kl *keyLimit, keyBlocked bool, pttl time.Duration, src Source) Decision {
-	d := Decision{Source: src, RetryAfter: pttl, Reset: pttl}
+// blockedDecision is a refusal answered from a cached blocked-until key
+// (keyBlocked: the relay key's, else the tenant's), b what it says. It
+// reports the bucket decide would: the key's when it is the key's block or
+// the tenant has no request bucket, else the tenant's; Reset is when that
+// bucket is full again, as the key's value says (the block may be the
+// token budget's, the request bucket anywhere); a value of an older relay
+// says nothing, and the bucket held less than one token when it was
+// written: full one token interval per missing token after the block.
+func blockedDecision(lim limits, kl *keyLimit, keyBlocked bool, b block, src Source) Decision {
+	d := Decision{Source: src, RetryAfter: b.wait, Reset: b.wait}
 	rpm, burst := lim.rpm, lim.burst
-	if keyBlocked && kl != nil {
+	if kl != nil && (keyBlocked || rpm == Unlimited) {
 		rpm, burst = kl.rpm, kl.burst
 	}
-	if rpm != Unlimited {
-		d.Limit = int(burst)
+	if rpm == Unlimited {
+		return d
+	}
+	d.Limit = int(burst)
+	switch {
+	case b.after >= 0:
+		d.Reset += b.after
+	case b.after == afterUnknown:
 		d.Reset += msDuration(math.Ceil(float64(burst-1) / perMs(rpm)))
 	}
 	return d

@@ -32,8 +32,9 @@
 --        Returns n unused leased tokens to the request bucket(s), capped at
 --        their capacity, and deletes a blocked-until key whose buckets admit
 --        again, so that relays stop refusing from their caches. Returns 1.
--- debit: KEYS  = tok, blk
---        ARGV  = "debit", tpm, tokens
+-- debit: KEYS  = tok, blk [, req]
+--        ARGV  = "debit", tpm, tokens [, rpm, burst] (the request bucket's,
+--                for the blocked-until key's reset)
 --        Drains the token bucket (it may go negative: debt). When it is at or
 --        below zero the tenant's blocked-until key is extended to the time it
 --        becomes positive. Returns the new level in micro-tokens.
@@ -84,12 +85,21 @@ local function store(key, x, rate, cap)
   redis.call('PEXPIRE', key, math.max(math.ceil((cap - x) / rate) + 1000, keepMs))
 end
 
-local function block(key, ms)
+-- block writes the blocked-until key for ms (unless it is there for longer
+-- already). Its value, "r" and a number, is how long after the block ends
+-- the request bucket the refusal reports is full again (X-RateLimit-Reset;
+-- full: that bucket's time to be full from now, -1 for none): the block may
+-- be the token budget's, with the request bucket anywhere.
+local function block(key, ms, full)
   if ms < 1 then
     ms = 1
   end
   if redis.call('PTTL', key) < ms then
-    redis.call('SET', key, ms, 'PX', ms)
+    local after = 'r-1'
+    if full >= 0 then
+      after = 'r' .. math.max(0, full - ms)
+    end
+    redis.call('SET', key, after, 'PX', ms)
   end
 end
 
@@ -99,7 +109,13 @@ if ARGV[1] == 'debit' then
   local x = level(KEYS[1], rate, tpm) - n
   store(KEYS[1], x, rate, tpm)
   if x <= 0 then
-    block(KEYS[2], math.floor(-x / rate) + 1)
+    local full = -1
+    local rpm, burst = tonumber(ARGV[4] or '-1'), tonumber(ARGV[5] or '0')
+    if #KEYS >= 3 and rpm > 0 then
+      local rrate = rpm / 60000
+      full = math.ceil((burst - level(KEYS[3], rrate, burst)) / rrate)
+    end
+    block(KEYS[2], math.floor(-x / rate) + 1, full)
   end
   return micro(x)
 end
@@ -180,11 +196,21 @@ if tenantWait == 0 and keyWait == 0 then
     store(KEYS[4], key - n, krate, kburst)
   end
 elseif not renew then
+  -- The refusal reports the tenant's request bucket, or the key's where
+  -- the tenant has none (bucket.go, decide).
+  local keyFull = -1
+  if keyed then
+    keyFull = math.ceil((kburst - key) / krate)
+  end
   if tenantWait > 0 then
-    block(KEYS[2], tenantWait)
+    local full = keyFull
+    if rpm > 0 then
+      full = math.ceil((burst - req) / rrate)
+    end
+    block(KEYS[2], tenantWait, full)
   end
   if keyWait > 0 then
-    block(KEYS[5], keyWait)
+    block(KEYS[5], keyWait, keyFull)
   end
 end
 return {allowed, micro(req), micro(key), micro(tok), n}

@@ -124,24 +124,27 @@ func (l *Limiter) takeRedis(ctx context.Context, ts *tenantState, ks *keyState) 
 
 	// A blocked-until key exists exactly while its bucket cannot admit; its
 	// cache entry expires with it (rueidis caps the entry at the key's PTTL).
-	tenantWait, tenantHit, err := blockWait(ctx, c, reads.blk, ts.blkKey, &ts.blkUntil, ttl)
+	tenantBlock, tenantHit, err := blockWait(ctx, c, reads.blk, ts.blkKey, &ts.blkUntil, ttl)
 	if err != nil {
 		return Decision{}, err
 	}
-	var keyWait time.Duration
+	var keyBlock block
 	keyHit := true
 	if ks != nil {
-		if keyWait, keyHit, err = blockWait(ctx, c, ks.keyCmds(c).blk, ks.blkKey, &ks.blkUntil, ttl); err != nil {
+		if keyBlock, keyHit, err = blockWait(ctx, c, ks.keyCmds(c).blk, ks.blkKey, &ks.blkUntil, ttl); err != nil {
 			return Decision{}, err
 		}
 	}
-	if tenantWait > 0 || keyWait > 0 {
+	if tenantBlock.wait > 0 || keyBlock.wait > 0 {
 		l.remember(ts, lim, ov, nil, nil, 0)
 		src := SourceRedis
 		if tenantHit && keyHit {
 			src = SourceCache
 		}
-		return blockedDecision(lim, kl, keyWait > tenantWait, max(tenantWait, keyWait), src), nil
+		if keyBlock.wait > tenantBlock.wait {
+			return blockedDecision(lim, kl, true, keyBlock, src), nil
+		}
+		return blockedDecision(lim, kl, false, tenantBlock, src), nil
 	}
 
 	if lim.rpm == Unlimited && kl == nil && lim.tpm <= 0 {
@@ -227,8 +230,9 @@ func (l *Limiter) debitRedis(ctx context.Context, ts *tenantState, tokens int64)
 	if lim.tpm <= 0 {
 		return nil
 	}
-	args := [3]string{"debit", strconv.FormatInt(lim.tpm, 10), strconv.FormatInt(tokens, 10)}
-	cmd := c.B().Evalsha().Sha1(bucketSHA).Numkeys(2).Key(ts.debitKeys...).Arg(args[:]...).Build()
+	args := [5]string{"debit", strconv.FormatInt(lim.tpm, 10), strconv.FormatInt(tokens, 10),
+		strconv.FormatInt(lim.rpm, 10), strconv.FormatInt(lim.burst, 10)}
+	cmd := c.B().Evalsha().Sha1(bucketSHA).Numkeys(int64(len(ts.debitKeys))).Key(ts.debitKeys...).Arg(args[:]...).Build()
 	left, err := runScript(ctx, c, cmd, ts.debitKeys, args[:]).AsInt64()
 	if err != nil {
 		return err
@@ -263,47 +267,72 @@ type blockEnd struct {
 // entry use that deadline, also once their own wait has counted down below
 // the cap (5 s after the fetch, a block of minutes read 25 s). A block
 // shorter than the TTL costs nothing more than before.
-func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key string, d *blockDeadline, ttl time.Duration) (time.Duration, bool, error) {
-	wait, entry, hit, err := blockedFor(c.DoCache(ctx, cmd, ttl))
-	if err != nil || wait == 0 {
-		return wait, hit, err
+func blockWait(ctx context.Context, c rueidis.Client, cmd rueidis.Cacheable, key string, d *blockDeadline, ttl time.Duration) (block, bool, error) {
+	b, entry, hit, err := blockedFor(c.DoCache(ctx, cmd, ttl))
+	if err != nil || b.wait == 0 {
+		return b, hit, err
 	}
 	if e := d.p.Load(); hit && e != nil && e.entry == entry {
-		if left := time.Until(e.until); left >= wait {
-			return left, hit, nil
+		if left := time.Until(e.until); left >= b.wait {
+			b.wait = left
+			return b, hit, nil
 		}
 	}
-	if wait < ttl-time.Second {
-		return wait, hit, nil
+	if b.wait < ttl-time.Second {
+		return b, hit, nil
 	}
 	ms, err := c.Do(ctx, c.B().Pttl().Key(key).Build()).AsInt64()
 	if err != nil || ms <= 0 {
 		// Gone meanwhile, or not known: the cached wait stands.
-		return wait, hit, nil
+		return b, hit, nil
 	}
 	left := time.Duration(ms) * time.Millisecond
 	d.p.Store(&blockEnd{until: time.Now().Add(left), entry: entry})
-	return max(left, wait), hit, nil
+	b.wait = max(left, b.wait)
+	return b, hit, nil
 }
 
-// blockedFor reads a GET of a blocked-until key: the time left, 0 when the
-// key does not exist, the cached entry's expiry (unix ms), and whether the
+// block is what a blocked-until key says: the time left (0: no block) and
+// how long after that the request bucket a refusal reports is full again
+// (afterNone: the tenant has none; afterUnknown: the key was written by a
+// relay before the value said it, and the bucket was empty).
+type block struct {
+	wait, after time.Duration
+}
+
+const (
+	afterNone    = -1
+	afterUnknown = -2
+)
+
+// blockedFor reads a GET of a blocked-until key: its block (none when the
+// key does not exist), the cached entry's expiry (unix ms), and whether the
 // answer came from the local cache.
-func blockedFor(r rueidis.RedisResult) (wait time.Duration, entry int64, hit bool, err error) {
+func blockedFor(r rueidis.RedisResult) (b block, entry int64, hit bool, err error) {
 	hit = r.IsCacheHit()
 	if err := r.Error(); err != nil {
 		if rueidis.IsRedisNil(err) {
-			return 0, 0, hit, nil
+			return block{}, 0, hit, nil
 		}
-		return 0, 0, hit, err
+		return block{}, 0, hit, err
 	}
 	pttl := r.CachePTTL()
 	if pttl <= 0 {
 		// Expired this very millisecond, or no expiry known: let the
 		// script decide.
-		return 0, 0, hit, nil
+		return block{}, 0, hit, nil
 	}
-	return time.Duration(pttl) * time.Millisecond, r.CachePXAT(), hit, nil
+	b = block{wait: time.Duration(pttl) * time.Millisecond, after: afterUnknown}
+	// "r<ms>" (bucket.lua, block); an older script wrote the wait alone.
+	if v, err := r.ToString(); err == nil && len(v) > 1 && v[0] == 'r' {
+		if ms, err := strconv.ParseInt(v[1:], 10, 64); err == nil {
+			b.after = afterNone
+			if ms >= 0 {
+				b.after = time.Duration(ms) * time.Millisecond
+			}
+		}
+	}
+	return b, r.CachePXAT(), hit, nil
 }
 
 // levelScale is the fixed point of the levels in the take script's reply:

@@ -31,7 +31,7 @@ type tenantState struct {
 	name                           string
 	reqKey, blkKey, tokKey, cfgKey string
 	takeKeys                       []string // req, blk, tok: KEYS of the take script
-	debitKeys                      []string // tok, blk
+	debitKeys                      []string // tok, blk, req
 
 	reads atomic.Pointer[readCmds] // pinned cached reads, built on first use
 	take  atomic.Pointer[takeCmd]  // pinned take script for the last limits
@@ -152,7 +152,7 @@ func newTenantState(o *Options, name string) *tenantState {
 	}
 	ts.seen = ts.file
 	ts.takeKeys = []string{ts.reqKey, ts.blkKey, ts.tokKey}
-	ts.debitKeys = []string{ts.tokKey, ts.blkKey}
+	ts.debitKeys = []string{ts.tokKey, ts.blkKey, ts.reqKey}
 	return ts
 }
 
