@@ -550,7 +550,7 @@ func (c *Config) validateRoutes() error {
 		if strings.Contains(strings.TrimSuffix(r.Path, "/*"), "*") || strings.ContainsAny(r.Path, ":?#") {
 			return &fieldError{f("path"), r.Path, `only a trailing "/*" wildcard is allowed`}
 		}
-		if !normalizedPath(strings.TrimSuffix(r.Path, "/*")) {
+		if !normalizedPath(strings.TrimSuffix(r.Path, "/*")) || strings.HasSuffix(r.Path, "//*") {
 			return &fieldError{f("path"), r.Path, `must be a normalized path (no "//", no "." or ".." segment, no %-escape): requests are matched after normalization, so it would match none`}
 		}
 		if paths[r.Path] {
@@ -604,6 +604,12 @@ func (c *Config) validateRoutes() error {
 			for h, v := range set.m {
 				if !validHeaderName(h) {
 					return &fieldError{f(set.name), h, "not a valid header name"}
+				}
+				if upstream.FramingHeader(h) && !strings.EqualFold(h, "host") {
+					// Forwarded as a field of the upstream connection
+					// (Upgrade, Te, Connection) or dropped (Content-Length,
+					// Transfer-Encoding), either way without a word.
+					return &fieldError{f(set.name), h, "names a field of the connection the relay sets or drops itself (Connection, Upgrade, Te, Content-Length, Transfer-Encoding ...): it is not the route's to send"}
 				}
 				if strings.ContainsAny(v, "\r\n\x00") {
 					return &fieldError{f(set.name + "." + h), "<value>", "contains CR, LF or NUL"}

@@ -193,6 +193,13 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		// The key went upstream as the Host, or nowhere.
 		{"auth_header Host", route("    auth_env: K\n    auth_header: Host\n"), "routes[0].auth_header=Host: names a field the relay sets or drops itself"},
 		{"auth_header Content-Length", route("    auth_env: K\n    auth_header: content-length\n"), "routes[0].auth_header=content-length"},
+		// Forwarded as the upstream connection's own (Upgrade, Te,
+		// Connection) or dropped (Content-Length), without a word.
+		{"set_headers Connection", route("    set_headers: {Connection: keep-alive}\n"), "routes[0].set_headers=Connection: names a field of the connection"},
+		{"headers Upgrade", route("    headers: {upgrade: h2c}\n"), "routes[0].headers=upgrade: names a field of the connection"},
+		{"headers Transfer-Encoding", route("    headers: {Transfer-Encoding: chunked}\n"), "routes[0].headers=Transfer-Encoding"},
+		// "/v1/" was the prefix: /v1/chat/completions matched nothing.
+		{"path //*", "routes:\n  - name: a\n    path: /v1//*\n    upstream: http://x\n", "routes[0].path=/v1//*: must be a normalized path"},
 		// The value is shown for number and bool fields (never a string's: keys go there).
 		{"size with a unit", route("server:\n  max_body_bytes: 10 MB\n"), `server.max_body_bytes="10 MB": must be a whole number`},
 		{"bool word", route("server:\n  detach_streams: maybe\n"), `server.detach_streams="maybe": must be true or false`},
