@@ -26,7 +26,8 @@ const minMaskedPrefix = 4
 
 // maskKey returns b with every occurrence of the route's secret (its
 // provider key, or without one a credential its headers send), as it is
-// and as it goes in a query (auth_query), replaced by "[redacted]".
+// as it goes in a query (auth_query) and with '/' written "\/" as JSON
+// may, replaced by "[redacted]".
 // An answer without the key comes back as it was.
 func (r *Route) maskKey(b []byte) []byte {
 	key := r.secret
@@ -36,6 +37,9 @@ func (r *Route) maskKey(b []byte) []byte {
 	b = replaceAll(b, key)
 	if q := url.QueryEscape(key); q != key {
 		b = replaceAll(b, q)
+	}
+	if r.keyJSON != "" {
+		b = replaceAll(b, r.keyJSON)
 	}
 	return b
 }
@@ -118,7 +122,8 @@ func (r *Route) maskKeyInResponse(h *fasthttp.ResponseHeader) {
 // in a query.
 func (r *Route) holdsKey(v []byte) bool {
 	s := unsafe.String(unsafe.SliceData(v), len(v))
-	return strings.Contains(s, r.secret) || r.keyQuery != "" && strings.Contains(s, r.keyQuery)
+	return strings.Contains(s, r.secret) || r.keyQuery != "" && strings.Contains(s, r.keyQuery) ||
+		r.keyJSON != "" && strings.Contains(s, r.keyJSON)
 }
 
 func containsFold(names []string, k []byte) bool {
@@ -146,9 +151,9 @@ func containsFold(names []string, k []byte) bool {
 // make that as rare as a chance match.)
 type bodyMask struct {
 	on    bool
-	forms [2]string // the key, and as it goes in a query when that differs
+	forms [3]string // the key, as it goes in a query and with '/' as "\/" when those differ
 	// carry is, per form, how many of its first bytes ended the last read.
-	carry [2]int
+	carry [3]int
 }
 
 // start arms m for an answer of status from route r.
@@ -157,14 +162,14 @@ func (m *bodyMask) start(r *Route, status int) {
 	if r == nil || status < 300 || len(r.secret) < minMaskedKey {
 		return
 	}
-	m.on, m.forms[0], m.forms[1] = true, r.secret, r.keyQuery
+	m.on, m.forms[0], m.forms[1], m.forms[2] = true, r.secret, r.keyQuery, r.keyJSON
 }
 
 // apply masks b, the next read of the body, in place. What it finds is
 // found on the bytes as they came, for both forms, before any is masked:
 // the forms share their beginning, and one form's '*'s hid the other's.
 func (m *bodyMask) apply(b []byte) {
-	var cont, tail [2]int // per form: b's first bytes that go on with a cut key; b's last that begin one
+	var cont, tail [3]int // per form: b's first bytes that go on with a cut key; b's last that begin one
 	for i, key := range m.forms {
 		if key == "" {
 			continue

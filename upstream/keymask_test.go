@@ -1,13 +1,17 @@
 package upstream
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/stream-relay/stream-relay/record"
+)
 
 // TestMaskKey: the provider key is masked where a refusal repeats it, as
 // it is and query-escaped; the end of a cut answer that begins the key is
 // masked too, the end of a whole one not; a placeholder key (shorter than
 // minMaskedKey) is left alone, the answer's words with it.
 func TestMaskKey(t *testing.T) {
-	r := &Route{Options: Options{ProviderKey: "sk-abc/def+123"}, secret: "sk-abc/def+123"}
+	r := &Route{Options: Options{ProviderKey: "sk-abc/def+123"}, secret: "sk-abc/def+123", keyJSON: `sk-abc\/def+123`}
 	for _, tt := range []struct {
 		in, want string
 		cut      bool
@@ -15,6 +19,7 @@ func TestMaskKey(t *testing.T) {
 		{"no key here", "no key here", false},
 		{"/v1?api_key=sk-abc%2Fdef%2B123&x=1", "/v1?api_key=[redacted]&x=1", false},
 		{"bad key sk-abc/def+123!", "bad key [redacted]!", false},
+		{`{"key":"sk-abc\/def+123"}`, `{"key":"[redacted]"}`, false},
 		{"ends with sk-abc", "ends with sk-abc", false},
 		{"ends with sk-abc", "ends with [redacted]", true},
 	} {
@@ -39,7 +44,13 @@ func TestMaskKey(t *testing.T) {
 // a placeholder key are left alone.
 func TestBodyMask(t *testing.T) {
 	const key = "sk-abc/def+123456"
-	r := &Route{Options: Options{ProviderKey: key}, secret: key, keyQuery: "sk-abc%2Fdef%2B123456"}
+	r, err := NewRoute(Options{Name: "m", Path: "/v1/*", Upstream: "http://127.0.0.1:1", Kind: record.KindSSE, ProviderKey: key}, NewClients())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.keyQuery != "sk-abc%2Fdef%2B123456" || r.keyJSON != `sk-abc\/def+123456` {
+		t.Fatalf("forms %q %q", r.keyQuery, r.keyJSON)
+	}
 	for _, tt := range []struct {
 		name   string
 		status int
@@ -60,6 +71,9 @@ func TestBodyMask(t *testing.T) {
 		// The forms share "sk-abc": the raw form's '*'s hid the query
 		// form's beginning, and its rest went out.
 		{"query form split in the shared part", 401, []string{"?k=sk-abc", "%2Fdef%2B123456 x"}, "?k=********************* x"},
+		// JSON may write '/' as "\/" (PHP's json_encode does).
+		{"JSON-escaped", 401, []string{`{"error":"bad key sk-abc\/def+123456"}`}, `{"error":"bad key [redacted]********"}`},
+		{"JSON-escaped split", 401, []string{`{"error":"key sk-abc\/d`, `ef+123456"}`}, `{"error":"key ******************"}`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			var m bodyMask

@@ -121,6 +121,7 @@ type Route struct {
 	authKey   []byte // header name
 	authValue []byte // "Bearer <key>" or the bare key; nil when not configured
 	keyQuery  string // secret as it goes in a query, when that differs (keymask.go)
+	keyJSON   string // secret with '/' escaped as JSON may ("\/"), when that differs
 	// secret is what answers are masked for (keymask.go): the provider
 	// key, or without one a credential the route's headers send
 	// (headerSecret).
@@ -196,7 +197,7 @@ func NewRoute(o Options, clients *Clients) (*Route, error) {
 	first := p.targets[0].route
 	r.Upstream, r.ProviderKey, r.KeyEnv = first.Upstream, first.ProviderKey, first.KeyEnv
 	r.client, r.scheme, r.host, r.basePath, r.dials = first.client, first.scheme, first.host, first.basePath, first.dials
-	r.authKey, r.authValue, r.extra, r.keyQuery, r.secret = first.authKey, first.authValue, first.extra, first.keyQuery, first.secret
+	r.authKey, r.authValue, r.extra, r.keyQuery, r.keyJSON, r.secret = first.authKey, first.authValue, first.extra, first.keyQuery, first.keyJSON, first.secret
 	r.forced, r.wsConns = first.forced, first.wsConns
 	for _, t := range p.targets {
 		if t.route.Configured() {
@@ -231,6 +232,11 @@ func (r *Route) forTarget(to Target, clients *Clients) (*Route, error) {
 	t.secret = cmp.Or(o.ProviderKey, headerSecret(o.SetHeaders), headerSecret(o.Headers))
 	if q := url.QueryEscape(t.secret); q != t.secret {
 		t.keyQuery = q
+	}
+	if j := strings.ReplaceAll(t.secret, "/", `\/`); j != t.secret {
+		// PHP's json_encode and others write '/' so: an error body
+		// quoting a base64 key kept it.
+		t.keyJSON = j
 	}
 	if o.ProviderKey != "" {
 		if strings.EqualFold(o.AuthHeader, "Authorization") {
