@@ -455,11 +455,29 @@ func (a *App) Shutdown(ctx context.Context) error {
 	// registered, and a Serve that began but had not registered its
 	// listener yet would then accept until the process ends.
 	a.served.close()
-	go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
+	// The server's own shutdown only once the streams in flight ended:
+	// from it on fasthttp closes a kept-alive connection after its answer
+	// and every idle one at once, so a request sent on one during the
+	// drain (the next after a stream that ended in it, or on one idle at
+	// the signal) met a closed connection: no status, no row, and a POST
+	// no client can safely send again. Until then the gate answers it
+	// 503 shutting_down, saying close (handlers/gate.go).
+	busy := a.relay.Active() > 0
 	var errs []error
 	if err := a.relay.Wait(grace); err != nil {
 		a.cutOpen(ctx)
+	} else if busy {
+		// The client of the last stream to end sends its next request
+		// now: it gets its 503 rather than the close.
+		linger := time.NewTimer(drainLinger)
+		select {
+		case <-linger.C:
+		case <-grace.Done():
+		}
+		linger.Stop()
 	}
+	a.relay.CloseIdle()
+	go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
 	if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		errs = append(errs, err)
 	}
@@ -485,6 +503,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 	a.log.Info("shutdown complete")
 	return errors.Join(errs...)
 }
+
+// drainLinger is how long the server goes on reading kept-alive
+// connections after the last stream of a drain ended (see Shutdown).
+const drainLinger = 500 * time.Millisecond
 
 // cutOpen ends the relayed requests still open when the grace period is
 // over (503 shutting_down for one not answered yet, a cut stream for the

@@ -76,3 +76,74 @@ func TestDrainRefusalsSayClose(t *testing.T) {
 		t.Errorf("a request begun during the drain: status %d, Connection %q; want 503 saying close", resp.StatusCode, resp.Header.Get("Connection"))
 	}
 }
+
+// TestDrainKeptAliveConnections: requests sent during the drain on
+// connections kept alive from before it are answered 503 shutting_down,
+// saying close, with a row: the next request after a stream that ended in
+// the drain, and one on a connection idle at the signal while a stream was
+// still in flight. The server's shutdown closed both connections (EOF, no
+// status, no row: a POST an SDK cannot safely send again).
+func TestDrainKeptAliveConnections(t *testing.T) {
+	r := startRelay(t, "")
+	addr := strings.TrimPrefix(r.base, "http://")
+	dial := func() (net.Conn, *bufio.Reader) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(60 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	keepAlive := func(extra string) string {
+		return strings.Replace(relayReq("/v1/chat/completions", extra, `{"model":"m","stream":true}`), "Connection: close\r\n", "", 1)
+	}
+	send := func(c net.Conn, br *bufio.Reader, req string) *http.Response {
+		t.Helper()
+		if _, err := io.WriteString(c, req); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("no answer: %v", err)
+		}
+		return resp
+	}
+	refused := func(what string, resp *http.Response) {
+		t.Helper()
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 503 || !resp.Close || !strings.Contains(string(body), "shutting_down") {
+			t.Fatalf("%s: %d, Connection %q, %s; want 503 shutting_down saying close", what, resp.StatusCode, resp.Header.Get("Connection"), body)
+		}
+		if rw := r.rows.wait(t, resp.Header.Get("X-Request-Id")); rw.Status != 503 {
+			t.Errorf("%s: row status %d", what, rw.Status)
+		}
+	}
+	idle, idleR := dial()
+	first := send(idle, idleR, keepAlive(""))
+	_, _ = io.Copy(io.Discard, first.Body)
+	first.Body.Close()
+	if first.StatusCode != 200 || first.Close {
+		t.Fatalf("first request: %d, close %v", first.StatusCode, first.Close)
+	}
+	streaming, streamingR := dial()
+	stream := send(streaming, streamingR, keepAlive(mockllm.HeaderChunks+": 6\r\n"+mockllm.HeaderDelayMs+": 400\r\n"))
+	if stream.StatusCode != 200 {
+		t.Fatalf("stream: %d", stream.StatusCode)
+	}
+	if _, err := stream.Body.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	beginShutdown(t, r)
+	for deadline := time.Now().Add(10 * time.Second); r.app.relay.Ready() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond) // the server has begun its own shutdown, before the fix
+	refused("on a connection idle at the signal", send(idle, idleR, keepAlive("")))
+	if _, err := io.Copy(io.Discard, stream.Body); err != nil {
+		t.Fatalf("the stream in flight: %v", err)
+	}
+	stream.Body.Close()
+	refused("after a stream that ended in the drain", send(streaming, streamingR, keepAlive("")))
+}

@@ -214,7 +214,7 @@ func (h *Relay) writeDetached(j detachedStream) {
 			}
 			continue
 		}
-		end := detachedEnd{c: c, keep: ok && keep && !h.draining()}
+		end := detachedEnd{c: c, keep: ok && keep && !h.connsClosing.Load()}
 		if end.keep {
 			end.c = connUnder(end.c)
 		}
@@ -240,7 +240,7 @@ func (h *Relay) serveDetached(end detachedEnd) {
 			d.mu.Lock()
 			d.serving[end.c] = struct{}{}
 			d.mu.Unlock()
-			if h.draining() { // Drain may have swept before the add
+			if h.connsClosing.Load() { // CloseIdle may have swept before the add
 				stopReading(end.c)
 			}
 			_ = h.o.ServeConn(end.c) // closes c unless a stream took it again

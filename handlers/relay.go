@@ -140,6 +140,10 @@ type Relay struct {
 	helpers   helpers     // goroutines that serve requests up to the response head (handoff.go)
 	detached  detached    // goroutines that write detached streams and serve their connections (detach.go)
 	retrieved *retrievals // the Responses responses whose usage was charged (retrievals.go)
+
+	// connsClosing: CloseIdle began (the server shuts down): a detached
+	// stream's connection is closed after it, not served again.
+	connsClosing atomic.Bool
 }
 
 // New returns a Relay.
@@ -170,8 +174,19 @@ func New(o Options) (*Relay, error) {
 // (1001).
 func (h *Relay) Drain() {
 	h.drainedAt.CompareAndSwap(0, mono.Now())
-	h.ws.closeAll()    // WebSocket sessions get 1001 at once (ws.go)
-	h.detached.drain() // connections waiting for a next request after a detached stream (detach.go)
+	h.ws.closeAll() // WebSocket sessions get 1001 at once (ws.go)
+}
+
+// CloseIdle ends the connections that wait for a next request after a
+// detached stream (detach.go), and those such a stream leaves from now on:
+// the server's own shutdown begins. Until then, during the drain, they are
+// kept like the server's other kept-alive connections, and a request sent
+// on one is answered 503 shutting_down, saying close (gate.go): closed at
+// the drain, the next request after a stream that ended in it met the
+// close (no status, no row).
+func (h *Relay) CloseIdle() {
+	h.connsClosing.Store(true)
+	h.detached.drain()
 }
 
 // EndGrace ends the drain's grace period: from now on every request is
