@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
@@ -502,7 +503,7 @@ func (s *Stream) CloseWithError(err error) error {
 	if s.wd != nil {
 		s.wd.untrack(s)
 	}
-	if err != nil {
+	if err != nil || s.reason.Load() == nil && clientClosedAtEnd(s.client) {
 		s.fail(record.ErrClientClosed)
 	}
 	rec := s.rec
@@ -534,6 +535,21 @@ func (s *Stream) CloseWithError(err error) error {
 	s.release()
 	finish(rec)
 	return nil
+}
+
+// clientClosedAtEnd reports whether the client c closed or reset its
+// connection before the stream's end: the last read and the terminating
+// chunk are still to be flushed (after the record is finished, so that a
+// row is kept before the client sees the end), and a client that left
+// before they went out got no whole answer: its row said a success. False
+// where that cannot be known (no socket of the relay's under c); the
+// flush's failure is not recorded then.
+func clientClosedAtEnd(c net.Conn) bool {
+	if c == nil {
+		return false
+	}
+	sc, ok := socket.Under[*socket.Conn](c)
+	return ok && sc.PeerClosed()
 }
 
 // releaseConn returns the upstream connection to the pool or closes it.

@@ -33,3 +33,11 @@ func TestReadWriteAllocNothing(t *testing.T) {
 		t.Fatalf("a write and a read allocate %.1f times; want 0", allocs)
 	}
 }
+
+// TestPeerClosedAllocatesNothing: a stream's end asks it of every client.
+func TestPeerClosedAllocatesNothing(t *testing.T) {
+	c, _ := pair(t)
+	if n := testing.AllocsPerRun(100, func() { _ = c.PeerClosed() }); n != 0 {
+		t.Errorf("PeerClosed: %.1f allocations, want 0", n)
+	}
+}

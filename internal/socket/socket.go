@@ -33,6 +33,9 @@ type Conn struct {
 	rd  op
 	wr  op
 	x   exchange // WriteThenRead (exchange.go)
+
+	peerFn   func(fd uintptr) // peerCheck, bound once (PeerClosed)
+	peerGone bool
 }
 
 // op is the state of one read or write, handed to the poller's callback.
@@ -57,6 +60,7 @@ func Wrap(c net.Conn) net.Conn {
 	sc := &Conn{TCPConn: tc, raw: raw}
 	sc.rd.fn = sc.readOnce
 	sc.wr.fn = sc.writeSome
+	sc.peerFn = sc.peerCheck
 	return sc
 }
 
@@ -160,3 +164,16 @@ func (l Listener) Accept() (net.Conn, error) {
 	}
 	return Wrap(c), nil
 }
+
+// PeerClosed reports whether c's peer has closed its sending side or reset
+// the connection (PeerClosedFD); false when that cannot be known. One
+// system call, no allocation. Not for use by two goroutines at once.
+func (c *Conn) PeerClosed() bool {
+	c.peerGone = false
+	if c.raw.Control(c.peerFn) != nil {
+		return false
+	}
+	return c.peerGone
+}
+
+func (c *Conn) peerCheck(fd uintptr) { c.peerGone = PeerClosedFD(fd) }
