@@ -2,13 +2,16 @@ package usage
 
 import (
 	"bytes"
+	"encoding/json"
 	"strings"
 )
 
 // Model returns the top-level "model" string of the JSON request body, or ""
 // when absent or when the body is not a JSON object. Nested values (messages
 // and their content) are skipped whole, so a "model" key inside them is never
-// returned. String escapes are left as they are. The scan stops at the
+// returned. String escapes are decoded ("gpt\u002d4o" is gpt-4o, as the
+// upstream reads it; left as they were, one model had many names in the
+// rows). The scan stops at the
 // first "model": of a body that names it twice the first is returned (an
 // upstream's decoder may take the last), so that a large body whose model
 // comes first costs nothing past its head. One whose model comes last (the
@@ -26,7 +29,7 @@ func Model(body []byte) string {
 			return ""
 		}
 		if string(k) == "model" && len(v) >= 2 && v[0] == '"' {
-			return string(v[1 : len(v)-1])
+			return jsonText(v)
 		}
 	}
 }
@@ -77,4 +80,18 @@ func EventStream(responseHeaders []byte) bool {
 // resumes a stream (GET /v1/responses/{id}?stream=true) is none.
 func StoredRead(method string, responseHeaders []byte) bool {
 	return IsRead(method) && !EventStream(responseHeaders)
+}
+
+// jsonText returns the JSON string v (quotes included) as text: its bytes
+// when it holds no escape, else decoded; v itself when it does not decode.
+func jsonText(v []byte) string {
+	in := v[1 : len(v)-1]
+	if bytes.IndexByte(in, '\\') < 0 {
+		return string(in)
+	}
+	var s string
+	if json.Unmarshal(v, &s) != nil {
+		return string(in)
+	}
+	return s
 }

@@ -79,6 +79,10 @@ func TestModel(t *testing.T) {
 		{"duplicate", `{"model":"cheap","messages":[],"model":"expensive"}`, "cheap"},
 		{"escaped quote and backslash", `{"messages":[{"content":"say \"model\": \\"}],"model":"m2"}`, "m2"},
 		{"escaped quote last", `{"messages":[{"content":"\"model\":\"x\""}],"model":"m3"}`, "m3"},
+		// Escapes decoded, as the upstream reads the name: one model had
+		// many names in the rows.
+		{"escaped model", `{"model":"gpt\u002d4o","stream":true}`, "gpt-4o"},
+		{"escaped quote in the model", `{"model":"a\"b\/c"}`, `a"b/c`},
 		// An image of 1.5 MiB in base64 before the model, in the OpenAI
 		// SDKs' order: a cut at 1 MiB left it without one.
 		{"large image first", `{"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,` +
