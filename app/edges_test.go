@@ -254,6 +254,9 @@ func TestChaosEdgesRefused(t *testing.T) {
 			"\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: 400, closed"},
 		{"an API key on a tab continuation line, head too large", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nX-Foo: 1\r\n\tX-Api-Key: " + relayKey +
 			"\r\nX-Pad: " + strings.Repeat("p", 9000) + "\r\nContent-Length: 2\r\n\r\n{}"}, 431, "POST", "nginx: 400, closed"},
+		// The gate judged the first, the row stored both.
+		{"X-Tenant-ID twice", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
+			"\r\nX-Tenant-ID: other\r\nx-tenant-id: test-tenant\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: proxies both"},
 		// fasthttp keeps the last: the upstream got no Content-Type.
 		{"Content-Type twice", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
 			"\r\nContent-Type: application/json\r\nContent-Type:\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "nginx: proxies both"},

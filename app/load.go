@@ -667,9 +667,14 @@ func (c *Config) validateKeys() error {
 		if strings.ContainsAny(k.Tenant, "{}") {
 			return &fieldError{f("tenant"), k.Tenant, "must not contain '{' or '}'"}
 		}
+		// X-Tenant-ID arrives trimmed: a tenant with white space around
+		// it could never be chosen (403), its own key's included.
+		if strings.TrimSpace(k.Tenant) != k.Tenant {
+			return &fieldError{f("tenant"), strconv.Quote(k.Tenant), "must not begin or end with white space"}
+		}
 		for j, tn := range k.Tenants {
-			if tn == "" || strings.ContainsAny(tn, "{}") {
-				return &fieldError{f(fmt.Sprintf("tenants[%d]", j)), strconv.Quote(tn), "must be non-empty, without '{' or '}'"}
+			if strings.TrimSpace(tn) == "" || strings.ContainsAny(tn, "{}") || strings.TrimSpace(tn) != tn {
+				return &fieldError{f(fmt.Sprintf("tenants[%d]", j)), strconv.Quote(tn), "must be non-empty, without '{' or '}' or white space around it"}
 			}
 		}
 		if k.RateLimit > quota.MaxLimit {

@@ -163,6 +163,10 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"key and its hash", route("auth:\n  keys:\n    - key: sk-dup\n      tenant: a\n    - key_sha256: 0E3A053EA7ECC6B6500136038808F3649B0B3ACC9867AAB6B8FACF6449648FEF\n      tenant: b\n"), "auth.keys[1].key=<set>: duplicate key"},
 		{"tenant with a brace", route("auth:\n  keys:\n    - key: sk-a\n      tenant: \"a}b\"\n"), "auth.keys[0].tenant=a}b: must not contain"},
 		{"tenants with a brace", route("auth:\n  keys:\n    - key: sk-a\n      tenant: a\n      tenants: [\"{x\"]\n"), "auth.keys[0].tenants[0]"},
+		// X-Tenant-ID arrives trimmed: never chosen, its own key's 403.
+		{"tenant with white space", route("auth:\n  keys:\n    - key: sk-a\n      tenant: \"a \"\n"), `auth.keys[0].tenant="a ": must not begin or end with white space`},
+		{"tenants with white space", route("auth:\n  keys:\n    - key: sk-a\n      tenant: a\n      tenants: [\"\\tb\"]\n"), `auth.keys[0].tenants[0]="\tb"`},
+		{"tenants blank", route("auth:\n  keys:\n    - key: sk-a\n      tenant: a\n      tenants: [\"  \"]\n"), `auth.keys[0].tenants[0]="  "`},
 		{"key with white space", route("auth:\n  keys:\n    - key: \"sk-x \"\n      tenant: a\n"), "auth.keys[0].key=<set>: must not begin or end with white space"},
 		{"bad on_redis_error", route("rate_limit:\n  on_redis_error: panic\n"), "rate_limit.on_redis_error=panic"},
 		// Read as unset, it became 100 without a word.

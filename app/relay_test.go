@@ -274,6 +274,10 @@ func TestRejections(t *testing.T) {
 		{"wrong key", "/v1/chat/completions", `{}`, map[string]string{"Authorization": "Bearer sk-nope"}, 401, record.ErrUnauthorized},
 		{"tenant not allowed", "/v1/chat/completions", `{}`, map[string]string{"X-Tenant-ID": "second"}, 403, record.ErrForbidden},
 		{"no route", "/v1/unknown", `{}`, nil, 404, record.ErrNotFound},
+		// The tenant X-Tenant-ID chose, as a relayed request's row has it:
+		// it went to the key's own.
+		{"no route, another tenant of the key", "/v1/unknown", `{}`, map[string]string{"X-Tenant-ID": "other"}, 404, record.ErrNotFound},
+		{"no route, a tenant not the key's", "/v1/unknown", `{}`, map[string]string{"X-Tenant-ID": "second"}, 404, record.ErrNotFound},
 		{"body too large", "/v1/chat/completions", strings.Repeat("x", 70000), nil, 413, record.ErrBodyTooLarge},
 		{"provider key unset", "/nokey/v1/x", `{}`, nil, 502, record.ErrUpstreamConfig},
 		{"upstream refused", "/refused", `{}`, nil, 502, record.ErrUpstreamConnect},
@@ -313,7 +317,11 @@ func TestRejections(t *testing.T) {
 			if row.Status != tt.status || row.ErrorType != tt.errType {
 				t.Errorf("row status %d type %q", row.Status, row.ErrorType)
 			}
-			if tt.status == 404 && (row.Tenant != "test-tenant" || row.KeyID == "") {
+			wantTenant := "test-tenant"
+			if tt.hdr["X-Tenant-ID"] == "other" {
+				wantTenant = "other"
+			}
+			if tt.status == 404 && (row.Tenant != wantTenant || row.KeyID == "") {
 				// Path probing with a valid key is told whose.
 				t.Errorf("404 row of a request with a valid key: tenant %q key %q", row.Tenant, row.KeyID)
 			}

@@ -73,6 +73,11 @@ func requestEdge(hdr *fasthttp.RequestHeader) (int, string) {
 	if obsFold(raw) {
 		return fasthttp.StatusBadRequest, "header line folded (obs-fold)"
 	}
+	if len(hdr.PeekBytes(hdrTenant)) > 0 && fieldRepeated(raw, "x-tenant-id:") {
+		// The gate judged the first, the row stored both joined, and a
+		// proxy in front that joins them sent a value no key allows.
+		return fasthttp.StatusBadRequest, "X-Tenant-ID repeated"
+	}
 	if fieldRepeated(raw, "content-type:") {
 		// fasthttp keeps one Content-Type, the last: the upstream got
 		// the other (none at all when the last was empty), and the row

@@ -599,6 +599,11 @@ func requestKey(ctx *fasthttp.RequestCtx, cfg *Config, rec *record.Record) *Key 
 	key := cfg.Keys.Lookup(requestCredential(hdr, ctx.URI().QueryString()))
 	if key != nil {
 		rec.KeyID, rec.Tenant = key.ID, key.Tenant
+		// The tenant X-Tenant-ID chose, where the key allows it, as the
+		// gate stores it: a refused request's row went to the key's own.
+		if t := hdr.PeekBytes(hdrTenant); len(t) > 0 && key.Allows(t) {
+			rec.Tenant = key.tenant(t)
+		}
 	}
 	return key
 }
