@@ -375,6 +375,11 @@ func (u shownURL) String() string {
 	// there first showed the password. A path with an '@' loses more than
 	// it needs to, which a message can afford.
 	if at := strings.LastIndexByte(rest, '@'); at >= 0 {
+		if strings.ContainsAny(rest[:at], "?#") {
+			// The '@' may be the query's (?user=me@corp&key=...):
+			// what follows it is no less secret.
+			return head + "redacted"
+		}
 		head += "redacted"
 		rest = rest[at:]
 	}

@@ -14,10 +14,11 @@ import (
 )
 
 // TestClientLeftBeforeTheEnd: a client that closes its connection in the
-// middle of a stream whose rest then arrives in one read (the last, flushed
-// after the record is finished) is stored as client_closed, detached or
-// not: the row said a success (200, no error), and no metric counted the
-// leave.
+// middle of a stream whose last read then arrives (flushed after the record
+// is finished) is stored as client_closed, detached or not: the row said a
+// success (200, no error), and no metric counted the leave. A client that
+// closes only its sending side (a half-close) and reads the whole answer
+// is stored as the success it is.
 func TestClientLeftBeforeTheEnd(t *testing.T) {
 	for _, detach := range []int64{0, 128} {
 		t.Run(map[int64]string{0: "detached", 128: "not detached"}[detach], func(t *testing.T) {
@@ -33,7 +34,11 @@ func TestClientLeftBeforeTheEnd(t *testing.T) {
 				case <-time.After(20 * time.Second):
 				}
 				time.Sleep(200 * time.Millisecond) // the client's FIN is in
-				_, _ = io.WriteString(c, sseChunk(`data: {"choices":[{"delta":{"content":"hi"}}]}`+"\n\n")+sseChunk("data: [DONE]\n\n")+"0\r\n\r\n")
+				// Relayed into the closed connection: the client's
+				// socket answers with a reset.
+				_, _ = io.WriteString(c, sseChunk(`data: {"choices":[{"delta":{"content":"hi"}}]}`+"\n\n"))
+				time.Sleep(200 * time.Millisecond)
+				_, _ = io.WriteString(c, sseChunk(`data: {"choices":[{"delta":{"content":"!"}}]}`+"\n\n")+sseChunk("data: [DONE]\n\n")+"0\r\n\r\n")
 			})
 			r := startRelayWith(t, "", func(c *Config) {
 				c.Server.DetachAbove = &detach
@@ -71,4 +76,35 @@ func TestClientLeftBeforeTheEnd(t *testing.T) {
 // sseChunk is s as one chunk of a chunked body.
 func sseChunk(s string) string {
 	return strconv.FormatInt(int64(len(s)), 16) + "\r\n" + s + "\r\n"
+}
+
+func TestHalfClosedClientSucceeds(t *testing.T) {
+	for _, detach := range []int64{0, 128} {
+		t.Run(map[int64]string{0: "detached", 128: "not detached"}[detach], func(t *testing.T) {
+			r := startRelayWith(t, "", func(c *Config) { c.Server.DetachAbove = &detach })
+			c, err := net.Dial("tcp", strings.TrimPrefix(r.base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if _, err := io.WriteString(c, relayReq("/v1/chat/completions", "X-Mock-Chunks: 3\r\nX-Mock-Delay-Ms: 100\r\n", `{"model":"m","stream":true}`)); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			if err != nil || !strings.Contains(string(body), "[DONE]") {
+				t.Fatalf("answer %q (%v)", body, err)
+			}
+			if rw := r.rows.wait(t, resp.Header.Get("X-Request-Id")); rw.Status != 200 || rw.ErrorType != "" {
+				t.Errorf("row: status %d, error %q; want the success", rw.Status, rw.ErrorType)
+			}
+		})
+	}
 }

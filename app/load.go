@@ -231,6 +231,10 @@ func durationHook(from, to reflect.Type, data any) (any, error) {
 		if f, ferr := strconv.ParseFloat(strings.TrimSpace(v), 64); ferr == nil && !math.IsInf(f, 0) && !math.IsNaN(f) {
 			return secondsDuration(f)
 		}
+		// 0x10, 0o17: YAML's whole numbers the file wrote so (yamlText).
+		if n, ierr := strconv.ParseInt(strings.TrimSpace(v), 0, 64); ierr == nil {
+			return secondsDuration(float64(n))
+		}
 		return nil, fmt.Errorf("%q is not a duration (e.g. 30s, 5m)", v)
 	case int:
 		return secondsDuration(float64(v))

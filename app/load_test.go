@@ -270,9 +270,11 @@ func TestConfigErrorsHideURLCredentials(t *testing.T) {
 			"storage.clickhouse.url=http://redacted@ch.internal:8123: not a URL"},
 		{"upstream, a password with / and +", route("'https://svc:tok/en-PASS+x@llm.internal'"), "routes[0].upstream=https://redacted@llm.internal"},
 		{"clickhouse url, a password with #", route("http://x") + "storage:\n  clickhouse:\n    url: 'http://default:Zx9#PASS@ch.internal:8123'\n",
-			"storage.clickhouse.url=http://redacted@ch.internal:8123"},
+			"storage.clickhouse.url=http://redacted: "},
 		{"clickhouse url, a password with ?", route("http://x") + "storage:\n  clickhouse:\n    url: 'http://default:Zx9?PASS@ch.internal:8123/?x=1'\n",
-			"storage.clickhouse.url=http://redacted@ch.internal:8123/?redacted"},
+			"storage.clickhouse.url=http://redacted: "},
+		// An '@' in the query: the key after it was shown.
+		{"upstream query with an @", route("'http://h/v1?user=me@corp.com&key=PROVIDERKEY'"), "routes[0].upstream=http://redacted"},
 		{"clickhouse addr, a password with # ? @", route("http://x") + "storage:\n  clickhouse:\n    addr: \"user:PASS#?@PASS@host:9000:9\"\n", "storage.clickhouse.addr=redacted:host:9000:9: must be host:port"},
 	}
 	for _, tt := range tests {
@@ -393,7 +395,7 @@ auth:
 storage:
   clickhouse: {password: 012345, user: 2023-06-01}
   redis: {password: 9.10}
-server: {port: 0x1F90, timeout: 1.50}
+server: {port: 0x1F90, timeout: 1.50, read_timeout: 0x10}
 rate_limit: {default: 60.0, burst: 1e3, tenants: {"007": 010}}
 routes:
   - name: a
@@ -421,7 +423,7 @@ routes:
 		t.Errorf("failover.on %q", on)
 	}
 	// Numbers read as YAML reads them: 0x1F90 and octal 010 too.
-	if cfg.Server.Port != 8080 || cfg.Server.Timeout != 1500*time.Millisecond || cfg.RateLimit.Default != 60 ||
+	if cfg.Server.Port != 8080 || cfg.Server.Timeout != 1500*time.Millisecond || cfg.Server.ReadTimeout != 16*time.Second || cfg.RateLimit.Default != 60 ||
 		cfg.RateLimit.Burst != 1000 || cfg.RateLimit.Tenants["007"] != 8 {
 		t.Errorf("numbers: port %d timeout %v default %d burst %d tenant %d", cfg.Server.Port, cfg.Server.Timeout,
 			cfg.RateLimit.Default, cfg.RateLimit.Burst, cfg.RateLimit.Tenants["007"])

@@ -14,9 +14,10 @@ import (
 // decoder turned those back into other text without a word: a relay key
 // that never matched, a password that failed to log in, a header value
 // refused. A setting that is text now gets the value as written; one that
-// is a number, a bool or a duration reads the text as before (0123 is
-// octal, 60.0 is 60; see wholeNumberHook). A scalar with an explicit tag
-// (!!int 0123) is left to it.
+// is a number, a bool or a duration reads the text (a whole number's 0123
+// is octal and 0x1F hex, as YAML reads them, 60.0 is 60: wholeNumberHook;
+// a duration's 010 is 10 s, as from the environment: durationHook). A
+// scalar with an explicit tag (!!int 0123) is left to it.
 type yamlText struct{}
 
 // Unmarshal parses b as koanf's YAML parser does, with written kept.

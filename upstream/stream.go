@@ -537,19 +537,20 @@ func (s *Stream) CloseWithError(err error) error {
 	return nil
 }
 
-// clientClosedAtEnd reports whether the client c closed or reset its
-// connection before the stream's end: the last read and the terminating
-// chunk are still to be flushed (after the record is finished, so that a
-// row is kept before the client sees the end), and a client that left
-// before they went out got no whole answer: its row said a success. False
-// where that cannot be known (no socket of the relay's under c); the
-// flush's failure is not recorded then.
+// clientClosedAtEnd reports whether the client c reset its connection
+// before the stream's end: the last read and the terminating chunk are
+// still to be flushed (after the record is finished, so that a row is kept
+// before the client sees the end), and a client that left before they went
+// out got no whole answer: its row said a success. A reset is what a
+// write to a connection the client had closed brings back; a FIN alone
+// may be a half-close (the client still reads) and counts for nothing, as
+// does a client with no socket of the relay's under it.
 func clientClosedAtEnd(c net.Conn) bool {
 	if c == nil {
 		return false
 	}
 	sc, ok := socket.Under[*socket.Conn](c)
-	return ok && sc.PeerClosed()
+	return ok && sc.PeerReset()
 }
 
 // releaseConn returns the upstream connection to the pool or closes it.

@@ -19,9 +19,24 @@ const (
 // its socket sends a RST instead of a FIN, and the bytes it sent before
 // stay readable here. No allocation, one system call.
 func PeerClosedFD(fd uintptr) bool {
+	s, ok := tcpState(fd)
+	return ok && (s == tcpCloseWait || s == tcpClose)
+}
+
+// PeerResetFD reports whether the peer of the TCP socket fd reset the
+// connection (a RST: its socket is gone, as after the relay wrote to one
+// the client had closed). A FIN alone is not enough: a client may close
+// its sending side and go on reading (a half-close).
+func PeerResetFD(fd uintptr) bool {
+	s, ok := tcpState(fd)
+	return ok && s == tcpClose
+}
+
+// tcpState returns the kernel's TCP state of socket fd.
+func tcpState(fd uintptr) (byte, bool) {
 	var info [8]byte
 	n := uint32(len(info))
 	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
 		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&n)), 0)
-	return errno == 0 && n >= 1 && (info[0] == tcpCloseWait || info[0] == tcpClose)
+	return info[0], errno == 0 && n >= 1
 }

@@ -6,3 +6,7 @@ package socket
 // side while bytes of its wait unread; only Linux is asked (TCP_INFO).
 // Elsewhere such a client is noticed at the next write.
 func PeerClosedFD(fd uintptr) bool { return false }
+
+// PeerResetFD reports whether the peer of socket fd reset the connection;
+// only Linux is asked (TCP_INFO).
+func PeerResetFD(fd uintptr) bool { return false }

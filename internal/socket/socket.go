@@ -34,7 +34,7 @@ type Conn struct {
 	wr  op
 	x   exchange // WriteThenRead (exchange.go)
 
-	peerFn   func(fd uintptr) // peerCheck, bound once (PeerClosed)
+	peerFn   func(fd uintptr) // peerCheck, bound once (PeerReset)
 	peerGone bool
 }
 
@@ -165,10 +165,10 @@ func (l Listener) Accept() (net.Conn, error) {
 	return Wrap(c), nil
 }
 
-// PeerClosed reports whether c's peer has closed its sending side or reset
-// the connection (PeerClosedFD); false when that cannot be known. One
-// system call, no allocation. Not for use by two goroutines at once.
-func (c *Conn) PeerClosed() bool {
+// PeerReset reports whether c's peer reset the connection (PeerResetFD);
+// false when that cannot be known. One system call, no allocation. Not for
+// use by two goroutines at once.
+func (c *Conn) PeerReset() bool {
 	c.peerGone = false
 	if c.raw.Control(c.peerFn) != nil {
 		return false
@@ -176,4 +176,4 @@ func (c *Conn) PeerClosed() bool {
 	return c.peerGone
 }
 
-func (c *Conn) peerCheck(fd uintptr) { c.peerGone = PeerClosedFD(fd) }
+func (c *Conn) peerCheck(fd uintptr) { c.peerGone = PeerResetFD(fd) }
