@@ -211,6 +211,9 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 		// a stack, which go after this long (fasthttp's default: 10 s).
 		srv.MaxIdleWorkerDuration = time.Second
 	}
+	// A body over 64 KiB is read of a request with a valid relay key only
+	// (fasthttp allocates its declared size at once).
+	srv.HeaderReceived = a.relay.HeaderReceived
 	srv.Handler = a.relay.CheckRequest(srv.Handler)
 	// "Expect: 100-continue" is answered with a refusal when the relay
 	// would refuse the request whatever its body (handlers/expect.go).
@@ -447,6 +450,18 @@ func (a *App) Serve(ln net.Listener) error {
 // everything. It returns once all is done or ctx ends.
 func (a *App) Shutdown(ctx context.Context) error {
 	a.relay.Drain()
+	// The server's own shutdown only once the streams in flight ended:
+	// from it on fasthttp closes a kept-alive connection after its answer
+	// and every idle one at once, so a request sent on one during the
+	// drain (the next after a stream that ended in it, or on one idle at
+	// the signal) met a closed connection: no status, no row, and a POST
+	// no client can safely send again. Until then the gate answers it
+	// 503 shutting_down, saying close (handlers/gate.go). With none in
+	// flight, at once, as before.
+	busy := a.relay.Active() > 0
+	if !busy {
+		a.relay.CloseIdle()
+	}
 	grace, cancel := context.WithTimeout(ctx, a.cfg.Server.ShutdownGrace)
 	defer cancel()
 	a.log.Info("shutting down: draining in-flight streams", "active", a.relay.Active(), "grace", a.cfg.Server.ShutdownGrace)
@@ -455,14 +470,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	// registered, and a Serve that began but had not registered its
 	// listener yet would then accept until the process ends.
 	a.served.close()
-	// The server's own shutdown only once the streams in flight ended:
-	// from it on fasthttp closes a kept-alive connection after its answer
-	// and every idle one at once, so a request sent on one during the
-	// drain (the next after a stream that ended in it, or on one idle at
-	// the signal) met a closed connection: no status, no row, and a POST
-	// no client can safely send again. Until then the gate answers it
-	// 503 shutting_down, saying close (handlers/gate.go).
-	busy := a.relay.Active() > 0
+	if !busy {
+		go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
+	}
 	var errs []error
 	if err := a.relay.Wait(grace); err != nil {
 		a.cutOpen(ctx)
@@ -476,8 +486,10 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 		linger.Stop()
 	}
-	a.relay.CloseIdle()
-	go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
+	if busy {
+		a.relay.CloseIdle()
+		go func() { shut <- a.fiber.ShutdownWithContext(grace) }()
+	}
 	if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		errs = append(errs, err)
 	}

@@ -35,7 +35,7 @@ func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, 
 	hdr := &ctx.Request.Header
 	key := cfg.Keys.Lookup(requestCredential(hdr, ctx.URI().QueryString()))
 	if key == nil {
-		return verdict{status: fasthttp.StatusUnauthorized, errType: record.ErrUnauthorized, msg: "missing or unknown relay key"}
+		return verdict{status: fasthttp.StatusUnauthorized, errType: record.ErrUnauthorized, msg: msgNoKey}
 	}
 	v := verdict{key: key, tenant: key.Tenant}
 	if t := hdr.PeekBytes(hdrTenant); len(t) > 0 {
@@ -119,3 +119,6 @@ func (h *Relay) refuseRate(ctx *fasthttp.RequestCtx, rec *record.Record, d quota
 	}
 	h.reject(ctx, rec, fasthttp.StatusTooManyRequests, record.ErrRateLimited, msg)
 }
+
+// msgNoKey is the message of a 401.
+const msgNoKey = "missing or unknown relay key"

@@ -22,6 +22,11 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 	switch status {
 	case fiber.StatusRequestEntityTooLarge:
 		errType, msg = record.ErrBodyTooLarge, msgBodyTooLarge
+		if h.unkeyed(c.Context()) {
+			// Read only up to UnkeyedBodyLimit (HeaderReceived): the
+			// gate would refuse it for its key first.
+			status, errType, msg = fiber.StatusUnauthorized, record.ErrUnauthorized, msgNoKey
+		}
 	case fiber.StatusNotFound:
 		errType, msg = record.ErrNotFound, "no route for this path"
 	case fiber.StatusRequestTimeout:
@@ -93,4 +98,9 @@ func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg s
 		return
 	}
 	h.reject(ctx, rec, status, errType, msg)
+}
+
+// unkeyed reports whether ctx's request carries no valid relay key.
+func (h *Relay) unkeyed(ctx *fasthttp.RequestCtx) bool {
+	return h.cur.Load().Keys.Lookup(requestCredential(&ctx.Request.Header, ctx.URI().QueryString())) == nil
 }
