@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/stream-relay/stream-relay/internal/ratelog"
 )
 
 // Source says what decided a request.
@@ -92,7 +94,8 @@ type Limiter struct {
 	wg         sync.WaitGroup
 
 	stats     counters
-	switchLog switchLog // the level of each switch's log line
+	switchLog switchLog     // the level of each switch's log line
+	slotLog   ratelog.Every // slotFailed's lines
 }
 
 // New validates o, applies its defaults and returns a Limiter. A configured
@@ -153,7 +156,10 @@ func (l *Limiter) Take(ctx context.Context, tenant, keyID string) Decision {
 		var err error
 		d, err = l.takeRedis(ctx, ts, ks)
 		if err != nil {
-			if ctx.Err() == nil {
+			switch {
+			case slotUnavailable(err):
+				l.slotFailed(err)
+			case ctx.Err() == nil:
 				l.redisFailed(err, ts)
 			}
 			d = l.fallback(ts, ks)
@@ -189,7 +195,11 @@ func (l *Limiter) Debit(ctx context.Context, tenant string, tokens int64) {
 		if err == nil {
 			return
 		}
-		l.redisFailed(err, ts)
+		if slotUnavailable(err) {
+			l.slotFailed(err)
+		} else {
+			l.redisFailed(err, ts)
+		}
 	}
 	l.debitLocal(ts, tokens)
 }

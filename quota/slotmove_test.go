@@ -84,3 +84,51 @@ func TestClusterOverrideAfterSlotMove(t *testing.T) {
 	}
 	t.Logf("the override applied after %d requests (stats %+v)", took, l.Stats())
 }
+
+// TestClusterSlotMigrating: while one tenant's hash slot migrates (MIGRATING
+// on its master, IMPORTING on the other, its keys not moved yet), Redis
+// answers that tenant's script TRYAGAIN; the other tenants are still decided
+// by Redis. The limiter switched whole to on_redis_error (here deny: every
+// tenant of every node refused), and its probe, whose keys share the
+// migrating tenant's slot, kept it there until the slot was settled.
+func TestClusterSlotMigrating(t *testing.T) {
+	rc := servicetest.RedisCluster(t)
+	prefix := testPrefix(t)
+	ls, _ := clusterLimiters(t, rc, 1, Options{Default: 60000, Burst: 1000, Lease: 1, OnRedisError: OnErrorDeny, KeyPrefix: prefix})
+	l := ls[0]
+	ctx := context.Background()
+	moving, other := tenantOnNode(t, rc, prefix, "moving", 0), tenantOnNode(t, rc, prefix, "other", 1)
+	for _, tn := range []string{moving, other} {
+		if d := l.Take(ctx, tn, ""); !d.Allowed || d.Source != SourceRedis {
+			t.Fatalf("%s before the migration: %+v", tn, d)
+		}
+	}
+	slot := strconv.Itoa(servicetest.KeySlot(prefix + "{" + moving + "}:req"))
+	do := func(i int, args ...string) string {
+		t.Helper()
+		out, err := rc.Do(i, args...)
+		if err != nil {
+			t.Fatalf("node %d %v: %v", i, args, err)
+		}
+		return out
+	}
+	fromID, toID := do(0, "CLUSTER", "MYID"), do(2, "CLUSTER", "MYID")
+	do(2, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
+	do(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
+	t.Cleanup(func() {
+		do(0, "CLUSTER", "SETSLOT", slot, "STABLE")
+		do(2, "CLUSTER", "SETSLOT", slot, "STABLE")
+	})
+	// The migrating tenant: TRYAGAIN, decided by the policy.
+	if d := l.Take(ctx, moving, ""); d.Allowed || d.Source != SourceBypass {
+		t.Fatalf("%s while its slot migrates: %+v; want the deny policy's refusal", moving, d)
+	}
+	for i := 0; i < 20; i++ {
+		if d := l.Take(ctx, other, ""); !d.Allowed || d.Source != SourceRedis {
+			t.Fatalf("%s (another node) while %s's slot migrates, request %d: %+v; want decided by Redis", other, moving, i, d)
+		}
+	}
+	if st := l.Stats(); st.ToFallback != 0 {
+		t.Errorf("%d switches to the fallback for one slot", st.ToFallback)
+	}
+}
