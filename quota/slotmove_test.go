@@ -15,14 +15,7 @@ import (
 // MIGRATEd, then the new owner announced to every master.
 func moveSlot(t *testing.T, rc *servicetest.RCluster, slot, from, to int) {
 	t.Helper()
-	do := func(i int, args ...string) string {
-		t.Helper()
-		out, err := rc.Do(i, args...)
-		if err != nil {
-			t.Fatalf("node %d %v: %v", i, args, err)
-		}
-		return out
-	}
+	do := nodeDo(t, rc)
 	fromID, toID := do(from, "CLUSTER", "MYID"), do(to, "CLUSTER", "MYID")
 	s := strconv.Itoa(slot)
 	do(to, "CLUSTER", "SETSLOT", s, "IMPORTING", fromID)
@@ -37,6 +30,19 @@ func moveSlot(t *testing.T, rc *servicetest.RCluster, slot, from, to int) {
 	}
 	for i := range rc.Addrs {
 		do(i, "CLUSTER", "SETSLOT", s, "NODE", toID)
+	}
+}
+
+// nodeDo returns a function that runs a command on node i of rc, failing
+// the test on an error.
+func nodeDo(t *testing.T, rc *servicetest.RCluster) func(i int, args ...string) string {
+	return func(i int, args ...string) string {
+		t.Helper()
+		out, err := rc.Do(i, args...)
+		if err != nil {
+			t.Fatalf("node %d %v: %v", i, args, err)
+		}
+		return out
 	}
 }
 
@@ -104,14 +110,7 @@ func TestClusterSlotMigrating(t *testing.T) {
 		}
 	}
 	slot := strconv.Itoa(servicetest.KeySlot(prefix + "{" + moving + "}:req"))
-	do := func(i int, args ...string) string {
-		t.Helper()
-		out, err := rc.Do(i, args...)
-		if err != nil {
-			t.Fatalf("node %d %v: %v", i, args, err)
-		}
-		return out
-	}
+	do := nodeDo(t, rc)
 	fromID, toID := do(0, "CLUSTER", "MYID"), do(2, "CLUSTER", "MYID")
 	do(2, "CLUSTER", "SETSLOT", slot, "IMPORTING", fromID)
 	do(0, "CLUSTER", "SETSLOT", slot, "MIGRATING", toID)
