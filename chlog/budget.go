@@ -7,7 +7,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -56,10 +58,38 @@ type budget struct {
 	spoolHigh int64
 	// diskHigh is the same for the room on the spool's file system
 	// (spool.diskShortLocked; -1 when unknown), heeded while the writer
-	// spools (down): with ClickHouse taking the rows, a small disk under
-	// an empty spool made every request meta only.
+	// spools (spooling): with ClickHouse taking the rows, a small disk
+	// under an empty spool made every request meta only.
 	diskHigh atomic.Int64
 	down     *atomic.Bool
+	// spooledAt is when (mono) rows last went to the spool (noteSpooled):
+	// ClickHouse hanging, the writer spools aged blocks long before an
+	// insert fails (down), and the replayer, finding the spool empty (its
+	// writes failing on the full disk), says up again. Heeding down alone,
+	// no request was captured meta only, and whole groups of full rows,
+	// larger than the disk, were dropped.
+	spooledAt atomic.Int64
+}
+
+// spoolingWindow is how long after rows last went to the spool the writer
+// counts as spooling (spoolFull).
+const spoolingWindow = 10 * time.Second
+
+// noteSpooled records that rows go to the spool now.
+func (b *budget) noteSpooled() {
+	if b != nil {
+		b.spooledAt.Store(mono.Now())
+	}
+}
+
+// spooling reports whether the writer spools: ClickHouse is down, or rows
+// went to the spool within spoolingWindow.
+func (b *budget) spooling() bool {
+	if b.down != nil && b.down.Load() {
+		return true
+	}
+	at := b.spooledAt.Load()
+	return at != 0 && mono.Now()-at < int64(spoolingWindow)
 }
 
 var _ record.Budget = (*budget)(nil)
@@ -155,7 +185,7 @@ func (b *budget) spoolFull() bool {
 		return true
 	}
 	d := b.diskHigh.Load()
-	return d >= 0 && n >= d && b.down != nil && b.down.Load()
+	return d >= 0 && n >= d && b.spooling()
 }
 
 // move turns a record's charge into a block's n bytes (n may be more or

@@ -104,6 +104,50 @@ func TestSpoolDiskFullClickHouseDown(t *testing.T) {
 	assertNewestKept(t, dir, written, dropped, last)
 }
 
+// TestSpoolDiskFullClickHouseHung: ClickHouse hangs (inserts never
+// answered, no insert failed yet) and the spool's file system is small:
+// the writer spools the blocks that aged waiting, and new requests are
+// captured meta only before any row is dropped. The disk's room was heeded
+// only once an insert had failed (down): during the hang every request was
+// captured whole, and groups of full rows larger than the disk were
+// dropped on it (93% of the answered requests lost their rows).
+func TestSpoolDiskFullClickHouseHung(t *testing.T) {
+	chURL, db := testDB(t)
+	dir := mountSmall(t, "2m")
+	p, proxyURL := newCutProxy(t, chURL)
+	p.mode.Store(hangInsert)
+	w := newWriter(t, Options{URL: proxyURL, Database: db, SpoolDir: dir, FlushInterval: 200 * time.Millisecond,
+		InsertTimeout: 5 * time.Minute, Retries: -1})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		defer cancel()
+		_ = w.Close(ctx)
+	}()
+	degraded := 0
+	droppedAtDegrade := int64(-1)
+	for round := 0; round < 200 && degraded < 40; round++ {
+		for i := range 20 {
+			r := sseRecord(round*20+i, 40)
+			if !w.Admit(r) {
+				t.Fatalf("round %d: admission refused", round)
+			}
+			if !r.Capture {
+				if degraded++; droppedAtDegrade < 0 {
+					droppedAtDegrade = w.Stats().RowsDropped
+				}
+			}
+			_ = w.Write(r)
+		}
+		time.Sleep(150 * time.Millisecond) // blocks age, and are spooled
+	}
+	if degraded == 0 {
+		t.Fatalf("no request captured meta only while ClickHouse hung on a 2 MiB disk; %d rows dropped", w.Stats().RowsDropped)
+	}
+	if droppedAtDegrade != 0 {
+		t.Fatalf("%d rows dropped before the first request was captured meta only", droppedAtDegrade)
+	}
+}
+
 // assertNewestKept checks the spool in dir once its writer is closed: the
 // rows spooled and dropped are all written, and the last round's (last)
 // are among those spooled.

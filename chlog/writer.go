@@ -739,6 +739,7 @@ type spoolScratch struct {
 // the first and the last request id. Once the file is durable, each
 // block's WAL segment is released.
 func (w *Writer) spoolGroup(g *spoolScratch, b *block) error {
+	w.budget.noteSpooled()
 	g.buf.Reset()
 	g.seqs = g.seqs[:0]
 	var m blockMeta
@@ -823,6 +824,7 @@ func (w *Writer) spoolEncoded(m blockMeta, native []byte, unknown bool) error {
 // blocks. It returns an error when the rows are lost: the spool write
 // failed and no WAL keeps them for the next start.
 func (w *Writer) putSpool(m blockMeta, native []byte, unknown bool, seqs []uint64) error {
+	w.budget.noteSpooled()
 	return w.spooled(m, seqs, w.spool.put(m.seq, m.rows, unknown, m.first[:], m.last[:], native))
 }
 
