@@ -2,6 +2,7 @@ package app
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"net"
 	"net/http"
@@ -55,6 +56,20 @@ func TestUnkeyedBodyNotHeld(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4*(32<<20) {
 		t.Errorf("%d heads declaring 32 MiB without a key: %d MiB allocated; their bodies were allocated", n, grew>>20)
+	}
+	// A client uploading all the while reads the 401, not a reset: the
+	// close lingers as for a 413.
+	big := bytes.Repeat([]byte("x"), 8<<20)
+	for i := 0; i < 10; i++ {
+		resp, err := http.Post(r.base+"/v1/chat/completions", "application/json", bytes.NewReader(big))
+		if err != nil {
+			t.Fatalf("upload %d of 8 MiB without a key: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("upload %d of 8 MiB without a key: %d %s", i, resp.StatusCode, b)
+		}
 	}
 	// With the key, a body over 64 KiB is read and relayed.
 	resp := r.post(t, "/v1/chat/completions", `{"model":"m","pad":"`+strings.Repeat("x", 200<<10)+`"}`, nil)

@@ -19,6 +19,9 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		status = fe.Code
 	}
 	errType, msg := record.ErrInternal, "internal error"
+	// Answered before the body was read (a 401 too: the 413 of a request
+	// without a key): the close lingers.
+	uploading := status == fiber.StatusRequestEntityTooLarge || status == fiber.StatusRequestHeaderFieldsTooLarge
 	switch status {
 	case fiber.StatusRequestEntityTooLarge:
 		errType, msg = record.ErrBodyTooLarge, msgBodyTooLarge
@@ -46,7 +49,7 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		}
 	}
 	ctx := c.Context()
-	if status == fiber.StatusRequestEntityTooLarge || status == fiber.StatusRequestHeaderFieldsTooLarge {
+	if uploading {
 		linger(ctx) // the client is still sending its body
 	}
 	if len(ctx.Request.Header.RawHeaders()) == 0 { // none given back by ReadError either
