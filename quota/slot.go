@@ -2,6 +2,7 @@ package quota
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"time"
@@ -13,13 +14,18 @@ import (
 // hash slot cannot take the script for now, the rest of the cluster well:
 // TRYAGAIN (the slot migrates between two nodes, and a script of several
 // keys finds some of them missing, as the bucket script always does: from
-// the slot's MIGRATING until its move ends) or CLUSTERDOWN for a slot no
-// node serves (its shard down, cluster-require-full-coverage no). That
-// slot's tenants are decided by the fallback request by request; the whole
-// limiter switching to it (and the probe, whose keys share the tenant's
-// slot, failing until the slot was back) put every tenant of every node on
-// on_redis_error for as long.
+// the slot's MIGRATING until its move ends), or, for a slot no node serves
+// (cluster-require-full-coverage no), CLUSTERDOWN or rueidis' ErrNoSlot.
+// That slot's tenants are decided by the fallback request by request; the
+// whole limiter switching to it (and the probe, whose keys share the
+// tenant's slot, failing until the slot was back) put every tenant of
+// every node on on_redis_error for as long. (A shard that dies shows first
+// as its node refusing connections: that still switches the whole
+// limiter, and its probe waits for that shard.)
 func slotUnavailable(err error) bool {
+	if errors.Is(err, rueidis.ErrNoSlot) {
+		return true
+	}
 	re, ok := rueidis.IsRedisErr(err)
 	if !ok {
 		return false

@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
@@ -262,6 +261,9 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	} else {
 		n, err = s.copyTo(w, bw)
 	}
+	if err == nil && s.clientGoneAtEnd(bw) {
+		err = errClientGoneAtEnd
+	}
 	if err != nil {
 		s.answerCut(bw) // cutanswer.go
 	} else {
@@ -503,7 +505,7 @@ func (s *Stream) CloseWithError(err error) error {
 	if s.wd != nil {
 		s.wd.untrack(s)
 	}
-	if err != nil || s.reason.Load() == nil && clientClosedAtEnd(s.client) {
+	if err != nil {
 		s.fail(record.ErrClientClosed)
 	}
 	rec := s.rec
@@ -535,22 +537,6 @@ func (s *Stream) CloseWithError(err error) error {
 	s.release()
 	finish(rec)
 	return nil
-}
-
-// clientClosedAtEnd reports whether the client c reset its connection
-// before the stream's end: the last read and the terminating chunk are
-// still to be flushed (after the record is finished, so that a row is kept
-// before the client sees the end), and a client that left before they went
-// out got no whole answer: its row said a success. A reset is what a
-// write to a connection the client had closed brings back; a FIN alone
-// may be a half-close (the client still reads) and counts for nothing, as
-// does a client with no socket of the relay's under it.
-func clientClosedAtEnd(c net.Conn) bool {
-	if c == nil {
-		return false
-	}
-	sc, ok := socket.Under[*socket.Conn](c)
-	return ok && sc.PeerReset()
 }
 
 // releaseConn returns the upstream connection to the pool or closes it.

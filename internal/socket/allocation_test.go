@@ -34,10 +34,10 @@ func TestReadWriteAllocNothing(t *testing.T) {
 	}
 }
 
-// TestPeerResetAllocatesNothing: a stream's end asks it of every client.
-func TestPeerResetAllocatesNothing(t *testing.T) {
+// TestPeerStateAllocatesNothing: a stream's end asks it of every client.
+func TestPeerStateAllocatesNothing(t *testing.T) {
 	c, _ := pair(t)
-	if n := testing.AllocsPerRun(100, func() { _ = c.PeerReset() }); n != 0 {
-		t.Errorf("PeerReset: %.1f allocations, want 0", n)
+	if n := testing.AllocsPerRun(100, func() { _, _ = c.PeerState() }); n != 0 {
+		t.Errorf("PeerState: %.1f allocations, want 0", n)
 	}
 }

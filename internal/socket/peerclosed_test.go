@@ -6,13 +6,14 @@ import (
 	"time"
 )
 
-// TestPeerReset: a connection whose peer is open, or closed its sending
-// side only (a half-close: it may still read), reads as not reset; one
-// whose peer reset it (Linux: TCP_INFO; elsewhere never) as reset.
-func TestPeerReset(t *testing.T) {
+// TestPeerState: a connection whose peer is open reads as open; one whose
+// peer closed its sending side (a half-close, or a whole close before any
+// byte was sent to it) as FIN; one whose peer reset it as reset (Linux:
+// TCP_INFO; elsewhere always open).
+func TestPeerState(t *testing.T) {
 	c, peer := pair(t)
-	if c.PeerReset() {
-		t.Fatal("open peer read as reset")
+	if st, _ := c.PeerState(); st != PeerOpen {
+		t.Fatalf("open peer read as %d", st)
 	}
 	if runtime.GOOS != "linux" {
 		t.Skip("TCP_INFO is Linux's")
@@ -20,26 +21,28 @@ func TestPeerReset(t *testing.T) {
 	if err := peer.CloseWrite(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
-		if n, err := c.Read(make([]byte, 1)); n == 0 && err != nil {
-			break // the FIN is in
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the peer's FIN never read")
-		}
-	}
-	if c.PeerReset() {
-		t.Fatal("a half-closed peer read as reset")
-	}
+	waitState(t, c, PeerFIN)
 	if err := peer.SetLinger(0); err != nil {
 		t.Fatal(err)
 	}
 	if err := peer.Close(); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); !c.PeerReset(); time.Sleep(time.Millisecond) {
+	waitState(t, c, PeerReset)
+}
+
+func waitState(t *testing.T, c *Conn, want PeerState) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
+		st, rtt := c.PeerState()
+		if st == want {
+			if rtt <= 0 || rtt > 10*time.Second {
+				t.Errorf("round-trip time %v", rtt)
+			}
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatal("the peer's reset never read")
+			t.Fatalf("state %d, want %d", st, want)
 		}
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // Conn is a TCP connection whose Read and Write use raw system calls. The
@@ -34,8 +35,9 @@ type Conn struct {
 	wr  op
 	x   exchange // WriteThenRead (exchange.go)
 
-	peerFn   func(fd uintptr) // peerCheck, bound once (PeerReset)
-	peerGone bool
+	peerFn    func(fd uintptr) // peerCheck, bound once (PeerState)
+	peerState PeerState
+	peerRTT   time.Duration
 }
 
 // op is the state of one read or write, handed to the poller's callback.
@@ -165,15 +167,25 @@ func (l Listener) Accept() (net.Conn, error) {
 	return Wrap(c), nil
 }
 
-// PeerReset reports whether c's peer reset the connection (PeerResetFD);
-// false when that cannot be known. One system call, no allocation. Not for
-// use by two goroutines at once.
-func (c *Conn) PeerReset() bool {
-	c.peerGone = false
+// PeerState is what a connection's peer did to it, as the kernel saw.
+type PeerState uint8
+
+const (
+	PeerOpen  PeerState = iota // nothing: it may send and read
+	PeerFIN                    // it closed its sending side: gone, or a half-close and still reading
+	PeerReset                  // it reset the connection: gone
+)
+
+// PeerState returns what c's peer did to the connection (PeerStateFD) and
+// the connection's round-trip time (0 when unknown); PeerOpen when that
+// cannot be known. One system call, no allocation. Not for use by two
+// goroutines at once.
+func (c *Conn) PeerState() (PeerState, time.Duration) {
+	c.peerState, c.peerRTT = PeerOpen, 0
 	if c.raw.Control(c.peerFn) != nil {
-		return false
+		return PeerOpen, 0
 	}
-	return c.peerGone
+	return c.peerState, c.peerRTT
 }
 
-func (c *Conn) peerCheck(fd uintptr) { c.peerGone = PeerResetFD(fd) }
+func (c *Conn) peerCheck(fd uintptr) { c.peerState, c.peerRTT = PeerStateFD(fd) }
