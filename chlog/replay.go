@@ -95,7 +95,7 @@ func (w *Writer) replayAll(st *replayState) bool {
 			// a passing unwellness (a user without DDL rights, a view where
 			// the table should be) is the table's fault, loud and blocking,
 			// not "unreachable".
-			if e, isCH := AsException(err); isCH && !unwellAtStart[e.Code] || errors.Is(err, ErrSchema) {
+			if e, isCH := AsException(err); isCH && !unwell(e) || errors.Is(err, ErrSchema) {
 				w.tableBlocked(st, err)
 			} else {
 				w.log.Warn("chlog: ClickHouse still unreachable", "err", err)

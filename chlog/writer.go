@@ -124,6 +124,16 @@ type flushReq struct {
 // the schema once they pass. (202 and 241 made the relay exit.)
 var unwellAtStart = codeSet(159, 173, 201, 202, 203, 209, 210, 225, 236, 241, 242, 243, 279, 394, 425, 439, 999)
 
+// unwell reports whether e, an answer to the schema check, says the server
+// is unwell for a moment (unwellAtStart), not that the table or the
+// configuration is wrong: also an HTTP 5xx, 408 or 429 without a
+// ClickHouse code, a proxy's or load balancer's in front of a server that
+// is still starting (the relay exited 1 on a chproxy's 502, a crash loop,
+// and after a late start called the table blocked).
+func unwell(e *Exception) bool {
+	return unwellAtStart[e.Code] || e.Code == 0 && (e.Status >= 500 || e.Status == 408 || e.Status == 429)
+}
+
 // tableGone notes an insert error that says the table or its database is
 // missing (dropped while the relay ran): the replayer makes the schema
 // again before its next insert, as at a start the server missed.
@@ -176,7 +186,7 @@ func New(o Options) (*Writer, error) {
 		err := w.ensureSchema(ctx)
 		slow.Stop()
 		cancel()
-		if e, isCH := AsException(err); isCH && !unwellAtStart[e.Code] || errors.Is(err, ErrSchema) {
+		if e, isCH := AsException(err); isCH && !unwell(e) || errors.Is(err, ErrSchema) {
 			w.spool.unlock()
 			return nil, err // the server answered: a configuration error
 		}
