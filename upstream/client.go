@@ -235,13 +235,23 @@ func (d *dialer) connect(addr string, timeout time.Duration) (net.Conn, error) {
 		}
 		c = tc
 	}
-	uc := &conn{Conn: c, rtt: rtt, tlsTCP: beneath}
+	uc := &conn{Conn: c, rtt: rtt, tlsTCP: beneath, born: mono.Now()}
 	if sc, ok := c.(syscall.Conn); ok { // plain TCP (a *tls.Conn is none)
 		uc.raw, _ = sc.SyscallConn()
 	}
 	uc.sock, _ = c.(*socket.Conn)
 	return uc, nil
 }
+
+// maxConnAge is how long an upstream connection is reused: after it, it is
+// closed once its answer ended. A route used without a pause kept its
+// connections for good, and with them the address its host name had when
+// they were made: a changed DNS answer (a provider moving its endpoint, a
+// service's new pods) was never followed, a reload neither (pools are
+// kept). nginx's keepalive_time is an hour; five minutes costs a connect
+// (and a TLS handshake) per connection every five minutes. Tests shorten
+// it.
+var maxConnAge = 5 * time.Minute
 
 // DialError is a failure to connect to the upstream (TCP or TLS).
 type DialError struct{ Err error }
@@ -263,6 +273,7 @@ type conn struct {
 	in     int64         // bytes read from the socket
 	uses   int           // requests sent on this connection
 	rtt    time.Duration // how long its TCP connect took: about one round trip
+	born   int64         // when (mono) it was connected (maxConnAge)
 	// unsent is a request that goes out with the first read of its
 	// answer (heldrequest.go).
 	unsent []byte

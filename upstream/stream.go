@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
@@ -547,6 +548,9 @@ func (s *Stream) releaseConn(reuse bool) {
 		return
 	}
 	cc := handleOf(s.cc, (*fasthttp.HostClient).AcquireConn)
+	if reuse && s.up != nil && mono.Now()-s.up.born > int64(maxConnAge) {
+		reuse = false // maxConnAge
+	}
 	if reuse {
 		s.route.client.ReleaseConn(cc)
 	} else {
