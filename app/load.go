@@ -357,6 +357,10 @@ func (c *Config) validate() error {
 	if s.Port < 0 || s.Port > 65535 {
 		return &fieldError{"server.port", s.Port, "must be 1..65535"}
 	}
+	if strings.ContainsAny(s.Host, "[]/ ") || strings.Count(s.Host, ":") == 1 {
+		// "[::1]" failed at listen, its error naming server.port.
+		return &fieldError{"server.host", s.Host, "must be a host name or an address without brackets or port (::1, 127.0.0.1, 0.0.0.0)"}
+	}
 	for _, d := range []struct {
 		name string
 		v    time.Duration

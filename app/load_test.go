@@ -194,6 +194,9 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		// 16 × lease overflowed into a negative lease_max the operator never set.
 		{"huge lease", route("rate_limit:\n  lease: 1000000000000000000\n"), "rate_limit.lease=1000000000000000000: must be 1..1000000"},
 		{"limit above the bound", route("rate_limit:\n  burst: 1000000000001\n"), "rate_limit.burst=1000000000001: must be at most 10^12"},
+		// It failed at listen, the error naming server.port.
+		{"server.host bracketed", route("server:\n  host: \"[::1]\"\n"), "server.host=[::1]: must be a host name or an address without brackets"},
+		{"server.host with a port", route("server:\n  host: \"127.0.0.1:80\"\n"), "server.host=127.0.0.1:80"},
 		// The key went upstream as the Host, or nowhere.
 		{"auth_header Host", route("    auth_env: K\n    auth_header: Host\n"), "routes[0].auth_header=Host: names a field the relay sets or drops itself"},
 		{"auth_header Content-Length", route("    auth_env: K\n    auth_header: content-length\n"), "routes[0].auth_header=content-length"},
