@@ -37,8 +37,17 @@ func (s *Stream) clientGoneAtEnd(bw *bufio.Writer) bool {
 	case socket.PeerOpen:
 		return false
 	}
-	if bw != nil && bw.Flush() != nil {
-		return true
+	if bw != nil {
+		// Bounded as the stream's last flush is: a client that stopped
+		// reading with its window full held this goroutine for good.
+		if idle := s.route.IdleTimeout; idle > 0 {
+			_ = s.client.SetWriteDeadline(time.Now().Add(idle))
+		}
+		err := bw.Flush()
+		_ = s.client.SetWriteDeadline(time.Time{})
+		if err != nil {
+			return true
+		}
 	}
 	wait := min(2*rtt+time.Millisecond, endWaitMax)
 	for end := time.Now().Add(wait); time.Now().Before(end); {
