@@ -48,9 +48,6 @@ func (s *Stream) WriteHijacked(head *[]byte, heads *sync.Pool, wake func(*Stream
 			s.wake = nil // no idle set: wait in place from now on
 			_, err = s.copyPolled(&cw, bw)
 		}
-		if err == nil && s.clientGoneAtEnd(bw) {
-			err = errClientGoneAtEnd
-		}
 		if err == nil {
 			_, err = bw.WriteString("0\r\n\r\n")
 		} else {
@@ -131,9 +128,6 @@ func (s *Stream) WriteClosing(head []byte) error {
 	_, err := bw.Write(head)
 	if err == nil {
 		_, err = s.copyPolled(flushingWriter{bw}, nil)
-		if err == nil && s.clientGoneAtEnd(bw) {
-			err = errClientGoneAtEnd
-		}
 		if err != nil && !s.answerCut(bw) { // cutanswer.go
 			// Cut inside the body: a close that looks like its end
 			// would hand the client a body cut short as whole.

@@ -262,9 +262,6 @@ func (s *Stream) WriteTo(w io.Writer) (int64, error) {
 	} else {
 		n, err = s.copyTo(w, bw)
 	}
-	if err == nil && s.clientGoneAtEnd(bw) {
-		err = errClientGoneAtEnd
-	}
 	if err != nil {
 		s.answerCut(bw) // cutanswer.go
 	} else {

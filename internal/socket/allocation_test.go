@@ -33,11 +33,3 @@ func TestReadWriteAllocNothing(t *testing.T) {
 		t.Fatalf("a write and a read allocate %.1f times; want 0", allocs)
 	}
 }
-
-// TestPeerStateAllocatesNothing: a stream's end asks it of every client.
-func TestPeerStateAllocatesNothing(t *testing.T) {
-	c, _ := pair(t)
-	if n := testing.AllocsPerRun(100, func() { _, _ = c.PeerState() }); n != 0 {
-		t.Errorf("PeerState: %.1f allocations, want 0", n)
-	}
-}

@@ -1,9 +1,7 @@
 package socket
 
 import (
-	"encoding/binary"
 	"syscall"
-	"time"
 	"unsafe"
 )
 
@@ -23,32 +21,6 @@ const (
 func PeerClosedFD(fd uintptr) bool {
 	s, ok := tcpState(fd)
 	return ok && (s == tcpCloseWait || s == tcpClose)
-}
-
-// PeerStateFD returns what the peer of the TCP socket fd did to the
-// connection, and the kernel's smoothed round-trip time for it (0 when
-// unknown). No allocation, one system call.
-func PeerStateFD(fd uintptr) (PeerState, time.Duration) {
-	// struct tcp_info: the state first; tcpi_rtt (microseconds) is the
-	// sixteenth u32 after the first eight bytes.
-	var info [72]byte
-	n := uint32(len(info))
-	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_INFO,
-		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&n)), 0)
-	if errno != 0 || n < 1 {
-		return PeerOpen, 0
-	}
-	var rtt time.Duration
-	if n >= 72 {
-		rtt = time.Duration(binary.NativeEndian.Uint32(info[68:72])) * time.Microsecond
-	}
-	switch info[0] {
-	case tcpClose:
-		return PeerReset, rtt
-	case tcpCloseWait:
-		return PeerFIN, rtt
-	}
-	return PeerOpen, rtt
 }
 
 // tcpState returns the kernel's TCP state of socket fd.

@@ -22,7 +22,6 @@ import (
 	"os"
 	"sync/atomic"
 	"syscall"
-	"time"
 )
 
 // Conn is a TCP connection whose Read and Write use raw system calls. The
@@ -34,10 +33,6 @@ type Conn struct {
 	rd  op
 	wr  op
 	x   exchange // WriteThenRead (exchange.go)
-
-	peerFn    func(fd uintptr) // peerCheck, bound once (PeerState)
-	peerState PeerState
-	peerRTT   time.Duration
 }
 
 // op is the state of one read or write, handed to the poller's callback.
@@ -62,7 +57,6 @@ func Wrap(c net.Conn) net.Conn {
 	sc := &Conn{TCPConn: tc, raw: raw}
 	sc.rd.fn = sc.readOnce
 	sc.wr.fn = sc.writeSome
-	sc.peerFn = sc.peerCheck
 	return sc
 }
 
@@ -166,26 +160,3 @@ func (l Listener) Accept() (net.Conn, error) {
 	}
 	return Wrap(c), nil
 }
-
-// PeerState is what a connection's peer did to it, as the kernel saw.
-type PeerState uint8
-
-const (
-	PeerOpen  PeerState = iota // nothing: it may send and read
-	PeerFIN                    // it closed its sending side: gone, or a half-close and still reading
-	PeerReset                  // it reset the connection: gone
-)
-
-// PeerState returns what c's peer did to the connection (PeerStateFD) and
-// the connection's round-trip time (0 when unknown); PeerOpen when that
-// cannot be known. One system call, no allocation. Not for use by two
-// goroutines at once.
-func (c *Conn) PeerState() (PeerState, time.Duration) {
-	c.peerState, c.peerRTT = PeerOpen, 0
-	if c.raw.Control(c.peerFn) != nil {
-		return PeerOpen, 0
-	}
-	return c.peerState, c.peerRTT
-}
-
-func (c *Conn) peerCheck(fd uintptr) { c.peerState, c.peerRTT = PeerStateFD(fd) }
