@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stream-relay/stream-relay/internal/socket"
 	"github.com/stream-relay/stream-relay/record"
 )
 
@@ -140,7 +139,7 @@ func TestShutdownReadKeepsUnreadBytes(t *testing.T) {
 	deadline := time.Now().Add(10 * time.Second)
 	closed := false
 	for !closed && time.Now().Before(deadline) {
-		_ = rc.Control(func(fd uintptr) { closed = socket.PeerClosedFD(fd) })
+		_ = rc.Control(func(fd uintptr) { closed = peerClosed(fd) })
 		time.Sleep(time.Millisecond)
 	}
 	if !closed {

@@ -420,7 +420,7 @@ func clientGone(c net.Conn, buf []byte) bool {
 		case rerr != nil && !errors.Is(rerr, syscall.EAGAIN) && !errors.Is(rerr, syscall.EINTR):
 			gone = true
 		case rerr == nil:
-			gone = socket.PeerClosedFD(fd)
+			gone = peerClosed(fd)
 		}
 	})
 	return gone || err != nil

@@ -1,8 +1,8 @@
 //go:build !linux
 
-package socket
+package upstream
 
-// PeerClosedFD reports whether the peer of socket fd has closed its sending
+// peerClosed reports whether the peer of socket fd has closed its sending
 // side while bytes of its wait unread; only Linux is asked (TCP_INFO).
 // Elsewhere such a client is noticed at the next write.
-func PeerClosedFD(fd uintptr) bool { return false }
+func peerClosed(fd uintptr) bool { return false }
