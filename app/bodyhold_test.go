@@ -76,4 +76,13 @@ func TestUnkeyedBodyNotHeld(t *testing.T) {
 	if b := readAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("keyed 200 KiB body: %d %s", resp.StatusCode, b)
 	}
+	// The key in the query (Gemini's ?key=), read before the URI is parsed.
+	resp, err := http.Post(r.base+"/v1/chat/completions?key="+relayKey, "application/json",
+		strings.NewReader(`{"model":"m","pad":"`+strings.Repeat("x", 200<<10)+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := readAll(t, resp); resp.StatusCode != 200 {
+		t.Fatalf("200 KiB body keyed by ?key=: %d %s", resp.StatusCode, b)
+	}
 }

@@ -24,12 +24,10 @@ func (h *Relay) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestConf
 	if hdr.ContentLength() <= UnkeyedBodyLimit {
 		return fasthttp.RequestConfig{}
 	}
+	// The URI is not parsed yet: the query (a Gemini ?key=) is cut from it.
 	var query []byte
-	if uri := hdr.RequestURI(); bytes.IndexByte(uri, '?') >= 0 {
-		query = uri[bytes.IndexByte(uri, '?')+1:]
-		if i := bytes.IndexByte(query, '#'); i >= 0 {
-			query = query[:i]
-		}
+	if _, q, ok := bytes.Cut(hdr.RequestURI(), []byte("?")); ok {
+		query, _, _ = bytes.Cut(q, []byte("#"))
 	}
 	if h.cur.Load().Keys.Lookup(requestCredential(hdr, query)) != nil {
 		return fasthttp.RequestConfig{}
