@@ -9,6 +9,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/stream-relay/stream-relay/record"
 )
 
 // mountSmall mounts a tmpfs of size bytes on a new directory (needs root);
@@ -68,20 +70,13 @@ func TestSpoolDiskFullClickHouseDown(t *testing.T) {
 	dir := mountSmall(t, "2m")
 	w := newWriter(t, Options{URL: "http://127.0.0.1:1", SpoolDir: dir, Durability: DurabilityWAL,
 		FlushInterval: time.Hour, InsertTimeout: 5 * time.Second})
-	written, degraded, last := 0, 0, map[string]bool{}
-	droppedAtDegrade := int64(-1)
+	written, last := 0, map[string]bool{}
+	dc := newDegradeCount()
 	for round := 0; round < 200; round++ {
 		clear(last)
 		for i := range 20 {
 			r := sseRecord(round*20+i, 40)
-			if !w.Admit(r) {
-				t.Fatalf("round %d: admission refused", round)
-			}
-			if !r.Capture {
-				if degraded++; droppedAtDegrade < 0 {
-					droppedAtDegrade = w.Stats().RowsDropped
-				}
-			}
+			dc.admit(t, w, r)
 			last[string(r.ID[:])] = true
 			_ = w.Write(r) // a WAL write may fail on the full disk; the row stays in memory
 			written++
@@ -94,12 +89,10 @@ func TestSpoolDiskFullClickHouseDown(t *testing.T) {
 		}
 	}
 	dropped := w.Stats().RowsDropped
-	if degraded == 0 || dropped == 0 {
-		t.Fatalf("%d rows written to a 2 MiB file system: %d captured meta only, %d dropped; want both", written, degraded, dropped)
+	if dc.degraded == 0 || dropped == 0 {
+		t.Fatalf("%d rows written to a 2 MiB file system: %d captured meta only, %d dropped; want both", written, dc.degraded, dropped)
 	}
-	if droppedAtDegrade != 0 {
-		t.Fatalf("%d rows dropped before the first request was captured meta only", droppedAtDegrade)
-	}
+	dc.noDropBefore(t)
 	closeWriter(t, w)
 	assertNewestKept(t, dir, written, dropped, last)
 }
@@ -123,28 +116,49 @@ func TestSpoolDiskFullClickHouseHung(t *testing.T) {
 		defer cancel()
 		_ = w.Close(ctx)
 	}()
-	degraded := 0
-	droppedAtDegrade := int64(-1)
-	for round := 0; round < 200 && degraded < 40; round++ {
+	dc := newDegradeCount()
+	for round := 0; round < 200 && dc.degraded < 40; round++ {
 		for i := range 20 {
 			r := sseRecord(round*20+i, 40)
-			if !w.Admit(r) {
-				t.Fatalf("round %d: admission refused", round)
-			}
-			if !r.Capture {
-				if degraded++; droppedAtDegrade < 0 {
-					droppedAtDegrade = w.Stats().RowsDropped
-				}
-			}
+			dc.admit(t, w, r)
 			_ = w.Write(r)
 		}
 		time.Sleep(150 * time.Millisecond) // blocks age, and are spooled
 	}
-	if degraded == 0 {
+	if dc.degraded == 0 {
 		t.Fatalf("no request captured meta only while ClickHouse hung on a 2 MiB disk; %d rows dropped", w.Stats().RowsDropped)
 	}
-	if droppedAtDegrade != 0 {
-		t.Fatalf("%d rows dropped before the first request was captured meta only", droppedAtDegrade)
+	dc.noDropBefore(t)
+}
+
+// degradeCount counts the requests admitted meta only, and the rows
+// dropped when the first of them was.
+type degradeCount struct {
+	degraded         int
+	droppedAtDegrade int64 // -1: none degraded yet
+}
+
+func newDegradeCount() *degradeCount { return &degradeCount{droppedAtDegrade: -1} }
+
+// admit admits r into w (a refusal fails the test) and counts it.
+func (dc *degradeCount) admit(t *testing.T, w *Writer, r *record.Record) {
+	t.Helper()
+	if !w.Admit(r) {
+		t.Fatalf("request %x: admission refused", r.ID[:4])
+	}
+	if !r.Capture {
+		if dc.degraded++; dc.droppedAtDegrade < 0 {
+			dc.droppedAtDegrade = w.Stats().RowsDropped
+		}
+	}
+}
+
+// noDropBefore fails the test when rows were dropped before the first
+// request was admitted meta only.
+func (dc *degradeCount) noDropBefore(t *testing.T) {
+	t.Helper()
+	if dc.droppedAtDegrade != 0 {
+		t.Fatalf("%d rows dropped before the first request was captured meta only", dc.droppedAtDegrade)
 	}
 }
 

@@ -21,28 +21,31 @@ func TestConnectionAgeLimit(t *testing.T) {
 		}
 	})
 	r := rawRoute(t, addr)
-	send := func(n int) {
-		t.Helper()
-		for i := 0; i < n; i++ {
-			s, resp, _, _, err := openPost(r)
-			if err != nil {
-				t.Fatal(err)
-			}
-			s.Prepare(resp, nil)
-			if string(resp.Body()) != "GOOD" {
-				t.Fatalf("request %d answered %d %q", i, resp.StatusCode(), resp.Body())
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	send(3)
+	sendGood(t, r, 3)
 	if n := accepted.Load(); n != 1 {
 		t.Fatalf("%d upstream connections for 3 requests in a row, want 1", n)
 	}
 	defer func(d time.Duration) { maxConnAge = d }(maxConnAge)
 	maxConnAge = time.Nanosecond
-	send(3)
+	sendGood(t, r, 3)
 	if n := accepted.Load(); n != 3 {
 		t.Errorf("%d upstream connections after 3 more requests on connections past maxConnAge, want 3 (the old one, closed after the first, then one each)", n)
+	}
+}
+
+// sendGood sends n requests on r, 20 ms apart, each of which must be
+// answered "GOOD".
+func sendGood(t *testing.T, r *Route, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		s, resp, _, _, err := openPost(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Prepare(resp, nil)
+		if string(resp.Body()) != "GOOD" {
+			t.Fatalf("request %d answered %d %q", i, resp.StatusCode(), resp.Body())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -94,17 +94,7 @@ func TestTLSConnectionReused(t *testing.T) {
 		}
 	})
 	r := rawRouteWith(t, addr, func(o *Options) { o.Upstream, o.TLSSkipVerify = "https://"+addr, true })
-	for i := 0; i < 5; i++ {
-		s, resp, _, _, err := openPost(r)
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Prepare(resp, nil)
-		if string(resp.Body()) != "GOOD" {
-			t.Fatalf("request %d answered %d %q", i, resp.StatusCode(), resp.Body())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	sendGood(t, r, 5)
 	if n := accepted.Load(); n != 1 {
 		t.Errorf("%d upstream connections for 5 requests in a row, want 1", n)
 	}
