@@ -30,6 +30,7 @@ type row struct {
 	Chunks                                                   []string
 	ChunkTimes                                               []uint32
 	Truncated                                                bool
+	Start                                                    time.Time
 }
 
 // rows is a sink that keeps copies of finished records.
@@ -47,7 +48,7 @@ func (s *rows) Write(r *record.Record) error {
 		ErrorType: r.ErrorType, Model: r.Model, Status: r.Status, TTFB: r.TTFB, TTFT: r.TTFT, Duration: r.Duration,
 		BytesIn: r.BytesIn, BytesOut: r.BytesOut, ChunkCount: r.ChunkCount, TokensIn: r.TokensIn, TokensOut: r.TokensOut,
 		ReqHeaders: string(r.RequestHeaders), RespHeaders: string(r.ResponseHeaders), ReqBody: string(r.RequestBody),
-		ChunkTimes: append([]uint32(nil), r.Chunks.AtMS...), Truncated: r.Truncated,
+		ChunkTimes: append([]uint32(nil), r.Chunks.AtMS...), Truncated: r.Truncated, Start: r.Start,
 	}
 	for i := 0; i < r.Chunks.Len(); i++ {
 		c.Chunks = append(c.Chunks, string(r.Chunks.Chunk(i)))

@@ -15,6 +15,7 @@ import (
 // before the error handler runs; the connection kept its head). A head
 // that itself arrives too slowly (slowloris) still gets neither, and a
 // request pipelined behind another is never logged with the other's head.
+// The row starts when the head arrived and lasts until the refusal.
 func TestSlowBodyRow(t *testing.T) {
 	r := startChaosRelay(t, "", func(c *Config) { c.Server.ReadTimeout = time.Second })
 	addr := strings.TrimPrefix(r.base, "http://")
@@ -51,6 +52,7 @@ func TestSlowBodyRow(t *testing.T) {
 		{"expect-continue", strings.Replace(head, "%s", "expect", 1)[:len(head)-2] + "Expect: 100-continue\r\n\r\n"},
 	} {
 		got := exchange(tc.req)
+		answered := time.Now()
 		if i := strings.Index(got, "HTTP/1.1 408"); i < 0 {
 			t.Fatalf("%s: answered %q, want a 408", tc.name, got)
 		}
@@ -62,6 +64,12 @@ func TestSlowBodyRow(t *testing.T) {
 		if row.Status != 408 || row.Route != "openai" || row.Method != "POST" || row.Path != "/v1/chat/completions" ||
 			row.ErrorType != "bad_request" || row.Tenant != "test-tenant" {
 			t.Errorf("%s: row %+v", tc.name, row)
+		}
+		// The row begins when the head arrived, read_timeout (1 s) before
+		// the refusal, not at the refusal with no duration.
+		if row.Duration < 500*time.Millisecond || !row.Start.Before(answered.Add(-500*time.Millisecond)) {
+			t.Errorf("%s: row started %v and lasted %v; answered at %v, read_timeout 1s", tc.name,
+				row.Start.Format(time.StampMicro), row.Duration, answered.Format(time.StampMicro))
 		}
 		if !strings.Contains(strings.ToLower(row.ReqHeaders), "x-case") || strings.Contains(row.ReqHeaders, relayKey) {
 			t.Errorf("%s: row's request headers %q", tc.name, row.ReqHeaders)

@@ -117,9 +117,13 @@ func BenchmarkSpool1MiBBody(b *testing.B) {
 // BenchmarkWriteSSERows: the relay-path cost of typical rows (a small body,
 // 20 chunks of about 130 bytes, full capture) into blocks of BatchRows
 // (2000) rows, each cut and recycled as a sent block is (no I/O): what
-// full capture adds to a request before any encoding or insert.
+// full capture adds to a request before any encoding or insert. The
+// blocks' byte bound is set past 2000 such rows, so that Write never cuts
+// one itself: a block it cut went to the spool, and a long run filled the
+// spool past its cap (Close then failed the benchmark).
 func BenchmarkWriteSSERows(b *testing.B) {
-	w := newWriter(b, Options{SpoolDir: b.TempDir(), FlushInterval: time.Hour, MaxBufferBytes: 1 << 30})
+	w := newWriter(b, Options{SpoolDir: b.TempDir(), FlushInterval: time.Hour, MaxBufferBytes: 1 << 30,
+		BatchRows: 2000, BatchBytes: 64 << 20})
 	body := &heldBody{b: []byte(`{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"Hello there, how are you?"}]}`)}
 	chunk := []byte("data: {\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-4o\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\" word\"}}]}\n\n")
 	i := 0

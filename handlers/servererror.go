@@ -2,8 +2,10 @@ package handlers
 
 import (
 	"errors"
+	"time"
 
 	"github.com/gofiber/fiber/v2"
+	"github.com/stream-relay/stream-relay/internal/mono"
 	"github.com/stream-relay/stream-relay/record"
 	"github.com/valyala/fasthttp"
 )
@@ -90,6 +92,7 @@ func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg s
 	h.closeIfDraining(ctx)
 	cfg := h.cur.Load()
 	rec, _, admitted := h.beginOn(ctx, cfg)
+	backdate(ctx, rec)
 	requestKey(ctx, cfg, rec)
 	if cl := ctx.Request.Header.ContentLength(); cl > 0 {
 		// Declared, not received, unless the body was read whole before
@@ -101,6 +104,24 @@ func (h *Relay) rejectEarly(ctx *fasthttp.RequestCtx, status int, errType, msg s
 		return
 	}
 	h.reject(ctx, rec, status, errType, msg)
+}
+
+// backdate moves rec's start back to when its request began to arrive (the
+// read that began it: app's edgeConn). A request refused inside its body
+// (read_timeout's 408, a cut upload) had a row that began at the refusal
+// and lasted nothing, though the client had been sending for seconds; for
+// one refused at its head the two are the same. A served request's row
+// still starts when its handler runs: its TTFB and TTFT count from there.
+func backdate(ctx *fasthttp.RequestCtx, rec *record.Record) {
+	b, ok := ctx.Conn().(requestBeginner)
+	if !ok {
+		return
+	}
+	if at := b.RequestBegan(); at != 0 {
+		if d := time.Duration(mono.Now() - at); d > 0 {
+			rec.Start = rec.Start.Add(-d)
+		}
+	}
 }
 
 // unkeyed reports whether ctx's request carries no valid relay key.

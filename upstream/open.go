@@ -481,8 +481,12 @@ func readResponseHeader(h *fasthttp.ResponseHeader, br *bufio.Reader, head bool)
 		if err := checkStatusCode(br); err != nil {
 			return err
 		}
+		lengthLine := hasLengthLine(peekHead(br))
 		if err := h.Read(br); err != nil {
 			return err
+		}
+		if lengthLine {
+			closeIfFramedTwice(h)
 		}
 		if code := h.StatusCode(); code >= 200 || code == fasthttp.StatusSwitchingProtocols {
 			return nil
