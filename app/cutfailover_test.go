@@ -441,3 +441,24 @@ func leaveWhileCut(t *testing.T, p *poolRelay, cutGot *bodies) {
 	time.Sleep(100 * time.Millisecond)
 	_ = c.Close()
 }
+
+// TestCutBeforeBodyKeepsRateHeaders: the relay's own 502 for an upstream
+// that cut its answer before the body keeps the X-RateLimit-* headers of
+// the request's decision, as the upstream's head it replaces had them: the
+// request took its token all the same.
+func TestCutBeforeBodyKeepsRateHeaders(t *testing.T) {
+	for _, detach := range []string{"0", "100000"} { // every stream detached, and none
+		cut, _ := cutTarget(t, cutClose)
+		live, _ := liveTarget(t)
+		t.Setenv("TEST_PROVIDER_KEY", providerKey)
+		y := strings.Replace(cutPoolConfig(t, cut, live, "    failover: {max_attempts: 1}", detach),
+			"rate_limit: {disabled: true}", "rate_limit: {default: 100}", 1)
+		p := startPool(t, y)
+		a := postClose(t, p.base, cutBody(100))
+		if a.status != 502 || a.header.Get("X-RateLimit-Limit") != "100" || a.header.Get("X-RateLimit-Remaining") != "99" ||
+			a.header.Get("X-RateLimit-Reset") == "" {
+			t.Errorf("detach_above %s: status %d headers %v: want a 502 with the request's X-RateLimit-* headers (limit 100, 99 left)",
+				detach, a.status, a.header)
+		}
+	}
+}

@@ -614,6 +614,41 @@ func TestWSIdleCloseBothSides(t *testing.T) {
 	}
 }
 
+// TestWSLateMessageNotRecorded: a message that comes after the relay sent
+// its own close (an idle timeout) cannot be passed on, and the row does
+// not list it as relayed (it did, and counted its bytes).
+func TestWSLateMessageNotRecorded(t *testing.T) {
+	up := startWSUpstream(t, "Authorization", "")
+	r := startWSRelay(t, up, "    idle_timeout: 300ms\n", nil)
+	c, resp, err := dialWS(t, r.base, relayKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	id := resp.Header.Get("X-Request-Id")
+	readMsg(t, c)
+	c.SetCloseHandler(func(int, string) error { return nil }) // no answer to the relay's close yet
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Text != "idle timeout" {
+				t.Fatalf("read %v, want the relay's idle timeout", err)
+			}
+			break
+		}
+	}
+	if err := c.WriteMessage(websocket.TextMessage, []byte("late-message")); err != nil {
+		t.Fatal(err)
+	}
+	row := r.rows.wait(t, id)
+	for _, ch := range row.Chunks {
+		if strings.Contains(ch, "late-message") {
+			t.Errorf("a message sent after the relay's close is in the row as relayed: %q", row.Chunks)
+		}
+	}
+}
+
 // TestWSKeySubprotocolNotForwarded: a browser's key entry in
 // Sec-WebSocket-Protocol ("openai-insecure-api-key.<key>") never reaches
 // the upstream; the other subprotocols do, the client's 101 names the one

@@ -24,10 +24,15 @@ type FindOptions struct {
 	// URL is the ClickHouse HTTP URL; empty means embedded mode: only the
 	// spool directory and the WAL are searched (unless URLs is set).
 	URL string
-	// URLs are ClickHouse nodes (storage.clickhouse.urls): the first that
-	// answers is asked. Default: [URL]. In a cluster, Table is the
-	// Distributed table, readable on every node.
+	// URLs are ClickHouse nodes (storage.clickhouse.urls). In a cluster
+	// (Cluster set) Table is the Distributed table, readable on every
+	// node, and the first node that answers is asked; without one each node
+	// keeps its own table (the relay wrote to whichever answered), and every
+	// node is asked until one has the row. Default: [URL].
 	URLs []string
+	// Cluster is storage.clickhouse.cluster: empty when the nodes are not
+	// one cluster.
+	Cluster string
 	// Database and Table name the table; defaults "relay" and "stream_logs".
 	Database, Table string
 	// User and Password are sent as headers, never logged or printed.
@@ -184,8 +189,9 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 		}
 	}
 
-	// The first node that answers decides; a node that cannot be asked
-	// is a warning and the next one is asked. A node whose Distributed
+	// In a cluster the first node that answers decides; without one every
+	// node is asked. A node that cannot be asked is a warning and the next
+	// one is asked. A node whose Distributed
 	// read fails because a whole shard is down (code 279 or 210) is asked
 	// again with skip_unavailable_shards=1: the shards that answer are
 	// searched, and a miss there names the shard that did not answer.
@@ -210,7 +216,9 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 			return f, nil
 		}
 		nf.Unanswered = unanswered
-		break
+		if o.Cluster != "" {
+			break
+		}
 	}
 	return nil, nf
 }

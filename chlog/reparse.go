@@ -18,8 +18,9 @@ import (
 // ReparseOptions say which stored rows Reparse recomputes and where they
 // are. The zero value of every field means its default.
 type ReparseOptions struct {
-	// URLs are ClickHouse nodes' HTTP URLs; the first that answers is read
-	// from. Required.
+	// URLs are ClickHouse nodes' HTTP URLs. Required. In a cluster the
+	// first that answers is read from; without one each node's own table
+	// is reparsed (Reparse).
 	URLs []string
 	// Cluster, when set, is the cluster of a Distributed table over
 	// <Table>_local (see cluster.go): rows are read through the
@@ -143,7 +144,9 @@ func Derive(row *Row, kind record.Kind) Derived {
 			ends = append(ends, uint32(len(data)))
 		}
 	}
-	raw := kind == record.KindRaw
+	// An sse route's binary answer is read as a raw route's (as live:
+	// upstream's tokenScanner).
+	raw := kind == record.KindRaw || kind == record.KindSSE && usage.BinaryAnswer(row.ResponseHeaders)
 	storedRead := !raw && usage.StoredRead(row.Method, row.ResponseHeaders)
 	// An error status has no first token, a raw response's is its first
 	// read, an sse response's is found in its captured chunks; a read of
@@ -159,7 +162,7 @@ func Derive(row *Row, kind record.Kind) Derived {
 		// none; a cut capture or bytes not stored (meta) say nothing.
 		d.TTFTKnown = row.Status >= 400 || !row.Truncated && (raw || captured || n == 0)
 	}
-	if kind == record.KindSSE && captured && !storedRead {
+	if kind == record.KindSSE && !raw && captured && !storedRead {
 		// A capture cut short may still hold the error event: found is
 		// certain, not found says nothing. A read of stored objects is not
 		// scanned, as live (upstream's tokenScanner).
@@ -219,7 +222,50 @@ type change struct {
 // them to finish. It reads in bounded batches: the keys of KeyRows rows
 // in (created_at, request_id) order, then those rows' columns BatchRows
 // (or BatchBytes) at a time.
+//
+// Nodes that are not one cluster (URLs without Cluster) each keep their
+// own table, with the rows the relay wrote there while the others did not
+// answer: each is reparsed in turn, and the result is their sum (a node
+// that fails is an error joined to the others', after the rest ran).
 func Reparse(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
+	if o.Cluster != "" || len(o.URLs) <= 1 {
+		return reparseNode(ctx, o)
+	}
+	total := &ReparseResult{}
+	var errs []error
+	for _, u := range o.URLs {
+		one := o
+		one.URLs = []string{u}
+		res, err := reparseNode(ctx, one)
+		if res != nil {
+			total.add(res)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", RedactURL(u), err))
+			if ctx.Err() != nil {
+				break
+			}
+		}
+	}
+	return total, errors.Join(errs...)
+}
+
+// add counts r's rows and changes into t.
+func (t *ReparseResult) add(r *ReparseResult) {
+	t.Rows += r.Rows
+	t.Skipped += r.Skipped
+	t.Changed += r.Changed
+	t.TTFT += r.TTFT
+	t.TokensIn += r.TokensIn
+	t.TokensOut += r.TokensOut
+	t.Model += r.Model
+	t.ErrorType += r.ErrorType
+	t.Mutations += r.Mutations
+}
+
+// reparseNode is Reparse over one table: one node's, or a cluster's
+// Distributed table.
+func reparseNode(ctx context.Context, o ReparseOptions) (*ReparseResult, error) {
 	o.setDefaults()
 	if len(o.URLs) == 0 {
 		return nil, errors.New("chlog: reparse: urls: a ClickHouse URL is required")

@@ -233,6 +233,11 @@ func TestDerive(t *testing.T) {
 	if d := Derive(&meta, record.KindRaw); !d.TTFTKnown || d.TTFTms == nil || *d.TTFTms != 10 || d.TokensKnown {
 		t.Errorf("raw meta: %+v", d)
 	}
+	audio := Row{Path: "/v1/audio/speech", Status: 200, ChunkOffsetsMS: []uint32{15, 30},
+		ResponseHeaders: []byte(`{"content-type":"audio/mpeg"}`), Chunks: [][]byte{{0xff, 0xfb}, {0x90}}}
+	if d := Derive(&audio, record.KindSSE); !d.TTFTKnown || d.TTFTms == nil || *d.TTFTms != 15 || d.StreamError {
+		t.Errorf("audio on an sse route (its first byte, as live): %+v", d)
+	}
 	starved := meta
 	starved.ChunkOffsetsMS, starved.Truncated, starved.TTFTms = nil, true, u32(7)
 	if d := Derive(&starved, record.KindRaw); d.TTFTKnown {

@@ -185,7 +185,7 @@ var (
 // cannedError is a whole HTTP/1.1 response carrying the relay's JSON error,
 // closing the connection.
 func cannedError(status int, msg string) []byte {
-	return upstream.AppendErrorResponse(nil, status, record.ErrBadRequest, msg, nil)
+	return upstream.AppendErrorResponse(nil, status, record.ErrBadRequest, msg, nil, nil)
 }
 
 // CheckRequestStart inspects b, the bytes of one read from a client

@@ -328,11 +328,14 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 	if rt.Kind == record.KindWS && h.refuseBadHandshake(ctx, rec, rt) { // ws.go
 		return
 	}
+	var rate upstream.RateLimit
 	if cfg.Limiter != nil {
-		if d := takeRate(ctx, cfg, rec); !d.Allowed {
+		d := takeRate(ctx, cfg, rec)
+		if !d.Allowed {
 			h.refuseRate(ctx, rec, d)
 			return
 		}
+		rate = rateLimitOf(d)
 	}
 	hdr := &ctx.Request.Header
 	body := ctx.Request.Body()
@@ -383,6 +386,7 @@ func (h *Relay) serve(ctx *fasthttp.RequestCtx) {
 		Query:  ctx.URI().QueryString(),
 		Body:   body,
 		Client: ctx.Conn(),
+		Rate:   rate,
 	}
 	s, errType, status, err := rt.Open(&in, rec, &ctx.Response, h.o.Watchdog, h.finish)
 	if injected != nil {
@@ -556,13 +560,22 @@ func ms(d time.Duration) float64 {
 }
 
 func setRateHeaders(h *fasthttp.ResponseHeader, d quota.Decision) {
-	if d.Limit <= 0 {
+	r := rateLimitOf(d)
+	if r.Limit <= 0 {
 		return
 	}
 	var b [20]byte
-	h.SetBytesV("X-RateLimit-Limit", strconv.AppendInt(b[:0], int64(d.Limit), 10))
-	h.SetBytesV("X-RateLimit-Remaining", strconv.AppendInt(b[:0], int64(max(d.Remaining, 0)), 10))
-	h.SetBytesV("X-RateLimit-Reset", strconv.AppendInt(b[:0], ceilSeconds(d.Reset), 10))
+	h.SetBytesV("X-RateLimit-Limit", strconv.AppendInt(b[:0], r.Limit, 10))
+	h.SetBytesV("X-RateLimit-Remaining", strconv.AppendInt(b[:0], r.Remaining, 10))
+	h.SetBytesV("X-RateLimit-Reset", strconv.AppendInt(b[:0], r.Reset, 10))
+}
+
+// rateLimitOf is the decision d as its X-RateLimit-* headers give it.
+func rateLimitOf(d quota.Decision) upstream.RateLimit {
+	if d.Limit <= 0 {
+		return upstream.RateLimit{}
+	}
+	return upstream.RateLimit{Limit: int64(d.Limit), Remaining: int64(max(d.Remaining, 0)), Reset: ceilSeconds(d.Reset)}
 }
 
 func ceilSeconds(d time.Duration) int64 {

@@ -113,6 +113,15 @@ func (h *Relay) refuseBadHandshake(ctx *fasthttp.RequestCtx, rec *record.Record,
 			"WebSocket handshake needs Sec-WebSocket-Version: 13 and a Sec-WebSocket-Key")
 		return true
 	}
+	if !hdr.IsHTTP11() || hdr.ConnectionClose() {
+		// fasthttp ends such a connection after the answer instead of
+		// handing it over: the 101 went out, the session was cut at once
+		// (its upstream dialed and dropped, a token taken) and stored as
+		// the client's 499. RFC 6455 4.1 asks for HTTP/1.1 anyway.
+		h.reject(ctx, rec, fasthttp.StatusBadRequest, record.ErrBadRequest,
+			"WebSocket handshake must be HTTP/1.1 and keep its connection (no Connection: close)")
+		return true
+	}
 	return false
 }
 

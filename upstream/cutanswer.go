@@ -32,7 +32,10 @@ func (s *Stream) answerCut(bw *bufio.Writer) bool {
 	if !ok {
 		return false // the client's own doing, or the relay's shutdown
 	}
-	b := AppendErrorResponse(nil, status, *failed, "route "+s.route.Name+": "+msg, s.rec.ID[:])
+	// The request took its token: the answer says so, as the upstream's
+	// head it replaces did.
+	var lines [128]byte
+	b := AppendErrorResponse(nil, status, *failed, "route "+s.route.Name+": "+msg, s.rec.ID[:], s.rate.appendLines(lines[:0]))
 	bw.Reset(s.client) // drops the buffered head
 	if _, err := bw.Write(b); err != nil || bw.Flush() != nil {
 		return false

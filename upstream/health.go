@@ -240,7 +240,12 @@ func (t *target) fail(c cleared, retryAfter time.Duration, ho *HealthOptions, lo
 		if !logged {
 			logged, n = h.ejectLog.Allow(healthLogEvery)
 		}
-		h.ejectLogged.Store(logged)
+		if logged || !probe {
+			// A failed probe's new ejection, not logged, continues the
+			// one before: whether that was logged still stands, so that
+			// the return after it is logged when its ejection was.
+			h.ejectLogged.Store(logged)
+		}
 		if logged {
 			log.Warn("upstream target ejected", "route", t.routeName, "target", t.label,
 				"reason", why, "for", d.String(), "short_ejections_not_logged", n)

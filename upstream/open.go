@@ -30,6 +30,9 @@ type Request struct {
 	Query  []byte // raw query string, without '?'
 	Body   []byte
 	Client net.Conn
+	// Rate is the request's rate-limit decision as its answer's headers
+	// say it, for the relay's own answer to a stream cut before its body.
+	Rate RateLimit
 
 	raw []byte // the client's path as sent, checked by Open; nil: Path re-encoded
 }
@@ -182,6 +185,7 @@ func (r *Route) exchangeOnce(in *Request, rec *record.Record, wd *Watchdog, fini
 	s.route, s.rec, s.finish, s.wd = r, rec, finish, wd
 	s.client = in.Client
 	s.rctx, _ = in.Ctx.(*fasthttp.RequestCtx)
+	s.rate = in.Rate
 	s.start = rec.Start
 	if err := s.exchange(r, req); err != nil {
 		errType, status := classifyOpenError(err)

@@ -422,6 +422,33 @@ func TestLastHealthLineTellsLastingState(t *testing.T) {
 	}
 }
 
+// TestFailedProbeKeepsEjectionLogged: a logged ejection whose probe
+// fails is ejected again (not logged: short, within healthLogEvery); the
+// target's return after that is logged, so that its last line does not
+// say "ejected" of a target back for good.
+func TestFailedProbeKeepsEjectionLogged(t *testing.T) {
+	r := poolRoute(t, Target{Name: "a"}, Target{Name: "b"})
+	a := r.pool.targets[0]
+	ho := &HealthOptions{MaxFails: 1, Cooldown: 3 * time.Second, MaxCooldown: 20 * time.Second}
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	a.report(outcomeFailed, pickedNow(a, false), 0, ho, log, "status 500") // logged
+	a.health.until.Store(mono.Now() - 1)                                   // the cool-down is over
+	if !a.health.claim(mono.Now()) {
+		t.Fatal("no probe let through after the cool-down")
+	}
+	a.report(outcomeFailed, pickedNow(a, true), 0, ho, log, "status 500") // the probe fails: 6 s more, not logged
+	a.health.until.Store(mono.Now() - 1)
+	if !a.health.claim(mono.Now()) {
+		t.Fatal("no second probe")
+	}
+	a.report(outcomeOK, pickedNow(a, true), 0, ho, log, "")
+	out := strings.TrimSpace(buf.String())
+	if lines := strings.Split(out, "\n"); !a.health.healthy() || !strings.Contains(lines[len(lines)-1], "healthy again") {
+		t.Fatalf("target back after a failed probe; log:\n%s", out)
+	}
+}
+
 // TestProbingTargetBeforeCoolingOne: with one target past its cool-down
 // and its probe out, and the other still in a Retry-After, a request goes
 // to the first, not round-robin to the one that asked for a pause, and a

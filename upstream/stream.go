@@ -48,6 +48,7 @@ type Stream struct {
 	// (deadline.go), so that fasthttp knows and clears it after the
 	// response.
 	rctx  *fasthttp.RequestCtx
+	rate  RateLimit // the request's (Request.Rate)
 	start time.Time
 	ttft  tokenScanner
 	mask  bodyMask // the provider key in an answer that is no success (keymask.go)

@@ -155,6 +155,13 @@ func (t *Tunnel) pump(src, dst *websocket.Conn, dir byte) {
 			t.readEnded(src, dst, dir, err)
 			return
 		}
+		if t.closeSentTo(dst) {
+			// The relay has sent dst its close (an idle timeout, the
+			// drain): the message cannot be passed on (the write is
+			// refused), and it is not recorded as relayed.
+			t.gone(other(dir))
+			return
+		}
 		t.note(dir, msgType(typ), buf)
 		_ = dst.SetWriteDeadline(t.messageDeadline(len(buf)))
 		t.writing.Add(1)
@@ -512,6 +519,18 @@ func msgType(t int) byte {
 		return record.MsgBinary
 	}
 	return record.MsgText
+}
+
+// closeSentTo reports whether a close frame was sent, or is being sent, to
+// dst.
+func (t *Tunnel) closeSentTo(dst *websocket.Conn) bool {
+	i := 0
+	if dst == t.up {
+		i = 1
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closeSent[i]
 }
 
 func other(dir byte) byte {

@@ -74,6 +74,26 @@ func EventStream(responseHeaders []byte) bool {
 	return bytes.Contains(responseHeaders, []byte("text/event-stream"))
 }
 
+// BinaryAnswer reports whether captured response headers (the row's JSON
+// object, lower-case names) give the answer a binary content type (audio,
+// video, image, application/octet-stream): TTS audio through a route of
+// kind sse, say. Such an answer is scanned as a raw route's is: its first
+// byte is its first token (audio's TTFA), and it holds no events.
+func BinaryAnswer(responseHeaders []byte) bool {
+	const key = `"content-type":"`
+	i := bytes.Index(responseHeaders, []byte(key))
+	if i < 0 {
+		return false
+	}
+	v := responseHeaders[i+len(key):]
+	for _, p := range []string{"audio/", "video/", "image/", "application/octet-stream"} {
+		if len(v) >= len(p) && bytes.EqualFold(v[:len(p)], []byte(p)) {
+			return true
+		}
+	}
+	return false
+}
+
 // StoredRead reports whether a request read stored objects (a read not
 // answered with an event stream): nothing was generated, so its answer has
 // no first token, and errors it tells of are not its own. A read that

@@ -69,8 +69,10 @@ func runReparseTo(args []string, w io.Writer, now time.Time) error {
 		return errors.New("reparse: storage.clickhouse.url is not set: rows in embedded mode (spool files only) cannot be rewritten")
 	}
 	kinds := map[string]record.Kind{}
+	wsRoutes := map[string]bool{}
 	for _, r := range cfg.Routes {
 		if r.Kind == "ws" {
+			wsRoutes[r.Name] = true
 			continue // a WebSocket session's row is not derived by stream rules: skipped
 		}
 		kinds[r.Name] = record.KindSSE
@@ -79,7 +81,9 @@ func runReparseTo(args []string, w io.Writer, now time.Time) error {
 		}
 	}
 	if *route != "" {
-		if _, ok := kinds[*route]; !ok {
+		if _, ok := kinds[*route]; !ok && wsRoutes[*route] {
+			return fmt.Errorf("reparse: route=%q: a ws route; its sessions' rows are not derived from stream rules, so reparse never reads them", *route)
+		} else if !ok {
 			return fmt.Errorf("reparse: route=%q: not in %s (its kind decides how its rows are read)", *route, *configPath)
 		}
 	}

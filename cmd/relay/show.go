@@ -99,6 +99,7 @@ func runShowTo(args []string, w io.Writer) error {
 	found, err := chlog.Find(context.Background(), chlog.FindOptions{
 		URL:      ch.URL,
 		URLs:     ch.URLs,
+		Cluster:  ch.Cluster,
 		Database: ch.Database,
 		Table:    ch.Table,
 		User:     ch.User,
