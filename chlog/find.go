@@ -220,6 +220,19 @@ func Find(ctx context.Context, o FindOptions, id string) (*Found, error) {
 			break
 		}
 	}
+
+	// Last, the copies of damaged WAL segments (walscan.go's setAside):
+	// their whole records went on to the spool and ClickHouse, looked in
+	// above; a row found only here is one that was never stored, or whose
+	// stored copy is gone.
+	rejWAL := filepath.Join(o.SpoolDir, rejectedDir)
+	names, _ := newestFirst(rejWAL, walExt) // an error was recorded above: the same directory
+	nf.Looked = append(nf.Looked, fmt.Sprintf("rejected wal copies %s (%d segments)", rejWAL, len(names)))
+	row, path, fails = findInWAL(rejWAL, names, want)
+	nf.Failed = append(nf.Failed, fails...)
+	if row != nil {
+		return &Found{Row: *row, Where: "rejected wal segment " + path + " (a damaged segment's copy: never replayed)", Rejected: true, Warnings: nf.Failed}, nil
+	}
 	return nil, nf
 }
 

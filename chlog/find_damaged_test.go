@@ -1,6 +1,7 @@
 package chlog
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -148,5 +149,28 @@ func TestFindSpoolDirUnreadable(t *testing.T) {
 	_, err = find(t, FindOptions{SpoolDir: filepath.Join(t.TempDir(), "missing")}, id)
 	if nf, ok := errors.AsType[*NotFoundError](err); !ok || len(nf.Unreadable) != 0 || len(nf.Failed) != 0 {
 		t.Errorf("spool_dir missing: %v", err)
+	}
+}
+
+// TestFindInRejectedWAL: a row whose only copy is in a damaged WAL
+// segment set aside in rejected/ is found there, said to be rejected (it
+// was reported not found, "try again in a moment").
+func TestFindInRejectedWAL(t *testing.T) {
+	dir := t.TempDir()
+	want, seg := crashedWAL(t, dir, 3, 2)
+	if err := os.MkdirAll(filepath.Join(dir, rejectedDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(seg, filepath.Join(dir, rejectedDir, filepath.Base(seg))); err != nil {
+		t.Fatal(err)
+	}
+	for id := range want {
+		f, err := Find(context.Background(), FindOptions{SpoolDir: dir}, id)
+		if err != nil {
+			t.Fatalf("Find %s: %v", id, err)
+		}
+		if !f.Rejected || !strings.Contains(f.Where, "rejected wal segment") {
+			t.Errorf("found %s at %q (rejected %v), want the rejected wal copy", id, f.Where, f.Rejected)
+		}
 	}
 }

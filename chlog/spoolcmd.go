@@ -219,6 +219,7 @@ type ReplaySummary struct {
 	Kept                   int // files left in rejected/ by --rejected: they still do not verify
 	Restored               int // rejected files that verified and went back into the queue
 	Left                   int // files still queued when the pass stopped
+	LostRows               int // WAL records too damaged to recover (their segments copied to rejected/)
 }
 
 // ReplaySpool sends the spool directory o.SpoolDir to the ClickHouse of o
@@ -259,12 +260,19 @@ func ReplaySpool(ctx context.Context, o Options, rejected bool, out io.Writer) (
 	defer w.spool.unlock()
 	// Segments a WAL left (a relay stopped or crashed with durability
 	// wal) join the queue, as at a relay's start.
-	before := w.stats.rowsSpooled.Load()
+	before, lostBefore := w.stats.rowsSpooled.Load(), w.stats.rowsRejected.Load()
 	if err := recoverWAL(w); err != nil {
 		return sum, err
 	}
 	if n := w.stats.rowsSpooled.Load() - before; n > 0 {
 		fmt.Fprintf(out, "recovered %s/  rows=%d  from WAL segments into the queue\n", walDir, n)
+	}
+	if n := w.stats.rowsRejected.Load() - lostBefore; n > 0 {
+		// Damaged records (setAside): the segment's copy in rejected/
+		// keeps them for inspection; they are never replayed.
+		sum.LostRows += int(n)
+		fmt.Fprintf(out, "rejected  %s/  rows=%d  damaged WAL records, not recoverable: the segments are copied to %s/ (*%s, the reason beside each)\n",
+			walDir, n, rejectedDir, walExt)
 	}
 	for _, name := range badNames {
 		sum.Rejected++
@@ -295,8 +303,12 @@ func ReplaySpool(ctx context.Context, o Options, rejected bool, out io.Writer) (
 	}}
 	done := w.replayAll(&st)
 	sum.Left = int(w.Stats().SpoolFiles)
-	fmt.Fprintf(out, "replay: %d files inserted (%d rows), %d rejected, %d restored from %s/, %d kept there, %d left in the queue\n",
-		sum.Inserted, sum.InsertedRows, sum.Rejected, sum.Restored, rejectedDir, sum.Kept, sum.Left)
+	lost := ""
+	if sum.LostRows > 0 {
+		lost = fmt.Sprintf(", %d rows of damaged WAL records lost", sum.LostRows)
+	}
+	fmt.Fprintf(out, "replay: %d files inserted (%d rows), %d rejected, %d restored from %s/, %d kept there, %d left in the queue%s\n",
+		sum.Inserted, sum.InsertedRows, sum.Rejected, sum.Restored, rejectedDir, sum.Kept, sum.Left, lost)
 	if !done {
 		return sum, fmt.Errorf("chlog: replay stopped at the first failure; %d files left in %s", sum.Left, o.SpoolDir)
 	}
