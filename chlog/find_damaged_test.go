@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // damagedSpool is a spool file's bytes whose first block holds one row of
@@ -171,6 +173,35 @@ func TestFindInRejectedWAL(t *testing.T) {
 		}
 		if !f.Rejected || !strings.Contains(f.Where, "rejected wal segment") {
 			t.Errorf("found %s at %q (rejected %v), want the rejected wal copy", id, f.Where, f.Rejected)
+		}
+	}
+}
+
+// TestFindSkipsFIFO: a named pipe with a spool file's name in spool_dir
+// is passed over, by relay show and relay spool ls: reading it blocked
+// them for good.
+func TestFindSkipsFIFO(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mkfifo(filepath.Join(dir, "00000000000000000001-1-k-a-b.native"), 0o600); err != nil {
+		t.Skip("mkfifo:", err)
+	}
+	done := make(chan error, 2)
+	go func() {
+		_, err := Find(context.Background(), FindOptions{SpoolDir: dir}, strings.Repeat("a", 32))
+		done <- err
+	}()
+	go func() {
+		_, err := ListSpool(dir, true)
+		done <- err
+	}()
+	for range 2 {
+		select {
+		case err := <-done:
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				t.Errorf("with a FIFO in spool_dir: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("Find or ListSpool blocked on a FIFO in spool_dir")
 		}
 	}
 }

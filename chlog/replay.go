@@ -51,6 +51,7 @@ func (w *Writer) replayer() {
 	var st replayState
 	failures := 0
 	wait := w.o.FlushInterval
+	watched := time.Now() // columnwatch.go: the start checked the schema
 	for {
 		t := time.NewTimer(wait)
 		// A block spooled while the last pass failed does not cut its
@@ -73,6 +74,7 @@ func (w *Writer) replayer() {
 		if w.replayAll(&st) {
 			failures = 0
 			wait = w.o.FlushInterval
+			w.watchColumns(&watched)
 			continue
 		}
 		wait = backoff(failures + 2) // 800ms, 1.6s, ... 30s

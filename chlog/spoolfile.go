@@ -161,3 +161,10 @@ func writeDurable(dir, name string, data []byte) error {
 	}
 	return t.commit(data[n:], name)
 }
+
+// special reports whether e is a named pipe, socket or device: a file of
+// the spool's name that is no file. Reading one blocked relay show, relay
+// spool ls -verify and the start for good (a FIFO named *.native).
+func special(e fs.DirEntry) bool {
+	return e.Type()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice|fs.ModeIrregular) != 0
+}

@@ -204,7 +204,7 @@ func walSegments(dir string) ([]walSegment, error) {
 	}
 	var segs []walSegment
 	for _, e := range ents {
-		if seq, ok := walSegmentSeq(e.Name()); ok && !e.IsDir() {
+		if seq, ok := walSegmentSeq(e.Name()); ok && !e.IsDir() && !special(e) {
 			segs = append(segs, walSegment{seq, e.Name()})
 		}
 	}

@@ -261,7 +261,7 @@ func (r *Route) copyRequestHeaders(dst *fasthttp.RequestHeader, src *fasthttp.Re
 			spelled = spelled || !bytes.EqualFold(k, r.authKey)
 			class |= clientOnly | secret // the route's key header: the provider key's place
 		}
-		capture = seen.add(capture, lk, v, class)
+		capture = addField(&seen, capture, lk, v, class, src)
 		if class&(hopByHop|clientOnly) != 0 || spelled || !validName(k) {
 			// A spelled one is never forwarded either: the upstream's
 			// server may read it as the field (Sec_WebSocket_Protocol
@@ -359,9 +359,41 @@ func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader)
 			// as X-Foo's value.
 			class |= secret
 		}
-		capture = seen.add(capture, lk, v, class)
+		capture = addField(&seen, capture, lk, v, class, h)
 	}
 	return seen.close(capture)
+}
+
+// addField captures one field of h (lk its lower-case name, class its
+// classOf), redacted as class says. A redacted Cookie, which fasthttp hands
+// over as one field joined from all its lines, is captured once a line:
+// the row keeps the count, as for every other repeated secret field.
+func addField(seen *headerSet, capture, lk, v []byte, class headerClass, h *fasthttp.RequestHeader) []byte {
+	if class&secret == 0 || string(lk) != "cookie" {
+		return seen.add(capture, lk, v, class)
+	}
+	for range max(fieldLines(h.RawHeaders(), lk), 1) {
+		capture = seen.add(capture, lk, v, class)
+	}
+	return capture
+}
+
+// fieldLines counts the lines of the raw header block raw that are fields
+// named lowerName (any case).
+func fieldLines(raw, lowerName []byte) int {
+	n := 0
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) > len(lowerName) && line[len(lowerName)] == ':' && bytes.EqualFold(line[:len(lowerName)], lowerName) {
+			n++
+		}
+	}
+	return n
 }
 
 // foldedField reports whether a field named name in the raw header block
