@@ -144,10 +144,10 @@ func Derive(row *Row, kind record.Kind) Derived {
 			ends = append(ends, uint32(len(data)))
 		}
 	}
-	// An sse route's binary answer is read as a raw route's (as live:
-	// upstream's tokenScanner).
-	raw := kind == record.KindRaw || kind == record.KindSSE && usage.BinaryAnswer(row.ResponseHeaders)
-	storedRead := !raw && usage.StoredRead(row.Method, row.ResponseHeaders)
+	// An sse route's binary answer is read as a raw route's, unless it is
+	// a stored file read back (as live: upstream's tokenScanner).
+	storedRead := kind != record.KindRaw && usage.StoredRead(row.Method, row.ResponseHeaders)
+	raw := kind == record.KindRaw || kind == record.KindSSE && !storedRead && usage.BinaryAnswer(row.ResponseHeaders)
 	// An error status has no first token, a raw response's is its first
 	// read, an sse response's is found in its captured chunks; a read of
 	// stored objects has none (as live: upstream's tokenScanner).

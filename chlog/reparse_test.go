@@ -238,6 +238,11 @@ func TestDerive(t *testing.T) {
 	if d := Derive(&audio, record.KindSSE); !d.TTFTKnown || d.TTFTms == nil || *d.TTFTms != 15 || d.StreamError {
 		t.Errorf("audio on an sse route (its first byte, as live): %+v", d)
 	}
+	file := audio
+	file.Method = "GET" // a stored file read back: no first token, binary or not
+	if d := Derive(&file, record.KindSSE); !d.TTFTKnown || d.TTFTms != nil {
+		t.Errorf("a binary file read back: %+v", d)
+	}
 	starved := meta
 	starved.ChunkOffsetsMS, starved.Truncated, starved.TTFTms = nil, true, u32(7)
 	if d := Derive(&starved, record.KindRaw); d.TTFTKnown {

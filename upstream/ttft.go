@@ -32,9 +32,11 @@ func (s *tokenScanner) start(rec *record.Record, kind record.Kind) {
 		return
 	}
 	s.started = true
+	storedRead := kind == record.KindSSE && usage.StoredRead(rec.Method, rec.ResponseHeaders)
 	// An sse route's binary answer (TTS audio through a catch-all route)
-	// is read as a raw route's: its first byte is its first token.
-	binary := kind == record.KindRaw || kind == record.KindSSE && usage.BinaryAnswer(rec.ResponseHeaders)
+	// is read as a raw route's: its first byte is its first token. A
+	// stored file read back (GET) has none, binary or not.
+	binary := kind == record.KindRaw || kind == record.KindSSE && !storedRead && usage.BinaryAnswer(rec.ResponseHeaders)
 	s.Start(usage.APIForPath(rec.Path), binary, rec.Status)
 	// A read (GET, HEAD) answers with stored objects, which may tell of
 	// errors of their own (a batch's error file, a job's "error"): none is
@@ -42,7 +44,6 @@ func (s *tokenScanner) start(rec *record.Record, kind record.Kind) {
 	// file's content read in 1 ms was a route's TTFT). A read that resumes
 	// a stream (GET /v1/responses/{id}?stream=true) is scanned: its events
 	// are a generation's.
-	storedRead := kind == record.KindSSE && !binary && usage.StoredRead(rec.Method, rec.ResponseHeaders)
 	if storedRead {
 		s.Stop()
 	}
