@@ -79,3 +79,17 @@ func TestHasLengthLine(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkHasLengthLine: the look for a Content-Length line every answer
+// head gets (a typical streamed one: chunked, no length).
+func BenchmarkHasLengthLine(b *testing.B) {
+	head := []byte("HTTP/1.1 200 OK\r\nDate: Sat, 05 Dec 2026 20:00:00 GMT\r\nContent-Type: text/event-stream\r\n" +
+		"Transfer-Encoding: chunked\r\nConnection: keep-alive\r\nX-Request-Id: req_0123456789abcdef\r\n" +
+		"Openai-Processing-Ms: 112\r\nCache-Control: no-cache\r\n\r\n14\r\ndata: {\"x\":1}\r\n")
+	b.ReportAllocs()
+	for b.Loop() {
+		if hasLengthLine(head) {
+			b.Fatal("found")
+		}
+	}
+}

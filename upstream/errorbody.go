@@ -46,7 +46,7 @@ func AppendErrorResponse(dst []byte, status int, errType, message string, reques
 // decision, no headers.
 type RateLimit struct {
 	Limit, Remaining int64
-	Reset            int64 // seconds until the bucket is full
+	Reset            int64 // seconds until the bucket is full again, rounded up
 }
 
 // appendLines appends the headers as header lines, none without a limit.
