@@ -241,6 +241,10 @@ func TestChaosEdgesRefused(t *testing.T) {
 			"\r\nContent-Length: 2\r\n\r\n{}"}, 400, "POST", "RFC 9112 6.3: 400, closed"},
 		{"Transfer-Encoding IDENTITY", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nTransfer-Encoding: IDENTITY\r\n\r\n" +
 			"GET /healthz HTTP/1.1\r\nHost: relay\r\n\r\n"}, 400, "POST", "RFC 9112 6.3: 400, closed"},
+		// Framed by the length, "abc" was read as a chunk size: the
+		// refusal came at read_timeout, a 408.
+		{"Transfer-Encoding and Content-Length, a body by the length", []string{"POST /v1/chat/completions HTTP/1.1\r\nHost: relay\r\nAuthorization: Bearer " + relayKey +
+			"\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc"}, 400, "POST", "RFC 9112 6.1: 400, closed"},
 		// obs-fold (RFC 9112 5.2): fasthttp joined the lines, and a proxy in
 		// front that does not reads an empty Content-Length or
 		// Authorization, or a field of its own, there. Served before.

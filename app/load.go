@@ -121,6 +121,26 @@ func envListItem(environ []string) string {
 	return ""
 }
 
+// serviceLink reports whether the variable rest=value (its name past the
+// prefix, lower case) is one Kubernetes sets for a Service in the pod's
+// namespace (Docker's links the same): relay-server's
+// RELAY_SERVER_SERVICE_HOST, RELAY_SERVER_PORT=tcp://10.0.0.1:8080,
+// RELAY_SERVER_PORT_8080_TCP_ADDR and the like. A pod beside such a
+// Service could not start. RELAY_SERVER_PORT=8080 is still a typo.
+func serviceLink(rest, value string) bool {
+	if strings.HasSuffix(rest, "_service_host") || strings.Contains(rest, "_service_port") {
+		return true
+	}
+	_, port, ok := strings.Cut(rest, "_port")
+	switch {
+	case !ok:
+		return false
+	case port == "":
+		return strings.HasPrefix(value, "tcp://") || strings.HasPrefix(value, "udp://") || strings.HasPrefix(value, "sctp://")
+	}
+	return len(port) > 1 && port[0] == '_' && port[1] >= '0' && port[1] <= '9'
+}
+
 // envTypo refuses a RELAY_ variable that is meant as a setting but names
 // none, which would be ignored without a word: one whose first level is
 // no section (RELAY_SEVRER__PORT), or a section and a key joined by a
@@ -129,7 +149,7 @@ func envListItem(environ []string) string {
 // alone.
 func envTypo(environ []string) error {
 	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
+		name, value, _ := strings.Cut(kv, "=")
 		rest, ok := strings.CutPrefix(name, envPrefix)
 		if !ok {
 			continue
@@ -138,7 +158,7 @@ func envTypo(environ []string) error {
 		if top, _, nested := strings.Cut(rest, "__"); nested && !sections[top] {
 			return fmt.Errorf("config: environment: %s: no setting has this name: its first level %q is none of %s", name, top, sectionList())
 		}
-		if strings.Contains(rest, "__") {
+		if strings.Contains(rest, "__") || serviceLink(rest, value) {
 			continue
 		}
 		for sec := range sections {

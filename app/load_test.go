@@ -341,6 +341,13 @@ func TestEnvMisspelled(t *testing.T) {
 	}
 	t.Setenv("RELAY_CLICKHOUSE_HTTP_PORT", "18123")
 	t.Setenv("RELAY_SERVICES_DIR", "/tmp/x")
+	// What Kubernetes sets in a pod for Services named relay-server and
+	// relay-metrics (service links): no settings, and no typos either.
+	t.Setenv("RELAY_SERVER_SERVICE_HOST", "10.96.0.12")
+	t.Setenv("RELAY_SERVER_SERVICE_PORT_HTTP", "8080")
+	t.Setenv("RELAY_SERVER_PORT", "tcp://10.96.0.12:8080")
+	t.Setenv("RELAY_SERVER_PORT_8080_TCP_ADDR", "10.96.0.12")
+	t.Setenv("RELAY_METRICS_PORT", "tcp://10.96.0.13:9100")
 	t.Setenv("RELAY_STORAGE__CLICKHOUSE__URLS", "http://127.0.0.1:1,http://127.0.0.1:2")
 	cfg, err := Load(path)
 	if err != nil {

@@ -2,6 +2,7 @@ package handlers
 
 import (
 	"bytes"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -20,7 +21,18 @@ const UnkeyedBodyLimit = 64 << 10
 // that (the server's 413 is answered as the gate's 401: ServerError); with
 // one it keeps the server's limit. Small bodies are not looked at: the key
 // is checked once, by the gate.
+//
+// A request CheckFraming refuses (Transfer-Encoding with Content-Length,
+// or not chunked) is given no time to send a body: fasthttp read it by its
+// chunked framing first, and a body framed by the length ("abc" read as a
+// chunk size) kept the client waiting read_timeout for a 408 (the row: a
+// 400 lasting as long as the client waited). Its read times out at once
+// unless the body is already there, and ServerError answers the timeout
+// as CheckFraming's 400.
 func (h *Relay) HeaderReceived(hdr *fasthttp.RequestHeader) fasthttp.RequestConfig {
+	if hdr.ContentLength() == -1 && framingRefusal(hdr.RawHeaders()) != "" {
+		return fasthttp.RequestConfig{ReadTimeout: time.Nanosecond}
+	}
 	if hdr.ContentLength() <= UnkeyedBodyLimit {
 		return fasthttp.RequestConfig{}
 	}

@@ -21,6 +21,12 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		status = fe.Code
 	}
 	errType, msg := record.ErrInternal, "internal error"
+	if m := framingRefusal(c.Context().Request.Header.RawHeaders()); m != "" && status == fiber.StatusRequestTimeout {
+		// HeaderReceived gave its body no time: CheckFraming's refusal.
+		c.Context().SetConnectionClose()
+		h.rejectEarly(c.Context(), fasthttp.StatusBadRequest, record.ErrBadRequest, m)
+		return nil
+	}
 	// Answered before the body was read (a 401 too: the 413 of a request
 	// without a key): the close lingers.
 	uploading := status == fiber.StatusRequestEntityTooLarge || status == fiber.StatusRequestHeaderFieldsTooLarge

@@ -211,7 +211,8 @@ func (r *Route) commit(s *Stream, rec *record.Record, resp *fasthttp.Response, h
 	if status >= 400 {
 		rec.ErrorType = record.ErrUpstreamStatus
 	}
-	setStatus(resp, status, s.hdr.StatusMessage())
+	// The target's route masks its key (a pool's targets each have theirs).
+	s.route.setStatus(resp, status, s.hdr.StatusMessage())
 	resp.Header.SetNoDefaultContentType(true) // the upstream's, or none
 	s.route.maskKeyInResponse(&s.hdr)
 	s.mask.start(s.route, status)

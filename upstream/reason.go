@@ -21,14 +21,19 @@ func knownStatus(code int) bool {
 // does not (Anthropic's 529 "Overloaded") the upstream's own phrase from
 // its status line goes along, made safe by reasonPhrase, instead of
 // fasthttp's "Unknown Status Code". It does not allocate once resp's
-// buffers have grown.
-func setStatus(resp *fasthttp.Response, code int, upstreamPhrase []byte) {
+// buffers have grown. The route's provider key in the phrase (an upstream
+// repeating the request in its status line) is masked as in its headers,
+// a key cut by the phrase's bound too.
+func (r *Route) setStatus(resp *fasthttp.Response, code int, upstreamPhrase []byte) {
 	resp.SetStatusCode(code)
 	if knownStatus(code) {
 		return
 	}
 	var buf [maxReasonLen]byte
 	if p := reasonPhrase(buf[:0], upstreamPhrase); len(p) > 0 {
+		if r != nil && len(r.secret) >= minMaskedKey {
+			p = r.maskKeyCut(p)
+		}
 		resp.Header.SetStatusMessage(p)
 	}
 }

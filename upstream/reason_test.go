@@ -81,3 +81,22 @@ func TestCommitStatusPhrase(t *testing.T) {
 		t.Errorf("commit allocates %v times passing an upstream's reason phrase", n)
 	}
 }
+
+// TestStatusPhraseKeyMasked: an upstream's reason phrase that repeats the
+// provider key (whole, or cut by the phrase's bound) reaches the client
+// masked, as the same key in its headers does; it went out as it came.
+func TestStatusPhraseKeyMasked(t *testing.T) {
+	key := "sk-prov-ABCdef/123+xyz=secretKEY"
+	r := &Route{secret: key}
+	for _, tt := range []struct{ phrase, want string }{
+		{"key " + key, "HTTP/1.1 599 key [redacted]"},
+		{strings.Repeat("x", maxReasonLen-10) + " " + key, "HTTP/1.1 599 " + strings.Repeat("x", maxReasonLen-10) + " [redacted]"},
+		{"Overloaded", "HTTP/1.1 599 Overloaded"},
+	} {
+		var resp fasthttp.Response
+		r.setStatus(&resp, 599, []byte(tt.phrase))
+		if got := statusLine(&resp); got != tt.want || strings.Contains(got, "secretKEY") || strings.Contains(got, "sk-prov") {
+			t.Errorf("phrase %q: status line %q, want %q", tt.phrase, got, tt.want)
+		}
+	}
+}

@@ -326,10 +326,7 @@ func (t *Tunnel) sendEnd(code int, reason string, toClient, toUp bool) {
 // connection) has had no close frame yet, and marks it as having one: the
 // caller sends it.
 func (t *Tunnel) claimClose(dst *websocket.Conn) bool {
-	i := 0
-	if dst == t.up {
-		i = 1
-	}
+	i := t.closeIndex(dst)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closeSent[i] {
@@ -524,13 +521,18 @@ func msgType(t int) byte {
 // closeSentTo reports whether a close frame was sent, or is being sent, to
 // dst.
 func (t *Tunnel) closeSentTo(dst *websocket.Conn) bool {
-	i := 0
-	if dst == t.up {
-		i = 1
-	}
+	i := t.closeIndex(dst)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.closeSent[i]
+}
+
+// closeIndex is dst's place in closeSent: 0 the client's, 1 the upstream's.
+func (t *Tunnel) closeIndex(dst *websocket.Conn) int {
+	if dst == t.up {
+		return 1
+	}
+	return 0
 }
 
 func other(dir byte) byte {

@@ -88,6 +88,14 @@ anything else, naming the value.
 
 {{/* server.shutdown_grace in whole seconds (relay default 30s; 0 is unset to the relay, so the default too). */}}
 {{- define "stream-relay.shutdownGraceSeconds" -}}
+{{- range .Values.env -}}
+{{- if eq (.name | default "") "RELAY_SERVER__SHUTDOWN_GRACE" -}}
+{{- fail "env: RELAY_SERVER__SHUTDOWN_GRACE: set config.server.shutdown_grace instead (terminationGracePeriodSeconds is computed from it; an env override drained past it and was killed)" -}}
+{{- end -}}
+{{- end -}}
+{{- if hasKey ((.Values.providerKeys | default dict).values | default dict) "RELAY_SERVER__SHUTDOWN_GRACE" -}}
+{{- fail "providerKeys.values: RELAY_SERVER__SHUTDOWN_GRACE: set config.server.shutdown_grace instead (terminationGracePeriodSeconds is computed from it)" -}}
+{{- end -}}
 {{- $server := .Values.config.server | default dict -}}
 {{- $s := include "stream-relay.seconds" (dict "value" $server.shutdown_grace "default" "30s" "name" "config.server.shutdown_grace") | int -}}
 {{- if eq $s 0 -}}30{{- else -}}{{- $s -}}{{- end -}}
