@@ -227,6 +227,10 @@ func decode(k *koanf.Koanf) (*Config, error) {
 	if k.Exists("rate_limit.default") && c.RateLimit.Default == 0 {
 		return nil, &fieldError{"rate_limit.default", 0, "must be > 0 requests per minute, or -1 for unlimited (leave it out for the default, 100)"}
 	}
+	// The same for the port: 0 became 8080.
+	if k.Exists("server.port") && c.Server.Port == 0 {
+		return nil, &fieldError{"server.port", 0, "must be 1..65535 (leave it out for the default, 8080)"}
+	}
 	host, _ := os.Hostname()
 	c.setDefaults(host)
 	if err := c.validate(); err != nil {
@@ -632,6 +636,14 @@ func (c *Config) validateRoutes() error {
 			for h, v := range set.m {
 				if !validHeaderName(h) {
 					return &fieldError{f(set.name), h, "not a valid header name"}
+				}
+				for other := range set.m {
+					if other != h && strings.EqualFold(other, h) {
+						// One of the two went upstream, a different one
+						// from one start to the next (map order).
+						a, b := min(h, other), max(h, other)
+						return &fieldError{f(set.name), a + ", " + b, "the same header name twice (names are case-insensitive): keep one"}
+					}
 				}
 				if upstream.FramingHeader(h) && !strings.EqualFold(h, "host") {
 					// Forwarded as a field of the upstream connection

@@ -402,23 +402,25 @@ auth:
     - {key: 0123456789, tenant: 007}
     - {key: 0x1F2E3D4C, tenant: True}
     - {key: 1e3, tenant: 12}
+    - {key: true, tenant: false}
 storage:
   clickhouse: {password: 012345, user: 2023-06-01}
   redis: {password: 9.10}
 server: {port: 0x1F90, timeout: 1.50, read_timeout: 0x10}
-rate_limit: {default: 60.0, burst: 1e3, tenants: {"007": 010}}
+rate_limit: {default: 60.0, burst: 1e3, tenants: {"007": 010}, disabled: true}
 routes:
   - name: a
     path: /a
     upstream: http://x
-    headers: {anthropic-version: 2023-06-01, x-n: 1, x-f: 0.50}
+    headers: {anthropic-version: 2023-06-01, x-n: 1, x-f: 0.50, helicone-cache-enabled: true}
+    set_headers: {x-off: false}
     failover: {on: [429, 5xx]}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := cfg.Auth.Keys
-	for i, want := range [][2]string{{"0123456789", "007"}, {"0x1F2E3D4C", "True"}, {"1e3", "12"}} {
+	for i, want := range [][2]string{{"0123456789", "007"}, {"0x1F2E3D4C", "True"}, {"1e3", "12"}, {"true", "false"}} {
 		if keys[i].Key != want[0] || keys[i].Tenant != want[1] {
 			t.Errorf("key %d = %q tenant %q, want %q %q", i, keys[i].Key, keys[i].Tenant, want[0], want[1])
 		}
@@ -426,8 +428,12 @@ routes:
 	if ch := cfg.Storage.ClickHouse; ch.Password != "012345" || ch.User != "2023-06-01" || cfg.Storage.Redis.Password != "9.10" {
 		t.Errorf("passwords %q %q, user %q", ch.Password, cfg.Storage.Redis.Password, ch.User)
 	}
-	if h := cfg.Routes[0].Headers; h["anthropic-version"] != "2023-06-01" || h["x-n"] != "1" || h["x-f"] != "0.50" {
+	if h := cfg.Routes[0].Headers; h["anthropic-version"] != "2023-06-01" || h["x-n"] != "1" || h["x-f"] != "0.50" || h["helicone-cache-enabled"] != "true" {
 		t.Errorf("headers %v", h)
+	}
+	// true and false went as "1" and "0"; a bool setting reads them still.
+	if h := cfg.Routes[0].SetHeaders; h["x-off"] != "false" || !cfg.RateLimit.Disabled {
+		t.Errorf("set_headers %v, rate_limit.disabled %v", h, cfg.RateLimit.Disabled)
 	}
 	if on := cfg.Routes[0].Failover.On; len(on) != 2 || on[0] != "429" {
 		t.Errorf("failover.on %q", on)
@@ -508,5 +514,30 @@ func TestProviderKeyTrimmed(t *testing.T) {
 	resp := r.post(t, "/v1/chat/completions", `{"stream":true}`, map[string]string{mockllm.HeaderChunks: "1"})
 	if body := readAll(t, resp); resp.StatusCode != 200 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+}
+
+// TestHeaderNamesOnceEach: a route's headers (or set_headers) naming one
+// field twice in different case are refused, both names shown: one of the
+// two values went upstream, which one changing from start to start.
+func TestHeaderNamesOnceEach(t *testing.T) {
+	for _, field := range []string{"headers", "set_headers"} {
+		y := minimalRoute + "    " + field + ": {X-P: one, x-p: two}\n"
+		parseError(t, y, "routes[0]."+field+"=X-P, x-p: the same header name twice")
+	}
+}
+
+// TestServerPortZeroRefused: an explicit server.port 0, in the file or the
+// environment, is refused, as rate_limit.default's 0 is: it became 8080
+// without a word.
+func TestServerPortZeroRefused(t *testing.T) {
+	parseError(t, minimalRoute+"server: {port: 0}\n", "server.port=0: must be 1..65535")
+	path := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(path, []byte(minimalRoute), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RELAY_SERVER__PORT", "0")
+	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "server.port=0: must be 1..65535") {
+		t.Errorf("RELAY_SERVER__PORT=0: %v", err)
 	}
 }

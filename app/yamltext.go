@@ -10,7 +10,7 @@ import (
 // a plain scalar YAML would read as a number, a bool or a date that does
 // not give its own text back is kept as the text written. YAML reads an
 // unquoted 0123456789 as the number 123456789, 012345 as the octal 5349,
-// 9.10 as 9.1, 0x1F as 31, True as true and 2023-06-01 as a time, and the
+// 9.10 as 9.1, 0x1F as 31, true as a bool and 2023-06-01 as a time, and the
 // decoder turned those back into other text without a word: a relay key
 // that never matched, a password that failed to log in, a header value
 // refused. A setting that is text now gets the value as written; one that
@@ -77,7 +77,10 @@ func readsBackSame(n *yaml.Node) bool {
 		}
 		return false
 	case "!!bool":
-		return n.Value == "true" || n.Value == "false"
+		// The decoder writes a bool as "1" or "0" into a text setting
+		// (headers: {x-flag: true} went upstream as X-Flag: 1); a bool
+		// setting reads the text "true" as it reads "True".
+		return false
 	case "!!timestamp":
 		return false
 	}
