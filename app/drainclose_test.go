@@ -88,7 +88,7 @@ func TestDrainRefusalsSayClose(t *testing.T) {
 
 // TestDrainKeptAliveConnections: requests sent during the drain on
 // connections kept alive from before it are answered 503 shutting_down,
-// saying close, with a row: the next request after a stream that ended in
+// saying close, with a row naming the key's tenant: the next request after a stream that ended in
 // the drain, and one on a connection idle at the signal while a stream was
 // still in flight. The server's shutdown closed both connections (EOF, no
 // status, no row: a POST an SDK cannot safely send again).
@@ -125,8 +125,9 @@ func TestDrainKeptAliveConnections(t *testing.T) {
 		if resp.StatusCode != 503 || !resp.Close || !strings.Contains(string(body), "shutting_down") {
 			t.Fatalf("%s: %d, Connection %q, %s; want 503 shutting_down saying close", what, resp.StatusCode, resp.Header.Get("Connection"), body)
 		}
-		if rw := r.rows.wait(t, resp.Header.Get("X-Request-Id")); rw.Status != 503 {
-			t.Errorf("%s: row status %d", what, rw.Status)
+		// Named by its key, as every refused request's row is.
+		if rw := r.rows.wait(t, resp.Header.Get("X-Request-Id")); rw.Status != 503 || rw.Tenant != "test-tenant" || rw.KeyID == "" {
+			t.Errorf("%s: row status %d tenant %q key %q, want 503 with the key's tenant", what, rw.Status, rw.Tenant, rw.KeyID)
 		}
 	}
 	idle, idleR := dial()

@@ -29,11 +29,20 @@ type verdict struct {
 // declares (negative: unknown, a chunked body). Rate limits are left to the caller (takeRate). It does
 // not allocate, but for the messages of a 405 and a 413.
 func (h *Relay) gate(ctx *fasthttp.RequestCtx, cfg *Config, rt *upstream.Route, bodyLen int64) verdict {
-	if h.draining() && !h.begunBeforeDrain(ctx) {
-		return verdict{status: fasthttp.StatusServiceUnavailable, errType: record.ErrShuttingDown, msg: "the relay is shutting down"}
-	}
 	hdr := &ctx.Request.Header
 	key := cfg.Keys.Lookup(requestCredential(hdr, ctx.URI().QueryString()))
+	if h.draining() && !h.begunBeforeDrain(ctx) {
+		// Its row names the key and tenant, as every refused request's
+		// does (a tenant's refusals are counted by its rows).
+		v := verdict{status: fasthttp.StatusServiceUnavailable, errType: record.ErrShuttingDown, msg: "the relay is shutting down"}
+		if key != nil {
+			v.key, v.tenant = key, key.Tenant
+			if t := hdr.PeekBytes(hdrTenant); len(t) > 0 && key.Allows(t) {
+				v.tenant = key.tenant(t)
+			}
+		}
+		return v
+	}
 	if key == nil {
 		return verdict{status: fasthttp.StatusUnauthorized, errType: record.ErrUnauthorized, msg: msgNoKey}
 	}
