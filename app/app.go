@@ -40,6 +40,7 @@ type App struct {
 	rl        reloadState     // see Reload
 	limiters  limiterTotals   // the limiters' counters since start (limitertotals.go)
 	served    servedListeners // the listeners Serve was given (serve.go)
+	edges     edgeSet         // the open client connections (edgeset.go)
 	// certs is the listener's certificate source (certs.go); nil without
 	// TLS. Reload reloads it.
 	certs atomic.Pointer[certSource]
@@ -203,7 +204,7 @@ func (a *App) newFiber(routes []*upstream.Route) *fiber.App {
 	srv.KeepHijackedConns = true
 	// A detached stream whose hijack handler never ran is ended when its
 	// connection closes (handlers/detach.go).
-	srv.ConnState = closeGuarded
+	srv.ConnState = a.edges.connState
 	if a.cfg.Server.Detached() {
 		// The server's workers then serve a connection's first request
 		// only (a detached stream's goroutines serve the next ones): a
@@ -442,7 +443,7 @@ func (a *App) Serve(ln net.Listener) error {
 		return nil
 	}
 	a.log.Info("stream-relay listening", "addr", ln.Addr().String())
-	return a.fiber.Listener(edgeListener{Listener: ol, retry: &acceptRetry{log: a.log, count: a.metrics.AcceptFailed}})
+	return a.fiber.Listener(edgeListener{Listener: ol, retry: &acceptRetry{log: a.log, count: a.metrics.AcceptFailed}, set: &a.edges})
 }
 
 // Shutdown stops taking requests, lets in-flight streams finish within the
@@ -493,6 +494,7 @@ func (a *App) Shutdown(ctx context.Context) error {
 	if err := <-shut; err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		errs = append(errs, err)
 	}
+
 	// A request whose upload was under way when the drain began is served
 	// (handlers' gate), and reaches the relay only once its body is whole:
 	// Wait may have found none in flight before it did. The server's
@@ -507,8 +509,14 @@ func (a *App) Shutdown(ctx context.Context) error {
 		}
 	}
 	// Past the grace period: a request still arriving is refused, begun
-	// before the drain or not.
+	// before the drain or not, and an upload the server's shutdown left
+	// unfinished is answered 503 shutting_down, with its row, now, instead
+	// of dying with the process (edgeset.go).
 	a.relay.EndGrace()
+	if n := a.edges.cutUploads(); n > 0 {
+		a.log.Warn("grace period over: requests whose upload had not ended are answered 503", "requests", n)
+		a.edges.waitAnswered(ctx, 2*time.Second)
+	}
 	// The storage's error too (rows it could not keep at exit): the
 	// process then exits with a failure, which a supervisor sees.
 	errs = append(errs, a.closeBackground(ctx))

@@ -31,6 +31,7 @@ import (
 type edgeListener struct {
 	net.Listener
 	retry *acceptRetry
+	set   *edgeSet // the open connections (edgeset.go); nil: not kept
 }
 
 // Accept wraps the next connection. An accept that fails for want of a
@@ -57,6 +58,7 @@ func (l edgeListener) Accept() (net.Conn, error) {
 func (l edgeListener) wrap(c net.Conn) net.Conn {
 	c = socket.Wrap(c) // when the listener did not (Serve with a plain one)
 	ec := &edgeConn{Conn: c, fresh: true, start: true}
+	l.set.add(ec)
 	if sc, ok := c.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
 			ec.raw = raw
@@ -338,18 +340,24 @@ func closeGuarded(c net.Conn, st fasthttp.ConnState) {
 	if st != fasthttp.StateClosed {
 		return
 	}
-	var ec *edgeConn
-	switch v := c.(type) {
-	case *edgeConn:
-		ec = v
-	case *edgeTLSConn:
-		ec = v.edgeConn
-	default:
+	ec := edgeOf(c)
+	if ec == nil {
 		return
 	}
 	if f := ec.hijackEnd.Swap(nil); f != nil {
 		(*f)()
 	}
+}
+
+// edgeOf returns the edgeConn c is, or nil.
+func edgeOf(c net.Conn) *edgeConn {
+	switch v := c.(type) {
+	case *edgeConn:
+		return v
+	case *edgeTLSConn:
+		return v.edgeConn
+	}
+	return nil
 }
 
 // DropHead gives the kept head's buffer back to its pool.

@@ -42,6 +42,12 @@ func (h *Relay) ServerError(c *fiber.Ctx, err error) error {
 		errType, msg = record.ErrNotFound, "no route for this path"
 	case fiber.StatusRequestTimeout:
 		errType, msg = record.ErrBadRequest, "request not received in time"
+		if h.graceOver.Load() {
+			// The drain's end cut its upload (app's edgeSet): it is the
+			// relay that stops, not the client that was slow.
+			status, errType, msg = fiber.StatusServiceUnavailable, record.ErrShuttingDown, "the relay is shutting down"
+			c.Context().SetConnectionClose()
+		}
 	case fiber.StatusRequestHeaderFieldsTooLarge:
 		errType, msg = record.ErrBadRequest, msgHeadTooLarge
 	case fiber.StatusMethodNotAllowed:

@@ -1,0 +1,60 @@
+package app
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDrainEndAnswersUnfinishedUpload: an upload still arriving when the
+// grace period is over is answered 503 shutting_down, with its id and its
+// row, before the relay exits; the server's shutdown left its connection
+// open and the process exited under it (the client got a broken pipe, the
+// request no row). The read timeout is far longer than the test waits:
+// only the drain's end can answer it in time.
+func TestDrainEndAnswersUnfinishedUpload(t *testing.T) {
+	r := startRelayWith(t, "", func(c *Config) {
+		c.Server.ShutdownGrace = time.Second
+		c.Server.ReadTimeout = 5 * time.Minute
+	})
+	addr := strings.TrimPrefix(r.base, "http://")
+	body := `{"model":"gpt-slow-upload","stream":true,"messages":[{"role":"user","content":"` + strings.Repeat("x", 4000) + `"}]}`
+	full := relayReq("/v1/chat/completions", "", body)
+	split := len(full) - len(body) + 100 // the head and the body's first 100 bytes
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, full[:split]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // the head read: the request has begun
+	stopped, shutErr := beginShutdown(t, r)
+	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to an upload unfinished at the drain's end: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	id := resp.Header.Get("X-Request-Id")
+	if resp.StatusCode != 503 || !strings.Contains(string(b), "shutting_down") || id == "" || !resp.Close {
+		t.Fatalf("answered %d, id %q, close %v: %s; want 503 shutting_down with an id, saying close", resp.StatusCode, id, resp.Close, b)
+	}
+	if row := r.rows.wait(t, id); row.Status != 503 || row.ErrorType != "shutting_down" || row.Tenant != "test-tenant" {
+		t.Errorf("row %d %q tenant %q, want 503 shutting_down of the key's tenant", row.Status, row.ErrorType, row.Tenant)
+	}
+	select {
+	case <-stopped:
+		if *shutErr != nil {
+			t.Errorf("Shutdown: %v", *shutErr)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Shutdown did not return")
+	}
+}
