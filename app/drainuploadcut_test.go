@@ -58,3 +58,36 @@ func TestDrainEndAnswersUnfinishedUpload(t *testing.T) {
 		t.Fatal("Shutdown did not return")
 	}
 }
+
+// TestEdgeSetForgetsClosed: the set of open client connections the drain
+// sweeps lets each go when it closes, whichever side closed it: it does
+// not grow with the connections a relay has served.
+func TestEdgeSetForgetsClosed(t *testing.T) {
+	r := startRelay(t, "")
+	addr := strings.TrimPrefix(r.base, "http://")
+	for i := range 20 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+		if i%2 == 0 {
+			_, _ = io.WriteString(c, relayReq("/v1/chat/completions", "", `{"model":"m","stream":true}`))
+			_, _ = io.ReadAll(c) // the relay closes it (Connection: close)
+		}
+		c.Close()
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r.app.edges.mu.Lock()
+		n := len(r.app.edges.m)
+		r.app.edges.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 20 closed connections still in the set", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -16,8 +16,9 @@ import (
 // and no row, and the process exited under it. cutUploads ends such reads
 // at once; the server's error handler then answers each 503
 // shutting_down, with its id and row, before the storage closes.
-// Connections join when accepted and leave when closed or hijacked (a
-// detached stream or a WebSocket session, which the drain ends itself).
+// Connections join when accepted and leave when closed (by whoever closes
+// them) or hijacked (a detached stream or a WebSocket session, which the
+// drain ends itself).
 type edgeSet struct {
 	mu sync.Mutex
 	m  map[*edgeConn]struct{}
@@ -27,6 +28,7 @@ func (s *edgeSet) add(c *edgeConn) {
 	if s == nil {
 		return
 	}
+	c.set = s
 	s.mu.Lock()
 	if s.m == nil {
 		s.m = map[*edgeConn]struct{}{}

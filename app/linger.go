@@ -29,6 +29,9 @@ func (c *edgeConn) Linger() { c.linger.Store(true) }
 
 // Close closes the connection, lingering first when Linger was called.
 func (c *edgeConn) Close() error {
+	if c.set != nil {
+		c.set.remove(c) // whoever closes it: the server, a hijacker, a refusal
+	}
 	if c.linger.Swap(false) {
 		c.drainUpload()
 	}

@@ -148,6 +148,9 @@ type edgeConn struct {
 	// ran (handlers.hijackGuarded); the server's ConnState runs it when the
 	// connection closes (closeGuarded).
 	hijackEnd atomic.Pointer[func()]
+	// set is the open connections it belongs to (edgeset.go); Close
+	// leaves it.
+	set *edgeSet
 	// linger makes Close end the sending side and read what the client
 	// still sends first (linger.go).
 	linger atomic.Bool
