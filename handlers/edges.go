@@ -49,8 +49,9 @@ func (h *Relay) CheckRequest(next fasthttp.RequestHandler) fasthttp.RequestHandl
 // requestEdge returns the status and message a parsed request is refused
 // with, or 0.
 func requestEdge(hdr *fasthttp.RequestHeader) (int, string) {
-	// fasthttp lets any "HTTP/d.d" through and serves it as HTTP/1.x. A
-	// 1.x minor it does not know is 1.1 (RFC 9110 2.5, and nginx); another
+	// fasthttp lets any "HTTP/d.d" through and serves a 1.x minor it does
+	// not know as HTTP/1.0 (closed after the answer; RFC 9110 2.5 and nginx
+	// would take it for 1.1, which fasthttp decided at the head); another
 	// major is 505, as nginx answers HTTP/2.0 and HTTP/3.0 (it answers
 	// HTTP/0.9 with 400; 505 is the RFC's answer to a major version not
 	// supported).
