@@ -348,6 +348,9 @@ func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader)
 	capture = append(capture, '{')
 	for k, v := range h.All() {
 		lk := lowerKey(&lb, k)
+		if framingField(lk) {
+			continue // as sent: below
+		}
 		class := fieldClass(lk)
 		if len(authKey) > 0 && sameField(k, authKey) {
 			class |= secret
@@ -361,7 +364,43 @@ func (r *Route) CaptureRequestHeaders(capture []byte, h *fasthttp.RequestHeader)
 		}
 		capture = addField(&seen, capture, lk, v, class, h)
 	}
-	return seen.close(capture)
+	return seen.close(appendFramingFields(&seen, capture, raw))
+}
+
+// framingField reports whether lk (a lower-case name) is a field of the
+// message's framing that fasthttp rewrites as it reads a request: a
+// Content-Length set to the body it read (0 for none), a
+// Transfer-Encoding dropped once the chunks are read, a Connection: close
+// added to an HTTP/1.0 request or one it will close. A refused request's
+// row (a smuggling attempt's: both framings) keeps them as sent.
+func framingField(lk []byte) bool {
+	switch string(lk) {
+	case "content-length", "transfer-encoding", "connection":
+		return true
+	}
+	return false
+}
+
+// appendFramingFields captures the framing fields of the raw header block
+// raw (framingField) as they were sent, one a line.
+func appendFramingFields(seen *headerSet, capture, raw []byte) []byte {
+	var lb [64]byte
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		k, v, ok := bytes.Cut(bytes.TrimRight(line, "\r"), []byte{':'})
+		if !ok || len(k) > len(lb) {
+			continue
+		}
+		if lk := lowerKey(&lb, k); framingField(lk) {
+			capture = seen.add(capture, lk, bytes.TrimSpace(v), classOf(lk))
+		}
+	}
+	return capture
 }
 
 // addField captures one field of h (lk its lower-case name, class its

@@ -240,3 +240,30 @@ func BenchmarkCaptureManyFields(b *testing.B) {
 		capture = r.CaptureRequestHeaders(capture[:0], &req)
 	}
 }
+
+// TestRefusedRowKeepsFramingAsSent: a refused request's row keeps its
+// framing fields as the client sent them, not as fasthttp rewrote them
+// while reading it: a smuggling attempt's Transfer-Encoding (dropped once
+// the chunks were read), its Content-Length (set to the body read), no
+// Connection: close the client never sent (added for HTTP/1.0).
+func TestRefusedRowKeepsFramingAsSent(t *testing.T) {
+	var req fasthttp.RequestHeader
+	if err := req.Read(bufioReader("POST /v1/x HTTP/1.1\r\nHost: relay\r\nContent-Length: 5\r\n" +
+		"Transfer-Encoding: chunked\r\nX-One: 1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	req.SetContentLength(0) // what fasthttp does once it read the chunked body
+	req.SetConnectionClose()
+	want := map[string]string{"host": "relay", "content-length": "5", "transfer-encoding": "chunked", "x-one": "1"}
+	if m := checkHeaderObject(t, (*Route)(nil).CaptureRequestHeaders(nil, &req)); !maps.Equal(m, want) {
+		t.Errorf("captured %v, want %v", m, want)
+	}
+	var old fasthttp.RequestHeader
+	if err := old.Read(bufioReader("GET /v1/x HTTP/1.0\r\nHost: relay\r\nConnection: keep-alive\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	want = map[string]string{"host": "relay", "connection": "keep-alive"}
+	if m := checkHeaderObject(t, (*Route)(nil).CaptureRequestHeaders(nil, &old)); !maps.Equal(m, want) {
+		t.Errorf("HTTP/1.0: captured %v, want %v", m, want)
+	}
+}
