@@ -386,12 +386,8 @@ func framingField(lk []byte) bool {
 func appendFramingFields(seen *headerSet, capture, raw []byte) []byte {
 	var lb [64]byte
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutLine(raw)
 		k, v, ok := bytes.Cut(bytes.TrimRight(line, "\r"), []byte{':'})
 		if !ok || len(k) > len(lb) {
 			continue
@@ -422,12 +418,8 @@ func addField(seen *headerSet, capture, lk, v []byte, class headerClass, h *fast
 func fieldLines(raw, lowerName []byte) int {
 	n := 0
 	for len(raw) > 0 {
-		line := raw
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, raw = raw[:i], raw[i+1:]
-		} else {
-			raw = nil
-		}
+		var line []byte
+		line, raw = cutLine(raw)
 		if len(line) > len(lowerName) && line[len(lowerName)] == ':' && bytes.EqualFold(line[:len(lowerName)], lowerName) {
 			n++
 		}
@@ -435,16 +427,20 @@ func fieldLines(raw, lowerName []byte) int {
 	return n
 }
 
+// cutLine returns the first line of b, without its LF, and what follows.
+func cutLine(b []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
+}
+
 // foldedField reports whether a field named name in the raw header block
 // raw is followed by a continuation line (one beginning with a space or a
 // tab).
 func foldedField(raw, name []byte) bool {
 	for len(raw) > 0 {
-		line := raw
-		next := []byte(nil)
-		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
-			line, next = raw[:i], raw[i+1:]
-		}
+		line, next := cutLine(raw)
 		raw = next
 		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' || len(next) == 0 || (next[0] != ' ' && next[0] != '\t') {
 			continue
