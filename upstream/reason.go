@@ -29,10 +29,22 @@ func (r *Route) setStatus(resp *fasthttp.Response, code int, upstreamPhrase []by
 	if knownStatus(code) {
 		return
 	}
+	masked := r != nil && len(r.secret) >= minMaskedKey
+	if masked {
+		upstreamPhrase = r.maskKey(upstreamPhrase) // a copy only when it holds the key
+	}
 	var buf [maxReasonLen]byte
 	if p := reasonPhrase(buf[:0], upstreamPhrase); len(p) > 0 {
-		if r != nil && len(r.secret) >= minMaskedKey {
-			p = r.maskKeyCut(p)
+		if masked {
+			// The bound may have cut a key (as it is, as a query or as
+			// JSON writes it): its beginning is masked too, and the
+			// phrase cut to the bound again.
+			for _, k := range [...]string{r.secret, r.keyQuery, r.keyJSON} {
+				if k != "" {
+					p = maskCutKey(p, k)
+				}
+			}
+			p = p[:min(len(p), maxReasonLen)]
 		}
 		resp.Header.SetStatusMessage(p)
 	}

@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"net/url"
 	"strings"
 	"testing"
 
@@ -87,16 +88,24 @@ func TestCommitStatusPhrase(t *testing.T) {
 // masked, as the same key in its headers does; it went out as it came.
 func TestStatusPhraseKeyMasked(t *testing.T) {
 	key := "sk-prov-ABCdef/123+xyz=secretKEY"
-	r := &Route{secret: key}
+	r := &Route{secret: key, keyQuery: url.QueryEscape(key), keyJSON: strings.ReplaceAll(key, "/", `\/`)}
 	for _, tt := range []struct{ phrase, want string }{
 		{"key " + key, "HTTP/1.1 599 key [redacted]"},
-		{strings.Repeat("x", maxReasonLen-10) + " " + key, "HTTP/1.1 599 " + strings.Repeat("x", maxReasonLen-10) + " [redacted]"},
+		// Masked, then cut to the bound.
+		{strings.Repeat("x", maxReasonLen-10) + " " + key, "HTTP/1.1 599 " + strings.Repeat("x", maxReasonLen-10) + " [redacted"},
 		{"Overloaded", "HTTP/1.1 599 Overloaded"},
+		// Query-escaped and cut by the bound: its beginning is masked.
+		{"Bad request GET /v1beta/models?key=" + url.QueryEscape(key), "HTTP/1.1 599 Bad request GET /v1beta/models?key=[redacted]"},
+		{"Bad GET /v1beta/models:generate?key=" + url.QueryEscape(key), "HTTP/1.1 599 Bad GET /v1beta/models:generate?key=[redacted]"},
 	} {
 		var resp fasthttp.Response
 		r.setStatus(&resp, 599, []byte(tt.phrase))
-		if got := statusLine(&resp); got != tt.want || strings.Contains(got, "secretKEY") || strings.Contains(got, "sk-prov") {
+		got := statusLine(&resp)
+		if got != tt.want || strings.Contains(got, "sk-prov") || strings.Contains(got, "ABCdef") {
 			t.Errorf("phrase %q: status line %q, want %q", tt.phrase, got, tt.want)
+		}
+		if n := len(got) - len("HTTP/1.1 599 "); n > maxReasonLen {
+			t.Errorf("phrase %q: %d bytes of phrase, want at most %d", tt.phrase, n, maxReasonLen)
 		}
 	}
 }
