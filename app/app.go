@@ -512,10 +512,9 @@ func (a *App) Shutdown(ctx context.Context) error {
 	// before the drain or not, and an upload the server's shutdown left
 	// unfinished is answered 503 shutting_down, with its row, now, instead
 	// of dying with the process (edgeset.go).
-	a.relay.EndGrace()
-	if n := a.edges.cutUploads(); n > 0 {
+	if n := a.relay.EndGrace() + a.edges.cutUploads(); n > 0 {
 		a.log.Warn("grace period over: requests whose upload had not ended are answered 503", "requests", n)
-		a.edges.waitAnswered(ctx, 2*time.Second)
+		a.edges.waitAnswered(ctx, 2*time.Second, a.relay.UploadsUnderWay)
 	}
 	// The storage's error too (rows it could not keep at exit): the
 	// process then exits with a failure, which a supervisor sees.

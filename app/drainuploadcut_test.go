@@ -17,6 +17,13 @@ import (
 // request no row). The read timeout is far longer than the test waits:
 // only the drain's end can answer it in time.
 func TestDrainEndAnswersUnfinishedUpload(t *testing.T) {
+	t.Run("new connection", func(t *testing.T) { drainEndUpload(t, false) })
+	// The connection's next request after a detached stream (testConfig
+	// detaches every one), read by the detached writer's server.
+	t.Run("after a detached stream", func(t *testing.T) { drainEndUpload(t, true) })
+}
+
+func drainEndUpload(t *testing.T, afterStream bool) {
 	r := startRelayWith(t, "", func(c *Config) {
 		c.Server.ShutdownGrace = time.Second
 		c.Server.ReadTimeout = 5 * time.Minute
@@ -30,13 +37,29 @@ func TestDrainEndAnswersUnfinishedUpload(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	br := bufio.NewReader(c)
+	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	if afterStream {
+		first := strings.Replace(relayReq("/v1/chat/completions", "", `{"model":"first","stream":true}`), "Connection: close\r\n", "", 1)
+		if _, err := io.WriteString(c, first); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), "[DONE]") {
+			t.Fatalf("first stream: %d %v", resp.StatusCode, err)
+		}
+		resp.Body.Close()
+		time.Sleep(200 * time.Millisecond) // its connection back with a server
+	}
 	if _, err := io.WriteString(c, full[:split]); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // the head read: the request has begun
 	stopped, shutErr := beginShutdown(t, r)
-	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	resp, err := http.ReadResponse(br, nil)
 	if err != nil {
 		t.Fatalf("no answer to an upload unfinished at the drain's end: %v", err)
 	}

@@ -85,10 +85,11 @@ func (s *edgeSet) busy() int {
 }
 
 // waitAnswered waits, up to limit, until no connection is inside a
-// request: the cut ones answered (and closed).
-func (s *edgeSet) waitAnswered(ctx context.Context, limit time.Duration) {
+// request, neither of the set nor of others (a detached stream's
+// goroutine's: others counts them): the cut ones answered (and closed).
+func (s *edgeSet) waitAnswered(ctx context.Context, limit time.Duration, others func() int) {
 	deadline := time.Now().Add(limit)
-	for s.busy() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+	for s.busy()+others() > 0 && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(10 * time.Millisecond)
 	}
 }

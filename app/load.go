@@ -123,23 +123,22 @@ func envListItem(environ []string) string {
 
 // serviceLink reports whether the variable rest=value (its name past the
 // prefix, lower case) is one Kubernetes sets for a Service in the pod's
-// namespace (Docker's links the same): relay-server's
-// RELAY_SERVER_SERVICE_HOST, RELAY_SERVER_PORT=tcp://10.0.0.1:8080,
-// RELAY_SERVER_PORT_8080_TCP_ADDR and the like. A pod beside such a
+// namespace: relay-server's RELAY_SERVER_SERVICE_HOST,
+// RELAY_SERVER_SERVICE_PORT(_NAME), RELAY_SERVER_PORT=tcp://10.0.0.1:8080,
+// RELAY_SERVER_PORT_8080_TCP(_ADDR, _PORT, _PROTO). A pod beside such a
 // Service could not start. RELAY_SERVER_PORT=8080 is still a typo.
 func serviceLink(rest, value string) bool {
-	if strings.HasSuffix(rest, "_service_host") || strings.Contains(rest, "_service_port") {
-		return true
-	}
-	_, port, ok := strings.Cut(rest, "_port")
 	switch {
-	case !ok:
-		return false
-	case port == "":
+	case strings.HasSuffix(rest, "_service_host"), strings.Contains(rest, "_service_port"):
+		return true
+	case strings.HasSuffix(rest, "_port"):
 		return strings.HasPrefix(value, "tcp://") || strings.HasPrefix(value, "udp://") || strings.HasPrefix(value, "sctp://")
 	}
-	return len(port) > 1 && port[0] == '_' && port[1] >= '0' && port[1] <= '9'
+	return serviceLinkPort.MatchString(rest)
 }
+
+// serviceLinkPort matches the end of Kubernetes' per-port link variables.
+var serviceLinkPort = regexp.MustCompile(`_port_[0-9]+_(tcp|udp|sctp)(_addr|_port|_proto)?$`)
 
 // envTypo refuses a RELAY_ variable that is meant as a setting but names
 // none, which would be ignored without a word: one whose first level is

@@ -348,6 +348,8 @@ func TestEnvMisspelled(t *testing.T) {
 	t.Setenv("RELAY_SERVER_PORT", "tcp://10.96.0.12:8080")
 	t.Setenv("RELAY_SERVER_PORT_8080_TCP_ADDR", "10.96.0.12")
 	t.Setenv("RELAY_METRICS_PORT", "tcp://10.96.0.13:9100")
+	t.Setenv("RELAY_SERVER_PORTAL_PORT", "tcp://10.96.0.14:80") // a Service relay-server-portal
+	t.Setenv("RELAY_SERVER_PORTAL_PORT_80_TCP_ADDR", "10.96.0.14")
 	t.Setenv("RELAY_STORAGE__CLICKHOUSE__URLS", "http://127.0.0.1:1,http://127.0.0.1:2")
 	cfg, err := Load(path)
 	if err != nil {

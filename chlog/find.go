@@ -515,7 +515,7 @@ func newestFirst(dir, ext string) ([]string, error) {
 	}
 	var names []string
 	for _, e := range ents {
-		if !e.IsDir() && !special(e) && strings.HasSuffix(e.Name(), ext) {
+		if !e.IsDir() && !special(dir, e) && strings.HasSuffix(e.Name(), ext) {
 			names = append(names, e.Name())
 		}
 	}

@@ -182,8 +182,16 @@ func TestFindInRejectedWAL(t *testing.T) {
 // them for good.
 func TestFindSkipsFIFO(t *testing.T) {
 	dir := t.TempDir()
-	if err := syscall.Mkfifo(filepath.Join(dir, "00000000000000000001-1-k-a-b.native"), 0o600); err != nil {
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
 		t.Skip("mkfifo:", err)
+	}
+	// The pipe itself, and a link to one, under spool names.
+	if err := syscall.Mkfifo(filepath.Join(dir, "00000000000000000001-1-k-a-b.native"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(fifo, filepath.Join(dir, "00000000000000000002-1-k-a-b.native")); err != nil {
+		t.Fatal(err)
 	}
 	done := make(chan error, 2)
 	go func() {
@@ -192,6 +200,9 @@ func TestFindSkipsFIFO(t *testing.T) {
 	}()
 	go func() {
 		_, err := ListSpool(dir, true)
+		if err == nil {
+			_, err = listDir(dir, false, true) // relay spool ls -verify
+		}
 		done <- err
 	}()
 	for range 2 {

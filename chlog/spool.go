@@ -120,7 +120,7 @@ func openSpool(w *Writer, dir string, maxBytes int64) (*spool, error) {
 			_ = os.Remove(filepath.Join(dir, e.Name())) // never renamed: its block went elsewhere or is in the WAL
 			continue
 		}
-		if !strings.HasSuffix(e.Name(), spoolExt) || e.IsDir() || special(e) {
+		if !strings.HasSuffix(e.Name(), spoolExt) || e.IsDir() || special(dir, e) {
 			continue // rejected/, wal/, the lock, an operator's notes
 		}
 		f, ok := parseSpoolName(e.Name())

@@ -143,7 +143,7 @@ func listDir(dir string, rejected, verify bool) ([]SpoolEntry, error) {
 		// rejected/ also keeps copies of damaged WAL segments (walscan.go):
 		// listed with their reason, never verified or replayed.
 		walCopy := rejected && strings.HasSuffix(e.Name(), walExt)
-		if e.IsDir() || special(e) || !strings.HasSuffix(e.Name(), spoolExt) && !walCopy {
+		if e.IsDir() || special(dir, e) || !strings.HasSuffix(e.Name(), spoolExt) && !walCopy {
 			continue
 		}
 		ent := SpoolEntry{File: e.Name(), Rejected: rejected, Rows: -1}

@@ -162,9 +162,15 @@ func writeDurable(dir, name string, data []byte) error {
 	return t.commit(data[n:], name)
 }
 
-// special reports whether e is a named pipe, socket or device: a file of
-// the spool's name that is no file. Reading one blocked relay show, relay
-// spool ls -verify and the start for good (a FIFO named *.native).
-func special(e fs.DirEntry) bool {
-	return e.Type()&(fs.ModeNamedPipe|fs.ModeSocket|fs.ModeDevice|fs.ModeCharDevice|fs.ModeIrregular) != 0
+// special reports whether e, an entry of dir, is a named pipe, socket or
+// device, or a link to one: a file of the spool's name that is no file.
+// Reading one blocked relay show, relay spool ls -verify and the start for
+// good (a FIFO named *.native).
+func special(dir string, e fs.DirEntry) bool {
+	const odd = fs.ModeNamedPipe | fs.ModeSocket | fs.ModeDevice | fs.ModeCharDevice | fs.ModeIrregular
+	if e.Type()&fs.ModeSymlink != 0 {
+		info, err := os.Stat(filepath.Join(dir, e.Name()))
+		return err == nil && info.Mode()&odd != 0
+	}
+	return e.Type()&odd != 0
 }

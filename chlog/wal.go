@@ -204,7 +204,7 @@ func walSegments(dir string) ([]walSegment, error) {
 	}
 	var segs []walSegment
 	for _, e := range ents {
-		if seq, ok := walSegmentSeq(e.Name()); ok && !e.IsDir() && !special(e) {
+		if seq, ok := walSegmentSeq(e.Name()); ok && !e.IsDir() && !special(dir, e) {
 			segs = append(segs, walSegment{seq, e.Name()})
 		}
 	}

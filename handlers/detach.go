@@ -95,6 +95,39 @@ func (d *detached) drain() {
 	d.mu.Unlock()
 }
 
+// cutUploads ends the reads of the connections served after a detached
+// stream that are inside a request (an upload still arriving when the
+// grace period is over): a read deadline in the past, whose timeout
+// ServerError answers 503 shutting_down with its row (not CloseRead: the
+// end of the stream would read as the client's leaving). It returns how
+// many it cut.
+func (d *detached) cutUploads() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for c := range d.serving {
+		if i, ok := c.(idler); ok && !i.Idle() {
+			_ = c.SetReadDeadline(time.Unix(1, 0))
+			n++
+		}
+	}
+	return n
+}
+
+// uploads returns how many connections served after a detached stream are
+// inside a request.
+func (d *detached) uploads() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for c := range d.serving {
+		if i, ok := c.(idler); ok && !i.Idle() {
+			n++
+		}
+	}
+	return n
+}
+
 // idler is a client connection that knows whether it waits for a request
 // (app's edgeConn).
 type idler interface {

@@ -191,7 +191,19 @@ func (h *Relay) CloseIdle() {
 
 // EndGrace ends the drain's grace period: from now on every request is
 // refused, also one that had begun to arrive before the drain.
-func (h *Relay) EndGrace() { h.graceOver.Store(true) }
+//
+// An upload still arriving then on a connection a detached stream's
+// goroutine serves is cut: answered 503 shutting_down (ServerError). It
+// returns how many were cut (see UploadsUnderWay); the server's own
+// connections are the app's to cut.
+func (h *Relay) EndGrace() int {
+	h.graceOver.Store(true)
+	return h.detached.cutUploads()
+}
+
+// UploadsUnderWay returns how many connections served after a detached
+// stream are inside a request: those EndGrace cut, until answered.
+func (h *Relay) UploadsUnderWay() int { return h.detached.uploads() }
 
 // Ready reports whether the relay takes traffic: false once it drains.
 func (h *Relay) Ready() bool { return !h.draining() }
