@@ -42,20 +42,8 @@ func drainUpload(t *testing.T, afterStream bool) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	if afterStream {
-		first := strings.Replace(relayReq("/v1/chat/completions", "", `{"model":"first","stream":true}`), "Connection: close\r\n", "", 1)
-		if _, err := io.WriteString(c, first); err != nil {
-			t.Fatal(err)
-		}
 		_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), "[DONE]") {
-			t.Fatalf("first stream: %d %v", resp.StatusCode, err)
-		}
-		resp.Body.Close()
-		time.Sleep(200 * time.Millisecond) // its connection back with a server
+		streamFirst(t, c, br)
 	}
 	if _, err := io.WriteString(c, full[:split]); err != nil {
 		t.Fatal(err)
@@ -110,6 +98,26 @@ func drainUpload(t *testing.T, afterStream bool) {
 // beginShutdown starts r's shutdown (SIGTERM's drain) and returns a channel
 // closed when it returned, and where its error then is. The harness's own
 // cleanup (which runs after this one) does not shut it down again.
+// streamFirst sends a streamed request on c, kept alive, and reads its
+// answer whole (testConfig detaches the stream): c's next request is read
+// by the detached writer's server.
+func streamFirst(t *testing.T, c net.Conn, br *bufio.Reader) {
+	t.Helper()
+	first := strings.Replace(relayReq("/v1/chat/completions", "", `{"model":"first","stream":true}`), "Connection: close\r\n", "", 1)
+	if _, err := io.WriteString(c, first); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), "[DONE]") {
+		t.Fatalf("first stream: %d %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	time.Sleep(200 * time.Millisecond) // its connection back with a server
+}
+
 func beginShutdown(t *testing.T, r *relay) (<-chan struct{}, *error) {
 	t.Helper()
 	a := r.app

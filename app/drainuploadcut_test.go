@@ -40,19 +40,7 @@ func drainEndUpload(t *testing.T, afterStream bool) {
 	br := bufio.NewReader(c)
 	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
 	if afterStream {
-		first := strings.Replace(relayReq("/v1/chat/completions", "", `{"model":"first","stream":true}`), "Connection: close\r\n", "", 1)
-		if _, err := io.WriteString(c, first); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if b, err := io.ReadAll(resp.Body); err != nil || resp.StatusCode != 200 || !strings.Contains(string(b), "[DONE]") {
-			t.Fatalf("first stream: %d %v", resp.StatusCode, err)
-		}
-		resp.Body.Close()
-		time.Sleep(200 * time.Millisecond) // its connection back with a server
+		streamFirst(t, c, br)
 	}
 	if _, err := io.WriteString(c, full[:split]); err != nil {
 		t.Fatal(err)
